@@ -1,0 +1,95 @@
+/*
+ * codec.h - the three encodings: protobuf on the wire, msgpack in the
+ * store, JSON at the API.
+ *
+ * Wraps protobuf-c, msgpack-c and jansson; none of their types cross this
+ * header. Every decoder is total: truncated, oversized or garbage input
+ * returns an error and never reads out of bounds. Decoders check shape
+ * (types, lengths that fit the fixed-size fields); the domain rules are
+ * ctkn_event_check()'s job, because protobuf "decodes" much garbage.
+ *
+ * Buffers returned through uint8_t ** or char * are malloc'd: caller owns
+ * them, release with free(). On failure nothing is allocated.
+ *
+ * Errors:   CTKN_EDECODE for bytes that do not decode (err->msg says
+ *           where); CTKN_EINVAL / CTKN_EBADREQ for API bodies, with
+ *           err->field naming the field; CTKN_ENOMEM.
+ * Not here: validation rules (token.h, event.h).
+ */
+#ifndef CTKN_CODEC_H
+#define CTKN_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctkn/error.h"
+#include "ctkn/event.h"
+#include "ctkn/token.h"
+
+/* ---- protobuf: the event on the wire (proto/ctkn.proto) ------------- */
+
+int ctkn_event_encode(const struct ctkn_event *ev, uint8_t **out, size_t *len,
+                      struct ctkn_err *err);
+/* Fills *ev from len bytes; unknown fields are ignored. */
+int ctkn_event_decode(const void *buf, size_t len, struct ctkn_event *ev,
+                      struct ctkn_err *err);
+
+/* ---- msgpack: the stored token record -------------------------------- */
+
+int ctkn_record_encode(const struct ctkn_record *rec, uint8_t **out,
+                       size_t *len, struct ctkn_err *err);
+int ctkn_record_decode(const void *buf, size_t len, struct ctkn_record *rec,
+                       struct ctkn_err *err);
+
+/* ---- JSON: Paddle's shapes, in Paddle's field order ----------------- */
+
+/* A random UUIDv4 ("1681f87f-9c36-4557-a1da-bbb622afa0cc"), 37 bytes. */
+int ctkn_request_id(char out[37]);
+
+/* The entity: {"id","token","name","description","status","created_at",
+ * "updated_at","revoked_at"}. Returns NULL when out of memory. */
+char *ctkn_json_token(const struct ctkn_token *t);
+
+/* {"data": <entity>, "meta": {"request_id": ...}} */
+char *ctkn_json_data(const struct ctkn_token *t, const char *request_id);
+
+/* The webhook envelope: {"event_id","event_type","occurred_at",
+ * "notification_id","data"}. */
+char *ctkn_json_event(const struct ctkn_event *ev);
+
+struct ctkn_pagination {
+  int per_page;
+  const char *next; /* absolute URL of the next page, or NULL */
+  bool has_more;
+  int64_t estimated_total; /* < 0: omitted (Skip-Count) */
+};
+
+/* {"data": [entities], "meta": {"request_id", "pagination": {"per_page",
+ * "next", "has_more", "estimated_total"}}} */
+char *ctkn_json_list(const struct ctkn_token *items, size_t n,
+                     const struct ctkn_pagination *page,
+                     const char *request_id);
+
+/* Paddle's error envelope for err (err->code picks code and type; an
+ * invalid_field error lists err->field in "errors"). */
+char *ctkn_json_error(const struct ctkn_err *err, const char *request_id);
+
+/*
+ * Parse a POST /client-tokens body into a create command:
+ * {"name": string, "description": string|null}. Malformed JSON or a body
+ * that is not an object is CTKN_EBADREQ; a missing, mistyped or invalid
+ * field, or an unknown one, is CTKN_EINVAL naming the field.
+ */
+int ctkn_json_parse_create(const char *body, size_t len,
+                           struct ctkn_command *cmd, struct ctkn_err *err);
+
+/*
+ * Parse a PATCH /client-tokens/{id} body into an update command for id:
+ * any of "name", "description" (string|null) and "status". An empty
+ * object is CTKN_EBADREQ.
+ */
+int ctkn_json_parse_update(const char *body, size_t len, const char *id,
+                           struct ctkn_command *cmd, struct ctkn_err *err);
+
+#endif /* CTKN_CODEC_H */

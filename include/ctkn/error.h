@@ -1,0 +1,67 @@
+/*
+ * error.h - error codes and error detail shared by every ctkn module.
+ *
+ * Every fallible function returns CTKN_OK (0) or a negative CTKN_E* code.
+ * When a code alone cannot explain a failure, the function takes a trailing
+ * struct ctkn_err *, which may be NULL. The codes map one to one onto the
+ * API's error codes (ctkn_error_code()) and the CLI's exit statuses
+ * (ctkn_error_exit()), so the three can never drift apart.
+ *
+ * Errors:   this module has none of its own.
+ * Not here: formatting the error envelope as JSON (codec.h).
+ */
+#ifndef CTKN_ERROR_H
+#define CTKN_ERROR_H
+
+#include <stddef.h>
+
+/* X(NAME, value, api code, HTTP status, CLI exit, text) */
+#define CTKN_ERRNO_MAP(X)                                                      \
+  X(INVAL, -1, "invalid_field", 400, 1, "invalid field")                       \
+  X(BADREQ, -2, "bad_request", 400, 1, "bad request")                          \
+  X(NOTFOUND, -3, "not_found", 404, 1, "not found")                            \
+  X(CONFLICT, -4, "conflict", 409, 1, "conflict")                              \
+  X(NOMEM, -5, "service_unavailable", 503, 3, "out of memory")                 \
+  X(STORE, -6, "service_unavailable", 503, 3, "storage error")                 \
+  X(KAFKA, -7, "service_unavailable", 503, 3, "kafka unavailable")             \
+  X(TIMEOUT, -8, "service_unavailable", 503, 3, "timed out")                   \
+  X(DECODE, -9, "bad_request", 400, 1, "malformed record")                     \
+  X(FORMAT, -10, "service_unavailable", 503, 3, "unknown store format")        \
+  X(USAGE, -11, "bad_request", 400, 2, "usage error")                          \
+  X(IO, -12, "service_unavailable", 503, 3, "i/o error")                       \
+  X(INTERNAL, -13, "internal_error", 500, 3, "internal error")
+
+enum {
+  CTKN_OK = 0,
+#define CTKN__ERRNO_ENUM(name, val, api, http, ex, text) CTKN_E##name = (val),
+  CTKN_ERRNO_MAP(CTKN__ERRNO_ENUM)
+#undef CTKN__ERRNO_ENUM
+};
+
+/*
+ * Detail for a failure. `field` names the offending input field for
+ * CTKN_EINVAL ("name", "description", "status", ...), and is "" otherwise.
+ * `msg` states the rule that was broken, in words a user can act on.
+ */
+struct ctkn_err {
+  int code;       /* same value the function returned */
+  char field[64]; /* offending field, or "" */
+  char msg[256];  /* detail; may be "" */
+};
+
+/* Human text for a code. Never NULL; unknown codes get "unknown error". */
+const char *ctkn_strerror(int code);
+
+/* Paddle's error code for a CTKN_E* code ("invalid_field", "conflict", ...). */
+const char *ctkn_error_code(int code);
+
+/* HTTP status for a CTKN_E* code (400, 404, 409, 503...). */
+int ctkn_error_http_status(int code);
+
+/* CLI exit status for a CTKN_E* code: 0 for CTKN_OK, then 1, 2 or 3. */
+int ctkn_error_exit(int code);
+
+/* Reset *err to "no error". NULL is a no-op. */
+void ctkn_err_clear(struct ctkn_err *err);
+
+#endif /* CTKN_ERROR_H */

@@ -1,0 +1,35 @@
+/*
+ * internal.h - helpers shared by ctkn's modules; not installed.
+ */
+#ifndef CTKN_INTERNAL_H
+#define CTKN_INTERNAL_H
+
+#include <stddef.h>
+
+#include "ctkn/error.h"
+
+#define CTKN__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#if defined(__GNUC__)
+#define CTKN__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CTKN__PRINTF(f, a)
+#endif
+
+/*
+ * Fill *err (when not NULL) with code, no field and a printf-style message,
+ * and return code, so that `return ctkn__err(err, CTKN_ESTORE, ...)` reads
+ * as one statement.
+ */
+int ctkn__err(struct ctkn_err *err, int code, const char *fmt, ...)
+    CTKN__PRINTF(3, 4);
+
+/* Same, naming the offending field: "name", "description", "status"... */
+int ctkn__err_field(struct ctkn_err *err, int code, const char *field,
+                    const char *fmt, ...) CTKN__PRINTF(4, 5);
+
+/* Copy at most dstsz - 1 bytes and always NUL-terminate (dstsz > 0).
+ * Returns the length of src, so truncation shows as >= dstsz. */
+size_t ctkn__strlcpy(char *dst, const char *src, size_t dstsz);
+
+#endif /* CTKN_INTERNAL_H */
