@@ -25,18 +25,18 @@
 
 #include "ctkn/error.h"
 
-#define CTKN_ULID_LEN     26                    /* Crockford base32 chars */
-#define CTKN_ID_LEN       (5 + CTKN_ULID_LEN)   /* "ctkn_" + ULID */
-#define CTKN_EVT_ID_LEN   (4 + CTKN_ULID_LEN)   /* "evt_" + ULID */
-#define CTKN_TOKEN_LEN    (5 + 27)              /* "test_" + 27 base62 */
-#define CTKN_NAME_MAX     150                   /* code points */
-#define CTKN_DESC_MAX     500                   /* code points */
-#define CTKN_NAME_BYTES   (CTKN_NAME_MAX * 4)   /* worst-case UTF-8 */
-#define CTKN_DESC_BYTES   (CTKN_DESC_MAX * 4)   /* worst-case UTF-8 */
-#define CTKN_TIME_LEN     27 /* "2025-06-26T14:36:14.695521Z" */
-#define CTKN_ID_BUF       (CTKN_ID_LEN + 1)
-#define CTKN_TOKEN_BUF    (CTKN_TOKEN_LEN + 1)
-#define CTKN_TIME_BUF     (CTKN_TIME_LEN + 1)
+#define CTKN_ULID_LEN   26                  /* Crockford base32 chars */
+#define CTKN_ID_LEN     (5 + CTKN_ULID_LEN) /* "ctkn_" + ULID */
+#define CTKN_EVT_ID_LEN (4 + CTKN_ULID_LEN) /* "evt_" + ULID */
+#define CTKN_TOKEN_LEN  (5 + 27)            /* "test_" + 27 base62 */
+#define CTKN_NAME_MAX   150                 /* code points */
+#define CTKN_DESC_MAX   500                 /* code points */
+#define CTKN_NAME_BYTES (CTKN_NAME_MAX * 4) /* worst-case UTF-8 */
+#define CTKN_DESC_BYTES (CTKN_DESC_MAX * 4) /* worst-case UTF-8 */
+#define CTKN_TIME_LEN   27                  /* "2025-06-26T14:36:14.695521Z" */
+#define CTKN_ID_BUF     (CTKN_ID_LEN + 1)
+#define CTKN_TOKEN_BUF  (CTKN_TOKEN_LEN + 1)
+#define CTKN_TIME_BUF   (CTKN_TIME_LEN + 1)
 
 typedef enum ctkn_status {
   CTKN_STATUS_ACTIVE = 1,
