@@ -71,6 +71,7 @@ void ctkn_err_clear(struct ctkn_err *err)
   err->msg[0] = '\0';
 }
 
+CTKN__PRINTF(4, 0)
 static int err_vset(struct ctkn_err *err, int code, const char *field,
                     const char *fmt, va_list ap)
 {

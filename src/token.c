@@ -106,6 +106,15 @@ static void civil_from_days(int64_t z, int *y, int *m, int *d)
   *y = (int)(yoe + era * 400 + (*m <= 2));
 }
 
+/* Write v as exactly n decimal digits (v < 10^n). */
+static void put_digits(char *p, int64_t v, int n)
+{
+  for (int i = n - 1; i >= 0; i--) {
+    p[i] = (char)('0' + v % 10);
+    v /= 10;
+  }
+}
+
 int ctkn_time_format(int64_t us, char out[CTKN_TIME_BUF])
 {
   if (us < 0 || us > MAX_US) {
@@ -118,9 +127,14 @@ int ctkn_time_format(int64_t us, char out[CTKN_TIME_BUF])
   int y, m, d;
 
   civil_from_days(days, &y, &m, &d);
-  snprintf(out, CTKN_TIME_BUF, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", y, m, d,
-           (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60),
-           (int)(us % US_PER_SEC));
+  memcpy(out, "0000-00-00T00:00:00.000000Z", CTKN_TIME_BUF);
+  put_digits(out, y, 4);
+  put_digits(out + 5, m, 2);
+  put_digits(out + 8, d, 2);
+  put_digits(out + 11, sod / 3600, 2);
+  put_digits(out + 14, sod / 60 % 60, 2);
+  put_digits(out + 17, sod % 60, 2);
+  put_digits(out + 20, us % US_PER_SEC, 6);
   return CTKN_OK;
 }
 
