@@ -122,3 +122,20 @@ void ctkn_hex(const uint8_t *bytes, size_t len, char *out)
   }
   out[2 * len] = '\0';
 }
+
+size_t ctkn_base64(const void *bytes, size_t len, char *out)
+{
+  const unsigned char *p = bytes;
+  size_t n = 0;
+
+  /* EVP_EncodeBlock takes an int length: encode in chunks of whole
+   * 3-byte groups so no padding appears mid-stream. */
+  while (len > 0) {
+    size_t chunk = len > 3 * 1024 * 1024 ? 3 * 1024 * 1024 : len;
+    n += (size_t)EVP_EncodeBlock((unsigned char *)out + n, p, (int)chunk);
+    p += chunk;
+    len -= chunk;
+  }
+  out[n] = '\0';
+  return n;
+}

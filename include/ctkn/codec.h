@@ -44,6 +44,12 @@ int ctkn_record_decode(const void *buf, size_t len, struct ctkn_record *rec,
 
 /* ---- JSON: Paddle's shapes, in Paddle's field order ----------------- */
 
+/*
+ * Renderers write compact JSON with raw UTF-8 and return NULL only when
+ * out of memory: bytes that are not valid UTF-8 are written as U+FFFD. A
+ * NULL request_id gets a fresh one from ctkn_request_id().
+ */
+
 /* A random UUIDv4 ("1681f87f-9c36-4557-a1da-bbb622afa0cc"), 37 bytes. */
 int ctkn_request_id(char out[37]);
 
@@ -91,5 +97,32 @@ int ctkn_json_parse_create(const char *body, size_t len,
  */
 int ctkn_json_parse_update(const char *body, size_t len, const char *id,
                            struct ctkn_command *cmd, struct ctkn_err *err);
+
+/* ---- JSON: ctkn's own outputs (CLI and API extensions) -------------- */
+
+/* {"data": {"id", "token", "status", "environment"}, "meta": ...}: what
+ * `ctkn verify` and GET /client-tokens/verify answer. */
+char *ctkn_json_verify(const struct ctkn_token *t, ctkn_env env,
+                       const char *request_id);
+
+/* {"data": {"sha256", "tokens", "offsets": [{"partition", "offset"}]}} */
+char *ctkn_json_digest(const char *sha256_hex, int64_t tokens,
+                       const int32_t *partitions, const int64_t *offsets,
+                       size_t n);
+
+/* One quarantined record: {"partition", "offset", "reason", "key_base64",
+ * "value_base64"} (null for absent bytes). */
+char *ctkn_json_quarantined(int32_t partition, int64_t offset,
+                            const char *reason, const void *key, size_t klen,
+                            const void *value, size_t vlen);
+
+/* {"data": {"topic", "partitions", "replication_factor", "created"}} */
+char *ctkn_json_topic(const char *topic, int32_t partitions,
+                      int replication_factor, bool created);
+
+/* {"data": {"applied", "rejected", "quarantined", "skipped", "paused"}} */
+char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
+                              uint64_t quarantined, uint64_t skipped,
+                              int32_t paused);
 
 #endif /* CTKN_CODEC_H */

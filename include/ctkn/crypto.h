@@ -39,4 +39,8 @@ void ctkn_hmac_sha256(const void *key, size_t keylen, const void *data,
 /* Lowercase hex of len bytes into out, which holds 2 * len + 1 bytes. */
 void ctkn_hex(const uint8_t *bytes, size_t len, char *out);
 
+/* Standard base64 (with padding) of len bytes into out, which holds
+ * 4 * ((len + 2) / 3) + 1 bytes. Returns the length written. */
+size_t ctkn_base64(const void *bytes, size_t len, char *out);
+
 #endif /* CTKN_CRYPTO_H */

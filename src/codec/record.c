@@ -275,11 +275,13 @@ static int get_str(const msgpack_object *o, int f, char *dst, size_t dstsz,
   if (n > dstsz - 1)
     return ctkn__err(err, CTKN_EDECODE, "%s: %" PRIu32 " bytes exceeds %zu",
                      field_names[f], n, dstsz - 1);
-  nul = memchr(o->via.str.ptr, '\0', n);
+  /* msgpack-c gives an empty string a NULL pointer. */
+  nul = n > 0 ? memchr(o->via.str.ptr, '\0', n) : NULL;
   if (nul != NULL)
     return ctkn__err(err, CTKN_EDECODE, "%s: NUL byte at offset %zu",
                      field_names[f], (size_t)(nul - o->via.str.ptr));
-  memcpy(dst, o->via.str.ptr, n);
+  if (n > 0)
+    memcpy(dst, o->via.str.ptr, n);
   dst[n] = '\0';
   return CTKN_OK;
 }

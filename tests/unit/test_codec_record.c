@@ -294,6 +294,25 @@ static void test_active_record_round_trips(void **state)
   assert_round_trips(&r);
 }
 
+/* msgpack-c can hand an empty string over as a NULL pointer; decoding must
+ * not pass it to memchr/memcpy. These bytes came from fuzz_record under
+ * UBSan: an array of 12 whose ID is "" and which is truncated. */
+static void
+test_empty_string_field_decodes_without_undefined_behaviour(void **state)
+{
+  static const uint8_t crash[] = {0x9c, 0x01, 0xa0, 0x00, 0x00, 0x00, 0x72,
+                                  0x38, 0x04, 0x31, 0x00, 0x00, 0x00};
+  struct ctkn_record r;
+  struct ctkn_record got;
+  (void)state;
+
+  assert_int_equal(ctkn_record_decode(crash, sizeof(crash), &got, NULL),
+                   CTKN_EDECODE);
+  sample_record(&r, true);
+  r.token.name[0] = '\0';
+  assert_round_trips(&r);
+}
+
 static void test_revoked_record_with_description_round_trips(void **state)
 {
   struct ctkn_record r;
@@ -854,6 +873,8 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_active_record_round_trips),
       cmocka_unit_test(test_revoked_record_with_description_round_trips),
+      cmocka_unit_test(
+          test_empty_string_field_decodes_without_undefined_behaviour),
       cmocka_unit_test(test_max_length_name_and_description_round_trip),
       cmocka_unit_test(test_extreme_integers_round_trip),
       cmocka_unit_test(test_encoding_is_layout_1_array_with_nil_for_null),

@@ -1,0 +1,646 @@
+/*
+ * json.c - the API's JSON: Paddle's entity, webhook, list and error
+ * shapes, and the create/update request bodies. The only user of jansson.
+ *
+ * Output is compact ({"a":1,"b":2}), in Paddle's field order, with UTF-8
+ * emitted raw (JSON_ENSURE_ASCII is off) and only what JSON requires
+ * escaped. Renderers return NULL only when out of memory: text that is not
+ * valid UTF-8 (a truncated err->msg, a corrupt record) is rendered with
+ * U+FFFD in place of each bad byte rather than failing, because jansson
+ * refuses to build or dump such a string.
+ *
+ * Request bodies are parsed strictly: duplicate keys, unknown keys, wrong
+ * types and "\u0000" are refused, and the values go through the
+ * ctkn_command_set_* setters so the CLI and the API share one set of rules.
+ */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctkn/codec.h"
+#include "ctkn/crypto.h"
+#include "ctkn/error.h"
+#include "ctkn/event.h"
+#include "ctkn/token.h"
+#include "internal.h"
+
+#define DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER)
+#define DOC_URL    "https://developer.paddle.com/v1/errors/shared/"
+
+/* ---- UTF-8 helpers --------------------------------------------------- */
+
+/*
+ * Length (1-4) of the well-formed UTF-8 sequence at s, per RFC 3629 (no
+ * overlong forms, no surrogates, nothing past U+10FFFF), or 0 when the
+ * bytes at s do not start one. n > 0 bytes are readable.
+ */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+  unsigned char lo = 0x80, hi = 0xBF;
+  size_t len, i;
+
+  if (s[0] < 0x80)
+    return 1;
+  if (s[0] >= 0xC2 && s[0] <= 0xDF)
+    len = 2;
+  else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+    len = 3;
+  else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+    len = 4;
+  else
+    return 0;
+  if (s[0] == 0xE0)
+    lo = 0xA0;
+  else if (s[0] == 0xED)
+    hi = 0x9F;
+  else if (s[0] == 0xF0)
+    lo = 0x90;
+  else if (s[0] == 0xF4)
+    hi = 0x8F;
+  if (n < len || s[1] < lo || s[1] > hi)
+    return 0;
+  for (i = 2; i < len; i++)
+    if (s[i] < 0x80 || s[i] > 0xBF)
+      return 0;
+  return len;
+}
+
+/*
+ * A JSON string for the text at s: at most max bytes, stopping at the
+ * first NUL (the entity's fields are fixed-size arrays that a corrupt
+ * record might not terminate). Invalid bytes become U+FFFD. NULL only when
+ * out of memory.
+ */
+static json_t *jstr(const char *s, size_t max)
+{
+  const unsigned char *u = (const unsigned char *)s;
+  size_t n = strnlen(s, max);
+  size_t i, k, o = 0;
+  char *fixed;
+  json_t *j;
+
+  for (i = 0; i < n; i += k)
+    if ((k = utf8_seq(u + i, n - i)) == 0)
+      break;
+  if (i == n)
+    return json_stringn_nocheck(s, n);
+
+  /* Each bad byte grows to the 3 bytes of U+FFFD. */
+  fixed = malloc(3 * n + 1);
+  if (fixed == NULL)
+    return NULL;
+  for (i = 0; i < n; i += k) {
+    k = utf8_seq(u + i, n - i);
+    if (k == 0) {
+      memcpy(fixed + o, "\xEF\xBF\xBD", 3);
+      o += 3;
+      k = 1;
+    } else {
+      memcpy(fixed + o, s + i, k);
+      o += k;
+    }
+  }
+  j = json_stringn_nocheck(fixed, o);
+  free(fixed);
+  return j;
+}
+
+/* Copy the key src into dst (dstsz > 0), cut at a code point boundary so a
+ * long key never leaves half a character in err->field. src is valid UTF-8
+ * (jansson checked it). */
+static void utf8_copy_trunc(char *dst, size_t dstsz, const char *src)
+{
+  size_t n = strlen(src);
+
+  if (n >= dstsz) {
+    n = dstsz - 1;
+    while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+      n--;
+  }
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+/* ---- rendering ------------------------------------------------------- */
+
+/* A time as RFC 3339 with 6 fractional digits. An instant ctkn_time_format
+ * cannot write (before 1970, after 9999) becomes null rather than failing
+ * the whole document; ctkn_token_check() never lets one through. */
+static json_t *jtime(int64_t us)
+{
+  char buf[CTKN_TIME_BUF];
+
+  if (ctkn_time_format(us, buf) != CTKN_OK)
+    return json_null();
+  return json_stringn_nocheck(buf, strnlen(buf, sizeof(buf)));
+}
+
+/* A string from a table (status, event type), or null when unknown. */
+static json_t *jname(const char *s)
+{
+  return s != NULL ? json_string(s) : json_null();
+}
+
+/* json_object_set_new() steals value even when it fails, and fails on a
+ * NULL value, so a chain of these needs one error check and no cleanup. */
+static int set(json_t *obj, const char *key, json_t *value)
+{
+  return json_object_set_new(obj, key, value);
+}
+
+static json_t *token_obj(const struct ctkn_token *t)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "id", jstr(t->id, sizeof(t->id)));
+  rc |= set(o, "token", jstr(t->token, sizeof(t->token)));
+  rc |= set(o, "name", jstr(t->name, sizeof(t->name)));
+  rc |= set(o, "description",
+            t->has_description ? jstr(t->description, sizeof(t->description))
+                               : json_null());
+  rc |= set(o, "status", jname(ctkn_status_str(t->status)));
+  rc |= set(o, "created_at", jtime(t->created_at));
+  rc |= set(o, "updated_at", jtime(t->updated_at));
+  rc |= set(o, "revoked_at",
+            t->revoked_at != 0 ? jtime(t->revoked_at) : json_null());
+  if (rc != 0) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
+
+/*
+ * {"request_id": ...} plus, when extra is not NULL, one more member
+ * (the list's "pagination"); takes ownership of extra. A NULL request_id
+ * gets a fresh one, so that no response goes out without an ID to quote.
+ */
+static json_t *meta_obj(const char *request_id, json_t *extra)
+{
+  json_t *o = json_object();
+  char rid[37];
+  int rc = 0;
+
+  if (o == NULL) {
+    json_decref(extra);
+    return NULL;
+  }
+  if (request_id == NULL && ctkn_request_id(rid) == CTKN_OK)
+    request_id = rid;
+  rc |= set(o, "request_id",
+            request_id != NULL ? jstr(request_id, SIZE_MAX) : json_null());
+  if (extra != NULL)
+    rc |= set(o, "pagination", extra);
+  if (rc != 0) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
+
+/* Dump and release root (NULL passes through, for OOM). */
+static char *dump(json_t *root)
+{
+  char *s;
+
+  if (root == NULL)
+    return NULL;
+  s = json_dumps(root, DUMP_FLAGS);
+  json_decref(root);
+  return s;
+}
+
+/* {first: a, second: b}; takes ownership of a and b, even on failure. */
+static json_t *pair(const char *first, json_t *a, const char *second, json_t *b)
+{
+  json_t *o = json_object();
+  int rc;
+
+  if (o == NULL) {
+    json_decref(a);
+    json_decref(b);
+    return NULL;
+  }
+  rc = set(o, first, a);
+  rc |= set(o, second, b);
+  if (rc != 0) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
+
+int ctkn_request_id(char out[37])
+{
+  uint8_t b[16];
+  int rc = ctkn_random(b, sizeof(b));
+
+  if (rc != CTKN_OK) {
+    out[0] = '\0';
+    return rc;
+  }
+  b[6] = (uint8_t)((b[6] & 0x0F) | 0x40); /* version 4 */
+  b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant: 10xx */
+  snprintf(out, 37,
+           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+           "%02x%02x%02x%02x%02x%02x",
+           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+           b[11], b[12], b[13], b[14], b[15]);
+  return CTKN_OK;
+}
+
+char *ctkn_json_token(const struct ctkn_token *t)
+{
+  return dump(token_obj(t));
+}
+
+char *ctkn_json_data(const struct ctkn_token *t, const char *request_id)
+{
+  json_t *data = token_obj(t);
+
+  return dump(pair("data", data, "meta", meta_obj(request_id, NULL)));
+}
+
+char *ctkn_json_event(const struct ctkn_event *ev)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "event_id", jstr(ev->event_id, sizeof(ev->event_id)));
+  rc |= set(o, "event_type", jname(ctkn_event_type_str(ev->type)));
+  rc |= set(o, "occurred_at", jtime(ev->occurred_at));
+  rc |= set(o, "notification_id",
+            jstr(ev->notification_id, sizeof(ev->notification_id)));
+  rc |= set(o, "data", token_obj(&ev->data));
+  if (rc != 0) {
+    json_decref(o);
+    return NULL;
+  }
+  return dump(o);
+}
+
+char *ctkn_json_list(const struct ctkn_token *items, size_t n,
+                     const struct ctkn_pagination *page, const char *request_id)
+{
+  json_t *data = json_array();
+  json_t *pg = json_object();
+  size_t i;
+  int rc = 0;
+
+  if (data == NULL || pg == NULL)
+    goto oom;
+  for (i = 0; items != NULL && i < n; i++)
+    if (json_array_append_new(data, token_obj(&items[i])) != 0)
+      goto oom;
+
+  /* Without a page description, the list is one whole page. */
+  rc |= set(pg, "per_page", json_integer(page ? page->per_page : (int)n));
+  rc |= set(pg, "next",
+            page && page->next ? jstr(page->next, SIZE_MAX) : json_null());
+  rc |= set(pg, "has_more", json_boolean(page && page->has_more));
+  if (page != NULL && page->estimated_total >= 0)
+    rc |= set(pg, "estimated_total", json_integer(page->estimated_total));
+  if (rc != 0)
+    goto oom;
+  return dump(pair("data", data, "meta", meta_obj(request_id, pg)));
+
+oom:
+  json_decref(data);
+  json_decref(pg);
+  return NULL;
+}
+
+/* [{"field": ..., "message": ...}]: Paddle's per-field list. */
+static json_t *field_errors(const struct ctkn_err *err, json_t *message)
+{
+  json_t *list = json_array();
+  json_t *item =
+      pair("field", jstr(err->field, sizeof(err->field)), "message", message);
+
+  if (list == NULL) {
+    json_decref(item);
+    return NULL;
+  }
+  /* append_new() releases item even when it fails (item NULL included). */
+  if (json_array_append_new(list, item) != 0) {
+    json_decref(list);
+    return NULL;
+  }
+  return list;
+}
+
+char *ctkn_json_error(const struct ctkn_err *err, const char *request_id)
+{
+  /* A missing or success code cannot be reported as a failure's cause. */
+  int code = err != NULL && err->code < 0 ? err->code : CTKN_EINTERNAL;
+  const char *api = ctkn_error_code(code);
+  bool has_msg = err != NULL && err->msg[0] != '\0';
+  char url[sizeof(DOC_URL) + 64];
+  json_t *e = json_object();
+  int rc = 0;
+
+  if (e == NULL)
+    return NULL;
+  snprintf(url, sizeof(url), "%s%s", DOC_URL, api);
+  rc |= set(e, "type",
+            json_string(ctkn_error_http_status(code) >= 500 ? "api_error"
+                                                            : "request_error"));
+  rc |= set(e, "code", json_string(api));
+  rc |= set(e, "detail",
+            has_msg ? jstr(err->msg, sizeof(err->msg))
+                    : json_string(ctkn_strerror(code)));
+  rc |= set(e, "documentation_url", json_string(url));
+  if (err != NULL && err->field[0] != '\0')
+    rc |= set(e, "errors",
+              field_errors(err, has_msg ? jstr(err->msg, sizeof(err->msg))
+                                        : json_string(ctkn_strerror(code))));
+  if (rc != 0) {
+    json_decref(e);
+    return NULL;
+  }
+  return dump(pair("error", e, "meta", meta_obj(request_id, NULL)));
+}
+
+/* ---- request parsing ------------------------------------------------- */
+
+/*
+ * Load a request body that must be one JSON object. Duplicate keys,
+ * "\u0000", invalid UTF-8, lone surrogates, trailing bytes and nesting
+ * deeper than jansson's limit are all jansson's to refuse.
+ */
+static int load_object(const char *body, size_t len, json_t **out,
+                       struct ctkn_err *err)
+{
+  json_error_t je;
+  json_t *root;
+
+  *out = NULL;
+  root = json_loadb(body != NULL ? body : "", body != NULL ? len : 0,
+                    JSON_REJECT_DUPLICATES, &je);
+  if (root == NULL) {
+    if (json_error_code(&je) == json_error_out_of_memory)
+      return ctkn__err(err, CTKN_ENOMEM, "out of memory parsing JSON");
+    return ctkn__err(err, CTKN_EBADREQ,
+                     "invalid JSON at line %d, column %d: %s", je.line,
+                     je.column, je.text);
+  }
+  if (!json_is_object(root)) {
+    json_decref(root);
+    return ctkn__err(err, CTKN_EBADREQ, "request body must be a JSON object");
+  }
+  *out = root;
+  return CTKN_OK;
+}
+
+static int unknown_field(const char *key, bool update, struct ctkn_err *err)
+{
+  char field[sizeof(((struct ctkn_err *)0)->field)];
+
+  utf8_copy_trunc(field, sizeof(field), key);
+  return ctkn__err_field(err, CTKN_EINVAL, field,
+                         "unknown field (accepted: name, description%s)",
+                         update ? ", status" : "");
+}
+
+static int set_name(struct ctkn_command *cmd, json_t *v, struct ctkn_err *err)
+{
+  if (!json_is_string(v))
+    return ctkn__err_field(err, CTKN_EINVAL, "name", "must be a string");
+  return ctkn_command_set_name(cmd, json_string_value(v), json_string_length(v),
+                               err);
+}
+
+static int set_description(struct ctkn_command *cmd, json_t *v,
+                           struct ctkn_err *err)
+{
+  if (json_is_null(v))
+    return ctkn_command_set_description(cmd, NULL, 0, err);
+  if (!json_is_string(v))
+    return ctkn__err_field(err, CTKN_EINVAL, "description",
+                           "must be a string or null");
+  return ctkn_command_set_description(cmd, json_string_value(v),
+                                      json_string_length(v), err);
+}
+
+static int set_status(struct ctkn_command *cmd, json_t *v, struct ctkn_err *err)
+{
+  /* The setter takes a C string: "\u0000" was refused by the loader, so
+   * the value holds no NUL that could cut "revoked\0junk" short. */
+  if (!json_is_string(v))
+    return ctkn__err_field(err, CTKN_EINVAL, "status", "must be a string");
+  return ctkn_command_set_status(cmd, json_string_value(v), err);
+}
+
+/*
+ * Copy the members of root into cmd in document order, so the error
+ * reported is the first problem in the body. Keys are plain C strings
+ * because jansson refuses "\u0000" in keys.
+ */
+static int fill(struct ctkn_command *cmd, json_t *root, bool update,
+                struct ctkn_err *err)
+{
+  const char *key;
+  json_t *v;
+  int rc;
+
+  json_object_foreach(root, key, v)
+  {
+    if (strcmp(key, "name") == 0)
+      rc = set_name(cmd, v, err);
+    else if (strcmp(key, "description") == 0)
+      rc = set_description(cmd, v, err);
+    else if (strcmp(key, "status") == 0)
+      rc = update ? set_status(cmd, v, err)
+                  : ctkn__err_field(err, CTKN_EINVAL, "status",
+                                    "cannot be set when creating; new "
+                                    "tokens are active");
+    else
+      rc = unknown_field(key, update, err);
+    if (rc != CTKN_OK)
+      return rc;
+  }
+  return CTKN_OK;
+}
+
+int ctkn_json_parse_create(const char *body, size_t len,
+                           struct ctkn_command *cmd, struct ctkn_err *err)
+{
+  json_t *root;
+  int rc;
+
+  ctkn_err_clear(err);
+  ctkn_command_init(cmd, CTKN_CMD_CREATE);
+  rc = load_object(body, len, &root, err);
+  if (rc != CTKN_OK)
+    return rc;
+  rc = fill(cmd, root, false, err);
+  json_decref(root);
+  if (rc != CTKN_OK)
+    return rc;
+  /* A missing name is ctkn_command_check()'s to report. */
+  return ctkn_command_check(cmd, err);
+}
+
+int ctkn_json_parse_update(const char *body, size_t len, const char *id,
+                           struct ctkn_command *cmd, struct ctkn_err *err)
+{
+  json_t *root;
+  int rc;
+
+  ctkn_err_clear(err);
+  ctkn_command_init(cmd, CTKN_CMD_UPDATE);
+  rc = ctkn_command_set_id(cmd, id != NULL ? id : "", err);
+  if (rc != CTKN_OK)
+    return rc;
+  rc = load_object(body, len, &root, err);
+  if (rc != CTKN_OK)
+    return rc;
+  rc = fill(cmd, root, true, err);
+  json_decref(root);
+  if (rc != CTKN_OK)
+    return rc;
+  /* An empty object is ctkn_command_check()'s to report (bad_request). */
+  return ctkn_command_check(cmd, err);
+}
+
+/* ---- ctkn's own outputs ------------------------------------------------ */
+
+/* {"data": o} with an optional meta; takes ownership of o. */
+static char *data_doc(json_t *o, bool meta, const char *request_id)
+{
+  if (o == NULL)
+    return NULL;
+  if (!meta) {
+    json_t *root = json_object();
+    if (root == NULL || set(root, "data", o) != 0) {
+      json_decref(root);
+      return NULL;
+    }
+    return dump(root);
+  }
+  return dump(pair("data", o, "meta", meta_obj(request_id, NULL)));
+}
+
+static json_t *checked(json_t *o, int rc)
+{
+  if (rc != 0) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
+
+char *ctkn_json_verify(const struct ctkn_token *t, ctkn_env env,
+                       const char *request_id)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "id", jstr(t->id, sizeof(t->id)));
+  rc |= set(o, "token", jstr(t->token, sizeof(t->token)));
+  rc |= set(o, "status", jname(ctkn_status_str(t->status)));
+  rc |= set(o, "environment", jname(ctkn_env_str(env)));
+  return data_doc(checked(o, rc), true, request_id);
+}
+
+char *ctkn_json_digest(const char *sha256_hex, int64_t tokens,
+                       const int32_t *partitions, const int64_t *offsets,
+                       size_t n)
+{
+  json_t *o = json_object();
+  json_t *arr = json_array();
+  int rc = 0;
+
+  if (o == NULL || arr == NULL) {
+    json_decref(o);
+    json_decref(arr);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    json_t *e = json_object();
+    if (e == NULL) {
+      rc = -1;
+      break;
+    }
+    rc |= set(e, "partition", json_integer(partitions[i]));
+    rc |= set(e, "offset", json_integer(offsets[i]));
+    rc |= json_array_append_new(arr, e);
+  }
+  rc |= set(o, "sha256", jstr(sha256_hex, SIZE_MAX));
+  rc |= set(o, "tokens", json_integer(tokens));
+  rc |= set(o, "offsets", arr);
+  return data_doc(checked(o, rc), false, NULL);
+}
+
+static json_t *jbase64(const void *bytes, size_t len)
+{
+  json_t *v;
+  char *buf;
+
+  if (bytes == NULL)
+    return json_null();
+  if ((buf = malloc(4 * ((len + 2) / 3) + 1)) == NULL)
+    return NULL;
+  size_t n = ctkn_base64(bytes, len, buf);
+  v = json_stringn_nocheck(buf, n);
+  free(buf);
+  return v;
+}
+
+char *ctkn_json_quarantined(int32_t partition, int64_t offset,
+                            const char *reason, const void *key, size_t klen,
+                            const void *value, size_t vlen)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "partition", json_integer(partition));
+  rc |= set(o, "offset", json_integer(offset));
+  rc |= set(o, "reason", jstr(reason ? reason : "", SIZE_MAX));
+  rc |= set(o, "key_base64", jbase64(key, klen));
+  rc |= set(o, "value_base64", jbase64(value, vlen));
+  return dump(checked(o, rc));
+}
+
+char *ctkn_json_topic(const char *topic, int32_t partitions,
+                      int replication_factor, bool created)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "topic", jstr(topic, SIZE_MAX));
+  rc |= set(o, "partitions", json_integer(partitions));
+  rc |= set(o, "replication_factor", json_integer(replication_factor));
+  rc |= set(o, "created", json_boolean(created));
+  return data_doc(checked(o, rc), false, NULL);
+}
+
+char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
+                              uint64_t quarantined, uint64_t skipped,
+                              int32_t paused)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "applied", json_integer((json_int_t)applied));
+  rc |= set(o, "rejected", json_integer((json_int_t)rejected));
+  rc |= set(o, "quarantined", json_integer((json_int_t)quarantined));
+  rc |= set(o, "skipped", json_integer((json_int_t)skipped));
+  rc |= set(o, "paused", json_integer(paused));
+  return data_doc(checked(o, rc), false, NULL);
+}
