@@ -1,0 +1,68 @@
+# shellcheck shell=bash disable=SC2034  # sets variables for start and stop
+# Shared settings and helpers for deploy/kafka/start and deploy/kafka/stop.
+# Sourced, not run.
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+state=$(realpath -m "${CTKN_KAFKA_STATE:-$here/.state}")
+home=$(realpath -m "${CTKN_KAFKA_HOME:-$here/.cache}")
+lib=$home/lib
+port=${CTKN_KAFKA_PORT:-9092}
+cport=${CTKN_KAFKA_CONTROLLER_PORT:-$((port + 1))}
+conf=$state/server.properties
+pidfile=$state/kafka.pid
+data=$state/data
+logs=$state/logs
+
+say() { echo "kafka: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# Print the broker's pid if the pid file names a live process that is our
+# broker (its command line has kafka.Kafka and our config); else fail.
+# A zombie has an empty command line, so it counts as gone.
+broker_pid() {
+  local pid cmd
+  pid=$(cat "$pidfile" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+  [[ $cmd == *kafka.Kafka* && $cmd == *"$conf"* ]] || return 1
+  echo "$pid"
+}
+
+# Succeed if something accepts TCP connections on 127.0.0.1:$1.
+port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+# Succeed if a Kafka broker on 127.0.0.1:$1 answers a Metadata request and
+# lists at least one live broker (so it is registered and unfenced, not just
+# listening). The request is Metadata v1 (api key 3), correlation id 7,
+# client id "ctkn", empty topic list; the reply starts with size, correlation
+# id and broker count, 4 bytes each.
+kafka_ready() {
+  local out b
+  out=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 &&
+    printf '\x00\x00\x00\x12\x00\x03\x00\x01\x00\x00\x00\x07\x00\x04ctkn\x00\x00\x00\x00' >&3 &&
+    head -c 12 <&3" 2>/dev/null | od -An -tu1 -v) || return 1
+  read -r -a b <<<"$out"
+  [[ ${#b[@]} -eq 12 && ${b[4]}${b[5]}${b[6]}${b[7]} == 0007 ]] &&
+    ((b[8] + b[9] + b[10] + b[11] > 0))
+}
+
+# Stop the broker, if running: SIGTERM (controlled shutdown), then SIGKILL
+# after CTKN_KAFKA_STOP_TIMEOUT seconds. Removes the pid file.
+stop_broker() {
+  local pid i
+  if pid=$(broker_pid); then
+    say "stopping pid $pid"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < ${CTKN_KAFKA_STOP_TIMEOUT:-30} * 10; i++)); do
+      broker_pid >/dev/null || break
+      sleep 0.1
+    done
+    if broker_pid >/dev/null; then
+      say "still running, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      while broker_pid >/dev/null; do sleep 0.1; done
+    fi
+  fi
+  rm -f "$pidfile"
+}
+
