@@ -5,36 +5,98 @@
  * Output: success is JSON on stdout; errors are Paddle's error envelope on
  * stderr. Exit: 0 success, 1 rejected request, 2 usage, 3 unavailable.
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ctkn/codec.h"
 #include "ctkn/error.h"
+#include "ctkn/ledger.h"
+#include "ctkn/log.h"
+#include "ctkn/projector.h"
+#include "ctkn/query.h"
+#include "ctkn/store.h"
 
 #define CTKN_VERSION "0.1.0"
 
-static const char usage[] =
+static const char usage_text[] =
     "usage: ctkn <command> [options]\n"
     "\n"
     "commands:\n"
-    "  version          print the version as JSON\n"
-    "  help             this text\n"
+    "  init [--partitions N] [--replication-factor N]   create the topic\n"
+    "  create --name NAME [--description TEXT] [--idempotency-key KEY]\n"
+    "  update ID [--name NAME] [--description TEXT | --no-description]\n"
+    "            [--status active|revoked]\n"
+    "  revoke ID\n"
+    "  project [--follow]          advance the LMDB projection from Kafka\n"
+    "  get ID\n"
+    "  list [--status active,revoked] [--after ID] [--per-page N]\n"
+    "       [--order-by 'id[ASC]'|'id[DESC]']\n"
+    "  verify TOKEN                exit 0 only for an active token\n"
+    "  history ID                  the token's events, one JSON line each\n"
+    "  digest                      offsets and SHA-256 of the projection\n"
+    "  quarantine                  quarantined records, one JSON line each\n"
+    "  status                      log and projection offsets, and lag\n"
+    "  version | help\n"
     "\n"
-    "The pipeline commands (init, create, update, revoke, project, get,\n"
-    "list, verify, history, digest, quarantine) arrive with the Kafka\n"
-    "pipeline; see README.md.\n";
+    "options (before or after the command):\n"
+    "  --brokers LIST        Kafka bootstrap servers [$CTKN_BROKERS, "
+    "127.0.0.1:9092]\n"
+    "  --topic NAME          event topic [$CTKN_TOPIC, client_tokens]\n"
+    "  --db DIR              LMDB projection directory [$CTKN_DB, ./ctkn-db]\n"
+    "  --environment ENV     sandbox or live [$CTKN_ENVIRONMENT, sandbox]\n"
+    "  --timeout SECONDS     bound on every Kafka wait [$CTKN_TIMEOUT, 10]\n"
+    "  --map-size BYTES      LMDB map size, K/M/G/T suffixes [64G]\n"
+    "  -X key=value          librdkafka property (repeatable)\n"
+    "\n"
+    "exit: 0 ok, 1 request rejected, 2 usage error, 3 Kafka/LMDB "
+    "unavailable\n";
 
-/* Print the error envelope on stderr and return the exit status. */
-static int fail(const struct ctkn_err *err)
-{
+/* ---- options --------------------------------------------------------- */
+
+enum opt_kind { OPT_VALUE, OPT_FLAG };
+
+struct opt {
+  const char *name; /* "--name" */
+  enum opt_kind kind;
+  const char *value; /* NULL when absent; "" for a present flag */
+};
+
+struct cli {
+  const char *command;
+  const char *pos[4];
+  int npos;
+  struct opt global[8];
+  struct opt local[8];
+  struct ctkn_log_config log;
+  char db[4096];
+  ctkn_env env;
+  size_t map_size;
   char rid[37];
-  char *json;
+};
 
-  if (ctkn_request_id(rid) != CTKN_OK)
-    strcpy(rid, "00000000-0000-4000-8000-000000000000");
-  json = ctkn_json_error(err, rid);
+enum { G_BROKERS, G_TOPIC, G_DB, G_ENV, G_TIMEOUT, G_MAPSIZE, G_HELP, G_COUNT };
+
+static const char *const global_names[G_COUNT] = {
+    "--brokers", "--topic",    "--db",  "--environment",
+    "--timeout", "--map-size", "--help"};
+
+/* Command-specific options. */
+struct command {
+  const char *name;
+  const char *local[8];
+  int npos; /* positional arguments required */
+  int (*run)(struct cli *c);
+};
+
+static int print_error(const char *rid, const struct ctkn_err *err)
+{
+  char *json = ctkn_json_error(err, rid);
+
   if (json != NULL)
     fprintf(stderr, "%s\n", json);
   else
@@ -43,8 +105,8 @@ static int fail(const struct ctkn_err *err)
   return ctkn_error_exit(err->code);
 }
 
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt,
-                                                             ...)
+__attribute__((format(printf, 2, 3))) static int
+usage_error(struct cli *c, const char *fmt, ...)
 {
   struct ctkn_err err = {.code = CTKN_EUSAGE};
   va_list ap;
@@ -52,27 +114,621 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt,
   va_start(ap, fmt);
   vsnprintf(err.msg, sizeof(err.msg), fmt, ap);
   va_end(ap);
-  fail(&err);
-  fputs(usage, stderr);
+  print_error(c->rid, &err);
+  fputs("run `ctkn help` for usage\n", stderr);
   return 2;
+}
+
+static struct opt *find_opt(struct opt *tab, const char *arg, size_t len)
+{
+  for (int i = 0; i < 8 && tab[i].name; i++) {
+    if (strlen(tab[i].name) == len && strncmp(tab[i].name, arg, len) == 0)
+      return &tab[i];
+  }
+  return NULL;
+}
+
+static const char *local_value(struct cli *c, const char *name)
+{
+  struct opt *o = find_opt(c->local, name, strlen(name));
+  return o ? o->value : NULL;
+}
+
+/* Parse argv against the global and the command's options. */
+static int parse_args(struct cli *c, const struct command *cmd, int argc,
+                      char **argv)
+{
+  int seen_command = 0;
+
+  for (int i = 1; i < argc; i++) {
+    char *a = argv[i];
+    if (a[0] != '-' || a[1] == '\0') {
+      if (!seen_command && strcmp(a, c->command) == 0) {
+        seen_command = 1;
+        continue;
+      }
+      if (c->npos >= 4 || cmd == NULL || c->npos >= cmd->npos)
+        return usage_error(c, "unexpected argument \"%.100s\"", a);
+      c->pos[c->npos++] = a;
+      continue;
+    }
+    if (strncmp(a, "-X", 2) == 0) {
+      const char *kv = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+      struct ctkn_err err;
+      if (kv == NULL)
+        return usage_error(c, "-X needs a key=value argument");
+      if (ctkn_log_config_set(&c->log, kv, &err) != CTKN_OK)
+        return usage_error(c, "%s", err.msg);
+      continue;
+    }
+    const char *eq = strchr(a, '=');
+    size_t len = eq ? (size_t)(eq - a) : strlen(a);
+    struct opt *o = find_opt(c->global, a, len);
+    if (o == NULL)
+      o = find_opt(c->local, a, len);
+    if (o == NULL)
+      return usage_error(c, "unknown option \"%.*s\"%s%s", (int)len, a,
+                         cmd ? " for " : "", cmd ? cmd->name : "");
+    if (o->kind == OPT_FLAG) {
+      if (eq)
+        return usage_error(c, "%s takes no value", o->name);
+      o->value = "";
+    } else if (eq) {
+      o->value = eq + 1;
+    } else if (i + 1 < argc) {
+      o->value = argv[++i];
+    } else {
+      return usage_error(c, "%s needs a value", o->name);
+    }
+  }
+  if (cmd != NULL && c->npos < cmd->npos)
+    return usage_error(c, "%s needs %d argument%s", cmd->name, cmd->npos,
+                       cmd->npos == 1 ? "" : "s");
+  return 0;
+}
+
+static const char *env_or(const char *v, const char *var, const char *def)
+{
+  const char *e;
+
+  if (v != NULL)
+    return v;
+  e = getenv(var);
+  return e && *e ? e : def;
+}
+
+/* Parse a decimal number of seconds ("10", "2.5") into milliseconds. */
+static bool parse_seconds(const char *s, int *ms)
+{
+  char *end;
+  double v;
+
+  errno = 0;
+  v = strtod(s, &end);
+  if (errno || end == s || *end != '\0' || v <= 0 || v > 86400)
+    return false;
+  *ms = (int)(v * 1000 + 0.5);
+  return *ms > 0;
+}
+
+static bool parse_size(const char *s, size_t *out)
+{
+  char *end;
+  unsigned long long v;
+
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno || end == s || s[0] == '-')
+    return false;
+  switch (*end) {
+  case 'T':
+    v <<= 10; /* fall through */
+  case 'G':
+    v <<= 10; /* fall through */
+  case 'M':
+    v <<= 10; /* fall through */
+  case 'K':
+    v <<= 10;
+    end++;
+    break;
+  case '\0':
+    break;
+  default:
+    return false;
+  }
+  if (*end != '\0' || v < (1u << 20))
+    return false;
+  *out = (size_t)v;
+  return true;
+}
+
+/* Resolve flags, environment variables and defaults. */
+static int resolve_config(struct cli *c)
+{
+  struct ctkn_err err;
+  const char *v;
+
+  snprintf(
+      c->log.brokers, sizeof(c->log.brokers), "%s",
+      env_or(c->global[G_BROKERS].value, "CTKN_BROKERS", "127.0.0.1:9092"));
+  v = env_or(c->global[G_TOPIC].value, "CTKN_TOPIC", "client_tokens");
+  if (*v == '\0' || strlen(v) >= sizeof(c->log.topic)) {
+    err = (struct ctkn_err){.code = CTKN_EINVAL, .field = "topic"};
+    snprintf(err.msg, sizeof(err.msg), "must be 1-249 characters");
+    return print_error(c->rid, &err);
+  }
+  snprintf(c->log.topic, sizeof(c->log.topic), "%s", v);
+  v = env_or(c->global[G_DB].value, "CTKN_DB", "ctkn-db");
+  if (strlen(v) >= sizeof(c->db))
+    return usage_error(c, "--db path is too long");
+  snprintf(c->db, sizeof(c->db), "%s", v);
+  v = env_or(c->global[G_ENV].value, "CTKN_ENVIRONMENT", "sandbox");
+  if (ctkn_env_parse(v, &c->env, &err) != CTKN_OK)
+    return print_error(c->rid, &err);
+  v = env_or(c->global[G_TIMEOUT].value, "CTKN_TIMEOUT", "10");
+  if (!parse_seconds(v, &c->log.timeout_ms))
+    return usage_error(c,
+                       "--timeout must be a number of seconds, not "
+                       "\"%.40s\"",
+                       v);
+  v = env_or(c->global[G_MAPSIZE].value, "CTKN_MAP_SIZE", NULL);
+  if (v != NULL && !parse_size(v, &c->map_size))
+    return usage_error(c,
+                       "--map-size must be a size like 64G, not "
+                       "\"%.40s\"",
+                       v);
+  return 0;
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static int open_store(struct cli *c, bool write, ctkn_store **st)
+{
+  struct ctkn_store_opts opts = {.map_size = c->map_size, .read_only = !write};
+  struct ctkn_err err;
+  int rc;
+
+  if ((rc = ctkn_store_open(st, c->db, &opts, &err)) != CTKN_OK)
+    return print_error(c->rid, &err);
+  if (write &&
+      (rc = ctkn_store_bind(*st, c->log.topic, c->env, &err)) != CTKN_OK) {
+    ctkn_store_close(*st);
+    *st = NULL;
+    return print_error(c->rid, &err);
+  }
+  return 0;
+}
+
+static int oom_err(struct ctkn_err *err)
+{
+  *err = (struct ctkn_err){.code = CTKN_ENOMEM};
+  snprintf(err->msg, sizeof(err->msg), "out of memory rendering JSON");
+  return CTKN_ENOMEM;
+}
+
+static int emit(struct cli *c, int rc, char *json, const struct ctkn_err *err)
+{
+  if (rc != CTKN_OK) {
+    free(json);
+    return print_error(c->rid, err);
+  }
+  printf("%s\n", json);
+  free(json);
+  return 0;
+}
+
+/* ---- commands --------------------------------------------------------- */
+
+static int cmd_version(struct cli *c)
+{
+  (void)c;
+  printf("{\"data\":{\"version\":\"%s\",\"schema_version\":%d,"
+         "\"store_format\":%d}}\n",
+         CTKN_VERSION, CTKN_SCHEMA_VERSION, CTKN_STORE_FORMAT);
+  return 0;
+}
+
+static int cmd_help(struct cli *c)
+{
+  (void)c;
+  fputs(usage_text, stdout);
+  return 0;
+}
+
+static bool parse_count(const char *s, int max, int *out)
+{
+  char *end;
+  long v;
+
+  errno = 0;
+  v = strtol(s, &end, 10);
+  if (errno || end == s || *end != '\0')
+    return false;
+  *out = v < 0 ? 0 : v > max ? max + 1 : (int)v;
+  return true;
+}
+
+static int cmd_init(struct cli *c)
+{
+  const char *ps = local_value(c, "--partitions");
+  const char *rs = local_value(c, "--replication-factor");
+  int parts = 6, rf = 1;
+  struct ctkn_err err;
+  bool created;
+  int32_t have;
+
+  if (ps && !parse_count(ps, 100000, &parts))
+    return usage_error(c, "--partitions must be an integer");
+  if (rs && !parse_count(rs, 1000, &rf))
+    return usage_error(c, "--replication-factor must be an integer");
+  if (parts < 1 || parts > CTKN_STORE_MAX_PARTITIONS) {
+    err = (struct ctkn_err){.code = CTKN_EINVAL, .field = "partitions"};
+    snprintf(err.msg, sizeof(err.msg), "must be 1-%d",
+             CTKN_STORE_MAX_PARTITIONS);
+    return print_error(c->rid, &err);
+  }
+  if (rf < 1 || rf > 32) {
+    err = (struct ctkn_err){.code = CTKN_EINVAL, .field = "replication_factor"};
+    snprintf(err.msg, sizeof(err.msg), "must be 1-32");
+    return print_error(c->rid, &err);
+  }
+  int rc = ctkn_log_create_topic(&c->log, parts, rf, &created, &have, &err);
+  char *json =
+      rc == CTKN_OK ? ctkn_json_topic(c->log.topic, have, rf, created) : NULL;
+  if (rc == CTKN_OK && json == NULL)
+    rc = oom_err(&err);
+  return emit(c, rc, json, &err);
+}
+
+static int run_command(struct cli *c, const struct ctkn_command *cmd)
+{
+  struct ctkn_outcome out;
+  struct ctkn_err err;
+  ctkn_ledger *l = NULL;
+  ctkn_store *st = NULL;
+  char *json = NULL;
+  int rc, ex;
+
+  if ((ex = open_store(c, true, &st)) != 0)
+    return ex;
+  rc = ctkn_ledger_open(&l, st, &c->log, c->env, &err);
+  if (rc == CTKN_OK)
+    rc = ctkn_ledger_execute(l, cmd, &out, &err);
+  if (rc == CTKN_OK &&
+      (json = ctkn_json_data(&out.record.token, c->rid)) == NULL)
+    rc = oom_err(&err);
+  ctkn_ledger_close(l);
+  ctkn_store_close(st);
+  return emit(c, rc, json, &err);
+}
+
+/* Apply a text option through a command setter; 1 on a rule violation. */
+static int set_text(struct cli *c, struct ctkn_command *cmd, const char *name,
+                    int (*set)(struct ctkn_command *, const char *, size_t,
+                               struct ctkn_err *))
+{
+  const char *v = local_value(c, name);
+  struct ctkn_err err;
+
+  if (v != NULL && set(cmd, v, strlen(v), &err) != CTKN_OK)
+    return print_error(c->rid, &err);
+  return 0;
+}
+
+static int cmd_create(struct cli *c)
+{
+  struct ctkn_command cmd;
+  int ex;
+
+  ctkn_command_init(&cmd, CTKN_CMD_CREATE);
+  if (local_value(c, "--name") == NULL)
+    return usage_error(c, "create needs --name");
+  if ((ex = set_text(c, &cmd, "--name", ctkn_command_set_name)) ||
+      (ex = set_text(c, &cmd, "--description", ctkn_command_set_description)) ||
+      (ex = set_text(c, &cmd, "--idempotency-key",
+                     ctkn_command_set_idempotency_key)))
+    return ex;
+  return run_command(c, &cmd);
+}
+
+static int with_id(struct cli *c, struct ctkn_command *cmd, ctkn_cmd_kind k)
+{
+  struct ctkn_err err;
+
+  ctkn_command_init(cmd, k);
+  if (ctkn_command_set_id(cmd, c->pos[0], &err) != CTKN_OK)
+    return print_error(c->rid, &err);
+  return 0;
+}
+
+static int cmd_update(struct cli *c)
+{
+  const char *status = local_value(c, "--status");
+  struct ctkn_command cmd;
+  struct ctkn_err err;
+  int ex;
+
+  if ((ex = with_id(c, &cmd, CTKN_CMD_UPDATE)) ||
+      (ex = set_text(c, &cmd, "--name", ctkn_command_set_name)) ||
+      (ex = set_text(c, &cmd, "--description", ctkn_command_set_description)))
+    return ex;
+  if (local_value(c, "--no-description")) {
+    if (local_value(c, "--description"))
+      return usage_error(c, "--description and --no-description exclude "
+                            "each other");
+    ctkn_command_set_description(&cmd, NULL, 0, NULL);
+  }
+  if (status && ctkn_command_set_status(&cmd, status, &err) != CTKN_OK)
+    return print_error(c->rid, &err);
+  return run_command(c, &cmd);
+}
+
+static int cmd_revoke(struct cli *c)
+{
+  struct ctkn_command cmd;
+  int ex;
+
+  if ((ex = with_id(c, &cmd, CTKN_CMD_REVOKE)))
+    return ex;
+  return run_command(c, &cmd);
+}
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+  (void)sig;
+  stop_flag = 1;
+}
+
+static int cmd_project(struct cli *c)
+{
+  struct ctkn_projector_stats stats;
+  struct ctkn_err err;
+  ctkn_projector *p = NULL;
+  ctkn_store *st = NULL;
+  int rc, ex;
+
+  if ((ex = open_store(c, true, &st)) != 0)
+    return ex;
+  rc = ctkn_projector_open(&p, st, &c->log, c->env, &err);
+  if (rc == CTKN_OK && local_value(c, "--follow")) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    rc = ctkn_projector_follow(p, &stop_flag, &err);
+  } else if (rc == CTKN_OK) {
+    rc = ctkn_projector_catch_up(p, NULL, 0, &err);
+  }
+  char *json = NULL;
+  if (rc == CTKN_OK) {
+    ctkn_projector_stats(p, &stats);
+    if ((json = ctkn_json_project_stats(stats.applied, stats.rejected,
+                                        stats.quarantined, stats.skipped,
+                                        stats.paused)) == NULL)
+      rc = oom_err(&err);
+  }
+  ctkn_projector_close(p);
+  ctkn_store_close(st);
+  return emit(c, rc, json, &err);
+}
+
+static int cmd_get(struct cli *c)
+{
+  struct ctkn_err err;
+  ctkn_store *st;
+  char *json = NULL;
+  int rc, ex;
+
+  if (!ctkn_id_valid("ctkn_", c->pos[0])) {
+    err = (struct ctkn_err){.code = CTKN_EINVAL, .field = "id"};
+    snprintf(err.msg, sizeof(err.msg), "must match ^ctkn_[a-z0-9]{26}$");
+    return print_error(c->rid, &err);
+  }
+  if ((ex = open_store(c, false, &st)) != 0)
+    return ex;
+  rc = ctkn_query_get(st, c->pos[0], c->rid, &json, &err);
+  ctkn_store_close(st);
+  return emit(c, rc, json, &err);
+}
+
+static int cmd_list(struct cli *c)
+{
+  struct ctkn_list_params p;
+  struct ctkn_err err;
+  const char *v;
+  ctkn_store *st;
+  char *json = NULL;
+  int rc, ex;
+
+  ctkn_list_params_init(&p);
+  if ((v = local_value(c, "--per-page")) != NULL) {
+    if (v[0] < '0' || v[0] > '9' || strspn(v, "0123456789") != strlen(v))
+      return usage_error(c, "--per-page must be an integer, not \"%.40s\"", v);
+    if (ctkn_list_params_per_page(&p, v, &err) != CTKN_OK)
+      return print_error(c->rid, &err);
+  }
+  if (((v = local_value(c, "--status")) &&
+       ctkn_list_params_status(&p, v, &err) != CTKN_OK) ||
+      ((v = local_value(c, "--after")) &&
+       ctkn_list_params_after(&p, v, &err) != CTKN_OK) ||
+      ((v = local_value(c, "--order-by")) &&
+       ctkn_list_params_order_by(&p, v, &err) != CTKN_OK))
+    return print_error(c->rid, &err);
+  if ((ex = open_store(c, false, &st)) != 0)
+    return ex;
+  rc = ctkn_query_list(st, &p, NULL, true, c->rid, &json, &err);
+  ctkn_store_close(st);
+  return emit(c, rc, json, &err);
+}
+
+static int cmd_verify(struct cli *c)
+{
+  struct ctkn_err err;
+  ctkn_store *st;
+  char *json = NULL;
+  bool active = false;
+  int rc, ex;
+
+  if ((ex = open_store(c, false, &st)) != 0)
+    return ex;
+  rc = ctkn_query_verify(st, c->pos[0], c->rid, &json, &active, &err);
+  ctkn_store_close(st);
+  ex = emit(c, rc, json, &err);
+  /* Known but revoked: the JSON says so, and the exit status too. */
+  return ex == 0 && !active ? 1 : ex;
+}
+
+static int cmd_history(struct cli *c)
+{
+  struct ctkn_err err;
+  ctkn_store *st;
+  int rc, ex;
+
+  if ((ex = open_store(c, false, &st)) != 0)
+    return ex;
+  rc = ctkn_query_history(st, c->pos[0], stdout, &err);
+  ctkn_store_close(st);
+  return rc == CTKN_OK ? 0 : print_error(c->rid, &err);
+}
+
+static int cmd_digest(struct cli *c)
+{
+  struct ctkn_err err;
+  ctkn_store *st;
+  char *json = NULL;
+  int rc, ex;
+
+  if ((ex = open_store(c, false, &st)) != 0)
+    return ex;
+  rc = ctkn_query_digest(st, &json, &err);
+  ctkn_store_close(st);
+  return emit(c, rc, json, &err);
+}
+
+static int cmd_quarantine(struct cli *c)
+{
+  struct ctkn_err err;
+  ctkn_store *st;
+  int rc, ex;
+
+  if ((ex = open_store(c, false, &st)) != 0)
+    return ex;
+  rc = ctkn_query_quarantine(st, stdout, &err);
+  ctkn_store_close(st);
+  return rc == CTKN_OK ? 0 : print_error(c->rid, &err);
+}
+
+static int cmd_status(struct cli *c)
+{
+  struct ctkn_partition_status *parts = NULL;
+  struct ctkn_err err;
+  ctkn_projector *p = NULL;
+  ctkn_store *st = NULL;
+  char *json = NULL;
+  int32_t n = 0;
+  int rc, ex;
+
+  if ((ex = open_store(c, true, &st)) != 0)
+    return ex;
+  rc = ctkn_projector_open(&p, st, &c->log, c->env, &err);
+  if (rc == CTKN_OK)
+    rc = ctkn_projector_status(p, &parts, &n, &err);
+  if (rc == CTKN_OK &&
+      (json = ctkn_json_status(c->log.topic, parts, (size_t)n)) == NULL)
+    rc = oom_err(&err);
+  free(parts);
+  ctkn_projector_close(p);
+  ctkn_store_close(st);
+  return emit(c, rc, json, &err);
+}
+
+static const struct command commands[] = {
+    {"init", {"--partitions", "--replication-factor"}, 0, cmd_init},
+    {"create", {"--name", "--description", "--idempotency-key"}, 0, cmd_create},
+    {"update",
+     {"--name", "--description", "--no-description", "--status"},
+     1,
+     cmd_update},
+    {"revoke", {NULL}, 1, cmd_revoke},
+    {"project", {"--follow"}, 0, cmd_project},
+    {"get", {NULL}, 1, cmd_get},
+    {"list", {"--status", "--after", "--per-page", "--order-by"}, 0, cmd_list},
+    {"verify", {NULL}, 1, cmd_verify},
+    {"history", {NULL}, 1, cmd_history},
+    {"digest", {NULL}, 0, cmd_digest},
+    {"quarantine", {NULL}, 0, cmd_quarantine},
+    {"status", {NULL}, 0, cmd_status},
+    {"version", {NULL}, 0, cmd_version},
+    {"help", {NULL}, 0, cmd_help},
+};
+
+/* The first argument that is neither an option nor an option's value. */
+static const char *find_command(int argc, char **argv)
+{
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || a[1] == '\0')
+      return a;
+    if (strcmp(a, "-X") == 0) {
+      i++;
+      continue;
+    }
+    for (int g = 0; g < G_COUNT; g++) {
+      if (g != G_HELP && strcmp(a, global_names[g]) == 0) {
+        i++;
+        break;
+      }
+    }
+  }
+  return NULL;
 }
 
 int main(int argc, char **argv)
 {
-  if (argc < 2)
-    return usage_error("%s", "a command is required");
-  const char *cmd = argv[1];
-  if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 ||
-      strcmp(cmd, "-h") == 0) {
-    fputs(usage, stdout);
-    return 0;
+  static struct cli c;
+  const struct command *cmd = NULL;
+  int ex;
+
+  if (ctkn_request_id(c.rid) != CTKN_OK)
+    strcpy(c.rid, "00000000-0000-4000-8000-000000000000");
+  ctkn_log_config_init(&c.log);
+  for (int g = 0; g < G_COUNT; g++)
+    c.global[g] =
+        (struct opt){global_names[g], g == G_HELP ? OPT_FLAG : OPT_VALUE, NULL};
+  c.command = find_command(argc, argv);
+  for (size_t i = 0; c.command && i < sizeof(commands) / sizeof(*commands);
+       i++) {
+    if (strcmp(commands[i].name, c.command) == 0)
+      cmd = &commands[i];
   }
-  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-    if (argc > 2)
-      return usage_error("unexpected argument \"%s\"", argv[2]);
-    printf("{\"data\":{\"version\":\"%s\",\"schema_version\":%d}}\n",
-           CTKN_VERSION, CTKN_SCHEMA_VERSION);
-    return 0;
+  if (cmd != NULL) {
+    for (int i = 0; i < 8 && cmd->local[i]; i++) {
+      bool flag = strcmp(cmd->local[i], "--follow") == 0 ||
+                  strcmp(cmd->local[i], "--no-description") == 0;
+      c.local[i] =
+          (struct opt){cmd->local[i], flag ? OPT_FLAG : OPT_VALUE, NULL};
+    }
   }
-  return usage_error("unknown command \"%s\"", cmd);
+  if (c.command == NULL)
+    c.command = "";
+  if ((ex = parse_args(&c, cmd, argc, argv)) != 0)
+    goto out;
+  if (c.global[G_HELP].value != NULL) {
+    ex = cmd_help(&c);
+    goto out;
+  }
+  if (cmd == NULL) {
+    ex = *c.command ? usage_error(&c, "unknown command \"%.60s\"", c.command)
+                    : usage_error(&c, "a command is required");
+    goto out;
+  }
+  if ((ex = resolve_config(&c)) != 0)
+    goto out;
+  ex = cmd->run(&c);
+out:
+  ctkn_log_config_free(&c.log);
+  return ex;
 }

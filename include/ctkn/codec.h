@@ -120,6 +120,19 @@ char *ctkn_json_quarantined(int32_t partition, int64_t offset,
 char *ctkn_json_topic(const char *topic, int32_t partitions,
                       int replication_factor, bool created);
 
+/* Where the log and a projection stand on one partition. */
+struct ctkn_partition_status {
+  int32_t partition;
+  int64_t log_start; /* first offset still in the log */
+  int64_t log_end;   /* next offset the log will write */
+  int64_t projected; /* next offset the projection will apply */
+};
+
+/* {"data": {"topic", "partitions": [{"partition", "log_start", "log_end",
+ * "projected", "lag"}], "lag"}} */
+char *ctkn_json_status(const char *topic,
+                       const struct ctkn_partition_status *parts, size_t n);
+
 /* {"data": {"applied", "rejected", "quarantined", "skipped", "paused"}} */
 char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
                               uint64_t quarantined, uint64_t skipped,

@@ -644,3 +644,37 @@ char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
   rc |= set(o, "paused", json_integer(paused));
   return data_doc(checked(o, rc), false, NULL);
 }
+
+char *ctkn_json_status(const char *topic,
+                       const struct ctkn_partition_status *parts, size_t n)
+{
+  json_t *o = json_object();
+  json_t *arr = json_array();
+  int64_t total = 0;
+  int rc = 0;
+
+  if (o == NULL || arr == NULL) {
+    json_decref(o);
+    json_decref(arr);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    json_t *e = json_object();
+    int64_t lag = parts[i].log_end - parts[i].projected;
+    if (e == NULL) {
+      rc = -1;
+      break;
+    }
+    total += lag > 0 ? lag : 0;
+    rc |= set(e, "partition", json_integer(parts[i].partition));
+    rc |= set(e, "log_start", json_integer(parts[i].log_start));
+    rc |= set(e, "log_end", json_integer(parts[i].log_end));
+    rc |= set(e, "projected", json_integer(parts[i].projected));
+    rc |= set(e, "lag", json_integer(lag > 0 ? lag : 0));
+    rc |= json_array_append_new(arr, e);
+  }
+  rc |= set(o, "topic", jstr(topic, SIZE_MAX));
+  rc |= set(o, "partitions", arr);
+  rc |= set(o, "lag", json_integer(total));
+  return data_doc(checked(o, rc), false, NULL);
+}

@@ -1,0 +1,56 @@
+/*
+ * ledger.h - one command end to end: validate, catch up, plan, append,
+ * wait for the projection, report.
+ *
+ * How a command runs (read-your-writes):
+ *   1. ctkn_command_check();
+ *   2. bring the projection up to the log's end offsets as they stand now,
+ *      so a stale projection never causes a spurious conflict;
+ *   3. for a create with an idempotency key, answer from the idempotency
+ *      index when the key is known (same request: the first token; another
+ *      request: CTKN_ECONFLICT);
+ *   4. ctkn_plan() against the projection: a no-op returns the state;
+ *   5. produce the event (idempotent producer, acks=all, key = token ID,
+ *      to the token's pinned partition) and wait for the delivery report;
+ *   6. advance the projection past that offset;
+ *   7. applied: return the new state. Rejected (a concurrent writer won):
+ *      re-plan once; if the goal is already met, return the state,
+ *      otherwise CTKN_ECONFLICT.
+ *
+ * Errors:   the command's own (CTKN_EINVAL, CTKN_EBADREQ, CTKN_ENOTFOUND,
+ *           CTKN_ECONFLICT) and infrastructure ones (CTKN_EKAFKA,
+ *           CTKN_ETIMEOUT, CTKN_ESTORE). After CTKN_EKAFKA or
+ *           CTKN_ETIMEOUT the event may or may not have been appended; a
+ *           retry with the same idempotency key is always safe.
+ */
+#ifndef CTKN_LEDGER_H
+#define CTKN_LEDGER_H
+
+#include <stdint.h>
+
+#include "ctkn/error.h"
+#include "ctkn/event.h"
+#include "ctkn/log.h"
+#include "ctkn/store.h"
+
+typedef struct ctkn_ledger ctkn_ledger;
+
+struct ctkn_outcome {
+  struct ctkn_record record; /* the state after the command */
+  bool appended;             /* false: no-op or idempotent replay */
+  int32_t partition;         /* where the event landed, when appended */
+  int64_t offset;
+};
+
+/* Borrows st and cfg. On success *out is a new ledger: caller owns it,
+ * release with ctkn_ledger_close(). */
+int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
+                     const struct ctkn_log_config *cfg, ctkn_env env,
+                     struct ctkn_err *err);
+void ctkn_ledger_close(ctkn_ledger *l);
+
+/* Run one command; see the steps above. */
+int ctkn_ledger_execute(ctkn_ledger *l, const struct ctkn_command *cmd,
+                        struct ctkn_outcome *out, struct ctkn_err *err);
+
+#endif /* CTKN_LEDGER_H */

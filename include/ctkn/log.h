@@ -1,0 +1,145 @@
+/*
+ * log.h - the Kafka log: configuration, producer, consumer and admin.
+ *
+ * Wraps librdkafka; no librdkafka type crosses this header. Every wait is
+ * bounded by the configuration's timeout, so an unreachable broker ends in
+ * CTKN_EKAFKA or CTKN_ETIMEOUT with a clear message, never a hang.
+ *
+ * The producer is always idempotent with acks=all and the murmur2_random
+ * partitioner (the Java client's), and these cannot be overridden. The
+ * consumer never auto-creates topics, uses auto.offset.reset=error and is
+ * assigned partitions explicitly at offsets the caller supplies (the store
+ * is the source of truth, not consumer-group commits).
+ *
+ * Lifetime: ctkn_log_config_init() -> ctkn_log_config_set()... ->
+ *           ctkn_producer_open() / ctkn_consumer_open() -> ... -> close.
+ * Errors:   CTKN_EUSAGE for a bad or forbidden -X override; CTKN_EKAFKA
+ *           for broker failures (err->msg has librdkafka's text);
+ *           CTKN_ETIMEOUT when a bounded wait runs out; CTKN_ENOTFOUND for
+ *           a missing topic.
+ * Thread:   a producer may be used from several threads; a consumer from
+ *           one thread at a time.
+ * Not here: encodings (codec.h), what the records mean (event.h).
+ */
+#ifndef CTKN_LOG_H
+#define CTKN_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctkn/error.h"
+
+#define CTKN_LOG_MAX_OVERRIDES 64
+#define CTKN_HDR_EVENT_TYPE    "ctkn-event-type"
+#define CTKN_HDR_SCHEMA        "ctkn-schema-version"
+
+struct ctkn_log_config {
+  char brokers[512];
+  char topic[250];
+  int timeout_ms; /* bound on every wait; default 10000 */
+  size_t n_overrides;
+  char *overrides[CTKN_LOG_MAX_OVERRIDES][2]; /* -X key=value, owned */
+};
+
+/* Defaults: brokers 127.0.0.1:9092, topic client_tokens, 10 s. */
+void ctkn_log_config_init(struct ctkn_log_config *cfg);
+/* Free the overrides. */
+void ctkn_log_config_free(struct ctkn_log_config *cfg);
+/*
+ * Add one -X key=value. CTKN_EUSAGE when it is not key=value or when it
+ * names enable.idempotence, acks or partitioner, which ctkn owns.
+ */
+int ctkn_log_config_set(struct ctkn_log_config *cfg, const char *kv,
+                        struct ctkn_err *err);
+
+/* ---- a record as read or written ------------------------------------- */
+
+struct ctkn_log_msg {
+  int32_t partition;
+  int64_t offset;
+  int64_t timestamp_ms; /* -1 when the broker gave none */
+  const void *key;
+  size_t key_len;
+  const void *value;
+  size_t value_len;
+  char event_type[64]; /* header ctkn-event-type, "" when absent */
+  int schema_version;  /* header ctkn-schema-version, -1 absent, -2 bad */
+};
+
+/* ---- admin ------------------------------------------------------------ */
+
+/*
+ * Create the topic when missing (retention.ms=-1, cleanup.policy=delete).
+ * *created tells whether it was created now; *partitions receives the
+ * topic's partition count either way.
+ */
+int ctkn_log_create_topic(const struct ctkn_log_config *cfg, int partitions,
+                          int replication_factor, bool *created,
+                          int32_t *out_partitions, struct ctkn_err *err);
+
+/* ---- producer --------------------------------------------------------- */
+
+typedef struct ctkn_producer ctkn_producer;
+
+/* On success *out is a new producer: caller owns it, release with
+ * ctkn_producer_close(). message.timeout.ms is set within the timeout.
+ * Opening asks for the topic's metadata (so the first send is not held
+ * back): CTKN_ENOTFOUND for a missing topic, CTKN_ETIMEOUT or CTKN_EKAFKA
+ * for an unreachable broker, within the timeout. */
+int ctkn_producer_open(ctkn_producer **out, const struct ctkn_log_config *cfg,
+                       struct ctkn_err *err);
+/* Flush (bounded by the timeout) and free. NULL is a no-op. */
+void ctkn_producer_close(ctkn_producer *p);
+
+/*
+ * Produce one record and wait for its delivery report. partition < 0 lets
+ * the partitioner choose by key. On success *out_partition and *out_offset
+ * say where it landed. timestamp_ms is the record's timestamp.
+ */
+int ctkn_producer_send(ctkn_producer *p, int32_t partition, const void *key,
+                       size_t klen, const void *value, size_t vlen,
+                       int64_t timestamp_ms, const char *event_type,
+                       int schema_version, int32_t *out_partition,
+                       int64_t *out_offset, struct ctkn_err *err);
+
+/* The partition the partitioner would choose for key among n partitions
+ * (murmur2, as the Java client). */
+int32_t ctkn_log_partition_for(const void *key, size_t klen, int32_t n);
+
+/* ---- consumer --------------------------------------------------------- */
+
+typedef struct ctkn_consumer ctkn_consumer;
+
+/* On success *out is a new consumer: caller owns it, release with
+ * ctkn_consumer_close(). Prefetch is bounded so memory stays flat.
+ * Opening asks for the topic's metadata, with the same errors as
+ * ctkn_producer_open(). Metadata and offset queries use a second handle,
+ * so they never wait behind a fetch in flight. */
+int ctkn_consumer_open(ctkn_consumer **out, const struct ctkn_log_config *cfg,
+                       struct ctkn_err *err);
+void ctkn_consumer_close(ctkn_consumer *c);
+
+/* The topic's current partition count (metadata, bounded). */
+int ctkn_consumer_partitions(ctkn_consumer *c, int32_t *n,
+                             struct ctkn_err *err);
+
+/* Low and high watermarks of a partition, asked of the broker. */
+int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
+                             int64_t *hi, struct ctkn_err *err);
+
+/* (Re)assign partitions 0..n-1 at the given next offsets. */
+int ctkn_consumer_assign(ctkn_consumer *c, const int64_t *offsets, int32_t n,
+                         struct ctkn_err *err);
+
+/*
+ * Wait up to timeout_ms for records; fill up to max entries of msgs and
+ * set *n. The records are borrowed: valid until the next poll or close.
+ * *n = 0 on a timeout (not an error). Consumer errors other than
+ * partition EOF are returned as CTKN_EKAFKA.
+ */
+int ctkn_consumer_poll(ctkn_consumer *c, int timeout_ms,
+                       struct ctkn_log_msg *msgs, size_t max, size_t *n,
+                       struct ctkn_err *err);
+
+#endif /* CTKN_LOG_H */

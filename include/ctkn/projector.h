@@ -1,0 +1,103 @@
+/*
+ * projector.h - the log -> apply -> store loop, exactly once in effect.
+ *
+ * The projector assigns every partition of the topic at the next offsets
+ * stored in LMDB, decodes each record, checks it, applies it, and commits
+ * the resulting state together with the partitions' next offsets in one
+ * LMDB write transaction per batch. Because the offsets travel with the
+ * state, a crash at any point loses nothing and applies nothing twice; any
+ * number of processes may advance the same projection (LMDB serialises
+ * writers, and a writer skips records below the stored offset).
+ *
+ * What happens to each record:
+ *   - schema_version newer than CTKN_SCHEMA_VERSION: its partition pauses
+ *     (not quarantined: skipping would make replicas diverge);
+ *   - missing headers, undecodable, ctkn_event_check() fails, key or type
+ *     header disagree with the payload: quarantined with the reason;
+ *   - ctkn_apply() rejects it: recorded as rejected;
+ *   - otherwise applied: record, history, token index, idempotency key.
+ *
+ * Lifetime: ctkn_projector_open() -> catch_up / follow -> close.
+ * Errors:   CTKN_EKAFKA / CTKN_ETIMEOUT from the log, CTKN_ESTORE from
+ *           LMDB, CTKN_ECONFLICT when the stored offsets do not fit the
+ *           log (a topic deleted and re-created under the same name).
+ * Thread:   one thread drives a projector.
+ */
+#ifndef CTKN_PROJECTOR_H
+#define CTKN_PROJECTOR_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctkn/codec.h"
+#include "ctkn/error.h"
+#include "ctkn/log.h"
+#include "ctkn/store.h"
+#include "ctkn/token.h"
+
+struct ctkn_projector_stats {
+  uint64_t applied;
+  uint64_t rejected;
+  uint64_t quarantined;
+  uint64_t skipped; /* below the stored offset: another writer got there */
+  uint64_t batches;
+  int32_t paused; /* partitions paused on a newer schema version */
+};
+
+/*
+ * Apply records to the store in one write transaction, as the projector
+ * does with each batch it polls. Exposed so that tests, fuzzers and
+ * benchmarks can drive the projection without a broker. paused[p] (may be
+ * NULL; npaused entries) marks partitions that stop at a newer schema; a
+ * record with such a schema sets it. stats accumulates (may be NULL).
+ */
+int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
+                         const struct ctkn_log_msg *msgs, size_t n,
+                         bool *paused, int32_t npaused,
+                         struct ctkn_projector_stats *stats,
+                         struct ctkn_err *err);
+
+typedef struct ctkn_projector ctkn_projector;
+
+/* Borrows st and cfg, which must outlive the projector. On success *out is
+ * a new projector: caller owns it, release with ctkn_projector_close(). */
+int ctkn_projector_open(ctkn_projector **out, ctkn_store *st,
+                        const struct ctkn_log_config *cfg, ctkn_env env,
+                        struct ctkn_err *err);
+void ctkn_projector_close(ctkn_projector *p);
+
+/*
+ * Advance the projection until every partition has passed targets[p]
+ * (next offsets; n entries), or, with targets NULL, the log's end offsets
+ * as they stand when the call starts. Bounded by the config's timeout
+ * while no progress is made.
+ */
+int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
+                            int32_t n, struct ctkn_err *err);
+
+/*
+ * Follow the log until *stop becomes non-zero (a signal handler sets it),
+ * then finish the current batch and return CTKN_OK. Picks up partitions
+ * added later, and logs progress and lag to stderr every few seconds.
+ */
+int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
+                          struct ctkn_err *err);
+
+/* The topic's partition count as of the last catch_up or follow. */
+int32_t ctkn_projector_partitions(const ctkn_projector *p);
+
+/*
+ * Where the log and the projection stand, per partition: the log's start
+ * and end offsets (asked of the broker) and the projection's next offset.
+ * *out is malloc'd (caller frees) with *n entries.
+ */
+int ctkn_projector_status(ctkn_projector *p, struct ctkn_partition_status **out,
+                          int32_t *n, struct ctkn_err *err);
+
+/* Totals so far. */
+void ctkn_projector_stats(const ctkn_projector *p,
+                          struct ctkn_projector_stats *out);
+
+#endif /* CTKN_PROJECTOR_H */

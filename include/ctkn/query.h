@@ -1,0 +1,78 @@
+/*
+ * query.h - the read side: get, list, verify, history, digest, quarantine,
+ * served from the LMDB projection alone (no Kafka).
+ *
+ * Each call opens one read transaction, so what it returns is one
+ * consistent snapshot of the projection. Results are rendered as Paddle's
+ * JSON shapes (codec.h), so the CLI and the HTTP API print the same bytes.
+ *
+ * Errors:   CTKN_ENOTFOUND for an unknown ID or token; CTKN_EINVAL for a
+ *           list parameter that breaks a rule (naming it); CTKN_ESTORE.
+ * Not here: writes (ledger.h).
+ */
+#ifndef CTKN_QUERY_H
+#define CTKN_QUERY_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "ctkn/error.h"
+#include "ctkn/store.h"
+#include "ctkn/token.h"
+
+#define CTKN_PER_PAGE_DEFAULT 50
+#define CTKN_PER_PAGE_MAX     200
+
+/* Paddle's list parameters and defaults. */
+struct ctkn_list_params {
+  char after[CTKN_ID_BUF]; /* "" = from the start */
+  int per_page;            /* 1..200 */
+  bool desc;               /* order_by id[DESC] */
+  unsigned status_mask;    /* bit (1 << status) */
+};
+
+/* per_page 50, id[DESC], status active, no cursor. */
+void ctkn_list_params_init(struct ctkn_list_params *p);
+/* A positive integer; values above 200 are capped, not rejected. */
+int ctkn_list_params_per_page(struct ctkn_list_params *p, const char *s,
+                              struct ctkn_err *err);
+/* "id[ASC]" or "id[DESC]". */
+int ctkn_list_params_order_by(struct ctkn_list_params *p, const char *s,
+                              struct ctkn_err *err);
+/* Comma-separated statuses: "active", "revoked", "active,revoked". */
+int ctkn_list_params_status(struct ctkn_list_params *p, const char *s,
+                            struct ctkn_err *err);
+/* A client-side token ID. */
+int ctkn_list_params_after(struct ctkn_list_params *p, const char *s,
+                           struct ctkn_err *err);
+
+/* {"data": entity, "meta": ...}. *json is malloc'd: caller frees. */
+int ctkn_query_get(ctkn_store *st, const char *id, const char *request_id,
+                   char **json, struct ctkn_err *err);
+
+/*
+ * One page, Paddle's list shape. next_base is the URL that a "next" link
+ * extends with the query string (e.g. "https://host/client-tokens"); NULL
+ * renders next as a bare query string. count: estimate the total.
+ */
+int ctkn_query_list(ctkn_store *st, const struct ctkn_list_params *p,
+                    const char *next_base, bool count, const char *request_id,
+                    char **json, struct ctkn_err *err);
+
+/* {"data": {"id", "token", "status", "environment"}, "meta": ...}.
+ * *active tells whether the token may be used. */
+int ctkn_query_verify(ctkn_store *st, const char *token, const char *request_id,
+                      char **json, bool *active, struct ctkn_err *err);
+
+/* The token's events, oldest first, one webhook-style JSON line each. */
+int ctkn_query_history(ctkn_store *st, const char *id, FILE *out,
+                       struct ctkn_err *err);
+
+/* {"data": {"sha256", "tokens", "offsets": [{"partition", "offset"}]}} */
+int ctkn_query_digest(ctkn_store *st, char **json, struct ctkn_err *err);
+
+/* Quarantined records, one JSON line each: partition, offset, reason,
+ * key and value in base64. */
+int ctkn_query_quarantine(ctkn_store *st, FILE *out, struct ctkn_err *err);
+
+#endif /* CTKN_QUERY_H */

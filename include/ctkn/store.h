@@ -1,0 +1,168 @@
+/*
+ * store.h - the LMDB projection: tokens, indexes, history, rejected and
+ * quarantined records, partition offsets and metadata.
+ *
+ * Wraps one LMDB environment in a directory (real files, a large fixed map).
+ * The layout ("format") is recorded in the metadata; a build that finds a
+ * format it does not know refuses to open the store and names the fix
+ * (`ctkn rebuild`). See docs/architecture.md for the tables.
+ *
+ * One writer at a time (LMDB serialises writers across processes); readers
+ * never block. Every read and write happens inside a ctkn_store_txn.
+ *
+ * Lifetime: ctkn_store_open() -> ctkn_store_begin() -> get/put ->
+ *           ctkn_store_commit() or ctkn_store_abort() -> ctkn_store_close().
+ * Errors:   0 or negative CTKN_E*: CTKN_ENOTFOUND for a missing key,
+ *           CTKN_ESTORE for LMDB failures (err->msg has mdb_strerror),
+ *           CTKN_EFORMAT for an unknown layout, CTKN_ECONFLICT for a
+ *           projection bound to another topic or environment.
+ * Thread:   a ctkn_store may be shared by threads; a txn belongs to the
+ *           thread that began it.
+ * Not here: Kafka (log.h), the rules (event.h), encodings (codec.h).
+ */
+#ifndef CTKN_STORE_H
+#define CTKN_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctkn/error.h"
+#include "ctkn/event.h"
+#include "ctkn/token.h"
+
+#define CTKN_STORE_FORMAT         1
+#define CTKN_STORE_MAP_DEFAULT    ((size_t)64 << 30) /* 64 GiB, sparse */
+#define CTKN_STORE_MAX_PARTITIONS 4096
+
+typedef struct ctkn_store ctkn_store;
+typedef struct ctkn_store_txn ctkn_store_txn;
+
+struct ctkn_store_opts {
+  size_t map_size; /* 0: CTKN_STORE_MAP_DEFAULT */
+  bool read_only;  /* open for reads only (queries) */
+  bool no_sync;    /* MDB_NOSYNC: benchmarks and throwaway replays only */
+};
+
+/*
+ * Open (creating when missing, unless read_only) the projection in dir.
+ * Clears stale reader slots (mdb_reader_check) and opens every table in a
+ * write transaction that commits. On success *out is a new handle: caller
+ * owns it, release with ctkn_store_close(). On failure *out is NULL.
+ */
+int ctkn_store_open(ctkn_store **out, const char *dir,
+                    const struct ctkn_store_opts *opts, struct ctkn_err *err);
+
+/* Close and free. NULL is a no-op. All txns must be finished first. */
+void ctkn_store_close(ctkn_store *st);
+
+/* ---- metadata ------------------------------------------------------- */
+
+/*
+ * Bind the projection to a topic and environment: recorded the first time,
+ * compared afterwards (CTKN_ECONFLICT naming both values on a mismatch).
+ */
+int ctkn_store_bind(ctkn_store *st, const char *topic, ctkn_env env,
+                    struct ctkn_err *err);
+
+/* ---- transactions ---------------------------------------------------- */
+
+/* Begin a transaction; write = false for a read-only snapshot. On success
+ * *out is a new txn: caller owns it, finish with commit or abort. */
+int ctkn_store_begin(ctkn_store *st, bool write, ctkn_store_txn **out,
+                     struct ctkn_err *err);
+/* Commit and free the txn (also on failure). */
+int ctkn_store_commit(ctkn_store_txn *txn, struct ctkn_err *err);
+/* Abort and free. NULL is a no-op. */
+void ctkn_store_abort(ctkn_store_txn *txn);
+
+/* ---- reads ----------------------------------------------------------- */
+
+int ctkn_store_get(ctkn_store_txn *txn, const char *id, struct ctkn_record *out,
+                   struct ctkn_err *err);
+int ctkn_store_get_by_token(ctkn_store_txn *txn, const char *token,
+                            struct ctkn_record *out, struct ctkn_err *err);
+/* The token ID and request hash stored for an idempotency key. */
+int ctkn_store_get_idem(ctkn_store_txn *txn, const char *key,
+                        char id[CTKN_ID_BUF], uint8_t hash[CTKN_HASH_LEN],
+                        struct ctkn_err *err);
+/* The reason recorded for the event rejected at (partition, offset);
+ * CTKN_ENOTFOUND when that record was not rejected. */
+int ctkn_store_get_rejected(ctkn_store_txn *txn, int32_t partition,
+                            int64_t offset, char *reason, size_t reasonsz,
+                            struct ctkn_err *err);
+/* The next offset to consume on partition; 0 when never consumed. */
+int64_t ctkn_store_offset(ctkn_store_txn *txn, int32_t partition);
+/* Number of tokens, for list's estimated_total. */
+int64_t ctkn_store_count(ctkn_store_txn *txn);
+
+/* ---- writes (write txn only) ----------------------------------------- */
+
+/* Store rec under its ID; keep the token-string index in step. */
+int ctkn_store_put(ctkn_store_txn *txn, const struct ctkn_record *rec,
+                   struct ctkn_err *err);
+int ctkn_store_put_history(ctkn_store_txn *txn, const char *id,
+                           uint64_t version, int32_t partition, int64_t offset,
+                           const void *value, size_t len, struct ctkn_err *err);
+int ctkn_store_put_rejected(ctkn_store_txn *txn, int32_t partition,
+                            int64_t offset, const char *event_id,
+                            const char *token_id, const char *reason,
+                            struct ctkn_err *err);
+int ctkn_store_put_quarantine(ctkn_store_txn *txn, int32_t partition,
+                              int64_t offset, const char *reason,
+                              const void *key, size_t klen, const void *value,
+                              size_t vlen, struct ctkn_err *err);
+int ctkn_store_put_idem(ctkn_store_txn *txn, const char *key, const char *id,
+                        const uint8_t hash[CTKN_HASH_LEN],
+                        struct ctkn_err *err);
+int ctkn_store_set_offset(ctkn_store_txn *txn, int32_t partition, int64_t next,
+                          struct ctkn_err *err);
+
+/* ---- iteration ------------------------------------------------------- */
+
+/*
+ * One page of tokens in ID order (ascending, or descending when desc),
+ * starting strictly after `after` (NULL or "": from the start), keeping
+ * only statuses whose bit (1 << status) is in status_mask. Writes up to
+ * limit records to out and their number to *n; *has_more tells whether
+ * another matching token follows.
+ */
+int ctkn_store_list(ctkn_store_txn *txn, const char *after, bool desc,
+                    unsigned status_mask, size_t limit, struct ctkn_record *out,
+                    size_t *n, bool *has_more, struct ctkn_err *err);
+
+/* Called for each stored item; a non-zero return stops the walk and is
+ * returned by the walker. Pointers are valid until the callback returns. */
+typedef int (*ctkn_store_history_cb)(void *arg, uint64_t version,
+                                     int32_t partition, int64_t offset,
+                                     const void *value, size_t len);
+typedef int (*ctkn_store_coord_cb)(void *arg, int32_t partition, int64_t offset,
+                                   const char *reason, const void *key,
+                                   size_t klen, const void *value, size_t vlen);
+typedef int (*ctkn_store_offset_cb)(void *arg, int32_t partition, int64_t next);
+
+/* The token's events, oldest first. CTKN_ENOTFOUND when it has none. */
+int ctkn_store_history(ctkn_store_txn *txn, const char *id,
+                       ctkn_store_history_cb cb, void *arg,
+                       struct ctkn_err *err);
+/* Quarantined records in (partition, offset) order. */
+int ctkn_store_quarantine(ctkn_store_txn *txn, ctkn_store_coord_cb cb,
+                          void *arg, struct ctkn_err *err);
+/* Rejected events in (partition, offset) order; key is the token ID,
+ * value the event ID. */
+int ctkn_store_rejected(ctkn_store_txn *txn, ctkn_store_coord_cb cb, void *arg,
+                        struct ctkn_err *err);
+/* Stored partition offsets in partition order. */
+int ctkn_store_offsets(ctkn_store_txn *txn, ctkn_store_offset_cb cb, void *arg,
+                       struct ctkn_err *err);
+
+/*
+ * SHA-256 over a canonical serialisation of the replicated tables (tokens,
+ * token index, history, rejected, quarantine, idempotency, offsets), in
+ * that order, every key and value length-prefixed. Two projections of the
+ * same log prefix have the same digest.
+ */
+int ctkn_store_digest(ctkn_store_txn *txn, uint8_t out[CTKN_HASH_LEN],
+                      struct ctkn_err *err);
+
+#endif /* CTKN_STORE_H */

@@ -1,0 +1,526 @@
+/*
+ * projector.c - log -> apply -> store, batched, exactly once in effect.
+ *
+ * Invariant: a partition's stored next offset and the state produced by
+ * the records below it are committed in the same LMDB transaction. Every
+ * record below the stored offset is skipped, so two processes advancing
+ * one projection, or a process restarted after SIGKILL, never apply a
+ * record twice.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctkn/codec.h"
+#include "ctkn/projector.h"
+#include "internal.h"
+
+#define BATCH_MAX 8192 /* records per poll and per write transaction */
+
+/* Per-batch view of the stored offsets, so each record costs no lookup. */
+struct cursor {
+  int32_t n;
+  int64_t *next; /* next offset per partition, -1 until loaded */
+  bool *dirty;   /* advanced in this batch: write it back at commit */
+};
+
+static int64_t cursor_next(struct cursor *c, ctkn_store_txn *txn, int32_t p)
+{
+  if (p >= c->n) {
+    int32_t n = p + 1;
+    int64_t *next = realloc(c->next, (size_t)n * sizeof(*next));
+    if (next == NULL)
+      return -2;
+    c->next = next;
+    bool *dirty = realloc(c->dirty, (size_t)n * sizeof(*dirty));
+    if (dirty == NULL)
+      return -2;
+    c->dirty = dirty;
+    for (int32_t i = c->n; i < n; i++) {
+      next[i] = -1;
+      dirty[i] = false;
+    }
+    c->n = n;
+  }
+  if (c->next[p] < 0)
+    c->next[p] = ctkn_store_offset(txn, p);
+  return c->next[p];
+}
+
+/* Decode and check one record. Returns CTKN_OK, or an error with the
+ * quarantine reason in err->msg. */
+static int decode_record(const struct ctkn_log_msg *m, struct ctkn_event *ev,
+                         struct ctkn_err *err)
+{
+  int rc;
+
+  if (m->schema_version == -1)
+    return ctkn__err(err, CTKN_EDECODE, "missing header %s", CTKN_HDR_SCHEMA);
+  if (m->schema_version < 1)
+    return ctkn__err(err, CTKN_EDECODE, "malformed header %s", CTKN_HDR_SCHEMA);
+  if (m->event_type[0] == '\0')
+    return ctkn__err(err, CTKN_EDECODE, "missing header %s",
+                     CTKN_HDR_EVENT_TYPE);
+  if (m->value == NULL || m->value_len == 0)
+    return ctkn__err(err, CTKN_EDECODE, "empty record value");
+  if ((rc = ctkn_event_decode(m->value, m->value_len, ev, err)) != CTKN_OK) {
+    char detail[sizeof(err->msg)];
+    memcpy(detail, err->msg, sizeof(detail));
+    return ctkn__err(err, CTKN_EDECODE, "does not decode: %.200s", detail);
+  }
+  if ((rc = ctkn_event_check(ev, err)) != CTKN_OK) {
+    char detail[sizeof(err->msg)];
+    memcpy(detail, err->msg, sizeof(detail));
+    return ctkn__err(err, CTKN_EDECODE, "invalid event: %s: %.200s", err->field,
+                     detail);
+  }
+  size_t idlen = strlen(ev->data.id);
+  if (m->key == NULL || m->key_len != idlen ||
+      memcmp(m->key, ev->data.id, idlen) != 0)
+    return ctkn__err(err, CTKN_EDECODE, "record key is not data.id (%s)",
+                     ev->data.id);
+  if (strcmp(m->event_type, ctkn_event_type_str(ev->type)) != 0)
+    return ctkn__err(
+        err, CTKN_EDECODE, "header %s \"%.60s\" does not match event_type %s",
+        CTKN_HDR_EVENT_TYPE, m->event_type, ctkn_event_type_str(ev->type));
+  return CTKN_OK;
+}
+
+/* Apply one decoded event inside txn. */
+static int apply_event(ctkn_store_txn *txn, ctkn_env env,
+                       const struct ctkn_log_msg *m,
+                       const struct ctkn_event *ev,
+                       struct ctkn_projector_stats *stats, struct ctkn_err *err)
+{
+  struct ctkn_record cur, next;
+  char reason[256];
+  const struct ctkn_record *curp = NULL;
+  int rc;
+
+  rc = ctkn_store_get(txn, ev->data.id, &cur, err);
+  if (rc == CTKN_OK)
+    curp = &cur;
+  else if (rc != CTKN_ENOTFOUND)
+    return rc;
+
+  int verdict = ctkn_apply(curp, ev, env, &next.token, reason, sizeof(reason));
+  if (verdict == CTKN_APPLIED && curp != NULL &&
+      curp->partition != m->partition) {
+    /* A token's events must share one partition, or replicas could apply
+     * them in different orders. */
+    snprintf(reason, sizeof(reason),
+             "partition: token lives on partition %" PRId32, curp->partition);
+    verdict = CTKN_REJECTED;
+  }
+  if (verdict == CTKN_APPLIED && ev->idempotency_key[0] != '\0') {
+    char other[CTKN_ID_BUF];
+    uint8_t hash[CTKN_HASH_LEN];
+    rc = ctkn_store_get_idem(txn, ev->idempotency_key, other, hash, err);
+    if (rc == CTKN_OK) {
+      /* A racing duplicate: the first create with the key won. */
+      snprintf(reason, sizeof(reason), "idempotency: key already used by %s",
+               other);
+      verdict = CTKN_REJECTED;
+    } else if (rc != CTKN_ENOTFOUND) {
+      return rc;
+    }
+  }
+  if (verdict == CTKN_REJECTED) {
+    stats->rejected++;
+    return ctkn_store_put_rejected(txn, m->partition, m->offset, ev->event_id,
+                                   ev->data.id, reason, err);
+  }
+
+  next.version = ev->version;
+  next.partition = m->partition;
+  next.offset = m->offset;
+  rc = ctkn_store_put(txn, &next, err);
+  if (rc == CTKN_ECONFLICT) {
+    /* Another token already holds this token string (a writer that reused
+     * one). The store undid the put; every replica rejects the same way. */
+    stats->rejected++;
+    return ctkn_store_put_rejected(txn, m->partition, m->offset, ev->event_id,
+                                   ev->data.id,
+                                   "token: token string already in use", err);
+  }
+  if (rc != CTKN_OK || (rc = ctkn_store_put_history(
+                            txn, ev->data.id, ev->version, m->partition,
+                            m->offset, m->value, m->value_len, err)) != CTKN_OK)
+    return rc;
+  if (ev->idempotency_key[0] != '\0' &&
+      (rc = ctkn_store_put_idem(txn, ev->idempotency_key, ev->data.id,
+                                ev->request_hash, err)) != CTKN_OK)
+    return rc;
+  stats->applied++;
+  return CTKN_OK;
+}
+
+int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
+                         const struct ctkn_log_msg *msgs, size_t n,
+                         bool *paused, int32_t npaused,
+                         struct ctkn_projector_stats *stats,
+                         struct ctkn_err *err)
+{
+  struct ctkn_projector_stats batch = {0};
+  struct cursor cur = {0, NULL, NULL};
+  ctkn_store_txn *txn = NULL;
+  struct ctkn_event *ev = NULL;
+  struct ctkn_err derr;
+  int rc;
+
+  if (n == 0)
+    return CTKN_OK;
+  if ((ev = malloc(sizeof(*ev))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: event buffer");
+  if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK)
+    goto out;
+
+  for (size_t i = 0; i < n; i++) {
+    const struct ctkn_log_msg *m = &msgs[i];
+    int32_t p = m->partition;
+    int64_t next = cursor_next(&cur, txn, p);
+
+    if (next == -2) {
+      rc = ctkn__err(err, CTKN_ENOMEM, "projector: offsets");
+      goto out;
+    }
+    if (m->offset < next) {
+      batch.skipped++;
+      continue;
+    }
+    if (paused != NULL && p < npaused && paused[p])
+      continue;
+    if (m->schema_version > CTKN_SCHEMA_VERSION) {
+      /* Stop this partition here; its offset stays below the record. */
+      if (paused != NULL && p < npaused && !paused[p]) {
+        paused[p] = true;
+        batch.paused++;
+      }
+      fprintf(stderr,
+              "ctkn: partition %" PRId32 " paused at offset %" PRId64
+              ": schema version %d is newer than this build's %d; "
+              "upgrade ctkn\n",
+              p, m->offset, m->schema_version, CTKN_SCHEMA_VERSION);
+      if (paused == NULL)
+        break;
+      continue;
+    }
+    rc = decode_record(m, ev, &derr);
+    if (rc != CTKN_OK) {
+      batch.quarantined++;
+      rc = ctkn_store_put_quarantine(txn, p, m->offset, derr.msg, m->key,
+                                     m->key_len, m->value, m->value_len, err);
+    } else {
+      rc = apply_event(txn, env, m, ev, &batch, err);
+    }
+    if (rc != CTKN_OK)
+      goto out;
+    cur.next[p] = m->offset + 1;
+    cur.dirty[p] = true;
+  }
+  for (int32_t p = 0; p < cur.n; p++) {
+    if (cur.dirty[p] &&
+        (rc = ctkn_store_set_offset(txn, p, cur.next[p], err)) != CTKN_OK)
+      goto out;
+  }
+  rc = ctkn_store_commit(txn, err);
+  txn = NULL;
+  if (rc == CTKN_OK && stats != NULL) {
+    stats->applied += batch.applied;
+    stats->rejected += batch.rejected;
+    stats->quarantined += batch.quarantined;
+    stats->skipped += batch.skipped;
+    stats->paused += batch.paused;
+    stats->batches++;
+  }
+out:
+  ctkn_store_abort(txn);
+  free(cur.next);
+  free(cur.dirty);
+  free(ev);
+  return rc;
+}
+
+/* ---- the consuming loop --------------------------------------------- */
+
+struct ctkn_projector {
+  ctkn_store *st;
+  const struct ctkn_log_config *cfg;
+  ctkn_env env;
+  ctkn_consumer *consumer;
+  int32_t nparts;
+  bool assigned; /* the consumer holds every partition at pos */
+  int64_t *pos;  /* next offset per partition, as consumed */
+  bool *paused;  /* partitions stopped at a newer schema */
+  struct ctkn_log_msg *msgs;
+  struct ctkn_projector_stats stats;
+};
+
+static int64_t now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int ctkn_projector_open(ctkn_projector **out, ctkn_store *st,
+                        const struct ctkn_log_config *cfg, ctkn_env env,
+                        struct ctkn_err *err)
+{
+  ctkn_projector *p;
+  int rc;
+
+  *out = NULL;
+  if ((p = calloc(1, sizeof(*p))) == NULL ||
+      (p->msgs = calloc(BATCH_MAX, sizeof(*p->msgs))) == NULL) {
+    free(p);
+    return ctkn__err(err, CTKN_ENOMEM, "projector");
+  }
+  p->st = st;
+  p->cfg = cfg;
+  p->env = env;
+  if ((rc = ctkn_consumer_open(&p->consumer, cfg, err)) != CTKN_OK) {
+    ctkn_projector_close(p);
+    return rc;
+  }
+  *out = p;
+  return CTKN_OK;
+}
+
+void ctkn_projector_close(ctkn_projector *p)
+{
+  if (p == NULL)
+    return;
+  ctkn_consumer_close(p->consumer);
+  free(p->msgs);
+  free(p->pos);
+  free(p->paused);
+  free(p);
+}
+
+void ctkn_projector_stats(const ctkn_projector *p,
+                          struct ctkn_projector_stats *out)
+{
+  *out = p->stats;
+}
+
+/*
+ * Learn the partition count, check the stored offsets against the log and
+ * assign every partition at its stored offset. his (n entries, may be
+ * NULL) receives the high watermarks.
+ */
+static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
+{
+  ctkn_store_txn *txn = NULL;
+  int32_t n;
+  int rc;
+
+  if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
+    return rc;
+  if (n > CTKN_STORE_MAX_PARTITIONS)
+    return ctkn__err(err, CTKN_EKAFKA,
+                     "topic has %" PRId32 " partitions; "
+                     "at most %d are supported",
+                     n, CTKN_STORE_MAX_PARTITIONS);
+  int64_t *pos = realloc(p->pos, (size_t)n * sizeof(*pos));
+  if (pos != NULL)
+    p->pos = pos;
+  bool *paused = realloc(p->paused, (size_t)n * sizeof(*paused));
+  if (paused != NULL)
+    p->paused = paused;
+  int64_t *hi = calloc((size_t)n, sizeof(*hi));
+  if (pos == NULL || paused == NULL || hi == NULL) {
+    free(hi);
+    return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+  }
+  for (int32_t i = p->nparts; i < n; i++)
+    paused[i] = false;
+  p->nparts = n;
+
+  if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK)
+    goto fail;
+  for (int32_t i = 0; i < n; i++)
+    pos[i] = ctkn_store_offset(txn, i);
+  ctkn_store_abort(txn);
+
+  for (int32_t i = 0; i < n; i++) {
+    int64_t lo;
+    if ((rc = ctkn_consumer_watermarks(p->consumer, i, &lo, &hi[i], err)) !=
+        CTKN_OK)
+      goto fail;
+    /* A topic deleted and re-created under the same name shows as stored
+     * offsets outside the log. librdkafka 2.0.2 has no topic IDs. */
+    if (pos[i] > hi[i] || pos[i] < lo) {
+      rc = ctkn__err(err, CTKN_ECONFLICT,
+                     "partition %" PRId32 ": the projection stopped at offset "
+                     "%" PRId64 " but the log holds %" PRId64 "..%" PRId64
+                     "; the topic was deleted or re-created. Project into a "
+                     "fresh --db",
+                     i, pos[i], lo, hi[i]);
+      goto fail;
+    }
+  }
+  if ((rc = ctkn_consumer_assign(p->consumer, pos, n, err)) != CTKN_OK)
+    goto fail;
+  p->assigned = true;
+  if (his != NULL)
+    *his = hi;
+  else
+    free(hi);
+  return CTKN_OK;
+fail:
+  free(hi);
+  return rc;
+}
+
+/* Poll once and apply what arrived. *got receives the record count. */
+static int step(ctkn_projector *p, int timeout_ms, size_t *got,
+                struct ctkn_err *err)
+{
+  size_t n = 0;
+  int rc;
+
+  if ((rc = ctkn_consumer_poll(p->consumer, timeout_ms, p->msgs, BATCH_MAX, &n,
+                               err)) != CTKN_OK)
+    return rc;
+  *got = n;
+  if (n == 0)
+    return CTKN_OK;
+  if ((rc = ctkn_projector_apply(p->st, p->env, p->msgs, n, p->paused,
+                                 p->nparts, &p->stats, err)) != CTKN_OK)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    int32_t part = p->msgs[i].partition;
+    if (part < p->nparts && !p->paused[part] &&
+        p->msgs[i].offset + 1 > p->pos[part])
+      p->pos[part] = p->msgs[i].offset + 1;
+  }
+  return CTKN_OK;
+}
+
+int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
+                            int32_t n, struct ctkn_err *err)
+{
+  int64_t *hi = NULL;
+  int rc;
+
+  /* Assign once: a reassignment restarts fetching, and the offset queries
+   * that go with it wait behind the fetch in flight. Later calls with
+   * explicit targets just consume on. */
+  if (!p->assigned || targets == NULL) {
+    if ((rc = assign_all(p, &hi, err)) != CTKN_OK)
+      return rc;
+  }
+  int64_t deadline = now_ms() + p->cfg->timeout_ms;
+  for (;;) {
+    bool done = true;
+    for (int32_t i = 0; i < p->nparts && done; i++) {
+      int64_t want = targets ? (i < n ? targets[i] : 0) : hi[i];
+      if (!p->paused[i] && p->pos[i] < want)
+        done = false;
+    }
+    if (done)
+      break;
+    if (now_ms() > deadline) {
+      rc =
+          ctkn__err(err, CTKN_ETIMEOUT, "projection made no progress for %d ms",
+                    p->cfg->timeout_ms);
+      break;
+    }
+    size_t got;
+    if ((rc = step(p, 100, &got, err)) != CTKN_OK)
+      break;
+    if (got > 0)
+      deadline = now_ms() + p->cfg->timeout_ms;
+  }
+  free(hi);
+  return rc;
+}
+
+int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
+                          struct ctkn_err *err)
+{
+  int64_t *hi = NULL;
+  int64_t next_report = 0;
+  int rc;
+
+  if ((rc = assign_all(p, NULL, err)) != CTKN_OK)
+    return rc;
+  while (!*stop) {
+    size_t got;
+    if ((rc = step(p, 200, &got, err)) != CTKN_OK)
+      return rc;
+    if (now_ms() < next_report)
+      continue;
+    /* Every few seconds: pick up added partitions, report lag. */
+    next_report = now_ms() + 5000;
+    int32_t n;
+    if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
+      return rc;
+    if (n != p->nparts) {
+      fprintf(stderr,
+              "ctkn project: topic now has %" PRId32 " partitions (was %" PRId32
+              "); reassigning\n",
+              n, p->nparts);
+      if ((rc = assign_all(p, NULL, err)) != CTKN_OK)
+        return rc;
+    }
+    int64_t lag = 0;
+    for (int32_t i = 0; i < p->nparts; i++) {
+      int64_t lo, h;
+      if (ctkn_consumer_watermarks(p->consumer, i, &lo, &h, NULL) == CTKN_OK &&
+          h > p->pos[i])
+        lag += h - p->pos[i];
+    }
+    fprintf(stderr,
+            "ctkn project: applied=%" PRIu64 " rejected=%" PRIu64
+            " quarantined=%" PRIu64 " lag=%" PRId64 " paused=%" PRId32 "\n",
+            p->stats.applied, p->stats.rejected, p->stats.quarantined, lag,
+            p->stats.paused);
+  }
+  free(hi);
+  return CTKN_OK;
+}
+
+int32_t ctkn_projector_partitions(const ctkn_projector *p)
+{
+  return p->nparts;
+}
+
+int ctkn_projector_status(ctkn_projector *p, struct ctkn_partition_status **out,
+                          int32_t *n, struct ctkn_err *err)
+{
+  struct ctkn_partition_status *s;
+  ctkn_store_txn *txn;
+  int32_t np;
+  int rc;
+
+  *out = NULL;
+  *n = 0;
+  if ((rc = ctkn_consumer_partitions(p->consumer, &np, err)) != CTKN_OK)
+    return rc;
+  if ((s = calloc((size_t)np, sizeof(*s))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "status");
+  if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK) {
+    free(s);
+    return rc;
+  }
+  for (int32_t i = 0; i < np; i++) {
+    s[i].partition = i;
+    s[i].projected = ctkn_store_offset(txn, i);
+  }
+  ctkn_store_abort(txn);
+  for (int32_t i = 0; i < np; i++) {
+    if ((rc = ctkn_consumer_watermarks(p->consumer, i, &s[i].log_start,
+                                       &s[i].log_end, err)) != CTKN_OK) {
+      free(s);
+      return rc;
+    }
+  }
+  *out = s;
+  *n = np;
+  return CTKN_OK;
+}

@@ -1,0 +1,356 @@
+/*
+ * query.c - reads over one LMDB snapshot, rendered as Paddle's JSON.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctkn/codec.h"
+#include "ctkn/crypto.h"
+#include "ctkn/query.h"
+#include "internal.h"
+
+void ctkn_list_params_init(struct ctkn_list_params *p)
+{
+  memset(p, 0, sizeof(*p));
+  p->per_page = CTKN_PER_PAGE_DEFAULT;
+  p->desc = true;
+  p->status_mask = 1u << CTKN_STATUS_ACTIVE;
+}
+
+int ctkn_list_params_per_page(struct ctkn_list_params *p, const char *s,
+                              struct ctkn_err *err)
+{
+  long v = 0;
+
+  if (*s == '\0')
+    goto bad;
+  for (const char *c = s; *c; c++) {
+    if (*c < '0' || *c > '9')
+      goto bad;
+    if (v <= CTKN_PER_PAGE_MAX)
+      v = v * 10 + (*c - '0');
+  }
+  if (v < 1)
+    goto bad;
+  p->per_page = v > CTKN_PER_PAGE_MAX ? CTKN_PER_PAGE_MAX : (int)v;
+  return CTKN_OK;
+bad:
+  return ctkn__err_field(err, CTKN_EINVAL, "per_page",
+                         "must be a positive integer (values above %d are "
+                         "capped)",
+                         CTKN_PER_PAGE_MAX);
+}
+
+int ctkn_list_params_order_by(struct ctkn_list_params *p, const char *s,
+                              struct ctkn_err *err)
+{
+  if (strcmp(s, "id[ASC]") == 0)
+    p->desc = false;
+  else if (strcmp(s, "id[DESC]") == 0)
+    p->desc = true;
+  else
+    return ctkn__err_field(err, CTKN_EINVAL, "order_by",
+                           "must be id[ASC] or id[DESC]");
+  return CTKN_OK;
+}
+
+int ctkn_list_params_status(struct ctkn_list_params *p, const char *s,
+                            struct ctkn_err *err)
+{
+  unsigned mask = 0;
+  const char *c = s;
+
+  for (;;) {
+    size_t n = strcspn(c, ",");
+    if (n == 6 && strncmp(c, "active", 6) == 0)
+      mask |= 1u << CTKN_STATUS_ACTIVE;
+    else if (n == 7 && strncmp(c, "revoked", 7) == 0)
+      mask |= 1u << CTKN_STATUS_REVOKED;
+    else
+      return ctkn__err_field(err, CTKN_EINVAL, "status",
+                             "must be a comma-separated list of active, "
+                             "revoked");
+    if (c[n] == '\0')
+      break;
+    c += n + 1;
+  }
+  p->status_mask = mask;
+  return CTKN_OK;
+}
+
+int ctkn_list_params_after(struct ctkn_list_params *p, const char *s,
+                           struct ctkn_err *err)
+{
+  if (!ctkn_id_valid("ctkn_", s))
+    return ctkn__err_field(err, CTKN_EINVAL, "after",
+                           "must be a client-side token ID "
+                           "(^ctkn_[a-z0-9]{26}$)");
+  ctkn__strlcpy(p->after, s, sizeof(p->after));
+  return CTKN_OK;
+}
+
+static int oom(struct ctkn_err *err)
+{
+  return ctkn__err(err, CTKN_ENOMEM, "rendering JSON");
+}
+
+int ctkn_query_get(ctkn_store *st, const char *id, const char *request_id,
+                   char **json, struct ctkn_err *err)
+{
+  struct ctkn_record *rec = malloc(sizeof(*rec));
+  ctkn_store_txn *txn;
+  int rc;
+
+  *json = NULL;
+  if (rec == NULL)
+    return oom(err);
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
+    rc = ctkn_store_get(txn, id, rec, err);
+    ctkn_store_abort(txn);
+  }
+  if (rc == CTKN_ENOTFOUND)
+    rc =
+        ctkn__err(err, CTKN_ENOTFOUND, "client-side token %.40s not found", id);
+  if (rc == CTKN_OK &&
+      (*json = ctkn_json_data(&rec->token, request_id)) == NULL)
+    rc = oom(err);
+  free(rec);
+  return rc;
+}
+
+/* Append the query string of the next page to base. */
+static char *next_link(const struct ctkn_list_params *p, const char *base,
+                       const char *last_id)
+{
+  char status[32] = "";
+  size_t len;
+  char *s;
+
+  if (p->status_mask & (1u << CTKN_STATUS_ACTIVE))
+    strcat(status, "active");
+  if (p->status_mask & (1u << CTKN_STATUS_REVOKED))
+    strcat(status, status[0] ? ",revoked" : "revoked");
+  len = (base ? strlen(base) : 0) + 128;
+  if ((s = malloc(len)) == NULL)
+    return NULL;
+  snprintf(s, len, "%s?after=%s&order_by=id%%5B%s%%5D&per_page=%d&status=%s",
+           base ? base : "", last_id, p->desc ? "DESC" : "ASC", p->per_page,
+           status);
+  return s;
+}
+
+int ctkn_query_list(ctkn_store *st, const struct ctkn_list_params *p,
+                    const char *next_base, bool count, const char *request_id,
+                    char **json, struct ctkn_err *err)
+{
+  struct ctkn_record *recs = calloc((size_t)p->per_page, sizeof(*recs));
+  struct ctkn_token *toks = calloc((size_t)p->per_page, sizeof(*toks));
+  struct ctkn_pagination page = {.per_page = p->per_page,
+                                 .estimated_total = -1};
+  char *next = NULL;
+  ctkn_store_txn *txn = NULL;
+  size_t n = 0;
+  int rc;
+
+  *json = NULL;
+  if (recs == NULL || toks == NULL) {
+    rc = oom(err);
+    goto out;
+  }
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    goto out;
+  rc = ctkn_store_list(txn, p->after, p->desc, p->status_mask,
+                       (size_t)p->per_page, recs, &n, &page.has_more, err);
+  if (rc == CTKN_OK && count)
+    page.estimated_total = ctkn_store_count(txn);
+  ctkn_store_abort(txn);
+  if (rc != CTKN_OK)
+    goto out;
+  for (size_t i = 0; i < n; i++)
+    toks[i] = recs[i].token;
+  if (page.has_more && n > 0) {
+    if ((next = next_link(p, next_base, toks[n - 1].id)) == NULL) {
+      rc = oom(err);
+      goto out;
+    }
+    page.next = next;
+  }
+  if ((*json = ctkn_json_list(toks, n, &page, request_id)) == NULL)
+    rc = oom(err);
+out:
+  free(next);
+  free(recs);
+  free(toks);
+  return rc;
+}
+
+int ctkn_query_verify(ctkn_store *st, const char *token, const char *request_id,
+                      char **json, bool *active, struct ctkn_err *err)
+{
+  struct ctkn_record *rec = malloc(sizeof(*rec));
+  ctkn_store_txn *txn;
+  ctkn_env env;
+  int rc;
+
+  *json = NULL;
+  *active = false;
+  if (rec == NULL)
+    return oom(err);
+  if (!ctkn_token_valid(token, &env)) {
+    free(rec);
+    return ctkn__err_field(err, CTKN_EINVAL, "token",
+                           "must match ^(test|live)_[a-zA-Z0-9]{27}$");
+  }
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
+    rc = ctkn_store_get_by_token(txn, token, rec, err);
+    ctkn_store_abort(txn);
+  }
+  if (rc == CTKN_ENOTFOUND)
+    rc = ctkn__err(err, CTKN_ENOTFOUND, "client-side token not found");
+  if (rc == CTKN_OK) {
+    *active = rec->token.status == CTKN_STATUS_ACTIVE;
+    if ((*json = ctkn_json_verify(&rec->token, env, request_id)) == NULL)
+      rc = oom(err);
+  }
+  free(rec);
+  return rc;
+}
+
+struct history_ctx {
+  FILE *out;
+  struct ctkn_event ev;
+  struct ctkn_err *err;
+};
+
+static int history_line(void *arg, uint64_t version, int32_t partition,
+                        int64_t offset, const void *value, size_t len)
+{
+  struct history_ctx *h = arg;
+  char *line;
+  int rc;
+
+  (void)version;
+  if ((rc = ctkn_event_decode(value, len, &h->ev, h->err)) != CTKN_OK)
+    return ctkn__err(h->err, CTKN_ESTORE,
+                     "corrupt history at partition %" PRId32 " offset %" PRId64,
+                     partition, offset);
+  if ((line = ctkn_json_event(&h->ev)) == NULL)
+    return oom(h->err);
+  fprintf(h->out, "%s\n", line);
+  free(line);
+  return CTKN_OK;
+}
+
+int ctkn_query_history(ctkn_store *st, const char *id, FILE *out,
+                       struct ctkn_err *err)
+{
+  struct history_ctx *h = malloc(sizeof(*h));
+  ctkn_store_txn *txn;
+  int rc;
+
+  if (h == NULL)
+    return oom(err);
+  h->out = out;
+  h->err = err;
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
+    rc = ctkn_store_history(txn, id, history_line, h, err);
+    ctkn_store_abort(txn);
+  }
+  if (rc == CTKN_ENOTFOUND)
+    rc =
+        ctkn__err(err, CTKN_ENOTFOUND, "client-side token %.40s not found", id);
+  free(h);
+  return rc;
+}
+
+struct offsets_ctx {
+  size_t n, cap;
+  int32_t *parts;
+  int64_t *offsets;
+};
+
+static int collect_offset(void *arg, int32_t partition, int64_t next)
+{
+  struct offsets_ctx *o = arg;
+
+  if (o->n == o->cap) {
+    size_t cap = o->cap ? o->cap * 2 : 16;
+    int32_t *p = realloc(o->parts, cap * sizeof(*p));
+    if (p == NULL)
+      return CTKN_ENOMEM;
+    o->parts = p;
+    int64_t *q = realloc(o->offsets, cap * sizeof(*q));
+    if (q == NULL)
+      return CTKN_ENOMEM;
+    o->offsets = q;
+    o->cap = cap;
+  }
+  o->parts[o->n] = partition;
+  o->offsets[o->n++] = next;
+  return CTKN_OK;
+}
+
+int ctkn_query_digest(ctkn_store *st, char **json, struct ctkn_err *err)
+{
+  struct offsets_ctx o = {0, 0, NULL, NULL};
+  uint8_t sum[CTKN_HASH_LEN];
+  char hex[2 * CTKN_HASH_LEN + 1];
+  ctkn_store_txn *txn;
+  int64_t tokens = 0;
+  int rc;
+
+  *json = NULL;
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_store_digest(txn, sum, err);
+  if (rc == CTKN_OK)
+    rc = ctkn_store_offsets(txn, collect_offset, &o, err);
+  if (rc == CTKN_ENOMEM)
+    rc = oom(err);
+  tokens = ctkn_store_count(txn);
+  ctkn_store_abort(txn);
+  if (rc == CTKN_OK) {
+    ctkn_hex(sum, sizeof(sum), hex);
+    if ((*json = ctkn_json_digest(hex, tokens, o.parts, o.offsets, o.n)) ==
+        NULL)
+      rc = oom(err);
+  }
+  free(o.parts);
+  free(o.offsets);
+  return rc;
+}
+
+struct quarantine_ctx {
+  FILE *out;
+};
+
+static int quarantine_line(void *arg, int32_t partition, int64_t offset,
+                           const char *reason, const void *key, size_t klen,
+                           const void *value, size_t vlen)
+{
+  struct quarantine_ctx *q = arg;
+  char *line =
+      ctkn_json_quarantined(partition, offset, reason, key, klen, value, vlen);
+
+  if (line == NULL)
+    return CTKN_ENOMEM;
+  fprintf(q->out, "%s\n", line);
+  free(line);
+  return CTKN_OK;
+}
+
+int ctkn_query_quarantine(ctkn_store *st, FILE *out, struct ctkn_err *err)
+{
+  struct quarantine_ctx q = {out};
+  ctkn_store_txn *txn;
+  int rc;
+
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_store_quarantine(txn, quarantine_line, &q, err);
+  ctkn_store_abort(txn);
+  if (rc == CTKN_ENOMEM)
+    rc = oom(err);
+  return rc;
+}

@@ -1,0 +1,1508 @@
+/*
+ * store.c - the projection's tables over one LMDB environment (format 1).
+ *
+ * Tables (named DBIs), all keys compared as bytes:
+ *
+ *   meta         name                         -> "format" = "1" (decimal
+ *                                                 ASCII), "topic",
+ *                                                 "environment"
+ *   tokens       token ID (31 bytes)          -> ctkn_record_encode()
+ *   token_index  token string (32 bytes)      -> token ID
+ *   history      token ID + version (u64 BE)  -> [partition, offset,
+ *                                                 bin event]
+ *   rejected     partition (u32 BE) +
+ *                offset (u64 BE)              -> [token ID | nil,
+ *                                                 event ID | nil, reason]
+ *   quarantine   partition + offset           -> [reason, bin key | nil,
+ *                                                 bin value | nil]
+ *   offsets      partition (u32 BE)           -> next offset (u64 BE)
+ *   idempotency  idempotency key              -> [token ID, bin hash]
+ *
+ * Big-endian numbers make LMDB's byte order the numeric order, so a
+ * token's history comes out by version and the coordinates by (partition,
+ * offset). The small values are msgpack arrays packed with msgpack-c and
+ * read back by the bounded reader below; the record is codec.h's business.
+ *
+ * The digest covers every table but meta, in the order tokens,
+ * token_index, history, rejected, quarantine, idempotency, offsets:
+ *
+ *   for each table: u64be(len name) name u64be(entries)
+ *                   { u64be(len key) key u64be(len value) value } ...
+ *
+ * with the entries in key order. The entry count after the name keeps the
+ * serialisation unambiguous (a table's end cannot pass for a key). meta is
+ * excluded as a whole: the format is a property of the build and topic
+ * and environment are checked by ctkn_store_bind(), and a replay's
+ * recorded cut must not make two projections of the same prefix differ.
+ * The digest hashes stored bytes, so it relies on the encoders being
+ * canonical: msgpack-c always picks the shortest form.
+ *
+ * Handles: the environment is opened with MDB_NOTLS, so a read txn is not
+ * tied to a thread's reader slot and one thread may hold several. The DBI
+ * handles are opened once, in ctkn_store_open(), and only read afterwards,
+ * which is what lets threads share a ctkn_store.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <lmdb.h>
+#include <msgpack.h>
+
+#include "ctkn/codec.h"
+#include "ctkn/crypto.h"
+#include "ctkn/store.h"
+#include "internal.h"
+
+enum {
+  T_META,
+  T_TOKENS,
+  T_INDEX,
+  T_HISTORY,
+  T_REJECTED,
+  T_QUARANTINE,
+  T_OFFSETS,
+  T_IDEM,
+  T_COUNT
+};
+
+static const char *const table_names[T_COUNT] = {
+    "meta",     "tokens",     "token_index", "history",
+    "rejected", "quarantine", "offsets",     "idempotency"};
+
+/* The digest's order, fixed by the format (see the top of this file). */
+static const int digest_order[] = {T_TOKENS,     T_INDEX, T_HISTORY, T_REJECTED,
+                                   T_QUARANTINE, T_IDEM,  T_OFFSETS};
+
+#define HIST_KEY_LEN   (CTKN_ID_LEN + 8)
+#define COORD_KEY_LEN  (4 + 8)
+#define MAX_DBS        16
+#define MAX_READERS    254
+#define NOT_PROJECTION "not a ctkn projection (run ctkn project first)"
+
+struct ctkn_store {
+  MDB_env *env;
+  MDB_dbi dbi[T_COUNT];
+  bool read_only;
+};
+
+struct ctkn_store_txn {
+  ctkn_store *st;
+  MDB_txn *txn;
+  bool write;
+};
+
+/* ---- errors and small helpers --------------------------------------- */
+
+static int lmdb_err(struct ctkn_err *err, int rc, const char *what)
+{
+  if (rc == MDB_MAP_FULL)
+    return ctkn__err(err, CTKN_ESTORE, "%s: map full: raise --map-size", what);
+  if (rc == ENOMEM)
+    return ctkn__err(err, CTKN_ENOMEM, "%s: %s", what, mdb_strerror(rc));
+  return ctkn__err(err, CTKN_ESTORE, "%s: %s", what, mdb_strerror(rc));
+}
+
+static int corrupt(struct ctkn_err *err, int table)
+{
+  return ctkn__err(err, CTKN_ESTORE, "corrupt value in %s", table_names[table]);
+}
+
+/* true when s is a string of exactly n bytes. */
+static bool has_len(const char *s, size_t n)
+{
+  return s != NULL && strnlen(s, n + 1) == n;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+  for (int i = 3; i >= 0; i--, v >>= 8)
+    p[i] = (uint8_t)v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+  for (int i = 7; i >= 0; i--, v >>= 8)
+    p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be(const uint8_t *p, size_t n)
+{
+  uint64_t v = 0;
+
+  for (size_t i = 0; i < n; i++)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+static bool partition_ok(int32_t partition)
+{
+  return partition >= 0 && partition < CTKN_STORE_MAX_PARTITIONS;
+}
+
+static void coord_key(uint8_t key[COORD_KEY_LEN], int32_t partition,
+                      int64_t offset)
+{
+  put_be32(key, (uint32_t)partition);
+  put_be64(key + 4, (uint64_t)offset);
+}
+
+static int check_coord(int32_t partition, int64_t offset, struct ctkn_err *err)
+{
+  if (!partition_ok(partition))
+    return ctkn__err_field(err, CTKN_EINVAL, "partition",
+                           "partition %" PRId32 " is outside 0..%d", partition,
+                           CTKN_STORE_MAX_PARTITIONS - 1);
+  if (offset < 0)
+    return ctkn__err_field(err, CTKN_EINVAL, "offset",
+                           "offset %" PRId64 " is negative", offset);
+  return CTKN_OK;
+}
+
+static int need_write(const ctkn_store_txn *t, struct ctkn_err *err)
+{
+  if (!t->write)
+    return ctkn__err(err, CTKN_EINTERNAL, "write in a read transaction");
+  return CTKN_OK;
+}
+
+/* ---- packing small values -------------------------------------------- */
+
+/*
+ * A msgpack-c write callback that assembles a value without copying any
+ * body twice. msgpack-c writes every type-and-length header (at most 9
+ * bytes) from its own stack, so short writes are copied into hdr; a string
+ * or bin body arrives in one write straight from the caller's buffer,
+ * which stays valid until the put, so long writes are only referenced.
+ * put_gather() then reserves the value's exact size in LMDB and copies the
+ * pieces once, into the page: no allocation per put.
+ */
+#define GATHER_COPY 16
+#define GATHER_SEGS 16
+
+struct gather {
+  uint8_t hdr[128];
+  size_t hlen;
+  struct {
+    const uint8_t *p;
+    size_t n;
+  } seg[GATHER_SEGS];
+  size_t nseg;
+  size_t total;
+  msgpack_packer pk;
+};
+
+static int gather_write(void *data, const char *buf, size_t len)
+{
+  struct gather *g = data;
+  const uint8_t *p = (const uint8_t *)buf;
+
+  if (len == 0)
+    return 0;
+  if (len <= GATHER_COPY) {
+    if (len > sizeof(g->hdr) - g->hlen)
+      return -1;
+    memcpy(g->hdr + g->hlen, buf, len);
+    p = g->hdr + g->hlen;
+    g->hlen += len;
+    if (g->nseg > 0 && g->seg[g->nseg - 1].p + g->seg[g->nseg - 1].n == p) {
+      g->seg[g->nseg - 1].n += len;
+      g->total += len;
+      return 0;
+    }
+  }
+  if (g->nseg == GATHER_SEGS)
+    return -1;
+  g->seg[g->nseg].p = p;
+  g->seg[g->nseg].n = len;
+  g->nseg++;
+  g->total += len;
+  return 0;
+}
+
+static void gather_init(struct gather *g)
+{
+  g->hlen = 0;
+  g->nseg = 0;
+  g->total = 0;
+  msgpack_packer_init(&g->pk, g, gather_write);
+}
+
+static int pack_raw(msgpack_packer *pk, bool bin, const void *p, size_t n)
+{
+  if (bin)
+    return msgpack_pack_bin(pk, n) | msgpack_pack_bin_body(pk, p, n);
+  return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, p, n);
+}
+
+/* A string, or nil for NULL. */
+static int pack_str_or_nil(msgpack_packer *pk, const char *s)
+{
+  return s == NULL ? msgpack_pack_nil(pk) : pack_raw(pk, false, s, strlen(s));
+}
+
+/* bin bytes, or nil for NULL. */
+static int pack_bin_or_nil(msgpack_packer *pk, const void *p, size_t n)
+{
+  return p == NULL ? msgpack_pack_nil(pk) : pack_raw(pk, true, p, n);
+}
+
+static void gather_copy(const struct gather *g, uint8_t *dst)
+{
+  for (size_t i = 0; i < g->nseg; i++) {
+    memcpy(dst, g->seg[i].p, g->seg[i].n);
+    dst += g->seg[i].n;
+  }
+}
+
+static int put_gather(ctkn_store_txn *t, int table, MDB_val *k,
+                      const struct gather *g, unsigned flags,
+                      struct ctkn_err *err)
+{
+  MDB_val v = {g->total, NULL};
+  int rc = mdb_put(t->txn, t->st->dbi[table], k, &v, flags | MDB_RESERVE);
+  char what[64];
+
+  if (rc != MDB_SUCCESS) {
+    snprintf(what, sizeof(what), "put %s", table_names[table]);
+    return lmdb_err(err, rc, what);
+  }
+  gather_copy(g, v.mv_data);
+  return CTKN_OK;
+}
+
+/* ---- reading small values -------------------------------------------- */
+
+/*
+ * A bounded reader for the few shapes this file packs: a flat array of
+ * integers, strings, bins and nils. It never allocates and never reads past
+ * end, so a corrupt value is an error rather than an allocation of the
+ * size its header claims.
+ */
+struct rd {
+  const uint8_t *p;
+  const uint8_t *end;
+};
+
+static void rd_init(struct rd *r, const MDB_val *v)
+{
+  r->p = v->mv_data;
+  r->end = r->p + v->mv_size;
+}
+
+static bool rd_take(struct rd *r, size_t n, const uint8_t **out)
+{
+  if ((size_t)(r->end - r->p) < n)
+    return false;
+  *out = r->p;
+  r->p += n;
+  return true;
+}
+
+static bool rd_uint(struct rd *r, size_t n, uint64_t *v)
+{
+  const uint8_t *p;
+
+  if (!rd_take(r, n, &p))
+    return false;
+  *v = get_be(p, n);
+  return true;
+}
+
+static bool rd_array(struct rd *r, uint32_t want)
+{
+  const uint8_t *b;
+  uint64_t n;
+
+  if (!rd_take(r, 1, &b))
+    return false;
+  if (*b >= 0x90 && *b <= 0x9f)
+    n = *b & 0x0f;
+  else if (*b == 0xdc || *b == 0xdd) {
+    if (!rd_uint(r, *b == 0xdc ? 2 : 4, &n))
+      return false;
+  } else
+    return false;
+  return n == want;
+}
+
+static bool rd_int(struct rd *r, int64_t *v)
+{
+  const uint8_t *b;
+  uint64_t u;
+  size_t n;
+
+  if (!rd_take(r, 1, &b))
+    return false;
+  if (*b <= 0x7f) {
+    *v = *b;
+    return true;
+  }
+  if (*b >= 0xe0) {
+    *v = (int8_t)*b;
+    return true;
+  }
+  if (*b >= 0xcc && *b <= 0xcf) { /* uint 8..64 */
+    n = (size_t)1 << (*b - 0xcc);
+    if (!rd_uint(r, n, &u) || u > INT64_MAX)
+      return false;
+    *v = (int64_t)u;
+    return true;
+  }
+  if (*b >= 0xd0 && *b <= 0xd3) { /* int 8..64, sign-extended */
+    n = (size_t)1 << (*b - 0xd0);
+    if (!rd_uint(r, n, &u))
+      return false;
+    if (n < 8 && (u >> (8 * n - 1)) != 0)
+      u |= ~(uint64_t)0 << (8 * n);
+    *v = (int64_t)u;
+    return true;
+  }
+  return false;
+}
+
+/*
+ * A string (bin false) or bin (bin true). With nil_ok, nil is accepted and
+ * gives *p NULL and *n 0.
+ */
+static bool rd_raw(struct rd *r, bool bin, bool nil_ok, const uint8_t **p,
+                   size_t *n)
+{
+  const uint8_t *b;
+  uint64_t len;
+
+  if (!rd_take(r, 1, &b))
+    return false;
+  if (*b == 0xc0 && nil_ok) {
+    *p = NULL;
+    *n = 0;
+    return true;
+  }
+  if (!bin && *b >= 0xa0 && *b <= 0xbf)
+    len = *b & 0x1f;
+  else if ((bin && *b >= 0xc4 && *b <= 0xc6) ||
+           (!bin && *b >= 0xd9 && *b <= 0xdb)) {
+    if (!rd_uint(r, (size_t)1 << (*b - (bin ? 0xc4 : 0xd9)), &len))
+      return false;
+  } else
+    return false;
+  if (len > SIZE_MAX || !rd_take(r, (size_t)len, p))
+    return false;
+  *n = (size_t)len;
+  if (*p == NULL) /* rd_take of 0 bytes at a NULL mv_data */
+    *p = (const uint8_t *)"";
+  return true;
+}
+
+static bool rd_done(const struct rd *r)
+{
+  return r->p == r->end;
+}
+
+/*
+ * A growable buffer for copies that must be NUL-terminated (reasons handed
+ * to callbacks as C strings).
+ */
+struct strbuf {
+  char *p;
+  size_t cap;
+};
+
+static int strbuf_set(struct strbuf *b, const uint8_t *s, size_t n,
+                      struct ctkn_err *err)
+{
+  if (n + 1 > b->cap) {
+    size_t cap = n + 1 < 256 ? 256 : n + 1;
+    char *q = realloc(b->p, cap);
+
+    if (q == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "copying a %zu-byte reason", n);
+    b->p = q;
+    b->cap = cap;
+  }
+  if (n > 0)
+    memcpy(b->p, s, n);
+  b->p[n] = '\0';
+  return CTKN_OK;
+}
+
+/* ---- opening --------------------------------------------------------- */
+
+/* mkdir -p with mode 0700 for the directories it creates. */
+static int mkdir_p(const char *dir, struct ctkn_err *err)
+{
+  size_t len = strlen(dir);
+  char *path = malloc(len + 1);
+  struct stat sb;
+  int rc = CTKN_OK;
+
+  if (path == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "%s: out of memory", dir);
+  memcpy(path, dir, len + 1);
+  for (size_t i = 1; i <= len && rc == CTKN_OK; i++) {
+    if (path[i] != '/' && path[i] != '\0')
+      continue;
+    if (path[i - 1] == '/')
+      continue; /* "a//b" or a trailing slash */
+    path[i] = '\0';
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+      rc = ctkn__err(err, CTKN_ESTORE, "%s: mkdir: %s", path, strerror(errno));
+    path[i] = i < len ? '/' : '\0';
+  }
+  free(path);
+  if (rc == CTKN_OK && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
+    rc = ctkn__err(err, CTKN_ESTORE, "%s: not a directory", dir);
+  return rc;
+}
+
+/* The stored format, strictly decimal. -1 for anything else. */
+static long parse_format(const MDB_val *v)
+{
+  const char *s = v->mv_data;
+  long n = 0;
+
+  if (v->mv_size == 0 || v->mv_size > 9)
+    return -1;
+  for (size_t i = 0; i < v->mv_size; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return -1;
+    n = n * 10 + (s[i] - '0');
+  }
+  return n;
+}
+
+static int check_format(const MDB_val *v, struct ctkn_err *err)
+{
+  long f = parse_format(v);
+
+  if (f == CTKN_STORE_FORMAT)
+    return CTKN_OK;
+  if (f < 0)
+    return ctkn__err(err, CTKN_EFORMAT,
+                     "store format is unreadable (this build reads format "
+                     "%d); rebuild it with `ctkn rebuild`",
+                     CTKN_STORE_FORMAT);
+  return ctkn__err(err, CTKN_EFORMAT,
+                   "store format %ld is not supported by this build (format "
+                   "%d); rebuild it with `ctkn rebuild`",
+                   f, CTKN_STORE_FORMAT);
+}
+
+/*
+ * Open every DBI once, in a transaction that commits, so that the handles
+ * are valid in every later transaction of every thread. The format is
+ * checked before any other table is created, so a store of an unknown
+ * format is left exactly as it was.
+ */
+static int open_tables(ctkn_store *st, const char *dir, struct ctkn_err *err)
+{
+  char fmt[16];
+  unsigned create = st->read_only ? 0 : MDB_CREATE;
+  MDB_val k = {6, "format"}, v;
+  MDB_txn *txn;
+  MDB_stat ms;
+  bool fresh = false;
+  int rc;
+
+  rc = mdb_txn_begin(st->env, NULL, st->read_only ? MDB_RDONLY : 0, &txn);
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, "begin");
+  for (int t = 0; t < T_COUNT; t++) {
+    rc = mdb_dbi_open(txn, table_names[t], create, &st->dbi[t]);
+    if (rc == MDB_NOTFOUND) {
+      rc = ctkn__err(err, CTKN_ESTORE, "%s: %s", dir, NOT_PROJECTION);
+      goto fail;
+    }
+    if (rc != MDB_SUCCESS) {
+      rc = lmdb_err(err, rc, table_names[t]);
+      goto fail;
+    }
+    if (t != T_META)
+      continue;
+    rc = mdb_get(txn, st->dbi[T_META], &k, &v);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+      rc = lmdb_err(err, rc, "get meta");
+      goto fail;
+    }
+    fresh = rc == MDB_NOTFOUND;
+    if (!fresh && (rc = check_format(&v, err)) != CTKN_OK)
+      goto fail;
+  }
+
+  if (fresh) {
+    if (st->read_only) {
+      rc = ctkn__err(err, CTKN_ESTORE, "%s: %s", dir, NOT_PROJECTION);
+      goto fail;
+    }
+    /* A store with tokens but no format was not written by ctkn. */
+    rc = mdb_stat(txn, st->dbi[T_TOKENS], &ms);
+    if (rc == MDB_SUCCESS && ms.ms_entries > 0) {
+      rc = ctkn__err(err, CTKN_EFORMAT,
+                     "store has data but no format; rebuild it with "
+                     "`ctkn rebuild`");
+      goto fail;
+    }
+    v.mv_size = (size_t)snprintf(fmt, sizeof(fmt), "%d", CTKN_STORE_FORMAT);
+    v.mv_data = fmt;
+    if (rc == MDB_SUCCESS)
+      rc = mdb_put(txn, st->dbi[T_META], &k, &v, 0);
+    if (rc != MDB_SUCCESS) {
+      rc = lmdb_err(err, rc, "put meta");
+      goto fail;
+    }
+  }
+  rc = mdb_txn_commit(txn);
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "commit");
+
+fail:
+  mdb_txn_abort(txn);
+  return rc;
+}
+
+int ctkn_store_open(ctkn_store **out, const char *dir,
+                    const struct ctkn_store_opts *opts, struct ctkn_err *err)
+{
+  static const struct ctkn_store_opts defaults = {0};
+  unsigned flags = MDB_NOTLS;
+  ctkn_store *st;
+  size_t map;
+  int rc, dead;
+
+  *out = NULL;
+  if (opts == NULL)
+    opts = &defaults;
+  if (dir == NULL || dir[0] == '\0')
+    return ctkn__err_field(err, CTKN_EINVAL, "db", "empty store directory");
+  if (opts->read_only) {
+    /* LMDB would create lock.mdb before noticing that data.mdb is missing;
+     * a reader leaves no trace in a directory that is not a projection. */
+    size_t n = strlen(dir);
+    char *data = malloc(n + sizeof("/data.mdb"));
+    struct stat sb;
+    bool exists;
+
+    if (data == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "%s: out of memory", dir);
+    memcpy(data, dir, n);
+    memcpy(data + n, "/data.mdb", sizeof("/data.mdb"));
+    exists = stat(data, &sb) == 0;
+    free(data);
+    if (!exists)
+      return ctkn__err(err, CTKN_ESTORE, "%s: %s", dir, NOT_PROJECTION);
+    flags |= MDB_RDONLY;
+  } else if ((rc = mkdir_p(dir, err)) != CTKN_OK) {
+    return rc;
+  }
+  if (opts->no_sync)
+    flags |= MDB_NOSYNC;
+
+  st = calloc(1, sizeof(*st));
+  if (st == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "%s: out of memory", dir);
+  st->read_only = opts->read_only;
+  rc = mdb_env_create(&st->env);
+  if (rc != MDB_SUCCESS) {
+    free(st);
+    return lmdb_err(err, rc, "mdb_env_create");
+  }
+
+  /* A reader with no configured size maps what the writer recorded. */
+  map = opts->map_size != 0 ? opts->map_size
+                            : (opts->read_only ? 0 : CTKN_STORE_MAP_DEFAULT);
+  if ((map != 0 && (rc = mdb_env_set_mapsize(st->env, map)) != 0) ||
+      (rc = mdb_env_set_maxdbs(st->env, MAX_DBS)) != 0 ||
+      (rc = mdb_env_set_maxreaders(st->env, MAX_READERS)) != 0) {
+    rc = lmdb_err(err, rc, dir);
+    goto fail;
+  }
+  rc = mdb_env_open(st->env, dir, flags, 0600);
+  if (rc != MDB_SUCCESS) {
+    rc = lmdb_err(err, rc, dir);
+    goto fail;
+  }
+  /* Free the reader slots of processes that died holding a read txn
+   * (SIGKILL, OOM), which would otherwise pin old pages forever. */
+  rc = mdb_reader_check(st->env, &dead);
+  if (rc != MDB_SUCCESS) {
+    rc = lmdb_err(err, rc, "mdb_reader_check");
+    goto fail;
+  }
+  rc = open_tables(st, dir, err);
+  if (rc != CTKN_OK)
+    goto fail;
+  *out = st;
+  return CTKN_OK;
+
+fail:
+  mdb_env_close(st->env);
+  free(st);
+  return rc;
+}
+
+void ctkn_store_close(ctkn_store *st)
+{
+  if (st == NULL)
+    return;
+  mdb_env_close(st->env);
+  free(st);
+}
+
+/* ---- metadata ------------------------------------------------------- */
+
+/*
+ * Compare meta[name] with want. When it is missing: record it if `record`,
+ * else set *missing.
+ */
+static int meta_bind(ctkn_store *st, MDB_txn *txn, const char *name,
+                     const char *want, bool record, bool *missing,
+                     struct ctkn_err *err)
+{
+  MDB_val k = {strlen(name), (void *)name}, v;
+  size_t n = strlen(want);
+  int rc;
+
+  rc = mdb_get(txn, st->dbi[T_META], &k, &v);
+  if (rc == MDB_NOTFOUND) {
+    *missing = true;
+    if (!record)
+      return CTKN_OK;
+    v.mv_size = n;
+    v.mv_data = (void *)want;
+    rc = mdb_put(txn, st->dbi[T_META], &k, &v, 0);
+    return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put meta");
+  }
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, "get meta");
+  if (v.mv_size != n || memcmp(v.mv_data, want, n) != 0)
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "this projection is bound to %s \"%.*s\", not \"%s\"",
+                     name, v.mv_size > 100 ? 100 : (int)v.mv_size,
+                     (const char *)v.mv_data, want);
+  return CTKN_OK;
+}
+
+int ctkn_store_bind(ctkn_store *st, const char *topic, ctkn_env env,
+                    struct ctkn_err *err)
+{
+  const char *envs = ctkn_env_str(env);
+  bool missing = false;
+  MDB_txn *txn;
+  int rc;
+
+  if (topic == NULL || topic[0] == '\0' || strlen(topic) > 249)
+    return ctkn__err_field(err, CTKN_EINVAL, "topic",
+                           "a topic name has 1 to 249 characters");
+  if (envs == NULL)
+    return ctkn__err_field(err, CTKN_EINVAL, "environment",
+                           "unknown environment %d", (int)env);
+
+  /* Most binds only compare: do that in a read txn, so that a query tool
+   * never waits for the projector's write lock. */
+  for (int pass = 0; pass < 2; pass++) {
+    bool record = pass == 1;
+
+    rc = mdb_txn_begin(st->env, NULL, record ? 0 : MDB_RDONLY, &txn);
+    if (rc != MDB_SUCCESS)
+      return lmdb_err(err, rc, "begin");
+    missing = false;
+    rc = meta_bind(st, txn, "topic", topic, record, &missing, err);
+    if (rc == CTKN_OK)
+      rc = meta_bind(st, txn, "environment", envs, record, &missing, err);
+    if (rc != CTKN_OK) {
+      mdb_txn_abort(txn);
+      return rc;
+    }
+    if (!record) {
+      mdb_txn_abort(txn);
+      /* A read-only store records nothing; what is there matched. */
+      if (!missing || st->read_only)
+        return CTKN_OK;
+      continue;
+    }
+    rc = mdb_txn_commit(txn);
+    return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "commit");
+  }
+  return CTKN_OK;
+}
+
+/* ---- transactions ---------------------------------------------------- */
+
+int ctkn_store_begin(ctkn_store *st, bool write, ctkn_store_txn **out,
+                     struct ctkn_err *err)
+{
+  ctkn_store_txn *t;
+  int rc;
+
+  *out = NULL;
+  if (write && st->read_only)
+    return ctkn__err(err, CTKN_ESTORE,
+                     "write transaction on a store opened read-only");
+  t = malloc(sizeof(*t));
+  if (t == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "begin: out of memory");
+  t->st = st;
+  t->write = write;
+  rc = mdb_txn_begin(st->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+  if (rc != MDB_SUCCESS) {
+    free(t);
+    if (rc == MDB_MAP_RESIZED)
+      return ctkn__err(err, CTKN_ESTORE,
+                       "begin: another process grew the map; reopen the "
+                       "store");
+    return lmdb_err(err, rc, "begin");
+  }
+  *out = t;
+  return CTKN_OK;
+}
+
+int ctkn_store_commit(ctkn_store_txn *t, struct ctkn_err *err)
+{
+  int rc = mdb_txn_commit(t->txn); /* frees the MDB_txn also on failure */
+
+  free(t);
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "commit");
+}
+
+void ctkn_store_abort(ctkn_store_txn *t)
+{
+  if (t == NULL)
+    return;
+  mdb_txn_abort(t->txn);
+  free(t);
+}
+
+/* ---- reads ----------------------------------------------------------- */
+
+/* Decode a tokens value that must belong to id (31 bytes). */
+static int decode_record(const MDB_val *v, const char *id,
+                         struct ctkn_record *out, struct ctkn_err *err)
+{
+  struct ctkn_err derr;
+
+  if (ctkn_record_decode(v->mv_data, v->mv_size, out, &derr) != CTKN_OK)
+    return ctkn__err(err, CTKN_ESTORE, "corrupt value in tokens: %s", derr.msg);
+  if (memcmp(out->token.id, id, CTKN_ID_LEN) != 0)
+    return ctkn__err(err, CTKN_ESTORE,
+                     "corrupt value in tokens: record of another ID");
+  return CTKN_OK;
+}
+
+int ctkn_store_get(ctkn_store_txn *t, const char *id, struct ctkn_record *out,
+                   struct ctkn_err *err)
+{
+  MDB_val k, v;
+  int rc;
+
+  if (!has_len(id, CTKN_ID_LEN))
+    return ctkn__err(err, CTKN_ENOTFOUND, "no token has this ID");
+  k.mv_size = CTKN_ID_LEN;
+  k.mv_data = (void *)id;
+  rc = mdb_get(t->txn, t->st->dbi[T_TOKENS], &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return ctkn__err(err, CTKN_ENOTFOUND, "no token has this ID");
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, "get tokens");
+  return decode_record(&v, id, out, err);
+}
+
+int ctkn_store_get_by_token(ctkn_store_txn *t, const char *token,
+                            struct ctkn_record *out, struct ctkn_err *err)
+{
+  char id[CTKN_ID_BUF];
+  MDB_val k, v;
+  int rc;
+
+  if (!has_len(token, CTKN_TOKEN_LEN))
+    return ctkn__err(err, CTKN_ENOTFOUND, "no token has this token string");
+  k.mv_size = CTKN_TOKEN_LEN;
+  k.mv_data = (void *)token;
+  rc = mdb_get(t->txn, t->st->dbi[T_INDEX], &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return ctkn__err(err, CTKN_ENOTFOUND, "no token has this token string");
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, "get token_index");
+  if (v.mv_size != CTKN_ID_LEN)
+    return corrupt(err, T_INDEX);
+  memcpy(id, v.mv_data, CTKN_ID_LEN);
+  id[CTKN_ID_LEN] = '\0';
+
+  k.mv_size = CTKN_ID_LEN;
+  k.mv_data = id;
+  rc = mdb_get(t->txn, t->st->dbi[T_TOKENS], &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return ctkn__err(err, CTKN_ESTORE,
+                     "corrupt value in token_index: %s has no record", id);
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, "get tokens");
+  rc = decode_record(&v, id, out, err);
+  if (rc == CTKN_OK && strcmp(out->token.token, token) != 0)
+    return corrupt(err, T_INDEX);
+  return rc;
+}
+
+static bool idem_key_ok(const char *key)
+{
+  size_t n = key == NULL ? 0 : strnlen(key, CTKN_IDEM_KEY_MAX + 1);
+
+  return n >= 1 && n <= CTKN_IDEM_KEY_MAX;
+}
+
+int ctkn_store_get_idem(ctkn_store_txn *t, const char *key,
+                        char id[CTKN_ID_BUF], uint8_t hash[CTKN_HASH_LEN],
+                        struct ctkn_err *err)
+{
+  const uint8_t *p, *h;
+  size_t n, hn;
+  MDB_val k, v;
+  struct rd r;
+  int rc;
+
+  if (!idem_key_ok(key))
+    return ctkn__err_field(err, CTKN_EINVAL, "idempotency_key",
+                           "an idempotency key has 1 to %d bytes",
+                           CTKN_IDEM_KEY_MAX);
+  k.mv_size = strlen(key);
+  k.mv_data = (void *)key;
+  rc = mdb_get(t->txn, t->st->dbi[T_IDEM], &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return ctkn__err(err, CTKN_ENOTFOUND, "idempotency key not used yet");
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, "get idempotency");
+  rd_init(&r, &v);
+  if (!rd_array(&r, 2) || !rd_raw(&r, false, false, &p, &n) ||
+      n != CTKN_ID_LEN || !rd_raw(&r, true, false, &h, &hn) ||
+      hn != CTKN_HASH_LEN || !rd_done(&r))
+    return corrupt(err, T_IDEM);
+  memcpy(id, p, CTKN_ID_LEN);
+  id[CTKN_ID_LEN] = '\0';
+  memcpy(hash, h, CTKN_HASH_LEN);
+  return CTKN_OK;
+}
+
+int ctkn_store_get_rejected(ctkn_store_txn *t, int32_t partition,
+                            int64_t offset, char *reason, size_t reasonsz,
+                            struct ctkn_err *err)
+{
+  uint8_t key[COORD_KEY_LEN];
+  MDB_val k = {sizeof(key), key}, v;
+  const uint8_t *a, *b, *why;
+  size_t an, bn, whyn;
+  struct rd r;
+  int rc;
+
+  if ((rc = check_coord(partition, offset, err)) != CTKN_OK)
+    return rc;
+  coord_key(key, partition, offset);
+  rc = mdb_get(t->txn, t->st->dbi[T_REJECTED], &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return ctkn__err(err, CTKN_ENOTFOUND,
+                     "no rejected event at partition %" PRId32
+                     " offset %" PRId64,
+                     partition, offset);
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, "get rejected");
+  rd_init(&r, &v);
+  if (!rd_array(&r, 3) || !rd_raw(&r, false, true, &a, &an) ||
+      !rd_raw(&r, false, true, &b, &bn) ||
+      !rd_raw(&r, false, false, &why, &whyn) || !rd_done(&r))
+    return corrupt(err, T_REJECTED);
+  if (reason != NULL && reasonsz > 0) {
+    size_t n = whyn < reasonsz - 1 ? whyn : reasonsz - 1;
+
+    if (n > 0)
+      memcpy(reason, why, n);
+    reason[n] = '\0';
+  }
+  return CTKN_OK;
+}
+
+/*
+ * Failures come back as negative CTKN_E* codes: CTKN_EINVAL for a
+ * partition outside 0..CTKN_STORE_MAX_PARTITIONS-1, CTKN_ESTORE for LMDB
+ * errors and corrupt values. Offsets themselves are never negative.
+ */
+int64_t ctkn_store_offset(ctkn_store_txn *t, int32_t partition)
+{
+  uint8_t key[4];
+  MDB_val k = {sizeof(key), key}, v;
+  uint64_t next;
+  int rc;
+
+  if (!partition_ok(partition))
+    return CTKN_EINVAL;
+  put_be32(key, (uint32_t)partition);
+  rc = mdb_get(t->txn, t->st->dbi[T_OFFSETS], &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return 0;
+  if (rc != MDB_SUCCESS || v.mv_size != 8)
+    return CTKN_ESTORE;
+  next = get_be(v.mv_data, 8);
+  return next > INT64_MAX ? CTKN_ESTORE : (int64_t)next;
+}
+
+/* Negative CTKN_ESTORE when LMDB fails. */
+int64_t ctkn_store_count(ctkn_store_txn *t)
+{
+  MDB_stat ms;
+
+  if (mdb_stat(t->txn, t->st->dbi[T_TOKENS], &ms) != MDB_SUCCESS)
+    return CTKN_ESTORE;
+  return (int64_t)ms.ms_entries;
+}
+
+/* ---- writes ---------------------------------------------------------- */
+
+/*
+ * A record goes in with MDB_NOOVERWRITE first: for a new token that is the
+ * only descent of the tokens tree, and it tells us the token is new, which
+ * is the only time the index needs a write (a token string never changes).
+ * An update costs a second put into the page the first one just touched.
+ */
+int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
+                   struct ctkn_err *err)
+{
+  const char *id = rec->token.id;
+  const char *token = rec->token.token;
+  MDB_dbi tokens = t->st->dbi[T_TOKENS];
+  uint8_t *buf;
+  size_t len;
+  MDB_val k, v, ik, iv;
+  int rc;
+
+  if ((rc = need_write(t, err)) != CTKN_OK)
+    return rc;
+  if (!has_len(id, CTKN_ID_LEN))
+    return ctkn__err_field(err, CTKN_EINVAL, "id", "an ID has %d characters",
+                           CTKN_ID_LEN);
+  if (!has_len(token, CTKN_TOKEN_LEN))
+    return ctkn__err_field(err, CTKN_EINVAL, "token",
+                           "a token string has %d characters", CTKN_TOKEN_LEN);
+  if ((rc = ctkn_record_encode(rec, &buf, &len, err)) != CTKN_OK)
+    return rc;
+
+  k.mv_size = CTKN_ID_LEN;
+  k.mv_data = (void *)id;
+  v.mv_size = len;
+  v.mv_data = buf;
+  rc = mdb_put(t->txn, tokens, &k, &v, MDB_NOOVERWRITE);
+  if (rc == MDB_KEYEXIST) {
+    v.mv_size = len; /* KEYEXIST pointed v at the stored value */
+    v.mv_data = buf;
+    rc = mdb_put(t->txn, tokens, &k, &v, 0);
+    free(buf);
+    return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put tokens");
+  }
+  free(buf);
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, "put tokens");
+
+  ik.mv_size = CTKN_TOKEN_LEN;
+  ik.mv_data = (void *)token;
+  iv.mv_size = CTKN_ID_LEN;
+  iv.mv_data = (void *)id;
+  rc = mdb_put(t->txn, t->st->dbi[T_INDEX], &ik, &iv, MDB_NOOVERWRITE);
+  if (rc == MDB_KEYEXIST) {
+    char other[CTKN_ID_BUF];
+
+    if (iv.mv_size == CTKN_ID_LEN && memcmp(iv.mv_data, id, CTKN_ID_LEN) == 0)
+      return CTKN_OK;
+    /* The string belongs to another token: take the new record back out,
+     * so the txn stays consistent and the caller may reject the event. */
+    snprintf(other, sizeof(other), "%.*s",
+             iv.mv_size < CTKN_ID_LEN ? (int)iv.mv_size : CTKN_ID_LEN,
+             (const char *)iv.mv_data);
+    rc = mdb_del(t->txn, tokens, &k, NULL);
+    if (rc != MDB_SUCCESS)
+      return lmdb_err(err, rc, "del tokens");
+    return ctkn__err_field(err, CTKN_ECONFLICT, "token",
+                           "token string already belongs to %s", other);
+  }
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put token_index");
+}
+
+int ctkn_store_put_history(ctkn_store_txn *t, const char *id, uint64_t version,
+                           int32_t partition, int64_t offset, const void *value,
+                           size_t len, struct ctkn_err *err)
+{
+  uint8_t key[HIST_KEY_LEN];
+  MDB_val k = {sizeof(key), key};
+  struct gather g;
+  int rc;
+
+  if ((rc = need_write(t, err)) != CTKN_OK)
+    return rc;
+  if (!has_len(id, CTKN_ID_LEN))
+    return ctkn__err_field(err, CTKN_EINVAL, "id", "an ID has %d characters",
+                           CTKN_ID_LEN);
+  if ((rc = check_coord(partition, offset, err)) != CTKN_OK)
+    return rc;
+  if (value == NULL && len > 0)
+    return ctkn__err(err, CTKN_EINVAL, "history value is NULL");
+  memcpy(key, id, CTKN_ID_LEN);
+  put_be64(key + CTKN_ID_LEN, version);
+
+  gather_init(&g);
+  if ((msgpack_pack_array(&g.pk, 3) | msgpack_pack_int32(&g.pk, partition) |
+       msgpack_pack_int64(&g.pk, offset) |
+       pack_raw(&g.pk, true, value == NULL ? "" : value, len)) != 0)
+    return ctkn__err(err, CTKN_EINTERNAL, "history value does not pack");
+  return put_gather(t, T_HISTORY, &k, &g, 0, err);
+}
+
+int ctkn_store_put_rejected(ctkn_store_txn *t, int32_t partition,
+                            int64_t offset, const char *event_id,
+                            const char *token_id, const char *reason,
+                            struct ctkn_err *err)
+{
+  uint8_t key[COORD_KEY_LEN];
+  MDB_val k = {sizeof(key), key};
+  struct gather g;
+  int rc;
+
+  if ((rc = need_write(t, err)) != CTKN_OK)
+    return rc;
+  if ((rc = check_coord(partition, offset, err)) != CTKN_OK)
+    return rc;
+  if (reason == NULL)
+    return ctkn__err_field(err, CTKN_EINVAL, "reason", "reason is NULL");
+  coord_key(key, partition, offset);
+
+  gather_init(&g);
+  if ((msgpack_pack_array(&g.pk, 3) | pack_str_or_nil(&g.pk, token_id) |
+       pack_str_or_nil(&g.pk, event_id) | pack_str_or_nil(&g.pk, reason)) != 0)
+    return ctkn__err(err, CTKN_EINTERNAL, "rejected value does not pack");
+  return put_gather(t, T_REJECTED, &k, &g, 0, err);
+}
+
+int ctkn_store_put_quarantine(ctkn_store_txn *t, int32_t partition,
+                              int64_t offset, const char *reason,
+                              const void *key, size_t klen, const void *value,
+                              size_t vlen, struct ctkn_err *err)
+{
+  uint8_t kb[COORD_KEY_LEN];
+  MDB_val k = {sizeof(kb), kb};
+  struct gather g;
+  int rc;
+
+  if ((rc = need_write(t, err)) != CTKN_OK)
+    return rc;
+  if ((rc = check_coord(partition, offset, err)) != CTKN_OK)
+    return rc;
+  if (reason == NULL)
+    return ctkn__err_field(err, CTKN_EINVAL, "reason", "reason is NULL");
+  if ((key == NULL && klen > 0) || (value == NULL && vlen > 0))
+    return ctkn__err(err, CTKN_EINVAL, "quarantined bytes are NULL");
+  coord_key(kb, partition, offset);
+
+  gather_init(&g);
+  if ((msgpack_pack_array(&g.pk, 3) | pack_str_or_nil(&g.pk, reason) |
+       pack_bin_or_nil(&g.pk, key, klen) |
+       pack_bin_or_nil(&g.pk, value, vlen)) != 0)
+    return ctkn__err(err, CTKN_EINTERNAL, "quarantine value does not pack");
+  return put_gather(t, T_QUARANTINE, &k, &g, 0, err);
+}
+
+/*
+ * First writer wins: a key already stored with the same token and hash is
+ * a no-op, with anything else CTKN_ECONFLICT (the projector should have
+ * asked ctkn_store_get_idem() first; this keeps the invariant anyway).
+ */
+int ctkn_store_put_idem(ctkn_store_txn *t, const char *key, const char *id,
+                        const uint8_t hash[CTKN_HASH_LEN], struct ctkn_err *err)
+{
+  MDB_val k, v;
+  struct gather g;
+  uint8_t packed[128];
+  int rc;
+
+  if ((rc = need_write(t, err)) != CTKN_OK)
+    return rc;
+  if (!idem_key_ok(key))
+    return ctkn__err_field(err, CTKN_EINVAL, "idempotency_key",
+                           "an idempotency key has 1 to %d bytes",
+                           CTKN_IDEM_KEY_MAX);
+  if (!has_len(id, CTKN_ID_LEN))
+    return ctkn__err_field(err, CTKN_EINVAL, "id", "an ID has %d characters",
+                           CTKN_ID_LEN);
+  k.mv_size = strlen(key);
+  k.mv_data = (void *)key;
+
+  gather_init(&g);
+  if ((msgpack_pack_array(&g.pk, 2) | pack_raw(&g.pk, false, id, CTKN_ID_LEN) |
+       pack_raw(&g.pk, true, hash, CTKN_HASH_LEN)) != 0 ||
+      g.total > sizeof(packed))
+    return ctkn__err(err, CTKN_EINTERNAL, "idempotency value does not pack");
+  gather_copy(&g, packed);
+
+  v.mv_size = g.total;
+  v.mv_data = packed;
+  rc = mdb_put(t->txn, t->st->dbi[T_IDEM], &k, &v, MDB_NOOVERWRITE);
+  if (rc == MDB_KEYEXIST) {
+    if (v.mv_size == g.total && memcmp(v.mv_data, packed, g.total) == 0)
+      return CTKN_OK;
+    return ctkn__err_field(err, CTKN_ECONFLICT, "idempotency_key",
+                           "idempotency key already used for another "
+                           "request");
+  }
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put idempotency");
+}
+
+int ctkn_store_set_offset(ctkn_store_txn *t, int32_t partition, int64_t next,
+                          struct ctkn_err *err)
+{
+  uint8_t key[4], val[8];
+  MDB_val k = {sizeof(key), key}, v = {sizeof(val), val};
+  int rc;
+
+  if ((rc = need_write(t, err)) != CTKN_OK)
+    return rc;
+  if ((rc = check_coord(partition, next, err)) != CTKN_OK)
+    return rc;
+  put_be32(key, (uint32_t)partition);
+  put_be64(val, (uint64_t)next);
+  rc = mdb_put(t->txn, t->st->dbi[T_OFFSETS], &k, &v, 0);
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put offsets");
+}
+
+/* ---- iteration ------------------------------------------------------- */
+
+static int open_cursor(ctkn_store_txn *t, int table, MDB_cursor **c,
+                       struct ctkn_err *err)
+{
+  int rc = mdb_cursor_open(t->txn, t->st->dbi[table], c);
+
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "mdb_cursor_open");
+}
+
+/*
+ * Listing is a scan of the tokens table in ID order from the cursor. With
+ * a status filter that most tokens fail (revoked tokens among millions of
+ * active ones), it reads and decodes every skipped token: cost grows with
+ * the tokens between `after` and the page's end, not with the page. A
+ * status index would make it proportional to the page; format 1 has none.
+ */
+int ctkn_store_list(ctkn_store_txn *t, const char *after, bool desc,
+                    unsigned status_mask, size_t limit, struct ctkn_record *out,
+                    size_t *n, bool *has_more, struct ctkn_err *err)
+{
+  const unsigned all = (1u << CTKN_STATUS_ACTIVE) | (1u << CTKN_STATUS_REVOKED);
+  MDB_cursor_op step = desc ? MDB_PREV : MDB_NEXT;
+  struct ctkn_record spare;
+  MDB_cursor *c;
+  MDB_val k, v;
+  size_t alen = after == NULL ? 0 : strlen(after);
+  int rc;
+
+  *n = 0;
+  *has_more = false;
+  if (alen > (size_t)mdb_env_get_maxkeysize(t->st->env))
+    return ctkn__err_field(err, CTKN_EINVAL, "after",
+                           "after is not a token ID");
+  if ((status_mask & all) == 0)
+    return CTKN_OK;
+  if ((rc = open_cursor(t, T_TOKENS, &c, err)) != CTKN_OK)
+    return rc;
+
+  /* Position on the first key strictly beyond `after` in list order. */
+  if (alen == 0) {
+    rc = mdb_cursor_get(c, &k, &v, desc ? MDB_LAST : MDB_FIRST);
+  } else {
+    k.mv_size = alen;
+    k.mv_data = (void *)after;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); /* first key >= after */
+    if (desc && (rc == MDB_SUCCESS || rc == MDB_NOTFOUND))
+      rc = mdb_cursor_get(c, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+    else if (rc == MDB_SUCCESS && k.mv_size == alen &&
+             memcmp(k.mv_data, after, alen) == 0)
+      rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+  }
+
+  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(c, &k, &v, step)) {
+    struct ctkn_record *r = *n < limit ? &out[*n] : &spare;
+    char id[CTKN_ID_BUF];
+
+    if (k.mv_size != CTKN_ID_LEN) {
+      rc = ctkn__err(err, CTKN_ESTORE, "corrupt key in tokens");
+      goto done;
+    }
+    memcpy(id, k.mv_data, CTKN_ID_LEN);
+    id[CTKN_ID_LEN] = '\0';
+    if ((rc = decode_record(&v, id, r, err)) != CTKN_OK)
+      goto done;
+    if ((status_mask & (1u << r->token.status)) == 0)
+      continue;
+    if (r == &spare) {
+      *has_more = true;
+      break;
+    }
+    (*n)++;
+  }
+  if (rc == MDB_SUCCESS || rc == MDB_NOTFOUND)
+    rc = CTKN_OK;
+  else
+    rc = lmdb_err(err, rc, "list tokens");
+done:
+  mdb_cursor_close(c);
+  return rc;
+}
+
+int ctkn_store_history(ctkn_store_txn *t, const char *id,
+                       ctkn_store_history_cb cb, void *arg,
+                       struct ctkn_err *err)
+{
+  uint8_t key[HIST_KEY_LEN];
+  MDB_val k = {sizeof(key), key}, v;
+  MDB_cursor *c;
+  bool found = false;
+  int rc;
+
+  if (!has_len(id, CTKN_ID_LEN))
+    return ctkn__err(err, CTKN_ENOTFOUND, "no history for this ID");
+  memcpy(key, id, CTKN_ID_LEN);
+  memset(key + CTKN_ID_LEN, 0, 8);
+  if ((rc = open_cursor(t, T_HISTORY, &c, err)) != CTKN_OK)
+    return rc;
+
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    const uint8_t *body;
+    int64_t partition, offset;
+    size_t blen;
+    struct rd r;
+
+    if (k.mv_size < CTKN_ID_LEN || memcmp(k.mv_data, id, CTKN_ID_LEN) != 0)
+      break;
+    rd_init(&r, &v);
+    if (k.mv_size != HIST_KEY_LEN || !rd_array(&r, 3) ||
+        !rd_int(&r, &partition) || !rd_int(&r, &offset) ||
+        !rd_raw(&r, true, false, &body, &blen) || !rd_done(&r) ||
+        partition < 0 || partition >= CTKN_STORE_MAX_PARTITIONS || offset < 0) {
+      rc = corrupt(err, T_HISTORY);
+      goto done;
+    }
+    found = true;
+    rc = cb(arg, get_be((const uint8_t *)k.mv_data + CTKN_ID_LEN, 8),
+            (int32_t)partition, offset, body, blen);
+    if (rc != 0)
+      goto done;
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    rc = lmdb_err(err, rc, "walk history");
+  else if (!found)
+    rc = ctkn__err(err, CTKN_ENOTFOUND, "no history for this ID");
+  else
+    rc = CTKN_OK;
+done:
+  mdb_cursor_close(c);
+  return rc;
+}
+
+/* Decoded (partition, offset) of a coordinate key; false when corrupt. */
+static bool read_coord(const MDB_val *k, int32_t *partition, int64_t *offset)
+{
+  uint64_t p, o;
+
+  if (k->mv_size != COORD_KEY_LEN)
+    return false;
+  p = get_be(k->mv_data, 4);
+  o = get_be((const uint8_t *)k->mv_data + 4, 8);
+  if (p >= CTKN_STORE_MAX_PARTITIONS || o > INT64_MAX)
+    return false;
+  *partition = (int32_t)p;
+  *offset = (int64_t)o;
+  return true;
+}
+
+/*
+ * Walk rejected or quarantine, whose values are both a 3-array: rejected
+ * [token ID, event ID, reason], quarantine [reason, key, value].
+ */
+static int walk_coords(ctkn_store_txn *t, int table, ctkn_store_coord_cb cb,
+                       void *arg, struct ctkn_err *err)
+{
+  bool rej = table == T_REJECTED;
+  struct strbuf reason = {NULL, 0};
+  MDB_cursor *c;
+  MDB_val k, v;
+  int rc;
+
+  if ((rc = open_cursor(t, table, &c, err)) != CTKN_OK)
+    return rc;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    const uint8_t *a = NULL, *b = NULL, *why = NULL;
+    size_t an = 0, bn = 0, whyn = 0;
+    int32_t partition;
+    int64_t offset;
+    struct rd r;
+    bool ok;
+
+    rd_init(&r, &v);
+    ok = read_coord(&k, &partition, &offset) && rd_array(&r, 3);
+    if (ok && rej)
+      ok = rd_raw(&r, false, true, &a, &an) &&
+           rd_raw(&r, false, true, &b, &bn) &&
+           rd_raw(&r, false, false, &why, &whyn);
+    else if (ok)
+      ok = rd_raw(&r, false, false, &why, &whyn) &&
+           rd_raw(&r, true, true, &a, &an) && rd_raw(&r, true, true, &b, &bn);
+    if (!ok || !rd_done(&r) || memchr(why, '\0', whyn) != NULL) {
+      rc = corrupt(err, table);
+      goto done;
+    }
+    if ((rc = strbuf_set(&reason, why, whyn, err)) != CTKN_OK)
+      goto done;
+    rc = cb(arg, partition, offset, reason.p, a, an, b, bn);
+    if (rc != 0)
+      goto done;
+  }
+  if (rc == MDB_NOTFOUND)
+    rc = CTKN_OK;
+  else
+    rc = lmdb_err(err, rc, "walk");
+done:
+  mdb_cursor_close(c);
+  free(reason.p);
+  return rc;
+}
+
+int ctkn_store_quarantine(ctkn_store_txn *t, ctkn_store_coord_cb cb, void *arg,
+                          struct ctkn_err *err)
+{
+  return walk_coords(t, T_QUARANTINE, cb, arg, err);
+}
+
+int ctkn_store_rejected(ctkn_store_txn *t, ctkn_store_coord_cb cb, void *arg,
+                        struct ctkn_err *err)
+{
+  return walk_coords(t, T_REJECTED, cb, arg, err);
+}
+
+int ctkn_store_offsets(ctkn_store_txn *t, ctkn_store_offset_cb cb, void *arg,
+                       struct ctkn_err *err)
+{
+  MDB_cursor *c;
+  MDB_val k, v;
+  int rc;
+
+  if ((rc = open_cursor(t, T_OFFSETS, &c, err)) != CTKN_OK)
+    return rc;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    uint64_t p, next;
+
+    if (k.mv_size != 4 || v.mv_size != 8 ||
+        (p = get_be(k.mv_data, 4)) >= CTKN_STORE_MAX_PARTITIONS ||
+        (next = get_be(v.mv_data, 8)) > INT64_MAX) {
+      rc = corrupt(err, T_OFFSETS);
+      goto done;
+    }
+    rc = cb(arg, (int32_t)p, (int64_t)next);
+    if (rc != 0)
+      goto done;
+  }
+  rc = rc == MDB_NOTFOUND ? CTKN_OK : lmdb_err(err, rc, "walk offsets");
+done:
+  mdb_cursor_close(c);
+  return rc;
+}
+
+/* ---- digest ---------------------------------------------------------- */
+
+/*
+ * SHA-256 input goes through a 64 KiB buffer: the tables are millions of
+ * short keys and values, and one EVP update per length prefix would cost
+ * more than the hashing.
+ */
+struct hbuf {
+  ctkn_sha256 *h;
+  size_t len;
+  uint8_t buf[64 * 1024];
+};
+
+static void hbuf_add(struct hbuf *b, const void *p, size_t n)
+{
+  if (n > sizeof(b->buf) - b->len) {
+    ctkn_sha256_update(b->h, b->buf, b->len);
+    b->len = 0;
+  }
+  if (n >= sizeof(b->buf)) {
+    ctkn_sha256_update(b->h, p, n);
+    return;
+  }
+  memcpy(b->buf + b->len, p, n);
+  b->len += n;
+}
+
+static void hbuf_bytes(struct hbuf *b, const void *p, size_t n)
+{
+  uint8_t len[8];
+
+  put_be64(len, n);
+  hbuf_add(b, len, sizeof(len));
+  hbuf_add(b, p, n);
+}
+
+static int digest_table(ctkn_store_txn *t, int table, struct hbuf *b,
+                        struct ctkn_err *err)
+{
+  const char *name = table_names[table];
+  uint8_t count[8];
+  uint64_t seen = 0;
+  MDB_cursor *c;
+  MDB_stat ms;
+  MDB_val k, v;
+  int rc;
+
+  rc = mdb_stat(t->txn, t->st->dbi[table], &ms);
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, "mdb_stat");
+  hbuf_bytes(b, name, strlen(name));
+  put_be64(count, ms.ms_entries);
+  hbuf_add(b, count, sizeof(count));
+
+  if ((rc = open_cursor(t, table, &c, err)) != CTKN_OK)
+    return rc;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    hbuf_bytes(b, k.mv_data, k.mv_size);
+    hbuf_bytes(b, v.mv_data, v.mv_size);
+    seen++;
+  }
+  mdb_cursor_close(c);
+  if (rc != MDB_NOTFOUND)
+    return lmdb_err(err, rc, "digest");
+  if (seen != ms.ms_entries)
+    return ctkn__err(err, CTKN_ESTORE, "%s: %" PRIu64 " entries, counted %zu",
+                     name, seen, (size_t)ms.ms_entries);
+  return CTKN_OK;
+}
+
+int ctkn_store_digest(ctkn_store_txn *t, uint8_t out[CTKN_HASH_LEN],
+                      struct ctkn_err *err)
+{
+  struct hbuf *b = malloc(sizeof(*b));
+  int rc = CTKN_OK;
+
+  if (b == NULL || (b->h = ctkn_sha256_new()) == NULL) {
+    free(b);
+    return ctkn__err(err, CTKN_ENOMEM, "digest: out of memory");
+  }
+  b->len = 0;
+  for (size_t i = 0; i < CTKN__ARRAY_LEN(digest_order) && rc == CTKN_OK; i++)
+    rc = digest_table(t, digest_order[i], b, err);
+  if (rc == CTKN_OK) {
+    ctkn_sha256_update(b->h, b->buf, b->len);
+    ctkn_sha256_final(b->h, out);
+  }
+  ctkn_sha256_free(b->h);
+  free(b);
+  return rc;
+}

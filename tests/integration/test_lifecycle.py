@@ -1,0 +1,149 @@
+"""The full lifecycle of a token through the real broker."""
+import re
+
+from harness import Env, check, main
+
+ID_RE = re.compile(r"^ctkn_[0-9a-z]{26}$")
+TOKEN_RE = re.compile(r"^test_[a-zA-Z0-9]{27}$")
+
+
+def test_lifecycle():
+    env = Env(name="life")
+    try:
+        r = env.ok("create", "--name", "Pricing page",
+                   "--description", "Opens checkout")
+        doc = r.json
+        tok = doc["data"]
+        check(list(doc) == ["data", "meta"], doc)
+        check(ID_RE.match(tok["id"]), tok)
+        check(TOKEN_RE.match(tok["token"]), tok)
+        check(list(tok) == ["id", "token", "name", "description", "status",
+                            "created_at", "updated_at", "revoked_at"], tok)
+        check(tok["status"] == "active" and tok["revoked_at"] is None, tok)
+        check(tok["created_at"] == tok["updated_at"], tok)
+        check(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$",
+                       tok["created_at"]), tok)
+        tid = tok["id"]
+
+        got = env.ok("get", tid).json["data"]
+        check(got == tok, (got, tok))
+
+        v = env.ctkn("verify", tok["token"])
+        check(v.rc == 0, v)
+        check(v.json["data"] == {"id": tid, "token": tok["token"],
+                                 "status": "active",
+                                 "environment": "sandbox"}, v.json)
+
+        upd = env.ok("update", tid, "--name", "Pricing v2").json["data"]
+        check(upd["name"] == "Pricing v2", upd)
+        check(upd["description"] == "Opens checkout", upd)
+        check(upd["updated_at"] > tok["updated_at"], upd)
+
+        upd = env.ok("update", tid, "--no-description").json["data"]
+        check(upd["description"] is None, upd)
+
+        # An update that changes nothing appends nothing.
+        before = env.end_offsets()
+        same = env.ok("update", tid, "--name", "Pricing v2").json["data"]
+        check(same == upd, (same, upd))
+        check(env.end_offsets() == before, "no-op update appended")
+
+        lst = env.ok("list").json
+        check([t["id"] for t in lst["data"]] == [tid], lst)
+        check(lst["meta"]["pagination"]["has_more"] is False, lst)
+
+        rev = env.ok("revoke", tid).json["data"]
+        check(rev["status"] == "revoked", rev)
+        check(rev["revoked_at"] == rev["updated_at"], rev)
+
+        v = env.ctkn("verify", tok["token"])
+        check(v.rc == 1, f"verify of a revoked token must exit 1: {v}")
+        check(v.json["data"]["status"] == "revoked", v)
+
+        # Revoking again returns it unchanged and appends nothing.
+        before = env.end_offsets()
+        again = env.ok("revoke", tid).json["data"]
+        check(again == rev, (again, rev))
+        check(env.end_offsets() == before, "second revoke appended")
+
+        # Any other change to a revoked token is a conflict.
+        c = env.ctkn("update", tid, "--status", "active")
+        check(c.rc == 1 and c.error["code"] == "conflict", c)
+        c = env.ctkn("update", tid, "--name", "zombie")
+        check(c.rc == 1 and c.error["code"] == "conflict", c)
+        check(env.end_offsets() == before, "conflicting update appended")
+
+        # Default list shows active only; revoked on request.
+        check(env.ok("list").json["data"] == [], "revoked listed as active")
+        lst = env.ok("list", "--status", "revoked").json["data"]
+        check([t["id"] for t in lst] == [tid], lst)
+
+        hist = env.ok("history", tid).lines
+        check([h["event_type"] for h in hist] ==
+              ["client_token.created", "client_token.updated",
+               "client_token.updated", "client_token.revoked"], hist)
+        check(hist[-1]["data"] == rev, hist[-1])
+        check(all(list(h) == ["event_id", "event_type", "occurred_at",
+                              "notification_id", "data"] for h in hist), hist)
+        check(all(h["occurred_at"] == h["data"]["updated_at"] for h in hist),
+              hist)
+
+        # A fresh projection of the same log has the same digest.
+        check(env.digest() == env.fresh_digest(), "digest differs")
+    finally:
+        env.close()
+
+
+def test_idempotency_key():
+    env = Env(name="idem")
+    try:
+        a = env.ok("create", "--name", "Checkout", "--idempotency-key",
+                   "order-42").json["data"]
+        before = env.end_offsets()
+        b = env.ok("create", "--name", "Checkout", "--idempotency-key",
+                   "order-42").json["data"]
+        check(a == b, (a, b))
+        check(env.end_offsets() == before, "retry appended")
+        # Another replica that never saw the first create agrees.
+        other = env.path("other")
+        c = env.ok("create", "--name", "Checkout", "--idempotency-key",
+                   "order-42", db=other).json["data"]
+        check(c == a, (c, a))
+        d = env.ctkn("create", "--name", "Other", "--idempotency-key",
+                     "order-42")
+        check(d.rc == 1 and d.error["code"] == "conflict", d)
+        check(env.end_offsets() == before, "conflicting retry appended")
+    finally:
+        env.close()
+
+
+def test_list_pagination():
+    env = Env(name="page")
+    try:
+        ids = [env.ok("create", "--name", f"t{i}").json["data"]["id"]
+               for i in range(7)]
+        seen, after = [], None
+        while True:
+            args = ["list", "--per-page", "3", "--order-by", "id[ASC]"]
+            if after:
+                args += ["--after", after]
+            page = env.ok(*args).json
+            seen += [t["id"] for t in page["data"]]
+            pg = page["meta"]["pagination"]
+            check(pg["per_page"] == 3 and pg["estimated_total"] == 7, pg)
+            if not pg["has_more"]:
+                check(pg["next"] is None, pg)
+                break
+            check("after=" + seen[-1] in pg["next"], pg)
+            after = seen[-1]
+        check(seen == sorted(ids), (seen, ids))
+        desc = env.ok("list", "--per-page", "500").json
+        check([t["id"] for t in desc["data"]] == sorted(ids, reverse=True),
+              desc)
+        check(desc["meta"]["pagination"]["per_page"] == 200, desc)
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    main([test_lifecycle, test_idempotency_key, test_list_pagination])

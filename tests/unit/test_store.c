@@ -1,0 +1,1429 @@
+/*
+ * test_store.c - the LMDB projection: tables, transactions, iteration,
+ * digest, formats and recovery from killed readers.
+ *
+ * Every test gets a fresh mkdtemp() directory; the store lives in a
+ * subdirectory that ctkn_store_open() has to create. A few tests reach
+ * under the API with raw LMDB to plant what only a foreign build or a
+ * corrupt disk could write.
+ */
+#include <dirent.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <lmdb.h>
+
+#include "ctkn/store.h"
+
+#define ALL_STATUSES ((1u << CTKN_STATUS_ACTIVE) | (1u << CTKN_STATUS_REVOKED))
+
+struct fx {
+  char tmp[64]; /* the mkdtemp() directory */
+  char db[128]; /* tmp/db: the store, not yet created */
+  int64_t ms;   /* a clock for IDs, advanced by make_record() */
+  ctkn_store *st;
+  pid_t kids[2]; /* child processes still to reap */
+};
+
+/* ---- fixture ---------------------------------------------------------- */
+
+static void rm_rf(const char *path)
+{
+  struct stat sb;
+  DIR *d;
+  struct dirent *e;
+  char sub[512];
+
+  if (lstat(path, &sb) != 0)
+    return;
+  if (S_ISDIR(sb.st_mode) && (d = opendir(path)) != NULL) {
+    while ((e = readdir(d)) != NULL) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+        continue;
+      snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+      rm_rf(sub);
+    }
+    closedir(d);
+    rmdir(path);
+  } else {
+    unlink(path);
+  }
+}
+
+static int setup(void **state)
+{
+  struct fx *f = calloc(1, sizeof(*f));
+
+  if (f == NULL)
+    return -1;
+  snprintf(f->tmp, sizeof(f->tmp), "/tmp/ctkn_test_store_XXXXXX");
+  if (mkdtemp(f->tmp) == NULL) {
+    free(f);
+    return -1;
+  }
+  snprintf(f->db, sizeof(f->db), "%s/db", f->tmp);
+  f->ms = ctkn_now_us() / 1000;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  struct fx *f = *state;
+
+  for (int i = 0; i < 2; i++) {
+    if (f->kids[i] > 0) {
+      kill(f->kids[i], SIGKILL);
+      waitpid(f->kids[i], NULL, 0);
+    }
+  }
+  ctkn_store_close(f->st);
+  rm_rf(f->tmp);
+  free(f);
+  return 0;
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static ctkn_store *open_at(const char *dir)
+{
+  struct ctkn_err err = {0};
+  ctkn_store *st = NULL;
+  int rc = ctkn_store_open(&st, dir, NULL, &err);
+
+  if (rc != CTKN_OK)
+    fail_msg("open %s: %s: %s", dir, ctkn_strerror(rc), err.msg);
+  return st;
+}
+
+static ctkn_store *open_fx(struct fx *f)
+{
+  f->st = open_at(f->db);
+  return f->st;
+}
+
+static void reopen_fx(struct fx *f)
+{
+  ctkn_store_close(f->st);
+  f->st = NULL;
+  open_fx(f);
+}
+
+static ctkn_store_txn *begin(ctkn_store *st, bool write)
+{
+  ctkn_store_txn *t = NULL;
+
+  assert_int_equal(ctkn_store_begin(st, write, &t, NULL), CTKN_OK);
+  return t;
+}
+
+static void commit(ctkn_store_txn *t)
+{
+  struct ctkn_err err = {0};
+  int rc = ctkn_store_commit(t, &err);
+
+  if (rc != CTKN_OK)
+    fail_msg("commit: %s: %s", ctkn_strerror(rc), err.msg);
+}
+
+/* A valid active (or revoked) sandbox token, one millisecond after the
+ * last one, so IDs increase. */
+static void make_record(struct fx *f, struct ctkn_record *r, ctkn_status s)
+{
+  int64_t ms = ++f->ms;
+
+  memset(r, 0, sizeof(*r));
+  assert_int_equal(
+      ctkn_id_generate("ctkn_", ms, r->token.id, sizeof(r->token.id)), 0);
+  assert_int_equal(
+      ctkn_token_generate(CTKN_ENV_SANDBOX, ms * 1000, r->token.token), 0);
+  snprintf(r->token.name, sizeof(r->token.name), "token %" PRId64, ms);
+  r->token.status = s;
+  r->token.created_at = ms * 1000;
+  r->token.updated_at = ms * 1000 + (s == CTKN_STATUS_REVOKED ? 5 : 0);
+  r->token.revoked_at = s == CTKN_STATUS_REVOKED ? r->token.updated_at : 0;
+  r->version = s == CTKN_STATUS_REVOKED ? 2 : 1;
+  r->partition = 3;
+  r->offset = 1000 + ms % 1000;
+}
+
+static void put(ctkn_store_txn *t, const struct ctkn_record *r)
+{
+  struct ctkn_err err = {0};
+  int rc = ctkn_store_put(t, r, &err);
+
+  if (rc != CTKN_OK)
+    fail_msg("put: %s: %s", ctkn_strerror(rc), err.msg);
+}
+
+static void assert_record_equal(const struct ctkn_record *a,
+                                const struct ctkn_record *b)
+{
+  assert_true(ctkn_token_equal(&a->token, &b->token));
+  assert_int_equal(a->version, b->version);
+  assert_int_equal(a->partition, b->partition);
+  assert_int_equal(a->offset, b->offset);
+}
+
+/* Write one key/value into a table with raw LMDB, under the API. */
+static void raw_put(const char *dir, const char *table, const void *k,
+                    size_t kn, const void *v, size_t vn)
+{
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  MDB_val key = {kn, (void *)k}, val = {vn, (void *)v};
+
+  assert_int_equal(mdb_env_create(&env), 0);
+  assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+  assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
+  assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  assert_int_equal(mdb_dbi_open(txn, table, 0, &dbi), 0);
+  assert_int_equal(mdb_put(txn, dbi, &key, &val, 0), 0);
+  assert_int_equal(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+static void digest_of(ctkn_store *st, uint8_t out[CTKN_HASH_LEN])
+{
+  ctkn_store_txn *t = begin(st, false);
+  struct ctkn_err err = {0};
+  int rc = ctkn_store_digest(t, out, &err);
+
+  ctkn_store_abort(t);
+  if (rc != CTKN_OK)
+    fail_msg("digest: %s: %s", ctkn_strerror(rc), err.msg);
+}
+
+/* ---- open, format, bind ----------------------------------------------- */
+
+static void test_open_creates_the_directory_and_records_the_format(void **s)
+{
+  struct fx *f = *s;
+  char nested[192], meta_path[256];
+  struct stat sb;
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  MDB_val k = {6, "format"}, v;
+
+  snprintf(nested, sizeof(nested), "%s/a/b/db", f->tmp);
+  ctkn_store_close(open_at(nested));
+
+  assert_int_equal(stat(nested, &sb), 0);
+  assert_true(S_ISDIR(sb.st_mode));
+  assert_int_equal(sb.st_mode & 0777, 0700);
+  snprintf(meta_path, sizeof(meta_path), "%s/data.mdb", nested);
+  assert_int_equal(stat(meta_path, &sb), 0);
+
+  assert_int_equal(mdb_env_create(&env), 0);
+  assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+  assert_int_equal(mdb_env_open(env, nested, MDB_RDONLY, 0600), 0);
+  assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+  assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+  assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+  assert_int_equal(v.mv_size, 1);
+  assert_memory_equal(v.mv_data, "1", 1);
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+}
+
+static void test_open_on_a_file_fails_with_estore(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err = {0};
+  ctkn_store *st = NULL;
+  FILE *fp = fopen(f->db, "w");
+
+  assert_non_null(fp);
+  fclose(fp);
+  assert_int_equal(ctkn_store_open(&st, f->db, NULL, &err), CTKN_ESTORE);
+  assert_null(st);
+  assert_non_null(strstr(err.msg, "not a directory"));
+}
+
+static void test_reopen_keeps_data(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r, got;
+  ctkn_store_txn *t;
+
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  put(t, &r);
+  assert_int_equal(ctkn_store_set_offset(t, 2, 77, NULL), CTKN_OK);
+  commit(t);
+
+  reopen_fx(f);
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_get(t, r.token.id, &got, NULL), CTKN_OK);
+  assert_record_equal(&got, &r);
+  assert_int_equal(ctkn_store_offset(t, 2), 77);
+  ctkn_store_abort(t);
+}
+
+static void test_unknown_format_is_refused_naming_ctkn_rebuild(void **s)
+{
+  struct fx *f = *s;
+  struct format_case {
+    const char *value;
+    const char *says;
+  } cases[] = {{"99", "store format 99 is not supported"},
+               {"abc", "unreadable"}};
+
+  ctkn_store_close(open_fx(f));
+  f->st = NULL;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct ctkn_store_opts ro = {.read_only = true};
+    struct ctkn_err err = {0};
+    ctkn_store *st = NULL;
+
+    raw_put(f->db, "meta", "format", 6, cases[i].value, strlen(cases[i].value));
+    assert_int_equal(ctkn_store_open(&st, f->db, NULL, &err), CTKN_EFORMAT);
+    assert_null(st);
+    assert_non_null(strstr(err.msg, cases[i].says));
+    assert_non_null(strstr(err.msg, "ctkn rebuild"));
+    assert_int_equal(ctkn_store_open(&st, f->db, &ro, &err), CTKN_EFORMAT);
+    assert_null(st);
+  }
+}
+
+static void test_bind_records_then_refuses_another_topic_or_env(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_store_opts ro = {.read_only = true};
+  struct ctkn_err err = {0};
+  ctkn_store *rst = NULL;
+
+  open_fx(f);
+  assert_int_equal(ctkn_store_bind(f->st, "tokens", CTKN_ENV_SANDBOX, &err),
+                   CTKN_OK);
+  assert_int_equal(ctkn_store_bind(f->st, "tokens", CTKN_ENV_SANDBOX, &err),
+                   CTKN_OK);
+
+  assert_int_equal(ctkn_store_bind(f->st, "other", CTKN_ENV_SANDBOX, &err),
+                   CTKN_ECONFLICT);
+  assert_non_null(strstr(err.msg, "\"tokens\""));
+  assert_non_null(strstr(err.msg, "\"other\""));
+
+  assert_int_equal(ctkn_store_bind(f->st, "tokens", CTKN_ENV_LIVE, &err),
+                   CTKN_ECONFLICT);
+  assert_non_null(strstr(err.msg, "environment"));
+  assert_non_null(strstr(err.msg, "\"sandbox\""));
+  assert_non_null(strstr(err.msg, "\"live\""));
+
+  /* The binding survives a reopen, and a reader compares it too. */
+  reopen_fx(f);
+  assert_int_equal(ctkn_store_bind(f->st, "tokens", CTKN_ENV_LIVE, &err),
+                   CTKN_ECONFLICT);
+  assert_int_equal(ctkn_store_open(&rst, f->db, &ro, &err), CTKN_OK);
+  assert_int_equal(ctkn_store_bind(rst, "tokens", CTKN_ENV_SANDBOX, &err),
+                   CTKN_OK);
+  assert_int_equal(ctkn_store_bind(rst, "x", CTKN_ENV_SANDBOX, &err),
+                   CTKN_ECONFLICT);
+  ctkn_store_close(rst);
+
+  assert_int_equal(ctkn_store_bind(f->st, "", CTKN_ENV_SANDBOX, &err),
+                   CTKN_EINVAL);
+  assert_int_equal(ctkn_store_bind(f->st, "tokens", (ctkn_env)9, &err),
+                   CTKN_EINVAL);
+}
+
+static void test_conflicting_bind_records_nothing(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err = {0};
+
+  open_fx(f);
+  raw_put(f->db, "meta", "environment", 11, "live", 4);
+  reopen_fx(f);
+  /* topic is missing and would be recorded, but the env conflicts. */
+  assert_int_equal(ctkn_store_bind(f->st, "a", CTKN_ENV_SANDBOX, &err),
+                   CTKN_ECONFLICT);
+  assert_int_equal(ctkn_store_bind(f->st, "b", CTKN_ENV_LIVE, &err), CTKN_OK);
+  assert_int_equal(ctkn_store_bind(f->st, "a", CTKN_ENV_LIVE, &err),
+                   CTKN_ECONFLICT);
+}
+
+static void test_read_only_open_of_a_missing_store_fails(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_store_opts ro = {.read_only = true};
+  struct ctkn_err err = {0};
+  ctkn_store *st = NULL;
+  struct stat sb;
+
+  assert_int_equal(ctkn_store_open(&st, f->db, &ro, &err), CTKN_ESTORE);
+  assert_null(st);
+  assert_non_null(strstr(err.msg, "ctkn project"));
+  assert_int_not_equal(stat(f->db, &sb), 0); /* nothing was created */
+
+  /* An empty directory is not a projection either, and stays empty. */
+  assert_int_equal(mkdir(f->db, 0700), 0);
+  assert_int_equal(ctkn_store_open(&st, f->db, &ro, &err), CTKN_ESTORE);
+  assert_int_equal(rmdir(f->db), 0);
+}
+
+static void test_read_only_store_reads_but_refuses_writes(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_store_opts ro = {.read_only = true};
+  struct ctkn_record r, got;
+  struct ctkn_err err = {0};
+  ctkn_store *st = NULL;
+  ctkn_store_txn *t = NULL;
+
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  put(t, &r);
+  commit(t);
+
+  assert_int_equal(ctkn_store_open(&st, f->db, &ro, &err), CTKN_OK);
+  t = begin(st, false);
+  assert_int_equal(ctkn_store_get(t, r.token.id, &got, &err), CTKN_OK);
+  ctkn_store_abort(t);
+  t = NULL;
+  assert_int_equal(ctkn_store_begin(st, true, &t, &err), CTKN_ESTORE);
+  assert_null(t);
+  ctkn_store_close(st);
+}
+
+/* ---- records, index, idempotency, offsets ----------------------------- */
+
+static void test_put_get_round_trip_and_get_by_token(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r, r2, got;
+  ctkn_store_txn *t;
+
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  make_record(f, &r2, CTKN_STATUS_REVOKED);
+  r2.token.has_description = true;
+  snprintf(r2.token.description, sizeof(r2.token.description), "déjà vu");
+  t = begin(open_fx(f), true);
+  put(t, &r);
+  put(t, &r2);
+  /* Visible inside the writing txn already. */
+  assert_int_equal(ctkn_store_get(t, r.token.id, &got, NULL), CTKN_OK);
+  commit(t);
+
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_get(t, r.token.id, &got, NULL), CTKN_OK);
+  assert_record_equal(&got, &r);
+  assert_int_equal(ctkn_store_get(t, r2.token.id, &got, NULL), CTKN_OK);
+  assert_record_equal(&got, &r2);
+  assert_int_equal(ctkn_store_get_by_token(t, r2.token.token, &got, NULL),
+                   CTKN_OK);
+  assert_record_equal(&got, &r2);
+  assert_int_equal(ctkn_store_count(t), 2);
+  ctkn_store_abort(t);
+}
+
+static void test_get_missing_returns_notfound(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r, got;
+  struct ctkn_err err = {0};
+  ctkn_store_txn *t;
+
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), false);
+  assert_int_equal(ctkn_store_get(t, r.token.id, &got, &err), CTKN_ENOTFOUND);
+  assert_int_equal(err.code, CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_get_by_token(t, r.token.token, &got, &err),
+                   CTKN_ENOTFOUND);
+  /* A lookup of garbage simply finds nothing. */
+  assert_int_equal(ctkn_store_get(t, "ctkn_short", &got, &err), CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_get(t, "", &got, &err), CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_get(t, NULL, &got, &err), CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_get_by_token(t, "test_x", &got, &err),
+                   CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_count(t), 0);
+  ctkn_store_abort(t);
+}
+
+static void test_update_overwrites_and_keeps_one_index_entry(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r, got;
+  ctkn_store_txn *t;
+
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  put(t, &r);
+  commit(t);
+
+  r.version = 2;
+  r.offset += 10;
+  r.token.updated_at += 1;
+  snprintf(r.token.name, sizeof(r.token.name), "renamed");
+  t = begin(f->st, true);
+  put(t, &r);
+  commit(t);
+
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_get(t, r.token.id, &got, NULL), CTKN_OK);
+  assert_record_equal(&got, &r);
+  assert_int_equal(ctkn_store_get_by_token(t, r.token.token, &got, NULL),
+                   CTKN_OK);
+  assert_string_equal(got.token.name, "renamed");
+  assert_int_equal(ctkn_store_count(t), 1);
+  ctkn_store_abort(t);
+}
+
+static void test_token_string_of_another_token_is_a_conflict(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record a, b, got;
+  struct ctkn_err err = {0};
+  ctkn_store_txn *t;
+
+  make_record(f, &a, CTKN_STATUS_ACTIVE);
+  make_record(f, &b, CTKN_STATUS_ACTIVE);
+  memcpy(b.token.token, a.token.token, sizeof(a.token.token));
+  t = begin(open_fx(f), true);
+  put(t, &a);
+  assert_int_equal(ctkn_store_put(t, &b, &err), CTKN_ECONFLICT);
+  assert_string_equal(err.field, "token");
+  assert_non_null(strstr(err.msg, a.token.id));
+  /* Nothing of b stays, and the txn still commits. */
+  assert_int_equal(ctkn_store_get(t, b.token.id, &got, NULL), CTKN_ENOTFOUND);
+  commit(t);
+
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_count(t), 1);
+  assert_int_equal(ctkn_store_get_by_token(t, a.token.token, &got, NULL),
+                   CTKN_OK);
+  assert_string_equal(got.token.id, a.token.id);
+  ctkn_store_abort(t);
+}
+
+static void test_writes_check_their_arguments(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r;
+  struct ctkn_err err = {0};
+  uint8_t hash[CTKN_HASH_LEN] = {0};
+  char longkey[CTKN_IDEM_KEY_MAX + 2];
+  ctkn_store_txn *t;
+
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), false);
+  assert_int_equal(ctkn_store_put(t, &r, &err), CTKN_EINTERNAL);
+  assert_int_equal(ctkn_store_set_offset(t, 0, 1, &err), CTKN_EINTERNAL);
+  ctkn_store_abort(t);
+
+  t = begin(f->st, true);
+  r.token.id[10] = '\0';
+  assert_int_equal(ctkn_store_put(t, &r, &err), CTKN_EINVAL);
+  assert_string_equal(err.field, "id");
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  r.token.token[5] = '\0';
+  assert_int_equal(ctkn_store_put(t, &r, &err), CTKN_EINVAL);
+  assert_string_equal(err.field, "token");
+
+  assert_int_equal(ctkn_store_put_history(t, "ctkn_x", 1, 0, 0, "e", 1, &err),
+                   CTKN_EINVAL);
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  assert_int_equal(
+      ctkn_store_put_history(t, r.token.id, 1, -1, 0, "e", 1, &err),
+      CTKN_EINVAL);
+  assert_string_equal(err.field, "partition");
+  assert_int_equal(ctkn_store_put_history(t, r.token.id, 1,
+                                          CTKN_STORE_MAX_PARTITIONS, 0, "e", 1,
+                                          &err),
+                   CTKN_EINVAL);
+  assert_int_equal(
+      ctkn_store_put_history(t, r.token.id, 1, 0, -5, "e", 1, &err),
+      CTKN_EINVAL);
+  assert_string_equal(err.field, "offset");
+  assert_int_equal(ctkn_store_set_offset(t, -1, 0, &err), CTKN_EINVAL);
+  assert_int_equal(ctkn_store_set_offset(t, 0, -1, &err), CTKN_EINVAL);
+  assert_int_equal(ctkn_store_put_rejected(t, 0, 0, NULL, NULL, NULL, &err),
+                   CTKN_EINVAL);
+  assert_int_equal(
+      ctkn_store_put_quarantine(t, 0, 0, "r", NULL, 3, NULL, 0, &err),
+      CTKN_EINVAL);
+
+  memset(longkey, 'k', sizeof(longkey) - 1);
+  longkey[sizeof(longkey) - 1] = '\0';
+  assert_int_equal(ctkn_store_put_idem(t, longkey, r.token.id, hash, &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.field, "idempotency_key");
+  assert_int_equal(ctkn_store_put_idem(t, "", r.token.id, hash, &err),
+                   CTKN_EINVAL);
+  assert_int_equal(ctkn_store_put_idem(t, "k", "ctkn_x", hash, &err),
+                   CTKN_EINVAL);
+  assert_int_equal(ctkn_store_offset(t, -1), CTKN_EINVAL);
+  ctkn_store_abort(t);
+}
+
+static void test_idempotency_round_trip_and_first_writer_wins(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record a, b;
+  struct ctkn_err err = {0};
+  uint8_t h1[CTKN_HASH_LEN], h2[CTKN_HASH_LEN], got[CTKN_HASH_LEN];
+  char id[CTKN_ID_BUF];
+  ctkn_store_txn *t;
+
+  make_record(f, &a, CTKN_STATUS_ACTIVE);
+  make_record(f, &b, CTKN_STATUS_ACTIVE);
+  for (int i = 0; i < CTKN_HASH_LEN; i++) {
+    h1[i] = (uint8_t)i;
+    h2[i] = (uint8_t)(255 - i);
+  }
+  t = begin(open_fx(f), true);
+  assert_int_equal(ctkn_store_get_idem(t, "key-1", id, got, &err),
+                   CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_put_idem(t, "key-1", a.token.id, h1, &err),
+                   CTKN_OK);
+  /* The same again is a no-op; anything else is a conflict. */
+  assert_int_equal(ctkn_store_put_idem(t, "key-1", a.token.id, h1, &err),
+                   CTKN_OK);
+  assert_int_equal(ctkn_store_put_idem(t, "key-1", a.token.id, h2, &err),
+                   CTKN_ECONFLICT);
+  assert_int_equal(ctkn_store_put_idem(t, "key-1", b.token.id, h1, &err),
+                   CTKN_ECONFLICT);
+  assert_int_equal(ctkn_store_put_idem(t, "key-2", b.token.id, h2, &err),
+                   CTKN_OK);
+  commit(t);
+
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_get_idem(t, "key-1", id, got, &err), CTKN_OK);
+  assert_string_equal(id, a.token.id);
+  assert_memory_equal(got, h1, CTKN_HASH_LEN);
+  assert_int_equal(ctkn_store_get_idem(t, "key-2", id, got, &err), CTKN_OK);
+  assert_string_equal(id, b.token.id);
+  assert_memory_equal(got, h2, CTKN_HASH_LEN);
+  assert_int_equal(ctkn_store_get_idem(t, "key-3", id, got, &err),
+                   CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_get_idem(t, "", id, got, &err), CTKN_EINVAL);
+  ctkn_store_abort(t);
+}
+
+struct offsets_seen {
+  int n;
+  int32_t partition[8];
+  int64_t next[8];
+};
+
+static int collect_offset(void *arg, int32_t partition, int64_t next)
+{
+  struct offsets_seen *o = arg;
+
+  if (o->n == 8)
+    return -99;
+  o->partition[o->n] = partition;
+  o->next[o->n++] = next;
+  return 0;
+}
+
+static void test_offsets_default_to_zero_and_walk_in_partition_order(void **s)
+{
+  struct fx *f = *s;
+  struct offsets_seen o = {0};
+  const int32_t want[] = {0, 1, 10, 256, 4095};
+  ctkn_store_txn *t;
+
+  t = begin(open_fx(f), true);
+  assert_int_equal(ctkn_store_offset(t, 0), 0);
+  assert_int_equal(ctkn_store_offset(t, 4095), 0);
+  /* Inserted out of order; 256 would sort before 10 as little-endian. */
+  assert_int_equal(ctkn_store_set_offset(t, 256, 2560, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_set_offset(t, 10, 100, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_set_offset(t, 4095, 40950, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_set_offset(t, 1, 10, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_set_offset(t, 0, 5, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_set_offset(t, 0, 0, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_set_offset(t, 1, INT64_MAX, NULL), CTKN_OK);
+  commit(t);
+
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_offset(t, 0), 0);
+  assert_int_equal(ctkn_store_offset(t, 1), INT64_MAX);
+  assert_int_equal(ctkn_store_offset(t, 10), 100);
+  assert_int_equal(ctkn_store_offset(t, 2), 0);
+  assert_int_equal(ctkn_store_offsets(t, collect_offset, &o, NULL), CTKN_OK);
+  assert_int_equal(o.n, 5);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(o.partition[i], want[i]);
+  assert_int_equal(o.next[3], 2560);
+  ctkn_store_abort(t);
+}
+
+/* ---- history, rejected, quarantine ------------------------------------ */
+
+struct history_seen {
+  int n;
+  int stop_after;
+  uint64_t version[400];
+  int32_t partition[400];
+  int64_t offset[400];
+  char value[400][32];
+};
+
+static int collect_history(void *arg, uint64_t version, int32_t partition,
+                           int64_t offset, const void *value, size_t len)
+{
+  struct history_seen *h = arg;
+
+  if (h->n == 400 || len >= sizeof(h->value[0]))
+    return -99;
+  h->version[h->n] = version;
+  h->partition[h->n] = partition;
+  h->offset[h->n] = offset;
+  memcpy(h->value[h->n], value, len);
+  h->value[h->n][len] = '\0';
+  h->n++;
+  return h->stop_after != 0 && h->n == h->stop_after ? 42 : 0;
+}
+
+static void test_history_comes_out_by_version_past_255(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record a, b, c;
+  struct history_seen *h = calloc(1, sizeof(*h));
+  struct ctkn_err err = {0};
+  char value[32];
+  ctkn_store_txn *t;
+
+  assert_non_null(h);
+  make_record(f, &a, CTKN_STATUS_ACTIVE);
+  make_record(f, &b, CTKN_STATUS_ACTIVE);
+  make_record(f, &c, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  /* Versions in descending order, b's around a's on both sides. */
+  assert_int_equal(ctkn_store_put_history(t, c.token.id, 1, 0, 1, "c", 1, &err),
+                   CTKN_OK);
+  for (uint64_t v = 300; v >= 1; v--) {
+    snprintf(value, sizeof(value), "event-%" PRIu64, v);
+    assert_int_equal(ctkn_store_put_history(t, b.token.id, v, 7,
+                                            (int64_t)(v * 1000), value,
+                                            strlen(value), &err),
+                     CTKN_OK);
+  }
+  assert_int_equal(ctkn_store_put_history(t, a.token.id, 1, 0, 0, "a", 1, &err),
+                   CTKN_OK);
+  /* An empty event body is stored as such. */
+  assert_int_equal(
+      ctkn_store_put_history(t, c.token.id, 2, 0, 2, NULL, 0, &err), CTKN_OK);
+  commit(t);
+
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_history(t, b.token.id, collect_history, h, &err),
+                   CTKN_OK);
+  assert_int_equal(h->n, 300);
+  for (int i = 0; i < 300; i++) {
+    snprintf(value, sizeof(value), "event-%d", i + 1);
+    assert_int_equal(h->version[i], (uint64_t)(i + 1));
+    assert_int_equal(h->partition[i], 7);
+    assert_int_equal(h->offset[i], (int64_t)(i + 1) * 1000);
+    assert_string_equal(h->value[i], value);
+  }
+
+  memset(h, 0, sizeof(*h));
+  assert_int_equal(ctkn_store_history(t, c.token.id, collect_history, h, &err),
+                   CTKN_OK);
+  assert_int_equal(h->n, 2);
+  assert_string_equal(h->value[1], "");
+
+  /* A callback's non-zero return stops the walk and comes back. */
+  memset(h, 0, sizeof(*h));
+  h->stop_after = 5;
+  assert_int_equal(ctkn_store_history(t, b.token.id, collect_history, h, &err),
+                   42);
+  assert_int_equal(h->n, 5);
+
+  make_record(f, &a, CTKN_STATUS_ACTIVE);
+  assert_int_equal(ctkn_store_history(t, a.token.id, collect_history, h, &err),
+                   CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_history(t, "junk", collect_history, h, &err),
+                   CTKN_ENOTFOUND);
+  ctkn_store_abort(t);
+  free(h);
+}
+
+struct coords_seen {
+  int n;
+  int32_t partition[16];
+  int64_t offset[16];
+  char reason[16][64];
+  char key[16][64];
+  size_t klen[16];
+  bool key_null[16];
+  char value[16][64];
+  size_t vlen[16];
+  bool value_null[16];
+};
+
+static int collect_coord(void *arg, int32_t partition, int64_t offset,
+                         const char *reason, const void *key, size_t klen,
+                         const void *value, size_t vlen)
+{
+  struct coords_seen *c = arg;
+  int i = c->n;
+
+  if (i == 16 || klen >= 64 || vlen >= 64)
+    return -99;
+  c->partition[i] = partition;
+  c->offset[i] = offset;
+  snprintf(c->reason[i], sizeof(c->reason[i]), "%s", reason);
+  c->key_null[i] = key == NULL;
+  c->value_null[i] = value == NULL;
+  if (key != NULL)
+    memcpy(c->key[i], key, klen);
+  if (value != NULL)
+    memcpy(c->value[i], value, vlen);
+  c->klen[i] = klen;
+  c->vlen[i] = vlen;
+  c->n++;
+  return 0;
+}
+
+static void test_rejected_and_quarantine_walk_in_coordinate_order(void **s)
+{
+  struct fx *f = *s;
+  static const struct {
+    int32_t p;
+    int64_t o;
+  } in[] = {{256, 1}, {1, 70000}, {0, 256}, {1, 255}, {0, 1}, {10, 0}};
+  static const int order[] = {4, 2, 3, 1, 5, 0}; /* indexes into in[] */
+  struct coords_seen *c = calloc(1, sizeof(*c));
+  struct ctkn_err err = {0};
+  char why[32];
+  ctkn_store_txn *t;
+
+  assert_non_null(c);
+  t = begin(open_fx(f), true);
+  for (int i = 0; i < 6; i++) {
+    snprintf(why, sizeof(why), "reason %d", i);
+    assert_int_equal(ctkn_store_put_rejected(t, in[i].p, in[i].o,
+                                             i == 1 ? NULL : "evt_e", "ctkn_t",
+                                             why, &err),
+                     CTKN_OK);
+    assert_int_equal(
+        ctkn_store_put_quarantine(t, in[i].p, in[i].o, why, i == 2 ? NULL : "k",
+                                  i == 2 ? 0 : 1, i == 3 ? NULL : "val\0ue",
+                                  i == 3 ? 0 : 6, &err),
+        CTKN_OK);
+  }
+  /* Empty but present bytes differ from absent ones. */
+  assert_int_equal(ctkn_store_put_quarantine(t, 2, 0, "", "", 0, "", 0, &err),
+                   CTKN_OK);
+  commit(t);
+
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_rejected(t, collect_coord, c, &err), CTKN_OK);
+  assert_int_equal(c->n, 6);
+  for (int i = 0; i < 6; i++) {
+    int j = order[i];
+
+    snprintf(why, sizeof(why), "reason %d", j);
+    assert_int_equal(c->partition[i], in[j].p);
+    assert_int_equal(c->offset[i], in[j].o);
+    assert_string_equal(c->reason[i], why);
+    assert_int_equal(c->klen[i], 6);
+    assert_memory_equal(c->key[i], "ctkn_t", 6);
+    assert_int_equal(c->value_null[i], j == 1);
+  }
+
+  /* One rejected event's reason, by its coordinates. */
+  assert_int_equal(ctkn_store_get_rejected(t, 0, 256, why, sizeof(why), &err),
+                   CTKN_OK);
+  assert_string_equal(why, "reason 2");
+  assert_int_equal(ctkn_store_get_rejected(t, 1, 70000, why, 4, &err), CTKN_OK);
+  assert_string_equal(why, "rea"); /* truncated, terminated */
+  assert_int_equal(ctkn_store_get_rejected(t, 1, 70001, why, 4, &err),
+                   CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_get_rejected(t, -1, 0, why, 4, &err),
+                   CTKN_EINVAL);
+
+  memset(c, 0, sizeof(*c));
+  assert_int_equal(ctkn_store_quarantine(t, collect_coord, c, &err), CTKN_OK);
+  assert_int_equal(c->n, 7);
+  for (int i = 0, k = 0; i < 7; i++) {
+    int j;
+
+    if (c->partition[i] == 2) { /* (2, 0) sorts between 1 and 10 */
+      assert_int_equal(i, 4);
+      assert_false(c->key_null[i]);
+      assert_false(c->value_null[i]);
+      assert_int_equal(c->klen[i], 0);
+      assert_string_equal(c->reason[i], "");
+      continue;
+    }
+    j = order[k++];
+    assert_int_equal(c->partition[i], in[j].p);
+    assert_int_equal(c->offset[i], in[j].o);
+    assert_int_equal(c->key_null[i], j == 2);
+    assert_int_equal(c->value_null[i], j == 3);
+    if (j != 3) {
+      assert_int_equal(c->vlen[i], 6);
+      assert_memory_equal(c->value[i], "val\0ue", 6);
+    }
+  }
+  ctkn_store_abort(t);
+  free(c);
+}
+
+/* ---- list --------------------------------------------------------------- */
+
+#define LIST_N 25
+
+static void put_list_fixture(struct fx *f, struct ctkn_record *recs)
+{
+  ctkn_store_txn *t;
+
+  for (int i = 0; i < LIST_N; i++)
+    make_record(f, &recs[i],
+                i % 3 == 1 ? CTKN_STATUS_REVOKED : CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  for (int i = LIST_N - 1; i >= 0; i--)
+    put(t, &recs[i]);
+  commit(t);
+}
+
+/* Page through with limit `page`, checking every page against the IDs of
+ * recs that pass mask, in the given direction. */
+static void check_pages(ctkn_store *st, const struct ctkn_record *recs,
+                        bool desc, unsigned mask, size_t page)
+{
+  const char *want[LIST_N];
+  struct ctkn_record *out = calloc(page + 1, sizeof(*out));
+  char after[CTKN_ID_BUF] = "";
+  size_t nwant = 0, seen = 0, n;
+  bool more = true;
+  ctkn_store_txn *t = begin(st, false);
+
+  assert_non_null(out);
+  for (int i = 0; i < LIST_N; i++) {
+    const struct ctkn_record *r = &recs[desc ? LIST_N - 1 - i : i];
+
+    if (mask & (1u << r->token.status))
+      want[nwant++] = r->token.id;
+  }
+  while (more) {
+    struct ctkn_err err = {0};
+
+    assert_int_equal(
+        ctkn_store_list(t, after, desc, mask, page, out, &n, &more, &err),
+        CTKN_OK);
+    assert_true(n <= page);
+    for (size_t i = 0; i < n; i++) {
+      assert_true(seen < nwant);
+      assert_string_equal(out[i].token.id, want[seen]);
+      assert_true(mask & (1u << out[i].token.status));
+      seen++;
+    }
+    assert_int_equal(more, seen < nwant);
+    if (more)
+      assert_int_equal(n, page);
+    if (n > 0)
+      snprintf(after, sizeof(after), "%s", out[n - 1].token.id);
+  }
+  assert_int_equal(seen, nwant);
+  ctkn_store_abort(t);
+  free(out);
+}
+
+static void test_list_pages_through_25_tokens_in_both_directions(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record recs[LIST_N];
+  const unsigned active = 1u << CTKN_STATUS_ACTIVE;
+  const unsigned revoked = 1u << CTKN_STATUS_REVOKED;
+
+  put_list_fixture(f, recs);
+  for (int d = 0; d < 2; d++) {
+    check_pages(f->st, recs, d == 1, ALL_STATUSES, 10);
+    check_pages(f->st, recs, d == 1, active, 10);
+    check_pages(f->st, recs, d == 1, revoked, 3);
+    check_pages(f->st, recs, d == 1, revoked, 8); /* exactly one full page */
+    check_pages(f->st, recs, d == 1, ALL_STATUSES, 25);
+    check_pages(f->st, recs, d == 1, ALL_STATUSES, 200);
+    check_pages(f->st, recs, d == 1, ALL_STATUSES, 1);
+  }
+}
+
+static void test_list_after_cursor_status_mask_and_limits(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record recs[LIST_N], out[LIST_N];
+  char between[CTKN_ID_BUF + 1];
+  size_t n;
+  bool more;
+  ctkn_store_txn *t;
+
+  put_list_fixture(f, recs);
+  t = begin(f->st, false);
+
+  /* A cursor that is not a stored ID still positions by ID order. */
+  snprintf(between, sizeof(between), "%s0", recs[11].token.id);
+  assert_true(strcmp(between, recs[11].token.id) > 0);
+  assert_true(strcmp(between, recs[12].token.id) < 0);
+  assert_int_equal(
+      ctkn_store_list(t, between, false, ALL_STATUSES, 2, out, &n, &more, NULL),
+      CTKN_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(out[0].token.id, recs[12].token.id);
+  assert_true(more);
+  assert_int_equal(
+      ctkn_store_list(t, between, true, ALL_STATUSES, 2, out, &n, &more, NULL),
+      CTKN_OK);
+  assert_string_equal(out[0].token.id, recs[11].token.id);
+  assert_string_equal(out[1].token.id, recs[10].token.id);
+
+  /* Past either end. */
+  assert_int_equal(ctkn_store_list(t, recs[LIST_N - 1].token.id, false,
+                                   ALL_STATUSES, 10, out, &n, &more, NULL),
+                   CTKN_OK);
+  assert_int_equal(n, 0);
+  assert_false(more);
+  assert_int_equal(ctkn_store_list(t, "ctkn_zzzzzzzzzzzzzzzzzzzzzzzzzz", true,
+                                   ALL_STATUSES, 1, out, &n, &more, NULL),
+                   CTKN_OK);
+  assert_string_equal(out[0].token.id, recs[LIST_N - 1].token.id);
+  assert_int_equal(ctkn_store_list(t, recs[0].token.id, true, ALL_STATUSES, 10,
+                                   out, &n, &more, NULL),
+                   CTKN_OK);
+  assert_int_equal(n, 0);
+  assert_false(more);
+  assert_int_equal(
+      ctkn_store_list(t, "d", false, ALL_STATUSES, 1, out, &n, &more, NULL),
+      CTKN_OK);
+  assert_int_equal(n, 0); /* "d" > "ctkn_..." */
+
+  /* limit 0 still answers has_more; an empty mask matches nothing. */
+  assert_int_equal(
+      ctkn_store_list(t, NULL, false, ALL_STATUSES, 0, out, &n, &more, NULL),
+      CTKN_OK);
+  assert_int_equal(n, 0);
+  assert_true(more);
+  assert_int_equal(ctkn_store_list(t, NULL, false, 0, 10, out, &n, &more, NULL),
+                   CTKN_OK);
+  assert_int_equal(n, 0);
+  assert_false(more);
+  ctkn_store_abort(t);
+}
+
+/* ---- digest ------------------------------------------------------------- */
+
+enum variant {
+  V_BASE,
+  V_OFFSET,
+  V_HISTORY_BYTE,
+  V_REJECTED_REASON,
+  V_QUARANTINE_VALUE,
+  V_IDEM_HASH,
+  V_TOKEN_NAME,
+  V_EXTRA_OFFSET,
+  V_COUNT
+};
+
+/* One fixed dataset, with one single difference per variant. grouped:
+ * everything in one txn; otherwise one txn per write, in another order. */
+static void build(ctkn_store *st, const struct ctkn_record *recs, int nrec,
+                  enum variant var, bool grouped)
+{
+  uint8_t hash[CTKN_HASH_LEN];
+  ctkn_store_txn *t = NULL;
+  char ev[16];
+  int ops = nrec * 3 + 4;
+
+  memset(hash, 0xab, sizeof(hash));
+  if (var == V_IDEM_HASH)
+    hash[31] ^= 1;
+  for (int step = 0; step < ops; step++) {
+    /* Ungrouped runs the steps backwards: the final state is the same. */
+    int i = grouped ? step : ops - 1 - step;
+
+    if (t == NULL)
+      t = begin(st, true);
+    if (i < nrec) {
+      struct ctkn_record r = recs[i];
+
+      if (var == V_TOKEN_NAME && i == 1)
+        r.token.name[0] = 'T';
+      put(t, &r);
+    } else if (i < 2 * nrec) {
+      int j = i - nrec;
+
+      snprintf(ev, sizeof(ev), "event %d", j);
+      if (var == V_HISTORY_BYTE && j == 2)
+        ev[0] = 'E';
+      assert_int_equal(ctkn_store_put_history(t, recs[j].token.id, 1, 0, j, ev,
+                                              strlen(ev), NULL),
+                       CTKN_OK);
+    } else if (i < 3 * nrec) {
+      int j = i - 2 * nrec;
+
+      assert_int_equal(ctkn_store_put_idem(t, recs[j].token.name,
+                                           recs[j].token.id, hash, NULL),
+                       CTKN_OK);
+    } else if (i == 3 * nrec) {
+      assert_int_equal(
+          ctkn_store_set_offset(t, 0, var == V_OFFSET ? 101 : 100, NULL),
+          CTKN_OK);
+      if (var == V_EXTRA_OFFSET)
+        assert_int_equal(ctkn_store_set_offset(t, 5, 0, NULL), CTKN_OK);
+    } else if (i == 3 * nrec + 1) {
+      assert_int_equal(
+          ctkn_store_put_rejected(t, 0, 50, "evt_1", recs[0].token.id,
+                                  var == V_REJECTED_REASON ? "stale version"
+                                                           : "stale versioN",
+                                  NULL),
+          CTKN_OK);
+    } else if (i == 3 * nrec + 2) {
+      assert_int_equal(
+          ctkn_store_put_quarantine(t, 0, 60, "bad", "k", 1,
+                                    var == V_QUARANTINE_VALUE ? "\x01" : "\x00",
+                                    1, NULL),
+          CTKN_OK);
+    } else {
+      assert_int_equal(ctkn_store_set_offset(t, 1, 7, NULL), CTKN_OK);
+    }
+    if (!grouped) {
+      commit(t);
+      t = NULL;
+    }
+  }
+  if (t != NULL)
+    commit(t);
+}
+
+static void test_digest_ignores_transaction_grouping(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record recs[6];
+  uint8_t a[CTKN_HASH_LEN], b[CTKN_HASH_LEN], empty[CTKN_HASH_LEN];
+  char dir2[192];
+  ctkn_store *st2;
+
+  for (int i = 0; i < 6; i++)
+    make_record(f, &recs[i], CTKN_STATUS_ACTIVE);
+  snprintf(dir2, sizeof(dir2), "%s/db2", f->tmp);
+  open_fx(f);
+  st2 = open_at(dir2);
+  digest_of(f->st, empty);
+
+  build(f->st, recs, 6, V_BASE, true);
+  build(st2, recs, 6, V_BASE, false);
+  digest_of(f->st, a);
+  digest_of(st2, b);
+  assert_memory_equal(a, b, CTKN_HASH_LEN);
+  assert_memory_not_equal(a, empty, CTKN_HASH_LEN);
+
+  /* meta is not covered: binding changes nothing. */
+  assert_int_equal(ctkn_store_bind(st2, "topic", CTKN_ENV_SANDBOX, NULL),
+                   CTKN_OK);
+  digest_of(st2, b);
+  assert_memory_equal(a, b, CTKN_HASH_LEN);
+
+  /* And a write that is aborted leaves no trace. */
+  {
+    ctkn_store_txn *t = begin(st2, true);
+
+    assert_int_equal(ctkn_store_set_offset(t, 9, 9, NULL), CTKN_OK);
+    ctkn_store_abort(t);
+  }
+  digest_of(st2, b);
+  assert_memory_equal(a, b, CTKN_HASH_LEN);
+  ctkn_store_close(st2);
+}
+
+static void test_digest_changes_with_any_single_difference(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record recs[4];
+  uint8_t d[V_COUNT][CTKN_HASH_LEN];
+  char dir[192];
+
+  for (int i = 0; i < 4; i++)
+    make_record(f, &recs[i], CTKN_STATUS_ACTIVE);
+  for (int v = 0; v < V_COUNT; v++) {
+    ctkn_store *st;
+
+    snprintf(dir, sizeof(dir), "%s/v%d", f->tmp, v);
+    st = open_at(dir);
+    build(st, recs, 4, (enum variant)v, true);
+    digest_of(st, d[v]);
+    ctkn_store_close(st);
+  }
+  for (int v = 0; v < V_COUNT; v++)
+    for (int w = v + 1; w < V_COUNT; w++)
+      assert_memory_not_equal(d[v], d[w], CTKN_HASH_LEN);
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+static void test_abort_discards_writes(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r, got;
+  ctkn_store_txn *t;
+
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  put(t, &r);
+  assert_int_equal(ctkn_store_set_offset(t, 0, 10, NULL), CTKN_OK);
+  ctkn_store_abort(t);
+  ctkn_store_abort(NULL);
+
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_get(t, r.token.id, &got, NULL), CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_get_by_token(t, r.token.token, &got, NULL),
+                   CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_offset(t, 0), 0);
+  assert_int_equal(ctkn_store_count(t), 0);
+  ctkn_store_abort(t);
+}
+
+static void test_reader_does_not_see_uncommitted_writes(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r, got;
+  ctkn_store_txn *reader, *writer, *later;
+
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  open_fx(f);
+  /* MDB_NOTLS: one thread holds a reader and the writer at once. */
+  reader = begin(f->st, false);
+  writer = begin(f->st, true);
+  put(writer, &r);
+  assert_int_equal(ctkn_store_set_offset(writer, 0, 10, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_get(reader, r.token.id, &got, NULL),
+                   CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_offset(reader, 0), 0);
+  commit(writer);
+
+  /* The old snapshot stays as it was; a new one sees the commit. */
+  assert_int_equal(ctkn_store_get(reader, r.token.id, &got, NULL),
+                   CTKN_ENOTFOUND);
+  later = begin(f->st, false);
+  assert_int_equal(ctkn_store_get(later, r.token.id, &got, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_offset(later, 0), 10);
+  assert_int_equal(ctkn_store_commit(later, NULL), CTKN_OK); /* read commit */
+  ctkn_store_abort(reader);
+}
+
+/* ---- failures ------------------------------------------------------------ */
+
+static void test_corrupt_values_are_store_errors(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r, got;
+  struct history_seen *h = calloc(1, sizeof(*h));
+  struct ctkn_err err = {0};
+  uint8_t hkey[CTKN_ID_LEN + 8] = {0};
+  char id[CTKN_ID_BUF];
+  uint8_t hash[CTKN_HASH_LEN];
+  ctkn_store_txn *t;
+
+  assert_non_null(h);
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  ctkn_store_close(open_fx(f));
+  f->st = NULL;
+  raw_put(f->db, "tokens", r.token.id, CTKN_ID_LEN, "\x93\x01\x02", 3);
+  raw_put(f->db, "token_index", r.token.token, CTKN_TOKEN_LEN, "short", 5);
+  memcpy(hkey, r.token.id, CTKN_ID_LEN);
+  hkey[sizeof(hkey) - 1] = 1;
+  /* An array that claims 2^32-1 elements must not be believed. */
+  raw_put(f->db, "history", hkey, sizeof(hkey), "\xdd\xff\xff\xff\xff", 5);
+  raw_put(f->db, "idempotency", "k", 1, "\x92\xa1x\xc4\x01y", 6);
+  raw_put(f->db, "offsets", "\0\0\0\1", 4, "\1\2\3", 3);
+  open_fx(f);
+
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_get(t, r.token.id, &got, &err), CTKN_ESTORE);
+  assert_non_null(strstr(err.msg, "corrupt value in tokens"));
+  assert_int_equal(ctkn_store_get_by_token(t, r.token.token, &got, &err),
+                   CTKN_ESTORE);
+  assert_non_null(strstr(err.msg, "corrupt value in token_index"));
+  assert_int_equal(ctkn_store_history(t, r.token.id, collect_history, h, &err),
+                   CTKN_ESTORE);
+  assert_non_null(strstr(err.msg, "corrupt value in history"));
+  assert_int_equal(ctkn_store_get_idem(t, "k", id, hash, &err), CTKN_ESTORE);
+  assert_non_null(strstr(err.msg, "corrupt value in idempotency"));
+  assert_int_equal(ctkn_store_offset(t, 1), CTKN_ESTORE);
+  ctkn_store_abort(t);
+  free(h);
+}
+
+static void test_map_full_says_raise_map_size(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_store_opts opts = {.map_size = 1 << 20};
+  struct ctkn_err err = {0};
+  ctkn_store_txn *t;
+  static char big[64 * 1024];
+  int rc = CTKN_OK;
+
+  assert_int_equal(ctkn_store_open(&f->st, f->db, &opts, &err), CTKN_OK);
+  t = begin(f->st, true);
+  for (int i = 0; i < 64 && rc == CTKN_OK; i++)
+    rc = ctkn_store_put_quarantine(t, 0, i, "big", NULL, 0, big, sizeof(big),
+                                   &err);
+  assert_int_equal(rc, CTKN_ESTORE);
+  assert_non_null(strstr(err.msg, "map full: raise --map-size"));
+  ctkn_store_abort(t);
+}
+
+/* Read one byte from fd, or fail. */
+static void wait_byte(int fd)
+{
+  char c;
+
+  assert_int_equal(read(fd, &c, 1), 1);
+}
+
+/* Does mdb_reader_list() show a live reader slot for pid? */
+struct reader_scan {
+  pid_t pid;
+  bool found;
+};
+
+static int scan_reader(const char *msg, void *ctx)
+{
+  struct reader_scan *r = ctx;
+  int pid;
+
+  if (sscanf(msg, "%d", &pid) == 1 && pid == (int)r->pid)
+    r->found = true;
+  return 0;
+}
+
+static bool has_reader(const char *dir, pid_t pid)
+{
+  struct reader_scan r = {pid, false};
+  MDB_env *env;
+
+  assert_int_equal(mdb_env_create(&env), 0);
+  assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+  assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS | MDB_RDONLY, 0600), 0);
+  assert_true(mdb_reader_list(env, scan_reader, &r) >= 0);
+  mdb_env_close(env);
+  return r.found;
+}
+
+/*
+ * A child that opens the store, optionally begins a read txn, says so on
+ * ready[1] and then waits to be killed. It also leaves when the parent
+ * goes away (EOF on life[0]), so a failed test leaves no process behind.
+ */
+static pid_t spawn_holder(const char *dir, bool read_txn, const int ready[2],
+                          const int life[2])
+{
+  pid_t pid = fork();
+
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    ctkn_store *st = NULL;
+    ctkn_store_txn *t = NULL;
+    char c;
+
+    close(life[1]);
+    close(ready[0]);
+    if (ctkn_store_open(&st, dir, NULL, NULL) != CTKN_OK ||
+        (read_txn && ctkn_store_begin(st, false, &t, NULL) != CTKN_OK) ||
+        write(ready[1], "x", 1) != 1)
+      _exit(1);
+    while (read(life[0], &c, 1) != 0)
+      ;
+    _exit(0);
+  }
+  return pid;
+}
+
+static void test_stale_reader_of_a_killed_process_is_cleared_at_open(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r, got;
+  pid_t holder, reader;
+  ctkn_store_txn *t;
+  int ready[2], life[2], status;
+
+  ctkn_store_close(open_fx(f));
+  f->st = NULL;
+  assert_int_equal(pipe(ready), 0);
+  assert_int_equal(pipe(life), 0);
+  /* The holder keeps the environment open, so no later open is the
+   * only one and gets to reset the lock table: only mdb_reader_check()
+   * can free the killed reader's slot. */
+  holder = f->kids[0] = spawn_holder(f->db, false, ready, life);
+  wait_byte(ready[0]);
+  reader = f->kids[1] = spawn_holder(f->db, true, ready, life);
+  wait_byte(ready[0]);
+  assert_int_equal(kill(reader, SIGKILL), 0);
+  assert_int_equal(waitpid(reader, &status, 0), reader);
+  f->kids[1] = 0;
+  assert_true(WIFSIGNALED(status));
+  assert_true(has_reader(f->db, reader));
+
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  put(t, &r);
+  commit(t);
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_get(t, r.token.id, &got, NULL), CTKN_OK);
+  ctkn_store_abort(t);
+  ctkn_store_close(f->st);
+  f->st = NULL;
+  assert_false(has_reader(f->db, reader));
+
+  close(life[1]); /* the holder sees EOF and leaves */
+  assert_int_equal(waitpid(holder, &status, 0), holder);
+  f->kids[0] = 0;
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(life[0]);
+  close(ready[0]);
+  close(ready[1]);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      T(test_open_creates_the_directory_and_records_the_format),
+      T(test_open_on_a_file_fails_with_estore),
+      T(test_reopen_keeps_data),
+      T(test_unknown_format_is_refused_naming_ctkn_rebuild),
+      T(test_bind_records_then_refuses_another_topic_or_env),
+      T(test_conflicting_bind_records_nothing),
+      T(test_read_only_open_of_a_missing_store_fails),
+      T(test_read_only_store_reads_but_refuses_writes),
+      T(test_put_get_round_trip_and_get_by_token),
+      T(test_get_missing_returns_notfound),
+      T(test_update_overwrites_and_keeps_one_index_entry),
+      T(test_token_string_of_another_token_is_a_conflict),
+      T(test_writes_check_their_arguments),
+      T(test_idempotency_round_trip_and_first_writer_wins),
+      T(test_offsets_default_to_zero_and_walk_in_partition_order),
+      T(test_history_comes_out_by_version_past_255),
+      T(test_rejected_and_quarantine_walk_in_coordinate_order),
+      T(test_list_pages_through_25_tokens_in_both_directions),
+      T(test_list_after_cursor_status_mask_and_limits),
+      T(test_digest_ignores_transaction_grouping),
+      T(test_digest_changes_with_any_single_difference),
+      T(test_abort_discards_writes),
+      T(test_reader_does_not_see_uncommitted_writes),
+      T(test_corrupt_values_are_store_errors),
+      T(test_map_full_says_raise_map_size),
+      T(test_stale_reader_of_a_killed_process_is_cleared_at_open),
+  };
+
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
