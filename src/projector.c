@@ -71,9 +71,11 @@ static int decode_record(const struct ctkn_log_msg *m, struct ctkn_event *ev,
     return ctkn__err(err, CTKN_EDECODE, "does not decode: %.200s", detail);
   }
   if ((rc = ctkn_event_check(ev, err)) != CTKN_OK) {
-    char detail[sizeof(err->msg)];
+    /* Copy both: ctkn__err() clears err->field before formatting. */
+    char field[sizeof(err->field)], detail[sizeof(err->msg)];
+    memcpy(field, err->field, sizeof(field));
     memcpy(detail, err->msg, sizeof(detail));
-    return ctkn__err(err, CTKN_EDECODE, "invalid event: %s: %.200s", err->field,
+    return ctkn__err(err, CTKN_EDECODE, "invalid event: %.60s %.180s", field,
                      detail);
   }
   size_t idlen = strlen(ev->data.id);

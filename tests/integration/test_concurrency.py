@@ -42,6 +42,7 @@ def test_concurrent_writers_exactly_one_wins():
                 both += 1  # they did not overlap: applied one after another
                 expected_version += 2
         check(conflicts > 0, "no round raced; the test proved nothing")
+        env.ok("project")  # the test's own replica has seen none of it
         hist = env.ok("history", tid).lines
         check(len(hist) == expected_version,
               f"history has {len(hist)} events, want {expected_version}")

@@ -11,6 +11,40 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
+def pb_varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb_field(num, value):
+    """One protobuf field: bytes/str as length-delimited, int as varint."""
+    if isinstance(value, int):
+        return pb_varint(num << 3) + pb_varint(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return pb_varint(num << 3 | 2) + pb_varint(len(value)) + value
+
+
+def event_bytes(event_type, version=1, status="active"):
+    """A complete ctkn.v1.Event (see proto/ctkn.proto), hand-encoded."""
+    t = 1750948574695521
+    data = b"".join([
+        pb_field(1, "ctkn_01jyq3v5k8q9r0s1t2v3w4x5y8"),
+        pb_field(2, "test_AbCdEfGh0123456789abcdefghi"),
+        pb_field(3, "poison"), pb_field(5, status),
+        pb_field(6, t), pb_field(7, t)])
+    return b"".join([
+        pb_field(1, "evt_01jyq3v5k8q9r0s1t2v3w4x5y8"),
+        pb_field(2, event_type), pb_field(3, t),
+        pb_field(4, "ntf_01jyq3v5k8q9r0s1t2v3w4x5y8"),
+        pb_field(5, version), pb_field(6, data)])
+
+
 def test_garbage_is_quarantined_and_projection_goes_on():
     env = Env(name="poison", partitions=2)
     try:
@@ -29,8 +63,17 @@ def test_garbage_is_quarantined_and_projection_goes_on():
              "missing header"),
             (1, "k5", b"\x0a\x03abc", "client_token.created", "one",
              "malformed header"),
-            (0, "k6", b"\x12\x14client_token.deleted",
-             "client_token.deleted", "1", "event_type"),
+            (0, "ctkn_01jyq3v5k8q9r0s1t2v3w4x5y8",
+             event_bytes("client_token.deleted"), "client_token.deleted", "1",
+             "unknown event_type"),
+            (1, "ctkn_01jyq3v5k8q9r0s1t2v3w4x5y8",
+             event_bytes("client_token.created", version=7),
+             "client_token.created", "1", "version"),
+            (1, "wrong-key", event_bytes("client_token.created"),
+             "client_token.created", "1", "record key"),
+            (0, "ctkn_01jyq3v5k8q9r0s1t2v3w4x5y8",
+             event_bytes("client_token.created"), "client_token.revoked", "1",
+             "does not match"),
         ]
         coords = []
         for part, key, value, etype, schema, _ in poison:

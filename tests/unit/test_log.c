@@ -484,6 +484,34 @@ static void test_poll_timeout_returns_no_records(void **state)
   ctkn_consumer_close(c);
 }
 
+/* A poll returns as soon as records are there; it does not wait out its
+ * timeout to fill the batch (that would delay every read-your-writes). */
+static void test_poll_returns_without_waiting_for_a_full_batch(void **state)
+{
+  struct fx *f = *state;
+  ctkn_producer *p;
+  ctkn_consumer *c;
+  struct ctkn_err err;
+  struct ctkn_log_msg msgs[512];
+  int32_t part;
+  int64_t off;
+  size_t n = 0;
+
+  assert_int_equal(ctkn_producer_open(&p, &f->cfg, &err), CTKN_OK);
+  assert_int_equal(ctkn_consumer_open(&c, &f->cfg, &err), CTKN_OK);
+  assign_from_start(c);
+  for (int round = 0; round < 3; round++) {
+    send_one(p, 0, "k", "v", 1, &part, &off);
+    int64_t t0 = now_ms();
+    assert_int_equal(ctkn_consumer_poll(c, 4000, msgs, 512, &n, &err), CTKN_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(msgs[0].offset, off);
+    assert_true(now_ms() - t0 < 2000);
+  }
+  ctkn_producer_close(p);
+  ctkn_consumer_close(c);
+}
+
 static void test_watermarks_follow_the_log(void **state)
 {
   struct fx *f = *state;
@@ -963,6 +991,8 @@ int main(void)
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_poll_timeout_returns_no_records,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_poll_returns_without_waiting_for_a_full_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_watermarks_follow_the_log, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(
