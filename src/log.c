@@ -193,8 +193,14 @@ static void kctx_note(struct kctx *k, const char *text)
 {
   /* Connection errors end in " (after 0ms in state CONNECT, 1 identical
    * error(s) suppressed)": noise in a one-line message. */
-  const char *cut = strstr(text, " (after ");
-  size_t n = cut != NULL ? (size_t)(cut - text) : strlen(text);
+  const char *cut;
+  size_t n;
+
+  /* Log lines start with the thread: "[thrd:127.0.0.1:9092/bootstrap]: ". */
+  if (strncmp(text, "[thrd:", 6) == 0 && (cut = strstr(text, "]: ")) != NULL)
+    text = cut + 3;
+  cut = strstr(text, " (after ");
+  n = cut != NULL ? (size_t)(cut - text) : strlen(text);
 
   if (n >= sizeof(k->last_err))
     n = sizeof(k->last_err) - 1;

@@ -72,7 +72,9 @@ struct ctkn_log_msg {
 /*
  * Create the topic when missing (retention.ms=-1, cleanup.policy=delete).
  * *created tells whether it was created now; *partitions receives the
- * topic's partition count either way.
+ * topic's partition count either way. replication_factor -1 takes the
+ * broker's default. CTKN_EUSAGE for partitions < 1; CTKN_EINVAL when the
+ * broker refuses the values (a replication factor above its broker count).
  */
 int ctkn_log_create_topic(const struct ctkn_log_config *cfg, int partitions,
                           int replication_factor, bool *created,
@@ -95,7 +97,10 @@ void ctkn_producer_close(ctkn_producer *p);
 /*
  * Produce one record and wait for its delivery report. partition < 0 lets
  * the partitioner choose by key. On success *out_partition and *out_offset
- * say where it landed. timestamp_ms is the record's timestamp.
+ * say where it landed. timestamp_ms is the record's timestamp. A NULL
+ * event_type or a negative schema_version leaves that header out.
+ * CTKN_ETIMEOUT when no report came within the timeout: the record may
+ * still be written, so retry with the same idempotency key.
  */
 int ctkn_producer_send(ctkn_producer *p, int32_t partition, const void *key,
                        size_t klen, const void *value, size_t vlen,
@@ -104,7 +109,7 @@ int ctkn_producer_send(ctkn_producer *p, int32_t partition, const void *key,
                        int64_t *out_offset, struct ctkn_err *err);
 
 /* The partition the partitioner would choose for key among n partitions
- * (murmur2, as the Java client). */
+ * (murmur2, as the Java client); -1 when n < 1. */
 int32_t ctkn_log_partition_for(const void *key, size_t klen, int32_t n);
 
 /* ---- consumer --------------------------------------------------------- */
@@ -133,10 +138,13 @@ int ctkn_consumer_assign(ctkn_consumer *c, const int64_t *offsets, int32_t n,
                          struct ctkn_err *err);
 
 /*
- * Wait up to timeout_ms for records; fill up to max entries of msgs and
+ * Wait up to timeout_ms for a first record, then fill up to max entries of
+ * msgs with what is already there (it never waits to fill the batch) and
  * set *n. The records are borrowed: valid until the next poll or close.
  * *n = 0 on a timeout (not an error). Consumer errors other than
- * partition EOF are returned as CTKN_EKAFKA.
+ * partition EOF are returned as CTKN_EKAFKA (an assigned offset outside
+ * the log says so), CTKN_ENOTFOUND when the topic is gone; records that
+ * came before an error are returned first.
  */
 int ctkn_consumer_poll(ctkn_consumer *c, int timeout_ms,
                        struct ctkn_log_msg *msgs, size_t max, size_t *n,

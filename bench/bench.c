@@ -1,0 +1,367 @@
+/*
+ * bench - ctkn's figures beside the physical limits measured in the same
+ * run, one JSON line per figure: {"name","value","unit","limit","ratio"}.
+ *
+ *   1. Fill a fresh topic with N events (creates, updates, revokes) through
+ *      raw librdkafka, as fast as it goes.
+ *   2. Limit: raw librdkafka consume of the whole topic.
+ *      Figure: `ctkn project` catching up a fresh projection from it (a
+ *      child process), and the child's peak RssAnon.
+ *   3. Limit: raw mdb_get on the projection's token index.
+ *      Figure: ctkn_store_get_by_token (verify's lookup), p50 and p99.
+ *   4. Figure: sequential `ctkn create` commands, end to end.
+ *
+ * usage: bench CTKN_BIN BROKERS TOPIC DIR N
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctkn/codec.h"
+#include "ctkn/event.h"
+#include "ctkn/log.h"
+#include "ctkn/store.h"
+
+static double now_s(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void figure(const char *name, double value, const char *unit,
+                   double limit)
+{
+  printf("{\"name\":\"%s\",\"value\":%.3f,\"unit\":\"%s\",", name, value, unit);
+  if (limit > 0)
+    printf("\"limit\":%.3f,\"ratio\":%.3f}\n", limit, value / limit);
+  else
+    printf("\"limit\":null,\"ratio\":null}\n");
+  fflush(stdout);
+}
+
+static void die(const char *what)
+{
+  fprintf(stderr, "bench: %s\n", what);
+  exit(1);
+}
+
+static rd_kafka_t *new_handle(rd_kafka_type_t type, const char *brokers,
+                              const char *const *kv)
+{
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  char errstr[256];
+
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                        sizeof(errstr)) != RD_KAFKA_CONF_OK)
+    die(errstr);
+  for (; kv && kv[0]; kv += 2)
+    if (rd_kafka_conf_set(conf, kv[0], kv[1], errstr, sizeof(errstr)) !=
+        RD_KAFKA_CONF_OK)
+      die(errstr);
+  rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
+  if (rk == NULL)
+    die(errstr);
+  return rk;
+}
+
+/* Token strings of the created tokens, for the lookup benchmark. */
+static char (*tokens)[CTKN_TOKEN_BUF];
+static size_t ntokens;
+
+static void produce_one(rd_kafka_t *rk, const char *topic, int32_t part,
+                        const struct ctkn_event *ev)
+{
+  uint8_t *buf;
+  size_t len;
+
+  if (ctkn_event_encode(ev, &buf, &len, NULL) != CTKN_OK)
+    die("encode");
+  for (;;) {
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+        RD_KAFKA_V_KEY(ev->data.id, strlen(ev->data.id)),
+        RD_KAFKA_V_VALUE(buf, len),
+        RD_KAFKA_V_TIMESTAMP(ev->occurred_at / 1000),
+        RD_KAFKA_V_HEADER(CTKN_HDR_EVENT_TYPE, ctkn_event_type_str(ev->type),
+                          -1),
+        RD_KAFKA_V_HEADER(CTKN_HDR_SCHEMA, "1", 1), RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+      return;
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      die(rd_kafka_err2str(e));
+    rd_kafka_poll(rk, 10);
+  }
+}
+
+/* N events: every token is created; every 4th is then updated and every
+ * 8th revoked, each on the token's partition. */
+static void fill(const char *brokers, const char *topic, int32_t nparts,
+                 size_t n)
+{
+  static const char *const kv[] = {"enable.idempotence",
+                                   "true",
+                                   "acks",
+                                   "all",
+                                   "linger.ms",
+                                   "20",
+                                   "batch.size",
+                                   "1000000",
+                                   "queue.buffering.max.messages",
+                                   "1000000",
+                                   NULL};
+  rd_kafka_t *rk = new_handle(RD_KAFKA_PRODUCER, brokers, kv);
+  struct ctkn_event *ev = malloc(sizeof(*ev));
+  struct ctkn_record *rec = malloc(sizeof(*rec));
+  struct ctkn_command cmd;
+  int64_t t = ctkn_now_us();
+  size_t made = 0;
+  double t0 = now_s();
+
+  tokens = malloc(n * sizeof(*tokens));
+  while (made < n) {
+    char name[32];
+    snprintf(name, sizeof(name), "token %zu", ntokens);
+    ctkn_command_init(&cmd, CTKN_CMD_CREATE);
+    ctkn_command_set_name(&cmd, name, strlen(name), NULL);
+    if (ctkn_plan(NULL, &cmd, CTKN_ENV_SANDBOX, t++, ev, NULL) != 0)
+      die("plan create");
+    int32_t part =
+        ctkn_log_partition_for(ev->data.id, strlen(ev->data.id), nparts);
+    produce_one(rk, topic, part, ev);
+    memcpy(tokens[ntokens++], ev->data.token, CTKN_TOKEN_BUF);
+    made++;
+    rec->token = ev->data;
+    rec->version = ev->version;
+    rec->partition = part;
+    for (int k = 1; k <= 2 && made < n; k++) {
+      if (ntokens % (k == 1 ? 4 : 8) != 0)
+        continue;
+      ctkn_command_init(&cmd, CTKN_CMD_UPDATE);
+      ctkn_command_set_id(&cmd, rec->token.id, NULL);
+      if (k == 1)
+        ctkn_command_set_description(&cmd, "updated", 7, NULL);
+      else
+        ctkn_command_set_status(&cmd, "revoked", NULL);
+      if (ctkn_plan(rec, &cmd, CTKN_ENV_SANDBOX, t++, ev, NULL) != 0)
+        die("plan update");
+      produce_one(rk, topic, part, ev);
+      rec->token = ev->data;
+      rec->version = ev->version;
+      made++;
+    }
+  }
+  while (rd_kafka_flush(rk, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT)
+    ;
+  double dt = now_s() - t0;
+  fprintf(stderr, "bench: produced %zu events in %.1f s\n", made, dt);
+  figure("fill_produce_rate", (double)made / dt, "events/s", 0);
+  rd_kafka_destroy(rk);
+  free(ev);
+  free(rec);
+}
+
+/* The limit: consume every record of the topic with plain librdkafka. */
+static double raw_consume(const char *brokers, const char *topic,
+                          int32_t nparts, size_t n)
+{
+  static const char *const kv[] = {"group.id",
+                                   "ctkn-bench-raw",
+                                   "enable.auto.commit",
+                                   "false",
+                                   "enable.partition.eof",
+                                   "false",
+                                   "fetch.max.bytes",
+                                   "8388608",
+                                   "queued.max.messages.kbytes",
+                                   "16384",
+                                   NULL};
+  rd_kafka_t *rk = new_handle(RD_KAFKA_CONSUMER, brokers, kv);
+  rd_kafka_topic_partition_list_t *l =
+      rd_kafka_topic_partition_list_new(nparts);
+  rd_kafka_message_t *batch[8192];
+  size_t got = 0;
+
+  for (int32_t p = 0; p < nparts; p++)
+    rd_kafka_topic_partition_list_add(l, topic, p)->offset = 0;
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
+  double t0 = now_s();
+  rd_kafka_assign(rk, l);
+  while (got < n) {
+    ssize_t k = rd_kafka_consume_batch_queue(q, 1000, batch, 8192);
+    for (ssize_t i = 0; i < k; i++) {
+      if (batch[i]->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        got++;
+      rd_kafka_message_destroy(batch[i]);
+    }
+    if (now_s() - t0 > 300)
+      die("raw consume timed out");
+  }
+  double rate = (double)got / (now_s() - t0);
+  rd_kafka_topic_partition_list_destroy(l);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  return rate;
+}
+
+static long rss_anon_kib(pid_t pid)
+{
+  char path[64], line[256];
+  long kib = -1;
+  FILE *f;
+
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  if ((f = fopen(path, "r")) == NULL)
+    return -1;
+  while (fgets(line, sizeof(line), f))
+    if (sscanf(line, "RssAnon: %ld kB", &kib) == 1)
+      break;
+  fclose(f);
+  return kib;
+}
+
+/* `ctkn project` as a child: wall time and peak RssAnon (sampled). */
+static void projector_catch_up(const char *ctkn, const char *brokers,
+                               const char *topic, const char *db, size_t n,
+                               double raw_rate)
+{
+  long peak = 0;
+  int status;
+  double t0 = now_s();
+  pid_t pid = fork();
+
+  if (pid == 0) {
+    int fd = open("/dev/null", O_WRONLY);
+    dup2(fd, 1);
+    execl(ctkn, ctkn, "project", "--brokers", brokers, "--topic", topic, "--db",
+          db, "--timeout", "30", (char *)NULL);
+    _exit(127);
+  }
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    long kib = rss_anon_kib(pid);
+    if (kib > peak)
+      peak = kib;
+    usleep(5000);
+  }
+  double dt = now_s() - t0;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    die("ctkn project failed");
+  figure("projector_catch_up", (double)n / dt, "events/s", raw_rate);
+  figure("projector_catch_up_vs_target", (double)n / dt, "events/s", 300000);
+  figure("projector_peak_rss_anon", (double)peak / 1024, "MiB", 128);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, size_t n, double p)
+{
+  return v[(size_t)(p * (double)(n - 1))];
+}
+
+/* verify's lookup against a raw mdb_get of the same index. */
+static void lookups(const char *db)
+{
+  enum { L = 200000 };
+  double *raw = malloc(L * sizeof(*raw)), *ours = malloc(L * sizeof(*ours));
+  struct ctkn_record rec;
+  ctkn_store *st;
+  ctkn_store_txn *txn;
+  struct ctkn_store_opts o = {.read_only = true};
+  MDB_env *env;
+  MDB_txn *mt;
+  MDB_dbi idx, tok;
+  unsigned seed = 42;
+
+  if (ctkn_store_open(&st, db, &o, NULL) != CTKN_OK)
+    die("store open");
+  if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 16) ||
+      mdb_env_open(env, db, MDB_RDONLY | MDB_NOTLS, 0600) ||
+      mdb_txn_begin(env, NULL, MDB_RDONLY, &mt) ||
+      mdb_dbi_open(mt, "token_index", 0, &idx) ||
+      mdb_dbi_open(mt, "tokens", 0, &tok))
+    die("raw lmdb open");
+  ctkn_store_begin(st, false, &txn, NULL);
+  for (int i = 0; i < L; i++) {
+    const char *t = tokens[rand_r(&seed) % ntokens];
+    MDB_val k = {CTKN_TOKEN_LEN, (void *)t}, v, v2;
+    double a = now_s();
+    if (mdb_get(mt, idx, &k, &v) || mdb_get(mt, tok, &v, &v2))
+      die("raw get");
+    double b = now_s();
+    if (ctkn_store_get_by_token(txn, t, &rec, NULL) != CTKN_OK)
+      die("get_by_token");
+    double c = now_s();
+    raw[i] = (b - a) * 1e6;
+    ours[i] = (c - b) * 1e6;
+  }
+  ctkn_store_abort(txn);
+  mdb_txn_abort(mt);
+  mdb_env_close(env);
+  ctkn_store_close(st);
+  qsort(raw, L, sizeof(*raw), cmp_double);
+  qsort(ours, L, sizeof(*ours), cmp_double);
+  figure("verify_lookup_p50", pct(ours, L, 0.5), "us", pct(raw, L, 0.5));
+  figure("verify_lookup_p99", pct(ours, L, 0.99), "us", pct(raw, L, 0.99));
+  figure("verify_lookup_p50_vs_target", pct(ours, L, 0.5), "us", 2.0);
+  free(raw);
+  free(ours);
+}
+
+/* Sequential `ctkn create` commands, end to end, against one producer
+ * round trip measured in the same run. */
+static void commands(const char *ctkn, const char *brokers, const char *topic,
+                     const char *db)
+{
+  enum { C = 50 };
+  double t0 = now_s();
+  char cmd[16384];
+
+  for (int i = 0; i < C; i++) {
+    snprintf(cmd, sizeof(cmd),
+             "%s create --name 'bench %d' --brokers %s --topic %s --db %s "
+             ">/dev/null",
+             ctkn, i, brokers, topic, db);
+    if (system(cmd) != 0)
+      die("ctkn create failed");
+  }
+  double dt = now_s() - t0;
+  figure("create_command_sequential", C / dt, "commands/s", 0);
+  figure("create_command_latency", dt / C * 1e3, "ms", 0);
+}
+
+int main(int argc, char **argv)
+{
+  if (argc != 6) {
+    fprintf(stderr, "usage: bench CTKN_BIN BROKERS TOPIC DIR N\n");
+    return 2;
+  }
+  const char *ctkn = argv[1], *brokers = argv[2], *topic = argv[3];
+  size_t n = strtoul(argv[5], NULL, 10);
+  char db[4096];
+  int32_t nparts = 6;
+
+  snprintf(db, sizeof(db), "%s/projection", argv[4]);
+  fill(brokers, topic, nparts, n);
+  double raw = raw_consume(brokers, topic, nparts, n);
+  figure("raw_librdkafka_consume", raw, "events/s", 0);
+  projector_catch_up(ctkn, brokers, topic, db, n, raw);
+  lookups(db);
+  commands(ctkn, brokers, topic, db);
+  free(tokens);
+  return 0;
+}
