@@ -432,6 +432,18 @@ static int topic_partitions(rd_kafka_t *rk, struct kctx *k, const char *topic,
         ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s has no partitions", topic);
   } else {
     *n = md->topics[0].partition_cnt;
+    /* A partition without a leader (just created, or a broker is down)
+     * answers nothing yet; tell callers that can wait. */
+    for (int i = 0; i < md->topics[0].partition_cnt; i++) {
+      const rd_kafka_metadata_partition_t *mp = &md->topics[0].partitions[i];
+      if (mp->leader < 0 || mp->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (topic_err != NULL)
+          *topic_err = mp->err != RD_KAFKA_RESP_ERR_NO_ERROR
+                           ? mp->err
+                           : RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+        break;
+      }
+    }
   }
   rd_kafka_metadata_destroy(md);
   return rc;
@@ -564,15 +576,17 @@ int ctkn_log_create_topic(const struct ctkn_log_config *cfg, int partitions,
     goto done;
   rc = create_once(rk, &k, cfg, partitions, replication_factor, created, err);
 
-  /* A new topic takes a moment to show in metadata (leaders are being
-   * elected); retry until it does or the timeout runs out. */
+  /* A new topic takes a moment to show in metadata and to get a leader for
+   * every partition; wait for both (bounded), so that the next command's
+   * offset queries do not hit "not leader". */
   int64_t deadline = now_ms() + cfg->timeout_ms;
   while (rc == CTKN_OK) {
     rd_kafka_resp_err_t te;
     int64_t left = deadline - now_ms();
     rc = topic_partitions(rk, &k, cfg->topic, (int)clamp((int)left, 1, 60000),
                           out_partitions, &te, err);
-    if (rc == CTKN_OK || te == RD_KAFKA_RESP_ERR_NO_ERROR ||
+    if ((rc == CTKN_OK && te == RD_KAFKA_RESP_ERR_NO_ERROR) ||
+        (rc != CTKN_OK && te == RD_KAFKA_RESP_ERR_NO_ERROR) ||
         now_ms() + META_RETRY_MS >= deadline)
       break;
     sleep_ms(META_RETRY_MS);
@@ -992,8 +1006,20 @@ int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
   rd_kafka_resp_err_t e;
   char ctx[448];
 
-  e = rd_kafka_query_watermark_offsets(c->qrk, c->topic, partition, lo, hi,
-                                       c->timeout_ms);
+  /* Leadership moves (a new topic, a broker restart) answer "not leader"
+   * for a moment: retry those within the timeout. */
+  int64_t deadline = now_ms() + c->timeout_ms;
+  for (;;) {
+    int left = (int)clamp((int)(deadline - now_ms()), 1, c->timeout_ms);
+    e = rd_kafka_query_watermark_offsets(c->qrk, c->topic, partition, lo, hi,
+                                         left);
+    if ((e != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
+         e != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
+         e != RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH) ||
+        now_ms() + META_RETRY_MS >= deadline)
+      break;
+    sleep_ms(META_RETRY_MS);
+  }
   switch (e) {
   case RD_KAFKA_RESP_ERR_NO_ERROR:
     return CTKN_OK;

@@ -442,10 +442,49 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
   return rc;
 }
 
+/* Errors a follower outlives: the broker or the network will come back,
+ * and librdkafka reconnects by itself. */
+static bool transient(int rc)
+{
+  return rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT;
+}
+
+/* Every few seconds: pick up added partitions, report lag. */
+static int report(ctkn_projector *p, struct ctkn_err *err)
+{
+  int32_t n;
+  int rc;
+
+  if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
+    return rc;
+  if (n != p->nparts) {
+    fprintf(stderr,
+            "ctkn project: topic now has %" PRId32 " partitions (was %" PRId32
+            "); reassigning\n",
+            n, p->nparts);
+    if ((rc = assign_all(p, NULL, err)) != CTKN_OK)
+      return rc;
+  }
+  int64_t lag = 0;
+  for (int32_t i = 0; i < p->nparts; i++) {
+    int64_t lo, h;
+    if ((rc = ctkn_consumer_watermarks(p->consumer, i, &lo, &h, err)) !=
+        CTKN_OK)
+      return rc;
+    if (h > p->pos[i])
+      lag += h - p->pos[i];
+  }
+  fprintf(stderr,
+          "ctkn project: applied=%" PRIu64 " rejected=%" PRIu64
+          " quarantined=%" PRIu64 " lag=%" PRId64 " paused=%" PRId32 "\n",
+          p->stats.applied, p->stats.rejected, p->stats.quarantined, lag,
+          p->stats.paused);
+  return CTKN_OK;
+}
+
 int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
                           struct ctkn_err *err)
 {
-  int64_t *hi = NULL;
   int64_t next_report = 0;
   int rc;
 
@@ -453,37 +492,27 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
     return rc;
   while (!*stop) {
     size_t got;
-    if ((rc = step(p, 200, &got, err)) != CTKN_OK)
-      return rc;
-    if (now_ms() < next_report)
+    rc = step(p, 200, &got, err);
+    if (rc == CTKN_OK && now_ms() >= next_report) {
+      next_report = now_ms() + 5000;
+      rc = report(p, err);
+    }
+    if (rc == CTKN_OK)
       continue;
-    /* Every few seconds: pick up added partitions, report lag. */
-    next_report = now_ms() + 5000;
-    int32_t n;
-    if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
+    if (!transient(rc))
       return rc;
-    if (n != p->nparts) {
-      fprintf(stderr,
-              "ctkn project: topic now has %" PRId32 " partitions (was %" PRId32
-              "); reassigning\n",
-              n, p->nparts);
-      if ((rc = assign_all(p, NULL, err)) != CTKN_OK)
-        return rc;
+    /* Keep going: say so, back off, and start again from the offsets the
+     * store holds, which is always safe. */
+    fprintf(stderr, "ctkn project: %s: %s; retrying in 1 s\n",
+            ctkn_strerror(rc), err ? err->msg : "");
+    for (int i = 0; i < 10 && !*stop; i++) {
+      struct timespec ts = {0, 100 * 1000 * 1000};
+      nanosleep(&ts, NULL);
     }
-    int64_t lag = 0;
-    for (int32_t i = 0; i < p->nparts; i++) {
-      int64_t lo, h;
-      if (ctkn_consumer_watermarks(p->consumer, i, &lo, &h, NULL) == CTKN_OK &&
-          h > p->pos[i])
-        lag += h - p->pos[i];
-    }
-    fprintf(stderr,
-            "ctkn project: applied=%" PRIu64 " rejected=%" PRIu64
-            " quarantined=%" PRIu64 " lag=%" PRId64 " paused=%" PRId32 "\n",
-            p->stats.applied, p->stats.rejected, p->stats.quarantined, lag,
-            p->stats.paused);
+    if (!*stop && (rc = assign_all(p, NULL, err)) != CTKN_OK && !transient(rc))
+      return rc;
+    next_report = 0;
   }
-  free(hi);
   return CTKN_OK;
 }
 

@@ -136,6 +136,12 @@ def test_broker_down_exits_3_within_timeout():
         tid = env.ok("create", "--name", "x",
                      brokers=brokers).json["data"]["id"]
         ends = env.ok("status", brokers=brokers).json["data"]["partitions"]
+        # A follower that must outlive the outage.
+        follower = subprocess.Popen(
+            [CTKN, "project", "--follow", "--topic", env.topic, "--brokers",
+             brokers, "--db", env.path("follower"), "--timeout", "3"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
         subprocess.run([stop], env=kenv, check=True, capture_output=True)
         for args in (("create", "--name", "y"), ("revoke", tid),
                      ("project",), ("init",)):
@@ -153,6 +159,21 @@ def test_broker_down_exits_3_within_timeout():
         again = env.ok("status", brokers=brokers).json["data"]["partitions"]
         check([p["log_end"] for p in again] == [p["log_end"] for p in ends],
               f"a failed command appended: {ends} -> {again}")
+        # The follower kept going and applies what comes after the outage.
+        check(follower.poll() is None, "the follower exited during the outage")
+        new = env.ok("create", "--name", "after the outage",
+                     brokers=brokers).json["data"]["id"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if env.ctkn("get", new, db=env.path("follower")).rc == 0:
+                break
+            time.sleep(0.2)
+        follower.terminate()
+        out, err = follower.communicate(timeout=15)
+        check(follower.returncode == 0, f"follower: {follower.returncode} {err}")
+        check(env.ctkn("get", new, db=env.path("follower")).rc == 0,
+              f"the follower never applied the post-outage create: {err}")
+        check("retrying" in err, err)
         env.close()
     finally:
         subprocess.run([stop, "--clean"], env=kenv, capture_output=True)
