@@ -124,3 +124,19 @@ def main(tests):
             traceback.print_exc()
     print(f"{len(tests) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
+
+
+def add_partitions(topic, total):
+    """Grow a topic with Kafka's own admin tool (from the jar cache)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    home = os.environ.get("CTKN_KAFKA_HOME",
+                          os.path.join(root, "deploy", "kafka", ".cache"))
+    p = subprocess.run(
+        ["java", "-Dlog4j.configuration=file:" +
+         os.path.join(root, "deploy", "kafka", "tools-log4j.properties"),
+         "-cp", os.path.join(home, "lib", "*"),
+         "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", BROKERS,
+         "--alter", "--topic", topic, "--partitions", str(total)],
+        capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0, f"TopicCommand failed: {p.stderr}")

@@ -6,7 +6,7 @@ import subprocess
 import threading
 import time
 
-from harness import BROKERS, CTKN, Env, check, main
+from harness import BROKERS, CTKN, Env, add_partitions, check, main
 
 
 def test_concurrent_writers_exactly_one_wins():
@@ -136,7 +136,41 @@ def test_follow_exits_cleanly_on_sigterm():
         env.close()
 
 
+def test_follower_picks_up_added_partitions():
+    env = Env(name="grow", partitions=1)
+    try:
+        p = subprocess.Popen(
+            [CTKN, "project", "--follow", "--topic", env.topic,
+             "--brokers", BROKERS, "--db", env.db],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        add_partitions(env.topic, 4)
+        # Writers learn the new count on their next command; creates spread
+        # over all four partitions.
+        ids = [env.ok("create", "--name", f"g{i}",
+                      db=env.path("w")).json["data"]["id"] for i in range(12)]
+        st = env.ok("status", db=env.path("w")).json["data"]["partitions"]
+        check(len(st) == 4, st)
+        check(any(x["log_end"] > 0 for x in st[1:]),
+              f"no create landed on a new partition: {st}")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if all(env.ctkn("get", i).rc == 0 for i in ids):
+                break
+            time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=15)
+        check(p.returncode == 0, err)
+        missing = [i for i in ids if env.ctkn("get", i).rc != 0]
+        check(not missing, f"follower missed {missing}: {err}")
+        check("reassigning" in err, err)
+        check(env.digest() == env.fresh_digest(), "digest differs")
+    finally:
+        env.close()
+
+
 if __name__ == "__main__":
     main([test_concurrent_writers_exactly_one_wins,
           test_projector_sigkilled_repeatedly_converges,
-          test_follow_exits_cleanly_on_sigterm])
+          test_follow_exits_cleanly_on_sigterm,
+          test_follower_picks_up_added_partitions])
