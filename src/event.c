@@ -367,14 +367,24 @@ int ctkn_apply(const struct ctkn_record *cur, const struct ctkn_event *ev,
                ctkn_env env, struct ctkn_token *next, char *reason,
                size_t reasonsz)
 {
-  const struct ctkn_token *t = &ev->data;
   struct ctkn_err err;
-  ctkn_env tenv;
 
   if (reason != NULL && reasonsz > 0)
     reason[0] = '\0';
   if (ctkn_event_check(ev, &err) != CTKN_OK)
     return reject(reason, reasonsz, "invalid: %s %s", err.field, err.msg);
+  return ctkn__apply_checked(cur, ev, env, next, reason, reasonsz);
+}
+
+int ctkn__apply_checked(const struct ctkn_record *cur,
+                        const struct ctkn_event *ev, ctkn_env env,
+                        struct ctkn_token *next, char *reason, size_t reasonsz)
+{
+  const struct ctkn_token *t = &ev->data;
+  ctkn_env tenv;
+
+  if (reason != NULL && reasonsz > 0)
+    reason[0] = '\0';
   if (ctkn_token_valid(t->token, &tenv) && tenv != env)
     return reject(reason, reasonsz,
                   "environment: token %.5s does not belong to %s", t->token,

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "ctkn/error.h"
+#include "ctkn/event.h"
 
 #define CTKN__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -31,5 +32,11 @@ int ctkn__err_field(struct ctkn_err *err, int code, const char *field,
 /* Copy at most dstsz - 1 bytes and always NUL-terminate (dstsz > 0).
  * Returns the length of src, so truncation shows as >= dstsz. */
 size_t ctkn__strlcpy(char *dst, const char *src, size_t dstsz);
+
+/* ctkn_apply() for an event that already passed ctkn_event_check(): the
+ * projector checks each record once, to tell quarantine from rejection. */
+int ctkn__apply_checked(const struct ctkn_record *cur,
+                        const struct ctkn_event *ev, ctkn_env env,
+                        struct ctkn_token *next, char *reason, size_t reasonsz);
 
 #endif /* CTKN_INTERNAL_H */

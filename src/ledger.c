@@ -114,131 +114,224 @@ static int plan(ctkn_ledger *l, const struct ctkn_command *cmd,
   return rc;
 }
 
-static int append(ctkn_ledger *l, const struct ctkn_command *cmd,
-                  const struct ctkn_event *ev, const struct ctkn_record *cur,
-                  int32_t *part, int64_t *off, struct ctkn_err *err)
+/* The partition a new event goes to: a new token's is pinned now (by the
+ * idempotency key when there is one, so racing duplicates meet on one
+ * partition; else by the ID); a known token's comes from its record. */
+static int pick_partition(ctkn_ledger *l, const struct ctkn_command *cmd,
+                          const struct ctkn_event *ev,
+                          const struct ctkn_record *cur, int32_t *part,
+                          struct ctkn_err *err)
 {
-  uint8_t *buf;
+  if (ev->type != CTKN_EVENT_CREATED) {
+    *part = cur->partition;
+    return CTKN_OK;
+  }
+  int32_t n = ctkn_projector_partitions(l->projector);
+  const char *key =
+      cmd->idempotency_key[0] ? cmd->idempotency_key : ev->data.id;
+  if (n <= 0)
+    return ctkn__err(err, CTKN_EKAFKA, "topic %s has no partitions",
+                     l->cfg->topic);
+  *part = ctkn_log_partition_for(key, strlen(key), n);
+  return CTKN_OK;
+}
+
+/* Scratch space for one command of a batch. */
+struct slot {
+  struct ctkn_record cur;
+  struct ctkn_event ev;
+  uint8_t *buf; /* the encoded event */
   size_t len;
+  bool sent; /* appended: its fate is decided by the projection */
+};
+
+/* Advance the projection past every appended event of the batch. */
+static int catch_up_to(ctkn_ledger *l, const struct ctkn_outcome *outs,
+                       const struct slot *slots, size_t n, struct ctkn_err *err)
+{
+  int32_t np = ctkn_projector_partitions(l->projector);
   int rc;
 
-  if (ev->type == CTKN_EVENT_CREATED) {
-    /* Pin the token's partition now: by the idempotency key when there is
-     * one, so racing duplicates meet on one partition; else by the ID. */
-    int32_t n = ctkn_projector_partitions(l->projector);
-    const char *key =
-        cmd->idempotency_key[0] ? cmd->idempotency_key : ev->data.id;
-    if (n <= 0)
-      return ctkn__err(err, CTKN_EKAFKA, "topic %s has no partitions",
-                       l->cfg->topic);
-    *part = ctkn_log_partition_for(key, strlen(key), n);
-  } else {
-    *part = cur->partition;
+  for (size_t i = 0; i < n; i++) {
+    if (slots[i].sent && outs[i].partition >= np)
+      np = outs[i].partition + 1;
   }
-  if ((rc = ctkn_event_encode(ev, &buf, &len, err)) != CTKN_OK)
-    return rc;
-  rc = ctkn_producer_send(l->producer, *part, ev->data.id, strlen(ev->data.id),
-                          buf, len, ev->occurred_at / 1000,
-                          ctkn_event_type_str(ev->type), CTKN_SCHEMA_VERSION,
-                          part, off, err);
-  free(buf);
+  int64_t *targets = calloc((size_t)(np > 0 ? np : 1), sizeof(*targets));
+  if (targets == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "ledger");
+  for (size_t i = 0; i < n; i++) {
+    if (slots[i].sent && outs[i].offset + 1 > targets[outs[i].partition])
+      targets[outs[i].partition] = outs[i].offset + 1;
+  }
+  rc = ctkn_projector_catch_up(l->projector, targets, np, err);
+  free(targets);
   return rc;
 }
 
-/* Advance the projection past (part, off) and tell whether the event was
- * rejected there. */
-static int judge(ctkn_ledger *l, int32_t part, int64_t off, bool *rejected,
+/* Whether the event at (part, off) was rejected; CTKN_EKAFKA when its
+ * partition is paused before it. */
+static int judge(ctkn_store_txn *txn, int32_t part, int64_t off, bool *rejected,
                  struct ctkn_err *err)
 {
-  int32_t n = ctkn_projector_partitions(l->projector);
-  ctkn_store_txn *txn;
   char reason[256];
   int rc;
 
-  if (part >= n)
-    n = part + 1;
-  int64_t *targets = calloc((size_t)n, sizeof(*targets));
-  if (targets == NULL)
-    return ctkn__err(err, CTKN_ENOMEM, "ledger");
-  targets[part] = off + 1;
-  rc = ctkn_projector_catch_up(l->projector, targets, n, err);
-  free(targets);
-  if (rc != CTKN_OK)
-    return rc;
-  if ((rc = ctkn_store_begin(l->st, false, &txn, err)) != CTKN_OK)
-    return rc;
-  if (ctkn_store_offset(txn, part) <= off) {
-    ctkn_store_abort(txn);
+  if (ctkn_store_offset(txn, part) <= off)
     return ctkn__err(err, CTKN_EKAFKA,
                      "partition %" PRId32 " is paused (a newer schema "
                      "version); the event at offset %" PRId64
                      " is appended but not yet applied",
                      part, off);
-  }
   rc = ctkn_store_get_rejected(txn, part, off, reason, sizeof(reason), err);
-  ctkn_store_abort(txn);
-  if (rc == CTKN_OK) {
-    *rejected = true;
-    return CTKN_OK;
+  *rejected = rc == CTKN_OK;
+  return rc == CTKN_OK || rc == CTKN_ENOTFOUND ? CTKN_OK : rc;
+}
+
+int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
+                              size_t n, struct ctkn_outcome *outs, int *rcs,
+                              struct ctkn_err *errs)
+{
+  struct slot *slots = calloc(n ? n : 1, sizeof(*slots));
+  struct ctkn_log_record *recs = calloc(n ? n : 1, sizeof(*recs));
+  size_t *which = calloc(n ? n : 1, sizeof(*which));
+  struct ctkn_err err;
+  ctkn_store_txn *txn = NULL;
+  size_t nrec = 0;
+  int rc = CTKN_OK;
+
+  for (size_t i = 0; i < n; i++) {
+    memset(&outs[i], 0, sizeof(outs[i]));
+    outs[i].partition = -1;
+    outs[i].offset = -1;
+    ctkn_err_clear(&errs[i]);
+    rcs[i] = ctkn_command_check(&cmds[i], &errs[i]);
   }
-  *rejected = false;
-  return rc == CTKN_ENOTFOUND ? CTKN_OK : rc;
+  if (slots == NULL || recs == NULL || which == NULL) {
+    rc = ctkn__err(&err, CTKN_ENOMEM, "ledger");
+    goto fail_all;
+  }
+  /* A stale projection must never cause a spurious conflict. */
+  if ((rc = ctkn_projector_catch_up(l->projector, NULL, 0, &err)) != CTKN_OK)
+    goto fail_all;
+
+  /* Plan every command against the same projection, then append all the
+   * events at once: commands in one batch are concurrent with each other. */
+  for (size_t i = 0; i < n; i++) {
+    struct slot *s = &slots[i];
+    if (rcs[i] != CTKN_OK)
+      continue;
+    rcs[i] = plan(l, &cmds[i], &s->ev, &s->cur, &outs[i], &errs[i]);
+    if (rcs[i] != CTKN_PLAN_APPEND)
+      continue;
+    int32_t part = -1;
+    if ((rcs[i] = pick_partition(l, &cmds[i], &s->ev, &s->cur, &part,
+                                 &errs[i])) != CTKN_OK ||
+        (rcs[i] = ctkn_event_encode(&s->ev, &s->buf, &s->len, &errs[i])) !=
+            CTKN_OK)
+      continue;
+    s->sent = true;
+    recs[nrec] =
+        (struct ctkn_log_record){.partition = part,
+                                 .key = s->ev.data.id,
+                                 .klen = strlen(s->ev.data.id),
+                                 .value = s->buf,
+                                 .vlen = s->len,
+                                 .timestamp_ms = s->ev.occurred_at / 1000,
+                                 .event_type = ctkn_event_type_str(s->ev.type),
+                                 .schema_version = CTKN_SCHEMA_VERSION};
+    which[nrec++] = i;
+  }
+  if (nrec > 0) {
+    ctkn_producer_send_batch(l->producer, recs, nrec, &err);
+    for (size_t k = 0; k < nrec; k++) {
+      size_t i = which[k];
+      if (recs[k].rc != CTKN_OK) {
+        slots[i].sent = false;
+        rcs[i] = recs[k].rc;
+        errs[i] = err; /* the first failure's detail */
+        errs[i].code = recs[k].rc;
+      } else {
+        outs[i].partition = recs[k].out_partition;
+        outs[i].offset = recs[k].out_offset;
+      }
+    }
+    if ((rc = catch_up_to(l, outs, slots, n, &err)) != CTKN_OK)
+      goto fail_appended;
+    if ((rc = ctkn_store_begin(l->st, false, &txn, &err)) != CTKN_OK)
+      goto fail_appended;
+  }
+
+  for (size_t i = 0; i < n; i++) {
+    struct slot *s = &slots[i];
+    bool rejected = false;
+    if (rcs[i] == CTKN_PLAN_NOOP)
+      rcs[i] = CTKN_OK;
+    if (!s->sent)
+      continue;
+    if ((rcs[i] = judge(txn, outs[i].partition, outs[i].offset, &rejected,
+                        &errs[i])) != CTKN_OK)
+      continue;
+    if (!rejected) {
+      outs[i].appended = true;
+      outs[i].record.token = s->ev.data;
+      outs[i].record.version = s->ev.version;
+      outs[i].record.partition = outs[i].partition;
+      outs[i].record.offset = outs[i].offset;
+      continue;
+    }
+    /* A concurrent writer won. Re-plan once: if the goal is already met
+     * (revoking a token that is now revoked, a racing duplicate create
+     * with the same key), succeed; otherwise report the conflict. */
+    rcs[i] = plan(l, &cmds[i], &s->ev, &s->cur, &outs[i], &errs[i]);
+    if (rcs[i] == CTKN_PLAN_NOOP) {
+      rcs[i] = CTKN_OK;
+    } else if (rcs[i] == CTKN_PLAN_APPEND) {
+      rcs[i] = ctkn__err(&errs[i], CTKN_ECONFLICT,
+                         "a concurrent change to %s won (now version %" PRIu64
+                         "); re-read it and retry",
+                         s->cur.token.id[0] ? s->cur.token.id : cmds[i].id,
+                         s->cur.version);
+    }
+  }
+  rc = CTKN_OK;
+  goto out;
+
+fail_appended:
+  /* The events went out but their fate is unknown here. */
+  for (size_t i = 0; i < n; i++) {
+    if (slots[i].sent) {
+      rcs[i] = rc;
+      errs[i] = err;
+    } else if (rcs[i] == CTKN_PLAN_NOOP) {
+      rcs[i] = CTKN_OK;
+    }
+  }
+  goto out;
+fail_all:
+  for (size_t i = 0; i < n; i++) {
+    if (rcs[i] == CTKN_OK) {
+      rcs[i] = rc;
+      errs[i] = err;
+    }
+  }
+out:
+  ctkn_store_abort(txn);
+  for (size_t i = 0; slots != NULL && i < n; i++)
+    free(slots[i].buf);
+  free(slots);
+  free(recs);
+  free(which);
+  return rc;
 }
 
 int ctkn_ledger_execute(ctkn_ledger *l, const struct ctkn_command *cmd,
                         struct ctkn_outcome *out, struct ctkn_err *err)
 {
-  struct ctkn_record *cur = NULL;
-  struct ctkn_event *ev = NULL;
-  bool rejected;
+  struct ctkn_err e;
   int rc;
 
-  memset(out, 0, sizeof(*out));
-  out->partition = -1;
-  out->offset = -1;
-  if ((rc = ctkn_command_check(cmd, err)) != CTKN_OK)
-    return rc;
-  if ((cur = calloc(1, sizeof(*cur))) == NULL ||
-      (ev = malloc(sizeof(*ev))) == NULL) {
-    rc = ctkn__err(err, CTKN_ENOMEM, "ledger");
-    goto out;
-  }
-  /* A stale projection must never cause a spurious conflict. */
-  if ((rc = ctkn_projector_catch_up(l->projector, NULL, 0, err)) != CTKN_OK)
-    goto out;
-  rc = plan(l, cmd, ev, cur, out, err);
-  if (rc != CTKN_PLAN_APPEND) {
-    if (rc == CTKN_PLAN_NOOP)
-      rc = CTKN_OK;
-    goto out;
-  }
-  if ((rc = append(l, cmd, ev, cur, &out->partition, &out->offset, err)) !=
-          CTKN_OK ||
-      (rc = judge(l, out->partition, out->offset, &rejected, err)) != CTKN_OK)
-    goto out;
-  if (!rejected) {
-    out->appended = true;
-    out->record.token = ev->data;
-    out->record.version = ev->version;
-    out->record.partition = out->partition;
-    out->record.offset = out->offset;
-    goto out;
-  }
-  /* A concurrent writer won. Re-plan once: if the goal is already met
-   * (revoking a token that is now revoked, a racing duplicate create with
-   * the same key), succeed; otherwise report the conflict. */
-  struct ctkn_event *again = ev;
-  rc = plan(l, cmd, again, cur, out, err);
-  if (rc == CTKN_PLAN_NOOP) {
-    rc = CTKN_OK;
-  } else if (rc == CTKN_PLAN_APPEND) {
-    rc = ctkn__err(err, CTKN_ECONFLICT,
-                   "a concurrent change to %s won (now version %" PRIu64
-                   "); re-read it and retry",
-                   cur->token.id[0] ? cur->token.id : cmd->id, cur->version);
-  }
-out:
-  free(cur);
-  free(ev);
+  ctkn_ledger_execute_batch(l, cmd, 1, out, &rc, &e);
+  if (rc != CTKN_OK && err != NULL)
+    *err = e;
   return rc;
 }

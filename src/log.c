@@ -801,41 +801,36 @@ static void wait_report(ctkn_producer *p, struct report *r, int64_t deadline)
   }
 }
 
-int ctkn_producer_send(ctkn_producer *p, int32_t partition, const void *key,
-                       size_t klen, const void *value, size_t vlen,
-                       int64_t timestamp_ms, const char *event_type,
-                       int schema_version, int32_t *out_partition,
-                       int64_t *out_offset, struct ctkn_err *err)
+/*
+ * Hand one record to librdkafka with r as its report. On failure nothing
+ * was enqueued and r is untouched.
+ */
+static int enqueue(ctkn_producer *p, const struct ctkn_log_record *rec,
+                   struct report *r, int64_t deadline, struct ctkn_err *err)
 {
-  int64_t deadline = now_ms() + p->timeout_ms;
   rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
-  struct report *r = calloc(1, sizeof(*r));
   rd_kafka_resp_err_t e;
   char ctx[448];
 
-  if (hdrs == NULL || r == NULL) {
-    if (hdrs != NULL)
-      rd_kafka_headers_destroy(hdrs);
-    free(r);
+  if (hdrs == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory producing a record");
-  }
-  if (event_type != NULL)
-    rd_kafka_header_add(hdrs, CTKN_HDR_EVENT_TYPE, -1, event_type, -1);
-  if (schema_version >= 0) {
+  if (rec->event_type != NULL)
+    rd_kafka_header_add(hdrs, CTKN_HDR_EVENT_TYPE, -1, rec->event_type, -1);
+  if (rec->schema_version >= 0) {
     char sv[16];
-    snprintf(sv, sizeof(sv), "%d", schema_version);
+    snprintf(sv, sizeof(sv), "%d", rec->schema_version);
     rd_kafka_header_add(hdrs, CTKN_HDR_SCHEMA, -1, sv, -1);
   }
-
   for (;;) {
     /* The headers become the message's on success only. */
     e = rd_kafka_producev(
         p->rk, RD_KAFKA_V_TOPIC(p->topic),
-        RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
+        RD_KAFKA_V_PARTITION(rec->partition < 0 ? RD_KAFKA_PARTITION_UA
+                                                : rec->partition),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY((void *)key, klen),
-        RD_KAFKA_V_VALUE((void *)value, vlen),
-        RD_KAFKA_V_TIMESTAMP(timestamp_ms), RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_KEY((void *)rec->key, rec->klen),
+        RD_KAFKA_V_VALUE((void *)rec->value, rec->vlen),
+        RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_HEADERS(hdrs),
         RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || now_ms() >= deadline)
       break;
@@ -844,45 +839,114 @@ int ctkn_producer_send(ctkn_producer *p, int32_t partition, const void *key,
     wait_report(p, r, now_ms() + 10);
     pthread_mutex_unlock(&p->mu);
   }
-  if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    rd_kafka_headers_destroy(hdrs);
-    free(r);
-    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-      return ctkn__err(err, CTKN_ETIMEOUT,
-                       "kafka: the producer queue stayed full for %d ms %s",
-                       p->timeout_ms, kctx_context(&p->k, ctx, sizeof(ctx)));
-    return delivery_error(p, e, partition, err);
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+    return CTKN_OK;
+  rd_kafka_headers_destroy(hdrs);
+  if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+    return ctkn__err(err, CTKN_ETIMEOUT,
+                     "kafka: the producer queue stayed full for %d ms %s",
+                     p->timeout_ms, kctx_context(&p->k, ctx, sizeof(ctx)));
+  return delivery_error(p, e, rec->partition, err);
+}
+
+int ctkn_producer_send_batch(ctkn_producer *p, struct ctkn_log_record *recs,
+                             size_t n, struct ctkn_err *err)
+{
+  int64_t deadline = now_ms() + p->timeout_ms;
+  struct report **rs = calloc(n ? n : 1, sizeof(*rs));
+  struct ctkn_err e1;
+  int first = CTKN_OK;
+  char ctx[448];
+
+  if (rs == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory producing records");
+    /* Keep the first failure's detail in *err; later ones only in rc. */
+#define FAIL(i, rc_)                                                           \
+  do {                                                                         \
+    recs[i].rc = (rc_);                                                        \
+    if (first == CTKN_OK) {                                                    \
+      first = recs[i].rc;                                                      \
+      if (err != NULL)                                                         \
+        *err = e1;                                                             \
+    }                                                                          \
+  } while (0)
+  for (size_t i = 0; i < n; i++) {
+    recs[i].rc = CTKN_OK;
+    recs[i].out_partition = -1;
+    recs[i].out_offset = -1;
+    if ((rs[i] = calloc(1, sizeof(**rs))) == NULL) {
+      FAIL(i, ctkn__err(&e1, CTKN_ENOMEM, "out of memory producing a record"));
+      continue;
+    }
+    int rc = enqueue(p, &recs[i], rs[i], deadline, &e1);
+    if (rc != CTKN_OK) {
+      free(rs[i]);
+      rs[i] = NULL;
+      FAIL(i, rc);
+    }
   }
 
   pthread_mutex_lock(&p->mu);
-  wait_report(p, r, deadline);
-  if (!r->done) {
-    /* The record may still be delivered; a retry with the same
-     * idempotency key is safe. */
-    r->abandoned = true;
-    r->prev = NULL;
-    r->next = p->abandoned;
-    if (p->abandoned != NULL)
-      p->abandoned->prev = r;
-    p->abandoned = r;
-    pthread_mutex_unlock(&p->mu);
-    return ctkn__err(err, CTKN_ETIMEOUT,
-                     "kafka: no delivery report within %d ms; the record may "
-                     "still be written %s",
-                     p->timeout_ms, kctx_context(&p->k, ctx, sizeof(ctx)));
+  for (size_t i = 0; i < n; i++) {
+    if (rs[i] != NULL)
+      wait_report(p, rs[i], deadline);
+  }
+  for (size_t i = 0; i < n; i++) {
+    struct report *r = rs[i];
+    if (r == NULL)
+      continue;
+    if (!r->done) {
+      /* The record may still be delivered; a retry with the same
+       * idempotency key is safe. Whoever comes last frees the report. */
+      r->abandoned = true;
+      r->prev = NULL;
+      r->next = p->abandoned;
+      if (p->abandoned != NULL)
+        p->abandoned->prev = r;
+      p->abandoned = r;
+      FAIL(i, ctkn__err(&e1, CTKN_ETIMEOUT,
+                        "kafka: no delivery report within %d ms; the record "
+                        "may still be written %s",
+                        p->timeout_ms, kctx_context(&p->k, ctx, sizeof(ctx))));
+      continue;
+    }
+    if (r->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      recs[i].out_partition = r->partition;
+      recs[i].out_offset = r->offset;
+    } else {
+      FAIL(i, delivery_error(p, r->err, recs[i].partition, &e1));
+    }
+    free(r);
   }
   pthread_mutex_unlock(&p->mu);
-  e = r->err;
-  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+#undef FAIL
+  free(rs);
+  return first;
+}
+
+int ctkn_producer_send(ctkn_producer *p, int32_t partition, const void *key,
+                       size_t klen, const void *value, size_t vlen,
+                       int64_t timestamp_ms, const char *event_type,
+                       int schema_version, int32_t *out_partition,
+                       int64_t *out_offset, struct ctkn_err *err)
+{
+  struct ctkn_log_record rec = {.partition = partition,
+                                .key = key,
+                                .klen = klen,
+                                .value = value,
+                                .vlen = vlen,
+                                .timestamp_ms = timestamp_ms,
+                                .event_type = event_type,
+                                .schema_version = schema_version};
+  int rc = ctkn_producer_send_batch(p, &rec, 1, err);
+
+  if (rc == CTKN_OK) {
     if (out_partition != NULL)
-      *out_partition = r->partition;
+      *out_partition = rec.out_partition;
     if (out_offset != NULL)
-      *out_offset = r->offset;
+      *out_offset = rec.out_offset;
   }
-  free(r);
-  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-    return delivery_error(p, e, partition, err);
-  return CTKN_OK;
+  return rc;
 }
 
 /* ---- consumer ------------------------------------------------------------

@@ -107,7 +107,9 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
   else if (rc != CTKN_ENOTFOUND)
     return rc;
 
-  int verdict = ctkn_apply(curp, ev, env, &next.token, reason, sizeof(reason));
+  /* decode_record() has run ctkn_event_check() already. */
+  int verdict =
+      ctkn__apply_checked(curp, ev, env, &next.token, reason, sizeof(reason));
   if (verdict == CTKN_APPLIED && curp != NULL &&
       curp->partition != m->partition) {
     /* A token's events must share one partition, or replicas could apply

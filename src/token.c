@@ -320,10 +320,19 @@ int ctkn_id_generate(const char *prefix, int64_t ms, char *out, size_t outsz)
   return CTKN_OK;
 }
 
+/* The value of a lowercase Crockford digit, or -1. IDs are checked on
+ * every event the projector reads, so this is a table, not a search; it
+ * holds value + 1 so that every other byte is 0. */
 static int crockford_val(char c)
 {
-  const char *p = c ? strchr(crockford, c) : NULL;
-  return p ? (int)(p - crockford) : -1;
+  static const unsigned char table[256] = {
+      ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,
+      ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12,
+      ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16, ['g'] = 17, ['h'] = 18,
+      ['j'] = 19, ['k'] = 20, ['m'] = 21, ['n'] = 22, ['p'] = 23, ['q'] = 24,
+      ['r'] = 25, ['s'] = 26, ['t'] = 27, ['v'] = 28, ['w'] = 29, ['x'] = 30,
+      ['y'] = 31, ['z'] = 32};
+  return (int)table[(unsigned char)c] - 1;
 }
 
 bool ctkn_id_valid(const char *prefix, const char *s)

@@ -29,6 +29,7 @@ static const char usage_text[] =
     "commands:\n"
     "  init [--partitions N] [--replication-factor N]   create the topic\n"
     "  create --name NAME [--description TEXT] [--idempotency-key KEY]\n"
+    "  create --batch              one JSON request per stdin line\n"
     "  update ID [--name NAME] [--description TEXT | --no-description]\n"
     "            [--status active|revoked]\n"
     "  revoke ID\n"
@@ -415,11 +416,113 @@ static int set_text(struct cli *c, struct ctkn_command *cmd, const char *name,
   return 0;
 }
 
+/*
+ * create --batch: one POST /client-tokens body per line of stdin, run in
+ * chunks whose events are in flight together; one output line per input
+ * line, in order: the data document, or the error envelope. Exit: the
+ * worst of the lines (3 beats 1 beats 0).
+ */
+static int create_batch(struct cli *c)
+{
+  enum { CHUNK = 512 };
+  struct ctkn_command *cmds = calloc(CHUNK, sizeof(*cmds));
+  struct ctkn_outcome *outs = calloc(CHUNK, sizeof(*outs));
+  struct ctkn_err *errs = calloc(CHUNK, sizeof(*errs));
+  int *rcs = calloc(CHUNK, sizeof(*rcs));
+  bool *parsed = calloc(CHUNK, sizeof(*parsed));
+  struct ctkn_err err;
+  ctkn_ledger *l = NULL;
+  ctkn_store *st = NULL;
+  char *line = NULL;
+  size_t cap = 0;
+  int worst = 0, ex;
+
+  if (cmds == NULL || outs == NULL || errs == NULL || rcs == NULL ||
+      parsed == NULL) {
+    ex = print_error(c->rid, (oom_err(&err), &err));
+    goto out;
+  }
+  if ((ex = open_store(c, true, &st)) != 0)
+    goto out;
+  if (ctkn_ledger_open(&l, st, &c->log, c->env, &err) != CTKN_OK) {
+    ex = print_error(c->rid, &err);
+    goto out;
+  }
+  for (bool eof = false; !eof;) {
+    size_t n = 0, todo = 0;
+    while (n < CHUNK) {
+      ssize_t len = getline(&line, &cap, stdin);
+      if (len < 0) {
+        eof = true;
+        break;
+      }
+      if (len > 0 && line[len - 1] == '\n')
+        line[--len] = '\0';
+      parsed[n] = ctkn_json_parse_create(line, (size_t)len, &cmds[n],
+                                         &errs[n]) == CTKN_OK;
+      rcs[n] = parsed[n] ? CTKN_OK : errs[n].code;
+      todo += parsed[n];
+      n++;
+    }
+    if (n == 0)
+      break;
+    /* Run the parsed commands as one batch, then put the results back in
+     * input order. */
+    struct ctkn_command *run = calloc(todo ? todo : 1, sizeof(*run));
+    struct ctkn_outcome *ro = calloc(todo ? todo : 1, sizeof(*ro));
+    struct ctkn_err *re = calloc(todo ? todo : 1, sizeof(*re));
+    int *rr = calloc(todo ? todo : 1, sizeof(*rr));
+    if (run == NULL || ro == NULL || re == NULL || rr == NULL) {
+      free(run), free(ro), free(re), free(rr);
+      ex = print_error(c->rid, (oom_err(&err), &err));
+      goto out;
+    }
+    for (size_t i = 0, k = 0; i < n; i++)
+      if (parsed[i])
+        run[k++] = cmds[i];
+    if (todo > 0)
+      ctkn_ledger_execute_batch(l, run, todo, ro, rr, re);
+    for (size_t i = 0, k = 0; i < n; i++) {
+      char *json;
+      if (parsed[i]) {
+        rcs[i] = rr[k];
+        errs[i] = re[k];
+        outs[i] = ro[k++];
+      }
+      if (rcs[i] == CTKN_OK)
+        json = ctkn_json_data(&outs[i].record.token, NULL);
+      else
+        json = ctkn_json_error(&errs[i], NULL);
+      printf("%s\n", json ? json : "{}");
+      free(json);
+      int e = ctkn_error_exit(rcs[i]);
+      worst = e > worst ? e : worst;
+    }
+    free(run), free(ro), free(re), free(rr);
+    fflush(stdout);
+  }
+  ex = worst;
+out:
+  free(line);
+  ctkn_ledger_close(l);
+  ctkn_store_close(st);
+  free(cmds), free(outs), free(errs), free(rcs), free(parsed);
+  return ex;
+}
+
 static int cmd_create(struct cli *c)
 {
   struct ctkn_command cmd;
   int ex;
 
+  if (local_value(c, "--batch")) {
+    if (local_value(c, "--name") || local_value(c, "--description") ||
+        local_value(c, "--idempotency-key"))
+      return usage_error(c, "--batch reads its requests from stdin; it "
+                            "takes no --name, --description or "
+                            "--idempotency-key");
+    return create_batch(c);
+  }
   ctkn_command_init(&cmd, CTKN_CMD_CREATE);
   if (local_value(c, "--name") == NULL)
     return usage_error(c, "create needs --name");
@@ -647,7 +750,10 @@ static int cmd_status(struct cli *c)
 
 static const struct command commands[] = {
     {"init", {"--partitions", "--replication-factor"}, 0, cmd_init},
-    {"create", {"--name", "--description", "--idempotency-key"}, 0, cmd_create},
+    {"create",
+     {"--name", "--description", "--idempotency-key", "--batch"},
+     0,
+     cmd_create},
     {"update",
      {"--name", "--description", "--no-description", "--status"},
      1,
@@ -707,7 +813,8 @@ int main(int argc, char **argv)
   if (cmd != NULL) {
     for (int i = 0; i < 8 && cmd->local[i]; i++) {
       bool flag = strcmp(cmd->local[i], "--follow") == 0 ||
-                  strcmp(cmd->local[i], "--no-description") == 0;
+                  strcmp(cmd->local[i], "--no-description") == 0 ||
+                  strcmp(cmd->local[i], "--batch") == 0;
       c.local[i] =
           (struct opt){cmd->local[i], flag ? OPT_FLAG : OPT_VALUE, NULL};
     }

@@ -53,4 +53,17 @@ void ctkn_ledger_close(ctkn_ledger *l);
 int ctkn_ledger_execute(ctkn_ledger *l, const struct ctkn_command *cmd,
                         struct ctkn_outcome *out, struct ctkn_err *err);
 
+/*
+ * Run n commands with their events in flight together: one catch-up, every
+ * command planned against the same projection (so commands of one batch
+ * are concurrent with each other: two changes to one token conflict as two
+ * writers would), one batch append, one wait for the projection. rcs[i],
+ * outs[i] and errs[i] receive each command's result as ctkn_ledger_execute
+ * would return it. Returns CTKN_OK, or the failure that stopped the whole
+ * batch (which every affected rcs[i] also carries).
+ */
+int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
+                              size_t n, struct ctkn_outcome *outs, int *rcs,
+                              struct ctkn_err *errs);
+
 #endif /* CTKN_LEDGER_H */

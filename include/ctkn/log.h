@@ -108,6 +108,32 @@ int ctkn_producer_send(ctkn_producer *p, int32_t partition, const void *key,
                        int schema_version, int32_t *out_partition,
                        int64_t *out_offset, struct ctkn_err *err);
 
+/* One record of a batch: inputs as for ctkn_producer_send(), outputs
+ * filled by ctkn_producer_send_batch(). */
+struct ctkn_log_record {
+  int32_t partition; /* < 0: the partitioner chooses by key */
+  const void *key;
+  size_t klen;
+  const void *value;
+  size_t vlen;
+  int64_t timestamp_ms;
+  const char *event_type; /* header, or NULL for none */
+  int schema_version;     /* header, or < 0 for none */
+  int rc;                 /* out: CTKN_OK or why this record failed */
+  int32_t out_partition;  /* out: where it landed */
+  int64_t out_offset;
+};
+
+/*
+ * Produce n records at once and wait (bounded by the timeout) for every
+ * delivery report, so many records are in flight together. Each record's
+ * rc tells its fate; returns CTKN_OK when all were acknowledged, else the
+ * first failure's code with its detail in *err. Records on one partition
+ * keep their order (idempotent producer).
+ */
+int ctkn_producer_send_batch(ctkn_producer *p, struct ctkn_log_record *recs,
+                             size_t n, struct ctkn_err *err);
+
 /* The partition the partitioner would choose for key among n partitions
  * (murmur2, as the Java client); -1 when n < 1. */
 int32_t ctkn_log_partition_for(const void *key, size_t klen, int32_t n);

@@ -145,5 +145,46 @@ def test_list_pagination():
         env.close()
 
 
+def test_create_batch_mode():
+    env = Env(name="batch")
+    try:
+        import json
+        lines = []
+        for i in range(300):
+            if i % 50 == 7:
+                lines.append('{"name": ""}')          # invalid_field
+            elif i % 50 == 8:
+                lines.append("{not json")              # bad_request
+            else:
+                lines.append(json.dumps({"name": f"bulk {i}",
+                                         "description": f"line {i}"}))
+        before = sum(env.end_offsets())
+        r = env.ctkn("create", "--batch", input="\n".join(lines) + "\n")
+        check(r.rc == 1, f"a batch with rejected lines exits 1: {r.rc}")
+        out = r.lines
+        check(len(out) == len(lines), (len(out), len(lines)))
+        ok = 0
+        for i, doc in enumerate(out):
+            if i % 50 == 7:
+                check(doc["error"]["code"] == "invalid_field", doc)
+            elif i % 50 == 8:
+                check(doc["error"]["code"] == "bad_request", doc)
+            else:
+                check(doc["data"]["name"] == f"bulk {i}", (i, doc))
+                ok += 1
+        check(sum(env.end_offsets()) - before == ok,
+              "the batch appended a different number of events")
+        ids = {d["data"]["id"] for d in out if "data" in d}
+        check(len(ids) == ok, "duplicate IDs in a batch")
+        lst = env.ok("list", "--per-page", "200").json
+        check(lst["meta"]["pagination"]["estimated_total"] == ok, lst)
+        check(env.digest() == env.fresh_digest(), "digest differs")
+        r = env.ctkn("create", "--batch", "--name", "x")
+        check(r.rc == 2, r)
+    finally:
+        env.close()
+
+
 if __name__ == "__main__":
-    main([test_lifecycle, test_idempotency_key, test_list_pagination])
+    main([test_lifecycle, test_idempotency_key, test_list_pagination,
+          test_create_batch_mode])

@@ -463,6 +463,51 @@ static void test_explicit_partition_is_honoured(void **state)
   ctkn_consumer_close(c);
 }
 
+static void test_send_batch_keeps_order_and_reports_each_record(void **state)
+{
+  struct fx *f = *state;
+  enum { N = 40 };
+  struct ctkn_log_record recs[N];
+  char keys[N][32], values[N][64];
+  struct ctkn_log_msg got[N];
+  ctkn_producer *p;
+  ctkn_consumer *c;
+  struct ctkn_err err;
+
+  for (int i = 0; i < N; i++) {
+    snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+    snprintf(values[i], sizeof(values[i]), "v%d", i);
+    recs[i] = (struct ctkn_log_record){.partition = i % 2,
+                                       .key = keys[i],
+                                       .klen = strlen(keys[i]),
+                                       .value = values[i],
+                                       .vlen = strlen(values[i]),
+                                       .timestamp_ms = 1000 + i,
+                                       .event_type = "client_token.created",
+                                       .schema_version = 1};
+  }
+  assert_int_equal(ctkn_producer_open(&p, &f->cfg, &err), CTKN_OK);
+  assert_int_equal(ctkn_producer_send_batch(p, recs, N, &err), CTKN_OK);
+  ctkn_producer_close(p);
+  /* Every record was acknowledged, on its partition, in order. */
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(recs[i].rc, CTKN_OK);
+    assert_int_equal(recs[i].out_partition, i % 2);
+    assert_int_equal(recs[i].out_offset, i / 2);
+  }
+  assert_int_equal(ctkn_consumer_open(&c, &f->cfg, &err), CTKN_OK);
+  assign_from_start(c);
+  char gk[N][32], gv[N][64];
+  assert_int_equal(collect(c, got, N, gk, gv), N);
+  for (int i = 0; i < N; i++) {
+    int k = atoi(gk[i] + 1);
+    assert_int_equal(got[i].partition, k % 2);
+    assert_int_equal(got[i].offset, k / 2);
+    assert_string_equal(gv[i], values[k]);
+  }
+  ctkn_consumer_close(c);
+}
+
 static void test_poll_timeout_returns_no_records(void **state)
 {
   struct fx *f = *state;
@@ -987,6 +1032,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(
           test_round_trip_keeps_key_value_timestamp_and_headers, setup,
           teardown),
+      cmocka_unit_test_setup_teardown(
+          test_send_batch_keeps_order_and_reports_each_record, setup, teardown),
       cmocka_unit_test_setup_teardown(test_explicit_partition_is_honoured,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_poll_timeout_returns_no_records,
