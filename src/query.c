@@ -188,33 +188,33 @@ out:
 int ctkn_query_verify(ctkn_store *st, const char *token, const char *request_id,
                       char **json, bool *active, struct ctkn_err *err)
 {
-  struct ctkn_record *rec = malloc(sizeof(*rec));
+  struct ctkn_token t;
   ctkn_store_txn *txn;
+  ctkn_status status;
   ctkn_env env;
   int rc;
 
   *json = NULL;
   *active = false;
-  if (rec == NULL)
-    return oom(err);
-  if (!ctkn_token_valid(token, &env)) {
-    free(rec);
+  if (!ctkn_token_valid(token, &env))
     return ctkn__err_field(err, CTKN_EINVAL, "token",
                            "must match ^(test|live)_[a-zA-Z0-9]{27}$");
-  }
+  /* The index holds the ID and status: one lookup, no record decode. */
+  memset(&t, 0, sizeof(t));
   if ((rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
-    rc = ctkn_store_get_by_token(txn, token, rec, err);
+    rc = ctkn_store_lookup_token(txn, token, t.id, &status, err);
     ctkn_store_abort(txn);
   }
   if (rc == CTKN_ENOTFOUND)
-    rc = ctkn__err(err, CTKN_ENOTFOUND, "client-side token not found");
-  if (rc == CTKN_OK) {
-    *active = rec->token.status == CTKN_STATUS_ACTIVE;
-    if ((*json = ctkn_json_verify(&rec->token, env, request_id)) == NULL)
-      rc = oom(err);
-  }
-  free(rec);
-  return rc;
+    return ctkn__err(err, CTKN_ENOTFOUND, "client-side token not found");
+  if (rc != CTKN_OK)
+    return rc;
+  ctkn__strlcpy(t.token, token, sizeof(t.token));
+  t.status = status;
+  *active = status == CTKN_STATUS_ACTIVE;
+  if ((*json = ctkn_json_verify(&t, env, request_id)) == NULL)
+    return oom(err);
+  return CTKN_OK;
 }
 
 struct history_ctx {

@@ -81,11 +81,12 @@ static const char *const table_names[T_COUNT] = {
 static const int digest_order[] = {T_TOKENS,     T_INDEX, T_HISTORY, T_REJECTED,
                                    T_QUARANTINE, T_IDEM,  T_OFFSETS};
 
-#define HIST_KEY_LEN   (CTKN_ID_LEN + 8)
-#define COORD_KEY_LEN  (4 + 8)
-#define MAX_DBS        16
-#define MAX_READERS    254
-#define NOT_PROJECTION "not a ctkn projection (run ctkn project first)"
+#define HIST_KEY_LEN    (CTKN_ID_LEN + 8)
+#define INDEX_VALUE_LEN (CTKN_ID_LEN + 1) /* token ID, status byte */
+#define COORD_KEY_LEN   (4 + 8)
+#define MAX_DBS         16
+#define MAX_READERS     254
+#define NOT_PROJECTION  "not a ctkn projection (run ctkn project first)"
 
 struct ctkn_store {
   MDB_env *env;
@@ -828,7 +829,7 @@ int ctkn_store_get_by_token(ctkn_store_txn *t, const char *token,
     return ctkn__err(err, CTKN_ENOTFOUND, "no token has this token string");
   if (rc != MDB_SUCCESS)
     return lmdb_err(err, rc, "get token_index");
-  if (v.mv_size != CTKN_ID_LEN)
+  if (v.mv_size != INDEX_VALUE_LEN)
     return corrupt(err, T_INDEX);
   memcpy(id, v.mv_data, CTKN_ID_LEN);
   id[CTKN_ID_LEN] = '\0';
@@ -845,6 +846,32 @@ int ctkn_store_get_by_token(ctkn_store_txn *t, const char *token,
   if (rc == CTKN_OK && strcmp(out->token.token, token) != 0)
     return corrupt(err, T_INDEX);
   return rc;
+}
+
+int ctkn_store_lookup_token(ctkn_store_txn *t, const char *token,
+                            char id[CTKN_ID_BUF], ctkn_status *status,
+                            struct ctkn_err *err)
+{
+  MDB_val k, v;
+  int rc;
+
+  if (!has_len(token, CTKN_TOKEN_LEN))
+    return ctkn__err(err, CTKN_ENOTFOUND, "no token has this token string");
+  k.mv_size = CTKN_TOKEN_LEN;
+  k.mv_data = (void *)token;
+  rc = mdb_get(t->txn, t->st->dbi[T_INDEX], &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return ctkn__err(err, CTKN_ENOTFOUND, "no token has this token string");
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, "get token_index");
+  const uint8_t *e = v.mv_data;
+  if (v.mv_size != INDEX_VALUE_LEN || (e[CTKN_ID_LEN] != CTKN_STATUS_ACTIVE &&
+                                       e[CTKN_ID_LEN] != CTKN_STATUS_REVOKED))
+    return corrupt(err, T_INDEX);
+  memcpy(id, e, CTKN_ID_LEN);
+  id[CTKN_ID_LEN] = '\0';
+  *status = (ctkn_status)e[CTKN_ID_LEN];
+  return CTKN_OK;
 }
 
 static bool idem_key_ok(const char *key)
@@ -991,27 +1018,40 @@ int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
   k.mv_data = (void *)id;
   v.mv_size = len;
   v.mv_data = buf;
+  /* The index value is the ID and the status, so that verify answers from
+   * one lookup. A token string never changes and revoked is terminal, so
+   * the entry is written when the token is new and once more on revoke. */
+  uint8_t entry[INDEX_VALUE_LEN];
+  memcpy(entry, id, CTKN_ID_LEN);
+  entry[CTKN_ID_LEN] = (uint8_t)rec->token.status;
+  ik.mv_size = CTKN_TOKEN_LEN;
+  ik.mv_data = (void *)token;
+  iv.mv_size = sizeof(entry);
+  iv.mv_data = entry;
+
   rc = mdb_put(t->txn, tokens, &k, &v, MDB_NOOVERWRITE);
   if (rc == MDB_KEYEXIST) {
     v.mv_size = len; /* KEYEXIST pointed v at the stored value */
     v.mv_data = buf;
     rc = mdb_put(t->txn, tokens, &k, &v, 0);
     free(buf);
-    return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put tokens");
+    if (rc != MDB_SUCCESS)
+      return lmdb_err(err, rc, "put tokens");
+    if (rec->token.status != CTKN_STATUS_REVOKED)
+      return CTKN_OK;
+    rc = mdb_put(t->txn, t->st->dbi[T_INDEX], &ik, &iv, 0);
+    return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put token_index");
   }
   free(buf);
   if (rc != MDB_SUCCESS)
     return lmdb_err(err, rc, "put tokens");
 
-  ik.mv_size = CTKN_TOKEN_LEN;
-  ik.mv_data = (void *)token;
-  iv.mv_size = CTKN_ID_LEN;
-  iv.mv_data = (void *)id;
   rc = mdb_put(t->txn, t->st->dbi[T_INDEX], &ik, &iv, MDB_NOOVERWRITE);
   if (rc == MDB_KEYEXIST) {
     char other[CTKN_ID_BUF];
 
-    if (iv.mv_size == CTKN_ID_LEN && memcmp(iv.mv_data, id, CTKN_ID_LEN) == 0)
+    if (iv.mv_size == INDEX_VALUE_LEN &&
+        memcmp(iv.mv_data, id, CTKN_ID_LEN) == 0)
       return CTKN_OK;
     /* The string belongs to another token: take the new record back out,
      * so the txn stays consistent and the caller may reject the event. */

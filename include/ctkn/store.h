@@ -82,6 +82,11 @@ int ctkn_store_get(ctkn_store_txn *txn, const char *id, struct ctkn_record *out,
                    struct ctkn_err *err);
 int ctkn_store_get_by_token(ctkn_store_txn *txn, const char *token,
                             struct ctkn_record *out, struct ctkn_err *err);
+/* Verify's lookup: the ID and status of the token with this token string,
+ * from the token index alone (one B-tree lookup). */
+int ctkn_store_lookup_token(ctkn_store_txn *txn, const char *token,
+                            char id[CTKN_ID_BUF], ctkn_status *status,
+                            struct ctkn_err *err);
 /* The token ID and request hash stored for an idempotency key. */
 int ctkn_store_get_idem(ctkn_store_txn *txn, const char *key,
                         char id[CTKN_ID_BUF], uint8_t hash[CTKN_HASH_LEN],

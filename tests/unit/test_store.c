@@ -431,6 +431,59 @@ static void test_put_get_round_trip_and_get_by_token(void **s)
   ctkn_store_abort(t);
 }
 
+static void test_lookup_token_follows_the_status_through_revoke(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r;
+  char id[CTKN_ID_BUF];
+  ctkn_status status = 0;
+  ctkn_store_txn *t;
+
+  make_record(f, &r, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  put(t, &r);
+  commit(t);
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_lookup_token(t, r.token.token, id, &status, NULL),
+                   CTKN_OK);
+  assert_string_equal(id, r.token.id);
+  assert_int_equal(status, CTKN_STATUS_ACTIVE);
+  ctkn_store_abort(t);
+
+  /* An update that keeps it active, then the revoke. */
+  t = begin(f->st, true);
+  snprintf(r.token.name, sizeof(r.token.name), "renamed");
+  r.token.updated_at += 1;
+  r.version++;
+  put(t, &r);
+  commit(t);
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_lookup_token(t, r.token.token, id, &status, NULL),
+                   CTKN_OK);
+  assert_int_equal(status, CTKN_STATUS_ACTIVE);
+  ctkn_store_abort(t);
+
+  t = begin(f->st, true);
+  r.token.status = CTKN_STATUS_REVOKED;
+  r.token.updated_at += 1;
+  r.token.revoked_at = r.token.updated_at;
+  r.version++;
+  put(t, &r);
+  commit(t);
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_lookup_token(t, r.token.token, id, &status, NULL),
+                   CTKN_OK);
+  assert_string_equal(id, r.token.id);
+  assert_int_equal(status, CTKN_STATUS_REVOKED);
+  assert_int_equal(ctkn_store_lookup_token(t,
+                                           "test_000000000000000000000000000",
+                                           id, &status, NULL),
+                   CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_lookup_token(t, "short", id, &status, NULL),
+                   CTKN_ENOTFOUND);
+  ctkn_store_abort(t);
+}
+
 static void test_get_missing_returns_notfound(void **s)
 {
   struct fx *f = *s;
@@ -1406,6 +1459,7 @@ int main(void)
       T(test_read_only_open_of_a_missing_store_fails),
       T(test_read_only_store_reads_but_refuses_writes),
       T(test_put_get_round_trip_and_get_by_token),
+      T(test_lookup_token_follows_the_status_through_revoke),
       T(test_get_missing_returns_notfound),
       T(test_update_overwrites_and_keeps_one_index_entry),
       T(test_token_string_of_another_token_is_a_conflict),
