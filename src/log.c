@@ -449,6 +449,25 @@ static int topic_partitions(rd_kafka_t *rk, struct kctx *k, const char *topic,
   return rc;
 }
 
+/*
+ * Learn the topic's metadata in rk now and keep it cached (*rkt holds a
+ * reference; destroy it before rk). Otherwise librdkafka finds an unknown
+ * topic only on its once-a-second scan: a produce waits that long, and so
+ * does an assignment. This also fails early, and clearly, for a missing
+ * topic or an unreachable broker.
+ */
+static int warm_topic(rd_kafka_t *rk, struct kctx *k, const char *topic,
+                      int timeout_ms, rd_kafka_topic_t **rkt,
+                      struct ctkn_err *err)
+{
+  int32_t n;
+
+  if ((*rkt = rd_kafka_topic_new(rk, topic, NULL)) == NULL)
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s: %s", topic,
+                     rd_kafka_err2str(rd_kafka_last_error()));
+  return topic_partitions(rk, k, topic, timeout_ms, &n, NULL, err);
+}
+
 /* ---- admin -------------------------------------------------------------- */
 
 /* Broker refusals caused by the request's own values. */
@@ -684,18 +703,8 @@ int ctkn_producer_open(ctkn_producer **out, const struct ctkn_log_config *cfg,
   rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
   if ((rc = new_handle(RD_KAFKA_PRODUCER, conf, &p->rk, err)) != CTKN_OK)
     goto fail;
-  /* Learn the topic's partitions now. Otherwise the first record waits in
-   * librdkafka's "unknown topic" queue until its once-a-second scan asks
-   * for metadata: a second of latency on every command. This also fails
-   * early, and clearly, for a missing topic or an unreachable broker. */
-  if ((p->rkt = rd_kafka_topic_new(p->rk, p->topic, NULL)) == NULL) {
-    rc = ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s: %s", p->topic,
-                   rd_kafka_err2str(rd_kafka_last_error()));
-    goto fail;
-  }
-  int32_t n;
-  if ((rc = topic_partitions(p->rk, &p->k, p->topic, p->timeout_ms, &n, NULL,
-                             err)) != CTKN_OK)
+  if ((rc = warm_topic(p->rk, &p->k, p->topic, p->timeout_ms, &p->rkt, err)) !=
+      CTKN_OK)
     goto fail;
   *out = p;
   return CTKN_OK;
@@ -991,17 +1000,9 @@ int ctkn_consumer_open(ctkn_consumer **out, const struct ctkn_log_config *cfg,
   if ((rc = build_conf(cfg, ADMIN, &c->k, c, &conf, err)) != CTKN_OK ||
       (rc = new_handle(RD_KAFKA_PRODUCER, conf, &c->qrk, err)) != CTKN_OK)
     goto fail;
-  /* Learn the topic's metadata before assigning: an assignment of an
-   * unknown topic waits for librdkafka's once-a-second topic scan. No fetch
-   * is in flight yet, so this query does not queue behind one. */
-  if ((c->rkt = rd_kafka_topic_new(c->rk, c->topic, NULL)) == NULL) {
-    rc = ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s: %s", c->topic,
-                   rd_kafka_err2str(rd_kafka_last_error()));
-    goto fail;
-  }
-  int32_t n;
-  if ((rc = topic_partitions(c->rk, &c->k, c->topic, c->timeout_ms, &n, NULL,
-                             err)) != CTKN_OK)
+  /* No fetch is in flight yet, so this query does not queue behind one. */
+  if ((rc = warm_topic(c->rk, &c->k, c->topic, c->timeout_ms, &c->rkt, err)) !=
+      CTKN_OK)
     goto fail;
   /* Serve error events and logs from the consumer queue, which poll reads
    * with the batch call (the fast path). */

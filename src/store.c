@@ -813,41 +813,6 @@ int ctkn_store_get(ctkn_store_txn *t, const char *id, struct ctkn_record *out,
   return decode_record(&v, id, out, err);
 }
 
-int ctkn_store_get_by_token(ctkn_store_txn *t, const char *token,
-                            struct ctkn_record *out, struct ctkn_err *err)
-{
-  char id[CTKN_ID_BUF];
-  MDB_val k, v;
-  int rc;
-
-  if (!has_len(token, CTKN_TOKEN_LEN))
-    return ctkn__err(err, CTKN_ENOTFOUND, "no token has this token string");
-  k.mv_size = CTKN_TOKEN_LEN;
-  k.mv_data = (void *)token;
-  rc = mdb_get(t->txn, t->st->dbi[T_INDEX], &k, &v);
-  if (rc == MDB_NOTFOUND)
-    return ctkn__err(err, CTKN_ENOTFOUND, "no token has this token string");
-  if (rc != MDB_SUCCESS)
-    return lmdb_err(err, rc, "get token_index");
-  if (v.mv_size != INDEX_VALUE_LEN)
-    return corrupt(err, T_INDEX);
-  memcpy(id, v.mv_data, CTKN_ID_LEN);
-  id[CTKN_ID_LEN] = '\0';
-
-  k.mv_size = CTKN_ID_LEN;
-  k.mv_data = id;
-  rc = mdb_get(t->txn, t->st->dbi[T_TOKENS], &k, &v);
-  if (rc == MDB_NOTFOUND)
-    return ctkn__err(err, CTKN_ESTORE,
-                     "corrupt value in token_index: %s has no record", id);
-  if (rc != MDB_SUCCESS)
-    return lmdb_err(err, rc, "get tokens");
-  rc = decode_record(&v, id, out, err);
-  if (rc == CTKN_OK && strcmp(out->token.token, token) != 0)
-    return corrupt(err, T_INDEX);
-  return rc;
-}
-
 int ctkn_store_lookup_token(ctkn_store_txn *t, const char *token,
                             char id[CTKN_ID_BUF], ctkn_status *status,
                             struct ctkn_err *err)
@@ -872,6 +837,25 @@ int ctkn_store_lookup_token(ctkn_store_txn *t, const char *token,
   id[CTKN_ID_LEN] = '\0';
   *status = (ctkn_status)e[CTKN_ID_LEN];
   return CTKN_OK;
+}
+
+int ctkn_store_get_by_token(ctkn_store_txn *t, const char *token,
+                            struct ctkn_record *out, struct ctkn_err *err)
+{
+  char id[CTKN_ID_BUF];
+  ctkn_status status;
+  int rc;
+
+  if ((rc = ctkn_store_lookup_token(t, token, id, &status, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_store_get(t, id, out, err);
+  if (rc == CTKN_ENOTFOUND)
+    return ctkn__err(err, CTKN_ESTORE,
+                     "corrupt value in token_index: %s has no record", id);
+  if (rc == CTKN_OK &&
+      (strcmp(out->token.token, token) != 0 || out->token.status != status))
+    return corrupt(err, T_INDEX);
+  return rc;
 }
 
 static bool idem_key_ok(const char *key)
