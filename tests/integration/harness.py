@@ -126,8 +126,8 @@ def main(tests):
     sys.exit(1 if failed else 0)
 
 
-def add_partitions(topic, total):
-    """Grow a topic with Kafka's own admin tool (from the jar cache)."""
+def topic_command(*args):
+    """Run Kafka's own topic admin tool (from the jar cache)."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
     home = os.environ.get("CTKN_KAFKA_HOME",
@@ -137,6 +137,9 @@ def add_partitions(topic, total):
          os.path.join(root, "deploy", "kafka", "tools-log4j.properties"),
          "-cp", os.path.join(home, "lib", "*"),
          "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", BROKERS,
-         "--alter", "--topic", topic, "--partitions", str(total)],
-        capture_output=True, text=True, timeout=120)
-    check(p.returncode == 0, f"TopicCommand failed: {p.stderr}")
+         *args], capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0, f"TopicCommand {args} failed: {p.stderr}")
+
+
+def add_partitions(topic, total):
+    topic_command("--alter", "--topic", topic, "--partitions", str(total))

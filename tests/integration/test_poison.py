@@ -5,7 +5,7 @@ import os
 import subprocess
 import time
 
-from harness import CTKN, Env, check, main, run
+from harness import CTKN, Env, check, main, run, topic_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -179,7 +179,34 @@ def test_broker_down_exits_3_within_timeout():
         subprocess.run([stop, "--clean"], env=kenv, capture_output=True)
 
 
+def test_recreated_topic_is_refused():
+    env = Env(name="recreate", partitions=1)
+    try:
+        for i in range(3):
+            env.ok("create", "--name", f"old {i}")
+        topic_command("--delete", "--topic", env.topic)
+        # Deletion is asynchronous; init again until the topic is new.
+        deadline = time.monotonic() + 60
+        while True:
+            r = env.ctkn("init", "--partitions", "1")
+            if r.rc == 0 and r.json["data"]["created"]:
+                break
+            check(time.monotonic() < deadline, f"could not re-create: {r}")
+            time.sleep(0.5)
+        # The old projection stands at offset 3 of a log that is now empty.
+        r = env.ctkn("project")
+        check(r.rc == 1 and r.error["code"] == "conflict", r)
+        check("re-created" in r.error["detail"], r)
+        r = env.ctkn("create", "--name", "new")
+        check(r.rc == 1 and r.error["code"] == "conflict", r)
+        # A fresh projection follows the new log.
+        env.ok("create", "--name", "new", db=env.path("fresh"))
+    finally:
+        env.close()
+
+
 if __name__ == "__main__":
     main([test_garbage_is_quarantined_and_projection_goes_on,
           test_newer_schema_pauses_only_its_partition,
-          test_broker_down_exits_3_within_timeout])
+          test_broker_down_exits_3_within_timeout,
+          test_recreated_topic_is_refused])
