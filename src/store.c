@@ -843,7 +843,7 @@ int ctkn_store_get_by_token(ctkn_store_txn *t, const char *token,
                             struct ctkn_record *out, struct ctkn_err *err)
 {
   char id[CTKN_ID_BUF];
-  ctkn_status status;
+  ctkn_status status = CTKN_STATUS_ACTIVE;
   int rc;
 
   if ((rc = ctkn_store_lookup_token(t, token, id, &status, err)) != CTKN_OK)
@@ -982,7 +982,7 @@ int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
   const char *id = rec->token.id;
   const char *token = rec->token.token;
   MDB_dbi tokens = t->st->dbi[T_TOKENS];
-  uint8_t *buf;
+  uint8_t buf[CTKN_RECORD_MAX];
   size_t len;
   MDB_val k, v, ik, iv;
   int rc;
@@ -995,7 +995,8 @@ int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
   if (!has_len(token, CTKN_TOKEN_LEN))
     return ctkn__err_field(err, CTKN_EINVAL, "token",
                            "a token string has %d characters", CTKN_TOKEN_LEN);
-  if ((rc = ctkn_record_encode(rec, &buf, &len, err)) != CTKN_OK)
+  if ((rc = ctkn_record_encode_into(rec, buf, sizeof(buf), &len, err)) !=
+      CTKN_OK)
     return rc;
 
   k.mv_size = CTKN_ID_LEN;
@@ -1018,7 +1019,6 @@ int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
     v.mv_size = len; /* KEYEXIST pointed v at the stored value */
     v.mv_data = buf;
     rc = mdb_put(t->txn, tokens, &k, &v, 0);
-    free(buf);
     if (rc != MDB_SUCCESS)
       return lmdb_err(err, rc, "put tokens");
     if (rec->token.status != CTKN_STATUS_REVOKED)
@@ -1026,7 +1026,6 @@ int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
     rc = mdb_put(t->txn, t->st->dbi[T_INDEX], &ik, &iv, 0);
     return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put token_index");
   }
-  free(buf);
   if (rc != MDB_SUCCESS)
     return lmdb_err(err, rc, "put tokens");
 

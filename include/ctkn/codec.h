@@ -42,6 +42,14 @@ int ctkn_record_encode(const struct ctkn_record *rec, uint8_t **out,
 int ctkn_record_decode(const void *buf, size_t len, struct ctkn_record *rec,
                        struct ctkn_err *err);
 
+/* The largest encoded record: every string at its maximum length. */
+#define CTKN_RECORD_MAX 4096
+
+/* Encode into buf (cap bytes; CTKN_RECORD_MAX always suffices) without
+ * allocating; *len receives the size. */
+int ctkn_record_encode_into(const struct ctkn_record *rec, uint8_t *buf,
+                            size_t cap, size_t *len, struct ctkn_err *err);
+
 /* ---- JSON: Paddle's shapes, in Paddle's field order ----------------- */
 
 /*

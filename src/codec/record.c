@@ -74,16 +74,31 @@ static bool terminated(const char *s, size_t bufsz)
 
 #define TERMINATED(s) terminated((s), sizeof(s))
 
-int ctkn_record_encode(const struct ctkn_record *rec, uint8_t **out,
-                       size_t *len, struct ctkn_err *err)
+/* A msgpack writer into a caller's fixed buffer. */
+struct fixed {
+  uint8_t *buf;
+  size_t cap, len;
+};
+
+static int fixed_write(void *data, const char *p, size_t n)
+{
+  struct fixed *f = data;
+
+  if (n > f->cap - f->len)
+    return -1;
+  memcpy(f->buf + f->len, p, n);
+  f->len += n;
+  return 0;
+}
+
+int ctkn_record_encode_into(const struct ctkn_record *rec, uint8_t *buf,
+                            size_t cap, size_t *len, struct ctkn_err *err)
 {
   const struct ctkn_token *t = &rec->token;
-  msgpack_sbuffer sb;
+  struct fixed f = {buf, cap, 0};
   msgpack_packer pk;
-  uint8_t *shrunk;
   int rc = 0;
 
-  *out = NULL;
   *len = 0;
   if (t->status != CTKN_STATUS_ACTIVE && t->status != CTKN_STATUS_REVOKED)
     return ctkn__err_field(err, CTKN_EINVAL, "status", "unknown status %d",
@@ -92,8 +107,7 @@ int ctkn_record_encode(const struct ctkn_record *rec, uint8_t **out,
       (t->has_description && !TERMINATED(t->description)))
     return ctkn__err(err, CTKN_EINVAL, "record has an unterminated string");
 
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_packer_init(&pk, &f, fixed_write);
   rc |= msgpack_pack_array(&pk, F_COUNT);
   rc |= msgpack_pack_uint64(&pk, RECORD_LAYOUT);
   rc |= pack_str(&pk, t->id);
@@ -109,18 +123,27 @@ int ctkn_record_encode(const struct ctkn_record *rec, uint8_t **out,
   rc |= msgpack_pack_uint64(&pk, rec->version);
   rc |= msgpack_pack_int64(&pk, rec->partition);
   rc |= msgpack_pack_int64(&pk, rec->offset);
-  if (rc != 0) {
-    msgpack_sbuffer_destroy(&sb);
+  if (rc != 0)
+    return ctkn__err(err, CTKN_EINVAL, "record does not fit %zu bytes", cap);
+  *len = f.len;
+  return CTKN_OK;
+}
+
+int ctkn_record_encode(const struct ctkn_record *rec, uint8_t **out,
+                       size_t *len, struct ctkn_err *err)
+{
+  uint8_t buf[CTKN_RECORD_MAX];
+  int rc;
+
+  *out = NULL;
+  if ((rc = ctkn_record_encode_into(rec, buf, sizeof(buf), len, err)) !=
+      CTKN_OK)
+    return rc;
+  if ((*out = malloc(*len)) == NULL) {
+    *len = 0;
     return ctkn__err(err, CTKN_ENOMEM, "record encoding");
   }
-
-  /* sbuffer grows with realloc from an 8 KiB start; give the caller a
-   * block of the record's size, which free() releases like any other. */
-  *len = sb.size;
-  *out = (uint8_t *)msgpack_sbuffer_release(&sb);
-  shrunk = realloc(*out, *len);
-  if (shrunk != NULL)
-    *out = shrunk;
+  memcpy(*out, buf, *len);
   return CTKN_OK;
 }
 

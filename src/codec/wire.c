@@ -38,21 +38,36 @@ typedef union alloc_hdr {
   size_t size;
 } alloc_hdr;
 
+/* Blocks come from a small arena on the decoder's stack while it lasts
+ * (one event needs a few hundred bytes), then from malloc. Decoding is on
+ * the projector's hot path; this keeps it free of allocator calls. */
 struct alloc_state {
   bool oom;
+  unsigned char *arena;
+  size_t cap, used;
 };
+
+static bool in_arena(const struct alloc_state *st, const void *p)
+{
+  const unsigned char *c = p;
+  return c >= st->arena && c < st->arena + st->cap;
+}
 
 static void *pb_alloc(void *data, size_t size)
 {
   struct alloc_state *st = data;
   alloc_hdr *h;
 
-  if (size > SIZE_MAX - sizeof(*h)) {
+  if (size > SIZE_MAX - 2 * sizeof(*h)) {
     st->oom = true;
     return NULL;
   }
-  h = malloc(sizeof(*h) + size);
-  if (h == NULL) {
+  /* Round up to whole headers, so every block stays aligned. */
+  size_t need = (sizeof(*h) + size + sizeof(*h) - 1) / sizeof(*h) * sizeof(*h);
+  if (need <= st->cap - st->used) {
+    h = (alloc_hdr *)(st->arena + st->used);
+    st->used += need;
+  } else if ((h = malloc(sizeof(*h) + size)) == NULL) {
     st->oom = true;
     return NULL;
   }
@@ -62,8 +77,7 @@ static void *pb_alloc(void *data, size_t size)
 
 static void pb_free(void *data, void *ptr)
 {
-  (void)data;
-  if (ptr != NULL)
+  if (ptr != NULL && !in_arena(data, ptr))
     free((alloc_hdr *)ptr - 1);
 }
 
@@ -339,7 +353,8 @@ static int copy_event(const Ctkn__V1__Event *m, struct ctkn_event *ev,
 int ctkn_event_decode(const void *buf, size_t len, struct ctkn_event *ev,
                       struct ctkn_err *err)
 {
-  struct alloc_state st = {false};
+  alloc_hdr arena[4096 / sizeof(alloc_hdr)];
+  struct alloc_state st = {false, (unsigned char *)arena, sizeof(arena), 0};
   ProtobufCAllocator alloc = {pb_alloc, pb_free, &st};
   Ctkn__V1__Event *m;
   int rc;
