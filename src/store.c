@@ -1529,3 +1529,26 @@ int ctkn_store_digest(ctkn_store_txn *t, uint8_t out[CTKN_HASH_LEN],
   free(b);
   return rc;
 }
+
+int ctkn_store_snapshot(ctkn_store *st, const char *dir, struct ctkn_err *err)
+{
+  char path[4200];
+  struct stat sb;
+  int rc;
+
+  if ((rc = mkdir_p(dir, err)) != CTKN_OK)
+    return rc;
+  snprintf(path, sizeof(path), "%s/data.mdb", dir);
+  if (stat(path, &sb) == 0)
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "%s already holds a projection; snapshot into a new "
+                     "directory",
+                     dir);
+  /* mdb_env_copy2 copies from one read transaction: a consistent state
+   * with the offsets that produced it, while writers go on. Compacting
+   * leaves out free pages. */
+  rc = mdb_env_copy2(st->env, dir, MDB_CP_COMPACT);
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, "snapshot");
+  return CTKN_OK;
+}

@@ -42,6 +42,7 @@ static const char usage_text[] =
     "  digest                      offsets and SHA-256 of the projection\n"
     "  quarantine                  quarantined records, one JSON line each\n"
     "  status                      log and projection offsets, and lag\n"
+    "  snapshot --out DIR          consistent compacted copy of --db, live\n"
     "  version | help\n"
     "\n"
     "options (before or after the command):\n"
@@ -748,6 +749,30 @@ static int cmd_status(struct cli *c)
   return emit(c, rc, json, &err);
 }
 
+/* snapshot --out DIR: a consistent, compacted copy of the projection;
+ * prints the copy's digest. */
+static int cmd_snapshot(struct cli *c)
+{
+  const char *out = local_value(c, "--out");
+  struct ctkn_store_opts opts = {.read_only = true};
+  struct ctkn_err err;
+  ctkn_store *st = NULL, *copy = NULL;
+  char *json = NULL;
+  int rc, ex;
+
+  if (out == NULL || *out == '\0')
+    return usage_error(c, "snapshot needs --out DIR");
+  if ((ex = open_store(c, false, &st)) != 0)
+    return ex;
+  rc = ctkn_store_snapshot(st, out, &err);
+  ctkn_store_close(st);
+  if (rc == CTKN_OK &&
+      (rc = ctkn_store_open(&copy, out, &opts, &err)) == CTKN_OK)
+    rc = ctkn_query_digest(copy, &json, &err);
+  ctkn_store_close(copy);
+  return emit(c, rc, json, &err);
+}
+
 static const struct command commands[] = {
     {"init", {"--partitions", "--replication-factor"}, 0, cmd_init},
     {"create",
@@ -767,6 +792,7 @@ static const struct command commands[] = {
     {"digest", {NULL}, 0, cmd_digest},
     {"quarantine", {NULL}, 0, cmd_quarantine},
     {"status", {NULL}, 0, cmd_status},
+    {"snapshot", {"--out"}, 0, cmd_snapshot},
     {"version", {NULL}, 0, cmd_version},
     {"help", {NULL}, 0, cmd_help},
 };

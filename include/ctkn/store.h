@@ -123,6 +123,15 @@ int ctkn_store_put_idem(ctkn_store_txn *txn, const char *key, const char *id,
 int ctkn_store_set_offset(ctkn_store_txn *txn, int32_t partition, int64_t next,
                           struct ctkn_err *err);
 
+/*
+ * Write a consistent, compacted copy of the projection (every table, the
+ * offsets and the metadata) into dir, which is created when missing and
+ * must not hold a projection yet (CTKN_ECONFLICT). Writers are not
+ * stopped: the copy is one read transaction's view. A projector started on
+ * the copy resumes from its offsets.
+ */
+int ctkn_store_snapshot(ctkn_store *st, const char *dir, struct ctkn_err *err);
+
 /* ---- iteration ------------------------------------------------------- */
 
 /*

@@ -484,6 +484,49 @@ static void test_lookup_token_follows_the_status_through_revoke(void **s)
   ctkn_store_abort(t);
 }
 
+static void test_snapshot_is_a_consistent_copy_with_the_same_digest(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r;
+  struct ctkn_store_opts ro = {.read_only = true};
+  struct ctkn_err err;
+  uint8_t before[CTKN_HASH_LEN], copied[CTKN_HASH_LEN];
+  char dir[256];
+  ctkn_store *copy;
+  ctkn_store_txn *t;
+
+  t = begin(open_fx(f), true);
+  for (int i = 0; i < 50; i++) {
+    make_record(f, &r, i % 3 ? CTKN_STATUS_ACTIVE : CTKN_STATUS_REVOKED);
+    put(t, &r);
+  }
+  assert_int_equal(ctkn_store_set_offset(t, 2, 77, NULL), CTKN_OK);
+  commit(t);
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_digest(t, before, NULL), CTKN_OK);
+  ctkn_store_abort(t);
+
+  snprintf(dir, sizeof(dir), "%s/snap/a", f->tmp);
+  assert_int_equal(ctkn_store_snapshot(f->st, dir, &err), CTKN_OK);
+  /* The source moves on; the copy keeps the moment it was taken. */
+  t = begin(f->st, true);
+  assert_int_equal(ctkn_store_set_offset(t, 2, 78, NULL), CTKN_OK);
+  commit(t);
+
+  assert_int_equal(ctkn_store_open(&copy, dir, &ro, &err), CTKN_OK);
+  t = begin(copy, false);
+  assert_int_equal(ctkn_store_offset(t, 2), 77);
+  assert_int_equal(ctkn_store_count(t), 50);
+  assert_int_equal(ctkn_store_digest(t, copied, NULL), CTKN_OK);
+  ctkn_store_abort(t);
+  ctkn_store_close(copy);
+  assert_memory_equal(before, copied, CTKN_HASH_LEN);
+
+  /* Never over an existing projection. */
+  assert_int_equal(ctkn_store_snapshot(f->st, dir, &err), CTKN_ECONFLICT);
+  assert_non_null(strstr(err.msg, "already holds a projection"));
+}
+
 static void test_get_missing_returns_notfound(void **s)
 {
   struct fx *f = *s;
@@ -1460,6 +1503,7 @@ int main(void)
       T(test_read_only_store_reads_but_refuses_writes),
       T(test_put_get_round_trip_and_get_by_token),
       T(test_lookup_token_follows_the_status_through_revoke),
+      T(test_snapshot_is_a_consistent_copy_with_the_same_digest),
       T(test_get_missing_returns_notfound),
       T(test_update_overwrites_and_keeps_one_index_entry),
       T(test_token_string_of_another_token_is_a_conflict),
