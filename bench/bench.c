@@ -219,7 +219,7 @@ static double raw_consume(const char *brokers, const char *topic,
   return rate;
 }
 
-static double projector_rate;
+static double projector_rate, projector_seconds;
 
 static long rss_anon_kib(pid_t pid)
 {
@@ -277,6 +277,7 @@ static void projector_catch_up(const char *ctkn, const char *brokers,
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     die("ctkn project failed");
   projector_rate = (double)n / dt;
+  projector_seconds = dt;
   figure("projector_catch_up", (double)n / dt, "events/s", raw_rate);
   figure("projector_catch_up_vs_target", (double)n / dt, "events/s", 300000);
   figure("projector_peak_rss_anon", (double)peak / 1024, "MiB", 128);
@@ -470,6 +471,23 @@ static void batch_commands(const char *ctkn, const char *brokers,
   figure("create_batch", C / dt, "commands/s", limit);
 }
 
+/* A new replica: copy a live projection's snapshot, then catch up from its
+ * offsets; against replaying the whole log into a fresh projection. */
+static void replica_ready(const char *ctkn, const char *brokers,
+                          const char *topic, const char *db, const char *dir)
+{
+  char cmd[16384];
+
+  double t0 = now_s();
+  snprintf(cmd, sizeof(cmd),
+           "%s snapshot --db %s --out %s/replica --topic %s >/dev/null && "
+           "%s project --db %s/replica --brokers %s --topic %s >/dev/null",
+           ctkn, db, dir, topic, ctkn, dir, brokers, topic);
+  if (system(cmd) != 0)
+    die("snapshot + catch-up failed");
+  figure("replica_ready_from_snapshot", now_s() - t0, "s", projector_seconds);
+}
+
 int main(int argc, char **argv)
 {
   if (argc != 6) {
@@ -490,6 +508,7 @@ int main(int argc, char **argv)
   figure("raw_lmdb_same_writes", lmdb, "events/s", 0);
   figure("projector_catch_up_vs_lmdb", projector_rate, "events/s", lmdb);
   lookups(db);
+  replica_ready(ctkn, brokers, topic, db, argv[4]);
   commands(ctkn, brokers, topic, db);
   batch_commands(ctkn, brokers, topic, db, fill_rate);
   free(tokens);
