@@ -1106,6 +1106,50 @@ int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
   }
 }
 
+int ctkn_consumer_offsets_after(ctkn_consumer *c, int64_t ts_ms,
+                                int64_t *offsets, int32_t n,
+                                struct ctkn_err *err)
+{
+  rd_kafka_topic_partition_list_t *l;
+  rd_kafka_resp_err_t e;
+  int rc = CTKN_OK;
+  char ctx[448];
+
+  if (n <= 0)
+    return CTKN_OK;
+  if ((l = rd_kafka_topic_partition_list_new(n)) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory");
+  /* ListOffsets by timestamp answers the earliest offset whose timestamp
+   * is >= the one asked; after ts_ms means >= ts_ms + 1. */
+  for (int32_t p = 0; p < n; p++)
+    rd_kafka_topic_partition_list_add(l, c->topic, p)->offset = ts_ms + 1;
+  e = rd_kafka_offsets_for_times(c->qrk, l, c->timeout_ms);
+  if (e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT)
+    rc = ctkn__err(err, CTKN_ETIMEOUT,
+                   "kafka: no offsets by time for %s within %d ms %s", c->topic,
+                   c->timeout_ms, kctx_context(&c->k, ctx, sizeof(ctx)));
+  else if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    rc = ctkn__err(err, CTKN_EKAFKA, "kafka: offsets by time for %s: %s",
+                   c->topic, rd_kafka_err2str(e));
+  for (int i = 0; rc == CTKN_OK && i < l->cnt; i++) {
+    rd_kafka_topic_partition_t *tp = &l->elems[i];
+    if (tp->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rc = ctkn__err(err, CTKN_EKAFKA, "kafka: offsets by time for %s/%d: %s",
+                     c->topic, (int)tp->partition, rd_kafka_err2str(tp->err));
+      break;
+    }
+    offsets[tp->partition] = tp->offset;
+    if (tp->offset < 0) {
+      /* Nothing after ts_ms: the whole partition is before it. */
+      int64_t lo;
+      rc = ctkn_consumer_watermarks(c, tp->partition, &lo,
+                                    &offsets[tp->partition], err);
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  return rc;
+}
+
 int ctkn_consumer_assign(ctkn_consumer *c, const int64_t *offsets, int32_t n,
                          struct ctkn_err *err)
 {

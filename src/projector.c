@@ -255,9 +255,11 @@ struct ctkn_projector {
   ctkn_env env;
   ctkn_consumer *consumer;
   int32_t nparts;
-  bool assigned; /* the consumer holds every partition at pos */
-  int64_t *pos;  /* next offset per partition, as consumed */
-  bool *paused;  /* partitions stopped at a newer schema */
+  bool assigned;  /* the consumer holds every partition at pos */
+  int64_t *pos;   /* next offset per partition, as consumed */
+  bool *paused;   /* partitions stopped at a newer schema */
+  int64_t *limit; /* replay: apply nothing at or past these offsets */
+  int32_t nlimit;
   struct ctkn_log_msg *msgs;
   struct ctkn_projector_stats stats;
 };
@@ -286,6 +288,17 @@ int ctkn_projector_open(ctkn_projector **out, ctkn_store *st,
   p->st = st;
   p->cfg = cfg;
   p->env = env;
+  /* A replay's projection stands at its instant for good. */
+  char as_of[CTKN_TIME_BUF];
+  if ((rc = ctkn_store_frozen(st, as_of, err)) == CTKN_OK && as_of[0] != '\0')
+    rc = ctkn__err(err, CTKN_ECONFLICT,
+                   "this projection is a frozen replay as of %s; nothing "
+                   "advances it (replay or project into a new --db)",
+                   as_of);
+  if (rc != CTKN_OK) {
+    ctkn_projector_close(p);
+    return rc;
+  }
   if ((rc = ctkn_consumer_open(&p->consumer, cfg, err)) != CTKN_OK) {
     ctkn_projector_close(p);
     return rc;
@@ -302,6 +315,7 @@ void ctkn_projector_close(ctkn_projector *p)
   free(p->msgs);
   free(p->pos);
   free(p->paused);
+  free(p->limit);
   free(p);
 }
 
@@ -390,6 +404,16 @@ static int step(ctkn_projector *p, int timeout_ms, size_t *got,
   if ((rc = ctkn_consumer_poll(p->consumer, timeout_ms, p->msgs, BATCH_MAX, &n,
                                err)) != CTKN_OK)
     return rc;
+  if (p->limit != NULL) {
+    /* A replay applies nothing at or past its cut. */
+    size_t keep = 0;
+    for (size_t i = 0; i < n; i++) {
+      int32_t part = p->msgs[i].partition;
+      if (part < p->nlimit && p->msgs[i].offset < p->limit[part])
+        p->msgs[keep++] = p->msgs[i];
+    }
+    n = keep;
+  }
   *got = n;
   if (n == 0)
     return CTKN_OK;
@@ -556,4 +580,34 @@ int ctkn_projector_status(ctkn_projector *p, struct ctkn_partition_status **out,
   *out = s;
   *n = np;
   return CTKN_OK;
+}
+
+int ctkn_projector_replay(ctkn_projector *p, int64_t as_of_us,
+                          struct ctkn_err *err)
+{
+  int32_t n;
+  int rc;
+
+  if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
+    return rc;
+  free(p->limit);
+  if ((p->limit = calloc((size_t)n, sizeof(*p->limit))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "replay");
+  p->nlimit = n;
+  /* "As of T": per partition, the prefix before the first record whose
+   * timestamp (occurred_at, in ms) is after T. */
+  int64_t ms = as_of_us / 1000;
+  if ((rc = ctkn_consumer_offsets_after(p->consumer, ms, p->limit, n, err)) !=
+          CTKN_OK ||
+      (rc = ctkn_projector_catch_up(p, p->limit, n, err)) != CTKN_OK)
+    return rc;
+  for (int32_t i = 0; i < n && i < p->nparts; i++) {
+    if (p->pos[i] < p->limit[i])
+      return ctkn__err(err, CTKN_EKAFKA,
+                       "partition %" PRId32 " stopped at %" PRId64
+                       " before the cut at %" PRId64
+                       " (a newer schema version?)",
+                       i, p->pos[i], p->limit[i]);
+  }
+  return ctkn_store_freeze(p->st, as_of_us, err);
 }

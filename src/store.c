@@ -1552,3 +1552,47 @@ int ctkn_store_snapshot(ctkn_store *st, const char *dir, struct ctkn_err *err)
     return lmdb_err(err, rc, "snapshot");
   return CTKN_OK;
 }
+
+int ctkn_store_freeze(ctkn_store *st, int64_t as_of_us, struct ctkn_err *err)
+{
+  char when[CTKN_TIME_BUF];
+  MDB_val k = {6, "frozen"}, v;
+  MDB_txn *txn;
+  int rc;
+
+  if (ctkn_time_format(as_of_us, when) != CTKN_OK)
+    return ctkn__err_field(err, CTKN_EINVAL, "as_of",
+                           "must be between 1970 and 9999");
+  v.mv_size = strlen(when);
+  v.mv_data = when;
+  if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != MDB_SUCCESS)
+    return lmdb_err(err, rc, "begin");
+  if ((rc = mdb_put(txn, st->dbi[T_META], &k, &v, 0)) != MDB_SUCCESS) {
+    mdb_txn_abort(txn);
+    return lmdb_err(err, rc, "put meta");
+  }
+  rc = mdb_txn_commit(txn);
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "commit");
+}
+
+int ctkn_store_frozen(ctkn_store *st, char as_of[CTKN_TIME_BUF],
+                      struct ctkn_err *err)
+{
+  MDB_val k = {6, "frozen"}, v;
+  MDB_txn *txn;
+  int rc;
+
+  as_of[0] = '\0';
+  if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != MDB_SUCCESS)
+    return lmdb_err(err, rc, "begin");
+  rc = mdb_get(txn, st->dbi[T_META], &k, &v);
+  if (rc == MDB_SUCCESS) {
+    size_t n = v.mv_size < CTKN_TIME_LEN ? v.mv_size : CTKN_TIME_LEN;
+    memcpy(as_of, v.mv_data, n);
+    as_of[n] = '\0';
+  }
+  mdb_txn_abort(txn);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return lmdb_err(err, rc, "get meta");
+  return CTKN_OK;
+}

@@ -159,6 +159,15 @@ int ctkn_consumer_partitions(ctkn_consumer *c, int32_t *n,
 int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
                              int64_t *hi, struct ctkn_err *err);
 
+/*
+ * For partitions 0..n-1, the first offset whose record timestamp is after
+ * ts_ms, or the log's end when none is: the end of the prefix "as of"
+ * ts_ms. Uses Kafka's offsets-for-times.
+ */
+int ctkn_consumer_offsets_after(ctkn_consumer *c, int64_t ts_ms,
+                                int64_t *offsets, int32_t n,
+                                struct ctkn_err *err);
+
 /* (Re)assign partitions 0..n-1 at the given next offsets. */
 int ctkn_consumer_assign(ctkn_consumer *c, const int64_t *offsets, int32_t n,
                          struct ctkn_err *err);

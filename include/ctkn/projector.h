@@ -20,7 +20,8 @@
  * Lifetime: ctkn_projector_open() -> catch_up / follow -> close.
  * Errors:   CTKN_EKAFKA / CTKN_ETIMEOUT from the log, CTKN_ESTORE from
  *           LMDB, CTKN_ECONFLICT when the stored offsets do not fit the
- *           log (a topic deleted and re-created under the same name).
+ *           log (a topic deleted and re-created under the same name) or
+ *           the store is a frozen replay.
  * Thread:   one thread drives a projector.
  */
 #ifndef CTKN_PROJECTOR_H
@@ -83,6 +84,15 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
  * added later, and logs progress and lag to stderr every few seconds.
  */
 int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
+                          struct ctkn_err *err);
+
+/*
+ * Build the projection exactly as it stood at as_of_us: for each
+ * partition, apply the log prefix before the first record whose timestamp
+ * is after that instant (Kafka's offsets-for-times), nothing past it, then
+ * freeze the store (ctkn_store_freeze()). Meant for a new, empty store.
+ */
+int ctkn_projector_replay(ctkn_projector *p, int64_t as_of_us,
                           struct ctkn_err *err);
 
 /* The topic's partition count as of the last catch_up or follow. */

@@ -65,6 +65,17 @@ void ctkn_store_close(ctkn_store *st);
 int ctkn_store_bind(ctkn_store *st, const char *topic, ctkn_env env,
                     struct ctkn_err *err);
 
+/*
+ * Mark the projection as a frozen replay of the log as of as_of_us
+ * (recorded as RFC 3339 in the metadata). Nothing advances a frozen
+ * projection afterwards (ctkn_projector_open() refuses it).
+ */
+int ctkn_store_freeze(ctkn_store *st, int64_t as_of_us, struct ctkn_err *err);
+
+/* The instant a frozen projection stands at, or "" when it is live. */
+int ctkn_store_frozen(ctkn_store *st, char as_of[CTKN_TIME_BUF],
+                      struct ctkn_err *err);
+
 /* ---- transactions ---------------------------------------------------- */
 
 /* Begin a transaction; write = false for a read-only snapshot. On success
