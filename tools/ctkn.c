@@ -752,14 +752,26 @@ static int cmd_status(struct cli *c)
   return emit(c, rc, json, &err);
 }
 
+/* The digest document of the projection in dir, opened read-only. */
+static int digest_of(const char *dir, char **json, struct ctkn_err *err)
+{
+  struct ctkn_store_opts ro = {.read_only = true};
+  ctkn_store *st = NULL;
+  int rc;
+
+  if ((rc = ctkn_store_open(&st, dir, &ro, err)) == CTKN_OK)
+    rc = ctkn_query_digest(st, json, err);
+  ctkn_store_close(st);
+  return rc;
+}
+
 /* snapshot --out DIR: a consistent, compacted copy of the projection;
  * prints the copy's digest. */
 static int cmd_snapshot(struct cli *c)
 {
   const char *out = local_value(c, "--out");
-  struct ctkn_store_opts opts = {.read_only = true};
   struct ctkn_err err;
-  ctkn_store *st = NULL, *copy = NULL;
+  ctkn_store *st = NULL;
   char *json = NULL;
   int rc, ex;
 
@@ -769,10 +781,8 @@ static int cmd_snapshot(struct cli *c)
     return ex;
   rc = ctkn_store_snapshot(st, out, &err);
   ctkn_store_close(st);
-  if (rc == CTKN_OK &&
-      (rc = ctkn_store_open(&copy, out, &opts, &err)) == CTKN_OK)
-    rc = ctkn_query_digest(copy, &json, &err);
-  ctkn_store_close(copy);
+  if (rc == CTKN_OK)
+    rc = digest_of(out, &json, &err);
   return emit(c, rc, json, &err);
 }
 
@@ -781,7 +791,6 @@ static int cmd_snapshot(struct cli *c)
 static int cmd_replay(struct cli *c)
 {
   const char *as_of = local_value(c, "--as-of");
-  struct ctkn_store_opts ro = {.read_only = true};
   struct ctkn_err err;
   ctkn_projector *p = NULL;
   ctkn_store *st = NULL;
@@ -811,10 +820,8 @@ static int cmd_replay(struct cli *c)
     rc = ctkn_projector_replay(p, us, &err);
   ctkn_projector_close(p);
   ctkn_store_close(st);
-  st = NULL;
-  if (rc == CTKN_OK && (rc = ctkn_store_open(&st, c->db, &ro, &err)) == CTKN_OK)
-    rc = ctkn_query_digest(st, &json, &err);
-  ctkn_store_close(st);
+  if (rc == CTKN_OK)
+    rc = digest_of(c->db, &json, &err);
   return emit(c, rc, json, &err);
 }
 
