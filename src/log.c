@@ -247,7 +247,7 @@ static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
     kctx_note(opaque, reason);
 }
 
-enum kind { PRODUCER, CONSUMER, ADMIN };
+enum kind { PRODUCER, CONSUMER, GROUP, ADMIN };
 
 static int set_own(rd_kafka_conf_t *conf, const char *key, const char *value,
                    struct ctkn_err *err)
@@ -325,10 +325,15 @@ static int build_conf(const struct ctkn_log_config *cfg, enum kind kind,
             clamp(message_timeout(t) / 2, 1, 30000));
     break;
   case CONSUMER:
-    OWN("group.id", ASSIGN_GROUP);
+  case GROUP:
+    /* A group consumer gets its group.id and auto.offset.reset from
+     * ctkn_consumer_open_group(). */
+    if (kind == CONSUMER) {
+      OWN("group.id", ASSIGN_GROUP);
+      OWN("auto.offset.reset", "error");
+    }
     OWN("enable.auto.commit", "false");
     OWN("enable.auto.offset.store", "false");
-    OWN("auto.offset.reset", "error");
     OWN("enable.partition.eof", "false");
     /* Bounded prefetch: memory stays flat however long the log is. The
      * bytes bound is the one that bites. In librdkafka 2.0.2 a queue held
@@ -817,18 +822,28 @@ static void wait_report(ctkn_producer *p, struct report *r, int64_t deadline)
 static int enqueue(ctkn_producer *p, const struct ctkn_log_record *rec,
                    struct report *r, int64_t deadline, struct ctkn_err *err)
 {
-  rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
+  rd_kafka_headers_t *hdrs =
+      rd_kafka_headers_new(rec->headers ? rec->nheaders : 2);
   rd_kafka_resp_err_t e;
   char ctx[448];
 
   if (hdrs == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory producing a record");
-  if (rec->event_type != NULL)
-    rd_kafka_header_add(hdrs, CTKN_HDR_EVENT_TYPE, -1, rec->event_type, -1);
-  if (rec->schema_version >= 0) {
-    char sv[16];
-    snprintf(sv, sizeof(sv), "%d", rec->schema_version);
-    rd_kafka_header_add(hdrs, CTKN_HDR_SCHEMA, -1, sv, -1);
+  if (rec->headers != NULL) {
+    /* Verbatim (a record copied from an archive): a header with a null
+     * value keeps its null. */
+    for (size_t i = 0; i < rec->nheaders; i++)
+      rd_kafka_header_add(hdrs, rec->headers[i].name, -1, rec->headers[i].value,
+                          rec->headers[i].value ? (ssize_t)rec->headers[i].size
+                                                : 0);
+  } else {
+    if (rec->event_type != NULL)
+      rd_kafka_header_add(hdrs, CTKN_HDR_EVENT_TYPE, -1, rec->event_type, -1);
+    if (rec->schema_version >= 0) {
+      char sv[16];
+      snprintf(sv, sizeof(sv), "%d", rec->schema_version);
+      rd_kafka_header_add(hdrs, CTKN_HDR_SCHEMA, -1, sv, -1);
+    }
   }
   for (;;) {
     /* The headers become the message's on success only. */
@@ -977,10 +992,53 @@ struct ctkn_consumer {
    * batch[next..len) are still to be handed out. */
   rd_kafka_message_t **batch;
   size_t cap, len, next;
+  bool group;                /* joined a consumer group (subscribed) */
+  enum ctkn_log_start start; /* group: where uncommitted partitions start */
+  int64_t start_ts_ms;
 };
 
-int ctkn_consumer_open(ctkn_consumer **out, const struct ctkn_log_config *cfg,
-                       struct ctkn_err *err)
+static void drop_pending(ctkn_consumer *c);
+
+/*
+ * Group rebalance (eager protocol, librdkafka's default range,roundrobin):
+ * take the assignment, placing partitions the group has committed nothing
+ * for at the member's start; drop records of revoked partitions that were
+ * not handed out yet. Runs inside a poll, on the polling thread.
+ */
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+  ctkn_consumer *c = opaque;
+
+  if (e != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    drop_pending(c);
+    rd_kafka_assign(rk, NULL);
+    return;
+  }
+  if (c->start == CTKN_START_TIME &&
+      rd_kafka_committed(rk, parts, c->timeout_ms) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_topic_partition_list_t *t =
+        rd_kafka_topic_partition_list_copy(parts);
+    for (int i = 0; i < t->cnt; i++)
+      t->elems[i].offset = c->start_ts_ms;
+    if (rd_kafka_offsets_for_times(c->qrk, t, c->timeout_ms) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < parts->cnt; i++) {
+        /* Nothing committed: the first record at or after the instant;
+         * RD_KAFKA_OFFSET_END (-1) when every record is older. */
+        if (parts->elems[i].offset < 0 && t->elems[i].err == 0)
+          parts->elems[i].offset = t->elems[i].offset;
+      }
+    }
+    rd_kafka_topic_partition_list_destroy(t);
+  }
+  rd_kafka_assign(rk, parts);
+}
+
+static int consumer_new(ctkn_consumer **out, const struct ctkn_log_config *cfg,
+                        const char *group, enum ctkn_log_start start,
+                        int64_t ts_ms, struct ctkn_err *err)
 {
   rd_kafka_conf_t *conf;
   ctkn_consumer *c;
@@ -993,8 +1051,23 @@ int ctkn_consumer_open(ctkn_consumer **out, const struct ctkn_log_config *cfg,
   kctx_init(&c->k);
   ctkn__strlcpy(c->topic, cfg->topic, sizeof(c->topic));
   c->timeout_ms = cfg->timeout_ms;
-  if ((rc = build_conf(cfg, CONSUMER, &c->k, c, &conf, err)) != CTKN_OK)
+  c->group = group != NULL;
+  c->start = start;
+  c->start_ts_ms = ts_ms;
+  if ((rc = build_conf(cfg, group ? GROUP : CONSUMER, &c->k, c, &conf, err)) !=
+      CTKN_OK)
     goto fail;
+  if (group != NULL) {
+    rc = set_own(conf, "group.id", group, err);
+    if (rc == CTKN_OK)
+      rc = set_own(conf, "auto.offset.reset",
+                   start == CTKN_START_BEGINNING ? "earliest" : "latest", err);
+    if (rc != CTKN_OK) {
+      rd_kafka_conf_destroy(conf);
+      goto fail;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+  }
   if ((rc = new_handle(RD_KAFKA_CONSUMER, conf, &c->rk, err)) != CTKN_OK)
     goto fail;
   if ((rc = build_conf(cfg, ADMIN, &c->k, c, &conf, err)) != CTKN_OK ||
@@ -1004,19 +1077,79 @@ int ctkn_consumer_open(ctkn_consumer **out, const struct ctkn_log_config *cfg,
   if ((rc = warm_topic(c->rk, &c->k, c->topic, c->timeout_ms, &c->rkt, err)) !=
       CTKN_OK)
     goto fail;
-  /* Serve error events and logs from the consumer queue, which poll reads
-   * with the batch call (the fast path). */
+  /* Serve error events, logs and rebalances from the consumer queue, which
+   * poll reads with the batch call (the fast path). */
   if ((e = rd_kafka_poll_set_consumer(c->rk)) != RD_KAFKA_RESP_ERR_NO_ERROR ||
       (c->q = rd_kafka_queue_get_consumer(c->rk)) == NULL) {
     rc = ctkn__err(err, CTKN_EKAFKA, "kafka: no consumer queue: %s",
                    rd_kafka_err2str(e));
     goto fail;
   }
+  if (group != NULL) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    if (l == NULL) {
+      rc = ctkn__err(err, CTKN_ENOMEM, "out of memory subscribing");
+      goto fail;
+    }
+    rd_kafka_topic_partition_list_add(l, c->topic, RD_KAFKA_PARTITION_UA);
+    e = rd_kafka_subscribe(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rc = ctkn__err(err, CTKN_EKAFKA, "kafka: subscribing to %s: %s", c->topic,
+                     rd_kafka_err2str(e));
+      goto fail;
+    }
+  }
   *out = c;
   return CTKN_OK;
 fail:
   ctkn_consumer_close(c);
   return rc;
+}
+
+int ctkn_consumer_open(ctkn_consumer **out, const struct ctkn_log_config *cfg,
+                       struct ctkn_err *err)
+{
+  return consumer_new(out, cfg, NULL, CTKN_START_END, 0, err);
+}
+
+int ctkn_consumer_open_group(ctkn_consumer **out,
+                             const struct ctkn_log_config *cfg,
+                             const char *group, enum ctkn_log_start start,
+                             int64_t ts_ms, struct ctkn_err *err)
+{
+  if (group == NULL || group[0] == '\0' || strlen(group) > 249) {
+    *out = NULL;
+    return ctkn__err_field(err, CTKN_EINVAL, "group",
+                           "a consumer group name has 1 to 249 characters");
+  }
+  return consumer_new(out, cfg, group, start, ts_ms, err);
+}
+
+int ctkn_consumer_commit(ctkn_consumer *c, const struct ctkn_log_msg *msgs,
+                         size_t n, struct ctkn_err *err)
+{
+  rd_kafka_topic_partition_list_t *l;
+  rd_kafka_resp_err_t e;
+
+  if (n == 0)
+    return CTKN_OK;
+  if ((l = rd_kafka_topic_partition_list_new(8)) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory committing");
+  for (size_t i = 0; i < n; i++) {
+    rd_kafka_topic_partition_t *tp =
+        rd_kafka_topic_partition_list_find(l, c->topic, msgs[i].partition);
+    if (tp == NULL)
+      tp = rd_kafka_topic_partition_list_add(l, c->topic, msgs[i].partition);
+    if (msgs[i].offset + 1 > tp->offset)
+      tp->offset = msgs[i].offset + 1;
+  }
+  e = rd_kafka_commit(c->rk, l, 0);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: committing offsets of %s: %s",
+                     c->topic, rd_kafka_err2str(e));
+  return CTKN_OK;
 }
 
 /* Destroy the handed-out part of the batch and keep the rest in front. */
@@ -1050,10 +1183,14 @@ void ctkn_consumer_close(ctkn_consumer *c)
     rd_kafka_queue_destroy(c->q);
   if (c->rkt != NULL)
     rd_kafka_topic_destroy(c->rkt);
-  /* Nothing to commit and no group membership to leave: skip the consumer
-   * close handshake, which would wait on a coordinator. */
+  /* Assigned: nothing to commit and no group membership to leave, so skip
+   * the consumer close handshake, which would wait on a coordinator. A
+   * group member leaves its group, so its partitions move at once. */
+  if (c->rk != NULL && c->group)
+    rd_kafka_consumer_close(c->rk);
   if (c->rk != NULL)
-    rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    rd_kafka_destroy_flags(c->rk,
+                           c->group ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
   if (c->qrk != NULL)
     rd_kafka_destroy(c->qrk);
   pthread_mutex_destroy(&c->k.mu);
@@ -1158,15 +1295,11 @@ int ctkn_consumer_assign(ctkn_consumer *c, const int64_t *offsets, int32_t n,
 
   if (n < 0)
     return ctkn__err(err, CTKN_EUSAGE, "negative partition count %" PRId32, n);
-  for (int32_t i = 0; i < n; i++)
-    if (offsets[i] < 0)
-      return ctkn__err(err, CTKN_EUSAGE,
-                       "partition %" PRId32 ": offset %" PRId64 " is negative",
-                       i, offsets[i]);
   if ((list = rd_kafka_topic_partition_list_new(n > 0 ? n : 1)) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory assigning partitions");
   for (int32_t i = 0; i < n; i++)
-    rd_kafka_topic_partition_list_add(list, c->topic, i)->offset = offsets[i];
+    if (offsets[i] >= 0)
+      rd_kafka_topic_partition_list_add(list, c->topic, i)->offset = offsets[i];
   drop_pending(c);
   e = rd_kafka_assign(c->rk, list);
   rd_kafka_topic_partition_list_destroy(list);
@@ -1192,12 +1325,46 @@ static int parse_schema(const void *v, size_t n)
   return x;
 }
 
-static void fill(struct ctkn_log_msg *out, const rd_kafka_message_t *m)
+void ctkn_log_msg_note_header(struct ctkn_log_msg *m, const char *name,
+                              const void *value, size_t size)
+{
+  if (strcmp(name, CTKN_HDR_EVENT_TYPE) == 0) {
+    size_t n = value == NULL                      ? 0
+               : size < sizeof(m->event_type) - 1 ? size
+                                                  : sizeof(m->event_type) - 1;
+    if (n > 0)
+      memcpy(m->event_type, value, n);
+    m->event_type[n] = '\0';
+  } else if (strcmp(name, CTKN_HDR_SCHEMA) == 0) {
+    m->schema_version = parse_schema(value, size);
+  }
+}
+
+size_t ctkn_log_msg_headers(const struct ctkn_log_msg *m,
+                            struct ctkn_log_header *out, size_t max)
 {
   rd_kafka_headers_t *hdrs = NULL;
+  size_t n;
+
+  /* rd_kafka_message_headers() takes a non-const message: it parses the
+   * headers lazily into the message it belongs to. */
+  if (m->handle == NULL ||
+      rd_kafka_message_headers((rd_kafka_message_t *)m->handle, &hdrs) !=
+          RD_KAFKA_RESP_ERR_NO_ERROR)
+    return 0;
+  n = rd_kafka_header_cnt(hdrs);
+  for (size_t i = 0; i < n && i < max; i++) {
+    if (rd_kafka_header_get_all(hdrs, i, &out[i].name, &out[i].value,
+                                &out[i].size) != RD_KAFKA_RESP_ERR_NO_ERROR)
+      out[i] = (struct ctkn_log_header){"", NULL, 0};
+  }
+  return n;
+}
+
+static void fill(struct ctkn_log_msg *out, const rd_kafka_message_t *m)
+{
+  struct ctkn_log_header h[8];
   rd_kafka_timestamp_type_t tstype;
-  const void *v;
-  size_t size;
 
   out->partition = m->partition;
   out->offset = m->offset;
@@ -1208,22 +1375,22 @@ static void fill(struct ctkn_log_msg *out, const rd_kafka_message_t *m)
   out->value_len = m->len;
   out->event_type[0] = '\0';
   out->schema_version = -1;
-  /* rd_kafka_message_headers() takes a non-const message: it parses the
-   * headers lazily into the message it belongs to. */
-  if (rd_kafka_message_headers((rd_kafka_message_t *)m, &hdrs) !=
-      RD_KAFKA_RESP_ERR_NO_ERROR)
-    return;
-  if (rd_kafka_header_get_last(hdrs, CTKN_HDR_EVENT_TYPE, &v, &size) ==
-          RD_KAFKA_RESP_ERR_NO_ERROR &&
-      v != NULL) {
-    size_t n =
-        size < sizeof(out->event_type) - 1 ? size : sizeof(out->event_type) - 1;
-    memcpy(out->event_type, v, n);
-    out->event_type[n] = '\0';
+  out->handle = m;
+  size_t n = ctkn_log_msg_headers(out, h, 8);
+  if (n > 8) {
+    /* Rare: walk them all, so that the last of each name wins. */
+    struct ctkn_log_header *all = malloc(n * sizeof(*all));
+    if (all != NULL) {
+      ctkn_log_msg_headers(out, all, n);
+      for (size_t i = 0; i < n; i++)
+        ctkn_log_msg_note_header(out, all[i].name, all[i].value, all[i].size);
+      free(all);
+      return;
+    }
+    n = 8;
   }
-  if (rd_kafka_header_get_last(hdrs, CTKN_HDR_SCHEMA, &v, &size) ==
-      RD_KAFKA_RESP_ERR_NO_ERROR)
-    out->schema_version = parse_schema(v, size);
+  for (size_t i = 0; i < n; i++)
+    ctkn_log_msg_note_header(out, h[i].name, h[i].value, h[i].size);
 }
 
 static int consumer_error(ctkn_consumer *c, const rd_kafka_message_t *m,

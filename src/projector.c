@@ -49,10 +49,8 @@ static int64_t cursor_next(struct cursor *c, ctkn_store_txn *txn, int32_t p)
   return c->next[p];
 }
 
-/* Decode and check one record. Returns CTKN_OK, or an error with the
- * quarantine reason in err->msg. */
-static int decode_record(const struct ctkn_log_msg *m, struct ctkn_event *ev,
-                         struct ctkn_err *err)
+int ctkn_projector_decode(const struct ctkn_log_msg *m, struct ctkn_event *ev,
+                          struct ctkn_err *err)
 {
   int rc;
 
@@ -107,7 +105,7 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
   else if (rc != CTKN_ENOTFOUND)
     return rc;
 
-  /* decode_record() has run ctkn_event_check() already. */
+  /* ctkn_projector_decode() has run ctkn_event_check() already. */
   int verdict =
       ctkn__apply_checked(curp, ev, env, &next.token, reason, sizeof(reason));
   if (verdict == CTKN_APPLIED && curp != NULL &&
@@ -211,7 +209,7 @@ int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
         break;
       continue;
     }
-    rc = decode_record(m, ev, &derr);
+    rc = ctkn_projector_decode(m, ev, &derr);
     if (rc != CTKN_OK) {
       batch.quarantined++;
       rc = ctkn_store_put_quarantine(txn, p, m->offset, derr.msg, m->key,

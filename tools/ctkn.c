@@ -21,6 +21,7 @@
 #include "ctkn/projector.h"
 #include "ctkn/query.h"
 #include "ctkn/store.h"
+#include "ctkn/stream.h"
 
 #define CTKN_VERSION "0.1.0"
 
@@ -46,6 +47,10 @@ static const char usage_text[] =
     "  snapshot --out DIR          consistent compacted copy of --db, live\n"
     "  replay --as-of RFC3339      the projection as it stood then, frozen,\n"
     "                              into a new --db\n"
+    "  tail [--from-beginning | --from RFC3339] [--type TYPE]...\n"
+    "       [--group NAME] [--exit-at-end]\n"
+    "                              events as webhook JSON lines; with a\n"
+    "                              group, at least once, shared by members\n"
     "  version | help\n"
     "\n"
     "options (before or after the command):\n"
@@ -63,12 +68,16 @@ static const char usage_text[] =
 
 /* ---- options --------------------------------------------------------- */
 
-enum opt_kind { OPT_VALUE, OPT_FLAG };
+enum opt_kind { OPT_VALUE, OPT_FLAG, OPT_LIST };
+
+#define LIST_MAX 8
 
 struct opt {
   const char *name; /* "--name" */
   enum opt_kind kind;
-  const char *value; /* NULL when absent; "" for a present flag */
+  const char *value;          /* NULL when absent; "" for a present flag */
+  const char *list[LIST_MAX]; /* OPT_LIST: every value, in order */
+  int nlist;
 };
 
 struct cli {
@@ -178,12 +187,19 @@ static int parse_args(struct cli *c, const struct command *cmd, int argc,
       if (eq)
         return usage_error(c, "%s takes no value", o->name);
       o->value = "";
-    } else if (eq) {
+      continue;
+    }
+    if (eq)
       o->value = eq + 1;
-    } else if (i + 1 < argc) {
+    else if (i + 1 < argc)
       o->value = argv[++i];
-    } else {
+    else
       return usage_error(c, "%s needs a value", o->name);
+    if (o->kind == OPT_LIST) {
+      if (o->nlist == LIST_MAX)
+        return usage_error(c, "%s is given more than %d times", o->name,
+                           LIST_MAX);
+      o->list[o->nlist++] = o->value;
     }
   }
   if (cmd != NULL && c->npos < cmd->npos)
@@ -825,6 +841,58 @@ static int cmd_replay(struct cli *c)
   return emit(c, rc, json, &err);
 }
 
+/*
+ * tail: events as webhook JSON lines, following the topic until SIGINT or
+ * SIGTERM (or, with --exit-at-end, the end as it stood at the start).
+ */
+static int cmd_tail(struct cli *c)
+{
+  struct ctkn_tail_opts o = {.start = CTKN_START_END, .stop = &stop_flag};
+  struct ctkn_tail_stats stats;
+  const struct opt *types = find_opt(c->local, "--type", 6);
+  const char *from = local_value(c, "--from");
+  struct ctkn_err err;
+  struct sigaction sa;
+
+  if (from != NULL && local_value(c, "--from-beginning"))
+    return usage_error(c, "--from and --from-beginning exclude each other");
+  if (local_value(c, "--from-beginning"))
+    o.start = CTKN_START_BEGINNING;
+  if (from != NULL) {
+    int64_t us;
+    if (ctkn_time_parse(from, &us, &err) != CTKN_OK) {
+      snprintf(err.field, sizeof(err.field), "from");
+      return print_error(c->rid, &err);
+    }
+    o.start = CTKN_START_TIME;
+    o.from_ms = us / 1000;
+  }
+  for (int i = 0; types != NULL && i < types->nlist; i++) {
+    ctkn_event_type t = ctkn_event_type_parse(types->list[i]);
+    if (t == 0) {
+      err = (struct ctkn_err){.code = CTKN_EINVAL, .field = "type"};
+      snprintf(err.msg, sizeof(err.msg),
+               "must be client_token.created, client_token.updated or "
+               "client_token.revoked, not \"%.60s\"",
+               types->list[i]);
+      return print_error(c->rid, &err);
+    }
+    o.type_mask |= 1u << t;
+  }
+  o.group = local_value(c, "--group");
+  o.exit_at_end = local_value(c, "--exit-at-end") != NULL;
+  if (o.group != NULL && o.exit_at_end)
+    return usage_error(c, "--exit-at-end cannot be used with --group");
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN); /* a closed reader is an error, not a death */
+  if (ctkn_tail(&c->log, &o, stdout, &stats, &err) != CTKN_OK)
+    return print_error(c->rid, &err);
+  return 0;
+}
+
 static const struct command commands[] = {
     {"init", {"--partitions", "--replication-factor"}, 0, cmd_init},
     {"create",
@@ -846,6 +914,10 @@ static const struct command commands[] = {
     {"status", {NULL}, 0, cmd_status},
     {"snapshot", {"--out"}, 0, cmd_snapshot},
     {"replay", {"--as-of"}, 0, cmd_replay},
+    {"tail",
+     {"--from-beginning", "--from", "--type", "--group", "--exit-at-end"},
+     0,
+     cmd_tail},
     {"version", {NULL}, 0, cmd_version},
     {"help", {NULL}, 0, cmd_help},
 };
@@ -881,8 +953,8 @@ int main(int argc, char **argv)
     strcpy(c.rid, "00000000-0000-4000-8000-000000000000");
   ctkn_log_config_init(&c.log);
   for (int g = 0; g < G_COUNT; g++)
-    c.global[g] =
-        (struct opt){global_names[g], g == G_HELP ? OPT_FLAG : OPT_VALUE, NULL};
+    c.global[g] = (struct opt){.name = global_names[g],
+                               .kind = g == G_HELP ? OPT_FLAG : OPT_VALUE};
   c.command = find_command(argc, argv);
   for (size_t i = 0; c.command && i < sizeof(commands) / sizeof(*commands);
        i++) {
@@ -891,11 +963,15 @@ int main(int argc, char **argv)
   }
   if (cmd != NULL) {
     for (int i = 0; i < 8 && cmd->local[i]; i++) {
-      bool flag = strcmp(cmd->local[i], "--follow") == 0 ||
-                  strcmp(cmd->local[i], "--no-description") == 0 ||
-                  strcmp(cmd->local[i], "--batch") == 0;
-      c.local[i] =
-          (struct opt){cmd->local[i], flag ? OPT_FLAG : OPT_VALUE, NULL};
+      static const char *const flags[] = {"--follow", "--no-description",
+                                          "--batch", "--from-beginning",
+                                          "--exit-at-end"};
+      enum opt_kind kind =
+          strcmp(cmd->local[i], "--type") == 0 ? OPT_LIST : OPT_VALUE;
+      for (size_t f = 0; f < sizeof(flags) / sizeof(*flags); f++)
+        if (strcmp(cmd->local[i], flags[f]) == 0)
+          kind = OPT_FLAG;
+      c.local[i] = (struct opt){.name = cmd->local[i], .kind = kind};
     }
   }
   if (c.command == NULL)

@@ -55,6 +55,13 @@ int ctkn_log_config_set(struct ctkn_log_config *cfg, const char *kv,
 
 /* ---- a record as read or written ------------------------------------- */
 
+/* One record header. value may be NULL (a header with a null value). */
+struct ctkn_log_header {
+  const char *name;
+  const void *value;
+  size_t size;
+};
+
 struct ctkn_log_msg {
   int32_t partition;
   int64_t offset;
@@ -65,7 +72,27 @@ struct ctkn_log_msg {
   size_t value_len;
   char event_type[64]; /* header ctkn-event-type, "" when absent */
   int schema_version;  /* header ctkn-schema-version, -1 absent, -2 bad */
+  const void *handle;  /* the client's message (for its headers); NULL when
+                          the record was not read from Kafka */
 };
+
+/*
+ * Note one header of m, in record order: ctkn-event-type and
+ * ctkn-schema-version set event_type and schema_version (the last of each
+ * wins); other headers are ignored. The consumer fills every record this
+ * way; records read from elsewhere (an archive) get the same view.
+ * Clears nothing: start from event_type "" and schema_version -1.
+ */
+void ctkn_log_msg_note_header(struct ctkn_log_msg *m, const char *name,
+                              const void *value, size_t size);
+
+/*
+ * The headers of a record read from Kafka, in order: fills up to max
+ * entries of out (borrowed like the record) and returns how many the
+ * record has. 0 for a record not read from Kafka.
+ */
+size_t ctkn_log_msg_headers(const struct ctkn_log_msg *m,
+                            struct ctkn_log_header *out, size_t max);
 
 /* ---- admin ------------------------------------------------------------ */
 
@@ -119,8 +146,12 @@ struct ctkn_log_record {
   int64_t timestamp_ms;
   const char *event_type; /* header, or NULL for none */
   int schema_version;     /* header, or < 0 for none */
-  int rc;                 /* out: CTKN_OK or why this record failed */
-  int32_t out_partition;  /* out: where it landed */
+  /* When headers is not NULL, these nheaders are written verbatim instead
+   * of event_type and schema_version (a record copied from an archive). */
+  const struct ctkn_log_header *headers;
+  size_t nheaders;
+  int rc;                /* out: CTKN_OK or why this record failed */
+  int32_t out_partition; /* out: where it landed */
   int64_t out_offset;
 };
 
@@ -168,7 +199,8 @@ int ctkn_consumer_offsets_after(ctkn_consumer *c, int64_t ts_ms,
                                 int64_t *offsets, int32_t n,
                                 struct ctkn_err *err);
 
-/* (Re)assign partitions 0..n-1 at the given next offsets. */
+/* (Re)assign partitions 0..n-1 at the given next offsets; a partition
+ * whose offset is negative is left unassigned. */
 int ctkn_consumer_assign(ctkn_consumer *c, const int64_t *offsets, int32_t n,
                          struct ctkn_err *err);
 
@@ -184,5 +216,38 @@ int ctkn_consumer_assign(ctkn_consumer *c, const int64_t *offsets, int32_t n,
 int ctkn_consumer_poll(ctkn_consumer *c, int timeout_ms,
                        struct ctkn_log_msg *msgs, size_t max, size_t *n,
                        struct ctkn_err *err);
+
+/* ---- consumer groups (event streams for other services) ------------- */
+
+/* Where a group member starts on a partition the group has no committed
+ * offset for. */
+enum ctkn_log_start {
+  CTKN_START_END,       /* only records produced from now on */
+  CTKN_START_BEGINNING, /* the whole log */
+  CTKN_START_TIME       /* the first record with a timestamp >= ts_ms */
+};
+
+/*
+ * Open a consumer that joins consumer group `group` and subscribes to the
+ * topic, so that the group's members share the partitions. Where the group
+ * has committed an offset a member resumes there; elsewhere it starts at
+ * `start`. Offsets are committed only by ctkn_consumer_commit(), never
+ * automatically. Poll as usual; ctkn_consumer_assign() is not for groups.
+ * Close leaves the group.
+ */
+int ctkn_consumer_open_group(ctkn_consumer **out,
+                             const struct ctkn_log_config *cfg,
+                             const char *group, enum ctkn_log_start start,
+                             int64_t ts_ms, struct ctkn_err *err);
+
+/*
+ * Commit, synchronously, the offsets after the given records (for each
+ * partition, the highest offset + 1): call it once they are processed and
+ * before the next poll. CTKN_EKAFKA when the broker refuses, as it does
+ * for partitions the member lost in a rebalance; those records will be
+ * delivered again to their new owner (at least once).
+ */
+int ctkn_consumer_commit(ctkn_consumer *c, const struct ctkn_log_msg *msgs,
+                         size_t n, struct ctkn_err *err);
 
 #endif /* CTKN_LOG_H */

@@ -60,6 +60,15 @@ int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
                          struct ctkn_projector_stats *stats,
                          struct ctkn_err *err);
 
+/*
+ * Decode and check one record as the projector does (headers, payload,
+ * ctkn_event_check(), key and type header against the payload), but not
+ * its schema version: callers compare that with CTKN_SCHEMA_VERSION first.
+ * CTKN_EDECODE with the quarantine reason in err->msg.
+ */
+int ctkn_projector_decode(const struct ctkn_log_msg *m, struct ctkn_event *ev,
+                          struct ctkn_err *err);
+
 typedef struct ctkn_projector ctkn_projector;
 
 /* Borrows st and cfg, which must outlive the projector. On success *out is

@@ -1,0 +1,188 @@
+/*
+ * stream.c - `ctkn tail`: the topic as webhook JSON lines.
+ *
+ * Alone: assign every partition at the start the caller chose (low
+ * watermarks, high watermarks, or offsets-for-times) and read on. In a
+ * group: subscribe, and after each poll's lines are written and flushed,
+ * commit the offsets after them; only then poll again.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctkn/codec.h"
+#include "ctkn/projector.h"
+#include "ctkn/stream.h"
+#include "internal.h"
+
+#define TAIL_BATCH 512
+
+/* Alone: assign every partition where it starts (*starts) and say where
+ * the log ends now (*ends). */
+static int assign_alone(ctkn_consumer *c, const struct ctkn_tail_opts *o,
+                        int64_t **starts, int64_t **ends, int32_t *nparts,
+                        struct ctkn_err *err)
+{
+  int64_t *start = NULL, *hi = NULL, lo;
+  int32_t n;
+  int rc;
+
+  if ((rc = ctkn_consumer_partitions(c, &n, err)) != CTKN_OK)
+    return rc;
+  start = calloc((size_t)n, sizeof(*start));
+  hi = calloc((size_t)n, sizeof(*hi));
+  if (n > 0 && (start == NULL || hi == NULL)) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "tail: partitions");
+    goto out;
+  }
+  for (int32_t p = 0; p < n; p++) {
+    if ((rc = ctkn_consumer_watermarks(c, p, &lo, &hi[p], err)) != CTKN_OK)
+      goto out;
+    start[p] = o->start == CTKN_START_BEGINNING ? lo : hi[p];
+  }
+  /* offsets_after(t) is the first record with a timestamp > t. */
+  if (o->start == CTKN_START_TIME &&
+      (rc = ctkn_consumer_offsets_after(c, o->from_ms - 1, start, n, err)) !=
+          CTKN_OK)
+    goto out;
+  if ((rc = ctkn_consumer_assign(c, start, n, err)) != CTKN_OK)
+    goto out;
+  *nparts = n;
+  *starts = start;
+  *ends = hi;
+  start = hi = NULL;
+out:
+  free(start);
+  free(hi);
+  return rc;
+}
+
+/* Write one record's line, or report why it has none. */
+static int write_one(const struct ctkn_log_msg *m,
+                     const struct ctkn_tail_opts *o, struct ctkn_event *ev,
+                     FILE *out, struct ctkn_tail_stats *stats,
+                     struct ctkn_err *err)
+{
+  struct ctkn_err derr;
+
+  if (m->schema_version > CTKN_SCHEMA_VERSION)
+    return ctkn__err(err, CTKN_EFORMAT,
+                     "partition %" PRId32 " offset %" PRId64
+                     ": schema version %d is newer than this build's %d; "
+                     "upgrade ctkn and resume",
+                     m->partition, m->offset, m->schema_version,
+                     CTKN_SCHEMA_VERSION);
+  if (ctkn_projector_decode(m, ev, &derr) != CTKN_OK) {
+    fprintf(stderr,
+            "ctkn tail: partition %" PRId32 " offset %" PRId64
+            " passed over: %s\n",
+            m->partition, m->offset, derr.msg);
+    stats->poison++;
+    return CTKN_OK;
+  }
+  if (o->type_mask != 0 && !(o->type_mask & (1u << ev->type))) {
+    stats->filtered++;
+    return CTKN_OK;
+  }
+  char *json = ctkn_json_event(ev);
+  if (json == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "tail: rendering an event");
+  int w = fprintf(out, "%s\n", json);
+  free(json);
+  if (w < 0)
+    return ctkn__err(err, CTKN_EIO, "tail: writing the output failed");
+  stats->written++;
+  return CTKN_OK;
+}
+
+static bool transient(int rc)
+{
+  return rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT;
+}
+
+int ctkn_tail(const struct ctkn_log_config *cfg, const struct ctkn_tail_opts *o,
+              FILE *out, struct ctkn_tail_stats *stats, struct ctkn_err *err)
+{
+  struct ctkn_log_msg *msgs = NULL;
+  struct ctkn_event *ev = NULL;
+  ctkn_consumer *c = NULL;
+  int64_t *ends = NULL, *pos = NULL;
+  int32_t nparts = 0;
+  int rc;
+
+  *stats = (struct ctkn_tail_stats){0};
+  if (o->group != NULL && o->exit_at_end)
+    return ctkn__err(err, CTKN_EUSAGE,
+                     "a group member cannot stop at the end: its share of "
+                     "the partitions can change");
+  msgs = calloc(TAIL_BATCH, sizeof(*msgs));
+  ev = malloc(sizeof(*ev));
+  if (msgs == NULL || ev == NULL) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "tail");
+    goto out;
+  }
+  if (o->group != NULL)
+    rc = ctkn_consumer_open_group(&c, cfg, o->group, o->start, o->from_ms, err);
+  else if ((rc = ctkn_consumer_open(&c, cfg, err)) == CTKN_OK)
+    rc = assign_alone(c, o, &pos, &ends, &nparts, err);
+  if (rc != CTKN_OK)
+    goto out;
+
+  while (o->stop == NULL || !*o->stop) {
+    if (o->exit_at_end) {
+      bool done = true;
+      for (int32_t p = 0; p < nparts && done; p++)
+        done = pos[p] >= ends[p];
+      if (done)
+        break;
+    }
+    size_t n = 0;
+    rc = ctkn_consumer_poll(c, 200, msgs, TAIL_BATCH, &n, err);
+    if (rc != CTKN_OK) {
+      if (!transient(rc) || o->exit_at_end)
+        goto out;
+      fprintf(stderr, "ctkn tail: %s: %s; retrying\n", ctkn_strerror(rc),
+              err->msg);
+      struct timespec ts = {1, 0};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    size_t done = 0;
+    for (; done < n; done++) {
+      const struct ctkn_log_msg *m = &msgs[done];
+      if (o->exit_at_end && m->partition < nparts) {
+        if (m->offset >= ends[m->partition])
+          continue; /* past the end this tail stops at */
+        pos[m->partition] = m->offset + 1;
+      }
+      if ((rc = write_one(m, o, ev, out, stats, err)) != CTKN_OK)
+        break;
+    }
+    /* Commit only lines that reached the output, and the records passed
+     * over among them; never the one that stopped the tail. */
+    struct ctkn_err ferr;
+    int frc = fflush(out) == 0 ? CTKN_OK
+                               : ctkn__err(&ferr, CTKN_EIO,
+                                           "tail: writing the output failed");
+    if (frc == CTKN_OK && o->group != NULL &&
+        ctkn_consumer_commit(c, msgs, done, &ferr) != CTKN_OK)
+      fprintf(stderr, "ctkn tail: %s (those events will come again)\n",
+              ferr.msg);
+    if (rc == CTKN_OK && frc != CTKN_OK) {
+      *err = ferr;
+      rc = frc;
+    }
+    if (rc != CTKN_OK)
+      goto out;
+  }
+  rc = CTKN_OK;
+out:
+  ctkn_consumer_close(c);
+  free(msgs);
+  free(ev);
+  free(ends);
+  free(pos);
+  return rc;
+}
