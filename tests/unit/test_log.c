@@ -619,10 +619,84 @@ static void test_assign_at_an_offset_skips_earlier_records(void **state)
   assert_int_equal(collect(c, got, 1, keys, values), 1);
   assert_int_equal(got[0].offset, 4);
 
-  offsets[1] = -2;
-  assert_int_equal(ctkn_consumer_assign(c, offsets, PARTITIONS, &err),
-                   CTKN_EUSAGE);
+  /* A negative offset leaves its partition out. */
+  assert_int_equal(ctkn_producer_open(&p, &f->cfg, &err), CTKN_OK);
+  send_one(p, 1, "k1", "on 1", 1, &part, &off);
+  ctkn_producer_close(p);
+  int64_t only0[PARTITIONS] = {4, -1, -1};
+  assert_int_equal(ctkn_consumer_assign(c, only0, PARTITIONS, &err), CTKN_OK);
+  assert_int_equal(collect(c, got, 2, keys, values), 1);
+  assert_int_equal(got[0].partition, 0);
+  assert_int_equal(got[0].offset, 4);
   ctkn_consumer_close(c);
+}
+
+/* Headers given verbatim are written as they are, null values included,
+ * and read back in order; the ctkn ones fill event_type and schema. */
+static void test_verbatim_headers_round_trip(void **state)
+{
+  struct fx *f = *state;
+  const struct ctkn_log_header hs[3] = {
+      {CTKN_HDR_EVENT_TYPE, "client_token.updated", 20},
+      {"x-null", NULL, 0},
+      {CTKN_HDR_SCHEMA, "7", 1}};
+  struct ctkn_log_record rec = {.partition = 2,
+                                .key = "kh",
+                                .klen = 2,
+                                .value = "vh",
+                                .vlen = 2,
+                                .timestamp_ms = 1700000000123,
+                                .event_type = "ignored",
+                                .schema_version = 1,
+                                .headers = hs,
+                                .nheaders = 3};
+  struct ctkn_log_header back[4];
+  ctkn_producer *p;
+  ctkn_consumer *c;
+  struct ctkn_err err;
+
+  assert_int_equal(ctkn_producer_open(&p, &f->cfg, &err), CTKN_OK);
+  assert_int_equal(ctkn_producer_send_batch(p, &rec, 1, &err), CTKN_OK);
+  ctkn_producer_close(p);
+
+  int64_t at[PARTITIONS] = {-1, -1, rec.out_offset};
+  assert_int_equal(ctkn_consumer_open(&c, &f->cfg, &err), CTKN_OK);
+  assert_int_equal(ctkn_consumer_assign(c, at, PARTITIONS, &err), CTKN_OK);
+  struct ctkn_log_msg batch[4];
+  size_t n = 0;
+  for (int i = 0; i < 50 && n == 0; i++)
+    assert_int_equal(ctkn_consumer_poll(c, 100, batch, 4, &n, &err), CTKN_OK);
+  assert_int_equal(n, 1);
+  assert_string_equal(batch[0].event_type, "client_token.updated");
+  assert_int_equal(batch[0].schema_version, 7);
+  assert_int_equal(batch[0].timestamp_ms, 1700000000123);
+  assert_int_equal(ctkn_log_msg_headers(&batch[0], back, 4), 3);
+  assert_string_equal(back[0].name, CTKN_HDR_EVENT_TYPE);
+  assert_int_equal(back[0].size, 20);
+  assert_memory_equal(back[0].value, "client_token.updated", 20);
+  assert_string_equal(back[1].name, "x-null");
+  assert_null(back[1].value);
+  assert_string_equal(back[2].name, CTKN_HDR_SCHEMA);
+  /* max bounds what is filled, not what is counted. */
+  assert_int_equal(ctkn_log_msg_headers(&batch[0], back, 1), 3);
+  ctkn_consumer_close(c);
+}
+
+static void test_note_header_keeps_the_last_and_ignores_others(void **state)
+{
+  struct ctkn_log_msg m = {.schema_version = -1};
+
+  (void)state;
+  ctkn_log_msg_note_header(&m, "other", "x", 1);
+  assert_string_equal(m.event_type, "");
+  assert_int_equal(m.schema_version, -1);
+  ctkn_log_msg_note_header(&m, CTKN_HDR_SCHEMA, "12", 2);
+  ctkn_log_msg_note_header(&m, CTKN_HDR_SCHEMA, "1x", 2);
+  assert_int_equal(m.schema_version, -2); /* the last one, malformed */
+  ctkn_log_msg_note_header(&m, CTKN_HDR_EVENT_TYPE, "client_token.created", 20);
+  ctkn_log_msg_note_header(&m, CTKN_HDR_EVENT_TYPE, NULL, 0);
+  assert_string_equal(m.event_type, "");
+  assert_int_equal(ctkn_log_msg_headers(&m, NULL, 0), 0); /* not from Kafka */
 }
 
 /* Produce with raw librdkafka so headers can be anything. */
@@ -1044,6 +1118,9 @@ int main(void)
                                       teardown),
       cmocka_unit_test_setup_teardown(
           test_assign_at_an_offset_skips_earlier_records, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_verbatim_headers_round_trip, setup,
+                                      teardown),
+      cmocka_unit_test(test_note_header_keeps_the_last_and_ignores_others),
       cmocka_unit_test_setup_teardown(
           test_headers_absent_or_malformed_are_flagged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_offset_outside_the_log_is_an_error,
