@@ -823,7 +823,7 @@ static int enqueue(ctkn_producer *p, const struct ctkn_log_record *rec,
                    struct report *r, int64_t deadline, struct ctkn_err *err)
 {
   rd_kafka_headers_t *hdrs =
-      rd_kafka_headers_new(rec->headers ? rec->nheaders : 2);
+      rd_kafka_headers_new(rec->headers ? rec->nheaders + 1 : 2);
   rd_kafka_resp_err_t e;
   char ctx[448];
 

@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "ctkn/archive.h"
 #include "ctkn/codec.h"
 #include "ctkn/error.h"
 #include "ctkn/ledger.h"
@@ -47,6 +49,12 @@ static const char usage_text[] =
     "  snapshot --out DIR          consistent compacted copy of --db, live\n"
     "  replay --as-of RFC3339      the projection as it stood then, frozen,\n"
     "                              into a new --db\n"
+    "  replay --from-file FILE     the projection of an export, frozen, into\n"
+    "                              a new --db\n"
+    "  export --out FILE           the whole log as a hash-chained archive\n"
+    "  audit verify FILE           check an archive; print its hash, count\n"
+    "  import --from-file FILE [--replication-factor N]\n"
+    "                              an archive into a new, empty topic\n"
     "  tail [--from-beginning | --from RFC3339] [--type TYPE]...\n"
     "       [--group NAME] [--exit-at-end]\n"
     "                              events as webhook JSON lines; with a\n"
@@ -802,8 +810,22 @@ static int cmd_snapshot(struct cli *c)
   return emit(c, rc, json, &err);
 }
 
+/* Remove a projection directory this command created, after a failure. */
+static void remove_new_store(const char *dir)
+{
+  static const char *const files[] = {"data.mdb", "lock.mdb"};
+  char path[4200];
+
+  for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
+    snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+    unlink(path);
+  }
+  rmdir(dir);
+}
+
 /* replay --as-of T: the projection exactly as it stood at T, frozen, in a
- * new --db; prints its digest. */
+ * new --db; --from-file: the projection of an archive. Prints its digest.
+ * A failed replay leaves no directory it created. */
 static int cmd_replay(struct cli *c)
 {
   const char *as_of = local_value(c, "--as-of");
@@ -815,9 +837,11 @@ static int cmd_replay(struct cli *c)
   int64_t us;
   int rc, ex;
 
-  if (as_of == NULL)
-    return usage_error(c, "replay needs --as-of RFC3339");
-  if (ctkn_time_parse(as_of, &us, &err) != CTKN_OK) {
+  const char *file = local_value(c, "--from-file");
+
+  if ((as_of == NULL) == (file == NULL))
+    return usage_error(c, "replay needs --as-of RFC3339 or --from-file FILE");
+  if (file == NULL && ctkn_time_parse(as_of, &us, &err) != CTKN_OK) {
     snprintf(err.field, sizeof(err.field), "as_of");
     return print_error(c->rid, &err);
   }
@@ -829,6 +853,22 @@ static int cmd_replay(struct cli *c)
              c->db);
     return print_error(c->rid, &err);
   }
+  if (file != NULL) {
+    /* Bound to the archive's topic, not --topic: no Kafka is involved. */
+    struct ctkn_store_opts opts = {.map_size = c->map_size};
+    struct ctkn_archive_info info;
+    bool existed = stat(c->db, &sb) == 0;
+    if ((rc = ctkn_store_open(&st, c->db, &opts, &err)) == CTKN_OK &&
+        (rc = ctkn_archive_replay(file, st, c->env, &info, &err)) == CTKN_OK)
+      ctkn_archive_info_free(&info);
+    ctkn_store_close(st);
+    if (rc == CTKN_OK)
+      rc = digest_of(c->db, &json, &err);
+    else if (!existed)
+      remove_new_store(c->db);
+    return emit(c, rc, json, &err);
+  }
+  bool existed = stat(c->db, &sb) == 0;
   if ((ex = open_store(c, true, &st)) != 0)
     return ex;
   rc = ctkn_projector_open(&p, st, &c->log, c->env, &err);
@@ -838,7 +878,76 @@ static int cmd_replay(struct cli *c)
   ctkn_store_close(st);
   if (rc == CTKN_OK)
     rc = digest_of(c->db, &json, &err);
+  else if (!existed)
+    remove_new_store(c->db);
   return emit(c, rc, json, &err);
+}
+
+/* The summary document of an archive, consuming info. */
+static int emit_archive(struct cli *c, int rc, struct ctkn_archive_info *info,
+                        struct ctkn_err *err)
+{
+  char hex[2 * CTKN_SHA256_LEN + 1], *json = NULL;
+
+  if (rc == CTKN_OK) {
+    ctkn_hex(info->sha256, CTKN_SHA256_LEN, hex);
+    json = ctkn_json_archive(info->topic, info->partitions, info->start_offsets,
+                             info->end_offsets, info->records, hex);
+    ctkn_archive_info_free(info);
+    if (json == NULL)
+      rc = oom_err(err);
+  }
+  return emit(c, rc, json, err);
+}
+
+/* export --out FILE: the whole log, hash-chained. */
+static int cmd_export(struct cli *c)
+{
+  const char *out = local_value(c, "--out");
+  struct ctkn_archive_info info;
+  struct ctkn_err err;
+
+  if (out == NULL || *out == '\0')
+    return usage_error(c, "export needs --out FILE");
+  int rc = ctkn_archive_export(&c->log, out, &info, &err);
+  return emit_archive(c, rc, &info, &err);
+}
+
+/* audit verify FILE: check an archive's chain; print its hash and count. */
+static int cmd_audit(struct cli *c)
+{
+  struct ctkn_archive_info info;
+  struct ctkn_err err;
+
+  if (strcmp(c->pos[0], "verify") != 0)
+    return usage_error(c, "unknown audit command \"%.40s\" (try verify)",
+                       c->pos[0]);
+  int rc = ctkn_archive_read(c->pos[1], NULL, NULL, &info, &err);
+  return emit_archive(c, rc, &info, &err);
+}
+
+/* import --from-file FILE: an archive into a new, empty topic. */
+static int cmd_import(struct cli *c)
+{
+  const char *file = local_value(c, "--from-file");
+  const char *rs = local_value(c, "--replication-factor");
+  struct ctkn_archive_info info;
+  struct ctkn_err err;
+  int rf = 1;
+
+  if (file == NULL || *file == '\0')
+    return usage_error(c, "import needs --from-file FILE");
+  if (rs && !parse_count(rs, 1000, &rf))
+    return usage_error(c, "--replication-factor must be an integer");
+  if (rf < 1 || rf > 32) {
+    err = (struct ctkn_err){.code = CTKN_EINVAL, .field = "replication_factor"};
+    snprintf(err.msg, sizeof(err.msg), "must be 1-32");
+    return print_error(c->rid, &err);
+  }
+  int rc = ctkn_archive_import(file, &c->log, rf, &info, &err);
+  if (rc == CTKN_OK) /* report the topic written, not the exported one */
+    snprintf(info.topic, sizeof(info.topic), "%s", c->log.topic);
+  return emit_archive(c, rc, &info, &err);
 }
 
 /*
@@ -913,7 +1022,10 @@ static const struct command commands[] = {
     {"quarantine", {NULL}, 0, cmd_quarantine},
     {"status", {NULL}, 0, cmd_status},
     {"snapshot", {"--out"}, 0, cmd_snapshot},
-    {"replay", {"--as-of"}, 0, cmd_replay},
+    {"replay", {"--as-of", "--from-file"}, 0, cmd_replay},
+    {"export", {"--out"}, 0, cmd_export},
+    {"audit", {NULL}, 2, cmd_audit},
+    {"import", {"--from-file", "--replication-factor"}, 0, cmd_import},
     {"tail",
      {"--from-beginning", "--from", "--type", "--group", "--exit-at-end"},
      0,

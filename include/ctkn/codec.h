@@ -118,6 +118,12 @@ char *ctkn_json_digest(const char *sha256_hex, int64_t tokens,
                        const int32_t *partitions, const int64_t *offsets,
                        size_t n);
 
+/* {"data": {"topic", "records", "sha256", "partitions": [{"partition",
+ * "start", "end"}]}}: an audit archive's summary. */
+char *ctkn_json_archive(const char *topic, int32_t partitions,
+                        const int64_t *start, const int64_t *end,
+                        uint64_t records, const char *sha256_hex);
+
 /* One quarantined record: {"partition", "offset", "reason", "key_base64",
  * "value_base64"} (null for absent bytes). */
 char *ctkn_json_quarantined(int32_t partition, int64_t offset,

@@ -581,6 +581,37 @@ char *ctkn_json_digest(const char *sha256_hex, int64_t tokens,
   return data_doc(checked(o, rc), false, NULL);
 }
 
+char *ctkn_json_archive(const char *topic, int32_t partitions,
+                        const int64_t *start, const int64_t *end,
+                        uint64_t records, const char *sha256_hex)
+{
+  json_t *o = json_object();
+  json_t *arr = json_array();
+  int rc = 0;
+
+  if (o == NULL || arr == NULL) {
+    json_decref(o);
+    json_decref(arr);
+    return NULL;
+  }
+  for (int32_t i = 0; i < partitions; i++) {
+    json_t *e = json_object();
+    if (e == NULL) {
+      rc = -1;
+      break;
+    }
+    rc |= set(e, "partition", json_integer(i));
+    rc |= set(e, "start", json_integer(start[i]));
+    rc |= set(e, "end", json_integer(end[i]));
+    rc |= json_array_append_new(arr, e);
+  }
+  rc |= set(o, "topic", jstr(topic, SIZE_MAX));
+  rc |= set(o, "records", json_integer((json_int_t)records));
+  rc |= set(o, "sha256", jstr(sha256_hex, SIZE_MAX));
+  rc |= set(o, "partitions", arr);
+  return data_doc(checked(o, rc), false, NULL);
+}
+
 static json_t *jbase64(const void *bytes, size_t len)
 {
   json_t *v;

@@ -1,0 +1,129 @@
+/*
+ * archive.h - the audit archive: the whole log in one hash-chained file
+ * (proto/ctkn_archive.proto), and what is done with one: verify it,
+ * replay it into a projection, import it into a new topic.
+ *
+ * A file holds a Header (topic, partition count, start and end offsets),
+ * every record with its Kafka coordinates, timestamp, key, value and
+ * headers, partition by partition, then a Trailer. Each entry carries the
+ * SHA-256 of the entry before it; the archive's hash is the Trailer's, so
+ * it commits to the whole file. Readers check the chain, the order of the
+ * coordinates and the count, and refuse a file that fails any of them.
+ *
+ * Lifetime: ctkn_archive_writer_open() -> add... -> finish (or abandon);
+ *           the other calls are one-shot. A ctkn_archive_info filled by
+ *           any of them is released with ctkn_archive_info_free().
+ * Errors:   CTKN_EDECODE for a file that is not a whole, unbroken archive
+ *           (err->msg names the entry and the rule); CTKN_EIO for file
+ *           errors; CTKN_ECONFLICT for an output that exists or a target
+ *           topic that is not empty; the log's and the store's errors.
+ * Not here: what the records mean (the projector decides, as ever).
+ */
+#ifndef CTKN_ARCHIVE_H
+#define CTKN_ARCHIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctkn/crypto.h"
+#include "ctkn/error.h"
+#include "ctkn/log.h"
+#include "ctkn/store.h"
+#include "ctkn/token.h"
+
+#define CTKN_ARCHIVE_FORMAT 1
+
+struct ctkn_archive_info {
+  char topic[250];
+  int32_t partitions;
+  int64_t *start_offsets; /* malloc'd, one per partition */
+  int64_t *end_offsets;   /* malloc'd, one per partition (next offsets) */
+  uint64_t records;
+  uint8_t sha256[CTKN_SHA256_LEN]; /* the archive's hash */
+  int64_t last_timestamp_ms;       /* latest record timestamp, -1: none */
+};
+
+void ctkn_archive_info_free(struct ctkn_archive_info *info);
+
+/* ---- writing ----------------------------------------------------------- */
+
+typedef struct ctkn_archive_writer ctkn_archive_writer;
+
+/*
+ * Start an archive at path, which must not exist (CTKN_ECONFLICT). It is
+ * written as path + ".partial" and renamed into place by finish, so a
+ * crash never leaves a file that passes for whole. start and end hold n
+ * offsets each.
+ */
+int ctkn_archive_writer_open(ctkn_archive_writer **out, const char *path,
+                             const char *topic, int32_t n, const int64_t *start,
+                             const int64_t *end, struct ctkn_err *err);
+
+/* Append one record; records come partition by partition, by offset
+ * (CTKN_EUSAGE otherwise). Its headers are taken from m when it was read
+ * from Kafka, else from headers (nh entries, may be NULL). */
+int ctkn_archive_writer_add(ctkn_archive_writer *w,
+                            const struct ctkn_log_msg *m,
+                            const struct ctkn_log_header *headers, size_t nh,
+                            struct ctkn_err *err);
+
+/* Write the Trailer, fsync, rename into place, free w; info (may be NULL)
+ * receives the summary. On failure the partial file is removed. */
+int ctkn_archive_writer_finish(ctkn_archive_writer *w,
+                               struct ctkn_archive_info *info,
+                               struct ctkn_err *err);
+
+/* Remove the partial file and free w. NULL is a no-op. */
+void ctkn_archive_writer_abandon(ctkn_archive_writer *w);
+
+/* ---- reading ----------------------------------------------------------- */
+
+struct ctkn_archive_headers {
+  const struct ctkn_log_header *list;
+  size_t n;
+};
+
+/* Called with a batch of records in file order; everything is borrowed
+ * for the call. A non-zero return stops the read and is returned. */
+typedef int (*ctkn_archive_cb)(void *arg, const struct ctkn_log_msg *msgs,
+                               const struct ctkn_archive_headers *headers,
+                               size_t n, struct ctkn_err *err);
+
+/*
+ * Read and check the archive at path, handing its records to cb in
+ * batches (cb NULL: check only, as `ctkn audit verify` does). Records
+ * reach cb before the whole file is checked: callers that must not act on
+ * a bad file check it first.
+ */
+int ctkn_archive_read(const char *path, ctkn_archive_cb cb, void *arg,
+                      struct ctkn_archive_info *info, struct ctkn_err *err);
+
+/* ---- whole-log operations ---------------------------------------------- */
+
+/* Export the topic, from each partition's start to its end as they stand
+ * when the export begins, into path. */
+int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
+                        struct ctkn_archive_info *info, struct ctkn_err *err);
+
+/*
+ * Check the archive, then build the projection of its records in st (a
+ * new, empty store), bound to the archive's topic, and freeze it as of
+ * its latest record. Same log prefix, same digest as a projection of the
+ * topic.
+ */
+int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
+                        struct ctkn_archive_info *info, struct ctkn_err *err);
+
+/*
+ * Check the archive, then write its records into cfg's topic, created
+ * with the archive's partition count when missing; an existing topic must
+ * have that count and be empty. Every record keeps its partition, key,
+ * value, headers and timestamp, and, when the export started at offset 0,
+ * its offset (checked): a projection of the new topic has the same
+ * digest.
+ */
+int ctkn_archive_import(const char *path, const struct ctkn_log_config *cfg,
+                        int replication_factor, struct ctkn_archive_info *info,
+                        struct ctkn_err *err);
+
+#endif /* CTKN_ARCHIVE_H */

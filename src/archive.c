@@ -1,0 +1,783 @@
+/*
+ * archive.c - the hash-chained audit archive (proto/ctkn_archive.proto):
+ * writer, checking reader, and export, replay and import on top of them.
+ *
+ * Framing: varint length, then the Entry message. Chain: an entry's
+ * prev_sha256 is SHA-256(previous entry's message bytes); the archive's
+ * hash is SHA-256(the Trailer's message bytes).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctkn/archive.h"
+#include "ctkn/projector.h"
+#include "ctkn_archive.pb-c.h"
+#include "internal.h"
+
+#define ENTRY_MAX   (64u << 20) /* no Kafka record comes near this */
+#define READ_BATCH  1024        /* records per callback */
+#define HEADERS_MAX 64          /* per record */
+
+typedef Ctkn__Archive__V1__Entry Entry;
+typedef Ctkn__Archive__V1__Header Header;
+typedef Ctkn__Archive__V1__Record Record;
+typedef Ctkn__Archive__V1__RecordHeader RecordHeader;
+typedef Ctkn__Archive__V1__Trailer Trailer;
+
+static int64_t now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ctkn_archive_info_free(struct ctkn_archive_info *info)
+{
+  if (info == NULL)
+    return;
+  free(info->start_offsets);
+  free(info->end_offsets);
+  info->start_offsets = info->end_offsets = NULL;
+}
+
+/* Copy n offsets into a fresh malloc'd array (NULL when n is 0). */
+static int64_t *dup_offsets(const int64_t *v, size_t n)
+{
+  int64_t *c = malloc(n > 0 ? n * sizeof(*c) : 1);
+  if (c != NULL && n > 0)
+    memcpy(c, v, n * sizeof(*c));
+  return c;
+}
+
+/* ---- writer ------------------------------------------------------------ */
+
+struct ctkn_archive_writer {
+  FILE *f;
+  char *path, *partial;
+  uint8_t prev[CTKN_SHA256_LEN];
+  int32_t partitions;
+  int64_t *start, *end;
+  char topic[250];
+  uint64_t records;
+  int32_t last_partition; /* order check */
+  int64_t last_offset;
+  int64_t last_ts;
+  uint8_t *buf;
+  size_t cap;
+};
+
+/* Frame and write one entry, chaining it to the one before. */
+static int write_entry(ctkn_archive_writer *w, Entry *e, struct ctkn_err *err)
+{
+  uint8_t len[10];
+  size_t n, k = 0;
+
+  e->has_prev_sha256 = 1;
+  e->prev_sha256.data = w->prev;
+  e->prev_sha256.len = sizeof(w->prev);
+  n = ctkn__archive__v1__entry__get_packed_size(e);
+  if (n > ENTRY_MAX)
+    return ctkn__err(err, CTKN_EUSAGE, "archive: a record of %zu bytes", n);
+  if (n > w->cap) {
+    uint8_t *b = realloc(w->buf, n);
+    if (b == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
+    w->buf = b;
+    w->cap = n;
+  }
+  ctkn__archive__v1__entry__pack(e, w->buf);
+  for (size_t v = n; k == 0 || v > 0; v >>= 7)
+    len[k++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+  if (fwrite(len, 1, k, w->f) != k || fwrite(w->buf, 1, n, w->f) != n)
+    return ctkn__err(err, CTKN_EIO, "%s: write: %s", w->partial,
+                     strerror(errno));
+  ctkn_sha256_once(w->buf, n, w->prev);
+  return CTKN_OK;
+}
+
+void ctkn_archive_writer_abandon(ctkn_archive_writer *w)
+{
+  if (w == NULL)
+    return;
+  if (w->f != NULL) {
+    fclose(w->f);
+    unlink(w->partial);
+  }
+  free(w->path);
+  free(w->partial);
+  free(w->start);
+  free(w->end);
+  free(w->buf);
+  free(w);
+}
+
+int ctkn_archive_writer_open(ctkn_archive_writer **out, const char *path,
+                             const char *topic, int32_t n, const int64_t *start,
+                             const int64_t *end, struct ctkn_err *err)
+{
+  ctkn_archive_writer *w;
+  size_t plen = strlen(path);
+  int rc;
+
+  *out = NULL;
+  if (n < 0 || n > CTKN_STORE_MAX_PARTITIONS)
+    return ctkn__err(err, CTKN_EUSAGE, "archive: %" PRId32 " partitions", n);
+  if (access(path, F_OK) == 0)
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "%.200s already exists; export into a new file", path);
+  if ((w = calloc(1, sizeof(*w))) == NULL || (w->path = strdup(path)) == NULL ||
+      (w->partial = malloc(plen + sizeof(".partial"))) == NULL ||
+      (w->start = dup_offsets(start, (size_t)n)) == NULL ||
+      (w->end = dup_offsets(end, (size_t)n)) == NULL) {
+    ctkn_archive_writer_abandon(w);
+    return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
+  }
+  memcpy(w->partial, path, plen);
+  memcpy(w->partial + plen, ".partial", sizeof(".partial"));
+  ctkn__strlcpy(w->topic, topic, sizeof(w->topic));
+  w->partitions = n;
+  w->last_partition = -1;
+  w->last_ts = -1;
+  if ((w->f = fopen(w->partial, "wbx")) == NULL) {
+    rc = ctkn__err(err, errno == EEXIST ? CTKN_ECONFLICT : CTKN_EIO,
+                   "%.200s: %s (another export running?)", w->partial,
+                   strerror(errno));
+    ctkn_archive_writer_abandon(w);
+    return rc;
+  }
+  Header h = CTKN__ARCHIVE__V1__HEADER__INIT;
+  Entry e = CTKN__ARCHIVE__V1__ENTRY__INIT;
+  h.has_format = 1;
+  h.format = CTKN_ARCHIVE_FORMAT;
+  h.topic = w->topic;
+  h.has_partitions = 1;
+  h.partitions = n;
+  h.n_start_offsets = h.n_end_offsets = (size_t)n;
+  h.start_offsets = w->start;
+  h.end_offsets = w->end;
+  e.body_case = CTKN__ARCHIVE__V1__ENTRY__BODY_HEADER;
+  e.header = &h;
+  if ((rc = write_entry(w, &e, err)) != CTKN_OK) {
+    ctkn_archive_writer_abandon(w);
+    return rc;
+  }
+  *out = w;
+  return CTKN_OK;
+}
+
+int ctkn_archive_writer_add(ctkn_archive_writer *w,
+                            const struct ctkn_log_msg *m,
+                            const struct ctkn_log_header *headers, size_t nh,
+                            struct ctkn_err *err)
+{
+  struct ctkn_log_header kh[HEADERS_MAX];
+  RecordHeader rh[HEADERS_MAX], *rhp[HEADERS_MAX];
+  Record r = CTKN__ARCHIVE__V1__RECORD__INIT;
+  Entry e = CTKN__ARCHIVE__V1__ENTRY__INIT;
+  int rc;
+
+  if (m->handle != NULL) {
+    nh = ctkn_log_msg_headers(m, kh, HEADERS_MAX);
+    headers = kh;
+  }
+  if (nh > HEADERS_MAX)
+    return ctkn__err(err, CTKN_EUSAGE,
+                     "archive: partition %" PRId32 " offset %" PRId64
+                     " has %zu headers; at most %d are kept",
+                     m->partition, m->offset, nh, HEADERS_MAX);
+  if (m->partition < 0 || m->partition >= w->partitions ||
+      m->partition < w->last_partition ||
+      (m->partition == w->last_partition && m->offset <= w->last_offset))
+    return ctkn__err(err, CTKN_EUSAGE,
+                     "archive: record %" PRId32 "/%" PRId64 " is out of order",
+                     m->partition, m->offset);
+  for (size_t i = 0; i < nh; i++) {
+    rh[i] = (RecordHeader)CTKN__ARCHIVE__V1__RECORD_HEADER__INIT;
+    rh[i].name = (char *)headers[i].name;
+    rh[i].has_value = headers[i].value != NULL;
+    rh[i].value.data = (uint8_t *)headers[i].value;
+    rh[i].value.len = headers[i].value ? headers[i].size : 0;
+    rhp[i] = &rh[i];
+  }
+  r.has_partition = r.has_offset = r.has_timestamp_ms = 1;
+  r.partition = m->partition;
+  r.offset = m->offset;
+  r.timestamp_ms = m->timestamp_ms;
+  r.has_key = m->key != NULL;
+  r.key.data = (uint8_t *)m->key;
+  r.key.len = m->key ? m->key_len : 0;
+  r.has_value = m->value != NULL;
+  r.value.data = (uint8_t *)m->value;
+  r.value.len = m->value ? m->value_len : 0;
+  r.n_headers = nh;
+  r.headers = rhp;
+  e.body_case = CTKN__ARCHIVE__V1__ENTRY__BODY_RECORD;
+  e.record = &r;
+  if ((rc = write_entry(w, &e, err)) != CTKN_OK)
+    return rc;
+  w->records++;
+  w->last_partition = m->partition;
+  w->last_offset = m->offset;
+  if (m->timestamp_ms > w->last_ts)
+    w->last_ts = m->timestamp_ms;
+  return CTKN_OK;
+}
+
+int ctkn_archive_writer_finish(ctkn_archive_writer *w,
+                               struct ctkn_archive_info *info,
+                               struct ctkn_err *err)
+{
+  Trailer t = CTKN__ARCHIVE__V1__TRAILER__INIT;
+  Entry e = CTKN__ARCHIVE__V1__ENTRY__INIT;
+  int rc;
+
+  t.has_records = 1;
+  t.records = w->records;
+  e.body_case = CTKN__ARCHIVE__V1__ENTRY__BODY_TRAILER;
+  e.trailer = &t;
+  if ((rc = write_entry(w, &e, err)) != CTKN_OK)
+    goto fail;
+  if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0) {
+    rc = ctkn__err(err, CTKN_EIO, "%s: %s", w->partial, strerror(errno));
+    goto fail;
+  }
+  /* Refuse to replace a file that appeared meanwhile. */
+  if (link(w->partial, w->path) != 0) {
+    rc = ctkn__err(err, errno == EEXIST ? CTKN_ECONFLICT : CTKN_EIO,
+                   "%.200s: %s", w->path, strerror(errno));
+    goto fail;
+  }
+  unlink(w->partial);
+  fclose(w->f);
+  w->f = NULL;
+  if (info != NULL) {
+    memset(info, 0, sizeof(*info));
+    ctkn__strlcpy(info->topic, w->topic, sizeof(info->topic));
+    info->partitions = w->partitions;
+    info->start_offsets = w->start;
+    info->end_offsets = w->end;
+    w->start = w->end = NULL;
+    info->records = w->records;
+    memcpy(info->sha256, w->prev, sizeof(info->sha256));
+    info->last_timestamp_ms = w->last_ts;
+  }
+  ctkn_archive_writer_abandon(w);
+  return CTKN_OK;
+fail:
+  ctkn_archive_writer_abandon(w);
+  return rc;
+}
+
+/* ---- reader ------------------------------------------------------------ */
+
+struct reader {
+  FILE *f;
+  const char *path;
+  uint64_t entry; /* index of the entry being read */
+  uint64_t at;    /* its byte offset */
+  uint64_t pos;   /* bytes consumed */
+  uint8_t *buf;
+  size_t cap;
+  uint8_t prev[CTKN_SHA256_LEN];
+};
+
+static int bad(struct reader *r, struct ctkn_err *err, const char *why)
+{
+  return ctkn__err(err, CTKN_EDECODE,
+                   "%.200s: entry %" PRIu64 " (byte %" PRIu64 "): %s", r->path,
+                   r->entry, r->at, why);
+}
+
+/* Read one framed entry and check its link. *e NULL at a clean EOF. */
+static int next_entry(struct reader *r, Entry **e, struct ctkn_err *err)
+{
+  uint64_t len = 0;
+  int c, shift = 0;
+
+  *e = NULL;
+  r->at = r->pos;
+  for (;;) {
+    if ((c = getc(r->f)) == EOF) {
+      if (ferror(r->f))
+        return ctkn__err(err, CTKN_EIO, "%s: read: %s", r->path,
+                         strerror(errno));
+      if (shift == 0)
+        return CTKN_OK;
+      return bad(r, err, "truncated in its length");
+    }
+    r->pos++;
+    if (shift > 63)
+      return bad(r, err, "malformed length");
+    len |= (uint64_t)(c & 0x7f) << shift;
+    shift += 7;
+    if (!(c & 0x80))
+      break;
+  }
+  if (len > ENTRY_MAX)
+    return bad(r, err, "length beyond any record");
+  if (len > r->cap) {
+    uint8_t *b = realloc(r->buf, (size_t)len);
+    if (b == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
+    r->buf = b;
+    r->cap = (size_t)len;
+  }
+  if (fread(r->buf, 1, (size_t)len, r->f) != len)
+    return bad(r, err, "truncated");
+  r->pos += len;
+  *e = ctkn__archive__v1__entry__unpack(NULL, (size_t)len, r->buf);
+  if (*e == NULL)
+    return bad(r, err, "does not decode");
+  if (!(*e)->has_prev_sha256 || (*e)->prev_sha256.len != CTKN_SHA256_LEN ||
+      memcmp((*e)->prev_sha256.data, r->prev, CTKN_SHA256_LEN) != 0) {
+    ctkn__archive__v1__entry__free_unpacked(*e, NULL);
+    *e = NULL;
+    return bad(r, err,
+               "chain broken: prev_sha256 is not the hash of the entry "
+               "before it (an entry was edited, removed or moved)");
+  }
+  ctkn_sha256_once(r->buf, (size_t)len, r->prev);
+  return CTKN_OK;
+}
+
+static int check_header(struct reader *r, const Entry *e,
+                        struct ctkn_archive_info *info, struct ctkn_err *err)
+{
+  const Header *h = e->header;
+
+  if (e->body_case != CTKN__ARCHIVE__V1__ENTRY__BODY_HEADER)
+    return bad(r, err, "the first entry is not a header");
+  if (!h->has_format || h->format != CTKN_ARCHIVE_FORMAT)
+    return bad(r, err, "unknown archive format (this build reads 1)");
+  if (h->topic == NULL || h->topic[0] == '\0' || strlen(h->topic) > 249)
+    return bad(r, err, "header: topic must have 1 to 249 characters");
+  if (!h->has_partitions || h->partitions < 1 ||
+      h->partitions > CTKN_STORE_MAX_PARTITIONS ||
+      h->n_start_offsets != (size_t)h->partitions ||
+      h->n_end_offsets != (size_t)h->partitions)
+    return bad(r, err, "header: partitions and offsets disagree");
+  for (int32_t p = 0; p < h->partitions; p++)
+    if (h->start_offsets[p] < 0 || h->end_offsets[p] < h->start_offsets[p])
+      return bad(r, err, "header: a start offset is past its end");
+  ctkn__strlcpy(info->topic, h->topic, sizeof(info->topic));
+  info->partitions = h->partitions;
+  info->start_offsets = dup_offsets(h->start_offsets, (size_t)h->partitions);
+  info->end_offsets = dup_offsets(h->end_offsets, (size_t)h->partitions);
+  if (info->start_offsets == NULL || info->end_offsets == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
+  return CTKN_OK;
+}
+
+/* A pending batch: the unpacked entries and the views of them. */
+struct batch {
+  Entry *entries[READ_BATCH];
+  struct ctkn_log_msg msgs[READ_BATCH];
+  struct ctkn_archive_headers hdrs[READ_BATCH];
+  struct ctkn_log_header *hlist[READ_BATCH];
+  size_t n;
+};
+
+static void batch_clear(struct batch *b)
+{
+  for (size_t i = 0; i < b->n; i++) {
+    ctkn__archive__v1__entry__free_unpacked(b->entries[i], NULL);
+    free(b->hlist[i]);
+  }
+  b->n = 0;
+}
+
+/* Check a record entry against the ones before it and add it to b. */
+static int take_record(struct reader *r, Entry *e, struct batch *b,
+                       struct ctkn_archive_info *info, int32_t *lp, int64_t *lo,
+                       struct ctkn_err *err)
+{
+  const Record *rec = e->record;
+  struct ctkn_log_msg *m = &b->msgs[b->n];
+  struct ctkn_log_header *h = NULL;
+
+  if (!rec->has_partition || !rec->has_offset || rec->partition < 0 ||
+      rec->partition >= info->partitions)
+    return bad(r, err, "record: partition outside the header's");
+  if (rec->offset < info->start_offsets[rec->partition] ||
+      rec->offset >= info->end_offsets[rec->partition])
+    return bad(r, err, "record: offset outside the header's range");
+  if (rec->partition < *lp || (rec->partition == *lp && rec->offset <= *lo))
+    return bad(r, err, "record: out of (partition, offset) order");
+  if (rec->n_headers > HEADERS_MAX)
+    return bad(r, err, "record: too many headers");
+  if (rec->n_headers > 0 && (h = calloc(rec->n_headers, sizeof(*h))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
+  *m = (struct ctkn_log_msg){.schema_version = -1};
+  for (size_t i = 0; i < rec->n_headers; i++) {
+    const RecordHeader *rh = rec->headers[i];
+    h[i].name = rh->name ? rh->name : "";
+    h[i].value = rh->has_value
+                     ? (rh->value.data ? rh->value.data : (const void *)"")
+                     : NULL;
+    h[i].size = rh->has_value ? rh->value.len : 0;
+    ctkn_log_msg_note_header(m, h[i].name, h[i].value, h[i].size);
+  }
+  m->partition = rec->partition;
+  m->offset = rec->offset;
+  m->timestamp_ms = rec->has_timestamp_ms ? rec->timestamp_ms : -1;
+  m->key =
+      rec->has_key ? (rec->key.data ? rec->key.data : (const void *)"") : NULL;
+  m->key_len = rec->has_key ? rec->key.len : 0;
+  m->value = rec->has_value
+                 ? (rec->value.data ? rec->value.data : (const void *)"")
+                 : NULL;
+  m->value_len = rec->has_value ? rec->value.len : 0;
+  b->entries[b->n] = e;
+  b->hlist[b->n] = h;
+  b->hdrs[b->n] = (struct ctkn_archive_headers){h, rec->n_headers};
+  b->n++;
+  *lp = rec->partition;
+  *lo = rec->offset;
+  info->records++;
+  if (m->timestamp_ms > info->last_timestamp_ms)
+    info->last_timestamp_ms = m->timestamp_ms;
+  return CTKN_OK;
+}
+
+int ctkn_archive_read(const char *path, ctkn_archive_cb cb, void *arg,
+                      struct ctkn_archive_info *info, struct ctkn_err *err)
+{
+  struct reader r = {.path = path};
+  struct batch *b = calloc(1, sizeof(*b));
+  int32_t lp = -1;
+  int64_t lo = -1;
+  Entry *e = NULL;
+  bool trailer = false;
+  int rc;
+
+  memset(info, 0, sizeof(*info));
+  info->last_timestamp_ms = -1;
+  if (b == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
+  if ((r.f = fopen(path, "rb")) == NULL) {
+    free(b);
+    return ctkn__err(err, CTKN_EIO, "%.200s: %s", path, strerror(errno));
+  }
+  if ((rc = next_entry(&r, &e, err)) != CTKN_OK)
+    goto out;
+  if (e == NULL) {
+    rc = bad(&r, err, "empty file: not an archive");
+    goto out;
+  }
+  rc = check_header(&r, e, info, err);
+  ctkn__archive__v1__entry__free_unpacked(e, NULL);
+  if (rc != CTKN_OK)
+    goto out;
+  for (r.entry = 1;; r.entry++) {
+    if ((rc = next_entry(&r, &e, err)) != CTKN_OK)
+      goto out;
+    if (e == NULL) {
+      if (!trailer)
+        rc = bad(&r, err, "truncated: the file ends before its trailer");
+      break;
+    }
+    if (trailer) {
+      ctkn__archive__v1__entry__free_unpacked(e, NULL);
+      rc = bad(&r, err, "data after the trailer");
+      goto out;
+    }
+    if (e->body_case == CTKN__ARCHIVE__V1__ENTRY__BODY_TRAILER) {
+      bool count_ok =
+          e->trailer->has_records && e->trailer->records == info->records;
+      ctkn__archive__v1__entry__free_unpacked(e, NULL);
+      if (!count_ok) {
+        rc = bad(&r, err, "trailer: the record count does not match");
+        goto out;
+      }
+      memcpy(info->sha256, r.prev, sizeof(info->sha256));
+      trailer = true;
+      continue;
+    }
+    if (e->body_case != CTKN__ARCHIVE__V1__ENTRY__BODY_RECORD) {
+      ctkn__archive__v1__entry__free_unpacked(e, NULL);
+      rc = bad(&r, err, "neither a record nor the trailer");
+      goto out;
+    }
+    if ((rc = take_record(&r, e, b, info, &lp, &lo, err)) != CTKN_OK) {
+      ctkn__archive__v1__entry__free_unpacked(e, NULL);
+      goto out;
+    }
+    if (b->n == READ_BATCH) {
+      if (cb != NULL && (rc = cb(arg, b->msgs, b->hdrs, b->n, err)) != 0)
+        goto out;
+      batch_clear(b);
+    }
+  }
+  if (rc == CTKN_OK && b->n > 0 && cb != NULL)
+    rc = cb(arg, b->msgs, b->hdrs, b->n, err);
+out:
+  batch_clear(b);
+  free(b);
+  free(r.buf);
+  fclose(r.f);
+  if (rc != CTKN_OK)
+    ctkn_archive_info_free(info);
+  return rc;
+}
+
+/* ---- export ------------------------------------------------------------ */
+
+int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
+                        struct ctkn_archive_info *info, struct ctkn_err *err)
+{
+  ctkn_archive_writer *w = NULL;
+  ctkn_consumer *c = NULL;
+  struct ctkn_log_msg *msgs = NULL;
+  int64_t *start = NULL, *end = NULL, *at = NULL;
+  int32_t n = 0;
+  int rc;
+
+  if ((rc = ctkn_consumer_open(&c, cfg, err)) != CTKN_OK ||
+      (rc = ctkn_consumer_partitions(c, &n, err)) != CTKN_OK)
+    goto out;
+  start = calloc((size_t)n, sizeof(*start));
+  end = calloc((size_t)n, sizeof(*end));
+  at = calloc((size_t)n, sizeof(*at));
+  msgs = calloc(READ_BATCH, sizeof(*msgs));
+  if (start == NULL || end == NULL || at == NULL || msgs == NULL) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "export: out of memory");
+    goto out;
+  }
+  for (int32_t p = 0; p < n; p++)
+    if ((rc = ctkn_consumer_watermarks(c, p, &start[p], &end[p], err)) !=
+        CTKN_OK)
+      goto out;
+  if ((rc = ctkn_archive_writer_open(&w, path, cfg->topic, n, start, end,
+                                     err)) != CTKN_OK)
+    goto out;
+  /* One partition at a time, so that the file's order is the log's
+   * (partition, offset) order whatever the fetches interleave. */
+  for (int32_t p = 0; p < n; p++) {
+    int64_t pos = start[p];
+    if (pos >= end[p])
+      continue;
+    for (int32_t q = 0; q < n; q++)
+      at[q] = q == p ? start[p] : -1;
+    if ((rc = ctkn_consumer_assign(c, at, n, err)) != CTKN_OK)
+      goto out;
+    int64_t deadline = now_ms() + cfg->timeout_ms;
+    while (pos < end[p]) {
+      size_t got = 0;
+      if ((rc = ctkn_consumer_poll(c, 200, msgs, READ_BATCH, &got, err)) !=
+          CTKN_OK)
+        goto out;
+      for (size_t i = 0; i < got; i++) {
+        if (msgs[i].partition != p || msgs[i].offset < pos ||
+            msgs[i].offset >= end[p])
+          continue;
+        if ((rc = ctkn_archive_writer_add(w, &msgs[i], NULL, 0, err)) !=
+            CTKN_OK)
+          goto out;
+        pos = msgs[i].offset + 1;
+      }
+      if (got > 0)
+        deadline = now_ms() + cfg->timeout_ms;
+      else if (now_ms() > deadline) {
+        rc =
+            ctkn__err(err, CTKN_ETIMEOUT,
+                      "export: partition %" PRId32 " stalled at offset %" PRId64
+                      " of %" PRId64 " for %d ms",
+                      p, pos, end[p], cfg->timeout_ms);
+        goto out;
+      }
+    }
+  }
+  rc = ctkn_archive_writer_finish(w, info, err);
+  w = NULL;
+out:
+  ctkn_archive_writer_abandon(w);
+  ctkn_consumer_close(c);
+  free(start);
+  free(end);
+  free(at);
+  free(msgs);
+  return rc;
+}
+
+/* ---- replay ------------------------------------------------------------ */
+
+struct replay_ctx {
+  ctkn_store *st;
+  ctkn_env env;
+  bool *paused;
+  int32_t n;
+  struct ctkn_projector_stats stats;
+};
+
+static int replay_batch(void *arg, const struct ctkn_log_msg *msgs,
+                        const struct ctkn_archive_headers *headers, size_t n,
+                        struct ctkn_err *err)
+{
+  struct replay_ctx *x = arg;
+
+  (void)headers;
+  return ctkn_projector_apply(x->st, x->env, msgs, n, x->paused, x->n,
+                              &x->stats, err);
+}
+
+int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
+                        struct ctkn_archive_info *info, struct ctkn_err *err)
+{
+  struct replay_ctx x = {.st = st, .env = env};
+  ctkn_store_txn *txn;
+  int rc;
+
+  /* Check the whole file first: a projection is never built from a
+   * broken archive. */
+  if ((rc = ctkn_archive_read(path, NULL, NULL, info, err)) != CTKN_OK)
+    return rc;
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    goto fail;
+  int64_t any = ctkn_store_count(txn);
+  for (int32_t p = 0; p < info->partitions && any == 0; p++)
+    any = ctkn_store_offset(txn, p);
+  ctkn_store_abort(txn);
+  if (any != 0) {
+    rc = ctkn__err(err, CTKN_ECONFLICT,
+                   "the projection is not empty; replay into a new --db");
+    goto fail;
+  }
+  if ((rc = ctkn_store_bind(st, info->topic, env, err)) != CTKN_OK)
+    goto fail;
+  x.n = info->partitions;
+  if ((x.paused = calloc((size_t)x.n, sizeof(*x.paused))) == NULL) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "replay: out of memory");
+    goto fail;
+  }
+  struct ctkn_archive_info again;
+  rc = ctkn_archive_read(path, replay_batch, &x, &again, err);
+  if (rc == CTKN_OK && memcmp(again.sha256, info->sha256, CTKN_SHA256_LEN))
+    rc = ctkn__err(err, CTKN_EIO, "%.200s changed while it was replayed", path);
+  ctkn_archive_info_free(&again);
+  for (int32_t p = 0; rc == CTKN_OK && p < x.n; p++)
+    if (x.paused[p])
+      rc = ctkn__err(err, CTKN_EFORMAT,
+                     "partition %" PRId32 " holds a newer schema version "
+                     "than this build's %d; upgrade ctkn to replay it",
+                     p, CTKN_SCHEMA_VERSION);
+  free(x.paused);
+  if (rc != CTKN_OK)
+    goto fail;
+  /* Frozen, as of its latest record: an archive says nothing past it. */
+  rc = ctkn_store_freeze(
+      st, info->last_timestamp_ms < 0 ? 0 : info->last_timestamp_ms * 1000,
+      err);
+  if (rc == CTKN_OK)
+    return CTKN_OK;
+fail:
+  ctkn_archive_info_free(info);
+  return rc;
+}
+
+/* ---- import ------------------------------------------------------------ */
+
+struct import_ctx {
+  ctkn_producer *p;
+  const int64_t *start;
+  struct ctkn_log_record *recs;
+};
+
+static const struct ctkn_log_header no_headers[1];
+
+static int import_batch(void *arg, const struct ctkn_log_msg *msgs,
+                        const struct ctkn_archive_headers *headers, size_t n,
+                        struct ctkn_err *err)
+{
+  struct import_ctx *x = arg;
+  int rc;
+
+  for (size_t i = 0; i < n; i++)
+    x->recs[i] = (struct ctkn_log_record){
+        .partition = msgs[i].partition,
+        .key = msgs[i].key,
+        .klen = msgs[i].key_len,
+        .value = msgs[i].value,
+        .vlen = msgs[i].value_len,
+        .timestamp_ms = msgs[i].timestamp_ms < 0 ? 0 : msgs[i].timestamp_ms,
+        .schema_version = -1,
+        /* Verbatim, even none: never headers of the importer's own. */
+        .headers = headers[i].list ? headers[i].list : no_headers,
+        .nheaders = headers[i].n};
+  if ((rc = ctkn_producer_send_batch(x->p, x->recs, n, err)) != CTKN_OK)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    int32_t p = msgs[i].partition;
+    if (x->recs[i].out_partition != p ||
+        (x->start[p] == 0 && x->recs[i].out_offset != msgs[i].offset))
+      return ctkn__err(
+          err, CTKN_EKAFKA,
+          "import: record %" PRId32 "/%" PRId64 " landed at %" PRId32
+          "/%" PRId64 "; delete the topic and import again",
+          p, msgs[i].offset, x->recs[i].out_partition, x->recs[i].out_offset);
+  }
+  return CTKN_OK;
+}
+
+int ctkn_archive_import(const char *path, const struct ctkn_log_config *cfg,
+                        int replication_factor, struct ctkn_archive_info *info,
+                        struct ctkn_err *err)
+{
+  struct import_ctx x = {0};
+  ctkn_consumer *c = NULL;
+  bool created;
+  int32_t have;
+  int rc;
+
+  if ((rc = ctkn_archive_read(path, NULL, NULL, info, err)) != CTKN_OK)
+    return rc;
+  x.start = info->start_offsets;
+  if ((rc = ctkn_log_create_topic(cfg, info->partitions, replication_factor,
+                                  &created, &have, err)) != CTKN_OK)
+    goto out;
+  if (have != info->partitions) {
+    rc = ctkn__err(err, CTKN_ECONFLICT,
+                   "topic %s has %" PRId32 " partitions, the archive %" PRId32
+                   "; import into a new topic",
+                   cfg->topic, have, info->partitions);
+    goto out;
+  }
+  if ((rc = ctkn_consumer_open(&c, cfg, err)) != CTKN_OK)
+    goto out;
+  for (int32_t p = 0; p < have; p++) {
+    int64_t lo, hi;
+    if ((rc = ctkn_consumer_watermarks(c, p, &lo, &hi, err)) != CTKN_OK)
+      goto out;
+    if (hi != 0) {
+      rc = ctkn__err(err, CTKN_ECONFLICT,
+                     "topic %s is not empty (partition %" PRId32
+                     " ends at %" PRId64 "); import into a new topic",
+                     cfg->topic, p, hi);
+      goto out;
+    }
+  }
+  if ((x.recs = calloc(READ_BATCH, sizeof(*x.recs))) == NULL) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "import: out of memory");
+    goto out;
+  }
+  if ((rc = ctkn_producer_open(&x.p, cfg, err)) != CTKN_OK)
+    goto out;
+  struct ctkn_archive_info again;
+  rc = ctkn_archive_read(path, import_batch, &x, &again, err);
+  if (rc == CTKN_OK && memcmp(again.sha256, info->sha256, CTKN_SHA256_LEN))
+    rc = ctkn__err(err, CTKN_EIO, "%.200s changed while it was imported", path);
+  ctkn_archive_info_free(&again);
+out:
+  ctkn_producer_close(x.p);
+  ctkn_consumer_close(c);
+  free(x.recs);
+  if (rc != CTKN_OK)
+    ctkn_archive_info_free(info);
+  return rc;
+}
