@@ -7,11 +7,17 @@
  * one projection, or a process restarted after SIGKILL, never apply a
  * record twice.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ctkn/codec.h"
 #include "ctkn/projector.h"
@@ -516,7 +522,16 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
     return rc;
   while (!*stop) {
     size_t got;
-    rc = step(p, 200, &got, err);
+    bool swapped;
+    /* `ctkn rebuild` swapped a new projection in: go on from its
+     * offsets (what this process wrote meanwhile went to the old one). */
+    if ((rc = ctkn_store_refresh(p->st, &swapped, err)) == CTKN_OK && swapped) {
+      fprintf(stderr, "ctkn project: the projection was rebuilt; following "
+                      "the new one\n");
+      rc = assign_all(p, NULL, err);
+    }
+    if (rc == CTKN_OK)
+      rc = step(p, 200, &got, err);
     if (rc == CTKN_OK && now_ms() >= next_report) {
       next_report = now_ms() + 5000;
       rc = report(p, err);
@@ -608,4 +623,174 @@ int ctkn_projector_replay(ctkn_projector *p, int64_t as_of_us,
                        i, p->pos[i], p->limit[i]);
   }
   return ctkn_store_freeze(p->st, as_of_us, err);
+}
+
+/* path + suffix, malloc'd. */
+static char *suffixed(const char *path, const char *suffix)
+{
+  size_t a = strlen(path), b = strlen(suffix);
+  char *s = malloc(a + b + 1);
+  if (s != NULL) {
+    memcpy(s, path, a);
+    memcpy(s + a, suffix, b + 1);
+  }
+  return s;
+}
+
+/* Remove a projection directory (its two LMDB files), if there. */
+static void remove_projection(const char *dir)
+{
+  char *data = suffixed(dir, "/data.mdb"), *lock = suffixed(dir, "/lock.mdb");
+  if (data != NULL)
+    unlink(data);
+  if (lock != NULL)
+    unlink(lock);
+  rmdir(dir);
+  free(data);
+  free(lock);
+}
+
+/* Catch the projection in st up: to targets, or (NULL) the log's end. */
+static int build(ctkn_store *st, const struct ctkn_log_config *cfg,
+                 ctkn_env env, const int64_t *targets, int32_t n,
+                 struct ctkn_projector_stats *stats, struct ctkn_err *err)
+{
+  ctkn_projector *p;
+  int rc;
+
+  if ((rc = ctkn_projector_open(&p, st, cfg, env, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_projector_catch_up(p, targets, n, err);
+  if (rc == CTKN_OK && stats != NULL) {
+    struct ctkn_projector_stats s;
+    ctkn_projector_stats(p, &s);
+    stats->applied += s.applied;
+    stats->rejected += s.rejected;
+    stats->quarantined += s.quarantined;
+    stats->batches += s.batches;
+  }
+  ctkn_projector_close(p);
+  return rc;
+}
+
+int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
+                           ctkn_env env, size_t map_size,
+                           struct ctkn_projector_stats *stats,
+                           struct ctkn_err *err)
+{
+  char *side = suffixed(dir, ".rebuild"), *prev = suffixed(dir, ".previous");
+  char *lockpath = suffixed(dir, ".rebuild.lock");
+  struct ctkn_store_opts live_opts = {.map_size = map_size};
+  struct ctkn_store_opts side_opts = {.map_size = map_size, .no_sync = true};
+  ctkn_store *live = NULL, *fresh = NULL;
+  ctkn_store_txn *lock = NULL;
+  int64_t *targets = NULL;
+  int32_t n = 0;
+  int lockfd = -1, rc;
+
+  memset(stats, 0, sizeof(*stats));
+  if (side == NULL || prev == NULL || lockpath == NULL) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "rebuild: out of memory");
+    goto out;
+  }
+  /* One rebuild at a time; a leftover side directory is a dead one's. */
+  if ((lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
+      flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+    rc = ctkn__err(err, CTKN_ECONFLICT,
+                   "%.200s: another rebuild of this projection is running",
+                   lockpath);
+    goto out;
+  }
+  remove_projection(side);
+
+  /* The live projection, unless it has a format this build cannot open:
+   * that is what a rebuild is for, and its writers are old builds, which
+   * the operator stops first. */
+  char *data = suffixed(dir, "/data.mdb");
+  struct stat sb;
+  bool exists = data != NULL && stat(data, &sb) == 0;
+  free(data);
+  if (!exists) {
+    rc = ctkn__err(err, CTKN_ENOTFOUND,
+                   "%.200s holds no projection to rebuild (ctkn project "
+                   "builds one)",
+                   dir);
+    goto out;
+  }
+  rc = ctkn_store_open(&live, dir, &live_opts, err);
+  if (rc == CTKN_EFORMAT) {
+    fprintf(stderr,
+            "ctkn rebuild: %s: %s; rebuilding it in this build's "
+            "format\n",
+            dir, err->msg);
+    live = NULL;
+  } else if (rc != CTKN_OK) {
+    goto out;
+  } else {
+    char as_of[CTKN_TIME_BUF];
+    if ((rc = ctkn_store_bind(live, cfg->topic, env, err)) != CTKN_OK ||
+        (rc = ctkn_store_frozen(live, as_of, err)) != CTKN_OK)
+      goto out;
+    if (as_of[0] != '\0') {
+      rc = ctkn__err(err, CTKN_ECONFLICT,
+                     "%.200s is a frozen replay as of %s; replay again "
+                     "instead",
+                     dir, as_of);
+      goto out;
+    }
+  }
+
+  /* Build beside it, from the start of the log, without fsyncs. */
+  if ((rc = ctkn_store_open(&fresh, side, &side_opts, err)) != CTKN_OK ||
+      (rc = ctkn_store_bind(fresh, cfg->topic, env, err)) != CTKN_OK ||
+      (rc = build(fresh, cfg, env, NULL, 0, stats, err)) != CTKN_OK ||
+      (rc = build(fresh, cfg, env, NULL, 0, stats, err)) != CTKN_OK)
+    goto out;
+
+  /* Stop the live projection's writers (LMDB's writer lock), bring the
+   * new one to at least where the live one stands, and swap. */
+  if (live != NULL) {
+    if ((rc = ctkn_store_begin(live, true, &lock, err)) != CTKN_OK)
+      goto out;
+    n = CTKN_STORE_MAX_PARTITIONS;
+    if ((targets = calloc((size_t)n, sizeof(*targets))) == NULL) {
+      rc = ctkn__err(err, CTKN_ENOMEM, "rebuild: out of memory");
+      goto out;
+    }
+    int32_t last = 0;
+    for (int32_t i = 0; i < n; i++)
+      if ((targets[i] = ctkn_store_offset(lock, i)) > 0)
+        last = i + 1;
+    n = last;
+  }
+  if ((rc = build(fresh, cfg, env, targets, n, stats, err)) != CTKN_OK ||
+      (rc = ctkn_store_sync(fresh, err)) != CTKN_OK)
+    goto out;
+  ctkn_store_close(fresh);
+  fresh = NULL;
+  if ((rc = ctkn_store_exchange(side, dir, err)) != CTKN_OK)
+    goto out;
+  ctkn_store_abort(lock); /* nothing written: the lock was the point */
+  lock = NULL;
+  ctkn_store_close(live);
+  live = NULL;
+  /* Keep the old one until the next rebuild, for a way back. */
+  remove_projection(prev);
+  if (rename(side, prev) != 0)
+    fprintf(stderr, "ctkn rebuild: the old projection stays in %s: %s\n", side,
+            strerror(errno));
+  rc = CTKN_OK;
+out:
+  ctkn_store_abort(lock);
+  ctkn_store_close(fresh);
+  ctkn_store_close(live);
+  if (rc != CTKN_OK && side != NULL)
+    remove_projection(side);
+  if (lockfd >= 0)
+    close(lockfd);
+  free(targets);
+  free(side);
+  free(prev);
+  free(lockpath);
+  return rc;
 }

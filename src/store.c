@@ -42,7 +42,9 @@
  * handles are opened once, in ctkn_store_open(), and only read afterwards,
  * which is what lets threads share a ctkn_store.
  */
+#define _GNU_SOURCE /* renameat2() */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -92,6 +94,10 @@ struct ctkn_store {
   MDB_env *env;
   MDB_dbi dbi[T_COUNT];
   bool read_only;
+  char *dir;                   /* for ctkn_store_refresh() */
+  struct ctkn_store_opts opts; /* as opened */
+  dev_t dev;                   /* the data file this env has open */
+  ino_t ino;
 };
 
 struct ctkn_store_txn {
@@ -638,6 +644,19 @@ int ctkn_store_open(ctkn_store **out, const char *dir,
   rc = open_tables(st, dir, err);
   if (rc != CTKN_OK)
     goto fail;
+  /* Which file this is, so that a projection swapped into dir by
+   * `ctkn rebuild` is noticed (ctkn_store_refresh()). */
+  mdb_filehandle_t fd;
+  struct stat sb;
+  if (mdb_env_get_fd(st->env, &fd) == MDB_SUCCESS && fstat(fd, &sb) == 0) {
+    st->dev = sb.st_dev;
+    st->ino = sb.st_ino;
+  }
+  st->opts = *opts;
+  if ((st->dir = strdup(dir)) == NULL) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "%s: out of memory", dir);
+    goto fail;
+  }
   *out = st;
   return CTKN_OK;
 
@@ -652,7 +671,52 @@ void ctkn_store_close(ctkn_store *st)
   if (st == NULL)
     return;
   mdb_env_close(st->env);
+  free(st->dir);
   free(st);
+}
+
+int ctkn_store_refresh(ctkn_store *st, bool *reopened, struct ctkn_err *err)
+{
+  size_t n = strlen(st->dir);
+  char *data = malloc(n + sizeof("/data.mdb"));
+  struct stat sb;
+  ctkn_store *fresh;
+  int rc;
+
+  *reopened = false;
+  if (data == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "%s: out of memory", st->dir);
+  memcpy(data, st->dir, n);
+  memcpy(data + n, "/data.mdb", sizeof("/data.mdb"));
+  rc = stat(data, &sb);
+  free(data);
+  /* The exchange is atomic: dir always holds one projection or the
+   * other. Anything else (removed by hand) is not ours to follow. */
+  if (rc != 0 || (sb.st_dev == st->dev && sb.st_ino == st->ino))
+    return CTKN_OK;
+  if ((rc = ctkn_store_open(&fresh, st->dir, &st->opts, err)) != CTKN_OK)
+    return rc;
+  /* Same handle, new environment: borrowers keep their pointer. */
+  mdb_env_close(st->env);
+  free(st->dir);
+  *st = *fresh;
+  free(fresh);
+  *reopened = true;
+  return CTKN_OK;
+}
+
+int ctkn_store_sync(ctkn_store *st, struct ctkn_err *err)
+{
+  int rc = mdb_env_sync(st->env, 1);
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "sync");
+}
+
+int ctkn_store_exchange(const char *a, const char *b, struct ctkn_err *err)
+{
+  if (renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) != 0)
+    return ctkn__err(err, CTKN_ESTORE, "exchanging %.200s and %.200s: %s", a, b,
+                     strerror(errno));
+  return CTKN_OK;
 }
 
 /* ---- metadata ------------------------------------------------------- */

@@ -6,6 +6,7 @@
  * stderr. Exit: 0 success, 1 rejected request, 2 usage, 3 unavailable.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -51,6 +52,8 @@ static const char usage_text[] =
     "                              into a new --db\n"
     "  replay --from-file FILE     the projection of an export, frozen, into\n"
     "                              a new --db\n"
+    "  rebuild                     replay the log beside --db, then swap the\n"
+    "                              new projection in atomically\n"
     "  export --out FILE           the whole log as a hash-chained archive\n"
     "  audit verify FILE           check an archive; print its hash, count\n"
     "  import --from-file FILE [--replication-factor N]\n"
@@ -883,6 +886,27 @@ static int cmd_replay(struct cli *c)
   return emit(c, rc, json, &err);
 }
 
+/* rebuild: the projection in --db replayed afresh beside it and swapped
+ * in atomically; prints the new projection's digest. */
+static int cmd_rebuild(struct cli *c)
+{
+  struct ctkn_projector_stats stats;
+  struct ctkn_err err;
+  char *json = NULL;
+
+  int rc =
+      ctkn_projector_rebuild(c->db, &c->log, c->env, c->map_size, &stats, &err);
+  if (rc == CTKN_OK) {
+    fprintf(stderr,
+            "ctkn rebuild: %s rebuilt (%" PRIu64 " applied, %" PRIu64
+            " rejected, %" PRIu64 " quarantined); the old projection is in "
+            "%s.previous\n",
+            c->db, stats.applied, stats.rejected, stats.quarantined, c->db);
+    rc = digest_of(c->db, &json, &err);
+  }
+  return emit(c, rc, json, &err);
+}
+
 /* The summary document of an archive, consuming info. */
 static int emit_archive(struct cli *c, int rc, struct ctkn_archive_info *info,
                         struct ctkn_err *err)
@@ -1024,6 +1048,7 @@ static const struct command commands[] = {
     {"snapshot", {"--out"}, 0, cmd_snapshot},
     {"replay", {"--as-of", "--from-file"}, 0, cmd_replay},
     {"export", {"--out"}, 0, cmd_export},
+    {"rebuild", {NULL}, 0, cmd_rebuild},
     {"audit", {NULL}, 2, cmd_audit},
     {"import", {"--from-file", "--replication-factor"}, 0, cmd_import},
     {"tail",

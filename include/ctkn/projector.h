@@ -104,6 +104,24 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
 int ctkn_projector_replay(ctkn_projector *p, int64_t as_of_us,
                           struct ctkn_err *err);
 
+/*
+ * Rebuild the projection in dir from the whole log, beside the live one
+ * (in dir.rebuild, created afresh), then swap it in atomically: LMDB's
+ * writer lock is held on the live projection while the new one catches up
+ * to it and the directories are exchanged, so readers see one whole
+ * projection or the other, never a half-built one. A follower running on
+ * dir notices the swap and goes on with the new projection
+ * (ctkn_store_refresh()). The old one is kept in dir.previous until the
+ * next rebuild. A live projection of an unknown store format is rebuilt
+ * too (stop its old-build writers first): the way through a format change.
+ * CTKN_ENOTFOUND when dir holds no projection; CTKN_ECONFLICT when another
+ * rebuild runs, or dir is bound to another topic or is a frozen replay.
+ */
+int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
+                           ctkn_env env, size_t map_size,
+                           struct ctkn_projector_stats *stats,
+                           struct ctkn_err *err);
+
 /* The topic's partition count as of the last catch_up or follow. */
 int32_t ctkn_projector_partitions(const ctkn_projector *p);
 

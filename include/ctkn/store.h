@@ -56,6 +56,21 @@ int ctkn_store_open(ctkn_store **out, const char *dir,
 /* Close and free. NULL is a no-op. All txns must be finished first. */
 void ctkn_store_close(ctkn_store *st);
 
+/*
+ * If dir now holds another projection than the one st has open (`ctkn
+ * rebuild` swapped a new one in), reopen st on it in place and set
+ * *reopened; pointers to st stay valid. No txn may be open. A stat() when
+ * nothing changed.
+ */
+int ctkn_store_refresh(ctkn_store *st, bool *reopened, struct ctkn_err *err);
+
+/* Flush to disk a store opened with no_sync. */
+int ctkn_store_sync(ctkn_store *st, struct ctkn_err *err);
+
+/* Exchange two directories atomically (renameat2 RENAME_EXCHANGE): a
+ * reader that opens either path sees one whole projection or the other. */
+int ctkn_store_exchange(const char *a, const char *b, struct ctkn_err *err);
+
 /* ---- metadata ------------------------------------------------------- */
 
 /*
