@@ -13,6 +13,36 @@ pidfile=$state/kafka.pid
 data=$state/data
 logs=$state/logs
 
+# A cluster (CTKN_KAFKA_NODES > 1) keeps one directory per node, node1 ...
+# nodeN, each laid out like a single broker's state dir, and records its
+# size, cluster id and base ports in $cluster. Node i listens on
+# port + 10 (i - 1) and its controller on cport + 10 (i - 1).
+cluster=$state/cluster
+base_port=$port
+base_cport=$cport
+recorded() { sed -n "s/^$1=//p" "$cluster" 2>/dev/null || true; }
+nodes=${CTKN_KAFKA_NODES:-$(recorded nodes)}
+nodes=${nodes:-1}
+
+# Point conf, pidfile, data, logs, port and cport at node $1 of the cluster.
+use_node() {
+  node_dir=$state/node$1
+  conf=$node_dir/server.properties
+  pidfile=$node_dir/kafka.pid
+  data=$node_dir/data
+  logs=$node_dir/logs
+  port=$((base_port + 10 * ($1 - 1)))
+  cport=$((base_cport + 10 * ($1 - 1)))
+}
+
+# The nodes of the cluster whose directories exist, in order.
+node_ids() {
+  local d
+  for d in "$state"/node[0-9]*; do
+    [ -d "$d" ] && echo "${d##*/node}"
+  done | sort -n
+}
+
 say() { echo "kafka: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
@@ -32,10 +62,10 @@ broker_pid() {
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 # Succeed if a Kafka broker on 127.0.0.1:$1 answers a Metadata request and
-# lists at least one live broker (so it is registered and unfenced, not just
-# listening). The request is Metadata v1 (api key 3), correlation id 7,
-# client id "ctkn", empty topic list; the reply starts with size, correlation
-# id and broker count, 4 bytes each.
+# lists at least $2 (default 1) live brokers (so it is registered and
+# unfenced, not just listening). The request is Metadata v1 (api key 3),
+# correlation id 7, client id "ctkn", empty topic list; the reply starts with
+# size, correlation id and broker count, 4 bytes each.
 kafka_ready() {
   local out b
   out=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 &&
@@ -43,7 +73,7 @@ kafka_ready() {
     head -c 12 <&3" 2>/dev/null | od -An -tu1 -v) || return 1
   read -r -a b <<<"$out"
   [[ ${#b[@]} -eq 12 && ${b[4]}${b[5]}${b[6]}${b[7]} == 0007 ]] &&
-    ((b[8] + b[9] + b[10] + b[11] > 0))
+    (((b[8] << 24 | b[9] << 16 | b[10] << 8 | b[11]) >= ${2:-1}))
 }
 
 # Stop the broker, if running: SIGTERM (controlled shutdown), then SIGKILL
@@ -66,3 +96,15 @@ stop_broker() {
   rm -f "$pidfile"
 }
 
+
+# SIGKILL the broker, if running (a crash, for failure tests), and wait until
+# it is gone. Removes the pid file.
+kill_broker() {
+  local pid
+  if pid=$(broker_pid); then
+    say "killing pid $pid"
+    kill -KILL "$pid" 2>/dev/null || true
+    while broker_pid >/dev/null; do sleep 0.05; done
+  fi
+  rm -f "$pidfile"
+}
