@@ -143,3 +143,143 @@ def topic_command(*args):
 
 def add_partitions(topic, total):
     topic_command("--alter", "--topic", topic, "--partitions", str(total))
+
+
+# --- A cluster of brokers (test_cluster.py) ----------------------------------
+
+
+def kafka(script, *args, timeout=180):
+    """Run deploy/kafka/<script> (start or stop) with args, on the Kafka that
+    CTKN_KAFKA_STATE and CTKN_KAFKA_PORT name (the ctest fixture sets them),
+    for example kafka("stop", "--node", "2", "--kill")."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    p = subprocess.run([os.path.join(root, "deploy", "kafka", script), *args],
+                       capture_output=True, text=True, timeout=timeout)
+    check(p.returncode == 0, f"deploy/kafka/{script} {args} failed: {p.stderr}")
+    return p.stdout.strip()
+
+
+class Follower:
+    """`ctkn project --follow` on its own projection: a reader replica.
+    Its stdout and stderr go to DB.log."""
+
+    def __init__(self, env, name):
+        self.db = env.path(name)
+        self.log = env.path(name + ".log")
+        with open(self.log, "w") as f:
+            self.proc = subprocess.Popen(
+                [CTKN, "project", "--follow", "--topic", env.topic,
+                 "--brokers", BROKERS, "--db", self.db],
+                stdout=f, stderr=subprocess.STDOUT)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def output(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def stop(self, timeout=30):
+        """SIGTERM; return the exit code (SIGKILL after timeout seconds)."""
+        if self.alive():
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def kafka_tool(main_class, *args, timeout=120):
+    """Run one of Kafka's own admin tools (from the jar cache) against
+    BROKERS and return its stdout, e.g.
+    kafka_tool("org.apache.kafka.tools.MetadataQuorumCommand", "describe",
+    "--status")."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    home = os.environ.get("CTKN_KAFKA_HOME",
+                          os.path.join(root, "deploy", "kafka", ".cache"))
+    p = subprocess.run(
+        ["java", "-Dlog4j.configuration=file:" +
+         os.path.join(root, "deploy", "kafka", "tools-log4j.properties"),
+         "-cp", os.path.join(home, "lib", "*"), main_class,
+         "--bootstrap-server", BROKERS, *args],
+        capture_output=True, text=True, timeout=timeout)
+    check(p.returncode == 0, f"{main_class} {args} failed: {p.stderr}")
+    return p.stdout
+
+
+def topic_leaders(port, topic):
+    """Ask the broker on 127.0.0.1:port itself (Metadata v1, over a plain
+    socket, so no client can answer from another broker) for topic's
+    partition leaders; return {partition: leader}, or None while the broker
+    does not know the topic."""
+    import socket
+    import struct
+
+    def string(s):
+        b = s.encode()
+        return struct.pack(">h", len(b)) + b
+
+    body = (struct.pack(">hhi", 3, 1, 7) + string("ctkn-test") +
+            struct.pack(">i", 1) + string(topic))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(struct.pack(">i", len(body)) + body)
+        buf = b""
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">i", buf[:4])[0]:
+            chunk = s.recv(65536)
+            check(chunk, f"broker on port {port} closed the connection")
+            buf += chunk
+    pos = 4
+
+    def take(fmt):
+        nonlocal pos
+        v = struct.unpack_from(fmt, buf, pos)
+        pos += struct.calcsize(fmt)
+        return v[0] if len(v) == 1 else v
+
+    def skip_string():
+        nonlocal pos
+        n = take(">h")
+        pos += max(n, 0)
+
+    check(take(">i") == 7, "metadata: wrong correlation id")
+    for _ in range(take(">i")):  # brokers: node id, host, port, rack
+        take(">i")
+        skip_string()
+        take(">i")
+        skip_string()
+    take(">i")  # controller id
+    leaders = None
+    for _ in range(take(">i")):  # topics
+        err = take(">h")
+        skip_string()
+        take(">b")  # is_internal
+        parts = {}
+        for _ in range(take(">i")):
+            perr, part, leader = take(">hii")
+            for _ in range(2):  # replicas, isr
+                n = take(">i")
+                pos += 4 * n
+            if perr == 0 and leader >= 0:
+                parts[part] = leader
+        if err == 0:
+            leaders = parts
+    return leaders
+
+
+def wait_topic_everywhere(topic, partitions, ports, timeout=30):
+    """Wait until every broker (by port) knows topic and a leader for each of
+    its partitions. A topic is created through one broker; the others learn
+    of it a moment later, and a client asking them first is told it does not
+    exist."""
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while True:
+            leaders = topic_leaders(port, topic)
+            if leaders is not None and len(leaders) == partitions:
+                break
+            check(time.monotonic() < deadline,
+                  f"broker on port {port} never learned {topic}: {leaders}")
+            time.sleep(0.05)

@@ -1,0 +1,231 @@
+"""A 3-node Kafka cluster (the ctest fixture "kafka3") loses brokers to
+SIGKILL while writers run and three reader replicas follow.
+
+Every acknowledged command is in every replica, nothing is there twice, the
+commands caught by the outage fail cleanly (exit 3, an error envelope,
+within their --timeout) and succeed when retried with the same idempotency
+key, and the replicas keep following and converge on one digest.
+
+Environment, besides harness.py's: CTKN_KAFKA_STATE and CTKN_KAFKA_PORT name
+the fixture's cluster (deploy/kafka), so the test can kill and restart nodes.
+"""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+from harness import (Env, Follower, check, kafka, kafka_tool, main,
+                     wait_topic_everywhere)
+
+TIMEOUT = 5  # every command's --timeout, in seconds
+# A command that fails must fail within its --timeout. The margin covers
+# process start and the last wait's own overrun (librdkafka checks its
+# timers every 100 ms to 1 s) on a 2-core machine running three brokers.
+BOUND = TIMEOUT + 3
+HARD = 120  # a command still running after this long is reported as hung
+NODES = 3
+PORTS = [int(os.environ.get("CTKN_KAFKA_PORT", "0")) + 10 * i
+         for i in range(NODES)]
+
+
+class ClusterEnv(Env):
+    """Env, but the topic is replicated to every node, and known to every
+    broker before the test starts: `ctkn init` returns once one broker has
+    it, and the others learn of it up to half a second later."""
+
+    def __init__(self, partitions=6, name="cluster", rf=NODES):
+        self.topic = f"it-{name}-{uuid.uuid4().hex[:10]}"
+        self.dir = tempfile.mkdtemp(prefix=f"ctkn-{name}-")
+        self.db = self.path("db")
+        r = self.ctkn("init", "--partitions", str(partitions),
+                      "--replication-factor", str(rf))
+        check(r.rc == 0, f"init failed: {r}")
+        check(r.json["data"]["replication_factor"] == rf, r)
+        wait_topic_everywhere(self.topic, partitions, PORTS)
+
+
+class Op:
+    def __init__(self, op, key, t0, result, elapsed):
+        self.op, self.key, self.t0 = op, key, t0
+        self.r, self.elapsed = result, elapsed  # result None: hung
+
+    @property
+    def ok(self):
+        return self.r is not None and self.r.rc == 0
+
+    def __repr__(self):
+        return (f"{self.op} {self.key} at {self.t0:.1f}s took "
+                f"{self.elapsed:.1f}s: {self.r!r}")
+
+
+class Writer(threading.Thread):
+    """Creates tokens with idempotency keys, revoking every second one, each
+    command a process of its own with its own projection (a server)."""
+
+    def __init__(self, env, j, stop, t0):
+        super().__init__()
+        self.env, self.j, self.stop, self.t0 = env, j, stop, t0
+        self.db = env.path(f"writer{j}")
+        self.ops = []
+
+    def cmd(self, op, key, *args):
+        start = time.monotonic()
+        try:
+            r = self.env.ctkn(*args, "--timeout", str(TIMEOUT), db=self.db,
+                              timeout=HARD)
+        except subprocess.TimeoutExpired:
+            r = None
+        o = Op(op, key, start - self.t0, r, time.monotonic() - start)
+        self.ops.append(o)
+        return o
+
+    def run(self):
+        n = 0
+        while not self.stop.is_set():
+            key = f"w{self.j}-{n}"
+            c = self.cmd("create", key, "create", "--name", key,
+                         "--idempotency-key", key)
+            if c.ok and n % 2 == 1:
+                self.cmd("revoke", key, "revoke", c.r.json["data"]["id"])
+            n += 1
+
+
+def check_clean(o):
+    """A command either succeeded with data or failed cleanly."""
+    check(o.r is not None, f"hung for more than {HARD}s: {o}")
+    if o.r.rc == 0:
+        check("data" in o.r.json, o)
+        return
+    check(o.r.rc == 3, f"exit {o.r.rc}, want 0 or 3: {o}")
+    e = o.r.error
+    check(e["code"] == "service_unavailable" and e["detail"], o)
+    check(o.elapsed <= BOUND,
+          f"failed after {o.elapsed:.1f}s, beyond --timeout {TIMEOUT}: {o}")
+
+
+def quorum_leader():
+    out = kafka_tool("org.apache.kafka.tools.MetadataQuorumCommand",
+                     "describe", "--status")
+    return int(re.search(r"^LeaderId:\s+(\d+)", out, re.M).group(1))
+
+
+def all_tokens(env, db):
+    """Every token of a projection, through `ctkn list`, 200 a page."""
+    tokens, after = [], []
+    while True:
+        r = env.ok("list", "--status", "active,revoked", "--per-page", "200",
+                   "--order-by", "id[ASC]", *after, db=db).json
+        tokens += r["data"]
+        if not r["meta"]["pagination"]["has_more"]:
+            return tokens
+        after = ["--after", r["data"][-1]["id"]]
+
+
+def test_brokers_killed_and_restarted_under_load():
+    env = ClusterEnv()
+    replicas = [Follower(env, f"replica{i}") for i in range(1, 4)]
+    stop = threading.Event()
+    t0 = time.monotonic()
+    writers = [Writer(env, j, stop, t0) for j in range(3)]
+    events = []
+
+    def at(what):
+        events.append(f"{what} at {time.monotonic() - t0:.1f}s")
+
+    try:
+        for w in writers:
+            w.start()
+        # Round 1 kills the active controller (and a partition leader);
+        # round 2 another node, which by then leads more partitions.
+        first = quorum_leader()
+        second = first % NODES + 1
+        for victim in (first, second):
+            time.sleep(3)
+            kafka("stop", "--node", str(victim), "--kill")
+            at(f"killed node {victim}")
+            time.sleep(10)
+            kafka("start", "--node", str(victim))
+            at(f"restarted node {victim}")
+        time.sleep(5)
+    finally:
+        stop.set()
+        for w in writers:
+            w.join()
+    at("writers stopped")
+    try:
+        ops = [o for w in writers for o in w.ops]
+        for o in ops:
+            check_clean(o)
+        failed = [o for o in ops if not o.ok]
+        slowest = max(o.elapsed for o in ops)
+
+        # Retry what failed, with the same idempotency key: each key ends
+        # with exactly one token, whether or not its first event landed.
+        ids, revoked = {}, set()
+        for o in ops:
+            if o.ok and o.op == "create":
+                ids[o.key] = o.r.json["data"]["id"]
+        for o in failed:
+            if o.op == "create":
+                r = env.ok("create", "--name", o.key, "--idempotency-key",
+                           o.key, db=env.path("retry"))
+                ids[o.key] = r.json["data"]["id"]
+        for o in ops:
+            if o.op == "revoke":
+                if not o.ok:
+                    env.ok("revoke", ids[o.key], db=env.path("retry"))
+                revoked.add(ids[o.key])
+        at("retries done")
+
+        want = env.fresh_digest()
+        check(want["tokens"] == len(ids),
+              f"{want['tokens']} tokens in the log, {len(ids)} keys")
+        records = sum(p["offset"] for p in want["offsets"])
+        check(records == len(ids) + len(revoked),
+              f"{records} records, want {len(ids)} creates + "
+              f"{len(revoked)} revokes: a command was appended twice")
+        deadline = time.monotonic() + 60
+        for rep in replicas:
+            while env.digest(rep.db) != want:
+                check(rep.alive(), f"{rep.db} exited: {rep.output()}")
+                check(time.monotonic() < deadline,
+                      f"{rep.db} did not converge: {env.digest(rep.db)} "
+                      f"!= {want}\n{rep.output()}")
+                time.sleep(0.5)
+        at("replicas converged")
+
+        for rep in replicas:
+            check(rep.alive(), f"{rep.db} exited: {rep.output()}")
+            tokens = all_tokens(env, rep.db)
+            names = [t["name"] for t in tokens]
+            check(len(names) == len(set(names)), "a key has two tokens")
+            check(sorted(t["id"] for t in tokens) == sorted(ids.values()),
+                  f"{rep.db}: tokens differ from the acknowledged ones")
+            for key, tid in ids.items():
+                r = env.ctkn("get", tid, db=rep.db)
+                check(r.rc == 0, f"{rep.db}: {key} {tid} missing: {r}")
+                status = "revoked" if tid in revoked else "active"
+                check(r.json["data"]["status"] == status,
+                      f"{rep.db}: {tid} is {r.json['data']['status']}")
+        for rep in replicas:
+            rc = rep.stop()
+            check(rc == 0, f"{rep.db} exit {rc}: {rep.output()}")
+        at("checked")
+        print(f"   {len(ops)} commands, {len(failed)} failed cleanly and "
+              f"were retried, slowest {slowest:.1f}s; {len(ids)} tokens, "
+              f"{len(revoked)} revoked; " + ", ".join(events))
+    finally:
+        for rep in replicas:
+            rep.stop()
+        shutil.rmtree(env.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    for v in ("CTKN_KAFKA_STATE", "CTKN_KAFKA_PORT"):
+        if v not in os.environ:
+            raise SystemExit(f"{v} is not set (run through ctest -L cluster)")
+    main([test_brokers_killed_and_restarted_under_load])
