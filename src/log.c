@@ -1202,6 +1202,38 @@ int ctkn_consumer_partitions(ctkn_consumer *c, int32_t *n, struct ctkn_err *err)
   return topic_partitions(c->qrk, &c->k, c->topic, c->timeout_ms, n, NULL, err);
 }
 
+/*
+ * A partition's low and high watermarks. Not rd_kafka_query_watermark_offsets:
+ * before librdkafka 2.3.0 it retries on a dead leader forever, whatever its
+ * timeout (librdkafka #2588, fixed by #4460), so one SIGKILLed broker hangs
+ * every catch-up until it comes back. offsets_for_times with the logical
+ * timestamps BEGINNING (-2) and END (-1) sends the same ListOffsets request,
+ * keeps its timeout, and finds the new leader once the old one is fenced.
+ */
+static rd_kafka_resp_err_t query_watermarks(rd_kafka_t *rk, const char *topic,
+                                            int32_t partition, int64_t *lo,
+                                            int64_t *hi, int timeout_ms)
+{
+  int64_t deadline = now_ms() + timeout_ms;
+  int64_t *out[2] = {lo, hi};
+  const int64_t which[2] = {RD_KAFKA_OFFSET_BEGINNING, RD_KAFKA_OFFSET_END};
+
+  for (int i = 0; i < 2; i++) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = which[i];
+    int left = (int)clamp((int)(deadline - now_ms()), 1, timeout_ms);
+    rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, l, left);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+      e = l->elems[0].err;
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+      *out[i] = l->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+      return e;
+  }
+  return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
                              int64_t *hi, struct ctkn_err *err)
 {
@@ -1213,8 +1245,7 @@ int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
   int64_t deadline = now_ms() + c->timeout_ms;
   for (;;) {
     int left = (int)clamp((int)(deadline - now_ms()), 1, c->timeout_ms);
-    e = rd_kafka_query_watermark_offsets(c->qrk, c->topic, partition, lo, hi,
-                                         left);
+    e = query_watermarks(c->qrk, c->topic, partition, lo, hi, left);
     if ((e != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
          e != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
          e != RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH) ||
