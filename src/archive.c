@@ -30,14 +30,6 @@ typedef Ctkn__Archive__V1__Record Record;
 typedef Ctkn__Archive__V1__RecordHeader RecordHeader;
 typedef Ctkn__Archive__V1__Trailer Trailer;
 
-static int64_t now_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void ctkn_archive_info_free(struct ctkn_archive_info *info)
 {
   if (info == NULL)
@@ -567,7 +559,7 @@ int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
       at[q] = q == p ? start[p] : -1;
     if ((rc = ctkn_consumer_assign(c, at, n, err)) != CTKN_OK)
       goto out;
-    int64_t deadline = now_ms() + cfg->timeout_ms;
+    int64_t deadline = ctkn__now_ms() + cfg->timeout_ms;
     while (pos < end[p]) {
       size_t got = 0;
       if ((rc = ctkn_consumer_poll(c, 200, msgs, READ_BATCH, &got, err)) !=
@@ -583,8 +575,8 @@ int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
         pos = msgs[i].offset + 1;
       }
       if (got > 0)
-        deadline = now_ms() + cfg->timeout_ms;
-      else if (now_ms() > deadline) {
+        deadline = ctkn__now_ms() + cfg->timeout_ms;
+      else if (ctkn__now_ms() > deadline) {
         rc =
             ctkn__err(err, CTKN_ETIMEOUT,
                       "export: partition %" PRId32 " stalled at offset %" PRId64

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "ctkn/error.h"
 #include "internal.h"
@@ -112,4 +113,17 @@ size_t ctkn__strlcpy(char *dst, const char *src, size_t dstsz)
   memcpy(dst, src, m);
   dst[m] = '\0';
   return n;
+}
+
+int64_t ctkn__now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool ctkn__transient(int rc)
+{
+  return rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT;
 }

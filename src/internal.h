@@ -4,7 +4,9 @@
 #ifndef CTKN_INTERNAL_H
 #define CTKN_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ctkn/error.h"
 #include "ctkn/event.h"
@@ -32,6 +34,13 @@ int ctkn__err_field(struct ctkn_err *err, int code, const char *field,
 /* Copy at most dstsz - 1 bytes and always NUL-terminate (dstsz > 0).
  * Returns the length of src, so truncation shows as >= dstsz. */
 size_t ctkn__strlcpy(char *dst, const char *src, size_t dstsz);
+
+/* CLOCK_MONOTONIC in milliseconds: deadlines and progress timers. */
+int64_t ctkn__now_ms(void);
+
+/* Errors a follower outlives (CTKN_EKAFKA, CTKN_ETIMEOUT): the broker or
+ * the network comes back, and librdkafka reconnects by itself. */
+bool ctkn__transient(int rc);
 
 /* ctkn_apply() for an event that already passed ctkn_event_check(): the
  * projector checks each record once, to tell quarantine from rejection. */

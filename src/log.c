@@ -32,14 +32,6 @@
 
 /* ---- time ---------------------------------------------------------------- */
 
-static int64_t now_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int ms)
 {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -603,15 +595,15 @@ int ctkn_log_create_topic(const struct ctkn_log_config *cfg, int partitions,
   /* A new topic takes a moment to show in metadata and to get a leader for
    * every partition; wait for both (bounded), so that the next command's
    * offset queries do not hit "not leader". */
-  int64_t deadline = now_ms() + cfg->timeout_ms;
+  int64_t deadline = ctkn__now_ms() + cfg->timeout_ms;
   while (rc == CTKN_OK) {
     rd_kafka_resp_err_t te;
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - ctkn__now_ms();
     rc = topic_partitions(rk, &k, cfg->topic, (int)clamp((int)left, 1, 60000),
                           out_partitions, &te, err);
     if ((rc == CTKN_OK && te == RD_KAFKA_RESP_ERR_NO_ERROR) ||
         (rc != CTKN_OK && te == RD_KAFKA_RESP_ERR_NO_ERROR) ||
-        now_ms() + META_RETRY_MS >= deadline)
+        ctkn__now_ms() + META_RETRY_MS >= deadline)
       break;
     sleep_ms(META_RETRY_MS);
     rc = CTKN_OK;
@@ -792,7 +784,7 @@ static int delivery_error(ctkn_producer *p, rd_kafka_resp_err_t e,
 static void wait_report(ctkn_producer *p, struct report *r, int64_t deadline)
 {
   for (;;) {
-    int64_t now = now_ms();
+    int64_t now = ctkn__now_ms();
     if (r->done || now >= deadline)
       return;
     int slice =
@@ -856,11 +848,11 @@ static int enqueue(ctkn_producer *p, const struct ctkn_log_record *rec,
         RD_KAFKA_V_VALUE((void *)rec->value, rec->vlen),
         RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_HEADERS(hdrs),
         RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
-    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || now_ms() >= deadline)
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || ctkn__now_ms() >= deadline)
       break;
     /* Queue full: serve reports to make room, then retry. */
     pthread_mutex_lock(&p->mu);
-    wait_report(p, r, now_ms() + 10);
+    wait_report(p, r, ctkn__now_ms() + 10);
     pthread_mutex_unlock(&p->mu);
   }
   if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -876,7 +868,7 @@ static int enqueue(ctkn_producer *p, const struct ctkn_log_record *rec,
 int ctkn_producer_send_batch(ctkn_producer *p, struct ctkn_log_record *recs,
                              size_t n, struct ctkn_err *err)
 {
-  int64_t deadline = now_ms() + p->timeout_ms;
+  int64_t deadline = ctkn__now_ms() + p->timeout_ms;
   struct report **rs = calloc(n ? n : 1, sizeof(*rs));
   struct ctkn_err e1;
   int first = CTKN_OK;
@@ -1214,14 +1206,14 @@ static rd_kafka_resp_err_t query_watermarks(rd_kafka_t *rk, const char *topic,
                                             int32_t partition, int64_t *lo,
                                             int64_t *hi, int timeout_ms)
 {
-  int64_t deadline = now_ms() + timeout_ms;
+  int64_t deadline = ctkn__now_ms() + timeout_ms;
   int64_t *out[2] = {lo, hi};
   const int64_t which[2] = {RD_KAFKA_OFFSET_BEGINNING, RD_KAFKA_OFFSET_END};
 
   for (int i = 0; i < 2; i++) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, topic, partition)->offset = which[i];
-    int left = (int)clamp((int)(deadline - now_ms()), 1, timeout_ms);
+    int left = (int)clamp((int)(deadline - ctkn__now_ms()), 1, timeout_ms);
     rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, l, left);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
       e = l->elems[0].err;
@@ -1242,14 +1234,14 @@ int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
 
   /* Leadership moves (a new topic, a broker restart) answer "not leader"
    * for a moment: retry those within the timeout. */
-  int64_t deadline = now_ms() + c->timeout_ms;
+  int64_t deadline = ctkn__now_ms() + c->timeout_ms;
   for (;;) {
-    int left = (int)clamp((int)(deadline - now_ms()), 1, c->timeout_ms);
+    int left = (int)clamp((int)(deadline - ctkn__now_ms()), 1, c->timeout_ms);
     e = query_watermarks(c->qrk, c->topic, partition, lo, hi, left);
     if ((e != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
          e != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
          e != RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH) ||
-        now_ms() + META_RETRY_MS >= deadline)
+        ctkn__now_ms() + META_RETRY_MS >= deadline)
       break;
     sleep_ms(META_RETRY_MS);
   }

@@ -268,14 +268,6 @@ struct ctkn_projector {
   struct ctkn_projector_stats stats;
 };
 
-static int64_t now_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int ctkn_projector_open(ctkn_projector **out, ctkn_store *st,
                         const struct ctkn_log_config *cfg, ctkn_env env,
                         struct ctkn_err *err)
@@ -446,7 +438,7 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
     if ((rc = assign_all(p, &hi, err)) != CTKN_OK)
       return rc;
   }
-  int64_t deadline = now_ms() + p->cfg->timeout_ms;
+  int64_t deadline = ctkn__now_ms() + p->cfg->timeout_ms;
   for (;;) {
     bool done = true;
     for (int32_t i = 0; i < p->nparts && done; i++) {
@@ -456,7 +448,7 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
     }
     if (done)
       break;
-    if (now_ms() > deadline) {
+    if (ctkn__now_ms() > deadline) {
       rc =
           ctkn__err(err, CTKN_ETIMEOUT, "projection made no progress for %d ms",
                     p->cfg->timeout_ms);
@@ -466,17 +458,10 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
     if ((rc = step(p, 100, &got, err)) != CTKN_OK)
       break;
     if (got > 0)
-      deadline = now_ms() + p->cfg->timeout_ms;
+      deadline = ctkn__now_ms() + p->cfg->timeout_ms;
   }
   free(hi);
   return rc;
-}
-
-/* Errors a follower outlives: the broker or the network will come back,
- * and librdkafka reconnects by itself. */
-static bool transient(int rc)
-{
-  return rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT;
 }
 
 /* Every few seconds: pick up added partitions, report lag. */
@@ -532,13 +517,13 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
     }
     if (rc == CTKN_OK)
       rc = step(p, 200, &got, err);
-    if (rc == CTKN_OK && now_ms() >= next_report) {
-      next_report = now_ms() + 5000;
+    if (rc == CTKN_OK && ctkn__now_ms() >= next_report) {
+      next_report = ctkn__now_ms() + 5000;
       rc = report(p, err);
     }
     if (rc == CTKN_OK)
       continue;
-    if (!transient(rc))
+    if (!ctkn__transient(rc))
       return rc;
     /* Keep going: say so, back off, and start again from the offsets the
      * store holds, which is always safe. */
@@ -548,7 +533,8 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
       struct timespec ts = {0, 100 * 1000 * 1000};
       nanosleep(&ts, NULL);
     }
-    if (!*stop && (rc = assign_all(p, NULL, err)) != CTKN_OK && !transient(rc))
+    if (!*stop && (rc = assign_all(p, NULL, err)) != CTKN_OK &&
+        !ctkn__transient(rc))
       return rc;
     next_report = 0;
   }
@@ -637,19 +623,6 @@ static char *suffixed(const char *path, const char *suffix)
   return s;
 }
 
-/* Remove a projection directory (its two LMDB files), if there. */
-static void remove_projection(const char *dir)
-{
-  char *data = suffixed(dir, "/data.mdb"), *lock = suffixed(dir, "/lock.mdb");
-  if (data != NULL)
-    unlink(data);
-  if (lock != NULL)
-    unlink(lock);
-  rmdir(dir);
-  free(data);
-  free(lock);
-}
-
 /* Catch the projection in st up: to targets, or (NULL) the log's end. */
 static int build(ctkn_store *st, const struct ctkn_log_config *cfg,
                  ctkn_env env, const int64_t *targets, int32_t n,
@@ -701,7 +674,7 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
                    lockpath);
     goto out;
   }
-  remove_projection(side);
+  ctkn_store_remove(side);
 
   /* The live projection, unless it has a format this build cannot open:
    * that is what a rebuild is for, and its writers are old builds, which
@@ -775,7 +748,7 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
   ctkn_store_close(live);
   live = NULL;
   /* Keep the old one until the next rebuild, for a way back. */
-  remove_projection(prev);
+  ctkn_store_remove(prev);
   if (rename(side, prev) != 0)
     fprintf(stderr, "ctkn rebuild: the old projection stays in %s: %s\n", side,
             strerror(errno));
@@ -785,7 +758,7 @@ out:
   ctkn_store_close(fresh);
   ctkn_store_close(live);
   if (rc != CTKN_OK && side != NULL)
-    remove_projection(side);
+    ctkn_store_remove(side);
   if (lockfd >= 0)
     close(lockfd);
   free(targets);

@@ -54,6 +54,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 #include <msgpack.h>
@@ -703,6 +704,21 @@ int ctkn_store_refresh(ctkn_store *st, bool *reopened, struct ctkn_err *err)
   free(fresh);
   *reopened = true;
   return CTKN_OK;
+}
+
+void ctkn_store_remove(const char *dir)
+{
+  static const char *const files[] = {"/data.mdb", "/lock.mdb"};
+  size_t n = strlen(dir);
+  char *path = malloc(n + sizeof("/data.mdb"));
+
+  for (size_t i = 0; path != NULL && i < CTKN__ARRAY_LEN(files); i++) {
+    memcpy(path, dir, n);
+    memcpy(path + n, files[i], strlen(files[i]) + 1);
+    unlink(path);
+  }
+  free(path);
+  rmdir(dir);
 }
 
 int ctkn_store_sync(ctkn_store *st, struct ctkn_err *err)

@@ -97,11 +97,6 @@ static int write_one(const struct ctkn_log_msg *m,
   return CTKN_OK;
 }
 
-static bool transient(int rc)
-{
-  return rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT;
-}
-
 int ctkn_tail(const struct ctkn_log_config *cfg, const struct ctkn_tail_opts *o,
               FILE *out, struct ctkn_tail_stats *stats, struct ctkn_err *err)
 {
@@ -141,7 +136,7 @@ int ctkn_tail(const struct ctkn_log_config *cfg, const struct ctkn_tail_opts *o,
     size_t n = 0;
     rc = ctkn_consumer_poll(c, 200, msgs, TAIL_BATCH, &n, err);
     if (rc != CTKN_OK) {
-      if (!transient(rc) || o->exit_at_end)
+      if (!ctkn__transient(rc) || o->exit_at_end)
         goto out;
       fprintf(stderr, "ctkn tail: %s: %s; retrying\n", ctkn_strerror(rc),
               err->msg);

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "ctkn/archive.h"
 #include "ctkn/codec.h"
@@ -813,19 +812,6 @@ static int cmd_snapshot(struct cli *c)
   return emit(c, rc, json, &err);
 }
 
-/* Remove a projection directory this command created, after a failure. */
-static void remove_new_store(const char *dir)
-{
-  static const char *const files[] = {"data.mdb", "lock.mdb"};
-  char path[4200];
-
-  for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
-    snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-    unlink(path);
-  }
-  rmdir(dir);
-}
-
 /* replay --as-of T: the projection exactly as it stood at T, frozen, in a
  * new --db; --from-file: the projection of an archive. Prints its digest.
  * A failed replay leaves no directory it created. */
@@ -868,7 +854,7 @@ static int cmd_replay(struct cli *c)
     if (rc == CTKN_OK)
       rc = digest_of(c->db, &json, &err);
     else if (!existed)
-      remove_new_store(c->db);
+      ctkn_store_remove(c->db);
     return emit(c, rc, json, &err);
   }
   bool existed = stat(c->db, &sb) == 0;
@@ -882,7 +868,7 @@ static int cmd_replay(struct cli *c)
   if (rc == CTKN_OK)
     rc = digest_of(c->db, &json, &err);
   else if (!existed)
-    remove_new_store(c->db);
+    ctkn_store_remove(c->db);
   return emit(c, rc, json, &err);
 }
 

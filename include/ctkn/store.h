@@ -64,6 +64,10 @@ void ctkn_store_close(ctkn_store *st);
  */
 int ctkn_store_refresh(ctkn_store *st, bool *reopened, struct ctkn_err *err);
 
+/* Remove the projection in dir (its LMDB files, then dir if that leaves
+ * it empty), if there. Nothing may have it open. */
+void ctkn_store_remove(const char *dir);
+
 /* Flush to disk a store opened with no_sync. */
 int ctkn_store_sync(ctkn_store *st, struct ctkn_err *err);
 
