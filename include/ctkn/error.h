@@ -29,7 +29,17 @@
   X(FORMAT, -10, "service_unavailable", 503, 3, "unknown store format")        \
   X(USAGE, -11, "bad_request", 400, 2, "usage error")                          \
   X(IO, -12, "service_unavailable", 503, 3, "i/o error")                       \
-  X(INTERNAL, -13, "internal_error", 500, 3, "internal error")
+  X(INTERNAL, -13, "internal_error", 500, 3, "internal error")                 \
+  X(AUTHMISSING, -14, "authentication_missing", 403, 1,                        \
+    "authentication missing")                                                  \
+  X(AUTHMALFORMED, -15, "authentication_malformed", 403, 1,                    \
+    "authentication malformed")                                                \
+  X(BADKEY, -16, "invalid_token", 403, 1, "invalid API key")                   \
+  X(FORBIDDEN, -17, "forbidden", 403, 1, "forbidden")                          \
+  X(RATELIMIT, -18, "too_many_requests", 429, 1, "too many requests")          \
+  X(TOOLARGE, -19, "request_body_too_large", 413, 1,                           \
+    "request body too large")                                                  \
+  X(METHOD, -20, "method_not_allowed", 405, 1, "method not allowed")
 
 enum {
   CTKN_OK = 0,

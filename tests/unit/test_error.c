@@ -29,6 +29,22 @@ static void test_codes_map_to_paddle_codes_and_exits(void **state)
   assert_int_equal(ctkn_error_exit(CTKN_EKAFKA), 3);
   assert_int_equal(ctkn_error_exit(CTKN_ETIMEOUT), 3);
   assert_int_equal(ctkn_error_exit(CTKN_ESTORE), 3);
+  /* The API's own failures: Paddle's codes and statuses. */
+  assert_string_equal(ctkn_error_code(CTKN_EAUTHMISSING),
+                      "authentication_missing");
+  assert_string_equal(ctkn_error_code(CTKN_EAUTHMALFORMED),
+                      "authentication_malformed");
+  assert_string_equal(ctkn_error_code(CTKN_EBADKEY), "invalid_token");
+  assert_string_equal(ctkn_error_code(CTKN_EFORBIDDEN), "forbidden");
+  assert_int_equal(ctkn_error_http_status(CTKN_EAUTHMISSING), 403);
+  assert_int_equal(ctkn_error_http_status(CTKN_EBADKEY), 403);
+  assert_int_equal(ctkn_error_http_status(CTKN_EFORBIDDEN), 403);
+  assert_string_equal(ctkn_error_code(CTKN_ERATELIMIT), "too_many_requests");
+  assert_int_equal(ctkn_error_http_status(CTKN_ERATELIMIT), 429);
+  assert_string_equal(ctkn_error_code(CTKN_ETOOLARGE),
+                      "request_body_too_large");
+  assert_int_equal(ctkn_error_http_status(CTKN_ETOOLARGE), 413);
+  assert_int_equal(ctkn_error_http_status(CTKN_EMETHOD), 405);
 }
 
 static void test_every_code_has_distinct_text(void **state)
