@@ -266,6 +266,7 @@ struct ctkn_projector {
   int32_t nlimit;
   struct ctkn_log_msg *msgs;
   struct ctkn_projector_stats stats;
+  struct ctkn_projector_hooks hooks;
 };
 
 int ctkn_projector_open(ctkn_projector **out, ctkn_store *st,
@@ -313,6 +314,21 @@ void ctkn_projector_close(ctkn_projector *p)
   free(p->paused);
   free(p->limit);
   free(p);
+}
+
+void ctkn_projector_set_hooks(ctkn_projector *p,
+                              const struct ctkn_projector_hooks *h)
+{
+  if (h != NULL)
+    p->hooks = *h;
+  else
+    memset(&p->hooks, 0, sizeof(p->hooks));
+}
+
+static void advanced(const ctkn_projector *p)
+{
+  if (p->hooks.advanced != NULL)
+    p->hooks.advanced(p->hooks.arg, p->pos, p->nparts);
 }
 
 void ctkn_projector_stats(const ctkn_projector *p,
@@ -380,6 +396,7 @@ static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
   if ((rc = ctkn_consumer_assign(p->consumer, pos, n, err)) != CTKN_OK)
     goto fail;
   p->assigned = true;
+  advanced(p);
   if (his != NULL)
     *his = hi;
   else
@@ -422,6 +439,7 @@ static int step(ctkn_projector *p, int timeout_ms, size_t *got,
         p->msgs[i].offset + 1 > p->pos[part])
       p->pos[part] = p->msgs[i].offset + 1;
   }
+  advanced(p);
   return CTKN_OK;
 }
 
@@ -480,15 +498,27 @@ static int report(ctkn_projector *p, struct ctkn_err *err)
     if ((rc = assign_all(p, NULL, err)) != CTKN_OK)
       return rc;
   }
+  struct ctkn_partition_status *s = calloc((size_t)p->nparts, sizeof(*s));
   int64_t lag = 0;
+  if (s == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: status");
   for (int32_t i = 0; i < p->nparts; i++) {
-    int64_t lo, h;
-    if ((rc = ctkn_consumer_watermarks(p->consumer, i, &lo, &h, err)) !=
-        CTKN_OK)
+    s[i].partition = i;
+    s[i].projected = p->pos[i];
+    if ((rc = ctkn_consumer_watermarks(p->consumer, i, &s[i].log_start,
+                                       &s[i].log_end, err)) != CTKN_OK) {
+      free(s);
       return rc;
-    if (h > p->pos[i])
-      lag += h - p->pos[i];
+    }
+    if (s[i].log_end > p->pos[i])
+      lag += s[i].log_end - p->pos[i];
   }
+  if (p->hooks.status != NULL) {
+    p->hooks.status(p->hooks.arg, s, p->nparts, &p->stats);
+    free(s);
+    return CTKN_OK;
+  }
+  free(s);
   fprintf(stderr,
           "ctkn project: applied=%" PRIu64 " rejected=%" PRIu64
           " quarantined=%" PRIu64 " lag=%" PRId64 " paused=%" PRId32 "\n",
@@ -518,7 +548,8 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
     if (rc == CTKN_OK)
       rc = step(p, 200, &got, err);
     if (rc == CTKN_OK && ctkn__now_ms() >= next_report) {
-      next_report = ctkn__now_ms() + 5000;
+      next_report =
+          ctkn__now_ms() + (p->hooks.status_ms > 0 ? p->hooks.status_ms : 5000);
       rc = report(p, err);
     }
     if (rc == CTKN_OK)

@@ -122,6 +122,27 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
                            struct ctkn_projector_stats *stats,
                            struct ctkn_err *err);
 
+/*
+ * What a follower tells the process it runs in (`ctkn serve`): every
+ * callback is optional and runs on the projector's thread, so it must be
+ * quick and must not call back into the projector.
+ */
+struct ctkn_projector_hooks {
+  /* After assignment and after each applied batch: the next offset per
+   * partition as this projector consumed it (never ahead of the store). */
+  void (*advanced)(void *arg, const int64_t *next, int32_t n);
+  /* Every status_ms: where the log and the projection stand, and the
+   * totals. With this hook set, follow prints no progress line. */
+  void (*status)(void *arg, const struct ctkn_partition_status *s, int32_t n,
+                 const struct ctkn_projector_stats *stats);
+  void *arg;
+  int status_ms; /* 0: every 5 s */
+};
+
+/* Install hooks (copied); NULL removes them. */
+void ctkn_projector_set_hooks(ctkn_projector *p,
+                              const struct ctkn_projector_hooks *h);
+
 /* The topic's partition count as of the last catch_up or follow. */
 int32_t ctkn_projector_partitions(const ctkn_projector *p);
 
