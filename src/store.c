@@ -58,6 +58,7 @@
 
 #include <lmdb.h>
 #include <msgpack.h>
+#include <pthread.h>
 
 #include "ctkn/codec.h"
 #include "ctkn/crypto.h"
@@ -99,6 +100,9 @@ struct ctkn_store {
   struct ctkn_store_opts opts; /* as opened */
   dev_t dev;                   /* the data file this env has open */
   ino_t ino;
+  /* Held shared by every txn, exclusively by ctkn_store_refresh(), so a
+   * process whose threads share st can follow a rebuild safely. */
+  pthread_rwlock_t swap;
 };
 
 struct ctkn_store_txn {
@@ -616,7 +620,11 @@ int ctkn_store_open(ctkn_store **out, const char *dir,
     return ctkn__err(err, CTKN_ENOMEM, "%s: out of memory", dir);
   st->read_only = opts->read_only;
   rc = mdb_env_create(&st->env);
-  if (rc != MDB_SUCCESS) {
+  if (rc != MDB_SUCCESS || pthread_rwlock_init(&st->swap, NULL) != 0) {
+    if (rc == MDB_SUCCESS) {
+      mdb_env_close(st->env);
+      rc = ENOMEM;
+    }
     free(st);
     return lmdb_err(err, rc, "mdb_env_create");
   }
@@ -663,6 +671,7 @@ int ctkn_store_open(ctkn_store **out, const char *dir,
 
 fail:
   mdb_env_close(st->env);
+  pthread_rwlock_destroy(&st->swap);
   free(st);
   return rc;
 }
@@ -672,6 +681,7 @@ void ctkn_store_close(ctkn_store *st)
   if (st == NULL)
     return;
   mdb_env_close(st->env);
+  pthread_rwlock_destroy(&st->swap);
   free(st->dir);
   free(st);
 }
@@ -695,12 +705,23 @@ int ctkn_store_refresh(ctkn_store *st, bool *reopened, struct ctkn_err *err)
    * other. Anything else (removed by hand) is not ours to follow. */
   if (rc != 0 || (sb.st_dev == st->dev && sb.st_ino == st->ino))
     return CTKN_OK;
-  if ((rc = ctkn_store_open(&fresh, st->dir, &st->opts, err)) != CTKN_OK)
+  /* Another thread's txn is open on the old environment: try again on
+   * the next call rather than wait (a reader may hold two txns). */
+  if (pthread_rwlock_trywrlock(&st->swap) != 0)
+    return CTKN_OK;
+  if ((rc = ctkn_store_open(&fresh, st->dir, &st->opts, err)) != CTKN_OK) {
+    pthread_rwlock_unlock(&st->swap);
     return rc;
+  }
   /* Same handle, new environment: borrowers keep their pointer. */
   mdb_env_close(st->env);
-  free(st->dir);
-  *st = *fresh;
+  st->env = fresh->env;
+  memcpy(st->dbi, fresh->dbi, sizeof(st->dbi));
+  st->dev = fresh->dev;
+  st->ino = fresh->ino;
+  pthread_rwlock_unlock(&st->swap);
+  pthread_rwlock_destroy(&fresh->swap);
+  free(fresh->dir);
   free(fresh);
   *reopened = true;
   return CTKN_OK;
@@ -830,8 +851,10 @@ int ctkn_store_begin(ctkn_store *st, bool write, ctkn_store_txn **out,
     return ctkn__err(err, CTKN_ENOMEM, "begin: out of memory");
   t->st = st;
   t->write = write;
+  pthread_rwlock_rdlock(&st->swap);
   rc = mdb_txn_begin(st->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
   if (rc != MDB_SUCCESS) {
+    pthread_rwlock_unlock(&st->swap);
     free(t);
     if (rc == MDB_MAP_RESIZED)
       return ctkn__err(err, CTKN_ESTORE,
@@ -847,6 +870,7 @@ int ctkn_store_commit(ctkn_store_txn *t, struct ctkn_err *err)
 {
   int rc = mdb_txn_commit(t->txn); /* frees the MDB_txn also on failure */
 
+  pthread_rwlock_unlock(&t->st->swap);
   free(t);
   return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "commit");
 }
@@ -856,6 +880,7 @@ void ctkn_store_abort(ctkn_store_txn *t)
   if (t == NULL)
     return;
   mdb_txn_abort(t->txn);
+  pthread_rwlock_unlock(&t->st->swap);
   free(t);
 }
 
@@ -1663,8 +1688,11 @@ int ctkn_store_frozen(ctkn_store *st, char as_of[CTKN_TIME_BUF],
   int rc;
 
   as_of[0] = '\0';
-  if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != MDB_SUCCESS)
+  pthread_rwlock_rdlock(&st->swap);
+  if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != MDB_SUCCESS) {
+    pthread_rwlock_unlock(&st->swap);
     return lmdb_err(err, rc, "begin");
+  }
   rc = mdb_get(txn, st->dbi[T_META], &k, &v);
   if (rc == MDB_SUCCESS) {
     size_t n = v.mv_size < CTKN_TIME_LEN ? v.mv_size : CTKN_TIME_LEN;
@@ -1672,6 +1700,7 @@ int ctkn_store_frozen(ctkn_store *st, char as_of[CTKN_TIME_BUF],
     as_of[n] = '\0';
   }
   mdb_txn_abort(txn);
+  pthread_rwlock_unlock(&st->swap);
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
     return lmdb_err(err, rc, "get meta");
   return CTKN_OK;

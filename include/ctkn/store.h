@@ -59,7 +59,9 @@ void ctkn_store_close(ctkn_store *st);
 /*
  * If dir now holds another projection than the one st has open (`ctkn
  * rebuild` swapped a new one in), reopen st on it in place and set
- * *reopened; pointers to st stay valid. No txn may be open. A stat() when
+ * *reopened; pointers to st stay valid. The caller must hold no txn; while
+ * another thread holds one, nothing happens and a later call tries again,
+ * so threads may share st with one of them refreshing. A stat() when
  * nothing changed.
  */
 int ctkn_store_refresh(ctkn_store *st, bool *reopened, struct ctkn_err *err);

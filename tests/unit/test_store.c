@@ -527,6 +527,44 @@ static void test_snapshot_is_a_consistent_copy_with_the_same_digest(void **s)
   assert_non_null(strstr(err.msg, "already holds a projection"));
 }
 
+/* A rebuild swaps a new projection into dir: refresh reopens st on it, but
+ * never under a txn that another thread still holds on the old one. */
+static void test_refresh_follows_a_swap_but_not_under_an_open_txn(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err;
+  char other[256];
+  bool reopened;
+  ctkn_store *side;
+  ctkn_store_txn *t;
+
+  t = begin(open_fx(f), true);
+  assert_int_equal(ctkn_store_set_offset(t, 0, 5, NULL), CTKN_OK);
+  commit(t);
+  snprintf(other, sizeof(other), "%s/other", f->tmp);
+  side = open_at(other);
+  t = begin(side, true);
+  assert_int_equal(ctkn_store_set_offset(t, 0, 9, NULL), CTKN_OK);
+  commit(t);
+  ctkn_store_close(side);
+
+  assert_int_equal(ctkn_store_refresh(f->st, &reopened, &err), CTKN_OK);
+  assert_false(reopened); /* nothing changed yet */
+  assert_int_equal(ctkn_store_exchange(f->db, other, &err), CTKN_OK);
+
+  t = begin(f->st, false); /* a reader still on the old projection */
+  assert_int_equal(ctkn_store_refresh(f->st, &reopened, &err), CTKN_OK);
+  assert_false(reopened);
+  assert_int_equal(ctkn_store_offset(t, 0), 5);
+  ctkn_store_abort(t);
+
+  assert_int_equal(ctkn_store_refresh(f->st, &reopened, &err), CTKN_OK);
+  assert_true(reopened);
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_offset(t, 0), 9);
+  ctkn_store_abort(t);
+}
+
 static void test_get_missing_returns_notfound(void **s)
 {
   struct fx *f = *s;
@@ -1496,6 +1534,7 @@ int main(void)
       T(test_open_creates_the_directory_and_records_the_format),
       T(test_open_on_a_file_fails_with_estore),
       T(test_reopen_keeps_data),
+      T(test_refresh_follows_a_swap_but_not_under_an_open_txn),
       T(test_unknown_format_is_refused_naming_ctkn_rebuild),
       T(test_bind_records_then_refuses_another_topic_or_env),
       T(test_conflicting_bind_records_nothing),
