@@ -22,6 +22,7 @@
 #include "ctkn/log.h"
 #include "ctkn/projector.h"
 #include "ctkn/query.h"
+#include "ctkn/server.h"
 #include "ctkn/store.h"
 #include "ctkn/stream.h"
 
@@ -61,6 +62,12 @@ static const char usage_text[] =
     "       [--group NAME] [--exit-at-end]\n"
     "                              events as webhook JSON lines; with a\n"
     "                              group, at least once, shared by members\n"
+    "  serve --api-keys FILE [--listen ADDR:PORT] [--public-url URL]\n"
+    "        [--tls-cert FILE --tls-key FILE] [--rate-limit N]\n"
+    "        [--threads N] [--max-lag N] [--position-wait SECONDS]\n"
+    "        [--client-timeout SECONDS]\n"
+    "                              Paddle's HTTP API over a replica that\n"
+    "                              follows the topic; SIGHUP reloads keys\n"
     "  version | help\n"
     "\n"
     "options (before or after the command):\n"
@@ -80,7 +87,8 @@ static const char usage_text[] =
 
 enum opt_kind { OPT_VALUE, OPT_FLAG, OPT_LIST };
 
-#define LIST_MAX 8
+#define LIST_MAX  8
+#define LOCAL_MAX 12
 
 struct opt {
   const char *name; /* "--name" */
@@ -95,7 +103,7 @@ struct cli {
   const char *pos[4];
   int npos;
   struct opt global[8];
-  struct opt local[8];
+  struct opt local[LOCAL_MAX];
   struct ctkn_log_config log;
   char db[4096];
   ctkn_env env;
@@ -112,7 +120,7 @@ static const char *const global_names[G_COUNT] = {
 /* Command-specific options. */
 struct command {
   const char *name;
-  const char *local[8];
+  const char *local[LOCAL_MAX];
   int npos; /* positional arguments required */
   int (*run)(struct cli *c);
 };
@@ -143,9 +151,9 @@ usage_error(struct cli *c, const char *fmt, ...)
   return 2;
 }
 
-static struct opt *find_opt(struct opt *tab, const char *arg, size_t len)
+static struct opt *find_opt(struct opt *tab, int n, const char *arg, size_t len)
 {
-  for (int i = 0; i < 8 && tab[i].name; i++) {
+  for (int i = 0; i < n && tab[i].name; i++) {
     if (strlen(tab[i].name) == len && strncmp(tab[i].name, arg, len) == 0)
       return &tab[i];
   }
@@ -154,7 +162,7 @@ static struct opt *find_opt(struct opt *tab, const char *arg, size_t len)
 
 static const char *local_value(struct cli *c, const char *name)
 {
-  struct opt *o = find_opt(c->local, name, strlen(name));
+  struct opt *o = find_opt(c->local, LOCAL_MAX, name, strlen(name));
   return o ? o->value : NULL;
 }
 
@@ -187,9 +195,9 @@ static int parse_args(struct cli *c, const struct command *cmd, int argc,
     }
     const char *eq = strchr(a, '=');
     size_t len = eq ? (size_t)(eq - a) : strlen(a);
-    struct opt *o = find_opt(c->global, a, len);
+    struct opt *o = find_opt(c->global, 8, a, len);
     if (o == NULL)
-      o = find_opt(c->local, a, len);
+      o = find_opt(c->local, LOCAL_MAX, a, len);
     if (o == NULL)
       return usage_error(c, "unknown option \"%.*s\"%s%s", (int)len, a,
                          cmd ? " for " : "", cmd ? cmd->name : "");
@@ -968,7 +976,7 @@ static int cmd_tail(struct cli *c)
 {
   struct ctkn_tail_opts o = {.start = CTKN_START_END, .stop = &stop_flag};
   struct ctkn_tail_stats stats;
-  const struct opt *types = find_opt(c->local, "--type", 6);
+  const struct opt *types = find_opt(c->local, LOCAL_MAX, "--type", 6);
   const char *from = local_value(c, "--from");
   struct ctkn_err err;
   struct sigaction sa;
@@ -1012,6 +1020,101 @@ static int cmd_tail(struct cli *c)
   return 0;
 }
 
+static volatile sig_atomic_t reload_flag;
+
+static void on_hup(int sig)
+{
+  (void)sig;
+  reload_flag = 1;
+}
+
+/* A whole number in [lo, hi] from a flag, or false. */
+static bool parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+  char *end;
+
+  errno = 0;
+  *out = strtoll(s, &end, 10);
+  return errno == 0 && end != s && *end == '\0' && *out >= lo && *out <= hi;
+}
+
+static int cmd_serve(struct cli *c)
+{
+  struct ctkn_server_config cfg;
+  struct ctkn_err err;
+  struct sigaction sa;
+  ctkn_store *st = NULL;
+  const char *v;
+  long long n;
+  int ms, rc, ex;
+
+  ctkn_server_config_init(&cfg);
+  cfg.log = &c->log;
+  cfg.env = c->env;
+  cfg.listen = env_or(local_value(c, "--listen"), "CTKN_LISTEN", cfg.listen);
+  cfg.api_keys = env_or(local_value(c, "--api-keys"), "CTKN_API_KEYS", NULL);
+  cfg.public_url =
+      env_or(local_value(c, "--public-url"), "CTKN_PUBLIC_URL", NULL);
+  cfg.tls_cert = local_value(c, "--tls-cert");
+  cfg.tls_key = local_value(c, "--tls-key");
+  if (cfg.api_keys == NULL)
+    return usage_error(c, "serve needs --api-keys FILE (or $CTKN_API_KEYS); "
+                          "make one with `ctkn apikey create`");
+  if ((v = env_or(local_value(c, "--rate-limit"), "CTKN_RATE_LIMIT", NULL))) {
+    char *end;
+    errno = 0;
+    cfg.rate_limit = strtod(v, &end);
+    if (errno || end == v || *end != '\0' || !(cfg.rate_limit >= 0) ||
+        cfg.rate_limit > 1e9)
+      return usage_error(c,
+                         "--rate-limit must be requests per second per key "
+                         "(0: none), not \"%.40s\"",
+                         v);
+  }
+  if ((v = local_value(c, "--threads"))) {
+    if (!parse_int(v, 1, 64, &n))
+      return usage_error(c, "--threads must be 1 to 64, not \"%.40s\"", v);
+    cfg.threads = (int)n;
+  }
+  if ((v = local_value(c, "--max-lag"))) {
+    if (!parse_int(v, 0, INT64_MAX, &n))
+      return usage_error(c,
+                         "--max-lag must be a count of events, not "
+                         "\"%.40s\"",
+                         v);
+    cfg.max_lag = n;
+  }
+  if ((v = local_value(c, "--position-wait"))) {
+    if (!parse_seconds(v, &ms))
+      return usage_error(c, "--position-wait must be seconds, not \"%.40s\"",
+                         v);
+    cfg.position_wait_ms = ms;
+  }
+  if ((v = local_value(c, "--client-timeout"))) {
+    if (!parse_seconds(v, &ms) || ms < 1000)
+      return usage_error(c,
+                         "--client-timeout must be whole seconds, not "
+                         "\"%.40s\"",
+                         v);
+    cfg.client_timeout_s = ms / 1000;
+  }
+  if ((ex = open_store(c, true, &st)) != 0)
+    return ex;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sa.sa_handler = on_hup;
+  sigaction(SIGHUP, &sa, NULL);
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &sa, NULL);
+  rc = ctkn_server_run(st, &cfg, &stop_flag, &reload_flag, &err);
+  ctkn_store_close(st);
+  if (rc != CTKN_OK)
+    return print_error(c->rid, &err);
+  return 0;
+}
+
 static const struct command commands[] = {
     {"init", {"--partitions", "--replication-factor"}, 0, cmd_init},
     {"create",
@@ -1041,6 +1144,12 @@ static const struct command commands[] = {
      {"--from-beginning", "--from", "--type", "--group", "--exit-at-end"},
      0,
      cmd_tail},
+    {"serve",
+     {"--listen", "--api-keys", "--public-url", "--tls-cert", "--tls-key",
+      "--rate-limit", "--threads", "--max-lag", "--position-wait",
+      "--client-timeout"},
+     0,
+     cmd_serve},
     {"version", {NULL}, 0, cmd_version},
     {"help", {NULL}, 0, cmd_help},
 };
@@ -1085,7 +1194,7 @@ int main(int argc, char **argv)
       cmd = &commands[i];
   }
   if (cmd != NULL) {
-    for (int i = 0; i < 8 && cmd->local[i]; i++) {
+    for (int i = 0; i < LOCAL_MAX && cmd->local[i]; i++) {
       static const char *const flags[] = {"--follow", "--no-description",
                                           "--batch", "--from-beginning",
                                           "--exit-at-end"};

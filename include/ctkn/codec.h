@@ -147,6 +147,12 @@ struct ctkn_partition_status {
 char *ctkn_json_status(const char *topic,
                        const struct ctkn_partition_status *parts, size_t n);
 
+/* GET /healthz: the status object above plus "status" (state) and
+ * "max_lag", with meta.request_id. */
+char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
+                       const struct ctkn_partition_status *parts, size_t n,
+                       const char *request_id);
+
 /* {"data": {"applied", "rejected", "quarantined", "skipped", "paused"}} */
 char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
                               uint64_t quarantined, uint64_t skipped,

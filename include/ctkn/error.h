@@ -37,8 +37,7 @@
   X(BADKEY, -16, "invalid_token", 403, 1, "invalid API key")                   \
   X(FORBIDDEN, -17, "forbidden", 403, 1, "forbidden")                          \
   X(RATELIMIT, -18, "too_many_requests", 429, 1, "too many requests")          \
-  X(TOOLARGE, -19, "request_body_too_large", 413, 1,                           \
-    "request body too large")                                                  \
+  X(TOOLARGE, -19, "request_body_too_large", 413, 1, "request body too large") \
   X(METHOD, -20, "method_not_allowed", 405, 1, "method not allowed")
 
 enum {

@@ -676,8 +676,9 @@ char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
   return data_doc(checked(o, rc), false, NULL);
 }
 
-char *ctkn_json_status(const char *topic,
-                       const struct ctkn_partition_status *parts, size_t n)
+/* The status object: topic, partitions with their lag, total lag. */
+static json_t *status_obj(const char *topic,
+                          const struct ctkn_partition_status *parts, size_t n)
 {
   json_t *o = json_object();
   json_t *arr = json_array();
@@ -707,5 +708,25 @@ char *ctkn_json_status(const char *topic,
   rc |= set(o, "topic", jstr(topic, SIZE_MAX));
   rc |= set(o, "partitions", arr);
   rc |= set(o, "lag", json_integer(total));
-  return data_doc(checked(o, rc), false, NULL);
+  return checked(o, rc);
+}
+
+char *ctkn_json_status(const char *topic,
+                       const struct ctkn_partition_status *parts, size_t n)
+{
+  return data_doc(status_obj(topic, parts, n), false, NULL);
+}
+
+char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
+                       const struct ctkn_partition_status *parts, size_t n,
+                       const char *request_id)
+{
+  json_t *o = status_obj(topic, parts, n);
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "status", jstr(state, SIZE_MAX));
+  rc |= set(o, "max_lag", json_integer(max_lag));
+  return data_doc(checked(o, rc), true, request_id);
 }
