@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ctkn/apikey.h"
 #include "ctkn/archive.h"
 #include "ctkn/codec.h"
 #include "ctkn/error.h"
@@ -61,6 +62,12 @@ static const char usage_text[] =
     "       [--group NAME] [--exit-at-end]\n"
     "                              events as webhook JSON lines; with a\n"
     "                              group, at least once, shared by members\n"
+    "  apikey create --name NAME\n"
+    "         --permissions client_token.read[,client_token.write]\n"
+    "  apikey list\n"
+    "  apikey revoke NAME\n"
+    "                              API keys in --file FILE [$CTKN_API_KEYS];\n"
+    "                              create prints the key, once; no Kafka\n"
     "  version | help\n"
     "\n"
     "options (before or after the command):\n"
@@ -115,6 +122,7 @@ struct command {
   const char *local[8];
   int npos; /* positional arguments required */
   int (*run)(struct cli *c);
+  int optpos; /* further positional arguments allowed */
 };
 
 static int print_error(const char *rid, const struct ctkn_err *err)
@@ -171,7 +179,7 @@ static int parse_args(struct cli *c, const struct command *cmd, int argc,
         seen_command = 1;
         continue;
       }
-      if (c->npos >= 4 || cmd == NULL || c->npos >= cmd->npos)
+      if (c->npos >= 4 || cmd == NULL || c->npos >= cmd->npos + cmd->optpos)
         return usage_error(c, "unexpected argument \"%.100s\"", a);
       c->pos[c->npos++] = a;
       continue;
@@ -1012,37 +1020,104 @@ static int cmd_tail(struct cli *c)
   return 0;
 }
 
+/* ---- apikey ------------------------------------------------------------ */
+
+/* apikey create|list|revoke: the key file named by --file or
+ * $CTKN_API_KEYS. No Kafka and no projection are involved. */
+static int cmd_apikey(struct cli *c)
+{
+  const char *sub = c->pos[0];
+  const char *file = env_or(local_value(c, "--file"), "CTKN_API_KEYS", NULL);
+  const char *name = local_value(c, "--name");
+  const char *perms = local_value(c, "--permissions");
+  bool create = strcmp(sub, "create") == 0;
+  bool revoke = strcmp(sub, "revoke") == 0;
+  struct ctkn_err err;
+  char *json = NULL;
+  int rc;
+
+  if (!create && !revoke && strcmp(sub, "list") != 0)
+    return usage_error(c,
+                       "unknown apikey command \"%.40s\" (try create, list "
+                       "or revoke)",
+                       sub);
+  if (c->npos != (revoke ? 2 : 1))
+    return revoke ? usage_error(c, "apikey revoke needs a NAME")
+                  : usage_error(c, "apikey %s takes no NAME; use --name", sub);
+  if (!create && (name != NULL || perms != NULL))
+    return usage_error(c, "--name and --permissions are for apikey create");
+  if (file == NULL || *file == '\0')
+    return usage_error(c, "apikey needs --file FILE or $CTKN_API_KEYS");
+
+  if (create) {
+    char key[CTKN_APIKEY_BUF];
+    struct ctkn_apikey k;
+    unsigned bits;
+
+    if (name == NULL || perms == NULL)
+      return usage_error(c, "apikey create needs --name and --permissions");
+    if (ctkn_perms_parse(perms, &bits, &err) != CTKN_OK)
+      return print_error(c->rid, &err);
+    rc = ctkn_apikey_create(file, name, bits, key, &k, &err);
+    if (rc == CTKN_OK && (json = ctkn_json_apikey_created(&k, key)) == NULL)
+      rc = oom_err(&err);
+    ctkn_wipe(key, sizeof(key));
+    rc = emit(c, rc, json, &err);
+    return rc;
+  }
+  if (revoke) {
+    rc = ctkn_apikey_revoke(file, c->pos[1], &err);
+    if (rc == CTKN_OK && (json = ctkn_json_apikey_revoked(c->pos[1])) == NULL)
+      rc = oom_err(&err);
+    return emit(c, rc, json, &err);
+  }
+  ctkn_apikeys *ks = NULL;
+  rc = ctkn_apikeys_load(file, &ks, &err);
+  if (rc == CTKN_OK && (json = ctkn_json_apikey_list(ks)) == NULL)
+    rc = oom_err(&err);
+  ctkn_apikeys_free(ks);
+  return emit(c, rc, json, &err);
+}
+
 static const struct command commands[] = {
-    {"init", {"--partitions", "--replication-factor"}, 0, cmd_init},
+    {"init", {"--partitions", "--replication-factor"}, 0, cmd_init, 0},
     {"create",
      {"--name", "--description", "--idempotency-key", "--batch"},
      0,
-     cmd_create},
+     cmd_create,
+     0},
     {"update",
      {"--name", "--description", "--no-description", "--status"},
      1,
-     cmd_update},
-    {"revoke", {NULL}, 1, cmd_revoke},
-    {"project", {"--follow"}, 0, cmd_project},
-    {"get", {NULL}, 1, cmd_get},
-    {"list", {"--status", "--after", "--per-page", "--order-by"}, 0, cmd_list},
-    {"verify", {NULL}, 1, cmd_verify},
-    {"history", {NULL}, 1, cmd_history},
-    {"digest", {NULL}, 0, cmd_digest},
-    {"quarantine", {NULL}, 0, cmd_quarantine},
-    {"status", {NULL}, 0, cmd_status},
-    {"snapshot", {"--out"}, 0, cmd_snapshot},
-    {"replay", {"--as-of", "--from-file"}, 0, cmd_replay},
-    {"export", {"--out"}, 0, cmd_export},
-    {"rebuild", {NULL}, 0, cmd_rebuild},
-    {"audit", {NULL}, 2, cmd_audit},
-    {"import", {"--from-file", "--replication-factor"}, 0, cmd_import},
+     cmd_update,
+     0},
+    {"revoke", {NULL}, 1, cmd_revoke, 0},
+    {"project", {"--follow"}, 0, cmd_project, 0},
+    {"get", {NULL}, 1, cmd_get, 0},
+    {"list",
+     {"--status", "--after", "--per-page", "--order-by"},
+     0,
+     cmd_list,
+     0},
+    {"verify", {NULL}, 1, cmd_verify, 0},
+    {"history", {NULL}, 1, cmd_history, 0},
+    {"digest", {NULL}, 0, cmd_digest, 0},
+    {"quarantine", {NULL}, 0, cmd_quarantine, 0},
+    {"status", {NULL}, 0, cmd_status, 0},
+    {"snapshot", {"--out"}, 0, cmd_snapshot, 0},
+    {"replay", {"--as-of", "--from-file"}, 0, cmd_replay, 0},
+    {"export", {"--out"}, 0, cmd_export, 0},
+    {"rebuild", {NULL}, 0, cmd_rebuild, 0},
+    {"audit", {NULL}, 2, cmd_audit, 0},
+    {"import", {"--from-file", "--replication-factor"}, 0, cmd_import, 0},
     {"tail",
      {"--from-beginning", "--from", "--type", "--group", "--exit-at-end"},
      0,
-     cmd_tail},
-    {"version", {NULL}, 0, cmd_version},
-    {"help", {NULL}, 0, cmd_help},
+     cmd_tail,
+     0},
+    {"apikey", {"--file", "--name", "--permissions"}, 1, cmd_apikey, 1},
+    {"version", {NULL}, 0, cmd_version, 0},
+    {"help", {NULL}, 0, cmd_help, 0},
 };
 
 /* The first argument that is neither an option nor an option's value. */
