@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -109,6 +110,16 @@ void ctkn_hmac_sha256(const void *key, size_t keylen, const void *data,
   if (HMAC(EVP_sha256(), key, (int)keylen, data, len, out, &n) == NULL ||
       n != CTKN_SHA256_LEN)
     crypto_fail("HMAC");
+}
+
+bool ctkn_ct_equal(const void *a, const void *b, size_t len)
+{
+  return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+void ctkn_wipe(void *p, size_t len)
+{
+  OPENSSL_cleanse(p, len);
 }
 
 void ctkn_hex(const uint8_t *bytes, size_t len, char *out)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ctkn/apikey.h"
 #include "ctkn/archive.h"
 #include "ctkn/codec.h"
 #include "ctkn/error.h"
@@ -68,6 +69,12 @@ static const char usage_text[] =
     "        [--client-timeout SECONDS]\n"
     "                              Paddle's HTTP API over a replica that\n"
     "                              follows the topic; SIGHUP reloads keys\n"
+    "  apikey create --name NAME\n"
+    "         --permissions client_token.read[,client_token.write]\n"
+    "  apikey list\n"
+    "  apikey revoke NAME\n"
+    "                              API keys in --file FILE [$CTKN_API_KEYS];\n"
+    "                              create prints the key, once; no Kafka\n"
     "  version | help\n"
     "\n"
     "options (before or after the command):\n"
@@ -123,6 +130,7 @@ struct command {
   const char *local[LOCAL_MAX];
   int npos; /* positional arguments required */
   int (*run)(struct cli *c);
+  int optpos; /* further positional arguments allowed */
 };
 
 static int print_error(const char *rid, const struct ctkn_err *err)
@@ -179,7 +187,7 @@ static int parse_args(struct cli *c, const struct command *cmd, int argc,
         seen_command = 1;
         continue;
       }
-      if (c->npos >= 4 || cmd == NULL || c->npos >= cmd->npos)
+      if (c->npos >= 4 || cmd == NULL || c->npos >= cmd->npos + cmd->optpos)
         return usage_error(c, "unexpected argument \"%.100s\"", a);
       c->pos[c->npos++] = a;
       continue;
@@ -1115,6 +1123,65 @@ static int cmd_serve(struct cli *c)
   return 0;
 }
 
+/* ---- apikey ------------------------------------------------------------ */
+
+/* apikey create|list|revoke: the key file named by --file or
+ * $CTKN_API_KEYS. No Kafka and no projection are involved. */
+static int cmd_apikey(struct cli *c)
+{
+  const char *sub = c->pos[0];
+  const char *file = env_or(local_value(c, "--file"), "CTKN_API_KEYS", NULL);
+  const char *name = local_value(c, "--name");
+  const char *perms = local_value(c, "--permissions");
+  bool create = strcmp(sub, "create") == 0;
+  bool revoke = strcmp(sub, "revoke") == 0;
+  struct ctkn_err err;
+  char *json = NULL;
+  int rc;
+
+  if (!create && !revoke && strcmp(sub, "list") != 0)
+    return usage_error(c,
+                       "unknown apikey command \"%.40s\" (try create, list "
+                       "or revoke)",
+                       sub);
+  if (c->npos != (revoke ? 2 : 1))
+    return revoke ? usage_error(c, "apikey revoke needs a NAME")
+                  : usage_error(c, "apikey %s takes no NAME; use --name", sub);
+  if (!create && (name != NULL || perms != NULL))
+    return usage_error(c, "--name and --permissions are for apikey create");
+  if (file == NULL || *file == '\0')
+    return usage_error(c, "apikey needs --file FILE or $CTKN_API_KEYS");
+
+  if (create) {
+    char key[CTKN_APIKEY_BUF];
+    struct ctkn_apikey k;
+    unsigned bits;
+
+    if (name == NULL || perms == NULL)
+      return usage_error(c, "apikey create needs --name and --permissions");
+    if (ctkn_perms_parse(perms, &bits, &err) != CTKN_OK)
+      return print_error(c->rid, &err);
+    rc = ctkn_apikey_create(file, name, bits, key, &k, &err);
+    if (rc == CTKN_OK && (json = ctkn_json_apikey_created(&k, key)) == NULL)
+      rc = oom_err(&err);
+    ctkn_wipe(key, sizeof(key));
+    rc = emit(c, rc, json, &err);
+    return rc;
+  }
+  if (revoke) {
+    rc = ctkn_apikey_revoke(file, c->pos[1], &err);
+    if (rc == CTKN_OK && (json = ctkn_json_apikey_revoked(c->pos[1])) == NULL)
+      rc = oom_err(&err);
+    return emit(c, rc, json, &err);
+  }
+  ctkn_apikeys *ks = NULL;
+  rc = ctkn_apikeys_load(file, &ks, &err);
+  if (rc == CTKN_OK && (json = ctkn_json_apikey_list(ks)) == NULL)
+    rc = oom_err(&err);
+  ctkn_apikeys_free(ks);
+  return emit(c, rc, json, &err);
+}
+
 static const struct command commands[] = {
     {"init", {"--partitions", "--replication-factor"}, 0, cmd_init},
     {"create",
@@ -1150,6 +1217,7 @@ static const struct command commands[] = {
       "--client-timeout"},
      0,
      cmd_serve},
+    {"apikey", {"--file", "--name", "--permissions"}, 1, cmd_apikey, 1},
     {"version", {NULL}, 0, cmd_version},
     {"help", {NULL}, 0, cmd_help},
 };

@@ -9,17 +9,23 @@
  * The key file is one JSON object a line:
  *   {"name":"backend","sha256":"<64 hex>","permissions":["client_token.read"],
  *    "created_at":"2026-11-23T10:00:00.000000Z"}
- * written atomically (temporary file, fsync, rename) with mode 0600 under
- * an flock, so concurrent `ctkn apikey` calls never lose an entry.
+ * with "sha256" the lowercase hex SHA-256 of the whole key string, prefix
+ * included. Every field is required and no other is accepted. It is
+ * rewritten atomically (PATH.tmp, fsync, rename, fsync of the directory)
+ * with mode 0600 while holding flock(PATH.lock), so concurrent
+ * `ctkn apikey` calls never lose an entry. Both companions live in the key
+ * file's directory, which must be writable.
  *
  * Permissions: client_token.read, client_token.write (implies read).
  *
- * Errors:   CTKN_EINVAL naming the field ("name", "permissions") for a bad
- *           argument; CTKN_ECONFLICT for a name already in use;
+ * Errors:   CTKN_EINVAL naming the field ("name", "permissions", "file")
+ *           for a bad argument; CTKN_ECONFLICT for a name already in use;
  *           CTKN_ENOTFOUND for an unknown name; CTKN_EIO for a file that
  *           cannot be read or written; CTKN_EDECODE for a malformed file
- *           (err->msg names the line).
- * Thread:   a loaded ctkn_apikeys is immutable, safe to share.
+ *           (err->msg names the line and the field); CTKN_ENOMEM.
+ *           err->msg never holds key material.
+ * Thread:   a loaded ctkn_apikeys is immutable, safe to share. Create and
+ *           revoke may run at once in any number of threads and processes.
  */
 #ifndef CTKN_APIKEY_H
 #define CTKN_APIKEY_H
@@ -43,25 +49,30 @@ enum ctkn_perm {
 struct ctkn_apikey {
   char name[CTKN_APIKEY_NAME_MAX + 1];
   uint8_t sha256[32];
-  unsigned perms;          /* enum ctkn_perm bits, write implying read */
-  char created_at[32];     /* RFC 3339 */
+  unsigned perms;      /* enum ctkn_perm bits, write implying read */
+  char created_at[32]; /* RFC 3339 */
 };
 
 /* "client_token.read,client_token.write" -> bits. Unknown names, empty
  * items and an empty list are CTKN_EINVAL on field "permissions". */
 int ctkn_perms_parse(const char *s, unsigned *perms, struct ctkn_err *err);
 
-/* The granted permissions as a JSON-ready list of names, in a fixed order:
- * fills names (cap entries) and returns the count. */
+/* The granted permissions as a JSON-ready list of names, in a fixed order
+ * (read, then write; write always brings read): fills at most cap entries
+ * of names with static strings and returns how many it filled. */
 size_t ctkn_perms_names(unsigned perms, const char **names, size_t cap);
 
 /* Add a key named name with perms to path (created when missing). key
- * receives the new key, the only time it exists in the clear. */
+ * receives the new key, the only time it exists in the clear; out (may be
+ * NULL) receives the entry as stored, perms with write implying read. On
+ * failure key is "" and the file is unchanged. perms of 0 or with unknown
+ * bits is CTKN_EINVAL on field "permissions". */
 int ctkn_apikey_create(const char *path, const char *name, unsigned perms,
                        char key[CTKN_APIKEY_BUF], struct ctkn_apikey *out,
                        struct ctkn_err *err);
 
-/* Remove the key named name from path. */
+/* Remove the key named name from path. CTKN_ENOTFOUND when no key has
+ * that name; a missing file is CTKN_EIO. */
 int ctkn_apikey_revoke(const char *path, const char *name,
                        struct ctkn_err *err);
 
@@ -73,6 +84,8 @@ int ctkn_apikeys_load(const char *path, ctkn_apikeys **out,
                       struct ctkn_err *err);
 void ctkn_apikeys_free(ctkn_apikeys *ks);
 
+/* The entries, in file order; ctkn_apikeys_at() is NULL past the end and
+ * its pointer is valid until ctkn_apikeys_free(). */
 size_t ctkn_apikeys_count(const ctkn_apikeys *ks);
 const struct ctkn_apikey *ctkn_apikeys_at(const ctkn_apikeys *ks, size_t i);
 
@@ -80,7 +93,8 @@ const struct ctkn_apikey *ctkn_apikeys_at(const ctkn_apikeys *ks, size_t i);
  * Find the key that key (len bytes, not NUL-terminated) is: hashes it and
  * compares the digest against every entry in constant time, without an
  * early exit. CTKN_EAUTHMALFORMED when key is not shaped like a ctkn key,
- * CTKN_EBADKEY when no entry matches; *out points into ks.
+ * CTKN_EBADKEY when no entry matches. On success *out points into ks
+ * (valid until ctkn_apikeys_free()); otherwise it is NULL.
  */
 int ctkn_apikeys_find(const ctkn_apikeys *ks, const char *key, size_t len,
                       const struct ctkn_apikey **out);

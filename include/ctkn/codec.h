@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ctkn/apikey.h"
 #include "ctkn/error.h"
 #include "ctkn/event.h"
 #include "ctkn/token.h"
@@ -157,5 +158,18 @@ char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
 char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
                               uint64_t quarantined, uint64_t skipped,
                               int32_t paused);
+
+/* ---- JSON: `ctkn apikey` --------------------------------------------- */
+
+/* {"data": {"name", "key", "permissions": [names]}}: the answer to
+ * creating an API key, the one document that ever holds the key. */
+char *ctkn_json_apikey_created(const struct ctkn_apikey *k, const char *key);
+
+/* {"data": [{"name", "permissions", "created_at"}]}, in file order: never
+ * a key, nor its hash. */
+char *ctkn_json_apikey_list(const ctkn_apikeys *ks);
+
+/* {"data": {"name", "revoked": true}} */
+char *ctkn_json_apikey_revoked(const char *name);
 
 #endif /* CTKN_CODEC_H */

@@ -1,5 +1,6 @@
 /*
- * crypto.h - hashing for digests, idempotency and webhook signatures.
+ * crypto.h - hashing for digests, idempotency, webhook signatures and API
+ * keys, and the constant-time helpers secrets need.
  *
  * Wraps OpenSSL's libcrypto; no OpenSSL type crosses this header.
  *
@@ -10,6 +11,7 @@
 #ifndef CTKN_CRYPTO_H
 #define CTKN_CRYPTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +37,14 @@ void ctkn_sha256_free(ctkn_sha256 *h);
 /* HMAC-SHA256 of data under key. */
 void ctkn_hmac_sha256(const void *key, size_t keylen, const void *data,
                       size_t len, uint8_t out[CTKN_SHA256_LEN]);
+
+/* true when the len bytes at a and b are equal, in a time that depends on
+ * len only (CRYPTO_memcmp): for comparing secrets and their digests. */
+bool ctkn_ct_equal(const void *a, const void *b, size_t len);
+
+/* Overwrite len bytes at p with zeros in a way the compiler cannot drop
+ * (OPENSSL_cleanse): for secrets about to go out of scope. */
+void ctkn_wipe(void *p, size_t len);
 
 /* Lowercase hex of len bytes into out, which holds 2 * len + 1 bytes. */
 void ctkn_hex(const uint8_t *bytes, size_t len, char *out);

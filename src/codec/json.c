@@ -1,6 +1,7 @@
 /*
  * json.c - the API's JSON: Paddle's entity, webhook, list and error
- * shapes, and the create/update request bodies. The only user of jansson.
+ * shapes, ctkn's own outputs, and the create/update request bodies. The
+ * only other user of jansson is the API-key file (apikey.c).
  *
  * Output is compact ({"a":1,"b":2}), in Paddle's field order, with UTF-8
  * emitted raw (JSON_ENSURE_ASCII is off) and only what JSON requires
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctkn/apikey.h"
 #include "ctkn/codec.h"
 #include "ctkn/crypto.h"
 #include "ctkn/error.h"
@@ -729,4 +731,68 @@ char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
   rc |= set(o, "status", jstr(state, SIZE_MAX));
   rc |= set(o, "max_lag", json_integer(max_lag));
   return data_doc(checked(o, rc), true, request_id);
+}
+
+/* ---- API keys ----------------------------------------------------------- */
+
+/* ["client_token.read", ...] for perms. */
+static json_t *jperms(unsigned perms)
+{
+  const char *names[2];
+  size_t n = ctkn_perms_names(perms, names, CTKN__ARRAY_LEN(names));
+  json_t *arr = json_array();
+  int rc = 0;
+
+  if (arr == NULL)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    rc |= json_array_append_new(arr, json_string(names[i]));
+  return checked(arr, rc);
+}
+
+char *ctkn_json_apikey_created(const struct ctkn_apikey *k, const char *key)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "name", jstr(k->name, sizeof(k->name)));
+  rc |= set(o, "key", jstr(key, CTKN_APIKEY_BUF));
+  rc |= set(o, "permissions", jperms(k->perms));
+  return data_doc(checked(o, rc), false, NULL);
+}
+
+char *ctkn_json_apikey_list(const ctkn_apikeys *ks)
+{
+  json_t *arr = json_array();
+  int rc = 0;
+
+  if (arr == NULL)
+    return NULL;
+  for (size_t i = 0; i < ctkn_apikeys_count(ks); i++) {
+    const struct ctkn_apikey *k = ctkn_apikeys_at(ks, i);
+    json_t *e = json_object();
+    if (e == NULL) {
+      rc = -1;
+      break;
+    }
+    rc |= set(e, "name", jstr(k->name, sizeof(k->name)));
+    rc |= set(e, "permissions", jperms(k->perms));
+    rc |= set(e, "created_at", jstr(k->created_at, sizeof(k->created_at)));
+    rc |= json_array_append_new(arr, e);
+  }
+  return data_doc(checked(arr, rc), false, NULL);
+}
+
+char *ctkn_json_apikey_revoked(const char *name)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "name", jstr(name, CTKN_APIKEY_NAME_MAX + 1));
+  rc |= set(o, "revoked", json_true());
+  return data_doc(checked(o, rc), false, NULL);
 }

@@ -194,9 +194,37 @@ static void test_hex_of_nothing_is_empty_string(void **state)
   assert_string_equal(out, "");
 }
 
+static void test_ct_equal_compares_every_byte(void **state)
+{
+  uint8_t a[32], b[32];
+
+  (void)state;
+  memset(a, 0x5a, sizeof(a));
+  memcpy(b, a, sizeof(b));
+  assert_true(ctkn_ct_equal(a, b, sizeof(a)));
+  assert_true(ctkn_ct_equal(a, b, 0));
+  for (size_t i = 0; i < sizeof(a); i++) {
+    b[i] ^= 0x01;
+    assert_false(ctkn_ct_equal(a, b, sizeof(a)));
+    b[i] ^= 0x01;
+  }
+}
+
+static void test_wipe_zeroes(void **state)
+{
+  char secret[16] = "hunter2hunter2!";
+  char zero[16] = {0};
+
+  (void)state;
+  ctkn_wipe(secret, sizeof(secret));
+  assert_memory_equal(secret, zero, sizeof(zero));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_ct_equal_compares_every_byte),
+      cmocka_unit_test(test_wipe_zeroes),
       cmocka_unit_test(test_sha256_empty_string_matches_fips_vector),
       cmocka_unit_test(test_sha256_abc_matches_fips_vector),
       cmocka_unit_test(test_sha256_two_block_message_matches_fips_vector),
