@@ -322,7 +322,7 @@ static bool parse_positions(struct req *r, const char *s)
     r->want[r->nwant][1] = o;
     r->nwant++;
     s = end;
-    if (*s == ',')
+    if (*s == ',' && s[1] != '\0')
       s++;
     else if (*s != '\0')
       return false;
@@ -1110,6 +1110,15 @@ static void begin(struct server *s, struct req *r, const char *url,
                 CTKN_SERVER_MAX_BODY);
 }
 
+static bool has_body(struct MHD_Connection *conn)
+{
+  const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                               MHD_HTTP_HEADER_CONTENT_LENGTH);
+  return (cl != NULL && strcmp(cl, "0") != 0) ||
+         MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                     MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
                               const char *url, const char *method,
                               const char *version, const char *upload_data,
@@ -1134,8 +1143,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     log_safe(r->path, sizeof(r->path), url);
     *req_cls = r;
     begin(s, r, url, method, id);
-    /* Answered already (an error): say so before any body is sent. */
-    if (r->resp != NULL && *upload_data_size == 0)
+    /* Refused already: say so before a body is sent (libmicrohttpd then
+     * closes the connection); without a body, answer on the next call
+     * and keep the connection. */
+    if (r->resp != NULL && has_body(conn))
       return send_answer(r);
     return MHD_YES;
   }
