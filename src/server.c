@@ -200,7 +200,8 @@ static void log_safe(char *dst, size_t cap, const char *src)
   dst[j] = '\0';
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void
+mhd_log(void *cls, const char *fmt, va_list ap)
 {
   char msg[512], safe[512];
   size_t n;
