@@ -283,3 +283,172 @@ def wait_topic_everywhere(topic, partitions, ports, timeout=30):
             check(time.monotonic() < deadline,
                   f"broker on port {port} never learned {topic}: {leaders}")
             time.sleep(0.05)
+
+
+# --- The HTTP API (`ctkn serve`) ---------------------------------------------
+
+
+def free_port():
+    """A loopback TCP port that nothing listens on right now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # lower-cased names
+        self.body = body
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"HTTP {self.status} {self.headers} {self.body[:2000]!r}"
+
+
+class Server:
+    """`ctkn serve` on a free loopback port against env's topic.
+
+    It makes a key file with `ctkn apikey create`, one key per (name,
+    permissions) pair in `keys` (self.keys[name] is the key), starts the
+    server with its own projection (db, default DIR/NAME-db), its output in
+    DIR/NAME.log, and waits until GET /healthz answers 200. stop() sends
+    SIGTERM and checks that the server exits 0.
+    """
+
+    DEFAULT_KEYS = (("writer", "client_token.read,client_token.write"),
+                    ("reader", "client_token.read"))
+
+    def __init__(self, env, name="api", keys=DEFAULT_KEYS, db=None,
+                 args=(), tls_ca=None, timeout=60):
+        """tls_ca: the CA file that verifies the server's certificate when
+        args hold --tls-cert and --tls-key (the URL is then https)."""
+        self.env = env
+        self.tls_ca = tls_ca
+        scheme = "https" if tls_ca else "http"
+        self.keyfile = env.path(name + "-keys.jsonl")
+        self.db = db or env.path(name + "-db")
+        self.log = env.path(name + ".log")
+        self.keys = {}
+        for kname, perms in keys:
+            r = run([CTKN, "apikey", "create", "--file", self.keyfile,
+                     "--name", kname, "--permissions", perms])
+            check(r.rc == 0, f"apikey create {kname} failed: {r}")
+            self.keys[kname] = r.json["data"]["key"]
+        self.proc = None
+        for _ in range(3):  # a port taken between free_port() and bind()
+            self.port = free_port()
+            self.url = f"{scheme}://127.0.0.1:{self.port}"
+            with open(self.log, "a") as f:
+                self.proc = subprocess.Popen(
+                    [CTKN, "serve", "--listen", f"127.0.0.1:{self.port}",
+                     "--api-keys", self.keyfile, "--public-url", self.url,
+                     "--brokers", BROKERS, "--topic", env.topic,
+                     "--db", self.db, *args],
+                    stdout=f, stderr=subprocess.STDOUT)
+            if self._wait_ready(timeout):
+                return
+            if self.proc.poll() is None:
+                self.stop(check_exit=False)
+                break
+        raise AssertionError(f"ctkn serve never became ready:\n"
+                             f"{self.output()[-4000:]}")
+
+    def _wait_ready(self, timeout):
+        import http.client
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                if self.request("GET", "/healthz", key=None).status == 200:
+                    return True
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.1)
+        return False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def request(self, method, path, body=None, key="writer", headers=None,
+                timeout=30):
+        """One request; returns a Response whatever its status. key is a
+        name in self.keys, None for no Authorization header, or a raw
+        header value when it is not a key name. A dict or list body is
+        sent as JSON, bytes and str as they are."""
+        h = dict(headers or {})
+        if key is not None:
+            h.setdefault("Authorization",
+                         f"Bearer {self.keys[key]}" if key in self.keys
+                         else key)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        if isinstance(body, str):
+            body = body.encode()
+        c = self.connection(timeout)
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            return Response(r.status,
+                            {k.lower(): v for k, v in r.getheaders()},
+                            data.decode("utf-8", errors="replace"))
+        finally:
+            c.close()
+
+    def connection(self, timeout=30):
+        """A new http.client connection to the server (TLS when it has a
+        certificate), for tests that need more than request()."""
+        import http.client
+        if self.tls_ca:
+            import ssl
+            ctx = ssl.create_default_context(cafile=self.tls_ca)
+            return http.client.HTTPSConnection("127.0.0.1", self.port,
+                                               timeout=timeout, context=ctx)
+        return http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout)
+
+    def stop(self, timeout=30, check_exit=True):
+        """SIGTERM; wait; check that it exited 0 (SIGKILL after timeout
+        seconds, which fails the check)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            check(not check_exit,
+                  f"ctkn serve ignored SIGTERM for {timeout}s:\n"
+                  f"{self.output()[-4000:]}")
+        if check_exit:
+            check(rc == 0, f"ctkn serve exited {rc} on SIGTERM:\n"
+                           f"{self.output()[-4000:]}")
+        return rc
+
+
+def repo_root():
+    return os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+
+
+def cache_dir(*parts):
+    """A directory under the repository's git-ignored .cache/ (or
+    $CTKN_CACHE_DIR), created if missing: downloads kept across runs."""
+    base = os.environ.get("CTKN_CACHE_DIR") or os.path.join(repo_root(),
+                                                            ".cache")
+    d = os.path.join(base, *parts)
+    os.makedirs(d, exist_ok=True)
+    return d
