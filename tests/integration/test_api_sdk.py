@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Paddle's Node.js SDK (@paddle/paddle-node-sdk, pinned in
+tests/integration/sdk/package-lock.json) against `ctkn serve`: create, get,
+list over every page, update, revoke, and the ApiErrors it surfaces
+(sdk/client-tokens.test.mjs, run with `node --test`).
+
+The SDK is installed with `npm ci` into tests/integration/sdk/node_modules
+(git-ignored), again only when package-lock.json changes; npm's download
+cache is .cache/npm.
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+
+from harness import Env, Server, cache_dir, check, main
+
+SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sdk")
+
+
+def npm_ci():
+    with open(os.path.join(SDK_DIR, "package-lock.json"), "rb") as f:
+        want = hashlib.sha256(f.read()).hexdigest()
+    stamp = os.path.join(SDK_DIR, "node_modules", ".ctkn-lock-sha256")
+    try:
+        with open(stamp) as f:
+            if f.read().strip() == want:
+                return
+    except OSError:
+        pass
+    npm = shutil.which("npm")
+    check(npm and shutil.which("node"),
+          "node and npm are needed (scripts/install-deps installs them)")
+    p = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts",
+         "--cache", cache_dir("npm")],
+        cwd=SDK_DIR, capture_output=True, text=True, timeout=600)
+    check(p.returncode == 0, f"npm ci failed:\n{p.stdout}\n{p.stderr}")
+    with open(stamp, "w") as f:
+        f.write(want + "\n")
+
+
+def test_paddle_node_sdk():
+    npm_ci()
+    env = Env(name="sdk")
+    srv = None
+    try:
+        srv = Server(env, name="sdk")
+        p = subprocess.run(
+            ["node", "--test", "--test-reporter=spec",
+             "client-tokens.test.mjs"],
+            cwd=SDK_DIR, capture_output=True, text=True, timeout=480,
+            env={**os.environ, "CTKN_API_URL": srv.url,
+                 "CTKN_API_KEY": srv.keys["writer"],
+                 "CTKN_API_KEY_READ": srv.keys["reader"],
+                 "NO_COLOR": "1"})
+        print(p.stdout, end="")
+        print(p.stderr, end="")
+        check(p.returncode == 0,
+              f"node --test exited {p.returncode}; server log tail:\n"
+              f"{srv.output()[-3000:]}")
+        srv.stop()
+    finally:
+        if srv is not None and srv.alive():
+            srv.stop(check_exit=False)
+        env.close()
+
+
+if __name__ == "__main__":
+    main([test_paddle_node_sdk])
