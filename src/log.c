@@ -1332,6 +1332,34 @@ int ctkn_consumer_assign(ctkn_consumer *c, const int64_t *offsets, int32_t n,
   return CTKN_OK;
 }
 
+int ctkn_consumer_seek(ctkn_consumer *c, const int64_t *offsets, int32_t n,
+                       struct ctkn_err *err)
+{
+  rd_kafka_topic_partition_list_t *list;
+  rd_kafka_error_t *e;
+  int rc = CTKN_OK;
+
+  if ((list = rd_kafka_topic_partition_list_new(n > 0 ? n : 1)) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory seeking partitions");
+  for (int32_t i = 0; i < n; i++)
+    if (offsets[i] >= 0)
+      rd_kafka_topic_partition_list_add(list, c->topic, i)->offset = offsets[i];
+  if (list->cnt > 0 &&
+      (e = rd_kafka_seek_partitions(c->rk, list, c->timeout_ms)) != NULL) {
+    rc = ctkn__err(err, CTKN_EKAFKA, "kafka: seeking %s: %s", c->topic,
+                   rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+  }
+  for (int i = 0; rc == CTKN_OK && i < list->cnt; i++) {
+    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      rc = ctkn__err(err, CTKN_EKAFKA, "kafka: seeking %s [%" PRId32 "]: %s",
+                     c->topic, list->elems[i].partition,
+                     rd_kafka_err2str(list->elems[i].err));
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  return rc;
+}
+
 /* A decimal header value: digits only, at most 9 of them; else -2. */
 static int parse_schema(const void *v, size_t n)
 {

@@ -443,6 +443,65 @@ static int step(ctkn_projector *p, int timeout_ms, size_t *got,
   return CTKN_OK;
 }
 
+/*
+ * The log's end offsets for an assigned projector, in *his. Partitions
+ * that the store has passed (another writer applied them) are moved ahead
+ * to the stored offset rather than read again. A changed partition count,
+ * or stored offsets outside the log, go through assign_all(), which
+ * reassigns or reports the re-created topic.
+ */
+static int end_targets(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
+{
+  ctkn_store_txn *txn;
+  int64_t *hi, *ahead;
+  int32_t n;
+  bool moved = false;
+  int rc;
+
+  if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
+    return rc;
+  if (n != p->nparts)
+    return assign_all(p, his, err);
+  hi = calloc((size_t)n, sizeof(*hi));
+  ahead = calloc((size_t)n, sizeof(*ahead));
+  if (hi == NULL || ahead == NULL) {
+    free(hi);
+    free(ahead);
+    return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+  }
+  if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK)
+    goto out;
+  for (int32_t i = 0; i < n; i++)
+    ahead[i] = ctkn_store_offset(txn, i);
+  ctkn_store_abort(txn);
+  for (int32_t i = 0; i < n && rc == CTKN_OK; i++) {
+    int64_t lo;
+    rc = ctkn_consumer_watermarks(p->consumer, i, &lo, &hi[i], err);
+    if (rc == CTKN_OK && (ahead[i] > hi[i] || ahead[i] < lo)) {
+      free(hi);
+      free(ahead);
+      return assign_all(p, his, err);
+    }
+  }
+  for (int32_t i = 0; i < n && rc == CTKN_OK; i++) {
+    if (!p->paused[i] && ahead[i] > p->pos[i]) {
+      p->pos[i] = ahead[i];
+      moved = true;
+    } else {
+      ahead[i] = -1;
+    }
+  }
+  if (rc == CTKN_OK && moved)
+    rc = ctkn_consumer_seek(p->consumer, ahead, n, err);
+out:
+  free(ahead);
+  if (rc == CTKN_OK)
+    *his = hi;
+  else
+    free(hi);
+  return rc;
+}
+
 int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
                             int32_t n, struct ctkn_err *err)
 {
@@ -450,10 +509,15 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
   int rc;
 
   /* Assign once: a reassignment restarts fetching, and the offset queries
-   * that go with it wait behind the fetch in flight. Later calls with
-   * explicit targets just consume on. */
-  if (!p->assigned || targets == NULL) {
+   * that go with it wait behind the fetch in flight (and librdkafka 2.0.2
+   * can trip over assignments in quick succession: #5573). Later calls
+   * with explicit targets just consume on; later calls to the log's end
+   * read its offsets and move ahead to where another writer got. */
+  if (!p->assigned) {
     if ((rc = assign_all(p, &hi, err)) != CTKN_OK)
+      return rc;
+  } else if (targets == NULL) {
+    if ((rc = end_targets(p, &hi, err)) != CTKN_OK)
       return rc;
   }
   int64_t deadline = ctkn__now_ms() + p->cfg->timeout_ms;

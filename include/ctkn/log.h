@@ -205,6 +205,14 @@ int ctkn_consumer_assign(ctkn_consumer *c, const int64_t *offsets, int32_t n,
                          struct ctkn_err *err);
 
 /*
+ * Move assigned partitions to new next offsets without reassigning (a
+ * partition whose offset is negative stays where it is). Records already
+ * fetched from before the move may still come first.
+ */
+int ctkn_consumer_seek(ctkn_consumer *c, const int64_t *offsets, int32_t n,
+                       struct ctkn_err *err);
+
+/*
  * Wait up to timeout_ms for a first record, then fill up to max entries of
  * msgs with what is already there (it never waits to fill the batch) and
  * set *n. The records are borrowed: valid until the next poll or close.
