@@ -359,7 +359,7 @@ char *ctkn_json_error(const struct ctkn_err *err, const char *request_id)
             has_msg ? jstr(err->msg, sizeof(err->msg))
                     : json_string(ctkn_strerror(code)));
   rc |= set(e, "documentation_url", json_string(url));
-  if (err != NULL && err->field[0] != '\0')
+  if (err != NULL && (err->field[0] != '\0' || code == CTKN_EINVAL))
     rc |= set(e, "errors",
               field_errors(err, has_msg ? jstr(err->msg, sizeof(err->msg))
                                         : json_string(ctkn_strerror(code))));

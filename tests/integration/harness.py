@@ -324,12 +324,13 @@ class Server:
                     ("reader", "client_token.read"))
 
     def __init__(self, env, name="api", keys=DEFAULT_KEYS, db=None,
-                 args=(), tls_ca=None, timeout=60):
-        """tls_ca: the CA file that verifies the server's certificate when
-        args hold --tls-cert and --tls-key (the URL is then https)."""
+                 args=(), scheme="http", cafile=None, timeout=60):
+        """With args holding --tls-cert and --tls-key, pass scheme="https"
+        and cafile, the CA file that verifies the server's certificate."""
+        check(scheme in ("http", "https"), f"scheme {scheme}")
         self.env = env
-        self.tls_ca = tls_ca
-        scheme = "https" if tls_ca else "http"
+        self.scheme = scheme
+        self.cafile = cafile
         self.keyfile = env.path(name + "-keys.jsonl")
         self.db = db or env.path(name + "-db")
         self.log = env.path(name + ".log")
@@ -410,9 +411,9 @@ class Server:
         """A new http.client connection to the server (TLS when it has a
         certificate), for tests that need more than request()."""
         import http.client
-        if self.tls_ca:
+        if self.scheme == "https":
             import ssl
-            ctx = ssl.create_default_context(cafile=self.tls_ca)
+            ctx = ssl.create_default_context(cafile=self.cafile)
             return http.client.HTTPSConnection("127.0.0.1", self.port,
                                                timeout=timeout, context=ctx)
         return http.client.HTTPConnection("127.0.0.1", self.port,

@@ -497,6 +497,22 @@ static void test_error_invalid_field_lists_the_field(void **state)
   free(got);
 }
 
+/* A field whose name is empty ({"": 1}, a query string "&=x") is still
+ * named: invalid_field always lists its field, as Paddle's does. */
+static void test_error_invalid_field_with_an_empty_name_lists_it(void **state)
+{
+  struct ctkn_err err = {
+      .code = CTKN_EINVAL, .field = "", .msg = "unknown field"};
+  char *got;
+
+  (void)state;
+  got = ctkn_json_error(&err, REQUEST_ID);
+  assert_non_null(got);
+  assert_non_null(strstr(
+      got, ",\"errors\":[{\"field\":\"\",\"message\":\"unknown field\"}]}"));
+  free(got);
+}
+
 static void test_error_not_found_has_no_errors_key(void **state)
 {
   struct ctkn_err err = {.code = CTKN_ENOTFOUND,
@@ -1087,6 +1103,7 @@ int main(void)
       cmocka_unit_test(test_list_omits_estimated_total_when_negative),
       cmocka_unit_test(test_list_empty_has_empty_data_array),
       cmocka_unit_test(test_error_invalid_field_lists_the_field),
+      cmocka_unit_test(test_error_invalid_field_with_an_empty_name_lists_it),
       cmocka_unit_test(test_error_not_found_has_no_errors_key),
       cmocka_unit_test(test_error_service_unavailable_is_api_error),
       cmocka_unit_test(test_error_truncated_utf8_in_detail_is_still_valid_json),
