@@ -1202,23 +1202,36 @@ int ctkn_consumer_partitions(ctkn_consumer *c, int32_t *n, struct ctkn_err *err)
  * timestamps BEGINNING (-2) and END (-1) sends the same ListOffsets request,
  * keeps its timeout, and finds the new leader once the old one is fenced.
  */
+/*
+ * Partitions first..first+n-1's earliest and next offsets (lo/hi, n
+ * entries each), in one ListOffsets request per end. *failed receives the
+ * partition that an error is about.
+ */
 static rd_kafka_resp_err_t query_watermarks(rd_kafka_t *rk, const char *topic,
-                                            int32_t partition, int64_t *lo,
-                                            int64_t *hi, int timeout_ms)
+                                            int32_t first, int32_t n,
+                                            int64_t *lo, int64_t *hi,
+                                            int timeout_ms, int32_t *failed)
 {
   int64_t deadline = ctkn__now_ms() + timeout_ms;
   int64_t *out[2] = {lo, hi};
   const int64_t which[2] = {RD_KAFKA_OFFSET_BEGINNING, RD_KAFKA_OFFSET_END};
 
+  *failed = first;
   for (int i = 0; i < 2; i++) {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = which[i];
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    if (l == NULL)
+      return RD_KAFKA_RESP_ERR__NOENT;
+    for (int32_t p = first; p < first + n; p++)
+      rd_kafka_topic_partition_list_add(l, topic, p)->offset = which[i];
     int left = (int)clamp((int)(deadline - ctkn__now_ms()), 1, timeout_ms);
     rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, l, left);
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-      e = l->elems[0].err;
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-      *out[i] = l->elems[0].offset;
+    for (int k = 0; e == RD_KAFKA_RESP_ERR_NO_ERROR && k < l->cnt; k++) {
+      rd_kafka_topic_partition_t *tp = &l->elems[k];
+      if ((e = tp->err) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        *failed = tp->partition;
+      else if (tp->partition >= first && tp->partition < first + n)
+        out[i][tp->partition - first] = tp->offset;
+    }
     rd_kafka_topic_partition_list_destroy(l);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
       return e;
@@ -1226,18 +1239,21 @@ static rd_kafka_resp_err_t query_watermarks(rd_kafka_t *rk, const char *topic,
   return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
-int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
-                             int64_t *hi, struct ctkn_err *err)
+static int watermarks(ctkn_consumer *c, int32_t first, int32_t n, int64_t *lo,
+                      int64_t *hi, struct ctkn_err *err)
 {
   rd_kafka_resp_err_t e;
+  int32_t failed;
   char ctx[448];
 
+  if (n <= 0)
+    return CTKN_OK;
   /* Leadership moves (a new topic, a broker restart) answer "not leader"
    * for a moment: retry those within the timeout. */
   int64_t deadline = ctkn__now_ms() + c->timeout_ms;
   for (;;) {
     int left = (int)clamp((int)(deadline - ctkn__now_ms()), 1, c->timeout_ms);
-    e = query_watermarks(c->qrk, c->topic, partition, lo, hi, left);
+    e = query_watermarks(c->qrk, c->topic, first, n, lo, hi, left, &failed);
     if ((e != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
          e != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
          e != RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH) ||
@@ -1248,22 +1264,36 @@ int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
   switch (e) {
   case RD_KAFKA_RESP_ERR_NO_ERROR:
     return CTKN_OK;
+  case RD_KAFKA_RESP_ERR__NOENT:
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory");
   case RD_KAFKA_RESP_ERR__TIMED_OUT:
   case RD_KAFKA_RESP_ERR__TRANSPORT:
     return ctkn__err(err, CTKN_ETIMEOUT,
                      "kafka: no offsets for %s/%" PRId32 " within %d ms %s",
-                     c->topic, partition, c->timeout_ms,
+                     c->topic, failed, c->timeout_ms,
                      kctx_context(&c->k, ctx, sizeof(ctx)));
   case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
   case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
   case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
     return ctkn__err(err, CTKN_ENOTFOUND,
                      "topic %s has no partition %" PRId32 " (run ctkn init?)",
-                     c->topic, partition);
+                     c->topic, failed);
   default:
     return ctkn__err(err, CTKN_EKAFKA, "kafka: offsets of %s/%" PRId32 ": %s",
-                     c->topic, partition, rd_kafka_err2str(e));
+                     c->topic, failed, rd_kafka_err2str(e));
   }
+}
+
+int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
+                             int64_t *hi, struct ctkn_err *err)
+{
+  return watermarks(c, partition, 1, lo, hi, err);
+}
+
+int ctkn_consumer_watermarks_all(ctkn_consumer *c, int32_t n, int64_t *lo,
+                                 int64_t *hi, struct ctkn_err *err)
+{
+  return watermarks(c, 0, n, lo, hi, err);
 }
 
 int ctkn_consumer_offsets_after(ctkn_consumer *c, int64_t ts_ms,

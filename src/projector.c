@@ -344,6 +344,7 @@ void ctkn_projector_stats(const ctkn_projector *p,
  */
 static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
 {
+  int64_t *los = NULL;
   ctkn_store_txn *txn = NULL;
   int32_t n;
   int rc;
@@ -376,11 +377,15 @@ static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
     pos[i] = ctkn_store_offset(txn, i);
   ctkn_store_abort(txn);
 
+  if ((los = calloc((size_t)n, sizeof(*los))) == NULL) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+    goto fail;
+  }
+  if ((rc = ctkn_consumer_watermarks_all(p->consumer, n, los, hi, err)) !=
+      CTKN_OK)
+    goto fail;
   for (int32_t i = 0; i < n; i++) {
-    int64_t lo;
-    if ((rc = ctkn_consumer_watermarks(p->consumer, i, &lo, &hi[i], err)) !=
-        CTKN_OK)
-      goto fail;
+    int64_t lo = los[i];
     /* A topic deleted and re-created under the same name shows as stored
      * offsets outside the log. librdkafka 2.0.2 has no topic IDs. */
     if (pos[i] > hi[i] || pos[i] < lo) {
@@ -397,12 +402,14 @@ static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
     goto fail;
   p->assigned = true;
   advanced(p);
+  free(los);
   if (his != NULL)
     *his = hi;
   else
     free(hi);
   return CTKN_OK;
 fail:
+  free(los);
   free(hi);
   return rc;
 }
@@ -444,6 +451,40 @@ static int step(ctkn_projector *p, int timeout_ms, size_t *got,
 }
 
 /*
+ * Where another writer (a follower in the same process, another command)
+ * has applied past this projector, move ahead to the stored offsets rather
+ * than read and skip those records. *moved tells whether anything did.
+ */
+static int follow_store(ctkn_projector *p, bool *moved, struct ctkn_err *err)
+{
+  int64_t *ahead =
+      calloc((size_t)(p->nparts > 0 ? p->nparts : 1), sizeof(*ahead));
+  ctkn_store_txn *txn;
+  int rc;
+
+  *moved = false;
+  if (ahead == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+  if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK) {
+    free(ahead);
+    return rc;
+  }
+  for (int32_t i = 0; i < p->nparts; i++) {
+    int64_t at = ctkn_store_offset(txn, i);
+    ahead[i] = -1;
+    if (!p->paused[i] && at > p->pos[i]) {
+      ahead[i] = p->pos[i] = at;
+      *moved = true;
+    }
+  }
+  ctkn_store_abort(txn);
+  if (*moved)
+    rc = ctkn_consumer_seek(p->consumer, ahead, p->nparts, err);
+  free(ahead);
+  return rc;
+}
+
+/*
  * The log's end offsets for an assigned projector, in *his. Partitions
  * that the store has passed (another writer applied them) are moved ahead
  * to the stored offset rather than read again. A changed partition count,
@@ -474,25 +515,23 @@ static int end_targets(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
   for (int32_t i = 0; i < n; i++)
     ahead[i] = ctkn_store_offset(txn, i);
   ctkn_store_abort(txn);
+  int64_t *lo = calloc((size_t)n, sizeof(*lo));
+  if (lo == NULL) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+    goto out;
+  }
+  rc = ctkn_consumer_watermarks_all(p->consumer, n, lo, hi, err);
   for (int32_t i = 0; i < n && rc == CTKN_OK; i++) {
-    int64_t lo;
-    rc = ctkn_consumer_watermarks(p->consumer, i, &lo, &hi[i], err);
-    if (rc == CTKN_OK && (ahead[i] > hi[i] || ahead[i] < lo)) {
+    if (ahead[i] > hi[i] || ahead[i] < lo[i]) {
+      free(lo);
       free(hi);
       free(ahead);
       return assign_all(p, his, err);
     }
   }
-  for (int32_t i = 0; i < n && rc == CTKN_OK; i++) {
-    if (!p->paused[i] && ahead[i] > p->pos[i]) {
-      p->pos[i] = ahead[i];
-      moved = true;
-    } else {
-      ahead[i] = -1;
-    }
-  }
-  if (rc == CTKN_OK && moved)
-    rc = ctkn_consumer_seek(p->consumer, ahead, n, err);
+  free(lo);
+  if (rc == CTKN_OK)
+    rc = follow_store(p, &moved, err);
 out:
   free(ahead);
   if (rc == CTKN_OK)
@@ -536,13 +575,37 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
                     p->cfg->timeout_ms);
       break;
     }
+    bool moved = false;
+    if (p->limit == NULL && (rc = follow_store(p, &moved, err)) != CTKN_OK)
+      break;
+    if (moved)
+      continue; /* another writer got there: check again */
     size_t got;
-    if ((rc = step(p, 100, &got, err)) != CTKN_OK)
+    if ((rc = step(p, 20, &got, err)) != CTKN_OK)
       break;
     if (got > 0)
       deadline = ctkn__now_ms() + p->cfg->timeout_ms;
   }
   free(hi);
+  return rc;
+}
+
+/* Fill s[0..n)'s partition, log_start and log_end. */
+static int status_bounds(ctkn_projector *p, struct ctkn_partition_status *s,
+                         int32_t n, struct ctkn_err *err)
+{
+  int64_t *lo = calloc((size_t)(n > 0 ? n : 1), 2 * sizeof(*lo));
+  int rc;
+
+  if (lo == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: status");
+  rc = ctkn_consumer_watermarks_all(p->consumer, n, lo, lo + n, err);
+  for (int32_t i = 0; rc == CTKN_OK && i < n; i++) {
+    s[i].partition = i;
+    s[i].log_start = lo[i];
+    s[i].log_end = lo[n + i];
+  }
+  free(lo);
   return rc;
 }
 
@@ -566,14 +629,12 @@ static int report(ctkn_projector *p, struct ctkn_err *err)
   int64_t lag = 0;
   if (s == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "projector: status");
+  if ((rc = status_bounds(p, s, p->nparts, err)) != CTKN_OK) {
+    free(s);
+    return rc;
+  }
   for (int32_t i = 0; i < p->nparts; i++) {
-    s[i].partition = i;
     s[i].projected = p->pos[i];
-    if ((rc = ctkn_consumer_watermarks(p->consumer, i, &s[i].log_start,
-                                       &s[i].log_end, err)) != CTKN_OK) {
-      free(s);
-      return rc;
-    }
     if (s[i].log_end > p->pos[i])
       lag += s[i].log_end - p->pos[i];
   }
@@ -664,12 +725,9 @@ int ctkn_projector_status(ctkn_projector *p, struct ctkn_partition_status **out,
     s[i].projected = ctkn_store_offset(txn, i);
   }
   ctkn_store_abort(txn);
-  for (int32_t i = 0; i < np; i++) {
-    if ((rc = ctkn_consumer_watermarks(p->consumer, i, &s[i].log_start,
-                                       &s[i].log_end, err)) != CTKN_OK) {
-      free(s);
-      return rc;
-    }
+  if ((rc = status_bounds(p, s, np, err)) != CTKN_OK) {
+    free(s);
+    return rc;
   }
   *out = s;
   *n = np;

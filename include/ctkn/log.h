@@ -187,6 +187,10 @@ int ctkn_consumer_partitions(ctkn_consumer *c, int32_t *n,
                              struct ctkn_err *err);
 
 /* Low and high watermarks of a partition, asked of the broker. */
+/* The same for partitions 0..n-1 at once (lo and hi have n entries): one
+ * ListOffsets request per end, not 2n. */
+int ctkn_consumer_watermarks_all(ctkn_consumer *c, int32_t n, int64_t *lo,
+                                 int64_t *hi, struct ctkn_err *err);
 int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
                              int64_t *hi, struct ctkn_err *err);
 
