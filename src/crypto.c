@@ -10,6 +10,7 @@
  * digest could be stored), so such a failure aborts.
  */
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,22 @@ static void crypto_fail(const char *what)
   abort();
 }
 
+/* OpenSSL 3 looks an algorithm up on every use of EVP_sha256(); fetch
+ * SHA-256 once (the server hashes every request's API key). */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+  sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256(void)
+{
+  pthread_once(&sha256_once, sha256_fetch);
+  return sha256_md != NULL ? sha256_md : EVP_sha256();
+}
+
 void ctkn_sha256_once(const void *data, size_t len,
                       uint8_t out[CTKN_SHA256_LEN])
 {
@@ -38,7 +55,7 @@ void ctkn_sha256_once(const void *data, size_t len,
 
   if (data == NULL)
     data = "";
-  if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 ||
+  if (EVP_Digest(data, len, out, &n, sha256(), NULL) != 1 ||
       n != CTKN_SHA256_LEN)
     crypto_fail("EVP_Digest");
 }
@@ -51,7 +68,7 @@ ctkn_sha256 *ctkn_sha256_new(void)
     return NULL;
   h->final = false;
   h->md = EVP_MD_CTX_new();
-  if (h->md == NULL || EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
+  if (h->md == NULL || EVP_DigestInit_ex(h->md, sha256(), NULL) != 1) {
     EVP_MD_CTX_free(h->md);
     free(h);
     return NULL;
