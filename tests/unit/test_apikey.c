@@ -401,7 +401,7 @@ static void assert_bad_perms(const char *s)
   unsigned bits = 99;
 
   if (ctkn_perms_parse(s, &bits, &err) != CTKN_EINVAL)
-    fail_msg("permissions \"%s\" accepted", s);
+    fail_msg("permissions \"%s\" accepted", s ? s : "(null)");
   assert_string_equal(err.field, "permissions");
   assert_int_equal(bits, 0);
 }
