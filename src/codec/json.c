@@ -270,11 +270,173 @@ char *ctkn_json_token(const struct ctkn_token *t)
   return dump(token_obj(t));
 }
 
+/* ---- the hot shapes, written straight into a buffer -------------------
+ *
+ * A GET answers {"data": entity, "meta": ...} tens of thousands of times a
+ * second; building a jansson tree for it cost a fifth of the server's time.
+ * These write the same bytes jansson would (JSON_COMPACT, members in
+ * order, jansson's escapes, invalid UTF-8 as U+FFFD, as jstr()); the unit
+ * tests compare the two on hostile input.
+ */
+
+struct sbuf {
+  char *p;
+  size_t len, cap;
+  bool oom;
+};
+
+static void sb_put(struct sbuf *b, const void *s, size_t n)
+{
+  if (b->oom)
+    return;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = (b->cap ? b->cap * 2 : 512) + n;
+    char *p = realloc(b->p, cap);
+    if (p == NULL) {
+      b->oom = true;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+#define SB_LIT(b, lit) sb_put((b), (lit), sizeof(lit) - 1)
+
+/* A JSON string: at most max bytes of s, to the first NUL. */
+static void sb_str(struct sbuf *b, const char *s, size_t max)
+{
+  const unsigned char *u = (const unsigned char *)s;
+  size_t n = strnlen(s, max), i = 0, run = 0, k;
+
+  SB_LIT(b, "\"");
+  while (i < n) {
+    unsigned char c = u[i];
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+      i++;
+      run++;
+      continue;
+    }
+    if (c >= 0x80 && (k = utf8_seq(u + i, n - i)) != 0) {
+      i += k;
+      run += k;
+      continue;
+    }
+    sb_put(b, s + i - run, run);
+    run = 0;
+    char esc[8];
+    switch (c) {
+    case '"':
+      SB_LIT(b, "\\\"");
+      break;
+    case '\\':
+      SB_LIT(b, "\\\\");
+      break;
+    case '\b':
+      SB_LIT(b, "\\b");
+      break;
+    case '\f':
+      SB_LIT(b, "\\f");
+      break;
+    case '\n':
+      SB_LIT(b, "\\n");
+      break;
+    case '\r':
+      SB_LIT(b, "\\r");
+      break;
+    case '\t':
+      SB_LIT(b, "\\t");
+      break;
+    default:
+      if (c < 0x20) {
+        snprintf(esc, sizeof(esc), "\\u%04X", c);
+        sb_put(b, esc, 6);
+      } else {
+        SB_LIT(b, "\xEF\xBF\xBD"); /* not UTF-8: U+FFFD */
+      }
+    }
+    i++;
+  }
+  sb_put(b, s + i - run, run);
+  SB_LIT(b, "\"");
+}
+
+static void sb_time(struct sbuf *b, int64_t us)
+{
+  char buf[CTKN_TIME_BUF];
+
+  if (ctkn_time_format(us, buf) != CTKN_OK) {
+    SB_LIT(b, "null");
+    return;
+  }
+  sb_str(b, buf, sizeof(buf));
+}
+
+static void sb_name(struct sbuf *b, const char *s)
+{
+  if (s == NULL)
+    SB_LIT(b, "null");
+  else
+    sb_str(b, s, SIZE_MAX);
+}
+
+static void sb_entity(struct sbuf *b, const struct ctkn_token *t)
+{
+  SB_LIT(b, "{\"id\":");
+  sb_str(b, t->id, sizeof(t->id));
+  SB_LIT(b, ",\"token\":");
+  sb_str(b, t->token, sizeof(t->token));
+  SB_LIT(b, ",\"name\":");
+  sb_str(b, t->name, sizeof(t->name));
+  SB_LIT(b, ",\"description\":");
+  if (t->has_description)
+    sb_str(b, t->description, sizeof(t->description));
+  else
+    SB_LIT(b, "null");
+  SB_LIT(b, ",\"status\":");
+  sb_name(b, ctkn_status_str(t->status));
+  SB_LIT(b, ",\"created_at\":");
+  sb_time(b, t->created_at);
+  SB_LIT(b, ",\"updated_at\":");
+  sb_time(b, t->updated_at);
+  SB_LIT(b, ",\"revoked_at\":");
+  if (t->revoked_at != 0)
+    sb_time(b, t->revoked_at);
+  else
+    SB_LIT(b, "null");
+  SB_LIT(b, "}");
+}
+
+/* Close {"data": ... with "meta" and return the buffer (NULL if OOM). */
+static char *sb_meta_end(struct sbuf *b, const char *request_id)
+{
+  char rid[37];
+
+  if (request_id == NULL && ctkn_request_id(rid) == CTKN_OK)
+    request_id = rid;
+  SB_LIT(b, ",\"meta\":{\"request_id\":");
+  if (request_id != NULL)
+    sb_str(b, request_id, SIZE_MAX);
+  else
+    SB_LIT(b, "null");
+  SB_LIT(b, "}}");
+  if (b->oom) {
+    free(b->p);
+    return NULL;
+  }
+  return b->p;
+}
+
 char *ctkn_json_data(const struct ctkn_token *t, const char *request_id)
 {
-  json_t *data = token_obj(t);
+  struct sbuf b = {0};
 
-  return dump(pair("data", data, "meta", meta_obj(request_id, NULL)));
+  SB_LIT(&b, "{\"data\":");
+  sb_entity(&b, t);
+  return sb_meta_end(&b, request_id);
 }
 
 char *ctkn_json_event(const struct ctkn_event *ev)
@@ -551,16 +713,18 @@ static json_t *checked(json_t *o, int rc)
 char *ctkn_json_verify(const struct ctkn_token *t, ctkn_env env,
                        const char *request_id)
 {
-  json_t *o = json_object();
-  int rc = 0;
+  struct sbuf b = {0};
 
-  if (o == NULL)
-    return NULL;
-  rc |= set(o, "id", jstr(t->id, sizeof(t->id)));
-  rc |= set(o, "token", jstr(t->token, sizeof(t->token)));
-  rc |= set(o, "status", jname(ctkn_status_str(t->status)));
-  rc |= set(o, "environment", jname(ctkn_env_str(env)));
-  return data_doc(checked(o, rc), true, request_id);
+  SB_LIT(&b, "{\"data\":{\"id\":");
+  sb_str(&b, t->id, sizeof(t->id));
+  SB_LIT(&b, ",\"token\":");
+  sb_str(&b, t->token, sizeof(t->token));
+  SB_LIT(&b, ",\"status\":");
+  sb_name(&b, ctkn_status_str(t->status));
+  SB_LIT(&b, ",\"environment\":");
+  sb_name(&b, ctkn_env_str(env));
+  SB_LIT(&b, "}");
+  return sb_meta_end(&b, request_id);
 }
 
 char *ctkn_json_digest(const char *sha256_hex, int64_t tokens,

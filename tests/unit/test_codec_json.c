@@ -393,6 +393,54 @@ static void test_data_with_null_request_id_generates_one(void **state)
 #define ID_A "ctkn_01ghbkd0frb9k95cnhwd1bxpva"
 #define ID_B "ctkn_01ghbkd0frb9k95cnhwd1bxpvb"
 
+/* The data document is written without jansson (it is the server's hot
+ * path); it must be byte for byte what jansson writes for the same entity,
+ * which the list (still a jansson tree) shows, on hostile text too. */
+static void test_data_writer_matches_jansson_byte_for_byte(void **state)
+{
+  static const char *const texts[] = {
+      "plain",
+      "caf\xc3\xa9 \"q\" a/b \\ \x7f",
+      "\x01\x02\x07\x08\t\n\x0b\x0c\r\x1b\x1f end",
+      "bad \xff\xfe bytes \xc3 cut \xed\xa0\x80 surrogate \xf4\x90\x80\x80",
+      "emoji \xf0\x9f\x98\x80 and \xe2\x80\xa8 line sep",
+      "",
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof(texts) / sizeof(*texts); i++) {
+    for (int variant = 0; variant < 3; variant++) {
+      struct ctkn_token t;
+      struct ctkn_pagination page = {.per_page = 1, .estimated_total = -1};
+      plain_token(&t, TOKEN_ID, texts[i]);
+      if (variant == 1) {
+        t.has_description = true;
+        snprintf(t.description, sizeof(t.description), "%s", texts[i]);
+        t.revoked_at = t.updated_at + 1;
+        t.status = CTKN_STATUS_REVOKED;
+      } else if (variant == 2) {
+        /* Unterminated: every byte of the name used. */
+        memset(t.name, 'x', sizeof(t.name));
+        t.created_at = 0;
+      }
+      char *data = ctkn_json_data(&t, REQUEST_ID);
+      char *list = ctkn_json_list(&t, 1, &page, REQUEST_ID);
+      assert_non_null(data);
+      assert_non_null(list);
+      const char *d = data + strlen("{\"data\":");
+      const char *l = list + strlen("{\"data\":[");
+      size_t dn = (size_t)(strstr(d, ",\"meta\":") - d);
+      size_t ln = (size_t)(strstr(l, "],\"meta\":") - l);
+      if (dn != ln || memcmp(d, l, dn) != 0)
+        fail_msg("text %zu variant %d:\n  ours:    %.*s\n  jansson: %.*s", i,
+                 variant, (int)dn, d, (int)ln, l);
+      assert_string_equal(d + dn,
+                          ",\"meta\":{\"request_id\":\"" REQUEST_ID "\"}}");
+      free(data);
+      free(list);
+    }
+  }
+}
+
 static void test_list_with_next_page_in_paddle_order(void **state)
 {
   struct ctkn_token items[2];
@@ -1098,6 +1146,7 @@ int main(void)
       cmocka_unit_test(
           test_token_json_replaces_invalid_utf8_instead_of_failing),
       cmocka_unit_test(test_data_with_null_request_id_generates_one),
+      cmocka_unit_test(test_data_writer_matches_jansson_byte_for_byte),
       cmocka_unit_test(test_list_with_next_page_in_paddle_order),
       cmocka_unit_test(test_list_last_page_has_null_next),
       cmocka_unit_test(test_list_omits_estimated_total_when_negative),
