@@ -671,7 +671,8 @@ static int load_keys(struct server *s, struct ctkn_err *err)
 struct query_check {
   struct req *r;
   const char *const *allowed;
-  const char *bad; /* first unknown or repeated parameter */
+  const char *list; /* the one parameter that may repeat, or NULL */
+  const char *bad;  /* first unknown or repeated parameter */
   const char *seen[8];
   int nseen;
 };
@@ -686,6 +687,8 @@ static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind,
   (void)value;
   for (int i = 0; q->allowed[i] != NULL; i++)
     known |= strcmp(q->allowed[i], key) == 0;
+  if (known && q->list != NULL && strcmp(q->list, key) == 0)
+    return MHD_YES; /* status=active&status=revoked, as Paddle's Go SDK sends */
   for (int i = 0; i < q->nseen; i++) {
     if (strcmp(q->seen[i], key) == 0)
       known = false; /* repeated */
@@ -698,26 +701,49 @@ static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind,
   return MHD_YES;
 }
 
-/* Refuse unknown and repeated query parameters, naming them. */
-static bool query_ok(struct req *r, const char *const *allowed)
+/* Refuse unknown and repeated query parameters (but list), naming them. */
+static bool query_ok(struct req *r, const char *const *allowed,
+                     const char *list)
 {
-  struct query_check q = {.r = r, .allowed = allowed};
+  struct query_check q = {.r = r, .allowed = allowed, .list = list};
   char msg[200];
+  int n;
 
   MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, check_arg, &q);
   if (q.bad == NULL)
     return true;
-  snprintf(
-      msg, sizeof(msg),
-      "unknown or repeated query parameter (allowed: %s%s%s%s%s%s%s)",
-      allowed[0] ? allowed[0] : "none", allowed[0] && allowed[1] ? ", " : "",
-      allowed[0] && allowed[1] ? allowed[1] : "",
-      allowed[0] && allowed[1] && allowed[2] ? ", " : "",
-      allowed[0] && allowed[1] && allowed[2] ? allowed[2] : "",
-      allowed[0] && allowed[1] && allowed[2] && allowed[3] ? ", " : "",
-      allowed[0] && allowed[1] && allowed[2] && allowed[3] ? allowed[3] : "");
+  n = snprintf(msg, sizeof(msg),
+               "unknown or repeated query parameter "
+               "(allowed: ");
+  for (int i = 0; allowed[i] != NULL && n > 0 && (size_t)n < sizeof(msg); i++)
+    n += snprintf(msg + n, sizeof(msg) - (size_t)n, "%s%s", i ? ", " : "",
+                  allowed[i]);
+  if (n > 0 && (size_t)n < sizeof(msg))
+    snprintf(msg + n, sizeof(msg) - (size_t)n, "%s)",
+             allowed[0] == NULL ? "none" : "");
   answer_field(r, q.bad, msg);
   return false;
+}
+
+struct status_args {
+  struct ctkn_list_params *p;
+  unsigned mask;
+  int rc;
+  struct ctkn_err *err;
+};
+
+/* Each status value (comma-separated, or repeated) adds to the filter. */
+static enum MHD_Result status_arg(void *cls, enum MHD_ValueKind kind,
+                                  const char *key, const char *value)
+{
+  struct status_args *a = cls;
+
+  (void)kind;
+  if (strcmp(key, "status") != 0)
+    return MHD_YES;
+  a->rc = ctkn_list_params_status(a->p, value ? value : "", a->err);
+  a->mask |= a->p->status_mask;
+  return a->rc == CTKN_OK ? MHD_YES : MHD_NO;
 }
 
 static const char *arg(struct req *r, const char *name)
@@ -735,7 +761,7 @@ static void route_list(struct server *s, struct req *r)
   char *json = NULL;
   int rc = CTKN_OK;
 
-  if (!query_ok(r, allowed))
+  if (!query_ok(r, allowed, "status"))
     return;
   ctkn_list_params_init(&p);
   if ((v = arg(r, "after")) != NULL)
@@ -744,8 +770,12 @@ static void route_list(struct server *s, struct req *r)
     rc = ctkn_list_params_per_page(&p, v, &err);
   if (rc == CTKN_OK && (v = arg(r, "order_by")) != NULL)
     rc = ctkn_list_params_order_by(&p, v, &err);
-  if (rc == CTKN_OK && (v = arg(r, "status")) != NULL)
-    rc = ctkn_list_params_status(&p, v, &err);
+  if (rc == CTKN_OK && arg(r, "status") != NULL) {
+    struct status_args sa = {.p = &p, .err = &err};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, status_arg, &sa);
+    if ((rc = sa.rc) == CTKN_OK)
+      p.status_mask = sa.mask;
+  }
   skip = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Skip-Count");
   if (rc == CTKN_OK)
     rc = ctkn_query_list(s->st, &p, s->next_base,
@@ -763,7 +793,7 @@ static void route_verify(struct server *s, struct req *r)
   bool active;
   int rc;
 
-  if (!query_ok(r, allowed))
+  if (!query_ok(r, allowed, NULL))
     return;
   if ((token = arg(r, "token")) == NULL || *token == '\0') {
     answer_field(r, "token", "the query parameter token is required");
@@ -780,7 +810,7 @@ static void route_get(struct server *s, struct req *r, const char *id)
   char *json = NULL;
   int rc;
 
-  if (!query_ok(r, none))
+  if (!query_ok(r, none, NULL))
     return;
   if (!ctkn_id_valid("ctkn_", id)) {
     answer_field(r, "client_token_id", "must match ^ctkn_[a-z0-9]{26}$");

@@ -522,9 +522,11 @@ char *ctkn_json_error(const struct ctkn_err *err, const char *request_id)
   if (e == NULL)
     return NULL;
   snprintf(url, sizeof(url), "%s%s", DOC_URL, api);
-  rc |= set(e, "type",
-            json_string(ctkn_error_http_status(code) >= 500 ? "api_error"
-                                                            : "request_error"));
+  rc |= set(
+      e, "type",
+      json_string(ctkn_error_http_status(code) >= 500 || code == CTKN_ERATELIMIT
+                      ? "api_error" /* as Paddle types a 429 */
+                      : "request_error"));
   rc |= set(e, "code", json_string(api));
   rc |= set(e, "detail",
             has_msg ? jstr(err->msg, sizeof(err->msg))

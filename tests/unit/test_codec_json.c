@@ -545,6 +545,21 @@ static void test_error_invalid_field_lists_the_field(void **state)
   free(got);
 }
 
+/* Paddle types a 429 as api_error, like a 5xx (its SDKs match on both). */
+static void test_error_too_many_requests_is_api_error(void **state)
+{
+  struct ctkn_err err = {.code = CTKN_ERATELIMIT, .msg = "slow down"};
+  char *got;
+
+  (void)state;
+  got = ctkn_json_error(&err, REQUEST_ID);
+  assert_non_null(got);
+  assert_non_null(strstr(
+      got,
+      "{\"error\":{\"type\":\"api_error\",\"code\":\"too_many_requests\""));
+  free(got);
+}
+
 /* A field whose name is empty ({"": 1}, a query string "&=x") is still
  * named: invalid_field always lists its field, as Paddle's does. */
 static void test_error_invalid_field_with_an_empty_name_lists_it(void **state)
@@ -1147,6 +1162,7 @@ int main(void)
           test_token_json_replaces_invalid_utf8_instead_of_failing),
       cmocka_unit_test(test_data_with_null_request_id_generates_one),
       cmocka_unit_test(test_data_writer_matches_jansson_byte_for_byte),
+      cmocka_unit_test(test_error_too_many_requests_is_api_error),
       cmocka_unit_test(test_list_with_next_page_in_paddle_order),
       cmocka_unit_test(test_list_last_page_has_null_next),
       cmocka_unit_test(test_list_omits_estimated_total_when_negative),
