@@ -864,7 +864,11 @@ static int catch_up_pipelined(ctkn_projector *p, const int64_t *hi,
   pthread_cond_init(&pp->cv, NULL);
   /* The reader owns the consumer until it is joined. */
   p->assigned = false;
+  /* Commit without waiting for the disk, flush once at the end. */
+  if ((rc = ctkn_store_unsynced_begin(p->st, err)) != CTKN_OK)
+    goto out;
   if (pthread_create(&reader, NULL, pipe_reader, pp) != 0) {
+    ctkn_store_unsynced_end(p->st, NULL);
     rc = ctkn__err(err, CTKN_EINTERNAL, "projector: no reader thread");
     goto out;
   }
@@ -929,6 +933,9 @@ static int catch_up_pipelined(ctkn_projector *p, const int64_t *hi,
   pthread_cond_broadcast(&pp->cv);
   pthread_mutex_unlock(&pp->mu);
   pthread_join(reader, NULL);
+  int src = ctkn_store_unsynced_end(p->st, rc == CTKN_OK ? err : NULL);
+  if (rc == CTKN_OK)
+    rc = src;
 out:
   pthread_mutex_destroy(&pp->mu);
   pthread_cond_destroy(&pp->cv);

@@ -71,6 +71,18 @@ void ctkn_store_remove(const char *dir);
 /* Flush to disk a store opened with no_sync. */
 int ctkn_store_sync(ctkn_store *st, struct ctkn_err *err);
 
+/*
+ * A long catch-up's commits: between begin and end, commits through this
+ * handle do not wait for the disk (MDB_NOSYNC); end flushes once. A process
+ * that dies meanwhile loses nothing (its commits are in the page cache); a
+ * system crash may damage the projection, so begin first makes a marker
+ * durable, end removes it after the flush, and ctkn_store_open() refuses a
+ * projection whose marker a crashed boot left behind (CTKN_ESTORE). Nests;
+ * a no-op on a no_sync store. ctkn_store_close() ends it too.
+ */
+int ctkn_store_unsynced_begin(ctkn_store *st, struct ctkn_err *err);
+int ctkn_store_unsynced_end(ctkn_store *st, struct ctkn_err *err);
+
 /* Exchange two directories atomically (renameat2 RENAME_EXCHANGE): a
  * reader that opens either path sees one whole projection or the other. */
 int ctkn_store_exchange(const char *a, const char *b, struct ctkn_err *err);
