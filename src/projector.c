@@ -95,10 +95,16 @@ int ctkn_projector_decode(const struct ctkn_log_msg *m, struct ctkn_event *ev,
   return CTKN_OK;
 }
 
-/* Apply one decoded event inside txn. */
+/* A batch's history entries, written at its end. */
+struct hist {
+  struct ctkn_store_history_put *e;
+  size_t n, cap;
+};
+
+/* Apply one decoded event inside txn. m->value must outlive the batch. */
 static int apply_event(ctkn_store_txn *txn, ctkn_env env,
                        const struct ctkn_log_msg *m,
-                       const struct ctkn_event *ev,
+                       const struct ctkn_event *ev, struct hist *hist,
                        struct ctkn_projector_stats *stats, struct ctkn_err *err)
 {
   struct ctkn_record cur, next;
@@ -154,10 +160,25 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
                                    ev->data.id,
                                    "token: token string already in use", err);
   }
-  if (rc != CTKN_OK || (rc = ctkn_store_put_history(
-                            txn, ev->data.id, ev->version, m->partition,
-                            m->offset, m->value, m->value_len, err)) != CTKN_OK)
+  if (rc != CTKN_OK)
     return rc;
+  /* History is written at the batch's end, sorted (nothing reads it
+   * meanwhile). */
+  if (hist->n == hist->cap) {
+    size_t cap = hist->cap ? 2 * hist->cap : 1024;
+    struct ctkn_store_history_put *e = realloc(hist->e, cap * sizeof(*e));
+    if (e == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "projector: history");
+    hist->e = e;
+    hist->cap = cap;
+  }
+  struct ctkn_store_history_put *h = &hist->e[hist->n++];
+  memcpy(h->id, ev->data.id, sizeof(h->id));
+  h->version = ev->version;
+  h->partition = m->partition;
+  h->offset = m->offset;
+  h->value = m->value;
+  h->len = m->value_len;
   if (ev->idempotency_key[0] != '\0' &&
       (rc = ctkn_store_put_idem(txn, ev->idempotency_key, ev->data.id,
                                 ev->request_hash, err)) != CTKN_OK)
@@ -189,6 +210,7 @@ static int apply_source(ctkn_store *st, ctkn_env env, struct source *src,
 {
   struct ctkn_projector_stats batch = {0};
   struct cursor cur = {0, NULL, NULL};
+  struct hist hist = {NULL, 0, 0};
   ctkn_store_txn *txn = NULL;
   struct ctkn_event *ev = NULL;
   struct ctkn_err derr;
@@ -237,13 +259,15 @@ static int apply_source(ctkn_store *st, ctkn_env env, struct source *src,
       rc = ctkn_store_put_quarantine(txn, p, m->offset, derr.msg, m->key,
                                      m->key_len, m->value, m->value_len, err);
     } else {
-      rc = apply_event(txn, env, m, ev, &batch, err);
+      rc = apply_event(txn, env, m, ev, &hist, &batch, err);
     }
     if (rc != CTKN_OK)
       goto out;
     cur.next[p] = m->offset + 1;
     cur.dirty[p] = true;
   }
+  if ((rc = ctkn_store_put_history_batch(txn, hist.e, hist.n, err)) != CTKN_OK)
+    goto out;
   for (int32_t p = 0; p < cur.n; p++) {
     if (cur.dirty[p] &&
         (rc = ctkn_store_set_offset(txn, p, cur.next[p], err)) != CTKN_OK)
@@ -263,6 +287,7 @@ out:
   ctkn_store_abort(txn);
   free(cur.next);
   free(cur.dirty);
+  free(hist.e);
   free(ev);
   return rc;
 }

@@ -1320,6 +1320,82 @@ int ctkn_store_put_history(ctkn_store_txn *t, const char *id, uint64_t version,
   return put_gather(t, T_HISTORY, &k, &g, 0, err);
 }
 
+static int history_cmp(const void *a, const void *b)
+{
+  const struct ctkn_store_history_put *x = a, *y = b;
+  int c = memcmp(x->id, y->id, CTKN_ID_LEN);
+
+  if (c != 0)
+    return c;
+  return x->version < y->version ? -1 : x->version > y->version;
+}
+
+int ctkn_store_put_history_batch(ctkn_store_txn *t,
+                                 struct ctkn_store_history_put *e, size_t n,
+                                 struct ctkn_err *err)
+{
+  uint8_t key[HIST_KEY_LEN], last[HIST_KEY_LEN];
+  MDB_val k = {sizeof(key), key}, lk, lv;
+  MDB_cursor *c;
+  bool have_last;
+  int rc;
+
+  if ((rc = need_write(t, err)) != CTKN_OK)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    if (!has_len(e[i].id, CTKN_ID_LEN))
+      return ctkn__err_field(err, CTKN_EINVAL, "id", "an ID has %d characters",
+                             CTKN_ID_LEN);
+    if ((rc = check_coord(e[i].partition, e[i].offset, err)) != CTKN_OK)
+      return rc;
+    if (e[i].value == NULL && e[i].len > 0)
+      return ctkn__err(err, CTKN_EINVAL, "history value is NULL");
+  }
+  if (n == 0)
+    return CTKN_OK;
+  qsort(e, n, sizeof(*e), history_cmp);
+  if ((rc = mdb_cursor_open(t->txn, t->st->dbi[T_HISTORY], &c)) != 0)
+    return lmdb_err(err, rc, "cursor history");
+  rc = mdb_cursor_get(c, &lk, &lv, MDB_LAST);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+    mdb_cursor_close(c);
+    return lmdb_err(err, rc, "last history");
+  }
+  have_last = rc == MDB_SUCCESS && lk.mv_size == sizeof(last);
+  if (have_last)
+    memcpy(last, lk.mv_data, sizeof(last));
+  for (size_t i = 0; i < n; i++) {
+    struct gather g;
+
+    memcpy(key, e[i].id, CTKN_ID_LEN);
+    put_be64(key + CTKN_ID_LEN, e[i].version);
+    gather_init(&g);
+    if ((msgpack_pack_array(&g.pk, 3) |
+         msgpack_pack_int32(&g.pk, e[i].partition) |
+         msgpack_pack_int64(&g.pk, e[i].offset) |
+         pack_raw(&g.pk, true, e[i].value == NULL ? "" : e[i].value,
+                  e[i].len)) != 0) {
+      mdb_cursor_close(c);
+      return ctkn__err(err, CTKN_EINTERNAL, "history value does not pack");
+    }
+    /* Past the last key: append. Sorted, so the rest follow. */
+    bool append = !have_last || memcmp(key, last, sizeof(key)) > 0;
+    MDB_val v = {g.total, NULL};
+    rc = mdb_cursor_put(c, &k, &v, MDB_RESERVE | (append ? MDB_APPEND : 0));
+    if (rc != MDB_SUCCESS) {
+      mdb_cursor_close(c);
+      return lmdb_err(err, rc, "put history");
+    }
+    gather_copy(&g, v.mv_data);
+    if (append) {
+      memcpy(last, key, sizeof(last));
+      have_last = true;
+    }
+  }
+  mdb_cursor_close(c);
+  return CTKN_OK;
+}
+
 int ctkn_store_put_rejected(ctkn_store_txn *t, int32_t partition,
                             int64_t offset, const char *event_id,
                             const char *token_id, const char *reason,

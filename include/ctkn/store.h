@@ -151,6 +151,25 @@ int ctkn_store_put(ctkn_store_txn *txn, const struct ctkn_record *rec,
 int ctkn_store_put_history(ctkn_store_txn *txn, const char *id,
                            uint64_t version, int32_t partition, int64_t offset,
                            const void *value, size_t len, struct ctkn_err *err);
+/* One history entry for ctkn_store_put_history_batch(). */
+struct ctkn_store_history_put {
+  char id[CTKN_ID_BUF];
+  uint64_t version;
+  int32_t partition;
+  int64_t offset;
+  const void *value; /* borrowed until the batch call returns */
+  size_t len;
+};
+
+/*
+ * ctkn_store_put_history() for n entries at once, with the same result:
+ * sorts them (in place) and appends those past the table's last key
+ * (MDB_APPEND), which fills pages instead of splitting them. A batch's
+ * history is time-ordered within a partition but interleaved across them.
+ */
+int ctkn_store_put_history_batch(ctkn_store_txn *txn,
+                                 struct ctkn_store_history_put *e, size_t n,
+                                 struct ctkn_err *err);
 int ctkn_store_put_rejected(ctkn_store_txn *txn, int32_t partition,
                             int64_t offset, const char *event_id,
                             const char *token_id, const char *reason,
