@@ -673,34 +673,41 @@ static int check_unsynced(ctkn_store *st, const char *dir, struct ctkn_err *err)
 
 int ctkn_store_unsynced_begin(ctkn_store *st, struct ctkn_err *err)
 {
-  char id[64], name[64];
+  char id[64], name[64], tmpname[80];
 
   if (st->read_only)
     return ctkn__err(err, CTKN_EINTERNAL,
-                     "unsynced commits on a read-only "
-                     "store");
+                     "unsynced commits on a read-only store");
   if (st->opts.no_sync || st->unsynced++ > 0)
     return CTKN_OK; /* never synced, or already unsynced */
+  /* Written, flushed and locked under another name, then renamed: whoever
+   * sees the marker sees it whole and locked. */
   snprintf(name, sizeof(name), UNSYNCED_PREFIX "%ld", (long)getpid());
+  snprintf(tmpname, sizeof(tmpname), "." UNSYNCED_PREFIX "%ld.tmp",
+           (long)getpid());
   char *path = marker_path(st->dir, name);
-  int fd = path == NULL
+  char *tmp = marker_path(st->dir, tmpname);
+  int fd = path == NULL || tmp == NULL
                ? -1
-               : open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+               : open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   size_t n = boot_id(id) == 0 ? strlen(id) : 0;
   if (fd < 0 || n == 0 || flock(fd, LOCK_EX) != 0 ||
       write(fd, id, n) != (ssize_t)n || fsync(fd) != 0 ||
-      sync_dir(st->dir) != 0) {
+      rename(tmp, path) != 0 || sync_dir(st->dir) != 0) {
     int e = errno;
     if (fd >= 0) {
+      unlink(tmp);
       unlink(path);
       close(fd);
     }
     free(path);
+    free(tmp);
     st->unsynced = 0;
     return ctkn__err(err, CTKN_ESTORE, "%.200s: unsynced catch-up marker: %s",
                      st->dir, strerror(e));
   }
   free(path);
+  free(tmp);
   st->unsynced_fd = fd;
   int rc = mdb_env_set_flags(st->env, MDB_NOSYNC, 1);
   return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "set nosync");
