@@ -519,16 +519,18 @@ static int step(ctkn_projector *p, int timeout_ms, size_t *got,
  * partitions off for a whole second (librdkafka #2879), and its broker
  * thread may sleep a second before fetching partitions assigned while it
  * fetched nothing (ctkn_consumer_nudge()). So once the reader has room but
- * nothing has come for PIPE_IDLE_MS, it assigns the partitions again at
- * the offsets after its last records (which ends a back-off; the queue is
- * empty then, so nothing is dropped), and nudges the fetchers while
- * nothing comes. Memory stays bounded by PIPE_BUFS buffers and librdkafka's
- * queue bounds.
+ * nothing has come for PIPE_IDLE_MS after it had to wait for a buffer, it
+ * assigns the partitions again at the offsets after its last records
+ * (which ends a back-off; the queue is empty then, so nothing is dropped);
+ * otherwise it nudges the fetchers while nothing comes, and restarts only
+ * after PIPE_STUCK_MS. Memory stays bounded by PIPE_BUFS buffers and
+ * librdkafka's queue bounds.
  */
-#define PIPE_BUFS    3
-#define PIPE_IDLE_MS 20 /* no record for this long: restart fetching */
+#define PIPE_BUFS     3
+#define PIPE_IDLE_MS  20  /* no record for this long: nudge, or restart */
+#define PIPE_STUCK_MS 250 /* no record for this long: restart anyway */
 /* Smaller catch-ups stay on one thread. */
-#define PIPE_MIN_LAG (2 * BATCH_MAX)
+#define PIPE_MIN_LAG  (2 * BATCH_MAX)
 
 enum { ITEM_EVENT, ITEM_BAD, ITEM_NEWER };
 
@@ -760,8 +762,9 @@ static void *pipe_reader(void *arg)
 {
   struct pipe *pp = arg;
   struct ctkn_err err;
-  int64_t last = ctkn__now_ms(); /* the last record, or restart */
-  int64_t restarted = 0;         /* the last restart */
+  int64_t idle_since = ctkn__now_ms(); /* the last record, or restart */
+  int64_t nudged = 0;
+  bool stalled = false; /* waited for a buffer: librdkafka's queue filled */
   int fill = -1, rc = CTKN_OK;
 
   pthread_mutex_lock(&pp->mu);
@@ -774,6 +777,8 @@ static void *pipe_reader(void *arg)
     }
     if (fill < 0) {
       /* Every buffer taken: librdkafka's queue fills meanwhile. */
+      if (pp->nfree == 0)
+        stalled = true;
       while (!pp->stop && pp->nfree == 0)
         pthread_cond_wait(&pp->cv, &pp->mu);
       if (pp->stop)
@@ -794,20 +799,23 @@ static void *pipe_reader(void *arg)
                m->offset + 1 > pp->next[m->partition])
         pp->next[m->partition] = m->offset + 1;
     }
-    int64_t now = ctkn__now_ms();
+    int64_t now = ctkn__now_ms(), idle = now - idle_since;
     if (got > 0) {
-      last = now;
-    } else if (rc == CTKN_OK && now - last >= PIPE_IDLE_MS) {
-      /* Nothing queued and room to take it: librdkafka may be backing
-       * off or asleep (see above). Restart fetching at the next offsets,
-       * which ends a back-off, and wake the fetchers. */
-      if (now - restarted >= 5 * PIPE_IDLE_MS) {
-        rc = ctkn_consumer_assign(pp->consumer, pp->next, pp->nparts, &err);
-        restarted = now;
-      } else {
-        ctkn_consumer_nudge(pp->consumer, pp->nparts);
-      }
-      last = ctkn__now_ms();
+      idle_since = now;
+    } else if (rc == CTKN_OK &&
+               ((stalled && idle >= PIPE_IDLE_MS) || idle >= PIPE_STUCK_MS)) {
+      /* Room, nothing queued, and librdkafka's queue filled up earlier
+       * (or nothing came for long): it is backing off. Restarting the
+       * fetch at the next offsets ends that. Not sooner, which would
+       * only throw away fetches in flight. */
+      rc = ctkn_consumer_assign(pp->consumer, pp->next, pp->nparts, &err);
+      stalled = false;
+      idle_since = now;
+    } else if (rc == CTKN_OK && idle >= PIPE_IDLE_MS &&
+               now - nudged >= PIPE_IDLE_MS) {
+      /* The fetcher may be asleep (see above): wake it. */
+      ctkn_consumer_nudge(pp->consumer, pp->nparts);
+      nudged = ctkn__now_ms();
     }
     pthread_mutex_lock(&pp->mu);
     if (rc != CTKN_OK)
