@@ -1390,6 +1390,27 @@ int ctkn_consumer_seek(ctkn_consumer *c, const int64_t *offsets, int32_t n,
   return rc;
 }
 
+/*
+ * librdkafka 2.0.2's broker thread decides what to fetch before it serves
+ * the ops that woke it, then sleeps up to a second: partitions assigned
+ * while nothing was being fetched can wait that long for their first
+ * fetch. Any request to the leaders wakes their threads again; ask for the
+ * end offsets on the consumer's own handle (no fetch is in flight then, so
+ * nothing waits behind one) and ignore the answer.
+ */
+void ctkn_consumer_nudge(ctkn_consumer *c, int32_t n)
+{
+  rd_kafka_topic_partition_list_t *l;
+
+  if (n <= 0 || (l = rd_kafka_topic_partition_list_new(n)) == NULL)
+    return;
+  for (int32_t i = 0; i < n; i++)
+    rd_kafka_topic_partition_list_add(l, c->topic, i)->offset =
+        RD_KAFKA_OFFSET_END;
+  (void)rd_kafka_offsets_for_times(c->rk, l, clamp(c->timeout_ms, 1, 1000));
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* A decimal header value: digits only, at most 9 of them; else -2. */
 static int parse_schema(const void *v, size_t n)
 {

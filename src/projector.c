@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -94,10 +95,16 @@ int ctkn_projector_decode(const struct ctkn_log_msg *m, struct ctkn_event *ev,
   return CTKN_OK;
 }
 
-/* Apply one decoded event inside txn. */
+/* A batch's history entries, written at its end. */
+struct hist {
+  struct ctkn_store_history_put *e;
+  size_t n, cap;
+};
+
+/* Apply one decoded event inside txn. m->value must outlive the batch. */
 static int apply_event(ctkn_store_txn *txn, ctkn_env env,
                        const struct ctkn_log_msg *m,
-                       const struct ctkn_event *ev,
+                       const struct ctkn_event *ev, struct hist *hist,
                        struct ctkn_projector_stats *stats, struct ctkn_err *err)
 {
   struct ctkn_record cur, next;
@@ -153,10 +160,25 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
                                    ev->data.id,
                                    "token: token string already in use", err);
   }
-  if (rc != CTKN_OK || (rc = ctkn_store_put_history(
-                            txn, ev->data.id, ev->version, m->partition,
-                            m->offset, m->value, m->value_len, err)) != CTKN_OK)
+  if (rc != CTKN_OK)
     return rc;
+  /* History is written at the batch's end, sorted (nothing reads it
+   * meanwhile). */
+  if (hist->n == hist->cap) {
+    size_t cap = hist->cap ? 2 * hist->cap : 1024;
+    struct ctkn_store_history_put *e = realloc(hist->e, cap * sizeof(*e));
+    if (e == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "projector: history");
+    hist->e = e;
+    hist->cap = cap;
+  }
+  struct ctkn_store_history_put *h = &hist->e[hist->n++];
+  memcpy(h->id, ev->data.id, sizeof(h->id));
+  h->version = ev->version;
+  h->partition = m->partition;
+  h->offset = m->offset;
+  h->value = m->value;
+  h->len = m->value_len;
   if (ev->idempotency_key[0] != '\0' &&
       (rc = ctkn_store_put_idem(txn, ev->idempotency_key, ev->data.id,
                                 ev->request_hash, err)) != CTKN_OK)
@@ -165,28 +187,44 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
   return CTKN_OK;
 }
 
-int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
-                         const struct ctkn_log_msg *msgs, size_t n,
-                         bool *paused, int32_t npaused,
-                         struct ctkn_projector_stats *stats,
-                         struct ctkn_err *err)
+/*
+ * Where a batch's records come from: the caller's ctkn_log_msg array
+ * (decoded here), or the pipelined catch-up's buffers (decoded already, on
+ * the reader thread).
+ */
+struct source {
+  size_t n;
+  /* Record i. The pointer is valid until the next call. */
+  const struct ctkn_log_msg *(*msg)(struct source *s, size_t i);
+  /* ctkn_projector_decode() of record i, or its stored outcome. */
+  int (*decode)(struct source *s, size_t i, struct ctkn_event *ev,
+                struct ctkn_err *err);
+  void *arg;
+};
+
+/* Apply a source's records in one write transaction. */
+static int apply_source(ctkn_store *st, ctkn_env env, struct source *src,
+                        bool *paused, int32_t npaused,
+                        struct ctkn_projector_stats *stats,
+                        struct ctkn_err *err)
 {
   struct ctkn_projector_stats batch = {0};
   struct cursor cur = {0, NULL, NULL};
+  struct hist hist = {NULL, 0, 0};
   ctkn_store_txn *txn = NULL;
   struct ctkn_event *ev = NULL;
   struct ctkn_err derr;
   int rc;
 
-  if (n == 0)
+  if (src->n == 0)
     return CTKN_OK;
   if ((ev = malloc(sizeof(*ev))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "projector: event buffer");
   if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK)
     goto out;
 
-  for (size_t i = 0; i < n; i++) {
-    const struct ctkn_log_msg *m = &msgs[i];
+  for (size_t i = 0; i < src->n; i++) {
+    const struct ctkn_log_msg *m = src->msg(src, i);
     int32_t p = m->partition;
     int64_t next = cursor_next(&cur, txn, p);
 
@@ -215,19 +253,21 @@ int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
         break;
       continue;
     }
-    rc = ctkn_projector_decode(m, ev, &derr);
+    rc = src->decode(src, i, ev, &derr);
     if (rc != CTKN_OK) {
       batch.quarantined++;
       rc = ctkn_store_put_quarantine(txn, p, m->offset, derr.msg, m->key,
                                      m->key_len, m->value, m->value_len, err);
     } else {
-      rc = apply_event(txn, env, m, ev, &batch, err);
+      rc = apply_event(txn, env, m, ev, &hist, &batch, err);
     }
     if (rc != CTKN_OK)
       goto out;
     cur.next[p] = m->offset + 1;
     cur.dirty[p] = true;
   }
+  if ((rc = ctkn_store_put_history_batch(txn, hist.e, hist.n, err)) != CTKN_OK)
+    goto out;
   for (int32_t p = 0; p < cur.n; p++) {
     if (cur.dirty[p] &&
         (rc = ctkn_store_set_offset(txn, p, cur.next[p], err)) != CTKN_OK)
@@ -247,8 +287,31 @@ out:
   ctkn_store_abort(txn);
   free(cur.next);
   free(cur.dirty);
+  free(hist.e);
   free(ev);
   return rc;
+}
+
+static const struct ctkn_log_msg *array_msg(struct source *s, size_t i)
+{
+  return (const struct ctkn_log_msg *)s->arg + i;
+}
+
+static int array_decode(struct source *s, size_t i, struct ctkn_event *ev,
+                        struct ctkn_err *err)
+{
+  return ctkn_projector_decode(array_msg(s, i), ev, err);
+}
+
+int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
+                         const struct ctkn_log_msg *msgs, size_t n,
+                         bool *paused, int32_t npaused,
+                         struct ctkn_projector_stats *stats,
+                         struct ctkn_err *err)
+{
+  struct source src = {n, array_msg, array_decode, (void *)msgs};
+
+  return apply_source(st, env, &src, paused, npaused, stats, err);
 }
 
 /* ---- the consuming loop --------------------------------------------- */
@@ -541,6 +604,477 @@ out:
   return rc;
 }
 
+/* ---- pipelined catch-up ----------------------------------------------
+ *
+ * A long catch-up runs on two threads: a reader polls, copies each record
+ * into a buffer's arena, decodes and checks it (ctkn_projector_decode()),
+ * and hands full buffers over; the calling thread applies each buffer in
+ * one write transaction. Buffers carry copies, so librdkafka's messages
+ * are released as soon as they are read.
+ *
+ * Flow control: with every buffer taken the reader stops polling and
+ * librdkafka's bounded queue fills. librdkafka 2.0.2 then backs the
+ * partitions off for a whole second (librdkafka #2879), and its broker
+ * thread may sleep a second before fetching partitions assigned while it
+ * fetched nothing (ctkn_consumer_nudge()). So once the reader has room but
+ * nothing has come for PIPE_IDLE_MS after it had to wait for a buffer, it
+ * assigns the partitions again at the offsets after its last records
+ * (which ends a back-off; the queue is empty then, so nothing is dropped);
+ * otherwise it nudges the fetchers while nothing comes, and restarts only
+ * after PIPE_STUCK_MS. Memory stays bounded by PIPE_BUFS buffers and
+ * librdkafka's queue bounds.
+ */
+#define PIPE_BUFS     3
+#define PIPE_IDLE_MS  20  /* no record for this long: nudge, or restart */
+#define PIPE_STUCK_MS 250 /* no record for this long: restart anyway */
+/* Smaller catch-ups stay on one thread. */
+#define PIPE_MIN_LAG  (2 * BATCH_MAX)
+
+enum { ITEM_EVENT, ITEM_BAD, ITEM_NEWER };
+
+/* One record in an arena, followed by its key, its value and then, for
+ * ITEM_EVENT, the event's name, description and idempotency key, or, for
+ * ITEM_BAD, the quarantine reason. */
+struct item {
+  int64_t offset;
+  int32_t partition;
+  int32_t schema_version;
+  uint32_t klen, vlen, name_len, desc_len, idem_len, reason_len;
+  uint8_t kind;
+  bool key_null, value_null;
+  /* The event without its variable-length strings. */
+  struct {
+    char event_id[CTKN_EVT_ID_LEN + 1];
+    char notification_id[CTKN_EVT_ID_LEN + 1];
+    ctkn_event_type type;
+    int64_t occurred_at;
+    uint64_t version;
+    bool has_request_hash;
+    uint8_t request_hash[CTKN_HASH_LEN];
+    char id[CTKN_ID_BUF];
+    char token[CTKN_TOKEN_BUF];
+    bool has_description;
+    ctkn_status status;
+    int64_t created_at, updated_at, revoked_at;
+  } ev;
+};
+
+struct pbuf {
+  uint8_t *arena;
+  size_t len, cap;
+  size_t *at; /* each item's place in the arena */
+  size_t n;
+};
+
+struct pipe {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct pbuf buf[PIPE_BUFS];
+  int ready[PIPE_BUFS]; /* FIFO of filled buffers */
+  int rhead, nready;
+  int freel[PIPE_BUFS];
+  int nfree;
+  bool stop;         /* set by the applier */
+  bool ended;        /* the reader stopped on an error */
+  bool applier_idle; /* the applier waits: hand over what there is */
+  int rc;            /* the reader's error */
+  struct ctkn_err err;
+  /* The reader's own. */
+  ctkn_consumer *consumer;
+  struct ctkn_log_msg *msgs;
+  struct ctkn_event ev;
+  int32_t nparts;
+  int64_t *next; /* after the last record read, per partition */
+  /* The applier's view of the buffer it applies. */
+  struct pbuf *cur;
+  struct ctkn_log_msg view;
+};
+
+static int pbuf_reserve(struct pbuf *b, size_t more)
+{
+  if (b->len + more <= b->cap)
+    return 0;
+  size_t step = (size_t)1 << 20, cap = b->cap;
+  while (cap < b->len + more)
+    cap += step;
+  uint8_t *a = realloc(b->arena, cap);
+  if (a == NULL)
+    return -1;
+  b->arena = a;
+  b->cap = cap;
+  return 0;
+}
+
+static void put_bytes(struct pbuf *b, const void *p, size_t n)
+{
+  if (n > 0)
+    memcpy(b->arena + b->len, p, n);
+  b->len += n;
+}
+
+/* Copy record m into b, decoded (or with the reason it does not decode). */
+static int pbuf_add(struct pipe *pp, struct pbuf *b,
+                    const struct ctkn_log_msg *m)
+{
+  struct ctkn_event *ev = &pp->ev;
+  struct ctkn_err derr;
+  struct item it;
+  size_t reason_len = 0;
+
+  memset(&it, 0, sizeof(it));
+  it.offset = m->offset;
+  it.partition = m->partition;
+  it.schema_version = m->schema_version;
+  it.key_null = m->key == NULL;
+  it.value_null = m->value == NULL;
+  it.klen = (uint32_t)m->key_len;
+  it.vlen = (uint32_t)m->value_len;
+  if (m->schema_version > CTKN_SCHEMA_VERSION) {
+    it.kind = ITEM_NEWER;
+  } else if (ctkn_projector_decode(m, ev, &derr) != CTKN_OK) {
+    it.kind = ITEM_BAD;
+    reason_len = strlen(derr.msg);
+  } else {
+    it.kind = ITEM_EVENT;
+    memcpy(it.ev.event_id, ev->event_id, sizeof(it.ev.event_id));
+    memcpy(it.ev.notification_id, ev->notification_id,
+           sizeof(it.ev.notification_id));
+    it.ev.type = ev->type;
+    it.ev.occurred_at = ev->occurred_at;
+    it.ev.version = ev->version;
+    it.ev.has_request_hash = ev->has_request_hash;
+    memcpy(it.ev.request_hash, ev->request_hash, sizeof(it.ev.request_hash));
+    memcpy(it.ev.id, ev->data.id, sizeof(it.ev.id));
+    memcpy(it.ev.token, ev->data.token, sizeof(it.ev.token));
+    it.ev.has_description = ev->data.has_description;
+    it.ev.status = ev->data.status;
+    it.ev.created_at = ev->data.created_at;
+    it.ev.updated_at = ev->data.updated_at;
+    it.ev.revoked_at = ev->data.revoked_at;
+    it.name_len = (uint32_t)strlen(ev->data.name);
+    it.desc_len = (uint32_t)strlen(ev->data.description);
+    it.idem_len = (uint32_t)strlen(ev->idempotency_key);
+  }
+  it.reason_len = (uint32_t)reason_len;
+  size_t need = sizeof(it) + m->key_len + m->value_len + it.name_len +
+                it.desc_len + it.idem_len + reason_len + 8;
+  if (pbuf_reserve(b, need) != 0)
+    return -1;
+  b->len = (b->len + 7) & ~(size_t)7; /* items stay aligned */
+  b->at[b->n++] = b->len;
+  put_bytes(b, &it, sizeof(it));
+  put_bytes(b, m->key, m->key_len);
+  put_bytes(b, m->value, m->value_len);
+  if (it.kind == ITEM_EVENT) {
+    put_bytes(b, ev->data.name, it.name_len);
+    put_bytes(b, ev->data.description, it.desc_len);
+    put_bytes(b, ev->idempotency_key, it.idem_len);
+  } else if (it.kind == ITEM_BAD) {
+    put_bytes(b, derr.msg, reason_len);
+  }
+  return 0;
+}
+
+static const struct item *pbuf_item(const struct pbuf *b, size_t i,
+                                    const uint8_t **bytes)
+{
+  const struct item *it = (const struct item *)(b->arena + b->at[i]);
+  *bytes = (const uint8_t *)(it + 1);
+  return it;
+}
+
+static const struct ctkn_log_msg *pipe_msg(struct source *s, size_t i)
+{
+  struct pipe *pp = s->arg;
+  const uint8_t *bytes;
+  const struct item *it = pbuf_item(pp->cur, i, &bytes);
+  struct ctkn_log_msg *m = &pp->view;
+
+  memset(m, 0, sizeof(*m));
+  m->partition = it->partition;
+  m->offset = it->offset;
+  m->timestamp_ms = -1;
+  m->key = it->key_null ? NULL : bytes;
+  m->key_len = it->klen;
+  m->value = it->value_null ? NULL : bytes + it->klen;
+  m->value_len = it->vlen;
+  m->schema_version = it->schema_version;
+  return m;
+}
+
+static void copy_str(char *dst, const uint8_t *src, size_t n)
+{
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+static int pipe_decode(struct source *s, size_t i, struct ctkn_event *ev,
+                       struct ctkn_err *err)
+{
+  struct pipe *pp = s->arg;
+  const uint8_t *bytes;
+  const struct item *it = pbuf_item(pp->cur, i, &bytes);
+
+  bytes += it->klen + it->vlen;
+  if (it->kind != ITEM_EVENT) {
+    err->code = CTKN_EDECODE;
+    err->field[0] = '\0';
+    copy_str(err->msg, bytes,
+             it->reason_len < sizeof(err->msg) ? it->reason_len
+                                               : sizeof(err->msg) - 1);
+    return CTKN_EDECODE;
+  }
+  memcpy(ev->event_id, it->ev.event_id, sizeof(ev->event_id));
+  memcpy(ev->notification_id, it->ev.notification_id,
+         sizeof(ev->notification_id));
+  ev->type = it->ev.type;
+  ev->occurred_at = it->ev.occurred_at;
+  ev->version = it->ev.version;
+  ev->has_request_hash = it->ev.has_request_hash;
+  memcpy(ev->request_hash, it->ev.request_hash, sizeof(ev->request_hash));
+  memcpy(ev->data.id, it->ev.id, sizeof(ev->data.id));
+  memcpy(ev->data.token, it->ev.token, sizeof(ev->data.token));
+  ev->data.has_description = it->ev.has_description;
+  ev->data.status = it->ev.status;
+  ev->data.created_at = it->ev.created_at;
+  ev->data.updated_at = it->ev.updated_at;
+  ev->data.revoked_at = it->ev.revoked_at;
+  copy_str(ev->data.name, bytes, it->name_len);
+  bytes += it->name_len;
+  copy_str(ev->data.description, bytes, it->desc_len);
+  bytes += it->desc_len;
+  copy_str(ev->idempotency_key, bytes, it->idem_len);
+  return CTKN_OK;
+}
+
+/* Hand the buffer being filled to the applier. Locked. */
+static void pipe_hand_over(struct pipe *pp, int *fill)
+{
+  pp->ready[(pp->rhead + pp->nready) % PIPE_BUFS] = *fill;
+  pp->nready++;
+  *fill = -1;
+  pthread_cond_broadcast(&pp->cv);
+}
+
+static void *pipe_reader(void *arg)
+{
+  struct pipe *pp = arg;
+  struct ctkn_err err;
+  int64_t idle_since = ctkn__now_ms(); /* the last record, or restart */
+  int64_t nudged = 0;
+  bool stalled = false; /* waited for a buffer: librdkafka's queue filled */
+  int fill = -1, rc = CTKN_OK;
+
+  pthread_mutex_lock(&pp->mu);
+  for (;;) {
+    if (pp->stop)
+      break;
+    if (fill >= 0 && pp->buf[fill].n > 0 && pp->applier_idle) {
+      pipe_hand_over(pp, &fill);
+      continue;
+    }
+    if (fill < 0) {
+      /* Every buffer taken: librdkafka's queue fills meanwhile. */
+      if (pp->nfree == 0)
+        stalled = true;
+      while (!pp->stop && pp->nfree == 0)
+        pthread_cond_wait(&pp->cv, &pp->mu);
+      if (pp->stop)
+        break;
+      fill = pp->freel[--pp->nfree];
+    }
+    struct pbuf *b = &pp->buf[fill];
+    pthread_mutex_unlock(&pp->mu);
+
+    size_t got = 0;
+    rc = ctkn_consumer_poll(pp->consumer, b->n > 0 ? 5 : 20, pp->msgs,
+                            BATCH_MAX - b->n, &got, &err);
+    for (size_t i = 0; rc == CTKN_OK && i < got; i++) {
+      const struct ctkn_log_msg *m = &pp->msgs[i];
+      if (pbuf_add(pp, b, m) != 0)
+        rc = ctkn__err(&err, CTKN_ENOMEM, "projector: record buffer");
+      else if (m->partition >= 0 && m->partition < pp->nparts &&
+               m->offset + 1 > pp->next[m->partition])
+        pp->next[m->partition] = m->offset + 1;
+    }
+    int64_t now = ctkn__now_ms(), idle = now - idle_since;
+    if (got > 0) {
+      idle_since = now;
+    } else if (rc == CTKN_OK &&
+               ((stalled && idle >= PIPE_IDLE_MS) || idle >= PIPE_STUCK_MS)) {
+      /* Room, nothing queued, and librdkafka's queue filled up earlier
+       * (or nothing came for long): it is backing off. Restarting the
+       * fetch at the next offsets ends that. Not sooner, which would
+       * only throw away fetches in flight. */
+      rc = ctkn_consumer_assign(pp->consumer, pp->next, pp->nparts, &err);
+      stalled = false;
+      idle_since = now;
+    } else if (rc == CTKN_OK && idle >= PIPE_IDLE_MS &&
+               now - nudged >= PIPE_IDLE_MS) {
+      /* The fetcher may be asleep (see above): wake it. */
+      ctkn_consumer_nudge(pp->consumer, pp->nparts);
+      nudged = ctkn__now_ms();
+    }
+    pthread_mutex_lock(&pp->mu);
+    if (rc != CTKN_OK)
+      break;
+    /* Full, or nothing more to read for now: the applier may have it. */
+    if (b->n == BATCH_MAX || (got == 0 && b->n > 0))
+      pipe_hand_over(pp, &fill);
+  }
+  if (fill >= 0 && pp->buf[fill].n > 0)
+    pipe_hand_over(pp, &fill);
+  if (rc != CTKN_OK) {
+    pp->rc = rc;
+    pp->err = err;
+  }
+  pp->ended = true;
+  pthread_cond_broadcast(&pp->cv);
+  pthread_mutex_unlock(&pp->mu);
+  return NULL;
+}
+
+static void pipe_free(struct pipe *pp)
+{
+  for (int i = 0; i < PIPE_BUFS; i++) {
+    free(pp->buf[i].arena);
+    free(pp->buf[i].at);
+  }
+  free(pp->next);
+}
+
+/* Apply one buffer and advance the consumed positions. */
+static int pipe_apply(ctkn_projector *p, struct pipe *pp, struct pbuf *b,
+                      struct ctkn_err *err)
+{
+  struct source src = {b->n, pipe_msg, pipe_decode, pp};
+  int rc;
+
+  pp->cur = b;
+  if ((rc = apply_source(p->st, p->env, &src, p->paused, p->nparts, &p->stats,
+                         err)) != CTKN_OK)
+    return rc;
+  for (size_t i = 0; i < b->n; i++) {
+    const uint8_t *bytes;
+    const struct item *it = pbuf_item(b, i, &bytes);
+    int32_t part = it->partition;
+    if (part < p->nparts && !p->paused[part] && it->offset + 1 > p->pos[part])
+      p->pos[part] = it->offset + 1;
+  }
+  advanced(p);
+  return CTKN_OK;
+}
+
+/* ctkn_projector_catch_up() to hi[], on two threads. The partitions are
+ * assigned at p->pos; afterwards the consumer stands past them. */
+static int catch_up_pipelined(ctkn_projector *p, const int64_t *hi,
+                              struct ctkn_err *err)
+{
+  struct pipe *pp = calloc(1, sizeof(*pp));
+  pthread_t reader;
+  int rc = CTKN_OK;
+
+  if (pp == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: pipeline");
+  pp->consumer = p->consumer;
+  pp->msgs = p->msgs;
+  pp->nparts = p->nparts;
+  pp->next = malloc((size_t)p->nparts * sizeof(*pp->next));
+  bool ok = pp->next != NULL;
+  for (int i = 0; ok && i < PIPE_BUFS; i++) {
+    ok = (pp->buf[i].at = malloc(BATCH_MAX * sizeof(size_t))) != NULL;
+    pp->freel[pp->nfree++] = i;
+  }
+  if (!ok) {
+    pipe_free(pp);
+    free(pp);
+    return ctkn__err(err, CTKN_ENOMEM, "projector: pipeline");
+  }
+  memcpy(pp->next, p->pos, (size_t)p->nparts * sizeof(*pp->next));
+  pthread_mutex_init(&pp->mu, NULL);
+  pthread_cond_init(&pp->cv, NULL);
+  /* The reader owns the consumer until it is joined. */
+  p->assigned = false;
+  /* Commit without waiting for the disk, flush once at the end. */
+  if ((rc = ctkn_store_unsynced_begin(p->st, err)) != CTKN_OK)
+    goto out;
+  if (pthread_create(&reader, NULL, pipe_reader, pp) != 0) {
+    ctkn_store_unsynced_end(p->st, NULL);
+    rc = ctkn__err(err, CTKN_EINTERNAL, "projector: no reader thread");
+    goto out;
+  }
+
+  int64_t deadline = ctkn__now_ms() + p->cfg->timeout_ms;
+  for (;;) {
+    bool done = true;
+    for (int32_t i = 0; i < p->nparts && done; i++)
+      if (!p->paused[i] && p->pos[i] < hi[i])
+        done = false;
+    if (done)
+      break;
+    pthread_mutex_lock(&pp->mu);
+    pp->applier_idle = true;
+    pthread_cond_broadcast(&pp->cv);
+    while (pp->nready == 0 && !pp->ended) {
+      int64_t left = deadline - ctkn__now_ms();
+      if (left <= 0)
+        break;
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      int64_t ns = ts.tv_nsec + (left < 100 ? left : 100) * 1000000;
+      ts.tv_sec += ns / 1000000000;
+      ts.tv_nsec = ns % 1000000000;
+      pthread_cond_timedwait(&pp->cv, &pp->mu, &ts);
+    }
+    pp->applier_idle = false;
+    if (pp->nready == 0) {
+      if (pp->ended) {
+        rc = pp->rc;
+        if (err != NULL)
+          *err = pp->err;
+      } else {
+        rc = ctkn__err(err, CTKN_ETIMEOUT,
+                       "projection made no progress for %d ms",
+                       p->cfg->timeout_ms);
+      }
+      pthread_mutex_unlock(&pp->mu);
+      if (rc == CTKN_OK)
+        rc = ctkn__err(err, CTKN_EINTERNAL, "projector: the reader stopped");
+      break;
+    }
+    int bi = pp->ready[pp->rhead];
+    pp->rhead = (pp->rhead + 1) % PIPE_BUFS;
+    pp->nready--;
+    pthread_mutex_unlock(&pp->mu);
+
+    rc = pipe_apply(p, pp, &pp->buf[bi], err);
+    pthread_mutex_lock(&pp->mu);
+    pp->buf[bi].n = 0;
+    pp->buf[bi].len = 0;
+    pp->freel[pp->nfree++] = bi;
+    pthread_cond_broadcast(&pp->cv);
+    pthread_mutex_unlock(&pp->mu);
+    if (rc != CTKN_OK)
+      break;
+    deadline = ctkn__now_ms() + p->cfg->timeout_ms;
+  }
+
+  pthread_mutex_lock(&pp->mu);
+  pp->stop = true;
+  pthread_cond_broadcast(&pp->cv);
+  pthread_mutex_unlock(&pp->mu);
+  pthread_join(reader, NULL);
+  int src = ctkn_store_unsynced_end(p->st, rc == CTKN_OK ? err : NULL);
+  if (rc == CTKN_OK)
+    rc = src;
+out:
+  pthread_mutex_destroy(&pp->mu);
+  pthread_cond_destroy(&pp->cv);
+  pipe_free(pp);
+  free(pp);
+  return rc;
+}
+
 int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
                             int32_t n, struct ctkn_err *err)
 {
@@ -558,6 +1092,18 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
   } else if (targets == NULL) {
     if ((rc = end_targets(p, &hi, err)) != CTKN_OK)
       return rc;
+  }
+  if (targets == NULL && p->limit == NULL) {
+    /* A long way to go: read and decode on a second thread. */
+    int64_t lag = 0;
+    for (int32_t i = 0; i < p->nparts; i++)
+      if (!p->paused[i] && hi[i] > p->pos[i])
+        lag += hi[i] - p->pos[i];
+    if (lag >= PIPE_MIN_LAG) {
+      rc = catch_up_pipelined(p, hi, err);
+      free(hi);
+      return rc;
+    }
   }
   int64_t deadline = ctkn__now_ms() + p->cfg->timeout_ms;
   for (;;) {

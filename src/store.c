@@ -43,6 +43,7 @@
  * which is what lets threads share a ctkn_store.
  */
 #define _GNU_SOURCE /* renameat2() */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -52,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -103,6 +105,8 @@ struct ctkn_store {
   /* Held shared by every txn, exclusively by ctkn_store_refresh(), so a
    * process whose threads share st can follow a rebuild safely. */
   pthread_rwlock_t swap;
+  int unsynced;    /* ctkn_store_unsynced_begin() depth */
+  int unsynced_fd; /* our marker, flock'ed while it is there */
 };
 
 struct ctkn_store_txn {
@@ -578,6 +582,164 @@ fail:
   return rc;
 }
 
+/* ---- unsynced catch-ups ------------------------------------------------
+ *
+ * A long catch-up may commit with MDB_NOSYNC and flush once at its end
+ * (ctkn_store_unsynced_begin/end). A process that dies meanwhile loses
+ * nothing: its commits are in the page cache, which every process shares.
+ * A system crash is another matter: without the fsyncs LMDB's pages may
+ * reach the disk in any order, so the projection may be damaged, not just
+ * behind. So the catch-up first leaves a marker, "unsynced.<pid>" holding
+ * the boot ID, made durable before the first unsynced commit, flock'ed
+ * while its owner lives, and removed after the final flush. Opening finds
+ * markers left behind: one written under another boot ID means the system
+ * went down mid-catch-up, and the projection is refused; one of this boot
+ * whose owner is gone only needs the flush it missed.
+ */
+#define UNSYNCED_PREFIX "unsynced."
+
+static int boot_id(char out[64])
+{
+  int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 ? -1 : read(fd, out, 63);
+
+  if (fd >= 0)
+    close(fd);
+  if (n <= 0)
+    return -1;
+  while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
+    n--;
+  out[n] = '\0';
+  return 0;
+}
+
+static int sync_dir(const char *dir)
+{
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int rc = fd < 0 ? -1 : fsync(fd);
+
+  if (fd >= 0)
+    close(fd);
+  return rc;
+}
+
+static char *marker_path(const char *dir, const char *name)
+{
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *path = malloc(n);
+
+  if (path != NULL)
+    snprintf(path, n, "%s/%s", dir, name);
+  return path;
+}
+
+static int check_unsynced(ctkn_store *st, const char *dir, struct ctkn_err *err)
+{
+  char now[64], then[64];
+  struct dirent *de;
+  DIR *d = opendir(dir);
+  int rc = CTKN_OK;
+
+  if (d == NULL)
+    return CTKN_OK;
+  while (rc == CTKN_OK && (de = readdir(d)) != NULL) {
+    if (strncmp(de->d_name, UNSYNCED_PREFIX, strlen(UNSYNCED_PREFIX)) != 0)
+      continue;
+    char *path = marker_path(dir, de->d_name);
+    int fd = path == NULL ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      free(path);
+      continue;
+    }
+    /* Held: its owner is catching up right now, in this boot. */
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      ssize_t n = read(fd, then, sizeof(then) - 1);
+      then[n > 0 ? n : 0] = '\0';
+      if (boot_id(now) != 0 || strcmp(now, then) != 0) {
+        rc = ctkn__err(err, CTKN_ESTORE,
+                       "%.200s: the system went down while a catch-up "
+                       "wrote to this projection without syncing (%s); it "
+                       "may be damaged: move it away and project into a "
+                       "fresh --db",
+                       dir, de->d_name);
+      } else if (!st->read_only && mdb_env_sync(st->env, 1) == MDB_SUCCESS) {
+        /* Its owner died, the page cache did not: flush and forget. */
+        unlink(path);
+        sync_dir(dir);
+      }
+    }
+    close(fd);
+    free(path);
+  }
+  closedir(d);
+  return rc;
+}
+
+int ctkn_store_unsynced_begin(ctkn_store *st, struct ctkn_err *err)
+{
+  char id[64], name[64], tmpname[80];
+
+  if (st->read_only)
+    return ctkn__err(err, CTKN_EINTERNAL,
+                     "unsynced commits on a read-only store");
+  if (st->opts.no_sync || st->unsynced++ > 0)
+    return CTKN_OK; /* never synced, or already unsynced */
+  /* Written, flushed and locked under another name, then renamed: whoever
+   * sees the marker sees it whole and locked. */
+  snprintf(name, sizeof(name), UNSYNCED_PREFIX "%ld", (long)getpid());
+  snprintf(tmpname, sizeof(tmpname), "." UNSYNCED_PREFIX "%ld.tmp",
+           (long)getpid());
+  char *path = marker_path(st->dir, name);
+  char *tmp = marker_path(st->dir, tmpname);
+  int fd = path == NULL || tmp == NULL
+               ? -1
+               : open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  size_t n = boot_id(id) == 0 ? strlen(id) : 0;
+  if (fd < 0 || n == 0 || flock(fd, LOCK_EX) != 0 ||
+      write(fd, id, n) != (ssize_t)n || fsync(fd) != 0 ||
+      rename(tmp, path) != 0 || sync_dir(st->dir) != 0) {
+    int e = errno;
+    if (fd >= 0) {
+      unlink(tmp);
+      unlink(path);
+      close(fd);
+    }
+    free(path);
+    free(tmp);
+    st->unsynced = 0;
+    return ctkn__err(err, CTKN_ESTORE, "%.200s: unsynced catch-up marker: %s",
+                     st->dir, strerror(e));
+  }
+  free(path);
+  free(tmp);
+  st->unsynced_fd = fd;
+  int rc = mdb_env_set_flags(st->env, MDB_NOSYNC, 1);
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "set nosync");
+}
+
+int ctkn_store_unsynced_end(ctkn_store *st, struct ctkn_err *err)
+{
+  char name[64];
+  int rc;
+
+  if (st->opts.no_sync || st->unsynced == 0 || --st->unsynced > 0)
+    return CTKN_OK;
+  mdb_env_set_flags(st->env, MDB_NOSYNC, 0);
+  if ((rc = mdb_env_sync(st->env, 1)) != MDB_SUCCESS) {
+    /* The marker stays: the next open flushes or refuses. */
+    close(st->unsynced_fd);
+    return lmdb_err(err, rc, "sync");
+  }
+  snprintf(name, sizeof(name), UNSYNCED_PREFIX "%ld", (long)getpid());
+  char *path = marker_path(st->dir, name);
+  if (path != NULL)
+    unlink(path);
+  free(path);
+  sync_dir(st->dir);
+  close(st->unsynced_fd);
+  return CTKN_OK;
+}
+
 int ctkn_store_open(ctkn_store **out, const char *dir,
                     const struct ctkn_store_opts *opts, struct ctkn_err *err)
 {
@@ -653,6 +815,8 @@ int ctkn_store_open(ctkn_store **out, const char *dir,
   rc = open_tables(st, dir, err);
   if (rc != CTKN_OK)
     goto fail;
+  if ((rc = check_unsynced(st, dir, err)) != CTKN_OK)
+    goto fail;
   /* Which file this is, so that a projection swapped into dir by
    * `ctkn rebuild` is noticed (ctkn_store_refresh()). */
   mdb_filehandle_t fd;
@@ -680,6 +844,10 @@ void ctkn_store_close(ctkn_store *st)
 {
   if (st == NULL)
     return;
+  if (st->unsynced > 0) {
+    st->unsynced = 1;
+    ctkn_store_unsynced_end(st, NULL);
+  }
   mdb_env_close(st->env);
   pthread_rwlock_destroy(&st->swap);
   free(st->dir);
@@ -1182,6 +1350,82 @@ int ctkn_store_put_history(ctkn_store_txn *t, const char *id, uint64_t version,
        pack_raw(&g.pk, true, value == NULL ? "" : value, len)) != 0)
     return ctkn__err(err, CTKN_EINTERNAL, "history value does not pack");
   return put_gather(t, T_HISTORY, &k, &g, 0, err);
+}
+
+static int history_cmp(const void *a, const void *b)
+{
+  const struct ctkn_store_history_put *x = a, *y = b;
+  int c = memcmp(x->id, y->id, CTKN_ID_LEN);
+
+  if (c != 0)
+    return c;
+  return x->version < y->version ? -1 : x->version > y->version;
+}
+
+int ctkn_store_put_history_batch(ctkn_store_txn *t,
+                                 struct ctkn_store_history_put *e, size_t n,
+                                 struct ctkn_err *err)
+{
+  uint8_t key[HIST_KEY_LEN], last[HIST_KEY_LEN];
+  MDB_val k = {sizeof(key), key}, lk, lv;
+  MDB_cursor *c;
+  bool have_last;
+  int rc;
+
+  if ((rc = need_write(t, err)) != CTKN_OK)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    if (!has_len(e[i].id, CTKN_ID_LEN))
+      return ctkn__err_field(err, CTKN_EINVAL, "id", "an ID has %d characters",
+                             CTKN_ID_LEN);
+    if ((rc = check_coord(e[i].partition, e[i].offset, err)) != CTKN_OK)
+      return rc;
+    if (e[i].value == NULL && e[i].len > 0)
+      return ctkn__err(err, CTKN_EINVAL, "history value is NULL");
+  }
+  if (n == 0)
+    return CTKN_OK;
+  qsort(e, n, sizeof(*e), history_cmp);
+  if ((rc = mdb_cursor_open(t->txn, t->st->dbi[T_HISTORY], &c)) != 0)
+    return lmdb_err(err, rc, "cursor history");
+  rc = mdb_cursor_get(c, &lk, &lv, MDB_LAST);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+    mdb_cursor_close(c);
+    return lmdb_err(err, rc, "last history");
+  }
+  have_last = rc == MDB_SUCCESS && lk.mv_size == sizeof(last);
+  if (have_last)
+    memcpy(last, lk.mv_data, sizeof(last));
+  for (size_t i = 0; i < n; i++) {
+    struct gather g;
+
+    memcpy(key, e[i].id, CTKN_ID_LEN);
+    put_be64(key + CTKN_ID_LEN, e[i].version);
+    gather_init(&g);
+    if ((msgpack_pack_array(&g.pk, 3) |
+         msgpack_pack_int32(&g.pk, e[i].partition) |
+         msgpack_pack_int64(&g.pk, e[i].offset) |
+         pack_raw(&g.pk, true, e[i].value == NULL ? "" : e[i].value,
+                  e[i].len)) != 0) {
+      mdb_cursor_close(c);
+      return ctkn__err(err, CTKN_EINTERNAL, "history value does not pack");
+    }
+    /* Past the last key: append. Sorted, so the rest follow. */
+    bool append = !have_last || memcmp(key, last, sizeof(key)) > 0;
+    MDB_val v = {g.total, NULL};
+    rc = mdb_cursor_put(c, &k, &v, MDB_RESERVE | (append ? MDB_APPEND : 0));
+    if (rc != MDB_SUCCESS) {
+      mdb_cursor_close(c);
+      return lmdb_err(err, rc, "put history");
+    }
+    gather_copy(&g, v.mv_data);
+    if (append) {
+      memcpy(last, key, sizeof(last));
+      have_last = true;
+    }
+  }
+  mdb_cursor_close(c);
+  return CTKN_OK;
 }
 
 int ctkn_store_put_rejected(ctkn_store_txn *t, int32_t partition,

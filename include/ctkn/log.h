@@ -229,6 +229,14 @@ int ctkn_consumer_poll(ctkn_consumer *c, int timeout_ms,
                        struct ctkn_log_msg *msgs, size_t max, size_t *n,
                        struct ctkn_err *err);
 
+/*
+ * Wake librdkafka's fetchers for partitions 0..n-1 after an assignment
+ * (a short request to their leaders; the answer is ignored). In librdkafka
+ * 2.0.2 a partition assigned while its broker fetched nothing may
+ * otherwise wait up to a second for its first fetch.
+ */
+void ctkn_consumer_nudge(ctkn_consumer *c, int32_t n);
+
 /* ---- consumer groups (event streams for other services) ------------- */
 
 /* Where a group member starts on a partition the group has no committed

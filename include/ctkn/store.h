@@ -73,6 +73,18 @@ void ctkn_store_remove(const char *dir);
 /* Flush to disk a store opened with no_sync. */
 int ctkn_store_sync(ctkn_store *st, struct ctkn_err *err);
 
+/*
+ * A long catch-up's commits: between begin and end, commits through this
+ * handle do not wait for the disk (MDB_NOSYNC); end flushes once. A process
+ * that dies meanwhile loses nothing (its commits are in the page cache); a
+ * system crash may damage the projection, so begin first makes a marker
+ * durable, end removes it after the flush, and ctkn_store_open() refuses a
+ * projection whose marker a crashed boot left behind (CTKN_ESTORE). Nests;
+ * a no-op on a no_sync store. ctkn_store_close() ends it too.
+ */
+int ctkn_store_unsynced_begin(ctkn_store *st, struct ctkn_err *err);
+int ctkn_store_unsynced_end(ctkn_store *st, struct ctkn_err *err);
+
 /* Exchange two directories atomically (renameat2 RENAME_EXCHANGE): a
  * reader that opens either path sees one whole projection or the other. */
 int ctkn_store_exchange(const char *a, const char *b, struct ctkn_err *err);
@@ -141,6 +153,25 @@ int ctkn_store_put(ctkn_store_txn *txn, const struct ctkn_record *rec,
 int ctkn_store_put_history(ctkn_store_txn *txn, const char *id,
                            uint64_t version, int32_t partition, int64_t offset,
                            const void *value, size_t len, struct ctkn_err *err);
+/* One history entry for ctkn_store_put_history_batch(). */
+struct ctkn_store_history_put {
+  char id[CTKN_ID_BUF];
+  uint64_t version;
+  int32_t partition;
+  int64_t offset;
+  const void *value; /* borrowed until the batch call returns */
+  size_t len;
+};
+
+/*
+ * ctkn_store_put_history() for n entries at once, with the same result:
+ * sorts them (in place) and appends those past the table's last key
+ * (MDB_APPEND), which fills pages instead of splitting them. A batch's
+ * history is time-ordered within a partition but interleaved across them.
+ */
+int ctkn_store_put_history_batch(ctkn_store_txn *txn,
+                                 struct ctkn_store_history_put *e, size_t n,
+                                 struct ctkn_err *err);
 int ctkn_store_put_rejected(ctkn_store_txn *txn, int32_t partition,
                             int64_t offset, const char *event_id,
                             const char *token_id, const char *reason,

@@ -1278,6 +1278,65 @@ static void test_digest_ignores_transaction_grouping(void **s)
   ctkn_store_close(st2);
 }
 
+/* The batch writer stores exactly what one put per entry stores, whether
+ * its entries land among existing keys or past the last one. */
+static void test_history_batch_equals_single_puts(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record recs[8];
+  struct ctkn_store_history_put e[12];
+  uint8_t a[CTKN_HASH_LEN], b[CTKN_HASH_LEN];
+  struct ctkn_err err = {0};
+  char dir2[192];
+  ctkn_store *st2;
+  size_t n = 0;
+
+  for (int i = 0; i < 8; i++)
+    make_record(f, &recs[i], CTKN_STATUS_ACTIVE);
+  snprintf(dir2, sizeof(dir2), "%s/db2", f->tmp);
+  open_fx(f);
+  st2 = open_at(dir2);
+  /* Both hold the same first events of tokens 2 and 5. */
+  for (int k = 0; k < 2; k++) {
+    ctkn_store_txn *t = begin(k ? st2 : f->st, true);
+    assert_int_equal(
+        ctkn_store_put_history(t, recs[2].token.id, 1, 0, 1, "x", 1, &err),
+        CTKN_OK);
+    assert_int_equal(
+        ctkn_store_put_history(t, recs[5].token.id, 1, 1, 1, "y", 1, &err),
+        CTKN_OK);
+    commit(t);
+  }
+  /* Then, out of order: before, between and past them; an empty body. */
+  static const int order[] = {7, 0, 5, 3, 6, 1, 2, 4};
+  for (int i = 0; i < 8; i++) {
+    struct ctkn_store_history_put *h = &e[n++];
+    int r = order[i];
+    memcpy(h->id, recs[r].token.id, sizeof(h->id));
+    h->version = (r == 2 || r == 5) ? 2 : 1;
+    h->partition = r % 3;
+    h->offset = 10 + i;
+    h->value = r == 4 ? NULL : "event";
+    h->len = r == 4 ? 0 : 5;
+  }
+  {
+    ctkn_store_txn *t = begin(f->st, true);
+    for (size_t i = 0; i < n; i++)
+      assert_int_equal(ctkn_store_put_history(t, e[i].id, e[i].version,
+                                              e[i].partition, e[i].offset,
+                                              e[i].value, e[i].len, &err),
+                       CTKN_OK);
+    commit(t);
+    t = begin(st2, true);
+    assert_int_equal(ctkn_store_put_history_batch(t, e, n, &err), CTKN_OK);
+    commit(t);
+  }
+  digest_of(f->st, a);
+  digest_of(st2, b);
+  assert_memory_equal(a, b, CTKN_HASH_LEN);
+  ctkn_store_close(st2);
+}
+
 static void test_digest_changes_with_any_single_difference(void **s)
 {
   struct fx *f = *s;
@@ -1554,6 +1613,7 @@ int main(void)
       T(test_list_pages_through_25_tokens_in_both_directions),
       T(test_list_after_cursor_status_mask_and_limits),
       T(test_digest_ignores_transaction_grouping),
+      T(test_history_batch_equals_single_puts),
       T(test_digest_changes_with_any_single_difference),
       T(test_abort_discards_writes),
       T(test_reader_does_not_see_uncommitted_writes),
