@@ -480,23 +480,11 @@ static int open_dir_of(const char *path)
   return fd;
 }
 
-static char *suffixed(const char *path, const char *suffix)
-{
-  size_t a = strlen(path), b = strlen(suffix);
-  char *s = malloc(a + b + 1);
-
-  if (s != NULL) {
-    memcpy(s, path, a);
-    memcpy(s + a, suffix, b + 1);
-  }
-  return s;
-}
-
 /* Replace path with the set, atomically, mode 0600. Called under the
  * lock, which is why a fixed temporary name is safe. */
 static int store(const char *path, const ctkn_apikeys *ks, struct ctkn_err *err)
 {
-  char *tmp = suffixed(path, ".tmp");
+  char *tmp = ctkn__suffixed(path, ".tmp");
   const char *what = "open";
   int fd = -1, dfd = -1, e = 0, rc = CTKN_OK;
 
@@ -566,7 +554,7 @@ out_renamed:
  * descriptor to close (which unlocks) or a negative CTKN_E* code. */
 static int lock(const char *path, struct ctkn_err *err)
 {
-  char *lk = suffixed(path, ".lock");
+  char *lk = ctkn__suffixed(path, ".lock");
   int fd, e;
 
   if (lk == NULL)

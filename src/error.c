@@ -3,6 +3,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -113,6 +114,18 @@ size_t ctkn__strlcpy(char *dst, const char *src, size_t dstsz)
   memcpy(dst, src, m);
   dst[m] = '\0';
   return n;
+}
+
+char *ctkn__suffixed(const char *path, const char *suffix)
+{
+  size_t a = strlen(path), b = strlen(suffix);
+  char *s = malloc(a + b + 1);
+
+  if (s != NULL) {
+    memcpy(s, path, a);
+    memcpy(s + a, suffix, b + 1);
+  }
+  return s;
 }
 
 int64_t ctkn__now_ms(void)

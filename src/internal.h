@@ -35,6 +35,10 @@ int ctkn__err_field(struct ctkn_err *err, int code, const char *field,
  * Returns the length of src, so truncation shows as >= dstsz. */
 size_t ctkn__strlcpy(char *dst, const char *src, size_t dstsz);
 
+/* path + suffix, malloc'd (NULL when out of memory): side files such as
+ * DIR.rebuild or FILE.lock. */
+char *ctkn__suffixed(const char *path, const char *suffix);
+
 /* CLOCK_MONOTONIC in milliseconds: deadlines and progress timers. */
 int64_t ctkn__now_ms(void);
 

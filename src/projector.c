@@ -1310,18 +1310,6 @@ int ctkn_projector_replay(ctkn_projector *p, int64_t as_of_us,
   return ctkn_store_freeze(p->st, as_of_us, err);
 }
 
-/* path + suffix, malloc'd. */
-static char *suffixed(const char *path, const char *suffix)
-{
-  size_t a = strlen(path), b = strlen(suffix);
-  char *s = malloc(a + b + 1);
-  if (s != NULL) {
-    memcpy(s, path, a);
-    memcpy(s + a, suffix, b + 1);
-  }
-  return s;
-}
-
 /* Catch the projection in st up: to targets, or (NULL) the log's end. */
 static int build(ctkn_store *st, const struct ctkn_log_config *cfg,
                  ctkn_env env, const int64_t *targets, int32_t n,
@@ -1350,8 +1338,9 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
                            struct ctkn_projector_stats *stats,
                            struct ctkn_err *err)
 {
-  char *side = suffixed(dir, ".rebuild"), *prev = suffixed(dir, ".previous");
-  char *lockpath = suffixed(dir, ".rebuild.lock");
+  char *side = ctkn__suffixed(dir, ".rebuild"),
+       *prev = ctkn__suffixed(dir, ".previous");
+  char *lockpath = ctkn__suffixed(dir, ".rebuild.lock");
   struct ctkn_store_opts live_opts = {.map_size = map_size};
   struct ctkn_store_opts side_opts = {.map_size = map_size, .no_sync = true};
   ctkn_store *live = NULL, *fresh = NULL;
@@ -1378,7 +1367,7 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
   /* The live projection, unless it has a format this build cannot open:
    * that is what a rebuild is for, and its writers are old builds, which
    * the operator stops first. */
-  char *data = suffixed(dir, "/data.mdb");
+  char *data = ctkn__suffixed(dir, "/data.mdb");
   struct stat sb;
   bool exists = data != NULL && stat(data, &sb) == 0;
   free(data);

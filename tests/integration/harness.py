@@ -419,6 +419,22 @@ class Server:
         return http.client.HTTPConnection("127.0.0.1", self.port,
                                           timeout=timeout)
 
+    def run_client(self, what, argv, cwd, env, timeout=600, tail=None):
+        """Run a client program against this server: env plus CTKN_API_URL,
+        CTKN_API_KEY (the writer) and CTKN_API_KEY_READ. Print its output
+        (the last `tail` characters), and fail with the server log's tail
+        unless it exits 0."""
+        p = subprocess.run(
+            argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+            env={**env, "CTKN_API_URL": self.url,
+                 "CTKN_API_KEY": self.keys["writer"],
+                 "CTKN_API_KEY_READ": self.keys["reader"]})
+        print(p.stdout[-tail:] if tail else p.stdout, end="")
+        print(p.stderr[-tail:] if tail else p.stderr, end="")
+        check(p.returncode == 0,
+              f"{what} exited {p.returncode}; server log tail:\n"
+              f"{self.output()[-3000:]}")
+
     def stop(self, timeout=30, check_exit=True):
         """SIGTERM; wait; check that it exited 0 (SIGKILL after timeout
         seconds, which fails the check)."""

@@ -46,19 +46,11 @@ def test_paddle_node_sdk():
     srv = None
     try:
         srv = Server(env, name="sdk")
-        p = subprocess.run(
-            ["node", "--test", "--test-reporter=spec",
-             "client-tokens.test.mjs"],
-            cwd=SDK_DIR, capture_output=True, text=True, timeout=480,
-            env={**os.environ, "CTKN_API_URL": srv.url,
-                 "CTKN_API_KEY": srv.keys["writer"],
-                 "CTKN_API_KEY_READ": srv.keys["reader"],
-                 "NO_COLOR": "1"})
-        print(p.stdout, end="")
-        print(p.stderr, end="")
-        check(p.returncode == 0,
-              f"node --test exited {p.returncode}; server log tail:\n"
-              f"{srv.output()[-3000:]}")
+        srv.run_client("node --test",
+                       ["node", "--test", "--test-reporter=spec",
+                        "client-tokens.test.mjs"],
+                       cwd=SDK_DIR, env={**os.environ, "NO_COLOR": "1"},
+                       timeout=480)
         srv.stop()
     finally:
         if srv is not None and srv.alive():

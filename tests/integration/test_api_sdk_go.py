@@ -49,17 +49,8 @@ def test_paddle_go_sdk():
     srv = None
     try:
         srv = Server(env, name="sdkgo")
-        p = subprocess.run(
-            [go, "test", "-count=1", "-v", "./..."],
-            cwd=SDK_DIR, capture_output=True, text=True, timeout=600,
-            env={**go_env(), "CTKN_API_URL": srv.url,
-                 "CTKN_API_KEY": srv.keys["writer"],
-                 "CTKN_API_KEY_READ": srv.keys["reader"]})
-        print(p.stdout, end="")
-        print(p.stderr, end="")
-        check(p.returncode == 0,
-              f"go test exited {p.returncode}; server log tail:\n"
-              f"{srv.output()[-3000:]}")
+        srv.run_client("go test", [go, "test", "-count=1", "-v", "./..."],
+                       cwd=SDK_DIR, env=go_env())
         srv.stop()
     finally:
         if srv is not None and srv.alive():
