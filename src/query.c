@@ -163,7 +163,7 @@ int ctkn_query_list(ctkn_store *st, const struct ctkn_list_params *p,
   rc = ctkn_store_list(txn, p->after, p->desc, p->status_mask,
                        (size_t)p->per_page, recs, &n, &page.has_more, err);
   if (rc == CTKN_OK && count)
-    page.estimated_total = ctkn_store_count(txn);
+    page.estimated_total = ctkn_store_count_status(txn, p->status_mask);
   ctkn_store_abort(txn);
   if (rc != CTKN_OK)
     goto out;

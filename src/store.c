@@ -5,7 +5,10 @@
  *
  *   meta         name                         -> "format" = "1" (decimal
  *                                                 ASCII), "topic",
- *                                                 "environment"
+ *                                                 "environment",
+ *                                                 "revoked" (u64 BE: how
+ *                                                 many tokens are revoked,
+ *                                                 for list counts)
  *   tokens       token ID (31 bytes)          -> ctkn_record_encode()
  *   token_index  token string (32 bytes)      -> token ID
  *   history      token ID + version (u64 BE)  -> [partition, offset,
@@ -517,6 +520,37 @@ static int check_format(const MDB_val *v, struct ctkn_err *err)
  * checked before any other table is created, so a store of an unknown
  * format is left exactly as it was.
  */
+static const MDB_val revoked_key = {7, "revoked"};
+
+/* Count the revoked tokens the slow way: every token_index entry. */
+static int64_t scan_revoked(MDB_txn *txn, MDB_dbi index)
+{
+  MDB_cursor *c;
+  MDB_val k, v;
+  int64_t n = 0;
+  int rc;
+
+  if (mdb_cursor_open(txn, index, &c) != MDB_SUCCESS)
+    return CTKN_ESTORE;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    if (v.mv_size == INDEX_VALUE_LEN &&
+        ((const uint8_t *)v.mv_data)[CTKN_ID_LEN] == CTKN_STATUS_REVOKED)
+      n++;
+  }
+  mdb_cursor_close(c);
+  return rc == MDB_NOTFOUND ? n : CTKN_ESTORE;
+}
+
+static int put_revoked(MDB_txn *txn, MDB_dbi meta, int64_t n)
+{
+  uint8_t b[8];
+  MDB_val k = revoked_key, v = {sizeof(b), b};
+
+  put_be64(b, (uint64_t)n);
+  return mdb_put(txn, meta, &k, &v, 0);
+}
+
 static int open_tables(ctkn_store *st, const char *dir, struct ctkn_err *err)
 {
   char fmt[16];
@@ -571,6 +605,19 @@ static int open_tables(ctkn_store *st, const char *dir, struct ctkn_err *err)
       rc = mdb_put(txn, st->dbi[T_META], &k, &v, 0);
     if (rc != MDB_SUCCESS) {
       rc = lmdb_err(err, rc, "put meta");
+      goto fail;
+    }
+  }
+  if (!st->read_only) {
+    /* Projections from before the count get it once, by a scan. */
+    MDB_val rk = revoked_key, rv;
+    rc = mdb_get(txn, st->dbi[T_META], &rk, &rv);
+    if (rc == MDB_NOTFOUND) {
+      int64_t n = scan_revoked(txn, st->dbi[T_INDEX]);
+      rc = n < 0 ? EIO : put_revoked(txn, st->dbi[T_META], n);
+    }
+    if (rc != MDB_SUCCESS) {
+      rc = lmdb_err(err, rc, "revoked count");
       goto fail;
     }
   }
@@ -1241,6 +1288,35 @@ int64_t ctkn_store_count(ctkn_store_txn *t)
   return (int64_t)ms.ms_entries;
 }
 
+/* The "revoked" count in meta, or a scan where a read-only open meets a
+ * projection from before it. */
+static int64_t count_revoked(ctkn_store_txn *t)
+{
+  MDB_val k = revoked_key, v;
+  int rc = mdb_get(t->txn, t->st->dbi[T_META], &k, &v);
+
+  if (rc == MDB_NOTFOUND)
+    return scan_revoked(t->txn, t->st->dbi[T_INDEX]);
+  if (rc != MDB_SUCCESS || v.mv_size != 8)
+    return CTKN_ESTORE;
+  return (int64_t)get_be(v.mv_data, 8);
+}
+
+int64_t ctkn_store_count_status(ctkn_store_txn *t, unsigned status_mask)
+{
+  const unsigned active = 1u << CTKN_STATUS_ACTIVE;
+  const unsigned revoked = 1u << CTKN_STATUS_REVOKED;
+  int64_t all = ctkn_store_count(t), r;
+
+  if (all < 0 || (status_mask & (active | revoked)) == (active | revoked))
+    return all;
+  if ((status_mask & (active | revoked)) == 0)
+    return 0;
+  if ((r = count_revoked(t)) < 0)
+    return r;
+  return status_mask & revoked ? r : all - r;
+}
+
 /* ---- writes ---------------------------------------------------------- */
 
 /*
@@ -1249,6 +1325,20 @@ int64_t ctkn_store_count(ctkn_store_txn *t)
  * is the only time the index needs a write (a token string never changes).
  * An update costs a second put into the page the first one just touched.
  */
+/* Move the revoked count by d (an LMDB code). */
+static int add_revoked(ctkn_store_txn *t, int64_t d)
+{
+  MDB_val k = revoked_key, v;
+  int64_t n = 0;
+  int rc = mdb_get(t->txn, t->st->dbi[T_META], &k, &v);
+
+  if (rc == MDB_SUCCESS && v.mv_size == 8)
+    n = (int64_t)get_be(v.mv_data, 8);
+  else if (rc != MDB_NOTFOUND && rc != MDB_SUCCESS)
+    return rc;
+  return put_revoked(t->txn, t->st->dbi[T_META], n + d);
+}
+
 int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
                    struct ctkn_err *err)
 {
@@ -1296,7 +1386,15 @@ int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
       return lmdb_err(err, rc, "put tokens");
     if (rec->token.status != CTKN_STATUS_REVOKED)
       return CTKN_OK;
+    /* Revoked is terminal: count the token once, when its entry turns. */
+    MDB_val ok = ik, old;
+    rc = mdb_get(t->txn, t->st->dbi[T_INDEX], &ok, &old);
+    bool turned =
+        rc != MDB_SUCCESS || old.mv_size != INDEX_VALUE_LEN ||
+        ((const uint8_t *)old.mv_data)[CTKN_ID_LEN] != CTKN_STATUS_REVOKED;
     rc = mdb_put(t->txn, t->st->dbi[T_INDEX], &ik, &iv, 0);
+    if (rc == MDB_SUCCESS && turned)
+      rc = add_revoked(t, 1);
     return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put token_index");
   }
   if (rc != MDB_SUCCESS)
@@ -1320,6 +1418,8 @@ int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
     return ctkn__err_field(err, CTKN_ECONFLICT, "token",
                            "token string already belongs to %s", other);
   }
+  if (rc == MDB_SUCCESS && rec->token.status == CTKN_STATUS_REVOKED)
+    rc = add_revoked(t, 1);
   return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put token_index");
 }
 

@@ -144,6 +144,9 @@ int ctkn_store_get_rejected(ctkn_store_txn *txn, int32_t partition,
 int64_t ctkn_store_offset(ctkn_store_txn *txn, int32_t partition);
 /* Number of tokens, for list's estimated_total. */
 int64_t ctkn_store_count(ctkn_store_txn *txn);
+/* Tokens whose status is in status_mask (bit 1 << status), from a count
+ * kept beside the tables: what a filtered list's estimated_total says. */
+int64_t ctkn_store_count_status(ctkn_store_txn *txn, unsigned status_mask);
 
 /* ---- writes (write txn only) ----------------------------------------- */
 

@@ -233,6 +233,10 @@ def test_list_pages_verify():
         active = sorted((t["id"] for t in made[2:]), reverse=True)
         check([t["id"] for t in r["data"]] == active, r)
         check(r["meta"]["pagination"]["per_page"] == 50, r)
+        # The estimate counts what the filter selects: 5 active of 7.
+        check(r["meta"]["pagination"]["estimated_total"] == 5, r)
+        r = srv.request("GET", "/client-tokens?status=revoked").json
+        check(r["meta"]["pagination"]["estimated_total"] == 2, r)
         # Skip-Count leaves the estimate out; per_page is capped at 200.
         r = srv.request("GET", "/client-tokens?per_page=500",
                         headers={"Skip-Count": "true"}).json

@@ -565,6 +565,76 @@ static void test_refresh_follows_a_swap_but_not_under_an_open_txn(void **s)
   ctkn_store_abort(t);
 }
 
+/* A filtered list's estimated_total comes from a revoked count kept in
+ * meta: a revoke counts once, and a projection from before the count gets
+ * it by a scan (writers store it; read-only opens scan). */
+static void test_counts_by_status(void **s)
+{
+  const unsigned A = 1u << CTKN_STATUS_ACTIVE, R = 1u << CTKN_STATUS_REVOKED;
+  struct fx *f = *s;
+  struct ctkn_store_opts ro = {.read_only = true};
+  struct ctkn_record r[6];
+  ctkn_store *rst;
+  ctkn_store_txn *t;
+
+  t = begin(open_fx(f), true);
+  for (int i = 0; i < 6; i++) {
+    make_record(f, &r[i], i == 5 ? CTKN_STATUS_REVOKED : CTKN_STATUS_ACTIVE);
+    put(t, &r[i]);
+  }
+  commit(t);
+  t = begin(f->st, true);
+  for (int i = 0; i < 2; i++) {
+    r[i].token.status = CTKN_STATUS_REVOKED;
+    r[i].token.revoked_at = r[i].token.updated_at + 1;
+    r[i].version++;
+    put(t, &r[i]);
+  }
+  r[0].version++; /* a revoked record written again: still one */
+  put(t, &r[0]);
+  commit(t);
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_count_status(t, A | R), 6);
+  assert_int_equal(ctkn_store_count_status(t, R), 3);
+  assert_int_equal(ctkn_store_count_status(t, A), 3);
+  assert_int_equal(ctkn_store_count_status(t, 0), 0);
+  ctkn_store_abort(t);
+
+  /* Drop the count, as a projection made before it would be. */
+  ctkn_store_close(f->st);
+  f->st = NULL;
+  {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta;
+    MDB_val k = {7, "revoked"};
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_open(env, f->db, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    assert_int_equal(mdb_del(txn, meta, &k, NULL), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  assert_int_equal(ctkn_store_open(&rst, f->db, &ro, NULL), CTKN_OK);
+  t = begin(rst, false); /* read-only: counted by a scan */
+  assert_int_equal(ctkn_store_count_status(t, R), 3);
+  ctkn_store_abort(t);
+  ctkn_store_close(rst);
+  t = begin(open_fx(f), true); /* a writer stores the count again */
+  make_record(f, &r[0], CTKN_STATUS_ACTIVE);
+  put(t, &r[0]);
+  r[0].token.status = CTKN_STATUS_REVOKED;
+  r[0].version++;
+  put(t, &r[0]);
+  commit(t);
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_count_status(t, R), 4);
+  assert_int_equal(ctkn_store_count_status(t, A), 3);
+  ctkn_store_abort(t);
+}
+
 static void test_get_missing_returns_notfound(void **s)
 {
   struct fx *f = *s;
@@ -1594,6 +1664,7 @@ int main(void)
       T(test_open_on_a_file_fails_with_estore),
       T(test_reopen_keeps_data),
       T(test_refresh_follows_a_swap_but_not_under_an_open_txn),
+      T(test_counts_by_status),
       T(test_unknown_format_is_refused_naming_ctkn_rebuild),
       T(test_bind_records_then_refuses_another_topic_or_env),
       T(test_conflicting_bind_records_nothing),
