@@ -516,34 +516,42 @@ static int step(ctkn_projector *p, int timeout_ms, size_t *got,
 /*
  * Where another writer (a follower in the same process, another command)
  * has applied past this projector, move ahead to the stored offsets rather
- * than read and skip those records. *moved tells whether anything did.
+ * than read and skip those records. stored (nparts entries) holds the
+ * store's offsets when the caller has just read them, and is overwritten;
+ * NULL reads them here. *moved tells whether anything did.
  */
-static int follow_store(ctkn_projector *p, bool *moved, struct ctkn_err *err)
+static int follow_store(ctkn_projector *p, int64_t *stored, bool *moved,
+                        struct ctkn_err *err)
 {
-  int64_t *ahead =
-      calloc((size_t)(p->nparts > 0 ? p->nparts : 1), sizeof(*ahead));
-  ctkn_store_txn *txn;
-  int rc;
+  int64_t *ahead = stored;
+  int rc = CTKN_OK;
 
   *moved = false;
-  if (ahead == NULL)
-    return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
-  if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK) {
-    free(ahead);
-    return rc;
+  if (ahead == NULL) {
+    ctkn_store_txn *txn;
+    ahead = calloc((size_t)(p->nparts > 0 ? p->nparts : 1), sizeof(*ahead));
+    if (ahead == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+    if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK) {
+      free(ahead);
+      return rc;
+    }
+    for (int32_t i = 0; i < p->nparts; i++)
+      ahead[i] = ctkn_store_offset(txn, i);
+    ctkn_store_abort(txn);
   }
   for (int32_t i = 0; i < p->nparts; i++) {
-    int64_t at = ctkn_store_offset(txn, i);
-    ahead[i] = -1;
-    if (!p->paused[i] && at > p->pos[i]) {
-      ahead[i] = p->pos[i] = at;
+    if (!p->paused[i] && ahead[i] > p->pos[i]) {
+      p->pos[i] = ahead[i];
       *moved = true;
+    } else {
+      ahead[i] = -1; /* not to be moved */
     }
   }
-  ctkn_store_abort(txn);
   if (*moved)
     rc = ctkn_consumer_seek(p->consumer, ahead, p->nparts, err);
-  free(ahead);
+  if (ahead != stored)
+    free(ahead);
   return rc;
 }
 
@@ -594,7 +602,7 @@ static int end_targets(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
   }
   free(lo);
   if (rc == CTKN_OK)
-    rc = follow_store(p, &moved, err);
+    rc = follow_store(p, ahead, &moved, err);
 out:
   free(ahead);
   if (rc == CTKN_OK)
@@ -1122,7 +1130,8 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
       break;
     }
     bool moved = false;
-    if (p->limit == NULL && (rc = follow_store(p, &moved, err)) != CTKN_OK)
+    if (p->limit == NULL &&
+        (rc = follow_store(p, NULL, &moved, err)) != CTKN_OK)
       break;
     if (moved)
       continue; /* another writer got there: check again */
