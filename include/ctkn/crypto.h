@@ -1,12 +1,18 @@
 /*
  * crypto.h - hashing for digests, idempotency, webhook signatures and API
- * keys, and the constant-time helpers secrets need.
+ * keys; sealing of webhook endpoint secrets under the deployment key; and
+ * the constant-time helpers secrets need.
  *
- * Wraps OpenSSL's libcrypto; no OpenSSL type crosses this header.
+ * Wraps OpenSSL 3's libcrypto (EVP digests, HMAC, AES-256-GCM, and
+ * RAND_bytes for nonces); no OpenSSL type crosses this header.
  *
  * Lifetime: ctkn_sha256_new() -> update... -> final -> ctkn_sha256_free().
- * Errors:   CTKN_ENOMEM when libcrypto cannot allocate.
- * Not here: random numbers (token.h, getrandom(2)).
+ *           ctkn_key_load() once -> ctkn_seal() / ctkn_unseal() -> the
+ *           caller wipes the key with ctkn_wipe() when done.
+ * Errors:   CTKN_ENOMEM when libcrypto cannot allocate; CTKN_EINVAL for a
+ *           refused key file or a sealed secret that does not verify.
+ * Not here: random tokens and API keys (token.h, getrandom(2)); where
+ *           sealed secrets are stored.
  */
 #ifndef CTKN_CRYPTO_H
 #define CTKN_CRYPTO_H
@@ -52,5 +58,60 @@ void ctkn_hex(const uint8_t *bytes, size_t len, char *out);
 /* Standard base64 (with padding) of len bytes into out, which holds
  * 4 * ((len + 2) / 3) + 1 bytes. Returns the length written. */
 size_t ctkn_base64(const void *bytes, size_t len, char *out);
+
+/* ---- sealed secrets ---------------------------------------------------- */
+
+#define CTKN_KEY_LEN       32 /* AES-256 key */
+#define CTKN_SEAL_NONCE    12
+#define CTKN_SEAL_TAG      16
+#define CTKN_SEAL_OVERHEAD (CTKN_SEAL_NONCE + CTKN_SEAL_TAG)
+
+/*
+ * Load the deployment key from path into key. The file holds either
+ * exactly 64 hex digits (either case), optionally followed by one newline
+ * ("\n" or "\r\n"), or exactly 32 raw bytes; nothing else. It must be a
+ * regular file that neither group nor others may read or write
+ * (mode & 077 == 0); symbolic links are followed.
+ *
+ * CTKN_EINVAL, with a message naming the file and the rule it broke, when
+ * the file is missing or unreadable, has another shape, or is open to
+ * group or others (the message then gives the fix, `chmod 600 FILE`). The
+ * key bytes never appear in a message. On failure key is zeroed. The
+ * file's contents are read with read(2) into a buffer that is wiped before
+ * return, so no stdio buffer keeps a copy. The caller owns key and wipes
+ * it with ctkn_wipe() when done. Thread-safe.
+ */
+int ctkn_key_load(const char *path, uint8_t key[CTKN_KEY_LEN],
+                  struct ctkn_err *err);
+
+/*
+ * Seal len bytes of pt with AES-256-GCM under key. out receives
+ * len + CTKN_SEAL_OVERHEAD bytes: a fresh random nonce (CTKN_SEAL_NONCE
+ * bytes from RAND_bytes), the ciphertext (len bytes), then the tag
+ * (CTKN_SEAL_TAG bytes). aadlen bytes of aad are authenticated but neither
+ * encrypted nor stored: pass the destination's ID, so that a sealed secret
+ * cannot be moved to another record; ctkn_unseal() needs the same bytes.
+ * aad may be NULL when aadlen is 0, and pt may be NULL when len is 0. out
+ * must not overlap pt. Borrows every argument for the call.
+ *
+ * CTKN_ENOMEM when libcrypto cannot allocate; CTKN_EINTERNAL when it
+ * fails otherwise (no random bytes); out is then wiped. Thread-safe.
+ */
+int ctkn_seal(const uint8_t key[CTKN_KEY_LEN], const void *aad, size_t aadlen,
+              const void *pt, size_t len, uint8_t *out, struct ctkn_err *err);
+
+/*
+ * Open what ctkn_seal() made: in holds len >= CTKN_SEAL_OVERHEAD bytes;
+ * out receives len - CTKN_SEAL_OVERHEAD bytes of plaintext. aad must be
+ * the bytes given to ctkn_seal(). out must not overlap in. Borrows every
+ * argument for the call.
+ *
+ * CTKN_EINVAL ("wrong key or damaged secret") when len is too short or
+ * the key, the nonce, the ciphertext, the tag or the aad differ from the
+ * seal's; out is then wiped, so no unauthenticated plaintext is left in
+ * it. CTKN_ENOMEM and CTKN_EINTERNAL as for ctkn_seal(). Thread-safe.
+ */
+int ctkn_unseal(const uint8_t key[CTKN_KEY_LEN], const void *aad, size_t aadlen,
+                const void *in, size_t len, uint8_t *out, struct ctkn_err *err);
 
 #endif /* CTKN_CRYPTO_H */
