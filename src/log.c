@@ -984,12 +984,17 @@ struct ctkn_consumer {
    * batch[next..len) are still to be handed out. */
   rd_kafka_message_t **batch;
   size_t cap, len, next;
-  bool group;                /* joined a consumer group (subscribed) */
+  bool group;  /* joined a consumer group (subscribed) */
+  bool lease;  /* a lease: assigned partitions stay paused */
+  bool *owned; /* lease: partitions held now, CTKN_STORE.. */
+  bool owned_changed;
   enum ctkn_log_start start; /* group: where uncommitted partitions start */
   int64_t start_ts_ms;
 };
 
 static void drop_pending(ctkn_consumer *c);
+
+#define LEASE_MAX 4096 /* partitions a lease tracks (the store's bound) */
 
 /*
  * Group rebalance (eager protocol, librdkafka's default range,roundrobin):
@@ -1005,6 +1010,22 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
   if (e != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     drop_pending(c);
     rd_kafka_assign(rk, NULL);
+    if (c->lease) {
+      memset(c->owned, 0, LEASE_MAX * sizeof(*c->owned));
+      c->owned_changed = true;
+    }
+    return;
+  }
+  if (c->lease) {
+    /* Hold the partitions without reading them. */
+    rd_kafka_assign(rk, parts);
+    rd_kafka_pause_partitions(rk, parts);
+    for (int i = 0; i < parts->cnt; i++) {
+      if (parts->elems[i].partition >= 0 &&
+          parts->elems[i].partition < LEASE_MAX)
+        c->owned[parts->elems[i].partition] = true;
+    }
+    c->owned_changed = true;
     return;
   }
   if (c->start == CTKN_START_TIME &&
@@ -1186,6 +1207,7 @@ void ctkn_consumer_close(ctkn_consumer *c)
   if (c->qrk != NULL)
     rd_kafka_destroy(c->qrk);
   pthread_mutex_destroy(&c->k.mu);
+  free(c->owned);
   free(c);
 }
 
@@ -1571,5 +1593,114 @@ int ctkn_consumer_poll(ctkn_consumer *c, int timeout_ms,
     c->next++;
   }
   *n = k;
+  return CTKN_OK;
+}
+
+/* ---- leases --------------------------------------------------------------
+ */
+
+int ctkn_lease_open(ctkn_consumer **out, const struct ctkn_log_config *cfg,
+                    const char *group, struct ctkn_err *err)
+{
+  bool *owned = calloc(LEASE_MAX, sizeof(*owned));
+  int rc;
+
+  *out = NULL;
+  if (owned == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory opening a lease");
+  /* The rebalance callback may run from the first poll on, so the lease
+   * fields are set before the group is joined: consumer_new() subscribes,
+   * but callbacks only run inside a poll, which comes after. */
+  rc = ctkn_consumer_open_group(out, cfg, group, CTKN_START_END, 0, err);
+  if (rc != CTKN_OK) {
+    free(owned);
+    return rc;
+  }
+  (*out)->lease = true;
+  (*out)->owned = owned;
+  return CTKN_OK;
+}
+
+int ctkn_lease_poll(ctkn_consumer *c, int timeout_ms, bool *owned, int32_t n,
+                    bool *changed, struct ctkn_err *err)
+{
+  rd_kafka_message_t *m;
+  int rc = CTKN_OK;
+
+  if (!c->lease)
+    return ctkn__err(err, CTKN_EINTERNAL, "not a lease");
+  /* Serves the group protocol and the rebalance callback. A record can
+   * only arrive if one was fetched before the pause took hold; it is
+   * dropped (a lease reads nothing). */
+  m = rd_kafka_consumer_poll(c->rk, timeout_ms < 0 ? 0 : timeout_ms);
+  if (m != NULL) {
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+        m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+      rc = consumer_error(c, m, err);
+    rd_kafka_message_destroy(m);
+  }
+  *changed = c->owned_changed;
+  c->owned_changed = false;
+  for (int32_t p = 0; p < n; p++)
+    owned[p] = p < LEASE_MAX && c->owned[p];
+  return rc;
+}
+
+int ctkn_lease_committed(ctkn_consumer *c, int32_t partition, int64_t *offset,
+                         char *meta, size_t metasz, struct ctkn_err *err)
+{
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_resp_err_t e;
+
+  *offset = -1;
+  if (metasz > 0)
+    meta[0] = '\0';
+  if (l == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory");
+  rd_kafka_topic_partition_list_add(l, c->topic, partition);
+  e = rd_kafka_committed(c->rk, l, c->timeout_ms);
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+    e = l->elems[0].err;
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const rd_kafka_topic_partition_t *tp = &l->elems[0];
+    *offset = tp->offset >= 0 ? tp->offset : -1;
+    if (metasz > 0 && tp->metadata != NULL) {
+      size_t n =
+          tp->metadata_size < metasz - 1 ? tp->metadata_size : metasz - 1;
+      memcpy(meta, tp->metadata, n);
+      meta[n] = '\0';
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: committed offset of %s/%d: %s",
+                     c->topic, (int)partition, rd_kafka_err2str(e));
+  return CTKN_OK;
+}
+
+int ctkn_lease_commit(ctkn_consumer *c, int32_t partition, int64_t offset,
+                      const char *meta, struct ctkn_err *err)
+{
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_t *tp;
+  rd_kafka_resp_err_t e;
+
+  if (l == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory");
+  tp = rd_kafka_topic_partition_list_add(l, c->topic, partition);
+  tp->offset = offset;
+  if (meta != NULL && meta[0] != '\0') {
+    /* The list frees it with the element. */
+    size_t n = strlen(meta);
+    if ((tp->metadata = malloc(n)) != NULL) {
+      memcpy(tp->metadata, meta, n);
+      tp->metadata_size = n;
+    }
+  }
+  e = rd_kafka_commit(c->rk, l, 0);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: committing %s/%d: %s", c->topic,
+                     (int)partition, rd_kafka_err2str(e));
   return CTKN_OK;
 }

@@ -22,6 +22,7 @@
 
 #include "ctkn/codec.h"
 #include "ctkn/projector.h"
+#include "ctkn/settings.h"
 #include "internal.h"
 
 #define BATCH_MAX 8192 /* records per poll and per write transaction */
@@ -330,6 +331,9 @@ struct ctkn_projector {
   struct ctkn_log_msg *msgs;
   struct ctkn_projector_stats stats;
   struct ctkn_projector_hooks hooks;
+  /* follow: the settings topic's follower, opened when the topic exists */
+  ctkn_settings_follower *settings;
+  int64_t settings_retry_ms; /* when to look for the topic again */
 };
 
 int ctkn_projector_open(ctkn_projector **out, ctkn_store *st,
@@ -371,6 +375,7 @@ void ctkn_projector_close(ctkn_projector *p)
 {
   if (p == NULL)
     return;
+  ctkn_settings_follower_close(p->settings);
   ctkn_consumer_close(p->consumer);
   free(p->msgs);
   free(p->pos);
@@ -1207,6 +1212,37 @@ static int report(ctkn_projector *p, struct ctkn_err *err)
   return CTKN_OK;
 }
 
+/*
+ * Project the settings topic beside the events (destinations, settings.h),
+ * so that every replica has them. Its failures are reported and retried
+ * here; they never stop the token projection.
+ */
+static void follow_settings(ctkn_projector *p)
+{
+  struct ctkn_err err;
+  size_t got;
+  int rc;
+
+  if (p->settings == NULL) {
+    if (ctkn__now_ms() < p->settings_retry_ms)
+      return;
+    rc = ctkn_settings_follower_open(&p->settings, p->st, p->cfg, &err);
+    if (rc != CTKN_OK) {
+      if (p->settings_retry_ms == 0 || rc != CTKN_ENOTFOUND)
+        fprintf(stderr, "ctkn project: settings not followed: %s\n", err.msg);
+      p->settings_retry_ms = ctkn__now_ms() + 30000;
+      return;
+    }
+  }
+  rc = ctkn_settings_follower_poll(p->settings, 0, &got, &err);
+  if (rc != CTKN_OK) {
+    fprintf(stderr, "ctkn project: settings: %s; retrying in 30 s\n", err.msg);
+    ctkn_settings_follower_close(p->settings);
+    p->settings = NULL;
+    p->settings_retry_ms = ctkn__now_ms() + 30000;
+  }
+}
+
 int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
                           struct ctkn_err *err)
 {
@@ -1224,9 +1260,15 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
       fprintf(stderr, "ctkn project: the projection was rebuilt; following "
                       "the new one\n");
       rc = assign_all(p, NULL, err);
+      /* The new projection's settings start again from its offsets. */
+      ctkn_settings_follower_close(p->settings);
+      p->settings = NULL;
+      p->settings_retry_ms = 0;
     }
     if (rc == CTKN_OK)
       rc = step(p, 200, &got, err);
+    if (rc == CTKN_OK)
+      follow_settings(p);
     if (rc == CTKN_OK && ctkn__now_ms() >= next_report) {
       next_report =
           ctkn__now_ms() + (p->hooks.status_ms > 0 ? p->hooks.status_ms : 5000);

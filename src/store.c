@@ -79,12 +79,50 @@ enum {
   T_QUARANTINE,
   T_OFFSETS,
   T_IDEM,
+  /* Tables added after format 1's first release: created when missing by
+   * a writer (positions backfilled from history), read as empty by a
+   * reader that finds them absent. None is in the digest. */
+  T_POSITIONS,
+  T_DEST,
+  T_DEST_START,
+  T_SET_OFFSETS,
+  T_SET_LOG,
+  T_NTF,
+  T_ATTEMPTS,
+  T_CURSORS,
+  T_QUEUE,
   T_COUNT
 };
+#define T_FIRST_LATER T_POSITIONS
 
-static const char *const table_names[T_COUNT] = {
-    "meta",     "tokens",     "token_index", "history",
-    "rejected", "quarantine", "offsets",     "idempotency"};
+static const char *const table_names[T_COUNT] = {"meta",
+                                                 "tokens",
+                                                 "token_index",
+                                                 "history",
+                                                 "rejected",
+                                                 "quarantine",
+                                                 "offsets",
+                                                 "idempotency",
+                                                 "positions",
+                                                 "destinations",
+                                                 "destination_start",
+                                                 "settings_offsets",
+                                                 "settings_log",
+                                                 "notifications",
+                                                 "notification_attempts",
+                                                 "notify_cursors",
+                                                 "notify_queue"};
+
+/* ctkn_store_kv_*()'s tables, by enum ctkn_store_table. */
+static const int kv_tables[] = {[CTKN_TABLE_POSITIONS] = T_POSITIONS,
+                                [CTKN_TABLE_DESTINATIONS] = T_DEST,
+                                [CTKN_TABLE_DEST_START] = T_DEST_START,
+                                [CTKN_TABLE_SETTINGS_OFFSETS] = T_SET_OFFSETS,
+                                [CTKN_TABLE_SETTINGS_LOG] = T_SET_LOG,
+                                [CTKN_TABLE_NOTIFICATIONS] = T_NTF,
+                                [CTKN_TABLE_ATTEMPTS] = T_ATTEMPTS,
+                                [CTKN_TABLE_CURSORS] = T_CURSORS,
+                                [CTKN_TABLE_QUEUE] = T_QUEUE};
 
 /* The digest's order, fixed by the format (see the top of this file). */
 static const int digest_order[] = {T_TOKENS,     T_INDEX, T_HISTORY, T_REJECTED,
@@ -93,13 +131,14 @@ static const int digest_order[] = {T_TOKENS,     T_INDEX, T_HISTORY, T_REJECTED,
 #define HIST_KEY_LEN    (CTKN_ID_LEN + 8)
 #define INDEX_VALUE_LEN (CTKN_ID_LEN + 1) /* token ID, status byte */
 #define COORD_KEY_LEN   (4 + 8)
-#define MAX_DBS         16
+#define MAX_DBS         32
 #define MAX_READERS     254
 #define NOT_PROJECTION  "not a ctkn projection (run ctkn project first)"
 
 struct ctkn_store {
   MDB_env *env;
   MDB_dbi dbi[T_COUNT];
+  bool absent[T_COUNT]; /* a later table a read-only open did not find */
   bool read_only;
   char *dir;                   /* for ctkn_store_refresh() */
   struct ctkn_store_opts opts; /* as opened */
@@ -551,6 +590,51 @@ static int put_revoked(MDB_txn *txn, MDB_dbi meta, int64_t n)
   return mdb_put(txn, meta, &k, &v, 0);
 }
 
+/*
+ * positions holds one entry per history entry. A projection from before
+ * the table, or one that a build without it advanced, has fewer: rebuild
+ * the index from history then (a scan, once).
+ */
+static int check_positions(MDB_txn *txn, ctkn_store *st, struct ctkn_err *err)
+{
+  MDB_stat hs, ps;
+  MDB_cursor *c;
+  MDB_val k, v;
+  int rc;
+
+  if ((rc = mdb_stat(txn, st->dbi[T_HISTORY], &hs)) != MDB_SUCCESS ||
+      (rc = mdb_stat(txn, st->dbi[T_POSITIONS], &ps)) != MDB_SUCCESS)
+    return lmdb_err(err, rc, "stat positions");
+  if (hs.ms_entries == ps.ms_entries)
+    return CTKN_OK;
+  if ((rc = mdb_drop(txn, st->dbi[T_POSITIONS], 0)) != MDB_SUCCESS ||
+      (rc = mdb_cursor_open(txn, st->dbi[T_HISTORY], &c)) != MDB_SUCCESS)
+    return lmdb_err(err, rc, "rebuild positions");
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    uint8_t pk[COORD_KEY_LEN];
+    MDB_val pkv = {sizeof(pk), pk}, pv = {HIST_KEY_LEN, k.mv_data};
+    int64_t partition, offset;
+    const uint8_t *body;
+    size_t blen;
+    struct rd r;
+
+    rd_init(&r, &v);
+    if (k.mv_size != HIST_KEY_LEN || !rd_array(&r, 3) ||
+        !rd_int(&r, &partition) || !rd_int(&r, &offset) ||
+        !rd_raw(&r, true, false, &body, &blen) || partition < 0 ||
+        partition >= CTKN_STORE_MAX_PARTITIONS || offset < 0) {
+      mdb_cursor_close(c);
+      return corrupt(err, T_HISTORY);
+    }
+    coord_key(pk, (int32_t)partition, offset);
+    if ((rc = mdb_put(txn, st->dbi[T_POSITIONS], &pkv, &pv, 0)) != 0)
+      break;
+  }
+  mdb_cursor_close(c);
+  return rc == MDB_NOTFOUND ? CTKN_OK : lmdb_err(err, rc, "rebuild positions");
+}
+
 static int open_tables(ctkn_store *st, const char *dir, struct ctkn_err *err)
 {
   char fmt[16];
@@ -566,6 +650,10 @@ static int open_tables(ctkn_store *st, const char *dir, struct ctkn_err *err)
     return lmdb_err(err, rc, "begin");
   for (int t = 0; t < T_COUNT; t++) {
     rc = mdb_dbi_open(txn, table_names[t], create, &st->dbi[t]);
+    if (rc == MDB_NOTFOUND && t >= T_FIRST_LATER) {
+      st->absent[t] = true; /* read-only, and written before it existed */
+      continue;
+    }
     if (rc == MDB_NOTFOUND) {
       rc = ctkn__err(err, CTKN_ESTORE, "%s: %s", dir, NOT_PROJECTION);
       goto fail;
@@ -608,6 +696,8 @@ static int open_tables(ctkn_store *st, const char *dir, struct ctkn_err *err)
       goto fail;
     }
   }
+  if (!st->read_only && (rc = check_positions(txn, st, err)) != CTKN_OK)
+    goto fail;
   if (!st->read_only) {
     /* Projections from before the count get it once, by a scan. */
     MDB_val rk = revoked_key, rv;
@@ -1423,6 +1513,19 @@ int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
   return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put token_index");
 }
 
+/* The positions entry of the history entry whose key is hkey. */
+static int put_position(ctkn_store_txn *t, int32_t partition, int64_t offset,
+                        const uint8_t hkey[HIST_KEY_LEN], struct ctkn_err *err)
+{
+  uint8_t pk[COORD_KEY_LEN];
+  MDB_val k = {sizeof(pk), pk}, v = {HIST_KEY_LEN, (void *)hkey};
+  int rc;
+
+  coord_key(pk, partition, offset);
+  rc = mdb_put(t->txn, t->st->dbi[T_POSITIONS], &k, &v, 0);
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put positions");
+}
+
 int ctkn_store_put_history(ctkn_store_txn *t, const char *id, uint64_t version,
                            int32_t partition, int64_t offset, const void *value,
                            size_t len, struct ctkn_err *err)
@@ -1449,7 +1552,9 @@ int ctkn_store_put_history(ctkn_store_txn *t, const char *id, uint64_t version,
        msgpack_pack_int64(&g.pk, offset) |
        pack_raw(&g.pk, true, value == NULL ? "" : value, len)) != 0)
     return ctkn__err(err, CTKN_EINTERNAL, "history value does not pack");
-  return put_gather(t, T_HISTORY, &k, &g, 0, err);
+  if ((rc = put_gather(t, T_HISTORY, &k, &g, 0, err)) != CTKN_OK)
+    return rc;
+  return put_position(t, partition, offset, key, err);
 }
 
 static int history_cmp(const void *a, const void *b)
@@ -1522,6 +1627,11 @@ int ctkn_store_put_history_batch(ctkn_store_txn *t,
     if (append) {
       memcpy(last, key, sizeof(last));
       have_last = true;
+    }
+    if ((rc = put_position(t, e[i].partition, e[i].offset, key, err)) !=
+        CTKN_OK) {
+      mdb_cursor_close(c);
+      return rc;
     }
   }
   mdb_cursor_close(c);
@@ -2047,5 +2157,158 @@ int ctkn_store_frozen(ctkn_store *st, char as_of[CTKN_TIME_BUF],
   pthread_rwlock_unlock(&st->swap);
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
     return lmdb_err(err, rc, "get meta");
+  return CTKN_OK;
+}
+
+/* ---- side tables ------------------------------------------------------- */
+
+static int kv_table(ctkn_store_txn *t, enum ctkn_store_table table, int *out,
+                    struct ctkn_err *err)
+{
+  if ((unsigned)table >= CTKN__ARRAY_LEN(kv_tables))
+    return ctkn__err(err, CTKN_EINTERNAL, "no table %d", (int)table);
+  *out = kv_tables[table];
+  return t->st->absent[*out] ? CTKN_ENOTFOUND : CTKN_OK;
+}
+
+static int kv_key(ctkn_store_txn *t, size_t klen, struct ctkn_err *err)
+{
+  if (klen == 0 || klen > (size_t)mdb_env_get_maxkeysize(t->st->env))
+    return ctkn__err(err, CTKN_EINTERNAL, "key of %zu bytes", klen);
+  return CTKN_OK;
+}
+
+int ctkn_store_kv_get(ctkn_store_txn *t, enum ctkn_store_table table,
+                      const void *key, size_t klen, const void **val,
+                      size_t *vlen, struct ctkn_err *err)
+{
+  MDB_val k = {klen, (void *)key}, v;
+  int tb = 0, rc;
+
+  if ((rc = kv_table(t, table, &tb, err)) != CTKN_OK)
+    return rc == CTKN_ENOTFOUND ? ctkn__err(err, rc, "not found") : rc;
+  if ((rc = kv_key(t, klen, err)) != CTKN_OK)
+    return rc;
+  rc = mdb_get(t->txn, t->st->dbi[tb], &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return ctkn__err(err, CTKN_ENOTFOUND, "not found in %s", table_names[tb]);
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, table_names[tb]);
+  *val = v.mv_data;
+  *vlen = v.mv_size;
+  return CTKN_OK;
+}
+
+int ctkn_store_kv_put(ctkn_store_txn *t, enum ctkn_store_table table,
+                      const void *key, size_t klen, const void *val,
+                      size_t vlen, struct ctkn_err *err)
+{
+  MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+  int tb = 0, rc;
+
+  if ((rc = need_write(t, err)) != CTKN_OK ||
+      (rc = kv_table(t, table, &tb, err)) != CTKN_OK ||
+      (rc = kv_key(t, klen, err)) != CTKN_OK)
+    return rc;
+  if (table == CTKN_TABLE_POSITIONS)
+    return ctkn__err(err, CTKN_EINTERNAL, "positions follow history");
+  rc = mdb_put(t->txn, t->st->dbi[tb], &k, &v, 0);
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, table_names[tb]);
+}
+
+int ctkn_store_kv_del(ctkn_store_txn *t, enum ctkn_store_table table,
+                      const void *key, size_t klen, struct ctkn_err *err)
+{
+  MDB_val k = {klen, (void *)key};
+  int tb = 0, rc;
+
+  if ((rc = need_write(t, err)) != CTKN_OK ||
+      (rc = kv_table(t, table, &tb, err)) != CTKN_OK ||
+      (rc = kv_key(t, klen, err)) != CTKN_OK)
+    return rc;
+  rc = mdb_del(t->txn, t->st->dbi[tb], &k, NULL);
+  if (rc == MDB_NOTFOUND)
+    return ctkn__err(err, CTKN_ENOTFOUND, "not found in %s", table_names[tb]);
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, table_names[tb]);
+}
+
+int ctkn_store_kv_walk(ctkn_store_txn *t, enum ctkn_store_table table,
+                       const void *from, size_t flen, size_t plen,
+                       ctkn_store_kv_cb cb, void *arg, struct ctkn_err *err)
+{
+  MDB_val k = {flen, (void *)from}, v;
+  MDB_cursor *c;
+  int tb = 0, rc;
+
+  if (plen > flen)
+    return ctkn__err(err, CTKN_EINTERNAL, "prefix longer than the key");
+  if ((rc = kv_table(t, table, &tb, err)) == CTKN_ENOTFOUND)
+    return CTKN_OK; /* an absent table is empty */
+  if (rc != CTKN_OK || (flen > 0 && (rc = kv_key(t, flen, err)) != CTKN_OK))
+    return rc;
+  if ((rc = open_cursor(t, tb, &c, err)) != CTKN_OK)
+    return rc;
+  rc = mdb_cursor_get(c, &k, &v, flen > 0 ? MDB_SET_RANGE : MDB_FIRST);
+  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    if (plen > 0 && (k.mv_size < plen || memcmp(k.mv_data, from, plen) != 0))
+      break;
+    if ((rc = cb(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0) {
+      mdb_cursor_close(c);
+      return rc;
+    }
+  }
+  mdb_cursor_close(c);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return lmdb_err(err, rc, table_names[tb]);
+  return CTKN_OK;
+}
+
+int ctkn_store_event_at(ctkn_store_txn *t, int32_t partition, int64_t offset,
+                        bool exact, struct ctkn_store_event *out,
+                        struct ctkn_err *err)
+{
+  uint8_t pk[COORD_KEY_LEN];
+  MDB_val k = {sizeof(pk), pk}, v, hk, hv;
+  MDB_cursor *c;
+  int64_t p, o;
+  const uint8_t *body;
+  size_t blen;
+  struct rd r;
+  int rc;
+
+  if ((rc = check_coord(partition, offset, err)) != CTKN_OK)
+    return rc;
+  if (t->st->absent[T_POSITIONS])
+    return ctkn__err(err, CTKN_ENOTFOUND, "no positions index");
+  coord_key(pk, partition, offset);
+  if ((rc = open_cursor(t, T_POSITIONS, &c, err)) != CTKN_OK)
+    return rc;
+  rc = mdb_cursor_get(c, &k, &v, exact ? MDB_SET_KEY : MDB_SET_RANGE);
+  mdb_cursor_close(c);
+  if (rc == MDB_NOTFOUND ||
+      (rc == MDB_SUCCESS && (k.mv_size != COORD_KEY_LEN ||
+                             (int32_t)get_be(k.mv_data, 4) != partition)))
+    return ctkn__err(err, CTKN_ENOTFOUND, "no applied event there");
+  if (rc != MDB_SUCCESS)
+    return lmdb_err(err, rc, "positions");
+  if (v.mv_size != HIST_KEY_LEN)
+    return corrupt(err, T_POSITIONS);
+  hk = v;
+  rc = mdb_get(t->txn, t->st->dbi[T_HISTORY], &hk, &hv);
+  if (rc != MDB_SUCCESS)
+    return rc == MDB_NOTFOUND ? corrupt(err, T_POSITIONS)
+                              : lmdb_err(err, rc, "history");
+  rd_init(&r, &hv);
+  if (!rd_array(&r, 3) || !rd_int(&r, &p) || !rd_int(&r, &o) ||
+      !rd_raw(&r, true, false, &body, &blen) || !rd_done(&r) ||
+      p != partition || o != (int64_t)get_be((const uint8_t *)k.mv_data + 4, 8))
+    return corrupt(err, T_HISTORY);
+  memcpy(out->id, v.mv_data, CTKN_ID_LEN);
+  out->id[CTKN_ID_LEN] = '\0';
+  out->version = get_be((const uint8_t *)v.mv_data + CTKN_ID_LEN, 8);
+  out->partition = partition;
+  out->offset = o;
+  out->value = body;
+  out->len = blen;
   return CTKN_OK;
 }

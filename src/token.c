@@ -320,6 +320,18 @@ int ctkn_id_generate(const char *prefix, int64_t ms, char *out, size_t outsz)
   return CTKN_OK;
 }
 
+int ctkn_id_derive(const char *prefix, int64_t ms, const uint8_t r[10],
+                   char *out, size_t outsz)
+{
+  size_t plen = strlen(prefix);
+
+  if (outsz < plen + CTKN_ULID_LEN + 1 || ms < 0 || ms >= (1LL << 48))
+    return CTKN_EINVAL;
+  memcpy(out, prefix, plen);
+  ulid_encode(ms, r, out + plen);
+  return CTKN_OK;
+}
+
 /* The value of a lowercase Crockford digit, or -1. IDs are checked on
  * every event the projector reads, so this is a table, not a search; it
  * holds value + 1 so that every other byte is 0. */

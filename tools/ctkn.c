@@ -21,9 +21,11 @@
 #include "ctkn/error.h"
 #include "ctkn/ledger.h"
 #include "ctkn/log.h"
+#include "ctkn/notify.h"
 #include "ctkn/projector.h"
 #include "ctkn/query.h"
 #include "ctkn/server.h"
+#include "ctkn/settings.h"
 #include "ctkn/store.h"
 #include "ctkn/stream.h"
 
@@ -75,6 +77,21 @@ static const char usage_text[] =
     "  apikey revoke NAME\n"
     "                              API keys in --file FILE [$CTKN_API_KEYS];\n"
     "                              create prints the key, once; no Kafka\n"
+    "  destination add --url URL --events TYPE[,TYPE...] [--description T]\n"
+    "                  [--active false]   a webhook destination; prints its\n"
+    "                              endpoint_secret_key, once\n"
+    "  destination list | get ID\n"
+    "  destination update ID [--url URL] [--events ...] [--active true|false]\n"
+    "                     [--description TEXT | --no-description]\n"
+    "  destination remove ID\n"
+    "                              destinations need --secret-key-file FILE\n"
+    "                              [$CTKN_SECRET_KEY_FILE] to add\n"
+    "  notify [--follow] [--group NAME] [--request-timeout DUR]\n"
+    "         [--max-age DUR] [--retry-initial DUR] [--retry-max DUR]\n"
+    "         [--window N]        deliver signed webhooks (at least once)\n"
+    "  notification list [--destination ID]\n"
+    "                    [--status delivered,failed,pending]\n"
+    "  notification get ID | logs ID | replay ID\n"
     "  version | help\n"
     "\n"
     "options (before or after the command):\n"
@@ -419,9 +436,20 @@ static int cmd_init(struct cli *c)
     snprintf(err.msg, sizeof(err.msg), "must be 1-32");
     return print_error(c->rid, &err);
   }
-  int rc = ctkn_log_create_topic(&c->log, parts, rf, &created, &have, &err);
-  char *json =
-      rc == CTKN_OK ? ctkn_json_topic(c->log.topic, have, rf, created) : NULL;
+  /* The settings topic (notification destinations) has one partition:
+   * its changes are few, and one total order keeps them simple. */
+  struct ctkn_log_config scfg = c->log;
+  bool screated = false;
+  int32_t shave = 0;
+  int rc =
+      ctkn_settings_topic(c->log.topic, scfg.topic, sizeof(scfg.topic), &err);
+  if (rc == CTKN_OK)
+    rc = ctkn_log_create_topic(&c->log, parts, rf, &created, &have, &err);
+  if (rc == CTKN_OK)
+    rc = ctkn_log_create_topic(&scfg, 1, rf, &screated, &shave, &err);
+  char *json = rc == CTKN_OK ? ctkn_json_topic(c->log.topic, have, rf, created,
+                                               scfg.topic, shave, screated)
+                             : NULL;
   if (rc == CTKN_OK && json == NULL)
     rc = oom_err(&err);
   return emit(c, rc, json, &err);
@@ -1182,6 +1210,369 @@ static int cmd_apikey(struct cli *c)
   return emit(c, rc, json, &err);
 }
 
+/* ---- notification destinations and delivery ------------------------ */
+
+/* The deployment key from --secret-key-file or $CTKN_SECRET_KEY_FILE. */
+static int load_key(struct cli *c, uint8_t key[CTKN_KEY_LEN], bool *have)
+{
+  const char *file =
+      env_or(local_value(c, "--secret-key-file"), "CTKN_SECRET_KEY_FILE", NULL);
+  struct ctkn_err err;
+
+  *have = false;
+  if (file == NULL || *file == '\0')
+    return 0;
+  if (ctkn_key_load(file, key, &err) != CTKN_OK)
+    return print_error(c->rid, &err);
+  *have = true;
+  return 0;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+  if (strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+    *out = true;
+    return true;
+  }
+  if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+    *out = false;
+    return true;
+  }
+  return false;
+}
+
+static int dest_setters(struct cli *c, struct ctkn_dest_command *cmd)
+{
+  const char *url = local_value(c, "--url");
+  const char *events = local_value(c, "--events");
+  const char *desc = local_value(c, "--description");
+  const char *active = local_value(c, "--active");
+  struct ctkn_err err;
+  bool on;
+
+  if (url && ctkn_dest_command_set_url(cmd, url, &err) != CTKN_OK)
+    return print_error(c->rid, &err);
+  if (events && ctkn_dest_command_set_events(cmd, events, &err) != CTKN_OK)
+    return print_error(c->rid, &err);
+  if (desc && ctkn_dest_command_set_description(cmd, desc, strlen(desc),
+                                                &err) != CTKN_OK)
+    return print_error(c->rid, &err);
+  if (local_value(c, "--no-description")) {
+    if (desc)
+      return usage_error(c, "--description and --no-description exclude "
+                            "each other");
+    ctkn_dest_command_set_description(cmd, NULL, 0, NULL);
+  }
+  if (active) {
+    if (!parse_bool(active, &on))
+      return usage_error(c, "--active must be true or false, not \"%.20s\"",
+                         active);
+    ctkn_dest_command_set_active(cmd, on);
+  }
+  return 0;
+}
+
+static int cmd_destination(struct cli *c)
+{
+  const char *sub = c->pos[0];
+  bool add = strcmp(sub, "add") == 0, update = strcmp(sub, "update") == 0;
+  bool remove = strcmp(sub, "remove") == 0, get = strcmp(sub, "get") == 0;
+  bool list = strcmp(sub, "list") == 0;
+  struct ctkn_dest_command cmd;
+  struct ctkn_dest_outcome out;
+  uint8_t key[CTKN_KEY_LEN];
+  struct ctkn_err err;
+  ctkn_store *st = NULL;
+  char *json = NULL;
+  bool have_key;
+  int rc, ex;
+
+  if (!add && !update && !remove && !get && !list)
+    return usage_error(c,
+                       "unknown destination command \"%.40s\" (try add, "
+                       "list, get, update or remove)",
+                       sub);
+  if (c->npos != (add || list ? 1 : 2))
+    return add || list ? usage_error(c, "destination %s takes no ID", sub)
+                       : usage_error(c, "destination %s needs an ID", sub);
+  if (!add && !update &&
+      (local_value(c, "--url") || local_value(c, "--events") ||
+       local_value(c, "--description") || local_value(c, "--no-description") ||
+       local_value(c, "--active")))
+    return usage_error(c,
+                       "destination %s takes no --url, --events, "
+                       "--description or --active",
+                       sub);
+  if (list || get) {
+    ctkn_store_txn *txn = NULL;
+    if ((ex = open_store(c, false, &st)) != 0)
+      return ex;
+    rc = ctkn_store_begin(st, false, &txn, &err);
+    if (rc == CTKN_OK && list) {
+      struct ctkn_destination *ds = NULL;
+      size_t n = 0;
+      rc = ctkn_settings_list(txn, &ds, &n, &err);
+      if (rc == CTKN_OK &&
+          (json = ctkn_json_destinations(ds, n, c->rid)) == NULL)
+        rc = oom_err(&err);
+      free(ds);
+    } else if (rc == CTKN_OK) {
+      struct ctkn_destination d;
+      rc = ctkn_settings_get(txn, c->pos[1], false, &d, &err);
+      if (rc == CTKN_OK &&
+          (json = ctkn_json_destination(&d, NULL, c->rid)) == NULL)
+        rc = oom_err(&err);
+    }
+    ctkn_store_abort(txn);
+    ctkn_store_close(st);
+    return emit(c, rc, json, &err);
+  }
+
+  ctkn_dest_command_init(&cmd, add      ? CTKN_DEST_ADD
+                               : update ? CTKN_DEST_UPDATE
+                                        : CTKN_DEST_REMOVE);
+  if (!add && ctkn_dest_command_set_id(&cmd, c->pos[1], &err) != CTKN_OK)
+    return print_error(c->rid, &err);
+  if ((ex = dest_setters(c, &cmd)) != 0)
+    return ex;
+  if (add && (!cmd.set_url || !cmd.set_events))
+    return usage_error(c, "destination add needs --url and --events");
+  if ((ex = load_key(c, key, &have_key)) != 0)
+    return ex;
+  if (add && !have_key)
+    return usage_error(c, "destination add needs --secret-key-file FILE or "
+                          "$CTKN_SECRET_KEY_FILE (32 random bytes, or 64 hex "
+                          "characters, mode 0600)");
+  if ((ex = open_store(c, true, &st)) != 0) {
+    ctkn_wipe(key, sizeof(key));
+    return ex;
+  }
+  rc = ctkn_settings_execute(st, &c->log, have_key ? key : NULL, &cmd, &out,
+                             &err);
+  ctkn_wipe(key, sizeof(key));
+  if (rc == CTKN_OK) {
+    if (remove) {
+      if ((json = strdup("{\"data\":null}")) == NULL)
+        rc = oom_err(&err);
+    } else if ((json = ctkn_json_destination(&out.dest, add ? out.secret : NULL,
+                                             c->rid)) == NULL) {
+      rc = oom_err(&err);
+    }
+  }
+  ctkn_wipe(out.secret, sizeof(out.secret));
+  ctkn_store_close(st);
+  ex = emit(c, rc, json, &err);
+  return ex;
+}
+
+/* "30s", "15m", "72h", "500ms" or plain milliseconds. */
+static bool parse_duration(const char *s, int64_t *ms)
+{
+  char *end;
+  double v;
+
+  errno = 0;
+  v = strtod(s, &end);
+  if (errno || end == s || v <= 0)
+    return false;
+  if (strcmp(end, "ms") == 0 || *end == '\0')
+    ;
+  else if (strcmp(end, "s") == 0)
+    v *= 1000;
+  else if (strcmp(end, "m") == 0)
+    v *= 60000;
+  else if (strcmp(end, "h") == 0)
+    v *= 3600000;
+  else if (strcmp(end, "d") == 0)
+    v *= 86400000;
+  else
+    return false;
+  if (v < 1 || v > 365.0 * 86400000)
+    return false;
+  *ms = (int64_t)v;
+  return true;
+}
+
+static int cmd_notify(struct cli *c)
+{
+  static const char *const durations[] = {"--request-timeout", "--max-age",
+                                          "--retry-initial", "--retry-max"};
+  int64_t d[4] = {0, 0, 0, 0};
+  struct ctkn_notify_opts o = {0};
+  struct ctkn_notify_stats stats;
+  uint8_t key[CTKN_KEY_LEN];
+  struct ctkn_err err;
+  ctkn_store *st = NULL;
+  bool have_key;
+  int rc, ex;
+
+  for (int i = 0; i < 4; i++) {
+    const char *v = local_value(c, durations[i]);
+    if (v != NULL && !parse_duration(v, &d[i]))
+      return usage_error(c,
+                         "%s must be a duration like 500ms, 30s, 15m or 72h, "
+                         "not \"%.40s\"",
+                         durations[i], v);
+  }
+  if (d[0] > INT32_MAX)
+    return usage_error(c, "--request-timeout is too long");
+  o.request_timeout_ms = (int)d[0];
+  o.max_age_ms = d[1];
+  o.retry_initial_ms = d[2];
+  o.retry_max_ms = d[3];
+  const char *w = local_value(c, "--window");
+  if (w != NULL &&
+      (!parse_count(w, 1000, &o.window) || o.window < 1 || o.window > 64))
+    return usage_error(c, "--window must be an integer 1-64");
+  o.group = local_value(c, "--group");
+  o.follow = local_value(c, "--follow") != NULL;
+  if ((ex = load_key(c, key, &have_key)) != 0)
+    return ex;
+  if (!have_key)
+    return usage_error(c, "notify needs --secret-key-file FILE or "
+                          "$CTKN_SECRET_KEY_FILE to open endpoint secrets");
+  if ((ex = open_store(c, true, &st)) != 0) {
+    ctkn_wipe(key, sizeof(key));
+    return ex;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  o.stop = &stop_flag;
+  rc = ctkn_notify_run(st, &c->log, c->env, key, &o, &stats, &err);
+  ctkn_wipe(key, sizeof(key));
+  ctkn_store_close(st);
+  if (rc != CTKN_OK)
+    return print_error(c->rid, &err);
+  printf("{\"data\":{\"attempts\":%" PRIu64 ",\"delivered\":%" PRIu64
+         ",\"failed\":%" PRIu64 ",\"replayed\":%" PRIu64 "}}\n",
+         stats.attempts, stats.delivered, stats.failed, stats.replayed);
+  return 0;
+}
+
+struct ntf_print {
+  ctkn_store_txn *txn;
+  struct ctkn_err *err;
+};
+
+static int print_ntf(void *arg, const struct ctkn_notification *n)
+{
+  struct ntf_print *pr = arg;
+  char *payload = NULL, *json;
+  int rc = ctkn_notification_payload(pr->txn, n, &payload, pr->err);
+
+  if (rc != CTKN_OK && rc != CTKN_ENOTFOUND)
+    return rc;
+  json = ctkn_json_notification(n, payload);
+  free(payload);
+  if (json == NULL)
+    return oom_err(pr->err);
+  printf("%s\n", json);
+  free(json);
+  return 0;
+}
+
+static int print_attempt(void *arg, const struct ctkn_ntf_attempt *a)
+{
+  const char *id = arg;
+  char *json = ctkn_json_attempt(id, a);
+
+  if (json == NULL)
+    return CTKN_ENOMEM;
+  printf("%s\n", json);
+  free(json);
+  return 0;
+}
+
+static int cmd_notification(struct cli *c)
+{
+  const char *sub = c->pos[0];
+  bool list = strcmp(sub, "list") == 0, replay = strcmp(sub, "replay") == 0;
+  bool logs = strcmp(sub, "logs") == 0, get = strcmp(sub, "get") == 0;
+  const char *dest = local_value(c, "--destination");
+  const char *status = local_value(c, "--status");
+  unsigned mask = 0;
+  struct ctkn_err err;
+  ctkn_store *st = NULL;
+  ctkn_store_txn *txn = NULL;
+  int rc, ex;
+
+  if (!list && !replay && !logs && !get)
+    return usage_error(c,
+                       "unknown notification command \"%.40s\" (try list, "
+                       "get, logs or replay)",
+                       sub);
+  if (c->npos != (list ? 1 : 2))
+    return list ? usage_error(c, "notification list takes no ID")
+                : usage_error(c, "notification %s needs an ID", sub);
+  if (!list && (dest || status))
+    return usage_error(c, "--destination and --status are for notification "
+                          "list");
+  if (dest && !ctkn_id_valid("ntfset_", dest)) {
+    err = (struct ctkn_err){.code = CTKN_EINVAL, .field = "destination"};
+    snprintf(err.msg, sizeof(err.msg), "must match ^ntfset_[a-z0-9]{26}$");
+    return print_error(c->rid, &err);
+  }
+  for (const char *p = status; p != NULL && *p;) {
+    const char *end = strchr(p, ',');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    unsigned bit = 0;
+    for (int s = CTKN_NTF_NOT_ATTEMPTED; s <= CTKN_NTF_FAILED; s++) {
+      if (strlen(ctkn_ntf_status_str(s)) == n &&
+          strncmp(p, ctkn_ntf_status_str(s), n) == 0)
+        bit = 1u << s;
+    }
+    if (n == 7 && strncmp(p, "pending", 7) == 0)
+      bit = 1u << CTKN_NTF_NOT_ATTEMPTED | 1u << CTKN_NTF_NEEDS_RETRY;
+    if (bit == 0) {
+      err = (struct ctkn_err){.code = CTKN_EINVAL, .field = "status"};
+      snprintf(err.msg, sizeof(err.msg),
+               "\"%.*s\" is not delivered, failed, pending, not_attempted "
+               "or needs_retry",
+               (int)(n > 40 ? 40 : n), p);
+      return print_error(c->rid, &err);
+    }
+    mask |= bit;
+    p = end ? end + 1 : p + n;
+  }
+  if (replay) {
+    char id[CTKN_NTF_ID_BUF];
+    if ((ex = open_store(c, true, &st)) != 0)
+      return ex;
+    rc = ctkn_notification_replay(st, c->pos[1], id, &err);
+    ctkn_store_close(st);
+    if (rc != CTKN_OK)
+      return print_error(c->rid, &err);
+    printf("{\"data\":{\"notification_id\":\"%s\"},\"meta\":{\"request_id\":"
+           "\"%s\"}}\n",
+           id, c->rid);
+    return 0;
+  }
+  if ((ex = open_store(c, false, &st)) != 0)
+    return ex;
+  rc = ctkn_store_begin(st, false, &txn, &err);
+  if (rc == CTKN_OK && list) {
+    struct ntf_print pr = {txn, &err};
+    rc = ctkn_notification_list(txn, dest, mask, print_ntf, &pr, &err);
+  } else if (rc == CTKN_OK && get) {
+    struct ctkn_notification n;
+    struct ntf_print pr = {txn, &err};
+    rc = ctkn_notification_get(txn, c->pos[1], &n, &err);
+    if (rc == CTKN_OK)
+      rc = print_ntf(&pr, &n);
+  } else if (rc == CTKN_OK) {
+    rc = ctkn_notification_attempts(txn, c->pos[1], print_attempt,
+                                    (void *)c->pos[1], &err);
+  }
+  ctkn_store_abort(txn);
+  ctkn_store_close(st);
+  if (rc != CTKN_OK)
+    return print_error(c->rid, &err);
+  return 0;
+}
+
 static const struct command commands[] = {
     {"init", {"--partitions", "--replication-factor"}, 0, cmd_init, 0},
     {"create",
@@ -1226,6 +1617,19 @@ static const struct command commands[] = {
      cmd_serve,
      0},
     {"apikey", {"--file", "--name", "--permissions"}, 1, cmd_apikey, 1},
+    {"destination",
+     {"--url", "--events", "--description", "--no-description", "--active",
+      "--secret-key-file"},
+     1,
+     cmd_destination,
+     1},
+    {"notify",
+     {"--follow", "--group", "--secret-key-file", "--request-timeout",
+      "--max-age", "--retry-initial", "--retry-max", "--window"},
+     0,
+     cmd_notify,
+     0},
+    {"notification", {"--destination", "--status"}, 1, cmd_notification, 1},
     {"version", {NULL}, 0, cmd_version, 0},
     {"help", {NULL}, 0, cmd_help, 0},
 };

@@ -26,6 +26,8 @@
 #include "ctkn/apikey.h"
 #include "ctkn/error.h"
 #include "ctkn/event.h"
+#include "ctkn/notify.h"
+#include "ctkn/settings.h"
 #include "ctkn/token.h"
 
 /* ---- protobuf: the event on the wire (proto/ctkn.proto) ------------- */
@@ -35,6 +37,33 @@ int ctkn_event_encode(const struct ctkn_event *ev, uint8_t **out, size_t *len,
 /* Fills *ev from len bytes; unknown fields are ignored. */
 int ctkn_event_decode(const void *buf, size_t len, struct ctkn_event *ev,
                       struct ctkn_err *err);
+
+/* ---- protobuf: the settings topic (proto/ctkn_settings.proto) ---------- */
+
+int ctkn_setting_event_encode(const struct ctkn_setting_event *ev,
+                              uint8_t **out, size_t *len, struct ctkn_err *err);
+/* Fills *ev (data.version and data.deleted from the envelope). */
+int ctkn_setting_event_decode(const void *buf, size_t len,
+                              struct ctkn_setting_event *ev,
+                              struct ctkn_err *err);
+
+/* ---- msgpack: the stored destination --------------------------------- */
+
+int ctkn_destination_encode(const struct ctkn_destination *d, uint8_t **out,
+                            size_t *len, struct ctkn_err *err);
+int ctkn_destination_decode(const void *buf, size_t len,
+                            struct ctkn_destination *d, struct ctkn_err *err);
+
+/* ---- msgpack: a notifier's delivery state ------------------------------ */
+
+int ctkn_notification_encode(const struct ctkn_notification *n, uint8_t **out,
+                             size_t *len, struct ctkn_err *err);
+int ctkn_notification_decode(const void *buf, size_t len,
+                             struct ctkn_notification *n, struct ctkn_err *err);
+int ctkn_attempt_encode(const struct ctkn_ntf_attempt *a, uint8_t **out,
+                        size_t *len, struct ctkn_err *err);
+int ctkn_attempt_decode(const void *buf, size_t len, struct ctkn_ntf_attempt *a,
+                        struct ctkn_err *err);
 
 /* ---- msgpack: the stored token record -------------------------------- */
 
@@ -131,9 +160,13 @@ char *ctkn_json_quarantined(int32_t partition, int64_t offset,
                             const char *reason, const void *key, size_t klen,
                             const void *value, size_t vlen);
 
-/* {"data": {"topic", "partitions", "replication_factor", "created"}} */
+/* {"data": {"topic", "partitions", "replication_factor", "created",
+ * "settings": {the same for the settings topic}}}; settings_topic NULL
+ * leaves "settings" out. */
 char *ctkn_json_topic(const char *topic, int32_t partitions,
-                      int replication_factor, bool created);
+                      int replication_factor, bool created,
+                      const char *settings_topic, int32_t settings_partitions,
+                      bool settings_created);
 
 /* Where the log and a projection stand on one partition. */
 struct ctkn_partition_status {
@@ -158,6 +191,29 @@ char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
 char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
                               uint64_t quarantined, uint64_t skipped,
                               int32_t paused);
+
+/* ---- JSON: notification settings (Paddle's shape) ---------------------- */
+
+/* {"id", "description", "type": "url", "destination", "active",
+ * "api_version": 1, "include_sensitive_fields": false, "subscribed_events":
+ * [{"name", "description", "group", "available_versions"}],
+ * "endpoint_secret_key" (only when secret is not NULL: once, at
+ * creation), "traffic_source": "all"} wrapped in {"data", "meta"}. */
+char *ctkn_json_destination(const struct ctkn_destination *d,
+                            const char *secret, const char *request_id);
+/* {"data": [destinations], "meta": {"request_id"}} */
+char *ctkn_json_destinations(const struct ctkn_destination *d, size_t n,
+                             const char *request_id);
+
+/* Paddle's notification: {"id", "type", "status", "payload" (payload is
+ * JSON text spliced in; NULL: null), "occurred_at", "delivered_at",
+ * "replayed_at", "origin", "last_attempt_at", "retry_at",
+ * "times_attempted", "notification_setting_id"}, one compact line. */
+char *ctkn_json_notification(const struct ctkn_notification *n,
+                             const char *payload);
+/* One attempt: {"notification_id", "attempt", "attempted_at",
+ * "response_code" (null when none), "latency_ms", "error"}. */
+char *ctkn_json_attempt(const char *ntf_id, const struct ctkn_ntf_attempt *a);
 
 /* ---- JSON: `ctkn apikey` --------------------------------------------- */
 

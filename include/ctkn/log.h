@@ -270,4 +270,33 @@ int ctkn_consumer_open_group(ctkn_consumer **out,
 int ctkn_consumer_commit(ctkn_consumer *c, const struct ctkn_log_msg *msgs,
                          size_t n, struct ctkn_err *err);
 
+/* ---- leases: partitions shared by a group, without reading them -------- */
+
+/*
+ * Join consumer group `group` on the topic to share its partitions with
+ * the group's other members, as a lease: the member holds the partitions
+ * the group assigns it but reads nothing from them (they stay paused);
+ * the holder works on them from elsewhere (the notifier, from its
+ * projection) and keeps its progress as the group's committed offsets.
+ * A member that dies loses its partitions after session.timeout.ms
+ * (-X session.timeout.ms=...). Release with ctkn_consumer_close(), which
+ * leaves the group so the partitions move at once.
+ */
+int ctkn_lease_open(ctkn_consumer **out, const struct ctkn_log_config *cfg,
+                    const char *group, struct ctkn_err *err);
+/* Serve the group for up to timeout_ms, then fill owned[0..n) with the
+ * partitions held now; *changed tells whether that changed since the
+ * last call. Call it often: a member that stops polling loses its lease. */
+int ctkn_lease_poll(ctkn_consumer *c, int timeout_ms, bool *owned, int32_t n,
+                    bool *changed, struct ctkn_err *err);
+/* The group's committed offset of partition (-1 when none) and the
+ * metadata string committed with it ("" when none). */
+int ctkn_lease_committed(ctkn_consumer *c, int32_t partition, int64_t *offset,
+                         char *meta, size_t metasz, struct ctkn_err *err);
+/* Commit offset and a metadata string (Kafka keeps up to
+ * offset.metadata.max.bytes, 4096 by default) for a held partition.
+ * CTKN_EKAFKA when the member no longer holds it. */
+int ctkn_lease_commit(ctkn_consumer *c, int32_t partition, int64_t offset,
+                      const char *meta, struct ctkn_err *err);
+
 #endif /* CTKN_LOG_H */

@@ -236,6 +236,67 @@ int ctkn_store_rejected(ctkn_store_txn *txn, ctkn_store_coord_cb cb, void *arg,
 int ctkn_store_offsets(ctkn_store_txn *txn, ctkn_store_offset_cb cb, void *arg,
                        struct ctkn_err *err);
 
+/* ---- applied events by log position ------------------------------------ */
+
+/* One applied event, found by where it sits in the log. */
+struct ctkn_store_event {
+  char id[CTKN_ID_BUF]; /* the token */
+  uint64_t version;
+  int32_t partition;
+  int64_t offset;
+  const void *value; /* the event as read from the log (protobuf); valid */
+  size_t len;        /* until the txn ends */
+};
+
+/*
+ * The applied event at (partition, offset), or with exact false the first
+ * one at or after it on that partition: rejected and quarantined records
+ * are not there. CTKN_ENOTFOUND when there is none (yet). Backed by the
+ * positions table, which every history write keeps in step.
+ */
+int ctkn_store_event_at(ctkn_store_txn *txn, int32_t partition, int64_t offset,
+                        bool exact, struct ctkn_store_event *out,
+                        struct ctkn_err *err);
+
+/* ---- side tables: settings and webhook delivery ------------------------- */
+
+/*
+ * Tables whose keys and values other modules define (settings.h,
+ * notify.h); keys compare as bytes. Replicated: destinations, their start
+ * offsets, the settings topic's offsets and the fate of each settings
+ * record. Local to one process's projection: the notifier's delivery
+ * state. None is covered by the digest. positions is read-only here.
+ */
+enum ctkn_store_table {
+  CTKN_TABLE_POSITIONS,        /* partition + offset -> token ID + version */
+  CTKN_TABLE_DESTINATIONS,     /* ntfset ID -> destination */
+  CTKN_TABLE_DEST_START,       /* ntfset ID + partition -> first offset */
+  CTKN_TABLE_SETTINGS_OFFSETS, /* partition -> next offset */
+  CTKN_TABLE_SETTINGS_LOG,     /* partition + offset -> fate */
+  CTKN_TABLE_NOTIFICATIONS,    /* ntf ID -> delivery state */
+  CTKN_TABLE_ATTEMPTS,         /* ntf ID + attempt -> one attempt */
+  CTKN_TABLE_CURSORS,          /* ntfset ID + partition -> next offset */
+  CTKN_TABLE_QUEUE             /* ntf ID -> "": replays to send */
+};
+
+/* Values are borrowed until the txn ends or writes to the table. */
+int ctkn_store_kv_get(ctkn_store_txn *txn, enum ctkn_store_table table,
+                      const void *key, size_t klen, const void **val,
+                      size_t *vlen, struct ctkn_err *err);
+int ctkn_store_kv_put(ctkn_store_txn *txn, enum ctkn_store_table table,
+                      const void *key, size_t klen, const void *val,
+                      size_t vlen, struct ctkn_err *err);
+int ctkn_store_kv_del(ctkn_store_txn *txn, enum ctkn_store_table table,
+                      const void *key, size_t klen, struct ctkn_err *err);
+/* A non-zero return stops a walk and is returned by it. */
+typedef int (*ctkn_store_kv_cb)(void *arg, const void *key, size_t klen,
+                                const void *val, size_t vlen);
+/* Entries with keys >= from (flen 0: all) in key order, while their first
+ * plen bytes equal from's. */
+int ctkn_store_kv_walk(ctkn_store_txn *txn, enum ctkn_store_table table,
+                       const void *from, size_t flen, size_t plen,
+                       ctkn_store_kv_cb cb, void *arg, struct ctkn_err *err);
+
 /*
  * SHA-256 over a canonical serialisation of the replicated tables (tokens,
  * token index, history, rejected, quarantine, idempotency, offsets), in

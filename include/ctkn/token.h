@@ -103,9 +103,19 @@ int ctkn_random(void *buf, size_t len);
  * terminated; out must hold strlen(prefix) + 27 bytes). IDs generated in
  * one process are strictly increasing: within one millisecond the random
  * part is incremented, and a clock step backwards reuses the last
- * millisecond. Prefixes in use: "ctkn_", "evt_", "ntf_".
+ * millisecond. Prefixes in use: "ctkn_", "evt_", "ntf_",
+ * "ntfset_".
  */
 int ctkn_id_generate(const char *prefix, int64_t ms, char *out, size_t outsz);
+
+/*
+ * prefix + the ULID of `ms` and the 80 bits in r (10 bytes), with no
+ * randomness and no ordering state: for IDs that must come out the same
+ * wherever they are computed (a notification's ID from its event and
+ * destination). CTKN_EINVAL for a short out or an ms outside 48 bits.
+ */
+int ctkn_id_derive(const char *prefix, int64_t ms, const uint8_t r[10],
+                   char *out, size_t outsz);
 
 /* true when s is prefix + 26 chars of [0-9a-hjkmnp-tv-z] (ULID alphabet). */
 bool ctkn_id_valid(const char *prefix, const char *s);

@@ -821,8 +821,8 @@ char *ctkn_json_quarantined(int32_t partition, int64_t offset,
   return dump(checked(o, rc));
 }
 
-char *ctkn_json_topic(const char *topic, int32_t partitions,
-                      int replication_factor, bool created)
+static json_t *topic_obj(const char *topic, int32_t partitions,
+                         int replication_factor, bool created)
 {
   json_t *o = json_object();
   int rc = 0;
@@ -833,7 +833,24 @@ char *ctkn_json_topic(const char *topic, int32_t partitions,
   rc |= set(o, "partitions", json_integer(partitions));
   rc |= set(o, "replication_factor", json_integer(replication_factor));
   rc |= set(o, "created", json_boolean(created));
-  return data_doc(checked(o, rc), false, NULL);
+  return checked(o, rc);
+}
+
+char *ctkn_json_topic(const char *topic, int32_t partitions,
+                      int replication_factor, bool created,
+                      const char *settings_topic, int32_t settings_partitions,
+                      bool settings_created)
+{
+  json_t *o = topic_obj(topic, partitions, replication_factor, created);
+
+  if (o != NULL && settings_topic != NULL &&
+      set(o, "settings",
+          topic_obj(settings_topic, settings_partitions, replication_factor,
+                    settings_created)) != 0) {
+    json_decref(o);
+    o = NULL;
+  }
+  return data_doc(o, false, NULL);
 }
 
 char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
@@ -970,4 +987,135 @@ char *ctkn_json_apikey_revoked(const char *name)
   rc |= set(o, "name", jstr(name, CTKN_APIKEY_NAME_MAX + 1));
   rc |= set(o, "revoked", json_true());
   return data_doc(checked(o, rc), false, NULL);
+}
+
+/* ---- notification settings ------------------------------------------- */
+
+/* Paddle's event-type object, as its /event-types lists it. */
+static json_t *event_type_obj(ctkn_event_type t)
+{
+  static const char *const what[] = {
+      [CTKN_EVENT_CREATED] = "Occurs when a client-side token is created.",
+      [CTKN_EVENT_UPDATED] = "Occurs when a client-side token is updated.",
+      [CTKN_EVENT_REVOKED] = "Occurs when a client-side token is revoked."};
+  json_t *o = json_object(), *v = json_array();
+  int rc = 0;
+
+  if (o == NULL || v == NULL) {
+    json_decref(o);
+    json_decref(v);
+    return NULL;
+  }
+  rc |= json_array_append_new(v, json_integer(1));
+  rc |= set(o, "name", jname(ctkn_event_type_str(t)));
+  rc |= set(o, "description", jname(what[t]));
+  rc |= set(o, "group", jname("Client token"));
+  rc |= set(o, "available_versions", v);
+  return checked(o, rc);
+}
+
+static json_t *destination_obj(const struct ctkn_destination *d,
+                               const char *secret)
+{
+  json_t *o = json_object(), *ev = json_array();
+  int rc = 0;
+
+  if (o == NULL || ev == NULL) {
+    json_decref(o);
+    json_decref(ev);
+    return NULL;
+  }
+  for (int t = CTKN_EVENT_CREATED; t <= CTKN_EVENT_REVOKED; t++) {
+    if (d->events & (1u << t))
+      rc |= json_array_append_new(ev, event_type_obj((ctkn_event_type)t));
+  }
+  rc |= set(o, "id", jstr(d->id, sizeof(d->id)));
+  rc |= set(o, "description",
+            d->has_description ? jstr(d->description, sizeof(d->description))
+                               : json_null());
+  rc |= set(o, "type", jname("url"));
+  rc |= set(o, "destination", jstr(d->url, sizeof(d->url)));
+  rc |= set(o, "active", json_boolean(d->active));
+  rc |= set(o, "api_version", json_integer(1));
+  rc |= set(o, "include_sensitive_fields", json_false());
+  rc |= set(o, "subscribed_events", ev);
+  if (secret != NULL)
+    rc |= set(o, "endpoint_secret_key", jstr(secret, SIZE_MAX));
+  rc |= set(o, "traffic_source", jname("all"));
+  return checked(o, rc);
+}
+
+char *ctkn_json_destination(const struct ctkn_destination *d,
+                            const char *secret, const char *request_id)
+{
+  return data_doc(destination_obj(d, secret), true, request_id);
+}
+
+char *ctkn_json_destinations(const struct ctkn_destination *d, size_t n,
+                             const char *request_id)
+{
+  json_t *a = json_array();
+  int rc = a == NULL;
+
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    rc = json_array_append_new(a, destination_obj(&d[i], NULL));
+  return data_doc(checked(a, rc), true, request_id);
+}
+
+/* ---- notifications --------------------------------------------------- */
+
+static json_t *jtime_or_null(int64_t us)
+{
+  return us > 0 ? jtime(us) : json_null();
+}
+
+char *ctkn_json_notification(const struct ctkn_notification *n,
+                             const char *payload)
+{
+  json_t *o = json_object(), *p = json_null();
+  int rc = 0;
+
+  if (payload != NULL) {
+    json_decref(p);
+    p = json_loads(payload, 0, NULL);
+  }
+  if (o == NULL || p == NULL) {
+    json_decref(o);
+    json_decref(p);
+    return NULL;
+  }
+  rc |= set(o, "id", jstr(n->id, sizeof(n->id)));
+  rc |= set(o, "type", jname(ctkn_event_type_str(n->type)));
+  rc |= set(o, "status", jname(ctkn_ntf_status_str(n->status)));
+  rc |= set(o, "payload", p);
+  rc |= set(o, "occurred_at", jtime_or_null(n->occurred_at));
+  rc |= set(o, "delivered_at", jtime_or_null(n->delivered_at));
+  rc |= set(o, "replayed_at",
+            n->replay ? jtime_or_null(n->first_attempt_at) : json_null());
+  rc |= set(o, "origin", jname(n->replay ? "replay" : "event"));
+  rc |= set(o, "last_attempt_at", jtime_or_null(n->last_attempt_at));
+  rc |= set(o, "retry_at",
+            n->status == CTKN_NTF_NEEDS_RETRY ? jtime_or_null(n->retry_at)
+                                              : json_null());
+  rc |= set(o, "times_attempted", json_integer(n->attempts));
+  rc |= set(o, "notification_setting_id", jstr(n->dest, sizeof(n->dest)));
+  return dump(checked(o, rc));
+}
+
+char *ctkn_json_attempt(const char *ntf_id, const struct ctkn_ntf_attempt *a)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "notification_id", jstr(ntf_id, SIZE_MAX));
+  rc |= set(o, "attempt", json_integer(a->n));
+  rc |= set(o, "attempted_at", jtime(a->at));
+  rc |= set(o, "response_code",
+            a->status > 0 ? json_integer(a->status) : json_null());
+  rc |= set(o, "latency_ms", json_real((double)a->latency_us / 1000.0));
+  rc |= set(o, "error",
+            a->error[0] ? jstr(a->error, sizeof(a->error)) : json_null());
+  return dump(checked(o, rc));
 }

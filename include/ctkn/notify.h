@@ -1,0 +1,176 @@
+/*
+ * notify.h - webhook delivery: signed POSTs of client_token.* events to the
+ * destinations of settings.h, at least once, never skipped.
+ *
+ * `ctkn notify` delivers from the projection, not from raw records: the
+ * positions table lists the events that were applied, in log order, so a
+ * rejected or quarantined record is never notified, and a destination that
+ * falls behind reads its backlog from LMDB while the others go on.
+ *
+ * Work is split by event-topic partition. Notifiers join one consumer
+ * group as a lease (log.h): each holds some partitions and delivers only
+ * their events, so a deployment delivers each notification once however
+ * many notifiers run, and a dead notifier's partitions move to the others
+ * after the session timeout. For each destination and held partition (a
+ * "lane") a cursor marks the offset below which every notification is
+ * settled (delivered, or failed after the maximum age); it advances only
+ * past settled ones, and goes to the group as its committed offsets (the
+ * lowest cursor) with every destination's cursor in the commit's metadata,
+ * so a notifier taking a partition over resumes where the last left off.
+ *
+ * Within a lane up to `window` notifications are in flight, but never two
+ * for one token: a token's notifications reach a destination in log order.
+ * A failure (non-2xx, timeout, refused) is retried with exponential
+ * backoff and full jitter until max_age after the first attempt; then the
+ * notification is marked failed (replayable) and the lane moves on. A slow
+ * or dead destination holds only its own lanes.
+ *
+ * A notification's ID is derived from its event and destination (a ULID on
+ * the event's time and 80 bits of SHA-256), so every retry and every
+ * notifier sends the same notification_id. The body is the event's webhook
+ * JSON with that ID; the header Paddle-Signature: ts=<now>;h1=<hex
+ * HMAC-SHA256(secret, "<ts>:<body>")> is made fresh for each attempt.
+ *
+ * Delivery state (notifications, attempts, cursors, replays) lives in the
+ * notifier's own projection (--db) and is not replicated or digested.
+ *
+ * Errors:   CTKN_EINVAL / CTKN_EUSAGE for options; the log's and the
+ *           store's errors; CTKN_ENOTFOUND for an unknown notification.
+ * Thread:   ctkn_notify_run() owns its thread (and runs the projector on a
+ *           second one); the audit functions only read the store.
+ */
+#ifndef CTKN_NOTIFY_H
+#define CTKN_NOTIFY_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctkn/crypto.h"
+#include "ctkn/error.h"
+#include "ctkn/event.h"
+#include "ctkn/log.h"
+#include "ctkn/settings.h"
+#include "ctkn/store.h"
+
+#define CTKN_NTF_ID_LEN   (4 + CTKN_ULID_LEN) /* "ntf_" + ULID */
+#define CTKN_NTF_ID_BUF   (CTKN_NTF_ID_LEN + 1)
+#define CTKN_NOTIFY_GROUP "ctkn-notify"
+
+struct ctkn_notify_opts {
+  const char *group;           /* lease group; NULL: CTKN_NOTIFY_GROUP */
+  bool follow;                 /* false: deliver what is due, then exit */
+  int request_timeout_ms;      /* whole request; 0: 5000 (Paddle's) */
+  int connect_timeout_ms;      /* 0: the request timeout, at most 3000 */
+  int64_t retry_initial_ms;    /* first backoff; 0: 60000 */
+  int64_t retry_max_ms;        /* backoff cap; 0: 3600000 */
+  int64_t max_age_ms;          /* retry window from the first attempt; 0:
+                                  72 h live, 15 min sandbox (Paddle's) */
+  int window;                  /* in flight per lane; 0: 8 */
+  volatile sig_atomic_t *stop; /* set by a signal handler; may be NULL */
+};
+
+struct ctkn_notify_stats {
+  uint64_t attempts;
+  uint64_t delivered;
+  uint64_t failed;   /* gave up after max_age */
+  uint64_t replayed; /* replays delivered */
+};
+
+/*
+ * Deliver notifications until *stop (follow) or until nothing is due
+ * (without follow: the projection is caught up first, every notification
+ * up to that point is attempted, and retries due later are left for the
+ * next run). Writes one JSON line per attempt on stderr (time, IDs,
+ * status code, latency, outcome; never a secret). key opens the
+ * destinations' endpoint secrets.
+ */
+int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
+                    ctkn_env env, const uint8_t key[CTKN_KEY_LEN],
+                    const struct ctkn_notify_opts *opts,
+                    struct ctkn_notify_stats *stats, struct ctkn_err *err);
+
+/* The notification ID of an event for a destination. */
+void ctkn_notification_id(const char *event_id, const char *dest_id,
+                          char out[CTKN_NTF_ID_BUF]);
+
+/* Paddle-Signature's value for body at unix second ts. out holds 80. */
+void ctkn_webhook_signature(const char *secret, int64_t ts, const void *body,
+                            size_t len, char out[80]);
+
+/* ---- audit and replay -------------------------------------------------- */
+
+typedef enum ctkn_ntf_status {
+  CTKN_NTF_NOT_ATTEMPTED = 1,
+  CTKN_NTF_NEEDS_RETRY = 2,
+  CTKN_NTF_DELIVERED = 3,
+  CTKN_NTF_FAILED = 4
+} ctkn_ntf_status;
+
+/* "not_attempted" ...; NULL for an unknown value. */
+const char *ctkn_ntf_status_str(ctkn_ntf_status s);
+
+/* One notification, as stored by the notifier that handled it. */
+struct ctkn_notification {
+  char id[CTKN_NTF_ID_BUF];
+  char dest[CTKN_DEST_ID_BUF];
+  char event_id[CTKN_EVT_ID_LEN + 1];
+  ctkn_event_type type;
+  char token_id[CTKN_ID_BUF];
+  uint64_t version;
+  int32_t partition;
+  int64_t offset;
+  int64_t occurred_at; /* the event's, µs */
+  ctkn_ntf_status status;
+  bool replay;                     /* origin: "replay" rather than "event" */
+  char replay_of[CTKN_NTF_ID_BUF]; /* a replay's original, else "" */
+  uint32_t attempts;
+  int64_t first_attempt_at; /* µs; 0: none yet */
+  int64_t last_attempt_at;
+  int64_t delivered_at;
+  int64_t retry_at; /* next attempt, while needs_retry */
+  int last_status;  /* HTTP status of the last attempt; 0: none */
+};
+
+/* One attempt. */
+struct ctkn_ntf_attempt {
+  uint32_t n; /* 1, 2, ... */
+  int64_t at; /* µs */
+  int status; /* HTTP status; 0 when none came back */
+  int64_t latency_us;
+  char error[128]; /* "" or why no status came back */
+};
+
+int ctkn_notification_get(ctkn_store_txn *txn, const char *id,
+                          struct ctkn_notification *out, struct ctkn_err *err);
+
+/* Called per notification; non-zero stops the walk. */
+typedef int (*ctkn_ntf_cb)(void *arg, const struct ctkn_notification *n);
+/* Notifications in ID order (so, by event time), those of dest only when
+ * dest is not NULL, with a status whose bit (1 << status) is in mask (0:
+ * all). */
+int ctkn_notification_list(ctkn_store_txn *txn, const char *dest,
+                           unsigned status_mask, ctkn_ntf_cb cb, void *arg,
+                           struct ctkn_err *err);
+typedef int (*ctkn_ntf_attempt_cb)(void *arg, const struct ctkn_ntf_attempt *a);
+int ctkn_notification_attempts(ctkn_store_txn *txn, const char *id,
+                               ctkn_ntf_attempt_cb cb, void *arg,
+                               struct ctkn_err *err);
+
+/*
+ * Queue a new notification (origin "replay", a new ID) with the same event
+ * for the same destination as a delivered or failed one (CTKN_EBADREQ for
+ * one still pending); the notifier running on this projection sends it.
+ */
+int ctkn_notification_replay(ctkn_store *st, const char *id,
+                             char new_id[CTKN_NTF_ID_BUF],
+                             struct ctkn_err *err);
+
+/* The webhook body a notification sends: the event's JSON with its
+ * notification_id. malloc'd; caller frees. */
+int ctkn_notification_payload(ctkn_store_txn *txn,
+                              const struct ctkn_notification *n, char **out,
+                              struct ctkn_err *err);
+
+#endif /* CTKN_NOTIFY_H */
