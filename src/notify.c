@@ -85,7 +85,7 @@ void ctkn_notification_id(const char *event_id, const char *dest_id,
 }
 
 void ctkn_webhook_signature(const char *secret, int64_t ts, const void *body,
-                            size_t len, char out[80])
+                            size_t len, char out[CTKN_SIGNATURE_BUF])
 {
   uint8_t mac[CTKN_SHA256_LEN];
   char hex[2 * CTKN_SHA256_LEN + 1];
@@ -95,7 +95,7 @@ void ctkn_webhook_signature(const char *secret, int64_t ts, const void *body,
   uint8_t *msg = malloc(total ? total : 1);
 
   if (msg == NULL) { /* a signature that cannot verify, never a wrong one */
-    snprintf(out, 80, "ts=%" PRId64 ";h1=", ts);
+    snprintf(out, CTKN_SIGNATURE_BUF, "ts=%" PRId64 ";h1=", ts);
     return;
   }
   memcpy(msg, prefix, (size_t)n);
@@ -103,7 +103,7 @@ void ctkn_webhook_signature(const char *secret, int64_t ts, const void *body,
   ctkn_hmac_sha256(secret, strlen(secret), msg, total, mac);
   free(msg);
   ctkn_hex(mac, sizeof(mac), hex);
-  snprintf(out, 80, "ts=%" PRId64 ";h1=%s", ts, hex);
+  snprintf(out, CTKN_SIGNATURE_BUF, "ts=%" PRId64 ";h1=%s", ts, hex);
 }
 
 /* ---- the stored state --------------------------------------------------- */
@@ -644,7 +644,7 @@ static size_t discard(char *p, size_t size, size_t n, void *arg)
 static int start(struct notifier *nf, struct entry *e, const struct dest *d,
                  int64_t now_us)
 {
-  char sig[80], hdr[100];
+  char sig[CTKN_SIGNATURE_BUF], hdr[CTKN_SIGNATURE_BUF + 20];
   CURL *c = curl_easy_init();
 
   if (c == NULL)

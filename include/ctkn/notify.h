@@ -54,9 +54,10 @@
 #include "ctkn/settings.h"
 #include "ctkn/store.h"
 
-#define CTKN_NTF_ID_LEN   (4 + CTKN_ULID_LEN) /* "ntf_" + ULID */
-#define CTKN_NTF_ID_BUF   (CTKN_NTF_ID_LEN + 1)
-#define CTKN_NOTIFY_GROUP "ctkn-notify"
+#define CTKN_NTF_ID_LEN    (4 + CTKN_ULID_LEN) /* "ntf_" + ULID */
+#define CTKN_NTF_ID_BUF    (CTKN_NTF_ID_LEN + 1)
+#define CTKN_NOTIFY_GROUP  "ctkn-notify"
+#define CTKN_SIGNATURE_BUF 96 /* "ts=" + 20 digits + ";h1=" + 64 hex + NUL */
 
 struct ctkn_notify_opts {
   const char *group;           /* lease group; NULL: CTKN_NOTIFY_GROUP */
@@ -95,9 +96,10 @@ int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
 void ctkn_notification_id(const char *event_id, const char *dest_id,
                           char out[CTKN_NTF_ID_BUF]);
 
-/* Paddle-Signature's value for body at unix second ts. out holds 80. */
+/* Paddle-Signature's value for body at unix second ts:
+ * "ts=<ts>;h1=<64 lowercase hex>". */
 void ctkn_webhook_signature(const char *secret, int64_t ts, const void *body,
-                            size_t len, char out[80]);
+                            size_t len, char out[CTKN_SIGNATURE_BUF]);
 
 /* ---- audit and replay -------------------------------------------------- */
 
