@@ -1372,6 +1372,16 @@ static int build(ctkn_store *st, const struct ctkn_log_config *cfg,
   if ((rc = ctkn_projector_open(&p, st, cfg, env, err)) != CTKN_OK)
     return rc;
   rc = ctkn_projector_catch_up(p, targets, n, err);
+  if (rc == CTKN_OK) {
+    /* The destinations too, where the settings topic exists. */
+    ctkn_settings_follower *f = NULL;
+    rc = ctkn_settings_follower_open(&f, st, cfg, err);
+    if (rc == CTKN_OK)
+      rc = ctkn_settings_follower_catch_up(f, err);
+    else if (rc == CTKN_ENOTFOUND)
+      rc = CTKN_OK;
+    ctkn_settings_follower_close(f);
+  }
   if (rc == CTKN_OK && stats != NULL) {
     struct ctkn_projector_stats s;
     ctkn_projector_stats(p, &s);
@@ -1475,8 +1485,21 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
         last = i + 1;
     n = last;
   }
-  if ((rc = build(fresh, cfg, env, targets, n, stats, err)) != CTKN_OK ||
-      (rc = ctkn_store_sync(fresh, err)) != CTKN_OK)
+  if ((rc = build(fresh, cfg, env, targets, n, stats, err)) != CTKN_OK)
+    goto out;
+  if (lock != NULL) {
+    /* A notifier's delivery state is not in the log: carry it over. */
+    ctkn_store_txn *to = NULL;
+    if ((rc = ctkn_store_begin(fresh, true, &to, err)) != CTKN_OK)
+      goto out;
+    if ((rc = ctkn_store_copy_local(lock, to, err)) != CTKN_OK) {
+      ctkn_store_abort(to);
+      goto out;
+    }
+    if ((rc = ctkn_store_commit(to, err)) != CTKN_OK)
+      goto out;
+  }
+  if ((rc = ctkn_store_sync(fresh, err)) != CTKN_OK)
     goto out;
   ctkn_store_close(fresh);
   fresh = NULL;

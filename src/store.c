@@ -2314,3 +2314,31 @@ int ctkn_store_event_at(ctkn_store_txn *t, int32_t partition, int64_t offset,
   out->len = blen;
   return CTKN_OK;
 }
+
+int ctkn_store_copy_local(ctkn_store_txn *from, ctkn_store_txn *to,
+                          struct ctkn_err *err)
+{
+  static const int local[] = {T_NTF, T_ATTEMPTS, T_CURSORS, T_QUEUE};
+  int rc;
+
+  if ((rc = need_write(to, err)) != CTKN_OK)
+    return rc;
+  for (size_t i = 0; i < CTKN__ARRAY_LEN(local); i++) {
+    int t = local[i];
+    MDB_cursor *c;
+    MDB_val k, v;
+    if (from->st->absent[t] || to->st->absent[t])
+      continue;
+    if ((rc = open_cursor(from, t, &c, err)) != CTKN_OK)
+      return rc;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+      if ((rc = mdb_put(to->txn, to->st->dbi[t], &k, &v, 0)) != MDB_SUCCESS)
+        break;
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+      return lmdb_err(err, rc, table_names[t]);
+  }
+  return CTKN_OK;
+}

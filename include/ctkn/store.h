@@ -297,6 +297,11 @@ int ctkn_store_kv_walk(ctkn_store_txn *txn, enum ctkn_store_table table,
                        const void *from, size_t flen, size_t plen,
                        ctkn_store_kv_cb cb, void *arg, struct ctkn_err *err);
 
+/* Copy the process-local tables (a notifier's delivery state) from one
+ * projection into another, as `ctkn rebuild` does before its swap. */
+int ctkn_store_copy_local(ctkn_store_txn *from, ctkn_store_txn *to,
+                          struct ctkn_err *err);
+
 /*
  * SHA-256 over a canonical serialisation of the replicated tables (tokens,
  * token index, history, rejected, quarantine, idempotency, offsets), in

@@ -11,6 +11,7 @@ import threading
 import time
 
 from harness import BROKERS, CTKN, Env, check, main, run
+from receiver import Receiver
 
 SETFORMAT = os.environ["CTKN_SETFORMAT"]
 
@@ -138,7 +139,42 @@ def test_rebuild_refusals():
         env.close()
 
 
+def test_rebuild_keeps_destinations_and_delivery_state():
+    """Destinations come back from the settings topic; a notifier's
+    delivery state, which is in no log, is carried over."""
+    env = Env(name="rebuild")
+    rx = Receiver()
+    try:
+        key = env.path("key")
+        with open(key, "w") as f:
+            f.write(os.urandom(32).hex())
+        os.chmod(key, 0o600)
+        dest = env.ok("destination", "add", "--url", rx.url("/hook"),
+                      "--events", "client_token.created",
+                      "--secret-key-file", key).json["data"]["id"]
+        for i in range(3):
+            env.ok("create", "--name", f"n{i}")
+        env.ok("notify", "--secret-key-file", key)
+        rx.wait_for(3, path="/hook")
+        before = env.ok("notification", "list").lines
+        check(len(before) == 3, f"three notifications: {before}")
+
+        env.ok("rebuild")
+        ds = env.ok("destination", "list").json["data"]
+        check([d["id"] for d in ds] == [dest], f"destination kept: {ds}")
+        after = env.ok("notification", "list").lines
+        check(after == before, f"delivery state kept: {after} != {before}")
+        r = env.ok("notify", "--secret-key-file", key)
+        check(r.json["data"]["attempts"] == 0, f"nothing sent again: {r}")
+        check(len(rx.requests("/hook")) == 3, "no repeats")
+    finally:
+        rx.close()
+        shutil.rmtree(env.db + ".previous", ignore_errors=True)
+        env.close()
+
+
 if __name__ == "__main__":
-    main([test_rebuild_under_load_swaps_atomically,
+    main([test_rebuild_keeps_destinations_and_delivery_state,
+          test_rebuild_under_load_swaps_atomically,
           test_rebuild_is_the_way_through_a_format_change,
           test_rebuild_refusals])
