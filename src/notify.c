@@ -362,6 +362,13 @@ static struct dest *find_dest(struct notifier *nf, const char *id)
   return NULL;
 }
 
+/* A destination that can be sent to now: live, active, its secret open. */
+static struct dest *sendable(struct notifier *nf, const char *id)
+{
+  struct dest *d = find_dest(nf, id);
+  return d != NULL && d->d.active && d->secret[0] != '\0' ? d : NULL;
+}
+
 static void entry_free(struct notifier *nf, struct entry *e)
 {
   if (e == NULL)
@@ -590,8 +597,8 @@ static int fill(struct notifier *nf, struct ctkn_err *err)
 
   for (size_t i = 0; i < nf->nlanes && rc == CTKN_OK; i++) {
     struct lane *l = nf->lanes[i];
-    struct dest *d = find_dest(nf, l->dest);
-    if (d == NULL || !d->d.active || d->secret[0] == '\0')
+    struct dest *d = sendable(nf, l->dest);
+    if (d == NULL)
       continue;
     l->at_end = false;
     while (l->n < nf->o.window) {
@@ -689,31 +696,38 @@ static bool due(const struct entry *e, int64_t now_us)
          (e->n.status == CTKN_NTF_NOT_ATTEMPTED || e->n.retry_at <= now_us);
 }
 
-/* Start every ready entry: due, and no earlier unsettled one for its
- * token in the lane (a token's notifications go in log order). */
+/* Whether the lane's entry k may start now: due, and no earlier unsettled
+ * entry for its token in the lane (a token's notifications go in log
+ * order). */
+static bool ready(const struct lane *l, int k, int64_t now_us)
+{
+  const struct entry *e = l->win[k];
+
+  if (!due(e, now_us))
+    return false;
+  for (int j = 0; j < k; j++) {
+    if (!l->win[j]->settled &&
+        strcmp(l->win[j]->n.token_id, e->n.token_id) == 0)
+      return false;
+  }
+  return true;
+}
+
+/* Start every ready entry of every sendable destination. */
 static void dispatch(struct notifier *nf, int64_t now_us)
 {
   for (size_t i = 0; i < nf->nlanes; i++) {
     struct lane *l = nf->lanes[i];
-    struct dest *d = find_dest(nf, l->dest);
-    if (d == NULL || !d->d.active || d->secret[0] == '\0')
-      continue;
-    for (int k = 0; k < l->n; k++) {
-      struct entry *e = l->win[k];
-      bool blocked = false;
-      if (!due(e, now_us))
-        continue;
-      for (int j = 0; j < k && !blocked; j++)
-        blocked = !l->win[j]->settled &&
-                  strcmp(l->win[j]->n.token_id, e->n.token_id) == 0;
-      if (!blocked && start(nf, e, d, now_us) != CTKN_OK)
+    struct dest *d = sendable(nf, l->dest);
+    for (int k = 0; d != NULL && k < l->n; k++) {
+      if (ready(l, k, now_us) && start(nf, l->win[k], d, now_us) != CTKN_OK)
         return; /* out of memory: try again on the next round */
     }
   }
   for (size_t i = 0; i < nf->nreplays; i++) {
     struct entry *e = nf->replays[i];
-    struct dest *d = find_dest(nf, e->n.dest);
-    if (d != NULL && d->d.active && d->secret[0] != '\0' && due(e, now_us))
+    struct dest *d = sendable(nf, e->n.dest);
+    if (d != NULL && due(e, now_us))
       start(nf, e, d, now_us);
   }
 }
@@ -1065,27 +1079,25 @@ static void *follow_main(void *arg)
 
 /* Whether a one-shot run is done: nothing in flight, nothing due now,
  * every lane scanned to the end. */
-static bool idle(const struct notifier *nf, int64_t now_us)
+static bool idle(struct notifier *nf, int64_t now_us)
 {
   if (nf->inflight > 0)
     return false;
   for (size_t i = 0; i < nf->nlanes; i++) {
     const struct lane *l = nf->lanes[i];
-    const struct dest *d = NULL;
-    for (size_t k = 0; k < nf->ndests; k++)
-      if (strcmp(nf->dests[k].d.id, l->dest) == 0)
-        d = &nf->dests[k];
-    if (d == NULL || !d->d.active || d->secret[0] == '\0')
+    if (sendable(nf, l->dest) == NULL)
       continue;
-    if (!l->at_end)
+    /* More to read, unless the window is full of waiting entries. */
+    if (!l->at_end && l->n < nf->o.window)
       return false;
     for (int k = 0; k < l->n; k++) {
-      if (due(l->win[k], now_us))
+      if (ready(l, k, now_us))
         return false;
     }
   }
   for (size_t i = 0; i < nf->nreplays; i++) {
-    if (due(nf->replays[i], now_us))
+    if (sendable(nf, nf->replays[i]->n.dest) != NULL &&
+        due(nf->replays[i], now_us))
       return false;
   }
   return true;
