@@ -671,7 +671,10 @@ int ctkn_settings_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
               " quarantined: %s%s%s\n",
               m->partition, m->offset, derr.field, derr.field[0] ? ": " : "",
               derr.msg);
-      rc = put_fate(txn, m->partition, m->offset, FATE_QUARANT, derr.msg, err);
+      char why[sizeof(derr.field) + sizeof(derr.msg) + 2];
+      snprintf(why, sizeof(why), "%s%s%s", derr.field,
+               derr.field[0] ? ": " : "", derr.msg);
+      rc = put_fate(txn, m->partition, m->offset, FATE_QUARANT, why, err);
     } else {
       rc = apply_one(txn, m, ev, err);
     }

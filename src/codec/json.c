@@ -1076,8 +1076,13 @@ char *ctkn_json_notification(const struct ctkn_notification *n,
   int rc = 0;
 
   if (payload != NULL) {
-    json_decref(p);
-    p = json_loads(payload, 0, NULL);
+    /* Text that is not JSON (it always is: ctkn_json_event made it)
+     * shows as null rather than failing the whole document. */
+    json_t *parsed = json_loads(payload, 0, NULL);
+    if (parsed != NULL) {
+      json_decref(p);
+      p = parsed;
+    }
   }
   if (o == NULL || p == NULL) {
     json_decref(o);
