@@ -741,6 +741,7 @@ static void test_settings_project_applies_rejects_and_quarantines(void **state)
   assert_true(reason[0] != '\0');
   reason[0] = '\0';
   assert_int_equal(fate(f, 0, 4, reason, sizeof(reason)), 0);
+  assert_contains(reason, "start_offsets: ");
   assert_contains(reason, "created event");
   assert_int_equal(fate(f, 0, 5, reason, sizeof(reason)), 1);
   d = get_dest(f, add->data.id, false);
