@@ -342,6 +342,7 @@ struct notifier {
   struct entry **replays;
   size_t nreplays;
   int inflight;
+  size_t reaped; /* requests the last reap() finished */
   int64_t next_commit_ms, next_reload_ms, next_queue_ms, next_parts_ms;
   /* follow: the projector's thread */
   ctkn_projector *proj;
@@ -905,6 +906,7 @@ static int reap(struct notifier *nf, struct ctkn_err *err)
     complete(nf, e, m->data.result, now, &done[ndone].a);
     ndone++;
   }
+  nf->reaped = ndone;
   size_t total = ndone;
   for (size_t i = 0; i < nf->nlanes; i++)
     total += (size_t)nf->lanes[i]->n;
@@ -1297,8 +1299,15 @@ int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
     }
     if (!nf->o.follow && idle(nf, ctkn_now_us()))
       break;
+    /* Answers just settled free window slots: fill them at once rather
+     * than wait for curl, which may have nothing left in flight to wake
+     * the poll. */
     int numfds;
-    curl_multi_poll(nf->multi, NULL, 0, nf->inflight > 0 ? 50 : 100, &numfds);
+    curl_multi_poll(nf->multi, NULL, 0,
+                    nf->reaped > 0     ? 0
+                    : nf->inflight > 0 ? 50
+                                       : 100,
+                    &numfds);
   }
   if (rc == CTKN_OK) {
     struct ctkn_err rerr;
