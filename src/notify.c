@@ -316,6 +316,16 @@ struct lane {
   int n;
 };
 
+/* A finished attempt waiting to be written. */
+struct pend {
+  struct ctkn_notification n;
+  struct ctkn_ntf_attempt a;
+  bool dequeue; /* a settled replay: leaves notify_queue */
+};
+
+#define FLUSH_US  20000
+#define FLUSH_MAX 4096
+
 struct part {
   bool owned;
   bool fetched; /* committed offset and metadata read since acquired */
@@ -343,6 +353,14 @@ struct notifier {
   size_t nreplays;
   int inflight;
   size_t reaped; /* requests the last reap() finished */
+  /* Finished attempts not yet written, and when the last write was: the
+   * state is written at most every FLUSH_US (one synced LMDB commit), so
+   * a crash may repeat what finished meanwhile, never skip it. */
+  struct pend *pend;
+  size_t npend, pcap;
+  int64_t flushed_us;
+  char *log; /* this round's attempt lines, written at once */
+  size_t loglen, logcap;
   int64_t next_commit_ms, next_reload_ms, next_queue_ms, next_parts_ms;
   /* follow: the projector's thread */
   ctkn_projector *proj;
@@ -748,10 +766,11 @@ static int64_t backoff_ms(const struct notifier *nf, uint32_t attempts)
   return b / 2 + (int64_t)(r % (uint32_t)(b / 2 + 1));
 }
 
-static void log_attempt(const struct entry *e, const struct ctkn_ntf_attempt *a,
-                        const char *outcome)
+static void log_attempt(struct notifier *nf, const struct entry *e,
+                        const struct ctkn_ntf_attempt *a, const char *outcome)
 {
-  char at[CTKN_TIME_BUF], retry[CTKN_TIME_BUF + 2] = "null";
+  char at[CTKN_TIME_BUF], retry[CTKN_TIME_BUF + 2] = "null", line[768];
+  int n;
 
   ctkn_time_format(a->at, at);
   if (e->n.status == CTKN_NTF_NEEDS_RETRY) {
@@ -759,13 +778,30 @@ static void log_attempt(const struct entry *e, const struct ctkn_ntf_attempt *a,
     ctkn_time_format(e->n.retry_at, retry + 1);
     strcat(retry, "\"");
   }
-  fprintf(stderr,
-          "{\"notify\":\"attempt\",\"at\":\"%s\",\"notification_id\":\"%s\","
-          "\"destination\":\"%s\",\"event_id\":\"%s\",\"attempt\":%" PRIu32
-          ",\"response_code\":%d,\"latency_ms\":%.3f,\"outcome\":\"%s\","
-          "\"retry_at\":%s,\"error\":\"%s\"}\n",
-          at, e->n.id, e->n.dest, e->n.event_id, a->n, a->status,
-          (double)a->latency_us / 1000.0, outcome, retry, a->error);
+  n = snprintf(line, sizeof(line),
+               "{\"notify\":\"attempt\",\"at\":\"%s\",\"notification_id\":"
+               "\"%s\",\"destination\":\"%s\",\"event_id\":\"%s\","
+               "\"attempt\":%" PRIu32 ",\"response_code\":%d,"
+               "\"latency_ms\":%.3f,\"outcome\":\"%s\",\"retry_at\":%s,"
+               "\"error\":\"%s\"}\n",
+               at, e->n.id, e->n.dest, e->n.event_id, a->n, a->status,
+               (double)a->latency_us / 1000.0, outcome, retry, a->error);
+  if (n <= 0 || (size_t)n >= sizeof(line))
+    return;
+  if (nf->loglen + (size_t)n > nf->logcap) {
+    size_t cap = nf->logcap ? 2 * nf->logcap : 16384;
+    while (cap < nf->loglen + (size_t)n)
+      cap *= 2;
+    char *b = realloc(nf->log, cap);
+    if (b == NULL) { /* out of memory: the line at least */
+      fwrite(line, 1, (size_t)n, stderr);
+      return;
+    }
+    nf->log = b;
+    nf->logcap = cap;
+  }
+  memcpy(nf->log + nf->loglen, line, (size_t)n);
+  nf->loglen += (size_t)n;
 }
 
 /* Record what became of a finished request. */
@@ -818,7 +854,7 @@ static void complete(struct notifier *nf, struct entry *e, CURLcode cc,
     outcome = "retry";
   }
   e->dirty = true;
-  log_attempt(e, a, outcome);
+  log_attempt(nf, e, a, outcome);
 }
 
 /* Move each lane's cursor over its settled head. */
@@ -841,49 +877,84 @@ static void advance(struct notifier *nf, struct entry **gone, size_t *ngone)
   }
 }
 
-static int put_entry(ctkn_store_txn *txn, struct entry *e,
-                     const struct ctkn_ntf_attempt *a, struct ctkn_err *err)
+static int put_pend(ctkn_store_txn *txn, const struct pend *p,
+                    struct ctkn_err *err)
 {
-  uint8_t *buf;
+  uint8_t *buf, k[ATT_KEY_LEN];
   size_t len;
   int rc;
 
-  if ((rc = ctkn_notification_encode(&e->n, &buf, &len, err)) != CTKN_OK)
+  if ((rc = ctkn_notification_encode(&p->n, &buf, &len, err)) != CTKN_OK)
     return rc;
-  rc = ctkn_store_kv_put(txn, CTKN_TABLE_NOTIFICATIONS, e->n.id,
+  rc = ctkn_store_kv_put(txn, CTKN_TABLE_NOTIFICATIONS, p->n.id,
                          CTKN_NTF_ID_LEN, buf, len, err);
   free(buf);
-  if (rc != CTKN_OK || a == NULL)
+  if (rc != CTKN_OK)
     return rc;
-  uint8_t k[ATT_KEY_LEN];
-  memcpy(k, e->n.id, CTKN_NTF_ID_LEN);
-  be32(k + CTKN_NTF_ID_LEN, a->n);
-  if ((rc = ctkn_attempt_encode(a, &buf, &len, err)) != CTKN_OK)
+  memcpy(k, p->n.id, CTKN_NTF_ID_LEN);
+  be32(k + CTKN_NTF_ID_LEN, p->a.n);
+  if ((rc = ctkn_attempt_encode(&p->a, &buf, &len, err)) != CTKN_OK)
     return rc;
   rc = ctkn_store_kv_put(txn, CTKN_TABLE_ATTEMPTS, k, sizeof(k), buf, len, err);
   free(buf);
-  if (rc == CTKN_OK && e->lane == NULL && e->settled) {
+  if (rc == CTKN_OK && p->dequeue) {
     rc =
-        ctkn_store_kv_del(txn, CTKN_TABLE_QUEUE, e->n.id, CTKN_NTF_ID_LEN, err);
+        ctkn_store_kv_del(txn, CTKN_TABLE_QUEUE, p->n.id, CTKN_NTF_ID_LEN, err);
     if (rc == CTKN_ENOTFOUND)
       rc = CTKN_OK;
   }
   return rc;
 }
 
-/* One round of curl: finished requests, persisted with the cursors they
- * moved, in one write transaction. */
+/* Write the finished attempts and the moved cursors in one transaction:
+ * when forced, FLUSH_US after the last write, or when many wait. */
+static int flush(struct notifier *nf, bool force, struct ctkn_err *err)
+{
+  ctkn_store_txn *txn = NULL;
+  int64_t now = ctkn_now_us();
+  bool dirty = nf->npend > 0;
+  int rc;
+
+  for (size_t i = 0; i < nf->nlanes && !dirty; i++)
+    dirty = nf->lanes[i]->cursor_dirty;
+  if (!dirty ||
+      (!force && now - nf->flushed_us < FLUSH_US && nf->npend < FLUSH_MAX))
+    return CTKN_OK;
+  if ((rc = ctkn_store_begin(nf->st, true, &txn, err)) != CTKN_OK)
+    return rc;
+  for (size_t i = 0; i < nf->npend && rc == CTKN_OK; i++)
+    rc = put_pend(txn, &nf->pend[i], err);
+  for (size_t i = 0; i < nf->nlanes && rc == CTKN_OK; i++) {
+    struct lane *l = nf->lanes[i];
+    uint8_t k[LANE_KEY_LEN], v[8];
+    if (!l->cursor_dirty)
+      continue;
+    lane_key(k, l->dest, l->partition);
+    be64(v, (uint64_t)l->cursor);
+    rc = ctkn_store_kv_put(txn, CTKN_TABLE_CURSORS, k, sizeof(k), v, sizeof(v),
+                           err);
+  }
+  if (rc != CTKN_OK) {
+    ctkn_store_abort(txn);
+    return rc;
+  }
+  if ((rc = ctkn_store_commit(txn, err)) != CTKN_OK)
+    return rc;
+  for (size_t i = 0; i < nf->nlanes; i++)
+    nf->lanes[i]->cursor_dirty = false;
+  nf->npend = 0;
+  nf->flushed_us = now;
+  return CTKN_OK;
+}
+
+/* One round of curl: settle what finished, move the cursors, and write
+ * the state when it is time (flush). */
 static int reap(struct notifier *nf, struct ctkn_err *err)
 {
-  struct done {
-    struct entry *e;
-    struct ctkn_ntf_attempt a;
-  } *done = NULL;
-  size_t ndone = 0, cap = 0, ngone = 0;
+  size_t ndone = 0, ngone = 0;
   struct entry **gone = NULL;
-  ctkn_store_txn *txn = NULL;
   CURLMsg *m;
-  int left, running, rc = CTKN_OK;
+  int left, running, rc;
   int64_t now = ctkn_now_us();
 
   curl_multi_perform(nf->multi, &running);
@@ -892,53 +963,32 @@ static int reap(struct notifier *nf, struct ctkn_err *err)
     if (m->msg != CURLMSG_DONE)
       continue;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&e);
-    if (ndone == cap) {
-      size_t nc = cap ? 2 * cap : 64;
-      struct done *d = realloc(done, nc * sizeof(*d));
-      if (d == NULL) {
-        free(done);
+    if (nf->npend == nf->pcap) {
+      size_t nc = nf->pcap ? 2 * nf->pcap : 256;
+      struct pend *p = realloc(nf->pend, nc * sizeof(*p));
+      if (p == NULL)
         return ctkn__err(err, CTKN_ENOMEM, "notify: results");
-      }
-      done = d;
-      cap = nc;
+      nf->pend = p;
+      nf->pcap = nc;
     }
-    done[ndone].e = e;
-    complete(nf, e, m->data.result, now, &done[ndone].a);
+    struct pend *p = &nf->pend[nf->npend++];
+    complete(nf, e, m->data.result, now, &p->a);
+    p->n = e->n;
+    p->dequeue = e->lane == NULL && e->settled;
     ndone++;
   }
   nf->reaped = ndone;
-  size_t total = ndone;
+  if (nf->loglen > 0) {
+    fwrite(nf->log, 1, nf->loglen, stderr);
+    nf->loglen = 0;
+  }
+  size_t total = 0;
   for (size_t i = 0; i < nf->nlanes; i++)
     total += (size_t)nf->lanes[i]->n;
-  if ((gone = calloc(total ? total : 1, sizeof(*gone))) == NULL) {
-    free(done);
+  if ((gone = calloc(total ? total : 1, sizeof(*gone))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "notify: settled");
-  }
   advance(nf, gone, &ngone);
-  bool dirty = ndone > 0;
-  for (size_t i = 0; i < nf->nlanes && !dirty; i++)
-    dirty = nf->lanes[i]->cursor_dirty;
-  if (dirty && (rc = ctkn_store_begin(nf->st, true, &txn, err)) == CTKN_OK) {
-    for (size_t i = 0; i < ndone && rc == CTKN_OK; i++) {
-      rc = put_entry(txn, done[i].e, &done[i].a, err);
-      done[i].e->dirty = false;
-    }
-    for (size_t i = 0; i < nf->nlanes && rc == CTKN_OK; i++) {
-      struct lane *l = nf->lanes[i];
-      uint8_t k[LANE_KEY_LEN], v[8];
-      if (!l->cursor_dirty)
-        continue;
-      lane_key(k, l->dest, l->partition);
-      be64(v, (uint64_t)l->cursor);
-      rc = ctkn_store_kv_put(txn, CTKN_TABLE_CURSORS, k, sizeof(k), v,
-                             sizeof(v), err);
-      l->cursor_dirty = false;
-    }
-    if (rc == CTKN_OK)
-      rc = ctkn_store_commit(txn, err);
-    else
-      ctkn_store_abort(txn);
-  }
+  rc = flush(nf, false, err);
   for (size_t i = 0; i < ngone; i++)
     entry_free(nf, gone[i]);
   /* Settled replays leave the list. */
@@ -951,7 +1001,6 @@ static int reap(struct notifier *nf, struct ctkn_err *err)
   }
   nf->nreplays = keep;
   free(gone);
-  free(done);
   return rc;
 }
 
@@ -1015,6 +1064,9 @@ static int load_replays(struct notifier *nf, struct ctkn_err *err)
   struct ctkn_event *ev;
   int rc;
 
+  /* A settled replay leaves the queue in the write that records it. */
+  if ((rc = flush(nf, true, err)) != CTKN_OK)
+    return rc;
   if ((ev = malloc(sizeof(*ev))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "notify: replay");
   if ((rc = ctkn_store_begin(nf->st, false, &txn, err)) != CTKN_OK) {
@@ -1311,7 +1363,9 @@ int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
   }
   if (rc == CTKN_OK) {
     struct ctkn_err rerr;
-    reap(nf, &rerr);
+    if (reap(nf, &rerr) != CTKN_OK || flush(nf, true, &rerr) != CTKN_OK)
+      fprintf(stderr, "ctkn notify: the last results were not written: %s\n",
+              rerr.msg);
     commit_lease(nf);
   }
 out:
@@ -1325,6 +1379,8 @@ out:
     entry_free(nf, nf->replays[i]);
   for (size_t i = 0; i < nf->ndests; i++)
     ctkn_wipe(nf->dests[i].secret, sizeof(nf->dests[i].secret));
+  free(nf->pend);
+  free(nf->log);
   free(nf->lanes);
   free(nf->replays);
   free(nf->dests);

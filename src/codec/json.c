@@ -439,24 +439,28 @@ char *ctkn_json_data(const struct ctkn_token *t, const char *request_id)
   return sb_meta_end(&b, request_id);
 }
 
+/* Written without jansson, as the data document is: `ctkn notify` renders
+ * one per notification and `ctkn tail` one per event. */
 char *ctkn_json_event(const struct ctkn_event *ev)
 {
-  json_t *o = json_object();
-  int rc = 0;
+  struct sbuf b = {0};
 
-  if (o == NULL)
-    return NULL;
-  rc |= set(o, "event_id", jstr(ev->event_id, sizeof(ev->event_id)));
-  rc |= set(o, "event_type", jname(ctkn_event_type_str(ev->type)));
-  rc |= set(o, "occurred_at", jtime(ev->occurred_at));
-  rc |= set(o, "notification_id",
-            jstr(ev->notification_id, sizeof(ev->notification_id)));
-  rc |= set(o, "data", token_obj(&ev->data));
-  if (rc != 0) {
-    json_decref(o);
+  SB_LIT(&b, "{\"event_id\":");
+  sb_str(&b, ev->event_id, sizeof(ev->event_id));
+  SB_LIT(&b, ",\"event_type\":");
+  sb_name(&b, ctkn_event_type_str(ev->type));
+  SB_LIT(&b, ",\"occurred_at\":");
+  sb_time(&b, ev->occurred_at);
+  SB_LIT(&b, ",\"notification_id\":");
+  sb_str(&b, ev->notification_id, sizeof(ev->notification_id));
+  SB_LIT(&b, ",\"data\":");
+  sb_entity(&b, &ev->data);
+  SB_LIT(&b, "}");
+  if (b.oom) {
+    free(b.p);
     return NULL;
   }
-  return dump(o);
+  return b.p;
 }
 
 char *ctkn_json_list(const struct ctkn_token *items, size_t n,

@@ -441,6 +441,45 @@ static void test_data_writer_matches_jansson_byte_for_byte(void **state)
   }
 }
 
+/* The webhook document is written without jansson too; it must be what
+ * jansson writes for the same envelope around the token's entity. */
+static void test_event_writer_matches_jansson_byte_for_byte(void **state)
+{
+  static const char *const texts[] = {
+      "plain", "caf\xc3\xa9 \"q\" \\ \x01\x1f",
+      "bad \xff\xfe bytes \xc3 cut \xed\xa0\x80", ""};
+  (void)state;
+  for (size_t i = 0; i < sizeof(texts) / sizeof(*texts); i++) {
+    struct ctkn_event ev;
+    memset(&ev, 0, sizeof(ev));
+    strcpy(ev.event_id, "evt_01hv8x2f5kq3y9d7m4n6p8r0st");
+    strcpy(ev.notification_id, "ntf_01hv8x2f5kq3y9d7m4n6p8r0sv");
+    ev.type = CTKN_EVENT_UPDATED;
+    plain_token(&ev.data, TOKEN_ID, texts[i]);
+    ev.data.has_description = true;
+    snprintf(ev.data.description, sizeof(ev.data.description), "%s", texts[i]);
+    ev.occurred_at = ev.data.updated_at;
+    char *ours = ctkn_json_event(&ev), *token = ctkn_json_token(&ev.data);
+    assert_non_null(ours);
+    assert_non_null(token);
+    json_t *o = json_object(), *data = json_loads(token, 0, NULL);
+    assert_non_null(data);
+    json_object_set_new(o, "event_id", json_string(ev.event_id));
+    json_object_set_new(o, "event_type", json_string("client_token.updated"));
+    json_object_set_new(o, "occurred_at",
+                        json_string("2025-01-02T03:04:05.000006Z"));
+    json_object_set_new(o, "notification_id", json_string(ev.notification_id));
+    json_object_set_new(o, "data", data);
+    char *want = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (strcmp(ours, want) != 0)
+      fail_msg("text %zu:\n  ours:    %s\n  jansson: %s", i, ours, want);
+    free(want);
+    json_decref(o);
+    free(ours);
+    free(token);
+  }
+}
+
 static void test_list_with_next_page_in_paddle_order(void **state)
 {
   struct ctkn_token items[2];
@@ -1151,6 +1190,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_event_matches_seed_webhook_byte_for_byte),
+      cmocka_unit_test(test_event_writer_matches_jansson_byte_for_byte),
       cmocka_unit_test(
           test_create_response_matches_seed_with_microsecond_times),
       cmocka_unit_test(
