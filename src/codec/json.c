@@ -930,7 +930,7 @@ char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
 /* ["client_token.read", ...] for perms. */
 static json_t *jperms(unsigned perms)
 {
-  const char *names[2];
+  const char *names[CTKN_PERMS_MAX];
   size_t n = ctkn_perms_names(perms, names, CTKN__ARRAY_LEN(names));
   json_t *arr = json_array();
   int rc = 0;
