@@ -235,6 +235,12 @@ char *ctkn_json_destination(const struct ctkn_destination *d,
 /* {"data": [destinations], "meta": {"request_id"}} */
 char *ctkn_json_destinations(const struct ctkn_destination *d, size_t n,
                              const char *request_id);
+/* One page of them, as GET /notification-settings answers: {"data":
+ * [destinations], "meta": {"request_id", "pagination": {"per_page",
+ * "next", "has_more", "estimated_total" (left out when negative)}}}. */
+char *ctkn_json_destinations_page(const struct ctkn_destination *d, size_t n,
+                                  const struct ctkn_pagination *page,
+                                  const char *request_id);
 
 /* Paddle's notification: {"id", "type", "status", "payload" (payload is
  * JSON text spliced in; NULL: null), "occurred_at", "delivered_at",

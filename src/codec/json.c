@@ -1274,6 +1274,31 @@ char *ctkn_json_destinations(const struct ctkn_destination *d, size_t n,
   return data_doc(checked(a, rc), true, request_id);
 }
 
+char *ctkn_json_destinations_page(const struct ctkn_destination *d, size_t n,
+                                  const struct ctkn_pagination *page,
+                                  const char *request_id)
+{
+  json_t *a = json_array(), *pg = json_object();
+  int rc = a == NULL || pg == NULL;
+
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    rc = json_array_append_new(a, destination_obj(&d[i], NULL));
+  if (rc == 0) {
+    rc |= set(pg, "per_page", json_integer(page->per_page));
+    rc |=
+        set(pg, "next", page->next ? jstr(page->next, SIZE_MAX) : json_null());
+    rc |= set(pg, "has_more", json_boolean(page->has_more));
+    if (page->estimated_total >= 0)
+      rc |= set(pg, "estimated_total", json_integer(page->estimated_total));
+  }
+  if (rc != 0) {
+    json_decref(a);
+    json_decref(pg);
+    return NULL;
+  }
+  return dump(pair("data", a, "meta", meta_obj(request_id, pg)));
+}
+
 /* ---- notifications --------------------------------------------------- */
 
 static json_t *jtime_or_null(int64_t us)
