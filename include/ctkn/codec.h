@@ -146,8 +146,9 @@ int ctkn_json_parse_update(const char *body, size_t len, const char *id,
  * (it has no simulated traffic, so "platform" and "all" mean the same and
  * "simulation" is refused). Malformed JSON or a body that is not an
  * object is CTKN_EBADREQ; a missing, mistyped, invalid or unknown field
- * is CTKN_EINVAL naming it (the first in document order, then the
- * missing ones in the order above).
+ * is CTKN_EINVAL naming it (a bad "type" first, as the other rules
+ * follow from it; then the first in document order; then the missing
+ * ones in the order above).
  */
 int ctkn_json_parse_dest_create(const char *body, size_t len,
                                 struct ctkn_dest_command *cmd,

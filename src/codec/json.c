@@ -803,7 +803,9 @@ static int dest_fixed(const char *key, json_t *v, struct ctkn_err *err)
   return CTKN_OK;
 }
 
-/* The members of root into cmd, in document order. */
+/* The members of root into cmd, in document order, but for a create's
+ * "type" first: the rules for the destination follow from it, so an
+ * email destination is refused for its type, not for its address. */
 static int dest_fill(struct ctkn_dest_command *cmd, json_t *root, bool update,
                      unsigned *seen, struct ctkn_err *err)
 {
@@ -811,6 +813,9 @@ static int dest_fill(struct ctkn_dest_command *cmd, json_t *root, bool update,
   json_t *v;
   int rc;
 
+  if (!update && (v = json_object_get(root, "type")) != NULL &&
+      (rc = dest_type(v, err)) != CTKN_OK)
+    return rc;
   json_object_foreach(root, key, v)
   {
     if (strcmp(key, "description") == 0) {

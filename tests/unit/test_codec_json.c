@@ -1261,8 +1261,14 @@ static void test_parse_dest_create_errors_name_the_field(void **state)
                     "colour");
   expect_dest_error(false, "{\"id\":\"" DEST_ID "\"," DEST_BODY "}",
                     CTKN_EINVAL, "id");
+  /* ... but a bad type comes first: the other rules follow from it. */
   expect_dest_error(false, "{\"colour\":1,\"type\":\"email\"}", CTKN_EINVAL,
-                    "colour");
+                    "type");
+  expect_dest_error(false,
+                    "{\"description\":\"d\",\"destination\":"
+                    "\"ops@example.com\",\"subscribed_events\":"
+                    "[\"client_token.created\"],\"type\":\"email\"}",
+                    CTKN_EINVAL, "type");
   /* The body itself. */
   expect_dest_error(false, "", CTKN_EBADREQ, "");
   expect_dest_error(false, "{\"description\":", CTKN_EBADREQ, "");
