@@ -39,8 +39,13 @@
 #define KEY_LEN     (sizeof(CTKN_APIKEY_PREFIX) - 1 + KEY_B64_LEN)
 #define PERM_READ   "client_token.read"
 #define PERM_WRITE  "client_token.write"
-#define PERM_ALL    (CTKN_PERM_TOKEN_READ | CTKN_PERM_TOKEN_WRITE)
-#define PATH_SHOW   120 /* bytes of a path quoted in err->msg */
+#define PERM_SREAD  "notification_setting.read"
+#define PERM_SWRITE "notification_setting.write"
+#define PERM_LIST   PERM_READ ", " PERM_WRITE ", " PERM_SREAD ", " PERM_SWRITE
+#define PERM_ALL                                                               \
+  (CTKN_PERM_TOKEN_READ | CTKN_PERM_TOKEN_WRITE | CTKN_PERM_SETTING_READ |     \
+   CTKN_PERM_SETTING_WRITE)
+#define PATH_SHOW 120 /* bytes of a path quoted in err->msg */
 
 struct ctkn_apikeys {
   struct ctkn_apikey *v;
@@ -49,13 +54,40 @@ struct ctkn_apikeys {
 
 /* ---- permissions and names ------------------------------------------ */
 
-/* One permission name to its bit; write implies read. 0 when unknown. */
+/* Every permission, in the order ctkn_perms_names() lists them: its own
+ * bit, and the bits it grants (a write's include its read). */
+static const struct {
+  const char *name;
+  unsigned own, bits;
+} perms_table[] = {
+    {PERM_READ, CTKN_PERM_TOKEN_READ, CTKN_PERM_TOKEN_READ},
+    {PERM_WRITE, CTKN_PERM_TOKEN_WRITE,
+     CTKN_PERM_TOKEN_READ | CTKN_PERM_TOKEN_WRITE},
+    {PERM_SREAD, CTKN_PERM_SETTING_READ, CTKN_PERM_SETTING_READ},
+    {PERM_SWRITE, CTKN_PERM_SETTING_WRITE,
+     CTKN_PERM_SETTING_READ | CTKN_PERM_SETTING_WRITE},
+};
+_Static_assert(CTKN__ARRAY_LEN(perms_table) == CTKN_PERMS_MAX,
+               "CTKN_PERMS_MAX counts the permissions");
+
+/* perms with every write's read added. */
+static unsigned with_reads(unsigned perms)
+{
+  if (perms & CTKN_PERM_TOKEN_WRITE)
+    perms |= CTKN_PERM_TOKEN_READ;
+  if (perms & CTKN_PERM_SETTING_WRITE)
+    perms |= CTKN_PERM_SETTING_READ;
+  return perms;
+}
+
+/* One permission name to its bits; write implies read. 0 when unknown. */
 static unsigned perm_bit(const char *s, size_t len)
 {
-  if (len == sizeof(PERM_READ) - 1 && memcmp(s, PERM_READ, len) == 0)
-    return CTKN_PERM_TOKEN_READ;
-  if (len == sizeof(PERM_WRITE) - 1 && memcmp(s, PERM_WRITE, len) == 0)
-    return CTKN_PERM_TOKEN_READ | CTKN_PERM_TOKEN_WRITE;
+  for (size_t i = 0; i < CTKN__ARRAY_LEN(perms_table); i++) {
+    if (strlen(perms_table[i].name) == len &&
+        memcmp(s, perms_table[i].name, len) == 0)
+      return perms_table[i].bits;
+  }
   return 0;
 }
 
@@ -67,8 +99,7 @@ int ctkn_perms_parse(const char *s, unsigned *perms, struct ctkn_err *err)
   *perms = 0;
   if (s == NULL || *s == '\0')
     return ctkn__err_field(err, CTKN_EINVAL, "permissions",
-                           "must list at least one of " PERM_READ
-                           ", " PERM_WRITE);
+                           "must list at least one of " PERM_LIST);
   for (;;) {
     size_t len = strcspn(p, ",");
     unsigned bit = perm_bit(p, len);
@@ -79,7 +110,7 @@ int ctkn_perms_parse(const char *s, unsigned *perms, struct ctkn_err *err)
     if (bit == 0)
       return ctkn__err_field(err, CTKN_EINVAL, "permissions",
                              "unknown permission \"%.*s\" (accepted: "
-                             "" PERM_READ ", " PERM_WRITE ")",
+                             "" PERM_LIST ")",
                              len > 64 ? 64 : (int)len, p);
     bits |= bit;
     if (p[len] == '\0')
@@ -95,10 +126,11 @@ size_t ctkn_perms_names(unsigned perms, const char **names, size_t cap)
   size_t n = 0;
 
   /* Write implies read, also for bits a caller set by hand. */
-  if ((perms & (CTKN_PERM_TOKEN_READ | CTKN_PERM_TOKEN_WRITE)) && n < cap)
-    names[n++] = PERM_READ;
-  if ((perms & CTKN_PERM_TOKEN_WRITE) && n < cap)
-    names[n++] = PERM_WRITE;
+  perms = with_reads(perms);
+  for (size_t i = 0; i < CTKN__ARRAY_LEN(perms_table) && n < cap; i++) {
+    if (perms & perms_table[i].own)
+      names[n++] = perms_table[i].name;
+  }
   return n;
 }
 
@@ -289,7 +321,7 @@ static int parse_line(const char *path, size_t lineno, const char *s,
                        : 0;
     if (bit == 0) {
       rc = bad_line(err, path, lineno, "permissions",
-                    "item %zu is not " PERM_READ " or " PERM_WRITE, i);
+                    "item %zu is not one of " PERM_LIST, i);
       goto out;
     }
     k->perms |= bit;
@@ -423,8 +455,8 @@ int ctkn_apikeys_load(const char *path, ctkn_apikeys **out,
 static char *render_line(const struct ctkn_apikey *k)
 {
   char hex[2 * sizeof(k->sha256) + 1];
-  const char *names[2];
-  size_t n = ctkn_perms_names(k->perms, names, 2);
+  const char *names[CTKN_PERMS_MAX];
+  size_t n = ctkn_perms_names(k->perms, names, CTKN_PERMS_MAX);
   json_t *o = json_object(), *perms = json_array();
   int rc = 0;
   char *s;
@@ -617,8 +649,8 @@ int ctkn_apikey_create(const char *path, const char *name, unsigned perms,
     return rc;
   if (perms == 0 || (perms & ~(unsigned)PERM_ALL) != 0)
     return ctkn__err_field(err, CTKN_EINVAL, "permissions",
-                           "must grant " PERM_READ ", " PERM_WRITE
-                           " or both, and nothing else");
+                           "must grant one or more of " PERM_LIST
+                           ", and nothing else");
   if ((lfd = lock(path, err)) < 0)
     return lfd;
   if ((rc = load(path, true, &ks, err)) != CTKN_OK)
@@ -630,7 +662,7 @@ int ctkn_apikey_create(const char *path, const char *name, unsigned perms,
   }
   memset(&k, 0, sizeof(k));
   ctkn__strlcpy(k.name, name, sizeof(k.name));
-  k.perms = (perms & CTKN_PERM_TOKEN_WRITE) ? PERM_ALL : perms;
+  k.perms = with_reads(perms);
   if ((rc = ctkn_time_format(ctkn_now_us(), k.created_at)) != CTKN_OK) {
     rc = ctkn__err(err, CTKN_EINTERNAL, "the clock is outside 1970-9999");
     goto out;

@@ -10,6 +10,9 @@
  *   - the command thread drains the write queue in batches through
  *     ctkn_ledger_execute_batch(), so 64 creates in flight cost one
  *     catch-up, one append and one wait, not 64;
+ *   - the settings thread runs notification-setting writes, one at a
+ *     time, through ctkn_settings_execute() (see settings_main: they are
+ *     slow and rare, and must not hold up token writes);
  *   - the caller's thread watches the stop and reload flags and the
  *     deadlines of suspended reads.
  * A request that waits is suspended (MHD_suspend_connection) and resumed by
@@ -38,11 +41,14 @@
 #include "ctkn/projector.h"
 #include "ctkn/query.h"
 #include "ctkn/server.h"
+#include "ctkn/settings.h"
 #include "internal.h"
 
 #define BATCH_MAX     256 /* commands per ledger batch */
 #define DRAIN_MS      15000
-#define POSITIONS_MAX 16 /* entries in one X-Ctkn-Min-Position */
+#define POSITIONS_MAX 16  /* entries in one X-Ctkn-Min-Position */
+#define PATH_ID_BUF   48  /* a path's ID segment (longer ones never match) */
+#define DEST_PER_PAGE 200 /* GET /notification-settings: default and max */
 
 /* ---- metrics ---------------------------------------------------------- */
 
@@ -54,15 +60,24 @@ enum route {
   R_VERIFY,
   R_HEALTHZ,
   R_METRICS,
+  R_DEST_CREATE, /* POST /notification-settings */
+  R_DEST_LIST,   /* GET /notification-settings */
+  R_DEST_GET,    /* GET /notification-settings/{id} */
+  R_DEST_UPDATE, /* PATCH /notification-settings/{id} */
+  R_DEST_DELETE, /* DELETE /notification-settings/{id} */
   R_OTHER,
   R_COUNT
 };
 
 static const char *const route_names[R_COUNT] = {
-    "create", "update", "get", "list", "verify", "healthz", "metrics", "other"};
+    "create",       "update",          "get",
+    "list",         "verify",          "healthz",
+    "metrics",      "settings_create", "settings_list",
+    "settings_get", "settings_update", "settings_delete",
+    "other"};
 
-static const int statuses[] = {200, 201, 400, 403, 404, 405,
-                               409, 413, 429, 500, 503};
+static const int statuses[] = {200, 201, 204, 400, 403, 404,
+                               405, 409, 413, 429, 500, 503};
 #define NSTATUS (CTKN__ARRAY_LEN(statuses) + 1) /* last: any other */
 
 static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
@@ -80,6 +95,14 @@ struct metrics {
 
 struct req;
 
+/* A queue of suspended requests for a worker thread. */
+struct wq {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct req *head, *tail;
+  bool stop;
+};
+
 /* One key's token bucket; rebuilt with the key set on reload. */
 struct bucket {
   double tokens;
@@ -90,8 +113,13 @@ struct server {
   const struct ctkn_server_config *cfg;
   ctkn_store *st;
   struct MHD_Daemon *mhd;
-  char *next_base; /* public_url + "/client-tokens" */
+  char *next_base;      /* public_url + "/client-tokens" */
+  char *dest_next_base; /* public_url + "/notification-settings" */
   struct metrics m;
+
+  /* The deployment key, for creating notification settings. */
+  bool have_key;
+  uint8_t key[CTKN_KEY_LEN];
 
   /* API keys: swapped whole on reload. */
   pthread_rwlock_t keys_lock;
@@ -115,10 +143,12 @@ struct server {
   /* The command thread and its queue. */
   pthread_t commander;
   bool commander_started;
-  pthread_mutex_t q_lock;
-  pthread_cond_t q_cond;
-  struct req *q_head, *q_tail;
-  bool q_stop;
+  struct wq cmdq;
+
+  /* The settings thread and its queue. */
+  pthread_t settler;
+  bool settler_started;
+  struct wq setq;
 
   /* Set by a thread that cannot go on; the server then stops. */
   atomic_int fatal;
@@ -147,6 +177,7 @@ struct req {
   bool suspended;
   bool ready;                     /* the answer below is final */
   struct ctkn_command *cmd;       /* writes only: 3 KiB not to clear per read */
+  struct ctkn_dest_command *dcmd; /* notification-setting writes only */
   int64_t want[POSITIONS_MAX][2]; /* partition, offset */
   int nwant;
   int64_t deadline_ms;
@@ -269,7 +300,10 @@ static enum MHD_Result send_answer(struct req *r)
   enum MHD_Result ret;
   char retry[16];
 
-  if (r->resp != NULL) {
+  if (r->status == MHD_HTTP_NO_CONTENT) {
+    resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  } else if (r->resp != NULL) {
     resp = MHD_create_response_from_buffer(strlen(r->resp), r->resp,
                                            MHD_RESPMEM_MUST_FREE);
     if (resp != NULL)
@@ -281,10 +315,11 @@ static enum MHD_Result send_answer(struct req *r)
   }
   if (resp == NULL)
     return MHD_NO;
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                          r->route == R_METRICS && r->status == MHD_HTTP_OK
-                              ? "text/plain; version=0.0.4"
-                              : "application/json");
+  if (r->status != MHD_HTTP_NO_CONTENT)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->route == R_METRICS && r->status == MHD_HTTP_OK
+                                ? "text/plain; version=0.0.4"
+                                : "application/json");
   MHD_add_response_header(resp, "X-Request-Id", r->rid);
   if (r->position[0] != '\0')
     MHD_add_response_header(resp, "X-Ctkn-Position", r->position);
@@ -468,26 +503,68 @@ static void *follower_main(void *arg)
 
 /* ---- the command thread ---------------------------------------------- */
 
-/* Queue r, suspended, for the command thread; or, once the server is
- * closing, answer it at once. */
-static void enqueue(struct server *s, struct req *r)
+/* Queue r, suspended, for the thread that drains q; or, once the server
+ * is closing, answer it at once. */
+static void enqueue(struct server *s, struct wq *q, struct req *r)
 {
-  pthread_mutex_lock(&s->q_lock);
+  pthread_mutex_lock(&q->lock);
   if (atomic_load(&s->closing)) {
-    pthread_mutex_unlock(&s->q_lock);
+    pthread_mutex_unlock(&q->lock);
     r->retry_after = 1;
     answer_code(r, CTKN_EKAFKA, "the server is shutting down; retry");
     wake(r);
     return;
   }
   r->next = NULL;
-  if (s->q_tail != NULL)
-    s->q_tail->next = r;
+  if (q->tail != NULL)
+    q->tail->next = r;
   else
-    s->q_head = r;
-  s->q_tail = r;
-  pthread_cond_signal(&s->q_cond);
-  pthread_mutex_unlock(&s->q_lock);
+    q->head = r;
+  q->tail = r;
+  pthread_cond_signal(&q->cond);
+  pthread_mutex_unlock(&q->lock);
+}
+
+/* Wait for work on q and take up to max requests into batch. Returns how
+ * many; 0 only once q is stopped and empty. */
+static size_t dequeue(struct wq *q, struct req **batch, size_t max)
+{
+  size_t n = 0;
+
+  pthread_mutex_lock(&q->lock);
+  while (q->head == NULL && !q->stop)
+    pthread_cond_wait(&q->cond, &q->lock);
+  while (q->head != NULL && n < max) {
+    batch[n++] = q->head;
+    q->head = q->head->next;
+  }
+  if (q->head == NULL)
+    q->tail = NULL;
+  pthread_mutex_unlock(&q->lock);
+  return n;
+}
+
+static void wq_init(struct wq *q)
+{
+  memset(q, 0, sizeof(*q));
+  pthread_mutex_init(&q->lock, NULL);
+  pthread_cond_init(&q->cond, NULL);
+}
+
+static void wq_destroy(struct wq *q)
+{
+  pthread_mutex_destroy(&q->lock);
+  pthread_cond_destroy(&q->cond);
+}
+
+/* Stop the thread draining q once it has emptied q, and join it. */
+static void wq_stop(struct wq *q, pthread_t thread)
+{
+  pthread_mutex_lock(&q->lock);
+  q->stop = true;
+  pthread_cond_broadcast(&q->cond);
+  pthread_mutex_unlock(&q->lock);
+  pthread_join(thread, NULL);
 }
 
 /* Answer r from its command's outcome. */
@@ -530,19 +607,8 @@ static void *commander_main(void *arg)
     set_fatal(s, &err);
 
   for (;;) {
-    size_t n = 0;
-    pthread_mutex_lock(&s->q_lock);
-    while (s->q_head == NULL && !s->q_stop)
-      pthread_cond_wait(&s->q_cond, &s->q_lock);
-    while (s->q_head != NULL && n < BATCH_MAX) {
-      batch[n++] = s->q_head;
-      s->q_head = s->q_head->next;
-    }
-    if (s->q_head == NULL)
-      s->q_tail = NULL;
-    bool stopping = s->q_stop && n == 0;
-    pthread_mutex_unlock(&s->q_lock);
-    if (stopping)
+    size_t n = dequeue(&s->cmdq, batch, BATCH_MAX);
+    if (n == 0)
       break;
     if (l == NULL) {
       for (size_t i = 0; i < n; i++) {
@@ -565,6 +631,63 @@ static void *commander_main(void *arg)
   free(outs);
   free(errs);
   free(rcs);
+  return NULL;
+}
+
+/* ---- the settings thread --------------------------------------------- */
+
+/*
+ * Notification-setting writes run here, one at a time, not on the command
+ * thread. ctkn_settings_execute() opens Kafka clients of its own (a
+ * settings follower, a producer and, for a create, a consumer to read the
+ * event topic's end offsets) and waits for the settings projection: some
+ * hundreds of milliseconds that would stall every token write batched
+ * behind it. Setting writes are rare, so one thread serialising them
+ * costs nothing, and running them apart keeps token writes as fast as
+ * ever. They are not answered on the HTTP worker either: the request is
+ * suspended like a token write, so a worker is never parked on Kafka.
+ */
+static void answer_setting(struct server *s, struct req *r)
+{
+  struct ctkn_dest_outcome *o = malloc(sizeof(*o));
+  struct ctkn_err err = {0};
+  int rc;
+
+  if (o == NULL) {
+    answer_code(r, CTKN_ENOMEM, "out of memory");
+    return;
+  }
+  rc = ctkn_settings_execute(s->st, s->cfg->log,
+                             r->dcmd->kind == CTKN_DEST_ADD ? s->key : NULL,
+                             r->dcmd, o, &err);
+  if (rc != CTKN_OK) {
+    if (ctkn_error_http_status(rc) == 503)
+      r->retry_after = 1;
+    answer_err(r, &err);
+  } else if (r->dcmd->kind == CTKN_DEST_REMOVE) {
+    free(r->resp);
+    r->resp = NULL;
+    r->status = MHD_HTTP_NO_CONTENT;
+  } else {
+    /* The endpoint secret is shown once: in the answer to its create. */
+    free(r->resp);
+    r->resp = ctkn_json_destination(
+        &o->dest, r->dcmd->kind == CTKN_DEST_ADD ? o->secret : NULL, r->rid);
+    r->status = r->dcmd->kind == CTKN_DEST_ADD ? MHD_HTTP_CREATED : MHD_HTTP_OK;
+  }
+  ctkn_wipe(o->secret, sizeof(o->secret));
+  free(o);
+}
+
+static void *settings_main(void *arg)
+{
+  struct server *s = arg;
+  struct req *r;
+
+  while (dequeue(&s->setq, &r, 1) == 1) {
+    answer_setting(s, r);
+    wake(r);
+  }
   return NULL;
 }
 
@@ -633,11 +756,15 @@ static int authenticate(struct server *s, struct req *r, unsigned need,
     return ctkn__err(err, rc, "the API key is not valid (unknown or revoked)");
   if (rc != CTKN_OK)
     return rc;
-  if ((perms & need) != need)
+  if ((perms & need) != need) {
+    /* need is one permission's bit, and its name is the last listed (a
+     * write lists its read first). */
+    const char *names[CTKN_PERMS_MAX];
+    size_t n = ctkn_perms_names(need, names, CTKN_PERMS_MAX);
     return ctkn__err(err, CTKN_EFORBIDDEN,
                      "the API key \"%s\" lacks the permission %s", r->key_name,
-                     need & CTKN_PERM_TOKEN_WRITE ? "client_token.write"
-                                                  : "client_token.read");
+                     n > 0 ? names[n - 1] : "?");
+  }
   return CTKN_OK;
 }
 
@@ -820,6 +947,158 @@ static void route_get(struct server *s, struct req *r, const char *id)
   answer_query(r, rc, json, &err);
 }
 
+/* ---- notification settings: reads ------------------------------------- */
+
+/* Whether id names a notification setting; otherwise r is answered. */
+static bool dest_id_ok(struct req *r, const char *id)
+{
+  if (ctkn_id_valid("ntfset_", id))
+    return true;
+  answer_field(r, "notification_setting_id",
+               "must match ^ntfset_[a-z0-9]{26}$");
+  return false;
+}
+
+/* One notification setting from this replica's projection, never its
+ * endpoint secret. */
+static void answer_dest(struct server *s, struct req *r, const char *id)
+{
+  struct ctkn_destination d;
+  struct ctkn_err err = {0};
+  ctkn_store_txn *txn;
+  char *json = NULL;
+  int rc;
+
+  if ((rc = ctkn_store_begin(s->st, false, &txn, &err)) == CTKN_OK) {
+    rc = ctkn_settings_get(txn, id, false, &d, &err);
+    ctkn_store_abort(txn);
+  }
+  if (rc == CTKN_ENOTFOUND)
+    rc = ctkn__err(&err, CTKN_ENOTFOUND, "notification setting %.40s not found",
+                   id);
+  if (rc == CTKN_OK && (json = ctkn_json_destination(&d, NULL, r->rid)) == NULL)
+    rc = ctkn__err(&err, CTKN_ENOMEM, "out of memory");
+  answer_query(r, rc, json, &err);
+}
+
+static void route_dest_get(struct server *s, struct req *r, const char *id)
+{
+  static const char *const none[] = {NULL};
+
+  if (query_ok(r, none, NULL) && dest_id_ok(r, id))
+    answer_dest(s, r, id);
+}
+
+/* The next page's URL: base and every parameter in force. */
+static char *dest_next_link(const char *base, const char *after, bool desc,
+                            int per_page, const char *active,
+                            const char *traffic)
+{
+  size_t len = strlen(base) + 160;
+  char *u = malloc(len);
+
+  if (u != NULL)
+    snprintf(u, len, "%s?after=%s&order_by=id%%5B%s%%5D&per_page=%d%s%s%s%s",
+             base, after, desc ? "DESC" : "ASC", per_page,
+             active ? "&active=" : "", active ? active : "",
+             traffic ? "&traffic_source=" : "", traffic ? traffic : "");
+  return u;
+}
+
+/*
+ * Paddle's list: after, per_page (default and most 200), order_by
+ * (id[ASC] or id[DESC], default id[DESC]), active and traffic_source. ctkn
+ * has no simulated traffic, so every destination receives platform
+ * traffic: traffic_source=platform and =all match them all, =simulation
+ * none. Destinations are few, so the page is cut from the whole list.
+ */
+static void route_dest_list(struct server *s, struct req *r)
+{
+  static const char *const allowed[] = {"after",  "per_page",       "order_by",
+                                        "active", "traffic_source", NULL};
+  struct ctkn_list_params p;
+  struct ctkn_pagination page = {.estimated_total = 0};
+  struct ctkn_destination *ds = NULL, *out = NULL;
+  struct ctkn_err err = {0};
+  ctkn_store_txn *txn;
+  const char *after, *active, *traffic, *v;
+  char *json = NULL, *next = NULL;
+  bool none = false;
+  size_t n = 0, kept = 0, taken = 0;
+  int rc = CTKN_OK;
+
+  if (!query_ok(r, allowed, NULL))
+    return;
+  ctkn_list_params_init(&p);
+  p.per_page = DEST_PER_PAGE;
+  after = arg(r, "after");
+  if (after != NULL && !ctkn_id_valid("ntfset_", after)) {
+    answer_field(r, "after",
+                 "must be a notification setting ID (^ntfset_[a-z0-9]{26}$)");
+    return;
+  }
+  if ((v = arg(r, "per_page")) != NULL)
+    rc = ctkn_list_params_per_page(&p, v, &err);
+  if (rc == CTKN_OK && (v = arg(r, "order_by")) != NULL)
+    rc = ctkn_list_params_order_by(&p, v, &err);
+  if (rc != CTKN_OK) {
+    answer_err(r, &err);
+    return;
+  }
+  active = arg(r, "active");
+  if (active != NULL && strcmp(active, "true") != 0 &&
+      strcmp(active, "false") != 0) {
+    answer_field(r, "active", "must be true or false");
+    return;
+  }
+  traffic = arg(r, "traffic_source");
+  if (traffic != NULL) {
+    if (strcmp(traffic, "simulation") == 0)
+      none = true;
+    else if (strcmp(traffic, "platform") != 0 && strcmp(traffic, "all") != 0) {
+      answer_field(r, "traffic_source", "must be platform, simulation or all");
+      return;
+    }
+  }
+
+  if ((rc = ctkn_store_begin(s->st, false, &txn, &err)) == CTKN_OK) {
+    rc = ctkn_settings_list(txn, &ds, &n, &err);
+    ctkn_store_abort(txn);
+  }
+  if (rc == CTKN_OK && (out = malloc((n ? n : 1) * sizeof(*out))) == NULL)
+    rc = ctkn__err(&err, CTKN_ENOMEM, "out of memory");
+  /* ds is in ID order: filter it in place, then walk it either way. */
+  for (size_t i = 0; rc == CTKN_OK && !none && i < n; i++) {
+    if (active == NULL || ds[i].active == (active[0] == 't'))
+      ds[kept++] = ds[i];
+  }
+  page.per_page = p.per_page;
+  page.estimated_total = (int64_t)kept;
+  for (size_t k = 0; rc == CTKN_OK && k < kept; k++) {
+    const struct ctkn_destination *d = &ds[p.desc ? kept - 1 - k : k];
+    int cmp = after != NULL ? strcmp(d->id, after) : 0;
+    if (after != NULL && (p.desc ? cmp >= 0 : cmp <= 0))
+      continue;
+    if (taken == (size_t)p.per_page) {
+      page.has_more = true;
+      break;
+    }
+    out[taken++] = *d;
+  }
+  if (rc == CTKN_OK && page.has_more &&
+      (next = dest_next_link(s->dest_next_base, out[taken - 1].id, p.desc,
+                             p.per_page, active, traffic)) == NULL)
+    rc = ctkn__err(&err, CTKN_ENOMEM, "out of memory");
+  page.next = next;
+  if (rc == CTKN_OK &&
+      (json = ctkn_json_destinations_page(out, taken, &page, r->rid)) == NULL)
+    rc = ctkn__err(&err, CTKN_ENOMEM, "out of memory");
+  answer_query(r, rc, json, &err);
+  free(next);
+  free(out);
+  free(ds);
+}
+
 static void route_healthz(struct server *s, struct req *r)
 {
   const char *state = "ready";
@@ -974,11 +1253,36 @@ static void route_metrics(struct server *s, struct req *r)
   r->status = MHD_HTTP_OK;
 }
 
+/* /notification-settings[/{id}]: what it names, and which methods it
+ * takes. url is what follows the base. */
+static enum route classify_dest(const char *url, const char *method, char *id,
+                                const char **allow)
+{
+  bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+  if (*url == '\0' || strcmp(url, "/") == 0) {
+    *allow = "GET, HEAD, POST";
+    if (get)
+      return R_DEST_LIST;
+    return strcmp(method, "POST") == 0 ? R_DEST_CREATE : R_COUNT;
+  }
+  if (*url != '/' || url[1] == '\0' || strchr(url + 1, '/') != NULL)
+    return R_OTHER;
+  ctkn__strlcpy(id, url + 1, PATH_ID_BUF);
+  *allow = "GET, HEAD, PATCH, DELETE";
+  if (get)
+    return R_DEST_GET;
+  if (strcmp(method, "PATCH") == 0)
+    return R_DEST_UPDATE;
+  return strcmp(method, "DELETE") == 0 ? R_DEST_DELETE : R_COUNT;
+}
+
 /* What the path names, and which methods it takes. */
 static enum route classify(const char *url, const char *method, char *id,
                            const char **allow)
 {
   static const char base[] = "/client-tokens";
+  static const char dest[] = "/notification-settings";
   bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
   *allow = NULL;
@@ -988,6 +1292,8 @@ static enum route classify(const char *url, const char *method, char *id,
       return R_COUNT;
     return url[1] == 'h' ? R_HEALTHZ : R_METRICS;
   }
+  if (strncmp(url, dest, sizeof(dest) - 1) == 0)
+    return classify_dest(url + sizeof(dest) - 1, method, id, allow);
   if (strncmp(url, base, sizeof(base) - 1) != 0)
     return R_OTHER;
   url += sizeof(base) - 1;
@@ -1004,7 +1310,7 @@ static enum route classify(const char *url, const char *method, char *id,
     *allow = "GET, HEAD";
     return get ? R_VERIFY : R_COUNT;
   }
-  ctkn__strlcpy(id, url, CTKN_ID_BUF + 1);
+  ctkn__strlcpy(id, url, PATH_ID_BUF);
   *allow = "GET, HEAD, PATCH";
   if (get)
     return R_GET;
@@ -1012,6 +1318,56 @@ static enum route classify(const char *url, const char *method, char *id,
 }
 
 /* ---- the access handler ---------------------------------------------- */
+
+/* A notification-setting write: parse it here, run it on the settings
+ * thread. */
+static void dispatch_dest_write(struct server *s, struct req *r, const char *id)
+{
+  struct ctkn_dest_command *c = r->dcmd;
+  struct ctkn_err err = {0};
+  int rc;
+
+  if (r->too_large) {
+    answer_code(r, CTKN_ETOOLARGE, "the request body is larger than %d bytes",
+                CTKN_SERVER_MAX_BODY);
+    return;
+  }
+  if (r->route == R_DEST_CREATE) {
+    rc = ctkn_json_parse_dest_create(r->body ? r->body : "", r->len, c, &err);
+  } else if (r->route == R_DEST_UPDATE) {
+    rc = ctkn_json_parse_dest_update(r->body ? r->body : "", r->len, id, c,
+                                     &err);
+    /* Only fields at ctkn's one value: nothing to change, so a read. */
+    if (rc == CTKN_OK && !c->set_url && !c->set_events && !c->set_description &&
+        !c->set_active) {
+      answer_dest(s, r, id);
+      return;
+    }
+  } else {
+    ctkn_dest_command_init(c, CTKN_DEST_REMOVE);
+    rc = ctkn_dest_command_set_id(c, id, &err);
+  }
+  if (rc == CTKN_OK)
+    rc = ctkn_dest_command_check(c, &err);
+  if (rc != CTKN_OK) {
+    answer_err(r, &err);
+    return;
+  }
+  /* Endpoint secrets are sealed under the deployment key: without it this
+   * server cannot create a destination, whatever the client does, until
+   * its operator restarts it with one. 503 says the service is not there,
+   * and no Retry-After, as a retry soon will not help. */
+  if (r->route == R_DEST_CREATE && !s->have_key) {
+    answer_code(r, CTKN_EIO,
+                "this server cannot create notification settings: it was "
+                "started without the deployment key (ctkn serve "
+                "--secret-key-file FILE, or $CTKN_SECRET_KEY_FILE)");
+    return;
+  }
+  r->suspended = true;
+  MHD_suspend_connection(r->conn);
+  enqueue(s, &s->setq, r);
+}
 
 /* Everything is known: answer now, or suspend until the answer is. */
 static void dispatch(struct server *s, struct req *r, const char *id)
@@ -1045,7 +1401,7 @@ static void dispatch(struct server *s, struct req *r, const char *id)
     }
     r->suspended = true;
     MHD_suspend_connection(r->conn);
-    enqueue(s, r);
+    enqueue(s, &s->cmdq, r);
     return;
   case R_GET:
   case R_LIST:
@@ -1087,6 +1443,17 @@ static void dispatch(struct server *s, struct req *r, const char *id)
       route_verify(s, r);
     return;
   }
+  case R_DEST_CREATE:
+  case R_DEST_UPDATE:
+  case R_DEST_DELETE:
+    dispatch_dest_write(s, r, id);
+    return;
+  case R_DEST_LIST:
+    route_dest_list(s, r);
+    return;
+  case R_DEST_GET:
+    route_dest_get(s, r, id);
+    return;
   case R_HEALTHZ:
     route_healthz(s, r);
     return;
@@ -1121,12 +1488,38 @@ static void begin(struct server *s, struct req *r, const char *url,
   }
   if (r->route == R_HEALTHZ || r->route == R_METRICS)
     return;
-  unsigned need = r->route == R_CREATE || r->route == R_UPDATE
-                      ? CTKN_PERM_TOKEN_WRITE
-                      : CTKN_PERM_TOKEN_READ;
+  unsigned need;
+  switch (r->route) {
+  case R_CREATE:
+  case R_UPDATE:
+    need = CTKN_PERM_TOKEN_WRITE;
+    break;
+  case R_DEST_CREATE:
+  case R_DEST_UPDATE:
+  case R_DEST_DELETE:
+    need = CTKN_PERM_SETTING_WRITE;
+    break;
+  case R_DEST_LIST:
+  case R_DEST_GET:
+    need = CTKN_PERM_SETTING_READ;
+    break;
+  default:
+    need = CTKN_PERM_TOKEN_READ;
+    break;
+  }
   if (authenticate(s, r, need, &err) != CTKN_OK) {
     answer_err(r, &err);
     return;
+  }
+  if (need == CTKN_PERM_SETTING_WRITE) {
+    if ((r->route == R_DEST_UPDATE || r->route == R_DEST_DELETE) &&
+        !dest_id_ok(r, id))
+      return;
+    if ((r->dcmd = malloc(sizeof(*r->dcmd))) == NULL) {
+      answer_code(r, CTKN_ENOMEM, "out of memory");
+      return;
+    }
+    ctkn_dest_command_init(r->dcmd, CTKN_DEST_ADD);
   }
   if (need == CTKN_PERM_TOKEN_WRITE &&
       (r->cmd = malloc(sizeof(*r->cmd))) == NULL) {
@@ -1148,6 +1541,12 @@ static void begin(struct server *s, struct req *r, const char *url,
                 CTKN_SERVER_MAX_BODY);
 }
 
+/* Whether r has its final answer: a body, or 204's none. */
+static bool answered(const struct req *r)
+{
+  return r->resp != NULL || r->status == MHD_HTTP_NO_CONTENT;
+}
+
 static bool has_body(struct MHD_Connection *conn)
 {
   const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -1164,7 +1563,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
 {
   struct server *s = cls;
   struct req *r = *req_cls;
-  char id[CTKN_ID_BUF + 1] = "";
+  char id[PATH_ID_BUF] = "";
 
   (void)version;
   if (r == NULL) {
@@ -1184,14 +1583,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     /* Refused already: say so before a body is sent (libmicrohttpd then
      * closes the connection); without a body, answer on the next call
      * and keep the connection. */
-    if (r->resp != NULL && has_body(conn))
+    if (answered(r) && has_body(conn))
       return send_answer(r);
     return MHD_YES;
   }
   if (r->suspended) {
     /* Resumed: the answer is final, or a read may run now. */
     r->suspended = false;
-    if (r->resp != NULL)
+    if (answered(r))
       return send_answer(r);
     classify(url, method, id, &(const char *){NULL});
     dispatch(s, r, id);
@@ -1200,9 +1599,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
   if (*upload_data_size != 0) {
     size_t n = *upload_data_size;
     *upload_data_size = 0;
-    if (r->resp != NULL || r->too_large)
+    if (answered(r) || r->too_large)
       return MHD_YES; /* answered or refused: drain the rest */
-    if (r->route != R_CREATE && r->route != R_UPDATE) {
+    if (r->route != R_CREATE && r->route != R_UPDATE &&
+        r->route != R_DEST_CREATE && r->route != R_DEST_UPDATE) {
       answer_code(r, CTKN_EBADREQ, "this request takes no body");
       return MHD_YES;
     }
@@ -1219,7 +1619,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     r->body[r->len] = '\0';
     return MHD_YES;
   }
-  if (r->resp != NULL)
+  if (answered(r))
     return send_answer(r);
   classify(url, method, id, &(const char *){NULL});
   dispatch(s, r, id);
@@ -1272,6 +1672,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     fwrite(line, 1, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1,
            stderr);
   free(r->cmd);
+  free(r->dcmd);
   free(r->body);
   free(r->resp);
   free(r);
@@ -1405,11 +1806,13 @@ static void server_free(struct server *s)
   free(s->applied);
   free(s->status);
   free(s->next_base);
+  free(s->dest_next_base);
+  ctkn_wipe(s->key, sizeof(s->key));
   pthread_rwlock_destroy(&s->keys_lock);
   pthread_mutex_destroy(&s->bucket_lock);
   pthread_mutex_destroy(&s->pos_lock);
-  pthread_mutex_destroy(&s->q_lock);
-  pthread_cond_destroy(&s->q_cond);
+  wq_destroy(&s->cmdq);
+  wq_destroy(&s->setq);
   free(s);
 }
 
@@ -1433,8 +1836,8 @@ int ctkn_server_run(ctkn_store *st, const struct ctkn_server_config *cfg,
   pthread_rwlock_init(&s->keys_lock, NULL);
   pthread_mutex_init(&s->bucket_lock, NULL);
   pthread_mutex_init(&s->pos_lock, NULL);
-  pthread_mutex_init(&s->q_lock, NULL);
-  pthread_cond_init(&s->q_cond, NULL);
+  wq_init(&s->cmdq);
+  wq_init(&s->setq);
 
   /* Links are absolute on the public URL, or on the listen address. */
   const char *base = cfg->public_url;
@@ -1447,12 +1850,25 @@ int ctkn_server_run(ctkn_store *st, const struct ctkn_server_config *cfg,
   size_t blen = strlen(base);
   while (blen > 0 && base[blen - 1] == '/')
     blen--;
-  if ((s->next_base = malloc(blen + sizeof("/client-tokens"))) == NULL) {
+  if ((s->next_base = malloc(blen + sizeof("/client-tokens"))) == NULL ||
+      (s->dest_next_base = malloc(blen + sizeof("/notification-settings"))) ==
+          NULL) {
     rc = ctkn__err(err, CTKN_ENOMEM, "server");
     goto out;
   }
   memcpy(s->next_base, base, blen);
   memcpy(s->next_base + blen, "/client-tokens", sizeof("/client-tokens"));
+  memcpy(s->dest_next_base, base, blen);
+  memcpy(s->dest_next_base + blen, "/notification-settings",
+         sizeof("/notification-settings"));
+
+  /* A key that is named but does not load stops the server: it must not
+   * come up unable to create what its operator meant it to. */
+  if (cfg->secret_key_file != NULL) {
+    if ((rc = ctkn_key_load(cfg->secret_key_file, s->key, err)) != CTKN_OK)
+      goto out;
+    s->have_key = true;
+  }
 
   if ((rc = load_keys(s, err)) != CTKN_OK)
     goto out;
@@ -1472,11 +1888,13 @@ int ctkn_server_run(ctkn_store *st, const struct ctkn_server_config *cfg,
   /* Writers and the follower first: a request may need them at once. */
   if (pthread_create(&s->follower, NULL, follower_main, s) != 0 ||
       !(s->follower_started = true) ||
-      pthread_create(&s->commander, NULL, commander_main, s) != 0) {
+      pthread_create(&s->commander, NULL, commander_main, s) != 0 ||
+      !(s->commander_started = true) ||
+      pthread_create(&s->settler, NULL, settings_main, s) != 0) {
     rc = ctkn__err(err, CTKN_ENOMEM, "server: threads");
     goto out;
   }
-  s->commander_started = true;
+  s->settler_started = true;
 
   unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                    MHD_USE_ERROR_LOG;
@@ -1508,8 +1926,9 @@ int ctkn_server_run(ctkn_store *st, const struct ctkn_server_config *cfg,
     log_safe(safe, sizeof(safe), s->next_base);
     log_line("info", "listening",
              "\"listen\":\"%s\",\"public_url\":\"%s\",\"tls\":%s,\"topic\":"
-             "\"%s\"",
-             cfg->listen, safe, cert ? "true" : "false", cfg->log->topic);
+             "\"%s\",\"secret_key\":%s",
+             cfg->listen, safe, cert ? "true" : "false", cfg->log->topic,
+             s->have_key ? "true" : "false");
   }
 
   while (!*stop && !atomic_load(&s->fatal)) {
@@ -1545,17 +1964,16 @@ int ctkn_server_run(ctkn_store *st, const struct ctkn_server_config *cfg,
 out:
   /* Whatever still arrives on open connections is answered at once. */
   pthread_mutex_lock(&s->pos_lock);
-  pthread_mutex_lock(&s->q_lock);
+  pthread_mutex_lock(&s->cmdq.lock);
+  pthread_mutex_lock(&s->setq.lock);
   atomic_store(&s->closing, true);
-  pthread_mutex_unlock(&s->q_lock);
+  pthread_mutex_unlock(&s->setq.lock);
+  pthread_mutex_unlock(&s->cmdq.lock);
   pthread_mutex_unlock(&s->pos_lock);
-  if (s->commander_started) {
-    pthread_mutex_lock(&s->q_lock);
-    s->q_stop = true;
-    pthread_cond_broadcast(&s->q_cond);
-    pthread_mutex_unlock(&s->q_lock);
-    pthread_join(s->commander, NULL);
-  }
+  if (s->commander_started)
+    wq_stop(&s->cmdq, s->commander);
+  if (s->settler_started)
+    wq_stop(&s->setq, s->settler);
   expire_waiters(s, true);
   if (s->follower_started) {
     s->follower_stop = 1;

@@ -68,11 +68,16 @@ static const char usage_text[] =
     "  serve --api-keys FILE [--listen ADDR:PORT] [--public-url URL]\n"
     "        [--tls-cert FILE --tls-key FILE] [--rate-limit N]\n"
     "        [--threads N] [--max-lag N] [--position-wait SECONDS]\n"
-    "        [--client-timeout SECONDS]\n"
+    "        [--client-timeout SECONDS] [--secret-key-file FILE]\n"
     "                              Paddle's HTTP API over a replica that\n"
-    "                              follows the topic; SIGHUP reloads keys\n"
+    "                              follows the topic; SIGHUP reloads keys;\n"
+    "                              the deployment key [$CTKN_SECRET_KEY_FILE]\n"
+    "                              lets POST /notification-settings create\n"
     "  apikey create --name NAME\n"
-    "         --permissions client_token.read[,client_token.write]\n"
+    "         --permissions PERM[,PERM...]  client_token.read,\n"
+    "                              client_token.write, notification_setting.\n"
+    "                              read, notification_setting.write (a\n"
+    "                              write implies its read)\n"
     "  apikey list\n"
     "  apikey revoke NAME\n"
     "                              API keys in --file FILE [$CTKN_API_KEYS];\n"
@@ -1093,6 +1098,10 @@ static int cmd_serve(struct cli *c)
       env_or(local_value(c, "--public-url"), "CTKN_PUBLIC_URL", NULL);
   cfg.tls_cert = local_value(c, "--tls-cert");
   cfg.tls_key = local_value(c, "--tls-key");
+  cfg.secret_key_file =
+      env_or(local_value(c, "--secret-key-file"), "CTKN_SECRET_KEY_FILE", NULL);
+  if (cfg.secret_key_file != NULL && *cfg.secret_key_file == '\0')
+    cfg.secret_key_file = NULL;
   if (cfg.api_keys == NULL)
     return usage_error(c, "serve needs --api-keys FILE (or $CTKN_API_KEYS); "
                           "make one with `ctkn apikey create`");
@@ -1612,7 +1621,7 @@ static const struct command commands[] = {
     {"serve",
      {"--listen", "--api-keys", "--public-url", "--tls-cert", "--tls-key",
       "--rate-limit", "--threads", "--max-lag", "--position-wait",
-      "--client-timeout"},
+      "--client-timeout", "--secret-key-file"},
      0,
      cmd_serve,
      0},

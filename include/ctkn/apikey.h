@@ -16,7 +16,10 @@
  * `ctkn apikey` calls never lose an entry. Both companions live in the key
  * file's directory, which must be writable.
  *
- * Permissions: client_token.read, client_token.write (implies read).
+ * Permissions: client_token.read, client_token.write (implies
+ * client_token.read), notification_setting.read and
+ * notification_setting.write (implies notification_setting.read). Each
+ * write implies only its own read.
  *
  * Errors:   CTKN_EINVAL naming the field ("name", "permissions", "file")
  *           for a bad argument; CTKN_ECONFLICT for a name already in use;
@@ -39,7 +42,11 @@
 enum ctkn_perm {
   CTKN_PERM_TOKEN_READ = 1u << 0,
   CTKN_PERM_TOKEN_WRITE = 1u << 1,
+  CTKN_PERM_SETTING_READ = 1u << 2,  /* notification_setting.read */
+  CTKN_PERM_SETTING_WRITE = 1u << 3, /* notification_setting.write */
 };
+
+#define CTKN_PERMS_MAX 4 /* permission names: what ctkn_perms_names fills */
 
 #define CTKN_APIKEY_PREFIX   "ctkn_apikey_"
 #define CTKN_APIKEY_BUF      64 /* a key and its NUL */
@@ -53,13 +60,16 @@ struct ctkn_apikey {
   char created_at[32]; /* RFC 3339 */
 };
 
-/* "client_token.read,client_token.write" -> bits. Unknown names, empty
- * items and an empty list are CTKN_EINVAL on field "permissions". */
+/* "client_token.read,notification_setting.write" -> bits (each write
+ * with its read). Unknown names, empty items and an empty list are
+ * CTKN_EINVAL on field "permissions". */
 int ctkn_perms_parse(const char *s, unsigned *perms, struct ctkn_err *err);
 
 /* The granted permissions as a JSON-ready list of names, in a fixed order
- * (read, then write; write always brings read): fills at most cap entries
- * of names with static strings and returns how many it filled. */
+ * (client_token.read, client_token.write, notification_setting.read,
+ * notification_setting.write; a write always brings its read): fills at
+ * most cap entries (CTKN_PERMS_MAX is enough) of names with static
+ * strings and returns how many it filled. */
 size_t ctkn_perms_names(unsigned perms, const char **names, size_t cap);
 
 /* Add a key named name with perms to path (created when missing). key

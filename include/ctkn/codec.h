@@ -136,6 +136,38 @@ int ctkn_json_parse_create(const char *body, size_t len,
 int ctkn_json_parse_update(const char *body, size_t len, const char *id,
                            struct ctkn_command *cmd, struct ctkn_err *err);
 
+/*
+ * Parse a POST /notification-settings body into an add command:
+ * {"description": string (1-500), "type": "url", "destination": URL,
+ *  "subscribed_events": [event type names], "active"?: bool,
+ *  "api_version"?: 1, "include_sensitive_fields"?: false,
+ *  "traffic_source"?: "platform" | "all"}. The first four are required,
+ * as Paddle's; the last three accept only the value ctkn implements
+ * (it has no simulated traffic, so "platform" and "all" mean the same and
+ * "simulation" is refused). Malformed JSON or a body that is not an
+ * object is CTKN_EBADREQ; a missing, mistyped, invalid or unknown field
+ * is CTKN_EINVAL naming it (a bad "type" first, as the other rules
+ * follow from it; then the first in document order; then the missing
+ * ones in the order above).
+ */
+int ctkn_json_parse_dest_create(const char *body, size_t len,
+                                struct ctkn_dest_command *cmd,
+                                struct ctkn_err *err);
+
+/*
+ * Parse a PATCH /notification-settings/{id} body into an update command
+ * for id (CTKN_EINVAL on field "id" when it is not a destination ID): any
+ * of "description" (string or null), "destination", "active",
+ * "subscribed_events", and "api_version", "include_sensitive_fields" and
+ * "traffic_source" at the values above. An empty object is CTKN_EBADREQ.
+ * A body of only the last three changes nothing: it parses to a command
+ * with none of set_url, set_events, set_description and set_active, which
+ * ctkn_dest_command_check() refuses; the caller answers it as a read.
+ */
+int ctkn_json_parse_dest_update(const char *body, size_t len, const char *id,
+                                struct ctkn_dest_command *cmd,
+                                struct ctkn_err *err);
+
 /* ---- JSON: ctkn's own outputs (CLI and API extensions) -------------- */
 
 /* {"data": {"id", "token", "status", "environment"}, "meta": ...}: what
@@ -204,6 +236,12 @@ char *ctkn_json_destination(const struct ctkn_destination *d,
 /* {"data": [destinations], "meta": {"request_id"}} */
 char *ctkn_json_destinations(const struct ctkn_destination *d, size_t n,
                              const char *request_id);
+/* One page of them, as GET /notification-settings answers: {"data":
+ * [destinations], "meta": {"request_id", "pagination": {"per_page",
+ * "next", "has_more", "estimated_total" (left out when negative)}}}. */
+char *ctkn_json_destinations_page(const struct ctkn_destination *d, size_t n,
+                                  const struct ctkn_pagination *page,
+                                  const char *request_id);
 
 /* Paddle's notification: {"id", "type", "status", "payload" (payload is
  * JSON text spliced in; NULL: null), "occurred_at", "delivered_at",

@@ -9,12 +9,18 @@
  * parked on a worker thread, and resumed when its answer is ready.
  *
  * Routes: POST/GET /client-tokens, GET/PATCH /client-tokens/{id},
- * GET /client-tokens/verify?token=, GET /healthz, GET /metrics. Every
- * response carries X-Request-Id and meta.request_id; writes carry their
- * log position as X-Ctkn-Position: PARTITION:OFFSET.
+ * GET /client-tokens/verify?token=, POST/GET /notification-settings,
+ * GET/PATCH/DELETE /notification-settings/{id}, GET /healthz,
+ * GET /metrics. Every response carries X-Request-Id (and, with a body,
+ * meta.request_id); token writes carry their log position as
+ * X-Ctkn-Position: PARTITION:OFFSET. Notification-setting writes run on a
+ * thread of their own (ctkn_settings_execute()), never delaying token
+ * writes; creating one needs the deployment key (secret_key_file), without
+ * which POST /notification-settings answers 503 service_unavailable.
  *
  * Errors:   CTKN_EUSAGE for a bad configuration (naming it), CTKN_EIO for
- *           a key file or TLS file that cannot be read, CTKN_EIO when the
+ *           a key file or TLS file that cannot be read, ctkn_key_load()'s
+ *           errors for a secret_key_file that does not load, CTKN_EIO when the
  *           address cannot be bound, and whatever stopped the projection
  *           for good (CTKN_ECONFLICT for a re-created topic, ...).
  */
@@ -37,8 +43,9 @@ struct ctkn_server_config {
   const char *api_keys;   /* key file (apikey.h), reloaded on *reload */
   const char *tls_cert;   /* PEM files: both or neither */
   const char *tls_key;
-  double rate_limit;    /* requests/s per key; 0: no limit */
-  int threads;          /* HTTP worker threads */
+  const char *secret_key_file; /* deployment key (crypto.h), or NULL */
+  double rate_limit;           /* requests/s per key; 0: no limit */
+  int threads;                 /* HTTP worker threads */
   int64_t max_lag;      /* /healthz is ready while the lag is at most this */
   int position_wait_ms; /* bound on an X-Ctkn-Min-Position wait */
   int client_timeout_s; /* an idle or slow connection is closed after */

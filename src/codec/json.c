@@ -689,6 +689,223 @@ int ctkn_json_parse_update(const char *body, size_t len, const char *id,
   return ctkn_command_check(cmd, err);
 }
 
+/* ---- request parsing: notification settings ------------------------- */
+
+#define DEST_CREATE_FIELDS                                                     \
+  "description, type, destination, subscribed_events, active, api_version, "   \
+  "include_sensitive_fields, traffic_source"
+#define DEST_UPDATE_FIELDS                                                     \
+  "description, destination, active, subscribed_events, api_version, "         \
+  "include_sensitive_fields, traffic_source"
+
+static int dest_description(struct ctkn_dest_command *cmd, json_t *v,
+                            bool update, struct ctkn_err *err)
+{
+  if (update && json_is_null(v))
+    return ctkn_dest_command_set_description(cmd, NULL, 0, err);
+  if (!json_is_string(v))
+    return ctkn__err_field(err, CTKN_EINVAL, "description",
+                           update ? "must be a string or null"
+                                  : "must be a string");
+  return ctkn_dest_command_set_description(cmd, json_string_value(v),
+                                           json_string_length(v), err);
+}
+
+static int dest_type(json_t *v, struct ctkn_err *err)
+{
+  if (!json_is_string(v))
+    return ctkn__err_field(err, CTKN_EINVAL, "type", "must be a string");
+  if (strcmp(json_string_value(v), "url") != 0)
+    return ctkn__err_field(err, CTKN_EINVAL, "type",
+                           "must be url: ctkn delivers webhooks to URLs "
+                           "only (no email destinations)");
+  return CTKN_OK;
+}
+
+static int dest_url(struct ctkn_dest_command *cmd, json_t *v,
+                    struct ctkn_err *err)
+{
+  if (!json_is_string(v))
+    return ctkn__err_field(err, CTKN_EINVAL, "destination", "must be a string");
+  return ctkn_dest_command_set_url(cmd, json_string_value(v), err);
+}
+
+/* An array of event type names, at least one, none twice. */
+static int dest_events(struct ctkn_dest_command *cmd, json_t *v,
+                       struct ctkn_err *err)
+{
+  unsigned mask = 0;
+  size_t i;
+  json_t *e;
+
+  if (!json_is_array(v) || json_array_size(v) == 0)
+    return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
+                           "must be a non-empty array of event type names");
+  json_array_foreach(v, i, e)
+  {
+    ctkn_event_type t =
+        json_is_string(e) ? ctkn_event_type_parse(json_string_value(e)) : 0;
+    if (t == 0 || (CTKN_DEST_EVENTS_ALL & (1u << t)) == 0) {
+      if (!json_is_string(e))
+        return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
+                               "item %zu is not a string", i);
+      return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
+                             "\"%.64s\" is not an event ctkn sends (it "
+                             "sends client_token.created, "
+                             "client_token.updated and client_token.revoked)",
+                             json_string_value(e));
+    }
+    if (mask & (1u << t))
+      return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
+                             "\"%s\" is named twice", json_string_value(e));
+    mask |= 1u << t;
+  }
+  return ctkn_dest_command_set_event_mask(cmd, mask, err);
+}
+
+static int dest_active(struct ctkn_dest_command *cmd, json_t *v,
+                       struct ctkn_err *err)
+{
+  if (!json_is_boolean(v))
+    return ctkn__err_field(err, CTKN_EINVAL, "active", "must be a boolean");
+  ctkn_dest_command_set_active(cmd, json_is_true(v));
+  return CTKN_OK;
+}
+
+/* The fields Paddle takes that have one value in ctkn: accepted at that
+ * value, which changes nothing. */
+static int dest_fixed(const char *key, json_t *v, struct ctkn_err *err)
+{
+  if (strcmp(key, "api_version") == 0) {
+    if (!json_is_integer(v) || json_integer_value(v) != 1)
+      return ctkn__err_field(err, CTKN_EINVAL, "api_version",
+                             "must be 1, the only API version ctkn sends");
+    return CTKN_OK;
+  }
+  if (strcmp(key, "include_sensitive_fields") == 0) {
+    if (!json_is_boolean(v))
+      return ctkn__err_field(err, CTKN_EINVAL, "include_sensitive_fields",
+                             "must be a boolean");
+    if (json_is_true(v))
+      return ctkn__err_field(err, CTKN_EINVAL, "include_sensitive_fields",
+                             "must be false: client_token events have no "
+                             "sensitive fields");
+    return CTKN_OK;
+  }
+  /* traffic_source: ctkn has no simulations, so every event is platform
+   * traffic and "platform" and "all" deliver the same; a destination for
+   * simulated traffic alone would never receive anything. */
+  if (!json_is_string(v))
+    return ctkn__err_field(err, CTKN_EINVAL, "traffic_source",
+                           "must be a string");
+  if (strcmp(json_string_value(v), "platform") != 0 &&
+      strcmp(json_string_value(v), "all") != 0)
+    return ctkn__err_field(err, CTKN_EINVAL, "traffic_source",
+                           "must be platform or all: ctkn has no simulated "
+                           "traffic (both deliver every event; the setting "
+                           "reads back as all)");
+  return CTKN_OK;
+}
+
+/* The members of root into cmd, in document order, but for a create's
+ * "type" first: the rules for the destination follow from it, so an
+ * email destination is refused for its type, not for its address. */
+static int dest_fill(struct ctkn_dest_command *cmd, json_t *root, bool update,
+                     unsigned *seen, struct ctkn_err *err)
+{
+  const char *key;
+  json_t *v;
+  int rc;
+
+  if (!update && (v = json_object_get(root, "type")) != NULL &&
+      (rc = dest_type(v, err)) != CTKN_OK)
+    return rc;
+  json_object_foreach(root, key, v)
+  {
+    if (strcmp(key, "description") == 0) {
+      rc = dest_description(cmd, v, update, err);
+      *seen |= 1u;
+    } else if (!update && strcmp(key, "type") == 0) {
+      rc = dest_type(v, err);
+      *seen |= 2u;
+    } else if (strcmp(key, "destination") == 0) {
+      rc = dest_url(cmd, v, err);
+    } else if (strcmp(key, "subscribed_events") == 0) {
+      rc = dest_events(cmd, v, err);
+    } else if (strcmp(key, "active") == 0) {
+      rc = dest_active(cmd, v, err);
+    } else if (strcmp(key, "api_version") == 0 ||
+               strcmp(key, "include_sensitive_fields") == 0 ||
+               strcmp(key, "traffic_source") == 0) {
+      rc = dest_fixed(key, v, err);
+    } else {
+      char field[sizeof(((struct ctkn_err *)0)->field)];
+      utf8_copy_trunc(field, sizeof(field), key);
+      rc = ctkn__err_field(err, CTKN_EINVAL, field,
+                           "unknown field (accepted: %s)",
+                           update ? DEST_UPDATE_FIELDS : DEST_CREATE_FIELDS);
+    }
+    if (rc != CTKN_OK)
+      return rc;
+  }
+  return CTKN_OK;
+}
+
+int ctkn_json_parse_dest_create(const char *body, size_t len,
+                                struct ctkn_dest_command *cmd,
+                                struct ctkn_err *err)
+{
+  unsigned seen = 0;
+  json_t *root;
+  int rc;
+
+  ctkn_err_clear(err);
+  ctkn_dest_command_init(cmd, CTKN_DEST_ADD);
+  if ((rc = load_object(body, len, &root, err)) != CTKN_OK)
+    return rc;
+  rc = dest_fill(cmd, root, false, &seen, err);
+  json_decref(root);
+  if (rc != CTKN_OK)
+    return rc;
+  if (!(seen & 1u))
+    return ctkn__err_field(err, CTKN_EINVAL, "description", "is required");
+  if (!(seen & 2u))
+    return ctkn__err_field(err, CTKN_EINVAL, "type",
+                           "is required (url is the only type)");
+  if (!cmd->set_url)
+    return ctkn__err_field(err, CTKN_EINVAL, "destination", "is required");
+  if (!cmd->set_events)
+    return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
+                           "is required");
+  return ctkn_dest_command_check(cmd, err);
+}
+
+int ctkn_json_parse_dest_update(const char *body, size_t len, const char *id,
+                                struct ctkn_dest_command *cmd,
+                                struct ctkn_err *err)
+{
+  unsigned seen = 0;
+  json_t *root;
+  int rc;
+
+  ctkn_err_clear(err);
+  ctkn_dest_command_init(cmd, CTKN_DEST_UPDATE);
+  rc = ctkn_dest_command_set_id(cmd, id != NULL ? id : "", err);
+  if (rc != CTKN_OK)
+    return rc;
+  if ((rc = load_object(body, len, &root, err)) != CTKN_OK)
+    return rc;
+  if (json_object_size(root) == 0) {
+    json_decref(root);
+    return ctkn__err(err, CTKN_EBADREQ,
+                     "nothing to update: give description, destination, "
+                     "active or subscribed_events");
+  }
+  rc = dest_fill(cmd, root, true, &seen, err);
+  json_decref(root);
+  return rc;
+}
+
 /* ---- ctkn's own outputs ------------------------------------------------ */
 
 /* {"data": o} with an optional meta; takes ownership of o. */
@@ -934,7 +1151,7 @@ char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
 /* ["client_token.read", ...] for perms. */
 static json_t *jperms(unsigned perms)
 {
-  const char *names[2];
+  const char *names[CTKN_PERMS_MAX];
   size_t n = ctkn_perms_names(perms, names, CTKN__ARRAY_LEN(names));
   json_t *arr = json_array();
   int rc = 0;
@@ -1064,6 +1281,31 @@ char *ctkn_json_destinations(const struct ctkn_destination *d, size_t n,
   for (size_t i = 0; rc == 0 && i < n; i++)
     rc = json_array_append_new(a, destination_obj(&d[i], NULL));
   return data_doc(checked(a, rc), true, request_id);
+}
+
+char *ctkn_json_destinations_page(const struct ctkn_destination *d, size_t n,
+                                  const struct ctkn_pagination *page,
+                                  const char *request_id)
+{
+  json_t *a = json_array(), *pg = json_object();
+  int rc = a == NULL || pg == NULL;
+
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    rc = json_array_append_new(a, destination_obj(&d[i], NULL));
+  if (rc == 0) {
+    rc |= set(pg, "per_page", json_integer(page->per_page));
+    rc |=
+        set(pg, "next", page->next ? jstr(page->next, SIZE_MAX) : json_null());
+    rc |= set(pg, "has_more", json_boolean(page->has_more));
+    if (page->estimated_total >= 0)
+      rc |= set(pg, "estimated_total", json_integer(page->estimated_total));
+  }
+  if (rc != 0) {
+    json_decref(a);
+    json_decref(pg);
+    return NULL;
+  }
+  return dump(pair("data", a, "meta", meta_obj(request_id, pg)));
 }
 
 /* ---- notifications --------------------------------------------------- */

@@ -456,6 +456,19 @@ class Server:
         return rc
 
 
+def deploy_key(env, name="deploy.key"):
+    """A deployment key file in env's directory (64 random hex digits,
+    mode 0600), for --secret-key-file; returns its path."""
+    import secrets
+    path = env.path(name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_hex(32).encode() + b"\n")
+    finally:
+        os.close(fd)
+    return path
+
+
 def repo_root():
     return os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))

@@ -7,6 +7,8 @@
    no response is a server error, and that every status code, content type,
    response header and body is the one the schema documents. Any failure
    fails the test; schemathesis prints each with a curl line to replay it.
+   Its key may write client tokens and notification settings, and the
+   server has a deployment key, so every documented operation runs.
 2. What a schema cannot say, checked by hand: X-Request-Id is the body's
    request ID, writes carry X-Ctkn-Position and a replica reading with it
    as X-Ctkn-Min-Position sees the write, the bearer scheme is
@@ -32,7 +34,8 @@ import subprocess
 import sys
 import time
 
-from harness import (Env, Server, cache_dir, check, main, repo_root, run)
+from harness import (Env, Server, cache_dir, check, deploy_key, main,
+                     repo_root, run)
 
 SPEC = os.path.join(repo_root(), "docs", "openapi.yaml")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -112,10 +115,21 @@ def test_schemathesis_finds_nothing():
     try:
         # Generated X-Ctkn-Min-Positions are mostly far ahead of the log:
         # a short bound keeps each of those waits (then 503) short.
-        srv = Server(env, name="contract", args=("--position-wait", "0.2"))
-        # A few tokens, so reads and lists have something to return.
+        srv = Server(env, name="contract",
+                     keys=(("writer", "client_token.write,"
+                                      "notification_setting.write"),
+                           ("reader", "client_token.read")),
+                     args=("--position-wait", "0.2",
+                           "--secret-key-file", deploy_key(env)))
+        # A few tokens and a destination, so reads and lists have
+        # something to return.
         for i in range(3):
             create(srv, f"seed {i}")
+        r = srv.request("POST", "/notification-settings",
+                        {"description": "seed", "type": "url",
+                         "destination": "https://example.com/hook",
+                         "subscribed_events": ["client_token.created"]})
+        check(r.status == 201, f"create a destination: {r}")
         argv = [exe, "run", SPEC, "--url", srv.url,
                 "--header", f"Authorization: Bearer {srv.keys['writer']}",
                 "--checks", "not_a_server_error,status_code_conformance,"

@@ -2,7 +2,9 @@
 """Paddle's Node.js SDK (@paddle/paddle-node-sdk, pinned in
 tests/integration/sdk/package-lock.json) against `ctkn serve`: create, get,
 list over every page, update, revoke, and the ApiErrors it surfaces
-(sdk/client-tokens.test.mjs, run with `node --test`).
+(sdk/client-tokens.test.mjs), and the notification settings' create, list,
+get, update and delete (sdk/notification-settings.test.mjs), run with
+`node --test`.
 
 The SDK is installed with `npm ci` into tests/integration/sdk/node_modules
 (git-ignored), again only when package-lock.json changes; npm's download
@@ -13,7 +15,7 @@ import os
 import shutil
 import subprocess
 
-from harness import Env, Server, cache_dir, check, main
+from harness import Env, Server, cache_dir, check, deploy_key, main
 
 SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sdk")
 
@@ -45,10 +47,18 @@ def test_paddle_node_sdk():
     env = Env(name="sdk")
     srv = None
     try:
-        srv = Server(env, name="sdk")
+        # The writer may also write notification settings (and the server
+        # has the deployment key to create them); the reader has
+        # client_token.read alone.
+        srv = Server(env, name="sdk",
+                     keys=(("writer", "client_token.write,"
+                                      "notification_setting.write"),
+                           ("reader", "client_token.read")),
+                     args=("--secret-key-file", deploy_key(env)))
         srv.run_client("node --test",
                        ["node", "--test", "--test-reporter=spec",
-                        "client-tokens.test.mjs"],
+                        "client-tokens.test.mjs",
+                        "notification-settings.test.mjs"],
                        cwd=SDK_DIR, env={**os.environ, "NO_COLOR": "1"},
                        timeout=480)
         srv.stop()

@@ -26,6 +26,8 @@
 #define KEY_LEN 55 /* "ctkn_apikey_" + 43 base64url */
 #define R       CTKN_PERM_TOKEN_READ
 #define W       CTKN_PERM_TOKEN_WRITE
+#define SR      CTKN_PERM_SETTING_READ
+#define SW      CTKN_PERM_SETTING_WRITE
 
 struct fx {
   char dir[64];
@@ -427,9 +429,21 @@ static void test_bad_permissions_name_the_field(void **state)
   assert_int_equal(ctkn_apikey_create(f->path, "a", 0, key, NULL, &err),
                    CTKN_EINVAL);
   assert_string_equal(err.field, "permissions");
-  assert_int_equal(ctkn_apikey_create(f->path, "a", R | 4u, key, NULL, &err),
+  assert_int_equal(ctkn_apikey_create(f->path, "a", R | 16u, key, NULL, &err),
                    CTKN_EINVAL);
   assert_string_equal(err.field, "permissions");
+  /* The message lists every accepted name. */
+  assert_int_equal(
+      ctkn_perms_parse("notification_setting.admin", &(unsigned){0}, &err),
+      CTKN_EINVAL);
+  assert_non_null(strstr(err.msg, "client_token.read"));
+  assert_non_null(strstr(err.msg, "client_token.write"));
+  assert_non_null(strstr(err.msg, "notification_setting.read"));
+  assert_non_null(strstr(err.msg, "notification_setting.write"));
+  assert_bad_perms("notification_setting");
+  assert_bad_perms("notification_setting.read,");
+  assert_bad_perms("notification_settings.read");
+  assert_bad_perms("notification-setting.write");
 }
 
 /* ---- find --------------------------------------------------------------- */
@@ -719,6 +733,86 @@ static void test_good_hand_written_file_loads(void **state)
   ctkn_apikeys_free(ks);
 }
 
+/* notification_setting.*: a write implies its own read, and nothing of
+ * client_token.*; both families combine. */
+static void test_setting_permissions(void **state)
+{
+  struct fx *f = *state;
+  char key[CTKN_APIKEY_BUF], key2[CTKN_APIKEY_BUF];
+  const struct ctkn_apikey *hit;
+  struct ctkn_apikey out;
+  const char *names[CTKN_PERMS_MAX];
+  unsigned bits = 0;
+  ctkn_apikeys *ks;
+  char *text;
+
+  assert_int_equal(ctkn_perms_parse("notification_setting.read", &bits, NULL),
+                   CTKN_OK);
+  assert_int_equal(bits, SR);
+  assert_int_equal(ctkn_perms_parse("notification_setting.write", &bits, NULL),
+                   CTKN_OK);
+  assert_int_equal(bits, SR | SW);
+  assert_int_equal(ctkn_perms_parse("client_token.read,notification_setting."
+                                    "write",
+                                    &bits, NULL),
+                   CTKN_OK);
+  assert_int_equal(bits, R | SR | SW);
+  assert_int_equal(ctkn_perms_parse("notification_setting.read,client_token."
+                                    "write,notification_setting.read",
+                                    &bits, NULL),
+                   CTKN_OK);
+  assert_int_equal(bits, R | W | SR);
+
+  /* Names in a fixed order, each write with its read. */
+  assert_int_equal(ctkn_perms_names(R | W | SR | SW, names, CTKN_PERMS_MAX), 4);
+  assert_string_equal(names[0], "client_token.read");
+  assert_string_equal(names[1], "client_token.write");
+  assert_string_equal(names[2], "notification_setting.read");
+  assert_string_equal(names[3], "notification_setting.write");
+  assert_int_equal(ctkn_perms_names(SW, names, CTKN_PERMS_MAX), 2);
+  assert_string_equal(names[0], "notification_setting.read");
+  assert_string_equal(names[1], "notification_setting.write");
+  assert_int_equal(ctkn_perms_names(R | SR, names, CTKN_PERMS_MAX), 2);
+  assert_string_equal(names[0], "client_token.read");
+  assert_string_equal(names[1], "notification_setting.read");
+  assert_int_equal(ctkn_perms_names(R | W | SR | SW, names, 3), 3);
+
+  /* Created, stored and loaded with the read implied. */
+  assert_int_equal(ctkn_apikey_create(f->path, "s", SW, key, &out, NULL),
+                   CTKN_OK);
+  assert_int_equal(out.perms, SR | SW);
+  assert_int_equal(
+      ctkn_apikey_create(f->path, "both", R | SW, key2, &out, NULL), CTKN_OK);
+  assert_int_equal(out.perms, R | SR | SW);
+  text = slurp(f->path);
+  assert_non_null(strstr(text, "\"permissions\":[\"notification_setting.read\","
+                               "\"notification_setting.write\"]"));
+  assert_non_null(strstr(text, "\"permissions\":[\"client_token.read\","
+                               "\"notification_setting.read\","
+                               "\"notification_setting.write\"]"));
+  free(text);
+  ks = load_ok(f->path);
+  assert_int_equal(ctkn_apikeys_find(ks, key, strlen(key), &hit), CTKN_OK);
+  assert_int_equal(hit->perms, SR | SW);
+  assert_int_equal(ctkn_apikeys_find(ks, key2, strlen(key2), &hit), CTKN_OK);
+  assert_int_equal(hit->perms, R | SR | SW);
+  ctkn_apikeys_free(ks);
+
+  /* A hand-written line granting a setting write alone loads with its
+   * read; an older file with only client_token.* still loads as it was. */
+  spill(f->path, "{\"name\":\"h\",\"sha256\":\"" GOOD_HEX "\","
+                 "\"permissions\":[\"notification_setting.write\"],"
+                 "\"created_at\":\"2026-11-23T10:00:00.000000Z\"}\n"
+                 "{\"name\":\"old\",\"sha256\":\"0000" GOOD_HEX_TAIL "\","
+                 "\"permissions\":[\"client_token.read\","
+                 "\"client_token.write\"],"
+                 "\"created_at\":\"2026-11-23T10:00:00.000000Z\"}\n");
+  ks = load_ok(f->path);
+  assert_int_equal(ctkn_apikeys_at(ks, 0)->perms, SR | SW);
+  assert_int_equal(ctkn_apikeys_at(ks, 1)->perms, R | W);
+  ctkn_apikeys_free(ks);
+}
+
 /* ---- the CLI's documents (codec.h) -------------------------------------- */
 
 static void test_json_created_holds_name_key_and_permissions(void **state)
@@ -793,6 +887,7 @@ int main(void)
       T(test_duplicate_name_is_conflict),
       T(test_bad_names_name_the_field),
       T(test_bad_permissions_name_the_field),
+      T(test_setting_permissions),
       T(test_malformed_keys_are_authmalformed),
       T(test_well_formed_unknown_key_is_badkey),
       T(test_many_entries_all_found),

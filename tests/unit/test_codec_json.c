@@ -1147,6 +1147,255 @@ static void test_parse_update_invalid_id_is_invalid_field(void **state)
 
 /* ---- request IDs ----------------------------------------------------- */
 
+/* ---- notification settings: POST and PATCH bodies ------------------- */
+
+#define DEST_ID "ntfset_01m84kc5gs1n945fyaarrznjrv"
+#define DEST_BODY                                                              \
+  "\"description\":\"Backend\",\"type\":\"url\",\"destination\":"              \
+  "\"https://example.com/hook\",\"subscribed_events\":"                        \
+  "[\"client_token.created\"]"
+#define EV(t) (1u << CTKN_EVENT_##t)
+
+static int parse_dest_create(const char *body, struct ctkn_dest_command *cmd,
+                             struct ctkn_err *err)
+{
+  return ctkn_json_parse_dest_create(body, strlen(body), cmd, err);
+}
+
+static int parse_dest_update(const char *body, struct ctkn_dest_command *cmd,
+                             struct ctkn_err *err)
+{
+  return ctkn_json_parse_dest_update(body, strlen(body), DEST_ID, cmd, err);
+}
+
+static void expect_dest_error(bool update, const char *body, int code,
+                              const char *field)
+{
+  struct ctkn_dest_command cmd;
+  struct ctkn_err err;
+  int rc = update ? parse_dest_update(body, &cmd, &err)
+                  : parse_dest_create(body, &cmd, &err);
+
+  if (rc != code)
+    fail_msg("%s %s: got %d (%s: %s), want %d", update ? "PATCH" : "POST", body,
+             rc, err.field, err.msg, code);
+  assert_int_equal(err.code, code);
+  assert_string_equal(err.field, field);
+  assert_true(err.msg[0] != '\0');
+}
+
+static void test_parse_dest_create_paddle_body(void **state)
+{
+  struct ctkn_dest_command cmd;
+  struct ctkn_err err;
+
+  (void)state;
+  /* Every field Paddle's create takes, at ctkn's values. */
+  assert_int_equal(
+      parse_dest_create(
+          "{\"description\":\"Caf\xc3\xa9 backend\",\"type\":\"url\","
+          "\"destination\":\"https://example.com/hook?x=1\","
+          "\"subscribed_events\":[\"client_token.revoked\","
+          "\"client_token.created\"],\"api_version\":1,"
+          "\"include_sensitive_fields\":false,\"traffic_source\":\"all\","
+          "\"active\":false}",
+          &cmd, &err),
+      CTKN_OK);
+  assert_int_equal(cmd.kind, CTKN_DEST_ADD);
+  assert_true(cmd.set_description && cmd.has_description);
+  assert_string_equal(cmd.description, "Caf\xc3\xa9 backend");
+  assert_true(cmd.set_url);
+  assert_string_equal(cmd.url, "https://example.com/hook?x=1");
+  assert_true(cmd.set_events);
+  assert_int_equal(cmd.events, EV(CREATED) | EV(REVOKED));
+  assert_true(cmd.set_active);
+  assert_false(cmd.active);
+  assert_int_equal(ctkn_dest_command_check(&cmd, NULL), CTKN_OK);
+
+  /* The required four alone; active is left to the default. */
+  assert_int_equal(parse_dest_create("{" DEST_BODY "}", &cmd, &err), CTKN_OK);
+  assert_false(cmd.set_active);
+  assert_int_equal(cmd.events, EV(CREATED));
+  assert_int_equal(parse_dest_create("{" DEST_BODY
+                                     ",\"traffic_source\":\"platform\"}",
+                                     &cmd, &err),
+                   CTKN_OK);
+}
+
+static void test_parse_dest_create_errors_name_the_field(void **state)
+{
+  (void)state;
+  /* Required, in a fixed order once the document's own are fine. */
+  expect_dest_error(false, "{}", CTKN_EINVAL, "description");
+  expect_dest_error(false,
+                    "{\"description\":\"d\",\"destination\":\"https://a\","
+                    "\"subscribed_events\":[\"client_token.created\"]}",
+                    CTKN_EINVAL, "type");
+  expect_dest_error(false,
+                    "{\"description\":\"d\",\"type\":\"url\","
+                    "\"subscribed_events\":[\"client_token.created\"]}",
+                    CTKN_EINVAL, "destination");
+  expect_dest_error(false,
+                    "{\"description\":\"d\",\"type\":\"url\","
+                    "\"destination\":\"https://a\"}",
+                    CTKN_EINVAL, "subscribed_events");
+  /* Paddle requires a description: null and "" are refused. */
+  expect_dest_error(false,
+                    "{\"description\":null,\"type\":\"url\","
+                    "\"destination\":\"https://a\",\"subscribed_events\":"
+                    "[\"client_token.created\"]}",
+                    CTKN_EINVAL, "description");
+  expect_dest_error(false, "{\"description\":\"\"}", CTKN_EINVAL,
+                    "description");
+  expect_dest_error(false, "{\"description\":\"a\\u0007\"}", CTKN_EINVAL,
+                    "description");
+  /* type: url only. */
+  expect_dest_error(false, "{" DEST_BODY ",\"type\":\"url\"}", CTKN_EBADREQ,
+                    ""); /* a duplicate key is jansson's */
+  expect_dest_error(false, "{\"type\":\"email\"}", CTKN_EINVAL, "type");
+  expect_dest_error(false, "{\"type\":7}", CTKN_EINVAL, "type");
+  /* destination: an absolute http(s) URL. */
+  expect_dest_error(false, "{\"destination\":\"ftp://a\"}", CTKN_EINVAL,
+                    "destination");
+  expect_dest_error(false, "{\"destination\":\"https://\"}", CTKN_EINVAL,
+                    "destination");
+  expect_dest_error(false, "{\"destination\":\"https://a b\"}", CTKN_EINVAL,
+                    "destination");
+  expect_dest_error(false, "{\"destination\":[\"https://a\"]}", CTKN_EINVAL,
+                    "destination");
+  /* subscribed_events: a non-empty array of client_token.* names. */
+  expect_dest_error(false, "{\"subscribed_events\":[]}", CTKN_EINVAL,
+                    "subscribed_events");
+  expect_dest_error(false, "{\"subscribed_events\":\"client_token.created\"}",
+                    CTKN_EINVAL, "subscribed_events");
+  expect_dest_error(false, "{\"subscribed_events\":[\"transaction.created\"]}",
+                    CTKN_EINVAL, "subscribed_events");
+  expect_dest_error(false, "{\"subscribed_events\":[1]}", CTKN_EINVAL,
+                    "subscribed_events");
+  expect_dest_error(false,
+                    "{\"subscribed_events\":[{\"name\":"
+                    "\"client_token.created\"}]}",
+                    CTKN_EINVAL, "subscribed_events");
+  expect_dest_error(false,
+                    "{\"subscribed_events\":[\"client_token.created\","
+                    "\"client_token.created\"]}",
+                    CTKN_EINVAL, "subscribed_events");
+  /* The fields with one value in ctkn. */
+  expect_dest_error(false, "{\"api_version\":2}", CTKN_EINVAL, "api_version");
+  expect_dest_error(false, "{\"api_version\":\"1\"}", CTKN_EINVAL,
+                    "api_version");
+  expect_dest_error(false, "{\"api_version\":1.0}", CTKN_EINVAL, "api_version");
+  expect_dest_error(false, "{\"include_sensitive_fields\":true}", CTKN_EINVAL,
+                    "include_sensitive_fields");
+  expect_dest_error(false, "{\"include_sensitive_fields\":0}", CTKN_EINVAL,
+                    "include_sensitive_fields");
+  expect_dest_error(false, "{\"traffic_source\":\"simulation\"}", CTKN_EINVAL,
+                    "traffic_source");
+  expect_dest_error(false, "{\"traffic_source\":\"ALL\"}", CTKN_EINVAL,
+                    "traffic_source");
+  expect_dest_error(false, "{\"active\":\"true\"}", CTKN_EINVAL, "active");
+  expect_dest_error(false, "{\"active\":null}", CTKN_EINVAL, "active");
+  /* Unknown fields, named; the first problem in the document wins. */
+  expect_dest_error(false, "{" DEST_BODY ",\"colour\":\"red\"}", CTKN_EINVAL,
+                    "colour");
+  expect_dest_error(false, "{\"id\":\"" DEST_ID "\"," DEST_BODY "}",
+                    CTKN_EINVAL, "id");
+  /* ... but a bad type comes first: the other rules follow from it. */
+  expect_dest_error(false, "{\"colour\":1,\"type\":\"email\"}", CTKN_EINVAL,
+                    "type");
+  expect_dest_error(false,
+                    "{\"description\":\"d\",\"destination\":"
+                    "\"ops@example.com\",\"subscribed_events\":"
+                    "[\"client_token.created\"],\"type\":\"email\"}",
+                    CTKN_EINVAL, "type");
+  /* The body itself. */
+  expect_dest_error(false, "", CTKN_EBADREQ, "");
+  expect_dest_error(false, "{\"description\":", CTKN_EBADREQ, "");
+  expect_dest_error(false, "[{" DEST_BODY "}]", CTKN_EBADREQ, "");
+  expect_dest_error(false, "\"x\"", CTKN_EBADREQ, "");
+  expect_dest_error(false, "{\"description\":\"a\xff\"}", CTKN_EBADREQ, "");
+}
+
+static void test_parse_dest_update_fields(void **state)
+{
+  struct ctkn_dest_command cmd;
+  struct ctkn_err err;
+
+  (void)state;
+  assert_int_equal(parse_dest_update("{\"active\":false}", &cmd, &err),
+                   CTKN_OK);
+  assert_int_equal(cmd.kind, CTKN_DEST_UPDATE);
+  assert_string_equal(cmd.id, DEST_ID);
+  assert_true(cmd.set_active);
+  assert_false(cmd.active);
+  assert_false(cmd.set_url || cmd.set_events || cmd.set_description);
+  assert_int_equal(ctkn_dest_command_check(&cmd, NULL), CTKN_OK);
+
+  assert_int_equal(
+      parse_dest_update("{\"description\":null,\"destination\":\"http://h:8/"
+                        "x\",\"subscribed_events\":[\"client_token.updated\"],"
+                        "\"active\":true,\"api_version\":1,"
+                        "\"include_sensitive_fields\":false,"
+                        "\"traffic_source\":\"platform\"}",
+                        &cmd, &err),
+      CTKN_OK);
+  assert_true(cmd.set_description);
+  assert_false(cmd.has_description);
+  assert_string_equal(cmd.url, "http://h:8/x");
+  assert_int_equal(cmd.events, EV(UPDATED));
+  assert_true(cmd.set_active && cmd.active);
+
+  assert_int_equal(parse_dest_update("{\"description\":\"New\"}", &cmd, &err),
+                   CTKN_OK);
+  assert_true(cmd.set_description && cmd.has_description);
+  assert_string_equal(cmd.description, "New");
+
+  /* Fields at ctkn's only values change nothing: a read, not an error. */
+  assert_int_equal(parse_dest_update("{\"api_version\":1,\"traffic_source\":"
+                                     "\"all\"}",
+                                     &cmd, &err),
+                   CTKN_OK);
+  assert_false(cmd.set_url || cmd.set_events || cmd.set_description ||
+               cmd.set_active);
+  assert_int_equal(ctkn_dest_command_check(&cmd, NULL), CTKN_EBADREQ);
+}
+
+static void test_parse_dest_update_errors(void **state)
+{
+  struct ctkn_dest_command cmd;
+  struct ctkn_err err;
+
+  (void)state;
+  expect_dest_error(true, "{}", CTKN_EBADREQ, "");
+  expect_dest_error(true, "", CTKN_EBADREQ, "");
+  expect_dest_error(true, "[]", CTKN_EBADREQ, "");
+  expect_dest_error(true, "{\"type\":\"url\"}", CTKN_EINVAL, "type");
+  expect_dest_error(true, "{\"colour\":\"red\"}", CTKN_EINVAL, "colour");
+  expect_dest_error(true, "{\"description\":7}", CTKN_EINVAL, "description");
+  expect_dest_error(true, "{\"description\":\"\"}", CTKN_EINVAL, "description");
+  expect_dest_error(true, "{\"destination\":null}", CTKN_EINVAL, "destination");
+  expect_dest_error(true, "{\"subscribed_events\":[]}", CTKN_EINVAL,
+                    "subscribed_events");
+  expect_dest_error(true, "{\"active\":1}", CTKN_EINVAL, "active");
+  expect_dest_error(true, "{\"active\":true,\"api_version\":2}", CTKN_EINVAL,
+                    "api_version");
+  /* A bad ID, before the body is looked at. */
+  assert_int_equal(ctkn_json_parse_dest_update("{\"active\":true}", 15,
+                                               "ntfset_nope", &cmd, &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.field, "id");
+  assert_int_equal(ctkn_json_parse_dest_update(
+                       "{\"active\":true}", 15,
+                       "ctkn_01m84kc5gs1n945fyaarrznjrv", &cmd, &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.field, "id");
+  /* A NULL err is fine. */
+  assert_int_equal(ctkn_json_parse_dest_create("{", 1, &cmd, NULL),
+                   CTKN_EBADREQ);
+  assert_int_equal(ctkn_json_parse_dest_update("{}", 2, DEST_ID, &cmd, NULL),
+                   CTKN_EBADREQ);
+}
+
 static void test_request_id_is_uuid_v4(void **state)
 {
   char id[37];
@@ -1239,6 +1488,10 @@ int main(void)
       cmocka_unit_test(test_parse_update_null_description_clears_it),
       cmocka_unit_test(test_parse_update_field_errors),
       cmocka_unit_test(test_parse_update_invalid_id_is_invalid_field),
+      cmocka_unit_test(test_parse_dest_create_paddle_body),
+      cmocka_unit_test(test_parse_dest_create_errors_name_the_field),
+      cmocka_unit_test(test_parse_dest_update_fields),
+      cmocka_unit_test(test_parse_dest_update_errors),
       cmocka_unit_test(test_request_id_is_uuid_v4),
       cmocka_unit_test(test_request_ids_are_unique),
   };
