@@ -689,8 +689,19 @@ static bool due(const struct entry *e, int64_t now_us)
          (e->n.status == CTKN_NTF_NOT_ATTEMPTED || e->n.retry_at <= now_us);
 }
 
-/* Start every ready entry: due, and no earlier unsettled one for its
- * token in the lane (a token's notifications go in log order). */
+/* Whether an earlier unsettled entry for the same token holds the lane's
+ * k-th back (a token's notifications go in log order). */
+static bool blocked(const struct lane *l, int k)
+{
+  for (int j = 0; j < k; j++) {
+    if (!l->win[j]->settled &&
+        strcmp(l->win[j]->n.token_id, l->win[k]->n.token_id) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* Start every ready entry: due, and not blocked. */
 static void dispatch(struct notifier *nf, int64_t now_us)
 {
   for (size_t i = 0; i < nf->nlanes; i++) {
@@ -699,14 +710,8 @@ static void dispatch(struct notifier *nf, int64_t now_us)
     if (d == NULL || !d->d.active || d->secret[0] == '\0')
       continue;
     for (int k = 0; k < l->n; k++) {
-      struct entry *e = l->win[k];
-      bool blocked = false;
-      if (!due(e, now_us))
-        continue;
-      for (int j = 0; j < k && !blocked; j++)
-        blocked = !l->win[j]->settled &&
-                  strcmp(l->win[j]->n.token_id, e->n.token_id) == 0;
-      if (!blocked && start(nf, e, d, now_us) != CTKN_OK)
+      if (due(l->win[k], now_us) && !blocked(l, k) &&
+          start(nf, l->win[k], d, now_us) != CTKN_OK)
         return; /* out of memory: try again on the next round */
     }
   }
@@ -1064,7 +1069,7 @@ static void *follow_main(void *arg)
 }
 
 /* Whether a one-shot run is done: nothing in flight, nothing due now,
- * every lane scanned to the end. */
+ * every lane scanned to the end or with a full window. */
 static bool idle(const struct notifier *nf, int64_t now_us)
 {
   if (nf->inflight > 0)
@@ -1077,10 +1082,11 @@ static bool idle(const struct notifier *nf, int64_t now_us)
         d = &nf->dests[k];
     if (d == NULL || !d->d.active || d->secret[0] == '\0')
       continue;
-    if (!l->at_end)
+    if (!l->at_end && l->n < nf->o.window) /* a full window takes no more */
       return false;
     for (int k = 0; k < l->n; k++) {
-      if (due(l->win[k], now_us))
+      /* One waiting behind its token's retry is not due before it. */
+      if (due(l->win[k], now_us) && !blocked(l, k))
         return false;
     }
   }
