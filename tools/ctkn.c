@@ -1231,8 +1231,11 @@ static int load_key(struct cli *c, uint8_t key[CTKN_KEY_LEN], bool *have)
   *have = false;
   if (file == NULL || *file == '\0')
     return 0;
-  if (ctkn_key_load(file, key, &err) != CTKN_OK)
+  if (ctkn_key_load(file, key, &err) != CTKN_OK) {
+    if (err.code == CTKN_EINVAL && err.field[0] == '\0')
+      snprintf(err.field, sizeof(err.field), "secret_key_file");
     return print_error(c->rid, &err);
+  }
   *have = true;
   return 0;
 }
