@@ -1363,6 +1363,16 @@ int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
   }
   if (rc == CTKN_OK) {
     struct ctkn_err rerr;
+    /* Stopping: start nothing more, but let the requests in flight finish
+     * (bounded), so that what was delivered is recorded as delivered. */
+    int64_t until =
+        ctkn__now_ms() +
+        (nf->o.request_timeout_ms < 5000 ? nf->o.request_timeout_ms : 5000);
+    while (nf->inflight > 0 && ctkn__now_ms() < until &&
+           reap(nf, &rerr) == CTKN_OK) {
+      int numfds;
+      curl_multi_poll(nf->multi, NULL, 0, 20, &numfds);
+    }
     if (reap(nf, &rerr) != CTKN_OK || flush(nf, true, &rerr) != CTKN_OK)
       fprintf(stderr, "ctkn notify: the last results were not written: %s\n",
               rerr.msg);
