@@ -31,30 +31,8 @@
 #include "ctkn/log.h"
 #include "ctkn/store.h"
 
-static double now_s(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void figure(const char *name, double value, const char *unit,
-                   double limit)
-{
-  printf("{\"name\":\"%s\",\"value\":%.3f,\"unit\":\"%s\",", name, value, unit);
-  if (limit > 0)
-    printf("\"limit\":%.3f,\"ratio\":%.3f}\n", limit, value / limit);
-  else
-    printf("\"limit\":null,\"ratio\":null}\n");
-  fflush(stdout);
-}
-
-static void die(const char *what)
-{
-  fprintf(stderr, "bench: %s\n", what);
-  exit(1);
-}
+#define BENCH_NAME "bench"
+#include "common.h"
 
 static rd_kafka_t *new_handle(rd_kafka_type_t type, const char *brokers,
                               const char *const *kv)

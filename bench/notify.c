@@ -54,33 +54,11 @@
 #include "ctkn/settings.h"
 #include "ctkn/store.h"
 
+#define BENCH_NAME "notify bench"
+#include "common.h"
+
 #define NPARTS 6
 #define WINDOW 8
-
-static double now_s(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void figure(const char *name, double value, const char *unit,
-                   double limit)
-{
-  printf("{\"name\":\"%s\",\"value\":%.3f,\"unit\":\"%s\",", name, value, unit);
-  if (limit > 0)
-    printf("\"limit\":%.3f,\"ratio\":%.3f}\n", limit, value / limit);
-  else
-    printf("\"limit\":null,\"ratio\":null}\n");
-  fflush(stdout);
-}
-
-static void die(const char *what)
-{
-  fprintf(stderr, "notify bench: %s\n", what);
-  exit(1);
-}
 
 static void die_err(const char *what, const struct ctkn_err *err)
 {

@@ -26,19 +26,8 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what)
-{
-  fprintf(stderr, "produce: %s\n", what);
-  exit(1);
-}
+#define BENCH_NAME "produce"
+#include "common.h"
 
 static double *lat;
 static size_t nlat, caplat;

@@ -22,27 +22,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_NAME "roundtrip"
+#include "common.h"
+
 #define MAX_REPLICAS 8
-
-static double now_s(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sleep_us(long us)
 {
   struct timespec ts = {us / 1000000, (us % 1000000) * 1000L};
 
   nanosleep(&ts, NULL);
-}
-
-static void die(const char *what)
-{
-  fprintf(stderr, "roundtrip: %s\n", what);
-  exit(1);
 }
 
 static rd_kafka_t *new_handle(rd_kafka_type_t type, const char *brokers,

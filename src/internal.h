@@ -36,6 +36,29 @@ int ctkn__err_field(struct ctkn_err *err, int code, const char *field,
  * Returns the length of src, so truncation shows as >= dstsz. */
 size_t ctkn__strlcpy(char *dst, const char *src, size_t dstsz);
 
+/* Big-endian numbers in keys, so that LMDB's byte order is numeric. */
+static inline void ctkn__put_be32(uint8_t *p, uint32_t v)
+{
+  for (int i = 3; i >= 0; i--, v >>= 8)
+    p[i] = (uint8_t)v;
+}
+
+static inline void ctkn__put_be64(uint8_t *p, uint64_t v)
+{
+  for (int i = 7; i >= 0; i--, v >>= 8)
+    p[i] = (uint8_t)v;
+}
+
+/* The n-byte (n <= 8) big-endian number at p. */
+static inline uint64_t ctkn__get_be(const uint8_t *p, size_t n)
+{
+  uint64_t v = 0;
+
+  for (size_t i = 0; i < n; i++)
+    v = (v << 8) | p[i];
+  return v;
+}
+
 /* path + suffix, malloc'd (NULL when out of memory): side files such as
  * DIR.rebuild or FILE.lock. */
 char *ctkn__suffixed(const char *path, const char *suffix);

@@ -52,26 +52,6 @@ const char *ctkn_ntf_status_str(ctkn_ntf_status s)
              : NULL;
 }
 
-static void be32(uint8_t *p, uint32_t v)
-{
-  for (int i = 3; i >= 0; i--, v >>= 8)
-    p[i] = (uint8_t)v;
-}
-
-static void be64(uint8_t *p, uint64_t v)
-{
-  for (int i = 7; i >= 0; i--, v >>= 8)
-    p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be(const uint8_t *p, size_t n)
-{
-  uint64_t v = 0;
-  for (size_t i = 0; i < n; i++)
-    v = v << 8 | p[i];
-  return v;
-}
-
 void ctkn_notification_id(const char *event_id, const char *dest_id,
                           char out[CTKN_NTF_ID_BUF])
 {
@@ -412,7 +392,7 @@ static void lane_free(struct notifier *nf, struct lane *l)
 static void lane_key(uint8_t k[LANE_KEY_LEN], const char *dest, int32_t p)
 {
   memcpy(k, dest, CTKN_DEST_ID_LEN);
-  be32(k + CTKN_DEST_ID_LEN, (uint32_t)p);
+  ctkn__put_be32(k + CTKN_DEST_ID_LEN, (uint32_t)p);
 }
 
 /* The cursor a metadata string records for dest, or -1. */
@@ -444,8 +424,8 @@ static int64_t lane_start(struct notifier *nf, ctkn_store_txn *txn,
   lane_key(k, dest, p);
   if (ctkn_store_kv_get(txn, CTKN_TABLE_CURSORS, k, sizeof(k), &v, &vlen,
                         NULL) == CTKN_OK &&
-      vlen == 8 && (int64_t)get_be(v, 8) > at)
-    at = (int64_t)get_be(v, 8);
+      vlen == 8 && (int64_t)ctkn__get_be(v, 8) > at)
+    at = (int64_t)ctkn__get_be(v, 8);
   if (nf->parts[p].fetched && (m = meta_cursor(nf->parts[p].meta, dest)) > at)
     at = m;
   return at;
@@ -892,7 +872,7 @@ static int put_pend(ctkn_store_txn *txn, const struct pend *p,
   if (rc != CTKN_OK)
     return rc;
   memcpy(k, p->n.id, CTKN_NTF_ID_LEN);
-  be32(k + CTKN_NTF_ID_LEN, p->a.n);
+  ctkn__put_be32(k + CTKN_NTF_ID_LEN, p->a.n);
   if ((rc = ctkn_attempt_encode(&p->a, &buf, &len, err)) != CTKN_OK)
     return rc;
   rc = ctkn_store_kv_put(txn, CTKN_TABLE_ATTEMPTS, k, sizeof(k), buf, len, err);
@@ -930,7 +910,7 @@ static int flush(struct notifier *nf, bool force, struct ctkn_err *err)
     if (!l->cursor_dirty)
       continue;
     lane_key(k, l->dest, l->partition);
-    be64(v, (uint64_t)l->cursor);
+    ctkn__put_be64(v, (uint64_t)l->cursor);
     rc = ctkn_store_kv_put(txn, CTKN_TABLE_CURSORS, k, sizeof(k), v, sizeof(v),
                            err);
   }

@@ -51,26 +51,6 @@ ctkn_setting_type ctkn_setting_type_parse(const char *s)
   return 0;
 }
 
-static void be32(uint8_t *p, uint32_t v)
-{
-  for (int i = 3; i >= 0; i--, v >>= 8)
-    p[i] = (uint8_t)v;
-}
-
-static void be64(uint8_t *p, uint64_t v)
-{
-  for (int i = 7; i >= 0; i--, v >>= 8)
-    p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be(const uint8_t *p, size_t n)
-{
-  uint64_t v = 0;
-  for (size_t i = 0; i < n; i++)
-    v = v << 8 | p[i];
-  return v;
-}
-
 /* ---- commands ------------------------------------------------------------ */
 
 void ctkn_dest_command_init(struct ctkn_dest_command *cmd,
@@ -527,12 +507,12 @@ int64_t ctkn_settings_start(ctkn_store_txn *txn, const char *id,
   size_t vlen;
 
   memcpy(k, id, CTKN_DEST_ID_LEN);
-  be32(k + CTKN_DEST_ID_LEN, (uint32_t)partition);
+  ctkn__put_be32(k + CTKN_DEST_ID_LEN, (uint32_t)partition);
   if (ctkn_store_kv_get(txn, CTKN_TABLE_DEST_START, k, sizeof(k), &v, &vlen,
                         NULL) != CTKN_OK ||
       vlen != 8)
     return 0;
-  return (int64_t)get_be(v, 8);
+  return (int64_t)ctkn__get_be(v, 8);
 }
 
 static int64_t settings_offset(ctkn_store_txn *txn, int32_t partition)
@@ -541,12 +521,12 @@ static int64_t settings_offset(ctkn_store_txn *txn, int32_t partition)
   const void *v;
   size_t vlen;
 
-  be32(k, (uint32_t)partition);
+  ctkn__put_be32(k, (uint32_t)partition);
   if (ctkn_store_kv_get(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), &v,
                         &vlen, NULL) != CTKN_OK ||
       vlen != 8)
     return 0;
-  return (int64_t)get_be(v, 8);
+  return (int64_t)ctkn__get_be(v, 8);
 }
 
 static int put_fate(ctkn_store_txn *txn, int32_t p, int64_t o, char fate,
@@ -556,8 +536,8 @@ static int put_fate(ctkn_store_txn *txn, int32_t p, int64_t o, char fate,
   char v[300];
   size_t n = 1;
 
-  be32(k, (uint32_t)p);
-  be64(k + 4, (uint64_t)o);
+  ctkn__put_be32(k, (uint32_t)p);
+  ctkn__put_be64(k + 4, (uint64_t)o);
   v[0] = fate;
   if (reason != NULL)
     n += ctkn__strlcpy(v + 1, reason, sizeof(v) - 1) >= sizeof(v) - 1
@@ -576,8 +556,8 @@ int ctkn_settings_fate(ctkn_store_txn *txn, int32_t partition, int64_t offset,
   size_t vlen;
   int rc;
 
-  be32(k, (uint32_t)partition);
-  be64(k + 4, (uint64_t)offset);
+  ctkn__put_be32(k, (uint32_t)partition);
+  ctkn__put_be64(k + 4, (uint64_t)offset);
   rc = ctkn_store_kv_get(txn, CTKN_TABLE_SETTINGS_LOG, k, sizeof(k),
                          (const void **)&v, &vlen, err);
   if (rc != CTKN_OK)
@@ -623,8 +603,8 @@ static int apply_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
        p++) {
     uint8_t k[DEST_KEY_LEN], v[8];
     memcpy(k, next.id, CTKN_DEST_ID_LEN);
-    be32(k + CTKN_DEST_ID_LEN, (uint32_t)p);
-    be64(v, (uint64_t)ev->start[p]);
+    ctkn__put_be32(k + CTKN_DEST_ID_LEN, (uint32_t)p);
+    ctkn__put_be64(v, (uint64_t)ev->start[p]);
     rc = ctkn_store_kv_put(txn, CTKN_TABLE_DEST_START, k, sizeof(k), v,
                            sizeof(v), err);
   }
@@ -680,8 +660,8 @@ int ctkn_settings_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
     }
     if (rc != CTKN_OK)
       goto out;
-    be32(k, (uint32_t)m->partition);
-    be64(v, (uint64_t)(m->offset + 1));
+    ctkn__put_be32(k, (uint32_t)m->partition);
+    ctkn__put_be64(v, (uint64_t)(m->offset + 1));
     if ((rc = ctkn_store_kv_put(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k),
                                 v, sizeof(v), err)) != CTKN_OK)
       goto out;

@@ -179,27 +179,6 @@ static bool has_len(const char *s, size_t n)
   return s != NULL && strnlen(s, n + 1) == n;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-  for (int i = 3; i >= 0; i--, v >>= 8)
-    p[i] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-  for (int i = 7; i >= 0; i--, v >>= 8)
-    p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be(const uint8_t *p, size_t n)
-{
-  uint64_t v = 0;
-
-  for (size_t i = 0; i < n; i++)
-    v = (v << 8) | p[i];
-  return v;
-}
-
 static bool partition_ok(int32_t partition)
 {
   return partition >= 0 && partition < CTKN_STORE_MAX_PARTITIONS;
@@ -208,8 +187,8 @@ static bool partition_ok(int32_t partition)
 static void coord_key(uint8_t key[COORD_KEY_LEN], int32_t partition,
                       int64_t offset)
 {
-  put_be32(key, (uint32_t)partition);
-  put_be64(key + 4, (uint64_t)offset);
+  ctkn__put_be32(key, (uint32_t)partition);
+  ctkn__put_be64(key + 4, (uint64_t)offset);
 }
 
 static int check_coord(int32_t partition, int64_t offset, struct ctkn_err *err)
@@ -370,7 +349,7 @@ static bool rd_uint(struct rd *r, size_t n, uint64_t *v)
 
   if (!rd_take(r, n, &p))
     return false;
-  *v = get_be(p, n);
+  *v = ctkn__get_be(p, n);
   return true;
 }
 
@@ -586,7 +565,7 @@ static int put_revoked(MDB_txn *txn, MDB_dbi meta, int64_t n)
   uint8_t b[8];
   MDB_val k = revoked_key, v = {sizeof(b), b};
 
-  put_be64(b, (uint64_t)n);
+  ctkn__put_be64(b, (uint64_t)n);
   return mdb_put(txn, meta, &k, &v, 0);
 }
 
@@ -1360,13 +1339,13 @@ int64_t ctkn_store_offset(ctkn_store_txn *t, int32_t partition)
 
   if (!partition_ok(partition))
     return CTKN_EINVAL;
-  put_be32(key, (uint32_t)partition);
+  ctkn__put_be32(key, (uint32_t)partition);
   rc = mdb_get(t->txn, t->st->dbi[T_OFFSETS], &k, &v);
   if (rc == MDB_NOTFOUND)
     return 0;
   if (rc != MDB_SUCCESS || v.mv_size != 8)
     return CTKN_ESTORE;
-  next = get_be(v.mv_data, 8);
+  next = ctkn__get_be(v.mv_data, 8);
   return next > INT64_MAX ? CTKN_ESTORE : (int64_t)next;
 }
 
@@ -1391,7 +1370,7 @@ static int64_t count_revoked(ctkn_store_txn *t)
     return scan_revoked(t->txn, t->st->dbi[T_INDEX]);
   if (rc != MDB_SUCCESS || v.mv_size != 8)
     return CTKN_ESTORE;
-  return (int64_t)get_be(v.mv_data, 8);
+  return (int64_t)ctkn__get_be(v.mv_data, 8);
 }
 
 int64_t ctkn_store_count_status(ctkn_store_txn *t, unsigned status_mask)
@@ -1425,7 +1404,7 @@ static int add_revoked(ctkn_store_txn *t, int64_t d)
   int rc = mdb_get(t->txn, t->st->dbi[T_META], &k, &v);
 
   if (rc == MDB_SUCCESS && v.mv_size == 8)
-    n = (int64_t)get_be(v.mv_data, 8);
+    n = (int64_t)ctkn__get_be(v.mv_data, 8);
   else if (rc != MDB_NOTFOUND && rc != MDB_SUCCESS)
     return rc;
   return put_revoked(t->txn, t->st->dbi[T_META], n + d);
@@ -1547,7 +1526,7 @@ int ctkn_store_put_history(ctkn_store_txn *t, const char *id, uint64_t version,
   if (value == NULL && len > 0)
     return ctkn__err(err, CTKN_EINVAL, "history value is NULL");
   memcpy(key, id, CTKN_ID_LEN);
-  put_be64(key + CTKN_ID_LEN, version);
+  ctkn__put_be64(key + CTKN_ID_LEN, version);
 
   gather_init(&g);
   if ((msgpack_pack_array(&g.pk, 3) | msgpack_pack_int32(&g.pk, partition) |
@@ -1607,7 +1586,7 @@ int ctkn_store_put_history_batch(ctkn_store_txn *t,
     struct gather g;
 
     memcpy(key, e[i].id, CTKN_ID_LEN);
-    put_be64(key + CTKN_ID_LEN, e[i].version);
+    ctkn__put_be64(key + CTKN_ID_LEN, e[i].version);
     gather_init(&g);
     if ((msgpack_pack_array(&g.pk, 3) |
          msgpack_pack_int32(&g.pk, e[i].partition) |
@@ -1749,8 +1728,8 @@ int ctkn_store_set_offset(ctkn_store_txn *t, int32_t partition, int64_t next,
     return rc;
   if ((rc = check_coord(partition, next, err)) != CTKN_OK)
     return rc;
-  put_be32(key, (uint32_t)partition);
-  put_be64(val, (uint64_t)next);
+  ctkn__put_be32(key, (uint32_t)partition);
+  ctkn__put_be64(val, (uint64_t)next);
   rc = mdb_put(t->txn, t->st->dbi[T_OFFSETS], &k, &v, 0);
   return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put offsets");
 }
@@ -1872,7 +1851,7 @@ int ctkn_store_history(ctkn_store_txn *t, const char *id,
       goto done;
     }
     found = true;
-    rc = cb(arg, get_be((const uint8_t *)k.mv_data + CTKN_ID_LEN, 8),
+    rc = cb(arg, ctkn__get_be((const uint8_t *)k.mv_data + CTKN_ID_LEN, 8),
             (int32_t)partition, offset, body, blen);
     if (rc != 0)
       goto done;
@@ -1895,8 +1874,8 @@ static bool read_coord(const MDB_val *k, int32_t *partition, int64_t *offset)
 
   if (k->mv_size != COORD_KEY_LEN)
     return false;
-  p = get_be(k->mv_data, 4);
-  o = get_be((const uint8_t *)k->mv_data + 4, 8);
+  p = ctkn__get_be(k->mv_data, 4);
+  o = ctkn__get_be((const uint8_t *)k->mv_data + 4, 8);
   if (p >= CTKN_STORE_MAX_PARTITIONS || o > INT64_MAX)
     return false;
   *partition = (int32_t)p;
@@ -1983,8 +1962,8 @@ int ctkn_store_offsets(ctkn_store_txn *t, ctkn_store_offset_cb cb, void *arg,
     uint64_t p, next;
 
     if (k.mv_size != 4 || v.mv_size != 8 ||
-        (p = get_be(k.mv_data, 4)) >= CTKN_STORE_MAX_PARTITIONS ||
-        (next = get_be(v.mv_data, 8)) > INT64_MAX) {
+        (p = ctkn__get_be(k.mv_data, 4)) >= CTKN_STORE_MAX_PARTITIONS ||
+        (next = ctkn__get_be(v.mv_data, 8)) > INT64_MAX) {
       rc = corrupt(err, T_OFFSETS);
       goto done;
     }
@@ -2029,7 +2008,7 @@ static void hbuf_bytes(struct hbuf *b, const void *p, size_t n)
 {
   uint8_t len[8];
 
-  put_be64(len, n);
+  ctkn__put_be64(len, n);
   hbuf_add(b, len, sizeof(len));
   hbuf_add(b, p, n);
 }
@@ -2049,7 +2028,7 @@ static int digest_table(ctkn_store_txn *t, int table, struct hbuf *b,
   if (rc != MDB_SUCCESS)
     return lmdb_err(err, rc, "mdb_stat");
   hbuf_bytes(b, name, strlen(name));
-  put_be64(count, ms.ms_entries);
+  ctkn__put_be64(count, ms.ms_entries);
   hbuf_add(b, count, sizeof(count));
 
   if ((rc = open_cursor(t, table, &c, err)) != CTKN_OK)
@@ -2289,7 +2268,7 @@ int ctkn_store_event_at(ctkn_store_txn *t, int32_t partition, int64_t offset,
   mdb_cursor_close(c);
   if (rc == MDB_NOTFOUND ||
       (rc == MDB_SUCCESS && (k.mv_size != COORD_KEY_LEN ||
-                             (int32_t)get_be(k.mv_data, 4) != partition)))
+                             (int32_t)ctkn__get_be(k.mv_data, 4) != partition)))
     return ctkn__err(err, CTKN_ENOTFOUND, "no applied event there");
   if (rc != MDB_SUCCESS)
     return lmdb_err(err, rc, "positions");
@@ -2303,11 +2282,12 @@ int ctkn_store_event_at(ctkn_store_txn *t, int32_t partition, int64_t offset,
   rd_init(&r, &hv);
   if (!rd_array(&r, 3) || !rd_int(&r, &p) || !rd_int(&r, &o) ||
       !rd_raw(&r, true, false, &body, &blen) || !rd_done(&r) ||
-      p != partition || o != (int64_t)get_be((const uint8_t *)k.mv_data + 4, 8))
+      p != partition ||
+      o != (int64_t)ctkn__get_be((const uint8_t *)k.mv_data + 4, 8))
     return corrupt(err, T_HISTORY);
   memcpy(out->id, v.mv_data, CTKN_ID_LEN);
   out->id[CTKN_ID_LEN] = '\0';
-  out->version = get_be((const uint8_t *)v.mv_data + CTKN_ID_LEN, 8);
+  out->version = ctkn__get_be((const uint8_t *)v.mv_data + CTKN_ID_LEN, 8);
   out->partition = partition;
   out->offset = o;
   out->value = body;
