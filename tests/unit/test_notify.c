@@ -30,6 +30,7 @@
 #include "ctkn/settings.h"
 #include "ctkn/store.h"
 #include "ctkn/token.h"
+#include "json_assert.h"
 
 #define T0       INT64_C(1750948574695521) /* 2025-06-26T14:36:14.695521Z */
 #define T0_TEXT  "2025-06-26T14:36:14.695521Z"
@@ -338,44 +339,6 @@ static void test_attempt_round_trips_and_decode_is_strict(void **st)
 
 /* ---- JSON ------------------------------------------------------------------
  */
-
-/* Parse a renderer's output and free it. */
-static json_t *parse(char *text)
-{
-  json_error_t je;
-  json_t *j;
-
-  assert_non_null(text);
-  assert_null(strchr(text, '\n')); /* one compact line */
-  j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
-  if (j == NULL)
-    fail_msg("not JSON (%s): %s", je.text, text);
-  free(text);
-  return j;
-}
-
-static void assert_keys(json_t *o, const char *const *keys, size_t n)
-{
-  size_t i = 0;
-
-  assert_true(json_is_object(o));
-  for (void *it = json_object_iter(o); it != NULL;
-       it = json_object_iter_next(o, it), i++) {
-    if (i >= n)
-      fail_msg("unexpected key %s", json_object_iter_key(it));
-    assert_string_equal(json_object_iter_key(it), keys[i]);
-  }
-  assert_int_equal(i, n);
-}
-
-static const char *jstr(json_t *o, const char *k)
-{
-  json_t *v = json_object_get(o, k);
-
-  if (!json_is_string(v))
-    fail_msg("%s is not a string", k);
-  return json_string_value(v);
-}
 
 static void assert_time(json_t *o, const char *k, int64_t us)
 {

@@ -28,6 +28,7 @@
 #include "ctkn/event.h"
 #include "ctkn/settings.h"
 #include "ctkn/token.h"
+#include "json_assert.h"
 
 #define T0         INT64_C(1750948574695521) /* 2025-06-26T14:36:14.695521Z */
 #define URL        "https://hooks.example.com/paddle"
@@ -1185,43 +1186,6 @@ static void test_destination_decode_is_strict(void **st)
 }
 
 /* ---- JSON ---------------------------------------------------------------- */
-
-/* Parse a renderer's output and free it. */
-static json_t *parse(char *text)
-{
-  json_error_t je;
-  json_t *j;
-
-  assert_non_null(text);
-  j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
-  if (j == NULL)
-    fail_msg("not JSON (%s): %s", je.text, text);
-  free(text);
-  return j;
-}
-
-static void assert_keys(json_t *o, const char *const *keys, size_t n)
-{
-  size_t i = 0;
-
-  assert_true(json_is_object(o));
-  for (void *it = json_object_iter(o); it != NULL;
-       it = json_object_iter_next(o, it), i++) {
-    if (i >= n)
-      fail_msg("unexpected key %s", json_object_iter_key(it));
-    assert_string_equal(json_object_iter_key(it), keys[i]);
-  }
-  assert_int_equal(i, n);
-}
-
-static const char *jstr(json_t *o, const char *k)
-{
-  json_t *v = json_object_get(o, k);
-
-  if (!json_is_string(v))
-    fail_msg("%s is not a string", k);
-  return json_string_value(v);
-}
 
 static void check_event_type(json_t *e, const char *name)
 {
