@@ -36,6 +36,19 @@ int ctkn__err_field(struct ctkn_err *err, int code, const char *field,
  * Returns the length of src, so truncation shows as >= dstsz. */
 size_t ctkn__strlcpy(char *dst, const char *src, size_t dstsz);
 
+/*
+ * Walk the framing of a msgpack value before msgpack-c parses it: it must
+ * be one array of scalars (no nesting), its count bounded by the bytes
+ * that follow, with nothing truncated or trailing. msgpack-c allocates an
+ * array from the count in its header before reading an element, so five
+ * bytes can ask it for 128 GiB; what passes here parses in memory
+ * proportional to its length. name_of(i) names element i in messages.
+ * CTKN_EDECODE with the reason.
+ */
+int ctkn__check_flat_array(const uint8_t *p, size_t len,
+                           const char *(*name_of)(uint32_t),
+                           struct ctkn_err *err);
+
 /* Big-endian numbers in keys, so that LMDB's byte order is numeric. */
 static inline void ctkn__put_be32(uint8_t *p, uint32_t v)
 {

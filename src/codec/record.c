@@ -170,7 +170,9 @@ static uint64_t be(const uint8_t *p, size_t n)
  * is a complete, flat array that msgpack-c parses in memory proportional
  * to its length.
  */
-static int check_framing(const uint8_t *p, size_t len, struct ctkn_err *err)
+int ctkn__check_flat_array(const uint8_t *p, size_t len,
+                           const char *(*name_of)(uint32_t),
+                           struct ctkn_err *err)
 {
   size_t pos, hdr;
   uint64_t count;
@@ -204,7 +206,7 @@ static int check_framing(const uint8_t *p, size_t len, struct ctkn_err *err)
     if (pos >= len)
       return ctkn__err(err, CTKN_EDECODE,
                        "truncated before element %" PRIu32 " (%s)", i,
-                       field_name(i));
+                       name_of(i));
     b = p[pos];
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
       /* fixint, nil, bool */
@@ -226,23 +228,22 @@ static int check_framing(const uint8_t *p, size_t len, struct ctkn_err *err)
       if (len - pos < head)
         return ctkn__err(err, CTKN_EDECODE,
                          "truncated in element %" PRIu32 " (%s)", i,
-                         field_name(i));
+                         name_of(i));
       body = be(p + pos + 1, ll) + (b >= 0xc7 && b <= 0xc9 ? 1 : 0);
     } else if (b == 0xc1) {
       return ctkn__err(err, CTKN_EDECODE,
                        "element %" PRIu32 " (%s): invalid byte 0xc1", i,
-                       field_name(i));
+                       name_of(i));
     } else {
       /* 0x80-0x9f, 0xdc-0xdf: fixmap, fixarray, array16/32, map16/32. */
       return ctkn__err(
           err, CTKN_EDECODE, "element %" PRIu32 " (%s): nested %s", i,
-          field_name(i),
+          name_of(i),
           (b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd ? "array" : "map");
     }
     if (len - pos < head || body > len - pos - head)
       return ctkn__err(err, CTKN_EDECODE,
-                       "truncated in element %" PRIu32 " (%s)", i,
-                       field_name(i));
+                       "truncated in element %" PRIu32 " (%s)", i, name_of(i));
     pos += head + (size_t)body;
   }
   if (pos != len)
@@ -417,7 +418,7 @@ int ctkn_record_decode(const void *buf, size_t len, struct ctkn_record *rec,
   memset(rec, 0, sizeof(*rec));
   if (buf == NULL)
     buf = "";
-  rc = check_framing(buf, len, err);
+  rc = ctkn__check_flat_array(buf, len, field_name, err);
   if (rc != CTKN_OK)
     return rc;
 
@@ -426,7 +427,7 @@ int ctkn_record_decode(const void *buf, size_t len, struct ctkn_record *rec,
   if (r == MSGPACK_UNPACK_NOMEM_ERROR)
     rc = ctkn__err(err, CTKN_ENOMEM, "unpacking a %zu-byte record", len);
   else if (r != MSGPACK_UNPACK_SUCCESS || off != len)
-    /* check_framing() accepted it, so msgpack-c should too. */
+    /* ctkn__check_flat_array() accepted it, so msgpack-c should too. */
     rc = ctkn__err(err, CTKN_EDECODE, "msgpack: parse error (%d) at %zu",
                    (int)r, off);
   else

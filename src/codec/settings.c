@@ -133,6 +133,28 @@ static int copy_dest(const Ctkn__V1__Destination *d, struct ctkn_destination *x,
   return CTKN_OK;
 }
 
+/*
+ * protobuf-c sizes a repeated field's array from counts the input claims;
+ * a few bytes can claim gigabytes (the fuzzer found 32 GiB). No settings
+ * event needs more than a few KiB per block, so larger requests fail, and
+ * the unpack with them: a decode error, not an allocation.
+ */
+#define PB_BLOCK_MAX ((size_t)1 << 20)
+
+static void *capped_alloc(void *data, size_t size)
+{
+  (void)data;
+  return size <= PB_BLOCK_MAX ? malloc(size ? size : 1) : NULL;
+}
+
+static void capped_free(void *data, void *p)
+{
+  (void)data;
+  free(p);
+}
+
+static ProtobufCAllocator capped = {capped_alloc, capped_free, NULL};
+
 int ctkn_setting_event_decode(const void *buf, size_t len,
                               struct ctkn_setting_event *ev,
                               struct ctkn_err *err)
@@ -141,7 +163,7 @@ int ctkn_setting_event_decode(const void *buf, size_t len,
   int rc = CTKN_OK;
 
   memset(ev, 0, sizeof(*ev));
-  m = ctkn__v1__setting_event__unpack(NULL, len,
+  m = ctkn__v1__setting_event__unpack(&capped, len,
                                       buf == NULL ? (void *)"" : buf);
   if (m == NULL)
     return ctkn__err(err, CTKN_EDECODE,
@@ -177,7 +199,7 @@ int ctkn_setting_event_decode(const void *buf, size_t len,
   for (size_t i = 0; i < m->n_start_offsets; i++)
     ev->start[i] = m->start_offsets[i];
 out:
-  ctkn__v1__setting_event__free_unpacked(m, NULL);
+  ctkn__v1__setting_event__free_unpacked(m, &capped);
   return rc;
 }
 
@@ -220,6 +242,23 @@ int ctkn_destination_encode(const struct ctkn_destination *d, uint8_t **out,
   return CTKN_OK;
 }
 
+static const char *element(uint32_t i)
+{
+  (void)i;
+  return "element";
+}
+
+/* msgpack_unpack_next() of a flat array whose framing was checked first,
+ * so that a bogus count cannot make msgpack-c allocate from it. */
+static bool unpack_flat(msgpack_unpacked *u, const void *buf, size_t len)
+{
+  size_t off = 0;
+
+  return buf != NULL && ctkn__check_flat_array(buf, len, element, NULL) == 0 &&
+         msgpack_unpack_next(u, buf, len, &off) == MSGPACK_UNPACK_SUCCESS &&
+         off == len;
+}
+
 static bool obj_str(const msgpack_object *o, char *dst, size_t dstsz)
 {
   if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= dstsz ||
@@ -246,13 +285,11 @@ int ctkn_destination_decode(const void *buf, size_t len,
                             struct ctkn_destination *d, struct ctkn_err *err)
 {
   msgpack_unpacked u;
-  size_t off = 0;
   int rc = CTKN_EDECODE;
 
   memset(d, 0, sizeof(*d));
   msgpack_unpacked_init(&u);
-  if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-      off != len || u.data.type != MSGPACK_OBJECT_ARRAY ||
+  if (!unpack_flat(&u, buf, len) || u.data.type != MSGPACK_OBJECT_ARRAY ||
       u.data.via.array.size != DEST_FIELDS)
     goto out;
   const msgpack_object *a = u.data.via.array.ptr;
@@ -354,14 +391,12 @@ int ctkn_notification_decode(const void *buf, size_t len,
                              struct ctkn_notification *n, struct ctkn_err *err)
 {
   msgpack_unpacked u;
-  size_t off = 0;
   int64_t type, part, status, attempts, code;
   bool ok = false;
 
   memset(n, 0, sizeof(*n));
   msgpack_unpacked_init(&u);
-  if (msgpack_unpack_next(&u, buf, len, &off) == MSGPACK_UNPACK_SUCCESS &&
-      off == len && u.data.type == MSGPACK_OBJECT_ARRAY &&
+  if (unpack_flat(&u, buf, len) && u.data.type == MSGPACK_OBJECT_ARRAY &&
       u.data.via.array.size == NTF_FIELDS) {
     const msgpack_object *a = u.data.via.array.ptr;
     ok = a[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
@@ -422,14 +457,12 @@ int ctkn_attempt_decode(const void *buf, size_t len, struct ctkn_ntf_attempt *a,
                         struct ctkn_err *err)
 {
   msgpack_unpacked u;
-  size_t off = 0;
   int64_t n, code;
   bool ok = false;
 
   memset(a, 0, sizeof(*a));
   msgpack_unpacked_init(&u);
-  if (msgpack_unpack_next(&u, buf, len, &off) == MSGPACK_UNPACK_SUCCESS &&
-      off == len && u.data.type == MSGPACK_OBJECT_ARRAY &&
+  if (unpack_flat(&u, buf, len) && u.data.type == MSGPACK_OBJECT_ARRAY &&
       u.data.via.array.size == ATT_FIELDS) {
     const msgpack_object *o = u.data.via.array.ptr;
     ok = o[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
