@@ -284,6 +284,29 @@ static void test_notification_decode_is_strict(void **st)
   expect_bad_ntf(&bad);
 }
 
+/* A header that claims billions of elements must be refused from the
+ * bytes at hand, never handed to msgpack-c, which would allocate for the
+ * count first (under ASan that aborts the test). */
+static void test_decoders_refuse_bogus_counts(void **st)
+{
+  static const uint8_t a32[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
+  static const uint8_t a16[] = {0xdc, 0x00, 0x14, 0x01, 0xdd,
+                                0x40, 0x00, 0x00, 0x01, 0xc0};
+  struct ctkn_notification n;
+  struct ctkn_ntf_attempt a;
+  struct ctkn_destination d;
+  struct ctkn_err err;
+  (void)st;
+
+  for (int i = 0; i < 2; i++) {
+    const uint8_t *b = i ? a16 : a32;
+    size_t len = i ? sizeof(a16) : sizeof(a32);
+    assert_int_equal(ctkn_notification_decode(b, len, &n, &err), CTKN_EDECODE);
+    assert_int_equal(ctkn_attempt_decode(b, len, &a, &err), CTKN_EDECODE);
+    assert_int_equal(ctkn_destination_decode(b, len, &d, &err), CTKN_EDECODE);
+  }
+}
+
 static void test_attempt_round_trips_and_decode_is_strict(void **st)
 {
   struct ctkn_ntf_attempt a, back;
@@ -1096,6 +1119,7 @@ int main(void)
       cmocka_unit_test(test_json_notification_has_paddles_shape),
       cmocka_unit_test(test_json_attempt_shape),
       cmocka_unit_test(test_ntf_status_names),
+      T(test_decoders_refuse_bogus_counts),
       T(test_settings_project_applies_rejects_and_quarantines),
       T(test_settings_project_skips_records_below_its_offset),
       T(test_settings_project_stops_at_a_newer_schema),
