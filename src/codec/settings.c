@@ -261,8 +261,13 @@ static bool unpack_flat(msgpack_unpacked *u, const void *buf, size_t len)
 
 static bool obj_str(const msgpack_object *o, char *dst, size_t dstsz)
 {
-  if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= dstsz ||
-      memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
+  if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= dstsz)
+    return false;
+  if (o->via.str.size == 0) { /* msgpack-c gives no pointer for "" */
+    dst[0] = '\0';
+    return true;
+  }
+  if (memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
     return false;
   memcpy(dst, o->via.str.ptr, o->via.str.size);
   dst[o->via.str.size] = '\0';
