@@ -221,7 +221,8 @@ static int apply_source(ctkn_store *st, ctkn_env env, struct source *src,
     return CTKN_OK;
   if ((ev = malloc(sizeof(*ev))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "projector: event buffer");
-  if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK)
+  if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK ||
+      (rc = ctkn_store_batch(txn, err)) != CTKN_OK)
     goto out;
 
   for (size_t i = 0; i < src->n; i++) {

@@ -115,6 +115,14 @@ int ctkn_store_frozen(ctkn_store *st, char as_of[CTKN_TIME_BUF],
  * *out is a new txn: caller owns it, finish with commit or abort. */
 int ctkn_store_begin(ctkn_store *st, bool write, ctkn_store_txn **out,
                      struct ctkn_err *err);
+/*
+ * Buffer this write txn's token records and index entries until commit,
+ * which writes them sorted (appending past each table's last key): a
+ * token put several times is written once. Gets and lookups through txn
+ * see them; every rule of ctkn_store_put() holds as without. For a txn
+ * that puts many tokens (a projector batch).
+ */
+int ctkn_store_batch(ctkn_store_txn *txn, struct ctkn_err *err);
 /* Commit and free the txn (also on failure). */
 int ctkn_store_commit(ctkn_store_txn *txn, struct ctkn_err *err);
 /* Abort and free. NULL is a no-op. */

@@ -1407,6 +1407,101 @@ static void test_history_batch_equals_single_puts(void **s)
   ctkn_store_close(st2);
 }
 
+/* One sequence of puts, gets and lookups, run on st; batched or not. Each
+ * step's outcome goes into out[], so two runs can be compared. */
+static size_t batch_script(ctkn_store *st, bool batched, struct ctkn_record *r,
+                           int *out)
+{
+  struct ctkn_record got, x;
+  struct ctkn_err err = {0};
+  char id[CTKN_ID_BUF];
+  ctkn_status status;
+  ctkn_store_txn *t;
+  size_t n = 0;
+
+  /* In the table already: r[1], r[3] (revoked), r[5]. */
+  t = begin(st, true);
+  put(t, &r[1]);
+  put(t, &r[3]);
+  put(t, &r[5]);
+  commit(t);
+
+  t = begin(st, true);
+  if (batched)
+    assert_int_equal(ctkn_store_batch(t, NULL), CTKN_OK);
+  /* New before, between and past the stored keys. */
+  for (int i = 0; i < 7; i += 2)
+    out[n++] = ctkn_store_put(t, &r[i], &err);
+  out[n++] = ctkn_store_get(t, r[6].token.id, &got, NULL);
+  out[n++] = strcmp(got.token.name, r[6].token.name);
+  /* Updated, then revoked, then written again revoked: counted once. */
+  for (int k = 0; k < 3; k++) {
+    x = r[k == 0 ? 6 : 1];
+    x.version++;
+    if (k > 0) {
+      x.token.status = CTKN_STATUS_REVOKED;
+      x.token.revoked_at = x.token.updated_at + 1;
+    }
+    out[n++] = ctkn_store_put(t, &x, &err);
+    out[n++] = ctkn_store_put(t, &x, &err);
+  }
+  x = r[3]; /* stored revoked: written again, still counted once */
+  x.version++;
+  out[n++] = ctkn_store_put(t, &x, &err);
+  /* Token strings held by another token: in the table, in this batch. */
+  for (int k = 0; k < 2; k++) {
+    x = r[7 + k];
+    memcpy(x.token.token, r[k ? 2 : 5].token.token, sizeof(x.token.token));
+    out[n++] = ctkn_store_put(t, &x, &err);
+    out[n++] = strstr(err.msg, r[k ? 2 : 5].token.id) != NULL;
+    out[n++] = ctkn_store_get(t, x.token.id, &got, NULL);
+  }
+  out[n++] = ctkn_store_lookup_token(t, r[1].token.token, id, &status, NULL);
+  out[n++] = (int)status;
+  out[n++] = ctkn_store_lookup_token(t, r[8].token.token, id, &status, NULL);
+  out[n++] = (int)ctkn_store_count_status(t, 1u << CTKN_STATUS_REVOKED);
+  /* Counting wrote the batch out; it goes on afterwards. */
+  out[n++] = ctkn_store_put(t, &r[7], &err);
+  out[n++] = (int)ctkn_store_count(t);
+  commit(t);
+  t = begin(st, false);
+  out[n++] = (int)ctkn_store_count_status(t, 1u << CTKN_STATUS_REVOKED);
+  out[n++] = ctkn_store_get_by_token(t, r[6].token.token, &got, NULL);
+  out[n++] = (int)got.version;
+  ctkn_store_abort(t);
+  return n;
+}
+
+/* A batched write txn stores what the same puts store one by one, with
+ * the same outcome for each, the same revoked count and digest. */
+static void test_batch_equals_single_puts(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r[9];
+  uint8_t a[CTKN_HASH_LEN], b[CTKN_HASH_LEN];
+  int oa[64], ob[64];
+  char dir2[192];
+  ctkn_store *st2;
+
+  for (int i = 0; i < 9; i++)
+    make_record(f, &r[i], i == 3 ? CTKN_STATUS_REVOKED : CTKN_STATUS_ACTIVE);
+  snprintf(dir2, sizeof(dir2), "%s/db2", f->tmp);
+  open_fx(f);
+  st2 = open_at(dir2);
+  size_t na = batch_script(f->st, false, r, oa);
+  size_t nb = batch_script(st2, true, r, ob);
+  assert_int_equal(na, nb);
+  for (size_t i = 0; i < na; i++)
+    if (oa[i] != ob[i])
+      fail_msg("step %zu: %d unbatched, %d batched", i, oa[i], ob[i]);
+  assert_int_equal(oa[13], CTKN_ECONFLICT);
+  assert_int_equal(oa[16], CTKN_ECONFLICT);
+  digest_of(f->st, a);
+  digest_of(st2, b);
+  assert_memory_equal(a, b, CTKN_HASH_LEN);
+  ctkn_store_close(st2);
+}
+
 static void test_digest_changes_with_any_single_difference(void **s)
 {
   struct fx *f = *s;
@@ -1685,6 +1780,7 @@ int main(void)
       T(test_list_after_cursor_status_mask_and_limits),
       T(test_digest_ignores_transaction_grouping),
       T(test_history_batch_equals_single_puts),
+      T(test_batch_equals_single_puts),
       T(test_digest_changes_with_any_single_difference),
       T(test_abort_discards_writes),
       T(test_reader_does_not_see_uncommitted_writes),
