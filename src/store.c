@@ -1489,14 +1489,19 @@ struct batch {
   char last_token[CTKN_TOKEN_LEN];
 };
 
-/* IDs and token strings end in random characters: hash the last 8. */
+/* IDs and token strings end in random characters (one generator counts
+ * up within a millisecond, so the last ones change most): mix the last 16
+ * bytes so that every bit reaches the low ones (splitmix64's finalizer). */
 static size_t bmap_hash(const char *key, size_t klen)
 {
-  uint64_t h;
+  uint64_t a, b;
 
-  memcpy(&h, key + klen - 8, 8);
-  h *= 0x9e3779b97f4a7c15u;
-  return (size_t)(h ^ (h >> 29));
+  memcpy(&a, key + klen - 16, 8);
+  memcpy(&b, key + klen - 8, 8);
+  uint64_t h = a ^ (b << 32 | b >> 32);
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9u;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebu;
+  return (size_t)(h ^ (h >> 31));
 }
 
 /* The entry for key (klen bytes at the start of each entry), or NULL. */
