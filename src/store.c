@@ -162,8 +162,8 @@ struct ctkn_store_txn {
 };
 
 /* The write batch (ctkn_store_batch()), defined with the writes. */
-static int batch_get(ctkn_store_txn *t, const char *id, struct ctkn_record *out,
-                     struct ctkn_err *err);
+static int batch_get(ctkn_store_txn *t, const char *id, bool guess,
+                     struct ctkn_record *out, struct ctkn_err *err);
 static int batch_lookup(ctkn_store_txn *t, const char *token, MDB_val *v);
 #define BATCH_UNSEEN (-1) /* batch_lookup(): ask the table; no LMDB code */
 static int batch_sync(ctkn_store_txn *t, struct ctkn_err *err);
@@ -1243,7 +1243,7 @@ int ctkn_store_get(ctkn_store_txn *t, const char *id, struct ctkn_record *out,
   if (!has_len(id, CTKN_ID_LEN))
     return ctkn__err(err, CTKN_ENOTFOUND, "no token has this ID");
   if (t->batch != NULL)
-    return batch_get(t, id, out, err);
+    return batch_get(t, id, false, out, err);
   k.mv_size = CTKN_ID_LEN;
   k.mv_data = (void *)id;
   rc = mdb_get(t->txn, t->st->dbi[T_TOKENS], &k, &v);
@@ -1481,8 +1481,9 @@ static int add_revoked(ctkn_store_txn *t, int64_t d)
  */
 struct brec { /* a token's record as the batch sees it */
   char id[CTKN_ID_LEN];
-  bool exists;            /* false: the token has no record (a cached miss) */
-  bool dirty;             /* to write at commit */
+  bool exists;  /* false: the token has no record (a cached miss) */
+  bool dirty;   /* to write at commit */
+  bool guessed; /* taken as absent without a lookup: checked at commit */
   uint32_t off, len, cap; /* the encoded record in the arena */
 };
 
@@ -1490,6 +1491,7 @@ struct bidx { /* a token string's index entry as the batch sees it */
   char token[CTKN_TOKEN_LEN];
   bool exists;
   bool dirty;
+  bool guessed;
   uint8_t vlen; /* the stored value's size (INDEX_VALUE_LEN when sound) */
   uint8_t value[INDEX_VALUE_LEN];
 };
@@ -1506,6 +1508,8 @@ struct batch {
   uint8_t *arena;
   size_t alen, acap;
   int64_t revoked; /* the count's change */
+  bool guess;      /* ctkn_store_get_new() may guess (ctkn_store_batch()) */
+  bool wrong;      /* a guess was wrong: the batch is void */
   /* Each table's last key when the batch (re)started: keys past it are
    * not in the table. */
   bool have_last_id, have_last_token;
@@ -1638,7 +1642,7 @@ static int batch_start(ctkn_store_txn *t)
   return rc;
 }
 
-int ctkn_store_batch(ctkn_store_txn *t, struct ctkn_err *err)
+int ctkn_store_batch(ctkn_store_txn *t, bool guess, struct ctkn_err *err)
 {
   struct batch *b;
   int rc;
@@ -1651,6 +1655,7 @@ int ctkn_store_batch(ctkn_store_txn *t, struct ctkn_err *err)
     return ctkn__err(err, CTKN_ENOMEM, "batch: out of memory");
   b->recs.size = sizeof(struct brec);
   b->idx.size = sizeof(struct bidx);
+  b->guess = guess;
   t->batch = b;
   if ((rc = batch_start(t)) != MDB_SUCCESS) {
     t->batch = NULL;
@@ -1684,49 +1689,62 @@ static int brec_set(struct batch *b, struct brec *e, const void *p, size_t len)
 }
 
 /* id's entry, loaded from the table when the batch has not seen it. */
-static int brec_load(ctkn_store_txn *t, const char *id, struct brec **out,
-                     struct ctkn_err *err)
+static int brec_load(ctkn_store_txn *t, const char *id, bool guess,
+                     struct brec **out, struct ctkn_err *err)
 {
   struct batch *b = t->batch;
   struct brec *e = bmap_find(&b->recs, id, CTKN_ID_LEN);
   MDB_val k = {CTKN_ID_LEN, (void *)id}, v;
   int rc = MDB_NOTFOUND;
+  bool guessed = false;
 
   if (e != NULL) {
     *out = e;
     return CTKN_OK;
   }
-  if (!b->have_last_id || memcmp(id, b->last_id, CTKN_ID_LEN) <= 0)
-    rc = mdb_get(t->txn, t->st->dbi[T_TOKENS], &k, &v);
+  if (!b->have_last_id || memcmp(id, b->last_id, CTKN_ID_LEN) <= 0) {
+    if (guess && b->guess)
+      guessed = true;
+    else
+      rc = mdb_get(t->txn, t->st->dbi[T_TOKENS], &k, &v);
+  }
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
     return lmdb_err(err, rc, "get tokens");
   if ((e = bmap_add(&b->recs, id, CTKN_ID_LEN)) == NULL ||
       (rc == MDB_SUCCESS && brec_set(b, e, v.mv_data, v.mv_size) != 0))
     return ctkn__err(err, CTKN_ENOMEM, "batch: out of memory");
   e->exists = rc == MDB_SUCCESS;
+  e->guessed = guessed;
   *out = e;
   return CTKN_OK;
 }
 
 /* token's index entry, loaded from the table when not seen. */
-static int bidx_load(ctkn_store_txn *t, const char *token, struct bidx **out,
-                     struct ctkn_err *err)
+static int bidx_load(ctkn_store_txn *t, const char *token, bool guess,
+                     struct bidx **out, struct ctkn_err *err)
 {
   struct batch *b = t->batch;
   struct bidx *e = bmap_find(&b->idx, token, CTKN_TOKEN_LEN);
   MDB_val k = {CTKN_TOKEN_LEN, (void *)token}, v;
   int rc = MDB_NOTFOUND;
+  bool guessed = false;
 
   if (e != NULL) {
     *out = e;
     return CTKN_OK;
   }
-  if (!b->have_last_token || memcmp(token, b->last_token, CTKN_TOKEN_LEN) <= 0)
-    rc = mdb_get(t->txn, t->st->dbi[T_INDEX], &k, &v);
+  if (!b->have_last_token ||
+      memcmp(token, b->last_token, CTKN_TOKEN_LEN) <= 0) {
+    if (guess)
+      guessed = true;
+    else
+      rc = mdb_get(t->txn, t->st->dbi[T_INDEX], &k, &v);
+  }
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
     return lmdb_err(err, rc, "get token_index");
   if ((e = bmap_add(&b->idx, token, CTKN_TOKEN_LEN)) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "batch: out of memory");
+  e->guessed = guessed;
   if (rc == MDB_SUCCESS) {
     e->exists = true;
     /* A value of another size is corrupt; keep what tells it apart. */
@@ -1759,7 +1777,7 @@ static int batch_put(ctkn_store_txn *t, const struct ctkn_record *rec,
   struct bidx *x;
   int rc;
 
-  if ((rc = brec_load(t, id, &e, err)) != CTKN_OK)
+  if ((rc = brec_load(t, id, false, &e, err)) != CTKN_OK)
     return rc;
   if (e->exists) {
     if (brec_set(b, e, buf, len) != 0)
@@ -1768,7 +1786,7 @@ static int batch_put(ctkn_store_txn *t, const struct ctkn_record *rec,
     if (rec->token.status != CTKN_STATUS_REVOKED)
       return CTKN_OK;
     /* Revoked is terminal: count the token once, when its entry turns. */
-    if ((rc = bidx_load(t, rec->token.token, &x, err)) != CTKN_OK)
+    if ((rc = bidx_load(t, rec->token.token, false, &x, err)) != CTKN_OK)
       return rc;
     bool turned = !x->exists || x->vlen != INDEX_VALUE_LEN ||
                   x->value[CTKN_ID_LEN] != CTKN_STATUS_REVOKED;
@@ -1777,7 +1795,8 @@ static int batch_put(ctkn_store_txn *t, const struct ctkn_record *rec,
       b->revoked++;
     return CTKN_OK;
   }
-  if ((rc = bidx_load(t, rec->token.token, &x, err)) != CTKN_OK)
+  /* A token guessed new claims its string on a guess too. */
+  if ((rc = bidx_load(t, rec->token.token, e->guessed, &x, err)) != CTKN_OK)
     return rc;
   if (x->exists) {
     char other[CTKN_ID_BUF];
@@ -1803,11 +1822,11 @@ static int batch_put(ctkn_store_txn *t, const struct ctkn_record *rec,
   return CTKN_OK;
 }
 
-static int batch_get(ctkn_store_txn *t, const char *id, struct ctkn_record *out,
-                     struct ctkn_err *err)
+static int batch_get(ctkn_store_txn *t, const char *id, bool guess,
+                     struct ctkn_record *out, struct ctkn_err *err)
 {
   struct brec *e;
-  int rc = brec_load(t, id, &e, err);
+  int rc = brec_load(t, id, guess, &e, err);
 
   if (rc != CTKN_OK)
     return rc;
@@ -1815,6 +1834,26 @@ static int batch_get(ctkn_store_txn *t, const char *id, struct ctkn_record *out,
     return ctkn__err(err, CTKN_ENOTFOUND, "no token has this ID");
   MDB_val v = {e->len, t->batch->arena + e->off};
   return decode_record(&v, id, out, err);
+}
+
+int ctkn_store_get_new(ctkn_store_txn *t, const char *id,
+                       struct ctkn_record *out, struct ctkn_err *err)
+{
+  if (t->batch == NULL || !has_len(id, CTKN_ID_LEN))
+    return ctkn_store_get(t, id, out, err);
+  return batch_get(t, id, true, out, err);
+}
+
+int ctkn_store_batch_write(ctkn_store_txn *t, bool *wrong, struct ctkn_err *err)
+{
+  int rc;
+
+  *wrong = false;
+  if (t->batch == NULL)
+    return CTKN_OK;
+  rc = batch_flush(t, err);
+  *wrong = t->batch->wrong;
+  return rc;
 }
 
 /* token's index value as the batch sees it: MDB_SUCCESS, MDB_NOTFOUND, or
@@ -1848,7 +1887,8 @@ static int bidx_cmp(const void *a, const void *b)
  * cursor, appending from the first key past the table's last one. */
 static int put_sorted(ctkn_store_txn *t, int table, void *const *e, size_t n,
                       size_t klen, const void *ctx,
-                      void (*val)(const void *ctx, const void *e, MDB_val *v))
+                      unsigned (*val)(const void *ctx, const void *e,
+                                      MDB_val *v))
 {
   uint8_t last[512];
   size_t llen = 0;
@@ -1880,28 +1920,44 @@ static int put_sorted(ctkn_store_txn *t, int table, void *const *e, size_t n,
     }
     k.mv_size = klen;
     k.mv_data = e[i];
-    val(ctx, e[i], &v);
-    rc = mdb_cursor_put(c, &k, &v, append ? MDB_APPEND : 0);
+    unsigned flags = val(ctx, e[i], &v);
+    rc = mdb_cursor_put(c, &k, &v, append ? MDB_APPEND : flags);
   }
   mdb_cursor_close(c);
   return rc;
 }
 
-static void brec_val(const void *arena, const void *p, MDB_val *v)
+/* A key taken as absent goes in with MDB_NOOVERWRITE: MDB_KEYEXIST says
+ * the guess was wrong. */
+static unsigned brec_val(const void *arena, const void *p, MDB_val *v)
 {
   const struct brec *e = p;
 
   v->mv_size = e->len;
   v->mv_data = (uint8_t *)arena + e->off;
+  return e->guessed ? MDB_NOOVERWRITE : 0;
 }
 
-static void bidx_val(const void *ctx, const void *p, MDB_val *v)
+static unsigned bidx_val(const void *ctx, const void *p, MDB_val *v)
 {
   const struct bidx *e = p;
 
   (void)ctx;
   v->mv_size = INDEX_VALUE_LEN;
   v->mv_data = (void *)e->value;
+  return e->guessed ? MDB_NOOVERWRITE : 0;
+}
+
+/* A failed write of the batch; MDB_KEYEXIST: a guess was wrong. */
+static int batch_failed(struct batch *b, int rc, struct ctkn_err *err,
+                        const char *what)
+{
+  if (rc != MDB_KEYEXIST)
+    return lmdb_err(err, rc, what);
+  b->wrong = true;
+  return ctkn__err(err, CTKN_ECONFLICT,
+                   "batch: a key guessed new was there; apply it again "
+                   "without guessing");
 }
 
 /* Write the batch into the tables and start it afresh. */
@@ -1912,19 +1968,35 @@ static int batch_flush(ctkn_store_txn *t, struct ctkn_err *err)
   void **e = n ? malloc(n * sizeof(*e)) : NULL;
   int rc;
 
+  if (b->wrong) {
+    free(e);
+    return ctkn__err(err, CTKN_ECONFLICT, "batch: a guess was wrong");
+  }
   if (n > 0 && e == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "batch: out of memory");
   for (size_t i = 0; i < b->recs.n; i++) {
     struct brec *r = (struct brec *)b->recs.e + i;
-    if (r->dirty)
+    if (r->dirty) {
       e[k++] = r;
+    } else if (r->guessed) {
+      /* Read as absent, never written (say a create that was rejected
+       * for another reason): look now. */
+      MDB_val rk = {CTKN_ID_LEN, r->id}, rv;
+      rc = mdb_get(t->txn, t->st->dbi[T_TOKENS], &rk, &rv);
+      if (rc == MDB_SUCCESS)
+        rc = MDB_KEYEXIST;
+      if (rc != MDB_NOTFOUND) {
+        free(e);
+        return batch_failed(b, rc, err, "get tokens");
+      }
+    }
   }
   if (k > 1)
     qsort(e, k, sizeof(*e), brec_cmp);
   rc = put_sorted(t, T_TOKENS, e, k, CTKN_ID_LEN, b->arena, brec_val);
   if (rc != MDB_SUCCESS) {
     free(e);
-    return lmdb_err(err, rc, "put tokens");
+    return batch_failed(b, rc, err, "put tokens");
   }
   k = 0;
   for (size_t i = 0; i < b->idx.n; i++) {
@@ -1937,7 +2009,7 @@ static int batch_flush(ctkn_store_txn *t, struct ctkn_err *err)
   rc = put_sorted(t, T_INDEX, e, k, CTKN_TOKEN_LEN, NULL, bidx_val);
   free(e);
   if (rc != MDB_SUCCESS)
-    return lmdb_err(err, rc, "put token_index");
+    return batch_failed(b, rc, err, "put token_index");
   if (b->revoked != 0 && (rc = add_revoked(t, b->revoked)) != MDB_SUCCESS)
     return lmdb_err(err, rc, "revoked count");
   bmap_clear(&b->recs);
@@ -2109,11 +2181,12 @@ static int pos_cmp(const void *a, const void *b)
                 COORD_KEY_LEN);
 }
 
-static void pos_val(const void *ctx, const void *p, MDB_val *v)
+static unsigned pos_val(const void *ctx, const void *p, MDB_val *v)
 {
   (void)ctx;
   v->mv_size = HIST_KEY_LEN;
   v->mv_data = (void *)((const struct pos *)p)->hkey;
+  return 0;
 }
 
 /* The positions entries of n sorted history entries, sorted in turn and
