@@ -113,7 +113,11 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
   const struct ctkn_record *curp = NULL;
   int rc;
 
-  rc = ctkn_store_get(txn, ev->data.id, &cur, err);
+  /* A create's ID is new but for a duplicate: the batch may guess so and
+   * check at its end (apply_source() goes again if it guessed wrong). */
+  rc = ev->type == CTKN_EVENT_CREATED
+           ? ctkn_store_get_new(txn, ev->data.id, &cur, err)
+           : ctkn_store_get(txn, ev->data.id, &cur, err);
   if (rc == CTKN_OK)
     curp = &cur;
   else if (rc != CTKN_ENOTFOUND)
@@ -203,11 +207,12 @@ struct source {
   void *arg;
 };
 
-/* Apply a source's records in one write transaction. */
-static int apply_source(ctkn_store *st, ctkn_env env, struct source *src,
-                        bool *paused, int32_t npaused,
-                        struct ctkn_projector_stats *stats,
-                        struct ctkn_err *err)
+/* Apply a source's records in one write transaction; with guess, let
+ * the store guess that creates are new (ctkn_store_batch()). *wrong: a
+ * guess was wrong, nothing is committed. */
+static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
+                      bool *paused, int32_t npaused, bool guess, bool *wrong,
+                      struct ctkn_projector_stats *stats, struct ctkn_err *err)
 {
   struct ctkn_projector_stats batch = {0};
   struct cursor cur = {0, NULL, NULL};
@@ -217,11 +222,13 @@ static int apply_source(ctkn_store *st, ctkn_env env, struct source *src,
   struct ctkn_err derr;
   int rc;
 
+  *wrong = false;
   if (src->n == 0)
     return CTKN_OK;
   if ((ev = malloc(sizeof(*ev))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "projector: event buffer");
-  if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK)
+  if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK ||
+      (rc = ctkn_store_batch(txn, guess, err)) != CTKN_OK)
     goto out;
 
   for (size_t i = 0; i < src->n; i++) {
@@ -267,7 +274,8 @@ static int apply_source(ctkn_store *st, ctkn_env env, struct source *src,
     cur.next[p] = m->offset + 1;
     cur.dirty[p] = true;
   }
-  if ((rc = ctkn_store_put_history_batch(txn, hist.e, hist.n, err)) != CTKN_OK)
+  if ((rc = ctkn_store_batch_write(txn, wrong, err)) != CTKN_OK ||
+      (rc = ctkn_store_put_history_batch(txn, hist.e, hist.n, err)) != CTKN_OK)
     goto out;
   for (int32_t p = 0; p < cur.n; p++) {
     if (cur.dirty[p] &&
@@ -290,6 +298,36 @@ out:
   free(cur.dirty);
   free(hist.e);
   free(ev);
+  return rc;
+}
+
+/*
+ * Apply a source's records in one write transaction. Creates are guessed
+ * new (no lookup of the ID or token string) and checked as the batch is
+ * written; when a guess was wrong (a duplicate create, a reused token
+ * string) the transaction is aborted and the batch applied again without
+ * guessing, from the same paused partitions.
+ */
+static int apply_source(ctkn_store *st, ctkn_env env, struct source *src,
+                        bool *paused, int32_t npaused,
+                        struct ctkn_projector_stats *stats,
+                        struct ctkn_err *err)
+{
+  bool *was = NULL, wrong = false;
+  int rc;
+
+  if (paused != NULL && npaused > 0) {
+    if ((was = malloc((size_t)npaused * sizeof(*was))) == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "projector: paused partitions");
+    memcpy(was, paused, (size_t)npaused * sizeof(*was));
+  }
+  rc = apply_once(st, env, src, paused, npaused, true, &wrong, stats, err);
+  if (rc != CTKN_OK && wrong) {
+    if (was != NULL)
+      memcpy(paused, was, (size_t)npaused * sizeof(*was));
+    rc = apply_once(st, env, src, paused, npaused, false, &wrong, stats, err);
+  }
+  free(was);
   return rc;
 }
 

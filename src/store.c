@@ -147,15 +147,28 @@ struct ctkn_store {
   /* Held shared by every txn, exclusively by ctkn_store_refresh(), so a
    * process whose threads share st can follow a rebuild safely. */
   pthread_rwlock_t swap;
-  int unsynced;    /* ctkn_store_unsynced_begin() depth */
-  int unsynced_fd; /* our marker, flock'ed while it is there */
+  int unsynced;              /* ctkn_store_unsynced_begin() depth */
+  unsigned unsynced_commits; /* since the last writeback started */
+  int unsynced_fd;           /* our marker, flock'ed while it is there */
 };
+
+struct batch;
 
 struct ctkn_store_txn {
   ctkn_store *st;
   MDB_txn *txn;
   bool write;
+  struct batch *batch; /* ctkn_store_batch(): pending token writes */
 };
+
+/* The write batch (ctkn_store_batch()), defined with the writes. */
+static int batch_get(ctkn_store_txn *t, const char *id, bool guess,
+                     struct ctkn_record *out, struct ctkn_err *err);
+static int batch_lookup(ctkn_store_txn *t, const char *token, MDB_val *v);
+#define BATCH_UNSEEN (-1) /* batch_lookup(): ask the table; no LMDB code */
+static int batch_sync(ctkn_store_txn *t, struct ctkn_err *err);
+static int batch_flush(ctkn_store_txn *t, struct ctkn_err *err);
+static void batch_free(struct batch *b);
 
 /* ---- errors and small helpers --------------------------------------- */
 
@@ -1137,6 +1150,7 @@ int ctkn_store_begin(ctkn_store *st, bool write, ctkn_store_txn **out,
     return ctkn__err(err, CTKN_ENOMEM, "begin: out of memory");
   t->st = st;
   t->write = write;
+  t->batch = NULL;
   pthread_rwlock_rdlock(&st->swap);
   rc = mdb_txn_begin(st->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
   if (rc != MDB_SUCCESS) {
@@ -1152,10 +1166,43 @@ int ctkn_store_begin(ctkn_store *st, bool write, ctkn_store_txn **out,
   return CTKN_OK;
 }
 
+/*
+ * Unsynced commits leave their pages dirty in the page cache, and a catch-up
+ * of a million events leaves most of a gigabyte for the final flush, which
+ * the catch-up then waits for. So every WRITEBACK_COMMITS commits start
+ * the writeback of what is dirty (sync_file_range without waiting): the
+ * disk works while the catch-up goes on, and the final flush finds little
+ * left. Durability is unchanged: nothing is promised before that flush.
+ */
+#define WRITEBACK_COMMITS 8
+
+static void writeback(ctkn_store *st)
+{
+  int fd;
+
+  if (st->opts.no_sync || ++st->unsynced_commits < WRITEBACK_COMMITS)
+    return;
+  st->unsynced_commits = 0;
+  if (mdb_env_get_fd(st->env, &fd) == MDB_SUCCESS)
+    (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 int ctkn_store_commit(ctkn_store_txn *t, struct ctkn_err *err)
 {
-  int rc = mdb_txn_commit(t->txn); /* frees the MDB_txn also on failure */
+  int rc;
 
+  if (t->batch != NULL) {
+    rc = batch_flush(t, err);
+    batch_free(t->batch);
+    t->batch = NULL;
+    if (rc != CTKN_OK) {
+      ctkn_store_abort(t);
+      return rc;
+    }
+  }
+  rc = mdb_txn_commit(t->txn); /* frees the MDB_txn also on failure */
+  if (rc == MDB_SUCCESS && t->write && t->st->unsynced > 0)
+    writeback(t->st);
   pthread_rwlock_unlock(&t->st->swap);
   free(t);
   return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "commit");
@@ -1165,6 +1212,7 @@ void ctkn_store_abort(ctkn_store_txn *t)
 {
   if (t == NULL)
     return;
+  batch_free(t->batch);
   mdb_txn_abort(t->txn);
   pthread_rwlock_unlock(&t->st->swap);
   free(t);
@@ -1194,6 +1242,8 @@ int ctkn_store_get(ctkn_store_txn *t, const char *id, struct ctkn_record *out,
 
   if (!has_len(id, CTKN_ID_LEN))
     return ctkn__err(err, CTKN_ENOTFOUND, "no token has this ID");
+  if (t->batch != NULL)
+    return batch_get(t, id, false, out, err);
   k.mv_size = CTKN_ID_LEN;
   k.mv_data = (void *)id;
   rc = mdb_get(t->txn, t->st->dbi[T_TOKENS], &k, &v);
@@ -1215,7 +1265,9 @@ int ctkn_store_lookup_token(ctkn_store_txn *t, const char *token,
     return ctkn__err(err, CTKN_ENOTFOUND, "no token has this token string");
   k.mv_size = CTKN_TOKEN_LEN;
   k.mv_data = (void *)token;
-  rc = mdb_get(t->txn, t->st->dbi[T_INDEX], &k, &v);
+  rc = t->batch != NULL ? batch_lookup(t, token, &v) : BATCH_UNSEEN;
+  if (rc == BATCH_UNSEEN)
+    rc = mdb_get(t->txn, t->st->dbi[T_INDEX], &k, &v);
   if (rc == MDB_NOTFOUND)
     return ctkn__err(err, CTKN_ENOTFOUND, "no token has this token string");
   if (rc != MDB_SUCCESS)
@@ -1354,7 +1406,8 @@ int64_t ctkn_store_count(ctkn_store_txn *t)
 {
   MDB_stat ms;
 
-  if (mdb_stat(t->txn, t->st->dbi[T_TOKENS], &ms) != MDB_SUCCESS)
+  if (batch_sync(t, NULL) != CTKN_OK ||
+      mdb_stat(t->txn, t->st->dbi[T_TOKENS], &ms) != MDB_SUCCESS)
     return CTKN_ESTORE;
   return (int64_t)ms.ms_entries;
 }
@@ -1364,8 +1417,11 @@ int64_t ctkn_store_count(ctkn_store_txn *t)
 static int64_t count_revoked(ctkn_store_txn *t)
 {
   MDB_val k = revoked_key, v;
-  int rc = mdb_get(t->txn, t->st->dbi[T_META], &k, &v);
+  int rc;
 
+  if (batch_sync(t, NULL) != CTKN_OK)
+    return CTKN_ESTORE;
+  rc = mdb_get(t->txn, t->st->dbi[T_META], &k, &v);
   if (rc == MDB_NOTFOUND)
     return scan_revoked(t->txn, t->st->dbi[T_INDEX]);
   if (rc != MDB_SUCCESS || v.mv_size != 8)
@@ -1410,6 +1466,569 @@ static int add_revoked(ctkn_store_txn *t, int64_t d)
   return put_revoked(t->txn, t->st->dbi[T_META], n + d);
 }
 
+/* ---- a write batch's token records and index entries ------------------
+ *
+ * ctkn_store_batch() buffers a write txn's tokens and token_index changes
+ * in two small hash maps until commit, which writes each table's entries
+ * sorted, through one cursor, appending (MDB_APPEND) past the table's last
+ * key. A catch-up's tokens are new and time-ordered (ULIDs; token strings
+ * lead with the creation time), so most entries append; a token touched
+ * several times in one batch (created, updated, revoked) is written once;
+ * the revoked count moves once. Reads through the txn (get, lookup) see
+ * the maps first, then the tables; a key past the table's last key at the
+ * batch's start is known absent without a lookup. Every rule of
+ * ctkn_store_put() holds unchanged (see batch_put()).
+ */
+struct brec { /* a token's record as the batch sees it */
+  char id[CTKN_ID_LEN];
+  bool exists;  /* false: the token has no record (a cached miss) */
+  bool dirty;   /* to write at commit */
+  bool guessed; /* taken as absent without a lookup: checked at commit */
+  uint32_t off, len, cap; /* the encoded record in the arena */
+};
+
+struct bidx { /* a token string's index entry as the batch sees it */
+  char token[CTKN_TOKEN_LEN];
+  bool exists;
+  bool dirty;
+  bool guessed;
+  uint8_t vlen; /* the stored value's size (INDEX_VALUE_LEN when sound) */
+  uint8_t value[INDEX_VALUE_LEN];
+};
+
+struct bmap {          /* open addressing over an entry array */
+  uint32_t *slot;      /* entry index + 1; 0: empty */
+  size_t nslot;        /* a power of two, at least twice n */
+  size_t n, cap, size; /* entries, capacity, entry size */
+  void *e;
+};
+
+struct batch {
+  struct bmap recs, idx;
+  uint8_t *arena;
+  size_t alen, acap;
+  int64_t revoked; /* the count's change */
+  bool guess;      /* ctkn_store_get_new() may guess (ctkn_store_batch()) */
+  bool wrong;      /* a guess was wrong: the batch is void */
+  /* Each table's last key when the batch (re)started: keys past it are
+   * not in the table. */
+  bool have_last_id, have_last_token;
+  char last_id[CTKN_ID_LEN];
+  char last_token[CTKN_TOKEN_LEN];
+};
+
+/* IDs and token strings end in random characters (one generator counts
+ * up within a millisecond, so the last ones change most): mix the last 16
+ * bytes so that every bit reaches the low ones (splitmix64's finalizer). */
+static size_t bmap_hash(const char *key, size_t klen)
+{
+  uint64_t a, b;
+
+  memcpy(&a, key + klen - 16, 8);
+  memcpy(&b, key + klen - 8, 8);
+  uint64_t h = a ^ (b << 32 | b >> 32);
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9u;
+  h = (h ^ (h >> 27)) * 0x94d049bb133111ebu;
+  return (size_t)(h ^ (h >> 31));
+}
+
+/* The entry for key (klen bytes at the start of each entry), or NULL. */
+static void *bmap_find(const struct bmap *m, const char *key, size_t klen)
+{
+  if (m->nslot == 0)
+    return NULL;
+  for (size_t i = bmap_hash(key, klen) & (m->nslot - 1);;
+       i = (i + 1) & (m->nslot - 1)) {
+    uint32_t s = m->slot[i];
+    if (s == 0)
+      return NULL;
+    char *e = (char *)m->e + (size_t)(s - 1) * m->size;
+    if (memcmp(e, key, klen) == 0)
+      return e;
+  }
+}
+
+/* A new zeroed entry with key (not present), or NULL when out of memory. */
+static void *bmap_add(struct bmap *m, const char *key, size_t klen)
+{
+  if (m->n == m->cap) {
+    size_t cap = m->cap ? 2 * m->cap : 1024;
+    void *e = realloc(m->e, cap * m->size);
+    if (e == NULL)
+      return NULL;
+    m->e = e;
+    m->cap = cap;
+  }
+  if (2 * (m->n + 1) > m->nslot) {
+    size_t nslot = m->nslot ? 2 * m->nslot : 2048;
+    uint32_t *slot = calloc(nslot, sizeof(*slot));
+    if (slot == NULL)
+      return NULL;
+    free(m->slot);
+    m->slot = slot;
+    m->nslot = nslot;
+    for (size_t j = 0; j < m->n; j++) {
+      const char *k = (const char *)m->e + j * m->size;
+      size_t i = bmap_hash(k, klen) & (nslot - 1);
+      while (slot[i] != 0)
+        i = (i + 1) & (nslot - 1);
+      slot[i] = (uint32_t)(j + 1);
+    }
+  }
+  size_t i = bmap_hash(key, klen) & (m->nslot - 1);
+  while (m->slot[i] != 0)
+    i = (i + 1) & (m->nslot - 1);
+  char *e = (char *)m->e + m->n * m->size;
+  memset(e, 0, m->size);
+  memcpy(e, key, klen);
+  m->slot[i] = (uint32_t)(++m->n);
+  return e;
+}
+
+static void bmap_clear(struct bmap *m)
+{
+  if (m->n > 0)
+    memset(m->slot, 0, m->nslot * sizeof(*m->slot));
+  m->n = 0;
+}
+
+static void bmap_free(struct bmap *m)
+{
+  free(m->slot);
+  free(m->e);
+}
+
+static void batch_free(struct batch *b)
+{
+  if (b == NULL)
+    return;
+  bmap_free(&b->recs);
+  bmap_free(&b->idx);
+  free(b->arena);
+  free(b);
+}
+
+/* The last key of table into last, when it has klen bytes (*have);
+ * otherwise *have is false and nothing is known absent. */
+static int table_last(ctkn_store_txn *t, int table, char *last, size_t klen,
+                      bool *have)
+{
+  MDB_cursor *c;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(t->txn, t->st->dbi[table], &c);
+
+  *have = false;
+  if (rc != MDB_SUCCESS)
+    return rc;
+  rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+  mdb_cursor_close(c);
+  if (rc == MDB_NOTFOUND)
+    return MDB_SUCCESS;
+  if (rc == MDB_SUCCESS && k.mv_size == klen) {
+    memcpy(last, k.mv_data, klen);
+    *have = true;
+  }
+  return rc;
+}
+
+static int batch_start(ctkn_store_txn *t)
+{
+  struct batch *b = t->batch;
+  int rc = table_last(t, T_TOKENS, b->last_id, CTKN_ID_LEN, &b->have_last_id);
+
+  if (rc == MDB_SUCCESS)
+    rc = table_last(t, T_INDEX, b->last_token, CTKN_TOKEN_LEN,
+                    &b->have_last_token);
+  return rc;
+}
+
+int ctkn_store_batch(ctkn_store_txn *t, bool guess, struct ctkn_err *err)
+{
+  struct batch *b;
+  int rc;
+
+  if ((rc = need_write(t, err)) != CTKN_OK)
+    return rc;
+  if (t->batch != NULL)
+    return CTKN_OK;
+  if ((b = calloc(1, sizeof(*b))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "batch: out of memory");
+  b->recs.size = sizeof(struct brec);
+  b->idx.size = sizeof(struct bidx);
+  b->guess = guess;
+  t->batch = b;
+  if ((rc = batch_start(t)) != MDB_SUCCESS) {
+    t->batch = NULL;
+    batch_free(b);
+    return lmdb_err(err, rc, "batch");
+  }
+  return CTKN_OK;
+}
+
+/* Store len bytes as e's record, in place when they fit. */
+static int brec_set(struct batch *b, struct brec *e, const void *p, size_t len)
+{
+  if (e->cap < len) {
+    if (b->alen + len > b->acap) {
+      size_t cap = b->acap ? 2 * b->acap : (size_t)1 << 20;
+      while (cap < b->alen + len)
+        cap *= 2;
+      uint8_t *a = realloc(b->arena, cap);
+      if (a == NULL)
+        return -1;
+      b->arena = a;
+      b->acap = cap;
+    }
+    e->off = (uint32_t)b->alen;
+    e->cap = (uint32_t)len;
+    b->alen += len;
+  }
+  memcpy(b->arena + e->off, p, len);
+  e->len = (uint32_t)len;
+  return 0;
+}
+
+/* id's entry, loaded from the table when the batch has not seen it. */
+static int brec_load(ctkn_store_txn *t, const char *id, bool guess,
+                     struct brec **out, struct ctkn_err *err)
+{
+  struct batch *b = t->batch;
+  struct brec *e = bmap_find(&b->recs, id, CTKN_ID_LEN);
+  MDB_val k = {CTKN_ID_LEN, (void *)id}, v;
+  int rc = MDB_NOTFOUND;
+  bool guessed = false;
+
+  if (e != NULL) {
+    *out = e;
+    return CTKN_OK;
+  }
+  if (!b->have_last_id || memcmp(id, b->last_id, CTKN_ID_LEN) <= 0) {
+    if (guess && b->guess)
+      guessed = true;
+    else
+      rc = mdb_get(t->txn, t->st->dbi[T_TOKENS], &k, &v);
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return lmdb_err(err, rc, "get tokens");
+  if ((e = bmap_add(&b->recs, id, CTKN_ID_LEN)) == NULL ||
+      (rc == MDB_SUCCESS && brec_set(b, e, v.mv_data, v.mv_size) != 0))
+    return ctkn__err(err, CTKN_ENOMEM, "batch: out of memory");
+  e->exists = rc == MDB_SUCCESS;
+  e->guessed = guessed;
+  *out = e;
+  return CTKN_OK;
+}
+
+/* token's index entry, loaded from the table when not seen. */
+static int bidx_load(ctkn_store_txn *t, const char *token, bool guess,
+                     struct bidx **out, struct ctkn_err *err)
+{
+  struct batch *b = t->batch;
+  struct bidx *e = bmap_find(&b->idx, token, CTKN_TOKEN_LEN);
+  MDB_val k = {CTKN_TOKEN_LEN, (void *)token}, v;
+  int rc = MDB_NOTFOUND;
+  bool guessed = false;
+
+  if (e != NULL) {
+    *out = e;
+    return CTKN_OK;
+  }
+  if (!b->have_last_token ||
+      memcmp(token, b->last_token, CTKN_TOKEN_LEN) <= 0) {
+    if (guess)
+      guessed = true;
+    else
+      rc = mdb_get(t->txn, t->st->dbi[T_INDEX], &k, &v);
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return lmdb_err(err, rc, "get token_index");
+  if ((e = bmap_add(&b->idx, token, CTKN_TOKEN_LEN)) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "batch: out of memory");
+  e->guessed = guessed;
+  if (rc == MDB_SUCCESS) {
+    e->exists = true;
+    /* A value of another size is corrupt; keep what tells it apart. */
+    e->vlen = (uint8_t)(v.mv_size < INDEX_VALUE_LEN   ? v.mv_size
+                        : v.mv_size > INDEX_VALUE_LEN ? INDEX_VALUE_LEN + 1
+                                                      : INDEX_VALUE_LEN);
+    memcpy(e->value, v.mv_data,
+           v.mv_size < INDEX_VALUE_LEN ? v.mv_size : INDEX_VALUE_LEN);
+  }
+  *out = e;
+  return CTKN_OK;
+}
+
+static void bidx_set(struct bidx *e, const char *id, ctkn_status status)
+{
+  e->exists = true;
+  e->dirty = true;
+  e->vlen = INDEX_VALUE_LEN;
+  memcpy(e->value, id, CTKN_ID_LEN);
+  e->value[CTKN_ID_LEN] = (uint8_t)status;
+}
+
+/* ctkn_store_put() into the batch: the same outcomes, rule for rule. */
+static int batch_put(ctkn_store_txn *t, const struct ctkn_record *rec,
+                     const uint8_t *buf, size_t len, struct ctkn_err *err)
+{
+  struct batch *b = t->batch;
+  const char *id = rec->token.id;
+  struct brec *e;
+  struct bidx *x;
+  int rc;
+
+  if ((rc = brec_load(t, id, false, &e, err)) != CTKN_OK)
+    return rc;
+  if (e->exists) {
+    if (brec_set(b, e, buf, len) != 0)
+      return ctkn__err(err, CTKN_ENOMEM, "batch: out of memory");
+    e->dirty = true;
+    if (rec->token.status != CTKN_STATUS_REVOKED)
+      return CTKN_OK;
+    /* Revoked is terminal: count the token once, when its entry turns. */
+    if ((rc = bidx_load(t, rec->token.token, false, &x, err)) != CTKN_OK)
+      return rc;
+    bool turned = !x->exists || x->vlen != INDEX_VALUE_LEN ||
+                  x->value[CTKN_ID_LEN] != CTKN_STATUS_REVOKED;
+    bidx_set(x, id, rec->token.status);
+    if (turned)
+      b->revoked++;
+    return CTKN_OK;
+  }
+  /* A token guessed new claims its string on a guess too. */
+  if ((rc = bidx_load(t, rec->token.token, e->guessed, &x, err)) != CTKN_OK)
+    return rc;
+  if (x->exists) {
+    char other[CTKN_ID_BUF];
+
+    if (x->vlen == INDEX_VALUE_LEN && memcmp(x->value, id, CTKN_ID_LEN) == 0) {
+      if (brec_set(b, e, buf, len) != 0)
+        return ctkn__err(err, CTKN_ENOMEM, "batch: out of memory");
+      e->exists = e->dirty = true;
+      return CTKN_OK;
+    }
+    snprintf(other, sizeof(other), "%.*s",
+             x->vlen < CTKN_ID_LEN ? (int)x->vlen : CTKN_ID_LEN,
+             (const char *)x->value);
+    return ctkn__err_field(err, CTKN_ECONFLICT, "token",
+                           "token string already belongs to %s", other);
+  }
+  if (brec_set(b, e, buf, len) != 0)
+    return ctkn__err(err, CTKN_ENOMEM, "batch: out of memory");
+  e->exists = e->dirty = true;
+  bidx_set(x, id, rec->token.status);
+  if (rec->token.status == CTKN_STATUS_REVOKED)
+    b->revoked++;
+  return CTKN_OK;
+}
+
+static int batch_get(ctkn_store_txn *t, const char *id, bool guess,
+                     struct ctkn_record *out, struct ctkn_err *err)
+{
+  struct brec *e;
+  int rc = brec_load(t, id, guess, &e, err);
+
+  if (rc != CTKN_OK)
+    return rc;
+  if (!e->exists)
+    return ctkn__err(err, CTKN_ENOTFOUND, "no token has this ID");
+  MDB_val v = {e->len, t->batch->arena + e->off};
+  return decode_record(&v, id, out, err);
+}
+
+int ctkn_store_get_new(ctkn_store_txn *t, const char *id,
+                       struct ctkn_record *out, struct ctkn_err *err)
+{
+  if (t->batch == NULL || !has_len(id, CTKN_ID_LEN))
+    return ctkn_store_get(t, id, out, err);
+  return batch_get(t, id, true, out, err);
+}
+
+int ctkn_store_batch_write(ctkn_store_txn *t, bool *wrong, struct ctkn_err *err)
+{
+  int rc;
+
+  *wrong = false;
+  if (t->batch == NULL)
+    return CTKN_OK;
+  rc = batch_flush(t, err);
+  *wrong = t->batch->wrong;
+  return rc;
+}
+
+/* token's index value as the batch sees it: MDB_SUCCESS, MDB_NOTFOUND, or
+ * BATCH_UNSEEN when the batch has not seen it (ask the table). */
+static int batch_lookup(ctkn_store_txn *t, const char *token, MDB_val *v)
+{
+  struct bidx *e = bmap_find(&t->batch->idx, token, CTKN_TOKEN_LEN);
+
+  if (e == NULL)
+    return BATCH_UNSEEN;
+  if (!e->exists)
+    return MDB_NOTFOUND;
+  v->mv_size = e->vlen;
+  v->mv_data = e->value;
+  return MDB_SUCCESS;
+}
+
+static int brec_cmp(const void *a, const void *b)
+{
+  return memcmp(*(const struct brec *const *)a, *(const struct brec *const *)b,
+                CTKN_ID_LEN);
+}
+
+static int bidx_cmp(const void *a, const void *b)
+{
+  return memcmp(*(const struct bidx *const *)a, *(const struct bidx *const *)b,
+                CTKN_TOKEN_LEN);
+}
+
+/* Put n entries, sorted by their first klen bytes (the key), through one
+ * cursor, appending from the first key past the table's last one. */
+static int put_sorted(ctkn_store_txn *t, int table, void *const *e, size_t n,
+                      size_t klen, const void *ctx,
+                      unsigned (*val)(const void *ctx, const void *e,
+                                      MDB_val *v))
+{
+  uint8_t last[512];
+  size_t llen = 0;
+  MDB_cursor *c;
+  MDB_val k, v;
+  bool append;
+  int rc;
+
+  if (n == 0)
+    return MDB_SUCCESS;
+  if ((rc = mdb_cursor_open(t->txn, t->st->dbi[table], &c)) != MDB_SUCCESS)
+    return rc;
+  rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+  append = rc == MDB_NOTFOUND;
+  if (rc == MDB_SUCCESS) {
+    llen = k.mv_size < sizeof(last) ? k.mv_size : sizeof(last);
+    memcpy(last, k.mv_data, llen);
+  } else if (rc != MDB_NOTFOUND) {
+    mdb_cursor_close(c);
+    return rc;
+  }
+  rc = MDB_SUCCESS;
+  for (size_t i = 0; i < n && rc == MDB_SUCCESS; i++) {
+    if (!append) {
+      /* LMDB's order: the bytes, then the length. Sorted, so once past
+       * the last key every later one is too. */
+      int d = memcmp(e[i], last, klen < llen ? klen : llen);
+      append = d > 0 || (d == 0 && klen > llen);
+    }
+    k.mv_size = klen;
+    k.mv_data = e[i];
+    unsigned flags = val(ctx, e[i], &v);
+    rc = mdb_cursor_put(c, &k, &v, append ? MDB_APPEND : flags);
+  }
+  mdb_cursor_close(c);
+  return rc;
+}
+
+/* A key taken as absent goes in with MDB_NOOVERWRITE: MDB_KEYEXIST says
+ * the guess was wrong. */
+static unsigned brec_val(const void *arena, const void *p, MDB_val *v)
+{
+  const struct brec *e = p;
+
+  v->mv_size = e->len;
+  v->mv_data = (uint8_t *)arena + e->off;
+  return e->guessed ? MDB_NOOVERWRITE : 0;
+}
+
+static unsigned bidx_val(const void *ctx, const void *p, MDB_val *v)
+{
+  const struct bidx *e = p;
+
+  (void)ctx;
+  v->mv_size = INDEX_VALUE_LEN;
+  v->mv_data = (void *)e->value;
+  return e->guessed ? MDB_NOOVERWRITE : 0;
+}
+
+/* A failed write of the batch; MDB_KEYEXIST: a guess was wrong. */
+static int batch_failed(struct batch *b, int rc, struct ctkn_err *err,
+                        const char *what)
+{
+  if (rc != MDB_KEYEXIST)
+    return lmdb_err(err, rc, what);
+  b->wrong = true;
+  return ctkn__err(err, CTKN_ECONFLICT,
+                   "batch: a key guessed new was there; apply it again "
+                   "without guessing");
+}
+
+/* Write the batch into the tables and start it afresh. */
+static int batch_flush(ctkn_store_txn *t, struct ctkn_err *err)
+{
+  struct batch *b = t->batch;
+  size_t n = b->recs.n > b->idx.n ? b->recs.n : b->idx.n, k = 0;
+  void **e = n ? malloc(n * sizeof(*e)) : NULL;
+  int rc;
+
+  if (b->wrong) {
+    free(e);
+    return ctkn__err(err, CTKN_ECONFLICT, "batch: a guess was wrong");
+  }
+  if (n > 0 && e == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "batch: out of memory");
+  for (size_t i = 0; i < b->recs.n; i++) {
+    struct brec *r = (struct brec *)b->recs.e + i;
+    if (r->dirty) {
+      e[k++] = r;
+    } else if (r->guessed) {
+      /* Read as absent, never written (say a create that was rejected
+       * for another reason): look now. */
+      MDB_val rk = {CTKN_ID_LEN, r->id}, rv;
+      rc = mdb_get(t->txn, t->st->dbi[T_TOKENS], &rk, &rv);
+      if (rc == MDB_SUCCESS)
+        rc = MDB_KEYEXIST;
+      if (rc != MDB_NOTFOUND) {
+        free(e);
+        return batch_failed(b, rc, err, "get tokens");
+      }
+    }
+  }
+  if (k > 1)
+    qsort(e, k, sizeof(*e), brec_cmp);
+  rc = put_sorted(t, T_TOKENS, e, k, CTKN_ID_LEN, b->arena, brec_val);
+  if (rc != MDB_SUCCESS) {
+    free(e);
+    return batch_failed(b, rc, err, "put tokens");
+  }
+  k = 0;
+  for (size_t i = 0; i < b->idx.n; i++) {
+    struct bidx *x = (struct bidx *)b->idx.e + i;
+    if (x->dirty)
+      e[k++] = x;
+  }
+  if (k > 1)
+    qsort(e, k, sizeof(*e), bidx_cmp);
+  rc = put_sorted(t, T_INDEX, e, k, CTKN_TOKEN_LEN, NULL, bidx_val);
+  free(e);
+  if (rc != MDB_SUCCESS)
+    return batch_failed(b, rc, err, "put token_index");
+  if (b->revoked != 0 && (rc = add_revoked(t, b->revoked)) != MDB_SUCCESS)
+    return lmdb_err(err, rc, "revoked count");
+  bmap_clear(&b->recs);
+  bmap_clear(&b->idx);
+  b->alen = 0;
+  b->revoked = 0;
+  if ((rc = batch_start(t)) != MDB_SUCCESS)
+    return lmdb_err(err, rc, "batch");
+  return CTKN_OK;
+}
+
+/* Before a read that walks or counts the tables: write the batch out. */
+static int batch_sync(ctkn_store_txn *t, struct ctkn_err *err)
+{
+  if (t->batch == NULL)
+    return CTKN_OK;
+  return batch_flush(t, err);
+}
+
 int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
                    struct ctkn_err *err)
 {
@@ -1432,6 +2051,8 @@ int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
   if ((rc = ctkn_record_encode_into(rec, buf, sizeof(buf), &len, err)) !=
       CTKN_OK)
     return rc;
+  if (t->batch != NULL)
+    return batch_put(t, rec, buf, len, err);
 
   k.mv_size = CTKN_ID_LEN;
   k.mv_data = (void *)id;
@@ -1548,6 +2169,56 @@ static int history_cmp(const void *a, const void *b)
   return x->version < y->version ? -1 : x->version > y->version;
 }
 
+/* A positions entry of a batch: the key, then the value. */
+struct pos {
+  uint8_t key[COORD_KEY_LEN];
+  uint8_t hkey[HIST_KEY_LEN];
+};
+
+static int pos_cmp(const void *a, const void *b)
+{
+  return memcmp(*(const struct pos *const *)a, *(const struct pos *const *)b,
+                COORD_KEY_LEN);
+}
+
+static unsigned pos_val(const void *ctx, const void *p, MDB_val *v)
+{
+  (void)ctx;
+  v->mv_size = HIST_KEY_LEN;
+  v->mv_data = (void *)((const struct pos *)p)->hkey;
+  return 0;
+}
+
+/* The positions entries of n sorted history entries, sorted in turn and
+ * put through one cursor: each partition's offsets only grow, so they
+ * append, or land beside the previous batch's. */
+static int put_positions(ctkn_store_txn *t,
+                         const struct ctkn_store_history_put *e, size_t n,
+                         struct ctkn_err *err)
+{
+  struct pos *p = malloc(n * sizeof(*p));
+  void **o = malloc(n * sizeof(*o));
+  int rc;
+
+  if (p == NULL || o == NULL) {
+    free(p);
+    free(o);
+    return ctkn__err(err, CTKN_ENOMEM, "positions: out of memory");
+  }
+  for (size_t i = 0; i < n; i++) {
+    coord_key(p[i].key, e[i].partition, e[i].offset);
+    memcpy(p[i].hkey, e[i].id, CTKN_ID_LEN);
+    ctkn__put_be64(p[i].hkey + CTKN_ID_LEN, e[i].version);
+    o[i] = &p[i];
+  }
+  if (n > 1)
+    qsort(o, n, sizeof(*o), pos_cmp);
+  rc = put_sorted(t, T_POSITIONS, o, n, COORD_KEY_LEN, NULL, pos_val);
+  free(p);
+  free(o);
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put positions");
+}
+
 int ctkn_store_put_history_batch(ctkn_store_txn *t,
                                  struct ctkn_store_history_put *e, size_t n,
                                  struct ctkn_err *err)
@@ -1609,14 +2280,9 @@ int ctkn_store_put_history_batch(ctkn_store_txn *t,
       memcpy(last, key, sizeof(last));
       have_last = true;
     }
-    if ((rc = put_position(t, e[i].partition, e[i].offset, key, err)) !=
-        CTKN_OK) {
-      mdb_cursor_close(c);
-      return rc;
-    }
   }
   mdb_cursor_close(c);
-  return CTKN_OK;
+  return put_positions(t, e, n, err);
 }
 
 int ctkn_store_put_rejected(ctkn_store_txn *t, int32_t partition,
@@ -1770,7 +2436,8 @@ int ctkn_store_list(ctkn_store_txn *t, const char *after, bool desc,
                            "after is not a token ID");
   if ((status_mask & all) == 0)
     return CTKN_OK;
-  if ((rc = open_cursor(t, T_TOKENS, &c, err)) != CTKN_OK)
+  if ((rc = batch_sync(t, err)) != CTKN_OK ||
+      (rc = open_cursor(t, T_TOKENS, &c, err)) != CTKN_OK)
     return rc;
 
   /* Position on the first key strictly beyond `after` in list order. */
@@ -2059,6 +2726,7 @@ int ctkn_store_digest(ctkn_store_txn *t, uint8_t out[CTKN_HASH_LEN],
     return ctkn__err(err, CTKN_ENOMEM, "digest: out of memory");
   }
   b->len = 0;
+  rc = batch_sync(t, err);
   for (size_t i = 0; i < CTKN__ARRAY_LEN(digest_order) && rc == CTKN_OK; i++)
     rc = digest_table(t, digest_order[i], b, err);
   if (rc == CTKN_OK) {

@@ -115,6 +115,28 @@ int ctkn_store_frozen(ctkn_store *st, char as_of[CTKN_TIME_BUF],
  * *out is a new txn: caller owns it, finish with commit or abort. */
 int ctkn_store_begin(ctkn_store *st, bool write, ctkn_store_txn **out,
                      struct ctkn_err *err);
+/*
+ * Buffer this write txn's token records and index entries until commit,
+ * which writes them sorted (appending past each table's last key): a
+ * token put several times is written once. Gets and lookups through txn
+ * see them; every rule of ctkn_store_put() holds as without. For a txn
+ * that puts many tokens (a projector batch).
+ *
+ * With guess, ctkn_store_get_new() takes an ID the batch has not seen as
+ * absent without looking it up, and a put of that token takes its token
+ * string as free likewise; ctkn_store_batch_write() then checks every
+ * guess as it writes. A wrong guess voids the txn: abort it and apply the
+ * same writes again without guessing.
+ */
+int ctkn_store_batch(ctkn_store_txn *txn, bool guess, struct ctkn_err *err);
+/* ctkn_store_get() of an ID that is most likely new (a create's); see
+ * ctkn_store_batch(). Outside a guessing batch, ctkn_store_get(). */
+int ctkn_store_get_new(ctkn_store_txn *txn, const char *id,
+                       struct ctkn_record *out, struct ctkn_err *err);
+/* Write the batch out now (commit does it otherwise). *wrong: a guess was
+ * wrong (CTKN_ECONFLICT); abort txn and go again without guessing. */
+int ctkn_store_batch_write(ctkn_store_txn *txn, bool *wrong,
+                           struct ctkn_err *err);
 /* Commit and free the txn (also on failure). */
 int ctkn_store_commit(ctkn_store_txn *txn, struct ctkn_err *err);
 /* Abort and free. NULL is a no-op. */

@@ -25,6 +25,9 @@
 #include <cmocka.h>
 #include <lmdb.h>
 
+#include "ctkn/codec.h"
+#include "ctkn/log.h"
+#include "ctkn/projector.h"
 #include "ctkn/store.h"
 
 #define ALL_STATUSES ((1u << CTKN_STATUS_ACTIVE) | (1u << CTKN_STATUS_REVOKED))
@@ -1407,6 +1410,263 @@ static void test_history_batch_equals_single_puts(void **s)
   ctkn_store_close(st2);
 }
 
+/* One sequence of puts, gets and lookups, run on st; batched or not. Each
+ * step's outcome goes into out[], so two runs can be compared. */
+static size_t batch_script(ctkn_store *st, bool batched, struct ctkn_record *r,
+                           int *out)
+{
+  struct ctkn_record got, x;
+  struct ctkn_err err = {0};
+  char id[CTKN_ID_BUF];
+  ctkn_status status;
+  ctkn_store_txn *t;
+  size_t n = 0;
+
+  /* In the table already: r[1], r[3] (revoked), r[5]. */
+  t = begin(st, true);
+  put(t, &r[1]);
+  put(t, &r[3]);
+  put(t, &r[5]);
+  commit(t);
+
+  t = begin(st, true);
+  if (batched)
+    assert_int_equal(ctkn_store_batch(t, false, NULL), CTKN_OK);
+  /* New before, between and past the stored keys. */
+  for (int i = 0; i < 7; i += 2)
+    out[n++] = ctkn_store_put(t, &r[i], &err);
+  out[n++] = ctkn_store_get(t, r[6].token.id, &got, NULL);
+  out[n++] = strcmp(got.token.name, r[6].token.name);
+  /* Updated, then revoked, then written again revoked: counted once. */
+  for (int k = 0; k < 3; k++) {
+    x = r[k == 0 ? 6 : 1];
+    x.version++;
+    if (k > 0) {
+      x.token.status = CTKN_STATUS_REVOKED;
+      x.token.revoked_at = x.token.updated_at + 1;
+    }
+    out[n++] = ctkn_store_put(t, &x, &err);
+    out[n++] = ctkn_store_put(t, &x, &err);
+  }
+  x = r[3]; /* stored revoked: written again, still counted once */
+  x.version++;
+  out[n++] = ctkn_store_put(t, &x, &err);
+  /* Token strings held by another token: in the table, in this batch. */
+  for (int k = 0; k < 2; k++) {
+    x = r[7 + k];
+    memcpy(x.token.token, r[k ? 2 : 5].token.token, sizeof(x.token.token));
+    out[n++] = ctkn_store_put(t, &x, &err);
+    out[n++] = strstr(err.msg, r[k ? 2 : 5].token.id) != NULL;
+    out[n++] = ctkn_store_get(t, x.token.id, &got, NULL);
+  }
+  out[n++] = ctkn_store_lookup_token(t, r[1].token.token, id, &status, NULL);
+  out[n++] = (int)status;
+  out[n++] = ctkn_store_lookup_token(t, r[8].token.token, id, &status, NULL);
+  out[n++] = (int)ctkn_store_count_status(t, 1u << CTKN_STATUS_REVOKED);
+  /* Counting wrote the batch out; it goes on afterwards. */
+  out[n++] = ctkn_store_put(t, &r[7], &err);
+  out[n++] = (int)ctkn_store_count(t);
+  commit(t);
+  t = begin(st, false);
+  out[n++] = (int)ctkn_store_count_status(t, 1u << CTKN_STATUS_REVOKED);
+  out[n++] = ctkn_store_get_by_token(t, r[6].token.token, &got, NULL);
+  out[n++] = (int)got.version;
+  ctkn_store_abort(t);
+  return n;
+}
+
+/* A batched write txn stores what the same puts store one by one, with
+ * the same outcome for each, the same revoked count and digest. */
+static void test_batch_equals_single_puts(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r[9];
+  uint8_t a[CTKN_HASH_LEN], b[CTKN_HASH_LEN];
+  int oa[64], ob[64];
+  char dir2[192];
+  ctkn_store *st2;
+
+  for (int i = 0; i < 9; i++)
+    make_record(f, &r[i], i == 3 ? CTKN_STATUS_REVOKED : CTKN_STATUS_ACTIVE);
+  snprintf(dir2, sizeof(dir2), "%s/db2", f->tmp);
+  open_fx(f);
+  st2 = open_at(dir2);
+  size_t na = batch_script(f->st, false, r, oa);
+  size_t nb = batch_script(st2, true, r, ob);
+  assert_int_equal(na, nb);
+  for (size_t i = 0; i < na; i++)
+    if (oa[i] != ob[i])
+      fail_msg("step %zu: %d unbatched, %d batched", i, oa[i], ob[i]);
+  assert_int_equal(oa[13], CTKN_ECONFLICT);
+  assert_int_equal(oa[16], CTKN_ECONFLICT);
+  digest_of(f->st, a);
+  digest_of(st2, b);
+  assert_memory_equal(a, b, CTKN_HASH_LEN);
+  ctkn_store_close(st2);
+}
+
+/* A guessing batch: each wrong guess (an ID that was there, read or
+ * written; a token string that was taken) voids the batch; right ones
+ * commit what the same puts commit without guessing. */
+static void test_batch_guesses_are_checked_as_it_is_written(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r[4], x, got;
+  struct ctkn_err err = {0};
+  uint8_t a[CTKN_HASH_LEN], b[CTKN_HASH_LEN];
+  char dir2[192];
+  ctkn_store *st2;
+  ctkn_store_txn *t;
+  bool wrong;
+
+  for (int i = 0; i < 4; i++)
+    make_record(f, &r[i], CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  put(t, &r[1]);
+  put(t, &r[3]); /* the last key: r[0], r[1], r[2] are guessed */
+  commit(t);
+
+  for (int k = 0; k < 3; k++) {
+    t = begin(f->st, true);
+    assert_int_equal(ctkn_store_batch(t, true, NULL), CTKN_OK);
+    x = r[k == 1 ? 0 : 1];
+    assert_int_equal(ctkn_store_get_new(t, x.token.id, &got, NULL),
+                     CTKN_ENOTFOUND); /* guessed */
+    if (k == 1)                       /* a new ID, but r[1]'s token string */
+      memcpy(x.token.token, r[1].token.token, sizeof(x.token.token));
+    if (k < 2)
+      assert_int_equal(ctkn_store_put(t, &x, &err), CTKN_OK);
+    assert_int_equal(ctkn_store_batch_write(t, &wrong, &err), CTKN_ECONFLICT);
+    assert_true(wrong);
+    /* Void: it writes nothing more. */
+    assert_int_equal(ctkn_store_batch_write(t, &wrong, &err), CTKN_ECONFLICT);
+    ctkn_store_abort(t);
+  }
+
+  /* Right guesses: the same as without. */
+  snprintf(dir2, sizeof(dir2), "%s/db2", f->tmp);
+  st2 = open_at(dir2);
+  for (int k = 0; k < 2; k++) {
+    t = begin(k ? st2 : f->st, true);
+    if (k == 0) {
+      assert_int_equal(ctkn_store_batch(t, true, NULL), CTKN_OK);
+    } else {
+      put(t, &r[1]);
+      put(t, &r[3]);
+    }
+    for (int i = 0; i < 3; i += 2) {
+      assert_int_equal(ctkn_store_get_new(t, r[i].token.id, &got, NULL),
+                       CTKN_ENOTFOUND);
+      put(t, &r[i]);
+      assert_int_equal(ctkn_store_get_new(t, r[i].token.id, &got, NULL),
+                       CTKN_OK);
+    }
+    if (k == 0) {
+      assert_int_equal(ctkn_store_batch_write(t, &wrong, &err), CTKN_OK);
+      assert_false(wrong);
+    }
+    commit(t);
+  }
+  digest_of(f->st, a);
+  digest_of(st2, b);
+  assert_memory_equal(a, b, CTKN_HASH_LEN);
+  ctkn_store_close(st2);
+}
+
+/* One record of a create (tok: its token string, or NULL for its own). */
+struct rec {
+  struct ctkn_event ev;
+  uint8_t *buf;
+  size_t len;
+};
+
+static void plan_create(struct rec *c, int64_t now, const char *tok)
+{
+  struct ctkn_command cmd;
+
+  ctkn_command_init(&cmd, CTKN_CMD_CREATE);
+  assert_int_equal(ctkn_command_set_name(&cmd, "n", 1, NULL), CTKN_OK);
+  assert_int_equal(ctkn_plan(NULL, &cmd, CTKN_ENV_SANDBOX, now, &c->ev, NULL),
+                   0);
+  if (tok != NULL)
+    memcpy(c->ev.data.token, tok, sizeof(c->ev.data.token));
+  assert_int_equal(ctkn_event_encode(&c->ev, &c->buf, &c->len, NULL), CTKN_OK);
+}
+
+static void msg_of(struct ctkn_log_msg *m, const struct rec *c, int64_t off)
+{
+  memset(m, 0, sizeof(*m));
+  m->partition = 0;
+  m->offset = off;
+  m->timestamp_ms = -1;
+  m->key = c->ev.data.id;
+  m->key_len = strlen(c->ev.data.id);
+  m->value = c->buf;
+  m->value_len = c->len;
+  snprintf(m->event_type, sizeof(m->event_type), "%s",
+           ctkn_event_type_str(c->ev.type));
+  m->schema_version = 1;
+}
+
+/* The projector guesses that creates are new, and when a batch holds a
+ * duplicate create or a reused token string it applies the batch again
+ * without guessing: the same rejections, reasons and digest as one record
+ * per batch. */
+static void test_projector_goes_again_when_a_guess_was_wrong(void **s)
+{
+  struct fx *f = *s;
+  struct rec c, a, z, d;
+  struct ctkn_log_msg m[5];
+  struct ctkn_projector_stats st1 = {0}, st2 = {0};
+  uint8_t h1[CTKN_HASH_LEN], h2[CTKN_HASH_LEN];
+  char reason[256], dir2[192];
+  ctkn_store *other;
+  ctkn_store_txn *t;
+
+  /* IDs in time order c < a < d < z; c reuses a's token string. */
+  plan_create(&a, 2000000, NULL);
+  plan_create(&c, 1000000, a.ev.data.token);
+  plan_create(&d, 3000000, NULL);
+  plan_create(&z, 4000000, NULL);
+  msg_of(&m[0], &a, 0);
+  msg_of(&m[1], &z, 1);
+  msg_of(&m[2], &a, 2); /* a duplicate create */
+  msg_of(&m[3], &c, 3);
+  msg_of(&m[4], &d, 4);
+  snprintf(dir2, sizeof(dir2), "%s/db2", f->tmp);
+  open_fx(f);
+  other = open_at(dir2);
+  assert_int_equal(
+      ctkn_projector_apply(f->st, CTKN_ENV_SANDBOX, m, 2, NULL, 0, &st1, NULL),
+      CTKN_OK);
+  assert_int_equal(ctkn_projector_apply(f->st, CTKN_ENV_SANDBOX, m + 2, 3, NULL,
+                                        0, &st1, NULL),
+                   CTKN_OK);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(ctkn_projector_apply(other, CTKN_ENV_SANDBOX, m + i, 1,
+                                          NULL, 0, &st2, NULL),
+                     CTKN_OK);
+  assert_int_equal(st1.applied, 3);
+  assert_int_equal(st1.rejected, 2);
+  assert_int_equal(st2.applied, 3);
+  assert_int_equal(st2.rejected, 2);
+  t = begin(f->st, false);
+  assert_int_equal(
+      ctkn_store_get_rejected(t, 0, 3, reason, sizeof(reason), NULL), CTKN_OK);
+  assert_string_equal(reason, "token: token string already in use");
+  assert_int_equal(
+      ctkn_store_get_rejected(t, 0, 2, reason, sizeof(reason), NULL), CTKN_OK);
+  ctkn_store_abort(t);
+  digest_of(f->st, h1);
+  digest_of(other, h2);
+  assert_memory_equal(h1, h2, CTKN_HASH_LEN);
+  ctkn_store_close(other);
+  free(a.buf);
+  free(c.buf);
+  free(d.buf);
+  free(z.buf);
+}
+
 static void test_digest_changes_with_any_single_difference(void **s)
 {
   struct fx *f = *s;
@@ -1685,6 +1945,9 @@ int main(void)
       T(test_list_after_cursor_status_mask_and_limits),
       T(test_digest_ignores_transaction_grouping),
       T(test_history_batch_equals_single_puts),
+      T(test_batch_equals_single_puts),
+      T(test_batch_guesses_are_checked_as_it_is_written),
+      T(test_projector_goes_again_when_a_guess_was_wrong),
       T(test_digest_changes_with_any_single_difference),
       T(test_abort_discards_writes),
       T(test_reader_does_not_see_uncommitted_writes),
