@@ -20,6 +20,12 @@
  *                                                 bin value | nil]
  *   offsets      partition (u32 BE)           -> next offset (u64 BE)
  *   idempotency  idempotency key              -> [token ID, bin hash]
+ *   positions    partition (u32 BE), DUPSORT  -> offset (u64 BE) + token ID
+ *                                                 + version (u64 BE), one
+ *                                                 duplicate per applied event
+ *
+ * and the side tables of settings.c and notify.c (ctkn_store_kv_*). The
+ * tables from positions on are not in the digest.
  *
  * Big-endian numbers make LMDB's byte order the numeric order, so a
  * token's history comes out by version and the coordinates by (partition,
@@ -132,6 +138,7 @@ static const int digest_order[] = {T_TOKENS,     T_INDEX, T_HISTORY, T_REJECTED,
 #define INDEX_VALUE_LEN (CTKN_ID_LEN + 1) /* token ID, status byte */
 #define COORD_KEY_LEN   (4 + 8)
 #define MAX_DBS         32
+#define POS_VALUE_LEN   (8 + HIST_KEY_LEN) /* offset, token ID, version */
 #define MAX_READERS     254
 #define NOT_PROJECTION  "not a ctkn projection (run ctkn project first)"
 
@@ -604,8 +611,8 @@ static int check_positions(MDB_txn *txn, ctkn_store *st, struct ctkn_err *err)
     return lmdb_err(err, rc, "rebuild positions");
   for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-    uint8_t pk[COORD_KEY_LEN];
-    MDB_val pkv = {sizeof(pk), pk}, pv = {HIST_KEY_LEN, k.mv_data};
+    uint8_t pk[4], pval[POS_VALUE_LEN];
+    MDB_val pkv = {sizeof(pk), pk}, pv = {sizeof(pval), pval};
     int64_t partition, offset;
     const uint8_t *body;
     size_t blen;
@@ -621,12 +628,45 @@ static int check_positions(MDB_txn *txn, ctkn_store *st, struct ctkn_err *err)
                       "out of the index\n");
       continue;
     }
-    coord_key(pk, (int32_t)partition, offset);
+    ctkn__put_be32(pk, (uint32_t)partition);
+    ctkn__put_be64(pval, (uint64_t)offset);
+    memcpy(pval + 8, k.mv_data, HIST_KEY_LEN);
     if ((rc = mdb_put(txn, st->dbi[T_POSITIONS], &pkv, &pv, 0)) != 0)
       break;
   }
   mdb_cursor_close(c);
   return rc == MDB_NOTFOUND ? CTKN_OK : lmdb_err(err, rc, "rebuild positions");
+}
+
+/*
+ * A positions table of an earlier layout (not MDB_DUPSORT) is dropped, in
+ * a transaction of its own, before the tables are opened: it is derived,
+ * so check_positions() fills the new one from history.
+ */
+static int drop_old_positions(MDB_env *env, struct ctkn_err *err)
+{
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  unsigned fl = 0;
+  int rc;
+
+  if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) != MDB_SUCCESS)
+    return lmdb_err(err, rc, "begin");
+  /* LMDB opens an existing table with its stored flags, whatever the
+   * caller asks for: look at them. */
+  rc = mdb_dbi_open(txn, table_names[T_POSITIONS], 0, &dbi);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_dbi_flags(txn, dbi, &fl);
+  if (rc != MDB_SUCCESS || (fl & MDB_DUPSORT)) {
+    mdb_txn_abort(txn);
+    return CTKN_OK; /* none yet (or not a table: open_tables() says so) */
+  }
+  if ((rc = mdb_drop(txn, dbi, 1)) != MDB_SUCCESS) {
+    mdb_txn_abort(txn);
+    return lmdb_err(err, rc, "drop positions");
+  }
+  rc = mdb_txn_commit(txn);
+  return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "drop positions");
 }
 
 static int open_tables(ctkn_store *st, const char *dir, struct ctkn_err *err)
@@ -639,11 +679,20 @@ static int open_tables(ctkn_store *st, const char *dir, struct ctkn_err *err)
   bool fresh = false;
   int rc;
 
+  if (!st->read_only && (rc = drop_old_positions(st->env, err)) != CTKN_OK)
+    return rc;
   rc = mdb_txn_begin(st->env, NULL, st->read_only ? MDB_RDONLY : 0, &txn);
   if (rc != MDB_SUCCESS)
     return lmdb_err(err, rc, "begin");
   for (int t = 0; t < T_COUNT; t++) {
-    rc = mdb_dbi_open(txn, table_names[t], create, &st->dbi[t]);
+    unsigned flags = t == T_POSITIONS ? MDB_DUPSORT : 0, have = 0;
+    rc = mdb_dbi_open(txn, table_names[t], create | flags, &st->dbi[t]);
+    if (rc == MDB_SUCCESS && t == T_POSITIONS &&
+        (mdb_dbi_flags(txn, st->dbi[t], &have) != MDB_SUCCESS ||
+         !(have & MDB_DUPSORT))) {
+      st->absent[t] = true; /* an earlier layout, read-only: not used */
+      continue;
+    }
     if (rc == MDB_NOTFOUND && t >= T_FIRST_LATER) {
       st->absent[t] = true; /* read-only, and written before it existed */
       continue;
@@ -2115,16 +2164,43 @@ int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
   return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put token_index");
 }
 
+/*
+ * Put one positions entry through c: the key is the partition, the value
+ * the offset and then the history key, so a partition's entries are its
+ * duplicates in offset order. Offsets only grow, so the value appends to
+ * them (MDB_APPENDDUP: no descent through the partition's entries); one
+ * that does not goes in its place.
+ */
+static int put_pos(MDB_cursor *c, int32_t partition, int64_t offset,
+                   const uint8_t hkey[HIST_KEY_LEN])
+{
+  uint8_t pk[4], pv[POS_VALUE_LEN];
+  MDB_val k = {sizeof(pk), pk}, v = {sizeof(pv), pv};
+  int rc;
+
+  ctkn__put_be32(pk, (uint32_t)partition);
+  ctkn__put_be64(pv, (uint64_t)offset);
+  memcpy(pv + 8, hkey, HIST_KEY_LEN);
+  rc = mdb_cursor_put(c, &k, &v, MDB_APPENDDUP);
+  if (rc == MDB_KEYEXIST) {
+    v.mv_size = sizeof(pv);
+    v.mv_data = pv;
+    rc = mdb_cursor_put(c, &k, &v, 0);
+  }
+  return rc;
+}
+
 /* The positions entry of the history entry whose key is hkey. */
 static int put_position(ctkn_store_txn *t, int32_t partition, int64_t offset,
                         const uint8_t hkey[HIST_KEY_LEN], struct ctkn_err *err)
 {
-  uint8_t pk[COORD_KEY_LEN];
-  MDB_val k = {sizeof(pk), pk}, v = {HIST_KEY_LEN, (void *)hkey};
-  int rc;
+  MDB_cursor *c;
+  int rc = mdb_cursor_open(t->txn, t->st->dbi[T_POSITIONS], &c);
 
-  coord_key(pk, partition, offset);
-  rc = mdb_put(t->txn, t->st->dbi[T_POSITIONS], &k, &v, 0);
+  if (rc == MDB_SUCCESS) {
+    rc = put_pos(c, partition, offset, hkey);
+    mdb_cursor_close(c);
+  }
   return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put positions");
 }
 
@@ -2181,14 +2257,6 @@ static int pos_cmp(const void *a, const void *b)
                 COORD_KEY_LEN);
 }
 
-static unsigned pos_val(const void *ctx, const void *p, MDB_val *v)
-{
-  (void)ctx;
-  v->mv_size = HIST_KEY_LEN;
-  v->mv_data = (void *)((const struct pos *)p)->hkey;
-  return 0;
-}
-
 /* The positions entries of n sorted history entries, sorted in turn and
  * put through one cursor: each partition's offsets only grow, so they
  * append, or land beside the previous batch's. */
@@ -2213,7 +2281,15 @@ static int put_positions(ctkn_store_txn *t,
   }
   if (n > 1)
     qsort(o, n, sizeof(*o), pos_cmp);
-  rc = put_sorted(t, T_POSITIONS, o, n, COORD_KEY_LEN, NULL, pos_val);
+  MDB_cursor *c = NULL;
+  rc = mdb_cursor_open(t->txn, t->st->dbi[T_POSITIONS], &c);
+  for (size_t i = 0; rc == MDB_SUCCESS && i < n; i++) {
+    const struct pos *q = o[i];
+    rc = put_pos(c, (int32_t)ctkn__get_be(q->key, 4),
+                 (int64_t)ctkn__get_be(q->key + 4, 8), q->hkey);
+  }
+  if (c != NULL)
+    mdb_cursor_close(c);
   free(p);
   free(o);
   return rc == MDB_SUCCESS ? CTKN_OK : lmdb_err(err, rc, "put positions");
@@ -2814,6 +2890,8 @@ int ctkn_store_frozen(ctkn_store *st, char as_of[CTKN_TIME_BUF],
 static int kv_table(ctkn_store_txn *t, enum ctkn_store_table table, int *out,
                     struct ctkn_err *err)
 {
+  if (table == CTKN_TABLE_POSITIONS) /* its own layout: event_at() */
+    return ctkn__err(err, CTKN_EINTERNAL, "positions: use ctkn_store_event_at");
   if ((unsigned)table >= CTKN__ARRAY_LEN(kv_tables))
     return ctkn__err(err, CTKN_EINTERNAL, "no table %d", (int)table);
   *out = kv_tables[table];
@@ -2916,8 +2994,8 @@ int ctkn_store_event_at(ctkn_store_txn *t, int32_t partition, int64_t offset,
                         bool exact, struct ctkn_store_event *out,
                         struct ctkn_err *err)
 {
-  uint8_t pk[COORD_KEY_LEN];
-  MDB_val k = {sizeof(pk), pk}, v, hk, hv;
+  uint8_t pk[4], po[8];
+  MDB_val k = {sizeof(pk), pk}, v = {sizeof(po), po}, hk, hv;
   MDB_cursor *c;
   int64_t p, o;
   const uint8_t *body;
@@ -2929,20 +3007,22 @@ int ctkn_store_event_at(ctkn_store_txn *t, int32_t partition, int64_t offset,
     return rc;
   if (t->st->absent[T_POSITIONS])
     return ctkn__err(err, CTKN_ENOTFOUND, "no positions index");
-  coord_key(pk, partition, offset);
+  ctkn__put_be32(pk, (uint32_t)partition);
+  ctkn__put_be64(po, (uint64_t)offset);
   if ((rc = open_cursor(t, T_POSITIONS, &c, err)) != CTKN_OK)
     return rc;
-  rc = mdb_cursor_get(c, &k, &v, exact ? MDB_SET_KEY : MDB_SET_RANGE);
+  /* The partition's first entry whose value (offset first) is >= po. */
+  rc = mdb_cursor_get(c, &k, &v, MDB_GET_BOTH_RANGE);
   mdb_cursor_close(c);
+  if (rc == MDB_SUCCESS && v.mv_size != POS_VALUE_LEN)
+    return corrupt(err, T_POSITIONS);
   if (rc == MDB_NOTFOUND ||
-      (rc == MDB_SUCCESS && (k.mv_size != COORD_KEY_LEN ||
-                             (int32_t)ctkn__get_be(k.mv_data, 4) != partition)))
+      (rc == MDB_SUCCESS && exact && memcmp(v.mv_data, po, sizeof(po)) != 0))
     return ctkn__err(err, CTKN_ENOTFOUND, "no applied event there");
   if (rc != MDB_SUCCESS)
     return lmdb_err(err, rc, "positions");
-  if (v.mv_size != HIST_KEY_LEN)
-    return corrupt(err, T_POSITIONS);
-  hk = v;
+  hk.mv_size = HIST_KEY_LEN;
+  hk.mv_data = (uint8_t *)v.mv_data + 8;
   rc = mdb_get(t->txn, t->st->dbi[T_HISTORY], &hk, &hv);
   if (rc != MDB_SUCCESS)
     return rc == MDB_NOTFOUND ? corrupt(err, T_POSITIONS)
@@ -2950,12 +3030,11 @@ int ctkn_store_event_at(ctkn_store_txn *t, int32_t partition, int64_t offset,
   rd_init(&r, &hv);
   if (!rd_array(&r, 3) || !rd_int(&r, &p) || !rd_int(&r, &o) ||
       !rd_raw(&r, true, false, &body, &blen) || !rd_done(&r) ||
-      p != partition ||
-      o != (int64_t)ctkn__get_be((const uint8_t *)k.mv_data + 4, 8))
+      p != partition || o != (int64_t)ctkn__get_be(v.mv_data, 8))
     return corrupt(err, T_HISTORY);
-  memcpy(out->id, v.mv_data, CTKN_ID_LEN);
+  memcpy(out->id, hk.mv_data, CTKN_ID_LEN);
   out->id[CTKN_ID_LEN] = '\0';
-  out->version = ctkn__get_be((const uint8_t *)v.mv_data + CTKN_ID_LEN, 8);
+  out->version = ctkn__get_be((const uint8_t *)hk.mv_data + CTKN_ID_LEN, 8);
   out->partition = partition;
   out->offset = o;
   out->value = body;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 
 #include "ctkn/codec.h"
 #include "ctkn/crypto.h"
@@ -952,6 +953,54 @@ static void test_event_at_finds_applied_events_by_position(void **state)
                    CTKN_ENOTFOUND);
   assert_int_equal(ctkn_store_event_at(t, 0, -1, false, &at, &err),
                    CTKN_EINVAL);
+  ctkn_store_abort(t);
+
+  /* An offset below the partition's last (a rebuild writes in history
+   * order) goes in its place, not at the end. */
+  struct ctkn_store_history_put late = h[0];
+  late.version = 3, late.offset = 5, late.value = "a3", late.len = 2;
+  t = begin(f->st, true);
+  if (ctkn_store_put_history_batch(t, &late, 1, &err) != CTKN_OK)
+    fail_msg("history: %s", err.msg);
+  commit(t);
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_event_at(t, 0, 4, false, &at, &err), CTKN_OK);
+  assert_int_equal(at.offset, 5);
+  assert_int_equal(at.version, 3);
+  assert_int_equal(ctkn_store_event_at(t, 0, 6, false, &at, &err), CTKN_OK);
+  assert_int_equal(at.offset, 7);
+  ctkn_store_abort(t);
+
+  /* A positions table of another layout (or missing entries) is made
+   * again from history when a writer opens the projection. */
+  ctkn_store_close(f->st);
+  f->st = NULL;
+  {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {3, "bad"}, v = {3, "xyz"};
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+    assert_int_equal(mdb_env_open(env, f->db, MDB_NOTLS, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "positions", 0, &dbi), 0);
+    assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+    assert_int_equal(mdb_dbi_open(txn, "positions", MDB_CREATE, &dbi), 0);
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  struct ctkn_store_opts opts = {.map_size = (size_t)64 << 20};
+  if (ctkn_store_open(&f->st, f->db, &opts, &err) != CTKN_OK)
+    fail_msg("reopen: %s", err.msg);
+  t = begin(f->st, false);
+  if (ctkn_store_event_at(t, 0, 6, false, &at, &err) != CTKN_OK)
+    fail_msg("event_at: %s", err.msg);
+  assert_int_equal(at.offset, 7);
+  assert_string_equal(at.id, tb);
+  assert_int_equal(ctkn_store_event_at(t, 1, 4, true, &at, &err), CTKN_OK);
+  assert_int_equal(at.version, 2);
   ctkn_store_abort(t);
 }
 
