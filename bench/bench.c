@@ -57,32 +57,6 @@ static rd_kafka_t *new_handle(rd_kafka_type_t type, const char *brokers,
 static char (*tokens)[CTKN_TOKEN_BUF];
 static size_t ntokens;
 
-static void produce_one(rd_kafka_t *rk, const char *topic, int32_t part,
-                        const struct ctkn_event *ev)
-{
-  uint8_t *buf;
-  size_t len;
-
-  if (ctkn_event_encode(ev, &buf, &len, NULL) != CTKN_OK)
-    die("encode");
-  for (;;) {
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-        RD_KAFKA_V_KEY(ev->data.id, strlen(ev->data.id)),
-        RD_KAFKA_V_VALUE(buf, len),
-        RD_KAFKA_V_TIMESTAMP(ev->occurred_at / 1000),
-        RD_KAFKA_V_HEADER(CTKN_HDR_EVENT_TYPE, ctkn_event_type_str(ev->type),
-                          -1),
-        RD_KAFKA_V_HEADER(CTKN_HDR_SCHEMA, "1", 1), RD_KAFKA_V_END);
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-      return;
-    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-      die(rd_kafka_err2str(e));
-    rd_kafka_poll(rk, 10);
-  }
-}
-
 /* N events: every token is created; every 4th is then updated and every
  * 8th revoked, each on the token's partition. */
 static double fill_rate;

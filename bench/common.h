@@ -40,4 +40,35 @@ static inline _Noreturn void die(const char *what)
   exit(1);
 }
 
+#if defined(RD_KAFKA_VERSION) && defined(CTKN_CODEC_H)
+/* Produce ev (encoded as ctkn writes it, with its headers) to a
+ * partition, waiting while librdkafka's queue is full. For programs that
+ * include librdkafka and ctkn/codec.h before this header. */
+static inline void produce_one(rd_kafka_t *rk, const char *topic, int32_t part,
+                               const struct ctkn_event *ev)
+{
+  uint8_t *buf;
+  size_t len;
+
+  if (ctkn_event_encode(ev, &buf, &len, NULL) != CTKN_OK)
+    die("encode");
+  for (;;) {
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+        RD_KAFKA_V_KEY(ev->data.id, strlen(ev->data.id)),
+        RD_KAFKA_V_VALUE(buf, len),
+        RD_KAFKA_V_TIMESTAMP(ev->occurred_at / 1000),
+        RD_KAFKA_V_HEADER(CTKN_HDR_EVENT_TYPE, ctkn_event_type_str(ev->type),
+                          -1),
+        RD_KAFKA_V_HEADER(CTKN_HDR_SCHEMA, "1", 1), RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+      return;
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      die(rd_kafka_err2str(e));
+    rd_kafka_poll(rk, 10);
+  }
+}
+#endif
+
 #endif /* CTKN_BENCH_COMMON_H */

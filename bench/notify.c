@@ -219,32 +219,14 @@ static void produce_creates(const char *brokers, const char *topic, size_t m)
     die("out of memory");
   for (size_t i = 0; i < m; i++) {
     char name[32];
-    uint8_t *buf;
-    size_t len;
     snprintf(name, sizeof(name), "token %zu", i);
     ctkn_command_init(&cmd, CTKN_CMD_CREATE);
     ctkn_command_set_name(&cmd, name, strlen(name), NULL);
-    if (ctkn_plan(NULL, &cmd, CTKN_ENV_SANDBOX, t++, ev, NULL) != 0 ||
-        ctkn_event_encode(ev, &buf, &len, NULL) != CTKN_OK)
+    if (ctkn_plan(NULL, &cmd, CTKN_ENV_SANDBOX, t++, ev, NULL) != 0)
       die("plan create");
-    int32_t part =
-        ctkn_log_partition_for(ev->data.id, strlen(ev->data.id), NPARTS);
-    for (;;) {
-      rd_kafka_resp_err_t e = rd_kafka_producev(
-          rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-          RD_KAFKA_V_KEY(ev->data.id, strlen(ev->data.id)),
-          RD_KAFKA_V_VALUE(buf, len),
-          RD_KAFKA_V_TIMESTAMP(ev->occurred_at / 1000),
-          RD_KAFKA_V_HEADER(CTKN_HDR_EVENT_TYPE, ctkn_event_type_str(ev->type),
-                            -1),
-          RD_KAFKA_V_HEADER(CTKN_HDR_SCHEMA, "1", 1), RD_KAFKA_V_END);
-      if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-        break;
-      if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-        die(rd_kafka_err2str(e));
-      rd_kafka_poll(rk, 10);
-    }
+    produce_one(
+        rk, topic,
+        ctkn_log_partition_for(ev->data.id, strlen(ev->data.id), NPARTS), ev);
   }
   while (rd_kafka_flush(rk, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT)
     ;
