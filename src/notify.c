@@ -1250,6 +1250,15 @@ int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
         (rc = ctkn_settings_follower_catch_up(sf, err)) != CTKN_OK)
       goto out;
   } else {
+    /* The destinations as they stand before anything is delivered (the
+     * projector thread follows them from there): a notifier on a new
+     * projection must not send to a destination whose pause or removal
+     * it has not read yet. */
+    if ((rc = ctkn_settings_follower_open(&sf, st, cfg, err)) != CTKN_OK ||
+        (rc = ctkn_settings_follower_catch_up(sf, err)) != CTKN_OK)
+      goto out;
+    ctkn_settings_follower_close(sf);
+    sf = NULL;
     struct ctkn_projector_hooks h = {on_advanced, on_status, nf, 5000};
     ctkn_projector_set_hooks(nf->proj, &h);
     if (pthread_create(&nf->thread, NULL, follow_main, nf) != 0) {
