@@ -34,25 +34,6 @@
 #define BENCH_NAME "bench"
 #include "common.h"
 
-static rd_kafka_t *new_handle(rd_kafka_type_t type, const char *brokers,
-                              const char *const *kv)
-{
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  char errstr[256];
-
-  if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                        sizeof(errstr)) != RD_KAFKA_CONF_OK)
-    die(errstr);
-  for (; kv && kv[0]; kv += 2)
-    if (rd_kafka_conf_set(conf, kv[0], kv[1], errstr, sizeof(errstr)) !=
-        RD_KAFKA_CONF_OK)
-      die(errstr);
-  rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
-  if (rk == NULL)
-    die(errstr);
-  return rk;
-}
-
 /* Token strings of the created tokens, for the lookup benchmark. */
 static char (*tokens)[CTKN_TOKEN_BUF];
 static size_t ntokens;
@@ -64,18 +45,7 @@ static double fill_rate;
 static void fill(const char *brokers, const char *topic, int32_t nparts,
                  size_t n)
 {
-  static const char *const kv[] = {"enable.idempotence",
-                                   "true",
-                                   "acks",
-                                   "all",
-                                   "linger.ms",
-                                   "20",
-                                   "batch.size",
-                                   "1000000",
-                                   "queue.buffering.max.messages",
-                                   "1000000",
-                                   NULL};
-  rd_kafka_t *rk = new_handle(RD_KAFKA_PRODUCER, brokers, kv);
+  rd_kafka_t *rk = new_handle(RD_KAFKA_PRODUCER, brokers, fill_conf);
   struct ctkn_event *ev = malloc(sizeof(*ev));
   struct ctkn_record *rec = malloc(sizeof(*rec));
   struct ctkn_command cmd;

@@ -40,6 +40,43 @@ static inline _Noreturn void die(const char *what)
   exit(1);
 }
 
+#ifdef RD_KAFKA_VERSION
+/* A librdkafka handle of type on brokers with the key/value pairs of kv
+ * (NULL-terminated), or death. */
+static inline rd_kafka_t *new_handle(rd_kafka_type_t type, const char *brokers,
+                                     const char *const *kv)
+{
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  char errstr[256];
+
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                        sizeof(errstr)) != RD_KAFKA_CONF_OK)
+    die(errstr);
+  for (; kv && kv[0]; kv += 2)
+    if (rd_kafka_conf_set(conf, kv[0], kv[1], errstr, sizeof(errstr)) !=
+        RD_KAFKA_CONF_OK)
+      die(errstr);
+  rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
+  if (rk == NULL)
+    die(errstr);
+  return rk;
+}
+
+/* The producer that fills a benchmark's topic: idempotent, acks=all,
+ * large batches. */
+static const char *const fill_conf[] = {"enable.idempotence",
+                                        "true",
+                                        "acks",
+                                        "all",
+                                        "linger.ms",
+                                        "20",
+                                        "batch.size",
+                                        "1000000",
+                                        "queue.buffering.max.messages",
+                                        "1000000",
+                                        NULL};
+#endif
+
 #if defined(RD_KAFKA_VERSION) && defined(CTKN_CODEC_H)
 /* Produce ev (encoded as ctkn writes it, with its headers) to a
  * partition, waiting while librdkafka's queue is full. For programs that

@@ -177,39 +177,10 @@ static double receiver_rate(unsigned long want)
 
 /* ---- the events --------------------------------------------------------- */
 
-static rd_kafka_t *producer(const char *brokers)
-{
-  static const char *const kv[] = {"bootstrap.servers",
-                                   NULL,
-                                   "enable.idempotence",
-                                   "true",
-                                   "acks",
-                                   "all",
-                                   "linger.ms",
-                                   "20",
-                                   "batch.size",
-                                   "1000000",
-                                   "queue.buffering.max.messages",
-                                   "1000000",
-                                   NULL};
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  char errstr[256];
-
-  for (const char *const *p = kv; *p; p += 2)
-    if (rd_kafka_conf_set(conf, p[0], p[1] ? p[1] : brokers, errstr,
-                          sizeof(errstr)) != RD_KAFKA_CONF_OK)
-      die(errstr);
-  rd_kafka_t *rk =
-      rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  if (rk == NULL)
-    die(errstr);
-  return rk;
-}
-
 /* M creates, each on its token's partition, as a ledger appends them. */
 static void produce_creates(const char *brokers, const char *topic, size_t m)
 {
-  rd_kafka_t *rk = producer(brokers);
+  rd_kafka_t *rk = new_handle(RD_KAFKA_PRODUCER, brokers, fill_conf);
   struct ctkn_event *ev = malloc(sizeof(*ev));
   struct ctkn_command cmd;
   int64_t t = ctkn_now_us();

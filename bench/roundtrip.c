@@ -34,25 +34,6 @@ static void sleep_us(long us)
   nanosleep(&ts, NULL);
 }
 
-static rd_kafka_t *new_handle(rd_kafka_type_t type, const char *brokers,
-                              const char *const *kv)
-{
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  char errstr[256];
-
-  if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                        sizeof(errstr)) != RD_KAFKA_CONF_OK)
-    die(errstr);
-  for (; kv && kv[0]; kv += 2)
-    if (rd_kafka_conf_set(conf, kv[0], kv[1], errstr, sizeof(errstr)) !=
-        RD_KAFKA_CONF_OK)
-      die(errstr);
-  rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
-  if (rk == NULL)
-    die(errstr);
-  return rk;
-}
-
 /* One consumer: the last sample it has seen and when (bits of a double). */
 struct replica {
   pthread_t thread;
