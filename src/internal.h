@@ -4,11 +4,14 @@
 #ifndef CTKN_INTERNAL_H
 #define CTKN_INTERNAL_H
 
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "ctkn/crypto.h"
+#include "ctkn/diag.h"
 #include "ctkn/error.h"
 #include "ctkn/event.h"
 
@@ -97,5 +100,114 @@ int ctkn__seal_with_nonce(const uint8_t key[CTKN_KEY_LEN],
                           const uint8_t nonce[CTKN_SEAL_NONCE], const void *aad,
                           size_t aadlen, const void *pt, size_t len,
                           uint8_t *out, struct ctkn_err *err);
+
+/* ---- the one growable buffer (util/buf.c) ----------------------------- */
+
+/*
+ * Bytes that grow by doubling. Start from CTKN__BUF_INIT; data is NULL
+ * until something is reserved and then always has a NUL at data[len], so
+ * a buffer of text is a C string. Arrays of structs use it too: add
+ * sizeof(elem) at a time and count len / sizeof(elem). Every function
+ * returns CTKN_OK or CTKN_ENOMEM (the buffer is then unchanged) unless it
+ * says otherwise. The buffer owns data: release with ctkn__buf_free(), or
+ * take it with ctkn__buf_detach().
+ */
+struct ctkn__buf {
+  char *data;
+  size_t len; /* bytes in use */
+  size_t cap; /* bytes allocated, the NUL's included */
+};
+#define CTKN__BUF_INIT                                                         \
+  {                                                                            \
+    NULL, 0, 0                                                                 \
+  }
+
+/* Room for more bytes past len (and the NUL), without using them. */
+int ctkn__buf_reserve(struct ctkn__buf *b, size_t more);
+/* Use n more bytes and return where they start (uninitialised), valid
+ * until the next call that grows b; NULL when out of memory. */
+void *ctkn__buf_add(struct ctkn__buf *b, size_t n);
+int ctkn__buf_append(struct ctkn__buf *b, const void *p, size_t n);
+int ctkn__buf_puts(struct ctkn__buf *b, const char *s);
+/* CTKN_EINTERNAL for a bad format. */
+int ctkn__buf_printf(struct ctkn__buf *b, const char *fmt, ...)
+    CTKN__PRINTF(2, 3);
+int ctkn__buf_vprintf(struct ctkn__buf *b, const char *fmt, va_list ap)
+    CTKN__PRINTF(2, 0);
+/* n bytes as one quoted JSON string: quotes, backslashes and control
+ * characters escaped; bytes that are not UTF-8 become U+FFFD. */
+int ctkn__buf_json_str(struct ctkn__buf *b, const void *p, size_t n);
+/* A JSON object member "key":"val" (null when val is NULL), preceded by a
+ * comma unless b is empty: diagnostic fields (ctkn__diag_fields()). */
+int ctkn__buf_json_member(struct ctkn__buf *b, const char *key,
+                          const char *val);
+/* Forget the contents, keep the memory. */
+static inline void ctkn__buf_reset(struct ctkn__buf *b)
+{
+  b->len = 0;
+  if (b->data != NULL)
+    b->data[0] = '\0';
+}
+/* The contents as a NUL-terminated string that the caller owns (free());
+ * b is left empty. "" for an empty buffer; NULL when out of memory. */
+char *ctkn__buf_detach(struct ctkn__buf *b);
+/* Release the memory; b is left empty and may be used again. */
+void ctkn__buf_free(struct ctkn__buf *b);
+
+/* ---- the one work queue (util/queue.c) -------------------------------- */
+
+/*
+ * A FIFO of intrusive nodes handed between threads: embed a struct
+ * ctkn__qnode in the item and push its address. The queue never owns an
+ * item: whoever pops it does.
+ */
+struct ctkn__qnode {
+  struct ctkn__qnode *next;
+};
+
+struct ctkn__queue {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct ctkn__qnode *head, *tail;
+  size_t n;
+  bool closed;
+};
+
+/* CTKN_OK or CTKN_ENOMEM. Release with ctkn__queue_destroy(). */
+int ctkn__queue_init(struct ctkn__queue *q);
+/* Only once no thread uses q; items still queued are not touched. */
+void ctkn__queue_destroy(struct ctkn__queue *q);
+/* Append node and wake the waiters. false once q is closed: nothing was
+ * queued and the caller still owns the item. */
+bool ctkn__queue_push(struct ctkn__queue *q, struct ctkn__qnode *node);
+/* Take up to max nodes, oldest first, into out, waiting up to timeout_ms
+ * (< 0: without bound; 0: not at all) for the first. Returns how many;
+ * 0 when the wait ran out, or when q is closed and empty. */
+size_t ctkn__queue_pop(struct ctkn__queue *q, struct ctkn__qnode **out,
+                       size_t max, int timeout_ms);
+/* Nodes queued now. */
+size_t ctkn__queue_len(struct ctkn__queue *q);
+/* Refuse further pushes and wake every waiter; what is queued can still
+ * be popped. */
+void ctkn__queue_close(struct ctkn__queue *q);
+bool ctkn__queue_closed(struct ctkn__queue *q);
+
+/* The item that holds node n as its member `field`. */
+#define CTKN__CONTAINER_OF(n, type, field)                                     \
+  ((type *)(void *)((char *)(n)-offsetof(type, field)))
+
+/* ---- the one logging sink (util/diag.c, diag.h) ---------------------- */
+
+/* Whether a line of this level would be written. */
+bool ctkn__diag_on(enum ctkn_diag_level level);
+/* One line {"time","level","component","msg"}: msg is printf-formatted and
+ * escaped. component names the subsystem ("projector", "http", ...). */
+void ctkn__diag(enum ctkn_diag_level level, const char *component,
+                const char *fmt, ...) CTKN__PRINTF(3, 4);
+/* The same with further members: fields is a JSON fragment of members
+ * without the braces ("\"keys\":3"), built with ctkn__buf_json_member()
+ * where a value is not known to be safe; NULL or "" for none. */
+void ctkn__diag_fields(enum ctkn_diag_level level, const char *component,
+                       const char *msg, const char *fields);
 
 #endif /* CTKN_INTERNAL_H */

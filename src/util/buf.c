@@ -1,0 +1,191 @@
+/*
+ * buf.c - the one growable buffer (struct ctkn__buf, internal.h).
+ *
+ * Invariant: once anything was reserved, data[len] is a NUL byte, so a
+ * buffer of text is a C string at every step and ctkn__buf_detach() needs
+ * no copy. Growth doubles, so n appends cost O(n) copies in all.
+ */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+int ctkn__buf_reserve(struct ctkn__buf *b, size_t more)
+{
+  if (more > SIZE_MAX - 1 - b->len)
+    return CTKN_ENOMEM;
+  size_t need = b->len + more + 1; /* + the NUL */
+  if (need <= b->cap)
+    return CTKN_OK;
+  size_t cap = b->cap ? b->cap : 64;
+  while (cap < need)
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  char *p = realloc(b->data, cap);
+  if (p == NULL)
+    return CTKN_ENOMEM;
+  b->data = p;
+  b->cap = cap;
+  b->data[b->len] = '\0';
+  return CTKN_OK;
+}
+
+void *ctkn__buf_add(struct ctkn__buf *b, size_t n)
+{
+  if (ctkn__buf_reserve(b, n) != CTKN_OK)
+    return NULL;
+  void *p = b->data + b->len;
+  b->len += n;
+  b->data[b->len] = '\0';
+  return p;
+}
+
+int ctkn__buf_append(struct ctkn__buf *b, const void *p, size_t n)
+{
+  void *dst = ctkn__buf_add(b, n);
+
+  if (dst == NULL)
+    return CTKN_ENOMEM;
+  if (n > 0)
+    memcpy(dst, p, n);
+  return CTKN_OK;
+}
+
+int ctkn__buf_puts(struct ctkn__buf *b, const char *s)
+{
+  return ctkn__buf_append(b, s, strlen(s));
+}
+
+int ctkn__buf_vprintf(struct ctkn__buf *b, const char *fmt, va_list ap)
+{
+  va_list again;
+  char probe[256];
+  int n;
+
+  va_copy(again, ap);
+  n = vsnprintf(probe, sizeof(probe), fmt, ap);
+  if (n < 0) {
+    va_end(again);
+    return CTKN_EINTERNAL;
+  }
+  if ((size_t)n < sizeof(probe)) {
+    va_end(again);
+    return ctkn__buf_append(b, probe, (size_t)n);
+  }
+  if (ctkn__buf_reserve(b, (size_t)n) != CTKN_OK) {
+    va_end(again);
+    return CTKN_ENOMEM;
+  }
+  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, again);
+  va_end(again);
+  b->len += (size_t)n;
+  return CTKN_OK;
+}
+
+int ctkn__buf_printf(struct ctkn__buf *b, const char *fmt, ...)
+{
+  va_list ap;
+  int rc;
+
+  va_start(ap, fmt);
+  rc = ctkn__buf_vprintf(b, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/* The length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+  unsigned char c = s[0];
+  size_t len;
+  uint32_t cp;
+
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xc2 && c <= 0xdf) {
+    len = 2;
+    cp = c & 0x1f;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    len = 3;
+    cp = c & 0x0f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (len > n)
+    return 0;
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (s[i] & 0x3f);
+  }
+  if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+      (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  return len;
+}
+
+int ctkn__buf_json_str(struct ctkn__buf *b, const void *p, size_t n)
+{
+  const unsigned char *s = p;
+  int rc = ctkn__buf_append(b, "\"", 1);
+
+  for (size_t i = 0; i < n && rc == CTKN_OK;) {
+    unsigned char c = s[i];
+    size_t len = utf8_seq(s + i, n - i);
+    if (len == 0) {
+      rc = ctkn__buf_puts(b, "\\ufffd"); /* not UTF-8: the replacement */
+      i++;
+    } else if (c == '"' || c == '\\') {
+      char esc[2] = {'\\', (char)c};
+      rc = ctkn__buf_append(b, esc, 2);
+      i++;
+    } else if (c < 0x20 || c == 0x7f) {
+      rc = ctkn__buf_printf(b, "\\u%04x", c);
+      i++;
+    } else {
+      rc = ctkn__buf_append(b, s + i, len);
+      i += len;
+    }
+  }
+  return rc == CTKN_OK ? ctkn__buf_append(b, "\"", 1) : rc;
+}
+
+char *ctkn__buf_detach(struct ctkn__buf *b)
+{
+  char *s = b->data;
+
+  if (s == NULL)
+    s = calloc(1, 1);
+  b->data = NULL;
+  b->len = b->cap = 0;
+  return s;
+}
+
+void ctkn__buf_free(struct ctkn__buf *b)
+{
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+int ctkn__buf_json_member(struct ctkn__buf *b, const char *key, const char *val)
+{
+  int rc = CTKN_OK;
+
+  if (b->len > 0)
+    rc = ctkn__buf_append(b, ",", 1);
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_json_str(b, key, strlen(key));
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_append(b, ":", 1);
+  if (rc != CTKN_OK)
+    return rc;
+  if (val == NULL)
+    return ctkn__buf_puts(b, "null");
+  return ctkn__buf_json_str(b, val, strlen(val));
+}

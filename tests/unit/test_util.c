@@ -1,0 +1,282 @@
+/* test_util.c - the shared primitives: one buffer, one queue, one sink. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+
+#include "ctkn/diag.h"
+#include "internal.h"
+
+/* ---- buffer ------------------------------------------------------------ */
+
+static void test_buf_grows_and_stays_a_c_string(void **state)
+{
+  struct ctkn__buf b = CTKN__BUF_INIT;
+  (void)state;
+
+  for (int i = 0; i < 1000; i++)
+    assert_int_equal(ctkn__buf_printf(&b, "%d,", i % 10), CTKN_OK);
+  assert_int_equal(b.len, 2000);
+  assert_int_equal(strlen(b.data), 2000);
+  assert_memory_equal(b.data, "0,1,2,", 6);
+  ctkn__buf_reset(&b);
+  assert_int_equal(b.len, 0);
+  assert_string_equal(b.data, "");
+  /* A long formatted piece takes the second vsnprintf path. */
+  char big[600];
+  memset(big, 'x', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  assert_int_equal(ctkn__buf_printf(&b, "<%s>", big), CTKN_OK);
+  assert_int_equal(b.len, sizeof(big) + 1);
+  assert_int_equal(b.data[0], '<');
+  assert_int_equal(b.data[b.len - 1], '>');
+  char *s = ctkn__buf_detach(&b);
+  assert_null(b.data);
+  assert_int_equal(strlen(s), sizeof(big) + 1);
+  free(s);
+  /* An empty buffer detaches as "". */
+  s = ctkn__buf_detach(&b);
+  assert_string_equal(s, "");
+  free(s);
+  ctkn__buf_free(&b);
+}
+
+static void test_buf_holds_arrays_of_structs(void **state)
+{
+  struct pair {
+    int64_t a, b;
+  };
+  struct ctkn__buf b = CTKN__BUF_INIT;
+  (void)state;
+
+  for (int64_t i = 0; i < 5000; i++) {
+    struct pair *p = ctkn__buf_add(&b, sizeof(*p));
+    assert_non_null(p);
+    p->a = i;
+    p->b = -i;
+  }
+  assert_int_equal(b.len / sizeof(struct pair), 5000);
+  const struct pair *arr = (const struct pair *)(void *)b.data;
+  assert_int_equal(arr[4321].a, 4321);
+  assert_int_equal(arr[4321].b, -4321);
+  ctkn__buf_free(&b);
+  assert_int_equal(b.len, 0);
+}
+
+static void test_buf_refuses_a_size_that_overflows(void **state)
+{
+  struct ctkn__buf b = CTKN__BUF_INIT;
+  (void)state;
+
+  assert_int_equal(ctkn__buf_append(&b, "ab", 2), CTKN_OK);
+  assert_int_equal(ctkn__buf_reserve(&b, SIZE_MAX - 1), CTKN_ENOMEM);
+  assert_null(ctkn__buf_add(&b, SIZE_MAX));
+  assert_string_equal(b.data, "ab"); /* unchanged */
+  ctkn__buf_free(&b);
+}
+
+static void test_buf_json_str_escapes_everything_that_breaks_json(void **state)
+{
+  struct ctkn__buf b = CTKN__BUF_INIT;
+  static const char in[] = "a\"b\\c\nd\x01\x7f"
+                           "\xc3\xa9"     /* é, valid */
+                           "\xff"         /* never UTF-8 */
+                           "\xed\xa0\x80" /* a surrogate */
+                           "\xe2\x82";    /* truncated */
+  (void)state;
+
+  assert_int_equal(ctkn__buf_json_str(&b, in, sizeof(in) - 1), CTKN_OK);
+  assert_string_equal(b.data, "\"a\\\"b\\\\c\\u000ad\\u0001\\u007f\xc3\xa9"
+                              "\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\"");
+  ctkn__buf_reset(&b);
+  /* A NUL inside the bytes is escaped, not a terminator. */
+  assert_int_equal(ctkn__buf_json_str(&b, "x\0y", 3), CTKN_OK);
+  assert_string_equal(b.data, "\"x\\u0000y\"");
+  ctkn__buf_reset(&b);
+  assert_int_equal(ctkn__buf_json_member(&b, "k", "v\""), CTKN_OK);
+  assert_int_equal(ctkn__buf_json_member(&b, "n", NULL), CTKN_OK);
+  assert_string_equal(b.data, "\"k\":\"v\\\"\",\"n\":null");
+  ctkn__buf_free(&b);
+}
+
+/* ---- queue ------------------------------------------------------------- */
+
+struct item {
+  int v;
+  struct ctkn__qnode node;
+};
+
+static void test_queue_is_fifo_and_pops_in_batches(void **state)
+{
+  struct ctkn__queue q;
+  struct item items[5];
+  struct ctkn__qnode *out[3];
+  (void)state;
+
+  assert_int_equal(ctkn__queue_init(&q), CTKN_OK);
+  for (int i = 0; i < 5; i++) {
+    items[i].v = i;
+    assert_true(ctkn__queue_push(&q, &items[i].node));
+  }
+  assert_int_equal(ctkn__queue_len(&q), 5);
+  assert_int_equal(ctkn__queue_pop(&q, out, 3, 0), 3);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(CTKN__CONTAINER_OF(out[i], struct item, node)->v, i);
+  assert_int_equal(ctkn__queue_pop(&q, out, 3, 0), 2);
+  assert_int_equal(CTKN__CONTAINER_OF(out[1], struct item, node)->v, 4);
+  /* Empty: a bounded wait runs out, an unbounded one is not tried. */
+  assert_int_equal(ctkn__queue_pop(&q, out, 3, 20), 0);
+  assert_int_equal(ctkn__queue_pop(&q, out, 3, 0), 0);
+  ctkn__queue_destroy(&q);
+}
+
+static void test_closed_queue_refuses_pushes_and_drains(void **state)
+{
+  struct ctkn__queue q;
+  struct item a = {1, {NULL}}, b = {2, {NULL}};
+  struct ctkn__qnode *out[2];
+  (void)state;
+
+  assert_int_equal(ctkn__queue_init(&q), CTKN_OK);
+  assert_true(ctkn__queue_push(&q, &a.node));
+  ctkn__queue_close(&q);
+  assert_true(ctkn__queue_closed(&q));
+  assert_false(ctkn__queue_push(&q, &b.node));
+  /* What was queued before the close still comes out, then 0 at once,
+   * even for an unbounded wait. */
+  assert_int_equal(ctkn__queue_pop(&q, out, 2, -1), 1);
+  assert_ptr_equal(out[0], &a.node);
+  assert_int_equal(ctkn__queue_pop(&q, out, 2, -1), 0);
+  ctkn__queue_destroy(&q);
+}
+
+#define NPROD 4
+#define NITEM 2000
+
+struct prod {
+  struct ctkn__queue *q;
+  struct item *items;
+};
+
+static void *producer(void *arg)
+{
+  struct prod *p = arg;
+  for (int i = 0; i < NITEM; i++)
+    ctkn__queue_push(p->q, &p->items[i].node);
+  return NULL;
+}
+
+static void test_queue_hands_every_item_over_between_threads(void **state)
+{
+  static struct item items[NPROD][NITEM];
+  struct ctkn__queue q;
+  pthread_t t[NPROD];
+  struct prod p[NPROD];
+  int last[NPROD];
+  size_t got = 0;
+  (void)state;
+
+  assert_int_equal(ctkn__queue_init(&q), CTKN_OK);
+  for (int k = 0; k < NPROD; k++) {
+    last[k] = -1;
+    for (int i = 0; i < NITEM; i++)
+      items[k][i].v = k * NITEM + i;
+    p[k] = (struct prod){&q, items[k]};
+    assert_int_equal(pthread_create(&t[k], NULL, producer, &p[k]), 0);
+  }
+  while (got < NPROD * NITEM) {
+    struct ctkn__qnode *out[64];
+    size_t n = ctkn__queue_pop(&q, out, 64, 1000);
+    assert_true(n > 0);
+    for (size_t i = 0; i < n; i++) {
+      int v = CTKN__CONTAINER_OF(out[i], struct item, node)->v;
+      int k = v / NITEM;
+      /* Each producer's items arrive in its order. */
+      assert_true(v % NITEM > last[k]);
+      last[k] = v % NITEM;
+    }
+    got += n;
+  }
+  for (int k = 0; k < NPROD; k++)
+    pthread_join(t[k], NULL);
+  assert_int_equal(ctkn__queue_len(&q), 0);
+  ctkn__queue_destroy(&q);
+}
+
+/* ---- diagnostics ------------------------------------------------------- */
+
+static void capture(void *arg, const char *line, size_t len)
+{
+  ctkn__buf_append(arg, line, len);
+}
+
+static void test_diag_writes_one_escaped_json_line_per_call(void **state)
+{
+  struct ctkn__buf out = CTKN__BUF_INIT, fields = CTKN__BUF_INIT;
+  (void)state;
+
+  ctkn_diag_set_sink(capture, &out);
+  ctkn_diag_set_level(CTKN_DIAG_INFO);
+  ctkn__diag(CTKN_DIAG_WARN, "projector", "partition %d \"paused\"\n", 3);
+  assert_non_null(strstr(out.data, "\"level\":\"warn\","
+                                   "\"component\":\"projector\","
+                                   "\"msg\":\"partition 3 \\\"paused\\\""
+                                   "\\u000a\"}\n"));
+  assert_int_equal(strncmp(out.data, "{\"time\":\"", 9), 0);
+  /* Exactly one line. */
+  assert_ptr_equal(strchr(out.data, '\n'), out.data + out.len - 1);
+
+  ctkn__buf_reset(&out);
+  assert_int_equal(ctkn__buf_json_member(&fields, "detail", "a\"b"), CTKN_OK);
+  ctkn__diag_fields(CTKN_DIAG_ERROR, "http", "listening", fields.data);
+  assert_non_null(
+      strstr(out.data, "\"msg\":\"listening\",\"detail\":\"a\\\"b\"}\n"));
+
+  /* Below the level: nothing. */
+  ctkn__buf_reset(&out);
+  ctkn__diag(CTKN_DIAG_DEBUG, "x", "quiet");
+  assert_int_equal(out.len, 0);
+  assert_false(ctkn__diag_on(CTKN_DIAG_DEBUG));
+  ctkn_diag_set_level(CTKN_DIAG_DEBUG);
+  ctkn__diag(CTKN_DIAG_DEBUG, "x", "loud");
+  assert_non_null(strstr(out.data, "\"msg\":\"loud\""));
+  ctkn_diag_set_level(CTKN_DIAG_INFO);
+  ctkn_diag_set_sink(NULL, NULL);
+  ctkn__buf_free(&out);
+  ctkn__buf_free(&fields);
+}
+
+static void test_diag_level_names_parse(void **state)
+{
+  enum ctkn_diag_level l;
+  struct ctkn_err err;
+  (void)state;
+
+  assert_int_equal(ctkn_diag_level_parse("debug", &l, &err), CTKN_OK);
+  assert_int_equal(l, CTKN_DIAG_DEBUG);
+  assert_int_equal(ctkn_diag_level_parse("warn", &l, &err), CTKN_OK);
+  assert_int_equal(l, CTKN_DIAG_WARN);
+  assert_int_equal(ctkn_diag_level_parse("loud", &l, &err), CTKN_EINVAL);
+  assert_string_equal(err.field, "log_level");
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_buf_grows_and_stays_a_c_string),
+      cmocka_unit_test(test_buf_holds_arrays_of_structs),
+      cmocka_unit_test(test_buf_refuses_a_size_that_overflows),
+      cmocka_unit_test(test_buf_json_str_escapes_everything_that_breaks_json),
+      cmocka_unit_test(test_queue_is_fifo_and_pops_in_batches),
+      cmocka_unit_test(test_closed_queue_refuses_pushes_and_drains),
+      cmocka_unit_test(test_queue_hands_every_item_over_between_threads),
+      cmocka_unit_test(test_diag_writes_one_escaped_json_line_per_call),
+      cmocka_unit_test(test_diag_level_names_parse),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
