@@ -169,15 +169,14 @@ int ctkn_archive_writer_add(ctkn_archive_writer *w,
                             const struct ctkn_log_header *headers, size_t nh,
                             struct ctkn_err *err)
 {
-  struct ctkn_log_header kh[HEADERS_MAX];
   RecordHeader rh[HEADERS_MAX], *rhp[HEADERS_MAX];
   Record r = CTKN__ARCHIVE__V1__RECORD__INIT;
   Entry e = CTKN__ARCHIVE__V1__ENTRY__INIT;
   int rc;
 
-  if (m->handle != NULL) {
-    nh = ctkn_log_msg_headers(m, kh, HEADERS_MAX);
-    headers = kh;
+  if (m->nheaders > 0) {
+    nh = m->nheaders;
+    headers = m->headers;
   }
   if (nh > HEADERS_MAX)
     return ctkn__err(err, CTKN_EUSAGE,
@@ -429,6 +428,8 @@ static int take_record(struct reader *r, Entry *e, struct batch *b,
   b->entries[b->n] = e;
   b->hlist[b->n] = h;
   b->hdrs[b->n] = (struct ctkn_archive_headers){h, rec->n_headers};
+  m->headers = h;
+  m->nheaders = rec->n_headers;
   b->n++;
   *lp = rec->partition;
   *lo = rec->offset;

@@ -101,6 +101,18 @@ int ctkn__seal_with_nonce(const uint8_t key[CTKN_KEY_LEN],
                           size_t aadlen, const void *pt, size_t len,
                           uint8_t *out, struct ctkn_err *err);
 
+/* ---- log (src/log/) ----------------------------------------------------- */
+
+typedef struct ctkn_consumer ctkn_consumer;
+/*
+ * Wake the log's fetchers for partitions 0..n-1 after an assignment (a
+ * short request to their leaders; the answer is ignored). In librdkafka
+ * 2.0.2 a partition assigned while its broker fetched nothing may
+ * otherwise wait up to a second for its first fetch. A no-op where the
+ * backend has no such delay.
+ */
+void ctkn__consumer_nudge(ctkn_consumer *c, int32_t n);
+
 /* ---- the one growable buffer (util/buf.c) ----------------------------- */
 
 /*

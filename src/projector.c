@@ -667,7 +667,7 @@ out:
  * librdkafka's bounded queue fills. librdkafka 2.0.2 then backs the
  * partitions off for a whole second (librdkafka #2879), and its broker
  * thread may sleep a second before fetching partitions assigned while it
- * fetched nothing (ctkn_consumer_nudge()). So once the reader has room but
+ * fetched nothing (ctkn__consumer_nudge()). So once the reader has room but
  * nothing has come for PIPE_IDLE_MS after it had to wait for a buffer, it
  * assigns the partitions again at the offsets after its last records
  * (which ends a back-off; the queue is empty then, so nothing is dropped);
@@ -963,7 +963,7 @@ static void *pipe_reader(void *arg)
     } else if (rc == CTKN_OK && idle >= PIPE_IDLE_MS &&
                now - nudged >= PIPE_IDLE_MS) {
       /* The fetcher may be asleep (see above): wake it. */
-      ctkn_consumer_nudge(pp->consumer, pp->nparts);
+      ctkn__consumer_nudge(pp->consumer, pp->nparts);
       nudged = ctkn__now_ms();
     }
     pthread_mutex_lock(&pp->mu);

@@ -60,8 +60,8 @@ int ctkn_archive_writer_open(ctkn_archive_writer **out, const char *path,
                              const int64_t *end, struct ctkn_err *err);
 
 /* Append one record; records come partition by partition, by offset
- * (CTKN_EUSAGE otherwise). Its headers are taken from m when it was read
- * from Kafka, else from headers (nh entries, may be NULL). */
+ * (CTKN_EUSAGE otherwise). Its headers are m's when it has any, else
+ * headers (nh entries, may be NULL). */
 int ctkn_archive_writer_add(ctkn_archive_writer *w,
                             const struct ctkn_log_msg *m,
                             const struct ctkn_log_header *headers, size_t nh,

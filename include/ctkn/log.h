@@ -34,12 +34,19 @@
 #define CTKN_HDR_EVENT_TYPE    "ctkn-event-type"
 #define CTKN_HDR_SCHEMA        "ctkn-schema-version"
 
+struct ctkn__log_backend;
+
 struct ctkn_log_config {
   char brokers[512];
   char topic[250];
   int timeout_ms; /* bound on every wait; default 10000 */
   size_t n_overrides;
   char *overrides[CTKN_LOG_MAX_OVERRIDES][2]; /* -X key=value, owned */
+  /* The log implementation: NULL is Kafka, through librdkafka. The unit
+   * tests put an in-memory log here (src/log/backend.h), with backend_arg
+   * its state; nothing else sets them. */
+  const struct ctkn__log_backend *backend;
+  void *backend_arg;
 };
 
 /* Defaults: brokers 127.0.0.1:9092, topic client_tokens, 10 s. */
@@ -70,29 +77,27 @@ struct ctkn_log_msg {
   size_t key_len;
   const void *value;
   size_t value_len;
+  /* Every header, in record order, duplicates included; valid like the
+   * record. */
+  const struct ctkn_log_header *headers;
+  size_t nheaders;
   char event_type[64]; /* header ctkn-event-type, "" when absent */
   int schema_version;  /* header ctkn-schema-version, -1 absent, -2 bad */
-  const void *handle;  /* the client's message (for its headers); NULL when
-                          the record was not read from Kafka */
 };
 
 /*
- * Note one header of m, in record order: ctkn-event-type and
- * ctkn-schema-version set event_type and schema_version (the last of each
- * wins); other headers are ignored. The consumer fills every record this
- * way; records read from elsewhere (an archive) get the same view.
- * Clears nothing: start from event_type "" and schema_version -1.
+ * Note one header of m: ctkn-event-type and ctkn-schema-version set
+ * event_type and schema_version (so, in record order, the last of each
+ * wins); other headers are ignored. Clears nothing: start from event_type
+ * "" and schema_version -1.
  */
 void ctkn_log_msg_note_header(struct ctkn_log_msg *m, const char *name,
                               const void *value, size_t size);
 
-/*
- * The headers of a record read from Kafka, in order: fills up to max
- * entries of out (borrowed like the record) and returns how many the
- * record has. 0 for a record not read from Kafka.
- */
-size_t ctkn_log_msg_headers(const struct ctkn_log_msg *m,
-                            struct ctkn_log_header *out, size_t max);
+/* Set event_type and schema_version from m->headers, as the consumer does
+ * for every record it returns; records read from elsewhere (an archive)
+ * get the same view. */
+void ctkn_log_msg_note_headers(struct ctkn_log_msg *m);
 
 /* ---- admin ------------------------------------------------------------ */
 
@@ -228,14 +233,6 @@ int ctkn_consumer_seek(ctkn_consumer *c, const int64_t *offsets, int32_t n,
 int ctkn_consumer_poll(ctkn_consumer *c, int timeout_ms,
                        struct ctkn_log_msg *msgs, size_t max, size_t *n,
                        struct ctkn_err *err);
-
-/*
- * Wake librdkafka's fetchers for partitions 0..n-1 after an assignment
- * (a short request to their leaders; the answer is ignored). In librdkafka
- * 2.0.2 a partition assigned while its broker fetched nothing may
- * otherwise wait up to a second for its first fetch.
- */
-void ctkn_consumer_nudge(ctkn_consumer *c, int32_t n);
 
 /* ---- consumer groups (event streams for other services) ------------- */
 

@@ -650,7 +650,6 @@ static void test_verbatim_headers_round_trip(void **state)
                                 .schema_version = 1,
                                 .headers = hs,
                                 .nheaders = 3};
-  struct ctkn_log_header back[4];
   ctkn_producer *p;
   ctkn_consumer *c;
   struct ctkn_err err;
@@ -670,15 +669,14 @@ static void test_verbatim_headers_round_trip(void **state)
   assert_string_equal(batch[0].event_type, "client_token.updated");
   assert_int_equal(batch[0].schema_version, 7);
   assert_int_equal(batch[0].timestamp_ms, 1700000000123);
-  assert_int_equal(ctkn_log_msg_headers(&batch[0], back, 4), 3);
+  const struct ctkn_log_header *back = batch[0].headers;
+  assert_int_equal(batch[0].nheaders, 3);
   assert_string_equal(back[0].name, CTKN_HDR_EVENT_TYPE);
   assert_int_equal(back[0].size, 20);
   assert_memory_equal(back[0].value, "client_token.updated", 20);
   assert_string_equal(back[1].name, "x-null");
   assert_null(back[1].value);
   assert_string_equal(back[2].name, CTKN_HDR_SCHEMA);
-  /* max bounds what is filled, not what is counted. */
-  assert_int_equal(ctkn_log_msg_headers(&batch[0], back, 1), 3);
   ctkn_consumer_close(c);
 }
 
@@ -696,7 +694,26 @@ static void test_note_header_keeps_the_last_and_ignores_others(void **state)
   ctkn_log_msg_note_header(&m, CTKN_HDR_EVENT_TYPE, "client_token.created", 20);
   ctkn_log_msg_note_header(&m, CTKN_HDR_EVENT_TYPE, NULL, 0);
   assert_string_equal(m.event_type, "");
-  assert_int_equal(ctkn_log_msg_headers(&m, NULL, 0), 0); /* not from Kafka */
+}
+
+static void test_note_headers_reads_the_record_headers_in_order(void **state)
+{
+  const struct ctkn_log_header hs[4] = {
+      {CTKN_HDR_SCHEMA, "3", 1},
+      {CTKN_HDR_EVENT_TYPE, "client_token.created", 20},
+      {"ce_type", "x", 1},
+      {CTKN_HDR_SCHEMA, "4", 1}};
+  struct ctkn_log_msg m = {.headers = hs, .nheaders = 4};
+
+  (void)state;
+  strcpy(m.event_type, "stale");
+  ctkn_log_msg_note_headers(&m);
+  assert_string_equal(m.event_type, "client_token.created");
+  assert_int_equal(m.schema_version, 4); /* the last of its name */
+  m.nheaders = 0;
+  ctkn_log_msg_note_headers(&m);
+  assert_string_equal(m.event_type, "");
+  assert_int_equal(m.schema_version, -1);
 }
 
 /* Produce with raw librdkafka so headers can be anything. */
@@ -1121,6 +1138,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_verbatim_headers_round_trip, setup,
                                       teardown),
       cmocka_unit_test(test_note_header_keeps_the_last_and_ignores_others),
+      cmocka_unit_test(test_note_headers_reads_the_record_headers_in_order),
       cmocka_unit_test_setup_teardown(
           test_headers_absent_or_malformed_are_flagged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_offset_outside_the_log_is_an_error,
