@@ -1,0 +1,460 @@
+/*
+ * test_ledger.c - one command end to end against the in-memory log: plan,
+ * append, judge; re-planning after a lost race; the idempotency race; what
+ * a command says when its append was not acknowledged.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ctkn/ledger.h"
+#include "ctkn/projector.h"
+#include "testkit.h"
+
+#define NPARTS 3
+
+struct fx {
+  struct tk t;
+  ctkn_ledger *l;
+  /* A racing writer's event, appended from inside the ledger's send. */
+  struct ctkn_event race;
+  int32_t race_p; /* where it goes; -1: the ID's partition */
+  bool race_armed;
+};
+
+static int setup(void **state)
+{
+  struct fx *f = calloc(1, sizeof(*f));
+  struct ctkn_err err = {0};
+
+  tk_open(&f->t, NPARTS);
+  f->race_p = -1;
+  if (ctkn_ledger_open(&f->l, f->t.st, &f->t.cfg, CTKN_ENV_SANDBOX, &err) !=
+      CTKN_OK)
+    fail_msg("ledger: %s", err.msg);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  struct fx *f = *state;
+
+  ctkn_ledger_close(f->l);
+  tk_close(&f->t);
+  free(f);
+  return 0;
+}
+
+static void create_cmd(struct ctkn_command *cmd, const char *name,
+                       const char *idem)
+{
+  ctkn_command_init(cmd, CTKN_CMD_CREATE);
+  assert_int_equal(ctkn_command_set_name(cmd, name, strlen(name), NULL),
+                   CTKN_OK);
+  if (idem != NULL)
+    assert_int_equal(
+        ctkn_command_set_idempotency_key(cmd, idem, strlen(idem), NULL),
+        CTKN_OK);
+}
+
+static void change_cmd(struct ctkn_command *cmd, const char *id,
+                       const char *name, bool revoke)
+{
+  ctkn_command_init(cmd, revoke ? CTKN_CMD_REVOKE : CTKN_CMD_UPDATE);
+  assert_int_equal(ctkn_command_set_id(cmd, id, NULL), CTKN_OK);
+  if (name != NULL)
+    assert_int_equal(ctkn_command_set_name(cmd, name, strlen(name), NULL),
+                     CTKN_OK);
+  if (revoke)
+    assert_int_equal(ctkn_command_set_status(cmd, "revoked", NULL), CTKN_OK);
+}
+
+static int run(struct fx *f, const struct ctkn_command *cmd,
+               struct ctkn_outcome *out, struct ctkn_err *err)
+{
+  return ctkn_ledger_execute(f->l, cmd, out, err);
+}
+
+static void create(struct fx *f, const char *name, struct ctkn_outcome *out)
+{
+  struct ctkn_command cmd;
+  struct ctkn_err err = {0};
+
+  create_cmd(&cmd, name, NULL);
+  if (run(f, &cmd, out, &err) != CTKN_OK)
+    fail_msg("create: %s", err.msg);
+}
+
+static uint64_t produced(struct fx *f)
+{
+  struct fake_log_stats s;
+
+  fake_log_stats(f->t.log, &s);
+  return s.produced;
+}
+
+/* The racing writer appends its event just before the ledger's lands. */
+static void race_hook(void *arg)
+{
+  struct fx *f = arg;
+
+  if (!f->race_armed)
+    return;
+  f->race_armed = false;
+  tk_append(&f->t, f->race_p, &f->race, CTKN_SCHEMA_VERSION, NULL);
+}
+
+/* ---- the plain path ---------------------------------------------------- */
+
+static void test_create_appends_one_event_and_answers_after_projecting(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome out;
+  struct ctkn_record got;
+
+  create(f, "Pricing page", &out);
+  assert_true(out.appended);
+  assert_int_equal(out.record.version, 1);
+  assert_string_equal(out.record.token.name, "Pricing page");
+  assert_int_equal(out.record.token.status, CTKN_STATUS_ACTIVE);
+  /* The answer comes after the projection judged the event. */
+  assert_true(tk_get(&f->t, out.record.token.id, &got));
+  assert_true(ctkn_token_equal(&got.token, &out.record.token));
+  assert_true(tk_offset(&f->t, out.partition) > out.offset);
+  /* One record, keyed by the token, where the partitioner puts the ID. */
+  const struct ctkn_log_msg *m =
+      fake_log_record(f->t.log, TK_TOPIC, out.partition, out.offset);
+  assert_non_null(m);
+  assert_int_equal(m->key_len, strlen(out.record.token.id));
+  assert_memory_equal(m->key, out.record.token.id, m->key_len);
+  assert_string_equal(m->event_type, "client_token.created");
+  assert_int_equal(m->schema_version, CTKN_SCHEMA_VERSION);
+  assert_int_equal(m->timestamp_ms, out.record.token.created_at / 1000);
+  assert_int_equal(out.partition,
+                   ctkn_log_partition_for(out.record.token.id,
+                                          strlen(out.record.token.id), NPARTS));
+  assert_int_equal(produced(f), 1);
+}
+
+static void test_changes_go_to_the_token_s_partition(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome c, u, r;
+  struct ctkn_command cmd;
+  struct ctkn_err err = {0};
+
+  create(f, "a", &c);
+  change_cmd(&cmd, c.record.token.id, "b", false);
+  assert_int_equal(run(f, &cmd, &u, &err), CTKN_OK);
+  assert_int_equal(u.record.version, 2);
+  assert_string_equal(u.record.token.name, "b");
+  change_cmd(&cmd, c.record.token.id, NULL, true);
+  assert_int_equal(run(f, &cmd, &r, &err), CTKN_OK);
+  assert_int_equal(r.record.version, 3);
+  assert_int_equal(r.record.token.status, CTKN_STATUS_REVOKED);
+  assert_int_equal(u.partition, c.partition);
+  assert_int_equal(r.partition, c.partition);
+  assert_true(r.offset > u.offset && u.offset > c.offset);
+}
+
+static void test_noops_append_nothing(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome c, o;
+  struct ctkn_command cmd;
+  struct ctkn_err err = {0};
+
+  create(f, "same", &c);
+  /* An update that changes nothing. */
+  change_cmd(&cmd, c.record.token.id, "same", false);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+  assert_false(o.appended);
+  assert_int_equal(o.record.version, 1);
+  change_cmd(&cmd, c.record.token.id, NULL, true);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+  assert_int_equal(produced(f), 2);
+  /* Revoking a revoked token returns it unchanged. */
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+  assert_false(o.appended);
+  assert_int_equal(o.record.token.status, CTKN_STATUS_REVOKED);
+  assert_int_equal(produced(f), 2);
+  /* Any other change to a revoked token is a conflict, appending nothing. */
+  change_cmd(&cmd, c.record.token.id, "other", false);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_ECONFLICT);
+  assert_int_equal(produced(f), 2);
+}
+
+static void test_unknown_token_is_notfound_and_appends_nothing(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome o;
+  struct ctkn_command cmd;
+  struct ctkn_err err = {0};
+
+  change_cmd(&cmd, "ctkn_01hzzzzzzzzzzzzzzzzzzzzzzz", NULL, true);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_ENOTFOUND);
+  assert_int_equal(produced(f), 0);
+}
+
+static void test_a_stale_projection_is_caught_up_before_planning(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_event ev, rv;
+  struct ctkn_record cur;
+  struct ctkn_outcome o;
+  struct ctkn_command cmd;
+  struct ctkn_err err = {0};
+  int32_t p;
+
+  /* Another writer created and revoked a token; this ledger's projection
+   * has not seen either. */
+  tk_plan_create(&f->t, "elsewhere", NULL, &ev);
+  int64_t off = tk_append(&f->t, -1, &ev, CTKN_SCHEMA_VERSION, &p);
+  tk_record_of(&ev, p, off, &cur);
+  tk_plan_change(&f->t, &cur, NULL, true, &rv);
+  tk_append(&f->t, p, &rv, CTKN_SCHEMA_VERSION, NULL);
+  /* Revoking it again finds it revoked: a no-op, not a conflict. */
+  change_cmd(&cmd, ev.data.id, NULL, true);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+  assert_false(o.appended);
+  assert_int_equal(o.record.version, 2);
+  assert_int_equal(produced(f), 0);
+}
+
+/* ---- races ------------------------------------------------------------- */
+
+static void test_lost_race_replans_and_reports_the_conflict(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome c, o;
+  struct ctkn_command cmd;
+  struct ctkn_err err = {0};
+
+  create(f, "v1", &c);
+  /* Between this ledger's plan and its append, another writer renames the
+   * token: both events carry version 2, and the other one is first. */
+  tk_plan_change(&f->t, &c.record, "theirs", false, &f->race);
+  f->race_armed = true;
+  fake_log_on_send(f->t.log, race_hook, f);
+  change_cmd(&cmd, c.record.token.id, "mine", false);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_ECONFLICT);
+  assert_non_null(strstr(err.msg, "concurrent change"));
+  /* Both were appended; the projection holds the first. */
+  struct ctkn_record got;
+  assert_true(tk_get(&f->t, c.record.token.id, &got));
+  assert_string_equal(got.token.name, "theirs");
+  assert_int_equal(got.version, 2);
+  assert_int_equal(fake_log_end(f->t.log, TK_TOPIC, c.partition), c.offset + 3);
+}
+
+static void test_lost_race_whose_goal_is_met_succeeds(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome c, o;
+  struct ctkn_command cmd;
+  struct ctkn_err err = {0};
+
+  create(f, "doomed", &c);
+  /* Two revokes race; the other one lands first. */
+  tk_plan_change(&f->t, &c.record, NULL, true, &f->race);
+  f->race_armed = true;
+  fake_log_on_send(f->t.log, race_hook, f);
+  change_cmd(&cmd, c.record.token.id, NULL, true);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+  /* The re-plan found the goal met: the answer is the state, revoked by
+   * the other writer, and this command's own event was rejected. */
+  assert_false(o.appended);
+  assert_int_equal(o.record.token.status, CTKN_STATUS_REVOKED);
+  assert_int_equal(o.record.token.revoked_at, f->race.data.revoked_at);
+}
+
+static void test_idempotency_race_answers_the_first_token(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome o;
+  struct ctkn_command cmd;
+  struct ctkn_err err = {0};
+  int32_t kp = ctkn_log_partition_for("order-42", 8, NPARTS);
+
+  /* A duplicate request with the same key lands between this ledger's
+   * plan and its append, on the key's partition (where every writer puts
+   * a create with a key, so duplicates are ordered). */
+  tk_plan_create(&f->t, "same request", "order-42", &f->race);
+  f->race_p = kp;
+  f->race_armed = true;
+  fake_log_on_send(f->t.log, race_hook, f);
+  create_cmd(&cmd, "same request", "order-42");
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+  /* Its own create was rejected; the re-plan answers the first token. */
+  assert_false(o.appended);
+  assert_string_equal(o.record.token.id, f->race.data.id);
+  assert_int_equal(fake_log_end(f->t.log, TK_TOPIC, kp), 2);
+  ctkn_store_txn *txn;
+  char id[CTKN_ID_BUF];
+  uint8_t hash[CTKN_HASH_LEN];
+  assert_int_equal(ctkn_store_begin(f->t.st, false, &txn, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_get_idem(txn, "order-42", id, hash, NULL),
+                   CTKN_OK);
+  ctkn_store_abort(txn);
+  assert_string_equal(id, f->race.data.id);
+}
+
+static void test_same_key_with_another_request_is_a_conflict(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome o;
+  struct ctkn_command cmd;
+  struct ctkn_err err = {0};
+
+  create_cmd(&cmd, "first", "k-1");
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+  assert_true(o.appended);
+  create_cmd(&cmd, "first", "k-1");
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+  assert_false(o.appended); /* a retry */
+  create_cmd(&cmd, "different", "k-1");
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_ECONFLICT);
+  assert_non_null(strstr(err.msg, "different request"));
+  assert_int_equal(produced(f), 1);
+}
+
+/* ---- what the log does not acknowledge --------------------------------- */
+
+static void test_unacknowledged_append_is_exit_3_and_nothing_shows(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome o;
+  struct ctkn_command cmd;
+  struct ctkn_err err = {0};
+
+  fake_log_fail_sends(f->t.log, 1, CTKN_ETIMEOUT, false);
+  create_cmd(&cmd, "lost", NULL);
+  int rc = run(f, &cmd, &o, &err);
+  assert_int_equal(rc, CTKN_ETIMEOUT);
+  assert_int_equal(ctkn_error_exit(rc), 3);
+  assert_false(o.appended);
+  for (int32_t p = 0; p < NPARTS; p++)
+    assert_int_equal(fake_log_end(f->t.log, TK_TOPIC, p), 0);
+}
+
+static void test_unknown_outcome_retried_with_the_key_is_one_token(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome o, retry;
+  struct ctkn_command cmd;
+  struct ctkn_err err = {0};
+
+  /* The record reached the log but its report was lost. */
+  fake_log_fail_sends(f->t.log, 1, CTKN_ETIMEOUT, true);
+  create_cmd(&cmd, "maybe", "retry-me");
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_ETIMEOUT);
+  /* The retry with the same key answers the token the first try made. */
+  create_cmd(&cmd, "maybe", "retry-me");
+  assert_int_equal(run(f, &cmd, &retry, &err), CTKN_OK);
+  assert_false(retry.appended);
+  int64_t total = 0;
+  for (int32_t p = 0; p < NPARTS; p++)
+    total += fake_log_end(f->t.log, TK_TOPIC, p);
+  assert_int_equal(total, 1);
+  assert_true(tk_get(&f->t, retry.record.token.id, &retry.record));
+}
+
+static void test_a_paused_partition_says_the_event_is_not_yet_applied(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome c, o;
+  struct ctkn_command cmd;
+  struct ctkn_err err = {0};
+
+  create(f, "behind a newer schema", &c);
+  /* A record of a schema this build does not know stops the partition. */
+  tk_append_raw(&f->t, c.partition, c.record.token.id, "future", 6,
+                "client_token.updated", CTKN_SCHEMA_VERSION + 1);
+  change_cmd(&cmd, c.record.token.id, NULL, true);
+  int rc = run(f, &cmd, &o, &err);
+  assert_int_equal(ctkn_error_exit(rc), 3);
+  assert_non_null(strstr(err.msg, "paused"));
+  /* The revoke is in the log, not in the projection. */
+  struct ctkn_record got;
+  assert_true(tk_get(&f->t, c.record.token.id, &got));
+  assert_int_equal(got.token.status, CTKN_STATUS_ACTIVE);
+}
+
+/* ---- batches ----------------------------------------------------------- */
+
+static void test_batch_commands_are_concurrent_with_each_other(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome c, outs[4];
+  struct ctkn_command cmds[4];
+  struct ctkn_err errs[4];
+  int rcs[4];
+
+  create(f, "shared", &c);
+  change_cmd(&cmds[0], c.record.token.id, "one", false);
+  change_cmd(&cmds[1], c.record.token.id, "two", false);
+  create_cmd(&cmds[2], "fresh", NULL);
+  ctkn_command_init(&cmds[3], CTKN_CMD_CREATE); /* no name: refused */
+  assert_int_equal(ctkn_ledger_execute_batch(f->l, cmds, 4, outs, rcs, errs),
+                   CTKN_OK);
+  /* Two changes planned against the same state: the first in the log
+   * wins, the second conflicts. */
+  assert_int_equal(rcs[0], CTKN_OK);
+  assert_string_equal(outs[0].record.token.name, "one");
+  assert_int_equal(rcs[1], CTKN_ECONFLICT);
+  assert_int_equal(rcs[2], CTKN_OK);
+  assert_true(outs[2].appended);
+  assert_int_equal(rcs[3], CTKN_EINVAL);
+  assert_string_equal(errs[3].field, "name");
+  assert_int_equal(produced(f), 1 + 3);
+}
+
+static void test_batch_failure_marks_only_the_unacknowledged(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome outs[3];
+  struct ctkn_command cmds[3];
+  struct ctkn_err errs[3];
+  int rcs[3];
+
+  for (int i = 0; i < 3; i++)
+    create_cmd(&cmds[i], "batch", NULL);
+  /* The first record fails before reaching the log; the others land. */
+  fake_log_fail_sends(f->t.log, 1, CTKN_EKAFKA, false);
+  ctkn_ledger_execute_batch(f->l, cmds, 3, outs, rcs, errs);
+  assert_int_equal(rcs[0], CTKN_EKAFKA);
+  assert_false(outs[0].appended);
+  assert_int_equal(rcs[1], CTKN_OK);
+  assert_int_equal(rcs[2], CTKN_OK);
+  assert_true(outs[1].appended && outs[2].appended);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_create_appends_one_event_and_answers_after_projecting),
+      T(test_changes_go_to_the_token_s_partition),
+      T(test_noops_append_nothing),
+      T(test_unknown_token_is_notfound_and_appends_nothing),
+      T(test_a_stale_projection_is_caught_up_before_planning),
+      T(test_lost_race_replans_and_reports_the_conflict),
+      T(test_lost_race_whose_goal_is_met_succeeds),
+      T(test_idempotency_race_answers_the_first_token),
+      T(test_same_key_with_another_request_is_a_conflict),
+      T(test_unacknowledged_append_is_exit_3_and_nothing_shows),
+      T(test_unknown_outcome_retried_with_the_key_is_one_token),
+      T(test_a_paused_partition_says_the_event_is_not_yet_applied),
+      T(test_batch_commands_are_concurrent_with_each_other),
+      T(test_batch_failure_marks_only_the_unacknowledged),
+  };
+#undef T
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
