@@ -1,0 +1,471 @@
+/*
+ * test_projector.c - the projector's catch-up and follow loops against the
+ * in-memory log: exactly once across restarts, a paused partition, a
+ * poison record, a partition added while following, a topic re-created,
+ * the two-thread catch-up, and a replay as of an instant.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "ctkn/projector.h"
+#include "testkit.h"
+
+#define NPARTS 4
+
+struct fx {
+  struct tk t;
+  ctkn_projector *p;
+};
+
+static int setup(void **state)
+{
+  struct fx *f = calloc(1, sizeof(*f));
+  struct ctkn_err err = {0};
+
+  tk_open(&f->t, NPARTS);
+  if (ctkn_projector_open(&f->p, f->t.st, &f->t.cfg, CTKN_ENV_SANDBOX, &err) !=
+      CTKN_OK)
+    fail_msg("projector: %s", err.msg);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  struct fx *f = *state;
+
+  ctkn_projector_close(f->p);
+  tk_close(&f->t);
+  free(f);
+  return 0;
+}
+
+static int catch_up(struct fx *f, struct ctkn_err *err)
+{
+  return ctkn_projector_catch_up(f->p, NULL, 0, err);
+}
+
+static void must_catch_up(struct fx *f)
+{
+  struct ctkn_err err = {0};
+  int rc = catch_up(f, &err);
+
+  if (rc != CTKN_OK)
+    fail_msg("catch up: %s: %s", ctkn_strerror(rc), err.msg);
+}
+
+/* Create n tokens through the log; their events in evs (may be NULL). */
+static void create_n(struct fx *f, int n, struct ctkn_event *evs)
+{
+  struct ctkn_event ev;
+
+  for (int i = 0; i < n; i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "token %d", i);
+    tk_plan_create(&f->t, name, NULL, &ev);
+    tk_append(&f->t, -1, &ev, CTKN_SCHEMA_VERSION, NULL);
+    if (evs != NULL)
+      evs[i] = ev;
+  }
+}
+
+static int64_t total_end(struct fx *f)
+{
+  int64_t n = 0;
+
+  for (int32_t p = 0; p < NPARTS; p++)
+    n += fake_log_end(f->t.log, TK_TOPIC, p);
+  return n;
+}
+
+/* ---- catch-up ---------------------------------------------------------- */
+
+static void test_catch_up_applies_the_log_and_stores_its_offsets(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_event evs[20];
+  struct ctkn_projector_stats st;
+  struct ctkn_record r;
+
+  create_n(f, 20, evs);
+  must_catch_up(f);
+  ctkn_projector_stats(f->p, &st);
+  assert_int_equal(st.applied, 20);
+  assert_int_equal(st.rejected + st.quarantined, 0);
+  for (int i = 0; i < 20; i++)
+    assert_true(tk_get(&f->t, evs[i].data.id, &r));
+  for (int32_t p = 0; p < NPARTS; p++)
+    assert_int_equal(tk_offset(&f->t, p), fake_log_end(f->t.log, TK_TOPIC, p));
+  assert_int_equal(ctkn_projector_partitions(f->p), NPARTS);
+}
+
+static void test_a_restart_applies_nothing_twice(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_projector_stats st;
+  struct ctkn_err err = {0};
+  char before[65], after[65];
+
+  create_n(f, 10, NULL);
+  must_catch_up(f);
+  tk_digest(f->t.st, before);
+  /* A second projector on the same store (another process, or this one
+   * restarted) starts from the stored offsets. */
+  ctkn_projector *q;
+  assert_int_equal(
+      ctkn_projector_open(&q, f->t.st, &f->t.cfg, CTKN_ENV_SANDBOX, &err),
+      CTKN_OK);
+  create_n(f, 5, NULL);
+  assert_int_equal(ctkn_projector_catch_up(q, NULL, 0, &err), CTKN_OK);
+  ctkn_projector_stats(q, &st);
+  assert_int_equal(st.applied, 5);
+  /* The first one then moves ahead to where the store is, skipping what
+   * the other applied. */
+  must_catch_up(f);
+  ctkn_projector_stats(f->p, &st);
+  assert_int_equal(st.applied, 10);
+  tk_digest(f->t.st, after);
+  assert_string_not_equal(before, after);
+  ctkn_projector_close(q);
+}
+
+static void test_rejected_events_are_recorded_not_applied(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_event c, u1, u2;
+  struct ctkn_record cur;
+  struct ctkn_projector_stats st;
+  int32_t p;
+
+  tk_plan_create(&f->t, "t", NULL, &c);
+  int64_t off = tk_append(&f->t, -1, &c, CTKN_SCHEMA_VERSION, &p);
+  tk_record_of(&c, p, off, &cur);
+  /* Two writers both make version 2: the first in the log wins. */
+  tk_plan_change(&f->t, &cur, "first", false, &u1);
+  tk_plan_change(&f->t, &cur, "second", false, &u2);
+  tk_append(&f->t, p, &u1, CTKN_SCHEMA_VERSION, NULL);
+  int64_t lost = tk_append(&f->t, p, &u2, CTKN_SCHEMA_VERSION, NULL);
+  must_catch_up(f);
+  ctkn_projector_stats(f->p, &st);
+  assert_int_equal(st.applied, 2);
+  assert_int_equal(st.rejected, 1);
+  assert_true(tk_get(&f->t, c.data.id, &cur));
+  assert_string_equal(cur.token.name, "first");
+  ctkn_store_txn *txn;
+  char reason[256];
+  assert_int_equal(ctkn_store_begin(f->t.st, false, &txn, NULL), CTKN_OK);
+  assert_int_equal(
+      ctkn_store_get_rejected(txn, p, lost, reason, sizeof(reason), NULL),
+      CTKN_OK);
+  ctkn_store_abort(txn);
+  assert_non_null(strstr(reason, "version"));
+}
+
+/* ---- faults in the log -------------------------------------------------- */
+
+static int count_quarantine(void *arg, int32_t partition, int64_t offset,
+                            const char *reason, const void *key, size_t klen,
+                            const void *value, size_t vlen)
+{
+  (void)partition, (void)offset, (void)key, (void)klen, (void)value, (void)vlen;
+  char *last = arg;
+  snprintf(last, 256, "%s", reason);
+  return 0;
+}
+
+static void test_a_poison_record_is_quarantined_and_the_rest_applied(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_event ev;
+  struct ctkn_projector_stats st;
+  struct ctkn_record r;
+  char reason[256] = "";
+
+  tk_append_raw(&f->t, 0, "junk", "\xff\x01\x02", 3, "client_token.created",
+                CTKN_SCHEMA_VERSION);
+  tk_plan_create(&f->t, "after the poison", NULL, &ev);
+  tk_append(&f->t, 0, &ev, CTKN_SCHEMA_VERSION, NULL);
+  must_catch_up(f);
+  ctkn_projector_stats(f->p, &st);
+  assert_int_equal(st.quarantined, 1);
+  assert_int_equal(st.applied, 1);
+  assert_true(tk_get(&f->t, ev.data.id, &r));
+  assert_int_equal(tk_offset(&f->t, 0), 2);
+  ctkn_store_txn *txn;
+  assert_int_equal(ctkn_store_begin(f->t.st, false, &txn, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_quarantine(txn, count_quarantine, reason, NULL),
+                   CTKN_OK);
+  ctkn_store_abort(txn);
+  assert_non_null(strstr(reason, "does not decode"));
+}
+
+static void test_a_newer_schema_pauses_only_its_partition(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_event a, b;
+  struct ctkn_projector_stats st;
+  struct ctkn_record r;
+
+  tk_append_raw(&f->t, 1, "k", "v", 1, "client_token.created",
+                CTKN_SCHEMA_VERSION + 1);
+  tk_plan_create(&f->t, "behind the pause", NULL, &a);
+  tk_append(&f->t, 1, &a, CTKN_SCHEMA_VERSION, NULL);
+  tk_plan_create(&f->t, "elsewhere", NULL, &b);
+  tk_append(&f->t, 2, &b, CTKN_SCHEMA_VERSION, NULL);
+  must_catch_up(f);
+  ctkn_projector_stats(f->p, &st);
+  assert_int_equal(st.paused, 1);
+  /* Not quarantined: skipping it would make old and new replicas
+   * diverge. The partition's offset stays below the record. */
+  assert_int_equal(st.quarantined, 0);
+  assert_int_equal(tk_offset(&f->t, 1), 0);
+  assert_false(tk_get(&f->t, a.data.id, &r));
+  assert_true(tk_get(&f->t, b.data.id, &r));
+  assert_int_equal(tk_offset(&f->t, 2), 1);
+}
+
+static void test_a_recreated_topic_is_refused(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err = {0};
+
+  create_n(f, 8, NULL);
+  must_catch_up(f);
+  /* Deleted and created again under the same name, with fewer records. */
+  fake_log_create(f->t.log, TK_TOPIC, NPARTS);
+  create_n(f, 1, NULL);
+  ctkn_projector *q;
+  assert_int_equal(
+      ctkn_projector_open(&q, f->t.st, &f->t.cfg, CTKN_ENV_SANDBOX, &err),
+      CTKN_OK);
+  int rc = ctkn_projector_catch_up(q, NULL, 0, &err);
+  assert_int_equal(rc, CTKN_ECONFLICT);
+  assert_non_null(strstr(err.msg, "re-created"));
+  ctkn_projector_close(q);
+  /* The running projector notices too. */
+  assert_int_equal(catch_up(f, &err), CTKN_ECONFLICT);
+}
+
+static void test_an_unreachable_log_fails_within_the_timeout(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err = {0};
+
+  create_n(f, 3, NULL);
+  fake_log_fail_queries(f->t.log, 1, CTKN_ETIMEOUT);
+  assert_int_equal(catch_up(f, &err), CTKN_ETIMEOUT);
+  /* It comes back; nothing was lost or applied twice. */
+  must_catch_up(f);
+  struct ctkn_projector_stats st;
+  ctkn_projector_stats(f->p, &st);
+  assert_int_equal(st.applied, 3);
+}
+
+static void test_catch_up_to_targets_stops_there(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err = {0};
+  int64_t targets[NPARTS] = {0};
+
+  create_n(f, 12, NULL);
+  /* Reach partition 0's end only. */
+  targets[0] = fake_log_end(f->t.log, TK_TOPIC, 0);
+  assert_int_equal(ctkn_projector_catch_up(f->p, targets, NPARTS, &err),
+                   CTKN_OK);
+  assert_true(tk_offset(&f->t, 0) >= targets[0]);
+}
+
+/* ---- the two-thread catch-up -------------------------------------------- */
+
+static void test_a_long_catch_up_equals_applying_record_by_record(void **s)
+{
+  struct fx *f = *s;
+  enum { N = 40000 }; /* past the pipelining threshold */
+  struct ctkn_event ev;
+  struct ctkn_record cur;
+  struct ctkn_projector_stats st;
+  char piped[65], plain[65];
+
+  /* Creates, some updates and revokes, a poison record and a rejected
+   * event among them. */
+  for (int i = 0; i < N; i++) {
+    int32_t p;
+    tk_plan_create(&f->t, "bulk", i % 7 == 0 ? NULL : NULL, &ev);
+    int64_t off = tk_append(&f->t, -1, &ev, CTKN_SCHEMA_VERSION, &p);
+    if (i % 100 == 0) {
+      tk_record_of(&ev, p, off, &cur);
+      struct ctkn_event rv;
+      tk_plan_change(&f->t, &cur, NULL, true, &rv);
+      tk_append(&f->t, p, &rv, CTKN_SCHEMA_VERSION, NULL);
+      tk_append(&f->t, p, &rv, CTKN_SCHEMA_VERSION, NULL); /* stale */
+    }
+    if (i % 5000 == 0)
+      tk_append_raw(&f->t, i % NPARTS, "bad", "?", 1, "client_token.created",
+                    CTKN_SCHEMA_VERSION);
+  }
+  must_catch_up(f);
+  ctkn_projector_stats(f->p, &st);
+  assert_int_equal(st.applied + st.rejected + st.quarantined, total_end(f));
+  assert_int_equal(st.quarantined, N / 5000);
+  assert_int_equal(st.rejected, N / 100);
+  tk_digest(f->t.st, piped);
+
+  /* The same records applied one at a time, in each partition's order,
+   * into a second store. */
+  struct tk other;
+  tk_open(&other, NPARTS);
+  for (int32_t p = 0; p < NPARTS; p++) {
+    int64_t end = fake_log_end(f->t.log, TK_TOPIC, p);
+    for (int64_t off = 0; off < end; off++) {
+      const struct ctkn_log_msg *m =
+          fake_log_record(f->t.log, TK_TOPIC, p, off);
+      struct ctkn_err err = {0};
+      assert_int_equal(ctkn_projector_apply(other.st, CTKN_ENV_SANDBOX, m, 1,
+                                            NULL, 0, NULL, &err),
+                       CTKN_OK);
+    }
+  }
+  tk_digest(other.st, plain);
+  tk_close(&other);
+  assert_string_equal(piped, plain);
+}
+
+/* ---- follow ------------------------------------------------------------- */
+
+struct follower {
+  ctkn_projector *p;
+  volatile sig_atomic_t stop;
+  int rc;
+  struct ctkn_err err;
+};
+
+static void *follow_main(void *arg)
+{
+  struct follower *fl = arg;
+
+  fl->rc = ctkn_projector_follow(fl->p, &fl->stop, &fl->err);
+  return NULL;
+}
+
+/* Wait until cond(f) holds, up to 5 s. */
+static bool eventually(struct fx *f, bool (*cond)(struct fx *))
+{
+  for (int i = 0; i < 500; i++) {
+    if (cond(f))
+      return true;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return false;
+}
+
+static const char *want_id;
+static bool has_want(struct fx *f)
+{
+  struct ctkn_record r;
+  return tk_get(&f->t, want_id, &r);
+}
+
+static void test_follow_applies_new_records_and_added_partitions(void **s)
+{
+  struct fx *f = *s;
+  struct follower fl = {.p = f->p};
+  struct ctkn_projector_hooks hooks = {.status_ms = 20};
+  struct ctkn_event ev;
+  pthread_t th;
+
+  ctkn_projector_set_hooks(f->p, &hooks);
+  assert_int_equal(pthread_create(&th, NULL, follow_main, &fl), 0);
+  tk_plan_create(&f->t, "live", NULL, &ev);
+  tk_append(&f->t, -1, &ev, CTKN_SCHEMA_VERSION, NULL);
+  want_id = ev.data.id;
+  assert_true(eventually(f, has_want));
+
+  /* Partitions added while following are picked up. */
+  fake_log_add_partitions(f->t.log, TK_TOPIC, NPARTS + 2);
+  tk_plan_create(&f->t, "on a new partition", NULL, &ev);
+  tk_append(&f->t, NPARTS + 1, &ev, CTKN_SCHEMA_VERSION, NULL);
+  want_id = ev.data.id;
+  assert_true(eventually(f, has_want));
+  assert_int_equal(tk_offset(&f->t, NPARTS + 1), 1);
+
+  fl.stop = 1;
+  pthread_join(th, NULL);
+  assert_int_equal(fl.rc, CTKN_OK);
+}
+
+static void test_follow_outlives_a_log_outage(void **s)
+{
+  struct fx *f = *s;
+  struct follower fl = {.p = f->p};
+  struct ctkn_event ev;
+  pthread_t th;
+
+  assert_int_equal(pthread_create(&th, NULL, follow_main, &fl), 0);
+  /* Polls fail for a while; the follower backs off and goes on from the
+   * stored offsets. */
+  fake_log_fail_polls(f->t.log, 3, CTKN_EKAFKA);
+  tk_plan_create(&f->t, "after the outage", NULL, &ev);
+  tk_append(&f->t, -1, &ev, CTKN_SCHEMA_VERSION, NULL);
+  want_id = ev.data.id;
+  assert_true(eventually(f, has_want));
+  fl.stop = 1;
+  pthread_join(th, NULL);
+  assert_int_equal(fl.rc, CTKN_OK);
+}
+
+/* ---- replay ------------------------------------------------------------- */
+
+static void test_replay_stops_at_the_instant_and_freezes(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_event evs[6];
+  struct ctkn_record r;
+  struct ctkn_err err = {0};
+
+  create_n(f, 6, evs);
+  /* As of the third event's instant: the first three only. */
+  int64_t as_of = evs[2].occurred_at;
+  assert_int_equal(ctkn_projector_replay(f->p, as_of, &err), CTKN_OK);
+  for (int i = 0; i < 6; i++)
+    assert_int_equal(tk_get(&f->t, evs[i].data.id, &r), i < 3);
+  char frozen[CTKN_TIME_BUF];
+  assert_int_equal(ctkn_store_frozen(f->t.st, frozen, &err), CTKN_OK);
+  assert_string_not_equal(frozen, "");
+  /* Nothing advances a frozen projection. */
+  ctkn_projector *q;
+  assert_int_equal(
+      ctkn_projector_open(&q, f->t.st, &f->t.cfg, CTKN_ENV_SANDBOX, &err),
+      CTKN_ECONFLICT);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_catch_up_applies_the_log_and_stores_its_offsets),
+      T(test_a_restart_applies_nothing_twice),
+      T(test_rejected_events_are_recorded_not_applied),
+      T(test_a_poison_record_is_quarantined_and_the_rest_applied),
+      T(test_a_newer_schema_pauses_only_its_partition),
+      T(test_a_recreated_topic_is_refused),
+      T(test_an_unreachable_log_fails_within_the_timeout),
+      T(test_catch_up_to_targets_stops_there),
+      T(test_a_long_catch_up_equals_applying_record_by_record),
+      T(test_follow_applies_new_records_and_added_partitions),
+      T(test_follow_outlives_a_log_outage),
+      T(test_replay_stops_at_the_instant_and_freezes),
+  };
+#undef T
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

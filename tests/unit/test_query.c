@@ -1,0 +1,411 @@
+/*
+ * test_query.c - the read side over a projection (no log at all): get,
+ * verify, history, digest, and list with every parameter and page edge.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "ctkn/projector.h"
+#include "ctkn/query.h"
+#include "json_assert.h"
+#include "testkit.h"
+
+#define NTOK 23 /* tokens in the fixture; every third one revoked */
+
+struct fx {
+  struct tk t;
+  struct ctkn_event evs[NTOK]; /* the created events, in ID order */
+  bool revoked[NTOK];
+  int64_t next_off;
+};
+
+/* Apply ev to the store as the projector would, at the next offset. */
+static void apply(struct fx *f, const struct ctkn_event *ev)
+{
+  uint8_t *buf = NULL;
+  struct ctkn_log_msg m = tk_msg(ev, 0, f->next_off++, &buf);
+  struct ctkn_err err = {0};
+  int rc = ctkn_projector_apply(f->t.st, CTKN_ENV_SANDBOX, &m, 1, NULL, 0, NULL,
+                                &err);
+
+  free(buf);
+  if (rc != CTKN_OK)
+    fail_msg("apply: %s", err.msg);
+}
+
+static int setup(void **state)
+{
+  struct fx *f = calloc(1, sizeof(*f));
+
+  tk_open(&f->t, 1);
+  for (int i = 0; i < NTOK; i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "token %02d", i);
+    tk_plan_create(&f->t, name, NULL, &f->evs[i]);
+    apply(f, &f->evs[i]);
+    if (i % 3 == 2) {
+      struct ctkn_record cur;
+      struct ctkn_event rv;
+      tk_record_of(&f->evs[i], 0, f->next_off - 1, &cur);
+      tk_plan_change(&f->t, &cur, NULL, true, &rv);
+      apply(f, &rv);
+      f->revoked[i] = true;
+    }
+  }
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  struct fx *f = *state;
+
+  tk_close(&f->t);
+  free(f);
+  return 0;
+}
+
+/* ---- get, verify, history ------------------------------------------------ */
+
+static void test_get_answers_the_entity_or_notfound(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err = {0};
+  char *json = NULL;
+
+  assert_int_equal(
+      ctkn_query_get(f->t.st, f->evs[4].data.id, "rid-1", &json, &err),
+      CTKN_OK);
+  json_t *j = parse(json);
+  json_t *data = json_object_get(j, "data");
+  assert_string_equal(jstr(data, "id"), f->evs[4].data.id);
+  assert_string_equal(jstr(data, "name"), "token 04");
+  assert_string_equal(jstr(data, "status"), "active");
+  assert_string_equal(jstr(json_object_get(j, "meta"), "request_id"), "rid-1");
+  json_decref(j);
+
+  assert_int_equal(ctkn_query_get(f->t.st, "ctkn_01hzzzzzzzzzzzzzzzzzzzzzzz",
+                                  "r", &json, &err),
+                   CTKN_ENOTFOUND);
+  assert_null(json);
+  assert_non_null(strstr(err.msg, "not found"));
+}
+
+static void test_verify_tells_active_revoked_and_unknown(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err = {0};
+  char *json = NULL;
+  bool active = false;
+
+  assert_int_equal(ctkn_query_verify(f->t.st, f->evs[0].data.token, "r", &json,
+                                     &active, &err),
+                   CTKN_OK);
+  assert_true(active);
+  json_t *j = parse(json);
+  json_t *data = json_object_get(j, "data");
+  static const char *const keys[] = {"id", "token", "status", "environment"};
+  assert_keys(data, keys, 4);
+  assert_string_equal(jstr(data, "environment"), "sandbox");
+  json_decref(j);
+
+  assert_int_equal(ctkn_query_verify(f->t.st, f->evs[2].data.token, "r", &json,
+                                     &active, &err),
+                   CTKN_OK);
+  assert_false(active);
+  j = parse(json);
+  assert_string_equal(jstr(json_object_get(j, "data"), "status"), "revoked");
+  json_decref(j);
+
+  /* Well-formed but unknown; then malformed, naming the field. */
+  assert_int_equal(ctkn_query_verify(f->t.st,
+                                     "test_000000000000000000000000000", "r",
+                                     &json, &active, &err),
+                   CTKN_ENOTFOUND);
+  assert_int_equal(
+      ctkn_query_verify(f->t.st, "nope", "r", &json, &active, &err),
+      CTKN_EINVAL);
+  assert_string_equal(err.field, "token");
+  assert_null(json);
+}
+
+static void test_history_is_every_event_oldest_first(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err = {0};
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+
+  assert_int_equal(ctkn_query_history(f->t.st, f->evs[5].data.id, out, &err),
+                   CTKN_OK);
+  fclose(out);
+  /* Created, then revoked: two webhook-shaped lines. */
+  char *nl = strchr(text, '\n');
+  assert_non_null(nl);
+  *nl = '\0';
+  json_t *a = parse(strdup(text));
+  json_t *b = parse(strndup(nl + 1, strlen(nl + 1) - 1));
+  assert_string_equal(jstr(a, "event_type"), "client_token.created");
+  assert_string_equal(jstr(b, "event_type"), "client_token.revoked");
+  assert_string_equal(jstr(a, "event_id"), f->evs[5].event_id);
+  json_decref(a);
+  json_decref(b);
+  free(text);
+
+  out = open_memstream(&text, &len);
+  assert_int_equal(
+      ctkn_query_history(f->t.st, "ctkn_01hzzzzzzzzzzzzzzzzzzzzzzz", out, &err),
+      CTKN_ENOTFOUND);
+  fclose(out);
+  free(text);
+}
+
+static void test_digest_counts_tokens_and_lists_offsets(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err = {0};
+  char *json = NULL;
+  char hex[65];
+
+  assert_int_equal(ctkn_query_digest(f->t.st, &json, &err), CTKN_OK);
+  json_t *j = parse(json);
+  json_t *data = json_object_get(j, "data");
+  tk_digest(f->t.st, hex);
+  assert_string_equal(jstr(data, "sha256"), hex);
+  assert_int_equal(json_integer_value(json_object_get(data, "tokens")), NTOK);
+  json_t *offs = json_object_get(data, "offsets");
+  assert_int_equal(json_array_size(offs), 1);
+  assert_int_equal(
+      json_integer_value(json_object_get(json_array_get(offs, 0), "offset")),
+      f->next_off);
+  json_decref(j);
+}
+
+/* ---- list ---------------------------------------------------------------- */
+
+/* One page as parsed JSON. */
+static json_t *page(struct fx *f, const struct ctkn_list_params *p, bool count)
+{
+  struct ctkn_err err = {0};
+  char *json = NULL;
+  int rc = ctkn_query_list(f->t.st, p, "https://h/client-tokens", count, "r",
+                           &json, &err);
+
+  if (rc != CTKN_OK)
+    fail_msg("list: %s", err.msg);
+  return parse(json);
+}
+
+static const char *nth_id(json_t *pg, size_t i)
+{
+  return jstr(json_array_get(json_object_get(pg, "data"), i), "id");
+}
+
+static json_t *pagination(json_t *pg)
+{
+  return json_object_get(json_object_get(pg, "meta"), "pagination");
+}
+
+static void test_list_defaults_are_active_newest_first(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_list_params p;
+
+  ctkn_list_params_init(&p);
+  json_t *pg = page(f, &p, true);
+  json_t *data = json_object_get(pg, "data");
+  size_t want = 0;
+  for (int i = 0; i < NTOK; i++)
+    want += !f->revoked[i];
+  assert_int_equal(json_array_size(data), want);
+  /* id[DESC]: the newest first, revoked ones left out. */
+  assert_string_equal(nth_id(pg, 0), f->evs[NTOK - 1].data.id);
+  for (size_t i = 0; i < want; i++)
+    assert_string_equal(jstr(json_array_get(data, i), "status"), "active");
+  json_t *pag = pagination(pg);
+  assert_int_equal(json_integer_value(json_object_get(pag, "per_page")), 50);
+  assert_false(json_is_true(json_object_get(pag, "has_more")));
+  assert_int_equal(json_integer_value(json_object_get(pag, "estimated_total")),
+                   want);
+  json_decref(pg);
+}
+
+static void test_list_pages_through_every_token_both_ways(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err = {0};
+
+  for (int desc = 0; desc < 2; desc++) {
+    struct ctkn_list_params p;
+    ctkn_list_params_init(&p);
+    assert_int_equal(ctkn_list_params_status(&p, "active,revoked", &err),
+                     CTKN_OK);
+    assert_int_equal(
+        ctkn_list_params_order_by(&p, desc ? "id[DESC]" : "id[ASC]", &err),
+        CTKN_OK);
+    assert_int_equal(ctkn_list_params_per_page(&p, "5", &err), CTKN_OK);
+    int seen = 0;
+    for (;;) {
+      json_t *pg = page(f, &p, false);
+      json_t *data = json_object_get(pg, "data");
+      for (size_t i = 0; i < json_array_size(data); i++, seen++) {
+        int want = desc ? NTOK - 1 - seen : seen;
+        assert_string_equal(nth_id(pg, i), f->evs[want].data.id);
+      }
+      json_t *pag = pagination(pg);
+      bool more = json_is_true(json_object_get(pag, "has_more"));
+      if (!more) {
+        json_decref(pg);
+        break;
+      }
+      /* next continues after this page's last ID, with the same
+       * parameters. */
+      const char *next = jstr(pag, "next");
+      const char *last = nth_id(pg, json_array_size(data) - 1);
+      assert_int_equal(strncmp(next, "https://h/client-tokens?after=", 30), 0);
+      assert_int_equal(strncmp(next + 30, last, strlen(last)), 0);
+      assert_non_null(strstr(next, "per_page=5"));
+      assert_non_null(strstr(next, "status=active,revoked"));
+      assert_non_null(strstr(next, desc ? "order_by=id%5BDESC%5D"
+                                        : "order_by=id%5BASC%5D"));
+      assert_int_equal(ctkn_list_params_after(&p, last, &err), CTKN_OK);
+      json_decref(pg);
+    }
+    assert_int_equal(seen, NTOK);
+  }
+}
+
+static void test_list_status_filters(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_list_params p;
+  struct ctkn_err err = {0};
+
+  ctkn_list_params_init(&p);
+  assert_int_equal(ctkn_list_params_status(&p, "revoked", &err), CTKN_OK);
+  json_t *pg = page(f, &p, true);
+  json_t *data = json_object_get(pg, "data");
+  int want = 0;
+  for (int i = 0; i < NTOK; i++)
+    want += f->revoked[i];
+  assert_int_equal(json_array_size(data), want);
+  for (size_t i = 0; i < json_array_size(data); i++)
+    assert_string_equal(jstr(json_array_get(data, i), "status"), "revoked");
+  assert_int_equal(
+      json_integer_value(json_object_get(pagination(pg), "estimated_total")),
+      want);
+  json_decref(pg);
+}
+
+static void test_list_edges(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_list_params p;
+  struct ctkn_err err = {0};
+
+  /* After the last ID in the order: an empty page, no more. */
+  ctkn_list_params_init(&p);
+  assert_int_equal(ctkn_list_params_order_by(&p, "id[ASC]", &err), CTKN_OK);
+  assert_int_equal(ctkn_list_params_after(&p, f->evs[NTOK - 1].data.id, &err),
+                   CTKN_OK);
+  json_t *pg = page(f, &p, false);
+  assert_int_equal(json_array_size(json_object_get(pg, "data")), 0);
+  assert_false(json_is_true(json_object_get(pagination(pg), "has_more")));
+  json_decref(pg);
+
+  /* A page exactly as long as what is left: no more after it. */
+  ctkn_list_params_init(&p);
+  assert_int_equal(ctkn_list_params_status(&p, "active,revoked", &err),
+                   CTKN_OK);
+  char pp[8];
+  snprintf(pp, sizeof(pp), "%d", NTOK);
+  assert_int_equal(ctkn_list_params_per_page(&p, pp, &err), CTKN_OK);
+  pg = page(f, &p, false);
+  assert_int_equal(json_array_size(json_object_get(pg, "data")), NTOK);
+  assert_false(json_is_true(json_object_get(pagination(pg), "has_more")));
+  json_decref(pg);
+  /* One fewer: one more page. */
+  snprintf(pp, sizeof(pp), "%d", NTOK - 1);
+  assert_int_equal(ctkn_list_params_per_page(&p, pp, &err), CTKN_OK);
+  pg = page(f, &p, false);
+  assert_true(json_is_true(json_object_get(pagination(pg), "has_more")));
+  json_decref(pg);
+
+  /* An ID cursor that names no token still orders: everything after it. */
+  ctkn_list_params_init(&p);
+  assert_int_equal(ctkn_list_params_order_by(&p, "id[ASC]", &err), CTKN_OK);
+  assert_int_equal(ctkn_list_params_status(&p, "active,revoked", &err),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_list_params_after(&p, "ctkn_00000000000000000000000000", &err),
+      CTKN_OK);
+  pg = page(f, &p, false);
+  assert_int_equal(json_array_size(json_object_get(pg, "data")), NTOK);
+  json_decref(pg);
+}
+
+static void test_list_parameters_are_checked_naming_the_field(void **s)
+{
+  struct ctkn_list_params p;
+  struct ctkn_err err = {0};
+
+  (void)s;
+  ctkn_list_params_init(&p);
+  static const char *const bad_pp[] = {"", "0", "-1", "abc", "1.5", "5x"};
+  for (size_t i = 0; i < sizeof(bad_pp) / sizeof(*bad_pp); i++) {
+    assert_int_equal(ctkn_list_params_per_page(&p, bad_pp[i], &err),
+                     CTKN_EINVAL);
+    assert_string_equal(err.field, "per_page");
+  }
+  /* Larger values are capped, not rejected, however large. */
+  assert_int_equal(ctkn_list_params_per_page(&p, "201", &err), CTKN_OK);
+  assert_int_equal(p.per_page, CTKN_PER_PAGE_MAX);
+  assert_int_equal(
+      ctkn_list_params_per_page(&p, "99999999999999999999999", &err), CTKN_OK);
+  assert_int_equal(p.per_page, CTKN_PER_PAGE_MAX);
+  assert_int_equal(ctkn_list_params_per_page(&p, "1", &err), CTKN_OK);
+  assert_int_equal(p.per_page, 1);
+
+  assert_int_equal(ctkn_list_params_order_by(&p, "name[ASC]", &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.field, "order_by");
+  static const char *const bad_status[] = {"", "active,", ",active", "gone",
+                                           "active,,revoked"};
+  for (size_t i = 0; i < sizeof(bad_status) / sizeof(*bad_status); i++) {
+    assert_int_equal(ctkn_list_params_status(&p, bad_status[i], &err),
+                     CTKN_EINVAL);
+    assert_string_equal(err.field, "status");
+  }
+  assert_int_equal(ctkn_list_params_after(&p, "ctkn_short", &err), CTKN_EINVAL);
+  assert_string_equal(err.field, "after");
+  assert_int_equal(
+      ctkn_list_params_after(&p, "ctkn_0000000000000000000000000A", &err),
+      CTKN_EINVAL);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_get_answers_the_entity_or_notfound),
+      T(test_verify_tells_active_revoked_and_unknown),
+      T(test_history_is_every_event_oldest_first),
+      T(test_digest_counts_tokens_and_lists_offsets),
+      T(test_list_defaults_are_active_newest_first),
+      T(test_list_pages_through_every_token_both_ways),
+      T(test_list_status_filters),
+      T(test_list_edges),
+      cmocka_unit_test(test_list_parameters_are_checked_naming_the_field),
+  };
+#undef T
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
