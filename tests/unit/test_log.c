@@ -22,6 +22,7 @@
 #include <pthread.h>
 
 #include "ctkn/log.h"
+#include "fake_log.h"
 
 #define PARTITIONS  3
 #define API_PRODUCE 0 /* Kafka protocol ApiKey of ProduceRequest */
@@ -33,7 +34,8 @@ static rd_kafka_t *mock_rk; /* owns the mock cluster */
 static rd_kafka_mock_cluster_t *mock;
 
 struct fx {
-  rd_kafka_mock_cluster_t *mc;
+  rd_kafka_mock_cluster_t *mc; /* NULL with the in-memory log */
+  struct fake_log *fake;       /* NULL with the mock cluster */
   struct ctkn_log_config cfg;
 };
 
@@ -102,7 +104,25 @@ static int teardown(void **state)
   struct fx *f = *state;
 
   ctkn_log_config_free(&f->cfg);
+  fake_log_free(f->fake);
   free(f);
+  return 0;
+}
+
+/* The same fixture over the in-memory log the core's unit tests use, so
+ * the contract tests below hold it to librdkafka's behaviour. */
+static int fake_setup(void **state)
+{
+  struct fx *f = calloc(1, sizeof(*f));
+
+  assert_non_null(f);
+  f->fake = fake_log_new();
+  ctkn_log_config_init(&f->cfg);
+  snprintf(f->cfg.topic, sizeof(f->cfg.topic), "t");
+  fake_log_create(f->fake, f->cfg.topic, PARTITIONS);
+  fake_log_use(f->fake, &f->cfg);
+  f->cfg.timeout_ms = 5000;
+  *state = f;
   return 0;
 }
 
@@ -860,8 +880,9 @@ static void test_records_before_an_error_are_not_lost(void **state)
 static void missing_topic(struct fx *f)
 {
   snprintf(f->cfg.topic, sizeof(f->cfg.topic), "missing");
-  rd_kafka_mock_topic_set_error(f->mc, "missing",
-                                RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  if (f->mc != NULL)
+    rd_kafka_mock_topic_set_error(f->mc, "missing",
+                                  RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
 }
 
 static void test_partitions_of_a_missing_topic_is_notfound(void **state)
@@ -1172,5 +1193,26 @@ int main(void)
   /* CTKN_TEST_FILTER=pattern runs only the matching tests. */
   if (getenv("CTKN_TEST_FILTER") != NULL)
     cmocka_set_test_filter(getenv("CTKN_TEST_FILTER"));
-  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+  /* The contract: what the core relies on, held against both logs. */
+#define C(fn) cmocka_unit_test_setup_teardown(fn, fake_setup, teardown)
+  const struct CMUnitTest contract[] = {
+      C(test_round_trip_keeps_key_value_timestamp_and_headers),
+      C(test_send_batch_keeps_order_and_reports_each_record),
+      C(test_explicit_partition_is_honoured),
+      C(test_poll_timeout_returns_no_records),
+      C(test_poll_returns_without_waiting_for_a_full_batch),
+      C(test_watermarks_follow_the_log),
+      C(test_assign_at_an_offset_skips_earlier_records),
+      C(test_verbatim_headers_round_trip),
+      C(test_offset_outside_the_log_is_an_error),
+      C(test_records_before_an_error_are_not_lost),
+      C(test_partitions_of_a_missing_topic_is_notfound),
+      C(test_send_to_a_missing_topic_is_notfound),
+      C(test_explicit_partition_beyond_the_topic_fails),
+      C(test_concurrent_senders_each_get_their_own_report),
+  };
+#undef C
+  int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+  return failed + cmocka_run_group_tests_name("in-memory log", contract, NULL,
+                                              NULL);
 }
