@@ -16,6 +16,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -193,17 +194,14 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
 }
 
 /*
- * Where a batch's records come from: the caller's ctkn_log_msg array
- * (decoded here), or the pipelined catch-up's buffers (decoded already, on
- * the reader thread).
+ * Where a batch's records come from: the caller's ctkn_log_msg array, or
+ * the pipelined catch-up's buffers. Either way each record is its wire
+ * bytes, headers and timestamp, decoded here by the codec.
  */
 struct source {
   size_t n;
   /* Record i. The pointer is valid until the next call. */
   const struct ctkn_log_msg *(*msg)(struct source *s, size_t i);
-  /* ctkn_projector_decode() of record i, or its stored outcome. */
-  int (*decode)(struct source *s, size_t i, struct ctkn_event *ev,
-                struct ctkn_err *err);
   void *arg;
 };
 
@@ -252,16 +250,16 @@ static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
         paused[p] = true;
         batch.paused++;
       }
-      fprintf(stderr,
-              "ctkn: partition %" PRId32 " paused at offset %" PRId64
-              ": schema version %d is newer than this build's %d; "
-              "upgrade ctkn\n",
-              p, m->offset, m->schema_version, CTKN_SCHEMA_VERSION);
+      ctkn__diag(CTKN_DIAG_ERROR, "projector",
+                 "partition %" PRId32 " paused at offset %" PRId64
+                 ": schema version %d is newer than this build's %d; "
+                 "upgrade ctkn",
+                 p, m->offset, m->schema_version, CTKN_SCHEMA_VERSION);
       if (paused == NULL)
         break;
       continue;
     }
-    rc = src->decode(src, i, ev, &derr);
+    rc = ctkn_projector_decode(m, ev, &derr);
     if (rc != CTKN_OK) {
       batch.quarantined++;
       rc = ctkn_store_put_quarantine(txn, p, m->offset, derr.msg, m->key,
@@ -336,19 +334,13 @@ static const struct ctkn_log_msg *array_msg(struct source *s, size_t i)
   return (const struct ctkn_log_msg *)s->arg + i;
 }
 
-static int array_decode(struct source *s, size_t i, struct ctkn_event *ev,
-                        struct ctkn_err *err)
-{
-  return ctkn_projector_decode(array_msg(s, i), ev, err);
-}
-
 int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
                          const struct ctkn_log_msg *msgs, size_t n,
                          bool *paused, int32_t npaused,
                          struct ctkn_projector_stats *stats,
                          struct ctkn_err *err)
 {
-  struct source src = {n, array_msg, array_decode, (void *)msgs};
+  struct source src = {n, array_msg, (void *)msgs};
 
   return apply_source(st, env, &src, paused, npaused, stats, err);
 }
@@ -657,11 +649,13 @@ out:
 
 /* ---- pipelined catch-up ----------------------------------------------
  *
- * A long catch-up runs on two threads: a reader polls, copies each record
- * into a buffer's arena, decodes and checks it (ctkn_projector_decode()),
- * and hands full buffers over; the calling thread applies each buffer in
- * one write transaction. Buffers carry copies, so librdkafka's messages
- * are released as soon as they are read.
+ * A long catch-up runs on two threads: a reader polls and copies each
+ * record (its key, value, headers and timestamp: what the log gave, no
+ * more) into a buffer, and hands full buffers over; the calling thread
+ * decodes and applies each buffer in one write transaction, exactly as a
+ * batch polled on one thread. Buffers carry copies, so librdkafka's
+ * messages are released as soon as they are read. Buffers travel on two
+ * work queues: empty ones to the reader, filled ones to the applier.
  *
  * Flow control: with every buffer taken the reader stops polling and
  * librdkafka's bounded queue fills. librdkafka 2.0.2 then backs the
@@ -681,324 +675,296 @@ out:
 /* Smaller catch-ups stay on one thread. */
 #define PIPE_MIN_LAG  (2 * BATCH_MAX)
 
-enum { ITEM_EVENT, ITEM_BAD, ITEM_NEWER };
-
-/* One record in an arena, followed by its key, its value and then, for
- * ITEM_EVENT, the event's name, description and idempotency key, or, for
- * ITEM_BAD, the quarantine reason. */
+/* One record in a buffer's arena, followed by its key, its value, and its
+ * headers: nheaders struct phdr, then their names and values. */
 struct item {
   int64_t offset;
+  int64_t timestamp_ms;
   int32_t partition;
-  int32_t schema_version;
-  uint32_t klen, vlen, name_len, desc_len, idem_len, reason_len;
-  uint8_t kind;
+  uint32_t klen, vlen, nheaders;
   bool key_null, value_null;
-  /* The event without its variable-length strings. */
-  struct {
-    char event_id[CTKN_EVT_ID_LEN + 1];
-    char notification_id[CTKN_EVT_ID_LEN + 1];
-    ctkn_event_type type;
-    int64_t occurred_at;
-    uint64_t version;
-    bool has_request_hash;
-    uint8_t request_hash[CTKN_HASH_LEN];
-    char id[CTKN_ID_BUF];
-    char token[CTKN_TOKEN_BUF];
-    bool has_description;
-    ctkn_status status;
-    int64_t created_at, updated_at, revoked_at;
-  } ev;
+};
+
+struct phdr {
+  uint32_t name_len, value_len;
+  bool value_null;
 };
 
 struct pbuf {
-  uint8_t *arena;
-  size_t len, cap;
-  size_t *at; /* each item's place in the arena */
+  struct ctkn__qnode node; /* on the free or the ready queue */
+  struct ctkn__buf arena;  /* the items, each 8-byte aligned */
+  size_t at[BATCH_MAX];    /* each item's place in the arena */
   size_t n;
 };
 
 struct pipe {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  struct pbuf buf[PIPE_BUFS];
-  int ready[PIPE_BUFS]; /* FIFO of filled buffers */
-  int rhead, nready;
-  int freel[PIPE_BUFS];
-  int nfree;
-  bool stop;         /* set by the applier */
-  bool ended;        /* the reader stopped on an error */
-  bool applier_idle; /* the applier waits: hand over what there is */
-  int rc;            /* the reader's error */
+  struct ctkn__queue ready; /* filled buffers, to the applier */
+  struct ctkn__queue free;  /* empty buffers, to the reader */
+  struct pbuf *buf[PIPE_BUFS];
+  atomic_bool applier_idle; /* the applier waits: hand over what there is */
+  /* The reader's error, written before it closes ready. */
+  int rc;
   struct ctkn_err err;
   /* The reader's own. */
   ctkn_consumer *consumer;
   struct ctkn_log_msg *msgs;
-  struct ctkn_event ev;
   int32_t nparts;
   int64_t *next; /* after the last record read, per partition */
-  /* The applier's view of the buffer it applies. */
+  /* The applier's view of the record it reads. */
   struct pbuf *cur;
   struct ctkn_log_msg view;
+  struct ctkn__buf hview; /* view's headers */
 };
 
-static int pbuf_reserve(struct pbuf *b, size_t more)
+static void put_bytes(struct ctkn__buf *a, const void *p, size_t n)
 {
-  if (b->len + more <= b->cap)
-    return 0;
-  size_t step = (size_t)1 << 20, cap = b->cap;
-  while (cap < b->len + more)
-    cap += step;
-  uint8_t *a = realloc(b->arena, cap);
-  if (a == NULL)
-    return -1;
-  b->arena = a;
-  b->cap = cap;
-  return 0;
-}
-
-static void put_bytes(struct pbuf *b, const void *p, size_t n)
-{
+  /* Room was reserved by pbuf_add(). */
   if (n > 0)
-    memcpy(b->arena + b->len, p, n);
-  b->len += n;
+    memcpy(a->data + a->len, p, n);
+  a->len += n;
 }
 
-/* Copy record m into b, decoded (or with the reason it does not decode). */
-static int pbuf_add(struct pipe *pp, struct pbuf *b,
-                    const struct ctkn_log_msg *m)
+/* Copy record m into b. CTKN_ENOMEM when it does not fit in memory. */
+static int pbuf_add(struct pbuf *b, const struct ctkn_log_msg *m)
 {
-  struct ctkn_event *ev = &pp->ev;
-  struct ctkn_err derr;
-  struct item it;
-  size_t reason_len = 0;
+  struct item it = {.offset = m->offset,
+                    .timestamp_ms = m->timestamp_ms,
+                    .partition = m->partition,
+                    .klen = (uint32_t)m->key_len,
+                    .vlen = (uint32_t)m->value_len,
+                    .nheaders = (uint32_t)m->nheaders,
+                    .key_null = m->key == NULL,
+                    .value_null = m->value == NULL};
+  size_t need = 8 + sizeof(it) + m->key_len + m->value_len +
+                m->nheaders * sizeof(struct phdr);
 
-  memset(&it, 0, sizeof(it));
-  it.offset = m->offset;
-  it.partition = m->partition;
-  it.schema_version = m->schema_version;
-  it.key_null = m->key == NULL;
-  it.value_null = m->value == NULL;
-  it.klen = (uint32_t)m->key_len;
-  it.vlen = (uint32_t)m->value_len;
-  if (m->schema_version > CTKN_SCHEMA_VERSION) {
-    it.kind = ITEM_NEWER;
-  } else if (ctkn_projector_decode(m, ev, &derr) != CTKN_OK) {
-    it.kind = ITEM_BAD;
-    reason_len = strlen(derr.msg);
-  } else {
-    it.kind = ITEM_EVENT;
-    memcpy(it.ev.event_id, ev->event_id, sizeof(it.ev.event_id));
-    memcpy(it.ev.notification_id, ev->notification_id,
-           sizeof(it.ev.notification_id));
-    it.ev.type = ev->type;
-    it.ev.occurred_at = ev->occurred_at;
-    it.ev.version = ev->version;
-    it.ev.has_request_hash = ev->has_request_hash;
-    memcpy(it.ev.request_hash, ev->request_hash, sizeof(it.ev.request_hash));
-    memcpy(it.ev.id, ev->data.id, sizeof(it.ev.id));
-    memcpy(it.ev.token, ev->data.token, sizeof(it.ev.token));
-    it.ev.has_description = ev->data.has_description;
-    it.ev.status = ev->data.status;
-    it.ev.created_at = ev->data.created_at;
-    it.ev.updated_at = ev->data.updated_at;
-    it.ev.revoked_at = ev->data.revoked_at;
-    it.name_len = (uint32_t)strlen(ev->data.name);
-    it.desc_len = (uint32_t)strlen(ev->data.description);
-    it.idem_len = (uint32_t)strlen(ev->idempotency_key);
+  for (size_t i = 0; i < m->nheaders; i++)
+    need += strlen(m->headers[i].name) + 1 + m->headers[i].size;
+  if (ctkn__buf_reserve(&b->arena, need) != CTKN_OK)
+    return CTKN_ENOMEM;
+  b->arena.len = (b->arena.len + 7) & ~(size_t)7; /* items stay aligned */
+  b->at[b->n++] = b->arena.len;
+  put_bytes(&b->arena, &it, sizeof(it));
+  put_bytes(&b->arena, m->key, m->key_len);
+  put_bytes(&b->arena, m->value, m->value_len);
+  for (size_t i = 0; i < m->nheaders; i++) {
+    const struct ctkn_log_header *h = &m->headers[i];
+    struct phdr ph = {(uint32_t)strlen(h->name), (uint32_t)h->size,
+                      h->value == NULL};
+    put_bytes(&b->arena, &ph, sizeof(ph));
   }
-  it.reason_len = (uint32_t)reason_len;
-  size_t need = sizeof(it) + m->key_len + m->value_len + it.name_len +
-                it.desc_len + it.idem_len + reason_len + 8;
-  if (pbuf_reserve(b, need) != 0)
-    return -1;
-  b->len = (b->len + 7) & ~(size_t)7; /* items stay aligned */
-  b->at[b->n++] = b->len;
-  put_bytes(b, &it, sizeof(it));
-  put_bytes(b, m->key, m->key_len);
-  put_bytes(b, m->value, m->value_len);
-  if (it.kind == ITEM_EVENT) {
-    put_bytes(b, ev->data.name, it.name_len);
-    put_bytes(b, ev->data.description, it.desc_len);
-    put_bytes(b, ev->idempotency_key, it.idem_len);
-  } else if (it.kind == ITEM_BAD) {
-    put_bytes(b, derr.msg, reason_len);
+  for (size_t i = 0; i < m->nheaders; i++) {
+    const struct ctkn_log_header *h = &m->headers[i];
+    put_bytes(&b->arena, h->name, strlen(h->name) + 1); /* with its NUL */
+    put_bytes(&b->arena, h->value, h->value ? h->size : 0);
   }
-  return 0;
-}
-
-static const struct item *pbuf_item(const struct pbuf *b, size_t i,
-                                    const uint8_t **bytes)
-{
-  const struct item *it = (const struct item *)(b->arena + b->at[i]);
-  *bytes = (const uint8_t *)(it + 1);
-  return it;
-}
-
-static const struct ctkn_log_msg *pipe_msg(struct source *s, size_t i)
-{
-  struct pipe *pp = s->arg;
-  const uint8_t *bytes;
-  const struct item *it = pbuf_item(pp->cur, i, &bytes);
-  struct ctkn_log_msg *m = &pp->view;
-
-  memset(m, 0, sizeof(*m));
-  m->partition = it->partition;
-  m->offset = it->offset;
-  m->timestamp_ms = -1;
-  m->key = it->key_null ? NULL : bytes;
-  m->key_len = it->klen;
-  m->value = it->value_null ? NULL : bytes + it->klen;
-  m->value_len = it->vlen;
-  m->schema_version = it->schema_version;
-  return m;
-}
-
-static void copy_str(char *dst, const uint8_t *src, size_t n)
-{
-  memcpy(dst, src, n);
-  dst[n] = '\0';
-}
-
-static int pipe_decode(struct source *s, size_t i, struct ctkn_event *ev,
-                       struct ctkn_err *err)
-{
-  struct pipe *pp = s->arg;
-  const uint8_t *bytes;
-  const struct item *it = pbuf_item(pp->cur, i, &bytes);
-
-  bytes += it->klen + it->vlen;
-  if (it->kind != ITEM_EVENT) {
-    err->code = CTKN_EDECODE;
-    err->field[0] = '\0';
-    copy_str(err->msg, bytes,
-             it->reason_len < sizeof(err->msg) ? it->reason_len
-                                               : sizeof(err->msg) - 1);
-    return CTKN_EDECODE;
-  }
-  memcpy(ev->event_id, it->ev.event_id, sizeof(ev->event_id));
-  memcpy(ev->notification_id, it->ev.notification_id,
-         sizeof(ev->notification_id));
-  ev->type = it->ev.type;
-  ev->occurred_at = it->ev.occurred_at;
-  ev->version = it->ev.version;
-  ev->has_request_hash = it->ev.has_request_hash;
-  memcpy(ev->request_hash, it->ev.request_hash, sizeof(ev->request_hash));
-  memcpy(ev->data.id, it->ev.id, sizeof(ev->data.id));
-  memcpy(ev->data.token, it->ev.token, sizeof(ev->data.token));
-  ev->data.has_description = it->ev.has_description;
-  ev->data.status = it->ev.status;
-  ev->data.created_at = it->ev.created_at;
-  ev->data.updated_at = it->ev.updated_at;
-  ev->data.revoked_at = it->ev.revoked_at;
-  copy_str(ev->data.name, bytes, it->name_len);
-  bytes += it->name_len;
-  copy_str(ev->data.description, bytes, it->desc_len);
-  bytes += it->desc_len;
-  copy_str(ev->idempotency_key, bytes, it->idem_len);
   return CTKN_OK;
 }
 
-/* Hand the buffer being filled to the applier. Locked. */
-static void pipe_hand_over(struct pipe *pp, int *fill)
+/* Record i of the buffer being applied, as the log gave it. */
+static const struct ctkn_log_msg *pipe_msg(struct source *s, size_t i)
 {
-  pp->ready[(pp->rhead + pp->nready) % PIPE_BUFS] = *fill;
-  pp->nready++;
-  *fill = -1;
-  pthread_cond_broadcast(&pp->cv);
+  struct pipe *pp = s->arg;
+  const uint8_t *p = (const uint8_t *)pp->cur->arena.data + pp->cur->at[i];
+  const struct item *it = (const struct item *)(const void *)p;
+  struct ctkn_log_msg *m = &pp->view;
+  struct ctkn_log_header *hs;
+
+  memset(m, 0, sizeof(*m));
+  p += sizeof(*it);
+  m->partition = it->partition;
+  m->offset = it->offset;
+  m->timestamp_ms = it->timestamp_ms;
+  m->key = it->key_null ? NULL : p;
+  m->key_len = it->klen;
+  m->value = it->value_null ? NULL : p + it->klen;
+  m->value_len = it->vlen;
+  p += it->klen + it->vlen;
+  ctkn__buf_reset(&pp->hview);
+  hs = ctkn__buf_add(&pp->hview, it->nheaders * sizeof(*hs));
+  if (hs == NULL) {
+    /* Out of memory: the record reads as one without headers, which the
+     * decoder quarantines (never applies). */
+    ctkn_log_msg_note_headers(m);
+    return m;
+  }
+  /* The header descriptors follow the bytes of the key and value, so
+   * they are not aligned: copy each out. */
+  const char *bytes = (const char *)p + it->nheaders * sizeof(struct phdr);
+  for (uint32_t k = 0; k < it->nheaders; k++) {
+    struct phdr ph;
+    memcpy(&ph, p + k * sizeof(ph), sizeof(ph));
+    hs[k].name = bytes; /* kept with its NUL */
+    bytes += ph.name_len + 1;
+    hs[k].value = ph.value_null ? NULL : bytes;
+    hs[k].size = ph.value_len;
+    bytes += ph.value_len;
+  }
+  m->headers = hs;
+  m->nheaders = it->nheaders;
+  ctkn_log_msg_note_headers(m);
+  return m;
+}
+
+/* Hand b to the applier. */
+static void pipe_hand_over(struct pipe *pp, struct pbuf **b)
+{
+  ctkn__queue_push(&pp->ready, &(*b)->node);
+  *b = NULL;
+}
+
+/* Take an empty buffer, waiting while the applier holds them all.
+ * *stalled: had to wait (librdkafka's queue fills meanwhile). NULL once
+ * the applier stops the pipeline. */
+static struct pbuf *pipe_take_free(struct pipe *pp, bool *stalled)
+{
+  struct ctkn__qnode *node;
+
+  if (ctkn__queue_len(&pp->free) == 0)
+    *stalled = true;
+  while (ctkn__queue_pop(&pp->free, &node, 1, 100) == 0) {
+    if (ctkn__queue_closed(&pp->free))
+      return NULL;
+  }
+  return CTKN__CONTAINER_OF(node, struct pbuf, node);
+}
+
+/* Copy a poll's records into b and note how far each partition got. */
+static int pipe_fill(struct pipe *pp, struct pbuf *b, size_t got,
+                     struct ctkn_err *err)
+{
+  for (size_t i = 0; i < got; i++) {
+    const struct ctkn_log_msg *m = &pp->msgs[i];
+    if (pbuf_add(b, m) != CTKN_OK)
+      return ctkn__err(err, CTKN_ENOMEM, "projector: record buffer");
+    if (m->partition >= 0 && m->partition < pp->nparts &&
+        m->offset + 1 > pp->next[m->partition])
+      pp->next[m->partition] = m->offset + 1;
+  }
+  return CTKN_OK;
+}
+
+/* The reader's timers across polls. */
+struct pipe_clock {
+  int64_t idle_since; /* the last record, or restart */
+  int64_t nudged;
+  bool stalled; /* waited for a buffer: librdkafka's queue filled */
+};
+
+/* Nothing came: restart the fetch, or wake the fetchers (above). */
+static int pipe_unstick(struct pipe *pp, struct pipe_clock *k,
+                        struct ctkn_err *err)
+{
+  int64_t now = ctkn__now_ms(), idle = now - k->idle_since;
+
+  if ((k->stalled && idle >= PIPE_IDLE_MS) || idle >= PIPE_STUCK_MS) {
+    /* Room, nothing queued, and librdkafka's queue filled up earlier (or
+     * nothing came for long): it is backing off. Restarting the fetch at
+     * the next offsets ends that. Not sooner, which would only throw away
+     * fetches in flight. */
+    k->stalled = false;
+    k->idle_since = now;
+    return ctkn_consumer_assign(pp->consumer, pp->next, pp->nparts, err);
+  }
+  if (idle >= PIPE_IDLE_MS && now - k->nudged >= PIPE_IDLE_MS) {
+    /* The fetcher may be asleep (see above): wake it. */
+    ctkn__consumer_nudge(pp->consumer, pp->nparts);
+    k->nudged = ctkn__now_ms();
+  }
+  return CTKN_OK;
 }
 
 static void *pipe_reader(void *arg)
 {
   struct pipe *pp = arg;
-  struct ctkn_err err;
-  int64_t idle_since = ctkn__now_ms(); /* the last record, or restart */
-  int64_t nudged = 0;
-  bool stalled = false; /* waited for a buffer: librdkafka's queue filled */
-  int fill = -1, rc = CTKN_OK;
+  struct pipe_clock k = {ctkn__now_ms(), 0, false};
+  struct ctkn_err err = {0};
+  struct pbuf *b = NULL;
+  int rc = CTKN_OK;
 
-  pthread_mutex_lock(&pp->mu);
-  for (;;) {
-    if (pp->stop)
+  /* The applier closes the free queue to stop the reader. */
+  while (!ctkn__queue_closed(&pp->free)) {
+    if (b == NULL && (b = pipe_take_free(pp, &k.stalled)) == NULL)
       break;
-    if (fill >= 0 && pp->buf[fill].n > 0 && pp->applier_idle) {
-      pipe_hand_over(pp, &fill);
+    if (b->n > 0 && atomic_load(&pp->applier_idle)) {
+      pipe_hand_over(pp, &b);
       continue;
     }
-    if (fill < 0) {
-      /* Every buffer taken: librdkafka's queue fills meanwhile. */
-      if (pp->nfree == 0)
-        stalled = true;
-      while (!pp->stop && pp->nfree == 0)
-        pthread_cond_wait(&pp->cv, &pp->mu);
-      if (pp->stop)
-        break;
-      fill = pp->freel[--pp->nfree];
-    }
-    struct pbuf *b = &pp->buf[fill];
-    pthread_mutex_unlock(&pp->mu);
-
     size_t got = 0;
     rc = ctkn_consumer_poll(pp->consumer, b->n > 0 ? 5 : 20, pp->msgs,
                             BATCH_MAX - b->n, &got, &err);
-    for (size_t i = 0; rc == CTKN_OK && i < got; i++) {
-      const struct ctkn_log_msg *m = &pp->msgs[i];
-      if (pbuf_add(pp, b, m) != 0)
-        rc = ctkn__err(&err, CTKN_ENOMEM, "projector: record buffer");
-      else if (m->partition >= 0 && m->partition < pp->nparts &&
-               m->offset + 1 > pp->next[m->partition])
-        pp->next[m->partition] = m->offset + 1;
-    }
-    int64_t now = ctkn__now_ms(), idle = now - idle_since;
-    if (got > 0) {
-      idle_since = now;
-    } else if (rc == CTKN_OK &&
-               ((stalled && idle >= PIPE_IDLE_MS) || idle >= PIPE_STUCK_MS)) {
-      /* Room, nothing queued, and librdkafka's queue filled up earlier
-       * (or nothing came for long): it is backing off. Restarting the
-       * fetch at the next offsets ends that. Not sooner, which would
-       * only throw away fetches in flight. */
-      rc = ctkn_consumer_assign(pp->consumer, pp->next, pp->nparts, &err);
-      stalled = false;
-      idle_since = now;
-    } else if (rc == CTKN_OK && idle >= PIPE_IDLE_MS &&
-               now - nudged >= PIPE_IDLE_MS) {
-      /* The fetcher may be asleep (see above): wake it. */
-      ctkn__consumer_nudge(pp->consumer, pp->nparts);
-      nudged = ctkn__now_ms();
-    }
-    pthread_mutex_lock(&pp->mu);
+    if (rc == CTKN_OK)
+      rc = pipe_fill(pp, b, got, &err);
+    if (rc == CTKN_OK && got > 0)
+      k.idle_since = ctkn__now_ms();
+    else if (rc == CTKN_OK)
+      rc = pipe_unstick(pp, &k, &err);
     if (rc != CTKN_OK)
       break;
     /* Full, or nothing more to read for now: the applier may have it. */
     if (b->n == BATCH_MAX || (got == 0 && b->n > 0))
-      pipe_hand_over(pp, &fill);
+      pipe_hand_over(pp, &b);
   }
-  if (fill >= 0 && pp->buf[fill].n > 0)
-    pipe_hand_over(pp, &fill);
-  if (rc != CTKN_OK) {
-    pp->rc = rc;
-    pp->err = err;
-  }
-  pp->ended = true;
-  pthread_cond_broadcast(&pp->cv);
-  pthread_mutex_unlock(&pp->mu);
+  if (b != NULL && b->n > 0)
+    pipe_hand_over(pp, &b);
+  pp->rc = rc;
+  pp->err = err;
+  /* The close publishes rc to the applier (the queue's lock orders it). */
+  ctkn__queue_close(&pp->ready);
   return NULL;
 }
 
 static void pipe_free(struct pipe *pp)
 {
   for (int i = 0; i < PIPE_BUFS; i++) {
-    free(pp->buf[i].arena);
-    free(pp->buf[i].at);
+    if (pp->buf[i] != NULL)
+      ctkn__buf_free(&pp->buf[i]->arena);
+    free(pp->buf[i]);
   }
+  ctkn__buf_free(&pp->hview);
   free(pp->next);
+  ctkn__queue_destroy(&pp->ready);
+  ctkn__queue_destroy(&pp->free);
+  free(pp);
+}
+
+static struct pipe *pipe_new(ctkn_projector *p)
+{
+  struct pipe *pp = calloc(1, sizeof(*pp));
+
+  if (pp == NULL)
+    return NULL;
+  if (ctkn__queue_init(&pp->ready) != CTKN_OK) {
+    free(pp);
+    return NULL;
+  }
+  if (ctkn__queue_init(&pp->free) != CTKN_OK) {
+    ctkn__queue_destroy(&pp->ready);
+    free(pp);
+    return NULL;
+  }
+  pp->consumer = p->consumer;
+  pp->msgs = p->msgs;
+  pp->nparts = p->nparts;
+  bool ok = (pp->next = malloc((size_t)p->nparts * sizeof(*pp->next))) != NULL;
+  for (int i = 0; ok && i < PIPE_BUFS; i++) {
+    ok = (pp->buf[i] = calloc(1, sizeof(*pp->buf[i]))) != NULL;
+    if (ok)
+      ctkn__queue_push(&pp->free, &pp->buf[i]->node);
+  }
+  if (!ok) {
+    pipe_free(pp);
+    return NULL;
+  }
+  memcpy(pp->next, p->pos, (size_t)p->nparts * sizeof(*pp->next));
+  return pp;
 }
 
 /* Apply one buffer and advance the consumed positions. */
 static int pipe_apply(ctkn_projector *p, struct pipe *pp, struct pbuf *b,
                       struct ctkn_err *err)
 {
-  struct source src = {b->n, pipe_msg, pipe_decode, pp};
+  struct source src = {b->n, pipe_msg, pp};
   int rc;
 
   pp->cur = b;
@@ -1006,8 +972,8 @@ static int pipe_apply(ctkn_projector *p, struct pipe *pp, struct pbuf *b,
                          err)) != CTKN_OK)
     return rc;
   for (size_t i = 0; i < b->n; i++) {
-    const uint8_t *bytes;
-    const struct item *it = pbuf_item(b, i, &bytes);
+    const struct item *it =
+        (const struct item *)(const void *)(b->arena.data + b->at[i]);
     int32_t part = it->partition;
     if (part < p->nparts && !p->paused[part] && it->offset + 1 > p->pos[part])
       p->pos[part] = it->offset + 1;
@@ -1016,113 +982,88 @@ static int pipe_apply(ctkn_projector *p, struct pipe *pp, struct pbuf *b,
   return CTKN_OK;
 }
 
+/* Whether every partition that is not paused has reached hi. */
+static bool reached(const ctkn_projector *p, const int64_t *hi)
+{
+  for (int32_t i = 0; i < p->nparts; i++)
+    if (!p->paused[i] && p->pos[i] < hi[i])
+      return false;
+  return true;
+}
+
+/* The applier's side: apply what the reader hands over until hi. */
+static int pipe_drive(ctkn_projector *p, struct pipe *pp, const int64_t *hi,
+                      struct ctkn_err *err)
+{
+  int64_t deadline = ctkn__now_ms() + p->cfg->timeout_ms;
+
+  while (!reached(p, hi)) {
+    struct ctkn__qnode *node;
+    int64_t left = deadline - ctkn__now_ms();
+    atomic_store(&pp->applier_idle, true);
+    size_t got = ctkn__queue_pop(&pp->ready, &node, 1,
+                                 left <= 0    ? 0
+                                 : left < 100 ? (int)left
+                                              : 100);
+    atomic_store(&pp->applier_idle, false);
+    if (got == 0) {
+      if (ctkn__queue_closed(&pp->ready)) {
+        if (pp->rc != CTKN_OK) {
+          if (err != NULL)
+            *err = pp->err;
+          return pp->rc;
+        }
+        return ctkn__err(err, CTKN_EINTERNAL, "projector: the reader stopped");
+      }
+      if (ctkn__now_ms() >= deadline)
+        return ctkn__err(err, CTKN_ETIMEOUT,
+                         "projection made no progress for %d ms",
+                         p->cfg->timeout_ms);
+      continue;
+    }
+    struct pbuf *b = CTKN__CONTAINER_OF(node, struct pbuf, node);
+    int rc = pipe_apply(p, pp, b, err);
+    b->n = 0;
+    ctkn__buf_reset(&b->arena);
+    ctkn__queue_push(&pp->free, &b->node);
+    if (rc != CTKN_OK)
+      return rc;
+    deadline = ctkn__now_ms() + p->cfg->timeout_ms;
+  }
+  return CTKN_OK;
+}
+
 /* ctkn_projector_catch_up() to hi[], on two threads. The partitions are
  * assigned at p->pos; afterwards the consumer stands past them. */
 static int catch_up_pipelined(ctkn_projector *p, const int64_t *hi,
                               struct ctkn_err *err)
 {
-  struct pipe *pp = calloc(1, sizeof(*pp));
+  struct pipe *pp = pipe_new(p);
   pthread_t reader;
-  int rc = CTKN_OK;
+  int rc;
 
   if (pp == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "projector: pipeline");
-  pp->consumer = p->consumer;
-  pp->msgs = p->msgs;
-  pp->nparts = p->nparts;
-  pp->next = malloc((size_t)p->nparts * sizeof(*pp->next));
-  bool ok = pp->next != NULL;
-  for (int i = 0; ok && i < PIPE_BUFS; i++) {
-    ok = (pp->buf[i].at = malloc(BATCH_MAX * sizeof(size_t))) != NULL;
-    pp->freel[pp->nfree++] = i;
-  }
-  if (!ok) {
-    pipe_free(pp);
-    free(pp);
-    return ctkn__err(err, CTKN_ENOMEM, "projector: pipeline");
-  }
-  memcpy(pp->next, p->pos, (size_t)p->nparts * sizeof(*pp->next));
-  pthread_mutex_init(&pp->mu, NULL);
-  pthread_cond_init(&pp->cv, NULL);
   /* The reader owns the consumer until it is joined. */
   p->assigned = false;
   /* Commit without waiting for the disk, flush once at the end. */
-  if ((rc = ctkn_store_unsynced_begin(p->st, err)) != CTKN_OK)
-    goto out;
+  if ((rc = ctkn_store_unsynced_begin(p->st, err)) != CTKN_OK) {
+    pipe_free(pp);
+    return rc;
+  }
   if (pthread_create(&reader, NULL, pipe_reader, pp) != 0) {
     ctkn_store_unsynced_end(p->st, NULL);
-    rc = ctkn__err(err, CTKN_EINTERNAL, "projector: no reader thread");
-    goto out;
+    pipe_free(pp);
+    return ctkn__err(err, CTKN_EINTERNAL, "projector: no reader thread");
   }
-
-  int64_t deadline = ctkn__now_ms() + p->cfg->timeout_ms;
-  for (;;) {
-    bool done = true;
-    for (int32_t i = 0; i < p->nparts && done; i++)
-      if (!p->paused[i] && p->pos[i] < hi[i])
-        done = false;
-    if (done)
-      break;
-    pthread_mutex_lock(&pp->mu);
-    pp->applier_idle = true;
-    pthread_cond_broadcast(&pp->cv);
-    while (pp->nready == 0 && !pp->ended) {
-      int64_t left = deadline - ctkn__now_ms();
-      if (left <= 0)
-        break;
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      int64_t ns = ts.tv_nsec + (left < 100 ? left : 100) * 1000000;
-      ts.tv_sec += ns / 1000000000;
-      ts.tv_nsec = ns % 1000000000;
-      pthread_cond_timedwait(&pp->cv, &pp->mu, &ts);
-    }
-    pp->applier_idle = false;
-    if (pp->nready == 0) {
-      if (pp->ended) {
-        rc = pp->rc;
-        if (err != NULL)
-          *err = pp->err;
-      } else {
-        rc = ctkn__err(err, CTKN_ETIMEOUT,
-                       "projection made no progress for %d ms",
-                       p->cfg->timeout_ms);
-      }
-      pthread_mutex_unlock(&pp->mu);
-      if (rc == CTKN_OK)
-        rc = ctkn__err(err, CTKN_EINTERNAL, "projector: the reader stopped");
-      break;
-    }
-    int bi = pp->ready[pp->rhead];
-    pp->rhead = (pp->rhead + 1) % PIPE_BUFS;
-    pp->nready--;
-    pthread_mutex_unlock(&pp->mu);
-
-    rc = pipe_apply(p, pp, &pp->buf[bi], err);
-    pthread_mutex_lock(&pp->mu);
-    pp->buf[bi].n = 0;
-    pp->buf[bi].len = 0;
-    pp->freel[pp->nfree++] = bi;
-    pthread_cond_broadcast(&pp->cv);
-    pthread_mutex_unlock(&pp->mu);
-    if (rc != CTKN_OK)
-      break;
-    deadline = ctkn__now_ms() + p->cfg->timeout_ms;
-  }
-
-  pthread_mutex_lock(&pp->mu);
-  pp->stop = true;
-  pthread_cond_broadcast(&pp->cv);
-  pthread_mutex_unlock(&pp->mu);
+  rc = pipe_drive(p, pp, hi, err);
+  /* Stop the reader: it takes no more buffers, hands over what it has. */
+  ctkn__queue_close(&pp->free);
   pthread_join(reader, NULL);
   int src = ctkn_store_unsynced_end(p->st, rc == CTKN_OK ? err : NULL);
   if (rc == CTKN_OK)
     rc = src;
-out:
-  pthread_mutex_destroy(&pp->mu);
-  pthread_cond_destroy(&pp->cv);
   pipe_free(pp);
-  free(pp);
   return rc;
 }
 
@@ -1130,7 +1071,7 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
                             int32_t n, struct ctkn_err *err)
 {
   int64_t *hi = NULL;
-  int rc;
+  int rc = CTKN_OK; /* a target already reached returns at once */
 
   /* Assign once: a reassignment restarts fetching, and the offset queries
    * that go with it wait behind the fetch in flight (and librdkafka 2.0.2
@@ -1216,10 +1157,10 @@ static int report(ctkn_projector *p, struct ctkn_err *err)
   if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
     return rc;
   if (n != p->nparts) {
-    fprintf(stderr,
-            "ctkn project: topic now has %" PRId32 " partitions (was %" PRId32
-            "); reassigning\n",
-            n, p->nparts);
+    ctkn__diag(CTKN_DIAG_INFO, "projector",
+               "topic now has %" PRId32 " partitions (was %" PRId32
+               "); reassigning",
+               n, p->nparts);
     if ((rc = assign_all(p, NULL, err)) != CTKN_OK)
       return rc;
   }
@@ -1242,11 +1183,14 @@ static int report(ctkn_projector *p, struct ctkn_err *err)
     return CTKN_OK;
   }
   free(s);
-  fprintf(stderr,
-          "ctkn project: applied=%" PRIu64 " rejected=%" PRIu64
-          " quarantined=%" PRIu64 " lag=%" PRId64 " paused=%" PRId32 "\n",
-          p->stats.applied, p->stats.rejected, p->stats.quarantined, lag,
-          p->stats.paused);
+  char fields[256];
+  snprintf(fields, sizeof(fields),
+           "\"applied\":%" PRIu64 ",\"rejected\":%" PRIu64
+           ",\"quarantined\":%" PRIu64 ",\"lag\":%" PRId64
+           ",\"paused\":%" PRId32,
+           p->stats.applied, p->stats.rejected, p->stats.quarantined, lag,
+           p->stats.paused);
+  ctkn__diag_fields(CTKN_DIAG_INFO, "projector", "progress", fields);
   return CTKN_OK;
 }
 
@@ -1267,14 +1211,16 @@ static void follow_settings(ctkn_projector *p)
     rc = ctkn_settings_follower_open(&p->settings, p->st, p->cfg, &err);
     if (rc != CTKN_OK) {
       if (p->settings_retry_ms == 0 || rc != CTKN_ENOTFOUND)
-        fprintf(stderr, "ctkn project: settings not followed: %s\n", err.msg);
+        ctkn__diag(CTKN_DIAG_WARN, "projector", "settings not followed: %s",
+                   err.msg);
       p->settings_retry_ms = ctkn__now_ms() + 30000;
       return;
     }
   }
   rc = ctkn_settings_follower_poll(p->settings, 0, &got, &err);
   if (rc != CTKN_OK) {
-    fprintf(stderr, "ctkn project: settings: %s; retrying in 30 s\n", err.msg);
+    ctkn__diag(CTKN_DIAG_WARN, "projector", "settings: %s; retrying in 30 s",
+               err.msg);
     ctkn_settings_follower_close(p->settings);
     p->settings = NULL;
     p->settings_retry_ms = ctkn__now_ms() + 30000;
@@ -1295,8 +1241,8 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
     /* `ctkn rebuild` swapped a new projection in: go on from its
      * offsets (what this process wrote meanwhile went to the old one). */
     if ((rc = ctkn_store_refresh(p->st, &swapped, err)) == CTKN_OK && swapped) {
-      fprintf(stderr, "ctkn project: the projection was rebuilt; following "
-                      "the new one\n");
+      ctkn__diag(CTKN_DIAG_INFO, "projector",
+                 "the projection was rebuilt; following the new one");
       rc = assign_all(p, NULL, err);
       /* The new projection's settings start again from its offsets. */
       ctkn_settings_follower_close(p->settings);
@@ -1318,8 +1264,8 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
       return rc;
     /* Keep going: say so, back off, and start again from the offsets the
      * store holds, which is always safe. */
-    fprintf(stderr, "ctkn project: %s: %s; retrying in 1 s\n",
-            ctkn_strerror(rc), err ? err->msg : "");
+    ctkn__diag(CTKN_DIAG_WARN, "projector", "%s: %s; retrying in 1 s",
+               ctkn_strerror(rc), err ? err->msg : "");
     for (int i = 0; i < 10 && !*stop; i++) {
       struct timespec ts = {0, 100 * 1000 * 1000};
       nanosleep(&ts, NULL);
@@ -1479,10 +1425,8 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
   }
   rc = ctkn_store_open(&live, dir, &live_opts, err);
   if (rc == CTKN_EFORMAT) {
-    fprintf(stderr,
-            "ctkn rebuild: %s: %s; rebuilding it in this build's "
-            "format\n",
-            dir, err->msg);
+    ctkn__diag(CTKN_DIAG_WARN, "rebuild",
+               "%s: %s; rebuilding it in this build's format", dir, err->msg);
     live = NULL;
   } else if (rc != CTKN_OK) {
     goto out;
@@ -1550,8 +1494,8 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
   /* Keep the old one until the next rebuild, for a way back. */
   ctkn_store_remove(prev);
   if (rename(side, prev) != 0)
-    fprintf(stderr, "ctkn rebuild: the old projection stays in %s: %s\n", side,
-            strerror(errno));
+    ctkn__diag(CTKN_DIAG_WARN, "rebuild", "the old projection stays in %s: %s",
+               side, strerror(errno));
   rc = CTKN_OK;
 out:
   ctkn_store_abort(lock);

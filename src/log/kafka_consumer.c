@@ -419,8 +419,11 @@ static void link_headers(struct ctkn__kafka_consumer *c,
       (const struct ctkn_log_header *)(void *)c->headers.data;
 
   for (size_t i = 0; i < n; i++) {
-    msgs[i].headers = msgs[i].nheaders > 0 ? h : NULL;
-    h += msgs[i].nheaders;
+    msgs[i].headers = NULL;
+    if (msgs[i].nheaders > 0) {
+      msgs[i].headers = h;
+      h += msgs[i].nheaders;
+    }
     ctkn_log_msg_note_headers(&msgs[i]);
   }
 }
