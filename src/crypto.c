@@ -35,6 +35,7 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include "crypto_int.h"
 #include "ctkn/crypto.h"
 #include "internal.h"
 
@@ -51,7 +52,7 @@ struct ctkn_sha256 {
 
 static void crypto_fail(const char *what)
 {
-  fprintf(stderr, "ctkn: libcrypto failed in %s\n", what);
+  ctkn__diag(CTKN_DIAG_ERROR, "crypto", "libcrypto failed in %s", what);
   abort();
 }
 

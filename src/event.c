@@ -12,6 +12,7 @@
 
 #include "ctkn/crypto.h"
 #include "ctkn/event.h"
+#include "event_int.h"
 #include "internal.h"
 
 const char *ctkn_event_type_str(ctkn_event_type t)

@@ -10,10 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ctkn/crypto.h"
 #include "ctkn/diag.h"
 #include "ctkn/error.h"
-#include "ctkn/event.h"
 
 #define CTKN__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -85,21 +83,6 @@ int64_t ctkn__now_ms(void);
 /* Errors a follower outlives (CTKN_EKAFKA, CTKN_ETIMEOUT): the broker or
  * the network comes back, and librdkafka reconnects by itself. */
 bool ctkn__transient(int rc);
-
-/* ctkn_apply() for an event that already passed ctkn_event_check(): the
- * projector checks each record once, to tell quarantine from rejection. */
-int ctkn__apply_checked(const struct ctkn_record *cur,
-                        const struct ctkn_event *ev, ctkn_env env,
-                        struct ctkn_token *next, char *reason, size_t reasonsz);
-
-/* ctkn_seal() with the nonce given instead of drawn: the seam for the
- * known-answer tests. Two seals under one key with one nonce give away the
- * XOR of their plaintexts and the means to forge tags, so nothing but a
- * test may pass a nonce of its own. */
-int ctkn__seal_with_nonce(const uint8_t key[CTKN_KEY_LEN],
-                          const uint8_t nonce[CTKN_SEAL_NONCE], const void *aad,
-                          size_t aadlen, const void *pt, size_t len,
-                          uint8_t *out, struct ctkn_err *err);
 
 /* ---- log (src/log/) ----------------------------------------------------- */
 

@@ -24,6 +24,7 @@
 #include "ctkn/codec.h"
 #include "ctkn/projector.h"
 #include "ctkn/settings.h"
+#include "event_int.h"
 #include "internal.h"
 
 #define BATCH_MAX 8192 /* records per poll and per write transaction */

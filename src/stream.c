@@ -75,10 +75,9 @@ static int write_one(const struct ctkn_log_msg *m,
                      m->partition, m->offset, m->schema_version,
                      CTKN_SCHEMA_VERSION);
   if (ctkn_projector_decode(m, ev, &derr) != CTKN_OK) {
-    fprintf(stderr,
-            "ctkn tail: partition %" PRId32 " offset %" PRId64
-            " passed over: %s\n",
-            m->partition, m->offset, derr.msg);
+    ctkn__diag(CTKN_DIAG_WARN, "tail",
+               "partition %" PRId32 " offset %" PRId64 " passed over: %s",
+               m->partition, m->offset, derr.msg);
     stats->poison++;
     return CTKN_OK;
   }
@@ -138,8 +137,8 @@ int ctkn_tail(const struct ctkn_log_config *cfg, const struct ctkn_tail_opts *o,
     if (rc != CTKN_OK) {
       if (!ctkn__transient(rc) || o->exit_at_end)
         goto out;
-      fprintf(stderr, "ctkn tail: %s: %s; retrying\n", ctkn_strerror(rc),
-              err->msg);
+      ctkn__diag(CTKN_DIAG_WARN, "tail", "%s: %s; retrying", ctkn_strerror(rc),
+                 err->msg);
       struct timespec ts = {1, 0};
       nanosleep(&ts, NULL);
       continue;
@@ -163,8 +162,8 @@ int ctkn_tail(const struct ctkn_log_config *cfg, const struct ctkn_tail_opts *o,
                                            "tail: writing the output failed");
     if (frc == CTKN_OK && o->group != NULL &&
         ctkn_consumer_commit(c, msgs, done, &ferr) != CTKN_OK)
-      fprintf(stderr, "ctkn tail: %s (those events will come again)\n",
-              ferr.msg);
+      ctkn__diag(CTKN_DIAG_WARN, "tail", "%s (those events will come again)",
+                 ferr.msg);
     if (rc == CTKN_OK && frc != CTKN_OK) {
       *err = ferr;
       rc = frc;

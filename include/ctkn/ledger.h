@@ -42,14 +42,26 @@ struct ctkn_outcome {
   int64_t offset;
 };
 
-/* Borrows st and cfg. On success *out is a new ledger: caller owns it,
- * release with ctkn_ledger_close(). */
+/*
+ * Open a producer and a projector on the log. Keeps st and cfg, which must
+ * outlive the ledger. On success *out is a new ledger: caller owns it;
+ * release with ctkn_ledger_close(). On failure *out is NULL.
+ * Errors: CTKN_ENOTFOUND (no topic: run ctkn init), CTKN_EKAFKA and
+ * CTKN_ETIMEOUT (the broker), CTKN_EUSAGE (the configuration),
+ * CTKN_ECONFLICT (st is a frozen replay), CTKN_ENOMEM.
+ */
 int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
                      const struct ctkn_log_config *cfg, ctkn_env env,
                      struct ctkn_err *err);
+/* Close and free. NULL is a no-op. */
 void ctkn_ledger_close(ctkn_ledger *l);
 
-/* Run one command; see the steps above. */
+/*
+ * Run one command; see the steps above. Borrows cmd for the call; *out
+ * receives the state after it. Errors: those in this header's top
+ * comment; CTKN_EKAFKA also when the token's partition is paused behind a
+ * newer schema version (the event is appended, not yet applied).
+ */
 int ctkn_ledger_execute(ctkn_ledger *l, const struct ctkn_command *cmd,
                         struct ctkn_outcome *out, struct ctkn_err *err);
 
@@ -59,8 +71,10 @@ int ctkn_ledger_execute(ctkn_ledger *l, const struct ctkn_command *cmd,
  * are concurrent with each other: two changes to one token conflict as two
  * writers would), one batch append, one wait for the projection. rcs[i],
  * outs[i] and errs[i] receive each command's result as ctkn_ledger_execute
- * would return it. Returns CTKN_OK, or the failure that stopped the whole
- * batch (which every affected rcs[i] also carries).
+ * would return it. Borrows cmds for the call. Returns CTKN_OK, or the
+ * failure that stopped the whole batch (which every affected rcs[i] also
+ * carries): a command whose rcs[i] is CTKN_OK was acknowledged and
+ * judged, whatever the return.
  */
 int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
                               size_t n, struct ctkn_outcome *outs, int *rcs,

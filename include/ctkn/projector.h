@@ -53,6 +53,8 @@ struct ctkn_projector_stats {
  * benchmarks can drive the projection without a broker. paused[p] (may be
  * NULL; npaused entries) marks partitions that stop at a newer schema; a
  * record with such a schema sets it. stats accumulates (may be NULL).
+ * Borrows msgs for the call. Errors: CTKN_ESTORE (nothing is committed),
+ * CTKN_ENOMEM.
  */
 int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
                          const struct ctkn_log_msg *msgs, size_t n,
@@ -64,25 +66,32 @@ int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
  * Decode and check one record as the projector does (headers, payload,
  * ctkn_event_check(), key and type header against the payload), but not
  * its schema version: callers compare that with CTKN_SCHEMA_VERSION first.
- * CTKN_EDECODE with the quarantine reason in err->msg.
+ * Errors: CTKN_EDECODE, with the quarantine reason in err->msg.
  */
 int ctkn_projector_decode(const struct ctkn_log_msg *m, struct ctkn_event *ev,
                           struct ctkn_err *err);
 
 typedef struct ctkn_projector ctkn_projector;
 
-/* Borrows st and cfg, which must outlive the projector. On success *out is
- * a new projector: caller owns it, release with ctkn_projector_close(). */
+/* Keeps st and cfg, which must outlive the projector. On success *out is
+ * a new projector: caller owns it; release with ctkn_projector_close().
+ * On failure *out is NULL. Errors: CTKN_ECONFLICT (st is a frozen
+ * replay), CTKN_ENOTFOUND (no topic), CTKN_EKAFKA, CTKN_ETIMEOUT,
+ * CTKN_EUSAGE, CTKN_ENOMEM. */
 int ctkn_projector_open(ctkn_projector **out, ctkn_store *st,
                         const struct ctkn_log_config *cfg, ctkn_env env,
                         struct ctkn_err *err);
+/* Close and free. NULL is a no-op. */
 void ctkn_projector_close(ctkn_projector *p);
 
 /*
  * Advance the projection until every partition has passed targets[p]
  * (next offsets; n entries), or, with targets NULL, the log's end offsets
  * as they stand when the call starts. Bounded by the config's timeout
- * while no progress is made.
+ * while no progress is made. A partition paused at a newer schema counts
+ * as done. Borrows targets for the call. Errors: CTKN_ETIMEOUT (no
+ * progress), CTKN_ECONFLICT (the topic was re-created), CTKN_EKAFKA,
+ * CTKN_ENOTFOUND, CTKN_ESTORE, CTKN_ENOMEM.
  */
 int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
                             int32_t n, struct ctkn_err *err);
@@ -90,7 +99,9 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
 /*
  * Follow the log until *stop becomes non-zero (a signal handler sets it),
  * then finish the current batch and return CTKN_OK. Picks up partitions
- * added later, and logs progress and lag to stderr every few seconds.
+ * added later, and logs progress and lag (ctkn__diag) every few seconds.
+ * Transient failures (CTKN_EKAFKA, CTKN_ETIMEOUT) are retried. Errors:
+ * CTKN_ECONFLICT (the topic was re-created), CTKN_ESTORE, CTKN_ENOMEM.
  */
 int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
                           struct ctkn_err *err);
@@ -100,6 +111,8 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
  * partition, apply the log prefix before the first record whose timestamp
  * is after that instant (Kafka's offsets-for-times), nothing past it, then
  * freeze the store (ctkn_store_freeze()). Meant for a new, empty store.
+ * Errors: as ctkn_projector_catch_up(); CTKN_EKAFKA when a partition
+ * stops before the cut (a newer schema version).
  */
 int ctkn_projector_replay(ctkn_projector *p, int64_t as_of_us,
                           struct ctkn_err *err);
@@ -114,8 +127,10 @@ int ctkn_projector_replay(ctkn_projector *p, int64_t as_of_us,
  * (ctkn_store_refresh()). The old one is kept in dir.previous until the
  * next rebuild. A live projection of an unknown store format is rebuilt
  * too (stop its old-build writers first): the way through a format change.
- * CTKN_ENOTFOUND when dir holds no projection; CTKN_ECONFLICT when another
- * rebuild runs, or dir is bound to another topic or is a frozen replay.
+ * stats (caller's) receives the totals. Errors: CTKN_ENOTFOUND (dir
+ * holds no projection), CTKN_ECONFLICT (another rebuild runs, or dir is
+ * bound to another topic or is a frozen replay), and those of
+ * ctkn_projector_catch_up().
  */
 int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
                            ctkn_env env, size_t map_size,
@@ -149,7 +164,9 @@ int32_t ctkn_projector_partitions(const ctkn_projector *p);
 /*
  * Where the log and the projection stand, per partition: the log's start
  * and end offsets (asked of the broker) and the projection's next offset.
- * *out is malloc'd (caller frees) with *n entries.
+ * On success *out is a new array of *n entries: caller owns it; release
+ * with free(). On failure *out is NULL and *n 0. Errors: CTKN_EKAFKA,
+ * CTKN_ETIMEOUT, CTKN_ESTORE, CTKN_ENOMEM.
  */
 int ctkn_projector_status(ctkn_projector *p, struct ctkn_partition_status **out,
                           int32_t *n, struct ctkn_err *err);

@@ -33,20 +33,29 @@ struct ctkn_list_params {
 
 /* per_page 50, id[DESC], status active, no cursor. */
 void ctkn_list_params_init(struct ctkn_list_params *p);
-/* A positive integer; values above 200 are capped, not rejected. */
+/* A positive integer; values above 200 are capped, not rejected.
+ * Errors: CTKN_EINVAL (field "per_page"); p is then unchanged. */
 int ctkn_list_params_per_page(struct ctkn_list_params *p, const char *s,
                               struct ctkn_err *err);
-/* "id[ASC]" or "id[DESC]". */
+/* "id[ASC]" or "id[DESC]". Errors: CTKN_EINVAL (field "order_by"). */
 int ctkn_list_params_order_by(struct ctkn_list_params *p, const char *s,
                               struct ctkn_err *err);
-/* Comma-separated statuses: "active", "revoked", "active,revoked". */
+/* Comma-separated statuses: "active", "revoked", "active,revoked".
+ * Errors: CTKN_EINVAL (field "status"). */
 int ctkn_list_params_status(struct ctkn_list_params *p, const char *s,
                             struct ctkn_err *err);
-/* A client-side token ID. */
+/* A client-side token ID. Errors: CTKN_EINVAL (field "after"). */
 int ctkn_list_params_after(struct ctkn_list_params *p, const char *s,
                            struct ctkn_err *err);
 
-/* {"data": entity, "meta": ...}. *json is malloc'd: caller frees. */
+/*
+ * In every function below, on success *json is a new string: caller owns
+ * it; release with free(). On failure *json is NULL. Each borrows its
+ * arguments for the call.
+ */
+
+/* {"data": entity, "meta": ...}.
+ * Errors: CTKN_ENOTFOUND (no such token), CTKN_ESTORE, CTKN_ENOMEM. */
 int ctkn_query_get(ctkn_store *st, const char *id, const char *request_id,
                    char **json, struct ctkn_err *err);
 
@@ -54,25 +63,32 @@ int ctkn_query_get(ctkn_store *st, const char *id, const char *request_id,
  * One page, Paddle's list shape. next_base is the URL that a "next" link
  * extends with the query string (e.g. "https://host/client-tokens"); NULL
  * renders next as a bare query string. count: estimate the total.
+ * Errors: CTKN_ESTORE, CTKN_ENOMEM.
  */
 int ctkn_query_list(ctkn_store *st, const struct ctkn_list_params *p,
                     const char *next_base, bool count, const char *request_id,
                     char **json, struct ctkn_err *err);
 
 /* {"data": {"id", "token", "status", "environment"}, "meta": ...}.
- * *active tells whether the token may be used. */
+ * *active tells whether the token may be used.
+ * Errors: CTKN_EINVAL (field "token": not a token string), CTKN_ENOTFOUND,
+ * CTKN_ESTORE, CTKN_ENOMEM. */
 int ctkn_query_verify(ctkn_store *st, const char *token, const char *request_id,
                       char **json, bool *active, struct ctkn_err *err);
 
-/* The token's events, oldest first, one webhook-style JSON line each. */
+/* The token's events, oldest first, one webhook-style JSON line each,
+ * written to out. Errors: CTKN_ENOTFOUND, CTKN_ESTORE (also for a history
+ * entry that does not decode), CTKN_ENOMEM. */
 int ctkn_query_history(ctkn_store *st, const char *id, FILE *out,
                        struct ctkn_err *err);
 
-/* {"data": {"sha256", "tokens", "offsets": [{"partition", "offset"}]}} */
+/* {"data": {"sha256", "tokens", "offsets": [{"partition", "offset"}]}}
+ * Errors: CTKN_ESTORE, CTKN_ENOMEM. */
 int ctkn_query_digest(ctkn_store *st, char **json, struct ctkn_err *err);
 
-/* Quarantined records, one JSON line each: partition, offset, reason,
- * key and value in base64. */
+/* Quarantined records, one JSON line each, written to out: partition,
+ * offset, reason, key and value in base64. Errors: CTKN_ESTORE,
+ * CTKN_ENOMEM. */
 int ctkn_query_quarantine(ctkn_store *st, FILE *out, struct ctkn_err *err);
 
 #endif /* CTKN_QUERY_H */

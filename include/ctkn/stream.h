@@ -9,7 +9,7 @@
  * and flushed, so a line may be written twice (after a crash or a
  * rebalance) but never skipped: at least once.
  *
- * Records the projector would quarantine are reported on stderr with
+ * Records the projector would quarantine are reported (ctkn__diag) with
  * their coordinates and passed over. A record with a newer schema version
  * stops the tail (CTKN_EFORMAT) before anything past it is committed:
  * upgrade, then resume.
@@ -48,7 +48,9 @@ struct ctkn_tail_stats {
 };
 
 /* Tail the topic into out until *stop, the end (exit_at_end), or an
- * error. Transient broker failures are retried while following. */
+ * error. Transient broker failures are retried while following. Borrows
+ * cfg, opts and out for the call; stats (caller's) accumulates. Errors:
+ * those in this header's top comment. */
 int ctkn_tail(const struct ctkn_log_config *cfg,
               const struct ctkn_tail_opts *opts, FILE *out,
               struct ctkn_tail_stats *stats, struct ctkn_err *err);

@@ -13,10 +13,10 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctkn/diag.h"
-#include "ctkn/token.h"
 #include "internal.h"
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
@@ -57,6 +57,23 @@ bool ctkn__diag_on(enum ctkn_diag_level level)
   return (int)level <= atomic_load(&max_level);
 }
 
+/* Now as RFC 3339 UTC with microseconds (token.h's format; the sink sits
+ * below every module, so it formats its own). */
+static void now_rfc3339(char out[64])
+{
+  struct timespec ts;
+  struct tm tm;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (gmtime_r(&ts.tv_sec, &tm) == NULL) {
+    out[0] = '\0';
+    return;
+  }
+  snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+           ts.tv_nsec / 1000);
+}
+
 static void emit(const char *line, size_t len)
 {
   pthread_mutex_lock(&sink_lock);
@@ -80,13 +97,12 @@ void ctkn__diag_fields(enum ctkn_diag_level level, const char *component,
                        const char *msg, const char *fields)
 {
   struct ctkn__buf b = CTKN__BUF_INIT;
-  char when[CTKN_TIME_BUF];
+  char when[64];
   int rc;
 
   if (!ctkn__diag_on(level))
     return;
-  if (ctkn_time_format(ctkn_now_us(), when) != CTKN_OK)
-    when[0] = '\0';
+  now_rfc3339(when);
   rc = ctkn__buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\",", when,
                         names[level]);
   if (rc == CTKN_OK && component != NULL && component[0] != '\0') {

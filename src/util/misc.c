@@ -1,0 +1,79 @@
+/*
+ * misc.c - the small helpers every module uses (internal.h): error
+ * detail, bounded string copies, side-file names, the monotonic clock.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+CTKN__PRINTF(4, 0)
+static int err_vset(struct ctkn_err *err, int code, const char *field,
+                    const char *fmt, va_list ap)
+{
+  if (err == NULL)
+    return code;
+  err->code = code;
+  ctkn__strlcpy(err->field, field ? field : "", sizeof(err->field));
+  vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+  return code;
+}
+
+int ctkn__err(struct ctkn_err *err, int code, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start(ap, fmt);
+  err_vset(err, code, NULL, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+int ctkn__err_field(struct ctkn_err *err, int code, const char *field,
+                    const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start(ap, fmt);
+  err_vset(err, code, field, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+size_t ctkn__strlcpy(char *dst, const char *src, size_t dstsz)
+{
+  size_t n = strlen(src);
+  size_t m = n < dstsz - 1 ? n : dstsz - 1;
+
+  memcpy(dst, src, m);
+  dst[m] = '\0';
+  return n;
+}
+
+char *ctkn__suffixed(const char *path, const char *suffix)
+{
+  size_t a = strlen(path), b = strlen(suffix);
+  char *s = malloc(a + b + 1);
+
+  if (s != NULL) {
+    memcpy(s, path, a);
+    memcpy(s + a, suffix, b + 1);
+  }
+  return s;
+}
+
+int64_t ctkn__now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool ctkn__transient(int rc)
+{
+  return rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT;
+}
