@@ -124,36 +124,48 @@ static int dest_write(struct cli *c, ctkn_dest_cmd_kind kind)
   return ex;
 }
 
+/* Whether an option that only add and update take is given. */
+static bool any_setter(struct cli *c)
+{
+  static const char *const names[] = {"--url", "--events", "--description",
+                                      "--no-description", "--active"};
+
+  for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
+    if (cli_value(c, names[i]) != NULL)
+      return true;
+  return false;
+}
+
 int cmd_destination(struct cli *c)
 {
+  /* In this order: the writes first, then the reads. */
   static const char *const subs[] = {"add", "update", "remove", "get", "list"};
+  static const ctkn_dest_cmd_kind kinds[] = {CTKN_DEST_ADD, CTKN_DEST_UPDATE,
+                                             CTKN_DEST_REMOVE};
+  const size_t nsubs = sizeof(subs) / sizeof(*subs);
   const char *sub = c->pos[0];
   size_t k = 0;
 
-  while (k < sizeof(subs) / sizeof(*subs) && strcmp(sub, subs[k]) != 0)
+  while (k < nsubs && strcmp(sub, subs[k]) != 0)
     k++;
-  if (k == sizeof(subs) / sizeof(*subs))
+  if (k == nsubs)
     return cli_usage_error(c,
                            "unknown destination command \"%.40s\" (try add, "
                            "list, get, update or remove)",
                            sub);
-  bool add = k == 0, update = k == 1, list = k == 4;
-  if (c->npos != (add || list ? 1 : 2))
-    return add || list ? cli_usage_error(c, "destination %s takes no ID", sub)
-                       : cli_usage_error(c, "destination %s needs an ID", sub);
-  if (!add && !update &&
-      (cli_value(c, "--url") || cli_value(c, "--events") ||
-       cli_value(c, "--description") || cli_value(c, "--no-description") ||
-       cli_value(c, "--active")))
+  bool takes_id = k >= 1 && k <= 3;
+  if (!takes_id && c->npos != 1)
+    return cli_usage_error(c, "destination %s takes no ID", sub);
+  if (takes_id && c->npos != 2)
+    return cli_usage_error(c, "destination %s needs an ID", sub);
+  if (k >= 2 && any_setter(c))
     return cli_usage_error(c,
                            "destination %s takes no --url, --events, "
                            "--description or --active",
                            sub);
   if (k >= 3)
-    return dest_read(c, list);
-  return dest_write(c, add      ? CTKN_DEST_ADD
-                       : update ? CTKN_DEST_UPDATE
-                                : CTKN_DEST_REMOVE);
+    return dest_read(c, k == 4);
+  return dest_write(c, kinds[k]);
 }
 
 /* ---- notify ------------------------------------------------------------ */
@@ -263,14 +275,30 @@ static int ntf_read(struct cli *c, const char *sub,
   return rc == CTKN_OK ? 0 : cli_print_error(c->rid, &err);
 }
 
+/* --destination and --status, for list only. 0, or the exit status of
+ * the error reported. */
+static int ntf_filters(struct cli *c, bool list, struct ctkn_ntf_list_params *p)
+{
+  const char *dest = cli_value(c, "--destination");
+  const char *status = cli_value(c, "--status");
+  struct ctkn_err err;
+
+  if (!list && (dest || status))
+    return cli_usage_error(c, "--destination and --status are for "
+                              "notification list");
+  ctkn_ntf_list_params_init(p);
+  if ((dest && ctkn_ntf_list_params_destination(p, dest, &err) != CTKN_OK) ||
+      (status && ctkn_ntf_list_params_status(p, status, &err) != CTKN_OK))
+    return cli_print_error(c->rid, &err);
+  return 0;
+}
+
 int cmd_notification(struct cli *c)
 {
   const char *sub = c->pos[0];
   bool list = strcmp(sub, "list") == 0, replay = strcmp(sub, "replay") == 0;
-  const char *dest = cli_value(c, "--destination");
-  const char *status = cli_value(c, "--status");
   struct ctkn_ntf_list_params p;
-  struct ctkn_err err;
+  int ex;
 
   if (!list && !replay && strcmp(sub, "logs") != 0 && strcmp(sub, "get") != 0)
     return cli_usage_error(c,
@@ -280,12 +308,7 @@ int cmd_notification(struct cli *c)
   if (c->npos != (list ? 1 : 2))
     return list ? cli_usage_error(c, "notification list takes no ID")
                 : cli_usage_error(c, "notification %s needs an ID", sub);
-  if (!list && (dest || status))
-    return cli_usage_error(c, "--destination and --status are for "
-                              "notification list");
-  ctkn_ntf_list_params_init(&p);
-  if ((dest && ctkn_ntf_list_params_destination(&p, dest, &err) != CTKN_OK) ||
-      (status && ctkn_ntf_list_params_status(&p, status, &err) != CTKN_OK))
-    return cli_print_error(c->rid, &err);
+  if ((ex = ntf_filters(c, list, &p)) != 0)
+    return ex;
   return replay ? ntf_replay(c) : ntf_read(c, sub, &p);
 }
