@@ -118,6 +118,7 @@ int ctkn_query_destination(ctkn_store *st, const char *id,
 /* The notifications p selects, in ID order, one JSON line each
  * (ctkn_json_notification(), with the webhook body as its payload, or
  * null when the event is no longer in the projection), written to out.
+ * Borrows out for the call (as the two below do).
  * Errors: CTKN_ESTORE, CTKN_ENOMEM; lines already written stay. */
 int ctkn_query_notifications(ctkn_store *st,
                              const struct ctkn_ntf_list_params *p, FILE *out,

@@ -24,7 +24,7 @@
 /*
  * Project cfg's topic into a new projection in dir exactly as it stood at
  * as_of_us, bound to cfg's topic and env, and freeze it. map_size 0 takes
- * the store's default. cfg is borrowed for the call.
+ * the store's default. Borrows cfg for the call.
  * Errors: CTKN_ECONFLICT (dir holds a projection), the store's
  * (CTKN_ESTORE, CTKN_ENOMEM) and the log's (CTKN_ENOTFOUND for a missing
  * topic, CTKN_EKAFKA, CTKN_ETIMEOUT).

@@ -189,7 +189,7 @@ int ctkn_settings_topic(const char *topic, char *out, size_t outsz,
  * when missing, with one partition: destination changes are few, and one
  * total order lets every replica apply them alike. *created tells whether
  * it was created now; *partitions receives its partition count either
- * way. cfg is borrowed for the call.
+ * way. Borrows cfg for the call.
  * Errors: CTKN_EINVAL (field "topic": the name would pass Kafka's 249),
  * and ctkn_log_create_topic()'s: CTKN_EUSAGE, CTKN_EINVAL (the broker
  * refused the values), CTKN_EKAFKA, CTKN_ETIMEOUT.
