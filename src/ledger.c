@@ -2,7 +2,9 @@
  * ledger.c - one command end to end: plan against a fresh projection,
  * append, and wait until the projection has judged the event.
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -333,5 +335,139 @@ int ctkn_ledger_execute(ctkn_ledger *l, const struct ctkn_command *cmd,
   ctkn_ledger_execute_batch(l, cmd, 1, out, &rc, &e);
   if (rc != CTKN_OK && err != NULL)
     *err = e;
+  return rc;
+}
+
+/* ---- create requests as JSON lines ------------------------------------ */
+
+/* Lines per batch: enough to keep many events in flight, few enough that
+ * answers stream out as the input is read. */
+#define LINES_CHUNK 512
+
+/* One chunk's lines as read (cmds, outs, errs, rcs, parsed: by input
+ * line) and the parsed ones as run (run, ro, re, rr: compacted). */
+struct lines {
+  struct ctkn_command *cmds, *run;
+  struct ctkn_outcome *outs, *ro;
+  struct ctkn_err *errs, *re;
+  int *rcs, *rr;
+  bool *parsed;
+  char *line;
+  size_t cap;
+};
+
+static void lines_free(struct lines *b)
+{
+  free(b->cmds);
+  free(b->run);
+  free(b->outs);
+  free(b->ro);
+  free(b->errs);
+  free(b->re);
+  free(b->rcs);
+  free(b->rr);
+  free(b->parsed);
+  free(b->line);
+}
+
+static int lines_alloc(struct lines *b, struct ctkn_err *err)
+{
+  memset(b, 0, sizeof(*b));
+  b->cmds = calloc(LINES_CHUNK, sizeof(*b->cmds));
+  b->run = calloc(LINES_CHUNK, sizeof(*b->run));
+  b->outs = calloc(LINES_CHUNK, sizeof(*b->outs));
+  b->ro = calloc(LINES_CHUNK, sizeof(*b->ro));
+  b->errs = calloc(LINES_CHUNK, sizeof(*b->errs));
+  b->re = calloc(LINES_CHUNK, sizeof(*b->re));
+  b->rcs = calloc(LINES_CHUNK, sizeof(*b->rcs));
+  b->rr = calloc(LINES_CHUNK, sizeof(*b->rr));
+  b->parsed = calloc(LINES_CHUNK, sizeof(*b->parsed));
+  if (b->cmds == NULL || b->run == NULL || b->outs == NULL || b->ro == NULL ||
+      b->errs == NULL || b->re == NULL || b->rcs == NULL || b->rr == NULL ||
+      b->parsed == NULL) {
+    lines_free(b);
+    return ctkn__err(err, CTKN_ENOMEM, "ledger: out of memory");
+  }
+  return CTKN_OK;
+}
+
+/* Read and parse up to LINES_CHUNK lines: *n counts them, *todo the ones
+ * that parsed. false once in has ended (or failed). */
+static bool read_chunk(struct lines *b, FILE *in, size_t *n, size_t *todo)
+{
+  *n = *todo = 0;
+  while (*n < LINES_CHUNK) {
+    ssize_t len = getline(&b->line, &b->cap, in);
+    if (len < 0)
+      return false;
+    if (len > 0 && b->line[len - 1] == '\n')
+      b->line[--len] = '\0';
+    size_t i = (*n)++;
+    b->parsed[i] = ctkn_json_parse_create(b->line, (size_t)len, &b->cmds[i],
+                                          &b->errs[i]) == CTKN_OK;
+    b->rcs[i] = b->parsed[i] ? CTKN_OK : b->errs[i].code;
+    *todo += b->parsed[i];
+  }
+  return true;
+}
+
+/* Run a chunk's parsed commands as one batch, then put each result back
+ * in input order. */
+static void run_chunk(ctkn_ledger *l, struct lines *b, size_t n, size_t todo)
+{
+  size_t k = 0;
+
+  for (size_t i = 0; i < n; i++)
+    if (b->parsed[i])
+      b->run[k++] = b->cmds[i];
+  if (todo > 0)
+    ctkn_ledger_execute_batch(l, b->run, todo, b->ro, b->rr, b->re);
+  k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!b->parsed[i])
+      continue;
+    b->rcs[i] = b->rr[k];
+    b->errs[i] = b->re[k];
+    b->outs[i] = b->ro[k++];
+  }
+}
+
+/* One answer line per input line; returns the worst exit status so far. */
+static int answer_chunk(const struct lines *b, size_t n, FILE *out, int worst)
+{
+  for (size_t i = 0; i < n; i++) {
+    char *json = b->rcs[i] == CTKN_OK
+                     ? ctkn_json_data(&b->outs[i].record.token, NULL)
+                     : ctkn_json_error(&b->errs[i], NULL);
+    fprintf(out, "%s\n", json ? json : "{}");
+    free(json);
+    int e = ctkn_error_exit(b->rcs[i]);
+    worst = e > worst ? e : worst;
+  }
+  fflush(out);
+  return worst;
+}
+
+int ctkn_ledger_create_lines(ctkn_ledger *l, FILE *in, FILE *out, int *worst,
+                             struct ctkn_err *err)
+{
+  struct lines b;
+  bool more = true;
+  int rc;
+
+  *worst = 0;
+  if ((rc = lines_alloc(&b, err)) != CTKN_OK)
+    return rc;
+  while (more) {
+    size_t n, todo;
+    more = read_chunk(&b, in, &n, &todo);
+    if (n == 0)
+      break;
+    run_chunk(l, &b, n, todo);
+    *worst = answer_chunk(&b, n, out, *worst);
+  }
+  if (ferror(in))
+    rc = ctkn__err(err, CTKN_EIO, "reading the requests: %s", strerror(errno));
+  lines_free(&b);
   return rc;
 }

@@ -354,3 +354,189 @@ int ctkn_query_quarantine(ctkn_store *st, FILE *out, struct ctkn_err *err)
     rc = oom(err);
   return rc;
 }
+
+/* ---- destinations and notifications ------------------------------------ */
+
+void ctkn_ntf_list_params_init(struct ctkn_ntf_list_params *p)
+{
+  memset(p, 0, sizeof(*p));
+}
+
+int ctkn_ntf_list_params_destination(struct ctkn_ntf_list_params *p,
+                                     const char *s, struct ctkn_err *err)
+{
+  if (!ctkn_id_valid("ntfset_", s))
+    return ctkn__err_field(err, CTKN_EINVAL, "destination",
+                           "must match ^ntfset_[a-z0-9]{26}$");
+  ctkn__strlcpy(p->destination, s, sizeof(p->destination));
+  return CTKN_OK;
+}
+
+/* The status bits one name stands for, or 0 for an unknown name. */
+static unsigned ntf_status_bits(const char *name, size_t n)
+{
+  unsigned bits = 0;
+
+  for (int s = CTKN_NTF_NOT_ATTEMPTED; s <= CTKN_NTF_FAILED; s++) {
+    const char *str = ctkn_ntf_status_str((ctkn_ntf_status)s);
+    if (strlen(str) == n && strncmp(name, str, n) == 0)
+      bits = 1u << s;
+  }
+  if (n == 7 && strncmp(name, "pending", 7) == 0)
+    bits = 1u << CTKN_NTF_NOT_ATTEMPTED | 1u << CTKN_NTF_NEEDS_RETRY;
+  return bits;
+}
+
+int ctkn_ntf_list_params_status(struct ctkn_ntf_list_params *p, const char *s,
+                                struct ctkn_err *err)
+{
+  unsigned mask = 0;
+
+  /* "" and a trailing comma end the list; an empty name inside it does
+   * not pass. */
+  for (const char *c = s; *c;) {
+    const char *end = strchr(c, ',');
+    size_t n = end ? (size_t)(end - c) : strlen(c);
+    unsigned bits = ntf_status_bits(c, n);
+    if (bits == 0)
+      return ctkn__err_field(err, CTKN_EINVAL, "status",
+                             "\"%.*s\" is not delivered, failed, pending, "
+                             "not_attempted or needs_retry",
+                             (int)(n > 40 ? 40 : n), c);
+    mask |= bits;
+    c = end ? end + 1 : c + n;
+  }
+  p->status_mask = mask;
+  return CTKN_OK;
+}
+
+int ctkn_query_destinations(ctkn_store *st, const char *request_id, char **json,
+                            struct ctkn_err *err)
+{
+  struct ctkn_destination *ds = NULL;
+  ctkn_store_txn *txn;
+  size_t n = 0;
+  int rc;
+
+  *json = NULL;
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_settings_list(txn, &ds, &n, err);
+  ctkn_store_abort(txn);
+  if (rc == CTKN_OK &&
+      (*json = ctkn_json_destinations(ds, n, request_id)) == NULL)
+    rc = oom(err);
+  free(ds);
+  return rc;
+}
+
+int ctkn_query_destination(ctkn_store *st, const char *id,
+                           const char *request_id, char **json,
+                           struct ctkn_err *err)
+{
+  struct ctkn_destination *d = malloc(sizeof(*d));
+  ctkn_store_txn *txn;
+  int rc;
+
+  *json = NULL;
+  if (d == NULL)
+    return oom(err);
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
+    rc = ctkn_settings_get(txn, id, false, d, err);
+    ctkn_store_abort(txn);
+  }
+  if (rc == CTKN_OK &&
+      (*json = ctkn_json_destination(d, NULL, request_id)) == NULL)
+    rc = oom(err);
+  free(d);
+  return rc;
+}
+
+struct ntf_lines {
+  ctkn_store_txn *txn;
+  FILE *out;
+  struct ctkn_err *err;
+};
+
+/* One notification's line, its payload rebuilt from the projection. */
+static int ntf_line(void *arg, const struct ctkn_notification *n)
+{
+  struct ntf_lines *w = arg;
+  char *payload = NULL, *line;
+  int rc = ctkn_notification_payload(w->txn, n, &payload, w->err);
+
+  if (rc != CTKN_OK && rc != CTKN_ENOTFOUND)
+    return rc;
+  line = ctkn_json_notification(n, payload);
+  free(payload);
+  if (line == NULL)
+    return oom(w->err);
+  fprintf(w->out, "%s\n", line);
+  free(line);
+  return CTKN_OK;
+}
+
+int ctkn_query_notifications(ctkn_store *st,
+                             const struct ctkn_ntf_list_params *p, FILE *out,
+                             struct ctkn_err *err)
+{
+  struct ntf_lines w = {NULL, out, err};
+  int rc;
+
+  if ((rc = ctkn_store_begin(st, false, &w.txn, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_notification_list(w.txn, p->destination[0] ? p->destination : NULL,
+                              p->status_mask, ntf_line, &w, err);
+  ctkn_store_abort(w.txn);
+  return rc;
+}
+
+int ctkn_query_notification(ctkn_store *st, const char *id, FILE *out,
+                            struct ctkn_err *err)
+{
+  struct ntf_lines w = {NULL, out, err};
+  struct ctkn_notification *n = malloc(sizeof(*n));
+  int rc;
+
+  if (n == NULL)
+    return oom(err);
+  if ((rc = ctkn_store_begin(st, false, &w.txn, err)) == CTKN_OK) {
+    if ((rc = ctkn_notification_get(w.txn, id, n, err)) == CTKN_OK)
+      rc = ntf_line(&w, n);
+    ctkn_store_abort(w.txn);
+  }
+  free(n);
+  return rc;
+}
+
+struct attempt_lines {
+  const char *id;
+  FILE *out;
+  struct ctkn_err *err;
+};
+
+static int attempt_line(void *arg, const struct ctkn_ntf_attempt *a)
+{
+  struct attempt_lines *w = arg;
+  char *line = ctkn_json_attempt(w->id, a);
+
+  if (line == NULL)
+    return oom(w->err);
+  fprintf(w->out, "%s\n", line);
+  free(line);
+  return CTKN_OK;
+}
+
+int ctkn_query_attempts(ctkn_store *st, const char *id, FILE *out,
+                        struct ctkn_err *err)
+{
+  struct attempt_lines w = {id, out, err};
+  ctkn_store_txn *txn;
+  int rc;
+
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_notification_attempts(txn, id, attempt_line, &w, err);
+  ctkn_store_abort(txn);
+  return rc;
+}

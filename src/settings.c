@@ -955,3 +955,24 @@ out:
   free(ev);
   return rc;
 }
+
+/* ---- creating the topic ------------------------------------------------ */
+
+int ctkn_settings_create_topic(const struct ctkn_log_config *cfg,
+                               int replication_factor, bool *created,
+                               int32_t *partitions, struct ctkn_err *err)
+{
+  /* A shallow copy: the overrides stay cfg's, borrowed for the call. */
+  struct ctkn_log_config scfg = *cfg;
+  int rc;
+
+  *created = false;
+  *partitions = 0;
+  rc = ctkn_settings_topic(cfg->topic, scfg.topic, sizeof(scfg.topic), err);
+  /* One partition: the changes are few, and one total order keeps them
+   * simple: every replica applies them in the same order. */
+  if (rc == CTKN_OK)
+    rc = ctkn_log_create_topic(&scfg, 1, replication_factor, created,
+                               partitions, err);
+  return rc;
+}

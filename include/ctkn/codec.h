@@ -266,4 +266,24 @@ char *ctkn_json_apikey_list(const ctkn_apikeys *ks);
 /* {"data": {"name", "revoked": true}} */
 char *ctkn_json_apikey_revoked(const char *name);
 
+/* ---- JSON: the CLI's small documents ---------------------------------- */
+
+/* {"data": {"version", "schema_version", "store_format"}}: `ctkn
+ * version`. */
+char *ctkn_json_version(const char *version, int schema_version,
+                        int store_format);
+
+/* {"data": null}: what a removal answers. */
+char *ctkn_json_data_null(void);
+
+/* {"data": {"attempts", "delivered", "failed", "replayed"}}: what a
+ * `ctkn notify` run did. */
+char *ctkn_json_notify_stats(uint64_t attempts, uint64_t delivered,
+                             uint64_t failed, uint64_t replayed);
+
+/* {"data": {"notification_id"}, "meta": {"request_id"}}: the new
+ * notification a replay queued. */
+char *ctkn_json_notification_replayed(const char *ntf_id,
+                                      const char *request_id);
+
 #endif /* CTKN_CODEC_H */

@@ -27,6 +27,7 @@
 #define CTKN_LEDGER_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "ctkn/error.h"
 #include "ctkn/event.h"
@@ -79,5 +80,22 @@ int ctkn_ledger_execute(ctkn_ledger *l, const struct ctkn_command *cmd,
 int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
                               size_t n, struct ctkn_outcome *outs, int *rcs,
                               struct ctkn_err *errs);
+
+/*
+ * Answer POST /client-tokens bodies read from in, one per line, as `ctkn
+ * create --batch` does: each line is parsed (ctkn_json_parse_create()),
+ * and the parsed ones run in chunks of up to 512 through
+ * ctkn_ledger_execute_batch(), their events in flight together. For each
+ * input line, in input order, one line goes to out: the data document
+ * (ctkn_json_data()) or the error envelope (ctkn_json_error()), each with
+ * a fresh request ID; out is flushed after each chunk. *worst receives the
+ * worst ctkn_error_exit() of the lines (3 beats 1 beats 0; 0 for none).
+ * Borrows in and out for the call.
+ * Errors: CTKN_ENOMEM (nothing read), CTKN_EIO (reading in failed; the
+ * lines before are answered and counted in *worst). A line's own failure
+ * is its answer, not the call's.
+ */
+int ctkn_ledger_create_lines(ctkn_ledger *l, FILE *in, FILE *out, int *worst,
+                             struct ctkn_err *err);
 
 #endif /* CTKN_LEDGER_H */

@@ -8,6 +8,9 @@
  *
  * Errors:   CTKN_ENOTFOUND for an unknown ID or token; CTKN_EINVAL for a
  *           list parameter that breaks a rule (naming it); CTKN_ESTORE.
+ * Destinations (settings.h) and a notifier's delivery records (notify.h)
+ * are read the same way, each call in one read transaction.
+ *
  * Not here: writes (ledger.h).
  */
 #ifndef CTKN_QUERY_H
@@ -17,6 +20,8 @@
 #include <stdio.h>
 
 #include "ctkn/error.h"
+#include "ctkn/notify.h"
+#include "ctkn/settings.h"
 #include "ctkn/store.h"
 #include "ctkn/token.h"
 
@@ -90,5 +95,60 @@ int ctkn_query_digest(ctkn_store *st, char **json, struct ctkn_err *err);
  * offset, reason, key and value in base64. Errors: CTKN_ESTORE,
  * CTKN_ENOMEM. */
 int ctkn_query_quarantine(ctkn_store *st, FILE *out, struct ctkn_err *err);
+
+/* ---- destinations and notifications ------------------------------------ */
+
+/* `ctkn notification list`'s filters. */
+struct ctkn_ntf_list_params {
+  char destination[CTKN_DEST_ID_BUF]; /* "" = every destination */
+  unsigned status_mask;               /* bit (1 << status); 0 = every one */
+};
+
+/* Every destination, every status. */
+void ctkn_ntf_list_params_init(struct ctkn_ntf_list_params *p);
+/* A destination ID. Errors: CTKN_EINVAL (field "destination": not
+ * ^ntfset_[a-z0-9]{26}$). */
+int ctkn_ntf_list_params_destination(struct ctkn_ntf_list_params *p,
+                                     const char *s, struct ctkn_err *err);
+/* Comma-separated statuses: delivered, failed, not_attempted, needs_retry,
+ * and pending (not_attempted or needs_retry). "" leaves every status.
+ * Errors: CTKN_EINVAL (field "status", quoting the first unknown name);
+ * *p is then unchanged. */
+int ctkn_ntf_list_params_status(struct ctkn_ntf_list_params *p, const char *s,
+                                struct ctkn_err *err);
+
+/* {"data": [destinations], "meta": ...}: every live destination, in ID
+ * order, never a secret. On success caller owns *json; release with
+ * free(). Errors: CTKN_ESTORE, CTKN_ENOMEM. */
+int ctkn_query_destinations(ctkn_store *st, const char *request_id, char **json,
+                            struct ctkn_err *err);
+
+/* {"data": destination, "meta": ...}, never its secret. On success caller
+ * owns *json; release with free(). Errors: CTKN_ENOTFOUND (no such
+ * destination, a removed one, or not a destination ID), CTKN_ESTORE,
+ * CTKN_ENOMEM. */
+int ctkn_query_destination(ctkn_store *st, const char *id,
+                           const char *request_id, char **json,
+                           struct ctkn_err *err);
+
+/* The notifications p selects, in ID order, one JSON line each
+ * (ctkn_json_notification(), with the webhook body as its payload, or
+ * null when the event is no longer in the projection), written to out.
+ * Borrows out for the call (as the two below do).
+ * Errors: CTKN_ESTORE, CTKN_ENOMEM; lines already written stay. */
+int ctkn_query_notifications(ctkn_store *st,
+                             const struct ctkn_ntf_list_params *p, FILE *out,
+                             struct ctkn_err *err);
+
+/* One notification, as one such line. Errors: CTKN_EINVAL (not a
+ * notification ID), CTKN_ENOTFOUND (not in this projection), CTKN_ESTORE,
+ * CTKN_ENOMEM. */
+int ctkn_query_notification(ctkn_store *st, const char *id, FILE *out,
+                            struct ctkn_err *err);
+
+/* A notification's attempts, oldest first, one JSON line each
+ * (ctkn_json_attempt()). Errors: as ctkn_query_notification(). */
+int ctkn_query_attempts(ctkn_store *st, const char *id, FILE *out,
+                        struct ctkn_err *err);
 
 #endif /* CTKN_QUERY_H */

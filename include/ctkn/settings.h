@@ -184,6 +184,20 @@ int ctkn_destination_secret(const struct ctkn_destination *d,
 int ctkn_settings_topic(const char *topic, char *out, size_t outsz,
                         struct ctkn_err *err);
 
+/*
+ * Create the settings topic of cfg's event topic (ctkn_settings_topic())
+ * when missing, with one partition: destination changes are few, and one
+ * total order lets every replica apply them alike. *created tells whether
+ * it was created now; *partitions receives its partition count either
+ * way. Borrows cfg for the call.
+ * Errors: CTKN_EINVAL (field "topic": the name would pass Kafka's 249),
+ * and ctkn_log_create_topic()'s: CTKN_EUSAGE, CTKN_EINVAL (the broker
+ * refused the values), CTKN_EKAFKA, CTKN_ETIMEOUT.
+ */
+int ctkn_settings_create_topic(const struct ctkn_log_config *cfg,
+                               int replication_factor, bool *created,
+                               int32_t *partitions, struct ctkn_err *err);
+
 /* A destination by ID (removed ones are CTKN_ENOTFOUND unless
  * include_deleted). */
 int ctkn_settings_get(ctkn_store_txn *txn, const char *id, bool include_deleted,

@@ -1370,3 +1370,51 @@ char *ctkn_json_attempt(const char *ntf_id, const struct ctkn_ntf_attempt *a)
             a->error[0] ? jstr(a->error, sizeof(a->error)) : json_null());
   return dump(checked(o, rc));
 }
+
+/* ---- the CLI's small documents --------------------------------------- */
+
+char *ctkn_json_version(const char *version, int schema_version,
+                        int store_format)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "version", jstr(version, SIZE_MAX));
+  rc |= set(o, "schema_version", json_integer(schema_version));
+  rc |= set(o, "store_format", json_integer(store_format));
+  return data_doc(checked(o, rc), false, NULL);
+}
+
+char *ctkn_json_data_null(void)
+{
+  return data_doc(json_null(), false, NULL);
+}
+
+char *ctkn_json_notify_stats(uint64_t attempts, uint64_t delivered,
+                             uint64_t failed, uint64_t replayed)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "attempts", json_integer((json_int_t)attempts));
+  rc |= set(o, "delivered", json_integer((json_int_t)delivered));
+  rc |= set(o, "failed", json_integer((json_int_t)failed));
+  rc |= set(o, "replayed", json_integer((json_int_t)replayed));
+  return data_doc(checked(o, rc), false, NULL);
+}
+
+char *ctkn_json_notification_replayed(const char *ntf_id,
+                                      const char *request_id)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= set(o, "notification_id", jstr(ntf_id, SIZE_MAX));
+  return data_doc(checked(o, rc), true, request_id);
+}

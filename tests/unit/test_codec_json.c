@@ -1435,6 +1435,34 @@ static void test_request_ids_are_unique(void **state)
     assert_true(strcmp(ids[i - 1], ids[i]) != 0);
 }
 
+/* ---- the CLI's small documents --------------------------------------- */
+
+/* The bytes `ctkn` printed with printf before these renderers existed. */
+static void test_cli_documents_are_the_printf_bytes(void **state)
+{
+  char *s;
+
+  (void)state;
+  s = ctkn_json_version("0.1.0", 1, 3);
+  assert_string_equal(s,
+                      "{\"data\":{\"version\":\"0.1.0\",\"schema_version\":1,"
+                      "\"store_format\":3}}");
+  free(s);
+  s = ctkn_json_data_null();
+  assert_string_equal(s, "{\"data\":null}");
+  free(s);
+  s = ctkn_json_notify_stats(7, 4, 2, 1);
+  assert_string_equal(s, "{\"data\":{\"attempts\":7,\"delivered\":4,"
+                         "\"failed\":2,\"replayed\":1}}");
+  free(s);
+  s = ctkn_json_notification_replayed("ntf_01ghbkd0frb9k95cnhwd1bxpvk",
+                                      REQUEST_ID);
+  assert_string_equal(s, "{\"data\":{\"notification_id\":"
+                         "\"ntf_01ghbkd0frb9k95cnhwd1bxpvk\"},"
+                         "\"meta\":{\"request_id\":\"" REQUEST_ID "\"}}");
+  free(s);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1494,6 +1522,7 @@ int main(void)
       cmocka_unit_test(test_parse_dest_update_errors),
       cmocka_unit_test(test_request_id_is_uuid_v4),
       cmocka_unit_test(test_request_ids_are_unique),
+      cmocka_unit_test(test_cli_documents_are_the_printf_bytes),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1339,6 +1339,37 @@ static void test_settings_topic_appends_suffix_within_kafkas_limit(void **st)
   assert_int_equal(ctkn_settings_topic("abcd", out, 13, &err), CTKN_EINVAL);
 }
 
+/* The name rule comes first, before any broker is asked; a broker that
+ * cannot be reached is an error within the timeout, naming the settings
+ * topic. (Creating it is exercised against a real broker by the
+ * integration tests, which run `ctkn init`.) */
+static void test_create_topic_names_the_settings_topic(void **st)
+{
+  struct ctkn_log_config cfg;
+  struct ctkn_err err = {0};
+  bool created = true;
+  int32_t n = -1;
+  (void)st;
+
+  ctkn_log_config_init(&cfg);
+  snprintf(cfg.brokers, sizeof(cfg.brokers), "127.0.0.1:1");
+  cfg.timeout_ms = 300;
+  memset(cfg.topic, 't', 241);
+  cfg.topic[241] = '\0';
+  assert_int_equal(ctkn_settings_create_topic(&cfg, 1, &created, &n, &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.field, "topic");
+  assert_false(created);
+  assert_int_equal(n, 0);
+
+  snprintf(cfg.topic, sizeof(cfg.topic), "tokens");
+  int rc = ctkn_settings_create_topic(&cfg, 1, &created, &n, &err);
+  assert_true(rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT);
+  assert_false(created);
+  assert_contains(err.msg, "tokens_settings");
+  ctkn_log_config_free(&cfg);
+}
+
 static void test_setting_type_names(void **st)
 {
   (void)st;
@@ -1391,6 +1422,7 @@ int main(void)
       cmocka_unit_test(test_json_destinations_lists_without_secrets),
       cmocka_unit_test(test_settings_topic_appends_suffix_within_kafkas_limit),
       cmocka_unit_test(test_setting_type_names),
+      cmocka_unit_test(test_create_topic_names_the_settings_topic),
   };
   return cmocka_run_group_tests(tests, group_setup, NULL);
 }

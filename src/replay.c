@@ -1,0 +1,85 @@
+/*
+ * replay.c - a frozen projection in a new directory, from the log or from
+ * an archive, under one rule: never into a projection, and never a
+ * directory left behind by a replay that failed.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "ctkn/archive.h"
+#include "ctkn/projector.h"
+#include "ctkn/replay.h"
+#include "ctkn/store.h"
+#include "internal.h"
+
+/*
+ * Refuse dir when it holds a projection; otherwise tell whether dir
+ * exists, so that a failure removes only what the replay created.
+ */
+static int check_target(const char *dir, bool *existed, struct ctkn_err *err)
+{
+  char *data = ctkn__suffixed(dir, "/data.mdb");
+  struct stat sb;
+  bool held;
+
+  if (data == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "replay: out of memory");
+  held = stat(data, &sb) == 0;
+  free(data);
+  if (held)
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "%.200s already holds a projection; replay into a new "
+                     "--db",
+                     dir);
+  *existed = stat(dir, &sb) == 0;
+  return CTKN_OK;
+}
+
+/* After the replay into dir: on failure, remove what it created. */
+static int finish(const char *dir, bool existed, int rc)
+{
+  if (rc != CTKN_OK && !existed)
+    ctkn_store_remove(dir);
+  return rc;
+}
+
+int ctkn_replay_as_of(const char *dir, const struct ctkn_log_config *cfg,
+                      ctkn_env env, size_t map_size, int64_t as_of_us,
+                      struct ctkn_err *err)
+{
+  struct ctkn_store_opts opts = {.map_size = map_size};
+  ctkn_projector *p = NULL;
+  ctkn_store *st = NULL;
+  bool existed;
+  int rc;
+
+  if ((rc = check_target(dir, &existed, err)) != CTKN_OK)
+    return rc;
+  if ((rc = ctkn_store_open(&st, dir, &opts, err)) == CTKN_OK &&
+      (rc = ctkn_store_bind(st, cfg->topic, env, err)) == CTKN_OK &&
+      (rc = ctkn_projector_open(&p, st, cfg, env, err)) == CTKN_OK)
+    rc = ctkn_projector_replay(p, as_of_us, err);
+  ctkn_projector_close(p);
+  ctkn_store_close(st);
+  return finish(dir, existed, rc);
+}
+
+int ctkn_replay_archive(const char *dir, const char *path, ctkn_env env,
+                        size_t map_size, struct ctkn_err *err)
+{
+  struct ctkn_store_opts opts = {.map_size = map_size};
+  struct ctkn_archive_info info;
+  ctkn_store *st = NULL;
+  bool existed;
+  int rc;
+
+  if ((rc = check_target(dir, &existed, err)) != CTKN_OK)
+    return rc;
+  /* Bound to the archive's topic, not cfg's: no Kafka is involved. */
+  if ((rc = ctkn_store_open(&st, dir, &opts, err)) == CTKN_OK &&
+      (rc = ctkn_archive_replay(path, st, env, &info, err)) == CTKN_OK)
+    ctkn_archive_info_free(&info);
+  ctkn_store_close(st);
+  return finish(dir, existed, rc);
+}

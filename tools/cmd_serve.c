@@ -1,0 +1,184 @@
+/*
+ * cmd_serve.c - serve: Paddle's HTTP API over a replica that follows the
+ * topic; apikey: the key file it authenticates against.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "ctkn/apikey.h"
+#include "ctkn/codec.h"
+#include "ctkn/server.h"
+
+/* --rate-limit: requests per second per key, 0 for none. */
+static int rate_limit(struct cli *c, struct ctkn_server_config *cfg)
+{
+  const char *v =
+      cli_env_or(cli_value(c, "--rate-limit"), "CTKN_RATE_LIMIT", NULL);
+  char *end;
+
+  if (v == NULL)
+    return 0;
+  errno = 0;
+  cfg->rate_limit = strtod(v, &end);
+  if (errno || end == v || *end != '\0' || !(cfg->rate_limit >= 0) ||
+      cfg->rate_limit > 1e9)
+    return cli_usage_error(c,
+                           "--rate-limit must be requests per second per key "
+                           "(0: none), not \"%.40s\"",
+                           v);
+  return 0;
+}
+
+/* --threads, --max-lag, --position-wait and --client-timeout. */
+static int limits(struct cli *c, struct ctkn_server_config *cfg)
+{
+  const char *v;
+  long long n;
+  int ms;
+
+  if ((v = cli_value(c, "--threads"))) {
+    if (!cli_parse_int(v, 1, 64, &n))
+      return cli_usage_error(c, "--threads must be 1 to 64, not \"%.40s\"", v);
+    cfg->threads = (int)n;
+  }
+  if ((v = cli_value(c, "--max-lag"))) {
+    if (!cli_parse_int(v, 0, INT64_MAX, &n))
+      return cli_usage_error(c,
+                             "--max-lag must be a count of events, not "
+                             "\"%.40s\"",
+                             v);
+    cfg->max_lag = n;
+  }
+  if ((v = cli_value(c, "--position-wait"))) {
+    if (!cli_parse_seconds(v, &ms))
+      return cli_usage_error(
+          c, "--position-wait must be seconds, not \"%.40s\"", v);
+    cfg->position_wait_ms = ms;
+  }
+  if ((v = cli_value(c, "--client-timeout"))) {
+    if (!cli_parse_seconds(v, &ms) || ms < 1000)
+      return cli_usage_error(c,
+                             "--client-timeout must be whole seconds, not "
+                             "\"%.40s\"",
+                             v);
+    cfg->client_timeout_s = ms / 1000;
+  }
+  return 0;
+}
+
+int cmd_serve(struct cli *c)
+{
+  struct ctkn_server_config cfg;
+  struct ctkn_err err;
+  ctkn_store *st = NULL;
+  int rc, ex;
+
+  ctkn_server_config_init(&cfg);
+  cfg.log = &c->log;
+  cfg.env = c->env;
+  cfg.listen = cli_env_or(cli_value(c, "--listen"), "CTKN_LISTEN", cfg.listen);
+  cfg.api_keys = cli_env_or(cli_value(c, "--api-keys"), "CTKN_API_KEYS", NULL);
+  cfg.public_url =
+      cli_env_or(cli_value(c, "--public-url"), "CTKN_PUBLIC_URL", NULL);
+  cfg.tls_cert = cli_value(c, "--tls-cert");
+  cfg.tls_key = cli_value(c, "--tls-key");
+  cfg.secret_key_file = cli_env_or(cli_value(c, "--secret-key-file"),
+                                   "CTKN_SECRET_KEY_FILE", NULL);
+  if (cfg.secret_key_file != NULL && *cfg.secret_key_file == '\0')
+    cfg.secret_key_file = NULL;
+  if (cfg.api_keys == NULL)
+    return cli_usage_error(c, "serve needs --api-keys FILE (or "
+                              "$CTKN_API_KEYS); make one with `ctkn apikey "
+                              "create`");
+  if ((ex = rate_limit(c, &cfg)) != 0 || (ex = limits(c, &cfg)) != 0)
+    return ex;
+  if ((ex = cli_open_store(c, true, &st)) != 0)
+    return ex;
+  cli_signals(CLI_SIG_STOP | CLI_SIG_RELOAD | CLI_SIG_NOPIPE);
+  rc = ctkn_server_run(st, &cfg, &cli_stop, &cli_reload, &err);
+  ctkn_store_close(st);
+  if (rc != CTKN_OK)
+    return cli_print_error(c->rid, &err);
+  return 0;
+}
+
+/* ---- apikey ------------------------------------------------------------ */
+
+/* apikey create --name NAME --permissions PERMS: prints the key, once. */
+static int apikey_create(struct cli *c, const char *file)
+{
+  const char *name = cli_value(c, "--name");
+  const char *perms = cli_value(c, "--permissions");
+  char key[CTKN_APIKEY_BUF], *json = NULL;
+  struct ctkn_apikey k;
+  struct ctkn_err err;
+  unsigned bits;
+  int rc;
+
+  if (name == NULL || perms == NULL)
+    return cli_usage_error(c, "apikey create needs --name and --permissions");
+  if (ctkn_perms_parse(perms, &bits, &err) != CTKN_OK)
+    return cli_print_error(c->rid, &err);
+  rc = ctkn_apikey_create(file, name, bits, key, &k, &err);
+  if (rc == CTKN_OK && (json = ctkn_json_apikey_created(&k, key)) == NULL)
+    rc = cli_oom(&err);
+  ctkn_wipe(key, sizeof(key));
+  return cli_emit(c, rc, json, &err);
+}
+
+static int apikey_revoke(struct cli *c, const char *file)
+{
+  struct ctkn_err err;
+  char *json = NULL;
+  int rc = ctkn_apikey_revoke(file, c->pos[1], &err);
+
+  if (rc == CTKN_OK && (json = ctkn_json_apikey_revoked(c->pos[1])) == NULL)
+    rc = cli_oom(&err);
+  return cli_emit(c, rc, json, &err);
+}
+
+static int apikey_list(struct cli *c, const char *file)
+{
+  struct ctkn_err err;
+  ctkn_apikeys *ks = NULL;
+  char *json = NULL;
+  int rc = ctkn_apikeys_load(file, &ks, &err);
+
+  if (rc == CTKN_OK && (json = ctkn_json_apikey_list(ks)) == NULL)
+    rc = cli_oom(&err);
+  ctkn_apikeys_free(ks);
+  return cli_emit(c, rc, json, &err);
+}
+
+/* apikey create|list|revoke: the key file named by --file or
+ * $CTKN_API_KEYS. No Kafka and no projection are involved. */
+int cmd_apikey(struct cli *c)
+{
+  const char *sub = c->pos[0];
+  const char *file = cli_env_or(cli_value(c, "--file"), "CTKN_API_KEYS", NULL);
+  bool create = strcmp(sub, "create") == 0;
+  bool revoke = strcmp(sub, "revoke") == 0;
+
+  if (!create && !revoke && strcmp(sub, "list") != 0)
+    return cli_usage_error(c,
+                           "unknown apikey command \"%.40s\" (try create, "
+                           "list or revoke)",
+                           sub);
+  if (c->npos != (revoke ? 2 : 1))
+    return revoke
+               ? cli_usage_error(c, "apikey revoke needs a NAME")
+               : cli_usage_error(c, "apikey %s takes no NAME; use --name", sub);
+  if (!create &&
+      (cli_value(c, "--name") != NULL || cli_value(c, "--permissions") != NULL))
+    return cli_usage_error(c, "--name and --permissions are for apikey create");
+  if (file == NULL || *file == '\0')
+    return cli_usage_error(c, "apikey needs --file FILE or $CTKN_API_KEYS");
+  if (create)
+    return apikey_create(c, file);
+  return revoke ? apikey_revoke(c, file) : apikey_list(c, file);
+}
