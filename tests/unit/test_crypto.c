@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "ctkn/crypto.h"
 #include "crypto_int.h"
+#include "ctkn/crypto.h"
 #include "internal.h"
 
 static void hex_of(const uint8_t d[CTKN_SHA256_LEN],

@@ -1193,7 +1193,7 @@ int main(void)
   /* CTKN_TEST_FILTER=pattern runs only the matching tests. */
   if (getenv("CTKN_TEST_FILTER") != NULL)
     cmocka_set_test_filter(getenv("CTKN_TEST_FILTER"));
-  /* The contract: what the core relies on, held against both logs. */
+    /* The contract: what the core relies on, held against both logs. */
 #define C(fn) cmocka_unit_test_setup_teardown(fn, fake_setup, teardown)
   const struct CMUnitTest contract[] = {
       C(test_round_trip_keeps_key_value_timestamp_and_headers),
@@ -1213,6 +1213,6 @@ int main(void)
   };
 #undef C
   int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
-  return failed + cmocka_run_group_tests_name("in-memory log", contract, NULL,
-                                              NULL);
+  return failed +
+         cmocka_run_group_tests_name("in-memory log", contract, NULL, NULL);
 }
