@@ -371,6 +371,20 @@ void fake_log_stats(struct fake_log *f, struct fake_log_stats *out)
   pthread_mutex_unlock(&f->mu);
 }
 
+int64_t fake_log_committed(struct fake_log *f, const char *group,
+                           const char *topic, int32_t p)
+{
+  int64_t off = -1;
+
+  pthread_mutex_lock(&f->mu);
+  for (struct fgroup *g = f->groups; g != NULL; g = g->next)
+    if (strcmp(g->name, group) == 0 && strcmp(g->topic, topic) == 0 && p >= 0 &&
+        p < CTKN_STORE_MAX_PARTITIONS_FAKE)
+      off = g->committed[p];
+  pthread_mutex_unlock(&f->mu);
+  return off;
+}
+
 /* ---- the backend: admin and producer ------------------------------------ */
 
 static struct fake_log *fake_of(const struct ctkn_log_config *cfg)

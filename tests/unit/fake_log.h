@@ -49,6 +49,10 @@ int64_t fake_log_end(struct fake_log *f, const char *topic, int32_t p);
 const struct ctkn_log_msg *
 fake_log_record(struct fake_log *f, const char *topic, int32_t p, int64_t off);
 
+/* A consumer group's committed next offset of partition p; -1 when none. */
+int64_t fake_log_committed(struct fake_log *f, const char *group,
+                           const char *topic, int32_t p);
+
 /* ---- faults ------------------------------------------------------------ */
 
 /* The next n records produced fail with rc. With appended they are in
