@@ -98,16 +98,10 @@ int ctkn_projector_decode(const struct ctkn_log_msg *m, struct ctkn_event *ev,
   return CTKN_OK;
 }
 
-/* A batch's history entries, written at its end. */
-struct hist {
-  struct ctkn_store_history_put *e;
-  size_t n, cap;
-};
-
 /* Apply one decoded event inside txn. m->value must outlive the batch. */
 static int apply_event(ctkn_store_txn *txn, ctkn_env env,
                        const struct ctkn_log_msg *m,
-                       const struct ctkn_event *ev, struct hist *hist,
+                       const struct ctkn_event *ev, struct ctkn__buf *hist,
                        struct ctkn_projector_stats *stats, struct ctkn_err *err)
 {
   struct ctkn_record cur, next;
@@ -171,15 +165,9 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
     return rc;
   /* History is written at the batch's end, sorted (nothing reads it
    * meanwhile). */
-  if (hist->n == hist->cap) {
-    size_t cap = hist->cap ? 2 * hist->cap : 1024;
-    struct ctkn_store_history_put *e = realloc(hist->e, cap * sizeof(*e));
-    if (e == NULL)
-      return ctkn__err(err, CTKN_ENOMEM, "projector: history");
-    hist->e = e;
-    hist->cap = cap;
-  }
-  struct ctkn_store_history_put *h = &hist->e[hist->n++];
+  struct ctkn_store_history_put *h = ctkn__buf_add(hist, sizeof(*h));
+  if (h == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: history");
   memcpy(h->id, ev->data.id, sizeof(h->id));
   h->version = ev->version;
   h->partition = m->partition;
@@ -215,7 +203,9 @@ static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
 {
   struct ctkn_projector_stats batch = {0};
   struct cursor cur = {0, NULL, NULL};
-  struct hist hist = {NULL, 0, 0};
+  /* The batch's history entries (struct ctkn_store_history_put), written
+   * at its end. */
+  struct ctkn__buf hist = CTKN__BUF_INIT;
   ctkn_store_txn *txn = NULL;
   struct ctkn_event *ev = NULL;
   struct ctkn_err derr;
@@ -274,7 +264,9 @@ static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
     cur.dirty[p] = true;
   }
   if ((rc = ctkn_store_batch_write(txn, wrong, err)) != CTKN_OK ||
-      (rc = ctkn_store_put_history_batch(txn, hist.e, hist.n, err)) != CTKN_OK)
+      (rc = ctkn_store_put_history_batch(
+           txn, (struct ctkn_store_history_put *)(void *)hist.data,
+           hist.len / sizeof(struct ctkn_store_history_put), err)) != CTKN_OK)
     goto out;
   for (int32_t p = 0; p < cur.n; p++) {
     if (cur.dirty[p] &&
@@ -295,7 +287,7 @@ out:
   ctkn_store_abort(txn);
   free(cur.next);
   free(cur.dirty);
-  free(hist.e);
+  ctkn__buf_free(&hist);
   free(ev);
   return rc;
 }
