@@ -26,6 +26,7 @@
 #include <lmdb.h>
 
 #include "ctkn/codec.h"
+#include "ctkn/crypto.h"
 #include "ctkn/log.h"
 #include "ctkn/projector.h"
 #include "ctkn/store.h"
@@ -1690,6 +1691,97 @@ static void test_digest_changes_with_any_single_difference(void **s)
       assert_memory_not_equal(d[v], d[w], CTKN_HASH_LEN);
 }
 
+/* A fixed record: every byte of it chosen here, so its encoding is too. */
+static void fixed_record(struct ctkn_record *r, int i, ctkn_status s)
+{
+  memset(r, 0, sizeof(*r));
+  snprintf(r->token.id, sizeof(r->token.id), "ctkn_01hzzzzzzzzzzzzzzzzzzzz%03d",
+           i);
+  snprintf(r->token.token, sizeof(r->token.token),
+           "test_0000000000000000000000%05d", i);
+  snprintf(r->token.name, sizeof(r->token.name), "fixed %d", i);
+  r->token.has_description = i % 2 == 0;
+  if (r->token.has_description)
+    snprintf(r->token.description, sizeof(r->token.description), "d%d", i);
+  r->token.status = s;
+  r->token.created_at = 1700000000000000 + i;
+  r->token.updated_at = r->token.created_at + 7;
+  r->token.revoked_at = s == CTKN_STATUS_REVOKED ? r->token.updated_at : 0;
+  r->version = s == CTKN_STATUS_REVOKED ? 2 : 1;
+  r->partition = i % 3;
+  r->offset = (int64_t)i * 100000;
+}
+
+/*
+ * The digest hashes stored bytes, so it pins every table's encoding: a
+ * projection written through each writer, with values of every length
+ * class (fixstr, str8, str16, bin8, bin16, bin32, nil) and integers of
+ * every width, has exactly this digest. A change here changes the format.
+ */
+static void test_digest_of_a_fixed_projection_is_pinned(void **s)
+{
+  static const char want[] =
+      "1f765121615ae8705e445d05e0c4ddedd7ea2343a8ee951166c690a76201db60";
+  static char big[70000];
+  struct fx *f = *s;
+  struct ctkn_record r[5];
+  struct ctkn_store_history_put h[3];
+  uint8_t hash[CTKN_HASH_LEN], sum[CTKN_HASH_LEN];
+  char hex[2 * CTKN_HASH_LEN + 1], reason[300];
+  ctkn_store_txn *t;
+
+  for (size_t i = 0; i < sizeof(big); i++)
+    big[i] = (char)(i * 7);
+  for (int i = 0; i < CTKN_HASH_LEN; i++)
+    hash[i] = (uint8_t)(i * 13);
+  memset(reason, 'r', sizeof(reason) - 1);
+  reason[sizeof(reason) - 1] = '\0';
+  t = begin(open_fx(f), true);
+  for (int i = 0; i < 5; i++) {
+    fixed_record(&r[i], i, i == 3 ? CTKN_STATUS_REVOKED : CTKN_STATUS_ACTIVE);
+    put(t, &r[i]);
+  }
+  assert_int_equal(
+      ctkn_store_put_history(t, r[0].token.id, 1, 0, 0, "e", 1, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_put_history(t, r[1].token.id, 1, 4095, INT64_MAX,
+                                          big, 300, NULL),
+                   CTKN_OK);
+  assert_int_equal(ctkn_store_put_history(t, r[1].token.id, 2, 200, 70000, big,
+                                          sizeof(big), NULL),
+                   CTKN_OK);
+  for (int i = 0; i < 3; i++) {
+    memset(&h[i], 0, sizeof(h[i]));
+    memcpy(h[i].id, r[2 + i].token.id, sizeof(h[i].id));
+    h[i].version = (uint64_t)(1 + i) << (20 * i);
+    h[i].partition = 2;
+    h[i].offset = (int64_t)1 << (15 * i);
+    h[i].value = i == 1 ? NULL : big;
+    h[i].len = i == 1 ? 0 : 40 + (size_t)i;
+  }
+  assert_int_equal(ctkn_store_put_history_batch(t, h, 3, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_put_rejected(t, 0, 5, "evt_1", r[0].token.id,
+                                           "stale version", NULL),
+                   CTKN_OK);
+  assert_int_equal(ctkn_store_put_rejected(t, 1, 300, NULL, NULL, reason, NULL),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_store_put_quarantine(t, 0, 6, "bad", "k", 1, "\x00", 1, NULL),
+      CTKN_OK);
+  assert_int_equal(ctkn_store_put_quarantine(t, 2, 1 << 20, reason + 260, NULL,
+                                             0, big, sizeof(big), NULL),
+                   CTKN_OK);
+  assert_int_equal(ctkn_store_put_idem(t, "key-1", r[0].token.id, hash, NULL),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_store_put_idem(t, reason + 45, r[4].token.id, hash, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_set_offset(t, 0, 7, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_set_offset(t, 4095, INT64_MAX, NULL), CTKN_OK);
+  commit(t);
+  digest_of(f->st, sum);
+  ctkn_hex(sum, sizeof(sum), hex);
+  assert_string_equal(hex, want);
+}
+
 /* ---- transactions ------------------------------------------------------- */
 
 static void test_abort_discards_writes(void **s)
@@ -1949,6 +2041,7 @@ int main(void)
       T(test_batch_guesses_are_checked_as_it_is_written),
       T(test_projector_goes_again_when_a_guess_was_wrong),
       T(test_digest_changes_with_any_single_difference),
+      T(test_digest_of_a_fixed_projection_is_pinned),
       T(test_abort_discards_writes),
       T(test_reader_does_not_see_uncommitted_writes),
       T(test_corrupt_values_are_store_errors),
