@@ -29,8 +29,8 @@
  *
  * Big-endian numbers make LMDB's byte order the numeric order, so a
  * token's history comes out by version and the coordinates by (partition,
- * offset). The small values are msgpack arrays packed with msgpack-c and
- * read back by the bounded reader below; the record is codec.h's business.
+ * offset). The small values are msgpack arrays, packed and read by
+ * codec/store_values.c; the record is codec.h's business.
  *
  * The digest covers every table but meta, in the order tokens,
  * token_index, history, rejected, quarantine, idempotency, offsets:
@@ -68,7 +68,6 @@
 #include <unistd.h>
 
 #include <lmdb.h>
-#include <msgpack.h>
 #include <pthread.h>
 
 #include "ctkn/codec.h"
@@ -230,97 +229,11 @@ static int need_write(const ctkn_store_txn *t, struct ctkn_err *err)
   return CTKN_OK;
 }
 
-/* ---- packing small values -------------------------------------------- */
+/* ---- small values (codec/store_values.c) -------------------------------- */
 
-/*
- * A msgpack-c write callback that assembles a value without copying any
- * body twice. msgpack-c writes every type-and-length header (at most 9
- * bytes) from its own stack, so short writes are copied into hdr; a string
- * or bin body arrives in one write straight from the caller's buffer,
- * which stays valid until the put, so long writes are only referenced.
- * put_gather() then reserves the value's exact size in LMDB and copies the
- * pieces once, into the page: no allocation per put.
- */
-#define GATHER_COPY 16
-#define GATHER_SEGS 16
-
-struct gather {
-  uint8_t hdr[128];
-  size_t hlen;
-  struct {
-    const uint8_t *p;
-    size_t n;
-  } seg[GATHER_SEGS];
-  size_t nseg;
-  size_t total;
-  msgpack_packer pk;
-};
-
-static int gather_write(void *data, const char *buf, size_t len)
-{
-  struct gather *g = data;
-  const uint8_t *p = (const uint8_t *)buf;
-
-  if (len == 0)
-    return 0;
-  if (len <= GATHER_COPY) {
-    if (len > sizeof(g->hdr) - g->hlen)
-      return -1;
-    memcpy(g->hdr + g->hlen, buf, len);
-    p = g->hdr + g->hlen;
-    g->hlen += len;
-    if (g->nseg > 0 && g->seg[g->nseg - 1].p + g->seg[g->nseg - 1].n == p) {
-      g->seg[g->nseg - 1].n += len;
-      g->total += len;
-      return 0;
-    }
-  }
-  if (g->nseg == GATHER_SEGS)
-    return -1;
-  g->seg[g->nseg].p = p;
-  g->seg[g->nseg].n = len;
-  g->nseg++;
-  g->total += len;
-  return 0;
-}
-
-static void gather_init(struct gather *g)
-{
-  g->hlen = 0;
-  g->nseg = 0;
-  g->total = 0;
-  msgpack_packer_init(&g->pk, g, gather_write);
-}
-
-static int pack_raw(msgpack_packer *pk, bool bin, const void *p, size_t n)
-{
-  if (bin)
-    return msgpack_pack_bin(pk, n) | msgpack_pack_bin_body(pk, p, n);
-  return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, p, n);
-}
-
-/* A string, or nil for NULL. */
-static int pack_str_or_nil(msgpack_packer *pk, const char *s)
-{
-  return s == NULL ? msgpack_pack_nil(pk) : pack_raw(pk, false, s, strlen(s));
-}
-
-/* bin bytes, or nil for NULL. */
-static int pack_bin_or_nil(msgpack_packer *pk, const void *p, size_t n)
-{
-  return p == NULL ? msgpack_pack_nil(pk) : pack_raw(pk, true, p, n);
-}
-
-static void gather_copy(const struct gather *g, uint8_t *dst)
-{
-  for (size_t i = 0; i < g->nseg; i++) {
-    memcpy(dst, g->seg[i].p, g->seg[i].n);
-    dst += g->seg[i].n;
-  }
-}
-
+/* Put a packed value under k, reserving its exact size in the page. */
 static int put_gather(ctkn_store_txn *t, int table, MDB_val *k,
-                      const struct gather *g, unsigned flags,
+                      const struct ctkn__sv_gather *g, unsigned flags,
                       struct ctkn_err *err)
 {
   MDB_val v = {g->total, NULL};
@@ -331,136 +244,8 @@ static int put_gather(ctkn_store_txn *t, int table, MDB_val *k,
     snprintf(what, sizeof(what), "put %s", table_names[table]);
     return lmdb_err(err, rc, what);
   }
-  gather_copy(g, v.mv_data);
+  ctkn__sv_copy(g, v.mv_data);
   return CTKN_OK;
-}
-
-/* ---- reading small values -------------------------------------------- */
-
-/*
- * A bounded reader for the few shapes this file packs: a flat array of
- * integers, strings, bins and nils. It never allocates and never reads past
- * end, so a corrupt value is an error rather than an allocation of the
- * size its header claims.
- */
-struct rd {
-  const uint8_t *p;
-  const uint8_t *end;
-};
-
-static void rd_init(struct rd *r, const MDB_val *v)
-{
-  r->p = v->mv_data;
-  r->end = r->p + v->mv_size;
-}
-
-static bool rd_take(struct rd *r, size_t n, const uint8_t **out)
-{
-  if ((size_t)(r->end - r->p) < n)
-    return false;
-  *out = r->p;
-  r->p += n;
-  return true;
-}
-
-static bool rd_uint(struct rd *r, size_t n, uint64_t *v)
-{
-  const uint8_t *p;
-
-  if (!rd_take(r, n, &p))
-    return false;
-  *v = ctkn__get_be(p, n);
-  return true;
-}
-
-static bool rd_array(struct rd *r, uint32_t want)
-{
-  const uint8_t *b;
-  uint64_t n;
-
-  if (!rd_take(r, 1, &b))
-    return false;
-  if (*b >= 0x90 && *b <= 0x9f)
-    n = *b & 0x0f;
-  else if (*b == 0xdc || *b == 0xdd) {
-    if (!rd_uint(r, *b == 0xdc ? 2 : 4, &n))
-      return false;
-  } else
-    return false;
-  return n == want;
-}
-
-static bool rd_int(struct rd *r, int64_t *v)
-{
-  const uint8_t *b;
-  uint64_t u;
-  size_t n;
-
-  if (!rd_take(r, 1, &b))
-    return false;
-  if (*b <= 0x7f) {
-    *v = *b;
-    return true;
-  }
-  if (*b >= 0xe0) {
-    *v = (int8_t)*b;
-    return true;
-  }
-  if (*b >= 0xcc && *b <= 0xcf) { /* uint 8..64 */
-    n = (size_t)1 << (*b - 0xcc);
-    if (!rd_uint(r, n, &u) || u > INT64_MAX)
-      return false;
-    *v = (int64_t)u;
-    return true;
-  }
-  if (*b >= 0xd0 && *b <= 0xd3) { /* int 8..64, sign-extended */
-    n = (size_t)1 << (*b - 0xd0);
-    if (!rd_uint(r, n, &u))
-      return false;
-    if (n < 8 && (u >> (8 * n - 1)) != 0)
-      u |= ~(uint64_t)0 << (8 * n);
-    *v = (int64_t)u;
-    return true;
-  }
-  return false;
-}
-
-/*
- * A string (bin false) or bin (bin true). With nil_ok, nil is accepted and
- * gives *p NULL and *n 0.
- */
-static bool rd_raw(struct rd *r, bool bin, bool nil_ok, const uint8_t **p,
-                   size_t *n)
-{
-  const uint8_t *b;
-  uint64_t len;
-
-  if (!rd_take(r, 1, &b))
-    return false;
-  if (*b == 0xc0 && nil_ok) {
-    *p = NULL;
-    *n = 0;
-    return true;
-  }
-  if (!bin && *b >= 0xa0 && *b <= 0xbf)
-    len = *b & 0x1f;
-  else if ((bin && *b >= 0xc4 && *b <= 0xc6) ||
-           (!bin && *b >= 0xd9 && *b <= 0xdb)) {
-    if (!rd_uint(r, (size_t)1 << (*b - (bin ? 0xc4 : 0xd9)), &len))
-      return false;
-  } else
-    return false;
-  if (len > SIZE_MAX || !rd_take(r, (size_t)len, p))
-    return false;
-  *n = (size_t)len;
-  if (*p == NULL) /* rd_take of 0 bytes at a NULL mv_data */
-    *p = (const uint8_t *)"";
-  return true;
-}
-
-static bool rd_done(const struct rd *r)
-{
-  return r->p == r->end;
 }
 
 /*
@@ -614,15 +399,13 @@ static int check_positions(MDB_txn *txn, ctkn_store *st, struct ctkn_err *err)
     uint8_t pk[4], pval[POS_VALUE_LEN];
     MDB_val pkv = {sizeof(pk), pk}, pv = {sizeof(pval), pval};
     int64_t partition, offset;
-    const uint8_t *body;
-    size_t blen;
-    struct rd r;
+    struct ctkn__sv_span body;
+    size_t used;
 
-    rd_init(&r, &v);
-    if (k.mv_size != HIST_KEY_LEN || !rd_array(&r, 3) ||
-        !rd_int(&r, &partition) || !rd_int(&r, &offset) ||
-        !rd_raw(&r, true, false, &body, &blen) || partition < 0 ||
-        partition >= CTKN_STORE_MAX_PARTITIONS || offset < 0) {
+    if (k.mv_size != HIST_KEY_LEN ||
+        ctkn__sv_history_read(v.mv_data, v.mv_size, &used, &partition, &offset,
+                              &body) != CTKN_OK ||
+        partition < 0 || partition >= CTKN_STORE_MAX_PARTITIONS || offset < 0) {
       /* Left out of the index; reading that history says it is corrupt. */
       fprintf(stderr, "ctkn: positions: a corrupt history entry is left "
                       "out of the index\n");
@@ -1361,10 +1144,8 @@ int ctkn_store_get_idem(ctkn_store_txn *t, const char *key,
                         char id[CTKN_ID_BUF], uint8_t hash[CTKN_HASH_LEN],
                         struct ctkn_err *err)
 {
-  const uint8_t *p, *h;
-  size_t n, hn;
+  struct ctkn__sv_span tid, h;
   MDB_val k, v;
-  struct rd r;
   int rc;
 
   if (!idem_key_ok(key))
@@ -1378,14 +1159,12 @@ int ctkn_store_get_idem(ctkn_store_txn *t, const char *key,
     return ctkn__err(err, CTKN_ENOTFOUND, "idempotency key not used yet");
   if (rc != MDB_SUCCESS)
     return lmdb_err(err, rc, "get idempotency");
-  rd_init(&r, &v);
-  if (!rd_array(&r, 2) || !rd_raw(&r, false, false, &p, &n) ||
-      n != CTKN_ID_LEN || !rd_raw(&r, true, false, &h, &hn) ||
-      hn != CTKN_HASH_LEN || !rd_done(&r))
+  if (ctkn__sv_idem_read(v.mv_data, v.mv_size, &tid, &h) != CTKN_OK ||
+      tid.n != CTKN_ID_LEN || h.n != CTKN_HASH_LEN)
     return corrupt(err, T_IDEM);
-  memcpy(id, p, CTKN_ID_LEN);
+  memcpy(id, tid.p, CTKN_ID_LEN);
   id[CTKN_ID_LEN] = '\0';
-  memcpy(hash, h, CTKN_HASH_LEN);
+  memcpy(hash, h.p, CTKN_HASH_LEN);
   return CTKN_OK;
 }
 
@@ -1395,9 +1174,7 @@ int ctkn_store_get_rejected(ctkn_store_txn *t, int32_t partition,
 {
   uint8_t key[COORD_KEY_LEN];
   MDB_val k = {sizeof(key), key}, v;
-  const uint8_t *a, *b, *why;
-  size_t an, bn, whyn;
-  struct rd r;
+  struct ctkn__sv_span tid, eid, why;
   int rc;
 
   if ((rc = check_coord(partition, offset, err)) != CTKN_OK)
@@ -1411,16 +1188,13 @@ int ctkn_store_get_rejected(ctkn_store_txn *t, int32_t partition,
                      partition, offset);
   if (rc != MDB_SUCCESS)
     return lmdb_err(err, rc, "get rejected");
-  rd_init(&r, &v);
-  if (!rd_array(&r, 3) || !rd_raw(&r, false, true, &a, &an) ||
-      !rd_raw(&r, false, true, &b, &bn) ||
-      !rd_raw(&r, false, false, &why, &whyn) || !rd_done(&r))
+  if (ctkn__sv_rejected_read(v.mv_data, v.mv_size, &tid, &eid, &why) != CTKN_OK)
     return corrupt(err, T_REJECTED);
   if (reason != NULL && reasonsz > 0) {
-    size_t n = whyn < reasonsz - 1 ? whyn : reasonsz - 1;
+    size_t n = why.n < reasonsz - 1 ? why.n : reasonsz - 1;
 
     if (n > 0)
-      memcpy(reason, why, n);
+      memcpy(reason, why.p, n);
     reason[n] = '\0';
   }
   return CTKN_OK;
@@ -2210,7 +1984,7 @@ int ctkn_store_put_history(ctkn_store_txn *t, const char *id, uint64_t version,
 {
   uint8_t key[HIST_KEY_LEN];
   MDB_val k = {sizeof(key), key};
-  struct gather g;
+  struct ctkn__sv_gather g;
   int rc;
 
   if ((rc = need_write(t, err)) != CTKN_OK)
@@ -2224,11 +1998,7 @@ int ctkn_store_put_history(ctkn_store_txn *t, const char *id, uint64_t version,
     return ctkn__err(err, CTKN_EINVAL, "history value is NULL");
   memcpy(key, id, CTKN_ID_LEN);
   ctkn__put_be64(key + CTKN_ID_LEN, version);
-
-  gather_init(&g);
-  if ((msgpack_pack_array(&g.pk, 3) | msgpack_pack_int32(&g.pk, partition) |
-       msgpack_pack_int64(&g.pk, offset) |
-       pack_raw(&g.pk, true, value == NULL ? "" : value, len)) != 0)
+  if (ctkn__sv_history_pack(&g, partition, offset, value, len) != CTKN_OK)
     return ctkn__err(err, CTKN_EINTERNAL, "history value does not pack");
   if ((rc = put_gather(t, T_HISTORY, &k, &g, 0, err)) != CTKN_OK)
     return rc;
@@ -2330,16 +2100,12 @@ int ctkn_store_put_history_batch(ctkn_store_txn *t,
   if (have_last)
     memcpy(last, lk.mv_data, sizeof(last));
   for (size_t i = 0; i < n; i++) {
-    struct gather g;
+    struct ctkn__sv_gather g;
 
     memcpy(key, e[i].id, CTKN_ID_LEN);
     ctkn__put_be64(key + CTKN_ID_LEN, e[i].version);
-    gather_init(&g);
-    if ((msgpack_pack_array(&g.pk, 3) |
-         msgpack_pack_int32(&g.pk, e[i].partition) |
-         msgpack_pack_int64(&g.pk, e[i].offset) |
-         pack_raw(&g.pk, true, e[i].value == NULL ? "" : e[i].value,
-                  e[i].len)) != 0) {
+    if (ctkn__sv_history_pack(&g, e[i].partition, e[i].offset, e[i].value,
+                              e[i].len) != CTKN_OK) {
       mdb_cursor_close(c);
       return ctkn__err(err, CTKN_EINTERNAL, "history value does not pack");
     }
@@ -2351,7 +2117,7 @@ int ctkn_store_put_history_batch(ctkn_store_txn *t,
       mdb_cursor_close(c);
       return lmdb_err(err, rc, "put history");
     }
-    gather_copy(&g, v.mv_data);
+    ctkn__sv_copy(&g, v.mv_data);
     if (append) {
       memcpy(last, key, sizeof(last));
       have_last = true;
@@ -2368,7 +2134,7 @@ int ctkn_store_put_rejected(ctkn_store_txn *t, int32_t partition,
 {
   uint8_t key[COORD_KEY_LEN];
   MDB_val k = {sizeof(key), key};
-  struct gather g;
+  struct ctkn__sv_gather g;
   int rc;
 
   if ((rc = need_write(t, err)) != CTKN_OK)
@@ -2378,10 +2144,7 @@ int ctkn_store_put_rejected(ctkn_store_txn *t, int32_t partition,
   if (reason == NULL)
     return ctkn__err_field(err, CTKN_EINVAL, "reason", "reason is NULL");
   coord_key(key, partition, offset);
-
-  gather_init(&g);
-  if ((msgpack_pack_array(&g.pk, 3) | pack_str_or_nil(&g.pk, token_id) |
-       pack_str_or_nil(&g.pk, event_id) | pack_str_or_nil(&g.pk, reason)) != 0)
+  if (ctkn__sv_rejected_pack(&g, token_id, event_id, reason) != CTKN_OK)
     return ctkn__err(err, CTKN_EINTERNAL, "rejected value does not pack");
   return put_gather(t, T_REJECTED, &k, &g, 0, err);
 }
@@ -2393,7 +2156,7 @@ int ctkn_store_put_quarantine(ctkn_store_txn *t, int32_t partition,
 {
   uint8_t kb[COORD_KEY_LEN];
   MDB_val k = {sizeof(kb), kb};
-  struct gather g;
+  struct ctkn__sv_gather g;
   int rc;
 
   if ((rc = need_write(t, err)) != CTKN_OK)
@@ -2405,11 +2168,7 @@ int ctkn_store_put_quarantine(ctkn_store_txn *t, int32_t partition,
   if ((key == NULL && klen > 0) || (value == NULL && vlen > 0))
     return ctkn__err(err, CTKN_EINVAL, "quarantined bytes are NULL");
   coord_key(kb, partition, offset);
-
-  gather_init(&g);
-  if ((msgpack_pack_array(&g.pk, 3) | pack_str_or_nil(&g.pk, reason) |
-       pack_bin_or_nil(&g.pk, key, klen) |
-       pack_bin_or_nil(&g.pk, value, vlen)) != 0)
+  if (ctkn__sv_quarantine_pack(&g, reason, key, klen, value, vlen) != CTKN_OK)
     return ctkn__err(err, CTKN_EINTERNAL, "quarantine value does not pack");
   return put_gather(t, T_QUARANTINE, &k, &g, 0, err);
 }
@@ -2423,7 +2182,7 @@ int ctkn_store_put_idem(ctkn_store_txn *t, const char *key, const char *id,
                         const uint8_t hash[CTKN_HASH_LEN], struct ctkn_err *err)
 {
   MDB_val k, v;
-  struct gather g;
+  struct ctkn__sv_gather g;
   uint8_t packed[128];
   int rc;
 
@@ -2439,12 +2198,9 @@ int ctkn_store_put_idem(ctkn_store_txn *t, const char *key, const char *id,
   k.mv_size = strlen(key);
   k.mv_data = (void *)key;
 
-  gather_init(&g);
-  if ((msgpack_pack_array(&g.pk, 2) | pack_raw(&g.pk, false, id, CTKN_ID_LEN) |
-       pack_raw(&g.pk, true, hash, CTKN_HASH_LEN)) != 0 ||
-      g.total > sizeof(packed))
+  if (ctkn__sv_idem_pack(&g, id, hash) != CTKN_OK || g.total > sizeof(packed))
     return ctkn__err(err, CTKN_EINTERNAL, "idempotency value does not pack");
-  gather_copy(&g, packed);
+  ctkn__sv_copy(&g, packed);
 
   v.mv_size = g.total;
   v.mv_data = packed;
@@ -2578,24 +2334,21 @@ int ctkn_store_history(ctkn_store_txn *t, const char *id,
 
   for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS;
        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-    const uint8_t *body;
+    struct ctkn__sv_span body;
     int64_t partition, offset;
-    size_t blen;
-    struct rd r;
 
     if (k.mv_size < CTKN_ID_LEN || memcmp(k.mv_data, id, CTKN_ID_LEN) != 0)
       break;
-    rd_init(&r, &v);
-    if (k.mv_size != HIST_KEY_LEN || !rd_array(&r, 3) ||
-        !rd_int(&r, &partition) || !rd_int(&r, &offset) ||
-        !rd_raw(&r, true, false, &body, &blen) || !rd_done(&r) ||
+    if (k.mv_size != HIST_KEY_LEN ||
+        ctkn__sv_history_read(v.mv_data, v.mv_size, NULL, &partition, &offset,
+                              &body) != CTKN_OK ||
         partition < 0 || partition >= CTKN_STORE_MAX_PARTITIONS || offset < 0) {
       rc = corrupt(err, T_HISTORY);
       goto done;
     }
     found = true;
     rc = cb(arg, ctkn__get_be((const uint8_t *)k.mv_data + CTKN_ID_LEN, 8),
-            (int32_t)partition, offset, body, blen);
+            (int32_t)partition, offset, body.p, body.n);
     if (rc != 0)
       goto done;
   }
@@ -2643,29 +2396,22 @@ static int walk_coords(ctkn_store_txn *t, int table, ctkn_store_coord_cb cb,
     return rc;
   for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-    const uint8_t *a = NULL, *b = NULL, *why = NULL;
-    size_t an = 0, bn = 0, whyn = 0;
+    struct ctkn__sv_span a, b, why;
     int32_t partition;
     int64_t offset;
-    struct rd r;
     bool ok;
 
-    rd_init(&r, &v);
-    ok = read_coord(&k, &partition, &offset) && rd_array(&r, 3);
-    if (ok && rej)
-      ok = rd_raw(&r, false, true, &a, &an) &&
-           rd_raw(&r, false, true, &b, &bn) &&
-           rd_raw(&r, false, false, &why, &whyn);
-    else if (ok)
-      ok = rd_raw(&r, false, false, &why, &whyn) &&
-           rd_raw(&r, true, true, &a, &an) && rd_raw(&r, true, true, &b, &bn);
-    if (!ok || !rd_done(&r) || memchr(why, '\0', whyn) != NULL) {
+    ok = read_coord(&k, &partition, &offset) &&
+         (rej ? ctkn__sv_rejected_read(v.mv_data, v.mv_size, &a, &b, &why)
+              : ctkn__sv_quarantine_read(v.mv_data, v.mv_size, &why, &a, &b)) ==
+             CTKN_OK;
+    if (!ok || memchr(why.p, '\0', why.n) != NULL) {
       rc = corrupt(err, table);
       goto done;
     }
-    if ((rc = strbuf_set(&reason, why, whyn, err)) != CTKN_OK)
+    if ((rc = strbuf_set(&reason, why.p, why.n, err)) != CTKN_OK)
       goto done;
-    rc = cb(arg, partition, offset, reason.p, a, an, b, bn);
+    rc = cb(arg, partition, offset, reason.p, a.p, a.n, b.p, b.n);
     if (rc != 0)
       goto done;
   }
@@ -2998,9 +2744,7 @@ int ctkn_store_event_at(ctkn_store_txn *t, int32_t partition, int64_t offset,
   MDB_val k = {sizeof(pk), pk}, v = {sizeof(po), po}, hk, hv;
   MDB_cursor *c;
   int64_t p, o;
-  const uint8_t *body;
-  size_t blen;
-  struct rd r;
+  struct ctkn__sv_span body;
   int rc;
 
   if ((rc = check_coord(partition, offset, err)) != CTKN_OK)
@@ -3027,9 +2771,8 @@ int ctkn_store_event_at(ctkn_store_txn *t, int32_t partition, int64_t offset,
   if (rc != MDB_SUCCESS)
     return rc == MDB_NOTFOUND ? corrupt(err, T_POSITIONS)
                               : lmdb_err(err, rc, "history");
-  rd_init(&r, &hv);
-  if (!rd_array(&r, 3) || !rd_int(&r, &p) || !rd_int(&r, &o) ||
-      !rd_raw(&r, true, false, &body, &blen) || !rd_done(&r) ||
+  if (ctkn__sv_history_read(hv.mv_data, hv.mv_size, NULL, &p, &o, &body) !=
+          CTKN_OK ||
       p != partition || o != (int64_t)ctkn__get_be(v.mv_data, 8))
     return corrupt(err, T_HISTORY);
   memcpy(out->id, hk.mv_data, CTKN_ID_LEN);
@@ -3037,8 +2780,8 @@ int ctkn_store_event_at(ctkn_store_txn *t, int32_t partition, int64_t offset,
   out->version = ctkn__get_be((const uint8_t *)hk.mv_data + CTKN_ID_LEN, 8);
   out->partition = partition;
   out->offset = o;
-  out->value = body;
-  out->len = blen;
+  out->value = body.p;
+  out->len = body.n;
   return CTKN_OK;
 }
 
