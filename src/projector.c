@@ -116,7 +116,7 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
   /* A create's ID is new but for a duplicate: the batch may guess so and
    * check at its end (apply_source() goes again if it guessed wrong). */
   rc = ev->type == CTKN_EVENT_CREATED
-           ? ctkn_store_get_new(txn, ev->data.id, &cur, err)
+           ? ctkn__store_get_new(txn, ev->data.id, &cur, err)
            : ctkn_store_get(txn, ev->data.id, &cur, err);
   if (rc == CTKN_OK)
     curp = &cur;
@@ -208,7 +208,7 @@ struct source {
 };
 
 /* Apply a source's records in one write transaction; with guess, let
- * the store guess that creates are new (ctkn_store_batch()). *wrong: a
+ * the store guess that creates are new (ctkn__store_batch()). *wrong: a
  * guess was wrong, nothing is committed. */
 static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
                       bool *paused, int32_t npaused, bool guess, bool *wrong,
@@ -228,7 +228,7 @@ static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
   if ((ev = malloc(sizeof(*ev))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "projector: event buffer");
   if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK ||
-      (rc = ctkn_store_batch(txn, guess, err)) != CTKN_OK)
+      (rc = ctkn__store_batch(txn, guess, err)) != CTKN_OK)
     goto out;
 
   for (size_t i = 0; i < src->n; i++) {
@@ -274,7 +274,7 @@ static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
     cur.next[p] = m->offset + 1;
     cur.dirty[p] = true;
   }
-  if ((rc = ctkn_store_batch_write(txn, wrong, err)) != CTKN_OK ||
+  if ((rc = ctkn__store_batch_write(txn, wrong, err)) != CTKN_OK ||
       (rc = ctkn_store_put_history_batch(txn, hist.e, hist.n, err)) != CTKN_OK)
     goto out;
   for (int32_t p = 0; p < cur.n; p++) {
@@ -1047,10 +1047,10 @@ static int catch_up_pipelined(ctkn_projector *p, const int64_t *hi,
   /* The reader owns the consumer until it is joined. */
   p->assigned = false;
   /* Commit without waiting for the disk, flush once at the end. */
-  if ((rc = ctkn_store_unsynced_begin(p->st, err)) != CTKN_OK)
+  if ((rc = ctkn__store_unsynced_begin(p->st, err)) != CTKN_OK)
     goto out;
   if (pthread_create(&reader, NULL, pipe_reader, pp) != 0) {
-    ctkn_store_unsynced_end(p->st, NULL);
+    ctkn__store_unsynced_end(p->st, NULL);
     rc = ctkn__err(err, CTKN_EINTERNAL, "projector: no reader thread");
     goto out;
   }
@@ -1115,7 +1115,7 @@ static int catch_up_pipelined(ctkn_projector *p, const int64_t *hi,
   pthread_cond_broadcast(&pp->cv);
   pthread_mutex_unlock(&pp->mu);
   pthread_join(reader, NULL);
-  int src = ctkn_store_unsynced_end(p->st, rc == CTKN_OK ? err : NULL);
+  int src = ctkn__store_unsynced_end(p->st, rc == CTKN_OK ? err : NULL);
   if (rc == CTKN_OK)
     rc = src;
 out:
@@ -1530,7 +1530,7 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
     ctkn_store_txn *to = NULL;
     if ((rc = ctkn_store_begin(fresh, true, &to, err)) != CTKN_OK)
       goto out;
-    if ((rc = ctkn_store_copy_local(lock, to, err)) != CTKN_OK) {
+    if ((rc = ctkn__store_copy_local(lock, to, err)) != CTKN_OK) {
       ctkn_store_abort(to);
       goto out;
     }
