@@ -34,17 +34,20 @@ struct cursor {
   bool *dirty;   /* advanced in this batch: write it back at commit */
 };
 
-static int64_t cursor_next(struct cursor *c, ctkn_store_txn *txn, int32_t p)
+static int cursor_next(struct cursor *c, ctkn_store_txn *txn, int32_t p,
+                       int64_t *out, struct ctkn_err *err)
 {
+  int rc;
+
   if (p >= c->n) {
     int32_t n = p + 1;
     int64_t *next = realloc(c->next, (size_t)n * sizeof(*next));
     if (next == NULL)
-      return -2;
+      return ctkn__err(err, CTKN_ENOMEM, "projector: offsets");
     c->next = next;
     bool *dirty = realloc(c->dirty, (size_t)n * sizeof(*dirty));
     if (dirty == NULL)
-      return -2;
+      return ctkn__err(err, CTKN_ENOMEM, "projector: offsets");
     c->dirty = dirty;
     for (int32_t i = c->n; i < n; i++) {
       next[i] = -1;
@@ -52,9 +55,13 @@ static int64_t cursor_next(struct cursor *c, ctkn_store_txn *txn, int32_t p)
     }
     c->n = n;
   }
-  if (c->next[p] < 0)
-    c->next[p] = ctkn_store_offset(txn, p);
-  return c->next[p];
+  if (c->next[p] < 0 &&
+      (rc = ctkn_store_offset(txn, p, &c->next[p], err)) != CTKN_OK) {
+    c->next[p] = -1;
+    return rc;
+  }
+  *out = c->next[p];
+  return CTKN_OK;
 }
 
 int ctkn_projector_decode(const struct ctkn_log_msg *m, struct ctkn_event *ev,
@@ -234,12 +241,10 @@ static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
   for (size_t i = 0; i < src->n; i++) {
     const struct ctkn_log_msg *m = src->msg(src, i);
     int32_t p = m->partition;
-    int64_t next = cursor_next(&cur, txn, p);
+    int64_t next = 0;
 
-    if (next == -2) {
-      rc = ctkn__err(err, CTKN_ENOMEM, "projector: offsets");
+    if ((rc = cursor_next(&cur, txn, p, &next, err)) != CTKN_OK)
       goto out;
-    }
     if (m->offset < next) {
       batch.skipped++;
       continue;
@@ -479,9 +484,11 @@ static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
 
   if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK)
     goto fail;
-  for (int32_t i = 0; i < n; i++)
-    pos[i] = ctkn_store_offset(txn, i);
+  for (int32_t i = 0; i < n && rc == CTKN_OK; i++)
+    rc = ctkn_store_offset(txn, i, &pos[i], err);
   ctkn_store_abort(txn);
+  if (rc != CTKN_OK)
+    goto fail;
 
   if ((los = calloc((size_t)n, sizeof(*los))) == NULL) {
     rc = ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
@@ -579,9 +586,13 @@ static int follow_store(ctkn_projector *p, int64_t *stored, bool *moved,
       free(ahead);
       return rc;
     }
-    for (int32_t i = 0; i < p->nparts; i++)
-      ahead[i] = ctkn_store_offset(txn, i);
+    for (int32_t i = 0; i < p->nparts && rc == CTKN_OK; i++)
+      rc = ctkn_store_offset(txn, i, &ahead[i], err);
     ctkn_store_abort(txn);
+    if (rc != CTKN_OK) {
+      free(ahead);
+      return rc;
+    }
   }
   for (int32_t i = 0; i < p->nparts; i++) {
     if (!p->paused[i] && ahead[i] > p->pos[i]) {
@@ -626,9 +637,11 @@ static int end_targets(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
   }
   if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK)
     goto out;
-  for (int32_t i = 0; i < n; i++)
-    ahead[i] = ctkn_store_offset(txn, i);
+  for (int32_t i = 0; i < n && rc == CTKN_OK; i++)
+    rc = ctkn_store_offset(txn, i, &ahead[i], err);
   ctkn_store_abort(txn);
+  if (rc != CTKN_OK)
+    goto out;
   int64_t *lo = calloc((size_t)n, sizeof(*lo));
   if (lo == NULL) {
     rc = ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
@@ -1355,11 +1368,15 @@ int ctkn_projector_status(ctkn_projector *p, struct ctkn_partition_status **out,
     free(s);
     return rc;
   }
-  for (int32_t i = 0; i < np; i++) {
+  for (int32_t i = 0; i < np && rc == CTKN_OK; i++) {
     s[i].partition = i;
-    s[i].projected = ctkn_store_offset(txn, i);
+    rc = ctkn_store_offset(txn, i, &s[i].projected, err);
   }
   ctkn_store_abort(txn);
+  if (rc != CTKN_OK) {
+    free(s);
+    return rc;
+  }
   if ((rc = status_bounds(p, s, np, err)) != CTKN_OK) {
     free(s);
     return rc;
@@ -1518,9 +1535,12 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
       goto out;
     }
     int32_t last = 0;
-    for (int32_t i = 0; i < n; i++)
-      if ((targets[i] = ctkn_store_offset(lock, i)) > 0)
+    for (int32_t i = 0; i < n; i++) {
+      if ((rc = ctkn_store_offset(lock, i, &targets[i], err)) != CTKN_OK)
+        goto out;
+      if (targets[i] > 0)
         last = i + 1;
+    }
     n = last;
   }
   if ((rc = build(fresh, cfg, env, targets, n, stats, err)) != CTKN_OK)

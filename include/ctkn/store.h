@@ -170,13 +170,21 @@ int ctkn_store_get_idem(ctkn_store_txn *txn, const char *key,
 int ctkn_store_get_rejected(ctkn_store_txn *txn, int32_t partition,
                             int64_t offset, char *reason, size_t reasonsz,
                             struct ctkn_err *err);
-/* The next offset to consume on partition; 0 when never consumed. */
-int64_t ctkn_store_offset(ctkn_store_txn *txn, int32_t partition);
-/* Number of tokens, for list's estimated_total. */
-int64_t ctkn_store_count(ctkn_store_txn *txn);
-/* Tokens whose status is in status_mask (bit 1 << status), from a count
- * kept beside the tables: what a filtered list's estimated_total says. */
-int64_t ctkn_store_count_status(ctkn_store_txn *txn, unsigned status_mask);
+/* The next offset to consume on partition into *next: 0 when never
+ * consumed (and on failure). Errors: CTKN_EINVAL (field "partition":
+ * outside 0..CTKN_STORE_MAX_PARTITIONS-1), CTKN_ESTORE. */
+int ctkn_store_offset(ctkn_store_txn *txn, int32_t partition, int64_t *next,
+                      struct ctkn_err *err);
+/* The number of tokens into *n (0 on failure), for list's
+ * estimated_total. In a write txn, writes its batch out first. Errors:
+ * CTKN_ESTORE, CTKN_ENOMEM, CTKN_ECONFLICT (a guessing batch guessed
+ * wrong: abort the txn). */
+int ctkn_store_count(ctkn_store_txn *txn, int64_t *n, struct ctkn_err *err);
+/* The tokens whose status is in status_mask (bit 1 << status) into *n (0
+ * on failure), from a count kept beside the tables: what a filtered
+ * list's estimated_total says. Errors: as ctkn_store_count(). */
+int ctkn_store_count_status(ctkn_store_txn *txn, unsigned status_mask,
+                            int64_t *n, struct ctkn_err *err);
 
 /* ---- writes (write txn only) ----------------------------------------- */
 

@@ -154,75 +154,86 @@ int ctkn_store_get_rejected(ctkn_store_txn *t, int32_t partition,
   return CTKN_OK;
 }
 
-/*
- * Failures come back as negative CTKN_E* codes: CTKN_EINVAL for a
- * partition outside 0..CTKN_STORE_MAX_PARTITIONS-1, CTKN_ESTORE for LMDB
- * errors and corrupt values. Offsets themselves are never negative.
- */
-int64_t ctkn_store_offset(ctkn_store_txn *t, int32_t partition)
+int ctkn_store_offset(ctkn_store_txn *t, int32_t partition, int64_t *next,
+                      struct ctkn_err *err)
 {
   uint8_t key[4];
   MDB_val k = {sizeof(key), key}, v;
-  uint64_t next;
+  uint64_t n;
   int rc;
 
-  if (!ctkn__store_partition_ok(partition))
-    return CTKN_EINVAL;
+  *next = 0;
+  if ((rc = ctkn__store_check_coord(partition, 0, err)) != CTKN_OK)
+    return rc;
   ctkn__put_be32(key, (uint32_t)partition);
   rc = mdb_get(t->txn, t->st->dbi[T_OFFSETS], &k, &v);
   if (rc == MDB_NOTFOUND)
-    return 0;
-  if (rc != MDB_SUCCESS || v.mv_size != 8)
-    return CTKN_ESTORE;
-  next = ctkn__get_be(v.mv_data, 8);
-  return next > INT64_MAX ? CTKN_ESTORE : (int64_t)next;
+    return CTKN_OK;
+  if (rc != MDB_SUCCESS)
+    return ctkn__store_lmdb_err(err, rc, "get offsets");
+  if (v.mv_size != 8 || (n = ctkn__get_be(v.mv_data, 8)) > INT64_MAX)
+    return ctkn__store_corrupt(err, T_OFFSETS);
+  *next = (int64_t)n;
+  return CTKN_OK;
 }
 
-/* Negative CTKN_ESTORE when LMDB fails. */
-int64_t ctkn_store_count(ctkn_store_txn *t)
+int ctkn_store_count(ctkn_store_txn *t, int64_t *n, struct ctkn_err *err)
 {
   MDB_stat ms;
+  int rc;
 
-  if (ctkn__store_batch_sync(t, NULL) != CTKN_OK ||
-      mdb_stat(t->txn, t->st->dbi[T_TOKENS], &ms) != MDB_SUCCESS)
-    return CTKN_ESTORE;
-  return (int64_t)ms.ms_entries;
+  *n = 0;
+  if ((rc = ctkn__store_batch_sync(t, err)) != CTKN_OK)
+    return rc;
+  if ((rc = mdb_stat(t->txn, t->st->dbi[T_TOKENS], &ms)) != MDB_SUCCESS)
+    return ctkn__store_lmdb_err(err, rc, "stat tokens");
+  *n = (int64_t)ms.ms_entries;
+  return CTKN_OK;
 }
 
 /* The "revoked" count in meta, or a scan where a read-only open meets a
  * projection from before it. */
-static int64_t count_revoked(ctkn_store_txn *t)
+static int count_revoked(ctkn_store_txn *t, int64_t *n, struct ctkn_err *err)
 {
   MDB_val k = ctkn__store_revoked_key, v;
-  int64_t n;
   int rc;
 
-  if (ctkn__store_batch_sync(t, NULL) != CTKN_OK)
-    return CTKN_ESTORE;
+  *n = 0;
+  if ((rc = ctkn__store_batch_sync(t, err)) != CTKN_OK)
+    return rc;
   rc = mdb_get(t->txn, t->st->dbi[T_META], &k, &v);
   if (rc == MDB_NOTFOUND)
-    return ctkn__store_scan_revoked(t->txn, t->st->dbi[T_INDEX], &n) ==
-                   MDB_SUCCESS
-               ? n
-               : CTKN_ESTORE;
-  if (rc != MDB_SUCCESS || v.mv_size != 8)
-    return CTKN_ESTORE;
-  return (int64_t)ctkn__get_be(v.mv_data, 8);
+    rc = ctkn__store_scan_revoked(t->txn, t->st->dbi[T_INDEX], n);
+  else if (rc == MDB_SUCCESS && v.mv_size != 8)
+    return ctkn__store_corrupt(err, T_META);
+  else if (rc == MDB_SUCCESS)
+    *n = (int64_t)ctkn__get_be(v.mv_data, 8);
+  return rc == MDB_SUCCESS ? CTKN_OK
+                           : ctkn__store_lmdb_err(err, rc, "revoked count");
 }
 
-int64_t ctkn_store_count_status(ctkn_store_txn *t, unsigned status_mask)
+int ctkn_store_count_status(ctkn_store_txn *t, unsigned status_mask, int64_t *n,
+                            struct ctkn_err *err)
 {
   const unsigned active = 1u << CTKN_STATUS_ACTIVE;
   const unsigned revoked = 1u << CTKN_STATUS_REVOKED;
-  int64_t all = ctkn_store_count(t), r;
+  const unsigned both = active | revoked;
+  int64_t all, r;
+  int rc;
 
-  if (all < 0 || (status_mask & (active | revoked)) == (active | revoked))
-    return all;
-  if ((status_mask & (active | revoked)) == 0)
-    return 0;
-  if ((r = count_revoked(t)) < 0)
-    return r;
-  return status_mask & revoked ? r : all - r;
+  *n = 0;
+  if ((rc = ctkn_store_count(t, &all, err)) != CTKN_OK)
+    return rc;
+  if ((status_mask & both) == both) {
+    *n = all;
+    return CTKN_OK;
+  }
+  if ((status_mask & both) == 0)
+    return CTKN_OK;
+  if ((rc = count_revoked(t, &r, err)) != CTKN_OK)
+    return rc;
+  *n = status_mask & revoked ? r : all - r;
+  return CTKN_OK;
 }
 
 /* ---- the list ---------------------------------------------------------- */

@@ -164,19 +164,39 @@ static void make_record(struct fx *f, struct ctkn_record *r, ctkn_status s)
   r->offset = 1000 + ms % 1000;
 }
 
+/* The store's offset of partition p, or fail. */
 static int64_t offset_of(ctkn_store_txn *t, int32_t p)
 {
-  return ctkn_store_offset(t, p);
+  struct ctkn_err err = {0};
+  int64_t next = -1;
+  int rc = ctkn_store_offset(t, p, &next, &err);
+
+  if (rc != CTKN_OK)
+    fail_msg("offset %d: %s: %s", (int)p, ctkn_strerror(rc), err.msg);
+  return next;
 }
 
+/* The store's token count (with mask: of those statuses), or fail. */
 static int64_t count_status_of(ctkn_store_txn *t, unsigned mask)
 {
-  return ctkn_store_count_status(t, mask);
+  struct ctkn_err err = {0};
+  int64_t n = -1;
+  int rc = ctkn_store_count_status(t, mask, &n, &err);
+
+  if (rc != CTKN_OK)
+    fail_msg("count: %s: %s", ctkn_strerror(rc), err.msg);
+  return n;
 }
 
 static int64_t count_of(ctkn_store_txn *t)
 {
-  return ctkn_store_count(t);
+  struct ctkn_err err = {0};
+  int64_t n = -1;
+  int rc = ctkn_store_count(t, &n, &err);
+
+  if (rc != CTKN_OK)
+    fail_msg("count: %s: %s", ctkn_strerror(rc), err.msg);
+  return n;
 }
 
 static void put(ctkn_store_txn *t, const struct ctkn_record *r)
@@ -803,7 +823,12 @@ static void test_writes_check_their_arguments(void **s)
                    CTKN_EINVAL);
   assert_int_equal(ctkn_store_put_idem(t, "k", "ctkn_x", hash, &err),
                    CTKN_EINVAL);
-  assert_int_equal(ctkn_store_offset(t, -1), CTKN_EINVAL);
+  {
+    int64_t next = 5;
+    assert_int_equal(ctkn_store_offset(t, -1, &next, &err), CTKN_EINVAL);
+    assert_string_equal(err.field, "partition");
+    assert_int_equal(next, 0);
+  }
   ctkn_store_abort(t);
 }
 
@@ -2016,7 +2041,12 @@ static void test_corrupt_values_are_store_errors(void **s)
   assert_non_null(strstr(err.msg, "corrupt value in history"));
   assert_int_equal(ctkn_store_get_idem(t, "k", id, hash, &err), CTKN_ESTORE);
   assert_non_null(strstr(err.msg, "corrupt value in idempotency"));
-  assert_int_equal(ctkn_store_offset(t, 1), CTKN_ESTORE);
+  {
+    int64_t next = 5;
+    assert_int_equal(ctkn_store_offset(t, 1, &next, &err), CTKN_ESTORE);
+    assert_non_null(strstr(err.msg, "corrupt value in offsets"));
+    assert_int_equal(next, 0);
+  }
   ctkn_store_abort(t);
   free(h);
 }
