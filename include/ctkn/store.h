@@ -312,7 +312,7 @@ int ctkn_store_quarantine(ctkn_store_txn *txn, ctkn_store_coord_cb cb,
  * Errors: CTKN_ENOMEM. */
 int ctkn_store_rejected(ctkn_store_txn *txn, ctkn_store_coord_cb cb, void *arg,
                         struct ctkn_err *err);
-/* Stored partition offsets in partition order. */
+/* Stored partition offsets in partition order. Errors: CTKN_ESTORE. */
 int ctkn_store_offsets(ctkn_store_txn *txn, ctkn_store_offset_cb cb, void *arg,
                        struct ctkn_err *err);
 
@@ -369,22 +369,23 @@ enum ctkn_store_table {
  * CTKN_TABLE_POSITIONS, or a write in a read txn).
  */
 
-/* *val is valid until the txn ends or writes to the table. Errors:
- * CTKN_ENOTFOUND. */
+/* The value stored under key: *val is valid until the txn ends or writes
+ * to the table. Errors: CTKN_ENOTFOUND. */
 int ctkn_store_kv_get(ctkn_store_txn *txn, enum ctkn_store_table table,
                       const void *key, size_t klen, const void **val,
                       size_t *vlen, struct ctkn_err *err);
+/* Store val under key, replacing what was there. Errors: those above. */
 int ctkn_store_kv_put(ctkn_store_txn *txn, enum ctkn_store_table table,
                       const void *key, size_t klen, const void *val,
                       size_t vlen, struct ctkn_err *err);
-/* Errors: CTKN_ENOTFOUND (no such key). */
+/* Delete key. Errors: CTKN_ENOTFOUND (no such key). */
 int ctkn_store_kv_del(ctkn_store_txn *txn, enum ctkn_store_table table,
                       const void *key, size_t klen, struct ctkn_err *err);
 /* A non-zero return stops a walk and is returned by it. */
 typedef int (*ctkn_store_kv_cb)(void *arg, const void *key, size_t klen,
                                 const void *val, size_t vlen);
 /* Entries with keys >= from (flen 0: all) in key order, while their first
- * plen bytes equal from's. */
+ * plen bytes equal from's. Errors: CTKN_EINTERNAL (also plen > flen). */
 int ctkn_store_kv_walk(ctkn_store_txn *txn, enum ctkn_store_table table,
                        const void *from, size_t flen, size_t plen,
                        ctkn_store_kv_cb cb, void *arg, struct ctkn_err *err);

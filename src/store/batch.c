@@ -16,7 +16,7 @@
  * absent without a lookup. Reads that walk or count the tables write the
  * batch out first (ctkn__store_batch_sync()), and it goes on afterwards.
  *
- * The rules, all in batch_put():
+ * The rules, all in ctkn_store_put() (put_new(), put_update()):
  *   - a new token claims its token string; a string held by another token
  *     (in LMDB or in the batch) is CTKN_ECONFLICT, and nothing of the put
  *     stays;

@@ -13,6 +13,14 @@
 
 #include "store/store_int.h"
 
+/* History's key of (id, version): the ID, then the version (u64 BE). */
+static void hist_key(uint8_t key[HIST_KEY_LEN], const char *id,
+                     uint64_t version)
+{
+  memcpy(key, id, CTKN_ID_LEN);
+  ctkn__put_be64(key + CTKN_ID_LEN, version);
+}
+
 int ctkn__store_put_value(ctkn_store_txn *t, int table, MDB_val *k,
                           const struct ctkn__sv_gather *g, unsigned flags,
                           struct ctkn_err *err)
@@ -98,7 +106,7 @@ int ctkn_store_put_history(ctkn_store_txn *t, const char *id, uint64_t version,
   if ((rc = ctkn__store_need_write(t, err)) != CTKN_OK ||
       (rc = check_history(id, partition, offset, value, len, err)) != CTKN_OK)
     return rc;
-  ctkn__store_hist_key(key, id, version);
+  hist_key(key, id, version);
   if (ctkn__sv_history_pack(&g, partition, offset, value, len) != CTKN_OK)
     return ctkn__err(err, CTKN_EINTERNAL, "history value does not pack");
   if ((rc = ctkn__store_put_value(t, T_HISTORY, &k, &g, 0, err)) != CTKN_OK)
@@ -146,7 +154,7 @@ static int put_positions(ctkn_store_txn *t,
   }
   for (size_t i = 0; i < n; i++) {
     ctkn__store_coord_key(p[i].key, e[i].partition, e[i].offset);
-    ctkn__store_hist_key(p[i].hkey, e[i].id, e[i].version);
+    hist_key(p[i].hkey, e[i].id, e[i].version);
     o[i] = &p[i];
   }
   if (n > 1)
@@ -179,7 +187,7 @@ static int put_history_sorted(MDB_cursor *c,
   int rc;
 
   for (size_t i = 0; i < n; i++) {
-    ctkn__store_hist_key(key, e[i].id, e[i].version);
+    hist_key(key, e[i].id, e[i].version);
     if (ctkn__sv_history_pack(&g, e[i].partition, e[i].offset, e[i].value,
                               e[i].len) != CTKN_OK)
       return ctkn__err(err, CTKN_EINTERNAL, "history value does not pack");
@@ -282,7 +290,7 @@ int ctkn_store_history(ctkn_store_txn *t, const char *id,
 
   if (!ctkn__store_has_len(id, CTKN_ID_LEN))
     return ctkn__err(err, CTKN_ENOTFOUND, "no history for this ID");
-  ctkn__store_hist_key(key, id, 0);
+  hist_key(key, id, 0);
   if ((rc = ctkn__store_cursor(t, T_HISTORY, &c, err)) != CTKN_OK)
     return rc;
   rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);

@@ -194,14 +194,6 @@ void ctkn__store_batch_free(struct ctkn__store_batch *b);
 
 /* ---- history and positions (history.c) --------------------------------- */
 
-/* History's key of (id, version): the ID, then the version (u64 BE). */
-static inline void ctkn__store_hist_key(uint8_t key[HIST_KEY_LEN],
-                                        const char *id, uint64_t version)
-{
-  memcpy(key, id, CTKN_ID_LEN);
-  ctkn__put_be64(key + CTKN_ID_LEN, version);
-}
-
 /* Put one positions entry through c (an LMDB code); see history.c. */
 int ctkn__store_put_pos(MDB_cursor *c, int32_t partition, int64_t offset,
                         const uint8_t hkey[HIST_KEY_LEN]);
