@@ -633,10 +633,13 @@ int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
     return rc;
   if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
     goto fail;
-  int64_t any = ctkn_store_count(txn);
-  for (int32_t p = 0; p < info->partitions && any == 0; p++)
-    any = ctkn_store_offset(txn, p);
+  int64_t any = 0;
+  rc = ctkn_store_count(txn, &any, err);
+  for (int32_t p = 0; p < info->partitions && any == 0 && rc == CTKN_OK; p++)
+    rc = ctkn_store_offset(txn, p, &any, err);
   ctkn_store_abort(txn);
+  if (rc != CTKN_OK)
+    goto fail;
   if (any != 0) {
     rc = ctkn__err(err, CTKN_ECONFLICT,
                    "the projection is not empty; replay into a new --db");

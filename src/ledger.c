@@ -176,9 +176,12 @@ static int judge(ctkn_store_txn *txn, int32_t part, int64_t off, bool *rejected,
                  struct ctkn_err *err)
 {
   char reason[256];
+  int64_t next;
   int rc;
 
-  if (ctkn_store_offset(txn, part) <= off)
+  if ((rc = ctkn_store_offset(txn, part, &next, err)) != CTKN_OK)
+    return rc;
+  if (next <= off)
     return ctkn__err(err, CTKN_EKAFKA,
                      "partition %" PRId32 " is paused (a newer schema "
                      "version); the event at offset %" PRId64

@@ -26,6 +26,7 @@
 #include "ctkn/settings.h"
 #include "event_int.h"
 #include "internal.h"
+#include "store/shared.h"
 
 #define BATCH_MAX 8192 /* records per poll and per write transaction */
 
@@ -36,17 +37,20 @@ struct cursor {
   bool *dirty;   /* advanced in this batch: write it back at commit */
 };
 
-static int64_t cursor_next(struct cursor *c, ctkn_store_txn *txn, int32_t p)
+static int cursor_next(struct cursor *c, ctkn_store_txn *txn, int32_t p,
+                       int64_t *out, struct ctkn_err *err)
 {
+  int rc;
+
   if (p >= c->n) {
     int32_t n = p + 1;
     int64_t *next = realloc(c->next, (size_t)n * sizeof(*next));
     if (next == NULL)
-      return -2;
+      return ctkn__err(err, CTKN_ENOMEM, "projector: offsets");
     c->next = next;
     bool *dirty = realloc(c->dirty, (size_t)n * sizeof(*dirty));
     if (dirty == NULL)
-      return -2;
+      return ctkn__err(err, CTKN_ENOMEM, "projector: offsets");
     c->dirty = dirty;
     for (int32_t i = c->n; i < n; i++) {
       next[i] = -1;
@@ -54,9 +58,13 @@ static int64_t cursor_next(struct cursor *c, ctkn_store_txn *txn, int32_t p)
     }
     c->n = n;
   }
-  if (c->next[p] < 0)
-    c->next[p] = ctkn_store_offset(txn, p);
-  return c->next[p];
+  if (c->next[p] < 0 &&
+      (rc = ctkn_store_offset(txn, p, &c->next[p], err)) != CTKN_OK) {
+    c->next[p] = -1;
+    return rc;
+  }
+  *out = c->next[p];
+  return CTKN_OK;
 }
 
 int ctkn_projector_decode(const struct ctkn_log_msg *m, struct ctkn_event *ev,
@@ -112,7 +120,7 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
   /* A create's ID is new but for a duplicate: the batch may guess so and
    * check at its end (apply_source() goes again if it guessed wrong). */
   rc = ev->type == CTKN_EVENT_CREATED
-           ? ctkn_store_get_new(txn, ev->data.id, &cur, err)
+           ? ctkn__store_get_new(txn, ev->data.id, &cur, err)
            : ctkn_store_get(txn, ev->data.id, &cur, err);
   if (rc == CTKN_OK)
     curp = &cur;
@@ -195,7 +203,7 @@ struct source {
 };
 
 /* Apply a source's records in one write transaction; with guess, let
- * the store guess that creates are new (ctkn_store_batch()). *wrong: a
+ * the store guess that creates are new (ctkn__store_batch()). *wrong: a
  * guess was wrong, nothing is committed. */
 static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
                       bool *paused, int32_t npaused, bool guess, bool *wrong,
@@ -217,18 +225,16 @@ static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
   if ((ev = malloc(sizeof(*ev))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "projector: event buffer");
   if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK ||
-      (rc = ctkn_store_batch(txn, guess, err)) != CTKN_OK)
+      (rc = ctkn__store_batch(txn, guess, err)) != CTKN_OK)
     goto out;
 
   for (size_t i = 0; i < src->n; i++) {
     const struct ctkn_log_msg *m = src->msg(src, i);
     int32_t p = m->partition;
-    int64_t next = cursor_next(&cur, txn, p);
+    int64_t next = 0;
 
-    if (next == -2) {
-      rc = ctkn__err(err, CTKN_ENOMEM, "projector: offsets");
+    if ((rc = cursor_next(&cur, txn, p, &next, err)) != CTKN_OK)
       goto out;
-    }
     if (m->offset < next) {
       batch.skipped++;
       continue;
@@ -263,7 +269,7 @@ static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
     cur.next[p] = m->offset + 1;
     cur.dirty[p] = true;
   }
-  if ((rc = ctkn_store_batch_write(txn, wrong, err)) != CTKN_OK ||
+  if ((rc = ctkn__store_batch_write(txn, wrong, err)) != CTKN_OK ||
       (rc = ctkn_store_put_history_batch(
            txn, (struct ctkn_store_history_put *)(void *)hist.data,
            hist.len / sizeof(struct ctkn_store_history_put), err)) != CTKN_OK)
@@ -464,9 +470,11 @@ static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
 
   if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK)
     goto fail;
-  for (int32_t i = 0; i < n; i++)
-    pos[i] = ctkn_store_offset(txn, i);
+  for (int32_t i = 0; i < n && rc == CTKN_OK; i++)
+    rc = ctkn_store_offset(txn, i, &pos[i], err);
   ctkn_store_abort(txn);
+  if (rc != CTKN_OK)
+    goto fail;
 
   if ((los = calloc((size_t)n, sizeof(*los))) == NULL) {
     rc = ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
@@ -564,9 +572,13 @@ static int follow_store(ctkn_projector *p, int64_t *stored, bool *moved,
       free(ahead);
       return rc;
     }
-    for (int32_t i = 0; i < p->nparts; i++)
-      ahead[i] = ctkn_store_offset(txn, i);
+    for (int32_t i = 0; i < p->nparts && rc == CTKN_OK; i++)
+      rc = ctkn_store_offset(txn, i, &ahead[i], err);
     ctkn_store_abort(txn);
+    if (rc != CTKN_OK) {
+      free(ahead);
+      return rc;
+    }
   }
   for (int32_t i = 0; i < p->nparts; i++) {
     if (!p->paused[i] && ahead[i] > p->pos[i]) {
@@ -611,9 +623,11 @@ static int end_targets(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
   }
   if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK)
     goto out;
-  for (int32_t i = 0; i < n; i++)
-    ahead[i] = ctkn_store_offset(txn, i);
+  for (int32_t i = 0; i < n && rc == CTKN_OK; i++)
+    rc = ctkn_store_offset(txn, i, &ahead[i], err);
   ctkn_store_abort(txn);
+  if (rc != CTKN_OK)
+    goto out;
   int64_t *lo = calloc((size_t)n, sizeof(*lo));
   if (lo == NULL) {
     rc = ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
@@ -1040,12 +1054,12 @@ static int catch_up_pipelined(ctkn_projector *p, const int64_t *hi,
   /* The reader owns the consumer until it is joined. */
   p->assigned = false;
   /* Commit without waiting for the disk, flush once at the end. */
-  if ((rc = ctkn_store_unsynced_begin(p->st, err)) != CTKN_OK) {
+  if ((rc = ctkn__store_unsynced_begin(p->st, err)) != CTKN_OK) {
     pipe_free(pp);
     return rc;
   }
   if (pthread_create(&reader, NULL, pipe_reader, pp) != 0) {
-    ctkn_store_unsynced_end(p->st, NULL);
+    ctkn__store_unsynced_end(p->st, NULL);
     pipe_free(pp);
     return ctkn__err(err, CTKN_EINTERNAL, "projector: no reader thread");
   }
@@ -1053,7 +1067,7 @@ static int catch_up_pipelined(ctkn_projector *p, const int64_t *hi,
   /* Stop the reader: it takes no more buffers, hands over what it has. */
   ctkn__queue_close(&pp->free);
   pthread_join(reader, NULL);
-  int src = ctkn_store_unsynced_end(p->st, rc == CTKN_OK ? err : NULL);
+  int src = ctkn__store_unsynced_end(p->st, rc == CTKN_OK ? err : NULL);
   if (rc == CTKN_OK)
     rc = src;
   pipe_free(pp);
@@ -1294,11 +1308,15 @@ int ctkn_projector_status(ctkn_projector *p, struct ctkn_partition_status **out,
     free(s);
     return rc;
   }
-  for (int32_t i = 0; i < np; i++) {
+  for (int32_t i = 0; i < np && rc == CTKN_OK; i++) {
     s[i].partition = i;
-    s[i].projected = ctkn_store_offset(txn, i);
+    rc = ctkn_store_offset(txn, i, &s[i].projected, err);
   }
   ctkn_store_abort(txn);
+  if (rc != CTKN_OK) {
+    free(s);
+    return rc;
+  }
   if ((rc = status_bounds(p, s, np, err)) != CTKN_OK) {
     free(s);
     return rc;
@@ -1455,9 +1473,12 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
       goto out;
     }
     int32_t last = 0;
-    for (int32_t i = 0; i < n; i++)
-      if ((targets[i] = ctkn_store_offset(lock, i)) > 0)
+    for (int32_t i = 0; i < n; i++) {
+      if ((rc = ctkn_store_offset(lock, i, &targets[i], err)) != CTKN_OK)
+        goto out;
+      if (targets[i] > 0)
         last = i + 1;
+    }
     n = last;
   }
   if ((rc = build(fresh, cfg, env, targets, n, stats, err)) != CTKN_OK)
@@ -1467,7 +1488,7 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
     ctkn_store_txn *to = NULL;
     if ((rc = ctkn_store_begin(fresh, true, &to, err)) != CTKN_OK)
       goto out;
-    if ((rc = ctkn_store_copy_local(lock, to, err)) != CTKN_OK) {
+    if ((rc = ctkn__store_copy_local(lock, to, err)) != CTKN_OK) {
       ctkn_store_abort(to);
       goto out;
     }

@@ -163,7 +163,8 @@ int ctkn_query_list(ctkn_store *st, const struct ctkn_list_params *p,
   rc = ctkn_store_list(txn, p->after, p->desc, p->status_mask,
                        (size_t)p->per_page, recs, &n, &page.has_more, err);
   if (rc == CTKN_OK && count)
-    page.estimated_total = ctkn_store_count_status(txn, p->status_mask);
+    rc = ctkn_store_count_status(txn, p->status_mask, &page.estimated_total,
+                                 err);
   ctkn_store_abort(txn);
   if (rc != CTKN_OK)
     goto out;
@@ -308,7 +309,8 @@ int ctkn_query_digest(ctkn_store *st, char **json, struct ctkn_err *err)
     rc = ctkn_store_offsets(txn, collect_offset, &o, err);
   if (rc == CTKN_ENOMEM)
     rc = oom(err);
-  tokens = ctkn_store_count(txn);
+  if (rc == CTKN_OK)
+    rc = ctkn_store_count(txn, &tokens, err);
   ctkn_store_abort(txn);
   if (rc == CTKN_OK) {
     ctkn_hex(sum, sizeof(sum), hex);

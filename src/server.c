@@ -381,12 +381,15 @@ static bool positions_met(const struct req *r, const int64_t *next, int32_t n)
 static bool positions_met_in_store(struct server *s, const struct req *r)
 {
   ctkn_store_txn *txn;
+  int64_t next;
   bool met = true;
 
   if (ctkn_store_begin(s->st, false, &txn, NULL) != CTKN_OK)
     return false;
   for (int i = 0; i < r->nwant && met; i++)
-    met = ctkn_store_offset(txn, (int32_t)r->want[i][0]) > r->want[i][1];
+    met = ctkn_store_offset(txn, (int32_t)r->want[i][0], &next, NULL) ==
+              CTKN_OK &&
+          next > r->want[i][1];
   ctkn_store_abort(txn);
   return met;
 }

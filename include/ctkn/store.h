@@ -8,14 +8,19 @@
  * (`ctkn rebuild`). See docs/architecture.md for the tables.
  *
  * One writer at a time (LMDB serialises writers across processes); readers
- * never block. Every read and write happens inside a ctkn_store_txn.
+ * never block. Every read and write happens inside a ctkn_store_txn. A
+ * write txn's token puts are buffered in a batch and written, sorted, at
+ * commit: the one way into the token tables.
  *
  * Lifetime: ctkn_store_open() -> ctkn_store_begin() -> get/put ->
  *           ctkn_store_commit() or ctkn_store_abort() -> ctkn_store_close().
  * Errors:   0 or negative CTKN_E*: CTKN_ENOTFOUND for a missing key,
- *           CTKN_ESTORE for LMDB failures (err->msg has mdb_strerror),
- *           CTKN_EFORMAT for an unknown layout, CTKN_ECONFLICT for a
- *           projection bound to another topic or environment.
+ *           CTKN_ESTORE for LMDB failures (err->msg has mdb_strerror) and
+ *           corrupt values ("corrupt value in <table>"), CTKN_EFORMAT for
+ *           an unknown layout, CTKN_ECONFLICT for a projection bound to
+ *           another topic or environment, CTKN_EINVAL (err->field names
+ *           the argument), CTKN_EINTERNAL for a misuse (a write in a read
+ *           txn), CTKN_ENOMEM.
  * Thread:   a ctkn_store may be shared by threads; a txn belongs to the
  *           thread that began it.
  * Not here: Kafka (log.h), the rules (event.h), encodings (codec.h).
@@ -45,15 +50,20 @@ struct ctkn_store_opts {
 };
 
 /*
- * Open (creating when missing, unless read_only) the projection in dir.
- * Clears stale reader slots (mdb_reader_check) and opens every table in a
- * write transaction that commits. On success *out is a new handle: caller
- * owns it, release with ctkn_store_close(). On failure *out is NULL.
+ * Open (creating when missing, unless read_only) the projection in dir;
+ * borrows dir and opts for the call. Clears stale reader slots
+ * (mdb_reader_check) and opens every table in a write transaction that
+ * commits. On success *out is a new handle: caller owns it, release with
+ * ctkn_store_close(). On failure *out is NULL.
+ * Errors: CTKN_EINVAL (empty dir), CTKN_ESTORE (not a projection, for a
+ * reader; a catch-up's marker from a crashed boot; LMDB failed),
+ * CTKN_EFORMAT (a format this build does not read), CTKN_ENOMEM.
  */
 int ctkn_store_open(ctkn_store **out, const char *dir,
                     const struct ctkn_store_opts *opts, struct ctkn_err *err);
 
-/* Close and free. NULL is a no-op. All txns must be finished first. */
+/* Close and free (ending an unsynced catch-up first). NULL is a no-op.
+ * All txns must be finished first. */
 void ctkn_store_close(ctkn_store *st);
 
 /*
@@ -62,38 +72,31 @@ void ctkn_store_close(ctkn_store *st);
  * *reopened; pointers to st stay valid. The caller must hold no txn; while
  * another thread holds one, nothing happens and a later call tries again,
  * so threads may share st with one of them refreshing. A stat() when
- * nothing changed.
+ * nothing changed. Errors: those of ctkn_store_open() (st is unchanged).
  */
 int ctkn_store_refresh(ctkn_store *st, bool *reopened, struct ctkn_err *err);
 
 /* Remove the projection in dir (its LMDB files, then dir if that leaves
- * it empty), if there. Nothing may have it open. */
+ * it empty), if there. Nothing may have it open. Never fails: what cannot
+ * be removed stays. */
 void ctkn_store_remove(const char *dir);
 
-/* Flush to disk a store opened with no_sync. */
+/* Flush to disk a store opened with no_sync. Errors: CTKN_ESTORE. */
 int ctkn_store_sync(ctkn_store *st, struct ctkn_err *err);
 
-/*
- * A long catch-up's commits: between begin and end, commits through this
- * handle do not wait for the disk (MDB_NOSYNC); end flushes once. A process
- * that dies meanwhile loses nothing (its commits are in the page cache); a
- * system crash may damage the projection, so begin first makes a marker
- * durable, end removes it after the flush, and ctkn_store_open() refuses a
- * projection whose marker a crashed boot left behind (CTKN_ESTORE). Nests;
- * a no-op on a no_sync store. ctkn_store_close() ends it too.
- */
-int ctkn_store_unsynced_begin(ctkn_store *st, struct ctkn_err *err);
-int ctkn_store_unsynced_end(ctkn_store *st, struct ctkn_err *err);
-
 /* Exchange two directories atomically (renameat2 RENAME_EXCHANGE): a
- * reader that opens either path sees one whole projection or the other. */
+ * reader that opens either path sees one whole projection or the other.
+ * Errors: CTKN_ESTORE (names both paths and the errno text). */
 int ctkn_store_exchange(const char *a, const char *b, struct ctkn_err *err);
 
 /* ---- metadata ------------------------------------------------------- */
 
 /*
  * Bind the projection to a topic and environment: recorded the first time,
- * compared afterwards (CTKN_ECONFLICT naming both values on a mismatch).
+ * compared afterwards; a read-only store only compares. Borrows topic for
+ * the call. Errors: CTKN_EINVAL (field "topic": not 1 to 249 characters;
+ * "environment"), CTKN_ECONFLICT (bound to another; names both values),
+ * CTKN_ESTORE.
  */
 int ctkn_store_bind(ctkn_store *st, const char *topic, ctkn_env env,
                     struct ctkn_err *err);
@@ -102,79 +105,113 @@ int ctkn_store_bind(ctkn_store *st, const char *topic, ctkn_env env,
  * Mark the projection as a frozen replay of the log as of as_of_us
  * (recorded as RFC 3339 in the metadata). Nothing advances a frozen
  * projection afterwards (ctkn_projector_open() refuses it).
+ * Errors: CTKN_EINVAL (field "as_of": outside 1970..9999), CTKN_ESTORE.
  */
 int ctkn_store_freeze(ctkn_store *st, int64_t as_of_us, struct ctkn_err *err);
 
-/* The instant a frozen projection stands at, or "" when it is live. */
+/* The instant a frozen projection stands at, or "" when it is live (also
+ * on failure). Errors: CTKN_ESTORE. */
 int ctkn_store_frozen(ctkn_store *st, char as_of[CTKN_TIME_BUF],
                       struct ctkn_err *err);
 
 /* ---- transactions ---------------------------------------------------- */
 
-/* Begin a transaction; write = false for a read-only snapshot. On success
- * *out is a new txn: caller owns it, finish with commit or abort. */
+/*
+ * Begin a transaction; write = false for a read-only snapshot. The txn
+ * keeps st, which must outlive it. On success *out is a new txn: caller
+ * owns it, release with ctkn_store_commit() or ctkn_store_abort(). On
+ * failure *out is NULL. Errors: CTKN_ESTORE (a write txn on a read-only
+ * store; another process grew the map; LMDB failed), CTKN_ENOMEM.
+ */
 int ctkn_store_begin(ctkn_store *st, bool write, ctkn_store_txn **out,
                      struct ctkn_err *err);
 /*
- * Buffer this write txn's token records and index entries until commit,
- * which writes them sorted (appending past each table's last key): a
- * token put several times is written once. Gets and lookups through txn
- * see them; every rule of ctkn_store_put() holds as without. For a txn
- * that puts many tokens (a projector batch).
- *
- * With guess, ctkn_store_get_new() takes an ID the batch has not seen as
- * absent without looking it up, and a put of that token takes its token
- * string as free likewise; ctkn_store_batch_write() then checks every
- * guess as it writes. A wrong guess voids the txn: abort it and apply the
- * same writes again without guessing.
+ * Write the txn's batch out, then commit; takes ownership of txn, which is
+ * freed also on failure (nothing is committed then). Errors:
+ * CTKN_ECONFLICT (a guessing batch guessed wrong), CTKN_ESTORE (LMDB
+ * failed; a full map says to raise --map-size), CTKN_ENOMEM.
  */
-int ctkn_store_batch(ctkn_store_txn *txn, bool guess, struct ctkn_err *err);
-/* ctkn_store_get() of an ID that is most likely new (a create's); see
- * ctkn_store_batch(). Outside a guessing batch, ctkn_store_get(). */
-int ctkn_store_get_new(ctkn_store_txn *txn, const char *id,
-                       struct ctkn_record *out, struct ctkn_err *err);
-/* Write the batch out now (commit does it otherwise). *wrong: a guess was
- * wrong (CTKN_ECONFLICT); abort txn and go again without guessing. */
-int ctkn_store_batch_write(ctkn_store_txn *txn, bool *wrong,
-                           struct ctkn_err *err);
-/* Commit and free the txn (also on failure). */
 int ctkn_store_commit(ctkn_store_txn *txn, struct ctkn_err *err);
-/* Abort and free. NULL is a no-op. */
+/* Abort and free, dropping the batch. NULL is a no-op. */
 void ctkn_store_abort(ctkn_store_txn *txn);
 
 /* ---- reads ----------------------------------------------------------- */
 
+/*
+ * Reads borrow their string arguments for the call and fill caller-owned
+ * out-parameters; in a write txn they see the txn's own puts. Corrupt
+ * values are CTKN_ESTORE ("corrupt value in <table>").
+ */
+
+/* The token with this ID into *out. Errors: CTKN_ENOTFOUND (no such
+ * token, or id is not an ID), CTKN_ESTORE, CTKN_ENOMEM. */
 int ctkn_store_get(ctkn_store_txn *txn, const char *id, struct ctkn_record *out,
                    struct ctkn_err *err);
+/* The token with this token string into *out. Errors: CTKN_ENOTFOUND,
+ * CTKN_ESTORE (also an index entry without its record), CTKN_ENOMEM. */
 int ctkn_store_get_by_token(ctkn_store_txn *txn, const char *token,
                             struct ctkn_record *out, struct ctkn_err *err);
 /* Verify's lookup: the ID and status of the token with this token string,
- * from the token index alone (one B-tree lookup). */
+ * from the token index alone (one B-tree lookup). Errors: CTKN_ENOTFOUND,
+ * CTKN_ESTORE. */
 int ctkn_store_lookup_token(ctkn_store_txn *txn, const char *token,
                             char id[CTKN_ID_BUF], ctkn_status *status,
                             struct ctkn_err *err);
-/* The token ID and request hash stored for an idempotency key. */
+/* The token ID and request hash stored for an idempotency key. Errors:
+ * CTKN_EINVAL (field "idempotency_key": not 1 to CTKN_IDEM_KEY_MAX
+ * bytes), CTKN_ENOTFOUND (not used yet), CTKN_ESTORE. */
 int ctkn_store_get_idem(ctkn_store_txn *txn, const char *key,
                         char id[CTKN_ID_BUF], uint8_t hash[CTKN_HASH_LEN],
                         struct ctkn_err *err);
-/* The reason recorded for the event rejected at (partition, offset);
- * CTKN_ENOTFOUND when that record was not rejected. */
+/* The reason recorded for the event rejected at (partition, offset),
+ * truncated to reasonsz - 1 bytes (reason may be NULL). Errors:
+ * CTKN_ENOTFOUND (that record was not rejected), CTKN_EINVAL (field
+ * "partition" or "offset" out of range), CTKN_ESTORE. */
 int ctkn_store_get_rejected(ctkn_store_txn *txn, int32_t partition,
                             int64_t offset, char *reason, size_t reasonsz,
                             struct ctkn_err *err);
-/* The next offset to consume on partition; 0 when never consumed. */
-int64_t ctkn_store_offset(ctkn_store_txn *txn, int32_t partition);
-/* Number of tokens, for list's estimated_total. */
-int64_t ctkn_store_count(ctkn_store_txn *txn);
-/* Tokens whose status is in status_mask (bit 1 << status), from a count
- * kept beside the tables: what a filtered list's estimated_total says. */
-int64_t ctkn_store_count_status(ctkn_store_txn *txn, unsigned status_mask);
+/* The next offset to consume on partition into *next: 0 when never
+ * consumed (and on failure). Errors: CTKN_EINVAL (field "partition":
+ * outside 0..CTKN_STORE_MAX_PARTITIONS-1), CTKN_ESTORE. */
+int ctkn_store_offset(ctkn_store_txn *txn, int32_t partition, int64_t *next,
+                      struct ctkn_err *err);
+/* The number of tokens into *n (0 on failure), for list's
+ * estimated_total. In a write txn, writes its batch out first. Errors:
+ * CTKN_ESTORE, CTKN_ENOMEM, CTKN_ECONFLICT (a guessing batch guessed
+ * wrong: abort the txn). */
+int ctkn_store_count(ctkn_store_txn *txn, int64_t *n, struct ctkn_err *err);
+/* The tokens whose status is in status_mask (bit 1 << status) into *n (0
+ * on failure), from a count kept beside the tables: what a filtered
+ * list's estimated_total says. Errors: as ctkn_store_count(). */
+int ctkn_store_count_status(ctkn_store_txn *txn, unsigned status_mask,
+                            int64_t *n, struct ctkn_err *err);
 
 /* ---- writes (write txn only) ----------------------------------------- */
 
-/* Store rec under its ID; keep the token-string index in step. */
+/*
+ * Writes borrow their arguments for the call: what they store is copied
+ * (a put into the batch copies the encoded record). Each fails with
+ * CTKN_EINTERNAL in a read txn, and with CTKN_ESTORE when LMDB fails (a
+ * full map says to raise --map-size).
+ */
+
+/*
+ * Store rec under its ID and keep the token-string index in step, through
+ * the txn's batch (created by the txn's first put): written at commit,
+ * seen by this txn's reads at once. A new token claims its token string;
+ * an update writes the record only, but a revoke also its index entry
+ * (which holds the status), and the revoked count moves once per token.
+ * Errors: CTKN_ECONFLICT (field "token": the token string belongs to
+ * another token, in the store or in this batch; names it; nothing of rec
+ * is stored and txn stays usable), CTKN_EINVAL (field "id" or "token": a
+ * wrong length; an unencodable record), CTKN_EINTERNAL, CTKN_ESTORE,
+ * CTKN_ENOMEM.
+ */
 int ctkn_store_put(ctkn_store_txn *txn, const struct ctkn_record *rec,
                    struct ctkn_err *err);
+/* The event (value, len bytes) of version version of token id, at
+ * (partition, offset), and its positions entry. Errors: CTKN_EINVAL
+ * (field "id", "partition" or "offset"; value NULL with len > 0). */
 int ctkn_store_put_history(ctkn_store_txn *txn, const char *id,
                            uint64_t version, int32_t partition, int64_t offset,
                            const void *value, size_t len, struct ctkn_err *err);
@@ -184,7 +221,7 @@ struct ctkn_store_history_put {
   uint64_t version;
   int32_t partition;
   int64_t offset;
-  const void *value; /* borrowed until the batch call returns */
+  const void *value; /* borrowed for the call */
   size_t len;
 };
 
@@ -193,21 +230,35 @@ struct ctkn_store_history_put {
  * sorts them (in place) and appends those past the table's last key
  * (MDB_APPEND), which fills pages instead of splitting them. A batch's
  * history is time-ordered within a partition but interleaved across them.
+ * Errors: those of ctkn_store_put_history(), for any entry (then nothing
+ * is written), and CTKN_ENOMEM.
  */
 int ctkn_store_put_history_batch(ctkn_store_txn *txn,
                                  struct ctkn_store_history_put *e, size_t n,
                                  struct ctkn_err *err);
+/* Record the event at (partition, offset) as rejected for reason; the IDs
+ * may be NULL. Errors: CTKN_EINVAL (field "partition", "offset" or
+ * "reason": NULL). */
 int ctkn_store_put_rejected(ctkn_store_txn *txn, int32_t partition,
                             int64_t offset, const char *event_id,
                             const char *token_id, const char *reason,
                             struct ctkn_err *err);
+/* Quarantine the record at (partition, offset) with its key and value
+ * bytes (NULL, 0 for none) and the reason. Errors: CTKN_EINVAL (field
+ * "partition", "offset" or "reason"; bytes NULL with a length). */
 int ctkn_store_put_quarantine(ctkn_store_txn *txn, int32_t partition,
                               int64_t offset, const char *reason,
                               const void *key, size_t klen, const void *value,
                               size_t vlen, struct ctkn_err *err);
+/* Record an idempotency key's token and request hash. First writer wins:
+ * the same again is a no-op. Errors: CTKN_ECONFLICT (field
+ * "idempotency_key": used with another token or hash), CTKN_EINVAL (field
+ * "idempotency_key" or "id"). */
 int ctkn_store_put_idem(ctkn_store_txn *txn, const char *key, const char *id,
                         const uint8_t hash[CTKN_HASH_LEN],
                         struct ctkn_err *err);
+/* The next offset to consume on partition. Errors: CTKN_EINVAL (field
+ * "partition" or "offset"). */
 int ctkn_store_set_offset(ctkn_store_txn *txn, int32_t partition, int64_t next,
                           struct ctkn_err *err);
 
@@ -216,7 +267,8 @@ int ctkn_store_set_offset(ctkn_store_txn *txn, int32_t partition, int64_t next,
  * offsets and the metadata) into dir, which is created when missing and
  * must not hold a projection yet (CTKN_ECONFLICT). Writers are not
  * stopped: the copy is one read transaction's view. A projector started on
- * the copy resumes from its offsets.
+ * the copy resumes from its offsets. Borrows dir for the call. Errors:
+ * CTKN_ECONFLICT (dir holds a projection), CTKN_ESTORE.
  */
 int ctkn_store_snapshot(ctkn_store *st, const char *dir, struct ctkn_err *err);
 
@@ -226,15 +278,19 @@ int ctkn_store_snapshot(ctkn_store *st, const char *dir, struct ctkn_err *err);
  * One page of tokens in ID order (ascending, or descending when desc),
  * starting strictly after `after` (NULL or "": from the start), keeping
  * only statuses whose bit (1 << status) is in status_mask. Writes up to
- * limit records to out and their number to *n; *has_more tells whether
- * another matching token follows.
+ * limit records to out (caller-owned, limit long) and their number to *n;
+ * *has_more tells whether another matching token follows. In a write txn,
+ * writes its batch out first. Errors: CTKN_EINVAL (field "after": longer
+ * than any key), CTKN_ESTORE, CTKN_ENOMEM; *n is 0 on failure.
  */
 int ctkn_store_list(ctkn_store_txn *txn, const char *after, bool desc,
                     unsigned status_mask, size_t limit, struct ctkn_record *out,
                     size_t *n, bool *has_more, struct ctkn_err *err);
 
 /* Called for each stored item; a non-zero return stops the walk and is
- * returned by the walker. Pointers are valid until the callback returns. */
+ * returned by the walker. Pointers are valid until the callback returns.
+ * Every walker below also fails with CTKN_ESTORE (LMDB, or a corrupt
+ * entry: the walk stops there). */
 typedef int (*ctkn_store_history_cb)(void *arg, uint64_t version,
                                      int32_t partition, int64_t offset,
                                      const void *value, size_t len);
@@ -243,18 +299,20 @@ typedef int (*ctkn_store_coord_cb)(void *arg, int32_t partition, int64_t offset,
                                    size_t klen, const void *value, size_t vlen);
 typedef int (*ctkn_store_offset_cb)(void *arg, int32_t partition, int64_t next);
 
-/* The token's events, oldest first. CTKN_ENOTFOUND when it has none. */
+/* The token's events, oldest first. Errors: CTKN_ENOTFOUND (none). */
 int ctkn_store_history(ctkn_store_txn *txn, const char *id,
                        ctkn_store_history_cb cb, void *arg,
                        struct ctkn_err *err);
-/* Quarantined records in (partition, offset) order. */
+/* Quarantined records in (partition, offset) order; key and value are
+ * NULL when there were none. Errors: CTKN_ENOMEM. */
 int ctkn_store_quarantine(ctkn_store_txn *txn, ctkn_store_coord_cb cb,
                           void *arg, struct ctkn_err *err);
 /* Rejected events in (partition, offset) order; key is the token ID,
- * value the event ID. */
+ * value the event ID (each NULL when unknown), neither NUL-terminated.
+ * Errors: CTKN_ENOMEM. */
 int ctkn_store_rejected(ctkn_store_txn *txn, ctkn_store_coord_cb cb, void *arg,
                         struct ctkn_err *err);
-/* Stored partition offsets in partition order. */
+/* Stored partition offsets in partition order. Errors: CTKN_ESTORE. */
 int ctkn_store_offsets(ctkn_store_txn *txn, ctkn_store_offset_cb cb, void *arg,
                        struct ctkn_err *err);
 
@@ -273,8 +331,10 @@ struct ctkn_store_event {
 /*
  * The applied event at (partition, offset), or with exact false the first
  * one at or after it on that partition: rejected and quarantined records
- * are not there. CTKN_ENOTFOUND when there is none (yet). Backed by the
- * positions table, which every history write keeps in step.
+ * are not there. Backed by the positions table, which every history
+ * write keeps in step. *out's value is valid until the txn ends. Errors:
+ * CTKN_ENOTFOUND (none there, yet), CTKN_EINVAL (field "partition" or
+ * "offset"), CTKN_ESTORE.
  */
 int ctkn_store_event_at(ctkn_store_txn *txn, int32_t partition, int64_t offset,
                         bool exact, struct ctkn_store_event *out,
@@ -301,34 +361,41 @@ enum ctkn_store_table {
   CTKN_TABLE_QUEUE             /* ntf ID -> "": replays to send */
 };
 
-/* Values are borrowed until the txn ends or writes to the table. */
+/*
+ * Keys are 1 byte to LMDB's maximum key size (CTKN_EINTERNAL otherwise);
+ * keys and values are borrowed for the call and copied. A table absent
+ * from an older projection opened read-only reads as empty. Every call
+ * also fails with CTKN_ESTORE (LMDB) and CTKN_EINTERNAL (a misuse:
+ * CTKN_TABLE_POSITIONS, or a write in a read txn).
+ */
+
+/* The value stored under key: *val is valid until the txn ends or writes
+ * to the table. Errors: CTKN_ENOTFOUND. */
 int ctkn_store_kv_get(ctkn_store_txn *txn, enum ctkn_store_table table,
                       const void *key, size_t klen, const void **val,
                       size_t *vlen, struct ctkn_err *err);
+/* Store val under key, replacing what was there. Errors: those above. */
 int ctkn_store_kv_put(ctkn_store_txn *txn, enum ctkn_store_table table,
                       const void *key, size_t klen, const void *val,
                       size_t vlen, struct ctkn_err *err);
+/* Delete key. Errors: CTKN_ENOTFOUND (no such key). */
 int ctkn_store_kv_del(ctkn_store_txn *txn, enum ctkn_store_table table,
                       const void *key, size_t klen, struct ctkn_err *err);
 /* A non-zero return stops a walk and is returned by it. */
 typedef int (*ctkn_store_kv_cb)(void *arg, const void *key, size_t klen,
                                 const void *val, size_t vlen);
 /* Entries with keys >= from (flen 0: all) in key order, while their first
- * plen bytes equal from's. */
+ * plen bytes equal from's. Errors: CTKN_EINTERNAL (also plen > flen). */
 int ctkn_store_kv_walk(ctkn_store_txn *txn, enum ctkn_store_table table,
                        const void *from, size_t flen, size_t plen,
                        ctkn_store_kv_cb cb, void *arg, struct ctkn_err *err);
-
-/* Copy the process-local tables (a notifier's delivery state) from one
- * projection into another, as `ctkn rebuild` does before its swap. */
-int ctkn_store_copy_local(ctkn_store_txn *from, ctkn_store_txn *to,
-                          struct ctkn_err *err);
 
 /*
  * SHA-256 over a canonical serialisation of the replicated tables (tokens,
  * token index, history, rejected, quarantine, idempotency, offsets), in
  * that order, every key and value length-prefixed. Two projections of the
- * same log prefix have the same digest.
+ * same log prefix have the same digest. In a write txn, writes its batch
+ * out first. Errors: CTKN_ESTORE, CTKN_ENOMEM.
  */
 int ctkn_store_digest(ctkn_store_txn *txn, uint8_t out[CTKN_HASH_LEN],
                       struct ctkn_err *err);

@@ -26,9 +26,12 @@
 #include <lmdb.h>
 
 #include "ctkn/codec.h"
+#include "ctkn/crypto.h"
 #include "ctkn/log.h"
 #include "ctkn/projector.h"
 #include "ctkn/store.h"
+#include "internal.h"
+#include "store/shared.h"
 
 #define ALL_STATUSES ((1u << CTKN_STATUS_ACTIVE) | (1u << CTKN_STATUS_REVOKED))
 
@@ -162,6 +165,41 @@ static void make_record(struct fx *f, struct ctkn_record *r, ctkn_status s)
   r->offset = 1000 + ms % 1000;
 }
 
+/* The store's offset of partition p, or fail. */
+static int64_t offset_of(ctkn_store_txn *t, int32_t p)
+{
+  struct ctkn_err err = {0};
+  int64_t next = -1;
+  int rc = ctkn_store_offset(t, p, &next, &err);
+
+  if (rc != CTKN_OK)
+    fail_msg("offset %d: %s: %s", (int)p, ctkn_strerror(rc), err.msg);
+  return next;
+}
+
+/* The store's token count (with mask: of those statuses), or fail. */
+static int64_t count_status_of(ctkn_store_txn *t, unsigned mask)
+{
+  struct ctkn_err err = {0};
+  int64_t n = -1;
+  int rc = ctkn_store_count_status(t, mask, &n, &err);
+
+  if (rc != CTKN_OK)
+    fail_msg("count: %s: %s", ctkn_strerror(rc), err.msg);
+  return n;
+}
+
+static int64_t count_of(ctkn_store_txn *t)
+{
+  struct ctkn_err err = {0};
+  int64_t n = -1;
+  int rc = ctkn_store_count(t, &n, &err);
+
+  if (rc != CTKN_OK)
+    fail_msg("count: %s: %s", ctkn_strerror(rc), err.msg);
+  return n;
+}
+
 static void put(ctkn_store_txn *t, const struct ctkn_record *r)
 {
   struct ctkn_err err = {0};
@@ -273,7 +311,7 @@ static void test_reopen_keeps_data(void **s)
   t = begin(f->st, false);
   assert_int_equal(ctkn_store_get(t, r.token.id, &got, NULL), CTKN_OK);
   assert_record_equal(&got, &r);
-  assert_int_equal(ctkn_store_offset(t, 2), 77);
+  assert_int_equal(offset_of(t, 2), 77);
   ctkn_store_abort(t);
 }
 
@@ -430,7 +468,7 @@ static void test_put_get_round_trip_and_get_by_token(void **s)
   assert_int_equal(ctkn_store_get_by_token(t, r2.token.token, &got, NULL),
                    CTKN_OK);
   assert_record_equal(&got, &r2);
-  assert_int_equal(ctkn_store_count(t), 2);
+  assert_int_equal(count_of(t), 2);
   ctkn_store_abort(t);
 }
 
@@ -518,8 +556,8 @@ static void test_snapshot_is_a_consistent_copy_with_the_same_digest(void **s)
 
   assert_int_equal(ctkn_store_open(&copy, dir, &ro, &err), CTKN_OK);
   t = begin(copy, false);
-  assert_int_equal(ctkn_store_offset(t, 2), 77);
-  assert_int_equal(ctkn_store_count(t), 50);
+  assert_int_equal(offset_of(t, 2), 77);
+  assert_int_equal(count_of(t), 50);
   assert_int_equal(ctkn_store_digest(t, copied, NULL), CTKN_OK);
   ctkn_store_abort(t);
   ctkn_store_close(copy);
@@ -558,13 +596,13 @@ static void test_refresh_follows_a_swap_but_not_under_an_open_txn(void **s)
   t = begin(f->st, false); /* a reader still on the old projection */
   assert_int_equal(ctkn_store_refresh(f->st, &reopened, &err), CTKN_OK);
   assert_false(reopened);
-  assert_int_equal(ctkn_store_offset(t, 0), 5);
+  assert_int_equal(offset_of(t, 0), 5);
   ctkn_store_abort(t);
 
   assert_int_equal(ctkn_store_refresh(f->st, &reopened, &err), CTKN_OK);
   assert_true(reopened);
   t = begin(f->st, false);
-  assert_int_equal(ctkn_store_offset(t, 0), 9);
+  assert_int_equal(offset_of(t, 0), 9);
   ctkn_store_abort(t);
 }
 
@@ -597,10 +635,10 @@ static void test_counts_by_status(void **s)
   put(t, &r[0]);
   commit(t);
   t = begin(f->st, false);
-  assert_int_equal(ctkn_store_count_status(t, A | R), 6);
-  assert_int_equal(ctkn_store_count_status(t, R), 3);
-  assert_int_equal(ctkn_store_count_status(t, A), 3);
-  assert_int_equal(ctkn_store_count_status(t, 0), 0);
+  assert_int_equal(count_status_of(t, A | R), 6);
+  assert_int_equal(count_status_of(t, R), 3);
+  assert_int_equal(count_status_of(t, A), 3);
+  assert_int_equal(count_status_of(t, 0), 0);
   ctkn_store_abort(t);
 
   /* Drop the count, as a projection made before it would be. */
@@ -622,7 +660,7 @@ static void test_counts_by_status(void **s)
   }
   assert_int_equal(ctkn_store_open(&rst, f->db, &ro, NULL), CTKN_OK);
   t = begin(rst, false); /* read-only: counted by a scan */
-  assert_int_equal(ctkn_store_count_status(t, R), 3);
+  assert_int_equal(count_status_of(t, R), 3);
   ctkn_store_abort(t);
   ctkn_store_close(rst);
   t = begin(open_fx(f), true); /* a writer stores the count again */
@@ -633,8 +671,8 @@ static void test_counts_by_status(void **s)
   put(t, &r[0]);
   commit(t);
   t = begin(f->st, false);
-  assert_int_equal(ctkn_store_count_status(t, R), 4);
-  assert_int_equal(ctkn_store_count_status(t, A), 3);
+  assert_int_equal(count_status_of(t, R), 4);
+  assert_int_equal(count_status_of(t, A), 3);
   ctkn_store_abort(t);
 }
 
@@ -657,7 +695,7 @@ static void test_get_missing_returns_notfound(void **s)
   assert_int_equal(ctkn_store_get(t, NULL, &got, &err), CTKN_ENOTFOUND);
   assert_int_equal(ctkn_store_get_by_token(t, "test_x", &got, &err),
                    CTKN_ENOTFOUND);
-  assert_int_equal(ctkn_store_count(t), 0);
+  assert_int_equal(count_of(t), 0);
   ctkn_store_abort(t);
 }
 
@@ -686,31 +724,44 @@ static void test_update_overwrites_and_keeps_one_index_entry(void **s)
   assert_int_equal(ctkn_store_get_by_token(t, r.token.token, &got, NULL),
                    CTKN_OK);
   assert_string_equal(got.token.name, "renamed");
-  assert_int_equal(ctkn_store_count(t), 1);
+  assert_int_equal(count_of(t), 1);
   ctkn_store_abort(t);
 }
 
+/* A token string held by another token, in this txn's batch or in the
+ * store, is a conflict that names the holder; nothing of the put stays
+ * and the txn still commits. */
 static void test_token_string_of_another_token_is_a_conflict(void **s)
 {
   struct fx *f = *s;
-  struct ctkn_record a, b, got;
+  struct ctkn_record a, b, c, got;
   struct ctkn_err err = {0};
   ctkn_store_txn *t;
 
   make_record(f, &a, CTKN_STATUS_ACTIVE);
   make_record(f, &b, CTKN_STATUS_ACTIVE);
+  make_record(f, &c, CTKN_STATUS_ACTIVE);
   memcpy(b.token.token, a.token.token, sizeof(a.token.token));
+  memcpy(c.token.token, a.token.token, sizeof(a.token.token));
   t = begin(open_fx(f), true);
-  put(t, &a);
+  put(t, &a); /* held in the batch */
   assert_int_equal(ctkn_store_put(t, &b, &err), CTKN_ECONFLICT);
   assert_string_equal(err.field, "token");
   assert_non_null(strstr(err.msg, a.token.id));
-  /* Nothing of b stays, and the txn still commits. */
   assert_int_equal(ctkn_store_get(t, b.token.id, &got, NULL), CTKN_ENOTFOUND);
   commit(t);
 
+  t = begin(f->st, true);
+  memset(&err, 0, sizeof(err));
+  assert_int_equal(ctkn_store_put(t, &c, &err), CTKN_ECONFLICT); /* stored */
+  assert_string_equal(err.field, "token");
+  assert_non_null(strstr(err.msg, a.token.id));
+  assert_int_equal(ctkn_store_get(t, c.token.id, &got, NULL), CTKN_ENOTFOUND);
+  commit(t);
+
   t = begin(f->st, false);
-  assert_int_equal(ctkn_store_count(t), 1);
+  assert_int_equal(count_of(t), 1);
+  assert_int_equal(ctkn_store_get(t, c.token.id, &got, NULL), CTKN_ENOTFOUND);
   assert_int_equal(ctkn_store_get_by_token(t, a.token.token, &got, NULL),
                    CTKN_OK);
   assert_string_equal(got.token.id, a.token.id);
@@ -773,7 +824,12 @@ static void test_writes_check_their_arguments(void **s)
                    CTKN_EINVAL);
   assert_int_equal(ctkn_store_put_idem(t, "k", "ctkn_x", hash, &err),
                    CTKN_EINVAL);
-  assert_int_equal(ctkn_store_offset(t, -1), CTKN_EINVAL);
+  {
+    int64_t next = 5;
+    assert_int_equal(ctkn_store_offset(t, -1, &next, &err), CTKN_EINVAL);
+    assert_string_equal(err.field, "partition");
+    assert_int_equal(next, 0);
+  }
   ctkn_store_abort(t);
 }
 
@@ -846,8 +902,8 @@ static void test_offsets_default_to_zero_and_walk_in_partition_order(void **s)
   ctkn_store_txn *t;
 
   t = begin(open_fx(f), true);
-  assert_int_equal(ctkn_store_offset(t, 0), 0);
-  assert_int_equal(ctkn_store_offset(t, 4095), 0);
+  assert_int_equal(offset_of(t, 0), 0);
+  assert_int_equal(offset_of(t, 4095), 0);
   /* Inserted out of order; 256 would sort before 10 as little-endian. */
   assert_int_equal(ctkn_store_set_offset(t, 256, 2560, NULL), CTKN_OK);
   assert_int_equal(ctkn_store_set_offset(t, 10, 100, NULL), CTKN_OK);
@@ -859,10 +915,10 @@ static void test_offsets_default_to_zero_and_walk_in_partition_order(void **s)
   commit(t);
 
   t = begin(f->st, false);
-  assert_int_equal(ctkn_store_offset(t, 0), 0);
-  assert_int_equal(ctkn_store_offset(t, 1), INT64_MAX);
-  assert_int_equal(ctkn_store_offset(t, 10), 100);
-  assert_int_equal(ctkn_store_offset(t, 2), 0);
+  assert_int_equal(offset_of(t, 0), 0);
+  assert_int_equal(offset_of(t, 1), INT64_MAX);
+  assert_int_equal(offset_of(t, 10), 100);
+  assert_int_equal(offset_of(t, 2), 0);
   assert_int_equal(ctkn_store_offsets(t, collect_offset, &o, NULL), CTKN_OK);
   assert_int_equal(o.n, 5);
   for (int i = 0; i < 5; i++)
@@ -1410,108 +1466,209 @@ static void test_history_batch_equals_single_puts(void **s)
   ctkn_store_close(st2);
 }
 
-/* One sequence of puts, gets and lookups, run on st; batched or not. Each
- * step's outcome goes into out[], so two runs can be compared. */
-static size_t batch_script(ctkn_store *st, bool batched, struct ctkn_record *r,
-                           int *out)
+/* r as revoked, one version later. */
+static void revoke_record(struct ctkn_record *r)
 {
-  struct ctkn_record got, x;
-  struct ctkn_err err = {0};
+  r->token.status = CTKN_STATUS_REVOKED;
+  r->token.updated_at += 1;
+  r->token.revoked_at = r->token.updated_at;
+  r->version++;
+}
+
+/* The revoked count moves once per token, when its index entry turns to
+ * revoked: a token created revoked, an active one revoked; not a revoked
+ * one written again, in the same batch or a later txn. */
+static void test_revoked_count_moves_when_an_index_entry_turns(void **s)
+{
+  const unsigned A = 1u << CTKN_STATUS_ACTIVE, R = 1u << CTKN_STATUS_REVOKED;
+  struct fx *f = *s;
+  struct ctkn_record a, b, c;
   char id[CTKN_ID_BUF];
   ctkn_status status;
   ctkn_store_txn *t;
-  size_t n = 0;
 
-  /* In the table already: r[1], r[3] (revoked), r[5]. */
-  t = begin(st, true);
-  put(t, &r[1]);
-  put(t, &r[3]);
-  put(t, &r[5]);
+  make_record(f, &a, CTKN_STATUS_ACTIVE);
+  make_record(f, &b, CTKN_STATUS_REVOKED);
+  make_record(f, &c, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  put(t, &a);
+  put(t, &b); /* new and revoked: turns */
+  put(t, &c);
+  assert_int_equal(count_status_of(t, R), 1);
   commit(t);
 
-  t = begin(st, true);
-  if (batched)
-    assert_int_equal(ctkn_store_batch(t, false, NULL), CTKN_OK);
-  /* New before, between and past the stored keys. */
-  for (int i = 0; i < 7; i += 2)
-    out[n++] = ctkn_store_put(t, &r[i], &err);
-  out[n++] = ctkn_store_get(t, r[6].token.id, &got, NULL);
-  out[n++] = strcmp(got.token.name, r[6].token.name);
-  /* Updated, then revoked, then written again revoked: counted once. */
-  for (int k = 0; k < 3; k++) {
-    x = r[k == 0 ? 6 : 1];
-    x.version++;
-    if (k > 0) {
-      x.token.status = CTKN_STATUS_REVOKED;
-      x.token.revoked_at = x.token.updated_at + 1;
-    }
-    out[n++] = ctkn_store_put(t, &x, &err);
-    out[n++] = ctkn_store_put(t, &x, &err);
-  }
-  x = r[3]; /* stored revoked: written again, still counted once */
-  x.version++;
-  out[n++] = ctkn_store_put(t, &x, &err);
-  /* Token strings held by another token: in the table, in this batch. */
-  for (int k = 0; k < 2; k++) {
-    x = r[7 + k];
-    memcpy(x.token.token, r[k ? 2 : 5].token.token, sizeof(x.token.token));
-    out[n++] = ctkn_store_put(t, &x, &err);
-    out[n++] = strstr(err.msg, r[k ? 2 : 5].token.id) != NULL;
-    out[n++] = ctkn_store_get(t, x.token.id, &got, NULL);
-  }
-  out[n++] = ctkn_store_lookup_token(t, r[1].token.token, id, &status, NULL);
-  out[n++] = (int)status;
-  out[n++] = ctkn_store_lookup_token(t, r[8].token.token, id, &status, NULL);
-  out[n++] = (int)ctkn_store_count_status(t, 1u << CTKN_STATUS_REVOKED);
-  /* Counting wrote the batch out; it goes on afterwards. */
-  out[n++] = ctkn_store_put(t, &r[7], &err);
-  out[n++] = (int)ctkn_store_count(t);
+  t = begin(f->st, true);
+  revoke_record(&a); /* turns */
+  put(t, &a);
+  a.version++; /* revoked again in the same batch */
+  put(t, &a);
+  c.version++; /* an update that keeps it active */
+  put(t, &c);
   commit(t);
-  t = begin(st, false);
-  out[n++] = (int)ctkn_store_count_status(t, 1u << CTKN_STATUS_REVOKED);
-  out[n++] = ctkn_store_get_by_token(t, r[6].token.token, &got, NULL);
-  out[n++] = (int)got.version;
+  t = begin(f->st, false);
+  assert_int_equal(count_status_of(t, R), 2);
+  assert_int_equal(count_status_of(t, A), 1);
+  assert_int_equal(ctkn_store_lookup_token(t, a.token.token, id, &status, NULL),
+                   CTKN_OK);
+  assert_int_equal(status, CTKN_STATUS_REVOKED);
   ctkn_store_abort(t);
-  return n;
+
+  t = begin(f->st, true); /* revoked in the store, written again */
+  a.version++;
+  put(t, &a);
+  b.version++;
+  put(t, &b);
+  commit(t);
+  t = begin(f->st, false);
+  assert_int_equal(count_status_of(t, R), 2);
+  assert_int_equal(count_status_of(t, A), 1);
+  ctkn_store_abort(t);
 }
 
-/* A batched write txn stores what the same puts store one by one, with
- * the same outcome for each, the same revoked count and digest. */
-static void test_batch_equals_single_puts(void **s)
+/* A token created, updated and revoked in one batch is written once, as
+ * its last put left it: past the table's last key every key appends, and
+ * a key appended twice would fail the commit. */
+static void test_a_token_put_several_times_in_a_batch_is_written_once(void **s)
 {
   struct fx *f = *s;
-  struct ctkn_record r[9];
-  uint8_t a[CTKN_HASH_LEN], b[CTKN_HASH_LEN];
-  int oa[64], ob[64];
-  char dir2[192];
-  ctkn_store *st2;
+  struct ctkn_record x, got;
+  char id[CTKN_ID_BUF];
+  ctkn_status status;
+  ctkn_store_txn *t;
 
-  for (int i = 0; i < 9; i++)
-    make_record(f, &r[i], i == 3 ? CTKN_STATUS_REVOKED : CTKN_STATUS_ACTIVE);
-  snprintf(dir2, sizeof(dir2), "%s/db2", f->tmp);
-  open_fx(f);
-  st2 = open_at(dir2);
-  size_t na = batch_script(f->st, false, r, oa);
-  size_t nb = batch_script(st2, true, r, ob);
-  assert_int_equal(na, nb);
-  for (size_t i = 0; i < na; i++)
-    if (oa[i] != ob[i])
-      fail_msg("step %zu: %d unbatched, %d batched", i, oa[i], ob[i]);
-  assert_int_equal(oa[13], CTKN_ECONFLICT);
-  assert_int_equal(oa[16], CTKN_ECONFLICT);
-  digest_of(f->st, a);
-  digest_of(st2, b);
-  assert_memory_equal(a, b, CTKN_HASH_LEN);
-  ctkn_store_close(st2);
+  make_record(f, &x, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  put(t, &x);
+  snprintf(x.token.name, sizeof(x.token.name), "renamed");
+  x.version++;
+  put(t, &x);
+  revoke_record(&x);
+  put(t, &x);
+  commit(t);
+
+  t = begin(f->st, false);
+  assert_int_equal(count_of(t), 1);
+  assert_int_equal(ctkn_store_get(t, x.token.id, &got, NULL), CTKN_OK);
+  assert_record_equal(&got, &x);
+  assert_int_equal(ctkn_store_lookup_token(t, x.token.token, id, &status, NULL),
+                   CTKN_OK);
+  assert_int_equal(status, CTKN_STATUS_REVOKED);
+  assert_int_equal(count_status_of(t, 1u << CTKN_STATUS_REVOKED), 1);
+  ctkn_store_abort(t);
+}
+
+/* Reads through a write txn see its puts before they are written; other
+ * txns do not, and an abort drops them. */
+static void test_reads_in_the_txn_see_its_buffered_puts(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record x, got;
+  char id[CTKN_ID_BUF];
+  ctkn_status status;
+  ctkn_store_txn *t, *reader;
+
+  make_record(f, &x, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  put(t, &x);
+  assert_int_equal(ctkn_store_get(t, x.token.id, &got, NULL), CTKN_OK);
+  assert_record_equal(&got, &x);
+  assert_int_equal(ctkn_store_get_by_token(t, x.token.token, &got, NULL),
+                   CTKN_OK);
+  assert_int_equal(ctkn_store_lookup_token(t, x.token.token, id, &status, NULL),
+                   CTKN_OK);
+  assert_string_equal(id, x.token.id);
+  assert_int_equal(status, CTKN_STATUS_ACTIVE);
+  revoke_record(&x);
+  put(t, &x);
+  assert_int_equal(ctkn_store_get(t, x.token.id, &got, NULL), CTKN_OK);
+  assert_int_equal(got.version, x.version);
+  assert_int_equal(ctkn_store_lookup_token(t, x.token.token, id, &status, NULL),
+                   CTKN_OK);
+  assert_int_equal(status, CTKN_STATUS_REVOKED);
+
+  reader = begin(f->st, false);
+  assert_int_equal(ctkn_store_get(reader, x.token.id, &got, NULL),
+                   CTKN_ENOTFOUND);
+  ctkn_store_abort(reader);
+  ctkn_store_abort(t);
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_get(t, x.token.id, &got, NULL), CTKN_ENOTFOUND);
+  assert_int_equal(count_of(t), 0);
+  ctkn_store_abort(t);
+}
+
+/* A read that counts writes the batch out; the batch goes on afterwards,
+ * reads still find what was written, and later puts land too. */
+static void test_the_batch_goes_on_after_a_count_writes_it_out(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record w, x, y, got;
+  ctkn_store_txn *t;
+
+  make_record(f, &w, CTKN_STATUS_ACTIVE);
+  make_record(f, &x, CTKN_STATUS_ACTIVE);
+  make_record(f, &y, CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  put(t, &w); /* the last key when the next batch starts; x is past it */
+  commit(t);
+  t = begin(f->st, true);
+  put(t, &x);
+  assert_int_equal(count_of(t), 2);
+  assert_int_equal(ctkn_store_get(t, x.token.id, &got, NULL), CTKN_OK);
+  put(t, &y);
+  x.version++;
+  put(t, &x);
+  assert_int_equal(count_of(t), 3);
+  commit(t);
+
+  t = begin(f->st, false);
+  assert_int_equal(count_of(t), 3);
+  assert_int_equal(ctkn_store_get(t, x.token.id, &got, NULL), CTKN_OK);
+  assert_int_equal(got.version, x.version);
+  assert_int_equal(ctkn_store_get(t, y.token.id, &got, NULL), CTKN_OK);
+  ctkn_store_abort(t);
+}
+
+/* New tokens before, between and past the stored ones all land: only keys
+ * past the table's last one may append. */
+static void test_new_tokens_land_before_between_and_past_stored_ones(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r[7], out[7];
+  size_t n = 0;
+  bool more = true;
+  ctkn_store_txn *t;
+
+  for (int i = 0; i < 7; i++)
+    make_record(f, &r[i], CTKN_STATUS_ACTIVE);
+  t = begin(open_fx(f), true);
+  for (int i = 1; i < 7; i += 2)
+    put(t, &r[i]);
+  commit(t);
+  t = begin(f->st, true);
+  for (int i = 0; i < 7; i += 2)
+    put(t, &r[i]);
+  commit(t);
+
+  t = begin(f->st, false);
+  assert_int_equal(
+      ctkn_store_list(t, NULL, false, ALL_STATUSES, 7, out, &n, &more, NULL),
+      CTKN_OK);
+  assert_int_equal(n, 7);
+  assert_false(more);
+  for (int i = 0; i < 7; i++)
+    assert_record_equal(&out[i], &r[i]);
+  ctkn_store_abort(t);
 }
 
 /* A guessing batch: each wrong guess (an ID that was there, read or
- * written; a token string that was taken) voids the batch; right ones
- * commit what the same puts commit without guessing. */
+ * written; a token string that was taken) voids the batch, and its txn
+ * commits nothing; right ones commit what the same puts commit without
+ * guessing. */
 static void test_batch_guesses_are_checked_as_it_is_written(void **s)
 {
   struct fx *f = *s;
-  struct ctkn_record r[4], x, got;
+  struct ctkn_record r[4], x, z, got;
   struct ctkn_err err = {0};
   uint8_t a[CTKN_HASH_LEN], b[CTKN_HASH_LEN];
   char dir2[192];
@@ -1521,25 +1678,39 @@ static void test_batch_guesses_are_checked_as_it_is_written(void **s)
 
   for (int i = 0; i < 4; i++)
     make_record(f, &r[i], CTKN_STATUS_ACTIVE);
+  make_record(f, &z, CTKN_STATUS_ACTIVE);
   t = begin(open_fx(f), true);
   put(t, &r[1]);
   put(t, &r[3]); /* the last key: r[0], r[1], r[2] are guessed */
   commit(t);
 
-  for (int k = 0; k < 3; k++) {
+  /* k: 0 a stored ID, put; 1 a new ID with a stored token string; 2 a
+   * stored ID read but not put; 3 a stored ID put with a new string. */
+  for (int k = 0; k < 4; k++) {
     t = begin(f->st, true);
-    assert_int_equal(ctkn_store_batch(t, true, NULL), CTKN_OK);
+    assert_int_equal(ctkn__store_batch(t, true, NULL), CTKN_OK);
     x = r[k == 1 ? 0 : 1];
-    assert_int_equal(ctkn_store_get_new(t, x.token.id, &got, NULL),
+    assert_int_equal(ctkn__store_get_new(t, x.token.id, &got, NULL),
                      CTKN_ENOTFOUND); /* guessed */
-    if (k == 1)                       /* a new ID, but r[1]'s token string */
+    if (k == 1)
       memcpy(x.token.token, r[1].token.token, sizeof(x.token.token));
-    if (k < 2)
+    if (k == 3)
+      memcpy(x.token.token, r[0].token.token, sizeof(x.token.token));
+    if (k != 2)
       assert_int_equal(ctkn_store_put(t, &x, &err), CTKN_OK);
-    assert_int_equal(ctkn_store_batch_write(t, &wrong, &err), CTKN_ECONFLICT);
+    assert_int_equal(ctkn__store_batch_write(t, &wrong, &err), CTKN_ECONFLICT);
     assert_true(wrong);
-    /* Void: it writes nothing more. */
-    assert_int_equal(ctkn_store_batch_write(t, &wrong, &err), CTKN_ECONFLICT);
+    /* Void: it writes nothing more, and the txn does not commit. */
+    assert_int_equal(ctkn__store_batch_write(t, &wrong, &err), CTKN_ECONFLICT);
+    if (k != 2) {
+      ctkn_store_abort(t);
+      continue;
+    }
+    put(t, &z);
+    assert_int_equal(ctkn_store_commit(t, &err), CTKN_ECONFLICT);
+    t = begin(f->st, false);
+    assert_int_equal(ctkn_store_get(t, z.token.id, &got, NULL), CTKN_ENOTFOUND);
+    assert_int_equal(count_of(t), 2);
     ctkn_store_abort(t);
   }
 
@@ -1549,20 +1720,20 @@ static void test_batch_guesses_are_checked_as_it_is_written(void **s)
   for (int k = 0; k < 2; k++) {
     t = begin(k ? st2 : f->st, true);
     if (k == 0) {
-      assert_int_equal(ctkn_store_batch(t, true, NULL), CTKN_OK);
+      assert_int_equal(ctkn__store_batch(t, true, NULL), CTKN_OK);
     } else {
       put(t, &r[1]);
       put(t, &r[3]);
     }
     for (int i = 0; i < 3; i += 2) {
-      assert_int_equal(ctkn_store_get_new(t, r[i].token.id, &got, NULL),
+      assert_int_equal(ctkn__store_get_new(t, r[i].token.id, &got, NULL),
                        CTKN_ENOTFOUND);
       put(t, &r[i]);
-      assert_int_equal(ctkn_store_get_new(t, r[i].token.id, &got, NULL),
+      assert_int_equal(ctkn__store_get_new(t, r[i].token.id, &got, NULL),
                        CTKN_OK);
     }
     if (k == 0) {
-      assert_int_equal(ctkn_store_batch_write(t, &wrong, &err), CTKN_OK);
+      assert_int_equal(ctkn__store_batch_write(t, &wrong, &err), CTKN_OK);
       assert_false(wrong);
     }
     commit(t);
@@ -1690,6 +1861,97 @@ static void test_digest_changes_with_any_single_difference(void **s)
       assert_memory_not_equal(d[v], d[w], CTKN_HASH_LEN);
 }
 
+/* A fixed record: every byte of it chosen here, so its encoding is too. */
+static void fixed_record(struct ctkn_record *r, int i, ctkn_status s)
+{
+  memset(r, 0, sizeof(*r));
+  snprintf(r->token.id, sizeof(r->token.id), "ctkn_01hzzzzzzzzzzzzzzzzzzzz%03d",
+           i);
+  snprintf(r->token.token, sizeof(r->token.token),
+           "test_0000000000000000000000%05d", i);
+  snprintf(r->token.name, sizeof(r->token.name), "fixed %d", i);
+  r->token.has_description = i % 2 == 0;
+  if (r->token.has_description)
+    snprintf(r->token.description, sizeof(r->token.description), "d%d", i);
+  r->token.status = s;
+  r->token.created_at = 1700000000000000 + i;
+  r->token.updated_at = r->token.created_at + 7;
+  r->token.revoked_at = s == CTKN_STATUS_REVOKED ? r->token.updated_at : 0;
+  r->version = s == CTKN_STATUS_REVOKED ? 2 : 1;
+  r->partition = i % 3;
+  r->offset = (int64_t)i * 100000;
+}
+
+/*
+ * The digest hashes stored bytes, so it pins every table's encoding: a
+ * projection written through each writer, with values of every length
+ * class (fixstr, str8, str16, bin8, bin16, bin32, nil) and integers of
+ * every width, has exactly this digest. A change here changes the format.
+ */
+static void test_digest_of_a_fixed_projection_is_pinned(void **s)
+{
+  static const char want[] =
+      "1f765121615ae8705e445d05e0c4ddedd7ea2343a8ee951166c690a76201db60";
+  static char big[70000];
+  struct fx *f = *s;
+  struct ctkn_record r[5];
+  struct ctkn_store_history_put h[3];
+  uint8_t hash[CTKN_HASH_LEN], sum[CTKN_HASH_LEN];
+  char hex[2 * CTKN_HASH_LEN + 1], reason[300];
+  ctkn_store_txn *t;
+
+  for (size_t i = 0; i < sizeof(big); i++)
+    big[i] = (char)(i * 7);
+  for (int i = 0; i < CTKN_HASH_LEN; i++)
+    hash[i] = (uint8_t)(i * 13);
+  memset(reason, 'r', sizeof(reason) - 1);
+  reason[sizeof(reason) - 1] = '\0';
+  t = begin(open_fx(f), true);
+  for (int i = 0; i < 5; i++) {
+    fixed_record(&r[i], i, i == 3 ? CTKN_STATUS_REVOKED : CTKN_STATUS_ACTIVE);
+    put(t, &r[i]);
+  }
+  assert_int_equal(
+      ctkn_store_put_history(t, r[0].token.id, 1, 0, 0, "e", 1, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_put_history(t, r[1].token.id, 1, 4095, INT64_MAX,
+                                          big, 300, NULL),
+                   CTKN_OK);
+  assert_int_equal(ctkn_store_put_history(t, r[1].token.id, 2, 200, 70000, big,
+                                          sizeof(big), NULL),
+                   CTKN_OK);
+  for (int i = 0; i < 3; i++) {
+    memset(&h[i], 0, sizeof(h[i]));
+    memcpy(h[i].id, r[2 + i].token.id, sizeof(h[i].id));
+    h[i].version = (uint64_t)(1 + i) << (20 * i);
+    h[i].partition = 2;
+    h[i].offset = (int64_t)1 << (15 * i);
+    h[i].value = i == 1 ? NULL : big;
+    h[i].len = i == 1 ? 0 : 40 + (size_t)i;
+  }
+  assert_int_equal(ctkn_store_put_history_batch(t, h, 3, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_put_rejected(t, 0, 5, "evt_1", r[0].token.id,
+                                           "stale version", NULL),
+                   CTKN_OK);
+  assert_int_equal(ctkn_store_put_rejected(t, 1, 300, NULL, NULL, reason, NULL),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_store_put_quarantine(t, 0, 6, "bad", "k", 1, "\x00", 1, NULL),
+      CTKN_OK);
+  assert_int_equal(ctkn_store_put_quarantine(t, 2, 1 << 20, reason + 260, NULL,
+                                             0, big, sizeof(big), NULL),
+                   CTKN_OK);
+  assert_int_equal(ctkn_store_put_idem(t, "key-1", r[0].token.id, hash, NULL),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_store_put_idem(t, reason + 45, r[4].token.id, hash, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_set_offset(t, 0, 7, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_set_offset(t, 4095, INT64_MAX, NULL), CTKN_OK);
+  commit(t);
+  digest_of(f->st, sum);
+  ctkn_hex(sum, sizeof(sum), hex);
+  assert_string_equal(hex, want);
+}
+
 /* ---- transactions ------------------------------------------------------- */
 
 static void test_abort_discards_writes(void **s)
@@ -1709,8 +1971,8 @@ static void test_abort_discards_writes(void **s)
   assert_int_equal(ctkn_store_get(t, r.token.id, &got, NULL), CTKN_ENOTFOUND);
   assert_int_equal(ctkn_store_get_by_token(t, r.token.token, &got, NULL),
                    CTKN_ENOTFOUND);
-  assert_int_equal(ctkn_store_offset(t, 0), 0);
-  assert_int_equal(ctkn_store_count(t), 0);
+  assert_int_equal(offset_of(t, 0), 0);
+  assert_int_equal(count_of(t), 0);
   ctkn_store_abort(t);
 }
 
@@ -1729,7 +1991,7 @@ static void test_reader_does_not_see_uncommitted_writes(void **s)
   assert_int_equal(ctkn_store_set_offset(writer, 0, 10, NULL), CTKN_OK);
   assert_int_equal(ctkn_store_get(reader, r.token.id, &got, NULL),
                    CTKN_ENOTFOUND);
-  assert_int_equal(ctkn_store_offset(reader, 0), 0);
+  assert_int_equal(offset_of(reader, 0), 0);
   commit(writer);
 
   /* The old snapshot stays as it was; a new one sees the commit. */
@@ -1737,7 +1999,7 @@ static void test_reader_does_not_see_uncommitted_writes(void **s)
                    CTKN_ENOTFOUND);
   later = begin(f->st, false);
   assert_int_equal(ctkn_store_get(later, r.token.id, &got, NULL), CTKN_OK);
-  assert_int_equal(ctkn_store_offset(later, 0), 10);
+  assert_int_equal(offset_of(later, 0), 10);
   assert_int_equal(ctkn_store_commit(later, NULL), CTKN_OK); /* read commit */
   ctkn_store_abort(reader);
 }
@@ -1780,7 +2042,12 @@ static void test_corrupt_values_are_store_errors(void **s)
   assert_non_null(strstr(err.msg, "corrupt value in history"));
   assert_int_equal(ctkn_store_get_idem(t, "k", id, hash, &err), CTKN_ESTORE);
   assert_non_null(strstr(err.msg, "corrupt value in idempotency"));
-  assert_int_equal(ctkn_store_offset(t, 1), CTKN_ESTORE);
+  {
+    int64_t next = 5;
+    assert_int_equal(ctkn_store_offset(t, 1, &next, &err), CTKN_ESTORE);
+    assert_non_null(strstr(err.msg, "corrupt value in offsets"));
+    assert_int_equal(next, 0);
+  }
   ctkn_store_abort(t);
   free(h);
 }
@@ -1945,10 +2212,15 @@ int main(void)
       T(test_list_after_cursor_status_mask_and_limits),
       T(test_digest_ignores_transaction_grouping),
       T(test_history_batch_equals_single_puts),
-      T(test_batch_equals_single_puts),
+      T(test_revoked_count_moves_when_an_index_entry_turns),
+      T(test_a_token_put_several_times_in_a_batch_is_written_once),
+      T(test_reads_in_the_txn_see_its_buffered_puts),
+      T(test_the_batch_goes_on_after_a_count_writes_it_out),
+      T(test_new_tokens_land_before_between_and_past_stored_ones),
       T(test_batch_guesses_are_checked_as_it_is_written),
       T(test_projector_goes_again_when_a_guess_was_wrong),
       T(test_digest_changes_with_any_single_difference),
+      T(test_digest_of_a_fixed_projection_is_pinned),
       T(test_abort_discards_writes),
       T(test_reader_does_not_see_uncommitted_writes),
       T(test_corrupt_values_are_store_errors),

@@ -232,9 +232,13 @@ int64_t tk_offset(struct tk *t, int32_t p)
 {
   ctkn_store_txn *txn = NULL;
 
+  int64_t off = -1;
+
   CHECK(ctkn_store_begin(t->st, false, &txn, &e_));
-  int64_t off = ctkn_store_offset(txn, p);
+  int rc = ctkn_store_offset(txn, p, &off, NULL);
   ctkn_store_abort(txn);
+  if (rc != CTKN_OK)
+    fail_msg("offset of %d: %s", (int)p, ctkn_strerror(rc));
   return off;
 }
 

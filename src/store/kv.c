@@ -1,0 +1,190 @@
+/*
+ * kv.c - the side tables whose keys and values other modules define
+ * (ctkn_store_kv_*: settings.c, notify.c), copying the process-local ones
+ * into another projection, and snapshots.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/store_int.h"
+
+/* ctkn_store_kv_*()'s tables, by enum ctkn_store_table. */
+static const int kv_tables[] = {[CTKN_TABLE_POSITIONS] = T_POSITIONS,
+                                [CTKN_TABLE_DESTINATIONS] = T_DEST,
+                                [CTKN_TABLE_DEST_START] = T_DEST_START,
+                                [CTKN_TABLE_SETTINGS_OFFSETS] = T_SET_OFFSETS,
+                                [CTKN_TABLE_SETTINGS_LOG] = T_SET_LOG,
+                                [CTKN_TABLE_NOTIFICATIONS] = T_NTF,
+                                [CTKN_TABLE_ATTEMPTS] = T_ATTEMPTS,
+                                [CTKN_TABLE_CURSORS] = T_CURSORS,
+                                [CTKN_TABLE_QUEUE] = T_QUEUE};
+
+static int kv_table(ctkn_store_txn *t, enum ctkn_store_table table, int *out,
+                    struct ctkn_err *err)
+{
+  if (table == CTKN_TABLE_POSITIONS) /* its own layout: event_at() */
+    return ctkn__err(err, CTKN_EINTERNAL, "positions: use ctkn_store_event_at");
+  if ((unsigned)table >= CTKN__ARRAY_LEN(kv_tables))
+    return ctkn__err(err, CTKN_EINTERNAL, "no table %d", (int)table);
+  *out = kv_tables[table];
+  return t->st->absent[*out] ? CTKN_ENOTFOUND : CTKN_OK;
+}
+
+static int kv_key(ctkn_store_txn *t, size_t klen, struct ctkn_err *err)
+{
+  if (klen == 0 || klen > (size_t)mdb_env_get_maxkeysize(t->st->env))
+    return ctkn__err(err, CTKN_EINTERNAL, "key of %zu bytes", klen);
+  return CTKN_OK;
+}
+
+int ctkn_store_kv_get(ctkn_store_txn *t, enum ctkn_store_table table,
+                      const void *key, size_t klen, const void **val,
+                      size_t *vlen, struct ctkn_err *err)
+{
+  MDB_val k = {klen, (void *)key}, v;
+  int tb = 0, rc;
+
+  if ((rc = kv_table(t, table, &tb, err)) != CTKN_OK)
+    return rc == CTKN_ENOTFOUND ? ctkn__err(err, rc, "not found") : rc;
+  if ((rc = kv_key(t, klen, err)) != CTKN_OK)
+    return rc;
+  rc = mdb_get(t->txn, t->st->dbi[tb], &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return ctkn__err(err, CTKN_ENOTFOUND, "not found in %s",
+                     ctkn__store_table_names[tb]);
+  if (rc != MDB_SUCCESS)
+    return ctkn__store_lmdb_err(err, rc, ctkn__store_table_names[tb]);
+  *val = v.mv_data;
+  *vlen = v.mv_size;
+  return CTKN_OK;
+}
+
+int ctkn_store_kv_put(ctkn_store_txn *t, enum ctkn_store_table table,
+                      const void *key, size_t klen, const void *val,
+                      size_t vlen, struct ctkn_err *err)
+{
+  MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+  int tb = 0, rc;
+
+  if ((rc = ctkn__store_need_write(t, err)) != CTKN_OK ||
+      (rc = kv_table(t, table, &tb, err)) != CTKN_OK ||
+      (rc = kv_key(t, klen, err)) != CTKN_OK)
+    return rc;
+  rc = mdb_put(t->txn, t->st->dbi[tb], &k, &v, 0);
+  return rc == MDB_SUCCESS
+             ? CTKN_OK
+             : ctkn__store_lmdb_err(err, rc, ctkn__store_table_names[tb]);
+}
+
+int ctkn_store_kv_del(ctkn_store_txn *t, enum ctkn_store_table table,
+                      const void *key, size_t klen, struct ctkn_err *err)
+{
+  MDB_val k = {klen, (void *)key};
+  int tb = 0, rc;
+
+  if ((rc = ctkn__store_need_write(t, err)) != CTKN_OK ||
+      (rc = kv_table(t, table, &tb, err)) != CTKN_OK ||
+      (rc = kv_key(t, klen, err)) != CTKN_OK)
+    return rc;
+  rc = mdb_del(t->txn, t->st->dbi[tb], &k, NULL);
+  if (rc == MDB_NOTFOUND)
+    return ctkn__err(err, CTKN_ENOTFOUND, "not found in %s",
+                     ctkn__store_table_names[tb]);
+  return rc == MDB_SUCCESS
+             ? CTKN_OK
+             : ctkn__store_lmdb_err(err, rc, ctkn__store_table_names[tb]);
+}
+
+int ctkn_store_kv_walk(ctkn_store_txn *t, enum ctkn_store_table table,
+                       const void *from, size_t flen, size_t plen,
+                       ctkn_store_kv_cb cb, void *arg, struct ctkn_err *err)
+{
+  MDB_val k = {flen, (void *)from}, v;
+  MDB_cursor *c;
+  int tb = 0, rc;
+
+  if (plen > flen)
+    return ctkn__err(err, CTKN_EINTERNAL, "prefix longer than the key");
+  if ((rc = kv_table(t, table, &tb, err)) == CTKN_ENOTFOUND)
+    return CTKN_OK; /* an absent table is empty */
+  if (rc != CTKN_OK || (flen > 0 && (rc = kv_key(t, flen, err)) != CTKN_OK))
+    return rc;
+  if ((rc = ctkn__store_cursor(t, tb, &c, err)) != CTKN_OK)
+    return rc;
+  rc = mdb_cursor_get(c, &k, &v, flen > 0 ? MDB_SET_RANGE : MDB_FIRST);
+  for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    if (plen > 0 && (k.mv_size < plen || memcmp(k.mv_data, from, plen) != 0))
+      break;
+    if ((rc = cb(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0) {
+      mdb_cursor_close(c);
+      return rc;
+    }
+  }
+  mdb_cursor_close(c);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return ctkn__store_lmdb_err(err, rc, ctkn__store_table_names[tb]);
+  return CTKN_OK;
+}
+
+/* Copy table tb of from into to, entry by entry. */
+static int copy_table(ctkn_store_txn *from, ctkn_store_txn *to, int tb,
+                      struct ctkn_err *err)
+{
+  MDB_cursor *c;
+  MDB_val k, v;
+  int rc;
+
+  if ((rc = ctkn__store_cursor(from, tb, &c, err)) != CTKN_OK)
+    return rc;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    if ((rc = mdb_put(to->txn, to->st->dbi[tb], &k, &v, 0)) != MDB_SUCCESS)
+      break;
+  }
+  mdb_cursor_close(c);
+  if (rc != MDB_NOTFOUND)
+    return ctkn__store_lmdb_err(err, rc, ctkn__store_table_names[tb]);
+  return CTKN_OK;
+}
+
+int ctkn__store_copy_local(struct ctkn_store_txn *from,
+                           struct ctkn_store_txn *to, struct ctkn_err *err)
+{
+  static const int local[] = {T_NTF, T_ATTEMPTS, T_CURSORS, T_QUEUE};
+  int rc;
+
+  if ((rc = ctkn__store_need_write(to, err)) != CTKN_OK)
+    return rc;
+  for (size_t i = 0; i < CTKN__ARRAY_LEN(local); i++) {
+    int tb = local[i];
+    if (from->st->absent[tb] || to->st->absent[tb])
+      continue;
+    if ((rc = copy_table(from, to, tb, err)) != CTKN_OK)
+      return rc;
+  }
+  return CTKN_OK;
+}
+
+int ctkn_store_snapshot(ctkn_store *st, const char *dir, struct ctkn_err *err)
+{
+  char path[4200];
+  struct stat sb;
+  int rc;
+
+  if ((rc = ctkn__store_mkdir_p(dir, err)) != CTKN_OK)
+    return rc;
+  snprintf(path, sizeof(path), "%s/data.mdb", dir);
+  if (stat(path, &sb) == 0)
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "%s already holds a projection; snapshot into a new "
+                     "directory",
+                     dir);
+  /* mdb_env_copy2 copies from one read transaction: a consistent state
+   * with the offsets that produced it, while writers go on. Compacting
+   * leaves out free pages. */
+  rc = mdb_env_copy2(st->env, dir, MDB_CP_COMPACT);
+  if (rc != MDB_SUCCESS)
+    return ctkn__store_lmdb_err(err, rc, "snapshot");
+  return CTKN_OK;
+}
