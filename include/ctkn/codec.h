@@ -23,12 +23,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ctkn/apikey.h"
 #include "ctkn/error.h"
 #include "ctkn/event.h"
-#include "ctkn/notify.h"
-#include "ctkn/settings.h"
 #include "ctkn/token.h"
+
+/* Values of other modules that the codec encodes or renders. Only their
+ * names are needed here; they are defined in the headers below the codec
+ * (setting.h, notification.h, keyset.h), which callers include for the
+ * values they fill or read. */
+struct ctkn_apikey;
+struct ctkn_apikeys;
+struct ctkn_dest_command;
+struct ctkn_destination;
+struct ctkn_notification;
+struct ctkn_ntf_attempt;
+struct ctkn_setting_event;
 
 /* ---- protobuf: the event on the wire (proto/ctkn.proto) ------------- */
 
@@ -261,9 +270,27 @@ char *ctkn_json_apikey_created(const struct ctkn_apikey *k, const char *key);
 
 /* {"data": [{"name", "permissions", "created_at"}]}, in file order: never
  * a key, nor its hash. */
-char *ctkn_json_apikey_list(const ctkn_apikeys *ks);
+char *ctkn_json_apikey_list(const struct ctkn_apikeys *ks);
 
 /* {"data": {"name", "revoked": true}} */
 char *ctkn_json_apikey_revoked(const char *name);
+
+/* ---- JSON: the API-key file (apikey.h) -------------------------------- */
+
+/* One line of the key file for k, without the newline:
+ * {"name","sha256" (lowercase hex),"permissions" (ctkn_perms_names()),
+ * "created_at"}. Caller owns the string; release with free(). NULL when
+ * out of memory or when a string in k is not UTF-8. */
+char *ctkn_json_apikey_line(const struct ctkn_apikey *k);
+
+/* Parse one line of the key file (len bytes, no newline) into *k: every
+ * field required, none other accepted, no duplicate keys; the name, the
+ * permission names and created_at obey keyset.h's and token.h's rules.
+ * On failure *k is zeroed.
+ * Errors: CTKN_EDECODE, err->field naming the field ("name", "sha256",
+ * "permissions", "created_at"; "" for the line as a whole) and err->msg
+ * the rule. */
+int ctkn_json_parse_apikey_line(const char *s, size_t len,
+                                struct ctkn_apikey *k, struct ctkn_err *err);
 
 #endif /* CTKN_CODEC_H */

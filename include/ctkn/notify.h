@@ -51,11 +51,10 @@
 #include "ctkn/error.h"
 #include "ctkn/event.h"
 #include "ctkn/log.h"
+#include "ctkn/notification.h"
 #include "ctkn/settings.h"
 #include "ctkn/store.h"
 
-#define CTKN_NTF_ID_LEN    (4 + CTKN_ULID_LEN) /* "ntf_" + ULID */
-#define CTKN_NTF_ID_BUF    (CTKN_NTF_ID_LEN + 1)
 #define CTKN_NOTIFY_GROUP  "ctkn-notify"
 #define CTKN_SIGNATURE_BUF 96 /* "ts=" + 20 digits + ";h1=" + 64 hex + NUL */
 
@@ -92,57 +91,12 @@ int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
                     const struct ctkn_notify_opts *opts,
                     struct ctkn_notify_stats *stats, struct ctkn_err *err);
 
-/* The notification ID of an event for a destination. */
-void ctkn_notification_id(const char *event_id, const char *dest_id,
-                          char out[CTKN_NTF_ID_BUF]);
-
 /* Paddle-Signature's value for body at unix second ts:
  * "ts=<ts>;h1=<64 lowercase hex>". */
 void ctkn_webhook_signature(const char *secret, int64_t ts, const void *body,
                             size_t len, char out[CTKN_SIGNATURE_BUF]);
 
 /* ---- audit and replay -------------------------------------------------- */
-
-typedef enum ctkn_ntf_status {
-  CTKN_NTF_NOT_ATTEMPTED = 1,
-  CTKN_NTF_NEEDS_RETRY = 2,
-  CTKN_NTF_DELIVERED = 3,
-  CTKN_NTF_FAILED = 4
-} ctkn_ntf_status;
-
-/* "not_attempted" ...; NULL for an unknown value. */
-const char *ctkn_ntf_status_str(ctkn_ntf_status s);
-
-/* One notification, as stored by the notifier that handled it. */
-struct ctkn_notification {
-  char id[CTKN_NTF_ID_BUF];
-  char dest[CTKN_DEST_ID_BUF];
-  char event_id[CTKN_EVT_ID_LEN + 1];
-  ctkn_event_type type;
-  char token_id[CTKN_ID_BUF];
-  uint64_t version;
-  int32_t partition;
-  int64_t offset;
-  int64_t occurred_at; /* the event's, µs */
-  ctkn_ntf_status status;
-  bool replay;                     /* origin: "replay" rather than "event" */
-  char replay_of[CTKN_NTF_ID_BUF]; /* a replay's original, else "" */
-  uint32_t attempts;
-  int64_t first_attempt_at; /* µs; 0: none yet */
-  int64_t last_attempt_at;
-  int64_t delivered_at;
-  int64_t retry_at; /* next attempt, while needs_retry */
-  int last_status;  /* HTTP status of the last attempt; 0: none */
-};
-
-/* One attempt. */
-struct ctkn_ntf_attempt {
-  uint32_t n; /* 1, 2, ... */
-  int64_t at; /* µs */
-  int status; /* HTTP status; 0 when none came back */
-  int64_t latency_us;
-  char error[128]; /* "" or why no status came back */
-};
 
 int ctkn_notification_get(ctkn_store_txn *txn, const char *id,
                           struct ctkn_notification *out, struct ctkn_err *err);

@@ -1,7 +1,7 @@
 /*
  * json.c - the API's JSON: Paddle's entity, webhook, list and error
  * shapes, ctkn's own outputs, and the create/update request bodies. The
- * only other user of jansson is the API-key file (apikey.c).
+ * API-key file's lines are codec/apikey.c's.
  *
  * Output is compact ({"a":1,"b":2}), in Paddle's field order, with UTF-8
  * emitted raw (JSON_ENSURE_ASCII is off) and only what JSON requires
@@ -20,11 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctkn/apikey.h"
 #include "ctkn/codec.h"
 #include "ctkn/crypto.h"
 #include "ctkn/error.h"
 #include "ctkn/event.h"
+#include "ctkn/keyset.h"
+#include "ctkn/notification.h"
+#include "ctkn/setting.h"
 #include "ctkn/token.h"
 #include "internal.h"
 
