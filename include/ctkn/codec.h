@@ -56,6 +56,88 @@ int ctkn_setting_event_decode(const void *buf, size_t len,
                               struct ctkn_setting_event *ev,
                               struct ctkn_err *err);
 
+/* ---- protobuf: audit archive entries (proto/ctkn_archive.proto) ------ */
+
+#define CTKN_ARCHIVE_ENTRY_MAX   (64u << 20) /* bytes of one entry */
+#define CTKN_ARCHIVE_HEADERS_MAX 64          /* Kafka headers per record */
+
+enum ctkn_archive_body {
+  CTKN_ARCHIVE_OTHER = 0, /* no body, or one this build does not know */
+  CTKN_ARCHIVE_HEADER = 1,
+  CTKN_ARCHIVE_RECORD = 2,
+  CTKN_ARCHIVE_TRAILER = 3
+};
+
+/* One Kafka record header: value NULL when it has none. */
+struct ctkn_archive_kv {
+  const char *name;
+  const void *value;
+  size_t size;
+};
+
+/*
+ * One entry of an archive: the hash of the entry before it, then one of
+ * the three bodies (the member named by body; the others are unused).
+ * Every pointer is a view. An absent optional field is has_* false or a
+ * NULL pointer; a present but empty bytes field is a non-NULL pointer
+ * with length 0.
+ */
+struct ctkn_archive_entry {
+  enum ctkn_archive_body body;
+  const uint8_t *prev_sha256; /* NULL: absent */
+  size_t prev_len;
+  struct {
+    bool has_format, has_partitions;
+    uint32_t format;
+    const char *topic; /* NULL: absent */
+    int32_t partitions;
+    size_t n_start, n_end;
+    const int64_t *start, *end;
+  } header;
+  struct {
+    bool has_partition, has_offset, has_timestamp_ms;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms;
+    const void *key; /* NULL: absent */
+    size_t key_len;
+    const void *value; /* NULL: absent */
+    size_t value_len;
+    const struct ctkn_archive_kv *headers;
+    size_t nheaders;
+  } record;
+  struct {
+    bool has_records;
+    uint64_t records;
+  } trailer;
+};
+
+/*
+ * Encode e (borrowed for the call) into *buf, which the call reuses and
+ * grows with realloc() as needed: *buf (NULL or malloc'd) holds *cap
+ * bytes; caller owns it, release with free(), also after a failure. *len
+ * receives the entry's size (0 on failure).
+ * Errors: CTKN_EUSAGE (an entry past CTKN_ARCHIVE_ENTRY_MAX, more than
+ * CTKN_ARCHIVE_HEADERS_MAX headers, or no body); CTKN_ENOMEM.
+ */
+int ctkn_archive_entry_encode(const struct ctkn_archive_entry *e, uint8_t **buf,
+                              size_t *cap, size_t *len, struct ctkn_err *err);
+
+/*
+ * Decode len bytes (borrowed for the call; the entry copies what it
+ * keeps). On success *out is a new entry whose views stay valid until it
+ * is freed: caller owns it, release with ctkn_archive_entry_free(). On
+ * failure *out is NULL. Shape only: the chain, order and ranges are the
+ * archive's to check (archive.h).
+ * Errors: CTKN_EDECODE (not an Entry message); CTKN_ENOMEM.
+ */
+int ctkn_archive_entry_decode(const void *buf, size_t len,
+                              struct ctkn_archive_entry **out,
+                              struct ctkn_err *err);
+
+/* Free a decoded entry. NULL is a no-op. */
+void ctkn_archive_entry_free(struct ctkn_archive_entry *e);
+
 /* ---- msgpack: the stored destination --------------------------------- */
 
 int ctkn_destination_encode(const struct ctkn_destination *d, uint8_t **out,
