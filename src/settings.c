@@ -56,6 +56,7 @@ int ctkn_settings_topic(const char *topic, char *out, size_t outsz,
 int ctkn_settings_get(ctkn_store_txn *txn, const char *id, bool include_deleted,
                       struct ctkn_destination *out, struct ctkn_err *err)
 {
+  struct ctkn_err derr;
   const void *v;
   size_t vlen;
   int rc;
@@ -68,16 +69,15 @@ int ctkn_settings_get(ctkn_store_txn *txn, const char *id, bool include_deleted,
     return ctkn__err(err, rc, "no destination %s", id);
   if (rc != CTKN_OK)
     return rc;
-  if ((rc = ctkn_destination_decode(v, vlen, out, err)) != CTKN_OK)
-    return ctkn__err(err, CTKN_ESTORE, "destination %s: %s", id, err->msg);
+  if ((rc = ctkn_destination_decode(v, vlen, out, &derr)) != CTKN_OK)
+    return ctkn__err(err, CTKN_ESTORE, "destination %s: %s", id, derr.msg);
   if (out->deleted && !include_deleted)
     return ctkn__err(err, CTKN_ENOTFOUND, "no destination %s (removed)", id);
   return CTKN_OK;
 }
 
 struct list_acc {
-  struct ctkn_destination *d;
-  size_t n, cap;
+  struct ctkn__buf d; /* struct ctkn_destination entries */
   int rc;
   struct ctkn_err *err;
 };
@@ -86,43 +86,39 @@ static int list_one(void *arg, const void *key, size_t klen, const void *val,
                     size_t vlen)
 {
   struct list_acc *a = arg;
+  struct ctkn_destination d;
   (void)key;
   (void)klen;
 
-  if (a->n == a->cap) {
-    size_t cap = a->cap ? 2 * a->cap : 16;
-    struct ctkn_destination *d = realloc(a->d, cap * sizeof(*d));
-    if (d == NULL)
-      return a->rc = ctkn__err(a->err, CTKN_ENOMEM, "listing destinations");
-    a->d = d;
-    a->cap = cap;
-  }
-  if ((a->rc = ctkn_destination_decode(val, vlen, &a->d[a->n], a->err)) !=
-      CTKN_OK)
+  if ((a->rc = ctkn_destination_decode(val, vlen, &d, a->err)) != CTKN_OK)
     return a->rc = ctkn__err(a->err, CTKN_ESTORE, "destinations: %s",
                              a->err ? a->err->msg : "corrupt");
-  if (!a->d[a->n].deleted)
-    a->n++;
+  if (!d.deleted && ctkn__buf_append(&a->d, &d, sizeof(d)) != CTKN_OK)
+    return a->rc = ctkn__err(a->err, CTKN_ENOMEM, "listing destinations");
   return 0;
 }
 
 int ctkn_settings_list(ctkn_store_txn *txn, struct ctkn_destination **out,
                        size_t *n, struct ctkn_err *err)
 {
-  struct list_acc a = {NULL, 0, 0, CTKN_OK, err};
+  struct list_acc a = {CTKN__BUF_INIT, CTKN_OK, err};
   int rc = ctkn_store_kv_walk(txn, CTKN_TABLE_DESTINATIONS, NULL, 0, 0,
                               list_one, &a, err);
 
+  *out = NULL;
+  *n = 0;
   if (rc == CTKN_OK)
     rc = a.rc;
   if (rc != CTKN_OK) {
-    free(a.d);
-    *out = NULL;
-    *n = 0;
+    ctkn__buf_free(&a.d);
     return rc;
   }
-  *out = a.d;
-  *n = a.n;
+  *n = a.d.len / sizeof(struct ctkn_destination);
+  *out = (struct ctkn_destination *)(void *)ctkn__buf_detach(&a.d);
+  if (*out == NULL) {
+    *n = 0;
+    return ctkn__err(err, CTKN_ENOMEM, "listing destinations");
+  }
   return CTKN_OK;
 }
 
@@ -215,9 +211,9 @@ static int apply_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
     return rc;
   if (ctkn_settings_apply(rc == CTKN_OK ? &cur : NULL, ev, &next, reason,
                           sizeof(reason)) == CTKN_REJECTED) {
-    fprintf(stderr,
-            "ctkn: settings record at %" PRId32 "/%" PRId64 " rejected: %s\n",
-            m->partition, m->offset, reason);
+    ctkn__diag(CTKN_DIAG_WARN, "settings",
+               "settings record at %" PRId32 "/%" PRId64 " rejected: %s",
+               m->partition, m->offset, reason);
     return put_fate(txn, m->partition, m->offset, FATE_REJECTED, reason, err);
   }
   if ((rc = ctkn_destination_encode(&next, &buf, &len, err)) != CTKN_OK)
@@ -273,11 +269,11 @@ int ctkn_settings_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
     if (ctkn_setting_event_decode(m->value, m->value_len, ev, &derr) !=
             CTKN_OK ||
         ctkn_setting_event_check(ev, &derr) != CTKN_OK) {
-      fprintf(stderr,
-              "ctkn: settings record at %" PRId32 "/%" PRId64
-              " quarantined: %s%s%s\n",
-              m->partition, m->offset, derr.field, derr.field[0] ? ": " : "",
-              derr.msg);
+      ctkn__diag(CTKN_DIAG_WARN, "settings",
+                 "settings record at %" PRId32 "/%" PRId64
+                 " quarantined: %s%s%s",
+                 m->partition, m->offset, derr.field, derr.field[0] ? ": " : "",
+                 derr.msg);
       char why[sizeof(derr.field) + sizeof(derr.msg) + 2];
       snprintf(why, sizeof(why), "%s%s%s", derr.field,
                derr.field[0] ? ": " : "", derr.msg);
@@ -399,8 +395,8 @@ int ctkn_settings_follower_poll(ctkn_settings_follower *f, int timeout_ms,
     struct ctkn_err perr;
     int prc = ctkn_settings_project(f->st, f->msgs, n, &perr);
     if (prc == CTKN_EFORMAT) {
-      fprintf(stderr, "ctkn: %s; settings are not followed until then\n",
-              perr.msg);
+      ctkn__diag(CTKN_DIAG_ERROR, "settings",
+                 "%s; settings are not followed until then", perr.msg);
       f->stopped = true;
     } else if (prc != CTKN_OK) {
       if (err != NULL)
