@@ -262,31 +262,47 @@ static int bad(struct reader *r, struct ctkn_err *err, const char *why)
                    r->entry, r->at, why);
 }
 
-/* Read one framed entry and check its link. *e NULL at a clean EOF. */
-static int next_entry(struct reader *r, Entry **e, struct ctkn_err *err)
+/* The varint length of the next entry into *len; *eof at a clean end of
+ * the file. */
+static int read_length(struct reader *r, uint64_t *len, bool *eof,
+                       struct ctkn_err *err)
 {
-  uint64_t len = 0;
-  int c, rc, shift = 0;
+  int c, shift = 0;
 
-  *e = NULL;
-  r->at = r->pos;
+  *len = 0;
+  *eof = false;
   for (;;) {
     if ((c = getc(r->f)) == EOF) {
       if (ferror(r->f))
         return ctkn__err(err, CTKN_EIO, "%s: read: %s", r->path,
                          strerror(errno));
-      if (shift == 0)
+      if (shift == 0) {
+        *eof = true;
         return CTKN_OK;
+      }
       return bad(r, err, "truncated in its length");
     }
     r->pos++;
     if (shift > 63)
       return bad(r, err, "malformed length");
-    len |= (uint64_t)(c & 0x7f) << shift;
+    *len |= (uint64_t)(c & 0x7f) << shift;
     shift += 7;
     if (!(c & 0x80))
-      break;
+      return CTKN_OK;
   }
+}
+
+/* Read one framed entry and check its link. *e NULL at a clean EOF. */
+static int next_entry(struct reader *r, Entry **e, struct ctkn_err *err)
+{
+  uint64_t len;
+  bool eof;
+  int rc;
+
+  *e = NULL;
+  r->at = r->pos;
+  if ((rc = read_length(r, &len, &eof, err)) != CTKN_OK || eof)
+    return rc;
   if (len > ENTRY_MAX)
     return bad(r, err, "length beyond any record");
   if (len > r->cap) {
@@ -316,23 +332,35 @@ static int next_entry(struct reader *r, Entry **e, struct ctkn_err *err)
   return CTKN_OK;
 }
 
+/* Why the header entry e is not one this build reads, or NULL. */
+static const char *header_fault(const Entry *e)
+{
+  int32_t n = e->header.partitions;
+
+  if (e->body != CTKN_ARCHIVE_HEADER)
+    return "the first entry is not a header";
+  if (!e->header.has_format || e->header.format != CTKN_ARCHIVE_FORMAT)
+    return "unknown archive format (this build reads 1)";
+  if (e->header.topic == NULL || e->header.topic[0] == '\0' ||
+      strlen(e->header.topic) > 249)
+    return "header: topic must have 1 to 249 characters";
+  if (!e->header.has_partitions || n < 1 || n > CTKN_STORE_MAX_PARTITIONS ||
+      e->header.n_start != (size_t)n || e->header.n_end != (size_t)n)
+    return "header: partitions and offsets disagree";
+  for (int32_t p = 0; p < n; p++)
+    if (e->header.start[p] < 0 || e->header.end[p] < e->header.start[p])
+      return "header: a start offset is past its end";
+  return NULL;
+}
+
 static int check_header(struct reader *r, const Entry *e,
                         struct ctkn_archive_info *info, struct ctkn_err *err)
 {
-  if (e->body != CTKN_ARCHIVE_HEADER)
-    return bad(r, err, "the first entry is not a header");
-  if (!e->header.has_format || e->header.format != CTKN_ARCHIVE_FORMAT)
-    return bad(r, err, "unknown archive format (this build reads 1)");
-  if (e->header.topic == NULL || e->header.topic[0] == '\0' ||
-      strlen(e->header.topic) > 249)
-    return bad(r, err, "header: topic must have 1 to 249 characters");
+  const char *fault = header_fault(e);
   int32_t n = e->header.partitions;
-  if (!e->header.has_partitions || n < 1 || n > CTKN_STORE_MAX_PARTITIONS ||
-      e->header.n_start != (size_t)n || e->header.n_end != (size_t)n)
-    return bad(r, err, "header: partitions and offsets disagree");
-  for (int32_t p = 0; p < n; p++)
-    if (e->header.start[p] < 0 || e->header.end[p] < e->header.start[p])
-      return bad(r, err, "header: a start offset is past its end");
+
+  if (fault != NULL)
+    return bad(r, err, fault);
   ctkn__strlcpy(info->topic, e->header.topic, sizeof(info->topic));
   info->partitions = n;
   info->start_offsets = dup_offsets(e->header.start, (size_t)n);
@@ -496,6 +524,49 @@ int ctkn_archive_read(const char *path, ctkn_archive_cb cb, void *arg,
 
 /* ---- export ------------------------------------------------------------ */
 
+/* Copy partition p (of n) from start to end into w: assigned alone, so
+ * that the file's order is the log's (partition, offset) order whatever
+ * the fetches interleave. at and msgs are scratch space. */
+static int export_partition(ctkn_consumer *c, ctkn_archive_writer *w,
+                            const struct ctkn_log_config *cfg, int32_t p,
+                            int32_t n, int64_t start, int64_t end, int64_t *at,
+                            struct ctkn_log_msg *msgs, struct ctkn_err *err)
+{
+  int64_t pos = start, deadline;
+  int rc;
+
+  if (pos >= end)
+    return CTKN_OK;
+  for (int32_t q = 0; q < n; q++)
+    at[q] = q == p ? start : -1;
+  if ((rc = ctkn_consumer_assign(c, at, n, err)) != CTKN_OK)
+    return rc;
+  deadline = ctkn__now_ms() + cfg->timeout_ms;
+  while (pos < end) {
+    size_t got = 0;
+    if ((rc = ctkn_consumer_poll(c, 200, msgs, READ_BATCH, &got, err)) !=
+        CTKN_OK)
+      return rc;
+    for (size_t i = 0; i < got; i++) {
+      if (msgs[i].partition != p || msgs[i].offset < pos ||
+          msgs[i].offset >= end)
+        continue;
+      if ((rc = ctkn_archive_writer_add(w, &msgs[i], NULL, 0, err)) != CTKN_OK)
+        return rc;
+      pos = msgs[i].offset + 1;
+    }
+    if (got > 0)
+      deadline = ctkn__now_ms() + cfg->timeout_ms;
+    else if (ctkn__now_ms() > deadline)
+      return ctkn__err(err, CTKN_ETIMEOUT,
+                       "export: partition %" PRId32
+                       " stalled at offset %" PRId64 " of %" PRId64
+                       " for %d ms",
+                       p, pos, end, cfg->timeout_ms);
+  }
+  return CTKN_OK;
+}
+
 int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
                         struct ctkn_archive_info *info, struct ctkn_err *err)
 {
@@ -517,52 +588,16 @@ int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
     rc = ctkn__err(err, CTKN_ENOMEM, "export: out of memory");
     goto out;
   }
-  for (int32_t p = 0; p < n; p++)
-    if ((rc = ctkn_consumer_watermarks(c, p, &start[p], &end[p], err)) !=
-        CTKN_OK)
-      goto out;
-  if ((rc = ctkn_archive_writer_open(&w, path, cfg->topic, n, start, end,
-                                     err)) != CTKN_OK)
-    goto out;
-  /* One partition at a time, so that the file's order is the log's
-   * (partition, offset) order whatever the fetches interleave. */
-  for (int32_t p = 0; p < n; p++) {
-    int64_t pos = start[p];
-    if (pos >= end[p])
-      continue;
-    for (int32_t q = 0; q < n; q++)
-      at[q] = q == p ? start[p] : -1;
-    if ((rc = ctkn_consumer_assign(c, at, n, err)) != CTKN_OK)
-      goto out;
-    int64_t deadline = ctkn__now_ms() + cfg->timeout_ms;
-    while (pos < end[p]) {
-      size_t got = 0;
-      if ((rc = ctkn_consumer_poll(c, 200, msgs, READ_BATCH, &got, err)) !=
-          CTKN_OK)
-        goto out;
-      for (size_t i = 0; i < got; i++) {
-        if (msgs[i].partition != p || msgs[i].offset < pos ||
-            msgs[i].offset >= end[p])
-          continue;
-        if ((rc = ctkn_archive_writer_add(w, &msgs[i], NULL, 0, err)) !=
-            CTKN_OK)
-          goto out;
-        pos = msgs[i].offset + 1;
-      }
-      if (got > 0)
-        deadline = ctkn__now_ms() + cfg->timeout_ms;
-      else if (ctkn__now_ms() > deadline) {
-        rc =
-            ctkn__err(err, CTKN_ETIMEOUT,
-                      "export: partition %" PRId32 " stalled at offset %" PRId64
-                      " of %" PRId64 " for %d ms",
-                      p, pos, end[p], cfg->timeout_ms);
-        goto out;
-      }
-    }
+  for (int32_t p = 0; p < n && rc == CTKN_OK; p++)
+    rc = ctkn_consumer_watermarks(c, p, &start[p], &end[p], err);
+  if (rc == CTKN_OK)
+    rc = ctkn_archive_writer_open(&w, path, cfg->topic, n, start, end, err);
+  for (int32_t p = 0; p < n && rc == CTKN_OK; p++)
+    rc = export_partition(c, w, cfg, p, n, start[p], end[p], at, msgs, err);
+  if (rc == CTKN_OK) {
+    rc = ctkn_archive_writer_finish(w, info, err);
+    w = NULL;
   }
-  rc = ctkn_archive_writer_finish(w, info, err);
-  w = NULL;
 out:
   ctkn_archive_writer_abandon(w);
   ctkn_consumer_close(c);
@@ -594,57 +629,72 @@ static int replay_batch(void *arg, const struct ctkn_log_msg *msgs,
                               &x->stats, err);
 }
 
+/* CTKN_ECONFLICT unless st holds no token and no offset of the
+ * archive's partitions. */
+static int check_empty(ctkn_store *st, const struct ctkn_archive_info *info,
+                       struct ctkn_err *err)
+{
+  ctkn_store_txn *txn;
+  int rc;
+
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  int64_t any = ctkn_store_count(txn);
+  for (int32_t p = 0; p < info->partitions && any == 0; p++)
+    any = ctkn_store_offset(txn, p);
+  ctkn_store_abort(txn);
+  if (any != 0)
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "the projection is not empty; replay into a new --db");
+  return CTKN_OK;
+}
+
+/* Read the archive again, applying its records: it must not have changed
+ * since info was read, and no partition may pause. */
+static int replay_records(const char *path, struct replay_ctx *x,
+                          const struct ctkn_archive_info *info,
+                          struct ctkn_err *err)
+{
+  struct ctkn_archive_info again;
+  int rc;
+
+  if ((x->paused = calloc((size_t)x->n, sizeof(*x->paused))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "replay: out of memory");
+  rc = ctkn_archive_read(path, replay_batch, x, &again, err);
+  if (rc == CTKN_OK && memcmp(again.sha256, info->sha256, CTKN_SHA256_LEN))
+    rc = ctkn__err(err, CTKN_EIO, "%.200s changed while it was replayed", path);
+  ctkn_archive_info_free(&again);
+  for (int32_t p = 0; rc == CTKN_OK && p < x->n; p++)
+    if (x->paused[p])
+      rc = ctkn__err(err, CTKN_EFORMAT,
+                     "partition %" PRId32 " holds a newer schema version "
+                     "than this build's %d; upgrade ctkn to replay it",
+                     p, CTKN_SCHEMA_VERSION);
+  free(x->paused);
+  x->paused = NULL;
+  return rc;
+}
+
 int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
                         struct ctkn_archive_info *info, struct ctkn_err *err)
 {
   struct replay_ctx x = {.st = st, .env = env};
-  ctkn_store_txn *txn;
   int rc;
 
   /* Check the whole file first: a projection is never built from a
    * broken archive. */
   if ((rc = ctkn_archive_read(path, NULL, NULL, info, err)) != CTKN_OK)
     return rc;
-  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
-    goto fail;
-  int64_t any = ctkn_store_count(txn);
-  for (int32_t p = 0; p < info->partitions && any == 0; p++)
-    any = ctkn_store_offset(txn, p);
-  ctkn_store_abort(txn);
-  if (any != 0) {
-    rc = ctkn__err(err, CTKN_ECONFLICT,
-                   "the projection is not empty; replay into a new --db");
-    goto fail;
-  }
-  if ((rc = ctkn_store_bind(st, info->topic, env, err)) != CTKN_OK)
-    goto fail;
   x.n = info->partitions;
-  if ((x.paused = calloc((size_t)x.n, sizeof(*x.paused))) == NULL) {
-    rc = ctkn__err(err, CTKN_ENOMEM, "replay: out of memory");
-    goto fail;
-  }
-  struct ctkn_archive_info again;
-  rc = ctkn_archive_read(path, replay_batch, &x, &again, err);
-  if (rc == CTKN_OK && memcmp(again.sha256, info->sha256, CTKN_SHA256_LEN))
-    rc = ctkn__err(err, CTKN_EIO, "%.200s changed while it was replayed", path);
-  ctkn_archive_info_free(&again);
-  for (int32_t p = 0; rc == CTKN_OK && p < x.n; p++)
-    if (x.paused[p])
-      rc = ctkn__err(err, CTKN_EFORMAT,
-                     "partition %" PRId32 " holds a newer schema version "
-                     "than this build's %d; upgrade ctkn to replay it",
-                     p, CTKN_SCHEMA_VERSION);
-  free(x.paused);
+  if ((rc = check_empty(st, info, err)) == CTKN_OK &&
+      (rc = ctkn_store_bind(st, info->topic, env, err)) == CTKN_OK &&
+      (rc = replay_records(path, &x, info, err)) == CTKN_OK)
+    /* Frozen, as of its latest record: an archive says nothing past it. */
+    rc = ctkn_store_freeze(
+        st, info->last_timestamp_ms < 0 ? 0 : info->last_timestamp_ms * 1000,
+        err);
   if (rc != CTKN_OK)
-    goto fail;
-  /* Frozen, as of its latest record: an archive says nothing past it. */
-  rc = ctkn_store_freeze(
-      st, info->last_timestamp_ms < 0 ? 0 : info->last_timestamp_ms * 1000,
-      err);
-  if (rc == CTKN_OK)
-    return CTKN_OK;
-fail:
-  ctkn_archive_info_free(info);
+    ctkn_archive_info_free(info);
   return rc;
 }
 

@@ -220,6 +220,85 @@ static int base62(char *out, size_t n)
   return CTKN_OK;
 }
 
+/* An add: a new ID and endpoint secret, sealed under key, and where its
+ * deliveries start. */
+static int plan_add(const struct ctkn_dest_command *cmd,
+                    const uint8_t key[CTKN_KEY_LEN], const int64_t *start,
+                    int32_t nstart, int64_t now_us,
+                    struct ctkn_setting_event *out,
+                    char secret[CTKN_SECRET_BUF], struct ctkn_err *err)
+{
+  struct ctkn_destination *d = &out->data;
+  int rc;
+
+  if (key == NULL || secret == NULL)
+    return ctkn__err(err, CTKN_EINTERNAL, "an add needs the key");
+  if (nstart < 0 || nstart > CTKN_SETTING_START_MAX)
+    return ctkn__err(err, CTKN_EINTERNAL, "start offsets");
+  if ((rc = ctkn_id_generate("ntfset_", now_us / 1000, d->id, sizeof(d->id))) !=
+      CTKN_OK)
+    return ctkn__err(err, rc, "generating an ID");
+  /* pdl_ntfset_<ulid>_<32 base62>, as Paddle's. */
+  memcpy(secret, "pdl_ntfset_", 11);
+  memcpy(secret + 11, d->id + 7, CTKN_ULID_LEN);
+  secret[11 + CTKN_ULID_LEN] = '_';
+  if ((rc = base62(secret + 12 + CTKN_ULID_LEN, 32)) != CTKN_OK)
+    return ctkn__err(err, rc, "generating a secret");
+  secret[CTKN_SECRET_LEN] = '\0';
+  if ((rc = ctkn_seal(key, d->id, CTKN_DEST_ID_LEN, secret, CTKN_SECRET_LEN,
+                      d->sealed, err)) != CTKN_OK)
+    return rc;
+  d->has_description = cmd->set_description && cmd->has_description;
+  memcpy(d->description, cmd->description, sizeof(d->description));
+  memcpy(d->url, cmd->url, sizeof(d->url));
+  d->active = cmd->set_active ? cmd->active : true;
+  d->events = cmd->events;
+  d->created_at = d->updated_at = now_us;
+  d->version = 1;
+  out->type = CTKN_SETTING_CREATED;
+  out->nstart = nstart;
+  for (int32_t p = 0; p < nstart; p++)
+    out->start[p] = start[p];
+  return CTKN_PLAN_APPEND;
+}
+
+/* An update or a removal of cur: CTKN_PLAN_NOOP when an update changes
+ * nothing. */
+static int plan_change(const struct ctkn_destination *cur,
+                       const struct ctkn_dest_command *cmd, int64_t now_us,
+                       struct ctkn_setting_event *out, struct ctkn_err *err)
+{
+  struct ctkn_destination *d = &out->data;
+
+  if (cur == NULL || cur->deleted)
+    return ctkn__err(err, CTKN_ENOTFOUND, "no destination %s", cmd->id);
+  *d = *cur;
+  if (cmd->kind == CTKN_DEST_UPDATE) {
+    if (cmd->set_url)
+      memcpy(d->url, cmd->url, sizeof(d->url));
+    if (cmd->set_events)
+      d->events = cmd->events;
+    if (cmd->set_description) {
+      d->has_description = cmd->has_description;
+      memcpy(d->description, cmd->description, sizeof(d->description));
+    }
+    if (cmd->set_active)
+      d->active = cmd->active;
+    if (strcmp(d->url, cur->url) == 0 && d->events == cur->events &&
+        d->active == cur->active &&
+        d->has_description == cur->has_description &&
+        strcmp(d->description, cur->description) == 0)
+      return CTKN_PLAN_NOOP;
+    out->type = CTKN_SETTING_UPDATED;
+  } else {
+    d->deleted = true;
+    out->type = CTKN_SETTING_DELETED;
+  }
+  d->version = cur->version + 1;
+  d->updated_at = now_us > cur->updated_at ? now_us : cur->updated_at + 1;
+  return CTKN_PLAN_APPEND;
+}
+
 int ctkn_settings_plan(const struct ctkn_destination *cur,
                        const struct ctkn_dest_command *cmd,
                        const uint8_t key[CTKN_KEY_LEN], const int64_t *start,
@@ -235,63 +314,12 @@ int ctkn_settings_plan(const struct ctkn_destination *cur,
   memset(out, 0, offsetof(struct ctkn_setting_event, start));
   if (secret != NULL)
     secret[0] = '\0';
-  if (cmd->kind == CTKN_DEST_ADD) {
-    if (key == NULL || secret == NULL)
-      return ctkn__err(err, CTKN_EINTERNAL, "an add needs the key");
-    if (nstart < 0 || nstart > CTKN_SETTING_START_MAX)
-      return ctkn__err(err, CTKN_EINTERNAL, "start offsets");
-    if ((rc = ctkn_id_generate("ntfset_", now_us / 1000, d->id,
-                               sizeof(d->id))) != CTKN_OK)
-      return ctkn__err(err, rc, "generating an ID");
-    /* pdl_ntfset_<ulid>_<32 base62>, as Paddle's. */
-    memcpy(secret, "pdl_ntfset_", 11);
-    memcpy(secret + 11, d->id + 7, CTKN_ULID_LEN);
-    secret[11 + CTKN_ULID_LEN] = '_';
-    if ((rc = base62(secret + 12 + CTKN_ULID_LEN, 32)) != CTKN_OK)
-      return ctkn__err(err, rc, "generating a secret");
-    secret[CTKN_SECRET_LEN] = '\0';
-    if ((rc = ctkn_seal(key, d->id, CTKN_DEST_ID_LEN, secret, CTKN_SECRET_LEN,
-                        d->sealed, err)) != CTKN_OK)
-      return rc;
-    d->has_description = cmd->set_description && cmd->has_description;
-    memcpy(d->description, cmd->description, sizeof(d->description));
-    memcpy(d->url, cmd->url, sizeof(d->url));
-    d->active = cmd->set_active ? cmd->active : true;
-    d->events = cmd->events;
-    d->created_at = d->updated_at = now_us;
-    d->version = 1;
-    out->type = CTKN_SETTING_CREATED;
-    out->nstart = nstart;
-    for (int32_t p = 0; p < nstart; p++)
-      out->start[p] = start[p];
-  } else {
-    if (cur == NULL || cur->deleted)
-      return ctkn__err(err, CTKN_ENOTFOUND, "no destination %s", cmd->id);
-    *d = *cur;
-    if (cmd->kind == CTKN_DEST_UPDATE) {
-      if (cmd->set_url)
-        memcpy(d->url, cmd->url, sizeof(d->url));
-      if (cmd->set_events)
-        d->events = cmd->events;
-      if (cmd->set_description) {
-        d->has_description = cmd->has_description;
-        memcpy(d->description, cmd->description, sizeof(d->description));
-      }
-      if (cmd->set_active)
-        d->active = cmd->active;
-      if (strcmp(d->url, cur->url) == 0 && d->events == cur->events &&
-          d->active == cur->active &&
-          d->has_description == cur->has_description &&
-          strcmp(d->description, cur->description) == 0)
-        return CTKN_PLAN_NOOP;
-      out->type = CTKN_SETTING_UPDATED;
-    } else {
-      d->deleted = true;
-      out->type = CTKN_SETTING_DELETED;
-    }
-    d->version = cur->version + 1;
-    d->updated_at = now_us > cur->updated_at ? now_us : cur->updated_at + 1;
-  }
+  if (cmd->kind == CTKN_DEST_ADD)
+    rc = plan_add(cmd, key, start, nstart, now_us, out, secret, err);
+  else
+    rc = plan_change(cur, cmd, now_us, out, err);
+  if (rc != CTKN_PLAN_APPEND)
+    return rc;
   if ((rc = ctkn_id_generate("evt_", d->updated_at / 1000, out->event_id,
                              sizeof(out->event_id))) != CTKN_OK)
     return ctkn__err(err, rc, "generating an event ID");
@@ -300,8 +328,8 @@ int ctkn_settings_plan(const struct ctkn_destination *cur,
   return CTKN_PLAN_APPEND;
 }
 
-int ctkn_setting_event_check(const struct ctkn_setting_event *ev,
-                             struct ctkn_err *err)
+/* The destination an event carries, as every correct writer makes it. */
+static int check_data(const struct ctkn_setting_event *ev, struct ctkn_err *err)
 {
   const struct ctkn_destination *d = &ev->data;
   int rc;
@@ -317,21 +345,31 @@ int ctkn_setting_event_check(const struct ctkn_setting_event *ev,
   if (d->events == 0 || (d->events & ~(unsigned)CTKN_DEST_EVENTS_ALL))
     return ctkn__err_field(err, CTKN_EINVAL, "data.subscribed_events",
                            "must name at least one client_token event");
-  if (d->has_description &&
-      (rc = ctkn_validate_description(d->description, strlen(d->description),
-                                      err)) != CTKN_OK)
+  if (d->has_description)
+    return ctkn_validate_description(d->description, strlen(d->description),
+                                     err);
+  return CTKN_OK;
+}
+
+int ctkn_setting_event_check(const struct ctkn_setting_event *ev,
+                             struct ctkn_err *err)
+{
+  const struct ctkn_destination *d = &ev->data;
+  bool created = ev->type == CTKN_SETTING_CREATED;
+  int rc;
+
+  if ((rc = check_data(ev, err)) != CTKN_OK)
     return rc;
-  if (ev->version < 1 ||
-      (ev->type == CTKN_SETTING_CREATED) != (ev->version == 1))
+  if (ev->version < 1 || created != (ev->version == 1))
     return ctkn__err_field(err, CTKN_EINVAL, "version",
                            "must be 1 exactly for a created event");
   if (d->created_at <= 0 || d->updated_at < d->created_at ||
       ev->occurred_at != d->updated_at ||
-      (ev->type == CTKN_SETTING_CREATED && d->created_at != d->updated_at))
+      (created && d->created_at != d->updated_at))
     return ctkn__err_field(err, CTKN_EINVAL, "occurred_at",
                            "must equal data.updated_at, on or after "
                            "data.created_at (equal on create)");
-  if (ev->type != CTKN_SETTING_CREATED && ev->nstart != 0)
+  if (!created && ev->nstart != 0)
     return ctkn__err_field(err, CTKN_EINVAL, "start_offsets",
                            "only a created event records them");
   for (int32_t p = 0; p < ev->nstart; p++) {

@@ -236,12 +236,43 @@ static int apply_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
   return put_fate(txn, m->partition, m->offset, FATE_APPLIED, NULL, err);
 }
 
+/* Project one record of the settings topic: quarantined when it does not
+ * decode or is invalid, else applied or rejected; then its partition's
+ * next offset. ev is scratch space. */
+static int project_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
+                       struct ctkn_setting_event *ev, struct ctkn_err *err)
+{
+  struct ctkn_err derr;
+  uint8_t k[4], v[8];
+  int rc;
+
+  if (ctkn_setting_event_decode(m->value, m->value_len, ev, &derr) != CTKN_OK ||
+      ctkn_setting_event_check(ev, &derr) != CTKN_OK) {
+    char why[sizeof(derr.field) + sizeof(derr.msg) + 2];
+    snprintf(why, sizeof(why), "%s%s%s", derr.field, derr.field[0] ? ": " : "",
+             derr.msg);
+    ctkn__diag(CTKN_DIAG_WARN, "settings",
+               "settings record at %" PRId32 "/%" PRId64 " quarantined: %s",
+               m->partition, m->offset, why);
+    rc = put_fate(txn, m->partition, m->offset, FATE_QUARANT, why, err);
+  } else {
+    rc = apply_one(txn, m, ev, err);
+  }
+  if (rc != CTKN_OK)
+    return rc;
+  ctkn__put_be32(k, (uint32_t)m->partition);
+  ctkn__put_be64(v, (uint64_t)(m->offset + 1));
+  return ctkn_store_kv_put(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), v,
+                           sizeof(v), err);
+}
+
 int ctkn_settings_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
                           size_t n, struct ctkn_err *err)
 {
   struct ctkn_setting_event *ev = NULL;
   ctkn_store_txn *txn = NULL;
-  int rc;
+  struct ctkn_err cerr;
+  int rc, crc;
 
   if (n == 0)
     return CTKN_OK;
@@ -251,9 +282,6 @@ int ctkn_settings_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
     goto out;
   for (size_t i = 0; i < n; i++) {
     const struct ctkn_log_msg *m = &msgs[i];
-    struct ctkn_err derr;
-    uint8_t k[4], v[8];
-
     if (m->partition < 0 || m->partition >= CTKN_STORE_MAX_PARTITIONS ||
         m->offset < settings_offset(txn, m->partition))
       continue;
@@ -266,38 +294,15 @@ int ctkn_settings_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
                      CTKN_SCHEMA_VERSION);
       break; /* commit what came before; stop here */
     }
-    if (ctkn_setting_event_decode(m->value, m->value_len, ev, &derr) !=
-            CTKN_OK ||
-        ctkn_setting_event_check(ev, &derr) != CTKN_OK) {
-      ctkn__diag(CTKN_DIAG_WARN, "settings",
-                 "settings record at %" PRId32 "/%" PRId64
-                 " quarantined: %s%s%s",
-                 m->partition, m->offset, derr.field, derr.field[0] ? ": " : "",
-                 derr.msg);
-      char why[sizeof(derr.field) + sizeof(derr.msg) + 2];
-      snprintf(why, sizeof(why), "%s%s%s", derr.field,
-               derr.field[0] ? ": " : "", derr.msg);
-      rc = put_fate(txn, m->partition, m->offset, FATE_QUARANT, why, err);
-    } else {
-      rc = apply_one(txn, m, ev, err);
-    }
-    if (rc != CTKN_OK)
-      goto out;
-    ctkn__put_be32(k, (uint32_t)m->partition);
-    ctkn__put_be64(v, (uint64_t)(m->offset + 1));
-    if ((rc = ctkn_store_kv_put(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k),
-                                v, sizeof(v), err)) != CTKN_OK)
+    if ((rc = project_one(txn, m, ev, err)) != CTKN_OK)
       goto out;
   }
-  {
-    struct ctkn_err cerr;
-    int crc = ctkn_store_commit(txn, &cerr);
-    txn = NULL;
-    if (crc != CTKN_OK) {
-      if (err != NULL)
-        *err = cerr;
-      rc = crc;
-    }
+  crc = ctkn_store_commit(txn, &cerr);
+  txn = NULL;
+  if (crc != CTKN_OK) {
+    if (err != NULL)
+      *err = cerr;
+    rc = crc;
   }
 out:
   ctkn_store_abort(txn);
@@ -485,6 +490,83 @@ static int event_topic_ends(const struct ctkn_log_config *cfg, int64_t **ends,
   return rc;
 }
 
+/* The current state of cmd's destination (an add: the event topic's
+ * ends instead), and the plan against it: CTKN_PLAN_APPEND with *ev,
+ * CTKN_PLAN_NOOP with out->dest, or an error. */
+static int plan_command(ctkn_store *st, const struct ctkn_log_config *cfg,
+                        const uint8_t *key, const struct ctkn_dest_command *cmd,
+                        struct ctkn_setting_event *ev,
+                        struct ctkn_dest_outcome *out, struct ctkn_err *err)
+{
+  struct ctkn_destination cur;
+  int64_t *ends = NULL;
+  int32_t nends = 0;
+  ctkn_store_txn *txn;
+  bool have = false;
+  int rc;
+
+  if (cmd->kind == CTKN_DEST_ADD) {
+    if ((rc = event_topic_ends(cfg, &ends, &nends, err)) != CTKN_OK)
+      return rc;
+  } else {
+    if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+      return rc;
+    rc = ctkn_settings_get(txn, cmd->id, true, &cur, err);
+    ctkn_store_abort(txn);
+    if (rc != CTKN_OK && rc != CTKN_ENOTFOUND)
+      return rc;
+    have = rc == CTKN_OK;
+  }
+  rc = ctkn_settings_plan(have ? &cur : NULL, cmd, key, ends, nends,
+                          ctkn_now_us(), ev, out->secret, err);
+  free(ends);
+  if (rc == CTKN_PLAN_NOOP)
+    out->dest = cur;
+  return rc;
+}
+
+/* Append ev to the settings topic, catch f up past it, and read its fate:
+ * CTKN_ECONFLICT when the projection rejected it. */
+static int append(ctkn_store *st, const struct ctkn_log_config *cfg,
+                  ctkn_settings_follower *f,
+                  const struct ctkn_setting_event *ev, struct ctkn_err *err)
+{
+  struct ctkn_log_config scfg = *cfg;
+  ctkn_producer *prod = NULL;
+  ctkn_store_txn *txn;
+  uint8_t *buf = NULL;
+  size_t len;
+  int32_t part;
+  int64_t off;
+  bool applied;
+  char reason[256];
+  int rc;
+
+  if ((rc = ctkn_setting_event_encode(ev, &buf, &len, err)) != CTKN_OK)
+    return rc;
+  if ((rc = ctkn_settings_topic(cfg->topic, scfg.topic, sizeof(scfg.topic),
+                                err)) == CTKN_OK &&
+      (rc = ctkn_producer_open(&prod, &scfg, err)) == CTKN_OK)
+    rc = ctkn_producer_send(prod, -1, ev->data.id, CTKN_DEST_ID_LEN, buf, len,
+                            ev->occurred_at / 1000,
+                            ctkn_setting_type_str(ev->type),
+                            CTKN_SCHEMA_VERSION, &part, &off, err);
+  ctkn_producer_close(prod);
+  free(buf);
+  if (rc != CTKN_OK ||
+      (rc = ctkn_settings_follower_catch_up(f, err)) != CTKN_OK ||
+      (rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc =
+      ctkn_settings_fate(txn, part, off, &applied, reason, sizeof(reason), err);
+  ctkn_store_abort(txn);
+  if (rc == CTKN_OK && !applied)
+    rc = ctkn__err(err, CTKN_ECONFLICT,
+                   "a concurrent change to %s won (%s); re-read it and retry",
+                   ev->data.id, reason);
+  return rc;
+}
+
 int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
                           const uint8_t *key,
                           const struct ctkn_dest_command *cmd,
@@ -492,16 +574,6 @@ int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
 {
   struct ctkn_setting_event *ev = NULL;
   ctkn_settings_follower *f = NULL;
-  ctkn_producer *prod = NULL;
-  struct ctkn_destination cur;
-  int64_t *ends = NULL;
-  int32_t nends = 0, part;
-  int64_t off;
-  ctkn_store_txn *txn;
-  uint8_t *buf = NULL;
-  size_t len;
-  bool have = false, applied;
-  char reason[256];
   int rc;
 
   memset(out, 0, sizeof(*out));
@@ -514,67 +586,19 @@ int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
   if ((ev = malloc(sizeof(*ev))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "settings command");
   /* A stale projection must never cause a spurious not_found. */
-  if ((rc = ctkn_settings_follower_open(&f, st, cfg, err)) != CTKN_OK ||
-      (rc = ctkn_settings_follower_catch_up(f, err)) != CTKN_OK)
-    goto out;
-  if (cmd->kind == CTKN_DEST_ADD &&
-      (rc = event_topic_ends(cfg, &ends, &nends, err)) != CTKN_OK)
-    goto out;
-  if (cmd->kind != CTKN_DEST_ADD) {
-    if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
-      goto out;
-    rc = ctkn_settings_get(txn, cmd->id, true, &cur, err);
-    ctkn_store_abort(txn);
-    if (rc != CTKN_OK && rc != CTKN_ENOTFOUND)
-      goto out;
-    have = rc == CTKN_OK;
+  if ((rc = ctkn_settings_follower_open(&f, st, cfg, err)) == CTKN_OK &&
+      (rc = ctkn_settings_follower_catch_up(f, err)) == CTKN_OK &&
+      (rc = plan_command(st, cfg, key, cmd, ev, out, err)) ==
+          CTKN_PLAN_APPEND &&
+      (rc = append(st, cfg, f, ev, err)) == CTKN_OK) {
+    out->dest = ev->data;
+    out->appended = true;
   }
-  rc = ctkn_settings_plan(have ? &cur : NULL, cmd, key, ends, nends,
-                          ctkn_now_us(), ev, out->secret, err);
-  if (rc == CTKN_PLAN_NOOP) {
-    out->dest = cur;
+  if (rc == CTKN_PLAN_NOOP)
     rc = CTKN_OK;
-    goto out;
-  }
-  if (rc != CTKN_PLAN_APPEND)
-    goto out;
-  if ((rc = ctkn_setting_event_encode(ev, &buf, &len, err)) != CTKN_OK)
-    goto out;
-  {
-    struct ctkn_log_config scfg = *cfg;
-    if ((rc = ctkn_settings_topic(cfg->topic, scfg.topic, sizeof(scfg.topic),
-                                  err)) != CTKN_OK ||
-        (rc = ctkn_producer_open(&prod, &scfg, err)) != CTKN_OK)
-      goto out;
-  }
-  rc = ctkn_producer_send(
-      prod, -1, ev->data.id, CTKN_DEST_ID_LEN, buf, len, ev->occurred_at / 1000,
-      ctkn_setting_type_str(ev->type), CTKN_SCHEMA_VERSION, &part, &off, err);
-  if (rc != CTKN_OK ||
-      (rc = ctkn_settings_follower_catch_up(f, err)) != CTKN_OK)
-    goto out;
-  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
-    goto out;
-  rc =
-      ctkn_settings_fate(txn, part, off, &applied, reason, sizeof(reason), err);
-  ctkn_store_abort(txn);
-  if (rc != CTKN_OK)
-    goto out;
-  if (!applied) {
-    rc = ctkn__err(err, CTKN_ECONFLICT,
-                   "a concurrent change to %s won (%s); re-read it and retry",
-                   ev->data.id, reason);
-    goto out;
-  }
-  out->dest = ev->data;
-  out->appended = true;
-out:
   if (rc != CTKN_OK)
     ctkn_wipe(out->secret, sizeof(out->secret));
-  ctkn_producer_close(prod);
   ctkn_settings_follower_close(f);
-  free(buf);
-  free(ends);
   free(ev);
   return rc;
 }
