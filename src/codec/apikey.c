@@ -1,5 +1,6 @@
 /*
- * apikey.c - the API-key file's JSON (apikey.h): one entry a line,
+ * apikey.c - API keys in JSON: `ctkn apikey`'s answers, and the key
+ * file's lines (apikey.h), one entry a line:
  * {"name","sha256","permissions","created_at"}.
  *
  * A line is parsed strictly: duplicate keys, unknown keys and wrong types
@@ -19,10 +20,78 @@
 #include "ctkn/keyset.h"
 #include "ctkn/token.h"
 #include "internal.h"
+#include "json_int.h"
 
 #define SHA256_HEX "must be a string of 64 lowercase hex digits"
 
-/* ---- rendering ---------------------------------------------------------- */
+/* ---- `ctkn apikey` ------------------------------------------------------ */
+
+/* ["client_token.read", ...] for perms. */
+static json_t *jperms(unsigned perms)
+{
+  const char *names[CTKN_PERMS_MAX];
+  size_t n = ctkn_perms_names(perms, names, CTKN__ARRAY_LEN(names));
+  json_t *arr = json_array();
+  int rc = 0;
+
+  if (arr == NULL)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    rc |= json_array_append_new(arr, json_string(names[i]));
+  return ctkn__json_checked(arr, rc);
+}
+
+char *ctkn_json_apikey_created(const struct ctkn_apikey *k, const char *key)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= ctkn__json_set(o, "name", ctkn__json_str(k->name, sizeof(k->name)));
+  rc |= ctkn__json_set(o, "key", ctkn__json_str(key, CTKN_APIKEY_BUF));
+  rc |= ctkn__json_set(o, "permissions", jperms(k->perms));
+  return ctkn__json_doc(ctkn__json_checked(o, rc), false, NULL);
+}
+
+char *ctkn_json_apikey_list(const ctkn_apikeys *ks)
+{
+  json_t *arr = json_array();
+  int rc = 0;
+
+  if (arr == NULL)
+    return NULL;
+  for (size_t i = 0; i < ctkn_apikeys_count(ks); i++) {
+    const struct ctkn_apikey *k = ctkn_apikeys_at(ks, i);
+    json_t *e = json_object();
+    if (e == NULL) {
+      rc = -1;
+      break;
+    }
+    rc |= ctkn__json_set(e, "name", ctkn__json_str(k->name, sizeof(k->name)));
+    rc |= ctkn__json_set(e, "permissions", jperms(k->perms));
+    rc |= ctkn__json_set(e, "created_at",
+                         ctkn__json_str(k->created_at, sizeof(k->created_at)));
+    rc |= json_array_append_new(arr, e);
+  }
+  return ctkn__json_doc(ctkn__json_checked(arr, rc), false, NULL);
+}
+
+char *ctkn_json_apikey_revoked(const char *name)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |=
+      ctkn__json_set(o, "name", ctkn__json_str(name, CTKN_APIKEY_NAME_MAX + 1));
+  rc |= ctkn__json_set(o, "revoked", json_true());
+  return ctkn__json_doc(ctkn__json_checked(o, rc), false, NULL);
+}
+
+/* ---- the key file ---------------------------------------------------------
+ */
 
 char *ctkn_json_apikey_line(const struct ctkn_apikey *k)
 {

@@ -287,6 +287,8 @@ static bool obj_int(const msgpack_object *o, int64_t *v)
   return true;
 }
 
+/* One condition per element of the layout, in order (hence a CCN above
+ * 15): the layout reads as the list it checks. */
 int ctkn_destination_decode(const void *buf, size_t len,
                             struct ctkn_destination *d, struct ctkn_err *err)
 {
@@ -393,6 +395,7 @@ static bool obj_small(const msgpack_object *o, int64_t lo, int64_t hi,
   return obj_int(o, v) && *v >= lo && *v <= hi;
 }
 
+/* As ctkn_destination_decode(): one condition per element, in order. */
 int ctkn_notification_decode(const void *buf, size_t len,
                              struct ctkn_notification *n, struct ctkn_err *err)
 {
