@@ -244,11 +244,10 @@ fail:
 struct reader {
   FILE *f;
   const char *path;
-  uint64_t entry; /* index of the entry being read */
-  uint64_t at;    /* its byte offset */
-  uint64_t pos;   /* bytes consumed */
-  uint8_t *buf;
-  size_t cap;
+  uint64_t entry;       /* index of the entry being read */
+  uint64_t at;          /* its byte offset */
+  uint64_t pos;         /* bytes consumed */
+  struct ctkn__buf buf; /* the entry being read */
   uint8_t prev[CTKN_SHA256_LEN];
   int32_t last_p; /* the last record's coordinates: the order check */
   int64_t last_o;
@@ -296,6 +295,7 @@ static int read_length(struct reader *r, uint64_t *len, bool *eof,
 static int next_entry(struct reader *r, Entry **e, struct ctkn_err *err)
 {
   uint64_t len;
+  uint8_t *p;
   bool eof;
   int rc;
 
@@ -305,17 +305,13 @@ static int next_entry(struct reader *r, Entry **e, struct ctkn_err *err)
     return rc;
   if (len > ENTRY_MAX)
     return bad(r, err, "length beyond any record");
-  if (len > r->cap) {
-    uint8_t *b = realloc(r->buf, (size_t)len);
-    if (b == NULL)
-      return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
-    r->buf = b;
-    r->cap = (size_t)len;
-  }
-  if (fread(r->buf, 1, (size_t)len, r->f) != len)
+  ctkn__buf_reset(&r->buf);
+  if ((p = ctkn__buf_add(&r->buf, (size_t)len)) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
+  if (fread(p, 1, (size_t)len, r->f) != len)
     return bad(r, err, "truncated");
   r->pos += len;
-  rc = ctkn_archive_entry_decode(r->buf, (size_t)len, e, err);
+  rc = ctkn_archive_entry_decode(p, (size_t)len, e, err);
   if (rc == CTKN_ENOMEM)
     return rc;
   if (rc != CTKN_OK)
@@ -328,7 +324,7 @@ static int next_entry(struct reader *r, Entry **e, struct ctkn_err *err)
                "chain broken: prev_sha256 is not the hash of the entry "
                "before it (an entry was edited, removed or moved)");
   }
-  ctkn_sha256_once(r->buf, (size_t)len, r->prev);
+  ctkn_sha256_once(p, (size_t)len, r->prev);
   return CTKN_OK;
 }
 
@@ -488,7 +484,8 @@ static int read_body(struct reader *r, struct batch *b, ctkn_archive_cb cb,
 int ctkn_archive_read(const char *path, ctkn_archive_cb cb, void *arg,
                       struct ctkn_archive_info *info, struct ctkn_err *err)
 {
-  struct reader r = {.path = path, .last_p = -1, .last_o = -1};
+  struct reader r = {
+      .path = path, .buf = CTKN__BUF_INIT, .last_p = -1, .last_o = -1};
   struct batch *b = calloc(1, sizeof(*b));
   Entry *e = NULL;
   int rc;
@@ -515,7 +512,7 @@ int ctkn_archive_read(const char *path, ctkn_archive_cb cb, void *arg,
     rc = cb(arg, b->msgs, b->hdrs, b->n, err);
   batch_clear(b);
   free(b);
-  free(r.buf);
+  ctkn__buf_free(&r.buf);
   fclose(r.f);
   if (rc != CTKN_OK)
     ctkn_archive_info_free(info);
