@@ -93,7 +93,7 @@ int ctkn_apikey_name_check(const char *s, size_t len, struct ctkn_err *err);
 
 typedef struct ctkn_apikeys ctkn_apikeys;
 
-/* Free a set. NULL is a no-op. */
+/* Free a set. NULL is a no-op. Errors: none. */
 void ctkn_apikeys_free(ctkn_apikeys *ks);
 
 /* The entries, in file order: how many (0 for NULL), and entry i, NULL

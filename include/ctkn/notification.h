@@ -37,7 +37,7 @@ typedef enum ctkn_ntf_status {
 } ctkn_ntf_status;
 
 /* "not_attempted", "needs_retry", "delivered" or "failed" (static
- * strings); NULL for an unknown value. */
+ * strings); NULL for an unknown value. Errors: none. */
 const char *ctkn_ntf_status_str(ctkn_ntf_status s);
 
 /* One notification, as stored by the notifier that handled it. */

@@ -61,9 +61,10 @@ typedef enum ctkn_setting_type {
 } ctkn_setting_type;
 
 /* "notification_setting.created" ...; NULL for an unknown value. The
- * string is static. */
+ * string is static. Errors: none. */
 const char *ctkn_setting_type_str(ctkn_setting_type t);
-/* The type named by s (may be NULL), or 0 when s names none. */
+/* The type named by s (may be NULL), or 0 when s names none. Errors:
+ * none. */
 ctkn_setting_type ctkn_setting_type_parse(const char *s);
 
 /* A destination as projected. */
