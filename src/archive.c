@@ -2,9 +2,10 @@
  * archive.c - the hash-chained audit archive (proto/ctkn_archive.proto):
  * writer, checking reader, and export, replay and import on top of them.
  *
- * Framing: varint length, then the Entry message. Chain: an entry's
- * prev_sha256 is SHA-256(previous entry's message bytes); the archive's
- * hash is SHA-256(the Trailer's message bytes).
+ * Framing: varint length, then the Entry message (its bytes are the
+ * codec's, codec/archive.c). Chain: an entry's prev_sha256 is
+ * SHA-256(previous entry's message bytes); the archive's hash is
+ * SHA-256(the Trailer's message bytes).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,19 +17,15 @@
 #include <unistd.h>
 
 #include "ctkn/archive.h"
+#include "ctkn/codec.h"
 #include "ctkn/projector.h"
-#include "ctkn_archive.pb-c.h"
 #include "internal.h"
 
-#define ENTRY_MAX   (64u << 20) /* no Kafka record comes near this */
-#define READ_BATCH  1024        /* records per callback */
-#define HEADERS_MAX 64          /* per record */
+#define ENTRY_MAX   CTKN_ARCHIVE_ENTRY_MAX /* no Kafka record comes near it */
+#define READ_BATCH  1024                   /* records per callback */
+#define HEADERS_MAX CTKN_ARCHIVE_HEADERS_MAX
 
-typedef Ctkn__Archive__V1__Entry Entry;
-typedef Ctkn__Archive__V1__Header Header;
-typedef Ctkn__Archive__V1__Record Record;
-typedef Ctkn__Archive__V1__RecordHeader RecordHeader;
-typedef Ctkn__Archive__V1__Trailer Trailer;
+typedef struct ctkn_archive_entry Entry;
 
 void ctkn_archive_info_free(struct ctkn_archive_info *info)
 {
@@ -70,21 +67,12 @@ static int write_entry(ctkn_archive_writer *w, Entry *e, struct ctkn_err *err)
 {
   uint8_t len[10];
   size_t n, k = 0;
+  int rc;
 
-  e->has_prev_sha256 = 1;
-  e->prev_sha256.data = w->prev;
-  e->prev_sha256.len = sizeof(w->prev);
-  n = ctkn__archive__v1__entry__get_packed_size(e);
-  if (n > ENTRY_MAX)
-    return ctkn__err(err, CTKN_EUSAGE, "archive: a record of %zu bytes", n);
-  if (n > w->cap) {
-    uint8_t *b = realloc(w->buf, n);
-    if (b == NULL)
-      return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
-    w->buf = b;
-    w->cap = n;
-  }
-  ctkn__archive__v1__entry__pack(e, w->buf);
+  e->prev_sha256 = w->prev;
+  e->prev_len = sizeof(w->prev);
+  if ((rc = ctkn_archive_entry_encode(e, &w->buf, &w->cap, &n, err)) != CTKN_OK)
+    return rc;
   for (size_t v = n; k == 0 || v > 0; v >>= 7)
     len[k++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
   if (fwrite(len, 1, k, w->f) != k || fwrite(w->buf, 1, n, w->f) != n)
@@ -144,18 +132,14 @@ int ctkn_archive_writer_open(ctkn_archive_writer **out, const char *path,
     ctkn_archive_writer_abandon(w);
     return rc;
   }
-  Header h = CTKN__ARCHIVE__V1__HEADER__INIT;
-  Entry e = CTKN__ARCHIVE__V1__ENTRY__INIT;
-  h.has_format = 1;
-  h.format = CTKN_ARCHIVE_FORMAT;
-  h.topic = w->topic;
-  h.has_partitions = 1;
-  h.partitions = n;
-  h.n_start_offsets = h.n_end_offsets = (size_t)n;
-  h.start_offsets = w->start;
-  h.end_offsets = w->end;
-  e.body_case = CTKN__ARCHIVE__V1__ENTRY__BODY_HEADER;
-  e.header = &h;
+  Entry e = {.body = CTKN_ARCHIVE_HEADER};
+  e.header.has_format = e.header.has_partitions = true;
+  e.header.format = CTKN_ARCHIVE_FORMAT;
+  e.header.topic = w->topic;
+  e.header.partitions = n;
+  e.header.n_start = e.header.n_end = (size_t)n;
+  e.header.start = w->start;
+  e.header.end = w->end;
   if ((rc = write_entry(w, &e, err)) != CTKN_OK) {
     ctkn_archive_writer_abandon(w);
     return rc;
@@ -169,9 +153,8 @@ int ctkn_archive_writer_add(ctkn_archive_writer *w,
                             const struct ctkn_log_header *headers, size_t nh,
                             struct ctkn_err *err)
 {
-  RecordHeader rh[HEADERS_MAX], *rhp[HEADERS_MAX];
-  Record r = CTKN__ARCHIVE__V1__RECORD__INIT;
-  Entry e = CTKN__ARCHIVE__V1__ENTRY__INIT;
+  struct ctkn_archive_kv kv[HEADERS_MAX];
+  Entry e = {.body = CTKN_ARCHIVE_RECORD};
   int rc;
 
   if (m->nheaders > 0) {
@@ -189,28 +172,20 @@ int ctkn_archive_writer_add(ctkn_archive_writer *w,
     return ctkn__err(err, CTKN_EUSAGE,
                      "archive: record %" PRId32 "/%" PRId64 " is out of order",
                      m->partition, m->offset);
-  for (size_t i = 0; i < nh; i++) {
-    rh[i] = (RecordHeader)CTKN__ARCHIVE__V1__RECORD_HEADER__INIT;
-    rh[i].name = (char *)headers[i].name;
-    rh[i].has_value = headers[i].value != NULL;
-    rh[i].value.data = (uint8_t *)headers[i].value;
-    rh[i].value.len = headers[i].value ? headers[i].size : 0;
-    rhp[i] = &rh[i];
-  }
-  r.has_partition = r.has_offset = r.has_timestamp_ms = 1;
-  r.partition = m->partition;
-  r.offset = m->offset;
-  r.timestamp_ms = m->timestamp_ms;
-  r.has_key = m->key != NULL;
-  r.key.data = (uint8_t *)m->key;
-  r.key.len = m->key ? m->key_len : 0;
-  r.has_value = m->value != NULL;
-  r.value.data = (uint8_t *)m->value;
-  r.value.len = m->value ? m->value_len : 0;
-  r.n_headers = nh;
-  r.headers = rhp;
-  e.body_case = CTKN__ARCHIVE__V1__ENTRY__BODY_RECORD;
-  e.record = &r;
+  for (size_t i = 0; i < nh; i++)
+    kv[i] = (struct ctkn_archive_kv){headers[i].name, headers[i].value,
+                                     headers[i].size};
+  e.record.has_partition = e.record.has_offset = true;
+  e.record.has_timestamp_ms = true;
+  e.record.partition = m->partition;
+  e.record.offset = m->offset;
+  e.record.timestamp_ms = m->timestamp_ms;
+  e.record.key = m->key;
+  e.record.key_len = m->key_len;
+  e.record.value = m->value;
+  e.record.value_len = m->value_len;
+  e.record.headers = kv;
+  e.record.nheaders = nh;
   if ((rc = write_entry(w, &e, err)) != CTKN_OK)
     return rc;
   w->records++;
@@ -225,14 +200,11 @@ int ctkn_archive_writer_finish(ctkn_archive_writer *w,
                                struct ctkn_archive_info *info,
                                struct ctkn_err *err)
 {
-  Trailer t = CTKN__ARCHIVE__V1__TRAILER__INIT;
-  Entry e = CTKN__ARCHIVE__V1__ENTRY__INIT;
+  Entry e = {.body = CTKN_ARCHIVE_TRAILER};
   int rc;
 
-  t.has_records = 1;
-  t.records = w->records;
-  e.body_case = CTKN__ARCHIVE__V1__ENTRY__BODY_TRAILER;
-  e.trailer = &t;
+  e.trailer.has_records = true;
+  e.trailer.records = w->records;
   if ((rc = write_entry(w, &e, err)) != CTKN_OK)
     goto fail;
   if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0) {
@@ -271,12 +243,14 @@ fail:
 struct reader {
   FILE *f;
   const char *path;
-  uint64_t entry; /* index of the entry being read */
-  uint64_t at;    /* its byte offset */
-  uint64_t pos;   /* bytes consumed */
-  uint8_t *buf;
-  size_t cap;
+  uint64_t entry;       /* index of the entry being read */
+  uint64_t at;          /* its byte offset */
+  uint64_t pos;         /* bytes consumed */
+  struct ctkn__buf buf; /* the entry being read */
   uint8_t prev[CTKN_SHA256_LEN];
+  int32_t last_p; /* the last record's coordinates: the order check */
+  int64_t last_o;
+  bool trailer; /* read */
 };
 
 static int bad(struct reader *r, struct ctkn_err *err, const char *why)
@@ -286,81 +260,106 @@ static int bad(struct reader *r, struct ctkn_err *err, const char *why)
                    r->entry, r->at, why);
 }
 
-/* Read one framed entry and check its link. *e NULL at a clean EOF. */
-static int next_entry(struct reader *r, Entry **e, struct ctkn_err *err)
+/* The varint length of the next entry into *len; *eof at a clean end of
+ * the file. */
+static int read_length(struct reader *r, uint64_t *len, bool *eof,
+                       struct ctkn_err *err)
 {
-  uint64_t len = 0;
   int c, shift = 0;
 
-  *e = NULL;
-  r->at = r->pos;
+  *len = 0;
+  *eof = false;
   for (;;) {
     if ((c = getc(r->f)) == EOF) {
       if (ferror(r->f))
         return ctkn__err(err, CTKN_EIO, "%s: read: %s", r->path,
                          strerror(errno));
-      if (shift == 0)
+      if (shift == 0) {
+        *eof = true;
         return CTKN_OK;
+      }
       return bad(r, err, "truncated in its length");
     }
     r->pos++;
     if (shift > 63)
       return bad(r, err, "malformed length");
-    len |= (uint64_t)(c & 0x7f) << shift;
+    *len |= (uint64_t)(c & 0x7f) << shift;
     shift += 7;
     if (!(c & 0x80))
-      break;
+      return CTKN_OK;
   }
+}
+
+/* Read one framed entry and check its link. *e NULL at a clean EOF. */
+static int next_entry(struct reader *r, Entry **e, struct ctkn_err *err)
+{
+  uint64_t len;
+  uint8_t *p;
+  bool eof;
+  int rc;
+
+  *e = NULL;
+  r->at = r->pos;
+  if ((rc = read_length(r, &len, &eof, err)) != CTKN_OK || eof)
+    return rc;
   if (len > ENTRY_MAX)
     return bad(r, err, "length beyond any record");
-  if (len > r->cap) {
-    uint8_t *b = realloc(r->buf, (size_t)len);
-    if (b == NULL)
-      return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
-    r->buf = b;
-    r->cap = (size_t)len;
-  }
-  if (fread(r->buf, 1, (size_t)len, r->f) != len)
+  ctkn__buf_reset(&r->buf);
+  if ((p = ctkn__buf_add(&r->buf, (size_t)len)) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
+  if (fread(p, 1, (size_t)len, r->f) != len)
     return bad(r, err, "truncated");
   r->pos += len;
-  *e = ctkn__archive__v1__entry__unpack(NULL, (size_t)len, r->buf);
-  if (*e == NULL)
+  rc = ctkn_archive_entry_decode(p, (size_t)len, e, err);
+  if (rc == CTKN_ENOMEM)
+    return rc;
+  if (rc != CTKN_OK)
     return bad(r, err, "does not decode");
-  if (!(*e)->has_prev_sha256 || (*e)->prev_sha256.len != CTKN_SHA256_LEN ||
-      memcmp((*e)->prev_sha256.data, r->prev, CTKN_SHA256_LEN) != 0) {
-    ctkn__archive__v1__entry__free_unpacked(*e, NULL);
+  if ((*e)->prev_sha256 == NULL || (*e)->prev_len != CTKN_SHA256_LEN ||
+      memcmp((*e)->prev_sha256, r->prev, CTKN_SHA256_LEN) != 0) {
+    ctkn_archive_entry_free(*e);
     *e = NULL;
     return bad(r, err,
                "chain broken: prev_sha256 is not the hash of the entry "
                "before it (an entry was edited, removed or moved)");
   }
-  ctkn_sha256_once(r->buf, (size_t)len, r->prev);
+  ctkn_sha256_once(p, (size_t)len, r->prev);
   return CTKN_OK;
+}
+
+/* Why the header entry e is not one this build reads, or NULL. */
+static const char *header_fault(const Entry *e)
+{
+  int32_t n = e->header.partitions;
+
+  if (e->body != CTKN_ARCHIVE_HEADER)
+    return "the first entry is not a header";
+  if (!e->header.has_format || e->header.format != CTKN_ARCHIVE_FORMAT)
+    return "unknown archive format (this build reads 1)";
+  if (e->header.topic == NULL || e->header.topic[0] == '\0' ||
+      strlen(e->header.topic) > 249)
+    return "header: topic must have 1 to 249 characters";
+  if (!e->header.has_partitions || n < 1 || n > CTKN_STORE_MAX_PARTITIONS ||
+      e->header.n_start != (size_t)n || e->header.n_end != (size_t)n)
+    return "header: partitions and offsets disagree";
+  for (int32_t p = 0; p < n; p++)
+    if (e->header.start[p] < 0 || e->header.end[p] < e->header.start[p])
+      return "header: a start offset is past its end";
+  return NULL;
 }
 
 static int check_header(struct reader *r, const Entry *e,
                         struct ctkn_archive_info *info, struct ctkn_err *err)
 {
-  const Header *h = e->header;
+  const char *fault = header_fault(e);
+  int32_t n = e->header.partitions;
 
-  if (e->body_case != CTKN__ARCHIVE__V1__ENTRY__BODY_HEADER)
-    return bad(r, err, "the first entry is not a header");
-  if (!h->has_format || h->format != CTKN_ARCHIVE_FORMAT)
-    return bad(r, err, "unknown archive format (this build reads 1)");
-  if (h->topic == NULL || h->topic[0] == '\0' || strlen(h->topic) > 249)
-    return bad(r, err, "header: topic must have 1 to 249 characters");
-  if (!h->has_partitions || h->partitions < 1 ||
-      h->partitions > CTKN_STORE_MAX_PARTITIONS ||
-      h->n_start_offsets != (size_t)h->partitions ||
-      h->n_end_offsets != (size_t)h->partitions)
-    return bad(r, err, "header: partitions and offsets disagree");
-  for (int32_t p = 0; p < h->partitions; p++)
-    if (h->start_offsets[p] < 0 || h->end_offsets[p] < h->start_offsets[p])
-      return bad(r, err, "header: a start offset is past its end");
-  ctkn__strlcpy(info->topic, h->topic, sizeof(info->topic));
-  info->partitions = h->partitions;
-  info->start_offsets = dup_offsets(h->start_offsets, (size_t)h->partitions);
-  info->end_offsets = dup_offsets(h->end_offsets, (size_t)h->partitions);
+  if (fault != NULL)
+    return bad(r, err, fault);
+  ctkn__strlcpy(info->topic, e->header.topic, sizeof(info->topic));
+  info->partitions = n;
+  info->start_offsets = dup_offsets(e->header.start, (size_t)n);
+  info->end_offsets = dup_offsets(e->header.end, (size_t)n);
   if (info->start_offsets == NULL || info->end_offsets == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
   return CTKN_OK;
@@ -378,76 +377,118 @@ struct batch {
 static void batch_clear(struct batch *b)
 {
   for (size_t i = 0; i < b->n; i++) {
-    ctkn__archive__v1__entry__free_unpacked(b->entries[i], NULL);
+    ctkn_archive_entry_free(b->entries[i]);
     free(b->hlist[i]);
   }
   b->n = 0;
 }
 
-/* Check a record entry against the ones before it and add it to b. */
+/* Check a record entry against the ones before it and add it to b,
+ * which then owns e. */
 static int take_record(struct reader *r, Entry *e, struct batch *b,
-                       struct ctkn_archive_info *info, int32_t *lp, int64_t *lo,
-                       struct ctkn_err *err)
+                       struct ctkn_archive_info *info, struct ctkn_err *err)
 {
-  const Record *rec = e->record;
   struct ctkn_log_msg *m = &b->msgs[b->n];
   struct ctkn_log_header *h = NULL;
+  int32_t p = e->record.partition;
+  int64_t o = e->record.offset;
+  size_t nh = e->record.nheaders;
 
-  if (!rec->has_partition || !rec->has_offset || rec->partition < 0 ||
-      rec->partition >= info->partitions)
+  if (!e->record.has_partition || !e->record.has_offset || p < 0 ||
+      p >= info->partitions)
     return bad(r, err, "record: partition outside the header's");
-  if (rec->offset < info->start_offsets[rec->partition] ||
-      rec->offset >= info->end_offsets[rec->partition])
+  if (o < info->start_offsets[p] || o >= info->end_offsets[p])
     return bad(r, err, "record: offset outside the header's range");
-  if (rec->partition < *lp || (rec->partition == *lp && rec->offset <= *lo))
+  if (p < r->last_p || (p == r->last_p && o <= r->last_o))
     return bad(r, err, "record: out of (partition, offset) order");
-  if (rec->n_headers > HEADERS_MAX)
+  if (nh > HEADERS_MAX)
     return bad(r, err, "record: too many headers");
-  if (rec->n_headers > 0 && (h = calloc(rec->n_headers, sizeof(*h))) == NULL)
+  if (nh > 0 && (h = calloc(nh, sizeof(*h))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
   *m = (struct ctkn_log_msg){.schema_version = -1};
-  for (size_t i = 0; i < rec->n_headers; i++) {
-    const RecordHeader *rh = rec->headers[i];
-    h[i].name = rh->name ? rh->name : "";
-    h[i].value = rh->has_value
-                     ? (rh->value.data ? rh->value.data : (const void *)"")
-                     : NULL;
-    h[i].size = rh->has_value ? rh->value.len : 0;
+  for (size_t i = 0; i < nh; i++) {
+    const struct ctkn_archive_kv *kv = &e->record.headers[i];
+    h[i] = (struct ctkn_log_header){kv->name, kv->value, kv->size};
     ctkn_log_msg_note_header(m, h[i].name, h[i].value, h[i].size);
   }
-  m->partition = rec->partition;
-  m->offset = rec->offset;
-  m->timestamp_ms = rec->has_timestamp_ms ? rec->timestamp_ms : -1;
-  m->key =
-      rec->has_key ? (rec->key.data ? rec->key.data : (const void *)"") : NULL;
-  m->key_len = rec->has_key ? rec->key.len : 0;
-  m->value = rec->has_value
-                 ? (rec->value.data ? rec->value.data : (const void *)"")
-                 : NULL;
-  m->value_len = rec->has_value ? rec->value.len : 0;
+  m->partition = p;
+  m->offset = o;
+  m->timestamp_ms = e->record.has_timestamp_ms ? e->record.timestamp_ms : -1;
+  m->key = e->record.key;
+  m->key_len = e->record.key_len;
+  m->value = e->record.value;
+  m->value_len = e->record.value_len;
   b->entries[b->n] = e;
   b->hlist[b->n] = h;
-  b->hdrs[b->n] = (struct ctkn_archive_headers){h, rec->n_headers};
+  b->hdrs[b->n] = (struct ctkn_archive_headers){h, nh};
   m->headers = h;
-  m->nheaders = rec->n_headers;
+  m->nheaders = nh;
   b->n++;
-  *lp = rec->partition;
-  *lo = rec->offset;
+  r->last_p = p;
+  r->last_o = o;
   info->records++;
   if (m->timestamp_ms > info->last_timestamp_ms)
     info->last_timestamp_ms = m->timestamp_ms;
   return CTKN_OK;
 }
 
+/* One entry after the header: a record for b, or the trailer. Takes
+ * ownership of e. */
+static int take_entry(struct reader *r, Entry *e, struct batch *b,
+                      struct ctkn_archive_info *info, struct ctkn_err *err)
+{
+  int rc;
+
+  if (r->trailer) {
+    rc = bad(r, err, "data after the trailer");
+  } else if (e->body == CTKN_ARCHIVE_TRAILER) {
+    rc = bad(r, err, "trailer: the record count does not match");
+    if (e->trailer.has_records && e->trailer.records == info->records) {
+      memcpy(info->sha256, r->prev, sizeof(info->sha256));
+      r->trailer = true;
+      rc = CTKN_OK;
+    }
+  } else if (e->body != CTKN_ARCHIVE_RECORD) {
+    rc = bad(r, err, "neither a record nor the trailer");
+  } else if ((rc = take_record(r, e, b, info, err)) == CTKN_OK) {
+    return CTKN_OK;
+  }
+  ctkn_archive_entry_free(e);
+  return rc;
+}
+
+/* The entries after the header, handed to cb a batch at a time. */
+static int read_body(struct reader *r, struct batch *b, ctkn_archive_cb cb,
+                     void *arg, struct ctkn_archive_info *info,
+                     struct ctkn_err *err)
+{
+  Entry *e;
+  int rc;
+
+  for (r->entry = 1;; r->entry++) {
+    if ((rc = next_entry(r, &e, err)) != CTKN_OK)
+      return rc;
+    if (e == NULL)
+      return r->trailer
+                 ? CTKN_OK
+                 : bad(r, err, "truncated: the file ends before its trailer");
+    if ((rc = take_entry(r, e, b, info, err)) != CTKN_OK)
+      return rc;
+    if (b->n == READ_BATCH) {
+      if (cb != NULL && (rc = cb(arg, b->msgs, b->hdrs, b->n, err)) != 0)
+        return rc;
+      batch_clear(b);
+    }
+  }
+}
+
 int ctkn_archive_read(const char *path, ctkn_archive_cb cb, void *arg,
                       struct ctkn_archive_info *info, struct ctkn_err *err)
 {
-  struct reader r = {.path = path};
+  struct reader r = {
+      .path = path, .buf = CTKN__BUF_INIT, .last_p = -1, .last_o = -1};
   struct batch *b = calloc(1, sizeof(*b));
-  int32_t lp = -1;
-  int64_t lo = -1;
   Entry *e = NULL;
-  bool trailer = false;
   int rc;
 
   memset(info, 0, sizeof(*info));
@@ -458,62 +499,21 @@ int ctkn_archive_read(const char *path, ctkn_archive_cb cb, void *arg,
     free(b);
     return ctkn__err(err, CTKN_EIO, "%.200s: %s", path, strerror(errno));
   }
-  if ((rc = next_entry(&r, &e, err)) != CTKN_OK)
-    goto out;
-  if (e == NULL) {
-    rc = bad(&r, err, "empty file: not an archive");
-    goto out;
-  }
-  rc = check_header(&r, e, info, err);
-  ctkn__archive__v1__entry__free_unpacked(e, NULL);
-  if (rc != CTKN_OK)
-    goto out;
-  for (r.entry = 1;; r.entry++) {
-    if ((rc = next_entry(&r, &e, err)) != CTKN_OK)
-      goto out;
+  if ((rc = next_entry(&r, &e, err)) == CTKN_OK) {
     if (e == NULL) {
-      if (!trailer)
-        rc = bad(&r, err, "truncated: the file ends before its trailer");
-      break;
-    }
-    if (trailer) {
-      ctkn__archive__v1__entry__free_unpacked(e, NULL);
-      rc = bad(&r, err, "data after the trailer");
-      goto out;
-    }
-    if (e->body_case == CTKN__ARCHIVE__V1__ENTRY__BODY_TRAILER) {
-      bool count_ok =
-          e->trailer->has_records && e->trailer->records == info->records;
-      ctkn__archive__v1__entry__free_unpacked(e, NULL);
-      if (!count_ok) {
-        rc = bad(&r, err, "trailer: the record count does not match");
-        goto out;
-      }
-      memcpy(info->sha256, r.prev, sizeof(info->sha256));
-      trailer = true;
-      continue;
-    }
-    if (e->body_case != CTKN__ARCHIVE__V1__ENTRY__BODY_RECORD) {
-      ctkn__archive__v1__entry__free_unpacked(e, NULL);
-      rc = bad(&r, err, "neither a record nor the trailer");
-      goto out;
-    }
-    if ((rc = take_record(&r, e, b, info, &lp, &lo, err)) != CTKN_OK) {
-      ctkn__archive__v1__entry__free_unpacked(e, NULL);
-      goto out;
-    }
-    if (b->n == READ_BATCH) {
-      if (cb != NULL && (rc = cb(arg, b->msgs, b->hdrs, b->n, err)) != 0)
-        goto out;
-      batch_clear(b);
+      rc = bad(&r, err, "empty file: not an archive");
+    } else {
+      rc = check_header(&r, e, info, err);
+      ctkn_archive_entry_free(e);
     }
   }
+  if (rc == CTKN_OK)
+    rc = read_body(&r, b, cb, arg, info, err);
   if (rc == CTKN_OK && b->n > 0 && cb != NULL)
     rc = cb(arg, b->msgs, b->hdrs, b->n, err);
-out:
   batch_clear(b);
   free(b);
-  free(r.buf);
+  ctkn__buf_free(&r.buf);
   fclose(r.f);
   if (rc != CTKN_OK)
     ctkn_archive_info_free(info);
@@ -521,6 +521,49 @@ out:
 }
 
 /* ---- export ------------------------------------------------------------ */
+
+/* Copy partition p (of n) from start to end into w: assigned alone, so
+ * that the file's order is the log's (partition, offset) order whatever
+ * the fetches interleave. at and msgs are scratch space. */
+static int export_partition(ctkn_consumer *c, ctkn_archive_writer *w,
+                            const struct ctkn_log_config *cfg, int32_t p,
+                            int32_t n, int64_t start, int64_t end, int64_t *at,
+                            struct ctkn_log_msg *msgs, struct ctkn_err *err)
+{
+  int64_t pos = start, deadline;
+  int rc;
+
+  if (pos >= end)
+    return CTKN_OK;
+  for (int32_t q = 0; q < n; q++)
+    at[q] = q == p ? start : -1;
+  if ((rc = ctkn_consumer_assign(c, at, n, err)) != CTKN_OK)
+    return rc;
+  deadline = ctkn__now_ms() + cfg->timeout_ms;
+  while (pos < end) {
+    size_t got = 0;
+    if ((rc = ctkn_consumer_poll(c, 200, msgs, READ_BATCH, &got, err)) !=
+        CTKN_OK)
+      return rc;
+    for (size_t i = 0; i < got; i++) {
+      if (msgs[i].partition != p || msgs[i].offset < pos ||
+          msgs[i].offset >= end)
+        continue;
+      if ((rc = ctkn_archive_writer_add(w, &msgs[i], NULL, 0, err)) != CTKN_OK)
+        return rc;
+      pos = msgs[i].offset + 1;
+    }
+    if (got > 0)
+      deadline = ctkn__now_ms() + cfg->timeout_ms;
+    else if (ctkn__now_ms() > deadline)
+      return ctkn__err(err, CTKN_ETIMEOUT,
+                       "export: partition %" PRId32
+                       " stalled at offset %" PRId64 " of %" PRId64
+                       " for %d ms",
+                       p, pos, end, cfg->timeout_ms);
+  }
+  return CTKN_OK;
+}
 
 int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
                         struct ctkn_archive_info *info, struct ctkn_err *err)
@@ -543,52 +586,16 @@ int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
     rc = ctkn__err(err, CTKN_ENOMEM, "export: out of memory");
     goto out;
   }
-  for (int32_t p = 0; p < n; p++)
-    if ((rc = ctkn_consumer_watermarks(c, p, &start[p], &end[p], err)) !=
-        CTKN_OK)
-      goto out;
-  if ((rc = ctkn_archive_writer_open(&w, path, cfg->topic, n, start, end,
-                                     err)) != CTKN_OK)
-    goto out;
-  /* One partition at a time, so that the file's order is the log's
-   * (partition, offset) order whatever the fetches interleave. */
-  for (int32_t p = 0; p < n; p++) {
-    int64_t pos = start[p];
-    if (pos >= end[p])
-      continue;
-    for (int32_t q = 0; q < n; q++)
-      at[q] = q == p ? start[p] : -1;
-    if ((rc = ctkn_consumer_assign(c, at, n, err)) != CTKN_OK)
-      goto out;
-    int64_t deadline = ctkn__now_ms() + cfg->timeout_ms;
-    while (pos < end[p]) {
-      size_t got = 0;
-      if ((rc = ctkn_consumer_poll(c, 200, msgs, READ_BATCH, &got, err)) !=
-          CTKN_OK)
-        goto out;
-      for (size_t i = 0; i < got; i++) {
-        if (msgs[i].partition != p || msgs[i].offset < pos ||
-            msgs[i].offset >= end[p])
-          continue;
-        if ((rc = ctkn_archive_writer_add(w, &msgs[i], NULL, 0, err)) !=
-            CTKN_OK)
-          goto out;
-        pos = msgs[i].offset + 1;
-      }
-      if (got > 0)
-        deadline = ctkn__now_ms() + cfg->timeout_ms;
-      else if (ctkn__now_ms() > deadline) {
-        rc =
-            ctkn__err(err, CTKN_ETIMEOUT,
-                      "export: partition %" PRId32 " stalled at offset %" PRId64
-                      " of %" PRId64 " for %d ms",
-                      p, pos, end[p], cfg->timeout_ms);
-        goto out;
-      }
-    }
+  for (int32_t p = 0; p < n && rc == CTKN_OK; p++)
+    rc = ctkn_consumer_watermarks(c, p, &start[p], &end[p], err);
+  if (rc == CTKN_OK)
+    rc = ctkn_archive_writer_open(&w, path, cfg->topic, n, start, end, err);
+  for (int32_t p = 0; p < n && rc == CTKN_OK; p++)
+    rc = export_partition(c, w, cfg, p, n, start[p], end[p], at, msgs, err);
+  if (rc == CTKN_OK) {
+    rc = ctkn_archive_writer_finish(w, info, err);
+    w = NULL;
   }
-  rc = ctkn_archive_writer_finish(w, info, err);
-  w = NULL;
 out:
   ctkn_archive_writer_abandon(w);
   ctkn_consumer_close(c);
@@ -620,60 +627,75 @@ static int replay_batch(void *arg, const struct ctkn_log_msg *msgs,
                               &x->stats, err);
 }
 
-int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
-                        struct ctkn_archive_info *info, struct ctkn_err *err)
+/* CTKN_ECONFLICT unless st holds no token and no offset of the
+ * archive's partitions. */
+static int check_empty(ctkn_store *st, const struct ctkn_archive_info *info,
+                       struct ctkn_err *err)
 {
-  struct replay_ctx x = {.st = st, .env = env};
   ctkn_store_txn *txn;
   int rc;
 
-  /* Check the whole file first: a projection is never built from a
-   * broken archive. */
-  if ((rc = ctkn_archive_read(path, NULL, NULL, info, err)) != CTKN_OK)
-    return rc;
   if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
-    goto fail;
+    return rc;
   int64_t any = 0;
   rc = ctkn_store_count(txn, &any, err);
   for (int32_t p = 0; p < info->partitions && any == 0 && rc == CTKN_OK; p++)
     rc = ctkn_store_offset(txn, p, &any, err);
   ctkn_store_abort(txn);
   if (rc != CTKN_OK)
-    goto fail;
-  if (any != 0) {
-    rc = ctkn__err(err, CTKN_ECONFLICT,
-                   "the projection is not empty; replay into a new --db");
-    goto fail;
-  }
-  if ((rc = ctkn_store_bind(st, info->topic, env, err)) != CTKN_OK)
-    goto fail;
-  x.n = info->partitions;
-  if ((x.paused = calloc((size_t)x.n, sizeof(*x.paused))) == NULL) {
-    rc = ctkn__err(err, CTKN_ENOMEM, "replay: out of memory");
-    goto fail;
-  }
+    return rc;
+  if (any != 0)
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "the projection is not empty; replay into a new --db");
+  return CTKN_OK;
+}
+
+/* Read the archive again, applying its records: it must not have changed
+ * since info was read, and no partition may pause. */
+static int replay_records(const char *path, struct replay_ctx *x,
+                          const struct ctkn_archive_info *info,
+                          struct ctkn_err *err)
+{
   struct ctkn_archive_info again;
-  rc = ctkn_archive_read(path, replay_batch, &x, &again, err);
+  int rc;
+
+  if ((x->paused = calloc((size_t)x->n, sizeof(*x->paused))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "replay: out of memory");
+  rc = ctkn_archive_read(path, replay_batch, x, &again, err);
   if (rc == CTKN_OK && memcmp(again.sha256, info->sha256, CTKN_SHA256_LEN))
     rc = ctkn__err(err, CTKN_EIO, "%.200s changed while it was replayed", path);
   ctkn_archive_info_free(&again);
-  for (int32_t p = 0; rc == CTKN_OK && p < x.n; p++)
-    if (x.paused[p])
+  for (int32_t p = 0; rc == CTKN_OK && p < x->n; p++)
+    if (x->paused[p])
       rc = ctkn__err(err, CTKN_EFORMAT,
                      "partition %" PRId32 " holds a newer schema version "
                      "than this build's %d; upgrade ctkn to replay it",
                      p, CTKN_SCHEMA_VERSION);
-  free(x.paused);
+  free(x->paused);
+  x->paused = NULL;
+  return rc;
+}
+
+int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
+                        struct ctkn_archive_info *info, struct ctkn_err *err)
+{
+  struct replay_ctx x = {.st = st, .env = env};
+  int rc;
+
+  /* Check the whole file first: a projection is never built from a
+   * broken archive. */
+  if ((rc = ctkn_archive_read(path, NULL, NULL, info, err)) != CTKN_OK)
+    return rc;
+  x.n = info->partitions;
+  if ((rc = check_empty(st, info, err)) == CTKN_OK &&
+      (rc = ctkn_store_bind(st, info->topic, env, err)) == CTKN_OK &&
+      (rc = replay_records(path, &x, info, err)) == CTKN_OK)
+    /* Frozen, as of its latest record: an archive says nothing past it. */
+    rc = ctkn_store_freeze(
+        st, info->last_timestamp_ms < 0 ? 0 : info->last_timestamp_ms * 1000,
+        err);
   if (rc != CTKN_OK)
-    goto fail;
-  /* Frozen, as of its latest record: an archive says nothing past it. */
-  rc = ctkn_store_freeze(
-      st, info->last_timestamp_ms < 0 ? 0 : info->last_timestamp_ms * 1000,
-      err);
-  if (rc == CTKN_OK)
-    return CTKN_OK;
-fail:
-  ctkn_archive_info_free(info);
+    ctkn_archive_info_free(info);
   return rc;
 }
 

@@ -205,4 +205,17 @@ void ctkn__diag(enum ctkn_diag_level level, const char *component,
 void ctkn__diag_fields(enum ctkn_diag_level level, const char *component,
                        const char *msg, const char *fields);
 
+/* ---- the API-key set (keyset.c), filled by the key file (apikey.c) ---- */
+
+struct ctkn_apikey;
+struct ctkn_apikeys;
+
+/* A new empty set: caller owns it, release with ctkn_apikeys_free().
+ * NULL when out of memory. */
+struct ctkn_apikeys *ctkn__apikeys_new(void);
+/* Append a copy of *k. CTKN_OK or CTKN_ENOMEM (ks is then unchanged). */
+int ctkn__apikeys_add(struct ctkn_apikeys *ks, const struct ctkn_apikey *k);
+/* Remove entry i, keeping the others in order; i past the end is a no-op. */
+void ctkn__apikeys_remove(struct ctkn_apikeys *ks, size_t i);
+
 #endif /* CTKN_INTERNAL_H */

@@ -12,12 +12,14 @@
  *
  * Lifetime: ctkn_archive_writer_open() -> add... -> finish (or abandon);
  *           the other calls are one-shot. A ctkn_archive_info filled by
- *           any of them is released with ctkn_archive_info_free().
+ *           any of them owns its offset arrays: release them with
+ *           ctkn_archive_info_free(). A call that fails leaves it empty.
  * Errors:   CTKN_EDECODE for a file that is not a whole, unbroken archive
  *           (err->msg names the entry and the rule); CTKN_EIO for file
  *           errors; CTKN_ECONFLICT for an output that exists or a target
  *           topic that is not empty; the log's and the store's errors.
- * Not here: what the records mean (the projector decides, as ever).
+ * Not here: what the records mean (the projector decides, as ever); the
+ *           entries' bytes (codec.h).
  */
 #ifndef CTKN_ARCHIVE_H
 #define CTKN_ARCHIVE_H
@@ -43,6 +45,8 @@ struct ctkn_archive_info {
   int64_t last_timestamp_ms;       /* latest record timestamp, -1: none */
 };
 
+/* Free info's offset arrays (info itself is the caller's); NULL and an
+ * empty info are no-ops. Errors: none. */
 void ctkn_archive_info_free(struct ctkn_archive_info *info);
 
 /* ---- writing ----------------------------------------------------------- */
@@ -53,27 +57,38 @@ typedef struct ctkn_archive_writer ctkn_archive_writer;
  * Start an archive at path, which must not exist (CTKN_ECONFLICT). It is
  * written as path + ".partial" and renamed into place by finish, so a
  * crash never leaves a file that passes for whole. start and end hold n
- * offsets each.
+ * offsets each; everything is borrowed for the call (the writer copies
+ * what it keeps). On success *out is a new writer: caller owns it, end it
+ * with ctkn_archive_writer_finish() or ctkn_archive_writer_abandon(). On
+ * failure *out is NULL and no file is left behind.
+ * Errors: CTKN_ECONFLICT (path exists, or another export writes its
+ * partial file); CTKN_EUSAGE (n outside 0..CTKN_STORE_MAX_PARTITIONS);
+ * CTKN_EIO; CTKN_ENOMEM.
  */
 int ctkn_archive_writer_open(ctkn_archive_writer **out, const char *path,
                              const char *topic, int32_t n, const int64_t *start,
                              const int64_t *end, struct ctkn_err *err);
 
-/* Append one record; records come partition by partition, by offset
- * (CTKN_EUSAGE otherwise). Its headers are m's when it has any, else
- * headers (nh entries, may be NULL). */
+/* Append one record; records come partition by partition, by offset.
+ * Its headers are m's when it has any, else headers (nh entries, may be
+ * NULL); both are borrowed for the call.
+ * Errors: CTKN_EUSAGE (out of order, outside the partitions, more than
+ * 64 headers, or an entry past 64 MiB); CTKN_EIO; CTKN_ENOMEM. */
 int ctkn_archive_writer_add(ctkn_archive_writer *w,
                             const struct ctkn_log_msg *m,
                             const struct ctkn_log_header *headers, size_t nh,
                             struct ctkn_err *err);
 
-/* Write the Trailer, fsync, rename into place, free w; info (may be NULL)
- * receives the summary. On failure the partial file is removed. */
+/* Write the Trailer, fsync, link into place and free w, also on failure
+ * (takes ownership of w); info (may be NULL) receives the summary. On
+ * failure the partial file is removed.
+ * Errors: CTKN_ECONFLICT (a file appeared at path meanwhile); CTKN_EIO;
+ * CTKN_ENOMEM. */
 int ctkn_archive_writer_finish(ctkn_archive_writer *w,
                                struct ctkn_archive_info *info,
                                struct ctkn_err *err);
 
-/* Remove the partial file and free w. NULL is a no-op. */
+/* Remove the partial file and free w. NULL is a no-op. Errors: none. */
 void ctkn_archive_writer_abandon(ctkn_archive_writer *w);
 
 /* ---- reading ----------------------------------------------------------- */
@@ -93,7 +108,9 @@ typedef int (*ctkn_archive_cb)(void *arg, const struct ctkn_log_msg *msgs,
  * Read and check the archive at path, handing its records to cb in
  * batches (cb NULL: check only, as `ctkn audit verify` does). Records
  * reach cb before the whole file is checked: callers that must not act on
- * a bad file check it first.
+ * a bad file check it first. info receives the summary (see Lifetime).
+ * Errors: CTKN_EDECODE (not a whole, unbroken archive); CTKN_EIO;
+ * CTKN_ENOMEM; cb's non-zero return.
  */
 int ctkn_archive_read(const char *path, ctkn_archive_cb cb, void *arg,
                       struct ctkn_archive_info *info, struct ctkn_err *err);
@@ -101,7 +118,10 @@ int ctkn_archive_read(const char *path, ctkn_archive_cb cb, void *arg,
 /* ---- whole-log operations ---------------------------------------------- */
 
 /* Export the topic, from each partition's start to its end as they stand
- * when the export begins, into path. */
+ * when the export begins, into path (as ctkn_archive_writer_open()); info
+ * receives the summary. Borrows cfg and path for the call.
+ * Errors: those of the writer; CTKN_ETIMEOUT (a partition stalled for
+ * cfg's timeout); CTKN_EKAFKA; CTKN_ENOMEM. */
 int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
                         struct ctkn_archive_info *info, struct ctkn_err *err);
 
@@ -109,7 +129,10 @@ int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
  * Check the archive, then build the projection of its records in st (a
  * new, empty store), bound to the archive's topic, and freeze it as of
  * its latest record. Same log prefix, same digest as a projection of the
- * topic.
+ * topic. Borrows st for the call; info receives the summary.
+ * Errors: those of ctkn_archive_read(); CTKN_ECONFLICT (st is not
+ * empty); CTKN_EFORMAT (a record of a newer schema version); CTKN_EIO
+ * (the file changed meanwhile); CTKN_ESTORE; CTKN_ENOMEM.
  */
 int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
                         struct ctkn_archive_info *info, struct ctkn_err *err);
@@ -120,7 +143,11 @@ int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
  * have that count and be empty. Every record keeps its partition, key,
  * value, headers and timestamp, and, when the export started at offset 0,
  * its offset (checked): a projection of the new topic has the same
- * digest.
+ * digest. Borrows cfg for the call; info receives the summary.
+ * Errors: those of ctkn_archive_read(); CTKN_ECONFLICT (the topic has
+ * another partition count or is not empty); CTKN_EKAFKA (also a record
+ * that landed elsewhere); CTKN_EIO (the file changed meanwhile);
+ * CTKN_ENOMEM.
  */
 int ctkn_archive_import(const char *path, const struct ctkn_log_config *cfg,
                         int replication_factor, struct ctkn_archive_info *info,

@@ -8,13 +8,20 @@
  * (types, lengths that fit the fixed-size fields); the domain rules are
  * ctkn_event_check()'s job, because protobuf "decodes" much garbage.
  *
- * Buffers returned through uint8_t ** or char * are malloc'd: caller owns
- * them, release with free(). On failure nothing is allocated.
+ * Ownership: every input is borrowed for the call. An encoder's *out is
+ * a new buffer: caller owns it, release with free(); on failure *out is
+ * NULL and *len 0. Every JSON renderer returns a new string: caller owns
+ * the string; release with free(). A decoder fills the caller's struct,
+ * which owns nothing (fixed-size fields), and on failure leaves it zeroed
+ * unless it says otherwise.
  *
  * Errors:   CTKN_EDECODE for bytes that do not decode (err->msg says
  *           where); CTKN_EINVAL / CTKN_EBADREQ for API bodies, with
- *           err->field naming the field; CTKN_ENOMEM.
- * Not here: validation rules (token.h, event.h).
+ *           err->field naming the field; CTKN_ENOMEM. A renderer's only
+ *           failure is running out of memory: it returns NULL.
+ * Not here: validation rules (token.h, event.h, setting.h); the values
+ *           encoded (token.h, event.h, setting.h, notification.h,
+ *           keyset.h).
  */
 #ifndef CTKN_CODEC_H
 #define CTKN_CODEC_H
@@ -23,83 +30,202 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ctkn/apikey.h"
 #include "ctkn/error.h"
 #include "ctkn/event.h"
-#include "ctkn/notify.h"
-#include "ctkn/settings.h"
 #include "ctkn/token.h"
+
+/* Values of other modules that the codec encodes or renders. Only their
+ * names are needed here; they are defined in the headers below the codec
+ * (setting.h, notification.h, keyset.h), which callers include for the
+ * values they fill or read. */
+struct ctkn_apikey;
+struct ctkn_apikeys;
+struct ctkn_dest_command;
+struct ctkn_destination;
+struct ctkn_notification;
+struct ctkn_ntf_attempt;
+struct ctkn_setting_event;
 
 /* ---- protobuf: the event on the wire (proto/ctkn.proto) ------------- */
 
+/* ctkn.v1.Event for ev. Errors: CTKN_EINVAL (field "event_type" or
+ * "status": an unknown value; or a string without its NUL);
+ * CTKN_ENOMEM; CTKN_EINTERNAL (protobuf-c packed short). */
 int ctkn_event_encode(const struct ctkn_event *ev, uint8_t **out, size_t *len,
                       struct ctkn_err *err);
-/* Fills *ev from len bytes; unknown fields are ignored. */
+/* Fills *ev from len bytes; unknown fields are ignored.
+ * Errors: CTKN_EDECODE (not an Event; a missing field, a string that does
+ * not fit or holds a NUL, an unknown event_type or status, a request hash
+ * that is not 32 bytes); CTKN_ENOMEM. */
 int ctkn_event_decode(const void *buf, size_t len, struct ctkn_event *ev,
                       struct ctkn_err *err);
 
 /* ---- protobuf: the settings topic (proto/ctkn_settings.proto) ---------- */
 
+/* ctkn.v1.SettingEvent for ev. Errors: CTKN_EINVAL (field "event_type":
+ * an unknown type); CTKN_ENOMEM. */
 int ctkn_setting_event_encode(const struct ctkn_setting_event *ev,
                               uint8_t **out, size_t *len, struct ctkn_err *err);
-/* Fills *ev (data.version and data.deleted from the envelope). */
+/* Fills *ev (data.version and data.deleted from the envelope).
+ * Errors: CTKN_EDECODE (not a SettingEvent; a missing field, a string
+ * that does not fit, an unknown or repeated type, a sealed secret of the
+ * wrong size, more than CTKN_SETTING_START_MAX start offsets). */
 int ctkn_setting_event_decode(const void *buf, size_t len,
                               struct ctkn_setting_event *ev,
                               struct ctkn_err *err);
 
+/* ---- protobuf: audit archive entries (proto/ctkn_archive.proto) ------ */
+
+#define CTKN_ARCHIVE_ENTRY_MAX   (64u << 20) /* bytes of one entry */
+#define CTKN_ARCHIVE_HEADERS_MAX 64          /* Kafka headers per record */
+
+enum ctkn_archive_body {
+  CTKN_ARCHIVE_OTHER = 0, /* no body, or one this build does not know */
+  CTKN_ARCHIVE_HEADER = 1,
+  CTKN_ARCHIVE_RECORD = 2,
+  CTKN_ARCHIVE_TRAILER = 3
+};
+
+/* One Kafka record header: value NULL when it has none. */
+struct ctkn_archive_kv {
+  const char *name;
+  const void *value;
+  size_t size;
+};
+
+/*
+ * One entry of an archive: the hash of the entry before it, then one of
+ * the three bodies (the member named by body; the others are unused).
+ * Every pointer is a view. An absent optional field is has_* false or a
+ * NULL pointer; a present but empty bytes field is a non-NULL pointer
+ * with length 0.
+ */
+struct ctkn_archive_entry {
+  enum ctkn_archive_body body;
+  const uint8_t *prev_sha256; /* NULL: absent */
+  size_t prev_len;
+  struct {
+    bool has_format, has_partitions;
+    uint32_t format;
+    const char *topic; /* NULL: absent */
+    int32_t partitions;
+    size_t n_start, n_end;
+    const int64_t *start, *end;
+  } header;
+  struct {
+    bool has_partition, has_offset, has_timestamp_ms;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms;
+    const void *key; /* NULL: absent */
+    size_t key_len;
+    const void *value; /* NULL: absent */
+    size_t value_len;
+    const struct ctkn_archive_kv *headers;
+    size_t nheaders;
+  } record;
+  struct {
+    bool has_records;
+    uint64_t records;
+  } trailer;
+};
+
+/*
+ * Encode e (borrowed for the call) into *buf, which the call reuses and
+ * grows with realloc() as needed: *buf (NULL or malloc'd) holds *cap
+ * bytes; caller owns it, release with free(), also after a failure. *len
+ * receives the entry's size (0 on failure).
+ * Errors: CTKN_EUSAGE (an entry past CTKN_ARCHIVE_ENTRY_MAX, more than
+ * CTKN_ARCHIVE_HEADERS_MAX headers, or no body); CTKN_ENOMEM.
+ */
+int ctkn_archive_entry_encode(const struct ctkn_archive_entry *e, uint8_t **buf,
+                              size_t *cap, size_t *len, struct ctkn_err *err);
+
+/*
+ * Decode len bytes (borrowed for the call; the entry copies what it
+ * keeps). On success *out is a new entry whose views stay valid until it
+ * is freed: caller owns it, release with ctkn_archive_entry_free(). On
+ * failure *out is NULL. Shape only: the chain, order and ranges are the
+ * archive's to check (archive.h).
+ * Errors: CTKN_EDECODE (not an Entry message); CTKN_ENOMEM.
+ */
+int ctkn_archive_entry_decode(const void *buf, size_t len,
+                              struct ctkn_archive_entry **out,
+                              struct ctkn_err *err);
+
+/* Free a decoded entry. NULL is a no-op. */
+void ctkn_archive_entry_free(struct ctkn_archive_entry *e);
+
 /* ---- msgpack: the stored destination --------------------------------- */
 
+/* Errors: CTKN_ENOMEM. */
 int ctkn_destination_encode(const struct ctkn_destination *d, uint8_t **out,
                             size_t *len, struct ctkn_err *err);
+/* Errors: CTKN_EDECODE (not a stored destination of this layout). */
 int ctkn_destination_decode(const void *buf, size_t len,
                             struct ctkn_destination *d, struct ctkn_err *err);
 
 /* ---- msgpack: a notifier's delivery state ------------------------------ */
 
+/* Errors: CTKN_ENOMEM. */
 int ctkn_notification_encode(const struct ctkn_notification *n, uint8_t **out,
                              size_t *len, struct ctkn_err *err);
+/* Errors: CTKN_EDECODE (not a stored notification of this layout). */
 int ctkn_notification_decode(const void *buf, size_t len,
                              struct ctkn_notification *n, struct ctkn_err *err);
+/* Errors: CTKN_ENOMEM. */
 int ctkn_attempt_encode(const struct ctkn_ntf_attempt *a, uint8_t **out,
                         size_t *len, struct ctkn_err *err);
+/* Errors: CTKN_EDECODE (not a stored attempt of this layout). */
 int ctkn_attempt_decode(const void *buf, size_t len, struct ctkn_ntf_attempt *a,
                         struct ctkn_err *err);
 
 /* ---- msgpack: the stored token record -------------------------------- */
 
+/* Errors: CTKN_EINVAL (field "status": an unknown value; or a string
+ * without its NUL); CTKN_ENOMEM. */
 int ctkn_record_encode(const struct ctkn_record *rec, uint8_t **out,
                        size_t *len, struct ctkn_err *err);
+/* Errors: CTKN_EDECODE (not a record: framing, types, lengths, an
+ * unknown layout or status, trailing bytes); CTKN_ENOMEM. */
 int ctkn_record_decode(const void *buf, size_t len, struct ctkn_record *rec,
                        struct ctkn_err *err);
 
 /* The largest encoded record: every string at its maximum length. */
 #define CTKN_RECORD_MAX 4096
 
-/* Encode into buf (cap bytes; CTKN_RECORD_MAX always suffices) without
- * allocating; *len receives the size. */
+/* Encode into buf (cap bytes, the caller's; CTKN_RECORD_MAX always
+ * suffices) without allocating; *len receives the size.
+ * Errors: CTKN_EINVAL (as ctkn_record_encode(), or it does not fit). */
 int ctkn_record_encode_into(const struct ctkn_record *rec, uint8_t *buf,
                             size_t cap, size_t *len, struct ctkn_err *err);
 
 /* ---- JSON: Paddle's shapes, in Paddle's field order ----------------- */
 
 /*
- * Renderers write compact JSON with raw UTF-8 and return NULL only when
- * out of memory: bytes that are not valid UTF-8 are written as U+FFFD. A
- * NULL request_id gets a fresh one from ctkn_request_id().
+ * Renderers (char *ctkn_json_*) write compact JSON with raw UTF-8: bytes
+ * that are not valid UTF-8 are written as U+FFFD. Each returns a new
+ * string: caller owns the string; release with free(). NULL only when out
+ * of memory. A NULL request_id gets a fresh one from ctkn_request_id().
  */
 
-/* A random UUIDv4 ("1681f87f-9c36-4557-a1da-bbb622afa0cc"), 37 bytes. */
+/* A random UUIDv4 ("1681f87f-9c36-4557-a1da-bbb622afa0cc"), 37 bytes
+ * with the NUL, into out. Errors: CTKN_EIO (the kernel's random source
+ * failed; out is ""). */
 int ctkn_request_id(char out[37]);
 
 /* The entity: {"id","token","name","description","status","created_at",
- * "updated_at","revoked_at"}. Returns NULL when out of memory. */
+ * "updated_at","revoked_at"}. Caller owns the string; release with
+ * free(). NULL when out of memory. */
 char *ctkn_json_token(const struct ctkn_token *t);
 
-/* {"data": <entity>, "meta": {"request_id": ...}} */
+/* {"data": <entity>, "meta": {"request_id": ...}}. Caller owns the
+ * string; release with free(). NULL when out of memory. */
 char *ctkn_json_data(const struct ctkn_token *t, const char *request_id);
 
 /* The webhook envelope: {"event_id","event_type","occurred_at",
- * "notification_id","data"}. */
+ * "notification_id","data"}. Caller owns the string; release with
+ * free(). NULL when out of memory. */
 char *ctkn_json_event(const struct ctkn_event *ev);
 
 struct ctkn_pagination {
@@ -110,28 +236,33 @@ struct ctkn_pagination {
 };
 
 /* {"data": [entities], "meta": {"request_id", "pagination": {"per_page",
- * "next", "has_more", "estimated_total"}}} */
+ * "next", "has_more", "estimated_total"}}}. Caller owns the string;
+ * release with free(). NULL when out of memory. */
 char *ctkn_json_list(const struct ctkn_token *items, size_t n,
                      const struct ctkn_pagination *page,
                      const char *request_id);
 
 /* Paddle's error envelope for err (err->code picks code and type; an
- * invalid_field error lists err->field in "errors"). */
+ * invalid_field error lists err->field in "errors"). Caller owns the
+ * string; release with free(). NULL when out of memory. */
 char *ctkn_json_error(const struct ctkn_err *err, const char *request_id);
 
 /*
  * Parse a POST /client-tokens body into a create command:
- * {"name": string, "description": string|null}. Malformed JSON or a body
- * that is not an object is CTKN_EBADREQ; a missing, mistyped or invalid
- * field, or an unknown one, is CTKN_EINVAL naming the field.
+ * {"name": string, "description": string|null}.
+ * Errors: CTKN_EBADREQ (malformed JSON, a body that is not an object);
+ * CTKN_EINVAL (a missing, mistyped, invalid or unknown field, named in
+ * err->field); CTKN_ENOMEM.
  */
 int ctkn_json_parse_create(const char *body, size_t len,
                            struct ctkn_command *cmd, struct ctkn_err *err);
 
 /*
  * Parse a PATCH /client-tokens/{id} body into an update command for id:
- * any of "name", "description" (string|null) and "status". An empty
- * object is CTKN_EBADREQ.
+ * any of "name", "description" (string|null) and "status".
+ * Errors: CTKN_EINVAL (field "id": not a token ID; or a field as for
+ * ctkn_json_parse_create()); CTKN_EBADREQ (as there, or an empty
+ * object); CTKN_ENOMEM.
  */
 int ctkn_json_parse_update(const char *body, size_t len, const char *id,
                            struct ctkn_command *cmd, struct ctkn_err *err);
@@ -144,11 +275,12 @@ int ctkn_json_parse_update(const char *body, size_t len, const char *id,
  *  "traffic_source"?: "platform" | "all"}. The first four are required,
  * as Paddle's; the last three accept only the value ctkn implements
  * (it has no simulated traffic, so "platform" and "all" mean the same and
- * "simulation" is refused). Malformed JSON or a body that is not an
- * object is CTKN_EBADREQ; a missing, mistyped, invalid or unknown field
- * is CTKN_EINVAL naming it (a bad "type" first, as the other rules
- * follow from it; then the first in document order; then the missing
- * ones in the order above).
+ * "simulation" is refused).
+ * Errors: CTKN_EBADREQ (malformed JSON, a body that is not an object);
+ * CTKN_EINVAL naming the field (a missing, mistyped, invalid or unknown
+ * one: a bad "type" first, as the other rules follow from it; then the
+ * first in document order; then the missing ones in the order above);
+ * CTKN_ENOMEM.
  */
 int ctkn_json_parse_dest_create(const char *body, size_t len,
                                 struct ctkn_dest_command *cmd,
@@ -163,6 +295,8 @@ int ctkn_json_parse_dest_create(const char *body, size_t len,
  * A body of only the last three changes nothing: it parses to a command
  * with none of set_url, set_events, set_description and set_active, which
  * ctkn_dest_command_check() refuses; the caller answers it as a read.
+ * Errors: as ctkn_json_parse_dest_create(), and CTKN_EBADREQ (an empty
+ * object, or nothing to change: see above).
  */
 int ctkn_json_parse_dest_update(const char *body, size_t len, const char *id,
                                 struct ctkn_dest_command *cmd,
@@ -171,30 +305,35 @@ int ctkn_json_parse_dest_update(const char *body, size_t len, const char *id,
 /* ---- JSON: ctkn's own outputs (CLI and API extensions) -------------- */
 
 /* {"data": {"id", "token", "status", "environment"}, "meta": ...}: what
- * `ctkn verify` and GET /client-tokens/verify answer. */
+ * `ctkn verify` and GET /client-tokens/verify answer. Caller owns the string;
+ * release with free(). NULL when out of memory. */
 char *ctkn_json_verify(const struct ctkn_token *t, ctkn_env env,
                        const char *request_id);
 
-/* {"data": {"sha256", "tokens", "offsets": [{"partition", "offset"}]}} */
+/* {"data": {"sha256", "tokens", "offsets": [{"partition", "offset"}]}}. Caller
+ * owns the string; release with free(). NULL when out of memory. */
 char *ctkn_json_digest(const char *sha256_hex, int64_t tokens,
                        const int32_t *partitions, const int64_t *offsets,
                        size_t n);
 
 /* {"data": {"topic", "records", "sha256", "partitions": [{"partition",
- * "start", "end"}]}}: an audit archive's summary. */
+ * "start", "end"}]}}: an audit archive's summary. Caller owns the string;
+ * release with free(). NULL when out of memory. */
 char *ctkn_json_archive(const char *topic, int32_t partitions,
                         const int64_t *start, const int64_t *end,
                         uint64_t records, const char *sha256_hex);
 
 /* One quarantined record: {"partition", "offset", "reason", "key_base64",
- * "value_base64"} (null for absent bytes). */
+ * "value_base64"} (null for absent bytes). Caller owns the string; release with
+ * free(). NULL when out of memory. */
 char *ctkn_json_quarantined(int32_t partition, int64_t offset,
                             const char *reason, const void *key, size_t klen,
                             const void *value, size_t vlen);
 
 /* {"data": {"topic", "partitions", "replication_factor", "created",
  * "settings": {the same for the settings topic}}}; settings_topic NULL
- * leaves "settings" out. */
+ * leaves "settings" out. Caller owns the string; release with free(). NULL when
+ * out of memory. */
 char *ctkn_json_topic(const char *topic, int32_t partitions,
                       int replication_factor, bool created,
                       const char *settings_topic, int32_t settings_partitions,
@@ -209,17 +348,20 @@ struct ctkn_partition_status {
 };
 
 /* {"data": {"topic", "partitions": [{"partition", "log_start", "log_end",
- * "projected", "lag"}], "lag"}} */
+ * "projected", "lag"}], "lag"}}. Caller owns the string; release with free().
+ * NULL when out of memory. */
 char *ctkn_json_status(const char *topic,
                        const struct ctkn_partition_status *parts, size_t n);
 
 /* GET /healthz: the status object above plus "status" (state) and
- * "max_lag", with meta.request_id. */
+ * "max_lag", with meta.request_id. Caller owns the string; release with free().
+ * NULL when out of memory. */
 char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
                        const struct ctkn_partition_status *parts, size_t n,
                        const char *request_id);
 
-/* {"data": {"applied", "rejected", "quarantined", "skipped", "paused"}} */
+/* {"data": {"applied", "rejected", "quarantined", "skipped", "paused"}}. Caller
+ * owns the string; release with free(). NULL when out of memory. */
 char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
                               uint64_t quarantined, uint64_t skipped,
                               int32_t paused);
@@ -230,15 +372,18 @@ char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
  * "api_version": 1, "include_sensitive_fields": false, "subscribed_events":
  * [{"name", "description", "group", "available_versions"}],
  * "endpoint_secret_key" (only when secret is not NULL: once, at
- * creation), "traffic_source": "all"} wrapped in {"data", "meta"}. */
+ * creation), "traffic_source": "all"} wrapped in {"data", "meta"}. Caller owns
+ * the string; release with free(). NULL when out of memory. */
 char *ctkn_json_destination(const struct ctkn_destination *d,
                             const char *secret, const char *request_id);
-/* {"data": [destinations], "meta": {"request_id"}} */
+/* {"data": [destinations], "meta": {"request_id"}}. Caller owns the string;
+ * release with free(). NULL when out of memory. */
 char *ctkn_json_destinations(const struct ctkn_destination *d, size_t n,
                              const char *request_id);
 /* One page of them, as GET /notification-settings answers: {"data":
  * [destinations], "meta": {"request_id", "pagination": {"per_page",
- * "next", "has_more", "estimated_total" (left out when negative)}}}. */
+ * "next", "has_more", "estimated_total" (left out when negative)}}}. Caller
+ * owns the string; release with free(). NULL when out of memory. */
 char *ctkn_json_destinations_page(const struct ctkn_destination *d, size_t n,
                                   const struct ctkn_pagination *page,
                                   const char *request_id);
@@ -246,24 +391,29 @@ char *ctkn_json_destinations_page(const struct ctkn_destination *d, size_t n,
 /* Paddle's notification: {"id", "type", "status", "payload" (payload is
  * JSON text spliced in; NULL: null), "occurred_at", "delivered_at",
  * "replayed_at", "origin", "last_attempt_at", "retry_at",
- * "times_attempted", "notification_setting_id"}, one compact line. */
+ * "times_attempted", "notification_setting_id"}, one compact line. Caller owns
+ * the string; release with free(). NULL when out of memory. */
 char *ctkn_json_notification(const struct ctkn_notification *n,
                              const char *payload);
 /* One attempt: {"notification_id", "attempt", "attempted_at",
- * "response_code" (null when none), "latency_ms", "error"}. */
+ * "response_code" (null when none), "latency_ms", "error"}. Caller owns the
+ * string; release with free(). NULL when out of memory. */
 char *ctkn_json_attempt(const char *ntf_id, const struct ctkn_ntf_attempt *a);
 
 /* ---- JSON: `ctkn apikey` --------------------------------------------- */
 
 /* {"data": {"name", "key", "permissions": [names]}}: the answer to
- * creating an API key, the one document that ever holds the key. */
+ * creating an API key, the one document that ever holds the key. Caller owns
+ * the string; release with free(). NULL when out of memory. */
 char *ctkn_json_apikey_created(const struct ctkn_apikey *k, const char *key);
 
 /* {"data": [{"name", "permissions", "created_at"}]}, in file order: never
- * a key, nor its hash. */
-char *ctkn_json_apikey_list(const ctkn_apikeys *ks);
+ * a key, nor its hash. Caller owns the string; release with free(). NULL when
+ * out of memory. */
+char *ctkn_json_apikey_list(const struct ctkn_apikeys *ks);
 
-/* {"data": {"name", "revoked": true}} */
+/* {"data": {"name", "revoked": true}}. Caller owns the string; release with
+ * free(). NULL when out of memory. */
 char *ctkn_json_apikey_revoked(const char *name);
 
 /* ---- JSON: the CLI's small documents ---------------------------------- */
@@ -285,5 +435,23 @@ char *ctkn_json_notify_stats(uint64_t attempts, uint64_t delivered,
  * notification a replay queued. */
 char *ctkn_json_notification_replayed(const char *ntf_id,
                                       const char *request_id);
+
+/* ---- JSON: the API-key file (apikey.h) -------------------------------- */
+
+/* One line of the key file for k, without the newline:
+ * {"name","sha256" (lowercase hex),"permissions" (ctkn_perms_names()),
+ * "created_at"}. Caller owns the string; release with free(). NULL when
+ * out of memory or when a string in k is not UTF-8. */
+char *ctkn_json_apikey_line(const struct ctkn_apikey *k);
+
+/* Parse one line of the key file (len bytes, no newline) into *k: every
+ * field required, none other accepted, no duplicate keys; the name, the
+ * permission names and created_at obey keyset.h's and token.h's rules.
+ * On failure *k is zeroed.
+ * Errors: CTKN_EDECODE, err->field naming the field ("name", "sha256",
+ * "permissions", "created_at"; "" for the line as a whole) and err->msg
+ * the rule. */
+int ctkn_json_parse_apikey_line(const char *s, size_t len,
+                                struct ctkn_apikey *k, struct ctkn_err *err);
 
 #endif /* CTKN_CODEC_H */

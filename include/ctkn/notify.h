@@ -21,7 +21,7 @@
  * Within a lane up to `window` notifications are in flight, but never two
  * for one token: a token's notifications reach a destination in log order.
  * A failure (non-2xx, timeout, refused) is retried with exponential
- * backoff and full jitter until max_age after the first attempt; then the
+ * backoff and equal jitter until max_age after the first attempt; then the
  * notification is marked failed (replayable) and the lane moves on. A slow
  * or dead destination holds only its own lanes.
  *
@@ -32,12 +32,22 @@
  * HMAC-SHA256(secret, "<ts>:<body>")> is made fresh for each attempt.
  *
  * Delivery state (notifications, attempts, cursors, replays) lives in the
- * notifier's own projection (--db) and is not replicated or digested.
+ * notifier's own projection (--db) and is not replicated or digested. The
+ * values (a notification, an attempt, the status names, the ID) are in
+ * notification.h, which this header includes.
  *
- * Errors:   CTKN_EINVAL / CTKN_EUSAGE for options; the log's and the
- *           store's errors; CTKN_ENOTFOUND for an unknown notification.
+ * Lifetime: ctkn_notify_run() runs to the end; the audit functions read
+ *           (replay writes) one store transaction.
+ * Errors:   CTKN_EINVAL for options and IDs; CTKN_EBADREQ for a replay of
+ *           a pending notification; CTKN_ENOTFOUND for an unknown
+ *           notification; the log's (CTKN_EKAFKA, CTKN_ETIMEOUT) and the
+ *           store's (CTKN_ESTORE) errors; CTKN_ENOMEM; CTKN_EINTERNAL
+ *           when libcurl or a thread does not start.
  * Thread:   ctkn_notify_run() owns its thread (and runs the projector on a
- *           second one); the audit functions only read the store.
+ *           second one in follow mode); the audit functions only use the
+ *           transaction they are given.
+ * Not here: the values (notification.h), destinations (settings.h), the
+ *           encodings (codec.h).
  */
 #ifndef CTKN_NOTIFY_H
 #define CTKN_NOTIFY_H
@@ -51,11 +61,10 @@
 #include "ctkn/error.h"
 #include "ctkn/event.h"
 #include "ctkn/log.h"
+#include "ctkn/notification.h"
 #include "ctkn/settings.h"
 #include "ctkn/store.h"
 
-#define CTKN_NTF_ID_LEN    (4 + CTKN_ULID_LEN) /* "ntf_" + ULID */
-#define CTKN_NTF_ID_BUF    (CTKN_NTF_ID_LEN + 1)
 #define CTKN_NOTIFY_GROUP  "ctkn-notify"
 #define CTKN_SIGNATURE_BUF 96 /* "ts=" + 20 digits + ";h1=" + 64 hex + NUL */
 
@@ -83,94 +92,79 @@ struct ctkn_notify_stats {
  * Deliver notifications until *stop (follow) or until nothing is due
  * (without follow: the projection is caught up first, every notification
  * up to that point is attempted, and retries due later are left for the
- * next run). Writes one JSON line per attempt on stderr (time, IDs,
- * status code, latency, outcome; never a secret). key opens the
- * destinations' endpoint secrets.
+ * next run). key opens the destinations' endpoint secrets. Borrows st,
+ * cfg, key and opts for the call; stats (may be NULL) receives the
+ * counts, also on failure.
+ *
+ * Logs through diag.h (component "notify"): one line per attempt, msg
+ * "attempt", with "notify":"attempt", "at", "notification_id",
+ * "destination", "event_id", "attempt", "response_code", "latency_ms",
+ * "outcome" (delivered, retry, failed), "retry_at" and "error"; level
+ * info when delivered, warn for a retry, error when it failed for good.
+ * Never a secret. Also "partition N acquired" / "released" (info).
+ *
+ * Errors: CTKN_EINVAL (field "window": more than 64); CTKN_EINTERNAL
+ * (libcurl or the projector's thread does not start, or the projector
+ * stopped); the projector's errors (follow: those that ended its
+ * thread); CTKN_EKAFKA and CTKN_ETIMEOUT (the lease); CTKN_ESTORE;
+ * CTKN_ENOMEM.
  */
 int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
                     ctkn_env env, const uint8_t key[CTKN_KEY_LEN],
                     const struct ctkn_notify_opts *opts,
                     struct ctkn_notify_stats *stats, struct ctkn_err *err);
 
-/* The notification ID of an event for a destination. */
-void ctkn_notification_id(const char *event_id, const char *dest_id,
-                          char out[CTKN_NTF_ID_BUF]);
-
-/* Paddle-Signature's value for body at unix second ts:
- * "ts=<ts>;h1=<64 lowercase hex>". */
+/* Paddle-Signature's value for len bytes of body (borrowed for the call)
+ * at unix second ts: "ts=<ts>;h1=<64 lowercase hex>". Out of memory, it
+ * writes "ts=<ts>;h1=", which never verifies. Errors: none. */
 void ctkn_webhook_signature(const char *secret, int64_t ts, const void *body,
                             size_t len, char out[CTKN_SIGNATURE_BUF]);
 
 /* ---- audit and replay -------------------------------------------------- */
 
-typedef enum ctkn_ntf_status {
-  CTKN_NTF_NOT_ATTEMPTED = 1,
-  CTKN_NTF_NEEDS_RETRY = 2,
-  CTKN_NTF_DELIVERED = 3,
-  CTKN_NTF_FAILED = 4
-} ctkn_ntf_status;
-
-/* "not_attempted" ...; NULL for an unknown value. */
-const char *ctkn_ntf_status_str(ctkn_ntf_status s);
-
-/* One notification, as stored by the notifier that handled it. */
-struct ctkn_notification {
-  char id[CTKN_NTF_ID_BUF];
-  char dest[CTKN_DEST_ID_BUF];
-  char event_id[CTKN_EVT_ID_LEN + 1];
-  ctkn_event_type type;
-  char token_id[CTKN_ID_BUF];
-  uint64_t version;
-  int32_t partition;
-  int64_t offset;
-  int64_t occurred_at; /* the event's, µs */
-  ctkn_ntf_status status;
-  bool replay;                     /* origin: "replay" rather than "event" */
-  char replay_of[CTKN_NTF_ID_BUF]; /* a replay's original, else "" */
-  uint32_t attempts;
-  int64_t first_attempt_at; /* µs; 0: none yet */
-  int64_t last_attempt_at;
-  int64_t delivered_at;
-  int64_t retry_at; /* next attempt, while needs_retry */
-  int last_status;  /* HTTP status of the last attempt; 0: none */
-};
-
-/* One attempt. */
-struct ctkn_ntf_attempt {
-  uint32_t n; /* 1, 2, ... */
-  int64_t at; /* µs */
-  int status; /* HTTP status; 0 when none came back */
-  int64_t latency_us;
-  char error[128]; /* "" or why no status came back */
-};
-
+/* The notification id as this projection stores it, into *out.
+ * Errors: CTKN_EINVAL (field "id": not an ntf_ ID); CTKN_ENOTFOUND (not
+ * handled by a notifier on this projection); CTKN_ESTORE (LMDB failed or
+ * the value does not decode). */
 int ctkn_notification_get(ctkn_store_txn *txn, const char *id,
                           struct ctkn_notification *out, struct ctkn_err *err);
 
-/* Called per notification; non-zero stops the walk. */
+/* Called per notification, which is borrowed for the call; non-zero
+ * stops the walk and is returned by it. */
 typedef int (*ctkn_ntf_cb)(void *arg, const struct ctkn_notification *n);
 /* Notifications in ID order (so, by event time), those of dest only when
  * dest is not NULL, with a status whose bit (1 << status) is in mask (0:
- * all). */
+ * all). Errors: cb's non-zero return; CTKN_ESTORE. */
 int ctkn_notification_list(ctkn_store_txn *txn, const char *dest,
                            unsigned status_mask, ctkn_ntf_cb cb, void *arg,
                            struct ctkn_err *err);
+/* Called per attempt, which is borrowed for the call; non-zero stops the
+ * walk and is returned by it. */
 typedef int (*ctkn_ntf_attempt_cb)(void *arg, const struct ctkn_ntf_attempt *a);
+/* The attempts of notification id, in order.
+ * Errors: those of ctkn_notification_get(); cb's non-zero return;
+ * CTKN_ESTORE. */
 int ctkn_notification_attempts(ctkn_store_txn *txn, const char *id,
                                ctkn_ntf_attempt_cb cb, void *arg,
                                struct ctkn_err *err);
 
 /*
- * Queue a new notification (origin "replay", a new ID) with the same event
- * for the same destination as a delivered or failed one (CTKN_EBADREQ for
- * one still pending); the notifier running on this projection sends it.
+ * Queue a new notification (origin "replay", a new ID written to new_id)
+ * with the same event for the same destination as a delivered or failed
+ * one; the notifier running on this projection sends it.
+ * Errors: those of ctkn_notification_get(); CTKN_EBADREQ (the
+ * notification is still pending); CTKN_EIO (randomness failed);
+ * CTKN_ESTORE; CTKN_ENOMEM.
  */
 int ctkn_notification_replay(ctkn_store *st, const char *id,
                              char new_id[CTKN_NTF_ID_BUF],
                              struct ctkn_err *err);
 
-/* The webhook body a notification sends: the event's JSON with its
- * notification_id. malloc'd; caller frees. */
+/* The webhook body notification n sends: the event's JSON with its
+ * notification_id. On success *out is a new string: caller owns it,
+ * release with free(). On failure *out is NULL.
+ * Errors: CTKN_ENOTFOUND (its event is not in history); CTKN_ESTORE
+ * (also an event that does not decode); CTKN_ENOMEM. */
 int ctkn_notification_payload(ctkn_store_txn *txn,
                               const struct ctkn_notification *n, char **out,
                               struct ctkn_err *err);

@@ -1,7 +1,9 @@
 /*
- * json.c - the API's JSON: Paddle's entity, webhook, list and error
- * shapes, ctkn's own outputs, and the create/update request bodies. The
- * only other user of jansson is the API-key file (apikey.c).
+ * json.c - the API's JSON for tokens: Paddle's entity, webhook, list and
+ * error shapes, verify's answer, and the create/update request bodies;
+ * and the helpers every JSON file of the codec shares (json_int.h).
+ * Notification settings and notifications are json_settings.c's, ctkn's
+ * operational documents json_ops.c's, the API keys' apikey.c's.
  *
  * Output is compact ({"a":1,"b":2}), in Paddle's field order, with UTF-8
  * emitted raw (JSON_ENSURE_ASCII is off) and only what JSON requires
@@ -20,23 +22,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctkn/apikey.h"
 #include "ctkn/codec.h"
 #include "ctkn/crypto.h"
 #include "ctkn/error.h"
 #include "ctkn/event.h"
 #include "ctkn/token.h"
 #include "internal.h"
+#include "json_int.h"
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER)
 #define DOC_URL    "https://developer.paddle.com/v1/errors/shared/"
+
+/* This file's short names for the helpers it shares (json_int.h). */
+#define jstr            ctkn__json_str
+#define jtime           ctkn__json_time
+#define jname           ctkn__json_name
+#define set             ctkn__json_set
+#define meta_obj        ctkn__json_meta
+#define dump            ctkn__json_dump
+#define pair            ctkn__json_pair
+#define data_doc        ctkn__json_doc
+#define checked         ctkn__json_checked
+#define load_object     ctkn__json_load_object
+#define utf8_copy_trunc ctkn__json_field_name
 
 /* ---- UTF-8 helpers --------------------------------------------------- */
 
 /*
  * Length (1-4) of the well-formed UTF-8 sequence at s, per RFC 3629 (no
  * overlong forms, no surrogates, nothing past U+10FFFF), or 0 when the
- * bytes at s do not start one. n > 0 bytes are readable.
+ * bytes at s do not start one. n > 0 bytes are readable. (Above CCN 15:
+ * one branch per row of RFC 3629's table of well-formed sequences, which
+ * reads best as the table.)
  */
 static size_t utf8_seq(const unsigned char *s, size_t n)
 {
@@ -75,7 +92,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
  * record might not terminate). Invalid bytes become U+FFFD. NULL only when
  * out of memory.
  */
-static json_t *jstr(const char *s, size_t max)
+json_t *ctkn__json_str(const char *s, size_t max)
 {
   const unsigned char *u = (const unsigned char *)s;
   size_t n = strnlen(s, max);
@@ -112,7 +129,7 @@ static json_t *jstr(const char *s, size_t max)
 /* Copy the key src into dst (dstsz > 0), cut at a code point boundary so a
  * long key never leaves half a character in err->field. src is valid UTF-8
  * (jansson checked it). */
-static void utf8_copy_trunc(char *dst, size_t dstsz, const char *src)
+void ctkn__json_field_name(char *dst, size_t dstsz, const char *src)
 {
   size_t n = strlen(src);
 
@@ -130,7 +147,7 @@ static void utf8_copy_trunc(char *dst, size_t dstsz, const char *src)
 /* A time as RFC 3339 with 6 fractional digits. An instant ctkn_time_format
  * cannot write (before 1970, after 9999) becomes null rather than failing
  * the whole document; ctkn_token_check() never lets one through. */
-static json_t *jtime(int64_t us)
+json_t *ctkn__json_time(int64_t us)
 {
   char buf[CTKN_TIME_BUF];
 
@@ -140,14 +157,14 @@ static json_t *jtime(int64_t us)
 }
 
 /* A string from a table (status, event type), or null when unknown. */
-static json_t *jname(const char *s)
+json_t *ctkn__json_name(const char *s)
 {
   return s != NULL ? json_string(s) : json_null();
 }
 
 /* json_object_set_new() steals value even when it fails, and fails on a
  * NULL value, so a chain of these needs one error check and no cleanup. */
-static int set(json_t *obj, const char *key, json_t *value)
+int ctkn__json_set(json_t *obj, const char *key, json_t *value)
 {
   return json_object_set_new(obj, key, value);
 }
@@ -182,7 +199,7 @@ static json_t *token_obj(const struct ctkn_token *t)
  * (the list's "pagination"); takes ownership of extra. A NULL request_id
  * gets a fresh one, so that no response goes out without an ID to quote.
  */
-static json_t *meta_obj(const char *request_id, json_t *extra)
+json_t *ctkn__json_meta(const char *request_id, json_t *extra)
 {
   json_t *o = json_object();
   char rid[37];
@@ -206,7 +223,7 @@ static json_t *meta_obj(const char *request_id, json_t *extra)
 }
 
 /* Dump and release root (NULL passes through, for OOM). */
-static char *dump(json_t *root)
+char *ctkn__json_dump(json_t *root)
 {
   char *s;
 
@@ -218,7 +235,8 @@ static char *dump(json_t *root)
 }
 
 /* {first: a, second: b}; takes ownership of a and b, even on failure. */
-static json_t *pair(const char *first, json_t *a, const char *second, json_t *b)
+json_t *ctkn__json_pair(const char *first, json_t *a, const char *second,
+                        json_t *b)
 {
   json_t *o = json_object();
   int rc;
@@ -279,29 +297,48 @@ char *ctkn_json_token(const struct ctkn_token *t)
  * tests compare the two on hostile input.
  */
 
+/* A document being written into the one growable buffer. After a failed
+ * append the rest are skipped and the document is lost, so the writers
+ * need no error checks of their own. */
 struct sbuf {
-  char *p;
-  size_t len, cap;
+  struct ctkn__buf b;
   bool oom;
 };
 
+/* An empty document with room for the usual answer: one allocation. */
+static void sb_init(struct sbuf *b)
+{
+  *b = (struct sbuf){CTKN__BUF_INIT, false};
+  b->oom = ctkn__buf_reserve(&b->b, 511) != CTKN_OK;
+}
+
+/* ctkn__buf_append() with its common case inline: a GET's answer is some
+ * forty appends, and three calls into util/buf.c for each cost a quarter
+ * of the rendering. The buffer's invariant (a NUL at data[len]) holds. */
 static void sb_put(struct sbuf *b, const void *s, size_t n)
 {
+  struct ctkn__buf *x = &b->b;
+
   if (b->oom)
     return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = (b->cap ? b->cap * 2 : 512) + n;
-    char *p = realloc(b->p, cap);
-    if (p == NULL) {
-      b->oom = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
+  if (n + 1 > x->cap - x->len && ctkn__buf_reserve(x, n) != CTKN_OK) {
+    b->oom = true;
+    return;
   }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
+  memcpy(x->data + x->len, s, n);
+  x->len += n;
+  x->data[x->len] = '\0';
+}
+
+/* The document: caller owns it, release with free(). NULL after a failed
+ * append. */
+static char *sb_done(struct sbuf *b)
+{
+  if (b->oom) {
+    ctkn__buf_free(&b->b);
+    return NULL;
+  }
+  return ctkn__buf_detach(&b->b);
 }
 
 #define SB_LIT(b, lit) sb_put((b), (lit), sizeof(lit) - 1)
@@ -423,17 +460,14 @@ static char *sb_meta_end(struct sbuf *b, const char *request_id)
   else
     SB_LIT(b, "null");
   SB_LIT(b, "}}");
-  if (b->oom) {
-    free(b->p);
-    return NULL;
-  }
-  return b->p;
+  return sb_done(b);
 }
 
 char *ctkn_json_data(const struct ctkn_token *t, const char *request_id)
 {
-  struct sbuf b = {0};
+  struct sbuf b;
 
+  sb_init(&b);
   SB_LIT(&b, "{\"data\":");
   sb_entity(&b, t);
   return sb_meta_end(&b, request_id);
@@ -443,8 +477,9 @@ char *ctkn_json_data(const struct ctkn_token *t, const char *request_id)
  * one per notification and `ctkn tail` one per event. */
 char *ctkn_json_event(const struct ctkn_event *ev)
 {
-  struct sbuf b = {0};
+  struct sbuf b;
 
+  sb_init(&b);
   SB_LIT(&b, "{\"event_id\":");
   sb_str(&b, ev->event_id, sizeof(ev->event_id));
   SB_LIT(&b, ",\"event_type\":");
@@ -456,11 +491,7 @@ char *ctkn_json_event(const struct ctkn_event *ev)
   SB_LIT(&b, ",\"data\":");
   sb_entity(&b, &ev->data);
   SB_LIT(&b, "}");
-  if (b.oom) {
-    free(b.p);
-    return NULL;
-  }
-  return b.p;
+  return sb_done(&b);
 }
 
 char *ctkn_json_list(const struct ctkn_token *items, size_t n,
@@ -554,8 +585,8 @@ char *ctkn_json_error(const struct ctkn_err *err, const char *request_id)
  * "\u0000", invalid UTF-8, lone surrogates, trailing bytes and nesting
  * deeper than jansson's limit are all jansson's to refuse.
  */
-static int load_object(const char *body, size_t len, json_t **out,
-                       struct ctkn_err *err)
+int ctkn__json_load_object(const char *body, size_t len, json_t **out,
+                           struct ctkn_err *err)
 {
   json_error_t je;
   json_t *root;
@@ -689,227 +720,10 @@ int ctkn_json_parse_update(const char *body, size_t len, const char *id,
   return ctkn_command_check(cmd, err);
 }
 
-/* ---- request parsing: notification settings ------------------------- */
-
-#define DEST_CREATE_FIELDS                                                     \
-  "description, type, destination, subscribed_events, active, api_version, "   \
-  "include_sensitive_fields, traffic_source"
-#define DEST_UPDATE_FIELDS                                                     \
-  "description, destination, active, subscribed_events, api_version, "         \
-  "include_sensitive_fields, traffic_source"
-
-static int dest_description(struct ctkn_dest_command *cmd, json_t *v,
-                            bool update, struct ctkn_err *err)
-{
-  if (update && json_is_null(v))
-    return ctkn_dest_command_set_description(cmd, NULL, 0, err);
-  if (!json_is_string(v))
-    return ctkn__err_field(err, CTKN_EINVAL, "description",
-                           update ? "must be a string or null"
-                                  : "must be a string");
-  return ctkn_dest_command_set_description(cmd, json_string_value(v),
-                                           json_string_length(v), err);
-}
-
-static int dest_type(json_t *v, struct ctkn_err *err)
-{
-  if (!json_is_string(v))
-    return ctkn__err_field(err, CTKN_EINVAL, "type", "must be a string");
-  if (strcmp(json_string_value(v), "url") != 0)
-    return ctkn__err_field(err, CTKN_EINVAL, "type",
-                           "must be url: ctkn delivers webhooks to URLs "
-                           "only (no email destinations)");
-  return CTKN_OK;
-}
-
-static int dest_url(struct ctkn_dest_command *cmd, json_t *v,
-                    struct ctkn_err *err)
-{
-  if (!json_is_string(v))
-    return ctkn__err_field(err, CTKN_EINVAL, "destination", "must be a string");
-  return ctkn_dest_command_set_url(cmd, json_string_value(v), err);
-}
-
-/* An array of event type names, at least one, none twice. */
-static int dest_events(struct ctkn_dest_command *cmd, json_t *v,
-                       struct ctkn_err *err)
-{
-  unsigned mask = 0;
-  size_t i;
-  json_t *e;
-
-  if (!json_is_array(v) || json_array_size(v) == 0)
-    return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
-                           "must be a non-empty array of event type names");
-  json_array_foreach(v, i, e)
-  {
-    ctkn_event_type t =
-        json_is_string(e) ? ctkn_event_type_parse(json_string_value(e)) : 0;
-    if (t == 0 || (CTKN_DEST_EVENTS_ALL & (1u << t)) == 0) {
-      if (!json_is_string(e))
-        return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
-                               "item %zu is not a string", i);
-      return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
-                             "\"%.64s\" is not an event ctkn sends (it "
-                             "sends client_token.created, "
-                             "client_token.updated and client_token.revoked)",
-                             json_string_value(e));
-    }
-    if (mask & (1u << t))
-      return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
-                             "\"%s\" is named twice", json_string_value(e));
-    mask |= 1u << t;
-  }
-  return ctkn_dest_command_set_event_mask(cmd, mask, err);
-}
-
-static int dest_active(struct ctkn_dest_command *cmd, json_t *v,
-                       struct ctkn_err *err)
-{
-  if (!json_is_boolean(v))
-    return ctkn__err_field(err, CTKN_EINVAL, "active", "must be a boolean");
-  ctkn_dest_command_set_active(cmd, json_is_true(v));
-  return CTKN_OK;
-}
-
-/* The fields Paddle takes that have one value in ctkn: accepted at that
- * value, which changes nothing. */
-static int dest_fixed(const char *key, json_t *v, struct ctkn_err *err)
-{
-  if (strcmp(key, "api_version") == 0) {
-    if (!json_is_integer(v) || json_integer_value(v) != 1)
-      return ctkn__err_field(err, CTKN_EINVAL, "api_version",
-                             "must be 1, the only API version ctkn sends");
-    return CTKN_OK;
-  }
-  if (strcmp(key, "include_sensitive_fields") == 0) {
-    if (!json_is_boolean(v))
-      return ctkn__err_field(err, CTKN_EINVAL, "include_sensitive_fields",
-                             "must be a boolean");
-    if (json_is_true(v))
-      return ctkn__err_field(err, CTKN_EINVAL, "include_sensitive_fields",
-                             "must be false: client_token events have no "
-                             "sensitive fields");
-    return CTKN_OK;
-  }
-  /* traffic_source: ctkn has no simulations, so every event is platform
-   * traffic and "platform" and "all" deliver the same; a destination for
-   * simulated traffic alone would never receive anything. */
-  if (!json_is_string(v))
-    return ctkn__err_field(err, CTKN_EINVAL, "traffic_source",
-                           "must be a string");
-  if (strcmp(json_string_value(v), "platform") != 0 &&
-      strcmp(json_string_value(v), "all") != 0)
-    return ctkn__err_field(err, CTKN_EINVAL, "traffic_source",
-                           "must be platform or all: ctkn has no simulated "
-                           "traffic (both deliver every event; the setting "
-                           "reads back as all)");
-  return CTKN_OK;
-}
-
-/* The members of root into cmd, in document order, but for a create's
- * "type" first: the rules for the destination follow from it, so an
- * email destination is refused for its type, not for its address. */
-static int dest_fill(struct ctkn_dest_command *cmd, json_t *root, bool update,
-                     unsigned *seen, struct ctkn_err *err)
-{
-  const char *key;
-  json_t *v;
-  int rc;
-
-  if (!update && (v = json_object_get(root, "type")) != NULL &&
-      (rc = dest_type(v, err)) != CTKN_OK)
-    return rc;
-  json_object_foreach(root, key, v)
-  {
-    if (strcmp(key, "description") == 0) {
-      rc = dest_description(cmd, v, update, err);
-      *seen |= 1u;
-    } else if (!update && strcmp(key, "type") == 0) {
-      rc = dest_type(v, err);
-      *seen |= 2u;
-    } else if (strcmp(key, "destination") == 0) {
-      rc = dest_url(cmd, v, err);
-    } else if (strcmp(key, "subscribed_events") == 0) {
-      rc = dest_events(cmd, v, err);
-    } else if (strcmp(key, "active") == 0) {
-      rc = dest_active(cmd, v, err);
-    } else if (strcmp(key, "api_version") == 0 ||
-               strcmp(key, "include_sensitive_fields") == 0 ||
-               strcmp(key, "traffic_source") == 0) {
-      rc = dest_fixed(key, v, err);
-    } else {
-      char field[sizeof(((struct ctkn_err *)0)->field)];
-      utf8_copy_trunc(field, sizeof(field), key);
-      rc = ctkn__err_field(err, CTKN_EINVAL, field,
-                           "unknown field (accepted: %s)",
-                           update ? DEST_UPDATE_FIELDS : DEST_CREATE_FIELDS);
-    }
-    if (rc != CTKN_OK)
-      return rc;
-  }
-  return CTKN_OK;
-}
-
-int ctkn_json_parse_dest_create(const char *body, size_t len,
-                                struct ctkn_dest_command *cmd,
-                                struct ctkn_err *err)
-{
-  unsigned seen = 0;
-  json_t *root;
-  int rc;
-
-  ctkn_err_clear(err);
-  ctkn_dest_command_init(cmd, CTKN_DEST_ADD);
-  if ((rc = load_object(body, len, &root, err)) != CTKN_OK)
-    return rc;
-  rc = dest_fill(cmd, root, false, &seen, err);
-  json_decref(root);
-  if (rc != CTKN_OK)
-    return rc;
-  if (!(seen & 1u))
-    return ctkn__err_field(err, CTKN_EINVAL, "description", "is required");
-  if (!(seen & 2u))
-    return ctkn__err_field(err, CTKN_EINVAL, "type",
-                           "is required (url is the only type)");
-  if (!cmd->set_url)
-    return ctkn__err_field(err, CTKN_EINVAL, "destination", "is required");
-  if (!cmd->set_events)
-    return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
-                           "is required");
-  return ctkn_dest_command_check(cmd, err);
-}
-
-int ctkn_json_parse_dest_update(const char *body, size_t len, const char *id,
-                                struct ctkn_dest_command *cmd,
-                                struct ctkn_err *err)
-{
-  unsigned seen = 0;
-  json_t *root;
-  int rc;
-
-  ctkn_err_clear(err);
-  ctkn_dest_command_init(cmd, CTKN_DEST_UPDATE);
-  rc = ctkn_dest_command_set_id(cmd, id != NULL ? id : "", err);
-  if (rc != CTKN_OK)
-    return rc;
-  if ((rc = load_object(body, len, &root, err)) != CTKN_OK)
-    return rc;
-  if (json_object_size(root) == 0) {
-    json_decref(root);
-    return ctkn__err(err, CTKN_EBADREQ,
-                     "nothing to update: give description, destination, "
-                     "active or subscribed_events");
-  }
-  rc = dest_fill(cmd, root, true, &seen, err);
-  json_decref(root);
-  return rc;
-}
-
-/* ---- ctkn's own outputs ------------------------------------------------ */
+/* ---- documents with "data" ------------------------------------------- */
 
 /* {"data": o} with an optional meta; takes ownership of o. */
-static char *data_doc(json_t *o, bool meta, const char *request_id)
+char *ctkn__json_doc(json_t *o, bool meta, const char *request_id)
 {
   if (o == NULL)
     return NULL;
@@ -924,7 +738,7 @@ static char *data_doc(json_t *o, bool meta, const char *request_id)
   return dump(pair("data", o, "meta", meta_obj(request_id, NULL)));
 }
 
-static json_t *checked(json_t *o, int rc)
+json_t *ctkn__json_checked(json_t *o, int rc)
 {
   if (rc != 0) {
     json_decref(o);
@@ -936,8 +750,9 @@ static json_t *checked(json_t *o, int rc)
 char *ctkn_json_verify(const struct ctkn_token *t, ctkn_env env,
                        const char *request_id)
 {
-  struct sbuf b = {0};
+  struct sbuf b;
 
+  sb_init(&b);
   SB_LIT(&b, "{\"data\":{\"id\":");
   sb_str(&b, t->id, sizeof(t->id));
   SB_LIT(&b, ",\"token\":");
@@ -948,473 +763,4 @@ char *ctkn_json_verify(const struct ctkn_token *t, ctkn_env env,
   sb_name(&b, ctkn_env_str(env));
   SB_LIT(&b, "}");
   return sb_meta_end(&b, request_id);
-}
-
-char *ctkn_json_digest(const char *sha256_hex, int64_t tokens,
-                       const int32_t *partitions, const int64_t *offsets,
-                       size_t n)
-{
-  json_t *o = json_object();
-  json_t *arr = json_array();
-  int rc = 0;
-
-  if (o == NULL || arr == NULL) {
-    json_decref(o);
-    json_decref(arr);
-    return NULL;
-  }
-  for (size_t i = 0; i < n; i++) {
-    json_t *e = json_object();
-    if (e == NULL) {
-      rc = -1;
-      break;
-    }
-    rc |= set(e, "partition", json_integer(partitions[i]));
-    rc |= set(e, "offset", json_integer(offsets[i]));
-    rc |= json_array_append_new(arr, e);
-  }
-  rc |= set(o, "sha256", jstr(sha256_hex, SIZE_MAX));
-  rc |= set(o, "tokens", json_integer(tokens));
-  rc |= set(o, "offsets", arr);
-  return data_doc(checked(o, rc), false, NULL);
-}
-
-char *ctkn_json_archive(const char *topic, int32_t partitions,
-                        const int64_t *start, const int64_t *end,
-                        uint64_t records, const char *sha256_hex)
-{
-  json_t *o = json_object();
-  json_t *arr = json_array();
-  int rc = 0;
-
-  if (o == NULL || arr == NULL) {
-    json_decref(o);
-    json_decref(arr);
-    return NULL;
-  }
-  for (int32_t i = 0; i < partitions; i++) {
-    json_t *e = json_object();
-    if (e == NULL) {
-      rc = -1;
-      break;
-    }
-    rc |= set(e, "partition", json_integer(i));
-    rc |= set(e, "start", json_integer(start[i]));
-    rc |= set(e, "end", json_integer(end[i]));
-    rc |= json_array_append_new(arr, e);
-  }
-  rc |= set(o, "topic", jstr(topic, SIZE_MAX));
-  rc |= set(o, "records", json_integer((json_int_t)records));
-  rc |= set(o, "sha256", jstr(sha256_hex, SIZE_MAX));
-  rc |= set(o, "partitions", arr);
-  return data_doc(checked(o, rc), false, NULL);
-}
-
-static json_t *jbase64(const void *bytes, size_t len)
-{
-  json_t *v;
-  char *buf;
-
-  if (bytes == NULL)
-    return json_null();
-  if ((buf = malloc(4 * ((len + 2) / 3) + 1)) == NULL)
-    return NULL;
-  size_t n = ctkn_base64(bytes, len, buf);
-  v = json_stringn_nocheck(buf, n);
-  free(buf);
-  return v;
-}
-
-char *ctkn_json_quarantined(int32_t partition, int64_t offset,
-                            const char *reason, const void *key, size_t klen,
-                            const void *value, size_t vlen)
-{
-  json_t *o = json_object();
-  int rc = 0;
-
-  if (o == NULL)
-    return NULL;
-  rc |= set(o, "partition", json_integer(partition));
-  rc |= set(o, "offset", json_integer(offset));
-  rc |= set(o, "reason", jstr(reason ? reason : "", SIZE_MAX));
-  rc |= set(o, "key_base64", jbase64(key, klen));
-  rc |= set(o, "value_base64", jbase64(value, vlen));
-  return dump(checked(o, rc));
-}
-
-static json_t *topic_obj(const char *topic, int32_t partitions,
-                         int replication_factor, bool created)
-{
-  json_t *o = json_object();
-  int rc = 0;
-
-  if (o == NULL)
-    return NULL;
-  rc |= set(o, "topic", jstr(topic, SIZE_MAX));
-  rc |= set(o, "partitions", json_integer(partitions));
-  rc |= set(o, "replication_factor", json_integer(replication_factor));
-  rc |= set(o, "created", json_boolean(created));
-  return checked(o, rc);
-}
-
-char *ctkn_json_topic(const char *topic, int32_t partitions,
-                      int replication_factor, bool created,
-                      const char *settings_topic, int32_t settings_partitions,
-                      bool settings_created)
-{
-  json_t *o = topic_obj(topic, partitions, replication_factor, created);
-
-  if (o != NULL && settings_topic != NULL &&
-      set(o, "settings",
-          topic_obj(settings_topic, settings_partitions, replication_factor,
-                    settings_created)) != 0) {
-    json_decref(o);
-    o = NULL;
-  }
-  return data_doc(o, false, NULL);
-}
-
-char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
-                              uint64_t quarantined, uint64_t skipped,
-                              int32_t paused)
-{
-  json_t *o = json_object();
-  int rc = 0;
-
-  if (o == NULL)
-    return NULL;
-  rc |= set(o, "applied", json_integer((json_int_t)applied));
-  rc |= set(o, "rejected", json_integer((json_int_t)rejected));
-  rc |= set(o, "quarantined", json_integer((json_int_t)quarantined));
-  rc |= set(o, "skipped", json_integer((json_int_t)skipped));
-  rc |= set(o, "paused", json_integer(paused));
-  return data_doc(checked(o, rc), false, NULL);
-}
-
-/* The status object: topic, partitions with their lag, total lag. */
-static json_t *status_obj(const char *topic,
-                          const struct ctkn_partition_status *parts, size_t n)
-{
-  json_t *o = json_object();
-  json_t *arr = json_array();
-  int64_t total = 0;
-  int rc = 0;
-
-  if (o == NULL || arr == NULL) {
-    json_decref(o);
-    json_decref(arr);
-    return NULL;
-  }
-  for (size_t i = 0; i < n; i++) {
-    json_t *e = json_object();
-    int64_t lag = parts[i].log_end - parts[i].projected;
-    if (e == NULL) {
-      rc = -1;
-      break;
-    }
-    total += lag > 0 ? lag : 0;
-    rc |= set(e, "partition", json_integer(parts[i].partition));
-    rc |= set(e, "log_start", json_integer(parts[i].log_start));
-    rc |= set(e, "log_end", json_integer(parts[i].log_end));
-    rc |= set(e, "projected", json_integer(parts[i].projected));
-    rc |= set(e, "lag", json_integer(lag > 0 ? lag : 0));
-    rc |= json_array_append_new(arr, e);
-  }
-  rc |= set(o, "topic", jstr(topic, SIZE_MAX));
-  rc |= set(o, "partitions", arr);
-  rc |= set(o, "lag", json_integer(total));
-  return checked(o, rc);
-}
-
-char *ctkn_json_status(const char *topic,
-                       const struct ctkn_partition_status *parts, size_t n)
-{
-  return data_doc(status_obj(topic, parts, n), false, NULL);
-}
-
-char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
-                       const struct ctkn_partition_status *parts, size_t n,
-                       const char *request_id)
-{
-  json_t *o = status_obj(topic, parts, n);
-  int rc = 0;
-
-  if (o == NULL)
-    return NULL;
-  rc |= set(o, "status", jstr(state, SIZE_MAX));
-  rc |= set(o, "max_lag", json_integer(max_lag));
-  return data_doc(checked(o, rc), true, request_id);
-}
-
-/* ---- API keys ----------------------------------------------------------- */
-
-/* ["client_token.read", ...] for perms. */
-static json_t *jperms(unsigned perms)
-{
-  const char *names[CTKN_PERMS_MAX];
-  size_t n = ctkn_perms_names(perms, names, CTKN__ARRAY_LEN(names));
-  json_t *arr = json_array();
-  int rc = 0;
-
-  if (arr == NULL)
-    return NULL;
-  for (size_t i = 0; i < n; i++)
-    rc |= json_array_append_new(arr, json_string(names[i]));
-  return checked(arr, rc);
-}
-
-char *ctkn_json_apikey_created(const struct ctkn_apikey *k, const char *key)
-{
-  json_t *o = json_object();
-  int rc = 0;
-
-  if (o == NULL)
-    return NULL;
-  rc |= set(o, "name", jstr(k->name, sizeof(k->name)));
-  rc |= set(o, "key", jstr(key, CTKN_APIKEY_BUF));
-  rc |= set(o, "permissions", jperms(k->perms));
-  return data_doc(checked(o, rc), false, NULL);
-}
-
-char *ctkn_json_apikey_list(const ctkn_apikeys *ks)
-{
-  json_t *arr = json_array();
-  int rc = 0;
-
-  if (arr == NULL)
-    return NULL;
-  for (size_t i = 0; i < ctkn_apikeys_count(ks); i++) {
-    const struct ctkn_apikey *k = ctkn_apikeys_at(ks, i);
-    json_t *e = json_object();
-    if (e == NULL) {
-      rc = -1;
-      break;
-    }
-    rc |= set(e, "name", jstr(k->name, sizeof(k->name)));
-    rc |= set(e, "permissions", jperms(k->perms));
-    rc |= set(e, "created_at", jstr(k->created_at, sizeof(k->created_at)));
-    rc |= json_array_append_new(arr, e);
-  }
-  return data_doc(checked(arr, rc), false, NULL);
-}
-
-char *ctkn_json_apikey_revoked(const char *name)
-{
-  json_t *o = json_object();
-  int rc = 0;
-
-  if (o == NULL)
-    return NULL;
-  rc |= set(o, "name", jstr(name, CTKN_APIKEY_NAME_MAX + 1));
-  rc |= set(o, "revoked", json_true());
-  return data_doc(checked(o, rc), false, NULL);
-}
-
-/* ---- notification settings ------------------------------------------- */
-
-/* Paddle's event-type object, as its /event-types lists it. */
-static json_t *event_type_obj(ctkn_event_type t)
-{
-  static const char *const what[] = {
-      [CTKN_EVENT_CREATED] = "Occurs when a client-side token is created.",
-      [CTKN_EVENT_UPDATED] = "Occurs when a client-side token is updated.",
-      [CTKN_EVENT_REVOKED] = "Occurs when a client-side token is revoked."};
-  json_t *o = json_object(), *v = json_array();
-  int rc = 0;
-
-  if (o == NULL || v == NULL) {
-    json_decref(o);
-    json_decref(v);
-    return NULL;
-  }
-  rc |= json_array_append_new(v, json_integer(1));
-  rc |= set(o, "name", jname(ctkn_event_type_str(t)));
-  rc |= set(o, "description", jname(what[t]));
-  rc |= set(o, "group", jname("Client token"));
-  rc |= set(o, "available_versions", v);
-  return checked(o, rc);
-}
-
-static json_t *destination_obj(const struct ctkn_destination *d,
-                               const char *secret)
-{
-  json_t *o = json_object(), *ev = json_array();
-  int rc = 0;
-
-  if (o == NULL || ev == NULL) {
-    json_decref(o);
-    json_decref(ev);
-    return NULL;
-  }
-  for (int t = CTKN_EVENT_CREATED; t <= CTKN_EVENT_REVOKED; t++) {
-    if (d->events & (1u << t))
-      rc |= json_array_append_new(ev, event_type_obj((ctkn_event_type)t));
-  }
-  rc |= set(o, "id", jstr(d->id, sizeof(d->id)));
-  rc |= set(o, "description",
-            d->has_description ? jstr(d->description, sizeof(d->description))
-                               : json_null());
-  rc |= set(o, "type", jname("url"));
-  rc |= set(o, "destination", jstr(d->url, sizeof(d->url)));
-  rc |= set(o, "active", json_boolean(d->active));
-  rc |= set(o, "api_version", json_integer(1));
-  rc |= set(o, "include_sensitive_fields", json_false());
-  rc |= set(o, "subscribed_events", ev);
-  if (secret != NULL)
-    rc |= set(o, "endpoint_secret_key", jstr(secret, SIZE_MAX));
-  rc |= set(o, "traffic_source", jname("all"));
-  return checked(o, rc);
-}
-
-char *ctkn_json_destination(const struct ctkn_destination *d,
-                            const char *secret, const char *request_id)
-{
-  return data_doc(destination_obj(d, secret), true, request_id);
-}
-
-char *ctkn_json_destinations(const struct ctkn_destination *d, size_t n,
-                             const char *request_id)
-{
-  json_t *a = json_array();
-  int rc = a == NULL;
-
-  for (size_t i = 0; rc == 0 && i < n; i++)
-    rc = json_array_append_new(a, destination_obj(&d[i], NULL));
-  return data_doc(checked(a, rc), true, request_id);
-}
-
-char *ctkn_json_destinations_page(const struct ctkn_destination *d, size_t n,
-                                  const struct ctkn_pagination *page,
-                                  const char *request_id)
-{
-  json_t *a = json_array(), *pg = json_object();
-  int rc = a == NULL || pg == NULL;
-
-  for (size_t i = 0; rc == 0 && i < n; i++)
-    rc = json_array_append_new(a, destination_obj(&d[i], NULL));
-  if (rc == 0) {
-    rc |= set(pg, "per_page", json_integer(page->per_page));
-    rc |=
-        set(pg, "next", page->next ? jstr(page->next, SIZE_MAX) : json_null());
-    rc |= set(pg, "has_more", json_boolean(page->has_more));
-    if (page->estimated_total >= 0)
-      rc |= set(pg, "estimated_total", json_integer(page->estimated_total));
-  }
-  if (rc != 0) {
-    json_decref(a);
-    json_decref(pg);
-    return NULL;
-  }
-  return dump(pair("data", a, "meta", meta_obj(request_id, pg)));
-}
-
-/* ---- notifications --------------------------------------------------- */
-
-static json_t *jtime_or_null(int64_t us)
-{
-  return us > 0 ? jtime(us) : json_null();
-}
-
-char *ctkn_json_notification(const struct ctkn_notification *n,
-                             const char *payload)
-{
-  json_t *o = json_object(), *p = json_null();
-  int rc = 0;
-
-  if (payload != NULL) {
-    /* Text that is not JSON (it always is: ctkn_json_event made it)
-     * shows as null rather than failing the whole document. */
-    json_t *parsed = json_loads(payload, 0, NULL);
-    if (parsed != NULL) {
-      json_decref(p);
-      p = parsed;
-    }
-  }
-  if (o == NULL || p == NULL) {
-    json_decref(o);
-    json_decref(p);
-    return NULL;
-  }
-  rc |= set(o, "id", jstr(n->id, sizeof(n->id)));
-  rc |= set(o, "type", jname(ctkn_event_type_str(n->type)));
-  rc |= set(o, "status", jname(ctkn_ntf_status_str(n->status)));
-  rc |= set(o, "payload", p);
-  rc |= set(o, "occurred_at", jtime_or_null(n->occurred_at));
-  rc |= set(o, "delivered_at", jtime_or_null(n->delivered_at));
-  rc |= set(o, "replayed_at",
-            n->replay ? jtime_or_null(n->first_attempt_at) : json_null());
-  rc |= set(o, "origin", jname(n->replay ? "replay" : "event"));
-  rc |= set(o, "last_attempt_at", jtime_or_null(n->last_attempt_at));
-  rc |= set(o, "retry_at",
-            n->status == CTKN_NTF_NEEDS_RETRY ? jtime_or_null(n->retry_at)
-                                              : json_null());
-  rc |= set(o, "times_attempted", json_integer(n->attempts));
-  rc |= set(o, "notification_setting_id", jstr(n->dest, sizeof(n->dest)));
-  return dump(checked(o, rc));
-}
-
-char *ctkn_json_attempt(const char *ntf_id, const struct ctkn_ntf_attempt *a)
-{
-  json_t *o = json_object();
-  int rc = 0;
-
-  if (o == NULL)
-    return NULL;
-  rc |= set(o, "notification_id", jstr(ntf_id, SIZE_MAX));
-  rc |= set(o, "attempt", json_integer(a->n));
-  rc |= set(o, "attempted_at", jtime(a->at));
-  rc |= set(o, "response_code",
-            a->status > 0 ? json_integer(a->status) : json_null());
-  rc |= set(o, "latency_ms", json_real((double)a->latency_us / 1000.0));
-  rc |= set(o, "error",
-            a->error[0] ? jstr(a->error, sizeof(a->error)) : json_null());
-  return dump(checked(o, rc));
-}
-
-/* ---- the CLI's small documents --------------------------------------- */
-
-char *ctkn_json_version(const char *version, int schema_version,
-                        int store_format)
-{
-  json_t *o = json_object();
-  int rc = 0;
-
-  if (o == NULL)
-    return NULL;
-  rc |= set(o, "version", jstr(version, SIZE_MAX));
-  rc |= set(o, "schema_version", json_integer(schema_version));
-  rc |= set(o, "store_format", json_integer(store_format));
-  return data_doc(checked(o, rc), false, NULL);
-}
-
-char *ctkn_json_data_null(void)
-{
-  return data_doc(json_null(), false, NULL);
-}
-
-char *ctkn_json_notify_stats(uint64_t attempts, uint64_t delivered,
-                             uint64_t failed, uint64_t replayed)
-{
-  json_t *o = json_object();
-  int rc = 0;
-
-  if (o == NULL)
-    return NULL;
-  rc |= set(o, "attempts", json_integer((json_int_t)attempts));
-  rc |= set(o, "delivered", json_integer((json_int_t)delivered));
-  rc |= set(o, "failed", json_integer((json_int_t)failed));
-  rc |= set(o, "replayed", json_integer((json_int_t)replayed));
-  return data_doc(checked(o, rc), false, NULL);
-}
-
-char *ctkn_json_notification_replayed(const char *ntf_id,
-                                      const char *request_id)
-{
-  json_t *o = json_object();
-  int rc = 0;
-
-  if (o == NULL)
-    return NULL;
-  rc |= set(o, "notification_id", jstr(ntf_id, SIZE_MAX));
-  return data_doc(checked(o, rc), true, request_id);
 }

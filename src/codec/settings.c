@@ -20,7 +20,8 @@
 #include <msgpack.h>
 
 #include "ctkn/codec.h"
-#include "ctkn/settings.h"
+#include "ctkn/notification.h"
+#include "ctkn/setting.h"
 #include "ctkn_settings.pb-c.h"
 #include "internal.h"
 
@@ -190,9 +191,9 @@ int ctkn_setting_event_decode(const void *buf, size_t len,
     goto out;
   ev->data.version = ev->version;
   ev->data.deleted = ev->type == CTKN_SETTING_DELETED;
-  if (m->n_start_offsets > CTKN_STORE_MAX_PARTITIONS) {
+  if (m->n_start_offsets > CTKN_SETTING_START_MAX) {
     rc = ctkn__err(err, CTKN_EDECODE, "start_offsets: %zu, at most %d",
-                   m->n_start_offsets, CTKN_STORE_MAX_PARTITIONS);
+                   m->n_start_offsets, CTKN_SETTING_START_MAX);
     goto out;
   }
   ev->nstart = (int32_t)m->n_start_offsets;
@@ -286,6 +287,8 @@ static bool obj_int(const msgpack_object *o, int64_t *v)
   return true;
 }
 
+/* One condition per element of the layout, in order (hence a CCN above
+ * 15): the layout reads as the list it checks. */
 int ctkn_destination_decode(const void *buf, size_t len,
                             struct ctkn_destination *d, struct ctkn_err *err)
 {
@@ -392,6 +395,7 @@ static bool obj_small(const msgpack_object *o, int64_t lo, int64_t hi,
   return obj_int(o, v) && *v >= lo && *v <= hi;
 }
 
+/* As ctkn_destination_decode(): one condition per element, in order. */
 int ctkn_notification_decode(const void *buf, size_t len,
                              struct ctkn_notification *n, struct ctkn_err *err)
 {

@@ -33,8 +33,8 @@
 #include <lmdb.h>
 #include <pthread.h>
 
-#include "ctkn/store.h"
 #include "codec/store_values.h"
+#include "ctkn/store.h"
 #include "internal.h"
 #include "store/shared.h"
 

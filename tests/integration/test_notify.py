@@ -110,7 +110,7 @@ class Notifier:
     def attempts(self):
         out = []
         for line in self.output().splitlines():
-            if line.startswith('{"notify":"attempt"'):
+            if '"notify":"attempt"' in line:
                 out.append(json.loads(line))
         return out
 

@@ -21,6 +21,7 @@
 #include "ctkn/codec.h"
 #include "ctkn/error.h"
 #include "ctkn/event.h"
+#include "ctkn/setting.h"
 #include "ctkn/token.h"
 
 #define REQUEST_ID "1681f87f-9c36-4557-a1da-bbb622afa0cc"

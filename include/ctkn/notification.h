@@ -1,0 +1,79 @@
+/*
+ * notification.h - one webhook notification as a value: what a notifier
+ * records about sending one event to one destination, and its attempts.
+ *
+ * This is to notify.h what token.h is to the ledger: plain data, so the
+ * codec (codec.h) can encode and render it and the notifier (notify.h)
+ * can keep it without either depending on the other.
+ *
+ * A notification's ID is derived from its event and destination (a ULID
+ * on the event's time and 80 bits of SHA-256), so every retry and every
+ * notifier sends the same notification_id.
+ *
+ * Lifetime: the structs have fixed-size fields: copy them, no ownership.
+ * Errors:   none; nothing here can fail.
+ * Thread:   all functions are thread-safe.
+ * Not here: delivering, the stored state, audit and replay (notify.h);
+ *           encodings (codec.h).
+ */
+#ifndef CTKN_NOTIFICATION_H
+#define CTKN_NOTIFICATION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ctkn/event.h"
+#include "ctkn/setting.h"
+#include "ctkn/token.h"
+
+#define CTKN_NTF_ID_LEN (4 + CTKN_ULID_LEN) /* "ntf_" + ULID */
+#define CTKN_NTF_ID_BUF (CTKN_NTF_ID_LEN + 1)
+
+typedef enum ctkn_ntf_status {
+  CTKN_NTF_NOT_ATTEMPTED = 1,
+  CTKN_NTF_NEEDS_RETRY = 2,
+  CTKN_NTF_DELIVERED = 3,
+  CTKN_NTF_FAILED = 4
+} ctkn_ntf_status;
+
+/* "not_attempted", "needs_retry", "delivered" or "failed" (static
+ * strings); NULL for an unknown value. Errors: none. */
+const char *ctkn_ntf_status_str(ctkn_ntf_status s);
+
+/* One notification, as stored by the notifier that handled it. */
+struct ctkn_notification {
+  char id[CTKN_NTF_ID_BUF];
+  char dest[CTKN_DEST_ID_BUF];
+  char event_id[CTKN_EVT_ID_LEN + 1];
+  ctkn_event_type type;
+  char token_id[CTKN_ID_BUF];
+  uint64_t version;
+  int32_t partition;
+  int64_t offset;
+  int64_t occurred_at; /* the event's, µs */
+  ctkn_ntf_status status;
+  bool replay;                     /* origin: "replay" rather than "event" */
+  char replay_of[CTKN_NTF_ID_BUF]; /* a replay's original, else "" */
+  uint32_t attempts;
+  int64_t first_attempt_at; /* µs; 0: none yet */
+  int64_t last_attempt_at;
+  int64_t delivered_at;
+  int64_t retry_at; /* next attempt, while needs_retry */
+  int last_status;  /* HTTP status of the last attempt; 0: none */
+};
+
+/* One attempt. */
+struct ctkn_ntf_attempt {
+  uint32_t n; /* 1, 2, ... */
+  int64_t at; /* µs */
+  int status; /* HTTP status; 0 when none came back */
+  int64_t latency_us;
+  char error[128]; /* "" or why no status came back */
+};
+
+/* The notification ID of event event_id for destination dest_id, into
+ * out. Borrows both for the call. Errors: none. */
+void ctkn_notification_id(const char *event_id, const char *dest_id,
+                          char out[CTKN_NTF_ID_BUF]);
+
+#endif /* CTKN_NOTIFICATION_H */

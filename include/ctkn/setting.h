@@ -1,0 +1,202 @@
+/*
+ * setting.h - a notification destination as a value: the entity, the
+ * events that change it, the commands that ask for a change, and the pure
+ * rules that turn one into the other.
+ *
+ * This is to settings.h what event.h is to the ledger: nothing here reads
+ * the store or the log, so the codec (codec.h) can encode these types and
+ * the projection (settings.h) can apply them without either depending on
+ * the other.
+ *
+ * A destination is a URL that receives signed webhook POSTs of the
+ * client_token.* events it subscribes to. Its endpoint secret is generated
+ * at creation, shown once, and otherwise only ever travels and rests
+ * sealed (AES-256-GCM under the deployment key, crypto.h, with the
+ * destination ID as associated data).
+ *
+ * Lifetime: every type is plain data with fixed-size fields: copy it, no
+ *           ownership. Build a struct ctkn_dest_command with
+ *           ctkn_dest_command_init() and the setters, which validate as
+ *           they copy, so the CLI and the API share one set of rules.
+ * Errors:   CTKN_EINVAL with err->field naming the field and err->msg the
+ *           rule; CTKN_EBADREQ for a command that changes nothing it
+ *           could; CTKN_ENOTFOUND from planning against a missing
+ *           destination; CTKN_EIO when the kernel's CSPRNG fails.
+ * Thread:   all functions are thread-safe.
+ * Not here: the projection, the settings topic and running a command
+ *           (settings.h); encodings (codec.h); delivering (notify.h).
+ */
+#ifndef CTKN_SETTING_H
+#define CTKN_SETTING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctkn/crypto.h"
+#include "ctkn/error.h"
+#include "ctkn/event.h"
+#include "ctkn/token.h"
+
+#define CTKN_DEST_ID_LEN (7 + CTKN_ULID_LEN) /* "ntfset_" + ULID */
+#define CTKN_DEST_ID_BUF (CTKN_DEST_ID_LEN + 1)
+#define CTKN_URL_MAX     2048 /* bytes */
+/* "pdl_ntfset_" + the ID's ULID + "_" + 32 base62, as Paddle's. */
+#define CTKN_SECRET_LEN  (11 + CTKN_ULID_LEN + 1 + 32)
+#define CTKN_SECRET_BUF  (CTKN_SECRET_LEN + 1)
+#define CTKN_SEALED_LEN  (CTKN_SECRET_LEN + CTKN_SEAL_OVERHEAD)
+/* Every event type a destination may subscribe to: bit (1 << type). */
+#define CTKN_DEST_EVENTS_ALL                                                   \
+  ((1u << CTKN_EVENT_CREATED) | (1u << CTKN_EVENT_UPDATED) |                   \
+   (1u << CTKN_EVENT_REVOKED))
+/* Event-topic partitions a creation records a start for: the store's
+ * CTKN_STORE_MAX_PARTITIONS (settings.c asserts they agree; this header
+ * sits below the store and cannot include it). */
+#define CTKN_SETTING_START_MAX 4096
+
+typedef enum ctkn_setting_type {
+  CTKN_SETTING_CREATED = 1, /* notification_setting.created */
+  CTKN_SETTING_UPDATED = 2, /* notification_setting.updated */
+  CTKN_SETTING_DELETED = 3  /* notification_setting.deleted: terminal */
+} ctkn_setting_type;
+
+/* "notification_setting.created" ...; NULL for an unknown value. The
+ * string is static. Errors: none. */
+const char *ctkn_setting_type_str(ctkn_setting_type t);
+/* The type named by s (may be NULL), or 0 when s names none. Errors:
+ * none. */
+ctkn_setting_type ctkn_setting_type_parse(const char *s);
+
+/* A destination as projected. */
+struct ctkn_destination {
+  char id[CTKN_DEST_ID_BUF];
+  bool has_description;
+  char description[CTKN_DESC_BYTES + 1];
+  char url[CTKN_URL_MAX + 1];
+  bool active;     /* false: paused, receives nothing until resumed */
+  unsigned events; /* subscribed types, bit (1 << ctkn_event_type) */
+  uint8_t sealed[CTKN_SEALED_LEN]; /* the endpoint secret, sealed */
+  int64_t created_at;              /* µs */
+  int64_t updated_at;              /* µs */
+  uint64_t version;                /* 1 on create, +1 per change */
+  bool deleted;                    /* removed: kept so its ID is never reused */
+};
+
+/* One change, as it travels on the settings topic. start[] (creates only)
+ * is where deliveries begin: the next offset of each event-topic
+ * partition 0..nstart-1 when the destination was created; partitions added
+ * later start at 0. */
+struct ctkn_setting_event {
+  char event_id[CTKN_EVT_ID_LEN + 1];
+  ctkn_setting_type type;
+  int64_t occurred_at; /* µs; equals data.updated_at */
+  uint64_t version;
+  struct ctkn_destination data;
+  int32_t nstart;
+  int64_t start[CTKN_SETTING_START_MAX];
+};
+
+/* ---- commands --------------------------------------------------------- */
+
+typedef enum ctkn_dest_cmd_kind {
+  CTKN_DEST_ADD = 1,
+  CTKN_DEST_UPDATE = 2,
+  CTKN_DEST_REMOVE = 3
+} ctkn_dest_cmd_kind;
+
+struct ctkn_dest_command {
+  ctkn_dest_cmd_kind kind;
+  char id[CTKN_DEST_ID_BUF]; /* update and remove */
+  bool set_url;
+  char url[CTKN_URL_MAX + 1];
+  bool set_events;
+  unsigned events;
+  bool set_description;
+  bool has_description; /* false with set_description: set to null */
+  char description[CTKN_DESC_BYTES + 1];
+  bool set_active;
+  bool active;
+};
+
+/* An empty command of kind. Errors: none. */
+void ctkn_dest_command_init(struct ctkn_dest_command *cmd,
+                            ctkn_dest_cmd_kind kind);
+/* id: ^ntfset_[0-9a-z]{26}$. Borrows id for the call.
+ * Errors: CTKN_EINVAL (field "id"). */
+int ctkn_dest_command_set_id(struct ctkn_dest_command *cmd, const char *id,
+                             struct ctkn_err *err);
+/* url: an absolute http:// or https:// URL with a host, at most 2048
+ * bytes of visible ASCII. Borrows url for the call.
+ * Errors: CTKN_EINVAL (field "destination"). */
+int ctkn_dest_command_set_url(struct ctkn_dest_command *cmd, const char *url,
+                              struct ctkn_err *err);
+/* events: comma-separated names, each a client_token.* event type, at
+ * least one, no repeats. Borrows csv for the call.
+ * Errors: CTKN_EINVAL (field "subscribed_events"). */
+int ctkn_dest_command_set_events(struct ctkn_dest_command *cmd, const char *csv,
+                                 struct ctkn_err *err);
+/* The same, from a mask already parsed: a non-empty subset of
+ * CTKN_DEST_EVENTS_ALL. Errors: CTKN_EINVAL (field "subscribed_events"). */
+int ctkn_dest_command_set_event_mask(struct ctkn_dest_command *cmd,
+                                     unsigned mask, struct ctkn_err *err);
+/* description: NULL sets null; otherwise 1-500 code points of len bytes,
+ * borrowed for the call. Errors: CTKN_EINVAL (field "description"). */
+int ctkn_dest_command_set_description(struct ctkn_dest_command *cmd,
+                                      const char *s, size_t len,
+                                      struct ctkn_err *err);
+/* Pause (false) or resume (true). Errors: none. */
+void ctkn_dest_command_set_active(struct ctkn_dest_command *cmd, bool active);
+/* An add has a URL and events; update and remove an ID; an update
+ * changes something.
+ * Errors: CTKN_EINVAL naming the missing field ("destination",
+ * "subscribed_events", "id"); CTKN_EBADREQ (an update that changes
+ * nothing); CTKN_EINTERNAL (an unknown kind). */
+int ctkn_dest_command_check(const struct ctkn_dest_command *cmd,
+                            struct ctkn_err *err);
+
+/* ---- planning, checking, applying --------------------------------------- */
+
+/*
+ * Plan the event for cmd against cur (NULL when the destination does not
+ * exist; always for an add). An add generates the ID and the endpoint
+ * secret (written to secret, which the caller wipes after showing it once)
+ * and seals it under key; start/nstart are the event topic's end offsets
+ * (nstart at most CTKN_SETTING_START_MAX). Everything is borrowed for the
+ * call. Returns CTKN_PLAN_APPEND with *out filled, CTKN_PLAN_NOOP when
+ * nothing would change, or an error.
+ * Errors: those of ctkn_dest_command_check(); CTKN_ENOTFOUND (a missing
+ * or removed destination); CTKN_EIO (randomness failed); CTKN_ENOMEM and
+ * CTKN_EINTERNAL as for ctkn_seal(); CTKN_EINTERNAL (an add without key
+ * or secret, or with a bad nstart).
+ */
+int ctkn_settings_plan(const struct ctkn_destination *cur,
+                       const struct ctkn_dest_command *cmd,
+                       const uint8_t key[CTKN_KEY_LEN], const int64_t *start,
+                       int32_t nstart, int64_t now_us,
+                       struct ctkn_setting_event *out,
+                       char secret[CTKN_SECRET_BUF], struct ctkn_err *err);
+
+/* What every correct writer's event satisfies; failing it is quarantine.
+ * Errors: CTKN_EINVAL naming the field ("event_id", "data.id",
+ * "destination", "data.subscribed_events", "description", "version",
+ * "occurred_at", "start_offsets"). */
+int ctkn_setting_event_check(const struct ctkn_setting_event *ev,
+                             struct ctkn_err *err);
+
+/* Apply ev to cur (NULL: none). Returns CTKN_APPLIED with *next, or
+ * CTKN_REJECTED with the reason written to reason (reasonsz bytes, always
+ * NUL-terminated): a stale version, a change to a removed destination.
+ * Deterministic: no clock, no randomness. Errors: none. */
+int ctkn_settings_apply(const struct ctkn_destination *cur,
+                        const struct ctkn_setting_event *ev,
+                        struct ctkn_destination *next, char *reason,
+                        size_t reasonsz);
+
+/* Unseal a destination's endpoint secret into secret ("" on failure).
+ * Errors: CTKN_EINVAL (key is not the key it was sealed under);
+ * CTKN_ENOMEM and CTKN_EINTERNAL as for ctkn_unseal(). */
+int ctkn_destination_secret(const struct ctkn_destination *d,
+                            const uint8_t key[CTKN_KEY_LEN],
+                            char secret[CTKN_SECRET_BUF], struct ctkn_err *err);
+
+#endif /* CTKN_SETTING_H */
