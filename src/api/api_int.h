@@ -354,11 +354,12 @@ void ctkn__api_tokens_write(struct server *s, struct req *r);
  * The command thread's loop: take up to CTKN__API_BATCH_MAX requests at a
  * time from s->cmdq, run their commands through
  * ctkn_ledger_execute_batch(l, ...), answer and resume each, until the
- * queue is closed and empty. Borrows l for the call; l NULL means no
- * ledger could be opened, and every command is answered with *why (503,
- * Retry-After: 1). This is the seam for tests of the command path: queue
- * writes with ctkn__api_dispatch(), close s->cmdq, and call this with a
- * ledger over a fake log; on return every queued request is answered.
+ * queue is closed and empty. Borrows l and why for the call; l NULL means
+ * no ledger could be opened, and every command is answered with *why
+ * and Retry-After: 1 (why NULL: a bare CTKN_EKAFKA, 503). This is the seam for
+ * tests of the command path: queue writes with ctkn__api_dispatch(), close
+ * s->cmdq, and call this with a ledger over a fake log; on return every queued
+ * request is answered.
  */
 void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
                               const struct ctkn_err *why);

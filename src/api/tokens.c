@@ -221,8 +221,10 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
   int *rcs = calloc(CTKN__API_BATCH_MAX, sizeof(*rcs));
   struct ctkn__qnode *nodes[CTKN__API_BATCH_MAX];
   struct req *batch[CTKN__API_BATCH_MAX];
-  struct ctkn_err nomem = {0};
+  struct ctkn_err nomem = {0}, none = {.code = CTKN_EKAFKA};
 
+  if (l == NULL && why == NULL)
+    why = &none;
   if (cmds == NULL || outs == NULL || errs == NULL || rcs == NULL) {
     ctkn__err(&nomem, CTKN_ENOMEM, "command thread");
     ctkn__api_fatal(s, &nomem);
