@@ -390,13 +390,12 @@ void ctkn__api_settings_stop(struct server *s);
 
 /* Whether this libmicrohttpd speaks TLS. */
 bool ctkn__api_http_tls(void);
-/* Listen on addr (a struct sockaddr of addrlen bytes) and serve with
- * cfg->threads workers; cert and key are PEM text (both NULL: no TLS),
- * borrowed until ctkn__api_http_stop(). Sets s->io. CTKN_EIO naming
- * "listen" when the address cannot be bound. */
-int ctkn__api_http_start(struct server *s, const void *addr, size_t addrlen,
-                         const char *cert, const char *key,
-                         struct ctkn_err *err);
+/* Listen on addr (a struct sockaddr_in or sockaddr_in6, borrowed for the
+ * call) and serve with cfg->threads workers; cert and key are PEM text
+ * (both NULL: no TLS), borrowed until ctkn__api_http_stop(). Sets s->io.
+ * CTKN_EIO naming "listen" when the address cannot be bound. */
+int ctkn__api_http_start(struct server *s, const void *addr, const char *cert,
+                         const char *key, struct ctkn_err *err);
 /* Stop accepting; connections open now are still served. */
 void ctkn__api_http_quiesce(struct server *s);
 /* Close every connection and stop the workers. No-op before start. */

@@ -196,15 +196,13 @@ bool ctkn__api_http_tls(void)
   return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
 }
 
-int ctkn__api_http_start(struct server *s, const void *addr, size_t addrlen,
-                         const char *cert, const char *key,
-                         struct ctkn_err *err)
+int ctkn__api_http_start(struct server *s, const void *addr, const char *cert,
+                         const char *key, struct ctkn_err *err)
 {
   const struct ctkn_server_config *cfg = s->cfg;
   unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                    MHD_USE_ERROR_LOG;
 
-  (void)addrlen; /* libmicrohttpd reads it from the family */
   if (((const struct sockaddr *)addr)->sa_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   if (cert != NULL)

@@ -581,7 +581,7 @@ int ctkn_server_run(ctkn_store *st, const struct ctkn_server_config *cfg,
   if (rc == CTKN_OK)
     rc = start_threads(s, err);
   if (rc == CTKN_OK)
-    rc = ctkn__api_http_start(s, &ss, sslen, cert, key, err);
+    rc = ctkn__api_http_start(s, &ss, cert, key, err);
   if (rc == CTKN_OK) {
     log_listening(s, cert != NULL);
     watch(s, stop, reload);

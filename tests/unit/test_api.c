@@ -1420,9 +1420,6 @@ static void test_server_refuses_a_bad_configuration_naming_it(void **state)
   volatile sig_atomic_t stop = 1, reload = 0;
   struct ctkn_server_config c;
   struct ctkn_err err;
-  struct server *s;
-  char path[160];
-  FILE *kf;
 
   static const struct {
     const char *field;
@@ -1462,6 +1459,16 @@ static void test_server_refuses_a_bad_configuration_naming_it(void **state)
   c.position_wait_ms = 0;
   assert_int_equal(ctkn_server_run(f->st, &c, &stop, &reload, &err),
                    CTKN_EUSAGE);
+}
+
+static void test_server_loads_its_keys_and_links_on_listen(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_server_config c;
+  struct ctkn_err err;
+  struct server *s;
+  char path[160];
+  FILE *kf;
 
   /* Keys or a deployment key that do not load: nothing starts. */
   c = f->cfg;
@@ -1523,6 +1530,7 @@ int main(void)
       T(test_settings_get_answers_one_without_its_secret),
       T(test_settings_writes_are_checked_before_they_are_queued),
       T(test_server_refuses_a_bad_configuration_naming_it),
+      T(test_server_loads_its_keys_and_links_on_listen),
   };
 #undef T
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
