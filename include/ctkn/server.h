@@ -18,11 +18,19 @@
  * writes; creating one needs the deployment key (secret_key_file), without
  * which POST /notification-settings answers 503 service_unavailable.
  *
- * Errors:   CTKN_EUSAGE for a bad configuration (naming it), CTKN_EIO for
- *           a key file or TLS file that cannot be read, ctkn_key_load()'s
- *           errors for a secret_key_file that does not load, CTKN_EIO when the
- *           address cannot be bound, and whatever stopped the projection
- *           for good (CTKN_ECONFLICT for a re-created topic, ...).
+ * Logs: diagnostics (diag.h), component "http": an access line per
+ * request {"msg":"request","request_id","method","path","route",
+ * "status","duration_ms","key"[,"aborted"]}, and lifecycle lines
+ * ("listening", "api keys loaded", "stopping", "stopped", and errors).
+ * Key material is never logged.
+ *
+ * Lifetime: ctkn_server_config_init() -> set the fields ->
+ *           ctkn_server_run(), which returns once the server has stopped.
+ * Errors:   see ctkn_server_run().
+ * Thread:   ctkn_server_run() blocks its caller; *stop and *reload may be
+ *           set from a signal handler.
+ * Not here: the projection (projector.h), commands (ledger.h), reads
+ *           (query.h), notification settings (settings.h).
  */
 #ifndef CTKN_SERVER_H
 #define CTKN_SERVER_H
@@ -45,7 +53,7 @@ struct ctkn_server_config {
   const char *tls_key;
   const char *secret_key_file; /* deployment key (crypto.h), or NULL */
   double rate_limit;           /* requests/s per key; 0: no limit */
-  int threads;                 /* HTTP worker threads */
+  int threads;                 /* HTTP worker threads, 1 to 64 */
   int64_t max_lag;      /* /healthz is ready while the lag is at most this */
   int position_wait_ms; /* bound on an X-Ctkn-Min-Position wait */
   int client_timeout_s; /* an idle or slow connection is closed after */
@@ -54,18 +62,36 @@ struct ctkn_server_config {
   ctkn_env env;
 };
 
-/* listen 127.0.0.1:8080, 2 threads, max_lag 1000, waits 5 s, clients
- * 30 s, lag every 1 s, no rate limit. */
+/* Set cfg to the defaults: listen 127.0.0.1:8080 (a static string), 2
+ * threads, max_lag 1000, waits 5 s, clients 30 s, lag every 1 s, no rate
+ * limit; every other field NULL or 0. Borrows cfg for the call. */
 void ctkn_server_config_init(struct ctkn_server_config *cfg);
 
 /*
  * Serve until *stop becomes non-zero (a signal handler sets it), then stop
- * accepting, finish every request in flight, and return CTKN_OK. Each time
- * *reload is non-zero it is cleared and the key file is read again (a
- * file that no longer loads leaves the old keys in force). st must be
- * open for writing and bound to the topic. Structured logs, one JSON
- * object a line, go to stderr: an access line per request, and lifecycle
- * lines. Key material is never logged.
+ * accepting, finish every request in flight (for at most 15 s), and
+ * return CTKN_OK. Each time *reload is non-zero it is cleared and the key
+ * file is read again (a file that no longer loads leaves the old keys in
+ * force, and says so in an error line). st must be open for writing and
+ * bound to the topic.
+ *
+ * Borrows st, cfg (with the strings and the log configuration it points
+ * to), stop and reload for the call: the server's threads use them until
+ * it returns, so none may change or go away before then.
+ *
+ * Errors: before anything starts, CTKN_EUSAGE for a bad configuration,
+ * err->field naming the option ("api-keys", "tls-cert", "tls-key",
+ * "threads", "rate-limit", "max-lag", "public-url", "listen"; none for
+ * timeouts that are not positive or a libmicrohttpd built without TLS);
+ * ctkn_apikeys_load()'s errors for the key file (CTKN_EIO when it cannot
+ * be read, CTKN_EDECODE when it is malformed); ctkn_key_load()'s for a
+ * secret_key_file that does not load (CTKN_EINVAL); CTKN_EIO for a TLS
+ * file that cannot be read, and with field "listen" when the address
+ * cannot be bound; CTKN_ENOMEM. Once serving, whatever stopped the
+ * follower or the command thread for good, with its detail in err: the
+ * projection's failure (CTKN_ECONFLICT for a re-created topic,
+ * CTKN_EFORMAT, CTKN_ESTORE, ...), or a ledger that could not be opened
+ * (CTKN_EKAFKA, ...).
  */
 int ctkn_server_run(ctkn_store *st, const struct ctkn_server_config *cfg,
                     volatile sig_atomic_t *stop, volatile sig_atomic_t *reload,

@@ -1,0 +1,156 @@
+/*
+ * auth.c - who may ask: API keys (apikey.h), the permission each route
+ * needs, a token bucket per key, and reloading the key file.
+ *
+ * The keys and their buckets are swapped together under keys_lock, so a
+ * bucket's index is always its key's index in the set in force. Readers
+ * (every request) take the lock shared; only a reload takes it alone.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/api_int.h"
+
+unsigned ctkn__api_route_perm(enum route rt)
+{
+  switch (rt) {
+  case R_HEALTHZ:
+  case R_METRICS:
+    return 0;
+  case R_CREATE:
+  case R_UPDATE:
+    return CTKN_PERM_TOKEN_WRITE;
+  case R_DEST_CREATE:
+  case R_DEST_UPDATE:
+  case R_DEST_DELETE:
+    return CTKN_PERM_SETTING_WRITE;
+  case R_DEST_LIST:
+  case R_DEST_GET:
+    return CTKN_PERM_SETTING_READ;
+  default:
+    return CTKN_PERM_TOKEN_READ;
+  }
+}
+
+/* Take one request from k's bucket, or say when to come back. Called
+ * with keys_lock held, so k and s->buckets belong together. */
+static int take_token(struct server *s, struct req *r,
+                      const struct ctkn_apikey *k, struct ctkn_err *err)
+{
+  double rate = s->cfg->rate_limit, cap = rate < 1 ? 1 : rate;
+  size_t idx = 0;
+  int rc = CTKN_OK;
+
+  if (rate <= 0 || s->buckets == NULL)
+    return CTKN_OK;
+  while (ctkn_apikeys_at(s->keys, idx) != k)
+    idx++;
+  int64_t now = ctkn__api_mono_us();
+  pthread_mutex_lock(&s->bucket_lock);
+  struct bucket *b = &s->buckets[idx];
+  if (b->at_us == 0) {
+    b->tokens = cap;
+  } else {
+    b->tokens += (double)(now - b->at_us) / 1e6 * rate;
+    if (b->tokens > cap)
+      b->tokens = cap;
+  }
+  b->at_us = now;
+  if (b->tokens >= 1) {
+    b->tokens -= 1;
+  } else {
+    r->retry_after = (int)ceil((1 - b->tokens) / rate);
+    if (r->retry_after < 1)
+      r->retry_after = 1;
+    rc = ctkn__err(err, CTKN_ERATELIMIT,
+                   "more than %g requests per second with this key; retry "
+                   "after %d s",
+                   rate, r->retry_after);
+  }
+  pthread_mutex_unlock(&s->bucket_lock);
+  return rc;
+}
+
+/* The key the bearer token is, with r->key_name and *perms set, and its
+ * request taken from its bucket. */
+static int find_key(struct server *s, struct req *r, const char *key,
+                    unsigned *perms, struct ctkn_err *err)
+{
+  const struct ctkn_apikey *k = NULL;
+  int rc;
+
+  pthread_rwlock_rdlock(&s->keys_lock);
+  rc = ctkn_apikeys_find(s->keys, key, strlen(key), &k);
+  if (rc == CTKN_OK) {
+    ctkn__strlcpy(r->key_name, k->name, sizeof(r->key_name));
+    *perms = k->perms;
+    rc = take_token(s, r, k, err);
+  }
+  pthread_rwlock_unlock(&s->keys_lock);
+  return rc;
+}
+
+int ctkn__api_authenticate(struct server *s, struct req *r, unsigned need,
+                           struct ctkn_err *err)
+{
+  const char *h = r->hdr.authorization;
+  unsigned perms = 0;
+  int rc;
+
+  if (h == NULL || *h == '\0')
+    return ctkn__err(err, CTKN_EAUTHMISSING,
+                     "send an API key as Authorization: Bearer <key>");
+  /* RFC 9110: the scheme is case-insensitive (Paddle's SDK sends
+   * "bearer"); one space, then the key. */
+  if (strncasecmp(h, "Bearer ", 7) != 0 || h[7] == '\0')
+    return ctkn__err(err, CTKN_EAUTHMALFORMED,
+                     "the Authorization header must be \"Bearer <key>\"");
+  rc = find_key(s, r, h + 7, &perms, err);
+  if (rc == CTKN_EAUTHMALFORMED)
+    return ctkn__err(err, rc, "the API key is not a ctkn API key");
+  if (rc == CTKN_EBADKEY)
+    return ctkn__err(err, rc, "the API key is not valid (unknown or revoked)");
+  if (rc != CTKN_OK)
+    return rc;
+  if ((perms & need) != need) {
+    /* need is one permission's bit, and its name is the last listed (a
+     * write lists its read first). */
+    const char *names[CTKN_PERMS_MAX];
+    size_t n = ctkn_perms_names(need, names, CTKN_PERMS_MAX);
+    return ctkn__err(err, CTKN_EFORBIDDEN,
+                     "the API key \"%s\" lacks the permission %s", r->key_name,
+                     n > 0 ? names[n - 1] : "?");
+  }
+  return CTKN_OK;
+}
+
+int ctkn__api_load_keys(struct server *s, struct ctkn_err *err)
+{
+  ctkn_apikeys *ks;
+  struct bucket *b;
+  int rc;
+
+  if ((rc = ctkn_apikeys_load(s->cfg->api_keys, &ks, err)) != CTKN_OK)
+    return rc;
+  size_t n = ctkn_apikeys_count(ks);
+  if ((b = calloc(n ? n : 1, sizeof(*b))) == NULL) {
+    ctkn_apikeys_free(ks);
+    return ctkn__err(err, CTKN_ENOMEM, "keys");
+  }
+  pthread_rwlock_wrlock(&s->keys_lock);
+  ctkn_apikeys *old = s->keys;
+  struct bucket *oldb = s->buckets;
+  s->keys = ks;
+  s->buckets = b;
+  pthread_rwlock_unlock(&s->keys_lock);
+  ctkn_apikeys_free(old);
+  free(oldb);
+
+  char fields[32];
+  snprintf(fields, sizeof(fields), "\"keys\":%zu", n);
+  ctkn__diag_fields(CTKN_DIAG_INFO, "http", "api keys loaded", fields);
+  return CTKN_OK;
+}

@@ -1,0 +1,213 @@
+/*
+ * health.c - how the replica is doing: /healthz (ready, starting, stale
+ * or lagging, from the follower's last status), /metrics (Prometheus'
+ * text format), and the request counters and latency histograms that
+ * every completed request adds to.
+ *
+ * The counters are atomics, so a request never takes a lock to be
+ * counted; /metrics reads them without one (a scrape may see one request
+ * counted and not yet in the histogram).
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api_int.h"
+#include "ctkn/codec.h"
+
+static const char *const route_names[R_COUNT] = {
+    "create",       "update",          "get",
+    "list",         "verify",          "healthz",
+    "metrics",      "settings_create", "settings_list",
+    "settings_get", "settings_update", "settings_delete",
+    "other"};
+
+static const int statuses[] = {200, 201, 204, 400, 403, 404,
+                               405, 409, 413, 429, 500, 503};
+static_assert(CTKN__ARRAY_LEN(statuses) + 1 == CTKN__API_NSTATUS,
+              "one counter per status, and one for any other");
+
+static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                 0.005,  0.01,    0.025,  0.05,  0.1,
+                                 0.25,   0.5,     1,      2.5,   5};
+static_assert(CTKN__ARRAY_LEN(buckets) + 1 == CTKN__API_NBUCKET,
+              "one counter per bucket, and +Inf");
+
+const char *ctkn__api_route_name(enum route rt)
+{
+  return rt >= 0 && rt < R_COUNT ? route_names[rt] : "other";
+}
+
+void ctkn__api_metrics_add(struct metrics *m, enum route rt, int status,
+                           int64_t us)
+{
+  size_t si = CTKN__API_NSTATUS - 1, bi = CTKN__API_NBUCKET - 1;
+
+  for (size_t i = 0; i < CTKN__API_NSTATUS - 1; i++) {
+    if (statuses[i] == status)
+      si = i;
+  }
+  for (size_t i = 0; i < CTKN__API_NBUCKET - 1; i++) {
+    if ((double)us / 1e6 <= buckets[i]) {
+      bi = i;
+      break;
+    }
+  }
+  atomic_fetch_add(&m->requests[rt][si], 1);
+  atomic_fetch_add(&m->hist[rt][bi], 1);
+  atomic_fetch_add(&m->sum_us[rt], (uint64_t)us);
+}
+
+void ctkn__api_healthz(struct server *s, struct req *r)
+{
+  const char *state = "ready";
+  int64_t lag = 0;
+
+  pthread_mutex_lock(&s->pos_lock);
+  for (int32_t i = 0; i < s->nstatus; i++) {
+    int64_t d = s->status[i].log_end - s->status[i].projected;
+    lag += d > 0 ? d : 0;
+  }
+  if (s->status_at_ms == 0)
+    state = "starting";
+  else if (ctkn__now_ms() - s->status_at_ms >
+           3 * (int64_t)s->cfg->status_ms + 2 * s->cfg->log->timeout_ms)
+    state = "stale"; /* the log has not answered for a while */
+  else if (lag > s->cfg->max_lag)
+    state = "lagging";
+  free(r->resp);
+  r->resp = ctkn_json_health(state, s->cfg->max_lag, s->cfg->log->topic,
+                             s->status, (size_t)s->nstatus, r->rid);
+  pthread_mutex_unlock(&s->pos_lock);
+  r->status = strcmp(state, "ready") == 0 ? 200 : 503;
+}
+
+/* ctkn_http_requests_total, by route and status. */
+static int requests_total(struct ctkn__buf *t, struct metrics *m)
+{
+  int rc = ctkn__buf_puts(t, "# HELP ctkn_http_requests_total HTTP requests "
+                             "by route and status.\n# TYPE "
+                             "ctkn_http_requests_total counter\n");
+
+  for (int rt = 0; rt < R_COUNT && rc == CTKN_OK; rt++) {
+    for (size_t i = 0; i < CTKN__API_NSTATUS && rc == CTKN_OK; i++) {
+      uint64_t v = atomic_load(&m->requests[rt][i]);
+      if (v == 0)
+        continue;
+      if (i < CTKN__API_NSTATUS - 1)
+        rc = ctkn__buf_printf(t,
+                              "ctkn_http_requests_total{route=\"%s\","
+                              "status=\"%d\"} %" PRIu64 "\n",
+                              route_names[rt], statuses[i], v);
+      else
+        rc = ctkn__buf_printf(t,
+                              "ctkn_http_requests_total{route=\"%s\","
+                              "status=\"other\"} %" PRIu64 "\n",
+                              route_names[rt], v);
+    }
+  }
+  return rc;
+}
+
+/* ctkn_http_request_duration_seconds, a histogram per route. */
+static int durations(struct ctkn__buf *t, struct metrics *m)
+{
+  int rc = ctkn__buf_puts(
+      t, "# HELP ctkn_http_request_duration_seconds Time from a request's "
+         "first byte to its answer.\n"
+         "# TYPE ctkn_http_request_duration_seconds histogram\n");
+
+  for (int rt = 0; rt < R_COUNT && rc == CTKN_OK; rt++) {
+    uint64_t cum = 0;
+    for (size_t b = 0; b < CTKN__API_NBUCKET && rc == CTKN_OK; b++) {
+      cum += atomic_load(&m->hist[rt][b]);
+      if (b < CTKN__API_NBUCKET - 1)
+        rc = ctkn__buf_printf(
+            t,
+            "ctkn_http_request_duration_seconds_bucket{route=\"%s\","
+            "le=\"%g\"} %" PRIu64 "\n",
+            route_names[rt], buckets[b], cum);
+      else
+        rc = ctkn__buf_printf(
+            t,
+            "ctkn_http_request_duration_seconds_bucket{route=\"%s\","
+            "le=\"+Inf\"} %" PRIu64 "\n",
+            route_names[rt], cum);
+    }
+    if (rc == CTKN_OK)
+      rc = ctkn__buf_printf(
+          t,
+          "ctkn_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+          "ctkn_http_request_duration_seconds_count{route=\"%s\"} "
+          "%" PRIu64 "\n",
+          route_names[rt], (double)atomic_load(&m->sum_us[rt]) / 1e6,
+          route_names[rt], cum);
+  }
+  return rc;
+}
+
+/* The follower's figures: events by outcome, paused partitions, the lag
+ * and its age. Called with pos_lock held. */
+static int projection(struct ctkn__buf *t, const struct server *s)
+{
+  const struct ctkn_projector_stats *st = &s->stats;
+  int rc = ctkn__buf_printf(
+      t,
+      "# HELP ctkn_projector_events_total Records the follower passed, "
+      "by outcome (skipped: already applied by this server's writes).\n"
+      "# TYPE ctkn_projector_events_total counter\n"
+      "ctkn_projector_events_total{outcome=\"applied\"} %" PRIu64 "\n"
+      "ctkn_projector_events_total{outcome=\"rejected\"} %" PRIu64 "\n"
+      "ctkn_projector_events_total{outcome=\"quarantined\"} %" PRIu64 "\n"
+      "ctkn_projector_events_total{outcome=\"skipped\"} %" PRIu64 "\n"
+      "# HELP ctkn_projector_paused_partitions Partitions stopped at a "
+      "newer schema version.\n"
+      "# TYPE ctkn_projector_paused_partitions gauge\n"
+      "ctkn_projector_paused_partitions %" PRId32 "\n",
+      st->applied, st->rejected, st->quarantined, st->skipped, st->paused);
+
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_puts(t, "# HELP ctkn_projection_lag Records in the log not "
+                           "yet applied, per partition.\n"
+                           "# TYPE ctkn_projection_lag gauge\n");
+  for (int32_t i = 0; i < s->nstatus && rc == CTKN_OK; i++) {
+    int64_t d = s->status[i].log_end - s->status[i].projected;
+    rc = ctkn__buf_printf(
+        t, "ctkn_projection_lag{partition=\"%" PRId32 "\"} %" PRId64 "\n",
+        s->status[i].partition, d > 0 ? d : 0);
+  }
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_printf(
+        t,
+        "# HELP ctkn_projection_lag_age_seconds Age of the last lag "
+        "measurement.\n# TYPE ctkn_projection_lag_age_seconds gauge\n"
+        "ctkn_projection_lag_age_seconds %.3f\n",
+        s->status_at_ms ? (double)(ctkn__now_ms() - s->status_at_ms) / 1000
+                        : -1.0);
+  return rc;
+}
+
+void ctkn__api_metrics(struct server *s, struct req *r)
+{
+  struct ctkn__buf t = CTKN__BUF_INIT;
+  int rc = ctkn__buf_reserve(&t, 16384);
+
+  if (rc == CTKN_OK)
+    rc = requests_total(&t, &s->m);
+  if (rc == CTKN_OK)
+    rc = durations(&t, &s->m);
+  if (rc == CTKN_OK) {
+    pthread_mutex_lock(&s->pos_lock);
+    rc = projection(&t, s);
+    pthread_mutex_unlock(&s->pos_lock);
+  }
+  if (rc != CTKN_OK) {
+    ctkn__buf_free(&t); /* no answer: a 500 */
+    return;
+  }
+  free(r->resp);
+  r->resp = ctkn__buf_detach(&t);
+  r->status = 200;
+  r->ctype = "text/plain; version=0.0.4";
+}

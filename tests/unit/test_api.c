@@ -1,0 +1,1537 @@
+/*
+ * test_api.c - the HTTP API without a socket: routing, authentication,
+ * the token and notification-setting reads, /healthz, /metrics, position
+ * waits, the body rules, the write path up to the command thread, and the
+ * access line, driven through src/api/'s handlers (api_int.h) as http.c
+ * drives them.
+ *
+ * Each test gets a real LMDB projection in a fresh mkdtemp() directory,
+ * filled through ctkn_projector_apply() and ctkn_settings_project() with
+ * encoded events, and a server over it (ctkn__api_server_new(): keys,
+ * links, queues; no thread, no socket) whose transport only notes a
+ * resume. The key file is made once for the group.
+ *
+ * The command path stops at its queue here: a write is parsed, checked
+ * and queued, and ctkn__api_commands_serve() without a ledger answers it.
+ * With a fake log under the ledger, the same call runs it end to end.
+ */
+#include <dirent.h>
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "api/api_int.h"
+#include "ctkn/apikey.h"
+#include "ctkn/codec.h"
+#include "ctkn/diag.h"
+#include "ctkn/error.h"
+#include "ctkn/event.h"
+#include "ctkn/log.h"
+#include "ctkn/projector.h"
+#include "ctkn/query.h"
+#include "ctkn/settings.h"
+#include "ctkn/store.h"
+#include "ctkn/token.h"
+#include "json_assert.h"
+
+#define T0     INT64_C(1750948574695521) /* 2025-06-26T14:36:14.695521Z */
+#define NTOK   6                         /* tokens; 1 and 4 are revoked */
+#define NDEST  3                         /* destinations; 1 is paused */
+#define NEVENT (NTOK + 2)                /* records on partition 0 */
+#define BASE   "https://api.example"
+#define HOOK   "https://hooks.example.com/paddle"
+
+#define assert_contains(hay, needle)                                           \
+  do {                                                                         \
+    if (strstr((hay), (needle)) == NULL)                                       \
+      fail_msg("\"%s\" does not contain \"%s\"", (hay), (needle));             \
+  } while (0)
+
+/* ---- the group's key file --------------------------------------------- */
+
+static char keydir[64], keyfile[128];
+static char auth_reader[80], auth_writer[80], auth_setread[80],
+    auth_setwrite[80];
+static const uint8_t deploy_key[CTKN_KEY_LEN] = {1, 2, 3, 4, 5, 6, 7, 8};
+
+static void make_key(const char *name, unsigned perms, char *auth, size_t cap)
+{
+  char key[CTKN_APIKEY_BUF];
+  struct ctkn_err err = {0};
+
+  if (ctkn_apikey_create(keyfile, name, perms, key, NULL, &err) != CTKN_OK)
+    fail_msg("apikey create %s: %s", name, err.msg);
+  snprintf(auth, cap, "Bearer %s", key);
+}
+
+/* Diagnostics (access lines, "api keys loaded") are not the tests'
+ * output; test_access_line_has_its_members_escaped captures them. */
+static void drop(void *arg, const char *line, size_t len)
+{
+  (void)arg;
+  (void)line;
+  (void)len;
+}
+
+static int group_setup(void **state)
+{
+  (void)state;
+  ctkn_diag_set_sink(drop, NULL);
+  snprintf(keydir, sizeof(keydir), "/tmp/ctkn_test_api_keys_XXXXXX");
+  if (mkdtemp(keydir) == NULL)
+    return -1;
+  snprintf(keyfile, sizeof(keyfile), "%s/api-keys", keydir);
+  make_key("reader", CTKN_PERM_TOKEN_READ, auth_reader, sizeof(auth_reader));
+  make_key("writer", CTKN_PERM_TOKEN_WRITE, auth_writer, sizeof(auth_writer));
+  make_key("setread", CTKN_PERM_SETTING_READ, auth_setread,
+           sizeof(auth_setread));
+  make_key("setwrite", CTKN_PERM_SETTING_WRITE, auth_setwrite,
+           sizeof(auth_setwrite));
+  return 0;
+}
+
+/* Remove dir and the plain files in it. */
+static void rm_dir(const char *dir)
+{
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  char path[512];
+
+  if (d == NULL)
+    return;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+    unlink(path);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+static int group_teardown(void **state)
+{
+  (void)state;
+  rm_dir(keydir);
+  ctkn_diag_set_sink(NULL, NULL);
+  return 0;
+}
+
+/* ---- the fixture ------------------------------------------------------- */
+
+#define MAX_TARGETS 64
+
+struct fx {
+  char tmp[64], db[128];
+  ctkn_store *st;
+  struct ctkn_log_config log;
+  struct ctkn_server_config cfg;
+  struct server *s;
+  char id[NTOK][CTKN_ID_BUF]; /* in ID (creation) order */
+  char tok[NTOK][CTKN_TOKEN_BUF];
+  char dest[NDEST][CTKN_DEST_ID_BUF]; /* in ID order */
+  char *targets[MAX_TARGETS];         /* request lines, kept to the end */
+  int ntargets;
+  int resumes;
+};
+
+static struct fx *current;
+
+static void t_suspend(struct req *r)
+{
+  (void)r;
+}
+
+static void t_resume(struct req *r)
+{
+  (void)r;
+  current->resumes++;
+}
+
+static const struct ctkn__api_transport test_io = {t_suspend, t_resume};
+
+static void apply(struct fx *f, const struct ctkn_event *ev, int64_t off)
+{
+  struct ctkn_log_msg m;
+  struct ctkn_err err = {0};
+  uint8_t *buf;
+  size_t len;
+
+  assert_int_equal(ctkn_event_encode(ev, &buf, &len, &err), CTKN_OK);
+  memset(&m, 0, sizeof(m));
+  m.offset = off;
+  m.timestamp_ms = -1;
+  m.key = ev->data.id;
+  m.key_len = strlen(ev->data.id);
+  m.value = buf;
+  m.value_len = len;
+  snprintf(m.event_type, sizeof(m.event_type), "%s",
+           ctkn_event_type_str(ev->type));
+  m.schema_version = 1;
+  if (ctkn_projector_apply(f->st, CTKN_ENV_SANDBOX, &m, 1, NULL, 0, NULL,
+                           &err) != CTKN_OK)
+    fail_msg("apply: %s", err.msg);
+  free(buf);
+}
+
+/* NTOK creates one second apart at offsets 0..NTOK-1, then revokes of
+ * tokens 1 and 4. */
+static void fill_tokens(struct fx *f)
+{
+  static const int revoked[] = {1, 4};
+  struct ctkn_command cmd;
+  struct ctkn_event ev;
+  struct ctkn_record cur;
+  ctkn_store_txn *t;
+
+  for (int i = 0; i < NTOK; i++) {
+    char name[16];
+    snprintf(name, sizeof(name), "token %d", i);
+    ctkn_command_init(&cmd, CTKN_CMD_CREATE);
+    assert_int_equal(ctkn_command_set_name(&cmd, name, strlen(name), NULL), 0);
+    assert_int_equal(ctkn_plan(NULL, &cmd, CTKN_ENV_SANDBOX,
+                               T0 + i * INT64_C(1000000), &ev, NULL),
+                     CTKN_PLAN_APPEND);
+    apply(f, &ev, i);
+    strcpy(f->id[i], ev.data.id);
+    strcpy(f->tok[i], ev.data.token);
+  }
+  for (int k = 0; k < 2; k++) {
+    int i = revoked[k];
+    assert_int_equal(ctkn_store_begin(f->st, false, &t, NULL), CTKN_OK);
+    assert_int_equal(ctkn_store_get(t, f->id[i], &cur, NULL), CTKN_OK);
+    ctkn_store_abort(t);
+    ctkn_command_init(&cmd, CTKN_CMD_UPDATE);
+    assert_int_equal(ctkn_command_set_id(&cmd, f->id[i], NULL), 0);
+    assert_int_equal(ctkn_command_set_status(&cmd, "revoked", NULL), 0);
+    assert_int_equal(
+        ctkn_plan(&cur, &cmd, CTKN_ENV_SANDBOX, T0 + 100000000, &ev, NULL),
+        CTKN_PLAN_APPEND);
+    apply(f, &ev, NTOK + k);
+  }
+}
+
+static void project_setting(struct fx *f, const struct ctkn_setting_event *ev,
+                            int64_t off)
+{
+  struct ctkn_log_msg m;
+  struct ctkn_err err = {0};
+  uint8_t *buf;
+  size_t len;
+
+  assert_int_equal(ctkn_setting_event_encode(ev, &buf, &len, &err), CTKN_OK);
+  memset(&m, 0, sizeof(m));
+  m.offset = off;
+  m.timestamp_ms = T0 / 1000;
+  m.value = buf;
+  m.value_len = len;
+  m.schema_version = 1;
+  if (ctkn_settings_project(f->st, &m, 1, &err) != CTKN_OK)
+    fail_msg("project: %s", err.msg);
+  free(buf);
+}
+
+/* NDEST destinations one second apart; then destination 1 is paused. */
+static void fill_settings(struct fx *f)
+{
+  struct ctkn_setting_event *ev = calloc(1, sizeof(*ev));
+  struct ctkn_destination cur;
+  struct ctkn_dest_command c;
+  char secret[CTKN_SECRET_BUF];
+  ctkn_store_txn *t;
+  int64_t start = 0;
+
+  assert_non_null(ev);
+  for (int i = 0; i < NDEST; i++) {
+    ctkn_dest_command_init(&c, CTKN_DEST_ADD);
+    assert_int_equal(ctkn_dest_command_set_url(&c, HOOK, NULL), CTKN_OK);
+    assert_int_equal(
+        ctkn_dest_command_set_events(&c, "client_token.revoked", NULL), 0);
+    assert_int_equal(ctkn_settings_plan(NULL, &c, deploy_key, &start, 1,
+                                        T0 + i * INT64_C(1000000), ev, secret,
+                                        NULL),
+                     CTKN_PLAN_APPEND);
+    project_setting(f, ev, i);
+    strcpy(f->dest[i], ev->data.id);
+  }
+  assert_int_equal(ctkn_store_begin(f->st, false, &t, NULL), CTKN_OK);
+  assert_int_equal(ctkn_settings_get(t, f->dest[1], false, &cur, NULL), 0);
+  ctkn_store_abort(t);
+  ctkn_dest_command_init(&c, CTKN_DEST_UPDATE);
+  assert_int_equal(ctkn_dest_command_set_id(&c, f->dest[1], NULL), CTKN_OK);
+  ctkn_dest_command_set_active(&c, false);
+  assert_int_equal(ctkn_settings_plan(&cur, &c, NULL, NULL, 0, T0 + 90000000,
+                                      ev, NULL, NULL),
+                   CTKN_PLAN_APPEND);
+  project_setting(f, ev, NDEST);
+  free(ev);
+}
+
+static int setup(void **state)
+{
+  struct fx *f = calloc(1, sizeof(*f));
+  struct ctkn_store_opts opts = {.map_size = (size_t)64 << 20};
+  struct ctkn_err err = {0};
+
+  if (f == NULL)
+    return -1;
+  snprintf(f->tmp, sizeof(f->tmp), "/tmp/ctkn_test_api_XXXXXX");
+  if (mkdtemp(f->tmp) == NULL) {
+    free(f);
+    return -1;
+  }
+  snprintf(f->db, sizeof(f->db), "%s/db", f->tmp);
+  if (ctkn_store_open(&f->st, f->db, &opts, &err) != CTKN_OK) {
+    fprintf(stderr, "open %s: %s\n", f->db, err.msg);
+    return -1;
+  }
+  ctkn_log_config_init(&f->log);
+  ctkn_server_config_init(&f->cfg);
+  f->cfg.api_keys = keyfile;
+  f->cfg.public_url = BASE "/";
+  f->cfg.log = &f->log;
+  f->cfg.env = CTKN_ENV_SANDBOX;
+  if (ctkn__api_server_new(&f->s, f->st, &f->cfg, &err) != CTKN_OK) {
+    fprintf(stderr, "server: %s\n", err.msg);
+    return -1;
+  }
+  f->s->io = &test_io;
+  current = f;
+  fill_tokens(f);
+  fill_settings(f);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  struct fx *f = *state;
+
+  ctkn__api_server_free(f->s);
+  for (int i = 0; i < f->ntargets; i++)
+    free(f->targets[i]);
+  ctkn_store_close(f->st);
+  ctkn_log_config_free(&f->log);
+  ctkn_store_remove(f->db);
+  rm_dir(f->tmp);
+  free(f);
+  current = NULL;
+  return 0;
+}
+
+/* ---- driving a request ------------------------------------------------ */
+
+/*
+ * A request for target ("/path?k=v&k2"), as http.c makes one: the query
+ * split off into parameters (no %-decoding: tests write them decoded),
+ * then hdrs (name, value, ..., NULL).
+ */
+static struct req *make_v(struct fx *f, const char *method, const char *target,
+                          va_list ap)
+{
+  char *t = strdup(target), *q, *p;
+  struct req *r;
+  const char *name;
+
+  assert_non_null(t);
+  assert_true(f->ntargets < MAX_TARGETS);
+  f->targets[f->ntargets++] = t;
+  if ((q = strchr(t, '?')) != NULL)
+    *q++ = '\0';
+  r = ctkn__api_req_new(f->s, NULL, method, t);
+  assert_non_null(r);
+  for (p = q; p != NULL && *p != '\0';) {
+    char *amp = strchr(p, '&'), *eq;
+    if (amp != NULL)
+      *amp = '\0';
+    if ((eq = strchr(p, '=')) != NULL)
+      *eq++ = '\0';
+    assert_true(ctkn__api_req_param(r, p, eq));
+    p = amp ? amp + 1 : NULL;
+  }
+  while ((name = va_arg(ap, const char *)) != NULL)
+    ctkn__api_req_header(r, name, va_arg(ap, const char *));
+  return r;
+}
+
+/* begin, the body (NULL: none), dispatch: a whole request. */
+static struct req *call(struct fx *f, const char *method, const char *target,
+                        const char *body, ...)
+{
+  va_list ap;
+  struct req *r;
+
+  va_start(ap, body);
+  r = make_v(f, method, target, ap);
+  va_end(ap);
+  ctkn__api_begin(f->s, r);
+  if (body != NULL)
+    assert_true(ctkn__api_body(r, body, strlen(body)));
+  ctkn__api_dispatch(f->s, r);
+  return r;
+}
+
+static void done(struct fx *f, struct req *r)
+{
+  ctkn__api_complete(f->s, r, NULL);
+}
+
+/* The answer's JSON (r keeps its text). */
+static json_t *answer(const struct req *r)
+{
+  assert_non_null(r->resp);
+  return parse(strdup(r->resp));
+}
+
+/* An error answer: status, Paddle's code, the field it names (or NULL),
+ * and the request ID in meta. Returns the detail's JSON (decref it). */
+static json_t *assert_error(const struct req *r, int status, const char *code,
+                            const char *field)
+{
+  json_t *j = answer(r), *e = json_object_get(j, "error");
+
+  assert_int_equal(r->status, status);
+  assert_string_equal(jstr(e, "code"), code);
+  assert_string_equal(jstr(json_object_get(j, "meta"), "request_id"), r->rid);
+  if (field != NULL) {
+    json_t *errs = json_object_get(e, "errors");
+    assert_int_equal(json_array_size(errs), 1);
+    assert_string_equal(jstr(json_array_get(errs, 0), "field"), field);
+  } else {
+    assert_null(json_object_get(e, "errors"));
+  }
+  return j;
+}
+
+static void check_error(struct fx *f, struct req *r, int status,
+                        const char *code, const char *field)
+{
+  json_decref(assert_error(r, status, code, field));
+  done(f, r);
+}
+
+/* check_error, and the detail contains detail. */
+static void check_detail(struct fx *f, struct req *r, int status,
+                         const char *code, const char *field,
+                         const char *detail)
+{
+  json_t *j = assert_error(r, status, code, field);
+
+  assert_contains(jstr(json_object_get(j, "error"), "detail"), detail);
+  json_decref(j);
+  done(f, r);
+}
+
+/* The IDs of a list answer's data, "a,b,c". */
+static void data_ids(json_t *j, char *out, size_t cap)
+{
+  json_t *data = json_object_get(j, "data");
+  size_t i;
+  json_t *v;
+
+  out[0] = '\0';
+  assert_true(json_is_array(data));
+  json_array_foreach(data, i, v)
+  {
+    size_t n = strlen(out);
+    snprintf(out + n, cap - n, "%s%s", i ? "," : "", jstr(v, "id"));
+  }
+}
+
+/* The IDs of tokens idx[0..n-1], joined as data_ids() joins them. */
+static const char *ids_of(struct fx *f, const int *idx, int n)
+{
+  static char buf[NTOK * CTKN_ID_BUF + NTOK];
+
+  buf[0] = '\0';
+  for (int i = 0; i < n; i++) {
+    size_t len = strlen(buf);
+    snprintf(buf + len, sizeof(buf) - len, "%s%s", i ? "," : "", f->id[idx[i]]);
+  }
+  return buf;
+}
+
+/* A list answer: 200, the IDs in order, and its pagination. */
+static void check_page(struct fx *f, struct req *r, const char *want_ids,
+                       int per_page, bool has_more, const char *next,
+                       int64_t total)
+{
+  char got[1024];
+  json_t *j, *pg;
+
+  assert_int_equal(r->status, 200);
+  j = answer(r);
+  data_ids(j, got, sizeof(got));
+  assert_string_equal(got, want_ids);
+  pg = json_object_get(json_object_get(j, "meta"), "pagination");
+  assert_int_equal(json_integer_value(json_object_get(pg, "per_page")),
+                   per_page);
+  assert_true(json_is_true(json_object_get(pg, "has_more")) == has_more);
+  if (next != NULL)
+    assert_string_equal(jstr(pg, "next"), next);
+  if (total < 0)
+    assert_null(json_object_get(pg, "estimated_total"));
+  else
+    assert_int_equal(json_integer_value(json_object_get(pg, "estimated_total")),
+                     total);
+  assert_string_equal(jstr(json_object_get(j, "meta"), "request_id"), r->rid);
+  json_decref(j);
+  done(f, r);
+}
+
+/* ---- client tokens: get ------------------------------------------------ */
+
+static void test_get_answers_the_entity_as_the_query_renders_it(void **state)
+{
+  struct fx *f = *state;
+  char target[80], *want = NULL;
+  struct req *r;
+
+  snprintf(target, sizeof(target), "/client-tokens/%s", f->id[2]);
+  r = call(f, "GET", target, NULL, "Authorization", auth_reader, NULL);
+  assert_int_equal(r->status, 200);
+  assert_int_equal(ctkn_query_get(f->st, f->id[2], r->rid, &want, NULL), 0);
+  assert_string_equal(r->resp, want);
+  assert_null(r->ctype);
+  assert_null(r->allow);
+  assert_string_equal(r->position, "");
+  assert_int_equal(r->retry_after, 0);
+  assert_string_equal(r->key_name, "reader");
+  assert_int_equal(r->route, R_GET);
+  free(want);
+  done(f, r);
+
+  /* HEAD is a GET; the scheme's case does not matter (Paddle's SDK sends
+   * "bearer"); a revoked token is still there to get. */
+  auth_reader[0] = 'b';
+  snprintf(target, sizeof(target), "/client-tokens/%s", f->id[1]);
+  r = call(f, "HEAD", target, NULL, "authorization", auth_reader, NULL);
+  auth_reader[0] = 'B';
+  assert_int_equal(r->status, 200);
+  json_t *j = answer(r);
+  assert_string_equal(jstr(json_object_get(j, "data"), "status"), "revoked");
+  json_decref(j);
+  done(f, r);
+}
+
+static void test_get_refuses_unknown_ids_bad_ids_and_parameters(void **state)
+{
+  struct fx *f = *state;
+  char target[96];
+
+  check_detail(f,
+               call(f, "GET", "/client-tokens/ctkn_01h04vsbhqbpsdbkn6g5ya2r2k",
+                    NULL, "Authorization", auth_reader, NULL),
+               404, "not_found", NULL,
+               "client-side token ctkn_01h04vsbhqbpsdbkn6g5ya2r2k not found");
+  check_detail(f,
+               call(f, "GET", "/client-tokens/ctkn_NOPE", NULL, "Authorization",
+                    auth_reader, NULL),
+               400, "invalid_field", "client_token_id",
+               "must match ^ctkn_[a-z0-9]{26}$");
+  snprintf(target, sizeof(target), "/client-tokens/%s?expand=x", f->id[0]);
+  check_detail(f,
+               call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),
+               400, "invalid_field", "expand",
+               "unknown or repeated query parameter (allowed: none)");
+}
+
+/* ---- client tokens: list ----------------------------------------------- */
+
+static void test_list_defaults_to_active_tokens_newest_first(void **state)
+{
+  struct fx *f = *state;
+  static const int active_desc[] = {5, 3, 2, 0};
+
+  check_page(f,
+             call(f, "GET", "/client-tokens", NULL, "Authorization",
+                  auth_reader, NULL),
+             ids_of(f, active_desc, 4), 50, false, NULL, 4);
+  /* A trailing slash names the same list. */
+  check_page(f,
+             call(f, "GET", "/client-tokens/", NULL, "Authorization",
+                  auth_reader, NULL),
+             ids_of(f, active_desc, 4), 50, false, NULL, 4);
+}
+
+static void test_list_pages_both_ways_with_next_links(void **state)
+{
+  struct fx *f = *state;
+  static const int p1[] = {0, 1}, p2[] = {2, 3}, p3[] = {4, 5}, d1[] = {5, 4},
+                   d2[] = {3, 2}, d3[] = {1, 0};
+  char target[160], next[200];
+
+  /* Ascending, every status, two a page: three pages, then nothing. */
+  snprintf(next, sizeof(next),
+           BASE "/client-tokens?after=%s&order_by=id%%5BASC%%5D&per_page=2&"
+                "status=active,revoked",
+           f->id[1]);
+  check_page(f,
+             call(f, "GET",
+                  "/client-tokens?order_by=id[ASC]&per_page=2&status=active,"
+                  "revoked",
+                  NULL, "Authorization", auth_reader, NULL),
+             ids_of(f, p1, 2), 2, true, next, NTOK);
+  snprintf(target, sizeof(target),
+           "/client-tokens?after=%s&order_by=id[ASC]&per_page=2&status=active,"
+           "revoked",
+           f->id[1]);
+  check_page(f,
+             call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),
+             ids_of(f, p2, 2), 2, true, NULL, NTOK);
+  snprintf(target, sizeof(target),
+           "/client-tokens?after=%s&order_by=id[ASC]&per_page=2&status=active,"
+           "revoked",
+           f->id[3]);
+  check_page(f,
+             call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),
+             ids_of(f, p3, 2), 2, false, NULL, NTOK);
+  snprintf(target, sizeof(target),
+           "/client-tokens?after=%s&order_by=id[ASC]&status=active,revoked",
+           f->id[5]);
+  check_page(f,
+             call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),
+             "", 50, false, NULL, NTOK);
+
+  /* Descending: the same pages backwards; after the first ID, nothing. */
+  check_page(f,
+             call(f, "GET",
+                  "/client-tokens?order_by=id[DESC]&per_page=2&status=revoked,"
+                  "active",
+                  NULL, "Authorization", auth_reader, NULL),
+             ids_of(f, d1, 2), 2, true, NULL, NTOK);
+  snprintf(target, sizeof(target),
+           "/client-tokens?after=%s&per_page=2&status=revoked,active",
+           f->id[4]);
+  check_page(f,
+             call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),
+             ids_of(f, d2, 2), 2, true, NULL, NTOK);
+  snprintf(target, sizeof(target),
+           "/client-tokens?after=%s&per_page=2&status=revoked,active",
+           f->id[2]);
+  check_page(f,
+             call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),
+             ids_of(f, d3, 2), 2, false, NULL, NTOK);
+  snprintf(target, sizeof(target), "/client-tokens?after=%s&per_page=2",
+           f->id[0]);
+  check_page(f,
+             call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),
+             "", 2, false, NULL, 4);
+}
+
+static void test_list_status_filters_repeat_and_combine(void **state)
+{
+  struct fx *f = *state;
+  static const int revoked[] = {4, 1}, all[] = {5, 4, 3, 2, 1, 0};
+
+  check_page(f,
+             call(f, "GET", "/client-tokens?status=revoked", NULL,
+                  "Authorization", auth_reader, NULL),
+             ids_of(f, revoked, 2), 50, false, NULL, 2);
+  /* Repeated, as Paddle's Go SDK sends a list. */
+  check_page(f,
+             call(f, "GET", "/client-tokens?status=active&status=revoked", NULL,
+                  "Authorization", auth_reader, NULL),
+             ids_of(f, all, NTOK), 50, false, NULL, NTOK);
+  /* More parameters than a request keeps without allocating. */
+  check_page(f,
+             call(f, "GET",
+                  "/client-tokens?status=revoked&status=revoked&status=revoked"
+                  "&status=revoked&status=revoked&status=revoked&status=revoked"
+                  "&status=revoked&status=revoked&status=revoked&status=revoked"
+                  "&status=revoked&status=revoked&status=revoked&status=revoked"
+                  "&status=revoked&status=revoked&status=active&per_page=3",
+                  NULL, "Authorization", auth_reader, NULL),
+             ids_of(f, all, 3), 3, true, NULL, NTOK);
+}
+
+static void test_list_skip_count_leaves_out_the_estimate(void **state)
+{
+  struct fx *f = *state;
+  static const int active_desc[] = {5, 3, 2, 0};
+
+  check_page(f,
+             call(f, "GET", "/client-tokens", NULL, "Authorization",
+                  auth_reader, "Skip-Count", "TRUE", NULL),
+             ids_of(f, active_desc, 4), 50, false, NULL, -1);
+  check_page(f,
+             call(f, "GET", "/client-tokens", NULL, "Authorization",
+                  auth_reader, "skip-count", "false", NULL),
+             ids_of(f, active_desc, 4), 50, false, NULL, 4);
+}
+
+static void test_list_parameters_are_checked_naming_the_field(void **state)
+{
+  struct fx *f = *state;
+  static const int active_desc[] = {5, 3, 2, 0};
+  static const struct {
+    const char *target, *field, *detail;
+  } bad[] = {
+      {"/client-tokens?per_page=0", "per_page", "must be a positive integer"},
+      {"/client-tokens?per_page=abc", "per_page", "must be a positive"},
+      {"/client-tokens?per_page=", "per_page", "must be a positive"},
+      {"/client-tokens?order_by=id", "order_by", "must be id[ASC] or id[DESC]"},
+      {"/client-tokens?status=paused", "status", "comma-separated list"},
+      {"/client-tokens?status=", "status", "comma-separated list"},
+      {"/client-tokens?status=active,", "status", "comma-separated list"},
+      {"/client-tokens?after=ctkn_x", "after", "client-side token ID"},
+      {"/client-tokens?per_page=1&per_page=2", "per_page",
+       "unknown or repeated query parameter (allowed: after, per_page, "
+       "order_by, status)"},
+      {"/client-tokens?include=x", "include", "unknown or repeated"},
+  };
+
+  for (size_t i = 0; i < CTKN__ARRAY_LEN(bad); i++)
+    check_detail(
+        f,
+        call(f, "GET", bad[i].target, NULL, "Authorization", auth_reader, NULL),
+        400, "invalid_field", bad[i].field, bad[i].detail);
+  /* Above 200 is capped, not refused. */
+  check_page(f,
+             call(f, "GET", "/client-tokens?per_page=100000", NULL,
+                  "Authorization", auth_reader, NULL),
+             ids_of(f, active_desc, 4), 200, false, NULL, 4);
+}
+
+/* ---- client tokens: verify --------------------------------------------- */
+
+static void test_verify_answers_active_revoked_and_unknown(void **state)
+{
+  struct fx *f = *state;
+  char target[96], *want = NULL;
+  bool active;
+  struct req *r;
+  json_t *j;
+
+  snprintf(target, sizeof(target), "/client-tokens/verify?token=%s", f->tok[0]);
+  r = call(f, "GET", target, NULL, "Authorization", auth_reader, NULL);
+  assert_int_equal(r->status, 200);
+  assert_int_equal(r->route, R_VERIFY);
+  assert_int_equal(
+      ctkn_query_verify(f->st, f->tok[0], r->rid, &want, &active, NULL), 0);
+  assert_string_equal(r->resp, want);
+  free(want);
+  j = answer(r);
+  assert_string_equal(jstr(json_object_get(j, "data"), "status"), "active");
+  assert_string_equal(jstr(json_object_get(j, "data"), "id"), f->id[0]);
+  json_decref(j);
+  done(f, r);
+
+  snprintf(target, sizeof(target), "/client-tokens/verify?token=%s", f->tok[4]);
+  r = call(f, "GET", target, NULL, "Authorization", auth_reader, NULL);
+  assert_int_equal(r->status, 200);
+  j = answer(r);
+  assert_string_equal(jstr(json_object_get(j, "data"), "status"), "revoked");
+  json_decref(j);
+  done(f, r);
+
+  check_detail(f,
+               call(f, "GET",
+                    "/client-tokens/verify?token="
+                    "test_0000000000000000000000000AB",
+                    NULL, "Authorization", auth_reader, NULL),
+               404, "not_found", NULL, "client-side token not found");
+  check_error(f,
+              call(f, "GET", "/client-tokens/verify?token=nope", NULL,
+                   "Authorization", auth_reader, NULL),
+              400, "invalid_field", "token");
+  check_detail(f,
+               call(f, "GET", "/client-tokens/verify", NULL, "Authorization",
+                    auth_reader, NULL),
+               400, "invalid_field", "token",
+               "the query parameter token is required");
+  check_detail(f,
+               call(f, "GET", "/client-tokens/verify?token=", NULL,
+                    "Authorization", auth_reader, NULL),
+               400, "invalid_field", "token", "is required");
+  check_detail(f,
+               call(f, "GET", "/client-tokens/verify?token", NULL,
+                    "Authorization", auth_reader, NULL),
+               400, "invalid_field", "token", "is required");
+  check_detail(f,
+               call(f, "GET", "/client-tokens/verify?token=a&token=b", NULL,
+                    "Authorization", auth_reader, NULL),
+               400, "invalid_field", "token", "(allowed: token)");
+}
+
+/* ---- authentication ---------------------------------------------------- */
+
+static void test_authentication_failures_are_403_with_paddles_codes(void **st)
+{
+  struct fx *f = *st;
+  char unknown[80];
+
+  check_detail(f, call(f, "GET", "/client-tokens", NULL, NULL), 403,
+               "authentication_missing", NULL, "Authorization: Bearer <key>");
+  check_error(f,
+              call(f, "GET", "/client-tokens", NULL, "Authorization", "", NULL),
+              403, "authentication_missing", NULL);
+  check_detail(f,
+               call(f, "GET", "/client-tokens", NULL, "Authorization",
+                    "Basic dXNlcjpwYXNz", NULL),
+               403, "authentication_malformed", NULL,
+               "must be \"Bearer <key>\"");
+  check_error(
+      f,
+      call(f, "GET", "/client-tokens", NULL, "Authorization", "Bearer ", NULL),
+      403, "authentication_malformed", NULL);
+  check_detail(f,
+               call(f, "GET", "/client-tokens", NULL, "Authorization",
+                    "Bearer pdl_live_apikey_x", NULL),
+               403, "authentication_malformed", NULL,
+               "the API key is not a ctkn API key");
+  /* Shaped like a key, but no key: one character changed. */
+  snprintf(unknown, sizeof(unknown), "%s", auth_reader);
+  unknown[strlen(unknown) - 2] =
+      unknown[strlen(unknown) - 2] == 'A' ? 'B' : 'A';
+  check_detail(
+      f, call(f, "GET", "/client-tokens", NULL, "Authorization", unknown, NULL),
+      403, "invalid_token", NULL, "unknown or revoked");
+
+  /* A known key without the permission: forbidden, naming it. */
+  check_detail(f,
+               call(f, "GET", "/client-tokens", NULL, "Authorization",
+                    auth_setread, NULL),
+               403, "forbidden", NULL,
+               "the API key \"setread\" lacks the permission "
+               "client_token.read");
+  check_detail(f,
+               call(f, "POST", "/client-tokens", "{\"name\":\"n\"}",
+                    "Authorization", auth_reader, NULL),
+               403, "forbidden", NULL,
+               "lacks the permission client_token.write");
+  check_detail(f,
+               call(f, "GET", "/notification-settings", NULL, "Authorization",
+                    auth_writer, NULL),
+               403, "forbidden", NULL,
+               "lacks the permission notification_setting.read");
+  check_detail(f,
+               call(f, "DELETE", "/notification-settings/x", NULL,
+                    "Authorization", auth_setread, NULL),
+               403, "forbidden", NULL,
+               "lacks the permission notification_setting.write");
+
+  /* A write key reads; /healthz and /metrics need no key. */
+  struct req *r = call(f, "GET", "/client-tokens", NULL, "Authorization",
+                       auth_writer, NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+  r = call(f, "GET", "/metrics", NULL, NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+}
+
+static void test_rate_limit_answers_429_with_retry_after(void **state)
+{
+  struct fx *f = *state;
+  struct req *r;
+
+  f->cfg.rate_limit = 2;
+  for (int i = 0; i < 2; i++) {
+    r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+             NULL);
+    assert_int_equal(r->status, 200);
+    done(f, r);
+  }
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           NULL);
+  assert_true(r->retry_after >= 1);
+  check_detail(f, r, 429, "too_many_requests", NULL,
+               "more than 2 requests per second with this key");
+  /* Per key: another still has its budget. */
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_writer,
+           NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+  f->cfg.rate_limit = 0;
+}
+
+/* ---- 404 and 405 ------------------------------------------------------- */
+
+static void test_unknown_paths_are_404_and_other_methods_405(void **state)
+{
+  struct fx *f = *state;
+  static const struct {
+    const char *method, *target, *allow;
+  } not_allowed[] = {
+      {"DELETE", "/client-tokens", "GET, HEAD, POST"},
+      {"PUT", "/client-tokens/verify", "GET, HEAD"},
+      {"DELETE", "/client-tokens/ctkn_01h04vsbhqbpsdbkn6g5ya2r2k",
+       "GET, HEAD, PATCH"},
+      {"POST", "/healthz", "GET, HEAD"},
+      {"DELETE", "/metrics", "GET, HEAD"},
+      {"PATCH", "/notification-settings", "GET, HEAD, POST"},
+      {"PUT", "/notification-settings/ntfset_x", "GET, HEAD, PATCH, DELETE"},
+  };
+  char detail[120];
+  struct req *r;
+
+  /* Before authentication: no key is needed to learn either. */
+  check_detail(f, call(f, "GET", "/nope", NULL, NULL), 404, "not_found", NULL,
+               "no such resource: /nope");
+  check_error(f, call(f, "GET", "/client-tokens/a/b", NULL, NULL), 404,
+              "not_found", NULL);
+  check_error(f, call(f, "GET", "/client-tokensX", NULL, NULL), 404,
+              "not_found", NULL);
+  check_error(f, call(f, "GET", "/notification-settings/", NULL, NULL), 403,
+              "authentication_missing", NULL);
+  check_error(f, call(f, "GET", "/notification-settings/a/b", NULL, NULL), 404,
+              "not_found", NULL);
+  /* The 404 names the path in printable ASCII, quotes left out. */
+  r = call(f, "GET", "/a\"b\\c\x01\xc3\xa9", NULL, NULL);
+  json_t *j = assert_error(r, 404, "not_found", NULL);
+  assert_string_equal(jstr(json_object_get(j, "error"), "detail"),
+                      "no such resource: /abc");
+  json_decref(j);
+  done(f, r);
+
+  for (size_t i = 0; i < CTKN__ARRAY_LEN(not_allowed); i++) {
+    r = call(f, not_allowed[i].method, not_allowed[i].target, NULL, NULL);
+    assert_string_equal(r->allow, not_allowed[i].allow);
+    assert_int_equal(r->route, R_OTHER);
+    snprintf(detail, sizeof(detail), "%s is not allowed here; allowed: %s",
+             not_allowed[i].method, not_allowed[i].allow);
+    check_detail(f, r, 405, "method_not_allowed", NULL, detail);
+  }
+}
+
+/* ---- bodies ------------------------------------------------------------ */
+
+static void test_bodies_too_large_or_unwanted_are_refused(void **state)
+{
+  struct fx *f = *state;
+  static char big[CTKN_SERVER_MAX_BODY + 2];
+  struct req *r;
+
+  /* Announced too large: refused at once, before the body. */
+  r = call(f, "POST", "/client-tokens", NULL, "Authorization", auth_writer,
+           "Content-Length", "65537", NULL);
+  check_detail(f, r, 413, "request_body_too_large", NULL,
+               "larger than 65536 bytes");
+  /* Announced, but the key is checked first. */
+  check_error(
+      f,
+      call(f, "POST", "/client-tokens", NULL, "Content-Length", "65537", NULL),
+      403, "authentication_missing", NULL);
+
+  /* Sent too large in pieces: refused once it is all in. */
+  memset(big, ' ', sizeof(big) - 1);
+  r = ctkn__api_req_new(f->s, NULL, "POST", "/client-tokens");
+  ctkn__api_req_header(r, "Authorization", auth_writer);
+  ctkn__api_begin(f->s, r);
+  assert_false(ctkn__api_answered(r));
+  assert_true(ctkn__api_body(r, big, CTKN_SERVER_MAX_BODY));
+  assert_false(r->too_large);
+  assert_true(ctkn__api_body(r, "x", 1));
+  assert_true(r->too_large);
+  assert_true(ctkn__api_body(r, "y", 1)); /* drained */
+  ctkn__api_dispatch(f->s, r);
+  check_error(f, r, 413, "request_body_too_large", NULL);
+
+  /* A body where none belongs. */
+  r = ctkn__api_req_new(f->s, NULL, "GET", "/client-tokens");
+  ctkn__api_req_header(r, "Authorization", auth_reader);
+  ctkn__api_begin(f->s, r);
+  assert_true(ctkn__api_body(r, "{}", 2));
+  ctkn__api_dispatch(f->s, r);
+  check_detail(f, r, 400, "bad_request", NULL, "this request takes no body");
+}
+
+/* ---- token writes up to the command thread ------------------------------ */
+
+static void test_token_writes_are_checked_before_they_are_queued(void **state)
+{
+  struct fx *f = *state;
+  char target[96], longkey[300];
+
+  check_error(f,
+              call(f, "POST", "/client-tokens", "{", "Authorization",
+                   auth_writer, NULL),
+              400, "bad_request", NULL);
+  check_error(f,
+              call(f, "POST", "/client-tokens", NULL, "Authorization",
+                   auth_writer, NULL),
+              400, "bad_request", NULL);
+  check_error(f,
+              call(f, "POST", "/client-tokens", "{\"name\":\"\"}",
+                   "Authorization", auth_writer, NULL),
+              400, "invalid_field", "name");
+  check_error(f,
+              call(f, "POST", "/client-tokens", "{\"name\":\"n\",\"x\":1}",
+                   "Authorization", auth_writer, NULL),
+              400, "invalid_field", "x");
+  memset(longkey, 'k', sizeof(longkey) - 1);
+  longkey[sizeof(longkey) - 1] = '\0';
+  check_error(f,
+              call(f, "POST", "/client-tokens", "{\"name\":\"n\"}",
+                   "Authorization", auth_writer, "Idempotency-Key", longkey,
+                   NULL),
+              400, "invalid_field", "idempotency_key");
+  check_error(f,
+              call(f, "PATCH", "/client-tokens/ctkn_nope", "{\"name\":\"n\"}",
+                   "Authorization", auth_writer, NULL),
+              400, "invalid_field", "id");
+  snprintf(target, sizeof(target), "/client-tokens/%s", f->id[0]);
+  check_error(f,
+              call(f, "PATCH", target, "{\"status\":\"paused\"}",
+                   "Authorization", auth_writer, NULL),
+              400, "invalid_field", "status");
+  assert_int_equal(ctkn__queue_len(&f->s->cmdq), 0);
+}
+
+static void test_queued_writes_are_answered_by_the_command_thread(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_err why = {.code = CTKN_EKAFKA, .msg = "no broker"};
+  struct req *a, *b, *c;
+  char target[96];
+
+  a = call(f, "POST", "/client-tokens", "{\"name\":\"one\"}", "Authorization",
+           auth_writer, "Idempotency-Key", "k1", NULL);
+  snprintf(target, sizeof(target), "/client-tokens/%s", f->id[0]);
+  b = call(f, "PATCH", target, "{\"name\":\"two\"}", "Authorization",
+           auth_writer, NULL);
+  assert_true(a->suspended && b->suspended);
+  assert_false(ctkn__api_answered(a) || ctkn__api_answered(b));
+  assert_int_equal(ctkn__queue_len(&f->s->cmdq), 2);
+  assert_string_equal(a->cmd->idempotency_key, "k1");
+  assert_string_equal(b->cmd->id, f->id[0]);
+
+  /* The command thread's loop, here without a ledger: every command is
+   * answered with the reason, and resumed. */
+  ctkn__queue_close(&f->s->cmdq);
+  ctkn__api_commands_serve(f->s, NULL, &why);
+  assert_int_equal(f->resumes, 2);
+  assert_true(a->ready && b->ready);
+  assert_int_equal(a->retry_after, 1);
+  check_detail(f, a, 503, "service_unavailable", NULL, "no broker");
+  check_detail(f, b, 503, "service_unavailable", NULL, "no broker");
+
+  /* Once the queue is closed, a write is answered at once. */
+  c = call(f, "POST", "/client-tokens", "{\"name\":\"late\"}", "Authorization",
+           auth_writer, NULL);
+  assert_int_equal(c->retry_after, 1);
+  check_detail(f, c, 503, "service_unavailable", NULL,
+               "the server is shutting down; retry");
+}
+
+/* ---- position waits ---------------------------------------------------- */
+
+static void test_min_position_waits_for_the_follower(void **state)
+{
+  struct fx *f = *state;
+  static const char *const bad[] = {"x",     "0",        "0:",   "0:1,",
+                                    "-1:0",  "0:-1",     "+0:1", "4096:0",
+                                    "0:1;2", "0:1,,1:2", ""};
+  char target[80], many[200] = "";
+  int64_t next[2] = {NEVENT, 0};
+  struct req *r;
+
+  snprintf(target, sizeof(target), "/client-tokens/%s", f->id[0]);
+  for (size_t i = 0; i < CTKN__ARRAY_LEN(bad); i++)
+    check_detail(f,
+                 call(f, "GET", target, NULL, "Authorization", auth_reader,
+                      "X-Ctkn-Min-Position", bad[i], NULL),
+                 400, "invalid_field", "X-Ctkn-Min-Position",
+                 "must be PARTITION:OFFSET");
+  for (int i = 0; i <= CTKN__API_POSITIONS_MAX; i++)
+    snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s0:%d",
+             i ? "," : "", i);
+  check_error(f,
+              call(f, "GET", target, NULL, "Authorization", auth_reader,
+                   "X-Ctkn-Min-Position", many, NULL),
+              400, "invalid_field", "X-Ctkn-Min-Position");
+
+  /* Reached in the store: answered at once. */
+  r = call(f, "GET", target, NULL, "Authorization", auth_reader,
+           "X-Ctkn-Min-Position", "0:0,0:7", NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+
+  /* Not reached: suspended until the follower passes it, then run. */
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           "X-Ctkn-Min-Position", "0:8,1:0", NULL);
+  assert_true(r->suspended);
+  assert_false(ctkn__api_answered(r));
+  ctkn__api_advanced(f->s, next, 2); /* 0:8 yes, 1:0 not yet */
+  assert_false(r->ready);
+  next[0] = 9;
+  next[1] = 1;
+  ctkn__api_advanced(f->s, next, 2);
+  assert_true(r->ready);
+  assert_false(ctkn__api_answered(r));
+  r->suspended = false; /* as http.c does on resume */
+  ctkn__api_dispatch(f->s, r);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+
+  /* Its deadline passes: 503, retry. */
+  r = call(f, "GET", "/client-tokens/verify?token=x", NULL, "Authorization",
+           auth_reader, "X-Ctkn-Min-Position", "3:5", NULL);
+  assert_true(r->suspended);
+  ctkn__api_expire_waiters(f->s, false);
+  assert_false(r->ready);
+  ctkn__api_expire_waiters(f->s, true);
+  assert_true(r->ready);
+  assert_int_equal(r->retry_after, 1);
+  r->suspended = false;
+  ctkn__api_dispatch(f->s, r);
+  check_detail(f, r, 503, "service_unavailable", NULL,
+               "has not reached X-Ctkn-Min-Position within 5000 ms");
+
+  /* Closing: no new waits. */
+  atomic_store(&f->s->closing, true);
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           "X-Ctkn-Min-Position", "5:5", NULL);
+  check_detail(f, r, 503, "service_unavailable", NULL,
+               "the server is shutting down");
+}
+
+/* ---- health and metrics ------------------------------------------------ */
+
+static void test_healthz_reports_starting_ready_and_lagging(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_partition_status ps[2] = {{.partition = 0}, {.partition = 1}};
+  struct ctkn_projector_stats stats = {.applied = 3};
+  struct req *r;
+  json_t *j;
+
+  r = call(f, "GET", "/healthz", NULL, NULL);
+  assert_int_equal(r->status, 503);
+  j = answer(r);
+  assert_string_equal(jstr(json_object_get(j, "data"), "status"), "starting");
+  json_decref(j);
+  done(f, r);
+
+  ps[0].projected = ps[0].log_end = 8;
+  ps[1].projected = ps[1].log_end = 2;
+  ctkn__api_status(f->s, ps, 2, &stats);
+  r = call(f, "HEAD", "/healthz", NULL, NULL);
+  assert_int_equal(r->status, 200);
+  j = answer(r);
+  assert_string_equal(jstr(json_object_get(j, "data"), "status"), "ready");
+  json_decref(j);
+  done(f, r);
+
+  ps[1].log_end = 2 + f->cfg.max_lag + 1;
+  ctkn__api_status(f->s, ps, 2, &stats);
+  r = call(f, "GET", "/healthz", NULL, NULL);
+  assert_int_equal(r->status, 503);
+  j = answer(r);
+  assert_string_equal(jstr(json_object_get(j, "data"), "status"), "lagging");
+  json_decref(j);
+  done(f, r);
+}
+
+static void test_metrics_count_requests_by_route_and_status(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_partition_status ps = {
+      .partition = 0, .log_end = 9, .projected = 7};
+  struct ctkn_projector_stats stats = {.applied = 7, .rejected = 1};
+  char target[80];
+  struct req *r;
+
+  snprintf(target, sizeof(target), "/client-tokens/%s", f->id[0]);
+  done(f, call(f, "GET", target, NULL, "Authorization", auth_reader, NULL));
+  done(f, call(f, "GET", target, NULL, "Authorization", auth_reader, NULL));
+  done(f, call(f, "GET", "/nope", NULL, NULL));
+  done(f, call(f, "PUT", "/healthz", NULL, NULL));
+  ctkn__api_status(f->s, &ps, 1, &stats);
+
+  r = call(f, "GET", "/metrics", NULL, NULL);
+  assert_int_equal(r->status, 200);
+  assert_string_equal(r->ctype, "text/plain; version=0.0.4");
+  assert_contains(r->resp,
+                  "# TYPE ctkn_http_requests_total counter\n"
+                  "ctkn_http_requests_total{route=\"get\",status=\"200\"} 2\n"
+                  "ctkn_http_requests_total{route=\"other\",status=\"404\"} 1\n"
+                  "ctkn_http_requests_total{route=\"other\",status=\"405\"} "
+                  "1\n# HELP");
+  assert_contains(r->resp, "ctkn_http_request_duration_seconds_count{route="
+                           "\"get\"} 2\n");
+  assert_contains(r->resp, "ctkn_http_request_duration_seconds_bucket{route="
+                           "\"list\",le=\"+Inf\"} 0\n");
+  assert_contains(r->resp,
+                  "ctkn_projector_events_total{outcome=\"applied\"} 7\n"
+                  "ctkn_projector_events_total{outcome=\"rejected\"} 1\n");
+  assert_contains(r->resp, "ctkn_projection_lag{partition=\"0\"} 2\n");
+  assert_contains(r->resp, "ctkn_projection_lag_age_seconds ");
+  done(f, r);
+}
+
+/* ---- the access line --------------------------------------------------- */
+
+struct lines {
+  char text[4096];
+  size_t len;
+};
+
+static void capture(void *arg, const char *line, size_t len)
+{
+  struct lines *l = arg;
+
+  if (l->len + len < sizeof(l->text)) {
+    memcpy(l->text + l->len, line, len);
+    l->len += len;
+    l->text[l->len] = '\0';
+  }
+}
+
+static void test_access_line_has_its_members_escaped(void **state)
+{
+  struct fx *f = *state;
+  static const char *const keys[] = {
+      "time", "level", "component", "msg",         "request_id", "method",
+      "path", "route", "status",    "duration_ms", "key"};
+  struct lines out = {.len = 0};
+  char rid[37];
+  struct req *r;
+  json_t *j;
+
+  ctkn_diag_set_sink(capture, &out);
+  r = call(f, "GET", "/x\"y\\\n", NULL, "Authorization", auth_reader, NULL);
+  strcpy(rid, r->rid);
+  done(f, r);
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           NULL);
+  ctkn__api_complete(f->s, r, "timeout");
+  ctkn_diag_set_sink(drop, NULL);
+
+  char *nl = strchr(out.text, '\n');
+  assert_non_null(nl);
+  j = parse(strndup(out.text, (size_t)(nl - out.text)));
+  assert_keys(j, keys, CTKN__ARRAY_LEN(keys));
+  assert_string_equal(jstr(j, "level"), "info");
+  assert_string_equal(jstr(j, "component"), "http");
+  assert_string_equal(jstr(j, "msg"), "request");
+  assert_string_equal(jstr(j, "request_id"), rid);
+  assert_string_equal(jstr(j, "method"), "GET");
+  assert_string_equal(jstr(j, "path"), "/x\"y\\\n");
+  assert_string_equal(jstr(j, "route"), "other");
+  assert_int_equal(json_integer_value(json_object_get(j, "status")), 404);
+  assert_true(json_is_real(json_object_get(j, "duration_ms")));
+  assert_string_equal(jstr(j, "key"), ""); /* 404 before authentication */
+  json_decref(j);
+
+  j = parse(strndup(nl + 1, strcspn(nl + 1, "\n")));
+  assert_string_equal(jstr(j, "route"), "list");
+  assert_string_equal(jstr(j, "key"), "reader");
+  assert_string_equal(jstr(j, "aborted"), "timeout");
+  json_decref(j);
+}
+
+/* ---- notification settings --------------------------------------------- */
+
+static void check_dests(struct fx *f, struct req *r, const char *want,
+                        int per_page, bool has_more, const char *next,
+                        int64_t total)
+{
+  check_page(f, r, want, per_page, has_more, next, total);
+}
+
+static void test_settings_list_filters_and_pages(void **state)
+{
+  struct fx *f = *state;
+  char all_desc[200], active[200], target[200], next[300];
+
+  snprintf(all_desc, sizeof(all_desc), "%s,%s,%s", f->dest[2], f->dest[1],
+           f->dest[0]);
+  snprintf(active, sizeof(active), "%s,%s", f->dest[2], f->dest[0]);
+  check_dests(f,
+              call(f, "GET", "/notification-settings", NULL, "Authorization",
+                   auth_setread, NULL),
+              all_desc, 200, false, NULL, 3);
+  check_dests(f,
+              call(f, "GET", "/notification-settings?active=true", NULL,
+                   "Authorization", auth_setwrite, NULL),
+              active, 200, false, NULL, 2);
+  check_dests(f,
+              call(f, "GET", "/notification-settings?active=false", NULL,
+                   "Authorization", auth_setread, NULL),
+              f->dest[1], 200, false, NULL, 1);
+  check_dests(f,
+              call(f, "GET", "/notification-settings?traffic_source=simulation",
+                   NULL, "Authorization", auth_setread, NULL),
+              "", 200, false, NULL, 0);
+  check_dests(f,
+              call(f, "GET", "/notification-settings?traffic_source=all", NULL,
+                   "Authorization", auth_setread, NULL),
+              all_desc, 200, false, NULL, 3);
+
+  /* One a page, ascending: the next link keeps every parameter. */
+  snprintf(next, sizeof(next),
+           BASE "/notification-settings?after=%s&order_by=id%%5BASC%%5D&"
+                "per_page=1&active=true&traffic_source=platform",
+           f->dest[0]);
+  check_dests(f,
+              call(f, "GET",
+                   "/notification-settings?per_page=1&order_by=id[ASC]&active="
+                   "true&traffic_source=platform",
+                   NULL, "Authorization", auth_setread, NULL),
+              f->dest[0], 1, true, next, 2);
+  snprintf(target, sizeof(target),
+           "/notification-settings?after=%s&per_page=1&order_by=id[ASC]&"
+           "active=true",
+           f->dest[0]);
+  check_dests(f,
+              call(f, "GET", target, NULL, "Authorization", auth_setread, NULL),
+              f->dest[2], 1, false, NULL, 2);
+  snprintf(target, sizeof(target), "/notification-settings?after=%s",
+           f->dest[1]);
+  check_dests(f,
+              call(f, "GET", target, NULL, "Authorization", auth_setread, NULL),
+              f->dest[0], 200, false, NULL, 3);
+}
+
+static void test_settings_list_parameters_name_the_field(void **state)
+{
+  struct fx *f = *state;
+  static const struct {
+    const char *target, *field;
+  } bad[] = {
+      {"/notification-settings?after=ctkn_x", "after"},
+      {"/notification-settings?per_page=x", "per_page"},
+      {"/notification-settings?order_by=name", "order_by"},
+      {"/notification-settings?active=yes", "active"},
+      {"/notification-settings?traffic_source=web", "traffic_source"},
+      {"/notification-settings?status=active", "status"},
+      {"/notification-settings?active=true&active=false", "active"},
+  };
+
+  for (size_t i = 0; i < CTKN__ARRAY_LEN(bad); i++)
+    check_error(f,
+                call(f, "GET", bad[i].target, NULL, "Authorization",
+                     auth_setread, NULL),
+                400, "invalid_field", bad[i].field);
+}
+
+static void test_settings_get_answers_one_without_its_secret(void **state)
+{
+  struct fx *f = *state;
+  char target[96];
+  struct req *r;
+  json_t *j, *d;
+
+  snprintf(target, sizeof(target), "/notification-settings/%s", f->dest[1]);
+  r = call(f, "GET", target, NULL, "Authorization", auth_setread, NULL);
+  assert_int_equal(r->status, 200);
+  j = answer(r);
+  d = json_object_get(j, "data");
+  assert_string_equal(jstr(d, "id"), f->dest[1]);
+  assert_true(json_is_false(json_object_get(d, "active")));
+  assert_null(json_object_get(d, "endpoint_secret_key"));
+  json_decref(j);
+  done(f, r);
+
+  check_detail(f,
+               call(f, "GET",
+                    "/notification-settings/ntfset_01h04vsbhqbpsdbkn6g5ya2r2k",
+                    NULL, "Authorization", auth_setread, NULL),
+               404, "not_found", NULL,
+               "notification setting ntfset_01h04vsbhqbpsdbkn6g5ya2r2k not "
+               "found");
+  check_error(f,
+              call(f, "GET", "/notification-settings/ntfset_x", NULL,
+                   "Authorization", auth_setread, NULL),
+              400, "invalid_field", "notification_setting_id");
+  snprintf(target, sizeof(target), "/notification-settings/%s?x=1", f->dest[0]);
+  check_error(f,
+              call(f, "GET", target, NULL, "Authorization", auth_setread, NULL),
+              400, "invalid_field", "x");
+}
+
+static void test_settings_writes_are_checked_before_they_are_queued(void **st)
+{
+  struct fx *f = *st;
+  static const char create[] =
+      "{\"description\":\"d\",\"type\":\"url\",\"destination\":\"" HOOK
+      "\",\"subscribed_events\":[\"client_token.revoked\"]}";
+  char target[96];
+  struct req *r;
+  json_t *j;
+
+  /* Without the deployment key no create can be sealed: 503, no retry. */
+  r = call(f, "POST", "/notification-settings", create, "Authorization",
+           auth_setwrite, NULL);
+  assert_int_equal(r->retry_after, 0);
+  check_detail(f, r, 503, "service_unavailable", NULL,
+               "started without the deployment key");
+  check_error(f,
+              call(f, "POST", "/notification-settings", "{\"type\":\"email\"}",
+                   "Authorization", auth_setwrite, NULL),
+              400, "invalid_field", "type");
+  check_error(f,
+              call(f, "PATCH", "/notification-settings/ntfset_x",
+                   "{\"active\":true}", "Authorization", auth_setwrite, NULL),
+              400, "invalid_field", "notification_setting_id");
+  check_error(f,
+              call(f, "DELETE", "/notification-settings/ctkn_x", NULL,
+                   "Authorization", auth_setwrite, NULL),
+              400, "invalid_field", "notification_setting_id");
+
+  /* A PATCH of only fields at ctkn's one value changes nothing: a read. */
+  snprintf(target, sizeof(target), "/notification-settings/%s", f->dest[0]);
+  r = call(f, "PATCH", target, "{\"traffic_source\":\"platform\"}",
+           "Authorization", auth_setwrite, NULL);
+  assert_int_equal(r->status, 200);
+  j = answer(r);
+  assert_string_equal(jstr(json_object_get(j, "data"), "id"), f->dest[0]);
+  json_decref(j);
+  done(f, r);
+
+  /* A real change is queued for the settings thread. */
+  r = call(f, "PATCH", target, "{\"active\":false}", "Authorization",
+           auth_setwrite, NULL);
+  assert_true(r->suspended);
+  assert_false(ctkn__api_answered(r));
+  assert_int_equal(ctkn__queue_len(&f->s->setq), 1);
+  assert_int_equal(r->dcmd->kind, CTKN_DEST_UPDATE);
+  assert_true(r->dcmd->set_active && !r->dcmd->active);
+  /* Taken off the queue without running (that needs Kafka). */
+  struct ctkn__qnode *node;
+  assert_int_equal(ctkn__queue_pop(&f->s->setq, &node, 1, 0), 1);
+  assert_ptr_equal(CTKN__CONTAINER_OF(node, struct req, qnode), r);
+  done(f, r);
+
+  /* Once the queue is closed, a write is answered at once. */
+  ctkn__queue_close(&f->s->setq);
+  r = call(f, "DELETE", target, NULL, "Authorization", auth_setwrite, NULL);
+  assert_int_equal(r->retry_after, 1);
+  check_detail(f, r, 503, "service_unavailable", NULL, "shutting down");
+}
+
+/* ---- configuration ----------------------------------------------------- */
+
+static void test_server_refuses_a_bad_configuration_naming_it(void **state)
+{
+  struct fx *f = *state;
+  volatile sig_atomic_t stop = 1, reload = 0;
+  struct ctkn_server_config c;
+  struct ctkn_err err;
+
+  static const struct {
+    const char *field;
+  } fields[] = {{"api-keys"}, {"tls-key"},    {"threads"}, {"rate-limit"},
+                {"max-lag"},  {"public-url"}, {"listen"}};
+  for (size_t i = 0; i < CTKN__ARRAY_LEN(fields); i++) {
+    c = f->cfg;
+    switch (i) {
+    case 0:
+      c.api_keys = NULL;
+      break;
+    case 1:
+      c.tls_cert = "cert.pem";
+      break;
+    case 2:
+      c.threads = 0;
+      break;
+    case 3:
+      c.rate_limit = -1;
+      break;
+    case 4:
+      c.max_lag = -1;
+      break;
+    case 5:
+      c.public_url = "ftp://x";
+      break;
+    default:
+      c.listen = "localhost:80";
+      break;
+    }
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(ctkn_server_run(f->st, &c, &stop, &reload, &err),
+                     CTKN_EUSAGE);
+    assert_string_equal(err.field, fields[i].field);
+  }
+  c = f->cfg;
+  c.position_wait_ms = 0;
+  assert_int_equal(ctkn_server_run(f->st, &c, &stop, &reload, &err),
+                   CTKN_EUSAGE);
+}
+
+static void test_server_loads_its_keys_and_links_on_listen(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_server_config c;
+  struct ctkn_err err;
+  struct server *s;
+  char path[160];
+  FILE *kf;
+
+  /* Keys or a deployment key that do not load: nothing starts. */
+  c = f->cfg;
+  snprintf(path, sizeof(path), "%s/missing", f->tmp);
+  c.api_keys = path;
+  assert_int_equal(ctkn__api_server_new(&s, f->st, &c, &err), CTKN_EIO);
+  assert_null(s);
+  c = f->cfg;
+  c.secret_key_file = path;
+  assert_int_equal(ctkn__api_server_new(&s, f->st, &c, &err), CTKN_EINVAL);
+  assert_null(s);
+
+  /* With the deployment key, creates are taken; links use the listen
+   * address without a public URL. */
+  snprintf(path, sizeof(path), "%s/deploy.key", f->tmp);
+  kf = fopen(path, "w");
+  assert_non_null(kf);
+  fputs("000102030405060708090a0b0c0d0e0f000102030405060708090a0b0c0d0e0f\n",
+        kf);
+  fclose(kf);
+  chmod(path, 0600);
+  c = f->cfg;
+  c.secret_key_file = path;
+  c.public_url = NULL;
+  c.listen = "127.0.0.1:1";
+  assert_int_equal(ctkn__api_server_new(&s, f->st, &c, &err), CTKN_OK);
+  assert_true(s->have_key);
+  assert_string_equal(s->next_base, "http://127.0.0.1:1/client-tokens");
+  assert_string_equal(s->dest_next_base,
+                      "http://127.0.0.1:1/notification-settings");
+  ctkn__api_server_free(s);
+  unlink(path);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_get_answers_the_entity_as_the_query_renders_it),
+      T(test_get_refuses_unknown_ids_bad_ids_and_parameters),
+      T(test_list_defaults_to_active_tokens_newest_first),
+      T(test_list_pages_both_ways_with_next_links),
+      T(test_list_status_filters_repeat_and_combine),
+      T(test_list_skip_count_leaves_out_the_estimate),
+      T(test_list_parameters_are_checked_naming_the_field),
+      T(test_verify_answers_active_revoked_and_unknown),
+      T(test_authentication_failures_are_403_with_paddles_codes),
+      T(test_rate_limit_answers_429_with_retry_after),
+      T(test_unknown_paths_are_404_and_other_methods_405),
+      T(test_bodies_too_large_or_unwanted_are_refused),
+      T(test_token_writes_are_checked_before_they_are_queued),
+      T(test_queued_writes_are_answered_by_the_command_thread),
+      T(test_min_position_waits_for_the_follower),
+      T(test_healthz_reports_starting_ready_and_lagging),
+      T(test_metrics_count_requests_by_route_and_status),
+      T(test_access_line_has_its_members_escaped),
+      T(test_settings_list_filters_and_pages),
+      T(test_settings_list_parameters_name_the_field),
+      T(test_settings_get_answers_one_without_its_secret),
+      T(test_settings_writes_are_checked_before_they_are_queued),
+      T(test_server_refuses_a_bad_configuration_naming_it),
+      T(test_server_loads_its_keys_and_links_on_listen),
+  };
+#undef T
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
