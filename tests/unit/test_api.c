@@ -11,9 +11,10 @@
  * links, queues; no thread, no socket) whose transport only notes a
  * resume. The key file is made once for the group.
  *
- * The command path stops at its queue here: a write is parsed, checked
- * and queued, and ctkn__api_commands_serve() without a ledger answers it.
- * With a fake log under the ledger, the same call runs it end to end.
+ * The command path: a write is parsed, checked and queued, and
+ * ctkn__api_commands_serve() answers it: without a ledger with the reason,
+ * and with a ledger over the in-memory log (fake_log.h) end to end, as the
+ * command thread does (the second group of tests).
  */
 #include <dirent.h>
 #include <jansson.h>
@@ -43,6 +44,7 @@
 #include "ctkn/store.h"
 #include "ctkn/token.h"
 #include "json_assert.h"
+#include "testkit.h"
 
 #define T0     INT64_C(1750948574695521) /* 2025-06-26T14:36:14.695521Z */
 #define NTOK   6                         /* tokens; 1 and 4 are revoked */
@@ -1503,6 +1505,221 @@ static void test_server_loads_its_keys_and_links_on_listen(void **state)
   unlink(path);
 }
 
+/* ---- the command path over the in-memory log ---------------------------- */
+
+/* A server over an empty projection and an in-memory log whose topic has
+ * three partitions, with a ledger on them as the command thread opens. */
+struct cfx {
+  struct tk t;
+  struct ctkn_server_config cfg;
+  struct server *s;
+  ctkn_ledger *l;
+  struct fx f; /* what call() and the checks use */
+};
+
+static int cmd_setup(void **state)
+{
+  struct cfx *c = calloc(1, sizeof(*c));
+  struct ctkn_err err = {0};
+
+  if (c == NULL)
+    return -1;
+  tk_open(&c->t, 3);
+  ctkn_server_config_init(&c->cfg);
+  c->cfg.api_keys = keyfile;
+  c->cfg.public_url = BASE "/";
+  c->cfg.log = &c->t.cfg;
+  c->cfg.env = CTKN_ENV_SANDBOX;
+  if (ctkn__api_server_new(&c->s, c->t.st, &c->cfg, &err) != CTKN_OK ||
+      ctkn_ledger_open(&c->l, c->t.st, &c->t.cfg, CTKN_ENV_SANDBOX, &err) !=
+          CTKN_OK) {
+    fprintf(stderr, "command fixture: %s\n", err.msg);
+    return -1;
+  }
+  c->s->io = &test_io;
+  c->f.s = c->s;
+  c->f.st = c->t.st;
+  current = &c->f;
+  *state = c;
+  return 0;
+}
+
+static int cmd_teardown(void **state)
+{
+  struct cfx *c = *state;
+
+  ctkn_ledger_close(c->l);
+  ctkn__api_server_free(c->s);
+  for (int i = 0; i < c->f.ntargets; i++)
+    free(c->f.targets[i]);
+  tk_close(&c->t);
+  free(c);
+  current = NULL;
+  return 0;
+}
+
+/* Run what is queued as the command thread does, then open the queue
+ * again for the next writes. */
+static void serve(struct cfx *c)
+{
+  ctkn__queue_close(&c->s->cmdq);
+  ctkn__api_commands_serve(c->s, c->l, NULL);
+  ctkn__queue_destroy(&c->s->cmdq);
+  assert_int_equal(ctkn__queue_init(&c->s->cmdq), CTKN_OK);
+}
+
+static uint64_t produced(struct cfx *c)
+{
+  struct fake_log_stats st;
+
+  fake_log_stats(c->t.log, &st);
+  return st.produced;
+}
+
+/* POST /client-tokens, served; returns the request (done() it). */
+static struct req *post(struct cfx *c, const char *body, const char *idem)
+{
+  struct req *r =
+      idem ? call(&c->f, "POST", "/client-tokens", body, "Authorization",
+                  auth_writer, "Idempotency-Key", idem, NULL)
+           : call(&c->f, "POST", "/client-tokens", body, "Authorization",
+                  auth_writer, NULL);
+  assert_true(r->suspended);
+  serve(c);
+  assert_true(r->ready);
+  return r;
+}
+
+static void test_a_create_answers_201_after_the_projection_has_it(void **st)
+{
+  struct cfx *c = *st;
+  struct req *r = post(c, "{\"name\":\"Pricing page\"}", NULL);
+  char target[96];
+
+  assert_int_equal(r->status, 201);
+  json_t *j = answer(r);
+  json_t *data = json_object_get(j, "data");
+  assert_string_equal(jstr(data, "name"), "Pricing page");
+  assert_string_equal(jstr(data, "status"), "active");
+  snprintf(target, sizeof(target), "/client-tokens/%s", jstr(data, "id"));
+  /* X-Ctkn-Position names where the event landed in the log. */
+  int part;
+  long long off;
+  assert_int_equal(sscanf(r->position, "%d:%lld", &part, &off), 2);
+  const struct ctkn_log_msg *m = fake_log_record(c->t.log, TK_TOPIC, part, off);
+  assert_non_null(m);
+  assert_memory_equal(m->key, jstr(data, "id"), m->key_len);
+  done(&c->f, r);
+  /* Read your write: a GET right after sees it. */
+  r = call(&c->f, "GET", target, NULL, "Authorization", auth_reader, NULL);
+  assert_int_equal(r->status, 200);
+  json_t *g = answer(r);
+  assert_true(json_equal(json_object_get(g, "data"), data));
+  json_decref(g);
+  json_decref(j);
+  done(&c->f, r);
+}
+
+static void test_an_idempotent_retry_answers_the_first_token(void **st)
+{
+  struct cfx *c = *st;
+  struct req *a = post(c, "{\"name\":\"once\"}", "order-7");
+  json_t *ja = answer(a);
+  done(&c->f, a);
+  struct req *b = post(c, "{\"name\":\"once\"}", "order-7");
+  json_t *jb = answer(b);
+  assert_string_equal(jstr(json_object_get(ja, "data"), "id"),
+                      jstr(json_object_get(jb, "data"), "id"));
+  assert_int_equal(produced(c), 1);
+  done(&c->f, b);
+  /* The same key with another request is a conflict. */
+  struct req *x = post(c, "{\"name\":\"other\"}", "order-7");
+  check_error(&c->f, x, 409, "conflict", NULL);
+  assert_int_equal(produced(c), 1);
+  json_decref(ja);
+  json_decref(jb);
+}
+
+static void test_revoke_then_change_is_a_conflict(void **st)
+{
+  struct cfx *c = *st;
+  struct req *r = post(c, "{\"name\":\"soon gone\"}", NULL);
+  json_t *j = answer(r);
+  char target[96];
+
+  snprintf(target, sizeof(target), "/client-tokens/%s",
+           jstr(json_object_get(j, "data"), "id"));
+  json_decref(j);
+  done(&c->f, r);
+  r = call(&c->f, "PATCH", target, "{\"status\":\"revoked\"}", "Authorization",
+           auth_writer, NULL);
+  serve(c);
+  assert_int_equal(r->status, 200);
+  j = answer(r);
+  assert_string_equal(jstr(json_object_get(j, "data"), "status"), "revoked");
+  json_decref(j);
+  done(&c->f, r);
+  r = call(&c->f, "PATCH", target, "{\"name\":\"again\"}", "Authorization",
+           auth_writer, NULL);
+  serve(c);
+  check_error(&c->f, r, 409, "conflict", NULL);
+}
+
+static void test_an_unacknowledged_write_is_503_retryable(void **st)
+{
+  struct cfx *c = *st;
+
+  fake_log_fail_sends(c->t.log, 1, CTKN_ETIMEOUT, false);
+  struct req *r = post(c, "{\"name\":\"lost\"}", "try-1");
+  assert_int_equal(r->retry_after, 1);
+  check_error(&c->f, r, 503, "service_unavailable", NULL);
+  /* Nothing is in the log; the retry with the key makes one token. */
+  assert_int_equal(produced(c), 0);
+  r = post(c, "{\"name\":\"lost\"}", "try-1");
+  assert_int_equal(r->status, 201);
+  done(&c->f, r);
+  assert_int_equal(produced(c), 1);
+}
+
+static void test_writes_queued_together_run_as_one_batch(void **st)
+{
+  struct cfx *c = *st;
+  struct req *r = post(c, "{\"name\":\"shared\"}", NULL);
+  json_t *j = answer(r);
+  char target[96];
+  struct req *w[4];
+
+  snprintf(target, sizeof(target), "/client-tokens/%s",
+           jstr(json_object_get(j, "data"), "id"));
+  json_decref(j);
+  done(&c->f, r);
+  struct fake_log_stats before;
+  fake_log_stats(c->t.log, &before);
+  w[0] = call(&c->f, "PATCH", target, "{\"name\":\"a\"}", "Authorization",
+              auth_writer, NULL);
+  w[1] = call(&c->f, "PATCH", target, "{\"name\":\"b\"}", "Authorization",
+              auth_writer, NULL);
+  w[2] = call(&c->f, "POST", "/client-tokens", "{\"name\":\"x\"}",
+              "Authorization", auth_writer, NULL);
+  w[3] = call(&c->f, "POST", "/client-tokens", "{\"name\":\"y\"}",
+              "Authorization", auth_writer, NULL);
+  assert_int_equal(ctkn__queue_len(&c->s->cmdq), 4);
+  serve(c);
+  struct fake_log_stats after;
+  fake_log_stats(c->t.log, &after);
+  /* One produce for the four: they were in flight together. */
+  assert_int_equal(after.sends - before.sends, 1);
+  /* Two changes to one token planned against one state: the first in the
+   * log wins, the other is told so. */
+  assert_int_equal(w[0]->status, 200);
+  check_error(&c->f, w[1], 409, "conflict", NULL);
+  assert_int_equal(w[2]->status, 201);
+  assert_int_equal(w[3]->status, 201);
+  done(&c->f, w[0]);
+  done(&c->f, w[2]);
+  done(&c->f, w[3]);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1533,5 +1750,16 @@ int main(void)
       T(test_server_loads_its_keys_and_links_on_listen),
   };
 #undef T
-  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+#define C(name) cmocka_unit_test_setup_teardown(name, cmd_setup, cmd_teardown)
+  const struct CMUnitTest commands[] = {
+      C(test_a_create_answers_201_after_the_projection_has_it),
+      C(test_an_idempotent_retry_answers_the_first_token),
+      C(test_revoke_then_change_is_a_conflict),
+      C(test_an_unacknowledged_write_is_503_retryable),
+      C(test_writes_queued_together_run_as_one_batch),
+  };
+#undef C
+  int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+  return failed + cmocka_run_group_tests_name("command path", commands,
+                                              group_setup, group_teardown);
 }
