@@ -1,0 +1,326 @@
+/*
+ * apply.c - a batch of records into the projection, in one write
+ * transaction: decode each record with the codec, check it, apply it or
+ * record why not, and commit the state with every partition's next
+ * offset.
+ *
+ * Invariant: a partition's stored next offset and the state produced by
+ * the records below it are committed in the same LMDB transaction. Every
+ * record below the stored offset is skipped, so two processes advancing
+ * one projection, or a process restarted after SIGKILL, never apply a
+ * record twice.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "event_int.h"
+#include "projector/projector_int.h"
+#include "store/shared.h"
+
+/* Per-batch view of the stored offsets, so each record costs no lookup. */
+struct cursor {
+  int32_t n;
+  int64_t *next; /* next offset per partition, -1 until loaded */
+  bool *dirty;   /* advanced in this batch: write it back at commit */
+};
+
+static int cursor_next(struct cursor *c, ctkn_store_txn *txn, int32_t p,
+                       int64_t *out, struct ctkn_err *err)
+{
+  int rc;
+
+  if (p >= c->n) {
+    int32_t n = p + 1;
+    int64_t *next = realloc(c->next, (size_t)n * sizeof(*next));
+    if (next == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "projector: offsets");
+    c->next = next;
+    bool *dirty = realloc(c->dirty, (size_t)n * sizeof(*dirty));
+    if (dirty == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "projector: offsets");
+    c->dirty = dirty;
+    for (int32_t i = c->n; i < n; i++) {
+      next[i] = -1;
+      dirty[i] = false;
+    }
+    c->n = n;
+  }
+  if (c->next[p] < 0 &&
+      (rc = ctkn_store_offset(txn, p, &c->next[p], err)) != CTKN_OK) {
+    c->next[p] = -1;
+    return rc;
+  }
+  *out = c->next[p];
+  return CTKN_OK;
+}
+
+int ctkn_projector_decode(const struct ctkn_log_msg *m, struct ctkn_event *ev,
+                          struct ctkn_err *err)
+{
+  int rc;
+
+  if (m->schema_version == -1)
+    return ctkn__err(err, CTKN_EDECODE, "missing header %s", CTKN_HDR_SCHEMA);
+  if (m->schema_version < 1)
+    return ctkn__err(err, CTKN_EDECODE, "malformed header %s", CTKN_HDR_SCHEMA);
+  if (m->event_type[0] == '\0')
+    return ctkn__err(err, CTKN_EDECODE, "missing header %s",
+                     CTKN_HDR_EVENT_TYPE);
+  if (m->value == NULL || m->value_len == 0)
+    return ctkn__err(err, CTKN_EDECODE, "empty record value");
+  if ((rc = ctkn_event_decode(m->value, m->value_len, ev, err)) != CTKN_OK) {
+    char detail[sizeof(err->msg)];
+    memcpy(detail, err->msg, sizeof(detail));
+    return ctkn__err(err, CTKN_EDECODE, "does not decode: %.200s", detail);
+  }
+  if ((rc = ctkn_event_check(ev, err)) != CTKN_OK) {
+    /* Copy both: ctkn__err() clears err->field before formatting. */
+    char field[sizeof(err->field)], detail[sizeof(err->msg)];
+    memcpy(field, err->field, sizeof(field));
+    memcpy(detail, err->msg, sizeof(detail));
+    return ctkn__err(err, CTKN_EDECODE, "invalid event: %.60s %.180s", field,
+                     detail);
+  }
+  size_t idlen = strlen(ev->data.id);
+  if (m->key == NULL || m->key_len != idlen ||
+      memcmp(m->key, ev->data.id, idlen) != 0)
+    return ctkn__err(err, CTKN_EDECODE, "record key is not data.id (%s)",
+                     ev->data.id);
+  if (strcmp(m->event_type, ctkn_event_type_str(ev->type)) != 0)
+    return ctkn__err(
+        err, CTKN_EDECODE, "header %s \"%.60s\" does not match event_type %s",
+        CTKN_HDR_EVENT_TYPE, m->event_type, ctkn_event_type_str(ev->type));
+  return CTKN_OK;
+}
+
+/* Apply one decoded event inside txn. m->value must outlive the batch. */
+static int apply_event(ctkn_store_txn *txn, ctkn_env env,
+                       const struct ctkn_log_msg *m,
+                       const struct ctkn_event *ev, struct ctkn__buf *hist,
+                       struct ctkn_projector_stats *stats, struct ctkn_err *err)
+{
+  struct ctkn_record cur, next;
+  char reason[256];
+  const struct ctkn_record *curp = NULL;
+  int rc;
+
+  /* A create's ID is new but for a duplicate: the batch may guess so and
+   * check at its end (apply_source() goes again if it guessed wrong). */
+  rc = ev->type == CTKN_EVENT_CREATED
+           ? ctkn__store_get_new(txn, ev->data.id, &cur, err)
+           : ctkn_store_get(txn, ev->data.id, &cur, err);
+  if (rc == CTKN_OK)
+    curp = &cur;
+  else if (rc != CTKN_ENOTFOUND)
+    return rc;
+
+  /* ctkn_projector_decode() has run ctkn_event_check() already. */
+  int verdict =
+      ctkn__apply_checked(curp, ev, env, &next.token, reason, sizeof(reason));
+  if (verdict == CTKN_APPLIED && curp != NULL &&
+      curp->partition != m->partition) {
+    /* A token's events must share one partition, or replicas could apply
+     * them in different orders. */
+    snprintf(reason, sizeof(reason),
+             "partition: token lives on partition %" PRId32, curp->partition);
+    verdict = CTKN_REJECTED;
+  }
+  if (verdict == CTKN_APPLIED && ev->idempotency_key[0] != '\0') {
+    char other[CTKN_ID_BUF];
+    uint8_t hash[CTKN_HASH_LEN];
+    rc = ctkn_store_get_idem(txn, ev->idempotency_key, other, hash, err);
+    if (rc == CTKN_OK) {
+      /* A racing duplicate: the first create with the key won. */
+      snprintf(reason, sizeof(reason), "idempotency: key already used by %s",
+               other);
+      verdict = CTKN_REJECTED;
+    } else if (rc != CTKN_ENOTFOUND) {
+      return rc;
+    }
+  }
+  if (verdict == CTKN_REJECTED) {
+    stats->rejected++;
+    return ctkn_store_put_rejected(txn, m->partition, m->offset, ev->event_id,
+                                   ev->data.id, reason, err);
+  }
+
+  next.version = ev->version;
+  next.partition = m->partition;
+  next.offset = m->offset;
+  rc = ctkn_store_put(txn, &next, err);
+  if (rc == CTKN_ECONFLICT) {
+    /* Another token already holds this token string (a writer that reused
+     * one). The store undid the put; every replica rejects the same way. */
+    stats->rejected++;
+    return ctkn_store_put_rejected(txn, m->partition, m->offset, ev->event_id,
+                                   ev->data.id,
+                                   "token: token string already in use", err);
+  }
+  if (rc != CTKN_OK)
+    return rc;
+  /* History is written at the batch's end, sorted (nothing reads it
+   * meanwhile). */
+  struct ctkn_store_history_put *h = ctkn__buf_add(hist, sizeof(*h));
+  if (h == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: history");
+  memcpy(h->id, ev->data.id, sizeof(h->id));
+  h->version = ev->version;
+  h->partition = m->partition;
+  h->offset = m->offset;
+  h->value = m->value;
+  h->len = m->value_len;
+  if (ev->idempotency_key[0] != '\0' &&
+      (rc = ctkn_store_put_idem(txn, ev->idempotency_key, ev->data.id,
+                                ev->request_hash, err)) != CTKN_OK)
+    return rc;
+  stats->applied++;
+  return CTKN_OK;
+}
+
+/* Apply a source's records in one write transaction; with guess, let
+ * the store guess that creates are new (ctkn__store_batch()). *wrong: a
+ * guess was wrong, nothing is committed. */
+static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
+                      bool *paused, int32_t npaused, bool guess, bool *wrong,
+                      struct ctkn_projector_stats *stats, struct ctkn_err *err)
+{
+  struct ctkn_projector_stats batch = {0};
+  struct cursor cur = {0, NULL, NULL};
+  /* The batch's history entries (struct ctkn_store_history_put), written
+   * at its end. */
+  struct ctkn__buf hist = CTKN__BUF_INIT;
+  ctkn_store_txn *txn = NULL;
+  struct ctkn_event *ev = NULL;
+  struct ctkn_err derr;
+  int rc;
+
+  *wrong = false;
+  if (src->n == 0)
+    return CTKN_OK;
+  if ((ev = malloc(sizeof(*ev))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: event buffer");
+  if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK ||
+      (rc = ctkn__store_batch(txn, guess, err)) != CTKN_OK)
+    goto out;
+
+  for (size_t i = 0; i < src->n; i++) {
+    const struct ctkn_log_msg *m = src->msg(src, i);
+    int32_t p = m->partition;
+    int64_t next = 0;
+
+    if ((rc = cursor_next(&cur, txn, p, &next, err)) != CTKN_OK)
+      goto out;
+    if (m->offset < next) {
+      batch.skipped++;
+      continue;
+    }
+    if (paused != NULL && p < npaused && paused[p])
+      continue;
+    if (m->schema_version > CTKN_SCHEMA_VERSION) {
+      /* Stop this partition here; its offset stays below the record. */
+      if (paused != NULL && p < npaused && !paused[p]) {
+        paused[p] = true;
+        batch.paused++;
+      }
+      ctkn__diag(CTKN_DIAG_ERROR, "projector",
+                 "partition %" PRId32 " paused at offset %" PRId64
+                 ": schema version %d is newer than this build's %d; "
+                 "upgrade ctkn",
+                 p, m->offset, m->schema_version, CTKN_SCHEMA_VERSION);
+      if (paused == NULL)
+        break;
+      continue;
+    }
+    rc = ctkn_projector_decode(m, ev, &derr);
+    if (rc != CTKN_OK) {
+      batch.quarantined++;
+      rc = ctkn_store_put_quarantine(txn, p, m->offset, derr.msg, m->key,
+                                     m->key_len, m->value, m->value_len, err);
+    } else {
+      rc = apply_event(txn, env, m, ev, &hist, &batch, err);
+    }
+    if (rc != CTKN_OK)
+      goto out;
+    cur.next[p] = m->offset + 1;
+    cur.dirty[p] = true;
+  }
+  if ((rc = ctkn__store_batch_write(txn, wrong, err)) != CTKN_OK ||
+      (rc = ctkn_store_put_history_batch(
+           txn, (struct ctkn_store_history_put *)(void *)hist.data,
+           hist.len / sizeof(struct ctkn_store_history_put), err)) != CTKN_OK)
+    goto out;
+  for (int32_t p = 0; p < cur.n; p++) {
+    if (cur.dirty[p] &&
+        (rc = ctkn_store_set_offset(txn, p, cur.next[p], err)) != CTKN_OK)
+      goto out;
+  }
+  rc = ctkn_store_commit(txn, err);
+  txn = NULL;
+  if (rc == CTKN_OK && stats != NULL) {
+    stats->applied += batch.applied;
+    stats->rejected += batch.rejected;
+    stats->quarantined += batch.quarantined;
+    stats->skipped += batch.skipped;
+    stats->paused += batch.paused;
+    stats->batches++;
+  }
+out:
+  ctkn_store_abort(txn);
+  free(cur.next);
+  free(cur.dirty);
+  ctkn__buf_free(&hist);
+  free(ev);
+  return rc;
+}
+
+/*
+ * Apply a source's records in one write transaction. Creates are guessed
+ * new (no lookup of the ID or token string) and checked as the batch is
+ * written; when a guess was wrong (a duplicate create, a reused token
+ * string) the transaction is aborted and the batch applied again without
+ * guessing, from the same paused partitions.
+ */
+int ctkn__projector_apply_source(ctkn_store *st, ctkn_env env,
+                                 struct source *src, bool *paused,
+                                 int32_t npaused,
+                                 struct ctkn_projector_stats *stats,
+                                 struct ctkn_err *err)
+{
+  bool *was = NULL, wrong = false;
+  int rc;
+
+  if (paused != NULL && npaused > 0) {
+    if ((was = malloc((size_t)npaused * sizeof(*was))) == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "projector: paused partitions");
+    memcpy(was, paused, (size_t)npaused * sizeof(*was));
+  }
+  rc = apply_once(st, env, src, paused, npaused, true, &wrong, stats, err);
+  if (rc != CTKN_OK && wrong) {
+    if (was != NULL)
+      memcpy(paused, was, (size_t)npaused * sizeof(*was));
+    rc = apply_once(st, env, src, paused, npaused, false, &wrong, stats, err);
+  }
+  free(was);
+  return rc;
+}
+
+static const struct ctkn_log_msg *array_msg(struct source *s, size_t i)
+{
+  return (const struct ctkn_log_msg *)s->arg + i;
+}
+
+int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
+                         const struct ctkn_log_msg *msgs, size_t n,
+                         bool *paused, int32_t npaused,
+                         struct ctkn_projector_stats *stats,
+                         struct ctkn_err *err)
+{
+  struct source src = {n, array_msg, (void *)msgs};
+
+  return ctkn__projector_apply_source(st, env, &src, paused, npaused, stats,
+                                      err);
+}

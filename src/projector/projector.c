@@ -1,0 +1,586 @@
+/*
+ * projector.c - the consuming loop: assign every partition at the stored
+ * offsets, catch up to targets or the log's end, follow, report, replay.
+ * Batches are applied by apply.c; long catch-ups run in pipeline.c.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "projector/projector_int.h"
+
+int ctkn_projector_open(ctkn_projector **out, ctkn_store *st,
+                        const struct ctkn_log_config *cfg, ctkn_env env,
+                        struct ctkn_err *err)
+{
+  ctkn_projector *p;
+  int rc;
+
+  *out = NULL;
+  if ((p = calloc(1, sizeof(*p))) == NULL ||
+      (p->msgs = calloc(BATCH_MAX, sizeof(*p->msgs))) == NULL) {
+    free(p);
+    return ctkn__err(err, CTKN_ENOMEM, "projector");
+  }
+  p->st = st;
+  p->cfg = cfg;
+  p->env = env;
+  /* A replay's projection stands at its instant for good. */
+  char as_of[CTKN_TIME_BUF];
+  if ((rc = ctkn_store_frozen(st, as_of, err)) == CTKN_OK && as_of[0] != '\0')
+    rc = ctkn__err(err, CTKN_ECONFLICT,
+                   "this projection is a frozen replay as of %s; nothing "
+                   "advances it (replay or project into a new --db)",
+                   as_of);
+  if (rc != CTKN_OK) {
+    ctkn_projector_close(p);
+    return rc;
+  }
+  if ((rc = ctkn_consumer_open(&p->consumer, cfg, err)) != CTKN_OK) {
+    ctkn_projector_close(p);
+    return rc;
+  }
+  *out = p;
+  return CTKN_OK;
+}
+
+void ctkn_projector_close(ctkn_projector *p)
+{
+  if (p == NULL)
+    return;
+  ctkn_settings_follower_close(p->settings);
+  ctkn_consumer_close(p->consumer);
+  free(p->msgs);
+  free(p->pos);
+  free(p->paused);
+  free(p->limit);
+  free(p);
+}
+
+void ctkn_projector_set_hooks(ctkn_projector *p,
+                              const struct ctkn_projector_hooks *h)
+{
+  if (h != NULL)
+    p->hooks = *h;
+  else
+    memset(&p->hooks, 0, sizeof(p->hooks));
+}
+
+void ctkn__projector_advanced(const ctkn_projector *p)
+{
+  if (p->hooks.advanced != NULL)
+    p->hooks.advanced(p->hooks.arg, p->pos, p->nparts);
+}
+
+void ctkn_projector_stats(const ctkn_projector *p,
+                          struct ctkn_projector_stats *out)
+{
+  *out = p->stats;
+}
+
+/*
+ * Learn the partition count, check the stored offsets against the log and
+ * assign every partition at its stored offset. his (n entries, may be
+ * NULL) receives the high watermarks.
+ */
+static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
+{
+  int64_t *los = NULL;
+  ctkn_store_txn *txn = NULL;
+  int32_t n;
+  int rc;
+
+  if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
+    return rc;
+  if (n > CTKN_STORE_MAX_PARTITIONS)
+    return ctkn__err(err, CTKN_EKAFKA,
+                     "topic has %" PRId32 " partitions; "
+                     "at most %d are supported",
+                     n, CTKN_STORE_MAX_PARTITIONS);
+  int64_t *pos = realloc(p->pos, (size_t)n * sizeof(*pos));
+  if (pos != NULL)
+    p->pos = pos;
+  bool *paused = realloc(p->paused, (size_t)n * sizeof(*paused));
+  if (paused != NULL)
+    p->paused = paused;
+  int64_t *hi = calloc((size_t)n, sizeof(*hi));
+  if (pos == NULL || paused == NULL || hi == NULL) {
+    free(hi);
+    return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+  }
+  for (int32_t i = p->nparts; i < n; i++)
+    paused[i] = false;
+  p->nparts = n;
+
+  if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK)
+    goto fail;
+  for (int32_t i = 0; i < n && rc == CTKN_OK; i++)
+    rc = ctkn_store_offset(txn, i, &pos[i], err);
+  ctkn_store_abort(txn);
+  if (rc != CTKN_OK)
+    goto fail;
+
+  if ((los = calloc((size_t)n, sizeof(*los))) == NULL) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+    goto fail;
+  }
+  if ((rc = ctkn_consumer_watermarks_all(p->consumer, n, los, hi, err)) !=
+      CTKN_OK)
+    goto fail;
+  for (int32_t i = 0; i < n; i++) {
+    int64_t lo = los[i];
+    /* A topic deleted and re-created under the same name shows as stored
+     * offsets outside the log. librdkafka 2.0.2 has no topic IDs. */
+    if (pos[i] > hi[i] || pos[i] < lo) {
+      rc = ctkn__err(err, CTKN_ECONFLICT,
+                     "partition %" PRId32 ": the projection stopped at offset "
+                     "%" PRId64 " but the log holds %" PRId64 "..%" PRId64
+                     "; the topic was deleted or re-created. Project into a "
+                     "fresh --db",
+                     i, pos[i], lo, hi[i]);
+      goto fail;
+    }
+  }
+  if ((rc = ctkn_consumer_assign(p->consumer, pos, n, err)) != CTKN_OK)
+    goto fail;
+  p->assigned = true;
+  ctkn__projector_advanced(p);
+  free(los);
+  if (his != NULL)
+    *his = hi;
+  else
+    free(hi);
+  return CTKN_OK;
+fail:
+  free(los);
+  free(hi);
+  return rc;
+}
+
+/* Poll once and apply what arrived. *got receives the record count. */
+static int step(ctkn_projector *p, int timeout_ms, size_t *got,
+                struct ctkn_err *err)
+{
+  size_t n = 0;
+  int rc;
+
+  if ((rc = ctkn_consumer_poll(p->consumer, timeout_ms, p->msgs, BATCH_MAX, &n,
+                               err)) != CTKN_OK)
+    return rc;
+  if (p->limit != NULL) {
+    /* A replay applies nothing at or past its cut. */
+    size_t keep = 0;
+    for (size_t i = 0; i < n; i++) {
+      int32_t part = p->msgs[i].partition;
+      if (part < p->nlimit && p->msgs[i].offset < p->limit[part])
+        p->msgs[keep++] = p->msgs[i];
+    }
+    n = keep;
+  }
+  *got = n;
+  if (n == 0)
+    return CTKN_OK;
+  if ((rc = ctkn_projector_apply(p->st, p->env, p->msgs, n, p->paused,
+                                 p->nparts, &p->stats, err)) != CTKN_OK)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    int32_t part = p->msgs[i].partition;
+    if (part < p->nparts && !p->paused[part] &&
+        p->msgs[i].offset + 1 > p->pos[part])
+      p->pos[part] = p->msgs[i].offset + 1;
+  }
+  ctkn__projector_advanced(p);
+  return CTKN_OK;
+}
+
+/*
+ * Where another writer (a follower in the same process, another command)
+ * has applied past this projector, move ahead to the stored offsets rather
+ * than read and skip those records. stored (nparts entries) holds the
+ * store's offsets when the caller has just read them, and is overwritten;
+ * NULL reads them here. *moved tells whether anything did.
+ */
+static int follow_store(ctkn_projector *p, int64_t *stored, bool *moved,
+                        struct ctkn_err *err)
+{
+  int64_t *ahead = stored;
+  int rc = CTKN_OK;
+
+  *moved = false;
+  if (ahead == NULL) {
+    ctkn_store_txn *txn;
+    ahead = calloc((size_t)(p->nparts > 0 ? p->nparts : 1), sizeof(*ahead));
+    if (ahead == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+    if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK) {
+      free(ahead);
+      return rc;
+    }
+    for (int32_t i = 0; i < p->nparts && rc == CTKN_OK; i++)
+      rc = ctkn_store_offset(txn, i, &ahead[i], err);
+    ctkn_store_abort(txn);
+    if (rc != CTKN_OK) {
+      free(ahead);
+      return rc;
+    }
+  }
+  for (int32_t i = 0; i < p->nparts; i++) {
+    if (!p->paused[i] && ahead[i] > p->pos[i]) {
+      p->pos[i] = ahead[i];
+      *moved = true;
+    } else {
+      ahead[i] = -1; /* not to be moved */
+    }
+  }
+  if (*moved)
+    rc = ctkn_consumer_seek(p->consumer, ahead, p->nparts, err);
+  if (ahead != stored)
+    free(ahead);
+  return rc;
+}
+
+/*
+ * The log's end offsets for an assigned projector, in *his. Partitions
+ * that the store has passed (another writer applied them) are moved ahead
+ * to the stored offset rather than read again. A changed partition count,
+ * or stored offsets outside the log, go through assign_all(), which
+ * reassigns or reports the re-created topic.
+ */
+static int end_targets(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
+{
+  ctkn_store_txn *txn;
+  int64_t *hi, *ahead;
+  int32_t n;
+  bool moved = false;
+  int rc;
+
+  if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
+    return rc;
+  if (n != p->nparts)
+    return assign_all(p, his, err);
+  hi = calloc((size_t)n, sizeof(*hi));
+  ahead = calloc((size_t)n, sizeof(*ahead));
+  if (hi == NULL || ahead == NULL) {
+    free(hi);
+    free(ahead);
+    return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+  }
+  if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK)
+    goto out;
+  for (int32_t i = 0; i < n && rc == CTKN_OK; i++)
+    rc = ctkn_store_offset(txn, i, &ahead[i], err);
+  ctkn_store_abort(txn);
+  if (rc != CTKN_OK)
+    goto out;
+  int64_t *lo = calloc((size_t)n, sizeof(*lo));
+  if (lo == NULL) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+    goto out;
+  }
+  rc = ctkn_consumer_watermarks_all(p->consumer, n, lo, hi, err);
+  for (int32_t i = 0; i < n && rc == CTKN_OK; i++) {
+    if (ahead[i] > hi[i] || ahead[i] < lo[i]) {
+      free(lo);
+      free(hi);
+      free(ahead);
+      return assign_all(p, his, err);
+    }
+  }
+  free(lo);
+  if (rc == CTKN_OK)
+    rc = follow_store(p, ahead, &moved, err);
+out:
+  free(ahead);
+  if (rc == CTKN_OK)
+    *his = hi;
+  else
+    free(hi);
+  return rc;
+}
+
+int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
+                            int32_t n, struct ctkn_err *err)
+{
+  int64_t *hi = NULL;
+  int rc = CTKN_OK; /* a target already reached returns at once */
+
+  /* Assign once: a reassignment restarts fetching, and the offset queries
+   * that go with it wait behind the fetch in flight (and librdkafka 2.0.2
+   * can trip over assignments in quick succession: #5573). Later calls
+   * with explicit targets just consume on; later calls to the log's end
+   * read its offsets and move ahead to where another writer got. */
+  if (!p->assigned) {
+    if ((rc = assign_all(p, &hi, err)) != CTKN_OK)
+      return rc;
+  } else if (targets == NULL) {
+    if ((rc = end_targets(p, &hi, err)) != CTKN_OK)
+      return rc;
+  }
+  if (targets == NULL && p->limit == NULL) {
+    /* A long way to go: read and decode on a second thread. */
+    int64_t lag = 0;
+    for (int32_t i = 0; i < p->nparts; i++)
+      if (!p->paused[i] && hi[i] > p->pos[i])
+        lag += hi[i] - p->pos[i];
+    if (lag >= PIPE_MIN_LAG) {
+      rc = ctkn__projector_catch_up_pipelined(p, hi, err);
+      free(hi);
+      return rc;
+    }
+  }
+  int64_t deadline = ctkn__now_ms() + p->cfg->timeout_ms;
+  for (;;) {
+    bool done = true;
+    for (int32_t i = 0; i < p->nparts && done; i++) {
+      int64_t want = targets ? (i < n ? targets[i] : 0) : hi[i];
+      if (!p->paused[i] && p->pos[i] < want)
+        done = false;
+    }
+    if (done)
+      break;
+    if (ctkn__now_ms() > deadline) {
+      rc =
+          ctkn__err(err, CTKN_ETIMEOUT, "projection made no progress for %d ms",
+                    p->cfg->timeout_ms);
+      break;
+    }
+    bool moved = false;
+    if (p->limit == NULL &&
+        (rc = follow_store(p, NULL, &moved, err)) != CTKN_OK)
+      break;
+    if (moved)
+      continue; /* another writer got there: check again */
+    size_t got;
+    if ((rc = step(p, 20, &got, err)) != CTKN_OK)
+      break;
+    if (got > 0)
+      deadline = ctkn__now_ms() + p->cfg->timeout_ms;
+  }
+  free(hi);
+  return rc;
+}
+
+/* Fill s[0..n)'s partition, log_start and log_end. */
+static int status_bounds(ctkn_projector *p, struct ctkn_partition_status *s,
+                         int32_t n, struct ctkn_err *err)
+{
+  int64_t *lo = calloc((size_t)(n > 0 ? n : 1), 2 * sizeof(*lo));
+  int rc;
+
+  if (lo == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: status");
+  rc = ctkn_consumer_watermarks_all(p->consumer, n, lo, lo + n, err);
+  for (int32_t i = 0; rc == CTKN_OK && i < n; i++) {
+    s[i].partition = i;
+    s[i].log_start = lo[i];
+    s[i].log_end = lo[n + i];
+  }
+  free(lo);
+  return rc;
+}
+
+/* Every few seconds: pick up added partitions, report lag. */
+static int report(ctkn_projector *p, struct ctkn_err *err)
+{
+  int32_t n;
+  int rc;
+
+  if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
+    return rc;
+  if (n != p->nparts) {
+    ctkn__diag(CTKN_DIAG_INFO, "projector",
+               "topic now has %" PRId32 " partitions (was %" PRId32
+               "); reassigning",
+               n, p->nparts);
+    if ((rc = assign_all(p, NULL, err)) != CTKN_OK)
+      return rc;
+  }
+  struct ctkn_partition_status *s = calloc((size_t)p->nparts, sizeof(*s));
+  int64_t lag = 0;
+  if (s == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: status");
+  if ((rc = status_bounds(p, s, p->nparts, err)) != CTKN_OK) {
+    free(s);
+    return rc;
+  }
+  for (int32_t i = 0; i < p->nparts; i++) {
+    s[i].projected = p->pos[i];
+    if (s[i].log_end > p->pos[i])
+      lag += s[i].log_end - p->pos[i];
+  }
+  if (p->hooks.status != NULL) {
+    p->hooks.status(p->hooks.arg, s, p->nparts, &p->stats);
+    free(s);
+    return CTKN_OK;
+  }
+  free(s);
+  char fields[256];
+  snprintf(fields, sizeof(fields),
+           "\"applied\":%" PRIu64 ",\"rejected\":%" PRIu64
+           ",\"quarantined\":%" PRIu64 ",\"lag\":%" PRId64
+           ",\"paused\":%" PRId32,
+           p->stats.applied, p->stats.rejected, p->stats.quarantined, lag,
+           p->stats.paused);
+  ctkn__diag_fields(CTKN_DIAG_INFO, "projector", "progress", fields);
+  return CTKN_OK;
+}
+
+/*
+ * Project the settings topic beside the events (destinations, settings.h),
+ * so that every replica has them. Its failures are reported and retried
+ * here; they never stop the token projection.
+ */
+static void follow_settings(ctkn_projector *p)
+{
+  struct ctkn_err err;
+  size_t got;
+  int rc;
+
+  if (p->settings == NULL) {
+    if (ctkn__now_ms() < p->settings_retry_ms)
+      return;
+    rc = ctkn_settings_follower_open(&p->settings, p->st, p->cfg, &err);
+    if (rc != CTKN_OK) {
+      if (p->settings_retry_ms == 0 || rc != CTKN_ENOTFOUND)
+        ctkn__diag(CTKN_DIAG_WARN, "projector", "settings not followed: %s",
+                   err.msg);
+      p->settings_retry_ms = ctkn__now_ms() + 30000;
+      return;
+    }
+  }
+  rc = ctkn_settings_follower_poll(p->settings, 0, &got, &err);
+  if (rc != CTKN_OK) {
+    ctkn__diag(CTKN_DIAG_WARN, "projector", "settings: %s; retrying in 30 s",
+               err.msg);
+    ctkn_settings_follower_close(p->settings);
+    p->settings = NULL;
+    p->settings_retry_ms = ctkn__now_ms() + 30000;
+  }
+}
+
+int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
+                          struct ctkn_err *err)
+{
+  int64_t next_report = 0;
+  int rc;
+
+  if ((rc = assign_all(p, NULL, err)) != CTKN_OK)
+    return rc;
+  while (!*stop) {
+    size_t got;
+    bool swapped;
+    /* `ctkn rebuild` swapped a new projection in: go on from its
+     * offsets (what this process wrote meanwhile went to the old one). */
+    if ((rc = ctkn_store_refresh(p->st, &swapped, err)) == CTKN_OK && swapped) {
+      ctkn__diag(CTKN_DIAG_INFO, "projector",
+                 "the projection was rebuilt; following the new one");
+      rc = assign_all(p, NULL, err);
+      /* The new projection's settings start again from its offsets. */
+      ctkn_settings_follower_close(p->settings);
+      p->settings = NULL;
+      p->settings_retry_ms = 0;
+    }
+    if (rc == CTKN_OK)
+      rc = step(p, 200, &got, err);
+    if (rc == CTKN_OK)
+      follow_settings(p);
+    if (rc == CTKN_OK && ctkn__now_ms() >= next_report) {
+      next_report =
+          ctkn__now_ms() + (p->hooks.status_ms > 0 ? p->hooks.status_ms : 5000);
+      rc = report(p, err);
+    }
+    if (rc == CTKN_OK)
+      continue;
+    if (!ctkn__transient(rc))
+      return rc;
+    /* Keep going: say so, back off, and start again from the offsets the
+     * store holds, which is always safe. */
+    ctkn__diag(CTKN_DIAG_WARN, "projector", "%s: %s; retrying in 1 s",
+               ctkn_strerror(rc), err ? err->msg : "");
+    for (int i = 0; i < 10 && !*stop; i++) {
+      struct timespec ts = {0, 100 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+    if (!*stop && (rc = assign_all(p, NULL, err)) != CTKN_OK &&
+        !ctkn__transient(rc))
+      return rc;
+    next_report = 0;
+  }
+  return CTKN_OK;
+}
+
+int32_t ctkn_projector_partitions(const ctkn_projector *p)
+{
+  return p->nparts;
+}
+
+int ctkn_projector_status(ctkn_projector *p, struct ctkn_partition_status **out,
+                          int32_t *n, struct ctkn_err *err)
+{
+  struct ctkn_partition_status *s;
+  ctkn_store_txn *txn;
+  int32_t np;
+  int rc;
+
+  *out = NULL;
+  *n = 0;
+  if ((rc = ctkn_consumer_partitions(p->consumer, &np, err)) != CTKN_OK)
+    return rc;
+  if ((s = calloc((size_t)np, sizeof(*s))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "status");
+  if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK) {
+    free(s);
+    return rc;
+  }
+  for (int32_t i = 0; i < np && rc == CTKN_OK; i++) {
+    s[i].partition = i;
+    rc = ctkn_store_offset(txn, i, &s[i].projected, err);
+  }
+  ctkn_store_abort(txn);
+  if (rc != CTKN_OK) {
+    free(s);
+    return rc;
+  }
+  if ((rc = status_bounds(p, s, np, err)) != CTKN_OK) {
+    free(s);
+    return rc;
+  }
+  *out = s;
+  *n = np;
+  return CTKN_OK;
+}
+
+int ctkn_projector_replay(ctkn_projector *p, int64_t as_of_us,
+                          struct ctkn_err *err)
+{
+  int32_t n;
+  int rc;
+
+  if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
+    return rc;
+  free(p->limit);
+  if ((p->limit = calloc((size_t)n, sizeof(*p->limit))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "replay");
+  p->nlimit = n;
+  /* "As of T": per partition, the prefix before the first record whose
+   * timestamp (occurred_at, in ms) is after T. */
+  int64_t ms = as_of_us / 1000;
+  if ((rc = ctkn_consumer_offsets_after(p->consumer, ms, p->limit, n, err)) !=
+          CTKN_OK ||
+      (rc = ctkn_projector_catch_up(p, p->limit, n, err)) != CTKN_OK)
+    return rc;
+  for (int32_t i = 0; i < n && i < p->nparts; i++) {
+    if (p->pos[i] < p->limit[i])
+      return ctkn__err(err, CTKN_EKAFKA,
+                       "partition %" PRId32 " stopped at %" PRId64
+                       " before the cut at %" PRId64
+                       " (a newer schema version?)",
+                       i, p->pos[i], p->limit[i]);
+  }
+  return ctkn_store_freeze(p->st, as_of_us, err);
+}
+
+/* Catch the projection in st up: to targets, or (NULL) the log's end. */
