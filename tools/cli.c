@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "ctkn/codec.h"
+#include "ctkn/diag.h"
 #include "ctkn/event.h"
 
 static const char usage_text[] =
@@ -89,6 +90,8 @@ static const char usage_text[] =
     "  --environment ENV     sandbox or live [$CTKN_ENVIRONMENT, sandbox]\n"
     "  --timeout SECONDS     bound on every Kafka wait [$CTKN_TIMEOUT, 10]\n"
     "  --map-size BYTES      LMDB map size, K/M/G/T suffixes [64G]\n"
+    "  --log-level LEVEL     error, warn, info or debug: the diagnostic\n"
+    "                        JSON lines on stderr [$CTKN_LOG_LEVEL, info]\n"
     "  -X key=value          librdkafka property (repeatable)\n"
     "\n"
     "exit: 0 ok, 1 request rejected, 2 usage error, 3 Kafka/LMDB "
@@ -195,8 +198,8 @@ void cli_signals(unsigned what)
 /* ---- parsing ------------------------------------------------------------ */
 
 static const char *const global_names[G_COUNT] = {
-    "--brokers", "--topic",    "--db",  "--environment",
-    "--timeout", "--map-size", "--help"};
+    "--brokers", "--topic",    "--db",        "--environment",
+    "--timeout", "--map-size", "--log-level", "--help"};
 
 static struct opt *find_opt(struct opt *tab, int n, const char *arg, size_t len)
 {
@@ -481,6 +484,11 @@ static int resolve_config(struct cli *c)
                            "--map-size must be a size like 64G, not "
                            "\"%.40s\"",
                            v);
+  enum ctkn_diag_level level;
+  v = cli_env_or(c->global[G_LOGLEVEL].value, "CTKN_LOG_LEVEL", "info");
+  if (ctkn_diag_level_parse(v, &level, &err) != CTKN_OK)
+    return cli_print_error(c->rid, &err);
+  ctkn_diag_set_level(level);
   return 0;
 }
 

@@ -52,7 +52,17 @@ struct opt {
   int nlist;
 };
 
-enum { G_BROKERS, G_TOPIC, G_DB, G_ENV, G_TIMEOUT, G_MAPSIZE, G_HELP, G_COUNT };
+enum {
+  G_BROKERS,
+  G_TOPIC,
+  G_DB,
+  G_ENV,
+  G_TIMEOUT,
+  G_MAPSIZE,
+  G_LOGLEVEL,
+  G_HELP,
+  G_COUNT
+};
 
 /* One invocation: the command, its arguments and the resolved settings. */
 struct cli {

@@ -41,6 +41,7 @@ def test_bad_input_appends_nothing():
             ("status", "list", "--status", "active,gone"),
             ("after", "list", "--after", "ctkn_x"),
             ("token", "verify", "live_short"),
+            ("log_level", "create", "--name", "ok", "--log-level", "loud"),
         ]
         for field, *args in inval:
             expect(env, 1, "invalid_field", field, *args)
