@@ -49,13 +49,17 @@ struct ctkn_log_config {
   void *backend_arg;
 };
 
-/* Defaults: brokers 127.0.0.1:9092, topic client_tokens, 10 s. */
+/* Defaults: brokers 127.0.0.1:9092, topic client_tokens, 10 s. cfg owns
+ * its overrides from here on; release them with ctkn_log_config_free(). */
 void ctkn_log_config_init(struct ctkn_log_config *cfg);
-/* Free the overrides. */
+/* Free the overrides. NULL is a no-op. */
 void ctkn_log_config_free(struct ctkn_log_config *cfg);
 /*
- * Add one -X key=value. CTKN_EUSAGE when it is not key=value or when it
- * names enable.idempotence, acks or partitioner, which ctkn owns.
+ * Add one -X key=value (a copy; cfg owns it), checked by librdkafka at
+ * once. A repeated key replaces the earlier value. Errors: CTKN_EUSAGE
+ * (not key=value, a property librdkafka refuses, or enable.idempotence,
+ * acks or partitioner, which ctkn owns; err names it, never the value),
+ * CTKN_ENOMEM.
  */
 int ctkn_log_config_set(struct ctkn_log_config *cfg, const char *kv,
                         struct ctkn_err *err);
@@ -105,8 +109,10 @@ void ctkn_log_msg_note_headers(struct ctkn_log_msg *m);
  * Create the topic when missing (retention.ms=-1, cleanup.policy=delete).
  * *created tells whether it was created now; *partitions receives the
  * topic's partition count either way. replication_factor -1 takes the
- * broker's default. CTKN_EUSAGE for partitions < 1; CTKN_EINVAL when the
- * broker refuses the values (a replication factor above its broker count).
+ * broker's default. Borrows cfg for the call. Errors: CTKN_EUSAGE
+ * (partitions < 1, a replication factor below -1 or 0), CTKN_EINVAL (the
+ * broker refuses the values: a replication factor above its broker
+ * count), CTKN_ETIMEOUT, CTKN_EKAFKA.
  */
 int ctkn_log_create_topic(const struct ctkn_log_config *cfg, int partitions,
                           int replication_factor, bool *created,
@@ -116,11 +122,13 @@ int ctkn_log_create_topic(const struct ctkn_log_config *cfg, int partitions,
 
 typedef struct ctkn_producer ctkn_producer;
 
-/* On success *out is a new producer: caller owns it, release with
- * ctkn_producer_close(). message.timeout.ms is set within the timeout.
- * Opening asks for the topic's metadata (so the first send is not held
- * back): CTKN_ENOTFOUND for a missing topic, CTKN_ETIMEOUT or CTKN_EKAFKA
- * for an unreachable broker, within the timeout. */
+/* On success *out is a new producer: caller owns it; release with
+ * ctkn_producer_close(). On failure *out is NULL. Borrows cfg for the
+ * call. message.timeout.ms is set within the timeout. Opening asks for
+ * the topic's metadata (so the first send is not held back). Errors:
+ * CTKN_ENOTFOUND (no such topic), CTKN_ETIMEOUT or CTKN_EKAFKA (an
+ * unreachable broker, within the timeout), CTKN_EUSAGE (the
+ * configuration), CTKN_ENOMEM. */
 int ctkn_producer_open(ctkn_producer **out, const struct ctkn_log_config *cfg,
                        struct ctkn_err *err);
 /* Flush (bounded by the timeout) and free. NULL is a no-op. */
@@ -131,8 +139,11 @@ void ctkn_producer_close(ctkn_producer *p);
  * the partitioner choose by key. On success *out_partition and *out_offset
  * say where it landed. timestamp_ms is the record's timestamp. A NULL
  * event_type or a negative schema_version leaves that header out.
- * CTKN_ETIMEOUT when no report came within the timeout: the record may
- * still be written, so retry with the same idempotency key.
+ * Borrows key, value and event_type for the call (they are copied).
+ * Errors: CTKN_ETIMEOUT (no report within the timeout: the record may
+ * still be written, so retry with the same idempotency key),
+ * CTKN_ENOTFOUND (no such topic), CTKN_EKAFKA (refused, or no such
+ * partition), CTKN_ENOMEM.
  */
 int ctkn_producer_send(ctkn_producer *p, int32_t partition, const void *key,
                        size_t klen, const void *value, size_t vlen,
@@ -165,7 +176,8 @@ struct ctkn_log_record {
  * delivery report, so many records are in flight together. Each record's
  * rc tells its fate; returns CTKN_OK when all were acknowledged, else the
  * first failure's code with its detail in *err. Records on one partition
- * keep their order (idempotent producer).
+ * keep their order (idempotent producer). Borrows recs' inputs for the
+ * call. Errors: as ctkn_producer_send(), per record.
  */
 int ctkn_producer_send_batch(ctkn_producer *p, struct ctkn_log_record *recs,
                              size_t n, struct ctkn_err *err);
@@ -178,22 +190,27 @@ int32_t ctkn_log_partition_for(const void *key, size_t klen, int32_t n);
 
 typedef struct ctkn_consumer ctkn_consumer;
 
-/* On success *out is a new consumer: caller owns it, release with
- * ctkn_consumer_close(). Prefetch is bounded so memory stays flat.
- * Opening asks for the topic's metadata, with the same errors as
- * ctkn_producer_open(). Metadata and offset queries use a second handle,
- * so they never wait behind a fetch in flight. */
+/* On success *out is a new consumer: caller owns it; release with
+ * ctkn_consumer_close(). On failure *out is NULL. Borrows cfg for the
+ * call. Prefetch is bounded so memory stays flat. Opening asks for the
+ * topic's metadata. Metadata and offset queries use a second handle, so
+ * they never wait behind a fetch in flight. Errors: as
+ * ctkn_producer_open(). */
 int ctkn_consumer_open(ctkn_consumer **out, const struct ctkn_log_config *cfg,
                        struct ctkn_err *err);
+/* Close and free (a group member leaves its group). NULL is a no-op. */
 void ctkn_consumer_close(ctkn_consumer *c);
 
-/* The topic's current partition count (metadata, bounded). */
+/* The topic's current partition count (metadata, bounded). Errors:
+ * CTKN_ENOTFOUND (the topic is gone), CTKN_ETIMEOUT, CTKN_EKAFKA. */
 int ctkn_consumer_partitions(ctkn_consumer *c, int32_t *n,
                              struct ctkn_err *err);
 
-/* Low and high watermarks of a partition, asked of the broker. */
-/* The same for partitions 0..n-1 at once (lo and hi have n entries): one
- * ListOffsets request per end, not 2n. */
+/* Low and high watermarks of partitions 0..n-1 at once (lo and hi have n
+ * entries, the caller's): one ListOffsets request per end, not 2n; and of
+ * one partition. Leadership moves are retried within the timeout. Errors:
+ * CTKN_ENOTFOUND (no such partition), CTKN_ETIMEOUT, CTKN_EKAFKA,
+ * CTKN_ENOMEM. */
 int ctkn_consumer_watermarks_all(ctkn_consumer *c, int32_t n, int64_t *lo,
                                  int64_t *hi, struct ctkn_err *err);
 int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
@@ -202,21 +219,27 @@ int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
 /*
  * For partitions 0..n-1, the first offset whose record timestamp is after
  * ts_ms, or the log's end when none is: the end of the prefix "as of"
- * ts_ms. Uses Kafka's offsets-for-times.
+ * ts_ms. Uses Kafka's offsets-for-times. offsets has n entries, the
+ * caller's. Errors: CTKN_ETIMEOUT, CTKN_EKAFKA, CTKN_ENOTFOUND,
+ * CTKN_ENOMEM.
  */
 int ctkn_consumer_offsets_after(ctkn_consumer *c, int64_t ts_ms,
                                 int64_t *offsets, int32_t n,
                                 struct ctkn_err *err);
 
 /* (Re)assign partitions 0..n-1 at the given next offsets; a partition
- * whose offset is negative is left unassigned. */
+ * whose offset is negative is left unassigned. Records fetched but not yet
+ * polled are dropped. Borrows offsets for the call. Errors: CTKN_EUSAGE
+ * (n < 0), CTKN_EKAFKA, CTKN_ENOMEM. */
 int ctkn_consumer_assign(ctkn_consumer *c, const int64_t *offsets, int32_t n,
                          struct ctkn_err *err);
 
 /*
  * Move assigned partitions to new next offsets without reassigning (a
  * partition whose offset is negative stays where it is). Records already
- * fetched from before the move may still come first.
+ * fetched from before the move may still come first. Borrows offsets for
+ * the call. Errors: CTKN_EUSAGE (n < 0), CTKN_EKAFKA (a partition not
+ * assigned, or the seek refused), CTKN_ENOMEM.
  */
 int ctkn_consumer_seek(ctkn_consumer *c, const int64_t *offsets, int32_t n,
                        struct ctkn_err *err);
@@ -224,11 +247,12 @@ int ctkn_consumer_seek(ctkn_consumer *c, const int64_t *offsets, int32_t n,
 /*
  * Wait up to timeout_ms for a first record, then fill up to max entries of
  * msgs with what is already there (it never waits to fill the batch) and
- * set *n. The records are borrowed: valid until the next poll or close.
- * *n = 0 on a timeout (not an error). Consumer errors other than
- * partition EOF are returned as CTKN_EKAFKA (an assigned offset outside
- * the log says so), CTKN_ENOTFOUND when the topic is gone; records that
- * came before an error are returned first.
+ * set *n. The records, their bytes and their headers are valid until the
+ * next poll or close. *n = 0 on a timeout (not an error). Records that
+ * came before an error are returned first, the error by the next poll.
+ * Errors: CTKN_EKAFKA (an assigned offset outside the log says so, naming
+ * a deleted and re-created topic), CTKN_ENOTFOUND (the topic is gone),
+ * CTKN_ENOMEM.
  */
 int ctkn_consumer_poll(ctkn_consumer *c, int timeout_ms,
                        struct ctkn_log_msg *msgs, size_t max, size_t *n,
@@ -250,7 +274,9 @@ enum ctkn_log_start {
  * has committed an offset a member resumes there; elsewhere it starts at
  * `start`. Offsets are committed only by ctkn_consumer_commit(), never
  * automatically. Poll as usual; ctkn_consumer_assign() is not for groups.
- * Close leaves the group.
+ * Close leaves the group. Ownership as ctkn_consumer_open(). Errors:
+ * CTKN_EINVAL (field "group": 1 to 249 characters), and those of
+ * ctkn_consumer_open().
  */
 int ctkn_consumer_open_group(ctkn_consumer **out,
                              const struct ctkn_log_config *cfg,
@@ -260,9 +286,10 @@ int ctkn_consumer_open_group(ctkn_consumer **out,
 /*
  * Commit, synchronously, the offsets after the given records (for each
  * partition, the highest offset + 1): call it once they are processed and
- * before the next poll. CTKN_EKAFKA when the broker refuses, as it does
- * for partitions the member lost in a rebalance; those records will be
- * delivered again to their new owner (at least once).
+ * before the next poll. Borrows msgs for the call. Errors: CTKN_EKAFKA
+ * when the broker refuses, as it does for partitions the member lost in a
+ * rebalance (those records will be delivered again to their new owner: at
+ * least once), CTKN_ENOMEM.
  */
 int ctkn_consumer_commit(ctkn_consumer *c, const struct ctkn_log_msg *msgs,
                          size_t n, struct ctkn_err *err);
@@ -276,23 +303,27 @@ int ctkn_consumer_commit(ctkn_consumer *c, const struct ctkn_log_msg *msgs,
  * the holder works on them from elsewhere (the notifier, from its
  * projection) and keeps its progress as the group's committed offsets.
  * A member that dies loses its partitions after session.timeout.ms
- * (-X session.timeout.ms=...). Release with ctkn_consumer_close(), which
- * leaves the group so the partitions move at once.
+ * (-X session.timeout.ms=...). On success *out is a new lease: caller
+ * owns it; release with ctkn_consumer_close(), which leaves the group so
+ * the partitions move at once. Errors: as ctkn_consumer_open_group().
  */
 int ctkn_lease_open(ctkn_consumer **out, const struct ctkn_log_config *cfg,
                     const char *group, struct ctkn_err *err);
 /* Serve the group for up to timeout_ms, then fill owned[0..n) with the
  * partitions held now; *changed tells whether that changed since the
- * last call. Call it often: a member that stops polling loses its lease. */
+ * last call. Call it often: a member that stops polling loses its lease.
+ * Errors: CTKN_EKAFKA, CTKN_ENOTFOUND (the topic is gone). */
 int ctkn_lease_poll(ctkn_consumer *c, int timeout_ms, bool *owned, int32_t n,
                     bool *changed, struct ctkn_err *err);
 /* The group's committed offset of partition (-1 when none) and the
- * metadata string committed with it ("" when none). */
+ * metadata string committed with it ("" when none) into meta (metasz
+ * bytes, the caller's). Errors: CTKN_EKAFKA, CTKN_ENOMEM. */
 int ctkn_lease_committed(ctkn_consumer *c, int32_t partition, int64_t *offset,
                          char *meta, size_t metasz, struct ctkn_err *err);
 /* Commit offset and a metadata string (Kafka keeps up to
  * offset.metadata.max.bytes, 4096 by default) for a held partition.
- * CTKN_EKAFKA when the member no longer holds it. */
+ * Borrows meta for the call. Errors: CTKN_EKAFKA (the member no longer
+ * holds it), CTKN_ENOMEM. */
 int ctkn_lease_commit(ctkn_consumer *c, int32_t partition, int64_t offset,
                       const char *meta, struct ctkn_err *err);
 
