@@ -103,26 +103,31 @@ struct ctkn_command {
 
 void ctkn_command_init(struct ctkn_command *cmd, ctkn_cmd_kind kind);
 
-/* id must match ^ctkn_[0-9a-z]{26}$ (CTKN_EINVAL, field "id"). */
+/* id must match ^ctkn_[0-9a-z]{26}$. Errors: CTKN_EINVAL (field "id"). */
 int ctkn_command_set_id(struct ctkn_command *cmd, const char *id,
                         struct ctkn_err *err);
-/* name: 1-150 code points of valid UTF-8 without control characters. */
+/* name: 1-150 code points of valid UTF-8 without control characters.
+ * Errors: CTKN_EINVAL (field "name"). */
 int ctkn_command_set_name(struct ctkn_command *cmd, const char *s, size_t len,
                           struct ctkn_err *err);
-/* description: s == NULL sets null; otherwise 1-500 code points. */
+/* description: s == NULL sets null; otherwise 1-500 code points.
+ * Errors: CTKN_EINVAL (field "description"). */
 int ctkn_command_set_description(struct ctkn_command *cmd, const char *s,
                                  size_t len, struct ctkn_err *err);
-/* status: "active" or "revoked". */
+/* status: "active" or "revoked". Errors: CTKN_EINVAL (field "status"). */
 int ctkn_command_set_status(struct ctkn_command *cmd, const char *s,
                             struct ctkn_err *err);
-/* idempotency key: 1-255 visible ASCII characters (create only). */
+/* idempotency key: 1-255 visible ASCII characters (create only).
+ * Errors: CTKN_EINVAL (field "idempotency_key"). */
 int ctkn_command_set_idempotency_key(struct ctkn_command *cmd, const char *s,
                                      size_t len, struct ctkn_err *err);
 
 /*
  * Check that a command is complete: a create has a name; an update or
- * revoke has an ID; an update changes at least one field (CTKN_EBADREQ
- * otherwise); only creates carry an idempotency key.
+ * revoke has an ID; an update changes at least one field; only creates
+ * carry an idempotency key. Errors: CTKN_EINVAL naming the field ("name"
+ * missing, "status" on a create, "id", "idempotency_key" on a change),
+ * CTKN_EBADREQ (an update that changes nothing, an unknown kind).
  */
 int ctkn_command_check(const struct ctkn_command *cmd, struct ctkn_err *err);
 
@@ -162,7 +167,8 @@ int ctkn_plan(const struct ctkn_record *cur, const struct ctkn_command *cmd,
 /*
  * Stateless validity: the rules any event from a correct writer keeps.
  * Failing it means quarantine. Checks the IDs, the entity (token_check),
- * the type against status/version/timestamps and occurred_at.
+ * the type against status/version/timestamps and occurred_at. Errors:
+ * CTKN_EINVAL, naming the field and the rule.
  */
 int ctkn_event_check(const struct ctkn_event *ev, struct ctkn_err *err);
 

@@ -64,12 +64,12 @@ struct ctkn_token {
 
 /* "active" / "revoked"; NULL for an unknown value. */
 const char *ctkn_status_str(ctkn_status s);
-/* Parse "active" / "revoked". CTKN_EINVAL (field "status") otherwise. */
+/* Parse "active" / "revoked". Errors: CTKN_EINVAL (field "status"). */
 int ctkn_status_parse(const char *s, ctkn_status *out, struct ctkn_err *err);
 
 /* "sandbox" / "live"; NULL for an unknown value. */
 const char *ctkn_env_str(ctkn_env e);
-/* Parse "sandbox" / "live". CTKN_EINVAL (field "environment") otherwise. */
+/* Parse "sandbox" / "live". Errors: CTKN_EINVAL (field "environment"). */
 int ctkn_env_parse(const char *s, ctkn_env *out, struct ctkn_err *err);
 /* The token prefix of an environment: "test_" or "live_". */
 const char *ctkn_env_token_prefix(ctkn_env e);
@@ -81,21 +81,22 @@ int64_t ctkn_now_us(void);
 
 /*
  * Write `us` as RFC 3339 UTC with exactly 6 fractional digits into out,
- * which must hold CTKN_TIME_BUF bytes. Returns CTKN_EINVAL for instants
- * before 1970 or after 9999.
+ * which must hold CTKN_TIME_BUF bytes. Errors: CTKN_EINVAL (an instant
+ * before 1970 or after 9999).
  */
 int ctkn_time_format(int64_t us, char out[CTKN_TIME_BUF]);
 
 /*
  * Parse an RFC 3339 date-time: any number of fractional digits (digits
- * past the sixth are truncated), "Z" or a numeric offset. Leading or
- * trailing junk is CTKN_EINVAL (field "time").
+ * past the sixth are truncated), "Z" or a numeric offset. Errors:
+ * CTKN_EINVAL (field "time": a malformed date-time, or leading or
+ * trailing junk).
  */
 int ctkn_time_parse(const char *s, int64_t *us, struct ctkn_err *err);
 
 /* ---- identifiers and token strings --------------------------------- */
 
-/* Fill buf with len bytes from getrandom(2). CTKN_EIO if it fails. */
+/* Fill buf with len bytes from getrandom(2). Errors: CTKN_EIO. */
 int ctkn_random(void *buf, size_t len);
 
 /*
@@ -104,7 +105,8 @@ int ctkn_random(void *buf, size_t len);
  * one process are strictly increasing: within one millisecond the random
  * part is incremented, and a clock step backwards reuses the last
  * millisecond. Prefixes in use: "ctkn_", "evt_", "ntf_",
- * "ntfset_".
+ * "ntfset_". Errors: CTKN_EINVAL (out too short, ms outside 48 bits),
+ * CTKN_EIO (no randomness).
  */
 int ctkn_id_generate(const char *prefix, int64_t ms, char *out, size_t outsz);
 
@@ -112,7 +114,8 @@ int ctkn_id_generate(const char *prefix, int64_t ms, char *out, size_t outsz);
  * prefix + the ULID of `ms` and the 80 bits in r (10 bytes), with no
  * randomness and no ordering state: for IDs that must come out the same
  * wherever they are computed (a notification's ID from its event and
- * destination). CTKN_EINVAL for a short out or an ms outside 48 bits.
+ * destination). Errors: CTKN_EINVAL (a short out, an ms outside 48
+ * bits).
  */
 int ctkn_id_derive(const char *prefix, int64_t ms, const uint8_t r[10],
                    char *out, size_t outsz);
@@ -127,6 +130,7 @@ int64_t ctkn_id_time_ms(const char *prefix, const char *s);
  * Write a token string for env into out: the prefix, then 8 base62
  * characters of the creation millisecond (so the token index stays
  * append-mostly), then 19 unbiased base62 characters from getrandom(2).
+ * Errors: CTKN_EINVAL (an unknown env), CTKN_EIO (no randomness).
  */
 int ctkn_token_generate(ctkn_env env, int64_t now_us, char out[CTKN_TOKEN_BUF]);
 
@@ -142,21 +146,24 @@ bool ctkn_token_valid(const char *s, ctkn_env *env);
  * Count the code points of len bytes of UTF-8. Returns CTKN_EINVAL for
  * invalid UTF-8 (overlong forms, surrogates, > U+10FFFF, truncation) or a
  * control character (Unicode category Cc: U+0000-U+001F, U+007F-U+009F).
- * `field` names the field in *err.
+ * Errors: CTKN_EINVAL, err->field being `field` and err->msg the rule.
  */
 int ctkn_text_check(const char *field, const char *s, size_t len,
                     size_t *codepoints, struct ctkn_err *err);
 
-/* name: valid text of 1-150 code points. */
+/* name: valid text of 1-150 code points. Errors: CTKN_EINVAL (field
+ * "name"). */
 int ctkn_validate_name(const char *s, size_t len, struct ctkn_err *err);
 
-/* description: valid text of 1-500 code points (null is the caller's). */
+/* description: valid text of 1-500 code points (null is the caller's).
+ * Errors: CTKN_EINVAL (field "description"). */
 int ctkn_validate_description(const char *s, size_t len, struct ctkn_err *err);
 
 /*
  * Check every rule of a whole entity: ID and token formats, text, status,
  * timestamps (created <= updated, revoked_at set exactly when revoked and
  * then equal to updated_at). If env is not 0, the token prefix must match.
+ * Errors: CTKN_EINVAL, naming the first field that breaks a rule.
  */
 int ctkn_token_check(const struct ctkn_token *t, ctkn_env env,
                      struct ctkn_err *err);
