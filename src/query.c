@@ -265,36 +265,25 @@ int ctkn_query_history(ctkn_store *st, const char *id, FILE *out,
   return rc;
 }
 
+/* The stored offsets, as two arrays in the one growable buffer each. */
 struct offsets_ctx {
-  size_t n, cap;
-  int32_t *parts;
-  int64_t *offsets;
+  struct ctkn__buf parts;   /* int32_t */
+  struct ctkn__buf offsets; /* int64_t */
 };
 
 static int collect_offset(void *arg, int32_t partition, int64_t next)
 {
   struct offsets_ctx *o = arg;
 
-  if (o->n == o->cap) {
-    size_t cap = o->cap ? o->cap * 2 : 16;
-    int32_t *p = realloc(o->parts, cap * sizeof(*p));
-    if (p == NULL)
-      return CTKN_ENOMEM;
-    o->parts = p;
-    int64_t *q = realloc(o->offsets, cap * sizeof(*q));
-    if (q == NULL)
-      return CTKN_ENOMEM;
-    o->offsets = q;
-    o->cap = cap;
-  }
-  o->parts[o->n] = partition;
-  o->offsets[o->n++] = next;
+  if (ctkn__buf_append(&o->parts, &partition, sizeof(partition)) != CTKN_OK ||
+      ctkn__buf_append(&o->offsets, &next, sizeof(next)) != CTKN_OK)
+    return CTKN_ENOMEM;
   return CTKN_OK;
 }
 
 int ctkn_query_digest(ctkn_store *st, char **json, struct ctkn_err *err)
 {
-  struct offsets_ctx o = {0, 0, NULL, NULL};
+  struct offsets_ctx o = {CTKN__BUF_INIT, CTKN__BUF_INIT};
   uint8_t sum[CTKN_HASH_LEN];
   char hex[2 * CTKN_HASH_LEN + 1];
   ctkn_store_txn *txn;
@@ -314,12 +303,14 @@ int ctkn_query_digest(ctkn_store *st, char **json, struct ctkn_err *err)
   ctkn_store_abort(txn);
   if (rc == CTKN_OK) {
     ctkn_hex(sum, sizeof(sum), hex);
-    if ((*json = ctkn_json_digest(hex, tokens, o.parts, o.offsets, o.n)) ==
-        NULL)
+    size_t n = o.parts.len / sizeof(int32_t);
+    if ((*json = ctkn_json_digest(
+             hex, tokens, (const int32_t *)(void *)o.parts.data,
+             (const int64_t *)(void *)o.offsets.data, n)) == NULL)
       rc = oom(err);
   }
-  free(o.parts);
-  free(o.offsets);
+  ctkn__buf_free(&o.parts);
+  ctkn__buf_free(&o.offsets);
   return rc;
 }
 
