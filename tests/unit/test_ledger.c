@@ -1,7 +1,8 @@
 /*
  * test_ledger.c - one command end to end against the in-memory log: plan,
  * append, judge; re-planning after a lost race; the idempotency race; what
- * a command says when its append was not acknowledged.
+ * a command says when its append was not acknowledged; create --batch as
+ * a library call (one answer per line, in input order, the worst exit).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 
 #include "ctkn/ledger.h"
 #include "ctkn/projector.h"
+#include "ctkn/query.h"
 #include "testkit.h"
 
 #define NPARTS 3
@@ -26,6 +28,8 @@ struct fx {
   struct ctkn_event race;
   int32_t race_p; /* where it goes; -1: the ID's partition */
   bool race_armed;
+  char *out; /* what create --batch wrote */
+  size_t outlen;
 };
 
 static int setup(void **state)
@@ -48,6 +52,7 @@ static int teardown(void **state)
 
   ctkn_ledger_close(f->l);
   tk_close(&f->t);
+  free(f->out);
   free(f);
   return 0;
 }
@@ -437,6 +442,150 @@ static void test_batch_failure_marks_only_the_unacknowledged(void **s)
   assert_true(outs[1].appended && outs[2].appended);
 }
 
+/* ---- create --batch (ctkn_ledger_create_lines) ------------------------- */
+
+/* Run the lines of input; returns the call's code, *worst its exit. */
+static int run_lines(struct fx *f, const char *input, int *worst)
+{
+  struct ctkn_err err = {0};
+  FILE *in = fmemopen((void *)input, strlen(input), "r");
+  FILE *out;
+  int rc;
+
+  /* fmemopen refuses a zero-length buffer on some C libraries. */
+  if (*input == '\0')
+    in = fopen("/dev/null", "r");
+  assert_non_null(in);
+  free(f->out);
+  f->out = NULL;
+  out = open_memstream(&f->out, &f->outlen);
+  assert_non_null(out);
+  rc = ctkn_ledger_create_lines(f->l, in, out, worst, &err);
+  fclose(out);
+  fclose(in);
+  return rc;
+}
+
+/* The n-th (0-based) line of f->out, copied into buf. */
+static const char *line(const struct fx *f, int n, char *buf, size_t size)
+{
+  const char *s = f->out;
+
+  for (int i = 0; i < n && s != NULL; i++)
+    if ((s = strchr(s, '\n')) != NULL)
+      s++;
+  assert_non_null(s);
+  const char *end = strchr(s, '\n');
+  assert_non_null(end);
+  snprintf(buf, size, "%.*s", (int)(end - s), s);
+  return buf;
+}
+
+static size_t count_lines(const char *s)
+{
+  size_t n = 0;
+
+  for (; s != NULL && *s; s++)
+    n += *s == '\n';
+  return n;
+}
+
+static void assert_has(const char *hay, const char *needle)
+{
+  if (strstr(hay, needle) == NULL)
+    fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
+}
+
+static void test_each_line_is_answered_in_input_order(void **state)
+{
+  struct fx *f = *state;
+  char buf[2048];
+  int worst = -1;
+
+  assert_int_equal(run_lines(f,
+                             "{\"name\":\"first\"}\n"
+                             "not json\n"
+                             "{\"name\":\"\"}\n"
+                             "{\"name\":\"second\",\"description\":\"d\"}\n"
+                             "{\"name\":\"last, without a newline\"}",
+                             &worst),
+                   CTKN_OK);
+  assert_int_equal(count_lines(f->out), 5);
+  assert_has(line(f, 0, buf, sizeof(buf)), "{\"data\":{\"id\":\"ctkn_");
+  assert_has(buf, "\"name\":\"first\"");
+  assert_has(line(f, 1, buf, sizeof(buf)), "{\"error\":{");
+  assert_has(buf, "\"code\":\"bad_request\"");
+  assert_has(line(f, 2, buf, sizeof(buf)), "\"code\":\"invalid_field\"");
+  assert_has(buf, "\"field\":\"name\"");
+  assert_has(line(f, 3, buf, sizeof(buf)), "\"name\":\"second\"");
+  assert_has(buf, "\"description\":\"d\"");
+  assert_has(line(f, 4, buf, sizeof(buf)), "\"name\":\"last, without");
+  assert_int_equal(worst, 1);
+
+  /* The three created tokens are in the projection. */
+  struct ctkn_list_params p;
+  struct ctkn_err err = {0};
+  char *json;
+  ctkn_list_params_init(&p);
+  assert_int_equal(ctkn_query_list(f->t.st, &p, NULL, true, NULL, &json, &err),
+                   CTKN_OK);
+  assert_has(json, "\"estimated_total\":3");
+  free(json);
+}
+
+static void test_all_created_is_exit_0_and_no_input_no_output(void **state)
+{
+  struct fx *f = *state;
+  int worst = -1;
+
+  assert_int_equal(run_lines(f, "{\"name\":\"a\"}\n{\"name\":\"b\"}\n", &worst),
+                   CTKN_OK);
+  assert_int_equal(count_lines(f->out), 2);
+  assert_int_equal(worst, 0);
+
+  assert_int_equal(run_lines(f, "", &worst), CTKN_OK);
+  assert_int_equal(f->outlen, 0);
+  assert_int_equal(worst, 0);
+}
+
+/* More lines than one chunk: every one answered, in order. */
+static void test_many_lines_span_chunks(void **state)
+{
+  struct fx *f = *state;
+  enum { N = 1100 };
+  char *input = malloc(N * 32), *p = input, buf[2048], want[64];
+  int worst = -1;
+
+  assert_non_null(input);
+  for (int i = 0; i < N; i++)
+    p += sprintf(p, "{\"name\":\"t%d\"}\n", i);
+  assert_int_equal(run_lines(f, input, &worst), CTKN_OK);
+  assert_int_equal(worst, 0);
+  assert_int_equal(count_lines(f->out), N);
+  for (int i = 0; i < N; i += 137) {
+    snprintf(want, sizeof(want), "\"name\":\"t%d\"", i);
+    assert_has(line(f, i, buf, sizeof(buf)), want);
+  }
+  free(input);
+}
+
+/* A Kafka that does not take the events: those lines answer
+ * service_unavailable, and the worst exit is 3. */
+static void test_unavailable_kafka_is_exit_3(void **state)
+{
+  struct fx *f = *state;
+  char buf[2048];
+  int worst = -1;
+
+  fake_log_fail_sends(f->t.log, 1, CTKN_EKAFKA, false);
+  assert_int_equal(run_lines(f, "{\"name\":\"a\"}\nnot json\n", &worst),
+                   CTKN_OK);
+  assert_int_equal(count_lines(f->out), 2);
+  assert_has(line(f, 0, buf, sizeof(buf)), "\"code\":\"service_unavailable\"");
+  assert_has(line(f, 1, buf, sizeof(buf)), "\"code\":\"bad_request\"");
+  assert_int_equal(worst, 3);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -455,6 +604,10 @@ int main(void)
       T(test_a_paused_partition_says_the_event_is_not_yet_applied),
       T(test_batch_commands_are_concurrent_with_each_other),
       T(test_batch_failure_marks_only_the_unacknowledged),
+      T(test_each_line_is_answered_in_input_order),
+      T(test_all_created_is_exit_0_and_no_input_no_output),
+      T(test_many_lines_span_chunks),
+      T(test_unavailable_kafka_is_exit_3),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

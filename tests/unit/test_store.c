@@ -32,6 +32,7 @@
 #include "ctkn/store.h"
 #include "internal.h"
 #include "store/shared.h"
+#include "testkit.h"
 
 #define ALL_STATUSES ((1u << CTKN_STATUS_ACTIVE) | (1u << CTKN_STATUS_REVOKED))
 
@@ -44,29 +45,6 @@ struct fx {
 };
 
 /* ---- fixture ---------------------------------------------------------- */
-
-static void rm_rf(const char *path)
-{
-  struct stat sb;
-  DIR *d;
-  struct dirent *e;
-  char sub[512];
-
-  if (lstat(path, &sb) != 0)
-    return;
-  if (S_ISDIR(sb.st_mode) && (d = opendir(path)) != NULL) {
-    while ((e = readdir(d)) != NULL) {
-      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-        continue;
-      snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
-      rm_rf(sub);
-    }
-    closedir(d);
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
-}
 
 static int setup(void **state)
 {
@@ -96,7 +74,7 @@ static int teardown(void **state)
     }
   }
   ctkn_store_close(f->st);
-  rm_rf(f->tmp);
+  tk_rm_rf(f->tmp);
   free(f);
   return 0;
 }
