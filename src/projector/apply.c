@@ -306,7 +306,7 @@ static int apply_records(struct pass *ps, struct source *src,
   return CTKN_OK;
 }
 
-/* Write what the batch gathered (the guessed puts, the history, every
+/* Write what the pass gathered (the token puts, the history, every
  * partition's next offset) and commit. *wrong as apply_once(). */
 static int commit_pass(struct pass *ps, bool *wrong, struct ctkn_err *err)
 {
