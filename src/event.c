@@ -221,6 +221,38 @@ static int plan_create(const struct ctkn_command *cmd, ctkn_env env,
   return CTKN_PLAN_APPEND;
 }
 
+/* The target state of an update or a revoke: the current token with the
+ * command's fields. */
+static void target_of(const struct ctkn_token *cur,
+                      const struct ctkn_command *cmd, struct ctkn_token *next)
+{
+  *next = *cur;
+  if (cmd->set_name)
+    memcpy(next->name, cmd->name, sizeof(next->name));
+  if (cmd->set_description) {
+    next->has_description = cmd->has_description;
+    memcpy(next->description, cmd->description, sizeof(next->description));
+    if (!next->has_description)
+      next->description[0] = '\0';
+  }
+  if (cmd->kind == CTKN_CMD_REVOKE)
+    next->status = CTKN_STATUS_REVOKED;
+  else if (cmd->set_status)
+    next->status = cmd->status;
+}
+
+/* Whether next differs from cur in what a command can change: the name,
+ * the description, the status. */
+static bool changes(const struct ctkn_token *next, const struct ctkn_token *cur)
+{
+  bool same_desc = next->has_description == cur->has_description &&
+                   (!next->has_description ||
+                    strcmp(next->description, cur->description) == 0);
+
+  return strcmp(next->name, cur->name) != 0 || !same_desc ||
+         next->status != cur->status;
+}
+
 int ctkn_plan(const struct ctkn_record *cur, const struct ctkn_command *cmd,
               ctkn_env env, int64_t now_us, struct ctkn_event *out,
               struct ctkn_err *err)
@@ -236,28 +268,9 @@ int ctkn_plan(const struct ctkn_record *cur, const struct ctkn_command *cmd,
     return ctkn__err(err, CTKN_ENOTFOUND, "client-side token %s not found",
                      cmd->id);
 
-  /* The target state: the current one with the command's fields. */
-  struct ctkn_token next = cur->token;
-  if (cmd->set_name)
-    memcpy(next.name, cmd->name, sizeof(next.name));
-  if (cmd->set_description) {
-    next.has_description = cmd->has_description;
-    memcpy(next.description, cmd->description, sizeof(next.description));
-    if (!next.has_description)
-      next.description[0] = '\0';
-  }
-  if (cmd->kind == CTKN_CMD_REVOKE)
-    next.status = CTKN_STATUS_REVOKED;
-  else if (cmd->set_status)
-    next.status = cmd->status;
-
-  bool same_desc = next.has_description == cur->token.has_description &&
-                   (!next.has_description ||
-                    strcmp(next.description, cur->token.description) == 0);
-  bool changes = strcmp(next.name, cur->token.name) != 0 || !same_desc ||
-                 next.status != cur->token.status;
-
-  if (!changes) {
+  struct ctkn_token next;
+  target_of(&cur->token, cmd, &next);
+  if (!changes(&next, &cur->token)) {
     /* Revoking a revoked token, or an update that changes nothing. */
     out->data = cur->token;
     out->version = cur->version;
@@ -289,6 +302,9 @@ int ctkn_plan(const struct ctkn_record *cur, const struct ctkn_command *cmd,
 
 /* ---- checking and applying ------------------------------------------ */
 
+/* One rule per condition, each with its own message, in the order the
+ * fields are read: kept as one list, above CCN 15, so that the rules an
+ * event obeys read in one place. */
 int ctkn_event_check(const struct ctkn_event *ev, struct ctkn_err *err)
 {
   const struct ctkn_token *t = &ev->data;

@@ -132,6 +132,10 @@ int ctkn__buf_vprintf(struct ctkn__buf *b, const char *fmt, va_list ap)
 /* n bytes as one quoted JSON string: quotes, backslashes and control
  * characters escaped; bytes that are not UTF-8 become U+FFFD. */
 int ctkn__buf_json_str(struct ctkn__buf *b, const void *p, size_t n);
+/* Length (1-4) of the well-formed UTF-8 sequence at s, per RFC 3629 (no
+ * overlong forms, no surrogates, nothing past U+10FFFF), or 0 when the
+ * bytes at s do not start one. n > 0 bytes are readable. */
+size_t ctkn__utf8_seq(const unsigned char *s, size_t n);
 /* A JSON object member "key":"val" (null when val is NULL), preceded by a
  * comma unless b is empty: diagnostic fields (ctkn__diag_fields()). */
 int ctkn__buf_json_member(struct ctkn__buf *b, const char *key,

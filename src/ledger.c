@@ -147,6 +147,20 @@ struct slot {
   bool sent; /* appended: its fate is decided by the projection */
 };
 
+/* One ctkn_ledger_execute_batch(): the caller's arrays (n entries each)
+ * and the scratch space beside them. */
+struct batch {
+  const struct ctkn_command *cmds;
+  size_t n;
+  struct ctkn_outcome *outs;
+  int *rcs;
+  struct ctkn_err *errs;
+  struct slot *slots;
+  struct ctkn_log_record *recs; /* the events to append, nrec of them */
+  size_t *which;                /* recs[k] is command which[k]'s */
+  size_t nrec;
+};
+
 /* Advance the projection past every appended event of the batch. */
 static int catch_up_to(ctkn_ledger *l, const struct ctkn_outcome *outs,
                        const struct slot *slots, size_t n, struct ctkn_err *err)
@@ -192,140 +206,184 @@ static int judge(ctkn_store_txn *txn, int32_t part, int64_t off, bool *rejected,
   return rc == CTKN_OK || rc == CTKN_ENOTFOUND ? CTKN_OK : rc;
 }
 
+/* Plan command i and, when it needs an event, encode it and queue it for
+ * the append. */
+static void plan_one(ctkn_ledger *l, struct batch *b, size_t i)
+{
+  struct slot *s = &b->slots[i];
+  int32_t part = -1;
+
+  b->rcs[i] = plan(l, &b->cmds[i], &s->ev, &s->cur, &b->outs[i], &b->errs[i]);
+  if (b->rcs[i] != CTKN_PLAN_APPEND)
+    return;
+  if ((b->rcs[i] = pick_partition(l, &b->cmds[i], &s->ev, &s->cur, &part,
+                                  &b->errs[i])) != CTKN_OK ||
+      (b->rcs[i] = ctkn_event_encode(&s->ev, &s->buf, &s->len, &b->errs[i])) !=
+          CTKN_OK)
+    return;
+  s->sent = true;
+  b->recs[b->nrec] =
+      (struct ctkn_log_record){.partition = part,
+                               .key = s->ev.data.id,
+                               .klen = strlen(s->ev.data.id),
+                               .value = s->buf,
+                               .vlen = s->len,
+                               .timestamp_ms = s->ev.occurred_at / 1000,
+                               .event_type = ctkn_event_type_str(s->ev.type),
+                               .schema_version = CTKN_SCHEMA_VERSION};
+  b->which[b->nrec++] = i;
+}
+
+/* Append the queued events at once and note where each went; a failed
+ * one is no longer sent, and err has the first failure's detail. */
+static void append_all(ctkn_ledger *l, struct batch *b, struct ctkn_err *err)
+{
+  ctkn_producer_send_batch(l->producer, b->recs, b->nrec, err);
+  for (size_t k = 0; k < b->nrec; k++) {
+    size_t i = b->which[k];
+    if (b->recs[k].rc != CTKN_OK) {
+      b->slots[i].sent = false;
+      b->rcs[i] = b->recs[k].rc;
+      b->errs[i] = *err; /* the first failure's detail */
+      b->errs[i].code = b->recs[k].rc;
+    } else {
+      b->outs[i].partition = b->recs[k].out_partition;
+      b->outs[i].offset = b->recs[k].out_offset;
+    }
+  }
+}
+
+/* Command i's answer, once the projection has judged its event (txn
+ * reads the projection). A rejected event lost to a concurrent writer:
+ * re-plan once; if the goal is already met (revoking a token that is now
+ * revoked, a racing duplicate create with the same key), succeed;
+ * otherwise report the conflict. */
+static void answer(ctkn_ledger *l, ctkn_store_txn *txn, struct batch *b,
+                   size_t i)
+{
+  struct slot *s = &b->slots[i];
+  struct ctkn_outcome *out = &b->outs[i];
+  bool rejected = false;
+
+  if (b->rcs[i] == CTKN_PLAN_NOOP)
+    b->rcs[i] = CTKN_OK;
+  if (!s->sent)
+    return;
+  if ((b->rcs[i] = judge(txn, out->partition, out->offset, &rejected,
+                         &b->errs[i])) != CTKN_OK)
+    return;
+  if (!rejected) {
+    out->appended = true;
+    out->record.token = s->ev.data;
+    out->record.version = s->ev.version;
+    out->record.partition = out->partition;
+    out->record.offset = out->offset;
+    return;
+  }
+  b->rcs[i] = plan(l, &b->cmds[i], &s->ev, &s->cur, out, &b->errs[i]);
+  if (b->rcs[i] == CTKN_PLAN_NOOP) {
+    b->rcs[i] = CTKN_OK;
+  } else if (b->rcs[i] == CTKN_PLAN_APPEND) {
+    b->rcs[i] = ctkn__err(&b->errs[i], CTKN_ECONFLICT,
+                          "a concurrent change to %s won (now version %" PRIu64
+                          "); re-read it and retry",
+                          s->cur.token.id[0] ? s->cur.token.id : b->cmds[i].id,
+                          s->cur.version);
+  }
+}
+
+/* Before anything was appended: every command still standing fails with
+ * rc and err. */
+static void fail_all(struct batch *b, int rc, const struct ctkn_err *err)
+{
+  for (size_t i = 0; i < b->n; i++) {
+    if (b->rcs[i] == CTKN_OK) {
+      b->rcs[i] = rc;
+      b->errs[i] = *err;
+    }
+  }
+}
+
+/* The events went out but their fate is unknown here: each sent command
+ * fails with rc and err. */
+static void fail_appended(struct batch *b, int rc, const struct ctkn_err *err)
+{
+  for (size_t i = 0; i < b->n; i++) {
+    if (b->slots[i].sent) {
+      b->rcs[i] = rc;
+      b->errs[i] = *err;
+    } else if (b->rcs[i] == CTKN_PLAN_NOOP) {
+      b->rcs[i] = CTKN_OK;
+    }
+  }
+}
+
+/* Empty every outcome, check every command, and allocate the scratch
+ * space; false when out of memory. */
+static bool batch_start(struct batch *b)
+{
+  size_t n = b->n ? b->n : 1;
+
+  b->slots = calloc(n, sizeof(*b->slots));
+  b->recs = calloc(n, sizeof(*b->recs));
+  b->which = calloc(n, sizeof(*b->which));
+  for (size_t i = 0; i < b->n; i++) {
+    memset(&b->outs[i], 0, sizeof(b->outs[i]));
+    b->outs[i].partition = -1;
+    b->outs[i].offset = -1;
+    ctkn_err_clear(&b->errs[i]);
+    b->rcs[i] = ctkn_command_check(&b->cmds[i], &b->errs[i]);
+  }
+  return b->slots != NULL && b->recs != NULL && b->which != NULL;
+}
+
+static void batch_free(struct batch *b)
+{
+  for (size_t i = 0; b->slots != NULL && i < b->n; i++)
+    free(b->slots[i].buf);
+  free(b->slots);
+  free(b->recs);
+  free(b->which);
+}
+
 int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
                               size_t n, struct ctkn_outcome *outs, int *rcs,
                               struct ctkn_err *errs)
 {
-  struct slot *slots = calloc(n ? n : 1, sizeof(*slots));
-  struct ctkn_log_record *recs = calloc(n ? n : 1, sizeof(*recs));
-  size_t *which = calloc(n ? n : 1, sizeof(*which));
+  struct batch b = {
+      .cmds = cmds, .n = n, .outs = outs, .rcs = rcs, .errs = errs};
   struct ctkn_err err;
   ctkn_store_txn *txn = NULL;
-  size_t nrec = 0;
-  int rc = CTKN_OK;
+  int rc;
 
-  for (size_t i = 0; i < n; i++) {
-    memset(&outs[i], 0, sizeof(outs[i]));
-    outs[i].partition = -1;
-    outs[i].offset = -1;
-    ctkn_err_clear(&errs[i]);
-    rcs[i] = ctkn_command_check(&cmds[i], &errs[i]);
-  }
-  if (slots == NULL || recs == NULL || which == NULL) {
-    rc = ctkn__err(&err, CTKN_ENOMEM, "ledger");
-    goto fail_all;
-  }
   /* A stale projection must never cause a spurious conflict. */
-  if ((rc = ctkn_projector_catch_up(l->projector, NULL, 0, &err)) != CTKN_OK)
-    goto fail_all;
+  rc = batch_start(&b) ? ctkn_projector_catch_up(l->projector, NULL, 0, &err)
+                       : ctkn__err(&err, CTKN_ENOMEM, "ledger");
+  if (rc != CTKN_OK) {
+    fail_all(&b, rc, &err);
+    goto out;
+  }
 
   /* Plan every command against the same projection, then append all the
    * events at once: commands in one batch are concurrent with each other. */
   for (size_t i = 0; i < n; i++) {
-    struct slot *s = &slots[i];
-    if (rcs[i] != CTKN_OK)
-      continue;
-    rcs[i] = plan(l, &cmds[i], &s->ev, &s->cur, &outs[i], &errs[i]);
-    if (rcs[i] != CTKN_PLAN_APPEND)
-      continue;
-    int32_t part = -1;
-    if ((rcs[i] = pick_partition(l, &cmds[i], &s->ev, &s->cur, &part,
-                                 &errs[i])) != CTKN_OK ||
-        (rcs[i] = ctkn_event_encode(&s->ev, &s->buf, &s->len, &errs[i])) !=
-            CTKN_OK)
-      continue;
-    s->sent = true;
-    recs[nrec] =
-        (struct ctkn_log_record){.partition = part,
-                                 .key = s->ev.data.id,
-                                 .klen = strlen(s->ev.data.id),
-                                 .value = s->buf,
-                                 .vlen = s->len,
-                                 .timestamp_ms = s->ev.occurred_at / 1000,
-                                 .event_type = ctkn_event_type_str(s->ev.type),
-                                 .schema_version = CTKN_SCHEMA_VERSION};
-    which[nrec++] = i;
+    if (rcs[i] == CTKN_OK)
+      plan_one(l, &b, i);
   }
-  if (nrec > 0) {
-    ctkn_producer_send_batch(l->producer, recs, nrec, &err);
-    for (size_t k = 0; k < nrec; k++) {
-      size_t i = which[k];
-      if (recs[k].rc != CTKN_OK) {
-        slots[i].sent = false;
-        rcs[i] = recs[k].rc;
-        errs[i] = err; /* the first failure's detail */
-        errs[i].code = recs[k].rc;
-      } else {
-        outs[i].partition = recs[k].out_partition;
-        outs[i].offset = recs[k].out_offset;
-      }
-    }
-    if ((rc = catch_up_to(l, outs, slots, n, &err)) != CTKN_OK)
-      goto fail_appended;
-    if ((rc = ctkn_store_begin(l->st, false, &txn, &err)) != CTKN_OK)
-      goto fail_appended;
-  }
-
-  for (size_t i = 0; i < n; i++) {
-    struct slot *s = &slots[i];
-    bool rejected = false;
-    if (rcs[i] == CTKN_PLAN_NOOP)
-      rcs[i] = CTKN_OK;
-    if (!s->sent)
-      continue;
-    if ((rcs[i] = judge(txn, outs[i].partition, outs[i].offset, &rejected,
-                        &errs[i])) != CTKN_OK)
-      continue;
-    if (!rejected) {
-      outs[i].appended = true;
-      outs[i].record.token = s->ev.data;
-      outs[i].record.version = s->ev.version;
-      outs[i].record.partition = outs[i].partition;
-      outs[i].record.offset = outs[i].offset;
-      continue;
-    }
-    /* A concurrent writer won. Re-plan once: if the goal is already met
-     * (revoking a token that is now revoked, a racing duplicate create
-     * with the same key), succeed; otherwise report the conflict. */
-    rcs[i] = plan(l, &cmds[i], &s->ev, &s->cur, &outs[i], &errs[i]);
-    if (rcs[i] == CTKN_PLAN_NOOP) {
-      rcs[i] = CTKN_OK;
-    } else if (rcs[i] == CTKN_PLAN_APPEND) {
-      rcs[i] = ctkn__err(&errs[i], CTKN_ECONFLICT,
-                         "a concurrent change to %s won (now version %" PRIu64
-                         "); re-read it and retry",
-                         s->cur.token.id[0] ? s->cur.token.id : cmds[i].id,
-                         s->cur.version);
+  if (b.nrec > 0) {
+    append_all(l, &b, &err);
+    if ((rc = catch_up_to(l, outs, b.slots, n, &err)) != CTKN_OK ||
+        (rc = ctkn_store_begin(l->st, false, &txn, &err)) != CTKN_OK) {
+      fail_appended(&b, rc, &err);
+      goto out;
     }
   }
+  for (size_t i = 0; i < n; i++)
+    answer(l, txn, &b, i);
   rc = CTKN_OK;
-  goto out;
-
-fail_appended:
-  /* The events went out but their fate is unknown here. */
-  for (size_t i = 0; i < n; i++) {
-    if (slots[i].sent) {
-      rcs[i] = rc;
-      errs[i] = err;
-    } else if (rcs[i] == CTKN_PLAN_NOOP) {
-      rcs[i] = CTKN_OK;
-    }
-  }
-  goto out;
-fail_all:
-  for (size_t i = 0; i < n; i++) {
-    if (rcs[i] == CTKN_OK) {
-      rcs[i] = rc;
-      errs[i] = err;
-    }
-  }
 out:
   ctkn_store_abort(txn);
-  for (size_t i = 0; slots != NULL && i < n; i++)
-    free(slots[i].buf);
-  free(slots);
-  free(recs);
-  free(which);
+  batch_free(&b);
   return rc;
 }
 

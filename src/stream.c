@@ -96,14 +96,97 @@ static int write_one(const struct ctkn_log_msg *m,
   return CTKN_OK;
 }
 
+/* One ctkn_tail(): the consumer, its records and where an exit_at_end
+ * tail stops. */
+struct tail {
+  const struct ctkn_tail_opts *o;
+  FILE *out;
+  struct ctkn_tail_stats *stats;
+  ctkn_consumer *c;
+  struct ctkn_log_msg *msgs; /* TAIL_BATCH of them */
+  struct ctkn_event *ev;
+  int64_t *ends, *pos; /* alone: the log's end, and how far each got */
+  int32_t nparts;
+};
+
+/* Open the consumer: a group member subscribes, a tail alone assigns. */
+static int tail_open(struct tail *t, const struct ctkn_log_config *cfg,
+                     struct ctkn_err *err)
+{
+  const struct ctkn_tail_opts *o = t->o;
+  int rc;
+
+  t->msgs = calloc(TAIL_BATCH, sizeof(*t->msgs));
+  t->ev = malloc(sizeof(*t->ev));
+  if (t->msgs == NULL || t->ev == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "tail");
+  if (o->group != NULL)
+    return ctkn_consumer_open_group(&t->c, cfg, o->group, o->start, o->from_ms,
+                                    err);
+  if ((rc = ctkn_consumer_open(&t->c, cfg, err)) != CTKN_OK)
+    return rc;
+  return assign_alone(t->c, o, &t->pos, &t->ends, &t->nparts, err);
+}
+
+/* Whether every partition has reached the end this tail stops at. */
+static bool at_end(const struct tail *t)
+{
+  for (int32_t p = 0; p < t->nparts; p++)
+    if (t->pos[p] < t->ends[p])
+      return false;
+  return true;
+}
+
+/* Write the lines of a poll's n records; *done: the records dealt with
+ * (written, passed over, filtered), up to the one that failed. */
+static int write_lines(struct tail *t, size_t n, size_t *done,
+                       struct ctkn_err *err)
+{
+  const struct ctkn_tail_opts *o = t->o;
+  int rc = CTKN_OK;
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    const struct ctkn_log_msg *m = &t->msgs[i];
+    if (o->exit_at_end && m->partition < t->nparts) {
+      if (m->offset >= t->ends[m->partition])
+        continue; /* past the end this tail stops at */
+      t->pos[m->partition] = m->offset + 1;
+    }
+    if ((rc = write_one(m, o, t->ev, t->out, t->stats, err)) != CTKN_OK)
+      break;
+  }
+  *done = i;
+  return rc;
+}
+
+/* Flush the output and, in a group, commit the first done records: only
+ * lines that reached the output, and the records passed over among them;
+ * never the one that stopped the tail. Returns rc, or the flush's error
+ * when rc is CTKN_OK. */
+static int flush_commit(struct tail *t, size_t done, int rc,
+                        struct ctkn_err *err)
+{
+  struct ctkn_err ferr;
+  int frc = fflush(t->out) == 0
+                ? CTKN_OK
+                : ctkn__err(&ferr, CTKN_EIO, "tail: writing the output failed");
+
+  if (frc == CTKN_OK && t->o->group != NULL &&
+      ctkn_consumer_commit(t->c, t->msgs, done, &ferr) != CTKN_OK)
+    ctkn__diag(CTKN_DIAG_WARN, "tail", "%s (those events will come again)",
+               ferr.msg);
+  if (rc == CTKN_OK && frc != CTKN_OK) {
+    *err = ferr;
+    rc = frc;
+  }
+  return rc;
+}
+
 int ctkn_tail(const struct ctkn_log_config *cfg, const struct ctkn_tail_opts *o,
               FILE *out, struct ctkn_tail_stats *stats, struct ctkn_err *err)
 {
-  struct ctkn_log_msg *msgs = NULL;
-  struct ctkn_event *ev = NULL;
-  ctkn_consumer *c = NULL;
-  int64_t *ends = NULL, *pos = NULL;
-  int32_t nparts = 0;
+  struct tail t = {.o = o, .out = out, .stats = stats};
   int rc;
 
   *stats = (struct ctkn_tail_stats){0};
@@ -111,29 +194,13 @@ int ctkn_tail(const struct ctkn_log_config *cfg, const struct ctkn_tail_opts *o,
     return ctkn__err(err, CTKN_EUSAGE,
                      "a group member cannot stop at the end: its share of "
                      "the partitions can change");
-  msgs = calloc(TAIL_BATCH, sizeof(*msgs));
-  ev = malloc(sizeof(*ev));
-  if (msgs == NULL || ev == NULL) {
-    rc = ctkn__err(err, CTKN_ENOMEM, "tail");
+  if ((rc = tail_open(&t, cfg, err)) != CTKN_OK)
     goto out;
-  }
-  if (o->group != NULL)
-    rc = ctkn_consumer_open_group(&c, cfg, o->group, o->start, o->from_ms, err);
-  else if ((rc = ctkn_consumer_open(&c, cfg, err)) == CTKN_OK)
-    rc = assign_alone(c, o, &pos, &ends, &nparts, err);
-  if (rc != CTKN_OK)
-    goto out;
-
   while (o->stop == NULL || !*o->stop) {
-    if (o->exit_at_end) {
-      bool done = true;
-      for (int32_t p = 0; p < nparts && done; p++)
-        done = pos[p] >= ends[p];
-      if (done)
-        break;
-    }
-    size_t n = 0;
-    rc = ctkn_consumer_poll(c, 200, msgs, TAIL_BATCH, &n, err);
+    if (o->exit_at_end && at_end(&t))
+      break;
+    size_t n = 0, done;
+    rc = ctkn_consumer_poll(t.c, 200, t.msgs, TAIL_BATCH, &n, err);
     if (rc != CTKN_OK) {
       if (!ctkn__transient(rc) || o->exit_at_end)
         goto out;
@@ -143,40 +210,16 @@ int ctkn_tail(const struct ctkn_log_config *cfg, const struct ctkn_tail_opts *o,
       nanosleep(&ts, NULL);
       continue;
     }
-    size_t done = 0;
-    for (; done < n; done++) {
-      const struct ctkn_log_msg *m = &msgs[done];
-      if (o->exit_at_end && m->partition < nparts) {
-        if (m->offset >= ends[m->partition])
-          continue; /* past the end this tail stops at */
-        pos[m->partition] = m->offset + 1;
-      }
-      if ((rc = write_one(m, o, ev, out, stats, err)) != CTKN_OK)
-        break;
-    }
-    /* Commit only lines that reached the output, and the records passed
-     * over among them; never the one that stopped the tail. */
-    struct ctkn_err ferr;
-    int frc = fflush(out) == 0 ? CTKN_OK
-                               : ctkn__err(&ferr, CTKN_EIO,
-                                           "tail: writing the output failed");
-    if (frc == CTKN_OK && o->group != NULL &&
-        ctkn_consumer_commit(c, msgs, done, &ferr) != CTKN_OK)
-      ctkn__diag(CTKN_DIAG_WARN, "tail", "%s (those events will come again)",
-                 ferr.msg);
-    if (rc == CTKN_OK && frc != CTKN_OK) {
-      *err = ferr;
-      rc = frc;
-    }
-    if (rc != CTKN_OK)
+    rc = write_lines(&t, n, &done, err);
+    if ((rc = flush_commit(&t, done, rc, err)) != CTKN_OK)
       goto out;
   }
   rc = CTKN_OK;
 out:
-  ctkn_consumer_close(c);
-  free(msgs);
-  free(ev);
-  free(ends);
-  free(pos);
+  ctkn_consumer_close(t.c);
+  free(t.msgs);
+  free(t.ev);
+  free(t.ends);
+  free(t.pos);
   return rc;
 }

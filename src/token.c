@@ -169,6 +169,9 @@ static int days_in_month(int y, int m)
   return m == 2 && leap ? 29 : dim[m - 1];
 }
 
+/* RFC 3339's grammar, one condition per piece, then the calendar's ranges:
+ * kept whole, above CCN 15, because the format reads best as one walk from
+ * left to right. */
 int ctkn_time_parse(const char *s, int64_t *us, struct ctkn_err *err)
 {
   const char *p = s;
@@ -437,6 +440,9 @@ bool ctkn_token_valid(const char *s, ctkn_env *env)
 
 /* ---- text ---------------------------------------------------------- */
 
+/* UTF-8 decoded by hand, beside ctkn__utf8_seq(), because the rules need
+ * each code point (control characters) and the byte offset of a fault;
+ * kept whole, above CCN 15, as one pass that reads as RFC 3629's table. */
 int ctkn_text_check(const char *field, const char *s, size_t len,
                     size_t *codepoints, struct ctkn_err *err)
 {
@@ -514,6 +520,9 @@ int ctkn_validate_description(const char *s, size_t len, struct ctkn_err *err)
   return check_length("description", s, len, CTKN_DESC_MAX, err);
 }
 
+/* One rule per condition, each with its own message, in field order: kept
+ * as one list, above CCN 15, so that the rules a token obeys read in one
+ * place. */
 int ctkn_token_check(const struct ctkn_token *t, ctkn_env env,
                      struct ctkn_err *err)
 {

@@ -48,42 +48,11 @@
 
 /* ---- UTF-8 helpers --------------------------------------------------- */
 
-/*
- * Length (1-4) of the well-formed UTF-8 sequence at s, per RFC 3629 (no
- * overlong forms, no surrogates, nothing past U+10FFFF), or 0 when the
- * bytes at s do not start one. n > 0 bytes are readable. (Above CCN 15:
- * one branch per row of RFC 3629's table of well-formed sequences, which
- * reads best as the table.)
- */
+/* ctkn__utf8_seq() (util/buf.c), with ASCII answered here: most text is
+ * ASCII, and the call is out of line. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
 {
-  unsigned char lo = 0x80, hi = 0xBF;
-  size_t len, i;
-
-  if (s[0] < 0x80)
-    return 1;
-  if (s[0] >= 0xC2 && s[0] <= 0xDF)
-    len = 2;
-  else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-    len = 3;
-  else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-    len = 4;
-  else
-    return 0;
-  if (s[0] == 0xE0)
-    lo = 0xA0;
-  else if (s[0] == 0xED)
-    hi = 0x9F;
-  else if (s[0] == 0xF0)
-    lo = 0x90;
-  else if (s[0] == 0xF4)
-    hi = 0x8F;
-  if (n < len || s[1] < lo || s[1] > hi)
-    return 0;
-  for (i = 2; i < len; i++)
-    if (s[i] < 0x80 || s[i] > 0xBF)
-      return 0;
-  return len;
+  return s[0] < 0x80 ? 1 : ctkn__utf8_seq(s, n);
 }
 
 /*

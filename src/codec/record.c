@@ -159,6 +159,96 @@ static uint64_t be(const uint8_t *p, size_t n)
   return v;
 }
 
+/* The outer array's header at p: its element count and its own size.
+ * The count is bounded by the bytes that follow (each element takes at
+ * least one). */
+static int array_header(const uint8_t *p, size_t len, uint64_t *count,
+                        size_t *hdr, struct ctkn_err *err)
+{
+  if (len == 0)
+    return ctkn__err(err, CTKN_EDECODE, "empty record");
+  if (p[0] >= 0x90 && p[0] <= 0x9f) {
+    *count = p[0] & 0x0f;
+    *hdr = 1;
+  } else if (p[0] == 0xdc || p[0] == 0xdd) {
+    *hdr = p[0] == 0xdc ? 3 : 5;
+    if (len < *hdr)
+      return ctkn__err(err, CTKN_EDECODE, "truncated array header");
+    *count = be(p + 1, *hdr - 1);
+  } else {
+    return ctkn__err(err, CTKN_EDECODE,
+                     "record is not a msgpack array (first byte 0x%02x)", p[0]);
+  }
+  if (*count > len - *hdr)
+    return ctkn__err(err, CTKN_EDECODE,
+                     "truncated: array of %" PRIu64 " elements in %zu bytes",
+                     *count, len);
+  return CTKN_OK;
+}
+
+/* Whether type byte b starts a scalar with no length field (fixint, nil,
+ * bool, fixstr, int, uint, float, fixext); *body is its payload size. */
+static bool fixed_size(uint8_t b, uint64_t *body)
+{
+  if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+    *body = 0;
+  else if (b >= 0xa0 && b <= 0xbf)
+    *body = b & 0x1f;
+  else if (b >= 0xcc && b <= 0xd3)
+    *body = (uint64_t)1 << ((b - 0xcc) & 3);
+  else if (b == 0xca || b == 0xcb)
+    *body = b == 0xca ? 4 : 8;
+  else if (b >= 0xd4 && b <= 0xd8)
+    *body = 1 + ((uint64_t)1 << (b - 0xd4));
+  else
+    return false;
+  return true;
+}
+
+/* The size of the length field after type byte b: 1, 2 or 4 for bin8/16/32,
+ * ext8/16/32 and str8/16/32; 0 for any other type. */
+static size_t length_field(uint8_t b)
+{
+  static const uint8_t lenlen[] = {1, 2, 4, 1, 2, 4};
+
+  if (b >= 0xc4 && b <= 0xc9)
+    return lenlen[b - 0xc4];
+  if (b >= 0xd9 && b <= 0xdb)
+    return lenlen[b - 0xd9];
+  return 0;
+}
+
+/* Element i at p + pos (pos < len): the size of its head (type byte and
+ * length field) and of its payload, which may still overrun len. */
+static int element_size(const uint8_t *p, size_t pos, size_t len, uint32_t i,
+                        const char *(*name_of)(uint32_t), size_t *head,
+                        uint64_t *body, struct ctkn_err *err)
+{
+  uint8_t b = p[pos];
+  size_t ll;
+
+  *head = 1;
+  if (fixed_size(b, body))
+    return CTKN_OK;
+  if ((ll = length_field(b)) > 0) {
+    /* A length field, then (ext) one type byte, then the payload. */
+    *head = 1 + ll;
+    if (len - pos < *head)
+      return ctkn__err(err, CTKN_EDECODE,
+                       "truncated in element %" PRIu32 " (%s)", i, name_of(i));
+    *body = be(p + pos + 1, ll) + (b >= 0xc7 && b <= 0xc9 ? 1 : 0);
+    return CTKN_OK;
+  }
+  if (b == 0xc1)
+    return ctkn__err(err, CTKN_EDECODE,
+                     "element %" PRIu32 " (%s): invalid byte 0xc1", i,
+                     name_of(i));
+  /* 0x80-0x9f, 0xdc-0xdf: fixmap, fixarray, array16/32, map16/32. */
+  return ctkn__err(
+      err, CTKN_EDECODE, "element %" PRIu32 " (%s): nested %s", i, name_of(i),
+      (b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd ? "array" : "map");
+}
+
 /*
  * Walk the framing of the bytes before msgpack-c sees them.
  *
@@ -174,73 +264,24 @@ int ctkn__check_flat_array(const uint8_t *p, size_t len,
                            const char *(*name_of)(uint32_t),
                            struct ctkn_err *err)
 {
-  size_t pos, hdr;
-  uint64_t count;
+  size_t pos = 0;
+  uint64_t count = 0;
   uint32_t i;
+  int rc;
 
-  if (len == 0)
-    return ctkn__err(err, CTKN_EDECODE, "empty record");
-  if (p[0] >= 0x90 && p[0] <= 0x9f) {
-    count = p[0] & 0x0f;
-    hdr = 1;
-  } else if (p[0] == 0xdc || p[0] == 0xdd) {
-    hdr = p[0] == 0xdc ? 3 : 5;
-    if (len < hdr)
-      return ctkn__err(err, CTKN_EDECODE, "truncated array header");
-    count = be(p + 1, hdr - 1);
-  } else {
-    return ctkn__err(err, CTKN_EDECODE,
-                     "record is not a msgpack array (first byte 0x%02x)", p[0]);
-  }
-  if (count > len - hdr)
-    return ctkn__err(err, CTKN_EDECODE,
-                     "truncated: array of %" PRIu64 " elements in %zu bytes",
-                     count, len);
-
-  pos = hdr;
+  if ((rc = array_header(p, len, &count, &pos, err)) != CTKN_OK)
+    return rc;
   for (i = 0; i < count; i++) {
-    uint8_t b;
-    size_t head = 1;   /* type byte and length field */
-    uint64_t body = 0; /* payload after the head */
+    size_t head;
+    uint64_t body = 0;
 
     if (pos >= len)
       return ctkn__err(err, CTKN_EDECODE,
                        "truncated before element %" PRIu32 " (%s)", i,
                        name_of(i));
-    b = p[pos];
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-      /* fixint, nil, bool */
-    } else if (b >= 0xa0 && b <= 0xbf) {
-      body = b & 0x1f;
-    } else if (b >= 0xcc && b <= 0xd3) {
-      body = (uint64_t)1 << ((b - 0xcc) & 3);
-    } else if (b == 0xca || b == 0xcb) {
-      body = b == 0xca ? 4 : 8;
-    } else if (b >= 0xd4 && b <= 0xd8) {
-      body = 1 + ((uint64_t)1 << (b - 0xd4));
-    } else if ((b >= 0xc4 && b <= 0xc9) || (b >= 0xd9 && b <= 0xdb)) {
-      /* bin8/16/32, ext8/16/32, str8/16/32: a length field, then (ext)
-       * one type byte, then the payload. */
-      static const uint8_t lenlen[] = {1, 2, 4, 1, 2, 4};
-      size_t ll = b >= 0xd9 ? lenlen[b - 0xd9] : lenlen[b - 0xc4];
-
-      head = 1 + ll;
-      if (len - pos < head)
-        return ctkn__err(err, CTKN_EDECODE,
-                         "truncated in element %" PRIu32 " (%s)", i,
-                         name_of(i));
-      body = be(p + pos + 1, ll) + (b >= 0xc7 && b <= 0xc9 ? 1 : 0);
-    } else if (b == 0xc1) {
-      return ctkn__err(err, CTKN_EDECODE,
-                       "element %" PRIu32 " (%s): invalid byte 0xc1", i,
-                       name_of(i));
-    } else {
-      /* 0x80-0x9f, 0xdc-0xdf: fixmap, fixarray, array16/32, map16/32. */
-      return ctkn__err(
-          err, CTKN_EDECODE, "element %" PRIu32 " (%s): nested %s", i,
-          name_of(i),
-          (b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd ? "array" : "map");
-    }
+    if ((rc = element_size(p, pos, len, i, name_of, &head, &body, err)) !=
+        CTKN_OK)
+      return rc;
     if (len - pos < head || body > len - pos - head)
       return ctkn__err(err, CTKN_EDECODE,
                        "truncated in element %" PRIu32 " (%s)", i, name_of(i));
@@ -337,24 +378,20 @@ static int get_i64(const msgpack_object *o, int f, int64_t *v,
   return CTKN_OK;
 }
 
-static int from_object(const msgpack_object *root, struct ctkn_record *rec,
-                       struct ctkn_err *err)
+/* Check that root is an array of this build's layout, with its element
+ * count. The layout decides the rest, so it is checked before the count. */
+static int check_layout(const msgpack_object *root, struct ctkn_err *err)
 {
-  const msgpack_object *e;
-  struct ctkn_token *t = &rec->token;
   uint64_t u = 0;
-  int64_t i = 0;
   int rc;
 
   if (root->type != MSGPACK_OBJECT_ARRAY)
     return ctkn__err(err, CTKN_EDECODE, "record is a %s, not an array",
                      type_name(root->type));
-  e = root->via.array.ptr;
   if (root->via.array.size == 0)
     return ctkn__err(err, CTKN_EDECODE, "empty array: no layout tag");
-
-  /* The layout decides the rest, so it is checked before the count. */
-  if ((rc = get_u64(&e[F_LAYOUT], F_LAYOUT, &u, err)) != CTKN_OK)
+  if ((rc = get_u64(&root->via.array.ptr[F_LAYOUT], F_LAYOUT, &u, err)) !=
+      CTKN_OK)
     return rc;
   if (u != RECORD_LAYOUT)
     return ctkn__err(err, CTKN_EDECODE,
@@ -364,7 +401,44 @@ static int from_object(const msgpack_object *root, struct ctkn_record *rec,
     return ctkn__err(err, CTKN_EDECODE,
                      "record layout %d has %d elements, got %" PRIu32,
                      RECORD_LAYOUT, F_COUNT, root->via.array.size);
+  return CTKN_OK;
+}
 
+/* The token's times: revoked_at is nil for null, never 0. */
+static int get_times(const msgpack_object *e, struct ctkn_token *t,
+                     struct ctkn_err *err)
+{
+  int rc;
+
+  if ((rc = get_i64(&e[F_CREATED_AT], F_CREATED_AT, &t->created_at, err)) !=
+          CTKN_OK ||
+      (rc = get_i64(&e[F_UPDATED_AT], F_UPDATED_AT, &t->updated_at, err)) !=
+          CTKN_OK)
+    return rc;
+  if (e[F_REVOKED_AT].type != MSGPACK_OBJECT_NIL) {
+    rc = get_i64(&e[F_REVOKED_AT], F_REVOKED_AT, &t->revoked_at, err);
+    if (rc != CTKN_OK)
+      return rc;
+    if (t->revoked_at == 0)
+      return ctkn__err(err, CTKN_EDECODE,
+                       "revoked_at: 0 where null must be nil");
+  }
+  return CTKN_OK;
+}
+
+/* Layout 1's elements, in order. */
+static int from_object(const msgpack_object *root, struct ctkn_record *rec,
+                       struct ctkn_err *err)
+{
+  const msgpack_object *e;
+  struct ctkn_token *t = &rec->token;
+  uint64_t u = 0;
+  int64_t i = 0;
+  int rc;
+
+  if ((rc = check_layout(root, err)) != CTKN_OK)
+    return rc;
+  e = root->via.array.ptr;
   if ((rc = GET_STR(&e[F_ID], F_ID, t->id, err)) != CTKN_OK ||
       (rc = GET_STR(&e[F_TOKEN], F_TOKEN, t->token, err)) != CTKN_OK ||
       (rc = GET_STR(&e[F_NAME], F_NAME, t->name, err)) != CTKN_OK)
@@ -381,20 +455,8 @@ static int from_object(const msgpack_object *root, struct ctkn_record *rec,
   if (u != CTKN_STATUS_ACTIVE && u != CTKN_STATUS_REVOKED)
     return ctkn__err(err, CTKN_EDECODE, "status: unknown value %" PRIu64, u);
   t->status = (ctkn_status)u;
-
-  if ((rc = get_i64(&e[F_CREATED_AT], F_CREATED_AT, &t->created_at, err)) !=
-          CTKN_OK ||
-      (rc = get_i64(&e[F_UPDATED_AT], F_UPDATED_AT, &t->updated_at, err)) !=
-          CTKN_OK)
+  if ((rc = get_times(e, t, err)) != CTKN_OK)
     return rc;
-  if (e[F_REVOKED_AT].type != MSGPACK_OBJECT_NIL) {
-    rc = get_i64(&e[F_REVOKED_AT], F_REVOKED_AT, &t->revoked_at, err);
-    if (rc != CTKN_OK)
-      return rc;
-    if (t->revoked_at == 0)
-      return ctkn__err(err, CTKN_EDECODE,
-                       "revoked_at: 0 where null must be nil");
-  }
 
   if ((rc = get_u64(&e[F_VERSION], F_VERSION, &rec->version, err)) != CTKN_OK)
     return rc;

@@ -395,7 +395,8 @@ static bool obj_small(const msgpack_object *o, int64_t lo, int64_t hi,
   return obj_int(o, v) && *v >= lo && *v <= hi;
 }
 
-/* As ctkn_destination_decode(): one condition per element, in order. */
+/* As ctkn_destination_decode(): one condition per element, in order (so
+ * above CCN 15), which reads as the layout it checks. */
 int ctkn_notification_decode(const void *buf, size_t len,
                              struct ctkn_notification *n, struct ctkn_err *err)
 {

@@ -97,6 +97,17 @@ static bool terminated(const char *s, size_t bufsz)
 
 #define TERMINATED(s) terminated((s), sizeof(s))
 
+/* true when one of ev's strings runs to the end of its buffer. */
+static bool unterminated(const struct ctkn_event *ev)
+{
+  const struct ctkn_token *t = &ev->data;
+
+  return !TERMINATED(ev->event_id) || !TERMINATED(ev->notification_id) ||
+         !TERMINATED(ev->idempotency_key) || !TERMINATED(t->id) ||
+         !TERMINATED(t->token) || !TERMINATED(t->name) ||
+         (t->has_description && !TERMINATED(t->description));
+}
+
 int ctkn_event_encode(const struct ctkn_event *ev, uint8_t **out, size_t *len,
                       struct ctkn_err *err)
 {
@@ -116,10 +127,7 @@ int ctkn_event_encode(const struct ctkn_event *ev, uint8_t **out, size_t *len,
   if (status == NULL)
     return ctkn__err_field(err, CTKN_EINVAL, "status", "unknown status %d",
                            (int)t->status);
-  if (!TERMINATED(ev->event_id) || !TERMINATED(ev->notification_id) ||
-      !TERMINATED(ev->idempotency_key) || !TERMINATED(t->id) ||
-      !TERMINATED(t->token) || !TERMINATED(t->name) ||
-      (t->has_description && !TERMINATED(t->description)))
+  if (unterminated(ev))
     return ctkn__err(err, CTKN_EINVAL, "event has an unterminated string");
 
   /* protobuf-c's structs are not const-correct; pack only reads them. */
@@ -236,25 +244,35 @@ static int missing(struct ctkn_err *err, const char *field)
  * error message and the parser. */
 #define ENUM_STR_MAX 64
 
+/* The first field of d that the encoder always writes and d lacks, in
+ * field order; NULL when none is missing. */
+static const char *token_missing(const Ctkn__V1__ClientToken *d)
+{
+  if (d->id == NULL)
+    return "data.id";
+  if (d->token == NULL)
+    return "data.token";
+  if (d->name == NULL)
+    return "data.name";
+  if (d->status == NULL)
+    return "data.status";
+  if (!d->has_created_at)
+    return "data.created_at";
+  if (!d->has_updated_at)
+    return "data.updated_at";
+  return NULL;
+}
+
 static int copy_token(const Ctkn__V1__ClientToken *d, struct ctkn_token *t,
                       struct ctkn_err *err)
 {
+  const char *absent = token_missing(d);
   char quoted[80];
   size_t n = 0;
   int rc;
 
-  if (d->id == NULL)
-    return missing(err, "data.id");
-  if (d->token == NULL)
-    return missing(err, "data.token");
-  if (d->name == NULL)
-    return missing(err, "data.name");
-  if (d->status == NULL)
-    return missing(err, "data.status");
-  if (!d->has_created_at)
-    return missing(err, "data.created_at");
-  if (!d->has_updated_at)
-    return missing(err, "data.updated_at");
+  if (absent != NULL)
+    return missing(err, absent);
 
   if ((rc = COPY_STR(t->id, d->id, "data.id", err)) != CTKN_OK ||
       (rc = COPY_STR(t->token, d->token, "data.token", err)) != CTKN_OK ||
@@ -287,26 +305,35 @@ static int copy_token(const Ctkn__V1__ClientToken *d, struct ctkn_token *t,
   return CTKN_OK;
 }
 
+/* As token_missing(), for the event around the token. */
+static const char *event_missing(const Ctkn__V1__Event *m)
+{
+  if (m->event_id == NULL)
+    return "event_id";
+  if (m->event_type == NULL)
+    return "event_type";
+  if (!m->has_occurred_at)
+    return "occurred_at";
+  if (m->notification_id == NULL)
+    return "notification_id";
+  if (!m->has_version)
+    return "version";
+  if (m->data == NULL)
+    return "data";
+  return NULL;
+}
+
 static int copy_event(const Ctkn__V1__Event *m, struct ctkn_event *ev,
                       struct ctkn_err *err)
 {
+  /* Every field the encoder always writes is required, in field order. */
+  const char *absent = event_missing(m);
   char quoted[80];
   size_t n = 0;
   int rc;
 
-  /* Every field the encoder always writes is required, in field order. */
-  if (m->event_id == NULL)
-    return missing(err, "event_id");
-  if (m->event_type == NULL)
-    return missing(err, "event_type");
-  if (!m->has_occurred_at)
-    return missing(err, "occurred_at");
-  if (m->notification_id == NULL)
-    return missing(err, "notification_id");
-  if (!m->has_version)
-    return missing(err, "version");
-  if (m->data == NULL)
-    return missing(err, "data");
+  if (absent != NULL)
+    return missing(err, absent);
 
   rc = COPY_STR(ev->event_id, m->event_id, "event_id", err);
   if (rc != CTKN_OK)

@@ -226,12 +226,100 @@ static int message_timeout(int timeout_ms)
                             : ctkn__kafka_clamp(timeout_ms / 2, 1, 1000);
 }
 
+/* The settings below go in order and stop at the first that fails. */
+#define OWN(key, value)                                                        \
+  if (rc == CTKN_OK)                                                           \
+  rc = ctkn__kafka_set(conf, key, value, err)
+#define OWN_INT(key, value)                                                    \
+  if (rc == CTKN_OK)                                                           \
+  rc = set_int(conf, key, value, err)
+
+/* What every handle has: the brokers, ctkn's name, no topics created
+ * behind the caller's back, and network timeouts within the caller's t. */
+static int set_common(rd_kafka_conf_t *conf, const struct ctkn_log_config *cfg,
+                      int t, struct ctkn_err *err)
+{
+  int rc = CTKN_OK;
+
+  OWN("bootstrap.servers", cfg->brokers);
+  OWN("client.id", CTKN__KAFKA_CLIENT_ID);
+  OWN("allow.auto.create.topics", "false");
+  OWN_INT("socket.timeout.ms", ctkn__kafka_clamp(t, 10, 60000));
+  OWN_INT("socket.connection.setup.timeout.ms",
+          ctkn__kafka_clamp(t, 1000, 30000));
+  OWN_INT("api.version.request.timeout.ms", ctkn__kafka_clamp(t, 1, 10000));
+  return rc;
+}
+
+static int set_producer(rd_kafka_conf_t *conf, int t, struct ctkn_err *err)
+{
+  int rc = CTKN_OK;
+
+  OWN("enable.idempotence", "true");
+  OWN("acks", "all");
+  OWN("partitioner", "murmur2_random");
+  OWN("linger.ms", "0"); /* one record per command: latency first */
+  OWN_INT("message.timeout.ms", message_timeout(t));
+  /* A missing topic fails as "unknown topic" before the message times
+   * out, so the error can say what to do. */
+  OWN_INT("topic.metadata.propagation.max.ms",
+          ctkn__kafka_clamp(message_timeout(t) / 2, 1, 30000));
+  return rc;
+}
+
+static int set_consumer(rd_kafka_conf_t *conf, enum ctkn__kafka_kind kind,
+                        struct ctkn_err *err)
+{
+  int rc = CTKN_OK;
+
+  /* A group consumer gets its group.id and auto.offset.reset from
+   * ctkn_consumer_open_group(). */
+  if (kind == CTKN__KAFKA_CONSUMER) {
+    OWN("group.id", CTKN__KAFKA_ASSIGN_GROUP);
+    OWN("auto.offset.reset", "error");
+  }
+  OWN("enable.auto.commit", "false");
+  OWN("enable.auto.offset.store", "false");
+  OWN("enable.partition.eof", "false");
+  /* Bounded prefetch: memory stays flat however long the log is. The
+   * bytes bound is the one that bites. In librdkafka 2.0.2 a queue held
+   * at queued.min.messages stalls fetching for up to a second each time
+   * it drains (measured: 10000 gave ~200k msgs/s with 1 s gaps), so the
+   * count bound stays at librdkafka's 100000. */
+  OWN("queued.max.messages.kbytes", "16384");
+  OWN("queued.min.messages", "100000");
+  OWN("fetch.max.bytes", "8388608");
+  /* A partition that joins the fetch session just after a long-poll was
+   * sent waits for that poll to end; keep the wait short so a command's
+   * read-your-writes and a follower's lag stay low. */
+  OWN("fetch.wait.max.ms", "100");
+  return rc;
+}
+#undef OWN
+#undef OWN_INT
+
+/* The caller's -X settings, last, so they win; -X debug also lets the
+ * handle's log through (on_log()). */
+static int set_overrides(rd_kafka_conf_t *conf,
+                         const struct ctkn_log_config *cfg,
+                         struct ctkn__kctx *k, struct ctkn_err *err)
+{
+  int rc = CTKN_OK;
+
+  for (size_t i = 0; rc == CTKN_OK && i < cfg->n_overrides; i++) {
+    rc = apply_override(conf, cfg->overrides[i][0], cfg->overrides[i][1], err);
+    if (strcmp(cfg->overrides[i][0], "debug") == 0)
+      k->verbose = true;
+  }
+  return rc;
+}
+
 int ctkn__kafka_build_conf(const struct ctkn_log_config *cfg,
                            enum ctkn__kafka_kind kind, struct ctkn__kctx *k,
                            rd_kafka_conf_t **out, struct ctkn_err *err)
 {
   int t = cfg->timeout_ms;
-  int rc = CTKN_OK;
+  int rc;
 
   *out = NULL;
   if (t <= 0)
@@ -243,65 +331,14 @@ int ctkn__kafka_build_conf(const struct ctkn_log_config *cfg,
     return ctkn__err(err, CTKN_EUSAGE, "no topic given (--topic)");
 
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
-#define OWN(key, value)                                                        \
-  if (rc == CTKN_OK)                                                           \
-  rc = ctkn__kafka_set(conf, key, value, err)
-#define OWN_INT(key, value)                                                    \
-  if (rc == CTKN_OK)                                                           \
-  rc = set_int(conf, key, value, err)
-  OWN("bootstrap.servers", cfg->brokers);
-  OWN("client.id", CTKN__KAFKA_CLIENT_ID);
-  OWN("allow.auto.create.topics", "false");
-  OWN_INT("socket.timeout.ms", ctkn__kafka_clamp(t, 10, 60000));
-  OWN_INT("socket.connection.setup.timeout.ms",
-          ctkn__kafka_clamp(t, 1000, 30000));
-  OWN_INT("api.version.request.timeout.ms", ctkn__kafka_clamp(t, 1, 10000));
-  switch (kind) {
-  case CTKN__KAFKA_PRODUCER:
-    OWN("enable.idempotence", "true");
-    OWN("acks", "all");
-    OWN("partitioner", "murmur2_random");
-    OWN("linger.ms", "0"); /* one record per command: latency first */
-    OWN_INT("message.timeout.ms", message_timeout(t));
-    /* A missing topic fails as "unknown topic" before the message times
-     * out, so the error can say what to do. */
-    OWN_INT("topic.metadata.propagation.max.ms",
-            ctkn__kafka_clamp(message_timeout(t) / 2, 1, 30000));
-    break;
-  case CTKN__KAFKA_CONSUMER:
-  case CTKN__KAFKA_GROUP:
-    /* A group consumer gets its group.id and auto.offset.reset from
-     * ctkn_consumer_open_group(). */
-    if (kind == CTKN__KAFKA_CONSUMER) {
-      OWN("group.id", CTKN__KAFKA_ASSIGN_GROUP);
-      OWN("auto.offset.reset", "error");
-    }
-    OWN("enable.auto.commit", "false");
-    OWN("enable.auto.offset.store", "false");
-    OWN("enable.partition.eof", "false");
-    /* Bounded prefetch: memory stays flat however long the log is. The
-     * bytes bound is the one that bites. In librdkafka 2.0.2 a queue held
-     * at queued.min.messages stalls fetching for up to a second each time
-     * it drains (measured: 10000 gave ~200k msgs/s with 1 s gaps), so the
-     * count bound stays at librdkafka's 100000. */
-    OWN("queued.max.messages.kbytes", "16384");
-    OWN("queued.min.messages", "100000");
-    OWN("fetch.max.bytes", "8388608");
-    /* A partition that joins the fetch session just after a long-poll was
-     * sent waits for that poll to end; keep the wait short so a command's
-     * read-your-writes and a follower's lag stay low. */
-    OWN("fetch.wait.max.ms", "100");
-    break;
-  case CTKN__KAFKA_ADMIN:
-    break;
-  }
-#undef OWN
-#undef OWN_INT
-  for (size_t i = 0; rc == CTKN_OK && i < cfg->n_overrides; i++) {
-    rc = apply_override(conf, cfg->overrides[i][0], cfg->overrides[i][1], err);
-    if (strcmp(cfg->overrides[i][0], "debug") == 0)
-      k->verbose = true;
-  }
+  rc = set_common(conf, cfg, t, err);
+  if (rc == CTKN_OK && kind == CTKN__KAFKA_PRODUCER)
+    rc = set_producer(conf, t, err);
+  if (rc == CTKN_OK &&
+      (kind == CTKN__KAFKA_CONSUMER || kind == CTKN__KAFKA_GROUP))
+    rc = set_consumer(conf, kind, err);
+  if (rc == CTKN_OK)
+    rc = set_overrides(conf, cfg, k, err);
   if (rc != CTKN_OK) {
     rd_kafka_conf_destroy(conf);
     return rc;
@@ -332,6 +369,55 @@ int ctkn__kafka_new_handle(rd_kafka_type_t type, rd_kafka_conf_t *conf,
   return CTKN_OK;
 }
 
+/* A partition without a leader (just created, or a broker is down)
+ * answers nothing yet: the first one's error, for callers that can wait;
+ * RD_KAFKA_RESP_ERR_NO_ERROR when every partition has a leader. */
+static rd_kafka_resp_err_t leaderless(const rd_kafka_metadata_topic_t *mt)
+{
+  for (int i = 0; i < mt->partition_cnt; i++) {
+    const rd_kafka_metadata_partition_t *mp = &mt->partitions[i];
+    if (mp->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      return mp->err;
+    if (mp->leader < 0)
+      return RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+  }
+  return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* The partition count of md's topic, or why it has none. *topic_err (when
+ * not NULL) receives what a caller that can wait is waiting for. */
+static int partitions_of(const struct rd_kafka_metadata *md, const char *topic,
+                         int32_t *n, rd_kafka_resp_err_t *topic_err,
+                         struct ctkn_err *err)
+{
+  const rd_kafka_metadata_topic_t *mt;
+  rd_kafka_resp_err_t e;
+
+  if (md->topic_cnt < 1)
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: no metadata for topic %s",
+                     topic);
+  mt = &md->topics[0];
+  if ((e = mt->err) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (topic_err != NULL)
+      *topic_err = e;
+    if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+      return ctkn__err(err, CTKN_ENOTFOUND,
+                       "topic %s does not exist (run ctkn init)", topic);
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s: %s", topic,
+                     rd_kafka_err2str(e));
+  }
+  if (mt->partition_cnt < 1) {
+    if (topic_err != NULL)
+      *topic_err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s has no partitions",
+                     topic);
+  }
+  *n = mt->partition_cnt;
+  if (topic_err != NULL)
+    *topic_err = leaderless(mt);
+  return CTKN_OK;
+}
+
 int ctkn__kafka_topic_partitions(rd_kafka_t *rk, struct ctkn__kctx *k,
                                  const char *topic, int timeout_ms, int32_t *n,
                                  rd_kafka_resp_err_t *topic_err,
@@ -341,7 +427,7 @@ int ctkn__kafka_topic_partitions(rd_kafka_t *rk, struct ctkn__kctx *k,
   rd_kafka_topic_t *rkt;
   rd_kafka_resp_err_t e;
   char ctx[448];
-  int rc = CTKN_OK;
+  int rc;
 
   if (topic_err != NULL)
     *topic_err = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -358,37 +444,7 @@ int ctkn__kafka_topic_partitions(rd_kafka_t *rk, struct ctkn__kctx *k,
     return ctkn__err(err, CTKN_EKAFKA, "kafka: metadata for topic %s: %s %s",
                      topic, rd_kafka_err2str(e),
                      ctkn__kctx_context(k, ctx, sizeof(ctx)));
-  if (md->topic_cnt < 1) {
-    rc = ctkn__err(err, CTKN_EKAFKA, "kafka: no metadata for topic %s", topic);
-  } else if ((e = md->topics[0].err) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    if (topic_err != NULL)
-      *topic_err = e;
-    if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-      rc = ctkn__err(err, CTKN_ENOTFOUND,
-                     "topic %s does not exist (run ctkn init)", topic);
-    else
-      rc = ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s: %s", topic,
-                     rd_kafka_err2str(e));
-  } else if (md->topics[0].partition_cnt < 1) {
-    if (topic_err != NULL)
-      *topic_err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
-    rc =
-        ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s has no partitions", topic);
-  } else {
-    *n = md->topics[0].partition_cnt;
-    /* A partition without a leader (just created, or a broker is down)
-     * answers nothing yet; tell callers that can wait. */
-    for (int i = 0; i < md->topics[0].partition_cnt; i++) {
-      const rd_kafka_metadata_partition_t *mp = &md->topics[0].partitions[i];
-      if (mp->leader < 0 || mp->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (topic_err != NULL)
-          *topic_err = mp->err != RD_KAFKA_RESP_ERR_NO_ERROR
-                           ? mp->err
-                           : RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
-        break;
-      }
-    }
-  }
+  rc = partitions_of(md, topic, n, topic_err, err);
   rd_kafka_metadata_destroy(md);
   return rc;
 }
@@ -423,6 +479,65 @@ static int create_error_code(rd_kafka_resp_err_t e)
   }
 }
 
+/* The log is the source of truth: keep every record, never compact. */
+static int set_topic_config(rd_kafka_NewTopic_t *nt, struct ctkn_err *err)
+{
+  if (rd_kafka_NewTopic_set_config(nt, "retention.ms", "-1") ||
+      rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "delete"))
+    return ctkn__err(err, CTKN_EINTERNAL, "kafka: topic config rejected");
+  return CTKN_OK;
+}
+
+/* The request timeout covers finding the controller as well; the broker
+ * gets half of it to finish the creation. */
+static int set_admin_timeouts(rd_kafka_AdminOptions_t *opts, int t,
+                              struct ctkn_err *err)
+{
+  char errstr[256];
+
+  if (rd_kafka_AdminOptions_set_request_timeout(opts, t, errstr,
+                                                sizeof(errstr)) ||
+      rd_kafka_AdminOptions_set_operation_timeout(
+          opts, ctkn__kafka_clamp(t / 2, 1, t), errstr, sizeof(errstr)))
+    return ctkn__err(err, CTKN_EINTERNAL, "kafka: admin options: %s", errstr);
+  return CTKN_OK;
+}
+
+/* What the CreateTopics result ev says: *created, or that the topic
+ * already exists, or the error. */
+static int create_result(rd_kafka_event_t *ev, struct ctkn__kctx *k,
+                         const char *topic, bool *created, struct ctkn_err *err)
+{
+  rd_kafka_resp_err_t e;
+  char ctx[448];
+
+  if ((e = rd_kafka_event_error(ev)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return ctkn__err(
+        err, e == RD_KAFKA_RESP_ERR__TIMED_OUT ? CTKN_ETIMEOUT : CTKN_EKAFKA,
+        "kafka: cannot create topic %s: %s %s", topic,
+        rd_kafka_event_error_string(ev),
+        ctkn__kctx_context(k, ctx, sizeof(ctx)));
+  const rd_kafka_CreateTopics_result_t *res =
+      rd_kafka_event_CreateTopics_result(ev);
+  size_t cnt = 0;
+  const rd_kafka_topic_result_t **topics =
+      res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
+  if (cnt < 1)
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: empty CreateTopics result");
+  e = rd_kafka_topic_result_error(topics[0]);
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    *created = true;
+  } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+    *created = false;
+  } else {
+    const char *detail = rd_kafka_topic_result_error_string(topics[0]);
+    return ctkn__err(
+        err, create_error_code(e), "kafka: cannot create topic %s: %s%s%s",
+        topic, rd_kafka_err2str(e), detail ? ": " : "", detail ? detail : "");
+  }
+  return CTKN_OK;
+}
+
 /* Send CreateTopics and wait for its result; *created on success. */
 static int create_once(rd_kafka_t *rk, struct ctkn__kctx *k,
                        const struct ctkn_log_config *cfg, int partitions,
@@ -435,68 +550,27 @@ static int create_once(rd_kafka_t *rk, struct ctkn__kctx *k,
   rd_kafka_queue_t *q = NULL;
   rd_kafka_event_t *ev = NULL;
   char errstr[256], ctx[448];
-  rd_kafka_resp_err_t e;
-  int rc = CTKN_OK;
+  int rc;
 
   nt = rd_kafka_NewTopic_new(cfg->topic, partitions, replication_factor, errstr,
                              sizeof(errstr));
   if (nt == NULL)
     return ctkn__err(err, CTKN_EUSAGE, "topic %s: %s", cfg->topic, errstr);
-  /* The log is the source of truth: keep every record, never compact. */
-  if (rd_kafka_NewTopic_set_config(nt, "retention.ms", "-1") ||
-      rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "delete")) {
-    rc = ctkn__err(err, CTKN_EINTERNAL, "kafka: topic config rejected");
+  if ((rc = set_topic_config(nt, err)) != CTKN_OK)
     goto out;
-  }
   opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-  /* The request timeout covers finding the controller as well; the broker
-   * gets half of it to finish the creation. */
-  if (rd_kafka_AdminOptions_set_request_timeout(opts, t, errstr,
-                                                sizeof(errstr)) ||
-      rd_kafka_AdminOptions_set_operation_timeout(
-          opts, ctkn__kafka_clamp(t / 2, 1, t), errstr, sizeof(errstr))) {
-    rc = ctkn__err(err, CTKN_EINTERNAL, "kafka: admin options: %s", errstr);
+  if ((rc = set_admin_timeouts(opts, t, err)) != CTKN_OK)
     goto out;
-  }
   q = rd_kafka_queue_new(rk);
   rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
   /* The request timeout ends the request; the margin is for its result
    * to reach the queue. */
-  if ((ev = rd_kafka_queue_poll(q, t + 1000)) == NULL) {
+  if ((ev = rd_kafka_queue_poll(q, t + 1000)) == NULL)
     rc = ctkn__err(err, CTKN_ETIMEOUT,
                    "kafka: cannot create topic %s: no reply within %d ms %s",
                    cfg->topic, t, ctkn__kctx_context(k, ctx, sizeof(ctx)));
-    goto out;
-  }
-  if ((e = rd_kafka_event_error(ev)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    rc = ctkn__err(
-        err, e == RD_KAFKA_RESP_ERR__TIMED_OUT ? CTKN_ETIMEOUT : CTKN_EKAFKA,
-        "kafka: cannot create topic %s: %s %s", cfg->topic,
-        rd_kafka_event_error_string(ev),
-        ctkn__kctx_context(k, ctx, sizeof(ctx)));
-    goto out;
-  }
-  const rd_kafka_CreateTopics_result_t *res =
-      rd_kafka_event_CreateTopics_result(ev);
-  size_t cnt = 0;
-  const rd_kafka_topic_result_t **topics =
-      res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
-  if (cnt < 1) {
-    rc = ctkn__err(err, CTKN_EKAFKA, "kafka: empty CreateTopics result");
-    goto out;
-  }
-  e = rd_kafka_topic_result_error(topics[0]);
-  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    *created = true;
-  } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-    *created = false;
-  } else {
-    const char *detail = rd_kafka_topic_result_error_string(topics[0]);
-    rc = ctkn__err(err, create_error_code(e),
-                   "kafka: cannot create topic %s: %s%s%s", cfg->topic,
-                   rd_kafka_err2str(e), detail ? ": " : "",
-                   detail ? detail : "");
-  }
+  else
+    rc = create_result(ev, k, cfg->topic, created, err);
 out:
   if (ev != NULL)
     rd_kafka_event_destroy(ev);

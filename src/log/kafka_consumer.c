@@ -12,6 +12,64 @@
 
 static void consumer_free(struct ctkn__kafka_consumer *c);
 
+/* The consumer handle's configuration. A group member's names its group
+ * and where the group starts, and rebalances call back into the lease. */
+static int consumer_conf(struct ctkn__kafka_consumer *c,
+                         const struct ctkn_log_config *cfg, const char *group,
+                         rd_kafka_conf_t **conf, struct ctkn_err *err)
+{
+  int rc;
+
+  if ((rc = ctkn__kafka_build_conf(
+           cfg, group ? CTKN__KAFKA_GROUP : CTKN__KAFKA_CONSUMER, &c->k, conf,
+           err)) != CTKN_OK)
+    return rc;
+  if (group == NULL)
+    return CTKN_OK;
+  rc = ctkn__kafka_set(*conf, "group.id", group, err);
+  if (rc == CTKN_OK)
+    rc = ctkn__kafka_set(
+        *conf, "auto.offset.reset",
+        c->start == CTKN_START_BEGINNING ? "earliest" : "latest", err);
+  if (rc != CTKN_OK) {
+    rd_kafka_conf_destroy(*conf);
+    *conf = NULL;
+    return rc;
+  }
+  rd_kafka_conf_set_rebalance_cb(*conf, ctkn__kafka_on_rebalance);
+  return CTKN_OK;
+}
+
+/* Serve error events, logs and rebalances from the consumer queue, which
+ * poll reads with the batch call (the fast path). */
+static int consumer_queue(struct ctkn__kafka_consumer *c, struct ctkn_err *err)
+{
+  rd_kafka_resp_err_t e;
+
+  if ((e = rd_kafka_poll_set_consumer(c->rk)) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      (c->q = rd_kafka_queue_get_consumer(c->rk)) == NULL)
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: no consumer queue: %s",
+                     rd_kafka_err2str(e));
+  return CTKN_OK;
+}
+
+/* A group member's subscription to the topic. */
+static int subscribe(struct ctkn__kafka_consumer *c, struct ctkn_err *err)
+{
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_resp_err_t e;
+
+  if (l == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory subscribing");
+  rd_kafka_topic_partition_list_add(l, c->topic, RD_KAFKA_PARTITION_UA);
+  e = rd_kafka_subscribe(c->rk, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: subscribing to %s: %s", c->topic,
+                     rd_kafka_err2str(e));
+  return CTKN_OK;
+}
+
 int ctkn__kafka_consumer_open(ctkn_consumer **out,
                               const struct ctkn_log_config *cfg,
                               const struct ctkn__consumer_opts *opts,
@@ -21,7 +79,6 @@ int ctkn__kafka_consumer_open(ctkn_consumer **out,
       opts->kind == CTKN__CONSUMER_ASSIGNED ? NULL : opts->group;
   rd_kafka_conf_t *conf;
   struct ctkn__kafka_consumer *c;
-  rd_kafka_resp_err_t e;
   int rc;
 
   *out = NULL;
@@ -43,24 +100,9 @@ int ctkn__kafka_consumer_open(ctkn_consumer **out,
       goto fail;
     }
   }
-  if ((rc = ctkn__kafka_build_conf(
-           cfg, group ? CTKN__KAFKA_GROUP : CTKN__KAFKA_CONSUMER, &c->k, &conf,
-           err)) != CTKN_OK)
-    goto fail;
-  if (group != NULL) {
-    rc = ctkn__kafka_set(conf, "group.id", group, err);
-    if (rc == CTKN_OK)
-      rc = ctkn__kafka_set(
-          conf, "auto.offset.reset",
-          c->start == CTKN_START_BEGINNING ? "earliest" : "latest", err);
-    if (rc != CTKN_OK) {
-      rd_kafka_conf_destroy(conf);
-      goto fail;
-    }
-    rd_kafka_conf_set_rebalance_cb(conf, ctkn__kafka_on_rebalance);
-  }
-  if ((rc = ctkn__kafka_new_handle(RD_KAFKA_CONSUMER, conf, &c->rk, err)) !=
-      CTKN_OK)
+  if ((rc = consumer_conf(c, cfg, group, &conf, err)) != CTKN_OK ||
+      (rc = ctkn__kafka_new_handle(RD_KAFKA_CONSUMER, conf, &c->rk, err)) !=
+          CTKN_OK)
     goto fail;
   if ((rc = ctkn__kafka_build_conf(cfg, CTKN__KAFKA_ADMIN, &c->k, &conf,
                                    err)) != CTKN_OK ||
@@ -69,31 +111,11 @@ int ctkn__kafka_consumer_open(ctkn_consumer **out,
     goto fail;
   /* No fetch is in flight yet, so this query does not queue behind one. */
   if ((rc = ctkn__kafka_warm_topic(c->rk, &c->k, c->topic, c->timeout_ms,
-                                   &c->rkt, err)) != CTKN_OK)
+                                   &c->rkt, err)) != CTKN_OK ||
+      (rc = consumer_queue(c, err)) != CTKN_OK)
     goto fail;
-  /* Serve error events, logs and rebalances from the consumer queue, which
-   * poll reads with the batch call (the fast path). */
-  if ((e = rd_kafka_poll_set_consumer(c->rk)) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-      (c->q = rd_kafka_queue_get_consumer(c->rk)) == NULL) {
-    rc = ctkn__err(err, CTKN_EKAFKA, "kafka: no consumer queue: %s",
-                   rd_kafka_err2str(e));
+  if (group != NULL && (rc = subscribe(c, err)) != CTKN_OK)
     goto fail;
-  }
-  if (group != NULL) {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    if (l == NULL) {
-      rc = ctkn__err(err, CTKN_ENOMEM, "out of memory subscribing");
-      goto fail;
-    }
-    rd_kafka_topic_partition_list_add(l, c->topic, RD_KAFKA_PARTITION_UA);
-    e = rd_kafka_subscribe(c->rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      rc = ctkn__err(err, CTKN_EKAFKA, "kafka: subscribing to %s: %s", c->topic,
-                     rd_kafka_err2str(e));
-      goto fail;
-    }
-  }
   *out = &c->base;
   return CTKN_OK;
 fail:
@@ -453,6 +475,35 @@ int ctkn__kafka_consumer_error(struct ctkn__kafka_consumer *c,
   }
 }
 
+/* Fill the empty batch with up to max messages from the queue. */
+static int refill(struct ctkn__kafka_consumer *c, int timeout_ms, size_t max,
+                  struct ctkn_err *err)
+{
+  if (max > c->cap) {
+    rd_kafka_message_t **b = realloc(c->batch, max * sizeof(*b));
+    if (b == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "out of memory polling");
+    c->batch = b;
+    c->cap = max;
+  }
+  /* Wait for the first record only, then take what is already queued.
+   * A batch call waits until the whole batch is full or the timeout
+   * ends, which would add the timeout to every record under light load
+   * (a command waiting to read its own write). */
+  ssize_t got = rd_kafka_consume_batch_queue(
+      c->q, timeout_ms < 0 ? 0 : timeout_ms, c->batch, 1);
+  if (got == 1 && max > 1) {
+    ssize_t more = rd_kafka_consume_batch_queue(c->q, 0, c->batch + 1, max - 1);
+    if (more > 0)
+      got += more;
+  }
+  if (got < 0)
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: consuming %s: %s", c->topic,
+                     rd_kafka_err2str(rd_kafka_last_error()));
+  c->len = (size_t)got;
+  return CTKN_OK;
+}
+
 int ctkn__kafka_poll(ctkn_consumer *base, int timeout_ms,
                      struct ctkn_log_msg *msgs, size_t max, size_t *n,
                      struct ctkn_err *err)
@@ -466,31 +517,8 @@ int ctkn__kafka_poll(ctkn_consumer *base, int timeout_ms,
   ctkn__buf_reset(&c->headers);
   if (max == 0)
     return CTKN_OK;
-  if (c->len == 0) {
-    if (max > c->cap) {
-      rd_kafka_message_t **b = realloc(c->batch, max * sizeof(*b));
-      if (b == NULL)
-        return ctkn__err(err, CTKN_ENOMEM, "out of memory polling");
-      c->batch = b;
-      c->cap = max;
-    }
-    /* Wait for the first record only, then take what is already queued.
-     * A batch call waits until the whole batch is full or the timeout
-     * ends, which would add the timeout to every record under light load
-     * (a command waiting to read its own write). */
-    ssize_t got = rd_kafka_consume_batch_queue(
-        c->q, timeout_ms < 0 ? 0 : timeout_ms, c->batch, 1);
-    if (got == 1 && max > 1) {
-      ssize_t more =
-          rd_kafka_consume_batch_queue(c->q, 0, c->batch + 1, max - 1);
-      if (more > 0)
-        got += more;
-    }
-    if (got < 0)
-      return ctkn__err(err, CTKN_EKAFKA, "kafka: consuming %s: %s", c->topic,
-                       rd_kafka_err2str(rd_kafka_last_error()));
-    c->len = (size_t)got;
-  }
+  if (c->len == 0 && (rc = refill(c, timeout_ms, max, err)) != CTKN_OK)
+    return rc;
   while (c->next < c->len && k < max) {
     rd_kafka_message_t *m = c->batch[c->next];
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {

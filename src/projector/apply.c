@@ -97,6 +97,71 @@ int ctkn_projector_decode(const struct ctkn_log_msg *m, struct ctkn_event *ev,
   return CTKN_OK;
 }
 
+/* Record why the event at m was rejected. */
+static int reject(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
+                  const struct ctkn_event *ev, const char *reason,
+                  struct ctkn_projector_stats *stats, struct ctkn_err *err)
+{
+  stats->rejected++;
+  return ctkn_store_put_rejected(txn, m->partition, m->offset, ev->event_id,
+                                 ev->data.id, reason, err);
+}
+
+/* Whether ev's idempotency key was used by a create before it: a racing
+ * duplicate, which loses to the first create with the key (*used, with
+ * the reason). */
+static int idem_used(ctkn_store_txn *txn, const struct ctkn_event *ev,
+                     bool *used, char *reason, size_t reasonsz,
+                     struct ctkn_err *err)
+{
+  char other[CTKN_ID_BUF];
+  uint8_t hash[CTKN_HASH_LEN];
+  int rc;
+
+  *used = false;
+  rc = ctkn_store_get_idem(txn, ev->idempotency_key, other, hash, err);
+  if (rc == CTKN_ENOTFOUND)
+    return CTKN_OK;
+  if (rc != CTKN_OK)
+    return rc;
+  snprintf(reason, reasonsz, "idempotency: key already used by %s", other);
+  *used = true;
+  return CTKN_OK;
+}
+
+/* History is written at the batch's end, sorted (nothing reads it
+ * meanwhile): note the entry for the event at m. */
+static int add_history(struct ctkn__buf *hist, const struct ctkn_log_msg *m,
+                       const struct ctkn_event *ev, struct ctkn_err *err)
+{
+  struct ctkn_store_history_put *h = ctkn__buf_add(hist, sizeof(*h));
+
+  if (h == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: history");
+  memcpy(h->id, ev->data.id, sizeof(h->id));
+  h->version = ev->version;
+  h->partition = m->partition;
+  h->offset = m->offset;
+  h->value = m->value;
+  h->len = m->value_len;
+  return CTKN_OK;
+}
+
+/* The token's current record into *cur; *found is false for a new token.
+ * A create's ID is new but for a duplicate: the batch may guess so and
+ * check at its end (apply_source() goes again if it guessed wrong). */
+static int load_current(ctkn_store_txn *txn, const struct ctkn_event *ev,
+                        struct ctkn_record *cur, bool *found,
+                        struct ctkn_err *err)
+{
+  int rc = ev->type == CTKN_EVENT_CREATED
+               ? ctkn__store_get_new(txn, ev->data.id, cur, err)
+               : ctkn_store_get(txn, ev->data.id, cur, err);
+
+  *found = rc == CTKN_OK;
+  return rc == CTKN_ENOTFOUND ? CTKN_OK : rc;
+}
+
 /* Apply one decoded event inside txn. m->value must outlive the batch. */
 static int apply_event(ctkn_store_txn *txn, ctkn_env env,
                        const struct ctkn_log_msg *m,
@@ -105,18 +170,12 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
 {
   struct ctkn_record cur, next;
   char reason[256];
-  const struct ctkn_record *curp = NULL;
+  bool found;
   int rc;
 
-  /* A create's ID is new but for a duplicate: the batch may guess so and
-   * check at its end (apply_source() goes again if it guessed wrong). */
-  rc = ev->type == CTKN_EVENT_CREATED
-           ? ctkn__store_get_new(txn, ev->data.id, &cur, err)
-           : ctkn_store_get(txn, ev->data.id, &cur, err);
-  if (rc == CTKN_OK)
-    curp = &cur;
-  else if (rc != CTKN_ENOTFOUND)
+  if ((rc = load_current(txn, ev, &cur, &found, err)) != CTKN_OK)
     return rc;
+  const struct ctkn_record *curp = found ? &cur : NULL;
 
   /* ctkn_projector_decode() has run ctkn_event_check() already. */
   int verdict =
@@ -130,23 +189,15 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
     verdict = CTKN_REJECTED;
   }
   if (verdict == CTKN_APPLIED && ev->idempotency_key[0] != '\0') {
-    char other[CTKN_ID_BUF];
-    uint8_t hash[CTKN_HASH_LEN];
-    rc = ctkn_store_get_idem(txn, ev->idempotency_key, other, hash, err);
-    if (rc == CTKN_OK) {
-      /* A racing duplicate: the first create with the key won. */
-      snprintf(reason, sizeof(reason), "idempotency: key already used by %s",
-               other);
-      verdict = CTKN_REJECTED;
-    } else if (rc != CTKN_ENOTFOUND) {
+    bool used;
+    if ((rc = idem_used(txn, ev, &used, reason, sizeof(reason), err)) !=
+        CTKN_OK)
       return rc;
-    }
+    if (used)
+      verdict = CTKN_REJECTED;
   }
-  if (verdict == CTKN_REJECTED) {
-    stats->rejected++;
-    return ctkn_store_put_rejected(txn, m->partition, m->offset, ev->event_id,
-                                   ev->data.id, reason, err);
-  }
+  if (verdict == CTKN_REJECTED)
+    return reject(txn, m, ev, reason, stats, err);
 
   next.version = ev->version;
   next.partition = m->partition;
@@ -155,30 +206,139 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
   if (rc == CTKN_ECONFLICT) {
     /* Another token already holds this token string (a writer that reused
      * one). The store undid the put; every replica rejects the same way. */
-    stats->rejected++;
-    return ctkn_store_put_rejected(txn, m->partition, m->offset, ev->event_id,
-                                   ev->data.id,
-                                   "token: token string already in use", err);
+    return reject(txn, m, ev, "token: token string already in use", stats, err);
   }
-  if (rc != CTKN_OK)
+  if (rc != CTKN_OK || (rc = add_history(hist, m, ev, err)) != CTKN_OK)
     return rc;
-  /* History is written at the batch's end, sorted (nothing reads it
-   * meanwhile). */
-  struct ctkn_store_history_put *h = ctkn__buf_add(hist, sizeof(*h));
-  if (h == NULL)
-    return ctkn__err(err, CTKN_ENOMEM, "projector: history");
-  memcpy(h->id, ev->data.id, sizeof(h->id));
-  h->version = ev->version;
-  h->partition = m->partition;
-  h->offset = m->offset;
-  h->value = m->value;
-  h->len = m->value_len;
   if (ev->idempotency_key[0] != '\0' &&
       (rc = ctkn_store_put_idem(txn, ev->idempotency_key, ev->data.id,
                                 ev->request_hash, err)) != CTKN_OK)
     return rc;
   stats->applied++;
   return CTKN_OK;
+}
+
+/* One attempt at applying a source: its write transaction and what it
+ * gathers until the commit. */
+struct pass {
+  ctkn_store_txn *txn;
+  ctkn_env env;
+  bool *paused; /* npaused entries, or NULL: stop at a newer schema */
+  int32_t npaused;
+  struct cursor cur;
+  /* The history entries (struct ctkn_store_history_put), written at the
+   * end. */
+  struct ctkn__buf hist;
+  struct ctkn_event *ev; /* the record being applied, decoded */
+  struct ctkn_projector_stats stats;
+};
+
+static bool is_paused(const struct pass *ps, int32_t p)
+{
+  return ps->paused != NULL && p < ps->npaused && ps->paused[p];
+}
+
+/* Stop partition m->partition at m, whose schema is newer than this
+ * build's: its offset stays below the record. true when the whole batch
+ * must stop there, having nowhere to note the pause. */
+static bool pause_at(struct pass *ps, const struct ctkn_log_msg *m)
+{
+  int32_t p = m->partition;
+
+  if (ps->paused != NULL && p < ps->npaused && !ps->paused[p]) {
+    ps->paused[p] = true;
+    ps->stats.paused++;
+  }
+  ctkn__diag(CTKN_DIAG_ERROR, "projector",
+             "partition %" PRId32 " paused at offset %" PRId64
+             ": schema version %d is newer than this build's %d; "
+             "upgrade ctkn",
+             p, m->offset, m->schema_version, CTKN_SCHEMA_VERSION);
+  return ps->paused == NULL;
+}
+
+/* Decode the record at m and apply it, or quarantine it with the reason
+ * it does not decode. */
+static int apply_record(struct pass *ps, const struct ctkn_log_msg *m,
+                        struct ctkn_err *err)
+{
+  struct ctkn_err derr;
+
+  if (ctkn_projector_decode(m, ps->ev, &derr) != CTKN_OK) {
+    ps->stats.quarantined++;
+    return ctkn_store_put_quarantine(ps->txn, m->partition, m->offset, derr.msg,
+                                     m->key, m->key_len, m->value, m->value_len,
+                                     err);
+  }
+  return apply_event(ps->txn, ps->env, m, ps->ev, &ps->hist, &ps->stats, err);
+}
+
+/* Every record of src in order: skip what the store has, hold back the
+ * paused partitions, apply the rest. */
+static int apply_records(struct pass *ps, struct source *src,
+                         struct ctkn_err *err)
+{
+  int rc;
+
+  for (size_t i = 0; i < src->n; i++) {
+    const struct ctkn_log_msg *m = src->msg(src, i);
+    int32_t p = m->partition;
+    int64_t next = 0;
+
+    if ((rc = cursor_next(&ps->cur, ps->txn, p, &next, err)) != CTKN_OK)
+      return rc;
+    if (m->offset < next) {
+      ps->stats.skipped++;
+      continue;
+    }
+    if (is_paused(ps, p))
+      continue;
+    if (m->schema_version > CTKN_SCHEMA_VERSION) {
+      if (pause_at(ps, m))
+        break;
+      continue;
+    }
+    if ((rc = apply_record(ps, m, err)) != CTKN_OK)
+      return rc;
+    ps->cur.next[p] = m->offset + 1;
+    ps->cur.dirty[p] = true;
+  }
+  return CTKN_OK;
+}
+
+/* Write what the pass gathered (the token puts, the history, every
+ * partition's next offset) and commit. *wrong as apply_once(). */
+static int commit_pass(struct pass *ps, bool *wrong, struct ctkn_err *err)
+{
+  int rc;
+
+  if ((rc = ctkn__store_batch_write(ps->txn, wrong, err)) != CTKN_OK ||
+      (rc = ctkn_store_put_history_batch(
+           ps->txn, (struct ctkn_store_history_put *)(void *)ps->hist.data,
+           ps->hist.len / sizeof(struct ctkn_store_history_put), err)) !=
+          CTKN_OK)
+    return rc;
+  for (int32_t p = 0; p < ps->cur.n; p++) {
+    if (ps->cur.dirty[p] && (rc = ctkn_store_set_offset(
+                                 ps->txn, p, ps->cur.next[p], err)) != CTKN_OK)
+      return rc;
+  }
+  rc = ctkn_store_commit(ps->txn, err);
+  ps->txn = NULL;
+  return rc;
+}
+
+static void add_stats(struct ctkn_projector_stats *to,
+                      const struct ctkn_projector_stats *batch)
+{
+  if (to == NULL)
+    return;
+  to->applied += batch->applied;
+  to->rejected += batch->rejected;
+  to->quarantined += batch->quarantined;
+  to->skipped += batch->skipped;
+  to->paused += batch->paused;
+  to->batches++;
 }
 
 /* Apply a source's records in one write transaction; with guess, let
@@ -188,92 +348,28 @@ static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
                       bool *paused, int32_t npaused, bool guess, bool *wrong,
                       struct ctkn_projector_stats *stats, struct ctkn_err *err)
 {
-  struct ctkn_projector_stats batch = {0};
-  struct cursor cur = {0, NULL, NULL};
-  /* The batch's history entries (struct ctkn_store_history_put), written
-   * at its end. */
-  struct ctkn__buf hist = CTKN__BUF_INIT;
-  ctkn_store_txn *txn = NULL;
-  struct ctkn_event *ev = NULL;
-  struct ctkn_err derr;
+  struct pass ps = {.env = env,
+                    .paused = paused,
+                    .npaused = npaused,
+                    .cur = {0, NULL, NULL},
+                    .hist = CTKN__BUF_INIT};
   int rc;
 
   *wrong = false;
   if (src->n == 0)
     return CTKN_OK;
-  if ((ev = malloc(sizeof(*ev))) == NULL)
+  if ((ps.ev = malloc(sizeof(*ps.ev))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "projector: event buffer");
-  if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK ||
-      (rc = ctkn__store_batch(txn, guess, err)) != CTKN_OK)
-    goto out;
-
-  for (size_t i = 0; i < src->n; i++) {
-    const struct ctkn_log_msg *m = src->msg(src, i);
-    int32_t p = m->partition;
-    int64_t next = 0;
-
-    if ((rc = cursor_next(&cur, txn, p, &next, err)) != CTKN_OK)
-      goto out;
-    if (m->offset < next) {
-      batch.skipped++;
-      continue;
-    }
-    if (paused != NULL && p < npaused && paused[p])
-      continue;
-    if (m->schema_version > CTKN_SCHEMA_VERSION) {
-      /* Stop this partition here; its offset stays below the record. */
-      if (paused != NULL && p < npaused && !paused[p]) {
-        paused[p] = true;
-        batch.paused++;
-      }
-      ctkn__diag(CTKN_DIAG_ERROR, "projector",
-                 "partition %" PRId32 " paused at offset %" PRId64
-                 ": schema version %d is newer than this build's %d; "
-                 "upgrade ctkn",
-                 p, m->offset, m->schema_version, CTKN_SCHEMA_VERSION);
-      if (paused == NULL)
-        break;
-      continue;
-    }
-    rc = ctkn_projector_decode(m, ev, &derr);
-    if (rc != CTKN_OK) {
-      batch.quarantined++;
-      rc = ctkn_store_put_quarantine(txn, p, m->offset, derr.msg, m->key,
-                                     m->key_len, m->value, m->value_len, err);
-    } else {
-      rc = apply_event(txn, env, m, ev, &hist, &batch, err);
-    }
-    if (rc != CTKN_OK)
-      goto out;
-    cur.next[p] = m->offset + 1;
-    cur.dirty[p] = true;
-  }
-  if ((rc = ctkn__store_batch_write(txn, wrong, err)) != CTKN_OK ||
-      (rc = ctkn_store_put_history_batch(
-           txn, (struct ctkn_store_history_put *)(void *)hist.data,
-           hist.len / sizeof(struct ctkn_store_history_put), err)) != CTKN_OK)
-    goto out;
-  for (int32_t p = 0; p < cur.n; p++) {
-    if (cur.dirty[p] &&
-        (rc = ctkn_store_set_offset(txn, p, cur.next[p], err)) != CTKN_OK)
-      goto out;
-  }
-  rc = ctkn_store_commit(txn, err);
-  txn = NULL;
-  if (rc == CTKN_OK && stats != NULL) {
-    stats->applied += batch.applied;
-    stats->rejected += batch.rejected;
-    stats->quarantined += batch.quarantined;
-    stats->skipped += batch.skipped;
-    stats->paused += batch.paused;
-    stats->batches++;
-  }
-out:
-  ctkn_store_abort(txn);
-  free(cur.next);
-  free(cur.dirty);
-  ctkn__buf_free(&hist);
-  free(ev);
+  if ((rc = ctkn_store_begin(st, true, &ps.txn, err)) == CTKN_OK &&
+      (rc = ctkn__store_batch(ps.txn, guess, err)) == CTKN_OK &&
+      (rc = apply_records(&ps, src, err)) == CTKN_OK &&
+      (rc = commit_pass(&ps, wrong, err)) == CTKN_OK)
+    add_stats(stats, &ps.stats);
+  ctkn_store_abort(ps.txn);
+  free(ps.cur.next);
+  free(ps.cur.dirty);
+  ctkn__buf_free(&ps.hist);
+  free(ps.ev);
   return rc;
 }
 

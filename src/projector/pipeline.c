@@ -240,6 +240,23 @@ static int pipe_unstick(struct pipe *pp, struct pipe_clock *k,
   return CTKN_OK;
 }
 
+/* Poll once into b. A record restarts the idle clock; nothing at all may
+ * unstick the fetch. *got: the records polled. */
+static int pipe_read(struct pipe *pp, struct pbuf *b, struct pipe_clock *k,
+                     size_t *got, struct ctkn_err *err)
+{
+  int rc = ctkn_consumer_poll(pp->consumer, b->n > 0 ? 5 : 20, pp->msgs,
+                              BATCH_MAX - b->n, got, err);
+
+  if (rc == CTKN_OK)
+    rc = pipe_fill(pp, b, *got, err);
+  if (rc == CTKN_OK && *got > 0)
+    k->idle_since = ctkn__now_ms();
+  else if (rc == CTKN_OK)
+    rc = pipe_unstick(pp, k, err);
+  return rc;
+}
+
 static void *pipe_reader(void *arg)
 {
   struct pipe *pp = arg;
@@ -257,15 +274,7 @@ static void *pipe_reader(void *arg)
       continue;
     }
     size_t got = 0;
-    rc = ctkn_consumer_poll(pp->consumer, b->n > 0 ? 5 : 20, pp->msgs,
-                            BATCH_MAX - b->n, &got, &err);
-    if (rc == CTKN_OK)
-      rc = pipe_fill(pp, b, got, &err);
-    if (rc == CTKN_OK && got > 0)
-      k.idle_since = ctkn__now_ms();
-    else if (rc == CTKN_OK)
-      rc = pipe_unstick(pp, &k, &err);
-    if (rc != CTKN_OK)
+    if ((rc = pipe_read(pp, b, &k, &got, &err)) != CTKN_OK)
       break;
     /* Full, or nothing more to read for now: the applier may have it. */
     if (b->n == BATCH_MAX || (got == 0 && b->n > 0))

@@ -81,6 +81,49 @@ void ctkn_projector_stats(const ctkn_projector *p,
   *out = p->stats;
 }
 
+/* Read the stored next offsets of partitions [0, n) into pos, in one read
+ * transaction. */
+static int stored_offsets(ctkn_store *st, int64_t *pos, int32_t n,
+                          struct ctkn_err *err)
+{
+  ctkn_store_txn *txn;
+  int rc;
+
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  for (int32_t i = 0; i < n && rc == CTKN_OK; i++)
+    rc = ctkn_store_offset(txn, i, &pos[i], err);
+  ctkn_store_abort(txn);
+  return rc;
+}
+
+/* The first partition whose stored offset pos[i] lies outside the log's
+ * [lo[i], hi[i]], or -1. A topic deleted and re-created under the same
+ * name shows so; librdkafka 2.0.2 has no topic IDs. */
+static int32_t outside_log(const int64_t *pos, const int64_t *lo,
+                           const int64_t *hi, int32_t n)
+{
+  for (int32_t i = 0; i < n; i++)
+    if (pos[i] > hi[i] || pos[i] < lo[i])
+      return i;
+  return -1;
+}
+
+/* Size p's per-partition arrays for n partitions. The count itself, and
+ * the new partitions' state, are the caller's to set. */
+static int resize_partitions(ctkn_projector *p, int32_t n, struct ctkn_err *err)
+{
+  int64_t *pos = realloc(p->pos, (size_t)n * sizeof(*pos));
+  if (pos != NULL)
+    p->pos = pos;
+  bool *paused = realloc(p->paused, (size_t)n * sizeof(*paused));
+  if (paused != NULL)
+    p->paused = paused;
+  if (pos == NULL || paused == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+  return CTKN_OK;
+}
+
 /*
  * Learn the partition count, check the stored offsets against the log and
  * assign every partition at its stored offset. his (n entries, may be
@@ -88,9 +131,8 @@ void ctkn_projector_stats(const ctkn_projector *p,
  */
 static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
 {
-  int64_t *los = NULL;
-  ctkn_store_txn *txn = NULL;
-  int32_t n;
+  int64_t *los = NULL, *hi;
+  int32_t n, bad;
   int rc;
 
   if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
@@ -100,29 +142,16 @@ static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
                      "topic has %" PRId32 " partitions; "
                      "at most %d are supported",
                      n, CTKN_STORE_MAX_PARTITIONS);
-  int64_t *pos = realloc(p->pos, (size_t)n * sizeof(*pos));
-  if (pos != NULL)
-    p->pos = pos;
-  bool *paused = realloc(p->paused, (size_t)n * sizeof(*paused));
-  if (paused != NULL)
-    p->paused = paused;
-  int64_t *hi = calloc((size_t)n, sizeof(*hi));
-  if (pos == NULL || paused == NULL || hi == NULL) {
-    free(hi);
+  if ((rc = resize_partitions(p, n, err)) != CTKN_OK)
+    return rc;
+  if ((hi = calloc((size_t)n, sizeof(*hi))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
-  }
   for (int32_t i = p->nparts; i < n; i++)
-    paused[i] = false;
+    p->paused[i] = false;
   p->nparts = n;
 
-  if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK)
+  if ((rc = stored_offsets(p->st, p->pos, n, err)) != CTKN_OK)
     goto fail;
-  for (int32_t i = 0; i < n && rc == CTKN_OK; i++)
-    rc = ctkn_store_offset(txn, i, &pos[i], err);
-  ctkn_store_abort(txn);
-  if (rc != CTKN_OK)
-    goto fail;
-
   if ((los = calloc((size_t)n, sizeof(*los))) == NULL) {
     rc = ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
     goto fail;
@@ -130,21 +159,16 @@ static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
   if ((rc = ctkn_consumer_watermarks_all(p->consumer, n, los, hi, err)) !=
       CTKN_OK)
     goto fail;
-  for (int32_t i = 0; i < n; i++) {
-    int64_t lo = los[i];
-    /* A topic deleted and re-created under the same name shows as stored
-     * offsets outside the log. librdkafka 2.0.2 has no topic IDs. */
-    if (pos[i] > hi[i] || pos[i] < lo) {
-      rc = ctkn__err(err, CTKN_ECONFLICT,
-                     "partition %" PRId32 ": the projection stopped at offset "
-                     "%" PRId64 " but the log holds %" PRId64 "..%" PRId64
-                     "; the topic was deleted or re-created. Project into a "
-                     "fresh --db",
-                     i, pos[i], lo, hi[i]);
-      goto fail;
-    }
+  if ((bad = outside_log(p->pos, los, hi, n)) >= 0) {
+    rc = ctkn__err(err, CTKN_ECONFLICT,
+                   "partition %" PRId32 ": the projection stopped at offset "
+                   "%" PRId64 " but the log holds %" PRId64 "..%" PRId64
+                   "; the topic was deleted or re-created. Project into a "
+                   "fresh --db",
+                   bad, p->pos[bad], los[bad], hi[bad]);
+    goto fail;
   }
-  if ((rc = ctkn_consumer_assign(p->consumer, pos, n, err)) != CTKN_OK)
+  if ((rc = ctkn_consumer_assign(p->consumer, p->pos, n, err)) != CTKN_OK)
     goto fail;
   p->assigned = true;
   ctkn__projector_advanced(p);
@@ -211,18 +235,10 @@ static int follow_store(ctkn_projector *p, int64_t *stored, bool *moved,
 
   *moved = false;
   if (ahead == NULL) {
-    ctkn_store_txn *txn;
     ahead = calloc((size_t)(p->nparts > 0 ? p->nparts : 1), sizeof(*ahead));
     if (ahead == NULL)
       return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
-    if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK) {
-      free(ahead);
-      return rc;
-    }
-    for (int32_t i = 0; i < p->nparts && rc == CTKN_OK; i++)
-      rc = ctkn_store_offset(txn, i, &ahead[i], err);
-    ctkn_store_abort(txn);
-    if (rc != CTKN_OK) {
+    if ((rc = stored_offsets(p->st, ahead, p->nparts, err)) != CTKN_OK) {
       free(ahead);
       return rc;
     }
@@ -242,6 +258,22 @@ static int follow_store(ctkn_projector *p, int64_t *stored, bool *moved,
   return rc;
 }
 
+/* Whether the stored offsets ahead (n entries) lie inside the log; *hi
+ * receives the log's end offsets. */
+static int inside_log(ctkn_projector *p, const int64_t *ahead, int64_t *hi,
+                      int32_t n, bool *inside, struct ctkn_err *err)
+{
+  int64_t *lo = calloc((size_t)n, sizeof(*lo));
+  int rc;
+
+  if (lo == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+  rc = ctkn_consumer_watermarks_all(p->consumer, n, lo, hi, err);
+  *inside = rc == CTKN_OK && outside_log(ahead, lo, hi, n) < 0;
+  free(lo);
+  return rc;
+}
+
 /*
  * The log's end offsets for an assigned projector, in *his. Partitions
  * that the store has passed (another writer applied them) are moved ahead
@@ -251,10 +283,9 @@ static int follow_store(ctkn_projector *p, int64_t *stored, bool *moved,
  */
 static int end_targets(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
 {
-  ctkn_store_txn *txn;
   int64_t *hi, *ahead;
   int32_t n;
-  bool moved = false;
+  bool moved = false, inside = false;
   int rc;
 
   if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
@@ -268,37 +299,73 @@ static int end_targets(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
     free(ahead);
     return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
   }
-  if ((rc = ctkn_store_begin(p->st, false, &txn, err)) != CTKN_OK)
-    goto out;
-  for (int32_t i = 0; i < n && rc == CTKN_OK; i++)
-    rc = ctkn_store_offset(txn, i, &ahead[i], err);
-  ctkn_store_abort(txn);
-  if (rc != CTKN_OK)
-    goto out;
-  int64_t *lo = calloc((size_t)n, sizeof(*lo));
-  if (lo == NULL) {
-    rc = ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
-    goto out;
-  }
-  rc = ctkn_consumer_watermarks_all(p->consumer, n, lo, hi, err);
-  for (int32_t i = 0; i < n && rc == CTKN_OK; i++) {
-    if (ahead[i] > hi[i] || ahead[i] < lo[i]) {
-      free(lo);
+  if ((rc = stored_offsets(p->st, ahead, n, err)) == CTKN_OK &&
+      (rc = inside_log(p, ahead, hi, n, &inside, err)) == CTKN_OK) {
+    if (!inside) {
       free(hi);
       free(ahead);
       return assign_all(p, his, err);
     }
-  }
-  free(lo);
-  if (rc == CTKN_OK)
     rc = follow_store(p, ahead, &moved, err);
-out:
+  }
   free(ahead);
   if (rc == CTKN_OK)
     *his = hi;
   else
     free(hi);
   return rc;
+}
+
+/* Whether every partition that is not paused has reached its target:
+ * targets[i] (n entries, 0 past them), or with targets NULL hi[i]. */
+static bool at_targets(const ctkn_projector *p, const int64_t *targets,
+                       int32_t n, const int64_t *hi)
+{
+  for (int32_t i = 0; i < p->nparts; i++) {
+    int64_t want = targets ? (i < n ? targets[i] : 0) : hi[i];
+    if (!p->paused[i] && p->pos[i] < want)
+      return false;
+  }
+  return true;
+}
+
+/* How many records the partitions that are not paused have to go to hi. */
+static int64_t lag_to(const ctkn_projector *p, const int64_t *hi)
+{
+  int64_t lag = 0;
+
+  for (int32_t i = 0; i < p->nparts; i++)
+    if (!p->paused[i] && hi[i] > p->pos[i])
+      lag += hi[i] - p->pos[i];
+  return lag;
+}
+
+/* Poll and apply on this thread until at_targets(), giving up after
+ * cfg->timeout_ms without progress. */
+static int consume_to(ctkn_projector *p, const int64_t *targets, int32_t n,
+                      const int64_t *hi, struct ctkn_err *err)
+{
+  int64_t deadline = ctkn__now_ms() + p->cfg->timeout_ms;
+  int rc;
+
+  while (!at_targets(p, targets, n, hi)) {
+    if (ctkn__now_ms() > deadline)
+      return ctkn__err(err, CTKN_ETIMEOUT,
+                       "projection made no progress for %d ms",
+                       p->cfg->timeout_ms);
+    bool moved = false;
+    if (p->limit == NULL &&
+        (rc = follow_store(p, NULL, &moved, err)) != CTKN_OK)
+      return rc;
+    if (moved)
+      continue; /* another writer got there: check again */
+    size_t got;
+    if ((rc = step(p, 20, &got, err)) != CTKN_OK)
+      return rc;
+    if (got > 0)
+      deadline = ctkn__now_ms() + p->cfg->timeout_ms;
+  }
+  return CTKN_OK;
 }
 
 int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
@@ -312,53 +379,17 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
    * can trip over assignments in quick succession: #5573). Later calls
    * with explicit targets just consume on; later calls to the log's end
    * read its offsets and move ahead to where another writer got. */
-  if (!p->assigned) {
-    if ((rc = assign_all(p, &hi, err)) != CTKN_OK)
-      return rc;
-  } else if (targets == NULL) {
-    if ((rc = end_targets(p, &hi, err)) != CTKN_OK)
-      return rc;
-  }
-  if (targets == NULL && p->limit == NULL) {
-    /* A long way to go: read and decode on a second thread. */
-    int64_t lag = 0;
-    for (int32_t i = 0; i < p->nparts; i++)
-      if (!p->paused[i] && hi[i] > p->pos[i])
-        lag += hi[i] - p->pos[i];
-    if (lag >= PIPE_MIN_LAG) {
-      rc = ctkn__projector_catch_up_pipelined(p, hi, err);
-      free(hi);
-      return rc;
-    }
-  }
-  int64_t deadline = ctkn__now_ms() + p->cfg->timeout_ms;
-  for (;;) {
-    bool done = true;
-    for (int32_t i = 0; i < p->nparts && done; i++) {
-      int64_t want = targets ? (i < n ? targets[i] : 0) : hi[i];
-      if (!p->paused[i] && p->pos[i] < want)
-        done = false;
-    }
-    if (done)
-      break;
-    if (ctkn__now_ms() > deadline) {
-      rc =
-          ctkn__err(err, CTKN_ETIMEOUT, "projection made no progress for %d ms",
-                    p->cfg->timeout_ms);
-      break;
-    }
-    bool moved = false;
-    if (p->limit == NULL &&
-        (rc = follow_store(p, NULL, &moved, err)) != CTKN_OK)
-      break;
-    if (moved)
-      continue; /* another writer got there: check again */
-    size_t got;
-    if ((rc = step(p, 20, &got, err)) != CTKN_OK)
-      break;
-    if (got > 0)
-      deadline = ctkn__now_ms() + p->cfg->timeout_ms;
-  }
+  if (!p->assigned)
+    rc = assign_all(p, &hi, err);
+  else if (targets == NULL)
+    rc = end_targets(p, &hi, err);
+  if (rc != CTKN_OK)
+    return rc;
+  /* A long way to go: read and decode on a second thread. */
+  if (targets == NULL && p->limit == NULL && lag_to(p, hi) >= PIPE_MIN_LAG)
+    rc = ctkn__projector_catch_up_pipelined(p, hi, err);
+  else
+    rc = consume_to(p, targets, n, hi, err);
   free(hi);
   return rc;
 }
@@ -461,6 +492,54 @@ static void follow_settings(ctkn_projector *p)
   }
 }
 
+/* `ctkn rebuild` swapped a new projection in: go on from its offsets
+ * (what this process wrote meanwhile went to the old one). */
+static int follow_rebuilt(ctkn_projector *p, struct ctkn_err *err)
+{
+  bool swapped;
+  int rc;
+
+  if ((rc = ctkn_store_refresh(p->st, &swapped, err)) != CTKN_OK || !swapped)
+    return rc;
+  ctkn__diag(CTKN_DIAG_INFO, "projector",
+             "the projection was rebuilt; following the new one");
+  rc = assign_all(p, NULL, err);
+  /* The new projection's settings start again from its offsets. */
+  ctkn_settings_follower_close(p->settings);
+  p->settings = NULL;
+  p->settings_retry_ms = 0;
+  return rc;
+}
+
+/* One round of following: apply what came, follow the settings, and
+ * report when *next_report is due. */
+static int follow_once(ctkn_projector *p, int64_t *next_report,
+                       struct ctkn_err *err)
+{
+  size_t got;
+  int rc = follow_rebuilt(p, err);
+
+  if (rc == CTKN_OK)
+    rc = step(p, 200, &got, err);
+  if (rc == CTKN_OK)
+    follow_settings(p);
+  if (rc == CTKN_OK && ctkn__now_ms() >= *next_report) {
+    *next_report =
+        ctkn__now_ms() + (p->hooks.status_ms > 0 ? p->hooks.status_ms : 5000);
+    rc = report(p, err);
+  }
+  return rc;
+}
+
+/* Sleep about a second, waking early when *stop is set. */
+static void back_off(volatile sig_atomic_t *stop)
+{
+  for (int i = 0; i < 10 && !*stop; i++) {
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
                           struct ctkn_err *err)
 {
@@ -470,29 +549,7 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
   if ((rc = assign_all(p, NULL, err)) != CTKN_OK)
     return rc;
   while (!*stop) {
-    size_t got;
-    bool swapped;
-    /* `ctkn rebuild` swapped a new projection in: go on from its
-     * offsets (what this process wrote meanwhile went to the old one). */
-    if ((rc = ctkn_store_refresh(p->st, &swapped, err)) == CTKN_OK && swapped) {
-      ctkn__diag(CTKN_DIAG_INFO, "projector",
-                 "the projection was rebuilt; following the new one");
-      rc = assign_all(p, NULL, err);
-      /* The new projection's settings start again from its offsets. */
-      ctkn_settings_follower_close(p->settings);
-      p->settings = NULL;
-      p->settings_retry_ms = 0;
-    }
-    if (rc == CTKN_OK)
-      rc = step(p, 200, &got, err);
-    if (rc == CTKN_OK)
-      follow_settings(p);
-    if (rc == CTKN_OK && ctkn__now_ms() >= next_report) {
-      next_report =
-          ctkn__now_ms() + (p->hooks.status_ms > 0 ? p->hooks.status_ms : 5000);
-      rc = report(p, err);
-    }
-    if (rc == CTKN_OK)
+    if ((rc = follow_once(p, &next_report, err)) == CTKN_OK)
       continue;
     if (!ctkn__transient(rc))
       return rc;
@@ -500,10 +557,7 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
      * store holds, which is always safe. */
     ctkn__diag(CTKN_DIAG_WARN, "projector", "%s: %s; retrying in 1 s",
                ctkn_strerror(rc), err ? err->msg : "");
-    for (int i = 0; i < 10 && !*stop; i++) {
-      struct timespec ts = {0, 100 * 1000 * 1000};
-      nanosleep(&ts, NULL);
-    }
+    back_off(stop);
     if (!*stop && (rc = assign_all(p, NULL, err)) != CTKN_OK &&
         !ctkn__transient(rc))
       return rc;

@@ -49,139 +49,201 @@ static int build(ctkn_store *st, const struct ctkn_log_config *cfg,
   return rc;
 }
 
+/* A rebuild in progress: the live projection in dir, the new one built
+ * beside it in side, and what each step leaves for the next. */
+struct rebuild {
+  const char *dir;
+  const struct ctkn_log_config *cfg;
+  ctkn_env env;
+  size_t map_size;
+  struct ctkn_projector_stats *stats;
+  char *side, *prev, *lockpath; /* dir.rebuild, dir.previous, its lock */
+  int lockfd;
+  ctkn_store *live;     /* NULL when it has a format this build cannot open */
+  ctkn_store *fresh;    /* the new projection, in side */
+  ctkn_store_txn *lock; /* live's writer lock, held until the swap */
+};
+
+/* One rebuild at a time; a leftover side directory is a dead one's. */
+static int lock_rebuild(struct rebuild *r, struct ctkn_err *err)
+{
+  if ((r->lockfd = open(r->lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
+      flock(r->lockfd, LOCK_EX | LOCK_NB) != 0)
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "%.200s: another rebuild of this projection is running",
+                     r->lockpath);
+  ctkn_store_remove(r->side);
+  return CTKN_OK;
+}
+
+/* The live projection, unless it has a format this build cannot open:
+ * that is what a rebuild is for, and its writers are old builds, which
+ * the operator stops first. A frozen replay is not rebuilt. */
+static int open_live(struct rebuild *r, struct ctkn_err *err)
+{
+  struct ctkn_store_opts opts = {.map_size = r->map_size};
+  char *data = ctkn__suffixed(r->dir, "/data.mdb");
+  char as_of[CTKN_TIME_BUF];
+  struct stat sb;
+  bool exists = data != NULL && stat(data, &sb) == 0;
+  int rc;
+
+  free(data);
+  if (!exists)
+    return ctkn__err(err, CTKN_ENOTFOUND,
+                     "%.200s holds no projection to rebuild (ctkn project "
+                     "builds one)",
+                     r->dir);
+  rc = ctkn_store_open(&r->live, r->dir, &opts, err);
+  if (rc == CTKN_EFORMAT) {
+    ctkn__diag(CTKN_DIAG_WARN, "rebuild",
+               "%s: %s; rebuilding it in this build's format", r->dir,
+               err->msg);
+    r->live = NULL;
+    return CTKN_OK;
+  }
+  if (rc != CTKN_OK ||
+      (rc = ctkn_store_bind(r->live, r->cfg->topic, r->env, err)) != CTKN_OK ||
+      (rc = ctkn_store_frozen(r->live, as_of, err)) != CTKN_OK)
+    return rc;
+  if (as_of[0] != '\0')
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "%.200s is a frozen replay as of %s; replay again "
+                     "instead",
+                     r->dir, as_of);
+  return CTKN_OK;
+}
+
+/* Build beside the live projection, from the start of the log, without
+ * fsyncs. */
+static int build_beside(struct rebuild *r, struct ctkn_err *err)
+{
+  struct ctkn_store_opts opts = {.map_size = r->map_size, .no_sync = true};
+  int rc;
+
+  if ((rc = ctkn_store_open(&r->fresh, r->side, &opts, err)) != CTKN_OK ||
+      (rc = ctkn_store_bind(r->fresh, r->cfg->topic, r->env, err)) != CTKN_OK ||
+      (rc = build(r->fresh, r->cfg, r->env, NULL, 0, r->stats, err)) !=
+          CTKN_OK ||
+      (rc = build(r->fresh, r->cfg, r->env, NULL, 0, r->stats, err)) != CTKN_OK)
+    return rc;
+  return CTKN_OK;
+}
+
+/* Stop the live projection's writers (LMDB's writer lock, kept in
+ * r->lock) and read where it stands: *targets (*n entries, the
+ * partitions up to the last one with records). */
+static int stop_live(struct rebuild *r, int64_t **targets, int32_t *n,
+                     struct ctkn_err *err)
+{
+  int32_t last = 0;
+  int rc;
+
+  if ((rc = ctkn_store_begin(r->live, true, &r->lock, err)) != CTKN_OK)
+    return rc;
+  if ((*targets = calloc(CTKN_STORE_MAX_PARTITIONS, sizeof(**targets))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "rebuild: out of memory");
+  for (int32_t i = 0; i < CTKN_STORE_MAX_PARTITIONS; i++) {
+    if ((rc = ctkn_store_offset(r->lock, i, &(*targets)[i], err)) != CTKN_OK)
+      return rc;
+    if ((*targets)[i] > 0)
+      last = i + 1;
+  }
+  *n = last;
+  return CTKN_OK;
+}
+
+/* A notifier's delivery state is not in the log: carry it over from the
+ * live projection. */
+static int carry_local(struct rebuild *r, struct ctkn_err *err)
+{
+  ctkn_store_txn *to = NULL;
+  int rc;
+
+  if ((rc = ctkn_store_begin(r->fresh, true, &to, err)) != CTKN_OK)
+    return rc;
+  if ((rc = ctkn__store_copy_local(r->lock, to, err)) != CTKN_OK) {
+    ctkn_store_abort(to);
+    return rc;
+  }
+  return ctkn_store_commit(to, err);
+}
+
+/* Stop the live projection's writers, bring the new one to at least where
+ * the live one stands, and carry its local state over. */
+static int overtake(struct rebuild *r, struct ctkn_err *err)
+{
+  int64_t *targets = NULL;
+  int32_t n = 0;
+  int rc = CTKN_OK;
+
+  if (r->live != NULL)
+    rc = stop_live(r, &targets, &n, err);
+  if (rc == CTKN_OK)
+    rc = build(r->fresh, r->cfg, r->env, targets, n, r->stats, err);
+  free(targets);
+  if (rc == CTKN_OK && r->lock != NULL)
+    rc = carry_local(r, err);
+  return rc;
+}
+
+/* Put the new projection in dir's place and release the live one. The
+ * old one stays in dir.previous until the next rebuild, for a way back. */
+static int swap_in(struct rebuild *r, struct ctkn_err *err)
+{
+  int rc;
+
+  if ((rc = ctkn_store_sync(r->fresh, err)) != CTKN_OK)
+    return rc;
+  ctkn_store_close(r->fresh);
+  r->fresh = NULL;
+  if ((rc = ctkn_store_exchange(r->side, r->dir, err)) != CTKN_OK)
+    return rc;
+  ctkn_store_abort(r->lock); /* nothing written: the lock was the point */
+  r->lock = NULL;
+  ctkn_store_close(r->live);
+  r->live = NULL;
+  ctkn_store_remove(r->prev);
+  if (rename(r->side, r->prev) != 0)
+    ctkn__diag(CTKN_DIAG_WARN, "rebuild", "the old projection stays in %s: %s",
+               r->side, strerror(errno));
+  return CTKN_OK;
+}
+
 int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
                            ctkn_env env, size_t map_size,
                            struct ctkn_projector_stats *stats,
                            struct ctkn_err *err)
 {
-  char *side = ctkn__suffixed(dir, ".rebuild"),
-       *prev = ctkn__suffixed(dir, ".previous");
-  char *lockpath = ctkn__suffixed(dir, ".rebuild.lock");
-  struct ctkn_store_opts live_opts = {.map_size = map_size};
-  struct ctkn_store_opts side_opts = {.map_size = map_size, .no_sync = true};
-  ctkn_store *live = NULL, *fresh = NULL;
-  ctkn_store_txn *lock = NULL;
-  int64_t *targets = NULL;
-  int32_t n = 0;
-  int lockfd = -1, rc;
+  struct rebuild r = {.dir = dir,
+                      .cfg = cfg,
+                      .env = env,
+                      .map_size = map_size,
+                      .stats = stats,
+                      .side = ctkn__suffixed(dir, ".rebuild"),
+                      .prev = ctkn__suffixed(dir, ".previous"),
+                      .lockpath = ctkn__suffixed(dir, ".rebuild.lock"),
+                      .lockfd = -1};
+  int rc;
 
   memset(stats, 0, sizeof(*stats));
-  if (side == NULL || prev == NULL || lockpath == NULL) {
+  if (r.side == NULL || r.prev == NULL || r.lockpath == NULL)
     rc = ctkn__err(err, CTKN_ENOMEM, "rebuild: out of memory");
-    goto out;
-  }
-  /* One rebuild at a time; a leftover side directory is a dead one's. */
-  if ((lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
-      flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
-    rc = ctkn__err(err, CTKN_ECONFLICT,
-                   "%.200s: another rebuild of this projection is running",
-                   lockpath);
-    goto out;
-  }
-  ctkn_store_remove(side);
+  else if ((rc = lock_rebuild(&r, err)) == CTKN_OK &&
+           (rc = open_live(&r, err)) == CTKN_OK &&
+           (rc = build_beside(&r, err)) == CTKN_OK &&
+           (rc = overtake(&r, err)) == CTKN_OK)
+    rc = swap_in(&r, err);
 
-  /* The live projection, unless it has a format this build cannot open:
-   * that is what a rebuild is for, and its writers are old builds, which
-   * the operator stops first. */
-  char *data = ctkn__suffixed(dir, "/data.mdb");
-  struct stat sb;
-  bool exists = data != NULL && stat(data, &sb) == 0;
-  free(data);
-  if (!exists) {
-    rc = ctkn__err(err, CTKN_ENOTFOUND,
-                   "%.200s holds no projection to rebuild (ctkn project "
-                   "builds one)",
-                   dir);
-    goto out;
-  }
-  rc = ctkn_store_open(&live, dir, &live_opts, err);
-  if (rc == CTKN_EFORMAT) {
-    ctkn__diag(CTKN_DIAG_WARN, "rebuild",
-               "%s: %s; rebuilding it in this build's format", dir, err->msg);
-    live = NULL;
-  } else if (rc != CTKN_OK) {
-    goto out;
-  } else {
-    char as_of[CTKN_TIME_BUF];
-    if ((rc = ctkn_store_bind(live, cfg->topic, env, err)) != CTKN_OK ||
-        (rc = ctkn_store_frozen(live, as_of, err)) != CTKN_OK)
-      goto out;
-    if (as_of[0] != '\0') {
-      rc = ctkn__err(err, CTKN_ECONFLICT,
-                     "%.200s is a frozen replay as of %s; replay again "
-                     "instead",
-                     dir, as_of);
-      goto out;
-    }
-  }
-
-  /* Build beside it, from the start of the log, without fsyncs. */
-  if ((rc = ctkn_store_open(&fresh, side, &side_opts, err)) != CTKN_OK ||
-      (rc = ctkn_store_bind(fresh, cfg->topic, env, err)) != CTKN_OK ||
-      (rc = build(fresh, cfg, env, NULL, 0, stats, err)) != CTKN_OK ||
-      (rc = build(fresh, cfg, env, NULL, 0, stats, err)) != CTKN_OK)
-    goto out;
-
-  /* Stop the live projection's writers (LMDB's writer lock), bring the
-   * new one to at least where the live one stands, and swap. */
-  if (live != NULL) {
-    if ((rc = ctkn_store_begin(live, true, &lock, err)) != CTKN_OK)
-      goto out;
-    n = CTKN_STORE_MAX_PARTITIONS;
-    if ((targets = calloc((size_t)n, sizeof(*targets))) == NULL) {
-      rc = ctkn__err(err, CTKN_ENOMEM, "rebuild: out of memory");
-      goto out;
-    }
-    int32_t last = 0;
-    for (int32_t i = 0; i < n; i++) {
-      if ((rc = ctkn_store_offset(lock, i, &targets[i], err)) != CTKN_OK)
-        goto out;
-      if (targets[i] > 0)
-        last = i + 1;
-    }
-    n = last;
-  }
-  if ((rc = build(fresh, cfg, env, targets, n, stats, err)) != CTKN_OK)
-    goto out;
-  if (lock != NULL) {
-    /* A notifier's delivery state is not in the log: carry it over. */
-    ctkn_store_txn *to = NULL;
-    if ((rc = ctkn_store_begin(fresh, true, &to, err)) != CTKN_OK)
-      goto out;
-    if ((rc = ctkn__store_copy_local(lock, to, err)) != CTKN_OK) {
-      ctkn_store_abort(to);
-      goto out;
-    }
-    if ((rc = ctkn_store_commit(to, err)) != CTKN_OK)
-      goto out;
-  }
-  if ((rc = ctkn_store_sync(fresh, err)) != CTKN_OK)
-    goto out;
-  ctkn_store_close(fresh);
-  fresh = NULL;
-  if ((rc = ctkn_store_exchange(side, dir, err)) != CTKN_OK)
-    goto out;
-  ctkn_store_abort(lock); /* nothing written: the lock was the point */
-  lock = NULL;
-  ctkn_store_close(live);
-  live = NULL;
-  /* Keep the old one until the next rebuild, for a way back. */
-  ctkn_store_remove(prev);
-  if (rename(side, prev) != 0)
-    ctkn__diag(CTKN_DIAG_WARN, "rebuild", "the old projection stays in %s: %s",
-               side, strerror(errno));
-  rc = CTKN_OK;
-out:
-  ctkn_store_abort(lock);
-  ctkn_store_close(fresh);
-  ctkn_store_close(live);
-  if (rc != CTKN_OK && side != NULL)
-    ctkn_store_remove(side);
-  if (lockfd >= 0)
-    close(lockfd);
-  free(targets);
-  free(side);
-  free(prev);
-  free(lockpath);
+  ctkn_store_abort(r.lock);
+  ctkn_store_close(r.fresh);
+  ctkn_store_close(r.live);
+  if (rc != CTKN_OK && r.side != NULL)
+    ctkn_store_remove(r.side);
+  if (r.lockfd >= 0)
+    close(r.lockfd);
+  free(r.side);
+  free(r.prev);
+  free(r.lockpath);
   return rc;
 }
