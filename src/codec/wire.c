@@ -386,11 +386,20 @@ int ctkn_event_decode(const void *buf, size_t len, struct ctkn_event *ev,
   Ctkn__V1__Event *m;
   int rc;
 
-  memset(ev, 0, sizeof(*ev));
+  /* Not a memset of the whole struct (3 KiB of fixed-size strings, most of
+   * it unused, on the projector's path for every record): copy_event()
+   * sets every required field, and these are the optional ones. */
+  ev->data.has_description = false;
+  ev->data.description[0] = '\0';
+  ev->data.revoked_at = 0;
+  ev->idempotency_key[0] = '\0';
+  ev->has_request_hash = false;
+  memset(ev->request_hash, 0, sizeof(ev->request_hash));
   if (buf == NULL)
     buf = "";
   m = ctkn__v1__event__unpack(&alloc, len, buf);
   if (m == NULL) {
+    memset(ev, 0, sizeof(*ev));
     if (st.oom)
       return ctkn__err(err, CTKN_ENOMEM, "unpacking a %zu-byte event", len);
     return ctkn__err(err, CTKN_EDECODE,
