@@ -390,12 +390,15 @@ int ctkn_apply(const struct ctkn_record *cur, const struct ctkn_event *ev,
     reason[0] = '\0';
   if (ctkn_event_check(ev, &err) != CTKN_OK)
     return reject(reason, reasonsz, "invalid: %s %s", err.field, err.msg);
-  return ctkn__apply_checked(cur, ev, env, next, reason, reasonsz);
+  int rc = ctkn__apply_checked(cur, ev, env, reason, reasonsz);
+  if (rc == CTKN_APPLIED)
+    *next = ev->data;
+  return rc;
 }
 
 int ctkn__apply_checked(const struct ctkn_record *cur,
-                        const struct ctkn_event *ev, ctkn_env env,
-                        struct ctkn_token *next, char *reason, size_t reasonsz)
+                        const struct ctkn_event *ev, ctkn_env env, char *reason,
+                        size_t reasonsz)
 {
   const struct ctkn_token *t = &ev->data;
   ctkn_env tenv;
@@ -409,7 +412,6 @@ int ctkn__apply_checked(const struct ctkn_record *cur,
   if (ev->type == CTKN_EVENT_CREATED) {
     if (cur != NULL)
       return reject(reason, reasonsz, "exists: token %s already exists", t->id);
-    *next = *t;
     return CTKN_APPLIED;
   }
   if (cur == NULL)
@@ -428,6 +430,5 @@ int ctkn__apply_checked(const struct ctkn_record *cur,
   if (t->updated_at <= cur->token.updated_at)
     return reject(reason, reasonsz,
                   "time: updated_at must be later than the current one");
-  *next = *t;
   return CTKN_APPLIED;
 }

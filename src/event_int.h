@@ -11,9 +11,10 @@
 
 /* ctkn_apply() for an event that already passed ctkn_event_check(): the
  * projector checks each record once, to tell quarantine from rejection.
- * Returns CTKN_APPLIED or CTKN_REJECTED, as ctkn_apply(). */
+ * Returns CTKN_APPLIED or CTKN_REJECTED, as ctkn_apply(); when applied the
+ * next state is ev->data (not copied: the projector puts it as it is). */
 int ctkn__apply_checked(const struct ctkn_record *cur,
-                        const struct ctkn_event *ev, ctkn_env env,
-                        struct ctkn_token *next, char *reason, size_t reasonsz);
+                        const struct ctkn_event *ev, ctkn_env env, char *reason,
+                        size_t reasonsz);
 
 #endif /* CTKN_EVENT_INT_H */

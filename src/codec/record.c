@@ -27,6 +27,7 @@
 
 #include <msgpack.h>
 
+#include "codec/store_values.h"
 #include "ctkn/codec.h"
 #include "internal.h"
 
@@ -94,7 +95,14 @@ static int fixed_write(void *data, const char *p, size_t n)
 int ctkn_record_encode_into(const struct ctkn_record *rec, uint8_t *buf,
                             size_t cap, size_t *len, struct ctkn_err *err)
 {
-  const struct ctkn_token *t = &rec->token;
+  return ctkn__record_encode_parts(&rec->token, rec->version, rec->partition,
+                                   rec->offset, buf, cap, len, err);
+}
+
+int ctkn__record_encode_parts(const struct ctkn_token *t, uint64_t version,
+                              int32_t partition, int64_t offset, uint8_t *buf,
+                              size_t cap, size_t *len, struct ctkn_err *err)
+{
   struct fixed f = {buf, cap, 0};
   msgpack_packer pk;
   int rc = 0;
@@ -120,9 +128,9 @@ int ctkn_record_encode_into(const struct ctkn_record *rec, uint8_t *buf,
   rc |= msgpack_pack_int64(&pk, t->updated_at);
   rc |= t->revoked_at != 0 ? msgpack_pack_int64(&pk, t->revoked_at)
                            : msgpack_pack_nil(&pk);
-  rc |= msgpack_pack_uint64(&pk, rec->version);
-  rc |= msgpack_pack_int64(&pk, rec->partition);
-  rc |= msgpack_pack_int64(&pk, rec->offset);
+  rc |= msgpack_pack_uint64(&pk, version);
+  rc |= msgpack_pack_int64(&pk, partition);
+  rc |= msgpack_pack_int64(&pk, offset);
   if (rc != 0)
     return ctkn__err(err, CTKN_EINVAL, "record does not fit %zu bytes", cap);
   *len = f.len;

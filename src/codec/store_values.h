@@ -86,4 +86,12 @@ int ctkn__sv_quarantine_read(const void *p, size_t n,
 int ctkn__sv_idem_read(const void *p, size_t n, struct ctkn__sv_span *id,
                        struct ctkn__sv_span *hash);
 
+/* ctkn_record_encode_into() of a record given in parts, so that a caller
+ * holding the token elsewhere (the projector: in the decoded event) need
+ * not copy it into a struct ctkn_record first. Errors: as
+ * ctkn_record_encode_into(). */
+int ctkn__record_encode_parts(const struct ctkn_token *t, uint64_t version,
+                              int32_t partition, int64_t offset, uint8_t *buf,
+                              size_t cap, size_t *len, struct ctkn_err *err);
+
 #endif /* CTKN_CODEC_STORE_VALUES_H */

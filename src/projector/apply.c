@@ -168,7 +168,7 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
                        const struct ctkn_event *ev, struct ctkn__buf *hist,
                        struct ctkn_projector_stats *stats, struct ctkn_err *err)
 {
-  struct ctkn_record cur, next;
+  struct ctkn_record cur;
   char reason[256];
   bool found;
   int rc;
@@ -178,8 +178,7 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
   const struct ctkn_record *curp = found ? &cur : NULL;
 
   /* ctkn_projector_decode() has run ctkn_event_check() already. */
-  int verdict =
-      ctkn__apply_checked(curp, ev, env, &next.token, reason, sizeof(reason));
+  int verdict = ctkn__apply_checked(curp, ev, env, reason, sizeof(reason));
   if (verdict == CTKN_APPLIED && curp != NULL &&
       curp->partition != m->partition) {
     /* A token's events must share one partition, or replicas could apply
@@ -199,10 +198,9 @@ static int apply_event(ctkn_store_txn *txn, ctkn_env env,
   if (verdict == CTKN_REJECTED)
     return reject(txn, m, ev, reason, stats, err);
 
-  next.version = ev->version;
-  next.partition = m->partition;
-  next.offset = m->offset;
-  rc = ctkn_store_put(txn, &next, err);
+  /* The next state is the event's entity: put it as it is, uncopied. */
+  rc = ctkn__store_put_token(txn, &ev->data, ev->version, m->partition,
+                             m->offset, err);
   if (rc == CTKN_ECONFLICT) {
     /* Another token already holds this token string (a writer that reused
      * one). The store undid the put; every replica rejects the same way. */

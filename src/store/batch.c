@@ -364,7 +364,7 @@ static int brec_write(struct ctkn__store_batch *b, struct brec *e,
 
 /* An update of a token that has a record: only a revoke touches the
  * index, and the count moves once, when the entry turns. */
-static int put_update(ctkn_store_txn *t, const struct ctkn_record *rec,
+static int put_update(ctkn_store_txn *t, const struct ctkn_token *tok,
                       struct brec *e, const uint8_t *buf, size_t len,
                       struct ctkn_err *err)
 {
@@ -374,13 +374,13 @@ static int put_update(ctkn_store_txn *t, const struct ctkn_record *rec,
 
   if ((rc = brec_write(b, e, buf, len, err)) != CTKN_OK)
     return rc;
-  if (rec->token.status != CTKN_STATUS_REVOKED)
+  if (tok->status != CTKN_STATUS_REVOKED)
     return CTKN_OK;
-  if ((rc = bidx_load(t, rec->token.token, false, &x, err)) != CTKN_OK)
+  if ((rc = bidx_load(t, tok->token, false, &x, err)) != CTKN_OK)
     return rc;
   bool turned = !x->exists || x->vlen != INDEX_VALUE_LEN ||
                 x->value[CTKN_ID_LEN] != CTKN_STATUS_REVOKED;
-  bidx_set(x, rec->token.id, rec->token.status);
+  bidx_set(x, tok->id, tok->status);
   if (turned)
     b->revoked++;
   return CTKN_OK;
@@ -399,31 +399,40 @@ static int held_by_another(const struct bidx *x, struct ctkn_err *err)
 }
 
 /* A token without a record claims its token string. */
-static int put_new(ctkn_store_txn *t, const struct ctkn_record *rec,
+static int put_new(ctkn_store_txn *t, const struct ctkn_token *tok,
                    struct brec *e, const uint8_t *buf, size_t len,
                    struct ctkn_err *err)
 {
   struct ctkn__store_batch *b = t->batch;
-  const char *id = rec->token.id;
+  const char *id = tok->id;
   struct bidx *x;
   int rc;
 
   /* A token guessed new claims its string on a guess too. */
-  if ((rc = bidx_load(t, rec->token.token, e->guessed, &x, err)) != CTKN_OK)
+  if ((rc = bidx_load(t, tok->token, e->guessed, &x, err)) != CTKN_OK)
     return rc;
   if (x->exists &&
       (x->vlen != INDEX_VALUE_LEN || memcmp(x->value, id, CTKN_ID_LEN) != 0))
     return held_by_another(x, err);
   if ((rc = brec_write(b, e, buf, len, err)) != CTKN_OK || x->exists)
     return rc; /* x->exists: the entry is the token's own already */
-  bidx_set(x, id, rec->token.status);
-  if (rec->token.status == CTKN_STATUS_REVOKED)
+  bidx_set(x, id, tok->status);
+  if (tok->status == CTKN_STATUS_REVOKED)
     b->revoked++;
   return CTKN_OK;
 }
 
 int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
                    struct ctkn_err *err)
+{
+  return ctkn__store_put_token(t, &rec->token, rec->version, rec->partition,
+                               rec->offset, err);
+}
+
+int ctkn__store_put_token(struct ctkn_store_txn *t,
+                          const struct ctkn_token *tok, uint64_t version,
+                          int32_t partition, int64_t offset,
+                          struct ctkn_err *err)
 {
   uint8_t buf[CTKN_RECORD_MAX];
   struct brec *e;
@@ -432,20 +441,20 @@ int ctkn_store_put(ctkn_store_txn *t, const struct ctkn_record *rec,
 
   if ((rc = ctkn__store_need_write(t, err)) != CTKN_OK)
     return rc;
-  if (!ctkn__store_has_len(rec->token.id, CTKN_ID_LEN))
+  if (!ctkn__store_has_len(tok->id, CTKN_ID_LEN))
     return ctkn__err_field(err, CTKN_EINVAL, "id", "an ID has %d characters",
                            CTKN_ID_LEN);
-  if (!ctkn__store_has_len(rec->token.token, CTKN_TOKEN_LEN))
+  if (!ctkn__store_has_len(tok->token, CTKN_TOKEN_LEN))
     return ctkn__err_field(err, CTKN_EINVAL, "token",
                            "a token string has %d characters", CTKN_TOKEN_LEN);
-  if ((rc = ctkn_record_encode_into(rec, buf, sizeof(buf), &len, err)) !=
-          CTKN_OK ||
+  if ((rc = ctkn__record_encode_parts(tok, version, partition, offset, buf,
+                                      sizeof(buf), &len, err)) != CTKN_OK ||
       (t->batch == NULL && (rc = batch_open(t, false, err)) != CTKN_OK) ||
-      (rc = brec_load(t, rec->token.id, false, &e, err)) != CTKN_OK)
+      (rc = brec_load(t, tok->id, false, &e, err)) != CTKN_OK)
     return rc;
   if (e->exists)
-    return put_update(t, rec, e, buf, len, err);
-  return put_new(t, rec, e, buf, len, err);
+    return put_update(t, tok, e, buf, len, err);
+  return put_new(t, tok, e, buf, len, err);
 }
 
 /* ---- reads ------------------------------------------------------------- */

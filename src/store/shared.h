@@ -59,4 +59,13 @@ int ctkn__store_unsynced_end(struct ctkn_store *st, struct ctkn_err *err);
 int ctkn__store_copy_local(struct ctkn_store_txn *from,
                            struct ctkn_store_txn *to, struct ctkn_err *err);
 
+/* ctkn_store_put() of a record given in parts (the one write path, the
+ * same rules), so that the projector puts the token of a decoded event
+ * without copying it into a struct ctkn_record. Errors: as
+ * ctkn_store_put(). */
+int ctkn__store_put_token(struct ctkn_store_txn *txn,
+                          const struct ctkn_token *tok, uint64_t version,
+                          int32_t partition, int64_t offset,
+                          struct ctkn_err *err);
+
 #endif /* CTKN_STORE_SHARED_H */
