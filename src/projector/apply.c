@@ -61,12 +61,6 @@ static int cursor_next(struct cursor *c, ctkn_store_txn *txn, int32_t p,
 int ctkn_projector_decode(const struct ctkn_log_msg *m, struct ctkn_event *ev,
                           struct ctkn_err *err)
 {
-  return ctkn__projector_decode(m, false, ev, err);
-}
-
-int ctkn__projector_decode(const struct ctkn_log_msg *m, bool checked,
-                           struct ctkn_event *ev, struct ctkn_err *err)
-{
   int rc;
 
   if (m->schema_version == -1)
@@ -83,7 +77,7 @@ int ctkn__projector_decode(const struct ctkn_log_msg *m, bool checked,
     memcpy(detail, err->msg, sizeof(detail));
     return ctkn__err(err, CTKN_EDECODE, "does not decode: %.200s", detail);
   }
-  if (!checked && (rc = ctkn_event_check(ev, err)) != CTKN_OK) {
+  if ((rc = ctkn_event_check(ev, err)) != CTKN_OK) {
     /* Copy both: ctkn__err() clears err->field before formatting. */
     char field[sizeof(err->field)], detail[sizeof(err->msg)];
     memcpy(field, err->field, sizeof(field));
@@ -264,11 +258,11 @@ static bool pause_at(struct pass *ps, const struct ctkn_log_msg *m)
 /* Decode the record at m and apply it, or quarantine it with the reason
  * it does not decode. */
 static int apply_record(struct pass *ps, const struct ctkn_log_msg *m,
-                        bool checked, struct ctkn_err *err)
+                        struct ctkn_err *err)
 {
   struct ctkn_err derr;
 
-  if (ctkn__projector_decode(m, checked, ps->ev, &derr) != CTKN_OK) {
+  if (ctkn_projector_decode(m, ps->ev, &derr) != CTKN_OK) {
     ps->stats.quarantined++;
     return ctkn_store_put_quarantine(ps->txn, m->partition, m->offset, derr.msg,
                                      m->key, m->key_len, m->value, m->value_len,
@@ -302,8 +296,7 @@ static int apply_records(struct pass *ps, struct source *src,
         break;
       continue;
     }
-    bool checked = src->checked != NULL && src->checked(src, i);
-    if ((rc = apply_record(ps, m, checked, err)) != CTKN_OK)
+    if ((rc = apply_record(ps, m, err)) != CTKN_OK)
       return rc;
     ps->cur.next[p] = m->offset + 1;
     ps->cur.dirty[p] = true;
@@ -420,7 +413,7 @@ int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
                          struct ctkn_projector_stats *stats,
                          struct ctkn_err *err)
 {
-  struct source src = {n, array_msg, NULL, (void *)msgs};
+  struct source src = {n, array_msg, (void *)msgs};
 
   return ctkn__projector_apply_source(st, env, &src, paused, npaused, stats,
                                       err);

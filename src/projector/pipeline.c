@@ -49,7 +49,6 @@ struct item {
   int32_t partition;
   uint32_t klen, vlen, nheaders;
   bool key_null, value_null;
-  bool checked; /* the reader's ctkn_projector_decode() passed */
 };
 
 struct phdr {
@@ -81,9 +80,6 @@ struct pipe {
   struct pbuf *cur;
   struct ctkn_log_msg view;
   struct ctkn__buf hview; /* view's headers */
-  /* The reader's: where it decodes and checks each record, so the applier
-   * need only decode (the check is a fifth of a record's decoding). */
-  struct ctkn_event *scratch;
 };
 
 static void put_bytes(struct ctkn__buf *a, const void *p, size_t n)
@@ -95,7 +91,7 @@ static void put_bytes(struct ctkn__buf *a, const void *p, size_t n)
 }
 
 /* Copy record m into b. CTKN_ENOMEM when it does not fit in memory. */
-static int pbuf_add(struct pbuf *b, const struct ctkn_log_msg *m, bool checked)
+static int pbuf_add(struct pbuf *b, const struct ctkn_log_msg *m)
 {
   struct item it = {.offset = m->offset,
                     .timestamp_ms = m->timestamp_ms,
@@ -104,8 +100,7 @@ static int pbuf_add(struct pbuf *b, const struct ctkn_log_msg *m, bool checked)
                     .vlen = (uint32_t)m->value_len,
                     .nheaders = (uint32_t)m->nheaders,
                     .key_null = m->key == NULL,
-                    .value_null = m->value == NULL,
-                    .checked = checked};
+                    .value_null = m->value == NULL};
   size_t need = 8 + sizeof(it) + m->key_len + m->value_len +
                 m->nheaders * sizeof(struct phdr);
 
@@ -177,16 +172,6 @@ static const struct ctkn_log_msg *pipe_msg(struct source *s, size_t i)
   return m;
 }
 
-/* Whether the reader's decode of record i passed its check. */
-static bool pipe_checked(struct source *s, size_t i)
-{
-  struct pipe *pp = s->arg;
-  const struct item *it =
-      (const struct item *)(const void *)(pp->cur->arena.data + pp->cur->at[i]);
-
-  return it->checked;
-}
-
 /* Hand b to the applier. */
 static void pipe_hand_over(struct pipe *pp, struct pbuf **b)
 {
@@ -216,12 +201,7 @@ static int pipe_fill(struct pipe *pp, struct pbuf *b, size_t got,
 {
   for (size_t i = 0; i < got; i++) {
     const struct ctkn_log_msg *m = &pp->msgs[i];
-    struct ctkn_err derr;
-    /* A record that fails is checked again by the applier, which records
-     * the reason: the rare case pays, not every record. */
-    bool checked = m->schema_version <= CTKN_SCHEMA_VERSION &&
-                   ctkn_projector_decode(m, pp->scratch, &derr) == CTKN_OK;
-    if (pbuf_add(b, m, checked) != CTKN_OK)
+    if (pbuf_add(b, m) != CTKN_OK)
       return ctkn__err(err, CTKN_ENOMEM, "projector: record buffer");
     if (m->partition >= 0 && m->partition < pp->nparts &&
         m->offset + 1 > pp->next[m->partition])
@@ -318,7 +298,6 @@ static void pipe_free(struct pipe *pp)
   }
   ctkn__buf_free(&pp->hview);
   free(pp->next);
-  free(pp->scratch);
   ctkn__queue_destroy(&pp->ready);
   ctkn__queue_destroy(&pp->free);
   free(pp);
@@ -342,9 +321,7 @@ static struct pipe *pipe_new(ctkn_projector *p)
   pp->consumer = p->consumer;
   pp->msgs = p->msgs;
   pp->nparts = p->nparts;
-  bool ok =
-      (pp->next = malloc((size_t)p->nparts * sizeof(*pp->next))) != NULL &&
-      (pp->scratch = malloc(sizeof(*pp->scratch))) != NULL;
+  bool ok = (pp->next = malloc((size_t)p->nparts * sizeof(*pp->next))) != NULL;
   for (int i = 0; ok && i < PIPE_BUFS; i++) {
     ok = (pp->buf[i] = calloc(1, sizeof(*pp->buf[i]))) != NULL;
     if (ok)
@@ -362,7 +339,7 @@ static struct pipe *pipe_new(ctkn_projector *p)
 static int pipe_apply(ctkn_projector *p, struct pipe *pp, struct pbuf *b,
                       struct ctkn_err *err)
 {
-  struct source src = {b->n, pipe_msg, pipe_checked, pp};
+  struct source src = {b->n, pipe_msg, pp};
   int rc;
 
   pp->cur = b;

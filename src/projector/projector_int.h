@@ -47,17 +47,8 @@ struct source {
   size_t n;
   /* Record i. The pointer is valid until the next call. */
   const struct ctkn_log_msg *(*msg)(struct source *s, size_t i);
-  /* Whether record i already passed ctkn_event_check() (the pipeline's
-   * reader checks what it reads, so the applier only decodes); NULL: no
-   * record did. */
-  bool (*checked)(struct source *s, size_t i);
   void *arg;
 };
-
-/* ctkn_projector_decode(), without ctkn_event_check() when checked (the
- * same bytes passed it already). Errors: CTKN_EDECODE with the reason. */
-int ctkn__projector_decode(const struct ctkn_log_msg *m, bool checked,
-                           struct ctkn_event *ev, struct ctkn_err *err);
 
 /*
  * Apply a source's records in one write transaction. Creates are guessed
