@@ -257,12 +257,14 @@ static bool pause_at(struct pass *ps, const struct ctkn_log_msg *m)
 
 /* Decode the record at m and apply it, or quarantine it with the reason
  * it does not decode. */
-static int apply_record(struct pass *ps, const struct ctkn_log_msg *m,
-                        struct ctkn_err *err)
+static int apply_record(struct pass *ps, struct source *src, size_t i,
+                        const struct ctkn_log_msg *m, struct ctkn_err *err)
 {
   struct ctkn_err derr;
+  int rc = src->decode != NULL ? src->decode(src, i, ps->ev, &derr)
+                               : ctkn_projector_decode(m, ps->ev, &derr);
 
-  if (ctkn_projector_decode(m, ps->ev, &derr) != CTKN_OK) {
+  if (rc != CTKN_OK) {
     ps->stats.quarantined++;
     return ctkn_store_put_quarantine(ps->txn, m->partition, m->offset, derr.msg,
                                      m->key, m->key_len, m->value, m->value_len,
@@ -296,7 +298,7 @@ static int apply_records(struct pass *ps, struct source *src,
         break;
       continue;
     }
-    if ((rc = apply_record(ps, m, err)) != CTKN_OK)
+    if ((rc = apply_record(ps, src, i, m, err)) != CTKN_OK)
       return rc;
     ps->cur.next[p] = m->offset + 1;
     ps->cur.dirty[p] = true;
@@ -413,7 +415,7 @@ int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
                          struct ctkn_projector_stats *stats,
                          struct ctkn_err *err)
 {
-  struct source src = {n, array_msg, (void *)msgs};
+  struct source src = {n, array_msg, NULL, (void *)msgs};
 
   return ctkn__projector_apply_source(st, env, &src, paused, npaused, stats,
                                       err);

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "codec/handover.h"
 #include "store/shared.h"
 
 /* ---- pipelined catch-up ----------------------------------------------
@@ -41,14 +42,21 @@
 #define PIPE_IDLE_MS  20  /* no record for this long: nudge, or restart */
 #define PIPE_STUCK_MS 250 /* no record for this long: restart anyway */
 
-/* One record in a buffer's arena, followed by its key, its value, and its
- * headers: nheaders struct phdr, then their names and values. */
+/* What the reader made of a record. */
+enum { ITEM_EVENT, ITEM_BAD, ITEM_NEWER };
+
+/* One record in a buffer's arena, followed by its key, its value, its
+ * headers (nheaders struct phdr, then their names and values), and then,
+ * for ITEM_EVENT, the decoded event in the codec's hand-over form, or for
+ * ITEM_BAD the quarantine reason (extra_len bytes either way). */
 struct item {
   int64_t offset;
   int64_t timestamp_ms;
   int32_t partition;
-  uint32_t klen, vlen, nheaders;
+  uint32_t klen, vlen, nheaders, extra_len;
   bool key_null, value_null;
+  uint8_t kind;
+  uint32_t extra_at; /* where the extra bytes start, from the item */
 };
 
 struct phdr {
@@ -80,6 +88,10 @@ struct pipe {
   struct pbuf *cur;
   struct ctkn_log_msg view;
   struct ctkn__buf hview; /* view's headers */
+  /* The reader's: each record is decoded and checked here, on the
+   * reader's thread, so that the applier (the catch-up's bottleneck) need
+   * only copy it back out. */
+  struct ctkn_event *scratch;
 };
 
 static void put_bytes(struct ctkn__buf *a, const void *p, size_t n)
@@ -90,8 +102,11 @@ static void put_bytes(struct ctkn__buf *a, const void *p, size_t n)
   a->len += n;
 }
 
-/* Copy record m into b. CTKN_ENOMEM when it does not fit in memory. */
-static int pbuf_add(struct pbuf *b, const struct ctkn_log_msg *m)
+/* Copy record m into b, with what decoding it gave: the event in the
+ * codec's hand-over form, or why it does not decode. CTKN_ENOMEM when it
+ * does not fit in memory. */
+static int pbuf_add(struct pipe *pp, struct pbuf *b,
+                    const struct ctkn_log_msg *m)
 {
   struct item it = {.offset = m->offset,
                     .timestamp_ms = m->timestamp_ms,
@@ -100,16 +115,28 @@ static int pbuf_add(struct pbuf *b, const struct ctkn_log_msg *m)
                     .vlen = (uint32_t)m->value_len,
                     .nheaders = (uint32_t)m->nheaders,
                     .key_null = m->key == NULL,
-                    .value_null = m->value == NULL};
+                    .value_null = m->value == NULL,
+                    .kind = ITEM_EVENT};
+  struct ctkn_err derr;
   size_t need = 8 + sizeof(it) + m->key_len + m->value_len +
                 m->nheaders * sizeof(struct phdr);
 
+  if (m->schema_version > CTKN_SCHEMA_VERSION) {
+    it.kind = ITEM_NEWER; /* the applier pauses there */
+  } else if (ctkn_projector_decode(m, pp->scratch, &derr) != CTKN_OK) {
+    it.kind = ITEM_BAD;
+    it.extra_len = (uint32_t)strlen(derr.msg);
+  } else {
+    it.extra_len = (uint32_t)ctkn__event_packed_size(pp->scratch);
+  }
   for (size_t i = 0; i < m->nheaders; i++)
     need += strlen(m->headers[i].name) + 1 + m->headers[i].size;
+  need += it.extra_len;
   if (ctkn__buf_reserve(&b->arena, need) != CTKN_OK)
     return CTKN_ENOMEM;
   b->arena.len = (b->arena.len + 7) & ~(size_t)7; /* items stay aligned */
-  b->at[b->n++] = b->arena.len;
+  size_t start = b->arena.len;
+  b->at[b->n++] = start;
   put_bytes(&b->arena, &it, sizeof(it));
   put_bytes(&b->arena, m->key, m->key_len);
   put_bytes(&b->arena, m->value, m->value_len);
@@ -124,7 +151,38 @@ static int pbuf_add(struct pbuf *b, const struct ctkn_log_msg *m)
     put_bytes(&b->arena, h->name, strlen(h->name) + 1); /* with its NUL */
     put_bytes(&b->arena, h->value, h->value ? h->size : 0);
   }
+  /* The item is written already: note where its extra bytes go. */
+  ((struct item *)(void *)(b->arena.data + start))->extra_at =
+      (uint32_t)(b->arena.len - start);
+  if (it.kind == ITEM_EVENT)
+    ctkn__event_pack(pp->scratch, (uint8_t *)b->arena.data + b->arena.len);
+  else if (it.kind == ITEM_BAD)
+    memcpy(b->arena.data + b->arena.len, derr.msg, it.extra_len);
+  b->arena.len += it.extra_len;
   return CTKN_OK;
+}
+
+/* What the reader's decode of record i gave, as ctkn_projector_decode()
+ * would give it. */
+static int pipe_decode(struct source *s, size_t i, struct ctkn_event *ev,
+                       struct ctkn_err *err)
+{
+  struct pipe *pp = s->arg;
+  const uint8_t *p = (const uint8_t *)pp->cur->arena.data + pp->cur->at[i];
+  const struct item *it = (const struct item *)(const void *)p;
+  const uint8_t *extra = p + it->extra_at;
+
+  if (it->kind == ITEM_EVENT) {
+    ctkn__event_unpack(extra, ev);
+    return CTKN_OK;
+  }
+  size_t n =
+      it->extra_len < sizeof(err->msg) ? it->extra_len : sizeof(err->msg) - 1;
+  err->code = CTKN_EDECODE;
+  err->field[0] = '\0';
+  memcpy(err->msg, extra, n);
+  err->msg[n] = '\0';
+  return CTKN_EDECODE;
 }
 
 /* Record i of the buffer being applied, as the log gave it. */
@@ -201,7 +259,7 @@ static int pipe_fill(struct pipe *pp, struct pbuf *b, size_t got,
 {
   for (size_t i = 0; i < got; i++) {
     const struct ctkn_log_msg *m = &pp->msgs[i];
-    if (pbuf_add(b, m) != CTKN_OK)
+    if (pbuf_add(pp, b, m) != CTKN_OK)
       return ctkn__err(err, CTKN_ENOMEM, "projector: record buffer");
     if (m->partition >= 0 && m->partition < pp->nparts &&
         m->offset + 1 > pp->next[m->partition])
@@ -298,6 +356,7 @@ static void pipe_free(struct pipe *pp)
   }
   ctkn__buf_free(&pp->hview);
   free(pp->next);
+  free(pp->scratch);
   ctkn__queue_destroy(&pp->ready);
   ctkn__queue_destroy(&pp->free);
   free(pp);
@@ -321,7 +380,9 @@ static struct pipe *pipe_new(ctkn_projector *p)
   pp->consumer = p->consumer;
   pp->msgs = p->msgs;
   pp->nparts = p->nparts;
-  bool ok = (pp->next = malloc((size_t)p->nparts * sizeof(*pp->next))) != NULL;
+  bool ok =
+      (pp->next = malloc((size_t)p->nparts * sizeof(*pp->next))) != NULL &&
+      (pp->scratch = malloc(sizeof(*pp->scratch))) != NULL;
   for (int i = 0; ok && i < PIPE_BUFS; i++) {
     ok = (pp->buf[i] = calloc(1, sizeof(*pp->buf[i]))) != NULL;
     if (ok)
@@ -339,7 +400,7 @@ static struct pipe *pipe_new(ctkn_projector *p)
 static int pipe_apply(ctkn_projector *p, struct pipe *pp, struct pbuf *b,
                       struct ctkn_err *err)
 {
-  struct source src = {b->n, pipe_msg, pp};
+  struct source src = {b->n, pipe_msg, pipe_decode, pp};
   int rc;
 
   pp->cur = b;

@@ -47,6 +47,10 @@ struct source {
   size_t n;
   /* Record i. The pointer is valid until the next call. */
   const struct ctkn_log_msg *(*msg)(struct source *s, size_t i);
+  /* ctkn_projector_decode() of record i, done already by whoever read it
+   * (the pipeline's reader); NULL: decode here. */
+  int (*decode)(struct source *s, size_t i, struct ctkn_event *ev,
+                struct ctkn_err *err);
   void *arg;
 };
 

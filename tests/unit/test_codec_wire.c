@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "codec/handover.h"
 #include "ctkn/codec.h"
 #include "ctkn/event.h"
 #include "ctkn/token.h"
@@ -1109,10 +1110,69 @@ static void test_repeated_data_message_is_merged(void **state)
   assert_spec_decodes_to(&s, &want);
 }
 
+/* The hand-over form gives back every field as decoded: unpack(pack(ev))
+ * encodes to the same protobuf bytes, and the structs compare equal field
+ * by field, over events of every shape and the longest strings. */
+static void test_handover_form_keeps_every_field(void **state)
+{
+  static const ctkn_event_type types[] = {
+      CTKN_EVENT_CREATED, CTKN_EVENT_UPDATED, CTKN_EVENT_REVOKED};
+  (void)state;
+
+  for (size_t t = 0; t < 3; t++) {
+    for (int shape = 0; shape < 4; shape++) {
+      struct ctkn_event *ev = calloc(1, sizeof(*ev)), *back = NULL;
+      uint8_t *a = NULL, *b = NULL, *packed;
+      size_t alen, blen, n;
+      assert_non_null(ev);
+      sample_event(ev, types[t]);
+      if (shape & 1) {
+        ev->data.has_description = true;
+        memset(ev->data.description, 'd', CTKN_DESC_MAX);
+        ev->data.description[CTKN_DESC_MAX] = '\0';
+        memset(ev->data.name, 'n', CTKN_NAME_MAX);
+        ev->data.name[CTKN_NAME_MAX] = '\0';
+      }
+      if (shape & 2 && types[t] == CTKN_EVENT_CREATED) {
+        snprintf(ev->idempotency_key, sizeof(ev->idempotency_key), "key-%d",
+                 shape);
+        ev->has_request_hash = true;
+        memset(ev->request_hash, 0xa5, sizeof(ev->request_hash));
+      }
+      n = ctkn__event_packed_size(ev);
+      assert_true(n < sizeof(*ev));
+      packed = malloc(n + 1);
+      assert_non_null(packed);
+      ctkn__event_pack(ev, packed + 1); /* unaligned on purpose */
+      back = malloc(sizeof(*back));
+      assert_non_null(back);
+      memset(back, 0x5a, sizeof(*back)); /* nothing may be left unset */
+      ctkn__event_unpack(packed + 1, back);
+      assert_int_equal(ctkn_event_encode(ev, &a, &alen, NULL), CTKN_OK);
+      assert_int_equal(ctkn_event_encode(back, &b, &blen, NULL), CTKN_OK);
+      assert_int_equal(alen, blen);
+      assert_memory_equal(a, b, alen);
+      assert_true(ctkn_token_equal(&ev->data, &back->data));
+      assert_string_equal(ev->event_id, back->event_id);
+      assert_string_equal(ev->notification_id, back->notification_id);
+      assert_string_equal(ev->idempotency_key, back->idempotency_key);
+      assert_int_equal(ev->has_request_hash, back->has_request_hash);
+      assert_memory_equal(ev->request_hash, back->request_hash,
+                          sizeof(ev->request_hash));
+      free(a);
+      free(b);
+      free(packed);
+      free(back);
+      free(ev);
+    }
+  }
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_created_event_round_trips),
+      cmocka_unit_test(test_handover_form_keeps_every_field),
       cmocka_unit_test(test_created_event_with_description_round_trips),
       cmocka_unit_test(test_updated_event_with_description_round_trips),
       cmocka_unit_test(test_updated_event_without_description_round_trips),
