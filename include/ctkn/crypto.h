@@ -114,4 +114,54 @@ int ctkn_seal(const uint8_t key[CTKN_KEY_LEN], const void *aad, size_t aadlen,
 int ctkn_unseal(const uint8_t key[CTKN_KEY_LEN], const void *aad, size_t aadlen,
                 const void *in, size_t len, uint8_t *out, struct ctkn_err *err);
 
+/* ---- signatures (Ed25519) ------------------------------------------- */
+
+#define CTKN_SIGN_PUB_LEN  32
+#define CTKN_SIGN_SEED_LEN 32
+#define CTKN_SIG_LEN       64
+#define CTKN_KEY_ID_BUF    17 /* 16 hex digits and the NUL */
+
+typedef struct ctkn_pubkey ctkn_pubkey;
+typedef struct ctkn_seckey ctkn_seckey;
+
+/* A public key from its 32 raw bytes. On success *out is a new key:
+ * caller owns it; release with ctkn_pubkey_free(). Errors: CTKN_EINVAL
+ * (not a key), CTKN_ENOMEM. */
+int ctkn_pubkey_new(ctkn_pubkey **out, const uint8_t pub[CTKN_SIGN_PUB_LEN],
+                    struct ctkn_err *err);
+/* Free. NULL is a no-op. */
+void ctkn_pubkey_free(ctkn_pubkey *k);
+/* The key's 32 raw bytes. */
+void ctkn_pubkey_raw(const ctkn_pubkey *k, uint8_t pub[CTKN_SIGN_PUB_LEN]);
+/* Whether sig is k's signature of the len bytes at msg. Any failure to
+ * verify, libcrypto's included, is false. Thread-safe. */
+bool ctkn_pubkey_verify(const ctkn_pubkey *k, const void *msg, size_t len,
+                        const uint8_t sig[CTKN_SIG_LEN]);
+
+/* A new secret key from the CSPRNG, or one loaded from a key file of the
+ * deployment key's shape (ctkn_key_load(): the 32-byte seed as 64 hex
+ * digits, mode 0600). On success *out is a new key: caller owns it;
+ * release with ctkn_seckey_free(), which wipes it. Errors: those of
+ * ctkn_key_load(), CTKN_EINTERNAL, CTKN_ENOMEM. */
+int ctkn_seckey_generate(ctkn_seckey **out, struct ctkn_err *err);
+int ctkn_seckey_load(ctkn_seckey **out, const char *path, struct ctkn_err *err);
+/* Write k's seed to a new file at path (mode 0600; an existing file is
+ * never replaced). Errors: CTKN_EIO (exists, or cannot be written; err
+ * names the path, never the key). */
+int ctkn_seckey_save(const ctkn_seckey *k, const char *path,
+                     struct ctkn_err *err);
+/* Free and wipe. NULL is a no-op. */
+void ctkn_seckey_free(ctkn_seckey *k);
+/* k's public key. */
+void ctkn_seckey_public(const ctkn_seckey *k, uint8_t pub[CTKN_SIGN_PUB_LEN]);
+/* k's signature of the len bytes at msg. Thread-safe. Errors:
+ * CTKN_ENOMEM, CTKN_EINTERNAL. */
+int ctkn_seckey_sign(const ctkn_seckey *k, const void *msg, size_t len,
+                     uint8_t sig[CTKN_SIG_LEN], struct ctkn_err *err);
+
+/* A key's ID: the first 8 bytes of the SHA-256 of its public key, as 16
+ * lowercase hex digits. */
+void ctkn_key_id(const uint8_t pub[CTKN_SIGN_PUB_LEN],
+                 char out[CTKN_KEY_ID_BUF]);
+
 #endif /* CTKN_CRYPTO_H */

@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "crypto_int.h"
+#include "crypto/crypto_int.h"
 #include "ctkn/crypto.h"
 #include "internal.h"
 
@@ -704,10 +704,106 @@ static void test_key_load_refuses_a_directory(void **state)
   assert_int_equal(rmdir(f->path), 0);
 }
 
+/* ---- signatures ---------------------------------------------------------- */
+
+/* RFC 8032, section 7.1, TEST 1 and TEST 2. */
+static void test_ed25519_matches_rfc8032_vectors(void **state)
+{
+  static const char *const v[2][4] = {
+      {"9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+       "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+       "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8"
+       "821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"},
+      {"4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+       "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+       "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085a"
+       "c1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"},
+  };
+  char dir[] = "/tmp/ctkn_test_sign_XXXXXX", path[64];
+  (void)state;
+
+  assert_non_null(mkdtemp(dir));
+  for (int t = 0; t < 2; t++) {
+    uint8_t seed[32], pub[32], want[64], sig[64], got[32], msg[1];
+    size_t mlen = strlen(v[t][2]) / 2;
+    ctkn_seckey *k;
+    ctkn_pubkey *p;
+    unhex(v[t][0], seed, 32);
+    unhex(v[t][1], pub, 32);
+    unhex(v[t][3], want, 64);
+    if (mlen)
+      unhex(v[t][2], msg, mlen);
+    /* The seed travels through a key file, as writers keep it. */
+    snprintf(path, sizeof(path), "%s/k%d", dir, t);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n", v[t][0]);
+    fclose(f);
+    chmod(path, 0600);
+    assert_int_equal(ctkn_seckey_load(&k, path, NULL), CTKN_OK);
+    ctkn_seckey_public(k, got);
+    assert_memory_equal(got, pub, 32);
+    assert_int_equal(ctkn_seckey_sign(k, msg, mlen, sig, NULL), CTKN_OK);
+    assert_memory_equal(sig, want, 64);
+    assert_int_equal(ctkn_pubkey_new(&p, pub, NULL), CTKN_OK);
+    assert_true(ctkn_pubkey_verify(p, msg, mlen, sig));
+    sig[10] ^= 1;
+    assert_false(ctkn_pubkey_verify(p, msg, mlen, sig));
+    sig[10] ^= 1;
+    assert_false(ctkn_pubkey_verify(p, "x", 1, sig));
+    ctkn_pubkey_free(p);
+    ctkn_seckey_free(k);
+    unlink(path);
+  }
+  rmdir(dir);
+}
+
+static void test_seckeys_save_once_and_load_back(void **state)
+{
+  char dir[] = "/tmp/ctkn_test_sign_XXXXXX", path[64];
+  uint8_t a[32], b[32], sig[64];
+  char id[CTKN_KEY_ID_BUF];
+  struct ctkn_err err = {0};
+  ctkn_seckey *k, *back;
+  ctkn_pubkey *other;
+  struct stat sb;
+  (void)state;
+
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/writer.key", dir);
+  assert_int_equal(ctkn_seckey_generate(&k, NULL), CTKN_OK);
+  assert_int_equal(ctkn_seckey_save(k, path, &err), CTKN_OK);
+  assert_int_equal(stat(path, &sb), 0);
+  assert_int_equal(sb.st_mode & 0777, 0600);
+  /* Never over another key. */
+  assert_int_equal(ctkn_seckey_save(k, path, &err), CTKN_EIO);
+  assert_non_null(strstr(err.msg, "exists already"));
+  assert_int_equal(ctkn_seckey_load(&back, path, NULL), CTKN_OK);
+  ctkn_seckey_public(k, a);
+  ctkn_seckey_public(back, b);
+  assert_memory_equal(a, b, 32);
+  ctkn_key_id(a, id);
+  assert_int_equal(strlen(id), 16);
+  /* Another key's signature does not verify under this one. */
+  assert_int_equal(ctkn_seckey_sign(back, "m", 1, sig, NULL), CTKN_OK);
+  ctkn_seckey_free(back);
+  assert_int_equal(ctkn_seckey_generate(&back, NULL), CTKN_OK);
+  ctkn_seckey_public(back, b);
+  assert_int_equal(ctkn_pubkey_new(&other, b, NULL), CTKN_OK);
+  assert_false(ctkn_pubkey_verify(other, "m", 1, sig));
+  ctkn_pubkey_free(other);
+  ctkn_seckey_free(back);
+  ctkn_seckey_free(k);
+  unlink(path);
+  rmdir(dir);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ct_equal_compares_every_byte),
+      cmocka_unit_test(test_ed25519_matches_rfc8032_vectors),
+      cmocka_unit_test(test_seckeys_save_once_and_load_back),
       cmocka_unit_test(test_wipe_zeroes),
       cmocka_unit_test(test_sha256_empty_string_matches_fips_vector),
       cmocka_unit_test(test_sha256_abc_matches_fips_vector),

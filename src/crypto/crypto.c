@@ -35,7 +35,7 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
-#include "crypto_int.h"
+#include "crypto/crypto_int.h"
 #include "ctkn/crypto.h"
 #include "internal.h"
 
