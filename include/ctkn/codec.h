@@ -41,7 +41,11 @@
 struct ctkn_apikey;
 struct ctkn_apikeys;
 struct ctkn_dest_command;
+struct ctkn_adoption;
+struct ctkn_checkpoint;
 struct ctkn_destination;
+struct ctkn_keyring;
+struct ctkn_signed;
 struct ctkn_notification;
 struct ctkn_ntf_attempt;
 struct ctkn_setting_event;
@@ -453,5 +457,36 @@ char *ctkn_json_apikey_line(const struct ctkn_apikey *k);
  * the rule. */
 int ctkn_json_parse_apikey_line(const char *s, size_t len,
                                 struct ctkn_apikey *k, struct ctkn_err *err);
+
+/* ---- trust records (proto/ctkn_trust.proto, keyring.h) ---------------- */
+
+/*
+ * Encoders: on success *out is a new buffer of *len bytes: caller owns it;
+ * release with free(). Borrows the struct for the call. Errors:
+ * CTKN_ENOMEM.
+ *
+ * Decoders: strict, as the event decoder is: a required field missing, a
+ * byte string of the wrong length, a string that does not fit or more
+ * repeated elements than the struct holds is CTKN_EDECODE naming the
+ * field. A decoded envelope, keyring or adoption owns memory: release it
+ * with ctkn_signed_free(), ctkn_keyring_free() or ctkn_adoption_free();
+ * on failure it owns none. Semantic rules are keyring.h's and trust.h's.
+ */
+int ctkn_signed_encode(const struct ctkn_signed *s, uint8_t **out, size_t *len,
+                       struct ctkn_err *err);
+int ctkn_signed_decode(const void *buf, size_t len, struct ctkn_signed *s,
+                       struct ctkn_err *err);
+int ctkn_keyring_encode(const struct ctkn_keyring *kr, uint8_t **out,
+                        size_t *len, struct ctkn_err *err);
+int ctkn_keyring_decode(const void *buf, size_t len, struct ctkn_keyring *kr,
+                        struct ctkn_err *err);
+int ctkn_checkpoint_encode(const struct ctkn_checkpoint *c, uint8_t **out,
+                           size_t *len, struct ctkn_err *err);
+int ctkn_checkpoint_decode(const void *buf, size_t len,
+                           struct ctkn_checkpoint *c, struct ctkn_err *err);
+int ctkn_adoption_encode(const struct ctkn_adoption *a, uint8_t **out,
+                         size_t *len, struct ctkn_err *err);
+int ctkn_adoption_decode(const void *buf, size_t len, struct ctkn_adoption *a,
+                         struct ctkn_err *err);
 
 #endif /* CTKN_CODEC_H */

@@ -1,0 +1,229 @@
+/*
+ * chain.c - what a writer's chain covers and how it links, and what a
+ * signature signs (trust.h).
+ *
+ * Every variable-length part is framed by its length (a u32, big-endian),
+ * so no two different records frame to the same bytes: a null key or
+ * header value is 0xffffffff, an empty one 0. Numbers are big-endian.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctkn/crypto.h"
+#include "ctkn/trust.h"
+#include "internal.h"
+
+#define NULL_LEN 0xffffffffu
+
+static const char chain_tag[] = "ctkn chain v1";
+static const char sign_tag[] = "ctkn trust v1";
+
+bool ctkn_trust_covered(const char *name)
+{
+  if (strcmp(name, CTKN_HDR_CHAIN) == 0)
+    return false;
+  return strncmp(name, "ctkn-", 5) == 0 || strncmp(name, "ce_", 3) == 0 ||
+         strcmp(name, "content-type") == 0;
+}
+
+static void put_len(ctkn_sha256 *h, size_t n, bool null)
+{
+  uint8_t b[4];
+
+  ctkn__put_be32(b, null ? NULL_LEN : (uint32_t)n);
+  ctkn_sha256_update(h, b, sizeof(b));
+}
+
+static void put_part(ctkn_sha256 *h, const void *p, size_t n)
+{
+  put_len(h, n, p == NULL);
+  if (p != NULL && n > 0)
+    ctkn_sha256_update(h, p, n);
+}
+
+/* CTKN_EINVAL when a covered header's name appears twice. */
+static int covered_once(const struct ctkn_log_msg *m, size_t *count,
+                        struct ctkn_err *err)
+{
+  *count = 0;
+  for (size_t i = 0; i < m->nheaders; i++) {
+    if (!ctkn_trust_covered(m->headers[i].name))
+      continue;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(m->headers[i].name, m->headers[j].name) == 0)
+        return ctkn__err(err, CTKN_EINVAL, "covered header %.64s appears twice",
+                         m->headers[i].name);
+    (*count)++;
+  }
+  return CTKN_OK;
+}
+
+int ctkn_trust_record_digest(const uint8_t log_id[CTKN_LOG_ID_LEN],
+                             const struct ctkn_log_msg *m,
+                             uint8_t out[CTKN_CHAIN_LEN], struct ctkn_err *err)
+{
+  ctkn_sha256 *h;
+  uint8_t b[4];
+  size_t count;
+  int rc;
+
+  if ((rc = covered_once(m, &count, err)) != CTKN_OK)
+    return rc;
+  if ((h = ctkn_sha256_new()) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory hashing a record");
+  ctkn_sha256_update(h, log_id, CTKN_LOG_ID_LEN);
+  ctkn__put_be32(b, (uint32_t)m->partition);
+  ctkn_sha256_update(h, b, sizeof(b));
+  put_part(h, m->key, m->key_len);
+  put_part(h, m->value, m->value_len);
+  put_len(h, count, false);
+  for (size_t i = 0; i < m->nheaders; i++) {
+    const struct ctkn_log_header *x = &m->headers[i];
+    if (!ctkn_trust_covered(x->name))
+      continue;
+    put_part(h, x->name, strlen(x->name));
+    put_part(h, x->value, x->size);
+  }
+  ctkn_sha256_final(h, out);
+  ctkn_sha256_free(h);
+  return CTKN_OK;
+}
+
+void ctkn_trust_chain_start(const uint8_t log_id[CTKN_LOG_ID_LEN],
+                            int32_t partition, const char *key_id,
+                            const uint8_t instance[CTKN_INSTANCE_LEN],
+                            uint8_t out[CTKN_CHAIN_LEN])
+{
+  ctkn_sha256 *h = ctkn_sha256_new();
+  uint8_t b[4];
+
+  if (h == NULL)
+    abort(); /* as every digest here: a silent zero would be worse */
+  ctkn_sha256_update(h, chain_tag, sizeof(chain_tag));
+  ctkn_sha256_update(h, log_id, CTKN_LOG_ID_LEN);
+  ctkn__put_be32(b, (uint32_t)partition);
+  ctkn_sha256_update(h, b, sizeof(b));
+  put_part(h, key_id, strlen(key_id));
+  ctkn_sha256_update(h, instance, CTKN_INSTANCE_LEN);
+  ctkn_sha256_final(h, out);
+  ctkn_sha256_free(h);
+}
+
+void ctkn_trust_chain_next(const uint8_t prev[CTKN_CHAIN_LEN],
+                           const uint8_t digest[CTKN_CHAIN_LEN],
+                           uint8_t out[CTKN_CHAIN_LEN])
+{
+  uint8_t both[2 * CTKN_CHAIN_LEN];
+
+  memcpy(both, prev, CTKN_CHAIN_LEN);
+  memcpy(both + CTKN_CHAIN_LEN, digest, CTKN_CHAIN_LEN);
+  ctkn_sha256_once(both, sizeof(both), out);
+}
+
+int ctkn_trust_signing_bytes(ctkn_signed_kind kind, const uint8_t *body,
+                             size_t body_len, uint8_t **out, size_t *len,
+                             struct ctkn_err *err)
+{
+  const char *name = ctkn_signed_kind_str(kind);
+  size_t n;
+
+  *out = NULL;
+  if (name == NULL)
+    return ctkn__err(err, CTKN_EINVAL, "unknown signed kind %d", (int)kind);
+  n = sizeof(sign_tag) + strlen(name) + 1 + body_len;
+  if ((*out = malloc(n)) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory signing");
+  memcpy(*out, sign_tag, sizeof(sign_tag));
+  memcpy(*out + sizeof(sign_tag), name, strlen(name) + 1);
+  if (body_len > 0)
+    memcpy(*out + sizeof(sign_tag) + strlen(name) + 1, body, body_len);
+  *len = n;
+  return CTKN_OK;
+}
+
+int ctkn_trust_sign(const ctkn_seckey *k, const char *signer,
+                    ctkn_signed_kind kind, uint8_t *body, size_t body_len,
+                    struct ctkn_signed *s, struct ctkn_err *err)
+{
+  uint8_t *msg;
+  size_t len;
+  int rc;
+
+  memset(s, 0, sizeof(*s));
+  if ((rc = ctkn_trust_signing_bytes(kind, body, body_len, &msg, &len, err)) !=
+      CTKN_OK)
+    return rc;
+  rc = ctkn_seckey_sign(k, msg, len, s->signature, err);
+  free(msg);
+  if (rc != CTKN_OK)
+    return rc;
+  s->body = body;
+  s->body_len = body_len;
+  ctkn__strlcpy(s->signer, signer, sizeof(s->signer));
+  return CTKN_OK;
+}
+
+bool ctkn_trust_verify(const ctkn_pubkey *k, ctkn_signed_kind kind,
+                       const struct ctkn_signed *s)
+{
+  uint8_t *msg;
+  size_t len;
+  bool ok;
+
+  if (ctkn_trust_signing_bytes(kind, s->body, s->body_len, &msg, &len, NULL) !=
+      CTKN_OK)
+    return false;
+  ok = ctkn_pubkey_verify(k, msg, len, s->signature);
+  free(msg);
+  return ok;
+}
+
+void ctkn_trust_writer_str(const char *key_id,
+                           const uint8_t instance[CTKN_INSTANCE_LEN],
+                           char out[CTKN_WRITER_BUF])
+{
+  size_t n = strlen(key_id);
+
+  memcpy(out, key_id, n);
+  out[n] = '.';
+  ctkn_hex(instance, CTKN_INSTANCE_LEN, out + n + 1);
+}
+
+static int hexval(int c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1;
+}
+
+int ctkn_trust_writer_parse(const void *value, size_t len,
+                            char key_id[CTKN_KEY_ID_BUF],
+                            uint8_t instance[CTKN_INSTANCE_LEN],
+                            struct ctkn_err *err)
+{
+  const char *s = value;
+  const size_t idlen = CTKN_KEY_ID_BUF - 1;
+
+  if (s == NULL || len != idlen + 1 + 2 * CTKN_INSTANCE_LEN || s[idlen] != '.')
+    return ctkn__err(err, CTKN_EINVAL,
+                     "header %s: want <16 hex key ID>.<32 hex instance>",
+                     CTKN_HDR_WRITER);
+  for (size_t i = 0; i < idlen; i++) {
+    if (hexval((unsigned char)s[i]) < 0)
+      return ctkn__err(err, CTKN_EINVAL, "header %s: key ID is not hex",
+                       CTKN_HDR_WRITER);
+    key_id[i] = s[i];
+  }
+  key_id[idlen] = '\0';
+  for (size_t i = 0; i < CTKN_INSTANCE_LEN; i++) {
+    int hi = hexval((unsigned char)s[idlen + 1 + 2 * i]);
+    int lo = hexval((unsigned char)s[idlen + 2 + 2 * i]);
+    if (hi < 0 || lo < 0)
+      return ctkn__err(err, CTKN_EINVAL, "header %s: instance is not hex",
+                       CTKN_HDR_WRITER);
+    instance[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return CTKN_OK;
+}
