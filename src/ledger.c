@@ -11,6 +11,7 @@
 #include "ctkn/codec.h"
 #include "ctkn/ledger.h"
 #include "ctkn/projector.h"
+#include "ctkn/trust.h"
 #include "internal.h"
 
 struct ctkn_ledger {
@@ -19,6 +20,9 @@ struct ctkn_ledger {
   ctkn_env env;
   ctkn_producer *producer;
   ctkn_projector *projector;
+  const ctkn_seckey *key; /* the writer key, or NULL: appends unsigned */
+  ctkn_signer *signer;    /* opened at the first append */
+  int32_t signer_parts;
 };
 
 int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
@@ -43,10 +47,57 @@ int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
   return CTKN_OK;
 }
 
+/* A closing checkpoint on every partition the instance wrote to, so
+ * readers drop its state. Best effort: an instance left open costs a
+ * reader a little memory, nothing else. */
+static void close_instance(ctkn_ledger *l)
+{
+  struct ctkn_log_record *out;
+  size_t nout = 0;
+
+  if (l->signer == NULL ||
+      ctkn_signer_prepare(l->signer, NULL, 0, true, ctkn_now_us(), &out, &nout,
+                          NULL) != CTKN_OK ||
+      nout == 0)
+    return;
+  ctkn_producer_send_batch(l->producer, out, nout, NULL);
+}
+
+int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
+                          const ctkn_seckey *key, struct ctkn_err *err)
+{
+  const struct ctkn_keyring *kr;
+  const struct ctkn_writer_key *k;
+  uint8_t pub[CTKN_SIGN_PUB_LEN];
+  char id[CTKN_KEY_ID_BUF];
+  int rc;
+
+  if ((rc = ctkn_projector_set_trust(l->projector, root, err)) != CTKN_OK)
+    return rc;
+  if (key == NULL)
+    return CTKN_OK;
+  if ((rc = ctkn_projector_refresh_keyring(l->projector, err)) != CTKN_OK)
+    return rc;
+  kr = ctkn_projector_keyring(l->projector);
+  ctkn_seckey_public(key, pub);
+  ctkn_key_id(pub, id);
+  if ((k = ctkn_keyring_find(kr, id)) == NULL || k->revoked ||
+      !ctkn_writer_key_may(k, "client_token.created"))
+    return ctkn__err_field(
+        err, CTKN_EINVAL, "writer_key",
+        "writer key %s is not an active client_token.* key of keyring "
+        "version %" PRIu64 " (ctkn trust key add)",
+        id, kr->version);
+  l->key = key;
+  return CTKN_OK;
+}
+
 void ctkn_ledger_close(ctkn_ledger *l)
 {
   if (l == NULL)
     return;
+  close_instance(l);
+  ctkn_signer_close(l->signer);
   ctkn_projector_close(l->projector);
   ctkn_producer_close(l->producer);
   free(l);
@@ -203,7 +254,17 @@ static int judge(ctkn_store_txn *txn, int32_t part, int64_t off, bool *rejected,
                      part, off);
   rc = ctkn_store_get_rejected(txn, part, off, reason, sizeof(reason), err);
   *rejected = rc == CTKN_OK;
-  return rc == CTKN_OK || rc == CTKN_ENOTFOUND ? CTKN_OK : rc;
+  if (rc != CTKN_ENOTFOUND)
+    return rc;
+  struct ctkn_store_event at;
+  if ((rc = ctkn_store_event_at(txn, part, off, true, &at, err)) ==
+      CTKN_ENOTFOUND)
+    return ctkn__err(err, CTKN_EKAFKA,
+                     "the event at %" PRId32 "/%" PRId64
+                     " was appended but quarantined (ctkn quarantine list "
+                     "says why; is the writer key in the keyring?)",
+                     part, off);
+  return rc;
 }
 
 /* Plan command i and, when it needs an event, encode it and queue it for
@@ -236,9 +297,59 @@ static void plan_one(ctkn_ledger *l, struct batch *b, size_t i)
 
 /* Append the queued events at once and note where each went; a failed
  * one is no longer sent, and err has the first failure's detail. */
+/* A signer for at least the partitions recs[0..n) name. */
+static int signer_for(ctkn_ledger *l, const struct ctkn_log_record *recs,
+                      size_t n, struct ctkn_err *err)
+{
+  const struct ctkn_keyring *kr = ctkn_projector_keyring(l->projector);
+  int32_t np = ctkn_projector_partitions(l->projector);
+
+  for (size_t k = 0; k < n; k++)
+    if (recs[k].partition >= np)
+      np = recs[k].partition + 1;
+  if (l->signer != NULL && np <= l->signer_parts)
+    return CTKN_OK;
+  close_instance(l);
+  ctkn_signer_close(l->signer);
+  l->signer = NULL;
+  l->signer_parts = np;
+  return ctkn_signer_open(&l->signer, l->key, kr->log_id, np, err);
+}
+
+/* Send recs signed: records, then checkpoints, in one produce batch;
+ * each record's outcome lands in recs. */
+static int send_signed(ctkn_ledger *l, struct ctkn_log_record *recs, size_t n,
+                       struct ctkn_err *err)
+{
+  struct ctkn_log_record *out;
+  size_t nout;
+  bool acked;
+  int rc;
+
+  if ((rc = signer_for(l, recs, n, err)) != CTKN_OK ||
+      (rc = ctkn_signer_prepare(l->signer, recs, n, false, ctkn_now_us(), &out,
+                                &nout, err)) != CTKN_OK) {
+    for (size_t k = 0; k < n; k++)
+      recs[k].rc = rc;
+    return rc;
+  }
+  rc = ctkn_producer_send_batch(l->producer, out, nout, err);
+  acked = rc == CTKN_OK;
+  for (size_t k = 0; k < n; k++) {
+    recs[k].rc = out[k].rc;
+    recs[k].out_partition = out[k].out_partition;
+    recs[k].out_offset = out[k].out_offset;
+  }
+  ctkn_signer_done(l->signer, acked, NULL);
+  return rc;
+}
+
 static void append_all(ctkn_ledger *l, struct batch *b, struct ctkn_err *err)
 {
-  ctkn_producer_send_batch(l->producer, b->recs, b->nrec, err);
+  if (l->key != NULL)
+    send_signed(l, b->recs, b->nrec, err);
+  else
+    ctkn_producer_send_batch(l->producer, b->recs, b->nrec, err);
   for (size_t k = 0; k < b->nrec; k++) {
     size_t i = b->which[k];
     if (b->recs[k].rc != CTKN_OK) {

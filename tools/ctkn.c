@@ -98,6 +98,11 @@ static const struct command commands[] = {
      1,
      1,
      {VAL("--destination"), VAL("--status")}},
+    {"trust",
+     cmd_trust,
+     1,
+     2,
+     {VAL("--root-key"), VAL("--name"), LIST("--scope"), VAL("--out")}},
     {"version", cmd_version, 0, 0, NO_OPTIONS},
     {"help", cmd_help, 0, 0, NO_OPTIONS},
 };

@@ -364,6 +364,17 @@ char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
                        const struct ctkn_partition_status *parts, size_t n,
                        const char *request_id);
 
+/* {"data": the keyring: log_id, version, keys (key_id, name, public_key,
+ * scopes, status), schema_versions; with key_id and file when given (a
+ * key just added, and the file it went to)}. Caller owns the string;
+ * release with free(). NULL when out of memory. */
+char *ctkn_json_keyring(const struct ctkn_keyring *kr, const char *key_id,
+                        const char *file);
+/* {"data": {key_id, public_key, secret_key_file, public_key_file}}: a
+ * new trust root (pub: its 32 bytes). As above. */
+char *ctkn_json_trust_root(const char *key_id, const uint8_t *pub,
+                           const char *secret_file, const char *public_file);
+
 /* {"data": {"applied", "rejected", "quarantined", "skipped", "paused"}}. Caller
  * owns the string; release with free(). NULL when out of memory. */
 char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,

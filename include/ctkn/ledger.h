@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ctkn/crypto.h"
 #include "ctkn/error.h"
 #include "ctkn/event.h"
 #include "ctkn/log.h"
@@ -54,8 +55,20 @@ struct ctkn_outcome {
 int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
                      const struct ctkn_log_config *cfg, ctkn_env env,
                      struct ctkn_err *err);
-/* Close and free. NULL is a no-op. */
+/* Close and free (a signing ledger first closes its writer instance).
+ * NULL is a no-op. */
 void ctkn_ledger_close(ctkn_ledger *l);
+/*
+ * Judge by the trust root whose public key is root (its projector reads
+ * the keyring and gates every record: trust.h) and, with key (may be
+ * NULL; borrowed for the ledger's life), sign every append from now on:
+ * chained, with a checkpoint in the same produce batch. The keyring must
+ * hold the key, active, for client_token.* records. Errors: CTKN_EINVAL
+ * (field "writer_key"; a bad root key), the log's (reading the keyring),
+ * the store's.
+ */
+int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
+                          const ctkn_seckey *key, struct ctkn_err *err);
 
 /*
  * Run one command; see the steps above. Borrows cmd for the call; *out

@@ -358,7 +358,8 @@ enum ctkn_store_table {
   CTKN_TABLE_NOTIFICATIONS,    /* ntf ID -> delivery state */
   CTKN_TABLE_ATTEMPTS,         /* ntf ID + attempt -> one attempt */
   CTKN_TABLE_CURSORS,          /* ntfset ID + partition -> next offset */
-  CTKN_TABLE_QUEUE             /* ntf ID -> "": replays to send */
+  CTKN_TABLE_QUEUE,            /* ntf ID -> "": replays to send */
+  CTKN_TABLE_TRUST             /* "keyring", "gate" + partition -> state */
 };
 
 /*

@@ -192,6 +192,8 @@ int ctkn_gate_feed(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
 /* The next judged record of partition p into *o; false when none is (the
  * queue is empty or its head is pending). */
 bool ctkn_gate_next(ctkn_gate *g, int32_t p, struct ctkn_gate_out *o);
+/* As ctkn_gate_next() without taking the record (its state unchanged). */
+bool ctkn_gate_peek(const ctkn_gate *g, int32_t p, struct ctkn_gate_out *o);
 /* How many records of p are held back, and the offset of the first
  * (-1 when none). */
 size_t ctkn_gate_held(const ctkn_gate *g, int32_t p, int64_t *first);
@@ -207,5 +209,42 @@ int ctkn_gate_save(const ctkn_gate *g, int32_t p, uint8_t **out, size_t *len,
                    struct ctkn_err *err);
 int ctkn_gate_load(ctkn_gate *g, int32_t p, const void *buf, size_t len,
                    struct ctkn_err *err);
+
+/* ---- the keyring on the log ------------------------------------------------
+ */
+
+/*
+ * The keyring lives on the settings topic (settings.h) as root-signed
+ * records of type ctkn.keyring, whose versions only increase. Readers
+ * learn the root's public key from a file (--trust-root), never from the
+ * topic.
+ */
+
+/* Verify a ctkn.keyring record's value with root and decode it into *kr
+ * (ctkn_keyring_init()ed; caller frees). Errors: CTKN_EINVAL (not signed by
+ * the root, or breaks keyring.h's rules), CTKN_EDECODE, CTKN_ENOMEM. */
+int ctkn_trust_keyring_open(const void *val, size_t len,
+                            const ctkn_pubkey *root, struct ctkn_keyring *kr,
+                            struct ctkn_err *err);
+
+/*
+ * Read the settings topic of cfg's event topic from its start to its end
+ * and keep the newest keyring signed by root (records not signed by it
+ * are skipped). *kr (ctkn_keyring_init()ed) is left at version 0 when
+ * there is none; *raw (may be NULL) receives the newest record's value
+ * (malloc'd; caller frees) for ctkn_trust_keyring_open() later. Errors:
+ * the log's (CTKN_ENOTFOUND: no settings topic), CTKN_ENOMEM.
+ */
+int ctkn_trust_keyring_fetch(const struct ctkn_log_config *cfg,
+                             const ctkn_pubkey *root, struct ctkn_keyring *kr,
+                             uint8_t **raw, size_t *rawlen,
+                             struct ctkn_err *err);
+
+/* Sign kr with root and append it to the settings topic of cfg's event
+ * topic. Errors: CTKN_EINVAL (kr breaks the rules), the log's. */
+int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,
+                              const ctkn_seckey *root,
+                              const struct ctkn_keyring *kr,
+                              struct ctkn_err *err);
 
 #endif /* CTKN_TRUST_H */

@@ -52,6 +52,7 @@ void ctkn_projector_close(ctkn_projector *p)
   if (p == NULL)
     return;
   ctkn_settings_follower_close(p->settings);
+  ctkn__ptrust_free(p->trust);
   ctkn_consumer_close(p->consumer);
   free(p->msgs);
   free(p->pos);
@@ -184,6 +185,48 @@ fail:
   return rc;
 }
 
+static const struct ctkn_log_msg *step_msg(struct source *s, size_t i)
+{
+  return (const struct ctkn_log_msg *)s->arg + i;
+}
+
+void ctkn__projector_clamp_held(ctkn_projector *p)
+{
+  if (p->trust == NULL)
+    return;
+  for (int32_t i = 0; i < p->nparts; i++) {
+    int64_t first = ctkn__ptrust_held_first(p->trust, i);
+    if (first >= 0 && first < p->pos[i])
+      p->pos[i] = first;
+  }
+}
+
+int ctkn_projector_set_trust(ctkn_projector *p,
+                             const uint8_t root[CTKN_SIGN_PUB_LEN],
+                             struct ctkn_err *err)
+{
+  struct ctkn__ptrust *t;
+  int rc;
+
+  if ((rc = ctkn__ptrust_open(&t, p->st, p->cfg, root, err)) != CTKN_OK)
+    return rc;
+  ctkn__ptrust_free(p->trust);
+  p->trust = t;
+  return CTKN_OK;
+}
+
+int ctkn_projector_refresh_keyring(ctkn_projector *p, struct ctkn_err *err)
+{
+  if (p->trust == NULL)
+    return CTKN_OK;
+  return ctkn__ptrust_refresh(p->trust, p->st, NULL, err);
+}
+
+const struct ctkn_keyring *ctkn_projector_keyring(const ctkn_projector *p)
+{
+  return p->trust ? ctkn__ptrust_keyring(p->trust) : NULL;
+}
+
 /* Poll once and apply what arrived. *got receives the record count. */
 static int step(ctkn_projector *p, int timeout_ms, size_t *got,
                 struct ctkn_err *err)
@@ -207,8 +250,10 @@ static int step(ctkn_projector *p, int timeout_ms, size_t *got,
   *got = n;
   if (n == 0)
     return CTKN_OK;
-  if ((rc = ctkn_projector_apply(p->st, p->env, p->msgs, n, p->paused,
-                                 p->nparts, &p->stats, err)) != CTKN_OK)
+  struct source src = {n, step_msg, NULL, p->msgs};
+  if ((rc = ctkn__projector_apply_source(p->st, p->env, p->trust, &src,
+                                         p->paused, p->nparts, &p->stats,
+                                         err)) != CTKN_OK)
     return rc;
   for (size_t i = 0; i < n; i++) {
     int32_t part = p->msgs[i].partition;
@@ -216,6 +261,7 @@ static int step(ctkn_projector *p, int timeout_ms, size_t *got,
         p->msgs[i].offset + 1 > p->pos[part])
       p->pos[part] = p->msgs[i].offset + 1;
   }
+  ctkn__projector_clamp_held(p);
   ctkn__projector_advanced(p);
   return CTKN_OK;
 }

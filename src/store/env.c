@@ -73,7 +73,8 @@ const char *const ctkn__store_table_names[T_COUNT] = {"meta",
                                                       "notifications",
                                                       "notification_attempts",
                                                       "notify_cursors",
-                                                      "notify_queue"};
+                                                      "notify_queue",
+                                                      "trust"};
 
 const MDB_val ctkn__store_revoked_key = {7, "revoked"};
 

@@ -60,6 +60,7 @@ enum {
   T_ATTEMPTS,
   T_CURSORS,
   T_QUEUE,
+  T_TRUST,
   T_COUNT
 };
 #define T_FIRST_LATER T_POSITIONS

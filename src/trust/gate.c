@@ -637,6 +637,27 @@ static void release(struct partq *pq, const struct qrec *r)
   }
 }
 
+static void out_of(const struct qrec *r, struct ctkn_gate_out *o)
+{
+  o->tag = r->tag;
+  o->offset = r->offset;
+  o->verdict = r->st == APPLY        ? CTKN_GATE_APPLY
+               : r->st == CHECKPOINT ? CTKN_GATE_CHECKPOINT
+                                     : CTKN_GATE_QUARANTINE;
+  ctkn__strlcpy(o->reason, r->st == QUARANTINE ? r->reason : "",
+                sizeof(o->reason));
+}
+
+bool ctkn_gate_peek(const ctkn_gate *g, int32_t p, struct ctkn_gate_out *o)
+{
+  const struct partq *pq = &g->parts[p];
+
+  if (pq->head == pq->n || pq->q[pq->head].st == PENDING)
+    return false;
+  out_of(&pq->q[pq->head], o);
+  return true;
+}
+
 bool ctkn_gate_next(ctkn_gate *g, int32_t p, struct ctkn_gate_out *o)
 {
   struct partq *pq = &g->parts[p];
@@ -646,13 +667,7 @@ bool ctkn_gate_next(ctkn_gate *g, int32_t p, struct ctkn_gate_out *o)
     return false;
   r = &pq->q[pq->head++];
   release(pq, r);
-  o->tag = r->tag;
-  o->offset = r->offset;
-  o->verdict = r->st == APPLY        ? CTKN_GATE_APPLY
-               : r->st == CHECKPOINT ? CTKN_GATE_CHECKPOINT
-                                     : CTKN_GATE_QUARANTINE;
-  ctkn__strlcpy(o->reason, r->st == QUARANTINE ? r->reason : "",
-                sizeof(o->reason));
+  out_of(r, o);
   if (pq->head == pq->n)
     compact(pq);
   return true;
