@@ -147,8 +147,15 @@ const char *ctkn_signer_writer(const ctkn_signer *s);
  * partition to read again from the first record held back. A pending
  * record is quarantined as "never checkpointed" once its instance has
  * written CTKN_GATE_MAX_AHEAD more records, or once a verified checkpoint
- * on its partition is signed more than CTKN_GATE_GRACE_US after the first
- * verified checkpoint that followed it.
+ * on its partition is signed more than CTKN_GATE_GRACE_US after the
+ * record's timestamp (its occurred_at) or after the first verified
+ * checkpoint that followed it, whichever is earlier (a timestamp set in
+ * the future cannot hold a partition back longer).
+ *
+ * Replays: a checkpoint signed more than CTKN_GATE_REPLAY_US before the
+ * newest one on its partition is stale; a closed instance is remembered
+ * for that long after it closed, so its records and checkpoints appended
+ * again are refused either way.
  *
  * The state that outlives a batch (each instance's released chain head)
  * is saved with the projection (ctkn_gate_save/_load), so a reader that
@@ -159,6 +166,7 @@ const char *ctkn_signer_writer(const ctkn_signer *s);
  */
 #define CTKN_GATE_MAX_AHEAD 1024
 #define CTKN_GATE_GRACE_US  1000000
+#define CTKN_GATE_REPLAY_US (60 * 1000000LL)
 #define CTKN_GATE_REASON    160
 
 typedef struct ctkn_gate ctkn_gate;

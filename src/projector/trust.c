@@ -170,8 +170,9 @@ int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
     ctkn_keyring_free(&kr);
     return rc;
   }
-  ctkn__diag(CTKN_DIAG_INFO, "trust", "keyring version %" PRIu64 " (%zu keys)",
-             kr.version, kr.nkeys);
+  /* A change is news; the first keyring a replica reads is not. */
+  ctkn__diag(t->kr.version > 0 ? CTKN_DIAG_INFO : CTKN_DIAG_DEBUG, "trust",
+             "keyring version %" PRIu64 " (%zu keys)", kr.version, kr.nkeys);
   ctkn_keyring_free(&t->kr);
   t->kr = kr;
   ctkn_gate_set_keyring(t->gate, &t->kr);

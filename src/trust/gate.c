@@ -22,7 +22,7 @@
 
 #define MAX_INSTANCES 4096 /* open instances a partition may have */
 #define SAVE_MAGIC    0x63 /* 'c': the first byte of a saved state */
-#define SAVED_INST    (16 + CTKN_INSTANCE_LEN + 8 + CTKN_CHAIN_LEN + 8)
+#define SAVED_INST    (16 + CTKN_INSTANCE_LEN + 8 + CTKN_CHAIN_LEN + 8 + 1)
 
 enum state { PENDING, APPLY, CHECKPOINT, QUARANTINE };
 
@@ -50,6 +50,7 @@ struct qrec {
   uint8_t chain[CTKN_CHAIN_LEN];
   long prev;      /* queue index it follows; -1: the verified head */
   int64_t ref_at; /* first verified checkpoint after it (pending only) */
+  int64_t ts_us;  /* its timestamp (occurred_at), or -1 */
   int64_t signed_at;
   bool closing;
   char reason[CTKN_GATE_REASON];
@@ -62,7 +63,8 @@ struct partq {
   size_t head, n, cap;
   long *pend; /* queue indexes of pending records */
   size_t npend, cappend;
-  int64_t cp_at; /* newest released checkpoint */
+  int64_t cp_at;  /* newest released checkpoint */
+  int64_t vcp_at; /* newest verified checkpoint */
 };
 
 struct ctkn_gate {
@@ -183,18 +185,20 @@ static void compact(struct partq *pq)
 
   for (size_t i = 0; i < pq->ninst; i++) {
     struct inst *x = &pq->insts[i];
-    if (x->closed || x->seq == 0)
+    if (x->seq == 0 ||
+        (x->closed && pq->cp_at > x->cp_at + CTKN_GATE_REPLAY_US))
       continue;
     x->vseq = x->seq;
     memcpy(x->vchain, x->chain, CTKN_CHAIN_LEN);
     x->vcp_at = x->cp_at;
-    x->vclosed = false;
+    x->vclosed = x->closed;
     x->top = x->seq;
     x->tip = -1;
     pq->insts[k++] = *x;
   }
   pq->ninst = k;
   pq->head = pq->n = pq->npend = 0;
+  pq->vcp_at = pq->cp_at;
 }
 
 /* ---- the queue ----------------------------------------------------------- */
@@ -213,6 +217,7 @@ static struct qrec *enqueue(struct partq *pq, const struct ctkn_log_msg *m,
   r->offset = m->offset;
   r->inst = -1;
   r->prev = -1;
+  r->ts_us = m->timestamp_ms >= 0 ? m->timestamp_ms * 1000 : -1;
   return r;
 }
 
@@ -515,15 +520,17 @@ static void deadlines(struct partq *pq, int64_t t)
 {
   for (size_t i = 0; i < pq->npend; i++) {
     struct qrec *r = &pq->q[pq->pend[i]];
+    int64_t since;
     if (r->st != PENDING)
       continue;
     if (r->ref_at == 0)
       r->ref_at = t;
-    else if (t > r->ref_at + CTKN_GATE_GRACE_US)
+    since = r->ts_us >= 0 && r->ts_us < r->ref_at ? r->ts_us : r->ref_at;
+    if (t > since + CTKN_GATE_GRACE_US)
       quarantine(r,
                  "never checkpointed: checkpoints signed %" PRId64
                  " ms after it do not cover it",
-                 (t - r->ref_at) / 1000);
+                 (t - since) / 1000);
   }
 }
 
@@ -574,6 +581,13 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
 
   if (!checkpoint_of(g, m, r, &c))
     return;
+  if (c.signed_at < pq->vcp_at - CTKN_GATE_REPLAY_US) {
+    quarantine(r,
+               "checkpoint: stale, signed %" PRId64
+               " s before the partition's newest",
+               (pq->vcp_at - c.signed_at) / 1000000);
+    return;
+  }
   if ((xi = find_inst(pq, c.key_id, c.instance)) < 0) {
     quarantine(r, "checkpoint: of an instance with no records here");
     return;
@@ -592,6 +606,8 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
   r->closing = c.closing;
   pq->insts[xi].vcp_at = c.signed_at;
   pq->insts[xi].vclosed = c.closing;
+  if (c.signed_at > pq->vcp_at)
+    pq->vcp_at = c.signed_at;
   deadlines(pq, c.signed_at);
   prune_pending(pq);
 }
@@ -701,7 +717,7 @@ int ctkn_gate_save(const ctkn_gate *g, int32_t p, uint8_t **out, size_t *len,
   uint8_t *b;
 
   for (size_t i = 0; i < pq->ninst; i++)
-    n += !pq->insts[i].closed && pq->insts[i].seq > 0;
+    n += pq->insts[i].seq > 0;
   if ((b = malloc(k + n * SAVED_INST)) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory saving trust state");
   b[0] = SAVE_MAGIC;
@@ -709,13 +725,14 @@ int ctkn_gate_save(const ctkn_gate *g, int32_t p, uint8_t **out, size_t *len,
   ctkn__put_be64(b + 9, (uint64_t)pq->cp_at);
   for (size_t i = 0; i < pq->ninst; i++) {
     const struct inst *x = &pq->insts[i];
-    if (x->closed || x->seq == 0)
+    if (x->seq == 0)
       continue;
     memcpy(b + k, x->key_id, 16);
     memcpy(b + k + 16, x->id, CTKN_INSTANCE_LEN);
     ctkn__put_be64(b + k + 32, x->seq);
     memcpy(b + k + 40, x->chain, CTKN_CHAIN_LEN);
     ctkn__put_be64(b + k + 72, (uint64_t)x->cp_at);
+    b[k + 80] = x->closed;
     k += SAVED_INST;
   }
   *out = b;
@@ -748,7 +765,8 @@ int ctkn_gate_load(ctkn_gate *g, int32_t p, const void *buf, size_t len,
     x->seq = ctkn__get_be(b + k + 32, 8);
     memcpy(x->chain, b + k + 40, CTKN_CHAIN_LEN);
     x->cp_at = (int64_t)ctkn__get_be(b + k + 72, 8);
-    if (x->seq == 0)
+    x->closed = b[k + 80] == 1;
+    if (x->seq == 0 || b[k + 80] > 1)
       return ctkn__err(err, CTKN_EINVAL, "not a saved trust state");
   }
   pq->ninst = n;

@@ -301,10 +301,47 @@ static void test_a_closed_instance_writes_no_more(void **state)
   k = judge(f, 0, f->n, 2, o, 16);
   assert_int_equal(k, 3);
   assert_int_equal(o[2].verdict, CTKN_GATE_CHECKPOINT);
-  /* Its state is dropped: nothing saved. */
+  /* Remembered as closed for the replay window (saved so), then dropped:
+   * its record and checkpoint appended again are refused meanwhile. */
   assert_int_equal(ctkn_gate_save(f->gate, 2, &buf, &len, NULL), CTKN_OK);
-  assert_int_equal(len, 17);
+  assert_int_equal(len, 17 + 81);
   free(buf);
+  append(f, &(struct ctkn_log_record){.partition = 2,
+                                      .key = f->log[0].m.key,
+                                      .klen = f->log[0].m.key_len,
+                                      .value = f->log[0].m.value,
+                                      .vlen = f->log[0].m.value_len,
+                                      .headers = f->log[0].h,
+                                      .nheaders = f->log[0].m.nheaders});
+  k = judge(f, 3, f->n, 2, o, 16);
+  assert_int_equal(k, 1);
+  assert_int_equal(o[0].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[0].reason, "closed"));
+}
+
+static void test_a_stale_checkpoint_is_refused(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[16];
+  const int32_t parts[] = {0};
+  ctkn_signer *other;
+  size_t k, old;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created"); /* 0, cp 1 */
+  assert_int_equal(ctkn_signer_open(&other, f->sk, f->kr.log_id, NPARTS, NULL),
+                   CTKN_OK);
+  f->now_us += CTKN_GATE_REPLAY_US + 1000000;
+  write_batch(f, other, parts, 1, "client_token.created"); /* 2, cp 3 */
+  old = append(f, &(struct ctkn_log_record){.partition = 0,
+                                            .value = f->log[1].m.value,
+                                            .vlen = f->log[1].m.value_len,
+                                            .headers = f->log[1].h,
+                                            .nheaders = f->log[1].m.nheaders});
+  k = judge(f, 0, f->n, 0, o, 16);
+  assert_int_equal(k, 5);
+  assert_int_equal(o[old].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[old].reason, "stale"));
+  ctkn_signer_close(other);
 }
 
 /* ---- forgeries ----------------------------------------------------------- */
@@ -319,6 +356,7 @@ static size_t forge(struct fixture *f, size_t i, const char *name,
                               .klen = f->log[i].m.key_len,
                               .value = f->log[i].m.value,
                               .vlen = f->log[i].m.value_len,
+                              .timestamp_ms = f->log[i].m.timestamp_ms,
                               .headers = f->log[i].h,
                               .nheaders = f->log[i].m.nheaders};
   size_t j = append(f, &r);
@@ -562,6 +600,7 @@ int main(void)
       T(test_a_failed_batch_starts_a_new_instance),
       T(test_state_saved_and_loaded_links_the_next_batch),
       T(test_a_closed_instance_writes_no_more),
+      T(test_a_stale_checkpoint_is_refused),
       T(test_a_linked_forgery_without_a_checkpoint_is_quarantined),
       T(test_a_forgery_never_checkpointed_times_out),
       T(test_a_replayed_record_and_checkpoint_are_quarantined),
