@@ -47,20 +47,43 @@ int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
   return CTKN_OK;
 }
 
+static int signer_for(ctkn_ledger *l, const struct ctkn_log_record *recs,
+                      size_t n, struct ctkn_err *err);
+
+/* Checkpoints alone (CTKN_SIGN_* flags), in one produce batch. */
+static int checkpoints(ctkn_ledger *l, unsigned flags, struct ctkn_err *err)
+{
+  struct ctkn_log_record *out;
+  size_t nout = 0;
+  int rc;
+
+  if ((rc = ctkn_signer_prepare(l->signer, NULL, 0, flags, ctkn_now_us(), &out,
+                                &nout, err)) != CTKN_OK ||
+      nout == 0)
+    return rc;
+  rc = ctkn_producer_send_batch(l->producer, out, nout, err);
+  ctkn_signer_done(l->signer, rc == CTKN_OK, NULL);
+  return rc;
+}
+
 /* A closing checkpoint on every partition the instance wrote to, so
  * readers drop its state. Best effort: an instance left open costs a
  * reader a little memory, nothing else. */
 static void close_instance(ctkn_ledger *l)
 {
-  struct ctkn_log_record *out;
-  size_t nout = 0;
+  if (l->signer != NULL)
+    checkpoints(l, CTKN_SIGN_CLOSING, NULL);
+}
 
-  if (l->signer == NULL ||
-      ctkn_signer_prepare(l->signer, NULL, 0, true, ctkn_now_us(), &out, &nout,
-                          NULL) != CTKN_OK ||
-      nout == 0)
-    return;
-  ctkn_producer_send_batch(l->producer, out, nout, NULL);
+int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err)
+{
+  int rc;
+
+  if (l->key == NULL)
+    return CTKN_OK;
+  if ((rc = signer_for(l, NULL, 0, err)) != CTKN_OK)
+    return rc;
+  return checkpoints(l, CTKN_SIGN_HEARTBEAT, err);
 }
 
 int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
@@ -327,7 +350,7 @@ static int send_signed(ctkn_ledger *l, struct ctkn_log_record *recs, size_t n,
   int rc;
 
   if ((rc = signer_for(l, recs, n, err)) != CTKN_OK ||
-      (rc = ctkn_signer_prepare(l->signer, recs, n, false, ctkn_now_us(), &out,
+      (rc = ctkn_signer_prepare(l->signer, recs, n, 0, ctkn_now_us(), &out,
                                 &nout, err)) != CTKN_OK) {
     for (size_t k = 0; k < n; k++)
       recs[k].rc = rc;

@@ -67,6 +67,10 @@ void ctkn_ledger_close(ctkn_ledger *l);
  * (field "writer_key"; a bad root key), the log's (reading the keyring),
  * the store's.
  */
+/* A signing ledger's heartbeat: a checkpoint on every partition, so
+ * readers know the log's tail is not withheld (trust.h, staleness). A
+ * no-op without a writer key. Errors: the log's. */
+int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err);
 int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
                           const ctkn_seckey *key, struct ctkn_err *err);
 

@@ -110,18 +110,25 @@ int ctkn_signer_open(ctkn_signer **out, const ctkn_seckey *key,
                      struct ctkn_err *err);
 void ctkn_signer_close(ctkn_signer *s);
 
+/* What a batch's checkpoints are besides covering its records. */
+enum {
+  CTKN_SIGN_CLOSING = 1,  /* closing: every partition the instance wrote to */
+  CTKN_SIGN_HEARTBEAT = 2 /* every partition, written to or not */
+};
+
 /*
  * Sign in[0..n) (each with partition >= 0; event_type/schema_version or
  * verbatim headers as for the producer) into *out: first the n records in
  * order, each with its ctkn-writer, ctkn-seq and ctkn-chain headers, then
- * a checkpoint for every partition they touch (closing ones when closing
- * is true, and then n may be 0: every partition this instance wrote to).
+ * a checkpoint for every partition they touch, and more as flags
+ * (CTKN_SIGN_*) say; n may be 0 then. A heartbeat on a partition the
+ * instance never wrote to names sequence 0 and the chain's start.
  * now_us is the checkpoints' signed time. *out is valid until the next
  * prepare or close. Errors: CTKN_EUSAGE (a partition out of range),
  * CTKN_EINVAL (a covered header twice), CTKN_ENOMEM.
  */
 int ctkn_signer_prepare(ctkn_signer *s, const struct ctkn_log_record *in,
-                        size_t n, bool closing, int64_t now_us,
+                        size_t n, unsigned flags, int64_t now_us,
                         struct ctkn_log_record **out, size_t *nout,
                         struct ctkn_err *err);
 /* After producing a prepared batch: acked tells whether every record of it

@@ -588,8 +588,11 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
                (pq->vcp_at - c.signed_at) / 1000000);
     return;
   }
-  if ((xi = find_inst(pq, c.key_id, c.instance)) < 0) {
-    quarantine(r, "checkpoint: of an instance with no records here");
+  if ((xi = find_inst(pq, c.key_id, c.instance)) < 0 && c.sequence == 0)
+    xi = instance_of(pq, g->kr, m->partition, c.key_id, c.instance, r);
+  if (xi < 0) {
+    if (r->st != QUARANTINE)
+      quarantine(r, "checkpoint: of an instance with no records here");
     return;
   }
   if (pq->insts[xi].vclosed) {

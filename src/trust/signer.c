@@ -311,7 +311,7 @@ static int check_input(const ctkn_signer *s, const struct ctkn_log_record *in,
 }
 
 int ctkn_signer_prepare(ctkn_signer *s, const struct ctkn_log_record *in,
-                        size_t n, bool closing, int64_t now_us,
+                        size_t n, unsigned flags, int64_t now_us,
                         struct ctkn_log_record **out, size_t *nout,
                         struct ctkn_err *err)
 {
@@ -331,15 +331,18 @@ int ctkn_signer_prepare(ctkn_signer *s, const struct ctkn_log_record *in,
     return rc;
   for (int32_t p = 0; p < s->nparts; p++) {
     struct part *pt = &s->parts[p];
-    if (!pt->touched && closing && pt->seq > 0) {
+    if (!pt->touched && ((flags & CTKN_SIGN_HEARTBEAT) ||
+                         ((flags & CTKN_SIGN_CLOSING) && pt->seq > 0))) {
       pt->touched = true;
       pt->next_seq = pt->seq;
+      if (pt->seq == 0)
+        ctkn_trust_chain_start(s->log_id, p, s->key_id, s->instance, pt->chain);
       memcpy(pt->next_chain, pt->chain, CTKN_CHAIN_LEN);
     }
     if (!pt->touched)
       continue;
-    if ((rc = checkpoint(s, p, closing, now_us, at++, &s->hdrs[k], err)) !=
-        CTKN_OK)
+    if ((rc = checkpoint(s, p, (flags & CTKN_SIGN_CLOSING) != 0, now_us, at++,
+                         &s->hdrs[k], err)) != CTKN_OK)
       return rc;
     k += 2;
   }

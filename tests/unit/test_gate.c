@@ -145,8 +145,7 @@ static void write_batch(struct fixture *f, ctkn_signer *sg,
   }
   f->now_us += 1000;
   assert_int_equal(
-      ctkn_signer_prepare(sg, in, n, false, f->now_us, &out, &nout, NULL),
-      CTKN_OK);
+      ctkn_signer_prepare(sg, in, n, 0, f->now_us, &out, &nout, NULL), CTKN_OK);
   for (size_t i = 0; i < nout; i++)
     append(f, &out[i]);
   assert_int_equal(ctkn_signer_done(sg, true, NULL), CTKN_OK);
@@ -242,7 +241,7 @@ static void test_a_failed_batch_starts_a_new_instance(void **state)
   snprintf(before, sizeof(before), "%s", ctkn_signer_writer(f->sg));
   /* Prepared, never acknowledged (and never in the log). */
   assert_int_equal(
-      ctkn_signer_prepare(f->sg, &in, 1, false, f->now_us, &out, &nout, NULL),
+      ctkn_signer_prepare(f->sg, &in, 1, 0, f->now_us, &out, &nout, NULL),
       CTKN_OK);
   assert_int_equal(ctkn_signer_done(f->sg, false, NULL), CTKN_OK);
   assert_string_not_equal(before, ctkn_signer_writer(f->sg));
@@ -292,8 +291,8 @@ static void test_a_closed_instance_writes_no_more(void **state)
   size_t nout, len, k;
 
   write_batch(f, f->sg, parts, 1, "client_token.created");
-  assert_int_equal(ctkn_signer_prepare(f->sg, NULL, 0, true, f->now_us + 5,
-                                       &out, &nout, NULL),
+  assert_int_equal(ctkn_signer_prepare(f->sg, NULL, 0, CTKN_SIGN_CLOSING,
+                                       f->now_us + 5, &out, &nout, NULL),
                    CTKN_OK);
   assert_int_equal(nout, 1); /* the one partition it wrote to */
   append(f, &out[0]);
@@ -579,7 +578,7 @@ static void test_an_instance_too_far_ahead_gives_up_its_pending(void **state)
                                        .event_type = "client_token.created",
                                        .schema_version = 1};
     assert_int_equal(
-        ctkn_signer_prepare(f->sg, in, 16, false, f->now_us, &out, &nout, NULL),
+        ctkn_signer_prepare(f->sg, in, 16, 0, f->now_us, &out, &nout, NULL),
         CTKN_OK);
     for (size_t i = 0; i < 16; i++, nrec++)
       append(f, &out[i]);
