@@ -741,13 +741,16 @@ static void test_failure_after_some_acks_then_retry_is_one_per_key(void **state)
 
 /* A projection whose map fills mid-batch: every acknowledged line the
  * projection did not reach says it is appended (exit 4, not 3), every
- * line after says the map is full (exit 3); each names the map size and
- * --map-size. With a larger map, the retry answers every acknowledged
- * line with its first token and appends only what was never appended. */
+ * line after says the map is full (exit 3), the chunks after the failure
+ * too (a catch-up after a failed one starts from the stored offsets
+ * rather than wait for records its consumer has passed); each names the
+ * map size and --map-size. With a larger map, the retry answers every
+ * acknowledged line with its first token and appends only what was never
+ * appended. */
 static void test_map_full_mid_batch_then_retry_is_one_per_key(void **state)
 {
   struct fx *f = *state;
-  enum { N = 1000 };
+  enum { N = 1600 }; /* four chunks: the later ones must not stall */
   struct ctkn_store_opts small = {.map_size = 256 << 10};
   struct ctkn_store_opts large = {.map_size = 64 << 20};
   struct ctkn_err err = {0};
