@@ -518,8 +518,8 @@ static int resolve_config(struct cli *c)
   v = cli_env_or(c->global[G_MAPSIZE].value, "CTKN_MAP_SIZE", NULL);
   if (v != NULL && !parse_size(v, &c->map_size))
     return cli_usage_error(c,
-                           "--map-size must be a size like 64G, not "
-                           "\"%.40s\"",
+                           "--map-size must be a size like 64G, at least "
+                           "1M, not \"%.40s\"",
                            v);
   enum ctkn_diag_level level;
   v = cli_env_or(c->global[G_LOGLEVEL].value, "CTKN_LOG_LEVEL", "info");

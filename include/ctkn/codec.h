@@ -252,6 +252,16 @@ char *ctkn_json_list(const struct ctkn_token *items, size_t n,
 char *ctkn_json_error(const struct ctkn_err *err, const char *request_id);
 
 /*
+ * One answer line of `ctkn create --batch`: the data document of t, or
+ * (t NULL) the error envelope of err, each with "acknowledged" in its
+ * meta: {"data": entity, "meta": {"request_id", "acknowledged": true}}.
+ * Caller owns the string; release with free(). NULL when out of memory.
+ */
+char *ctkn_json_line_answer(const struct ctkn_token *t,
+                            const struct ctkn_err *err, bool acknowledged,
+                            const char *request_id);
+
+/*
  * Parse a POST /client-tokens body into a create command:
  * {"name": string, "description": string|null}.
  * Errors: CTKN_EBADREQ (malformed JSON, a body that is not an object);
@@ -260,6 +270,15 @@ char *ctkn_json_error(const struct ctkn_err *err, const char *request_id);
  */
 int ctkn_json_parse_create(const char *body, size_t len,
                            struct ctkn_command *cmd, struct ctkn_err *err);
+
+/*
+ * Parse one `ctkn create --batch` line: a POST /client-tokens body that
+ * may also carry "idempotency_key" (a string, under the rules of
+ * ctkn_command_set_idempotency_key(), as --idempotency-key and the
+ * Idempotency-Key header). Errors: as ctkn_json_parse_create().
+ */
+int ctkn_json_parse_create_line(const char *line, size_t len,
+                                struct ctkn_command *cmd, struct ctkn_err *err);
 
 /*
  * Parse a PATCH /client-tokens/{id} body into an update command for id:

@@ -431,6 +431,8 @@ static int apply_once(ctkn_store *st, ctkn_env env, struct ctkn__judge *j,
           CTKN_OK &&
       (rc = commit_pass(&ps, wrong, err)) == CTKN_OK)
     add_stats(stats, &ps.stats);
+  else if (rc == CTKN_EMAPFULL) /* say how full and what to do */
+    rc = ctkn_store_map_full(st, err);
   ctkn_store_abort(ps.txn);
   free(ps.cur.next);
   free(ps.cur.dirty);

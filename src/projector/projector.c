@@ -437,6 +437,12 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
   else
     rc = consume_to(p, targets, n, hi, err);
   free(hi);
+  /* A failed catch-up may have consumed records it did not commit (an
+   * apply that failed: a full map, a full disk). The next one assigns
+   * again from the stored offsets, as a follower does after an error, or
+   * it would wait for records the consumer has already passed. */
+  if (rc != CTKN_OK)
+    p->assigned = false;
   return rc;
 }
 
