@@ -81,6 +81,10 @@ int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err)
 
   if (l->key == NULL)
     return CTKN_OK;
+  /* Before the first command the partitions are not known yet. */
+  if (ctkn_projector_partitions(l->projector) <= 0 &&
+      (rc = ctkn_projector_catch_up(l->projector, NULL, 0, err)) != CTKN_OK)
+    return rc;
   if ((rc = signer_for(l, NULL, 0, err)) != CTKN_OK)
     return rc;
   return checkpoints(l, CTKN_SIGN_HEARTBEAT, err);

@@ -35,7 +35,7 @@ enum opt_kind {
 };
 
 #define LIST_MAX  8
-#define LOCAL_MAX 12
+#define LOCAL_MAX 16
 
 /* An option as the command table declares it. */
 struct opt_def {

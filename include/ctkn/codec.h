@@ -368,10 +368,16 @@ struct ctkn_partition_status {
   int64_t log_start; /* first offset still in the log */
   int64_t log_end;   /* next offset the log will write */
   int64_t projected; /* next offset the projection will apply */
+  bool paused;       /* stopped at a record of a newer schema */
+  /* The signed time (µs) of the newest writer checkpoint applied: -1
+   * where trust is off, 0 before the first. */
+  int64_t checkpoint_at;
+  bool stale; /* checkpoint_at older than the reader's --max-staleness */
 };
 
 /* {"data": {"topic", "partitions": [{"partition", "log_start", "log_end",
- * "projected", "lag"}], "lag"}}. Caller owns the string; release with free().
+ * "projected", "lag", "paused", and with trust "checkpoint_at" (RFC 3339)
+ * and "stale"}], "lag"}}. Caller owns the string; release with free().
  * NULL when out of memory. */
 char *ctkn_json_status(const char *topic,
                        const struct ctkn_partition_status *parts, size_t n);

@@ -40,7 +40,8 @@
   X(TOOLARGE, -19, "request_body_too_large", 413, 1, "request body too large") \
   X(METHOD, -20, "method_not_allowed", 405, 1, "method not allowed")           \
   X(APPENDED, -21, "service_unavailable", 503, 4, "appended, not yet applied") \
-  X(MAPFULL, -22, "service_unavailable", 503, 3, "projection map full")
+  X(MAPFULL, -22, "service_unavailable", 503, 3, "projection map full")        \
+  X(STALE, -23, "service_unavailable", 503, 3, "answer may be stale")
 
 enum {
   CTKN_OK = 0,

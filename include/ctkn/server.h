@@ -38,6 +38,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "ctkn/crypto.h"
 #include "ctkn/error.h"
 #include "ctkn/log.h"
 #include "ctkn/store.h"
@@ -60,6 +61,15 @@ struct ctkn_server_config {
   int status_ms;        /* how often the lag is measured */
   const struct ctkn_log_config *log;
   ctkn_env env;
+  /* Trust (trust.h): the root's public key (CTKN_SIGN_PUB_LEN bytes), or
+   * NULL; this replica's writer key, or NULL (read-only on the log's
+   * trust: its writes are unsigned without one); its heartbeat period;
+   * and how old a partition's newest checkpoint may be before answers
+   * from it fail closed (0: not checked). */
+  const uint8_t *trust_root;
+  const ctkn_seckey *writer_key;
+  int heartbeat_ms;
+  int64_t max_staleness_ms;
 };
 
 /* Set cfg to the defaults: listen 127.0.0.1:8080 (a static string), 2

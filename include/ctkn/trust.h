@@ -224,6 +224,8 @@ int ctkn_gate_save(const ctkn_gate *g, int32_t p, uint8_t **out, size_t *len,
                    struct ctkn_err *err);
 int ctkn_gate_load(ctkn_gate *g, int32_t p, const void *buf, size_t len,
                    struct ctkn_err *err);
+/* ctkn_gate_checkpoint_at() of a saved state; 0 when it is not one. */
+int64_t ctkn_gate_saved_checkpoint_at(const void *buf, size_t len);
 
 /* ---- the keyring on the log ------------------------------------------------
  */

@@ -184,6 +184,16 @@ static json_t *status_obj(const char *topic,
     rc |= ctkn__json_set(e, "log_end", json_integer(parts[i].log_end));
     rc |= ctkn__json_set(e, "projected", json_integer(parts[i].projected));
     rc |= ctkn__json_set(e, "lag", json_integer(lag > 0 ? lag : 0));
+    rc |= ctkn__json_set(e, "paused", json_boolean(parts[i].paused));
+    if (parts[i].checkpoint_at >= 0) {
+      char t[CTKN_TIME_BUF];
+      if (parts[i].checkpoint_at > 0)
+        ctkn_time_format(parts[i].checkpoint_at, t);
+      rc |= ctkn__json_set(e, "checkpoint_at",
+                           parts[i].checkpoint_at > 0 ? json_string(t)
+                                                      : json_null());
+      rc |= ctkn__json_set(e, "stale", json_boolean(parts[i].stale));
+    }
     rc |= json_array_append_new(arr, e);
   }
   rc |= ctkn__json_set(o, "topic", ctkn__json_str(topic, SIZE_MAX));

@@ -185,6 +185,23 @@ fail:
   return rc;
 }
 
+/* Each partition's pause and, with trust, its newest checkpoint's time
+ * (-1 without trust), read in txn. */
+static int trust_status(const ctkn_projector *p, ctkn_store_txn *txn,
+                        struct ctkn_partition_status *s, int32_t n,
+                        struct ctkn_err *err)
+{
+  int rc = CTKN_OK;
+
+  for (int32_t i = 0; i < n && rc == CTKN_OK; i++) {
+    s[i].paused = i < p->nparts && p->paused[i];
+    s[i].checkpoint_at = -1;
+    if (p->trust != NULL)
+      rc = ctkn__ptrust_checkpoint_at(txn, i, &s[i].checkpoint_at, err);
+  }
+  return rc;
+}
+
 static const struct ctkn_log_msg *step_msg(struct source *s, size_t i)
 {
   return (const struct ctkn_log_msg *)s->arg + i;
@@ -494,6 +511,15 @@ static int report(ctkn_projector *p, struct ctkn_err *err)
     if (s[i].log_end > p->pos[i])
       lag += s[i].log_end - p->pos[i];
   }
+  ctkn_store_txn *txn;
+  if ((rc = ctkn_store_begin(p->st, false, &txn, err)) == CTKN_OK) {
+    rc = trust_status(p, txn, s, p->nparts, err);
+    ctkn_store_abort(txn);
+  }
+  if (rc != CTKN_OK) {
+    free(s);
+    return rc;
+  }
   if (p->hooks.status != NULL) {
     p->hooks.status(p->hooks.arg, s, p->nparts, &p->stats);
     free(s);
@@ -645,6 +671,8 @@ int ctkn_projector_status(ctkn_projector *p, struct ctkn_partition_status **out,
     s[i].partition = i;
     rc = ctkn_store_offset(txn, i, &s[i].projected, err);
   }
+  if (rc == CTKN_OK)
+    rc = trust_status(p, txn, s, np, err);
   ctkn_store_abort(txn);
   if (rc != CTKN_OK) {
     free(s);

@@ -136,6 +136,10 @@ int ctkn__ptrust_save(struct ctkn__ptrust *t, ctkn_store_txn *txn,
 /* After the pass committed: keep copies of the records held back. */
 int ctkn__ptrust_carry(struct ctkn__ptrust *t, struct ctkn__judge *j,
                        struct ctkn_err *err);
+/* The signed time of partition p's newest applied checkpoint (0: none),
+ * from the state saved in txn. Errors: the store's. */
+int ctkn__ptrust_checkpoint_at(ctkn_store_txn *txn, int32_t p, int64_t *at,
+                               struct ctkn_err *err);
 /* The offset of p's first held-back record, or -1. */
 int64_t ctkn__ptrust_held_first(const struct ctkn__ptrust *t, int32_t p);
 

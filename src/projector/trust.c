@@ -187,6 +187,24 @@ static void gate_key(int32_t p, uint8_t k[8])
   ctkn__put_be32(k + 4, (uint32_t)p);
 }
 
+int ctkn__ptrust_checkpoint_at(ctkn_store_txn *txn, int32_t p, int64_t *at,
+                               struct ctkn_err *err)
+{
+  uint8_t k[8];
+  const void *val;
+  size_t len;
+  int rc;
+
+  *at = 0;
+  gate_key(p, k);
+  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, k, sizeof(k), &val, &len, err);
+  if (rc == CTKN_ENOTFOUND)
+    return CTKN_OK;
+  if (rc == CTKN_OK)
+    *at = ctkn_gate_saved_checkpoint_at(val, len);
+  return rc;
+}
+
 static int load_partition(struct ctkn__ptrust *t, ctkn_store_txn *txn,
                           int32_t p, struct ctkn_err *err)
 {

@@ -485,8 +485,12 @@ static bool checkpoint_of(ctkn_gate *g, const struct ctkn_log_msg *m,
   }
   k = ctkn_keyring_find(g->kr, s.signer);
   ok = k != NULL && !k->revoked && (pub = pub_of(g, k)) != NULL &&
-       ctkn_trust_verify(pub, CTKN_SIGNED_CHECKPOINT, &s) &&
-       ctkn_checkpoint_decode(s.body, s.body_len, c, &e) == CTKN_OK;
+       ctkn_trust_verify(pub, CTKN_SIGNED_CHECKPOINT, &s);
+  if (ok && ctkn_checkpoint_decode(s.body, s.body_len, c, &e) != CTKN_OK) {
+    ctkn_signed_free(&s);
+    quarantine(r, "checkpoint: %s", e.msg);
+    return false;
+  }
   ctkn_signed_free(&s);
   if (!ok) {
     quarantine(r, "checkpoint: no valid signature by a key in the keyring");
@@ -741,6 +745,15 @@ int ctkn_gate_save(const ctkn_gate *g, int32_t p, uint8_t **out, size_t *len,
   *out = b;
   *len = k;
   return CTKN_OK;
+}
+
+int64_t ctkn_gate_saved_checkpoint_at(const void *buf, size_t len)
+{
+  const uint8_t *b = buf;
+
+  if (len < 17 || b[0] != SAVE_MAGIC)
+    return 0;
+  return (int64_t)ctkn__get_be(b + 9, 8);
 }
 
 int ctkn_gate_load(ctkn_gate *g, int32_t p, const void *buf, size_t len,

@@ -14,7 +14,7 @@ import os
 import subprocess
 import time
 
-from harness import BROKERS, Env, check, main
+from harness import BROKERS, Env, Server, check, main
 
 RAWCOPY = os.environ["CTKN_RAWCOPY"]
 
@@ -221,9 +221,62 @@ def test_a_lower_keyring_version_is_ignored():
         t.close()
 
 
+def wait_for(what, cond, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_replica_fails_closed_when_heartbeats_stop():
+    t = Trusted("stale")
+    w = r = None
+    try:
+        sign = ("--trust-root", t.pub, "--writer-key", t.writer,
+                "--heartbeat", "0.3", "--max-staleness", "3")
+        w = Server(t.env, "w", args=sign)
+        r = Server(t.env, "r", args=("--trust-root", t.pub,
+                                     "--max-staleness", "3"))
+        made = w.request("POST", "/client-tokens", {"name": "over http"})
+        check(made.status == 201, f"{made}")
+        tok = made.json["data"]["token"]
+        path = f"/client-tokens/verify?token={tok}"
+        wait_for("the replica to verify it",
+                 lambda: r.request("GET", path, key="reader").status == 200)
+        # The writer's records were signed: a fresh CLI replica applies
+        # them and its heartbeats, and quarantines nothing.
+        stats, _ = t.replica("cli")
+        check(stats["applied"] == 1 and stats["quarantined"] == 0, f"{stats}")
+        # No more heartbeats: the tail could be withheld from here on.
+        w.stop()
+        h = wait_for("healthz to fail closed",
+                     lambda: (lambda x: x if x.status == 503 else None)(
+                         r.request("GET", "/healthz", key=None)))
+        check(h.json["data"]["status"] == "stale", f"{h}")
+        for p in (path, "/client-tokens/" + made.json["data"]["id"],
+                  "/client-tokens", "/client-tokens/verify?token=test_nope"):
+            a = r.request("GET", p, key="reader")
+            check(a.status == 503 and
+                  a.json["error"]["code"] == "service_unavailable" and
+                  "checkpoint" in a.json["error"]["detail"], f"{p}: {a}")
+        # Heartbeats again: answers again.
+        w = Server(t.env, "w2", args=sign)
+        wait_for("the replica to answer again",
+                 lambda: r.request("GET", path, key="reader").status == 200)
+    finally:
+        for s in (w, r):
+            if s is not None:
+                s.stop(check_exit=False)
+        t.close()
+
+
 if __name__ == "__main__":
     main([test_signed_writes_apply_alike_on_every_replica,
           test_a_writer_key_outside_the_keyring_appends_nothing,
           test_forgeries_are_quarantined_and_the_next_genuine_record_applies,
           test_unsigned_records_are_quarantined,
-          test_a_lower_keyring_version_is_ignored])
+          test_a_lower_keyring_version_is_ignored,
+          test_a_replica_fails_closed_when_heartbeats_stop])
