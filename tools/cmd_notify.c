@@ -225,6 +225,8 @@ int cmd_notify(struct cli *c)
   }
   cli_signals(CLI_SIG_STOP);
   o.stop = &cli_stop;
+  if (c->trust)
+    o.trust_root = c->trust_root;
   rc = ctkn_notify_run(st, &c->log, c->env, key, &o, &stats, &err);
   ctkn_wipe(key, sizeof(key));
   ctkn_store_close(st);

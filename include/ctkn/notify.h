@@ -78,6 +78,10 @@ struct ctkn_notify_opts {
   int64_t max_age_ms;          /* retry window from the first attempt; 0:
                                   72 h live, 15 min sandbox (Paddle's) */
   int window;                  /* in flight per lane; 0: 8 */
+  /* The trust root's public key (trust.h), or NULL: the notifier's
+   * projection then judges records without it. With it, a record the
+   * gate quarantines is never notified. */
+  const uint8_t *trust_root;
   volatile sig_atomic_t *stop; /* set by a signal handler; may be NULL */
 };
 
