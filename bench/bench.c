@@ -10,6 +10,10 @@
  *   3. Limit: raw mdb_get on the projection's token index.
  *      Figure: ctkn_store_get_by_token (verify's lookup), p50 and p99.
  *   4. Figure: sequential `ctkn create` commands, end to end.
+ *   5. Signed: a second topic filled through ctkn's signer, one command
+ *      per produce batch (each event chained and followed by its signed
+ *      checkpoint). Limit: raw librdkafka consume of the same records.
+ *      Figure: `ctkn project --trust-root` catching up from it.
  *
  * usage: bench CTKN_BIN BROKERS TOPIC DIR N
  */
@@ -30,6 +34,7 @@
 #include "ctkn/event.h"
 #include "ctkn/log.h"
 #include "ctkn/store.h"
+#include "ctkn/trust.h"
 
 #define BENCH_NAME "bench"
 #include "common.h"
@@ -42,8 +47,70 @@ static size_t ntokens;
  * 8th revoked, each on the token's partition. */
 static double fill_rate;
 
+/* One record as ctkn's signer prepared it, with its headers. */
+static void produce_rec(rd_kafka_t *rk, const char *topic,
+                        const struct ctkn_log_record *r)
+{
+  rd_kafka_headers_t *h = rd_kafka_headers_new(r->nheaders);
+
+  for (size_t i = 0; i < r->nheaders; i++)
+    rd_kafka_header_add(h, r->headers[i].name, -1, r->headers[i].value,
+                        (ssize_t)r->headers[i].size);
+  for (;;) {
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(r->partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(r->key, r->klen),
+        RD_KAFKA_V_VALUE((void *)r->value, r->vlen),
+        RD_KAFKA_V_TIMESTAMP(r->timestamp_ms), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+      return; /* the headers are the message's now */
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      die(rd_kafka_err2str(e));
+    rd_kafka_poll(rk, 10);
+  }
+}
+
+/* ev as one command's produce batch through the signer: the record and
+ * its partition's checkpoint. */
+static void produce_signed(rd_kafka_t *rk, const char *topic, int32_t part,
+                           const struct ctkn_event *ev, ctkn_signer *sg)
+{
+  struct ctkn_log_record in, *out;
+  uint8_t *buf;
+  size_t len, nout;
+
+  if (ctkn_event_encode(ev, &buf, &len, NULL) != CTKN_OK)
+    die("encode");
+  in = (struct ctkn_log_record){.partition = part,
+                                .key = ev->data.id,
+                                .klen = strlen(ev->data.id),
+                                .value = buf,
+                                .vlen = len,
+                                .timestamp_ms = ev->occurred_at / 1000,
+                                .event_type = ctkn_event_type_str(ev->type),
+                                .schema_version = CTKN_SCHEMA_VERSION};
+  if (ctkn_signer_prepare(sg, &in, 1, 0, ev->occurred_at, &out, &nout, NULL) !=
+      CTKN_OK)
+    die("sign");
+  for (size_t i = 0; i < nout; i++)
+    produce_rec(rk, topic, &out[i]);
+  ctkn_signer_done(sg, true, NULL); /* a failed flush ends the bench */
+  free(buf);
+}
+
+static void emit(rd_kafka_t *rk, const char *topic, int32_t part,
+                 const struct ctkn_event *ev, ctkn_signer *sg)
+{
+  if (sg != NULL)
+    produce_signed(rk, topic, part, ev, sg);
+  else
+    produce_one(rk, topic, part, ev);
+}
+
 static void fill(const char *brokers, const char *topic, int32_t nparts,
-                 size_t n)
+                 size_t n, ctkn_signer *sg)
 {
   rd_kafka_t *rk = new_handle(RD_KAFKA_PRODUCER, brokers, fill_conf);
   struct ctkn_event *ev = malloc(sizeof(*ev));
@@ -63,7 +130,7 @@ static void fill(const char *brokers, const char *topic, int32_t nparts,
       die("plan create");
     int32_t part =
         ctkn_log_partition_for(ev->data.id, strlen(ev->data.id), nparts);
-    produce_one(rk, topic, part, ev);
+    emit(rk, topic, part, ev, sg);
     memcpy(tokens[ntokens++], ev->data.token, CTKN_TOKEN_BUF);
     made++;
     rec->token = ev->data;
@@ -80,7 +147,7 @@ static void fill(const char *brokers, const char *topic, int32_t nparts,
         ctkn_command_set_status(&cmd, "revoked", NULL);
       if (ctkn_plan(rec, &cmd, CTKN_ENV_SANDBOX, t++, ev, NULL) != 0)
         die("plan update");
-      produce_one(rk, topic, part, ev);
+      emit(rk, topic, part, ev, sg);
       rec->token = ev->data;
       rec->version = ev->version;
       made++;
@@ -90,8 +157,10 @@ static void fill(const char *brokers, const char *topic, int32_t nparts,
     ;
   double dt = now_s() - t0;
   fprintf(stderr, "bench: produced %zu events in %.1f s\n", made, dt);
-  fill_rate = (double)made / dt;
-  figure("raw_librdkafka_produce", fill_rate, "events/s", 0);
+  if (sg == NULL) {
+    fill_rate = (double)made / dt;
+    figure("raw_librdkafka_produce", fill_rate, "events/s", 0);
+  }
   rd_kafka_destroy(rk);
   free(ev);
   free(rec);
@@ -162,7 +231,7 @@ static long rss_anon_kib(pid_t pid)
 /* `ctkn project` as a child: wall time and peak RssAnon (sampled). */
 static void projector_catch_up(const char *ctkn, const char *brokers,
                                const char *topic, const char *db, size_t n,
-                               double raw_rate)
+                               double raw_rate, const char *trust_root)
 {
   long peak = 0;
   int status;
@@ -172,8 +241,13 @@ static void projector_catch_up(const char *ctkn, const char *brokers,
   if (pid == 0) {
     int fd = open("/dev/null", O_WRONLY);
     dup2(fd, 1);
-    execl(ctkn, ctkn, "project", "--brokers", brokers, "--topic", topic, "--db",
-          db, "--timeout", "30", (char *)NULL);
+    if (trust_root != NULL)
+      execl(ctkn, ctkn, "project", "--brokers", brokers, "--topic", topic,
+            "--db", db, "--timeout", "30", "--trust-root", trust_root,
+            (char *)NULL);
+    else
+      execl(ctkn, ctkn, "project", "--brokers", brokers, "--topic", topic,
+            "--db", db, "--timeout", "30", (char *)NULL);
     _exit(127);
   }
   while (waitpid(pid, &status, WNOHANG) == 0) {
@@ -198,6 +272,11 @@ static void projector_catch_up(const char *ctkn, const char *brokers,
   double dt = now_s() - t0;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     die("ctkn project failed");
+  if (trust_root != NULL) {
+    figure("projector_catch_up_signed", (double)n / dt, "events/s", raw_rate);
+    figure("projector_signed_peak_rss_anon", (double)peak / 1024, "MiB", 128);
+    return;
+  }
   projector_rate = (double)n / dt;
   projector_seconds = dt;
   figure("projector_catch_up", (double)n / dt, "events/s", raw_rate);
@@ -410,6 +489,67 @@ static void replica_ready(const char *ctkn, const char *brokers,
   figure("replica_ready_from_snapshot", now_s() - t0, "s", projector_seconds);
 }
 
+/* Section 5: the same events on a topic of their own, signed. */
+static void signed_catch_up(const char *ctkn, const char *brokers,
+                            const char *topic, const char *dir, size_t n,
+                            int32_t nparts)
+{
+  struct ctkn_log_config cfg;
+  struct ctkn_keyring kr;
+  struct ctkn_writer_key wk = {0};
+  ctkn_seckey *root, *writer;
+  ctkn_signer *sg;
+  uint8_t pub[CTKN_SIGN_PUB_LEN];
+  char stopic[300], cmd[8192], rootpub[4200], db[4200], hex[65];
+  FILE *f;
+
+  snprintf(stopic, sizeof(stopic), "%s-signed", topic);
+  snprintf(cmd, sizeof(cmd),
+           "%s init --brokers %s --topic %s --db %s/init-signed "
+           "--partitions %d >/dev/null",
+           ctkn, brokers, stopic, dir, (int)nparts);
+  if (system(cmd) != 0)
+    die("init of the signed topic");
+  if (ctkn_seckey_generate(&root, NULL) != CTKN_OK ||
+      ctkn_seckey_generate(&writer, NULL) != CTKN_OK)
+    die("keys");
+  ctkn_seckey_public(root, pub);
+  ctkn_hex(pub, sizeof(pub), hex);
+  snprintf(rootpub, sizeof(rootpub), "%s/root.pub", dir);
+  if ((f = fopen(rootpub, "w")) == NULL)
+    die("root.pub");
+  fprintf(f, "%s\n", hex);
+  fclose(f);
+  ctkn_keyring_init(&kr);
+  kr.version = 1;
+  memset(kr.log_id, 0x42, sizeof(kr.log_id));
+  ctkn_seckey_public(writer, wk.public_key);
+  ctkn_key_id(wk.public_key, wk.key_id);
+  snprintf(wk.name, sizeof(wk.name), "bench");
+  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
+  wk.nscopes = 1;
+  ctkn_log_config_init(&cfg);
+  snprintf(cfg.brokers, sizeof(cfg.brokers), "%s", brokers);
+  snprintf(cfg.topic, sizeof(cfg.topic), "%.240s", stopic);
+  if (ctkn_keyring_add_key(&kr, &wk, NULL) != CTKN_OK ||
+      ctkn_trust_keyring_append(&cfg, root, &kr, NULL) != CTKN_OK ||
+      ctkn_signer_open(&sg, writer, kr.log_id, nparts, NULL) != CTKN_OK)
+    die("keyring");
+  ntokens = 0;
+  fill(brokers, stopic, nparts, n, sg);
+  double raw = raw_consume(brokers, stopic, nparts, 2 * n);
+  /* The limit in events/s: the same records (each with its checkpoint). */
+  figure("raw_librdkafka_consume_signed_records", raw / 2, "events/s", 0);
+  snprintf(db, sizeof(db), "%s/projection-signed", dir);
+  projector_catch_up(ctkn, brokers, stopic, db, n, raw / 2, rootpub);
+  ctkn_signer_close(sg);
+  ctkn_seckey_free(root);
+  ctkn_seckey_free(writer);
+  ctkn_keyring_free(&kr);
+  ctkn_log_config_free(&cfg);
+  free(tokens);
+}
+
 int main(int argc, char **argv)
 {
   if (argc != 6) {
@@ -422,10 +562,10 @@ int main(int argc, char **argv)
   int32_t nparts = 6;
 
   snprintf(db, sizeof(db), "%s/projection", argv[4]);
-  fill(brokers, topic, nparts, n);
+  fill(brokers, topic, nparts, n, NULL);
   double raw = raw_consume(brokers, topic, nparts, n);
   figure("raw_librdkafka_consume", raw, "events/s", 0);
-  projector_catch_up(ctkn, brokers, topic, db, n, raw);
+  projector_catch_up(ctkn, brokers, topic, db, n, raw, NULL);
   double lmdb = raw_lmdb_rate(db, argv[4]);
   figure("raw_lmdb_same_writes", lmdb, "events/s", 0);
   figure("projector_catch_up_vs_lmdb", projector_rate, "events/s", lmdb);
@@ -434,5 +574,6 @@ int main(int argc, char **argv)
   commands(ctkn, brokers, topic, db);
   batch_commands(ctkn, brokers, topic, db, fill_rate);
   free(tokens);
+  signed_catch_up(ctkn, brokers, topic, argv[4], n, nparts);
   return 0;
 }

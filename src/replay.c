@@ -51,7 +51,7 @@ int ctkn_replay_as_of(const char *dir, const struct ctkn_log_config *cfg,
   struct ctkn_store_opts opts = {.map_size = map_size};
   ctkn_projector *p = NULL;
   ctkn_store *st = NULL;
-  bool existed;
+  bool existed = false;
   int rc;
 
   if ((rc = check_target(dir, &existed, err)) != CTKN_OK)
@@ -71,7 +71,7 @@ int ctkn_replay_archive(const char *dir, const char *path, ctkn_env env,
   struct ctkn_store_opts opts = {.map_size = map_size};
   struct ctkn_archive_info info;
   ctkn_store *st = NULL;
-  bool existed;
+  bool existed = false;
   int rc;
 
   if ((rc = check_target(dir, &existed, err)) != CTKN_OK)

@@ -462,7 +462,7 @@ int ctkn__store_put_token(struct ctkn_store_txn *t,
 int ctkn__store_batch_get(ctkn_store_txn *t, const char *id, bool guess,
                           struct ctkn_record *out, struct ctkn_err *err)
 {
-  struct brec *e;
+  struct brec *e = NULL;
   int rc = brec_load(t, id, guess, &e, err);
 
   if (rc != CTKN_OK)

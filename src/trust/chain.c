@@ -146,7 +146,7 @@ int ctkn_trust_sign(const ctkn_seckey *k, const char *signer,
                     struct ctkn_signed *s, struct ctkn_err *err)
 {
   uint8_t *msg;
-  size_t len;
+  size_t len = 0;
   int rc;
 
   memset(s, 0, sizeof(*s));
@@ -167,7 +167,7 @@ bool ctkn_trust_verify(const ctkn_pubkey *k, ctkn_signed_kind kind,
                        const struct ctkn_signed *s)
 {
   uint8_t *msg;
-  size_t len;
+  size_t len = 0;
   bool ok;
 
   if (ctkn_trust_signing_bytes(kind, s->body, s->body_len, &msg, &len, NULL) !=
