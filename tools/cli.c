@@ -73,10 +73,17 @@ static const char usage_text[] =
     "                     [--description TEXT | --no-description]\n"
     "  destination remove ID\n"
     "                              destinations need --secret-key-file FILE\n"
-    "                              [$CTKN_SECRET_KEY_FILE] to add\n"
+    "                              [$CTKN_SECRET_KEY_FILE] to add; https://\n"
+    "                              in live; no user:pass@; at most 10 active\n"
+    "                              [--max-active-destinations N]\n"
     "  notify [--follow] [--group NAME] [--request-timeout DUR]\n"
     "         [--max-age DUR] [--retry-initial DUR] [--retry-max DUR]\n"
     "         [--window N]        deliver signed webhooks (at least once)\n"
+    "  --allow-destination-network CIDR   (destination add/update, serve,\n"
+    "                              notify; repeatable) admit a network that\n"
+    "                              is not globally reachable (loopback,\n"
+    "                              private, link-local, ...), which webhooks\n"
+    "                              are otherwise never sent to\n"
     "  notification list [--destination ID]\n"
     "                    [--status delivered,failed,pending]\n"
     "  notification get ID | logs ID | replay ID\n"
@@ -573,6 +580,31 @@ int cli_open_store(struct cli *c, bool write, ctkn_store **st)
     ctkn_store_close(*st);
     *st = NULL;
     return cli_print_error(c->rid, &err);
+  }
+  return 0;
+}
+
+int cli_dest_policy(struct cli *c, struct ctkn_dest_policy *p,
+                    struct ctkn_cidr nets[LIST_MAX])
+{
+  const struct opt *o = cli_opt(c, "--allow-destination-network");
+  const char *v = cli_value(c, "--max-active-destinations");
+  struct ctkn_err err;
+  long long n;
+
+  *p = (struct ctkn_dest_policy){.env = c->env, .allow = nets};
+  for (int i = 0; o != NULL && i < o->nlist; i++) {
+    if (ctkn_cidr_parse(o->list[i], &nets[p->nallow], &err) != CTKN_OK)
+      return cli_usage_error(c, "--allow-destination-network: %s", err.msg);
+    p->nallow++;
+  }
+  if (v != NULL) {
+    if (!cli_parse_int(v, 1, 10000, &n))
+      return cli_usage_error(c,
+                             "--max-active-destinations must be 1 to 10000, "
+                             "not \"%.40s\"",
+                             v);
+    p->max_active = (int)n;
   }
   return 0;
 }

@@ -21,6 +21,7 @@
 #include "ctkn/crypto.h"
 #include "ctkn/error.h"
 #include "ctkn/log.h"
+#include "ctkn/setting.h"
 #include "ctkn/store.h"
 #include "ctkn/token.h"
 
@@ -35,7 +36,7 @@ enum opt_kind {
 };
 
 #define LIST_MAX  8
-#define LOCAL_MAX 12
+#define LOCAL_MAX 16
 
 /* An option as the command table declares it. */
 struct opt_def {
@@ -151,6 +152,14 @@ int cli_open_store(struct cli *c, bool write, ctkn_store **st);
  * *have tells whether one was named. 0, or the exit status of the error
  * reported. The caller wipes key after use. */
 int cli_load_key(struct cli *c, uint8_t key[CTKN_KEY_LEN], bool *have);
+
+/* Where destinations may point (setting.h) for c's environment: every
+ * --allow-destination-network CIDR into nets (p->allow points there), and
+ * --max-active-destinations N (1-10000; default CTKN_DEST_MAX_ACTIVE) for
+ * commands that take it. 0, or the exit status of the usage error
+ * reported. */
+int cli_dest_policy(struct cli *c, struct ctkn_dest_policy *p,
+                    struct ctkn_cidr nets[LIST_MAX]);
 
 /* ---- signals ------------------------------------------------------------ */
 

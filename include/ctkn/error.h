@@ -38,7 +38,9 @@
   X(FORBIDDEN, -17, "forbidden", 403, 1, "forbidden")                          \
   X(RATELIMIT, -18, "too_many_requests", 429, 1, "too many requests")          \
   X(TOOLARGE, -19, "request_body_too_large", 413, 1, "request body too large") \
-  X(METHOD, -20, "method_not_allowed", 405, 1, "method not allowed")
+  X(METHOD, -20, "method_not_allowed", 405, 1, "method not allowed")           \
+  X(MAXACTIVE, -21, "notification_maximum_active_settings_reached", 400, 1,    \
+    "too many active notification settings")
 
 enum {
   CTKN_OK = 0,
