@@ -218,12 +218,16 @@ size_t ctkn__http_reap(struct ctkn__http *h, ctkn__http_done_cb done, void *arg)
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
     void *tag = r->tag;
-    char why[sizeof(r->why)];
+    char why[sizeof(r->why) + 64];
     /* A refused address explains a failure better than libcurl's
      * "Couldn't connect to server"; when another address answered, the
-     * refusal is moot. */
-    snprintf(why, sizeof(why), "%s",
-             r->why[0] != '\0' ? r->why : curl_easy_strerror(cc));
+     * refusal is moot, and when another failed otherwise, both count. */
+    if (r->why[0] == '\0')
+      snprintf(why, sizeof(why), "%s", curl_easy_strerror(cc));
+    else if (cc == CURLE_COULDNT_CONNECT)
+      snprintf(why, sizeof(why), "%s", r->why);
+    else
+      snprintf(why, sizeof(why), "%s; %s", curl_easy_strerror(cc), r->why);
     req_free(h, r); /* m is not used past here: it belongs to the handle */
     done(arg, tag, cc == CURLE_OK ? (int)code : 0, cc == CURLE_OK ? NULL : why);
     n++;
