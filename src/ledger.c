@@ -11,6 +11,7 @@
 #include "ctkn/codec.h"
 #include "ctkn/ledger.h"
 #include "ctkn/projector.h"
+#include "ctkn/trust.h"
 #include "internal.h"
 
 struct ctkn_ledger {
@@ -19,6 +20,9 @@ struct ctkn_ledger {
   ctkn_env env;
   ctkn_producer *producer;
   ctkn_projector *projector;
+  const ctkn_seckey *key; /* the writer key, or NULL: appends unsigned */
+  ctkn_signer *signer;    /* opened at the first append */
+  int32_t signer_parts;
 };
 
 int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
@@ -43,10 +47,84 @@ int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
   return CTKN_OK;
 }
 
+static int signer_for(ctkn_ledger *l, const struct ctkn_log_record *recs,
+                      size_t n, struct ctkn_err *err);
+
+/* Checkpoints alone (CTKN_SIGN_* flags), in one produce batch. */
+static int checkpoints(ctkn_ledger *l, unsigned flags, struct ctkn_err *err)
+{
+  struct ctkn_log_record *out;
+  size_t nout = 0;
+  int rc;
+
+  if ((rc = ctkn_signer_prepare(l->signer, NULL, 0, flags, ctkn_now_us(), &out,
+                                &nout, err)) != CTKN_OK ||
+      nout == 0)
+    return rc;
+  rc = ctkn_producer_send_batch(l->producer, out, nout, err);
+  ctkn_signer_done(l->signer, rc == CTKN_OK, NULL);
+  return rc;
+}
+
+/* A closing checkpoint on every partition the instance wrote to, so
+ * readers drop its state. Best effort: an instance left open costs a
+ * reader a little memory, nothing else. */
+static void close_instance(ctkn_ledger *l)
+{
+  if (l->signer != NULL)
+    checkpoints(l, CTKN_SIGN_CLOSING, NULL);
+}
+
+int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err)
+{
+  int rc;
+
+  if (l->key == NULL)
+    return CTKN_OK;
+  /* Before the first command the partitions are not known yet. */
+  if (ctkn_projector_partitions(l->projector) <= 0 &&
+      (rc = ctkn_projector_catch_up(l->projector, NULL, 0, err)) != CTKN_OK)
+    return rc;
+  if ((rc = signer_for(l, NULL, 0, err)) != CTKN_OK)
+    return rc;
+  return checkpoints(l, CTKN_SIGN_HEARTBEAT, err);
+}
+
+int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
+                          const ctkn_seckey *key, struct ctkn_err *err)
+{
+  const struct ctkn_keyring *kr;
+  const struct ctkn_writer_key *k;
+  uint8_t pub[CTKN_SIGN_PUB_LEN];
+  char id[CTKN_KEY_ID_BUF];
+  int rc;
+
+  if ((rc = ctkn_projector_set_trust(l->projector, root, err)) != CTKN_OK)
+    return rc;
+  if (key == NULL)
+    return CTKN_OK;
+  if ((rc = ctkn_projector_refresh_keyring(l->projector, err)) != CTKN_OK)
+    return rc;
+  kr = ctkn_projector_keyring(l->projector);
+  ctkn_seckey_public(key, pub);
+  ctkn_key_id(pub, id);
+  if ((k = ctkn_keyring_find(kr, id)) == NULL || k->revoked ||
+      !ctkn_writer_key_may(k, "client_token.created"))
+    return ctkn__err_field(
+        err, CTKN_EINVAL, "writer_key",
+        "writer key %s is not an active client_token.* key of keyring "
+        "version %" PRIu64 " (ctkn trust key add)",
+        id, kr->version);
+  l->key = key;
+  return CTKN_OK;
+}
+
 void ctkn_ledger_close(ctkn_ledger *l)
 {
   if (l == NULL)
     return;
+  close_instance(l);
+  ctkn_signer_close(l->signer);
   ctkn_projector_close(l->projector);
   ctkn_producer_close(l->producer);
   free(l);
@@ -144,7 +222,9 @@ struct slot {
   struct ctkn_event ev;
   uint8_t *buf; /* the encoded event */
   size_t len;
-  bool sent; /* appended: its fate is decided by the projection */
+  bool sent;     /* appended: its fate is decided by the projection */
+  size_t dup_of; /* j + 1: a create with command j's idempotency key, which
+                    answers for both; 0: none */
 };
 
 /* One ctkn_ledger_execute_batch(): the caller's arrays (n entries each)
@@ -184,26 +264,59 @@ static int catch_up_to(ctkn_ledger *l, const struct ctkn_outcome *outs,
   return rc;
 }
 
-/* Whether the event at (part, off) was rejected; CTKN_EKAFKA when its
- * partition is paused before it. */
-static int judge(ctkn_store_txn *txn, int32_t part, int64_t off, bool *rejected,
-                 struct ctkn_err *err)
+/* What the projection made of an appended event. */
+enum verdict { V_APPLIED, V_REJECTED, V_NOT_YET };
+
+/* The verdict on the event at (part, off); V_NOT_YET when the projection
+ * has not reached it (its partition is paused, or the catch-up failed). */
+static int judge(ctkn_store_txn *txn, int32_t part, int64_t off,
+                 enum verdict *v, struct ctkn_err *err)
 {
   char reason[256];
   int64_t next;
   int rc;
 
+  *v = V_NOT_YET;
   if ((rc = ctkn_store_offset(txn, part, &next, err)) != CTKN_OK)
     return rc;
   if (next <= off)
-    return ctkn__err(err, CTKN_EKAFKA,
-                     "partition %" PRId32 " is paused (a newer schema "
-                     "version); the event at offset %" PRId64
-                     " is appended but not yet applied",
-                     part, off);
+    return CTKN_OK;
   rc = ctkn_store_get_rejected(txn, part, off, reason, sizeof(reason), err);
-  *rejected = rc == CTKN_OK;
-  return rc == CTKN_OK || rc == CTKN_ENOTFOUND ? CTKN_OK : rc;
+  if (rc == CTKN_OK) {
+    *v = V_REJECTED;
+    return CTKN_OK;
+  }
+  if (rc != CTKN_ENOTFOUND)
+    return rc;
+  /* Neither applied nor rejected: the trust gate quarantined it. */
+  struct ctkn_store_event at;
+  if ((rc = ctkn_store_event_at(txn, part, off, true, &at, err)) ==
+      CTKN_ENOTFOUND)
+    return ctkn__err(err, CTKN_EKAFKA,
+                     "the event at %" PRId32 "/%" PRId64
+                     " was appended but quarantined (ctkn quarantine says "
+                     "why; is the writer key in the keyring?)",
+                     part, off);
+  if (rc == CTKN_OK)
+    *v = V_APPLIED;
+  return rc;
+}
+
+/* 1 + the index of an earlier command of the batch whose event creates
+ * with cmd i's idempotency key; 0 when there is none. Two creates with one
+ * key in one batch append one event: the first answers for both. */
+static size_t earlier_same_key(const struct batch *b, size_t i)
+{
+  const char *k = b->cmds[i].idempotency_key;
+
+  if (b->cmds[i].kind != CTKN_CMD_CREATE || k[0] == '\0')
+    return 0;
+  for (size_t j = 0; j < i; j++) {
+    if (b->slots[j].sent && b->cmds[j].kind == CTKN_CMD_CREATE &&
+        strcmp(b->cmds[j].idempotency_key, k) == 0)
+      return j + 1;
+  }
+  return 0;
 }
 
 /* Plan command i and, when it needs an event, encode it and queue it for
@@ -215,6 +328,8 @@ static void plan_one(ctkn_ledger *l, struct batch *b, size_t i)
 
   b->rcs[i] = plan(l, &b->cmds[i], &s->ev, &s->cur, &b->outs[i], &b->errs[i]);
   if (b->rcs[i] != CTKN_PLAN_APPEND)
+    return;
+  if ((s->dup_of = earlier_same_key(b, i)) != 0)
     return;
   if ((b->rcs[i] = pick_partition(l, &b->cmds[i], &s->ev, &s->cur, &part,
                                   &b->errs[i])) != CTKN_OK ||
@@ -236,9 +351,59 @@ static void plan_one(ctkn_ledger *l, struct batch *b, size_t i)
 
 /* Append the queued events at once and note where each went; a failed
  * one is no longer sent, and err has the first failure's detail. */
+/* A signer for at least the partitions recs[0..n) name. */
+static int signer_for(ctkn_ledger *l, const struct ctkn_log_record *recs,
+                      size_t n, struct ctkn_err *err)
+{
+  const struct ctkn_keyring *kr = ctkn_projector_keyring(l->projector);
+  int32_t np = ctkn_projector_partitions(l->projector);
+
+  for (size_t k = 0; k < n; k++)
+    if (recs[k].partition >= np)
+      np = recs[k].partition + 1;
+  if (l->signer != NULL && np <= l->signer_parts)
+    return CTKN_OK;
+  close_instance(l);
+  ctkn_signer_close(l->signer);
+  l->signer = NULL;
+  l->signer_parts = np;
+  return ctkn_signer_open(&l->signer, l->key, kr->log_id, np, err);
+}
+
+/* Send recs signed: records, then checkpoints, in one produce batch;
+ * each record's outcome lands in recs. */
+static int send_signed(ctkn_ledger *l, struct ctkn_log_record *recs, size_t n,
+                       struct ctkn_err *err)
+{
+  struct ctkn_log_record *out;
+  size_t nout;
+  bool acked;
+  int rc;
+
+  if ((rc = signer_for(l, recs, n, err)) != CTKN_OK ||
+      (rc = ctkn_signer_prepare(l->signer, recs, n, 0, ctkn_now_us(), &out,
+                                &nout, err)) != CTKN_OK) {
+    for (size_t k = 0; k < n; k++)
+      recs[k].rc = rc;
+    return rc;
+  }
+  rc = ctkn_producer_send_batch(l->producer, out, nout, err);
+  acked = rc == CTKN_OK;
+  for (size_t k = 0; k < n; k++) {
+    recs[k].rc = out[k].rc;
+    recs[k].out_partition = out[k].out_partition;
+    recs[k].out_offset = out[k].out_offset;
+  }
+  ctkn_signer_done(l->signer, acked, NULL);
+  return rc;
+}
+
 static void append_all(ctkn_ledger *l, struct batch *b, struct ctkn_err *err)
 {
-  ctkn_producer_send_batch(l->producer, b->recs, b->nrec, err);
+  if (l->key != NULL)
+    send_signed(l, b->recs, b->nrec, err);
+  else
+    ctkn_producer_send_batch(l->producer, b->recs, b->nrec, err);
   for (size_t k = 0; k < b->nrec; k++) {
     size_t i = b->which[k];
     if (b->recs[k].rc != CTKN_OK) {
@@ -249,38 +414,49 @@ static void append_all(ctkn_ledger *l, struct batch *b, struct ctkn_err *err)
     } else {
       b->outs[i].partition = b->recs[k].out_partition;
       b->outs[i].offset = b->recs[k].out_offset;
+      b->outs[i].acknowledged = true;
     }
   }
 }
 
-/* Command i's answer, once the projection has judged its event (txn
- * reads the projection). A rejected event lost to a concurrent writer:
- * re-plan once; if the goal is already met (revoking a token that is now
- * revoked, a racing duplicate create with the same key), succeed;
- * otherwise report the conflict. */
-static void answer(ctkn_ledger *l, ctkn_store_txn *txn, struct batch *b,
-                   size_t i)
+/* Command i's event is in the log, acknowledged by Kafka, but the
+ * projection has not judged it: CTKN_EAPPENDED, saying why (what stopped
+ * the projection) and where the event is. */
+static void not_yet_applied(struct batch *b, size_t i,
+                            const struct ctkn_err *why)
+{
+  const struct slot *s = &b->slots[i];
+  const struct ctkn_outcome *out = &b->outs[i];
+  char reason[sizeof(why->msg)];
+
+  snprintf(reason, sizeof(reason), "%s", why->msg);
+  b->rcs[i] = ctkn__err(&b->errs[i], CTKN_EAPPENDED,
+                        "%s; %s is appended (partition %" PRId32
+                        ", offset %" PRId64 ") but not yet applied",
+                        reason, s->ev.data.id, out->partition, out->offset);
+}
+
+/* Command i's event was applied: the answer is the state it made. */
+static void applied(struct batch *b, size_t i)
+{
+  const struct slot *s = &b->slots[i];
+  struct ctkn_outcome *out = &b->outs[i];
+
+  out->appended = true;
+  out->record.token = s->ev.data;
+  out->record.version = s->ev.version;
+  out->record.partition = out->partition;
+  out->record.offset = out->offset;
+}
+
+/* A rejected event lost to a concurrent writer: re-plan once; if the goal
+ * is already met (revoking a token that is now revoked, a racing duplicate
+ * create with the same key), succeed; otherwise report the conflict. */
+static void replan(ctkn_ledger *l, struct batch *b, size_t i)
 {
   struct slot *s = &b->slots[i];
-  struct ctkn_outcome *out = &b->outs[i];
-  bool rejected = false;
 
-  if (b->rcs[i] == CTKN_PLAN_NOOP)
-    b->rcs[i] = CTKN_OK;
-  if (!s->sent)
-    return;
-  if ((b->rcs[i] = judge(txn, out->partition, out->offset, &rejected,
-                         &b->errs[i])) != CTKN_OK)
-    return;
-  if (!rejected) {
-    out->appended = true;
-    out->record.token = s->ev.data;
-    out->record.version = s->ev.version;
-    out->record.partition = out->partition;
-    out->record.offset = out->offset;
-    return;
-  }
-  b->rcs[i] = plan(l, &b->cmds[i], &s->ev, &s->cur, out, &b->errs[i]);
+  b->rcs[i] = plan(l, &b->cmds[i], &s->ev, &s->cur, &b->outs[i], &b->errs[i]);
   if (b->rcs[i] == CTKN_PLAN_NOOP) {
     b->rcs[i] = CTKN_OK;
   } else if (b->rcs[i] == CTKN_PLAN_APPEND) {
@@ -292,6 +468,67 @@ static void answer(ctkn_ledger *l, ctkn_store_txn *txn, struct batch *b,
   }
 }
 
+/* A create with the idempotency key of command j, earlier in the batch:
+ * j's answer, when the requests are the same. */
+static void answer_dup(struct batch *b, size_t i, size_t j)
+{
+  uint8_t mine[CTKN_HASH_LEN], first[CTKN_HASH_LEN];
+
+  ctkn_command_request_hash(&b->cmds[i], mine);
+  ctkn_command_request_hash(&b->cmds[j], first);
+  if (memcmp(mine, first, sizeof(mine)) != 0) {
+    b->rcs[i] = ctkn__err(&b->errs[i], CTKN_ECONFLICT,
+                          "idempotency key \"%.100s\" was already used with "
+                          "a different request (earlier in this batch)",
+                          b->cmds[i].idempotency_key);
+    return;
+  }
+  b->rcs[i] = b->rcs[j];
+  b->errs[i] = b->errs[j];
+  b->outs[i] = b->outs[j];
+  b->outs[i].appended = false;
+}
+
+/* Command i's answer, once the projection has judged its event (txn
+ * reads the projection; NULL when it cannot be read). why: what stopped
+ * the catch-up to the batch's events, or NULL. */
+static void answer(ctkn_ledger *l, ctkn_store_txn *txn, struct batch *b,
+                   size_t i, const struct ctkn_err *why)
+{
+  struct slot *s = &b->slots[i];
+  struct ctkn_outcome *out = &b->outs[i];
+  enum verdict v = V_NOT_YET;
+  struct ctkn_err paused;
+  int rc;
+
+  if (s->dup_of != 0) {
+    answer_dup(b, i, s->dup_of - 1);
+  } else if (b->rcs[i] == CTKN_PLAN_NOOP) {
+    b->rcs[i] = CTKN_OK;
+  } else if (s->sent) {
+    rc = txn != NULL ? judge(txn, out->partition, out->offset, &v, &b->errs[i])
+                     : CTKN_OK;
+    if (rc != CTKN_OK) /* the store failed; the log has the event */
+      not_yet_applied(b, i, &b->errs[i]);
+    else if (v == V_APPLIED)
+      applied(b, i);
+    else if (v == V_REJECTED)
+      replan(l, b, i);
+    else if (why != NULL)
+      not_yet_applied(b, i, why);
+    else {
+      ctkn__err(&paused, CTKN_EKAFKA,
+                "partition %" PRId32 " is paused (a newer schema version)",
+                out->partition);
+      not_yet_applied(b, i, &paused);
+    }
+  }
+  /* An answer from the log (a no-op, a replay, an applied or judged
+   * event) stands on what Kafka acknowledged. */
+  if (b->rcs[i] == CTKN_OK)
+    out->acknowledged = true;
+}
+
 /* Before anything was appended: every command still standing fails with
  * rc and err. */
 static void fail_all(struct batch *b, int rc, const struct ctkn_err *err)
@@ -300,20 +537,6 @@ static void fail_all(struct batch *b, int rc, const struct ctkn_err *err)
     if (b->rcs[i] == CTKN_OK) {
       b->rcs[i] = rc;
       b->errs[i] = *err;
-    }
-  }
-}
-
-/* The events went out but their fate is unknown here: each sent command
- * fails with rc and err. */
-static void fail_appended(struct batch *b, int rc, const struct ctkn_err *err)
-{
-  for (size_t i = 0; i < b->n; i++) {
-    if (b->slots[i].sent) {
-      b->rcs[i] = rc;
-      b->errs[i] = *err;
-    } else if (b->rcs[i] == CTKN_PLAN_NOOP) {
-      b->rcs[i] = CTKN_OK;
     }
   }
 }
@@ -346,6 +569,23 @@ static void batch_free(struct batch *b)
   free(b->which);
 }
 
+/* Append the batch's events, catch up past them and open *txn on the
+ * projection. Returns CTKN_OK, or what stopped the catch-up (or the
+ * store), detailed in why; *txn is then NULL when the store failed. */
+static int append_and_wait(ctkn_ledger *l, struct batch *b,
+                           ctkn_store_txn **txn, struct ctkn_err *why)
+{
+  struct ctkn_err err;
+  int rc, brc;
+
+  append_all(l, b, &err);
+  rc = catch_up_to(l, b->outs, b->slots, b->n, why);
+  /* Even after a failed catch-up, what the projection did commit tells
+   * which events were applied. */
+  brc = ctkn_store_begin(l->st, false, txn, rc == CTKN_OK ? why : &err);
+  return rc != CTKN_OK ? rc : brc;
+}
+
 int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
                               size_t n, struct ctkn_outcome *outs, int *rcs,
                               struct ctkn_err *errs)
@@ -370,17 +610,10 @@ int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
     if (rcs[i] == CTKN_OK)
       plan_one(l, &b, i);
   }
-  if (b.nrec > 0) {
-    append_all(l, &b, &err);
-    if ((rc = catch_up_to(l, outs, b.slots, n, &err)) != CTKN_OK ||
-        (rc = ctkn_store_begin(l->st, false, &txn, &err)) != CTKN_OK) {
-      fail_appended(&b, rc, &err);
-      goto out;
-    }
-  }
+  if (b.nrec > 0)
+    rc = append_and_wait(l, &b, &txn, &err);
   for (size_t i = 0; i < n; i++)
-    answer(l, txn, &b, i);
-  rc = CTKN_OK;
+    answer(l, txn, &b, i, rc != CTKN_OK ? &err : NULL);
 out:
   ctkn_store_abort(txn);
   batch_free(&b);
@@ -464,8 +697,10 @@ static bool read_chunk(struct lines *b, FILE *in, size_t *n, size_t *todo)
     if (len > 0 && b->line[len - 1] == '\n')
       b->line[--len] = '\0';
     size_t i = (*n)++;
-    b->parsed[i] = ctkn_json_parse_create(b->line, (size_t)len, &b->cmds[i],
-                                          &b->errs[i]) == CTKN_OK;
+    memset(&b->outs[i], 0, sizeof(b->outs[i])); /* nothing acknowledged */
+    b->parsed[i] =
+        ctkn_json_parse_create_line(b->line, (size_t)len, &b->cmds[i],
+                                    &b->errs[i]) == CTKN_OK;
     b->rcs[i] = b->parsed[i] ? CTKN_OK : b->errs[i].code;
     *todo += b->parsed[i];
   }
@@ -493,17 +728,25 @@ static void run_chunk(ctkn_ledger *l, struct lines *b, size_t n, size_t todo)
   }
 }
 
+/* How bad an exit status is: 3 (a line to retry) beats 4 (a line
+ * appended but not yet applied) beats 2 and 1. */
+static int exit_rank(int e)
+{
+  return e == 3 ? 5 : e;
+}
+
 /* One answer line per input line; returns the worst exit status so far. */
 static int answer_chunk(const struct lines *b, size_t n, FILE *out, int worst)
 {
   for (size_t i = 0; i < n; i++) {
-    char *json = b->rcs[i] == CTKN_OK
-                     ? ctkn_json_data(&b->outs[i].record.token, NULL)
-                     : ctkn_json_error(&b->errs[i], NULL);
+    bool ok = b->rcs[i] == CTKN_OK;
+    char *json =
+        ctkn_json_line_answer(ok ? &b->outs[i].record.token : NULL, &b->errs[i],
+                              b->outs[i].acknowledged, NULL);
     fprintf(out, "%s\n", json ? json : "{}");
     free(json);
     int e = ctkn_error_exit(b->rcs[i]);
-    worst = e > worst ? e : worst;
+    worst = exit_rank(e) > exit_rank(worst) ? e : worst;
   }
   fflush(out);
   return worst;

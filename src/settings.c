@@ -246,8 +246,12 @@ static int project_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
   uint8_t k[4], v[8];
   int rc;
 
-  if (ctkn_setting_event_decode(m->value, m->value_len, ev, &derr) != CTKN_OK ||
-      ctkn_setting_event_check(ev, &derr) != CTKN_OK) {
+  if (strncmp(m->event_type, "ctkn.", 5) == 0) {
+    /* A trust record (the keyring: trust.h reads it), not a setting. */
+    rc = CTKN_OK;
+  } else if (ctkn_setting_event_decode(m->value, m->value_len, ev, &derr) !=
+                 CTKN_OK ||
+             ctkn_setting_event_check(ev, &derr) != CTKN_OK) {
     char why[sizeof(derr.field) + sizeof(derr.msg) + 2];
     snprintf(why, sizeof(why), "%s%s%s", derr.field, derr.field[0] ? ": " : "",
              derr.msg);

@@ -2,17 +2,20 @@
  * cli.c - options, argument parsing, output, exit statuses and signals for
  * every `ctkn` command (cli.h).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "ctkn/codec.h"
 #include "ctkn/diag.h"
 #include "ctkn/event.h"
+#include "ctkn/ledger.h"
 
 static const char usage_text[] =
     "usage: ctkn <command> [options]\n"
@@ -52,6 +55,7 @@ static const char usage_text[] =
     "        [--tls-cert FILE --tls-key FILE] [--rate-limit N]\n"
     "        [--threads N] [--max-lag N] [--position-wait SECONDS]\n"
     "        [--client-timeout SECONDS] [--secret-key-file FILE]\n"
+    "        [--heartbeat SECONDS] [--max-staleness SECONDS]\n"
     "        [--allow-destination-network CIDR]... [--max-active-destinations "
     "N]\n"
     "                              Paddle's HTTP API over a replica that\n"
@@ -91,6 +95,12 @@ static const char usage_text[] =
     "  notification list [--destination ID]\n"
     "                    [--status delivered,failed,pending]\n"
     "  notification get ID | logs ID | replay ID\n"
+    "  trust init --root-key FILE     the offline root key pair (FILE,\n"
+    "                              FILE.pub)\n"
+    "  trust key add --root-key FILE --name NAME --scope TYPE... --out FILE\n"
+    "  trust key revoke KEY_ID --root-key FILE\n"
+    "                              change the keyring (signed by the root)\n"
+    "  trust keyring                 the keyring readers judge by\n"
     "  version | help\n"
     "\n"
     "options (before or after the command):\n"
@@ -103,6 +113,10 @@ static const char usage_text[] =
     "  --map-size BYTES      LMDB map size, K/M/G/T suffixes [64G]\n"
     "  --log-level LEVEL     error, warn, info or debug: the diagnostic\n"
     "                        JSON lines on stderr [$CTKN_LOG_LEVEL, info]\n"
+    "  --trust-root FILE     the trust root's public key: every record is\n"
+    "                        judged by its keyring [$CTKN_TRUST_ROOT]\n"
+    "  --writer-key FILE     this writer's key: appends are signed\n"
+    "                        [$CTKN_WRITER_KEY]\n"
     "  -X key=value          librdkafka property (repeatable)\n"
     "\n"
     "exit: 0 ok, 1 request rejected, 2 usage error, 3 Kafka/LMDB "
@@ -209,8 +223,8 @@ void cli_signals(unsigned what)
 /* ---- parsing ------------------------------------------------------------ */
 
 static const char *const global_names[G_COUNT] = {
-    "--brokers", "--topic",    "--db",        "--environment",
-    "--timeout", "--map-size", "--log-level", "--help"};
+    "--brokers",  "--topic",     "--db",         "--environment", "--timeout",
+    "--map-size", "--log-level", "--trust-root", "--writer-key",  "--help"};
 
 static struct opt *find_opt(struct opt *tab, int n, const char *arg, size_t len)
 {
@@ -464,6 +478,36 @@ static int invalid(struct cli *c, const char *field, const char *msg)
 }
 
 /* Resolve flags, environment variables and defaults. */
+/* --trust-root and --writer-key (a writer also judges: it reads its own
+ * writes through the gate). */
+static int resolve_trust(struct cli *c)
+{
+  const char *root =
+      cli_env_or(c->global[G_TRUSTROOT].value, "CTKN_TRUST_ROOT", NULL);
+  const char *wk =
+      cli_env_or(c->global[G_WRITERKEY].value, "CTKN_WRITER_KEY", NULL);
+  struct ctkn_err err;
+  int ex;
+
+  if (root != NULL && *root != '\0') {
+    if ((ex = cli_load_pubkey(c, root, "trust_root", c->trust_root)) != 0)
+      return ex;
+    c->trust = true;
+  }
+  if (wk == NULL || *wk == '\0')
+    return 0;
+  if (!c->trust)
+    return cli_usage_error(c, "--writer-key needs --trust-root FILE "
+                              "[$CTKN_TRUST_ROOT]: a writer reads its own "
+                              "writes through the trust gate");
+  if (ctkn_seckey_load(&c->writer, wk, &err) != CTKN_OK) {
+    if (err.field[0] == '\0')
+      snprintf(err.field, sizeof(err.field), "writer_key");
+    return cli_print_error(c->rid, &err);
+  }
+  return 0;
+}
+
 static int resolve_config(struct cli *c)
 {
   struct ctkn_err err;
@@ -492,15 +536,15 @@ static int resolve_config(struct cli *c)
   v = cli_env_or(c->global[G_MAPSIZE].value, "CTKN_MAP_SIZE", NULL);
   if (v != NULL && !parse_size(v, &c->map_size))
     return cli_usage_error(c,
-                           "--map-size must be a size like 64G, not "
-                           "\"%.40s\"",
+                           "--map-size must be a size like 64G, at least "
+                           "1M, not \"%.40s\"",
                            v);
   enum ctkn_diag_level level;
   v = cli_env_or(c->global[G_LOGLEVEL].value, "CTKN_LOG_LEVEL", "info");
   if (ctkn_diag_level_parse(v, &level, &err) != CTKN_OK)
     return cli_print_error(c->rid, &err);
   ctkn_diag_set_level(level);
-  return 0;
+  return resolve_trust(c);
 }
 
 /* The first argument that is neither an option nor an option's value. */
@@ -568,6 +612,8 @@ int cli_start(struct cli *c, const struct command *tab, size_t n, int argc,
 
 void cli_free(struct cli *c)
 {
+  ctkn_seckey_free(c->writer);
+  c->writer = NULL;
   ctkn_log_config_free(&c->log);
 }
 
@@ -586,6 +632,57 @@ int cli_open_store(struct cli *c, bool write, ctkn_store **st)
     return cli_print_error(c->rid, &err);
   }
   return 0;
+}
+
+int cli_ledger_open(struct cli *c, ctkn_store *st, struct ctkn_ledger **l,
+                    struct ctkn_err *err)
+{
+  int rc = ctkn_ledger_open(l, st, &c->log, c->env, err);
+
+  if (rc == CTKN_OK && c->trust)
+    rc = ctkn_ledger_set_trust(*l, c->trust_root, c->writer, err);
+  return rc;
+}
+
+static int hex_digit(int ch)
+{
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  ch = tolower(ch);
+  return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+int cli_load_pubkey(struct cli *c, const char *path, const char *field,
+                    uint8_t pub[CTKN_SIGN_PUB_LEN])
+{
+  char buf[2 * CTKN_SIGN_PUB_LEN + 3], msg[250];
+  size_t n = 0;
+  struct stat sb;
+  FILE *f = fopen(path, "r");
+
+  if (f != NULL && fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) &&
+      sb.st_size <= (off_t)sizeof(buf))
+    n = fread(buf, 1, sizeof(buf), f);
+  if (f != NULL)
+    fclose(f);
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+    n--;
+  for (size_t i = 0; n == 2 * CTKN_SIGN_PUB_LEN && i < CTKN_SIGN_PUB_LEN; i++) {
+    int hi = hex_digit((unsigned char)buf[2 * i]);
+    int lo = hex_digit((unsigned char)buf[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      n = 0;
+      break;
+    }
+    pub[i] = (uint8_t)(hi << 4 | lo);
+  }
+  if (n == 2 * CTKN_SIGN_PUB_LEN)
+    return 0;
+  snprintf(msg, sizeof(msg),
+           "%.150s must be a regular file holding a public key as 64 hex "
+           "digits",
+           path);
+  return invalid(c, field, msg);
 }
 
 int cli_dest_policy(struct cli *c, struct ctkn_dest_policy *p,

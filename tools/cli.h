@@ -61,6 +61,8 @@ enum {
   G_TIMEOUT,
   G_MAPSIZE,
   G_LOGLEVEL,
+  G_TRUSTROOT,
+  G_WRITERKEY,
   G_HELP,
   G_COUNT
 };
@@ -77,6 +79,10 @@ struct cli {
   ctkn_env env;
   size_t map_size; /* 0: the store's default */
   char rid[37];    /* the request ID of this invocation's answers */
+  /* --trust-root: the root's public key; records are judged by it */
+  bool trust;
+  uint8_t trust_root[CTKN_SIGN_PUB_LEN];
+  ctkn_seckey *writer; /* --writer-key, or NULL: appends unsigned */
 };
 
 /* A command of the table: its name, its options, its positional
@@ -153,6 +159,15 @@ int cli_open_store(struct cli *c, bool write, ctkn_store **st);
  * reported. The caller wipes key after use. */
 int cli_load_key(struct cli *c, uint8_t key[CTKN_KEY_LEN], bool *have);
 
+/* A ledger on st, judging and signing as --trust-root and --writer-key
+ * say. CTKN_OK or the error in *err. */
+struct ctkn_ledger;
+int cli_ledger_open(struct cli *c, ctkn_store *st, struct ctkn_ledger **l,
+                    struct ctkn_err *err);
+/* A public key file: 64 hex digits (and a newline). 0, or the exit status
+ * of the error reported (field names the option). */
+int cli_load_pubkey(struct cli *c, const char *path, const char *field,
+                    uint8_t pub[CTKN_SIGN_PUB_LEN]);
 /* Where destinations may point (setting.h) for c's environment: every
  * --allow-destination-network CIDR into nets (p->allow points there), and
  * --max-active-destinations N (1-10000; default CTKN_DEST_MAX_ACTIVE) for

@@ -45,4 +45,7 @@ int cmd_destination(struct cli *c);
 int cmd_notify(struct cli *c);
 int cmd_notification(struct cli *c);
 
+/* cmd_trust.c: the trust root and the keyring. */
+int cmd_trust(struct cli *c);
+
 #endif /* CTKN_TOOLS_CMD_H */

@@ -64,6 +64,8 @@ int cmd_project(struct cli *c)
   if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
   rc = ctkn_projector_open(&p, st, &c->log, c->env, &err);
+  if (rc == CTKN_OK && c->trust)
+    rc = ctkn_projector_set_trust(p, c->trust_root, &err);
   if (rc == CTKN_OK && cli_value(c, "--follow")) {
     cli_signals(CLI_SIG_STOP);
     rc = ctkn_projector_follow(p, &cli_stop, &err);
@@ -95,6 +97,8 @@ int cmd_status(struct cli *c)
   if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
   rc = ctkn_projector_open(&p, st, &c->log, c->env, &err);
+  if (rc == CTKN_OK && c->trust)
+    rc = ctkn_projector_set_trust(p, c->trust_root, &err);
   if (rc == CTKN_OK)
     rc = ctkn_projector_status(p, &parts, &n, &err);
   if (rc == CTKN_OK &&

@@ -71,6 +71,36 @@ static int limits(struct cli *c, struct ctkn_server_config *cfg)
   return 0;
 }
 
+/* Trust: the root, this replica's writer key, its heartbeat (5 s when it
+ * signs) and the staleness that fails a partition closed (60 s with a
+ * trust root; 0 turns it off). */
+static int trust(struct cli *c, struct ctkn_server_config *cfg)
+{
+  const char *v;
+  int ms;
+
+  if (!c->trust)
+    return 0;
+  cfg->trust_root = c->trust_root;
+  cfg->writer_key = c->writer;
+  cfg->heartbeat_ms = c->writer != NULL ? 5000 : 0;
+  cfg->max_staleness_ms = 60000;
+  if ((v = cli_env_or(cli_value(c, "--heartbeat"), "CTKN_HEARTBEAT", NULL))) {
+    if (!cli_parse_seconds(v, &ms))
+      return cli_usage_error(c, "--heartbeat must be seconds, not \"%.40s\"",
+                             v);
+    cfg->heartbeat_ms = ms;
+  }
+  if ((v = cli_env_or(cli_value(c, "--max-staleness"), "CTKN_MAX_STALENESS",
+                      NULL))) {
+    if (!cli_parse_seconds(v, &ms))
+      return cli_usage_error(
+          c, "--max-staleness must be seconds, not \"%.40s\"", v);
+    cfg->max_staleness_ms = ms;
+  }
+  return 0;
+}
+
 int cmd_serve(struct cli *c)
 {
   struct ctkn_server_config cfg;
@@ -98,6 +128,7 @@ int cmd_serve(struct cli *c)
                               "$CTKN_API_KEYS); make one with `ctkn apikey "
                               "create`");
   if ((ex = rate_limit(c, &cfg)) != 0 || (ex = limits(c, &cfg)) != 0 ||
+      (ex = trust(c, &cfg)) != 0 ||
       (ex = cli_dest_policy(c, &policy, nets)) != 0)
     return ex;
   cfg.allow_destination = policy.allow;

@@ -24,7 +24,7 @@ static int run_command(struct cli *c, const struct ctkn_command *cmd)
 
   if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
-  rc = ctkn_ledger_open(&l, st, &c->log, c->env, &err);
+  rc = cli_ledger_open(c, st, &l, &err);
   if (rc == CTKN_OK)
     rc = ctkn_ledger_execute(l, cmd, &out, &err);
   if (rc == CTKN_OK &&
@@ -63,7 +63,7 @@ static int create_batch(struct cli *c)
 
   if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
-  rc = ctkn_ledger_open(&l, st, &c->log, c->env, &err);
+  rc = cli_ledger_open(c, st, &l, &err);
   if (rc == CTKN_OK)
     rc = ctkn_ledger_create_lines(l, stdin, stdout, &worst, &err);
   ctkn_ledger_close(l);

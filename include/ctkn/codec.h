@@ -252,6 +252,16 @@ char *ctkn_json_list(const struct ctkn_token *items, size_t n,
 char *ctkn_json_error(const struct ctkn_err *err, const char *request_id);
 
 /*
+ * One answer line of `ctkn create --batch`: the data document of t, or
+ * (t NULL) the error envelope of err, each with "acknowledged" in its
+ * meta: {"data": entity, "meta": {"request_id", "acknowledged": true}}.
+ * Caller owns the string; release with free(). NULL when out of memory.
+ */
+char *ctkn_json_line_answer(const struct ctkn_token *t,
+                            const struct ctkn_err *err, bool acknowledged,
+                            const char *request_id);
+
+/*
  * Parse a POST /client-tokens body into a create command:
  * {"name": string, "description": string|null}.
  * Errors: CTKN_EBADREQ (malformed JSON, a body that is not an object);
@@ -260,6 +270,15 @@ char *ctkn_json_error(const struct ctkn_err *err, const char *request_id);
  */
 int ctkn_json_parse_create(const char *body, size_t len,
                            struct ctkn_command *cmd, struct ctkn_err *err);
+
+/*
+ * Parse one `ctkn create --batch` line: a POST /client-tokens body that
+ * may also carry "idempotency_key" (a string, under the rules of
+ * ctkn_command_set_idempotency_key(), as --idempotency-key and the
+ * Idempotency-Key header). Errors: as ctkn_json_parse_create().
+ */
+int ctkn_json_parse_create_line(const char *line, size_t len,
+                                struct ctkn_command *cmd, struct ctkn_err *err);
 
 /*
  * Parse a PATCH /client-tokens/{id} body into an update command for id:
@@ -349,10 +368,16 @@ struct ctkn_partition_status {
   int64_t log_start; /* first offset still in the log */
   int64_t log_end;   /* next offset the log will write */
   int64_t projected; /* next offset the projection will apply */
+  bool paused;       /* stopped at a record of a newer schema */
+  /* The signed time (µs) of the newest writer checkpoint applied: -1
+   * where trust is off, 0 before the first. */
+  int64_t checkpoint_at;
+  bool stale; /* checkpoint_at older than the reader's --max-staleness */
 };
 
 /* {"data": {"topic", "partitions": [{"partition", "log_start", "log_end",
- * "projected", "lag"}], "lag"}}. Caller owns the string; release with free().
+ * "projected", "lag", "paused", and with trust "checkpoint_at" (RFC 3339)
+ * and "stale"}], "lag"}}. Caller owns the string; release with free().
  * NULL when out of memory. */
 char *ctkn_json_status(const char *topic,
                        const struct ctkn_partition_status *parts, size_t n);
@@ -363,6 +388,17 @@ char *ctkn_json_status(const char *topic,
 char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
                        const struct ctkn_partition_status *parts, size_t n,
                        const char *request_id);
+
+/* {"data": the keyring: log_id, version, keys (key_id, name, public_key,
+ * scopes, status), schema_versions; with key_id and file when given (a
+ * key just added, and the file it went to)}. Caller owns the string;
+ * release with free(). NULL when out of memory. */
+char *ctkn_json_keyring(const struct ctkn_keyring *kr, const char *key_id,
+                        const char *file);
+/* {"data": {key_id, public_key, secret_key_file, public_key_file}}: a
+ * new trust root (pub: its 32 bytes). As above. */
+char *ctkn_json_trust_root(const char *key_id, const uint8_t *pub,
+                           const char *secret_file, const char *public_file);
 
 /* {"data": {"applied", "rejected", "quarantined", "skipped", "paused"}}. Caller
  * owns the string; release with free(). NULL when out of memory. */

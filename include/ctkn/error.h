@@ -39,7 +39,10 @@
   X(RATELIMIT, -18, "too_many_requests", 429, 1, "too many requests")          \
   X(TOOLARGE, -19, "request_body_too_large", 413, 1, "request body too large") \
   X(METHOD, -20, "method_not_allowed", 405, 1, "method not allowed")           \
-  X(MAXACTIVE, -21, "notification_maximum_active_settings_reached", 400, 1,    \
+  X(APPENDED, -21, "service_unavailable", 503, 4, "appended, not yet applied") \
+  X(MAPFULL, -22, "service_unavailable", 503, 3, "projection map full")        \
+  X(STALE, -23, "service_unavailable", 503, 3, "answer may be stale")          \
+  X(MAXACTIVE, -24, "notification_maximum_active_settings_reached", 400, 1,    \
     "too many active notification settings")
 
 enum {
@@ -69,7 +72,10 @@ const char *ctkn_error_code(int code);
 /* HTTP status for a CTKN_E* code (400, 404, 409, 503...). */
 int ctkn_error_http_status(int code);
 
-/* CLI exit status for a CTKN_E* code: 0 for CTKN_OK, then 1, 2 or 3. */
+/* CLI exit status for a CTKN_E* code: 0 for CTKN_OK, then 1, 2, 3 or 4.
+ * 3 is "not acknowledged: retry"; 4 (CTKN_EAPPENDED) is "acknowledged by
+ * Kafka, not yet applied by the projection: do not re-run it without its
+ * idempotency key". */
 int ctkn_error_exit(int code);
 
 /* Reset *err to "no error". NULL is a no-op. */

@@ -68,7 +68,9 @@ struct ctkn_checkpoint {
   char key_id[CTKN_KEY_ID_BUF];
   uint8_t instance[CTKN_INSTANCE_LEN];
   int32_t partition;
-  uint64_t sequence; /* the instance's last record it covers, >= 1 */
+  /* The instance's last record it covers; 0 for a heartbeat on a
+   * partition the instance has not written to. */
+  uint64_t sequence;
   uint8_t chain[CTKN_CHAIN_LEN];
   int64_t signed_at; /* µs since the epoch */
   bool closing;

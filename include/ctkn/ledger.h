@@ -19,9 +19,14 @@
  *
  * Errors:   the command's own (CTKN_EINVAL, CTKN_EBADREQ, CTKN_ENOTFOUND,
  *           CTKN_ECONFLICT) and infrastructure ones (CTKN_EKAFKA,
- *           CTKN_ETIMEOUT, CTKN_ESTORE). After CTKN_EKAFKA or
- *           CTKN_ETIMEOUT the event may or may not have been appended; a
- *           retry with the same idempotency key is always safe.
+ *           CTKN_ETIMEOUT, CTKN_ESTORE, CTKN_EMAPFULL: the event is not
+ *           acknowledged; it may still have reached the log when its
+ *           delivery report was lost). CTKN_EAPPENDED: the event was
+ *           appended and acknowledged, but the projection has not applied
+ *           it (the message says why: a full map, a paused partition, a
+ *           timeout); it is durable. After either, a retry with the same
+ *           idempotency key is always safe: it catches up first, so it
+ *           answers the first token and appends nothing.
  */
 #ifndef CTKN_LEDGER_H
 #define CTKN_LEDGER_H
@@ -29,6 +34,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ctkn/crypto.h"
 #include "ctkn/error.h"
 #include "ctkn/event.h"
 #include "ctkn/log.h"
@@ -39,7 +45,11 @@ typedef struct ctkn_ledger ctkn_ledger;
 struct ctkn_outcome {
   struct ctkn_record record; /* the state after the command */
   bool appended;             /* false: no-op or idempotent replay */
-  int32_t partition;         /* where the event landed, when appended */
+  /* Kafka acknowledged the command's event (whatever the projection then
+   * made of it), or the answer needed none (a no-op, a replay). false:
+   * nothing of the command is known to be in the log. */
+  bool acknowledged;
+  int32_t partition; /* where the event landed, when acknowledged */
   int64_t offset;
 };
 
@@ -54,14 +64,30 @@ struct ctkn_outcome {
 int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
                      const struct ctkn_log_config *cfg, ctkn_env env,
                      struct ctkn_err *err);
-/* Close and free. NULL is a no-op. */
+/* Close and free (a signing ledger first closes its writer instance).
+ * NULL is a no-op. */
 void ctkn_ledger_close(ctkn_ledger *l);
+/*
+ * Judge by the trust root whose public key is root (its projector reads
+ * the keyring and gates every record: trust.h) and, with key (may be
+ * NULL; borrowed for the ledger's life), sign every append from now on:
+ * chained, with a checkpoint in the same produce batch. The keyring must
+ * hold the key, active, for client_token.* records. Errors: CTKN_EINVAL
+ * (field "writer_key"; a bad root key), the log's (reading the keyring),
+ * the store's.
+ */
+/* A signing ledger's heartbeat: a checkpoint on every partition, so
+ * readers know the log's tail is not withheld (trust.h, staleness). A
+ * no-op without a writer key. Errors: the log's. */
+int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err);
+int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
+                          const ctkn_seckey *key, struct ctkn_err *err);
 
 /*
  * Run one command; see the steps above. Borrows cmd for the call; *out
  * receives the state after it. Errors: those in this header's top
- * comment; CTKN_EKAFKA also when the token's partition is paused behind a
- * newer schema version (the event is appended, not yet applied).
+ * comment; CTKN_EAPPENDED also when the token's partition is paused
+ * behind a newer schema version.
  */
 int ctkn_ledger_execute(ctkn_ledger *l, const struct ctkn_command *cmd,
                         struct ctkn_outcome *out, struct ctkn_err *err);
@@ -72,9 +98,14 @@ int ctkn_ledger_execute(ctkn_ledger *l, const struct ctkn_command *cmd,
  * are concurrent with each other: two changes to one token conflict as two
  * writers would), one batch append, one wait for the projection. rcs[i],
  * outs[i] and errs[i] receive each command's result as ctkn_ledger_execute
- * would return it. Borrows cmds for the call. Returns CTKN_OK, or the
- * failure that stopped the whole batch (which every affected rcs[i] also
- * carries): a command whose rcs[i] is CTKN_OK was acknowledged and
+ * would return it; outs[i].acknowledged says whether Kafka acknowledged
+ * it. Creates with one idempotency key in one batch append one event,
+ * which answers for each (a different request with the key: conflict).
+ * Borrows cmds for the call. Returns CTKN_OK, or the failure that stopped
+ * the whole batch: before the append every command still standing
+ * carries it; after, each acknowledged event the projection did not
+ * reach is CTKN_EAPPENDED naming it, while those it did reach are judged
+ * as usual. A command whose rcs[i] is CTKN_OK was acknowledged and
  * judged, whatever the return.
  */
 int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
@@ -83,13 +114,16 @@ int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
 
 /*
  * Answer POST /client-tokens bodies read from in, one per line, as `ctkn
- * create --batch` does: each line is parsed (ctkn_json_parse_create()),
- * and the parsed ones run in chunks of up to 512 through
- * ctkn_ledger_execute_batch(), their events in flight together. For each
- * input line, in input order, one line goes to out: the data document
- * (ctkn_json_data()) or the error envelope (ctkn_json_error()), each with
- * a fresh request ID; out is flushed after each chunk. *worst receives the
- * worst ctkn_error_exit() of the lines (3 beats 1 beats 0; 0 for none).
+ * create --batch` does: each line is parsed
+ * (ctkn_json_parse_create_line(): a body with an optional
+ * "idempotency_key"), and the parsed ones run in chunks of up to 512
+ * through ctkn_ledger_execute_batch(), their events in flight together.
+ * For each input line, in input order, one line goes to out
+ * (ctkn_json_line_answer()): the data document or the error envelope,
+ * each with a fresh request ID and "acknowledged"; out is flushed after
+ * each chunk. *worst receives the worst ctkn_error_exit() of the lines:
+ * 3 (not acknowledged: retry) beats 4 (acknowledged, not yet applied)
+ * beats 1 beats 0; 0 for none.
  * Borrows in and out for the call.
  * Errors: CTKN_ENOMEM (nothing read), CTKN_EIO (reading in failed; the
  * lines before are answered and counted in *worst). A line's own failure

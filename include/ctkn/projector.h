@@ -33,7 +33,9 @@
 #include <stdint.h>
 
 #include "ctkn/codec.h"
+#include "ctkn/crypto.h"
 #include "ctkn/error.h"
+#include "ctkn/keyring.h"
 #include "ctkn/log.h"
 #include "ctkn/store.h"
 #include "ctkn/token.h"
@@ -42,7 +44,8 @@ struct ctkn_projector_stats {
   uint64_t applied;
   uint64_t rejected;
   uint64_t quarantined;
-  uint64_t skipped; /* below the stored offset: another writer got there */
+  uint64_t skipped;     /* below the stored offset: another writer got there */
+  uint64_t checkpoints; /* verified writer checkpoints (trust.h) */
   uint64_t batches;
   int32_t paused; /* partitions paused on a newer schema version */
 };
@@ -155,6 +158,21 @@ struct ctkn_projector_hooks {
 };
 
 /* Install hooks (copied); NULL removes them. */
+/*
+ * Judge every record from now on by the trust root whose public key is
+ * root (trust.h): the keyring comes from the settings topic and is kept
+ * with the projection; records pass the gate before they are applied.
+ * Errors: CTKN_EINVAL (not a public key), CTKN_ESTORE, CTKN_ENOMEM.
+ */
+int ctkn_projector_set_trust(ctkn_projector *p,
+                             const uint8_t root[CTKN_SIGN_PUB_LEN],
+                             struct ctkn_err *err);
+/* Read the keyring from the settings topic now (no-op without trust).
+ * Errors: the log's and the store's. */
+int ctkn_projector_refresh_keyring(ctkn_projector *p, struct ctkn_err *err);
+/* The keyring judged by (version 0: none yet), or NULL when trust is off. */
+const struct ctkn_keyring *ctkn_projector_keyring(const ctkn_projector *p);
+
 void ctkn_projector_set_hooks(ctkn_projector *p,
                               const struct ctkn_projector_hooks *h);
 

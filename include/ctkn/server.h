@@ -38,6 +38,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "ctkn/crypto.h"
 #include "ctkn/error.h"
 #include "ctkn/log.h"
 #include "ctkn/netaddr.h"
@@ -61,6 +62,15 @@ struct ctkn_server_config {
   int status_ms;        /* how often the lag is measured */
   const struct ctkn_log_config *log;
   ctkn_env env;
+  /* Trust (trust.h): the root's public key (CTKN_SIGN_PUB_LEN bytes), or
+   * NULL; this replica's writer key, or NULL (read-only on the log's
+   * trust: its writes are unsigned without one); its heartbeat period;
+   * and how old a partition's newest checkpoint may be before answers
+   * from it fail closed (0: not checked). */
+  const uint8_t *trust_root;
+  const ctkn_seckey *writer_key;
+  int heartbeat_ms;
+  int64_t max_staleness_ms;
   /* Notification settings: networks a destination may point into
    * although not globally reachable (setting.h), and the active ones at
    * most (0: CTKN_DEST_MAX_ACTIVE). */

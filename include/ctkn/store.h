@@ -81,6 +81,14 @@ int ctkn_store_refresh(ctkn_store *st, bool *reopened, struct ctkn_err *err);
  * be removed stays. */
 void ctkn_store_remove(const char *dir);
 
+/*
+ * A full map explained: fills err with CTKN_EMAPFULL naming st's map size
+ * (as --map-size would spell it) and the fix, and returns CTKN_EMAPFULL.
+ * For a caller that got CTKN_EMAPFULL from a write to st; the store's own
+ * message cannot name the size.
+ */
+int ctkn_store_map_full(ctkn_store *st, struct ctkn_err *err);
+
 /* Flush to disk a store opened with no_sync. Errors: CTKN_ESTORE. */
 int ctkn_store_sync(ctkn_store *st, struct ctkn_err *err);
 
@@ -128,8 +136,8 @@ int ctkn_store_begin(ctkn_store *st, bool write, ctkn_store_txn **out,
 /*
  * Write the txn's batch out, then commit; takes ownership of txn, which is
  * freed also on failure (nothing is committed then). Errors:
- * CTKN_ECONFLICT (a guessing batch guessed wrong), CTKN_ESTORE (LMDB
- * failed; a full map says to raise --map-size), CTKN_ENOMEM.
+ * CTKN_ECONFLICT (a guessing batch guessed wrong), CTKN_EMAPFULL (the
+ * map is full: raise --map-size), CTKN_ESTORE (LMDB failed), CTKN_ENOMEM.
  */
 int ctkn_store_commit(ctkn_store_txn *txn, struct ctkn_err *err);
 /* Abort and free, dropping the batch. NULL is a no-op. */
@@ -191,8 +199,8 @@ int ctkn_store_count_status(ctkn_store_txn *txn, unsigned status_mask,
 /*
  * Writes borrow their arguments for the call: what they store is copied
  * (a put into the batch copies the encoded record). Each fails with
- * CTKN_EINTERNAL in a read txn, and with CTKN_ESTORE when LMDB fails (a
- * full map says to raise --map-size).
+ * CTKN_EINTERNAL in a read txn, with CTKN_EMAPFULL when the map is full
+ * (raise --map-size), and with CTKN_ESTORE when LMDB fails otherwise.
  */
 
 /*
@@ -358,7 +366,8 @@ enum ctkn_store_table {
   CTKN_TABLE_NOTIFICATIONS,    /* ntf ID -> delivery state */
   CTKN_TABLE_ATTEMPTS,         /* ntf ID + attempt -> one attempt */
   CTKN_TABLE_CURSORS,          /* ntfset ID + partition -> next offset */
-  CTKN_TABLE_QUEUE             /* ntf ID -> "": replays to send */
+  CTKN_TABLE_QUEUE,            /* ntf ID -> "": replays to send */
+  CTKN_TABLE_TRUST             /* "keyring", "gate" + partition -> state */
 };
 
 /*

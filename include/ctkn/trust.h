@@ -86,4 +86,182 @@ int ctkn_trust_writer_parse(const void *value, size_t len,
                             uint8_t instance[CTKN_INSTANCE_LEN],
                             struct ctkn_err *err);
 
+/* ---- the writer: signing what it appends -------------------------------- */
+
+/*
+ * A writer instance: its key, the log ID, a random 128-bit instance ID
+ * chosen at open, and per partition its sequence and chain. A batch is
+ * prepared (signed records, then one checkpoint per partition it
+ * touches, to be produced together), produced by the caller, and then
+ * done: kept when every record was acknowledged, else the instance is
+ * replaced by a new one, so a chain links only acknowledged records and
+ * records of the same produce batch.
+ *
+ * Lifetime: ctkn_signer_open() -> (prepare, produce, done)... ->
+ *           ctkn_signer_close(). The key is borrowed for the signer's life.
+ * Thread:   one batch at a time; callers on several threads serialize.
+ */
+typedef struct ctkn_signer ctkn_signer;
+
+/* On success *out is a new signer for partitions 0..nparts-1. Errors:
+ * CTKN_EUSAGE (nparts < 1), CTKN_EIO (no random bytes), CTKN_ENOMEM. */
+int ctkn_signer_open(ctkn_signer **out, const ctkn_seckey *key,
+                     const uint8_t log_id[CTKN_LOG_ID_LEN], int32_t nparts,
+                     struct ctkn_err *err);
+void ctkn_signer_close(ctkn_signer *s);
+
+/* What a batch's checkpoints are besides covering its records. */
+enum {
+  CTKN_SIGN_CLOSING = 1,  /* closing: every partition the instance wrote to */
+  CTKN_SIGN_HEARTBEAT = 2 /* every partition, written to or not */
+};
+
+/*
+ * Sign in[0..n) (each with partition >= 0; event_type/schema_version or
+ * verbatim headers as for the producer) into *out: first the n records in
+ * order, each with its ctkn-writer, ctkn-seq and ctkn-chain headers, then
+ * a checkpoint for every partition they touch, and more as flags
+ * (CTKN_SIGN_*) say; n may be 0 then. A heartbeat on a partition the
+ * instance never wrote to names sequence 0 and the chain's start.
+ * now_us is the checkpoints' signed time. *out is valid until the next
+ * prepare or close. Errors: CTKN_EUSAGE (a partition out of range),
+ * CTKN_EINVAL (a covered header twice), CTKN_ENOMEM.
+ */
+int ctkn_signer_prepare(ctkn_signer *s, const struct ctkn_log_record *in,
+                        size_t n, unsigned flags, int64_t now_us,
+                        struct ctkn_log_record **out, size_t *nout,
+                        struct ctkn_err *err);
+/* After producing a prepared batch: acked tells whether every record of it
+ * was acknowledged. Errors: CTKN_EIO (no random bytes for a new
+ * instance; the signer then refuses to prepare). */
+int ctkn_signer_done(ctkn_signer *s, bool acked, struct ctkn_err *err);
+/* The current "<key ID>.<instance>" (changes after a failed batch). */
+const char *ctkn_signer_writer(const ctkn_signer *s);
+
+/* ---- the reader: the gate every record passes -----------------------------
+ */
+
+/*
+ * A reader's gate, per partition, in log order: records are fed as they
+ * are read and come out, in the same order, judged:
+ *  - APPLY: linked into its writer instance's chain and covered by a
+ *    verified checkpoint of that instance;
+ *  - CHECKPOINT: a verified checkpoint (nothing to apply);
+ *  - QUARANTINE: never applied, with the reason.
+ * A record that links but is not yet covered is pending and holds back
+ * every record after it on its partition (the stored offset never passes
+ * it): ctkn_gate_next() stops there. Feed more records, or reset the
+ * partition to read again from the first record held back. A pending
+ * record is quarantined as "never checkpointed" once its instance has
+ * written CTKN_GATE_MAX_AHEAD more records, or once a verified checkpoint
+ * on its partition is signed more than CTKN_GATE_GRACE_US after the
+ * record's timestamp (its occurred_at) or after the first verified
+ * checkpoint that followed it, whichever is earlier (a timestamp set in
+ * the future cannot hold a partition back longer).
+ *
+ * Replays: a checkpoint signed more than CTKN_GATE_REPLAY_US before the
+ * newest one on its partition is stale; a closed instance is remembered
+ * for that long after it closed, so its records and checkpoints appended
+ * again are refused either way.
+ *
+ * The state that outlives a batch (each instance's released chain head)
+ * is saved with the projection (ctkn_gate_save/_load), so a reader that
+ * restarts links the next records.
+ *
+ * Lifetime: ctkn_gate_open() -> feed/next... -> ctkn_gate_close().
+ * Thread:   one thread at a time.
+ */
+#define CTKN_GATE_MAX_AHEAD 1024
+#define CTKN_GATE_GRACE_US  1000000
+#define CTKN_GATE_REPLAY_US (60 * 1000000LL)
+#define CTKN_GATE_REASON    160
+
+typedef struct ctkn_gate ctkn_gate;
+
+enum ctkn_gate_verdict {
+  CTKN_GATE_APPLY,
+  CTKN_GATE_CHECKPOINT,
+  CTKN_GATE_QUARANTINE
+};
+
+struct ctkn_gate_out {
+  size_t tag; /* as fed */
+  int64_t offset;
+  enum ctkn_gate_verdict verdict;
+  char reason[CTKN_GATE_REASON]; /* QUARANTINE: why */
+};
+
+/* On success *out is a new gate for partitions 0..nparts-1 judging by kr
+ * (borrowed: keep it alive, or ctkn_gate_set_keyring() a new one). Errors:
+ * CTKN_EUSAGE, CTKN_ENOMEM. */
+int ctkn_gate_open(ctkn_gate **out, const struct ctkn_keyring *kr,
+                   int32_t nparts, struct ctkn_err *err);
+void ctkn_gate_close(ctkn_gate *g);
+/* Judge from now on by kr (a newer keyring; borrowed). */
+void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr);
+/* Feed record m (borrowed until it comes out or the partition is reset),
+ * the next one of its partition. Errors: CTKN_EUSAGE (a partition out of
+ * range), CTKN_ENOMEM. */
+int ctkn_gate_feed(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
+                   struct ctkn_err *err);
+/* The next judged record of partition p into *o; false when none is (the
+ * queue is empty or its head is pending). */
+bool ctkn_gate_next(ctkn_gate *g, int32_t p, struct ctkn_gate_out *o);
+/* As ctkn_gate_next() without taking the record (its state unchanged). */
+bool ctkn_gate_peek(const ctkn_gate *g, int32_t p, struct ctkn_gate_out *o);
+/* How many records of p are held back, and the offset of the first
+ * (-1 when none). */
+size_t ctkn_gate_held(const ctkn_gate *g, int32_t p, int64_t *first);
+/* Drop what is held back on p and the judgments about it: the records will
+ * be fed again. */
+void ctkn_gate_reset(ctkn_gate *g, int32_t p);
+/* The signed time of p's newest released checkpoint (µs; 0 when none). */
+int64_t ctkn_gate_checkpoint_at(const ctkn_gate *g, int32_t p);
+
+/* The released state of partition p as bytes (*out malloc'd, caller frees)
+ * and back. Errors: CTKN_ENOMEM; load: CTKN_EINVAL (not a saved state). */
+int ctkn_gate_save(const ctkn_gate *g, int32_t p, uint8_t **out, size_t *len,
+                   struct ctkn_err *err);
+int ctkn_gate_load(ctkn_gate *g, int32_t p, const void *buf, size_t len,
+                   struct ctkn_err *err);
+/* ctkn_gate_checkpoint_at() of a saved state; 0 when it is not one. */
+int64_t ctkn_gate_saved_checkpoint_at(const void *buf, size_t len);
+
+/* ---- the keyring on the log ------------------------------------------------
+ */
+
+/*
+ * The keyring lives on the settings topic (settings.h) as root-signed
+ * records of type ctkn.keyring, whose versions only increase. Readers
+ * learn the root's public key from a file (--trust-root), never from the
+ * topic.
+ */
+
+/* Verify a ctkn.keyring record's value with root and decode it into *kr
+ * (ctkn_keyring_init()ed; caller frees). Errors: CTKN_EINVAL (not signed by
+ * the root, or breaks keyring.h's rules), CTKN_EDECODE, CTKN_ENOMEM. */
+int ctkn_trust_keyring_open(const void *val, size_t len,
+                            const ctkn_pubkey *root, struct ctkn_keyring *kr,
+                            struct ctkn_err *err);
+
+/*
+ * Read the settings topic of cfg's event topic from its start to its end
+ * and keep the newest keyring signed by root (records not signed by it
+ * are skipped). *kr (ctkn_keyring_init()ed) is left at version 0 when
+ * there is none; *raw (may be NULL) receives the newest record's value
+ * (malloc'd; caller frees) for ctkn_trust_keyring_open() later. Errors:
+ * the log's (CTKN_ENOTFOUND: no settings topic), CTKN_ENOMEM.
+ */
+int ctkn_trust_keyring_fetch(const struct ctkn_log_config *cfg,
+                             const ctkn_pubkey *root, struct ctkn_keyring *kr,
+                             uint8_t **raw, size_t *rawlen,
+                             struct ctkn_err *err);
+
+/* Sign kr with root and append it to the settings topic of cfg's event
+ * topic. Errors: CTKN_EINVAL (kr breaks the rules), the log's. */
+int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,
+                              const ctkn_seckey *root,
+                              const struct ctkn_keyring *kr,
+                              struct ctkn_err *err);
+
 #endif /* CTKN_TRUST_H */

@@ -338,6 +338,9 @@ const char *ctkn__api_route_name(enum route rt);
 void ctkn__api_metrics_add(struct metrics *m, enum route rt, int status,
                            int64_t us);
 void ctkn__api_healthz(struct server *s, struct req *r);
+/* Whether a partition is paused or its newest writer checkpoint is older
+ * than --max-staleness: token answers then fail closed; why says which. */
+bool ctkn__api_untrusted(struct server *s, char *why, size_t n);
 void ctkn__api_metrics(struct server *s, struct req *r);
 
 /* ---- tokens.c --------------------------------------------------------- */

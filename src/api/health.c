@@ -59,12 +59,53 @@ void ctkn__api_metrics_add(struct metrics *m, enum route rt, int status,
   atomic_fetch_add(&m->sum_us[rt], (uint64_t)us);
 }
 
+/* Under pos_lock: mark each partition's staleness (now) and say why the
+ * first paused or stale one fails closed; "" when none does. */
+static const char *untrusted_locked(struct server *s, char *why, size_t n)
+{
+  int64_t now = ctkn_now_us(), max = s->cfg->max_staleness_ms * 1000;
+  const char *state = "";
+
+  why[0] = '\0';
+  for (int32_t i = 0; i < s->nstatus; i++) {
+    struct ctkn_partition_status *p = &s->status[i];
+    p->stale = max > 0 && p->checkpoint_at >= 0 && now - p->checkpoint_at > max;
+    if (*state != '\0')
+      continue;
+    if (p->paused) {
+      snprintf(why, n,
+               "partition %d is paused at a record of a newer schema "
+               "version; upgrade ctkn",
+               (int)p->partition);
+      state = "paused";
+    } else if (p->stale) {
+      snprintf(why, n,
+               "partition %d: its newest writer checkpoint is %s old "
+               "(--max-staleness %lld s); the log's tail may be withheld",
+               (int)p->partition, p->checkpoint_at ? "too" : "missing, or",
+               (long long)(s->cfg->max_staleness_ms / 1000));
+      state = "stale";
+    }
+  }
+  return state;
+}
+
+bool ctkn__api_untrusted(struct server *s, char *why, size_t n)
+{
+  pthread_mutex_lock(&s->pos_lock);
+  bool bad = *untrusted_locked(s, why, n) != '\0';
+  pthread_mutex_unlock(&s->pos_lock);
+  return bad;
+}
+
 void ctkn__api_healthz(struct server *s, struct req *r)
 {
-  const char *state = "ready";
+  const char *state = "ready", *bad;
+  char why[256];
   int64_t lag = 0;
 
   pthread_mutex_lock(&s->pos_lock);
+  bad = untrusted_locked(s, why, sizeof(why));
   for (int32_t i = 0; i < s->nstatus; i++) {
     int64_t d = s->status[i].log_end - s->status[i].projected;
     lag += d > 0 ? d : 0;
@@ -74,6 +115,8 @@ void ctkn__api_healthz(struct server *s, struct req *r)
   else if (ctkn__now_ms() - s->status_at_ms >
            3 * (int64_t)s->cfg->status_ms + 2 * s->cfg->log->timeout_ms)
     state = "stale"; /* the log has not answered for a while */
+  else if (*bad != '\0')
+    state = bad; /* a paused or stale partition: fail closed */
   else if (lag > s->cfg->max_lag)
     state = "lagging";
   free(r->resp);

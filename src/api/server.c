@@ -130,6 +130,8 @@ static void *follower_main(void *arg)
   int rc;
 
   rc = ctkn_projector_open(&p, s->st, s->cfg->log, s->cfg->env, &err);
+  if (rc == CTKN_OK && s->cfg->trust_root != NULL)
+    rc = ctkn_projector_set_trust(p, s->cfg->trust_root, &err);
   if (rc == CTKN_OK) {
     ctkn_projector_set_hooks(p, &hooks);
     rc = ctkn_projector_follow(p, &s->follower_stop, &err);

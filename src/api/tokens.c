@@ -107,6 +107,15 @@ static void route_get(struct server *s, struct req *r)
 
 void ctkn__api_tokens_read(struct server *s, struct req *r)
 {
+  char why[256];
+
+  /* A paused or stale partition may hide a revoke: every token answer
+   * (not found included) could be stale, so none is given. */
+  if (ctkn__api_untrusted(s, why, sizeof(why))) {
+    r->retry_after = 5;
+    ctkn__api_answer_code(r, CTKN_ESTALE, "%s", why);
+    return;
+  }
   if (r->route == R_GET)
     route_get(s, r);
   else if (r->route == R_LIST)
@@ -212,6 +221,16 @@ static void refuse_batch(struct req **batch, size_t n,
   }
 }
 
+/* A signing replica's heartbeat (trust.h: staleness); a failure is
+ * logged and the next one tried. */
+static void heartbeat(ctkn_ledger *l)
+{
+  struct ctkn_err err = {0};
+
+  if (ctkn_ledger_heartbeat(l, &err) != CTKN_OK)
+    ctkn__diag(CTKN_DIAG_WARN, "trust", "heartbeat not appended: %s", err.msg);
+}
+
 void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
                               const struct ctkn_err *why)
 {
@@ -231,10 +250,22 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
     l = NULL;
     why = &nomem;
   }
+  int64_t beat_at = ctkn__now_ms() + s->cfg->heartbeat_ms;
   for (;;) {
-    size_t n = ctkn__queue_pop(&s->cmdq, nodes, CTKN__API_BATCH_MAX, -1);
-    if (n == 0)
+    int wait = -1;
+    if (l != NULL && s->cfg->writer_key != NULL && s->cfg->heartbeat_ms > 0) {
+      int64_t left = beat_at - ctkn__now_ms();
+      wait = left > 0 ? (int)left : 0;
+    }
+    size_t n = ctkn__queue_pop(&s->cmdq, nodes, CTKN__API_BATCH_MAX, wait);
+    if (wait >= 0 && ctkn__now_ms() >= beat_at) {
+      heartbeat(l);
+      beat_at = ctkn__now_ms() + s->cfg->heartbeat_ms;
+    }
+    if (n == 0 && ctkn__queue_closed(&s->cmdq))
       break; /* closed and empty */
+    if (n == 0)
+      continue;
     for (size_t i = 0; i < n; i++)
       batch[i] = CTKN__CONTAINER_OF(nodes[i], struct req, qnode);
     if (l == NULL)
@@ -254,8 +285,14 @@ static void *commander_main(void *arg)
   struct ctkn_err err = {0};
   ctkn_ledger *l = NULL;
 
-  if (ctkn_ledger_open(&l, s->st, s->cfg->log, s->cfg->env, &err) != CTKN_OK)
+  if (ctkn_ledger_open(&l, s->st, s->cfg->log, s->cfg->env, &err) != CTKN_OK ||
+      (s->cfg->trust_root != NULL &&
+       ctkn_ledger_set_trust(l, s->cfg->trust_root, s->cfg->writer_key, &err) !=
+           CTKN_OK)) {
+    ctkn_ledger_close(l);
+    l = NULL;
     ctkn__api_fatal(s, &err);
+  }
   ctkn__api_commands_serve(s, l, &err);
   ctkn_ledger_close(l);
   return NULL;

@@ -417,8 +417,9 @@ static void sb_entity(struct sbuf *b, const struct ctkn_token *t)
   SB_LIT(b, "}");
 }
 
-/* Close {"data": ... with "meta" and return the buffer (NULL if OOM). */
-static char *sb_meta_end(struct sbuf *b, const char *request_id)
+/* Close {"data": ... with "meta" and return the buffer (NULL if OOM);
+ * with ack >= 0, meta also says "acknowledged" (a create --batch line). */
+static char *sb_meta_end_ack(struct sbuf *b, const char *request_id, int ack)
 {
   char rid[37];
 
@@ -429,8 +430,17 @@ static char *sb_meta_end(struct sbuf *b, const char *request_id)
     sb_str(b, request_id, SIZE_MAX);
   else
     SB_LIT(b, "null");
+  if (ack > 0)
+    SB_LIT(b, ",\"acknowledged\":true");
+  else if (ack == 0)
+    SB_LIT(b, ",\"acknowledged\":false");
   SB_LIT(b, "}}");
   return sb_done(b);
+}
+
+static char *sb_meta_end(struct sbuf *b, const char *request_id)
+{
+  return sb_meta_end_ack(b, request_id, -1);
 }
 
 char *ctkn_json_data(const struct ctkn_token *t, const char *request_id)
@@ -514,7 +524,9 @@ static json_t *field_errors(const struct ctkn_err *err, json_t *message)
   return list;
 }
 
-char *ctkn_json_error(const struct ctkn_err *err, const char *request_id)
+/* The error envelope; with ack >= 0, meta also says "acknowledged". */
+static char *error_doc(const struct ctkn_err *err, const char *request_id,
+                       int ack)
 {
   /* A missing or success code cannot be reported as a failure's cause. */
   int code = err != NULL && err->code < 0 ? err->code : CTKN_EINTERNAL;
@@ -543,11 +555,34 @@ char *ctkn_json_error(const struct ctkn_err *err, const char *request_id)
     rc |= set(e, "errors",
               field_errors(err, has_msg ? jstr(err->msg, sizeof(err->msg))
                                         : json_string(ctkn_strerror(code))));
-  if (rc != 0) {
+  json_t *meta = rc == 0 ? meta_obj(request_id, NULL) : NULL;
+  if (meta != NULL && ack >= 0 && set(meta, "acknowledged", json_boolean(ack)))
+    rc = -1;
+  if (rc != 0 || meta == NULL) {
     json_decref(e);
+    json_decref(meta);
     return NULL;
   }
-  return dump(pair("error", e, "meta", meta_obj(request_id, NULL)));
+  return dump(pair("error", e, "meta", meta));
+}
+
+char *ctkn_json_error(const struct ctkn_err *err, const char *request_id)
+{
+  return error_doc(err, request_id, -1);
+}
+
+char *ctkn_json_line_answer(const struct ctkn_token *t,
+                            const struct ctkn_err *err, bool acknowledged,
+                            const char *request_id)
+{
+  struct sbuf b;
+
+  if (t == NULL)
+    return error_doc(err, request_id, acknowledged);
+  sb_init(&b);
+  SB_LIT(&b, "{\"data\":");
+  sb_entity(&b, t);
+  return sb_meta_end_ack(&b, request_id, acknowledged);
 }
 
 /* ---- request parsing ------------------------------------------------- */
@@ -581,14 +616,20 @@ int ctkn__json_load_object(const char *body, size_t len, json_t **out,
   return CTKN_OK;
 }
 
-static int unknown_field(const char *key, bool update, struct ctkn_err *err)
+/* Which body fill() reads: what each accepts beside name and
+ * description. */
+enum body { BODY_CREATE, BODY_UPDATE, BODY_LINE };
+
+static int unknown_field(const char *key, enum body kind, struct ctkn_err *err)
 {
   char field[sizeof(((struct ctkn_err *)0)->field)];
 
   utf8_copy_trunc(field, sizeof(field), key);
   return ctkn__err_field(err, CTKN_EINVAL, field,
                          "unknown field (accepted: name, description%s)",
-                         update ? ", status" : "");
+                         kind == BODY_UPDATE ? ", status"
+                         : kind == BODY_LINE ? ", idempotency_key"
+                                             : "");
 }
 
 static int set_name(struct ctkn_command *cmd, json_t *v, struct ctkn_err *err)
@@ -620,12 +661,23 @@ static int set_status(struct ctkn_command *cmd, json_t *v, struct ctkn_err *err)
   return ctkn_command_set_status(cmd, json_string_value(v), err);
 }
 
+/* The same rules as --idempotency-key and the Idempotency-Key header
+ * (ctkn_command_set_idempotency_key()). */
+static int set_idem(struct ctkn_command *cmd, json_t *v, struct ctkn_err *err)
+{
+  if (!json_is_string(v))
+    return ctkn__err_field(err, CTKN_EINVAL, "idempotency_key",
+                           "must be a string");
+  return ctkn_command_set_idempotency_key(cmd, json_string_value(v),
+                                          json_string_length(v), err);
+}
+
 /*
  * Copy the members of root into cmd in document order, so the error
  * reported is the first problem in the body. Keys are plain C strings
  * because jansson refuses "\u0000" in keys.
  */
-static int fill(struct ctkn_command *cmd, json_t *root, bool update,
+static int fill(struct ctkn_command *cmd, json_t *root, enum body kind,
                 struct ctkn_err *err)
 {
   const char *key;
@@ -639,20 +691,23 @@ static int fill(struct ctkn_command *cmd, json_t *root, bool update,
     else if (strcmp(key, "description") == 0)
       rc = set_description(cmd, v, err);
     else if (strcmp(key, "status") == 0)
-      rc = update ? set_status(cmd, v, err)
-                  : ctkn__err_field(err, CTKN_EINVAL, "status",
-                                    "cannot be set when creating; new "
-                                    "tokens are active");
+      rc = kind == BODY_UPDATE
+               ? set_status(cmd, v, err)
+               : ctkn__err_field(err, CTKN_EINVAL, "status",
+                                 "cannot be set when creating; new "
+                                 "tokens are active");
+    else if (kind == BODY_LINE && strcmp(key, "idempotency_key") == 0)
+      rc = set_idem(cmd, v, err);
     else
-      rc = unknown_field(key, update, err);
+      rc = unknown_field(key, kind, err);
     if (rc != CTKN_OK)
       return rc;
   }
   return CTKN_OK;
 }
 
-int ctkn_json_parse_create(const char *body, size_t len,
-                           struct ctkn_command *cmd, struct ctkn_err *err)
+static int parse_create(const char *body, size_t len, enum body kind,
+                        struct ctkn_command *cmd, struct ctkn_err *err)
 {
   json_t *root;
   int rc;
@@ -662,12 +717,24 @@ int ctkn_json_parse_create(const char *body, size_t len,
   rc = load_object(body, len, &root, err);
   if (rc != CTKN_OK)
     return rc;
-  rc = fill(cmd, root, false, err);
+  rc = fill(cmd, root, kind, err);
   json_decref(root);
   if (rc != CTKN_OK)
     return rc;
   /* A missing name is ctkn_command_check()'s to report. */
   return ctkn_command_check(cmd, err);
+}
+
+int ctkn_json_parse_create(const char *body, size_t len,
+                           struct ctkn_command *cmd, struct ctkn_err *err)
+{
+  return parse_create(body, len, BODY_CREATE, cmd, err);
+}
+
+int ctkn_json_parse_create_line(const char *line, size_t len,
+                                struct ctkn_command *cmd, struct ctkn_err *err)
+{
+  return parse_create(line, len, BODY_LINE, cmd, err);
 }
 
 int ctkn_json_parse_update(const char *body, size_t len, const char *id,
@@ -684,7 +751,7 @@ int ctkn_json_parse_update(const char *body, size_t len, const char *id,
   rc = load_object(body, len, &root, err);
   if (rc != CTKN_OK)
     return rc;
-  rc = fill(cmd, root, true, err);
+  rc = fill(cmd, root, BODY_UPDATE, err);
   json_decref(root);
   if (rc != CTKN_OK)
     return rc;

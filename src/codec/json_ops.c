@@ -10,6 +10,7 @@
 
 #include "ctkn/codec.h"
 #include "ctkn/crypto.h"
+#include "ctkn/keyring.h"
 #include "internal.h"
 #include "json_int.h"
 
@@ -183,6 +184,16 @@ static json_t *status_obj(const char *topic,
     rc |= ctkn__json_set(e, "log_end", json_integer(parts[i].log_end));
     rc |= ctkn__json_set(e, "projected", json_integer(parts[i].projected));
     rc |= ctkn__json_set(e, "lag", json_integer(lag > 0 ? lag : 0));
+    rc |= ctkn__json_set(e, "paused", json_boolean(parts[i].paused));
+    if (parts[i].checkpoint_at >= 0) {
+      char t[CTKN_TIME_BUF];
+      if (parts[i].checkpoint_at > 0)
+        ctkn_time_format(parts[i].checkpoint_at, t);
+      rc |= ctkn__json_set(e, "checkpoint_at",
+                           parts[i].checkpoint_at > 0 ? json_string(t)
+                                                      : json_null());
+      rc |= ctkn__json_set(e, "stale", json_boolean(parts[i].stale));
+    }
     rc |= json_array_append_new(arr, e);
   }
   rc |= ctkn__json_set(o, "topic", ctkn__json_str(topic, SIZE_MAX));
@@ -257,4 +268,79 @@ char *ctkn_json_notification_replayed(const char *ntf_id,
     return NULL;
   rc |= ctkn__json_set(o, "notification_id", ctkn__json_str(ntf_id, SIZE_MAX));
   return ctkn__json_doc(ctkn__json_checked(o, rc), true, request_id);
+}
+
+/* ---- trust ----------------------------------------------------------------
+ */
+
+static json_t *hex_str(const uint8_t *b, size_t n)
+{
+  char hex[2 * 64 + 1];
+
+  ctkn_hex(b, n > 64 ? 64 : n, hex);
+  return json_string(hex);
+}
+
+static json_t *writer_key_obj(const struct ctkn_writer_key *k)
+{
+  json_t *o = json_object(), *scopes = json_array();
+  int rc = 0;
+
+  if (o == NULL || scopes == NULL) {
+    json_decref(o);
+    json_decref(scopes);
+    return NULL;
+  }
+  for (size_t i = 0; i < k->nscopes; i++)
+    rc |= json_array_append_new(scopes, json_string(k->scopes[i]));
+  rc |= ctkn__json_set(o, "key_id", json_string(k->key_id));
+  rc |= ctkn__json_set(o, "name", ctkn__json_str(k->name, CTKN_KEY_NAME_MAX));
+  rc |= ctkn__json_set(o, "public_key",
+                       hex_str(k->public_key, CTKN_SIGN_PUB_LEN));
+  rc |= ctkn__json_set(o, "scopes", scopes);
+  rc |= ctkn__json_set(o, "status",
+                       json_string(k->revoked ? "revoked" : "active"));
+  return ctkn__json_checked(o, rc);
+}
+
+char *ctkn_json_keyring(const struct ctkn_keyring *kr, const char *key_id,
+                        const char *file)
+{
+  json_t *o = json_object(), *keys = json_array(), *schemas = json_array();
+  int rc = 0;
+
+  if (o == NULL || keys == NULL || schemas == NULL) {
+    json_decref(o);
+    json_decref(keys);
+    json_decref(schemas);
+    return NULL;
+  }
+  for (size_t i = 0; i < kr->nkeys; i++)
+    rc |= json_array_append_new(keys, writer_key_obj(&kr->keys[i]));
+  for (size_t i = 0; i < kr->nschemas; i++)
+    rc |= json_array_append_new(schemas, json_integer(kr->schemas[i]));
+  if (key_id != NULL)
+    rc |= ctkn__json_set(o, "key_id", json_string(key_id));
+  if (file != NULL)
+    rc |= ctkn__json_set(o, "file", ctkn__json_str(file, 4096));
+  rc |= ctkn__json_set(o, "log_id", hex_str(kr->log_id, CTKN_LOG_ID_LEN));
+  rc |= ctkn__json_set(o, "version", json_integer((json_int_t)kr->version));
+  rc |= ctkn__json_set(o, "keys", keys);
+  rc |= ctkn__json_set(o, "schema_versions", schemas);
+  return ctkn__json_doc(ctkn__json_checked(o, rc), false, NULL);
+}
+
+char *ctkn_json_trust_root(const char *key_id, const uint8_t *pub,
+                           const char *secret_file, const char *public_file)
+{
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  rc |= ctkn__json_set(o, "key_id", json_string(key_id));
+  rc |= ctkn__json_set(o, "public_key", hex_str(pub, CTKN_SIGN_PUB_LEN));
+  rc |= ctkn__json_set(o, "secret_key_file", ctkn__json_str(secret_file, 4096));
+  rc |= ctkn__json_set(o, "public_key_file", ctkn__json_str(public_file, 4096));
+  return ctkn__json_doc(ctkn__json_checked(o, rc), false, NULL);
 }

@@ -283,10 +283,10 @@ int ctkn_checkpoint_decode(const void *buf, size_t len,
       (rc = bytes_of(&m->chain, m->has_chain, CTKN_CHAIN_LEN, c->chain, "chain",
                      err)) == CTKN_OK) {
     if (!m->has_partition || m->partition < 0 || !m->has_sequence ||
-        m->sequence < 1 || !m->has_signed_at)
+        !m->has_signed_at)
       rc = ctkn__err(err, CTKN_EDECODE, "%s: missing or out of range",
                      !m->has_partition || m->partition < 0 ? "partition"
-                     : !m->has_sequence || m->sequence < 1 ? "sequence"
+                     : !m->has_sequence                    ? "sequence"
                                                            : "signed_at");
   }
   if (rc == CTKN_OK) {

@@ -229,6 +229,8 @@ struct pass {
   struct ctkn__buf hist;
   struct ctkn_event *ev; /* the record being applied, decoded */
   struct ctkn_projector_stats stats;
+  struct ctkn__ptrust *trust; /* NULL: trust is off */
+  struct ctkn__judge *judge;  /* with trust: the batch as judged */
 };
 
 static bool is_paused(const struct pass *ps, int32_t p)
@@ -306,6 +308,65 @@ static int apply_records(struct pass *ps, struct source *src,
   return CTKN_OK;
 }
 
+/* Decode record k of a judged batch and apply it: a carried record is
+ * decoded here, the source's as the source does. */
+static int apply_judged_record(struct pass *ps, struct source *src, size_t k,
+                               const struct ctkn_log_msg *m,
+                               struct ctkn_err *err)
+{
+  if (k >= ps->judge->ncarried)
+    return apply_record(ps, src, k - ps->judge->ncarried, m, err);
+  struct source none = {0, NULL, NULL, NULL};
+  return apply_record(ps, &none, 0, m, err);
+}
+
+/* What the gate let through, in order: apply it, quarantine it with the
+ * gate's reason, or note a checkpoint; held-back records stay below the
+ * stored offset. */
+static int apply_judged(struct pass *ps, struct source *src,
+                        struct ctkn_err *err)
+{
+  struct ctkn__judge *j = ps->judge;
+  int rc;
+
+  if ((rc = ctkn__ptrust_judge(ps->trust, ps->txn, j, err)) != CTKN_OK)
+    return rc;
+  for (size_t k = 0; k < j->n; k++) {
+    const struct ctkn_log_msg *m = j->msg(j, k);
+    int32_t p = m->partition;
+    int64_t next = 0;
+
+    switch (j->verdict[k]) {
+    case JV_SKIP:
+      ps->stats.skipped += k >= j->ncarried;
+      continue;
+    case JV_HELD:
+      continue;
+    case JV_PAUSE:
+      if (pause_at(ps, m))
+        return CTKN_OK;
+      continue;
+    case JV_CHECKPOINT:
+      ps->stats.checkpoints++;
+      break;
+    case JV_QUARANTINE:
+      ps->stats.quarantined++;
+      rc = ctkn_store_put_quarantine(ps->txn, p, m->offset,
+                                     ctkn__ptrust_reason(ps->trust, k), m->key,
+                                     m->key_len, m->value, m->value_len, err);
+      break;
+    default:
+      rc = apply_judged_record(ps, src, k, m, err);
+    }
+    if (rc != CTKN_OK ||
+        (rc = cursor_next(&ps->cur, ps->txn, p, &next, err)) != CTKN_OK)
+      return rc;
+    ps->cur.next[p] = m->offset + 1;
+    ps->cur.dirty[p] = true;
+  }
+  return ctkn__ptrust_save(ps->trust, ps->txn, err);
+}
+
 /* Write what the pass gathered (the token puts, the history, every
  * partition's next offset) and commit. *wrong as apply_once(). */
 static int commit_pass(struct pass *ps, bool *wrong, struct ctkn_err *err)
@@ -337,6 +398,7 @@ static void add_stats(struct ctkn_projector_stats *to,
   to->rejected += batch->rejected;
   to->quarantined += batch->quarantined;
   to->skipped += batch->skipped;
+  to->checkpoints += batch->checkpoints;
   to->paused += batch->paused;
   to->batches++;
 }
@@ -344,27 +406,33 @@ static void add_stats(struct ctkn_projector_stats *to,
 /* Apply a source's records in one write transaction; with guess, let
  * the store guess that creates are new (ctkn__store_batch()). *wrong: a
  * guess was wrong, nothing is committed. */
-static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
-                      bool *paused, int32_t npaused, bool guess, bool *wrong,
+static int apply_once(ctkn_store *st, ctkn_env env, struct ctkn__judge *j,
+                      struct source *src, bool *paused, int32_t npaused,
+                      bool guess, bool *wrong,
                       struct ctkn_projector_stats *stats, struct ctkn_err *err)
 {
   struct pass ps = {.env = env,
                     .paused = paused,
                     .npaused = npaused,
+                    .trust = j ? (struct ctkn__ptrust *)j->t : NULL,
+                    .judge = j,
                     .cur = {0, NULL, NULL},
                     .hist = CTKN__BUF_INIT};
   int rc;
 
   *wrong = false;
-  if (src->n == 0)
+  if (src->n == 0 && (j == NULL || j->n == 0))
     return CTKN_OK;
   if ((ps.ev = malloc(sizeof(*ps.ev))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "projector: event buffer");
   if ((rc = ctkn_store_begin(st, true, &ps.txn, err)) == CTKN_OK &&
       (rc = ctkn__store_batch(ps.txn, guess, err)) == CTKN_OK &&
-      (rc = apply_records(&ps, src, err)) == CTKN_OK &&
+      (rc = j ? apply_judged(&ps, src, err) : apply_records(&ps, src, err)) ==
+          CTKN_OK &&
       (rc = commit_pass(&ps, wrong, err)) == CTKN_OK)
     add_stats(stats, &ps.stats);
+  else if (rc == CTKN_EMAPFULL) /* say how full and what to do */
+    rc = ctkn_store_map_full(st, err);
   ctkn_store_abort(ps.txn);
   free(ps.cur.next);
   free(ps.cur.dirty);
@@ -380,25 +448,79 @@ static int apply_once(ctkn_store *st, ctkn_env env, struct source *src,
  * string) the transaction is aborted and the batch applied again without
  * guessing, from the same paused partitions.
  */
+static const struct ctkn_log_msg *judge_msg(struct ctkn__judge *j, size_t k)
+{
+  if (k < j->ncarried)
+    return ctkn__ptrust_carried_msg(j->t, k);
+  return j->src->msg(j->src, k - j->ncarried);
+}
+
+/* The judged view of src: the carried records, then src's. */
+static int judge_init(struct ctkn__judge *j, struct ctkn__ptrust *t,
+                      struct source *src, bool *paused, struct ctkn_err *err)
+{
+  memset(j, 0, sizeof(*j));
+  j->t = t;
+  j->src = src;
+  j->paused = paused;
+  j->msg = judge_msg;
+  j->ncarried = ctkn__ptrust_carried(t);
+  j->n = j->ncarried + src->n;
+  j->verdict = malloc(j->n ? j->n : 1);
+  j->next = malloc(CTKN_STORE_MAX_PARTITIONS * sizeof(*j->next));
+  if (j->verdict == NULL || j->next == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: judging a batch");
+  return CTKN_OK;
+}
+
+static void judge_reset(struct ctkn__judge *j)
+{
+  for (int32_t p = 0; p < CTKN_STORE_MAX_PARTITIONS; p++)
+    j->next[p] = -1;
+}
+
 int ctkn__projector_apply_source(ctkn_store *st, ctkn_env env,
-                                 struct source *src, bool *paused,
-                                 int32_t npaused,
+                                 struct ctkn__ptrust *trust, struct source *src,
+                                 bool *paused, int32_t npaused,
                                  struct ctkn_projector_stats *stats,
                                  struct ctkn_err *err)
 {
+  struct ctkn__judge judge, *j = NULL;
   bool *was = NULL, wrong = false;
   int rc;
+
+  if (trust != NULL) {
+    j = &judge;
+    if ((rc = ctkn__ptrust_refresh(trust, st, src, err)) != CTKN_OK ||
+        (rc = judge_init(j, trust, src, paused, err)) != CTKN_OK) {
+      if (trust != NULL && j != NULL) {
+        free(judge.verdict);
+        free(judge.next);
+      }
+      return rc;
+    }
+    judge_reset(j);
+  }
 
   if (paused != NULL && npaused > 0) {
     if ((was = malloc((size_t)npaused * sizeof(*was))) == NULL)
       return ctkn__err(err, CTKN_ENOMEM, "projector: paused partitions");
     memcpy(was, paused, (size_t)npaused * sizeof(*was));
   }
-  rc = apply_once(st, env, src, paused, npaused, true, &wrong, stats, err);
+  rc = apply_once(st, env, j, src, paused, npaused, true, &wrong, stats, err);
   if (rc != CTKN_OK && wrong) {
     if (was != NULL)
       memcpy(paused, was, (size_t)npaused * sizeof(*was));
-    rc = apply_once(st, env, src, paused, npaused, false, &wrong, stats, err);
+    if (j != NULL)
+      judge_reset(j);
+    rc =
+        apply_once(st, env, j, src, paused, npaused, false, &wrong, stats, err);
+  }
+  if (rc == CTKN_OK && j != NULL)
+    rc = ctkn__ptrust_carry(trust, j, err);
+  if (j != NULL) {
+    free(judge.verdict);
+    free(judge.next);
   }
   free(was);
   return rc;
@@ -417,6 +539,6 @@ int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
 {
   struct source src = {n, array_msg, NULL, (void *)msgs};
 
-  return ctkn__projector_apply_source(st, env, &src, paused, npaused, stats,
-                                      err);
+  return ctkn__projector_apply_source(st, env, NULL, &src, paused, npaused,
+                                      stats, err);
 }

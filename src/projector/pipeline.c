@@ -404,8 +404,9 @@ static int pipe_apply(ctkn_projector *p, struct pipe *pp, struct pbuf *b,
   int rc;
 
   pp->cur = b;
-  if ((rc = ctkn__projector_apply_source(p->st, p->env, &src, p->paused,
-                                         p->nparts, &p->stats, err)) != CTKN_OK)
+  if ((rc = ctkn__projector_apply_source(p->st, p->env, p->trust, &src,
+                                         p->paused, p->nparts, &p->stats,
+                                         err)) != CTKN_OK)
     return rc;
   for (size_t i = 0; i < b->n; i++) {
     const struct item *it =
@@ -414,6 +415,7 @@ static int pipe_apply(ctkn_projector *p, struct pipe *pp, struct pbuf *b,
     if (part < p->nparts && !p->paused[part] && it->offset + 1 > p->pos[part])
       p->pos[part] = it->offset + 1;
   }
+  ctkn__projector_clamp_held(p);
   ctkn__projector_advanced(p);
   return CTKN_OK;
 }

@@ -52,6 +52,7 @@ void ctkn_projector_close(ctkn_projector *p)
   if (p == NULL)
     return;
   ctkn_settings_follower_close(p->settings);
+  ctkn__ptrust_free(p->trust);
   ctkn_consumer_close(p->consumer);
   free(p->msgs);
   free(p->pos);
@@ -184,6 +185,65 @@ fail:
   return rc;
 }
 
+/* Each partition's pause and, with trust, its newest checkpoint's time
+ * (-1 without trust), read in txn. */
+static int trust_status(const ctkn_projector *p, ctkn_store_txn *txn,
+                        struct ctkn_partition_status *s, int32_t n,
+                        struct ctkn_err *err)
+{
+  int rc = CTKN_OK;
+
+  for (int32_t i = 0; i < n && rc == CTKN_OK; i++) {
+    s[i].paused = i < p->nparts && p->paused[i];
+    s[i].checkpoint_at = -1;
+    if (p->trust != NULL)
+      rc = ctkn__ptrust_checkpoint_at(txn, i, &s[i].checkpoint_at, err);
+  }
+  return rc;
+}
+
+static const struct ctkn_log_msg *step_msg(struct source *s, size_t i)
+{
+  return (const struct ctkn_log_msg *)s->arg + i;
+}
+
+void ctkn__projector_clamp_held(ctkn_projector *p)
+{
+  if (p->trust == NULL)
+    return;
+  for (int32_t i = 0; i < p->nparts; i++) {
+    int64_t first = ctkn__ptrust_held_first(p->trust, i);
+    if (first >= 0 && first < p->pos[i])
+      p->pos[i] = first;
+  }
+}
+
+int ctkn_projector_set_trust(ctkn_projector *p,
+                             const uint8_t root[CTKN_SIGN_PUB_LEN],
+                             struct ctkn_err *err)
+{
+  struct ctkn__ptrust *t;
+  int rc;
+
+  if ((rc = ctkn__ptrust_open(&t, p->st, p->cfg, root, err)) != CTKN_OK)
+    return rc;
+  ctkn__ptrust_free(p->trust);
+  p->trust = t;
+  return CTKN_OK;
+}
+
+int ctkn_projector_refresh_keyring(ctkn_projector *p, struct ctkn_err *err)
+{
+  if (p->trust == NULL)
+    return CTKN_OK;
+  return ctkn__ptrust_refresh(p->trust, p->st, NULL, err);
+}
+
+const struct ctkn_keyring *ctkn_projector_keyring(const ctkn_projector *p)
+{
+  return p->trust ? ctkn__ptrust_keyring(p->trust) : NULL;
+}
+
 /* Poll once and apply what arrived. *got receives the record count. */
 static int step(ctkn_projector *p, int timeout_ms, size_t *got,
                 struct ctkn_err *err)
@@ -207,8 +267,10 @@ static int step(ctkn_projector *p, int timeout_ms, size_t *got,
   *got = n;
   if (n == 0)
     return CTKN_OK;
-  if ((rc = ctkn_projector_apply(p->st, p->env, p->msgs, n, p->paused,
-                                 p->nparts, &p->stats, err)) != CTKN_OK)
+  struct source src = {n, step_msg, NULL, p->msgs};
+  if ((rc = ctkn__projector_apply_source(p->st, p->env, p->trust, &src,
+                                         p->paused, p->nparts, &p->stats,
+                                         err)) != CTKN_OK)
     return rc;
   for (size_t i = 0; i < n; i++) {
     int32_t part = p->msgs[i].partition;
@@ -216,6 +278,7 @@ static int step(ctkn_projector *p, int timeout_ms, size_t *got,
         p->msgs[i].offset + 1 > p->pos[part])
       p->pos[part] = p->msgs[i].offset + 1;
   }
+  ctkn__projector_clamp_held(p);
   ctkn__projector_advanced(p);
   return CTKN_OK;
 }
@@ -391,6 +454,12 @@ int ctkn_projector_catch_up(ctkn_projector *p, const int64_t *targets,
   else
     rc = consume_to(p, targets, n, hi, err);
   free(hi);
+  /* A failed catch-up may have consumed records it did not commit (an
+   * apply that failed: a full map, a full disk). The next one assigns
+   * again from the stored offsets, as a follower does after an error, or
+   * it would wait for records the consumer has already passed. */
+  if (rc != CTKN_OK)
+    p->assigned = false;
   return rc;
 }
 
@@ -441,6 +510,15 @@ static int report(ctkn_projector *p, struct ctkn_err *err)
     s[i].projected = p->pos[i];
     if (s[i].log_end > p->pos[i])
       lag += s[i].log_end - p->pos[i];
+  }
+  ctkn_store_txn *txn;
+  if ((rc = ctkn_store_begin(p->st, false, &txn, err)) == CTKN_OK) {
+    rc = trust_status(p, txn, s, p->nparts, err);
+    ctkn_store_abort(txn);
+  }
+  if (rc != CTKN_OK) {
+    free(s);
+    return rc;
   }
   if (p->hooks.status != NULL) {
     p->hooks.status(p->hooks.arg, s, p->nparts, &p->stats);
@@ -593,6 +671,8 @@ int ctkn_projector_status(ctkn_projector *p, struct ctkn_partition_status **out,
     s[i].partition = i;
     rc = ctkn_store_offset(txn, i, &s[i].projected, err);
   }
+  if (rc == CTKN_OK)
+    rc = trust_status(p, txn, s, np, err);
   ctkn_store_abort(txn);
   if (rc != CTKN_OK) {
     free(s);

@@ -35,7 +35,8 @@ struct ctkn_projector {
   struct ctkn_projector_hooks hooks;
   /* follow: the settings topic's follower, opened when the topic exists */
   ctkn_settings_follower *settings;
-  int64_t settings_retry_ms; /* when to look for the topic again */
+  struct ctkn__ptrust *trust; /* NULL: trust is off */
+  int64_t settings_retry_ms;  /* when to look for the topic again */
 };
 
 /*
@@ -60,13 +61,19 @@ struct source {
  * written; when a guess was wrong (a duplicate create, a reused token
  * string) the transaction is aborted and the batch applied again without
  * guessing, from the same paused partitions. paused, npaused and stats as
- * ctkn_projector_apply(). Errors: CTKN_ESTORE, CTKN_ENOMEM.
+ * ctkn_projector_apply(). With trust, every record passes its gate first
+ * (trust.c). Errors: CTKN_ESTORE, CTKN_ENOMEM, and with trust the log's
+ * (reading the keyring).
  */
 int ctkn__projector_apply_source(ctkn_store *st, ctkn_env env,
-                                 struct source *src, bool *paused,
-                                 int32_t npaused,
+                                 struct ctkn__ptrust *trust, struct source *src,
+                                 bool *paused, int32_t npaused,
                                  struct ctkn_projector_stats *stats,
                                  struct ctkn_err *err);
+
+/* With trust, keep each partition's position at its first held-back
+ * record: the catch-up is not there yet. */
+void ctkn__projector_clamp_held(ctkn_projector *p);
 
 /* Tell the hooks how far each partition got. */
 void ctkn__projector_advanced(const ctkn_projector *p);
@@ -77,5 +84,63 @@ void ctkn__projector_advanced(const ctkn_projector *p);
  */
 int ctkn__projector_catch_up_pipelined(ctkn_projector *p, const int64_t *hi,
                                        struct ctkn_err *err);
+
+/* ---- trust (trust.c) ------------------------------------------------------
+ */
+
+/* The projector's trust: the root key, the keyring, the gate and the
+ * records it holds back. NULL where trust is off. */
+struct ctkn__ptrust;
+
+/* What a pass does with record k of a judged batch. */
+enum { JV_SKIP, JV_HELD, JV_APPLY, JV_CHECKPOINT, JV_QUARANTINE, JV_PAUSE };
+
+/* A batch as the gate sees it: the records held back from the last pass
+ * (ncarried of them), then the source's. */
+struct ctkn__judge {
+  size_t n, ncarried;
+  struct source *src;
+  const struct ctkn__ptrust *t;
+  uint8_t *verdict; /* JV_*, n entries */
+  int64_t *next;    /* per partition: the next offset to feed, -1 unread */
+  bool *paused;     /* the pass's paused partitions, or NULL */
+  const struct ctkn_log_msg *(*msg)(struct ctkn__judge *j, size_t k);
+};
+
+/* Open trust for a projection: the root's public key, the keyring stored
+ * with the projection. Errors: CTKN_EINVAL (a bad root key), the store's,
+ * CTKN_ENOMEM. */
+int ctkn__ptrust_open(struct ctkn__ptrust **out, ctkn_store *st,
+                      const struct ctkn_log_config *cfg,
+                      const uint8_t root[CTKN_SIGN_PUB_LEN],
+                      struct ctkn_err *err);
+void ctkn__ptrust_free(struct ctkn__ptrust *t);
+const struct ctkn_keyring *ctkn__ptrust_keyring(const struct ctkn__ptrust *t);
+/* Before a pass: when a record of src names a writer key the keyring
+ * lacks (or there is no keyring yet), read the keyring from the settings
+ * topic and store a newer one with the projection; src NULL: read it
+ * anyway. Errors: the log's and the store's. */
+int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
+                         struct source *src, struct ctkn_err *err);
+size_t ctkn__ptrust_carried(const struct ctkn__ptrust *t);
+const struct ctkn_log_msg *
+ctkn__ptrust_carried_msg(const struct ctkn__ptrust *t, size_t i);
+/* Judge j's records inside txn: j->verdict filled. */
+int ctkn__ptrust_judge(struct ctkn__ptrust *t, ctkn_store_txn *txn,
+                       struct ctkn__judge *j, struct ctkn_err *err);
+/* Why record k was quarantined. */
+const char *ctkn__ptrust_reason(const struct ctkn__ptrust *t, size_t k);
+/* Save the gate's state of the partitions judged, inside txn. */
+int ctkn__ptrust_save(struct ctkn__ptrust *t, ctkn_store_txn *txn,
+                      struct ctkn_err *err);
+/* After the pass committed: keep copies of the records held back. */
+int ctkn__ptrust_carry(struct ctkn__ptrust *t, struct ctkn__judge *j,
+                       struct ctkn_err *err);
+/* The signed time of partition p's newest applied checkpoint (0: none),
+ * from the state saved in txn. Errors: the store's. */
+int ctkn__ptrust_checkpoint_at(ctkn_store_txn *txn, int32_t p, int64_t *at,
+                               struct ctkn_err *err);
+/* The offset of p's first held-back record, or -1. */
+int64_t ctkn__ptrust_held_first(const struct ctkn__ptrust *t, int32_t p);
 
 #endif /* CTKN_PROJECTOR_INT_H */

@@ -73,7 +73,8 @@ const char *const ctkn__store_table_names[T_COUNT] = {"meta",
                                                       "notifications",
                                                       "notification_attempts",
                                                       "notify_cursors",
-                                                      "notify_queue"};
+                                                      "notify_queue",
+                                                      "trust"};
 
 const MDB_val ctkn__store_revoked_key = {7, "revoked"};
 
@@ -82,10 +83,46 @@ const MDB_val ctkn__store_revoked_key = {7, "revoked"};
 int ctkn__store_lmdb_err(struct ctkn_err *err, int rc, const char *what)
 {
   if (rc == MDB_MAP_FULL)
-    return ctkn__err(err, CTKN_ESTORE, "%s: map full: raise --map-size", what);
+    return ctkn__err(err, CTKN_EMAPFULL, "%s: map full: raise --map-size",
+                     what);
   if (rc == ENOMEM)
     return ctkn__err(err, CTKN_ENOMEM, "%s: %s", what, mdb_strerror(rc));
   return ctkn__err(err, CTKN_ESTORE, "%s: %s", what, mdb_strerror(rc));
+}
+
+/* n as --map-size spells it: the largest K/M/G/T unit dividing it. */
+static void size_text(char *buf, size_t size, size_t n)
+{
+  static const char units[] = "KMGT";
+  size_t v = n;
+  int u = -1;
+
+  while (u < 3 && v >= 1024 && v % 1024 == 0) {
+    v /= 1024;
+    u++;
+  }
+  if (u < 0)
+    snprintf(buf, size, "%zu", v);
+  else
+    snprintf(buf, size, "%zu%c", v, units[u]);
+}
+
+int ctkn_store_map_full(ctkn_store *st, struct ctkn_err *err)
+{
+  MDB_envinfo info;
+  char now[32], twice[32];
+
+  if (st == NULL || mdb_env_info(st->env, &info) != MDB_SUCCESS)
+    return ctkn__err(err, CTKN_EMAPFULL,
+                     "the projection's LMDB map is full: restart with a "
+                     "larger --map-size");
+  size_text(now, sizeof(now), info.me_mapsize);
+  size_text(twice, sizeof(twice), info.me_mapsize * 2);
+  return ctkn__err(err, CTKN_EMAPFULL,
+                   "the projection's LMDB map is full (--map-size %s): "
+                   "restart with a larger --map-size (e.g. %s; see "
+                   "docs/operations.md, \"Retention and sizing\")",
+                   now, twice);
 }
 
 int ctkn__store_corrupt(struct ctkn_err *err, int table)

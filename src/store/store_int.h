@@ -60,6 +60,7 @@ enum {
   T_ATTEMPTS,
   T_CURSORS,
   T_QUEUE,
+  T_TRUST,
   T_COUNT
 };
 #define T_FIRST_LATER T_POSITIONS
@@ -106,8 +107,8 @@ struct ctkn_store_txn {
 
 /* ---- errors and checks (env.c) ----------------------------------------- */
 
-/* An LMDB failure as CTKN_ESTORE (CTKN_ENOMEM for ENOMEM), naming what
- * failed; a full map says how to raise it. */
+/* An LMDB failure as CTKN_ESTORE (CTKN_ENOMEM for ENOMEM, CTKN_EMAPFULL
+ * for MDB_MAP_FULL), naming what failed; a full map says how to raise it. */
 int ctkn__store_lmdb_err(struct ctkn_err *err, int rc, const char *what);
 /* CTKN_ESTORE "corrupt value in <table>". */
 int ctkn__store_corrupt(struct ctkn_err *err, int table);

@@ -428,8 +428,17 @@ def test_health_and_metrics():
             if h.status == 503:
                 break
             time.sleep(0.2)
-        check(h.status == 503 and h.json["data"]["status"] == "lagging", h)
+        check(h.status == 503 and h.json["data"]["status"] == "paused", h)
         check(h.json["data"]["lag"] >= 1, h)
+        check(h.json["data"]["partitions"][0]["paused"] is True, h)
+        # A revoke may be behind the pause: token answers fail closed,
+        # "not found" included.
+        for p in ("/client-tokens", "/client-tokens/verify?token=test_x",
+                  "/client-tokens/ctkn_" + "3" * 26):
+            a = srv.request("GET", p, key="reader")
+            check(a.status == 503 and
+                  a.json["error"]["code"] == "service_unavailable" and
+                  "paused" in a.json["error"]["detail"], f"{p}: {a}")
         m = srv.request("GET", "/metrics", key=None).body
         check("ctkn_projector_paused_partitions 1" in m, m)
         # Structured access logs: one JSON object a line, no key material.

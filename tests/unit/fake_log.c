@@ -55,6 +55,7 @@ struct fake_log {
   pthread_cond_t cv;
   struct ftopic *topics;
   struct fgroup *groups;
+  int fail_skip; /* records produced as usual before fail_sends start */
   int fail_sends, fail_send_rc;
   bool fail_appended;
   int fail_polls, fail_poll_rc;
@@ -326,7 +327,14 @@ fake_log_record(struct fake_log *f, const char *topic, int32_t p, int64_t off)
 
 void fake_log_fail_sends(struct fake_log *f, int n, int rc, bool appended)
 {
+  fake_log_fail_sends_after(f, 0, n, rc, appended);
+}
+
+void fake_log_fail_sends_after(struct fake_log *f, int ok, int n, int rc,
+                               bool appended)
+{
   pthread_mutex_lock(&f->mu);
+  f->fail_skip = ok;
   f->fail_sends = n;
   f->fail_send_rc = rc;
   f->fail_appended = appended;
@@ -487,9 +495,11 @@ static int send_one(struct fake_log *f, struct ftopic *t,
     }
     hs = own;
   }
-  bool fail = f->fail_sends > 0;
+  bool fail = f->fail_sends > 0 && f->fail_skip == 0;
   if (fail)
     f->fail_sends--;
+  else if (f->fail_skip > 0)
+    f->fail_skip--;
   if (!fail || f->fail_appended) {
     r->out_offset = append(t, p, r->key, r->klen, r->value, r->vlen,
                            r->timestamp_ms, hs, nh);

@@ -58,6 +58,11 @@ int64_t fake_log_committed(struct fake_log *f, const char *group,
 /* The next n records produced fail with rc. With appended they are in
  * the log anyway (an unknown outcome: the report was lost), else not. */
 void fake_log_fail_sends(struct fake_log *f, int n, int rc, bool appended);
+/* As fake_log_fail_sends(), after the next ok records are produced as
+ * usual: a batch whose failure comes after some records were
+ * acknowledged. */
+void fake_log_fail_sends_after(struct fake_log *f, int ok, int n, int rc,
+                               bool appended);
 /* The next n polls fail with rc. */
 void fake_log_fail_polls(struct fake_log *f, int n, int rc);
 /* The next n metadata or offset queries (partitions, watermarks) fail with

@@ -1720,6 +1720,35 @@ static void test_writes_queued_together_run_as_one_batch(void **st)
   done(&c->f, w[3]);
 }
 
+/* Two POSTs with one Idempotency-Key queued together (a client retrying
+ * before the first answer): one event in the log, the same token for
+ * both; the same key with another body is a conflict. */
+static void test_one_key_queued_twice_appends_once(void **st)
+{
+  struct cfx *c = *st;
+  struct req *w[3];
+
+  for (int i = 0; i < 3; i++)
+    w[i] =
+        call(&c->f, "POST", "/client-tokens",
+             i < 2 ? "{\"name\":\"twice\"}" : "{\"name\":\"other\"}",
+             "Authorization", auth_writer, "Idempotency-Key", "order-9", NULL);
+  assert_int_equal(ctkn__queue_len(&c->s->cmdq), 3);
+  serve(c);
+  assert_int_equal(produced(c), 1);
+  assert_int_equal(w[0]->status, 201);
+  assert_int_equal(w[1]->status, 201);
+  json_t *a = answer(w[0]), *b = answer(w[1]);
+  assert_string_equal(jstr(json_object_get(a, "data"), "id"),
+                      jstr(json_object_get(b, "data"), "id"));
+  assert_string_equal(w[0]->position, w[1]->position);
+  json_decref(a);
+  json_decref(b);
+  done(&c->f, w[0]);
+  done(&c->f, w[1]);
+  check_error(&c->f, w[2], 409, "conflict", NULL);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1757,6 +1786,7 @@ int main(void)
       C(test_revoke_then_change_is_a_conflict),
       C(test_an_unacknowledged_write_is_503_retryable),
       C(test_writes_queued_together_run_as_one_batch),
+      C(test_one_key_queued_twice_appends_once),
   };
 #undef C
   int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -713,6 +713,39 @@ static void test_parse_create_name_and_description(void **state)
   assert_false(cmd.set_status);
 }
 
+/* A create --batch line may carry "idempotency_key"; a POST body may not
+ * (the API takes the Idempotency-Key header). */
+static void test_parse_create_line_takes_an_idempotency_key(void **state)
+{
+  const char *body = "{\"name\":\"n\",\"idempotency_key\":\"order-42\"}";
+  struct ctkn_command cmd;
+  struct ctkn_err err;
+
+  (void)state;
+  assert_int_equal(ctkn_json_parse_create_line(body, strlen(body), &cmd, &err),
+                   CTKN_OK);
+  assert_string_equal(cmd.idempotency_key, "order-42");
+  assert_string_equal(cmd.name, "n");
+  expect_create_error(body, CTKN_EINVAL, "idempotency_key");
+  /* Without one, a line is a body. */
+  assert_int_equal(
+      ctkn_json_parse_create_line("{\"name\":\"n\"}", 12, &cmd, &err), CTKN_OK);
+  assert_string_equal(cmd.idempotency_key, "");
+  /* The key's rules: a string of 1-255 visible ASCII characters. */
+  static const char *bad[] = {
+      "{\"name\":\"n\",\"idempotency_key\":\"\"}",
+      "{\"name\":\"n\",\"idempotency_key\":\"a b\"}",
+      "{\"name\":\"n\",\"idempotency_key\":null}",
+      "{\"name\":\"n\",\"idempotency_key\":[\"k\"]}",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    assert_int_equal(
+        ctkn_json_parse_create_line(bad[i], strlen(bad[i]), &cmd, &err),
+        CTKN_EINVAL);
+    assert_string_equal(err.field, "idempotency_key");
+  }
+}
+
 static void test_parse_create_name_only_leaves_description_unset(void **state)
 {
   struct ctkn_command cmd;
@@ -1509,6 +1542,7 @@ int main(void)
       cmocka_unit_test(test_error_max_active_is_paddles_notification_error),
       cmocka_unit_test(test_error_truncated_utf8_in_detail_is_still_valid_json),
       cmocka_unit_test(test_parse_create_name_and_description),
+      cmocka_unit_test(test_parse_create_line_takes_an_idempotency_key),
       cmocka_unit_test(test_parse_create_name_only_leaves_description_unset),
       cmocka_unit_test(test_parse_create_null_description_sets_null),
       cmocka_unit_test(test_parse_create_reads_only_len_bytes),

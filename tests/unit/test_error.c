@@ -29,6 +29,12 @@ static void test_codes_map_to_paddle_codes_and_exits(void **state)
   assert_int_equal(ctkn_error_exit(CTKN_EKAFKA), 3);
   assert_int_equal(ctkn_error_exit(CTKN_ETIMEOUT), 3);
   assert_int_equal(ctkn_error_exit(CTKN_ESTORE), 3);
+  /* A full map is not acknowledged (retry); an event appended but not yet
+   * applied is acknowledged: exit 4, never the retryable 3. */
+  assert_int_equal(ctkn_error_exit(CTKN_EMAPFULL), 3);
+  assert_int_equal(ctkn_error_exit(CTKN_EAPPENDED), 4);
+  assert_string_equal(ctkn_error_code(CTKN_EAPPENDED), "service_unavailable");
+  assert_int_equal(ctkn_error_http_status(CTKN_EAPPENDED), 503);
   /* The API's own failures: Paddle's codes and statuses. */
   assert_string_equal(ctkn_error_code(CTKN_EAUTHMISSING),
                       "authentication_missing");

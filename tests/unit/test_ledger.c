@@ -384,8 +384,12 @@ static void test_a_paused_partition_says_the_event_is_not_yet_applied(void **s)
                 "client_token.updated", CTKN_SCHEMA_VERSION + 1);
   change_cmd(&cmd, c.record.token.id, NULL, true);
   int rc = run(f, &cmd, &o, &err);
-  assert_int_equal(ctkn_error_exit(rc), 3);
-  if (strstr(err.msg, "paused") == NULL)
+  /* Acknowledged, so not exit 3 (which says "not acknowledged: retry"). */
+  assert_int_equal(rc, CTKN_EAPPENDED);
+  assert_int_equal(ctkn_error_exit(rc), 4);
+  assert_true(o.acknowledged);
+  if (strstr(err.msg, "paused") == NULL ||
+      strstr(err.msg, "appended (partition") == NULL)
     fail_msg("%s: %s", ctkn_strerror(rc), err.msg);
   /* The revoke is in the log, not in the projection. */
   struct ctkn_record got;
@@ -586,6 +590,233 @@ static void test_unavailable_kafka_is_exit_3(void **state)
   assert_int_equal(worst, 3);
 }
 
+/* ---- create --batch retries (issue #13) --------------------------------- */
+
+#include "ctkn/codec.h"
+
+/* n keyed create lines: {"name":"<prefix><i>","idempotency_key":"k<i>"}. */
+static char *keyed_lines(int n, const char *prefix)
+{
+  char *input = malloc((size_t)n * 80 + 1), *p = input;
+
+  assert_non_null(input);
+  *p = '\0';
+  for (int i = 0; i < n; i++)
+    p += sprintf(p, "{\"name\":\"%s%d\",\"idempotency_key\":\"k%d\"}\n", prefix,
+                 i, i);
+  return input;
+}
+
+/* How many client_token.created records in the log carry key. */
+static int created_with_key(struct fake_log *log, const char *key)
+{
+  int count = 0;
+
+  for (int32_t p = 0; p < NPARTS; p++) {
+    for (int64_t off = 0; off < fake_log_end(log, TK_TOPIC, p); off++) {
+      const struct ctkn_log_msg *m = fake_log_record(log, TK_TOPIC, p, off);
+      struct ctkn_event ev;
+      assert_non_null(m);
+      if (ctkn_event_decode(m->value, m->value_len, &ev, NULL) == CTKN_OK &&
+          ev.type == CTKN_EVENT_CREATED && strcmp(ev.idempotency_key, key) == 0)
+        count++;
+    }
+  }
+  return count;
+}
+
+/* The token ID of an answer line ("" for an error envelope). */
+static void answer_id(const char *answer, char id[CTKN_ID_BUF])
+{
+  const char *s = strstr(answer, "{\"data\":{\"id\":\"");
+
+  id[0] = '\0';
+  if (s != NULL)
+    snprintf(id, CTKN_ID_BUF, "%.*s", CTKN_ID_LEN, s + 15);
+}
+
+static void test_batch_lines_take_idempotency_keys(void **state)
+{
+  struct fx *f = *state;
+  char buf[2048], first[CTKN_ID_BUF], again[CTKN_ID_BUF];
+  int worst = -1;
+  const char *input = "{\"name\":\"a\",\"idempotency_key\":\"order-1\"}\n"
+                      "{\"name\":\"b\",\"idempotency_key\":\"has space\"}\n"
+                      "{\"name\":\"c\",\"idempotency_key\":7}\n"
+                      "{\"name\":\"other\",\"idempotency_key\":\"order-1\"}\n";
+
+  assert_int_equal(run_lines(f, input, &worst), CTKN_OK);
+  assert_int_equal(worst, 1);
+  assert_has(line(f, 0, buf, sizeof(buf)), "\"acknowledged\":true");
+  answer_id(buf, first);
+  assert_true(first[0] != '\0');
+  /* The key's rules are --idempotency-key's and the header's. */
+  assert_has(line(f, 1, buf, sizeof(buf)), "\"field\":\"idempotency_key\"");
+  assert_has(buf, "visible ASCII");
+  assert_has(buf, "\"acknowledged\":false");
+  assert_has(line(f, 2, buf, sizeof(buf)), "\"field\":\"idempotency_key\"");
+  /* The same key with another request, in the same batch: a conflict,
+   * and one event for the key. */
+  assert_has(line(f, 3, buf, sizeof(buf)), "\"code\":\"conflict\"");
+  assert_has(buf, "\"acknowledged\":false");
+  assert_int_equal(produced(f), 1);
+
+  /* The same line again: the first token, nothing appended. */
+  assert_int_equal(
+      run_lines(f, "{\"name\":\"a\",\"idempotency_key\":\"order-1\"}\n",
+                &worst),
+      CTKN_OK);
+  assert_int_equal(worst, 0);
+  answer_id(line(f, 0, buf, sizeof(buf)), again);
+  assert_string_equal(again, first);
+  assert_has(buf, "\"acknowledged\":true");
+  assert_int_equal(produced(f), 1);
+  assert_int_equal(created_with_key(f->t.log, "order-1"), 1);
+}
+
+/* Two lines with one key in one batch: one event, one token for both. */
+static void test_one_key_twice_in_a_batch_appends_once(void **state)
+{
+  struct fx *f = *state;
+  char buf[2048], a[CTKN_ID_BUF], b[CTKN_ID_BUF];
+  int worst = -1;
+
+  assert_int_equal(run_lines(f,
+                             "{\"name\":\"x\",\"idempotency_key\":\"dup\"}\n"
+                             "{\"name\":\"y\"}\n"
+                             "{\"name\":\"x\",\"idempotency_key\":\"dup\"}\n",
+                             &worst),
+                   CTKN_OK);
+  assert_int_equal(worst, 0);
+  answer_id(line(f, 0, buf, sizeof(buf)), a);
+  answer_id(line(f, 2, buf, sizeof(buf)), b);
+  assert_true(a[0] != '\0');
+  assert_string_equal(a, b);
+  assert_int_equal(produced(f), 2);
+  assert_int_equal(created_with_key(f->t.log, "dup"), 1);
+}
+
+/* The log fails after acknowledging some of a batch's records: those
+ * lines say so (exit 0), the rest are not acknowledged (exit 3). The
+ * retry with the same keys leaves one created record per key and answers
+ * the acknowledged lines with their first tokens. */
+static void test_failure_after_some_acks_then_retry_is_one_per_key(void **state)
+{
+  struct fx *f = *state;
+  enum { N = 8, OK = 3 };
+  char *input = keyed_lines(N, "t");
+  char buf[2048], ids[N][CTKN_ID_BUF], key[16];
+  int worst = -1;
+
+  fake_log_fail_sends_after(f->t.log, OK, N - OK, CTKN_EKAFKA, false);
+  assert_int_equal(run_lines(f, input, &worst), CTKN_OK);
+  assert_int_equal(worst, 3);
+  assert_int_equal(produced(f), OK);
+  for (int i = 0; i < N; i++) {
+    line(f, i, buf, sizeof(buf));
+    answer_id(buf, ids[i]);
+    if (i < OK) {
+      assert_true(ids[i][0] != '\0');
+      assert_has(buf, "\"acknowledged\":true");
+    } else {
+      assert_has(buf, "\"code\":\"service_unavailable\"");
+      assert_has(buf, "\"acknowledged\":false");
+    }
+  }
+
+  assert_int_equal(run_lines(f, input, &worst), CTKN_OK);
+  assert_int_equal(worst, 0);
+  assert_int_equal(produced(f), N);
+  for (int i = 0; i < N; i++) {
+    char id[CTKN_ID_BUF];
+    answer_id(line(f, i, buf, sizeof(buf)), id);
+    assert_has(buf, "\"acknowledged\":true");
+    if (i < OK)
+      assert_string_equal(id, ids[i]);
+    snprintf(key, sizeof(key), "k%d", i);
+    assert_int_equal(created_with_key(f->t.log, key), 1);
+  }
+  free(input);
+}
+
+/* A projection whose map fills mid-batch: every acknowledged line the
+ * projection did not reach says it is appended (exit 4, not 3), every
+ * line after says the map is full (exit 3), the chunks after the failure
+ * too (a catch-up after a failed one starts from the stored offsets
+ * rather than wait for records its consumer has passed); each names the
+ * map size and --map-size. With a larger map, the retry answers every
+ * acknowledged line with its first token and appends only what was never
+ * appended. */
+static void test_map_full_mid_batch_then_retry_is_one_per_key(void **state)
+{
+  struct fx *f = *state;
+  enum { N = 1600 }; /* four chunks: the later ones must not stall */
+  struct ctkn_store_opts small = {.map_size = 256 << 10};
+  struct ctkn_store_opts large = {.map_size = 64 << 20};
+  struct ctkn_err err = {0};
+  char *input = keyed_lines(N, "a fairly long token name to fill pages ");
+  char buf[2048], key[16];
+  static char ids[N][CTKN_ID_BUF];
+  int worst = -1, applied = 0, pending = 0, refused = 0;
+
+  /* The fixture's projection, swapped for a small one. */
+  ctkn_ledger_close(f->l);
+  ctkn_store_close(f->t.st);
+  tk_rm_rf(f->t.dir);
+  assert_int_equal(ctkn_store_open(&f->t.st, f->t.dir, &small, &err), CTKN_OK);
+  assert_int_equal(
+      ctkn_ledger_open(&f->l, f->t.st, &f->t.cfg, CTKN_ENV_SANDBOX, &err),
+      CTKN_OK);
+
+  assert_int_equal(run_lines(f, input, &worst), CTKN_OK);
+  assert_int_equal(count_lines(f->out), N);
+  uint64_t first_run = produced(f);
+  for (int i = 0; i < N; i++) {
+    line(f, i, buf, sizeof(buf));
+    answer_id(buf, ids[i]);
+    if (ids[i][0] != '\0') {
+      applied++;
+      assert_has(buf, "\"acknowledged\":true");
+      continue;
+    }
+    assert_has(buf, "the projection's LMDB map is full (--map-size 256K)");
+    assert_has(buf, "restart with a larger --map-size");
+    if (strstr(buf, "\"acknowledged\":true") != NULL) {
+      pending++;
+      assert_has(buf, "is appended (partition");
+      assert_has(buf, "but not yet applied");
+    } else {
+      refused++;
+      assert_has(buf, "\"acknowledged\":false");
+    }
+  }
+  print_message("map full: %d applied, %d appended only, %d refused\n", applied,
+                pending, refused);
+  assert_true(applied > 0 && pending > 0 && refused > 0);
+  assert_int_equal((uint64_t)(applied + pending), first_run);
+  assert_int_equal(worst, 3);
+
+  /* The same lines, with a map large enough. */
+  ctkn_ledger_close(f->l);
+  ctkn_store_close(f->t.st);
+  assert_int_equal(ctkn_store_open(&f->t.st, f->t.dir, &large, &err), CTKN_OK);
+  assert_int_equal(
+      ctkn_ledger_open(&f->l, f->t.st, &f->t.cfg, CTKN_ENV_SANDBOX, &err),
+      CTKN_OK);
+  assert_int_equal(run_lines(f, input, &worst), CTKN_OK);
+  assert_int_equal(worst, 0);
+  assert_int_equal(produced(f), N);
+  for (int i = 0; i < N; i++) {
+    char id[CTKN_ID_BUF];
+    answer_id(line(f, i, buf, sizeof(buf)), id);
+    if (ids[i][0] != '\0')
+      assert_string_equal(id, ids[i]);
+    snprintf(key, sizeof(key), "k%d", i);
+    assert_int_equal(created_with_key(f->t.log, key), 1);
+  }
+  free(input);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -608,6 +839,10 @@ int main(void)
       T(test_all_created_is_exit_0_and_no_input_no_output),
       T(test_many_lines_span_chunks),
       T(test_unavailable_kafka_is_exit_3),
+      T(test_batch_lines_take_idempotency_keys),
+      T(test_one_key_twice_in_a_batch_appends_once),
+      T(test_failure_after_some_acks_then_retry_is_one_per_key),
+      T(test_map_full_mid_batch_then_retry_is_one_per_key),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

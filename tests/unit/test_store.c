@@ -2044,8 +2044,12 @@ static void test_map_full_says_raise_map_size(void **s)
   for (int i = 0; i < 64 && rc == CTKN_OK; i++)
     rc = ctkn_store_put_quarantine(t, 0, i, "big", NULL, 0, big, sizeof(big),
                                    &err);
-  assert_int_equal(rc, CTKN_ESTORE);
+  assert_int_equal(rc, CTKN_EMAPFULL);
   assert_non_null(strstr(err.msg, "map full: raise --map-size"));
+  /* Explained with the store at hand: the size, as --map-size spells it. */
+  assert_int_equal(ctkn_store_map_full(f->st, &err), CTKN_EMAPFULL);
+  assert_non_null(strstr(err.msg, "(--map-size 1M)"));
+  assert_non_null(strstr(err.msg, "e.g. 2M"));
   ctkn_store_abort(t);
 }
 

@@ -1,0 +1,427 @@
+/*
+ * trust.c - the projector's side of trust (trust.h): every record passes
+ * the gate before it is applied, inside the batch's write transaction.
+ *
+ * The gate's state is the projection's: loaded from the trust table at
+ * the start of each pass, saved with the partitions' offsets, so two
+ * processes advancing one projection, or a restart, judge alike. Records
+ * the gate holds back (linked, not yet covered by a checkpoint) stay below
+ * the stored offset; the projector keeps copies of them and feeds them
+ * again, before the records polled next, rather than read them again.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctkn/codec.h"
+#include "ctkn/trust.h"
+#include "projector/projector_int.h"
+
+#define KEYRING_KEY "keyring"
+
+/* A held-back record, copied with everything it points to. */
+struct held {
+  struct ctkn_log_msg m;
+  struct ctkn_log_header *h;
+  char *blob;
+};
+
+struct ctkn__ptrust {
+  const struct ctkn_log_config *cfg;
+  ctkn_pubkey *root; /* owned */
+  struct ctkn_keyring kr;
+  ctkn_gate *gate;
+  bool *touched; /* partitions fed in this pass */
+  struct held *held;
+  size_t nheld, capheld;
+  /* this pass */
+  struct ctkn_gate_out *outs; /* by combined index */
+  bool *judged;
+  size_t capj;
+};
+
+static void held_free(struct held *h)
+{
+  free(h->h);
+  free(h->blob);
+}
+
+void ctkn__ptrust_free(struct ctkn__ptrust *t)
+{
+  if (t == NULL)
+    return;
+  for (size_t i = 0; i < t->nheld; i++)
+    held_free(&t->held[i]);
+  free(t->held);
+  free(t->outs);
+  free(t->judged);
+  free(t->touched);
+  ctkn_gate_close(t->gate);
+  ctkn_keyring_free(&t->kr);
+  ctkn_pubkey_free(t->root);
+  free(t);
+}
+
+/* The keyring stored with the projection, when there is one. */
+static int stored_keyring(struct ctkn__ptrust *t, ctkn_store *st,
+                          struct ctkn_err *err)
+{
+  ctkn_store_txn *txn;
+  const void *val;
+  size_t len;
+  int rc;
+
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, KEYRING_KEY,
+                         strlen(KEYRING_KEY), &val, &len, err);
+  if (rc == CTKN_OK)
+    rc = ctkn_trust_keyring_open(val, len, t->root, &t->kr, err);
+  else if (rc == CTKN_ENOTFOUND)
+    rc = CTKN_OK;
+  ctkn_store_abort(txn);
+  return rc;
+}
+
+int ctkn__ptrust_open(struct ctkn__ptrust **out, ctkn_store *st,
+                      const struct ctkn_log_config *cfg,
+                      const uint8_t root[CTKN_SIGN_PUB_LEN],
+                      struct ctkn_err *err)
+{
+  struct ctkn__ptrust *t;
+  int rc;
+
+  *out = NULL;
+  if ((t = calloc(1, sizeof(*t))) == NULL ||
+      (t->touched = calloc(CTKN_STORE_MAX_PARTITIONS, sizeof(bool))) == NULL) {
+    free(t);
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory opening trust");
+  }
+  t->cfg = cfg;
+  ctkn_keyring_init(&t->kr);
+  if ((rc = ctkn_pubkey_new(&t->root, root, err)) != CTKN_OK ||
+      (rc = stored_keyring(t, st, err)) != CTKN_OK ||
+      (rc = ctkn_gate_open(&t->gate, &t->kr, CTKN_STORE_MAX_PARTITIONS, err)) !=
+          CTKN_OK) {
+    ctkn__ptrust_free(t);
+    return rc;
+  }
+  *out = t;
+  return CTKN_OK;
+}
+
+const struct ctkn_keyring *ctkn__ptrust_keyring(const struct ctkn__ptrust *t)
+{
+  return &t->kr;
+}
+
+/* ---- the keyring: refreshed when a record names a key it lacks ---------- */
+
+static bool knows_writer(const struct ctkn__ptrust *t,
+                         const struct ctkn_log_msg *m)
+{
+  char key_id[CTKN_KEY_ID_BUF];
+  uint8_t inst[CTKN_INSTANCE_LEN];
+
+  for (size_t i = 0; i < m->nheaders; i++) {
+    if (strcmp(m->headers[i].name, CTKN_HDR_WRITER) != 0)
+      continue;
+    if (ctkn_trust_writer_parse(m->headers[i].value, m->headers[i].size, key_id,
+                                inst, NULL) != CTKN_OK)
+      return true; /* malformed: quarantined whatever the keyring */
+    return ctkn_keyring_find(&t->kr, key_id) != NULL;
+  }
+  return true; /* unsigned: no key to look for */
+}
+
+int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
+                         struct source *src, struct ctkn_err *err)
+{
+  struct ctkn_keyring kr;
+  ctkn_store_txn *txn;
+  uint8_t *raw = NULL;
+  size_t rawlen = 0, i;
+  int rc;
+
+  for (i = 0; src != NULL && i < src->n; i++)
+    if (!knows_writer(t, src->msg(src, i)))
+      break;
+  if (src != NULL && i == src->n && t->kr.version > 0)
+    return CTKN_OK;
+  ctkn_keyring_init(&kr);
+  rc = ctkn_trust_keyring_fetch(t->cfg, t->root, &kr, &raw, &rawlen, err);
+  if (rc == CTKN_ENOTFOUND)
+    rc = CTKN_OK; /* no settings topic: no keyring yet */
+  if (rc != CTKN_OK || kr.version <= t->kr.version) {
+    ctkn_keyring_free(&kr);
+    free(raw);
+    return rc;
+  }
+  if ((rc = ctkn_store_begin(st, true, &txn, err)) == CTKN_OK &&
+      (rc = ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, KEYRING_KEY,
+                              strlen(KEYRING_KEY), raw, rawlen, err)) ==
+          CTKN_OK)
+    rc = ctkn_store_commit(txn, err);
+  else
+    ctkn_store_abort(txn);
+  free(raw);
+  if (rc != CTKN_OK) {
+    ctkn_keyring_free(&kr);
+    return rc;
+  }
+  /* A change is news; the first keyring a replica reads is not. */
+  ctkn__diag(t->kr.version > 0 ? CTKN_DIAG_INFO : CTKN_DIAG_DEBUG, "trust",
+             "keyring version %" PRIu64 " (%zu keys)", kr.version, kr.nkeys);
+  ctkn_keyring_free(&t->kr);
+  t->kr = kr;
+  ctkn_gate_set_keyring(t->gate, &t->kr);
+  return CTKN_OK;
+}
+
+/* ---- a pass: load, feed, judge, save ------------------------------------ */
+
+static void gate_key(int32_t p, uint8_t k[8])
+{
+  memcpy(k, "gate", 4);
+  ctkn__put_be32(k + 4, (uint32_t)p);
+}
+
+int ctkn__ptrust_checkpoint_at(ctkn_store_txn *txn, int32_t p, int64_t *at,
+                               struct ctkn_err *err)
+{
+  uint8_t k[8];
+  const void *val;
+  size_t len;
+  int rc;
+
+  *at = 0;
+  gate_key(p, k);
+  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, k, sizeof(k), &val, &len, err);
+  if (rc == CTKN_ENOTFOUND)
+    return CTKN_OK;
+  if (rc == CTKN_OK)
+    *at = ctkn_gate_saved_checkpoint_at(val, len);
+  return rc;
+}
+
+static int load_partition(struct ctkn__ptrust *t, ctkn_store_txn *txn,
+                          int32_t p, struct ctkn_err *err)
+{
+  static const uint8_t empty[17] = {0x63};
+  uint8_t k[8];
+  const void *val;
+  size_t len;
+  int rc;
+
+  gate_key(p, k);
+  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, k, sizeof(k), &val, &len, err);
+  if (rc == CTKN_ENOTFOUND) {
+    val = empty;
+    len = sizeof(empty);
+  } else if (rc != CTKN_OK) {
+    return rc;
+  }
+  t->touched[p] = true;
+  return ctkn_gate_load(t->gate, p, val, len, err);
+}
+
+static int room(struct ctkn__ptrust *t, size_t n, struct ctkn_err *err)
+{
+  void *a, *b;
+
+  if (n <= t->capj)
+    return CTKN_OK;
+  a = realloc(t->outs, n * sizeof(*t->outs));
+  if (a != NULL)
+    t->outs = a;
+  b = realloc(t->judged, n * sizeof(*t->judged));
+  if (b != NULL)
+    t->judged = b;
+  if (a == NULL || b == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory judging a batch");
+  t->capj = n;
+  return CTKN_OK;
+}
+
+size_t ctkn__ptrust_carried(const struct ctkn__ptrust *t)
+{
+  return t->nheld;
+}
+
+const struct ctkn_log_msg *
+ctkn__ptrust_carried_msg(const struct ctkn__ptrust *t, size_t i)
+{
+  return &t->held[i].m;
+}
+
+/* Feed record k (m) when it is the next its partition's gate should see;
+ * next[] follows what was fed. */
+static int feed_one(struct ctkn__ptrust *t, ctkn_store_txn *txn,
+                    const struct ctkn_log_msg *m, size_t k,
+                    struct ctkn__judge *j, struct ctkn_err *err)
+{
+  int32_t p = m->partition;
+  int rc;
+
+  j->verdict[k] = JV_SKIP;
+  if (p < 0 || p >= CTKN_STORE_MAX_PARTITIONS)
+    return CTKN_OK;
+  if (j->next[p] < 0) {
+    if ((rc = ctkn_store_offset(txn, p, &j->next[p], err)) != CTKN_OK ||
+        (rc = load_partition(t, txn, p, err)) != CTKN_OK)
+      return rc;
+  }
+  if (m->offset < j->next[p] || (j->paused != NULL && j->paused[p]))
+    return CTKN_OK;
+  j->next[p] = m->offset + 1;
+  j->verdict[k] = JV_HELD;
+  return ctkn_gate_feed(t->gate, m, k, err);
+}
+
+/* Take p's judged records; a record to apply whose schema is newer than
+ * this build's stops the partition there (JV_PAUSE), the rest held. */
+static void drain(struct ctkn__ptrust *t, int32_t p, struct ctkn__judge *j)
+{
+  struct ctkn_gate_out o;
+
+  while (ctkn_gate_peek(t->gate, p, &o)) {
+    const struct ctkn_log_msg *m = j->msg(j, o.tag);
+    if (o.verdict == CTKN_GATE_APPLY &&
+        m->schema_version > CTKN_SCHEMA_VERSION) {
+      j->verdict[o.tag] = JV_PAUSE;
+      ctkn_gate_reset(t->gate, p);
+      return;
+    }
+    ctkn_gate_next(t->gate, p, &o);
+    t->outs[o.tag] = o;
+    j->verdict[o.tag] = o.verdict == CTKN_GATE_APPLY        ? JV_APPLY
+                        : o.verdict == CTKN_GATE_CHECKPOINT ? JV_CHECKPOINT
+                                                            : JV_QUARANTINE;
+  }
+}
+
+int ctkn__ptrust_judge(struct ctkn__ptrust *t, ctkn_store_txn *txn,
+                       struct ctkn__judge *j, struct ctkn_err *err)
+{
+  int rc;
+
+  if ((rc = room(t, j->n, err)) != CTKN_OK)
+    return rc;
+  for (int32_t p = 0; p < CTKN_STORE_MAX_PARTITIONS; p++)
+    t->touched[p] = false;
+  for (size_t k = 0; k < j->n; k++)
+    if ((rc = feed_one(t, txn, j->msg(j, k), k, j, err)) != CTKN_OK)
+      return rc;
+  for (int32_t p = 0; p < CTKN_STORE_MAX_PARTITIONS; p++)
+    if (t->touched[p])
+      drain(t, p, j);
+  return CTKN_OK;
+}
+
+const char *ctkn__ptrust_reason(const struct ctkn__ptrust *t, size_t k)
+{
+  return t->outs[k].reason;
+}
+
+int ctkn__ptrust_save(struct ctkn__ptrust *t, ctkn_store_txn *txn,
+                      struct ctkn_err *err)
+{
+  for (int32_t p = 0; p < CTKN_STORE_MAX_PARTITIONS; p++) {
+    uint8_t k[8], *buf;
+    size_t len;
+    int rc;
+    if (!t->touched[p])
+      continue;
+    gate_key(p, k);
+    if ((rc = ctkn_gate_save(t->gate, p, &buf, &len, err)) != CTKN_OK)
+      return rc;
+    rc = ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, k, sizeof(k), buf, len, err);
+    free(buf);
+    if (rc != CTKN_OK)
+      return rc;
+  }
+  return CTKN_OK;
+}
+
+/* ---- held-back records, carried to the next pass ------------------------- */
+
+static int copy_msg(struct held *h, const struct ctkn_log_msg *m)
+{
+  size_t need = m->key_len + m->value_len, at = 0;
+
+  for (size_t i = 0; i < m->nheaders; i++)
+    need += strlen(m->headers[i].name) + 1 + m->headers[i].size;
+  h->m = *m;
+  h->h = calloc(m->nheaders ? m->nheaders : 1, sizeof(*h->h));
+  h->blob = malloc(need ? need : 1);
+  if (h->h == NULL || h->blob == NULL) {
+    held_free(h);
+    return CTKN_ENOMEM;
+  }
+  if (m->key != NULL) {
+    memcpy(h->blob, m->key, m->key_len);
+    h->m.key = h->blob;
+    at = m->key_len;
+  }
+  if (m->value != NULL) {
+    memcpy(h->blob + at, m->value, m->value_len);
+    h->m.value = h->blob + at;
+    at += m->value_len;
+  }
+  for (size_t i = 0; i < m->nheaders; i++) {
+    size_t nl = strlen(m->headers[i].name) + 1;
+    memcpy(h->blob + at, m->headers[i].name, nl);
+    h->h[i].name = h->blob + at;
+    at += nl;
+    h->h[i].value = NULL;
+    h->h[i].size = m->headers[i].size;
+    if (m->headers[i].value != NULL) {
+      memcpy(h->blob + at, m->headers[i].value, m->headers[i].size);
+      h->h[i].value = h->blob + at;
+      at += m->headers[i].size;
+    }
+  }
+  h->m.headers = h->h;
+  return CTKN_OK;
+}
+
+int ctkn__ptrust_carry(struct ctkn__ptrust *t, struct ctkn__judge *j,
+                       struct ctkn_err *err)
+{
+  struct held *keep = NULL;
+  size_t n = 0;
+
+  for (size_t k = 0; k < j->n; k++)
+    n += j->verdict[k] == JV_HELD &&
+         !(j->paused && j->paused[j->msg(j, k)->partition]);
+  if (n > 0 && (keep = calloc(n, sizeof(*keep))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory holding records back");
+  n = 0;
+  for (size_t k = 0; k < j->n; k++) {
+    const struct ctkn_log_msg *m = j->msg(j, k);
+    if (j->verdict[k] != JV_HELD || (j->paused && j->paused[m->partition]))
+      continue;
+    if (copy_msg(&keep[n], m) != CTKN_OK) {
+      for (size_t i = 0; i < n; i++)
+        held_free(&keep[i]);
+      free(keep);
+      return ctkn__err(err, CTKN_ENOMEM, "out of memory holding records back");
+    }
+    n++;
+  }
+  for (size_t i = 0; i < t->nheld; i++)
+    held_free(&t->held[i]);
+  free(t->held);
+  t->held = keep;
+  t->nheld = n;
+  return CTKN_OK;
+}
+
+int64_t ctkn__ptrust_held_first(const struct ctkn__ptrust *t, int32_t p)
+{
+  for (size_t i = 0; i < t->nheld; i++)
+    if (t->held[i].m.partition == p)
+      return t->held[i].m.offset;
+  return -1;
+}

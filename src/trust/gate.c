@@ -1,0 +1,791 @@
+/*
+ * gate.c - the reader's gate (trust.h): every record of a partition, in
+ * log order, linked into its writer instance's chain, held back until a
+ * verified checkpoint covers it, and released judged.
+ *
+ * Per partition the gate keeps the instances it knows, each with two
+ * heads: the released one (what the projection has applied; saved with
+ * it) and the verified one (what the records fed so far have reached; a
+ * reset goes back to the released head), and a queue of the records fed
+ * and not yet released. Records still pending are also listed apart, so
+ * that a checkpoint looks only at them.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctkn/codec.h"
+#include "ctkn/trust.h"
+#include "internal.h"
+
+#define MAX_INSTANCES 4096 /* open instances a partition may have */
+#define SAVE_MAGIC    0x63 /* 'c': the first byte of a saved state */
+#define SAVED_INST    (16 + CTKN_INSTANCE_LEN + 8 + CTKN_CHAIN_LEN + 8 + 1)
+
+enum state { PENDING, APPLY, CHECKPOINT, QUARANTINE };
+
+struct inst {
+  char key_id[CTKN_KEY_ID_BUF];
+  uint8_t id[CTKN_INSTANCE_LEN];
+  uint64_t seq; /* released */
+  uint8_t chain[CTKN_CHAIN_LEN];
+  int64_t cp_at;
+  bool closed;
+  uint64_t vseq; /* verified */
+  uint8_t vchain[CTKN_CHAIN_LEN];
+  int64_t vcp_at;
+  bool vclosed;
+  uint64_t top; /* the highest sequence fed */
+  long tip;     /* queue index of the last record fed that links, or -1 */
+};
+
+struct qrec {
+  size_t tag;
+  int64_t offset;
+  enum state st;
+  int inst; /* -1 for a record quarantined before it named one */
+  uint64_t seq;
+  uint8_t chain[CTKN_CHAIN_LEN];
+  long prev;      /* queue index it follows; -1: the verified head */
+  int64_t ref_at; /* first verified checkpoint after it (pending only) */
+  int64_t ts_us;  /* its timestamp (occurred_at), or -1 */
+  int64_t signed_at;
+  bool closing;
+  char reason[CTKN_GATE_REASON];
+};
+
+struct partq {
+  struct inst *insts;
+  size_t ninst, capinst;
+  struct qrec *q;
+  size_t head, n, cap;
+  long *pend; /* queue indexes of pending records */
+  size_t npend, cappend;
+  int64_t cp_at;  /* newest released checkpoint */
+  int64_t vcp_at; /* newest verified checkpoint */
+};
+
+struct ctkn_gate {
+  const struct ctkn_keyring *kr;
+  ctkn_pubkey **pubs; /* kr->keys' public keys, made on first use */
+  size_t npubs;
+  int32_t nparts;
+  struct partq *parts;
+};
+
+static void drop_pubs(ctkn_gate *g)
+{
+  for (size_t i = 0; i < g->npubs; i++)
+    ctkn_pubkey_free(g->pubs[i]);
+  free(g->pubs);
+  g->pubs = NULL;
+  g->npubs = 0;
+}
+
+void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr)
+{
+  drop_pubs(g);
+  g->kr = kr;
+  if (kr != NULL && kr->nkeys > 0 &&
+      (g->pubs = calloc(kr->nkeys, sizeof(*g->pubs))) != NULL)
+    g->npubs = kr->nkeys;
+}
+
+int ctkn_gate_open(ctkn_gate **out, const struct ctkn_keyring *kr,
+                   int32_t nparts, struct ctkn_err *err)
+{
+  ctkn_gate *g;
+
+  *out = NULL;
+  if (nparts < 1)
+    return ctkn__err(err, CTKN_EUSAGE, "a gate needs partitions (got %d)",
+                     (int)nparts);
+  if ((g = calloc(1, sizeof(*g))) == NULL ||
+      (g->parts = calloc((size_t)nparts, sizeof(*g->parts))) == NULL) {
+    free(g);
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory opening a gate");
+  }
+  g->nparts = nparts;
+  ctkn_gate_set_keyring(g, kr);
+  *out = g;
+  return CTKN_OK;
+}
+
+void ctkn_gate_close(ctkn_gate *g)
+{
+  if (g == NULL)
+    return;
+  for (int32_t p = 0; p < g->nparts; p++) {
+    free(g->parts[p].insts);
+    free(g->parts[p].q);
+    free(g->parts[p].pend);
+  }
+  free(g->parts);
+  drop_pubs(g);
+  free(g);
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem,
+                struct ctkn_err *err)
+{
+  size_t c = *cap ? *cap : 16;
+  void *p;
+
+  if (need <= *cap)
+    return CTKN_OK;
+  while (c < need)
+    c *= 2;
+  if ((p = realloc(*arr, c * elem)) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory in the trust gate");
+  *arr = p;
+  *cap = c;
+  return CTKN_OK;
+}
+
+/* ---- instances ---------------------------------------------------------- */
+
+static int find_inst(const struct partq *pq, const char *key_id,
+                     const uint8_t id[CTKN_INSTANCE_LEN])
+{
+  for (size_t i = 0; i < pq->ninst; i++)
+    if (memcmp(pq->insts[i].id, id, CTKN_INSTANCE_LEN) == 0 &&
+        strcmp(pq->insts[i].key_id, key_id) == 0)
+      return (int)i;
+  return -1;
+}
+
+static int add_inst(struct partq *pq, const char *key_id,
+                    const uint8_t id[CTKN_INSTANCE_LEN], struct ctkn_err *err)
+{
+  struct inst *x;
+  int rc;
+
+  if (pq->ninst >= MAX_INSTANCES)
+    return ctkn__err(err, CTKN_EINVAL,
+                     "more than %d writer instances open on the partition",
+                     MAX_INSTANCES);
+  if ((rc = grow((void **)&pq->insts, &pq->capinst, pq->ninst + 1,
+                 sizeof(*pq->insts), err)) != CTKN_OK)
+    return rc;
+  x = &pq->insts[pq->ninst];
+  memset(x, 0, sizeof(*x));
+  ctkn__strlcpy(x->key_id, key_id, sizeof(x->key_id));
+  memcpy(x->id, id, CTKN_INSTANCE_LEN);
+  x->tip = -1;
+  return (int)pq->ninst++;
+}
+
+/* Drop instances that are closed or hold nothing released; only while the
+ * queue is empty (queue records name instances by index). */
+static void compact(struct partq *pq)
+{
+  size_t k = 0;
+
+  for (size_t i = 0; i < pq->ninst; i++) {
+    struct inst *x = &pq->insts[i];
+    if (x->seq == 0 ||
+        (x->closed && pq->cp_at > x->cp_at + CTKN_GATE_REPLAY_US))
+      continue;
+    x->vseq = x->seq;
+    memcpy(x->vchain, x->chain, CTKN_CHAIN_LEN);
+    x->vcp_at = x->cp_at;
+    x->vclosed = x->closed;
+    x->top = x->seq;
+    x->tip = -1;
+    pq->insts[k++] = *x;
+  }
+  pq->ninst = k;
+  pq->head = pq->n = pq->npend = 0;
+  pq->vcp_at = pq->cp_at;
+}
+
+/* ---- the queue ----------------------------------------------------------- */
+
+static struct qrec *enqueue(struct partq *pq, const struct ctkn_log_msg *m,
+                            size_t tag, struct ctkn_err *err)
+{
+  struct qrec *r;
+
+  if (grow((void **)&pq->q, &pq->cap, pq->n + 1, sizeof(*pq->q), err) !=
+      CTKN_OK)
+    return NULL;
+  r = &pq->q[pq->n++];
+  memset(r, 0, sizeof(*r));
+  r->tag = tag;
+  r->offset = m->offset;
+  r->inst = -1;
+  r->prev = -1;
+  r->ts_us = m->timestamp_ms >= 0 ? m->timestamp_ms * 1000 : -1;
+  return r;
+}
+
+static void quarantine(struct qrec *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void quarantine(struct qrec *r, const char *fmt, ...)
+{
+  va_list ap;
+
+  r->st = QUARANTINE;
+  va_start(ap, fmt);
+  vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+  va_end(ap);
+}
+
+static int add_pending(struct partq *pq, long qi, struct ctkn_err *err)
+{
+  int rc;
+
+  if ((rc = grow((void **)&pq->pend, &pq->cappend, pq->npend + 1,
+                 sizeof(*pq->pend), err)) != CTKN_OK)
+    return rc;
+  pq->pend[pq->npend++] = qi;
+  return CTKN_OK;
+}
+
+/* Keep only the pending records still pending. */
+static void prune_pending(struct partq *pq)
+{
+  size_t k = 0;
+
+  for (size_t i = 0; i < pq->npend; i++)
+    if (pq->q[pq->pend[i]].st == PENDING)
+      pq->pend[k++] = pq->pend[i];
+  pq->npend = k;
+}
+
+/* ---- a record of a writer ------------------------------------------------ */
+
+static const struct ctkn_log_header *header(const struct ctkn_log_msg *m,
+                                            const char *name)
+{
+  for (size_t i = 0; i < m->nheaders; i++)
+    if (strcmp(m->headers[i].name, name) == 0)
+      return &m->headers[i];
+  return NULL;
+}
+
+static bool parse_seq(const struct ctkn_log_header *h, uint64_t *seq)
+{
+  const char *s = h ? h->value : NULL;
+  uint64_t v = 0;
+
+  if (s == NULL || h->size == 0 || h->size > 19 || s[0] == '0')
+    return false;
+  for (size_t i = 0; i < h->size; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return false;
+    v = v * 10 + (uint64_t)(s[i] - '0');
+  }
+  *seq = v;
+  return true;
+}
+
+static int hexval(int c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1; /* uppercase too: the chain is written lowercase */
+}
+
+static bool parse_chain(const struct ctkn_log_header *h,
+                        uint8_t out[CTKN_CHAIN_LEN])
+{
+  const unsigned char *s = h ? h->value : NULL;
+
+  if (s == NULL || h->size != 2 * CTKN_CHAIN_LEN)
+    return false;
+  for (size_t i = 0; i < CTKN_CHAIN_LEN; i++) {
+    int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return false;
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return true;
+}
+
+/* The writer key of m, checked against the keyring, or NULL with r
+ * quarantined. */
+static const struct ctkn_writer_key *
+writer_of(const ctkn_gate *g, const struct ctkn_log_msg *m, struct qrec *r,
+          char key_id[CTKN_KEY_ID_BUF], uint8_t id[CTKN_INSTANCE_LEN])
+{
+  const struct ctkn_log_header *h = header(m, CTKN_HDR_WRITER);
+  const struct ctkn_writer_key *k;
+
+  if (h == NULL) {
+    quarantine(r, "unsigned: no %s header", CTKN_HDR_WRITER);
+    return NULL;
+  }
+  if (ctkn_trust_writer_parse(h->value, h->size, key_id, id, NULL) != CTKN_OK) {
+    quarantine(r, "header %s is not <key ID>.<instance>", CTKN_HDR_WRITER);
+    return NULL;
+  }
+  if ((k = ctkn_keyring_find(g->kr, key_id)) == NULL) {
+    quarantine(r, "writer key %s is not in the keyring", key_id);
+    return NULL;
+  }
+  if (k->revoked) {
+    quarantine(r, "writer key %s is revoked", key_id);
+    return NULL;
+  }
+  return k;
+}
+
+/* Quarantine x's pending records more than CTKN_GATE_MAX_AHEAD behind
+ * seq. */
+static void too_far_behind(struct partq *pq, int xi, uint64_t seq)
+{
+  bool any = false;
+
+  for (size_t i = 0; i < pq->npend; i++) {
+    struct qrec *r = &pq->q[pq->pend[i]];
+    if (r->inst == xi && r->seq + CTKN_GATE_MAX_AHEAD < seq) {
+      quarantine(r, "never checkpointed: its instance wrote %d more records",
+                 CTKN_GATE_MAX_AHEAD);
+      any = true;
+    }
+  }
+  if (any)
+    prune_pending(pq);
+}
+
+/* The queue index r links to (-1: the verified head), or -2 when none. */
+static long find_prev(const struct partq *pq, const struct inst *x,
+                      uint64_t seq, const uint8_t digest[CTKN_CHAIN_LEN],
+                      const uint8_t claimed[CTKN_CHAIN_LEN])
+{
+  uint8_t c[CTKN_CHAIN_LEN];
+
+  if (x->tip >= 0 && pq->q[x->tip].st != QUARANTINE &&
+      pq->q[x->tip].seq + 1 == seq) {
+    ctkn_trust_chain_next(pq->q[x->tip].chain, digest, c);
+    if (memcmp(c, claimed, CTKN_CHAIN_LEN) == 0)
+      return x->tip;
+  }
+  if (seq == x->vseq + 1) {
+    ctkn_trust_chain_next(x->vchain, digest, c);
+    if (memcmp(c, claimed, CTKN_CHAIN_LEN) == 0)
+      return -1;
+  }
+  for (size_t i = 0; i < pq->npend; i++) {
+    const struct qrec *p = &pq->q[pq->pend[i]];
+    if (&pq->insts[p->inst] != x || p->seq + 1 != seq)
+      continue;
+    ctkn_trust_chain_next(p->chain, digest, c);
+    if (memcmp(c, claimed, CTKN_CHAIN_LEN) == 0)
+      return pq->pend[i];
+  }
+  return -2;
+}
+
+/* The instance of m on pq (added when new), or -1 with r quarantined. */
+static int instance_of(struct partq *pq, const struct ctkn_keyring *kr,
+                       int32_t part, const char *key_id,
+                       const uint8_t id[CTKN_INSTANCE_LEN], struct qrec *r)
+{
+  struct ctkn_err e = {0};
+  int xi = find_inst(pq, key_id, id);
+
+  if (xi >= 0)
+    return xi;
+  if ((xi = add_inst(pq, key_id, id, &e)) < 0) {
+    quarantine(r, "%s", e.msg);
+    return -1;
+  }
+  ctkn_trust_chain_start(kr->log_id, part, key_id, id, pq->insts[xi].vchain);
+  memcpy(pq->insts[xi].chain, pq->insts[xi].vchain, CTKN_CHAIN_LEN);
+  return xi;
+}
+
+static int feed_record(ctkn_gate *g, struct partq *pq,
+                       const struct ctkn_log_msg *m, struct qrec *r,
+                       struct ctkn_err *err)
+{
+  char key_id[CTKN_KEY_ID_BUF];
+  uint8_t id[CTKN_INSTANCE_LEN], digest[CTKN_CHAIN_LEN],
+      claimed[CTKN_CHAIN_LEN];
+  const struct ctkn_writer_key *k;
+  struct ctkn_err e = {0};
+  struct inst *x;
+  int xi;
+  long prev;
+
+  if ((k = writer_of(g, m, r, key_id, id)) == NULL)
+    return CTKN_OK;
+  if (!ctkn_writer_key_may(k, m->event_type)) {
+    quarantine(r, "writer key %s may not write %.64s records", key_id,
+               m->event_type[0] ? m->event_type : "untyped");
+    return CTKN_OK;
+  }
+  if (!parse_seq(header(m, CTKN_HDR_SEQ), &r->seq) ||
+      !parse_chain(header(m, CTKN_HDR_CHAIN), claimed)) {
+    quarantine(r, "headers %s and %s must be a sequence >= 1 and 64 hex",
+               CTKN_HDR_SEQ, CTKN_HDR_CHAIN);
+    return CTKN_OK;
+  }
+  if (ctkn_trust_record_digest(g->kr->log_id, m, digest, &e) != CTKN_OK) {
+    quarantine(r, "%s", e.msg);
+    return CTKN_OK;
+  }
+  if ((xi = instance_of(pq, g->kr, m->partition, key_id, id, r)) < 0)
+    return CTKN_OK;
+  x = &pq->insts[xi];
+  if (x->vclosed) {
+    quarantine(r, "its writer instance was closed by a checkpoint");
+    return CTKN_OK;
+  }
+  if ((prev = find_prev(pq, x, r->seq, digest, claimed)) == -2) {
+    quarantine(r,
+               "does not link to its instance's chain (sequence %" PRIu64 ")",
+               r->seq);
+    return CTKN_OK;
+  }
+  r->st = PENDING;
+  r->inst = xi;
+  r->prev = prev;
+  memcpy(r->chain, claimed, CTKN_CHAIN_LEN);
+  x->tip = (long)(r - pq->q);
+  if (r->seq > x->top)
+    x->top = r->seq;
+  too_far_behind(pq, xi, r->seq);
+  return add_pending(pq, x->tip, err);
+}
+
+/* ---- a checkpoint -------------------------------------------------------- */
+
+static const ctkn_pubkey *pub_of(ctkn_gate *g, const struct ctkn_writer_key *k)
+{
+  size_t i = (size_t)(k - g->kr->keys);
+
+  if (i >= g->npubs)
+    return NULL;
+  if (g->pubs[i] == NULL &&
+      ctkn_pubkey_new(&g->pubs[i], k->public_key, NULL) != CTKN_OK)
+    return NULL;
+  return g->pubs[i];
+}
+
+/* Decode and verify the checkpoint in m into c; false with r quarantined. */
+static bool checkpoint_of(ctkn_gate *g, const struct ctkn_log_msg *m,
+                          struct qrec *r, struct ctkn_checkpoint *c)
+{
+  struct ctkn_signed s;
+  const struct ctkn_writer_key *k;
+  const ctkn_pubkey *pub;
+  struct ctkn_err e = {0};
+  bool ok;
+
+  if (ctkn_signed_decode(m->value, m->value_len, &s, &e) != CTKN_OK) {
+    quarantine(r, "checkpoint: %s", e.msg);
+    return false;
+  }
+  k = ctkn_keyring_find(g->kr, s.signer);
+  ok = k != NULL && !k->revoked && (pub = pub_of(g, k)) != NULL &&
+       ctkn_trust_verify(pub, CTKN_SIGNED_CHECKPOINT, &s);
+  if (ok && ctkn_checkpoint_decode(s.body, s.body_len, c, &e) != CTKN_OK) {
+    ctkn_signed_free(&s);
+    quarantine(r, "checkpoint: %s", e.msg);
+    return false;
+  }
+  ctkn_signed_free(&s);
+  if (!ok) {
+    quarantine(r, "checkpoint: no valid signature by a key in the keyring");
+    return false;
+  }
+  if (memcmp(c->log_id, g->kr->log_id, CTKN_LOG_ID_LEN) != 0 ||
+      c->partition != m->partition || strcmp(c->key_id, k->key_id) != 0) {
+    quarantine(r, "checkpoint: signed for another log, partition or key");
+    return false;
+  }
+  return true;
+}
+
+/* Release-ready: the records the checkpoint at queue index ci covers. */
+static void cover(struct partq *pq, int xi, long from, uint64_t upto)
+{
+  for (long i = from; i >= 0; i = pq->q[i].prev)
+    pq->q[i].st = APPLY;
+  for (size_t i = 0; i < pq->npend; i++) {
+    struct qrec *r = &pq->q[pq->pend[i]];
+    if (r->st == PENDING && r->inst == xi && r->seq <= upto)
+      quarantine(r,
+                 "a competing record: its instance's checkpoint covers "
+                 "another at sequence %" PRIu64,
+                 r->seq);
+  }
+}
+
+/* Pending records whose grace ran out by a checkpoint signed at t. */
+static void deadlines(struct partq *pq, int64_t t)
+{
+  for (size_t i = 0; i < pq->npend; i++) {
+    struct qrec *r = &pq->q[pq->pend[i]];
+    int64_t since;
+    if (r->st != PENDING)
+      continue;
+    if (r->ref_at == 0)
+      r->ref_at = t;
+    since = r->ts_us >= 0 && r->ts_us < r->ref_at ? r->ts_us : r->ref_at;
+    if (t > since + CTKN_GATE_GRACE_US)
+      quarantine(r,
+                 "never checkpointed: checkpoints signed %" PRId64
+                 " ms after it do not cover it",
+                 (t - since) / 1000);
+  }
+}
+
+/* Whether the checkpoint c (queue record r) covers what its instance x
+ * has verified; r quarantined when it cannot. */
+static bool judge_checkpoint(struct partq *pq, int xi,
+                             const struct ctkn_checkpoint *c, struct qrec *r)
+{
+  struct inst *x = &pq->insts[xi];
+  long at = -2;
+
+  if (c->sequence == x->vseq &&
+      memcmp(c->chain, x->vchain, CTKN_CHAIN_LEN) == 0) {
+    if (c->signed_at > x->vcp_at)
+      return true; /* a heartbeat, or a second look at the same head */
+    quarantine(r, "checkpoint: a replay (signed no later than the last)");
+    return false;
+  }
+  if (c->sequence <= x->vseq) {
+    quarantine(r, "checkpoint: a replay (sequence %" PRIu64 " is behind)",
+               c->sequence);
+    return false;
+  }
+  if (x->tip >= 0 && pq->q[x->tip].seq == c->sequence &&
+      memcmp(pq->q[x->tip].chain, c->chain, CTKN_CHAIN_LEN) == 0)
+    at = x->tip;
+  for (size_t i = 0; at == -2 && i < pq->npend; i++) {
+    struct qrec *p = &pq->q[pq->pend[i]];
+    if (p->inst == xi && p->seq == c->sequence &&
+        memcmp(p->chain, c->chain, CTKN_CHAIN_LEN) == 0)
+      at = pq->pend[i];
+  }
+  if (at == -2 || pq->q[at].st != PENDING) {
+    quarantine(r, "checkpoint: covers records that are not in the log");
+    return false;
+  }
+  cover(pq, xi, at, c->sequence);
+  x->vseq = c->sequence;
+  memcpy(x->vchain, c->chain, CTKN_CHAIN_LEN);
+  return true;
+}
+
+static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
+                            const struct ctkn_log_msg *m, struct qrec *r)
+{
+  struct ctkn_checkpoint c;
+  int xi;
+
+  if (!checkpoint_of(g, m, r, &c))
+    return;
+  if (c.signed_at < pq->vcp_at - CTKN_GATE_REPLAY_US) {
+    quarantine(r,
+               "checkpoint: stale, signed %" PRId64
+               " s before the partition's newest",
+               (pq->vcp_at - c.signed_at) / 1000000);
+    return;
+  }
+  if ((xi = find_inst(pq, c.key_id, c.instance)) < 0 && c.sequence == 0)
+    xi = instance_of(pq, g->kr, m->partition, c.key_id, c.instance, r);
+  if (xi < 0) {
+    if (r->st != QUARANTINE)
+      quarantine(r, "checkpoint: of an instance with no records here");
+    return;
+  }
+  if (pq->insts[xi].vclosed) {
+    quarantine(r, "checkpoint: its instance was closed");
+    return;
+  }
+  if (!judge_checkpoint(pq, xi, &c, r))
+    return;
+  r->st = CHECKPOINT;
+  r->inst = xi;
+  r->seq = c.sequence;
+  memcpy(r->chain, c.chain, CTKN_CHAIN_LEN);
+  r->signed_at = c.signed_at;
+  r->closing = c.closing;
+  pq->insts[xi].vcp_at = c.signed_at;
+  pq->insts[xi].vclosed = c.closing;
+  if (c.signed_at > pq->vcp_at)
+    pq->vcp_at = c.signed_at;
+  deadlines(pq, c.signed_at);
+  prune_pending(pq);
+}
+
+int ctkn_gate_feed(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
+                   struct ctkn_err *err)
+{
+  struct partq *pq;
+  struct qrec *r;
+
+  if (m->partition < 0 || m->partition >= g->nparts)
+    return ctkn__err(err, CTKN_EUSAGE, "partition %d outside 0..%d",
+                     (int)m->partition, (int)g->nparts - 1);
+  pq = &g->parts[m->partition];
+  if ((r = enqueue(pq, m, tag, err)) == NULL)
+    return CTKN_ENOMEM;
+  if (g->kr == NULL || g->kr->version == 0) {
+    quarantine(r, "no keyring to judge it by");
+    return CTKN_OK;
+  }
+  if (strcmp(m->event_type, CTKN_TYPE_CHECKPOINT) == 0) {
+    feed_checkpoint(g, pq, m, r);
+    return CTKN_OK;
+  }
+  return feed_record(g, pq, m, r, err);
+}
+
+/* ---- out ------------------------------------------------------------------
+ */
+
+static void release(struct partq *pq, const struct qrec *r)
+{
+  struct inst *x = r->inst >= 0 ? &pq->insts[r->inst] : NULL;
+
+  if (r->st == APPLY) {
+    x->seq = r->seq;
+    memcpy(x->chain, r->chain, CTKN_CHAIN_LEN);
+  } else if (r->st == CHECKPOINT) {
+    x->cp_at = r->signed_at;
+    x->closed = r->closing;
+    if (r->signed_at > pq->cp_at)
+      pq->cp_at = r->signed_at;
+  }
+}
+
+static void out_of(const struct qrec *r, struct ctkn_gate_out *o)
+{
+  o->tag = r->tag;
+  o->offset = r->offset;
+  o->verdict = r->st == APPLY        ? CTKN_GATE_APPLY
+               : r->st == CHECKPOINT ? CTKN_GATE_CHECKPOINT
+                                     : CTKN_GATE_QUARANTINE;
+  ctkn__strlcpy(o->reason, r->st == QUARANTINE ? r->reason : "",
+                sizeof(o->reason));
+}
+
+bool ctkn_gate_peek(const ctkn_gate *g, int32_t p, struct ctkn_gate_out *o)
+{
+  const struct partq *pq = &g->parts[p];
+
+  if (pq->head == pq->n || pq->q[pq->head].st == PENDING)
+    return false;
+  out_of(&pq->q[pq->head], o);
+  return true;
+}
+
+bool ctkn_gate_next(ctkn_gate *g, int32_t p, struct ctkn_gate_out *o)
+{
+  struct partq *pq = &g->parts[p];
+  const struct qrec *r;
+
+  if (pq->head == pq->n || pq->q[pq->head].st == PENDING)
+    return false;
+  r = &pq->q[pq->head++];
+  release(pq, r);
+  out_of(r, o);
+  if (pq->head == pq->n)
+    compact(pq);
+  return true;
+}
+
+size_t ctkn_gate_held(const ctkn_gate *g, int32_t p, int64_t *first)
+{
+  const struct partq *pq = &g->parts[p];
+
+  *first = pq->head < pq->n ? pq->q[pq->head].offset : -1;
+  return pq->n - pq->head;
+}
+
+void ctkn_gate_reset(ctkn_gate *g, int32_t p)
+{
+  compact(&g->parts[p]);
+}
+
+int64_t ctkn_gate_checkpoint_at(const ctkn_gate *g, int32_t p)
+{
+  return g->parts[p].cp_at;
+}
+
+/* ---- saved state --------------------------------------------------------- */
+
+int ctkn_gate_save(const ctkn_gate *g, int32_t p, uint8_t **out, size_t *len,
+                   struct ctkn_err *err)
+{
+  const struct partq *pq = &g->parts[p];
+  size_t n = 0, k = 9 + 8;
+  uint8_t *b;
+
+  for (size_t i = 0; i < pq->ninst; i++)
+    n += pq->insts[i].seq > 0;
+  if ((b = malloc(k + n * SAVED_INST)) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory saving trust state");
+  b[0] = SAVE_MAGIC;
+  ctkn__put_be64(b + 1, n);
+  ctkn__put_be64(b + 9, (uint64_t)pq->cp_at);
+  for (size_t i = 0; i < pq->ninst; i++) {
+    const struct inst *x = &pq->insts[i];
+    if (x->seq == 0)
+      continue;
+    memcpy(b + k, x->key_id, 16);
+    memcpy(b + k + 16, x->id, CTKN_INSTANCE_LEN);
+    ctkn__put_be64(b + k + 32, x->seq);
+    memcpy(b + k + 40, x->chain, CTKN_CHAIN_LEN);
+    ctkn__put_be64(b + k + 72, (uint64_t)x->cp_at);
+    b[k + 80] = x->closed;
+    k += SAVED_INST;
+  }
+  *out = b;
+  *len = k;
+  return CTKN_OK;
+}
+
+int64_t ctkn_gate_saved_checkpoint_at(const void *buf, size_t len)
+{
+  const uint8_t *b = buf;
+
+  if (len < 17 || b[0] != SAVE_MAGIC)
+    return 0;
+  return (int64_t)ctkn__get_be(b + 9, 8);
+}
+
+int ctkn_gate_load(ctkn_gate *g, int32_t p, const void *buf, size_t len,
+                   struct ctkn_err *err)
+{
+  struct partq *pq = &g->parts[p];
+  const uint8_t *b = buf;
+  uint64_t n;
+  int rc;
+
+  if (len < 17 || b[0] != SAVE_MAGIC ||
+      (n = ctkn__get_be(b + 1, 8)) > MAX_INSTANCES ||
+      len != 17 + n * SAVED_INST)
+    return ctkn__err(err, CTKN_EINVAL, "not a saved trust state");
+  pq->ninst = 0;
+  if ((rc = grow((void **)&pq->insts, &pq->capinst, n, sizeof(*pq->insts),
+                 err)) != CTKN_OK)
+    return rc;
+  pq->cp_at = (int64_t)ctkn__get_be(b + 9, 8);
+  for (size_t i = 0, k = 17; i < n; i++, k += SAVED_INST) {
+    struct inst *x = &pq->insts[i];
+    memset(x, 0, sizeof(*x));
+    memcpy(x->key_id, b + k, 16);
+    memcpy(x->id, b + k + 16, CTKN_INSTANCE_LEN);
+    x->seq = ctkn__get_be(b + k + 32, 8);
+    memcpy(x->chain, b + k + 40, CTKN_CHAIN_LEN);
+    x->cp_at = (int64_t)ctkn__get_be(b + k + 72, 8);
+    x->closed = b[k + 80] == 1;
+    if (x->seq == 0 || b[k + 80] > 1)
+      return ctkn__err(err, CTKN_EINVAL, "not a saved trust state");
+  }
+  pq->ninst = n;
+  compact(pq);
+  return CTKN_OK;
+}

@@ -1,0 +1,177 @@
+/*
+ * ring.c - the keyring on the log (trust.h): root-signed records of type
+ * ctkn.keyring on the settings topic, read from its start, the newest
+ * valid one kept.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctkn/codec.h"
+#include "ctkn/settings.h"
+#include "ctkn/trust.h"
+#include "internal.h"
+
+#define FETCH_BATCH 256
+
+int ctkn_trust_keyring_open(const void *val, size_t len,
+                            const ctkn_pubkey *root, struct ctkn_keyring *kr,
+                            struct ctkn_err *err)
+{
+  struct ctkn_signed s;
+  int rc;
+
+  if ((rc = ctkn_signed_decode(val, len, &s, err)) != CTKN_OK)
+    return rc;
+  if (strcmp(s.signer, "root") != 0 ||
+      !ctkn_trust_verify(root, CTKN_SIGNED_KEYRING, &s)) {
+    ctkn_signed_free(&s);
+    return ctkn__err_field(err, CTKN_EINVAL, "keyring",
+                           "not signed by the trust root");
+  }
+  rc = ctkn_keyring_decode(s.body, s.body_len, kr, err);
+  ctkn_signed_free(&s);
+  if (rc == CTKN_OK && (rc = ctkn_keyring_check(kr, err)) != CTKN_OK)
+    ctkn_keyring_free(kr);
+  return rc;
+}
+
+static int settings_cfg(const struct ctkn_log_config *cfg,
+                        struct ctkn_log_config *out, struct ctkn_err *err)
+{
+  *out = *cfg; /* shallow: the overrides stay cfg's */
+  return ctkn_settings_topic(cfg->topic, out->topic, sizeof(out->topic), err);
+}
+
+/* Keep m's keyring in *kr when it is valid and newer. */
+static int consider(const struct ctkn_log_msg *m, const ctkn_pubkey *root,
+                    struct ctkn_keyring *kr, uint8_t **raw, size_t *rawlen)
+{
+  struct ctkn_keyring cand;
+  uint8_t *copy;
+
+  if (strcmp(m->event_type, CTKN_TYPE_KEYRING) != 0 || m->value == NULL)
+    return CTKN_OK;
+  ctkn_keyring_init(&cand);
+  if (ctkn_trust_keyring_open(m->value, m->value_len, root, &cand, NULL) !=
+          CTKN_OK ||
+      cand.version <= kr->version) {
+    ctkn_keyring_free(&cand);
+    return CTKN_OK;
+  }
+  if (raw != NULL) {
+    if ((copy = malloc(m->value_len)) == NULL) {
+      ctkn_keyring_free(&cand);
+      return CTKN_ENOMEM;
+    }
+    memcpy(copy, m->value, m->value_len);
+    free(*raw);
+    *raw = copy;
+    *rawlen = m->value_len;
+  }
+  ctkn_keyring_free(kr);
+  *kr = cand;
+  return CTKN_OK;
+}
+
+static int read_to_end(ctkn_consumer *c, int32_t n, const int64_t *hi,
+                       const ctkn_pubkey *root, struct ctkn_keyring *kr,
+                       uint8_t **raw, size_t *rawlen, struct ctkn_err *err)
+{
+  struct ctkn_log_msg msgs[FETCH_BATCH];
+  int64_t *pos = calloc((size_t)n, sizeof(*pos));
+  int64_t deadline = ctkn__now_ms() + 30000;
+  int rc = CTKN_OK;
+  bool done = false;
+
+  if (pos == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory reading the keyring");
+  if ((rc = ctkn_consumer_assign(c, pos, n, err)) != CTKN_OK)
+    goto out;
+  while (!done) {
+    size_t got = 0;
+    if (ctkn__now_ms() > deadline) {
+      rc = ctkn__err(err, CTKN_ETIMEOUT, "reading the keyring timed out");
+      break;
+    }
+    if ((rc = ctkn_consumer_poll(c, 200, msgs, FETCH_BATCH, &got, err)) !=
+        CTKN_OK)
+      break;
+    for (size_t i = 0; i < got; i++) {
+      if (consider(&msgs[i], root, kr, raw, rawlen) != CTKN_OK) {
+        rc = ctkn__err(err, CTKN_ENOMEM, "out of memory reading the keyring");
+        goto out;
+      }
+      if (msgs[i].partition >= 0 && msgs[i].partition < n)
+        pos[msgs[i].partition] = msgs[i].offset + 1;
+    }
+    done = true;
+    for (int32_t p = 0; p < n; p++)
+      done = done && pos[p] >= hi[p];
+  }
+out:
+  free(pos);
+  return rc;
+}
+
+int ctkn_trust_keyring_fetch(const struct ctkn_log_config *cfg,
+                             const ctkn_pubkey *root, struct ctkn_keyring *kr,
+                             uint8_t **raw, size_t *rawlen,
+                             struct ctkn_err *err)
+{
+  struct ctkn_log_config scfg;
+  ctkn_consumer *c = NULL;
+  int64_t *lo = NULL, *hi = NULL;
+  int32_t n = 0;
+  int rc;
+
+  if (raw != NULL) {
+    *raw = NULL;
+    *rawlen = 0;
+  }
+  if ((rc = settings_cfg(cfg, &scfg, err)) != CTKN_OK ||
+      (rc = ctkn_consumer_open(&c, &scfg, err)) != CTKN_OK ||
+      (rc = ctkn_consumer_partitions(c, &n, err)) != CTKN_OK)
+    goto out;
+  lo = calloc((size_t)n, sizeof(*lo));
+  hi = calloc((size_t)n, sizeof(*hi));
+  if (lo == NULL || hi == NULL) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "out of memory reading the keyring");
+    goto out;
+  }
+  if ((rc = ctkn_consumer_watermarks_all(c, n, lo, hi, err)) == CTKN_OK)
+    rc = read_to_end(c, n, hi, root, kr, raw, rawlen, err);
+out:
+  free(lo);
+  free(hi);
+  ctkn_consumer_close(c);
+  return rc;
+}
+
+int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,
+                              const ctkn_seckey *root,
+                              const struct ctkn_keyring *kr,
+                              struct ctkn_err *err)
+{
+  struct ctkn_log_config scfg;
+  ctkn_producer *p = NULL;
+  struct ctkn_signed s;
+  uint8_t *body = NULL, *val = NULL;
+  size_t blen, vlen;
+  int rc;
+
+  if ((rc = ctkn_keyring_check(kr, err)) != CTKN_OK ||
+      (rc = settings_cfg(cfg, &scfg, err)) != CTKN_OK ||
+      (rc = ctkn_keyring_encode(kr, &body, &blen, err)) != CTKN_OK ||
+      (rc = ctkn_trust_sign(root, "root", CTKN_SIGNED_KEYRING, body, blen, &s,
+                            err)) != CTKN_OK ||
+      (rc = ctkn_signed_encode(&s, &val, &vlen, err)) != CTKN_OK ||
+      (rc = ctkn_producer_open(&p, &scfg, err)) != CTKN_OK)
+    goto out;
+  rc = ctkn_producer_send(p, 0, "keyring", 7, val, vlen, kr->issued_at / 1000,
+                          CTKN_TYPE_KEYRING, -1, NULL, NULL, err);
+out:
+  ctkn_producer_close(p);
+  free(body);
+  free(val);
+  return rc;
+}

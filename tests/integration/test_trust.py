@@ -1,0 +1,282 @@
+"""Trust on the real broker: signed writes apply on every replica, and what
+an attacker with Write on the topic appends (tests/integration/rawcopy.c, a
+kcat with edits) is quarantined with its reason while the next genuine
+record still applies, with equal digests on every replica.
+
+The forgeries: a genuine record and its checkpoint appended again; a
+covered header edited (ctkn-schema-version: 2, which without signatures
+paused the partition) and one duplicated; a record naming a key the
+keyring lacks, and one naming a key outside its scope; a record relinked
+onto a closed writer instance; unsigned records; a keyring record of a
+lower version.
+"""
+import os
+import subprocess
+import time
+
+from harness import BROKERS, Env, Server, check, main
+
+RAWCOPY = os.environ["CTKN_RAWCOPY"]
+
+
+class Trusted:
+    """An Env with a trust root, a keyring and a client_token.* writer."""
+
+    def __init__(self, name="trust", partitions=3):
+        self.env = Env(partitions=partitions, name=name)
+        self.root = self.env.path("root.key")
+        self.env.ok("trust", "init", "--root-key", self.root)
+        self.pub = self.root + ".pub"
+        self.writer = self.env.path("writer.key")
+        r = self.env.ok("trust", "key", "add", "--root-key", self.root,
+                        "--name", "cli", "--scope", "client_token.*",
+                        "--out", self.writer)
+        self.log_id = r.json["data"]["log_id"]
+        self.vars = {"CTKN_TRUST_ROOT": self.pub,
+                     "CTKN_WRITER_KEY": self.writer}
+
+    def ok(self, *args, reader=False, **kw):
+        v = dict(self.vars)
+        if reader:
+            v["CTKN_WRITER_KEY"] = ""
+        return self.env.ok(*args, env=v, **kw)
+
+    def ctkn(self, *args, **kw):
+        return self.env.ctkn(*args, env=self.vars, **kw)
+
+    def ends(self):
+        return self.env.end_offsets()
+
+    def replica(self, name):
+        """A new reader's projection of the whole topic: stats, digest."""
+        db = self.env.path(name)
+        stats = self.ok("project", db=db, reader=True).json["data"]
+        return stats, self.env.digest(db)
+
+    def quarantined(self, db):
+        r = self.ok("quarantine", db=db, reader=True)
+        return [__import__("json").loads(x) for x in r.out.splitlines()]
+
+    def close(self):
+        self.env.close()
+
+
+def copy(t, part, off, *edits):
+    p = subprocess.run([RAWCOPY, BROKERS, t.env.topic, str(part), str(off),
+                        *edits], capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0, f"rawcopy failed: {p.stderr}")
+    return tuple(int(x) for x in p.stdout.split())
+
+
+def status(t, token, db=None):
+    """verify's answer (exit 1 for a token that is not active)."""
+    r = t.env.ctkn("verify", token, db=db,
+                   env={"CTKN_TRUST_ROOT": t.pub, "CTKN_WRITER_KEY": ""})
+    check(r.rc in (0, 1), f"{r}")
+    return r.json["data"]["status"]
+
+
+def create(t, name):
+    """Create a token; returns (id, partition, offset of its record)."""
+    before = t.ends()
+    tok = t.ok("create", "--name", name).json["data"]
+    after = t.ends()
+    moved = [i for i in range(len(before)) if after[i] != before[i]]
+    check(len(moved) == 1, f"one partition should move: {before} {after}")
+    p = moved[0]
+    # The record, its checkpoint (same produce batch), the closing one.
+    check(after[p] - before[p] == 3, f"3 records expected: {before} {after}")
+    return tok["id"], p, before[p]
+
+
+def test_signed_writes_apply_alike_on_every_replica():
+    t = Trusted("signed")
+    try:
+        ids = [create(t, f"tok {i}")[0] for i in range(4)]
+        t.ok("revoke", ids[0])
+        check(status(t, t.ok("get", ids[0]).json["data"]["token"])
+              == "revoked", "revoked on the writer")
+        sa, da = t.replica("a")
+        sb, db_ = t.replica("b")
+        check(sa["applied"] == 5 and sa["quarantined"] == 0, f"{sa}")
+        check(da == db_, f"replica digests differ: {da} {db_}")
+        # Without the trust root the checkpoints are not events.
+        plain = t.env.ok("project", db=t.env.path("plain")).json["data"]
+        check(plain["applied"] == 5, f"{plain}")
+    finally:
+        t.close()
+
+
+def test_a_writer_key_outside_the_keyring_appends_nothing():
+    t = Trusted("unknown")
+    try:
+        other = t.env.path("other.key")
+        t.env.ok("trust", "init", "--root-key", other)
+        before = t.ends()
+        r = t.env.ctkn("create", "--name", "x",
+                       env={"CTKN_TRUST_ROOT": t.pub, "CTKN_WRITER_KEY": other})
+        check(r.rc == 1 and r.error["errors"][0]["field"] == "writer_key",
+              f"{r}")
+        check(t.ends() == before, "nothing appended")
+        # Scoped out: a notifier's key may not write tokens.
+        nkey = t.env.path("notify.key")
+        t.env.ok("trust", "key", "add", "--root-key", t.root, "--name", "n",
+                 "--scope", "notification.*", "--out", nkey)
+        r = t.env.ctkn("create", "--name", "x",
+                       env={"CTKN_TRUST_ROOT": t.pub, "CTKN_WRITER_KEY": nkey})
+        check(r.rc == 1 and "writer_key" in r.err, f"{r}")
+        check(t.ends() == before, "nothing appended")
+    finally:
+        t.close()
+
+
+def test_forgeries_are_quarantined_and_the_next_genuine_record_applies():
+    t = Trusted("forge")
+    try:
+        tid, p, off = create(t, "victim")
+        other = t.env.path("other.key")
+        r = t.env.ok("trust", "init", "--root-key", other)
+        stranger = r.json["data"]["key_id"] + "." + "ab" * 16
+        nkey = t.env.path("n.key")
+        r = t.env.ok("trust", "key", "add", "--root-key", t.root, "--name",
+                     "n", "--scope", "notification.*", "--out", nkey)
+        scoped = r.json["data"]["key_id"] + "." + "cd" * 16
+        # A replica that read the genuine prefix before the forgeries.
+        t.replica("early")
+        forged = [
+            copy(t, p, off),                       # the record again
+            copy(t, p, off + 1),                   # its checkpoint again
+            copy(t, p, off, "set:ctkn-schema-version=2"),
+            copy(t, p, off, "dup:ctkn-event-type=client_token.created"),
+            copy(t, p, off, f"set:ctkn-writer={stranger}"),
+            copy(t, p, off, f"set:ctkn-writer={scoped}"),
+            copy(t, p, off, f"relink:{t.log_id}:{off}"),
+        ]
+        check(all(f[0] == p for f in forged), f"{forged}")
+        # The genuine revoke after them is applied everywhere. The copies
+        # carry the victim's create time; a pending one is given up once a
+        # checkpoint is signed more than 1 s after that.
+        time.sleep(1.2)
+        t.ok("revoke", tid)
+        token = t.ok("get", tid).json["data"]["token"]
+        check(status(t, token) == "revoked",
+              "the revoke after the forgeries applies on the writer")
+        digests = []
+        for name in ("early", "a", "b"):
+            db = t.env.path(name)
+            t.ok("project", db=db, reader=True)
+            digests.append(t.env.digest(db))
+            q = {(x["partition"], x["offset"]): x["reason"]
+                 for x in t.quarantined(db)}
+            for f in forged:
+                check(f in q, f"{name}: forgery at {f} not quarantined: {q}")
+            st = status(t, token, db=db)
+            check(st == "revoked", f"{name}: {st}")
+            reasons = " | ".join(q[f] for f in forged)
+            # The CLI's writer instance closed at exit: its records and
+            # checkpoint appended again, edited or relinked, name a closed
+            # instance (test_gate covers an open one's: no link, replay,
+            # competing, never checkpointed).
+            for want in ("closed", "twice", "not in the keyring",
+                         "may not write"):
+                check(want in reasons, f"{name}: no '{want}' in {reasons}")
+        check(digests[0] == digests[1] == digests[2], f"{digests}")
+    finally:
+        t.close()
+
+
+def test_unsigned_records_are_quarantined():
+    t = Trusted("unsigned")
+    try:
+        tid, p, off = create(t, "real")
+        raw = t.env.raw(p, tid, b"\x0a\x00", "client_token.revoked", "1")
+        t.ok("revoke", tid)
+        db = t.env.path("r")
+        t.ok("project", db=db, reader=True)
+        q = {(x["partition"], x["offset"]): x["reason"]
+             for x in t.quarantined(db)}
+        check(raw in q and "unsigned" in q[raw], f"{q}")
+    finally:
+        t.close()
+
+
+def test_a_lower_keyring_version_is_ignored():
+    t = Trusted("keyring")
+    try:
+        settings = t.env.topic + "_settings"
+        t.env.ok("trust", "key", "add", "--root-key", t.root, "--name", "two",
+                 "--scope", "client_token.*", "--out", t.env.path("k2"))
+        # Version 1 appended again after version 2.
+        p = subprocess.run([RAWCOPY, BROKERS, settings, "0", "0"],
+                           capture_output=True, text=True, timeout=60)
+        check(p.returncode == 0, p.stderr)
+        kr = t.ok("trust", "keyring").json["data"]
+        check(kr["version"] == 2 and len(kr["keys"]) == 2, f"{kr}")
+        # The second key still writes.
+        r = t.env.ctkn("create", "--name", "k2",
+                       env={"CTKN_TRUST_ROOT": t.pub,
+                            "CTKN_WRITER_KEY": t.env.path("k2")})
+        check(r.rc == 0, f"{r}")
+    finally:
+        t.close()
+
+
+def wait_for(what, cond, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_replica_fails_closed_when_heartbeats_stop():
+    t = Trusted("stale")
+    w = r = None
+    try:
+        sign = ("--trust-root", t.pub, "--writer-key", t.writer,
+                "--heartbeat", "0.3", "--max-staleness", "3")
+        w = Server(t.env, "w", args=sign)
+        r = Server(t.env, "r", args=("--trust-root", t.pub,
+                                     "--max-staleness", "3"))
+        made = w.request("POST", "/client-tokens", {"name": "over http"})
+        check(made.status == 201, f"{made}")
+        tok = made.json["data"]["token"]
+        path = f"/client-tokens/verify?token={tok}"
+        wait_for("the replica to verify it",
+                 lambda: r.request("GET", path, key="reader").status == 200)
+        # The writer's records were signed: a fresh CLI replica applies
+        # them and its heartbeats, and quarantines nothing.
+        stats, _ = t.replica("cli")
+        check(stats["applied"] == 1 and stats["quarantined"] == 0, f"{stats}")
+        # No more heartbeats: the tail could be withheld from here on.
+        w.stop()
+        h = wait_for("healthz to fail closed",
+                     lambda: (lambda x: x if x.status == 503 else None)(
+                         r.request("GET", "/healthz", key=None)))
+        check(h.json["data"]["status"] == "stale", f"{h}")
+        for p in (path, "/client-tokens/" + made.json["data"]["id"],
+                  "/client-tokens", "/client-tokens/verify?token=test_nope"):
+            a = r.request("GET", p, key="reader")
+            check(a.status == 503 and
+                  a.json["error"]["code"] == "service_unavailable" and
+                  "checkpoint" in a.json["error"]["detail"], f"{p}: {a}")
+        # Heartbeats again: answers again.
+        w = Server(t.env, "w2", args=sign)
+        wait_for("the replica to answer again",
+                 lambda: r.request("GET", path, key="reader").status == 200)
+    finally:
+        for s in (w, r):
+            if s is not None:
+                s.stop(check_exit=False)
+        t.close()
+
+
+if __name__ == "__main__":
+    main([test_signed_writes_apply_alike_on_every_replica,
+          test_a_writer_key_outside_the_keyring_appends_nothing,
+          test_forgeries_are_quarantined_and_the_next_genuine_record_applies,
+          test_unsigned_records_are_quarantined,
+          test_a_lower_keyring_version_is_ignored,
+          test_a_replica_fails_closed_when_heartbeats_stop])

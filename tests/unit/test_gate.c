@@ -1,0 +1,611 @@
+/*
+ * test_gate.c - the writer's signer and the reader's gate together: what
+ * a signer appends is applied, and every forgery the trust design names
+ * is quarantined (a link with no covering checkpoint, a replay, an edited
+ * or duplicated covered header, an unknown, revoked or out-of-scope key,
+ * an unsigned record), while the next genuine record is still applied.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ctkn/codec.h"
+#include "ctkn/crypto.h"
+#include "ctkn/keyring.h"
+#include "ctkn/trust.h"
+
+#define NPARTS 3
+#define MAXLOG 4096
+#define MAXHDR 8
+
+/* An appended record with its own copies of everything. */
+struct rec {
+  struct ctkn_log_msg m;
+  struct ctkn_log_header h[MAXHDR];
+  char names[MAXHDR][32];
+  char vals[MAXHDR][96];
+  char key[64];
+  uint8_t value[512];
+};
+
+struct fixture {
+  struct ctkn_keyring kr;
+  ctkn_seckey *sk, *other;
+  ctkn_signer *sg;
+  ctkn_gate *gate;
+  struct rec log[MAXLOG];
+  size_t n;
+  int64_t next_off[NPARTS];
+  int64_t now_us;
+};
+
+static void add_key(struct ctkn_keyring *kr, ctkn_seckey *sk, const char *scope)
+{
+  struct ctkn_writer_key k = {0};
+
+  ctkn_seckey_public(sk, k.public_key);
+  ctkn_key_id(k.public_key, k.key_id);
+  snprintf(k.name, sizeof(k.name), "w");
+  snprintf(k.scopes[0], sizeof(k.scopes[0]), "%s", scope);
+  k.nscopes = 1;
+  assert_int_equal(ctkn_keyring_add_key(kr, &k, NULL), CTKN_OK);
+}
+
+static int setup(void **state)
+{
+  struct fixture *f = calloc(1, sizeof(*f));
+
+  assert_non_null(f);
+  ctkn_keyring_init(&f->kr);
+  f->kr.version = 1;
+  memset(f->kr.log_id, 0x5a, CTKN_LOG_ID_LEN);
+  assert_int_equal(ctkn_seckey_generate(&f->sk, NULL), CTKN_OK);
+  assert_int_equal(ctkn_seckey_generate(&f->other, NULL), CTKN_OK);
+  add_key(&f->kr, f->sk, "client_token.*");
+  assert_int_equal(ctkn_signer_open(&f->sg, f->sk, f->kr.log_id, NPARTS, NULL),
+                   CTKN_OK);
+  assert_int_equal(ctkn_gate_open(&f->gate, &f->kr, NPARTS, NULL), CTKN_OK);
+  f->now_us = 1700000000000000;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  struct fixture *f = *state;
+
+  ctkn_gate_close(f->gate);
+  ctkn_signer_close(f->sg);
+  ctkn_seckey_free(f->sk);
+  ctkn_seckey_free(f->other);
+  ctkn_keyring_free(&f->kr);
+  free(f);
+  return 0;
+}
+
+/* Append a copy of r to the log; returns its index. */
+static size_t append(struct fixture *f, const struct ctkn_log_record *r)
+{
+  struct rec *x = &f->log[f->n];
+
+  assert_true(f->n < MAXLOG);
+  assert_true(r->nheaders <= MAXHDR && r->vlen <= sizeof(x->value) &&
+              r->klen < sizeof(x->key));
+  memset(x, 0, sizeof(*x));
+  x->m.partition = r->partition;
+  x->m.offset = f->next_off[r->partition]++;
+  x->m.timestamp_ms = r->timestamp_ms;
+  if (r->key != NULL) {
+    memcpy(x->key, r->key, r->klen);
+    x->m.key = x->key;
+    x->m.key_len = r->klen;
+  }
+  memcpy(x->value, r->value, r->vlen);
+  x->m.value = x->value;
+  x->m.value_len = r->vlen;
+  for (size_t i = 0; i < r->nheaders; i++) {
+    assert_true(r->headers[i].size < sizeof(x->vals[i]));
+    snprintf(x->names[i], sizeof(x->names[i]), "%s", r->headers[i].name);
+    memcpy(x->vals[i], r->headers[i].value, r->headers[i].size);
+    x->h[i] =
+        (struct ctkn_log_header){x->names[i], x->vals[i], r->headers[i].size};
+  }
+  x->m.headers = x->h;
+  x->m.nheaders = r->nheaders;
+  ctkn_log_msg_note_headers(&x->m);
+  return f->n++;
+}
+
+/* A command's records through the signer into the log (acked). */
+static void write_batch(struct fixture *f, ctkn_signer *sg,
+                        const int32_t *parts, size_t n, const char *type)
+{
+  struct ctkn_log_record in[16], *out;
+  char keys[16][16], vals[16][32];
+  size_t nout;
+
+  assert_true(n <= 16);
+  for (size_t i = 0; i < n; i++) {
+    snprintf(keys[i], sizeof(keys[i]), "ctkn_%zu", f->n + i);
+    snprintf(vals[i], sizeof(vals[i]), "value %zu", f->n + i);
+    in[i] = (struct ctkn_log_record){.partition = parts[i],
+                                     .key = keys[i],
+                                     .klen = strlen(keys[i]),
+                                     .value = vals[i],
+                                     .vlen = strlen(vals[i]),
+                                     .timestamp_ms = f->now_us / 1000,
+                                     .event_type = type,
+                                     .schema_version = 1};
+  }
+  f->now_us += 1000;
+  assert_int_equal(
+      ctkn_signer_prepare(sg, in, n, 0, f->now_us, &out, &nout, NULL), CTKN_OK);
+  for (size_t i = 0; i < nout; i++)
+    append(f, &out[i]);
+  assert_int_equal(ctkn_signer_done(sg, true, NULL), CTKN_OK);
+}
+
+/* Feed log[from..to) and collect every verdict of partition p. */
+static size_t judge(struct fixture *f, size_t from, size_t to, int32_t p,
+                    struct ctkn_gate_out *outs, size_t max)
+{
+  size_t k = 0;
+
+  for (size_t i = from; i < to; i++)
+    if (f->log[i].m.partition == p)
+      assert_int_equal(ctkn_gate_feed(f->gate, &f->log[i].m, i, NULL), CTKN_OK);
+  while (k < max && ctkn_gate_next(f->gate, p, &outs[k]))
+    k++;
+  return k;
+}
+
+static int count(const struct ctkn_gate_out *o, size_t n,
+                 enum ctkn_gate_verdict v)
+{
+  int c = 0;
+
+  for (size_t i = 0; i < n; i++)
+    c += o[i].verdict == v;
+  return c;
+}
+
+/* ---- the genuine path --------------------------------------------------- */
+
+static void test_what_a_writer_appends_is_applied(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[64];
+  const int32_t parts[] = {0, 1, 0, 2, 0};
+  size_t k;
+
+  write_batch(f, f->sg, parts, 5, "client_token.created");
+  assert_int_equal(f->n, 5 + 3); /* one checkpoint per partition touched */
+  k = judge(f, 0, f->n, 0, o, 64);
+  assert_int_equal(k, 4);
+  assert_int_equal(count(o, k, CTKN_GATE_APPLY), 3);
+  assert_int_equal(o[3].verdict, CTKN_GATE_CHECKPOINT);
+  for (size_t i = 0; i < 3; i++)
+    assert_int_equal(o[i].offset, (int64_t)i); /* in log order */
+  assert_true(ctkn_gate_checkpoint_at(f->gate, 0) == f->now_us);
+  k = judge(f, 0, f->n, 1, o, 64);
+  assert_int_equal(count(o, k, CTKN_GATE_APPLY), 1);
+  /* A second batch links on. */
+  write_batch(f, f->sg, parts, 5, "client_token.revoked");
+  k = judge(f, 8, f->n, 0, o, 64);
+  assert_int_equal(count(o, k, CTKN_GATE_APPLY), 3);
+  assert_int_equal(count(o, k, CTKN_GATE_QUARANTINE), 0);
+}
+
+static void test_a_record_waits_for_its_checkpoint(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[16];
+  const int32_t parts[] = {0, 0};
+  int64_t first;
+
+  write_batch(f, f->sg, parts, 2, "client_token.created");
+  /* The records alone: held back, nothing released. */
+  assert_int_equal(judge(f, 0, 2, 0, o, 16), 0);
+  assert_int_equal(ctkn_gate_held(f->gate, 0, &first), 2);
+  assert_int_equal(first, 0);
+  /* A reset drops them; fed again with the checkpoint, they apply. */
+  ctkn_gate_reset(f->gate, 0);
+  assert_int_equal(ctkn_gate_held(f->gate, 0, &first), 0);
+  assert_int_equal(judge(f, 0, 3, 0, o, 16), 3);
+  assert_int_equal(count(o, 3, CTKN_GATE_APPLY), 2);
+}
+
+static void test_a_failed_batch_starts_a_new_instance(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[16];
+  struct ctkn_log_record in = {.partition = 0,
+                               .key = "k",
+                               .klen = 1,
+                               .value = "v",
+                               .vlen = 1,
+                               .event_type = "client_token.created",
+                               .schema_version = 1};
+  struct ctkn_log_record *out;
+  const int32_t parts[] = {0};
+  char before[CTKN_WRITER_BUF];
+  size_t nout, k;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created");
+  snprintf(before, sizeof(before), "%s", ctkn_signer_writer(f->sg));
+  /* Prepared, never acknowledged (and never in the log). */
+  assert_int_equal(
+      ctkn_signer_prepare(f->sg, &in, 1, 0, f->now_us, &out, &nout, NULL),
+      CTKN_OK);
+  assert_int_equal(ctkn_signer_done(f->sg, false, NULL), CTKN_OK);
+  assert_string_not_equal(before, ctkn_signer_writer(f->sg));
+  write_batch(f, f->sg, parts, 1, "client_token.created");
+  k = judge(f, 0, f->n, 0, o, 16);
+  assert_int_equal(count(o, k, CTKN_GATE_APPLY), 2);
+  assert_int_equal(count(o, k, CTKN_GATE_QUARANTINE), 0);
+}
+
+static void test_state_saved_and_loaded_links_the_next_batch(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[16];
+  const int32_t parts[] = {1};
+  uint8_t *buf;
+  size_t len, k;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created");
+  assert_int_equal(judge(f, 0, f->n, 1, o, 16), 2);
+  assert_int_equal(ctkn_gate_save(f->gate, 1, &buf, &len, NULL), CTKN_OK);
+  /* A restarted reader: a new gate from the saved state. */
+  ctkn_gate_close(f->gate);
+  assert_int_equal(ctkn_gate_open(&f->gate, &f->kr, NPARTS, NULL), CTKN_OK);
+  assert_int_equal(ctkn_gate_load(f->gate, 1, buf, len, NULL), CTKN_OK);
+  assert_int_equal(ctkn_gate_load(f->gate, 1, buf, len - 1, NULL), CTKN_EINVAL);
+  assert_int_equal(ctkn_gate_load(f->gate, 1, buf, len, NULL), CTKN_OK);
+  free(buf);
+  write_batch(f, f->sg, parts, 1, "client_token.revoked");
+  k = judge(f, 2, f->n, 1, o, 16);
+  assert_int_equal(k, 2);
+  assert_int_equal(o[0].verdict, CTKN_GATE_APPLY);
+  /* Without the state the same records do not link. */
+  ctkn_gate_close(f->gate);
+  assert_int_equal(ctkn_gate_open(&f->gate, &f->kr, NPARTS, NULL), CTKN_OK);
+  k = judge(f, 2, f->n, 1, o, 16);
+  assert_int_equal(o[0].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[0].reason, "does not link"));
+}
+
+static void test_a_closed_instance_writes_no_more(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[16];
+  struct ctkn_log_record *out;
+  const int32_t parts[] = {2};
+  uint8_t *buf;
+  size_t nout, len, k;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created");
+  assert_int_equal(ctkn_signer_prepare(f->sg, NULL, 0, CTKN_SIGN_CLOSING,
+                                       f->now_us + 5, &out, &nout, NULL),
+                   CTKN_OK);
+  assert_int_equal(nout, 1); /* the one partition it wrote to */
+  append(f, &out[0]);
+  assert_int_equal(ctkn_signer_done(f->sg, true, NULL), CTKN_OK);
+  k = judge(f, 0, f->n, 2, o, 16);
+  assert_int_equal(k, 3);
+  assert_int_equal(o[2].verdict, CTKN_GATE_CHECKPOINT);
+  /* Remembered as closed for the replay window (saved so), then dropped:
+   * its record and checkpoint appended again are refused meanwhile. */
+  assert_int_equal(ctkn_gate_save(f->gate, 2, &buf, &len, NULL), CTKN_OK);
+  assert_int_equal(len, 17 + 81);
+  free(buf);
+  append(f, &(struct ctkn_log_record){.partition = 2,
+                                      .key = f->log[0].m.key,
+                                      .klen = f->log[0].m.key_len,
+                                      .value = f->log[0].m.value,
+                                      .vlen = f->log[0].m.value_len,
+                                      .headers = f->log[0].h,
+                                      .nheaders = f->log[0].m.nheaders});
+  k = judge(f, 3, f->n, 2, o, 16);
+  assert_int_equal(k, 1);
+  assert_int_equal(o[0].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[0].reason, "closed"));
+}
+
+static void test_a_stale_checkpoint_is_refused(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[16];
+  const int32_t parts[] = {0};
+  ctkn_signer *other;
+  size_t k, old;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created"); /* 0, cp 1 */
+  assert_int_equal(ctkn_signer_open(&other, f->sk, f->kr.log_id, NPARTS, NULL),
+                   CTKN_OK);
+  f->now_us += CTKN_GATE_REPLAY_US + 1000000;
+  write_batch(f, other, parts, 1, "client_token.created"); /* 2, cp 3 */
+  old = append(f, &(struct ctkn_log_record){.partition = 0,
+                                            .value = f->log[1].m.value,
+                                            .vlen = f->log[1].m.value_len,
+                                            .headers = f->log[1].h,
+                                            .nheaders = f->log[1].m.nheaders});
+  k = judge(f, 0, f->n, 0, o, 16);
+  assert_int_equal(k, 5);
+  assert_int_equal(o[old].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[old].reason, "stale"));
+  ctkn_signer_close(other);
+}
+
+/* ---- forgeries ----------------------------------------------------------- */
+
+/* A copy of log[i] with header name's value replaced (or, with dup, a
+ * second copy of it added), as an attacker with Write on the topic. */
+static size_t forge(struct fixture *f, size_t i, const char *name,
+                    const char *value, bool dup)
+{
+  struct ctkn_log_record r = {.partition = f->log[i].m.partition,
+                              .key = f->log[i].m.key,
+                              .klen = f->log[i].m.key_len,
+                              .value = f->log[i].m.value,
+                              .vlen = f->log[i].m.value_len,
+                              .timestamp_ms = f->log[i].m.timestamp_ms,
+                              .headers = f->log[i].h,
+                              .nheaders = f->log[i].m.nheaders};
+  size_t j = append(f, &r);
+  struct rec *x = &f->log[j];
+
+  for (size_t k = 0; k < x->m.nheaders; k++)
+    if (strcmp(x->names[k], name) == 0) {
+      if (dup) {
+        size_t d = x->m.nheaders++;
+        snprintf(x->names[d], sizeof(x->names[d]), "%s", name);
+        snprintf(x->vals[d], sizeof(x->vals[d]), "%s", value);
+        x->h[d] =
+            (struct ctkn_log_header){x->names[d], x->vals[d], strlen(value)};
+      } else {
+        snprintf(x->vals[k], sizeof(x->vals[k]), "%s", value);
+        x->h[k].size = strlen(value);
+      }
+      break;
+    }
+  ctkn_log_msg_note_headers(&x->m);
+  return j;
+}
+
+/* Relink log[j] after chain prev (the attacker's own computation). */
+static void relink(struct fixture *f, size_t j, const uint8_t prev[32])
+{
+  struct rec *x = &f->log[j];
+  uint8_t d[32], c[32];
+
+  for (size_t k = 0; k < x->m.nheaders; k++)
+    if (strcmp(x->names[k], CTKN_HDR_CHAIN) == 0) {
+      assert_int_equal(ctkn_trust_record_digest(f->kr.log_id, &x->m, d, NULL),
+                       CTKN_OK);
+      ctkn_trust_chain_next(prev, d, c);
+      ctkn_hex(c, 32, x->vals[k]);
+    }
+}
+
+static void chain_of(const struct rec *x, uint8_t out[32])
+{
+  for (size_t k = 0; k < x->m.nheaders; k++)
+    if (strcmp(x->names[k], CTKN_HDR_CHAIN) == 0)
+      for (size_t i = 0; i < 32; i++) {
+        unsigned v;
+        sscanf(x->vals[k] + 2 * i, "%2x", &v);
+        out[i] = (uint8_t)v;
+      }
+}
+
+static void set_seq(struct rec *x, const char *seq)
+{
+  for (size_t k = 0; k < x->m.nheaders; k++)
+    if (strcmp(x->names[k], CTKN_HDR_SEQ) == 0) {
+      snprintf(x->vals[k], sizeof(x->vals[k]), "%s", seq);
+      x->h[k].size = strlen(seq);
+    }
+}
+
+static void
+test_a_linked_forgery_without_a_checkpoint_is_quarantined(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[32];
+  const int32_t parts[] = {0};
+  uint8_t head[32];
+  size_t j, k;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created"); /* 0, cp 1 */
+  /* The attacker appends a "revoked" that links correctly after it. */
+  j = forge(f, 0, CTKN_HDR_EVENT_TYPE, "client_token.revoked", false);
+  set_seq(&f->log[j], "2");
+  chain_of(&f->log[0], head);
+  relink(f, j, head);
+  /* The genuine writer's next record competes at sequence 2. */
+  write_batch(f, f->sg, parts, 1, "client_token.updated");
+  k = judge(f, 0, f->n, 0, o, 32);
+  assert_int_equal(k, 5);
+  assert_int_equal(o[0].verdict, CTKN_GATE_APPLY);
+  assert_int_equal(o[2].verdict, CTKN_GATE_QUARANTINE);
+  assert_int_equal(o[2].tag, j);
+  assert_non_null(strstr(o[2].reason, "competing"));
+  assert_int_equal(o[3].verdict, CTKN_GATE_APPLY); /* the next genuine one */
+  assert_int_equal(o[4].verdict, CTKN_GATE_CHECKPOINT);
+}
+
+static void test_a_forgery_never_checkpointed_times_out(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[32];
+  const int32_t parts[] = {0};
+  uint8_t head[32];
+  size_t j, k;
+  ctkn_signer *other;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created");
+  j = forge(f, 0, CTKN_HDR_EVENT_TYPE, "client_token.revoked", false);
+  set_seq(&f->log[j], "2");
+  chain_of(&f->log[0], head);
+  relink(f, j, head);
+  /* Another instance keeps writing; its checkpoints pass the grace. */
+  assert_int_equal(ctkn_signer_open(&other, f->sk, f->kr.log_id, NPARTS, NULL),
+                   CTKN_OK);
+  write_batch(f, other, parts, 1, "client_token.created");
+  k = judge(f, 0, f->n, 0, o, 32);
+  assert_int_equal(k, 2); /* held behind the forgery */
+  f->now_us += CTKN_GATE_GRACE_US + 1000;
+  write_batch(f, other, parts, 1, "client_token.created");
+  k = judge(f, f->n - 2, f->n, 0, o, 32);
+  assert_int_equal(k, 5);
+  assert_int_equal(o[0].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[0].reason, "never checkpointed"));
+  assert_int_equal(count(o, k, CTKN_GATE_APPLY), 2);
+  ctkn_signer_close(other);
+}
+
+static void test_a_replayed_record_and_checkpoint_are_quarantined(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[32];
+  const int32_t parts[] = {0};
+  size_t k, j;
+
+  write_batch(f, f->sg, parts, 1, "client_token.revoked"); /* 0, cp 1 */
+  write_batch(f, f->sg, parts, 1, "client_token.updated"); /* 2, cp 3 */
+  /* The revoke and its checkpoint appended again. */
+  j = forge(f, 0, "none", "", false);
+  forge(f, 1, "none", "", false);
+  write_batch(f, f->sg, parts, 1, "client_token.updated");
+  k = judge(f, 0, f->n, 0, o, 32);
+  assert_int_equal(k, 8);
+  assert_int_equal(o[j].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[j].reason, "does not link"));
+  assert_int_equal(o[j + 1].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[j + 1].reason, "replay"));
+  assert_int_equal(o[6].verdict, CTKN_GATE_APPLY);
+}
+
+static void
+test_edited_or_duplicated_covered_headers_are_quarantined(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[32];
+  const int32_t parts[] = {0};
+  size_t k, a, b;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created");
+  a = forge(f, 0, CTKN_HDR_SCHEMA, "2", false); /* edited */
+  b = forge(f, 0, CTKN_HDR_EVENT_TYPE, "client_token.revoked", true);
+  /* The edited record would need a relink, and a relink still needs a
+   * checkpoint; the duplicate is refused before any link. */
+  write_batch(f, f->sg, parts, 1, "client_token.updated");
+  k = judge(f, 0, f->n, 0, o, 32);
+  assert_int_equal(k, 6);
+  assert_int_equal(o[a].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[a].reason, "does not link"));
+  assert_int_equal(o[b].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[b].reason, "twice"));
+  assert_int_equal(o[4].verdict, CTKN_GATE_APPLY);
+}
+
+static void test_keys_unknown_revoked_or_out_of_scope(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[32];
+  const int32_t parts[] = {0};
+  ctkn_signer *stranger, *rogue;
+  size_t k;
+
+  /* A key the keyring does not have. */
+  assert_int_equal(
+      ctkn_signer_open(&stranger, f->other, f->kr.log_id, NPARTS, NULL),
+      CTKN_OK);
+  write_batch(f, stranger, parts, 1, "client_token.created");
+  /* A known key writing outside its scope (another instance: the chain
+   * of an instance that did so does not link on). */
+  assert_int_equal(ctkn_signer_open(&rogue, f->sk, f->kr.log_id, NPARTS, NULL),
+                   CTKN_OK);
+  write_batch(f, rogue, parts, 1, "notification.delivered");
+  /* An unsigned record. */
+  append(f, &(struct ctkn_log_record){.partition = 0,
+                                      .key = "k",
+                                      .klen = 1,
+                                      .value = "v",
+                                      .vlen = 1,
+                                      .event_type = "client_token.created",
+                                      .schema_version = 1});
+  write_batch(f, f->sg, parts, 1, "client_token.created");
+  k = judge(f, 0, f->n, 0, o, 32);
+  assert_int_equal(k, 7);
+  assert_non_null(strstr(o[0].reason, "not in the keyring"));
+  assert_non_null(strstr(o[1].reason, "checkpoint"));
+  assert_non_null(strstr(o[2].reason, "may not write"));
+  assert_int_equal(o[3].verdict, CTKN_GATE_QUARANTINE); /* nothing to cover */
+  assert_non_null(strstr(o[4].reason, "unsigned"));
+  assert_int_equal(o[5].verdict, CTKN_GATE_APPLY);
+  assert_int_equal(o[6].verdict, CTKN_GATE_CHECKPOINT);
+  /* Revoked: the same key's records are refused from then on. */
+  f->kr.keys[0].revoked = true;
+  write_batch(f, f->sg, parts, 1, "client_token.created");
+  k = judge(f, 7, f->n, 0, o, 32);
+  assert_int_equal(count(o, k, CTKN_GATE_QUARANTINE), 2);
+  assert_non_null(strstr(o[0].reason, "revoked"));
+  ctkn_signer_close(stranger);
+  ctkn_signer_close(rogue);
+}
+
+static void test_an_instance_too_far_ahead_gives_up_its_pending(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[8];
+  struct ctkn_log_record in[16], *out;
+  size_t nout, k, nrec = 0;
+
+  /* A writer whose checkpoints never reach the log. */
+  for (size_t b = 0; b <= CTKN_GATE_MAX_AHEAD / 16 + 1; b++) {
+    for (size_t i = 0; i < 16; i++)
+      in[i] = (struct ctkn_log_record){.partition = 1,
+                                       .value = "v",
+                                       .vlen = 1,
+                                       .event_type = "client_token.created",
+                                       .schema_version = 1};
+    assert_int_equal(
+        ctkn_signer_prepare(f->sg, in, 16, 0, f->now_us, &out, &nout, NULL),
+        CTKN_OK);
+    for (size_t i = 0; i < 16; i++, nrec++)
+      append(f, &out[i]);
+    assert_int_equal(ctkn_signer_done(f->sg, true, NULL), CTKN_OK);
+  }
+  k = judge(f, 0, f->n, 1, o, 8);
+  assert_true(k >= 1);
+  assert_int_equal(o[0].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[0].reason, "never checkpointed"));
+}
+
+int main(void)
+{
+#define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_what_a_writer_appends_is_applied),
+      T(test_a_record_waits_for_its_checkpoint),
+      T(test_a_failed_batch_starts_a_new_instance),
+      T(test_state_saved_and_loaded_links_the_next_batch),
+      T(test_a_closed_instance_writes_no_more),
+      T(test_a_stale_checkpoint_is_refused),
+      T(test_a_linked_forgery_without_a_checkpoint_is_quarantined),
+      T(test_a_forgery_never_checkpointed_times_out),
+      T(test_a_replayed_record_and_checkpoint_are_quarantined),
+      T(test_edited_or_duplicated_covered_headers_are_quarantined),
+      T(test_keys_unknown_revoked_or_out_of_scope),
+      T(test_an_instance_too_far_ahead_gives_up_its_pending),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
