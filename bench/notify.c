@@ -315,6 +315,13 @@ static void round_of(const char *brokers, const char *base, const char *dir,
   struct ctkn_notify_opts o = {0};
   struct ctkn_notify_stats stats;
   struct ctkn_err err;
+  /* The receiver is on loopback, which destinations must be allowed into
+   * explicitly, when created and when delivered to. */
+  struct ctkn_cidr loopback;
+  struct ctkn_dest_policy policy = {.env = CTKN_ENV_SANDBOX,
+                                    .allow = &loopback,
+                                    .nallow = 1,
+                                    .max_active = ndest};
   ctkn_store *st;
   ctkn_projector *pj;
   uint8_t key[CTKN_KEY_LEN];
@@ -322,6 +329,10 @@ static void round_of(const char *brokers, const char *base, const char *dir,
   bool created;
   int32_t have;
 
+  if (ctkn_cidr_parse("127.0.0.0/8", &loopback, &err) != CTKN_OK)
+    die_err("cidr", &err);
+  o.allow = &loopback;
+  o.nallow = 1;
   ctkn_log_config_init(&cfg);
   snprintf(cfg.brokers, sizeof(cfg.brokers), "%s", brokers);
   snprintf(cfg.topic, sizeof(cfg.topic), "%s-notify-%d", base, ndest);
@@ -351,7 +362,8 @@ static void round_of(const char *brokers, const char *base, const char *dir,
     if (ctkn_dest_command_set_url(&cmd, url, &err) != CTKN_OK ||
         ctkn_dest_command_set_event_mask(&cmd, CTKN_DEST_EVENTS_ALL, &err) !=
             CTKN_OK ||
-        ctkn_settings_execute(st, &cfg, key, &cmd, &out, &err) != CTKN_OK)
+        ctkn_settings_execute(st, &cfg, key, &cmd, &policy, &out, &err) !=
+            CTKN_OK)
       die_err("destination add", &err);
   }
 

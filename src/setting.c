@@ -83,6 +83,80 @@ static int url_check(const char *url, struct ctkn_err *err)
   return CTKN_OK;
 }
 
+/* ---- where a destination may point ---------------------------------------
+ */
+
+bool ctkn_dest_addr_allowed(const struct ctkn_ip *a,
+                            const struct ctkn_dest_policy *p, char *why,
+                            size_t whysz)
+{
+  const char *range = ctkn_ip_special(a);
+  char text[CTKN_IP_STR];
+
+  if (range == NULL)
+    return true;
+  for (size_t i = 0; p != NULL && i < p->nallow; i++) {
+    if (ctkn_cidr_contains(&p->allow[i], a))
+      return true;
+  }
+  ctkn_ip_str(a, text);
+  snprintf(why, whysz,
+           "destination address %s is not globally reachable (%s); allow it "
+           "with --allow-destination-network",
+           text, range);
+  return false;
+}
+
+/* The authority of an http(s) URL that url_check() passed: from after
+ * "://" to the first '/', '?' or '#'. */
+static void authority(const char *url, const char **a, size_t *n)
+{
+  const char *s = strstr(url, "://") + 3;
+
+  *a = s;
+  *n = strcspn(s, "/?#");
+}
+
+int ctkn_dest_url_check(const char *url, const struct ctkn_dest_policy *p,
+                        struct ctkn_err *err)
+{
+  const char *auth, *colon;
+  size_t n, hostn;
+  struct ctkn_ip ip;
+  char why[256];
+  int rc;
+
+  if ((rc = url_check(url, err)) != CTKN_OK)
+    return rc;
+  if ((p == NULL || p->env == CTKN_ENV_LIVE) &&
+      strncasecmp(url, "https://", 8) != 0)
+    return ctkn__err_field(err, CTKN_EINVAL, "destination",
+                           "must be an https:// URL in the live environment");
+  authority(url, &auth, &n);
+  if (memchr(auth, '@', n) != NULL)
+    return ctkn__err_field(err, CTKN_EINVAL, "destination",
+                           "must not carry user info (user:password@ before "
+                           "the host): webhooks are authenticated by their "
+                           "signature");
+  if (auth[0] == '[') {
+    colon = memchr(auth, ']', n);
+    hostn = colon ? (size_t)(colon - auth) + 1 : n;
+  } else {
+    colon = memchr(auth, ':', n);
+    hostn = colon ? (size_t)(colon - auth) : n;
+  }
+  if (!ctkn_ip_from_host(auth, hostn, &ip)) {
+    if (auth[0] == '[')
+      return ctkn__err_field(err, CTKN_EINVAL, "destination",
+                             "must name a host: [...] holds an IPv6 "
+                             "address");
+    return CTKN_OK; /* a name: judged at connect time, after DNS */
+  }
+  if (!ctkn_dest_addr_allowed(&ip, p, why, sizeof(why)))
+    return ctkn__err_field(err, CTKN_EINVAL, "destination", "%s", why);
+  return CTKN_OK;
+}
+
 int ctkn_dest_command_set_url(struct ctkn_dest_command *cmd, const char *url,
                               struct ctkn_err *err)
 {

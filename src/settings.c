@@ -529,6 +529,44 @@ static int plan_command(ctkn_store *st, const struct ctkn_log_config *cfg,
   return rc;
 }
 
+/* CTKN_EMAXACTIVE when ev makes a destination active (an add of an
+ * active one, or a resume) and the policy's limit of active ones is
+ * reached. The count is this replica's projection, caught up just before:
+ * two creators racing may pass it together (the settings log does not
+ * enforce it). */
+static int active_limit(ctkn_store *st, const struct ctkn_dest_policy *p,
+                        const struct ctkn_setting_event *ev,
+                        struct ctkn_err *err)
+{
+  int max =
+      p != NULL && p->max_active > 0 ? p->max_active : CTKN_DEST_MAX_ACTIVE;
+  struct ctkn_destination *ds = NULL;
+  size_t n = 0, others = 0;
+  bool was_active = false;
+  ctkn_store_txn *txn;
+  int rc;
+
+  if (!ev->data.active)
+    return CTKN_OK;
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_settings_list(txn, &ds, &n, err);
+  ctkn_store_abort(txn);
+  for (size_t i = 0; rc == CTKN_OK && i < n; i++) {
+    if (strcmp(ds[i].id, ev->data.id) == 0)
+      was_active = ds[i].active;
+    else if (ds[i].active)
+      others++;
+  }
+  free(ds);
+  if (rc == CTKN_OK && !was_active && others >= (size_t)max)
+    rc = ctkn__err(err, CTKN_EMAXACTIVE,
+                   "at most %d notification settings may be active at once "
+                   "and %zu are: pause or remove one first",
+                   max, others);
+  return rc;
+}
+
 /* Append ev to the settings topic, catch f up past it, and read its fate:
  * CTKN_ECONFLICT when the projection rejected it. */
 static int append(ctkn_store *st, const struct ctkn_log_config *cfg,
@@ -574,6 +612,7 @@ static int append(ctkn_store *st, const struct ctkn_log_config *cfg,
 int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
                           const uint8_t *key,
                           const struct ctkn_dest_command *cmd,
+                          const struct ctkn_dest_policy *policy,
                           struct ctkn_dest_outcome *out, struct ctkn_err *err)
 {
   struct ctkn_setting_event *ev = NULL;
@@ -582,6 +621,9 @@ int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
 
   memset(out, 0, sizeof(*out));
   if ((rc = ctkn_dest_command_check(cmd, err)) != CTKN_OK)
+    return rc;
+  if (cmd->set_url &&
+      (rc = ctkn_dest_url_check(cmd->url, policy, err)) != CTKN_OK)
     return rc;
   if (cmd->kind == CTKN_DEST_ADD && key == NULL)
     return ctkn__err(err, CTKN_EUSAGE,
@@ -594,6 +636,7 @@ int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
       (rc = ctkn_settings_follower_catch_up(f, err)) == CTKN_OK &&
       (rc = plan_command(st, cfg, key, cmd, ev, out, err)) ==
           CTKN_PLAN_APPEND &&
+      (rc = active_limit(st, policy, ev, err)) == CTKN_OK &&
       (rc = append(st, cfg, f, ev, err)) == CTKN_OK) {
     out->dest = ev->data;
     out->appended = true;

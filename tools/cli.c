@@ -56,6 +56,8 @@ static const char usage_text[] =
     "        [--threads N] [--max-lag N] [--position-wait SECONDS]\n"
     "        [--client-timeout SECONDS] [--secret-key-file FILE]\n"
     "        [--heartbeat SECONDS] [--max-staleness SECONDS]\n"
+    "        [--allow-destination-network CIDR]... [--max-active-destinations "
+    "N]\n"
     "                              Paddle's HTTP API over a replica that\n"
     "                              follows the topic; SIGHUP reloads keys;\n"
     "                              the deployment key [$CTKN_SECRET_KEY_FILE]\n"
@@ -70,17 +72,26 @@ static const char usage_text[] =
     "                              API keys in --file FILE [$CTKN_API_KEYS];\n"
     "                              create prints the key, once; no Kafka\n"
     "  destination add --url URL --events TYPE[,TYPE...] [--description T]\n"
-    "                  [--active false]   a webhook destination; prints its\n"
+    "                  [--active false] [--allow-destination-network CIDR]...\n"
+    "                  [--max-active-destinations N]\n"
+    "                              a webhook destination; prints its\n"
     "                              endpoint_secret_key, once\n"
     "  destination list | get ID\n"
     "  destination update ID [--url URL] [--events ...] [--active true|false]\n"
     "                     [--description TEXT | --no-description]\n"
     "  destination remove ID\n"
     "                              destinations need --secret-key-file FILE\n"
-    "                              [$CTKN_SECRET_KEY_FILE] to add\n"
+    "                              [$CTKN_SECRET_KEY_FILE] to add; https://\n"
+    "                              in live; no user:pass@; at most 10 active\n"
     "  notify [--follow] [--group NAME] [--request-timeout DUR]\n"
     "         [--max-age DUR] [--retry-initial DUR] [--retry-max DUR]\n"
-    "         [--window N]        deliver signed webhooks (at least once)\n"
+    "         [--window N] [--allow-destination-network CIDR]...\n"
+    "                              deliver signed webhooks (at least once)\n"
+    "  --allow-destination-network CIDR   (destination add/update, serve,\n"
+    "                              notify; repeatable) admit a network that\n"
+    "                              is not globally reachable (loopback,\n"
+    "                              private, link-local, ...), which webhooks\n"
+    "                              are otherwise never sent to\n"
     "  notification list [--destination ID]\n"
     "                    [--status delivered,failed,pending]\n"
     "  notification get ID | logs ID | replay ID\n"
@@ -672,6 +683,31 @@ int cli_load_pubkey(struct cli *c, const char *path, const char *field,
            "digits",
            path);
   return invalid(c, field, msg);
+}
+
+int cli_dest_policy(struct cli *c, struct ctkn_dest_policy *p,
+                    struct ctkn_cidr nets[LIST_MAX])
+{
+  const struct opt *o = cli_opt(c, "--allow-destination-network");
+  const char *v = cli_value(c, "--max-active-destinations");
+  struct ctkn_err err;
+  long long n;
+
+  *p = (struct ctkn_dest_policy){.env = c->env, .allow = nets};
+  for (int i = 0; o != NULL && i < o->nlist; i++) {
+    if (ctkn_cidr_parse(o->list[i], &nets[p->nallow], &err) != CTKN_OK)
+      return cli_usage_error(c, "--allow-destination-network: %s", err.msg);
+    p->nallow++;
+  }
+  if (v != NULL) {
+    if (!cli_parse_int(v, 1, 10000, &n))
+      return cli_usage_error(c,
+                             "--max-active-destinations must be 1 to 10000, "
+                             "not \"%.40s\"",
+                             v);
+    p->max_active = (int)n;
+  }
+  return 0;
 }
 
 int cli_load_key(struct cli *c, uint8_t key[CTKN_KEY_LEN], bool *have)

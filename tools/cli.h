@@ -21,6 +21,7 @@
 #include "ctkn/crypto.h"
 #include "ctkn/error.h"
 #include "ctkn/log.h"
+#include "ctkn/setting.h"
 #include "ctkn/store.h"
 #include "ctkn/token.h"
 
@@ -167,6 +168,13 @@ int cli_ledger_open(struct cli *c, ctkn_store *st, struct ctkn_ledger **l,
  * of the error reported (field names the option). */
 int cli_load_pubkey(struct cli *c, const char *path, const char *field,
                     uint8_t pub[CTKN_SIGN_PUB_LEN]);
+/* Where destinations may point (setting.h) for c's environment: every
+ * --allow-destination-network CIDR into nets (p->allow points there), and
+ * --max-active-destinations N (1-10000; default CTKN_DEST_MAX_ACTIVE) for
+ * commands that take it. 0, or the exit status of the usage error
+ * reported. */
+int cli_dest_policy(struct cli *c, struct ctkn_dest_policy *p,
+                    struct ctkn_cidr nets[LIST_MAX]);
 
 /* ---- signals ------------------------------------------------------------ */
 

@@ -72,7 +72,8 @@ static int dest_read(struct cli *c, bool list)
  * destination, with its endpoint secret once after an add; null after a
  * remove. */
 static int dest_execute(struct cli *c, const struct ctkn_dest_command *cmd,
-                        const uint8_t *key)
+                        const uint8_t *key,
+                        const struct ctkn_dest_policy *policy)
 {
   struct ctkn_dest_outcome out;
   struct ctkn_err err;
@@ -82,7 +83,7 @@ static int dest_execute(struct cli *c, const struct ctkn_dest_command *cmd,
 
   if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
-  rc = ctkn_settings_execute(st, &c->log, key, cmd, &out, &err);
+  rc = ctkn_settings_execute(st, &c->log, key, cmd, policy, &out, &err);
   if (rc == CTKN_OK) {
     if (cmd->kind == CTKN_DEST_REMOVE)
       json = ctkn_json_data_null();
@@ -101,12 +102,16 @@ static int dest_execute(struct cli *c, const struct ctkn_dest_command *cmd,
 static int dest_write(struct cli *c, ctkn_dest_cmd_kind kind)
 {
   struct ctkn_dest_command cmd;
+  struct ctkn_dest_policy policy;
+  struct ctkn_cidr nets[LIST_MAX];
   uint8_t key[CTKN_KEY_LEN];
   struct ctkn_err err;
   bool add = kind == CTKN_DEST_ADD, have_key;
   int ex;
 
   ctkn_dest_command_init(&cmd, kind);
+  if ((ex = cli_dest_policy(c, &policy, nets)) != 0)
+    return ex;
   if (!add && ctkn_dest_command_set_id(&cmd, c->pos[1], &err) != CTKN_OK)
     return cli_print_error(c->rid, &err);
   if ((ex = dest_setters(c, &cmd)) != 0)
@@ -119,7 +124,7 @@ static int dest_write(struct cli *c, ctkn_dest_cmd_kind kind)
     return cli_usage_error(c, "destination add needs --secret-key-file FILE "
                               "or $CTKN_SECRET_KEY_FILE (32 random bytes, or "
                               "64 hex characters, mode 0600)");
-  ex = dest_execute(c, &cmd, have_key ? key : NULL);
+  ex = dest_execute(c, &cmd, have_key ? key : NULL, &policy);
   ctkn_wipe(key, sizeof(key));
   return ex;
 }
@@ -127,8 +132,10 @@ static int dest_write(struct cli *c, ctkn_dest_cmd_kind kind)
 /* Whether an option that only add and update take is given. */
 static bool any_setter(struct cli *c)
 {
-  static const char *const names[] = {"--url", "--events", "--description",
-                                      "--no-description", "--active"};
+  static const char *const names[] = {
+      "--url",         "--events",
+      "--description", "--no-description",
+      "--active",      "--max-active-destinations"};
 
   for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
     if (cli_value(c, names[i]) != NULL)
@@ -158,10 +165,13 @@ int cmd_destination(struct cli *c)
     return cli_usage_error(c, "destination %s takes no ID", sub);
   if (takes_id && c->npos != 2)
     return cli_usage_error(c, "destination %s needs an ID", sub);
-  if (k >= 2 && any_setter(c))
+  if (k >= 2 &&
+      (any_setter(c) || cli_opt(c, "--allow-destination-network")->nlist > 0))
     return cli_usage_error(c,
                            "destination %s takes no --url, --events, "
-                           "--description or --active",
+                           "--description, --active, "
+                           "--allow-destination-network or "
+                           "--max-active-destinations",
                            sub);
   if (k >= 3)
     return dest_read(c, k == 4);
@@ -205,6 +215,8 @@ int cmd_notify(struct cli *c)
 {
   struct ctkn_notify_opts o = {0};
   struct ctkn_notify_stats stats;
+  struct ctkn_dest_policy policy;
+  struct ctkn_cidr nets[LIST_MAX];
   uint8_t key[CTKN_KEY_LEN];
   struct ctkn_err err;
   ctkn_store *st = NULL;
@@ -213,8 +225,11 @@ int cmd_notify(struct cli *c)
   int rc, ex;
 
   if ((ex = notify_opts(c, &o)) != 0 ||
+      (ex = cli_dest_policy(c, &policy, nets)) != 0 ||
       (ex = cli_load_key(c, key, &have_key)) != 0)
     return ex;
+  o.allow = policy.allow;
+  o.nallow = policy.nallow;
   if (!have_key)
     return cli_usage_error(c, "notify needs --secret-key-file FILE or "
                               "$CTKN_SECRET_KEY_FILE to open endpoint "

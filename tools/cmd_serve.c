@@ -104,6 +104,8 @@ static int trust(struct cli *c, struct ctkn_server_config *cfg)
 int cmd_serve(struct cli *c)
 {
   struct ctkn_server_config cfg;
+  struct ctkn_dest_policy policy;
+  struct ctkn_cidr nets[LIST_MAX];
   struct ctkn_err err;
   ctkn_store *st = NULL;
   int rc, ex;
@@ -126,8 +128,12 @@ int cmd_serve(struct cli *c)
                               "$CTKN_API_KEYS); make one with `ctkn apikey "
                               "create`");
   if ((ex = rate_limit(c, &cfg)) != 0 || (ex = limits(c, &cfg)) != 0 ||
-      (ex = trust(c, &cfg)) != 0)
+      (ex = trust(c, &cfg)) != 0 ||
+      (ex = cli_dest_policy(c, &policy, nets)) != 0)
     return ex;
+  cfg.allow_destination = policy.allow;
+  cfg.nallow_destination = policy.nallow;
+  cfg.max_active_destinations = policy.max_active;
   if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
   cli_signals(CLI_SIG_STOP | CLI_SIG_RELOAD | CLI_SIG_NOPIPE);

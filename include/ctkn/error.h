@@ -41,7 +41,9 @@
   X(METHOD, -20, "method_not_allowed", 405, 1, "method not allowed")           \
   X(APPENDED, -21, "service_unavailable", 503, 4, "appended, not yet applied") \
   X(MAPFULL, -22, "service_unavailable", 503, 3, "projection map full")        \
-  X(STALE, -23, "service_unavailable", 503, 3, "answer may be stale")
+  X(STALE, -23, "service_unavailable", 503, 3, "answer may be stale")          \
+  X(MAXACTIVE, -24, "notification_maximum_active_settings_reached", 400, 1,    \
+    "too many active notification settings")
 
 enum {
   CTKN_OK = 0,

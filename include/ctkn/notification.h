@@ -68,7 +68,7 @@ struct ctkn_ntf_attempt {
   int64_t at; /* µs */
   int status; /* HTTP status; 0 when none came back */
   int64_t latency_us;
-  char error[128]; /* "" or why no status came back */
+  char error[256]; /* "" or why no status came back */
 };
 
 /* The notification ID of event event_id for destination dest_id, into

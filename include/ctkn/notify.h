@@ -69,15 +69,19 @@
 #define CTKN_SIGNATURE_BUF 96 /* "ts=" + 20 digits + ";h1=" + 64 hex + NUL */
 
 struct ctkn_notify_opts {
-  const char *group;           /* lease group; NULL: CTKN_NOTIFY_GROUP */
-  bool follow;                 /* false: deliver what is due, then exit */
-  int request_timeout_ms;      /* whole request; 0: 5000 (Paddle's) */
-  int connect_timeout_ms;      /* 0: the request timeout, at most 3000 */
-  int64_t retry_initial_ms;    /* first backoff; 0: 60000 */
-  int64_t retry_max_ms;        /* backoff cap; 0: 3600000 */
-  int64_t max_age_ms;          /* retry window from the first attempt; 0:
-                                  72 h live, 15 min sandbox (Paddle's) */
-  int window;                  /* in flight per lane; 0: 8 */
+  const char *group;        /* lease group; NULL: CTKN_NOTIFY_GROUP */
+  bool follow;              /* false: deliver what is due, then exit */
+  int request_timeout_ms;   /* whole request; 0: 5000 (Paddle's) */
+  int connect_timeout_ms;   /* 0: the request timeout, at most 3000 */
+  int64_t retry_initial_ms; /* first backoff; 0: 60000 */
+  int64_t retry_max_ms;     /* backoff cap; 0: 3600000 */
+  int64_t max_age_ms;       /* retry window from the first attempt; 0:
+                               72 h live, 15 min sandbox (Paddle's) */
+  int window;               /* in flight per lane; 0: 8 */
+  /* Networks a destination may connect into although not globally
+   * reachable (setting.h, netaddr.h); none by default. Borrowed. */
+  const struct ctkn_cidr *allow;
+  size_t nallow;
   /* The trust root's public key (trust.h), or NULL: the notifier's
    * projection then judges records without it. With it, a record the
    * gate quarantines is never notified. */
@@ -99,6 +103,15 @@ struct ctkn_notify_stats {
  * next run). key opens the destinations' endpoint secrets. Borrows st,
  * cfg, key and opts for the call; stats (may be NULL) receives the
  * counts, also on failure.
+ *
+ * Where a request may go is judged twice, by ctkn_dest_url_check() and
+ * ctkn_dest_addr_allowed() (setting.h) under env and opts->allow, never
+ * by what the destination's creator was allowed: the URL before anything
+ * starts (no user info; https:// in live; a literal host), and each
+ * address the host resolves to just before connecting to it, so DNS
+ * cannot point a name somewhere else in between. No proxy is used, and
+ * redirects are not followed. A refusal is a failed attempt whose error
+ * says why, retried like any other (DNS may change).
  *
  * Logs through diag.h (component "notify"): one line per attempt, msg
  * "attempt", with "notify":"attempt", "at", "notification_id",

@@ -41,6 +41,7 @@
 #include "ctkn/crypto.h"
 #include "ctkn/error.h"
 #include "ctkn/log.h"
+#include "ctkn/netaddr.h"
 #include "ctkn/store.h"
 #include "ctkn/token.h"
 
@@ -70,6 +71,12 @@ struct ctkn_server_config {
   const ctkn_seckey *writer_key;
   int heartbeat_ms;
   int64_t max_staleness_ms;
+  /* Notification settings: networks a destination may point into
+   * although not globally reachable (setting.h), and the active ones at
+   * most (0: CTKN_DEST_MAX_ACTIVE). */
+  const struct ctkn_cidr *allow_destination;
+  size_t nallow_destination;
+  int max_active_destinations;
 };
 
 /* Set cfg to the defaults: listen 127.0.0.1:8080 (a static string), 2

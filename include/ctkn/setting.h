@@ -36,6 +36,7 @@
 #include "ctkn/crypto.h"
 #include "ctkn/error.h"
 #include "ctkn/event.h"
+#include "ctkn/netaddr.h"
 #include "ctkn/token.h"
 
 #define CTKN_DEST_ID_LEN (7 + CTKN_ULID_LEN) /* "ntfset_" + ULID */
@@ -53,6 +54,8 @@
  * CTKN_STORE_MAX_PARTITIONS (settings.c asserts they agree; this header
  * sits below the store and cannot include it). */
 #define CTKN_SETTING_START_MAX 4096
+/* Active destinations at most, as Paddle allows. */
+#define CTKN_DEST_MAX_ACTIVE   10
 
 typedef enum ctkn_setting_type {
   CTKN_SETTING_CREATED = 1, /* notification_setting.created */
@@ -153,6 +156,45 @@ void ctkn_dest_command_set_active(struct ctkn_dest_command *cmd, bool active);
  * nothing); CTKN_EINTERNAL (an unknown kind). */
 int ctkn_dest_command_check(const struct ctkn_dest_command *cmd,
                             struct ctkn_err *err);
+
+/* ---- where a destination may point ------------------------------------ */
+
+/*
+ * What a deployment allows destinations to be, given by its operator to
+ * whatever creates destinations (`ctkn destination`, `ctkn serve`) and to
+ * whatever delivers to them (`ctkn notify`): each process is told for
+ * itself, so a notifier never trusts a creator's allowances.
+ */
+struct ctkn_dest_policy {
+  ctkn_env env;                  /* live: https:// only */
+  const struct ctkn_cidr *allow; /* networks admitted although special */
+  size_t nallow;
+  int max_active; /* active destinations at most; 0: CTKN_DEST_MAX_ACTIVE */
+};
+
+/*
+ * Whether url may be a destination under p (NULL: live, nothing allowed),
+ * as far as the URL alone tells: an http:// or https:// URL (https:// in
+ * live) without user info ("user:pass@"), whose host, when it is an IP
+ * literal in any form (netaddr.h), is globally reachable or in an allowed
+ * network. A host name is judged when a notifier connects, address by
+ * address (ctkn_dest_addr_allowed()). Borrows everything for the call.
+ * Errors: CTKN_EINVAL (field "destination", the rule in err->msg).
+ */
+int ctkn_dest_url_check(const char *url, const struct ctkn_dest_policy *p,
+                        struct ctkn_err *err);
+
+/*
+ * Whether a connection to a may be made under p (NULL: nothing allowed):
+ * a is globally reachable, or in one of p's allowed networks. When not,
+ * why (whysz bytes, NUL-terminated) says so, naming the address and its
+ * range, e.g. "destination address 127.0.0.1 is not globally reachable
+ * (loopback 127.0.0.0/8); allow it with --allow-destination-network".
+ * Errors: none.
+ */
+bool ctkn_dest_addr_allowed(const struct ctkn_ip *a,
+                            const struct ctkn_dest_policy *p, char *why,
+                            size_t whysz);
 
 /* ---- planning, checking, applying --------------------------------------- */
 

@@ -152,14 +152,21 @@ struct ctkn_dest_outcome {
  * event topic's end offsets for its start and needs key; the others pass
  * key NULL. Borrows everything for the call. A command that changes
  * nothing succeeds with out->appended false. On failure out->secret is
- * wiped.
- * Errors: those of ctkn_settings_plan(); CTKN_EUSAGE (an add without
- * key); CTKN_ECONFLICT (a concurrent change won); those of the follower;
- * CTKN_EKAFKA; CTKN_ESTORE; CTKN_ENOMEM.
+ * wiped. policy (NULL: live, nothing allowed, the default limit) judges a
+ * new URL first (ctkn_dest_url_check(), before any Kafka client opens)
+ * and bounds the active destinations: an add of an active one, or a
+ * resume, beyond policy->max_active is refused. Nothing is appended on a
+ * refusal.
+ * Errors: those of ctkn_settings_plan(); those of ctkn_dest_url_check()
+ * (CTKN_EINVAL, field "destination"); CTKN_EMAXACTIVE (Paddle's
+ * notification_maximum_active_settings_reached); CTKN_EUSAGE (an add
+ * without key); CTKN_ECONFLICT (a concurrent change won); those of the
+ * follower; CTKN_EKAFKA; CTKN_ESTORE; CTKN_ENOMEM.
  */
 int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
                           const uint8_t *key,
                           const struct ctkn_dest_command *cmd,
+                          const struct ctkn_dest_policy *policy,
                           struct ctkn_dest_outcome *out, struct ctkn_err *err);
 
 #endif /* CTKN_SETTINGS_H */

@@ -297,8 +297,13 @@ static void answer_setting(struct server *s, struct req *r)
     ctkn__api_answer_code(r, CTKN_ENOMEM, "out of memory");
     return;
   }
+  struct ctkn_dest_policy policy = {.env = s->cfg->env,
+                                    .allow = s->cfg->allow_destination,
+                                    .nallow = s->cfg->nallow_destination,
+                                    .max_active =
+                                        s->cfg->max_active_destinations};
   rc = ctkn_settings_execute(s->st, s->cfg->log, add ? s->key : NULL, r->dcmd,
-                             o, &err);
+                             &policy, o, &err);
   if (rc != CTKN_OK) {
     if (ctkn_error_http_status(rc) == 503)
       r->retry_after = 1;

@@ -30,8 +30,9 @@
 #include "internal.h"
 #include "json_int.h"
 
-#define DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER)
-#define DOC_URL    "https://developer.paddle.com/v1/errors/shared/"
+#define DUMP_FLAGS  (JSON_COMPACT | JSON_PRESERVE_ORDER)
+#define DOC_URL     "https://developer.paddle.com/v1/errors/shared/"
+#define DOC_URL_NTF "https://developer.paddle.com/v1/errors/notifications/"
 
 /* This file's short names for the helpers it shares (json_int.h). */
 #define jstr            ctkn__json_str
@@ -531,13 +532,15 @@ static char *error_doc(const struct ctkn_err *err, const char *request_id,
   int code = err != NULL && err->code < 0 ? err->code : CTKN_EINTERNAL;
   const char *api = ctkn_error_code(code);
   bool has_msg = err != NULL && err->msg[0] != '\0';
-  char url[sizeof(DOC_URL) + 64];
+  char url[sizeof(DOC_URL_NTF) + 64];
   json_t *e = json_object();
   int rc = 0;
 
   if (e == NULL)
     return NULL;
-  snprintf(url, sizeof(url), "%s%s", DOC_URL, api);
+  /* Paddle files its notification errors apart from the shared ones. */
+  snprintf(url, sizeof(url), "%s%s",
+           code == CTKN_EMAXACTIVE ? DOC_URL_NTF : DOC_URL, api);
   rc |= set(
       e, "type",
       json_string(ctkn_error_http_status(code) >= 500 || code == CTKN_ERATELIMIT

@@ -7,9 +7,22 @@
  * discarded. The multi handle runs them all on the notifier's thread;
  * ctkn__http_wakeup() (curl_multi_wakeup) is the one call another thread
  * makes, to end a wait when the projection advanced.
+ *
+ * Where a request goes is the destination policy's (setting.h): its URL
+ * is judged before a handle exists (a refused one waits in `early` for
+ * the next reap, with its reason), and each address libcurl is about to
+ * connect to, after DNS, in open_socket() (CURLOPT_OPENSOCKETFUNCTION):
+ * the check sees the address the socket really connects to, so no DNS
+ * answer can change between check and use. CURLOPT_NOPROXY "*" keeps
+ * that address the destination's, not a proxy's (whatever http_proxy
+ * says), and redirects are not followed (CURLOPT_FOLLOWLOCATION 0).
  */
+#include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 
@@ -17,11 +30,15 @@
 
 struct ctkn__http {
   CURLM *multi;
+  struct ctkn__http_req *early; /* refused before starting: to report */
 };
 
 struct ctkn__http_req {
-  CURL *easy;
+  CURL *easy; /* NULL when refused before starting */
   struct curl_slist *hdrs;
+  const struct ctkn_dest_policy *policy;
+  char why[256]; /* "" or why an address (or the URL) was refused */
+  struct ctkn__http_req *next; /* in early */
   void *tag;
 };
 
@@ -41,20 +58,31 @@ int ctkn__http_open(struct ctkn__http **out, struct ctkn_err *err)
   return CTKN_OK;
 }
 
+static void req_free(struct ctkn__http *h, struct ctkn__http_req *r)
+{
+  struct ctkn__http_req **pp = &h->early;
+
+  if (r->easy == NULL) {
+    while (*pp != NULL && *pp != r)
+      pp = &(*pp)->next;
+    if (*pp == r)
+      *pp = r->next;
+  } else {
+    curl_multi_remove_handle(h->multi, r->easy);
+    curl_easy_cleanup(r->easy);
+  }
+  curl_slist_free_all(r->hdrs);
+  free(r);
+}
+
 void ctkn__http_close(struct ctkn__http *h)
 {
   if (h == NULL)
     return;
+  while (h->early != NULL)
+    req_free(h, h->early);
   curl_multi_cleanup(h->multi);
   free(h);
-}
-
-static void req_free(struct ctkn__http *h, struct ctkn__http_req *r)
-{
-  curl_multi_remove_handle(h->multi, r->easy);
-  curl_easy_cleanup(r->easy);
-  curl_slist_free_all(r->hdrs);
-  free(r);
 }
 
 static size_t discard(char *p, size_t size, size_t n, void *arg)
@@ -64,11 +92,43 @@ static size_t discard(char *p, size_t size, size_t n, void *arg)
   return size * n;
 }
 
+/* CURLOPT_OPENSOCKETFUNCTION: a socket for a, when the policy lets the
+ * request connect there; otherwise the reason in r->why and no socket,
+ * which libcurl takes as this address failing (it tries the next). */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose,
+                                 struct curl_sockaddr *a)
+{
+  struct ctkn__http_req *r = arg;
+  const char *sa = (const char *)&a->addr;
+  struct ctkn_ip ip = {0};
+
+  if (purpose == CURLSOCKTYPE_IPCXN && a->family == AF_INET &&
+      a->addrlen >= sizeof(struct sockaddr_in)) {
+    ip.family = 4;
+    memcpy(ip.b, sa + offsetof(struct sockaddr_in, sin_addr), 4);
+  } else if (purpose == CURLSOCKTYPE_IPCXN && a->family == AF_INET6 &&
+             a->addrlen >= sizeof(struct sockaddr_in6)) {
+    ip.family = 6;
+    memcpy(ip.b, sa + offsetof(struct sockaddr_in6, sin6_addr), 16);
+  } else {
+    snprintf(r->why, sizeof(r->why),
+             "refused a connection that is not TCP over IPv4 or IPv6");
+    return CURL_SOCKET_BAD;
+  }
+  if (!ctkn_dest_addr_allowed(&ip, r->policy, r->why, sizeof(r->why)))
+    return CURL_SOCKET_BAD;
+  return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 static void set_options(CURL *c, const struct ctkn__http_post *p,
                         struct ctkn__http_req *r)
 {
   curl_easy_setopt(c, CURLOPT_URL, p->url);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, r);
   curl_easy_setopt(c, CURLOPT_POST, 1L);
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, p->body);
   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->len);
@@ -86,10 +146,23 @@ int ctkn__http_start(struct ctkn__http *h, const struct ctkn__http_post *p,
 {
   char hdr[CTKN_SIGNATURE_BUF + 20];
   struct ctkn__http_req *r = calloc(1, sizeof(*r));
+  struct ctkn_err err;
 
   *out = NULL;
   if (r == NULL)
     return CTKN_ENOMEM;
+  r->tag = p->tag;
+  r->policy = p->policy;
+  if (ctkn_dest_url_check(p->url, p->policy, &err) != CTKN_OK) {
+    /* Reported by the next reap, like any failure: nothing is sent. */
+    snprintf(r->why, sizeof(r->why), "%s%.200s",
+             strncmp(err.msg, "must", 4) == 0 ? "the destination URL " : "",
+             err.msg);
+    r->next = h->early;
+    h->early = r;
+    *out = r;
+    return CTKN_OK;
+  }
   if ((r->easy = curl_easy_init()) == NULL) {
     free(r);
     return CTKN_ENOMEM;
@@ -103,7 +176,6 @@ int ctkn__http_start(struct ctkn__http *h, const struct ctkn__http_post *p,
     free(r);
     return CTKN_ENOMEM;
   }
-  r->tag = p->tag;
   set_options(r->easy, p, r);
   if (curl_multi_add_handle(h->multi, r->easy) != CURLM_OK) {
     curl_easy_cleanup(r->easy);
@@ -127,6 +199,15 @@ size_t ctkn__http_reap(struct ctkn__http *h, ctkn__http_done_cb done, void *arg)
   int left, running;
   size_t n = 0;
 
+  while (h->early != NULL) {
+    struct ctkn__http_req *r = h->early;
+    void *tag = r->tag;
+    char why[sizeof(r->why)];
+    memcpy(why, r->why, sizeof(why));
+    req_free(h, r);
+    done(arg, tag, 0, why);
+    n++;
+  }
   curl_multi_perform(h->multi, &running);
   while ((m = curl_multi_info_read(h->multi, &left)) != NULL) {
     struct ctkn__http_req *r;
@@ -137,9 +218,18 @@ size_t ctkn__http_reap(struct ctkn__http *h, ctkn__http_done_cb done, void *arg)
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
     void *tag = r->tag;
+    char why[sizeof(r->why) + 64];
+    /* A refused address explains a failure better than libcurl's
+     * "Couldn't connect to server"; when another address answered, the
+     * refusal is moot, and when another failed otherwise, both count. */
+    if (r->why[0] == '\0')
+      snprintf(why, sizeof(why), "%s", curl_easy_strerror(cc));
+    else if (cc == CURLE_COULDNT_CONNECT)
+      snprintf(why, sizeof(why), "%s", r->why);
+    else
+      snprintf(why, sizeof(why), "%s; %s", curl_easy_strerror(cc), r->why);
     req_free(h, r); /* m is not used past here: it belongs to the handle */
-    done(arg, tag, cc == CURLE_OK ? (int)code : 0,
-         cc == CURLE_OK ? NULL : curl_easy_strerror(cc));
+    done(arg, tag, cc == CURLE_OK ? (int)code : 0, cc == CURLE_OK ? NULL : why);
     n++;
   }
   return n;
@@ -149,7 +239,8 @@ void ctkn__http_wait(struct ctkn__http *h, int timeout_ms)
 {
   int numfds;
 
-  curl_multi_poll(h->multi, NULL, 0, timeout_ms, &numfds);
+  curl_multi_poll(h->multi, NULL, 0, h->early != NULL ? 0 : timeout_ms,
+                  &numfds);
 }
 
 void ctkn__http_wakeup(struct ctkn__http *h)

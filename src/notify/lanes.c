@@ -320,6 +320,7 @@ static int start(struct notifier *nf, struct ntf_entry *e,
       .signature = sig,
       .timeout_ms = nf->o.request_timeout_ms,
       .connect_timeout_ms = nf->o.connect_timeout_ms,
+      .policy = &nf->policy,
       .tag = e,
   };
   int rc;

@@ -70,11 +70,16 @@ struct ctkn__http_post {
   const char *signature; /* Paddle-Signature's value */
   int timeout_ms;        /* the whole request */
   int connect_timeout_ms;
+  /* Where it may go (setting.h): borrowed until it finishes. The URL is
+   * checked before it starts, and each address just before connecting. */
+  const struct ctkn_dest_policy *policy;
   void *tag; /* handed back when it finishes */
 };
 
 /* Start p. On success *out is the request: ctkn__http_reap() reports it
- * once, or ctkn__http_cancel() ends it; either frees it.
+ * once, or ctkn__http_cancel() ends it; either frees it. A URL or an
+ * address that p->policy refuses is reported as a failure (status 0,
+ * the reason as its error), with nothing sent.
  * CTKN_ENOMEM, or CTKN_EINTERNAL when libcurl refuses it. */
 int ctkn__http_start(struct ctkn__http *h, const struct ctkn__http_post *p,
                      struct ctkn__http_req **out);
@@ -150,6 +155,7 @@ struct notifier {
   ctkn_env env;
   const uint8_t *key; /* kept: the caller's */
   struct ctkn_notify_opts o;
+  struct ctkn_dest_policy policy; /* env and o.allow */
   struct ctkn_notify_stats *stats;
   struct ctkn__http *http;
   ctkn_consumer *lease;

@@ -282,6 +282,8 @@ int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
     return ctkn__err(err, CTKN_ENOMEM, "notify");
   *nf = (struct notifier){.st = st, .cfg = cfg, .env = env, .key = key};
   nf->o = *opts;
+  nf->policy = (struct ctkn_dest_policy){
+      .env = env, .allow = opts->allow, .nallow = opts->nallow};
   nf->stats = stats;
   if (nf->o.stop == NULL)
     nf->o.stop = &never;

@@ -3,7 +3,9 @@
 over the real broker: create (the endpoint secret shown once), list with
 Paddle's parameters, get, pause, delete, the permissions, the errors, a
 server without the deployment key, and agreement with the CLI and another
-replica through the settings topic."""
+replica through the settings topic; where destinations may point (no
+special-purpose address unless --allow-destination-network admits it, no
+user info, https in live) and at most 10 active ones."""
 import re
 import threading
 import time
@@ -55,7 +57,10 @@ def wait_for(what, fn, timeout=30):
 
 def test_create_get_list_pause_delete():
     env = Env(name="apiset")
-    srv = Server(env, keys=KEYS, args=("--secret-key-file", deploy_key(env)))
+    # The PATCH below points the destination at loopback: allowed here.
+    srv = Server(env, keys=KEYS, args=("--secret-key-file", deploy_key(env),
+                                       "--allow-destination-network",
+                                       "127.0.0.0/8"))
     try:
         r = srv.request("POST", "/notification-settings",
                         body(api_version=1, include_sensitive_fields=False,
@@ -324,6 +329,80 @@ def test_bad_requests_name_the_field():
         env.close()
 
 
+def test_unsafe_destinations_and_the_active_limit():
+    """POST and PATCH refuse what the URL tells is unsafe, as invalid_field
+    on destination, and an 11th active destination as Paddle does; nothing
+    of it is stored."""
+    env = Env(name="apisetssrf")
+    key = deploy_key(env)
+    srv = Server(env, keys=KEYS, args=("--secret-key-file", key,
+                                       "--allow-destination-network",
+                                       "10.0.0.0/8",
+                                       "--max-active-destinations", "3"))
+    live = None
+    try:
+        did = create(srv)["id"]
+        path = f"/notification-settings/{did}"
+        for url, words in (
+                ("http://127.0.0.1:9/x", "127.0.0.1 is not globally reachable"
+                                         " (loopback 127.0.0.0/8); allow it "
+                                         "with --allow-destination-network"),
+                ("http://2130706433/x", "127.0.0.1 is not"),
+                ("http://0x7f.1/x", "127.0.0.1 is not"),
+                ("http://0/x", "0.0.0.0 is not"),
+                ("http://[::1]/x", "::1 is not"),
+                ("http://[::ffff:10.0.0.1]/x", "IPv4-mapped"),
+                ("http://169.254.169.254/latest/meta-data", "link-local"),
+                ("http://11.0.0.1@10.0.0.1/x", "user info"),
+                ("https://u:p@example.com/x", "user info")):
+            for method, p, b in (("POST", "/notification-settings",
+                                  body(destination=url)),
+                                 ("PATCH", path, {"destination": url})):
+                e = error_of(srv.request(method, p, b, key="admin"), 400,
+                             "invalid_field")
+                check(e["errors"][0]["field"] == "destination" and
+                      words in e["detail"], (method, url, e))
+        # The server's allowance admits its network.
+        r = srv.request("PATCH", path, {"destination": "http://10.1.2.3/x"},
+                        key="admin")
+        check(r.status == 200, r)
+        # At most 3 active here (--max-active-destinations).
+        create(srv)
+        create(srv)
+        e = error_of(srv.request("POST", "/notification-settings", body(),
+                                 key="admin"), 400,
+                     "notification_maximum_active_settings_reached")
+        check("at most 3 notification settings may be active" in e["detail"],
+              e)
+        paused = create(srv, active=False)["id"]
+        e = error_of(srv.request("PATCH", f"/notification-settings/{paused}",
+                                 {"active": True}, key="admin"), 400,
+                     "notification_maximum_active_settings_reached")
+        lst = srv.request("GET", "/notification-settings", key="sread")
+        check(len(ids(lst)) == 4 and
+              sum(d["active"] for d in lst.json["data"]) == 3, lst)
+        check([d["destination"] for d in lst.json["data"]
+               if d["id"] == did] == ["http://10.1.2.3/x"], lst)
+
+        # live: https only.
+        live = Server(env, name="live", keys=KEYS,
+                      args=("--secret-key-file", key, "--environment",
+                            "live"))
+        e = error_of(live.request("POST", "/notification-settings",
+                                  body(destination="http://example.com/x"),
+                                  key="admin"), 400, "invalid_field")
+        check(e["errors"][0]["field"] == "destination" and
+              "https:// URL in the live environment" in e["detail"], e)
+        # https is; and this server's limit is the default, 10.
+        check(live.request("POST", "/notification-settings", body(),
+                           key="admin").status == 201, "live https")
+    finally:
+        if live is not None:
+            live.stop()
+        srv.stop()
+        env.close()
+
+
 def test_replicas_and_the_cli_agree():
     """A destination made over HTTP is in another replica's projection
     (`ctkn destination list` on a follower's db), and one made by the CLI
@@ -423,5 +502,6 @@ if __name__ == "__main__":
           test_list_parameters,
           test_permissions,
           test_bad_requests_name_the_field,
+          test_unsafe_destinations_and_the_active_limit,
           test_replicas_and_the_cli_agree,
           test_token_writes_run_beside_setting_writes])

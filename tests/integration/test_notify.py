@@ -6,13 +6,19 @@ with Paddle's Node.js SDK checking the signatures.
 Each test has its own topic, key file, notifier projection (DIR/notify-db)
 and lease group, so a notifier killed in one test never holds up another.
 Retries are fast (FAST) so that failures and recoveries take seconds.
+
+The receivers listen on loopback, where webhooks never go unless allowed:
+every destination add and every notifier here passes ALLOW_LO explicitly,
+except where a test is about that rule (test_ssrf_*).
 """
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
+import uuid
 
 from harness import BROKERS, CTKN, Env, check, main, run
 from receiver import Receiver
@@ -26,6 +32,7 @@ ORDER = {CREATED: 0, UPDATED: 1, REVOKED: 2}
 FAST = ["--retry-initial", "200ms", "--retry-max", "1s", "--max-age", "30s"]
 TAKEOVER = ["-X", "session.timeout.ms=6000"]
 NTF_RE = re.compile(r"^ntf_[0-9a-z]{26}$")
+ALLOW_LO = ["--allow-destination-network", "127.0.0.0/8"]
 BODY_KEYS = {"event_id", "event_type", "occurred_at", "notification_id",
              "data"}
 
@@ -56,7 +63,7 @@ class NEnv(Env):
 
     def add_dest(self, url, events, *extra):
         r = self.ok("destination", "add", "--url", url, "--events", events,
-                    "--secret-key-file", self.key, *extra)
+                    "--secret-key-file", self.key, *ALLOW_LO, *extra)
         d = r.json["data"]
         check(d["destination"] == url and d["active"] is True, f"add: {r}")
         check(sorted(e["name"] for e in d["subscribed_events"]) ==
@@ -66,12 +73,13 @@ class NEnv(Env):
         self.secrets[d["id"]] = secret
         return d["id"], secret
 
-    def notify(self, *args, db=None, timeout=60):
-        """One-shot `ctkn notify`; returns its stats."""
+    def notify(self, *args, db=None, timeout=60, allow=ALLOW_LO, result=False):
+        """One-shot `ctkn notify`; returns its stats (and the Result)."""
         r = self.ctkn("notify", "--secret-key-file", self.key, "--group",
-                      self.group, *args, db=db or self.ndb, timeout=timeout)
+                      self.group, *allow, *args, db=db or self.ndb,
+                      timeout=timeout)
         check(r.rc == 0, f"notify failed: {r}")
-        return r.json["data"]
+        return (r.json["data"], r) if result else r.json["data"]
 
     def ntf(self, *args, db=None):
         """`ctkn notification ...` on the notifier's projection: JSON lines."""
@@ -99,7 +107,7 @@ class Notifier:
         with open(self.log, "w") as f:
             self.proc = subprocess.Popen(
                 [CTKN, "notify", "--follow", "--secret-key-file", env.key,
-                 "--group", env.group, *args, "--topic", env.topic,
+                 "--group", env.group, *ALLOW_LO, *args, "--topic", env.topic,
                  "--brokers", BROKERS, "--db", self.db],
                 stdout=f, stderr=subprocess.STDOUT)
 
@@ -713,7 +721,7 @@ def test_bad_destination_input_appends_nothing():
         ]
         for rc, code, field, words, keyfile, args in cases:
             r = env.ctkn("destination", "add", *args, "--secret-key-file",
-                         keyfile or env.key)
+                         keyfile or env.key, *ALLOW_LO)
             what = f"destination add {args} (key {keyfile})"
             check(r.rc == rc, f"{what}: want exit {rc}: {r}")
             check(r.out == "", f"{what}: stdout {r.out!r}")
@@ -727,6 +735,307 @@ def test_bad_destination_input_appends_nothing():
         check(len(env.ok("destination", "list").json["data"]) == 1,
               "destination list changed")
     finally:
+        env.close()
+
+
+# --- 8b. where a destination may point, judged when it is created -------------
+
+
+def test_unsafe_destinations_refused_at_creation():
+    """Literal special-purpose addresses in every spelling (without an
+    allowance), user info, and http in live are invalid_field on
+    destination, for add and update; a bad --allow-destination-network is
+    a usage error; nothing is appended."""
+    env = NEnv("nunsafe")
+    try:
+        did, _ = env.add_dest("https://hooks.example.com/ok", CREATED)
+        before = env.settings_end()
+        loopback = "is not globally reachable (loopback 127.0.0.0/8); " \
+                   "allow it with --allow-destination-network"
+        refused = [  # url, allowances, what the detail says
+            ("http://127.0.0.1:9/x", [], "127.0.0.1 " + loopback),
+            ("http://localhost.:9/x", [], None),  # a name: judged later
+            ("http://0:9/x", ALLOW_LO, "0.0.0.0 is not globally reachable "
+                                       "(unspecified"),
+            ("http://0.0.0.0:9/x", ALLOW_LO, "unspecified"),
+            ("http://2130706433:9/x", [], "127.0.0.1 " + loopback),
+            ("http://0x7f.1:9/x", [], "127.0.0.1 " + loopback),
+            ("http://017700000001:9/x", [], "127.0.0.1 " + loopback),
+            ("http://127.1:9/x", [], "127.0.0.1 " + loopback),
+            ("http://127.0.0.1.:9/x", [], "127.0.0.1 " + loopback),
+            ("http://[::1]:9/x", ALLOW_LO, "::1 is not globally reachable "
+                                           "(loopback ::1/128)"),
+            ("http://[::ffff:127.0.0.1]:9/x", ALLOW_LO, "(IPv4-mapped"),
+            ("http://[::ffff:7f00:1]:9/x", ALLOW_LO, "(IPv4-mapped"),
+            ("http://[::]:9/x", [], "(unspecified ::/128)"),
+            ("http://[64:ff9b::7f00:1]/x", [], "translation 64:ff9b::/96"),
+            ("http://[2002:7f00:1::1]/x", [], "6to4 2002::/16"),
+            ("http://[2001::1]/x", [], "Teredo 2001::/32"),
+            ("http://[fe80::1%25lo]/x", [], "link-local fe80::/10"),
+            ("http://[fd00::1]/x", [], "unique local fc00::/7"),
+            ("http://169.254.169.254/latest/meta-data/", ALLOW_LO,
+             "169.254.169.254 is not globally reachable (link-local"),
+            ("http://10.0.0.1/x", ALLOW_LO, "private-use 10.0.0.0/8"),
+            ("http://172.16.0.1/x", [], "private-use 172.16.0.0/12"),
+            ("http://192.168.1.1/x", [], "private-use 192.168.0.0/16"),
+            ("http://100.64.0.1/x", [], "CGNAT"),
+            ("http://192.0.2.1/x", [], "documentation 192.0.2.0/24"),
+            ("http://198.18.0.1/x", [], "benchmarking 198.18.0.0/15"),
+            ("http://192.0.0.1/x", [], "IETF protocol assignments"),
+            ("http://224.0.0.1/x", [], "multicast 224.0.0.0/4"),
+            ("http://240.0.0.1/x", [], "reserved 240.0.0.0/4"),
+            ("http://255.255.255.255/x", [], "limited broadcast"),
+            ("https://user:pass@hooks.example.com/x", [],
+             "must not carry user info"),
+            ("https://user@hooks.example.com/x", [], "user info"),
+        ]
+        for url, allow, words in refused:
+            if words is None:
+                continue
+            for args in (["add", "--url", url, "--events", CREATED],
+                         ["update", did, "--url", url]):
+                r = env.ctkn("destination", *args, "--secret-key-file",
+                             env.key, *allow)
+                what = f"destination {args[0]} {url} {allow}"
+                check(r.rc == 1 and r.out == "", f"{what}: {r}")
+                e = r.error
+                check(e["code"] == "invalid_field" and
+                      e["errors"][0]["field"] == "destination" and
+                      words in e["detail"], f"{what}: {r}")
+        # The allowance admits exactly its network.
+        r = env.ctkn("destination", "update", did, "--url",
+                     "http://127.0.0.2:9/x", "--allow-destination-network",
+                     "127.0.0.1/32")
+        check(r.rc == 1 and "127.0.0.2 is not" in r.error["detail"], r)
+        # A bad network is a usage error, naming the rule.
+        for bad, words in (("127.0.0.1/8", "did you mean 127.0.0.0/8?"),
+                           ("127.1/8", "is not an IPv4 address"),
+                           ("::/129", "must be 0-128"),
+                           ("localhost", "is not an IPv4 address")):
+            for cmd in (["destination", "add", "--url",
+                         "https://hooks.example.com/", "--events", CREATED,
+                         "--secret-key-file", env.key],
+                        ["notify", "--secret-key-file", env.key]):
+                r = env.ctkn(*cmd, "--allow-destination-network", bad)
+                check(r.rc == 2 and r.error["code"] == "bad_request" and
+                      words in r.error["detail"], f"{cmd[0]} {bad}: {r}")
+        # live: https only (a projection of its own: the store is bound to
+        # its environment).
+        live = ["--environment", "live"]
+        r = env.ctkn("destination", "add", "--url",
+                     "http://hooks.example.com/x", "--events", CREATED,
+                     "--secret-key-file", env.key, *live,
+                     db=env.path("live-db"))
+        check(r.rc == 1 and r.error["errors"][0]["field"] == "destination"
+              and "https:// URL in the live environment" in
+              r.error["detail"], f"live http: {r}")
+        check(env.settings_end() == before, "a refused URL was appended")
+        r = env.ctkn("destination", "add", "--url",
+                     "https://hooks.example.com/live", "--events", CREATED,
+                     "--secret-key-file", env.key, *live,
+                     db=env.path("live-db"))
+        check(r.rc == 0, f"live https: {r}")
+        # Names are judged when connecting; sandbox keeps http.
+        env.ok("destination", "update", did, "--url", "http://localhost.:9/x")
+        check(env.settings_end() == [before[0] + 2], "the good ones appended")
+    finally:
+        env.close()
+
+
+# --- 8c. at most 10 active destinations, as Paddle ---------------------------
+
+
+def test_at_most_ten_active_destinations():
+    env = NEnv("nmax")
+    try:
+        url = "https://hooks.example.com/h"
+        ids = [env.add_dest(f"{url}{i}", CREATED)[0] for i in range(10)]
+        before = env.settings_end()
+
+        def add(*extra):
+            return env.ctkn("destination", "add", "--url", url + "x",
+                            "--events", CREATED, "--secret-key-file",
+                            env.key, *extra)
+
+        def refused(r, n=10):
+            check(r.rc == 1 and r.out == "" and r.error["code"] ==
+                  "notification_maximum_active_settings_reached" and
+                  f"at most {n} notification settings may be active" in
+                  r.error["detail"], r)
+
+        refused(add())
+        check(env.settings_end() == before, "the 11th was appended")
+        paused = add("--active", "false")
+        check(paused.rc == 0, paused)
+        pid = paused.json["data"]["id"]
+        refused(env.ctkn("destination", "update", pid, "--active", "true"))
+        # A change that keeps an active one active is not a new one.
+        env.ok("destination", "update", ids[0], "--description", "still on")
+        env.ok("destination", "update", ids[0], "--active", "false")
+        env.ok("destination", "update", pid, "--active", "true")
+        refused(env.ctkn("destination", "update", ids[0], "--active", "true"))
+        # The limit is an option.
+        r = add("--max-active-destinations", "11")
+        check(r.rc == 0, f"--max-active-destinations 11: {r}")
+        refused(add("--max-active-destinations", "11"), 11)
+        r = env.ctkn("destination", "update", ids[0], "--active", "true",
+                     "--max-active-destinations", "5")
+        refused(r, 5)
+        r = add("--max-active-destinations", "0")
+        check(r.rc == 2 and "1 to 10000" in r.error["detail"], r)
+        n = sum(d["active"] for d in env.ok("destination", "list")
+                .json["data"])
+        check(n == 11, f"{n} active")
+    finally:
+        env.close()
+
+
+# --- 8d. SSRF: refused at connect time, after DNS ----------------------------
+
+
+class Listener:
+    """Plain TCP listeners on 127.0.0.1 and [::1] at one port, never
+    accepting until asked how many connections arrived (each one a
+    completed handshake in the backlog)."""
+
+    def __init__(self):
+        self.v4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.v4.bind(("127.0.0.1", 0))
+        self.port = self.v4.getsockname()[1]
+        self.v6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        self.v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.v6.bind(("::1", self.port))
+        self.socks = [self.v4, self.v6]
+        for s in self.socks:
+            s.listen(128)
+            s.setblocking(False)
+
+    def accepted(self):
+        n = 0
+        for s in self.socks:
+            while True:
+                try:
+                    c, _ = s.accept()
+                except BlockingIOError:
+                    break
+                c.close()
+                n += 1
+        return n
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+
+
+class HostsEntry:
+    """A name for 127.0.0.1 in /etc/hosts, added now and removed by
+    remove(); when /etc/hosts is not writable, "localhost" instead (which
+    resolves to loopback already) and self.added is False."""
+
+    def __init__(self):
+        self.name = f"ctkn-ssrf-{uuid.uuid4().hex[:12]}.test"
+        self.line = f"127.0.0.1 {self.name}\n"
+        self.added = False
+        try:
+            with open("/etc/hosts", "a") as f:
+                f.write(self.line)
+            self.added = True
+        except OSError as e:
+            print(f"  /etc/hosts is not writable ({e}): using localhost")
+            self.name = "localhost"
+        check(socket.gethostbyname(self.name) == "127.0.0.1",
+              f"{self.name} does not resolve to 127.0.0.1")
+
+    def remove(self):
+        if not self.added:
+            return
+        with open("/etc/hosts") as f:
+            text = f.read()
+        with open("/etc/hosts", "w") as f:  # in place: it may be a mount
+            f.write(text.replace(self.line, ""))
+        self.added = False
+
+
+# Every spelling of loopback (and its neighbours) a user may type, and the
+# range the refusal must name. The creator is allowed each one.
+SSRF_FORMS = [
+    ("127.0.0.1", "loopback 127.0.0.0/8"),
+    ("0", "unspecified 0.0.0.0/32"),
+    ("0.0.0.0", "unspecified 0.0.0.0/32"),
+    ("2130706433", "loopback 127.0.0.0/8"),
+    ("0x7f.1", "loopback 127.0.0.0/8"),
+    ("0x7f000001", "loopback 127.0.0.0/8"),
+    ("017700000001", "loopback 127.0.0.0/8"),
+    ("127.1", "loopback 127.0.0.0/8"),
+    ("[::1]", "loopback ::1/128"),
+    ("[::]", "unspecified ::/128"),
+    ("[::ffff:127.0.0.1]", "IPv4-mapped ::ffff:0:0/96"),
+    ("[::ffff:7f00:1]", "IPv4-mapped ::ffff:0:0/96"),
+    ("[::127.0.0.1]", "IPv4-compatible ::/96"),
+    ("[64:ff9b::7f00:1]", "IPv4/IPv6 translation 64:ff9b::/96"),
+    ("[2002:7f00:1::1]", "6to4 2002::/16"),
+    ("169.254.169.254", "link-local 169.254.0.0/16"),
+]
+CREATOR_ALLOWS = ["--allow-destination-network", "127.0.0.0/8",
+                  "--allow-destination-network", "0.0.0.0/8",
+                  "--allow-destination-network", "169.254.0.0/16",
+                  "--allow-destination-network", "::/0"]
+
+
+def test_ssrf_refused_at_connect_time():
+    """Destinations made by a creator allowed into loopback, in every
+    spelling and through a DNS name, are refused by a notifier that is not:
+    the listener on loopback accepts no connection, and each attempt's
+    error names the address and its range. The same notifier allowed into
+    127.0.0.0/8 does connect (so the zero means something)."""
+    env = NEnv("nssrf")
+    lst = Listener()
+    hosts = HostsEntry()
+    try:
+        forms = SSRF_FORMS + [(hosts.name, "loopback 127.0.0.0/8"),
+                              ("localhost", "loopback")]
+        want = {}
+        for host, rng in forms:
+            url = f"http://{host}:{lst.port}/h"
+            r = env.ok("destination", "add", "--url", url, "--events",
+                       CREATED, "--secret-key-file", env.key,
+                       *CREATOR_ALLOWS, "--max-active-destinations", "100")
+            want[r.json["data"]["id"]] = (host, rng)
+        workload(env, 1, update=False, revoke=False, prefix="ssrf")
+
+        # Retries come 1.5-3 s later: after this run, so it makes exactly
+        # one attempt per destination.
+        slow = ["--retry-initial", "3s", "--retry-max", "3s",
+                "--max-age", "60s"]
+        stats, r = env.notify(*slow, "--request-timeout", "2s", allow=[],
+                              result=True)
+        check(stats["attempts"] == len(forms) and stats["delivered"] == 0,
+              f"stats {stats}")
+        check(lst.accepted() == 0, "the notifier connected to loopback")
+        for did, (host, rng) in want.items():
+            ntf = env.ntf("list", "--destination", did)
+            check(len(ntf) == 1, f"{host}: {ntf}")
+            logs = env.ntf("logs", ntf[0]["id"])
+            check(len(logs) == 1 and logs[0]["response_code"] is None,
+                  f"{host}: {logs}")
+            err = logs[0]["error"]
+            check("is not globally reachable (" + rng in err and
+                  "allow it with --allow-destination-network" in err,
+                  f"{host}: the attempt says {err!r}, want {rng!r}")
+        print(f"  {len(forms)} spellings refused; hosts entry "
+              f"{'added' if hosts.name != 'localhost' else 'not writable'}")
+        check("is not globally reachable" in r.err, "the log says why")
+        hosts.remove()
+
+        # Allowed into 127.0.0.0/8 only, the v4 loopback spellings connect
+        # (nothing answers HTTP there: the requests time out).
+        time.sleep(3.2)  # the retries are due
+        env.notify(*slow, "--request-timeout", "1s", allow=ALLOW_LO)
+        got = lst.accepted()
+        check(got >= 6, f"allowed, only {got} connections arrived")
+    finally:
+        hosts.remove()
+        lst.close()
         env.close()
 
 
@@ -801,4 +1110,7 @@ if __name__ == "__main__":
           test_hanging_destination_does_not_slow_others,
           test_max_age_fails_then_replay,
           test_bad_destination_input_appends_nothing,
+          test_unsafe_destinations_refused_at_creation,
+          test_at_most_ten_active_destinations,
+          test_ssrf_refused_at_connect_time,
           test_two_notifiers_share_and_take_over])

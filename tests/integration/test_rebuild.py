@@ -149,12 +149,14 @@ def test_rebuild_keeps_destinations_and_delivery_state():
         with open(key, "w") as f:
             f.write(os.urandom(32).hex())
         os.chmod(key, 0o600)
+        # The receiver is on loopback: allowed explicitly, as it must be.
+        allow = ["--allow-destination-network", "127.0.0.0/8"]
         dest = env.ok("destination", "add", "--url", rx.url("/hook"),
                       "--events", "client_token.created",
-                      "--secret-key-file", key).json["data"]["id"]
+                      "--secret-key-file", key, *allow).json["data"]["id"]
         for i in range(3):
             env.ok("create", "--name", f"n{i}")
-        env.ok("notify", "--secret-key-file", key)
+        env.ok("notify", "--secret-key-file", key, *allow)
         rx.wait_for(3, path="/hook")
         before = env.ok("notification", "list").lines
         check(len(before) == 3, f"three notifications: {before}")
@@ -164,7 +166,7 @@ def test_rebuild_keeps_destinations_and_delivery_state():
         check([d["id"] for d in ds] == [dest], f"destination kept: {ds}")
         after = env.ok("notification", "list").lines
         check(after == before, f"delivery state kept: {after} != {before}")
-        r = env.ok("notify", "--secret-key-file", key)
+        r = env.ok("notify", "--secret-key-file", key, *allow)
         check(r.json["data"]["attempts"] == 0, f"nothing sent again: {r}")
         check(len(rx.requests("/hook")) == 3, "no repeats")
     finally:

@@ -654,6 +654,23 @@ static void test_error_service_unavailable_is_api_error(void **state)
   free(got);
 }
 
+static void test_error_max_active_is_paddles_notification_error(void **state)
+{
+  struct ctkn_err err = {.code = CTKN_EMAXACTIVE, .field = "", .msg = "x"};
+  char *got;
+
+  (void)state;
+  got = ctkn_json_error(&err, REQUEST_ID);
+  assert_non_null(got);
+  assert_string_equal(
+      got, "{\"error\":{\"type\":\"request_error\",\"code\":"
+           "\"notification_maximum_active_settings_reached\",\"detail\":\"x\","
+           "\"documentation_url\":\"https://developer.paddle.com/v1/errors/"
+           "notifications/notification_maximum_active_settings_reached\"},"
+           "\"meta\":{\"request_id\":\"" REQUEST_ID "\"}}");
+  free(got);
+}
+
 static void
 test_error_truncated_utf8_in_detail_is_still_valid_json(void **state)
 {
@@ -1522,6 +1539,7 @@ int main(void)
       cmocka_unit_test(test_error_invalid_field_with_an_empty_name_lists_it),
       cmocka_unit_test(test_error_not_found_has_no_errors_key),
       cmocka_unit_test(test_error_service_unavailable_is_api_error),
+      cmocka_unit_test(test_error_max_active_is_paddles_notification_error),
       cmocka_unit_test(test_error_truncated_utf8_in_detail_is_still_valid_json),
       cmocka_unit_test(test_parse_create_name_and_description),
       cmocka_unit_test(test_parse_create_line_takes_an_idempotency_key),

@@ -51,6 +51,11 @@ static void test_codes_map_to_paddle_codes_and_exits(void **state)
                       "request_body_too_large");
   assert_int_equal(ctkn_error_http_status(CTKN_ETOOLARGE), 413);
   assert_int_equal(ctkn_error_http_status(CTKN_EMETHOD), 405);
+  /* Paddle's limit of 10 active notification settings. */
+  assert_string_equal(ctkn_error_code(CTKN_EMAXACTIVE),
+                      "notification_maximum_active_settings_reached");
+  assert_int_equal(ctkn_error_http_status(CTKN_EMAXACTIVE), 400);
+  assert_int_equal(ctkn_error_exit(CTKN_EMAXACTIVE), 1);
 }
 
 static void test_every_code_has_distinct_text(void **state)

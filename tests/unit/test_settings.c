@@ -152,6 +152,143 @@ static void assert_event_equal(const struct ctkn_setting_event *a,
     assert_int_equal(a->start[p], b->start[p]);
 }
 
+/* ---- where a destination may point -------------------------------------- */
+
+/* url under env with allow (a comma-separated list of CIDRs, or NULL):
+ * OK when rule is NULL, else CTKN_EINVAL on "destination" saying rule. */
+static void expect_url_policy(const char *url, ctkn_env env, const char *allow,
+                              const char *rule)
+{
+  struct ctkn_cidr nets[4];
+  struct ctkn_dest_policy p = {.env = env, .allow = nets};
+  struct ctkn_err err = {0};
+  char list[128];
+
+  if (allow != NULL) {
+    snprintf(list, sizeof(list), "%s", allow);
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t;
+         t = strtok_r(NULL, ",", &save))
+      assert_int_equal(ctkn_cidr_parse(t, &nets[p.nallow++], NULL), CTKN_OK);
+  }
+  int rc = ctkn_dest_url_check(url, &p, &err);
+  if (rule == NULL && rc != CTKN_OK)
+    fail_msg("%s (%s, allow %s) refused: %s", url, ctkn_env_str(env),
+             allow ? allow : "-", err.msg);
+  if (rule == NULL)
+    return;
+  if (rc != CTKN_EINVAL)
+    fail_msg("%s (%s, allow %s) accepted, want \"%s\"", url, ctkn_env_str(env),
+             allow ? allow : "-", rule);
+  assert_string_equal(err.field, "destination");
+  assert_contains(err.msg, rule);
+}
+
+static void test_url_policy_schemes_user_info_and_live(void **st)
+{
+  const ctkn_env S = CTKN_ENV_SANDBOX, L = CTKN_ENV_LIVE;
+  struct ctkn_err err = {0};
+  (void)st;
+
+  expect_url_policy("https://hooks.example.com/x", L, NULL, NULL);
+  expect_url_policy("HTTPS://hooks.example.com/x", L, NULL, NULL);
+  expect_url_policy("http://hooks.example.com/x", S, NULL, NULL);
+  expect_url_policy("http://hooks.example.com/x", L, NULL,
+                    "must be an https:// URL in the live environment");
+  expect_url_policy("ftp://hooks.example.com/x", S, NULL,
+                    "http:// or https://");
+  expect_url_policy("https://user:pw@hooks.example.com/", S, NULL,
+                    "must not carry user info");
+  expect_url_policy("https://user@hooks.example.com/", L, NULL, "user info");
+  expect_url_policy("https://a:@hooks.example.com/", S, NULL, "user info");
+  expect_url_policy("https://hooks.example.com@127.0.0.1/", S, NULL,
+                    "user info");
+  /* '@' past the authority is not user info. */
+  expect_url_policy("https://hooks.example.com/a@b", S, NULL, NULL);
+  expect_url_policy("https://hooks.example.com?to=a@b", S, NULL, NULL);
+  expect_url_policy("https://hooks.example.com#a@b", S, NULL, NULL);
+  expect_url_policy("https://hooks.example.com:8443/x", L, NULL, NULL);
+  /* No policy is the strictest: live, nothing allowed. */
+  assert_int_equal(ctkn_dest_url_check("http://hooks.example.com/", NULL, &err),
+                   CTKN_EINVAL);
+  assert_contains(err.msg, "https://");
+  assert_int_equal(ctkn_dest_url_check("https://127.0.0.1/", NULL, &err),
+                   CTKN_EINVAL);
+  assert_int_equal(ctkn_dest_url_check("https://8.8.8.8/", NULL, &err),
+                   CTKN_OK);
+}
+
+static void test_url_policy_literal_addresses(void **st)
+{
+  const ctkn_env S = CTKN_ENV_SANDBOX;
+  const char *lo = "127.0.0.0/8";
+  (void)st;
+
+  expect_url_policy("http://127.0.0.1:8080/h", S, NULL,
+                    "destination address 127.0.0.1 is not globally reachable "
+                    "(loopback 127.0.0.0/8); allow it with "
+                    "--allow-destination-network");
+  expect_url_policy("http://127.0.0.1:8080/h", S, lo, NULL);
+  expect_url_policy("http://127.0.0.1:8080/h", S, "10.0.0.0/8,127.0.0.1/32",
+                    NULL);
+  expect_url_policy("http://127.0.0.2/h", S, "127.0.0.1/32", "127.0.0.2");
+  expect_url_policy("http://0:9/", S, NULL, "0.0.0.0 is not globally");
+  expect_url_policy("http://0.0.0.0/", S, lo, "unspecified");
+  expect_url_policy("http://2130706433/", S, NULL, "127.0.0.1 is not");
+  expect_url_policy("http://0x7f.1/", S, NULL, "127.0.0.1 is not");
+  expect_url_policy("http://017700000001/", S, NULL, "127.0.0.1 is not");
+  expect_url_policy("http://127.1/", S, NULL, "127.0.0.1 is not");
+  expect_url_policy("http://127.0.0.1./", S, NULL, "127.0.0.1 is not");
+  expect_url_policy("http://2130706433/", S, lo, NULL);
+  expect_url_policy("http://169.254.169.254/latest/meta-data/", S, NULL,
+                    "169.254.169.254 is not globally reachable (link-local");
+  expect_url_policy("http://10.1.2.3/", S, NULL, "private-use");
+  expect_url_policy("http://100.64.0.1/", S, NULL, "CGNAT");
+  expect_url_policy("http://[::1]:8080/", S, NULL,
+                    "::1 is not globally reachable (loopback ::1/128)");
+  expect_url_policy("http://[::1]:8080/", S, lo, "::1 is not");
+  expect_url_policy("http://[::1]:8080/", S, "::1/128", NULL);
+  expect_url_policy("http://[::]/", S, NULL, "unspecified ::/128");
+  /* A v4 allowance does not admit v6 spellings of the same address. */
+  expect_url_policy("http://[::ffff:127.0.0.1]/", S, lo,
+                    "::ffff:127.0.0.1 is not globally reachable "
+                    "(IPv4-mapped");
+  expect_url_policy("http://[::ffff:127.0.0.1]/", S, "::ffff:0:0/96", NULL);
+  expect_url_policy("http://[::127.0.0.1]/", S, NULL, "IPv4-compatible");
+  expect_url_policy("http://[64:ff9b::7f00:1]/", S, NULL, "translation");
+  expect_url_policy("http://[2002:7f00:1::1]/", S, NULL, "6to4");
+  expect_url_policy("http://[2001::1]/", S, NULL, "Teredo");
+  expect_url_policy("http://[fe80::1%25eth0]/", S, NULL, "link-local");
+  expect_url_policy("http://[fd00::1]/", S, NULL, "unique local");
+  expect_url_policy("http://[127.0.0.1]/", S, NULL, "holds an IPv6");
+  expect_url_policy("http://[::1/", S, NULL, "holds an IPv6");
+  /* Global addresses and names pass; names are judged at connect time. */
+  expect_url_policy("http://8.8.8.8/", S, NULL, NULL);
+  expect_url_policy("http://[2606:4700:4700::1111]/", S, NULL, NULL);
+  expect_url_policy("http://localhost:8080/", S, NULL, NULL);
+  expect_url_policy("http://127.0.0.1.nip.io/", S, NULL, NULL);
+}
+
+static void test_addr_allowed_says_why(void **st)
+{
+  struct ctkn_cidr lo;
+  struct ctkn_dest_policy p = {.env = CTKN_ENV_LIVE};
+  struct ctkn_ip a = {.family = 4, .b = {127, 0, 0, 1}};
+  struct ctkn_ip g = {.family = 4, .b = {8, 8, 8, 8}};
+  char why[256] = "";
+  (void)st;
+
+  assert_true(ctkn_dest_addr_allowed(&g, NULL, why, sizeof(why)));
+  assert_string_equal(why, "");
+  assert_false(ctkn_dest_addr_allowed(&a, &p, why, sizeof(why)));
+  assert_string_equal(why, "destination address 127.0.0.1 is not globally "
+                           "reachable (loopback 127.0.0.0/8); allow it with "
+                           "--allow-destination-network");
+  assert_int_equal(ctkn_cidr_parse("127.0.0.0/8", &lo, NULL), CTKN_OK);
+  p.allow = &lo;
+  p.nallow = 1;
+  assert_true(ctkn_dest_addr_allowed(&a, &p, why, sizeof(why)));
+}
+
 /* ---- command setters ---------------------------------------------------- */
 
 static void expect_bad_url(const char *url, const char *rule)
@@ -1392,6 +1529,9 @@ static void test_setting_type_names(void **st)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_url_policy_schemes_user_info_and_live),
+      cmocka_unit_test(test_url_policy_literal_addresses),
+      cmocka_unit_test(test_addr_allowed_says_why),
       cmocka_unit_test(test_set_url_accepts_http_and_https_with_a_host),
       cmocka_unit_test(test_set_url_refuses_other_schemes_and_missing_hosts),
       cmocka_unit_test(test_set_url_refuses_invisible_and_non_ascii),
