@@ -43,7 +43,9 @@
 #include "ctkn/store.h"
 #include "ctkn/token.h"
 
-#define CTKN_SERVER_MAX_BODY (64 * 1024) /* larger bodies get 413 */
+#define CTKN_SERVER_MAX_BODY     (64 * 1024) /* larger bodies get 413 */
+/* The largest TLS certificate or key file read (a regular file). */
+#define CTKN_SERVER_MAX_TLS_FILE (1024 * 1024)
 
 struct ctkn_server_config {
   const char *listen;     /* "127.0.0.1:8080" or "[::1]:8080" */

@@ -299,34 +299,20 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss,
   return CTKN_OK;
 }
 
-/* A whole file; NULL with err filled on failure. Caller owns the text:
- * release with free(). */
-static char *slurp(const char *path, struct ctkn_err *err)
+/* A TLS certificate or key file's text; NULL with err filled on failure.
+ * Caller owns the text: release with free(). */
+static char *read_pem(const char *path, const char *what, struct ctkn_err *err)
 {
+  const struct ctkn__file_rules rules = {
+      .what = what, .max = CTKN_SERVER_MAX_TLS_FILE, .open_code = CTKN_EIO};
   struct ctkn__buf b = CTKN__BUF_INIT;
-  FILE *f = fopen(path, "rb");
-  size_t n;
 
-  if (f == NULL) {
-    ctkn__err(err, CTKN_EIO, "%.200s: %s", path, strerror(errno));
+  if (ctkn__file_read(path, &rules, &b, err) != CTKN_OK) {
+    ctkn__buf_free(&b);
     return NULL;
   }
-  do {
-    if (ctkn__buf_reserve(&b, 4096) != CTKN_OK) {
-      ctkn__buf_free(&b);
-      fclose(f);
-      ctkn__err(err, CTKN_ENOMEM, "%.200s", path);
-      return NULL;
-    }
-    n = fread(b.data + b.len, 1, 4096, f);
-    b.len += n;
-    b.data[b.len] = '\0';
-  } while (n == 4096);
-  bool bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    ctkn__buf_free(&b);
-    ctkn__err(err, CTKN_EIO, "%.200s: read error", path);
+  if (b.data == NULL && ctkn__buf_reserve(&b, 1) != CTKN_OK) {
+    ctkn__err(err, CTKN_ENOMEM, "%.200s", path);
     return NULL;
   }
   return ctkn__buf_detach(&b);
@@ -468,8 +454,8 @@ static int load_tls(const struct ctkn_server_config *cfg, char **cert,
   if (!ctkn__api_http_tls())
     return ctkn__err(err, CTKN_EUSAGE,
                      "this libmicrohttpd was built without TLS");
-  if ((*cert = slurp(cfg->tls_cert, err)) == NULL ||
-      (*key = slurp(cfg->tls_key, err)) == NULL)
+  if ((*cert = read_pem(cfg->tls_cert, "TLS certificate", err)) == NULL ||
+      (*key = read_pem(cfg->tls_key, "TLS key", err)) == NULL)
     return err ? err->code : CTKN_EIO;
   return CTKN_OK;
 }
