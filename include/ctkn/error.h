@@ -40,7 +40,10 @@
   X(TOOLARGE, -19, "request_body_too_large", 413, 1, "request body too large") \
   X(METHOD, -20, "method_not_allowed", 405, 1, "method not allowed")           \
   X(APPENDED, -21, "service_unavailable", 503, 4, "appended, not yet applied") \
-  X(MAPFULL, -22, "service_unavailable", 503, 3, "projection map full")
+  X(MAPFULL, -22, "service_unavailable", 503, 3, "projection map full")        \
+  X(URITOOLONG, -23, "uri_too_long", 414, 1, "URI too long")                   \
+  X(HEADERSTOOLARGE, -24, "request_header_fields_too_large", 431, 1,           \
+    "request header fields too large")
 
 enum {
   CTKN_OK = 0,

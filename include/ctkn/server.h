@@ -43,9 +43,21 @@
 #include "ctkn/store.h"
 #include "ctkn/token.h"
 
-#define CTKN_SERVER_MAX_BODY     (64 * 1024) /* larger bodies get 413 */
+#define CTKN_SERVER_MAX_BODY         (64 * 1024) /* larger bodies get 413 */
 /* The largest TLS certificate or key file read (a regular file). */
-#define CTKN_SERVER_MAX_TLS_FILE (1024 * 1024)
+#define CTKN_SERVER_MAX_TLS_FILE     (1024 * 1024)
+/* A request target (path and query) longer than this gets 414, and a
+ * request line with headers larger than this 431, both in Paddle's
+ * envelope; beyond CTKN_SERVER_MAX_HEAD, libmicrohttpd's own memory limit
+ * per connection, libmicrohttpd answers by itself (HTML). */
+#define CTKN_SERVER_MAX_URI          (8 * 1024)
+#define CTKN_SERVER_MAX_HEADERS      (16 * 1024)
+#define CTKN_SERVER_MAX_HEAD         (64 * 1024)
+/* A request's headers must all arrive within this many seconds of its
+ * request line, and the request line within --client-timeout and this of
+ * the connection or the previous answer; a client still sending is cut
+ * off (one header line every few seconds would reset --client-timeout). */
+#define CTKN_SERVER_HEADER_TIMEOUT_S 10
 
 struct ctkn_server_config {
   const char *listen;     /* "127.0.0.1:8080" or "[::1]:8080" */

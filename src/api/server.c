@@ -503,9 +503,11 @@ static void sleep_10ms(void)
 static void watch(struct server *s, volatile sig_atomic_t *stop,
                   volatile sig_atomic_t *reload)
 {
-  while (!*stop && !atomic_load(&s->fatal)) {
+  for (unsigned tick = 0; !*stop && !atomic_load(&s->fatal); tick++) {
     sleep_10ms();
     ctkn__api_expire_waiters(s, false);
+    if (tick % 20 == 0) /* 200 ms: the header deadline's resolution */
+      ctkn__api_http_sweep(s, ctkn__now_ms());
     if (*reload) {
       struct ctkn_err kerr = {0};
       *reload = 0;

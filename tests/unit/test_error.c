@@ -51,6 +51,11 @@ static void test_codes_map_to_paddle_codes_and_exits(void **state)
                       "request_body_too_large");
   assert_int_equal(ctkn_error_http_status(CTKN_ETOOLARGE), 413);
   assert_int_equal(ctkn_error_http_status(CTKN_EMETHOD), 405);
+  assert_string_equal(ctkn_error_code(CTKN_EURITOOLONG), "uri_too_long");
+  assert_int_equal(ctkn_error_http_status(CTKN_EURITOOLONG), 414);
+  assert_string_equal(ctkn_error_code(CTKN_EHEADERSTOOLARGE),
+                      "request_header_fields_too_large");
+  assert_int_equal(ctkn_error_http_status(CTKN_EHEADERSTOOLARGE), 431);
 }
 
 static void test_every_code_has_distinct_text(void **state)
