@@ -20,6 +20,7 @@
  * the store serialises their write transactions.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -51,6 +52,29 @@ static bool positions_met(const struct req *r, const int64_t *next, int32_t n)
   return true;
 }
 
+/*
+ * Answer r invalid_field when a partition it waits for is not one of the
+ * topic's n (as the follower last assigned them): that position will
+ * never be reached, so a wait would only end in a 503. true when r was
+ * answered. n == 0: not known yet, nothing said.
+ */
+static bool refuse_unknown_partition(struct req *r, int32_t n)
+{
+  char msg[160];
+
+  for (int i = 0; i < r->nwant && n > 0; i++) {
+    if (r->want[i][0] < n)
+      continue;
+    snprintf(msg, sizeof(msg),
+             "partition %" PRId64 " does not exist: the topic has %" PRId32
+             " (0..%" PRId32 ")",
+             r->want[i][0], n, n - 1);
+    ctkn__api_answer_field(r, "X-Ctkn-Min-Position", msg);
+    return true;
+  }
+  return false;
+}
+
 void ctkn__api_advanced(void *arg, const int64_t *next, int32_t n)
 {
   struct server *s = arg;
@@ -67,7 +91,9 @@ void ctkn__api_advanced(void *arg, const int64_t *next, int32_t n)
   for (int32_t i = 0; i < n && i < s->napplied; i++)
     s->applied[i] = next[i];
   for (pp = &s->waiters; (r = *pp) != NULL;) {
-    if (positions_met(r, s->applied, s->napplied)) {
+    /* A wait that began before the partition count was known. */
+    if (positions_met(r, s->applied, s->napplied) ||
+        refuse_unknown_partition(r, s->napplied)) {
       *pp = r->next;
       ctkn__api_wake(r);
     } else {
@@ -220,6 +246,10 @@ bool ctkn__api_position_wait(struct server *s, struct req *r)
   if (positions_met_in_store(s, r))
     return false;
   pthread_mutex_lock(&s->pos_lock);
+  if (refuse_unknown_partition(r, s->napplied)) {
+    pthread_mutex_unlock(&s->pos_lock);
+    return true;
+  }
   if (atomic_load(&s->closing)) {
     pthread_mutex_unlock(&s->pos_lock);
     r->retry_after = 1;

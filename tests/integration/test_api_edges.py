@@ -278,8 +278,35 @@ def test_header_deadline_cuts_slow_clients():
         env.close()
 
 
+def test_position_on_an_unknown_partition_is_400_at_once():
+    env = Env(partitions=3, name="edgepos")
+    srv = Server(env)
+    try:
+        for pos in ("3:0", "0:0,7:5"):
+            t0 = time.monotonic()
+            r = srv.request("GET", "/client-tokens", key="reader",
+                            headers={"X-Ctkn-Min-Position": pos})
+            took = time.monotonic() - t0
+            check(r.status == 400, (pos, r))
+            e = r.json["error"]
+            check(e["code"] == "invalid_field" and
+                  e["errors"][0]["field"] == "X-Ctkn-Min-Position", e)
+            check("does not exist: the topic has 3" in e["detail"], e)
+            check(took < 1, f"{pos}: answered after {took:.1f}s")
+        # A partition the topic has still waits for its offset.
+        w = srv.request("POST", "/client-tokens", {"name": "p"})
+        r = srv.request("GET", "/client-tokens", key="reader",
+                        headers={"X-Ctkn-Min-Position":
+                                 w.headers["x-ctkn-position"]})
+        check(r.status == 200, r)
+    finally:
+        srv.stop()
+        env.close()
+
+
 if __name__ == "__main__":
     main([test_nul_bytes_are_refused_naming_where,
           test_conflicting_framing_closes_and_smuggles_nothing,
           test_oversized_heads_get_paddles_envelope,
-          test_header_deadline_cuts_slow_clients])
+          test_header_deadline_cuts_slow_clients,
+          test_position_on_an_unknown_partition_is_400_at_once])

@@ -1206,7 +1206,7 @@ static void test_min_position_waits_for_the_follower(void **state)
 
   /* Its deadline passes: 503, retry. */
   r = call(f, "GET", "/client-tokens/verify?token=x", NULL, "Authorization",
-           auth_reader, "X-Ctkn-Min-Position", "3:5", NULL);
+           auth_reader, "X-Ctkn-Min-Position", "1:5", NULL);
   assert_true(r->suspended);
   ctkn__api_expire_waiters(f->s, false);
   assert_false(r->ready);
@@ -1221,9 +1221,45 @@ static void test_min_position_waits_for_the_follower(void **state)
   /* Closing: no new waits. */
   atomic_store(&f->s->closing, true);
   r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
-           "X-Ctkn-Min-Position", "5:5", NULL);
+           "X-Ctkn-Min-Position", "1:50", NULL);
   check_detail(f, r, 503, "service_unavailable", NULL,
                "the server is shutting down");
+}
+
+/* A partition the topic does not have is never reached: 400 at once, not
+ * a wait that ends in 503. */
+static void test_min_position_on_an_unknown_partition_is_refused(void **state)
+{
+  struct fx *f = *state;
+  int64_t next[3] = {NEVENT, 0, 0};
+  struct req *r, *early;
+
+  /* Before the follower has said how many partitions there are, a wait
+   * begins; once it says, the wait ends in the same 400. */
+  early = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+               "X-Ctkn-Min-Position", "0:1,3:0", NULL);
+  assert_true(early->suspended);
+  ctkn__api_advanced(f->s, next, 3);
+  assert_true(early->ready);
+  early->suspended = false;
+  ctkn__api_dispatch(f->s, early);
+  check_detail(f, early, 400, "invalid_field", "X-Ctkn-Min-Position",
+               "partition 3 does not exist: the topic has 3 (0..2)");
+
+  /* Known: refused at once, whichever entry names it. */
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           "X-Ctkn-Min-Position", "0:0,7:1", NULL);
+  assert_false(r->suspended);
+  check_detail(f, r, 400, "invalid_field", "X-Ctkn-Min-Position",
+               "partition 7 does not exist");
+  /* The last partition there is still waits. */
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           "X-Ctkn-Min-Position", "2:0", NULL);
+  assert_true(r->suspended);
+  ctkn__api_expire_waiters(f->s, true);
+  r->suspended = false;
+  ctkn__api_dispatch(f->s, r);
+  check_error(f, r, 503, "service_unavailable", NULL);
 }
 
 /* ---- health and metrics ------------------------------------------------ */
@@ -1898,6 +1934,7 @@ int main(void)
       T(test_token_writes_are_checked_before_they_are_queued),
       T(test_queued_writes_are_answered_by_the_command_thread),
       T(test_min_position_waits_for_the_follower),
+      T(test_min_position_on_an_unknown_partition_is_refused),
       T(test_healthz_reports_starting_ready_and_lagging),
       T(test_metrics_count_requests_by_route_and_status),
       T(test_access_line_has_its_members_escaped),
