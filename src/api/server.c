@@ -331,10 +331,13 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss,
 
 /* A TLS certificate or key file's text; NULL with err filled on failure.
  * Caller owns the text: release with free(). */
-static char *read_pem(const char *path, const char *what, struct ctkn_err *err)
+static char *read_pem(const char *path, const char *what, const char *field,
+                      struct ctkn_err *err)
 {
-  const struct ctkn__file_rules rules = {
-      .what = what, .max = CTKN_SERVER_MAX_TLS_FILE, .open_code = CTKN_EIO};
+  const struct ctkn__file_rules rules = {.what = what,
+                                         .field = field,
+                                         .max = CTKN_SERVER_MAX_TLS_FILE,
+                                         .open_code = CTKN_EIO};
   struct ctkn__buf b = CTKN__BUF_INIT;
 
   if (ctkn__file_read(path, &rules, &b, err) != CTKN_OK) {
@@ -484,8 +487,9 @@ static int load_tls(const struct ctkn_server_config *cfg, char **cert,
   if (!ctkn__api_http_tls())
     return ctkn__err(err, CTKN_EUSAGE,
                      "this libmicrohttpd was built without TLS");
-  if ((*cert = read_pem(cfg->tls_cert, "TLS certificate", err)) == NULL ||
-      (*key = read_pem(cfg->tls_key, "TLS key", err)) == NULL)
+  if ((*cert = read_pem(cfg->tls_cert, "TLS certificate", "tls_cert", err)) ==
+          NULL ||
+      (*key = read_pem(cfg->tls_key, "TLS key", "tls_key", err)) == NULL)
     return err ? err->code : CTKN_EIO;
   return CTKN_OK;
 }
