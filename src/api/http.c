@@ -274,6 +274,7 @@ struct head_walk {
   struct req *r;
   const char *key, *value; /* the previous header, not yet noted */
   size_t vlen;
+  bool in_buffer; /* value points into the request buffer */
 };
 
 /*
@@ -288,7 +289,7 @@ static size_t arrived_len(const struct head_walk *w, const char *next_key)
 #if HEAD_LAYOUT_KNOWN
   const char *after = w->value + w->vlen + 1;
 
-  if (*after != '\0' && after != next_key)
+  if (w->in_buffer && *after != '\0' && after != next_key)
     return w->vlen + 1;
 #else
   (void)next_key;
@@ -312,6 +313,7 @@ static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind,
   (void)klen;
   note_prev_header(w, key);
   w->key = key;
+  w->in_buffer = value != NULL;
   w->value = value != NULL ? value : "";
   w->vlen = value != NULL ? vlen : 0;
   return MHD_YES;
