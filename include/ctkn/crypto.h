@@ -70,8 +70,10 @@ size_t ctkn_base64(const void *bytes, size_t len, char *out);
  * Load the deployment key from path into key. The file holds either
  * exactly 64 hex digits (either case), optionally followed by one newline
  * ("\n" or "\r\n"), or exactly 32 raw bytes; nothing else. It must be a
- * regular file that neither group nor others may read or write
- * (mode & 077 == 0); symbolic links are followed.
+ * regular file of at most 66 bytes that neither group nor others may read
+ * or write (mode & 077 == 0), all checked before a byte is read (a FIFO
+ * or a device such as /dev/zero is refused at once); symbolic links are
+ * followed.
  *
  * CTKN_EINVAL, with a message naming the file and the rule it broke, when
  * the file is missing or unreadable, has another shape, or is open to

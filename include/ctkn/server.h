@@ -98,10 +98,13 @@ void ctkn_server_config_init(struct ctkn_server_config *cfg);
  * "threads", "rate-limit", "max-lag", "public-url", "listen"; none for
  * timeouts that are not positive or a libmicrohttpd built without TLS);
  * ctkn_apikeys_load()'s errors for the key file (CTKN_EIO when it cannot
- * be read, CTKN_EDECODE when it is malformed); ctkn_key_load()'s for a
- * secret_key_file that does not load (CTKN_EINVAL); CTKN_EIO for a TLS
- * file that cannot be read, and with field "listen" when the address
- * cannot be bound; CTKN_ENOMEM. Once serving, whatever stopped the
+ * be read, CTKN_EINVAL when it is not a regular file or is larger than
+ * CTKN_APIKEY_FILE_MAX, CTKN_EDECODE when it is malformed);
+ * ctkn_key_load()'s for a secret_key_file that does not load
+ * (CTKN_EINVAL); CTKN_EIO for a TLS file that cannot be read, CTKN_EINVAL
+ * (field "tls-cert" or "tls-key") for one that is not a regular file or
+ * is larger than CTKN_SERVER_MAX_TLS_FILE, and with field "listen" when the
+ * address cannot be bound; CTKN_ENOMEM. Once serving, whatever stopped the
  * follower or the command thread for good, with its detail in err: the
  * projection's failure (CTKN_ECONFLICT for a re-created topic,
  * CTKN_EFORMAT, CTKN_ESTORE, ...), or a ledger that could not be opened

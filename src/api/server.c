@@ -487,9 +487,9 @@ static int load_tls(const struct ctkn_server_config *cfg, char **cert,
   if (!ctkn__api_http_tls())
     return ctkn__err(err, CTKN_EUSAGE,
                      "this libmicrohttpd was built without TLS");
-  if ((*cert = read_pem(cfg->tls_cert, "TLS certificate", "tls_cert", err)) ==
+  if ((*cert = read_pem(cfg->tls_cert, "TLS certificate", "tls-cert", err)) ==
           NULL ||
-      (*key = read_pem(cfg->tls_key, "TLS key", "tls_key", err)) == NULL)
+      (*key = read_pem(cfg->tls_key, "TLS key", "tls-key", err)) == NULL)
     return err ? err->code : CTKN_EIO;
   return CTKN_OK;
 }
