@@ -140,6 +140,14 @@ void ctkn_pubkey_raw(const ctkn_pubkey *k, uint8_t pub[CTKN_SIGN_PUB_LEN]);
 bool ctkn_pubkey_verify(const ctkn_pubkey *k, const void *msg, size_t len,
                         const uint8_t sig[CTKN_SIG_LEN]);
 
+/* Read a public key file (ctkn trust init's FILE.pub: 64 hex digits, then
+ * at most one newline) into pub. Like every key file it must be a regular
+ * file of bounded size (66 bytes here), checked before a byte is read.
+ * Borrows path for the call. Errors: CTKN_EINVAL naming the file and the
+ * rule (also when it cannot be opened), CTKN_ENOMEM. */
+int ctkn_pubkey_load(const char *path, uint8_t pub[CTKN_SIGN_PUB_LEN],
+                     struct ctkn_err *err);
+
 /* A new secret key from the CSPRNG, or one loaded from a key file of the
  * deployment key's shape (ctkn_key_load(): the 32-byte seed as 64 hex
  * digits, mode 0600). On success *out is a new key: caller owns it;

@@ -56,6 +56,11 @@ def test_key_files_must_be_bounded_regular_files():
                                   "--tls-key", bad], bad,
                          words.replace("16777216", "1048576"))
             refused_fast([CTKN, "apikey", "list", "--file", bad], bad, words)
+            # The trust root's public key, for any command that reads.
+            refused_fast([CTKN, "status", "--trust-root", bad, "--topic",
+                          env.topic, "--brokers", BROKERS, "--db",
+                          env.path("db")], bad,
+                         words.replace("16777216", "66"))
         # The deployment key for notifications is read the same way.
         key = deploy_key(env)
         refused_fast([CTKN, "destination", "add", "--url",
