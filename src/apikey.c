@@ -102,26 +102,6 @@ static int parse_line(const char *path, size_t lineno, const char *s,
                   e.msg);
 }
 
-/* The whole of fd into b. */
-static int slurp(int fd, const char *path, struct ctkn__buf *b,
-                 struct ctkn_err *err)
-{
-  for (;;) {
-    if (ctkn__buf_reserve(b, 4096) != CTKN_OK)
-      return ctkn__err(err, CTKN_ENOMEM, "out of memory reading API keys");
-    ssize_t r = read(fd, b->data + b->len, b->cap - 1 - b->len);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      return ctkn__err(err, CTKN_EIO, "%.*s: read: %s", PATH_SHOW, path,
-                       strerror(errno));
-    if (r == 0)
-      return CTKN_OK;
-    b->len += (size_t)r;
-    b->data[b->len] = '\0';
-  }
-}
-
 /* Add line lineno (len bytes at s) of path to ks: it parses, and neither
  * its name nor its digest is in ks already. */
 static int add_line(ctkn_apikeys *ks, const char *path, size_t lineno,
@@ -152,24 +132,18 @@ static int load(const char *path, bool missing_ok, ctkn_apikeys **out,
 {
   ctkn_apikeys *ks = ctkn__apikeys_new();
   struct ctkn__buf buf = CTKN__BUF_INIT;
+  struct ctkn__file_rules rules = {.what = "API key file",
+                                   .field = "file",
+                                   .max = CTKN_APIKEY_FILE_MAX,
+                                   .open_code = CTKN_EIO};
   size_t lineno = 0;
-  int fd, rc;
+  int rc;
 
   *out = NULL;
   if (ks == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory loading API keys");
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    if (e == ENOENT && missing_ok) {
-      *out = ks;
-      return CTKN_OK;
-    }
-    ctkn_apikeys_free(ks);
-    return ctkn__err(err, CTKN_EIO, "%.*s: %s", PATH_SHOW, path, strerror(e));
-  }
-  rc = slurp(fd, path, &buf, err);
-  close(fd);
+  rules.missing_ok = missing_ok;
+  rc = ctkn__file_read(path, &rules, &buf, err);
   for (size_t at = 0; rc == CTKN_OK && at < buf.len; lineno++) {
     const char *nl = memchr(buf.data + at, '\n', buf.len - at);
     size_t end = nl != NULL ? (size_t)(nl - buf.data) : buf.len;

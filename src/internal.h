@@ -153,6 +153,32 @@ char *ctkn__buf_detach(struct ctkn__buf *b);
 /* Release the memory; b is left empty and may be used again. */
 void ctkn__buf_free(struct ctkn__buf *b);
 
+/* ---- key and secret files (util/file.c) -------------------------------- */
+
+/* The rules one kind of key or secret file is read under. */
+struct ctkn__file_rules {
+  const char *what;  /* names it in errors: "API key file", "key file" */
+  const char *field; /* err->field, or NULL */
+  size_t max;        /* the largest size accepted, in bytes */
+  const char *shape; /* what a too-large error says it must be, or NULL */
+  int open_code;     /* the code when it cannot be opened or read */
+  bool private_mode; /* refuse any group or other permission bit */
+  bool missing_ok;   /* a missing file reads as empty */
+};
+
+/*
+ * Append the whole of path to b (b->data stays NUL-terminated), under
+ * rules r: a regular file (not a directory, FIFO, socket or device) of at
+ * most r->max bytes. The kind, size and mode are checked with fstat()
+ * before a byte is read, at most r->max + 1 bytes are read, and a FIFO
+ * does not block; so /dev/zero or a huge file fail at once. Errors name
+ * the file and the rule: CTKN_EINVAL (kind, size, mode), r->open_code
+ * (cannot open or read), CTKN_ENOMEM. On failure b may hold part of the
+ * file: a caller reading a secret wipes b before freeing it.
+ */
+int ctkn__file_read(const char *path, const struct ctkn__file_rules *r,
+                    struct ctkn__buf *b, struct ctkn_err *err);
+
 /* ---- the one work queue (util/queue.c) -------------------------------- */
 
 /*

@@ -2,14 +2,12 @@
  * cli.c - options, argument parsing, output, exit statuses and signals for
  * every `ctkn` command (cli.h).
  */
-#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "ctkn/codec.h"
@@ -644,45 +642,14 @@ int cli_ledger_open(struct cli *c, ctkn_store *st, struct ctkn_ledger **l,
   return rc;
 }
 
-static int hex_digit(int ch)
-{
-  if (ch >= '0' && ch <= '9')
-    return ch - '0';
-  ch = tolower(ch);
-  return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
 int cli_load_pubkey(struct cli *c, const char *path, const char *field,
                     uint8_t pub[CTKN_SIGN_PUB_LEN])
 {
-  char buf[2 * CTKN_SIGN_PUB_LEN + 3], msg[250];
-  size_t n = 0;
-  struct stat sb;
-  FILE *f = fopen(path, "r");
+  struct ctkn_err err;
 
-  if (f != NULL && fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) &&
-      sb.st_size <= (off_t)sizeof(buf))
-    n = fread(buf, 1, sizeof(buf), f);
-  if (f != NULL)
-    fclose(f);
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-    n--;
-  for (size_t i = 0; n == 2 * CTKN_SIGN_PUB_LEN && i < CTKN_SIGN_PUB_LEN; i++) {
-    int hi = hex_digit((unsigned char)buf[2 * i]);
-    int lo = hex_digit((unsigned char)buf[2 * i + 1]);
-    if (hi < 0 || lo < 0) {
-      n = 0;
-      break;
-    }
-    pub[i] = (uint8_t)(hi << 4 | lo);
-  }
-  if (n == 2 * CTKN_SIGN_PUB_LEN)
+  if (ctkn_pubkey_load(path, pub, &err) == CTKN_OK)
     return 0;
-  snprintf(msg, sizeof(msg),
-           "%.150s must be a regular file holding a public key as 64 hex "
-           "digits",
-           path);
-  return invalid(c, field, msg);
+  return invalid(c, field, err.msg);
 }
 
 int cli_dest_policy(struct cli *c, struct ctkn_dest_policy *p,

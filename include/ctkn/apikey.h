@@ -36,6 +36,10 @@
 #include "ctkn/error.h"
 #include "ctkn/keyset.h"
 
+/* The largest key file read, in bytes (some 60,000 keys). A key file must
+ * be a regular file no larger than this. */
+#define CTKN_APIKEY_FILE_MAX (16 * 1024 * 1024)
+
 /* Add a key named name with perms to path (created when missing). key
  * receives the new key, the only time it exists in the clear; out (may be
  * NULL) receives the entry as stored, perms with write implying read.
@@ -58,8 +62,10 @@ int ctkn_apikey_revoke(const char *path, const char *name,
 
 /* Load path. On success *out is a new set: caller owns it, release with
  * ctkn_apikeys_free() (keyset.h). On failure *out is NULL.
- * Errors: CTKN_EINVAL (field "file": no path); CTKN_EIO (also a missing
- * file: a server must not start keyless by mistake); CTKN_EDECODE (a
+ * Errors: CTKN_EINVAL (field "file": no path; or path is not a regular
+ * file, or is larger than CTKN_APIKEY_FILE_MAX: refused before it is
+ * read); CTKN_EIO (also a missing file: a server must not start keyless
+ * by mistake); CTKN_EDECODE (a
  * malformed line, a name or a digest used twice); CTKN_ENOMEM. */
 int ctkn_apikeys_load(const char *path, ctkn_apikeys **out,
                       struct ctkn_err *err);

@@ -70,8 +70,10 @@ size_t ctkn_base64(const void *bytes, size_t len, char *out);
  * Load the deployment key from path into key. The file holds either
  * exactly 64 hex digits (either case), optionally followed by one newline
  * ("\n" or "\r\n"), or exactly 32 raw bytes; nothing else. It must be a
- * regular file that neither group nor others may read or write
- * (mode & 077 == 0); symbolic links are followed.
+ * regular file of at most 66 bytes that neither group nor others may read
+ * or write (mode & 077 == 0), all checked before a byte is read (a FIFO
+ * or a device such as /dev/zero is refused at once); symbolic links are
+ * followed.
  *
  * CTKN_EINVAL, with a message naming the file and the rule it broke, when
  * the file is missing or unreadable, has another shape, or is open to
@@ -137,6 +139,14 @@ void ctkn_pubkey_raw(const ctkn_pubkey *k, uint8_t pub[CTKN_SIGN_PUB_LEN]);
  * verify, libcrypto's included, is false. Thread-safe. */
 bool ctkn_pubkey_verify(const ctkn_pubkey *k, const void *msg, size_t len,
                         const uint8_t sig[CTKN_SIG_LEN]);
+
+/* Read a public key file (ctkn trust init's FILE.pub: 64 hex digits, then
+ * at most one newline) into pub. Like every key file it must be a regular
+ * file of bounded size (66 bytes here), checked before a byte is read.
+ * Borrows path for the call. Errors: CTKN_EINVAL naming the file and the
+ * rule (also when it cannot be opened), CTKN_ENOMEM. */
+int ctkn_pubkey_load(const char *path, uint8_t pub[CTKN_SIGN_PUB_LEN],
+                     struct ctkn_err *err);
 
 /* A new secret key from the CSPRNG, or one loaded from a key file of the
  * deployment key's shape (ctkn_key_load(): the 32-byte seed as 64 hex

@@ -43,7 +43,10 @@
   X(MAPFULL, -22, "service_unavailable", 503, 3, "projection map full")        \
   X(STALE, -23, "service_unavailable", 503, 3, "answer may be stale")          \
   X(MAXACTIVE, -24, "notification_maximum_active_settings_reached", 400, 1,    \
-    "too many active notification settings")
+    "too many active notification settings")                                   \
+  X(URITOOLONG, -25, "uri_too_long", 414, 1, "URI too long")                   \
+  X(HEADERSTOOLARGE, -26, "request_header_fields_too_large", 431, 1,           \
+    "request header fields too large")
 
 enum {
   CTKN_OK = 0,

@@ -45,7 +45,21 @@
 #include "ctkn/store.h"
 #include "ctkn/token.h"
 
-#define CTKN_SERVER_MAX_BODY (64 * 1024) /* larger bodies get 413 */
+#define CTKN_SERVER_MAX_BODY         (64 * 1024) /* larger bodies get 413 */
+/* The largest TLS certificate or key file read (a regular file). */
+#define CTKN_SERVER_MAX_TLS_FILE     (1024 * 1024)
+/* A request target (path and query) longer than this gets 414, and a
+ * request line with headers larger than this 431, both in Paddle's
+ * envelope; beyond CTKN_SERVER_MAX_HEAD, libmicrohttpd's own memory limit
+ * per connection, libmicrohttpd answers by itself (HTML). */
+#define CTKN_SERVER_MAX_URI          (8 * 1024)
+#define CTKN_SERVER_MAX_HEADERS      (16 * 1024)
+#define CTKN_SERVER_MAX_HEAD         (64 * 1024)
+/* A request's headers must all arrive within this many seconds of its
+ * request line, and the request line within --client-timeout and this of
+ * the connection or the previous answer; a client still sending is cut
+ * off (one header line every few seconds would reset --client-timeout). */
+#define CTKN_SERVER_HEADER_TIMEOUT_S 10
 
 struct ctkn_server_config {
   const char *listen;     /* "127.0.0.1:8080" or "[::1]:8080" */
@@ -101,10 +115,13 @@ void ctkn_server_config_init(struct ctkn_server_config *cfg);
  * "threads", "rate-limit", "max-lag", "public-url", "listen"; none for
  * timeouts that are not positive or a libmicrohttpd built without TLS);
  * ctkn_apikeys_load()'s errors for the key file (CTKN_EIO when it cannot
- * be read, CTKN_EDECODE when it is malformed); ctkn_key_load()'s for a
- * secret_key_file that does not load (CTKN_EINVAL); CTKN_EIO for a TLS
- * file that cannot be read, and with field "listen" when the address
- * cannot be bound; CTKN_ENOMEM. Once serving, whatever stopped the
+ * be read, CTKN_EINVAL when it is not a regular file or is larger than
+ * CTKN_APIKEY_FILE_MAX, CTKN_EDECODE when it is malformed);
+ * ctkn_key_load()'s for a secret_key_file that does not load
+ * (CTKN_EINVAL); CTKN_EIO for a TLS file that cannot be read, CTKN_EINVAL
+ * (field "tls-cert" or "tls-key") for one that is not a regular file or
+ * is larger than CTKN_SERVER_MAX_TLS_FILE, and with field "listen" when the
+ * address cannot be bound; CTKN_ENOMEM. Once serving, whatever stopped the
  * follower or the command thread for good, with its detail in err: the
  * projection's failure (CTKN_ECONFLICT for a re-created topic,
  * CTKN_EFORMAT, CTKN_ESTORE, ...), or a ledger that could not be opened

@@ -110,7 +110,7 @@ struct server {
   const struct ctkn_server_config *cfg; /* kept: outlives the server */
   ctkn_store *st;                       /* kept: outlives the server */
   const struct ctkn__api_transport *io;
-  void *http;           /* http.c's daemon, NULL until it listens */
+  void *http;           /* http.c's state, NULL until it listens */
   char *next_base;      /* public_url + "/client-tokens" */
   char *dest_next_base; /* public_url + "/notification-settings" */
   struct metrics m;
@@ -196,6 +196,14 @@ struct req {
   struct ctkn__api_headers hdr;
   struct ctkn__buf body;
   bool too_large;
+  /* What begin() refuses before routing (ctkn__api_req_head() and the
+   * lengths given with parameters and headers). */
+  size_t target_len;         /* the request target as sent */
+  size_t head_bytes;         /* request line and headers */
+  unsigned n_content_length; /* Content-Length headers */
+  unsigned n_transfer_enc;   /* Transfer-Encoding headers */
+  char nul_in[64];           /* what first held a NUL, "" for nothing */
+  bool close;                /* answer with Connection: close */
 
   /* Suspended work: a queued command or a position wait. */
   bool suspended;
@@ -271,11 +279,24 @@ bool ctkn__api_position_wait(struct server *s, struct req *r);
 struct req *ctkn__api_req_new(struct server *s, void *conn, const char *method,
                               const char *url);
 /* Note one query parameter, in arrival order (key and value borrowed as
- * above). false when out of memory. */
-bool ctkn__api_req_param(struct req *r, const char *key, const char *value);
-/* Note one header (name in any case); those the API does not read are
- * ignored. */
-void ctkn__api_req_header(struct req *r, const char *name, const char *value);
+ * above; value may be NULL). klen and vlen are their lengths as decoded:
+ * longer than strlen() when a NUL (%00) is inside, which begin() refuses
+ * naming the parameter. false when out of memory. */
+bool ctkn__api_req_param(struct req *r, const char *key, size_t klen,
+                         const char *value, size_t vlen);
+/* Note one header (name in any case), len being its value's length as it
+ * arrived: longer than strlen(value) when a NUL is inside, which begin()
+ * refuses naming the header. Those the API does not read are ignored but
+ * for that and the framing headers' count. */
+void ctkn__api_req_header(struct req *r, const char *name, const char *value,
+                          size_t len);
+/* Note what the transport measured of the request's head: the request
+ * target's length as sent (raw_len), whether its path held a NUL (raw or
+ * %00), the query parameter a raw NUL cut (NULL: none), and the head's
+ * size in bytes (request line and headers). begin() answers 414, 431 or
+ * 400 from these. */
+void ctkn__api_req_head(struct req *r, size_t raw_len, bool path_nul,
+                        const char *query_nul, size_t head_bytes);
 
 /* First step, with every header in: route, authenticate, size the body.
  * Leaves the answer set when the request is refused. */
@@ -399,6 +420,10 @@ bool ctkn__api_http_tls(void);
  * CTKN_EIO naming "listen" when the address cannot be bound. */
 int ctkn__api_http_start(struct server *s, const void *addr, const char *cert,
                          const char *key, struct ctkn_err *err);
+/* Cut off each connection whose request head is past its deadline
+ * (CTKN_SERVER_HEADER_TIMEOUT_S; server.h); true when one was. Called by
+ * the server's watch thread a few times a second. */
+bool ctkn__api_http_sweep(struct server *s, int64_t now_ms);
 /* Stop accepting; connections open now are still served. */
 void ctkn__api_http_quiesce(struct server *s);
 /* Close every connection and stop the workers. No-op before start. */

@@ -42,9 +42,31 @@ struct req *ctkn__api_req_new(struct server *s, void *conn, const char *method,
   return r;
 }
 
-bool ctkn__api_req_param(struct req *r, const char *key, const char *value)
+/* Note that name held a NUL, unless something did already. */
+static void nul_in(struct req *r, const char *name)
+{
+  if (r->nul_in[0] == '\0')
+    ctkn__strlcpy(r->nul_in, name[0] != '\0' ? name : "?", sizeof(r->nul_in));
+}
+
+void ctkn__api_req_head(struct req *r, size_t raw_len, bool path_nul,
+                        const char *query_nul, size_t head_bytes)
+{
+  r->target_len = raw_len;
+  r->head_bytes = head_bytes;
+  if (path_nul)
+    nul_in(r, "path");
+  if (query_nul != NULL)
+    nul_in(r, query_nul);
+}
+
+bool ctkn__api_req_param(struct req *r, const char *key, size_t klen,
+                         const char *value, size_t vlen)
 {
   struct ctkn__api_param *p;
+
+  if (klen != strlen(key) || (value != NULL && vlen != strlen(value)))
+    nul_in(r, key);
 
   if (r->nquery < CTKN__API_QUERY_INLINE) {
     p = &r->qinline[r->nquery];
@@ -64,10 +86,13 @@ bool ctkn__api_req_param(struct req *r, const char *key, const char *value)
   return true;
 }
 
-void ctkn__api_req_header(struct req *r, const char *name, const char *value)
+void ctkn__api_req_header(struct req *r, const char *name, const char *value,
+                          size_t len)
 {
   const char **slot = NULL;
 
+  if (len != strlen(value))
+    nul_in(r, name);
   /* The first letter picks the one name it can be. */
   switch (name[0] | 0x20) {
   case 'a':
@@ -75,8 +100,10 @@ void ctkn__api_req_header(struct req *r, const char *name, const char *value)
       slot = &r->hdr.authorization;
     break;
   case 'c':
-    if (strcasecmp(name, "Content-Length") == 0)
+    if (strcasecmp(name, "Content-Length") == 0) {
       slot = &r->hdr.content_length;
+      r->n_content_length++;
+    }
     break;
   case 'i':
     if (strcasecmp(name, "Idempotency-Key") == 0)
@@ -87,8 +114,10 @@ void ctkn__api_req_header(struct req *r, const char *name, const char *value)
       slot = &r->hdr.skip_count;
     break;
   case 't':
-    if (strcasecmp(name, "Transfer-Encoding") == 0)
+    if (strcasecmp(name, "Transfer-Encoding") == 0) {
       slot = &r->hdr.transfer_encoding;
+      r->n_transfer_enc++;
+    }
     break;
   case 'x':
     if (strcasecmp(name, "X-Ctkn-Min-Position") == 0)
@@ -348,12 +377,53 @@ static bool route(struct req *r)
   return true;
 }
 
+/*
+ * What no route may see, refused before routing: a head over the bounds
+ * (414, 431), framing two ways at once (400; the request smuggled behind
+ * it must never be read, so the connection closes), and a NUL byte in the
+ * path, a parameter or a header (400 naming it: C strings would cut the
+ * value there, so /client-tokens/ID%00zzz would name ID). false when r
+ * was answered.
+ */
+static bool head_ok(struct req *r)
+{
+  if (r->target_len > CTKN_SERVER_MAX_URI) {
+    r->close = true;
+    ctkn__api_answer_code(r, CTKN_EURITOOLONG,
+                          "the request target is longer than %d bytes",
+                          CTKN_SERVER_MAX_URI);
+    return false;
+  }
+  if (r->head_bytes > CTKN_SERVER_MAX_HEADERS) {
+    r->close = true;
+    ctkn__api_answer_code(r, CTKN_EHEADERSTOOLARGE,
+                          "the request line and headers are larger than %d "
+                          "bytes",
+                          CTKN_SERVER_MAX_HEADERS);
+    return false;
+  }
+  if (r->n_content_length > 1 || r->n_transfer_enc > 1 ||
+      (r->n_content_length > 0 && r->n_transfer_enc > 0)) {
+    r->close = true;
+    ctkn__api_answer_code(r, CTKN_EBADREQ,
+                          "conflicting framing: send one Content-Length or "
+                          "one Transfer-Encoding, not both or several");
+    return false;
+  }
+  if (r->nul_in[0] != '\0') {
+    ctkn__api_answer_field(r, r->nul_in,
+                           "must not contain a NUL byte (raw or %00)");
+    return false;
+  }
+  return true;
+}
+
 void ctkn__api_begin(struct server *s, struct req *r)
 {
   struct ctkn_err err = {0};
   unsigned need;
 
-  if (!route(r) || (need = ctkn__api_route_perm(r->route)) == 0)
+  if (!head_ok(r) || !route(r) || (need = ctkn__api_route_perm(r->route)) == 0)
     return;
   if (ctkn__api_authenticate(s, r, need, &err) != CTKN_OK) {
     ctkn__api_answer_err(r, &err);

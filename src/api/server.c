@@ -20,6 +20,7 @@
  * the store serialises their write transactions.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -51,6 +52,29 @@ static bool positions_met(const struct req *r, const int64_t *next, int32_t n)
   return true;
 }
 
+/*
+ * Answer r invalid_field when a partition it waits for is not one of the
+ * topic's n (as the follower last assigned them): that position will
+ * never be reached, so a wait would only end in a 503. true when r was
+ * answered. n == 0: not known yet, nothing said.
+ */
+static bool refuse_unknown_partition(struct req *r, int32_t n)
+{
+  char msg[160];
+
+  for (int i = 0; i < r->nwant && n > 0; i++) {
+    if (r->want[i][0] < n)
+      continue;
+    snprintf(msg, sizeof(msg),
+             "partition %" PRId64 " does not exist: the topic has %" PRId32
+             " (0..%" PRId32 ")",
+             r->want[i][0], n, n - 1);
+    ctkn__api_answer_field(r, "X-Ctkn-Min-Position", msg);
+    return true;
+  }
+  return false;
+}
+
 void ctkn__api_advanced(void *arg, const int64_t *next, int32_t n)
 {
   struct server *s = arg;
@@ -67,7 +91,9 @@ void ctkn__api_advanced(void *arg, const int64_t *next, int32_t n)
   for (int32_t i = 0; i < n && i < s->napplied; i++)
     s->applied[i] = next[i];
   for (pp = &s->waiters; (r = *pp) != NULL;) {
-    if (positions_met(r, s->applied, s->napplied)) {
+    /* A wait that began before the partition count was known. */
+    if (positions_met(r, s->applied, s->napplied) ||
+        refuse_unknown_partition(r, s->napplied)) {
       *pp = r->next;
       ctkn__api_wake(r);
     } else {
@@ -222,6 +248,10 @@ bool ctkn__api_position_wait(struct server *s, struct req *r)
   if (positions_met_in_store(s, r))
     return false;
   pthread_mutex_lock(&s->pos_lock);
+  if (refuse_unknown_partition(r, s->napplied)) {
+    pthread_mutex_unlock(&s->pos_lock);
+    return true;
+  }
   if (atomic_load(&s->closing)) {
     pthread_mutex_unlock(&s->pos_lock);
     r->retry_after = 1;
@@ -301,34 +331,23 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss,
   return CTKN_OK;
 }
 
-/* A whole file; NULL with err filled on failure. Caller owns the text:
- * release with free(). */
-static char *slurp(const char *path, struct ctkn_err *err)
+/* A TLS certificate or key file's text; NULL with err filled on failure.
+ * Caller owns the text: release with free(). */
+static char *read_pem(const char *path, const char *what, const char *field,
+                      struct ctkn_err *err)
 {
+  const struct ctkn__file_rules rules = {.what = what,
+                                         .field = field,
+                                         .max = CTKN_SERVER_MAX_TLS_FILE,
+                                         .open_code = CTKN_EIO};
   struct ctkn__buf b = CTKN__BUF_INIT;
-  FILE *f = fopen(path, "rb");
-  size_t n;
 
-  if (f == NULL) {
-    ctkn__err(err, CTKN_EIO, "%.200s: %s", path, strerror(errno));
+  if (ctkn__file_read(path, &rules, &b, err) != CTKN_OK) {
+    ctkn__buf_free(&b);
     return NULL;
   }
-  do {
-    if (ctkn__buf_reserve(&b, 4096) != CTKN_OK) {
-      ctkn__buf_free(&b);
-      fclose(f);
-      ctkn__err(err, CTKN_ENOMEM, "%.200s", path);
-      return NULL;
-    }
-    n = fread(b.data + b.len, 1, 4096, f);
-    b.len += n;
-    b.data[b.len] = '\0';
-  } while (n == 4096);
-  bool bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    ctkn__buf_free(&b);
-    ctkn__err(err, CTKN_EIO, "%.200s: read error", path);
+  if (b.data == NULL && ctkn__buf_reserve(&b, 1) != CTKN_OK) {
+    ctkn__err(err, CTKN_ENOMEM, "%.200s", path);
     return NULL;
   }
   return ctkn__buf_detach(&b);
@@ -470,8 +489,9 @@ static int load_tls(const struct ctkn_server_config *cfg, char **cert,
   if (!ctkn__api_http_tls())
     return ctkn__err(err, CTKN_EUSAGE,
                      "this libmicrohttpd was built without TLS");
-  if ((*cert = slurp(cfg->tls_cert, err)) == NULL ||
-      (*key = slurp(cfg->tls_key, err)) == NULL)
+  if ((*cert = read_pem(cfg->tls_cert, "TLS certificate", "tls-cert", err)) ==
+          NULL ||
+      (*key = read_pem(cfg->tls_key, "TLS key", "tls-key", err)) == NULL)
     return err ? err->code : CTKN_EIO;
   return CTKN_OK;
 }
@@ -519,9 +539,11 @@ static void sleep_10ms(void)
 static void watch(struct server *s, volatile sig_atomic_t *stop,
                   volatile sig_atomic_t *reload)
 {
-  while (!*stop && !atomic_load(&s->fatal)) {
+  for (unsigned tick = 0; !*stop && !atomic_load(&s->fatal); tick++) {
     sleep_10ms();
     ctkn__api_expire_waiters(s, false);
+    if (tick % 20 == 0) /* 200 ms: the header deadline's resolution */
+      ctkn__api_http_sweep(s, ctkn__now_ms());
     if (*reload) {
       struct ctkn_err kerr = {0};
       *reload = 0;

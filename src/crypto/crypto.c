@@ -16,16 +16,11 @@
  * err->msg, and every buffer that held some is wiped before it goes out of
  * scope.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -223,23 +218,6 @@ static bool key_from_hex(const uint8_t *s, uint8_t key[CTKN_KEY_LEN])
   return bad == 0;
 }
 
-/* Read up to cap bytes of fd into buf; *n gets the count. */
-static int read_upto(int fd, uint8_t *buf, size_t cap, size_t *n)
-{
-  *n = 0;
-  while (*n < cap) {
-    ssize_t r = read(fd, buf + *n, cap - *n);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      return -1;
-    if (r == 0)
-      break;
-    *n += (size_t)r;
-  }
-  return 0;
-}
-
 /* The file's bytes to the key, or CTKN_EINVAL naming the shape rule. */
 static int key_parse(const char *path, const uint8_t *buf, size_t n,
                      uint8_t key[CTKN_KEY_LEN], struct ctkn_err *err)
@@ -257,12 +235,6 @@ static int key_parse(const char *path, const uint8_t *buf, size_t n,
                      "digits (0-9, a-f, A-F)",
                      PATH_SHOW, path, KEY_HEX);
   }
-  if (n > KEY_FILE_MAX)
-    return ctkn__err(err, CTKN_EINVAL,
-                     "key file %.*s: more than %d bytes; want exactly %d hex "
-                     "digits (then at most one newline) or exactly %d raw "
-                     "bytes",
-                     PATH_SHOW, path, KEY_FILE_MAX, KEY_HEX, CTKN_KEY_LEN);
   return ctkn__err(err, CTKN_EINVAL,
                    "key file %.*s: %zu bytes; want exactly %d hex digits "
                    "(then at most one newline) or exactly %d raw bytes",
@@ -272,50 +244,24 @@ static int key_parse(const char *path, const uint8_t *buf, size_t n,
 int ctkn_key_load(const char *path, uint8_t key[CTKN_KEY_LEN],
                   struct ctkn_err *err)
 {
-  /* One byte more than the longest valid file, to tell "too long". */
-  uint8_t buf[KEY_FILE_MAX + 1];
-  struct stat sb;
-  size_t n = 0;
-  int fd, rc, e;
+  static const struct ctkn__file_rules rules = {
+      .what = "key file",
+      .max = KEY_FILE_MAX,
+      .shape = "want exactly 64 hex digits (then at most one newline) or "
+               "exactly 32 raw bytes",
+      .open_code = CTKN_EINVAL,
+      .private_mode = true,
+  };
+  struct ctkn__buf b = CTKN__BUF_INIT;
+  int rc;
 
   ctkn_wipe(key, CTKN_KEY_LEN);
-  /* O_NONBLOCK: a FIFO planted at path must not hang start-up; it is then
-   * refused as not a regular file. Symbolic links are followed, as secret
-   * stores (Kubernetes volumes, systemd credentials) mount keys that way;
-   * the mode checked is the target's. */
-  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) {
-    e = errno;
-    return ctkn__err(err, CTKN_EINVAL,
-                     "key file %.*s: cannot open: %s; the deployment key "
-                     "must be a file this process can read",
-                     PATH_SHOW, path, strerror(e));
-  }
-  if (fstat(fd, &sb) != 0) {
-    e = errno;
-    rc = ctkn__err(err, CTKN_EINVAL, "key file %.*s: fstat: %s", PATH_SHOW,
-                   path, strerror(e));
-  } else if (!S_ISREG(sb.st_mode)) {
-    rc = ctkn__err(err, CTKN_EINVAL,
-                   "key file %.*s: not a regular file; the deployment key "
-                   "must be one",
-                   PATH_SHOW, path);
-  } else if ((sb.st_mode & 077) != 0) {
-    /* Checked before reading, so a key that leaked is not used. */
-    rc = ctkn__err(err, CTKN_EINVAL,
-                   "key file %.*s: mode %04o lets group or others read or "
-                   "write it; run chmod 600 %.*s",
-                   PATH_SHOW, path, (unsigned)(sb.st_mode & 07777), PATH_SHOW,
-                   path);
-  } else if (read_upto(fd, buf, sizeof(buf), &n) != 0) {
-    e = errno;
-    rc = ctkn__err(err, CTKN_EINVAL, "key file %.*s: read: %s", PATH_SHOW, path,
-                   strerror(e));
-  } else {
-    rc = key_parse(path, buf, n, key, err);
-  }
-  close(fd);
-  ctkn_wipe(buf, sizeof(buf));
+  rc = ctkn__file_read(path, &rules, &b, err);
+  if (rc == CTKN_OK)
+    rc = key_parse(path, (const uint8_t *)b.data, b.len, key, err);
+  if (b.data != NULL)
+    ctkn_wipe(b.data, b.cap);
+  ctkn__buf_free(&b);
   if (rc != CTKN_OK)
     ctkn_wipe(key, CTKN_KEY_LEN);
   return rc;

@@ -126,6 +126,53 @@ int ctkn_seckey_load(ctkn_seckey **out, const char *path, struct ctkn_err *err)
   return rc;
 }
 
+static int hex_value(unsigned char ch)
+{
+  if (ch >= '0' && ch <= '9')
+    return ch - '0';
+  ch |= 0x20;
+  return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* The 64 hex digits (then at most one newline) of len bytes at s. */
+static bool pub_from_hex(const char *s, size_t len,
+                         uint8_t pub[CTKN_SIGN_PUB_LEN])
+{
+  while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
+    len--;
+  if (len != 2 * CTKN_SIGN_PUB_LEN)
+    return false;
+  for (size_t i = 0; i < CTKN_SIGN_PUB_LEN; i++) {
+    int hi = hex_value((unsigned char)s[2 * i]);
+    int lo = hex_value((unsigned char)s[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return false;
+    pub[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return true;
+}
+
+int ctkn_pubkey_load(const char *path, uint8_t pub[CTKN_SIGN_PUB_LEN],
+                     struct ctkn_err *err)
+{
+  static const struct ctkn__file_rules rules = {
+      .what = "public key file",
+      .max = 2 * CTKN_SIGN_PUB_LEN + 2,
+      .shape = "want exactly 64 hex digits (then at most one newline)",
+      .open_code = CTKN_EINVAL,
+  };
+  struct ctkn__buf b = CTKN__BUF_INIT;
+  int rc = ctkn__file_read(path, &rules, &b, err);
+
+  if (rc == CTKN_OK && !pub_from_hex(b.data, b.len, pub))
+    rc = ctkn__err(err, CTKN_EINVAL,
+                   "public key file %.150s: want exactly 64 hex digits "
+                   "(then at most one newline)",
+                   path);
+  ctkn__buf_free(&b);
+  return rc;
+}
+
 int ctkn_seckey_save(const ctkn_seckey *k, const char *path,
                      struct ctkn_err *err)
 {

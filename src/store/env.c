@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -123,6 +124,56 @@ int ctkn_store_map_full(ctkn_store *st, struct ctkn_err *err)
                    "restart with a larger --map-size (e.g. %s; see "
                    "docs/operations.md, \"Retention and sizing\")",
                    now, twice);
+}
+
+int ctkn__store_space_err(struct ctkn_err *err, int rc, const char *what,
+                          const char *dir, long long avail)
+{
+  char left[48] = "";
+
+  if (avail >= 0)
+    snprintf(left, sizeof(left), " (%lld bytes free)", avail);
+  if (rc == ENOSPC || rc == EDQUOT ||
+      (rc == EIO && avail >= 0 && avail < CTKN__STORE_FULL_BELOW))
+    return ctkn__err(err, CTKN_ESTORE,
+                     "%s: no space left on device%s: the file system "
+                     "holding %.120s is full%s; free space or move --db, "
+                     "then retry",
+                     what, rc == EDQUOT ? " (disk quota exceeded)" : "",
+                     dir != NULL ? dir : "the projection", left);
+  if (rc == EFBIG)
+    return ctkn__err(err, CTKN_ESTORE,
+                     "%s: file too large: %.120s/data.mdb reached a "
+                     "file-size limit (ulimit -f, or the file system's)",
+                     what, dir != NULL ? dir : "the projection");
+  return ctkn__store_lmdb_err(err, rc, what);
+}
+
+/* Free bytes this process may write on dir's file system (root may use
+ * the blocks reserved for it), or -1 when unknown. */
+static long long free_bytes(const char *dir)
+{
+  struct statvfs sv;
+
+  if (dir == NULL || statvfs(dir, &sv) != 0)
+    return -1;
+  return (long long)(geteuid() == 0 ? sv.f_bfree : sv.f_bavail) *
+         (long long)sv.f_frsize;
+}
+
+int ctkn__store_dir_err(const char *dir, struct ctkn_err *err, int rc,
+                        const char *what)
+{
+  bool space = rc == EIO || rc == ENOSPC || rc == EDQUOT;
+
+  return ctkn__store_space_err(err, rc, what, dir,
+                               space ? free_bytes(dir) : -1);
+}
+
+int ctkn__store_write_err(const ctkn_store *st, struct ctkn_err *err, int rc,
+                          const char *what)
+{
+  return ctkn__store_dir_err(st->dir, err, rc, what);
 }
 
 int ctkn__store_corrupt(struct ctkn_err *err, int table)
@@ -444,7 +495,8 @@ static int open_tables(ctkn_store *st, const char *dir, struct ctkn_err *err)
     return rc;
   }
   rc = mdb_txn_commit(txn);
-  return rc == MDB_SUCCESS ? CTKN_OK : ctkn__store_lmdb_err(err, rc, "commit");
+  return rc == MDB_SUCCESS ? CTKN_OK
+                           : ctkn__store_write_err(st, err, rc, "commit");
 }
 
 /* A writer creates dir; a reader needs a projection there already. */
@@ -483,7 +535,7 @@ static int open_env(ctkn_store *st, const char *dir,
       (rc = mdb_env_set_maxdbs(st->env, MAX_DBS)) != 0 ||
       (rc = mdb_env_set_maxreaders(st->env, MAX_READERS)) != 0 ||
       (rc = mdb_env_open(st->env, dir, flags, 0600)) != 0)
-    return ctkn__store_lmdb_err(err, rc, dir);
+    return ctkn__store_dir_err(dir, err, rc, dir);
   /* Free the reader slots of processes that died holding a read txn
    * (SIGKILL, OOM), which would otherwise pin old pages forever. */
   rc = mdb_reader_check(st->env, &dead);
@@ -616,7 +668,8 @@ void ctkn_store_remove(const char *dir)
 int ctkn_store_sync(ctkn_store *st, struct ctkn_err *err)
 {
   int rc = mdb_env_sync(st->env, 1);
-  return rc == MDB_SUCCESS ? CTKN_OK : ctkn__store_lmdb_err(err, rc, "sync");
+  return rc == MDB_SUCCESS ? CTKN_OK
+                           : ctkn__store_write_err(st, err, rc, "sync");
 }
 
 int ctkn_store_exchange(const char *a, const char *b, struct ctkn_err *err)
@@ -681,7 +734,8 @@ static int bind_pass(ctkn_store *st, const char *topic, const char *envs,
     return rc;
   }
   rc = mdb_txn_commit(txn);
-  return rc == MDB_SUCCESS ? CTKN_OK : ctkn__store_lmdb_err(err, rc, "commit");
+  return rc == MDB_SUCCESS ? CTKN_OK
+                           : ctkn__store_write_err(st, err, rc, "commit");
 }
 
 int ctkn_store_bind(ctkn_store *st, const char *topic, ctkn_env env,
@@ -725,7 +779,8 @@ int ctkn_store_freeze(ctkn_store *st, int64_t as_of_us, struct ctkn_err *err)
     return ctkn__store_lmdb_err(err, rc, "put meta");
   }
   rc = mdb_txn_commit(txn);
-  return rc == MDB_SUCCESS ? CTKN_OK : ctkn__store_lmdb_err(err, rc, "commit");
+  return rc == MDB_SUCCESS ? CTKN_OK
+                           : ctkn__store_write_err(st, err, rc, "commit");
 }
 
 int ctkn_store_frozen(ctkn_store *st, char as_of[CTKN_TIME_BUF],

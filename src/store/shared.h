@@ -12,6 +12,25 @@
 #include "ctkn/error.h"
 #include "ctkn/store.h"
 
+/* ---- a write's failure, in words ---------------------------------------- */
+
+/* Below this many free bytes, an I/O error from a write counts as a full
+ * disk: LMDB reports a short write (which a full file system gives) as
+ * EIO, and the write that fell short used up what was left. */
+#define CTKN__STORE_FULL_BELOW (4 * 1024 * 1024)
+
+/*
+ * A failed write or sync of the projection in dir (NULL: unknown) as
+ * CTKN_ESTORE, naming what failed: ENOSPC, EDQUOT, and EIO while avail
+ * (the file system's free bytes for this process, -1 when unknown) is
+ * below CTKN__STORE_FULL_BELOW say "no space left on device" and the
+ * file system; EFBIG says which file-size limit; anything else is
+ * ctkn__store_lmdb_err()'s (store_int.h). Pure: tests call it with any
+ * avail; the store calls it with statvfs()'s.
+ */
+int ctkn__store_space_err(struct ctkn_err *err, int rc, const char *what,
+                          const char *dir, long long avail);
+
 /* ---- the store, for the projector (store/) ------------------------------ */
 
 /*

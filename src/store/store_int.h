@@ -110,6 +110,13 @@ struct ctkn_store_txn {
 /* An LMDB failure as CTKN_ESTORE (CTKN_ENOMEM for ENOMEM, CTKN_EMAPFULL
  * for MDB_MAP_FULL), naming what failed; a full map says how to raise it. */
 int ctkn__store_lmdb_err(struct ctkn_err *err, int rc, const char *what);
+/* A failed commit or sync of st: ctkn__store_space_err() (shared.h) with
+ * the free space of st's file system, so a full disk says so. */
+int ctkn__store_write_err(const ctkn_store *st, struct ctkn_err *err, int rc,
+                          const char *what);
+/* The same for the directory dir, before a store has it. */
+int ctkn__store_dir_err(const char *dir, struct ctkn_err *err, int rc,
+                        const char *what);
 /* CTKN_ESTORE "corrupt value in <table>". */
 int ctkn__store_corrupt(struct ctkn_err *err, int table);
 /* CTKN_EINVAL naming the field unless partition and offset are in range. */

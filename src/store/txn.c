@@ -76,12 +76,14 @@ int ctkn_store_commit(ctkn_store_txn *t, struct ctkn_err *err)
       return rc;
     }
   }
+  ctkn_store *st = t->st;
   rc = mdb_txn_commit(t->txn); /* frees the MDB_txn also on failure */
-  if (rc == MDB_SUCCESS && t->write && t->st->unsynced > 0)
-    writeback(t->st);
-  pthread_rwlock_unlock(&t->st->swap);
+  if (rc == MDB_SUCCESS && t->write && st->unsynced > 0)
+    writeback(st);
+  pthread_rwlock_unlock(&st->swap);
   free(t);
-  return rc == MDB_SUCCESS ? CTKN_OK : ctkn__store_lmdb_err(err, rc, "commit");
+  return rc == MDB_SUCCESS ? CTKN_OK
+                           : ctkn__store_write_err(st, err, rc, "commit");
 }
 
 void ctkn_store_abort(ctkn_store_txn *t)

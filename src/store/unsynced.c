@@ -177,7 +177,7 @@ int ctkn__store_unsynced_end(struct ctkn_store *st, struct ctkn_err *err)
   if ((rc = mdb_env_sync(st->env, 1)) != MDB_SUCCESS) {
     /* The marker stays: the next open flushes or refuses. */
     close(st->unsynced_fd);
-    return ctkn__store_lmdb_err(err, rc, "sync");
+    return ctkn__store_write_err(st, err, rc, "sync");
   }
   snprintf(name, sizeof(name), UNSYNCED_PREFIX "%ld", (long)getpid());
   char *path = marker_path(st->dir, name);

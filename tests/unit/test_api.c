@@ -358,11 +358,26 @@ static struct req *make_v(struct fx *f, const char *method, const char *target,
       *amp = '\0';
     if ((eq = strchr(p, '=')) != NULL)
       *eq++ = '\0';
-    assert_true(ctkn__api_req_param(r, p, eq));
+    assert_true(ctkn__api_req_param(r, p, strlen(p), eq, eq ? strlen(eq) : 0));
     p = amp ? amp + 1 : NULL;
   }
-  while ((name = va_arg(ap, const char *)) != NULL)
-    ctkn__api_req_header(r, name, va_arg(ap, const char *));
+  while ((name = va_arg(ap, const char *)) != NULL) {
+    const char *value = va_arg(ap, const char *);
+    ctkn__api_req_header(r, name, value, strlen(value));
+  }
+  return r;
+}
+
+/* A request as make_v() builds it, not yet begun. */
+static struct req *make(struct fx *f, const char *method, const char *target,
+                        ...)
+{
+  va_list ap;
+  struct req *r;
+
+  va_start(ap, target);
+  r = make_v(f, method, target, ap);
+  va_end(ap);
   return r;
 }
 
@@ -929,7 +944,7 @@ static void test_bodies_too_large_or_unwanted_are_refused(void **state)
   /* Sent too large in pieces: refused once it is all in. */
   memset(big, ' ', sizeof(big) - 1);
   r = ctkn__api_req_new(f->s, NULL, "POST", "/client-tokens");
-  ctkn__api_req_header(r, "Authorization", auth_writer);
+  ctkn__api_req_header(r, "Authorization", auth_writer, strlen(auth_writer));
   ctkn__api_begin(f->s, r);
   assert_false(ctkn__api_answered(r));
   assert_true(ctkn__api_body(r, big, CTKN_SERVER_MAX_BODY));
@@ -942,11 +957,123 @@ static void test_bodies_too_large_or_unwanted_are_refused(void **state)
 
   /* A body where none belongs. */
   r = ctkn__api_req_new(f->s, NULL, "GET", "/client-tokens");
-  ctkn__api_req_header(r, "Authorization", auth_reader);
+  ctkn__api_req_header(r, "Authorization", auth_reader, strlen(auth_reader));
   ctkn__api_begin(f->s, r);
   assert_true(ctkn__api_body(r, "{}", 2));
   ctkn__api_dispatch(f->s, r);
   check_detail(f, r, 400, "bad_request", NULL, "this request takes no body");
+}
+
+/* ---- the request head: NULs, framing, sizes ------------------------------ */
+
+/* A NUL cuts a C string short: /client-tokens/ID%00zzz would name ID,
+ * per_page=10%00abc would read as 10, and a key followed by a NUL and
+ * anything would authenticate. Each is a 400 naming where it was. */
+static void test_a_nul_anywhere_in_the_head_is_refused(void **state)
+{
+  struct fx *f = *state;
+  static const char id[] = "ctkn_01h0000000000000000000000a";
+  struct req *r;
+
+  /* In a parameter's value, and in its name (%00 decoded: the lengths
+   * say more than strlen). */
+  r = make(f, "GET", "/client-tokens", "Authorization", auth_reader, NULL);
+  assert_true(ctkn__api_req_param(r, "per_page", 8, "10\0abc", 6));
+  ctkn__api_begin(f->s, r);
+  ctkn__api_dispatch(f->s, r);
+  check_detail(f, r, 400, "invalid_field", "per_page", "NUL");
+  r = make(f, "GET", "/client-tokens", "Authorization", auth_reader, NULL);
+  assert_true(ctkn__api_req_param(r, "status", 9, "active", 6));
+  ctkn__api_begin(f->s, r);
+  ctkn__api_dispatch(f->s, r);
+  check_detail(f, r, 400, "invalid_field", "status", "NUL");
+  /* In the path: the route would see only what is before it. */
+  r = make(f, "PATCH", "/client-tokens/ctkn_01h0000000000000000000000a",
+           "Authorization", auth_writer, NULL);
+  ctkn__api_req_head(r, sizeof(id) + 17, true, NULL, 200);
+  ctkn__api_begin(f->s, r);
+  assert_true(ctkn__api_answered(r));
+  assert_null(r->cmd);
+  check_detail(f, r, 400, "invalid_field", "path", "NUL");
+  /* A raw NUL that cut a parameter, named as the transport found it. */
+  r = make(f, "GET", "/client-tokens", "Authorization", auth_reader, NULL);
+  ctkn__api_req_head(r, 40, false, "per_page", 200);
+  ctkn__api_begin(f->s, r);
+  check_detail(f, r, 400, "invalid_field", "per_page", "NUL");
+  /* In a header's value: a valid key, then a NUL and more. */
+  r = ctkn__api_req_new(f->s, NULL, "GET", "/client-tokens");
+  ctkn__api_req_header(r, "Authorization", auth_reader,
+                       strlen(auth_reader) + 4);
+  ctkn__api_begin(f->s, r);
+  assert_string_equal(r->key_name, "");
+  check_detail(f, r, 400, "invalid_field", "Authorization", "NUL");
+  /* Also in a header the API does not read. */
+  r = make(f, "GET", "/client-tokens", "Authorization", auth_reader, NULL);
+  ctkn__api_req_header(r, "X-Anything", "a", 3);
+  ctkn__api_begin(f->s, r);
+  check_detail(f, r, 400, "invalid_field", "X-Anything", "NUL");
+  /* The same requests without the NUL are served. */
+  r = call(f, "GET", "/client-tokens?per_page=10", NULL, "Authorization",
+           auth_reader, NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+}
+
+/* Content-Length with Transfer-Encoding (or either twice) frames the body
+ * two ways: a proxy and this server could split the stream differently,
+ * and a request smuggled behind would be answered. 400, and the
+ * connection closes. Checked before authentication: a smuggled request
+ * needs no key. */
+static void test_conflicting_framing_is_refused_and_closes(void **state)
+{
+  struct fx *f = *state;
+  static const char *const pairs[][4] = {
+      {"Content-Length", "5", "Transfer-Encoding", "chunked"},
+      {"Transfer-Encoding", "chunked", "Content-Length", "0"},
+      {"Content-Length", "5", "Content-Length", "6"},
+      {"Transfer-Encoding", "chunked", "Transfer-Encoding", "chunked"},
+  };
+  struct req *r;
+
+  for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+    r = call(f, "POST", "/client-tokens", NULL, pairs[i][0], pairs[i][1],
+             pairs[i][2], pairs[i][3], NULL);
+    assert_true(r->close);
+    check_detail(f, r, 400, "bad_request", NULL, "conflicting framing");
+  }
+  r = call(f, "POST", "/client-tokens", "{\"name\":\"x\"}", "Content-Length",
+           "12", "Authorization", auth_writer, NULL);
+  assert_false(r->close);
+  done(f, r);
+}
+
+/* Below libmicrohttpd's memory limit, an oversized target or head gets
+ * Paddle's envelope (414, 431) and the connection closes. */
+static void test_oversized_heads_get_414_and_431(void **state)
+{
+  struct fx *f = *state;
+  struct req *r;
+
+  r = make(f, "GET", "/client-tokens", "Authorization", auth_reader, NULL);
+  ctkn__api_req_head(r, CTKN_SERVER_MAX_URI + 1, false, NULL,
+                     CTKN_SERVER_MAX_URI + 100);
+  ctkn__api_begin(f->s, r);
+  assert_true(r->close);
+  check_detail(f, r, 414, "uri_too_long", NULL, "longer than 8192 bytes");
+  r = make(f, "GET", "/client-tokens", "Authorization", auth_reader, NULL);
+  ctkn__api_req_head(r, 20, false, NULL, CTKN_SERVER_MAX_HEADERS + 1);
+  ctkn__api_begin(f->s, r);
+  assert_true(r->close);
+  check_detail(f, r, 431, "request_header_fields_too_large", NULL,
+               "larger than 16384 bytes");
+  /* At the bounds: served. */
+  r = make(f, "GET", "/client-tokens", "Authorization", auth_reader, NULL);
+  ctkn__api_req_head(r, CTKN_SERVER_MAX_URI, false, NULL,
+                     CTKN_SERVER_MAX_HEADERS);
+  ctkn__api_begin(f->s, r);
+  ctkn__api_dispatch(f->s, r);
+  assert_int_equal(r->status, 200);
+  done(f, r);
 }
 
 /* ---- token writes up to the command thread ------------------------------ */
@@ -1079,7 +1206,7 @@ static void test_min_position_waits_for_the_follower(void **state)
 
   /* Its deadline passes: 503, retry. */
   r = call(f, "GET", "/client-tokens/verify?token=x", NULL, "Authorization",
-           auth_reader, "X-Ctkn-Min-Position", "3:5", NULL);
+           auth_reader, "X-Ctkn-Min-Position", "1:5", NULL);
   assert_true(r->suspended);
   ctkn__api_expire_waiters(f->s, false);
   assert_false(r->ready);
@@ -1094,9 +1221,45 @@ static void test_min_position_waits_for_the_follower(void **state)
   /* Closing: no new waits. */
   atomic_store(&f->s->closing, true);
   r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
-           "X-Ctkn-Min-Position", "5:5", NULL);
+           "X-Ctkn-Min-Position", "1:50", NULL);
   check_detail(f, r, 503, "service_unavailable", NULL,
                "the server is shutting down");
+}
+
+/* A partition the topic does not have is never reached: 400 at once, not
+ * a wait that ends in 503. */
+static void test_min_position_on_an_unknown_partition_is_refused(void **state)
+{
+  struct fx *f = *state;
+  int64_t next[3] = {NEVENT, 0, 0};
+  struct req *r, *early;
+
+  /* Before the follower has said how many partitions there are, a wait
+   * begins; once it says, the wait ends in the same 400. */
+  early = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+               "X-Ctkn-Min-Position", "0:1,3:0", NULL);
+  assert_true(early->suspended);
+  ctkn__api_advanced(f->s, next, 3);
+  assert_true(early->ready);
+  early->suspended = false;
+  ctkn__api_dispatch(f->s, early);
+  check_detail(f, early, 400, "invalid_field", "X-Ctkn-Min-Position",
+               "partition 3 does not exist: the topic has 3 (0..2)");
+
+  /* Known: refused at once, whichever entry names it. */
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           "X-Ctkn-Min-Position", "0:0,7:1", NULL);
+  assert_false(r->suspended);
+  check_detail(f, r, 400, "invalid_field", "X-Ctkn-Min-Position",
+               "partition 7 does not exist");
+  /* The last partition there is still waits. */
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           "X-Ctkn-Min-Position", "2:0", NULL);
+  assert_true(r->suspended);
+  ctkn__api_expire_waiters(f->s, true);
+  r->suspended = false;
+  ctkn__api_dispatch(f->s, r);
+  check_error(f, r, 503, "service_unavailable", NULL);
 }
 
 /* ---- health and metrics ------------------------------------------------ */
@@ -1765,9 +1928,13 @@ int main(void)
       T(test_rate_limit_answers_429_with_retry_after),
       T(test_unknown_paths_are_404_and_other_methods_405),
       T(test_bodies_too_large_or_unwanted_are_refused),
+      T(test_a_nul_anywhere_in_the_head_is_refused),
+      T(test_conflicting_framing_is_refused_and_closes),
+      T(test_oversized_heads_get_414_and_431),
       T(test_token_writes_are_checked_before_they_are_queued),
       T(test_queued_writes_are_answered_by_the_command_thread),
       T(test_min_position_waits_for_the_follower),
+      T(test_min_position_on_an_unknown_partition_is_refused),
       T(test_healthz_reports_starting_ready_and_lagging),
       T(test_metrics_count_requests_by_route_and_status),
       T(test_access_line_has_its_members_escaped),

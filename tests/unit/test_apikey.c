@@ -22,6 +22,7 @@
 #include "ctkn/codec.h"
 #include "ctkn/crypto.h"
 #include "ctkn/error.h"
+#include "internal.h"
 
 #define KEY_LEN 55 /* "ctkn_apikey_" + 43 base64url */
 #define R       CTKN_PERM_TOKEN_READ
@@ -593,10 +594,35 @@ static void test_missing_file_is_eio(void **state)
   assert_null(ks);
   assert_non_null(strstr(err.msg, f->path));
   assert_int_equal(ctkn_apikey_revoke(f->path, "a", &err), CTKN_EIO);
-  assert_int_equal(ctkn_apikeys_load(f->dir, &ks, &err), CTKN_EIO);
-  assert_null(ks);
   assert_int_equal(ctkn_apikeys_load("", &ks, &err), CTKN_EINVAL);
   assert_string_equal(err.field, "file");
+}
+
+/* A key file must be a regular file of at most CTKN_APIKEY_FILE_MAX
+ * bytes: a directory, /dev/zero (once read for 23 GB, then the OOM
+ * killer) or a huge file is refused at once, naming the file and the
+ * rule. */
+static void test_key_file_must_be_a_bounded_regular_file(void **state)
+{
+  struct fx *f = *state;
+  const char *bad[] = {f->dir, "/dev/zero", f->path};
+  ctkn_apikeys *ks = (void *)&ks;
+  struct ctkn_err err;
+  FILE *fp;
+
+  assert_non_null(fp = fopen(f->path, "w"));
+  fclose(fp);
+  assert_int_equal(truncate(f->path, (off_t)CTKN_APIKEY_FILE_MAX + 1), 0);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    int64_t t0 = ctkn__now_ms();
+    assert_int_equal(ctkn_apikeys_load(bad[i], &ks, &err), CTKN_EINVAL);
+    assert_true(ctkn__now_ms() - t0 < 1000);
+    assert_null(ks);
+    assert_non_null(strstr(err.msg, bad[i]));
+    assert_non_null(strstr(err.msg, i < 2 ? "not a regular file"
+                                          : "more than 16777216 bytes"));
+  }
+  assert_int_equal(unlink(f->path), 0);
 }
 
 static void test_empty_file_is_an_empty_set(void **state)
@@ -893,6 +919,7 @@ int main(void)
       T(test_many_entries_all_found),
       T(test_concurrent_creates_lose_nothing),
       T(test_missing_file_is_eio),
+      T(test_key_file_must_be_a_bounded_regular_file),
       T(test_empty_file_is_an_empty_set),
       T(test_malformed_lines_are_edecode_with_line_and_field),
       T(test_good_hand_written_file_loads),

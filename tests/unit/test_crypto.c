@@ -704,6 +704,58 @@ static void test_key_load_refuses_a_directory(void **state)
   assert_int_equal(rmdir(f->path), 0);
 }
 
+/* /dev/zero and a FIFO as the deployment key: refused at once, not read
+ * without end or waited on. */
+static void test_key_load_refuses_devices_and_fifos(void **state)
+{
+  struct keyfile *f = *state;
+  uint8_t key[CTKN_KEY_LEN];
+  struct ctkn_err err;
+
+  assert_int_equal(ctkn_key_load("/dev/zero", key, &err), CTKN_EINVAL);
+  assert_non_null(strstr(err.msg, "/dev/zero: not a regular file"));
+  assert_int_equal(unlink(f->path), 0);
+  assert_int_equal(mkfifo(f->path, 0600), 0);
+  assert_refused(f, "not a regular file (a FIFO)");
+}
+
+/* A public key file (--trust-root): 64 hex digits, a regular file of at
+ * most 66 bytes, checked like every key file. */
+static void test_pubkey_load_reads_hex_and_refuses_the_rest(void **state)
+{
+  struct keyfile *f = *state;
+  uint8_t pub[CTKN_SIGN_PUB_LEN];
+  struct ctkn_err err;
+  char text[2 * CTKN_SIGN_PUB_LEN + 8];
+
+  put(f->path, f->HEX, 2 * CTKN_KEY_LEN, 0644);
+  assert_int_equal(ctkn_pubkey_load(f->path, pub, &err), CTKN_OK);
+  assert_memory_equal(pub, f->key, CTKN_SIGN_PUB_LEN);
+  snprintf(text, sizeof(text), "%s\r\n", f->hex);
+  put(f->path, text, strlen(text), 0644);
+  assert_int_equal(ctkn_pubkey_load(f->path, pub, &err), CTKN_OK);
+  assert_memory_equal(pub, f->key, CTKN_SIGN_PUB_LEN);
+  /* The wrong length, a non-hex digit, too long. */
+  put(f->path, f->hex, 2 * CTKN_KEY_LEN - 1, 0644);
+  assert_int_equal(ctkn_pubkey_load(f->path, pub, &err), CTKN_EINVAL);
+  assert_non_null(strstr(err.msg, "want exactly 64 hex digits"));
+  memcpy(text, f->hex, 2 * CTKN_KEY_LEN);
+  text[5] = 'g';
+  put(f->path, text, 2 * CTKN_KEY_LEN, 0644);
+  assert_int_equal(ctkn_pubkey_load(f->path, pub, &err), CTKN_EINVAL);
+  snprintf(text, sizeof(text), "%s\n\n\n", f->hex);
+  put(f->path, text, strlen(text), 0644);
+  assert_int_equal(ctkn_pubkey_load(f->path, pub, &err), CTKN_EINVAL);
+  assert_non_null(strstr(err.msg, "more than 66 bytes"));
+  /* Not a regular file. */
+  assert_int_equal(ctkn_pubkey_load("/dev/zero", pub, &err), CTKN_EINVAL);
+  assert_non_null(strstr(err.msg, "not a regular file"));
+  assert_int_equal(unlink(f->path), 0);
+  assert_int_equal(mkfifo(f->path, 0600), 0);
+  assert_int_equal(ctkn_pubkey_load(f->path, pub, &err), CTKN_EINVAL);
+  assert_non_null(strstr(err.msg, "not a regular file (a FIFO)"));
+}
+
 /* ---- signatures ---------------------------------------------------------- */
 
 /* RFC 8032, section 7.1, TEST 1 and TEST 2. */
@@ -839,6 +891,11 @@ int main(void)
                                       keyfile_setup, keyfile_teardown),
       cmocka_unit_test_setup_teardown(test_key_load_refuses_a_directory,
                                       keyfile_setup, keyfile_teardown),
+      cmocka_unit_test_setup_teardown(test_key_load_refuses_devices_and_fifos,
+                                      keyfile_setup, keyfile_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_pubkey_load_reads_hex_and_refuses_the_rest, keyfile_setup,
+          keyfile_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,6 +56,11 @@ static void test_codes_map_to_paddle_codes_and_exits(void **state)
                       "notification_maximum_active_settings_reached");
   assert_int_equal(ctkn_error_http_status(CTKN_EMAXACTIVE), 400);
   assert_int_equal(ctkn_error_exit(CTKN_EMAXACTIVE), 1);
+  assert_string_equal(ctkn_error_code(CTKN_EURITOOLONG), "uri_too_long");
+  assert_int_equal(ctkn_error_http_status(CTKN_EURITOOLONG), 414);
+  assert_string_equal(ctkn_error_code(CTKN_EHEADERSTOOLARGE),
+                      "request_header_fields_too_large");
+  assert_int_equal(ctkn_error_http_status(CTKN_EHEADERSTOOLARGE), 431);
 }
 
 static void test_every_code_has_distinct_text(void **state)

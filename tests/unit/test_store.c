@@ -8,6 +8,7 @@
  * corrupt disk could write.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -2053,6 +2054,45 @@ static void test_map_full_says_raise_map_size(void **s)
   ctkn_store_abort(t);
 }
 
+/* A full disk says so. LMDB reports a write that fell short (what a full
+ * file system gives) as EIO, "Input/output error", which told an operator
+ * nothing; with the file system's free space known, it is named. */
+static void test_a_full_disk_says_no_space_left(void **s)
+{
+  static const struct {
+    int rc;
+    long long avail;
+    const char *want;
+  } cases[] = {
+      {ENOSPC, -1,
+       "commit: no space left on device: the file system "
+       "holding /srv/db is full; free space or move --db"},
+      {ENOSPC, 0, "is full (0 bytes free)"},
+      {EDQUOT, 5, "no space left on device (disk quota exceeded)"},
+      {EIO, 0,
+       "commit: no space left on device: the file system holding "
+       "/srv/db is full (0 bytes free)"},
+      {EIO, CTKN__STORE_FULL_BELOW - 1, "no space left on device"},
+      /* Space to spare, or unknown: a real I/O error stays one. */
+      {EIO, CTKN__STORE_FULL_BELOW, "commit: Input/output error"},
+      {EIO, -1, "commit: Input/output error"},
+      {EFBIG, -1,
+       "file too large: /srv/db/data.mdb reached a file-size "
+       "limit (ulimit -f"},
+  };
+  struct ctkn_err err;
+
+  (void)s;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(ctkn__store_space_err(&err, cases[i].rc, "commit",
+                                           "/srv/db", cases[i].avail),
+                     CTKN_ESTORE);
+    if (strstr(err.msg, cases[i].want) == NULL)
+      fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.msg, cases[i].want);
+  }
+}
+
 /* Read one byte from fd, or fail. */
 static void wait_byte(int fd)
 {
@@ -2207,6 +2247,7 @@ int main(void)
       T(test_reader_does_not_see_uncommitted_writes),
       T(test_corrupt_values_are_store_errors),
       T(test_map_full_says_raise_map_size),
+      T(test_a_full_disk_says_no_space_left),
       T(test_stale_reader_of_a_killed_process_is_cleared_at_open),
   };
 

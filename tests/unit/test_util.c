@@ -1,4 +1,5 @@
 /* test_util.c - the shared primitives: one buffer, one queue, one sink. */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,10 @@
 
 #include <cmocka.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ctkn/diag.h"
 #include "internal.h"
@@ -265,6 +270,111 @@ static void test_diag_level_names_parse(void **state)
   assert_string_equal(err.field, "log_level");
 }
 
+/* ---- key and secret files ------------------------------------------- */
+
+static const struct ctkn__file_rules small = {
+    .what = "test key file", .max = 64, .open_code = CTKN_EIO};
+
+/* path refused with code, the message naming path and holding words; in
+ * well under a second, and with nothing read past the bound. */
+static void assert_file_refused(const struct ctkn__file_rules *r,
+                                const char *path, int code, const char *words)
+{
+  struct ctkn__buf b = CTKN__BUF_INIT;
+  struct ctkn_err err = {0};
+  int64_t t0 = ctkn__now_ms();
+
+  assert_int_equal(ctkn__file_read(path, r, &b, &err), code);
+  assert_true(ctkn__now_ms() - t0 < 1000);
+  assert_int_equal(err.code, code);
+  assert_non_null(strstr(err.msg, path));
+  assert_non_null(strstr(err.msg, r->what));
+  if (strstr(err.msg, words) == NULL)
+    fail_msg("\"%s\" lacks \"%s\"", err.msg, words);
+  assert_true(b.len <= r->max + 1);
+  ctkn__buf_free(&b);
+}
+
+static void test_file_read_takes_a_regular_file_up_to_its_bound(void **state)
+{
+  char dir[] = "/tmp/ctkn-file-XXXXXX", path[64];
+  char text[65];
+  struct ctkn__buf b = CTKN__BUF_INIT;
+  FILE *f;
+
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/k", dir);
+  memset(text, 'k', 64);
+  text[64] = '\0';
+  assert_non_null(f = fopen(path, "w"));
+  fputs(text, f);
+  fclose(f);
+  assert_int_equal(ctkn__file_read(path, &small, &b, NULL), CTKN_OK);
+  assert_int_equal(b.len, 64);
+  assert_string_equal(b.data, text);
+  ctkn__buf_free(&b);
+  /* One byte more is refused, by its size before it is read. */
+  assert_non_null(f = fopen(path, "a"));
+  fputc('k', f);
+  fclose(f);
+  assert_file_refused(&small, path, CTKN_EINVAL, "more than 64 bytes");
+  /* Far larger (sparse: nothing is written) fails as fast. */
+  assert_int_equal(truncate(path, (off_t)1 << 40), 0);
+  assert_file_refused(&small, path, CTKN_EINVAL, "more than 64 bytes");
+  /* Missing: the open code, or empty when the rules allow it. */
+  assert_int_equal(unlink(path), 0);
+  assert_file_refused(&small, path, CTKN_EIO, "cannot open");
+  struct ctkn__file_rules maybe = small;
+  maybe.missing_ok = true;
+  assert_int_equal(ctkn__file_read(path, &maybe, &b, NULL), CTKN_OK);
+  assert_int_equal(b.len, 0);
+  ctkn__buf_free(&b);
+  assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_file_read_refuses_devices_fifos_and_directories(void **state)
+{
+  char dir[] = "/tmp/ctkn-file-XXXXXX", fifo[64];
+
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  /* /dev/zero never ends: refused before a byte is read. */
+  assert_file_refused(&small, "/dev/zero", CTKN_EINVAL,
+                      "not a regular file (a character device)");
+  assert_file_refused(&small, dir, CTKN_EINVAL,
+                      "not a regular file (a directory)");
+  /* A FIFO with no writer would block a plain open(). */
+  snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  assert_file_refused(&small, fifo, CTKN_EINVAL, "not a regular file (a FIFO)");
+  assert_int_equal(unlink(fifo), 0);
+  assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_file_read_refuses_a_shared_secret(void **state)
+{
+  char dir[] = "/tmp/ctkn-file-XXXXXX", path[64];
+  struct ctkn__file_rules secret = small;
+  struct ctkn__buf b = CTKN__BUF_INIT;
+  int fd;
+
+  (void)state;
+  secret.private_mode = true;
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/k", dir);
+  assert_true((fd = open(path, O_WRONLY | O_CREAT, 0640)) >= 0);
+  close(fd);
+  assert_int_equal(chmod(path, 0640), 0);
+  assert_file_refused(&secret, path, CTKN_EINVAL, "chmod 600");
+  assert_int_equal(chmod(path, 0600), 0);
+  assert_int_equal(ctkn__file_read(path, &secret, &b, NULL), CTKN_OK);
+  assert_int_equal(b.len, 0);
+  ctkn__buf_free(&b);
+  assert_int_equal(unlink(path), 0);
+  assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -277,6 +387,9 @@ int main(void)
       cmocka_unit_test(test_queue_hands_every_item_over_between_threads),
       cmocka_unit_test(test_diag_writes_one_escaped_json_line_per_call),
       cmocka_unit_test(test_diag_level_names_parse),
+      cmocka_unit_test(test_file_read_takes_a_regular_file_up_to_its_bound),
+      cmocka_unit_test(test_file_read_refuses_devices_fifos_and_directories),
+      cmocka_unit_test(test_file_read_refuses_a_shared_secret),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
