@@ -282,6 +282,16 @@ def test_bad_requests_name_the_field():
             e = error_of(srv.request("POST", "/notification-settings", b,
                                      key="admin"), 400, "invalid_field")
             check(e["errors"][0]["field"] == field, (b, e))
+        # A number past int64 is out of range, not malformed JSON: it
+        # names its field and the range.
+        for raw, field in (('{"api_version": 99999999999999999999}',
+                            "api_version"),
+                           ('{"description": "d", "api_version": -1e400}',
+                            "api_version")):
+            e = error_of(srv.request("POST", "/notification-settings", raw,
+                                     key="admin"), 400, "invalid_field")
+            check(e["errors"][0]["field"] == field and
+                  "9223372036854775807" in e["errors"][0]["message"], e)
         for raw in ('{"description": ', "[]", "", '"x"'):
             error_of(srv.request("POST", "/notification-settings", raw,
                                  key="admin"), 400, "bad_request")
