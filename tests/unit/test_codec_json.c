@@ -1396,13 +1396,22 @@ static void test_parse_dest_update_fields(void **state)
   assert_true(cmd.set_description && cmd.has_description);
   assert_string_equal(cmd.description, "New");
 
+  /* traffic_source is kept as sent. */
+  assert_int_equal(
+      parse_dest_update("{\"api_version\":1,\"traffic_source\":\"all\"}", &cmd,
+                        &err),
+      CTKN_OK);
+  assert_true(cmd.set_traffic);
+  assert_int_equal(cmd.traffic, CTKN_TRAFFIC_ALL);
+  assert_int_equal(ctkn_dest_command_check(&cmd, NULL), CTKN_OK);
+
   /* Fields at ctkn's only values change nothing: a read, not an error. */
-  assert_int_equal(parse_dest_update("{\"api_version\":1,\"traffic_source\":"
-                                     "\"all\"}",
+  assert_int_equal(parse_dest_update("{\"api_version\":1,"
+                                     "\"include_sensitive_fields\":false}",
                                      &cmd, &err),
                    CTKN_OK);
   assert_false(cmd.set_url || cmd.set_events || cmd.set_description ||
-               cmd.set_active);
+               cmd.set_active || cmd.set_traffic);
   assert_int_equal(ctkn_dest_command_check(&cmd, NULL), CTKN_EBADREQ);
 }
 
