@@ -14,7 +14,9 @@ paddle_contract.py, the file never edited).
 2. Paddle's documented request examples are sent, and each answer is
    checked against Paddle's response schema for its status (and the
    entity's members against Paddle's example entity's).
-3. Each listed deviation has a probe here that shows it still occurs: a
+3. docs/openapi.yaml describes Paddle's operations as Paddle does where
+   ctkn follows it, and marks every operation of its own as an extension.
+4. Each listed deviation has a probe here that shows it still occurs: a
    deviation that no longer occurs fails the test, as it should then
    leave the list (and README.md's compatibility section, which must
    name the same list, in the same order).
@@ -105,12 +107,16 @@ def error_field(r, status=400, code="invalid_field"):
     return errs[0].get("field")
 
 
-def openapi_deviations():
-    """Every name docs/openapi.yaml gives in an x-ctkn-deviation."""
+def ctkn_openapi():
     import yaml
     with open(os.path.join(os.path.dirname(os.path.dirname(HERE)), "docs",
                            "openapi.yaml")) as f:
-        doc = yaml.safe_load(f)
+        return yaml.safe_load(f)
+
+
+def openapi_deviations():
+    """Every name docs/openapi.yaml gives in an x-ctkn-deviation."""
+    doc = ctkn_openapi()
     found = set()
 
     def walk(n):
@@ -291,7 +297,47 @@ def test_paddles_examples_answered_in_paddles_shape():
         env.close()
 
 
-# ---- 3. each deviation, probed -----------------------------------------------
+# ---- 3. docs/openapi.yaml against Paddle's ------------------------------------
+
+
+def test_ctkn_openapi_agrees_with_paddles():
+    """docs/openapi.yaml describes Paddle's operations as Paddle does where
+    ctkn follows it: the same operations, the entity's members, next a
+    required non-null URI, Request-Id on every answer; and every
+    operation Paddle has no word for is marked x-ctkn-extension (or is
+    Paddle's /client-tokens, which this version of Paddle's description
+    predates)."""
+    spec, mine = paddle(), ctkn_openapi()
+    for path, ops in spec["paths"].items():
+        for method in ops:
+            if method in ("get", "post", "patch", "delete"):
+                check(method in mine["paths"].get(path, {}),
+                      f"docs/openapi.yaml lacks Paddle's {method} {path}")
+    schemas = mine["components"]["schemas"]
+    paddle_entity = spec["components"]["schemas"]["notification_setting"]
+    check(set(schemas["NotificationSetting"]["properties"]) ==
+          set(paddle_entity["properties"]),
+          "NotificationSetting's members differ from Paddle's")
+    pg = schemas["Pagination"]
+    check("next" in pg["required"] and not pg["properties"]["next"].get(
+        "nullable") and pg["properties"]["next"]["format"] == "uri", pg)
+    for path, ops in mine["paths"].items():
+        for method, op in ops.items():
+            if method not in ("get", "post", "patch", "delete"):
+                continue
+            if path not in spec["paths"] and \
+                    not path.startswith("/client-tokens"):
+                check("x-ctkn-extension" in op,
+                      f"{method} {path}: not Paddle's, not marked "
+                      f"x-ctkn-extension")
+            for status, resp in op["responses"].items():
+                if "$ref" in resp:
+                    resp = deref(mine, resp)
+                check("Request-Id" in resp.get("headers", {}),
+                      f"{method} {path} {status}: no Request-Id")
+
+
+# ---- 4. each deviation, probed -----------------------------------------------
 
 
 def test_every_listed_deviation_still_occurs():
@@ -426,6 +472,7 @@ def test_every_listed_deviation_still_occurs():
 
 
 if __name__ == "__main__":
-    main([test_paddles_examples_answered_in_paddles_shape,
+    main([test_ctkn_openapi_agrees_with_paddles,
+          test_paddles_examples_answered_in_paddles_shape,
           test_schemathesis_against_paddles_description,
           test_every_listed_deviation_still_occurs])
