@@ -119,7 +119,8 @@ int ctkn_query_get(ctkn_store *st, const char *id, const char *request_id,
   return rc;
 }
 
-/* Append the query string of the next page to base. */
+/* Append the query string of the next page to base: every parameter in
+ * force, and after=last_id unless last_id is "" (an empty first page). */
 static char *next_link(const struct ctkn_list_params *p, const char *base,
                        const char *last_id)
 {
@@ -134,8 +135,9 @@ static char *next_link(const struct ctkn_list_params *p, const char *base,
   len = (base ? strlen(base) : 0) + 128;
   if ((s = malloc(len)) == NULL)
     return NULL;
-  snprintf(s, len, "%s?after=%s&order_by=id%%5B%s%%5D&per_page=%d&status=%s",
-           base ? base : "", last_id, p->desc ? "DESC" : "ASC", p->per_page,
+  snprintf(s, len, "%s?%s%s%sorder_by=id%%5B%s%%5D&per_page=%d&status=%s",
+           base ? base : "", last_id[0] ? "after=" : "", last_id,
+           last_id[0] ? "&" : "", p->desc ? "DESC" : "ASC", p->per_page,
            status);
   return s;
 }
@@ -170,13 +172,15 @@ int ctkn_query_list(ctkn_store *st, const struct ctkn_list_params *p,
     goto out;
   for (size_t i = 0; i < n; i++)
     toks[i] = recs[i].token;
-  if (page.has_more && n > 0) {
-    if ((next = next_link(p, next_base, toks[n - 1].id)) == NULL) {
-      rc = oom(err);
-      goto out;
-    }
-    page.next = next;
+  /* Paddle's next is always there, has_more or not: the page after this
+   * one's last ID, or on an empty page the request's own cursor (the same
+   * page again, which new tokens may fill). */
+  if ((next = next_link(p, next_base, n > 0 ? toks[n - 1].id : p->after)) ==
+      NULL) {
+    rc = oom(err);
+    goto out;
   }
+  page.next = next;
   if ((*json = ctkn_json_list(toks, n, &page, request_id)) == NULL)
     rc = oom(err);
 out:

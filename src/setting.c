@@ -240,6 +240,40 @@ void ctkn_dest_command_set_active(struct ctkn_dest_command *cmd, bool active)
   cmd->active = active;
 }
 
+const char *ctkn_traffic_str(ctkn_traffic t)
+{
+  switch (t) {
+  case CTKN_TRAFFIC_PLATFORM:
+    return "platform";
+  case CTKN_TRAFFIC_ALL:
+    return "all";
+  }
+  return NULL;
+}
+
+int ctkn_traffic_parse(const char *s, ctkn_traffic *out)
+{
+  if (s != NULL && strcmp(s, "platform") == 0)
+    *out = CTKN_TRAFFIC_PLATFORM;
+  else if (s != NULL && strcmp(s, "all") == 0)
+    *out = CTKN_TRAFFIC_ALL;
+  else
+    return -1;
+  return 0;
+}
+
+int ctkn_dest_command_set_traffic(struct ctkn_dest_command *cmd, const char *s,
+                                  struct ctkn_err *err)
+{
+  if (ctkn_traffic_parse(s, &cmd->traffic) != 0)
+    return ctkn__err_field(err, CTKN_EINVAL, "traffic_source",
+                           "must be platform or all: ctkn has no simulated "
+                           "traffic, so a destination for simulation alone "
+                           "would receive nothing");
+  cmd->set_traffic = true;
+  return CTKN_OK;
+}
+
 int ctkn_dest_command_check(const struct ctkn_dest_command *cmd,
                             struct ctkn_err *err)
 {
@@ -257,10 +291,11 @@ int ctkn_dest_command_check(const struct ctkn_dest_command *cmd,
       return ctkn__err_field(err, CTKN_EINVAL, "id",
                              "must match ^ntfset_[a-z0-9]{26}$");
     if (!cmd->set_url && !cmd->set_events && !cmd->set_description &&
-        !cmd->set_active)
+        !cmd->set_active && !cmd->set_traffic)
       return ctkn__err(err, CTKN_EBADREQ,
                        "nothing to update: give the destination, "
-                       "subscribed_events, description or active");
+                       "subscribed_events, description, active or "
+                       "traffic_source");
     return CTKN_OK;
   case CTKN_DEST_REMOVE:
     if (!ctkn_id_valid("ntfset_", cmd->id))
@@ -327,6 +362,7 @@ static int plan_add(const struct ctkn_dest_command *cmd,
   memcpy(d->url, cmd->url, sizeof(d->url));
   d->active = cmd->set_active ? cmd->active : true;
   d->events = cmd->events;
+  d->traffic = cmd->set_traffic ? cmd->traffic : CTKN_TRAFFIC_PLATFORM;
   d->created_at = d->updated_at = now_us;
   d->version = 1;
   out->type = CTKN_SETTING_CREATED;
@@ -358,8 +394,10 @@ static int plan_change(const struct ctkn_destination *cur,
     }
     if (cmd->set_active)
       d->active = cmd->active;
+    if (cmd->set_traffic)
+      d->traffic = cmd->traffic;
     if (strcmp(d->url, cur->url) == 0 && d->events == cur->events &&
-        d->active == cur->active &&
+        d->active == cur->active && d->traffic == cur->traffic &&
         d->has_description == cur->has_description &&
         strcmp(d->description, cur->description) == 0)
       return CTKN_PLAN_NOOP;
@@ -419,6 +457,9 @@ static int check_data(const struct ctkn_setting_event *ev, struct ctkn_err *err)
   if (d->events == 0 || (d->events & ~(unsigned)CTKN_DEST_EVENTS_ALL))
     return ctkn__err_field(err, CTKN_EINVAL, "data.subscribed_events",
                            "must name at least one client_token event");
+  if (ctkn_traffic_str(d->traffic) == NULL)
+    return ctkn__err_field(err, CTKN_EINVAL, "data.traffic_source",
+                           "must be platform or all");
   if (d->has_description)
     return ctkn_validate_description(d->description, strlen(d->description),
                                      err);

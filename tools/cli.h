@@ -36,7 +36,7 @@ enum opt_kind {
 };
 
 #define LIST_MAX  8
-#define LOCAL_MAX 16
+#define LOCAL_MAX 20
 
 /* An option as the command table declares it. */
 struct opt_def {

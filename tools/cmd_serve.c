@@ -123,6 +123,8 @@ int cmd_serve(struct cli *c)
                                    "CTKN_SECRET_KEY_FILE", NULL);
   if (cfg.secret_key_file != NULL && *cfg.secret_key_file == '\0')
     cfg.secret_key_file = NULL;
+  cfg.redact_endpoint_secrets =
+      cli_value(c, "--redact-endpoint-secrets") != NULL;
   if (cfg.api_keys == NULL)
     return cli_usage_error(c, "serve needs --api-keys FILE (or "
                               "$CTKN_API_KEYS); make one with `ctkn apikey "

@@ -76,7 +76,7 @@ static const struct command commands[] = {
       VAL("--threads"), VAL("--max-lag"), VAL("--position-wait"),
       VAL("--client-timeout"), VAL("--secret-key-file"), VAL("--heartbeat"),
       VAL("--max-staleness"), LIST("--allow-destination-network"),
-      VAL("--max-active-destinations")}},
+      VAL("--max-active-destinations"), FLAG("--redact-endpoint-secrets")}},
     {"apikey",
      cmd_apikey,
      1,

@@ -234,7 +234,7 @@ char *ctkn_json_event(const struct ctkn_event *ev);
 
 struct ctkn_pagination {
   int per_page;
-  const char *next; /* absolute URL of the next page, or NULL */
+  const char *next; /* URL of the following page (NULL renders null) */
   bool has_more;
   int64_t estimated_total; /* < 0: omitted (Skip-Count) */
 };
@@ -411,9 +411,10 @@ char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
 /* {"id", "description", "type": "url", "destination", "active",
  * "api_version": 1, "include_sensitive_fields": false, "subscribed_events":
  * [{"name", "description", "group", "available_versions"}],
- * "endpoint_secret_key" (only when secret is not NULL: once, at
- * creation), "traffic_source": "all"} wrapped in {"data", "meta"}. Caller owns
- * the string; release with free(). NULL when out of memory. */
+ * "endpoint_secret_key" (only when secret is not NULL: at creation, and on
+ * the reads of a server that shows secrets), "traffic_source": "platform"
+ * or "all"} wrapped in {"data", "meta"}. Caller owns the string; release
+ * with free(). NULL when out of memory. */
 char *ctkn_json_destination(const struct ctkn_destination *d,
                             const char *secret, const char *request_id);
 /* {"data": [destinations], "meta": {"request_id"}}. Caller owns the string;
@@ -422,9 +423,12 @@ char *ctkn_json_destinations(const struct ctkn_destination *d, size_t n,
                              const char *request_id);
 /* One page of them, as GET /notification-settings answers: {"data":
  * [destinations], "meta": {"request_id", "pagination": {"per_page",
- * "next", "has_more", "estimated_total" (left out when negative)}}}. Caller
- * owns the string; release with free(). NULL when out of memory. */
-char *ctkn_json_destinations_page(const struct ctkn_destination *d, size_t n,
+ * "next", "has_more", "estimated_total" (left out when negative)}}}.
+ * secrets: NULL, or n entries, each d[i]'s endpoint secret or NULL to
+ * leave it out. Caller owns the string; release with free(). NULL when
+ * out of memory. */
+char *ctkn_json_destinations_page(const struct ctkn_destination *d,
+                                  const char *const *secrets, size_t n,
                                   const struct ctkn_pagination *page,
                                   const char *request_id);
 

@@ -11,12 +11,16 @@
  * Routes: POST/GET /client-tokens, GET/PATCH /client-tokens/{id},
  * GET /client-tokens/verify?token=, POST/GET /notification-settings,
  * GET/PATCH/DELETE /notification-settings/{id}, GET /healthz,
- * GET /metrics. Every response carries X-Request-Id (and, with a body,
- * meta.request_id); token writes carry their log position as
+ * GET /metrics. Every response carries Request-Id and X-Request-Id (and,
+ * with a body, meta.request_id); token writes carry their log position as
  * X-Ctkn-Position: PARTITION:OFFSET. Notification-setting writes run on a
  * thread of their own (ctkn_settings_execute()), never delaying token
  * writes; creating one needs the deployment key (secret_key_file), without
- * which POST /notification-settings answers 503 service_unavailable.
+ * which POST /notification-settings answers 503 service_unavailable. With
+ * it, every answer carrying a notification setting (to a key that holds
+ * notification_setting.read, which every route that answers one needs)
+ * includes its endpoint_secret_key, as Paddle's do, unless
+ * redact_endpoint_secrets; without it reads omit the secret.
  *
  * Logs: diagnostics (diag.h), component "http": an access line per
  * request {"msg":"request","request_id","method","path","route",
@@ -36,6 +40,7 @@
 #define CTKN_SERVER_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ctkn/crypto.h"
@@ -68,8 +73,12 @@ struct ctkn_server_config {
   const char *tls_cert;   /* PEM files: both or neither */
   const char *tls_key;
   const char *secret_key_file; /* deployment key (crypto.h), or NULL */
-  double rate_limit;           /* requests/s per key; 0: no limit */
-  int threads;                 /* HTTP worker threads, 1 to 64 */
+  /* With the deployment key, reads (GET, list, PATCH) return each
+   * notification setting's endpoint_secret_key, as Paddle's do; true
+   * leaves it out of every answer but a create's. */
+  bool redact_endpoint_secrets;
+  double rate_limit;    /* requests/s per key; 0: no limit */
+  int threads;          /* HTTP worker threads, 1 to 64 */
   int64_t max_lag;      /* /healthz is ready while the lag is at most this */
   int position_wait_ms; /* bound on an X-Ctkn-Min-Position wait */
   int client_timeout_s; /* an idle or slow connection is closed after */

@@ -10,9 +10,10 @@
  *
  * A destination is a URL that receives signed webhook POSTs of the
  * client_token.* events it subscribes to. Its endpoint secret is generated
- * at creation, shown once, and otherwise only ever travels and rests
- * sealed (AES-256-GCM under the deployment key, crypto.h, with the
- * destination ID as associated data).
+ * at creation and only ever travels and rests sealed (AES-256-GCM under
+ * the deployment key, crypto.h, with the destination ID as associated
+ * data); it is shown in the create's answer, and by a server that holds
+ * the key on reads (ctkn_destination_secret()).
  *
  * Lifetime: every type is plain data with fixed-size fields: copy it, no
  *           ownership. Build a struct ctkn_dest_command with
@@ -70,14 +71,31 @@ const char *ctkn_setting_type_str(ctkn_setting_type t);
  * none. */
 ctkn_setting_type ctkn_setting_type_parse(const char *s);
 
+/* Paddle's traffic_source: which traffic a destination receives. ctkn has
+ * no simulated traffic, so both deliver every event; the value is kept
+ * and read back as it was sent. Paddle's third, "simulation", would
+ * receive nothing in ctkn, and is refused. */
+typedef enum ctkn_traffic {
+  CTKN_TRAFFIC_PLATFORM = 0, /* Paddle's default */
+  CTKN_TRAFFIC_ALL = 1
+} ctkn_traffic;
+
+/* "platform" or "all"; NULL for an unknown value. The string is static.
+ * Errors: none. */
+const char *ctkn_traffic_str(ctkn_traffic t);
+/* The value named by s (may be NULL): 0 and *out set, or -1 when s names
+ * none. Errors: none. */
+int ctkn_traffic_parse(const char *s, ctkn_traffic *out);
+
 /* A destination as projected. */
 struct ctkn_destination {
   char id[CTKN_DEST_ID_BUF];
   bool has_description;
   char description[CTKN_DESC_BYTES + 1];
   char url[CTKN_URL_MAX + 1];
-  bool active;     /* false: paused, receives nothing until resumed */
-  unsigned events; /* subscribed types, bit (1 << ctkn_event_type) */
+  bool active;          /* false: paused, receives nothing until resumed */
+  unsigned events;      /* subscribed types, bit (1 << ctkn_event_type) */
+  ctkn_traffic traffic; /* traffic_source */
   uint8_t sealed[CTKN_SEALED_LEN]; /* the endpoint secret, sealed */
   int64_t created_at;              /* µs */
   int64_t updated_at;              /* µs */
@@ -119,6 +137,8 @@ struct ctkn_dest_command {
   char description[CTKN_DESC_BYTES + 1];
   bool set_active;
   bool active;
+  bool set_traffic;
+  ctkn_traffic traffic;
 };
 
 /* An empty command of kind. Errors: none. */
@@ -149,6 +169,11 @@ int ctkn_dest_command_set_description(struct ctkn_dest_command *cmd,
                                       struct ctkn_err *err);
 /* Pause (false) or resume (true). Errors: none. */
 void ctkn_dest_command_set_active(struct ctkn_dest_command *cmd, bool active);
+/* traffic_source: "platform" or "all" (Paddle's "simulation" is refused:
+ * ctkn has no simulated traffic, so it would receive nothing). Borrows s
+ * for the call. Errors: CTKN_EINVAL (field "traffic_source"). */
+int ctkn_dest_command_set_traffic(struct ctkn_dest_command *cmd, const char *s,
+                                  struct ctkn_err *err);
 /* An add has a URL and events; update and remove an ID; an update
  * changes something.
  * Errors: CTKN_EINVAL naming the missing field ("destination",
@@ -220,7 +245,8 @@ int ctkn_settings_plan(const struct ctkn_destination *cur,
 
 /* What every correct writer's event satisfies; failing it is quarantine.
  * Errors: CTKN_EINVAL naming the field ("event_id", "data.id",
- * "destination", "data.subscribed_events", "description", "version",
+ * "destination", "data.subscribed_events", "data.traffic_source",
+ * "description", "version",
  * "occurred_at", "start_offsets"). */
 int ctkn_setting_event_check(const struct ctkn_setting_event *ev,
                              struct ctkn_err *err);

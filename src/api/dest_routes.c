@@ -33,14 +33,36 @@ static bool dest_id_ok(struct req *r, const char *id)
   return false;
 }
 
-/* One notification setting from this replica's projection, never its
- * endpoint secret. */
+/*
+ * d's endpoint secret, unsealed into secret, when this replica shows it:
+ * it holds the deployment key and was not started with
+ * --redact-endpoint-secrets. NULL otherwise, and for a secret that does
+ * not open with the key (sealed under another deployment's): the answer
+ * then omits it, as a replica without the key does. Every route that
+ * answers a notification setting needs notification_setting.read (write
+ * implies it), the permission Paddle shows the secret to.
+ */
+static const char *shown_secret(const struct server *s,
+                                const struct ctkn_destination *d,
+                                char secret[CTKN_SECRET_BUF])
+{
+  struct ctkn_err err = {0};
+
+  secret[0] = '\0';
+  if (!s->have_key || s->cfg->redact_endpoint_secrets ||
+      ctkn_destination_secret(d, s->key, secret, &err) != CTKN_OK)
+    return NULL;
+  return secret;
+}
+
+/* One notification setting from this replica's projection, with its
+ * endpoint secret when shown_secret() says so. */
 static void answer_dest(struct server *s, struct req *r, const char *id)
 {
   struct ctkn_destination d;
   struct ctkn_err err = {0};
   ctkn_store_txn *txn;
-  char *json = NULL;
+  char *json = NULL, secret[CTKN_SECRET_BUF];
   int rc;
 
   if ((rc = ctkn_store_begin(s->st, false, &txn, &err)) == CTKN_OK) {
@@ -50,8 +72,10 @@ static void answer_dest(struct server *s, struct req *r, const char *id)
   if (rc == CTKN_ENOTFOUND)
     rc = ctkn__err(&err, CTKN_ENOTFOUND, "notification setting %.40s not found",
                    id);
-  if (rc == CTKN_OK && (json = ctkn_json_destination(&d, NULL, r->rid)) == NULL)
+  if (rc == CTKN_OK && (json = ctkn_json_destination(
+                            &d, shown_secret(s, &d, secret), r->rid)) == NULL)
     rc = ctkn__err(&err, CTKN_ENOMEM, "out of memory");
+  ctkn_wipe(secret, sizeof(secret));
   ctkn__api_answer_query(r, rc, json, &err);
 }
 
@@ -61,6 +85,7 @@ struct dest_query {
   const char *after;         /* an ID, or NULL */
   const char *active;        /* "true", "false" or NULL */
   const char *traffic;       /* traffic_source, or NULL */
+  ctkn_traffic want;         /* traffic_source's value, when not none */
   bool none;                 /* traffic_source=simulation: nothing matches */
 };
 
@@ -100,8 +125,8 @@ static bool dest_query_parse(struct req *r, struct dest_query *q)
   }
   q->traffic = ctkn__api_arg(r, "traffic_source");
   q->none = q->traffic != NULL && strcmp(q->traffic, "simulation") == 0;
-  if (q->traffic != NULL && !q->none && strcmp(q->traffic, "platform") != 0 &&
-      strcmp(q->traffic, "all") != 0) {
+  if (q->traffic != NULL && !q->none &&
+      ctkn_traffic_parse(q->traffic, &q->want) != 0) {
     ctkn__api_answer_field(r, "traffic_source",
                            "must be platform, simulation or all");
     return false;
@@ -109,22 +134,46 @@ static bool dest_query_parse(struct req *r, struct dest_query *q)
   return true;
 }
 
-/* The next page's URL: base and every parameter in force. */
+/* The next page's URL: base and every parameter in force, after=after
+ * unless after is NULL (an empty first page). */
 static char *dest_next_link(const char *base, const char *after,
                             const struct dest_query *q)
 {
   struct ctkn__buf u = CTKN__BUF_INIT;
 
-  if (ctkn__buf_printf(&u,
-                       "%s?after=%s&order_by=id%%5B%s%%5D&per_page=%d%s%s%s%s",
-                       base, after, q->p.desc ? "DESC" : "ASC", q->p.per_page,
-                       q->active ? "&active=" : "", q->active ? q->active : "",
+  if (ctkn__buf_printf(&u, "%s?%s%s%sorder_by=id%%5B%s%%5D&per_page=%d%s%s%s%s",
+                       base, after ? "after=" : "", after ? after : "",
+                       after ? "&" : "", q->p.desc ? "DESC" : "ASC",
+                       q->p.per_page, q->active ? "&active=" : "",
+                       q->active ? q->active : "",
                        q->traffic ? "&traffic_source=" : "",
                        q->traffic ? q->traffic : "") != CTKN_OK) {
     ctkn__buf_free(&u);
     return NULL;
   }
   return ctkn__buf_detach(&u);
+}
+
+/* Render the page of n destinations, each with its secret when
+ * shown_secret() says so. */
+static char *dest_page_json(struct server *s,
+                            const struct ctkn_destination *out, size_t n,
+                            const struct ctkn_pagination *page, const char *rid)
+{
+  char(*buf)[CTKN_SECRET_BUF] = calloc(n ? n : 1, sizeof(*buf));
+  const char **secrets = calloc(n ? n : 1, sizeof(*secrets));
+  char *json = NULL;
+
+  if (buf != NULL && secrets != NULL) {
+    for (size_t i = 0; i < n; i++)
+      secrets[i] = shown_secret(s, &out[i], buf[i]);
+    json = ctkn_json_destinations_page(out, secrets, n, page, rid);
+  }
+  if (buf != NULL)
+    ctkn_wipe(buf, (n ? n : 1) * sizeof(*buf));
+  free(buf);
+  free(secrets);
+  return json;
 }
 
 /* Cut the page from ds (n in ID order, filtered in place) into out, and
@@ -139,7 +188,8 @@ static int dest_page(struct server *s, const struct dest_query *q,
   char *next = NULL;
 
   for (size_t i = 0; !q->none && i < n; i++) {
-    if (q->active == NULL || ds[i].active == (q->active[0] == 't'))
+    if ((q->active == NULL || ds[i].active == (q->active[0] == 't')) &&
+        (q->traffic == NULL || ds[i].traffic == q->want))
       ds[kept++] = ds[i];
   }
   page.estimated_total = (int64_t)kept;
@@ -154,11 +204,14 @@ static int dest_page(struct server *s, const struct dest_query *q,
     }
     out[taken++] = *d;
   }
-  if (page.has_more &&
-      (next = dest_next_link(s->dest_next_base, out[taken - 1].id, q)) == NULL)
+  /* Always a next, as Paddle's: after this page's last ID, or on an empty
+   * page the request's own cursor (the same page again). */
+  next = dest_next_link(s->dest_next_base,
+                        taken > 0 ? out[taken - 1].id : q->after, q);
+  if (next == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory");
   page.next = next;
-  *json = ctkn_json_destinations_page(out, taken, &page, rid);
+  *json = dest_page_json(s, out, taken, &page, rid);
   free(next);
   if (*json == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory");
@@ -167,10 +220,10 @@ static int dest_page(struct server *s, const struct dest_query *q,
 
 /*
  * Paddle's list: after, per_page (default and most 200), order_by
- * (id[ASC] or id[DESC], default id[DESC]), active and traffic_source. ctkn
- * has no simulated traffic, so every destination receives platform
- * traffic: traffic_source=platform and =all match them all, =simulation
- * none. Destinations are few, so the page is cut from the whole list.
+ * (id[ASC] or id[DESC], default id[DESC]), active and traffic_source.
+ * traffic_source matches the value each destination was given (platform
+ * or all); ctkn has no simulated traffic, so =simulation matches none.
+ * Destinations are few, so the page is cut from the whole list.
  */
 static void route_dest_list(struct server *s, struct req *r)
 {
@@ -237,7 +290,7 @@ static int dest_command(struct req *r, bool *noop, struct ctkn_err *err)
   } else if (r->route == R_DEST_UPDATE) {
     rc = ctkn_json_parse_dest_update(body, r->body.len, r->id, c, err);
     if (rc == CTKN_OK && !c->set_url && !c->set_events && !c->set_description &&
-        !c->set_active) {
+        !c->set_active && !c->set_traffic) {
       *noop = true;
       return CTKN_OK;
     }
@@ -313,10 +366,14 @@ static void answer_setting(struct server *s, struct req *r)
     r->resp = NULL;
     r->status = 204;
   } else {
-    /* The endpoint secret is shown once: in the answer to its create. */
+    /* A create's answer always shows the new secret; a change's as a
+     * read would (shown_secret()). */
+    char secret[CTKN_SECRET_BUF];
     free(r->resp);
-    r->resp = ctkn_json_destination(&o->dest, add ? o->secret : NULL, r->rid);
+    r->resp = ctkn_json_destination(
+        &o->dest, add ? o->secret : shown_secret(s, &o->dest, secret), r->rid);
     r->status = add ? 201 : 200;
+    ctkn_wipe(secret, sizeof(secret));
   }
   ctkn_wipe(o->secret, sizeof(o->secret));
   free(o);

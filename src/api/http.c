@@ -243,6 +243,8 @@ static enum MHD_Result send_answer(struct req *r)
   if (r->status != MHD_HTTP_NO_CONTENT)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             r->ctype != NULL ? r->ctype : "application/json");
+  /* Paddle names Request-Id; X-Request-Id is ctkn's first spelling. */
+  MHD_add_response_header(resp, "Request-Id", r->rid);
   MHD_add_response_header(resp, "X-Request-Id", r->rid);
   if (r->position[0] != '\0')
     MHD_add_response_header(resp, "X-Ctkn-Position", r->position);

@@ -16,7 +16,9 @@
  * types and "\u0000" are refused, and the values go through the
  * ctkn_command_set_* setters so the CLI and the API share one set of rules.
  */
+#include <inttypes.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -588,9 +590,81 @@ char *ctkn_json_line_answer(const struct ctkn_token *t,
 /* ---- request parsing ------------------------------------------------- */
 
 /*
+ * The top-level member whose value holds byte `at` of s, into field
+ * (fieldsz > 0; "" when at is not inside a member's value). s is a JSON
+ * text that jansson has lexed without fault up to `at`, so a small scan
+ * suffices: strings (with their escapes), nesting, and at depth 1 the
+ * string that follows '{' or ',' is the key. The key is copied as it is
+ * written, escapes included, and cut at a code point boundary.
+ */
+static void member_at(const char *s, size_t at, char *field, size_t fieldsz)
+{
+  size_t key = 0, keylen = 0, start = 0;
+  bool in_str = false, want_key = false, have = false;
+  int depth = 0;
+
+  for (size_t i = 0; i < at; i++) {
+    char c = s[i];
+    if (in_str && c == '\\') {
+      i++; /* the escaped character */
+    } else if (in_str && c == '"') {
+      in_str = false;
+      if (depth == 1 && want_key) {
+        key = start;
+        keylen = i - start;
+        have = true;
+        want_key = false;
+      }
+    } else if (in_str) {
+      continue;
+    } else if (c == '"') {
+      in_str = true;
+      start = i + 1;
+    } else if (c == '{' || c == '[') {
+      want_key = ++depth == 1 && c == '{';
+    } else if (c == '}' || c == ']') {
+      depth--;
+    } else if (c == ',' && depth == 1) {
+      want_key = true;
+    }
+  }
+  field[0] = '\0';
+  if (!have || depth < 1 || keylen >= 256)
+    return;
+  char tmp[256];
+  memcpy(tmp, s + key, keylen);
+  tmp[keylen] = '\0';
+  utf8_copy_trunc(field, fieldsz, tmp);
+}
+
+/*
+ * jansson refuses a number past int64 (an integer) or past a double (a
+ * real) as a syntax error. It is a value out of range: name the member
+ * and the range. The error's position is the end of the number.
+ */
+static int out_of_range(const char *s, size_t end, struct ctkn_err *err)
+{
+  size_t start = end;
+  char field[sizeof(((struct ctkn_err *)0)->field)];
+
+  while (start > 0 && s[start - 1] != '\0' &&
+         strchr("0123456789+-.eE", s[start - 1]) != NULL)
+    start--;
+  member_at(s, start, field, sizeof(field));
+  if (field[0] == '\0')
+    return ctkn__err(err, CTKN_EBADREQ, "request body must be a JSON object");
+  return ctkn__err_field(err, CTKN_EINVAL, field,
+                         "%.*s%s is out of range: a number in a request body "
+                         "must be an integer from %" PRId64 " to %" PRId64,
+                         (int)(end - start > 40 ? 40 : end - start), s + start,
+                         end - start > 40 ? "..." : "", INT64_MIN, INT64_MAX);
+}
+
+/*
  * Load a request body that must be one JSON object. Duplicate keys,
  * "\u0000", invalid UTF-8, lone surrogates, trailing bytes and nesting
- * deeper than jansson's limit are all jansson's to refuse.
+ * deeper than jansson's limit are all jansson's to refuse; a number out
+ * of range is invalid_field, naming its member.
  */
 int ctkn__json_load_object(const char *body, size_t len, json_t **out,
                            struct ctkn_err *err)
@@ -604,6 +678,9 @@ int ctkn__json_load_object(const char *body, size_t len, json_t **out,
   if (root == NULL) {
     if (json_error_code(&je) == json_error_out_of_memory)
       return ctkn__err(err, CTKN_ENOMEM, "out of memory parsing JSON");
+    if (json_error_code(&je) == json_error_numeric_overflow &&
+        je.position > 0 && (size_t)je.position <= len)
+      return out_of_range(body, (size_t)je.position, err);
     return ctkn__err(err, CTKN_EBADREQ,
                      "invalid JSON at line %d, column %d: %s", je.line,
                      je.column, je.text);

@@ -99,9 +99,11 @@ static int dest_active(struct ctkn_dest_command *cmd, json_t *v,
   return CTKN_OK;
 }
 
-/* The fields Paddle takes that have one value in ctkn: accepted at that
- * value, which changes nothing. */
-static int dest_fixed(const char *key, json_t *v, struct ctkn_err *err)
+/* The fields Paddle takes that have one value in ctkn (api_version,
+ * include_sensitive_fields): accepted at that value, which changes
+ * nothing; and traffic_source, kept as sent. */
+static int dest_fixed(struct ctkn_dest_command *cmd, const char *key, json_t *v,
+                      struct ctkn_err *err)
 {
   if (strcmp(key, "api_version") == 0) {
     if (!json_is_integer(v) || json_integer_value(v) != 1)
@@ -125,13 +127,7 @@ static int dest_fixed(const char *key, json_t *v, struct ctkn_err *err)
   if (!json_is_string(v))
     return ctkn__err_field(err, CTKN_EINVAL, "traffic_source",
                            "must be a string");
-  if (strcmp(json_string_value(v), "platform") != 0 &&
-      strcmp(json_string_value(v), "all") != 0)
-    return ctkn__err_field(err, CTKN_EINVAL, "traffic_source",
-                           "must be platform or all: ctkn has no simulated "
-                           "traffic (both deliver every event; the setting "
-                           "reads back as all)");
-  return CTKN_OK;
+  return ctkn_dest_command_set_traffic(cmd, json_string_value(v), err);
 }
 
 /* The members of root into cmd, in document order, but for a create's
@@ -164,7 +160,7 @@ static int dest_fill(struct ctkn_dest_command *cmd, json_t *root, bool update,
     } else if (strcmp(key, "api_version") == 0 ||
                strcmp(key, "include_sensitive_fields") == 0 ||
                strcmp(key, "traffic_source") == 0) {
-      rc = dest_fixed(key, v, err);
+      rc = dest_fixed(cmd, key, v, err);
     } else {
       char field[sizeof(((struct ctkn_err *)0)->field)];
       ctkn__json_field_name(field, sizeof(field), key);
@@ -289,7 +285,8 @@ static json_t *destination_obj(const struct ctkn_destination *d,
   if (secret != NULL)
     rc |= ctkn__json_set(o, "endpoint_secret_key",
                          ctkn__json_str(secret, SIZE_MAX));
-  rc |= ctkn__json_set(o, "traffic_source", ctkn__json_name("all"));
+  rc |= ctkn__json_set(o, "traffic_source",
+                       ctkn__json_name(ctkn_traffic_str(d->traffic)));
   return ctkn__json_checked(o, rc);
 }
 
@@ -310,7 +307,8 @@ char *ctkn_json_destinations(const struct ctkn_destination *d, size_t n,
   return ctkn__json_doc(ctkn__json_checked(a, rc), true, request_id);
 }
 
-char *ctkn_json_destinations_page(const struct ctkn_destination *d, size_t n,
+char *ctkn_json_destinations_page(const struct ctkn_destination *d,
+                                  const char *const *secrets, size_t n,
                                   const struct ctkn_pagination *page,
                                   const char *request_id)
 {
@@ -318,7 +316,8 @@ char *ctkn_json_destinations_page(const struct ctkn_destination *d, size_t n,
   int rc = a == NULL || pg == NULL;
 
   for (size_t i = 0; rc == 0 && i < n; i++)
-    rc = json_array_append_new(a, destination_obj(&d[i], NULL));
+    rc = json_array_append_new(
+        a, destination_obj(&d[i], secrets != NULL ? secrets[i] : NULL));
   if (rc == 0) {
     rc |= ctkn__json_set(pg, "per_page", json_integer(page->per_page));
     rc |= ctkn__json_set(pg, "next",

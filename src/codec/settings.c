@@ -5,8 +5,11 @@
  * The stored destination is one positional msgpack array whose first
  * element names its layout:
  *
- *   [1, id, description | nil, url, active, events, bin sealed_secret,
- *    created_at, updated_at, version, deleted]
+ *   [2, id, description | nil, url, active, events, bin sealed_secret,
+ *    created_at, updated_at, version, deleted, traffic]
+ *
+ * traffic is ctkn_traffic (0 platform, 1 all). Layout 1, written before
+ * traffic_source was kept, is the same without it, and reads as platform.
  *
  * events is the subscription mask (bit 1 << ctkn_event_type). Decoding is
  * strict about types, lengths and the element count, like record.c's.
@@ -25,8 +28,9 @@
 #include "ctkn_settings.pb-c.h"
 #include "internal.h"
 
-#define DEST_LAYOUT 1
-#define DEST_FIELDS 11
+#define DEST_LAYOUT    2
+#define DEST_FIELDS    12
+#define DEST_FIELDS_V1 11 /* layout 1: no traffic */
 
 /* ---- protobuf ---------------------------------------------------------- */
 
@@ -61,6 +65,7 @@ int ctkn_setting_event_encode(const struct ctkn_setting_event *ev,
   d.has_created_at = d.has_updated_at = true;
   d.created_at = x->created_at;
   d.updated_at = x->updated_at;
+  d.traffic_source = (char *)ctkn_traffic_str(x->traffic);
 
   m.event_id = (char *)ev->event_id;
   m.event_type = (char *)ctkn_setting_type_str(ev->type);
@@ -131,6 +136,12 @@ static int copy_dest(const Ctkn__V1__Destination *d, struct ctkn_destination *x,
     return ctkn__err(err, CTKN_EDECODE, "data.created_at/updated_at: missing");
   x->created_at = d->created_at;
   x->updated_at = d->updated_at;
+  x->traffic = CTKN_TRAFFIC_PLATFORM;
+  if (d->traffic_source != NULL &&
+      ctkn_traffic_parse(d->traffic_source, &x->traffic) != 0)
+    return ctkn__err(err, CTKN_EDECODE,
+                     "data.traffic_source: unknown \"%.64s\"",
+                     d->traffic_source);
   return CTKN_OK;
 }
 
@@ -233,7 +244,8 @@ int ctkn_destination_encode(const struct ctkn_destination *d, uint8_t **out,
        msgpack_pack_int64(&pk, d->created_at) |
        msgpack_pack_int64(&pk, d->updated_at) |
        msgpack_pack_uint64(&pk, d->version) |
-       (d->deleted ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk));
+       (d->deleted ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)) |
+       msgpack_pack_uint8(&pk, (uint8_t)d->traffic);
   if (rc != 0 || sb.data == NULL) {
     msgpack_sbuffer_destroy(&sb);
     return ctkn__err(err, CTKN_ENOMEM, "encoding a destination");
@@ -298,12 +310,17 @@ int ctkn_destination_decode(const void *buf, size_t len,
   memset(d, 0, sizeof(*d));
   msgpack_unpacked_init(&u);
   if (!unpack_flat(&u, buf, len) || u.data.type != MSGPACK_OBJECT_ARRAY ||
-      u.data.via.array.size != DEST_FIELDS)
+      u.data.via.array.size < DEST_FIELDS_V1)
     goto out;
   const msgpack_object *a = u.data.via.array.ptr;
+  uint32_t nfields = u.data.via.array.size;
   int64_t created, updated;
   if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-      a[0].via.u64 != DEST_LAYOUT || !obj_str(&a[1], d->id, sizeof(d->id)) ||
+      !((a[0].via.u64 == 1 && nfields == DEST_FIELDS_V1) ||
+        (a[0].via.u64 == DEST_LAYOUT && nfields == DEST_FIELDS &&
+         a[11].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+         a[11].via.u64 <= CTKN_TRAFFIC_ALL)) ||
+      !obj_str(&a[1], d->id, sizeof(d->id)) ||
       !(a[2].type == MSGPACK_OBJECT_NIL ||
         obj_str(&a[2], d->description, sizeof(d->description))) ||
       !obj_str(&a[3], d->url, sizeof(d->url)) ||
@@ -324,6 +341,8 @@ int ctkn_destination_decode(const void *buf, size_t len,
   d->updated_at = updated;
   d->version = a[9].via.u64;
   d->deleted = a[10].via.boolean;
+  d->traffic = nfields == DEST_FIELDS ? (ctkn_traffic)a[11].via.u64
+                                      : CTKN_TRAFFIC_PLATFORM;
   rc = CTKN_OK;
 out:
   msgpack_unpacked_destroy(&u);

@@ -32,6 +32,7 @@ def error_of(r, status, code):
     check(e["detail"] and e["documentation_url"].endswith(code), doc)
     check(doc["meta"]["request_id"] == r.headers["x-request-id"], (doc, r))
     check(UUID_RE.match(r.headers["x-request-id"]), r.headers)
+    check(r.headers.get("request-id") == r.headers["x-request-id"], r.headers)
     check(r.headers["content-type"] == "application/json", r.headers)
     return e
 

@@ -79,7 +79,7 @@ def test_create_get_list_pause_delete():
               d["destination"] == "https://example.com/hooks/ctkn" and
               d["active"] is True and d["api_version"] == 1 and
               d["include_sensitive_fields"] is False and
-              d["traffic_source"] == "all", d)
+              d["traffic_source"] == "platform", d)
         check([e["name"] for e in d["subscribed_events"]] ==
               ["client_token.created", "client_token.revoked"], d)
         check(all(set(e) == {"name", "description", "group",
@@ -88,17 +88,20 @@ def test_create_get_list_pause_delete():
         did = d["id"]
         entity = {k: v for k, v in d.items() if k != "endpoint_secret_key"}
 
-        # Reads: the same entity, never the secret.
+        # Reads: the same entity, its secret included, as Paddle's: this
+        # server holds the deployment key.
         g = srv.request("GET", f"/notification-settings/{did}", key="sread")
-        check(g.status == 200 and g.json["data"] == entity, (g, entity))
+        check(g.status == 200 and g.json["data"] == d, (g, d))
         lst = srv.request("GET", "/notification-settings", key="sread")
-        check(lst.status == 200 and lst.json["data"] == [entity], lst)
+        check(lst.status == 200 and lst.json["data"] == [d], lst)
         pg = lst.json["meta"]["pagination"]
-        check(pg == {"per_page": 200, "next": None, "has_more": False,
-                     "estimated_total": 1}, pg)
+        check(pg == {"per_page": 200,
+                     "next": f"{srv.url}/notification-settings?after={did}&"
+                             "order_by=id%5BDESC%5D&per_page=200",
+                     "has_more": False, "estimated_total": 1}, pg)
         h = srv.request("HEAD", f"/notification-settings/{did}", key="sread")
         check(h.status == 200 and h.body == "", h)
-        # The CLI on the server's projection agrees.
+        # The CLI on the server's projection agrees (it shows no secret).
         check(env.ok("destination", "get", did, db=srv.db).json["data"] ==
               entity, "CLI differs")
 
@@ -107,7 +110,7 @@ def test_create_get_list_pause_delete():
         p = srv.request("PATCH", f"/notification-settings/{did}",
                         {"active": False}, key="swrite")
         check(p.status == 200 and p.json["data"]["active"] is False, p)
-        check("endpoint_secret_key" not in p.json["data"], p)
+        check(p.json["data"]["endpoint_secret_key"] == secret, p)
         p = srv.request("PATCH", f"/notification-settings/{did}",
                         {"description": None,
                          "destination": "http://127.0.0.1:9/x",
@@ -118,7 +121,8 @@ def test_create_get_list_pause_delete():
         check(d2["description"] is None and
               d2["destination"] == "http://127.0.0.1:9/x" and
               [e["name"] for e in d2["subscribed_events"]] ==
-              ["client_token.updated"] and d2["active"] is False, d2)
+              ["client_token.updated"] and d2["active"] is False and
+              d2["traffic_source"] == "all", d2)
         p = srv.request("PATCH", f"/notification-settings/{did}",
                         {"api_version": 1, "include_sensitive_fields": False},
                         key="admin")
@@ -130,6 +134,8 @@ def test_create_get_list_pause_delete():
         x = srv.request("DELETE", f"/notification-settings/{did}",
                         key="admin")
         check(x.status == 204 and x.body == "", x)
+        # Paddle's contract names Request-Id on the 204; X-Request-Id too.
+        check(x.headers.get("request-id") == x.headers["x-request-id"], x)
         check("content-type" not in x.headers, x.headers)
         check(x.headers.get("x-request-id"), x.headers)
         error_of(srv.request("GET", f"/notification-settings/{did}",
@@ -166,6 +172,9 @@ def test_list_parameters():
         asc = sorted(made)
         srv.request("PATCH", f"/notification-settings/{asc[1]}",
                     {"active": False}, key="admin")
+        r = srv.request("PATCH", f"/notification-settings/{asc[0]}",
+                        {"traffic_source": "all"}, key="admin")
+        check(r.status == 200 and r.json["data"]["traffic_source"] == "all", r)
         # Default order: id[DESC], as Paddle's.
         check(ids(srv.request("GET", "/notification-settings",
                               key="sread")) == asc[::-1], "default order")
@@ -180,15 +189,17 @@ def test_list_parameters():
         r = srv.request("GET", nxt, key="sread")
         check(ids(r) == asc[2:], r)
         check(r.json["meta"]["pagination"]["has_more"] is False and
-              r.json["meta"]["pagination"]["next"] is None, r)
+              r.json["meta"]["pagination"]["next"] ==
+              f"{srv.url}/notification-settings?after={asc[2]}&"
+              "order_by=id%5BASC%5D&per_page=2", r)
         r = srv.request("GET", f"/notification-settings?after={asc[2]}"
                         "&per_page=1", key="sread")
         check(ids(r) == [asc[1]], r)
         check(r.json["meta"]["pagination"]["has_more"] is True, r)
         check(ids(srv.request("GET", "/notification-settings?per_page=1000",
                               key="sread")) == asc[::-1], "per_page cap")
-        # Filters: active, and traffic_source (ctkn has only platform
-        # traffic: simulation matches nothing).
+        # Filters: active, and traffic_source (the value each was given;
+        # ctkn has only platform traffic: simulation matches nothing).
         check(ids(srv.request("GET", "/notification-settings?active=false",
                               key="sread")) == [asc[1]], "active=false")
         check(ids(srv.request("GET", "/notification-settings?active=true&"
@@ -201,7 +212,10 @@ def test_list_parameters():
               "traffic_source=platform" in
               r.json["meta"]["pagination"]["next"], r)
         check(ids(srv.request("GET", "/notification-settings?traffic_source="
-                              "all", key="sread")) == asc[::-1], "all")
+                              "all", key="sread")) == [asc[0]], "all")
+        check(ids(srv.request("GET", "/notification-settings?traffic_source="
+                              "platform", key="sread")) == asc[:0:-1],
+              "platform")
         check(ids(srv.request("GET", "/notification-settings?traffic_source="
                               "simulation", key="sread")) == [], "simulation")
         for q, field in (("active=yes", "active"), ("per_page=0", "per_page"),
@@ -282,11 +296,22 @@ def test_bad_requests_name_the_field():
                 (body(include_sensitive_fields=True),
                  "include_sensitive_fields"),
                 (body(traffic_source="simulation"), "traffic_source"),
+                (body(traffic_source=None), "traffic_source"),
                 (body(active="yes"), "active"),
                 (body(colour="red"), "colour")):
             e = error_of(srv.request("POST", "/notification-settings", b,
                                      key="admin"), 400, "invalid_field")
             check(e["errors"][0]["field"] == field, (b, e))
+        # A number past int64 is out of range, not malformed JSON: it
+        # names its field and the range.
+        for raw, field in (('{"api_version": 99999999999999999999}',
+                            "api_version"),
+                           ('{"description": "d", "api_version": -1e400}',
+                            "api_version")):
+            e = error_of(srv.request("POST", "/notification-settings", raw,
+                                     key="admin"), 400, "invalid_field")
+            check(e["errors"][0]["field"] == field and
+                  "9223372036854775807" in e["errors"][0]["message"], e)
         for raw in ('{"description": ', "[]", "", '"x"'):
             error_of(srv.request("POST", "/notification-settings", raw,
                                  key="admin"), 400, "bad_request")
@@ -412,10 +437,35 @@ def test_replicas_and_the_cli_agree():
     key = deploy_key(env)
     srv = Server(env, keys=KEYS, args=("--secret-key-file", key))
     nokey = Server(env, name="nokey", keys=KEYS)
+    redact = Server(env, name="redact", keys=KEYS,
+                    args=("--secret-key-file", key,
+                          "--redact-endpoint-secrets"))
     follower = Follower(env, "follower-db")
     try:
         d = create(srv)
         entity = {k: v for k, v in d.items() if k != "endpoint_secret_key"}
+        # Endpoint secrets on reads: a replica with the deployment key
+        # returns them, as Paddle does; one without the key, or told to
+        # redact them, leaves them out (README, "Compatibility").
+        path = f"/notification-settings/{d['id']}"
+        for s, want in ((srv, d), (nokey, entity), (redact, entity)):
+            wait_for(f"{s.url} to have {d['id']}", lambda: s.request(
+                "GET", path, key="sread").status == 200)
+            g = s.request("GET", path, key="sread")
+            check(g.json["data"] == want, (s.url, g))
+            lst = s.request("GET", "/notification-settings", key="sread")
+            check(lst.json["data"] == [want], (s.url, lst))
+            p = s.request("PATCH", path, {"api_version": 1}, key="swrite")
+            check(p.json["data"] == want, (s.url, p))
+        # A create's answer always has it, redacting or not.
+        r = redact.request("POST", "/notification-settings",
+                           body(description="redacted"), key="admin")
+        check(r.status == 201 and
+              SECRET_RE.match(r.json["data"]["endpoint_secret_key"]), r)
+        x = redact.request("DELETE",
+                           f"/notification-settings/{r.json['data']['id']}",
+                           key="admin")
+        check(x.status == 204, x)
 
         def in_follower():
             r = env.ctkn("destination", "list", db=follower.db)
@@ -461,6 +511,7 @@ def test_replicas_and_the_cli_agree():
                             key="sread").status == 404, "deleted")
     finally:
         follower.stop()
+        redact.stop()
         nokey.stop()
         srv.stop()
         env.close()

@@ -141,8 +141,9 @@ struct fx {
   struct server *s;
   char id[NTOK][CTKN_ID_BUF]; /* in ID (creation) order */
   char tok[NTOK][CTKN_TOKEN_BUF];
-  char dest[NDEST][CTKN_DEST_ID_BUF]; /* in ID order */
-  char *targets[MAX_TARGETS];         /* request lines, kept to the end */
+  char dest[NDEST][CTKN_DEST_ID_BUF];  /* in ID order */
+  char secret[NDEST][CTKN_SECRET_BUF]; /* their endpoint secrets */
+  char *targets[MAX_TARGETS];          /* request lines, kept to the end */
   int ntargets;
   int resumes;
 };
@@ -243,7 +244,8 @@ static void project_setting(struct fx *f, const struct ctkn_setting_event *ev,
   free(buf);
 }
 
-/* NDEST destinations one second apart; then destination 1 is paused. */
+/* NDEST destinations one second apart, the last for traffic_source all;
+ * then destination 1 is paused. */
 static void fill_settings(struct fx *f)
 {
   struct ctkn_setting_event *ev = calloc(1, sizeof(*ev));
@@ -259,12 +261,15 @@ static void fill_settings(struct fx *f)
     assert_int_equal(ctkn_dest_command_set_url(&c, HOOK, NULL), CTKN_OK);
     assert_int_equal(
         ctkn_dest_command_set_events(&c, "client_token.revoked", NULL), 0);
+    if (i == NDEST - 1)
+      assert_int_equal(ctkn_dest_command_set_traffic(&c, "all", NULL), 0);
     assert_int_equal(ctkn_settings_plan(NULL, &c, deploy_key, &start, 1,
                                         T0 + i * INT64_C(1000000), ev, secret,
                                         NULL),
                      CTKN_PLAN_APPEND);
     project_setting(f, ev, i);
     strcpy(f->dest[i], ev->data.id);
+    strcpy(f->secret[i], secret);
   }
   assert_int_equal(ctkn_store_begin(f->st, false, &t, NULL), CTKN_OK);
   assert_int_equal(ctkn_settings_get(t, f->dest[1], false, &cur, NULL), 0);
@@ -494,6 +499,8 @@ static void check_page(struct fx *f, struct req *r, const char *want_ids,
   assert_int_equal(json_integer_value(json_object_get(pg, "per_page")),
                    per_page);
   assert_true(json_is_true(json_object_get(pg, "has_more")) == has_more);
+  /* Paddle's next is always a URL, has_more or not. */
+  assert_true(json_is_string(json_object_get(pg, "next")));
   if (next != NULL)
     assert_string_equal(jstr(pg, "next"), next);
   if (total < 0)
@@ -610,15 +617,25 @@ static void test_list_pages_both_ways_with_next_links(void **state)
            "/client-tokens?after=%s&order_by=id[ASC]&per_page=2&status=active,"
            "revoked",
            f->id[3]);
-  check_page(f,
-             call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),
-             ids_of(f, p3, 2), 2, false, NULL, NTOK);
-  snprintf(target, sizeof(target),
-           "/client-tokens?after=%s&order_by=id[ASC]&status=active,revoked",
+  /* The last page still links the following one: after its last ID. */
+  snprintf(next, sizeof(next),
+           BASE "/client-tokens?after=%s&order_by=id%%5BASC%%5D&per_page=2&"
+                "status=active,revoked",
            f->id[5]);
   check_page(f,
              call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),
-             "", 50, false, NULL, NTOK);
+             ids_of(f, p3, 2), 2, false, next, NTOK);
+  snprintf(target, sizeof(target),
+           "/client-tokens?after=%s&order_by=id[ASC]&status=active,revoked",
+           f->id[5]);
+  /* An empty page links itself: the same cursor, which new tokens fill. */
+  snprintf(next, sizeof(next),
+           BASE "/client-tokens?after=%s&order_by=id%%5BASC%%5D&per_page=50&"
+                "status=active,revoked",
+           f->id[5]);
+  check_page(f,
+             call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),
+             "", 50, false, next, NTOK);
 
   /* Descending: the same pages backwards; after the first ID, nothing. */
   check_page(f,
@@ -1426,33 +1443,53 @@ static void test_settings_list_filters_and_pages(void **state)
               call(f, "GET", "/notification-settings?active=false", NULL,
                    "Authorization", auth_setread, NULL),
               f->dest[1], 200, false, NULL, 1);
+  /* An empty first page links itself, without a cursor. */
   check_dests(f,
               call(f, "GET", "/notification-settings?traffic_source=simulation",
                    NULL, "Authorization", auth_setread, NULL),
-              "", 200, false, NULL, 0);
+              "", 200, false,
+              BASE "/notification-settings?order_by=id%5BDESC%5D&per_page=200&"
+                   "traffic_source=simulation",
+              0);
+  /* traffic_source matches what each was given: 2 all, the rest
+   * platform (the default). */
   check_dests(f,
               call(f, "GET", "/notification-settings?traffic_source=all", NULL,
                    "Authorization", auth_setread, NULL),
-              all_desc, 200, false, NULL, 3);
+              f->dest[2], 200, false, NULL, 1);
+  snprintf(target, sizeof(target), "%s,%s", f->dest[1], f->dest[0]);
+  check_dests(f,
+              call(f, "GET", "/notification-settings?traffic_source=platform",
+                   NULL, "Authorization", auth_setread, NULL),
+              target, 200, false, NULL, 2);
+  check_dests(f,
+              call(f, "GET",
+                   "/notification-settings?active=true&traffic_source=platform",
+                   NULL, "Authorization", auth_setread, NULL),
+              f->dest[0], 200, false, NULL, 1);
 
   /* One a page, ascending: the next link keeps every parameter. */
   snprintf(next, sizeof(next),
            BASE "/notification-settings?after=%s&order_by=id%%5BASC%%5D&"
-                "per_page=1&active=true&traffic_source=platform",
+                "per_page=1&traffic_source=platform",
            f->dest[0]);
   check_dests(f,
               call(f, "GET",
-                   "/notification-settings?per_page=1&order_by=id[ASC]&active="
-                   "true&traffic_source=platform",
+                   "/notification-settings?per_page=1&order_by=id[ASC]&"
+                   "traffic_source=platform",
                    NULL, "Authorization", auth_setread, NULL),
               f->dest[0], 1, true, next, 2);
   snprintf(target, sizeof(target),
            "/notification-settings?after=%s&per_page=1&order_by=id[ASC]&"
            "active=true",
            f->dest[0]);
+  snprintf(next, sizeof(next),
+           BASE "/notification-settings?after=%s&order_by=id%%5BASC%%5D&"
+                "per_page=1&active=true",
+           f->dest[2]);
   check_dests(f,
               call(f, "GET", target, NULL, "Authorization", auth_setread, NULL),
-              f->dest[2], 1, false, NULL, 2);
+              f->dest[2], 1, false, next, 2);
   snprintf(target, sizeof(target), "/notification-settings?after=%s",
            f->dest[1]);
   check_dests(f,
@@ -1517,6 +1554,70 @@ static void test_settings_get_answers_one_without_its_secret(void **state)
               400, "invalid_field", "x");
 }
 
+/* The endpoint secret of f->dest[i] in r's answer (a GET, a PATCH or the
+ * list), or NULL when it is left out; r is released. */
+static bool answer_has_secret(struct fx *f, struct req *r, int i)
+{
+  json_t *j, *d;
+  bool found = false;
+
+  assert_int_equal(r->status, 200);
+  j = answer(r);
+  d = json_object_get(j, "data");
+  for (size_t k = 0; json_is_array(d) && k < json_array_size(d); k++) {
+    if (strcmp(jstr(json_array_get(d, k), "id"), f->dest[i]) == 0)
+      d = json_array_get(d, k);
+  }
+  assert_string_equal(jstr(d, "id"), f->dest[i]);
+  json_t *v = json_object_get(d, "endpoint_secret_key");
+  if (v != NULL) {
+    assert_string_equal(json_string_value(v), f->secret[i]);
+    found = true;
+  }
+  json_decref(j);
+  done(f, r);
+  return found;
+}
+
+/* Paddle returns endpoint_secret_key on reads: a server with the
+ * deployment key does, unless told --redact-endpoint-secrets; one
+ * without the key (or with another deployment's) leaves it out. */
+static void test_settings_reads_show_secrets_with_the_key(void **st)
+{
+  struct fx *f = *st;
+  static const uint8_t other[CTKN_KEY_LEN] = {9};
+  char target[96];
+
+  snprintf(target, sizeof(target), "/notification-settings/%s", f->dest[2]);
+  for (int mode = 0; mode < 4; mode++) {
+    /* 0: no key; 1: the key; 2: the key, redacted; 3: another key. */
+    f->s->have_key = mode != 0;
+    memcpy(f->s->key, mode == 3 ? other : deploy_key, CTKN_KEY_LEN);
+    f->cfg.redact_endpoint_secrets = mode == 2;
+    bool want = mode == 1;
+    assert_true(answer_has_secret(f,
+                                  call(f, "GET", target, NULL, "Authorization",
+                                       auth_setread, NULL),
+                                  2) == want);
+    assert_true(answer_has_secret(f,
+                                  call(f, "GET", "/notification-settings", NULL,
+                                       "Authorization", auth_setread, NULL),
+                                  2) == want);
+    assert_true(answer_has_secret(f,
+                                  call(f, "GET", "/notification-settings", NULL,
+                                       "Authorization", auth_setwrite, NULL),
+                                  0) == want);
+    /* A PATCH that changes nothing is answered as a read. */
+    assert_true(
+        answer_has_secret(f,
+                          call(f, "PATCH", target, "{\"api_version\":1}",
+                               "Authorization", auth_setwrite, NULL),
+                          2) == want);
+  }
+  f->s->have_key = false;
+  f->cfg.redact_endpoint_secrets = false;
+}
+
 static void test_settings_writes_are_checked_before_they_are_queued(void **st)
 {
   struct fx *f = *st;
@@ -1548,7 +1649,8 @@ static void test_settings_writes_are_checked_before_they_are_queued(void **st)
 
   /* A PATCH of only fields at ctkn's one value changes nothing: a read. */
   snprintf(target, sizeof(target), "/notification-settings/%s", f->dest[0]);
-  r = call(f, "PATCH", target, "{\"traffic_source\":\"platform\"}",
+  r = call(f, "PATCH", target,
+           "{\"api_version\":1,\"include_sensitive_fields\":false}",
            "Authorization", auth_setwrite, NULL);
   assert_int_equal(r->status, 200);
   j = answer(r);
@@ -1940,6 +2042,7 @@ int main(void)
       T(test_access_line_has_its_members_escaped),
       T(test_settings_list_filters_and_pages),
       T(test_settings_list_parameters_name_the_field),
+      T(test_settings_reads_show_secrets_with_the_key),
       T(test_settings_get_answers_one_without_its_secret),
       T(test_settings_writes_are_checked_before_they_are_queued),
       T(test_server_refuses_a_bad_configuration_naming_it),

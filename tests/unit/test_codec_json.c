@@ -936,6 +936,46 @@ static void test_parse_create_wrong_types_name_the_field(void **state)
                       "description");
 }
 
+/* jansson refuses a number past int64 (or a real past a double) as a
+ * syntax error; ctkn names the member and the range instead. */
+static void test_parse_out_of_range_number_names_the_field(void **state)
+{
+  struct ctkn_command cmd;
+  struct ctkn_err err;
+
+  (void)state;
+  assert_int_equal(parse_create("{\"name\":99999999999999999999}", &cmd, &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.field, "name");
+  assert_string_equal(err.msg,
+                      "99999999999999999999 is out of range: a number in a "
+                      "request body must be an integer from "
+                      "-9223372036854775808 to 9223372036854775807");
+  /* Negative, real, nested in an array, after other members, an escaped
+   * key: the top-level member is named. */
+  expect_create_error("{\"name\":-9223372036854775809}", CTKN_EINVAL, "name");
+  expect_create_error("{\"name\":\"n\",\"description\":1e400}", CTKN_EINVAL,
+                      "description");
+  expect_create_error("{\"name\":\"n,\\\"x\\\":\",\"x\":[1,{\"y\":[-1E+999]}]}",
+                      CTKN_EINVAL, "x");
+  expect_create_error("{\"a\\\"b\":1e999}", CTKN_EINVAL, "a\\\"b");
+  /* The edge of int64 is in range: the field's own rule speaks. */
+  expect_create_error("{\"name\":9223372036854775807}", CTKN_EINVAL, "name");
+  assert_int_equal(parse_create("{\"name\":9223372036854775807}", &cmd, &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.msg, "must be a string");
+  /* A long number is cut in the message. */
+  assert_int_equal(
+      parse_create("{\"name\":1234567890123456789012345678901234567890123}",
+                   &cmd, &err),
+      CTKN_EINVAL);
+  assert_non_null(strstr(err.msg, "1234567890123456789012345678901234567890..."
+                                  " is out of range"));
+  /* Not in a member: the body itself is a number. */
+  expect_create_error("99999999999999999999", CTKN_EBADREQ, "");
+  expect_create_error("[99999999999999999999]", CTKN_EBADREQ, "");
+}
+
 static void test_parse_create_unknown_field_is_named(void **state)
 {
   struct ctkn_command cmd;
@@ -991,8 +1031,9 @@ static void test_parse_create_malformed_json_is_bad_request(void **state)
   expect_create_error("{'name':'n'}", CTKN_EBADREQ, "");
   expect_create_error("{\"name\":\"n\"} {}", CTKN_EBADREQ, "");
   expect_create_error("{\"name\":\"n\"}x", CTKN_EBADREQ, "");
+  /* A number out of range is not malformed JSON: it names its member. */
   expect_create_error("{\"name\":\"n\",\"x\":99999999999999999999999}",
-                      CTKN_EBADREQ, "");
+                      CTKN_EINVAL, "x");
 }
 
 static void test_parse_create_non_object_body_is_bad_request(void **state)
@@ -1336,6 +1377,10 @@ static void test_parse_dest_create_errors_name_the_field(void **state)
   expect_dest_error(false, "{\"api_version\":\"1\"}", CTKN_EINVAL,
                     "api_version");
   expect_dest_error(false, "{\"api_version\":1.0}", CTKN_EINVAL, "api_version");
+  expect_dest_error(false, "{\"api_version\":18446744073709551617}",
+                    CTKN_EINVAL, "api_version");
+  expect_dest_error(true, "{\"api_version\":-1e309}", CTKN_EINVAL,
+                    "api_version");
   expect_dest_error(false, "{\"include_sensitive_fields\":true}", CTKN_EINVAL,
                     "include_sensitive_fields");
   expect_dest_error(false, "{\"include_sensitive_fields\":0}", CTKN_EINVAL,
@@ -1401,13 +1446,22 @@ static void test_parse_dest_update_fields(void **state)
   assert_true(cmd.set_description && cmd.has_description);
   assert_string_equal(cmd.description, "New");
 
+  /* traffic_source is kept as sent. */
+  assert_int_equal(
+      parse_dest_update("{\"api_version\":1,\"traffic_source\":\"all\"}", &cmd,
+                        &err),
+      CTKN_OK);
+  assert_true(cmd.set_traffic);
+  assert_int_equal(cmd.traffic, CTKN_TRAFFIC_ALL);
+  assert_int_equal(ctkn_dest_command_check(&cmd, NULL), CTKN_OK);
+
   /* Fields at ctkn's only values change nothing: a read, not an error. */
-  assert_int_equal(parse_dest_update("{\"api_version\":1,\"traffic_source\":"
-                                     "\"all\"}",
+  assert_int_equal(parse_dest_update("{\"api_version\":1,"
+                                     "\"include_sensitive_fields\":false}",
                                      &cmd, &err),
                    CTKN_OK);
   assert_false(cmd.set_url || cmd.set_events || cmd.set_description ||
-               cmd.set_active);
+               cmd.set_active || cmd.set_traffic);
   assert_int_equal(ctkn_dest_command_check(&cmd, NULL), CTKN_EBADREQ);
 }
 
@@ -1554,6 +1608,7 @@ int main(void)
       cmocka_unit_test(test_parse_create_escaped_nul_is_bad_request),
       cmocka_unit_test(test_parse_create_control_character_names_the_field),
       cmocka_unit_test(test_parse_create_wrong_types_name_the_field),
+      cmocka_unit_test(test_parse_out_of_range_number_names_the_field),
       cmocka_unit_test(test_parse_create_unknown_field_is_named),
       cmocka_unit_test(test_parse_create_duplicate_key_is_bad_request),
       cmocka_unit_test(test_parse_create_malformed_json_is_bad_request),

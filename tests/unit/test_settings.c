@@ -132,6 +132,7 @@ static void assert_dest_equal(const struct ctkn_destination *a,
   assert_string_equal(a->url, b->url);
   assert_int_equal(a->active, b->active);
   assert_int_equal(a->events, b->events);
+  assert_int_equal(a->traffic, b->traffic);
   assert_memory_equal(a->sealed, b->sealed, sizeof(a->sealed));
   assert_int_equal(a->created_at, b->created_at);
   assert_int_equal(a->updated_at, b->updated_at);
@@ -615,6 +616,8 @@ static void test_plan_add_fills_the_created_event(void **st)
   assert_false(ev->data.has_description);
   assert_string_equal(ev->data.url, URL);
   assert_int_equal(ev->data.events, EV_CREATED | EV_REVOKED);
+  /* traffic_source: Paddle's default. */
+  assert_int_equal(ev->data.traffic, CTKN_TRAFFIC_PLATFORM);
   assert_int_equal(ev->data.created_at, T0);
   assert_int_equal(ev->data.updated_at, T0);
   assert_int_equal(ev->occurred_at, T0);
@@ -624,9 +627,10 @@ static void test_plan_add_fills_the_created_event(void **st)
   assert_int_equal(ev->start[2], 42);
   assert_int_equal(ctkn_setting_event_check(ev, &err), CTKN_OK);
 
-  /* Paused at creation, with a description, other offsets. */
+  /* Paused at creation, with a description, other offsets, all traffic. */
   add_cmd(&c, "http://localhost:9000/h", "client_token.updated");
   ctkn_dest_command_set_active(&c, false);
+  assert_int_equal(ctkn_dest_command_set_traffic(&c, "all", NULL), CTKN_OK);
   assert_int_equal(ctkn_dest_command_set_description(&c, "Ops", 3, NULL),
                    CTKN_OK);
   assert_int_equal(
@@ -637,6 +641,7 @@ static void test_plan_add_fills_the_created_event(void **st)
   assert_string_equal(ev->data.description, "Ops");
   assert_string_equal(ev->data.url, "http://localhost:9000/h");
   assert_int_equal(ev->data.events, EV_UPDATED);
+  assert_int_equal(ev->data.traffic, CTKN_TRAFFIC_ALL);
   assert_int_equal(ev->nstart, 2);
   assert_int_equal(ev->start[0], 17);
   assert_int_equal(ev->start[1], 3);
@@ -666,12 +671,29 @@ static void test_plan_update_that_changes_nothing_is_a_noop(void **st)
                    CTKN_OK);
   assert_int_equal(ctkn_dest_command_set_description(&c, NULL, 0, NULL),
                    CTKN_OK);
+  assert_int_equal(ctkn_dest_command_set_traffic(&c, "platform", NULL),
+                   CTKN_OK);
   assert_int_equal(plan(&ev->data, &c, T0 + 10, up, &err), CTKN_PLAN_NOOP);
   assert_dest_equal(&up->data, &ev->data);
 
-  /* One real change among the same values is not a no-op. */
+  /* One real change among the same values is not a no-op: traffic_source,
+   * then active. */
+  assert_int_equal(ctkn_dest_command_set_traffic(&c, "all", NULL), CTKN_OK);
+  assert_int_equal(plan(&ev->data, &c, T0 + 10, up, &err), CTKN_PLAN_APPEND);
+  assert_int_equal(up->data.traffic, CTKN_TRAFFIC_ALL);
+  assert_int_equal(ctkn_dest_command_set_traffic(&c, "platform", NULL),
+                   CTKN_OK);
   ctkn_dest_command_set_active(&c, false);
   assert_int_equal(plan(&ev->data, &c, T0 + 10, up, &err), CTKN_PLAN_APPEND);
+  /* A traffic_source change alone is an update; simulation is refused. */
+  update_cmd(&c, ev->data.id);
+  assert_int_equal(ctkn_dest_command_check(&c, &err), CTKN_EBADREQ);
+  assert_int_equal(ctkn_dest_command_set_traffic(&c, "simulation", &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.field, "traffic_source");
+  assert_false(c.set_traffic);
+  assert_int_equal(ctkn_dest_command_set_traffic(&c, "all", NULL), CTKN_OK);
+  assert_int_equal(ctkn_dest_command_check(&c, &err), CTKN_OK);
   free(ev);
   free(up);
 }
@@ -1106,11 +1128,13 @@ static void test_setting_event_round_trips(void **st)
       ctkn_dest_command_set_event_mask(&c, CTKN_DEST_EVENTS_ALL, NULL),
       CTKN_OK);
   ctkn_dest_command_set_active(&c, false);
+  assert_int_equal(ctkn_dest_command_set_traffic(&c, "all", NULL), CTKN_OK);
   assert_int_equal(plan(&ev->data, &c, T0 + 99, up, NULL), CTKN_PLAN_APPEND);
   encode_event(up, &buf, &len);
   assert_int_equal(ctkn_setting_event_decode(buf, len, back, &err), CTKN_OK);
   free(buf);
   assert_event_equal(back, up);
+  assert_int_equal(back->data.traffic, CTKN_TRAFFIC_ALL);
   assert_string_equal(back->data.description, "Ünïcode ok");
   assert_int_equal(back->data.events, CTKN_DEST_EVENTS_ALL);
   assert_false(back->data.active);
@@ -1227,6 +1251,7 @@ static void test_destination_round_trips(void **st)
   d.updated_at = T0 + 123456;
   d.version = 300;
   d.deleted = true;
+  d.traffic = CTKN_TRAFFIC_ALL;
   assert_int_equal(ctkn_destination_encode(&d, &buf, &len, &err), CTKN_OK);
   assert_int_equal(ctkn_destination_decode(buf, len, &back, &err), CTKN_OK);
   free(buf);
@@ -1263,10 +1288,14 @@ static void test_destination_decode_is_strict(void **st)
   longer[len] = 0xc0;
   assert_int_equal(ctkn_destination_decode(longer, len + 1, &back, &err),
                    CTKN_EDECODE);
-  /* Another layout number. */
+  /* Another layout number (2 is current; 1 has a field fewer). */
   memcpy(longer, buf, len);
-  assert_int_equal(longer[1], 1);
-  longer[1] = 2;
+  assert_int_equal(longer[1], 2);
+  longer[1] = 3;
+  assert_int_equal(ctkn_destination_decode(longer, len, &back, &err),
+                   CTKN_EDECODE);
+  assert_contains(err.msg, "not a stored destination");
+  longer[1] = 1;
   assert_int_equal(ctkn_destination_decode(longer, len, &back, &err),
                    CTKN_EDECODE);
   assert_contains(err.msg, "not a stored destination");
@@ -1300,7 +1329,8 @@ static void test_destination_decode_is_strict(void **st)
                      CTKN_EDECODE);
     msgpack_sbuffer_destroy(&sb);
   }
-  /* ... and the same builder with none of those faults decodes. */
+  /* ... and the same builder with none of those faults decodes: layout
+   * 1, from before traffic_source was kept, reads as platform. */
   msgpack_sbuffer_init(&sb);
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
   msgpack_pack_array(&pk, 11);
@@ -1318,7 +1348,33 @@ static void test_destination_decode_is_strict(void **st)
   assert_int_equal(ctkn_destination_decode(sb.data, sb.size, &back, &err),
                    CTKN_OK);
   assert_string_equal(back.id, GOOD_ID);
+  assert_int_equal(back.traffic, CTKN_TRAFFIC_PLATFORM);
   msgpack_sbuffer_destroy(&sb);
+
+  /* Layout 2 holds traffic: 0 or 1, nothing else; 12 elements exactly. */
+  for (int variant = 0; variant < 4; variant++) {
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, variant == 3 ? 11 : 12);
+    msgpack_pack_uint8(&pk, 2);
+    msgpack_pack_str_with_body(&pk, GOOD_ID, strlen(GOOD_ID));
+    msgpack_pack_nil(&pk);
+    msgpack_pack_str_with_body(&pk, URL, strlen(URL));
+    msgpack_pack_true(&pk);
+    msgpack_pack_unsigned_int(&pk, EV_CREATED);
+    msgpack_pack_bin_with_body(&pk, ev->data.sealed, sizeof(ev->data.sealed));
+    msgpack_pack_int64(&pk, T0);
+    msgpack_pack_int64(&pk, T0);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_false(&pk);
+    if (variant != 3)
+      msgpack_pack_uint8(&pk, variant == 2 ? 2 : (uint8_t)variant);
+    assert_int_equal(ctkn_destination_decode(sb.data, sb.size, &back, &err),
+                     variant < 2 ? CTKN_OK : CTKN_EDECODE);
+    if (variant < 2)
+      assert_int_equal(back.traffic, variant);
+    msgpack_sbuffer_destroy(&sb);
+  }
   free(ev);
 }
 
@@ -1385,7 +1441,7 @@ static void test_json_destination_has_paddles_shape(void **st)
   assert_true(json_is_integer(json_object_get(d, "api_version")));
   assert_int_equal(json_integer_value(json_object_get(d, "api_version")), 1);
   assert_true(json_is_false(json_object_get(d, "include_sensitive_fields")));
-  assert_string_equal(jstr(d, "traffic_source"), "all");
+  assert_string_equal(jstr(d, "traffic_source"), "platform");
   evs = json_object_get(d, "subscribed_events");
   assert_true(json_is_array(evs));
   assert_int_equal(json_array_size(evs), 2);
@@ -1398,8 +1454,10 @@ static void test_json_destination_has_paddles_shape(void **st)
   ev->data.has_description = true;
   strcpy(ev->data.description, "Main \"endpoint\"");
   ev->data.events = EV_UPDATED;
+  ev->data.traffic = CTKN_TRAFFIC_ALL;
   doc = parse(ctkn_json_destination(&ev->data, secret, REQUEST_ID));
   d = json_object_get(doc, "data");
+  assert_string_equal(jstr(d, "traffic_source"), "all");
   assert_keys(d, keys_secret, sizeof(keys_secret) / sizeof(keys_secret[0]));
   assert_string_equal(jstr(d, "endpoint_secret_key"), secret);
   assert_string_equal(jstr(d, "description"), "Main \"endpoint\"");
@@ -1437,6 +1495,39 @@ static void test_json_destinations_lists_without_secrets(void **st)
 
   doc = parse(ctkn_json_destinations(NULL, 0, REQUEST_ID));
   assert_int_equal(json_array_size(json_object_get(doc, "data")), 0);
+  json_decref(doc);
+  free(ev);
+}
+
+static void test_json_destinations_page_shows_the_secrets_given(void **st)
+{
+  struct ctkn_setting_event *ev = new_event();
+  struct ctkn_destination d[2];
+  struct ctkn_pagination page = {.per_page = 2,
+                                 .next = "https://x/notification-settings",
+                                 .has_more = false,
+                                 .estimated_total = 2};
+  const char *secrets[2] = {NULL, "pdl_ntfset_x"};
+  json_t *doc, *a;
+  (void)st;
+
+  plan_add(ev, NULL, NULL, T0);
+  d[0] = ev->data;
+  plan_add(ev, NULL, NULL, T0 + 1000);
+  d[1] = ev->data;
+  doc = parse(ctkn_json_destinations_page(d, secrets, 2, &page, REQUEST_ID));
+  a = json_object_get(doc, "data");
+  assert_null(json_object_get(json_array_get(a, 0), "endpoint_secret_key"));
+  assert_string_equal(jstr(json_array_get(a, 1), "endpoint_secret_key"),
+                      "pdl_ntfset_x");
+  json_decref(doc);
+  doc = parse(ctkn_json_destinations_page(d, NULL, 2, &page, REQUEST_ID));
+  a = json_object_get(doc, "data");
+  for (size_t i = 0; i < 2; i++)
+    assert_null(json_object_get(json_array_get(a, i), "endpoint_secret_key"));
+  assert_string_equal(
+      jstr(json_object_get(json_object_get(doc, "meta"), "pagination"), "next"),
+      "https://x/notification-settings");
   json_decref(doc);
   free(ev);
 }
@@ -1560,6 +1651,7 @@ int main(void)
       cmocka_unit_test(test_destination_decode_is_strict),
       cmocka_unit_test(test_json_destination_has_paddles_shape),
       cmocka_unit_test(test_json_destinations_lists_without_secrets),
+      cmocka_unit_test(test_json_destinations_page_shows_the_secrets_given),
       cmocka_unit_test(test_settings_topic_appends_suffix_within_kafkas_limit),
       cmocka_unit_test(test_setting_type_names),
       cmocka_unit_test(test_create_topic_names_the_settings_topic),

@@ -58,7 +58,7 @@ test('create, get, list, pause and delete a notification setting', T,
     assert.equal(created.active, true);
     assert.equal(created.apiVersion, 1);
     assert.equal(created.includeSensitiveFields, false);
-    assert.equal(created.trafficSource, 'all');
+    assert.equal(created.trafficSource, 'platform');
     assert.deepEqual(created.subscribedEvents.map((e) => e.name),
       ['client_token.created', 'client_token.revoked']);
     for (const e of created.subscribedEvents) {
@@ -67,14 +67,15 @@ test('create, get, list, pause and delete a notification setting', T,
       assert.equal(typeof e.description, 'string');
     }
 
-    // Reads never carry the secret.
+    // Reads carry the secret too, as Paddle's: the server holds the
+    // deployment key (--secret-key-file).
     const got = await paddle.notificationSettings.get(created.id);
-    assert.equal(got.endpointSecretKey, undefined);
-    assert.deepEqual({ ...got }, { ...created, endpointSecretKey: undefined });
+    assert.equal(got.endpointSecretKey, created.endpointSecretKey);
+    assert.deepEqual({ ...got }, { ...created });
     const all = await paddle.notificationSettings.list();
     assert.ok(Array.isArray(all));
-    assert.ok(all.some((s) => s.id === created.id));
-    assert.ok(all.every((s) => s.endpointSecretKey === undefined));
+    assert.ok(all.some((s) => s.id === created.id &&
+      s.endpointSecretKey === created.endpointSecretKey));
     const page = await paddle.notificationSettings.list({
       perPage: 1, orderBy: 'id[ASC]', active: true, trafficSource: 'platform',
     });
@@ -83,6 +84,7 @@ test('create, get, list, pause and delete a notification setting', T,
     const paused = await paddle.notificationSettings.update(created.id,
       { active: false });
     assert.equal(paused.active, false);
+    assert.equal(paused.endpointSecretKey, created.endpointSecretKey);
     assert.ok((await paddle.notificationSettings.list({ active: false }))
       .some((s) => s.id === created.id));
     const changed = await paddle.notificationSettings.update(created.id, {
@@ -90,7 +92,9 @@ test('create, get, list, pause and delete a notification setting', T,
       destination: 'https://example.com/other',
       subscribedEvents: ['client_token.updated'],
       apiVersion: 1,
+      trafficSource: 'all',
     });
+    assert.equal(changed.trafficSource, 'all');
     assert.equal(changed.description, 'Renamed');
     assert.equal(changed.destination, 'https://example.com/other');
     assert.deepEqual(changed.subscribedEvents.map((e) => e.name),
