@@ -204,6 +204,16 @@ void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr);
  * range), CTKN_ENOMEM. */
 int ctkn_gate_feed(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
                    struct ctkn_err *err);
+/* As ctkn_gate_feed(), but a checkpoint's signature is not checked yet:
+ * it waits until a verified checkpoint of its instance (fed with
+ * ctkn_gate_feed()) proves its claims, or until its deadline. A reader
+ * feeds all but the newest checkpoint of each instance in a read batch
+ * so, and so verifies one signature per instance and batch. Verdicts do
+ * not depend on which checkpoints were verified: one whose signature was
+ * never checked stands only on a verified one's proof, and its time and
+ * closing then count for nothing. */
+int ctkn_gate_feed_lazy(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
+                        struct ctkn_err *err);
 /* The next judged record of partition p into *o; false when none is (the
  * queue is empty or its head is pending). */
 bool ctkn_gate_next(ctkn_gate *g, int32_t p, struct ctkn_gate_out *o);

@@ -38,6 +38,7 @@ struct ctkn__ptrust {
   /* this pass */
   struct ctkn_gate_out *outs; /* by combined index */
   bool *judged;
+  bool *lazy; /* by combined index: mark_lazy() */
   size_t capj;
 };
 
@@ -56,6 +57,7 @@ void ctkn__ptrust_free(struct ctkn__ptrust *t)
   free(t->held);
   free(t->outs);
   free(t->judged);
+  free(t->lazy);
   free(t->touched);
   ctkn_gate_close(t->gate);
   ctkn_keyring_free(&t->kr);
@@ -238,7 +240,10 @@ static int room(struct ctkn__ptrust *t, size_t n, struct ctkn_err *err)
   b = realloc(t->judged, n * sizeof(*t->judged));
   if (b != NULL)
     t->judged = b;
-  if (a == NULL || b == NULL)
+  void *c = realloc(t->lazy, n * sizeof(*t->lazy));
+  if (c != NULL)
+    t->lazy = c;
+  if (a == NULL || b == NULL || c == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory judging a batch");
   t->capj = n;
   return CTKN_OK;
@@ -255,10 +260,74 @@ ctkn__ptrust_carried_msg(const struct ctkn__ptrust *t, size_t i)
   return &t->held[i].m;
 }
 
+/* A checkpoint's writer instance: its ctkn-writer header, or NULL. */
+static const struct ctkn_log_header *writer_hdr(const struct ctkn_log_msg *m)
+{
+  if (strcmp(m->event_type, CTKN_TYPE_CHECKPOINT) != 0)
+    return NULL;
+  for (size_t i = 0; i < m->nheaders; i++)
+    if (strcmp(m->headers[i].name, CTKN_HDR_WRITER) == 0)
+      return &m->headers[i];
+  return NULL;
+}
+
+static uint64_t writer_hash(int32_t p, const struct ctkn_log_header *h)
+{
+  uint64_t x = 1469598103934665603ull ^ (uint32_t)p;
+
+  for (size_t i = 0; i < h->size; i++)
+    x = (x ^ ((const uint8_t *)h->value)[i]) * 1099511628211ull;
+  return x;
+}
+
+/* lazy[k]: record k is a checkpoint and not the newest of its instance on
+ * its partition in this batch, so its signature waits for the newest's
+ * (ctkn_gate_feed_lazy()). One verification per instance and batch. */
+static int mark_lazy(struct ctkn__judge *j, bool *lazy, struct ctkn_err *err)
+{
+  size_t ncp = 0, cap = 16;
+  long *set;
+
+  for (size_t k = 0; k < j->n; k++) {
+    lazy[k] = false;
+    ncp += writer_hdr(j->msg(j, k)) != NULL;
+  }
+  if (ncp < 2)
+    return CTKN_OK;
+  while (cap < 2 * ncp)
+    cap *= 2;
+  if ((set = malloc(cap * sizeof(*set))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory judging a batch");
+  for (size_t i = 0; i < cap; i++)
+    set[i] = -1;
+  for (size_t k = j->n; k-- > 0;) {
+    const struct ctkn_log_msg *m = j->msg(j, k);
+    const struct ctkn_log_header *h = writer_hdr(m);
+    if (h == NULL || h->value == NULL)
+      continue;
+    for (size_t i = writer_hash(m->partition, h) & (cap - 1);;
+         i = (i + 1) & (cap - 1)) {
+      if (set[i] < 0) {
+        set[i] = (long)k; /* the newest of its instance: verified */
+        break;
+      }
+      const struct ctkn_log_msg *o = j->msg(j, (size_t)set[i]);
+      const struct ctkn_log_header *oh = writer_hdr(o);
+      if (o->partition == m->partition && oh->size == h->size &&
+          memcmp(oh->value, h->value, h->size) == 0) {
+        lazy[k] = true;
+        break;
+      }
+    }
+  }
+  free(set);
+  return CTKN_OK;
+}
+
 /* Feed record k (m) when it is the next its partition's gate should see;
  * next[] follows what was fed. */
 static int feed_one(struct ctkn__ptrust *t, ctkn_store_txn *txn,
-                    const struct ctkn_log_msg *m, size_t k,
+                    const struct ctkn_log_msg *m, size_t k, bool lazy,
                     struct ctkn__judge *j, struct ctkn_err *err)
 {
   int32_t p = m->partition;
@@ -276,7 +345,8 @@ static int feed_one(struct ctkn__ptrust *t, ctkn_store_txn *txn,
     return CTKN_OK;
   j->next[p] = m->offset + 1;
   j->verdict[k] = JV_HELD;
-  return ctkn_gate_feed(t->gate, m, k, err);
+  return lazy ? ctkn_gate_feed_lazy(t->gate, m, k, err)
+              : ctkn_gate_feed(t->gate, m, k, err);
 }
 
 /* Take p's judged records; a record to apply whose schema is newer than
@@ -306,12 +376,13 @@ int ctkn__ptrust_judge(struct ctkn__ptrust *t, ctkn_store_txn *txn,
 {
   int rc;
 
-  if ((rc = room(t, j->n, err)) != CTKN_OK)
+  if ((rc = room(t, j->n, err)) != CTKN_OK ||
+      (rc = mark_lazy(j, t->lazy, err)) != CTKN_OK)
     return rc;
   for (int32_t p = 0; p < CTKN_STORE_MAX_PARTITIONS; p++)
     t->touched[p] = false;
   for (size_t k = 0; k < j->n; k++)
-    if ((rc = feed_one(t, txn, j->msg(j, k), k, j, err)) != CTKN_OK)
+    if ((rc = feed_one(t, txn, j->msg(j, k), k, t->lazy[k], j, err)) != CTKN_OK)
       return rc;
   for (int32_t p = 0; p < CTKN_STORE_MAX_PARTITIONS; p++)
     if (t->touched[p])

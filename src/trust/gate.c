@@ -24,7 +24,10 @@
 #define SAVE_MAGIC    0x63 /* 'c': the first byte of a saved state */
 #define SAVED_INST    (16 + CTKN_INSTANCE_LEN + 8 + CTKN_CHAIN_LEN + 8 + 1)
 
-enum state { PENDING, APPLY, CHECKPOINT, QUARANTINE };
+/* CP_PROV: a checkpoint not verified yet (its signature was not checked,
+ * or failed): it waits, like a pending record, for a verified checkpoint
+ * of its instance to prove its claims, or for its deadline. */
+enum state { PENDING, APPLY, CHECKPOINT, QUARANTINE, CP_PROV };
 
 struct inst {
   char key_id[CTKN_KEY_ID_BUF];
@@ -39,6 +42,7 @@ struct inst {
   bool vclosed;
   uint64_t top; /* the highest sequence fed */
   long tip;     /* queue index of the last record fed that links, or -1 */
+  uint64_t low; /* at most the lowest pending sequence (0: none pending) */
 };
 
 struct qrec {
@@ -53,6 +57,10 @@ struct qrec {
   int64_t ts_us;  /* its timestamp (occurred_at), or -1 */
   int64_t signed_at;
   bool closing;
+  bool tried;      /* CP_PROV: its signature was checked and fails */
+  bool unverified; /* a checkpoint accepted on a later one's proof: its
+                      time and closing are claims, not facts */
+  const struct ctkn_log_msg *m; /* CP_PROV: to verify it later */
   char reason[CTKN_GATE_REASON];
 };
 
@@ -194,6 +202,7 @@ static void compact(struct partq *pq)
     x->vclosed = x->closed;
     x->top = x->seq;
     x->tip = -1;
+    x->low = 0;
     pq->insts[k++] = *x;
   }
   pq->ninst = k;
@@ -250,7 +259,7 @@ static void prune_pending(struct partq *pq)
   size_t k = 0;
 
   for (size_t i = 0; i < pq->npend; i++)
-    if (pq->q[pq->pend[i]].st == PENDING)
+    if (pq->q[pq->pend[i]].st == PENDING || pq->q[pq->pend[i]].st == CP_PROV)
       pq->pend[k++] = pq->pend[i];
   pq->npend = k;
 }
@@ -336,19 +345,29 @@ writer_of(const ctkn_gate *g, const struct ctkn_log_msg *m, struct qrec *r,
 }
 
 /* Quarantine x's pending records more than CTKN_GATE_MAX_AHEAD behind
- * seq. */
+ * seq. x->low bounds the lowest pending sequence from below, so the scan
+ * runs only when one may be that far behind. */
 static void too_far_behind(struct partq *pq, int xi, uint64_t seq)
 {
+  struct inst *x = &pq->insts[xi];
+  uint64_t low = 0;
   bool any = false;
 
+  if (x->low == 0 || x->low + CTKN_GATE_MAX_AHEAD >= seq)
+    return;
   for (size_t i = 0; i < pq->npend; i++) {
     struct qrec *r = &pq->q[pq->pend[i]];
-    if (r->inst == xi && r->seq + CTKN_GATE_MAX_AHEAD < seq) {
+    if (r->inst != xi || r->st != PENDING)
+      continue;
+    if (r->seq + CTKN_GATE_MAX_AHEAD < seq) {
       quarantine(r, "never checkpointed: its instance wrote %d more records",
                  CTKN_GATE_MAX_AHEAD);
       any = true;
+    } else if (low == 0 || r->seq < low) {
+      low = r->seq;
     }
   }
+  x->low = low;
   if (any)
     prune_pending(pq);
 }
@@ -451,6 +470,8 @@ static int feed_record(ctkn_gate *g, struct partq *pq,
   x->tip = (long)(r - pq->q);
   if (r->seq > x->top)
     x->top = r->seq;
+  if (x->low == 0 || r->seq < x->low)
+    x->low = r->seq;
   too_far_behind(pq, xi, r->seq);
   return add_pending(pq, x->tip, err);
 }
@@ -469,31 +490,38 @@ static const ctkn_pubkey *pub_of(ctkn_gate *g, const struct ctkn_writer_key *k)
   return g->pubs[i];
 }
 
-/* Decode and verify the checkpoint in m into c; false with r quarantined. */
+/* Decode the checkpoint in m into c, from a key of the keyring that is
+ * not revoked, for this log, partition and key; with verify, *sig_ok
+ * tells whether its signature holds. false with r quarantined when it
+ * cannot be a checkpoint of this keyring at all. */
 static bool checkpoint_of(ctkn_gate *g, const struct ctkn_log_msg *m,
-                          struct qrec *r, struct ctkn_checkpoint *c)
+                          struct qrec *r, struct ctkn_checkpoint *c,
+                          bool verify, bool *sig_ok)
 {
-  struct ctkn_signed s;
   const struct ctkn_writer_key *k;
   const ctkn_pubkey *pub;
+  struct ctkn_signed s;
   struct ctkn_err e = {0};
-  bool ok;
+  int rc;
 
+  *sig_ok = false;
   if (ctkn_signed_decode(m->value, m->value_len, &s, &e) != CTKN_OK) {
     quarantine(r, "checkpoint: %s", e.msg);
     return false;
   }
   k = ctkn_keyring_find(g->kr, s.signer);
-  ok = k != NULL && !k->revoked && (pub = pub_of(g, k)) != NULL &&
-       ctkn_trust_verify(pub, CTKN_SIGNED_CHECKPOINT, &s);
-  if (ok && ctkn_checkpoint_decode(s.body, s.body_len, c, &e) != CTKN_OK) {
+  if (k == NULL || k->revoked) {
     ctkn_signed_free(&s);
-    quarantine(r, "checkpoint: %s", e.msg);
+    quarantine(r, "checkpoint: not signed by an active key of the keyring");
     return false;
   }
+  rc = ctkn_checkpoint_decode(s.body, s.body_len, c, &e);
+  if (rc == CTKN_OK && verify)
+    *sig_ok = (pub = pub_of(g, k)) != NULL &&
+              ctkn_trust_verify(pub, CTKN_SIGNED_CHECKPOINT, &s);
   ctkn_signed_free(&s);
-  if (!ok) {
-    quarantine(r, "checkpoint: no valid signature by a key in the keyring");
+  if (rc != CTKN_OK) {
+    quarantine(r, "checkpoint: %s", e.msg);
     return false;
   }
   if (memcmp(c->log_id, g->kr->log_id, CTKN_LOG_ID_LEN) != 0 ||
@@ -504,7 +532,9 @@ static bool checkpoint_of(ctkn_gate *g, const struct ctkn_log_msg *m,
   return true;
 }
 
-/* Release-ready: the records the checkpoint at queue index ci covers. */
+/* The records a verified checkpoint covers: from the one at queue index
+ * from back along its links; pending records of the instance up to upto
+ * that it does not cover lose. */
 static void cover(struct partq *pq, int xi, long from, uint64_t upto)
 {
   for (long i = from; i >= 0; i = pq->q[i].prev)
@@ -512,34 +542,35 @@ static void cover(struct partq *pq, int xi, long from, uint64_t upto)
   for (size_t i = 0; i < pq->npend; i++) {
     struct qrec *r = &pq->q[pq->pend[i]];
     if (r->st == PENDING && r->inst == xi && r->seq <= upto)
-      quarantine(r,
-                 "a competing record: its instance's checkpoint covers "
-                 "another at sequence %" PRIu64,
-                 r->seq);
+      quarantine(r, "a competing record: its instance's checkpoint covers "
+                    "another at its sequence");
   }
 }
 
-/* Pending records whose grace ran out by a checkpoint signed at t. */
+/* Pending records and unverified checkpoints whose grace ran out by a
+ * verified checkpoint signed at t. */
 static void deadlines(struct partq *pq, int64_t t)
 {
   for (size_t i = 0; i < pq->npend; i++) {
     struct qrec *r = &pq->q[pq->pend[i]];
     int64_t since;
-    if (r->st != PENDING)
+    if (r->st != PENDING && r->st != CP_PROV)
       continue;
     if (r->ref_at == 0)
       r->ref_at = t;
     since = r->ts_us >= 0 && r->ts_us < r->ref_at ? r->ts_us : r->ref_at;
     if (t > since + CTKN_GATE_GRACE_US)
-      quarantine(r,
-                 "never checkpointed: checkpoints signed %" PRId64
-                 " ms after it do not cover it",
-                 (t - since) / 1000);
+      quarantine(r, "%s",
+                 r->st == PENDING
+                     ? "never checkpointed: later checkpoints do not cover it"
+                     : "checkpoint: its signature does not hold and no later "
+                       "checkpoint proves it");
   }
 }
 
-/* Whether the checkpoint c (queue record r) covers what its instance x
- * has verified; r quarantined when it cannot. */
+/* Whether the verified checkpoint c (queue record r) moves its instance
+ * on from its verified head, covering records; r quarantined when it
+ * cannot. */
 static bool judge_checkpoint(struct partq *pq, int xi,
                              const struct ctkn_checkpoint *c, struct qrec *r)
 {
@@ -550,24 +581,24 @@ static bool judge_checkpoint(struct partq *pq, int xi,
       memcmp(c->chain, x->vchain, CTKN_CHAIN_LEN) == 0) {
     if (c->signed_at > x->vcp_at)
       return true; /* a heartbeat, or a second look at the same head */
-    quarantine(r, "checkpoint: a replay (signed no later than the last)");
+    quarantine(r, "checkpoint: replayed or stale");
     return false;
   }
   if (c->sequence <= x->vseq) {
-    quarantine(r, "checkpoint: a replay (sequence %" PRIu64 " is behind)",
-               c->sequence);
+    quarantine(r, "checkpoint: replayed or stale");
     return false;
   }
-  if (x->tip >= 0 && pq->q[x->tip].seq == c->sequence &&
+  if (x->tip >= 0 && pq->q[x->tip].st == PENDING &&
+      pq->q[x->tip].seq == c->sequence &&
       memcmp(pq->q[x->tip].chain, c->chain, CTKN_CHAIN_LEN) == 0)
     at = x->tip;
   for (size_t i = 0; at == -2 && i < pq->npend; i++) {
     struct qrec *p = &pq->q[pq->pend[i]];
-    if (p->inst == xi && p->seq == c->sequence &&
+    if (p->inst == xi && p->st == PENDING && p->seq == c->sequence &&
         memcmp(p->chain, c->chain, CTKN_CHAIN_LEN) == 0)
       at = pq->pend[i];
   }
-  if (at == -2 || pq->q[at].st != PENDING) {
+  if (at == -2) {
     quarantine(r, "checkpoint: covers records that are not in the log");
     return false;
   }
@@ -577,19 +608,126 @@ static bool judge_checkpoint(struct partq *pq, int xi,
   return true;
 }
 
+/* After a verified checkpoint of instance xi at queue index qi moved its
+ * head from (seq0, chain0, signed t0) up to upto: settle the instance's
+ * unverified checkpoints before qi, in log order, as a reader verifying
+ * each would have. One whose claims lie on the proven chain and move the
+ * head on (or restate it, signed later) stands, unverified; any other is
+ * a replay or a forgery. */
+static void resolve_prov(struct partq *pq, int xi, long qi, uint64_t seq0,
+                         const uint8_t chain0[CTKN_CHAIN_LEN], int64_t t0,
+                         uint64_t upto)
+{
+  size_t n = (size_t)(upto - seq0) + 1, nprov = 0;
+  const uint8_t **path;
+  uint64_t last = seq0;
+  int64_t last_t = t0;
+
+  for (size_t i = 0; i < pq->npend; i++)
+    nprov += pq->q[pq->pend[i]].st == CP_PROV &&
+             pq->q[pq->pend[i]].inst == xi && pq->pend[i] < qi;
+  if (nprov == 0 || (path = calloc(n, sizeof(*path))) == NULL)
+    return; /* none; or no memory: they wait for their deadline */
+  path[0] = chain0;
+  for (long i = (long)pq->head; i < qi; i++) {
+    const struct qrec *a = &pq->q[i];
+    if (a->st == APPLY && a->inst == xi && a->seq > seq0 && a->seq <= upto)
+      path[a->seq - seq0] = a->chain;
+  }
+  for (size_t i = 0; i < pq->npend; i++) {
+    struct qrec *e = &pq->q[pq->pend[i]];
+    bool on;
+    if (e->st != CP_PROV || e->inst != xi || pq->pend[i] > qi || e->seq > upto)
+      continue;
+    on = e->seq >= seq0 && path[e->seq - seq0] != NULL &&
+         memcmp(path[e->seq - seq0], e->chain, CTKN_CHAIN_LEN) == 0;
+    if (on && (e->seq > last || (e->seq == last && e->signed_at > last_t))) {
+      e->st = CHECKPOINT;
+      e->unverified = true;
+      last = e->seq;
+      last_t = e->signed_at;
+    } else {
+      quarantine(e, "checkpoint: replayed or stale");
+    }
+  }
+  free(path);
+}
+
+/* The verified checkpoint c at queue index qi: its coverage and effects. */
+static void apply_verified(struct partq *pq, int xi, long qi,
+                           const struct ctkn_checkpoint *c)
+{
+  struct inst *x = &pq->insts[xi];
+  struct qrec *r = &pq->q[qi];
+  uint64_t seq0 = x->vseq;
+  uint8_t chain0[CTKN_CHAIN_LEN];
+  int64_t t0 = x->vcp_at;
+
+  memcpy(chain0, x->vchain, CTKN_CHAIN_LEN);
+  if (!judge_checkpoint(pq, xi, c, r))
+    return;
+  r->st = CHECKPOINT;
+  r->unverified = false;
+  x->vcp_at = c->signed_at;
+  x->vclosed = c->closing;
+  if (c->signed_at > pq->vcp_at)
+    pq->vcp_at = c->signed_at;
+  resolve_prov(pq, xi, qi, seq0, chain0, t0, c->sequence);
+  deadlines(pq, c->signed_at);
+  prune_pending(pq);
+}
+
+/* Before a verified checkpoint of instance xi at queue index qi claiming
+ * seq: when an unverified one before it claims as far, verify those now,
+ * in order, so that it is judged against the head they would have moved. */
+static void verify_earlier(ctkn_gate *g, struct partq *pq, int xi, long qi,
+                           uint64_t seq)
+{
+  bool again = true;
+
+  while (again) {
+    long ei = -1;
+    again = false;
+    for (size_t i = 0; i < pq->npend && ei < 0; i++) {
+      const struct qrec *e = &pq->q[pq->pend[i]];
+      if (e->st == CP_PROV && e->inst == xi && pq->pend[i] < qi &&
+          e->seq >= seq && !e->tried)
+        ei = pq->pend[i];
+    }
+    if (ei < 0)
+      return;
+    /* The earliest unverified checkpoint of xi before qi, then on. */
+    for (size_t i = 0; i < pq->npend; i++) {
+      long k = pq->pend[i];
+      struct qrec *e = &pq->q[k], scratch;
+      struct ctkn_checkpoint c;
+      bool ok;
+      if (e->st != CP_PROV || e->inst != xi || k >= qi || e->tried)
+        continue;
+      scratch = *e;
+      if (checkpoint_of(g, e->m, &scratch, &c, true, &ok) && ok) {
+        apply_verified(pq, xi, k, &c);
+        again = true; /* the list may have been pruned */
+        break;
+      }
+      e->tried = true; /* its signature fails: not tried again */
+    }
+  }
+}
+
 static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
-                            const struct ctkn_log_msg *m, struct qrec *r)
+                            const struct ctkn_log_msg *m, struct qrec *r,
+                            bool verify)
 {
   struct ctkn_checkpoint c;
+  long qi = (long)(r - pq->q);
+  bool sig_ok;
   int xi;
 
-  if (!checkpoint_of(g, m, r, &c))
+  if (!checkpoint_of(g, m, r, &c, verify, &sig_ok))
     return;
   if (c.signed_at < pq->vcp_at - CTKN_GATE_REPLAY_US) {
-    quarantine(r,
-               "checkpoint: stale, signed %" PRId64
-               " s before the partition's newest",
-               (pq->vcp_at - c.signed_at) / 1000000);
+    quarantine(r, "checkpoint: replayed or stale");
     return;
   }
   if ((xi = find_inst(pq, c.key_id, c.instance)) < 0 && c.sequence == 0)
@@ -603,24 +741,49 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
     quarantine(r, "checkpoint: its instance was closed");
     return;
   }
-  if (!judge_checkpoint(pq, xi, &c, r))
-    return;
-  r->st = CHECKPOINT;
   r->inst = xi;
   r->seq = c.sequence;
   memcpy(r->chain, c.chain, CTKN_CHAIN_LEN);
   r->signed_at = c.signed_at;
   r->closing = c.closing;
-  pq->insts[xi].vcp_at = c.signed_at;
-  pq->insts[xi].vclosed = c.closing;
-  if (c.signed_at > pq->vcp_at)
-    pq->vcp_at = c.signed_at;
-  deadlines(pq, c.signed_at);
-  prune_pending(pq);
+  r->m = m;
+  if (!sig_ok) {
+    r->st = CP_PROV;
+    r->tried = verify;
+    if (add_pending(pq, qi, NULL) != CTKN_OK)
+      quarantine(r, "checkpoint: out of memory holding it");
+    else if (verify)
+      /* The one meant to prove the others does not hold: verify those,
+       * so that a forged checkpoint appended after every genuine one
+       * cannot keep them from being proven. */
+      verify_earlier(g, pq, xi, qi, 0);
+    return;
+  }
+  verify_earlier(g, pq, xi, qi, c.sequence);
+  if (pq->insts[xi].vclosed) {
+    quarantine(r, "checkpoint: its instance was closed");
+    return;
+  }
+  apply_verified(pq, xi, qi, &c);
 }
+
+static int feed(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
+                bool verify, struct ctkn_err *err);
 
 int ctkn_gate_feed(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
                    struct ctkn_err *err)
+{
+  return feed(g, m, tag, true, err);
+}
+
+int ctkn_gate_feed_lazy(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
+                        struct ctkn_err *err)
+{
+  return feed(g, m, tag, false, err);
+}
+
+static int feed(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
+                bool verify, struct ctkn_err *err)
 {
   struct partq *pq;
   struct qrec *r;
@@ -636,7 +799,7 @@ int ctkn_gate_feed(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
     return CTKN_OK;
   }
   if (strcmp(m->event_type, CTKN_TYPE_CHECKPOINT) == 0) {
-    feed_checkpoint(g, pq, m, r);
+    feed_checkpoint(g, pq, m, r, verify);
     return CTKN_OK;
   }
   return feed_record(g, pq, m, r, err);
@@ -652,7 +815,7 @@ static void release(struct partq *pq, const struct qrec *r)
   if (r->st == APPLY) {
     x->seq = r->seq;
     memcpy(x->chain, r->chain, CTKN_CHAIN_LEN);
-  } else if (r->st == CHECKPOINT) {
+  } else if (r->st == CHECKPOINT && !r->unverified) {
     x->cp_at = r->signed_at;
     x->closed = r->closing;
     if (r->signed_at > pq->cp_at)
@@ -675,7 +838,8 @@ bool ctkn_gate_peek(const ctkn_gate *g, int32_t p, struct ctkn_gate_out *o)
 {
   const struct partq *pq = &g->parts[p];
 
-  if (pq->head == pq->n || pq->q[pq->head].st == PENDING)
+  if (pq->head == pq->n || pq->q[pq->head].st == PENDING ||
+      pq->q[pq->head].st == CP_PROV)
     return false;
   out_of(&pq->q[pq->head], o);
   return true;
@@ -686,7 +850,8 @@ bool ctkn_gate_next(ctkn_gate *g, int32_t p, struct ctkn_gate_out *o)
   struct partq *pq = &g->parts[p];
   const struct qrec *r;
 
-  if (pq->head == pq->n || pq->q[pq->head].st == PENDING)
+  if (pq->head == pq->n || pq->q[pq->head].st == PENDING ||
+      pq->q[pq->head].st == CP_PROV)
     return false;
   r = &pq->q[pq->head++];
   release(pq, r);

@@ -590,6 +590,122 @@ static void test_an_instance_too_far_ahead_gives_up_its_pending(void **state)
   assert_non_null(strstr(o[0].reason, "never checkpointed"));
 }
 
+/* Feed log[0..n) of partition p with every checkpoint but the newest of
+ * its instance lazy, as the projector does; collect the verdicts. */
+static size_t judge_lazily(struct fixture *f, int32_t p,
+                           struct ctkn_gate_out *outs, size_t max)
+{
+  size_t k = 0, last = 0;
+
+  for (size_t i = 0; i < f->n; i++)
+    if (f->log[i].m.partition == p &&
+        strcmp(f->log[i].m.event_type, CTKN_TYPE_CHECKPOINT) == 0)
+      last = i;
+  for (size_t i = 0; i < f->n; i++) {
+    const struct ctkn_log_msg *m = &f->log[i].m;
+    if (m->partition != p)
+      continue;
+    bool lazy = strcmp(m->event_type, CTKN_TYPE_CHECKPOINT) == 0 && i != last;
+    assert_int_equal(lazy ? ctkn_gate_feed_lazy(f->gate, m, i, NULL)
+                          : ctkn_gate_feed(f->gate, m, i, NULL),
+                     CTKN_OK);
+  }
+  while (k < max && ctkn_gate_next(f->gate, p, &outs[k]))
+    k++;
+  return k;
+}
+
+/* A copy of checkpoint record i whose signature no longer holds. */
+static size_t forge_signature(struct fixture *f, size_t i)
+{
+  struct ctkn_signed sg;
+  uint8_t *val;
+  size_t len, j;
+
+  assert_int_equal(
+      ctkn_signed_decode(f->log[i].m.value, f->log[i].m.value_len, &sg, NULL),
+      CTKN_OK);
+  sg.signature[0] ^= 1;
+  assert_int_equal(ctkn_signed_encode(&sg, &val, &len, NULL), CTKN_OK);
+  j = append(f,
+             &(struct ctkn_log_record){.partition = f->log[i].m.partition,
+                                       .value = val,
+                                       .vlen = len,
+                                       .timestamp_ms = f->log[i].m.timestamp_ms,
+                                       .headers = f->log[i].h,
+                                       .nheaders = f->log[i].m.nheaders});
+  free(val);
+  ctkn_signed_free(&sg);
+  return j;
+}
+
+static void reopen(struct fixture *f)
+{
+  ctkn_gate_close(f->gate);
+  assert_int_equal(ctkn_gate_open(&f->gate, &f->kr, NPARTS, NULL), CTKN_OK);
+}
+
+static void test_lazy_checkpoints_are_proven_by_the_newest(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out a[32], b[32];
+  const int32_t parts[] = {0};
+  size_t ka, kb;
+  int64_t at;
+
+  for (int i = 0; i < 4; i++)
+    write_batch(f, f->sg, parts, 1, "client_token.created");
+  ka = judge(f, 0, f->n, 0, a, 32); /* every signature verified */
+  at = ctkn_gate_checkpoint_at(f->gate, 0);
+  reopen(f);
+  kb = judge_lazily(f, 0, b, 32); /* only the newest */
+  assert_int_equal(ka, 8);
+  assert_int_equal(kb, 8);
+  for (size_t i = 0; i < ka; i++)
+    assert_int_equal(a[i].verdict, b[i].verdict);
+  assert_int_equal(count(b, kb, CTKN_GATE_APPLY), 4);
+  assert_true(ctkn_gate_checkpoint_at(f->gate, 0) == at);
+}
+
+static void test_a_forged_checkpoint_is_judged_alike_lazily_or_not(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out a[32], b[32];
+  const int32_t parts[] = {0};
+  size_t ka, kb, forged;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created"); /* 0, cp 1 */
+  forged = forge_signature(f, 1);                          /* 2 */
+  write_batch(f, f->sg, parts, 1, "client_token.revoked"); /* 3, cp 4 */
+  ka = judge(f, 0, f->n, 0, a, 32);
+  reopen(f);
+  kb = judge_lazily(f, 0, b, 32);
+  assert_int_equal(ka, 5);
+  assert_int_equal(kb, 5);
+  for (size_t i = 0; i < ka; i++) {
+    assert_int_equal(a[i].verdict, b[i].verdict);
+    assert_string_equal(a[i].reason, b[i].reason);
+  }
+  assert_int_equal(a[forged].verdict, CTKN_GATE_QUARANTINE);
+  assert_int_equal(a[3].verdict, CTKN_GATE_APPLY);
+}
+
+static void test_a_forged_newest_checkpoint_hides_nothing(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[32];
+  const int32_t parts[] = {0};
+  size_t k;
+
+  write_batch(f, f->sg, parts, 1, "client_token.revoked"); /* 0, cp 1 */
+  forge_signature(f, 1); /* 2: appended to be the newest of its batch */
+  k = judge_lazily(f, 0, o, 32);
+  /* The genuine one, lazy, is verified when the newest fails. */
+  assert_int_equal(k, 2);
+  assert_int_equal(o[0].verdict, CTKN_GATE_APPLY);
+  assert_int_equal(o[1].verdict, CTKN_GATE_CHECKPOINT);
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -606,6 +722,9 @@ int main(void)
       T(test_edited_or_duplicated_covered_headers_are_quarantined),
       T(test_keys_unknown_revoked_or_out_of_scope),
       T(test_an_instance_too_far_ahead_gives_up_its_pending),
+      T(test_lazy_checkpoints_are_proven_by_the_newest),
+      T(test_a_forged_checkpoint_is_judged_alike_lazily_or_not),
+      T(test_a_forged_newest_checkpoint_hides_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
