@@ -95,6 +95,33 @@ static int oom(struct ctkn_err *err)
   return ctkn__err(err, CTKN_ENOMEM, "rendering JSON");
 }
 
+/* CTKN_ESTALE when a partition of the projection is paused (store.h):
+ * a revoke may be waiting behind it, so no answer, "not found" included,
+ * is safe; with why (whysz bytes) given, the reason goes there instead
+ * and CTKN_OK is returned. */
+static int fail_closed(ctkn_store_txn *txn, char *why, size_t whysz,
+                       struct ctkn_err *err)
+{
+  struct ctkn_store_pause pz;
+  char msg[256];
+  int rc;
+
+  if ((rc = ctkn_store_first_pause(txn, &pz, err)) != CTKN_OK ||
+      pz.partition < 0)
+    return rc;
+  snprintf(msg, sizeof(msg),
+           "partition %d is paused at offset %lld, a record of schema "
+           "version %d (this build reads %d): answers may be stale; "
+           "upgrade ctkn",
+           (int)pz.partition, (long long)pz.offset, pz.schema,
+           CTKN_SCHEMA_VERSION);
+  if (why != NULL) {
+    snprintf(why, whysz, "%s", msg);
+    return CTKN_OK;
+  }
+  return ctkn__err(err, CTKN_ESTALE, "%s", msg);
+}
+
 int ctkn_query_get(ctkn_store *st, const char *id, const char *request_id,
                    char **json, struct ctkn_err *err)
 {
@@ -106,7 +133,8 @@ int ctkn_query_get(ctkn_store *st, const char *id, const char *request_id,
   if (rec == NULL)
     return oom(err);
   if ((rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
-    rc = ctkn_store_get(txn, id, rec, err);
+    if ((rc = fail_closed(txn, NULL, 0, err)) == CTKN_OK)
+      rc = ctkn_store_get(txn, id, rec, err);
     ctkn_store_abort(txn);
   }
   if (rc == CTKN_ENOTFOUND)
@@ -150,7 +178,7 @@ int ctkn_query_list(ctkn_store *st, const struct ctkn_list_params *p,
   struct ctkn_token *toks = calloc((size_t)p->per_page, sizeof(*toks));
   struct ctkn_pagination page = {.per_page = p->per_page,
                                  .estimated_total = -1};
-  char *next = NULL;
+  char *next = NULL, stale[256] = "";
   ctkn_store_txn *txn = NULL;
   size_t n = 0;
   int rc;
@@ -162,8 +190,12 @@ int ctkn_query_list(ctkn_store *st, const struct ctkn_list_params *p,
   }
   if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
     goto out;
-  rc = ctkn_store_list(txn, p->after, p->desc, p->status_mask,
-                       (size_t)p->per_page, recs, &n, &page.has_more, err);
+  rc = fail_closed(txn, p->stale_ok ? stale : NULL, sizeof(stale), err);
+  if (stale[0] != '\0')
+    page.stale = stale;
+  if (rc == CTKN_OK)
+    rc = ctkn_store_list(txn, p->after, p->desc, p->status_mask,
+                         (size_t)p->per_page, recs, &n, &page.has_more, err);
   if (rc == CTKN_OK && count)
     rc = ctkn_store_count_status(txn, p->status_mask, &page.estimated_total,
                                  err);
@@ -207,7 +239,8 @@ int ctkn_query_verify(ctkn_store *st, const char *token, const char *request_id,
   /* The index holds the ID and status: one lookup, no record decode. */
   memset(&t, 0, sizeof(t));
   if ((rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
-    rc = ctkn_store_lookup_token(txn, token, t.id, &status, err);
+    if ((rc = fail_closed(txn, NULL, 0, err)) == CTKN_OK)
+      rc = ctkn_store_lookup_token(txn, token, t.id, &status, err);
     ctkn_store_abort(txn);
   }
   if (rc == CTKN_ENOTFOUND)

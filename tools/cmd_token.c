@@ -167,6 +167,7 @@ int cmd_list(struct cli *c)
   int rc, ex;
 
   ctkn_list_params_init(&p);
+  p.stale_ok = cli_value(c, "--stale-ok") != NULL;
   if ((v = cli_value(c, "--per-page")) != NULL) {
     /* Not a number at all is a usage error; a number out of range is the
      * API's invalid field. */

@@ -237,6 +237,7 @@ struct ctkn_pagination {
   const char *next; /* URL of the following page (NULL renders null) */
   bool has_more;
   int64_t estimated_total; /* < 0: omitted (Skip-Count) */
+  const char *stale;       /* not NULL: meta.stale, why the page may be stale */
 };
 
 /* {"data": [entities], "meta": {"request_id", "pagination": {"per_page",

@@ -34,6 +34,9 @@ struct ctkn_list_params {
   int per_page;            /* 1..200 */
   bool desc;               /* order_by id[DESC] */
   unsigned status_mask;    /* bit (1 << status) */
+  /* Answer although a partition is paused (the answer's meta then says
+   * so in "stale"); without it, CTKN_ESTALE. */
+  bool stale_ok;
 };
 
 /* per_page 50, id[DESC], status active, no cursor. */

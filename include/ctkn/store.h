@@ -399,6 +399,28 @@ int ctkn_store_kv_walk(ctkn_store_txn *txn, enum ctkn_store_table table,
                        const void *from, size_t flen, size_t plen,
                        ctkn_store_kv_cb cb, void *arg, struct ctkn_err *err);
 
+/* ---- pauses ------------------------------------------------------------- */
+
+/* A partition the projector stopped at a record of a newer schema than
+ * this build's: recorded with the projection, so that every reader of it
+ * (not only the process that met the record) fails closed. */
+struct ctkn_store_pause {
+  int32_t partition; /* -1: none */
+  int64_t offset;    /* the record it stopped at */
+  int schema;        /* that record's schema version */
+};
+/* Record that partition stopped at offset. Errors: the store's. */
+int ctkn_store_set_pause(ctkn_store_txn *txn, int32_t partition, int64_t offset,
+                         int schema, struct ctkn_err *err);
+/* Forget partition's pause once its next offset has passed the record
+ * (a newer build applied it); a no-op otherwise. Errors: the store's. */
+int ctkn_store_clear_pause(ctkn_store_txn *txn, int32_t partition, int64_t next,
+                           struct ctkn_err *err);
+/* The first paused partition into *out (partition -1: none). Errors: the
+ * store's. */
+int ctkn_store_first_pause(ctkn_store_txn *txn, struct ctkn_store_pause *out,
+                           struct ctkn_err *err);
+
 /*
  * SHA-256 over a canonical serialisation of the replicated tables (tokens,
  * token index, history, rejected, quarantine, idempotency, offsets), in

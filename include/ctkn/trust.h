@@ -175,6 +175,9 @@ const char *ctkn_signer_writer(const ctkn_signer *s);
 #define CTKN_GATE_GRACE_US  1000000
 #define CTKN_GATE_REPLAY_US (60 * 1000000LL)
 #define CTKN_GATE_REASON    160
+#define CTKN_GATE_UNPROVEN                                                     \
+  "not proven by its writer's checkpoints (a replay, a forgery, or never "     \
+  "checkpointed)"
 
 typedef struct ctkn_gate ctkn_gate;
 
@@ -188,7 +191,9 @@ struct ctkn_gate_out {
   size_t tag; /* as fed */
   int64_t offset;
   enum ctkn_gate_verdict verdict;
-  char reason[CTKN_GATE_REASON]; /* QUARANTINE: why */
+  char reason[CTKN_GATE_REASON]; /* QUARANTINE: why, the same everywhere */
+  char detail[CTKN_GATE_REASON]; /* QUARANTINE: which rule, as this gate saw
+                                    it (for logs) */
 };
 
 /* On success *out is a new gate for partitions 0..nparts-1 judging by kr

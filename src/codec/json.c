@@ -499,7 +499,13 @@ char *ctkn_json_list(const struct ctkn_token *items, size_t n,
     rc |= set(pg, "estimated_total", json_integer(page->estimated_total));
   if (rc != 0)
     goto oom;
-  return dump(pair("data", data, "meta", meta_obj(request_id, pg)));
+  json_t *meta = meta_obj(request_id, pg);
+  if (meta != NULL && page != NULL && page->stale != NULL &&
+      set(meta, "stale", jstr(page->stale, SIZE_MAX)) != 0) {
+    json_decref(meta);
+    meta = NULL;
+  }
+  return dump(pair("data", data, "meta", meta));
 
 oom:
   json_decref(data);

@@ -230,7 +230,9 @@ struct pass {
   struct ctkn_event *ev; /* the record being applied, decoded */
   struct ctkn_projector_stats stats;
   struct ctkn__ptrust *trust; /* NULL: trust is off */
-  struct ctkn__judge *judge;  /* with trust: the batch as judged */
+  int pause_rc; /* recording a pause failed: the pass fails with it */
+  struct ctkn_err pause_err;
+  struct ctkn__judge *judge; /* with trust: the batch as judged */
 };
 
 static bool is_paused(const struct pass *ps, int32_t p)
@@ -245,6 +247,11 @@ static bool pause_at(struct pass *ps, const struct ctkn_log_msg *m)
 {
   int32_t p = m->partition;
 
+  /* Recorded with the projection, so that its readers fail closed too;
+   * committed with the records before it. */
+  if (ps->pause_rc == CTKN_OK)
+    ps->pause_rc = ctkn_store_set_pause(ps->txn, p, m->offset,
+                                        m->schema_version, &ps->pause_err);
   if (ps->paused != NULL && p < ps->npaused && !ps->paused[p]) {
     ps->paused[p] = true;
     ps->stats.paused++;
@@ -351,6 +358,7 @@ static int apply_judged(struct pass *ps, struct source *src,
       break;
     case JV_QUARANTINE:
       ps->stats.quarantined++;
+      ctkn__ptrust_log(ps->trust, k, m);
       rc = ctkn_store_put_quarantine(ps->txn, p, m->offset,
                                      ctkn__ptrust_reason(ps->trust, k), m->key,
                                      m->key_len, m->value, m->value_len, err);
@@ -379,9 +387,17 @@ static int commit_pass(struct pass *ps, bool *wrong, struct ctkn_err *err)
            ps->hist.len / sizeof(struct ctkn_store_history_put), err)) !=
           CTKN_OK)
     return rc;
+  if (ps->pause_rc != CTKN_OK) {
+    if (err != NULL)
+      *err = ps->pause_err;
+    return ps->pause_rc;
+  }
   for (int32_t p = 0; p < ps->cur.n; p++) {
-    if (ps->cur.dirty[p] && (rc = ctkn_store_set_offset(
-                                 ps->txn, p, ps->cur.next[p], err)) != CTKN_OK)
+    if (ps->cur.dirty[p] &&
+        ((rc = ctkn_store_set_offset(ps->txn, p, ps->cur.next[p], err)) !=
+             CTKN_OK ||
+         (rc = ctkn_store_clear_pause(ps->txn, p, ps->cur.next[p], err)) !=
+             CTKN_OK))
       return rc;
   }
   rc = ctkn_store_commit(ps->txn, err);

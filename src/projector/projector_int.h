@@ -128,8 +128,12 @@ ctkn__ptrust_carried_msg(const struct ctkn__ptrust *t, size_t i);
 /* Judge j's records inside txn: j->verdict filled. */
 int ctkn__ptrust_judge(struct ctkn__ptrust *t, ctkn_store_txn *txn,
                        struct ctkn__judge *j, struct ctkn_err *err);
-/* Why record k was quarantined. */
+/* Why record k was quarantined (the same on every replica). */
 const char *ctkn__ptrust_reason(const struct ctkn__ptrust *t, size_t k);
+/* A JSON log line for quarantined record k (m): its reason and the detail
+ * this reader saw. */
+void ctkn__ptrust_log(const struct ctkn__ptrust *t, size_t k,
+                      const struct ctkn_log_msg *m);
 /* Save the gate's state of the partitions judged, inside txn. */
 int ctkn__ptrust_save(struct ctkn__ptrust *t, ctkn_store_txn *txn,
                       struct ctkn_err *err);

@@ -395,6 +395,21 @@ const char *ctkn__ptrust_reason(const struct ctkn__ptrust *t, size_t k)
   return t->outs[k].reason;
 }
 
+void ctkn__ptrust_log(const struct ctkn__ptrust *t, size_t k,
+                      const struct ctkn_log_msg *m)
+{
+  struct ctkn__buf f = CTKN__BUF_INIT;
+  char coords[64];
+
+  snprintf(coords, sizeof(coords), "\"partition\":%d,\"offset\":%lld",
+           (int)m->partition, (long long)m->offset);
+  if (ctkn__buf_puts(&f, coords) == CTKN_OK &&
+      ctkn__buf_json_member(&f, "reason", t->outs[k].reason) == CTKN_OK &&
+      ctkn__buf_json_member(&f, "detail", t->outs[k].detail) == CTKN_OK)
+    ctkn__diag_fields(CTKN_DIAG_WARN, "trust", "record quarantined", f.data);
+  ctkn__buf_free(&f);
+}
+
 int ctkn__ptrust_save(struct ctkn__ptrust *t, ctkn_store_txn *txn,
                       struct ctkn_err *err)
 {

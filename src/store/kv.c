@@ -189,3 +189,75 @@ int ctkn_store_snapshot(ctkn_store *st, const char *dir, struct ctkn_err *err)
     return ctkn__store_lmdb_err(err, rc, "snapshot");
   return CTKN_OK;
 }
+
+/* ---- pauses: partitions stopped at a record of a newer schema --------- */
+
+#define PAUSE_KEY_LEN 9 /* "pause" + partition (be32) */
+
+static void pause_key(int32_t p, uint8_t k[PAUSE_KEY_LEN])
+{
+  memcpy(k, "pause", 5);
+  ctkn__put_be32(k + 5, (uint32_t)p);
+}
+
+int ctkn_store_set_pause(ctkn_store_txn *txn, int32_t partition, int64_t offset,
+                         int schema, struct ctkn_err *err)
+{
+  uint8_t k[PAUSE_KEY_LEN], v[12];
+
+  pause_key(partition, k);
+  ctkn__put_be64(v, (uint64_t)offset);
+  ctkn__put_be32(v + 8, (uint32_t)schema);
+  return ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, k, sizeof(k), v, sizeof(v),
+                           err);
+}
+
+int ctkn_store_clear_pause(ctkn_store_txn *txn, int32_t partition, int64_t next,
+                           struct ctkn_err *err)
+{
+  uint8_t k[PAUSE_KEY_LEN];
+  const void *v;
+  size_t n;
+  int rc;
+
+  pause_key(partition, k);
+  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, k, sizeof(k), &v, &n, err);
+  if (rc == CTKN_ENOTFOUND)
+    return CTKN_OK;
+  if (rc != CTKN_OK)
+    return rc;
+  if (n == 12 && (int64_t)ctkn__get_be(v, 8) >= next)
+    return CTKN_OK; /* still below the record it stopped at */
+  return ctkn_store_kv_del(txn, CTKN_TABLE_TRUST, k, sizeof(k), err);
+}
+
+struct first_pause {
+  struct ctkn_store_pause *out;
+};
+
+static int note_pause(void *arg, const void *key, size_t klen, const void *val,
+                      size_t vlen)
+{
+  struct first_pause *f = arg;
+
+  if (klen != PAUSE_KEY_LEN || vlen != 12)
+    return 0;
+  f->out->partition = (int32_t)ctkn__get_be((const uint8_t *)key + 5, 4);
+  f->out->offset = (int64_t)ctkn__get_be(val, 8);
+  f->out->schema = (int)ctkn__get_be((const uint8_t *)val + 8, 4);
+  return 1; /* the first is enough */
+}
+
+int ctkn_store_first_pause(ctkn_store_txn *txn, struct ctkn_store_pause *out,
+                           struct ctkn_err *err)
+{
+  struct first_pause f = {out};
+  int rc;
+
+  out->partition = -1;
+  rc = ctkn_store_kv_walk(txn, CTKN_TABLE_TRUST, "pause", 5, 5, note_pause, &f,
+                          err);
+  if (rc == 1 || rc == CTKN_ENOTFOUND)
+    return CTKN_OK; /* found one; or no table in an older projection */
+  return rc;
+}

@@ -40,9 +40,11 @@ struct inst {
   uint8_t vchain[CTKN_CHAIN_LEN];
   int64_t vcp_at;
   bool vclosed;
-  uint64_t top; /* the highest sequence fed */
-  long tip;     /* queue index of the last record fed that links, or -1 */
-  uint64_t low; /* at most the lowest pending sequence (0: none pending) */
+  uint64_t top;     /* the highest sequence fed */
+  long tip;         /* queue index of the last record fed that links, or -1 */
+  uint64_t low;     /* at most the lowest pending sequence (0: none pending) */
+  uint64_t claimed; /* the highest sequence an unverified checkpoint of
+                       this instance claims (they await its proof) */
 };
 
 struct qrec {
@@ -60,8 +62,9 @@ struct qrec {
   bool tried;      /* CP_PROV: its signature was checked and fails */
   bool unverified; /* a checkpoint accepted on a later one's proof: its
                       time and closing are claims, not facts */
-  const struct ctkn_log_msg *m; /* CP_PROV: to verify it later */
-  char reason[CTKN_GATE_REASON];
+  const struct ctkn_log_msg *m;  /* CP_PROV: to verify it later */
+  char reason[CTKN_GATE_REASON]; /* replicated: the same on every reader */
+  char detail[CTKN_GATE_REASON]; /* this reader's view, for its log */
 };
 
 struct partq {
@@ -203,6 +206,7 @@ static void compact(struct partq *pq)
     x->top = x->seq;
     x->tip = -1;
     x->low = 0;
+    x->claimed = 0;
     pq->insts[k++] = *x;
   }
   pq->ninst = k;
@@ -240,6 +244,25 @@ static void quarantine(struct qrec *r, const char *fmt, ...)
   va_start(ap, fmt);
   vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
   va_end(ap);
+  memcpy(r->detail, r->reason, sizeof(r->detail));
+}
+
+/* Quarantine r as not proven by its writer's chain and checkpoints. Which
+ * rule caught it (no link, a replay, a competing record, a closed
+ * instance, never checkpointed) can depend on where a reader's batches
+ * ended, so only the detail says; the reason every replica records is
+ * CTKN_GATE_UNPROVEN, and digests agree. */
+static void unproven(struct qrec *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void unproven(struct qrec *r, const char *fmt, ...)
+{
+  va_list ap;
+
+  r->st = QUARANTINE;
+  snprintf(r->reason, sizeof(r->reason), "%s", CTKN_GATE_UNPROVEN);
+  va_start(ap, fmt);
+  vsnprintf(r->detail, sizeof(r->detail), fmt, ap);
+  va_end(ap);
 }
 
 static int add_pending(struct partq *pq, long qi, struct ctkn_err *err)
@@ -262,6 +285,29 @@ static void prune_pending(struct partq *pq)
     if (pq->q[pq->pend[i]].st == PENDING || pq->q[pq->pend[i]].st == CP_PROV)
       pq->pend[k++] = pq->pend[i];
   pq->npend = k;
+}
+
+/* Each instance's claimed: the highest sequence an unverified checkpoint
+ * of it claims, not yet found wanting. A pending record so claimed waits
+ * for the proof (its instance's newest checkpoint in the read batch is
+ * always verified), so no deadline gives it up: a reader that verified
+ * that checkpoint at once would have applied it. */
+static void refresh_claims(struct partq *pq)
+{
+  for (size_t i = 0; i < pq->ninst; i++)
+    pq->insts[i].claimed = 0;
+  for (size_t i = 0; i < pq->npend; i++) {
+    const struct qrec *e = &pq->q[pq->pend[i]];
+    if (e->st == CP_PROV && !e->tried && e->inst >= 0 &&
+        e->seq > pq->insts[e->inst].claimed)
+      pq->insts[e->inst].claimed = e->seq;
+  }
+}
+
+/* Whether pending record r waits for a claimed proof. */
+static bool claimed(const struct partq *pq, const struct qrec *r)
+{
+  return r->st == PENDING && r->seq <= pq->insts[r->inst].claimed;
 }
 
 /* ---- a record of a writer ------------------------------------------------ */
@@ -355,13 +401,15 @@ static void too_far_behind(struct partq *pq, int xi, uint64_t seq)
 
   if (x->low == 0 || x->low + CTKN_GATE_MAX_AHEAD >= seq)
     return;
+  refresh_claims(pq);
   for (size_t i = 0; i < pq->npend; i++) {
     struct qrec *r = &pq->q[pq->pend[i]];
-    if (r->inst != xi || r->st != PENDING)
+    /* One an unverified checkpoint claims waits for its proof. */
+    if (r->inst != xi || r->st != PENDING || r->seq <= x->claimed)
       continue;
     if (r->seq + CTKN_GATE_MAX_AHEAD < seq) {
-      quarantine(r, "never checkpointed: its instance wrote %d more records",
-                 CTKN_GATE_MAX_AHEAD);
+      unproven(r, "never checkpointed: its instance wrote %d more records",
+               CTKN_GATE_MAX_AHEAD);
       any = true;
     } else if (low == 0 || r->seq < low) {
       low = r->seq;
@@ -454,13 +502,12 @@ static int feed_record(ctkn_gate *g, struct partq *pq,
     return CTKN_OK;
   x = &pq->insts[xi];
   if (x->vclosed) {
-    quarantine(r, "its writer instance was closed by a checkpoint");
+    unproven(r, "its writer instance was closed by a checkpoint");
     return CTKN_OK;
   }
   if ((prev = find_prev(pq, x, r->seq, digest, claimed)) == -2) {
-    quarantine(r,
-               "does not link to its instance's chain (sequence %" PRIu64 ")",
-               r->seq);
+    unproven(r, "does not link to its instance's chain (sequence %" PRIu64 ")",
+             r->seq);
     return CTKN_OK;
   }
   r->st = PENDING;
@@ -535,36 +582,42 @@ static bool checkpoint_of(ctkn_gate *g, const struct ctkn_log_msg *m,
 /* The records a verified checkpoint covers: from the one at queue index
  * from back along its links; pending records of the instance up to upto
  * that it does not cover lose. */
-static void cover(struct partq *pq, int xi, long from, uint64_t upto)
+static void cover(struct partq *pq, int xi, long from, uint64_t upto, long qi)
 {
+  /* A record already given up stays so: verdicts are final. */
   for (long i = from; i >= 0; i = pq->q[i].prev)
-    pq->q[i].st = APPLY;
+    if (pq->q[i].st == PENDING)
+      pq->q[i].st = APPLY;
   for (size_t i = 0; i < pq->npend; i++) {
     struct qrec *r = &pq->q[pq->pend[i]];
-    if (r->st == PENDING && r->inst == xi && r->seq <= upto)
-      quarantine(r, "a competing record: its instance's checkpoint covers "
-                    "another at its sequence");
+    if (r->st == PENDING && r->inst == xi && r->seq <= upto && pq->pend[i] < qi)
+      unproven(r, "a competing record: its instance's checkpoint covers "
+                  "another at its sequence");
   }
 }
 
 /* Pending records and unverified checkpoints whose grace ran out by a
  * verified checkpoint signed at t. */
-static void deadlines(struct partq *pq, int64_t t)
+static void deadlines(struct partq *pq, int64_t t, long qi)
 {
+  refresh_claims(pq);
   for (size_t i = 0; i < pq->npend; i++) {
     struct qrec *r = &pq->q[pq->pend[i]];
     int64_t since;
-    if (r->st != PENDING && r->st != CP_PROV)
+    /* Untried checkpoints, and the records they claim, await their proof
+     * (resolved within the read batch). */
+    if (pq->pend[i] > qi || (r->st != PENDING && r->st != CP_PROV) ||
+        (r->st == CP_PROV && !r->tried) || claimed(pq, r))
       continue;
     if (r->ref_at == 0)
       r->ref_at = t;
     since = r->ts_us >= 0 && r->ts_us < r->ref_at ? r->ts_us : r->ref_at;
     if (t > since + CTKN_GATE_GRACE_US)
-      quarantine(r, "%s",
-                 r->st == PENDING
-                     ? "never checkpointed: later checkpoints do not cover it"
-                     : "checkpoint: its signature does not hold and no later "
-                       "checkpoint proves it");
+      unproven(r, "%s",
+               r->st == PENDING
+                   ? "never checkpointed: later checkpoints do not cover it"
+                   : "checkpoint: its signature does not hold and no later "
+                     "checkpoint proves it");
   }
 }
 
@@ -575,34 +628,37 @@ static bool judge_checkpoint(struct partq *pq, int xi,
                              const struct ctkn_checkpoint *c, struct qrec *r)
 {
   struct inst *x = &pq->insts[xi];
-  long at = -2;
+  long qi = (long)(r - pq->q), at = -2;
 
   if (c->sequence == x->vseq &&
       memcmp(c->chain, x->vchain, CTKN_CHAIN_LEN) == 0) {
     if (c->signed_at > x->vcp_at)
       return true; /* a heartbeat, or a second look at the same head */
-    quarantine(r, "checkpoint: replayed or stale");
+    unproven(r, "checkpoint: replayed or stale");
     return false;
   }
   if (c->sequence <= x->vseq) {
-    quarantine(r, "checkpoint: replayed or stale");
+    unproven(r, "checkpoint: replayed or stale");
     return false;
   }
-  if (x->tip >= 0 && pq->q[x->tip].st == PENDING &&
+  /* Only records before it: a checkpoint verified late (an unverified
+   * one, once a later one failed) must not cover records after it. */
+  if (x->tip >= 0 && x->tip < qi && pq->q[x->tip].st == PENDING &&
       pq->q[x->tip].seq == c->sequence &&
       memcmp(pq->q[x->tip].chain, c->chain, CTKN_CHAIN_LEN) == 0)
     at = x->tip;
   for (size_t i = 0; at == -2 && i < pq->npend; i++) {
     struct qrec *p = &pq->q[pq->pend[i]];
-    if (p->inst == xi && p->st == PENDING && p->seq == c->sequence &&
+    if (p->inst == xi && p->st == PENDING && pq->pend[i] < qi &&
+        p->seq == c->sequence &&
         memcmp(p->chain, c->chain, CTKN_CHAIN_LEN) == 0)
       at = pq->pend[i];
   }
   if (at == -2) {
-    quarantine(r, "checkpoint: covers records that are not in the log");
+    unproven(r, "checkpoint: covers records that are not in the log");
     return false;
   }
-  cover(pq, xi, at, c->sequence);
+  cover(pq, xi, at, c->sequence, qi);
   x->vseq = c->sequence;
   memcpy(x->vchain, c->chain, CTKN_CHAIN_LEN);
   return true;
@@ -647,7 +703,7 @@ static void resolve_prov(struct partq *pq, int xi, long qi, uint64_t seq0,
       last = e->seq;
       last_t = e->signed_at;
     } else {
-      quarantine(e, "checkpoint: replayed or stale");
+      unproven(e, "checkpoint: replayed or stale");
     }
   }
   free(path);
@@ -673,7 +729,7 @@ static void apply_verified(struct partq *pq, int xi, long qi,
   if (c->signed_at > pq->vcp_at)
     pq->vcp_at = c->signed_at;
   resolve_prov(pq, xi, qi, seq0, chain0, t0, c->sequence);
-  deadlines(pq, c->signed_at);
+  deadlines(pq, c->signed_at, qi);
   prune_pending(pq);
 }
 
@@ -727,18 +783,18 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
   if (!checkpoint_of(g, m, r, &c, verify, &sig_ok))
     return;
   if (c.signed_at < pq->vcp_at - CTKN_GATE_REPLAY_US) {
-    quarantine(r, "checkpoint: replayed or stale");
+    unproven(r, "checkpoint: replayed or stale");
     return;
   }
   if ((xi = find_inst(pq, c.key_id, c.instance)) < 0 && c.sequence == 0)
     xi = instance_of(pq, g->kr, m->partition, c.key_id, c.instance, r);
   if (xi < 0) {
     if (r->st != QUARANTINE)
-      quarantine(r, "checkpoint: of an instance with no records here");
+      unproven(r, "checkpoint: of an instance with no records here");
     return;
   }
   if (pq->insts[xi].vclosed) {
-    quarantine(r, "checkpoint: its instance was closed");
+    unproven(r, "checkpoint: its instance was closed");
     return;
   }
   r->inst = xi;
@@ -750,6 +806,8 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
   if (!sig_ok) {
     r->st = CP_PROV;
     r->tried = verify;
+    if (c.sequence > pq->insts[xi].claimed)
+      pq->insts[xi].claimed = c.sequence;
     if (add_pending(pq, qi, NULL) != CTKN_OK)
       quarantine(r, "checkpoint: out of memory holding it");
     else if (verify)
@@ -761,7 +819,7 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
   }
   verify_earlier(g, pq, xi, qi, c.sequence);
   if (pq->insts[xi].vclosed) {
-    quarantine(r, "checkpoint: its instance was closed");
+    unproven(r, "checkpoint: its instance was closed");
     return;
   }
   apply_verified(pq, xi, qi, &c);
@@ -832,6 +890,8 @@ static void out_of(const struct qrec *r, struct ctkn_gate_out *o)
                                      : CTKN_GATE_QUARANTINE;
   ctkn__strlcpy(o->reason, r->st == QUARANTINE ? r->reason : "",
                 sizeof(o->reason));
+  ctkn__strlcpy(o->detail, r->st == QUARANTINE ? r->detail : "",
+                sizeof(o->detail));
 }
 
 bool ctkn_gate_peek(const ctkn_gate *g, int32_t p, struct ctkn_gate_out *o)

@@ -1,6 +1,7 @@
 """Poison records are quarantined and the projection goes on; a newer
 schema version pauses its partition instead; broker down means exit 3."""
 import base64
+import json
 import os
 import subprocess
 import time
@@ -117,6 +118,42 @@ def test_newer_schema_pauses_only_its_partition():
         env.close()
 
 
+def envelope(r):
+    """The error envelope among stderr's lines (diagnostics come too)."""
+    for line in reversed(r.err.splitlines()):
+        if line.startswith('{"error"'):
+            return json.loads(line)["error"]
+    raise AssertionError(f"no error envelope: {r}")
+
+
+def test_reads_fail_closed_behind_a_pause():
+    """A revoke appended after a record of a newer schema: every replica
+    answers service_unavailable (exit 3) for the token, never active and
+    never not found, until an upgrade applies what is behind the pause."""
+    env = Env(name="closed", partitions=1)
+    try:
+        tok = env.ok("create", "--name", "victim").json["data"]
+        env.raw(0, "ctkn_" + "9" * 26, b"\x0a\x01x", "client_token.created",
+                "99")
+        r = env.ctkn("revoke", tok["id"], timeout=30)
+        check(r.rc in (3, 4) and envelope(r)["code"] == "service_unavailable",
+              f"the revoke is appended, not applied: {r}")
+        for db in (None, env.path("replica")):
+            if db is not None:
+                env.ok("project", db=db)
+            for args in (("verify", tok["token"]), ("get", tok["id"]),
+                         ("verify", "test_" + "a" * 27), ("list",)):
+                a = env.ctkn(*args, db=db)
+                e = envelope(a)
+                check(a.rc == 3 and e["code"] == "service_unavailable" and
+                      "paused" in e["detail"], f"{args} on {db}: {a}")
+            page = env.ok("list", "--stale-ok", db=db).json
+            check("paused" in page["meta"]["stale"], page)
+            check(page["data"][0]["status"] == "active", page)
+    finally:
+        env.close()
+
+
 def test_broker_down_exits_3_within_timeout():
     port = "19392"
     state = os.path.join(os.environ.get("TMPDIR", "/tmp"),
@@ -208,5 +245,6 @@ def test_recreated_topic_is_refused():
 if __name__ == "__main__":
     main([test_garbage_is_quarantined_and_projection_goes_on,
           test_newer_schema_pauses_only_its_partition,
+          test_reads_fail_closed_behind_a_pause,
           test_broker_down_exits_3_within_timeout,
           test_recreated_topic_is_refused])
