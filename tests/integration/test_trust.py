@@ -262,6 +262,9 @@ def test_a_replica_fails_closed_when_heartbeats_stop():
                      lambda: (lambda x: x if x.status == 503 else None)(
                          r.request("GET", "/healthz", key=None)))
         check(h.json["data"]["status"] == "stale", f"{h}")
+        m = r.request("GET", "/metrics", key=None).body
+        check("ctkn_trust_stale_partitions 3" in m and
+              'ctkn_trust_checkpoint_age_seconds{partition="0"}' in m, m)
         for p in (path, "/client-tokens/" + made.json["data"]["id"],
                   "/client-tokens", "/client-tokens/verify?token=test_nope"):
             a = r.request("GET", p, key="reader")
