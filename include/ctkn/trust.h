@@ -260,7 +260,8 @@ int ctkn_trust_keyring_open(const void *val, size_t len,
                             struct ctkn_err *err);
 
 /*
- * Read the settings topic of cfg's event topic from its start to its end
+ * Read the settings topic (cfg names it: settings.h, ctkn_settings_topic())
+ * from its start to its end
  * and keep the newest keyring signed by root (records not signed by it
  * are skipped). *kr (ctkn_keyring_init()ed) is left at version 0 when
  * there is none; *raw (may be NULL) receives the newest record's value
@@ -272,8 +273,8 @@ int ctkn_trust_keyring_fetch(const struct ctkn_log_config *cfg,
                              uint8_t **raw, size_t *rawlen,
                              struct ctkn_err *err);
 
-/* Sign kr with root and append it to the settings topic of cfg's event
- * topic. Errors: CTKN_EINVAL (kr breaks the rules), the log's. */
+/* Sign kr with root and append it to the settings topic cfg names.
+ * Errors: CTKN_EINVAL (kr breaks the rules), the log's. */
 int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,
                               const ctkn_seckey *root,
                               const struct ctkn_keyring *kr,

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ctkn/codec.h"
+#include "ctkn/settings.h"
 #include "ctkn/trust.h"
 #include "projector/projector_int.h"
 
@@ -152,7 +153,10 @@ int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
   if (src != NULL && i == src->n && t->kr.version > 0)
     return CTKN_OK;
   ctkn_keyring_init(&kr);
-  rc = ctkn_trust_keyring_fetch(t->cfg, t->root, &kr, &raw, &rawlen, err);
+  struct ctkn_log_config scfg = *t->cfg; /* shallow: overrides borrowed */
+  rc = ctkn_settings_topic(t->cfg->topic, scfg.topic, sizeof(scfg.topic), err);
+  if (rc == CTKN_OK)
+    rc = ctkn_trust_keyring_fetch(&scfg, t->root, &kr, &raw, &rawlen, err);
   if (rc == CTKN_ENOTFOUND)
     rc = CTKN_OK; /* no settings topic: no keyring yet */
   if (rc != CTKN_OK || kr.version <= t->kr.version) {

@@ -216,8 +216,8 @@ int ctkn_store_clear_pause(ctkn_store_txn *txn, int32_t partition, int64_t next,
                            struct ctkn_err *err)
 {
   uint8_t k[PAUSE_KEY_LEN];
-  const void *v;
-  size_t n;
+  const void *v = NULL;
+  size_t n = 0;
   int rc;
 
   pause_key(partition, k);
