@@ -665,7 +665,10 @@ int cli_dest_policy(struct cli *c, struct ctkn_dest_policy *p,
   struct ctkn_err err;
   long long n;
 
-  *p = (struct ctkn_dest_policy){.env = c->env, .allow = nets};
+  *p = (struct ctkn_dest_policy){.env = c->env,
+                                 .allow = nets,
+                                 .trust_root = c->trust ? c->trust_root : NULL,
+                                 .writer_key = c->writer};
   for (int i = 0; o != NULL && i < o->nlist; i++) {
     if (ctkn_cidr_parse(o->list[i], &nets[p->nallow], &err) != CTKN_OK)
       return cli_usage_error(c, "--allow-destination-network: %s", err.msg);

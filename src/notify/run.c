@@ -92,7 +92,9 @@ static int prepare(struct notifier *nf, struct ctkn_err *err)
   if (!nf->o.follow &&
       (rc = ctkn_projector_catch_up(nf->proj, NULL, 0, err)) != CTKN_OK)
     return rc;
-  if ((rc = ctkn_settings_follower_open(&sf, nf->st, nf->cfg, err)) == CTKN_OK)
+  if ((rc = ctkn_settings_follower_open(&sf, nf->st, nf->cfg, err)) ==
+          CTKN_OK &&
+      (rc = ctkn_projector_trust_settings(nf->proj, sf, err)) == CTKN_OK)
     rc = ctkn_settings_follower_catch_up(sf, err);
   ctkn_settings_follower_close(sf);
   if (rc != CTKN_OK || !nf->o.follow)

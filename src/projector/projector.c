@@ -232,6 +232,21 @@ int ctkn_projector_set_trust(ctkn_projector *p,
   return CTKN_OK;
 }
 
+static int refresh_cb(void *arg, struct ctkn_err *err)
+{
+  return ctkn_projector_refresh_keyring(arg, err);
+}
+
+int ctkn_projector_trust_settings(ctkn_projector *p,
+                                  struct ctkn_settings_follower *f,
+                                  struct ctkn_err *err)
+{
+  if (p->trust == NULL)
+    return CTKN_OK;
+  return ctkn_settings_follower_set_trust(f, ctkn__ptrust_keyring(p->trust),
+                                          refresh_cb, p, err);
+}
+
 int ctkn_projector_refresh_keyring(ctkn_projector *p, struct ctkn_err *err)
 {
   if (p->trust == NULL)
@@ -552,7 +567,11 @@ static void follow_settings(ctkn_projector *p)
     if (ctkn__now_ms() < p->settings_retry_ms)
       return;
     rc = ctkn_settings_follower_open(&p->settings, p->st, p->cfg, &err);
+    if (rc == CTKN_OK && p->trust != NULL)
+      rc = ctkn_projector_trust_settings(p, p->settings, &err);
     if (rc != CTKN_OK) {
+      ctkn_settings_follower_close(p->settings);
+      p->settings = NULL;
       if (p->settings_retry_ms == 0 || rc != CTKN_ENOTFOUND)
         ctkn__diag(CTKN_DIAG_WARN, "projector", "settings not followed: %s",
                    err.msg);

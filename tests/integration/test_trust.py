@@ -15,7 +15,7 @@ import os
 import subprocess
 import time
 
-from harness import BROKERS, Env, Server, check, main
+from harness import BROKERS, Env, Server, check, deploy_key, main
 
 RAWCOPY = os.environ["CTKN_RAWCOPY"]
 
@@ -31,6 +31,7 @@ class Trusted:
         self.writer = self.env.path("writer.key")
         r = self.env.ok("trust", "key", "add", "--root-key", self.root,
                         "--name", "cli", "--scope", "client_token.*",
+                        "--scope", "notification_setting.*",
                         "--out", self.writer)
         self.log_id = r.json["data"]["log_id"]
         self.vars = {"CTKN_TRUST_ROOT": self.pub,
@@ -227,6 +228,40 @@ def test_a_lower_keyring_version_is_ignored():
         t.close()
 
 
+def test_destinations_are_signed_and_judged():
+    t = Trusted("dest")
+    try:
+        key = deploy_key(t.env)
+        add = ("destination", "add", "--url", "http://127.0.0.1:9/hook",
+               "--events", "client_token.created", "--secret-key-file", key,
+               "--allow-destination-network", "127.0.0.0/8")
+        signed = t.ok(*add).json["data"]["id"]
+        # An unsigned writer (no trust): what an attacker could append.
+        t.env.ok(*add, db=t.env.path("plain-writer"))
+        # A key without notification_setting.* may not add one.
+        tok_only = t.env.path("tok.key")
+        t.env.ok("trust", "key", "add", "--root-key", t.root, "--name", "t",
+                 "--scope", "client_token.*", "--out", tok_only)
+        r = t.env.ctkn(*add, env={"CTKN_TRUST_ROOT": t.pub,
+                                  "CTKN_WRITER_KEY": tok_only})
+        check(r.rc == 1 and "writer_key" in r.err, f"{r}")
+        # Replicas read the settings topic (a notifier's pass does).
+        def listed(db, trust):
+            v = {"CTKN_TRUST_ROOT": t.pub if trust else "",
+                 "CTKN_WRITER_KEY": ""}
+            n = t.env.ctkn("notify", "--secret-key-file", key, db=db, env=v)
+            check(n.rc == 0, f"{n}")
+            r = t.env.ctkn("destination", "list", db=db, env=v)
+            check(r.rc == 0, f"{r}")
+            return [d["id"] for d in r.json["data"]]
+        judged = listed(t.env.path("judged"), True)
+        check(judged == [signed], f"only the signed one: {judged}")
+        check(len(listed(t.env.path("unjudged"), False)) == 2,
+              "without a trust root both apply")
+    finally:
+        t.close()
+
+
 def wait_for(what, cond, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -262,9 +297,10 @@ def test_a_replica_fails_closed_when_heartbeats_stop():
                      lambda: (lambda x: x if x.status == 503 else None)(
                          r.request("GET", "/healthz", key=None)))
         check(h.json["data"]["status"] == "stale", f"{h}")
-        m = r.request("GET", "/metrics", key=None).body
-        check("ctkn_trust_stale_partitions 3" in m and
-              'ctkn_trust_checkpoint_age_seconds{partition="0"}' in m, m)
+        m = wait_for("every partition stale in /metrics", lambda: (
+            lambda b: b if "ctkn_trust_stale_partitions 3" in b else None)(
+                r.request("GET", "/metrics", key=None).body))
+        check('ctkn_trust_checkpoint_age_seconds{partition="0"}' in m, m)
         for p in (path, "/client-tokens/" + made.json["data"]["id"],
                   "/client-tokens", "/client-tokens/verify?token=test_nope"):
             a = r.request("GET", p, key="reader")
@@ -288,4 +324,5 @@ if __name__ == "__main__":
           test_forgeries_are_quarantined_and_the_next_genuine_record_applies,
           test_unsigned_records_are_quarantined,
           test_a_lower_keyring_version_is_ignored,
-          test_a_replica_fails_closed_when_heartbeats_stop])
+          test_a_replica_fails_closed_when_heartbeats_stop,
+          test_destinations_are_signed_and_judged])
