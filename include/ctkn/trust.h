@@ -202,6 +202,12 @@ struct ctkn_gate_out {
 int ctkn_gate_open(ctkn_gate **out, const struct ctkn_keyring *kr,
                    int32_t nparts, struct ctkn_err *err);
 void ctkn_gate_close(ctkn_gate *g);
+/* For a reader that starts mid-log with no saved state (`ctkn tail`): an
+ * instance first met mid-chain waits for a verified checkpoint of its
+ * produce batch, whose from_sequence and from_chain (signed) anchor its
+ * chain. Records of a batch that began before the reader's first record
+ * cannot be anchored and are quarantined. Set before the first feed. */
+void ctkn_gate_set_midstream(ctkn_gate *g);
 /* Judge from now on by kr (a newer keyring; borrowed). */
 void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr);
 /* Feed record m (borrowed until it comes out or the partition is reset),

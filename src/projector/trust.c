@@ -21,20 +21,13 @@
 
 #define KEYRING_KEY "keyring"
 
-/* A held-back record, copied with everything it points to. */
-struct held {
-  struct ctkn_log_msg m;
-  struct ctkn_log_header *h;
-  char *blob;
-};
-
 struct ctkn__ptrust {
   const struct ctkn_log_config *cfg;
   ctkn_pubkey *root; /* owned */
   struct ctkn_keyring kr;
   ctkn_gate *gate;
   bool *touched; /* partitions fed in this pass */
-  struct held *held;
+  struct ctkn_log_msg_copy *held;
   size_t nheld, capheld;
   /* this pass */
   struct ctkn_gate_out *outs; /* by combined index */
@@ -43,18 +36,12 @@ struct ctkn__ptrust {
   size_t capj;
 };
 
-static void held_free(struct held *h)
-{
-  free(h->h);
-  free(h->blob);
-}
-
 void ctkn__ptrust_free(struct ctkn__ptrust *t)
 {
   if (t == NULL)
     return;
   for (size_t i = 0; i < t->nheld; i++)
-    held_free(&t->held[i]);
+    ctkn_log_msg_copy_free(&t->held[i]);
   free(t->held);
   free(t->outs);
   free(t->judged);
@@ -436,50 +423,10 @@ int ctkn__ptrust_save(struct ctkn__ptrust *t, ctkn_store_txn *txn,
 
 /* ---- held-back records, carried to the next pass ------------------------- */
 
-static int copy_msg(struct held *h, const struct ctkn_log_msg *m)
-{
-  size_t need = m->key_len + m->value_len, at = 0;
-
-  for (size_t i = 0; i < m->nheaders; i++)
-    need += strlen(m->headers[i].name) + 1 + m->headers[i].size;
-  h->m = *m;
-  h->h = calloc(m->nheaders ? m->nheaders : 1, sizeof(*h->h));
-  h->blob = malloc(need ? need : 1);
-  if (h->h == NULL || h->blob == NULL) {
-    held_free(h);
-    return CTKN_ENOMEM;
-  }
-  if (m->key != NULL) {
-    memcpy(h->blob, m->key, m->key_len);
-    h->m.key = h->blob;
-    at = m->key_len;
-  }
-  if (m->value != NULL) {
-    memcpy(h->blob + at, m->value, m->value_len);
-    h->m.value = h->blob + at;
-    at += m->value_len;
-  }
-  for (size_t i = 0; i < m->nheaders; i++) {
-    size_t nl = strlen(m->headers[i].name) + 1;
-    memcpy(h->blob + at, m->headers[i].name, nl);
-    h->h[i].name = h->blob + at;
-    at += nl;
-    h->h[i].value = NULL;
-    h->h[i].size = m->headers[i].size;
-    if (m->headers[i].value != NULL) {
-      memcpy(h->blob + at, m->headers[i].value, m->headers[i].size);
-      h->h[i].value = h->blob + at;
-      at += m->headers[i].size;
-    }
-  }
-  h->m.headers = h->h;
-  return CTKN_OK;
-}
-
 int ctkn__ptrust_carry(struct ctkn__ptrust *t, struct ctkn__judge *j,
                        struct ctkn_err *err)
 {
-  struct held *keep = NULL;
+  struct ctkn_log_msg_copy *keep = NULL;
   size_t n = 0;
 
   for (size_t k = 0; k < j->n; k++)
@@ -492,16 +439,16 @@ int ctkn__ptrust_carry(struct ctkn__ptrust *t, struct ctkn__judge *j,
     const struct ctkn_log_msg *m = j->msg(j, k);
     if (j->verdict[k] != JV_HELD || (j->paused && j->paused[m->partition]))
       continue;
-    if (copy_msg(&keep[n], m) != CTKN_OK) {
+    if (ctkn_log_msg_copy(&keep[n], m, NULL) != CTKN_OK) {
       for (size_t i = 0; i < n; i++)
-        held_free(&keep[i]);
+        ctkn_log_msg_copy_free(&keep[i]);
       free(keep);
       return ctkn__err(err, CTKN_ENOMEM, "out of memory holding records back");
     }
     n++;
   }
   for (size_t i = 0; i < t->nheld; i++)
-    held_free(&t->held[i]);
+    ctkn_log_msg_copy_free(&t->held[i]);
   free(t->held);
   t->held = keep;
   t->nheld = n;

@@ -188,6 +188,16 @@ def test_forgeries_are_quarantined_and_the_next_genuine_record_applies():
                          "may not write"):
                 check(want in reasons, f"{name}: no '{want}' in {reasons}")
         check(digests[0] == digests[1] == digests[2], f"{digests}")
+        # tail shows what verifies: the create and the revoke, once each.
+        # Without the trust root the replayed create comes through twice
+        # and the forged schema-2 copy stops it.
+        r = t.ok("tail", "--from-beginning", "--exit-at-end", reader=True)
+        events = [json.loads(x) for x in r.out.splitlines()]
+        check([e["event_type"] for e in events if e["data"]["id"] == tid] ==
+              ["client_token.created", "client_token.revoked"], f"{r.out}")
+        plain = t.env.ctkn("tail", "--from-beginning", "--exit-at-end")
+        check(plain.rc == 3 and "schema version 2" in plain.err and
+              len(plain.out.splitlines()) == 2, f"{plain}")
     finally:
         t.close()
 
@@ -262,6 +272,37 @@ def test_destinations_are_signed_and_judged():
         t.close()
 
 
+def test_tail_from_mid_log_anchors_on_a_checkpoint():
+    """A server's writer instance writes batch after batch; a tail that
+    starts after its first batch has no state for it and anchors its
+    chain where the next checkpoint's batch starts (from_sequence)."""
+    t = Trusted("midlog", partitions=1)
+    w = None
+    try:
+        w = Server(t.env, "w", args=("--trust-root", t.pub, "--writer-key",
+                                     t.writer, "--heartbeat", "60"))
+        ids = []
+        for i in range(3):
+            r = w.request("POST", "/client-tokens", {"name": f"n{i}"})
+            check(r.status == 201, f"{r}")
+            ids.append(r.json["data"]["id"])
+            if i == 0:
+                import datetime
+                made = datetime.datetime.fromisoformat(
+                    r.json["data"]["created_at"].replace("Z", "+00:00"))
+                since = (made + datetime.timedelta(milliseconds=50)).strftime(
+                    "%Y-%m-%dT%H:%M:%S.%fZ")
+                time.sleep(0.1)
+        r = t.ok("tail", "--from", since, "--exit-at-end", reader=True)
+        got = [json.loads(x)["data"]["id"] for x in r.out.splitlines()]
+        check(got == ids[1:], f"the later two, verified: {got} {r.err}")
+        check("passed over" not in r.err, r.err)
+    finally:
+        if w is not None:
+            w.stop(check_exit=False)
+        t.close()
+
+
 def wait_for(what, cond, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -325,4 +366,5 @@ if __name__ == "__main__":
           test_unsigned_records_are_quarantined,
           test_a_lower_keyring_version_is_ignored,
           test_a_replica_fails_closed_when_heartbeats_stop,
-          test_destinations_are_signed_and_judged])
+          test_destinations_are_signed_and_judged,
+          test_tail_from_mid_log_anchors_on_a_checkpoint])
