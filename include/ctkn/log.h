@@ -33,6 +33,10 @@
 #define CTKN_LOG_MAX_OVERRIDES 64
 #define CTKN_HDR_EVENT_TYPE    "ctkn-event-type"
 #define CTKN_HDR_SCHEMA        "ctkn-schema-version"
+/* The content-type header of an event record (CloudEvents binary mode):
+ * the protobuf message its value holds. */
+#define CTKN_EVENT_CONTENT_TYPE                                                \
+  "application/protobuf; messageType=ctkn.v1.Event"
 
 struct ctkn__log_backend;
 
