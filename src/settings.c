@@ -26,13 +26,14 @@
 #include "ctkn/trust.h"
 #include "internal.h"
 
-#define DEST_KEY_LEN            (CTKN_DEST_ID_LEN + 4)
-#define COORD_LEN               12
-#define FATE_APPLIED            'a'
-#define FATE_REJECTED           'r'
-#define FATE_QUARANT            'q'
-#define CTKN_SETTINGS_MAX_PARTS 64 /* a settings topic's partitions, at most   \
-                                    */
+#define DEST_KEY_LEN  (CTKN_DEST_ID_LEN + 4)
+#define COORD_LEN     12
+#define FATE_APPLIED  'a'
+#define FATE_REJECTED 'r'
+#define FATE_QUARANT  'q'
+#define CTKN_SETTINGS_MAX_PARTS                                                \
+  64 /* a settings topic's partitions, at most                                 \
+      */
 
 _Static_assert(CTKN_SETTING_START_MAX == CTKN_STORE_MAX_PARTITIONS,
                "a creation records a start for every partition");
@@ -606,6 +607,22 @@ static int keyring_for(ctkn_settings_follower *f, size_t n,
   return CTKN_OK;
 }
 
+/* A keyring record passed: read the keyring again, so that a revoked
+ * key is refused from here on (trust.h). A failure is logged; the next
+ * keyring record, or a record of an unknown key, tries again. */
+static void keyring_passed(ctkn_settings_follower *f, size_t n)
+{
+  struct ctkn_err err = {0};
+
+  for (size_t i = 0; i < n && f->refresh != NULL; i++)
+    if (f->v[i] == V_KEYRING) {
+      if (f->refresh(f->refresh_arg, &err) != CTKN_OK)
+        ctkn__diag(CTKN_DIAG_WARN, "trust", "keyring not read again: %s",
+                   err.msg);
+      return;
+    }
+}
+
 /* After a judged batch: partitions with records held back are read again
  * from the first of them. */
 static int seek_held(ctkn_settings_follower *f, struct ctkn_err *err)
@@ -650,6 +667,8 @@ int ctkn_settings_follower_poll(ctkn_settings_follower *f, int timeout_ms,
       prc = project(f->st, f->msgs, n, f->kr != NULL ? &f->j : NULL, &perr);
     if (prc == CTKN_OK && f->kr != NULL)
       prc = seek_held(f, &perr);
+    if (prc == CTKN_OK && f->kr != NULL)
+      keyring_passed(f, n);
     if (prc == CTKN_EFORMAT) {
       ctkn__diag(CTKN_DIAG_ERROR, "settings",
                  "%s; settings are not followed until then", perr.msg);

@@ -303,6 +303,38 @@ def test_tail_from_mid_log_anchors_on_a_checkpoint():
         t.close()
 
 
+def test_a_revoked_key_is_refused_by_running_replicas():
+    t = Trusted("revoke", partitions=1)
+    w = r = None
+    try:
+        sign = ("--trust-root", t.pub, "--writer-key", t.writer)
+        w = Server(t.env, "w", args=sign)
+        r = Server(t.env, "r", args=("--trust-root", t.pub))
+        a = w.request("POST", "/client-tokens", {"name": "before"})
+        check(a.status == 201, f"{a}")
+        pa = f"/client-tokens/{a.json['data']['id']}"
+        wait_for("the replica to have it",
+                 lambda: r.request("GET", pa, key="reader").status == 200)
+        key_id = t.env.ok("trust", "keyring", env={"CTKN_TRUST_ROOT": t.pub}
+                          ).json["data"]["keys"][0]["key_id"]
+        t.env.ok("trust", "key", "revoke", key_id, "--root-key", t.root)
+        time.sleep(1.0)  # the followers read the new keyring record
+        b = w.request("POST", "/client-tokens", {"name": "after"})
+        check(b.status == 503 and "quarantined" in b.json["error"]["detail"],
+              f"the server's own gate refuses it now: {b}")
+        # Nothing of it on the replica; the earlier one stays.
+        stats, _ = t.replica("late")
+        check(stats["quarantined"] >= 1, f"{stats}")
+        check(r.request("GET", pa, key="reader").status == 200, "kept")
+        n = r.request("GET", "/client-tokens?status=active", key="reader")
+        check([x["name"] for x in n.json["data"]] == ["before"], f"{n}")
+    finally:
+        for s_ in (w, r):
+            if s_ is not None:
+                s_.stop(check_exit=False)
+        t.close()
+
+
 def wait_for(what, cond, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -367,4 +399,5 @@ if __name__ == "__main__":
           test_a_lower_keyring_version_is_ignored,
           test_a_replica_fails_closed_when_heartbeats_stop,
           test_destinations_are_signed_and_judged,
-          test_tail_from_mid_log_anchors_on_a_checkpoint])
+          test_tail_from_mid_log_anchors_on_a_checkpoint,
+          test_a_revoked_key_is_refused_by_running_replicas])
