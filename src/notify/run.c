@@ -293,8 +293,9 @@ int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
       (rc = ctkn__http_open(&nf->http, err)) == CTKN_OK &&
       (rc = ctkn_projector_open(&nf->proj, st, cfg, env, err)) == CTKN_OK &&
       (nf->o.trust_root == NULL ||
-       (rc = ctkn_projector_set_trust(nf->proj, nf->o.trust_root, err)) ==
-           CTKN_OK) &&
+       ((rc = ctkn_projector_set_trust(nf->proj, nf->o.trust_root, err)) ==
+            CTKN_OK &&
+        (rc = ctkn_projector_refresh_keyring(nf->proj, err)) == CTKN_OK)) &&
       (rc = prepare(nf, err)) == CTKN_OK &&
       (rc = ctkn_lease_open(&nf->lease, cfg, nf->o.group, err)) == CTKN_OK &&
       (rc = ctkn__ntf_refresh_parts(nf, err)) == CTKN_OK &&
