@@ -44,8 +44,8 @@ static const struct ctkn_log_config *settings_log(struct cli *c)
   static struct ctkn_log_config scfg;
 
   scfg = c->log; /* shallow: the overrides stay c->log's */
-  if (ctkn_settings_topic(c->log.topic, scfg.topic, sizeof(scfg.topic),
-                          NULL) != CTKN_OK)
+  if (ctkn_settings_topic(c->log.topic, scfg.topic, sizeof(scfg.topic), NULL) !=
+      CTKN_OK)
     scfg.topic[0] = '\0'; /* refused by the log, naming the topic */
   return &scfg;
 }
@@ -182,7 +182,8 @@ static int key_add(struct cli *c)
       (rc = next_version(&kr, &err)) == CTKN_OK &&
       (rc = ctkn_keyring_check(&kr, &err)) == CTKN_OK &&
       (rc = ctkn_seckey_save(k, out, &err)) == CTKN_OK &&
-      (rc = ctkn_trust_keyring_append(settings_log(c), root, &kr, &err)) == CTKN_OK &&
+      (rc = ctkn_trust_keyring_append(settings_log(c), root, &kr, &err)) ==
+          CTKN_OK &&
       (json = ctkn_json_keyring(&kr, wk.key_id, out)) == NULL)
     rc = cli_oom(&err);
   ctkn_seckey_free(root);
@@ -212,7 +213,8 @@ static int key_revoke(struct cli *c, const char *id)
   if (rc == CTKN_OK) {
     k->revoked = true;
     if ((rc = next_version(&kr, &err)) == CTKN_OK &&
-        (rc = ctkn_trust_keyring_append(settings_log(c), root, &kr, &err)) == CTKN_OK &&
+        (rc = ctkn_trust_keyring_append(settings_log(c), root, &kr, &err)) ==
+            CTKN_OK &&
         (json = ctkn_json_keyring(&kr, id, NULL)) == NULL)
       rc = cli_oom(&err);
   }
@@ -236,8 +238,7 @@ static int show_keyring(struct cli *c)
   ctkn_keyring_init(&kr);
   if ((rc = ctkn_pubkey_new(&root, c->trust_root, &err)) == CTKN_OK &&
       (rc = ctkn_trust_keyring_fetch(settings_log(c), root, &kr, NULL, NULL,
-                                     &err)) ==
-          CTKN_OK &&
+                                     &err)) == CTKN_OK &&
       (json = ctkn_json_keyring(&kr, NULL, NULL)) == NULL)
     rc = cli_oom(&err);
   ctkn_pubkey_free(root);

@@ -34,7 +34,6 @@ int ctkn_trust_keyring_open(const void *val, size_t len,
   return rc;
 }
 
-
 /* Keep m's keyring in *kr when it is valid and newer. */
 static int consider(const struct ctkn_log_msg *m, const ctkn_pubkey *root,
                     struct ctkn_keyring *kr, uint8_t **raw, size_t *rawlen)
