@@ -38,11 +38,13 @@ PY = os.path.join(VENV, "bin", "python")
 SKIP = 77
 ALLOW_LO = ["--allow-destination-network", "127.0.0.0/8"]
 # pip's words when it cannot reach an index at all (as opposed to a pin
-# that does not resolve, which fails the test).
+# that does not resolve, which fails the test): its connection warnings,
+# or no version at all of a pinned package, each of which is on PyPI.
 NO_INDEX = re.compile(r"NewConnectionError|Failed to establish a new "
                       r"connection|Temporary failure in name resolution|"
                       r"Name or service not known|Network is unreachable|"
-                      r"ProxyError|Max retries exceeded")
+                      r"ProxyError|Max retries exceeded|"
+                      r"\(from versions: none\)")
 
 
 def prepare():
