@@ -59,6 +59,8 @@ def prepare():
                 return
     except OSError:
         pass
+    check(sys.version_info >= (3, 11), "paddle-python-sdk 1.16.1 requires "
+          f"Python >= 3.11, not {sys.version.split()[0]} ({sys.executable})")
     shutil.rmtree(VENV, ignore_errors=True)
     r = subprocess.run([sys.executable, "-m", "venv", VENV],
                        capture_output=True, text=True)
