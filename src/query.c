@@ -131,12 +131,19 @@ static int fail_closed(ctkn_store_txn *txn, char *why, size_t whysz,
   if ((rc = ctkn_store_first_pause(txn, &pz, err)) != CTKN_OK ||
       pz.partition < 0)
     return rc;
-  snprintf(msg, sizeof(msg),
-           "partition %d is paused at offset %lld, a record of schema "
-           "version %d (this build reads %d): answers may be stale; "
-           "upgrade ctkn",
-           (int)pz.partition, (long long)pz.offset, pz.schema,
-           CTKN_SCHEMA_VERSION);
+  if (pz.partition == CTKN_STORE_PAUSE_ALL)
+    snprintf(msg, sizeof(msg),
+             "every partition is paused: the keyring enables event schema "
+             "version %d (this build reads %d): answers may be stale; "
+             "upgrade ctkn",
+             pz.schema, CTKN_SCHEMA_VERSION);
+  else
+    snprintf(msg, sizeof(msg),
+             "partition %d is paused at offset %lld, a record of schema "
+             "version %d (this build reads %d): answers may be stale; "
+             "upgrade ctkn",
+             (int)pz.partition, (long long)pz.offset, pz.schema,
+             CTKN_SCHEMA_VERSION);
   if (why != NULL) {
     snprintf(why, whysz, "%s", msg);
     return CTKN_OK;

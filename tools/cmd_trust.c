@@ -223,6 +223,44 @@ static int key_revoke(struct cli *c, const char *id)
   return cli_emit(c, rc, json, &err);
 }
 
+/* trust schema enable N: the keyring's next version enables event schema
+ * version N for writers (readers that cannot read it fail closed). */
+static int schema_enable(struct cli *c, const char *arg)
+{
+  struct ctkn_keyring kr;
+  ctkn_seckey *root = NULL;
+  struct ctkn_err err;
+  char *json = NULL;
+  long long v;
+  int rc;
+
+  if (!cli_parse_int(arg, 2, 1000000, &v))
+    return cli_usage_error(c,
+                           "trust schema enable needs a version >= 2, "
+                           "not \"%.20s\"",
+                           arg);
+  ctkn_keyring_init(&kr);
+  if ((rc = root_and_keyring(c, &root, &kr, &err)) == CTKN_OK) {
+    if (ctkn_keyring_schema_enabled(&kr, (uint32_t)v))
+      rc = field_err(&err, CTKN_EBADREQ, "schema_versions",
+                     "schema version %lld is enabled already", v);
+    else if (kr.nschemas >= CTKN_KEYRING_SCHEMAS)
+      rc = field_err(&err, CTKN_EINVAL, "schema_versions",
+                     "at most %d schema versions", CTKN_KEYRING_SCHEMAS);
+  }
+  if (rc == CTKN_OK) {
+    kr.schemas[kr.nschemas++] = (uint32_t)v;
+    if ((rc = next_version(&kr, &err)) == CTKN_OK &&
+        (rc = ctkn_trust_keyring_append(settings_log(c), root, &kr, &err)) ==
+            CTKN_OK &&
+        (json = ctkn_json_keyring(&kr, NULL, NULL)) == NULL)
+      rc = cli_oom(&err);
+  }
+  ctkn_seckey_free(root);
+  ctkn_keyring_free(&kr);
+  return cli_emit(c, rc, json, &err);
+}
+
 /* trust keyring: the newest keyring the --trust-root signed. */
 static int show_keyring(struct cli *c)
 {
@@ -259,6 +297,9 @@ int cmd_trust(struct cli *c)
   if (strcmp(what, "key") == 0 && c->npos == 3 &&
       strcmp(c->pos[1], "revoke") == 0)
     return key_revoke(c, c->pos[2]);
+  if (strcmp(what, "schema") == 0 && c->npos == 3 &&
+      strcmp(c->pos[1], "enable") == 0)
+    return schema_enable(c, c->pos[2]);
   return cli_usage_error(c, "trust init | keyring | key add | key revoke "
-                            "KEY_ID");
+                            "KEY_ID | schema enable N");
 }

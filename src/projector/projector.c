@@ -194,7 +194,9 @@ static int trust_status(const ctkn_projector *p, ctkn_store_txn *txn,
   int rc = CTKN_OK;
 
   for (int32_t i = 0; i < n && rc == CTKN_OK; i++) {
-    s[i].paused = i < p->nparts && p->paused[i];
+    bool stored = false;
+    rc = ctkn_store_is_paused(txn, i, &stored, err);
+    s[i].paused = stored || (i < p->nparts && p->paused[i]);
     s[i].checkpoint_at = -1;
     if (p->trust != NULL)
       rc = ctkn__ptrust_checkpoint_at(txn, i, &s[i].checkpoint_at, err);

@@ -26,6 +26,7 @@ struct ctkn__ptrust {
   ctkn_pubkey *root; /* owned */
   struct ctkn_keyring kr;
   ctkn_gate *gate;
+  int refused;   /* a keyring enabled this unreadable schema version; 0 */
   bool *touched; /* partitions fed in this pass */
   struct ctkn_log_msg_copy *held;
   size_t nheld, capheld;
@@ -125,6 +126,38 @@ static bool knows_writer(const struct ctkn__ptrust *t,
   return true; /* unsigned: no key to look for */
 }
 
+/* The first schema version kr enables that this build cannot read, or 0. */
+static int unreadable_schema(const struct ctkn_keyring *kr)
+{
+  for (size_t i = 0; i < kr->nschemas; i++)
+    if (kr->schemas[i] > CTKN_SCHEMA_VERSION)
+      return (int)kr->schemas[i];
+  return 0;
+}
+
+/* Every partition stopped: recorded with the projection, so every read
+ * fails closed (query.h) until a build that reads the version runs. */
+static int refuse_keyring(struct ctkn__ptrust *t, ctkn_store *st, int version,
+                          struct ctkn_err *err)
+{
+  ctkn_store_txn *txn;
+  int rc;
+
+  ctkn__diag(CTKN_DIAG_ERROR, "trust",
+             "the keyring enables event schema version %d, newer than this "
+             "build's %d: every partition stops; upgrade ctkn",
+             version, CTKN_SCHEMA_VERSION);
+  t->refused = version;
+  if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK)
+    return rc;
+  if ((rc = ctkn_store_set_pause(txn, CTKN_STORE_PAUSE_ALL, -1, version,
+                                 err)) != CTKN_OK) {
+    ctkn_store_abort(txn);
+    return rc;
+  }
+  return ctkn_store_commit(txn, err);
+}
+
 int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
                          struct source *src, struct ctkn_err *err)
 {
@@ -151,10 +184,19 @@ int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
     free(raw);
     return rc;
   }
+  if ((rc = unreadable_schema(&kr)) != 0) {
+    /* Writers may now emit a version this build cannot read: refuse the
+     * keyring and fail closed from here (brief: upgrade readers first). */
+    ctkn_keyring_free(&kr);
+    free(raw);
+    return refuse_keyring(t, st, rc, err);
+  }
   if ((rc = ctkn_store_begin(st, true, &txn, err)) == CTKN_OK &&
       (rc = ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, KEYRING_KEY,
                               strlen(KEYRING_KEY), raw, rawlen, err)) ==
-          CTKN_OK)
+          CTKN_OK &&
+      (rc = ctkn_store_clear_pause(txn, CTKN_STORE_PAUSE_ALL, INT64_MAX,
+                                   err)) == CTKN_OK)
     rc = ctkn_store_commit(txn, err);
   else
     ctkn_store_abort(txn);
@@ -362,10 +404,21 @@ static void drain(struct ctkn__ptrust *t, int32_t p, struct ctkn__judge *j)
   }
 }
 
+int ctkn__ptrust_refused(const struct ctkn__ptrust *t)
+{
+  return t->refused;
+}
+
 int ctkn__ptrust_judge(struct ctkn__ptrust *t, ctkn_store_txn *txn,
                        struct ctkn__judge *j, struct ctkn_err *err)
 {
   int rc;
+
+  if (t->refused) { /* every partition stops at its first record here */
+    for (size_t k = 0; k < j->n; k++)
+      j->verdict[k] = JV_PAUSE;
+    return CTKN_OK;
+  }
 
   if ((rc = room(t, j->n, err)) != CTKN_OK ||
       (rc = mark_lazy(j, t->lazy, err)) != CTKN_OK)

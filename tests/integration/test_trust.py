@@ -335,6 +335,31 @@ def test_a_revoked_key_is_refused_by_running_replicas():
         t.close()
 
 
+def test_a_schema_version_enabled_for_newer_readers_fails_this_one_closed():
+    """Writers may emit version N only once the keyring enables it; a
+    reader that cannot read N refuses that keyring and stops answering."""
+    t = Trusted("schema", partitions=2)
+    try:
+        tok = t.ok("create", "--name", "before").json["data"]
+        r = t.env.ctkn("trust", "schema", "enable", "1", "--root-key", t.root)
+        check(r.rc == 2, f"version 1 needs no enabling: {r}")
+        kr = t.ok("trust", "schema", "enable", "2", "--root-key",
+                  t.root).json["data"]
+        check(kr["schema_versions"] == [2], f"{kr}")
+        db = t.env.path("reader")
+        r = t.env.ctkn("project", db=db, env={"CTKN_TRUST_ROOT": t.pub,
+                                              "CTKN_WRITER_KEY": ""})
+        check("schema version 2" in r.err, f"{r}")
+        for args in (("verify", tok["token"]), ("get", tok["id"]),
+                     ("verify", "test_" + "b" * 27)):
+            a = t.env.ctkn(*args, db=db)
+            check(a.rc == 3 and "schema version 2" in a.err, f"{args}: {a}")
+        st = t.ok("status", db=db, reader=True).json["data"]
+        check(all(p["paused"] for p in st["partitions"]), f"{st}")
+    finally:
+        t.close()
+
+
 def wait_for(what, cond, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -400,4 +425,5 @@ if __name__ == "__main__":
           test_a_replica_fails_closed_when_heartbeats_stop,
           test_destinations_are_signed_and_judged,
           test_tail_from_mid_log_anchors_on_a_checkpoint,
-          test_a_revoked_key_is_refused_by_running_replicas])
+          test_a_revoked_key_is_refused_by_running_replicas,
+          test_a_schema_version_enabled_for_newer_readers_fails_this_one_closed])
