@@ -113,6 +113,7 @@ struct tail {
   const struct ctkn_log_config *cfg;
   ctkn_pubkey *root;
   struct ctkn_keyring kr;
+  int64_t kr_read_ms; /* when the keyring was last read */
   ctkn_gate *gate;
   struct ctkn_log_msg_copy **kept; /* by tag; NULL once released */
   size_t nkept, capkept;
@@ -189,6 +190,43 @@ static void trust_close(struct tail *t)
   ctkn_pubkey_free(t->root);
 }
 
+/* Read the keyring again when m names a writer key it lacks (a key added
+ * since the tail started). */
+static int trust_keyring(struct tail *t, const struct ctkn_log_msg *m,
+                         struct ctkn_err *err)
+{
+  struct ctkn_log_config scfg = *t->cfg;
+  struct ctkn_keyring kr;
+  char id[CTKN_KEY_ID_BUF];
+  uint8_t inst[CTKN_INSTANCE_LEN];
+  int rc;
+
+  for (size_t i = 0; i < m->nheaders; i++) {
+    if (strcmp(m->headers[i].name, CTKN_HDR_WRITER) != 0)
+      continue;
+    if (ctkn_trust_writer_parse(m->headers[i].value, m->headers[i].size, id,
+                                inst, NULL) != CTKN_OK ||
+        ctkn_keyring_find(&t->kr, id) != NULL ||
+        ctkn__now_ms() - t->kr_read_ms < 1000) /* at most once a second */
+      return CTKN_OK;
+    t->kr_read_ms = ctkn__now_ms();
+    ctkn_keyring_init(&kr);
+    if ((rc = ctkn_settings_topic(t->cfg->topic, scfg.topic, sizeof(scfg.topic),
+                                  err)) != CTKN_OK ||
+        (rc = ctkn_trust_keyring_fetch(&scfg, t->root, &kr, NULL, NULL, err)) !=
+            CTKN_OK ||
+        kr.version <= t->kr.version) {
+      ctkn_keyring_free(&kr);
+      return rc;
+    }
+    ctkn_keyring_free(&t->kr);
+    t->kr = kr;
+    ctkn_gate_set_keyring(t->gate, &t->kr);
+    return CTKN_OK;
+  }
+  return CTKN_OK;
+}
+
 /* Keep a copy of m (the gate borrows it until it comes out) and feed it;
  * a record that does not follow its partition's last is a new start (a
  * rebalance moved the partition): the gate forgets that partition. */
@@ -221,6 +259,8 @@ static int trust_feed(struct tail *t, const struct ctkn_log_msg *m,
     return rc;
   }
   t->kept[t->nkept] = c;
+  if ((rc = trust_keyring(t, &c->m, err)) != CTKN_OK)
+    return rc;
   return ctkn_gate_feed(t->gate, &c->m, t->nkept++, err);
 }
 
