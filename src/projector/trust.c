@@ -20,6 +20,8 @@
 #include "projector/projector_int.h"
 
 #define KEYRING_KEY "keyring"
+#define VERSION_KEY "keyring.version" /* its version, 8 bytes: a cheap check   \
+                                       */
 
 struct ctkn__ptrust {
   const struct ctkn_log_config *cfg;
@@ -52,6 +54,50 @@ void ctkn__ptrust_free(struct ctkn__ptrust *t)
   ctkn_keyring_free(&t->kr);
   ctkn_pubkey_free(t->root);
   free(t);
+}
+
+static int put_version(ctkn_store_txn *txn, uint64_t v, struct ctkn_err *err)
+{
+  uint8_t b[8];
+
+  ctkn__put_be64(b, v);
+  return ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, VERSION_KEY,
+                           strlen(VERSION_KEY), b, sizeof(b), err);
+}
+
+/* At the start of a pass: another process sharing the projection may have
+ * stored a newer keyring, or refused one (a pause of every partition):
+ * judge as it does. */
+static int sync_keyring(struct ctkn__ptrust *t, ctkn_store_txn *txn,
+                        struct ctkn_err *err)
+{
+  struct ctkn_keyring kr;
+  const void *val;
+  size_t len;
+  bool all = false;
+  int rc;
+
+  if (!t->refused && (rc = ctkn_store_is_paused(txn, CTKN_STORE_PAUSE_ALL, &all,
+                                                err)) != CTKN_OK)
+    return rc;
+  if (all)
+    t->refused = CTKN_SCHEMA_VERSION + 1;
+  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, VERSION_KEY,
+                         strlen(VERSION_KEY), &val, &len, err);
+  if (rc == CTKN_ENOTFOUND)
+    return CTKN_OK;
+  if (rc != CTKN_OK || len != 8 || ctkn__get_be(val, 8) <= t->kr.version)
+    return rc;
+  if ((rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, KEYRING_KEY,
+                              strlen(KEYRING_KEY), &val, &len, err)) != CTKN_OK)
+    return rc;
+  ctkn_keyring_init(&kr);
+  if ((rc = ctkn_trust_keyring_open(val, len, t->root, &kr, err)) != CTKN_OK)
+    return rc;
+  ctkn_keyring_free(&t->kr);
+  t->kr = kr;
+  ctkn_gate_set_keyring(t->gate, &t->kr);
+  return CTKN_OK;
 }
 
 /* The keyring stored with the projection, when there is one. */
@@ -195,6 +241,7 @@ int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
       (rc = ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, KEYRING_KEY,
                               strlen(KEYRING_KEY), raw, rawlen, err)) ==
           CTKN_OK &&
+      (rc = put_version(txn, kr.version, err)) == CTKN_OK &&
       (rc = ctkn_store_clear_pause(txn, CTKN_STORE_PAUSE_ALL, INT64_MAX,
                                    err)) == CTKN_OK)
     rc = ctkn_store_commit(txn, err);
@@ -414,6 +461,8 @@ int ctkn__ptrust_judge(struct ctkn__ptrust *t, ctkn_store_txn *txn,
 {
   int rc;
 
+  if ((rc = sync_keyring(t, txn, err)) != CTKN_OK)
+    return rc;
   if (t->refused) { /* every partition stops at its first record here */
     for (size_t k = 0; k < j->n; k++)
       j->verdict[k] = JV_PAUSE;
