@@ -128,17 +128,7 @@ def main(tests):
 
 def topic_command(*args):
     """Run Kafka's own topic admin tool (from the jar cache)."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))))
-    home = os.environ.get("CTKN_KAFKA_HOME",
-                          os.path.join(root, "deploy", "kafka", ".cache"))
-    p = subprocess.run(
-        ["java", "-Dlog4j.configuration=file:" +
-         os.path.join(root, "deploy", "kafka", "tools-log4j.properties"),
-         "-cp", os.path.join(home, "lib", "*"),
-         "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", BROKERS,
-         *args], capture_output=True, text=True, timeout=120)
-    check(p.returncode == 0, f"TopicCommand {args} failed: {p.stderr}")
+    kafka_tool("org.apache.kafka.tools.TopicCommand", *args)
 
 
 def add_partitions(topic, total):
@@ -192,18 +182,15 @@ class Follower:
 
 
 def kafka_tool(main_class, *args, timeout=120):
-    """Run one of Kafka's own admin tools (from the jar cache) against
-    BROKERS and return its stdout, e.g.
+    """Run one of Kafka's own admin tools (deploy/kafka/tool: the jar cache of
+    the Kafka version in use, CTKN_KAFKA_VERSION) against BROKERS and return
+    its stdout, e.g.
     kafka_tool("org.apache.kafka.tools.MetadataQuorumCommand", "describe",
     "--status")."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    home = os.environ.get("CTKN_KAFKA_HOME",
-                          os.path.join(root, "deploy", "kafka", ".cache"))
     p = subprocess.run(
-        ["java", "-Dlog4j.configuration=file:" +
-         os.path.join(root, "deploy", "kafka", "tools-log4j.properties"),
-         "-cp", os.path.join(home, "lib", "*"), main_class,
+        [os.path.join(root, "deploy", "kafka", "tool"), main_class,
          "--bootstrap-server", BROKERS, *args],
         capture_output=True, text=True, timeout=timeout)
     check(p.returncode == 0, f"{main_class} {args} failed: {p.stderr}")
@@ -211,7 +198,7 @@ def kafka_tool(main_class, *args, timeout=120):
 
 
 def topic_leaders(port, topic):
-    """Ask the broker on 127.0.0.1:port itself (Metadata v1, over a plain
+    """Ask the broker on 127.0.0.1:port itself (Metadata v4, over a plain
     socket, so no client can answer from another broker) for topic's
     partition leaders; return {partition: leader}, or None while the broker
     does not know the topic."""
@@ -222,8 +209,9 @@ def topic_leaders(port, topic):
         b = s.encode()
         return struct.pack(">h", len(b)) + b
 
-    body = (struct.pack(">hhi", 3, 1, 7) + string("ctkn-test") +
-            struct.pack(">i", 1) + string(topic))
+    # v4: Kafka 4 no longer serves v0-v3; Kafka 3.9 serves v4 too.
+    body = (struct.pack(">hhi", 3, 4, 7) + string("ctkn-test") +
+            struct.pack(">i", 1) + string(topic) + struct.pack(">b", 0))
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(struct.pack(">i", len(body)) + body)
         buf = b""
@@ -245,11 +233,13 @@ def topic_leaders(port, topic):
         pos += max(n, 0)
 
     check(take(">i") == 7, "metadata: wrong correlation id")
+    take(">i")  # throttle time
     for _ in range(take(">i")):  # brokers: node id, host, port, rack
         take(">i")
         skip_string()
         take(">i")
         skip_string()
+    skip_string()  # cluster id
     take(">i")  # controller id
     leaders = None
     for _ in range(take(">i")):  # topics
