@@ -108,6 +108,28 @@ def run(argv, timeout=60, env=None, input=None):
     return Result(p, time.monotonic() - t0)
 
 
+# KIP-848 consumer groups (the consumer-group protocol, GA on Kafka 4).
+KIP848 = ["-X", "group.protocol=consumer"]
+
+
+def kip848_unsupported():
+    """Why KIP-848 groups cannot be tried here, or None when they can: the
+    broker must be Kafka 4 (CTKN_KAFKA_VERSION, empty for deploy/kafka's
+    default 4.1), and this build's librdkafka must know group.protocol
+    (Debian 12's 2.0.2 does not; 2.14.2 from scripts/install-librdkafka
+    does). ctkn refuses an -X property librdkafka lacks before it connects,
+    so the probe needs no broker."""
+    v = os.environ.get("CTKN_KAFKA_VERSION", "")
+    if v and int(v.split(".")[0]) < 4:
+        return f"Kafka {v} has no KIP-848 groups by default (Kafka 4 has)"
+    r = run([CTKN, "tail", "--topic", "probe", "--brokers", "127.0.0.1:1",
+             "--timeout", "1", "--exit-at-end", *KIP848], timeout=30)
+    if r.rc == 2 and "group.protocol" in r.err:
+        return ("this build's librdkafka has no group.protocol (Debian 12's "
+                "2.0.2 predates KIP-848)")
+    return None
+
+
 def main(tests):
     """Run each test function; print a summary line ctest can read."""
     failed = 0
