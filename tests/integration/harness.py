@@ -73,7 +73,12 @@ class Env:
         return r
 
     def end_offsets(self):
-        r = self.ok("status", db=self.path("status-db"))
+        # status reads a projection and never creates one: the scratch one
+        # is made once (projecting the topic as it is then).
+        db = self.path("status-db")
+        if not os.path.exists(db):
+            self.ok("project", db=db, timeout=300)
+        r = self.ok("status", db=db)
         return [p["log_end"] for p in r.json["data"]["partitions"]]
 
     def digest(self, db=None):
