@@ -5,6 +5,7 @@ under $CTKN_HOOK_SECRET (hex HMAC-SHA256 of "<ts>:<raw body>", ts at most
 5 s old, as Paddle's SDKs check).
 
 Usage: CTKN_HOOK_SECRET=pdl_ntfset_... scripts/hook-receiver.py PORT
+Prints "listening on 127.0.0.1:PORT" first, once it accepts connections.
 """
 import hashlib
 import hmac
@@ -42,4 +43,8 @@ class Hook(BaseHTTPRequestHandler):
         pass
 
 
-HTTPServer(("127.0.0.1", int(sys.argv[1])), Hook).serve_forever()
+server = HTTPServer(("127.0.0.1", int(sys.argv[1])), Hook)
+# Bound and listening: connections queue from here on, so whoever waits for
+# this line (scripts/quickstart) can send at once.
+print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
+server.serve_forever()

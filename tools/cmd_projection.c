@@ -97,6 +97,11 @@ int cmd_status(struct cli *c)
   int32_t n = 0;
   int rc, ex;
 
+  /* A read never creates --db: a read-only open refuses a missing or
+   * foreign one, as get does. The projector then opens it for writing. */
+  if ((ex = cli_open_store(c, false, &st)) != 0)
+    return ex;
+  ctkn_store_close(st);
   if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
   rc = ctkn_projector_open(&p, st, &c->log, c->env, &err);

@@ -5,7 +5,26 @@
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 state=$(realpath -m "${CTKN_KAFKA_STATE:-$here/.state}")
 home=$(realpath -m "${CTKN_KAFKA_HOME:-$here/.cache}")
-lib=$home/lib
+# The Kafka version: CTKN_KAFKA_VERSION, else pom.xml's default (4.1.x).
+# Each version's jars live in their own directory of the shared cache, so
+# brokers of different versions can run side by side.
+default_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")
+version=${CTKN_KAFKA_VERSION:-$default_version}
+if ! [[ $version =~ ^[1-9][0-9]*\.[0-9]+\.[0-9]+$ ]]; then
+  echo "kafka: error: CTKN_KAFKA_VERSION must be like 4.1.2 or 3.9.1 (got $version)" >&2
+  exit 1
+fi
+major=${version%%.*}
+lib=$home/kafka-$version/lib
+# Kafka 4 logs through log4j2, Kafka 3 through log4j 1 (reload4j): each reads
+# its own configuration file.
+if ((major >= 4)); then
+  log_config=(-Dlog4j2.configurationFile="$here/log4j2.properties")
+  tools_log_config=(-Dlog4j2.configurationFile="$here/tools-log4j2.properties")
+else
+  log_config=(-Dlog4j.configuration="file:$here/log4j.properties")
+  tools_log_config=(-Dlog4j.configuration="file:$here/tools-log4j.properties")
+fi
 port=${CTKN_KAFKA_PORT:-9092}
 cport=${CTKN_KAFKA_CONTROLLER_PORT:-$((port + 1))}
 conf=$state/server.properties
@@ -63,17 +82,18 @@ port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 # Succeed if a Kafka broker on 127.0.0.1:$1 answers a Metadata request and
 # lists at least $2 (default 1) live brokers (so it is registered and
-# unfenced, not just listening). The request is Metadata v1 (api key 3),
-# correlation id 7, client id "ctkn", empty topic list; the reply starts with
-# size, correlation id and broker count, 4 bytes each.
+# unfenced, not just listening). The request is Metadata v4 (api key 3; Kafka
+# 4 no longer serves v0-v3, Kafka 3.9 serves v4 too), correlation id 7,
+# client id "ctkn", empty topic list, no auto-creation; the reply starts with
+# size, correlation id, throttle time and broker count, 4 bytes each.
 kafka_ready() {
   local out b
   out=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 &&
-    printf '\x00\x00\x00\x12\x00\x03\x00\x01\x00\x00\x00\x07\x00\x04ctkn\x00\x00\x00\x00' >&3 &&
-    head -c 12 <&3" 2>/dev/null | od -An -tu1 -v) || return 1
+    printf '\x00\x00\x00\x13\x00\x03\x00\x04\x00\x00\x00\x07\x00\x04ctkn\x00\x00\x00\x00\x00' >&3 &&
+    head -c 16 <&3" 2>/dev/null | od -An -tu1 -v) || return 1
   read -r -a b <<<"$out"
-  [[ ${#b[@]} -eq 12 && ${b[4]}${b[5]}${b[6]}${b[7]} == 0007 ]] &&
-    (((b[8] << 24 | b[9] << 16 | b[10] << 8 | b[11]) >= ${2:-1}))
+  [[ ${#b[@]} -eq 16 && ${b[4]}${b[5]}${b[6]}${b[7]} == 0007 ]] &&
+    (((b[12] << 24 | b[13] << 16 | b[14] << 8 | b[15]) >= ${2:-1}))
 }
 
 # Stop the broker, if running: SIGTERM (controlled shutdown), then SIGKILL

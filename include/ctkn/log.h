@@ -269,7 +269,8 @@ int ctkn_consumer_seek(ctkn_consumer *c, const int64_t *offsets, int32_t n,
  * came before an error are returned first, the error by the next poll.
  * Errors: CTKN_EKAFKA (an assigned offset outside the log says so, naming
  * a deleted and re-created topic), CTKN_ENOTFOUND (the topic is gone),
- * CTKN_ENOMEM.
+ * CTKN_ENOMEM; a group member: CTKN_EINTERNAL when librdkafka refused a
+ * rebalance's assignment (not transient: the member reads nothing).
  */
 int ctkn_consumer_poll(ctkn_consumer *c, int timeout_ms,
                        struct ctkn_log_msg *msgs, size_t max, size_t *n,
@@ -329,7 +330,9 @@ int ctkn_lease_open(ctkn_consumer **out, const struct ctkn_log_config *cfg,
 /* Serve the group for up to timeout_ms, then fill owned[0..n) with the
  * partitions held now; *changed tells whether that changed since the
  * last call. Call it often: a member that stops polling loses its lease.
- * Errors: CTKN_EKAFKA, CTKN_ENOTFOUND (the topic is gone). */
+ * A partition counts as held only once its assignment took. Errors:
+ * CTKN_EKAFKA, CTKN_ENOTFOUND (the topic is gone), CTKN_EINTERNAL (librdkafka
+ * refused a rebalance's assignment; not transient). */
 int ctkn_lease_poll(ctkn_consumer *c, int timeout_ms, bool *owned, int32_t n,
                     bool *changed, struct ctkn_err *err);
 /* The group's committed offset of partition (-1 when none) and the

@@ -135,11 +135,35 @@ static void release_returned(struct ctkn__kafka_consumer *c)
   c->next = 0;
 }
 
-void ctkn__kafka_drop_pending(struct ctkn__kafka_consumer *c)
+void ctkn__kafka_drop_pending(struct ctkn__kafka_consumer *c,
+                              const rd_kafka_topic_partition_list_t *revoked)
 {
-  for (size_t i = c->next; i < c->len; i++)
-    rd_kafka_message_destroy(c->batch[i]);
-  c->len = c->next;
+  size_t kept = c->next;
+
+  for (size_t i = c->next; i < c->len; i++) {
+    rd_kafka_message_t *m = c->batch[i];
+    if (revoked == NULL ||
+        rd_kafka_topic_partition_list_find(revoked, c->topic, m->partition))
+      rd_kafka_message_destroy(m);
+    else
+      c->batch[kept++] = m;
+  }
+  c->len = kept;
+}
+
+int ctkn__kafka_assign_failed(struct ctkn__kafka_consumer *c,
+                              struct ctkn_err *err)
+{
+  int rc;
+
+  if (c->assign_err[0] == '\0')
+    return CTKN_OK;
+  /* Not transient: waiting does not mend it, and a member that holds
+   * partitions it cannot read must leave (tail and notify exit). */
+  rc = ctkn__err(err, CTKN_EINTERNAL, "kafka: consumer group: %s",
+                 c->assign_err);
+  c->assign_err[0] = '\0';
+  return rc;
 }
 
 void ctkn__kafka_consumer_close(ctkn_consumer *base)
@@ -336,7 +360,7 @@ int ctkn__kafka_assign(ctkn_consumer *base, const int64_t *offsets, int32_t n,
   for (int32_t i = 0; i < n; i++)
     if (offsets[i] >= 0)
       rd_kafka_topic_partition_list_add(list, c->topic, i)->offset = offsets[i];
-  ctkn__kafka_drop_pending(c);
+  ctkn__kafka_drop_pending(c, NULL);
   e = rd_kafka_assign(c->rk, list);
   rd_kafka_topic_partition_list_destroy(list);
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -518,6 +542,9 @@ int ctkn__kafka_poll(ctkn_consumer *base, int timeout_ms,
   if (max == 0)
     return CTKN_OK;
   if (c->len == 0 && (rc = refill(c, timeout_ms, max, err)) != CTKN_OK)
+    return rc;
+  /* A rebalance inside the refill that could not take its assignment. */
+  if ((rc = ctkn__kafka_assign_failed(c, err)) != CTKN_OK)
     return rc;
   while (c->next < c->len && k < max) {
     rd_kafka_message_t *m = c->batch[c->next];

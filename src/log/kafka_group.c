@@ -10,57 +10,121 @@
 #include "log/kafka_int.h"
 
 /*
- * Group rebalance (eager protocol, librdkafka's default range,roundrobin):
- * take the assignment, placing partitions the group has committed nothing
- * for at the member's start; drop records of revoked partitions that were
- * not handed out yet. Runs inside a poll, on the polling thread.
+ * Apply a rebalance's change to the assignment, as the group's protocol
+ * requires: the whole new assignment under EAGER (classic range,
+ * roundrobin), only the added or revoked partitions under COOPERATIVE
+ * (cooperative-sticky, and KIP-848's group.protocol=consumer), which refuses
+ * rd_kafka_assign(). A refusal is remembered in c->assign_err, for the next
+ * poll to report: the member then holds nothing it could read.
+ */
+static bool cooperative(rd_kafka_t *rk)
+{
+  const char *proto = rd_kafka_rebalance_protocol(rk);
+
+  return proto != NULL && strcmp(proto, "COOPERATIVE") == 0;
+}
+
+static bool rebalance_apply(rd_kafka_t *rk, struct ctkn__kafka_consumer *c,
+                            bool add, rd_kafka_topic_partition_list_t *parts)
+{
+  bool coop = cooperative(rk);
+  char why[160] = "";
+
+  if (coop) {
+    rd_kafka_error_t *e = add ? rd_kafka_incremental_assign(rk, parts)
+                              : rd_kafka_incremental_unassign(rk, parts);
+    if (e != NULL) {
+      snprintf(why, sizeof(why), "%s", rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+    }
+  } else {
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, add ? parts : NULL);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+      snprintf(why, sizeof(why), "%s", rd_kafka_err2str(e));
+  }
+  if (why[0] == '\0')
+    return true;
+  if (c->assign_err[0] == '\0')
+    snprintf(c->assign_err, sizeof(c->assign_err),
+             "%s the partitions of %s (%s protocol): %s",
+             add ? "assigning" : "revoking", c->topic,
+             coop ? "cooperative" : "eager", why);
+  return false;
+}
+
+/* Where a group member with nothing committed starts with --from-time:
+ * the first record at or after the instant; RD_KAFKA_OFFSET_END (-1) when
+ * every record is older. */
+static void start_at_time(rd_kafka_t *rk, struct ctkn__kafka_consumer *c,
+                          rd_kafka_topic_partition_list_t *parts)
+{
+  rd_kafka_topic_partition_list_t *t;
+
+  if (rd_kafka_committed(rk, parts, c->timeout_ms) !=
+      RD_KAFKA_RESP_ERR_NO_ERROR)
+    return;
+  if ((t = rd_kafka_topic_partition_list_copy(parts)) == NULL)
+    return;
+  for (int i = 0; i < t->cnt; i++)
+    t->elems[i].offset = c->start_ts_ms;
+  if (rd_kafka_offsets_for_times(c->qrk, t, c->timeout_ms) ==
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < parts->cnt; i++) {
+      if (parts->elems[i].offset < 0 && t->elems[i].err == 0)
+        parts->elems[i].offset = t->elems[i].offset;
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(t);
+}
+
+/* Mark parts held (or no longer held) by the lease. */
+static void lease_mark(struct ctkn__kafka_consumer *c,
+                       const rd_kafka_topic_partition_list_t *parts, bool held)
+{
+  for (int i = 0; i < parts->cnt; i++) {
+    if (parts->elems[i].partition >= 0 &&
+        parts->elems[i].partition < CTKN__KAFKA_LEASE_MAX)
+      c->owned[parts->elems[i].partition] = held;
+  }
+  c->owned_changed = true;
+}
+
+/*
+ * Group rebalance, under either protocol: take the assignment, placing
+ * partitions the group has committed nothing for at the member's start;
+ * drop records of revoked partitions that were not handed out yet. A lease
+ * records a partition as held only once its assignment took. Runs inside a
+ * poll, on the polling thread.
  */
 void ctkn__kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                               rd_kafka_topic_partition_list_t *parts,
                               void *opaque)
 {
   struct ctkn__kafka_consumer *c = ((struct ctkn__kctx *)opaque)->owner;
+  bool eager = !cooperative(rk);
 
   if (e != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    ctkn__kafka_drop_pending(c);
-    rd_kafka_assign(rk, NULL);
+    ctkn__kafka_drop_pending(c, eager ? NULL : parts);
+    rebalance_apply(rk, c, false, parts);
     if (c->lease) {
-      memset(c->owned, 0, CTKN__KAFKA_LEASE_MAX * sizeof(*c->owned));
-      c->owned_changed = true;
+      /* Eager: everything is revoked, whatever the list says. */
+      if (eager)
+        memset(c->owned, 0, CTKN__KAFKA_LEASE_MAX * sizeof(*c->owned));
+      lease_mark(c, parts, false);
     }
     return;
   }
   if (c->lease) {
     /* Hold the partitions without reading them. */
-    rd_kafka_assign(rk, parts);
+    if (!rebalance_apply(rk, c, true, parts))
+      return;
     rd_kafka_pause_partitions(rk, parts);
-    for (int i = 0; i < parts->cnt; i++) {
-      if (parts->elems[i].partition >= 0 &&
-          parts->elems[i].partition < CTKN__KAFKA_LEASE_MAX)
-        c->owned[parts->elems[i].partition] = true;
-    }
-    c->owned_changed = true;
+    lease_mark(c, parts, true);
     return;
   }
-  if (c->start == CTKN_START_TIME &&
-      rd_kafka_committed(rk, parts, c->timeout_ms) ==
-          RD_KAFKA_RESP_ERR_NO_ERROR) {
-    rd_kafka_topic_partition_list_t *t =
-        rd_kafka_topic_partition_list_copy(parts);
-    for (int i = 0; i < t->cnt; i++)
-      t->elems[i].offset = c->start_ts_ms;
-    if (rd_kafka_offsets_for_times(c->qrk, t, c->timeout_ms) ==
-        RD_KAFKA_RESP_ERR_NO_ERROR) {
-      for (int i = 0; i < parts->cnt; i++) {
-        /* Nothing committed: the first record at or after the instant;
-         * RD_KAFKA_OFFSET_END (-1) when every record is older. */
-        if (parts->elems[i].offset < 0 && t->elems[i].err == 0)
-          parts->elems[i].offset = t->elems[i].offset;
-      }
-    }
-    rd_kafka_topic_partition_list_destroy(t);
-  }
-  rd_kafka_assign(rk, parts);
+  if (c->start == CTKN_START_TIME)
+    start_at_time(rk, c, parts);
+  rebalance_apply(rk, c, true, parts);
 }
 
 int ctkn__kafka_commit(ctkn_consumer *base, const struct ctkn_log_msg *msgs,
@@ -109,6 +173,8 @@ int ctkn__kafka_lease_poll(ctkn_consumer *base, int timeout_ms, bool *owned,
       rc = ctkn__kafka_consumer_error(c, m, err);
     rd_kafka_message_destroy(m);
   }
+  if (rc == CTKN_OK)
+    rc = ctkn__kafka_assign_failed(c, err);
   *changed = c->owned_changed;
   c->owned_changed = false;
   for (int32_t p = 0; p < n; p++)

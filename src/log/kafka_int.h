@@ -136,6 +136,9 @@ struct ctkn__kafka_consumer {
   bool owned_changed;
   enum ctkn_log_start start; /* group: where uncommitted partitions start */
   int64_t start_ts_ms;
+  /* group: why the last rebalance's assignment failed, "" when it did
+   * not; the next poll reports it (kafka_group.c). */
+  char assign_err[512];
 };
 
 int ctkn__kafka_create_topic(const struct ctkn_log_config *cfg, int partitions,
@@ -172,8 +175,13 @@ int ctkn__kafka_consumer_error(struct ctkn__kafka_consumer *c,
                                const rd_kafka_message_t *m,
                                struct ctkn_err *err);
 /* Forget records not handed out yet (after a reassignment they are
- * stale). */
-void ctkn__kafka_drop_pending(struct ctkn__kafka_consumer *c);
+ * stale): those of the revoked partitions, or all when revoked is NULL. */
+void ctkn__kafka_drop_pending(struct ctkn__kafka_consumer *c,
+                              const rd_kafka_topic_partition_list_t *revoked);
+/* The failure of the last rebalance's assignment, if any, as
+ * CTKN_EINTERNAL (cleared); else CTKN_OK. */
+int ctkn__kafka_assign_failed(struct ctkn__kafka_consumer *c,
+                              struct ctkn_err *err);
 
 /* Groups and leases (kafka_group.c). */
 void ctkn__kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,

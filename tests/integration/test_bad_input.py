@@ -104,6 +104,25 @@ def test_environment_is_bound_to_the_projection():
         env.close()
 
 
+def test_status_never_creates_the_projection():
+    """A read never creates --db: status on a missing one says so, as get
+    does, and leaves nothing behind."""
+    import os
+    env = Env(name="status")
+    try:
+        env.ok("create", "--name", "one")
+        missing = env.path("missing")
+        for cmd in (["status"], ["get", GOOD_ID]):
+            r = env.ctkn(*cmd, db=missing)
+            check(r.rc == 3 and "run ctkn project" in r.error["detail"],
+                  f"{cmd}: {r}")
+            check(not os.path.exists(missing), f"{cmd} created {missing}")
+        r = env.ok("status")
+        check(r.json["data"], r)
+    finally:
+        env.close()
+
+
 def test_help_and_version():
     r = run([CTKN, "help"])
     check(r.rc == 0 and "usage: ctkn" in r.out, r)
@@ -115,4 +134,5 @@ if __name__ == "__main__":
     main([test_bad_input_appends_nothing,
           test_invalid_utf8_argument_is_rejected,
           test_environment_is_bound_to_the_projection,
+          test_status_never_creates_the_projection,
           test_help_and_version])

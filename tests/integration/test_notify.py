@@ -20,7 +20,8 @@ import subprocess
 import time
 import uuid
 
-from harness import BROKERS, CTKN, Env, check, main, run
+from harness import (BROKERS, CTKN, KIP848, Env, check, kip848_unsupported,
+                     main, run)
 from receiver import Receiver
 from test_api_sdk import SDK_DIR, npm_ci
 
@@ -1043,14 +1044,29 @@ def test_ssrf_refused_at_connect_time():
 
 
 def test_two_notifiers_share_and_take_over():
+    two_notifiers_share_and_take_over(TAKEOVER)
+
+
+def test_kip848_two_notifiers_share_and_take_over():
+    """The same under KIP-848 (-X group.protocol=consumer): the lease's
+    assignments are incremental, and the session timeout is the broker's
+    (deploy/kafka: 6 s)."""
+    why = kip848_unsupported()
+    if why:
+        print(f"  skipped: {why}")
+        return
+    two_notifiers_share_and_take_over(KIP848)
+
+
+def two_notifiers_share_and_take_over(takeover):
     env = NEnv("nshare")
     rx = Receiver()
     a = b = None
     try:
         env.add_dest(rx.url("/h"), CREATED)
-        a = Notifier(env, "a", *FAST, *TAKEOVER, db=env.path("a-db"))
+        a = Notifier(env, "a", *FAST, *takeover, db=env.path("a-db"))
         wait_until(lambda: a.owned() == {0, 1, 2}, 30, "a holds all")
-        b = Notifier(env, "b", *FAST, *TAKEOVER, db=env.path("b-db"))
+        b = Notifier(env, "b", *FAST, *takeover, db=env.path("b-db"))
         wait_until(lambda: a.owned() and b.owned() and
                    a.owned() | b.owned() == {0, 1, 2} and
                    not a.owned() & b.owned(), 30,
@@ -1113,4 +1129,5 @@ if __name__ == "__main__":
           test_unsafe_destinations_refused_at_creation,
           test_at_most_ten_active_destinations,
           test_ssrf_refused_at_connect_time,
-          test_two_notifiers_share_and_take_over])
+          test_two_notifiers_share_and_take_over,
+          test_kip848_two_notifiers_share_and_take_over])

@@ -23,6 +23,7 @@
 
 #include "ctkn/log.h"
 #include "fake_log.h"
+#include "log/kafka_int.h" /* the rebalance callback, called directly */
 
 #define PARTITIONS  3
 #define API_PRODUCE 0 /* Kafka protocol ApiKey of ProduceRequest */
@@ -929,6 +930,23 @@ static void expect_bounded_failure(ctkn_producer *p, int timeout_ms, int want1,
     assert_contains(err.msg, "Connection refused)");
 }
 
+/* A first record with a short timeout, so that a failure after it is the
+ * test's, not the producer's start: the idempotent start can take longer
+ * than the timeout on a busy machine (measured with librdkafka 2.14.2 under
+ * load; 2.0.2 starts sooner). A timed-out record may still be written, so
+ * it is tried again. */
+static void send_warm(ctkn_producer *p, int32_t *part, int64_t *off)
+{
+  struct ctkn_err err;
+  int rc = CTKN_ETIMEOUT;
+
+  for (int i = 0; i < 20 && rc == CTKN_ETIMEOUT; i++)
+    rc = ctkn_producer_send(p, -1, "k", 1, "v", 1, 1, "client_token.created", 1,
+                            part, off, &err);
+  if (rc != CTKN_OK)
+    fail_msg("send: %s: %s", ctkn_strerror(rc), err.msg);
+}
+
 static void
 test_send_fails_within_the_timeout_when_the_broker_is_down(void **state)
 {
@@ -940,7 +958,7 @@ test_send_fails_within_the_timeout_when_the_broker_is_down(void **state)
 
   f->cfg.timeout_ms = 1000;
   assert_int_equal(ctkn_producer_open(&p, &f->cfg, &err), CTKN_OK);
-  send_one(p, -1, "k", "v", 1, &part, &off); /* connected and working */
+  send_warm(p, &part, &off); /* connected and working */
   /* Stays down for the rest of the run: this test must be the last. */
   rd_kafka_mock_broker_set_down(f->mc, -1);
   expect_bounded_failure(p, 1000, CTKN_ETIMEOUT, CTKN_EKAFKA, "within 1000 ms");
@@ -979,7 +997,7 @@ static void test_retriable_produce_errors_end_in_a_timeout(void **state)
     errs[i] = RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
   f->cfg.timeout_ms = 500;
   assert_int_equal(ctkn_producer_open(&p, &f->cfg, &err), CTKN_OK);
-  send_one(p, -1, "k", "v", 1, &part, &off);
+  send_warm(p, &part, &off);
   rd_kafka_mock_push_request_errors_array(f->mc, API_PRODUCE,
                                           sizeof(errs) / sizeof(errs[0]), errs);
   expect_bounded_failure(p, 500, CTKN_ETIMEOUT, CTKN_EKAFKA, NULL);
@@ -1060,6 +1078,172 @@ static void test_create_topic_without_broker_support_fails_cleanly(void **state)
                    CTKN_EUSAGE);
 }
 
+/* ---- consumer groups under the cooperative protocol ------------------ */
+
+/* librdkafka 2.0.2 has the COOPERATIVE rebalance protocol through the
+ * cooperative-sticky assignor; KIP-848's group.protocol=consumer (newer
+ * librdkafka) is COOPERATIVE too. Both refuse an eager rd_kafka_assign(). */
+static void set_cooperative(struct fx *f)
+{
+  struct ctkn_err err;
+
+  assert_int_equal(
+      ctkn_log_config_set(
+          &f->cfg, "partition.assignment.strategy=cooperative-sticky", &err),
+      CTKN_OK);
+}
+
+/* A group member under COOPERATIVE reads what is on the topic: its
+ * assignment takes (an eager assign would be refused, leaving it reading
+ * nothing and saying nothing). */
+static void test_group_reads_under_the_cooperative_protocol(void **state)
+{
+  struct fx *f = *state;
+  ctkn_producer *p;
+  ctkn_consumer *c;
+  struct ctkn_err err;
+  struct ctkn_log_msg msgs[16];
+  int32_t part;
+  int64_t off;
+  size_t got = 0, n;
+
+  set_cooperative(f);
+  assert_int_equal(ctkn_producer_open(&p, &f->cfg, &err), CTKN_OK);
+  for (int32_t i = 0; i < PARTITIONS; i++)
+    send_one(p, i, "k", "v", 1, &part, &off);
+  ctkn_producer_close(p);
+  assert_int_equal(ctkn_consumer_open_group(&c, &f->cfg, "g-coop",
+                                            CTKN_START_BEGINNING, 0, &err),
+                   CTKN_OK);
+  for (int64_t deadline = now_ms() + 20000;
+       got < PARTITIONS && now_ms() < deadline; got += n) {
+    int rc = ctkn_consumer_poll(c, 200, msgs, 16, &n, &err);
+    if (rc != CTKN_OK)
+      fail_msg("poll: %s: %s", ctkn_strerror(rc), err.msg);
+  }
+  assert_int_equal(got, PARTITIONS);
+  ctkn_consumer_close(c);
+}
+
+/* Poll the lease until it holds every partition (or 20 s passed). */
+static void lease_until_all_held(ctkn_consumer *c)
+{
+  bool owned[PARTITIONS] = {false}, changed, all = false;
+  struct ctkn_err err;
+
+  for (int64_t deadline = now_ms() + 20000; !all && now_ms() < deadline;) {
+    int rc = ctkn_lease_poll(c, 200, owned, PARTITIONS, &changed, &err);
+    if (rc != CTKN_OK)
+      fail_msg("lease poll: %s: %s", ctkn_strerror(rc), err.msg);
+    all = true;
+    for (int i = 0; i < PARTITIONS; i++)
+      all = all && owned[i];
+  }
+  assert_true(all);
+}
+
+static rd_kafka_topic_partition_list_t *parts_of(const char *topic, int from,
+                                                 int to)
+{
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+
+  for (int i = from; i <= to; i++)
+    rd_kafka_topic_partition_list_add(l, topic, i);
+  return l;
+}
+
+/* A lease under COOPERATIVE: revocations and assignments are incremental
+ * and change only the partitions they name; an assignment librdkafka
+ * refuses records no ownership, and the next poll reports it as an error
+ * (notify would otherwise deliver for partitions it does not hold). The
+ * rebalances are driven by calling the callback as librdkafka would. */
+static void test_lease_assign_failure_is_an_error_and_owns_nothing(void **state)
+{
+  struct fx *f = *state;
+  ctkn_consumer *c;
+  struct ctkn_err err;
+  bool owned[PARTITIONS], changed;
+
+  set_cooperative(f);
+  assert_int_equal(ctkn_lease_open(&c, &f->cfg, "g-lease", &err), CTKN_OK);
+  lease_until_all_held(c);
+  struct ctkn__kafka_consumer *kc = (struct ctkn__kafka_consumer *)c;
+  assert_string_equal(rd_kafka_rebalance_protocol(kc->rk), "COOPERATIVE");
+
+  /* Revoke 0 and 1: 2 stays held. */
+  rd_kafka_topic_partition_list_t *l = parts_of(f->cfg.topic, 0, 1);
+  ctkn__kafka_on_rebalance(kc->rk, RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS, l,
+                           &kc->k);
+  rd_kafka_topic_partition_list_destroy(l);
+  assert_int_equal(ctkn_lease_poll(c, 0, owned, PARTITIONS, &changed, &err),
+                   CTKN_OK);
+  assert_false(owned[0] || owned[1]);
+  assert_true(owned[2]);
+
+  /* Assign 0: it takes. */
+  l = parts_of(f->cfg.topic, 0, 0);
+  ctkn__kafka_on_rebalance(kc->rk, RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, l,
+                           &kc->k);
+  rd_kafka_topic_partition_list_destroy(l);
+  assert_int_equal(ctkn_lease_poll(c, 0, owned, PARTITIONS, &changed, &err),
+                   CTKN_OK);
+  assert_true(owned[0] && !owned[1] && owned[2]);
+
+  /* Assign 0 and 1: refused (0 is already assigned), so 1 is not held and
+   * the poll says why. */
+  l = parts_of(f->cfg.topic, 0, 1);
+  ctkn__kafka_on_rebalance(kc->rk, RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, l,
+                           &kc->k);
+  rd_kafka_topic_partition_list_destroy(l);
+  assert_int_equal(ctkn_lease_poll(c, 0, owned, PARTITIONS, &changed, &err),
+                   CTKN_EINTERNAL);
+  assert_contains(err.msg, "assigning the partitions of");
+  assert_contains(err.msg, "cooperative");
+  assert_false(owned[1]);
+  /* Reported once. */
+  assert_int_equal(ctkn_lease_poll(c, 0, owned, PARTITIONS, &changed, &err),
+                   CTKN_OK);
+  ctkn_consumer_close(c);
+}
+
+/* A group member's poll reports a refused assignment instead of reading
+ * nothing, silently. */
+static void test_group_assign_failure_is_an_error(void **state)
+{
+  struct fx *f = *state;
+  ctkn_consumer *c;
+  struct ctkn_err err;
+  struct ctkn_log_msg msgs[4];
+  size_t n;
+
+  set_cooperative(f);
+  assert_int_equal(ctkn_consumer_open_group(&c, &f->cfg, "g-fail",
+                                            CTKN_START_BEGINNING, 0, &err),
+                   CTKN_OK);
+  struct ctkn__kafka_consumer *kc = (struct ctkn__kafka_consumer *)c;
+  /* Wait until the group assigned every partition (reading none: the topic
+   * is empty). */
+  rd_kafka_topic_partition_list_t *a = NULL;
+  for (int64_t deadline = now_ms() + 20000; now_ms() < deadline;) {
+    assert_int_equal(ctkn_consumer_poll(c, 200, msgs, 4, &n, &err), CTKN_OK);
+    if (a != NULL)
+      rd_kafka_topic_partition_list_destroy(a);
+    assert_int_equal(rd_kafka_assignment(kc->rk, &a), 0);
+    if (a->cnt == PARTITIONS)
+      break;
+  }
+  assert_int_equal(a->cnt, PARTITIONS);
+  rd_kafka_topic_partition_list_destroy(a);
+  rd_kafka_topic_partition_list_t *l = parts_of(f->cfg.topic, 0, 0);
+  ctkn__kafka_on_rebalance(kc->rk, RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, l,
+                           &kc->k);
+  rd_kafka_topic_partition_list_destroy(l);
+  assert_int_equal(ctkn_consumer_poll(c, 100, msgs, 4, &n, &err),
+                   CTKN_EINTERNAL);
+  assert_contains(err.msg, "assigning the partitions of");
+  ctkn_consumer_close(c);
+}
+
 /* ---- threads ------------------------------------------------------------- */
 
 #define THREADS    4
@@ -1126,6 +1310,13 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_config_init_has_documented_defaults),
+      cmocka_unit_test_setup_teardown(
+          test_group_reads_under_the_cooperative_protocol, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_lease_assign_failure_is_an_error_and_owns_nothing, setup,
+          teardown),
+      cmocka_unit_test_setup_teardown(test_group_assign_failure_is_an_error,
+                                      setup, teardown),
       cmocka_unit_test(test_config_set_refuses_settings_ctkn_owns),
       cmocka_unit_test(test_config_set_refuses_malformed_settings),
       cmocka_unit_test(test_config_set_refuses_unknown_property_and_bad_value),
