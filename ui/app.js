@@ -239,7 +239,7 @@
 
   /* ---- views: tokens ------------------------------------------------ */
 
-  const tokenState = { status: 'active', after: null, prev: [], filter: '' };
+  const tokenState = { status: 'active', perPage: '50', after: null, prev: [], filter: '' };
 
   async function revoke(token, after) {
     const ok = await confirmDialog('Revoke token',
@@ -306,7 +306,8 @@
     let page = [];
     const draw = () => put(body, ...tokenRows(page, load));
     async function load() {
-      let q = '/client-tokens?per_page=50&order_by=id%5BDESC%5D&status=' + encodeURIComponent(tokenState.status);
+      let q = '/client-tokens?per_page=' + encodeURIComponent(tokenState.perPage) +
+        '&order_by=id%5BDESC%5D&status=' + encodeURIComponent(tokenState.status);
       if (tokenState.after) q += '&after=' + encodeURIComponent(tokenState.after);
       const r = await guard(() => api('GET', q));
       if (!r) return;
@@ -326,15 +327,23 @@
       },
     }, [['active', 'Active'], ['revoked', 'Revoked'], ['active,revoked', 'All']].map(([v, l]) =>
       el('option', { value: v, selected: v === tokenState.status }, l)));
+    const perPage = el('select', {
+      id: 'per-page', onchange: () => {
+        tokenState.perPage = perPage.value; tokenState.after = null; tokenState.prev = []; load();
+      },
+    }, ['10', '50', '200'].map((v) => el('option', { value: v, selected: v === tokenState.perPage }, v)));
     const filter = el('input', {
       id: 'name-filter', type: 'search', value: tokenState.filter,
+      // input as one types; change for a value set without input events
       oninput: () => { tokenState.filter = filter.value; draw(); },
+      onchange: () => { if (filter.value !== tokenState.filter) { tokenState.filter = filter.value; draw(); } },
     });
     put(view,
       el('h1', {}, 'Client-side tokens'),
       perms.tokenWrite ? createTokenForm(load) : el('p', { class: 'muted' }, 'This key cannot create, rename or revoke tokens (no client_token.write).'),
       el('div', { class: 'toolbar' },
         el('div', {}, el('label', { for: 'status-filter' }, 'Status'), status),
+        el('div', {}, el('label', { for: 'per-page' }, 'Per page'), perPage),
         el('div', {}, el('label', { for: 'name-filter' }, 'Filter this page by name'), filter)),
       el('div', { class: 'table-wrap' }, el('table', { class: 'cards', id: 'tokens' },
         el('thead', {}, el('tr', {}, ['Name', 'ID', 'Status', 'Created', ''].map((h) => el('th', {}, h)))),
@@ -542,6 +551,8 @@
   document.addEventListener('DOMContentLoaded', () => {
     $('signin-form').addEventListener('submit', signIn);
     $('signout').addEventListener('click', signOut);
+    // Enter in the rename dialog saves (its default button); Cancel closes.
+    $('rename-cancel').addEventListener('click', () => $('rename').close('cancel'));
     window.addEventListener('hashchange', () => { hideError(); render(); $('main').focus(); });
     render();
   });

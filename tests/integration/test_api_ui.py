@@ -237,6 +237,42 @@ def flow_tokens(b, srv, shots, hostile):
     return tid
 
 
+def page_ids(b):
+    return b.run("return [...document.querySelectorAll("
+                 "'#tokens-body tr[data-id]')].map(r => r.dataset.id)")
+
+
+def flow_pages(b, srv):
+    """Paddle's after cursor, page by page, as the API pages."""
+    for i in range(10):
+        r = srv.request("POST", "/client-tokens", {"name": f"bulk {i}"},
+                        key="admin")
+        check(r.status == 201, r)
+    b.clear(b.wait("#name-filter"))
+    b.select(b.wait("#per-page"), "10")
+    api1 = srv.request("GET", "/client-tokens?per_page=10"
+                       "&status=active,revoked", key="admin").json
+    after = api1["data"][-1]["id"]
+    api2 = srv.request("GET", "/client-tokens?per_page=10"
+                       f"&status=active,revoked&after={after}",
+                       key="admin").json
+    want1 = [t["id"] for t in api1["data"]]
+    want2 = [t["id"] for t in api2["data"]]
+    check(len(want1) == 10 and len(want2) == 2, (want1, want2))
+    b.wait_for(lambda: page_ids(b) == want1, "the first page")
+    check(b.run("return document.getElementById('prev-page').disabled"),
+          "previous enabled on the first page")
+    b.click(b.wait("#next-page"))
+    b.wait_for(lambda: page_ids(b) == want2, "the second page")
+    check(b.run("return document.getElementById('next-page').disabled"),
+          "next enabled on the last page")
+    b.click(b.wait("#prev-page"))
+    b.wait_for(lambda: page_ids(b) == want1, "the first page again")
+    b.select(b.wait("#per-page"), "50")
+    b.wait_for(lambda: len(page_ids(b)) == 12, "all on one page")
+    b.type(b.wait("#name-filter"), "ui-made")
+
+
 def flow_history_revoke(b, srv, shots, tid):
     # Open its history.
     b.click(b.wait(f'tr[data-id="{tid}"] a.open'))
@@ -246,6 +282,19 @@ def flow_history_revoke(b, srv, shots, tid):
                   ".map(l => l.dataset.eventType)")
     check(types == ["client_token.created"], types)
     check(b.text(b.wait("#detail-name")) == "ui-made <i>one</i>", "name")
+    check_csp_enforced(b)
+
+    # Rename: the dialog opens on the name; Enter saves.
+    b.click(b.wait("#detail-rename"))
+    b.wait_for(lambda: b.focused() == "rename-name", "focus on the name")
+    b.clear(b.wait("#rename-name"))
+    b.type(b.wait("#rename-name"), "ui-made renamed")
+    b.keys("enter")
+    b.wait("#timeline li", count=2)
+    check(b.text(b.wait("#detail-name")) == "ui-made renamed", "renamed")
+    r = srv.request("GET", f"/client-tokens/{tid}", key="admin")
+    check(r.json["data"]["name"] == "ui-made renamed" and
+          r.json["data"]["description"] == "made in the browser", r)
 
     # Revoke, with the keyboard: the dialog opens on Cancel; Escape backs
     # out, then Tab to Revoke and Enter confirms.
@@ -263,10 +312,11 @@ def flow_history_revoke(b, srv, shots, tid):
     b.keys("tab")
     check(b.focused() == "confirm-ok", b.focused())
     b.keys("enter")
-    b.wait("#timeline li", count=2)
+    b.wait("#timeline li", count=3)
     types = b.run("return [...document.querySelectorAll('#timeline li')]"
                   ".map(l => l.dataset.eventType)")
-    check(types == ["client_token.created", "client_token.revoked"], types)
+    check(types == ["client_token.created", "client_token.updated",
+                    "client_token.revoked"], types)
     check(b.text(b.wait("#detail-status")) == "revoked", "status shown")
     check(not b.find_all("#detail-revoke"), "revoke offered again")
     b.screenshot(os.path.join(shots, "history.png"))
@@ -274,6 +324,22 @@ def flow_history_revoke(b, srv, shots, tid):
     r = srv.request("GET", f"/client-tokens/{tid}", key="admin")
     check(r.status == 200 and r.json["data"]["status"] == "revoked" and
           r.json["data"]["revoked_at"], r)
+
+
+def check_csp_enforced(b):
+    """The browser applies the policy: another origin is refused, and an
+    inline script does not run."""
+    got = b.run_async(
+        "const done = arguments[arguments.length - 1];"
+        "document.addEventListener('securitypolicyviolation',"
+        " e => done(e.effectiveDirective), {once: true});"
+        "fetch('http://127.0.0.2:9/steal').catch(() => {});")
+    check(got == "connect-src", f"fetch elsewhere: {got}")
+    ran = b.run("const s = document.createElement('script');"
+                "s.textContent = 'window.__inline = 1';"
+                "document.head.append(s); s.remove();"
+                "return window.__inline === 1;")
+    check(ran is False, "an inline script ran")
 
 
 def flow_hostile_history(b, srv, hostile):
@@ -385,6 +451,13 @@ def flow_read_only(b, srv):
     b.wait("#key")
     check(b.run("return sessionStorage.getItem('ctkn.apiKey')") is None,
           "sign-out left the key")
+    # An unknown key: Paddle's error, and nothing kept.
+    b.type(b.wait("#key"), "ctkn_apikey_" + "A" * 43 + "\ue007")
+    b.wait("#error-rid")
+    check("invalid_token" in b.text(b.wait("#error-detail")), "bad key")
+    check(b.run("return sessionStorage.getItem('ctkn.apiKey')") is None,
+          "an unknown key was kept")
+    check(b.find_all("#nav[hidden]"), "signed in with an unknown key")
     sign_in(b, srv, "reader")
     perms = b.text(b.wait("#perms"))
     check("client_token.read" in perms and "write" not in perms, perms)
@@ -421,6 +494,7 @@ def test_browser():
         check_ui_headers(r)
         sign_in(b, srv, "admin")
         tid = flow_tokens(b, srv, shots, hostile)
+        flow_pages(b, srv)
         flow_history_revoke(b, srv, shots, tid)
         flow_hostile_history(b, srv, hostile)
         flow_destinations(b, srv, shots, hostile_dest)
@@ -433,6 +507,14 @@ def test_browser():
                         {"status": "revoked"}, key="reader")
         check(r.status == 403 and r.json["error"]["code"] == "forbidden", r)
         no_injection(b, "the end")
+    except Exception:
+        if b is not None:  # what the page showed when it failed
+            try:
+                b.screenshot(os.path.join(shots_dir(env), "failure.png"))
+                print("page text:", b.run("return document.body.innerText"))
+            except Exception as e:  # the browser may be gone
+                print("no failure screenshot:", e)
+        raise
     finally:
         if b is not None:
             b.quit()

@@ -101,6 +101,11 @@ class Browser:
         return self.cmd("POST", "/execute/sync",
                         {"script": script, "args": list(args)})
 
+    def run_async(self, script, *args):
+        """script calls arguments[arguments.length - 1] with its result."""
+        return self.cmd("POST", "/execute/async",
+                        {"script": script, "args": list(args)})
+
     def size(self, width, height):
         self.cmd("POST", "/window/rect", {"width": width, "height": height})
 
