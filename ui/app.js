@@ -485,7 +485,8 @@
   function viewDeliveries(view) {
     put(view, el('h1', {}, 'Deliveries'),
       el('p', {}, 'Not available here yet: ctkn serves no notification (delivery) routes over HTTP. ',
-        'Use the CLI: ', el('code', {}, 'ctkn notify'), ' and its replay commands (see the README\'s Webhooks section).'));
+        'Use the CLI: ', el('code', {}, 'ctkn notification list'), ', ', el('code', {}, 'ctkn notification logs ID'),
+        ' and ', el('code', {}, 'ctkn notification replay ID'), ' (README, Webhooks).'));
   }
 
   function healthTable(d) {

@@ -380,6 +380,16 @@ def flow_destinations(b, srv, shots, hostile_dest):
     b.wait("#dest-secret .secret-value")
     secret = b.text(b.wait("#dest-secret .secret-value"))
     check(b.find_all("#dest-secret button.copy"), "no copy button")
+    copy = b.wait("#dest-secret button.copy")
+    b.click(copy)
+    # Headless chromium may refuse the clipboard: the secret is then
+    # selected for Ctrl+C instead.
+    b.wait_for(lambda: b.text(copy) in ("Copied", "Selected: press Ctrl+C"),
+               "the copy button to answer")
+    print("copy button:", b.text(copy), flush=True)
+    if b.text(copy) != "Copied":
+        check(b.run("return getSelection().toString()") == secret,
+              "the secret is not selected")
     lst = srv.request("GET", "/notification-settings", key="admin").json
     mine = [d for d in lst["data"] if d["description"] == "ui-dest"]
     check(len(mine) == 1 and mine[0]["endpoint_secret_key"] == secret, lst)
