@@ -386,8 +386,8 @@ void ctkn__api_ui(struct server *s, struct req *r);
 /* A token write's command, once authenticated. false when r was
  * answered (out of memory, a bad ID). */
 bool ctkn__api_tokens_begin(struct server *s, struct req *r);
-/* GET /client-tokens[/{id}[/history]|/verify], from this replica's projection.
- */
+/* GET /client-tokens[/{id}[/history]|/verify], from this replica's
+ * projection. */
 void ctkn__api_tokens_read(struct server *s, struct req *r);
 /* POST and PATCH: parse and check, then queue for the command thread. */
 void ctkn__api_tokens_write(struct server *s, struct req *r);
