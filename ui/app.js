@@ -81,6 +81,7 @@
       this.code = e.code || '';
       this.errors = Array.isArray(e.errors) ? e.errors : [];
       this.rid = rid || (json && json.meta && json.meta.request_id) || '';
+      this.retryAfter = 0;
     }
   }
 
@@ -103,8 +104,11 @@
     if (res.status !== 204) {
       try { json = await res.json(); } catch (e) { json = null; }
     }
-    if (!res.ok && !(res.status === 503 && path === '/healthz'))
-      throw new ApiError(res.status, json, rid);
+    if (!res.ok && !(res.status === 503 && path === '/healthz')) {
+      const e = new ApiError(res.status, json, rid);
+      e.retryAfter = parseInt(res.headers.get('Retry-After') || '0', 10) || 0;
+      throw e;
+    }
     return { status: res.status, json, rid };
   }
 
@@ -193,14 +197,22 @@
    * (the ID) with it, and changes nothing.
    */
   async function can(method, path, body) {
-    try {
-      await api(method, path, body);
-      return true;
-    } catch (e) {
-      // Any answer but 403 means the key and its permission passed.
-      if (e.status === 403 && e.code === 'forbidden') return false;
-      if (e.status === 0 || e.status === 403) throw e; // no server, a bad key
-      return true;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await api(method, path, body);
+        return true;
+      } catch (e) {
+        // The rate limit is checked before the permission: a 429 tells
+        // nothing, so wait as told (a few times) and ask again.
+        if (e.status === 429 && attempt < 5) {
+          await new Promise((ok) => setTimeout(ok, Math.min(e.retryAfter || 1, 5) * 1000));
+          continue;
+        }
+        // Any other answer but 403 means the key and its permission passed.
+        if (e.status === 403 && e.code === 'forbidden') return false;
+        if (e.status === 0 || e.status === 403 || e.status === 429) throw e;
+        return true;
+      }
     }
   }
 

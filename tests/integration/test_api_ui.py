@@ -532,5 +532,35 @@ def test_browser():
         env.close()
 
 
+def test_browser_rate_limited():
+    """Under --rate-limit 1 the sign-in's probes meet 429s, which say
+    nothing of a permission (the limit is checked first): a read-only
+    key must still be offered no write."""
+    check(webdriver.available(), "no chromium: run scripts/install-deps")
+    env = Env(name="uirate", partitions=1)
+    srv = Server(env, keys=KEYS, args=("--rate-limit", "1"))
+    b = None
+    try:
+        b = webdriver.Browser(free_port(), env.path("chromedriver.log"))
+        b.get(srv.url + "/ui/")
+        b.wait("#key")
+        b.type(b.wait("#key"), srv.keys["reader"] + "\ue007")
+        b.wait_for(lambda: b.text(b.wait("#perms")) != "", "the key's "
+                   "permissions", timeout=40)
+        perms = b.text(b.wait("#perms"))
+        check(perms == "Key: client_token.read", perms)
+        b.wait_for(lambda: b.find_all("#tokens-body tr") or
+                   b.find_all("#error-detail"), "the list or an error")
+        check(not b.find_all("#create-form") and
+              not b.find_all("button.revoke"), "write offered under 429s")
+        check('"status":429' in srv.output(), "no 429 was met")
+    finally:
+        if b is not None:
+            b.quit()
+        srv.stop()
+        env.close()
+
+
 if __name__ == "__main__":
-    main([test_files_and_headers, test_history_route, test_browser])
+    main([test_files_and_headers, test_history_route, test_browser,
+          test_browser_rate_limited])
