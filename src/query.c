@@ -284,8 +284,12 @@ int ctkn_query_verify(ctkn_store *st, const char *token, const char *request_id,
   return CTKN_OK;
 }
 
+/* One walk of a token's history: each event as a JSON line to out, or
+ * (out NULL) as an element of buf's array. */
 struct history_ctx {
   FILE *out;
+  struct ctkn__buf *buf;
+  size_t n; /* events written */
   struct ctkn_event ev;
   struct ctkn_err *err;
 };
@@ -295,7 +299,7 @@ static int history_line(void *arg, uint64_t version, int32_t partition,
 {
   struct history_ctx *h = arg;
   char *line;
-  int rc;
+  int rc = CTKN_OK;
 
   (void)version;
   if ((rc = ctkn_event_decode(value, len, &h->ev, h->err)) != CTKN_OK)
@@ -304,31 +308,78 @@ static int history_line(void *arg, uint64_t version, int32_t partition,
                      partition, offset);
   if ((line = ctkn_json_event(&h->ev)) == NULL)
     return oom(h->err);
-  fprintf(h->out, "%s\n", line);
+  if (h->out != NULL)
+    fprintf(h->out, "%s\n", line);
+  else if ((h->n > 0 && ctkn__buf_puts(h->buf, ",") != CTKN_OK) ||
+           ctkn__buf_puts(h->buf, line) != CTKN_OK)
+    rc = oom(h->err);
+  h->n++;
   free(line);
-  return CTKN_OK;
+  return rc;
+}
+
+/* Walk id's history into h; with check, a paused partition fails it
+ * closed (CTKN_ESTALE), as a get does. */
+static int history_walk(ctkn_store *st, const char *id, struct history_ctx *h,
+                        bool check, struct ctkn_err *err)
+{
+  ctkn_store_txn *txn;
+  int rc;
+
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
+    if (!check || (rc = fail_closed(txn, NULL, 0, err)) == CTKN_OK)
+      rc = ctkn_store_history(txn, id, history_line, h, err);
+    ctkn_store_abort(txn);
+  }
+  if (rc == CTKN_ENOTFOUND)
+    rc =
+        ctkn__err(err, CTKN_ENOTFOUND, "client-side token %.40s not found", id);
+  return rc;
 }
 
 int ctkn_query_history(ctkn_store *st, const char *id, FILE *out,
                        struct ctkn_err *err)
 {
-  struct history_ctx *h = malloc(sizeof(*h));
-  ctkn_store_txn *txn;
+  struct history_ctx *h = calloc(1, sizeof(*h));
   int rc;
 
   if (h == NULL)
     return oom(err);
   h->out = out;
   h->err = err;
-  if ((rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
-    rc = ctkn_store_history(txn, id, history_line, h, err);
-    ctkn_store_abort(txn);
-  }
-  if (rc == CTKN_ENOTFOUND)
-    rc =
-        ctkn__err(err, CTKN_ENOTFOUND, "client-side token %.40s not found", id);
+  rc = history_walk(st, id, h, false, err);
   free(h);
   return rc;
+}
+
+int ctkn_query_history_json(ctkn_store *st, const char *id,
+                            const char *request_id, char **json,
+                            struct ctkn_err *err)
+{
+  struct ctkn__buf b = CTKN__BUF_INIT;
+  struct history_ctx *h = calloc(1, sizeof(*h));
+  int rc = CTKN_OK;
+
+  *json = NULL;
+  if (h == NULL || ctkn__buf_puts(&b, "{\"data\":[") != CTKN_OK)
+    rc = oom(err);
+  if (rc == CTKN_OK) {
+    h->buf = &b;
+    h->err = err;
+    rc = history_walk(st, id, h, true, err);
+  }
+  if (rc == CTKN_OK &&
+      (ctkn__buf_puts(&b, "],\"meta\":{\"request_id\":") != CTKN_OK ||
+       ctkn__buf_json_str(&b, request_id, strlen(request_id)) != CTKN_OK ||
+       ctkn__buf_puts(&b, "}}") != CTKN_OK))
+    rc = oom(err);
+  free(h);
+  if (rc != CTKN_OK) {
+    ctkn__buf_free(&b);
+    return rc;
+  }
+  *json = b.data;
+  return CTKN_OK;
 }
 
 /* The stored offsets, as two arrays in the one growable buffer each. */

@@ -91,6 +91,14 @@ int ctkn_query_verify(ctkn_store *st, const char *token, const char *request_id,
 int ctkn_query_history(ctkn_store *st, const char *id, FILE *out,
                        struct ctkn_err *err);
 
+/* The same events as one answer: {"data": [events, oldest first],
+ * "meta": {"request_id"}} (GET /client-tokens/{id}/history). A paused
+ * partition fails it closed, as ctkn_query_get(). Caller owns *json;
+ * release with free(). Errors: ctkn_query_history()'s, CTKN_ESTALE. */
+int ctkn_query_history_json(ctkn_store *st, const char *id,
+                            const char *request_id, char **json,
+                            struct ctkn_err *err);
+
 /* {"data": {"sha256", "tokens", "offsets": [{"partition", "offset"}]}}
  * Errors: CTKN_ESTORE, CTKN_ENOMEM. */
 int ctkn_query_digest(ctkn_store *st, char **json, struct ctkn_err *err);

@@ -14,6 +14,8 @@
  *   dest_routes.c /notification-settings, and the settings thread;
  *   auth.c        API keys, permissions, the rate limit, key reload;
  *   health.c      /healthz, /metrics and the request metrics;
+ *   ui.c          /ui/: the dashboard's embedded files (src/ui/), with
+ *                 the security headers a page that holds a key needs;
  *   server.c      configuration, run and stop, the follower, and the
  *                 reads that wait for it (X-Ctkn-Min-Position).
  *
@@ -72,6 +74,8 @@ enum route {
   R_DEST_GET,    /* GET /notification-settings/{id} */
   R_DEST_UPDATE, /* PATCH /notification-settings/{id} */
   R_DEST_DELETE, /* DELETE /notification-settings/{id} */
+  R_HISTORY,     /* GET /client-tokens/{id}/history */
+  R_UI,          /* GET /ui, /ui/, /ui/{file}: the dashboard */
   R_OTHER,
   R_COUNT /* also: a known path, a method it does not take (405) */
 };
@@ -222,7 +226,12 @@ struct req {
   const char *ctype; /* Content-Type; NULL: application/json */
   char position[48]; /* X-Ctkn-Position, "" for none */
   const char *allow; /* Allow, for a 405 */
-  int retry_after;   /* Retry-After in seconds, 0 for none */
+  /* A static body instead of resp (not freed; sent as it is), and more
+   * headers: name, value, ..., NULL (static too). */
+  const unsigned char *body_static;
+  size_t body_static_len;
+  const char *const *headers;
+  int retry_after; /* Retry-After in seconds, 0 for none */
 };
 
 static inline int64_t ctkn__api_mono_us(void)
@@ -364,12 +373,21 @@ void ctkn__api_healthz(struct server *s, struct req *r);
 bool ctkn__api_untrusted(struct server *s, char *why, size_t n);
 void ctkn__api_metrics(struct server *s, struct req *r);
 
+/* ---- ui.c ------------------------------------------------------------- */
+
+/* The headers of every /ui/ answer: name, value, ..., NULL. */
+extern const char *const ctkn__api_ui_headers[];
+/* GET /ui/{file}: the embedded file r->id names ("" for index.html),
+ * with ctkn__api_ui_headers; 404 for none. */
+void ctkn__api_ui(struct server *s, struct req *r);
+
 /* ---- tokens.c --------------------------------------------------------- */
 
 /* A token write's command, once authenticated. false when r was
  * answered (out of memory, a bad ID). */
 bool ctkn__api_tokens_begin(struct server *s, struct req *r);
-/* GET /client-tokens[/{id}|/verify], from this replica's projection. */
+/* GET /client-tokens[/{id}[/history]|/verify], from this replica's
+ * projection. */
 void ctkn__api_tokens_read(struct server *s, struct req *r);
 /* POST and PATCH: parse and check, then queue for the command thread. */
 void ctkn__api_tokens_write(struct server *s, struct req *r);

@@ -16,12 +16,24 @@
 #include "api/api_int.h"
 #include "ctkn/codec.h"
 
+/* By route, so the names cannot drift from the enum's order. */
 static const char *const route_names[R_COUNT] = {
-    "create",       "update",          "get",
-    "list",         "verify",          "healthz",
-    "metrics",      "settings_create", "settings_list",
-    "settings_get", "settings_update", "settings_delete",
-    "other"};
+    [R_CREATE] = "create",
+    [R_UPDATE] = "update",
+    [R_GET] = "get",
+    [R_LIST] = "list",
+    [R_VERIFY] = "verify",
+    [R_HEALTHZ] = "healthz",
+    [R_METRICS] = "metrics",
+    [R_DEST_CREATE] = "settings_create",
+    [R_DEST_LIST] = "settings_list",
+    [R_DEST_GET] = "settings_get",
+    [R_DEST_UPDATE] = "settings_update",
+    [R_DEST_DELETE] = "settings_delete",
+    [R_HISTORY] = "history",
+    [R_UI] = "ui",
+    [R_OTHER] = "other",
+};
 
 static const int statuses[] = {200, 201, 204, 400, 403, 404,
                                405, 409, 413, 429, 500, 503};

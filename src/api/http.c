@@ -227,6 +227,9 @@ static enum MHD_Result send_answer(struct req *r)
   if (r->status == MHD_HTTP_NO_CONTENT) {
     resp =
         MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  } else if (r->body_static != NULL) {
+    resp = MHD_create_response_from_buffer(
+        r->body_static_len, (void *)r->body_static, MHD_RESPMEM_PERSISTENT);
   } else if (r->resp != NULL) {
     resp = MHD_create_response_from_buffer(strlen(r->resp), r->resp,
                                            MHD_RESPMEM_MUST_FREE);
@@ -256,6 +259,8 @@ static enum MHD_Result send_answer(struct req *r)
   }
   if (r->close)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+  for (const char *const *h = r->headers; h != NULL && h[0] != NULL; h += 2)
+    MHD_add_response_header(resp, h[0], h[1]);
   ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
   MHD_destroy_response(resp);
   return ret;

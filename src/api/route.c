@@ -183,7 +183,7 @@ void ctkn__api_answer_query(struct req *r, int rc, char *json,
 
 bool ctkn__api_answered(const struct req *r)
 {
-  return r->resp != NULL || r->status == 204;
+  return r->resp != NULL || r->status == 204 || r->body_static != NULL;
 }
 
 /* ---- query parameters ------------------------------------------------- */
@@ -304,9 +304,20 @@ static enum route classify_tokens(const char *url, const char *method, char *id,
       return R_LIST;
     return strcmp(method, "POST") == 0 ? R_CREATE : R_COUNT;
   }
-  if (*url != '/' || strchr(url + 1, '/') != NULL)
+  if (*url != '/')
     return R_OTHER;
   url++;
+  const char *slash = strchr(url, '/');
+  if (slash != NULL) {
+    /* {id}/history, the only route two segments deep */
+    if (strcmp(slash, "/history") != 0 || slash == url ||
+        slash - url >= CTKN__API_ID_BUF)
+      return R_OTHER;
+    memcpy(id, url, (size_t)(slash - url));
+    id[slash - url] = '\0';
+    *allow = "GET, HEAD";
+    return get ? R_HISTORY : R_COUNT;
+  }
   if (strcmp(url, "verify") == 0) {
     *allow = "GET, HEAD";
     return get ? R_VERIFY : R_COUNT;
@@ -316,6 +327,22 @@ static enum route classify_tokens(const char *url, const char *method, char *id,
   if (get)
     return R_GET;
   return strcmp(method, "PATCH") == 0 ? R_UPDATE : R_COUNT;
+}
+
+/* /ui, /ui/ and /ui/{file}: one segment at most, its name in id ("" for
+ * the page itself). */
+static enum route classify_ui(const char *url, const char *method, char *id,
+                              const char **allow)
+{
+  const char *name = url[3] == '\0' ? "" : url + 4;
+
+  if (strchr(name, '/') != NULL || strlen(name) >= CTKN__API_ID_BUF)
+    return R_OTHER;
+  *allow = "GET, HEAD";
+  if (!is_get(method))
+    return R_COUNT;
+  strcpy(id, name);
+  return R_UI;
 }
 
 /* What the path names (R_OTHER: nothing; R_COUNT: not with this method),
@@ -333,6 +360,8 @@ static enum route classify(const char *url, const char *method, char *id,
       return R_COUNT;
     return url[1] == 'h' ? R_HEALTHZ : R_METRICS;
   }
+  if (strcmp(url, "/ui") == 0 || strncmp(url, "/ui/", 4) == 0)
+    return classify_ui(url, method, id, allow);
   if (strncmp(url, dest, sizeof(dest) - 1) == 0)
     return classify_dest(url + sizeof(dest) - 1, method, id, allow);
   if (strncmp(url, base, sizeof(base) - 1) != 0)
@@ -468,6 +497,7 @@ void ctkn__api_dispatch(struct server *s, struct req *r)
   case R_GET:
   case R_LIST:
   case R_VERIFY:
+  case R_HISTORY:
     if (!ctkn__api_position_wait(s, r))
       ctkn__api_tokens_read(s, r);
     return;
@@ -485,6 +515,9 @@ void ctkn__api_dispatch(struct server *s, struct req *r)
     return;
   case R_METRICS:
     ctkn__api_metrics(s, r);
+    return;
+  case R_UI:
+    ctkn__api_ui(s, r);
     return;
   default:
     ctkn__api_answer_code(r, CTKN_EINTERNAL, "unrouted request");

@@ -105,6 +105,24 @@ static void route_get(struct server *s, struct req *r)
   ctkn__api_answer_query(r, rc, json, &err);
 }
 
+static void route_history(struct server *s, struct req *r)
+{
+  static const char *const none[] = {NULL};
+  struct ctkn_err err = {0};
+  char *json = NULL;
+  int rc;
+
+  if (!ctkn__api_query_ok(r, none, NULL))
+    return;
+  if (!ctkn_id_valid("ctkn_", r->id)) {
+    ctkn__api_answer_field(r, "client_token_id",
+                           "must match ^ctkn_[a-z0-9]{26}$");
+    return;
+  }
+  rc = ctkn_query_history_json(s->st, r->id, r->rid, &json, &err);
+  ctkn__api_answer_query(r, rc, json, &err);
+}
+
 void ctkn__api_tokens_read(struct server *s, struct req *r)
 {
   char why[256];
@@ -118,6 +136,8 @@ void ctkn__api_tokens_read(struct server *s, struct req *r)
   }
   if (r->route == R_GET)
     route_get(s, r);
+  else if (r->route == R_HISTORY)
+    route_history(s, r);
   else if (r->route == R_LIST)
     route_list(s, r);
   else

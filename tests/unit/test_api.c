@@ -570,6 +570,133 @@ static void test_get_refuses_unknown_ids_bad_ids_and_parameters(void **state)
                "unknown or repeated query parameter (allowed: none)");
 }
 
+/* ---- client tokens: history -------------------------------------------- */
+
+static void test_history_answers_the_events_oldest_first(void **state)
+{
+  struct fx *f = *state;
+  char target[96], *want = NULL;
+  struct req *r;
+
+  snprintf(target, sizeof(target), "/client-tokens/%s/history", f->id[1]);
+  r = call(f, "GET", target, NULL, "Authorization", auth_reader, NULL);
+  assert_int_equal(r->status, 200);
+  assert_int_equal(r->route, R_HISTORY);
+  assert_string_equal(r->id, f->id[1]);
+  assert_int_equal(
+      ctkn_query_history_json(f->st, f->id[1], r->rid, &want, NULL), 0);
+  assert_string_equal(r->resp, want);
+  free(want);
+  json_t *j = answer(r), *data = json_object_get(j, "data");
+  assert_int_equal(json_array_size(data), 2);
+  assert_string_equal(jstr(json_array_get(data, 0), "event_type"),
+                      "client_token.created");
+  assert_string_equal(jstr(json_array_get(data, 1), "event_type"),
+                      "client_token.revoked");
+  assert_string_equal(jstr(json_object_get(j, "meta"), "request_id"), r->rid);
+  json_decref(j);
+  done(f, r);
+
+  check_detail(f,
+               call(f, "GET",
+                    "/client-tokens/ctkn_01h04vsbhqbpsdbkn6g5ya2r2k/history",
+                    NULL, "Authorization", auth_reader, NULL),
+               404, "not_found", NULL,
+               "client-side token ctkn_01h04vsbhqbpsdbkn6g5ya2r2k not found");
+  check_detail(f,
+               call(f, "GET", "/client-tokens/ctkn_NOPE/history", NULL,
+                    "Authorization", auth_reader, NULL),
+               400, "invalid_field", "client_token_id",
+               "must match ^ctkn_[a-z0-9]{26}$");
+  snprintf(target, sizeof(target), "/client-tokens/%s/history?x=1", f->id[1]);
+  check_detail(f,
+               call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),
+               400, "invalid_field", "x",
+               "unknown or repeated query parameter (allowed: none)");
+  snprintf(target, sizeof(target), "/client-tokens/%s/history", f->id[1]);
+  check_error(f, call(f, "GET", target, NULL, NULL), 403,
+              "authentication_missing", NULL);
+  r = call(f, "PATCH", target, NULL, "Authorization", auth_reader, NULL);
+  assert_string_equal(r->allow, "GET, HEAD");
+  check_error(f, r, 405, "method_not_allowed", NULL);
+  snprintf(target, sizeof(target), "/client-tokens/%s/historyx", f->id[1]);
+  check_error(f, call(f, "GET", target, NULL, NULL), 404, "not_found", NULL);
+  check_error(f, call(f, "GET", "/client-tokens//history", NULL, NULL), 404,
+              "not_found", NULL);
+}
+
+/* ---- the dashboard ------------------------------------------------------ */
+
+/* The value of header name among r's extra headers, or NULL. */
+static const char *extra_header(const struct req *r, const char *name)
+{
+  for (const char *const *h = r->headers; h != NULL && h[0] != NULL; h += 2)
+    if (strcmp(h[0], name) == 0)
+      return h[1];
+  return NULL;
+}
+
+static void check_ui_headers(const struct req *r)
+{
+  const char *csp = extra_header(r, "Content-Security-Policy");
+
+  assert_non_null(csp);
+  assert_non_null(strstr(csp, "script-src 'self'"));
+  assert_non_null(strstr(csp, "connect-src 'self'"));
+  assert_non_null(strstr(csp, "frame-ancestors 'none'"));
+  assert_null(strstr(csp, "unsafe"));
+  assert_string_equal(extra_header(r, "X-Frame-Options"), "DENY");
+  assert_string_equal(extra_header(r, "Referrer-Policy"), "no-referrer");
+  assert_string_equal(extra_header(r, "X-Content-Type-Options"), "nosniff");
+}
+
+static void test_ui_files_are_served_with_security_headers(void **state)
+{
+  static const struct {
+    const char *target, *ctype, *starts;
+  } ok[] = {
+      {"/ui/", "text/html; charset=utf-8", "<!doctype html>"},
+      {"/ui", "text/html; charset=utf-8", "<!doctype html>"},
+      {"/ui/index.html", "text/html; charset=utf-8", "<!doctype html>"},
+      {"/ui/app.js", "text/javascript; charset=utf-8", "/*"},
+      {"/ui/app.css", "text/css; charset=utf-8", "/*"},
+  };
+  struct fx *f = *state;
+  struct req *r;
+
+  for (size_t i = 0; i < CTKN__ARRAY_LEN(ok); i++) {
+    /* No key: the files hold no data. */
+    r = call(f, i % 2 ? "HEAD" : "GET", ok[i].target, NULL, NULL);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(r->route, R_UI);
+    assert_true(ctkn__api_answered(r));
+    assert_null(r->resp);
+    assert_non_null(r->body_static);
+    assert_int_equal(strlen((const char *)r->body_static), r->body_static_len);
+    assert_memory_equal(r->body_static, ok[i].starts, strlen(ok[i].starts));
+    assert_string_equal(r->ctype, ok[i].ctype);
+    check_ui_headers(r);
+    done(f, r);
+  }
+  r = call(f, "GET", "/ui/nope.js", NULL, NULL);
+  check_ui_headers(r);
+  check_detail(f, r, 404, "not_found", NULL, "no such dashboard file: nope.js");
+  r = call(f, "GET", "/ui/?key=x", NULL, NULL);
+  check_ui_headers(r);
+  check_error(f, r, 400, "invalid_field", "key");
+  check_error(f, call(f, "GET", "/ui/a/b", NULL, NULL), 404, "not_found", NULL);
+  check_error(f, call(f, "GET", "/uix", NULL, NULL), 404, "not_found", NULL);
+  r = call(f, "POST", "/ui/", NULL, NULL);
+  assert_string_equal(r->allow, "GET, HEAD");
+  check_error(f, r, 405, "method_not_allowed", NULL);
+  /* The API's answers are not the page's. */
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           NULL);
+  assert_int_equal(r->status, 200);
+  assert_null(r->headers);
+  done(f, r);
+}
+
 /* ---- client tokens: list ----------------------------------------------- */
 
 static void test_list_defaults_to_active_tokens_newest_first(void **state)
@@ -2020,6 +2147,8 @@ int main(void)
   const struct CMUnitTest tests[] = {
       T(test_get_answers_the_entity_as_the_query_renders_it),
       T(test_get_refuses_unknown_ids_bad_ids_and_parameters),
+      T(test_history_answers_the_events_oldest_first),
+      T(test_ui_files_are_served_with_security_headers),
       T(test_list_defaults_to_active_tokens_newest_first),
       T(test_list_pages_both_ways_with_next_links),
       T(test_list_status_filters_repeat_and_combine),

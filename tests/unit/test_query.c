@@ -169,6 +169,63 @@ static void test_history_is_every_event_oldest_first(void **s)
   free(text);
 }
 
+static void test_history_json_holds_the_same_events(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err = {0};
+  const char *id = f->evs[5].data.id;
+  char *text = NULL, *json = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  ctkn_store_txn *t;
+
+  assert_int_equal(ctkn_query_history(f->t.st, id, out, &err), CTKN_OK);
+  fclose(out);
+  assert_int_equal(ctkn_query_history_json(f->t.st, id, "rid-1", &json, &err),
+                   CTKN_OK);
+  /* {"data": [the lines, in order], "meta": {"request_id"}} */
+  json_t *j = parse(json), *data = json_object_get(j, "data");
+  assert_int_equal(json_object_size(j), 2);
+  assert_string_equal(jstr(json_object_get(j, "meta"), "request_id"), "rid-1");
+  assert_int_equal(json_array_size(data), 2);
+  char *line = text;
+  for (size_t i = 0; i < 2; i++) {
+    char *nl = strchr(line, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    char *el =
+        json_dumps(json_array_get(data, i), JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_t *a = parse(strdup(line)), *b = parse(el);
+    assert_true(json_equal(a, b));
+    json_decref(a);
+    json_decref(b);
+    line = nl + 1;
+  }
+  json_decref(j);
+  free(text);
+
+  json = (char *)"untouched";
+  assert_int_equal(ctkn_query_history_json(f->t.st,
+                                           "ctkn_01hzzzzzzzzzzzzzzzzzzzzzzz",
+                                           "r", &json, &err),
+                   CTKN_ENOTFOUND);
+  assert_null(json);
+
+  /* A paused partition may hide a later event: the API's answer fails
+   * closed, as a get does; the CLI's walk (an operator's tool) does not. */
+  assert_int_equal(ctkn_store_begin(f->t.st, true, &t, &err), CTKN_OK);
+  assert_int_equal(ctkn_store_set_pause(t, 0, 99, 9, &err), CTKN_OK);
+  assert_int_equal(ctkn_store_commit(t, &err), CTKN_OK);
+  assert_int_equal(ctkn_query_history_json(f->t.st, id, "r", &json, &err),
+                   CTKN_ESTALE);
+  assert_null(json);
+  assert_non_null(strstr(err.msg, "partition 0 is paused"));
+  out = open_memstream(&text, &len);
+  assert_int_equal(ctkn_query_history(f->t.st, id, out, &err), CTKN_OK);
+  fclose(out);
+  free(text);
+}
+
 static void test_digest_counts_tokens_and_lists_offsets(void **s)
 {
   struct fx *f = *s;
@@ -422,6 +479,7 @@ int main(void)
       T(test_get_answers_the_entity_or_notfound),
       T(test_verify_tells_active_revoked_and_unknown),
       T(test_history_is_every_event_oldest_first),
+      T(test_history_json_holds_the_same_events),
       T(test_digest_counts_tokens_and_lists_offsets),
       T(test_list_defaults_are_active_newest_first),
       T(test_list_pages_through_every_token_both_ways),

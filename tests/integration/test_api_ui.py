@@ -1,0 +1,566 @@
+"""The dashboard at /ui/ of `ctkn serve`, over the real broker: its files
+and security headers, the history route it reads
+(GET /client-tokens/{id}/history), and the page itself driven in Debian's
+headless chromium through chromedriver (webdriver.py): sign in, create a
+token, find it, open its history, revoke it (the revoke checked through
+the API), destinations, health, errors, hostile text, where the key is
+kept, a read-only key, a phone's width.
+
+Screenshots (PNG) go to $CTKN_UI_SHOTS (ctest: the build tree's
+tests/integration/ui-shots); scripts/ui-screenshots copies the README's
+two into docs/.
+"""
+import json
+import os
+import re
+import socket
+import time
+
+from harness import Env, Server, check, deploy_key, main
+import webdriver
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}"
+                     r"-[0-9a-f]{12}$")
+XSS_NAME = "<img src=x onerror=alert(1)>"
+XSS_DESC = "<script>alert(2)</script>"
+XSS_DEST = "<b onmouseover=alert(3)>hooks</b><img src=x onerror=alert(4)>"
+KEYS = (("admin", "client_token.read,client_token.write,"
+                  "notification_setting.write"),
+        ("reader", "client_token.read"))
+SHOTS = os.environ.get("CTKN_UI_SHOTS", "")
+
+UI_HEADERS = {
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+}
+
+
+def shots_dir(env):
+    d = SHOTS or env.path("ui-shots")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def check_ui_headers(r):
+    for k, v in UI_HEADERS.items():
+        check(r.headers.get(k) == v, f"{k}: {r.headers}")
+    csp = [p.strip() for p in r.headers["content-security-policy"].split(";")]
+    for want in ("default-src 'none'", "script-src 'self'",
+                 "style-src 'self'", "connect-src 'self'",
+                 "frame-ancestors 'none'", "form-action 'none'",
+                 "base-uri 'none'"):
+        check(want in csp, f"CSP lacks {want}: {csp}")
+    check("unsafe" not in r.headers["content-security-policy"], csp)
+
+
+def test_files_and_headers():
+    env = Env(name="ui", partitions=1)
+    srv = Server(env, keys=KEYS)
+    try:
+        for path in ("/ui/", "/ui", "/ui/index.html"):
+            r = srv.request("GET", path, key=None)  # no key: a static page
+            check(r.status == 200, f"{path}: {r}")
+            check(r.headers["content-type"] == "text/html; charset=utf-8", r)
+            check_ui_headers(r)
+            check(r.body.startswith("<!doctype html>"), r)
+        html = r.body
+        # No inline script or style for the CSP to have to allow: scripts
+        # come from /ui/ by src, no on* handlers, no style attributes.
+        for s in re.findall(r"<script[^>]*>(.*?)</script>", html, re.S):
+            check(s.strip() == "", f"inline script: {s!r}")
+        check(re.search(r"\son\w+\s*=", html) is None, "an on* handler")
+        check(re.search(r"\sstyle\s*=|<style", html) is None, "inline style")
+        check(re.search(r"(src|href)=\"(https?:)?//", html) is None,
+              "something loaded from elsewhere")
+        for name, ctype in (("app.js", "text/javascript; charset=utf-8"),
+                            ("app.css", "text/css; charset=utf-8")):
+            r = srv.request("GET", "/ui/" + name, key=None)
+            check(r.status == 200 and r.headers["content-type"] == ctype, r)
+            check_ui_headers(r)
+            check("http://" not in r.body and "https://" not in r.body,
+                  f"{name} names another origin")
+        js = srv.request("GET", "/ui/app.js", key=None).body
+        for bad in ("innerHTML", "outerHTML", "insertAdjacentHTML",
+                    "document.write", "eval(", "new Function",
+                    "localStorage.", "document.cookie"):
+            check(bad not in js, f"app.js uses {bad}")
+        r = srv.request("HEAD", "/ui/app.js", key=None)
+        check(r.status == 200 and r.body == "", r)
+        r = srv.request("GET", "/ui/nope.js", key=None)
+        check(r.status == 404 and r.json["error"]["code"] == "not_found", r)
+        check_ui_headers(r)
+        for path in ("/ui/a/b", "/ui/../client-tokens", "/uix"):
+            r = srv.request("GET", path, key=None)
+            check(r.status == 404, f"{path}: {r}")
+        r = srv.request("POST", "/ui/", body={}, key=None)
+        check(r.status == 405 and r.headers["allow"] == "GET, HEAD", r)
+        r = srv.request("GET", "/ui/?key=x", key=None)
+        check(r.status == 400 and
+              r.json["error"]["errors"][0]["field"] == "key", r)
+        # The API's own answers are not the page's: no CSP there.
+        r = srv.request("GET", "/client-tokens", key="reader")
+        check("content-security-policy" not in r.headers, r.headers)
+    finally:
+        srv.stop()
+        env.close()
+
+
+def test_history_route():
+    env = Env(name="uihist", partitions=2)
+    srv = Server(env, keys=KEYS)
+    try:
+        r = srv.request("POST", "/client-tokens", {"name": "Hist"},
+                        key="admin")
+        check(r.status == 201, r)
+        tid = r.json["data"]["id"]
+        check(srv.request("PATCH", f"/client-tokens/{tid}",
+                          {"name": "Hist 2", "description": "d"},
+                          key="admin").status == 200, "rename")
+        r = srv.request("PATCH", f"/client-tokens/{tid}",
+                        {"status": "revoked"}, key="admin")
+        check(r.status == 200, r)
+        # A read sent after the write waits for it (X-Ctkn-Min-Position).
+        pos = {"X-Ctkn-Min-Position": r.headers["x-ctkn-position"]}
+        r = srv.request("GET", f"/client-tokens/{tid}/history",
+                        key="reader", headers=pos)
+        check(r.status == 200, r)
+        doc = r.json
+        check(list(doc) == ["data", "meta"], doc)
+        check(doc["meta"]["request_id"] == r.headers["request-id"], r)
+        evs = doc["data"]
+        check([e["event_type"] for e in evs] ==
+              ["client_token.created", "client_token.updated",
+               "client_token.revoked"], evs)
+        check([e["data"]["name"] for e in evs] == ["Hist", "Hist 2",
+                                                  "Hist 2"], evs)
+        check(all(e["data"]["id"] == tid for e in evs), evs)
+        # The same events as `ctkn history` (a projection of its own).
+        env.ok("project", db=env.path("cli-db"))
+        cli = env.ok("history", tid, db=env.path("cli-db")).lines
+        check(cli == evs, f"CLI {cli} != API {evs}")
+        # Errors: permission, ID, unknown token, parameters, methods.
+        r = srv.request("GET", f"/client-tokens/{tid}/history", key=None)
+        check(r.status == 403 and
+              r.json["error"]["code"] == "authentication_missing", r)
+        r = srv.request("GET", "/client-tokens/nope/history", key="reader")
+        check(r.status == 400 and r.json["error"]["errors"][0]["field"] ==
+              "client_token_id", r)
+        r = srv.request("GET", "/client-tokens/ctkn_" + "0" * 26 + "/history",
+                        key="reader")
+        check(r.status == 404 and r.json["error"]["code"] == "not_found", r)
+        r = srv.request("GET", f"/client-tokens/{tid}/history?x=1",
+                        key="reader")
+        check(r.status == 400 and r.json["error"]["code"] == "invalid_field",
+              r)
+        r = srv.request("POST", f"/client-tokens/{tid}/history", {},
+                        key="admin")
+        check(r.status == 405 and r.headers["allow"] == "GET, HEAD", r)
+        for path in (f"/client-tokens/{tid}/historyx",
+                     f"/client-tokens/{tid}/history/1",
+                     "/client-tokens//history"):
+            r = srv.request("GET", path, key="reader")
+            check(r.status == 404, f"{path}: {r}")
+    finally:
+        srv.stop()
+        env.close()
+
+
+# ---- the browser ---------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sign_in(b, srv, key):
+    b.get(srv.url + "/ui/")
+    b.wait("#key")
+    # Keyboard only: the page focuses the key field; type, press Enter.
+    b.wait_for(lambda: b.focused() == "key", "focus on the key field")
+    b.keys(*srv.keys[key], "enter")
+    b.wait("#tokens-body tr")
+
+
+def no_injection(b, where):
+    check(b.alert_text() is None, f"{where}: an alert opened")
+    n = b.run("return document.querySelectorAll("
+              "'img, script:not([src]), b, [onerror], [onmouseover]').length")
+    check(n == 0, f"{where}: {n} injected elements")
+
+
+def row_of(b, tid):
+    return b.wait(f'tr[data-id="{tid}"]')
+
+
+def flow_tokens(b, srv, shots, hostile):
+    perms = b.text(b.wait("#perms"))
+    check("client_token.write" in perms, perms)
+    # Hostile text from the API renders as text.
+    b.select(b.wait("#status-filter"), "active,revoked")
+    b.wait(f'tr[data-id="{hostile}"]')
+    row = row_of(b, hostile)
+    names = b.run("return [...document.querySelectorAll('#tokens-body .name')]"
+                  ".map(e => e.textContent)")
+    check(XSS_NAME in names, names)
+    no_injection(b, "tokens")
+
+    # Create.
+    b.type(b.wait("#create-name"), "ui-made <i>one</i>")
+    b.type(b.wait("#create-description"), "made in the browser")
+    b.click(b.wait("#create-button"))
+    b.wait_for(lambda: "ui-made" in b.run(
+        "return document.getElementById('tokens-body').textContent"),
+        "the new token in the list")
+    tid = b.run("return [...document.querySelectorAll('#tokens-body tr')]"
+                ".find(r => r.textContent.includes('ui-made')).dataset.id")
+    check(re.match(r"^ctkn_[0-9a-z]{26}$", tid or ""), tid)
+    r = srv.request("GET", f"/client-tokens/{tid}", key="admin")
+    check(r.status == 200 and r.json["data"]["name"] == "ui-made <i>one</i>"
+          and r.json["data"]["status"] == "active", r)
+    b.screenshot(os.path.join(shots, "tokens.png"))
+
+    # Find it: the name filter over the loaded page.
+    b.type(b.wait("#name-filter"), "UI-MADE")
+    b.wait_for(lambda: len(b.find_all("#tokens-body tr[data-id]")) == 1,
+               "one row left by the filter")
+    check(b.find_all("#tokens-body tr[data-id]") ==
+          b.find_all(f'tr[data-id="{tid}"]'), "the filter kept another row")
+    b.clear(b.wait("#name-filter"))
+    b.type(b.wait("#name-filter"), "no such name")
+    b.wait_for(lambda: not b.find_all("#tokens-body tr[data-id]"),
+               "no rows for a name that matches none")
+    b.clear(b.wait("#name-filter"))
+    b.type(b.wait("#name-filter"), "ui-made")
+    return tid
+
+
+def page_ids(b):
+    return b.run("return [...document.querySelectorAll("
+                 "'#tokens-body tr[data-id]')].map(r => r.dataset.id)")
+
+
+def flow_pages(b, srv):
+    """Paddle's after cursor, page by page, as the API pages."""
+    for i in range(10):
+        r = srv.request("POST", "/client-tokens", {"name": f"bulk {i}"},
+                        key="admin")
+        check(r.status == 201, r)
+    b.clear(b.wait("#name-filter"))
+    b.select(b.wait("#per-page"), "10")
+    api1 = srv.request("GET", "/client-tokens?per_page=10"
+                       "&status=active,revoked", key="admin").json
+    after = api1["data"][-1]["id"]
+    api2 = srv.request("GET", "/client-tokens?per_page=10"
+                       f"&status=active,revoked&after={after}",
+                       key="admin").json
+    want1 = [t["id"] for t in api1["data"]]
+    want2 = [t["id"] for t in api2["data"]]
+    check(len(want1) == 10 and len(want2) == 2, (want1, want2))
+    b.wait_for(lambda: page_ids(b) == want1, "the first page")
+    check(b.run("return document.getElementById('prev-page').disabled"),
+          "previous enabled on the first page")
+    b.click(b.wait("#next-page"))
+    b.wait_for(lambda: page_ids(b) == want2, "the second page")
+    check(b.run("return document.getElementById('next-page').disabled"),
+          "next enabled on the last page")
+    b.click(b.wait("#prev-page"))
+    b.wait_for(lambda: page_ids(b) == want1, "the first page again")
+    b.select(b.wait("#per-page"), "50")
+    b.wait_for(lambda: len(page_ids(b)) == 12, "all on one page")
+    b.type(b.wait("#name-filter"), "ui-made")
+
+
+def flow_history_revoke(b, srv, shots, tid):
+    # Open its history.
+    b.click(b.wait(f'tr[data-id="{tid}"] a.open'))
+    b.wait("#timeline li")
+    check("#/tokens/" + tid in b.url(), b.url())
+    types = b.run("return [...document.querySelectorAll('#timeline li')]"
+                  ".map(l => l.dataset.eventType)")
+    check(types == ["client_token.created"], types)
+    check(b.text(b.wait("#detail-name")) == "ui-made <i>one</i>", "name")
+    check_csp_enforced(b)
+
+    # Rename: the dialog opens on the name; Enter saves.
+    b.click(b.wait("#detail-rename"))
+    b.wait_for(lambda: b.focused() == "rename-name", "focus on the name")
+    b.clear(b.wait("#rename-name"))
+    b.type(b.wait("#rename-name"), "ui-made renamed")
+    b.keys("enter")
+    b.wait("#timeline li", count=2)
+    check(b.text(b.wait("#detail-name")) == "ui-made renamed", "renamed")
+    r = srv.request("GET", f"/client-tokens/{tid}", key="admin")
+    check(r.json["data"]["name"] == "ui-made renamed" and
+          r.json["data"]["description"] == "made in the browser", r)
+
+    # Revoke, with the keyboard: the dialog opens on Cancel; Escape backs
+    # out, then Tab to Revoke and Enter confirms.
+    b.click(b.wait("#detail-revoke"))
+    b.wait_for(lambda: b.run("return document.getElementById('confirm')"
+                             ".open"), "the confirmation")
+    check(b.focused() == "confirm-cancel", b.focused())
+    b.keys("escape")
+    b.wait_for(lambda: not b.run("return document.getElementById('confirm')"
+                                 ".open"), "the dialog to close")
+    r = srv.request("GET", f"/client-tokens/{tid}", key="admin")
+    check(r.json["data"]["status"] == "active", "Escape revoked it")
+    b.click(b.wait("#detail-revoke"))
+    b.wait_for(lambda: b.focused() == "confirm-cancel", "focus on Cancel")
+    b.keys("tab")
+    check(b.focused() == "confirm-ok", b.focused())
+    b.keys("enter")
+    b.wait("#timeline li", count=3)
+    types = b.run("return [...document.querySelectorAll('#timeline li')]"
+                  ".map(l => l.dataset.eventType)")
+    check(types == ["client_token.created", "client_token.updated",
+                    "client_token.revoked"], types)
+    check(b.text(b.wait("#detail-status")) == "revoked", "status shown")
+    check(not b.find_all("#detail-revoke"), "revoke offered again")
+    b.screenshot(os.path.join(shots, "history.png"))
+    # Through the API: the revoke happened.
+    r = srv.request("GET", f"/client-tokens/{tid}", key="admin")
+    check(r.status == 200 and r.json["data"]["status"] == "revoked" and
+          r.json["data"]["revoked_at"], r)
+
+
+def check_csp_enforced(b):
+    """The browser applies the policy: another origin is refused, and an
+    inline script does not run."""
+    got = b.run_async(
+        "const done = arguments[arguments.length - 1];"
+        "document.addEventListener('securitypolicyviolation',"
+        " e => done(e.effectiveDirective), {once: true});"
+        "fetch('http://127.0.0.2:9/steal').catch(() => {});")
+    check(got == "connect-src", f"fetch elsewhere: {got}")
+    ran = b.run("const s = document.createElement('script');"
+                "s.textContent = 'window.__inline = 1';"
+                "document.head.append(s); s.remove();"
+                "return window.__inline === 1;")
+    check(ran is False, "an inline script ran")
+
+
+def flow_hostile_history(b, srv, hostile):
+    b.get(srv.url + "/ui/#/tokens/" + hostile)
+    b.wait("#timeline li")
+    got = b.run("return [document.getElementById('detail-name').textContent,"
+                "...[...document.querySelectorAll('#timeline .ev-name')]"
+                ".map(e => e.textContent)]")
+    check(got == [XSS_NAME, XSS_NAME], got)
+    check(XSS_DESC in b.run("return document.getElementById('view')"
+                            ".textContent"), "description not shown as text")
+    no_injection(b, "history")
+
+
+def flow_destinations(b, srv, shots, hostile_dest):
+    b.get(srv.url + "/ui/#/destinations")
+    b.wait(f'tr[data-id="{hostile_dest}"]')
+    desc = b.run(f"return document.querySelector('tr[data-id=\"{hostile_dest}"
+                 f"\"] .desc').textContent")
+    check(desc == XSS_DEST, desc)
+    no_injection(b, "destinations")
+    # An error shows Paddle's detail and the request ID.
+    b.type(b.wait("#dest-description"), "loopback")
+    b.type(b.wait("#dest-url"), "http://127.0.0.1:9/hooks")
+    b.click(b.wait("#dest-form button[type=submit]"))
+    b.wait("#error-rid")
+    detail = b.text(b.wait("#error-detail"))
+    rid = b.text(b.wait("#error-rid"))
+    check("invalid_field" in detail and "HTTP 400" in detail, detail)
+    check(UUID_RE.match(rid), rid)
+    check(rid in srv.output(), "the request ID is not in the server's log")
+    # Create: the secret is shown, with a copy button.
+    b.clear(b.wait("#dest-description"))
+    b.clear(b.wait("#dest-url"))
+    b.type(b.wait("#dest-description"), "ui-dest")
+    b.type(b.wait("#dest-url"), "https://example.com/ctkn-hooks")
+    b.click(b.wait("#dest-form button[type=submit]"))
+    b.wait("#dest-secret .secret-value")
+    secret = b.text(b.wait("#dest-secret .secret-value"))
+    check(b.find_all("#dest-secret button.copy"), "no copy button")
+    copy = b.wait("#dest-secret button.copy")
+    b.click(copy)
+    # Headless chromium may refuse the clipboard: the secret is then
+    # selected for Ctrl+C instead.
+    b.wait_for(lambda: b.text(copy) in ("Copied", "Selected: press Ctrl+C"),
+               "the copy button to answer")
+    print("copy button:", b.text(copy), flush=True)
+    if b.text(copy) != "Copied":
+        check(b.run("return getSelection().toString()") == secret,
+              "the secret is not selected")
+    lst = srv.request("GET", "/notification-settings", key="admin").json
+    mine = [d for d in lst["data"] if d["description"] == "ui-dest"]
+    check(len(mine) == 1 and mine[0]["endpoint_secret_key"] == secret, lst)
+    did = mine[0]["id"]
+    b.wait(f'tr[data-id="{did}"]')
+    b.screenshot(os.path.join(shots, "destinations.png"))
+    # Pause, resume, delete (confirmed).
+    for want in (False, True):
+        b.click(b.wait(f'tr[data-id="{did}"] button.toggle'))
+        label = "Resume" if not want else "Pause"
+        b.wait_for(lambda: b.run(
+            f"const t = document.querySelector('tr[data-id=\"{did}\"] "
+            f"button.toggle'); return t && t.textContent") == label,
+            f"the button to read {label}")
+        d = srv.request("GET", f"/notification-settings/{did}", key="admin")
+        check(d.json["data"]["active"] is want, d)
+    b.click(b.wait(f'tr[data-id="{did}"] button.delete'))
+    b.wait_for(lambda: b.run("return document.getElementById('confirm')"
+                             ".open"), "the confirmation")
+    b.click(b.wait("#confirm-ok"))
+    b.wait_for(lambda: not b.find_all(f'tr[data-id="{did}"]'), "row gone")
+    r = srv.request("GET", f"/notification-settings/{did}", key="admin")
+    check(r.status == 404, r)
+
+
+def flow_health(b, srv, shots, partitions):
+    b.get(srv.url + "/ui/#/health")
+    b.wait("#health tbody tr", count=partitions)
+    check(b.text(b.wait("#health-status")) == "ready", "status")
+    first = b.text(b.wait("#health-at"))
+    b.wait_for(lambda: b.text(b.wait("#health-at")) != first,
+               "the health view to refresh", timeout=15)
+    ends = b.run("return [...document.querySelectorAll('#health tbody tr')]"
+                 ".map(r => r.children[1].textContent)")
+    h = srv.request("GET", "/healthz", key=None).json["data"]
+    check(len(ends) == len(h["partitions"]), (ends, h))
+    b.screenshot(os.path.join(shots, "health.png"))
+    b.get(srv.url + "/ui/#/deliveries")
+    b.wait_for(lambda: "Not available" in b.run(
+        "return document.getElementById('view').textContent"), "deliveries")
+
+
+def check_key_kept(b, srv, key):
+    k = srv.keys[key]
+    got = b.run("return [JSON.stringify(localStorage), location.href,"
+                "document.cookie, sessionStorage.getItem('ctkn.apiKey'),"
+                "performance.getEntriesByType('resource')"
+                ".map(e => e.name).join(' '), document.referrer]")
+    local, href, cookie, session, urls, referrer = got
+    check(local == "{}", f"localStorage holds {local}")
+    check(k not in href and k not in urls and k not in cookie, "key leaked")
+    check(session == k, "the key is not in sessionStorage")
+    check(k not in srv.output(), "the key is in the server's log")
+    check(referrer == "", referrer)
+
+
+def flow_phone(b, srv, shots):
+    b.size(390, 844)
+    b.get(srv.url + "/ui/#/tokens")
+    b.wait("#tokens-body tr")
+    w = b.run("return [document.documentElement.scrollWidth, innerWidth]")
+    check(w[0] <= w[1], f"wider than a phone: {w}")
+    b.screenshot(os.path.join(shots, "tokens-phone.png"))
+    b.size(1280, 800)
+
+
+def flow_read_only(b, srv):
+    b.click(b.wait("#signout"))
+    b.wait("#key")
+    check(b.run("return sessionStorage.getItem('ctkn.apiKey')") is None,
+          "sign-out left the key")
+    # An unknown key: Paddle's error, and nothing kept.
+    b.type(b.wait("#key"), "ctkn_apikey_" + "A" * 43 + "\ue007")
+    b.wait("#error-rid")
+    check("invalid_token" in b.text(b.wait("#error-detail")), "bad key")
+    check(b.run("return sessionStorage.getItem('ctkn.apiKey')") is None,
+          "an unknown key was kept")
+    check(b.find_all("#nav[hidden]"), "signed in with an unknown key")
+    sign_in(b, srv, "reader")
+    perms = b.text(b.wait("#perms"))
+    check("client_token.read" in perms and "write" not in perms, perms)
+    check(not b.find_all("#create-form") and not b.find_all("button.revoke")
+          and not b.find_all("button.rename"), "write controls shown")
+    b.click(b.find_all("#tokens-body a.open")[0])
+    b.wait("#timeline li")
+    check(not b.find_all("#detail-revoke"), "a read-only key sees revoke")
+    check_key_kept(b, srv, "reader")
+
+
+def test_browser():
+    check(webdriver.available(),
+          "no /usr/bin/chromium or /usr/bin/chromedriver: "
+          "run scripts/install-deps")
+    env = Env(name="uibrowser", partitions=2)
+    srv = Server(env, keys=KEYS, args=("--secret-key-file", deploy_key(env)))
+    b = None
+    try:
+        shots = shots_dir(env)
+        r = srv.request("POST", "/client-tokens",
+                        {"name": XSS_NAME, "description": XSS_DESC},
+                        key="admin")
+        check(r.status == 201, r)
+        hostile = r.json["data"]["id"]
+        r = srv.request("POST", "/notification-settings", {
+            "description": XSS_DEST, "type": "url",
+            "destination": "https://example.com/x?<script>alert(5)</script>",
+            "subscribed_events": ["client_token.created"]}, key="admin")
+        check(r.status == 201, r)
+        hostile_dest = r.json["data"]["id"]
+        b = webdriver.Browser(free_port(), env.path("chromedriver.log"))
+        r = srv.request("GET", "/ui/", key=None)
+        check_ui_headers(r)
+        sign_in(b, srv, "admin")
+        tid = flow_tokens(b, srv, shots, hostile)
+        flow_pages(b, srv)
+        flow_history_revoke(b, srv, shots, tid)
+        flow_hostile_history(b, srv, hostile)
+        flow_destinations(b, srv, shots, hostile_dest)
+        flow_health(b, srv, shots, 2)
+        flow_phone(b, srv, shots)
+        check_key_kept(b, srv, "admin")
+        flow_read_only(b, srv)
+        # The server enforces it regardless of the page.
+        r = srv.request("PATCH", f"/client-tokens/{hostile}",
+                        {"status": "revoked"}, key="reader")
+        check(r.status == 403 and r.json["error"]["code"] == "forbidden", r)
+        no_injection(b, "the end")
+    except Exception:
+        if b is not None:  # what the page showed when it failed
+            try:
+                b.screenshot(os.path.join(shots_dir(env), "failure.png"))
+                print("page text:", b.run("return document.body.innerText"))
+            except Exception as e:  # the browser may be gone
+                print("no failure screenshot:", e)
+        raise
+    finally:
+        if b is not None:
+            b.quit()
+        srv.stop()
+        env.close()
+
+
+def test_browser_rate_limited():
+    """Under --rate-limit 1 the sign-in's probes meet 429s, which say
+    nothing of a permission (the limit is checked first): a read-only
+    key must still be offered no write."""
+    check(webdriver.available(), "no chromium: run scripts/install-deps")
+    env = Env(name="uirate", partitions=1)
+    srv = Server(env, keys=KEYS, args=("--rate-limit", "1"))
+    b = None
+    try:
+        b = webdriver.Browser(free_port(), env.path("chromedriver.log"))
+        b.get(srv.url + "/ui/")
+        b.wait("#key")
+        b.type(b.wait("#key"), srv.keys["reader"] + "\ue007")
+        b.wait_for(lambda: b.text(b.wait("#perms")) != "", "the key's "
+                   "permissions", timeout=40)
+        perms = b.text(b.wait("#perms"))
+        check(perms == "Key: client_token.read", perms)
+        b.wait_for(lambda: b.find_all("#tokens-body tr") or
+                   b.find_all("#error-detail"), "the list or an error")
+        check(not b.find_all("#create-form") and
+              not b.find_all("button.revoke"), "write offered under 429s")
+        check('"status":429' in srv.output(), "no 429 was met")
+    finally:
+        if b is not None:
+            b.quit()
+        srv.stop()
+        env.close()
+
+
+if __name__ == "__main__":
+    main([test_files_and_headers, test_history_route, test_browser,
+          test_browser_rate_limited])
