@@ -19,9 +19,9 @@
 #include "ctkn/trust.h"
 #include "projector/projector_int.h"
 
+/* The stored keyring, and its version (8 bytes: a cheap check). */
 #define KEYRING_KEY "keyring"
-#define VERSION_KEY "keyring.version" /* its version, 8 bytes: a cheap check   \
-                                       */
+#define VERSION_KEY "keyring.version"
 
 struct ctkn__ptrust {
   const struct ctkn_log_config *cfg;
