@@ -89,8 +89,15 @@ class NEnv(Env):
         return r.lines
 
     def settings_end(self):
-        r = run([CTKN, "status", "--topic", self.topic + "_settings",
-                 "--brokers", BROKERS, "--db", self.path("settings-status")])
+        # status reads a projection and never creates one: a scratch one of
+        # the settings topic, made once, is only read for the log's ends.
+        db = self.path("settings-status")
+        base = ["--topic", self.topic + "_settings", "--brokers", BROKERS,
+                "--db", db]
+        if not os.path.exists(db):
+            r = run([CTKN, "project", *base], timeout=120)
+            check(r.rc == 0, f"a scratch projection of the settings: {r}")
+        r = run([CTKN, "status", *base])
         check(r.rc == 0, f"status of the settings topic: {r}")
         return [p["log_end"] for p in r.json["data"]["partitions"]]
 
