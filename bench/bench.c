@@ -530,7 +530,7 @@ static void signed_catch_up(const char *ctkn, const char *brokers,
   wk.nscopes = 1;
   ctkn_log_config_init(&cfg);
   snprintf(cfg.brokers, sizeof(cfg.brokers), "%s", brokers);
-  snprintf(cfg.topic, sizeof(cfg.topic), "%.240s", stopic);
+  snprintf(cfg.topic, sizeof(cfg.topic), "%.230s_settings", stopic);
   if (ctkn_keyring_add_key(&kr, &wk, NULL) != CTKN_OK ||
       ctkn_trust_keyring_append(&cfg, root, &kr, NULL) != CTKN_OK ||
       ctkn_signer_open(&sg, writer, kr.log_id, nparts, NULL) != CTKN_OK)

@@ -20,6 +20,7 @@ struct ctkn_ledger {
   ctkn_env env;
   ctkn_producer *producer;
   ctkn_projector *projector;
+  char ce_source[300];    /* CloudEvents' source: the deployment's topic */
   const ctkn_seckey *key; /* the writer key, or NULL: appends unsigned */
   ctkn_signer *signer;    /* opened at the first append */
   int32_t signer_parts;
@@ -38,6 +39,7 @@ int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
   l->st = st;
   l->cfg = cfg;
   l->env = env;
+  snprintf(l->ce_source, sizeof(l->ce_source), "urn:ctkn:topic:%s", cfg->topic);
   if ((rc = ctkn_producer_open(&l->producer, cfg, err)) != CTKN_OK ||
       (rc = ctkn_projector_open(&l->projector, st, cfg, env, err)) != CTKN_OK) {
     ctkn_ledger_close(l);
@@ -217,11 +219,18 @@ static int pick_partition(ctkn_ledger *l, const struct ctkn_command *cmd,
 }
 
 /* Scratch space for one command of a batch. */
+/* The headers of an event record: ctkn's and CloudEvents' binary mode
+ * (docs/consumers.md). */
+#define EVENT_HEADERS 8
+
 struct slot {
   struct ctkn_record cur;
   struct ctkn_event ev;
   uint8_t *buf; /* the encoded event */
   size_t len;
+  struct ctkn_log_header hdr[EVENT_HEADERS];
+  char schema[12];
+  char time[CTKN_TIME_BUF];
   bool sent;     /* appended: its fate is decided by the projection */
   size_t dup_of; /* j + 1: a create with command j's idempotency key, which
                     answers for both; 0: none */
@@ -319,6 +328,32 @@ static size_t earlier_same_key(const struct batch *b, size_t i)
   return 0;
 }
 
+static struct ctkn_log_header header(const char *name, const char *value)
+{
+  return (struct ctkn_log_header){name, value, strlen(value)};
+}
+
+/* The event record's headers into s->hdr: ctkn's two, then CloudEvents'
+ * binary mode (a CloudEvents SDK reads the event without knowing ctkn);
+ * every one covered by the writer's chain (trust.h). */
+static size_t event_headers(const ctkn_ledger *l, struct slot *s)
+{
+  size_t n = 0;
+
+  snprintf(s->schema, sizeof(s->schema), "%d", CTKN_SCHEMA_VERSION);
+  if (ctkn_time_format(s->ev.occurred_at, s->time) != CTKN_OK)
+    s->time[0] = '\0';
+  s->hdr[n++] = header(CTKN_HDR_EVENT_TYPE, ctkn_event_type_str(s->ev.type));
+  s->hdr[n++] = header(CTKN_HDR_SCHEMA, s->schema);
+  s->hdr[n++] = header("ce_specversion", "1.0");
+  s->hdr[n++] = header("ce_id", s->ev.event_id);
+  s->hdr[n++] = header("ce_source", l->ce_source);
+  s->hdr[n++] = header("ce_type", ctkn_event_type_str(s->ev.type));
+  s->hdr[n++] = header("ce_time", s->time);
+  s->hdr[n++] = header("content-type", CTKN_EVENT_CONTENT_TYPE);
+  return n;
+}
+
 /* Plan command i and, when it needs an event, encode it and queue it for
  * the append. */
 static void plan_one(ctkn_ledger *l, struct batch *b, size_t i)
@@ -345,7 +380,9 @@ static void plan_one(ctkn_ledger *l, struct batch *b, size_t i)
                                .vlen = s->len,
                                .timestamp_ms = s->ev.occurred_at / 1000,
                                .event_type = ctkn_event_type_str(s->ev.type),
-                               .schema_version = CTKN_SCHEMA_VERSION};
+                               .schema_version = CTKN_SCHEMA_VERSION,
+                               .headers = s->hdr,
+                               .nheaders = event_headers(l, s)};
   b->which[b->nrec++] = i;
 }
 

@@ -42,17 +42,39 @@ bad:
                          CTKN_PER_PAGE_MAX);
 }
 
+/* Whether s is upper (an ASCII upper-case word) in any case, whatever the
+ * locale. */
+static bool ascii_iequal(const char *s, size_t n, const char *upper)
+{
+  if (strlen(upper) != n)
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i] >= 'a' && s[i] <= 'z' ? (char)(s[i] - 'a' + 'A') : s[i];
+    if (c != upper[i])
+      return false;
+  }
+  return true;
+}
+
+/* The direction may be in any case: Paddle's Python SDK sends "id[asc]"
+ * with every list it pages through (its Pager always sets order_by). */
 int ctkn_list_params_order_by(struct ctkn_list_params *p, const char *s,
                               struct ctkn_err *err)
 {
-  if (strcmp(s, "id[ASC]") == 0)
-    p->desc = false;
-  else if (strcmp(s, "id[DESC]") == 0)
-    p->desc = true;
-  else
-    return ctkn__err_field(err, CTKN_EINVAL, "order_by",
-                           "must be id[ASC] or id[DESC]");
-  return CTKN_OK;
+  size_t n = strlen(s);
+
+  if (n > 4 && strncmp(s, "id[", 3) == 0 && s[n - 1] == ']') {
+    if (ascii_iequal(s + 3, n - 4, "ASC")) {
+      p->desc = false;
+      return CTKN_OK;
+    }
+    if (ascii_iequal(s + 3, n - 4, "DESC")) {
+      p->desc = true;
+      return CTKN_OK;
+    }
+  }
+  return ctkn__err_field(err, CTKN_EINVAL, "order_by",
+                         "must be id[ASC] or id[DESC]");
 }
 
 int ctkn_list_params_status(struct ctkn_list_params *p, const char *s,
@@ -109,12 +131,19 @@ static int fail_closed(ctkn_store_txn *txn, char *why, size_t whysz,
   if ((rc = ctkn_store_first_pause(txn, &pz, err)) != CTKN_OK ||
       pz.partition < 0)
     return rc;
-  snprintf(msg, sizeof(msg),
-           "partition %d is paused at offset %lld, a record of schema "
-           "version %d (this build reads %d): answers may be stale; "
-           "upgrade ctkn",
-           (int)pz.partition, (long long)pz.offset, pz.schema,
-           CTKN_SCHEMA_VERSION);
+  if (pz.partition == CTKN_STORE_PAUSE_ALL)
+    snprintf(msg, sizeof(msg),
+             "every partition is paused: the keyring enables event schema "
+             "version %d (this build reads %d): answers may be stale; "
+             "upgrade ctkn",
+             pz.schema, CTKN_SCHEMA_VERSION);
+  else
+    snprintf(msg, sizeof(msg),
+             "partition %d is paused at offset %lld, a record of schema "
+             "version %d (this build reads %d): answers may be stale; "
+             "upgrade ctkn",
+             (int)pz.partition, (long long)pz.offset, pz.schema,
+             CTKN_SCHEMA_VERSION);
   if (why != NULL) {
     snprintf(why, whysz, "%s", msg);
     return CTKN_OK;

@@ -23,6 +23,7 @@
 
 #include "ctkn/codec.h"
 #include "ctkn/settings.h"
+#include "ctkn/trust.h"
 #include "internal.h"
 
 #define DEST_KEY_LEN  (CTKN_DEST_ID_LEN + 4)
@@ -30,6 +31,9 @@
 #define FATE_APPLIED  'a'
 #define FATE_REJECTED 'r'
 #define FATE_QUARANT  'q'
+#define CTKN_SETTINGS_MAX_PARTS                                                \
+  64 /* a settings topic's partitions, at most                                 \
+      */
 
 _Static_assert(CTKN_SETTING_START_MAX == CTKN_STORE_MAX_PARTITIONS,
                "a creation records a start for every partition");
@@ -236,6 +240,18 @@ static int apply_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
   return put_fate(txn, m->partition, m->offset, FATE_APPLIED, NULL, err);
 }
 
+/* m's partition's next offset: past m. */
+static int put_next(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
+                    struct ctkn_err *err)
+{
+  uint8_t k[4], v[8];
+
+  ctkn__put_be32(k, (uint32_t)m->partition);
+  ctkn__put_be64(v, (uint64_t)(m->offset + 1));
+  return ctkn_store_kv_put(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), v,
+                           sizeof(v), err);
+}
+
 /* Project one record of the settings topic: quarantined when it does not
  * decode or is invalid, else applied or rejected; then its partition's
  * next offset. ev is scratch space. */
@@ -243,7 +259,6 @@ static int project_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
                        struct ctkn_setting_event *ev, struct ctkn_err *err)
 {
   struct ctkn_err derr;
-  uint8_t k[4], v[8];
   int rc;
 
   if (strncmp(m->event_type, "ctkn.", 5) == 0) {
@@ -264,14 +279,139 @@ static int project_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
   }
   if (rc != CTKN_OK)
     return rc;
-  ctkn__put_be32(k, (uint32_t)m->partition);
-  ctkn__put_be64(v, (uint64_t)(m->offset + 1));
-  return ctkn_store_kv_put(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), v,
-                           sizeof(v), err);
+  return put_next(txn, m, err);
 }
 
-int ctkn_settings_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
-                          size_t n, struct ctkn_err *err)
+/* ---- trust: the settings topic's records through a gate (trust.h) ----- */
+
+/* What the gate made of each record of a batch. */
+enum { V_OUT, V_HELD, V_KEYRING, V_APPLY, V_CHECKPOINT, V_QUARANTINE };
+
+struct judged {
+  ctkn_gate *gate;
+  uint8_t *v;                            /* per record */
+  char (*why)[CTKN_GATE_REASON];         /* V_QUARANTINE: the reason */
+  int64_t next[CTKN_SETTINGS_MAX_PARTS]; /* fed up to; -1 untouched */
+  int64_t held[CTKN_SETTINGS_MAX_PARTS]; /* first held back; -1 none */
+};
+
+static void sgate_key(int32_t p, uint8_t k[9])
+{
+  memcpy(k, "sgate", 5);
+  ctkn__put_be32(k + 5, (uint32_t)p);
+}
+
+static int sgate_load(struct judged *j, ctkn_store_txn *txn, int32_t p,
+                      struct ctkn_err *err)
+{
+  static const uint8_t empty[17] = {0x63};
+  const void *val = empty;
+  size_t len = sizeof(empty);
+  uint8_t k[9];
+  int rc;
+
+  sgate_key(p, k);
+  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, k, sizeof(k), &val, &len, err);
+  if (rc == CTKN_ENOTFOUND) {
+    val = empty;
+    len = sizeof(empty);
+  } else if (rc != CTKN_OK) {
+    return rc;
+  }
+  return ctkn_gate_load(j->gate, p, val, len, err);
+}
+
+static int sgate_save(struct judged *j, ctkn_store_txn *txn,
+                      struct ctkn_err *err)
+{
+  for (int32_t p = 0; p < CTKN_SETTINGS_MAX_PARTS; p++) {
+    uint8_t k[9], *buf;
+    size_t len;
+    int rc;
+    if (j->next[p] < 0)
+      continue;
+    sgate_key(p, k);
+    if ((rc = ctkn_gate_save(j->gate, p, &buf, &len, err)) != CTKN_OK)
+      return rc;
+    rc = ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, k, sizeof(k), buf, len, err);
+    free(buf);
+    if (rc != CTKN_OK)
+      return rc;
+  }
+  return CTKN_OK;
+}
+
+/* Feed the batch to the gate, each partition from its stored offset on
+ * and without gaps (records fetched before a seek back come again), and
+ * take its verdicts. Keyring records are root-signed, read by trust.h
+ * from the topic: they pass in their place without the gate. */
+static int judge_settings(struct judged *j, ctkn_store_txn *txn,
+                          const struct ctkn_log_msg *msgs, size_t n,
+                          struct ctkn_err *err)
+{
+  struct ctkn_gate_out o;
+  int rc;
+
+  for (size_t i = 0; i < n; i++) {
+    const struct ctkn_log_msg *m = &msgs[i];
+    int32_t p = m->partition;
+    j->v[i] = V_OUT;
+    if (p < 0 || p >= CTKN_SETTINGS_MAX_PARTS)
+      continue;
+    if (j->next[p] < 0) {
+      j->next[p] = settings_offset(txn, p);
+      if ((rc = sgate_load(j, txn, p, err)) != CTKN_OK)
+        return rc;
+    }
+    if (m->offset != j->next[p])
+      continue; /* below the stored offset, or past a gap */
+    j->next[p]++;
+    j->v[i] = V_HELD;
+    if (strcmp(m->event_type, CTKN_TYPE_KEYRING) == 0)
+      j->v[i] = V_KEYRING;
+    else if ((rc = ctkn_gate_feed(j->gate, m, i, err)) != CTKN_OK)
+      return rc;
+  }
+  for (int32_t p = 0; p < CTKN_SETTINGS_MAX_PARTS; p++)
+    while (j->next[p] >= 0 && ctkn_gate_next(j->gate, p, &o)) {
+      j->v[o.tag] = o.verdict == CTKN_GATE_APPLY        ? V_APPLY
+                    : o.verdict == CTKN_GATE_CHECKPOINT ? V_CHECKPOINT
+                                                        : V_QUARANTINE;
+      memcpy(j->why[o.tag], o.reason, sizeof(j->why[o.tag]));
+    }
+  return CTKN_OK;
+}
+
+/* Record i of a judged batch: applied, quarantined, or passed over; false
+ * when it is held back (its partition stops there). */
+static int project_judged(struct judged *j, ctkn_store_txn *txn,
+                          const struct ctkn_log_msg *m, size_t i,
+                          struct ctkn_setting_event *ev, bool *held,
+                          struct ctkn_err *err)
+{
+  int32_t p = m->partition;
+
+  *held = false;
+  if (j->held[p] >= 0 || j->v[i] == V_HELD) {
+    if (j->held[p] < 0)
+      j->held[p] = m->offset;
+    *held = true;
+    return CTKN_OK;
+  }
+  if (j->v[i] == V_CHECKPOINT || j->v[i] == V_KEYRING)
+    return put_next(txn, m, err);
+  if (j->v[i] == V_QUARANTINE) {
+    int rc = put_fate(txn, p, m->offset, FATE_QUARANT, j->why[i], err);
+    ctkn__diag(CTKN_DIAG_WARN, "trust",
+               "settings record at %" PRId32 "/%" PRId64 " quarantined: %s", p,
+               m->offset, j->why[i]);
+    return rc != CTKN_OK ? rc : put_next(txn, m, err);
+  }
+  return project_one(txn, m, ev, err);
+}
+
+static int project(ctkn_store *st, const struct ctkn_log_msg *msgs, size_t n,
+                   struct judged *j, struct ctkn_err *err)
 {
   struct ctkn_setting_event *ev = NULL;
   ctkn_store_txn *txn = NULL;
@@ -282,14 +422,26 @@ int ctkn_settings_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
     return CTKN_OK;
   if ((ev = malloc(sizeof(*ev))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "settings: event buffer");
-  if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK)
+  if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK ||
+      (j != NULL && (rc = judge_settings(j, txn, msgs, n, err)) != CTKN_OK))
     goto out;
   for (size_t i = 0; i < n; i++) {
     const struct ctkn_log_msg *m = &msgs[i];
+    bool held;
+    if (j != NULL) {
+      if (j->v[i] == V_OUT)
+        continue;
+      if (j->v[i] == V_APPLY && m->schema_version > CTKN_SCHEMA_VERSION)
+        goto newer;
+      if ((rc = project_judged(j, txn, m, i, ev, &held, err)) != CTKN_OK)
+        goto out;
+      continue;
+    }
     if (m->partition < 0 || m->partition >= CTKN_STORE_MAX_PARTITIONS ||
         m->offset < settings_offset(txn, m->partition))
       continue;
     if (m->schema_version > CTKN_SCHEMA_VERSION) {
+    newer:
       rc = ctkn__err(err, CTKN_EFORMAT,
                      "settings record at %" PRId32 "/%" PRId64
                      " has schema version %d, newer than this build's %d; "
@@ -300,6 +452,12 @@ int ctkn_settings_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
     }
     if ((rc = project_one(txn, m, ev, err)) != CTKN_OK)
       goto out;
+  }
+  if (j != NULL && (crc = sgate_save(j, txn, &cerr)) != CTKN_OK) {
+    if (err != NULL)
+      *err = cerr;
+    rc = crc;
+    goto out;
   }
   crc = ctkn_store_commit(txn, &cerr);
   txn = NULL;
@@ -314,6 +472,12 @@ out:
   return rc;
 }
 
+int ctkn_settings_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
+                          size_t n, struct ctkn_err *err)
+{
+  return project(st, msgs, n, NULL, err);
+}
+
 /* ---- following the settings topic --------------------------------------- */
 
 #define FOLLOW_BATCH 256
@@ -325,6 +489,14 @@ struct ctkn_settings_follower {
   int32_t nparts;
   bool stopped; /* a record of a newer schema: wait for an upgrade */
   struct ctkn_log_msg msgs[FOLLOW_BATCH];
+  /* trust (NULL kr: records are not judged) */
+  const struct ctkn_keyring *kr;
+  uint64_t kr_version; /* the version the gate judges by */
+  int (*refresh)(void *arg, struct ctkn_err *err);
+  void *refresh_arg;
+  struct judged j;
+  uint8_t v[FOLLOW_BATCH];
+  char why[FOLLOW_BATCH][CTKN_GATE_REASON];
 };
 
 static int follower_assign(ctkn_settings_follower *f, struct ctkn_err *err)
@@ -382,10 +554,96 @@ int ctkn_settings_follower_open(ctkn_settings_follower **out, ctkn_store *st,
   return CTKN_OK;
 }
 
+int ctkn_settings_follower_set_trust(ctkn_settings_follower *f,
+                                     const struct ctkn_keyring *kr,
+                                     int (*refresh)(void *arg,
+                                                    struct ctkn_err *err),
+                                     void *arg, struct ctkn_err *err)
+{
+  int rc;
+
+  if (f->j.gate == NULL &&
+      (rc = ctkn_gate_open(&f->j.gate, kr, CTKN_SETTINGS_MAX_PARTS, err)) !=
+          CTKN_OK)
+    return rc;
+  f->kr = kr;
+  f->kr_version = kr->version;
+  f->refresh = refresh;
+  f->refresh_arg = arg;
+  f->j.v = f->v;
+  f->j.why = f->why;
+  ctkn_gate_set_keyring(f->j.gate, kr);
+  return CTKN_OK;
+}
+
+/* Before judging a batch: a record naming a writer key the keyring lacks
+ * has the keyring read again, and a changed keyring reaches the gate. */
+static int keyring_for(ctkn_settings_follower *f, size_t n,
+                       struct ctkn_err *err)
+{
+  int rc;
+
+  for (size_t i = 0; i < n && f->refresh != NULL; i++) {
+    const struct ctkn_log_msg *m = &f->msgs[i];
+    char id[CTKN_KEY_ID_BUF];
+    uint8_t inst[CTKN_INSTANCE_LEN];
+    for (size_t h = 0; h < m->nheaders; h++)
+      if (strcmp(m->headers[h].name, CTKN_HDR_WRITER) == 0 &&
+          ctkn_trust_writer_parse(m->headers[h].value, m->headers[h].size, id,
+                                  inst, NULL) == CTKN_OK &&
+          ctkn_keyring_find(f->kr, id) == NULL) {
+        if ((rc = f->refresh(f->refresh_arg, err)) != CTKN_OK)
+          return rc;
+        i = n; /* once a batch */
+        break;
+      }
+  }
+  if (f->kr->version != f->kr_version) {
+    ctkn_gate_set_keyring(f->j.gate, f->kr);
+    f->kr_version = f->kr->version;
+  }
+  for (int32_t p = 0; p < CTKN_SETTINGS_MAX_PARTS; p++)
+    f->j.next[p] = f->j.held[p] = -1;
+  return CTKN_OK;
+}
+
+/* A keyring record passed: read the keyring again, so that a revoked
+ * key is refused from here on (trust.h). A failure is logged; the next
+ * keyring record, or a record of an unknown key, tries again. */
+static void keyring_passed(ctkn_settings_follower *f, size_t n)
+{
+  struct ctkn_err err = {0};
+
+  for (size_t i = 0; i < n && f->refresh != NULL; i++)
+    if (f->v[i] == V_KEYRING) {
+      if (f->refresh(f->refresh_arg, &err) != CTKN_OK)
+        ctkn__diag(CTKN_DIAG_WARN, "trust", "keyring not read again: %s",
+                   err.msg);
+      return;
+    }
+}
+
+/* After a judged batch: partitions with records held back are read again
+ * from the first of them. */
+static int seek_held(ctkn_settings_follower *f, struct ctkn_err *err)
+{
+  int64_t to[CTKN_SETTINGS_MAX_PARTS];
+  bool any = false;
+
+  for (int32_t p = 0; p < f->nparts && p < CTKN_SETTINGS_MAX_PARTS; p++) {
+    to[p] = f->j.held[p];
+    any = any || to[p] >= 0;
+  }
+  if (!any)
+    return CTKN_OK;
+  return ctkn_consumer_seek(f->c, to, f->nparts, err);
+}
+
 void ctkn_settings_follower_close(ctkn_settings_follower *f)
 {
   if (f == NULL)
     return;
+  ctkn_gate_close(f->j.gate);
   ctkn_consumer_close(f->c);
   free(f);
 }
@@ -402,7 +660,15 @@ int ctkn_settings_follower_poll(ctkn_settings_follower *f, int timeout_ms,
   rc = ctkn_consumer_poll(f->c, timeout_ms, f->msgs, FOLLOW_BATCH, &n, err);
   if (n > 0) {
     struct ctkn_err perr;
-    int prc = ctkn_settings_project(f->st, f->msgs, n, &perr);
+    int prc = CTKN_OK;
+    if (f->kr != NULL)
+      prc = keyring_for(f, n, &perr);
+    if (prc == CTKN_OK)
+      prc = project(f->st, f->msgs, n, f->kr != NULL ? &f->j : NULL, &perr);
+    if (prc == CTKN_OK && f->kr != NULL)
+      prc = seek_held(f, &perr);
+    if (prc == CTKN_OK && f->kr != NULL)
+      keyring_passed(f, n);
     if (prc == CTKN_EFORMAT) {
       ctkn__diag(CTKN_DIAG_ERROR, "settings",
                  "%s; settings are not followed until then", perr.msg);
@@ -569,9 +835,34 @@ static int active_limit(ctkn_store *st, const struct ctkn_dest_policy *p,
 
 /* Append ev to the settings topic, catch f up past it, and read its fate:
  * CTKN_ECONFLICT when the projection rejected it. */
+/* The command's record as a closed writer instance's one batch: the
+ * record and its closing checkpoint (trust.h). *part and *off say where
+ * the record landed. */
+static int send_signed(ctkn_producer *prod, const struct ctkn_keyring *kr,
+                       const ctkn_seckey *key, int32_t nparts,
+                       const struct ctkn_log_record *rec, int32_t *part,
+                       int64_t *off, struct ctkn_err *err)
+{
+  struct ctkn_log_record *out;
+  ctkn_signer *sg = NULL;
+  size_t nout;
+  int rc;
+
+  if ((rc = ctkn_signer_open(&sg, key, kr->log_id, nparts, err)) == CTKN_OK &&
+      (rc = ctkn_signer_prepare(sg, rec, 1, CTKN_SIGN_CLOSING, ctkn_now_us(),
+                                &out, &nout, err)) == CTKN_OK &&
+      (rc = ctkn_producer_send_batch(prod, out, nout, err)) == CTKN_OK) {
+    *part = out[0].out_partition;
+    *off = out[0].out_offset;
+  }
+  ctkn_signer_close(sg);
+  return rc;
+}
+
 static int append(ctkn_store *st, const struct ctkn_log_config *cfg,
-                  ctkn_settings_follower *f,
-                  const struct ctkn_setting_event *ev, struct ctkn_err *err)
+                  ctkn_settings_follower *f, const struct ctkn_keyring *kr,
+                  const ctkn_seckey *key, const struct ctkn_setting_event *ev,
+                  struct ctkn_err *err)
 {
   struct ctkn_log_config scfg = *cfg;
   ctkn_producer *prod = NULL;
@@ -588,11 +879,23 @@ static int append(ctkn_store *st, const struct ctkn_log_config *cfg,
     return rc;
   if ((rc = ctkn_settings_topic(cfg->topic, scfg.topic, sizeof(scfg.topic),
                                 err)) == CTKN_OK &&
-      (rc = ctkn_producer_open(&prod, &scfg, err)) == CTKN_OK)
-    rc = ctkn_producer_send(prod, -1, ev->data.id, CTKN_DEST_ID_LEN, buf, len,
-                            ev->occurred_at / 1000,
-                            ctkn_setting_type_str(ev->type),
-                            CTKN_SCHEMA_VERSION, &part, &off, err);
+      (rc = ctkn_producer_open(&prod, &scfg, err)) == CTKN_OK) {
+    struct ctkn_log_record rec = {.partition = ctkn_log_partition_for(
+                                      ev->data.id, CTKN_DEST_ID_LEN, f->nparts),
+                                  .key = ev->data.id,
+                                  .klen = CTKN_DEST_ID_LEN,
+                                  .value = buf,
+                                  .vlen = len,
+                                  .timestamp_ms = ev->occurred_at / 1000,
+                                  .event_type = ctkn_setting_type_str(ev->type),
+                                  .schema_version = CTKN_SCHEMA_VERSION};
+    if (key != NULL)
+      rc = send_signed(prod, kr, key, f->nparts, &rec, &part, &off, err);
+    else
+      rc = ctkn_producer_send(prod, rec.partition, rec.key, rec.klen, buf, len,
+                              rec.timestamp_ms, rec.event_type,
+                              rec.schema_version, &part, &off, err);
+  }
   ctkn_producer_close(prod);
   free(buf);
   if (rc != CTKN_OK ||
@@ -602,11 +905,58 @@ static int append(ctkn_store *st, const struct ctkn_log_config *cfg,
   rc =
       ctkn_settings_fate(txn, part, off, &applied, reason, sizeof(reason), err);
   ctkn_store_abort(txn);
-  if (rc == CTKN_OK && !applied)
+  if (rc == CTKN_OK && !applied && key != NULL &&
+      strcmp(reason, CTKN_GATE_UNPROVEN) == 0)
+    rc = ctkn__err(err, CTKN_EKAFKA,
+                   "the record of %s was appended but quarantined (%s)",
+                   ev->data.id, reason);
+  else if (rc == CTKN_OK && !applied)
     rc = ctkn__err(err, CTKN_ECONFLICT,
                    "a concurrent change to %s won (%s); re-read it and retry",
                    ev->data.id, reason);
   return rc;
+}
+
+/* With a trust root: the keyring, read from the settings topic, judges the
+ * follower's records, and a writer key must be an active one allowed
+ * notification_setting records. */
+static int command_trust(ctkn_settings_follower *f,
+                         const struct ctkn_log_config *cfg,
+                         const struct ctkn_dest_policy *policy,
+                         struct ctkn_keyring *kr, struct ctkn_err *err)
+{
+  const struct ctkn_writer_key *wk;
+  struct ctkn_log_config scfg = *cfg;
+  uint8_t pub[CTKN_SIGN_PUB_LEN];
+  char id[CTKN_KEY_ID_BUF];
+  ctkn_pubkey *root = NULL;
+  int rc;
+
+  if (policy == NULL || policy->trust_root == NULL)
+    return CTKN_OK;
+  if ((rc = ctkn_settings_topic(cfg->topic, scfg.topic, sizeof(scfg.topic),
+                                err)) != CTKN_OK ||
+      (rc = ctkn_pubkey_new(&root, policy->trust_root, err)) != CTKN_OK ||
+      (rc = ctkn_trust_keyring_fetch(&scfg, root, kr, NULL, NULL, err)) !=
+          CTKN_OK ||
+      (rc = ctkn_settings_follower_set_trust(f, kr, NULL, NULL, err)) !=
+          CTKN_OK) {
+    ctkn_pubkey_free(root);
+    return rc;
+  }
+  ctkn_pubkey_free(root);
+  if (policy->writer_key == NULL)
+    return CTKN_OK;
+  ctkn_seckey_public(policy->writer_key, pub);
+  ctkn_key_id(pub, id);
+  if ((wk = ctkn_keyring_find(kr, id)) == NULL || wk->revoked ||
+      !ctkn_writer_key_may(wk, "notification_setting.created"))
+    return ctkn__err_field(
+        err, CTKN_EINVAL, "writer_key",
+        "writer key %s is not an active notification_setting.* key of "
+        "keyring version %" PRIu64 " (ctkn trust key add)",
+        id, kr->version);
+  return CTKN_OK;
 }
 
 int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
@@ -617,9 +967,11 @@ int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
 {
   struct ctkn_setting_event *ev = NULL;
   ctkn_settings_follower *f = NULL;
+  struct ctkn_keyring kr;
   int rc;
 
   memset(out, 0, sizeof(*out));
+  ctkn_keyring_init(&kr);
   if ((rc = ctkn_dest_command_check(cmd, err)) != CTKN_OK)
     return rc;
   if (cmd->set_url &&
@@ -633,11 +985,14 @@ int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
     return ctkn__err(err, CTKN_ENOMEM, "settings command");
   /* A stale projection must never cause a spurious not_found. */
   if ((rc = ctkn_settings_follower_open(&f, st, cfg, err)) == CTKN_OK &&
+      (rc = command_trust(f, cfg, policy, &kr, err)) == CTKN_OK &&
       (rc = ctkn_settings_follower_catch_up(f, err)) == CTKN_OK &&
       (rc = plan_command(st, cfg, key, cmd, ev, out, err)) ==
           CTKN_PLAN_APPEND &&
       (rc = active_limit(st, policy, ev, err)) == CTKN_OK &&
-      (rc = append(st, cfg, f, ev, err)) == CTKN_OK) {
+      (rc = append(st, cfg, f, &kr,
+                   policy != NULL && kr.version > 0 ? policy->writer_key : NULL,
+                   ev, err)) == CTKN_OK) {
     out->dest = ev->data;
     out->appended = true;
   }
@@ -646,6 +1001,7 @@ int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
   if (rc != CTKN_OK)
     ctkn_wipe(out->secret, sizeof(out->secret));
   ctkn_settings_follower_close(f);
+  ctkn_keyring_free(&kr);
   free(ev);
   return rc;
 }

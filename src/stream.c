@@ -14,7 +14,9 @@
 
 #include "ctkn/codec.h"
 #include "ctkn/projector.h"
+#include "ctkn/settings.h"
 #include "ctkn/stream.h"
+#include "ctkn/trust.h"
 #include "internal.h"
 
 #define TAIL_BATCH 512
@@ -107,6 +109,17 @@ struct tail {
   struct ctkn_event *ev;
   int64_t *ends, *pos; /* alone: the log's end, and how far each got */
   int32_t nparts;
+  /* trust: the gate and the records it holds, by tag */
+  const struct ctkn_log_config *cfg;
+  ctkn_pubkey *root;
+  struct ctkn_keyring kr;
+  int64_t kr_read_ms; /* when the keyring was last read */
+  ctkn_gate *gate;
+  struct ctkn_log_msg_copy **kept; /* by tag; NULL once released */
+  size_t nkept, capkept;
+  int64_t *expect; /* per partition: the next offset to feed, -1 none */
+  struct ctkn_log_msg *done; /* released records, for the commit */
+  size_t ndone;
 };
 
 /* Open the consumer: a group member subscribes, a tail alone assigns. */
@@ -137,6 +150,159 @@ static bool at_end(const struct tail *t)
   return true;
 }
 
+/* ---- trust ------------------------------------------------------------- */
+
+static int trust_open(struct tail *t, struct ctkn_err *err)
+{
+  struct ctkn_log_config scfg = *t->cfg; /* shallow: overrides borrowed */
+  int rc;
+
+  ctkn_keyring_init(&t->kr);
+  t->expect = malloc(CTKN_STORE_MAX_PARTITIONS * sizeof(*t->expect));
+  t->done = calloc(TAIL_BATCH, sizeof(*t->done));
+  if (t->expect == NULL || t->done == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "tail: trust");
+  for (int32_t p = 0; p < CTKN_STORE_MAX_PARTITIONS; p++)
+    t->expect[p] = -1;
+  if ((rc = ctkn_settings_topic(t->cfg->topic, scfg.topic, sizeof(scfg.topic),
+                                err)) != CTKN_OK ||
+      (rc = ctkn_pubkey_new(&t->root, t->o->trust_root, err)) != CTKN_OK ||
+      (rc = ctkn_trust_keyring_fetch(&scfg, t->root, &t->kr, NULL, NULL,
+                                     err)) != CTKN_OK ||
+      (rc = ctkn_gate_open(&t->gate, &t->kr, CTKN_STORE_MAX_PARTITIONS, err)) !=
+          CTKN_OK)
+    return rc;
+  ctkn_gate_set_midstream(t->gate);
+  return CTKN_OK;
+}
+
+static void trust_close(struct tail *t)
+{
+  for (size_t i = 0; i < t->nkept; i++) {
+    ctkn_log_msg_copy_free(t->kept[i]);
+    free(t->kept[i]);
+  }
+  free(t->kept);
+  free(t->expect);
+  free(t->done);
+  ctkn_gate_close(t->gate);
+  ctkn_keyring_free(&t->kr);
+  ctkn_pubkey_free(t->root);
+}
+
+/* Read the keyring again when m names a writer key it lacks (a key added
+ * since the tail started). */
+static int trust_keyring(struct tail *t, const struct ctkn_log_msg *m,
+                         struct ctkn_err *err)
+{
+  struct ctkn_log_config scfg = *t->cfg;
+  struct ctkn_keyring kr;
+  char id[CTKN_KEY_ID_BUF];
+  uint8_t inst[CTKN_INSTANCE_LEN];
+  int rc;
+
+  for (size_t i = 0; i < m->nheaders; i++) {
+    if (strcmp(m->headers[i].name, CTKN_HDR_WRITER) != 0)
+      continue;
+    if (ctkn_trust_writer_parse(m->headers[i].value, m->headers[i].size, id,
+                                inst, NULL) != CTKN_OK ||
+        ctkn_keyring_find(&t->kr, id) != NULL ||
+        ctkn__now_ms() - t->kr_read_ms < 1000) /* at most once a second */
+      return CTKN_OK;
+    t->kr_read_ms = ctkn__now_ms();
+    ctkn_keyring_init(&kr);
+    if ((rc = ctkn_settings_topic(t->cfg->topic, scfg.topic, sizeof(scfg.topic),
+                                  err)) != CTKN_OK ||
+        (rc = ctkn_trust_keyring_fetch(&scfg, t->root, &kr, NULL, NULL, err)) !=
+            CTKN_OK ||
+        kr.version <= t->kr.version) {
+      ctkn_keyring_free(&kr);
+      return rc;
+    }
+    ctkn_keyring_free(&t->kr);
+    t->kr = kr;
+    ctkn_gate_set_keyring(t->gate, &t->kr);
+    return CTKN_OK;
+  }
+  return CTKN_OK;
+}
+
+/* Keep a copy of m (the gate borrows it until it comes out) and feed it;
+ * a record that does not follow its partition's last is a new start (a
+ * rebalance moved the partition): the gate forgets that partition. */
+static int trust_feed(struct tail *t, const struct ctkn_log_msg *m,
+                      struct ctkn_err *err)
+{
+  int32_t p = m->partition;
+  struct ctkn_log_msg_copy *c;
+  int rc;
+
+  if (p < 0 || p >= CTKN_STORE_MAX_PARTITIONS)
+    return CTKN_OK;
+  if (t->expect[p] >= 0 && m->offset < t->expect[p])
+    return CTKN_OK; /* seen already */
+  if (t->expect[p] >= 0 && m->offset > t->expect[p])
+    ctkn_gate_reset(t->gate, p);
+  t->expect[p] = m->offset + 1;
+  if (t->nkept == t->capkept) {
+    size_t cap = t->capkept ? 2 * t->capkept : 1024;
+    void *k = realloc(t->kept, cap * sizeof(*t->kept));
+    if (k == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "tail: holding records");
+    t->kept = k;
+    t->capkept = cap;
+  }
+  if ((c = malloc(sizeof(*c))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "tail: holding records");
+  if ((rc = ctkn_log_msg_copy(c, m, err)) != CTKN_OK) {
+    free(c);
+    return rc;
+  }
+  t->kept[t->nkept] = c;
+  if ((rc = trust_keyring(t, &c->m, err)) != CTKN_OK)
+    return rc;
+  return ctkn_gate_feed(t->gate, &c->m, t->nkept++, err);
+}
+
+/* Write what the gate let through, in order; report what it refused. */
+static int trust_release(struct tail *t, struct ctkn_err *err)
+{
+  struct ctkn_gate_out o;
+  bool any = false;
+  int rc = CTKN_OK;
+
+  t->ndone = 0;
+  for (int32_t p = 0; p < CTKN_STORE_MAX_PARTITIONS && rc == CTKN_OK; p++) {
+    if (t->expect[p] < 0)
+      continue;
+    while (rc == CTKN_OK && ctkn_gate_next(t->gate, p, &o)) {
+      struct ctkn_log_msg_copy *c = t->kept[o.tag];
+      if (o.verdict == CTKN_GATE_APPLY)
+        rc = write_one(&c->m, t->o, t->ev, t->out, t->stats, err);
+      else if (o.verdict == CTKN_GATE_QUARANTINE) {
+        ctkn__diag(CTKN_DIAG_WARN, "tail",
+                   "partition %" PRId32 " offset %" PRId64
+                   " passed over: %s (%s)",
+                   c->m.partition, c->m.offset, o.reason, o.detail);
+        t->stats->poison++;
+      }
+      if (t->ndone < TAIL_BATCH) /* for the commit: its coordinates */
+        t->done[t->ndone++] = (struct ctkn_log_msg){.partition = c->m.partition,
+                                                    .offset = c->m.offset};
+      ctkn_log_msg_copy_free(c);
+      free(c);
+      t->kept[o.tag] = NULL;
+      any = true;
+    }
+  }
+  for (size_t i = 0; any && i < t->nkept; i++)
+    if (t->kept[i] != NULL)
+      return rc;
+  if (any)
+    t->nkept = 0; /* everything released: tags start again */
+  return rc;
+}
+
 /* Write the lines of a poll's n records; *done: the records dealt with
  * (written, passed over, filtered), up to the one that failed. */
 static int write_lines(struct tail *t, size_t n, size_t *done,
@@ -153,10 +319,16 @@ static int write_lines(struct tail *t, size_t n, size_t *done,
         continue; /* past the end this tail stops at */
       t->pos[m->partition] = m->offset + 1;
     }
-    if ((rc = write_one(m, o, t->ev, t->out, t->stats, err)) != CTKN_OK)
+    if (t->gate != NULL)
+      rc = trust_feed(t, m, err);
+    else
+      rc = write_one(m, o, t->ev, t->out, t->stats, err);
+    if (rc != CTKN_OK)
       break;
   }
   *done = i;
+  if (rc == CTKN_OK && t->gate != NULL)
+    rc = trust_release(t, err);
   return rc;
 }
 
@@ -172,8 +344,13 @@ static int flush_commit(struct tail *t, size_t done, int rc,
                 ? CTKN_OK
                 : ctkn__err(&ferr, CTKN_EIO, "tail: writing the output failed");
 
-  if (frc == CTKN_OK && t->o->group != NULL &&
-      ctkn_consumer_commit(t->c, t->msgs, done, &ferr) != CTKN_OK)
+  /* With trust, only what the gate released: never past a record that
+   * still waits for its checkpoint. */
+  const struct ctkn_log_msg *commit = t->gate != NULL ? t->done : t->msgs;
+  if (t->gate != NULL)
+    done = t->ndone;
+  if (frc == CTKN_OK && t->o->group != NULL && done > 0 &&
+      ctkn_consumer_commit(t->c, commit, done, &ferr) != CTKN_OK)
     ctkn__diag(CTKN_DIAG_WARN, "tail", "%s (those events will come again)",
                ferr.msg);
   if (rc == CTKN_OK && frc != CTKN_OK) {
@@ -186,7 +363,7 @@ static int flush_commit(struct tail *t, size_t done, int rc,
 int ctkn_tail(const struct ctkn_log_config *cfg, const struct ctkn_tail_opts *o,
               FILE *out, struct ctkn_tail_stats *stats, struct ctkn_err *err)
 {
-  struct tail t = {.o = o, .out = out, .stats = stats};
+  struct tail t = {.o = o, .out = out, .stats = stats, .cfg = cfg};
   int rc;
 
   *stats = (struct ctkn_tail_stats){0};
@@ -194,7 +371,8 @@ int ctkn_tail(const struct ctkn_log_config *cfg, const struct ctkn_tail_opts *o,
     return ctkn__err(err, CTKN_EUSAGE,
                      "a group member cannot stop at the end: its share of "
                      "the partitions can change");
-  if ((rc = tail_open(&t, cfg, err)) != CTKN_OK)
+  if ((rc = tail_open(&t, cfg, err)) != CTKN_OK ||
+      (o->trust_root != NULL && (rc = trust_open(&t, err)) != CTKN_OK))
     goto out;
   while (o->stop == NULL || !*o->stop) {
     if (o->exit_at_end && at_end(&t))
@@ -216,6 +394,8 @@ int ctkn_tail(const struct ctkn_log_config *cfg, const struct ctkn_tail_opts *o,
   }
   rc = CTKN_OK;
 out:
+  if (o->trust_root != NULL)
+    trust_close(&t);
   ctkn_consumer_close(t.c);
   free(t.msgs);
   free(t.ev);

@@ -104,6 +104,9 @@ static const char usage_text[] =
     "  trust key revoke KEY_ID --root-key FILE\n"
     "                              change the keyring (signed by the root)\n"
     "  trust keyring                 the keyring readers judge by\n"
+    "  trust schema enable N --root-key FILE\n"
+    "                              let writers emit event schema N (after\n"
+    "                              every reader is upgraded)\n"
     "  version | help\n"
     "\n"
     "options (before or after the command):\n"
@@ -665,7 +668,10 @@ int cli_dest_policy(struct cli *c, struct ctkn_dest_policy *p,
   struct ctkn_err err;
   long long n;
 
-  *p = (struct ctkn_dest_policy){.env = c->env, .allow = nets};
+  *p = (struct ctkn_dest_policy){.env = c->env,
+                                 .allow = nets,
+                                 .trust_root = c->trust ? c->trust_root : NULL,
+                                 .writer_key = c->writer};
   for (int i = 0; o != NULL && i < o->nlist; i++) {
     if (ctkn_cidr_parse(o->list[i], &nets[p->nallow], &err) != CTKN_OK)
       return cli_usage_error(c, "--allow-destination-network: %s", err.msg);

@@ -66,6 +66,9 @@ int cmd_project(struct cli *c)
   rc = ctkn_projector_open(&p, st, &c->log, c->env, &err);
   if (rc == CTKN_OK && c->trust)
     rc = ctkn_projector_set_trust(p, c->trust_root, &err);
+  /* The keyring as it stands now: a revocation since the last read. */
+  if (rc == CTKN_OK && c->trust)
+    rc = ctkn_projector_refresh_keyring(p, &err);
   if (rc == CTKN_OK && cli_value(c, "--follow")) {
     cli_signals(CLI_SIG_STOP);
     rc = ctkn_projector_follow(p, &cli_stop, &err);

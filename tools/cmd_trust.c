@@ -17,6 +17,7 @@
 #include "cmd.h"
 #include "ctkn/codec.h"
 #include "ctkn/keyring.h"
+#include "ctkn/settings.h"
 #include "ctkn/token.h"
 #include "ctkn/trust.h"
 
@@ -35,6 +36,18 @@ static int field_err(struct ctkn_err *err, int code, const char *field,
   vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
   va_end(ap);
   return code;
+}
+
+/* The settings topic's log configuration (the keyring lives there). */
+static const struct ctkn_log_config *settings_log(struct cli *c)
+{
+  static struct ctkn_log_config scfg;
+
+  scfg = c->log; /* shallow: the overrides stay c->log's */
+  if (ctkn_settings_topic(c->log.topic, scfg.topic, sizeof(scfg.topic), NULL) !=
+      CTKN_OK)
+    scfg.topic[0] = '\0'; /* refused by the log, naming the topic */
+  return &scfg;
 }
 
 static int emit_json(struct cli *c, char *json)
@@ -105,7 +118,7 @@ static int root_and_keyring(struct cli *c, ctkn_seckey **root,
     return rc;
   ctkn_seckey_public(*root, pub);
   if ((rc = ctkn_pubkey_new(&rp, pub, err)) == CTKN_OK)
-    rc = ctkn_trust_keyring_fetch(&c->log, rp, kr, NULL, NULL, err);
+    rc = ctkn_trust_keyring_fetch(settings_log(c), rp, kr, NULL, NULL, err);
   ctkn_pubkey_free(rp);
   return rc;
 }
@@ -169,7 +182,8 @@ static int key_add(struct cli *c)
       (rc = next_version(&kr, &err)) == CTKN_OK &&
       (rc = ctkn_keyring_check(&kr, &err)) == CTKN_OK &&
       (rc = ctkn_seckey_save(k, out, &err)) == CTKN_OK &&
-      (rc = ctkn_trust_keyring_append(&c->log, root, &kr, &err)) == CTKN_OK &&
+      (rc = ctkn_trust_keyring_append(settings_log(c), root, &kr, &err)) ==
+          CTKN_OK &&
       (json = ctkn_json_keyring(&kr, wk.key_id, out)) == NULL)
     rc = cli_oom(&err);
   ctkn_seckey_free(root);
@@ -199,8 +213,47 @@ static int key_revoke(struct cli *c, const char *id)
   if (rc == CTKN_OK) {
     k->revoked = true;
     if ((rc = next_version(&kr, &err)) == CTKN_OK &&
-        (rc = ctkn_trust_keyring_append(&c->log, root, &kr, &err)) == CTKN_OK &&
+        (rc = ctkn_trust_keyring_append(settings_log(c), root, &kr, &err)) ==
+            CTKN_OK &&
         (json = ctkn_json_keyring(&kr, id, NULL)) == NULL)
+      rc = cli_oom(&err);
+  }
+  ctkn_seckey_free(root);
+  ctkn_keyring_free(&kr);
+  return cli_emit(c, rc, json, &err);
+}
+
+/* trust schema enable N: the keyring's next version enables event schema
+ * version N for writers (readers that cannot read it fail closed). */
+static int schema_enable(struct cli *c, const char *arg)
+{
+  struct ctkn_keyring kr;
+  ctkn_seckey *root = NULL;
+  struct ctkn_err err;
+  char *json = NULL;
+  long long v;
+  int rc;
+
+  if (!cli_parse_int(arg, 2, 1000000, &v))
+    return cli_usage_error(c,
+                           "trust schema enable needs a version >= 2, "
+                           "not \"%.20s\"",
+                           arg);
+  ctkn_keyring_init(&kr);
+  if ((rc = root_and_keyring(c, &root, &kr, &err)) == CTKN_OK) {
+    if (ctkn_keyring_schema_enabled(&kr, (uint32_t)v))
+      rc = field_err(&err, CTKN_EBADREQ, "schema_versions",
+                     "schema version %lld is enabled already", v);
+    else if (kr.nschemas >= CTKN_KEYRING_SCHEMAS)
+      rc = field_err(&err, CTKN_EINVAL, "schema_versions",
+                     "at most %d schema versions", CTKN_KEYRING_SCHEMAS);
+  }
+  if (rc == CTKN_OK) {
+    kr.schemas[kr.nschemas++] = (uint32_t)v;
+    if ((rc = next_version(&kr, &err)) == CTKN_OK &&
+        (rc = ctkn_trust_keyring_append(settings_log(c), root, &kr, &err)) ==
+            CTKN_OK &&
+        (json = ctkn_json_keyring(&kr, NULL, NULL)) == NULL)
       rc = cli_oom(&err);
   }
   ctkn_seckey_free(root);
@@ -222,8 +275,8 @@ static int show_keyring(struct cli *c)
                               "[$CTKN_TRUST_ROOT]");
   ctkn_keyring_init(&kr);
   if ((rc = ctkn_pubkey_new(&root, c->trust_root, &err)) == CTKN_OK &&
-      (rc = ctkn_trust_keyring_fetch(&c->log, root, &kr, NULL, NULL, &err)) ==
-          CTKN_OK &&
+      (rc = ctkn_trust_keyring_fetch(settings_log(c), root, &kr, NULL, NULL,
+                                     &err)) == CTKN_OK &&
       (json = ctkn_json_keyring(&kr, NULL, NULL)) == NULL)
     rc = cli_oom(&err);
   ctkn_pubkey_free(root);
@@ -244,6 +297,9 @@ int cmd_trust(struct cli *c)
   if (strcmp(what, "key") == 0 && c->npos == 3 &&
       strcmp(c->pos[1], "revoke") == 0)
     return key_revoke(c, c->pos[2]);
+  if (strcmp(what, "schema") == 0 && c->npos == 3 &&
+      strcmp(c->pos[1], "enable") == 0)
+    return schema_enable(c, c->pos[2]);
   return cli_usage_error(c, "trust init | keyring | key add | key revoke "
-                            "KEY_ID");
+                            "KEY_ID | schema enable N");
 }

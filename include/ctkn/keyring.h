@@ -74,6 +74,12 @@ struct ctkn_checkpoint {
   uint8_t chain[CTKN_CHAIN_LEN];
   int64_t signed_at; /* µs since the epoch */
   bool closing;
+  /* The sequence and chain before the first record it covers in its
+   * produce batch (sequence and chain themselves when it covers none);
+   * from_set is false in a checkpoint written without them. */
+  bool from_set;
+  uint64_t from_sequence;
+  uint8_t from_chain[CTKN_CHAIN_LEN];
 };
 
 struct ctkn_adopted_partition {

@@ -33,6 +33,10 @@
 #define CTKN_LOG_MAX_OVERRIDES 64
 #define CTKN_HDR_EVENT_TYPE    "ctkn-event-type"
 #define CTKN_HDR_SCHEMA        "ctkn-schema-version"
+/* The content-type header of an event record (CloudEvents binary mode):
+ * the protobuf message its value holds. */
+#define CTKN_EVENT_CONTENT_TYPE                                                \
+  "application/protobuf; messageType=ctkn.v1.Event"
 
 struct ctkn__log_backend;
 
@@ -102,6 +106,19 @@ void ctkn_log_msg_note_header(struct ctkn_log_msg *m, const char *name,
  * for every record it returns; records read from elsewhere (an archive)
  * get the same view. */
 void ctkn_log_msg_note_headers(struct ctkn_log_msg *m);
+
+/* A record kept past its poll: m points into h and blob, which it owns. */
+struct ctkn_log_msg_copy {
+  struct ctkn_log_msg m;
+  struct ctkn_log_header *h;
+  char *blob;
+};
+/* Copy m with its key, value and headers into *dst (release with
+ * ctkn_log_msg_copy_free()). Errors: CTKN_ENOMEM (dst then owns nothing). */
+int ctkn_log_msg_copy(struct ctkn_log_msg_copy *dst,
+                      const struct ctkn_log_msg *m, struct ctkn_err *err);
+/* Free what c owns. NULL is a no-op. */
+void ctkn_log_msg_copy_free(struct ctkn_log_msg_copy *c);
 
 /* ---- admin ------------------------------------------------------------ */
 

@@ -167,6 +167,13 @@ struct ctkn_projector_hooks {
 int ctkn_projector_set_trust(ctkn_projector *p,
                              const uint8_t root[CTKN_SIGN_PUB_LEN],
                              struct ctkn_err *err);
+/* Have settings follower f (settings.h) judge by this projector's keyring,
+ * read again as records need (no-op without trust). f must not outlive
+ * p. Errors: CTKN_ENOMEM. */
+struct ctkn_settings_follower;
+int ctkn_projector_trust_settings(ctkn_projector *p,
+                                  struct ctkn_settings_follower *f,
+                                  struct ctkn_err *err);
 /* Read the keyring from the settings topic now (no-op without trust).
  * Errors: the log's and the store's. */
 int ctkn_projector_refresh_keyring(ctkn_projector *p, struct ctkn_err *err);

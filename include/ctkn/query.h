@@ -45,7 +45,8 @@ void ctkn_list_params_init(struct ctkn_list_params *p);
  * Errors: CTKN_EINVAL (field "per_page"); p is then unchanged. */
 int ctkn_list_params_per_page(struct ctkn_list_params *p, const char *s,
                               struct ctkn_err *err);
-/* "id[ASC]" or "id[DESC]". Errors: CTKN_EINVAL (field "order_by"). */
+/* "id[ASC]" or "id[DESC]", the direction in any case ("id[asc]").
+ * Errors: CTKN_EINVAL (field "order_by"). */
 int ctkn_list_params_order_by(struct ctkn_list_params *p, const char *s,
                               struct ctkn_err *err);
 /* Comma-separated statuses: "active", "revoked", "active,revoked".

@@ -195,6 +195,11 @@ struct ctkn_dest_policy {
   const struct ctkn_cidr *allow; /* networks admitted although special */
   size_t nallow;
   int max_active; /* active destinations at most; 0: CTKN_DEST_MAX_ACTIVE */
+  /* Trust (trust.h; used by settings.h's command): the root's public key
+   * (32 bytes) to judge by, or NULL; the writer key that signs the
+   * command's record (a ctkn_seckey), or NULL. */
+  const uint8_t *trust_root;
+  const void *writer_key;
 };
 
 /*

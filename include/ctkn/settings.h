@@ -124,6 +124,19 @@ int ctkn_settings_follower_open(ctkn_settings_follower **out, ctkn_store *st,
                                 struct ctkn_err *err);
 /* Close and free. NULL is a no-op. */
 void ctkn_settings_follower_close(ctkn_settings_follower *f);
+/*
+ * Judge every record by kr (borrowed; its contents may change, as a
+ * projector refreshes it) through a gate, as the projector does for
+ * events (trust.h): what fails is quarantined with its reason, what is
+ * held back is read again. refresh (may be NULL) is called, with arg,
+ * when a record names a writer key kr lacks. Errors: CTKN_ENOMEM.
+ */
+struct ctkn_keyring;
+int ctkn_settings_follower_set_trust(ctkn_settings_follower *f,
+                                     const struct ctkn_keyring *kr,
+                                     int (*refresh)(void *arg,
+                                                    struct ctkn_err *err),
+                                     void *arg, struct ctkn_err *err);
 /* Apply what has arrived, waiting up to timeout_ms for a first record;
  * *applied counts the records projected. A record of a newer schema is
  * logged (diag.h) and stops the follower, which then applies nothing

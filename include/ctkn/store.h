@@ -409,13 +409,20 @@ struct ctkn_store_pause {
   int64_t offset;    /* the record it stopped at */
   int schema;        /* that record's schema version */
 };
-/* Record that partition stopped at offset. Errors: the store's. */
+/* A pause of every partition (a keyring enables an unreadable schema). */
+#define CTKN_STORE_PAUSE_ALL (-1)
+/* Record that partition (or CTKN_STORE_PAUSE_ALL) stopped at offset.
+ * Errors: the store's. */
 int ctkn_store_set_pause(ctkn_store_txn *txn, int32_t partition, int64_t offset,
                          int schema, struct ctkn_err *err);
 /* Forget partition's pause once its next offset has passed the record
  * (a newer build applied it); a no-op otherwise. Errors: the store's. */
 int ctkn_store_clear_pause(ctkn_store_txn *txn, int32_t partition, int64_t next,
                            struct ctkn_err *err);
+/* Whether partition is paused (or every partition is). Errors: the
+ * store's. */
+int ctkn_store_is_paused(ctkn_store_txn *txn, int32_t partition, bool *paused,
+                         struct ctkn_err *err);
 /* The first paused partition into *out (partition -1: none). Errors: the
  * store's. */
 int ctkn_store_first_pause(ctkn_store_txn *txn, struct ctkn_store_pause *out,

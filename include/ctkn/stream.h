@@ -39,6 +39,13 @@ struct ctkn_tail_opts {
   bool exit_at_end;            /* stop at the log's end as it stood at the start
                                   (not with a group, whose share can change) */
   volatile sig_atomic_t *stop; /* set by a signal handler; may be NULL */
+  /* The trust root's public key (trust.h), or NULL. With it, only records
+   * that a verified checkpoint of their writer proves are written: the
+   * tail reads from mid-log, so a writer's chain is anchored where a
+   * checkpoint's produce batch starts (ctkn_gate_set_midstream()); what
+   * fails is reported and passed over, and in a group the offsets
+   * committed never pass a record still waiting for its checkpoint. */
+  const uint8_t *trust_root;
 };
 
 struct ctkn_tail_stats {

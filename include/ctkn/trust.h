@@ -202,6 +202,12 @@ struct ctkn_gate_out {
 int ctkn_gate_open(ctkn_gate **out, const struct ctkn_keyring *kr,
                    int32_t nparts, struct ctkn_err *err);
 void ctkn_gate_close(ctkn_gate *g);
+/* For a reader that starts mid-log with no saved state (`ctkn tail`): an
+ * instance first met mid-chain waits for a verified checkpoint of its
+ * produce batch, whose from_sequence and from_chain (signed) anchor its
+ * chain. Records of a batch that began before the reader's first record
+ * cannot be anchored and are quarantined. Set before the first feed. */
+void ctkn_gate_set_midstream(ctkn_gate *g);
 /* Judge from now on by kr (a newer keyring; borrowed). */
 void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr);
 /* Feed record m (borrowed until it comes out or the partition is reset),
@@ -260,7 +266,8 @@ int ctkn_trust_keyring_open(const void *val, size_t len,
                             struct ctkn_err *err);
 
 /*
- * Read the settings topic of cfg's event topic from its start to its end
+ * Read the settings topic (cfg names it: settings.h, ctkn_settings_topic())
+ * from its start to its end
  * and keep the newest keyring signed by root (records not signed by it
  * are skipped). *kr (ctkn_keyring_init()ed) is left at version 0 when
  * there is none; *raw (may be NULL) receives the newest record's value
@@ -272,8 +279,8 @@ int ctkn_trust_keyring_fetch(const struct ctkn_log_config *cfg,
                              uint8_t **raw, size_t *rawlen,
                              struct ctkn_err *err);
 
-/* Sign kr with root and append it to the settings topic of cfg's event
- * topic. Errors: CTKN_EINVAL (kr breaks the rules), the log's. */
+/* Sign kr with root and append it to the settings topic cfg names.
+ * Errors: CTKN_EINVAL (kr breaks the rules), the log's. */
 int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,
                               const ctkn_seckey *root,
                               const struct ctkn_keyring *kr,

@@ -354,7 +354,9 @@ static void answer_setting(struct server *s, struct req *r)
                                     .allow = s->cfg->allow_destination,
                                     .nallow = s->cfg->nallow_destination,
                                     .max_active =
-                                        s->cfg->max_active_destinations};
+                                        s->cfg->max_active_destinations,
+                                    .trust_root = s->cfg->trust_root,
+                                    .writer_key = s->cfg->writer_key};
   rc = ctkn_settings_execute(s->st, s->cfg->log, add ? s->key : NULL, r->dcmd,
                              &policy, o, &err);
   if (rc != CTKN_OK) {

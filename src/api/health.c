@@ -202,6 +202,39 @@ static int durations(struct ctkn__buf *t, struct metrics *m)
   return rc;
 }
 
+/* With a trust root: each partition's newest writer checkpoint's age and
+ * whether it is stale (past --max-staleness). Called with pos_lock held. */
+static int trust_metrics(struct ctkn__buf *t, const struct server *s)
+{
+  int64_t now = ctkn_now_us(), max = s->cfg->max_staleness_ms * 1000;
+  int32_t stale = 0;
+  int rc;
+
+  if (s->cfg->trust_root == NULL)
+    return CTKN_OK;
+  rc = ctkn__buf_puts(
+      t, "# HELP ctkn_trust_checkpoint_age_seconds Age (signed time) of the "
+         "newest verified writer checkpoint, per partition; -1: none yet.\n"
+         "# TYPE ctkn_trust_checkpoint_age_seconds gauge\n");
+  for (int32_t i = 0; i < s->nstatus && rc == CTKN_OK; i++) {
+    int64_t at = s->status[i].checkpoint_at;
+    stale += max > 0 && at >= 0 && now - at > max;
+    rc = ctkn__buf_printf(
+        t,
+        "ctkn_trust_checkpoint_age_seconds{partition=\"%" PRId32 "\"} %.3f\n",
+        s->status[i].partition, at > 0 ? (double)(now - at) / 1e6 : -1.0);
+  }
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_printf(
+        t,
+        "# HELP ctkn_trust_stale_partitions Partitions whose newest "
+        "checkpoint is older than --max-staleness (answers fail closed).\n"
+        "# TYPE ctkn_trust_stale_partitions gauge\n"
+        "ctkn_trust_stale_partitions %" PRId32 "\n",
+        stale);
+  return rc;
+}
+
 /* The follower's figures: events by outcome, paused partitions, the lag
  * and its age. Called with pos_lock held. */
 static int projection(struct ctkn__buf *t, const struct server *s)
@@ -216,11 +249,16 @@ static int projection(struct ctkn__buf *t, const struct server *s)
       "ctkn_projector_events_total{outcome=\"rejected\"} %" PRIu64 "\n"
       "ctkn_projector_events_total{outcome=\"quarantined\"} %" PRIu64 "\n"
       "ctkn_projector_events_total{outcome=\"skipped\"} %" PRIu64 "\n"
+      "ctkn_projector_events_total{outcome=\"checkpoint\"} %" PRIu64 "\n"
       "# HELP ctkn_projector_paused_partitions Partitions stopped at a "
       "newer schema version.\n"
       "# TYPE ctkn_projector_paused_partitions gauge\n"
       "ctkn_projector_paused_partitions %" PRId32 "\n",
-      st->applied, st->rejected, st->quarantined, st->skipped, st->paused);
+      st->applied, st->rejected, st->quarantined, st->skipped, st->checkpoints,
+      st->paused);
+
+  if (rc == CTKN_OK)
+    rc = trust_metrics(t, s);
 
   if (rc == CTKN_OK)
     rc = ctkn__buf_puts(t, "# HELP ctkn_projection_lag Records in the log not "

@@ -270,7 +270,7 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
     l = NULL;
     why = &nomem;
   }
-  int64_t beat_at = ctkn__now_ms() + s->cfg->heartbeat_ms;
+  int64_t beat_at = ctkn__now_ms(); /* the first at once: readers wait */
   for (;;) {
     int wait = -1;
     if (l != NULL && s->cfg->writer_key != NULL && s->cfg->heartbeat_ms > 0) {

@@ -258,6 +258,12 @@ int ctkn_checkpoint_encode(const struct ctkn_checkpoint *c, uint8_t **out,
   m.chain.len = CTKN_CHAIN_LEN;
   m.signed_at = c->signed_at;
   m.closing = c->closing;
+  if (c->from_set) {
+    m.has_from_sequence = m.has_from_chain = true;
+    m.from_sequence = c->from_sequence;
+    m.from_chain.data = (uint8_t *)c->from_chain;
+    m.from_chain.len = CTKN_CHAIN_LEN;
+  }
   PACK(&m, ctkn__v1__checkpoint, out, len, err);
   return CTKN_OK;
 }
@@ -288,6 +294,16 @@ int ctkn_checkpoint_decode(const void *buf, size_t len,
                      !m->has_partition || m->partition < 0 ? "partition"
                      : !m->has_sequence                    ? "sequence"
                                                            : "signed_at");
+  }
+  if (rc == CTKN_OK && (m->has_from_sequence || m->has_from_chain)) {
+    if (!m->has_from_sequence || m->from_sequence > m->sequence)
+      rc = ctkn__err(err, CTKN_EDECODE,
+                     "from_sequence: missing or past sequence");
+    else if ((rc = bytes_of(&m->from_chain, m->has_from_chain, CTKN_CHAIN_LEN,
+                            c->from_chain, "from_chain", err)) == CTKN_OK) {
+      c->from_set = true;
+      c->from_sequence = m->from_sequence;
+    }
   }
   if (rc == CTKN_OK) {
     c->partition = m->partition;

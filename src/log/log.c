@@ -294,3 +294,57 @@ void ctkn_log_msg_note_headers(struct ctkn_log_msg *m)
     ctkn_log_msg_note_header(m, m->headers[i].name, m->headers[i].value,
                              m->headers[i].size);
 }
+
+/* ---- a record kept past its poll ---------------------------------------- */
+
+int ctkn_log_msg_copy(struct ctkn_log_msg_copy *dst,
+                      const struct ctkn_log_msg *m, struct ctkn_err *err)
+{
+  size_t need = m->key_len + m->value_len, at = 0;
+
+  memset(dst, 0, sizeof(*dst));
+  for (size_t i = 0; i < m->nheaders; i++)
+    need += strlen(m->headers[i].name) + 1 + m->headers[i].size;
+  dst->m = *m;
+  dst->h = calloc(m->nheaders ? m->nheaders : 1, sizeof(*dst->h));
+  dst->blob = malloc(need ? need : 1);
+  if (dst->h == NULL || dst->blob == NULL) {
+    ctkn_log_msg_copy_free(dst);
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory keeping a record");
+  }
+  if (m->key != NULL) {
+    memcpy(dst->blob, m->key, m->key_len);
+    dst->m.key = dst->blob;
+    at = m->key_len;
+  }
+  if (m->value != NULL) {
+    memcpy(dst->blob + at, m->value, m->value_len);
+    dst->m.value = dst->blob + at;
+    at += m->value_len;
+  }
+  for (size_t i = 0; i < m->nheaders; i++) {
+    size_t nl = strlen(m->headers[i].name) + 1;
+    memcpy(dst->blob + at, m->headers[i].name, nl);
+    dst->h[i].name = dst->blob + at;
+    at += nl;
+    dst->h[i].size = m->headers[i].size;
+    dst->h[i].value = NULL;
+    if (m->headers[i].value != NULL) {
+      memcpy(dst->blob + at, m->headers[i].value, m->headers[i].size);
+      dst->h[i].value = dst->blob + at;
+      at += m->headers[i].size;
+    }
+  }
+  dst->m.headers = dst->h;
+  return CTKN_OK;
+}
+
+void ctkn_log_msg_copy_free(struct ctkn_log_msg_copy *c)
+{
+  if (c == NULL)
+    return;
+  free(c->h);
+  free(c->blob);
+  c->h = NULL;
+  c->blob = NULL;
+}

@@ -92,7 +92,9 @@ static int prepare(struct notifier *nf, struct ctkn_err *err)
   if (!nf->o.follow &&
       (rc = ctkn_projector_catch_up(nf->proj, NULL, 0, err)) != CTKN_OK)
     return rc;
-  if ((rc = ctkn_settings_follower_open(&sf, nf->st, nf->cfg, err)) == CTKN_OK)
+  if ((rc = ctkn_settings_follower_open(&sf, nf->st, nf->cfg, err)) ==
+          CTKN_OK &&
+      (rc = ctkn_projector_trust_settings(nf->proj, sf, err)) == CTKN_OK)
     rc = ctkn_settings_follower_catch_up(sf, err);
   ctkn_settings_follower_close(sf);
   if (rc != CTKN_OK || !nf->o.follow)
@@ -291,8 +293,9 @@ int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
       (rc = ctkn__http_open(&nf->http, err)) == CTKN_OK &&
       (rc = ctkn_projector_open(&nf->proj, st, cfg, env, err)) == CTKN_OK &&
       (nf->o.trust_root == NULL ||
-       (rc = ctkn_projector_set_trust(nf->proj, nf->o.trust_root, err)) ==
-           CTKN_OK) &&
+       ((rc = ctkn_projector_set_trust(nf->proj, nf->o.trust_root, err)) ==
+            CTKN_OK &&
+        (rc = ctkn_projector_refresh_keyring(nf->proj, err)) == CTKN_OK)) &&
       (rc = prepare(nf, err)) == CTKN_OK &&
       (rc = ctkn_lease_open(&nf->lease, cfg, nf->o.group, err)) == CTKN_OK &&
       (rc = ctkn__ntf_refresh_parts(nf, err)) == CTKN_OK &&

@@ -247,11 +247,14 @@ static bool pause_at(struct pass *ps, const struct ctkn_log_msg *m)
 {
   int32_t p = m->partition;
 
+  int refused = ps->trust != NULL ? ctkn__ptrust_refused(ps->trust) : 0;
+
   /* Recorded with the projection, so that its readers fail closed too;
    * committed with the records before it. */
   if (ps->pause_rc == CTKN_OK)
     ps->pause_rc = ctkn_store_set_pause(ps->txn, p, m->offset,
-                                        m->schema_version, &ps->pause_err);
+                                        refused ? refused : m->schema_version,
+                                        &ps->pause_err);
   if (ps->paused != NULL && p < ps->npaused && !ps->paused[p]) {
     ps->paused[p] = true;
     ps->stats.paused++;
@@ -260,7 +263,8 @@ static bool pause_at(struct pass *ps, const struct ctkn_log_msg *m)
              "partition %" PRId32 " paused at offset %" PRId64
              ": schema version %d is newer than this build's %d; "
              "upgrade ctkn",
-             p, m->offset, m->schema_version, CTKN_SCHEMA_VERSION);
+             p, m->offset, refused ? refused : m->schema_version,
+             CTKN_SCHEMA_VERSION);
   return ps->paused == NULL;
 }
 

@@ -194,7 +194,9 @@ static int trust_status(const ctkn_projector *p, ctkn_store_txn *txn,
   int rc = CTKN_OK;
 
   for (int32_t i = 0; i < n && rc == CTKN_OK; i++) {
-    s[i].paused = i < p->nparts && p->paused[i];
+    bool stored = false;
+    rc = ctkn_store_is_paused(txn, i, &stored, err);
+    s[i].paused = stored || (i < p->nparts && p->paused[i]);
     s[i].checkpoint_at = -1;
     if (p->trust != NULL)
       rc = ctkn__ptrust_checkpoint_at(txn, i, &s[i].checkpoint_at, err);
@@ -230,6 +232,21 @@ int ctkn_projector_set_trust(ctkn_projector *p,
   ctkn__ptrust_free(p->trust);
   p->trust = t;
   return CTKN_OK;
+}
+
+static int refresh_cb(void *arg, struct ctkn_err *err)
+{
+  return ctkn_projector_refresh_keyring(arg, err);
+}
+
+int ctkn_projector_trust_settings(ctkn_projector *p,
+                                  struct ctkn_settings_follower *f,
+                                  struct ctkn_err *err)
+{
+  if (p->trust == NULL)
+    return CTKN_OK;
+  return ctkn_settings_follower_set_trust(f, ctkn__ptrust_keyring(p->trust),
+                                          refresh_cb, p, err);
 }
 
 int ctkn_projector_refresh_keyring(ctkn_projector *p, struct ctkn_err *err)
@@ -552,7 +569,11 @@ static void follow_settings(ctkn_projector *p)
     if (ctkn__now_ms() < p->settings_retry_ms)
       return;
     rc = ctkn_settings_follower_open(&p->settings, p->st, p->cfg, &err);
+    if (rc == CTKN_OK && p->trust != NULL)
+      rc = ctkn_projector_trust_settings(p, p->settings, &err);
     if (rc != CTKN_OK) {
+      ctkn_settings_follower_close(p->settings);
+      p->settings = NULL;
       if (p->settings_retry_ms == 0 || rc != CTKN_ENOTFOUND)
         ctkn__diag(CTKN_DIAG_WARN, "projector", "settings not followed: %s",
                    err.msg);

@@ -128,6 +128,9 @@ ctkn__ptrust_carried_msg(const struct ctkn__ptrust *t, size_t i);
 /* Judge j's records inside txn: j->verdict filled. */
 int ctkn__ptrust_judge(struct ctkn__ptrust *t, ctkn_store_txn *txn,
                        struct ctkn__judge *j, struct ctkn_err *err);
+/* The schema version a refused keyring enables (every partition stops),
+ * or 0. */
+int ctkn__ptrust_refused(const struct ctkn__ptrust *t);
 /* Why record k was quarantined (the same on every replica). */
 const char *ctkn__ptrust_reason(const struct ctkn__ptrust *t, size_t k);
 /* A JSON log line for quarantined record k (m): its reason and the detail

@@ -15,25 +15,22 @@
 #include <string.h>
 
 #include "ctkn/codec.h"
+#include "ctkn/settings.h"
 #include "ctkn/trust.h"
 #include "projector/projector_int.h"
 
 #define KEYRING_KEY "keyring"
-
-/* A held-back record, copied with everything it points to. */
-struct held {
-  struct ctkn_log_msg m;
-  struct ctkn_log_header *h;
-  char *blob;
-};
+#define VERSION_KEY "keyring.version" /* its version, 8 bytes: a cheap check   \
+                                       */
 
 struct ctkn__ptrust {
   const struct ctkn_log_config *cfg;
   ctkn_pubkey *root; /* owned */
   struct ctkn_keyring kr;
   ctkn_gate *gate;
+  int refused;   /* a keyring enabled this unreadable schema version; 0 */
   bool *touched; /* partitions fed in this pass */
-  struct held *held;
+  struct ctkn_log_msg_copy *held;
   size_t nheld, capheld;
   /* this pass */
   struct ctkn_gate_out *outs; /* by combined index */
@@ -42,18 +39,12 @@ struct ctkn__ptrust {
   size_t capj;
 };
 
-static void held_free(struct held *h)
-{
-  free(h->h);
-  free(h->blob);
-}
-
 void ctkn__ptrust_free(struct ctkn__ptrust *t)
 {
   if (t == NULL)
     return;
   for (size_t i = 0; i < t->nheld; i++)
-    held_free(&t->held[i]);
+    ctkn_log_msg_copy_free(&t->held[i]);
   free(t->held);
   free(t->outs);
   free(t->judged);
@@ -63,6 +54,50 @@ void ctkn__ptrust_free(struct ctkn__ptrust *t)
   ctkn_keyring_free(&t->kr);
   ctkn_pubkey_free(t->root);
   free(t);
+}
+
+static int put_version(ctkn_store_txn *txn, uint64_t v, struct ctkn_err *err)
+{
+  uint8_t b[8];
+
+  ctkn__put_be64(b, v);
+  return ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, VERSION_KEY,
+                           strlen(VERSION_KEY), b, sizeof(b), err);
+}
+
+/* At the start of a pass: another process sharing the projection may have
+ * stored a newer keyring, or refused one (a pause of every partition):
+ * judge as it does. */
+static int sync_keyring(struct ctkn__ptrust *t, ctkn_store_txn *txn,
+                        struct ctkn_err *err)
+{
+  struct ctkn_keyring kr;
+  const void *val;
+  size_t len;
+  bool all = false;
+  int rc;
+
+  if (!t->refused && (rc = ctkn_store_is_paused(txn, CTKN_STORE_PAUSE_ALL, &all,
+                                                err)) != CTKN_OK)
+    return rc;
+  if (all)
+    t->refused = CTKN_SCHEMA_VERSION + 1;
+  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, VERSION_KEY,
+                         strlen(VERSION_KEY), &val, &len, err);
+  if (rc == CTKN_ENOTFOUND)
+    return CTKN_OK;
+  if (rc != CTKN_OK || len != 8 || ctkn__get_be(val, 8) <= t->kr.version)
+    return rc;
+  if ((rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, KEYRING_KEY,
+                              strlen(KEYRING_KEY), &val, &len, err)) != CTKN_OK)
+    return rc;
+  ctkn_keyring_init(&kr);
+  if ((rc = ctkn_trust_keyring_open(val, len, t->root, &kr, err)) != CTKN_OK)
+    return rc;
+  ctkn_keyring_free(&t->kr);
+  t->kr = kr;
+  ctkn_gate_set_keyring(t->gate, &t->kr);
+  return CTKN_OK;
 }
 
 /* The keyring stored with the projection, when there is one. */
@@ -137,6 +172,38 @@ static bool knows_writer(const struct ctkn__ptrust *t,
   return true; /* unsigned: no key to look for */
 }
 
+/* The first schema version kr enables that this build cannot read, or 0. */
+static int unreadable_schema(const struct ctkn_keyring *kr)
+{
+  for (size_t i = 0; i < kr->nschemas; i++)
+    if (kr->schemas[i] > CTKN_SCHEMA_VERSION)
+      return (int)kr->schemas[i];
+  return 0;
+}
+
+/* Every partition stopped: recorded with the projection, so every read
+ * fails closed (query.h) until a build that reads the version runs. */
+static int refuse_keyring(struct ctkn__ptrust *t, ctkn_store *st, int version,
+                          struct ctkn_err *err)
+{
+  ctkn_store_txn *txn;
+  int rc;
+
+  ctkn__diag(CTKN_DIAG_ERROR, "trust",
+             "the keyring enables event schema version %d, newer than this "
+             "build's %d: every partition stops; upgrade ctkn",
+             version, CTKN_SCHEMA_VERSION);
+  t->refused = version;
+  if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK)
+    return rc;
+  if ((rc = ctkn_store_set_pause(txn, CTKN_STORE_PAUSE_ALL, -1, version,
+                                 err)) != CTKN_OK) {
+    ctkn_store_abort(txn);
+    return rc;
+  }
+  return ctkn_store_commit(txn, err);
+}
+
 int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
                          struct source *src, struct ctkn_err *err)
 {
@@ -152,7 +219,10 @@ int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
   if (src != NULL && i == src->n && t->kr.version > 0)
     return CTKN_OK;
   ctkn_keyring_init(&kr);
-  rc = ctkn_trust_keyring_fetch(t->cfg, t->root, &kr, &raw, &rawlen, err);
+  struct ctkn_log_config scfg = *t->cfg; /* shallow: overrides borrowed */
+  rc = ctkn_settings_topic(t->cfg->topic, scfg.topic, sizeof(scfg.topic), err);
+  if (rc == CTKN_OK)
+    rc = ctkn_trust_keyring_fetch(&scfg, t->root, &kr, &raw, &rawlen, err);
   if (rc == CTKN_ENOTFOUND)
     rc = CTKN_OK; /* no settings topic: no keyring yet */
   if (rc != CTKN_OK || kr.version <= t->kr.version) {
@@ -160,10 +230,20 @@ int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
     free(raw);
     return rc;
   }
+  if ((rc = unreadable_schema(&kr)) != 0) {
+    /* Writers may now emit a version this build cannot read: refuse the
+     * keyring and fail closed from here (brief: upgrade readers first). */
+    ctkn_keyring_free(&kr);
+    free(raw);
+    return refuse_keyring(t, st, rc, err);
+  }
   if ((rc = ctkn_store_begin(st, true, &txn, err)) == CTKN_OK &&
       (rc = ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, KEYRING_KEY,
                               strlen(KEYRING_KEY), raw, rawlen, err)) ==
-          CTKN_OK)
+          CTKN_OK &&
+      (rc = put_version(txn, kr.version, err)) == CTKN_OK &&
+      (rc = ctkn_store_clear_pause(txn, CTKN_STORE_PAUSE_ALL, INT64_MAX,
+                                   err)) == CTKN_OK)
     rc = ctkn_store_commit(txn, err);
   else
     ctkn_store_abort(txn);
@@ -371,10 +451,23 @@ static void drain(struct ctkn__ptrust *t, int32_t p, struct ctkn__judge *j)
   }
 }
 
+int ctkn__ptrust_refused(const struct ctkn__ptrust *t)
+{
+  return t->refused;
+}
+
 int ctkn__ptrust_judge(struct ctkn__ptrust *t, ctkn_store_txn *txn,
                        struct ctkn__judge *j, struct ctkn_err *err)
 {
   int rc;
+
+  if ((rc = sync_keyring(t, txn, err)) != CTKN_OK)
+    return rc;
+  if (t->refused) { /* every partition stops at its first record here */
+    for (size_t k = 0; k < j->n; k++)
+      j->verdict[k] = JV_PAUSE;
+    return CTKN_OK;
+  }
 
   if ((rc = room(t, j->n, err)) != CTKN_OK ||
       (rc = mark_lazy(j, t->lazy, err)) != CTKN_OK)
@@ -432,50 +525,10 @@ int ctkn__ptrust_save(struct ctkn__ptrust *t, ctkn_store_txn *txn,
 
 /* ---- held-back records, carried to the next pass ------------------------- */
 
-static int copy_msg(struct held *h, const struct ctkn_log_msg *m)
-{
-  size_t need = m->key_len + m->value_len, at = 0;
-
-  for (size_t i = 0; i < m->nheaders; i++)
-    need += strlen(m->headers[i].name) + 1 + m->headers[i].size;
-  h->m = *m;
-  h->h = calloc(m->nheaders ? m->nheaders : 1, sizeof(*h->h));
-  h->blob = malloc(need ? need : 1);
-  if (h->h == NULL || h->blob == NULL) {
-    held_free(h);
-    return CTKN_ENOMEM;
-  }
-  if (m->key != NULL) {
-    memcpy(h->blob, m->key, m->key_len);
-    h->m.key = h->blob;
-    at = m->key_len;
-  }
-  if (m->value != NULL) {
-    memcpy(h->blob + at, m->value, m->value_len);
-    h->m.value = h->blob + at;
-    at += m->value_len;
-  }
-  for (size_t i = 0; i < m->nheaders; i++) {
-    size_t nl = strlen(m->headers[i].name) + 1;
-    memcpy(h->blob + at, m->headers[i].name, nl);
-    h->h[i].name = h->blob + at;
-    at += nl;
-    h->h[i].value = NULL;
-    h->h[i].size = m->headers[i].size;
-    if (m->headers[i].value != NULL) {
-      memcpy(h->blob + at, m->headers[i].value, m->headers[i].size);
-      h->h[i].value = h->blob + at;
-      at += m->headers[i].size;
-    }
-  }
-  h->m.headers = h->h;
-  return CTKN_OK;
-}
-
 int ctkn__ptrust_carry(struct ctkn__ptrust *t, struct ctkn__judge *j,
                        struct ctkn_err *err)
 {
-  struct held *keep = NULL;
+  struct ctkn_log_msg_copy *keep = NULL;
   size_t n = 0;
 
   for (size_t k = 0; k < j->n; k++)
@@ -488,16 +541,16 @@ int ctkn__ptrust_carry(struct ctkn__ptrust *t, struct ctkn__judge *j,
     const struct ctkn_log_msg *m = j->msg(j, k);
     if (j->verdict[k] != JV_HELD || (j->paused && j->paused[m->partition]))
       continue;
-    if (copy_msg(&keep[n], m) != CTKN_OK) {
+    if (ctkn_log_msg_copy(&keep[n], m, NULL) != CTKN_OK) {
       for (size_t i = 0; i < n; i++)
-        held_free(&keep[i]);
+        ctkn_log_msg_copy_free(&keep[i]);
       free(keep);
       return ctkn__err(err, CTKN_ENOMEM, "out of memory holding records back");
     }
     n++;
   }
   for (size_t i = 0; i < t->nheld; i++)
-    held_free(&t->held[i]);
+    ctkn_log_msg_copy_free(&t->held[i]);
   free(t->held);
   t->held = keep;
   t->nheld = n;

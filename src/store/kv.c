@@ -216,8 +216,8 @@ int ctkn_store_clear_pause(ctkn_store_txn *txn, int32_t partition, int64_t next,
                            struct ctkn_err *err)
 {
   uint8_t k[PAUSE_KEY_LEN];
-  const void *v;
-  size_t n;
+  const void *v = NULL;
+  size_t n = 0;
   int rc;
 
   pause_key(partition, k);
@@ -260,4 +260,22 @@ int ctkn_store_first_pause(ctkn_store_txn *txn, struct ctkn_store_pause *out,
   if (rc == 1 || rc == CTKN_ENOTFOUND)
     return CTKN_OK; /* found one; or no table in an older projection */
   return rc;
+}
+
+int ctkn_store_is_paused(ctkn_store_txn *txn, int32_t partition, bool *paused,
+                         struct ctkn_err *err)
+{
+  uint8_t k[PAUSE_KEY_LEN];
+  const void *v;
+  size_t n;
+  int rc = CTKN_ENOTFOUND;
+
+  *paused = false;
+  for (int i = 0; i < 2 && rc == CTKN_ENOTFOUND; i++) {
+    pause_key(i == 0 ? partition : CTKN_STORE_PAUSE_ALL, k);
+    rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, k, sizeof(k), &v, &n, err);
+  }
+  if (rc == CTKN_OK)
+    *paused = true;
+  return rc == CTKN_ENOTFOUND ? CTKN_OK : rc;
 }

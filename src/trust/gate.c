@@ -45,6 +45,8 @@ struct inst {
   uint64_t low;     /* at most the lowest pending sequence (0: none pending) */
   uint64_t claimed; /* the highest sequence an unverified checkpoint of
                        this instance claims (they await its proof) */
+  bool unanchored;  /* mid-log reader: met before its chain's start is
+                       known; a verified checkpoint's from_* anchors it */
 };
 
 struct qrec {
@@ -54,7 +56,10 @@ struct qrec {
   int inst; /* -1 for a record quarantined before it named one */
   uint64_t seq;
   uint8_t chain[CTKN_CHAIN_LEN];
-  long prev;      /* queue index it follows; -1: the verified head */
+  long prev; /* queue index it follows; -1: the verified head; -3:
+                not known yet (a mid-log reader's first record of an
+                instance) */
+  uint8_t digest[CTKN_CHAIN_LEN]; /* what the chain covers of it */
   int64_t ref_at; /* first verified checkpoint after it (pending only) */
   int64_t ts_us;  /* its timestamp (occurred_at), or -1 */
   int64_t signed_at;
@@ -79,6 +84,7 @@ struct partq {
 };
 
 struct ctkn_gate {
+  bool midstream; /* ctkn_gate_set_midstream() */
   const struct ctkn_keyring *kr;
   ctkn_pubkey **pubs; /* kr->keys' public keys, made on first use */
   size_t npubs;
@@ -93,6 +99,11 @@ static void drop_pubs(ctkn_gate *g)
   free(g->pubs);
   g->pubs = NULL;
   g->npubs = 0;
+}
+
+void ctkn_gate_set_midstream(ctkn_gate *g)
+{
+  g->midstream = true;
 }
 
 void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr)
@@ -450,9 +461,10 @@ static long find_prev(const struct partq *pq, const struct inst *x,
 }
 
 /* The instance of m on pq (added when new), or -1 with r quarantined. */
-static int instance_of(struct partq *pq, const struct ctkn_keyring *kr,
-                       int32_t part, const char *key_id,
-                       const uint8_t id[CTKN_INSTANCE_LEN], struct qrec *r)
+static int instance_of(const ctkn_gate *g, struct partq *pq,
+                       const struct ctkn_keyring *kr, int32_t part,
+                       const char *key_id, const uint8_t id[CTKN_INSTANCE_LEN],
+                       struct qrec *r)
 {
   struct ctkn_err e = {0};
   int xi = find_inst(pq, key_id, id);
@@ -465,6 +477,7 @@ static int instance_of(struct partq *pq, const struct ctkn_keyring *kr,
   }
   ctkn_trust_chain_start(kr->log_id, part, key_id, id, pq->insts[xi].vchain);
   memcpy(pq->insts[xi].chain, pq->insts[xi].vchain, CTKN_CHAIN_LEN);
+  pq->insts[xi].unanchored = g->midstream;
   return xi;
 }
 
@@ -498,14 +511,16 @@ static int feed_record(ctkn_gate *g, struct partq *pq,
     quarantine(r, "%s", e.msg);
     return CTKN_OK;
   }
-  if ((xi = instance_of(pq, g->kr, m->partition, key_id, id, r)) < 0)
+  if ((xi = instance_of(g, pq, g->kr, m->partition, key_id, id, r)) < 0)
     return CTKN_OK;
   x = &pq->insts[xi];
   if (x->vclosed) {
     unproven(r, "its writer instance was closed by a checkpoint");
     return CTKN_OK;
   }
-  if ((prev = find_prev(pq, x, r->seq, digest, claimed)) == -2) {
+  if ((prev = find_prev(pq, x, r->seq, digest, claimed)) == -2 && x->unanchored)
+    prev = -3; /* where its chain starts, a checkpoint will say */
+  if (prev == -2) {
     unproven(r, "does not link to its instance's chain (sequence %" PRIu64 ")",
              r->seq);
     return CTKN_OK;
@@ -514,6 +529,7 @@ static int feed_record(ctkn_gate *g, struct partq *pq,
   r->inst = xi;
   r->prev = prev;
   memcpy(r->chain, claimed, CTKN_CHAIN_LEN);
+  memcpy(r->digest, digest, CTKN_CHAIN_LEN);
   x->tip = (long)(r - pq->q);
   if (r->seq > x->top)
     x->top = r->seq;
@@ -709,12 +725,51 @@ static void resolve_prov(struct partq *pq, int xi, long qi, uint64_t seq0,
   free(path);
 }
 
+/* A mid-log reader's instance, anchored where verified checkpoint c's
+ * produce batch starts: its first record there must link to c's
+ * from_chain. false with r quarantined when the batch starts before what
+ * this reader has read. */
+static bool anchor(struct partq *pq, int xi, long qi,
+                   const struct ctkn_checkpoint *c, struct qrec *r)
+{
+  struct inst *x = &pq->insts[xi];
+  uint8_t next[CTKN_CHAIN_LEN];
+
+  if (c->from_set && c->from_sequence == c->sequence) {
+    x->unanchored = false; /* it covers no record: anchored at its head */
+    x->vseq = c->sequence;
+    memcpy(x->vchain, c->chain, CTKN_CHAIN_LEN);
+    return true;
+  }
+  for (size_t i = 0; c->from_set && i < pq->npend; i++) {
+    struct qrec *p = &pq->q[pq->pend[i]];
+    /* Its first record here: unlinked, or linked to the chain's start. */
+    if (p->st != PENDING || p->inst != xi || (p->prev != -3 && p->prev != -1) ||
+        pq->pend[i] > qi || p->seq != c->from_sequence + 1)
+      continue;
+    ctkn_trust_chain_next(c->from_chain, p->digest, next);
+    if (memcmp(next, p->chain, CTKN_CHAIN_LEN) != 0)
+      continue;
+    p->prev = -1;
+    x->unanchored = false;
+    x->vseq = c->from_sequence;
+    memcpy(x->vchain, c->from_chain, CTKN_CHAIN_LEN);
+    return true;
+  }
+  unproven(r, "checkpoint: its batch starts before this reader's first "
+              "record");
+  return false;
+}
+
 /* The verified checkpoint c at queue index qi: its coverage and effects. */
 static void apply_verified(struct partq *pq, int xi, long qi,
                            const struct ctkn_checkpoint *c)
 {
   struct inst *x = &pq->insts[xi];
   struct qrec *r = &pq->q[qi];
+
+  if (x->unanchored && !anchor(pq, xi, qi, c, r))
+    return;
   uint64_t seq0 = x->vseq;
   uint8_t chain0[CTKN_CHAIN_LEN];
   int64_t t0 = x->vcp_at;
@@ -786,8 +841,9 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
     unproven(r, "checkpoint: replayed or stale");
     return;
   }
-  if ((xi = find_inst(pq, c.key_id, c.instance)) < 0 && c.sequence == 0)
-    xi = instance_of(pq, g->kr, m->partition, c.key_id, c.instance, r);
+  if ((xi = find_inst(pq, c.key_id, c.instance)) < 0 &&
+      (c.sequence == 0 || g->midstream))
+    xi = instance_of(g, pq, g->kr, m->partition, c.key_id, c.instance, r);
   if (xi < 0) {
     if (r->st != QUARANTINE)
       unproven(r, "checkpoint: of an instance with no records here");

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "ctkn/codec.h"
-#include "ctkn/settings.h"
 #include "ctkn/trust.h"
 #include "internal.h"
 
@@ -33,13 +32,6 @@ int ctkn_trust_keyring_open(const void *val, size_t len,
   if (rc == CTKN_OK && (rc = ctkn_keyring_check(kr, err)) != CTKN_OK)
     ctkn_keyring_free(kr);
   return rc;
-}
-
-static int settings_cfg(const struct ctkn_log_config *cfg,
-                        struct ctkn_log_config *out, struct ctkn_err *err)
-{
-  *out = *cfg; /* shallow: the overrides stay cfg's */
-  return ctkn_settings_topic(cfg->topic, out->topic, sizeof(out->topic), err);
 }
 
 /* Keep m's keyring in *kr when it is valid and newer. */
@@ -118,7 +110,6 @@ int ctkn_trust_keyring_fetch(const struct ctkn_log_config *cfg,
                              uint8_t **raw, size_t *rawlen,
                              struct ctkn_err *err)
 {
-  struct ctkn_log_config scfg;
   ctkn_consumer *c = NULL;
   int64_t *lo = NULL, *hi = NULL;
   int32_t n = 0;
@@ -128,8 +119,7 @@ int ctkn_trust_keyring_fetch(const struct ctkn_log_config *cfg,
     *raw = NULL;
     *rawlen = 0;
   }
-  if ((rc = settings_cfg(cfg, &scfg, err)) != CTKN_OK ||
-      (rc = ctkn_consumer_open(&c, &scfg, err)) != CTKN_OK ||
+  if ((rc = ctkn_consumer_open(&c, cfg, err)) != CTKN_OK ||
       (rc = ctkn_consumer_partitions(c, &n, err)) != CTKN_OK)
     goto out;
   lo = calloc((size_t)n, sizeof(*lo));
@@ -152,7 +142,6 @@ int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,
                               const struct ctkn_keyring *kr,
                               struct ctkn_err *err)
 {
-  struct ctkn_log_config scfg;
   ctkn_producer *p = NULL;
   struct ctkn_signed s;
   uint8_t *body = NULL, *val = NULL;
@@ -160,12 +149,11 @@ int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,
   int rc;
 
   if ((rc = ctkn_keyring_check(kr, err)) != CTKN_OK ||
-      (rc = settings_cfg(cfg, &scfg, err)) != CTKN_OK ||
       (rc = ctkn_keyring_encode(kr, &body, &blen, err)) != CTKN_OK ||
       (rc = ctkn_trust_sign(root, "root", CTKN_SIGNED_KEYRING, body, blen, &s,
                             err)) != CTKN_OK ||
       (rc = ctkn_signed_encode(&s, &val, &vlen, err)) != CTKN_OK ||
-      (rc = ctkn_producer_open(&p, &scfg, err)) != CTKN_OK)
+      (rc = ctkn_producer_open(&p, cfg, err)) != CTKN_OK)
     goto out;
   rc = ctkn_producer_send(p, 0, "keyring", 7, val, vlen, kr->issued_at / 1000,
                           CTKN_TYPE_KEYRING, -1, NULL, NULL, err);

@@ -274,6 +274,11 @@ static int checkpoint(ctkn_signer *s, int32_t p, bool closing, int64_t now_us,
   memcpy(c.key_id, s->key_id, CTKN_KEY_ID_BUF);
   memcpy(c.instance, s->instance, CTKN_INSTANCE_LEN);
   memcpy(c.chain, pt->next_chain, CTKN_CHAIN_LEN);
+  /* Where this batch's records start: pt->seq and pt->chain are the head
+   * before it (kept until done()). */
+  c.from_set = true;
+  c.from_sequence = pt->seq;
+  memcpy(c.from_chain, pt->chain, CTKN_CHAIN_LEN);
   if ((rc = ctkn_checkpoint_encode(&c, &body, &blen, err)) == CTKN_OK &&
       (rc = ctkn_trust_sign(s->key, s->key_id, CTKN_SIGNED_CHECKPOINT, body,
                             blen, &sg, err)) == CTKN_OK)

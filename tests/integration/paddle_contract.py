@@ -138,7 +138,9 @@ DEVIATIONS = [
      "field": ("notification_setting_id", "after")},
     {"name": "order-by-values",
      "reason": "order_by is id[ASC] or id[DESC] (Paddle names id as the "
-               "only field to order by); any other value is invalid_field. "
+               "only field to order by), the direction in any case "
+               "(Paddle's Python SDK sends id[asc]); any other value is "
+               "invalid_field. "
                "Paddle's description types it as any string.",
      "field": "order_by"},
     {"name": "per-page-range",

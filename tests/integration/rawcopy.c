@@ -50,7 +50,7 @@ static void read_at(struct ctkn_log_config *cfg, int32_t part, int64_t off,
   struct ctkn_err err;
   ctkn_consumer *c;
   int64_t *offs;
-  int32_t n;
+  int32_t n = 0;
 
   if (ctkn_consumer_open(&c, cfg, &err) != CTKN_OK ||
       ctkn_consumer_partitions(c, &n, &err) != CTKN_OK)
@@ -146,7 +146,7 @@ static void relink(struct ctkn_log_config *cfg, struct rec *r, const char *arg)
   struct rec prev = {0};
   uint8_t log_id[CTKN_LOG_ID_LEN], chain[32], digest[32];
   char hex[65], seq[24];
-  int i, s;
+  int i, s = -1;
 
   if (strlen(arg) < 2 * CTKN_LOG_ID_LEN + 2 || arg[32] != ':')
     die("relink:LOGID:OFFSET", NULL);

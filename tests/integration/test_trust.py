@@ -15,7 +15,7 @@ import os
 import subprocess
 import time
 
-from harness import BROKERS, Env, Server, check, main
+from harness import BROKERS, Env, Server, check, deploy_key, main
 
 RAWCOPY = os.environ["CTKN_RAWCOPY"]
 
@@ -31,6 +31,7 @@ class Trusted:
         self.writer = self.env.path("writer.key")
         r = self.env.ok("trust", "key", "add", "--root-key", self.root,
                         "--name", "cli", "--scope", "client_token.*",
+                        "--scope", "notification_setting.*",
                         "--out", self.writer)
         self.log_id = r.json["data"]["log_id"]
         self.vars = {"CTKN_TRUST_ROOT": self.pub,
@@ -187,6 +188,16 @@ def test_forgeries_are_quarantined_and_the_next_genuine_record_applies():
                          "may not write"):
                 check(want in reasons, f"{name}: no '{want}' in {reasons}")
         check(digests[0] == digests[1] == digests[2], f"{digests}")
+        # tail shows what verifies: the create and the revoke, once each.
+        # Without the trust root the replayed create comes through twice
+        # and the forged schema-2 copy stops it.
+        r = t.ok("tail", "--from-beginning", "--exit-at-end", reader=True)
+        events = [json.loads(x) for x in r.out.splitlines()]
+        check([e["event_type"] for e in events if e["data"]["id"] == tid] ==
+              ["client_token.created", "client_token.revoked"], f"{r.out}")
+        plain = t.env.ctkn("tail", "--from-beginning", "--exit-at-end")
+        check(plain.rc == 3 and "schema version 2" in plain.err and
+              len(plain.out.splitlines()) == 2, f"{plain}")
     finally:
         t.close()
 
@@ -227,6 +238,140 @@ def test_a_lower_keyring_version_is_ignored():
         t.close()
 
 
+def test_destinations_are_signed_and_judged():
+    t = Trusted("dest")
+    try:
+        key = deploy_key(t.env)
+        add = ("destination", "add", "--url", "http://127.0.0.1:9/hook",
+               "--events", "client_token.created", "--secret-key-file", key,
+               "--allow-destination-network", "127.0.0.0/8")
+        signed = t.ok(*add).json["data"]["id"]
+        # An unsigned writer (no trust): what an attacker could append.
+        t.env.ok(*add, db=t.env.path("plain-writer"))
+        # A key without notification_setting.* may not add one.
+        tok_only = t.env.path("tok.key")
+        t.env.ok("trust", "key", "add", "--root-key", t.root, "--name", "t",
+                 "--scope", "client_token.*", "--out", tok_only)
+        r = t.env.ctkn(*add, env={"CTKN_TRUST_ROOT": t.pub,
+                                  "CTKN_WRITER_KEY": tok_only})
+        check(r.rc == 1 and "writer_key" in r.err, f"{r}")
+        # Replicas read the settings topic (a notifier's pass does).
+        def listed(db, trust):
+            v = {"CTKN_TRUST_ROOT": t.pub if trust else "",
+                 "CTKN_WRITER_KEY": ""}
+            n = t.env.ctkn("notify", "--secret-key-file", key, db=db, env=v)
+            check(n.rc == 0, f"{n}")
+            r = t.env.ctkn("destination", "list", db=db, env=v)
+            check(r.rc == 0, f"{r}")
+            return [d["id"] for d in r.json["data"]]
+        judged = listed(t.env.path("judged"), True)
+        check(judged == [signed], f"only the signed one: {judged}")
+        check(len(listed(t.env.path("unjudged"), False)) == 2,
+              "without a trust root both apply")
+    finally:
+        t.close()
+
+
+def test_tail_from_mid_log_anchors_on_a_checkpoint():
+    """A server's writer instance writes batch after batch; a tail that
+    starts after its first batch has no state for it and anchors its
+    chain where the next checkpoint's batch starts (from_sequence)."""
+    t = Trusted("midlog", partitions=1)
+    w = None
+    try:
+        w = Server(t.env, "w", args=("--trust-root", t.pub, "--writer-key",
+                                     t.writer, "--heartbeat", "60"))
+        ids = []
+        for i in range(3):
+            r = w.request("POST", "/client-tokens", {"name": f"n{i}"})
+            check(r.status == 201, f"{r}")
+            ids.append(r.json["data"]["id"])
+            if i == 0:
+                import datetime
+                made = datetime.datetime.fromisoformat(
+                    r.json["data"]["created_at"].replace("Z", "+00:00"))
+                since = (made + datetime.timedelta(milliseconds=50)).strftime(
+                    "%Y-%m-%dT%H:%M:%S.%fZ")
+                time.sleep(0.1)
+        r = t.ok("tail", "--from", since, "--exit-at-end", reader=True)
+        got = [json.loads(x)["data"]["id"] for x in r.out.splitlines()]
+        check(got == ids[1:], f"the later two, verified: {got} {r.err}")
+        check("passed over" not in r.err, r.err)
+    finally:
+        if w is not None:
+            w.stop(check_exit=False)
+        t.close()
+
+
+def test_a_revoked_key_is_refused_by_running_replicas():
+    t = Trusted("revoke", partitions=1)
+    w = r = None
+    try:
+        sign = ("--trust-root", t.pub, "--writer-key", t.writer)
+        w = Server(t.env, "w", args=sign)
+        r = Server(t.env, "r", args=("--trust-root", t.pub))
+        a = w.request("POST", "/client-tokens", {"name": "before"})
+        check(a.status == 201, f"{a}")
+        pa = f"/client-tokens/{a.json['data']['id']}"
+        wait_for("the replica to have it",
+                 lambda: r.request("GET", pa, key="reader").status == 200)
+        key_id = t.env.ok("trust", "keyring", env={"CTKN_TRUST_ROOT": t.pub}
+                          ).json["data"]["keys"][0]["key_id"]
+        t.env.ok("trust", "key", "revoke", key_id, "--root-key", t.root)
+        # Once its follower has read the revoking keyring record, the
+        # server's own gate refuses what the key signs (answer 503).
+        accepted, deadline = [], time.monotonic() + 30
+        while True:
+            b = w.request("POST", "/client-tokens",
+                          {"name": f"after{len(accepted)}"})
+            if b.status == 503:
+                check("quarantined" in b.json["error"]["detail"], f"{b}")
+                break
+            check(b.status == 201 and time.monotonic() < deadline, f"{b}")
+            accepted.append(b.json["data"]["name"])
+            time.sleep(0.2)
+        # The refused record is on no replica; earlier ones stay.
+        stats, _ = t.replica("late")
+        check(stats["quarantined"] >= 1, f"{stats}")
+        check(r.request("GET", pa, key="reader").status == 200, "kept")
+        n = wait_for("the replica to judge it", lambda: (
+            lambda x: x if len(x.json["data"]) == 1 + len(accepted) else None)(
+                r.request("GET", "/client-tokens?status=active&per_page=200",
+                          key="reader")))
+        check(sorted(x["name"] for x in n.json["data"]) ==
+              sorted(["before"] + accepted), f"{n}")
+    finally:
+        for s_ in (w, r):
+            if s_ is not None:
+                s_.stop(check_exit=False)
+        t.close()
+
+
+def test_a_schema_version_enabled_for_newer_readers_fails_this_one_closed():
+    """Writers may emit version N only once the keyring enables it; a
+    reader that cannot read N refuses that keyring and stops answering."""
+    t = Trusted("schema", partitions=2)
+    try:
+        tok = t.ok("create", "--name", "before").json["data"]
+        r = t.env.ctkn("trust", "schema", "enable", "1", "--root-key", t.root)
+        check(r.rc == 2, f"version 1 needs no enabling: {r}")
+        kr = t.ok("trust", "schema", "enable", "2", "--root-key",
+                  t.root).json["data"]
+        check(kr["schema_versions"] == [2], f"{kr}")
+        db = t.env.path("reader")
+        r = t.env.ctkn("project", db=db, env={"CTKN_TRUST_ROOT": t.pub,
+                                              "CTKN_WRITER_KEY": ""})
+        check("schema version 2" in r.err, f"{r}")
+        for args in (("verify", tok["token"]), ("get", tok["id"]),
+                     ("verify", "test_" + "b" * 27)):
+            a = t.env.ctkn(*args, db=db)
+            check(a.rc == 3 and "schema version 2" in a.err, f"{args}: {a}")
+        st = t.ok("status", db=db, reader=True).json["data"]
+        check(all(p["paused"] for p in st["partitions"]), f"{st}")
+    finally:
+        t.close()
+
+
 def wait_for(what, cond, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -262,6 +407,10 @@ def test_a_replica_fails_closed_when_heartbeats_stop():
                      lambda: (lambda x: x if x.status == 503 else None)(
                          r.request("GET", "/healthz", key=None)))
         check(h.json["data"]["status"] == "stale", f"{h}")
+        m = wait_for("every partition stale in /metrics", lambda: (
+            lambda b: b if "ctkn_trust_stale_partitions 3" in b else None)(
+                r.request("GET", "/metrics", key=None).body))
+        check('ctkn_trust_checkpoint_age_seconds{partition="0"}' in m, m)
         for p in (path, "/client-tokens/" + made.json["data"]["id"],
                   "/client-tokens", "/client-tokens/verify?token=test_nope"):
             a = r.request("GET", p, key="reader")
@@ -285,4 +434,8 @@ if __name__ == "__main__":
           test_forgeries_are_quarantined_and_the_next_genuine_record_applies,
           test_unsigned_records_are_quarantined,
           test_a_lower_keyring_version_is_ignored,
-          test_a_replica_fails_closed_when_heartbeats_stop])
+          test_a_replica_fails_closed_when_heartbeats_stop,
+          test_destinations_are_signed_and_judged,
+          test_tail_from_mid_log_anchors_on_a_checkpoint,
+          test_a_revoked_key_is_refused_by_running_replicas,
+          test_a_schema_version_enabled_for_newer_readers_fails_this_one_closed])

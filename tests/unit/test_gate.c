@@ -774,6 +774,37 @@ static void test_a_forged_newest_checkpoint_hides_nothing(void **state)
   assert_int_equal(o[1].verdict, CTKN_GATE_CHECKPOINT);
 }
 
+static void test_a_mid_log_reader_anchors_at_a_batch(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[32];
+  const int32_t parts[] = {2};
+  size_t k;
+
+  for (int i = 0; i < 3; i++) /* r 0, cp 1; r 2, cp 3; r 4, cp 5 */
+    write_batch(f, f->sg, parts, 1, "client_token.created");
+  /* From its second batch on: all of it verifies. */
+  reopen(f);
+  ctkn_gate_set_midstream(f->gate);
+  k = judge(f, 2, f->n, 2, o, 32);
+  assert_int_equal(k, 4);
+  assert_int_equal(count(o, k, CTKN_GATE_APPLY), 2);
+  assert_int_equal(count(o, k, CTKN_GATE_QUARANTINE), 0);
+  /* From inside its first batch (its checkpoint, not its record): that
+   * checkpoint cannot be anchored; the next batches can. */
+  reopen(f);
+  ctkn_gate_set_midstream(f->gate);
+  k = judge(f, 1, f->n, 2, o, 32);
+  assert_int_equal(k, 5);
+  assert_int_equal(o[0].verdict, CTKN_GATE_QUARANTINE);
+  assert_int_equal(count(o, k, CTKN_GATE_APPLY), 2);
+  /* A stateful reader does not anchor mid-log: the same records do not
+   * link. */
+  reopen(f);
+  k = judge(f, 2, f->n, 2, o, 32);
+  assert_int_equal(o[0].verdict, CTKN_GATE_QUARANTINE);
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -795,6 +826,7 @@ int main(void)
       T(test_a_forged_newest_checkpoint_hides_nothing),
       T(test_many_lazy_checkpoints_in_one_batch),
       T(test_a_claimed_record_outlives_other_writers_checkpoints),
+      T(test_a_mid_log_reader_anchors_at_a_batch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

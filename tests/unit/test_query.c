@@ -437,9 +437,27 @@ static void test_list_parameters_are_checked_naming_the_field(void **s)
   assert_int_equal(ctkn_list_params_per_page(&p, "1", &err), CTKN_OK);
   assert_int_equal(p.per_page, 1);
 
-  assert_int_equal(ctkn_list_params_order_by(&p, "name[ASC]", &err),
-                   CTKN_EINVAL);
-  assert_string_equal(err.field, "order_by");
+  /* The direction in any case (Paddle's Python SDK sends id[asc]); the
+   * field, the brackets and the word itself exactly. */
+  static const struct {
+    const char *s;
+    bool desc;
+  } good_ob[] = {{"id[ASC]", false}, {"id[asc]", false}, {"id[Asc]", false},
+                 {"id[DESC]", true}, {"id[desc]", true}, {"id[dEsC]", true}};
+  for (size_t i = 0; i < sizeof(good_ob) / sizeof(*good_ob); i++) {
+    p.desc = !good_ob[i].desc;
+    assert_int_equal(ctkn_list_params_order_by(&p, good_ob[i].s, &err),
+                     CTKN_OK);
+    assert_int_equal(p.desc, good_ob[i].desc);
+  }
+  static const char *const bad_ob[] = {
+      "name[ASC]", "ID[ASC]", "id[AS]",  "id[ASCX]", "id[]", "id[ASC",
+      "id ASC",    "id",      "id[DES]", "[ASC]",    "",     "id[ASC] "};
+  for (size_t i = 0; i < sizeof(bad_ob) / sizeof(*bad_ob); i++) {
+    assert_int_equal(ctkn_list_params_order_by(&p, bad_ob[i], &err),
+                     CTKN_EINVAL);
+    assert_string_equal(err.field, "order_by");
+  }
   static const char *const bad_status[] = {"", "active,", ",active", "gone",
                                            "active,,revoked"};
   for (size_t i = 0; i < sizeof(bad_status) / sizeof(*bad_status); i++) {

@@ -131,6 +131,7 @@ static void test_records_round_trip_through_the_codec(void **state)
   assert_int_equal(back.schemas[0], 2);
   ctkn_keyring_free(&back);
 
+  memset(&c, 0, sizeof(c));
   memset(c.log_id, 7, sizeof(c.log_id));
   snprintf(c.key_id, sizeof(c.key_id), "%s", k.key_id);
   memset(c.instance, 0xab, sizeof(c.instance));
@@ -143,6 +144,19 @@ static void test_records_round_trip_through_the_codec(void **state)
   assert_int_equal(ctkn_checkpoint_decode(buf, len, &cb, NULL), CTKN_OK);
   free(buf);
   assert_memory_equal(&cb, &c, sizeof(c));
+  /* Where its batch starts, when given. */
+  c.from_set = true;
+  c.from_sequence = 1200;
+  memset(c.from_chain, 0xef, sizeof(c.from_chain));
+  assert_int_equal(ctkn_checkpoint_encode(&c, &buf, &len, NULL), CTKN_OK);
+  assert_int_equal(ctkn_checkpoint_decode(buf, len, &cb, NULL), CTKN_OK);
+  free(buf);
+  assert_memory_equal(&cb, &c, sizeof(c));
+  c.from_sequence = 1235; /* past the sequence it covers */
+  assert_int_equal(ctkn_checkpoint_encode(&c, &buf, &len, NULL), CTKN_OK);
+  assert_int_equal(ctkn_checkpoint_decode(buf, len, &cb, NULL), CTKN_EDECODE);
+  free(buf);
+  c.from_set = false;
 
   memset(a.log_id, 7, sizeof(a.log_id));
   snprintf(a.topic, sizeof(a.topic), "client_tokens");
@@ -150,7 +164,12 @@ static void test_records_round_trip_through_the_codec(void **state)
   assert_int_equal(ctkn_adoption_decode(buf, len, &ab, NULL), CTKN_OK);
   free(buf);
   assert_int_equal(ab.nparts, 2);
-  assert_memory_equal(ab.parts, ap, sizeof(ap));
+  for (size_t i = 0; i < 2; i++) { /* field by field: padding differs */
+    assert_int_equal(ab.parts[i].partition, ap[i].partition);
+    assert_int_equal(ab.parts[i].end_offset, ap[i].end_offset);
+    assert_memory_equal(ab.parts[i].records_hash, ap[i].records_hash,
+                        CTKN_CHAIN_LEN);
+  }
   assert_string_equal(ab.topic, "client_tokens");
   ctkn_adoption_free(&ab);
   ctkn_keyring_free(&kr);
