@@ -125,7 +125,12 @@ class Notifier:
 
     def attempts(self):
         out = []
-        for line in self.output().splitlines():
+        text = self.output()
+        # A running notifier may be writing its last line: only whole lines.
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):
+            lines.pop()
+        for line in lines:
             if '"notify":"attempt"' in line:
                 out.append(json.loads(line))
         return out
