@@ -145,6 +145,15 @@ int ctkn_dest_url_check(const char *url, const struct ctkn_dest_policy *p,
     colon = memchr(auth, ':', n);
     hostn = colon ? (size_t)(colon - auth) : n;
   }
+  /* Brackets only around an IPv6 address, and only a port after them
+   * (RFC 3986: a host name holds neither). */
+  if (memchr(auth + (auth[0] == '['), '[', n - (auth[0] == '[')) != NULL ||
+      memchr(auth + hostn, ']', n - hostn) != NULL ||
+      (auth[0] != '[' && memchr(auth, ']', hostn) != NULL) ||
+      (hostn < n && auth[hostn] != ':'))
+    return ctkn__err_field(err, CTKN_EINVAL, "destination",
+                           "must name a host: '[' and ']' only enclose an "
+                           "IPv6 address, and only :port may follow it");
   if (!ctkn_ip_from_host(auth, hostn, &ip)) {
     if (auth[0] == '[')
       return ctkn__err_field(err, CTKN_EINVAL, "destination",

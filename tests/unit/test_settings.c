@@ -208,6 +208,14 @@ static void test_url_policy_schemes_user_info_and_live(void **st)
   expect_url_policy("https://hooks.example.com?to=a@b", S, NULL, NULL);
   expect_url_policy("https://hooks.example.com#a@b", S, NULL, NULL);
   expect_url_policy("https://hooks.example.com:8443/x", L, NULL, NULL);
+  /* Brackets only around an IPv6 address, followed only by a port (a
+   * client that reads the URL back, as URL parsers do, refuses others). */
+  expect_url_policy("https://hooks[.example.com/", S, NULL, "enclose");
+  expect_url_policy("https://hooks].example.com/", S, NULL, "enclose");
+  expect_url_policy("https://[2606:4700::1]x/", S, NULL, "enclose");
+  expect_url_policy("https://[2606:4700::1]]/", S, NULL, "enclose");
+  expect_url_policy("https://[2606:4700::1]:8443/", S, NULL, NULL);
+  expect_url_policy("https://hooks.example.com/[a]", S, NULL, NULL);
   /* No policy is the strictest: live, nothing allowed. */
   assert_int_equal(ctkn_dest_url_check("http://hooks.example.com/", NULL, &err),
                    CTKN_EINVAL);
