@@ -295,50 +295,17 @@ struct judged {
   int64_t held[CTKN_SETTINGS_MAX_PARTS]; /* first held back; -1 none */
 };
 
-static void sgate_key(int32_t p, uint8_t k[9])
-{
-  memcpy(k, "sgate", 5);
-  ctkn__put_be32(k + 5, (uint32_t)p);
-}
-
-static int sgate_load(struct judged *j, ctkn_store_txn *txn, int32_t p,
-                      struct ctkn_err *err)
-{
-  static const uint8_t empty[17] = {0x63};
-  const void *val = empty;
-  size_t len = sizeof(empty);
-  uint8_t k[9];
-  int rc;
-
-  sgate_key(p, k);
-  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, k, sizeof(k), &val, &len, err);
-  if (rc == CTKN_ENOTFOUND) {
-    val = empty;
-    len = sizeof(empty);
-  } else if (rc != CTKN_OK) {
-    return rc;
-  }
-  return ctkn_gate_load(j->gate, p, val, len, err);
-}
+#define SGATE_PREFIX "sgate" /* + partition: the gate's state (trust.h) */
 
 static int sgate_save(struct judged *j, ctkn_store_txn *txn,
                       struct ctkn_err *err)
 {
-  for (int32_t p = 0; p < CTKN_SETTINGS_MAX_PARTS; p++) {
-    uint8_t k[9], *buf;
-    size_t len;
-    int rc;
-    if (j->next[p] < 0)
-      continue;
-    sgate_key(p, k);
-    if ((rc = ctkn_gate_save(j->gate, p, &buf, &len, err)) != CTKN_OK)
-      return rc;
-    rc = ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, k, sizeof(k), buf, len, err);
-    free(buf);
-    if (rc != CTKN_OK)
-      return rc;
-  }
-  return CTKN_OK;
+  int rc = CTKN_OK;
+
+  for (int32_t p = 0; p < CTKN_SETTINGS_MAX_PARTS && rc == CTKN_OK; p++)
+    if (j->next[p] >= 0)
+      rc = ctkn_gate_save_stored(j->gate, txn, SGATE_PREFIX, p, err);
+  return rc;
 }
 
 /* Feed the batch to the gate, each partition from its stored offset on
@@ -360,7 +327,8 @@ static int judge_settings(struct judged *j, ctkn_store_txn *txn,
       continue;
     if (j->next[p] < 0) {
       j->next[p] = settings_offset(txn, p);
-      if ((rc = sgate_load(j, txn, p, err)) != CTKN_OK)
+      if ((rc = ctkn_gate_load_stored(j->gate, txn, SGATE_PREFIX, p, err)) !=
+          CTKN_OK)
         return rc;
     }
     if (m->offset != j->next[p])

@@ -245,6 +245,22 @@ int ctkn_gate_save(const ctkn_gate *g, int32_t p, uint8_t **out, size_t *len,
                    struct ctkn_err *err);
 int ctkn_gate_load(ctkn_gate *g, int32_t p, const void *buf, size_t len,
                    struct ctkn_err *err);
+/* Forget partition p's state, as a gate that has read nothing of it. */
+void ctkn_gate_clear(ctkn_gate *g, int32_t p);
+
+/* Partition p's state kept with a projection (store.h's trust table,
+ * under prefix, at most 8 bytes, and the partition), inside txn: loaded
+ * (none kept: cleared) and saved. Errors: the store's; load: CTKN_EINVAL
+ * (not a saved state). */
+struct ctkn_store_txn;
+int ctkn_gate_load_stored(ctkn_gate *g, struct ctkn_store_txn *txn,
+                          const char *prefix, int32_t p, struct ctkn_err *err);
+int ctkn_gate_save_stored(const ctkn_gate *g, struct ctkn_store_txn *txn,
+                          const char *prefix, int32_t p, struct ctkn_err *err);
+/* ctkn_gate_checkpoint_at() of the state kept for p (0: none). */
+int ctkn_gate_stored_checkpoint_at(struct ctkn_store_txn *txn,
+                                   const char *prefix, int32_t p, int64_t *at,
+                                   struct ctkn_err *err);
 /* ctkn_gate_checkpoint_at() of a saved state; 0 when it is not one. */
 int64_t ctkn_gate_saved_checkpoint_at(const void *buf, size_t len);
 

@@ -263,49 +263,19 @@ int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
 
 /* ---- a pass: load, feed, judge, save ------------------------------------ */
 
-static void gate_key(int32_t p, uint8_t k[8])
-{
-  memcpy(k, "gate", 4);
-  ctkn__put_be32(k + 4, (uint32_t)p);
-}
+#define GATE_PREFIX "gate" /* + partition: the gate's state (trust.h) */
 
 int ctkn__ptrust_checkpoint_at(ctkn_store_txn *txn, int32_t p, int64_t *at,
                                struct ctkn_err *err)
 {
-  uint8_t k[8];
-  const void *val;
-  size_t len;
-  int rc;
-
-  *at = 0;
-  gate_key(p, k);
-  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, k, sizeof(k), &val, &len, err);
-  if (rc == CTKN_ENOTFOUND)
-    return CTKN_OK;
-  if (rc == CTKN_OK)
-    *at = ctkn_gate_saved_checkpoint_at(val, len);
-  return rc;
+  return ctkn_gate_stored_checkpoint_at(txn, GATE_PREFIX, p, at, err);
 }
 
 static int load_partition(struct ctkn__ptrust *t, ctkn_store_txn *txn,
                           int32_t p, struct ctkn_err *err)
 {
-  static const uint8_t empty[17] = {0x63};
-  uint8_t k[8];
-  const void *val;
-  size_t len;
-  int rc;
-
-  gate_key(p, k);
-  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, k, sizeof(k), &val, &len, err);
-  if (rc == CTKN_ENOTFOUND) {
-    val = empty;
-    len = sizeof(empty);
-  } else if (rc != CTKN_OK) {
-    return rc;
-  }
   t->touched[p] = true;
-  return ctkn_gate_load(t->gate, p, val, len, err);
+  return ctkn_gate_load_stored(t->gate, txn, GATE_PREFIX, p, err);
 }
 
 static int room(struct ctkn__ptrust *t, size_t n, struct ctkn_err *err)
@@ -506,21 +476,12 @@ void ctkn__ptrust_log(const struct ctkn__ptrust *t, size_t k,
 int ctkn__ptrust_save(struct ctkn__ptrust *t, ctkn_store_txn *txn,
                       struct ctkn_err *err)
 {
-  for (int32_t p = 0; p < CTKN_STORE_MAX_PARTITIONS; p++) {
-    uint8_t k[8], *buf;
-    size_t len;
-    int rc;
-    if (!t->touched[p])
-      continue;
-    gate_key(p, k);
-    if ((rc = ctkn_gate_save(t->gate, p, &buf, &len, err)) != CTKN_OK)
-      return rc;
-    rc = ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, k, sizeof(k), buf, len, err);
-    free(buf);
-    if (rc != CTKN_OK)
-      return rc;
-  }
-  return CTKN_OK;
+  int rc = CTKN_OK;
+
+  for (int32_t p = 0; p < CTKN_STORE_MAX_PARTITIONS && rc == CTKN_OK; p++)
+    if (t->touched[p])
+      rc = ctkn_gate_save_stored(t->gate, txn, GATE_PREFIX, p, err);
+  return rc;
 }
 
 /* ---- held-back records, carried to the next pass ------------------------- */

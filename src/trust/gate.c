@@ -990,6 +990,15 @@ void ctkn_gate_reset(ctkn_gate *g, int32_t p)
   compact(&g->parts[p]);
 }
 
+void ctkn_gate_clear(ctkn_gate *g, int32_t p)
+{
+  struct partq *pq = &g->parts[p];
+
+  pq->ninst = 0;
+  pq->cp_at = 0;
+  compact(pq);
+}
+
 int64_t ctkn_gate_checkpoint_at(const ctkn_gate *g, int32_t p)
 {
   return g->parts[p].cp_at;
