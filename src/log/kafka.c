@@ -293,6 +293,15 @@ static int set_consumer(rd_kafka_conf_t *conf, enum ctkn__kafka_kind kind,
    * sent waits for that poll to end; keep the wait short so a command's
    * read-your-writes and a follower's lag stay low. */
   OWN("fetch.wait.max.ms", "100");
+#if RD_KAFKA_VERSION >= 0x020200ff
+  /* A queue that reached its bound backs its partitions off for this long
+   * before fetching again: 1 s by default, settable since librdkafka
+   * 2.2.0. 2.0.2 always waits the second (librdkafka #2879), which the
+   * pipelined catch-up works around by assigning again
+   * (src/projector/pipeline.c); built against a newer librdkafka, the
+   * back-off is short enough that the workaround rarely has to. */
+  OWN("fetch.queue.backoff.ms", "20");
+#endif
   return rc;
 }
 #undef OWN

@@ -9,6 +9,15 @@
 
 #include "log/kafka_int.h"
 
+/* The group hands over changes, not whole assignments (cooperative-sticky,
+ * and every KIP-848 group.protocol=consumer group). */
+static bool cooperative(rd_kafka_t *rk)
+{
+  const char *proto = rd_kafka_rebalance_protocol(rk);
+
+  return proto != NULL && strcmp(proto, "COOPERATIVE") == 0;
+}
+
 /*
  * Apply a rebalance's change to the assignment, as the group's protocol
  * requires: the whole new assignment under EAGER (classic range,
@@ -17,13 +26,6 @@
  * rd_kafka_assign(). A refusal is remembered in c->assign_err, for the next
  * poll to report: the member then holds nothing it could read.
  */
-static bool cooperative(rd_kafka_t *rk)
-{
-  const char *proto = rd_kafka_rebalance_protocol(rk);
-
-  return proto != NULL && strcmp(proto, "COOPERATIVE") == 0;
-}
-
 static bool rebalance_apply(rd_kafka_t *rk, struct ctkn__kafka_consumer *c,
                             bool add, rd_kafka_topic_partition_list_t *parts)
 {

@@ -28,8 +28,10 @@
  *
  * Flow control: with every buffer taken the reader stops polling and
  * librdkafka's bounded queue fills. librdkafka 2.0.2 then backs the
- * partitions off for a whole second (librdkafka #2879), and its broker
- * thread may sleep a second before fetching partitions assigned while it
+ * partitions off for a whole second (librdkafka #2879; against 2.2.0 or
+ * later src/log/kafka.c shortens that back-off to 20 ms through
+ * fetch.queue.backoff.ms, so the restart below rarely triggers), and its
+ * broker thread may sleep a second before fetching partitions assigned while it
  * fetched nothing (ctkn__consumer_nudge()). So once the reader has room but
  * nothing has come for PIPE_IDLE_MS after it had to wait for a buffer, it
  * assigns the partitions again at the offsets after its last records

@@ -73,13 +73,7 @@ class Env:
         return r
 
     def end_offsets(self):
-        # status reads a projection and never creates one: the scratch one
-        # is made once (projecting the topic as it is then).
-        db = self.path("status-db")
-        if not os.path.exists(db):
-            self.ok("project", db=db, timeout=300)
-        r = self.ok("status", db=db)
-        return [p["log_end"] for p in r.json["data"]["partitions"]]
+        return log_end_offsets(self.topic)
 
     def digest(self, db=None):
         return self.ok("digest", db=db).json["data"]
@@ -224,66 +218,112 @@ def kafka_tool(main_class, *args, timeout=120):
     return p.stdout
 
 
-def topic_leaders(port, topic):
-    """Ask the broker on 127.0.0.1:port itself (Metadata v4, over a plain
-    socket, so no client can answer from another broker) for topic's
-    partition leaders; return {partition: leader}, or None while the broker
-    does not know the topic."""
+class _Reader:
+    """Big-endian fields of a Kafka response, in order."""
+
+    def __init__(self, buf):
+        self.buf, self.pos = buf, 4  # past the size
+
+    def take(self, fmt):
+        import struct
+        v = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return v[0] if len(v) == 1 else v
+
+    def string(self):
+        n = self.take(">h")
+        s = self.buf[self.pos:self.pos + max(n, 0)].decode()
+        self.pos += max(n, 0)
+        return s
+
+
+def _kstring(s):
+    import struct
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def _request(port, api_key, version, body):
+    """Send one request to the broker on 127.0.0.1:port; its response."""
     import socket
     import struct
-
-    def string(s):
-        b = s.encode()
-        return struct.pack(">h", len(b)) + b
-
-    # v4: Kafka 4 no longer serves v0-v3; Kafka 3.9 serves v4 too.
-    body = (struct.pack(">hhi", 3, 4, 7) + string("ctkn-test") +
-            struct.pack(">i", 1) + string(topic) + struct.pack(">b", 0))
+    req = struct.pack(">hhi", api_key, version, 7) + _kstring("ctkn-test") + body
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(struct.pack(">i", len(body)) + body)
+        s.sendall(struct.pack(">i", len(req)) + req)
         buf = b""
         while len(buf) < 4 or len(buf) < 4 + struct.unpack(">i", buf[:4])[0]:
             chunk = s.recv(65536)
             check(chunk, f"broker on port {port} closed the connection")
             buf += chunk
-    pos = 4
+    r = _Reader(buf)
+    check(r.take(">i") == 7, "wrong correlation id")
+    return r
 
-    def take(fmt):
-        nonlocal pos
-        v = struct.unpack_from(fmt, buf, pos)
-        pos += struct.calcsize(fmt)
-        return v[0] if len(v) == 1 else v
 
-    def skip_string():
-        nonlocal pos
-        n = take(">h")
-        pos += max(n, 0)
-
-    check(take(">i") == 7, "metadata: wrong correlation id")
-    take(">i")  # throttle time
-    for _ in range(take(">i")):  # brokers: node id, host, port, rack
-        take(">i")
-        skip_string()
-        take(">i")
-        skip_string()
-    skip_string()  # cluster id
-    take(">i")  # controller id
+def _metadata(port, topic):
+    """Metadata v4 (Kafka 4 no longer serves v0-v3; Kafka 3.9 serves v4
+    too) from the broker on port itself: ({node id: port},
+    {partition: leader} or None while the broker does not know topic)."""
+    import struct
+    r = _request(port, 3, 4, struct.pack(">i", 1) + _kstring(topic) +
+                 struct.pack(">b", 0))
+    r.take(">i")  # throttle time
+    brokers = {}
+    for _ in range(r.take(">i")):  # node id, host, port, rack
+        node = r.take(">i")
+        r.string()
+        brokers[node] = r.take(">i")
+        r.string()
+    r.string()  # cluster id
+    r.take(">i")  # controller id
     leaders = None
-    for _ in range(take(">i")):  # topics
-        err = take(">h")
-        skip_string()
-        take(">b")  # is_internal
+    for _ in range(r.take(">i")):  # topics
+        err = r.take(">h")
+        r.string()
+        r.take(">b")  # is_internal
         parts = {}
-        for _ in range(take(">i")):
-            perr, part, leader = take(">hii")
+        for _ in range(r.take(">i")):
+            perr, part, leader = r.take(">hii")
             for _ in range(2):  # replicas, isr
-                n = take(">i")
-                pos += 4 * n
+                n = r.take(">i")
+                r.pos += 4 * n
             if perr == 0 and leader >= 0:
                 parts[part] = leader
         if err == 0:
             leaders = parts
-    return leaders
+    return brokers, leaders
+
+
+def topic_leaders(port, topic):
+    """Ask the broker on 127.0.0.1:port itself (over a plain socket, so no
+    client can answer from another broker) for topic's partition leaders;
+    return {partition: leader}, or None while the broker does not know the
+    topic."""
+    return _metadata(port, topic)[1]
+
+
+def log_end_offsets(topic, brokers=None):
+    """The next offset of each of topic's partitions, [p0, p1, ...], asked
+    of each partition's leader (ListOffsets v1, latest) over a plain socket:
+    no projection needed (ctkn status reads one and never creates it)."""
+    import struct
+    port = int((brokers or BROKERS).split(",")[0].rsplit(":", 1)[1])
+    nodes, leaders = _metadata(port, topic)
+    check(leaders is not None, f"no topic {topic}")
+    ends = {}
+    for node in set(leaders.values()):
+        mine = [p for p, l in leaders.items() if l == node]
+        body = struct.pack(">ii", -1, 1) + _kstring(topic) + struct.pack(
+            ">i", len(mine)) + b"".join(struct.pack(">iq", p, -1)
+                                        for p in mine)
+        r = _request(nodes[node], 2, 1, body)
+        for _ in range(r.take(">i")):  # topics
+            r.string()
+            for _ in range(r.take(">i")):
+                part, err, _ts, off = r.take(">ihqq")
+                check(err == 0, f"{topic}/{part}: ListOffsets error {err}")
+                ends[part] = off
+    return [ends[p] for p in sorted(ends)]
 
 
 def wait_topic_everywhere(topic, partitions, ports, timeout=30):

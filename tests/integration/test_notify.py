@@ -21,7 +21,7 @@ import time
 import uuid
 
 from harness import (BROKERS, CTKN, KIP848, Env, check, kip848_unsupported,
-                     main, run)
+                     log_end_offsets, main, run)
 from receiver import Receiver
 from test_api_sdk import SDK_DIR, npm_ci
 
@@ -89,17 +89,7 @@ class NEnv(Env):
         return r.lines
 
     def settings_end(self):
-        # status reads a projection and never creates one: a scratch one of
-        # the settings topic, made once, is only read for the log's ends.
-        db = self.path("settings-status")
-        base = ["--topic", self.topic + "_settings", "--brokers", BROKERS,
-                "--db", db]
-        if not os.path.exists(db):
-            r = run([CTKN, "project", *base], timeout=120)
-            check(r.rc == 0, f"a scratch projection of the settings: {r}")
-        r = run([CTKN, "status", *base])
-        check(r.rc == 0, f"status of the settings topic: {r}")
-        return [p["log_end"] for p in r.json["data"]["partitions"]]
+        return log_end_offsets(self.topic + "_settings")
 
     def events(self):
         """Every event in the log (webhook JSON, from `ctkn tail`)."""
