@@ -151,10 +151,13 @@ static unsigned type_mask(const struct ctkn_events_params *p, bool *none)
 static int parse_time(const char *name, const char *s, int64_t *us,
                       struct ctkn_err *err)
 {
-  if (ctkn_time_parse(s, us, NULL) != CTKN_OK)
+  struct ctkn_err perr = {0};
+
+  if (ctkn_time_parse(s, us, &perr) != CTKN_OK)
     return ctkn__err_field(err, CTKN_EINVAL, name,
-                           "must be an RFC 3339 date-time, such as "
-                           "2026-12-05T10:00:00Z");
+                           "must be an RFC 3339 date-time between 1970 and "
+                           "9999, such as 2026-12-05T10:00:00Z: %s",
+                           perr.msg);
   return CTKN_OK;
 }
 
