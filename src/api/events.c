@@ -32,6 +32,26 @@ static char *events_base(const struct server *s)
   return b;
 }
 
+/* Each event_type value (comma-separated, or repeated as Paddle's Go SDK
+ * sends a list) adds to the filter. */
+static int type_filter(const struct req *r, struct ctkn_events_params *p,
+                       struct ctkn_err *err)
+{
+  unsigned types = 0;
+
+  for (size_t i = 0; i < r->nquery; i++) {
+    const char *v = r->query[i].value;
+    if (strcmp(r->query[i].key, "event_type") != 0)
+      continue;
+    int rc = ctkn_events_params_types(p, v ? v : "", err);
+    if (rc != CTKN_OK)
+      return rc;
+    types |= p->types;
+  }
+  p->types = types;
+  return CTKN_OK;
+}
+
 /* Each query parameter into p, in the order the setters name. */
 static int parse_params(const struct req *r, struct ctkn_events_params *p,
                         struct ctkn_err *err)
@@ -42,7 +62,6 @@ static int parse_params(const struct req *r, struct ctkn_events_params *p,
   } setters[] = {{"after", ctkn_events_params_after},
                  {"per_page", ctkn_events_params_per_page},
                  {"order_by", ctkn_events_params_order_by},
-                 {"event_type", ctkn_events_params_types},
                  {"from", ctkn_events_params_from},
                  {"to", ctkn_events_params_to}};
   int rc = CTKN_OK;
@@ -53,7 +72,7 @@ static int parse_params(const struct req *r, struct ctkn_events_params *p,
     if (v != NULL)
       rc = setters[i].set(p, v, err);
   }
-  return rc;
+  return rc == CTKN_OK ? type_filter(r, p, err) : rc;
 }
 
 static void route_events(struct server *s, struct req *r)
@@ -65,7 +84,7 @@ static void route_events(struct server *s, struct req *r)
   char *json = NULL, *base;
   int rc;
 
-  if (!ctkn__api_query_ok(r, allowed, NULL))
+  if (!ctkn__api_query_ok(r, allowed, "event_type"))
     return;
   if ((rc = parse_params(r, &p, &err)) != CTKN_OK) {
     ctkn__api_answer_err(r, &err);
