@@ -41,6 +41,7 @@ from datetime import datetime, timezone
 
 from paddle_billing import Client, Options
 from paddle_billing.Entities.ClientToken import ClientToken
+from paddle_billing.Entities.DateTime import DateTime
 from paddle_billing.Entities.ClientTokens import ClientTokenStatus
 from paddle_billing.Entities.Events import EventTypeName
 from paddle_billing.Entities.NotificationSetting import NotificationSetting
@@ -367,6 +368,14 @@ class Events(Base):
         self.assertTrue(revoked)
         self.assertTrue(all(e.event_type == REVOKED for e in revoked))
         self.assertIn(a.id, [e.data.id for e in revoked])
+        # from (the SDK's start, which it formats with microseconds and Z)
+        # is inclusive: a's create is the first event at its instant.
+        since = list(self.reader.events.list(ListEvents(
+            Pager(per_page=200), start=DateTime(a.created_at.isoformat()))))
+        self.assertTrue(all(e.occurred_at >= a.created_at for e in since))
+        self.assertIn((a.id, str(CREATED)),
+                      [(e.data.id, str(e.event_type)) for e in since])
+        self.assertIn(b.id, [e.data.id for e in since])
         # Newest first.
         desc = list(self.reader.events.list(ListEvents(
             Pager(per_page=200, order_by=OrderBy.id_descending()))))
