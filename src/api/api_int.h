@@ -76,6 +76,8 @@ enum route {
   R_DEST_DELETE, /* DELETE /notification-settings/{id} */
   R_HISTORY,     /* GET /client-tokens/{id}/history */
   R_UI,          /* GET /ui, /ui/, /ui/{file}: the dashboard */
+  R_EVENTS,      /* GET /events */
+  R_EVENT_TYPES, /* GET /event-types */
   R_OTHER,
   R_COUNT /* also: a known path, a method it does not take (405) */
 };
@@ -380,6 +382,11 @@ extern const char *const ctkn__api_ui_headers[];
 /* GET /ui/{file}: the embedded file r->id names ("" for index.html),
  * with ctkn__api_ui_headers; 404 for none. */
 void ctkn__api_ui(struct server *s, struct req *r);
+
+/* ---- events.c --------------------------------------------------------- */
+
+/* GET /events and GET /event-types, from this replica's projection. */
+void ctkn__api_events_read(struct server *s, struct req *r);
 
 /* ---- tokens.c --------------------------------------------------------- */
 

@@ -32,6 +32,8 @@ static const char *const route_names[R_COUNT] = {
     [R_DEST_DELETE] = "settings_delete",
     [R_HISTORY] = "history",
     [R_UI] = "ui",
+    [R_EVENTS] = "events",
+    [R_EVENT_TYPES] = "event_types",
     [R_OTHER] = "other",
 };
 
