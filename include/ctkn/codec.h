@@ -347,6 +347,17 @@ char *ctkn_json_archive(const char *topic, int32_t partitions,
                         const int64_t *start, const int64_t *end,
                         uint64_t records, const char *sha256_hex);
 
+/* The archive summary above plus "trust": {"log_id", "keyring_version",
+ * "proven", "checkpoints", "root_records", "adopted", "failed",
+ * "failures": [{"partition", "offset", "reason", "detail"}]}: what `ctkn
+ * audit verify --trust-root` found. Caller owns the string; release with
+ * free(). NULL when out of memory. */
+struct ctkn_audit_trust;
+char *ctkn_json_audit(const char *topic, int32_t partitions,
+                      const int64_t *start, const int64_t *end,
+                      uint64_t records, const char *sha256_hex,
+                      const struct ctkn_audit_trust *t);
+
 /* One quarantined record: {"partition", "offset", "reason", "key_base64",
  * "value_base64"} (null for absent bytes). Caller owns the string; release with
  * free(). NULL when out of memory. */

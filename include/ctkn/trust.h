@@ -295,6 +295,13 @@ int ctkn_trust_keyring_fetch(const struct ctkn_log_config *cfg,
                              uint8_t **raw, size_t *rawlen,
                              struct ctkn_err *err);
 
+/* A ctkn.keyring record's value: kr signed by root. On success *out is a
+ * new buffer of *len bytes: caller frees. Errors: CTKN_EINVAL (kr breaks
+ * the rules), CTKN_ENOMEM. */
+int ctkn_trust_keyring_value(const ctkn_seckey *root,
+                             const struct ctkn_keyring *kr, uint8_t **out,
+                             size_t *len, struct ctkn_err *err);
+
 /* Sign kr with root and append it to the settings topic cfg names.
  * Errors: CTKN_EINVAL (kr breaks the rules), the log's. */
 int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,

@@ -137,29 +137,40 @@ out:
   return rc;
 }
 
+int ctkn_trust_keyring_value(const ctkn_seckey *root,
+                             const struct ctkn_keyring *kr, uint8_t **out,
+                             size_t *len, struct ctkn_err *err)
+{
+  struct ctkn_signed s;
+  uint8_t *body = NULL;
+  size_t blen;
+  int rc;
+
+  *out = NULL;
+  if ((rc = ctkn_keyring_check(kr, err)) == CTKN_OK &&
+      (rc = ctkn_keyring_encode(kr, &body, &blen, err)) == CTKN_OK &&
+      (rc = ctkn_trust_sign(root, "root", CTKN_SIGNED_KEYRING, body, blen, &s,
+                            err)) == CTKN_OK)
+    rc = ctkn_signed_encode(&s, out, len, err);
+  free(body);
+  return rc;
+}
+
 int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,
                               const ctkn_seckey *root,
                               const struct ctkn_keyring *kr,
                               struct ctkn_err *err)
 {
   ctkn_producer *p = NULL;
-  struct ctkn_signed s;
-  uint8_t *body = NULL, *val = NULL;
-  size_t blen, vlen;
+  uint8_t *val = NULL;
+  size_t vlen;
   int rc;
 
-  if ((rc = ctkn_keyring_check(kr, err)) != CTKN_OK ||
-      (rc = ctkn_keyring_encode(kr, &body, &blen, err)) != CTKN_OK ||
-      (rc = ctkn_trust_sign(root, "root", CTKN_SIGNED_KEYRING, body, blen, &s,
-                            err)) != CTKN_OK ||
-      (rc = ctkn_signed_encode(&s, &val, &vlen, err)) != CTKN_OK ||
-      (rc = ctkn_producer_open(&p, cfg, err)) != CTKN_OK)
-    goto out;
-  rc = ctkn_producer_send(p, 0, "keyring", 7, val, vlen, kr->issued_at / 1000,
-                          CTKN_TYPE_KEYRING, -1, NULL, NULL, err);
-out:
+  if ((rc = ctkn_trust_keyring_value(root, kr, &val, &vlen, err)) == CTKN_OK &&
+      (rc = ctkn_producer_open(&p, cfg, err)) == CTKN_OK)
+    rc = ctkn_producer_send(p, 0, "keyring", 7, val, vlen, kr->issued_at / 1000,
+                            CTKN_TYPE_KEYRING, -1, NULL, NULL, err);
   ctkn_producer_close(p);
-  free(body);
   free(val);
   return rc;
 }

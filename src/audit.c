@@ -1,0 +1,321 @@
+/*
+ * audit.c - an archive's records through the trust gate (audit.h).
+ *
+ * Two reads: the keyring archive for the root's newest keyring, then the
+ * audited archive, record by record into a gate (every checkpoint's
+ * signature verified: an audit is not in a hurry). The gate borrows a
+ * record until it comes out judged, and the archive reader lends a batch
+ * only for its call, so each record fed is copied into a queue, in feed
+ * order, which is the order verdicts come out. An archive holds its
+ * partitions one after another, so when the next partition starts the
+ * last one's held records are final: no checkpoint in the archive covers
+ * them.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctkn/audit.h"
+#include "ctkn/codec.h"
+#include "ctkn/store.h"
+#include "ctkn/trust.h"
+#include "internal.h"
+
+_Static_assert(CTKN_AUDIT_REASON == CTKN_GATE_REASON,
+               "an audit's reasons are the gate's");
+
+void ctkn_audit_report_free(struct ctkn_audit_report *r)
+{
+  if (r != NULL)
+    ctkn_archive_info_free(&r->info);
+}
+
+/* ---- the keyring ----------------------------------------------------------
+ */
+
+struct ring_ctx {
+  const ctkn_pubkey *root;
+  struct ctkn_keyring kr;
+};
+
+static int ring_batch(void *arg, const struct ctkn_log_msg *msgs,
+                      const struct ctkn_archive_headers *headers, size_t n,
+                      struct ctkn_err *err)
+{
+  struct ring_ctx *x = arg;
+  struct ctkn_keyring cand;
+
+  (void)headers;
+  (void)err;
+  for (size_t i = 0; i < n; i++) {
+    const struct ctkn_log_msg *m = &msgs[i];
+    if (strcmp(m->event_type, CTKN_TYPE_KEYRING) != 0)
+      continue;
+    ctkn_keyring_init(&cand);
+    if (ctkn_trust_keyring_open(m->value, m->value_len, x->root, &cand, NULL) ==
+            CTKN_OK &&
+        cand.version > x->kr.version) {
+      ctkn_keyring_free(&x->kr);
+      x->kr = cand;
+    } else {
+      ctkn_keyring_free(&cand);
+    }
+  }
+  return CTKN_OK;
+}
+
+/* The root's newest keyring in the archive at path into *kr. */
+static int read_keyring(const char *path, const ctkn_pubkey *root,
+                        struct ctkn_keyring *kr, struct ctkn_err *err)
+{
+  struct ring_ctx x = {.root = root};
+  struct ctkn_archive_info info;
+  int rc;
+
+  ctkn_keyring_init(&x.kr);
+  rc = ctkn_archive_read(path, ring_batch, &x, &info, err);
+  ctkn_archive_info_free(&info);
+  if (rc == CTKN_OK && x.kr.version == 0)
+    rc = ctkn__err_field(err, CTKN_EINVAL, "keyring",
+                         "%.200s holds no keyring signed by the trust root "
+                         "(give the settings topic's archive)",
+                         path);
+  if (rc != CTKN_OK) {
+    ctkn_keyring_free(&x.kr);
+    return rc;
+  }
+  *kr = x.kr;
+  return CTKN_OK;
+}
+
+/* ---- the audited archive ---------------------------------------------- */
+
+struct audit {
+  const ctkn_pubkey *root;
+  const struct ctkn_archive_info *info; /* filled before the first batch */
+  struct ctkn_audit_trust *t;
+  ctkn_gate *gate;
+  bool started;
+  int32_t part;     /* the partition being fed; -1 before the first */
+  uint64_t kr_seen; /* the newest keyring version met in the archive */
+  /* the records fed and not yet out: q[head..n), tags base.. */
+  struct ctkn_log_msg_copy **q; /* each apart: the gate holds &q[i]->m */
+  size_t head, n, cap, base;
+};
+
+static void drop(struct ctkn_log_msg_copy *c)
+{
+  ctkn_log_msg_copy_free(c);
+  free(c);
+}
+
+static void fail(struct ctkn_audit_trust *t, int32_t p, int64_t off,
+                 const char *reason, const char *detail)
+{
+  t->failed++;
+  if (t->nfailures == CTKN_AUDIT_FAILURES)
+    return;
+  struct ctkn_audit_failure *f = &t->failures[t->nfailures++];
+  f->partition = p;
+  f->offset = off;
+  ctkn__strlcpy(f->reason, reason, sizeof(f->reason));
+  ctkn__strlcpy(f->detail, detail, sizeof(f->detail));
+}
+
+/* A keyring record in the audited archive: signed by the root, newer than
+ * the one before it. */
+static void judge_keyring(struct audit *a, const struct ctkn_log_msg *m)
+{
+  struct ctkn_keyring kr;
+  char why[CTKN_AUDIT_REASON];
+
+  ctkn_keyring_init(&kr);
+  if (ctkn_trust_keyring_open(m->value, m->value_len, a->root, &kr, NULL) !=
+      CTKN_OK) {
+    fail(a->t, m->partition, m->offset, "keyring: not signed by the trust root",
+         "a keyring record the root did not sign");
+  } else if (kr.version <= a->kr_seen) {
+    snprintf(why, sizeof(why),
+             "version %" PRIu64 " is not above %" PRIu64 " before it",
+             kr.version, a->kr_seen);
+    fail(a->t, m->partition, m->offset,
+         "keyring: a lower version (a replay or a rollback)", why);
+  } else {
+    a->kr_seen = kr.version;
+    a->t->root_records++;
+  }
+  ctkn_keyring_free(&kr);
+}
+
+/* Take the judged records of p off the gate and the queue. */
+static void drain(struct audit *a, int32_t p)
+{
+  struct ctkn_gate_out o;
+
+  while (ctkn_gate_next(a->gate, p, &o)) {
+    if (o.verdict == CTKN_GATE_APPLY)
+      a->t->proven++;
+    else if (o.verdict == CTKN_GATE_CHECKPOINT)
+      a->t->checkpoints++;
+    else
+      fail(a->t, p, o.offset, o.reason, o.detail);
+    /* verdicts come out in feed order: o.tag is the queue's head */
+    drop(a->q[a->head++]);
+    a->base++;
+  }
+  if (a->head == a->n)
+    a->head = a->n = 0;
+}
+
+/* The archive moves past partition p: what the gate still holds of it is
+ * covered by no checkpoint in the archive. */
+static void finish(struct audit *a, int32_t p)
+{
+  char why[CTKN_AUDIT_REASON];
+  int64_t first = -1;
+
+  if (p < 0)
+    return;
+  drain(a, p);
+  if (a->head < a->n)
+    first = a->q[a->head]->m.offset;
+  for (size_t i = a->head; i < a->n; i++) {
+    const struct ctkn_log_msg *m = &a->q[i]->m;
+    if (m->offset == first)
+      snprintf(why, sizeof(why), "the archive ends before a checkpoint");
+    else
+      snprintf(why, sizeof(why), "held back behind offset %" PRId64, first);
+    fail(a->t, p, m->offset, "not covered by a checkpoint in the archive", why);
+    drop(a->q[i]);
+  }
+  a->base += a->n - a->head;
+  a->head = a->n = 0;
+  ctkn_gate_reset(a->gate, p);
+}
+
+static int enqueue(struct audit *a, const struct ctkn_log_msg *m,
+                   struct ctkn_err *err)
+{
+  if (a->head > 0 && a->n == a->cap) { /* reuse what was drained */
+    memmove(a->q, a->q + a->head, (a->n - a->head) * sizeof(*a->q));
+    a->n -= a->head;
+    a->head = 0;
+  }
+  if (a->n == a->cap) {
+    size_t cap = a->cap ? 2 * a->cap : 256;
+    void *q = realloc(a->q, cap * sizeof(*a->q));
+    if (q == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "audit: out of memory");
+    a->q = q;
+    a->cap = cap;
+  }
+  struct ctkn_log_msg_copy *c = malloc(sizeof(*c));
+  if (c == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "audit: out of memory");
+  if (ctkn_log_msg_copy(c, m, err) != CTKN_OK) {
+    free(c);
+    return CTKN_ENOMEM;
+  }
+  size_t tag = a->base + (a->n - a->head);
+  a->q[a->n++] = c;
+  return ctkn_gate_feed(a->gate, &c->m, tag, err);
+}
+
+/* An archive that starts past a partition's first record is judged as
+ * `ctkn tail` judges: chains anchor on a checkpoint (trust.h). */
+static void start(struct audit *a)
+{
+  a->started = true;
+  for (int32_t p = 0; p < a->info->partitions; p++)
+    if (a->info->start_offsets[p] > 0) {
+      ctkn_gate_set_midstream(a->gate);
+      return;
+    }
+}
+
+static int audit_batch(void *arg, const struct ctkn_log_msg *msgs,
+                       const struct ctkn_archive_headers *headers, size_t n,
+                       struct ctkn_err *err)
+{
+  struct audit *a = arg;
+  int rc;
+
+  (void)headers;
+  if (!a->started)
+    start(a);
+  for (size_t i = 0; i < n; i++) {
+    const struct ctkn_log_msg *m = &msgs[i];
+    if (m->partition != a->part) {
+      finish(a, a->part);
+      a->part = m->partition;
+    }
+    if (strcmp(m->event_type, CTKN_TYPE_KEYRING) == 0) {
+      judge_keyring(a, m);
+      continue;
+    }
+    if ((rc = enqueue(a, m, err)) != CTKN_OK)
+      return rc;
+    drain(a, m->partition);
+  }
+  return CTKN_OK;
+}
+
+static int judge_archive(const char *path, const ctkn_pubkey *root,
+                         const struct ctkn_keyring *kr,
+                         struct ctkn_audit_report *r, struct ctkn_err *err)
+{
+  struct audit a = {.root = root, .info = &r->info, .t = &r->trust, .part = -1};
+  int rc;
+
+  if ((rc = ctkn_gate_open(&a.gate, kr, CTKN_STORE_MAX_PARTITIONS, err)) !=
+      CTKN_OK)
+    return rc;
+  rc = ctkn_archive_read(path, audit_batch, &a, &r->info, err);
+  if (rc == CTKN_OK)
+    finish(&a, a.part);
+  for (size_t i = a.head; i < a.n; i++)
+    drop(a.q[i]);
+  free(a.q);
+  ctkn_gate_close(a.gate);
+  return rc;
+}
+
+int ctkn_audit_verify(const char *path, const char *keyring_path,
+                      const uint8_t root[CTKN_SIGN_PUB_LEN],
+                      struct ctkn_audit_report *r, struct ctkn_err *err)
+{
+  struct ctkn_keyring kr;
+  ctkn_pubkey *rp = NULL;
+  int rc;
+
+  memset(r, 0, sizeof(*r));
+  ctkn_keyring_init(&kr);
+  if ((rc = ctkn_pubkey_new(&rp, root, err)) == CTKN_OK &&
+      (rc = read_keyring(keyring_path ? keyring_path : path, rp, &kr, err)) ==
+          CTKN_OK) {
+    memcpy(r->trust.log_id, kr.log_id, CTKN_LOG_ID_LEN);
+    r->trust.keyring_version = kr.version;
+    rc = judge_archive(path, rp, &kr, r, err);
+  }
+  ctkn_keyring_free(&kr);
+  ctkn_pubkey_free(rp);
+  if (rc != CTKN_OK) {
+    ctkn_audit_report_free(r);
+    memset(r, 0, sizeof(*r));
+  }
+  return rc;
+}
+
+int ctkn_audit_result(const struct ctkn_audit_report *r, struct ctkn_err *err)
+{
+  const struct ctkn_audit_failure *f = &r->trust.failures[0];
+
+  if (r->trust.failed == 0)
+    return CTKN_OK;
+  return ctkn__err_field(err, CTKN_EDECODE, "records",
+                         "partition %" PRId32 " offset %" PRId64
+                         ": %s (%s); %" PRIu64 " record(s) fail",
+                         f->partition, f->offset, f->reason, f->detail,
+                         r->trust.failed);
+}
