@@ -37,7 +37,26 @@ void ctkn_audit_report_free(struct ctkn_audit_report *r)
 struct ring_ctx {
   const ctkn_pubkey *root;
   struct ctkn_keyring kr;
+  struct ctkn_adoption ad; /* every root-signed adoption, merged */
 };
+
+/* Merge m's adoption into x->ad when the root signed it. The log ID is
+ * checked once the keyring is known. */
+static int ring_adoption(struct ring_ctx *x, const struct ctkn_log_msg *m)
+{
+  struct ctkn_adoption b;
+  int rc = CTKN_OK;
+
+  if (ctkn_trust_adoption_open(m->value, m->value_len, x->root, &b, NULL) !=
+      CTKN_OK)
+    return CTKN_OK;
+  if (x->ad.nparts == 0)
+    memcpy(x->ad.log_id, b.log_id, CTKN_LOG_ID_LEN);
+  if (memcmp(x->ad.log_id, b.log_id, CTKN_LOG_ID_LEN) == 0)
+    rc = ctkn_adoption_merge(&x->ad, &b, NULL);
+  ctkn_adoption_free(&b);
+  return rc;
+}
 
 static int ring_batch(void *arg, const struct ctkn_log_msg *msgs,
                       const struct ctkn_archive_headers *headers, size_t n,
@@ -47,9 +66,11 @@ static int ring_batch(void *arg, const struct ctkn_log_msg *msgs,
   struct ctkn_keyring cand;
 
   (void)headers;
-  (void)err;
   for (size_t i = 0; i < n; i++) {
     const struct ctkn_log_msg *m = &msgs[i];
+    if (strcmp(m->event_type, CTKN_TYPE_ADOPTION) == 0 &&
+        ring_adoption(x, m) != CTKN_OK)
+      return ctkn__err(err, CTKN_ENOMEM, "audit: out of memory");
     if (strcmp(m->event_type, CTKN_TYPE_KEYRING) != 0)
       continue;
     ctkn_keyring_init(&cand);
@@ -65,9 +86,11 @@ static int ring_batch(void *arg, const struct ctkn_log_msg *msgs,
   return CTKN_OK;
 }
 
-/* The root's newest keyring in the archive at path into *kr. */
+/* The root's newest keyring in the archive at path into *kr, and its
+ * adoptions for that keyring's log into *ad. */
 static int read_keyring(const char *path, const ctkn_pubkey *root,
-                        struct ctkn_keyring *kr, struct ctkn_err *err)
+                        struct ctkn_keyring *kr, struct ctkn_adoption *ad,
+                        struct ctkn_err *err)
 {
   struct ring_ctx x = {.root = root};
   struct ctkn_archive_info info;
@@ -83,9 +106,13 @@ static int read_keyring(const char *path, const ctkn_pubkey *root,
                          path);
   if (rc != CTKN_OK) {
     ctkn_keyring_free(&x.kr);
+    ctkn_adoption_free(&x.ad);
     return rc;
   }
+  if (memcmp(x.ad.log_id, x.kr.log_id, CTKN_LOG_ID_LEN) != 0)
+    ctkn_adoption_free(&x.ad); /* another log's */
   *kr = x.kr;
+  *ad = x.ad;
   return CTKN_OK;
 }
 
@@ -148,13 +175,39 @@ static void judge_keyring(struct audit *a, const struct ctkn_log_msg *m)
   ctkn_keyring_free(&kr);
 }
 
+static bool unsigned_(const struct ctkn_log_msg *m)
+{
+  for (size_t i = 0; i < m->nheaders; i++)
+    if (strcmp(m->headers[i].name, CTKN_HDR_WRITER) == 0)
+      return false;
+  return true;
+}
+
+/* An adoption record in the audited archive: signed by the root. */
+static void judge_adoption(struct audit *a, const struct ctkn_log_msg *m)
+{
+  struct ctkn_adoption ad;
+
+  if (ctkn_trust_adoption_open(m->value, m->value_len, a->root, &ad, NULL) !=
+      CTKN_OK) {
+    fail(a->t, m->partition, m->offset,
+         "adoption: not signed by the trust root",
+         "an adoption record the root did not sign");
+    return;
+  }
+  a->t->root_records++;
+  ctkn_adoption_free(&ad);
+}
+
 /* Take the judged records of p off the gate and the queue. */
 static void drain(struct audit *a, int32_t p)
 {
   struct ctkn_gate_out o;
 
   while (ctkn_gate_next(a->gate, p, &o)) {
-    if (o.verdict == CTKN_GATE_APPLY)
+    if (o.verdict == CTKN_GATE_APPLY && unsigned_(&a->q[a->head]->m))
+      a->t->adopted++;
+    else if (o.verdict == CTKN_GATE_APPLY)
       a->t->proven++;
     else if (o.verdict == CTKN_GATE_CHECKPOINT)
       a->t->checkpoints++;
@@ -254,6 +307,10 @@ static int audit_batch(void *arg, const struct ctkn_log_msg *msgs,
       judge_keyring(a, m);
       continue;
     }
+    if (strcmp(m->event_type, CTKN_TYPE_ADOPTION) == 0) {
+      judge_adoption(a, m);
+      continue;
+    }
     if ((rc = enqueue(a, m, err)) != CTKN_OK)
       return rc;
     drain(a, m->partition);
@@ -261,8 +318,103 @@ static int audit_batch(void *arg, const struct ctkn_log_msg *msgs,
   return CTKN_OK;
 }
 
+/* ---- adopted prefixes: hashed in a first pass over the archive ---------- */
+
+struct prefix_ctx {
+  const struct ctkn_adoption *ad;
+  const uint8_t *log_id;
+  ctkn_gate *gate;
+  struct ctkn_audit_trust *t;
+  int32_t part;   /* the partition being hashed, -1: none */
+  size_t at;      /* its entry in ad */
+  ctkn_sha256 *h; /* its hash so far */
+  int64_t next;   /* the offset the hash expects next */
+};
+
+/* Close the hash of the current partition: adopted when it matches. */
+static void prefix_end(struct prefix_ctx *x)
+{
+  uint8_t got[CTKN_CHAIN_LEN];
+  const struct ctkn_adopted_partition *ap;
+
+  if (x->h == NULL)
+    return;
+  ap = &x->ad->parts[x->at];
+  ctkn_trust_adopt_end(x->h, got);
+  x->h = NULL;
+  if (x->next == ap->end_offset &&
+      memcmp(got, ap->records_hash, CTKN_CHAIN_LEN) == 0)
+    ctkn_gate_adopt(x->gate, ap->partition, ap->end_offset);
+  else
+    fail(x->t, ap->partition, ap->end_offset,
+         "adoption: the records below this offset are not the ones the root "
+         "adopted",
+         "their hash differs, or the archive lacks some");
+}
+
+/* Start hashing partition p when an adoption names it. */
+static int prefix_start(struct prefix_ctx *x, int32_t p, struct ctkn_err *err)
+{
+  x->part = p;
+  for (size_t i = 0; i < x->ad->nparts; i++)
+    if (x->ad->parts[i].partition == p && x->ad->parts[i].end_offset > 0) {
+      x->at = i;
+      x->next = 0;
+      if ((x->h = ctkn_trust_adopt_begin(x->log_id, p)) == NULL)
+        return ctkn__err(err, CTKN_ENOMEM, "audit: out of memory");
+    }
+  return CTKN_OK;
+}
+
+static int prefix_batch(void *arg, const struct ctkn_log_msg *msgs,
+                        const struct ctkn_archive_headers *headers, size_t n,
+                        struct ctkn_err *err)
+{
+  struct prefix_ctx *x = arg;
+  int rc;
+
+  (void)headers;
+  for (size_t i = 0; i < n; i++) {
+    const struct ctkn_log_msg *m = &msgs[i];
+    if (m->partition != x->part) {
+      prefix_end(x);
+      if ((rc = prefix_start(x, m->partition, err)) != CTKN_OK)
+        return rc;
+    }
+    if (x->h != NULL && m->offset == x->next &&
+        m->offset < x->ad->parts[x->at].end_offset) {
+      ctkn_trust_adopt_add(x->h, m);
+      x->next++;
+    }
+  }
+  return CTKN_OK;
+}
+
+/* Open the gate to every adopted prefix the archive holds unchanged. */
+static int check_prefixes(const char *path, const struct ctkn_adoption *ad,
+                          const uint8_t *log_id, ctkn_gate *gate,
+                          struct ctkn_audit_trust *t, struct ctkn_err *err)
+{
+  struct prefix_ctx x = {ad, log_id, gate, t, -1, 0, NULL, 0};
+  struct ctkn_archive_info info;
+  int rc;
+
+  if (ad->nparts == 0)
+    return CTKN_OK;
+  rc = ctkn_archive_read(path, prefix_batch, &x, &info, err);
+  ctkn_archive_info_free(&info);
+  if (rc == CTKN_OK) {
+    prefix_end(&x);
+  } else if (x.h != NULL) {
+    uint8_t sink[CTKN_CHAIN_LEN];
+    ctkn_trust_adopt_end(x.h, sink);
+  }
+  return rc;
+}
+
 static int judge_archive(const char *path, const ctkn_pubkey *root,
                          const struct ctkn_keyring *kr,
+                         const struct ctkn_adoption *ad,
                          struct ctkn_audit_report *r, struct ctkn_err *err)
 {
   struct audit a = {.root = root, .info = &r->info, .t = &r->trust, .part = -1};
@@ -271,7 +423,9 @@ static int judge_archive(const char *path, const ctkn_pubkey *root,
   if ((rc = ctkn_gate_open(&a.gate, kr, CTKN_STORE_MAX_PARTITIONS, err)) !=
       CTKN_OK)
     return rc;
-  rc = ctkn_archive_read(path, audit_batch, &a, &r->info, err);
+  if ((rc = check_prefixes(path, ad, kr->log_id, a.gate, &r->trust, err)) ==
+      CTKN_OK)
+    rc = ctkn_archive_read(path, audit_batch, &a, &r->info, err);
   if (rc == CTKN_OK)
     finish(&a, a.part);
   for (size_t i = a.head; i < a.n; i++)
@@ -285,6 +439,7 @@ int ctkn_audit_verify(const char *path, const char *keyring_path,
                       const uint8_t root[CTKN_SIGN_PUB_LEN],
                       struct ctkn_audit_report *r, struct ctkn_err *err)
 {
+  struct ctkn_adoption ad = {0};
   struct ctkn_keyring kr;
   ctkn_pubkey *rp = NULL;
   int rc;
@@ -292,12 +447,13 @@ int ctkn_audit_verify(const char *path, const char *keyring_path,
   memset(r, 0, sizeof(*r));
   ctkn_keyring_init(&kr);
   if ((rc = ctkn_pubkey_new(&rp, root, err)) == CTKN_OK &&
-      (rc = read_keyring(keyring_path ? keyring_path : path, rp, &kr, err)) ==
-          CTKN_OK) {
+      (rc = read_keyring(keyring_path ? keyring_path : path, rp, &kr, &ad,
+                         err)) == CTKN_OK) {
     memcpy(r->trust.log_id, kr.log_id, CTKN_LOG_ID_LEN);
     r->trust.keyring_version = kr.version;
-    rc = judge_archive(path, rp, &kr, r, err);
+    rc = judge_archive(path, rp, &kr, &ad, r, err);
   }
+  ctkn_adoption_free(&ad);
   ctkn_keyring_free(&kr);
   ctkn_pubkey_free(rp);
   if (rc != CTKN_OK) {

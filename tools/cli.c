@@ -111,6 +111,8 @@ static const char usage_text[] =
     "  trust schema enable N --root-key FILE\n"
     "                              let writers emit event schema N (after\n"
     "                              every reader is upgraded)\n"
+    "  trust adopt --root-key FILE   the root vouches for every record so far\n"
+    "                              (a topic written before signing)\n"
     "  version | help\n"
     "\n"
     "options (before or after the command):\n"

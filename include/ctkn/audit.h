@@ -11,8 +11,9 @@
  * keyring archive, as `ctkn rebuild` judges the whole log: a key revoked
  * since fails every record it signed. Keyring records in the audited
  * archive must be signed by the root, each a version above the last.
- * Records an adoption vouches for (trust.h, ctkn_trust_adopt) pass
- * unsigned when their hash matches the adoption's.
+ * Unsigned records below an adoption's end (trust.h, "adoption"; the
+ * root's adoptions are read from the keyring archive too) pass when the
+ * archive's prefix of their partition hashes to the adoption's hash.
  *
  * Lifetime: one call; the report owns its info's offset arrays (release
  *           with ctkn_audit_report_free()).

@@ -407,6 +407,10 @@ char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
  * release with free(). NULL when out of memory. */
 char *ctkn_json_keyring(const struct ctkn_keyring *kr, const char *key_id,
                         const char *file);
+/* {"data": {"log_id", "topic", "partitions": [{"partition",
+ * "end_offset", "records_hash"}]}}: an adoption (`ctkn trust adopt`).
+ * As above. */
+char *ctkn_json_adoption(const struct ctkn_adoption *a);
 /* {"data": {key_id, public_key, secret_key_file, public_key_file}}: a
  * new trust root (pub: its 32 bytes). As above. */
 char *ctkn_json_trust_root(const char *key_id, const uint8_t *pub,

@@ -108,9 +108,10 @@ struct ctkn_signed {
 
 /* What an audit of an archive's records found (audit.h): how many were
  * proven and, for each that failed, where and by which rule. */
-#define CTKN_AUDIT_REASON   160 /* trust.h's CTKN_GATE_REASON */
-#define CTKN_AUDIT_FAILURES 100 /* failures an audit lists (all are counted)   \
-                                 */
+#define CTKN_AUDIT_REASON 160 /* trust.h's CTKN_GATE_REASON */
+#define CTKN_AUDIT_FAILURES                                                    \
+  100 /* failures an audit lists (all are counted)                             \
+       */
 
 struct ctkn_audit_failure {
   int32_t partition;

@@ -408,3 +408,32 @@ char *ctkn_json_trust_root(const char *key_id, const uint8_t *pub,
   rc |= ctkn__json_set(o, "public_key_file", ctkn__json_str(public_file, 4096));
   return ctkn__json_doc(ctkn__json_checked(o, rc), false, NULL);
 }
+
+char *ctkn_json_adoption(const struct ctkn_adoption *a)
+{
+  json_t *o = json_object(), *arr = json_array();
+  int rc = 0;
+
+  if (o == NULL || arr == NULL) {
+    json_decref(o);
+    json_decref(arr);
+    return NULL;
+  }
+  for (size_t i = 0; i < a->nparts; i++) {
+    json_t *e = json_object();
+    if (e == NULL) {
+      rc = -1;
+      break;
+    }
+    rc |= ctkn__json_set(e, "partition", json_integer(a->parts[i].partition));
+    rc |= ctkn__json_set(e, "end_offset",
+                         json_integer((json_int_t)a->parts[i].end_offset));
+    rc |= ctkn__json_set(e, "records_hash",
+                         hex_str(a->parts[i].records_hash, CTKN_CHAIN_LEN));
+    rc |= json_array_append_new(arr, e);
+  }
+  rc |= ctkn__json_set(o, "log_id", hex_str(a->log_id, CTKN_LOG_ID_LEN));
+  rc |= ctkn__json_set(o, "topic", ctkn__json_str(a->topic, sizeof(a->topic)));
+  rc |= ctkn__json_set(o, "partitions", arr);
+  return ctkn__json_doc(ctkn__json_checked(o, rc), false, NULL);
+}

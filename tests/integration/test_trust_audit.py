@@ -1,12 +1,17 @@
-"""Trust offline, on the real broker: `ctkn audit verify --trust-root`
-proves an exported log without trusting the broker, and fails, naming the
-partition, offset and rule, once an attacker with Write on the topic
-(tests/integration/rawcopy.c) has appended a replayed or edited record.
+"""Trust offline and for old logs, on the real broker:
+
+* `ctkn audit verify --trust-root` proves an exported log without trusting
+  the broker, and fails, naming the partition, offset and rule, once an
+  attacker with Write on the topic (tests/integration/rawcopy.c) has
+  appended a replayed or edited record;
+* `ctkn trust adopt` lets signed readers apply a topic's unsigned prefix,
+  and only that prefix: an edited copy of one of its records appended
+  afterwards is quarantined.
 """
 import json
 
 from harness import BROKERS, CTKN, check, main, run
-from test_trust import Trusted, copy, create
+from test_trust import Trusted, copy, create, status
 
 
 def export(t, name, settings=False):
@@ -66,5 +71,68 @@ def test_audit_verify_proves_the_log_and_names_a_forgery():
         t.close()
 
 
+def test_adopt_lets_signed_readers_apply_the_unsigned_prefix():
+    t = Trusted("adopt", partitions=2)
+    try:
+        # Written before signing: no trust root, no writer key.
+        old, where = [], {}
+        for i in range(4):
+            before = t.ends()
+            tok = t.env.ok("create", "--name", f"old {i}").json["data"]
+            after = t.ends()
+            p = [q for q in (0, 1) if after[q] != before[q]][0]
+            old.append(tok)
+            where[tok["id"]] = (p, before[p])
+        t.env.ok("revoke", old[0]["id"])
+        # A signed reader refuses all of it.
+        stats, _ = t.replica("before")
+        check(stats["applied"] == 0 and stats["quarantined"] == 5, f"{stats}")
+        # The root vouches for the prefix.
+        ends = t.ends()
+        a = t.ok("trust", "adopt", "--root-key", t.root).json["data"]
+        check(a["log_id"] == t.log_id and
+              [x["end_offset"] for x in a["partitions"]] == ends, f"{a}")
+        signed = create(t, "signed after")[0]
+        stats, digest = t.replica("after")
+        check(stats["applied"] == 6 and stats["quarantined"] == 0, f"{stats}")
+        db = t.env.path("after")
+        check(status(t, old[0]["token"], db) == "revoked", "the old revoke")
+        check(status(t, old[1]["token"], db) == "active", "an old create")
+        check(t.ok("get", signed, db=db, reader=True).json["data"]["id"] ==
+              signed, "the signed create")
+        # An attacker replays an old create edited into a revoke: it lands
+        # past the adopted prefix, unsigned, and is quarantined.
+        p, off = where[old[1]["id"]]
+        forged = copy(t, p, off, "set:ctkn-event-type=client_token.revoked")
+        check(forged[1] >= ends[p], f"{forged} inside the prefix {ends}")
+        for name in ("after", "fresh"):
+            db = t.env.path(name)
+            stats = t.ok("project", db=db, reader=True).json["data"]
+            q = {(x["partition"], x["offset"]): x["reason"]
+                 for x in t.quarantined(db)}
+            check(forged in q and "unsigned" in q[forged], f"{name}: {q}")
+            check(status(t, old[1]["token"], db) == "active",
+                  f"{name}: the forged revoke applied")
+        check(t.env.digest(t.env.path("after")) ==
+              t.env.digest(t.env.path("fresh")), "replicas agree")
+        # An auditor applies the same rule offline: the prefix is adopted,
+        # the signed create proven, the forged copy fails.
+        events, settings = export(t, "a.arc"), export(t, "s.arc", True)
+        r = audit(t, events, "--settings-archive", settings)
+        check(r.rc == 1, f"{r}")
+        tr = json.loads(r.out)["data"]["trust"]
+        check(tr["adopted"] == 5 and tr["proven"] == 1 and tr["failed"] == 1
+              and (tr["failures"][0]["partition"],
+                   tr["failures"][0]["offset"]) == forged and
+              "unsigned" in tr["failures"][0]["reason"], f"{tr}")
+        # The adoption is kept with the projection: a restart that reads
+        # the prefix again does not need the settings topic's word again.
+        log = t.ok("project", db=t.env.path("fresh"), reader=True).err
+        check("does not match" not in log, log)
+    finally:
+        t.close()
+
+
 if __name__ == "__main__":
-    main([test_audit_verify_proves_the_log_and_names_a_forgery])
+    main([test_audit_verify_proves_the_log_and_names_a_forgery,
+          test_adopt_lets_signed_readers_apply_the_unsigned_prefix])

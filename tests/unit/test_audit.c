@@ -233,6 +233,7 @@ static void write_settings(struct fx *f, const struct ctkn_keyring *const *krs,
 static int audit(struct fx *f, const char *keyring_path)
 {
   ctkn_audit_report_free(&f->r);
+  unlink(f->events);
   write_archive(f, f->events, "t");
   return ctkn_audit_verify(f->events, keyring_path, f->root_pub, &f->r, NULL);
 }
@@ -428,6 +429,92 @@ static void test_no_keyring_is_an_error(void **state)
   assert_null(f->r.info.start_offsets);
 }
 
+/* ---- an adopted prefix -----------------------------------------------------
+ */
+
+static struct rec *append_unsigned(struct fx *f, int32_t p, const char *v)
+{
+  static const struct ctkn_log_header h[2] = {
+      {CTKN_HDR_EVENT_TYPE, "client_token.created", 20},
+      {CTKN_HDR_SCHEMA, "1", 1}};
+  struct ctkn_log_record r = {.partition = p,
+                              .key = "ctkn_old",
+                              .klen = 8,
+                              .value = v,
+                              .vlen = strlen(v),
+                              .timestamp_ms = 1,
+                              .headers = h,
+                              .nheaders = 2};
+  return append(f, &r);
+}
+
+/* The settings archive: the keyring, then the root's adoption of every
+ * partition of f's log as it stands. */
+static void write_settings_adopting(struct fx *f)
+{
+  struct ctkn_adopted_partition ap[NPARTS];
+  struct ctkn_adoption a = {.nparts = NPARTS, .parts = ap};
+  static const struct ctkn_log_header h[1] = {{CTKN_HDR_EVENT_TYPE,
+                                               CTKN_TYPE_ADOPTION,
+                                               sizeof(CTKN_TYPE_ADOPTION) - 1}};
+  struct fx *s = calloc(1, sizeof(*s));
+  uint8_t *val;
+  size_t len;
+
+  memcpy(a.log_id, f->kr.log_id, CTKN_LOG_ID_LEN);
+  snprintf(a.topic, sizeof(a.topic), "t");
+  for (int32_t p = 0; p < NPARTS; p++) {
+    ctkn_sha256 *hh = ctkn_trust_adopt_begin(f->kr.log_id, p);
+    for (size_t i = 0; i < f->n; i++)
+      if (f->log[i].m.partition == p)
+        ctkn_trust_adopt_add(hh, &f->log[i].m);
+    ap[p] = (struct ctkn_adopted_partition){p, f->next_off[p], {0}};
+    ctkn_trust_adopt_end(hh, ap[p].records_hash);
+  }
+  struct ctkn_log_record kr = keyring_record(f->root, &f->kr, &val);
+  append(s, &kr);
+  free(val);
+  assert_int_equal(ctkn_trust_adoption_value(f->root, &a, &val, &len, NULL),
+                   CTKN_OK);
+  struct ctkn_log_record ar = {.partition = 0,
+                               .key = "adoption",
+                               .klen = 8,
+                               .value = val,
+                               .vlen = len,
+                               .headers = h,
+                               .nheaders = 1};
+  append(s, &ar);
+  free(val);
+  write_archive(s, f->settings, "t_settings");
+  free(s);
+}
+
+static void test_an_adopted_prefix_passes_and_only_unchanged(void **state)
+{
+  struct fx *f = *state;
+  const int32_t parts[] = {0, 2};
+
+  append_unsigned(f, 0, "old 0");
+  append_unsigned(f, 0, "old 1");
+  append_unsigned(f, 1, "old 2");
+  write_settings_adopting(f);
+  write_batch(f, parts, 2, true);
+  int64_t late = append_unsigned(f, 2, "after the adoption")->m.offset;
+  assert_int_equal(audit(f, f->settings), CTKN_OK);
+  assert_int_equal(f->r.trust.adopted, 3);
+  assert_int_equal(f->r.trust.proven, 2);
+  assert_int_equal(f->r.trust.failed, 1);
+  assert_non_null(strstr(failure_at(f, 2, late)->reason, "unsigned"));
+  /* A prefix record edited: the adoption no longer holds for partition 0,
+   * whose unsigned records then fail; partition 1's still pass. */
+  f->log[1].value[0] ^= 1;
+  assert_int_equal(audit(f, f->settings), CTKN_OK);
+  assert_int_equal(f->r.trust.adopted, 1);
+  assert_non_null(strstr(failure_at(f, 0, 2)->reason, "adoption"));
+  assert_non_null(strstr(failure_at(f, 0, 0)->reason, "unsigned"));
+  assert_non_null(strstr(failure_at(f, 0, 1)->reason, "unsigned"));
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -440,6 +527,7 @@ int main(void)
       T(test_a_revoked_key_fails_what_it_signed),
       T(test_keyring_records_must_be_the_roots_and_newer),
       T(test_no_keyring_is_an_error),
+      T(test_an_adopted_prefix_passes_and_only_unchanged),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);
