@@ -6,7 +6,9 @@
   appended a replayed or edited record;
 * `ctkn trust adopt` lets signed readers apply a topic's unsigned prefix,
   and only that prefix: an edited copy of one of its records appended
-  afterwards is quarantined.
+  afterwards is quarantined;
+* `ctkn rebuild --trust-root` judges the log as a fresh follow does, by
+  the keyring as it stands: what a key revoked since wrote is gone.
 """
 import json
 
@@ -133,6 +135,41 @@ def test_adopt_lets_signed_readers_apply_the_unsigned_prefix():
         t.close()
 
 
+def test_rebuild_judges_by_the_keyring_as_it_stands():
+    t = Trusted("rebuild", partitions=2)
+    try:
+        ids = [create(t, f"by the old key {i}")[0] for i in range(2)]
+        raw = t.env.raw(0, ids[0], b"\x0a\x00", "client_token.revoked", "1")
+        db = t.env.path("live")
+        stats = t.ok("project", db=db, reader=True).json["data"]
+        check(stats["applied"] == 2 and stats["quarantined"] == 1, f"{stats}")
+        # The key leaks: revoked, then a new key writes on.
+        key_id = t.ok("trust", "keyring").json["data"]["keys"][0]["key_id"]
+        t.env.ok("trust", "key", "revoke", key_id, "--root-key", t.root)
+        new = t.env.path("new.key")
+        t.env.ok("trust", "key", "add", "--root-key", t.root, "--name", "n",
+                 "--scope", "client_token.*", "--out", new)
+        t.vars["CTKN_WRITER_KEY"] = new
+        kept = create(t, "by the new key")[0]
+        t.ok("project", db=db, reader=True)
+        check(t.env.digest(db)["tokens"] == 3, "revoking is not retroactive")
+        # Rebuilt with the trust root: the old key's records are refused,
+        # the unsigned one stays quarantined, the new key's applies.
+        r = t.ok("rebuild", db=db, reader=True)
+        d = r.json["data"]
+        check(d["tokens"] == 1, f"{d}")
+        check(t.ok("get", kept, db=db, reader=True).rc == 0, "the new token")
+        q = {(x["partition"], x["offset"]): x["reason"]
+             for x in t.quarantined(db)}
+        check(q.get(raw, "").startswith("unsigned") and
+              sum("revoked" in v for v in q.values()) == 2, f"{q}")
+        _, fresh = t.replica("fresh")
+        check(d == fresh, f"rebuilt {d} != a fresh replica's {fresh}")
+    finally:
+        t.close()
+
+
 if __name__ == "__main__":
     main([test_audit_verify_proves_the_log_and_names_a_forgery,
-          test_adopt_lets_signed_readers_apply_the_unsigned_prefix])
+          test_adopt_lets_signed_readers_apply_the_unsigned_prefix,
+          test_rebuild_judges_by_the_keyring_as_it_stands])
