@@ -18,6 +18,7 @@
 
 #include "ctkn/audit.h"
 #include "ctkn/codec.h"
+#include "ctkn/settings.h"
 #include "ctkn/store.h"
 #include "ctkn/trust.h"
 #include "internal.h"
@@ -124,6 +125,7 @@ struct audit {
   struct ctkn_audit_trust *t;
   ctkn_gate *gate;
   bool started;
+  bool settings;    /* the archive is a settings topic's */
   int32_t part;     /* the partition being fed; -1 before the first */
   uint64_t kr_seen; /* the newest keyring version met in the archive */
   /* the records fed and not yet out: q[head..n), tags base.. */
@@ -279,7 +281,14 @@ static int enqueue(struct audit *a, const struct ctkn_log_msg *m,
  * `ctkn tail` judges: chains anchor on a checkpoint (trust.h). */
 static void start(struct audit *a)
 {
+  size_t n = strlen(a->info->topic), k = strlen(CTKN_SETTINGS_SUFFIX);
+
   a->started = true;
+  /* Root records pass in their place on a settings topic only, as the
+   * settings follower passes them; on an event topic they are records
+   * like any other (and unsigned ones fail). */
+  a->settings =
+      n > k && strcmp(a->info->topic + n - k, CTKN_SETTINGS_SUFFIX) == 0;
   for (int32_t p = 0; p < a->info->partitions; p++)
     if (a->info->start_offsets[p] > 0) {
       ctkn_gate_set_midstream(a->gate);
@@ -303,11 +312,11 @@ static int audit_batch(void *arg, const struct ctkn_log_msg *msgs,
       finish(a, a->part);
       a->part = m->partition;
     }
-    if (strcmp(m->event_type, CTKN_TYPE_KEYRING) == 0) {
+    if (a->settings && strcmp(m->event_type, CTKN_TYPE_KEYRING) == 0) {
       judge_keyring(a, m);
       continue;
     }
-    if (strcmp(m->event_type, CTKN_TYPE_ADOPTION) == 0) {
+    if (a->settings && strcmp(m->event_type, CTKN_TYPE_ADOPTION) == 0) {
       judge_adoption(a, m);
       continue;
     }

@@ -45,6 +45,7 @@ struct fx {
   int64_t next_off[NPARTS];
   int64_t now_us;
   struct ctkn_audit_report r;
+  char topic[32]; /* the audited archive's ("" : "t") */
 };
 
 static int setup(void **state)
@@ -234,7 +235,7 @@ static int audit(struct fx *f, const char *keyring_path)
 {
   ctkn_audit_report_free(&f->r);
   unlink(f->events);
-  write_archive(f, f->events, "t");
+  write_archive(f, f->events, f->topic[0] ? f->topic : "t");
   return ctkn_audit_verify(f->events, keyring_path, f->root_pub, &f->r, NULL);
 }
 
@@ -404,12 +405,21 @@ static void test_keyring_records_must_be_the_roots_and_newer(void **state)
   int64_t replay = append(f, &r1)->m.offset; /* version 1 again */
   int64_t bad = append(f, &rf)->m.offset;    /* not the root's */
   /* A settings archive judged by its own keyrings (NULL). */
+  snprintf(f->topic, sizeof(f->topic), "t_settings");
   assert_int_equal(audit(f, NULL), CTKN_OK);
   assert_int_equal(f->r.trust.keyring_version, 2);
   assert_int_equal(f->r.trust.root_records, 2);
   assert_int_equal(f->r.trust.failed, 2);
   assert_non_null(strstr(failure_at(f, 0, replay)->reason, "lower version"));
   assert_non_null(strstr(failure_at(f, 0, bad)->reason, "not signed"));
+  /* On an event topic a keyring record is a record like any other: the
+   * projector quarantines it unsigned, and so does the audit. */
+  snprintf(f->topic, sizeof(f->topic), "t");
+  write_settings(f, (const struct ctkn_keyring *const[]){&kr2}, 1);
+  assert_int_equal(audit(f, f->settings), CTKN_OK);
+  assert_int_equal(f->r.trust.root_records, 0);
+  assert_int_equal(f->r.trust.failed, 4);
+  assert_non_null(strstr(failure_at(f, 0, 0)->reason, "unsigned"));
   free(v1);
   free(v2);
   free(forged);
