@@ -41,19 +41,20 @@ struct ring_ctx {
   struct ctkn_adoption ad; /* every root-signed adoption, merged */
 };
 
-/* Merge m's adoption into x->ad when the root signed it. The log ID is
- * checked once the keyring is known. */
+/* Merge m's adoption into x->ad when the root signed it for the log of
+ * the keyring before it (`trust adopt` needs a keyring: it comes first;
+ * the log ID never changes). */
 static int ring_adoption(struct ring_ctx *x, const struct ctkn_log_msg *m)
 {
   struct ctkn_adoption b;
   int rc = CTKN_OK;
 
-  if (ctkn_trust_adoption_open(m->value, m->value_len, x->root, &b, NULL) !=
-      CTKN_OK)
+  if (x->kr.version == 0 ||
+      ctkn_trust_adoption_open(m->value, m->value_len, x->root, &b, NULL) !=
+          CTKN_OK)
     return CTKN_OK;
-  if (x->ad.nparts == 0)
-    memcpy(x->ad.log_id, b.log_id, CTKN_LOG_ID_LEN);
-  if (memcmp(x->ad.log_id, b.log_id, CTKN_LOG_ID_LEN) == 0)
+  memcpy(x->ad.log_id, x->kr.log_id, CTKN_LOG_ID_LEN);
+  if (memcmp(x->kr.log_id, b.log_id, CTKN_LOG_ID_LEN) == 0)
     rc = ctkn_adoption_merge(&x->ad, &b, NULL);
   ctkn_adoption_free(&b);
   return rc;
@@ -110,8 +111,6 @@ static int read_keyring(const char *path, const ctkn_pubkey *root,
     ctkn_adoption_free(&x.ad);
     return rc;
   }
-  if (memcmp(x.ad.log_id, x.kr.log_id, CTKN_LOG_ID_LEN) != 0)
-    ctkn_adoption_free(&x.ad); /* another log's */
   *kr = x.kr;
   *ad = x.ad;
   return CTKN_OK;
