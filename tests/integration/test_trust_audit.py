@@ -117,6 +117,16 @@ def test_adopt_lets_signed_readers_apply_the_unsigned_prefix():
                   f"{name}: the forged revoke applied")
         check(t.env.digest(t.env.path("after")) ==
               t.env.digest(t.env.path("fresh")), "replicas agree")
+        # `tail --trust-root` from the beginning checks the adoption too:
+        # the old events and the signed one, never the forged revoke.
+        r = t.ok("tail", "--from-beginning", "--exit-at-end", reader=True)
+        events = [json.loads(x) for x in r.out.splitlines()]
+        check(len(events) == 6 and
+              sum(e["event_type"] == "client_token.revoked" and
+                  e["data"]["id"] == old[0]["id"] for e in events) == 1 and
+              not any(e["event_type"] == "client_token.revoked" and
+                      e["data"]["id"] == old[1]["id"] for e in events),
+              f"{r.out}")
         # An auditor applies the same rule offline: the prefix is adopted,
         # the signed create proven, the forged copy fails.
         events, settings = export(t, "a.arc"), export(t, "s.arc", True)
