@@ -474,8 +474,13 @@ int ctkn_store_clear_pause(ctkn_store_txn *txn, int32_t partition, int64_t next,
  * store's. */
 int ctkn_store_is_paused(ctkn_store_txn *txn, int32_t partition, bool *paused,
                          struct ctkn_err *err);
-/* The first paused partition into *out (partition -1: none). Errors: the
- * store's. */
+/* Whether partition (or CTKN_STORE_PAUSE_ALL, alone) is paused, and then
+ * its pause into *out. Errors: the store's. */
+int ctkn_store_get_pause(ctkn_store_txn *txn, int32_t partition, bool *paused,
+                         struct ctkn_store_pause *out, struct ctkn_err *err);
+/* The first paused partition into *out (partition -1: none; a pause of
+ * every partition is not reported here: ctkn_store_get_pause()). Errors:
+ * the store's. */
 int ctkn_store_first_pause(ctkn_store_txn *txn, struct ctkn_store_pause *out,
                            struct ctkn_err *err);
 

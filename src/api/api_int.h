@@ -370,9 +370,15 @@ const char *ctkn__api_route_name(enum route rt);
 void ctkn__api_metrics_add(struct metrics *m, enum route rt, int status,
                            int64_t us);
 void ctkn__api_healthz(struct server *s, struct req *r);
-/* Whether a partition is paused or its newest writer checkpoint is older
- * than --max-staleness: token answers then fail closed; why says which. */
+/* Which partitions are paused or have a newest writer checkpoint older
+ * than --max-staleness, into g (state: its storage): token answers about
+ * them fail closed (query.h). Returns whether any is. */
+struct ctkn_query_guard;
+/* Whether any partition is paused or stale, and why (into why[n]): answers
+ * that span every partition (/events) fail closed then. */
 bool ctkn__api_untrusted(struct server *s, char *why, size_t n);
+bool ctkn__api_guard(struct server *s, struct ctkn_query_guard *g,
+                     uint8_t state[CTKN_STORE_MAX_PARTITIONS]);
 void ctkn__api_metrics(struct server *s, struct req *r);
 
 /* ---- ui.c ------------------------------------------------------------- */

@@ -524,7 +524,8 @@ static void test_get_answers_the_entity_as_the_query_renders_it(void **state)
   snprintf(target, sizeof(target), "/client-tokens/%s", f->id[2]);
   r = call(f, "GET", target, NULL, "Authorization", auth_reader, NULL);
   assert_int_equal(r->status, 200);
-  assert_int_equal(ctkn_query_get(f->st, f->id[2], r->rid, &want, NULL), 0);
+  assert_int_equal(ctkn_query_get(f->st, NULL, f->id[2], r->rid, &want, NULL),
+                   0);
   assert_string_equal(r->resp, want);
   assert_null(r->ctype);
   assert_null(r->allow);
@@ -584,7 +585,7 @@ static void test_history_answers_the_events_oldest_first(void **state)
   assert_int_equal(r->route, R_HISTORY);
   assert_string_equal(r->id, f->id[1]);
   assert_int_equal(
-      ctkn_query_history_json(f->st, f->id[1], r->rid, &want, NULL), 0);
+      ctkn_query_history_json(f->st, NULL, f->id[1], r->rid, &want, NULL), 0);
   assert_string_equal(r->resp, want);
   free(want);
   json_t *j = answer(r), *data = json_object_get(j, "data");
@@ -684,8 +685,9 @@ static void test_events_page_through_every_applied_event_by_id(void **state)
   }
   assert_int_equal(json_array_size(all), NEVENT);
   /* Token 1's two events are those its history answers, byte for byte. */
-  assert_int_equal(ctkn_query_history_json(f->st, f->id[1], "x", &hist, NULL),
-                   CTKN_OK);
+  assert_int_equal(
+      ctkn_query_history_json(f->st, NULL, f->id[1], "x", &hist, NULL),
+      CTKN_OK);
   json_t *h = parse(hist), *hv;
   size_t i, found = 0;
   json_array_foreach(json_object_get(h, "data"), i, hv)
@@ -1098,7 +1100,8 @@ static void test_verify_answers_active_revoked_and_unknown(void **state)
   assert_int_equal(r->status, 200);
   assert_int_equal(r->route, R_VERIFY);
   assert_int_equal(
-      ctkn_query_verify(f->st, f->tok[0], r->rid, &want, &active, NULL), 0);
+      ctkn_query_verify(f->st, NULL, f->tok[0], r->rid, &want, &active, NULL),
+      0);
   assert_string_equal(r->resp, want);
   free(want);
   j = answer(r);
