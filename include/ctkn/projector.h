@@ -184,6 +184,10 @@ int ctkn_projector_trust_settings(ctkn_projector *p,
 int ctkn_projector_refresh_keyring(ctkn_projector *p, struct ctkn_err *err);
 /* The keyring judged by (version 0: none yet), or NULL when trust is off. */
 const struct ctkn_keyring *ctkn_projector_keyring(const ctkn_projector *p);
+/* The keyring version stored with the projection in st (0: none), the one
+ * the next pass of any process sharing it judges by. Errors: the store's. */
+int ctkn_projector_keyring_version(ctkn_store *st, uint64_t *version,
+                                   struct ctkn_err *err);
 
 void ctkn_projector_set_hooks(ctkn_projector *p,
                               const struct ctkn_projector_hooks *h);

@@ -260,6 +260,17 @@ static int trust_metrics(struct ctkn__buf *t, const struct server *s)
         "# TYPE ctkn_trust_stale_partitions gauge\n"
         "ctkn_trust_stale_partitions %" PRId32 "\n",
         stale);
+  /* Whether this replica has read a keyring change (a revoke) yet. */
+  uint64_t version = 0;
+  if (rc == CTKN_OK &&
+      ctkn_projector_keyring_version(s->st, &version, NULL) == CTKN_OK)
+    rc = ctkn__buf_printf(
+        t,
+        "# HELP ctkn_trust_keyring_version The keyring version the "
+        "projection judges by (0: none yet).\n"
+        "# TYPE ctkn_trust_keyring_version gauge\n"
+        "ctkn_trust_keyring_version %" PRIu64 "\n",
+        version);
   return rc;
 }
 

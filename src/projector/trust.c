@@ -68,6 +68,25 @@ static int put_version(ctkn_store_txn *txn, uint64_t v, struct ctkn_err *err)
                            strlen(VERSION_KEY), b, sizeof(b), err);
 }
 
+int ctkn_projector_keyring_version(ctkn_store *st, uint64_t *version,
+                                   struct ctkn_err *err)
+{
+  ctkn_store_txn *txn;
+  const void *val;
+  size_t len;
+  int rc;
+
+  *version = 0;
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, VERSION_KEY,
+                         strlen(VERSION_KEY), &val, &len, err);
+  if (rc == CTKN_OK && len == 8)
+    *version = ctkn__get_be(val, 8);
+  ctkn_store_abort(txn);
+  return rc == CTKN_ENOTFOUND ? CTKN_OK : rc;
+}
+
 /* At the start of a pass: another process sharing the projection may have
  * stored a newer keyring, or refused one (a pause of every partition):
  * judge as it does. */
