@@ -38,6 +38,8 @@
  * names are needed here; they are defined in the headers below the codec
  * (setting.h, notification.h, keyset.h), which callers include for the
  * values they fill or read. */
+struct ctkn_akey;
+struct ctkn_akey_event;
 struct ctkn_apikey;
 struct ctkn_apikeys;
 struct ctkn_dest_command;
@@ -444,6 +446,38 @@ char *ctkn_json_notification(const struct ctkn_notification *n,
  * "response_code" (null when none), "latency_ms", "error"}. Caller owns the
  * string; release with free(). NULL when out of memory. */
 char *ctkn_json_attempt(const char *ntf_id, const struct ctkn_ntf_attempt *a);
+
+/* ---- API keys on the log (akey.h) -------------------------------------- */
+
+/* ctkn.v1.ApiKeyEvent for ev ("used": the ID and last_used_at only).
+ * Errors: CTKN_EINVAL (field "event_type"); CTKN_ENOMEM. */
+int ctkn_akey_event_encode(const struct ctkn_akey_event *ev, uint8_t **out,
+                           size_t *len, struct ctkn_err *err);
+/* Fills *ev from len bytes; unknown fields are ignored; ev->data.version
+ * is the event's. Errors: CTKN_EDECODE (not an ApiKeyEvent, a missing
+ * field, an unknown type, status or permission, a hash not 32 bytes, a
+ * string too long). */
+int ctkn_akey_event_decode(const void *buf, size_t len,
+                           struct ctkn_akey_event *ev, struct ctkn_err *err);
+/* The api_keys table's value for k. Errors: CTKN_ENOMEM. */
+int ctkn_akey_encode(const struct ctkn_akey *k, uint8_t **out, size_t *len,
+                     struct ctkn_err *err);
+/* Errors: CTKN_EDECODE. */
+int ctkn_akey_decode(const void *buf, size_t len, struct ctkn_akey *k,
+                     struct ctkn_err *err);
+/* {"data": {"id", "name", "description", "status" (as at now),
+ * "permissions", "expires_at", "last_used_at", "created_at",
+ * "updated_at"} (+ "key" when key is not NULL or ""), "meta"}: Paddle's
+ * API key. Caller owns the string; release with free(). NULL when out of
+ * memory. */
+char *ctkn_json_akey(const struct ctkn_akey *k, int64_t now, const char *key,
+                     const char *request_id);
+/* {"data": [keys], "meta": {"request_id"} (+ "pagination" when page)}.
+ * Caller owns the string; release with free(). NULL when out of
+ * memory. */
+char *ctkn_json_akeys_page(const struct ctkn_akey *k, size_t n, int64_t now,
+                           const struct ctkn_pagination *page,
+                           const char *request_id);
 
 /* ---- JSON: `ctkn apikey` --------------------------------------------- */
 

@@ -75,7 +75,9 @@ const char *const ctkn__store_table_names[T_COUNT] = {"meta",
                                                       "notification_attempts",
                                                       "notify_cursors",
                                                       "notify_queue",
-                                                      "trust"};
+                                                      "trust",
+                                                      "api_keys",
+                                                      "api_key_hashes"};
 
 const MDB_val ctkn__store_revoked_key = {7, "revoked"};
 

@@ -61,6 +61,8 @@ enum {
   T_CURSORS,
   T_QUEUE,
   T_TRUST,
+  T_AKEYS,
+  T_AKEY_HASH,
   T_COUNT
 };
 #define T_FIRST_LATER T_POSITIONS
