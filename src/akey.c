@@ -438,8 +438,10 @@ static int plan_change(const struct ctkn_akey *cur,
 
   *k = *cur;
   if (cmd->kind == CTKN_AKEY_CMD_USED) {
-    if (cmd->used_at <= cur->last_used_at)
-      return CTKN_AKEY_PLAN_NOOP;
+    /* Appended even when another replica's later use is in already: each
+     * replica reports its own uses, and applying keeps the latest. */
+    if (cmd->used_at <= 0)
+      return ctkn__err_field(err, CTKN_EINVAL, "last_used_at", "must be set");
     memset(k, 0, sizeof(*k));
     memcpy(k->id, cur->id, sizeof(k->id));
     k->last_used_at = cmd->used_at;

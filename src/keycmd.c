@@ -78,6 +78,30 @@ static int plan(void *arg, ctkn_store *st, struct ctkn_log_record *rec,
   return CTKN_OK;
 }
 
+static int plan_nothing(void *arg, ctkn_store *st, struct ctkn_log_record *rec,
+                        uint8_t **buf, struct ctkn_err *err)
+{
+  (void)arg;
+  (void)st;
+  (void)rec;
+  (void)buf;
+  (void)err;
+  return CTKN_SETTINGS_NOTHING;
+}
+
+int ctkn_keycmd_refresh(ctkn_store *st, const struct ctkn_log_config *cfg,
+                        const struct ctkn_keycmd_trust *trust,
+                        struct ctkn_err *err)
+{
+  struct ctkn_settings_writer w = {.trust_root =
+                                       trust != NULL ? trust->trust_root : NULL,
+                                   .scope = "api_key.created",
+                                   .schema_version = CTKN_SCHEMA_WRITTEN};
+  bool appended;
+
+  return ctkn_settings_submit(st, cfg, &w, plan_nothing, NULL, &appended, err);
+}
+
 int ctkn_keycmd_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
                         const struct ctkn_keycmd_trust *trust, ctkn_env env,
                         const struct ctkn_akey_command *cmd,

@@ -60,6 +60,14 @@ static int limits(struct cli *c, struct ctkn_server_config *cfg)
           c, "--position-wait must be seconds, not \"%.40s\"", v);
     cfg->position_wait_ms = ms;
   }
+  if ((v = cli_value(c, "--key-used-interval"))) {
+    if (!cli_parse_seconds(v, &ms))
+      return cli_usage_error(c,
+                             "--key-used-interval must be seconds (0: "
+                             "never), not \"%.40s\"",
+                             v);
+    cfg->key_used_interval_ms = ms;
+  }
   if ((v = cli_value(c, "--client-timeout"))) {
     if (!cli_parse_seconds(v, &ms) || ms < 1000)
       return cli_usage_error(c,
@@ -125,10 +133,6 @@ int cmd_serve(struct cli *c)
     cfg.secret_key_file = NULL;
   cfg.redact_endpoint_secrets =
       cli_value(c, "--redact-endpoint-secrets") != NULL;
-  if (cfg.api_keys == NULL)
-    return cli_usage_error(c, "serve needs --api-keys FILE (or "
-                              "$CTKN_API_KEYS); make one with `ctkn apikey "
-                              "create`");
   if ((ex = rate_limit(c, &cfg)) != 0 || (ex = limits(c, &cfg)) != 0 ||
       (ex = trust(c, &cfg)) != 0 ||
       (ex = cli_dest_policy(c, &policy, nets)) != 0)
@@ -196,10 +200,9 @@ static int apikey_list(struct cli *c, const char *file)
 
 /* apikey create|list|revoke: the key file named by --file or
  * $CTKN_API_KEYS. No Kafka and no projection are involved. */
-int cmd_apikey(struct cli *c)
+int cmd_apikey_file(struct cli *c, const char *file)
 {
   const char *sub = c->pos[0];
-  const char *file = cli_env_or(cli_value(c, "--file"), "CTKN_API_KEYS", NULL);
   bool create = strcmp(sub, "create") == 0;
   bool revoke = strcmp(sub, "revoke") == 0;
 
@@ -215,8 +218,6 @@ int cmd_apikey(struct cli *c)
   if (!create &&
       (cli_value(c, "--name") != NULL || cli_value(c, "--permissions") != NULL))
     return cli_usage_error(c, "--name and --permissions are for apikey create");
-  if (file == NULL || *file == '\0')
-    return cli_usage_error(c, "apikey needs --file FILE or $CTKN_API_KEYS");
   if (create)
     return apikey_create(c, file);
   return revoke ? apikey_revoke(c, file) : apikey_list(c, file);

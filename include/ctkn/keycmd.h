@@ -48,4 +48,13 @@ int ctkn_keycmd_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
                         const struct ctkn_akey_command *cmd,
                         struct ctkn_keycmd_outcome *out, struct ctkn_err *err);
 
+/* Bring st's settings projection (API keys included) up to the settings
+ * topic's end, judged by trust's root when it has one: what `ctkn apikey
+ * get|list` do before they read. Errors: the follower's (CTKN_ENOTFOUND
+ * without the topic, CTKN_ETIMEOUT, CTKN_EFORMAT, CTKN_EKAFKA,
+ * CTKN_ESTORE); CTKN_ENOMEM. */
+int ctkn_keycmd_refresh(ctkn_store *st, const struct ctkn_log_config *cfg,
+                        const struct ctkn_keycmd_trust *trust,
+                        struct ctkn_err *err);
+
 #endif /* CTKN_KEYCMD_H */

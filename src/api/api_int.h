@@ -45,6 +45,7 @@
 
 #include "ctkn/apikey.h"
 #include "ctkn/crypto.h"
+#include "ctkn/keylog.h"
 #include "ctkn/ledger.h"
 #include "ctkn/projector.h"
 #include "ctkn/server.h"
@@ -153,6 +154,14 @@ struct server {
   bool settler_started;
   struct ctkn__queue setq;
 
+  /* last_used_at (apikeys.c): the keys this replica reported, when, and
+   * the thread that appends their "used" records. */
+  pthread_mutex_t used_lock;
+  struct ctkn__buf used_seen;
+  struct ctkn__queue usedq;
+  pthread_t used_thread;
+  bool used_started;
+
   /* Set by a thread that cannot go on; the server then stops. */
   atomic_int fatal;
   struct ctkn_err fatal_err;
@@ -188,6 +197,7 @@ struct req {
   char id[CTKN__API_ID_BUF]; /* the path's ID segment, "" when none */
   char path[CTKN__API_PATH_LOG];
   char key_name[CTKN_APIKEY_NAME_MAX + 1];
+  char key_id[CTKN_AKEY_ID_BUF]; /* a key on the log: its ID; else "" */
 
   /* What arrived. The strings are borrowed from the transport, valid
    * until the request completes. */
@@ -427,6 +437,15 @@ void ctkn__api_dest_write(struct server *s, struct req *r);
 void ctkn__api_settings_serve(struct server *s);
 int ctkn__api_settings_start(struct server *s, struct ctkn_err *err);
 void ctkn__api_settings_stop(struct server *s);
+
+/* ---- apikeys.c: API keys on the log ------------------------------------ */
+
+/* A request was authenticated by k: queue its "used" record when this
+ * replica has not reported k for the interval. Never blocks on the log. */
+void ctkn__api_key_used(struct server *s, const struct ctkn_akey *k);
+int ctkn__api_used_start(struct server *s, struct ctkn_err *err);
+/* Appends what is queued, then ends the thread. */
+void ctkn__api_used_stop(struct server *s);
 
 /* ---- http.c: libmicrohttpd -------------------------------------------- */
 

@@ -75,9 +75,9 @@ static int take_token(struct server *s, struct req *r,
   return rc;
 }
 
-/* The key the bearer token is, with r->key_name and *perms set, and its
- * request taken from its bucket. */
-static int find_key(struct server *s, struct req *r, const char *key,
+/* A key in the key file (--api-keys), with its request taken from its
+ * bucket. CTKN_EAUTHMALFORMED for a key not of the file's shape. */
+static int file_key(struct server *s, struct req *r, const char *key,
                     unsigned *perms, struct ctkn_err *err)
 {
   const struct ctkn_apikey *k = NULL;
@@ -92,6 +92,45 @@ static int find_key(struct server *s, struct req *r, const char *key,
   }
   pthread_rwlock_unlock(&s->keys_lock);
   return rc;
+}
+
+/* A key on the log, from this replica's projection (keylog.h): the
+ * access log names it by its ID, never its name or material. */
+static int log_key(struct server *s, struct req *r, const char *key,
+                   unsigned *perms, struct ctkn_err *err)
+{
+  struct ctkn_akey k;
+  ctkn_store_txn *txn;
+  int rc;
+
+  if ((rc = ctkn_store_begin(s->st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_keylog_authenticate(txn, key, strlen(key), s->cfg->env,
+                                ctkn_now_us(), &k, err);
+  ctkn_store_abort(txn);
+  if (rc != CTKN_OK)
+    return rc;
+  ctkn__strlcpy(r->key_name, k.id, sizeof(r->key_name));
+  ctkn__strlcpy(r->key_id, k.id, sizeof(r->key_id));
+  *perms = k.perms;
+  ctkn__api_key_used(s, &k);
+  return CTKN_OK;
+}
+
+/* The key the bearer token is, with r->key_name and *perms set: the key
+ * file first (its keys stay valid while a fleet moves onto the log), then
+ * the log's keys, by ID or, for a key of the file's shape, by hash. */
+static int find_key(struct server *s, struct req *r, const char *key,
+                    unsigned *perms, struct ctkn_err *err)
+{
+  int rc = file_key(s, r, key, perms, err);
+
+  if (rc != CTKN_EBADKEY && rc != CTKN_EAUTHMALFORMED)
+    return rc;
+  int lrc = log_key(s, r, key, perms, err);
+  /* A key of the file's shape that neither knows is unknown, not
+   * malformed. */
+  return lrc == CTKN_EAUTHMALFORMED && rc == CTKN_EBADKEY ? rc : lrc;
 }
 
 int ctkn__api_authenticate(struct server *s, struct req *r, unsigned need,
@@ -134,6 +173,8 @@ int ctkn__api_load_keys(struct server *s, struct ctkn_err *err)
   struct bucket *b;
   int rc;
 
+  if (s->cfg->api_keys == NULL) /* keys on the log only */
+    return CTKN_OK;
   if ((rc = ctkn_apikeys_load(s->cfg->api_keys, &ks, err)) != CTKN_OK)
     return rc;
   size_t n = ctkn_apikeys_count(ks);

@@ -281,6 +281,7 @@ void ctkn_server_config_init(struct ctkn_server_config *cfg)
   cfg->position_wait_ms = 5000;
   cfg->client_timeout_s = 30;
   cfg->status_ms = 1000;
+  cfg->key_used_interval_ms = CTKN_AKEY_USED_INTERVAL_US / 1000;
 }
 
 /* "HOST:PORT" or "[V6]:PORT" into host (hostsz bytes) and *port. */
@@ -373,9 +374,10 @@ static int check_limits(const struct ctkn_server_config *c,
 static int check_config(const struct ctkn_server_config *c,
                         struct ctkn_err *err)
 {
-  if (c->api_keys == NULL || *c->api_keys == '\0')
+  if (c->api_keys != NULL && *c->api_keys == '\0')
     return ctkn__err_field(err, CTKN_EUSAGE, "api-keys",
-                           "an API key file is required (ctkn apikey create)");
+                           "names no file (leave it out: keys on the log "
+                           "are enough)");
   if ((c->tls_cert == NULL) != (c->tls_key == NULL))
     return ctkn__err_field(err, CTKN_EUSAGE,
                            c->tls_cert == NULL ? "tls-cert" : "tls-key",
@@ -435,6 +437,9 @@ void ctkn__api_server_free(struct server *s)
   pthread_mutex_destroy(&s->pos_lock);
   ctkn__queue_destroy(&s->cmdq);
   ctkn__queue_destroy(&s->setq);
+  ctkn__queue_destroy(&s->usedq);
+  pthread_mutex_destroy(&s->used_lock);
+  ctkn__buf_free(&s->used_seen);
   free(s);
 }
 
@@ -459,6 +464,15 @@ int ctkn__api_server_new(struct server **out, ctkn_store *st,
   }
   if (ctkn__queue_init(&s->setq) != CTKN_OK) {
     ctkn__queue_destroy(&s->cmdq);
+    free(s);
+    return ctkn__err(err, CTKN_ENOMEM, "server");
+  }
+  pthread_mutex_init(&s->used_lock, NULL);
+  s->used_seen = (struct ctkn__buf)CTKN__BUF_INIT;
+  if (ctkn__queue_init(&s->usedq) != CTKN_OK) {
+    ctkn__queue_destroy(&s->cmdq);
+    ctkn__queue_destroy(&s->setq);
+    pthread_mutex_destroy(&s->used_lock);
     free(s);
     return ctkn__err(err, CTKN_ENOMEM, "server");
   }
@@ -504,7 +518,8 @@ static int start_threads(struct server *s, struct ctkn_err *err)
   if (pthread_create(&s->follower, NULL, follower_main, s) != 0)
     return ctkn__err(err, CTKN_ENOMEM, "server: threads");
   s->follower_started = true;
-  if ((rc = ctkn__api_commands_start(s, err)) != CTKN_OK)
+  if ((rc = ctkn__api_commands_start(s, err)) != CTKN_OK ||
+      (rc = ctkn__api_used_start(s, err)) != CTKN_OK)
     return rc;
   return ctkn__api_settings_start(s, err);
 }
@@ -583,6 +598,7 @@ static void shut_down(struct server *s)
   pthread_mutex_unlock(&s->pos_lock);
   ctkn__api_commands_stop(s);
   ctkn__api_settings_stop(s);
+  ctkn__api_used_stop(s);
   ctkn__api_expire_waiters(s, true);
   if (s->follower_started) {
     s->follower_stop = 1;

@@ -404,9 +404,13 @@ static void test_used_appends_without_a_version(void **state)
   assert_true(u.appended);
   assert_int_equal(u.key.last_used_at, c.used_at);
   assert_int_equal(u.key.version, 1);
-  run(f, &c, &u); /* not later: nothing to append */
-  assert_false(u.appended);
-  assert_int_equal(fake_log_end(f->t.log, STOPIC, 0), 2);
+  /* An earlier use (another replica's, appended late) is appended too,
+   * but last_used_at keeps the latest. */
+  c.used_at = out.key.created_at + 5;
+  run(f, &c, &u);
+  assert_true(u.appended);
+  assert_int_equal(u.key.last_used_at, out.key.created_at + 10);
+  assert_int_equal(fake_log_end(f->t.log, STOPIC, 0), 3);
 }
 
 static void test_import_moves_file_keys_through_a_hash_index(void **state)

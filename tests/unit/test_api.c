@@ -32,6 +32,7 @@
 #include <cmocka.h>
 
 #include "api/api_int.h"
+#include "ctkn/akey.h"
 #include "ctkn/apikey.h"
 #include "ctkn/codec.h"
 #include "ctkn/diag.h"
@@ -926,6 +927,89 @@ static void test_verify_answers_active_revoked_and_unknown(void **state)
 }
 
 /* ---- authentication ---------------------------------------------------- */
+
+/* An API-key record projected as the settings follower would, at the
+ * settings topic's next offset. */
+static void project_akey(struct fx *f, const struct ctkn_akey_event *ev)
+{
+  static int64_t off = 1000;
+  struct ctkn_log_msg m;
+  struct ctkn_err err = {0};
+  uint8_t *buf;
+  size_t len;
+
+  assert_int_equal(ctkn_akey_event_encode(ev, &buf, &len, &err), CTKN_OK);
+  memset(&m, 0, sizeof(m));
+  m.offset = off++;
+  m.timestamp_ms = -1;
+  m.key = ev->data.id;
+  m.key_len = CTKN_AKEY_ID_LEN;
+  m.value = buf;
+  m.value_len = len;
+  snprintf(m.event_type, sizeof(m.event_type), "%s",
+           ctkn_akey_type_str(ev->type));
+  m.schema_version = CTKN_AKEY_SCHEMA;
+  if (ctkn_settings_project(f->st, &m, 1, &err) != CTKN_OK)
+    fail_msg("project: %s", err.msg);
+  free(buf);
+}
+
+static void test_keys_on_the_log_authenticate_until_revoked(void **st)
+{
+  struct fx *f = *st;
+  struct ctkn_akey_command c;
+  struct ctkn_akey_event ev, rv;
+  char key[CTKN_AKEY_BUF], auth[CTKN_AKEY_BUF + 8], other[CTKN_AKEY_BUF + 8];
+  uint8_t sha[32];
+
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_CREATE);
+  assert_int_equal(ctkn_akey_command_set_name(&c, "fleet", 5, NULL), CTKN_OK);
+  assert_int_equal(ctkn_akey_command_set_perms(&c, CTKN_PERM_TOKEN_READ, NULL),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_akey_plan(NULL, &c, CTKN_ENV_SANDBOX, ctkn_now_us(), &ev, key, NULL),
+      CTKN_AKEY_PLAN_APPEND);
+  snprintf(auth, sizeof(auth), "Bearer %s", key);
+  /* Not projected yet: unknown. */
+  check_error(
+      f, call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL),
+      403, "invalid_token", NULL);
+  project_akey(f, &ev);
+  struct req *r =
+      call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL);
+  assert_int_equal(r->status, 200);
+  assert_string_equal(r->key_name, ev.data.id); /* logged by ID */
+  done(f, r);
+  check_detail(f,
+               call(f, "GET", "/notification-settings", NULL, "Authorization",
+                    auth, NULL),
+               403, "forbidden", NULL, "lacks the permission");
+  /* The same ID with another secret. */
+  assert_int_equal(ctkn_akey_generate(ev.data.id, CTKN_ENV_SANDBOX, key, sha),
+                   CTKN_OK);
+  snprintf(other, sizeof(other), "Bearer %s", key);
+  check_error(
+      f, call(f, "GET", "/client-tokens", NULL, "Authorization", other, NULL),
+      403, "invalid_token", NULL);
+  check_error(f,
+              call(f, "GET", "/client-tokens", NULL, "Authorization",
+                   "Bearer ctkn_sdbx_apikey_0123", NULL),
+              403, "authentication_malformed", NULL);
+
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_REVOKE);
+  assert_int_equal(ctkn_akey_plan(&ev.data, &c, CTKN_ENV_SANDBOX, ctkn_now_us(),
+                                  &rv, NULL, NULL),
+                   CTKN_AKEY_PLAN_APPEND);
+  project_akey(f, &rv);
+  check_error(
+      f, call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL),
+      403, "invalid_token", NULL);
+  /* The key file's keys still work beside the log's. */
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+}
 
 static void test_authentication_failures_are_403_with_paddles_codes(void **st)
 {
@@ -1823,7 +1907,7 @@ static void test_server_refuses_a_bad_configuration_naming_it(void **state)
     c = f->cfg;
     switch (i) {
     case 0:
-      c.api_keys = NULL;
+      c.api_keys = ""; /* NULL is fine: keys on the log only */
       break;
     case 1:
       c.tls_cert = "cert.pem";
@@ -2156,6 +2240,7 @@ int main(void)
       T(test_list_parameters_are_checked_naming_the_field),
       T(test_verify_answers_active_revoked_and_unknown),
       T(test_authentication_failures_are_403_with_paddles_codes),
+      T(test_keys_on_the_log_authenticate_until_revoked),
       T(test_rate_limit_answers_429_with_retry_after),
       T(test_unknown_paths_are_404_and_other_methods_405),
       T(test_bodies_too_large_or_unwanted_are_refused),

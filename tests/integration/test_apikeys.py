@@ -1,0 +1,189 @@
+"""API keys on the log (issue #14, parts 1 and 2) against the real broker:
+three `ctkn serve` replicas with no key file, keys managed with `ctkn
+apikey` through the settings topic.
+
+* a key created on the CLI works on every replica;
+* a revoked key is refused by all three within a bound (the time from
+  `ctkn apikey revoke` returning to the third 403 is printed);
+* a rotation's grace is honoured: the old secret works until it ends and
+  is refused after, the new one works at once;
+* an expired key is refused by every replica and reads as expired;
+* last_used_at is rate-limited: with --key-used-interval 2, 10 s of
+  steady traffic on 3 replicas appends 15-18 api_key.used records;
+* `apikey import` moves a key file's key onto the log; it works on a
+  replica without the file, and is refused once revoked.
+"""
+import datetime
+import time
+
+from harness import CTKN, Env, Server, check, kafka_tool, main, run
+
+INTERVAL = 2  # --key-used-interval for the replicas, seconds
+BOUND = 2.0   # seconds from `apikey revoke` returning to 403 everywhere
+
+env = servers = None
+
+
+def setup():
+    global env, servers
+    env = Env(partitions=2, name="keys")
+    servers = [Server(env, name=f"r{i}", keys=(),
+                      args=("--key-used-interval", str(INTERVAL)))
+               for i in range(3)]
+
+
+def create(*extra, name="fleet", perms="client_token.read"):
+    r = env.ok("apikey", "create", "--name", name, "--permissions", perms,
+               *extra)
+    d = r.json["data"]
+    check(d["key"].startswith("ctkn_sdbx_apikey_") and
+          d["id"].startswith("apikey_") and d["key"][17:43] == d["id"][7:],
+          f"the key carries its ID: {d}")
+    return d
+
+
+def status(srv, key):
+    return srv.request("GET", "/client-tokens?per_page=1",
+                       key=f"Bearer {key}").status
+
+
+def until_all(key, want, bound):
+    """Seconds until every replica answers want for key; fails past
+    bound."""
+    t0 = time.monotonic()
+    pending = set(range(len(servers)))
+    while pending:
+        pending = {i for i in pending if status(servers[i], key) != want}
+        if pending and time.monotonic() - t0 > bound:
+            raise AssertionError(
+                f"replicas {sorted(pending)} still not {want} after "
+                f"{bound}s")
+    return time.monotonic() - t0
+
+
+def test_created_key_works_everywhere_and_revocation_reaches_all():
+    k = create()
+    until_all(k["key"], 200, 10)
+    r = env.ok("apikey", "get", k["id"])
+    check(r.json["data"]["status"] == "active" and
+          r.json["data"]["permissions"] == ["client_token.read"] and
+          "key" not in r.json["data"], r)
+    # A key without the permission is forbidden, a mangled one unknown.
+    resp = servers[0].request("GET", "/notification-settings",
+                              key=f"Bearer {k['key']}")
+    check(resp.status == 403 and resp.json["error"]["code"] == "forbidden",
+          resp)
+    bad = k["key"][:-1] + ("A" if k["key"][-1] != "A" else "B")
+    resp = servers[1].request("GET", "/client-tokens", key=f"Bearer {bad}")
+    check(resp.status == 403 and
+          resp.json["error"]["code"] == "invalid_token", resp)
+    ids = [x["id"] for x in env.ok("apikey", "list").json["data"]]
+    check(k["id"] in ids, f"list holds the key: {ids}")
+    env.ok("apikey", "revoke", k["id"])
+    took = until_all(k["key"], 403, BOUND)
+    print(f"     revocation reached 3 replicas in {took * 1000:.0f} ms")
+    resp = servers[2].request("GET", "/client-tokens", key=f"Bearer {k['key']}")
+    check(resp.json["error"]["code"] == "invalid_token", resp)
+    check(env.ok("apikey", "get", k["id"]).json["data"]["status"] ==
+          "revoked", "status revoked")
+
+
+def test_rotation_grace_is_honoured():
+    k = create(name="rotating")
+    until_all(k["key"], 200, 10)
+    r = env.ok("apikey", "rotate", k["id"], "--grace-period", "3")
+    t0 = time.monotonic()
+    new = r.json["data"]["key"]
+    check(new != k["key"] and r.json["data"]["id"] == k["id"], r)
+    until_all(new, 200, BOUND)
+    # Inside the grace: both secrets work everywhere.
+    check(time.monotonic() - t0 < 2.5, "the checks ran inside the grace")
+    check(all(status(s, k["key"]) == 200 for s in servers),
+          "the old secret works during the grace")
+    time.sleep(max(0.0, 3.2 - (time.monotonic() - t0)))
+    check(all(status(s, k["key"]) == 403 for s in servers),
+          "the old secret is refused after the grace")
+    check(all(status(s, new) == 200 for s in servers), "the new one works")
+    # Out of range: refused before anything is appended.
+    r = env.ctkn("apikey", "rotate", k["id"], "--grace-period", "86401")
+    check(r.rc == 1 and r.error["code"] == "invalid_field" and
+          "grace_period_seconds" in r.err, r)
+
+
+def test_expired_key_is_refused_everywhere():
+    at = (datetime.datetime.now(datetime.timezone.utc) +
+          datetime.timedelta(seconds=3)).isoformat().replace("+00:00", "Z")
+    k = create("--expires-at", at, name="short")
+    until_all(k["key"], 200, 2.5)
+    until_all(k["key"], 403, 5)
+    r = env.ok("apikey", "get", k["id"])
+    check(r.json["data"]["status"] == "expired", r)
+    r = env.ctkn("apikey", "create", "--name", "past", "--permissions",
+                 "client_token.read", "--expires-at", "2020-01-01T00:00:00Z")
+    check(r.rc == 1 and r.error["code"] == "invalid_field" and
+          "expires_at" in r.err, r)
+
+
+def used_records():
+    out = kafka_tool("org.apache.kafka.tools.consumer.ConsoleConsumer",
+                     "--topic", env.topic + "_settings", "--from-beginning",
+                     "--property", "print.headers=true",
+                     "--property", "print.value=false",
+                     "--timeout-ms", "5000", timeout=120)
+    return sum(1 for line in out.splitlines()
+               if "ctkn-event-type:api_key.used" in line)
+
+
+def test_last_used_is_rate_limited():
+    k = create(name="busy")
+    until_all(k["key"], 200, 10)
+    time.sleep(INTERVAL + 0.5)  # the polls above started each replica's clock
+    before = used_records()
+    t0 = time.monotonic()
+    i = 0
+    while time.monotonic() - t0 < 10:
+        check(status(servers[i % 3], k["key"]) == 200, "traffic")
+        i += 1
+        time.sleep(0.02)
+    time.sleep(2)  # the last records' appends
+    n = used_records() - before
+    print(f"     {i} requests in 10 s on 3 replicas: {n} api_key.used "
+          "records")
+    check(15 <= n <= 18, f"{n} used records, want 15-18")
+    last = env.ok("apikey", "get", k["id"]).json["data"]["last_used_at"]
+    check(last is not None, "last_used_at is set")
+
+
+def test_import_moves_a_key_file_onto_the_log():
+    f = env.path("old-keys.jsonl")
+    r = run([CTKN, "apikey", "create", "--file", f, "--name", "legacy",
+             "--permissions", "client_token.read"])
+    check(r.rc == 0, r)
+    old = r.json["data"]["key"]
+    check(status(servers[0], old) == 403, "not on the log yet")
+    r = env.ok("apikey", "import", "--file", f)
+    ids = [k["id"] for k in r.json["data"]]
+    check(len(ids) == 1, r)
+    until_all(old, 200, 10)
+    r = env.ok("apikey", "import", "--file", f)  # again: the same key
+    check([k["id"] for k in r.json["data"]] == ids, r)
+    env.ok("apikey", "revoke", ids[0])
+    until_all(old, 403, BOUND)
+
+
+def teardown():
+    for s in servers or []:
+        s.stop()
+    env.close()
+
+
+if __name__ == "__main__":
+    setup()
+    try:
+        main([test_created_key_works_everywhere_and_revocation_reaches_all,
+              test_rotation_grace_is_honoured,
+              test_expired_key_is_refused_everywhere,
+              test_import_moves_a_key_file_onto_the_log,
+              test_last_used_is_rate_limited])
+    finally:
+        teardown()
