@@ -53,6 +53,7 @@ static const char usage_text[] =
     "                              group, at least once, shared by members\n"
     "  serve [--api-keys FILE] [--listen ADDR:PORT] [--public-url URL]\n"
     "        [--key-used-interval SECONDS]   last_used_at (3600)\n"
+    "        [--usage-key FILE]    [$CTKN_USAGE_KEY] signs api_key.used\n"
     "        [--tls-cert FILE --tls-key FILE] [--rate-limit N]\n"
     "        [--threads N] [--max-lag N] [--position-wait SECONDS]\n"
     "        [--client-timeout SECONDS] [--secret-key-file FILE]\n"

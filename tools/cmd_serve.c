@@ -82,13 +82,24 @@ static int limits(struct cli *c, struct ctkn_server_config *cfg)
 /* Trust: the root, this replica's writer key, its heartbeat (5 s when it
  * signs) and the staleness that fails a partition closed (60 s with a
  * trust root; 0 turns it off). */
-static int trust(struct cli *c, struct ctkn_server_config *cfg)
+static int trust(struct cli *c, struct ctkn_server_config *cfg,
+                 ctkn_seckey **usage)
 {
   const char *v;
   int ms;
 
-  if (!c->trust)
+  if (!c->trust) {
+    if (cli_value(c, "--usage-key") != NULL)
+      return cli_usage_error(c, "--usage-key needs --trust-root FILE");
     return 0;
+  }
+  if ((v = cli_env_or(cli_value(c, "--usage-key"), "CTKN_USAGE_KEY", NULL)) &&
+      *v != '\0') {
+    struct ctkn_err err;
+    if (ctkn_seckey_load(usage, v, &err) != CTKN_OK)
+      return cli_print_error(c->rid, &err);
+    cfg->usage_key = *usage;
+  }
   cfg->trust_root = c->trust_root;
   cfg->writer_key = c->writer;
   cfg->heartbeat_ms = c->writer != NULL ? 5000 : 0;
@@ -116,6 +127,7 @@ int cmd_serve(struct cli *c)
   struct ctkn_cidr nets[LIST_MAX];
   struct ctkn_err err;
   ctkn_store *st = NULL;
+  ctkn_seckey *usage = NULL;
   int rc, ex;
 
   ctkn_server_config_init(&cfg);
@@ -134,17 +146,22 @@ int cmd_serve(struct cli *c)
   cfg.redact_endpoint_secrets =
       cli_value(c, "--redact-endpoint-secrets") != NULL;
   if ((ex = rate_limit(c, &cfg)) != 0 || (ex = limits(c, &cfg)) != 0 ||
-      (ex = trust(c, &cfg)) != 0 ||
-      (ex = cli_dest_policy(c, &policy, nets)) != 0)
+      (ex = trust(c, &cfg, &usage)) != 0 ||
+      (ex = cli_dest_policy(c, &policy, nets)) != 0) {
+    ctkn_seckey_free(usage);
     return ex;
+  }
   cfg.allow_destination = policy.allow;
   cfg.nallow_destination = policy.nallow;
   cfg.max_active_destinations = policy.max_active;
-  if ((ex = cli_open_store(c, true, &st)) != 0)
+  if ((ex = cli_open_store(c, true, &st)) != 0) {
+    ctkn_seckey_free(usage);
     return ex;
+  }
   cli_signals(CLI_SIG_STOP | CLI_SIG_RELOAD | CLI_SIG_NOPIPE);
   rc = ctkn_server_run(st, &cfg, &cli_stop, &cli_reload, &err);
   ctkn_store_close(st);
+  ctkn_seckey_free(usage);
   if (rc != CTKN_OK)
     return cli_print_error(c->rid, &err);
   return 0;

@@ -78,7 +78,7 @@ static const struct command commands[] = {
       VAL("--client-timeout"), VAL("--secret-key-file"), VAL("--heartbeat"),
       VAL("--max-staleness"), LIST("--allow-destination-network"),
       VAL("--max-active-destinations"), FLAG("--redact-endpoint-secrets"),
-      VAL("--key-used-interval")}},
+      VAL("--key-used-interval"), VAL("--usage-key")}},
     {"apikey",
      cmd_apikey,
      1,

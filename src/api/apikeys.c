@@ -59,7 +59,8 @@ void ctkn__api_key_used(struct server *s, const struct ctkn_akey *k)
 
   /* Read-only on a trusted log: no key to sign with. */
   if (s->cfg->key_used_interval_ms <= 0 ||
-      (s->cfg->trust_root != NULL && s->cfg->writer_key == NULL) ||
+      (s->cfg->trust_root != NULL && s->cfg->writer_key == NULL &&
+       s->cfg->usage_key == NULL) ||
       !s->used_started || !due(s, k->id, ctkn__api_mono_us()))
     return;
   if ((it = calloc(1, sizeof(*it))) == NULL)
@@ -72,7 +73,9 @@ void ctkn__api_key_used(struct server *s, const struct ctkn_akey *k)
 
 static void append_used(struct server *s, const struct used_item *it)
 {
-  struct ctkn_keycmd_trust trust = {s->cfg->trust_root, s->cfg->writer_key};
+  struct ctkn_keycmd_trust trust = {
+      s->cfg->trust_root,
+      s->cfg->usage_key != NULL ? s->cfg->usage_key : s->cfg->writer_key};
   struct ctkn_keycmd_outcome out;
   struct ctkn_akey_command c;
   struct ctkn_err err = {0};

@@ -42,7 +42,7 @@ static void to_pb(const struct ctkn_akey *k, Ctkn__V1__ApiKey *d,
                   const char **names, bool whole)
 {
   d->id = (char *)k->id;
-  if (k->last_used_at > 0) {
+  if (k->last_used_at != 0) {
     d->has_last_used_at = true;
     d->last_used_at = k->last_used_at;
   }
@@ -53,7 +53,7 @@ static void to_pb(const struct ctkn_akey *k, Ctkn__V1__ApiKey *d,
   d->status = (char *)ctkn_akey_status_str(k->status);
   d->n_permissions = ctkn_perms_names(k->perms, names, CTKN_PERMS_MAX);
   d->permissions = (char **)names;
-  d->has_expires_at = k->expires_at > 0;
+  d->has_expires_at = k->expires_at != 0;
   d->expires_at = k->expires_at;
   d->has_created_at = d->has_updated_at = true;
   d->created_at = k->created_at;

@@ -171,6 +171,60 @@ def test_import_moves_a_key_file_onto_the_log():
     until_all(old, 403, BOUND)
 
 
+def test_on_a_trusted_log_scopes_and_the_schema_gate_hold():
+    t = Env(partitions=1, name="keytrust")
+    srv = None
+    try:
+        root = t.path("root.key")
+        t.ok("trust", "init", "--root-key", root)
+        ops, used = t.path("ops.key"), t.path("used.key")
+        t.ok("trust", "key", "add", "--root-key", root, "--name", "ops",
+             "--scope", "api_key.*", "--out", ops)
+        t.ok("trust", "key", "add", "--root-key", root, "--name", "replica",
+             "--scope", "api_key.used", "--out", used)
+        tokens = t.path("tokens.key")  # the replica's token writes, heartbeats
+        t.ok("trust", "key", "add", "--root-key", root, "--name", "api",
+             "--scope", "client_token.*", "--out", tokens)
+        as_ops = {"CTKN_TRUST_ROOT": root + ".pub", "CTKN_WRITER_KEY": ops}
+        args = ("apikey", "create", "--name", "signed", "--permissions",
+                "client_token.read")
+        # Schema version 2 is not enabled yet: nothing is appended.
+        r = t.ctkn(*args, env=as_ops)
+        check(r.rc != 0 and "schema version 2" in r.err, r)
+        t.ok("trust", "schema", "enable", "2", "--root-key", root)
+        # A key scoped api_key.used may not create keys.
+        r = t.ctkn(*args, env={**as_ops, "CTKN_WRITER_KEY": used})
+        check(r.rc != 0 and r.error.get("errors", [{}])[0].get("field") ==
+              "writer_key" if "errors" in r.error else "writer_key" in r.err,
+              r)
+        k = t.ok(*args, env=as_ops).json["data"]
+        srv = Server(t, name="trusted", keys=(),
+                     args=("--trust-root", root + ".pub", "--writer-key",
+                           tokens, "--usage-key", used,
+                           "--key-used-interval", "1"))
+        deadline = time.monotonic() + 10
+        while status(srv, k["key"]) != 200:
+            check(time.monotonic() < deadline, "the signed key never worked")
+            time.sleep(0.05)
+        # The replica's api_key.used record, signed by its scoped key,
+        # applies: last_used_at shows on a reader that judges by the root.
+        reader = {"CTKN_TRUST_ROOT": root + ".pub", "CTKN_WRITER_KEY": ""}
+        deadline = time.monotonic() + 10
+        while t.ok("apikey", "get", k["id"], env=reader).json["data"][
+                "last_used_at"] is None:
+            check(time.monotonic() < deadline, "last_used_at never set")
+            time.sleep(0.2)
+        t.ok("apikey", "revoke", k["id"], env=as_ops)
+        deadline = time.monotonic() + BOUND
+        while status(srv, k["key"]) != 403:
+            check(time.monotonic() < deadline, "revocation not applied")
+        check("quarantined" not in srv.output(), srv.output()[-2000:])
+    finally:
+        if srv is not None:
+            srv.stop()
+        t.close()
+
+
 def teardown():
     for s in servers or []:
         s.stop()
@@ -184,6 +238,7 @@ if __name__ == "__main__":
               test_rotation_grace_is_honoured,
               test_expired_key_is_refused_everywhere,
               test_import_moves_a_key_file_onto_the_log,
+              test_on_a_trusted_log_scopes_and_the_schema_gate_hold,
               test_last_used_is_rate_limited])
     finally:
         teardown()
