@@ -124,6 +124,8 @@ int ctkn_keycmd_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
   a->env = env;
   a->out = out;
   rc = ctkn_settings_submit(st, cfg, &w, plan, a, &out->appended, err);
+  if (out->appended)
+    memcpy(out->event_id, a->ev.event_id, sizeof(out->event_id));
   if (rc == CTKN_OK && out->appended &&
       (rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
     rc = ctkn_keylog_get(txn, a->ev.data.id, &out->key, err);

@@ -479,6 +479,33 @@ char *ctkn_json_akeys_page(const struct ctkn_akey *k, size_t n, int64_t now,
                            const struct ctkn_pagination *page,
                            const char *request_id);
 
+/* POST /api-keys: {"name" (required), "description" (string or null),
+ * "permissions" (required, names), "expires_at" (RFC 3339 after now, or
+ * null)} into cmd. Errors: CTKN_EBADREQ (not one JSON object);
+ * CTKN_EINVAL naming the field (also an unknown one). */
+struct ctkn_akey_command;
+int ctkn_json_parse_akey_create(const char *body, size_t len, int64_t now,
+                                struct ctkn_akey_command *cmd,
+                                struct ctkn_err *err);
+/* PATCH /api-keys/{id}: the same fields, each optional, and "status":
+ * "revoked". Errors: as above; CTKN_EBADREQ for an empty object. */
+int ctkn_json_parse_akey_update(const char *body, size_t len, const char *id,
+                                int64_t now, struct ctkn_akey_command *cmd,
+                                struct ctkn_err *err);
+/* POST /api-keys/{id}/rotations: {"grace_period_seconds": 0..86400}.
+ * Errors: as above. */
+int ctkn_json_parse_akey_rotation(const char *body, size_t len, const char *id,
+                                  struct ctkn_akey_command *cmd,
+                                  struct ctkn_err *err);
+/* Paddle's API key rotation: {"data": {"id" (apkrot_ + the rotation
+ * record's ULID), "api_key_id", "new_key", "grace_period_seconds",
+ * "status": "completed", "expires_at" (when the old secret stops
+ * working), "created_at"}, "meta"}. Caller owns the string; release with
+ * free(). NULL when out of memory. */
+char *ctkn_json_akey_rotation(const struct ctkn_akey *k, const char *event_id,
+                              int64_t grace_s, const char *new_key,
+                              const char *request_id);
+
 /* ---- JSON: `ctkn apikey` --------------------------------------------- */
 
 /* {"data": {"name", "key", "permissions": [names]}}: the answer to

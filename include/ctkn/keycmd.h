@@ -35,6 +35,8 @@ struct ctkn_keycmd_outcome {
   /* A create's or a rotation's new key string, the only time it exists;
    * else "". Wiped on failure. */
   char secret[CTKN_AKEY_BUF];
+  /* The appended record's event ID; "" when nothing was appended. */
+  char event_id[CTKN_EVT_ID_LEN + 1];
 };
 
 /*

@@ -77,6 +77,11 @@ enum route {
   R_DEST_DELETE, /* DELETE /notification-settings/{id} */
   R_HISTORY,     /* GET /client-tokens/{id}/history */
   R_UI,          /* GET /ui, /ui/, /ui/{file}: the dashboard */
+  R_KEY_LIST,    /* GET /api-keys */
+  R_KEY_GET,     /* GET /api-keys/{id} */
+  R_KEY_CREATE,  /* POST /api-keys */
+  R_KEY_UPDATE,  /* PATCH /api-keys/{id} */
+  R_KEY_ROTATE,  /* POST /api-keys/{id}/rotations */
   R_OTHER,
   R_COUNT /* also: a known path, a method it does not take (405) */
 };
@@ -118,6 +123,7 @@ struct server {
   void *http;           /* http.c's state, NULL until it listens */
   char *next_base;      /* public_url + "/client-tokens" */
   char *dest_next_base; /* public_url + "/notification-settings" */
+  char *keys_next_base; /* public_url + "/api-keys" */
   struct metrics m;
 
   /* The deployment key, for creating notification settings. */
@@ -224,6 +230,7 @@ struct req {
   bool ready;                     /* resumed: the answer below is final */
   struct ctkn_command *cmd;       /* writes only: 3 KiB not to clear per read */
   struct ctkn_dest_command *dcmd; /* notification-setting writes only */
+  struct ctkn_akey_command *kcmd; /* API-key writes only */
   int64_t want[CTKN__API_POSITIONS_MAX][2]; /* partition, offset */
   int nwant;
   int64_t deadline_ms;
@@ -443,6 +450,15 @@ void ctkn__api_settings_stop(struct server *s);
 /* A request was authenticated by k: queue its "used" record when this
  * replica has not reported k for the interval. Never blocks on the log. */
 void ctkn__api_key_used(struct server *s, const struct ctkn_akey *k);
+/* GET /api-keys[/{id}], from this replica's projection. */
+void ctkn__api_keys_read(struct server *s, struct req *r);
+/* Before the body of a write: the ID checked, the command allocated;
+ * false when r was answered. */
+bool ctkn__api_keys_begin(struct server *s, struct req *r);
+/* POST, PATCH, rotations: parse, then queue for the settings thread. */
+void ctkn__api_keys_write(struct server *s, struct req *r);
+/* On the settings thread: run r->kcmd (keycmd.h) and answer. */
+void ctkn__api_keys_answer(struct server *s, struct req *r);
 int ctkn__api_used_start(struct server *s, struct ctkn_err *err);
 /* Appends what is queued, then ends the thread. */
 void ctkn__api_used_stop(struct server *s);

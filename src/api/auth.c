@@ -31,6 +31,13 @@ unsigned ctkn__api_route_perm(enum route rt)
   case R_DEST_LIST:
   case R_DEST_GET:
     return CTKN_PERM_SETTING_READ;
+  case R_KEY_LIST:
+  case R_KEY_GET: /* or the key itself (ctkn__api_authenticate) */
+    return CTKN_PERM_KEY_READ;
+  case R_KEY_CREATE:
+  case R_KEY_UPDATE:
+  case R_KEY_ROTATE: /* or the key itself, as Paddle's */
+    return CTKN_PERM_KEY_WRITE;
   default:
     return CTKN_PERM_TOKEN_READ;
   }
@@ -155,7 +162,11 @@ int ctkn__api_authenticate(struct server *s, struct req *r, unsigned need,
     return ctkn__err(err, rc, "the API key is not valid (unknown or revoked)");
   if (rc != CTKN_OK)
     return rc;
-  if ((perms & need) != need) {
+  /* Any key may read itself, so a client (the dashboard) can learn its
+   * permissions, and rotate itself, as Paddle's keys do. */
+  bool self = (r->route == R_KEY_GET || r->route == R_KEY_ROTATE) &&
+              r->key_id[0] != '\0' && strcmp(r->key_id, r->id) == 0;
+  if ((perms & need) != need && !self) {
     /* need is one permission's bit, and its name is the last listed (a
      * write lists its read first). */
     const char *names[CTKN_PERMS_MAX];

@@ -32,6 +32,11 @@ static const char *const route_names[R_COUNT] = {
     [R_DEST_DELETE] = "settings_delete",
     [R_HISTORY] = "history",
     [R_UI] = "ui",
+    [R_KEY_LIST] = "api_keys_list",
+    [R_KEY_GET] = "api_keys_get",
+    [R_KEY_CREATE] = "api_keys_create",
+    [R_KEY_UPDATE] = "api_keys_update",
+    [R_KEY_ROTATE] = "api_keys_rotate",
     [R_OTHER] = "other",
 };
 

@@ -398,7 +398,7 @@ static int make_links(struct server *s, struct ctkn_err *err)
 {
   const struct ctkn_server_config *cfg = s->cfg;
   const char *base = cfg->public_url;
-  struct ctkn__buf a = CTKN__BUF_INIT, b = CTKN__BUF_INIT;
+  struct ctkn__buf a = CTKN__BUF_INIT, b = CTKN__BUF_INIT, k = CTKN__BUF_INIT;
   char fallback[300];
 
   if (base == NULL) {
@@ -411,13 +411,16 @@ static int make_links(struct server *s, struct ctkn_err *err)
     blen--;
   if (ctkn__buf_printf(&a, "%.*s/client-tokens", blen, base) != CTKN_OK ||
       ctkn__buf_printf(&b, "%.*s/notification-settings", blen, base) !=
-          CTKN_OK) {
+          CTKN_OK ||
+      ctkn__buf_printf(&k, "%.*s/api-keys", blen, base) != CTKN_OK) {
     ctkn__buf_free(&a);
     ctkn__buf_free(&b);
+    ctkn__buf_free(&k);
     return ctkn__err(err, CTKN_ENOMEM, "server");
   }
   s->next_base = ctkn__buf_detach(&a);
   s->dest_next_base = ctkn__buf_detach(&b);
+  s->keys_next_base = ctkn__buf_detach(&k);
   return CTKN_OK;
 }
 
@@ -431,6 +434,7 @@ void ctkn__api_server_free(struct server *s)
   free(s->status);
   free(s->next_base);
   free(s->dest_next_base);
+  free(s->keys_next_base);
   ctkn_wipe(s->key, sizeof(s->key));
   pthread_rwlock_destroy(&s->keys_lock);
   pthread_mutex_destroy(&s->bucket_lock);

@@ -225,6 +225,59 @@ def test_on_a_trusted_log_scopes_and_the_schema_gate_hold():
         t.close()
 
 
+def test_http_routes_in_paddles_shapes():
+    admin = create(name="admin", perms="api_key.write,client_token.read")
+    reader = create(name="reader")
+    until_all(admin["key"], 200, 10)
+    until_all(reader["key"], 200, 10)
+    a, b = servers[0], servers[1]
+    A, R = f"Bearer {admin['key']}", f"Bearer {reader['key']}"
+    r = a.request("GET", "/api-keys?per_page=1", key=A)
+    check(r.status == 200 and r.headers.get("request-id") and
+          len(r.json["data"]) == 1 and
+          r.json["meta"]["pagination"]["next"].startswith(a.url + "/api-keys?")
+          and "key" not in r.json["data"][0], r)
+    # A key without api_key.read may read itself only.
+    r = b.request("GET", "/api-keys", key=R)
+    check(r.status == 403 and r.json["error"]["code"] == "forbidden", r)
+    r = b.request("GET", f"/api-keys/{reader['id']}", key=R)
+    check(r.status == 200 and
+          r.json["data"]["permissions"] == ["client_token.read"], r)
+    r = b.request("GET", f"/api-keys/{admin['id']}", key=R)
+    check(r.status == 403, r)
+    # Create over HTTP; it works on another replica.
+    r = a.request("POST", "/api-keys", key=A, body={
+        "name": "made over http", "permissions": ["client_token.read"],
+        "description": None})
+    check(r.status == 201 and r.json["data"]["key"].startswith("ctkn_sdbx_"),
+          r)
+    made = r.json["data"]
+    until_all(made["key"], 200, BOUND)
+    # Rotate (grace 0): the new key works, the old one is refused.
+    r = b.request("POST", f"/api-keys/{made['id']}/rotations", key=A,
+                  body={"grace_period_seconds": 0})
+    check(r.status == 201 and r.json["data"]["api_key_id"] == made["id"] and
+          r.json["data"]["id"].startswith("apkrot_"), r)
+    new = r.json["data"]["new_key"]
+    until_all(new, 200, BOUND)
+    until_all(made["key"], 403, BOUND)
+    r = a.request("POST", f"/api-keys/{made['id']}/rotations", key=A,
+                  body={"grace_period_seconds": 86401})
+    check(r.status == 400 and r.json["error"]["errors"][0]["field"] ==
+          "grace_period_seconds", r)
+    # PATCH status revoked: refused everywhere, and shown revoked.
+    r = a.request("PATCH", f"/api-keys/{made['id']}", key=A,
+                  body={"status": "revoked"})
+    check(r.status == 200 and r.json["data"]["status"] == "revoked", r)
+    until_all(new, 403, BOUND)
+    r = a.request("PATCH", f"/api-keys/{made['id']}", key=A,
+                  body={"name": "again"})
+    check(r.status == 409, r)
+    r = a.request("POST", "/api-keys", key=R, body={
+        "name": "x", "permissions": ["client_token.read"]})
+    check(r.status == 403, r)
+
+
 def teardown():
     for s in servers or []:
         s.stop()
@@ -239,6 +292,7 @@ if __name__ == "__main__":
               test_expired_key_is_refused_everywhere,
               test_import_moves_a_key_file_onto_the_log,
               test_on_a_trusted_log_scopes_and_the_schema_gate_hold,
+              test_http_routes_in_paddles_shapes,
               test_last_used_is_rate_limited])
     finally:
         teardown()

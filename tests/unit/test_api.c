@@ -984,6 +984,22 @@ static void test_keys_on_the_log_authenticate_until_revoked(void **st)
                call(f, "GET", "/notification-settings", NULL, "Authorization",
                     auth, NULL),
                403, "forbidden", NULL, "lacks the permission");
+  /* Any key reads itself (not others, nor the list) without
+   * api_key.read. */
+  char self[80];
+  snprintf(self, sizeof(self), "/api-keys/%s", ev.data.id);
+  r = call(f, "GET", self, NULL, "Authorization", auth, NULL);
+  assert_int_equal(r->status, 200);
+  assert_contains(r->resp, "\"permissions\":[\"client_token.read\"]");
+  assert_null(strstr(r->resp, "\"key\""));
+  done(f, r);
+  check_detail(f,
+               call(f, "GET", "/api-keys", NULL, "Authorization", auth, NULL),
+               403, "forbidden", NULL, "api_key.read");
+  check_error(f,
+              call(f, "GET", "/api-keys/apikey_01h04vsbhqbpsdbkn6g5ya2r2k",
+                   NULL, "Authorization", auth, NULL),
+              403, "forbidden", NULL);
   /* The same ID with another secret. */
   assert_int_equal(ctkn_akey_generate(ev.data.id, CTKN_ENV_SANDBOX, key, sha),
                    CTKN_OK);
