@@ -135,6 +135,7 @@ struct server {
   ctkn_apikeys *keys;
   pthread_mutex_t bucket_lock;
   struct bucket *buckets;
+  struct ctkn__buf log_buckets; /* keys on the log: ID, bucket (auth.c) */
 
   /* The follower (server.c): what it applied, and the log's last status.
    * pos_lock guards these and waiters. */

@@ -43,22 +43,15 @@ unsigned ctkn__api_route_perm(enum route rt)
   }
 }
 
-/* Take one request from k's bucket, or say when to come back. Called
- * with keys_lock held, so k and s->buckets belong together. */
-static int take_token(struct server *s, struct req *r,
-                      const struct ctkn_apikey *k, struct ctkn_err *err)
+/* Take one request from b, or say when to come back. Called with
+ * bucket_lock held. */
+static int take_from(struct server *s, struct req *r, struct bucket *b,
+                     struct ctkn_err *err)
 {
   double rate = s->cfg->rate_limit, cap = rate < 1 ? 1 : rate;
-  size_t idx = 0;
+  int64_t now = ctkn__api_mono_us();
   int rc = CTKN_OK;
 
-  if (rate <= 0 || s->buckets == NULL)
-    return CTKN_OK;
-  while (ctkn_apikeys_at(s->keys, idx) != k)
-    idx++;
-  int64_t now = ctkn__api_mono_us();
-  pthread_mutex_lock(&s->bucket_lock);
-  struct bucket *b = &s->buckets[idx];
   if (b->at_us == 0) {
     b->tokens = cap;
   } else {
@@ -78,6 +71,57 @@ static int take_token(struct server *s, struct req *r,
                    "after %d s",
                    rate, r->retry_after);
   }
+  return rc;
+}
+
+/* Take one request from k's bucket. Called with keys_lock held, so k and
+ * s->buckets belong together. */
+static int take_token(struct server *s, struct req *r,
+                      const struct ctkn_apikey *k, struct ctkn_err *err)
+{
+  size_t idx = 0;
+  int rc;
+
+  if (s->cfg->rate_limit <= 0 || s->buckets == NULL)
+    return CTKN_OK;
+  while (ctkn_apikeys_at(s->keys, idx) != k)
+    idx++;
+  pthread_mutex_lock(&s->bucket_lock);
+  rc = take_from(s, r, &s->buckets[idx], err);
+  pthread_mutex_unlock(&s->bucket_lock);
+  return rc;
+}
+
+/* A key on the log's bucket, by its ID (found or added). */
+struct log_bucket {
+  char id[CTKN_AKEY_ID_BUF];
+  struct bucket b;
+};
+
+/* Take one request from the log key id's bucket. */
+static int take_log_token(struct server *s, struct req *r, const char *id,
+                          struct ctkn_err *err)
+{
+  struct log_bucket *v, fresh = {{0}, {0, 0}};
+  size_t n, i;
+  int rc;
+
+  if (s->cfg->rate_limit <= 0)
+    return CTKN_OK;
+  pthread_mutex_lock(&s->bucket_lock);
+  v = (struct log_bucket *)(void *)s->log_buckets.data;
+  n = s->log_buckets.len / sizeof(*v);
+  for (i = 0; i < n && strcmp(v[i].id, id) != 0; i++)
+    ;
+  if (i == n) {
+    memcpy(fresh.id, id, sizeof(fresh.id));
+    if (ctkn__buf_append(&s->log_buckets, &fresh, sizeof(fresh)) != CTKN_OK) {
+      pthread_mutex_unlock(&s->bucket_lock);
+      return ctkn__err(err, CTKN_ENOMEM, "rate limit");
+    }
+    v = (struct log_bucket *)(void *)s->log_buckets.data;
+  }
+  rc = take_from(s, r, &v[i].b, err);
   pthread_mutex_unlock(&s->bucket_lock);
   return rc;
 }
@@ -120,6 +164,8 @@ static int log_key(struct server *s, struct req *r, const char *key,
   ctkn__strlcpy(r->key_name, k.id, sizeof(r->key_name));
   ctkn__strlcpy(r->key_id, k.id, sizeof(r->key_id));
   *perms = k.perms;
+  if ((rc = take_log_token(s, r, k.id, err)) != CTKN_OK)
+    return rc;
   ctkn__api_key_used(s, &k);
   return CTKN_OK;
 }

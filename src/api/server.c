@@ -430,6 +430,7 @@ void ctkn__api_server_free(struct server *s)
     return;
   ctkn_apikeys_free(s->keys);
   free(s->buckets);
+  ctkn__buf_free(&s->log_buckets);
   free(s->applied);
   free(s->status);
   free(s->next_base);
@@ -461,6 +462,7 @@ int ctkn__api_server_new(struct server **out, ctkn_store *st,
   s->st = st;
   pthread_rwlock_init(&s->keys_lock, NULL);
   pthread_mutex_init(&s->bucket_lock, NULL);
+  s->log_buckets = (struct ctkn__buf)CTKN__BUF_INIT;
   pthread_mutex_init(&s->pos_lock, NULL);
   if (ctkn__queue_init(&s->cmdq) != CTKN_OK) {
     free(s);

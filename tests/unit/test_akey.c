@@ -487,12 +487,85 @@ static void test_bad_records_are_quarantined(void **state)
   assert_non_null(strstr(why, "exists"));
 }
 
+static void test_http_bodies_name_the_field_and_the_rule(void **s)
+{
+  struct ctkn_akey_command c;
+  struct ctkn_err err;
+  int64_t now = ctkn_now_us();
+  const char *id = "apikey_01h04vsbhqbpsdbkn6g5ya2r2k";
+  static const struct {
+    const char *body, *field;
+  } bad[] = {
+      {"{\"permissions\":[\"client_token.read\"]}", "name"},
+      {"{\"name\":\"x\"}", "permissions"},
+      {"{\"name\":\"x\",\"permissions\":[]}", "permissions"},
+      {"{\"name\":\"x\",\"permissions\":[\"admin\"]}", "permissions"},
+      {"{\"name\":\"\",\"permissions\":[\"api_key.read\"]}", "name"},
+      {"{\"name\":\"x\",\"permissions\":[\"api_key.read\"],"
+       "\"expires_at\":\"2001-01-01T00:00:00Z\"}",
+       "expires_at"},
+      {"{\"name\":\"x\",\"permissions\":[\"api_key.read\"],"
+       "\"expires_at\":5}",
+       "expires_at"},
+      {"{\"name\":\"x\",\"permissions\":[\"api_key.read\"],\"key\":\"k\"}",
+       "key"},
+  };
+  (void)s;
+
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(ctkn_json_parse_akey_create(
+                         bad[i].body, strlen(bad[i].body), now, &c, &err),
+                     CTKN_EINVAL);
+    assert_string_equal(err.field, bad[i].field);
+  }
+  const char *ok = "{\"name\":\"ci\",\"description\":null,"
+                   "\"permissions\":[\"api_key.write\"],"
+                   "\"expires_at\":\"2099-01-01T00:00:00Z\"}";
+  assert_int_equal(ctkn_json_parse_akey_create(ok, strlen(ok), now, &c, &err),
+                   CTKN_OK);
+  assert_int_equal(c.perms, CTKN_PERM_KEY_READ | CTKN_PERM_KEY_WRITE);
+  assert_true(c.set_expires && c.expires_at > now);
+
+  assert_int_equal(ctkn_json_parse_akey_update("{}", 2, id, now, &c, &err),
+                   CTKN_EBADREQ);
+  assert_int_equal(ctkn_json_parse_akey_update("{\"status\":\"expired\"}", 20,
+                                               id, now, &c, &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.field, "status");
+  assert_int_equal(ctkn_json_parse_akey_update("{\"status\":\"revoked\"}", 20,
+                                               id, now, &c, &err),
+                   CTKN_OK);
+  assert_true(c.revoke);
+  assert_int_equal(ctkn_json_parse_akey_update("{\"name\":\"n\"}", 12,
+                                               "apikey_x", now, &c, &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.field, "id");
+
+  static const char *const rot[] = {
+      "{}", "{\"grace_period_seconds\":86401}", "{\"grace_period_seconds\":-1}",
+      "{\"grace_period_seconds\":\"5\"}", "{\"grace_period_seconds\":1.5}"};
+  for (size_t i = 0; i < sizeof(rot) / sizeof(rot[0]); i++) {
+    assert_int_equal(
+        ctkn_json_parse_akey_rotation(rot[i], strlen(rot[i]), id, &c, &err),
+        CTKN_EINVAL);
+    assert_string_equal(err.field, "grace_period_seconds");
+  }
+  assert_int_equal(ctkn_json_parse_akey_rotation("[]", 2, id, &c, &err),
+                   CTKN_EBADREQ);
+  const char *g = "{\"grace_period_seconds\":86400}";
+  assert_int_equal(ctkn_json_parse_akey_rotation(g, strlen(g), id, &c, &err),
+                   CTKN_OK);
+  assert_int_equal(c.grace_s, 86400);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_key_carries_its_id_and_malformed_keys_are_refused),
       cmocka_unit_test(test_codec_round_trips_and_refuses_garbage),
       cmocka_unit_test(test_apply_versions_terminal_states_and_used),
+      cmocka_unit_test(test_http_bodies_name_the_field_and_the_rule),
       cmocka_unit_test_setup_teardown(test_key_created_on_the_log_authenticates,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(

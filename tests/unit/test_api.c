@@ -1027,6 +1027,34 @@ static void test_keys_on_the_log_authenticate_until_revoked(void **st)
   done(f, r);
 }
 
+static void test_rate_limit_covers_keys_on_the_log(void **st)
+{
+  struct fx *f = *st;
+  struct ctkn_akey_command c;
+  struct ctkn_akey_event ev;
+  char key[CTKN_AKEY_BUF], auth[CTKN_AKEY_BUF + 8];
+
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_CREATE);
+  assert_int_equal(ctkn_akey_command_set_name(&c, "limited", 7, NULL), CTKN_OK);
+  assert_int_equal(ctkn_akey_command_set_perms(&c, CTKN_PERM_TOKEN_READ, NULL),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_akey_plan(NULL, &c, CTKN_ENV_SANDBOX, ctkn_now_us(), &ev, key, NULL),
+      CTKN_AKEY_PLAN_APPEND);
+  project_akey(f, &ev);
+  snprintf(auth, sizeof(auth), "Bearer %s", key);
+  f->cfg.rate_limit = 1; /* one a second, bursts of one */
+  struct req *r =
+      call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL);
+  assert_int_equal(r->status, 429);
+  assert_true(r->retry_after >= 1);
+  done(f, r);
+  f->cfg.rate_limit = 0;
+}
+
 static void test_authentication_failures_are_403_with_paddles_codes(void **st)
 {
   struct fx *f = *st;
@@ -2257,6 +2285,7 @@ int main(void)
       T(test_verify_answers_active_revoked_and_unknown),
       T(test_authentication_failures_are_403_with_paddles_codes),
       T(test_keys_on_the_log_authenticate_until_revoked),
+      T(test_rate_limit_covers_keys_on_the_log),
       T(test_rate_limit_answers_429_with_retry_after),
       T(test_unknown_paths_are_404_and_other_methods_405),
       T(test_bodies_too_large_or_unwanted_are_refused),
