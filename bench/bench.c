@@ -15,7 +15,13 @@
  *      checkpoint). Limit: raw librdkafka consume of the same records.
  *      Figure: `ctkn project --trust-root` catching up from it.
  *
- * usage: bench CTKN_BIN BROKERS TOPIC DIR N
+ * usage: bench CTKN_BIN BROKERS TOPIC DIR N [scale]
+ *
+ * With "scale" (bench/scale, the cost curve), only the signed topic: its
+ * catch-up and peak RssAnon, LMDB bytes per token (beside raw LMDB's bytes
+ * for the same entries, unless N > 3M), the signed records' value bytes,
+ * verify's lookup, snapshot-to-ready, and DIR/cursors: the IDs to page
+ * from at the start, middle and end of the index.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -41,7 +47,10 @@
 
 /* Token strings of the created tokens, for the lookup benchmark. */
 static char (*tokens)[CTKN_TOKEN_BUF];
+static char (*token_ids)[CTKN_ID_BUF];
 static size_t ntokens;
+/* The encoded events' bytes, as the signed fill appended them. */
+static double fill_value_bytes;
 
 /* N events: every token is created; every 4th is then updated and every
  * 8th revoked, each on the token's partition. */
@@ -97,6 +106,7 @@ static void produce_signed(rd_kafka_t *rk, const char *topic, int32_t part,
   for (size_t i = 0; i < nout; i++)
     produce_rec(rk, topic, &out[i]);
   ctkn_signer_done(sg, true, NULL); /* a failed flush ends the bench */
+  fill_value_bytes += (double)len;
   free(buf);
 }
 
@@ -121,6 +131,9 @@ static void fill(const char *brokers, const char *topic, int32_t nparts,
   double t0 = now_s();
 
   tokens = malloc(n * sizeof(*tokens));
+  token_ids = malloc(n * sizeof(*token_ids));
+  if (tokens == NULL || token_ids == NULL)
+    die("out of memory for the tokens");
   while (made < n) {
     char name[32];
     snprintf(name, sizeof(name), "token %zu", ntokens);
@@ -131,6 +144,7 @@ static void fill(const char *brokers, const char *topic, int32_t nparts,
     int32_t part =
         ctkn_log_partition_for(ev->data.id, strlen(ev->data.id), nparts);
     emit(rk, topic, part, ev, sg);
+    memcpy(token_ids[ntokens], ev->data.id, CTKN_ID_BUF);
     memcpy(tokens[ntokens++], ev->data.token, CTKN_TOKEN_BUF);
     made++;
     rec->token = ev->data;
@@ -473,37 +487,43 @@ static void batch_commands(const char *ctkn, const char *brokers,
 }
 
 /* A new replica: copy a live projection's snapshot, then catch up from its
- * offsets; against replaying the whole log into a fresh projection. */
+ * offsets; against replaying the whole log into a fresh projection
+ * (projector_seconds; unknown in scale mode). trust_root: NULL or the root
+ * the catch-up judges by. */
 static void replica_ready(const char *ctkn, const char *brokers,
-                          const char *topic, const char *db, const char *dir)
+                          const char *topic, const char *db, const char *dir,
+                          const char *trust_root)
 {
   char cmd[16384];
 
   double t0 = now_s();
   snprintf(cmd, sizeof(cmd),
            "%s snapshot --db %s --out %s/replica --topic %s >/dev/null && "
-           "%s project --db %s/replica --brokers %s --topic %s >/dev/null",
-           ctkn, db, dir, topic, ctkn, dir, brokers, topic);
+           "%s project --db %s/replica --brokers %s --topic %s%s%s >/dev/null",
+           ctkn, db, dir, topic, ctkn, dir, brokers, topic,
+           trust_root ? " --trust-root " : "", trust_root ? trust_root : "");
   if (system(cmd) != 0)
     die("snapshot + catch-up failed");
   figure("replica_ready_from_snapshot", now_s() - t0, "s", projector_seconds);
 }
 
-/* Section 5: the same events on a topic of their own, signed. */
-static void signed_catch_up(const char *ctkn, const char *brokers,
-                            const char *topic, const char *dir, size_t n,
-                            int32_t nparts)
+/* A topic of its own (TOPIC-signed), a root and a client_token.* writer in
+ * its keyring: what the signed fill needs. rootpub gets the root's public
+ * key file; *writer the key the signer holds (freed after it). */
+static ctkn_signer *signed_topic(const char *ctkn, const char *brokers,
+                                 const char *stopic, const char *dir,
+                                 int32_t nparts, char rootpub[4200],
+                                 ctkn_seckey **writer)
 {
   struct ctkn_log_config cfg;
   struct ctkn_keyring kr;
   struct ctkn_writer_key wk = {0};
-  ctkn_seckey *root, *writer;
+  ctkn_seckey *root;
   ctkn_signer *sg;
   uint8_t pub[CTKN_SIGN_PUB_LEN];
-  char stopic[300], cmd[8192], rootpub[4200], db[4200], hex[65];
+  char cmd[8192], hex[65];
   FILE *f;
 
-  snprintf(stopic, sizeof(stopic), "%s-signed", topic);
   snprintf(cmd, sizeof(cmd),
            "%s init --brokers %s --topic %s --db %s/init-signed "
            "--partitions %d >/dev/null",
@@ -511,11 +531,11 @@ static void signed_catch_up(const char *ctkn, const char *brokers,
   if (system(cmd) != 0)
     die("init of the signed topic");
   if (ctkn_seckey_generate(&root, NULL) != CTKN_OK ||
-      ctkn_seckey_generate(&writer, NULL) != CTKN_OK)
+      ctkn_seckey_generate(writer, NULL) != CTKN_OK)
     die("keys");
   ctkn_seckey_public(root, pub);
   ctkn_hex(pub, sizeof(pub), hex);
-  snprintf(rootpub, sizeof(rootpub), "%s/root.pub", dir);
+  snprintf(rootpub, 4200, "%s/root.pub", dir);
   if ((f = fopen(rootpub, "w")) == NULL)
     die("root.pub");
   fprintf(f, "%s\n", hex);
@@ -523,7 +543,7 @@ static void signed_catch_up(const char *ctkn, const char *brokers,
   ctkn_keyring_init(&kr);
   kr.version = 1;
   memset(kr.log_id, 0x42, sizeof(kr.log_id));
-  ctkn_seckey_public(writer, wk.public_key);
+  ctkn_seckey_public(*writer, wk.public_key);
   ctkn_key_id(wk.public_key, wk.key_id);
   snprintf(wk.name, sizeof(wk.name), "bench");
   snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
@@ -533,27 +553,115 @@ static void signed_catch_up(const char *ctkn, const char *brokers,
   snprintf(cfg.topic, sizeof(cfg.topic), "%.230s_settings", stopic);
   if (ctkn_keyring_add_key(&kr, &wk, NULL) != CTKN_OK ||
       ctkn_trust_keyring_append(&cfg, root, &kr, NULL) != CTKN_OK ||
-      ctkn_signer_open(&sg, writer, kr.log_id, nparts, NULL) != CTKN_OK)
+      ctkn_signer_open(&sg, *writer, kr.log_id, nparts, NULL) != CTKN_OK)
     die("keyring");
+  ctkn_seckey_free(root);
+  ctkn_keyring_free(&kr);
+  ctkn_log_config_free(&cfg);
+  return sg;
+}
+
+/* The signed fill, its raw consume (the limit) and the catch-up. */
+static void signed_fill_catch_up(const char *ctkn, const char *brokers,
+                                 const char *stopic, const char *db,
+                                 const char *rootpub, size_t n, int32_t nparts,
+                                 ctkn_signer *sg)
+{
   ntokens = 0;
+  fill_value_bytes = 0;
   fill(brokers, stopic, nparts, n, sg);
   double raw = raw_consume(brokers, stopic, nparts, 2 * n);
   /* The limit in events/s: the same records (each with its checkpoint). */
   figure("raw_librdkafka_consume_signed_records", raw / 2, "events/s", 0);
-  snprintf(db, sizeof(db), "%s/projection-signed", dir);
   projector_catch_up(ctkn, brokers, stopic, db, n, raw / 2, rootpub);
+}
+
+/* Section 5: the same events on a topic of their own, signed. */
+static void signed_catch_up(const char *ctkn, const char *brokers,
+                            const char *topic, const char *dir, size_t n,
+                            int32_t nparts)
+{
+  char stopic[300], rootpub[4200], db[4200];
+
+  snprintf(stopic, sizeof(stopic), "%s-signed", topic);
+  snprintf(db, sizeof(db), "%s/projection-signed", dir);
+  ctkn_seckey *writer;
+  ctkn_signer *sg =
+      signed_topic(ctkn, brokers, stopic, dir, nparts, rootpub, &writer);
+  signed_fill_catch_up(ctkn, brokers, stopic, db, rootpub, n, nparts, sg);
   ctkn_signer_close(sg);
-  ctkn_seckey_free(root);
   ctkn_seckey_free(writer);
-  ctkn_keyring_free(&kr);
-  ctkn_log_config_free(&cfg);
   free(tokens);
+  free(token_ids);
+}
+
+/* The bytes an LMDB environment uses: its pages up to the last one
+ * written (the file itself may be longer). */
+static double lmdb_used_bytes(const char *path)
+{
+  MDB_env *env;
+  MDB_envinfo info;
+  MDB_stat st;
+
+  if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 16) ||
+      mdb_env_open(env, path, MDB_RDONLY | MDB_NOTLS, 0600) ||
+      mdb_env_info(env, &info) || mdb_env_stat(env, &st))
+    die("lmdb used bytes");
+  mdb_env_close(env);
+  return (double)(info.me_last_pgno + 1) * st.ms_psize;
+}
+
+/* The IDs a page after= starts from at the start, middle and end of the
+ * index (the fill creates tokens in ID order). */
+static void write_cursors(const char *dir)
+{
+  char path[4200];
+  FILE *f;
+
+  snprintf(path, sizeof(path), "%s/cursors", dir);
+  if (ntokens < 200 || (f = fopen(path, "w")) == NULL)
+    die("cursors");
+  fprintf(f, "%s\n%s\n%s\n", token_ids[0], token_ids[ntokens / 2],
+          token_ids[ntokens - 101]);
+  fclose(f);
+}
+
+/* bench/scale's sizes: the signed topic only, with the figures whose
+ * growth the cost curve shows. */
+static void scale(const char *ctkn, const char *brokers, const char *topic,
+                  const char *dir, size_t n, int32_t nparts)
+{
+  char stopic[300], rootpub[4200], db[4200], raw[4200];
+
+  snprintf(stopic, sizeof(stopic), "%s-signed", topic);
+  snprintf(db, sizeof(db), "%s/projection-signed", dir);
+  ctkn_seckey *writer;
+  ctkn_signer *sg =
+      signed_topic(ctkn, brokers, stopic, dir, nparts, rootpub, &writer);
+  signed_fill_catch_up(ctkn, brokers, stopic, db, rootpub, n, nparts, sg);
+  ctkn_signer_close(sg);
+  ctkn_seckey_free(writer);
+  figure("tokens", (double)ntokens, "tokens", 0);
+  figure("event_value_bytes", fill_value_bytes / (double)n, "B", 0);
+  double used = lmdb_used_bytes(db), raw_used = 0;
+  if (n <= 3000000) { /* 10M skips the raw-LMDB comparator */
+    raw_lmdb_rate(db, dir);
+    snprintf(raw, sizeof(raw), "%s/raw-lmdb", dir);
+    raw_used = lmdb_used_bytes(raw);
+  }
+  figure("lmdb_bytes_per_token", used / (double)ntokens, "B",
+         raw_used / (double)ntokens);
+  lookups(db);
+  replica_ready(ctkn, brokers, stopic, db, dir, rootpub);
+  write_cursors(dir);
+  free(tokens);
+  free(token_ids);
 }
 
 int main(int argc, char **argv)
 {
-  if (argc != 6) {
-    fprintf(stderr, "usage: bench CTKN_BIN BROKERS TOPIC DIR N\n");
+  if (argc != 6 && !(argc == 7 && strcmp(argv[6], "scale") == 0)) {
+    fprintf(stderr, "usage: bench CTKN_BIN BROKERS TOPIC DIR N [scale]\n");
     return 2;
   }
   const char *ctkn = argv[1], *brokers = argv[2], *topic = argv[3];
@@ -561,6 +669,10 @@ int main(int argc, char **argv)
   char db[4096];
   int32_t nparts = 6;
 
+  if (argc == 7) {
+    scale(ctkn, brokers, topic, argv[4], n, nparts);
+    return 0;
+  }
   snprintf(db, sizeof(db), "%s/projection", argv[4]);
   fill(brokers, topic, nparts, n, NULL);
   double raw = raw_consume(brokers, topic, nparts, n);
@@ -570,10 +682,11 @@ int main(int argc, char **argv)
   figure("raw_lmdb_same_writes", lmdb, "events/s", 0);
   figure("projector_catch_up_vs_lmdb", projector_rate, "events/s", lmdb);
   lookups(db);
-  replica_ready(ctkn, brokers, topic, db, argv[4]);
+  replica_ready(ctkn, brokers, topic, db, argv[4], NULL);
   commands(ctkn, brokers, topic, db);
   batch_commands(ctkn, brokers, topic, db, fill_rate);
   free(tokens);
+  free(token_ids);
   signed_catch_up(ctkn, brokers, topic, argv[4], n, nparts);
   return 0;
 }

@@ -107,7 +107,7 @@ int main(int argc, char **argv)
                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   /* The flags and options of ctkn_server_run(), without TLS. */
   struct MHD_Daemon *d = MHD_start_daemon(
-      MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+      MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME |
           MHD_USE_ERROR_LOG,
       0, NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
       MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, 30u,

@@ -7,6 +7,7 @@
 
 #include "ctkn/codec.h"
 #include "ctkn/crypto.h"
+#include "ctkn/log.h"
 #include "ctkn/query.h"
 #include "internal.h"
 
@@ -117,33 +118,131 @@ static int oom(struct ctkn_err *err)
   return ctkn__err(err, CTKN_ENOMEM, "rendering JSON");
 }
 
-/* CTKN_ESTALE when a partition of the projection is paused (store.h):
- * a revoke may be waiting behind it, so no answer, "not found" included,
- * is safe; with why (whysz bytes) given, the reason goes there instead
- * and CTKN_OK is returned. */
-static int fail_closed(ctkn_store_txn *txn, char *why, size_t whysz,
-                       struct ctkn_err *err)
+/* ---- failing closed (query.h) ------------------------------------------ */
+
+/* Why partition p (CTKN_STORE_PAUSE_ALL: any) of the projection is paused
+ * into why; "" when it is not. */
+static int stored_pause_why(ctkn_store_txn *txn, int32_t p, char *why, size_t n,
+                            struct ctkn_err *err)
 {
   struct ctkn_store_pause pz;
-  char msg[256];
+  bool paused = false;
   int rc;
 
-  if ((rc = ctkn_store_first_pause(txn, &pz, err)) != CTKN_OK ||
-      pz.partition < 0)
+  why[0] = '\0';
+  if ((rc = ctkn_store_get_pause(txn, CTKN_STORE_PAUSE_ALL, &paused, &pz,
+                                 err)) != CTKN_OK)
     return rc;
-  if (pz.partition == CTKN_STORE_PAUSE_ALL)
-    snprintf(msg, sizeof(msg),
+  if (paused) {
+    snprintf(why, n,
              "every partition is paused: the keyring enables event schema "
              "version %d (this build reads %d): answers may be stale; "
              "upgrade ctkn",
              pz.schema, CTKN_SCHEMA_VERSION);
-  else
-    snprintf(msg, sizeof(msg),
-             "partition %d is paused at offset %lld, a record of schema "
-             "version %d (this build reads %d): answers may be stale; "
+    return CTKN_OK;
+  }
+  if (p == CTKN_STORE_PAUSE_ALL) {
+    rc = ctkn_store_first_pause(txn, &pz, err);
+    paused = pz.partition >= 0;
+  } else {
+    rc = ctkn_store_get_pause(txn, p, &paused, &pz, err);
+  }
+  if (rc != CTKN_OK || !paused)
+    return rc;
+  snprintf(why, n,
+           "partition %d is paused at offset %lld, a record of schema "
+           "version %d (this build reads %d): answers may be stale; "
+           "upgrade ctkn",
+           (int)pz.partition, (long long)pz.offset, pz.schema,
+           CTKN_SCHEMA_VERSION);
+  return CTKN_OK;
+}
+
+/* The guard's word on partition p into why ("" when it has none). */
+static void guard_why(const struct ctkn_query_guard *g, int32_t p, char *why,
+                      size_t n)
+{
+  why[0] = '\0';
+  if (g == NULL || g->state == NULL || p < 0 || p >= g->nparts)
+    return;
+  if (g->state[p] == CTKN_PART_PAUSED)
+    snprintf(why, n,
+             "partition %d is paused at a record of a newer schema version; "
              "upgrade ctkn",
-             (int)pz.partition, (long long)pz.offset, pz.schema,
-             CTKN_SCHEMA_VERSION);
+             (int)p);
+  else if (g->state[p] == CTKN_PART_STALE)
+    snprintf(why, n,
+             "partition %d: its newest writer checkpoint is missing or older "
+             "than --max-staleness (%lld s); the log's tail may be withheld",
+             (int)p, (long long)g->max_staleness_s);
+}
+
+/* Why any partition fails closed into why; "" when none does. */
+static int any_bad(ctkn_store_txn *txn, const struct ctkn_query_guard *g,
+                   char *why, size_t n, struct ctkn_err *err)
+{
+  int rc = stored_pause_why(txn, CTKN_STORE_PAUSE_ALL, why, n, err);
+
+  for (int32_t p = 0;
+       rc == CTKN_OK && why[0] == '\0' && g != NULL && p < g->nparts; p++)
+    guard_why(g, p, why, n);
+  return rc;
+}
+
+/* Why partition p fails closed into why; "" when it does not. */
+static int part_bad(ctkn_store_txn *txn, const struct ctkn_query_guard *g,
+                    int32_t p, char *why, size_t n, struct ctkn_err *err)
+{
+  int rc = stored_pause_why(txn, p, why, n, err);
+
+  if (rc == CTKN_OK && why[0] == '\0')
+    guard_why(g, p, why, n);
+  return rc;
+}
+
+/*
+ * Whether an answer about token id may be given while some partition is
+ * bad (why holds one reason on entry). rec is the token's record, NULL
+ * when there is none. On CTKN_ESTALE err says why. The record's own
+ * partition and, when the partition count is known, the partitioner's
+ * choice for id must both be good; with neither known (no record, count
+ * unknown), nothing is.
+ */
+static int token_closed(ctkn_store_txn *txn, const struct ctkn_query_guard *g,
+                        const char *id, const struct ctkn_record *rec,
+                        const char *why, struct ctkn_err *err)
+{
+  int32_t parts[2];
+  size_t np = 0;
+  char w[256];
+  int rc;
+
+  if (rec != NULL)
+    parts[np++] = rec->partition;
+  if (g != NULL && g->nparts > 0)
+    parts[np++] = ctkn_log_partition_for(id, strlen(id), g->nparts);
+  if (np == 0)
+    return ctkn__err(err, CTKN_ESTALE, "%s", why);
+  for (size_t i = 0; i < np; i++) {
+    if ((rc = part_bad(txn, g, parts[i], w, sizeof(w), err)) != CTKN_OK)
+      return rc;
+    if (w[0] != '\0')
+      return ctkn__err(err, CTKN_ESTALE, "%s", w);
+  }
+  return CTKN_OK;
+}
+
+/* For list: CTKN_ESTALE while any partition is bad; with why (whysz
+ * bytes) given, the reason goes there instead and CTKN_OK is returned. */
+static int fail_closed(ctkn_store_txn *txn, const struct ctkn_query_guard *g,
+                       char *why, size_t whysz, struct ctkn_err *err)
+{
+  char msg[256];
+  int rc;
+
+  if ((rc = any_bad(txn, g, msg, sizeof(msg), err)) != CTKN_OK ||
+      msg[0] == '\0')
+    return rc;
   if (why != NULL) {
     snprintf(why, whysz, "%s", msg);
     return CTKN_OK;
@@ -151,8 +250,28 @@ static int fail_closed(ctkn_store_txn *txn, char *why, size_t whysz,
   return ctkn__err(err, CTKN_ESTALE, "%s", msg);
 }
 
-int ctkn_query_get(ctkn_store *st, const char *id, const char *request_id,
-                   char **json, struct ctkn_err *err)
+/* The token id's record into *rec, failing closed (query.h). */
+static int get_guarded(ctkn_store_txn *txn, const struct ctkn_query_guard *g,
+                       const char *id, struct ctkn_record *rec,
+                       struct ctkn_err *err)
+{
+  char why[256];
+  int rc, got;
+
+  if ((rc = any_bad(txn, g, why, sizeof(why), err)) != CTKN_OK)
+    return rc;
+  got = ctkn_store_get(txn, id, rec, err);
+  if (why[0] == '\0' || (got != CTKN_OK && got != CTKN_ENOTFOUND))
+    return got;
+  if ((rc = token_closed(txn, g, id, got == CTKN_OK ? rec : NULL, why, err)) !=
+      CTKN_OK)
+    return rc;
+  return got;
+}
+
+int ctkn_query_get(ctkn_store *st, const struct ctkn_query_guard *g,
+                   const char *id, const char *request_id, char **json,
+                   struct ctkn_err *err)
 {
   struct ctkn_record *rec = malloc(sizeof(*rec));
   ctkn_store_txn *txn;
@@ -162,8 +281,7 @@ int ctkn_query_get(ctkn_store *st, const char *id, const char *request_id,
   if (rec == NULL)
     return oom(err);
   if ((rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
-    if ((rc = fail_closed(txn, NULL, 0, err)) == CTKN_OK)
-      rc = ctkn_store_get(txn, id, rec, err);
+    rc = get_guarded(txn, g, id, rec, err);
     ctkn_store_abort(txn);
   }
   if (rc == CTKN_ENOTFOUND)
@@ -199,9 +317,10 @@ static char *next_link(const struct ctkn_list_params *p, const char *base,
   return s;
 }
 
-int ctkn_query_list(ctkn_store *st, const struct ctkn_list_params *p,
-                    const char *next_base, bool count, const char *request_id,
-                    char **json, struct ctkn_err *err)
+int ctkn_query_list(ctkn_store *st, const struct ctkn_query_guard *g,
+                    const struct ctkn_list_params *p, const char *next_base,
+                    bool count, const char *request_id, char **json,
+                    struct ctkn_err *err)
 {
   struct ctkn_record *recs = calloc((size_t)p->per_page, sizeof(*recs));
   struct ctkn_token *toks = calloc((size_t)p->per_page, sizeof(*toks));
@@ -219,7 +338,7 @@ int ctkn_query_list(ctkn_store *st, const struct ctkn_list_params *p,
   }
   if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
     goto out;
-  rc = fail_closed(txn, p->stale_ok ? stale : NULL, sizeof(stale), err);
+  rc = fail_closed(txn, g, p->stale_ok ? stale : NULL, sizeof(stale), err);
   if (stale[0] != '\0')
     page.stale = stale;
   if (rc == CTKN_OK)
@@ -251,8 +370,33 @@ out:
   return rc;
 }
 
-int ctkn_query_verify(ctkn_store *st, const char *token, const char *request_id,
-                      char **json, bool *active, struct ctkn_err *err)
+/* Verify's lookup, failing closed (query.h): a token the index lacks has
+ * no known partition; a known one is judged by its ID's partitions. */
+static int lookup_guarded(ctkn_store_txn *txn, const struct ctkn_query_guard *g,
+                          const char *token, char id[CTKN_ID_BUF],
+                          ctkn_status *status, struct ctkn_err *err)
+{
+  struct ctkn_record *rec;
+  char why[256];
+  int rc;
+
+  if ((rc = any_bad(txn, g, why, sizeof(why), err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_store_lookup_token(txn, token, id, status, err);
+  if (why[0] == '\0' || (rc != CTKN_OK && rc != CTKN_ENOTFOUND))
+    return rc;
+  if (rc == CTKN_ENOTFOUND)
+    return ctkn__err(err, CTKN_ESTALE, "%s", why);
+  if ((rec = malloc(sizeof(*rec))) == NULL)
+    return oom(err);
+  rc = get_guarded(txn, g, id, rec, err);
+  free(rec);
+  return rc;
+}
+
+int ctkn_query_verify(ctkn_store *st, const struct ctkn_query_guard *g,
+                      const char *token, const char *request_id, char **json,
+                      bool *active, struct ctkn_err *err)
 {
   struct ctkn_token t;
   ctkn_store_txn *txn;
@@ -268,8 +412,7 @@ int ctkn_query_verify(ctkn_store *st, const char *token, const char *request_id,
   /* The index holds the ID and status: one lookup, no record decode. */
   memset(&t, 0, sizeof(t));
   if ((rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
-    if ((rc = fail_closed(txn, NULL, 0, err)) == CTKN_OK)
-      rc = ctkn_store_lookup_token(txn, token, t.id, &status, err);
+    rc = lookup_guarded(txn, g, token, t.id, &status, err);
     ctkn_store_abort(txn);
   }
   if (rc == CTKN_ENOTFOUND)
@@ -318,19 +461,26 @@ static int history_line(void *arg, uint64_t version, int32_t partition,
   return rc;
 }
 
-/* Walk id's history into h; with check, a paused partition fails it
- * closed (CTKN_ESTALE), as a get does. */
-static int history_walk(ctkn_store *st, const char *id, struct history_ctx *h,
-                        bool check, struct ctkn_err *err)
+/* Walk id's history into h; with check, it fails closed as a get does
+ * (query.h). */
+static int history_walk(ctkn_store *st, const struct ctkn_query_guard *g,
+                        const char *id, struct history_ctx *h, bool check,
+                        struct ctkn_err *err)
 {
+  struct ctkn_record *rec = malloc(sizeof(*rec));
   ctkn_store_txn *txn;
   int rc;
 
+  if (rec == NULL)
+    return oom(err);
   if ((rc = ctkn_store_begin(st, false, &txn, err)) == CTKN_OK) {
-    if (!check || (rc = fail_closed(txn, NULL, 0, err)) == CTKN_OK)
+    if (check)
+      rc = get_guarded(txn, g, id, rec, err);
+    if (rc == CTKN_OK)
       rc = ctkn_store_history(txn, id, history_line, h, err);
     ctkn_store_abort(txn);
   }
+  free(rec);
   if (rc == CTKN_ENOTFOUND)
     rc =
         ctkn__err(err, CTKN_ENOTFOUND, "client-side token %.40s not found", id);
@@ -347,13 +497,13 @@ int ctkn_query_history(ctkn_store *st, const char *id, FILE *out,
     return oom(err);
   h->out = out;
   h->err = err;
-  rc = history_walk(st, id, h, false, err);
+  rc = history_walk(st, NULL, id, h, false, err);
   free(h);
   return rc;
 }
 
-int ctkn_query_history_json(ctkn_store *st, const char *id,
-                            const char *request_id, char **json,
+int ctkn_query_history_json(ctkn_store *st, const struct ctkn_query_guard *g,
+                            const char *id, const char *request_id, char **json,
                             struct ctkn_err *err)
 {
   struct ctkn__buf b = CTKN__BUF_INIT;
@@ -366,7 +516,7 @@ int ctkn_query_history_json(ctkn_store *st, const char *id,
   if (rc == CTKN_OK) {
     h->buf = &b;
     h->err = err;
-    rc = history_walk(st, id, h, true, err);
+    rc = history_walk(st, g, id, h, true, err);
   }
   if (rc == CTKN_OK &&
       (ctkn__buf_puts(&b, "],\"meta\":{\"request_id\":") != CTKN_OK ||

@@ -359,8 +359,9 @@ static int judge_settings(struct judged *j, ctkn_store_txn *txn,
       continue; /* below the stored offset, or past a gap */
     j->next[p]++;
     j->v[i] = V_HELD;
-    if (strcmp(m->event_type, CTKN_TYPE_KEYRING) == 0)
-      j->v[i] = V_KEYRING;
+    if (strcmp(m->event_type, CTKN_TYPE_KEYRING) == 0 ||
+        strcmp(m->event_type, CTKN_TYPE_ADOPTION) == 0)
+      j->v[i] = V_KEYRING; /* root-signed: trust.h reads them */
     else if ((rc = ctkn_gate_feed(j->gate, m, i, err)) != CTKN_OK)
       return rc;
   }

@@ -152,6 +152,40 @@ static bool at_end(const struct tail *t)
 
 /* ---- trust ------------------------------------------------------------- */
 
+/* A tail that may read a topic's adopted prefix (trust.h, "adoption")
+ * hashes each adopted partition's prefix itself and, where it matches
+ * the root's adoption, lets its unsigned records through. */
+static int trust_adoptions(struct tail *t, const struct ctkn_log_config *scfg,
+                           struct ctkn_err *err)
+{
+  uint8_t h[CTKN_CHAIN_LEN];
+  struct ctkn_adoption a;
+  int rc;
+
+  if (t->o->start == CTKN_START_END && t->o->group == NULL)
+    return CTKN_OK; /* new records only: none of them is adopted */
+  if ((rc = ctkn_trust_adoption_fetch(scfg, t->root, t->kr.log_id, &a, err)) !=
+      CTKN_OK)
+    return rc;
+  for (size_t i = 0; i < a.nparts && rc == CTKN_OK; i++) {
+    const struct ctkn_adopted_partition *ap = &a.parts[i];
+    if (ap->end_offset <= 0 || ap->partition < 0 ||
+        ap->partition >= CTKN_STORE_MAX_PARTITIONS)
+      continue;
+    rc = ctkn_trust_adopt_hash(t->cfg, t->kr.log_id, ap->partition,
+                               ap->end_offset, h, err);
+    if (rc == CTKN_OK && memcmp(h, ap->records_hash, CTKN_CHAIN_LEN) == 0)
+      ctkn_gate_adopt(t->gate, ap->partition, ap->end_offset);
+    else if (rc == CTKN_OK)
+      ctkn__diag(CTKN_DIAG_ERROR, "trust",
+                 "the adoption of partition %d up to offset %lld does not "
+                 "match the log: its unsigned records are passed over",
+                 (int)ap->partition, (long long)ap->end_offset);
+  }
+  ctkn_adoption_free(&a);
+  return rc;
+}
+
 static int trust_open(struct tail *t, struct ctkn_err *err)
 {
   struct ctkn_log_config scfg = *t->cfg; /* shallow: overrides borrowed */
@@ -173,7 +207,7 @@ static int trust_open(struct tail *t, struct ctkn_err *err)
           CTKN_OK)
     return rc;
   ctkn_gate_set_midstream(t->gate);
-  return CTKN_OK;
+  return t->kr.version > 0 ? trust_adoptions(t, &scfg, err) : CTKN_OK;
 }
 
 static void trust_close(struct tail *t)

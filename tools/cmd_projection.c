@@ -216,7 +216,8 @@ int cmd_rebuild(struct cli *c)
   char *json = NULL;
 
   int rc =
-      ctkn_projector_rebuild(c->db, &c->log, c->env, c->map_size, &stats, &err);
+      ctkn_projector_rebuild(c->db, &c->log, c->env, c->map_size,
+                             c->trust ? c->trust_root : NULL, &stats, &err);
   if (rc == CTKN_OK) {
     fprintf(stderr,
             "ctkn rebuild: %s rebuilt (%" PRIu64 " applied, %" PRIu64

@@ -152,7 +152,7 @@ int cmd_get(struct cli *c)
   }
   if ((ex = cli_open_store(c, false, &st)) != 0)
     return ex;
-  rc = ctkn_query_get(st, c->pos[0], c->rid, &json, &err);
+  rc = ctkn_query_get(st, NULL, c->pos[0], c->rid, &json, &err);
   ctkn_store_close(st);
   return cli_emit(c, rc, json, &err);
 }
@@ -186,7 +186,7 @@ int cmd_list(struct cli *c)
     return cli_print_error(c->rid, &err);
   if ((ex = cli_open_store(c, false, &st)) != 0)
     return ex;
-  rc = ctkn_query_list(st, &p, NULL, true, c->rid, &json, &err);
+  rc = ctkn_query_list(st, NULL, &p, NULL, true, c->rid, &json, &err);
   ctkn_store_close(st);
   return cli_emit(c, rc, json, &err);
 }
@@ -201,7 +201,7 @@ int cmd_verify(struct cli *c)
 
   if ((ex = cli_open_store(c, false, &st)) != 0)
     return ex;
-  rc = ctkn_query_verify(st, c->pos[0], c->rid, &json, &active, &err);
+  rc = ctkn_query_verify(st, NULL, c->pos[0], c->rid, &json, &active, &err);
   ctkn_store_close(st);
   ex = cli_emit(c, rc, json, &err);
   /* Known but revoked: the JSON says so, and the exit status too. */

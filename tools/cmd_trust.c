@@ -4,6 +4,7 @@
  *   trust key add --root-key FILE --name NAME --scope TYPE... --out FILE
  *   trust key revoke KEY_ID --root-key FILE
  *   trust keyring                     the keyring this reader judges by
+ *   trust adopt --root-key FILE       vouch for the unsigned records so far
  * A keyring change reads the newest keyring on the settings topic, makes
  * the next version and appends it signed by the root.
  */
@@ -261,6 +262,35 @@ static int schema_enable(struct cli *c, const char *arg)
   return cli_emit(c, rc, json, &err);
 }
 
+/* trust adopt: every partition's records so far hashed (a stream), the
+ * root's adoption of them appended to the settings topic. */
+static int adopt(struct cli *c)
+{
+  struct ctkn_adoption a = {0};
+  struct ctkn_keyring kr;
+  ctkn_seckey *root = NULL;
+  struct ctkn_err err;
+  char *json = NULL;
+  int rc;
+
+  ctkn_keyring_init(&kr);
+  if ((rc = root_and_keyring(c, &root, &kr, &err)) == CTKN_OK &&
+      kr.version == 0)
+    rc = field_err(&err, CTKN_EBADREQ, "keyring",
+                   "no keyring yet: add a writer key first (trust key add), "
+                   "which fixes the log ID the adoption names");
+  if (rc == CTKN_OK &&
+      (rc = ctkn_trust_adopt_compute(&c->log, &kr, &a, &err)) == CTKN_OK &&
+      (rc = ctkn_trust_adoption_append(settings_log(c), root, &a, &err)) ==
+          CTKN_OK &&
+      (json = ctkn_json_adoption(&a)) == NULL)
+    rc = cli_oom(&err);
+  ctkn_adoption_free(&a);
+  ctkn_seckey_free(root);
+  ctkn_keyring_free(&kr);
+  return cli_emit(c, rc, json, &err);
+}
+
 /* trust keyring: the newest keyring the --trust-root signed. */
 static int show_keyring(struct cli *c)
 {
@@ -292,6 +322,8 @@ int cmd_trust(struct cli *c)
     return trust_init(c);
   if (strcmp(what, "keyring") == 0 && c->npos == 1)
     return show_keyring(c);
+  if (strcmp(what, "adopt") == 0 && c->npos == 1)
+    return adopt(c);
   if (strcmp(what, "key") == 0 && c->npos == 2 && strcmp(c->pos[1], "add") == 0)
     return key_add(c);
   if (strcmp(what, "key") == 0 && c->npos == 3 &&
@@ -301,5 +333,5 @@ int cmd_trust(struct cli *c)
       strcmp(c->pos[1], "enable") == 0)
     return schema_enable(c, c->pos[2]);
   return cli_usage_error(c, "trust init | keyring | key add | key revoke "
-                            "KEY_ID | schema enable N");
+                            "KEY_ID | schema enable N | adopt");
 }

@@ -56,7 +56,7 @@ static const struct command commands[] = {
     {"replay", cmd_replay, 0, 0, {VAL("--as-of"), VAL("--from-file")}},
     {"export", cmd_export, 0, 0, {VAL("--out")}},
     {"rebuild", cmd_rebuild, 0, 0, NO_OPTIONS},
-    {"audit", cmd_audit, 2, 0, NO_OPTIONS},
+    {"audit", cmd_audit, 2, 0, {VAL("--settings-archive")}},
     {"import",
      cmd_import,
      0,

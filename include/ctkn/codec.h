@@ -349,6 +349,17 @@ char *ctkn_json_archive(const char *topic, int32_t partitions,
                         const int64_t *start, const int64_t *end,
                         uint64_t records, const char *sha256_hex);
 
+/* The archive summary above plus "trust": {"log_id", "keyring_version",
+ * "proven", "checkpoints", "root_records", "adopted", "failed",
+ * "failures": [{"partition", "offset", "reason", "detail"}]}: what `ctkn
+ * audit verify --trust-root` found. Caller owns the string; release with
+ * free(). NULL when out of memory. */
+struct ctkn_audit_trust;
+char *ctkn_json_audit(const char *topic, int32_t partitions,
+                      const int64_t *start, const int64_t *end,
+                      uint64_t records, const char *sha256_hex,
+                      const struct ctkn_audit_trust *t);
+
 /* One quarantined record: {"partition", "offset", "reason", "key_base64",
  * "value_base64"} (null for absent bytes). Caller owns the string; release with
  * free(). NULL when out of memory. */
@@ -398,6 +409,10 @@ char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
  * release with free(). NULL when out of memory. */
 char *ctkn_json_keyring(const struct ctkn_keyring *kr, const char *key_id,
                         const char *file);
+/* {"data": {"log_id", "topic", "partitions": [{"partition",
+ * "end_offset", "records_hash"}]}}: an adoption (`ctkn trust adopt`).
+ * As above. */
+char *ctkn_json_adoption(const struct ctkn_adoption *a);
 /* {"data": {key_id, public_key, secret_key_file, public_key_file}}: a
  * new trust root (pub: its 32 bytes). As above. */
 char *ctkn_json_trust_root(const char *key_id, const uint8_t *pub,

@@ -106,6 +106,32 @@ struct ctkn_signed {
   char signer[CTKN_SIGNER_BUF]; /* "root" or a writer key's ID */
 };
 
+/* What an audit of an archive's records found (audit.h): how many were
+ * proven and, for each that failed, where and by which rule. */
+#define CTKN_AUDIT_REASON 160 /* trust.h's CTKN_GATE_REASON */
+#define CTKN_AUDIT_FAILURES                                                    \
+  100 /* failures an audit lists (all are counted)                             \
+       */
+
+struct ctkn_audit_failure {
+  int32_t partition;
+  int64_t offset;
+  char reason[CTKN_AUDIT_REASON]; /* the rule, as every reader records it */
+  char detail[CTKN_AUDIT_REASON]; /* which check caught it */
+};
+
+struct ctkn_audit_trust {
+  uint8_t log_id[CTKN_LOG_ID_LEN];
+  uint64_t keyring_version; /* the keyring the records were judged by */
+  uint64_t proven;          /* linked and covered by a verified checkpoint */
+  uint64_t checkpoints;     /* checkpoints verified */
+  uint64_t root_records;    /* keyring and adoption records the root signed */
+  uint64_t adopted;         /* unsigned records an adoption vouches for */
+  uint64_t failed;          /* records that fail; the first ones are listed */
+  size_t nfailures;
+  struct ctkn_audit_failure failures[CTKN_AUDIT_FAILURES];
+};
+
 /* Free a decoded envelope's body. NULL is a no-op. */
 void ctkn_signed_free(struct ctkn_signed *s);
 

@@ -130,6 +130,10 @@ int ctkn_projector_replay(ctkn_projector *p, int64_t as_of_us,
  * (ctkn_store_refresh()). The old one is kept in dir.previous until the
  * next rebuild. A live projection of an unknown store format is rebuilt
  * too (stop its old-build writers first): the way through a format change.
+ * With trust_root (the root's public key; NULL: none) every record passes
+ * the trust gate as in a fresh follow, judged by the keyring as it stands
+ * now: a key revoked since loses what it wrote (the retroactive revoke),
+ * and adopted prefixes are checked again.
  * stats (caller's) receives the totals. Errors: CTKN_ENOTFOUND (dir
  * holds no projection), CTKN_ECONFLICT (another rebuild runs, or dir is
  * bound to another topic or is a frozen replay), and those of
@@ -137,6 +141,7 @@ int ctkn_projector_replay(ctkn_projector *p, int64_t as_of_us,
  */
 int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
                            ctkn_env env, size_t map_size,
+                           const uint8_t *trust_root,
                            struct ctkn_projector_stats *stats,
                            struct ctkn_err *err);
 

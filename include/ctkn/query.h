@@ -58,15 +58,41 @@ int ctkn_list_params_after(struct ctkn_list_params *p, const char *s,
                            struct ctkn_err *err);
 
 /*
- * In every function below, on success *json is a new string: caller owns
- * it; release with free(). On failure *json is NULL. Each borrows its
- * arguments for the call.
+ * Failing closed (docs/architecture.md, "Trust"). A partition paused at a
+ * record this build cannot apply, or stale (its newest writer checkpoint
+ * older than the reader's --max-staleness), may hide a revoke. An answer
+ * about a token on such a partition, "not found" included, is
+ * CTKN_ESTALE; tokens on other partitions are answered. A token's
+ * partitions are the one its record came from and, when the topic's
+ * partition count is known, the one the partitioner gives its ID (the
+ * record's next event goes there). A token string the index lacks has no
+ * known partition: it fails closed while any partition is bad, as does a
+ * list (unless stale_ok). The projection's own pauses (store.h) always
+ * count; a caller adds what it knows (a server's staleness) in a guard.
+ */
+enum ctkn_part_state {
+  CTKN_PART_OK = 0,
+  CTKN_PART_PAUSED = 1, /* at a record of a newer schema */
+  CTKN_PART_STALE = 2   /* no recent enough writer checkpoint */
+};
+struct ctkn_query_guard {
+  int32_t nparts;          /* the topic's partitions; 0 when unknown */
+  const uint8_t *state;    /* nparts enum ctkn_part_state values */
+  int64_t max_staleness_s; /* for the message */
+};
+
+/*
+ * In every function below, g (may be NULL: only the projection's pauses,
+ * partition count unknown) says which partitions fail closed. On success *json
+ * is a new string: caller owns it; release with free(). On failure *json is
+ * NULL. Each borrows its arguments for the call.
  */
 
 /* {"data": entity, "meta": ...}.
  * Errors: CTKN_ENOTFOUND (no such token), CTKN_ESTORE, CTKN_ENOMEM. */
-int ctkn_query_get(ctkn_store *st, const char *id, const char *request_id,
-                   char **json, struct ctkn_err *err);
+int ctkn_query_get(ctkn_store *st, const struct ctkn_query_guard *g,
+                   const char *id, const char *request_id, char **json,
+                   struct ctkn_err *err);
 
 /*
  * One page, Paddle's list shape. next_base is the URL that a "next" link
@@ -74,16 +100,18 @@ int ctkn_query_get(ctkn_store *st, const char *id, const char *request_id,
  * renders next as a bare query string. count: estimate the total.
  * Errors: CTKN_ESTORE, CTKN_ENOMEM.
  */
-int ctkn_query_list(ctkn_store *st, const struct ctkn_list_params *p,
-                    const char *next_base, bool count, const char *request_id,
-                    char **json, struct ctkn_err *err);
+int ctkn_query_list(ctkn_store *st, const struct ctkn_query_guard *g,
+                    const struct ctkn_list_params *p, const char *next_base,
+                    bool count, const char *request_id, char **json,
+                    struct ctkn_err *err);
 
 /* {"data": {"id", "token", "status", "environment"}, "meta": ...}.
  * *active tells whether the token may be used.
  * Errors: CTKN_EINVAL (field "token": not a token string), CTKN_ENOTFOUND,
  * CTKN_ESTORE, CTKN_ENOMEM. */
-int ctkn_query_verify(ctkn_store *st, const char *token, const char *request_id,
-                      char **json, bool *active, struct ctkn_err *err);
+int ctkn_query_verify(ctkn_store *st, const struct ctkn_query_guard *g,
+                      const char *token, const char *request_id, char **json,
+                      bool *active, struct ctkn_err *err);
 
 /* The token's events, oldest first, one webhook-style JSON line each,
  * written to out. Errors: CTKN_ENOTFOUND, CTKN_ESTORE (also for a history
@@ -95,8 +123,8 @@ int ctkn_query_history(ctkn_store *st, const char *id, FILE *out,
  * "meta": {"request_id"}} (GET /client-tokens/{id}/history). A paused
  * partition fails it closed, as ctkn_query_get(). Caller owns *json;
  * release with free(). Errors: ctkn_query_history()'s, CTKN_ESTALE. */
-int ctkn_query_history_json(ctkn_store *st, const char *id,
-                            const char *request_id, char **json,
+int ctkn_query_history_json(ctkn_store *st, const struct ctkn_query_guard *g,
+                            const char *id, const char *request_id, char **json,
                             struct ctkn_err *err);
 
 /* {"data": {"sha256", "tokens", "offsets": [{"partition", "offset"}]}}

@@ -231,6 +231,12 @@ struct ctkn_store_history_put {
   int64_t offset;
   const void *value; /* borrowed for the call */
   size_t len;
+  /* The event's ID, type and occurred_at, for the events index; with
+   * event_id "" they are decoded from value (an entry whose value does
+   * not decode is indexed apart, and never listed). */
+  char event_id[CTKN_EVT_ID_LEN + 1];
+  int type;            /* ctkn_event_type */
+  int64_t occurred_at; /* µs */
 };
 
 /*
@@ -348,6 +354,51 @@ int ctkn_store_event_at(ctkn_store_txn *txn, int32_t partition, int64_t offset,
                         bool exact, struct ctkn_store_event *out,
                         struct ctkn_err *err);
 
+/* ---- applied events by event ID (GET /events) --------------------------- */
+
+/* Which indexed events a walk visits. */
+struct ctkn_store_events_filter {
+  const char *after;  /* an event ID: start past it; NULL or "" from the end
+                         the walk starts at */
+  bool desc;          /* newest event ID first */
+  unsigned type_mask; /* bit (1 << ctkn_event_type); 0: every type */
+  bool has_from, has_to;
+  int64_t from_us; /* occurred_at >= from_us, when has_from */
+  int64_t to_us;   /* occurred_at < to_us, when has_to */
+};
+
+/* One event of the index: its history entry (ev) and what the index
+ * keeps beside it. Valid for the callback's call. */
+struct ctkn_store_indexed_event {
+  char event_id[CTKN_EVT_ID_LEN + 1];
+  int type;            /* ctkn_event_type */
+  int64_t occurred_at; /* µs */
+  struct ctkn_store_event ev;
+};
+
+/* Return 0 to go on; anything else stops the walk and is returned (a
+ * positive value is not an error: ctkn_store_events() then gives
+ * CTKN_OK). */
+typedef int (*ctkn_store_events_cb)(void *arg,
+                                    const struct ctkn_store_indexed_event *e);
+
+/*
+ * Every applied event that f selects, in event-ID order (ULIDs: the order
+ * of their creation time, to the millisecond). Backed by the events
+ * table, which every history write keeps in step (a writer that opens a
+ * projection from before it builds it once, by a scan). Errors:
+ * CTKN_EINVAL (field "after": not an event ID), CTKN_ENOTFOUND (a
+ * read-only open of a projection that no writer has opened since the
+ * index came: run ctkn project once), CTKN_ESTORE.
+ */
+int ctkn_store_events(ctkn_store_txn *txn,
+                      const struct ctkn_store_events_filter *f,
+                      ctkn_store_events_cb cb, void *arg, struct ctkn_err *err);
+/* How many events the index holds (0 when it is absent). Errors:
+ * CTKN_ESTORE. */
+int ctkn_store_events_count(ctkn_store_txn *txn, int64_t *n,
+                            struct ctkn_err *err);
+
 /* ---- side tables: settings and webhook delivery ------------------------- */
 
 /*
@@ -425,8 +476,13 @@ int ctkn_store_clear_pause(ctkn_store_txn *txn, int32_t partition, int64_t next,
  * store's. */
 int ctkn_store_is_paused(ctkn_store_txn *txn, int32_t partition, bool *paused,
                          struct ctkn_err *err);
-/* The first paused partition into *out (partition -1: none). Errors: the
- * store's. */
+/* Whether partition (or CTKN_STORE_PAUSE_ALL, alone) is paused, and then
+ * its pause into *out. Errors: the store's. */
+int ctkn_store_get_pause(ctkn_store_txn *txn, int32_t partition, bool *paused,
+                         struct ctkn_store_pause *out, struct ctkn_err *err);
+/* The first paused partition into *out (partition -1: none; a pause of
+ * every partition is not reported here: ctkn_store_get_pause()). Errors:
+ * the store's. */
 int ctkn_store_first_pause(ctkn_store_txn *txn, struct ctkn_store_pause *out,
                            struct ctkn_err *err);
 

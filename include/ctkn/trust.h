@@ -208,6 +208,10 @@ void ctkn_gate_close(ctkn_gate *g);
  * chain. Records of a batch that began before the reader's first record
  * cannot be anchored and are quarantined. Set before the first feed. */
 void ctkn_gate_set_midstream(ctkn_gate *g);
+/* Apply partition p's unsigned records below end (an adopted prefix whose
+ * hash the caller has checked: ctkn_trust_adopt_hash()); 0 stops. Kept
+ * across ctkn_gate_clear() and ctkn_gate_load(). */
+void ctkn_gate_adopt(ctkn_gate *g, int32_t p, int64_t end);
 /* Judge from now on by kr (a newer keyring; borrowed). */
 void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr);
 /* Feed record m (borrowed until it comes out or the partition is reset),
@@ -295,11 +299,89 @@ int ctkn_trust_keyring_fetch(const struct ctkn_log_config *cfg,
                              uint8_t **raw, size_t *rawlen,
                              struct ctkn_err *err);
 
+/* A ctkn.keyring record's value: kr signed by root. On success *out is a
+ * new buffer of *len bytes: caller frees. Errors: CTKN_EINVAL (kr breaks
+ * the rules), CTKN_ENOMEM. */
+int ctkn_trust_keyring_value(const ctkn_seckey *root,
+                             const struct ctkn_keyring *kr, uint8_t **out,
+                             size_t *len, struct ctkn_err *err);
+
 /* Sign kr with root and append it to the settings topic cfg names.
  * Errors: CTKN_EINVAL (kr breaks the rules), the log's. */
 int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,
                               const ctkn_seckey *root,
                               const struct ctkn_keyring *kr,
                               struct ctkn_err *err);
+
+/* Read the settings topic cfg names from its start to its end, handing
+ * each record to cb (a non-zero return stops: CTKN_ENOMEM). Errors: the
+ * log's, CTKN_ETIMEOUT, CTKN_ENOMEM. */
+int ctkn_trust_settings_read(const struct ctkn_log_config *cfg,
+                             int (*cb)(void *, const struct ctkn_log_msg *),
+                             void *arg, struct ctkn_err *err);
+
+/* ---- adoption: a prefix written before signing ------------------------------
+ */
+
+/*
+ * `ctkn trust adopt` vouches, with the root key, for the records a topic
+ * held before its writers signed: per partition, the offset N it ends at
+ * and a hash of every record below N (offset, key, value, every header),
+ * computed as a stream so memory stays bounded. It lives on the settings
+ * topic as a root-signed ctkn.adopt record. A reader that has hashed a
+ * partition's prefix itself and found the adoption's hash applies its
+ * unsigned records below N (ctkn_gate_adopt()); an unsigned record at or
+ * after N is quarantined as ever. Several adoptions: per partition, the
+ * one that reaches furthest.
+ */
+
+/* The prefix hash of a partition, record by record in offset order:
+ * begin (NULL when out of memory), add..., end (which frees h). */
+ctkn_sha256 *ctkn_trust_adopt_begin(const uint8_t log_id[CTKN_LOG_ID_LEN],
+                                    int32_t partition);
+void ctkn_trust_adopt_add(ctkn_sha256 *h, const struct ctkn_log_msg *m);
+void ctkn_trust_adopt_end(ctkn_sha256 *h, uint8_t out[CTKN_CHAIN_LEN]);
+
+/* The hash of partition p's records below end on the topic cfg names,
+ * read from offset 0. Errors: CTKN_EINVAL (field "partition": its log
+ * starts past 0, or ends before end), the log's, CTKN_ETIMEOUT,
+ * CTKN_ENOMEM. */
+int ctkn_trust_adopt_hash(const struct ctkn_log_config *cfg,
+                          const uint8_t log_id[CTKN_LOG_ID_LEN], int32_t p,
+                          int64_t end, uint8_t out[CTKN_CHAIN_LEN],
+                          struct ctkn_err *err);
+/* An adoption of every partition of the topic cfg names, each up to its
+ * end now, under kr's log ID, into *a (caller frees with
+ * ctkn_adoption_free()). Errors: those of ctkn_trust_adopt_hash(). */
+int ctkn_trust_adopt_compute(const struct ctkn_log_config *cfg,
+                             const struct ctkn_keyring *kr,
+                             struct ctkn_adoption *a, struct ctkn_err *err);
+/* A ctkn.adopt record's value: a signed by root (*out malloc'd, caller
+ * frees); and one opened: verified with root and decoded into *a (caller
+ * frees). Errors: CTKN_EINVAL (field "adoption": not signed by the root),
+ * CTKN_EDECODE, CTKN_ENOMEM. */
+int ctkn_trust_adoption_value(const ctkn_seckey *root,
+                              const struct ctkn_adoption *a, uint8_t **out,
+                              size_t *len, struct ctkn_err *err);
+int ctkn_trust_adoption_open(const void *val, size_t len,
+                             const ctkn_pubkey *root, struct ctkn_adoption *a,
+                             struct ctkn_err *err);
+/* Append a, signed by root, to the settings topic cfg names. Errors: the
+ * log's, CTKN_ENOMEM. */
+int ctkn_trust_adoption_append(const struct ctkn_log_config *cfg,
+                               const ctkn_seckey *root,
+                               const struct ctkn_adoption *a,
+                               struct ctkn_err *err);
+/* Every adoption root signed for log_id on the settings topic cfg names,
+ * merged into *a (per partition the furthest; nparts 0 when none; caller
+ * frees). Errors: those of ctkn_trust_settings_read(). */
+int ctkn_trust_adoption_fetch(const struct ctkn_log_config *cfg,
+                              const ctkn_pubkey *root,
+                              const uint8_t log_id[CTKN_LOG_ID_LEN],
+                              struct ctkn_adoption *a, struct ctkn_err *err);
+/* Merge b into a: per partition, the one that reaches further. Errors:
+ * CTKN_ENOMEM. */
+int ctkn_adoption_merge(struct ctkn_adoption *a, const struct ctkn_adoption *b,
+                        struct ctkn_err *err);
 
 #endif /* CTKN_TRUST_H */

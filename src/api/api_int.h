@@ -82,6 +82,8 @@ enum route {
   R_KEY_CREATE,  /* POST /api-keys */
   R_KEY_UPDATE,  /* PATCH /api-keys/{id} */
   R_KEY_ROTATE,  /* POST /api-keys/{id}/rotations */
+  R_EVENTS,      /* GET /events */
+  R_EVENT_TYPES, /* GET /event-types */
   R_OTHER,
   R_COUNT /* also: a known path, a method it does not take (405) */
 };
@@ -386,9 +388,15 @@ const char *ctkn__api_route_name(enum route rt);
 void ctkn__api_metrics_add(struct metrics *m, enum route rt, int status,
                            int64_t us);
 void ctkn__api_healthz(struct server *s, struct req *r);
-/* Whether a partition is paused or its newest writer checkpoint is older
- * than --max-staleness: token answers then fail closed; why says which. */
+/* Which partitions are paused or have a newest writer checkpoint older
+ * than --max-staleness, into g (state: its storage): token answers about
+ * them fail closed (query.h). Returns whether any is. */
+struct ctkn_query_guard;
+/* Whether any partition is paused or stale, and why (into why[n]): answers
+ * that span every partition (/events) fail closed then. */
 bool ctkn__api_untrusted(struct server *s, char *why, size_t n);
+bool ctkn__api_guard(struct server *s, struct ctkn_query_guard *g,
+                     uint8_t state[CTKN_STORE_MAX_PARTITIONS]);
 void ctkn__api_metrics(struct server *s, struct req *r);
 
 /* ---- ui.c ------------------------------------------------------------- */
@@ -398,6 +406,11 @@ extern const char *const ctkn__api_ui_headers[];
 /* GET /ui/{file}: the embedded file r->id names ("" for index.html),
  * with ctkn__api_ui_headers; 404 for none. */
 void ctkn__api_ui(struct server *s, struct req *r);
+
+/* ---- events.c --------------------------------------------------------- */
+
+/* GET /events and GET /event-types, from this replica's projection. */
+void ctkn__api_events_read(struct server *s, struct req *r);
 
 /* ---- tokens.c --------------------------------------------------------- */
 

@@ -15,6 +15,7 @@
 
 #include "api/api_int.h"
 #include "ctkn/codec.h"
+#include "ctkn/query.h"
 
 /* By route, so the names cannot drift from the enum's order. */
 static const char *const route_names[R_COUNT] = {
@@ -37,6 +38,8 @@ static const char *const route_names[R_COUNT] = {
     [R_KEY_CREATE] = "api_keys_create",
     [R_KEY_UPDATE] = "api_keys_update",
     [R_KEY_ROTATE] = "api_keys_rotate",
+    [R_EVENTS] = "events",
+    [R_EVENT_TYPES] = "event_types",
     [R_OTHER] = "other",
 };
 
@@ -109,9 +112,34 @@ static const char *untrusted_locked(struct server *s, char *why, size_t n)
 
 bool ctkn__api_untrusted(struct server *s, char *why, size_t n)
 {
+  bool bad;
+
   pthread_mutex_lock(&s->pos_lock);
-  bool bad = *untrusted_locked(s, why, n) != '\0';
+  bad = *untrusted_locked(s, why, n) != '\0';
   pthread_mutex_unlock(&s->pos_lock);
+  return bad;
+}
+
+bool ctkn__api_guard(struct server *s, struct ctkn_query_guard *g,
+                     uint8_t state[CTKN_STORE_MAX_PARTITIONS])
+{
+  char why[256];
+  bool bad;
+
+  pthread_mutex_lock(&s->pos_lock);
+  bad = *untrusted_locked(s, why, sizeof(why)) != '\0';
+  g->nparts = s->nstatus < CTKN_STORE_MAX_PARTITIONS
+                  ? s->nstatus
+                  : CTKN_STORE_MAX_PARTITIONS;
+  for (int32_t i = 0; i < g->nparts; i++) {
+    const struct ctkn_partition_status *p = &s->status[i];
+    state[i] = p->paused  ? CTKN_PART_PAUSED
+               : p->stale ? CTKN_PART_STALE
+                          : CTKN_PART_OK;
+  }
+  pthread_mutex_unlock(&s->pos_lock);
+  g->state = state;
+  g->max_staleness_s = s->cfg->max_staleness_ms / 1000;
   return bad;
 }
 

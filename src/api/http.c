@@ -474,24 +474,28 @@ static struct MHD_Daemon *start_daemon(struct server *s, unsigned flags,
   const struct ctkn_server_config *cfg = s->cfg;
 
   return MHD_start_daemon(
-      flags, 0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR,
-      (const struct sockaddr *)addr, MHD_OPTION_THREAD_POOL_SIZE,
-      (unsigned)cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)cfg->client_timeout_s, MHD_OPTION_CONNECTION_LIMIT, 10000u,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CTKN_SERVER_MAX_HEAD,
-      MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-      notify_conn, s, MHD_OPTION_URI_LOG_CALLBACK, uri_seen, s,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-      MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_ARRAY, tls,
-      MHD_OPTION_END);
+      flags, 0, NULL, NULL, handle, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+      MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)addr,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->client_timeout_s,
+      MHD_OPTION_CONNECTION_LIMIT, 10000u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)CTKN_SERVER_MAX_HEAD, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+      MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s, MHD_OPTION_URI_LOG_CALLBACK,
+      uri_seen, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_ARRAY,
+      tls, MHD_OPTION_END);
 }
 
 int ctkn__api_http_start(struct server *s, const void *addr, const char *cert,
                          const char *key, struct ctkn_err *err)
 {
   const struct ctkn_server_config *cfg = s->cfg;
-  unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                   MHD_USE_ERROR_LOG;
+  /* poll(2), not epoll: libmicrohttpd 0.9.75's MHD_quiesce_daemon() removes
+   * the listen socket from a running epoll loop's set without a lock and
+   * aborts when the loop won the race ("Failed to remove listen FD from
+   * epoll set", seen on SIGTERM with requests in flight). Under poll the
+   * loop itself stops watching the socket; ITC wakes it. */
+  unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC |
+                   MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   struct http *h = calloc(1, sizeof(*h));
 
   if (h == NULL || pthread_mutex_init(&h->lock, NULL) != 0) {

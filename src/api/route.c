@@ -394,6 +394,12 @@ static enum route classify(const char *url, const char *method, char *id,
   }
   if (strcmp(url, "/ui") == 0 || strncmp(url, "/ui/", 4) == 0)
     return classify_ui(url, method, id, allow);
+  if (strcmp(url, "/events") == 0 || strcmp(url, "/event-types") == 0) {
+    *allow = "GET, HEAD";
+    if (!is_get(method))
+      return R_COUNT;
+    return url[6] == 's' ? R_EVENTS : R_EVENT_TYPES;
+  }
   if (strncmp(url, dest, sizeof(dest) - 1) == 0)
     return classify_dest(url + sizeof(dest) - 1, method, id, allow);
   if (strncmp(url, keys, sizeof(keys) - 1) == 0 &&
@@ -568,6 +574,11 @@ void ctkn__api_dispatch(struct server *s, struct req *r)
     return;
   case R_UI:
     ctkn__api_ui(s, r);
+    return;
+  case R_EVENTS:
+  case R_EVENT_TYPES:
+    if (!ctkn__api_position_wait(s, r))
+      ctkn__api_events_read(s, r);
     return;
   default:
     ctkn__api_answer_code(r, CTKN_EINTERNAL, "unrouted request");

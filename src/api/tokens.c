@@ -40,7 +40,8 @@ static int status_filter(const struct req *r, struct ctkn_list_params *p,
   return CTKN_OK;
 }
 
-static void route_list(struct server *s, struct req *r)
+static void route_list(struct server *s, struct req *r,
+                       const struct ctkn_query_guard *g)
 {
   static const char *const allowed[] = {"after", "per_page", "order_by",
                                         "status", NULL};
@@ -62,13 +63,14 @@ static void route_list(struct server *s, struct req *r)
   if (rc == CTKN_OK && ctkn__api_arg(r, "status") != NULL)
     rc = status_filter(r, &p, &err);
   if (rc == CTKN_OK)
-    rc = ctkn_query_list(s->st, &p, s->next_base,
+    rc = ctkn_query_list(s->st, g, &p, s->next_base,
                          !(skip != NULL && strcasecmp(skip, "true") == 0),
                          r->rid, &json, &err);
   ctkn__api_answer_query(r, rc, json, &err);
 }
 
-static void route_verify(struct server *s, struct req *r)
+static void route_verify(struct server *s, struct req *r,
+                         const struct ctkn_query_guard *g)
 {
   static const char *const allowed[] = {"token", NULL};
   struct ctkn_err err = {0};
@@ -83,11 +85,12 @@ static void route_verify(struct server *s, struct req *r)
     ctkn__api_answer_field(r, "token", "the query parameter token is required");
     return;
   }
-  rc = ctkn_query_verify(s->st, token, r->rid, &json, &active, &err);
+  rc = ctkn_query_verify(s->st, g, token, r->rid, &json, &active, &err);
   ctkn__api_answer_query(r, rc, json, &err);
 }
 
-static void route_get(struct server *s, struct req *r)
+static void route_get(struct server *s, struct req *r,
+                      const struct ctkn_query_guard *g)
 {
   static const char *const none[] = {NULL};
   struct ctkn_err err = {0};
@@ -101,11 +104,12 @@ static void route_get(struct server *s, struct req *r)
                            "must match ^ctkn_[a-z0-9]{26}$");
     return;
   }
-  rc = ctkn_query_get(s->st, r->id, r->rid, &json, &err);
+  rc = ctkn_query_get(s->st, g, r->id, r->rid, &json, &err);
   ctkn__api_answer_query(r, rc, json, &err);
 }
 
-static void route_history(struct server *s, struct req *r)
+static void route_history(struct server *s, struct req *r,
+                          const struct ctkn_query_guard *g)
 {
   static const char *const none[] = {NULL};
   struct ctkn_err err = {0};
@@ -119,29 +123,28 @@ static void route_history(struct server *s, struct req *r)
                            "must match ^ctkn_[a-z0-9]{26}$");
     return;
   }
-  rc = ctkn_query_history_json(s->st, r->id, r->rid, &json, &err);
+  rc = ctkn_query_history_json(s->st, g, r->id, r->rid, &json, &err);
   ctkn__api_answer_query(r, rc, json, &err);
 }
 
 void ctkn__api_tokens_read(struct server *s, struct req *r)
 {
-  char why[256];
+  uint8_t state[CTKN_STORE_MAX_PARTITIONS];
+  struct ctkn_query_guard g;
 
-  /* A paused or stale partition may hide a revoke: every token answer
-   * (not found included) could be stale, so none is given. */
-  if (ctkn__api_untrusted(s, why, sizeof(why))) {
-    r->retry_after = 5;
-    ctkn__api_answer_code(r, CTKN_ESTALE, "%s", why);
-    return;
-  }
+  /* A paused or stale partition may hide a revoke: answers about its
+   * tokens (not found included) and lists fail closed (query.h). */
+  ctkn__api_guard(s, &g, state);
   if (r->route == R_GET)
-    route_get(s, r);
+    route_get(s, r, &g);
   else if (r->route == R_HISTORY)
-    route_history(s, r);
+    route_history(s, r, &g);
   else if (r->route == R_LIST)
-    route_list(s, r);
+    route_list(s, r, &g);
   else
-    route_verify(s, r);
+    route_verify(s, r, &g);
+  if (r->status == 503)
+    r->retry_after = 5;
 }
 
 /* ---- writes ----------------------------------------------------------- */

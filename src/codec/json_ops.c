@@ -43,9 +43,10 @@ char *ctkn_json_digest(const char *sha256_hex, int64_t tokens,
   return ctkn__json_doc(ctkn__json_checked(o, rc), false, NULL);
 }
 
-char *ctkn_json_archive(const char *topic, int32_t partitions,
-                        const int64_t *start, const int64_t *end,
-                        uint64_t records, const char *sha256_hex)
+/* The archive summary's object (ctkn_json_archive()), or NULL. */
+static json_t *archive_obj(const char *topic, int32_t partitions,
+                           const int64_t *start, const int64_t *end,
+                           uint64_t records, const char *sha256_hex)
 {
   json_t *o = json_object();
   json_t *arr = json_array();
@@ -71,7 +72,70 @@ char *ctkn_json_archive(const char *topic, int32_t partitions,
   rc |= ctkn__json_set(o, "records", json_integer((json_int_t)records));
   rc |= ctkn__json_set(o, "sha256", ctkn__json_str(sha256_hex, SIZE_MAX));
   rc |= ctkn__json_set(o, "partitions", arr);
-  return ctkn__json_doc(ctkn__json_checked(o, rc), false, NULL);
+  return ctkn__json_checked(o, rc);
+}
+
+char *ctkn_json_archive(const char *topic, int32_t partitions,
+                        const int64_t *start, const int64_t *end,
+                        uint64_t records, const char *sha256_hex)
+{
+  return ctkn__json_doc(
+      archive_obj(topic, partitions, start, end, records, sha256_hex), false,
+      NULL);
+}
+
+static json_t *hex_str(const uint8_t *b, size_t n);
+
+/* An audit's trust findings (ctkn_json_audit()), or NULL. */
+static json_t *audit_trust_obj(const struct ctkn_audit_trust *t)
+{
+  json_t *o = json_object(), *arr = json_array();
+  int rc = 0;
+
+  if (o == NULL || arr == NULL) {
+    json_decref(o);
+    json_decref(arr);
+    return NULL;
+  }
+  for (size_t i = 0; i < t->nfailures; i++) {
+    const struct ctkn_audit_failure *f = &t->failures[i];
+    json_t *e = json_object();
+    if (e == NULL) {
+      rc = -1;
+      break;
+    }
+    rc |= ctkn__json_set(e, "partition", json_integer(f->partition));
+    rc |= ctkn__json_set(e, "offset", json_integer(f->offset));
+    rc |= ctkn__json_set(e, "reason", ctkn__json_str(f->reason, SIZE_MAX));
+    rc |= ctkn__json_set(e, "detail", ctkn__json_str(f->detail, SIZE_MAX));
+    rc |= json_array_append_new(arr, e);
+  }
+  rc |= ctkn__json_set(o, "log_id", hex_str(t->log_id, CTKN_LOG_ID_LEN));
+  rc |= ctkn__json_set(o, "keyring_version",
+                       json_integer((json_int_t)t->keyring_version));
+  rc |= ctkn__json_set(o, "proven", json_integer((json_int_t)t->proven));
+  rc |= ctkn__json_set(o, "checkpoints",
+                       json_integer((json_int_t)t->checkpoints));
+  rc |= ctkn__json_set(o, "root_records",
+                       json_integer((json_int_t)t->root_records));
+  rc |= ctkn__json_set(o, "adopted", json_integer((json_int_t)t->adopted));
+  rc |= ctkn__json_set(o, "failed", json_integer((json_int_t)t->failed));
+  rc |= ctkn__json_set(o, "failures", arr);
+  return ctkn__json_checked(o, rc);
+}
+
+char *ctkn_json_audit(const char *topic, int32_t partitions,
+                      const int64_t *start, const int64_t *end,
+                      uint64_t records, const char *sha256_hex,
+                      const struct ctkn_audit_trust *t)
+{
+  json_t *o = archive_obj(topic, partitions, start, end, records, sha256_hex);
+
+  if (o != NULL && ctkn__json_set(o, "trust", audit_trust_obj(t)) != 0) {
+    json_decref(o);
+    o = NULL;
+  }
+  return ctkn__json_doc(o, false, NULL);
 }
 
 static json_t *jbase64(const void *bytes, size_t len)
@@ -342,5 +406,34 @@ char *ctkn_json_trust_root(const char *key_id, const uint8_t *pub,
   rc |= ctkn__json_set(o, "public_key", hex_str(pub, CTKN_SIGN_PUB_LEN));
   rc |= ctkn__json_set(o, "secret_key_file", ctkn__json_str(secret_file, 4096));
   rc |= ctkn__json_set(o, "public_key_file", ctkn__json_str(public_file, 4096));
+  return ctkn__json_doc(ctkn__json_checked(o, rc), false, NULL);
+}
+
+char *ctkn_json_adoption(const struct ctkn_adoption *a)
+{
+  json_t *o = json_object(), *arr = json_array();
+  int rc = 0;
+
+  if (o == NULL || arr == NULL) {
+    json_decref(o);
+    json_decref(arr);
+    return NULL;
+  }
+  for (size_t i = 0; i < a->nparts; i++) {
+    json_t *e = json_object();
+    if (e == NULL) {
+      rc = -1;
+      break;
+    }
+    rc |= ctkn__json_set(e, "partition", json_integer(a->parts[i].partition));
+    rc |= ctkn__json_set(e, "end_offset",
+                         json_integer((json_int_t)a->parts[i].end_offset));
+    rc |= ctkn__json_set(e, "records_hash",
+                         hex_str(a->parts[i].records_hash, CTKN_CHAIN_LEN));
+    rc |= json_array_append_new(arr, e);
+  }
+  rc |= ctkn__json_set(o, "log_id", hex_str(a->log_id, CTKN_LOG_ID_LEN));
+  rc |= ctkn__json_set(o, "topic", ctkn__json_str(a->topic, sizeof(a->topic)));
+  rc |= ctkn__json_set(o, "partitions", arr);
   return ctkn__json_doc(ctkn__json_checked(o, rc), false, NULL);
 }

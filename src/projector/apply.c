@@ -144,6 +144,9 @@ static int add_history(struct ctkn__buf *hist, const struct ctkn_log_msg *m,
   h->offset = m->offset;
   h->value = m->value;
   h->len = m->value_len;
+  memcpy(h->event_id, ev->event_id, sizeof(h->event_id));
+  h->type = (int)ev->type;
+  h->occurred_at = ev->occurred_at;
   return CTKN_OK;
 }
 

@@ -17,20 +17,41 @@
 
 #include "store/shared.h"
 
-static int build(ctkn_store *st, const struct ctkn_log_config *cfg,
-                 ctkn_env env, const int64_t *targets, int32_t n,
-                 struct ctkn_projector_stats *stats, struct ctkn_err *err)
+/* The rebuild's projector on st: with root, judging as a fresh follow
+ * does, by the keyring as it stands now. */
+static int open_projector(ctkn_projector **p, ctkn_store *st,
+                          const struct ctkn_log_config *cfg, ctkn_env env,
+                          const uint8_t *root, struct ctkn_err *err)
 {
-  ctkn_projector *p;
   int rc;
 
-  if ((rc = ctkn_projector_open(&p, st, cfg, env, err)) != CTKN_OK)
+  if ((rc = ctkn_projector_open(p, st, cfg, env, err)) != CTKN_OK ||
+      root == NULL)
     return rc;
+  if ((rc = ctkn_projector_set_trust(*p, root, err)) == CTKN_OK)
+    rc = ctkn_projector_refresh_keyring(*p, err);
+  return rc;
+}
+
+static int build(ctkn_store *st, const struct ctkn_log_config *cfg,
+                 ctkn_env env, const uint8_t *root, const int64_t *targets,
+                 int32_t n, struct ctkn_projector_stats *stats,
+                 struct ctkn_err *err)
+{
+  ctkn_projector *p = NULL;
+  int rc;
+
+  if ((rc = open_projector(&p, st, cfg, env, root, err)) != CTKN_OK) {
+    ctkn_projector_close(p);
+    return rc;
+  }
   rc = ctkn_projector_catch_up(p, targets, n, err);
   if (rc == CTKN_OK) {
     /* The destinations too, where the settings topic exists. */
     ctkn_settings_follower *f = NULL;
     rc = ctkn_settings_follower_open(&f, st, cfg, err);
+    if (rc == CTKN_OK)
+      rc = ctkn_projector_trust_settings(p, f, err);
     if (rc == CTKN_OK)
       rc = ctkn_settings_follower_catch_up(f, err);
     else if (rc == CTKN_ENOTFOUND)
@@ -56,6 +77,7 @@ struct rebuild {
   const struct ctkn_log_config *cfg;
   ctkn_env env;
   size_t map_size;
+  const uint8_t *root; /* the trust root's public key, or NULL */
   struct ctkn_projector_stats *stats;
   char *side, *prev, *lockpath; /* dir.rebuild, dir.previous, its lock */
   int lockfd;
@@ -123,9 +145,10 @@ static int build_beside(struct rebuild *r, struct ctkn_err *err)
 
   if ((rc = ctkn_store_open(&r->fresh, r->side, &opts, err)) != CTKN_OK ||
       (rc = ctkn_store_bind(r->fresh, r->cfg->topic, r->env, err)) != CTKN_OK ||
-      (rc = build(r->fresh, r->cfg, r->env, NULL, 0, r->stats, err)) !=
+      (rc = build(r->fresh, r->cfg, r->env, r->root, NULL, 0, r->stats, err)) !=
           CTKN_OK ||
-      (rc = build(r->fresh, r->cfg, r->env, NULL, 0, r->stats, err)) != CTKN_OK)
+      (rc = build(r->fresh, r->cfg, r->env, r->root, NULL, 0, r->stats, err)) !=
+          CTKN_OK)
     return rc;
   return CTKN_OK;
 }
@@ -180,7 +203,7 @@ static int overtake(struct rebuild *r, struct ctkn_err *err)
   if (r->live != NULL)
     rc = stop_live(r, &targets, &n, err);
   if (rc == CTKN_OK)
-    rc = build(r->fresh, r->cfg, r->env, targets, n, r->stats, err);
+    rc = build(r->fresh, r->cfg, r->env, r->root, targets, n, r->stats, err);
   free(targets);
   if (rc == CTKN_OK && r->lock != NULL)
     rc = carry_local(r, err);
@@ -212,6 +235,7 @@ static int swap_in(struct rebuild *r, struct ctkn_err *err)
 
 int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
                            ctkn_env env, size_t map_size,
+                           const uint8_t *trust_root,
                            struct ctkn_projector_stats *stats,
                            struct ctkn_err *err)
 {
@@ -219,6 +243,7 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
                       .cfg = cfg,
                       .env = env,
                       .map_size = map_size,
+                      .root = trust_root,
                       .stats = stats,
                       .side = ctkn__suffixed(dir, ".rebuild"),
                       .prev = ctkn__suffixed(dir, ".previous"),

@@ -28,8 +28,10 @@ struct ctkn__ptrust {
   ctkn_pubkey *root; /* owned */
   struct ctkn_keyring kr;
   ctkn_gate *gate;
-  int refused;   /* a keyring enabled this unreadable schema version; 0 */
-  bool *touched; /* partitions fed in this pass */
+  int refused;         /* a keyring enabled this unreadable schema version; 0 */
+  bool adoptions_read; /* the settings topic's adoptions (once) */
+  int64_t *adopted;    /* by partition: the adopted prefix's end, 0: none */
+  bool *touched;       /* partitions fed in this pass */
   struct ctkn_log_msg_copy *held;
   size_t nheld, capheld;
   /* this pass */
@@ -50,6 +52,7 @@ void ctkn__ptrust_free(struct ctkn__ptrust *t)
   free(t->judged);
   free(t->lazy);
   free(t->touched);
+  free(t->adopted);
   ctkn_gate_close(t->gate);
   ctkn_keyring_free(&t->kr);
   ctkn_pubkey_free(t->root);
@@ -131,7 +134,11 @@ int ctkn__ptrust_open(struct ctkn__ptrust **out, ctkn_store *st,
 
   *out = NULL;
   if ((t = calloc(1, sizeof(*t))) == NULL ||
-      (t->touched = calloc(CTKN_STORE_MAX_PARTITIONS, sizeof(bool))) == NULL) {
+      (t->touched = calloc(CTKN_STORE_MAX_PARTITIONS, sizeof(bool))) == NULL ||
+      (t->adopted = calloc(CTKN_STORE_MAX_PARTITIONS, sizeof(int64_t))) ==
+          NULL) {
+    if (t != NULL)
+      free(t->touched);
     free(t);
     return ctkn__err(err, CTKN_ENOMEM, "out of memory opening trust");
   }
@@ -204,8 +211,8 @@ static int refuse_keyring(struct ctkn__ptrust *t, ctkn_store *st, int version,
   return ctkn_store_commit(txn, err);
 }
 
-int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
-                         struct source *src, struct ctkn_err *err)
+static int refresh_keyring(struct ctkn__ptrust *t, ctkn_store *st,
+                           struct source *src, struct ctkn_err *err)
 {
   struct ctkn_keyring kr;
   ctkn_store_txn *txn;
@@ -259,6 +266,136 @@ int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
   t->kr = kr;
   ctkn_gate_set_keyring(t->gate, &t->kr);
   return CTKN_OK;
+}
+
+/* ---- adopted prefixes (trust.h, "adoption") ------------------------------ */
+
+#define ADOPT_PREFIX "adopt" /* + partition (be32): end (be64), hash */
+
+static int note_adopted(void *arg, const void *key, size_t klen,
+                        const void *val, size_t vlen)
+{
+  struct ctkn__ptrust *t = arg;
+  int64_t p;
+
+  if (klen != 9 || vlen != 8 + CTKN_CHAIN_LEN)
+    return 0;
+  p = (int64_t)ctkn__get_be((const uint8_t *)key + 5, 4);
+  if (p >= 0 && p < CTKN_STORE_MAX_PARTITIONS) {
+    t->adopted[p] = (int64_t)ctkn__get_be(val, 8);
+    ctkn_gate_adopt(t->gate, (int32_t)p, t->adopted[p]);
+  }
+  return 0;
+}
+
+/* The prefixes this projection has checked already (any process). */
+static int stored_adoptions(struct ctkn__ptrust *t, ctkn_store *st,
+                            struct ctkn_err *err)
+{
+  ctkn_store_txn *txn;
+  int rc;
+
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_store_kv_walk(txn, CTKN_TABLE_TRUST, ADOPT_PREFIX, 5, 5,
+                          note_adopted, t, err);
+  ctkn_store_abort(txn);
+  return rc == CTKN_ENOTFOUND ? CTKN_OK : rc;
+}
+
+/* Check ap against the log (its prefix hashed here, a stream) and, when
+ * it matches, keep it with the projection and open the gate to it. */
+static int check_adoption(struct ctkn__ptrust *t, ctkn_store *st,
+                          const struct ctkn_adopted_partition *ap,
+                          struct ctkn_err *err)
+{
+  uint8_t h[CTKN_CHAIN_LEN], key[9], val[8 + CTKN_CHAIN_LEN];
+  ctkn_store_txn *txn;
+  int rc;
+
+  if ((rc = ctkn_trust_adopt_hash(t->cfg, t->kr.log_id, ap->partition,
+                                  ap->end_offset, h, err)) != CTKN_OK)
+    return rc;
+  if (memcmp(h, ap->records_hash, CTKN_CHAIN_LEN) != 0) {
+    ctkn__diag(CTKN_DIAG_ERROR, "trust",
+               "the adoption of partition %d up to offset %lld does not match "
+               "the log: its unsigned records stay quarantined",
+               (int)ap->partition, (long long)ap->end_offset);
+    return CTKN_OK;
+  }
+  memcpy(key, ADOPT_PREFIX, 5);
+  ctkn__put_be32(key + 5, (uint32_t)ap->partition);
+  ctkn__put_be64(val, (uint64_t)ap->end_offset);
+  memcpy(val + 8, h, CTKN_CHAIN_LEN);
+  if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK)
+    return rc;
+  if ((rc = ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, key, sizeof(key), val,
+                              sizeof(val), err)) != CTKN_OK) {
+    ctkn_store_abort(txn);
+    return rc;
+  }
+  if ((rc = ctkn_store_commit(txn, err)) != CTKN_OK)
+    return rc;
+  t->adopted[ap->partition] = ap->end_offset;
+  ctkn_gate_adopt(t->gate, ap->partition, ap->end_offset);
+  ctkn__diag(CTKN_DIAG_INFO, "trust",
+             "partition %d: the adopted prefix up to offset %lld matches",
+             (int)ap->partition, (long long)ap->end_offset);
+  return CTKN_OK;
+}
+
+/* Whether src holds an unsigned record outside every adopted prefix. */
+static bool meets_unadopted(const struct ctkn__ptrust *t, struct source *src)
+{
+  for (size_t i = 0; src != NULL && i < src->n; i++) {
+    const struct ctkn_log_msg *m = src->msg(src, i);
+    bool signed_ = false;
+    for (size_t k = 0; k < m->nheaders && !signed_; k++)
+      signed_ = strcmp(m->headers[k].name, CTKN_HDR_WRITER) == 0;
+    if (!signed_ && m->partition >= 0 &&
+        m->partition < CTKN_STORE_MAX_PARTITIONS &&
+        m->offset >= t->adopted[m->partition])
+      return true;
+  }
+  return false;
+}
+
+/* The first unsigned record outside what is adopted: the prefixes checked
+ * already, then (once per process) the settings topic's adoptions, each
+ * checked against the log. */
+static int refresh_adoptions(struct ctkn__ptrust *t, ctkn_store *st,
+                             struct source *src, struct ctkn_err *err)
+{
+  struct ctkn_adoption a;
+  int rc;
+
+  if (t->adoptions_read || t->kr.version == 0 || !meets_unadopted(t, src))
+    return CTKN_OK;
+  if ((rc = stored_adoptions(t, st, err)) != CTKN_OK ||
+      !meets_unadopted(t, src))
+    return rc;
+  t->adoptions_read = true;
+  struct ctkn_log_config scfg = *t->cfg; /* shallow: overrides borrowed */
+  if ((rc = ctkn_settings_topic(t->cfg->topic, scfg.topic, sizeof(scfg.topic),
+                                err)) != CTKN_OK ||
+      (rc = ctkn_trust_adoption_fetch(&scfg, t->root, t->kr.log_id, &a, err)) !=
+          CTKN_OK)
+    return rc == CTKN_ENOTFOUND ? CTKN_OK : rc;
+  for (size_t i = 0; i < a.nparts && rc == CTKN_OK; i++)
+    if (a.parts[i].partition >= 0 &&
+        a.parts[i].partition < CTKN_STORE_MAX_PARTITIONS &&
+        a.parts[i].end_offset > t->adopted[a.parts[i].partition])
+      rc = check_adoption(t, st, &a.parts[i], err);
+  ctkn_adoption_free(&a);
+  return rc;
+}
+
+int ctkn__ptrust_refresh(struct ctkn__ptrust *t, ctkn_store *st,
+                         struct source *src, struct ctkn_err *err)
+{
+  int rc = refresh_keyring(t, st, src, err);
+
+  return rc == CTKN_OK ? refresh_adoptions(t, st, src, err) : rc;
 }
 
 /* ---- a pass: load, feed, judge, save ------------------------------------ */

@@ -24,6 +24,10 @@
  *   positions    partition (u32 BE), DUPSORT  -> offset (u64 BE) + token ID
  *                                                 + version (u64 BE), one
  *                                                 duplicate per applied event
+ *   events       event ID (30 bytes) + token
+ *                ID + version (u64 BE)        -> type (1 byte) + occurred_at
+ *                                                 (u64 BE µs), one per
+ *                                                 history entry (events.c)
  *
  * and the side tables of settings.c and notify.c (ctkn_store_kv_*, kv.c).
  * The tables from positions on are not in the digest (digest.c).
@@ -77,7 +81,8 @@ const char *const ctkn__store_table_names[T_COUNT] = {"meta",
                                                       "notify_queue",
                                                       "trust",
                                                       "api_keys",
-                                                      "api_key_hashes"};
+                                                      "api_key_hashes",
+                                                      "events"};
 
 const MDB_val ctkn__store_revoked_key = {7, "revoked"};
 
@@ -490,6 +495,8 @@ static int open_tables(ctkn_store *st, const char *dir, struct ctkn_err *err)
     rc = record_format(st, txn, dir, err);
   if (rc == CTKN_OK && !st->read_only)
     rc = check_positions(txn, st, err);
+  if (rc == CTKN_OK && !st->read_only)
+    rc = ctkn__store_check_events(txn, st, err);
   if (rc == CTKN_OK && !st->read_only)
     rc = check_revoked(st, txn, err);
   if (rc != CTKN_OK) {

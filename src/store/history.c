@@ -2,9 +2,10 @@
  * history.c - history and positions: a token's events by version, and
  * every applied event by where it sits in the log.
  *
- * Every history write puts the event's positions entry in the same txn,
- * so positions always indexes history (a writer that opens a projection
- * whose two counts differ rebuilds it: env.c).
+ * Every history write puts the event's positions entry and its events
+ * entry (events.c) in the same txn, so both always index history (a
+ * writer that opens a projection whose counts differ rebuilds them:
+ * env.c, events.c).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -109,9 +110,17 @@ int ctkn_store_put_history(ctkn_store_txn *t, const char *id, uint64_t version,
   hist_key(key, id, version);
   if (ctkn__sv_history_pack(&g, partition, offset, value, len) != CTKN_OK)
     return ctkn__err(err, CTKN_EINTERNAL, "history value does not pack");
-  if ((rc = ctkn__store_put_value(t, T_HISTORY, &k, &g, 0, err)) != CTKN_OK)
+  if ((rc = ctkn__store_put_value(t, T_HISTORY, &k, &g, 0, err)) != CTKN_OK ||
+      (rc = put_position(t, partition, offset, key, err)) != CTKN_OK)
     return rc;
-  return put_position(t, partition, offset, key, err);
+  /* The events entry, its ID decoded from the value (event_id ""). */
+  struct ctkn_store_history_put one = {.version = version,
+                                       .partition = partition,
+                                       .offset = offset,
+                                       .value = value,
+                                       .len = len};
+  memcpy(one.id, id, CTKN_ID_LEN);
+  return ctkn__store_put_events(t, &one, 1, err);
 }
 
 static int history_cmp(const void *a, const void *b)
@@ -236,9 +245,9 @@ int ctkn_store_put_history_batch(ctkn_store_txn *t,
     memcpy(last, lk.mv_data, sizeof(last));
   rc = put_history_sorted(c, e, n, last, have, err);
   mdb_cursor_close(c);
-  if (rc != CTKN_OK)
+  if (rc != CTKN_OK || (rc = put_positions(t, e, n, err)) != CTKN_OK)
     return rc;
-  return put_positions(t, e, n, err);
+  return ctkn__store_put_events(t, e, n, err);
 }
 
 /* ---- reads -------------------------------------------------------------- */

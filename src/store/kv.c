@@ -264,6 +264,28 @@ int ctkn_store_first_pause(ctkn_store_txn *txn, struct ctkn_store_pause *out,
   return rc;
 }
 
+int ctkn_store_get_pause(ctkn_store_txn *txn, int32_t partition, bool *paused,
+                         struct ctkn_store_pause *out, struct ctkn_err *err)
+{
+  uint8_t k[PAUSE_KEY_LEN];
+  const void *v;
+  size_t n;
+  int rc;
+
+  *paused = false;
+  pause_key(partition, k);
+  rc = ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, k, sizeof(k), &v, &n, err);
+  if (rc == CTKN_ENOTFOUND)
+    return CTKN_OK;
+  if (rc != CTKN_OK)
+    return rc;
+  *paused = true;
+  out->partition = partition;
+  out->offset = n == 12 ? (int64_t)ctkn__get_be(v, 8) : -1;
+  out->schema = n == 12 ? (int)ctkn__get_be((const uint8_t *)v + 8, 4) : 0;
+  return CTKN_OK;
+}
+
 int ctkn_store_is_paused(ctkn_store_txn *txn, int32_t partition, bool *paused,
                          struct ctkn_err *err)
 {

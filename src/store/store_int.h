@@ -63,6 +63,7 @@ enum {
   T_TRUST,
   T_AKEYS,
   T_AKEY_HASH,
+  T_EVENTS,
   T_COUNT
 };
 #define T_FIRST_LATER T_POSITIONS
@@ -74,6 +75,8 @@ extern const char *const ctkn__store_table_names[T_COUNT];
 #define INDEX_VALUE_LEN (CTKN_ID_LEN + 1) /* token ID, status byte */
 #define COORD_KEY_LEN   (4 + 8)
 #define POS_VALUE_LEN   (8 + HIST_KEY_LEN) /* offset, token ID, version */
+#define EVT_KEY_LEN     (CTKN_EVT_ID_LEN + HIST_KEY_LEN) /* event ID, hkey */
+#define EVT_VALUE_LEN   (1 + 8) /* type, occurred_at (u64 BE) */
 
 struct ctkn_store {
   MDB_env *env;
@@ -214,6 +217,19 @@ int ctkn__store_put_pos(MDB_cursor *c, int32_t partition, int64_t offset,
 int ctkn__store_put_value(ctkn_store_txn *t, int table, MDB_val *k,
                           const struct ctkn__sv_gather *g, unsigned flags,
                           struct ctkn_err *err);
+
+/* ---- the events index (events.c) -------------------------------------- */
+
+/* The events entries of n history entries (any order; their event IDs
+ * decoded from the value where not given). */
+int ctkn__store_put_events(ctkn_store_txn *t,
+                           const struct ctkn_store_history_put *e, size_t n,
+                           struct ctkn_err *err);
+/* In the open's write txn: fill the index from history when its count is
+ * not history's (a projection from before it, or advanced by a build
+ * without it). */
+int ctkn__store_check_events(MDB_txn *txn, ctkn_store *st,
+                             struct ctkn_err *err);
 
 /* ---- unsynced commits (unsynced.c) ------------------------------------- */
 

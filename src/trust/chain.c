@@ -227,3 +227,43 @@ int ctkn_trust_writer_parse(const void *value, size_t len,
   }
   return CTKN_OK;
 }
+
+/* ---- an adopted prefix's hash -------------------------------------------- */
+
+static const char adopt_tag[] = "ctkn adopt v1";
+
+ctkn_sha256 *ctkn_trust_adopt_begin(const uint8_t log_id[CTKN_LOG_ID_LEN],
+                                    int32_t partition)
+{
+  ctkn_sha256 *h = ctkn_sha256_new();
+  uint8_t b[4];
+
+  if (h == NULL)
+    return NULL;
+  ctkn_sha256_update(h, adopt_tag, sizeof(adopt_tag));
+  ctkn_sha256_update(h, log_id, CTKN_LOG_ID_LEN);
+  ctkn__put_be32(b, (uint32_t)partition);
+  ctkn_sha256_update(h, b, sizeof(b));
+  return h;
+}
+
+void ctkn_trust_adopt_add(ctkn_sha256 *h, const struct ctkn_log_msg *m)
+{
+  uint8_t b[8];
+
+  ctkn__put_be64(b, (uint64_t)m->offset);
+  ctkn_sha256_update(h, b, sizeof(b));
+  put_part(h, m->key, m->key_len);
+  put_part(h, m->value, m->value_len);
+  put_len(h, m->nheaders, false);
+  for (size_t i = 0; i < m->nheaders; i++) {
+    put_part(h, m->headers[i].name, strlen(m->headers[i].name));
+    put_part(h, m->headers[i].value, m->headers[i].size);
+  }
+}
+
+void ctkn_trust_adopt_end(ctkn_sha256 *h, uint8_t out[CTKN_CHAIN_LEN])
+{
+  ctkn_sha256_final(h, out);
+  ctkn_sha256_free(h);
+}

@@ -79,8 +79,9 @@ struct partq {
   size_t head, n, cap;
   long *pend; /* queue indexes of pending records */
   size_t npend, cappend;
-  int64_t cp_at;  /* newest released checkpoint */
-  int64_t vcp_at; /* newest verified checkpoint */
+  int64_t cp_at;       /* newest released checkpoint */
+  int64_t vcp_at;      /* newest verified checkpoint */
+  int64_t adopted_end; /* unsigned records below it are applied */
 };
 
 struct ctkn_gate {
@@ -104,6 +105,12 @@ static void drop_pubs(ctkn_gate *g)
 void ctkn_gate_set_midstream(ctkn_gate *g)
 {
   g->midstream = true;
+}
+
+void ctkn_gate_adopt(ctkn_gate *g, int32_t p, int64_t end)
+{
+  if (p >= 0 && p < g->nparts)
+    g->parts[p].adopted_end = end;
 }
 
 void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr)
@@ -912,6 +919,10 @@ static int feed(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
     quarantine(r, "no keyring to judge it by");
     return CTKN_OK;
   }
+  if (m->offset < pq->adopted_end && header(m, CTKN_HDR_WRITER) == NULL) {
+    r->st = APPLY; /* an adopted prefix: the root vouched for its bytes */
+    return CTKN_OK;
+  }
   if (strcmp(m->event_type, CTKN_TYPE_CHECKPOINT) == 0) {
     feed_checkpoint(g, pq, m, r, verify);
     return CTKN_OK;
@@ -926,6 +937,8 @@ static void release(struct partq *pq, const struct qrec *r)
 {
   struct inst *x = r->inst >= 0 ? &pq->insts[r->inst] : NULL;
 
+  if (x == NULL) /* quarantined before it named one, or adopted */
+    return;
   if (r->st == APPLY) {
     x->seq = r->seq;
     memcpy(x->chain, r->chain, CTKN_CHAIN_LEN);

@@ -34,10 +34,22 @@ int ctkn_trust_keyring_open(const void *val, size_t len,
   return rc;
 }
 
+struct ring_fetch {
+  const ctkn_pubkey *root;
+  struct ctkn_keyring *kr;
+  uint8_t **raw;
+  size_t *rawlen;
+};
+
 /* Keep m's keyring in *kr when it is valid and newer. */
-static int consider(const struct ctkn_log_msg *m, const ctkn_pubkey *root,
-                    struct ctkn_keyring *kr, uint8_t **raw, size_t *rawlen)
+static int consider(void *arg, const struct ctkn_log_msg *m)
 {
+  struct ring_fetch *f = arg;
+  const ctkn_pubkey *root = f->root;
+  struct ctkn_keyring *kr = f->kr;
+  uint8_t **raw = f->raw;
+  size_t *rawlen = f->rawlen;
+
   struct ctkn_keyring cand;
   uint8_t *copy;
 
@@ -66,8 +78,8 @@ static int consider(const struct ctkn_log_msg *m, const ctkn_pubkey *root,
 }
 
 static int read_to_end(ctkn_consumer *c, int32_t n, const int64_t *hi,
-                       const ctkn_pubkey *root, struct ctkn_keyring *kr,
-                       uint8_t **raw, size_t *rawlen, struct ctkn_err *err)
+                       int (*cb)(void *, const struct ctkn_log_msg *),
+                       void *arg, struct ctkn_err *err)
 {
   struct ctkn_log_msg msgs[FETCH_BATCH];
   int64_t *pos = calloc((size_t)n, sizeof(*pos));
@@ -89,8 +101,10 @@ static int read_to_end(ctkn_consumer *c, int32_t n, const int64_t *hi,
         CTKN_OK)
       break;
     for (size_t i = 0; i < got; i++) {
-      if (consider(&msgs[i], root, kr, raw, rawlen) != CTKN_OK) {
-        rc = ctkn__err(err, CTKN_ENOMEM, "out of memory reading the keyring");
+      if (cb(arg, &msgs[i]) != CTKN_OK) {
+        rc = ctkn__err(err, CTKN_ENOMEM,
+                       "out of memory reading the settings "
+                       "topic");
         goto out;
       }
       if (msgs[i].partition >= 0 && msgs[i].partition < n)
@@ -105,20 +119,15 @@ out:
   return rc;
 }
 
-int ctkn_trust_keyring_fetch(const struct ctkn_log_config *cfg,
-                             const ctkn_pubkey *root, struct ctkn_keyring *kr,
-                             uint8_t **raw, size_t *rawlen,
-                             struct ctkn_err *err)
+int ctkn_trust_settings_read(const struct ctkn_log_config *cfg,
+                             int (*cb)(void *, const struct ctkn_log_msg *),
+                             void *arg, struct ctkn_err *err)
 {
   ctkn_consumer *c = NULL;
   int64_t *lo = NULL, *hi = NULL;
   int32_t n = 0;
   int rc;
 
-  if (raw != NULL) {
-    *raw = NULL;
-    *rawlen = 0;
-  }
   if ((rc = ctkn_consumer_open(&c, cfg, err)) != CTKN_OK ||
       (rc = ctkn_consumer_partitions(c, &n, err)) != CTKN_OK)
     goto out;
@@ -129,11 +138,44 @@ int ctkn_trust_keyring_fetch(const struct ctkn_log_config *cfg,
     goto out;
   }
   if ((rc = ctkn_consumer_watermarks_all(c, n, lo, hi, err)) == CTKN_OK)
-    rc = read_to_end(c, n, hi, root, kr, raw, rawlen, err);
+    rc = read_to_end(c, n, hi, cb, arg, err);
 out:
   free(lo);
   free(hi);
   ctkn_consumer_close(c);
+  return rc;
+}
+
+int ctkn_trust_keyring_fetch(const struct ctkn_log_config *cfg,
+                             const ctkn_pubkey *root, struct ctkn_keyring *kr,
+                             uint8_t **raw, size_t *rawlen,
+                             struct ctkn_err *err)
+{
+  struct ring_fetch f = {root, kr, raw, rawlen};
+
+  if (raw != NULL) {
+    *raw = NULL;
+    *rawlen = 0;
+  }
+  return ctkn_trust_settings_read(cfg, consider, &f, err);
+}
+
+int ctkn_trust_keyring_value(const ctkn_seckey *root,
+                             const struct ctkn_keyring *kr, uint8_t **out,
+                             size_t *len, struct ctkn_err *err)
+{
+  struct ctkn_signed s;
+  uint8_t *body = NULL;
+  size_t blen;
+  int rc;
+
+  *out = NULL;
+  if ((rc = ctkn_keyring_check(kr, err)) == CTKN_OK &&
+      (rc = ctkn_keyring_encode(kr, &body, &blen, err)) == CTKN_OK &&
+      (rc = ctkn_trust_sign(root, "root", CTKN_SIGNED_KEYRING, body, blen, &s,
+                            err)) == CTKN_OK)
+    rc = ctkn_signed_encode(&s, out, len, err);
+  free(body);
   return rc;
 }
 
@@ -143,23 +185,15 @@ int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,
                               struct ctkn_err *err)
 {
   ctkn_producer *p = NULL;
-  struct ctkn_signed s;
-  uint8_t *body = NULL, *val = NULL;
-  size_t blen, vlen;
+  uint8_t *val = NULL;
+  size_t vlen;
   int rc;
 
-  if ((rc = ctkn_keyring_check(kr, err)) != CTKN_OK ||
-      (rc = ctkn_keyring_encode(kr, &body, &blen, err)) != CTKN_OK ||
-      (rc = ctkn_trust_sign(root, "root", CTKN_SIGNED_KEYRING, body, blen, &s,
-                            err)) != CTKN_OK ||
-      (rc = ctkn_signed_encode(&s, &val, &vlen, err)) != CTKN_OK ||
-      (rc = ctkn_producer_open(&p, cfg, err)) != CTKN_OK)
-    goto out;
-  rc = ctkn_producer_send(p, 0, "keyring", 7, val, vlen, kr->issued_at / 1000,
-                          CTKN_TYPE_KEYRING, -1, NULL, NULL, err);
-out:
+  if ((rc = ctkn_trust_keyring_value(root, kr, &val, &vlen, err)) == CTKN_OK &&
+      (rc = ctkn_producer_open(&p, cfg, err)) == CTKN_OK)
+    rc = ctkn_producer_send(p, 0, "keyring", 7, val, vlen, kr->issued_at / 1000,
+                            CTKN_TYPE_KEYRING, -1, NULL, NULL, err);
   ctkn_producer_close(p);
-  free(body);
   free(val);
   return rc;
 }

@@ -3,8 +3,8 @@
  * partitions, each with headers a writer might send (ctkn-writer,
  * ctkn-seq, ctkn-chain, ctkn-event-type, ...) and a value, fed to a trust
  * gate (trust.h) judging by a fixed keyring, lazily or not, in stateful or
- * mid-log mode; genuine signed records from a writer of that keyring are
- * mixed in at points the bytes choose.
+ * mid-log mode, with or without an adopted prefix; genuine signed records
+ * from a writer of that keyring are mixed in at points the bytes choose.
  *
  * Whatever the bytes: every record fed comes out once, in its partition's
  * order, or is still held back; a saved state loads again; nothing leaks
@@ -176,6 +176,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     abort();
   if (mode & 1)
     ctkn_gate_set_midstream(g);
+  if (mode & 2) /* an adopted prefix on one partition */
+    ctkn_gate_adopt(g, (mode >> 2) % NPARTS, mode >> 4);
   while (size > 0 && n < MAXREC) {
     uint8_t op = data[0];
     int32_t part = op % NPARTS;

@@ -147,6 +147,31 @@ def main(tests):
     sys.exit(1 if failed else 0)
 
 
+def partition_for(key, n):
+    """The partition ctkn's producer picks for key among n: Kafka's
+    murmur2 partitioner (the Java client's), toPositive(murmur2) % n."""
+    data = key.encode()
+    m, h = 0x5bd1e995, (0x9747b28c ^ len(data)) & 0xffffffff
+    for i in range(0, len(data) - len(data) % 4, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & 0xffffffff
+        k ^= k >> 24
+        k = (k * m) & 0xffffffff
+        h = ((h * m) & 0xffffffff) ^ k
+    tail = data[len(data) - len(data) % 4:]
+    if len(tail) == 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if len(tail) >= 1:
+        h ^= tail[0]
+        h = (h * m) & 0xffffffff
+    h ^= h >> 13
+    h = (h * m) & 0xffffffff
+    h ^= h >> 15
+    return (h & 0x7fffffff) % n
+
+
 def topic_command(*args):
     """Run Kafka's own topic admin tool (from the jar cache)."""
     kafka_tool("org.apache.kafka.tools.TopicCommand", *args)

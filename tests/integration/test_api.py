@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.parse
 
-from harness import Env, Server, check, main
+from harness import Env, Server, check, main, partition_for
 
 ID_RE = re.compile(r"^ctkn_[0-9a-z]{26}$")
 POS_RE = re.compile(r"^\d+:\d+$")
@@ -432,14 +432,20 @@ def test_health_and_metrics():
         check(h.status == 503 and h.json["data"]["status"] == "paused", h)
         check(h.json["data"]["lag"] >= 1, h)
         check(h.json["data"]["partitions"][0]["paused"] is True, h)
-        # A revoke may be behind the pause: token answers fail closed,
-        # "not found" included.
-        for p in ("/client-tokens", "/client-tokens/verify?token=test_x",
-                  "/client-tokens/ctkn_" + "3" * 26):
+        # A revoke may be behind the pause: answers about partition 0's
+        # tokens fail closed, "not found" included, and so do lists and
+        # token strings no replica knows (they name no partition).
+        on = {}
+        for c in "0123456789abcdefghjkmnpqrstvwxyz":
+            on.setdefault(partition_for("ctkn_" + c * 26, 3), "ctkn_" + c * 26)
+        for p in ("/client-tokens", "/client-tokens/verify?token=test_" +
+                  "x" * 27, "/client-tokens/" + on[0]):
             a = srv.request("GET", p, key="reader")
             check(a.status == 503 and
                   a.json["error"]["code"] == "service_unavailable" and
                   "paused" in a.json["error"]["detail"], f"{p}: {a}")
+        a = srv.request("GET", "/client-tokens/" + on[1], key="reader")
+        check(a.status == 404, f"partition 1 is not paused: {a}")
         m = srv.request("GET", "/metrics", key=None).body
         check("ctkn_projector_paused_partitions 1" in m, m)
         # Structured access logs: one JSON object a line, no key material.

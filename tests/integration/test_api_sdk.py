@@ -2,7 +2,8 @@
 """Paddle's Node.js SDK (@paddle/paddle-node-sdk, pinned in
 tests/integration/sdk/package-lock.json) against `ctkn serve`: create, get,
 list over every page, update, revoke, and the ApiErrors it surfaces
-(sdk/client-tokens.test.mjs), and the notification settings' create, list,
+(sdk/client-tokens.test.mjs), the events API (sdk/events.test.mjs: events.list
+over every page and by type, eventTypes.list), and the notification settings' create, list,
 get, update and delete (sdk/notification-settings.test.mjs), run with
 `node --test`.
 
@@ -58,7 +59,8 @@ def test_paddle_node_sdk():
         srv.run_client("node --test",
                        ["node", "--test", "--test-reporter=spec",
                         "client-tokens.test.mjs",
-                        "notification-settings.test.mjs"],
+                        "notification-settings.test.mjs",
+                        "events.test.mjs"],
                        cwd=SDK_DIR, env={**os.environ, "NO_COLOR": "1"},
                        timeout=480)
         srv.stop()

@@ -2,7 +2,9 @@
 """Paddle's Go SDK (github.com/PaddleHQ/paddle-go-sdk/v4, pinned in
 tests/integration/sdk-go/go.mod and go.sum) against `ctkn serve`: create,
 get, list over every page, revoke, and the *paddleerr.Error values it
-surfaces (sdk-go/client_tokens_test.go, run with `go test`).
+surfaces (sdk-go/client_tokens_test.go), and the events API: ListEvents
+over every page and by a repeated event_type, ListEventTypes
+(sdk-go/events_test.go); run with `go test`.
 
 The Go module and build caches are .cache/go/ (git-ignored): the first run
 downloads the SDK through the Go module proxy, later runs build offline.

@@ -8,7 +8,10 @@ tests/integration/sdk-python-requirements.txt) against `ctkn serve`:
    NotificationSetting with a known traffic_source and the
    endpoint_secret_key; client tokens create, get, list over every page and
    revoke; the ApiError the SDK raises for 400 invalid_field (naming the
-   field), 403, 404, 409 and 429 (Retry-After read as an int).
+   field), 403, 404, 409 and 429 (Retry-After read as an int); events.list
+   over every page (per_page 2, ascending event IDs, each event parsed into
+   the SDK's Event with a ClientToken), by type and newest first, and
+   event_types.list.
 2. A webhook `ctkn notify` signs for a setting made over the API is
    verified by the SDK's Verifier (sdk-python/verify_webhooks.py) as of its
    arrival, and its body parses into the SDK's ClientToken event entity;

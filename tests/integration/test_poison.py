@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 
-from harness import CTKN, Env, check, main, run, topic_command
+from harness import CTKN, Env, Server, check, main, run, topic_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -154,6 +154,68 @@ def test_reads_fail_closed_behind_a_pause():
         env.close()
 
 
+def wait_for(what, cond, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_pause_fails_closed_only_the_tokens_of_its_partition():
+    """With partition 0 paused, a token on partition 1 still verifies; a
+    token on partition 0, a token string no replica knows and a list
+    answer service_unavailable, and /healthz stays 503."""
+    env = Env(name="perpart", partitions=2)
+    srv = None
+    try:
+        on = {}
+        for i in range(40):
+            before = env.end_offsets()
+            tok = env.ok("create", "--name", f"t{i}").json["data"]
+            after = env.end_offsets()
+            on.setdefault([p for p in (0, 1) if after[p] != before[p]][0], tok)
+            if len(on) == 2:
+                break
+        check(len(on) == 2, f"no token on each partition: {on}")
+        srv = Server(env, "perpart")
+        env.raw(0, "ctkn_" + "9" * 26, b"\x0a\x01x", "client_token.created",
+                "99")
+        h = wait_for("healthz to fail closed", lambda: (
+            lambda x: x if x.status == 503 else None)(
+                srv.request("GET", "/healthz", key=None)))
+        check(h.json["data"]["status"] == "paused", f"{h}")
+        ok = srv.request("GET", f"/client-tokens/verify?token={on[1]['token']}",
+                         key="reader")
+        check(ok.status == 200 and ok.json["data"]["status"] == "active",
+              f"{ok}")
+        check(srv.request("GET", f"/client-tokens/{on[1]['id']}",
+                          key="reader").status == 200, "get on partition 1")
+        for path in (f"/client-tokens/verify?token={on[0]['token']}",
+                     f"/client-tokens/{on[0]['id']}",
+                     "/client-tokens/verify?token=test_" + "a" * 27,
+                     "/client-tokens"):
+            a = srv.request("GET", path, key="reader")
+            check(a.status == 503 and
+                  a.json["error"]["code"] == "service_unavailable" and
+                  "partition 0 is paused" in a.json["error"]["detail"],
+                  f"{path}: {a}")
+        # The CLI on the same projection answers alike (exit 3 when closed).
+        r = env.ctkn("verify", on[1]["token"], db=srv.db)
+        check(r.rc == 0, f"{r}")
+        r = env.ctkn("verify", on[0]["token"], db=srv.db)
+        check(r.rc == 3 and envelope(r)["code"] == "service_unavailable",
+              f"{r}")
+        r = env.ctkn("list", db=srv.db)
+        check(r.rc == 3, f"{r}")
+    finally:
+        if srv is not None:
+            srv.stop(check_exit=False)
+        env.close()
+
+
 def test_broker_down_exits_3_within_timeout():
     port = "19392"
     state = os.path.join(os.environ.get("TMPDIR", "/tmp"),
@@ -246,5 +308,6 @@ if __name__ == "__main__":
     main([test_garbage_is_quarantined_and_projection_goes_on,
           test_newer_schema_pauses_only_its_partition,
           test_reads_fail_closed_behind_a_pause,
+          test_a_pause_fails_closed_only_the_tokens_of_its_partition,
           test_broker_down_exits_3_within_timeout,
           test_recreated_topic_is_refused])

@@ -413,7 +413,8 @@ def test_a_replica_fails_closed_when_heartbeats_stop():
                 r.request("GET", "/metrics", key=None).body))
         check('ctkn_trust_checkpoint_age_seconds{partition="0"}' in m, m)
         for p in (path, "/client-tokens/" + made.json["data"]["id"],
-                  "/client-tokens", "/client-tokens/verify?token=test_nope"):
+                  "/client-tokens",
+                  "/client-tokens/verify?token=test_" + "n" * 27):
             a = r.request("GET", p, key="reader")
             check(a.status == 503 and
                   a.json["error"]["code"] == "service_unavailable" and

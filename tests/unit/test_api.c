@@ -525,7 +525,8 @@ static void test_get_answers_the_entity_as_the_query_renders_it(void **state)
   snprintf(target, sizeof(target), "/client-tokens/%s", f->id[2]);
   r = call(f, "GET", target, NULL, "Authorization", auth_reader, NULL);
   assert_int_equal(r->status, 200);
-  assert_int_equal(ctkn_query_get(f->st, f->id[2], r->rid, &want, NULL), 0);
+  assert_int_equal(ctkn_query_get(f->st, NULL, f->id[2], r->rid, &want, NULL),
+                   0);
   assert_string_equal(r->resp, want);
   assert_null(r->ctype);
   assert_null(r->allow);
@@ -585,7 +586,7 @@ static void test_history_answers_the_events_oldest_first(void **state)
   assert_int_equal(r->route, R_HISTORY);
   assert_string_equal(r->id, f->id[1]);
   assert_int_equal(
-      ctkn_query_history_json(f->st, f->id[1], r->rid, &want, NULL), 0);
+      ctkn_query_history_json(f->st, NULL, f->id[1], r->rid, &want, NULL), 0);
   assert_string_equal(r->resp, want);
   free(want);
   json_t *j = answer(r), *data = json_object_get(j, "data");
@@ -624,6 +625,226 @@ static void test_history_answers_the_events_oldest_first(void **state)
   check_error(f, call(f, "GET", target, NULL, NULL), 404, "not_found", NULL);
   check_error(f, call(f, "GET", "/client-tokens//history", NULL, NULL), 404,
               "not_found", NULL);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+/* GET target's answer (200 or fail), parsed; the request is completed. */
+static json_t *get_json(struct fx *f, const char *target, const char *auth)
+{
+  struct req *r = call(f, "GET", target, NULL, "Authorization", auth, NULL);
+  json_t *j;
+
+  if (r->status != 200)
+    fail_msg("GET %s: %d %s", target, r->status, r->resp ? r->resp : "");
+  j = answer(r);
+  assert_string_equal(jstr(json_object_get(j, "meta"), "request_id"), r->rid);
+  done(f, r);
+  return j;
+}
+
+static json_t *pagination_of(json_t *j)
+{
+  return json_object_get(json_object_get(j, "meta"), "pagination");
+}
+
+static void test_events_page_through_every_applied_event_by_id(void **state)
+{
+  struct fx *f = *state;
+  char target[512], prev[CTKN_EVT_ID_LEN + 1] = "", *hist = NULL;
+  json_t *all = json_array(), *j;
+  int pages = 0;
+
+  /* Three pages of three, following next as a client would. */
+  snprintf(target, sizeof(target), "/events?per_page=3");
+  for (;;) {
+    j = get_json(f, target, auth_reader);
+    json_t *pg = pagination_of(j), *data = json_object_get(j, "data"), *v;
+    size_t i;
+    pages++;
+    assert_int_equal(json_integer_value(json_object_get(pg, "per_page")), 3);
+    assert_int_equal(json_integer_value(json_object_get(pg, "estimated_total")),
+                     NEVENT);
+    json_array_foreach(data, i, v)
+    {
+      /* Strictly increasing event IDs, each the webhook envelope. */
+      assert_true(strcmp(jstr(v, "event_id"), prev) > 0);
+      snprintf(prev, sizeof(prev), "%s", jstr(v, "event_id"));
+      assert_non_null(json_object_get(v, "notification_id"));
+      json_array_append(all, v);
+    }
+    char want[256];
+    snprintf(want, sizeof(want),
+             BASE "/events?after=%s&order_by=id%%5BASC%%5D&per_page=3", prev);
+    assert_string_equal(jstr(pg, "next"), want);
+    bool more = json_is_true(json_object_get(pg, "has_more"));
+    assert_true(more == (pages < 3));
+    json_decref(j);
+    if (!more)
+      break;
+    snprintf(target, sizeof(target), "/events?per_page=3&after=%s", prev);
+  }
+  assert_int_equal(json_array_size(all), NEVENT);
+  /* Token 1's two events are those its history answers, byte for byte. */
+  assert_int_equal(
+      ctkn_query_history_json(f->st, NULL, f->id[1], "x", &hist, NULL),
+      CTKN_OK);
+  json_t *h = parse(hist), *hv;
+  size_t i, found = 0;
+  json_array_foreach(json_object_get(h, "data"), i, hv)
+  {
+    size_t k;
+    json_t *v;
+    json_array_foreach(all, k, v) found += json_equal(v, hv) ? 1 : 0;
+  }
+  assert_int_equal(found, 2);
+  json_decref(h);
+  /* Newest first: the same events reversed. */
+  j = get_json(f, "/events?order_by=id[desc]&per_page=200", auth_reader);
+  json_t *data = json_object_get(j, "data");
+  assert_int_equal(json_array_size(data), NEVENT);
+  for (size_t k = 0; k < NEVENT; k++)
+    assert_true(json_equal(json_array_get(data, k),
+                           json_array_get(all, NEVENT - 1 - k)));
+  assert_false(json_is_true(json_object_get(pagination_of(j), "has_more")));
+  json_decref(j);
+  json_decref(all);
+}
+
+static void test_events_filter_by_type_and_time(void **state)
+{
+  struct fx *f = *state;
+  char from[CTKN_TIME_BUF], to[CTKN_TIME_BUF], target[256];
+  json_t *j, *data, *v;
+  size_t i;
+
+  j = get_json(f, "/events?event_type=client_token.revoked", auth_reader);
+  data = json_object_get(j, "data");
+  assert_int_equal(json_array_size(data), 2);
+  json_array_foreach(data, i, v)
+      assert_string_equal(jstr(v, "event_type"), "client_token.revoked");
+  assert_contains(jstr(pagination_of(j), "next"),
+                  "event_type=client_token.revoked&");
+  json_decref(j);
+  /* Types no projection holds yet select nothing; with others, theirs. */
+  j = get_json(f, "/events?event_type=api_key.created", auth_reader);
+  assert_int_equal(json_array_size(json_object_get(j, "data")), 0);
+  json_decref(j);
+  j = get_json(f,
+               "/events?event_type=notification_setting.created,"
+               "client_token.created",
+               auth_reader);
+  assert_int_equal(json_array_size(json_object_get(j, "data")), NTOK);
+  json_decref(j);
+  /* Repeated, as Paddle's Go SDK sends a list: the values add up. */
+  j = get_json(f,
+               "/events?event_type=client_token.revoked&"
+               "event_type=client_token.created",
+               auth_reader);
+  assert_int_equal(json_array_size(json_object_get(j, "data")), NEVENT);
+  assert_contains(jstr(pagination_of(j), "next"),
+                  "event_type=client_token.created,client_token.revoked&");
+  json_decref(j);
+  /* from is inclusive, to exclusive: creates 1 and 2. */
+  assert_int_equal(ctkn_time_format(T0 + 1000000, from), 0);
+  assert_int_equal(ctkn_time_format(T0 + 3000000, to), 0);
+  snprintf(target, sizeof(target), "/events?from=%s&to=%s", from, to);
+  j = get_json(f, target, auth_reader);
+  data = json_object_get(j, "data");
+  assert_int_equal(json_array_size(data), 2);
+  assert_string_equal(
+      jstr(json_object_get(json_array_get(data, 0), "data"), "id"), f->id[1]);
+  assert_string_equal(
+      jstr(json_object_get(json_array_get(data, 1), "data"), "id"), f->id[2]);
+  json_decref(j);
+}
+
+static void test_events_parameters_and_permissions_are_checked(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_err err = {0};
+  ctkn_store_txn *t;
+
+  check_detail(f,
+               call(f, "GET", "/events?event_type=client_token.nope", NULL,
+                    "Authorization", auth_reader, NULL),
+               400, "invalid_field", "event_type", "client_token.nope");
+  check_error(f,
+              call(f, "GET", "/events?after=ctkn_x", NULL, "Authorization",
+                   auth_reader, NULL),
+              400, "invalid_field", "after");
+  check_error(f,
+              call(f, "GET", "/events?per_page=0", NULL, "Authorization",
+                   auth_reader, NULL),
+              400, "invalid_field", "per_page");
+  check_error(f,
+              call(f, "GET", "/events?order_by=occurred_at[ASC]", NULL,
+                   "Authorization", auth_reader, NULL),
+              400, "invalid_field", "order_by");
+  check_error(f,
+              call(f, "GET", "/events?from=yesterday", NULL, "Authorization",
+                   auth_reader, NULL),
+              400, "invalid_field", "from");
+  check_error(f,
+              call(f, "GET", "/events?status=active", NULL, "Authorization",
+                   auth_reader, NULL),
+              400, "invalid_field", "status");
+  /* The events' entity's read permission: client_token.read. */
+  check_error(
+      f, call(f, "GET", "/events", NULL, "Authorization", auth_setread, NULL),
+      403, "forbidden", NULL);
+  check_error(f, call(f, "GET", "/events", NULL, NULL), 403,
+              "authentication_missing", NULL);
+  struct req *r =
+      call(f, "POST", "/events", NULL, "Authorization", auth_reader, NULL);
+  assert_string_equal(r->allow, "GET, HEAD");
+  check_error(f, r, 405, "method_not_allowed", NULL);
+  check_error(f, call(f, "GET", "/events/x", NULL, NULL), 404, "not_found",
+              NULL);
+  /* A paused partition may hide events: fail closed. */
+  assert_int_equal(ctkn_store_begin(f->st, true, &t, &err), CTKN_OK);
+  assert_int_equal(ctkn_store_set_pause(t, 0, 3, 2, &err), CTKN_OK);
+  assert_int_equal(ctkn_store_commit(t, &err), CTKN_OK);
+  check_detail(
+      f, call(f, "GET", "/events", NULL, "Authorization", auth_reader, NULL),
+      503, "service_unavailable", NULL, "partition 0 is paused");
+}
+
+static void test_event_types_lists_every_type_with_its_group(void **state)
+{
+  struct fx *f = *state;
+  json_t *j = get_json(f, "/event-types", auth_reader), *v;
+  json_t *data = json_object_get(j, "data");
+  char names[1024] = "";
+  size_t i;
+
+  json_array_foreach(data, i, v)
+  {
+    size_t n = strlen(names);
+    snprintf(names + n, sizeof(names) - n, "%s%s", i ? "," : "",
+             jstr(v, "name"));
+    assert_true(strlen(jstr(v, "description")) > 10);
+    assert_true(strlen(jstr(v, "group")) > 0);
+    json_t *av = json_object_get(v, "available_versions");
+    assert_int_equal(json_array_size(av), 1);
+    assert_int_equal(json_integer_value(json_array_get(av, 0)), 1);
+  }
+  assert_string_equal(names, "client_token.created,client_token.updated,"
+                             "client_token.revoked,"
+                             "notification_setting.created,"
+                             "notification_setting.updated,"
+                             "notification_setting.deleted,"
+                             "api_key.created,api_key.updated,"
+                             "api_key.revoked,api_key.expiring,"
+                             "api_key.expired");
+  assert_string_equal(jstr(json_array_get(data, 2), "group"), "Client token");
+  json_decref(j);
+  check_error(f,
+              call(f, "GET", "/event-types?per_page=5", NULL, "Authorization",
+                   auth_reader, NULL),
+              400, "invalid_field", "per_page");
+  check_error(f, call(f, "GET", "/event-types", NULL, NULL), 403,
+              "authentication_missing", NULL);
 }
 
 /* ---- the dashboard ------------------------------------------------------ */
@@ -880,7 +1101,8 @@ static void test_verify_answers_active_revoked_and_unknown(void **state)
   assert_int_equal(r->status, 200);
   assert_int_equal(r->route, R_VERIFY);
   assert_int_equal(
-      ctkn_query_verify(f->st, f->tok[0], r->rid, &want, &active, NULL), 0);
+      ctkn_query_verify(f->st, NULL, f->tok[0], r->rid, &want, &active, NULL),
+      0);
   assert_string_equal(r->resp, want);
   free(want);
   j = answer(r);
@@ -2276,6 +2498,10 @@ int main(void)
       T(test_get_answers_the_entity_as_the_query_renders_it),
       T(test_get_refuses_unknown_ids_bad_ids_and_parameters),
       T(test_history_answers_the_events_oldest_first),
+      T(test_events_page_through_every_applied_event_by_id),
+      T(test_events_filter_by_type_and_time),
+      T(test_events_parameters_and_permissions_are_checked),
+      T(test_event_types_lists_every_type_with_its_group),
       T(test_ui_files_are_served_with_security_headers),
       T(test_list_defaults_to_active_tokens_newest_first),
       T(test_list_pages_both_ways_with_next_links),

@@ -805,6 +805,98 @@ static void test_a_mid_log_reader_anchors_at_a_batch(void **state)
   assert_int_equal(o[0].verdict, CTKN_GATE_QUARANTINE);
 }
 
+/* ---- an adopted prefix (trust.h, "adoption") ------------------------------
+ */
+
+/* An unsigned record on partition p, as a writer before signing made it. */
+static size_t append_unsigned(struct fixture *f, int32_t p, const char *value)
+{
+  static const struct ctkn_log_header h[2] = {
+      {CTKN_HDR_EVENT_TYPE, "client_token.created", 20},
+      {CTKN_HDR_SCHEMA, "1", 1}};
+  struct ctkn_log_record r = {.partition = p,
+                              .key = "ctkn_old",
+                              .klen = 8,
+                              .value = value,
+                              .vlen = strlen(value),
+                              .timestamp_ms = 1,
+                              .headers = h,
+                              .nheaders = 2};
+  return append(f, &r);
+}
+
+static void test_an_adopted_prefix_is_applied_and_only_it(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[16];
+  const int32_t zero[] = {0};
+  size_t k;
+
+  append_unsigned(f, 0, "old 0");
+  append_unsigned(f, 0, "old 1");
+  append_unsigned(f, 0, "after the adoption");
+  write_batch(f, f->sg, zero, 1, "client_token.created");
+  ctkn_gate_adopt(f->gate, 0, 2);
+  k = judge(f, 0, f->n, 0, o, 16);
+  assert_int_equal(k, 5);
+  assert_int_equal(o[0].verdict, CTKN_GATE_APPLY);
+  assert_int_equal(o[1].verdict, CTKN_GATE_APPLY);
+  assert_int_equal(o[2].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[2].reason, "unsigned"));
+  assert_int_equal(o[3].verdict, CTKN_GATE_APPLY); /* signed, as ever */
+  assert_int_equal(o[4].verdict, CTKN_GATE_CHECKPOINT);
+  /* Only the partition named: partition 1's unsigned record is refused. */
+  size_t one = append_unsigned(f, 1, "old on 1");
+  k = judge(f, one, f->n, 1, o, 16);
+  assert_int_equal(k, 1);
+  assert_int_equal(o[0].verdict, CTKN_GATE_QUARANTINE);
+  /* Kept across a clear (a reload of the partition's state). */
+  ctkn_gate_clear(f->gate, 0);
+  assert_int_equal(ctkn_gate_feed(f->gate, &f->log[0].m, 0, NULL), CTKN_OK);
+  assert_true(ctkn_gate_next(f->gate, 0, &o[0]));
+  assert_int_equal(o[0].verdict, CTKN_GATE_APPLY);
+}
+
+/* The adoption hash of log[from..to) under log_id on partition 0. */
+static void prefix_hash(struct fixture *f, size_t from, size_t to,
+                        const uint8_t *log_id, uint8_t out[CTKN_CHAIN_LEN])
+{
+  ctkn_sha256 *h = ctkn_trust_adopt_begin(log_id, 0);
+
+  assert_non_null(h);
+  for (size_t i = from; i < to; i++)
+    ctkn_trust_adopt_add(h, &f->log[i].m);
+  ctkn_trust_adopt_end(h, out);
+}
+
+static void test_the_adoption_hash_covers_every_byte(void **state)
+{
+  struct fixture *f = *state;
+  uint8_t a[CTKN_CHAIN_LEN], b[CTKN_CHAIN_LEN], other[CTKN_LOG_ID_LEN];
+
+  append_unsigned(f, 0, "one");
+  append_unsigned(f, 0, "two");
+  prefix_hash(f, 0, 2, f->kr.log_id, a);
+  prefix_hash(f, 0, 2, f->kr.log_id, b);
+  assert_memory_equal(a, b, CTKN_CHAIN_LEN); /* a function of the records */
+  memset(other, 1, sizeof(other));
+  prefix_hash(f, 0, 2, other, b); /* another log */
+  assert_memory_not_equal(a, b, CTKN_CHAIN_LEN);
+  prefix_hash(f, 0, 1, f->kr.log_id, b); /* one record fewer */
+  assert_memory_not_equal(a, b, CTKN_CHAIN_LEN);
+  f->log[1].value[0] ^= 1; /* a value */
+  prefix_hash(f, 0, 2, f->kr.log_id, b);
+  assert_memory_not_equal(a, b, CTKN_CHAIN_LEN);
+  f->log[1].value[0] ^= 1;
+  f->log[1].vals[1][0] = '2'; /* a header (schema version) */
+  prefix_hash(f, 0, 2, f->kr.log_id, b);
+  assert_memory_not_equal(a, b, CTKN_CHAIN_LEN);
+  f->log[1].vals[1][0] = '1';
+  f->log[1].m.offset = 7; /* the position */
+  prefix_hash(f, 0, 2, f->kr.log_id, b);
+  assert_memory_not_equal(a, b, CTKN_CHAIN_LEN);
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -827,6 +919,8 @@ int main(void)
       T(test_many_lazy_checkpoints_in_one_batch),
       T(test_a_claimed_record_outlives_other_writers_checkpoints),
       T(test_a_mid_log_reader_anchors_at_a_batch),
+      T(test_an_adopted_prefix_is_applied_and_only_it),
+      T(test_the_adoption_hash_covers_every_byte),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

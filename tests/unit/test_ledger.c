@@ -531,8 +531,9 @@ static void test_each_line_is_answered_in_input_order(void **state)
   struct ctkn_err err = {0};
   char *json;
   ctkn_list_params_init(&p);
-  assert_int_equal(ctkn_query_list(f->t.st, &p, NULL, true, NULL, &json, &err),
-                   CTKN_OK);
+  assert_int_equal(
+      ctkn_query_list(f->t.st, NULL, &p, NULL, true, NULL, &json, &err),
+      CTKN_OK);
   assert_has(json, "\"estimated_total\":3");
   free(json);
 }

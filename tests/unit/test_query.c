@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "ctkn/log.h"
 #include "ctkn/projector.h"
 #include "ctkn/query.h"
 #include "json_assert.h"
@@ -82,7 +83,7 @@ static void test_get_answers_the_entity_or_notfound(void **s)
   char *json = NULL;
 
   assert_int_equal(
-      ctkn_query_get(f->t.st, f->evs[4].data.id, "rid-1", &json, &err),
+      ctkn_query_get(f->t.st, NULL, f->evs[4].data.id, "rid-1", &json, &err),
       CTKN_OK);
   json_t *j = parse(json);
   json_t *data = json_object_get(j, "data");
@@ -92,8 +93,9 @@ static void test_get_answers_the_entity_or_notfound(void **s)
   assert_string_equal(jstr(json_object_get(j, "meta"), "request_id"), "rid-1");
   json_decref(j);
 
-  assert_int_equal(ctkn_query_get(f->t.st, "ctkn_01hzzzzzzzzzzzzzzzzzzzzzzz",
-                                  "r", &json, &err),
+  assert_int_equal(ctkn_query_get(f->t.st, NULL,
+                                  "ctkn_01hzzzzzzzzzzzzzzzzzzzzzzz", "r", &json,
+                                  &err),
                    CTKN_ENOTFOUND);
   assert_null(json);
   assert_non_null(strstr(err.msg, "not found"));
@@ -106,8 +108,8 @@ static void test_verify_tells_active_revoked_and_unknown(void **s)
   char *json = NULL;
   bool active = false;
 
-  assert_int_equal(ctkn_query_verify(f->t.st, f->evs[0].data.token, "r", &json,
-                                     &active, &err),
+  assert_int_equal(ctkn_query_verify(f->t.st, NULL, f->evs[0].data.token, "r",
+                                     &json, &active, &err),
                    CTKN_OK);
   assert_true(active);
   json_t *j = parse(json);
@@ -117,8 +119,8 @@ static void test_verify_tells_active_revoked_and_unknown(void **s)
   assert_string_equal(jstr(data, "environment"), "sandbox");
   json_decref(j);
 
-  assert_int_equal(ctkn_query_verify(f->t.st, f->evs[2].data.token, "r", &json,
-                                     &active, &err),
+  assert_int_equal(ctkn_query_verify(f->t.st, NULL, f->evs[2].data.token, "r",
+                                     &json, &active, &err),
                    CTKN_OK);
   assert_false(active);
   j = parse(json);
@@ -126,12 +128,12 @@ static void test_verify_tells_active_revoked_and_unknown(void **s)
   json_decref(j);
 
   /* Well-formed but unknown; then malformed, naming the field. */
-  assert_int_equal(ctkn_query_verify(f->t.st,
+  assert_int_equal(ctkn_query_verify(f->t.st, NULL,
                                      "test_000000000000000000000000000", "r",
                                      &json, &active, &err),
                    CTKN_ENOTFOUND);
   assert_int_equal(
-      ctkn_query_verify(f->t.st, "nope", "r", &json, &active, &err),
+      ctkn_query_verify(f->t.st, NULL, "nope", "r", &json, &active, &err),
       CTKN_EINVAL);
   assert_string_equal(err.field, "token");
   assert_null(json);
@@ -181,8 +183,9 @@ static void test_history_json_holds_the_same_events(void **s)
 
   assert_int_equal(ctkn_query_history(f->t.st, id, out, &err), CTKN_OK);
   fclose(out);
-  assert_int_equal(ctkn_query_history_json(f->t.st, id, "rid-1", &json, &err),
-                   CTKN_OK);
+  assert_int_equal(
+      ctkn_query_history_json(f->t.st, NULL, id, "rid-1", &json, &err),
+      CTKN_OK);
   /* {"data": [the lines, in order], "meta": {"request_id"}} */
   json_t *j = parse(json), *data = json_object_get(j, "data");
   assert_int_equal(json_object_size(j), 2);
@@ -205,7 +208,7 @@ static void test_history_json_holds_the_same_events(void **s)
   free(text);
 
   json = (char *)"untouched";
-  assert_int_equal(ctkn_query_history_json(f->t.st,
+  assert_int_equal(ctkn_query_history_json(f->t.st, NULL,
                                            "ctkn_01hzzzzzzzzzzzzzzzzzzzzzzz",
                                            "r", &json, &err),
                    CTKN_ENOTFOUND);
@@ -216,7 +219,7 @@ static void test_history_json_holds_the_same_events(void **s)
   assert_int_equal(ctkn_store_begin(f->t.st, true, &t, &err), CTKN_OK);
   assert_int_equal(ctkn_store_set_pause(t, 0, 99, 9, &err), CTKN_OK);
   assert_int_equal(ctkn_store_commit(t, &err), CTKN_OK);
-  assert_int_equal(ctkn_query_history_json(f->t.st, id, "r", &json, &err),
+  assert_int_equal(ctkn_query_history_json(f->t.st, NULL, id, "r", &json, &err),
                    CTKN_ESTALE);
   assert_null(json);
   assert_non_null(strstr(err.msg, "partition 0 is paused"));
@@ -254,8 +257,8 @@ static json_t *page(struct fx *f, const struct ctkn_list_params *p, bool count)
 {
   struct ctkn_err err = {0};
   char *json = NULL;
-  int rc = ctkn_query_list(f->t.st, p, "https://h/client-tokens", count, "r",
-                           &json, &err);
+  int rc = ctkn_query_list(f->t.st, NULL, p, "https://h/client-tokens", count,
+                           "r", &json, &err);
 
   if (rc != CTKN_OK)
     fail_msg("list: %s", err.msg);
@@ -472,6 +475,139 @@ static void test_list_parameters_are_checked_naming_the_field(void **s)
       CTKN_EINVAL);
 }
 
+/* ---- failing closed, partition by partition (query.h) ------------------ */
+
+static void set_pause(struct fx *f, int32_t p)
+{
+  ctkn_store_txn *t;
+
+  assert_int_equal(ctkn_store_begin(f->t.st, true, &t, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_set_pause(t, p, 99, 2, NULL), CTKN_OK);
+  assert_int_equal(ctkn_store_commit(t, NULL), CTKN_OK);
+}
+
+/* An ID no token has whose partition among 2 is want. */
+static void unknown_id_on(int32_t want, char id[CTKN_ID_BUF])
+{
+  for (int c = 0;; c++) {
+    snprintf(id, CTKN_ID_BUF, "ctkn_01hzzzzzzzzzzzzzzzzzzzzz%c%c", 'a' + c % 26,
+             'a' + c / 26);
+    if (ctkn_log_partition_for(id, strlen(id), 2) == want)
+      return;
+  }
+}
+
+static int get_rc(struct fx *f, const struct ctkn_query_guard *g,
+                  const char *id, struct ctkn_err *err)
+{
+  char *json = NULL;
+  int rc = ctkn_query_get(f->t.st, g, id, "r", &json, err);
+
+  free(json);
+  return rc;
+}
+
+static int verify_rc(struct fx *f, const struct ctkn_query_guard *g,
+                     const char *token, struct ctkn_err *err)
+{
+  char *json = NULL;
+  bool active;
+  int rc = ctkn_query_verify(f->t.st, g, token, "r", &json, &active, err);
+
+  free(json);
+  return rc;
+}
+
+static void test_a_paused_partition_fails_only_its_tokens_closed(void **s)
+{
+  struct fx *f = *s;
+  const uint8_t ok[2] = {CTKN_PART_OK, CTKN_PART_OK};
+  const struct ctkn_query_guard g = {.nparts = 2, .state = ok};
+  struct ctkn_list_params lp;
+  struct ctkn_event on1;
+  struct ctkn_err err;
+  char id[CTKN_ID_BUF], *json = NULL;
+  uint8_t *buf = NULL;
+
+  /* A token whose record is on partition 1, then partition 1 pauses. */
+  tk_plan_create(&f->t, "on one", NULL, &on1);
+  struct ctkn_log_msg m = tk_msg(&on1, 1, 0, &buf);
+  assert_int_equal(ctkn_projector_apply(f->t.st, CTKN_ENV_SANDBOX, &m, 1, NULL,
+                                        0, NULL, NULL),
+                   CTKN_OK);
+  free(buf);
+  set_pause(f, 1);
+  const char *id0 = f->evs[0].data.id, *tok0 = f->evs[0].data.token;
+  /* Partition 0's token is answered, if the partitioner agrees. */
+  if (ctkn_log_partition_for(id0, strlen(id0), 2) == 0) {
+    assert_int_equal(get_rc(f, &g, id0, &err), CTKN_OK);
+    assert_int_equal(verify_rc(f, &g, tok0, &err), CTKN_OK);
+  }
+  assert_int_equal(get_rc(f, NULL, id0, &err), CTKN_OK); /* its record's */
+  assert_int_equal(verify_rc(f, NULL, tok0, &err), CTKN_OK);
+  /* Partition 1's is not, by its record's partition. */
+  assert_int_equal(get_rc(f, NULL, on1.data.id, &err), CTKN_ESTALE);
+  assert_non_null(strstr(err.msg, "partition 1 is paused"));
+  assert_int_equal(verify_rc(f, &g, on1.data.token, &err), CTKN_ESTALE);
+  /* "Not found" by ID: its partition decides; unknown count: closed. */
+  unknown_id_on(0, id);
+  assert_int_equal(get_rc(f, &g, id, &err), CTKN_ENOTFOUND);
+  assert_int_equal(get_rc(f, NULL, id, &err), CTKN_ESTALE);
+  unknown_id_on(1, id);
+  assert_int_equal(get_rc(f, &g, id, &err), CTKN_ESTALE);
+  assert_int_equal(ctkn_query_history_json(f->t.st, &g, id, "r", &json, &err),
+                   CTKN_ESTALE);
+  /* A token string the index lacks has no known partition. */
+  assert_int_equal(verify_rc(f, &g,
+                             "test_"
+                             "bbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                             &err),
+                   CTKN_ESTALE);
+  /* A list may hold any partition's tokens. */
+  ctkn_list_params_init(&lp);
+  assert_int_equal(
+      ctkn_query_list(f->t.st, &g, &lp, NULL, false, "r", &json, &err),
+      CTKN_ESTALE);
+  lp.stale_ok = true;
+  assert_int_equal(
+      ctkn_query_list(f->t.st, &g, &lp, NULL, false, "r", &json, &err),
+      CTKN_OK);
+  assert_non_null(strstr(json, "partition 1 is paused"));
+  free(json);
+}
+
+static void test_a_stale_partition_from_the_guard_fails_closed(void **s)
+{
+  struct fx *f = *s;
+  uint8_t st[2] = {CTKN_PART_OK, CTKN_PART_OK};
+  const struct ctkn_query_guard g = {
+      .nparts = 2, .state = st, .max_staleness_s = 60};
+  const char *id0 = f->evs[0].data.id, *tok0 = f->evs[0].data.token;
+  int32_t mine = ctkn_log_partition_for(id0, strlen(id0), 2);
+  struct ctkn_err err;
+
+  st[1 - mine] = CTKN_PART_STALE; /* not this token's */
+  /* its record is on 0: answered only when 0 is its partitioner's too */
+  assert_int_equal(get_rc(f, &g, id0, &err), mine == 0 ? CTKN_OK : CTKN_ESTALE);
+  st[1 - mine] = CTKN_PART_OK;
+  st[mine] = CTKN_PART_STALE;
+  assert_int_equal(get_rc(f, &g, id0, &err), CTKN_ESTALE);
+  assert_non_null(strstr(err.msg, "checkpoint"));
+  assert_int_equal(verify_rc(f, &g, tok0, &err), CTKN_ESTALE);
+}
+
+static void test_a_pause_of_every_partition_fails_every_answer(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_err err;
+
+  set_pause(f, CTKN_STORE_PAUSE_ALL);
+  assert_int_equal(get_rc(f, NULL, f->evs[0].data.id, &err), CTKN_ESTALE);
+  assert_non_null(strstr(err.msg, "every partition is paused"));
+  assert_non_null(strstr(err.msg, "schema version 2"));
+  assert_int_equal(verify_rc(f, NULL, f->evs[0].data.token, &err), CTKN_ESTALE);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -486,6 +622,9 @@ int main(void)
       T(test_list_status_filters),
       T(test_list_edges),
       cmocka_unit_test(test_list_parameters_are_checked_naming_the_field),
+      T(test_a_paused_partition_fails_only_its_tokens_closed),
+      T(test_a_stale_partition_from_the_guard_fails_closed),
+      T(test_a_pause_of_every_partition_fails_every_answer),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2204,6 +2204,253 @@ static void test_stale_reader_of_a_killed_process_is_cleared_at_open(void **s)
   close(ready[1]);
 }
 
+/* ---- the events index (GET /events) ------------------------------------ */
+
+struct events_seen {
+  int n, stop_after; /* stop_after 0: never */
+  char event_id[16][CTKN_EVT_ID_LEN + 1];
+  char id[16][CTKN_ID_BUF];
+  uint64_t version[16];
+  int type[16];
+  int64_t occurred_at[16];
+  size_t len[16];
+};
+
+static int collect_events(void *arg, const struct ctkn_store_indexed_event *e)
+{
+  struct events_seen *h = arg;
+
+  if (h->n >= 16)
+    return CTKN_EINTERNAL;
+  strcpy(h->event_id[h->n], e->event_id);
+  strcpy(h->id[h->n], e->ev.id);
+  h->version[h->n] = e->ev.version;
+  h->type[h->n] = e->type;
+  h->occurred_at[h->n] = e->occurred_at;
+  h->len[h->n] = e->ev.len;
+  h->n++;
+  return h->stop_after != 0 && h->n == h->stop_after ? 1 : 0;
+}
+
+/* Walk the index with f into a fresh *h, or fail. */
+static void walk_events(ctkn_store *st,
+                        const struct ctkn_store_events_filter *f,
+                        struct events_seen *h)
+{
+  ctkn_store_txn *t = begin(st, false);
+  struct ctkn_err err = {0};
+  int stop = h->stop_after;
+  int rc;
+
+  memset(h, 0, sizeof(*h));
+  h->stop_after = stop;
+  rc = ctkn_store_events(t, f, collect_events, h, &err);
+  ctkn_store_abort(t);
+  if (rc != CTKN_OK)
+    fail_msg("events: %s: %s", ctkn_strerror(rc), err.msg);
+}
+
+/* Five events of two tokens, put as one batch in a shuffled order, and
+ * one history entry whose value is no event (put singly). */
+static void put_five_events(struct fx *f, char ids[5][CTKN_EVT_ID_LEN + 1],
+                            struct ctkn_record *a, struct ctkn_record *b)
+{
+  static const int order[5] = {3, 0, 4, 1, 2};
+  static const int types[5] = {CTKN_EVENT_CREATED, CTKN_EVENT_CREATED,
+                               CTKN_EVENT_UPDATED, CTKN_EVENT_REVOKED,
+                               CTKN_EVENT_UPDATED};
+  struct ctkn_store_history_put e[5];
+  struct ctkn_err err = {0};
+  ctkn_store_txn *t;
+
+  make_record(f, a, CTKN_STATUS_ACTIVE);
+  make_record(f, b, CTKN_STATUS_ACTIVE);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(ctkn_id_generate("evt_", f->ms + 10 * (i + 1), ids[i],
+                                      CTKN_EVT_ID_LEN + 1),
+                     0);
+  uint8_t *bufs[5] = {0};
+  memset(e, 0, sizeof(e));
+  for (int j = 0; j < 5; j++) {
+    int i = order[j];
+    struct ctkn_store_history_put *h = &e[j];
+    struct ctkn_event ev;
+    /* A real event, so that a rebuild from history finds it again. */
+    memset(&ev, 0, sizeof(ev));
+    strcpy(ev.event_id, ids[i]);
+    ev.type = (ctkn_event_type)types[i];
+    ev.version = (uint64_t)(i / 2 + 1);
+    ev.data = i % 2 == 0 ? a->token : b->token;
+    ev.occurred_at = ev.data.updated_at = (f->ms + 10 * (i + 1)) * 1000;
+    assert_int_equal(ctkn_event_encode(&ev, &bufs[j], &h->len, &err), CTKN_OK);
+    strcpy(h->id, ev.data.id);
+    h->version = ev.version;
+    h->partition = i % 2;
+    h->offset = i;
+    h->value = bufs[j];
+    strcpy(h->event_id, ids[i]);
+    h->type = types[i];
+    h->occurred_at = ev.occurred_at;
+  }
+  t = begin(open_fx(f), true);
+  assert_int_equal(ctkn_store_put_history_batch(t, e, 5, &err), CTKN_OK);
+  assert_int_equal(
+      ctkn_store_put_history(t, b->token.id, 9, 0, 9, "junk", 4, &err),
+      CTKN_OK);
+  commit(t);
+  for (int j = 0; j < 5; j++)
+    free(bufs[j]);
+}
+
+static void test_events_index_walks_by_event_id_with_filters(void **s)
+{
+  struct fx *f = *s;
+  char ids[5][CTKN_EVT_ID_LEN + 1];
+  struct ctkn_record a, b;
+  struct events_seen *h = calloc(1, sizeof(*h));
+  struct ctkn_store_events_filter fl = {0};
+  struct ctkn_err err = {0};
+  ctkn_store_txn *t;
+  int64_t n = -1;
+
+  assert_non_null(h);
+  put_five_events(f, ids, &a, &b);
+  /* Every event in event-ID order, the one that is no event left out. */
+  walk_events(f->st, &fl, h);
+  assert_int_equal(h->n, 5);
+  for (int i = 0; i < 5; i++) {
+    assert_string_equal(h->event_id[i], ids[i]);
+    assert_string_equal(h->id[i], i % 2 == 0 ? a.token.id : b.token.id);
+    assert_int_equal(h->version[i], (uint64_t)(i / 2 + 1));
+    assert_true(h->len[i] > 0);
+  }
+  assert_int_equal(h->type[3], CTKN_EVENT_REVOKED);
+  /* Newest first; after is exclusive both ways. */
+  fl.desc = true;
+  walk_events(f->st, &fl, h);
+  assert_int_equal(h->n, 5);
+  assert_string_equal(h->event_id[0], ids[4]);
+  fl.after = ids[3];
+  walk_events(f->st, &fl, h);
+  assert_int_equal(h->n, 3);
+  assert_string_equal(h->event_id[0], ids[2]);
+  fl.desc = false;
+  fl.after = ids[1];
+  walk_events(f->st, &fl, h);
+  assert_int_equal(h->n, 3);
+  assert_string_equal(h->event_id[0], ids[2]);
+  /* By type, and by time: from inclusive, to exclusive. */
+  fl.after = NULL;
+  fl.type_mask = (1u << CTKN_EVENT_UPDATED) | (1u << CTKN_EVENT_REVOKED);
+  walk_events(f->st, &fl, h);
+  assert_int_equal(h->n, 3);
+  assert_string_equal(h->event_id[0], ids[2]);
+  assert_string_equal(h->event_id[2], ids[4]);
+  fl.type_mask = 0;
+  fl.has_from = fl.has_to = true;
+  fl.from_us = (f->ms + 20) * 1000;
+  fl.to_us = (f->ms + 40) * 1000;
+  walk_events(f->st, &fl, h);
+  assert_int_equal(h->n, 2);
+  assert_string_equal(h->event_id[0], ids[1]);
+  assert_string_equal(h->event_id[1], ids[2]);
+  /* A callback's positive return stops the walk, without an error. */
+  memset(&fl, 0, sizeof(fl));
+  h->stop_after = 2;
+  walk_events(f->st, &fl, h);
+  assert_int_equal(h->n, 2);
+  /* The count is the index's: one entry per history entry. */
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_events_count(t, &n, &err), CTKN_OK);
+  assert_int_equal(n, 6);
+  fl.after = "evt_nope";
+  assert_int_equal(ctkn_store_events(t, &fl, collect_events, h, &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.field, "after");
+  ctkn_store_abort(t);
+  free(h);
+}
+
+/* Drop a table with raw LMDB, as a build from before it left the store. */
+static void raw_drop(const char *dir, const char *table)
+{
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+
+  assert_int_equal(mdb_env_create(&env), 0);
+  assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+  assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
+  assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  assert_int_equal(mdb_dbi_open(txn, table, 0, &dbi), 0);
+  assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+  assert_int_equal(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+static void test_events_index_is_built_for_a_projection_from_before_it(void **s)
+{
+  struct fx *f = *s;
+  char ids[5][CTKN_EVT_ID_LEN + 1];
+  struct ctkn_record a, b;
+  struct events_seen *h = calloc(1, sizeof(*h));
+  struct ctkn_store_events_filter fl = {0};
+  struct ctkn_store_opts ro = {.read_only = true};
+  struct ctkn_event ev;
+  struct ctkn_err err = {0};
+  ctkn_store *rst = NULL;
+  ctkn_store_txn *t;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+
+  assert_non_null(h);
+  put_five_events(f, ids, &a, &b);
+  /* An encoded event put singly: its ID, type and time come from it. */
+  memset(&ev, 0, sizeof(ev));
+  assert_int_equal(
+      ctkn_id_generate("evt_", f->ms + 100, ev.event_id, sizeof(ev.event_id)),
+      0);
+  ev.type = CTKN_EVENT_REVOKED;
+  ev.version = 2;
+  ev.data = a.token;
+  ev.occurred_at = ev.data.updated_at = (f->ms + 100) * 1000;
+  ev.data.status = CTKN_STATUS_REVOKED;
+  ev.data.revoked_at = ev.occurred_at;
+  assert_int_equal(ctkn_event_encode(&ev, &buf, &len, &err), CTKN_OK);
+  t = begin(f->st, true);
+  assert_int_equal(
+      ctkn_store_put_history(t, a.token.id, 7, 1, 50, buf, len, &err), CTKN_OK);
+  commit(t);
+  free(buf);
+  ctkn_store_close(f->st);
+  f->st = NULL;
+
+  /* A projection from before the index: a reader says so; the first
+   * writer to open it builds the index from history. */
+  raw_drop(f->db, "events");
+  assert_int_equal(ctkn_store_open(&rst, f->db, &ro, &err), CTKN_OK);
+  t = begin(rst, false);
+  assert_int_equal(ctkn_store_events(t, &fl, collect_events, h, &err),
+                   CTKN_ENOTFOUND);
+  assert_non_null(strstr(err.msg, "ctkn project"));
+  ctkn_store_abort(t);
+  ctkn_store_close(rst);
+  open_fx(f);
+  walk_events(f->st, &fl, h);
+  assert_int_equal(h->n, 6);
+  for (int i = 0; i < 5; i++)
+    assert_string_equal(h->event_id[i], ids[i]);
+  assert_string_equal(h->event_id[5], ev.event_id);
+  assert_int_equal(h->type[5], CTKN_EVENT_REVOKED);
+  assert_int_equal(h->occurred_at[5], ev.occurred_at);
+  assert_int_equal(h->version[5], 7);
+  /* Rebuilt once: the counts agree now, so reopening keeps it. */
+  reopen_fx(f);
+  walk_events(f->st, &fl, h);
+  assert_int_equal(h->n, 6);
+  free(h);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -2234,6 +2481,8 @@ int main(void)
       T(test_list_after_cursor_status_mask_and_limits),
       T(test_digest_ignores_transaction_grouping),
       T(test_history_batch_equals_single_puts),
+      T(test_events_index_walks_by_event_id_with_filters),
+      T(test_events_index_is_built_for_a_projection_from_before_it),
       T(test_revoked_count_moves_when_an_index_entry_turns),
       T(test_a_token_put_several_times_in_a_batch_is_written_once),
       T(test_reads_in_the_txn_see_its_buffered_puts),

@@ -2,7 +2,8 @@
 tests/integration/sdk-python-requirements.txt) against `ctkn serve`:
 notification settings create, list over every page, get, update and
 delete, the client-side token resource (create, get, list over every page,
-revoke), and the ApiErrors the SDK raises. Run with the venv's python,
+revoke), events.list over every page (and by type), event_types.list, and
+the ApiErrors the SDK raises. Run with the venv's python,
 `python -m unittest -v paddle_sdk_test`, by
 tests/integration/test_api_sdk_python.py.
 
@@ -40,12 +41,16 @@ from datetime import datetime, timezone
 
 from paddle_billing import Client, Options
 from paddle_billing.Entities.ClientToken import ClientToken
+from paddle_billing.Entities.DateTime import DateTime
 from paddle_billing.Entities.ClientTokens import ClientTokenStatus
 from paddle_billing.Entities.Events import EventTypeName
 from paddle_billing.Entities.NotificationSetting import NotificationSetting
 from paddle_billing.Entities.NotificationSettings import (
     NotificationSettingTrafficSource as Traffic, NotificationSettingType)
 from paddle_billing.Exceptions.ApiError import ApiError
+from paddle_billing.Notifications.Entities.ClientToken import (
+    ClientToken as ClientTokenNotification)
+from paddle_billing.Resources.Events.Operations import ListEvents
 from paddle_billing.Resources.ClientTokens.Operations import (
     CreateClientToken, ListClientTokens, UpdateClientToken)
 from paddle_billing.Resources.NotificationSettings.Operations import (
@@ -330,6 +335,66 @@ class ClientTokens(Base):
         self.assertEqual(e.response.status_code, 429)
         self.assertIsInstance(e.retry_after, int)
         self.assertGreaterEqual(e.retry_after, 1)
+
+
+class Events(Base):
+    def test_list_over_pages_and_event_types(self):
+        """events.list follows next over every page; each event parses into
+        the SDK's Event with a ClientToken; event_types.list names them."""
+        ct = self.paddle.client_tokens
+        a = ct.create(CreateClientToken(name=f"py ev a {RUN}"))
+        b = ct.create(CreateClientToken(name=f"py ev b {RUN}"))
+        ct.revoke(a.id)  # answered once this replica has applied it
+        first = self.reader.events.list(ListEvents(Pager(per_page=2)))
+        items, requests = self.pages(first, self.reader)
+        ids = [e.event_id for e in items]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(len(set(ids)), len(ids))
+        self.assertEqual(requests, (len(ids) + 1) // 2)
+        last = first.paginator._pagination
+        self.assertFalse(last.has_more)
+        self.assertTrue(last.next.startswith(URL + "/events?"), last.next)
+        for e in items:
+            self.assertTrue(e.event_type.is_known(), e.event_type)
+            self.assertIsInstance(e.data, ClientTokenNotification)
+            self.assertEqual(e.occurred_at.tzinfo, timezone.utc)
+        mine = sorted((e.data.id, str(e.event_type)) for e in items
+                      if e.data.id in (a.id, b.id))
+        self.assertEqual(mine, sorted([(a.id, str(CREATED)),
+                                       (a.id, str(REVOKED)),
+                                       (b.id, str(CREATED))]))
+        revoked = list(self.reader.events.list(ListEvents(
+            Pager(per_page=200), event_types=[REVOKED])))
+        self.assertTrue(revoked)
+        self.assertTrue(all(e.event_type == REVOKED for e in revoked))
+        self.assertIn(a.id, [e.data.id for e in revoked])
+        # from (the SDK's start, which it formats with microseconds and Z)
+        # is inclusive: a's create is the first event at its instant.
+        since = list(self.reader.events.list(ListEvents(
+            Pager(per_page=200), start=DateTime(a.created_at.isoformat()))))
+        self.assertTrue(all(e.occurred_at >= a.created_at for e in since))
+        self.assertIn((a.id, str(CREATED)),
+                      [(e.data.id, str(e.event_type)) for e in since])
+        self.assertIn(b.id, [e.data.id for e in since])
+        # Newest first.
+        desc = list(self.reader.events.list(ListEvents(
+            Pager(per_page=200, order_by=OrderBy.id_descending()))))
+        self.assertEqual([e.event_id for e in desc],
+                         sorted([e.event_id for e in desc], reverse=True))
+
+        types = list(self.reader.event_types.list())
+        names = [str(t.name) for t in types]
+        for want in (CREATED, UPDATED, REVOKED,
+                     EventTypeName.ApiKeyCreated, EventTypeName.ApiKeyExpiring):
+            self.assertIn(str(want), names)
+        for t in types:
+            self.assertEqual(t.available_versions, [1])
+            self.assertTrue(t.group and t.description)
+
+    def test_errors(self):
+        e = self.api_error(lambda: self.reader.events.list(ListEvents(
+            Pager(after="ctkn_nope"))), 400, "invalid_field")
+        self.assertEqual(e.field_errors[0].field, "after")
 
 
 if __name__ == "__main__":

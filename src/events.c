@@ -1,0 +1,384 @@
+/*
+ * events.c - GET /events and GET /event-types over the projection.
+ *
+ * /events walks the store's events index (store.h, ctkn_store_events())
+ * in event-ID order and renders each applied event as the webhook
+ * envelope the notifier and `ctkn tail` send (ctkn_json_event()), so a
+ * page's bytes are a tail's lines. /event-types is the table below.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctkn/codec.h"
+#include "ctkn/event.h"
+#include "ctkn/events.h"
+#include "ctkn/query.h"
+#include "internal.h"
+
+/* Every event type of ctkn's entities, as GET /event-types lists them.
+ * type: the ctkn_event_type of the event topic's, 0 for the others (no
+ * events index holds them yet). */
+static const struct event_type {
+  const char *name, *description, *group;
+  int type;
+} types[] = {
+    {"client_token.created", "Occurs when a client-side token is created.",
+     "Client token", CTKN_EVENT_CREATED},
+    {"client_token.updated",
+     "Occurs when a client-side token is updated (its name or description).",
+     "Client token", CTKN_EVENT_UPDATED},
+    {"client_token.revoked", "Occurs when a client-side token is revoked.",
+     "Client token", CTKN_EVENT_REVOKED},
+    {"notification_setting.created",
+     "Occurs when a notification setting (a webhook destination) is "
+     "created.",
+     "Notification setting", 0},
+    {"notification_setting.updated",
+     "Occurs when a notification setting is updated.", "Notification setting",
+     0},
+    {"notification_setting.deleted",
+     "Occurs when a notification setting is deleted.", "Notification setting",
+     0},
+    {"api_key.created", "Occurs when an API key is created.", "API key", 0},
+    {"api_key.updated", "Occurs when an API key is updated.", "API key", 0},
+    {"api_key.revoked", "Occurs when an API key is revoked.", "API key", 0},
+    {"api_key.expiring", "Occurs seven days before an API key's expires_at.",
+     "API key", 0},
+    {"api_key.expired", "Occurs when an API key expires.", "API key", 0},
+};
+#define NTYPES (sizeof(types) / sizeof(types[0]))
+_Static_assert(NTYPES <= 32, "event_type is a 32-bit mask");
+
+static int oom(struct ctkn_err *err)
+{
+  return ctkn__err(err, CTKN_ENOMEM, "rendering JSON");
+}
+
+/* ---- parameters --------------------------------------------------------- */
+
+void ctkn_events_params_init(struct ctkn_events_params *p)
+{
+  memset(p, 0, sizeof(*p));
+  p->per_page = CTKN_PER_PAGE_DEFAULT;
+}
+
+/* The token list's rules, the same words: through its parser. */
+int ctkn_events_params_per_page(struct ctkn_events_params *p, const char *s,
+                                struct ctkn_err *err)
+{
+  struct ctkn_list_params l;
+  int rc;
+
+  ctkn_list_params_init(&l);
+  if ((rc = ctkn_list_params_per_page(&l, s, err)) == CTKN_OK)
+    p->per_page = l.per_page;
+  return rc;
+}
+
+int ctkn_events_params_order_by(struct ctkn_events_params *p, const char *s,
+                                struct ctkn_err *err)
+{
+  struct ctkn_list_params l;
+  int rc;
+
+  ctkn_list_params_init(&l);
+  if ((rc = ctkn_list_params_order_by(&l, s, err)) == CTKN_OK)
+    p->desc = l.desc;
+  return rc;
+}
+
+int ctkn_events_params_after(struct ctkn_events_params *p, const char *s,
+                             struct ctkn_err *err)
+{
+  if (!ctkn_id_valid("evt_", s))
+    return ctkn__err_field(err, CTKN_EINVAL, "after",
+                           "must be an event ID (^evt_[a-z0-9]{26}$)");
+  ctkn__strlcpy(p->after, s, sizeof(p->after));
+  return CTKN_OK;
+}
+
+/* The table's entry named by the n bytes at s, or NULL. */
+static const struct event_type *type_named(const char *s, size_t n)
+{
+  for (size_t i = 0; i < NTYPES; i++) {
+    if (strlen(types[i].name) == n && strncmp(types[i].name, s, n) == 0)
+      return &types[i];
+  }
+  return NULL;
+}
+
+int ctkn_events_params_types(struct ctkn_events_params *p, const char *s,
+                             struct ctkn_err *err)
+{
+  unsigned names = 0;
+  const char *c = s;
+
+  for (;;) {
+    size_t n = strcspn(c, ",");
+    const struct event_type *t = type_named(c, n);
+    if (t == NULL)
+      return ctkn__err_field(err, CTKN_EINVAL, "event_type",
+                             "must be a comma-separated list of event types "
+                             "that GET /event-types lists (\"%.*s\" is not "
+                             "one)",
+                             (int)(n > 64 ? 64 : n), c);
+    names |= 1u << (t - types);
+    if (c[n] == '\0')
+      break;
+    c += n + 1;
+  }
+  p->types = names;
+  return CTKN_OK;
+}
+
+/* The event-topic types p->types selects (0: every one); *none when it
+ * names only types no projection holds. */
+static unsigned type_mask(const struct ctkn_events_params *p, bool *none)
+{
+  unsigned mask = 0;
+
+  for (size_t i = 0; i < NTYPES; i++) {
+    if ((p->types & (1u << i)) && types[i].type != 0)
+      mask |= 1u << types[i].type;
+  }
+  *none = p->types != 0 && mask == 0;
+  return mask;
+}
+
+/* An RFC 3339 date-time for field name into *us. */
+static int parse_time(const char *name, const char *s, int64_t *us,
+                      struct ctkn_err *err)
+{
+  struct ctkn_err perr = {0};
+
+  if (ctkn_time_parse(s, us, &perr) != CTKN_OK)
+    return ctkn__err_field(err, CTKN_EINVAL, name,
+                           "must be an RFC 3339 date-time between 1970 and "
+                           "9999, such as 2026-12-05T10:00:00Z: %s",
+                           perr.msg);
+  return CTKN_OK;
+}
+
+int ctkn_events_params_from(struct ctkn_events_params *p, const char *s,
+                            struct ctkn_err *err)
+{
+  int rc = parse_time("from", s, &p->from_us, err);
+
+  p->has_from |= rc == CTKN_OK;
+  return rc;
+}
+
+int ctkn_events_params_to(struct ctkn_events_params *p, const char *s,
+                          struct ctkn_err *err)
+{
+  int rc = parse_time("to", s, &p->to_us, err);
+
+  p->has_to |= rc == CTKN_OK;
+  return rc;
+}
+
+/* ---- GET /events -------------------------------------------------------- */
+
+/* One page's walk: the events rendered so far, and one more seen. */
+struct page {
+  struct ctkn__buf *b;
+  int want, n;
+  bool more;
+  char last[CTKN_EVT_ID_LEN + 1];
+  struct ctkn_event ev;
+  struct ctkn_err *err;
+};
+
+static int page_event(void *arg, const struct ctkn_store_indexed_event *e)
+{
+  struct page *pg = arg;
+  char *json;
+  int rc = CTKN_OK;
+
+  if (pg->n == pg->want) {
+    pg->more = true;
+    return 1; /* stop: this page is full */
+  }
+  if (ctkn_event_decode(e->ev.value, e->ev.len, &pg->ev, pg->err) != CTKN_OK)
+    return ctkn__err(pg->err, CTKN_ESTORE,
+                     "corrupt history at partition %" PRId32 " offset %" PRId64,
+                     e->ev.partition, e->ev.offset);
+  if ((json = ctkn_json_event(&pg->ev)) == NULL)
+    return oom(pg->err);
+  if ((pg->n > 0 && ctkn__buf_puts(pg->b, ",") != CTKN_OK) ||
+      ctkn__buf_puts(pg->b, json) != CTKN_OK)
+    rc = oom(pg->err);
+  free(json);
+  memcpy(pg->last, e->event_id, sizeof(pg->last));
+  pg->n++;
+  return rc;
+}
+
+/* CTKN_ESTALE when a partition is paused: an event may wait behind it. */
+static int fail_closed(ctkn_store_txn *txn, struct ctkn_err *err)
+{
+  struct ctkn_store_pause pz;
+  int rc = ctkn_store_first_pause(txn, &pz, err);
+
+  if (rc != CTKN_OK || pz.partition == -1)
+    return rc;
+  if (pz.partition == CTKN_STORE_PAUSE_ALL)
+    return ctkn__err(err, CTKN_ESTALE,
+                     "every partition is paused (the keyring enables event "
+                     "schema version %d; this build reads %d): upgrade ctkn",
+                     pz.schema, CTKN_SCHEMA_VERSION);
+  return ctkn__err(err, CTKN_ESTALE,
+                   "partition %d is paused at offset %lld, a record of schema "
+                   "version %d (this build reads %d): upgrade ctkn",
+                   (int)pz.partition, (long long)pz.offset, pz.schema,
+                   CTKN_SCHEMA_VERSION);
+}
+
+/* The walk of one page into pg (nothing at all when p->none). */
+static int walk_page(ctkn_store *st, const struct ctkn_events_params *p,
+                     struct page *pg, int64_t *total, struct ctkn_err *err)
+{
+  bool none;
+  struct ctkn_store_events_filter f = {.after = p->after,
+                                       .desc = p->desc,
+                                       .type_mask = type_mask(p, &none),
+                                       .has_from = p->has_from,
+                                       .has_to = p->has_to,
+                                       .from_us = p->from_us,
+                                       .to_us = p->to_us};
+  ctkn_store_txn *txn;
+  int rc;
+
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc = fail_closed(txn, err);
+  if (rc == CTKN_OK)
+    rc = ctkn_store_events_count(txn, total, err);
+  if (rc == CTKN_OK && !none)
+    rc = ctkn_store_events(txn, &f, page_event, pg, err);
+  ctkn_store_abort(txn);
+  return rc;
+}
+
+/* The following page's URL: base, then every parameter in force. */
+static int next_link(struct ctkn__buf *u, const struct ctkn_events_params *p,
+                     const char *base, const char *after)
+{
+  char t[CTKN_TIME_BUF];
+  int rc = ctkn__buf_printf(u, "%s?", base != NULL ? base : "");
+
+  if (rc == CTKN_OK && after[0] != '\0')
+    rc = ctkn__buf_printf(u, "after=%s&", after);
+  for (size_t i = 0, k = 0; rc == CTKN_OK && i < NTYPES; i++) {
+    if (p->types & (1u << i))
+      rc =
+          ctkn__buf_printf(u, "%s%s", k++ ? "," : "event_type=", types[i].name);
+    if (rc == CTKN_OK && k > 0 && (p->types >> (i + 1)) == 0) {
+      rc = ctkn__buf_puts(u, "&");
+      break;
+    }
+  }
+  if (rc == CTKN_OK && p->has_from && ctkn_time_format(p->from_us, t) == 0)
+    rc = ctkn__buf_printf(u, "from=%s&", t);
+  if (rc == CTKN_OK && p->has_to && ctkn_time_format(p->to_us, t) == 0)
+    rc = ctkn__buf_printf(u, "to=%s&", t);
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_printf(u, "order_by=id%%5B%s%%5D&per_page=%d",
+                          p->desc ? "DESC" : "ASC", p->per_page);
+  return rc;
+}
+
+/* The page's meta after its data. */
+static int put_meta(struct ctkn__buf *b, const struct page *pg,
+                    const char *next, int64_t total, const char *request_id)
+{
+  int rc = ctkn__buf_puts(b, "],\"meta\":{\"request_id\":");
+
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_json_str(b, request_id, strlen(request_id));
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_printf(
+        b, ",\"pagination\":{\"per_page\":%d,\"next\":", pg->want);
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_json_str(b, next, strlen(next));
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_printf(b,
+                          ",\"has_more\":%s,\"estimated_total\":%" PRId64 "}}}",
+                          pg->more ? "true" : "false", total);
+  return rc;
+}
+
+int ctkn_events_list(ctkn_store *st, const struct ctkn_events_params *p,
+                     const char *next_base, const char *request_id, char **json,
+                     struct ctkn_err *err)
+{
+  struct ctkn__buf b = CTKN__BUF_INIT, u = CTKN__BUF_INIT;
+  struct page *pg = calloc(1, sizeof(*pg));
+  int64_t total = 0;
+  int rc = CTKN_OK;
+
+  *json = NULL;
+  if (pg == NULL || ctkn__buf_puts(&b, "{\"data\":[") != CTKN_OK)
+    rc = oom(err);
+  if (rc == CTKN_OK) {
+    pg->b = &b;
+    pg->want = p->per_page;
+    pg->err = err;
+    rc = walk_page(st, p, pg, &total, err);
+  }
+  /* Paddle's next is always there: after this page's last event, or on
+   * an empty page the request's own cursor (which new events may fill). */
+  if (rc == CTKN_OK && (next_link(&u, p, next_base,
+                                  pg->n > 0 ? pg->last : p->after) != CTKN_OK ||
+                        put_meta(&b, pg, u.data, total, request_id) != CTKN_OK))
+    rc = oom(err);
+  free(pg);
+  ctkn__buf_free(&u);
+  if (rc != CTKN_OK) {
+    ctkn__buf_free(&b);
+    return rc;
+  }
+  *json = b.data;
+  return CTKN_OK;
+}
+
+/* ---- GET /event-types --------------------------------------------------- */
+
+int ctkn_event_types_json(const char *request_id, char **json,
+                          struct ctkn_err *err)
+{
+  struct ctkn__buf b = CTKN__BUF_INIT;
+  int rc = ctkn__buf_puts(&b, "{\"data\":[");
+
+  for (size_t i = 0; rc == CTKN_OK && i < NTYPES; i++) {
+    rc = ctkn__buf_printf(&b, "%s{\"name\":", i ? "," : "");
+    if (rc == CTKN_OK)
+      rc = ctkn__buf_json_str(&b, types[i].name, strlen(types[i].name));
+    if (rc == CTKN_OK)
+      rc = ctkn__buf_puts(&b, ",\"description\":");
+    if (rc == CTKN_OK)
+      rc = ctkn__buf_json_str(&b, types[i].description,
+                              strlen(types[i].description));
+    if (rc == CTKN_OK)
+      rc = ctkn__buf_puts(&b, ",\"group\":");
+    if (rc == CTKN_OK)
+      rc = ctkn__buf_json_str(&b, types[i].group, strlen(types[i].group));
+    if (rc == CTKN_OK)
+      rc = ctkn__buf_puts(&b, ",\"available_versions\":[1]}");
+  }
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_puts(&b, "],\"meta\":{\"request_id\":");
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_json_str(&b, request_id, strlen(request_id));
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_puts(&b, "}}");
+  if (rc != CTKN_OK) {
+    ctkn__buf_free(&b);
+    *json = NULL;
+    return oom(err);
+  }
+  *json = b.data;
+  return CTKN_OK;
+}
