@@ -610,8 +610,6 @@ static int follow_rebuilt(ctkn_projector *p, struct ctkn_err *err)
   return rc;
 }
 
-#define SETTINGS_POLL_MS 10 /* the event poll's bound beside settings */
-
 /* One round of following: apply what came, follow the settings, and
  * report when *next_report is due. */
 static int follow_once(ctkn_projector *p, int64_t *next_report,
@@ -620,13 +618,8 @@ static int follow_once(ctkn_projector *p, int64_t *next_report,
   size_t got;
   int rc = follow_rebuilt(p, err);
 
-  /* While the settings topic is followed, its records (an API key's
-   * revocation) are read only between polls of the events: a short poll
-   * keeps them from waiting behind an idle event topic (200 ms was most
-   * of a revocation's propagation time). librdkafka fetches both topics
-   * in the background, so a short poll costs wake-ups, not fetches. */
   if (rc == CTKN_OK)
-    rc = step(p, p->settings != NULL ? SETTINGS_POLL_MS : 200, &got, err);
+    rc = step(p, 200, &got, err);
   if (rc == CTKN_OK)
     follow_settings(p);
   if (rc == CTKN_OK && ctkn__now_ms() >= *next_report) {
