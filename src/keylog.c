@@ -120,6 +120,47 @@ int ctkn_keylog_find_legacy(ctkn_store_txn *txn, const uint8_t sha256[32],
   return ctkn_keylog_get(txn, id, out, err);
 }
 
+#define PAUSE_KEY "akey_pause" /* trust table: partition (BE32) + offset */
+
+int ctkn_keylog_pause(ctkn_store_txn *txn, int32_t partition, int64_t offset,
+                      struct ctkn_err *err)
+{
+  uint8_t v[12];
+
+  ctkn__put_be32(v, (uint32_t)partition);
+  ctkn__put_be64(v + 4, (uint64_t)offset);
+  return ctkn_store_kv_put(txn, CTKN_TABLE_TRUST, PAUSE_KEY,
+                           sizeof(PAUSE_KEY) - 1, v, sizeof(v), err);
+}
+
+/* CTKN_ESTALE while the settings topic is stopped behind a record of a
+ * newer schema that this projection has not passed. */
+static int paused(ctkn_store_txn *txn, struct ctkn_err *err)
+{
+  const uint8_t *v, *o;
+  size_t n, on;
+  uint8_t k[4];
+
+  if (ctkn_store_kv_get(txn, CTKN_TABLE_TRUST, PAUSE_KEY, sizeof(PAUSE_KEY) - 1,
+                        (const void **)&v, &n, NULL) != CTKN_OK ||
+      n != 12)
+    return CTKN_OK;
+  memcpy(k, v, 4);
+  int64_t at = (int64_t)ctkn__get_be(v + 4, 8);
+  int64_t next = 0;
+  if (ctkn_store_kv_get(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, 4,
+                        (const void **)&o, &on, NULL) == CTKN_OK &&
+      on == 8)
+    next = (int64_t)ctkn__get_be(o, 8);
+  if (next > at)
+    return CTKN_OK;
+  return ctkn__err(err, CTKN_ESTALE,
+                   "API keys on the log may be stale: the settings topic "
+                   "holds a record of a newer schema at %" PRIu32 "/%" PRId64
+                   " (upgrade ctkn)",
+                   (uint32_t)ctkn__get_be(v, 4), at);
+}
+
 /* The legacy key the presented one is, by its hash. */
 static int legacy_lookup(ctkn_store_txn *txn, const char *key, size_t len,
                          struct ctkn_akey *out, struct ctkn_err *err)
@@ -155,6 +196,8 @@ int ctkn_keylog_authenticate(ctkn_store_txn *txn, const char *key, size_t len,
   } else {
     return CTKN_EAUTHMALFORMED;
   }
+  if ((rc == CTKN_OK || rc == CTKN_ENOTFOUND) && paused(txn, err) != CTKN_OK)
+    return CTKN_ESTALE;
   if (rc == CTKN_ENOTFOUND)
     return CTKN_EBADKEY;
   if (rc != CTKN_OK)

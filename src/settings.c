@@ -435,6 +435,11 @@ static int project(ctkn_store *st, const struct ctkn_log_msg *msgs, size_t n,
       continue;
     if (m->schema_version > CTKN_SCHEMA_VERSION) {
     newer:
+      /* Keys on the log fail closed behind it (keylog.h): it may be a
+       * revocation this build cannot read. */
+      if ((rc = ctkn_keylog_pause(txn, m->partition, m->offset, err)) !=
+          CTKN_OK)
+        goto out;
       rc = ctkn__err(err, CTKN_EFORMAT,
                      "settings record at %" PRId32 "/%" PRId64
                      " has schema version %d, newer than this build's %d; "

@@ -58,11 +58,20 @@ int ctkn_keylog_find_legacy(ctkn_store_txn *txn, const uint8_t sha256[32],
  * ("ctkn_apikey_...") by its hash; anything else is refused before any
  * lookup. Errors: CTKN_EAUTHMALFORMED (neither shape); CTKN_EBADKEY (no
  * such key, another environment's, a secret that does not match, or a key
- * revoked or expired at now); CTKN_ESTORE.
+ * revoked or expired at now); CTKN_ESTALE (the settings topic is stopped
+ * at a record of a newer schema: ctkn_keylog_pause()); CTKN_ESTORE.
  */
 int ctkn_keylog_authenticate(ctkn_store_txn *txn, const char *key, size_t len,
                              ctkn_env env, int64_t now, struct ctkn_akey *out,
                              struct ctkn_err *err);
+
+/* The settings topic stopped at (partition, offset), a record of a newer
+ * schema: until the projection's settings offset of that partition passes
+ * it (a newer build applied it), ctkn_keylog_authenticate() fails closed,
+ * since the record may revoke a key. Kept in the trust table with the
+ * projection, so every reader of it fails alike. Errors: CTKN_ESTORE. */
+int ctkn_keylog_pause(ctkn_store_txn *txn, int32_t partition, int64_t offset,
+                      struct ctkn_err *err);
 
 /* What became of a record. */
 enum ctkn_keylog_fate {

@@ -21,6 +21,7 @@
 #include "ctkn/keycmd.h"
 #include "ctkn/keylog.h"
 #include "ctkn/settings.h"
+#include "internal.h"
 #include "testkit.h"
 
 #define STOPIC TK_TOPIC "_settings"
@@ -447,6 +448,33 @@ static void test_import_moves_file_keys_through_a_hash_index(void **state)
   unlink(path);
 }
 
+static void test_a_newer_settings_record_fails_log_keys_closed(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_keycmd_outcome out;
+  struct ctkn_log_header h[2] = {{"ctkn-event-type", "api_key.revoked", 15},
+                                 {"ctkn-schema-version", "3", 1}};
+  struct ctkn_err err = {0};
+  ctkn_store_txn *txn;
+  uint8_t k[4] = {0}, v[8];
+
+  create(f, "behind", CTKN_PERM_TOKEN_READ, 0, &out);
+  int64_t at = fake_log_append(f->t.log, STOPIC, 0, out.key.id,
+                               CTKN_AKEY_ID_LEN, "x", 1, 1, h, 2);
+  const struct ctkn_log_msg *m = fake_log_record(f->t.log, STOPIC, 0, at);
+  /* The settings projection stops there: it may be this key's revocation. */
+  assert_int_equal(ctkn_settings_project(f->t.st, m, 1, &err), CTKN_EFORMAT);
+  assert_int_equal(auth(f, out.secret, ctkn_now_us(), NULL), CTKN_ESTALE);
+  /* A build that reads it moves the offset past it: keys answer again. */
+  assert_int_equal(ctkn_store_begin(f->t.st, true, &txn, NULL), CTKN_OK);
+  ctkn__put_be64(v, (uint64_t)(at + 1));
+  assert_int_equal(ctkn_store_kv_put(txn, CTKN_TABLE_SETTINGS_OFFSETS, k,
+                                     sizeof(k), v, sizeof(v), NULL),
+                   CTKN_OK);
+  assert_int_equal(ctkn_store_commit(txn, NULL), CTKN_OK);
+  assert_int_equal(auth(f, out.secret, ctkn_now_us(), NULL), CTKN_OK);
+}
+
 static void test_bad_records_are_quarantined(void **state)
 {
   struct fx *f = *state;
@@ -581,6 +609,8 @@ int main(void)
           test_import_moves_file_keys_through_a_hash_index, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_records_are_quarantined, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(
+          test_a_newer_settings_record_fails_log_keys_closed, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
