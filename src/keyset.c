@@ -17,6 +17,8 @@
 #define PERM_WRITE  "client_token.write"
 #define PERM_SREAD  "notification_setting.read"
 #define PERM_SWRITE "notification_setting.write"
+#define PERM_KREAD  "api_key.read"
+#define PERM_KWRITE "api_key.write"
 
 struct ctkn_apikeys {
   struct ctkn__buf v; /* struct ctkn_apikey entries */
@@ -36,6 +38,9 @@ static const struct {
     {PERM_SREAD, CTKN_PERM_SETTING_READ, CTKN_PERM_SETTING_READ},
     {PERM_SWRITE, CTKN_PERM_SETTING_WRITE,
      CTKN_PERM_SETTING_READ | CTKN_PERM_SETTING_WRITE},
+    {PERM_KREAD, CTKN_PERM_KEY_READ, CTKN_PERM_KEY_READ},
+    {PERM_KWRITE, CTKN_PERM_KEY_WRITE,
+     CTKN_PERM_KEY_READ | CTKN_PERM_KEY_WRITE},
 };
 _Static_assert(CTKN__ARRAY_LEN(perms_table) == CTKN_PERMS_MAX,
                "CTKN_PERMS_MAX counts the permissions");
@@ -47,6 +52,8 @@ static unsigned with_reads(unsigned perms)
     perms |= CTKN_PERM_TOKEN_READ;
   if (perms & CTKN_PERM_SETTING_WRITE)
     perms |= CTKN_PERM_SETTING_READ;
+  if (perms & CTKN_PERM_KEY_WRITE)
+    perms |= CTKN_PERM_KEY_READ;
   return perms;
 }
 

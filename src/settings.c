@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "ctkn/codec.h"
+#include "ctkn/keylog.h"
 #include "ctkn/settings.h"
 #include "ctkn/trust.h"
 #include "internal.h"
@@ -240,6 +241,27 @@ static int apply_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
   return put_fate(txn, m->partition, m->offset, FATE_APPLIED, NULL, err);
 }
 
+/* An API key's record (keylog.h), its fate in the settings log. */
+static int project_akey(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
+                        struct ctkn_err *err)
+{
+  static const char fates[] = {FATE_APPLIED, FATE_REJECTED, FATE_QUARANT};
+  enum ctkn_keylog_fate fate;
+  char reason[256];
+  int rc = ctkn_keylog_apply(txn, m, &fate, reason, sizeof(reason), err);
+
+  if (rc != CTKN_OK)
+    return rc;
+  if (fate != CTKN_KEYLOG_APPLIED)
+    ctkn__diag(CTKN_DIAG_WARN, "settings",
+               "API-key record at %" PRId32 "/%" PRId64 " %s: %s", m->partition,
+               m->offset,
+               fate == CTKN_KEYLOG_REJECTED ? "rejected" : "quarantined",
+               reason);
+  return put_fate(txn, m->partition, m->offset, fates[fate],
+                  fate == CTKN_KEYLOG_APPLIED ? NULL : reason, err);
+}
+
 /* m's partition's next offset: past m. */
 static int put_next(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
                     struct ctkn_err *err)
@@ -264,6 +286,8 @@ static int project_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
   if (strncmp(m->event_type, "ctkn.", 5) == 0) {
     /* A trust record (the keyring: trust.h reads it), not a setting. */
     rc = CTKN_OK;
+  } else if (ctkn_keylog_is_akey(m->event_type)) {
+    rc = project_akey(txn, m, err);
   } else if (ctkn_setting_event_decode(m->value, m->value_len, ev, &derr) !=
                  CTKN_OK ||
              ctkn_setting_event_check(ev, &derr) != CTKN_OK) {
@@ -411,6 +435,11 @@ static int project(ctkn_store *st, const struct ctkn_log_msg *msgs, size_t n,
       continue;
     if (m->schema_version > CTKN_SCHEMA_VERSION) {
     newer:
+      /* Keys on the log fail closed behind it (keylog.h): it may be a
+       * revocation this build cannot read. */
+      if ((rc = ctkn_keylog_pause(txn, m->partition, m->offset, err)) !=
+          CTKN_OK)
+        goto out;
       rc = ctkn__err(err, CTKN_EFORMAT,
                      "settings record at %" PRId32 "/%" PRId64
                      " has schema version %d, newer than this build's %d; "
@@ -828,45 +857,36 @@ static int send_signed(ctkn_producer *prod, const struct ctkn_keyring *kr,
   return rc;
 }
 
-static int append(ctkn_store *st, const struct ctkn_log_config *cfg,
-                  ctkn_settings_follower *f, const struct ctkn_keyring *kr,
-                  const ctkn_seckey *key, const struct ctkn_setting_event *ev,
-                  struct ctkn_err *err)
+/* Append rec (its partition chosen here, by its key) to the settings
+ * topic, catch f up past it, and read its fate: CTKN_ECONFLICT when the
+ * projection rejected it. */
+static int append_record(ctkn_store *st, const struct ctkn_log_config *cfg,
+                         ctkn_settings_follower *f,
+                         const struct ctkn_keyring *kr, const ctkn_seckey *key,
+                         struct ctkn_log_record *rec, struct ctkn_err *err)
 {
   struct ctkn_log_config scfg = *cfg;
   ctkn_producer *prod = NULL;
   ctkn_store_txn *txn;
-  uint8_t *buf = NULL;
-  size_t len;
   int32_t part;
   int64_t off;
   bool applied;
   char reason[256];
   int rc;
 
-  if ((rc = ctkn_setting_event_encode(ev, &buf, &len, err)) != CTKN_OK)
-    return rc;
+  rec->partition = ctkn_log_partition_for(rec->key, rec->klen, f->nparts);
   if ((rc = ctkn_settings_topic(cfg->topic, scfg.topic, sizeof(scfg.topic),
                                 err)) == CTKN_OK &&
       (rc = ctkn_producer_open(&prod, &scfg, err)) == CTKN_OK) {
-    struct ctkn_log_record rec = {.partition = ctkn_log_partition_for(
-                                      ev->data.id, CTKN_DEST_ID_LEN, f->nparts),
-                                  .key = ev->data.id,
-                                  .klen = CTKN_DEST_ID_LEN,
-                                  .value = buf,
-                                  .vlen = len,
-                                  .timestamp_ms = ev->occurred_at / 1000,
-                                  .event_type = ctkn_setting_type_str(ev->type),
-                                  .schema_version = CTKN_SCHEMA_VERSION};
     if (key != NULL)
-      rc = send_signed(prod, kr, key, f->nparts, &rec, &part, &off, err);
+      rc = send_signed(prod, kr, key, f->nparts, rec, &part, &off, err);
     else
-      rc = ctkn_producer_send(prod, rec.partition, rec.key, rec.klen, buf, len,
-                              rec.timestamp_ms, rec.event_type,
-                              rec.schema_version, &part, &off, err);
+      rc = ctkn_producer_send(prod, rec->partition, rec->key, rec->klen,
+                              rec->value, rec->vlen, rec->timestamp_ms,
+                              rec->event_type, rec->schema_version, &part, &off,
+                              err);
   }
   ctkn_producer_close(prod);
-  free(buf);
   if (rc != CTKN_OK ||
       (rc = ctkn_settings_follower_catch_up(f, err)) != CTKN_OK ||
       (rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
@@ -877,22 +897,47 @@ static int append(ctkn_store *st, const struct ctkn_log_config *cfg,
   if (rc == CTKN_OK && !applied && key != NULL &&
       strcmp(reason, CTKN_GATE_UNPROVEN) == 0)
     rc = ctkn__err(err, CTKN_EKAFKA,
-                   "the record of %s was appended but quarantined (%s)",
-                   ev->data.id, reason);
+                   "the record of %.*s was appended but quarantined (%s)",
+                   (int)rec->klen, (const char *)rec->key, reason);
   else if (rc == CTKN_OK && !applied)
     rc = ctkn__err(err, CTKN_ECONFLICT,
-                   "a concurrent change to %s won (%s); re-read it and retry",
-                   ev->data.id, reason);
+                   "a concurrent change to %.*s won (%s); re-read it and "
+                   "retry",
+                   (int)rec->klen, (const char *)rec->key, reason);
+  return rc;
+}
+
+static int append(ctkn_store *st, const struct ctkn_log_config *cfg,
+                  ctkn_settings_follower *f, const struct ctkn_keyring *kr,
+                  const ctkn_seckey *key, const struct ctkn_setting_event *ev,
+                  struct ctkn_err *err)
+{
+  uint8_t *buf = NULL;
+  size_t len;
+  int rc;
+
+  if ((rc = ctkn_setting_event_encode(ev, &buf, &len, err)) != CTKN_OK)
+    return rc;
+  struct ctkn_log_record rec = {.key = ev->data.id,
+                                .klen = CTKN_DEST_ID_LEN,
+                                .value = buf,
+                                .vlen = len,
+                                .timestamp_ms = ev->occurred_at / 1000,
+                                .event_type = ctkn_setting_type_str(ev->type),
+                                .schema_version = CTKN_SCHEMA_WRITTEN};
+  rc = append_record(st, cfg, f, kr, key, &rec, err);
+  free(buf);
   return rc;
 }
 
 /* With a trust root: the keyring, read from the settings topic, judges the
  * follower's records, and a writer key must be an active one allowed
  * notification_setting records. */
-static int command_trust(ctkn_settings_follower *f,
-                         const struct ctkn_log_config *cfg,
-                         const struct ctkn_dest_policy *policy,
-                         struct ctkn_keyring *kr, struct ctkn_err *err)
+static int trust_for(ctkn_settings_follower *f,
+                     const struct ctkn_log_config *cfg,
+                     const uint8_t *trust_root, const ctkn_seckey *writer_key,
+                     const char *scope, struct ctkn_keyring *kr,
+                     struct ctkn_err *err)
 {
   const struct ctkn_writer_key *wk;
   struct ctkn_log_config scfg = *cfg;
@@ -901,11 +946,11 @@ static int command_trust(ctkn_settings_follower *f,
   ctkn_pubkey *root = NULL;
   int rc;
 
-  if (policy == NULL || policy->trust_root == NULL)
+  if (trust_root == NULL)
     return CTKN_OK;
   if ((rc = ctkn_settings_topic(cfg->topic, scfg.topic, sizeof(scfg.topic),
                                 err)) != CTKN_OK ||
-      (rc = ctkn_pubkey_new(&root, policy->trust_root, err)) != CTKN_OK ||
+      (rc = ctkn_pubkey_new(&root, trust_root, err)) != CTKN_OK ||
       (rc = ctkn_trust_keyring_fetch(&scfg, root, kr, NULL, NULL, err)) !=
           CTKN_OK ||
       (rc = ctkn_settings_follower_set_trust(f, kr, NULL, NULL, err)) !=
@@ -914,18 +959,30 @@ static int command_trust(ctkn_settings_follower *f,
     return rc;
   }
   ctkn_pubkey_free(root);
-  if (policy->writer_key == NULL)
+  if (writer_key == NULL)
     return CTKN_OK;
-  ctkn_seckey_public(policy->writer_key, pub);
+  ctkn_seckey_public(writer_key, pub);
   ctkn_key_id(pub, id);
   if ((wk = ctkn_keyring_find(kr, id)) == NULL || wk->revoked ||
-      !ctkn_writer_key_may(wk, "notification_setting.created"))
-    return ctkn__err_field(
-        err, CTKN_EINVAL, "writer_key",
-        "writer key %s is not an active notification_setting.* key of "
-        "keyring version %" PRIu64 " (ctkn trust key add)",
-        id, kr->version);
+      !ctkn_writer_key_may(wk, scope))
+    return ctkn__err_field(err, CTKN_EINVAL, "writer_key",
+                           "writer key %s is not an active key allowed %s "
+                           "records in keyring version %" PRIu64
+                           " (ctkn trust key add)",
+                           id, scope, kr->version);
   return CTKN_OK;
+}
+
+/* With a trust root, a policy's trust. */
+static int command_trust(ctkn_settings_follower *f,
+                         const struct ctkn_log_config *cfg,
+                         const struct ctkn_dest_policy *policy,
+                         struct ctkn_keyring *kr, struct ctkn_err *err)
+{
+  if (policy == NULL)
+    return CTKN_OK;
+  return trust_for(f, cfg, policy->trust_root, policy->writer_key,
+                   "notification_setting.created", kr, err);
 }
 
 int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
@@ -972,6 +1029,48 @@ int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
   ctkn_settings_follower_close(f);
   ctkn_keyring_free(&kr);
   free(ev);
+  return rc;
+}
+
+/* ---- other records of the settings topic ------------------------------- */
+
+int ctkn_settings_submit(ctkn_store *st, const struct ctkn_log_config *cfg,
+                         const struct ctkn_settings_writer *w,
+                         ctkn_settings_plan_fn plan, void *arg, bool *appended,
+                         struct ctkn_err *err)
+{
+  ctkn_settings_follower *f = NULL;
+  struct ctkn_log_record rec;
+  struct ctkn_keyring kr;
+  uint8_t *buf = NULL;
+  int rc;
+
+  *appended = false;
+  ctkn_keyring_init(&kr);
+  memset(&rec, 0, sizeof(rec));
+  /* A stale projection must never cause a spurious not_found. */
+  if ((rc = ctkn_settings_follower_open(&f, st, cfg, err)) == CTKN_OK &&
+      (rc = trust_for(f, cfg, w->trust_root, w->writer_key, w->scope, &kr,
+                      err)) == CTKN_OK &&
+      (rc = ctkn_settings_follower_catch_up(f, err)) == CTKN_OK &&
+      kr.version > 0 && w->schema_version > CTKN_SCHEMA_WRITTEN &&
+      !ctkn_keyring_schema_enabled(&kr, (uint32_t)w->schema_version))
+    rc = ctkn__err_field(err, CTKN_EUSAGE, "schema_versions",
+                         "these records are schema version %d, which keyring "
+                         "version %" PRIu64 " does not enable yet: upgrade "
+                         "every reader, then `ctkn trust schema enable %d`",
+                         w->schema_version, kr.version, w->schema_version);
+  if (rc == CTKN_OK && (rc = plan(arg, st, &rec, &buf, err)) == CTKN_OK) {
+    rec.schema_version = w->schema_version;
+    rc = append_record(st, cfg, f, &kr, kr.version > 0 ? w->writer_key : NULL,
+                       &rec, err);
+    *appended = rc == CTKN_OK;
+  }
+  if (rc == CTKN_SETTINGS_NOTHING)
+    rc = CTKN_OK;
+  free(buf);
+  ctkn_settings_follower_close(f);
+  ctkn_keyring_free(&kr);
   return rc;
 }
 

@@ -36,8 +36,12 @@ int cmd_import(struct cli *c);
 /* cmd_tail.c: events as webhook JSON lines. */
 int cmd_tail(struct cli *c);
 
-/* cmd_serve.c: the HTTP API and its key file. */
+/* cmd_serve.c: the HTTP API and its key file (apikey create|list|revoke
+ * on file, which cmd_apikey() hands over). */
 int cmd_serve(struct cli *c);
+int cmd_apikey_file(struct cli *c, const char *file);
+
+/* cmd_apikey.c: API keys on the log, and the key file's import. */
 int cmd_apikey(struct cli *c);
 
 /* cmd_notify.c: destinations, delivery and its audit. */

@@ -60,6 +60,14 @@ static int limits(struct cli *c, struct ctkn_server_config *cfg)
           c, "--position-wait must be seconds, not \"%.40s\"", v);
     cfg->position_wait_ms = ms;
   }
+  if ((v = cli_value(c, "--key-used-interval"))) {
+    if (!cli_parse_seconds(v, &ms))
+      return cli_usage_error(c,
+                             "--key-used-interval must be seconds (0: "
+                             "never), not \"%.40s\"",
+                             v);
+    cfg->key_used_interval_ms = ms;
+  }
   if ((v = cli_value(c, "--client-timeout"))) {
     if (!cli_parse_seconds(v, &ms) || ms < 1000)
       return cli_usage_error(c,
@@ -74,13 +82,24 @@ static int limits(struct cli *c, struct ctkn_server_config *cfg)
 /* Trust: the root, this replica's writer key, its heartbeat (5 s when it
  * signs) and the staleness that fails a partition closed (60 s with a
  * trust root; 0 turns it off). */
-static int trust(struct cli *c, struct ctkn_server_config *cfg)
+static int trust(struct cli *c, struct ctkn_server_config *cfg,
+                 ctkn_seckey **usage)
 {
   const char *v;
   int ms;
 
-  if (!c->trust)
+  if (!c->trust) {
+    if (cli_value(c, "--usage-key") != NULL)
+      return cli_usage_error(c, "--usage-key needs --trust-root FILE");
     return 0;
+  }
+  if ((v = cli_env_or(cli_value(c, "--usage-key"), "CTKN_USAGE_KEY", NULL)) &&
+      *v != '\0') {
+    struct ctkn_err err;
+    if (ctkn_seckey_load(usage, v, &err) != CTKN_OK)
+      return cli_print_error(c->rid, &err);
+    cfg->usage_key = *usage;
+  }
   cfg->trust_root = c->trust_root;
   cfg->writer_key = c->writer;
   cfg->heartbeat_ms = c->writer != NULL ? 5000 : 0;
@@ -108,6 +127,7 @@ int cmd_serve(struct cli *c)
   struct ctkn_cidr nets[LIST_MAX];
   struct ctkn_err err;
   ctkn_store *st = NULL;
+  ctkn_seckey *usage = NULL;
   int rc, ex;
 
   ctkn_server_config_init(&cfg);
@@ -125,22 +145,23 @@ int cmd_serve(struct cli *c)
     cfg.secret_key_file = NULL;
   cfg.redact_endpoint_secrets =
       cli_value(c, "--redact-endpoint-secrets") != NULL;
-  if (cfg.api_keys == NULL)
-    return cli_usage_error(c, "serve needs --api-keys FILE (or "
-                              "$CTKN_API_KEYS); make one with `ctkn apikey "
-                              "create`");
   if ((ex = rate_limit(c, &cfg)) != 0 || (ex = limits(c, &cfg)) != 0 ||
-      (ex = trust(c, &cfg)) != 0 ||
-      (ex = cli_dest_policy(c, &policy, nets)) != 0)
+      (ex = trust(c, &cfg, &usage)) != 0 ||
+      (ex = cli_dest_policy(c, &policy, nets)) != 0) {
+    ctkn_seckey_free(usage);
     return ex;
+  }
   cfg.allow_destination = policy.allow;
   cfg.nallow_destination = policy.nallow;
   cfg.max_active_destinations = policy.max_active;
-  if ((ex = cli_open_store(c, true, &st)) != 0)
+  if ((ex = cli_open_store(c, true, &st)) != 0) {
+    ctkn_seckey_free(usage);
     return ex;
+  }
   cli_signals(CLI_SIG_STOP | CLI_SIG_RELOAD | CLI_SIG_NOPIPE);
   rc = ctkn_server_run(st, &cfg, &cli_stop, &cli_reload, &err);
   ctkn_store_close(st);
+  ctkn_seckey_free(usage);
   if (rc != CTKN_OK)
     return cli_print_error(c->rid, &err);
   return 0;
@@ -196,10 +217,9 @@ static int apikey_list(struct cli *c, const char *file)
 
 /* apikey create|list|revoke: the key file named by --file or
  * $CTKN_API_KEYS. No Kafka and no projection are involved. */
-int cmd_apikey(struct cli *c)
+int cmd_apikey_file(struct cli *c, const char *file)
 {
   const char *sub = c->pos[0];
-  const char *file = cli_env_or(cli_value(c, "--file"), "CTKN_API_KEYS", NULL);
   bool create = strcmp(sub, "create") == 0;
   bool revoke = strcmp(sub, "revoke") == 0;
 
@@ -215,8 +235,6 @@ int cmd_apikey(struct cli *c)
   if (!create &&
       (cli_value(c, "--name") != NULL || cli_value(c, "--permissions") != NULL))
     return cli_usage_error(c, "--name and --permissions are for apikey create");
-  if (file == NULL || *file == '\0')
-    return cli_usage_error(c, "apikey needs --file FILE or $CTKN_API_KEYS");
   if (create)
     return apikey_create(c, file);
   return revoke ? apikey_revoke(c, file) : apikey_list(c, file);

@@ -190,12 +190,30 @@
   /* ---- permissions -------------------------------------------------- */
 
   /*
-   * GET /api-keys/{id} (issue #14) is not served yet, so the page asks
-   * the routes themselves. The server checks the route, then the key and
-   * its permission, then the request: a read is answered or refused 403;
-   * a PATCH of a malformed ID is 403 without the write permission and 400
-   * (the ID) with it, and changes nothing.
+   * A key on the log (ctkn_<env>_apikey_<ULID>_<secret>) carries its ID,
+   * and any key may GET /api-keys/{its own id}: its permissions are read
+   * from there. A key-file key (ctkn_apikey_...) has no ID, so the page
+   * asks the routes themselves. The server checks the route, then the key
+   * and its permission, then the request: a read is answered or refused
+   * 403; a PATCH of a malformed ID is 403 without the write permission
+   * and 400 (the ID) with it, and changes nothing.
    */
+  const LOG_KEY = /^ctkn_(sdbx|live)_apikey_([0-9a-z]{26})_[A-Za-z0-9_-]{43}$/;
+
+  async function ownPermissions(m) {
+    const r = await api('GET', '/api-keys/apikey_' + m[2]);
+    const has = new Set(r.json.data.permissions || []);
+    return {
+      tokenRead: has.has('client_token.read'),
+      tokenWrite: has.has('client_token.write'),
+      destRead: has.has('notification_setting.read'),
+      destWrite: has.has('notification_setting.write'),
+      keyRead: has.has('api_key.read'),
+      keyWrite: has.has('api_key.write'),
+      fromEntity: true,
+    };
+  }
+
   async function can(method, path, body) {
     for (let attempt = 0; ; attempt++) {
       try {
@@ -217,6 +235,8 @@
   }
 
   async function probePermissions() {
+    const m = LOG_KEY.exec(key() || '');
+    if (m) return ownPermissions(m);
     const p = {};
     p.tokenRead = await can('GET', '/client-tokens?per_page=1');
     p.tokenWrite = await can('PATCH', '/client-tokens/probe', { status: 'revoked' });
@@ -231,6 +251,8 @@
     if (perms.tokenWrite) names.push('client_token.write');
     if (perms.destRead) names.push('notification_setting.read');
     if (perms.destWrite) names.push('notification_setting.write');
+    if (perms.keyRead) names.push('api_key.read');
+    if (perms.keyWrite) names.push('api_key.write');
     $('perms').textContent = 'Key: ' + (names.join(', ') || 'no permissions');
   }
 

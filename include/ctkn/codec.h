@@ -38,6 +38,8 @@
  * names are needed here; they are defined in the headers below the codec
  * (setting.h, notification.h, keyset.h), which callers include for the
  * values they fill or read. */
+struct ctkn_akey;
+struct ctkn_akey_event;
 struct ctkn_apikey;
 struct ctkn_apikeys;
 struct ctkn_dest_command;
@@ -459,6 +461,65 @@ char *ctkn_json_notification(const struct ctkn_notification *n,
  * "response_code" (null when none), "latency_ms", "error"}. Caller owns the
  * string; release with free(). NULL when out of memory. */
 char *ctkn_json_attempt(const char *ntf_id, const struct ctkn_ntf_attempt *a);
+
+/* ---- API keys on the log (akey.h) -------------------------------------- */
+
+/* ctkn.v1.ApiKeyEvent for ev ("used": the ID and last_used_at only).
+ * Errors: CTKN_EINVAL (field "event_type"); CTKN_ENOMEM. */
+int ctkn_akey_event_encode(const struct ctkn_akey_event *ev, uint8_t **out,
+                           size_t *len, struct ctkn_err *err);
+/* Fills *ev from len bytes; unknown fields are ignored; ev->data.version
+ * is the event's. Errors: CTKN_EDECODE (not an ApiKeyEvent, a missing
+ * field, an unknown type, status or permission, a hash not 32 bytes, a
+ * string too long). */
+int ctkn_akey_event_decode(const void *buf, size_t len,
+                           struct ctkn_akey_event *ev, struct ctkn_err *err);
+/* The api_keys table's value for k. Errors: CTKN_ENOMEM. */
+int ctkn_akey_encode(const struct ctkn_akey *k, uint8_t **out, size_t *len,
+                     struct ctkn_err *err);
+/* Errors: CTKN_EDECODE. */
+int ctkn_akey_decode(const void *buf, size_t len, struct ctkn_akey *k,
+                     struct ctkn_err *err);
+/* {"data": {"id", "name", "description", "status" (as at now),
+ * "permissions", "expires_at", "last_used_at", "created_at",
+ * "updated_at"} (+ "key" when key is not NULL or ""), "meta"}: Paddle's
+ * API key. Caller owns the string; release with free(). NULL when out of
+ * memory. */
+char *ctkn_json_akey(const struct ctkn_akey *k, int64_t now, const char *key,
+                     const char *request_id);
+/* {"data": [keys], "meta": {"request_id"} (+ "pagination" when page)}.
+ * Caller owns the string; release with free(). NULL when out of
+ * memory. */
+char *ctkn_json_akeys_page(const struct ctkn_akey *k, size_t n, int64_t now,
+                           const struct ctkn_pagination *page,
+                           const char *request_id);
+
+/* POST /api-keys: {"name" (required), "description" (string or null),
+ * "permissions" (required, names), "expires_at" (RFC 3339 after now, or
+ * null)} into cmd. Errors: CTKN_EBADREQ (not one JSON object);
+ * CTKN_EINVAL naming the field (also an unknown one). */
+struct ctkn_akey_command;
+int ctkn_json_parse_akey_create(const char *body, size_t len, int64_t now,
+                                struct ctkn_akey_command *cmd,
+                                struct ctkn_err *err);
+/* PATCH /api-keys/{id}: the same fields, each optional, and "status":
+ * "revoked". Errors: as above; CTKN_EBADREQ for an empty object. */
+int ctkn_json_parse_akey_update(const char *body, size_t len, const char *id,
+                                int64_t now, struct ctkn_akey_command *cmd,
+                                struct ctkn_err *err);
+/* POST /api-keys/{id}/rotations: {"grace_period_seconds": 0..86400}.
+ * Errors: as above. */
+int ctkn_json_parse_akey_rotation(const char *body, size_t len, const char *id,
+                                  struct ctkn_akey_command *cmd,
+                                  struct ctkn_err *err);
+/* Paddle's API key rotation: {"data": {"id" (apkrot_ + the rotation
+ * record's ULID), "api_key_id", "new_key", "grace_period_seconds",
+ * "status": "completed", "expires_at" (when the old secret stops
+ * working), "created_at"}, "meta"}. Caller owns the string; release with
+ * free(). NULL when out of memory. */
+char *ctkn_json_akey_rotation(const struct ctkn_akey *k, const char *event_id,
+                              int64_t grace_s, const char *new_key,
+                              const char *request_id);
 
 /* ---- JSON: `ctkn apikey` --------------------------------------------- */
 

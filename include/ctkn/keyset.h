@@ -13,8 +13,10 @@
  *
  * Permissions: client_token.read, client_token.write (implies
  * client_token.read), notification_setting.read and
- * notification_setting.write (implies notification_setting.read). Each
- * write implies only its own read.
+ * notification_setting.write (implies notification_setting.read),
+ * api_key.read and api_key.write (implies api_key.read; the routes and
+ * commands that manage keys on the log, keylog.h). Each write implies
+ * only its own read.
  *
  * Lifetime: a ctkn_apikeys comes from ctkn_apikeys_load() (apikey.h):
  *           caller owns it, release with ctkn_apikeys_free().
@@ -39,16 +41,18 @@ enum ctkn_perm {
   CTKN_PERM_TOKEN_WRITE = 1u << 1,
   CTKN_PERM_SETTING_READ = 1u << 2,  /* notification_setting.read */
   CTKN_PERM_SETTING_WRITE = 1u << 3, /* notification_setting.write */
+  CTKN_PERM_KEY_READ = 1u << 4,      /* api_key.read */
+  CTKN_PERM_KEY_WRITE = 1u << 5,     /* api_key.write */
 };
 
-#define CTKN_PERMS_MAX 4 /* permission names: what ctkn_perms_names fills */
+#define CTKN_PERMS_MAX 6 /* permission names: what ctkn_perms_names fills */
 #define CTKN_PERMS_ALL                                                         \
   (CTKN_PERM_TOKEN_READ | CTKN_PERM_TOKEN_WRITE | CTKN_PERM_SETTING_READ |     \
-   CTKN_PERM_SETTING_WRITE)
+   CTKN_PERM_SETTING_WRITE | CTKN_PERM_KEY_READ | CTKN_PERM_KEY_WRITE)
 /* The names, for messages that list what is accepted. */
 #define CTKN_PERMS_LIST                                                        \
   "client_token.read, client_token.write, notification_setting.read, "         \
-  "notification_setting.write"
+  "notification_setting.write, api_key.read, api_key.write"
 
 #define CTKN_APIKEY_PREFIX   "ctkn_apikey_"
 #define CTKN_APIKEY_LEN      (sizeof(CTKN_APIKEY_PREFIX) - 1 + 43)
@@ -79,7 +83,8 @@ unsigned ctkn_perms_with_reads(unsigned perms);
 
 /* The granted permissions as a JSON-ready list of names, in a fixed order
  * (client_token.read, client_token.write, notification_setting.read,
- * notification_setting.write; a write always brings its read): fills at
+ * notification_setting.write, api_key.read, api_key.write; a write always
+ * brings its read): fills at
  * most cap entries (CTKN_PERMS_MAX is enough) of names with static
  * strings and returns how many it filled. Errors: none. */
 size_t ctkn_perms_names(unsigned perms, const char **names, size_t cap);

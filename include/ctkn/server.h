@@ -43,6 +43,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ctkn/akey.h"
 #include "ctkn/crypto.h"
 #include "ctkn/error.h"
 #include "ctkn/log.h"
@@ -100,6 +101,12 @@ struct ctkn_server_config {
   const struct ctkn_cidr *allow_destination;
   size_t nallow_destination;
   int max_active_destinations;
+  /* API keys on the log: how often this replica appends a key's "used"
+   * record at most (last_used_at), in ms; 0: never; and the writer key
+   * that signs those records (one scoped api_key.used alone), or NULL
+   * for writer_key. */
+  int64_t key_used_interval_ms;
+  const ctkn_seckey *usage_key;
 };
 
 /* Set cfg to the defaults: listen 127.0.0.1:8080 (a static string), 2

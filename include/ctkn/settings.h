@@ -182,4 +182,46 @@ int ctkn_settings_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
                           const struct ctkn_dest_policy *policy,
                           struct ctkn_dest_outcome *out, struct ctkn_err *err);
 
+/* ---- other records of the settings topic ------------------------------ */
+
+/* Who appends, and what: trust_root (NULL: unsigned), the writer key
+ * that signs (a ctkn_seckey, or NULL), the record type its scope must
+ * allow, and the schema version the records are written with (a keyring
+ * must enable it when it is past CTKN_SCHEMA_WRITTEN). */
+struct ctkn_settings_writer {
+  const uint8_t *trust_root;
+  const ctkn_seckey *writer_key;
+  const char *scope;
+  int schema_version;
+};
+
+/* A plan's "nothing to append". */
+#define CTKN_SETTINGS_NOTHING 1
+
+/* Called once the settings projection is caught up: fill *rec (key,
+ * value, timestamp, event type; the partition is chosen by the key) and
+ * return CTKN_OK, with *buf (released by the caller with free()) holding
+ * whatever rec points into; or CTKN_SETTINGS_NOTHING; or an error. */
+typedef int (*ctkn_settings_plan_fn)(void *arg, ctkn_store *st,
+                                     struct ctkn_log_record *rec, uint8_t **buf,
+                                     struct ctkn_err *err);
+
+/*
+ * One record end to end, for record types that live on the settings
+ * topic beside destinations (API keys, keycmd.h): catch the settings
+ * projection up, plan (plan(arg, ...)), append (signed by w's key when a
+ * keyring is in force, with a closing checkpoint in the same batch) and
+ * wait for the projection's verdict. *appended tells whether a record
+ * went out. Borrows everything for the call.
+ * Errors: the plan's; CTKN_EUSAGE (field "schema_versions": the keyring
+ * does not enable w->schema_version); CTKN_EINVAL (field "writer_key": a
+ * key the keyring does not allow w->scope); CTKN_ECONFLICT (the
+ * projection rejected the record); the follower's; CTKN_EKAFKA;
+ * CTKN_ESTORE; CTKN_ENOMEM.
+ */
+int ctkn_settings_submit(ctkn_store *st, const struct ctkn_log_config *cfg,
+                         const struct ctkn_settings_writer *w,
+                         ctkn_settings_plan_fn plan, void *arg, bool *appended,
+                         struct ctkn_err *err);
+
 #endif /* CTKN_SETTINGS_H */

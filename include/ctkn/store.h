@@ -418,7 +418,9 @@ enum ctkn_store_table {
   CTKN_TABLE_ATTEMPTS,         /* ntf ID + attempt -> one attempt */
   CTKN_TABLE_CURSORS,          /* ntfset ID + partition -> next offset */
   CTKN_TABLE_QUEUE,            /* ntf ID -> "": replays to send */
-  CTKN_TABLE_TRUST             /* "keyring", "gate" + partition -> state */
+  CTKN_TABLE_TRUST,            /* "keyring", "gate" + partition -> state */
+  CTKN_TABLE_API_KEYS,         /* apikey ID -> API key (keylog.h) */
+  CTKN_TABLE_API_KEY_HASHES    /* SHA-256 of a legacy key -> apikey ID */
 };
 
 /*

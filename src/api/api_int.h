@@ -45,6 +45,7 @@
 
 #include "ctkn/apikey.h"
 #include "ctkn/crypto.h"
+#include "ctkn/keylog.h"
 #include "ctkn/ledger.h"
 #include "ctkn/projector.h"
 #include "ctkn/server.h"
@@ -76,6 +77,11 @@ enum route {
   R_DEST_DELETE, /* DELETE /notification-settings/{id} */
   R_HISTORY,     /* GET /client-tokens/{id}/history */
   R_UI,          /* GET /ui, /ui/, /ui/{file}: the dashboard */
+  R_KEY_LIST,    /* GET /api-keys */
+  R_KEY_GET,     /* GET /api-keys/{id} */
+  R_KEY_CREATE,  /* POST /api-keys */
+  R_KEY_UPDATE,  /* PATCH /api-keys/{id} */
+  R_KEY_ROTATE,  /* POST /api-keys/{id}/rotations */
   R_EVENTS,      /* GET /events */
   R_EVENT_TYPES, /* GET /event-types */
   R_OTHER,
@@ -119,6 +125,7 @@ struct server {
   void *http;           /* http.c's state, NULL until it listens */
   char *next_base;      /* public_url + "/client-tokens" */
   char *dest_next_base; /* public_url + "/notification-settings" */
+  char *keys_next_base; /* public_url + "/api-keys" */
   struct metrics m;
 
   /* The deployment key, for creating notification settings. */
@@ -130,6 +137,7 @@ struct server {
   ctkn_apikeys *keys;
   pthread_mutex_t bucket_lock;
   struct bucket *buckets;
+  struct ctkn__buf log_buckets; /* keys on the log: ID, bucket (auth.c) */
 
   /* The follower (server.c): what it applied, and the log's last status.
    * pos_lock guards these and waiters. */
@@ -154,6 +162,14 @@ struct server {
   pthread_t settler;
   bool settler_started;
   struct ctkn__queue setq;
+
+  /* last_used_at (apikeys.c): the keys this replica reported, when, and
+   * the thread that appends their "used" records. */
+  pthread_mutex_t used_lock;
+  struct ctkn__buf used_seen;
+  struct ctkn__queue usedq;
+  pthread_t used_thread;
+  bool used_started;
 
   /* Set by a thread that cannot go on; the server then stops. */
   atomic_int fatal;
@@ -190,6 +206,7 @@ struct req {
   char id[CTKN__API_ID_BUF]; /* the path's ID segment, "" when none */
   char path[CTKN__API_PATH_LOG];
   char key_name[CTKN_APIKEY_NAME_MAX + 1];
+  char key_id[CTKN_AKEY_ID_BUF]; /* a key on the log: its ID; else "" */
 
   /* What arrived. The strings are borrowed from the transport, valid
    * until the request completes. */
@@ -216,6 +233,7 @@ struct req {
   bool ready;                     /* resumed: the answer below is final */
   struct ctkn_command *cmd;       /* writes only: 3 KiB not to clear per read */
   struct ctkn_dest_command *dcmd; /* notification-setting writes only */
+  struct ctkn_akey_command *kcmd; /* API-key writes only */
   int64_t want[CTKN__API_POSITIONS_MAX][2]; /* partition, offset */
   int nwant;
   int64_t deadline_ms;
@@ -440,6 +458,24 @@ void ctkn__api_dest_write(struct server *s, struct req *r);
 void ctkn__api_settings_serve(struct server *s);
 int ctkn__api_settings_start(struct server *s, struct ctkn_err *err);
 void ctkn__api_settings_stop(struct server *s);
+
+/* ---- apikeys.c: API keys on the log ------------------------------------ */
+
+/* A request was authenticated by k: queue its "used" record when this
+ * replica has not reported k for the interval. Never blocks on the log. */
+void ctkn__api_key_used(struct server *s, const struct ctkn_akey *k);
+/* GET /api-keys[/{id}], from this replica's projection. */
+void ctkn__api_keys_read(struct server *s, struct req *r);
+/* Before the body of a write: the ID checked, the command allocated;
+ * false when r was answered. */
+bool ctkn__api_keys_begin(struct server *s, struct req *r);
+/* POST, PATCH, rotations: parse, then queue for the settings thread. */
+void ctkn__api_keys_write(struct server *s, struct req *r);
+/* On the settings thread: run r->kcmd (keycmd.h) and answer. */
+void ctkn__api_keys_answer(struct server *s, struct req *r);
+int ctkn__api_used_start(struct server *s, struct ctkn_err *err);
+/* Appends what is queued, then ends the thread. */
+void ctkn__api_used_stop(struct server *s);
 
 /* ---- http.c: libmicrohttpd -------------------------------------------- */
 

@@ -31,27 +31,27 @@ unsigned ctkn__api_route_perm(enum route rt)
   case R_DEST_LIST:
   case R_DEST_GET:
     return CTKN_PERM_SETTING_READ;
+  case R_KEY_LIST:
+  case R_KEY_GET: /* or the key itself (ctkn__api_authenticate) */
+    return CTKN_PERM_KEY_READ;
+  case R_KEY_CREATE:
+  case R_KEY_UPDATE:
+  case R_KEY_ROTATE: /* or the key itself, as Paddle's */
+    return CTKN_PERM_KEY_WRITE;
   default:
     return CTKN_PERM_TOKEN_READ;
   }
 }
 
-/* Take one request from k's bucket, or say when to come back. Called
- * with keys_lock held, so k and s->buckets belong together. */
-static int take_token(struct server *s, struct req *r,
-                      const struct ctkn_apikey *k, struct ctkn_err *err)
+/* Take one request from b, or say when to come back. Called with
+ * bucket_lock held. */
+static int take_from(struct server *s, struct req *r, struct bucket *b,
+                     struct ctkn_err *err)
 {
   double rate = s->cfg->rate_limit, cap = rate < 1 ? 1 : rate;
-  size_t idx = 0;
+  int64_t now = ctkn__api_mono_us();
   int rc = CTKN_OK;
 
-  if (rate <= 0 || s->buckets == NULL)
-    return CTKN_OK;
-  while (ctkn_apikeys_at(s->keys, idx) != k)
-    idx++;
-  int64_t now = ctkn__api_mono_us();
-  pthread_mutex_lock(&s->bucket_lock);
-  struct bucket *b = &s->buckets[idx];
   if (b->at_us == 0) {
     b->tokens = cap;
   } else {
@@ -71,13 +71,64 @@ static int take_token(struct server *s, struct req *r,
                    "after %d s",
                    rate, r->retry_after);
   }
+  return rc;
+}
+
+/* Take one request from k's bucket. Called with keys_lock held, so k and
+ * s->buckets belong together. */
+static int take_token(struct server *s, struct req *r,
+                      const struct ctkn_apikey *k, struct ctkn_err *err)
+{
+  size_t idx = 0;
+  int rc;
+
+  if (s->cfg->rate_limit <= 0 || s->buckets == NULL)
+    return CTKN_OK;
+  while (ctkn_apikeys_at(s->keys, idx) != k)
+    idx++;
+  pthread_mutex_lock(&s->bucket_lock);
+  rc = take_from(s, r, &s->buckets[idx], err);
   pthread_mutex_unlock(&s->bucket_lock);
   return rc;
 }
 
-/* The key the bearer token is, with r->key_name and *perms set, and its
- * request taken from its bucket. */
-static int find_key(struct server *s, struct req *r, const char *key,
+/* A key on the log's bucket, by its ID (found or added). */
+struct log_bucket {
+  char id[CTKN_AKEY_ID_BUF];
+  struct bucket b;
+};
+
+/* Take one request from the log key id's bucket. */
+static int take_log_token(struct server *s, struct req *r, const char *id,
+                          struct ctkn_err *err)
+{
+  struct log_bucket *v, fresh = {{0}, {0, 0}};
+  size_t n, i;
+  int rc;
+
+  if (s->cfg->rate_limit <= 0)
+    return CTKN_OK;
+  pthread_mutex_lock(&s->bucket_lock);
+  v = (struct log_bucket *)(void *)s->log_buckets.data;
+  n = s->log_buckets.len / sizeof(*v);
+  for (i = 0; i < n && strcmp(v[i].id, id) != 0; i++)
+    ;
+  if (i == n) {
+    memcpy(fresh.id, id, sizeof(fresh.id));
+    if (ctkn__buf_append(&s->log_buckets, &fresh, sizeof(fresh)) != CTKN_OK) {
+      pthread_mutex_unlock(&s->bucket_lock);
+      return ctkn__err(err, CTKN_ENOMEM, "rate limit");
+    }
+    v = (struct log_bucket *)(void *)s->log_buckets.data;
+  }
+  rc = take_from(s, r, &v[i].b, err);
+  pthread_mutex_unlock(&s->bucket_lock);
+  return rc;
+}
+
+/* A key in the key file (--api-keys), with its request taken from its
+ * bucket. CTKN_EAUTHMALFORMED for a key not of the file's shape. */
+static int file_key(struct server *s, struct req *r, const char *key,
                     unsigned *perms, struct ctkn_err *err)
 {
   const struct ctkn_apikey *k = NULL;
@@ -92,6 +143,47 @@ static int find_key(struct server *s, struct req *r, const char *key,
   }
   pthread_rwlock_unlock(&s->keys_lock);
   return rc;
+}
+
+/* A key on the log, from this replica's projection (keylog.h): the
+ * access log names it by its ID, never its name or material. */
+static int log_key(struct server *s, struct req *r, const char *key,
+                   unsigned *perms, struct ctkn_err *err)
+{
+  struct ctkn_akey k;
+  ctkn_store_txn *txn;
+  int rc;
+
+  if ((rc = ctkn_store_begin(s->st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_keylog_authenticate(txn, key, strlen(key), s->cfg->env,
+                                ctkn_now_us(), &k, err);
+  ctkn_store_abort(txn);
+  if (rc != CTKN_OK)
+    return rc;
+  ctkn__strlcpy(r->key_name, k.id, sizeof(r->key_name));
+  ctkn__strlcpy(r->key_id, k.id, sizeof(r->key_id));
+  *perms = k.perms;
+  if ((rc = take_log_token(s, r, k.id, err)) != CTKN_OK)
+    return rc;
+  ctkn__api_key_used(s, &k);
+  return CTKN_OK;
+}
+
+/* The key the bearer token is, with r->key_name and *perms set: the key
+ * file first (its keys stay valid while a fleet moves onto the log), then
+ * the log's keys, by ID or, for a key of the file's shape, by hash. */
+static int find_key(struct server *s, struct req *r, const char *key,
+                    unsigned *perms, struct ctkn_err *err)
+{
+  int rc = file_key(s, r, key, perms, err);
+
+  if (rc != CTKN_EBADKEY && rc != CTKN_EAUTHMALFORMED)
+    return rc;
+  int lrc = log_key(s, r, key, perms, err);
+  /* A key of the file's shape that neither knows is unknown, not
+   * malformed. */
+  return lrc == CTKN_EAUTHMALFORMED && rc == CTKN_EBADKEY ? rc : lrc;
 }
 
 int ctkn__api_authenticate(struct server *s, struct req *r, unsigned need,
@@ -116,7 +208,11 @@ int ctkn__api_authenticate(struct server *s, struct req *r, unsigned need,
     return ctkn__err(err, rc, "the API key is not valid (unknown or revoked)");
   if (rc != CTKN_OK)
     return rc;
-  if ((perms & need) != need) {
+  /* Any key may read itself, so a client (the dashboard) can learn its
+   * permissions, and rotate itself, as Paddle's keys do. */
+  bool self = (r->route == R_KEY_GET || r->route == R_KEY_ROTATE) &&
+              r->key_id[0] != '\0' && strcmp(r->key_id, r->id) == 0;
+  if ((perms & need) != need && !self) {
     /* need is one permission's bit, and its name is the last listed (a
      * write lists its read first). */
     const char *names[CTKN_PERMS_MAX];
@@ -134,6 +230,8 @@ int ctkn__api_load_keys(struct server *s, struct ctkn_err *err)
   struct bucket *b;
   int rc;
 
+  if (s->cfg->api_keys == NULL) /* keys on the log only */
+    return CTKN_OK;
   if ((rc = ctkn_apikeys_load(s->cfg->api_keys, &ks, err)) != CTKN_OK)
     return rc;
   size_t n = ctkn_apikeys_count(ks);

@@ -387,7 +387,10 @@ void ctkn__api_settings_serve(struct server *s)
 
   while (ctkn__queue_pop(&s->setq, &node, 1, -1) == 1) {
     struct req *r = CTKN__CONTAINER_OF(node, struct req, qnode);
-    answer_setting(s, r);
+    if (r->kcmd != NULL)
+      ctkn__api_keys_answer(s, r);
+    else
+      answer_setting(s, r);
     ctkn__api_wake(r);
   }
 }

@@ -292,6 +292,37 @@ static enum route classify_dest(const char *url, const char *method, char *id,
   return strcmp(method, "DELETE") == 0 ? R_DEST_DELETE : R_COUNT;
 }
 
+/* /api-keys[/{id}[/rotations]]; url is what follows the base. */
+static enum route classify_keys(const char *url, const char *method, char *id,
+                                const char **allow)
+{
+  const char *slash;
+
+  if (*url == '\0' || strcmp(url, "/") == 0) {
+    *allow = "GET, HEAD, POST";
+    if (is_get(method))
+      return R_KEY_LIST;
+    return strcmp(method, "POST") == 0 ? R_KEY_CREATE : R_COUNT;
+  }
+  if (*url != '/' || url[1] == '\0')
+    return R_OTHER;
+  url++;
+  if ((slash = strchr(url, '/')) != NULL) {
+    if (strcmp(slash, "/rotations") != 0 || slash == url ||
+        slash - url >= CTKN__API_ID_BUF)
+      return R_OTHER;
+    memcpy(id, url, (size_t)(slash - url));
+    id[slash - url] = '\0';
+    *allow = "POST";
+    return strcmp(method, "POST") == 0 ? R_KEY_ROTATE : R_COUNT;
+  }
+  ctkn__strlcpy(id, url, CTKN__API_ID_BUF);
+  *allow = "GET, HEAD, PATCH";
+  if (is_get(method))
+    return R_KEY_GET;
+  return strcmp(method, "PATCH") == 0 ? R_KEY_UPDATE : R_COUNT;
+}
+
 /* /client-tokens[/{id}|/verify]; url is what follows the base. */
 static enum route classify_tokens(const char *url, const char *method, char *id,
                                   const char **allow)
@@ -352,6 +383,7 @@ static enum route classify(const char *url, const char *method, char *id,
 {
   static const char base[] = "/client-tokens";
   static const char dest[] = "/notification-settings";
+  static const char keys[] = "/api-keys";
 
   *allow = NULL;
   if (strcmp(url, "/healthz") == 0 || strcmp(url, "/metrics") == 0) {
@@ -370,6 +402,9 @@ static enum route classify(const char *url, const char *method, char *id,
   }
   if (strncmp(url, dest, sizeof(dest) - 1) == 0)
     return classify_dest(url + sizeof(dest) - 1, method, id, allow);
+  if (strncmp(url, keys, sizeof(keys) - 1) == 0 &&
+      (url[sizeof(keys) - 1] == '\0' || url[sizeof(keys) - 1] == '/'))
+    return classify_keys(url + sizeof(keys) - 1, method, id, allow);
   if (strncmp(url, base, sizeof(base) - 1) != 0)
     return R_OTHER;
   return classify_tokens(url + sizeof(base) - 1, method, id, allow);
@@ -466,6 +501,10 @@ void ctkn__api_begin(struct server *s, struct req *r)
   }
   if (need == CTKN_PERM_SETTING_WRITE && !ctkn__api_dest_begin(s, r))
     return;
+  if ((r->route == R_KEY_CREATE || r->route == R_KEY_UPDATE ||
+       r->route == R_KEY_ROTATE) &&
+      !ctkn__api_keys_begin(s, r))
+    return;
   if (need == CTKN_PERM_TOKEN_WRITE && !ctkn__api_tokens_begin(s, r))
     return;
   const char *cl = r->hdr.content_length;
@@ -480,7 +519,9 @@ bool ctkn__api_body(struct req *r, const char *data, size_t n)
   if (ctkn__api_answered(r) || r->too_large)
     return true; /* answered or refused: drain the rest */
   if (r->route != R_CREATE && r->route != R_UPDATE &&
-      r->route != R_DEST_CREATE && r->route != R_DEST_UPDATE) {
+      r->route != R_DEST_CREATE && r->route != R_DEST_UPDATE &&
+      r->route != R_KEY_CREATE && r->route != R_KEY_UPDATE &&
+      r->route != R_KEY_ROTATE) {
     ctkn__api_answer_code(r, CTKN_EBADREQ, "this request takes no body");
     return true;
   }
@@ -515,6 +556,15 @@ void ctkn__api_dispatch(struct server *s, struct req *r)
   case R_DEST_LIST:
   case R_DEST_GET:
     ctkn__api_dest_read(s, r);
+    return;
+  case R_KEY_LIST:
+  case R_KEY_GET:
+    ctkn__api_keys_read(s, r);
+    return;
+  case R_KEY_CREATE:
+  case R_KEY_UPDATE:
+  case R_KEY_ROTATE:
+    ctkn__api_keys_write(s, r);
     return;
   case R_HEALTHZ:
     ctkn__api_healthz(s, r);
@@ -609,6 +659,7 @@ void ctkn__api_complete(struct server *s, struct req *r, const char *aborted)
   access_line(r, us, aborted);
   free(r->cmd);
   free(r->dcmd);
+  free(r->kcmd);
   free(r->resp);
   ctkn__buf_free(&r->body);
   ctkn__buf_free(&r->qmore);

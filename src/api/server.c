@@ -281,6 +281,7 @@ void ctkn_server_config_init(struct ctkn_server_config *cfg)
   cfg->position_wait_ms = 5000;
   cfg->client_timeout_s = 30;
   cfg->status_ms = 1000;
+  cfg->key_used_interval_ms = CTKN_AKEY_USED_INTERVAL_US / 1000;
 }
 
 /* "HOST:PORT" or "[V6]:PORT" into host (hostsz bytes) and *port. */
@@ -373,9 +374,10 @@ static int check_limits(const struct ctkn_server_config *c,
 static int check_config(const struct ctkn_server_config *c,
                         struct ctkn_err *err)
 {
-  if (c->api_keys == NULL || *c->api_keys == '\0')
+  if (c->api_keys != NULL && *c->api_keys == '\0')
     return ctkn__err_field(err, CTKN_EUSAGE, "api-keys",
-                           "an API key file is required (ctkn apikey create)");
+                           "names no file (leave it out: keys on the log "
+                           "are enough)");
   if ((c->tls_cert == NULL) != (c->tls_key == NULL))
     return ctkn__err_field(err, CTKN_EUSAGE,
                            c->tls_cert == NULL ? "tls-cert" : "tls-key",
@@ -396,7 +398,7 @@ static int make_links(struct server *s, struct ctkn_err *err)
 {
   const struct ctkn_server_config *cfg = s->cfg;
   const char *base = cfg->public_url;
-  struct ctkn__buf a = CTKN__BUF_INIT, b = CTKN__BUF_INIT;
+  struct ctkn__buf a = CTKN__BUF_INIT, b = CTKN__BUF_INIT, k = CTKN__BUF_INIT;
   char fallback[300];
 
   if (base == NULL) {
@@ -409,13 +411,16 @@ static int make_links(struct server *s, struct ctkn_err *err)
     blen--;
   if (ctkn__buf_printf(&a, "%.*s/client-tokens", blen, base) != CTKN_OK ||
       ctkn__buf_printf(&b, "%.*s/notification-settings", blen, base) !=
-          CTKN_OK) {
+          CTKN_OK ||
+      ctkn__buf_printf(&k, "%.*s/api-keys", blen, base) != CTKN_OK) {
     ctkn__buf_free(&a);
     ctkn__buf_free(&b);
+    ctkn__buf_free(&k);
     return ctkn__err(err, CTKN_ENOMEM, "server");
   }
   s->next_base = ctkn__buf_detach(&a);
   s->dest_next_base = ctkn__buf_detach(&b);
+  s->keys_next_base = ctkn__buf_detach(&k);
   return CTKN_OK;
 }
 
@@ -425,16 +430,21 @@ void ctkn__api_server_free(struct server *s)
     return;
   ctkn_apikeys_free(s->keys);
   free(s->buckets);
+  ctkn__buf_free(&s->log_buckets);
   free(s->applied);
   free(s->status);
   free(s->next_base);
   free(s->dest_next_base);
+  free(s->keys_next_base);
   ctkn_wipe(s->key, sizeof(s->key));
   pthread_rwlock_destroy(&s->keys_lock);
   pthread_mutex_destroy(&s->bucket_lock);
   pthread_mutex_destroy(&s->pos_lock);
   ctkn__queue_destroy(&s->cmdq);
   ctkn__queue_destroy(&s->setq);
+  ctkn__queue_destroy(&s->usedq);
+  pthread_mutex_destroy(&s->used_lock);
+  ctkn__buf_free(&s->used_seen);
   free(s);
 }
 
@@ -452,6 +462,7 @@ int ctkn__api_server_new(struct server **out, ctkn_store *st,
   s->st = st;
   pthread_rwlock_init(&s->keys_lock, NULL);
   pthread_mutex_init(&s->bucket_lock, NULL);
+  s->log_buckets = (struct ctkn__buf)CTKN__BUF_INIT;
   pthread_mutex_init(&s->pos_lock, NULL);
   if (ctkn__queue_init(&s->cmdq) != CTKN_OK) {
     free(s);
@@ -459,6 +470,15 @@ int ctkn__api_server_new(struct server **out, ctkn_store *st,
   }
   if (ctkn__queue_init(&s->setq) != CTKN_OK) {
     ctkn__queue_destroy(&s->cmdq);
+    free(s);
+    return ctkn__err(err, CTKN_ENOMEM, "server");
+  }
+  pthread_mutex_init(&s->used_lock, NULL);
+  s->used_seen = (struct ctkn__buf)CTKN__BUF_INIT;
+  if (ctkn__queue_init(&s->usedq) != CTKN_OK) {
+    ctkn__queue_destroy(&s->cmdq);
+    ctkn__queue_destroy(&s->setq);
+    pthread_mutex_destroy(&s->used_lock);
     free(s);
     return ctkn__err(err, CTKN_ENOMEM, "server");
   }
@@ -504,7 +524,8 @@ static int start_threads(struct server *s, struct ctkn_err *err)
   if (pthread_create(&s->follower, NULL, follower_main, s) != 0)
     return ctkn__err(err, CTKN_ENOMEM, "server: threads");
   s->follower_started = true;
-  if ((rc = ctkn__api_commands_start(s, err)) != CTKN_OK)
+  if ((rc = ctkn__api_commands_start(s, err)) != CTKN_OK ||
+      (rc = ctkn__api_used_start(s, err)) != CTKN_OK)
     return rc;
   return ctkn__api_settings_start(s, err);
 }
@@ -583,6 +604,7 @@ static void shut_down(struct server *s)
   pthread_mutex_unlock(&s->pos_lock);
   ctkn__api_commands_stop(s);
   ctkn__api_settings_stop(s);
+  ctkn__api_used_stop(s);
   ctkn__api_expire_waiters(s, true);
   if (s->follower_started) {
     s->follower_stop = 1;

@@ -80,6 +80,8 @@ const char *const ctkn__store_table_names[T_COUNT] = {"meta",
                                                       "notify_cursors",
                                                       "notify_queue",
                                                       "trust",
+                                                      "api_keys",
+                                                      "api_key_hashes",
                                                       "events"};
 
 const MDB_val ctkn__store_revoked_key = {7, "revoked"};

@@ -19,7 +19,9 @@ static const int kv_tables[] = {[CTKN_TABLE_POSITIONS] = T_POSITIONS,
                                 [CTKN_TABLE_ATTEMPTS] = T_ATTEMPTS,
                                 [CTKN_TABLE_CURSORS] = T_CURSORS,
                                 [CTKN_TABLE_QUEUE] = T_QUEUE,
-                                [CTKN_TABLE_TRUST] = T_TRUST};
+                                [CTKN_TABLE_TRUST] = T_TRUST,
+                                [CTKN_TABLE_API_KEYS] = T_AKEYS,
+                                [CTKN_TABLE_API_KEY_HASHES] = T_AKEY_HASH};
 
 static int kv_table(ctkn_store_txn *t, enum ctkn_store_table table, int *out,
                     struct ctkn_err *err)

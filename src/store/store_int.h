@@ -61,6 +61,8 @@ enum {
   T_CURSORS,
   T_QUEUE,
   T_TRUST,
+  T_AKEYS,
+  T_AKEY_HASH,
   T_EVENTS,
   T_COUNT
 };

@@ -396,7 +396,8 @@ class Server:
     """`ctkn serve` on a free loopback port against env's topic.
 
     It makes a key file with `ctkn apikey create`, one key per (name,
-    permissions) pair in `keys` (self.keys[name] is the key), starts the
+    permissions) pair in `keys` (self.keys[name] is the key; none: no key
+    file, only keys on the log), starts the
     server with its own projection (db, default DIR/NAME-db), its output in
     DIR/NAME.log, and waits until GET /healthz answers 200. stop() sends
     SIGTERM and checks that the server exits 0.
@@ -427,9 +428,10 @@ class Server:
             self.port = free_port()
             self.url = f"{scheme}://127.0.0.1:{self.port}"
             with open(self.log, "a") as f:
+                keyargs = ["--api-keys", self.keyfile] if keys else []
                 self.proc = subprocess.Popen(
                     [CTKN, "serve", "--listen", f"127.0.0.1:{self.port}",
-                     "--api-keys", self.keyfile, "--public-url", self.url,
+                     *keyargs, "--public-url", self.url,
                      "--brokers", BROKERS, "--topic", env.topic,
                      "--db", self.db, *args],
                     stdout=f, stderr=subprocess.STDOUT)

@@ -118,7 +118,8 @@ def test_schemathesis_finds_nothing():
         # a short bound keeps each of those waits (then 503) short.
         srv = Server(env, name="contract",
                      keys=(("writer", "client_token.write,"
-                                      "notification_setting.write"),
+                                      "notification_setting.write,"
+                                      "api_key.write"),
                            ("reader", "client_token.read")),
                      args=("--position-wait", "0.2",
                            "--secret-key-file", deploy_key(env)))

@@ -479,6 +479,34 @@ def flow_read_only(b, srv):
     check_key_kept(b, srv, "reader")
 
 
+def flow_log_key(b, srv, env):
+    """A read-only key on the log (issue #14): the page learns its
+    permissions from GET /api-keys/{its own id} and offers no write."""
+    b.click(b.wait("#signout"))
+    b.wait("#key")
+    k = env.ok("apikey", "create", "--name", "ui reader", "--permissions",
+               "client_token.read").json["data"]
+    deadline = time.monotonic() + 10
+    while srv.request("GET", f"/api-keys/{k['id']}",
+                      key=f"Bearer {k['key']}").status != 200:
+        check(time.monotonic() < deadline, "the log key never arrived")
+        time.sleep(0.05)
+    before = srv.output().count('"path":"/client-tokens/probe"')
+    b.get(srv.url + "/ui/")
+    b.wait("#key")
+    b.wait_for(lambda: b.focused() == "key", "focus on the key field")
+    b.keys(*k["key"], "enter")
+    b.wait("#tokens-body tr")
+    perms = b.text(b.wait("#perms"))
+    check(perms == "Key: client_token.read", perms)
+    check(not b.find_all("#create-form") and not b.find_all("button.revoke")
+          and not b.find_all("button.rename"), "write controls shown")
+    check(srv.output().count('"path":"/client-tokens/probe"') == before,
+          "a log key's permissions were probed, not read")
+    check(f'"path":"/api-keys/{k["id"]}"' in srv.output(),
+          "GET /api-keys/{own id} was not asked")
+
+
 def test_browser():
     check(webdriver.available(),
           "no /usr/bin/chromium or /usr/bin/chromedriver: "
@@ -512,6 +540,7 @@ def test_browser():
         flow_phone(b, srv, shots)
         check_key_kept(b, srv, "admin")
         flow_read_only(b, srv)
+        flow_log_key(b, srv, env)
         # The server enforces it regardless of the page.
         r = srv.request("PATCH", f"/client-tokens/{hostile}",
                         {"status": "revoked"}, key="reader")

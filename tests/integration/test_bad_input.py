@@ -127,7 +127,7 @@ def test_help_and_version():
     r = run([CTKN, "help"])
     check(r.rc == 0 and "usage: ctkn" in r.out, r)
     r = run([CTKN, "version"])
-    check(r.rc == 0 and r.json["data"]["schema_version"] == 1, r)
+    check(r.rc == 0 and r.json["data"]["schema_version"] == 2, r)
 
 
 if __name__ == "__main__":

@@ -217,11 +217,11 @@ def test_newer_schema_version_stops_it():
     try:
         write_some(env, 3, "s")
         p, off = env.raw(0, "ctkn_01jyq3v5k8q9r0s1t2v3w4x5y8", b"future",
-                         "client_token.updated", "2")
+                         "client_token.updated", "3")
         db = env.path("schema.sqlite")
         s, err = consume(env, db, rc=3)
         check(s["paused"] and s["applied"] == 3, (s, err))
-        check(any("schema version 2" in e for e in err), err)
+        check(any("schema version 3" in e for e in err), err)
         stored = sqlite3.connect(db).execute(
             "SELECT next FROM offsets WHERE partition = ?", (p,)).fetchone()
         check(stored[0] == off, f"stored offset {stored} passed {off}")

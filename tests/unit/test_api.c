@@ -32,6 +32,7 @@
 #include <cmocka.h>
 
 #include "api/api_int.h"
+#include "ctkn/akey.h"
 #include "ctkn/apikey.h"
 #include "ctkn/codec.h"
 #include "ctkn/diag.h"
@@ -1149,6 +1150,133 @@ static void test_verify_answers_active_revoked_and_unknown(void **state)
 
 /* ---- authentication ---------------------------------------------------- */
 
+/* An API-key record projected as the settings follower would, at the
+ * settings topic's next offset. */
+static void project_akey(struct fx *f, const struct ctkn_akey_event *ev)
+{
+  static int64_t off = 1000;
+  struct ctkn_log_msg m;
+  struct ctkn_err err = {0};
+  uint8_t *buf;
+  size_t len;
+
+  assert_int_equal(ctkn_akey_event_encode(ev, &buf, &len, &err), CTKN_OK);
+  memset(&m, 0, sizeof(m));
+  m.offset = off++;
+  m.timestamp_ms = -1;
+  m.key = ev->data.id;
+  m.key_len = CTKN_AKEY_ID_LEN;
+  m.value = buf;
+  m.value_len = len;
+  snprintf(m.event_type, sizeof(m.event_type), "%s",
+           ctkn_akey_type_str(ev->type));
+  m.schema_version = CTKN_AKEY_SCHEMA;
+  if (ctkn_settings_project(f->st, &m, 1, &err) != CTKN_OK)
+    fail_msg("project: %s", err.msg);
+  free(buf);
+}
+
+static void test_keys_on_the_log_authenticate_until_revoked(void **st)
+{
+  struct fx *f = *st;
+  struct ctkn_akey_command c;
+  struct ctkn_akey_event ev, rv;
+  char key[CTKN_AKEY_BUF], auth[CTKN_AKEY_BUF + 8], other[CTKN_AKEY_BUF + 8];
+  uint8_t sha[32];
+
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_CREATE);
+  assert_int_equal(ctkn_akey_command_set_name(&c, "fleet", 5, NULL), CTKN_OK);
+  assert_int_equal(ctkn_akey_command_set_perms(&c, CTKN_PERM_TOKEN_READ, NULL),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_akey_plan(NULL, &c, CTKN_ENV_SANDBOX, ctkn_now_us(), &ev, key, NULL),
+      CTKN_AKEY_PLAN_APPEND);
+  snprintf(auth, sizeof(auth), "Bearer %s", key);
+  /* Not projected yet: unknown. */
+  check_error(
+      f, call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL),
+      403, "invalid_token", NULL);
+  project_akey(f, &ev);
+  struct req *r =
+      call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL);
+  assert_int_equal(r->status, 200);
+  assert_string_equal(r->key_name, ev.data.id); /* logged by ID */
+  done(f, r);
+  check_detail(f,
+               call(f, "GET", "/notification-settings", NULL, "Authorization",
+                    auth, NULL),
+               403, "forbidden", NULL, "lacks the permission");
+  /* Any key reads itself (not others, nor the list) without
+   * api_key.read. */
+  char self[80];
+  snprintf(self, sizeof(self), "/api-keys/%s", ev.data.id);
+  r = call(f, "GET", self, NULL, "Authorization", auth, NULL);
+  assert_int_equal(r->status, 200);
+  assert_contains(r->resp, "\"permissions\":[\"client_token.read\"]");
+  assert_null(strstr(r->resp, "\"key\""));
+  done(f, r);
+  check_detail(f,
+               call(f, "GET", "/api-keys", NULL, "Authorization", auth, NULL),
+               403, "forbidden", NULL, "api_key.read");
+  check_error(f,
+              call(f, "GET", "/api-keys/apikey_01h04vsbhqbpsdbkn6g5ya2r2k",
+                   NULL, "Authorization", auth, NULL),
+              403, "forbidden", NULL);
+  /* The same ID with another secret. */
+  assert_int_equal(ctkn_akey_generate(ev.data.id, CTKN_ENV_SANDBOX, key, sha),
+                   CTKN_OK);
+  snprintf(other, sizeof(other), "Bearer %s", key);
+  check_error(
+      f, call(f, "GET", "/client-tokens", NULL, "Authorization", other, NULL),
+      403, "invalid_token", NULL);
+  check_error(f,
+              call(f, "GET", "/client-tokens", NULL, "Authorization",
+                   "Bearer ctkn_sdbx_apikey_0123", NULL),
+              403, "authentication_malformed", NULL);
+
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_REVOKE);
+  assert_int_equal(ctkn_akey_plan(&ev.data, &c, CTKN_ENV_SANDBOX, ctkn_now_us(),
+                                  &rv, NULL, NULL),
+                   CTKN_AKEY_PLAN_APPEND);
+  project_akey(f, &rv);
+  check_error(
+      f, call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL),
+      403, "invalid_token", NULL);
+  /* The key file's keys still work beside the log's. */
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+}
+
+static void test_rate_limit_covers_keys_on_the_log(void **st)
+{
+  struct fx *f = *st;
+  struct ctkn_akey_command c;
+  struct ctkn_akey_event ev;
+  char key[CTKN_AKEY_BUF], auth[CTKN_AKEY_BUF + 8];
+
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_CREATE);
+  assert_int_equal(ctkn_akey_command_set_name(&c, "limited", 7, NULL), CTKN_OK);
+  assert_int_equal(ctkn_akey_command_set_perms(&c, CTKN_PERM_TOKEN_READ, NULL),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_akey_plan(NULL, &c, CTKN_ENV_SANDBOX, ctkn_now_us(), &ev, key, NULL),
+      CTKN_AKEY_PLAN_APPEND);
+  project_akey(f, &ev);
+  snprintf(auth, sizeof(auth), "Bearer %s", key);
+  f->cfg.rate_limit = 1; /* one a second, bursts of one */
+  struct req *r =
+      call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL);
+  assert_int_equal(r->status, 429);
+  assert_true(r->retry_after >= 1);
+  done(f, r);
+  f->cfg.rate_limit = 0;
+}
+
 static void test_authentication_failures_are_403_with_paddles_codes(void **st)
 {
   struct fx *f = *st;
@@ -2045,7 +2173,7 @@ static void test_server_refuses_a_bad_configuration_naming_it(void **state)
     c = f->cfg;
     switch (i) {
     case 0:
-      c.api_keys = NULL;
+      c.api_keys = ""; /* NULL is fine: keys on the log only */
       break;
     case 1:
       c.tls_cert = "cert.pem";
@@ -2382,6 +2510,8 @@ int main(void)
       T(test_list_parameters_are_checked_naming_the_field),
       T(test_verify_answers_active_revoked_and_unknown),
       T(test_authentication_failures_are_403_with_paddles_codes),
+      T(test_keys_on_the_log_authenticate_until_revoked),
+      T(test_rate_limit_covers_keys_on_the_log),
       T(test_rate_limit_answers_429_with_retry_after),
       T(test_unknown_paths_are_404_and_other_methods_405),
       T(test_bodies_too_large_or_unwanted_are_refused),

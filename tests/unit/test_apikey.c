@@ -430,7 +430,7 @@ static void test_bad_permissions_name_the_field(void **state)
   assert_int_equal(ctkn_apikey_create(f->path, "a", 0, key, NULL, &err),
                    CTKN_EINVAL);
   assert_string_equal(err.field, "permissions");
-  assert_int_equal(ctkn_apikey_create(f->path, "a", R | 16u, key, NULL, &err),
+  assert_int_equal(ctkn_apikey_create(f->path, "a", R | 256u, key, NULL, &err),
                    CTKN_EINVAL);
   assert_string_equal(err.field, "permissions");
   /* The message lists every accepted name. */
