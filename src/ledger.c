@@ -623,6 +623,28 @@ static int append_and_wait(ctkn_ledger *l, struct batch *b,
   return rc != CTKN_OK ? rc : brc;
 }
 
+/*
+ * Whether planning the batch reads the projection, so that it must first
+ * catch up to the log's end: an update or a revoke plans against the
+ * token's state, and a create with an idempotency key looks the key up
+ * (a retry must find what an earlier run appended). A create without a
+ * key reads nothing: its ID and token string are new, so it needs no
+ * round trip for the end offsets, only the partition count, known once
+ * the projector has caught up once. What the projection then makes of
+ * its event is judged after the append, as always.
+ */
+static bool reads_projection(const ctkn_ledger *l, const struct batch *b)
+{
+  if (ctkn_projector_partitions(l->projector) <= 0)
+    return true;
+  for (size_t i = 0; i < b->n; i++) {
+    if (b->rcs[i] == CTKN_OK && (b->cmds[i].kind != CTKN_CMD_CREATE ||
+                                 b->cmds[i].idempotency_key[0] != '\0'))
+      return true;
+  }
+  return false;
+}
+
 int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
                               size_t n, struct ctkn_outcome *outs, int *rcs,
                               struct ctkn_err *errs)
@@ -631,11 +653,13 @@ int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
       .cmds = cmds, .n = n, .outs = outs, .rcs = rcs, .errs = errs};
   struct ctkn_err err;
   ctkn_store_txn *txn = NULL;
-  int rc;
+  int rc = CTKN_OK;
 
   /* A stale projection must never cause a spurious conflict. */
-  rc = batch_start(&b) ? ctkn_projector_catch_up(l->projector, NULL, 0, &err)
-                       : ctkn__err(&err, CTKN_ENOMEM, "ledger");
+  if (!batch_start(&b))
+    rc = ctkn__err(&err, CTKN_ENOMEM, "ledger");
+  else if (reads_projection(l, &b))
+    rc = ctkn_projector_catch_up(l->projector, NULL, 0, &err);
   if (rc != CTKN_OK) {
     fail_all(&b, rc, &err);
     goto out;
