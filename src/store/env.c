@@ -108,6 +108,15 @@ static void size_text(char *buf, size_t size, size_t n)
     snprintf(buf, size, "%zu%c", v, units[u]);
 }
 
+uint64_t ctkn__store_last_commit(ctkn_store *st)
+{
+  MDB_envinfo info;
+
+  if (st == NULL || mdb_env_info(st->env, &info) != MDB_SUCCESS)
+    return 0;
+  return (uint64_t)info.me_last_txnid;
+}
+
 int ctkn_store_map_full(ctkn_store *st, struct ctkn_err *err)
 {
   MDB_envinfo info;

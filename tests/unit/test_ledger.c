@@ -14,9 +14,13 @@
 
 #include <cmocka.h>
 
+#include "ctkn/crypto.h"
 #include "ctkn/ledger.h"
 #include "ctkn/projector.h"
 #include "ctkn/query.h"
+#include "ctkn/trust.h"
+#include "projector/projector_int.h"
+#include "store/shared.h"
 #include "testkit.h"
 
 #define NPARTS 3
@@ -274,6 +278,95 @@ static void test_only_commands_that_read_the_projection_catch_up_first(void **s)
   assert_true(watermarks(f) > before);
   /* The catch-ups to the end took in the other writer's token. */
   assert_true(tk_get(&f->t, ev.data.id, &got));
+}
+
+/* A trust root and a client_token.* writer key in a keyring on the
+ * settings topic; the ledger signs with the key. */
+struct signing {
+  ctkn_seckey *root, *writer;
+  uint8_t root_pub[CTKN_SIGN_PUB_LEN];
+};
+
+static void sign_with_a_key(struct fx *f, struct signing *sg)
+{
+  struct ctkn_log_config scfg = f->t.cfg;
+  struct ctkn_writer_key wk = {0};
+  struct ctkn_keyring kr;
+  struct ctkn_err err = {0};
+
+  assert_int_equal(ctkn_seckey_generate(&sg->root, &err), CTKN_OK);
+  assert_int_equal(ctkn_seckey_generate(&sg->writer, &err), CTKN_OK);
+  ctkn_seckey_public(sg->root, sg->root_pub);
+  ctkn_keyring_init(&kr);
+  kr.version = 1;
+  memset(kr.log_id, 0x42, sizeof(kr.log_id));
+  ctkn_seckey_public(sg->writer, wk.public_key);
+  ctkn_key_id(wk.public_key, wk.key_id);
+  snprintf(wk.name, sizeof(wk.name), "test");
+  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
+  wk.nscopes = 1;
+  fake_log_create(f->t.log, TK_TOPIC "_settings", 1);
+  snprintf(scfg.topic, sizeof(scfg.topic), "%s_settings", TK_TOPIC);
+  scfg.n_overrides = 0; /* the copy owns nothing */
+  assert_int_equal(ctkn_keyring_add_key(&kr, &wk, &err), CTKN_OK);
+  assert_int_equal(ctkn_trust_keyring_append(&scfg, sg->root, &kr, &err),
+                   CTKN_OK);
+  ctkn_keyring_free(&kr);
+  if (ctkn_ledger_set_trust(f->l, sg->root_pub, sg->writer, &err) != CTKN_OK)
+    fail_msg("set_trust: %s", err.msg);
+}
+
+static void signing_free(struct signing *sg)
+{
+  ctkn_seckey_free(sg->root);
+  ctkn_seckey_free(sg->writer);
+}
+
+static const struct ctkn_log_msg *msg_of(struct source *src, size_t i)
+{
+  return ((const struct ctkn_log_msg **)src->arg)[i];
+}
+
+/* The server's command thread and its follower race for the same
+ * records. The loser's pass finds every record below the stored offsets
+ * and skips them all; it commits nothing (a commit would write the
+ * gate's state back unchanged, and cost an fsync), and the projection is
+ * what the winner left. */
+static void test_a_pass_that_only_skips_commits_nothing(void **s)
+{
+  struct fx *f = *s;
+  struct signing sg;
+  struct ctkn_outcome o;
+  struct ctkn__ptrust *t = NULL;
+  struct ctkn_projector_stats stats = {0};
+  struct ctkn_err err = {0};
+  char before[65], after[65];
+  const struct ctkn_log_msg *msgs[8];
+  size_t n = 0;
+
+  sign_with_a_key(f, &sg);
+  create(f, "signed", &o); /* the record and its checkpoint, applied */
+  for (int64_t off = 0; off < fake_log_end(f->t.log, TK_TOPIC, o.partition);
+       off++) {
+    assert_true(n < 8);
+    msgs[n++] = fake_log_record(f->t.log, TK_TOPIC, o.partition, off);
+  }
+  assert_int_equal(n, 2);
+  struct source src = {n, msg_of, NULL, msgs};
+  assert_int_equal(ctkn__ptrust_open(&t, f->t.st, &f->t.cfg, sg.root_pub, &err),
+                   CTKN_OK);
+  tk_digest(f->t.st, before);
+  uint64_t commit = ctkn__store_last_commit(f->t.st);
+  assert_true(commit > 0);
+  if (ctkn__projector_apply_source(f->t.st, CTKN_ENV_SANDBOX, t, &src, NULL, 0,
+                                   &stats, &err) != CTKN_OK)
+    fail_msg("apply: %s", err.msg);
+  assert_int_equal(stats.skipped, 2);
+  assert_int_equal(ctkn__store_last_commit(f->t.st), commit);
+  tk_digest(f->t.st, after);
+  assert_string_equal(before, after);
+  ctkn__ptrust_free(t);
+  signing_free(&sg);
 }
 
 /* ---- races ------------------------------------------------------------- */
@@ -870,6 +963,7 @@ int main(void)
       T(test_unknown_token_is_notfound_and_appends_nothing),
       T(test_a_stale_projection_is_caught_up_before_planning),
       T(test_only_commands_that_read_the_projection_catch_up_first),
+      T(test_a_pass_that_only_skips_commits_nothing),
       T(test_lost_race_replans_and_reports_the_conflict),
       T(test_lost_race_whose_goal_is_met_succeeds),
       T(test_idempotency_race_answers_the_first_token),
