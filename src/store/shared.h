@@ -76,6 +76,10 @@ int ctkn__store_unsynced_end(struct ctkn_store *st, struct ctkn_err *err);
  * with every commit that wrote something, by any process. 0 when LMDB
  * cannot say. */
 uint64_t ctkn__store_last_commit(struct ctkn_store *st);
+/* Whether a commit leaves its meta page to the next commit's sync
+ * (MDB_NOMETASYNC: one disk flush per commit, not two); true for every
+ * writer. */
+bool ctkn__store_meta_deferred(struct ctkn_store *st);
 
 /* Copy the process-local tables (a notifier's delivery state) from one
  * projection into another, as `ctkn rebuild` does before its swap. to is
