@@ -60,6 +60,7 @@ struct fake_log {
   bool fail_appended;
   int fail_polls, fail_poll_rc;
   int fail_queries, fail_query_rc;
+  int fail_seeks, fail_seek_rc;
   int report_delay_ms;
   void (*on_send)(void *arg);
   void *on_send_arg;
@@ -354,6 +355,14 @@ void fake_log_fail_queries(struct fake_log *f, int n, int rc)
   pthread_mutex_lock(&f->mu);
   f->fail_queries = n;
   f->fail_query_rc = rc;
+  pthread_mutex_unlock(&f->mu);
+}
+
+void fake_log_fail_seeks(struct fake_log *f, int n, int rc)
+{
+  pthread_mutex_lock(&f->mu);
+  f->fail_seeks = n;
+  f->fail_seek_rc = rc;
   pthread_mutex_unlock(&f->mu);
 }
 
@@ -732,6 +741,14 @@ static int fake_seek(ctkn_consumer *base, const int64_t *offsets, int32_t n,
   int rc = CTKN_OK;
 
   pthread_mutex_lock(&c->f->mu);
+  if (c->f->fail_seeks > 0) {
+    c->f->fail_seeks--;
+    rc = ctkn__err(err, c->f->fail_seek_rc,
+                   "kafka: seeking %s: Timed out waiting for 1 remaining "
+                   "partition seek(s) to finish (fake)",
+                   c->topic);
+    n = 0;
+  }
   for (int32_t i = 0; i < n; i++) {
     if (offsets[i] < 0)
       continue;

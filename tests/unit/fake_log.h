@@ -68,6 +68,8 @@ void fake_log_fail_polls(struct fake_log *f, int n, int rc);
 /* The next n metadata or offset queries (partitions, watermarks) fail with
  * rc. */
 void fake_log_fail_queries(struct fake_log *f, int n, int rc);
+/* The next n seeks fail with rc and move nothing. */
+void fake_log_fail_seeks(struct fake_log *f, int n, int rc);
 /* Each batch's delivery reports come ms late. */
 void fake_log_delay_reports(struct fake_log *f, int ms);
 /* fn runs inside every send, before its records are appended, without the

@@ -369,6 +369,38 @@ static void test_a_pass_that_only_skips_commits_nothing(void **s)
   signing_free(&sg);
 }
 
+/* Another writer (the server's follower) applied records past this
+ * ledger's consumer, and the seek that would skip them fails (librdkafka
+ * timed out waiting for it under load): the command goes on, reading and
+ * skipping them, instead of failing with the event already judged. */
+static void test_a_failed_seek_past_another_writer_is_not_an_error(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome o, first;
+  struct ctkn_command cmd;
+  struct ctkn_event ev;
+  struct ctkn_err err = {0};
+  int32_t p;
+
+  create(f, "first", &first); /* the ledger's consumer is assigned */
+  tk_plan_create(&f->t, "other", NULL, &ev);
+  int64_t off = tk_append(&f->t, -1, &ev, CTKN_SCHEMA_VERSION, &p);
+  assert_int_equal(
+      ctkn_projector_apply(f->t.st, CTKN_ENV_SANDBOX,
+                           fake_log_record(f->t.log, TK_TOPIC, p, off), 1, NULL,
+                           0, NULL, &err),
+      CTKN_OK);
+  fake_log_fail_seeks(f->t.log, 1, CTKN_EKAFKA);
+  change_cmd(&cmd, ev.data.id, "renamed", false);
+  if (run(f, &cmd, &o, &err) != CTKN_OK)
+    fail_msg("update: %s", err.msg);
+  assert_int_equal(o.record.version, 2);
+  assert_string_equal(o.record.token.name, "renamed");
+  assert_true(o.appended);
+  change_cmd(&cmd, first.record.token.id, "again", false);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+}
+
 /* ---- races ------------------------------------------------------------- */
 
 static void test_lost_race_replans_and_reports_the_conflict(void **s)
@@ -964,6 +996,7 @@ int main(void)
       T(test_a_stale_projection_is_caught_up_before_planning),
       T(test_only_commands_that_read_the_projection_catch_up_first),
       T(test_a_pass_that_only_skips_commits_nothing),
+      T(test_a_failed_seek_past_another_writer_is_not_an_error),
       T(test_lost_race_replans_and_reports_the_conflict),
       T(test_lost_race_whose_goal_is_met_succeeds),
       T(test_idempotency_race_answers_the_first_token),
