@@ -24,6 +24,10 @@ struct ctkn_ledger {
   const ctkn_seckey *key; /* the writer key, or NULL: appends unsigned */
   ctkn_signer *signer;    /* opened at the first append */
   int32_t signer_parts;
+  /* The topic's partitions as the projector knew them after the caller's
+   * last catch-up. Submitting reads this, never the projector, which a
+   * settling thread may be using (ctkn_ledger_settle()). */
+  int32_t parts;
 };
 
 int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
@@ -87,6 +91,7 @@ int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err)
   if (ctkn_projector_partitions(l->projector) <= 0 &&
       (rc = ctkn_projector_catch_up(l->projector, NULL, 0, err)) != CTKN_OK)
     return rc;
+  l->parts = ctkn_projector_partitions(l->projector);
   if ((rc = signer_for(l, NULL, 0, err)) != CTKN_OK)
     return rc;
   return checkpoints(l, CTKN_SIGN_HEARTBEAT, err);
@@ -208,7 +213,7 @@ static int pick_partition(ctkn_ledger *l, const struct ctkn_command *cmd,
     *part = cur->partition;
     return CTKN_OK;
   }
-  int32_t n = ctkn_projector_partitions(l->projector);
+  int32_t n = l->parts;
   const char *key =
       cmd->idempotency_key[0] ? cmd->idempotency_key : ev->data.id;
   if (n <= 0)
@@ -248,6 +253,7 @@ struct batch {
   struct ctkn_log_record *recs; /* the events to append, nrec of them */
   size_t *which;                /* recs[k] is command which[k]'s */
   size_t nrec;
+  int failed; /* what stopped the batch before planning (each carries it) */
 };
 
 /* Advance the projection past every appended event of the batch. */
@@ -392,14 +398,17 @@ static void plan_one(ctkn_ledger *l, struct batch *b, size_t i)
 static int signer_for(ctkn_ledger *l, const struct ctkn_log_record *recs,
                       size_t n, struct ctkn_err *err)
 {
-  const struct ctkn_keyring *kr = ctkn_projector_keyring(l->projector);
-  int32_t np = ctkn_projector_partitions(l->projector);
+  int32_t np = l->parts;
 
   for (size_t k = 0; k < n; k++)
     if (recs[k].partition >= np)
       np = recs[k].partition + 1;
   if (l->signer != NULL && np <= l->signer_parts)
     return CTKN_OK;
+  /* Opened on a thread that caught up itself (the first batch, a batch
+   * that reads the projection, a heartbeat): the keyring is the
+   * projector's. */
+  const struct ctkn_keyring *kr = ctkn_projector_keyring(l->projector);
   close_instance(l);
   ctkn_signer_close(l->signer);
   l->signer = NULL;
@@ -606,16 +615,15 @@ static void batch_free(struct batch *b)
   free(b->which);
 }
 
-/* Append the batch's events, catch up past them and open *txn on the
+/* Catch up past the appended events of b and open *txn on the
  * projection. Returns CTKN_OK, or what stopped the catch-up (or the
  * store), detailed in why; *txn is then NULL when the store failed. */
-static int append_and_wait(ctkn_ledger *l, struct batch *b,
-                           ctkn_store_txn **txn, struct ctkn_err *why)
+static int wait_for(ctkn_ledger *l, struct batch *b, ctkn_store_txn **txn,
+                    struct ctkn_err *why)
 {
   struct ctkn_err err;
   int rc, brc;
 
-  append_all(l, b, &err);
   rc = catch_up_to(l, b->outs, b->slots, b->n, why);
   /* Even after a failed catch-up, what the projection did commit tells
    * which events were applied. */
@@ -633,16 +641,70 @@ static int append_and_wait(ctkn_ledger *l, struct batch *b,
  * the projector has caught up once. What the projection then makes of
  * its event is judged after the append, as always.
  */
-static bool reads_projection(const ctkn_ledger *l, const struct batch *b)
+static bool reads_projection(const ctkn_ledger *l,
+                             const struct ctkn_command *cmds, size_t n)
 {
-  if (ctkn_projector_partitions(l->projector) <= 0)
+  if (l->parts <= 0)
     return true;
-  for (size_t i = 0; i < b->n; i++) {
-    if (b->rcs[i] == CTKN_OK && (b->cmds[i].kind != CTKN_CMD_CREATE ||
-                                 b->cmds[i].idempotency_key[0] != '\0'))
+  for (size_t i = 0; i < n; i++) {
+    if (cmds[i].kind != CTKN_CMD_CREATE || cmds[i].idempotency_key[0] != '\0')
       return true;
   }
   return false;
+}
+
+bool ctkn_ledger_pipelines(const ctkn_ledger *l,
+                           const struct ctkn_command *cmds, size_t n)
+{
+  return !reads_projection(l, cmds, n);
+}
+
+/* Plan every command of b against the same projection, then append all
+ * the events at once: commands in one batch are concurrent with each
+ * other. With catch_up, first bring the projection to the log's end. */
+static int plan_and_append(ctkn_ledger *l, struct batch *b, bool catch_up)
+{
+  struct ctkn_err err;
+  int rc = CTKN_OK;
+
+  if (!batch_start(b))
+    rc = ctkn__err(&err, CTKN_ENOMEM, "ledger");
+  else if (catch_up && (rc = ctkn_projector_catch_up(l->projector, NULL, 0,
+                                                     &err)) == CTKN_OK)
+    l->parts = ctkn_projector_partitions(l->projector);
+  if (rc != CTKN_OK) {
+    fail_all(b, rc, &err);
+    b->failed = rc;
+    return rc;
+  }
+  for (size_t i = 0; i < b->n; i++) {
+    if (b->rcs[i] == CTKN_OK)
+      plan_one(l, b, i);
+  }
+  if (b->nrec > 0)
+    append_all(l, b, &err);
+  return CTKN_OK;
+}
+
+/* Wait for the projection to judge b's events and answer each command;
+ * frees b's scratch space. */
+static int settle(ctkn_ledger *l, struct batch *b)
+{
+  struct ctkn_err err;
+  ctkn_store_txn *txn = NULL;
+  int rc = b->failed;
+
+  if (rc != CTKN_OK) { /* nothing was planned: each carries rc */
+    batch_free(b);
+    return rc;
+  }
+  if (b->nrec > 0)
+    rc = wait_for(l, b, &txn, &err);
+  for (size_t i = 0; i < b->n; i++)
+    answer(l, txn, b, i, rc != CTKN_OK ? &err : NULL);
+  ctkn_store_abort(txn);
+  batch_free(b);
+  return rc;
 }
 
 int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
@@ -651,33 +713,62 @@ int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
 {
   struct batch b = {
       .cmds = cmds, .n = n, .outs = outs, .rcs = rcs, .errs = errs};
-  struct ctkn_err err;
-  ctkn_store_txn *txn = NULL;
-  int rc = CTKN_OK;
+  int rc;
 
   /* A stale projection must never cause a spurious conflict. */
-  if (!batch_start(&b))
-    rc = ctkn__err(&err, CTKN_ENOMEM, "ledger");
-  else if (reads_projection(l, &b))
-    rc = ctkn_projector_catch_up(l->projector, NULL, 0, &err);
-  if (rc != CTKN_OK) {
-    fail_all(&b, rc, &err);
-    goto out;
-  }
-
-  /* Plan every command against the same projection, then append all the
-   * events at once: commands in one batch are concurrent with each other. */
-  for (size_t i = 0; i < n; i++) {
-    if (rcs[i] == CTKN_OK)
-      plan_one(l, &b, i);
-  }
+  plan_and_append(l, &b, reads_projection(l, cmds, n));
+  rc = settle(l, &b);
   if (b.nrec > 0)
-    rc = append_and_wait(l, &b, &txn, &err);
-  for (size_t i = 0; i < n; i++)
-    answer(l, txn, &b, i, rc != CTKN_OK ? &err : NULL);
-out:
-  ctkn_store_abort(txn);
-  batch_free(&b);
+    l->parts = ctkn_projector_partitions(l->projector);
+  return rc;
+}
+
+/* A submitted batch: its scratch space, until ctkn_ledger_settle(). */
+struct ctkn_ledger_pending {
+  struct batch b;
+};
+
+int ctkn_ledger_submit(ctkn_ledger *l, const struct ctkn_command *cmds,
+                       size_t n, struct ctkn_outcome *outs, int *rcs,
+                       struct ctkn_err *errs, struct ctkn_ledger_pending **out)
+{
+  struct ctkn_ledger_pending *p = calloc(1, sizeof(*p));
+  struct ctkn_err err;
+
+  *out = NULL;
+  if (p == NULL) {
+    ctkn__err(&err, CTKN_ENOMEM, "ledger");
+    for (size_t i = 0; i < n; i++) {
+      memset(&outs[i], 0, sizeof(outs[i]));
+      rcs[i] = CTKN_ENOMEM;
+      errs[i] = err;
+    }
+    return CTKN_ENOMEM;
+  }
+  p->b = (struct batch){
+      .cmds = cmds, .n = n, .outs = outs, .rcs = rcs, .errs = errs};
+  if (reads_projection(l, cmds, n)) {
+    /* The caller should have run it with ctkn_ledger_execute_batch(). */
+    ctkn__err(&err, CTKN_EINTERNAL,
+              "ledger: a batch that reads the projection was submitted");
+    batch_start(&p->b);
+    fail_all(&p->b, CTKN_EINTERNAL, &err);
+    p->b.failed = CTKN_EINTERNAL;
+  } else {
+    plan_and_append(l, &p->b, false);
+  }
+  *out = p;
+  return CTKN_OK;
+}
+
+int ctkn_ledger_settle(ctkn_ledger *l, struct ctkn_ledger_pending *p)
+{
+  int rc;
+
+  if (p == NULL)
+    return CTKN_OK;
+  rc = settle(l, &p->b);
+  free(p);
   return rc;
 }
 

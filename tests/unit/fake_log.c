@@ -59,6 +59,7 @@ struct fake_log {
   int fail_sends, fail_send_rc;
   bool fail_appended;
   int fail_polls, fail_poll_rc;
+  bool hold_polls; /* polls deliver nothing until released */
   int fail_queries, fail_query_rc;
   int fail_seeks, fail_seek_rc;
   int report_delay_ms;
@@ -339,6 +340,14 @@ void fake_log_fail_sends_after(struct fake_log *f, int ok, int n, int rc,
   f->fail_sends = n;
   f->fail_send_rc = rc;
   f->fail_appended = appended;
+  pthread_mutex_unlock(&f->mu);
+}
+
+void fake_log_hold_polls(struct fake_log *f, bool hold)
+{
+  pthread_mutex_lock(&f->mu);
+  f->hold_polls = hold;
+  pthread_cond_broadcast(&f->cv);
   pthread_mutex_unlock(&f->mu);
 }
 
@@ -865,7 +874,8 @@ static int fake_poll(ctkn_consumer *base, int timeout_ms,
     }
     if (c->opts.kind == CTKN__CONSUMER_GROUP && !c->joined)
       join(c, t);
-    if ((rc = take(c, t, msgs, max, n, err)) != CTKN_OK || *n > 0)
+    if (!f->hold_polls &&
+        ((rc = take(c, t, msgs, max, n, err)) != CTKN_OK || *n > 0))
       break;
     if (pthread_cond_timedwait(&f->cv, &f->mu, &until) != 0)
       break;
