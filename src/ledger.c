@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -859,18 +860,21 @@ static bool read_chunk(struct lines *b, FILE *in, size_t *n, size_t *todo)
   return true;
 }
 
-/* Run a chunk's parsed commands as one batch, then put each result back
- * in input order. */
-static void run_chunk(ctkn_ledger *l, struct lines *b, size_t n, size_t todo)
+/* The chunk's parsed commands, compacted into b->run. */
+static void compact_chunk(struct lines *b, size_t n)
 {
   size_t k = 0;
 
   for (size_t i = 0; i < n; i++)
     if (b->parsed[i])
       b->run[k++] = b->cmds[i];
-  if (todo > 0)
-    ctkn_ledger_execute_batch(l, b->run, todo, b->ro, b->rr, b->re);
-  k = 0;
+}
+
+/* Each result of the compacted run back in input order. */
+static void restore_chunk(struct lines *b, size_t n)
+{
+  size_t k = 0;
+
   for (size_t i = 0; i < n; i++) {
     if (!b->parsed[i])
       continue;
@@ -904,26 +908,144 @@ static int answer_chunk(const struct lines *b, size_t n, FILE *out, int worst)
   return worst;
 }
 
+/*
+ * Chunks of creates without an idempotency key are pipelined as `ctkn
+ * serve`'s batches are (ledger.h): the calling thread reads, parses and
+ * submits chunk k+1 while a settling thread waits for the projection's
+ * verdicts on chunk k and writes its answers. Two chunk buffers; any
+ * other chunk runs on the calling thread once both are free (settled and
+ * answered), so answers stay in input order.
+ */
+struct linepipe {
+  ctkn_ledger *l;
+  FILE *out;
+  struct lines b[2];
+  size_t n[2];
+  struct ctkn_ledger_pending *pending[2];
+  bool busy[2]; /* submitted, not yet answered */
+  int handoff;  /* a submitted buffer for the settler, or -1 */
+  bool stop;
+  int worst;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+};
+
+static void *settle_lines(void *arg)
+{
+  struct linepipe *lp = arg;
+
+  pthread_mutex_lock(&lp->mu);
+  for (;;) {
+    while (lp->handoff < 0 && !lp->stop)
+      pthread_cond_wait(&lp->cv, &lp->mu);
+    if (lp->handoff < 0)
+      break;
+    int i = lp->handoff;
+    lp->handoff = -1;
+    pthread_cond_broadcast(&lp->cv);
+    pthread_mutex_unlock(&lp->mu);
+    ctkn_ledger_settle(lp->l, lp->pending[i]);
+    lp->pending[i] = NULL;
+    restore_chunk(&lp->b[i], lp->n[i]);
+    int w = answer_chunk(&lp->b[i], lp->n[i], lp->out, lp->worst);
+    pthread_mutex_lock(&lp->mu);
+    lp->worst = w;
+    lp->busy[i] = false;
+    pthread_cond_broadcast(&lp->cv);
+  }
+  pthread_mutex_unlock(&lp->mu);
+  return NULL;
+}
+
+/* Wait until buffer i is free (which == -1: both). */
+static void lines_wait(struct linepipe *lp, int which)
+{
+  pthread_mutex_lock(&lp->mu);
+  while (which < 0 ? (lp->busy[0] || lp->busy[1]) : lp->busy[which])
+    pthread_cond_wait(&lp->cv, &lp->mu);
+  pthread_mutex_unlock(&lp->mu);
+}
+
+/* Run chunk i on this thread, once the settler has answered every chunk
+ * before it. */
+static void lines_run_here(struct linepipe *lp, int i, size_t todo,
+                           bool submitted)
+{
+  struct lines *b = &lp->b[i];
+
+  lines_wait(lp, -1);
+  if (todo > 0 && !submitted)
+    ctkn_ledger_execute_batch(lp->l, b->run, todo, b->ro, b->rr, b->re);
+  restore_chunk(b, lp->n[i]);
+  lp->worst = answer_chunk(b, lp->n[i], lp->out, lp->worst);
+}
+
+/* Run chunk i: submitted and handed to the settler when it reads
+ * nothing, else here. */
+static void lines_run(struct linepipe *lp, int i, size_t todo, bool piped)
+{
+  struct lines *b = &lp->b[i];
+
+  compact_chunk(b, lp->n[i]);
+  if (!piped || todo == 0 || !ctkn_ledger_pipelines(lp->l, b->run, todo)) {
+    lines_run_here(lp, i, todo, false);
+    return;
+  }
+  if (ctkn_ledger_submit(lp->l, b->run, todo, b->ro, b->rr, b->re,
+                         &lp->pending[i]) != CTKN_OK) {
+    lines_run_here(lp, i, todo, true); /* each carries CTKN_ENOMEM */
+    return;
+  }
+  pthread_mutex_lock(&lp->mu);
+  while (lp->handoff >= 0)
+    pthread_cond_wait(&lp->cv, &lp->mu);
+  lp->busy[i] = true;
+  lp->handoff = i;
+  pthread_cond_broadcast(&lp->cv);
+  pthread_mutex_unlock(&lp->mu);
+}
+
 int ctkn_ledger_create_lines(ctkn_ledger *l, FILE *in, FILE *out, int *worst,
                              struct ctkn_err *err)
 {
-  struct lines b;
-  bool more = true;
-  int rc;
+  struct linepipe lp = {.l = l, .out = out, .handoff = -1};
+  pthread_t t;
+  bool more = true, started = false;
+  int rc = CTKN_OK, i = 0;
 
   *worst = 0;
-  if ((rc = lines_alloc(&b, err)) != CTKN_OK)
+  if ((rc = lines_alloc(&lp.b[0], err)) != CTKN_OK)
     return rc;
-  while (more) {
-    size_t n, todo;
-    more = read_chunk(&b, in, &n, &todo);
-    if (n == 0)
-      break;
-    run_chunk(l, &b, n, todo);
-    *worst = answer_chunk(&b, n, out, *worst);
+  if ((rc = lines_alloc(&lp.b[1], err)) != CTKN_OK) {
+    lines_free(&lp.b[0]);
+    return rc;
   }
+  pthread_mutex_init(&lp.mu, NULL);
+  pthread_cond_init(&lp.cv, NULL);
+  started = pthread_create(&t, NULL, settle_lines, &lp) == 0;
+  while (more) {
+    size_t todo;
+    lines_wait(&lp, i);
+    more = read_chunk(&lp.b[i], in, &lp.n[i], &todo);
+    if (lp.n[i] == 0)
+      break;
+    lines_run(&lp, i, todo, started);
+    i ^= 1;
+  }
+  lines_wait(&lp, -1);
+  if (started) {
+    pthread_mutex_lock(&lp.mu);
+    lp.stop = true;
+    pthread_cond_broadcast(&lp.cv);
+    pthread_mutex_unlock(&lp.mu);
+    pthread_join(t, NULL);
+  }
+  *worst = lp.worst;
   if (ferror(in))
     rc = ctkn__err(err, CTKN_EIO, "reading the requests: %s", strerror(errno));
-  lines_free(&b);
+  pthread_cond_destroy(&lp.cv);
+  pthread_mutex_destroy(&lp.mu);
+  lines_free(&lp.b[0]);
+  lines_free(&lp.b[1]);
   return rc;
 }

@@ -151,7 +151,9 @@ int ctkn_ledger_settle(ctkn_ledger *l, struct ctkn_ledger_pending *p);
  * create --batch` does: each line is parsed
  * (ctkn_json_parse_create_line(): a body with an optional
  * "idempotency_key"), and the parsed ones run in chunks of up to 512
- * through ctkn_ledger_execute_batch(), their events in flight together.
+ * through ctkn_ledger_execute_batch(), their events in flight together;
+ * a chunk of creates without a key is submitted while the one before it
+ * is settled on a second thread (ctkn_ledger_submit()).
  * For each input line, in input order, one line goes to out
  * (ctkn_json_line_answer()): the data document or the error envelope,
  * each with a fresh request ID and "acknowledged"; out is flushed after

@@ -741,6 +741,59 @@ static void test_many_lines_span_chunks(void **state)
   free(input);
 }
 
+struct lines_probe {
+  struct fx *f;
+  int sends;
+  size_t out_at_second; /* answer bytes written when chunk 2 was sent */
+};
+
+/* Chunk 1's produce holds the log's readers back, so its events cannot be
+ * judged; chunk 2's notes what was answered meanwhile and lets them go. */
+static void lines_on_send(void *arg)
+{
+  struct lines_probe *p = arg;
+
+  if (++p->sends == 1) {
+    fake_log_hold_polls(p->f->t.log, true);
+  } else if (p->sends == 2) {
+    p->out_at_second = __atomic_load_n(&p->f->outlen, __ATOMIC_SEQ_CST);
+    fake_log_hold_polls(p->f->t.log, false);
+  }
+}
+
+/* Chunks of creates without a key read nothing: chunk 2 is appended while
+ * the projection is still to judge chunk 1, whose answers come once it
+ * has, in input order. */
+static void
+test_chunks_of_creates_are_appended_while_the_last_settles(void **state)
+{
+  struct fx *f = *state;
+  enum { N = 1024 };
+  char *input = malloc(N * 32), *p = input, buf[2048], want[64];
+  struct lines_probe probe = {.f = f};
+  struct ctkn_outcome o;
+  int worst = -1;
+
+  assert_non_null(input);
+  create(f, "warm", &o); /* the partitions */
+  for (int i = 0; i < N; i++)
+    p += sprintf(p, "{\"name\":\"t%d\"}\n", i);
+  fake_log_on_send(f->t.log, lines_on_send, &probe);
+  assert_int_equal(run_lines(f, input, &worst), CTKN_OK);
+  fake_log_on_send(f->t.log, NULL, NULL);
+  assert_int_equal(probe.sends, 2);
+  assert_int_equal(probe.out_at_second, 0);
+  assert_int_equal(worst, 0);
+  assert_int_equal(count_lines(f->out), N);
+  for (int i = 0; i < N; i += 101) {
+    snprintf(want, sizeof(want), "\"name\":\"t%d\"", i);
+    assert_has(line(f, i, buf, sizeof(buf)), want);
+    assert_has(buf, "\"acknowledged\":true");
+  }
+  assert_int_equal(produced(f), N + 1);
+  free(input);
+}
+
 /* A Kafka that does not take the events: those lines answer
  * service_unavailable, and the worst exit is 3. */
 static void test_unavailable_kafka_is_exit_3(void **state)
@@ -1009,6 +1062,7 @@ int main(void)
       T(test_each_line_is_answered_in_input_order),
       T(test_all_created_is_exit_0_and_no_input_no_output),
       T(test_many_lines_span_chunks),
+      T(test_chunks_of_creates_are_appended_while_the_last_settles),
       T(test_unavailable_kafka_is_exit_3),
       T(test_batch_lines_take_idempotency_keys),
       T(test_one_key_twice_in_a_batch_appends_once),
