@@ -336,13 +336,13 @@ static int follow_store(ctkn_projector *p, int64_t *stored, bool *moved,
       ctkn_consumer_seek(p->consumer, ahead, p->nparts, &serr) != CTKN_OK) {
     /* The seek only spares reading records the store has: under load
      * librdkafka 2.0.2 can time out waiting for it. The position stands
-     * with the store, so the catch-up goes on (records below it are read
-     * and skipped) and the next one assigns again from the stored
-     * offsets; failing here answered a command whose event the store had
-     * already judged as not yet applied. */
+     * with the store, so the catch-up goes on: the consumer reads on
+     * from where it was (or from where the late seek lands), and what
+     * lies below the stored offsets is skipped. Failing here answered a
+     * command whose event the store had already judged "not yet
+     * applied"; assigning again would restart the fetch. */
     ctkn__diag(CTKN_DIAG_DEBUG, "projector", "%s; reading on instead",
                serr.msg);
-    p->assigned = false;
   }
   if (ahead != stored)
     free(ahead);
