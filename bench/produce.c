@@ -18,6 +18,11 @@
  * Prints one JSON line: {"rate":records/s,"p50_ms","p99_ms"} (produce ->
  * delivery report).
  *
+ * With SECONDS 0 it is the limit beside one `ctkn create` process
+ * (bench/bench): a process that starts, connects, produces one record
+ * with the same settings, waits for its delivery report and exits,
+ * printing nothing. The caller times the process.
+ *
  * usage: produce BROKERS TOPIC INFLIGHT SECONDS
  */
 #include <librdkafka/rdkafka.h>
@@ -25,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BENCH_NAME "produce"
 #include "common.h"
@@ -60,6 +66,32 @@ static int cmp_double(const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
+/* One record, its delivery report, and out (SECONDS 0). */
+static int once(rd_kafka_t *rk, const char *topic, char *value, size_t len)
+{
+  char key[32];
+  double *ts = malloc(sizeof(*ts));
+
+  if (ts == NULL)
+    die("out of memory");
+  *ts = now_s();
+  snprintf(key, sizeof(key), "ctkn_%026u", (unsigned)getpid());
+  if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, 31),
+                        RD_KAFKA_V_VALUE(value, len),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                        RD_KAFKA_V_OPAQUE(ts),
+                        RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    die("produce");
+  inflight = 1;
+  while (inflight > 0 && !failed)
+    rd_kafka_poll(rk, 10);
+  if (failed)
+    die("the record was not delivered");
+  rd_kafka_destroy(rk);
+  free(lat);
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   if (argc != 5) {
@@ -76,7 +108,7 @@ int main(int argc, char **argv)
   char errstr[256], value[160];
   unsigned seed = 42;
 
-  if (want < 1 || seconds <= 0)
+  if (want < 1 || seconds < 0)
     die("bad arguments");
   if (rd_kafka_conf_set(conf, "bootstrap.servers", argv[1], errstr,
                         sizeof(errstr)) != RD_KAFKA_CONF_OK)
@@ -91,6 +123,8 @@ int main(int argc, char **argv)
   if (rk == NULL)
     die(errstr);
   memset(value, 'v', sizeof(value));
+  if (seconds == 0)
+    return once(rk, topic, value, sizeof(value));
 
   /* A second of warm-up (connections, metadata, the broker's JIT), not
    * counted. */

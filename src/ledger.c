@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,10 @@ struct ctkn_ledger {
   const ctkn_seckey *key; /* the writer key, or NULL: appends unsigned */
   ctkn_signer *signer;    /* opened at the first append */
   int32_t signer_parts;
+  /* The topic's partitions as the projector knew them after the caller's
+   * last catch-up. Submitting reads this, never the projector, which a
+   * settling thread may be using (ctkn_ledger_settle()). */
+  int32_t parts;
 };
 
 int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
@@ -87,6 +92,7 @@ int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err)
   if (ctkn_projector_partitions(l->projector) <= 0 &&
       (rc = ctkn_projector_catch_up(l->projector, NULL, 0, err)) != CTKN_OK)
     return rc;
+  l->parts = ctkn_projector_partitions(l->projector);
   if ((rc = signer_for(l, NULL, 0, err)) != CTKN_OK)
     return rc;
   return checkpoints(l, CTKN_SIGN_HEARTBEAT, err);
@@ -208,7 +214,7 @@ static int pick_partition(ctkn_ledger *l, const struct ctkn_command *cmd,
     *part = cur->partition;
     return CTKN_OK;
   }
-  int32_t n = ctkn_projector_partitions(l->projector);
+  int32_t n = l->parts;
   const char *key =
       cmd->idempotency_key[0] ? cmd->idempotency_key : ev->data.id;
   if (n <= 0)
@@ -248,6 +254,7 @@ struct batch {
   struct ctkn_log_record *recs; /* the events to append, nrec of them */
   size_t *which;                /* recs[k] is command which[k]'s */
   size_t nrec;
+  int failed; /* what stopped the batch before planning (each carries it) */
 };
 
 /* Advance the projection past every appended event of the batch. */
@@ -392,14 +399,17 @@ static void plan_one(ctkn_ledger *l, struct batch *b, size_t i)
 static int signer_for(ctkn_ledger *l, const struct ctkn_log_record *recs,
                       size_t n, struct ctkn_err *err)
 {
-  const struct ctkn_keyring *kr = ctkn_projector_keyring(l->projector);
-  int32_t np = ctkn_projector_partitions(l->projector);
+  int32_t np = l->parts;
 
   for (size_t k = 0; k < n; k++)
     if (recs[k].partition >= np)
       np = recs[k].partition + 1;
   if (l->signer != NULL && np <= l->signer_parts)
     return CTKN_OK;
+  /* Opened on a thread that caught up itself (the first batch, a batch
+   * that reads the projection, a heartbeat): the keyring is the
+   * projector's. */
+  const struct ctkn_keyring *kr = ctkn_projector_keyring(l->projector);
   close_instance(l);
   ctkn_signer_close(l->signer);
   l->signer = NULL;
@@ -606,21 +616,96 @@ static void batch_free(struct batch *b)
   free(b->which);
 }
 
-/* Append the batch's events, catch up past them and open *txn on the
+/* Catch up past the appended events of b and open *txn on the
  * projection. Returns CTKN_OK, or what stopped the catch-up (or the
  * store), detailed in why; *txn is then NULL when the store failed. */
-static int append_and_wait(ctkn_ledger *l, struct batch *b,
-                           ctkn_store_txn **txn, struct ctkn_err *why)
+static int wait_for(ctkn_ledger *l, struct batch *b, ctkn_store_txn **txn,
+                    struct ctkn_err *why)
 {
   struct ctkn_err err;
   int rc, brc;
 
-  append_all(l, b, &err);
   rc = catch_up_to(l, b->outs, b->slots, b->n, why);
   /* Even after a failed catch-up, what the projection did commit tells
    * which events were applied. */
   brc = ctkn_store_begin(l->st, false, txn, rc == CTKN_OK ? why : &err);
   return rc != CTKN_OK ? rc : brc;
+}
+
+/*
+ * Whether planning the batch reads the projection, so that it must first
+ * catch up to the log's end: an update or a revoke plans against the
+ * token's state, and a create with an idempotency key looks the key up
+ * (a retry must find what an earlier run appended). A create without a
+ * key reads nothing: its ID and token string are new, so it needs no
+ * round trip for the end offsets, only the partition count, known once
+ * the projector has caught up once. What the projection then makes of
+ * its event is judged after the append, as always.
+ */
+static bool reads_projection(const ctkn_ledger *l,
+                             const struct ctkn_command *cmds, size_t n)
+{
+  if (l->parts <= 0)
+    return true;
+  for (size_t i = 0; i < n; i++) {
+    if (cmds[i].kind != CTKN_CMD_CREATE || cmds[i].idempotency_key[0] != '\0')
+      return true;
+  }
+  return false;
+}
+
+bool ctkn_ledger_pipelines(const ctkn_ledger *l,
+                           const struct ctkn_command *cmds, size_t n)
+{
+  return !reads_projection(l, cmds, n);
+}
+
+/* Plan every command of b against the same projection, then append all
+ * the events at once: commands in one batch are concurrent with each
+ * other. With catch_up, first bring the projection to the log's end. */
+static int plan_and_append(ctkn_ledger *l, struct batch *b, bool catch_up)
+{
+  struct ctkn_err err;
+  int rc = CTKN_OK;
+
+  if (!batch_start(b))
+    rc = ctkn__err(&err, CTKN_ENOMEM, "ledger");
+  else if (catch_up && (rc = ctkn_projector_catch_up(l->projector, NULL, 0,
+                                                     &err)) == CTKN_OK)
+    l->parts = ctkn_projector_partitions(l->projector);
+  if (rc != CTKN_OK) {
+    fail_all(b, rc, &err);
+    b->failed = rc;
+    return rc;
+  }
+  for (size_t i = 0; i < b->n; i++) {
+    if (b->rcs[i] == CTKN_OK)
+      plan_one(l, b, i);
+  }
+  if (b->nrec > 0)
+    append_all(l, b, &err);
+  return CTKN_OK;
+}
+
+/* Wait for the projection to judge b's events and answer each command;
+ * frees b's scratch space. */
+static int settle(ctkn_ledger *l, struct batch *b)
+{
+  struct ctkn_err err;
+  ctkn_store_txn *txn = NULL;
+  int rc = b->failed;
+
+  if (rc != CTKN_OK) { /* nothing was planned: each carries rc */
+    batch_free(b);
+    return rc;
+  }
+  if (b->nrec > 0)
+    rc = wait_for(l, b, &txn, &err);
+  for (size_t i = 0; i < b->n; i++)
+    answer(l, txn, b, i, rc != CTKN_OK ? &err : NULL);
+  ctkn_store_abort(txn);
+  batch_free(b);
+  return rc;
 }
 
 int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
@@ -629,31 +714,62 @@ int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
 {
   struct batch b = {
       .cmds = cmds, .n = n, .outs = outs, .rcs = rcs, .errs = errs};
-  struct ctkn_err err;
-  ctkn_store_txn *txn = NULL;
   int rc;
 
   /* A stale projection must never cause a spurious conflict. */
-  rc = batch_start(&b) ? ctkn_projector_catch_up(l->projector, NULL, 0, &err)
-                       : ctkn__err(&err, CTKN_ENOMEM, "ledger");
-  if (rc != CTKN_OK) {
-    fail_all(&b, rc, &err);
-    goto out;
-  }
-
-  /* Plan every command against the same projection, then append all the
-   * events at once: commands in one batch are concurrent with each other. */
-  for (size_t i = 0; i < n; i++) {
-    if (rcs[i] == CTKN_OK)
-      plan_one(l, &b, i);
-  }
+  plan_and_append(l, &b, reads_projection(l, cmds, n));
+  rc = settle(l, &b);
   if (b.nrec > 0)
-    rc = append_and_wait(l, &b, &txn, &err);
-  for (size_t i = 0; i < n; i++)
-    answer(l, txn, &b, i, rc != CTKN_OK ? &err : NULL);
-out:
-  ctkn_store_abort(txn);
-  batch_free(&b);
+    l->parts = ctkn_projector_partitions(l->projector);
+  return rc;
+}
+
+/* A submitted batch: its scratch space, until ctkn_ledger_settle(). */
+struct ctkn_ledger_pending {
+  struct batch b;
+};
+
+int ctkn_ledger_submit(ctkn_ledger *l, const struct ctkn_command *cmds,
+                       size_t n, struct ctkn_outcome *outs, int *rcs,
+                       struct ctkn_err *errs, struct ctkn_ledger_pending **out)
+{
+  struct ctkn_ledger_pending *p = calloc(1, sizeof(*p));
+  struct ctkn_err err;
+
+  *out = NULL;
+  if (p == NULL) {
+    ctkn__err(&err, CTKN_ENOMEM, "ledger");
+    for (size_t i = 0; i < n; i++) {
+      memset(&outs[i], 0, sizeof(outs[i]));
+      rcs[i] = CTKN_ENOMEM;
+      errs[i] = err;
+    }
+    return CTKN_ENOMEM;
+  }
+  p->b = (struct batch){
+      .cmds = cmds, .n = n, .outs = outs, .rcs = rcs, .errs = errs};
+  if (reads_projection(l, cmds, n)) {
+    /* The caller should have run it with ctkn_ledger_execute_batch(). */
+    ctkn__err(&err, CTKN_EINTERNAL,
+              "ledger: a batch that reads the projection was submitted");
+    batch_start(&p->b);
+    fail_all(&p->b, CTKN_EINTERNAL, &err);
+    p->b.failed = CTKN_EINTERNAL;
+  } else {
+    plan_and_append(l, &p->b, false);
+  }
+  *out = p;
+  return CTKN_OK;
+}
+
+int ctkn_ledger_settle(ctkn_ledger *l, struct ctkn_ledger_pending *p)
+{
+  int rc;
+
+  if (p == NULL)
+    return CTKN_OK;
+  rc = settle(l, &p->b);
+  free(p);
   return rc;
 }
 
@@ -744,18 +860,21 @@ static bool read_chunk(struct lines *b, FILE *in, size_t *n, size_t *todo)
   return true;
 }
 
-/* Run a chunk's parsed commands as one batch, then put each result back
- * in input order. */
-static void run_chunk(ctkn_ledger *l, struct lines *b, size_t n, size_t todo)
+/* The chunk's parsed commands, compacted into b->run. */
+static void compact_chunk(struct lines *b, size_t n)
 {
   size_t k = 0;
 
   for (size_t i = 0; i < n; i++)
     if (b->parsed[i])
       b->run[k++] = b->cmds[i];
-  if (todo > 0)
-    ctkn_ledger_execute_batch(l, b->run, todo, b->ro, b->rr, b->re);
-  k = 0;
+}
+
+/* Each result of the compacted run back in input order. */
+static void restore_chunk(struct lines *b, size_t n)
+{
+  size_t k = 0;
+
   for (size_t i = 0; i < n; i++) {
     if (!b->parsed[i])
       continue;
@@ -789,26 +908,144 @@ static int answer_chunk(const struct lines *b, size_t n, FILE *out, int worst)
   return worst;
 }
 
+/*
+ * Chunks of creates without an idempotency key are pipelined as `ctkn
+ * serve`'s batches are (ledger.h): the calling thread reads, parses and
+ * submits chunk k+1 while a settling thread waits for the projection's
+ * verdicts on chunk k and writes its answers. Two chunk buffers; any
+ * other chunk runs on the calling thread once both are free (settled and
+ * answered), so answers stay in input order.
+ */
+struct linepipe {
+  ctkn_ledger *l;
+  FILE *out;
+  struct lines b[2];
+  size_t n[2];
+  struct ctkn_ledger_pending *pending[2];
+  bool busy[2]; /* submitted, not yet answered */
+  int handoff;  /* a submitted buffer for the settler, or -1 */
+  bool stop;
+  int worst;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+};
+
+static void *settle_lines(void *arg)
+{
+  struct linepipe *lp = arg;
+
+  pthread_mutex_lock(&lp->mu);
+  for (;;) {
+    while (lp->handoff < 0 && !lp->stop)
+      pthread_cond_wait(&lp->cv, &lp->mu);
+    if (lp->handoff < 0)
+      break;
+    int i = lp->handoff;
+    lp->handoff = -1;
+    pthread_cond_broadcast(&lp->cv);
+    pthread_mutex_unlock(&lp->mu);
+    ctkn_ledger_settle(lp->l, lp->pending[i]);
+    lp->pending[i] = NULL;
+    restore_chunk(&lp->b[i], lp->n[i]);
+    int w = answer_chunk(&lp->b[i], lp->n[i], lp->out, lp->worst);
+    pthread_mutex_lock(&lp->mu);
+    lp->worst = w;
+    lp->busy[i] = false;
+    pthread_cond_broadcast(&lp->cv);
+  }
+  pthread_mutex_unlock(&lp->mu);
+  return NULL;
+}
+
+/* Wait until buffer i is free (which == -1: both). */
+static void lines_wait(struct linepipe *lp, int which)
+{
+  pthread_mutex_lock(&lp->mu);
+  while (which < 0 ? (lp->busy[0] || lp->busy[1]) : lp->busy[which])
+    pthread_cond_wait(&lp->cv, &lp->mu);
+  pthread_mutex_unlock(&lp->mu);
+}
+
+/* Run chunk i on this thread, once the settler has answered every chunk
+ * before it. */
+static void lines_run_here(struct linepipe *lp, int i, size_t todo,
+                           bool submitted)
+{
+  struct lines *b = &lp->b[i];
+
+  lines_wait(lp, -1);
+  if (todo > 0 && !submitted)
+    ctkn_ledger_execute_batch(lp->l, b->run, todo, b->ro, b->rr, b->re);
+  restore_chunk(b, lp->n[i]);
+  lp->worst = answer_chunk(b, lp->n[i], lp->out, lp->worst);
+}
+
+/* Run chunk i: submitted and handed to the settler when it reads
+ * nothing, else here. */
+static void lines_run(struct linepipe *lp, int i, size_t todo, bool piped)
+{
+  struct lines *b = &lp->b[i];
+
+  compact_chunk(b, lp->n[i]);
+  if (!piped || todo == 0 || !ctkn_ledger_pipelines(lp->l, b->run, todo)) {
+    lines_run_here(lp, i, todo, false);
+    return;
+  }
+  if (ctkn_ledger_submit(lp->l, b->run, todo, b->ro, b->rr, b->re,
+                         &lp->pending[i]) != CTKN_OK) {
+    lines_run_here(lp, i, todo, true); /* each carries CTKN_ENOMEM */
+    return;
+  }
+  pthread_mutex_lock(&lp->mu);
+  while (lp->handoff >= 0)
+    pthread_cond_wait(&lp->cv, &lp->mu);
+  lp->busy[i] = true;
+  lp->handoff = i;
+  pthread_cond_broadcast(&lp->cv);
+  pthread_mutex_unlock(&lp->mu);
+}
+
 int ctkn_ledger_create_lines(ctkn_ledger *l, FILE *in, FILE *out, int *worst,
                              struct ctkn_err *err)
 {
-  struct lines b;
-  bool more = true;
-  int rc;
+  struct linepipe lp = {.l = l, .out = out, .handoff = -1};
+  pthread_t t;
+  bool more = true, started = false;
+  int rc = CTKN_OK, i = 0;
 
   *worst = 0;
-  if ((rc = lines_alloc(&b, err)) != CTKN_OK)
+  if ((rc = lines_alloc(&lp.b[0], err)) != CTKN_OK)
     return rc;
-  while (more) {
-    size_t n, todo;
-    more = read_chunk(&b, in, &n, &todo);
-    if (n == 0)
-      break;
-    run_chunk(l, &b, n, todo);
-    *worst = answer_chunk(&b, n, out, *worst);
+  if ((rc = lines_alloc(&lp.b[1], err)) != CTKN_OK) {
+    lines_free(&lp.b[0]);
+    return rc;
   }
+  pthread_mutex_init(&lp.mu, NULL);
+  pthread_cond_init(&lp.cv, NULL);
+  started = pthread_create(&t, NULL, settle_lines, &lp) == 0;
+  while (more) {
+    size_t todo;
+    lines_wait(&lp, i);
+    more = read_chunk(&lp.b[i], in, &lp.n[i], &todo);
+    if (lp.n[i] == 0)
+      break;
+    lines_run(&lp, i, todo, started);
+    i ^= 1;
+  }
+  lines_wait(&lp, -1);
+  if (started) {
+    pthread_mutex_lock(&lp.mu);
+    lp.stop = true;
+    pthread_cond_broadcast(&lp.cv);
+    pthread_mutex_unlock(&lp.mu);
+    pthread_join(t, NULL);
+  }
+  *worst = lp.worst;
   if (ferror(in))
     rc = ctkn__err(err, CTKN_EIO, "reading the requests: %s", strerror(errno));
-  lines_free(&b);
+  pthread_cond_destroy(&lp.cv);
+  pthread_mutex_destroy(&lp.mu);
+  lines_free(&lp.b[0]);
+  lines_free(&lp.b[1]);
   return rc;
 }

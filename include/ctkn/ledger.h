@@ -113,11 +113,47 @@ int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
                               struct ctkn_err *errs);
 
 /*
+ * Pipelined batches. A batch whose commands read nothing from the
+ * projection (creates without an idempotency key: new IDs, new token
+ * strings) needs no catch-up before planning, so its append need not
+ * wait for the previous batch's events to be judged:
+ *
+ *   ctkn_ledger_submit(batch k)   plan, append, wait for Kafka's acks
+ *   ctkn_ledger_settle(batch k)   on another thread, while batch k+1 is
+ *                                 submitted: catch up past k's events,
+ *                                 judge each, fill its outcome
+ *
+ * ctkn_ledger_pipelines() says whether a batch qualifies; any other
+ * batch runs through ctkn_ledger_execute_batch() once every submitted
+ * batch is settled (the caller's job: submit, settle and execute_batch
+ * share the ledger's projector). Submits run on one thread at a time,
+ * settles on one thread at a time, in the order submitted. The guarantees
+ * are execute_batch's: an answer only once the projection judged its
+ * event; first in the log wins.
+ */
+bool ctkn_ledger_pipelines(const ctkn_ledger *l,
+                           const struct ctkn_command *cmds, size_t n);
+struct ctkn_ledger_pending;
+/* Plan and append, as ctkn_ledger_execute_batch() but for the wait.
+ * cmds, outs, rcs and errs must outlive the settle. *out (caller owns;
+ * release with ctkn_ledger_settle()) is NULL only when out of memory
+ * (then every rcs[i] is CTKN_ENOMEM). Returns CTKN_OK or CTKN_ENOMEM. */
+int ctkn_ledger_submit(ctkn_ledger *l, const struct ctkn_command *cmds,
+                       size_t n, struct ctkn_outcome *outs, int *rcs,
+                       struct ctkn_err *errs, struct ctkn_ledger_pending **out);
+/* Wait for the projection, judge and fill the outcomes of a submitted
+ * batch (takes ownership of p; NULL is a no-op). Returns as
+ * ctkn_ledger_execute_batch(). */
+int ctkn_ledger_settle(ctkn_ledger *l, struct ctkn_ledger_pending *p);
+
+/*
  * Answer POST /client-tokens bodies read from in, one per line, as `ctkn
  * create --batch` does: each line is parsed
  * (ctkn_json_parse_create_line(): a body with an optional
  * "idempotency_key"), and the parsed ones run in chunks of up to 512
- * through ctkn_ledger_execute_batch(), their events in flight together.
+ * through ctkn_ledger_execute_batch(), their events in flight together;
+ * a chunk of creates without a key is submitted while the one before it
+ * is settled on a second thread (ctkn_ledger_submit()).
  * For each input line, in input order, one line goes to out
  * (ctkn_json_line_answer()): the data document or the error envelope,
  * each with a fresh request ID and "acknowledged"; out is flushed after

@@ -5,11 +5,16 @@
  *
  * The command thread drains the write queue in batches through
  * ctkn_ledger_execute_batch(), so 64 creates in flight cost one catch-up,
- * one append and one wait, not 64. It is the only thread that appends
+ * one append and one wait, not 64. A batch of creates without an
+ * idempotency key, which reads nothing, is only submitted there
+ * (planned, appended, acknowledged) and settled (judged by the
+ * projection, answered) on a second thread, so the next batch is
+ * appended meanwhile. The command thread is the only one that appends
  * token events; it gets its ledger in ctkn__api_commands_serve()'s
  * argument, so a test can hand it a ledger over a fake log.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,18 +224,143 @@ static void answer_outcome(struct req *r, int rc, const struct ctkn_outcome *o,
   r->resp = ctkn_json_data(&o->record.token, r->rid);
 }
 
-/* One batch taken from the queue: run, answer, resume. */
-static void run_batch(ctkn_ledger *l, struct req **batch, size_t n,
-                      struct ctkn_command *cmds, struct ctkn_outcome *outs,
-                      int *rcs, struct ctkn_err *errs)
+/* One batch taken from the queue and the arrays its commands run in. A
+ * batch that reads nothing is submitted on the command thread and
+ * settled on the settling thread, while the next one is submitted
+ * (ctkn_ledger_submit(): the append of batch k+1 does not wait for the
+ * projection to judge batch k). */
+struct wslot {
+  struct ctkn__qnode qnode; /* in pipe.free or pipe.ready */
+  struct req *batch[CTKN__API_BATCH_MAX];
+  size_t n;
+  struct ctkn_command *cmds;
+  struct ctkn_outcome *outs;
+  struct ctkn_err *errs;
+  int *rcs;
+  struct ctkn_ledger_pending *pending;
+};
+
+/* Batches submitted and not yet settled are at most PIPE_DEPTH - 1. */
+#define PIPE_DEPTH 3
+
+struct pipe {
+  ctkn_ledger *l;
+  struct wslot slots[PIPE_DEPTH];
+  struct ctkn__queue free, ready;
+  pthread_t settler;
+  bool started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  size_t unsettled; /* submitted, not yet answered */
+};
+
+static void answer_all(struct wslot *w)
 {
-  for (size_t i = 0; i < n; i++)
-    cmds[i] = *batch[i]->cmd;
-  ctkn_ledger_execute_batch(l, cmds, n, outs, rcs, errs);
-  for (size_t i = 0; i < n; i++) {
-    answer_outcome(batch[i], rcs[i], &outs[i], &errs[i]);
-    ctkn__api_wake(batch[i]);
+  for (size_t i = 0; i < w->n; i++) {
+    answer_outcome(w->batch[i], w->rcs[i], &w->outs[i], &w->errs[i]);
+    ctkn__api_wake(w->batch[i]);
   }
+}
+
+static void *settler_main(void *arg)
+{
+  struct pipe *pp = arg;
+  struct ctkn__qnode *node;
+
+  while (ctkn__queue_pop(&pp->ready, &node, 1, -1) == 1) {
+    struct wslot *w = CTKN__CONTAINER_OF(node, struct wslot, qnode);
+    ctkn_ledger_settle(pp->l, w->pending);
+    w->pending = NULL;
+    answer_all(w);
+    ctkn__queue_push(&pp->free, &w->qnode);
+    pthread_mutex_lock(&pp->mu);
+    pp->unsettled--;
+    pthread_cond_broadcast(&pp->cv);
+    pthread_mutex_unlock(&pp->mu);
+  }
+  return NULL;
+}
+
+/* Wait until every submitted batch is settled: the ledger's projector is
+ * then the command thread's. */
+static void drain(struct pipe *pp)
+{
+  pthread_mutex_lock(&pp->mu);
+  while (pp->unsettled > 0)
+    pthread_cond_wait(&pp->cv, &pp->mu);
+  pthread_mutex_unlock(&pp->mu);
+}
+
+static void pipe_free(struct pipe *pp)
+{
+  if (pp->started) {
+    ctkn__queue_close(&pp->ready);
+    pthread_join(pp->settler, NULL);
+  }
+  for (int i = 0; i < PIPE_DEPTH; i++) {
+    free(pp->slots[i].cmds);
+    free(pp->slots[i].outs);
+    free(pp->slots[i].errs);
+    free(pp->slots[i].rcs);
+  }
+  ctkn__queue_destroy(&pp->free);
+  ctkn__queue_destroy(&pp->ready);
+  pthread_cond_destroy(&pp->cv);
+  pthread_mutex_destroy(&pp->mu);
+}
+
+/* The slots, both queues and, with a ledger, the settling thread. false
+ * when out of memory (pipe_free() still releases what was made). */
+static bool pipe_start(struct pipe *pp, ctkn_ledger *l)
+{
+  bool ok = true;
+
+  memset(pp, 0, sizeof(*pp));
+  pp->l = l;
+  pthread_mutex_init(&pp->mu, NULL);
+  pthread_cond_init(&pp->cv, NULL);
+  if (ctkn__queue_init(&pp->free) != CTKN_OK ||
+      ctkn__queue_init(&pp->ready) != CTKN_OK)
+    return false;
+  for (int i = 0; i < PIPE_DEPTH; i++) {
+    struct wslot *w = &pp->slots[i];
+    w->cmds = calloc(CTKN__API_BATCH_MAX, sizeof(*w->cmds));
+    w->outs = calloc(CTKN__API_BATCH_MAX, sizeof(*w->outs));
+    w->errs = calloc(CTKN__API_BATCH_MAX, sizeof(*w->errs));
+    w->rcs = calloc(CTKN__API_BATCH_MAX, sizeof(*w->rcs));
+    ok = ok && w->cmds && w->outs && w->errs && w->rcs;
+    ctkn__queue_push(&pp->free, &w->qnode);
+  }
+  if (ok && l != NULL)
+    ok = pp->started =
+        pthread_create(&pp->settler, NULL, settler_main, pp) == 0;
+  return ok;
+}
+
+/* Run the batch in w: pipelined when it reads nothing, else once every
+ * submitted batch is settled. Gives w back when it is answered. */
+static void run_batch(struct pipe *pp, struct wslot *w)
+{
+  ctkn_ledger *l = pp->l;
+
+  for (size_t i = 0; i < w->n; i++)
+    w->cmds[i] = *w->batch[i]->cmd;
+  if (pp->started && ctkn_ledger_pipelines(l, w->cmds, w->n)) {
+    if (ctkn_ledger_submit(l, w->cmds, w->n, w->outs, w->rcs, w->errs,
+                           &w->pending) == CTKN_OK) {
+      pthread_mutex_lock(&pp->mu);
+      pp->unsettled++;
+      pthread_mutex_unlock(&pp->mu);
+      ctkn__queue_push(&pp->ready, &w->qnode);
+      return;
+    }
+    /* Out of memory: every command carries it. */
+  } else {
+    drain(pp);
+    ctkn_ledger_execute_batch(l, w->cmds, w->n, w->outs, w->rcs, w->errs);
+  }
+  answer_all(w);
+  ctkn__queue_push(&pp->free, &w->qnode);
 }
 
 /* Without a ledger, every command gets the reason there is none. */
@@ -257,24 +387,21 @@ static void heartbeat(ctkn_ledger *l)
 void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
                               const struct ctkn_err *why)
 {
-  struct ctkn_command *cmds = calloc(CTKN__API_BATCH_MAX, sizeof(*cmds));
-  struct ctkn_outcome *outs = calloc(CTKN__API_BATCH_MAX, sizeof(*outs));
-  struct ctkn_err *errs = calloc(CTKN__API_BATCH_MAX, sizeof(*errs));
-  int *rcs = calloc(CTKN__API_BATCH_MAX, sizeof(*rcs));
-  struct ctkn__qnode *nodes[CTKN__API_BATCH_MAX];
-  struct req *batch[CTKN__API_BATCH_MAX];
+  struct ctkn__qnode *nodes[CTKN__API_BATCH_MAX], *slot;
   struct ctkn_err nomem = {0}, none = {.code = CTKN_EKAFKA};
+  struct pipe pp;
 
   if (l == NULL && why == NULL)
     why = &none;
-  if (cmds == NULL || outs == NULL || errs == NULL || rcs == NULL) {
+  if (!pipe_start(&pp, l)) {
     ctkn__err(&nomem, CTKN_ENOMEM, "command thread");
     ctkn__api_fatal(s, &nomem);
     l = NULL;
     why = &nomem;
   }
   int64_t beat_at = ctkn__now_ms(); /* the first at once: readers wait */
-  for (;;) {
+  while (ctkn__queue_pop(&pp.free, &slot, 1, -1) == 1) {
+    struct wslot *w = CTKN__CONTAINER_OF(slot, struct wslot, qnode);
     int wait = -1;
     if (l != NULL && s->cfg->writer_key != NULL && s->cfg->heartbeat_ms > 0) {
       int64_t left = beat_at - ctkn__now_ms();
@@ -282,24 +409,28 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
     }
     size_t n = ctkn__queue_pop(&s->cmdq, nodes, CTKN__API_BATCH_MAX, wait);
     if (wait >= 0 && ctkn__now_ms() >= beat_at) {
+      drain(&pp); /* the heartbeat's signer and projector are ours */
       heartbeat(l);
       beat_at = ctkn__now_ms() + s->cfg->heartbeat_ms;
     }
-    if (n == 0 && ctkn__queue_closed(&s->cmdq))
-      break; /* closed and empty */
-    if (n == 0)
+    if (n == 0) {
+      ctkn__queue_push(&pp.free, &w->qnode);
+      if (ctkn__queue_closed(&s->cmdq))
+        break; /* closed and empty */
       continue;
+    }
+    w->n = n;
     for (size_t i = 0; i < n; i++)
-      batch[i] = CTKN__CONTAINER_OF(nodes[i], struct req, qnode);
-    if (l == NULL)
-      refuse_batch(batch, n, why);
-    else
-      run_batch(l, batch, n, cmds, outs, rcs, errs);
+      w->batch[i] = CTKN__CONTAINER_OF(nodes[i], struct req, qnode);
+    if (l == NULL) {
+      refuse_batch(w->batch, n, why);
+      ctkn__queue_push(&pp.free, &w->qnode);
+    } else {
+      run_batch(&pp, w);
+    }
   }
-  free(cmds);
-  free(outs);
-  free(errs);
-  free(rcs);
+  drain(&pp);
+  pipe_free(&pp);
 }
 
 static void *commander_main(void *arg)

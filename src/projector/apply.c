@@ -236,6 +236,7 @@ struct pass {
   int pause_rc; /* recording a pause failed: the pass fails with it */
   struct ctkn_err pause_err;
   struct ctkn__judge *judge; /* with trust: the batch as judged */
+  size_t news; /* records not skipped: 0 leaves nothing to commit */
 };
 
 static bool is_paused(const struct pass *ps, int32_t p)
@@ -307,6 +308,7 @@ static int apply_records(struct pass *ps, struct source *src,
       ps->stats.skipped++;
       continue;
     }
+    ps->news++;
     if (is_paused(ps, p))
       continue;
     if (m->schema_version > CTKN_SCHEMA_VERSION) {
@@ -350,6 +352,7 @@ static int apply_judged(struct pass *ps, struct source *src,
     int32_t p = m->partition;
     int64_t next = 0;
 
+    ps->news += j->verdict[k] != JV_SKIP;
     switch (j->verdict[k]) {
     case JV_SKIP:
       ps->stats.skipped += k >= j->ncarried;
@@ -383,10 +386,17 @@ static int apply_judged(struct pass *ps, struct source *src,
 }
 
 /* Write what the pass gathered (the token puts, the history, every
- * partition's next offset) and commit. *wrong as apply_once(). */
+ * partition's next offset) and commit. *wrong as apply_once(). A pass
+ * that skipped every record (another writer applied them first: the
+ * server's follower and its command thread race for the same records)
+ * has nothing to write and is not committed: a commit would cost an
+ * fsync for nothing, with the other writer's fsync just before it. */
 static int commit_pass(struct pass *ps, bool *wrong, struct ctkn_err *err)
 {
   int rc;
+
+  if (ps->news == 0)
+    return CTKN_OK; /* apply_once() aborts the transaction */
 
   if ((rc = ctkn__store_batch_write(ps->txn, wrong, err)) != CTKN_OK ||
       (rc = ctkn_store_put_history_batch(

@@ -115,6 +115,23 @@ static void size_text(char *buf, size_t size, size_t n)
     snprintf(buf, size, "%zu%c", v, units[u]);
 }
 
+bool ctkn__store_meta_deferred(ctkn_store *st)
+{
+  unsigned flags = 0;
+
+  return st != NULL && mdb_env_get_flags(st->env, &flags) == MDB_SUCCESS &&
+         (flags & MDB_NOMETASYNC) != 0;
+}
+
+uint64_t ctkn__store_last_commit(ctkn_store *st)
+{
+  MDB_envinfo info;
+
+  if (st == NULL || mdb_env_info(st->env, &info) != MDB_SUCCESS)
+    return 0;
+  return (uint64_t)info.me_last_txnid;
+}
+
 int ctkn_store_map_full(ctkn_store *st, struct ctkn_err *err)
 {
   MDB_envinfo info;
@@ -532,7 +549,13 @@ static int prepare_dir(const char *dir, const struct ctkn_store_opts *opts,
 static int open_env(ctkn_store *st, const char *dir,
                     const struct ctkn_store_opts *opts, struct ctkn_err *err)
 {
-  unsigned flags = MDB_NOTLS | (opts->read_only ? MDB_RDONLY : 0) |
+  /* MDB_NOMETASYNC: a commit syncs its data pages, and its meta page
+   * goes out with the next commit's sync (or mdb_env_sync) instead of
+   * through a second, O_DSYNC write of its own. LMDB keeps the
+   * environment whole; a system crash may undo the last commit, whose
+   * state is the log's and is applied again from the offsets committed
+   * with the state before it. */
+  unsigned flags = MDB_NOTLS | (opts->read_only ? MDB_RDONLY : MDB_NOMETASYNC) |
                    (opts->no_sync ? MDB_NOSYNC : 0);
   /* A reader with no configured size maps what the writer recorded. */
   size_t map = opts->map_size != 0

@@ -72,6 +72,15 @@ int ctkn__store_batch_write(struct ctkn_store_txn *txn, bool *wrong,
 int ctkn__store_unsynced_begin(struct ctkn_store *st, struct ctkn_err *err);
 int ctkn__store_unsynced_end(struct ctkn_store *st, struct ctkn_err *err);
 
+/* The ID of the environment's last committed write transaction: it moves
+ * with every commit that wrote something, by any process. 0 when LMDB
+ * cannot say. */
+uint64_t ctkn__store_last_commit(struct ctkn_store *st);
+/* Whether a commit leaves its meta page to the next commit's sync
+ * (MDB_NOMETASYNC: one disk flush per commit, not two); true for every
+ * writer. */
+bool ctkn__store_meta_deferred(struct ctkn_store *st);
+
 /* Copy the process-local tables (a notifier's delivery state) from one
  * projection into another, as `ctkn rebuild` does before its swap. to is
  * a write txn. Errors: CTKN_EINTERNAL (to is a read txn), CTKN_ESTORE. */

@@ -59,7 +59,9 @@ struct fake_log {
   int fail_sends, fail_send_rc;
   bool fail_appended;
   int fail_polls, fail_poll_rc;
+  bool hold_polls; /* polls deliver nothing until released */
   int fail_queries, fail_query_rc;
+  int fail_seeks, fail_seek_rc;
   int report_delay_ms;
   void (*on_send)(void *arg);
   void *on_send_arg;
@@ -341,6 +343,14 @@ void fake_log_fail_sends_after(struct fake_log *f, int ok, int n, int rc,
   pthread_mutex_unlock(&f->mu);
 }
 
+void fake_log_hold_polls(struct fake_log *f, bool hold)
+{
+  pthread_mutex_lock(&f->mu);
+  f->hold_polls = hold;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+}
+
 void fake_log_fail_polls(struct fake_log *f, int n, int rc)
 {
   pthread_mutex_lock(&f->mu);
@@ -354,6 +364,14 @@ void fake_log_fail_queries(struct fake_log *f, int n, int rc)
   pthread_mutex_lock(&f->mu);
   f->fail_queries = n;
   f->fail_query_rc = rc;
+  pthread_mutex_unlock(&f->mu);
+}
+
+void fake_log_fail_seeks(struct fake_log *f, int n, int rc)
+{
+  pthread_mutex_lock(&f->mu);
+  f->fail_seeks = n;
+  f->fail_seek_rc = rc;
   pthread_mutex_unlock(&f->mu);
 }
 
@@ -732,6 +750,14 @@ static int fake_seek(ctkn_consumer *base, const int64_t *offsets, int32_t n,
   int rc = CTKN_OK;
 
   pthread_mutex_lock(&c->f->mu);
+  if (c->f->fail_seeks > 0) {
+    c->f->fail_seeks--;
+    rc = ctkn__err(err, c->f->fail_seek_rc,
+                   "kafka: seeking %s: Timed out waiting for 1 remaining "
+                   "partition seek(s) to finish (fake)",
+                   c->topic);
+    n = 0;
+  }
   for (int32_t i = 0; i < n; i++) {
     if (offsets[i] < 0)
       continue;
@@ -848,7 +874,8 @@ static int fake_poll(ctkn_consumer *base, int timeout_ms,
     }
     if (c->opts.kind == CTKN__CONSUMER_GROUP && !c->joined)
       join(c, t);
-    if ((rc = take(c, t, msgs, max, n, err)) != CTKN_OK || *n > 0)
+    if (!f->hold_polls &&
+        ((rc = take(c, t, msgs, max, n, err)) != CTKN_OK || *n > 0))
       break;
     if (pthread_cond_timedwait(&f->cv, &f->mu, &until) != 0)
       break;

@@ -63,11 +63,16 @@ void fake_log_fail_sends(struct fake_log *f, int n, int rc, bool appended);
  * acknowledged. */
 void fake_log_fail_sends_after(struct fake_log *f, int ok, int n, int rc,
                                bool appended);
+/* While hold is true, polls deliver nothing (they wait out their
+ * timeout): a reader that cannot get ahead. */
+void fake_log_hold_polls(struct fake_log *f, bool hold);
 /* The next n polls fail with rc. */
 void fake_log_fail_polls(struct fake_log *f, int n, int rc);
 /* The next n metadata or offset queries (partitions, watermarks) fail with
  * rc. */
 void fake_log_fail_queries(struct fake_log *f, int n, int rc);
+/* The next n seeks fail with rc and move nothing. */
+void fake_log_fail_seeks(struct fake_log *f, int n, int rc);
 /* Each batch's delivery reports come ms late. */
 void fake_log_delay_reports(struct fake_log *f, int ms);
 /* fn runs inside every send, before its records are appended, without the

@@ -18,6 +18,7 @@
  */
 #include <dirent.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -2423,6 +2424,97 @@ static void test_an_unacknowledged_write_is_503_retryable(void **st)
   assert_int_equal(produced(c), 1);
 }
 
+/* The command thread on a thread of its own, its queue open. */
+static void *commands_main(void *arg)
+{
+  struct cfx *c = arg;
+
+  ctkn__api_commands_serve(c->s, c->l, NULL);
+  return NULL;
+}
+
+struct pipe_probe {
+  struct cfx *c;
+  struct req *first;
+  volatile int sends;       /* produce calls seen */
+  volatile bool first_sent; /* the first batch is being appended */
+  bool first_ready_then;    /* the first was answered when the second went */
+};
+
+/* Inside each produce: the first batch's holds the log's readers back, so
+ * its events cannot be judged; the second's notes whether the first was
+ * answered meanwhile, and lets the readers go. */
+static void pipe_on_send(void *arg)
+{
+  struct pipe_probe *p = arg;
+
+  if (++p->sends == 1) {
+    fake_log_hold_polls(p->c->t.log, true);
+    p->first_sent = true;
+  } else if (p->sends == 2) {
+    p->first_ready_then = __atomic_load_n(&p->first->ready, __ATOMIC_SEQ_CST);
+    fake_log_hold_polls(p->c->t.log, false);
+  }
+}
+
+static bool wait_ready(struct req *r)
+{
+  for (int i = 0; i < 5000; i++) {
+    if (__atomic_load_n(&r->ready, __ATOMIC_SEQ_CST))
+      return true;
+    usleep(1000);
+  }
+  return false;
+}
+
+/* Creates without an idempotency key read nothing, so a batch of them is
+ * appended while the projection is still to judge the batch before it
+ * (submitted on the command thread, settled on a second one); each is
+ * answered only once the projection has judged its event. */
+static void test_creates_are_appended_while_the_last_batch_settles(void **st)
+{
+  struct cfx *c = *st;
+  struct pipe_probe probe = {.c = c};
+  pthread_t t;
+
+  done(&c->f, post(c, "{\"name\":\"warm\"}", NULL)); /* the partitions */
+  fake_log_on_send(c->t.log, pipe_on_send, &probe);
+  assert_int_equal(pthread_create(&t, NULL, commands_main, c), 0);
+  probe.first = call(&c->f, "POST", "/client-tokens", "{\"name\":\"first\"}",
+                     "Authorization", auth_writer, NULL);
+  for (int i = 0; i < 5000 && !probe.first_sent; i++)
+    usleep(1000);
+  assert_true(probe.first_sent);
+  struct req *second =
+      call(&c->f, "POST", "/client-tokens", "{\"name\":\"second\"}",
+           "Authorization", auth_writer, NULL);
+  assert_true(wait_ready(probe.first));
+  assert_true(wait_ready(second));
+  ctkn__queue_close(&c->s->cmdq);
+  pthread_join(t, NULL);
+  fake_log_on_send(c->t.log, NULL, NULL);
+  assert_int_equal(probe.sends, 2);
+  assert_false(probe.first_ready_then);
+  assert_int_equal(probe.first->status, 201);
+  assert_int_equal(second->status, 201);
+  /* Read your write: each is in the projection. */
+  struct req *both[2] = {probe.first, second};
+  for (int i = 0; i < 2; i++) {
+    json_t *j = answer(both[i]);
+    char target[96];
+    snprintf(target, sizeof(target), "/client-tokens/%s",
+             jstr(json_object_get(j, "data"), "id"));
+    json_decref(j);
+    done(&c->f, both[i]);
+    struct req *g =
+        call(&c->f, "GET", target, NULL, "Authorization", auth_reader, NULL);
+    assert_int_equal(g->status, 200);
+    done(&c->f, g);
+  }
+  ctkn__queue_destroy(&c->s->cmdq);
+  assert_int_equal(ctkn__queue_init(&c->s->cmdq), CTKN_OK);
+}
+
 static void test_writes_queued_together_run_as_one_batch(void **st)
 {
   struct cfx *c = *st;
@@ -2541,6 +2633,7 @@ int main(void)
       C(test_revoke_then_change_is_a_conflict),
       C(test_an_unacknowledged_write_is_503_retryable),
       C(test_writes_queued_together_run_as_one_batch),
+      C(test_creates_are_appended_while_the_last_batch_settles),
       C(test_one_key_queued_twice_appends_once),
   };
 #undef C

@@ -14,9 +14,13 @@
 
 #include <cmocka.h>
 
+#include "ctkn/crypto.h"
 #include "ctkn/ledger.h"
 #include "ctkn/projector.h"
 #include "ctkn/query.h"
+#include "ctkn/trust.h"
+#include "projector/projector_int.h"
+#include "store/shared.h"
 #include "testkit.h"
 
 #define NPARTS 3
@@ -231,6 +235,172 @@ static void test_a_stale_projection_is_caught_up_before_planning(void **s)
   assert_false(o.appended);
   assert_int_equal(o.record.version, 2);
   assert_int_equal(produced(f), 0);
+}
+
+static uint64_t watermarks(struct fx *f)
+{
+  struct fake_log_stats s;
+
+  fake_log_stats(f->t.log, &s);
+  return s.watermarks;
+}
+
+/* A create without an idempotency key plans against nothing, so once the
+ * projector knows the partitions it skips the round trip for the log's
+ * end offsets; it still answers only after projecting its event, past a
+ * writer's events it had not seen. An update and a keyed create (a retry
+ * must find what an earlier run appended) still catch up first. */
+static void test_only_commands_that_read_the_projection_catch_up_first(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome o, first;
+  struct ctkn_command cmd;
+  struct ctkn_event ev;
+  struct ctkn_record got;
+  struct ctkn_err err = {0};
+  int32_t p;
+
+  create(f, "first", &first); /* the projector learns the partitions */
+  uint64_t before = watermarks(f);
+  tk_plan_create(&f->t, "elsewhere", NULL, &ev);
+  tk_append(&f->t, -1, &ev, CTKN_SCHEMA_VERSION, &p);
+  create(f, "second", &o);
+  assert_int_equal(watermarks(f), before);
+  assert_true(tk_get(&f->t, o.record.token.id, &got));
+  assert_true(tk_offset(&f->t, o.partition) > o.offset);
+
+  create_cmd(&cmd, "keyed", "order-7");
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+  assert_true(watermarks(f) > before);
+  before = watermarks(f);
+  change_cmd(&cmd, first.record.token.id, "renamed", false);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+  assert_true(watermarks(f) > before);
+  /* The catch-ups to the end took in the other writer's token. */
+  assert_true(tk_get(&f->t, ev.data.id, &got));
+}
+
+/* A trust root and a client_token.* writer key in a keyring on the
+ * settings topic; the ledger signs with the key. */
+struct signing {
+  ctkn_seckey *root, *writer;
+  uint8_t root_pub[CTKN_SIGN_PUB_LEN];
+};
+
+static void sign_with_a_key(struct fx *f, struct signing *sg)
+{
+  struct ctkn_log_config scfg = f->t.cfg;
+  struct ctkn_writer_key wk = {0};
+  struct ctkn_keyring kr;
+  struct ctkn_err err = {0};
+
+  assert_int_equal(ctkn_seckey_generate(&sg->root, &err), CTKN_OK);
+  assert_int_equal(ctkn_seckey_generate(&sg->writer, &err), CTKN_OK);
+  ctkn_seckey_public(sg->root, sg->root_pub);
+  ctkn_keyring_init(&kr);
+  kr.version = 1;
+  memset(kr.log_id, 0x42, sizeof(kr.log_id));
+  ctkn_seckey_public(sg->writer, wk.public_key);
+  ctkn_key_id(wk.public_key, wk.key_id);
+  snprintf(wk.name, sizeof(wk.name), "test");
+  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
+  wk.nscopes = 1;
+  fake_log_create(f->t.log, TK_TOPIC "_settings", 1);
+  snprintf(scfg.topic, sizeof(scfg.topic), "%s_settings", TK_TOPIC);
+  scfg.n_overrides = 0; /* the copy owns nothing */
+  assert_int_equal(ctkn_keyring_add_key(&kr, &wk, &err), CTKN_OK);
+  assert_int_equal(ctkn_trust_keyring_append(&scfg, sg->root, &kr, &err),
+                   CTKN_OK);
+  ctkn_keyring_free(&kr);
+  if (ctkn_ledger_set_trust(f->l, sg->root_pub, sg->writer, &err) != CTKN_OK)
+    fail_msg("set_trust: %s", err.msg);
+}
+
+static void signing_free(struct signing *sg)
+{
+  ctkn_seckey_free(sg->root);
+  ctkn_seckey_free(sg->writer);
+}
+
+static const struct ctkn_log_msg *msg_of(struct source *src, size_t i)
+{
+  return ((const struct ctkn_log_msg **)src->arg)[i];
+}
+
+/* The server's command thread and its follower race for the same
+ * records. The loser's pass finds every record below the stored offsets
+ * and skips them all; it commits nothing (a commit would write the
+ * gate's state back unchanged, and cost an fsync), and the projection is
+ * what the winner left. */
+static void test_a_pass_that_only_skips_commits_nothing(void **s)
+{
+  struct fx *f = *s;
+  struct signing sg;
+  struct ctkn_outcome o;
+  struct ctkn__ptrust *t = NULL;
+  struct ctkn_projector_stats stats = {0};
+  struct ctkn_err err = {0};
+  char before[65], after[65];
+  const struct ctkn_log_msg *msgs[8];
+  size_t n = 0;
+
+  sign_with_a_key(f, &sg);
+  create(f, "signed", &o); /* the record and its checkpoint, applied */
+  for (int64_t off = 0; off < fake_log_end(f->t.log, TK_TOPIC, o.partition);
+       off++) {
+    assert_true(n < 8);
+    msgs[n++] = fake_log_record(f->t.log, TK_TOPIC, o.partition, off);
+  }
+  assert_int_equal(n, 2);
+  struct source src = {n, msg_of, NULL, msgs};
+  assert_int_equal(ctkn__ptrust_open(&t, f->t.st, &f->t.cfg, sg.root_pub, &err),
+                   CTKN_OK);
+  tk_digest(f->t.st, before);
+  uint64_t commit = ctkn__store_last_commit(f->t.st);
+  assert_true(commit > 0);
+  if (ctkn__projector_apply_source(f->t.st, CTKN_ENV_SANDBOX, t, &src, NULL, 0,
+                                   &stats, &err) != CTKN_OK)
+    fail_msg("apply: %s", err.msg);
+  assert_int_equal(stats.skipped, 2);
+  assert_int_equal(ctkn__store_last_commit(f->t.st), commit);
+  tk_digest(f->t.st, after);
+  assert_string_equal(before, after);
+  ctkn__ptrust_free(t);
+  ctkn_ledger_close(f->l); /* it signs a closing checkpoint with the key */
+  f->l = NULL;
+  signing_free(&sg);
+}
+
+/* Another writer (the server's follower) applied records past this
+ * ledger's consumer, and the seek that would skip them fails (librdkafka
+ * timed out waiting for it under load): the command goes on, reading and
+ * skipping them, instead of failing with the event already judged. */
+static void test_a_failed_seek_past_another_writer_is_not_an_error(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome o, first;
+  struct ctkn_command cmd;
+  struct ctkn_event ev;
+  struct ctkn_err err = {0};
+  int32_t p;
+
+  create(f, "first", &first); /* the ledger's consumer is assigned */
+  tk_plan_create(&f->t, "other", NULL, &ev);
+  int64_t off = tk_append(&f->t, -1, &ev, CTKN_SCHEMA_VERSION, &p);
+  assert_int_equal(
+      ctkn_projector_apply(f->t.st, CTKN_ENV_SANDBOX,
+                           fake_log_record(f->t.log, TK_TOPIC, p, off), 1, NULL,
+                           0, NULL, &err),
+      CTKN_OK);
+  fake_log_fail_seeks(f->t.log, 1, CTKN_EKAFKA);
+  change_cmd(&cmd, ev.data.id, "renamed", false);
+  if (run(f, &cmd, &o, &err) != CTKN_OK)
+    fail_msg("update: %s", err.msg);
+  assert_int_equal(o.record.version, 2);
+  assert_string_equal(o.record.token.name, "renamed");
+  assert_true(o.appended);
+  change_cmd(&cmd, first.record.token.id, "again", false);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
 }
 
 /* ---- races ------------------------------------------------------------- */
@@ -574,6 +744,59 @@ static void test_many_lines_span_chunks(void **state)
   free(input);
 }
 
+struct lines_probe {
+  struct fx *f;
+  int sends;
+  size_t out_at_second; /* answer bytes written when chunk 2 was sent */
+};
+
+/* Chunk 1's produce holds the log's readers back, so its events cannot be
+ * judged; chunk 2's notes what was answered meanwhile and lets them go. */
+static void lines_on_send(void *arg)
+{
+  struct lines_probe *p = arg;
+
+  if (++p->sends == 1) {
+    fake_log_hold_polls(p->f->t.log, true);
+  } else if (p->sends == 2) {
+    p->out_at_second = __atomic_load_n(&p->f->outlen, __ATOMIC_SEQ_CST);
+    fake_log_hold_polls(p->f->t.log, false);
+  }
+}
+
+/* Chunks of creates without a key read nothing: chunk 2 is appended while
+ * the projection is still to judge chunk 1, whose answers come once it
+ * has, in input order. */
+static void
+test_chunks_of_creates_are_appended_while_the_last_settles(void **state)
+{
+  struct fx *f = *state;
+  enum { N = 1024 };
+  char *input = malloc(N * 32), *p = input, buf[2048], want[64];
+  struct lines_probe probe = {.f = f};
+  struct ctkn_outcome o;
+  int worst = -1;
+
+  assert_non_null(input);
+  create(f, "warm", &o); /* the partitions */
+  for (int i = 0; i < N; i++)
+    p += sprintf(p, "{\"name\":\"t%d\"}\n", i);
+  fake_log_on_send(f->t.log, lines_on_send, &probe);
+  assert_int_equal(run_lines(f, input, &worst), CTKN_OK);
+  fake_log_on_send(f->t.log, NULL, NULL);
+  assert_int_equal(probe.sends, 2);
+  assert_int_equal(probe.out_at_second, 0);
+  assert_int_equal(worst, 0);
+  assert_int_equal(count_lines(f->out), N);
+  for (int i = 0; i < N; i += 101) {
+    snprintf(want, sizeof(want), "\"name\":\"t%d\"", i);
+    assert_has(line(f, i, buf, sizeof(buf)), want);
+    assert_has(buf, "\"acknowledged\":true");
+  }
+  assert_int_equal(produced(f), N + 1);
+  free(input);
+}
+
 /* A Kafka that does not take the events: those lines answer
  * service_unavailable, and the worst exit is 3. */
 static void test_unavailable_kafka_is_exit_3(void **state)
@@ -827,6 +1050,9 @@ int main(void)
       T(test_noops_append_nothing),
       T(test_unknown_token_is_notfound_and_appends_nothing),
       T(test_a_stale_projection_is_caught_up_before_planning),
+      T(test_only_commands_that_read_the_projection_catch_up_first),
+      T(test_a_pass_that_only_skips_commits_nothing),
+      T(test_a_failed_seek_past_another_writer_is_not_an_error),
       T(test_lost_race_replans_and_reports_the_conflict),
       T(test_lost_race_whose_goal_is_met_succeeds),
       T(test_idempotency_race_answers_the_first_token),
@@ -839,6 +1065,7 @@ int main(void)
       T(test_each_line_is_answered_in_input_order),
       T(test_all_created_is_exit_0_and_no_input_no_output),
       T(test_many_lines_span_chunks),
+      T(test_chunks_of_creates_are_appended_while_the_last_settles),
       T(test_unavailable_kafka_is_exit_3),
       T(test_batch_lines_take_idempotency_keys),
       T(test_one_key_twice_in_a_batch_appends_once),

@@ -294,6 +294,33 @@ static void test_reopen_keeps_data(void **s)
   ctkn_store_abort(t);
 }
 
+/* A writer's commit flushes the disk once: its meta page is left to the
+ * next commit's sync (MDB_NOMETASYNC), which keeps LMDB whole and may
+ * lose only the last commit in a system crash, derived from the log. A
+ * commit that wrote something moves the last commit's ID. */
+static void test_a_writer_defers_the_meta_sync(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_store_opts ro = {.read_only = true};
+  struct ctkn_err err = {0};
+  ctkn_store *reader = NULL;
+  ctkn_store_txn *t;
+
+  t = begin(open_fx(f), true);
+  assert_int_equal(ctkn_store_set_offset(t, 0, 5, NULL), CTKN_OK);
+  commit(t);
+  assert_true(ctkn__store_meta_deferred(f->st));
+  uint64_t id = ctkn__store_last_commit(f->st);
+  assert_true(id > 0);
+  t = begin(f->st, true);
+  assert_int_equal(ctkn_store_set_offset(t, 0, 6, NULL), CTKN_OK);
+  commit(t);
+  assert_int_equal(ctkn__store_last_commit(f->st), id + 1);
+  assert_int_equal(ctkn_store_open(&reader, f->db, &ro, &err), CTKN_OK);
+  assert_false(ctkn__store_meta_deferred(reader));
+  ctkn_store_close(reader);
+}
+
 static void test_unknown_format_is_refused_naming_ctkn_rebuild(void **s)
 {
   struct fx *f = *s;
@@ -2459,6 +2486,7 @@ int main(void)
       T(test_open_creates_the_directory_and_records_the_format),
       T(test_open_on_a_file_fails_with_estore),
       T(test_reopen_keeps_data),
+      T(test_a_writer_defers_the_meta_sync),
       T(test_refresh_follows_a_swap_but_not_under_an_open_txn),
       T(test_counts_by_status),
       T(test_unknown_format_is_refused_naming_ctkn_rebuild),
