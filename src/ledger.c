@@ -340,7 +340,7 @@ static size_t event_headers(const ctkn_ledger *l, struct slot *s)
 {
   size_t n = 0;
 
-  snprintf(s->schema, sizeof(s->schema), "%d", CTKN_SCHEMA_VERSION);
+  snprintf(s->schema, sizeof(s->schema), "%d", CTKN_SCHEMA_WRITTEN);
   if (ctkn_time_format(s->ev.occurred_at, s->time) != CTKN_OK)
     s->time[0] = '\0';
   s->hdr[n++] = header(CTKN_HDR_EVENT_TYPE, ctkn_event_type_str(s->ev.type));
@@ -380,7 +380,7 @@ static void plan_one(ctkn_ledger *l, struct batch *b, size_t i)
                                .vlen = s->len,
                                .timestamp_ms = s->ev.occurred_at / 1000,
                                .event_type = ctkn_event_type_str(s->ev.type),
-                               .schema_version = CTKN_SCHEMA_VERSION,
+                               .schema_version = CTKN_SCHEMA_WRITTEN,
                                .headers = s->hdr,
                                .nheaders = event_headers(l, s)};
   b->which[b->nrec++] = i;

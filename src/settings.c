@@ -856,7 +856,7 @@ static int append(ctkn_store *st, const struct ctkn_log_config *cfg,
                                   .vlen = len,
                                   .timestamp_ms = ev->occurred_at / 1000,
                                   .event_type = ctkn_setting_type_str(ev->type),
-                                  .schema_version = CTKN_SCHEMA_VERSION};
+                                  .schema_version = CTKN_SCHEMA_WRITTEN};
     if (key != NULL)
       rc = send_signed(prod, kr, key, f->nparts, &rec, &part, &off, err);
     else

@@ -12,6 +12,7 @@
 #include "cmd.h"
 #include "ctkn/codec.h"
 #include "ctkn/notify.h"
+#include "ctkn/projector.h"
 #include "ctkn/query.h"
 #include "ctkn/settings.h"
 
@@ -240,8 +241,10 @@ int cmd_notify(struct cli *c)
   }
   cli_signals(CLI_SIG_STOP);
   o.stop = &cli_stop;
-  if (c->trust)
+  if (c->trust) {
     o.trust_root = c->trust_root;
+    o.writer_key = c->writer;
+  }
   rc = ctkn_notify_run(st, &c->log, c->env, key, &o, &stats, &err);
   ctkn_wipe(key, sizeof(key));
   ctkn_store_close(st);
@@ -272,7 +275,29 @@ static int ntf_replay(struct cli *c)
   return cli_emit(c, rc, json, &err);
 }
 
-/* notification list | get ID | logs ID: JSON lines from the projection. */
+/* The notifications topic projected up to its end, when the log can be
+ * reached; otherwise (warned) the projection as it stands. */
+static void ntf_catch_up(struct cli *c, ctkn_store *st)
+{
+  ctkn_projector *p = NULL;
+  struct ctkn_err err;
+  int rc = ctkn_projector_open(&p, st, &c->log, c->env, &err);
+
+  if (rc == CTKN_OK && c->trust &&
+      (rc = ctkn_projector_set_trust(p, c->trust_root, &err)) == CTKN_OK)
+    rc = ctkn_projector_refresh_keyring(p, &err);
+  if (rc == CTKN_OK)
+    rc = ctkn_projector_catch_up_deliveries(p, &err);
+  ctkn_projector_close(p);
+  if (rc != CTKN_OK)
+    fprintf(stderr,
+            "ctkn notification: the notifications topic was not read (%s); "
+            "reading the projection as it stands\n",
+            err.msg);
+}
+
+/* notification list | get ID | logs ID: JSON lines from the projection of
+ * the notifications topic, caught up first. */
 static int ntf_read(struct cli *c, const char *sub,
                     const struct ctkn_ntf_list_params *p)
 {
@@ -280,8 +305,9 @@ static int ntf_read(struct cli *c, const char *sub,
   ctkn_store *st = NULL;
   int rc, ex;
 
-  if ((ex = cli_open_store(c, false, &st)) != 0)
+  if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
+  ntf_catch_up(c, st);
   if (strcmp(sub, "list") == 0)
     rc = ctkn_query_notifications(st, p, stdout, &err);
   else if (strcmp(sub, "get") == 0)

@@ -29,8 +29,14 @@
 #include "ctkn/error.h"
 #include "ctkn/token.h"
 
-/* The event schema this build writes and understands (Kafka header). */
-#define CTKN_SCHEMA_VERSION 1
+/* The newest event schema this build understands (Kafka header): a
+ * record of a newer one pauses its partition. Version 2 adds the API-key
+ * records of the settings topic (akey.h); token and destination records
+ * are still written as version 1 (CTKN_SCHEMA_WRITTEN), which every
+ * build reads, so writers of them need no keyring change. */
+#define CTKN_SCHEMA_VERSION 2
+/* The schema token and destination records are written with. */
+#define CTKN_SCHEMA_WRITTEN 1
 
 #define CTKN_IDEM_KEY_MAX 255 /* bytes of visible ASCII */
 #define CTKN_HASH_LEN     32  /* SHA-256 */

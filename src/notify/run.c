@@ -236,7 +236,8 @@ static void drain(struct notifier *nf)
          ctkn__ntf_reap(nf, &err) == CTKN_OK)
     ctkn__http_wait(nf->http, 20);
   if (ctkn__ntf_reap(nf, &err) != CTKN_OK ||
-      ctkn__ntf_flush(nf, true, &err) != CTKN_OK)
+      ctkn__ntf_flush(nf, true, &err) != CTKN_OK ||
+      ctkn__ntf_dlog_append(nf, true, &err) != CTKN_OK)
     ctkn__diag(CTKN_DIAG_ERROR, "notify",
                "the last results were not written: %s", err.msg);
   ctkn__ntf_commit_lease(nf);
@@ -261,6 +262,7 @@ static void notifier_free(struct notifier *nf)
   free(nf->parts);
   free(nf->owned);
   ctkn_consumer_close(nf->lease);
+  ctkn__ntf_dlog_close(nf);
   ctkn_projector_close(nf->proj);
   ctkn__http_close(nf->http);
   free(nf);
@@ -299,6 +301,7 @@ int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
       (rc = prepare(nf, err)) == CTKN_OK &&
       (rc = ctkn_lease_open(&nf->lease, cfg, nf->o.group, err)) == CTKN_OK &&
       (rc = ctkn__ntf_refresh_parts(nf, err)) == CTKN_OK &&
+      (rc = ctkn__ntf_dlog_open(nf, err)) == CTKN_OK &&
       (rc = wait_for_partitions(nf, &none, err)) == CTKN_OK && !none &&
       (rc = loop(nf, err)) == CTKN_OK)
     drain(nf);

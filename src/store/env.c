@@ -80,7 +80,11 @@ const char *const ctkn__store_table_names[T_COUNT] = {"meta",
                                                       "notify_cursors",
                                                       "notify_queue",
                                                       "trust",
-                                                      "events"};
+                                                      "events",
+                                                      "deliveries",
+                                                      "delivery_attempts",
+                                                      "delivery_offsets",
+                                                      "delivery_log"};
 
 const MDB_val ctkn__store_revoked_key = {7, "revoked"};
 

@@ -62,6 +62,10 @@ enum {
   T_QUEUE,
   T_TRUST,
   T_EVENTS,
+  T_DLV,
+  T_DLV_ATT,
+  T_DLV_OFFSETS,
+  T_DLV_LOG,
   T_COUNT
 };
 #define T_FIRST_LATER T_POSITIONS

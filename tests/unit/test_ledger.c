@@ -140,7 +140,7 @@ static void test_create_appends_one_event_and_answers_after_projecting(void **s)
   assert_int_equal(m->key_len, strlen(out.record.token.id));
   assert_memory_equal(m->key, out.record.token.id, m->key_len);
   assert_string_equal(m->event_type, "client_token.created");
-  assert_int_equal(m->schema_version, CTKN_SCHEMA_VERSION);
+  assert_int_equal(m->schema_version, CTKN_SCHEMA_WRITTEN);
   assert_int_equal(m->timestamp_ms, out.record.token.created_at / 1000);
   assert_int_equal(out.partition,
                    ctkn_log_partition_for(out.record.token.id,
