@@ -219,6 +219,22 @@ static int apply_attempt(ctkn_store_txn *txn, const struct ctkn_delivery *d,
   return rc;
 }
 
+/* A replay waits in the queue table (notify.h's) until it settles: the
+ * notifier holding its event's partition takes it from there. */
+static int queue_replay(ctkn_store_txn *txn, const struct ctkn_notification *n,
+                        bool settled, struct ctkn_err *err)
+{
+  int rc;
+
+  if (!n->replay)
+    return CTKN_OK;
+  if (!settled)
+    return ctkn_store_kv_put(txn, CTKN_TABLE_QUEUE, n->id, CTKN_NTF_ID_LEN, "",
+                             0, err);
+  rc = ctkn_store_kv_del(txn, CTKN_TABLE_QUEUE, n->id, CTKN_NTF_ID_LEN, err);
+  return rc == CTKN_ENOTFOUND ? CTKN_OK : rc;
+}
+
 int ctkn_delivery_apply(ctkn_store_txn *txn, const struct ctkn_delivery *d,
                         struct ctkn_err *err)
 {
@@ -232,6 +248,9 @@ int ctkn_delivery_apply(ctkn_store_txn *txn, const struct ctkn_delivery *d,
     new_row(d, &n);
   else if (d->type == CTKN_DLV_CREATED || d->type == CTKN_DLV_REPLAY)
     return CTKN_OK; /* the first in the log made it */
+  if (d->type == CTKN_DLV_REPLAY &&
+      (rc = queue_replay(txn, &n, false, err)) != CTKN_OK)
+    return rc;
   switch (d->type) {
   case CTKN_DLV_ATTEMPTED:
     rc = apply_attempt(txn, d, &n, err);
@@ -250,6 +269,9 @@ int ctkn_delivery_apply(ctkn_store_txn *txn, const struct ctkn_delivery *d,
   default:
     break;
   }
+  if (rc == CTKN_OK &&
+      (n.status == CTKN_NTF_DELIVERED || n.status == CTKN_NTF_FAILED))
+    rc = queue_replay(txn, &n, true, err);
   return rc != CTKN_OK ? rc : put_row(txn, &n, err);
 }
 
@@ -804,5 +826,107 @@ int ctkn_delivery_attempts(ctkn_store_txn *txn, const char *id, uint32_t after,
   if (w.bad && rc == CTKN_ESTORE)
     return ctkn__err(err, CTKN_ESTORE, "delivery_attempts: %s does not decode",
                      id);
+  return rc;
+}
+
+/* ---- replays ---------------------------------------------------------------
+ */
+
+/* The replay record of the projected notification id, as new_id. */
+static int replay_record(ctkn_store *st, const char *id,
+                         struct ctkn_delivery *d, char new_id[CTKN_NTF_ID_BUF],
+                         struct ctkn_err *err)
+{
+  struct ctkn_notification n;
+  ctkn_store_txn *txn;
+  int rc;
+
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_delivery_get(txn, id, &n, err);
+  ctkn_store_abort(txn);
+  if (rc != CTKN_OK)
+    return rc;
+  if (n.status != CTKN_NTF_DELIVERED && n.status != CTKN_NTF_FAILED)
+    return ctkn__err(err, CTKN_EBADREQ,
+                     "notification %s is %s; only a delivered or failed one "
+                     "can be replayed",
+                     id, ctkn_ntf_status_str(n.status));
+  if ((rc = ctkn_id_generate("ntf_", ctkn_now_us() / 1000, new_id,
+                             CTKN_NTF_ID_BUF)) != CTKN_OK)
+    return ctkn__err(err, rc, "generating an ID");
+  memset(d, 0, sizeof(*d));
+  d->type = CTKN_DLV_REPLAY;
+  d->n = n;
+  memcpy(d->n.replay_of, n.replay ? n.replay_of : n.id, sizeof(n.replay_of));
+  memcpy(d->n.id, new_id, CTKN_NTF_ID_BUF);
+  d->n.replay = true;
+  d->at = ctkn_now_us();
+  return CTKN_OK;
+}
+
+/* Produce rec to cfg's notifications topic, signed when key is set. */
+static int send_replay(const struct ctkn_log_config *cfg,
+                       const struct ctkn_keyring *kr, const ctkn_seckey *key,
+                       struct ctkn_log_record *rec, struct ctkn_err *err)
+{
+  struct ctkn_log_config dcfg = *cfg;
+  struct ctkn_log_record *out = rec;
+  ctkn_producer *prod = NULL;
+  ctkn_consumer *c = NULL;
+  ctkn_signer *sg = NULL;
+  size_t nout = 1;
+  int32_t nparts = 0;
+  int rc = ctkn_delivery_topic(cfg->topic, dcfg.topic, sizeof(dcfg.topic), err);
+
+  if (rc == CTKN_OK && (rc = ctkn_consumer_open(&c, &dcfg, err)) == CTKN_OK)
+    rc = ctkn_consumer_partitions(c, &nparts, err);
+  ctkn_consumer_close(c);
+  if (rc == CTKN_OK) {
+    rec->partition = ctkn_delivery_partition(rec->key, nparts);
+    rc = ctkn_producer_open(&prod, &dcfg, err);
+  }
+  if (rc == CTKN_OK && key != NULL &&
+      (rc = ctkn_signer_open(&sg, key, kr->log_id, nparts, err)) == CTKN_OK)
+    rc = ctkn_signer_prepare(sg, rec, 1, CTKN_SIGN_CLOSING, ctkn_now_us(), &out,
+                             &nout, err);
+  if (rc == CTKN_OK)
+    rc = ctkn_producer_send_batch(prod, out, nout, err);
+  ctkn_signer_close(sg);
+  ctkn_producer_close(prod);
+  return rc;
+}
+
+int ctkn_delivery_request_replay(ctkn_store *st,
+                                 const struct ctkn_log_config *cfg,
+                                 const struct ctkn_keyring *kr,
+                                 const ctkn_seckey *key, const char *id,
+                                 char new_id[CTKN_NTF_ID_BUF],
+                                 struct ctkn_err *err)
+{
+  struct ctkn_delivery d;
+  uint8_t *buf = NULL;
+  size_t len;
+  int rc;
+
+  if (key != NULL &&
+      (kr == NULL || !ctkn_keyring_schema_enabled(kr, CTKN_SCHEMA_DELIVERY)))
+    return ctkn__err_field(err, CTKN_EINVAL, "writer_key",
+                           "the keyring does not enable event schema version "
+                           "%d (ctkn trust schema enable %d): replays cannot "
+                           "be appended yet",
+                           CTKN_SCHEMA_DELIVERY, CTKN_SCHEMA_DELIVERY);
+  if ((rc = replay_record(st, id, &d, new_id, err)) != CTKN_OK ||
+      (rc = ctkn_delivery_encode(&d, &buf, &len, err)) != CTKN_OK)
+    return rc;
+  struct ctkn_log_record rec = {.key = d.n.id,
+                                .klen = CTKN_NTF_ID_LEN,
+                                .value = buf,
+                                .vlen = len,
+                                .timestamp_ms = d.at / 1000,
+                                .event_type = ctkn_dlv_type_str(d.type),
+                                .schema_version = CTKN_SCHEMA_DELIVERY};
+  rc = send_replay(cfg, kr, key, &rec, err);
+  free(buf);
   return rc;
 }

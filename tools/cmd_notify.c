@@ -11,6 +11,7 @@
 
 #include "cmd.h"
 #include "ctkn/codec.h"
+#include "ctkn/delivery.h"
 #include "ctkn/notify.h"
 #include "ctkn/projector.h"
 #include "ctkn/query.h"
@@ -257,17 +258,37 @@ int cmd_notify(struct cli *c)
 
 /* ---- notification ------------------------------------------------------ */
 
-/* notification replay ID: queue a new notification like it. */
+/* The notifications topic projected up to its end, judged by the trust
+ * root's keyring; *p is the projector (its keyring signs a replay). */
+static int ntf_project(struct cli *c, ctkn_store *st, ctkn_projector **p,
+                       struct ctkn_err *err)
+{
+  int rc = ctkn_projector_open(p, st, &c->log, c->env, err);
+
+  if (rc == CTKN_OK && c->trust &&
+      (rc = ctkn_projector_set_trust(*p, c->trust_root, err)) == CTKN_OK)
+    rc = ctkn_projector_refresh_keyring(*p, err);
+  if (rc == CTKN_OK)
+    rc = ctkn_projector_catch_up_deliveries(*p, err);
+  return rc;
+}
+
+/* notification replay ID: ask for a new notification like it, on the
+ * notifications topic (signed with --writer-key under a trust root). */
 static int ntf_replay(struct cli *c)
 {
   char id[CTKN_NTF_ID_BUF], *json = NULL;
+  ctkn_projector *p = NULL;
   struct ctkn_err err;
   ctkn_store *st = NULL;
   int rc, ex;
 
   if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
-  rc = ctkn_notification_replay(st, c->pos[1], id, &err);
+  if ((rc = ntf_project(c, st, &p, &err)) == CTKN_OK)
+    rc = ctkn_delivery_request_replay(st, &c->log, ctkn_projector_keyring(p),
+                                      c->writer, c->pos[1], id, &err);
+  ctkn_projector_close(p);
   ctkn_store_close(st);
   if (rc == CTKN_OK &&
       (json = ctkn_json_notification_replayed(id, c->rid)) == NULL)
@@ -281,13 +302,8 @@ static void ntf_catch_up(struct cli *c, ctkn_store *st)
 {
   ctkn_projector *p = NULL;
   struct ctkn_err err;
-  int rc = ctkn_projector_open(&p, st, &c->log, c->env, &err);
+  int rc = ntf_project(c, st, &p, &err);
 
-  if (rc == CTKN_OK && c->trust &&
-      (rc = ctkn_projector_set_trust(p, c->trust_root, &err)) == CTKN_OK)
-    rc = ctkn_projector_refresh_keyring(p, &err);
-  if (rc == CTKN_OK)
-    rc = ctkn_projector_catch_up_deliveries(p, &err);
   ctkn_projector_close(p);
   if (rc != CTKN_OK)
     fprintf(stderr,

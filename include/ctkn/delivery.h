@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ctkn/crypto.h"
 #include "ctkn/error.h"
 #include "ctkn/keyring.h"
 #include "ctkn/log.h"
@@ -164,5 +165,26 @@ typedef int (*ctkn_delivery_attempt_cb)(void *arg,
 int ctkn_delivery_attempts(ctkn_store_txn *txn, const char *id, uint32_t after,
                            ctkn_delivery_attempt_cb cb, void *arg,
                            struct ctkn_err *err);
+
+/* ---- replays ------------------------------------------------------------- */
+
+/*
+ * Ask for a replay of notification id (delivered or failed, as this
+ * projection has it): append a notification.replay_requested record for a
+ * new notification (new_id, written) of the same event and destination to
+ * the notifications topic, signed with key under kr's log ID when key is
+ * not NULL (one closed writer instance: the record and its checkpoint).
+ * The notifier holding the event's partition sends it once it has
+ * projected the record. Borrows everything for the call.
+ * Errors: those of ctkn_delivery_get(); CTKN_EBADREQ (still pending);
+ * CTKN_EINVAL (field "writer_key": the keyring does not enable the
+ * records' schema); the log's; CTKN_EIO (randomness); CTKN_ENOMEM.
+ */
+int ctkn_delivery_request_replay(ctkn_store *st,
+                                 const struct ctkn_log_config *cfg,
+                                 const struct ctkn_keyring *kr,
+                                 const ctkn_seckey *key, const char *id,
+                                 char new_id[CTKN_NTF_ID_BUF],
+                                 struct ctkn_err *err);
 
 #endif /* CTKN_DELIVERY_H */

@@ -140,9 +140,11 @@ static void batch_free(struct batch *b)
   free(b->bufs);
 }
 
-/* Append record d (its type, the notification's key and partition). */
+/* Append record d (its type, the notification's partition), keyed by key
+ * (its ID, kept alive until the batch is produced). */
 static int batch_add(struct notifier *nf, struct batch *b,
-                     const struct ctkn_delivery *d, struct ctkn_err *err)
+                     const struct ctkn_delivery *d, const char *key,
+                     struct ctkn_err *err)
 {
   struct ctkn_log_record *r;
   uint8_t *buf;
@@ -155,7 +157,7 @@ static int batch_add(struct notifier *nf, struct batch *b,
   b->bufs[b->n++] = buf;
   *r = (struct ctkn_log_record){
       .partition = ctkn_delivery_partition(d->n.id, nf->dparts),
-      .key = d->n.id,
+      .key = key,
       .klen = CTKN_NTF_ID_LEN,
       .value = buf,
       .vlen = len,
@@ -175,13 +177,13 @@ static int pend_records(struct notifier *nf, struct batch *b,
 
   if (p->a.n == 1) {
     d.type = CTKN_DLV_CREATED;
-    rc = batch_add(nf, b, &d, err);
+    rc = batch_add(nf, b, &d, p->n.id, err);
   }
   d.type = CTKN_DLV_ATTEMPTED;
   d.a = p->a;
   d.retry_at = p->n.status == CTKN_NTF_NEEDS_RETRY ? p->n.retry_at : 0;
   if (rc == CTKN_OK)
-    rc = batch_add(nf, b, &d, err);
+    rc = batch_add(nf, b, &d, p->n.id, err);
   memset(&d.a, 0, sizeof(d.a));
   d.retry_at = 0;
   d.at = p->a.at + p->a.latency_us;
@@ -189,7 +191,7 @@ static int pend_records(struct notifier *nf, struct batch *b,
     d.type = p->n.status == CTKN_NTF_DELIVERED ? CTKN_DLV_DELIVERED
                                                : CTKN_DLV_FAILED;
     if (rc == CTKN_OK)
-      rc = batch_add(nf, b, &d, err);
+      rc = batch_add(nf, b, &d, p->n.id, err);
   }
   return rc;
 }

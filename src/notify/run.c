@@ -92,6 +92,12 @@ static int prepare(struct notifier *nf, struct ctkn_err *err)
   if (!nf->o.follow &&
       (rc = ctkn_projector_catch_up(nf->proj, NULL, 0, err)) != CTKN_OK)
     return rc;
+  /* One pass: the replays asked for on the notifications topic (follow:
+   * the projector thread follows it). A missing topic has none. */
+  if (!nf->o.follow &&
+      (rc = ctkn_projector_catch_up_deliveries(nf->proj, err)) != CTKN_OK &&
+      rc != CTKN_ENOTFOUND)
+    return rc;
   if ((rc = ctkn_settings_follower_open(&sf, nf->st, nf->cfg, err)) ==
           CTKN_OK &&
       (rc = ctkn_projector_trust_settings(nf->proj, sf, err)) == CTKN_OK)

@@ -4,7 +4,7 @@ kcat with edits) is quarantined with its reason while the next genuine
 record still applies, with equal digests on every replica.
 
 The forgeries: a genuine record and its checkpoint appended again; a
-covered header edited (ctkn-schema-version: 2, which without signatures
+covered header edited (ctkn-schema-version: 3, which without signatures
 paused the partition) and one duplicated; a record naming a key the
 keyring lacks, and one naming a key outside its scope; a record relinked
 onto a closed writer instance; unsigned records; a keyring record of a
@@ -148,7 +148,7 @@ def test_forgeries_are_quarantined_and_the_next_genuine_record_applies():
         forged = [
             copy(t, p, off),                       # the record again
             copy(t, p, off + 1),                   # its checkpoint again
-            copy(t, p, off, "set:ctkn-schema-version=2"),
+            copy(t, p, off, "set:ctkn-schema-version=3"),
             copy(t, p, off, "dup:ctkn-event-type=client_token.created"),
             copy(t, p, off, f"set:ctkn-writer={stranger}"),
             copy(t, p, off, f"set:ctkn-writer={scoped}"),
@@ -190,13 +190,13 @@ def test_forgeries_are_quarantined_and_the_next_genuine_record_applies():
         check(digests[0] == digests[1] == digests[2], f"{digests}")
         # tail shows what verifies: the create and the revoke, once each.
         # Without the trust root the replayed create comes through twice
-        # and the forged schema-2 copy stops it.
+        # and the forged schema-3 copy stops it.
         r = t.ok("tail", "--from-beginning", "--exit-at-end", reader=True)
         events = [json.loads(x) for x in r.out.splitlines()]
         check([e["event_type"] for e in events if e["data"]["id"] == tid] ==
               ["client_token.created", "client_token.revoked"], f"{r.out}")
         plain = t.env.ctkn("tail", "--from-beginning", "--exit-at-end")
-        check(plain.rc == 3 and "schema version 2" in plain.err and
+        check(plain.rc == 3 and "schema version 3" in plain.err and
               len(plain.out.splitlines()) == 2, f"{plain}")
     finally:
         t.close()
@@ -355,17 +355,18 @@ def test_a_schema_version_enabled_for_newer_readers_fails_this_one_closed():
         tok = t.ok("create", "--name", "before").json["data"]
         r = t.env.ctkn("trust", "schema", "enable", "1", "--root-key", t.root)
         check(r.rc == 2, f"version 1 needs no enabling: {r}")
-        kr = t.ok("trust", "schema", "enable", "2", "--root-key",
+        # This build reads 2 (API keys); 3 is newer than it.
+        kr = t.ok("trust", "schema", "enable", "3", "--root-key",
                   t.root).json["data"]
-        check(kr["schema_versions"] == [2], f"{kr}")
+        check(kr["schema_versions"] == [3], f"{kr}")
         db = t.env.path("reader")
         r = t.env.ctkn("project", db=db, env={"CTKN_TRUST_ROOT": t.pub,
                                               "CTKN_WRITER_KEY": ""})
-        check("schema version 2" in r.err, f"{r}")
+        check("schema version 3" in r.err, f"{r}")
         for args in (("verify", tok["token"]), ("get", tok["id"]),
                      ("verify", "test_" + "b" * 27)):
             a = t.env.ctkn(*args, db=db)
-            check(a.rc == 3 and "schema version 2" in a.err, f"{args}: {a}")
+            check(a.rc == 3 and "schema version 3" in a.err, f"{args}: {a}")
         st = t.ok("status", db=db, reader=True).json["data"]
         check(all(p["paused"] for p in st["partitions"]), f"{st}")
     finally:
