@@ -30,7 +30,12 @@ unsigned ctkn__api_route_perm(enum route rt)
     return CTKN_PERM_SETTING_WRITE;
   case R_DEST_LIST:
   case R_DEST_GET:
+  case R_NTF_LIST:
+  case R_NTF_GET:
+  case R_NTF_LOGS:
     return CTKN_PERM_SETTING_READ;
+  case R_NTF_REPLAY:
+    return CTKN_PERM_SETTING_WRITE;
   default:
     return CTKN_PERM_TOKEN_READ;
   }
