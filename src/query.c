@@ -8,6 +8,7 @@
 #include "ctkn/codec.h"
 #include "ctkn/crypto.h"
 #include "ctkn/log.h"
+#include "ctkn/delivery.h"
 #include "ctkn/query.h"
 #include "internal.h"
 
@@ -745,8 +746,11 @@ int ctkn_query_notifications(ctkn_store *st,
 
   if ((rc = ctkn_store_begin(st, false, &w.txn, err)) != CTKN_OK)
     return rc;
-  rc = ctkn_notification_list(w.txn, p->destination[0] ? p->destination : NULL,
-                              p->status_mask, ntf_line, &w, err);
+  const char *dest = p->destination;
+  struct ctkn_delivery_filter f = {.status_mask = p->status_mask,
+                                   .dests = &dest,
+                                   .ndests = p->destination[0] ? 1 : 0};
+  rc = ctkn_delivery_list(w.txn, &f, ntf_line, &w, err);
   ctkn_store_abort(w.txn);
   return rc;
 }
@@ -761,7 +765,7 @@ int ctkn_query_notification(ctkn_store *st, const char *id, FILE *out,
   if (n == NULL)
     return oom(err);
   if ((rc = ctkn_store_begin(st, false, &w.txn, err)) == CTKN_OK) {
-    if ((rc = ctkn_notification_get(w.txn, id, n, err)) == CTKN_OK)
+    if ((rc = ctkn_delivery_get(w.txn, id, n, err)) == CTKN_OK)
       rc = ntf_line(&w, n);
     ctkn_store_abort(w.txn);
   }
@@ -796,7 +800,7 @@ int ctkn_query_attempts(ctkn_store *st, const char *id, FILE *out,
 
   if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
     return rc;
-  rc = ctkn_notification_attempts(txn, id, attempt_line, &w, err);
+  rc = ctkn_delivery_attempts(txn, id, 0, attempt_line, &w, err);
   ctkn_store_abort(txn);
   return rc;
 }

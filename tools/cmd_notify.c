@@ -11,7 +11,9 @@
 
 #include "cmd.h"
 #include "ctkn/codec.h"
+#include "ctkn/delivery.h"
 #include "ctkn/notify.h"
+#include "ctkn/projector.h"
 #include "ctkn/query.h"
 #include "ctkn/settings.h"
 
@@ -240,8 +242,10 @@ int cmd_notify(struct cli *c)
   }
   cli_signals(CLI_SIG_STOP);
   o.stop = &cli_stop;
-  if (c->trust)
+  if (c->trust) {
     o.trust_root = c->trust_root;
+    o.writer_key = c->writer;
+  }
   rc = ctkn_notify_run(st, &c->log, c->env, key, &o, &stats, &err);
   ctkn_wipe(key, sizeof(key));
   ctkn_store_close(st);
@@ -254,17 +258,37 @@ int cmd_notify(struct cli *c)
 
 /* ---- notification ------------------------------------------------------ */
 
-/* notification replay ID: queue a new notification like it. */
+/* The notifications topic projected up to its end, judged by the trust
+ * root's keyring; *p is the projector (its keyring signs a replay). */
+static int ntf_project(struct cli *c, ctkn_store *st, ctkn_projector **p,
+                       struct ctkn_err *err)
+{
+  int rc = ctkn_projector_open(p, st, &c->log, c->env, err);
+
+  if (rc == CTKN_OK && c->trust &&
+      (rc = ctkn_projector_set_trust(*p, c->trust_root, err)) == CTKN_OK)
+    rc = ctkn_projector_refresh_keyring(*p, err);
+  if (rc == CTKN_OK)
+    rc = ctkn_projector_catch_up_deliveries(*p, err);
+  return rc;
+}
+
+/* notification replay ID: ask for a new notification like it, on the
+ * notifications topic (signed with --writer-key under a trust root). */
 static int ntf_replay(struct cli *c)
 {
   char id[CTKN_NTF_ID_BUF], *json = NULL;
+  ctkn_projector *p = NULL;
   struct ctkn_err err;
   ctkn_store *st = NULL;
   int rc, ex;
 
   if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
-  rc = ctkn_notification_replay(st, c->pos[1], id, &err);
+  if ((rc = ntf_project(c, st, &p, &err)) == CTKN_OK)
+    rc = ctkn_delivery_request_replay(st, &c->log, ctkn_projector_keyring(p),
+                                      c->writer, c->pos[1], id, &err);
+  ctkn_projector_close(p);
   ctkn_store_close(st);
   if (rc == CTKN_OK &&
       (json = ctkn_json_notification_replayed(id, c->rid)) == NULL)
@@ -272,7 +296,24 @@ static int ntf_replay(struct cli *c)
   return cli_emit(c, rc, json, &err);
 }
 
-/* notification list | get ID | logs ID: JSON lines from the projection. */
+/* The notifications topic projected up to its end, when the log can be
+ * reached; otherwise (warned) the projection as it stands. */
+static void ntf_catch_up(struct cli *c, ctkn_store *st)
+{
+  ctkn_projector *p = NULL;
+  struct ctkn_err err;
+  int rc = ntf_project(c, st, &p, &err);
+
+  ctkn_projector_close(p);
+  if (rc != CTKN_OK)
+    fprintf(stderr,
+            "ctkn notification: the notifications topic was not read (%s); "
+            "reading the projection as it stands\n",
+            err.msg);
+}
+
+/* notification list | get ID | logs ID: JSON lines from the projection of
+ * the notifications topic, caught up first. */
 static int ntf_read(struct cli *c, const char *sub,
                     const struct ctkn_ntf_list_params *p)
 {
@@ -280,8 +321,9 @@ static int ntf_read(struct cli *c, const char *sub,
   ctkn_store *st = NULL;
   int rc, ex;
 
-  if ((ex = cli_open_store(c, false, &st)) != 0)
+  if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
+  ntf_catch_up(c, st);
   if (strcmp(sub, "list") == 0)
     rc = ctkn_query_notifications(st, p, stdout, &err);
   else if (strcmp(sub, "get") == 0)

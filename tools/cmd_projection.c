@@ -10,6 +10,7 @@
 
 #include "cmd.h"
 #include "ctkn/codec.h"
+#include "ctkn/delivery.h"
 #include "ctkn/projector.h"
 #include "ctkn/query.h"
 #include "ctkn/replay.h"
@@ -20,10 +21,11 @@ int cmd_init(struct cli *c)
 {
   const char *ps = cli_value(c, "--partitions");
   const char *rs = cli_value(c, "--replication-factor");
-  char stopic[sizeof(c->log.topic)], *json = NULL;
+  char stopic[sizeof(c->log.topic)], ntopic[sizeof(c->log.topic)];
+  char *json = NULL;
   int parts = 6, rf = 1, ex;
-  bool created, screated = false;
-  int32_t have, shave = 0;
+  bool created, screated = false, ncreated = false;
+  int32_t have, shave = 0, nhave = 0;
   struct ctkn_err err;
 
   if (ps && !cli_parse_count(ps, 100000, &parts))
@@ -38,15 +40,21 @@ int cmd_init(struct cli *c)
   }
   if ((ex = cli_check_replication_factor(c, rf)) != 0)
     return ex;
-  /* The settings topic's name is checked before anything is created. */
+  /* The other topics' names are checked before anything is created. Run
+   * again on a deployment initialized before, init creates what is
+   * missing (the notifications topic) and leaves the rest. */
   int rc = ctkn_settings_topic(c->log.topic, stopic, sizeof(stopic), &err);
+  if (rc == CTKN_OK)
+    rc = ctkn_delivery_topic(c->log.topic, ntopic, sizeof(ntopic), &err);
   if (rc == CTKN_OK)
     rc = ctkn_log_create_topic(&c->log, parts, rf, &created, &have, &err);
   if (rc == CTKN_OK)
     rc = ctkn_settings_create_topic(&c->log, rf, &screated, &shave, &err);
+  if (rc == CTKN_OK)
+    rc = ctkn_delivery_create_topic(&c->log, have, rf, &ncreated, &nhave, &err);
   if (rc == CTKN_OK &&
-      (json = ctkn_json_topic(c->log.topic, have, rf, created, stopic, shave,
-                              screated)) == NULL)
+      (json = ctkn_json_topics(c->log.topic, have, rf, created, stopic, shave,
+                               screated, ntopic, nhave, ncreated)) == NULL)
     rc = cli_oom(&err);
   return cli_emit(c, rc, json, &err);
 }

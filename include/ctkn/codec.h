@@ -186,6 +186,22 @@ int ctkn_attempt_encode(const struct ctkn_ntf_attempt *a, uint8_t **out,
 int ctkn_attempt_decode(const void *buf, size_t len, struct ctkn_ntf_attempt *a,
                         struct ctkn_err *err);
 
+/* ---- protobuf: delivery records (the notifications topic) ------------- */
+
+struct ctkn_delivery;
+
+/* d as a ctkn.v1.Delivery (its type travels as ctkn-event-type). On
+ * success *out is a new buffer: caller owns it, release with free().
+ * Errors: CTKN_ENOMEM. */
+int ctkn_delivery_encode(const struct ctkn_delivery *d, uint8_t **out,
+                         size_t *len, struct ctkn_err *err);
+/* A record of type event_type (its ctkn-event-type) into *d, which then
+ * keeps ctkn_delivery_valid()'s rules. Errors: CTKN_EDECODE naming the
+ * field or rule (an unknown type, not the message, a field missing, too
+ * long, or out of range). */
+int ctkn_delivery_decode(const char *event_type, const void *buf, size_t len,
+                         struct ctkn_delivery *d, struct ctkn_err *err);
+
 /* ---- msgpack: the stored token record -------------------------------- */
 
 /* Errors: CTKN_EINVAL (field "status": an unknown value; or a string
@@ -375,6 +391,13 @@ char *ctkn_json_topic(const char *topic, int32_t partitions,
                       int replication_factor, bool created,
                       const char *settings_topic, int32_t settings_partitions,
                       bool settings_created);
+/* As ctkn_json_topic(), with "notifications": {the same for the
+ * notifications topic} (delivery.h). */
+char *ctkn_json_topics(const char *topic, int32_t partitions,
+                       int replication_factor, bool created,
+                       const char *settings_topic, int32_t settings_partitions,
+                       bool settings_created, const char *ntf_topic,
+                       int32_t ntf_partitions, bool ntf_created);
 
 /* Where the log and a projection stand on one partition. */
 struct ctkn_partition_status {
@@ -461,6 +484,14 @@ char *ctkn_json_notification(const struct ctkn_notification *n,
  * "response_code" (null when none), "latency_ms", "error"}. Caller owns the
  * string; release with free(). NULL when out of memory. */
 char *ctkn_json_attempt(const char *ntf_id, const struct ctkn_ntf_attempt *a);
+/* Paddle's notification log entity for attempt a of ntf_id: {"id"
+ * (ntflog_, derived from the notification and the attempt's number),
+ * "response_code" (0 when none came back), "response_content_type" (null
+ * when none), "response_body" (the first bytes kept, "" when none),
+ * "attempted_at"}, one compact object. Caller owns the string; release
+ * with free(). NULL when out of memory. */
+char *ctkn_json_notification_log(const char *ntf_id,
+                                 const struct ctkn_ntf_attempt *a);
 
 /* ---- API keys on the log (akey.h) -------------------------------------- */
 

@@ -20,6 +20,7 @@
 #define CTKN_NOTIFICATION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ctkn/event.h"
@@ -62,14 +63,71 @@ struct ctkn_notification {
   int last_status;  /* HTTP status of the last attempt; 0: none */
 };
 
+#define CTKN_NTF_CTYPE_MAX 255  /* bytes of a response's content type kept */
+#define CTKN_NTF_BODY_MAX  1024 /* bytes of a response's body kept */
+
 /* One attempt. */
 struct ctkn_ntf_attempt {
   uint32_t n; /* 1, 2, ... */
   int64_t at; /* µs */
   int status; /* HTTP status; 0 when none came back */
   int64_t latency_us;
-  char error[256]; /* "" or why no status came back */
+  char error[256];                           /* "" or why no status came back */
+  char content_type[CTKN_NTF_CTYPE_MAX + 1]; /* the response's, or "" */
+  char body[CTKN_NTF_BODY_MAX + 1]; /* its first bytes (NUL-free), or "" */
+  size_t body_len;
 };
+
+/* ---- delivery records: the notifications topic ------------------------- */
+
+/* The schema version delivery records are written with (event.h's
+ * CTKN_SCHEMA_VERSION reads it): a notifier appends them only once the
+ * keyring enables it. */
+#define CTKN_SCHEMA_DELIVERY 2
+
+/* One fact about one notification, as a notifier appends it to
+ * <topic>_notifications (proto/ctkn_delivery.proto), keyed by its ID. */
+typedef enum ctkn_dlv_type {
+  CTKN_DLV_CREATED = 1, /* notification.created: the event x destination */
+  CTKN_DLV_ATTEMPTED,   /* notification.attempted: one attempt's outcome */
+  CTKN_DLV_DELIVERED,   /* notification.delivered: a 2xx came back */
+  CTKN_DLV_FAILED,      /* notification.failed: gave up after max age */
+  CTKN_DLV_REPLAY       /* notification.replay_requested: a new ID queued */
+} ctkn_dlv_type;
+
+/* "notification.created", ... (static strings); NULL for an unknown
+ * value. Errors: none. */
+const char *ctkn_dlv_type_str(ctkn_dlv_type t);
+/* The type a ctkn-event-type names; 0 when none. Errors: none. */
+ctkn_dlv_type ctkn_dlv_type_parse(const char *s);
+
+struct ctkn_delivery {
+  ctkn_dlv_type type;
+  /* The notification: id, dest, event_id, type, token_id, version,
+   * partition, offset, occurred_at, replay and replay_of are its own;
+   * for REPLAY, id is the new notification and replay_of the original.
+   * status and the attempt counters are not carried (the projection
+   * counts them). */
+  struct ctkn_notification n;
+  int64_t at;                /* when this fact happened, µs */
+  int64_t retry_at;          /* ATTEMPTED: the next try, or 0 */
+  struct ctkn_ntf_attempt a; /* ATTEMPTED only */
+};
+
+/* Whether d keeps the rules every delivery record keeps (IDs in their
+ * forms, an attempt with ATTEMPTED only, times set); why not into why.
+ * Errors: none. */
+bool ctkn_delivery_valid(const struct ctkn_delivery *d, char *why,
+                         size_t whysz);
+
+#define CTKN_NTFLOG_ID_BUF (7 + CTKN_ULID_LEN + 1) /* "ntflog_" + ULID */
+
+/* The ID of attempt n (made at µs at) of notification ntf_id, as Paddle's
+ * notification log names it: ntflog_ + a ULID on the attempt's time and
+ * 80 bits of SHA-256("ntflog|<ntf_id>|<n>"), the same on every replica.
+ * Errors: none. */
+void ctkn_notification_log_id(const char *ntf_id, uint32_t n, int64_t at,
+                              char out[CTKN_NTFLOG_ID_BUF]);
 
 /* The notification ID of event event_id for destination dest_id, into
  * out. Borrows both for the call. Errors: none. */

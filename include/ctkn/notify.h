@@ -86,6 +86,10 @@ struct ctkn_notify_opts {
    * projection then judges records without it. With it, a record the
    * gate quarantines is never notified. */
   const uint8_t *trust_root;
+  /* With trust_root: the key this notifier signs its delivery records
+   * with (delivery.h), active in the keyring and scoped to notification.*;
+   * NULL: they are not appended. Borrowed. */
+  const ctkn_seckey *writer_key;
   volatile sig_atomic_t *stop; /* set by a signal handler; may be NULL */
 };
 

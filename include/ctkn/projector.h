@@ -179,6 +179,10 @@ struct ctkn_settings_follower;
 int ctkn_projector_trust_settings(ctkn_projector *p,
                                   struct ctkn_settings_follower *f,
                                   struct ctkn_err *err);
+/* Catch the projection of the notifications topic (delivery.h) up to its
+ * end as it is now, judged by this projector's keyring. Errors: those of
+ * ctkn_delivery_follower_open() and _catch_up(). */
+int ctkn_projector_catch_up_deliveries(ctkn_projector *p, struct ctkn_err *err);
 /* Read the keyring from the settings topic now (no-op without trust).
  * Errors: the log's and the store's. */
 int ctkn_projector_refresh_keyring(ctkn_projector *p, struct ctkn_err *err);

@@ -405,8 +405,9 @@ int ctkn_store_events_count(ctkn_store_txn *txn, int64_t *n,
  * Tables whose keys and values other modules define (settings.h,
  * notify.h); keys compare as bytes. Replicated: destinations, their start
  * offsets, the settings topic's offsets and the fate of each settings
- * record. Local to one process's projection: the notifier's delivery
- * state. None is covered by the digest. positions is read-only here.
+ * record, and the notifications topic's projection. Local to one
+ * process's projection: the notifier's working delivery state. None is covered
+ * by the digest. positions is read-only here.
  */
 enum ctkn_store_table {
   CTKN_TABLE_POSITIONS,        /* partition + offset -> token ID + version */
@@ -420,7 +421,12 @@ enum ctkn_store_table {
   CTKN_TABLE_QUEUE,            /* ntf ID -> "": replays to send */
   CTKN_TABLE_TRUST,            /* "keyring", "gate" + partition -> state */
   CTKN_TABLE_API_KEYS,         /* apikey ID -> API key (keylog.h) */
-  CTKN_TABLE_API_KEY_HASHES    /* SHA-256 of a legacy key -> apikey ID */
+  CTKN_TABLE_API_KEY_HASHES,   /* SHA-256 of a legacy key -> apikey ID */
+  /* The notifications topic's projection (delivery.h): replicated. */
+  CTKN_TABLE_DELIVERIES,        /* ntf ID -> notification as projected */
+  CTKN_TABLE_DELIVERY_ATTEMPTS, /* ntf ID + seq (BE32) -> one attempt */
+  CTKN_TABLE_DELIVERY_OFFSETS,  /* partition -> next offset */
+  CTKN_TABLE_DELIVERY_LOG       /* partition + offset -> quarantine reason */
 };
 
 /*
@@ -451,6 +457,16 @@ typedef int (*ctkn_store_kv_cb)(void *arg, const void *key, size_t klen,
 int ctkn_store_kv_walk(ctkn_store_txn *txn, enum ctkn_store_table table,
                        const void *from, size_t flen, size_t plen,
                        ctkn_store_kv_cb cb, void *arg, struct ctkn_err *err);
+/* Entries with keys < before (blen 0: all) in descending key order.
+ * Errors: as ctkn_store_kv_walk(). */
+int ctkn_store_kv_walk_back(ctkn_store_txn *txn, enum ctkn_store_table table,
+                            const void *before, size_t blen,
+                            ctkn_store_kv_cb cb, void *arg,
+                            struct ctkn_err *err);
+/* How many entries the table holds (0 when it is absent). Errors:
+ * CTKN_ESTORE. */
+int ctkn_store_kv_count(ctkn_store_txn *txn, enum ctkn_store_table table,
+                        int64_t *n, struct ctkn_err *err);
 
 /* ---- pauses ------------------------------------------------------------- */
 

@@ -84,6 +84,10 @@ enum route {
   R_KEY_ROTATE,  /* POST /api-keys/{id}/rotations */
   R_EVENTS,      /* GET /events */
   R_EVENT_TYPES, /* GET /event-types */
+  R_NTF_LIST,    /* GET /notifications */
+  R_NTF_GET,     /* GET /notifications/{id} */
+  R_NTF_LOGS,    /* GET /notifications/{id}/logs */
+  R_NTF_REPLAY,  /* POST /notifications/{id}/replay */
   R_OTHER,
   R_COUNT /* also: a known path, a method it does not take (405) */
 };
@@ -411,6 +415,13 @@ void ctkn__api_ui(struct server *s, struct req *r);
 
 /* GET /events and GET /event-types, from this replica's projection. */
 void ctkn__api_events_read(struct server *s, struct req *r);
+
+/* ---- notifications.c ---------------------------------------------------- */
+
+/* GET /notifications[/{id}[/logs]], from this replica's projection. */
+void ctkn__api_ntfs_read(struct server *s, struct req *r);
+/* POST /notifications/{id}/replay: a record on the notifications topic. */
+void ctkn__api_ntfs_replay(struct server *s, struct req *r);
 
 /* ---- tokens.c --------------------------------------------------------- */
 

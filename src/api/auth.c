@@ -30,6 +30,9 @@ unsigned ctkn__api_route_perm(enum route rt)
     return CTKN_PERM_SETTING_WRITE;
   case R_DEST_LIST:
   case R_DEST_GET:
+  case R_NTF_LIST:
+  case R_NTF_GET:
+  case R_NTF_LOGS:
     return CTKN_PERM_SETTING_READ;
   case R_KEY_LIST:
   case R_KEY_GET: /* or the key itself (ctkn__api_authenticate) */
@@ -38,6 +41,8 @@ unsigned ctkn__api_route_perm(enum route rt)
   case R_KEY_UPDATE:
   case R_KEY_ROTATE: /* or the key itself, as Paddle's */
     return CTKN_PERM_KEY_WRITE;
+  case R_NTF_REPLAY:
+    return CTKN_PERM_SETTING_WRITE;
   default:
     return CTKN_PERM_TOKEN_READ;
   }

@@ -40,6 +40,10 @@ static const char *const route_names[R_COUNT] = {
     [R_KEY_ROTATE] = "api_keys_rotate",
     [R_EVENTS] = "events",
     [R_EVENT_TYPES] = "event_types",
+    [R_NTF_LIST] = "notifications_list",
+    [R_NTF_GET] = "notifications_get",
+    [R_NTF_LOGS] = "notifications_logs",
+    [R_NTF_REPLAY] = "notifications_replay",
     [R_OTHER] = "other",
 };
 

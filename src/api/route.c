@@ -323,6 +323,43 @@ static enum route classify_keys(const char *url, const char *method, char *id,
   return strcmp(method, "PATCH") == 0 ? R_KEY_UPDATE : R_COUNT;
 }
 
+/* /notifications[/{id}[/logs|/replay]]; url is what follows the base. */
+static enum route classify_ntf(const char *url, const char *method, char *id,
+                               const char **allow)
+{
+  const char *slash;
+  bool get = is_get(method);
+
+  if (*url == '\0' || strcmp(url, "/") == 0) {
+    *allow = "GET, HEAD";
+    return get ? R_NTF_LIST : R_COUNT;
+  }
+  if (*url != '/' || url[1] == '\0')
+    return R_OTHER;
+  url++;
+  slash = strchr(url, '/');
+  if ((size_t)(slash != NULL ? slash - url : (ptrdiff_t)strlen(url)) >=
+      CTKN__API_ID_BUF)
+    return R_OTHER;
+  ctkn__strlcpy(id, url,
+                slash != NULL ? (size_t)(slash - url) + 1 : CTKN__API_ID_BUF);
+  if (slash == NULL) {
+    *allow = "GET, HEAD";
+    return get ? R_NTF_GET : R_COUNT;
+  }
+  if (slash == url)
+    return R_OTHER;
+  if (strcmp(slash, "/logs") == 0) {
+    *allow = "GET, HEAD";
+    return get ? R_NTF_LOGS : R_COUNT;
+  }
+  if (strcmp(slash, "/replay") == 0) {
+    *allow = "POST";
+    return strcmp(method, "POST") == 0 ? R_NTF_REPLAY : R_COUNT;
+  }
+  return R_OTHER;
+}
+
 /* /client-tokens[/{id}|/verify]; url is what follows the base. */
 static enum route classify_tokens(const char *url, const char *method, char *id,
                                   const char **allow)
@@ -384,6 +421,7 @@ static enum route classify(const char *url, const char *method, char *id,
   static const char base[] = "/client-tokens";
   static const char dest[] = "/notification-settings";
   static const char keys[] = "/api-keys";
+  static const char ntf[] = "/notifications";
 
   *allow = NULL;
   if (strcmp(url, "/healthz") == 0 || strcmp(url, "/metrics") == 0) {
@@ -405,6 +443,9 @@ static enum route classify(const char *url, const char *method, char *id,
   if (strncmp(url, keys, sizeof(keys) - 1) == 0 &&
       (url[sizeof(keys) - 1] == '\0' || url[sizeof(keys) - 1] == '/'))
     return classify_keys(url + sizeof(keys) - 1, method, id, allow);
+  if (strncmp(url, ntf, sizeof(ntf) - 1) == 0 &&
+      (url[sizeof(ntf) - 1] == '\0' || url[sizeof(ntf) - 1] == '/'))
+    return classify_ntf(url + sizeof(ntf) - 1, method, id, allow);
   if (strncmp(url, base, sizeof(base) - 1) != 0)
     return R_OTHER;
   return classify_tokens(url + sizeof(base) - 1, method, id, allow);
@@ -499,7 +540,8 @@ void ctkn__api_begin(struct server *s, struct req *r)
     ctkn__api_answer_err(r, &err);
     return;
   }
-  if (need == CTKN_PERM_SETTING_WRITE && !ctkn__api_dest_begin(s, r))
+  if (need == CTKN_PERM_SETTING_WRITE && r->route != R_NTF_REPLAY &&
+      !ctkn__api_dest_begin(s, r))
     return;
   if ((r->route == R_KEY_CREATE || r->route == R_KEY_UPDATE ||
        r->route == R_KEY_ROTATE) &&
@@ -579,6 +621,14 @@ void ctkn__api_dispatch(struct server *s, struct req *r)
   case R_EVENT_TYPES:
     if (!ctkn__api_position_wait(s, r))
       ctkn__api_events_read(s, r);
+    return;
+  case R_NTF_LIST:
+  case R_NTF_GET:
+  case R_NTF_LOGS:
+    ctkn__api_ntfs_read(s, r);
+    return;
+  case R_NTF_REPLAY:
+    ctkn__api_ntfs_replay(s, r);
     return;
   default:
     ctkn__api_answer_code(r, CTKN_EINTERNAL, "unrouted request");

@@ -204,6 +204,27 @@ char *ctkn_json_topic(const char *topic, int32_t partitions,
   return ctkn__json_doc(o, false, NULL);
 }
 
+char *ctkn_json_topics(const char *topic, int32_t partitions,
+                       int replication_factor, bool created,
+                       const char *settings_topic, int32_t settings_partitions,
+                       bool settings_created, const char *ntf_topic,
+                       int32_t ntf_partitions, bool ntf_created)
+{
+  json_t *o = topic_obj(topic, partitions, replication_factor, created);
+
+  if (o != NULL &&
+      (ctkn__json_set(o, "settings",
+                      topic_obj(settings_topic, settings_partitions,
+                                replication_factor, settings_created)) != 0 ||
+       ctkn__json_set(o, "notifications",
+                      topic_obj(ntf_topic, ntf_partitions, replication_factor,
+                                ntf_created)) != 0)) {
+    json_decref(o);
+    o = NULL;
+  }
+  return ctkn__json_doc(o, false, NULL);
+}
+
 char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
                               uint64_t quarantined, uint64_t skipped,
                               int32_t paused)

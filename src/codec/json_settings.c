@@ -405,5 +405,42 @@ char *ctkn_json_attempt(const char *ntf_id, const struct ctkn_ntf_attempt *a)
   rc |= ctkn__json_set(o, "error",
                        a->error[0] ? ctkn__json_str(a->error, sizeof(a->error))
                                    : json_null());
+  rc |= ctkn__json_set(
+      o, "response_content_type",
+      a->content_type[0]
+          ? ctkn__json_str(a->content_type, sizeof(a->content_type))
+          : json_null());
+  rc |=
+      ctkn__json_set(o, "response_body", ctkn__json_str(a->body, a->body_len));
   return ctkn__json_dump(ctkn__json_checked(o, rc));
+}
+
+/* Paddle's notification log: {"id", "response_code",
+ * "response_content_type", "response_body", "attempted_at"}. */
+static json_t *ntf_log(const char *ntf_id, const struct ctkn_ntf_attempt *a)
+{
+  char id[CTKN_NTFLOG_ID_BUF];
+  json_t *o = json_object();
+  int rc = 0;
+
+  if (o == NULL)
+    return NULL;
+  ctkn_notification_log_id(ntf_id, a->n, a->at, id);
+  rc |= ctkn__json_set(o, "id", ctkn__json_str(id, sizeof(id)));
+  rc |= ctkn__json_set(o, "response_code", json_integer(a->status));
+  rc |= ctkn__json_set(
+      o, "response_content_type",
+      a->content_type[0]
+          ? ctkn__json_str(a->content_type, sizeof(a->content_type))
+          : json_null());
+  rc |=
+      ctkn__json_set(o, "response_body", ctkn__json_str(a->body, a->body_len));
+  rc |= ctkn__json_set(o, "attempted_at", ctkn__json_time(a->at));
+  return ctkn__json_checked(o, rc);
+}
+
+char *ctkn_json_notification_log(const char *ntf_id,
+                                 const struct ctkn_ntf_attempt *a)
+{
+  return ctkn__json_dump(ntf_log(ntf_id, a));
 }

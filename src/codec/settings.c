@@ -357,10 +357,11 @@ out:
 
 /* ---- msgpack: notifications -------------------------------------------- */
 
-#define NTF_LAYOUT 1
-#define NTF_FIELDS 20
-#define ATT_LAYOUT 1
-#define ATT_FIELDS 6
+#define NTF_LAYOUT    1
+#define NTF_FIELDS    20
+#define ATT_LAYOUT    2
+#define ATT_FIELDS    8
+#define ATT_FIELDS_V1 6 /* layout 1: no content type, no body */
 
 static int pack_str_nil(msgpack_packer *pk, const char *s)
 {
@@ -474,12 +475,28 @@ int ctkn_attempt_encode(const struct ctkn_ntf_attempt *a, uint8_t **out,
 
   msgpack_sbuffer_init(&sb);
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  int rc = msgpack_pack_array(&pk, ATT_FIELDS) |
-           msgpack_pack_uint8(&pk, ATT_LAYOUT) |
-           msgpack_pack_uint32(&pk, a->n) | msgpack_pack_int64(&pk, a->at) |
-           msgpack_pack_int(&pk, a->status) |
-           msgpack_pack_int64(&pk, a->latency_us) | pack_str_nil(&pk, a->error);
+  int rc =
+      msgpack_pack_array(&pk, ATT_FIELDS) |
+      msgpack_pack_uint8(&pk, ATT_LAYOUT) | msgpack_pack_uint32(&pk, a->n) |
+      msgpack_pack_int64(&pk, a->at) | msgpack_pack_int(&pk, a->status) |
+      msgpack_pack_int64(&pk, a->latency_us) | pack_str_nil(&pk, a->error) |
+      pack_str_nil(&pk, a->content_type) | msgpack_pack_bin(&pk, a->body_len) |
+      msgpack_pack_bin_body(&pk, a->body, a->body_len);
   return finish(&sb, rc, out, len, err, "an attempt");
+}
+
+/* Layout 2's content type and body prefix, o[0] and o[1]. */
+static bool att_response(const msgpack_object *o, struct ctkn_ntf_attempt *a)
+{
+  if (!(o[0].type == MSGPACK_OBJECT_NIL ||
+        obj_str(&o[0], a->content_type, sizeof(a->content_type))) ||
+      o[1].type != MSGPACK_OBJECT_BIN || o[1].via.bin.size > CTKN_NTF_BODY_MAX)
+    return false;
+  if (o[1].via.bin.size > 0)
+    memcpy(a->body, o[1].via.bin.ptr, o[1].via.bin.size);
+  a->body_len = o[1].via.bin.size;
+  a->body[a->body_len] = '\0';
+  return true;
 }
 
 int ctkn_attempt_decode(const void *buf, size_t len, struct ctkn_ntf_attempt *a,
@@ -492,14 +509,18 @@ int ctkn_attempt_decode(const void *buf, size_t len, struct ctkn_ntf_attempt *a,
   memset(a, 0, sizeof(*a));
   msgpack_unpacked_init(&u);
   if (unpack_flat(&u, buf, len) && u.data.type == MSGPACK_OBJECT_ARRAY &&
-      u.data.via.array.size == ATT_FIELDS) {
+      u.data.via.array.size >= ATT_FIELDS_V1) {
     const msgpack_object *o = u.data.via.array.ptr;
+    uint32_t size = u.data.via.array.size;
     ok = o[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-         o[0].via.u64 == ATT_LAYOUT && obj_small(&o[1], 1, UINT32_MAX, &n) &&
-         obj_int(&o[2], &a->at) && obj_small(&o[3], 0, 999, &code) &&
-         obj_int(&o[4], &a->latency_us) &&
+         (o[0].via.u64 == 1
+              ? size == ATT_FIELDS_V1
+              : o[0].via.u64 == ATT_LAYOUT && size == ATT_FIELDS) &&
+         obj_small(&o[1], 1, UINT32_MAX, &n) && obj_int(&o[2], &a->at) &&
+         obj_small(&o[3], 0, 999, &code) && obj_int(&o[4], &a->latency_us) &&
          (o[5].type == MSGPACK_OBJECT_NIL ||
-          obj_str(&o[5], a->error, sizeof(a->error)));
+          obj_str(&o[5], a->error, sizeof(a->error))) &&
+         (size == ATT_FIELDS_V1 || att_response(&o[6], a));
     if (ok) {
       a->n = (uint32_t)n;
       a->status = (int)code;

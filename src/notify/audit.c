@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ctkn/codec.h"
+#include "ctkn/delivery.h"
 #include "notify_int.h"
 
 #define REPLAYS_PER_SCAN 64 /* queued replays picked up per scan */
@@ -240,8 +241,19 @@ static int take_replay(struct notifier *nf, ctkn_store_txn *txn, const char *id,
   struct ctkn_store_event at;
   struct ntf_entry *e;
 
-  if (have_replay(nf, id) ||
-      ctkn_notification_get(txn, id, &n, NULL) != CTKN_OK ||
+  if (have_replay(nf, id))
+    return CTKN_OK;
+  /* This notifier's own state first (a replay it settled, whose records
+   * the projection may not show yet, is not sent again); else the
+   * notifications topic's projection, where replays are asked for. */
+  if (ctkn_notification_get(txn, id, &n, NULL) == CTKN_OK) {
+    if (n.status == CTKN_NTF_DELIVERED || n.status == CTKN_NTF_FAILED)
+      return CTKN_OK;
+  } else if (ctkn_delivery_get(txn, id, &n, NULL) != CTKN_OK) {
+    return CTKN_OK;
+  }
+  /* Whichever notifier holds the event's partition sends it. */
+  if (n.partition < 0 || n.partition >= nf->nparts || !nf->owned[n.partition] ||
       ctkn__ntf_load_event(txn, n.partition, n.offset, true, ev, &at, NULL) !=
           CTKN_OK)
     return CTKN_OK;

@@ -40,6 +40,8 @@ struct ctkn__http_req {
   char why[256]; /* "" or why an address (or the URL) was refused */
   struct ctkn__http_req *next; /* in early */
   void *tag;
+  size_t blen; /* of body: the response's first bytes */
+  char body[CTKN_NTF_BODY_MAX];
 };
 
 int ctkn__http_open(struct ctkn__http **out, struct ctkn_err *err)
@@ -85,11 +87,15 @@ void ctkn__http_close(struct ctkn__http *h)
   free(h);
 }
 
-static size_t discard(char *p, size_t size, size_t n, void *arg)
+/* CURLOPT_WRITEFUNCTION: keep the body's first bytes, read the rest. */
+static size_t keep_prefix(char *p, size_t size, size_t n, void *arg)
 {
-  (void)p;
-  (void)arg;
-  return size * n;
+  struct ctkn__http_req *r = arg;
+  size_t len = size * n, room = sizeof(r->body) - r->blen;
+
+  memcpy(r->body + r->blen, p, len < room ? len : room);
+  r->blen += len < room ? len : room;
+  return len;
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION: a socket for a, when the policy lets the
@@ -137,7 +143,8 @@ static void set_options(CURL *c, const struct ctkn__http_post *p,
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)p->timeout_ms);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)p->connect_timeout_ms);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_prefix);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
   curl_easy_setopt(c, CURLOPT_PRIVATE, r);
 }
 
@@ -193,6 +200,21 @@ void ctkn__http_cancel(struct ctkn__http *h, struct ctkn__http_req *r)
     req_free(h, r);
 }
 
+/* Hand r's outcome to done (before r is freed: the body is r's). */
+static void report(struct ctkn__http_req *r, CURLcode cc, int code,
+                   const char *why, ctkn__http_done_cb done, void *arg)
+{
+  char *ct = NULL;
+  struct ctkn__http_resp resp = {cc == CURLE_OK ? code : 0,
+                                 cc == CURLE_OK ? NULL : why, "", r->body,
+                                 r->blen};
+
+  if (curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK &&
+      ct != NULL)
+    resp.content_type = ct;
+  done(arg, r->tag, &resp);
+}
+
 size_t ctkn__http_reap(struct ctkn__http *h, ctkn__http_done_cb done, void *arg)
 {
   CURLMsg *m;
@@ -204,8 +226,9 @@ size_t ctkn__http_reap(struct ctkn__http *h, ctkn__http_done_cb done, void *arg)
     void *tag = r->tag;
     char why[sizeof(r->why)];
     memcpy(why, r->why, sizeof(why));
+    struct ctkn__http_resp resp = {0, why, "", "", 0};
     req_free(h, r);
-    done(arg, tag, 0, why);
+    done(arg, tag, &resp);
     n++;
   }
   curl_multi_perform(h->multi, &running);
@@ -217,7 +240,6 @@ size_t ctkn__http_reap(struct ctkn__http *h, ctkn__http_done_cb done, void *arg)
     CURLcode cc = m->data.result;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
-    void *tag = r->tag;
     char why[sizeof(r->why) + 64];
     /* A refused address explains a failure better than libcurl's
      * "Couldn't connect to server"; when another address answered, the
@@ -228,8 +250,8 @@ size_t ctkn__http_reap(struct ctkn__http *h, ctkn__http_done_cb done, void *arg)
       snprintf(why, sizeof(why), "%s", r->why);
     else
       snprintf(why, sizeof(why), "%s; %s", curl_easy_strerror(cc), r->why);
+    report(r, cc, (int)code, why, done, arg);
     req_free(h, r); /* m is not used past here: it belongs to the handle */
-    done(arg, tag, cc == CURLE_OK ? (int)code : 0, cc == CURLE_OK ? NULL : why);
     n++;
   }
   return n;

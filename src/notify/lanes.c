@@ -425,10 +425,12 @@ static void log_attempt(const struct ntf_entry *e,
 }
 
 /* Record what became of e's request, into e and the attempt a. */
-static void complete(struct notifier *nf, struct ntf_entry *e, int status,
-                     const char *error, int64_t now_us,
+static void complete(struct notifier *nf, struct ntf_entry *e,
+                     const struct ctkn__http_resp *resp, int64_t now_us,
                      struct ctkn_ntf_attempt *a)
 {
+  int status = resp->status;
+  const char *error = resp->error;
   bool ok = error == NULL && status >= 200 && status <= 299;
   enum ctkn_diag_level level = CTKN_DIAG_INFO;
   const char *outcome;
@@ -444,6 +446,11 @@ static void complete(struct notifier *nf, struct ntf_entry *e, int status,
     snprintf(a->error, sizeof(a->error), "%s", error);
   else if (!ok)
     snprintf(a->error, sizeof(a->error), "HTTP %d", status);
+  ctkn__strlcpy(a->content_type, resp->content_type, sizeof(a->content_type));
+  a->body_len =
+      resp->body_len < CTKN_NTF_BODY_MAX ? resp->body_len : CTKN_NTF_BODY_MAX;
+  if (a->body_len > 0)
+    memcpy(a->body, resp->body, a->body_len);
   if (e->n.first_attempt_at == 0)
     e->n.first_attempt_at = e->started_us;
   e->n.last_attempt_at = e->started_us;
@@ -482,7 +489,7 @@ struct reap_ctx {
 };
 
 /* ctkn__http_reap()'s callback: settle the entry, queue its state. */
-static void on_done(void *arg, void *tag, int status, const char *error)
+static void on_done(void *arg, void *tag, const struct ctkn__http_resp *resp)
 {
   struct reap_ctx *x = arg;
   struct ntf_entry *e = tag;
@@ -494,7 +501,7 @@ static void on_done(void *arg, void *tag, int status, const char *error)
     x->rc = CTKN_ENOMEM;
     return;
   }
-  complete(x->nf, e, status, error, x->now_us, &p->a);
+  complete(x->nf, e, resp, x->now_us, &p->a);
   p->n = e->n;
   p->dequeue = e->lane == NULL && e->settled;
 }

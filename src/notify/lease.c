@@ -142,7 +142,9 @@ int ctkn__ntf_flush(struct notifier *nf, bool force, struct ctkn_err *err)
   if (!dirty ||
       (!force && now - nf->flushed_us < FLUSH_US && npend < FLUSH_MAX))
     return CTKN_OK;
-  if ((rc = ctkn_store_begin(nf->st, true, &txn, err)) != CTKN_OK)
+  /* On the log first: the local state never says more than it. */
+  if ((rc = ctkn__ntf_dlog_append(nf, false, err)) != CTKN_OK ||
+      (rc = ctkn_store_begin(nf->st, true, &txn, err)) != CTKN_OK)
     return rc;
   if ((rc = put_state(nf, txn, err)) != CTKN_OK) {
     ctkn_store_abort(txn);

@@ -12,6 +12,8 @@
  *            delivery state (notifications, attempts, cursors) to LMDB;
  *   audit.c  the stored notifications: get, list, attempts, payload,
  *            and replays (queueing one, and picking queued ones up);
+ *   dlog.c   the delivery records each flush appends to the
+ *            notifications topic (delivery.h), signed with trust;
  *   http.c   the requests, over libcurl's multi interface: the only file
  *            that includes <curl/curl.h>.
  *
@@ -37,6 +39,7 @@
 
 #include "ctkn/notify.h"
 #include "ctkn/projector.h"
+#include "ctkn/trust.h"
 #include "internal.h"
 
 #define WINDOW_MAX   64   /* in flight per lane, at most */
@@ -87,10 +90,19 @@ int ctkn__http_start(struct ctkn__http *h, const struct ctkn__http_post *p,
 void ctkn__http_cancel(struct ctkn__http *h, struct ctkn__http_req *r);
 
 /* What became of a request: status is the HTTP status (0 when none came
- * back) and error NULL, or error says why the transfer failed (valid for
- * the callback) and status is 0. */
-typedef void (*ctkn__http_done_cb)(void *arg, void *tag, int status,
-                                   const char *error);
+ * back) and error NULL, or error says why the transfer failed and status
+ * is 0. content_type ("" when none) and the body's first body_len bytes
+ * (at most CTKN_NTF_BODY_MAX) are the response's. All valid for the
+ * callback. */
+struct ctkn__http_resp {
+  int status;
+  const char *error;
+  const char *content_type;
+  const char *body;
+  size_t body_len;
+};
+typedef void (*ctkn__http_done_cb)(void *arg, void *tag,
+                                   const struct ctkn__http_resp *resp);
 /* Let libcurl work without waiting, then report each finished request
  * to done and free it. Returns how many finished. */
 size_t ctkn__http_reap(struct ctkn__http *h, ctkn__http_done_cb done,
@@ -170,6 +182,11 @@ struct notifier {
   size_t reaped;         /* requests the last reap finished */
   struct ctkn__buf pend; /* struct ntf_pend, not yet written */
   int64_t flushed_us;    /* when they last were */
+  /* dlog.c: the notifications topic (dlog false: not appended to) */
+  bool dlog;
+  ctkn_producer *dprod;
+  ctkn_signer *signer; /* NULL without trust */
+  int32_t dparts;
   int64_t next_commit_ms, next_reload_ms, next_queue_ms, next_parts_ms;
   /* follow: the projector's thread */
   ctkn_projector *proj;
@@ -251,6 +268,20 @@ int ctkn__ntf_refresh_parts(struct notifier *nf, struct ctkn_err *err);
 /* Serve the lease for up to timeout_ms; *changed when the held
  * partitions changed. */
 int ctkn__ntf_serve_lease(struct notifier *nf, int timeout_ms, bool *changed,
+                          struct ctkn_err *err);
+
+/* ---- dlog.c ------------------------------------------------------------- */
+
+/* Open the notifications topic for appending (creating it when missing),
+ * unless trust says not to: no writer key, or the keyring does not enable
+ * the delivery records' schema (each warned about). Errors: CTKN_EINVAL
+ * (field "writer_key": not an active notification.* key); the log's. */
+int ctkn__ntf_dlog_open(struct notifier *nf, struct ctkn_err *err);
+void ctkn__ntf_dlog_close(struct notifier *nf);
+/* Append the records of the pending attempts as one (signed) produce
+ * batch, acknowledged before returning; closing ends the writer
+ * instance. Errors: the log's; CTKN_ENOMEM. */
+int ctkn__ntf_dlog_append(struct notifier *nf, bool closing,
                           struct ctkn_err *err);
 
 /* ---- audit.c ------------------------------------------------------------ */

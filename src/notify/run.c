@@ -92,6 +92,12 @@ static int prepare(struct notifier *nf, struct ctkn_err *err)
   if (!nf->o.follow &&
       (rc = ctkn_projector_catch_up(nf->proj, NULL, 0, err)) != CTKN_OK)
     return rc;
+  /* One pass: the replays asked for on the notifications topic (follow:
+   * the projector thread follows it). A missing topic has none. */
+  if (!nf->o.follow &&
+      (rc = ctkn_projector_catch_up_deliveries(nf->proj, err)) != CTKN_OK &&
+      rc != CTKN_ENOTFOUND)
+    return rc;
   if ((rc = ctkn_settings_follower_open(&sf, nf->st, nf->cfg, err)) ==
           CTKN_OK &&
       (rc = ctkn_projector_trust_settings(nf->proj, sf, err)) == CTKN_OK)
@@ -236,7 +242,8 @@ static void drain(struct notifier *nf)
          ctkn__ntf_reap(nf, &err) == CTKN_OK)
     ctkn__http_wait(nf->http, 20);
   if (ctkn__ntf_reap(nf, &err) != CTKN_OK ||
-      ctkn__ntf_flush(nf, true, &err) != CTKN_OK)
+      ctkn__ntf_flush(nf, true, &err) != CTKN_OK ||
+      ctkn__ntf_dlog_append(nf, true, &err) != CTKN_OK)
     ctkn__diag(CTKN_DIAG_ERROR, "notify",
                "the last results were not written: %s", err.msg);
   ctkn__ntf_commit_lease(nf);
@@ -261,6 +268,7 @@ static void notifier_free(struct notifier *nf)
   free(nf->parts);
   free(nf->owned);
   ctkn_consumer_close(nf->lease);
+  ctkn__ntf_dlog_close(nf);
   ctkn_projector_close(nf->proj);
   ctkn__http_close(nf->http);
   free(nf);
@@ -299,6 +307,7 @@ int ctkn_notify_run(ctkn_store *st, const struct ctkn_log_config *cfg,
       (rc = prepare(nf, err)) == CTKN_OK &&
       (rc = ctkn_lease_open(&nf->lease, cfg, nf->o.group, err)) == CTKN_OK &&
       (rc = ctkn__ntf_refresh_parts(nf, err)) == CTKN_OK &&
+      (rc = ctkn__ntf_dlog_open(nf, err)) == CTKN_OK &&
       (rc = wait_for_partitions(nf, &none, err)) == CTKN_OK && !none &&
       (rc = loop(nf, err)) == CTKN_OK)
     drain(nf);

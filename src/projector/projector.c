@@ -52,6 +52,7 @@ void ctkn_projector_close(ctkn_projector *p)
   if (p == NULL)
     return;
   ctkn_settings_follower_close(p->settings);
+  ctkn_delivery_follower_close(p->deliveries);
   ctkn__ptrust_free(p->trust);
   ctkn_consumer_close(p->consumer);
   free(p->msgs);
@@ -247,6 +248,20 @@ int ctkn_projector_trust_settings(ctkn_projector *p,
     return CTKN_OK;
   return ctkn_settings_follower_set_trust(f, ctkn__ptrust_keyring(p->trust),
                                           refresh_cb, p, err);
+}
+
+int ctkn_projector_catch_up_deliveries(ctkn_projector *p, struct ctkn_err *err)
+{
+  ctkn_delivery_follower *f = NULL;
+  int rc = ctkn_delivery_follower_open(&f, p->st, p->cfg, err);
+
+  if (rc == CTKN_OK && p->trust != NULL)
+    rc = ctkn_delivery_follower_set_trust(f, ctkn__ptrust_keyring(p->trust),
+                                          refresh_cb, p, err);
+  if (rc == CTKN_OK)
+    rc = ctkn_delivery_follower_catch_up(f, err);
+  ctkn_delivery_follower_close(f);
+  return rc;
 }
 
 int ctkn_projector_refresh_keyring(ctkn_projector *p, struct ctkn_err *err)
@@ -602,6 +617,44 @@ static void follow_settings(ctkn_projector *p)
   }
 }
 
+/* Project the notifications topic beside the events (delivery state,
+ * delivery.h), as the settings: failures are reported and retried here,
+ * never stopping the token projection. A topic missing (a deployment
+ * initialized before it existed) is looked for every 30 s: the first
+ * notifier of this version creates it. */
+static void follow_deliveries(ctkn_projector *p)
+{
+  struct ctkn_err err;
+  size_t got;
+  int rc;
+
+  if (p->deliveries == NULL) {
+    if (ctkn__now_ms() < p->deliveries_retry_ms)
+      return;
+    rc = ctkn_delivery_follower_open(&p->deliveries, p->st, p->cfg, &err);
+    if (rc == CTKN_OK && p->trust != NULL)
+      rc = ctkn_delivery_follower_set_trust(
+          p->deliveries, ctkn__ptrust_keyring(p->trust), refresh_cb, p, &err);
+    if (rc != CTKN_OK) {
+      ctkn_delivery_follower_close(p->deliveries);
+      p->deliveries = NULL;
+      if (p->deliveries_retry_ms == 0 || rc != CTKN_ENOTFOUND)
+        ctkn__diag(CTKN_DIAG_WARN, "projector",
+                   "notifications not followed: %s", err.msg);
+      p->deliveries_retry_ms = ctkn__now_ms() + 30000;
+      return;
+    }
+  }
+  rc = ctkn_delivery_follower_poll(p->deliveries, 0, &got, &err);
+  if (rc != CTKN_OK) {
+    ctkn__diag(CTKN_DIAG_WARN, "projector",
+               "notifications: %s; retrying in 30 s", err.msg);
+    ctkn_delivery_follower_close(p->deliveries);
+    p->deliveries = NULL;
+    p->deliveries_retry_ms = ctkn__now_ms() + 30000;
+  }
+}
+
 /* `ctkn rebuild` swapped a new projection in: go on from its offsets
  * (what this process wrote meanwhile went to the old one). */
 static int follow_rebuilt(ctkn_projector *p, struct ctkn_err *err)
@@ -618,6 +671,9 @@ static int follow_rebuilt(ctkn_projector *p, struct ctkn_err *err)
   ctkn_settings_follower_close(p->settings);
   p->settings = NULL;
   p->settings_retry_ms = 0;
+  ctkn_delivery_follower_close(p->deliveries);
+  p->deliveries = NULL;
+  p->deliveries_retry_ms = 0;
   return rc;
 }
 
@@ -631,8 +687,10 @@ static int follow_once(ctkn_projector *p, int64_t *next_report,
 
   if (rc == CTKN_OK)
     rc = step(p, 200, &got, err);
-  if (rc == CTKN_OK)
+  if (rc == CTKN_OK) {
     follow_settings(p);
+    follow_deliveries(p);
+  }
   if (rc == CTKN_OK && ctkn__now_ms() >= *next_report) {
     *next_report =
         ctkn__now_ms() + (p->hooks.status_ms > 0 ? p->hooks.status_ms : 5000);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "ctkn/codec.h"
+#include "ctkn/delivery.h"
 #include "ctkn/projector.h"
 #include "ctkn/settings.h"
 #include "internal.h"
@@ -37,6 +38,9 @@ struct ctkn_projector {
   ctkn_settings_follower *settings;
   struct ctkn__ptrust *trust; /* NULL: trust is off */
   int64_t settings_retry_ms;  /* when to look for the topic again */
+  /* follow: the notifications topic's (delivery.h), likewise */
+  ctkn_delivery_follower *deliveries;
+  int64_t deliveries_retry_ms;
 };
 
 /*

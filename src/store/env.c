@@ -82,7 +82,11 @@ const char *const ctkn__store_table_names[T_COUNT] = {"meta",
                                                       "trust",
                                                       "api_keys",
                                                       "api_key_hashes",
-                                                      "events"};
+                                                      "events",
+                                                      "deliveries",
+                                                      "delivery_attempts",
+                                                      "delivery_offsets",
+                                                      "delivery_log"};
 
 const MDB_val ctkn__store_revoked_key = {7, "revoked"};
 

@@ -21,7 +21,11 @@ static const int kv_tables[] = {[CTKN_TABLE_POSITIONS] = T_POSITIONS,
                                 [CTKN_TABLE_QUEUE] = T_QUEUE,
                                 [CTKN_TABLE_TRUST] = T_TRUST,
                                 [CTKN_TABLE_API_KEYS] = T_AKEYS,
-                                [CTKN_TABLE_API_KEY_HASHES] = T_AKEY_HASH};
+                                [CTKN_TABLE_API_KEY_HASHES] = T_AKEY_HASH,
+                                [CTKN_TABLE_DELIVERIES] = T_DLV,
+                                [CTKN_TABLE_DELIVERY_ATTEMPTS] = T_DLV_ATT,
+                                [CTKN_TABLE_DELIVERY_OFFSETS] = T_DLV_OFFSETS,
+                                [CTKN_TABLE_DELIVERY_LOG] = T_DLV_LOG};
 
 static int kv_table(ctkn_store_txn *t, enum ctkn_store_table table, int *out,
                     struct ctkn_err *err)
@@ -127,6 +131,67 @@ int ctkn_store_kv_walk(ctkn_store_txn *t, enum ctkn_store_table table,
   mdb_cursor_close(c);
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
     return ctkn__store_lmdb_err(err, rc, ctkn__store_table_names[tb]);
+  return CTKN_OK;
+}
+
+/* The cursor at the last key < before (blen 0: the last key). */
+static int last_before(MDB_cursor *c, const void *before, size_t blen,
+                       MDB_val *k, MDB_val *v)
+{
+  int rc;
+
+  if (blen == 0)
+    return mdb_cursor_get(c, k, v, MDB_LAST);
+  k->mv_size = blen;
+  k->mv_data = (void *)before;
+  rc = mdb_cursor_get(c, k, v, MDB_SET_RANGE); /* first key >= before */
+  if (rc == MDB_NOTFOUND)
+    return mdb_cursor_get(c, k, v, MDB_LAST);
+  return rc == MDB_SUCCESS ? mdb_cursor_get(c, k, v, MDB_PREV) : rc;
+}
+
+int ctkn_store_kv_walk_back(ctkn_store_txn *t, enum ctkn_store_table table,
+                            const void *before, size_t blen,
+                            ctkn_store_kv_cb cb, void *arg,
+                            struct ctkn_err *err)
+{
+  MDB_val k, v;
+  MDB_cursor *c;
+  int tb = 0, rc;
+
+  if ((rc = kv_table(t, table, &tb, err)) == CTKN_ENOTFOUND)
+    return CTKN_OK; /* an absent table is empty */
+  if (rc != CTKN_OK || (blen > 0 && (rc = kv_key(t, blen, err)) != CTKN_OK))
+    return rc;
+  if ((rc = ctkn__store_cursor(t, tb, &c, err)) != CTKN_OK)
+    return rc;
+  for (rc = last_before(c, before, blen, &k, &v); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(c, &k, &v, MDB_PREV)) {
+    if ((rc = cb(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0) {
+      mdb_cursor_close(c);
+      return rc;
+    }
+  }
+  mdb_cursor_close(c);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return ctkn__store_lmdb_err(err, rc, ctkn__store_table_names[tb]);
+  return CTKN_OK;
+}
+
+int ctkn_store_kv_count(ctkn_store_txn *t, enum ctkn_store_table table,
+                        int64_t *n, struct ctkn_err *err)
+{
+  MDB_stat s;
+  int tb = 0, rc;
+
+  *n = 0;
+  if ((rc = kv_table(t, table, &tb, err)) == CTKN_ENOTFOUND)
+    return CTKN_OK;
+  if (rc != CTKN_OK)
+    return rc;
+  if ((rc = mdb_stat(t->txn, t->st->dbi[tb], &s)) != MDB_SUCCESS)
+    return ctkn__store_lmdb_err(err, rc, ctkn__store_table_names[tb]);
+  *n = (int64_t)s.ms_entries;
   return CTKN_OK;
 }
 

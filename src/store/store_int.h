@@ -64,6 +64,10 @@ enum {
   T_AKEYS,
   T_AKEY_HASH,
   T_EVENTS,
+  T_DLV,
+  T_DLV_ATT,
+  T_DLV_OFFSETS,
+  T_DLV_LOG,
   T_COUNT
 };
 #define T_FIRST_LATER T_POSITIONS

@@ -16,6 +16,10 @@ tests/integration/sdk-python-requirements.txt) against `ctkn serve`:
    verified by the SDK's Verifier (sdk-python/verify_webhooks.py) as of its
    arrival, and its body parses into the SDK's ClientToken event entity;
    a changed body, another secret and a stale timestamp are refused.
+3. The SDK's notifications.list (over every page, by status),
+   notifications.get, notification_logs.list and notifications.replay
+   (sdk-python/notifications_sdk.py) on that replica, which projects the
+   notifications topic; the next notifier run sends the replay once.
 
 The SDK is installed once into a venv in the build tree (pyvenv-paddle-sdk
 beside the ctkn binary), again only when the requirements file changes.
@@ -28,6 +32,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 from harness import CTKN, Env, Server, check, deploy_key, main
 from receiver import Receiver
@@ -134,8 +139,42 @@ def check_webhook(env, srv, key):
             check(v[i]["valid"] is False, f"{what} verified: {v[i]}")
         print("webhook: signature verified by the SDK's Verifier; changed "
               "body, other secret and stale ts refused", flush=True)
+        check_notifications(env, srv, key, rx, got)
     finally:
         rx.close()
+
+
+def check_notifications(env, srv, key, rx, got):
+    """The SDK's notifications.list/get/replay and notification_logs.list
+    on the replica (which projects the notifications topic); the replay it
+    asked for is sent once by the next notifier run."""
+    want = got.json["notification_id"]
+    deadline = time.monotonic() + 30
+    while True:  # the replica's follower projects the notifier's records
+        r = srv.request("GET", f"/notifications/{want}", key="ntf")
+        if r.status == 200 and r.json["data"]["status"] == "delivered":
+            break
+        check(time.monotonic() < deadline, f"never projected: {r}")
+        time.sleep(0.1)
+    p = subprocess.run([PY, "notifications_sdk.py"], cwd=SDK_DIR,
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+                            "CTKN_API_URL": srv.url,
+                            "CTKN_NTF_KEY": srv.keys["ntf"]})
+    check(p.returncode == 0, f"notifications_sdk.py: {p.stdout}{p.stderr}")
+    out = json.loads(p.stdout.splitlines()[-1])
+    check(out["notification_id"] == want, out)
+    n = env.ok("notify", "--secret-key-file", key, "--group",
+               "g-" + env.topic, *ALLOW_LO,
+               db=env.path("notify-db")).json["data"]
+    check(n["replayed"] == 1, f"notify after the SDK's replay: {n}")
+    sent = [q for q in rx.requests("/py")
+            if q.json["notification_id"] == out["replay"]]
+    check(len(sent) == 1 and sent[0].ok and
+          sent[0].json["event_id"] == got.json["event_id"],
+          f"the replay was sent {sent}")
+    print("notifications: list/get/replay and notification_logs.list "
+          "through the SDK; the replay sent once", flush=True)
 
 
 def test_paddle_python_sdk():
@@ -145,7 +184,9 @@ def test_paddle_python_sdk():
     try:
         key = deploy_key(env)
         keys = (("writer", "client_token.write,notification_setting.write"),
-                ("reader", "client_token.read"))
+                ("reader", "client_token.read"),
+                ("ntf", "notification_setting.read,"
+                        "notification_setting.write"))
         srv = Server(env, name="sdkpy", keys=keys,
                      args=("--secret-key-file", key, *ALLOW_LO))
         lim = Server(env, name="sdkpy-limited",

@@ -460,9 +460,9 @@ static void test_json_notification_has_paddles_shape(void **st)
 
 static void test_json_attempt_shape(void **st)
 {
-  static const char *const keys[] = {"notification_id", "attempt",
-                                     "attempted_at",    "response_code",
-                                     "latency_ms",      "error"};
+  static const char *const keys[] = {
+      "notification_id", "attempt", "attempted_at",          "response_code",
+      "latency_ms",      "error",   "response_content_type", "response_body"};
   struct ctkn_ntf_attempt a;
   json_t *j;
   (void)st;

@@ -4,9 +4,14 @@
  * starts (user info; http in live), and an address after DNS, in the
  * socket callback, before any connection.
  *
- * No network beyond loopback: the refused requests never connect, and the
- * allowed one goes to 127.0.0.1 port 1, where nothing listens.
+ * No network beyond loopback: the refused requests never connect, the
+ * allowed one goes to 127.0.0.1 port 1, where nothing listens, and one
+ * goes to a one-answer server of the test's own (the response's content
+ * type and body prefix are kept).
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -14,7 +19,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -27,15 +34,21 @@ struct outcome {
   bool done;
   int status;
   char error[256];
+  char ctype[256];
+  char body[CTKN_NTF_BODY_MAX];
+  size_t blen;
 };
 
-static void on_done(void *arg, void *tag, int status, const char *error)
+static void on_done(void *arg, void *tag, const struct ctkn__http_resp *r)
 {
   struct outcome *o = tag;
   (void)arg;
   o->done = true;
-  o->status = status;
-  snprintf(o->error, sizeof(o->error), "%s", error ? error : "");
+  o->status = r->status;
+  snprintf(o->error, sizeof(o->error), "%s", r->error ? r->error : "");
+  snprintf(o->ctype, sizeof(o->ctype), "%s", r->content_type);
+  o->blen = r->body_len;
+  memcpy(o->body, r->body, r->body_len);
 }
 
 /* POST to url under p; what became of it (within 10 s). */
@@ -151,6 +164,69 @@ static void test_cancel_of_a_refused_request(void **st)
   ctkn__http_close(h);
 }
 
+/* A one-answer HTTP server on 127.0.0.1: a 418 with a text/plain body
+ * longer than the prefix kept. */
+struct one_answer {
+  int fd;
+  int port;
+  pthread_t t;
+};
+
+static void *answer_once(void *arg)
+{
+  struct one_answer *s = arg;
+  char req[4096], body[3000];
+  int c = accept(s->fd, NULL, NULL);
+
+  if (c < 0)
+    return NULL;
+  ssize_t got = recv(c, req, sizeof(req), 0); /* the request: "{}" is short */
+  (void)got;
+  memset(body, 'x', sizeof(body));
+  body[0] = '<';
+  dprintf(c,
+          "HTTP/1.1 418 I'm a teapot\r\nContent-Type: text/plain; "
+          "charset=utf-8\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+          sizeof(body));
+  ssize_t sent = send(c, body, sizeof(body), 0);
+  (void)sent;
+  close(c);
+  return NULL;
+}
+
+static void test_response_prefix_is_kept(void **st)
+{
+  struct ctkn_cidr lo;
+  struct ctkn_dest_policy p = {.env = CTKN_ENV_SANDBOX, .nallow = 1};
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  socklen_t alen = sizeof(a);
+  struct one_answer s;
+  struct outcome o;
+  char url[64];
+  (void)st;
+
+  assert_int_equal(ctkn_cidr_parse("127.0.0.0/8", &lo, NULL), CTKN_OK);
+  p.allow = &lo;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  s.fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(s.fd >= 0);
+  assert_int_equal(bind(s.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  assert_int_equal(listen(s.fd, 1), 0);
+  assert_int_equal(getsockname(s.fd, (struct sockaddr *)&a, &alen), 0);
+  s.port = ntohs(a.sin_port);
+  assert_int_equal(pthread_create(&s.t, NULL, answer_once, &s), 0);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/hook", s.port);
+  o = post(url, &p);
+  pthread_join(s.t, NULL);
+  close(s.fd);
+  assert_int_equal(o.status, 418);
+  assert_string_equal(o.error, "");
+  assert_string_equal(o.ctype, "text/plain; charset=utf-8");
+  assert_int_equal(o.blen, CTKN_NTF_BODY_MAX);
+  assert_int_equal(o.body[0], '<');
+  assert_int_equal(o.body[CTKN_NTF_BODY_MAX - 1], 'x');
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -158,6 +234,7 @@ int main(void)
       cmocka_unit_test(test_address_refused_after_dns),
       cmocka_unit_test(test_allowed_address_is_connected_to),
       cmocka_unit_test(test_cancel_of_a_refused_request),
+      cmocka_unit_test(test_response_prefix_is_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -249,7 +249,7 @@ static void test_destinations_read_without_secrets(void **state)
       CTKN_ENOTFOUND);
 }
 
-/* ---- a notifier's delivery records ------------------------------------ */
+/* ---- the notifications topic's projection (delivery.h) ---------------- */
 
 static void put_notification(struct fx *f, const char *id, const char *dest,
                              ctkn_ntf_status status, uint32_t attempts)
@@ -272,7 +272,7 @@ static void put_notification(struct fx *f, const char *id, const char *dest,
   n.attempts = attempts;
   assert_int_equal(ctkn_store_begin(f->st, true, &txn, &err), CTKN_OK);
   assert_int_equal(ctkn_notification_encode(&n, &buf, &len, &err), CTKN_OK);
-  assert_int_equal(ctkn_store_kv_put(txn, CTKN_TABLE_NOTIFICATIONS, id,
+  assert_int_equal(ctkn_store_kv_put(txn, CTKN_TABLE_DELIVERIES, id,
                                      CTKN_NTF_ID_LEN, buf, len, &err),
                    CTKN_OK);
   free(buf);
@@ -281,8 +281,8 @@ static void put_notification(struct fx *f, const char *id, const char *dest,
     memcpy(k, id, CTKN_NTF_ID_LEN);
     ctkn__put_be32(k + CTKN_NTF_ID_LEN, a);
     assert_int_equal(ctkn_attempt_encode(&at, &buf, &len, &err), CTKN_OK);
-    assert_int_equal(ctkn_store_kv_put(txn, CTKN_TABLE_ATTEMPTS, k, sizeof(k),
-                                       buf, len, &err),
+    assert_int_equal(ctkn_store_kv_put(txn, CTKN_TABLE_DELIVERY_ATTEMPTS, k,
+                                       sizeof(k), buf, len, &err),
                      CTKN_OK);
     free(buf);
   }
