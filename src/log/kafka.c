@@ -393,6 +393,18 @@ static rd_kafka_resp_err_t leaderless(const rd_kafka_metadata_topic_t *mt)
   return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+/* A metadata request for topic refused. */
+static int meta_denied(rd_kafka_resp_err_t e, const char *topic,
+                       struct ctkn_err *err)
+{
+  char doing[300];
+  struct ctkn__kafka_acl acl = {topic, "Describe (Read or Write imply it)",
+                                NULL, NULL};
+
+  snprintf(doing, sizeof(doing), "looking up topic %s", topic);
+  return ctkn__kafka_denied_err(err, e, doing, &acl);
+}
+
 /* The partition count of md's topic, or why it has none. *topic_err (when
  * not NULL) receives what a caller that can wait is waiting for. */
 static int partitions_of(const struct rd_kafka_metadata *md, const char *topic,
@@ -412,6 +424,8 @@ static int partitions_of(const struct rd_kafka_metadata *md, const char *topic,
     if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
       return ctkn__err(err, CTKN_ENOTFOUND,
                        "topic %s does not exist (run ctkn init)", topic);
+    if (ctkn__kafka_denied(e))
+      return meta_denied(e, topic, err);
     return ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s: %s", topic,
                      rd_kafka_err2str(e));
   }
@@ -449,6 +463,8 @@ int ctkn__kafka_topic_partitions(rd_kafka_t *rk, struct ctkn__kctx *k,
     return ctkn__err(err, CTKN_ETIMEOUT,
                      "kafka: no metadata for topic %s within %d ms %s", topic,
                      timeout_ms, ctkn__kctx_context(k, ctx, sizeof(ctx)));
+  if (ctkn__kafka_denied(e))
+    return meta_denied(e, topic, err);
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
     return ctkn__err(err, CTKN_EKAFKA, "kafka: metadata for topic %s: %s %s",
                      topic, rd_kafka_err2str(e),
@@ -468,6 +484,40 @@ int ctkn__kafka_warm_topic(rd_kafka_t *rk, struct ctkn__kctx *k,
     return ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s: %s", topic,
                      rd_kafka_err2str(rd_kafka_last_error()));
   return ctkn__kafka_topic_partitions(rk, k, topic, timeout_ms, &n, NULL, err);
+}
+
+/* ---- authorization ---------------------------------------------------- */
+
+bool ctkn__kafka_denied(rd_kafka_resp_err_t e)
+{
+  return e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+         e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+         e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
+         e == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+}
+
+int ctkn__kafka_denied_err(struct ctkn_err *err, rd_kafka_resp_err_t e,
+                           const char *doing, const struct ctkn__kafka_acl *acl)
+{
+  char need[200];
+
+  if (e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED && acl->group != NULL)
+    snprintf(need, sizeof(need), "%s on group %s", acl->group_op, acl->group);
+  else if (e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED &&
+           acl->topic != NULL)
+    snprintf(need, sizeof(need), "%s on topic %s", acl->topic_op, acl->topic);
+  else if (e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED)
+    /* The idempotent producer's InitProducerId. */
+    snprintf(need, sizeof(need),
+             "Write on topic %s (IdempotentWrite on the cluster before "
+             "Kafka 3.0)",
+             acl->topic != NULL ? acl->topic : "the topic");
+  else
+    snprintf(need, sizeof(need), "the ACL it names");
+  return ctkn__err(err, CTKN_EKAFKADENIED,
+                   "kafka: %s: %s: grant the principal %s (docs/operations.md, "
+                   "\"Topic ACLs\"); a retry cannot help until then",
+                   doing, rd_kafka_err2str(e), need);
 }
 
 /* ---- admin -------------------------------------------------------------- */
@@ -538,6 +588,11 @@ static int create_result(rd_kafka_event_t *ev, struct ctkn__kctx *k,
     *created = true;
   } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
     *created = false;
+  } else if (ctkn__kafka_denied(e)) {
+    char doing[300];
+    struct ctkn__kafka_acl acl = {topic, "Create", NULL, NULL};
+    snprintf(doing, sizeof(doing), "creating topic %s", topic);
+    return ctkn__kafka_denied_err(err, e, doing, &acl);
   } else {
     const char *detail = rd_kafka_topic_result_error_string(topics[0]);
     return ctkn__err(

@@ -24,8 +24,14 @@ static int consumer_conf(struct ctkn__kafka_consumer *c,
            cfg, group ? CTKN__KAFKA_GROUP : CTKN__KAFKA_CONSUMER, &c->k, conf,
            err)) != CTKN_OK)
     return rc;
-  if (group == NULL)
+  if (group == NULL) {
+    size_t sz = sizeof(c->group_id);
+    if (rd_kafka_conf_get(*conf, "group.id", c->group_id, &sz) !=
+        RD_KAFKA_CONF_OK)
+      c->group_id[0] = '\0';
     return CTKN_OK;
+  }
+  ctkn__strlcpy(c->group_id, group, sizeof(c->group_id));
   rc = ctkn__kafka_set(*conf, "group.id", group, err);
   if (rc == CTKN_OK)
     rc = ctkn__kafka_set(
@@ -281,6 +287,8 @@ int ctkn__kafka_watermarks(ctkn_consumer *base, int32_t first, int32_t n,
       break;
     ctkn__kafka_sleep_ms(CTKN__KAFKA_META_RETRY_MS);
   }
+  if (ctkn__kafka_denied(e))
+    return ctkn__kafka_consumer_denied(c, e, "the offsets of", err);
   switch (e) {
   case RD_KAFKA_RESP_ERR_NO_ERROR:
     return CTKN_OK;
@@ -326,11 +334,17 @@ int ctkn__kafka_offsets_after(ctkn_consumer *base, int64_t ts_ms,
     rc = ctkn__err(err, CTKN_ETIMEOUT,
                    "kafka: no offsets by time for %s within %d ms %s", c->topic,
                    c->timeout_ms, ctkn__kctx_context(&c->k, ctx, sizeof(ctx)));
+  else if (ctkn__kafka_denied(e))
+    rc = ctkn__kafka_consumer_denied(c, e, "offsets by time of", err);
   else if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
     rc = ctkn__err(err, CTKN_EKAFKA, "kafka: offsets by time for %s: %s",
                    c->topic, rd_kafka_err2str(e));
   for (int i = 0; rc == CTKN_OK && i < l->cnt; i++) {
     rd_kafka_topic_partition_t *tp = &l->elems[i];
+    if (ctkn__kafka_denied(tp->err)) {
+      rc = ctkn__kafka_consumer_denied(c, tp->err, "offsets by time of", err);
+      break;
+    }
     if (tp->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       rc = ctkn__err(err, CTKN_EKAFKA, "kafka: offsets by time for %s/%d: %s",
                      c->topic, (int)tp->partition, rd_kafka_err2str(tp->err));
@@ -474,12 +488,27 @@ static void link_headers(struct ctkn__kafka_consumer *c,
   }
 }
 
+int ctkn__kafka_consumer_denied(struct ctkn__kafka_consumer *c,
+                                rd_kafka_resp_err_t e, const char *doing,
+                                struct ctkn_err *err)
+{
+  char what[400];
+  struct ctkn__kafka_acl acl = {c->topic, "Read",
+                                c->group_id[0] ? c->group_id : NULL,
+                                c->group ? "Read" : "Describe"};
+
+  snprintf(what, sizeof(what), "%s %s", doing, c->topic);
+  return ctkn__kafka_denied_err(err, e, what, &acl);
+}
+
 int ctkn__kafka_consumer_error(struct ctkn__kafka_consumer *c,
                                const rd_kafka_message_t *m,
                                struct ctkn_err *err)
 {
   const char *why = rd_kafka_message_errstr(m);
 
+  if (ctkn__kafka_denied(m->err))
+    return ctkn__kafka_consumer_denied(c, m->err, "reading", err);
   switch (m->err) {
   case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
   case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:

@@ -136,11 +136,24 @@ static void producer_free(struct kproducer *p)
   free(p);
 }
 
+/* A write refused for want of an ACL. */
+static int write_denied(struct kproducer *p, rd_kafka_resp_err_t e,
+                        struct ctkn_err *err)
+{
+  char doing[300];
+  struct ctkn__kafka_acl acl = {p->topic, "Write", NULL, NULL};
+
+  snprintf(doing, sizeof(doing), "writing to %s", p->topic);
+  return ctkn__kafka_denied_err(err, e, doing, &acl);
+}
+
 static int delivery_error(struct kproducer *p, rd_kafka_resp_err_t e,
                           int32_t partition, struct ctkn_err *err)
 {
   char ctx[448];
 
+  if (ctkn__kafka_denied(e))
+    return write_denied(p, e, err);
   switch (e) {
   case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
   case RD_KAFKA_RESP_ERR__TIMED_OUT:
@@ -158,7 +171,10 @@ static int delivery_error(struct kproducer *p, rd_kafka_resp_err_t e,
                      partition);
   case RD_KAFKA_RESP_ERR__FATAL: {
     char why[256];
-    rd_kafka_fatal_error(p->rk, why, sizeof(why));
+    /* The idempotent producer's InitProducerId refused: fatal. */
+    rd_kafka_resp_err_t fe = rd_kafka_fatal_error(p->rk, why, sizeof(why));
+    if (ctkn__kafka_denied(fe))
+      return write_denied(p, fe, err);
     return ctkn__err(err, CTKN_EKAFKA,
                      "kafka: the producer failed and must be reopened: %s",
                      why);
