@@ -646,6 +646,97 @@ out:
   return rc;
 }
 
+/*
+ * Whether broker b knows cfg's topic, with a leader for each of its n
+ * partitions: asked on a handle bootstrapped to b alone (a fresh one, whose
+ * only broker is b, so the question goes there), and counted only if b is
+ * the broker that answered. Errors: an authorization failure; anything
+ * else is "not yet".
+ */
+static int broker_knows(const struct ctkn_log_config *cfg,
+                        const rd_kafka_metadata_broker_t *b, int32_t n,
+                        bool *knows, struct ctkn_err *err)
+{
+  struct ctkn_log_config one = *cfg; /* the overrides are borrowed */
+  const struct rd_kafka_metadata *md = NULL;
+  struct ctkn__kctx k;
+  rd_kafka_conf_t *conf;
+  rd_kafka_t *rk = NULL;
+  int rc;
+
+  *knows = false;
+  snprintf(one.brokers, sizeof(one.brokers),
+           strchr(b->host, ':') ? "[%s]:%d" : "%s:%d", b->host, b->port);
+  ctkn__kctx_init(&k, NULL);
+  if ((rc = ctkn__kafka_build_conf(&one, CTKN__KAFKA_ADMIN, &k, &conf, err)) ==
+          CTKN_OK &&
+      (rc = ctkn__kafka_new_handle(RD_KAFKA_PRODUCER, conf, &rk, err)) ==
+          CTKN_OK) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, cfg->topic, NULL);
+    rd_kafka_resp_err_t e =
+        rkt ? rd_kafka_metadata(rk, 0, rkt, &md, cfg->timeout_ms)
+            : RD_KAFKA_RESP_ERR__FAIL;
+    if (rkt != NULL)
+      rd_kafka_topic_destroy(rkt);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->orig_broker_id == b->id) {
+      int32_t cnt = 0;
+      rd_kafka_resp_err_t te = RD_KAFKA_RESP_ERR_NO_ERROR;
+      struct ctkn_err ignored;
+      int prc = partitions_of(md, cfg->topic, &cnt, &te, &ignored);
+      *knows = prc == CTKN_OK && te == RD_KAFKA_RESP_ERR_NO_ERROR && cnt == n;
+      if (ctkn__kafka_denied(te))
+        rc = meta_denied(te, cfg->topic, err);
+    }
+    if (md != NULL)
+      rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+  }
+  pthread_mutex_destroy(&k.mu);
+  return rc;
+}
+
+/*
+ * Wait until every broker of rk's cluster knows the topic just created
+ * (n partitions, each with a leader), or the deadline passes. A topic is
+ * created through the controller; each broker learns of it from the
+ * metadata log a moment later, and a client that asks a broker that has
+ * not yet is told the topic does not exist: a command right after `init`
+ * could answer not_found. Errors: CTKN_ETIMEOUT naming the broker.
+ */
+static int wait_every_broker(rd_kafka_t *rk, struct ctkn__kctx *k,
+                             const struct ctkn_log_config *cfg, int32_t n,
+                             int64_t deadline, struct ctkn_err *err)
+{
+  const struct rd_kafka_metadata *md = NULL;
+  char ctx[448];
+  int left = (int)ctkn__kafka_clamp((int)(deadline - ctkn__now_ms()), 1,
+                                    cfg->timeout_ms);
+  rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, left);
+  int rc = CTKN_OK;
+
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return ctkn__err(err, CTKN_ETIMEOUT, "kafka: no broker list: %s %s",
+                     rd_kafka_err2str(e),
+                     ctkn__kctx_context(k, ctx, sizeof(ctx)));
+  for (int i = 0; rc == CTKN_OK && i < md->broker_cnt; i++) {
+    const rd_kafka_metadata_broker_t *b = &md->brokers[i];
+    bool knows = false;
+    while ((rc = broker_knows(cfg, b, n, &knows, err)) == CTKN_OK && !knows) {
+      if (ctkn__now_ms() + CTKN__KAFKA_META_RETRY_MS >= deadline) {
+        rc = ctkn__err(err, CTKN_ETIMEOUT,
+                       "kafka: topic %s was created, but broker %" PRId32
+                       " (%s:%d) did not know it within %d ms; run ctkn init "
+                       "again to wait for it",
+                       cfg->topic, b->id, b->host, b->port, cfg->timeout_ms);
+        break;
+      }
+      ctkn__kafka_sleep_ms(CTKN__KAFKA_META_RETRY_MS);
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  return rc;
+}
+
 int ctkn__kafka_create_topic(const struct ctkn_log_config *cfg, int partitions,
                              int replication_factor, bool *created,
                              int32_t *out_partitions, struct ctkn_err *err)
@@ -681,6 +772,9 @@ int ctkn__kafka_create_topic(const struct ctkn_log_config *cfg, int partitions,
     ctkn__kafka_sleep_ms(CTKN__KAFKA_META_RETRY_MS);
     rc = CTKN_OK;
   }
+  /* One broker knows it now; the others may not yet. */
+  if (rc == CTKN_OK)
+    rc = wait_every_broker(rk, &k, cfg, *out_partitions, deadline, err);
   rd_kafka_destroy(rk);
 done:
   pthread_mutex_destroy(&k.mu);
