@@ -792,6 +792,7 @@ const struct ctkn__log_backend ctkn__log_kafka = {
     .consumer_open = ctkn__kafka_consumer_open,
     .consumer_close = ctkn__kafka_consumer_close,
     .partitions = ctkn__kafka_partitions,
+    .topic_id = ctkn__kafka_topic_id,
     .watermarks = ctkn__kafka_watermarks,
     .offsets_after = ctkn__kafka_offsets_after,
     .assign = ctkn__kafka_assign,

@@ -182,6 +182,8 @@ int ctkn__kafka_consumer_open(ctkn_consumer **out,
                               struct ctkn_err *err);
 void ctkn__kafka_consumer_close(ctkn_consumer *c);
 int ctkn__kafka_partitions(ctkn_consumer *c, int32_t *n, struct ctkn_err *err);
+int ctkn__kafka_topic_id(ctkn_consumer *c, char id[CTKN_TOPIC_ID_BUF],
+                         struct ctkn_err *err);
 int ctkn__kafka_watermarks(ctkn_consumer *c, int32_t first, int32_t n,
                            int64_t *lo, int64_t *hi, struct ctkn_err *err);
 int ctkn__kafka_offsets_after(ctkn_consumer *c, int64_t ts_ms, int64_t *offsets,
