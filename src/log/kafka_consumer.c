@@ -362,7 +362,10 @@ int ctkn__kafka_watermarks(ctkn_consumer *base, int32_t first, int32_t n,
     e = query_watermarks(c->qrk, c->topic, first, n, lo, hi, left, &failed);
     if ((e != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
          e != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
-         e != RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH) ||
+         e != RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH &&
+         /* 2.14 sends the leader epoch it knows: a restarted broker that
+          * has not caught up on the metadata answers this. */
+         e != RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH) ||
         ctkn__now_ms() + CTKN__KAFKA_META_RETRY_MS >= deadline)
       break;
     ctkn__kafka_sleep_ms(CTKN__KAFKA_META_RETRY_MS);

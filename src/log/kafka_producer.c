@@ -150,10 +150,13 @@ static int write_denied(struct kproducer *p, rd_kafka_resp_err_t e,
 static int delivery_error(struct kproducer *p, rd_kafka_resp_err_t e,
                           int32_t partition, struct ctkn_err *err)
 {
-  char ctx[448];
+  char ctx[448], why[256];
+  /* The idempotent producer's InitProducerId refused is fatal: 2.0.2
+   * reports its records as __FATAL, 2.14 as purged from the queue. */
+  rd_kafka_resp_err_t fe = rd_kafka_fatal_error(p->rk, why, sizeof(why));
 
-  if (ctkn__kafka_denied(e))
-    return write_denied(p, e, err);
+  if (ctkn__kafka_denied(e) || ctkn__kafka_denied(fe))
+    return write_denied(p, ctkn__kafka_denied(e) ? e : fe, err);
   switch (e) {
   case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
   case RD_KAFKA_RESP_ERR__TIMED_OUT:
@@ -170,11 +173,6 @@ static int delivery_error(struct kproducer *p, rd_kafka_resp_err_t e,
                      "kafka: topic %s has no partition %" PRId32, p->topic,
                      partition);
   case RD_KAFKA_RESP_ERR__FATAL: {
-    char why[256];
-    /* The idempotent producer's InitProducerId refused: fatal. */
-    rd_kafka_resp_err_t fe = rd_kafka_fatal_error(p->rk, why, sizeof(why));
-    if (ctkn__kafka_denied(fe))
-      return write_denied(p, fe, err);
     return ctkn__err(err, CTKN_EKAFKA,
                      "kafka: the producer failed and must be reopened: %s",
                      why);
