@@ -7,8 +7,8 @@
 
 #include "ctkn/codec.h"
 #include "ctkn/crypto.h"
-#include "ctkn/log.h"
 #include "ctkn/delivery.h"
+#include "ctkn/log.h"
 #include "ctkn/query.h"
 #include "internal.h"
 

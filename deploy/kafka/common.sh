@@ -128,3 +128,31 @@ kill_broker() {
   fi
   rm -f "$pidfile"
 }
+
+# The listener settings of a single broker with CTKN_KAFKA_SASL=1: clients on
+# 127.0.0.1:$1 authenticate with SASL/PLAIN and StandardAuthorizer checks
+# their ACLs (none but the super user's to begin with); the readiness probe
+# (kafka_ready, a Metadata request naming no topic, which needs no ACL) gets
+# a PLAINTEXT listener on $2; the controller listener ($3) authenticates the
+# broker as the super user. Test users only: admin (super user, for creating
+# topics and ACLs) and ctkn (what the tests grant). Passwords are the user
+# names with "-secret": this broker is for tests, on loopback.
+sasl_conf() {
+  local users='user_admin="admin-secret" user_ctkn="ctkn-secret"'
+  local jaas="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"admin\" password=\"admin-secret\" $users;"
+  cat <<CONF
+listeners=PLAINTEXT://127.0.0.1:$2,SASL_PLAINTEXT://127.0.0.1:$1,CONTROLLER://127.0.0.1:$3
+advertised.listeners=PLAINTEXT://127.0.0.1:$2,SASL_PLAINTEXT://127.0.0.1:$1
+inter.broker.listener.name=SASL_PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,PLAINTEXT:PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+sasl.mechanism.inter.broker.protocol=PLAIN
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=$jaas
+listener.name.controller.plain.sasl.jaas.config=$jaas
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin
+allow.everyone.if.no.acl.found=false
+CONF
+}

@@ -46,7 +46,9 @@
     "too many active notification settings")                                   \
   X(URITOOLONG, -25, "uri_too_long", 414, 1, "URI too long")                   \
   X(HEADERSTOOLARGE, -26, "request_header_fields_too_large", 431, 1,           \
-    "request header fields too large")
+    "request header fields too large")                                         \
+  X(KAFKADENIED, -27, "kafka_authorization_failed", 503, 1,                    \
+    "kafka authorization failed")
 
 enum {
   CTKN_OK = 0,
@@ -78,7 +80,10 @@ int ctkn_error_http_status(int code);
 /* CLI exit status for a CTKN_E* code: 0 for CTKN_OK, then 1, 2, 3 or 4.
  * 3 is "not acknowledged: retry"; 4 (CTKN_EAPPENDED) is "acknowledged by
  * Kafka, not yet applied by the projection: do not re-run it without its
- * idempotency key". */
+ * idempotency key". CTKN_EKAFKADENIED (Kafka refused the principal: an
+ * ACL is missing) is 1 and HTTP 503 kafka_authorization_failed: the
+ * service is unavailable, but retrying cannot help until an operator
+ * grants the ACL its message names. */
 int ctkn_error_exit(int code);
 
 /* Reset *err to "no error". NULL is a no-op. */

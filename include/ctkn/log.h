@@ -223,6 +223,14 @@ void ctkn_consumer_close(ctkn_consumer *c);
 int ctkn_consumer_partitions(ctkn_consumer *c, int32_t *n,
                              struct ctkn_err *err);
 
+/* The topic's ID, as base64 (Kafka's topic ID: a topic deleted and
+ * re-created under the same name gets a new one), into id; "" when the log
+ * cannot tell (librdkafka before 2.3.0 has no API for it). Errors:
+ * CTKN_ENOTFOUND, CTKN_ETIMEOUT, CTKN_EKAFKA, CTKN_EKAFKADENIED. */
+#define CTKN_TOPIC_ID_BUF 64
+int ctkn_consumer_topic_id(ctkn_consumer *c, char id[CTKN_TOPIC_ID_BUF],
+                           struct ctkn_err *err);
+
 /* Low and high watermarks of partitions 0..n-1 at once (lo and hi have n
  * entries, the caller's): one ListOffsets request per end, not 2n; and of
  * one partition. Leadership moves are retried within the timeout. Errors:

@@ -110,6 +110,17 @@ int ctkn_store_bind(ctkn_store *st, const char *topic, ctkn_env env,
                     struct ctkn_err *err);
 
 /*
+ * Bind the projection to the topic's ID (Kafka's topic ID: a topic deleted
+ * and re-created under the same name gets a new one) as ctkn_store_bind()
+ * binds it to the name: recorded the first time, compared afterwards; a
+ * read-only store only compares. Borrows id for the call. Errors:
+ * CTKN_EINVAL (field "topic_id": not 1 to 64 characters), CTKN_ECONFLICT
+ * (bound to another; names both), CTKN_ESTORE.
+ */
+int ctkn_store_bind_topic_id(ctkn_store *st, const char *id,
+                             struct ctkn_err *err);
+
+/*
  * Mark the projection as a frozen replay of the log as of as_of_us
  * (recorded as RFC 3339 in the metadata). Nothing advances a frozen
  * projection afterwards (ctkn_projector_open() refuses it).

@@ -258,6 +258,14 @@ struct req {
   int retry_after; /* Retry-After in seconds, 0 for none */
 };
 
+/* The Retry-After of a failed command's 503 answer: 1 s, but none for
+ * Kafka's refusal of the principal (CTKN_EKAFKADENIED), which no retry
+ * cures until an operator grants the ACL; 0 for any other status. */
+static inline int ctkn__api_retry_after(int code)
+{
+  return ctkn_error_http_status(code) == 503 && code != CTKN_EKAFKADENIED;
+}
+
 static inline int64_t ctkn__api_mono_us(void)
 {
   struct timespec ts;

@@ -360,8 +360,7 @@ static void answer_setting(struct server *s, struct req *r)
   rc = ctkn_settings_execute(s->st, s->cfg->log, add ? s->key : NULL, r->dcmd,
                              &policy, o, &err);
   if (rc != CTKN_OK) {
-    if (ctkn_error_http_status(rc) == 503)
-      r->retry_after = 1;
+    r->retry_after = ctkn__api_retry_after(rc);
     ctkn__api_answer_err(r, &err);
   } else if (r->dcmd->kind == CTKN_DEST_REMOVE) {
     free(r->resp);

@@ -209,8 +209,7 @@ static void answer_outcome(struct req *r, int rc, const struct ctkn_outcome *o,
                            const struct ctkn_err *err)
 {
   if (rc != CTKN_OK) {
-    if (ctkn_error_http_status(rc) == 503)
-      r->retry_after = 1;
+    r->retry_after = ctkn__api_retry_after(rc);
     ctkn__api_answer_err(r, err);
     return;
   }
@@ -368,7 +367,7 @@ static void refuse_batch(struct req **batch, size_t n,
                          const struct ctkn_err *why)
 {
   for (size_t i = 0; i < n; i++) {
-    batch[i]->retry_after = 1;
+    batch[i]->retry_after = ctkn__api_retry_after(why->code);
     ctkn__api_answer_err(batch[i], why);
     ctkn__api_wake(batch[i]);
   }

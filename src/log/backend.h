@@ -71,6 +71,9 @@ struct ctkn__log_backend {
                        struct ctkn_err *err);
   void (*consumer_close)(ctkn_consumer *c);
   int (*partitions)(ctkn_consumer *c, int32_t *n, struct ctkn_err *err);
+  /* May be NULL: the log has no topic IDs. */
+  int (*topic_id)(ctkn_consumer *c, char id[CTKN_TOPIC_ID_BUF],
+                  struct ctkn_err *err);
   /* Partitions first..first+n-1 (n >= 1): lo and hi have n entries. */
   int (*watermarks)(ctkn_consumer *c, int32_t first, int32_t n, int64_t *lo,
                     int64_t *hi, struct ctkn_err *err);

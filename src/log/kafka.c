@@ -393,6 +393,18 @@ static rd_kafka_resp_err_t leaderless(const rd_kafka_metadata_topic_t *mt)
   return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+/* A metadata request for topic refused. */
+static int meta_denied(rd_kafka_resp_err_t e, const char *topic,
+                       struct ctkn_err *err)
+{
+  char doing[300];
+  struct ctkn__kafka_acl acl = {topic, "Describe (Read or Write imply it)",
+                                NULL, NULL};
+
+  snprintf(doing, sizeof(doing), "looking up topic %s", topic);
+  return ctkn__kafka_denied_err(err, e, doing, &acl);
+}
+
 /* The partition count of md's topic, or why it has none. *topic_err (when
  * not NULL) receives what a caller that can wait is waiting for. */
 static int partitions_of(const struct rd_kafka_metadata *md, const char *topic,
@@ -412,6 +424,8 @@ static int partitions_of(const struct rd_kafka_metadata *md, const char *topic,
     if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
       return ctkn__err(err, CTKN_ENOTFOUND,
                        "topic %s does not exist (run ctkn init)", topic);
+    if (ctkn__kafka_denied(e))
+      return meta_denied(e, topic, err);
     return ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s: %s", topic,
                      rd_kafka_err2str(e));
   }
@@ -449,6 +463,8 @@ int ctkn__kafka_topic_partitions(rd_kafka_t *rk, struct ctkn__kctx *k,
     return ctkn__err(err, CTKN_ETIMEOUT,
                      "kafka: no metadata for topic %s within %d ms %s", topic,
                      timeout_ms, ctkn__kctx_context(k, ctx, sizeof(ctx)));
+  if (ctkn__kafka_denied(e))
+    return meta_denied(e, topic, err);
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
     return ctkn__err(err, CTKN_EKAFKA, "kafka: metadata for topic %s: %s %s",
                      topic, rd_kafka_err2str(e),
@@ -468,6 +484,40 @@ int ctkn__kafka_warm_topic(rd_kafka_t *rk, struct ctkn__kctx *k,
     return ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s: %s", topic,
                      rd_kafka_err2str(rd_kafka_last_error()));
   return ctkn__kafka_topic_partitions(rk, k, topic, timeout_ms, &n, NULL, err);
+}
+
+/* ---- authorization ---------------------------------------------------- */
+
+bool ctkn__kafka_denied(rd_kafka_resp_err_t e)
+{
+  return e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+         e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+         e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
+         e == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+}
+
+int ctkn__kafka_denied_err(struct ctkn_err *err, rd_kafka_resp_err_t e,
+                           const char *doing, const struct ctkn__kafka_acl *acl)
+{
+  char need[200];
+
+  if (e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED && acl->group != NULL)
+    snprintf(need, sizeof(need), "%s on group %s", acl->group_op, acl->group);
+  else if (e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED &&
+           acl->topic != NULL)
+    snprintf(need, sizeof(need), "%s on topic %s", acl->topic_op, acl->topic);
+  else if (e == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED)
+    /* The idempotent producer's InitProducerId. */
+    snprintf(need, sizeof(need),
+             "Write on topic %s (IdempotentWrite on the cluster before "
+             "Kafka 3.0)",
+             acl->topic != NULL ? acl->topic : "the topic");
+  else
+    snprintf(need, sizeof(need), "the ACL it names");
+  return ctkn__err(err, CTKN_EKAFKADENIED,
+                   "kafka: %s: %s: grant the principal %s (docs/operations.md, "
+                   "\"Topic ACLs\"); a retry cannot help until then",
+                   doing, rd_kafka_err2str(e), need);
 }
 
 /* ---- admin -------------------------------------------------------------- */
@@ -538,6 +588,11 @@ static int create_result(rd_kafka_event_t *ev, struct ctkn__kctx *k,
     *created = true;
   } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
     *created = false;
+  } else if (ctkn__kafka_denied(e)) {
+    char doing[300];
+    struct ctkn__kafka_acl acl = {topic, "Create", NULL, NULL};
+    snprintf(doing, sizeof(doing), "creating topic %s", topic);
+    return ctkn__kafka_denied_err(err, e, doing, &acl);
   } else {
     const char *detail = rd_kafka_topic_result_error_string(topics[0]);
     return ctkn__err(
@@ -591,6 +646,97 @@ out:
   return rc;
 }
 
+/*
+ * Whether broker b knows cfg's topic, with a leader for each of its n
+ * partitions: asked on a handle bootstrapped to b alone (a fresh one, whose
+ * only broker is b, so the question goes there), and counted only if b is
+ * the broker that answered. Errors: an authorization failure; anything
+ * else is "not yet".
+ */
+static int broker_knows(const struct ctkn_log_config *cfg,
+                        const rd_kafka_metadata_broker_t *b, int32_t n,
+                        bool *knows, struct ctkn_err *err)
+{
+  struct ctkn_log_config one = *cfg; /* the overrides are borrowed */
+  const struct rd_kafka_metadata *md = NULL;
+  struct ctkn__kctx k;
+  rd_kafka_conf_t *conf;
+  rd_kafka_t *rk = NULL;
+  int rc;
+
+  *knows = false;
+  snprintf(one.brokers, sizeof(one.brokers),
+           strchr(b->host, ':') ? "[%s]:%d" : "%s:%d", b->host, b->port);
+  ctkn__kctx_init(&k, NULL);
+  if ((rc = ctkn__kafka_build_conf(&one, CTKN__KAFKA_ADMIN, &k, &conf, err)) ==
+          CTKN_OK &&
+      (rc = ctkn__kafka_new_handle(RD_KAFKA_PRODUCER, conf, &rk, err)) ==
+          CTKN_OK) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, cfg->topic, NULL);
+    rd_kafka_resp_err_t e =
+        rkt ? rd_kafka_metadata(rk, 0, rkt, &md, cfg->timeout_ms)
+            : RD_KAFKA_RESP_ERR__FAIL;
+    if (rkt != NULL)
+      rd_kafka_topic_destroy(rkt);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->orig_broker_id == b->id) {
+      int32_t cnt = 0;
+      rd_kafka_resp_err_t te = RD_KAFKA_RESP_ERR_NO_ERROR;
+      struct ctkn_err ignored;
+      int prc = partitions_of(md, cfg->topic, &cnt, &te, &ignored);
+      *knows = prc == CTKN_OK && te == RD_KAFKA_RESP_ERR_NO_ERROR && cnt == n;
+      if (ctkn__kafka_denied(te))
+        rc = meta_denied(te, cfg->topic, err);
+    }
+    if (md != NULL)
+      rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+  }
+  pthread_mutex_destroy(&k.mu);
+  return rc;
+}
+
+/*
+ * Wait until every broker of rk's cluster knows the topic just created
+ * (n partitions, each with a leader), or the deadline passes. A topic is
+ * created through the controller; each broker learns of it from the
+ * metadata log a moment later, and a client that asks a broker that has
+ * not yet is told the topic does not exist: a command right after `init`
+ * could answer not_found. Errors: CTKN_ETIMEOUT naming the broker.
+ */
+static int wait_every_broker(rd_kafka_t *rk, struct ctkn__kctx *k,
+                             const struct ctkn_log_config *cfg, int32_t n,
+                             int64_t deadline, struct ctkn_err *err)
+{
+  const struct rd_kafka_metadata *md = NULL;
+  char ctx[448];
+  int left = (int)ctkn__kafka_clamp((int)(deadline - ctkn__now_ms()), 1,
+                                    cfg->timeout_ms);
+  rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, left);
+  int rc = CTKN_OK;
+
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return ctkn__err(err, CTKN_ETIMEOUT, "kafka: no broker list: %s %s",
+                     rd_kafka_err2str(e),
+                     ctkn__kctx_context(k, ctx, sizeof(ctx)));
+  for (int i = 0; rc == CTKN_OK && i < md->broker_cnt; i++) {
+    const rd_kafka_metadata_broker_t *b = &md->brokers[i];
+    bool knows = false;
+    while ((rc = broker_knows(cfg, b, n, &knows, err)) == CTKN_OK && !knows) {
+      if (ctkn__now_ms() + CTKN__KAFKA_META_RETRY_MS >= deadline) {
+        rc = ctkn__err(err, CTKN_ETIMEOUT,
+                       "kafka: topic %s was created, but broker %" PRId32
+                       " (%s:%d) did not know it within %d ms; run ctkn init "
+                       "again to wait for it",
+                       cfg->topic, b->id, b->host, b->port, cfg->timeout_ms);
+        break;
+      }
+      ctkn__kafka_sleep_ms(CTKN__KAFKA_META_RETRY_MS);
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  return rc;
+}
+
 int ctkn__kafka_create_topic(const struct ctkn_log_config *cfg, int partitions,
                              int replication_factor, bool *created,
                              int32_t *out_partitions, struct ctkn_err *err)
@@ -626,6 +772,9 @@ int ctkn__kafka_create_topic(const struct ctkn_log_config *cfg, int partitions,
     ctkn__kafka_sleep_ms(CTKN__KAFKA_META_RETRY_MS);
     rc = CTKN_OK;
   }
+  /* One broker knows it now; the others may not yet. */
+  if (rc == CTKN_OK)
+    rc = wait_every_broker(rk, &k, cfg, *out_partitions, deadline, err);
   rd_kafka_destroy(rk);
 done:
   pthread_mutex_destroy(&k.mu);
@@ -643,6 +792,7 @@ const struct ctkn__log_backend ctkn__log_kafka = {
     .consumer_open = ctkn__kafka_consumer_open,
     .consumer_close = ctkn__kafka_consumer_close,
     .partitions = ctkn__kafka_partitions,
+    .topic_id = ctkn__kafka_topic_id,
     .watermarks = ctkn__kafka_watermarks,
     .offsets_after = ctkn__kafka_offsets_after,
     .assign = ctkn__kafka_assign,

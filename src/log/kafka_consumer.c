@@ -24,8 +24,14 @@ static int consumer_conf(struct ctkn__kafka_consumer *c,
            cfg, group ? CTKN__KAFKA_GROUP : CTKN__KAFKA_CONSUMER, &c->k, conf,
            err)) != CTKN_OK)
     return rc;
-  if (group == NULL)
+  if (group == NULL) {
+    size_t sz = sizeof(c->group_id);
+    if (rd_kafka_conf_get(*conf, "group.id", c->group_id, &sz) !=
+        RD_KAFKA_CONF_OK)
+      c->group_id[0] = '\0';
     return CTKN_OK;
+  }
+  ctkn__strlcpy(c->group_id, group, sizeof(c->group_id));
   rc = ctkn__kafka_set(*conf, "group.id", group, err);
   if (rc == CTKN_OK)
     rc = ctkn__kafka_set(
@@ -211,6 +217,86 @@ int ctkn__kafka_partitions(ctkn_consumer *base, int32_t *n,
                                       NULL, err);
 }
 
+#if RD_KAFKA_VERSION >= 0x020300ff
+/* The topic's ID from one DescribeTopics result ev. */
+static int describe_result(struct ctkn__kafka_consumer *c, rd_kafka_event_t *ev,
+                           char id[CTKN_TOPIC_ID_BUF], struct ctkn_err *err)
+{
+  rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
+  const rd_kafka_DescribeTopics_result_t *res =
+      rd_kafka_event_DescribeTopics_result(ev);
+  size_t cnt = 0;
+  const rd_kafka_TopicDescription_t **d =
+      res ? rd_kafka_DescribeTopics_result_topics(res, &cnt) : NULL;
+  const rd_kafka_error_t *te =
+      cnt == 1 ? rd_kafka_TopicDescription_error(d[0]) : NULL;
+
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR && te != NULL)
+    e = rd_kafka_error_code(te);
+  if (ctkn__kafka_denied(e))
+    return ctkn__kafka_consumer_denied(c, e, "describing", err);
+  if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+    return ctkn__err(err, CTKN_ENOTFOUND,
+                     "topic %s does not exist (run ctkn init)", c->topic);
+  if (e == RD_KAFKA_RESP_ERR__TIMED_OUT)
+    return ctkn__err(err, CTKN_ETIMEOUT,
+                     "kafka: no description of %s within %d ms", c->topic,
+                     c->timeout_ms);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR || cnt != 1)
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: describing %s: %s", c->topic,
+                     rd_kafka_err2str(e));
+  const rd_kafka_Uuid_t *u = rd_kafka_TopicDescription_topic_id(d[0]);
+  const char *s = u != NULL ? rd_kafka_Uuid_base64str(u) : NULL;
+  ctkn__strlcpy(id, s != NULL ? s : "", CTKN_TOPIC_ID_BUF);
+  return CTKN_OK;
+}
+#endif
+
+/*
+ * The topic's ID (Kafka's, KIP-516), through DescribeTopics on the query
+ * handle: librdkafka 2.3.0 and later. Built against an older one (Debian
+ * 12's 2.0.2) there is none, and a re-created topic is judged by its
+ * offsets alone (src/projector/projector.c).
+ */
+int ctkn__kafka_topic_id(ctkn_consumer *base, char id[CTKN_TOPIC_ID_BUF],
+                         struct ctkn_err *err)
+{
+  id[0] = '\0';
+#if RD_KAFKA_VERSION >= 0x020300ff
+  struct ctkn__kafka_consumer *c = kc(base);
+  const char *names[1] = {c->topic};
+  rd_kafka_TopicCollection_t *tc =
+      rd_kafka_TopicCollection_of_topic_names(names, 1);
+  rd_kafka_AdminOptions_t *o =
+      rd_kafka_AdminOptions_new(c->qrk, RD_KAFKA_ADMIN_OP_DESCRIBETOPICS);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(c->qrk);
+  char errstr[256];
+  int rc = CTKN_OK;
+
+  if (rd_kafka_AdminOptions_set_request_timeout(o, c->timeout_ms, errstr,
+                                                sizeof(errstr)))
+    rc = ctkn__err(err, CTKN_EINTERNAL, "kafka: admin options: %s", errstr);
+  if (rc == CTKN_OK) {
+    rd_kafka_DescribeTopics(c->qrk, tc, o, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, c->timeout_ms + 1000);
+    rc = ev != NULL ? describe_result(c, ev, id, err)
+                    : ctkn__err(err, CTKN_ETIMEOUT,
+                                "kafka: no description of %s within %d ms",
+                                c->topic, c->timeout_ms);
+    if (ev != NULL)
+      rd_kafka_event_destroy(ev);
+  }
+  rd_kafka_queue_destroy(q);
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_TopicCollection_destroy(tc);
+  return rc;
+#else
+  (void)base;
+  (void)err;
+  return CTKN_OK;
+#endif
+}
+
 /*
  * A partition's low and high watermarks. Not rd_kafka_query_watermark_offsets:
  * before librdkafka 2.3.0 it retries on a dead leader forever, whatever its
@@ -276,11 +362,16 @@ int ctkn__kafka_watermarks(ctkn_consumer *base, int32_t first, int32_t n,
     e = query_watermarks(c->qrk, c->topic, first, n, lo, hi, left, &failed);
     if ((e != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
          e != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
-         e != RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH) ||
+         e != RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH &&
+         /* 2.14 sends the leader epoch it knows: a restarted broker that
+          * has not caught up on the metadata answers this. */
+         e != RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH) ||
         ctkn__now_ms() + CTKN__KAFKA_META_RETRY_MS >= deadline)
       break;
     ctkn__kafka_sleep_ms(CTKN__KAFKA_META_RETRY_MS);
   }
+  if (ctkn__kafka_denied(e))
+    return ctkn__kafka_consumer_denied(c, e, "the offsets of", err);
   switch (e) {
   case RD_KAFKA_RESP_ERR_NO_ERROR:
     return CTKN_OK;
@@ -326,11 +417,17 @@ int ctkn__kafka_offsets_after(ctkn_consumer *base, int64_t ts_ms,
     rc = ctkn__err(err, CTKN_ETIMEOUT,
                    "kafka: no offsets by time for %s within %d ms %s", c->topic,
                    c->timeout_ms, ctkn__kctx_context(&c->k, ctx, sizeof(ctx)));
+  else if (ctkn__kafka_denied(e))
+    rc = ctkn__kafka_consumer_denied(c, e, "offsets by time of", err);
   else if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
     rc = ctkn__err(err, CTKN_EKAFKA, "kafka: offsets by time for %s: %s",
                    c->topic, rd_kafka_err2str(e));
   for (int i = 0; rc == CTKN_OK && i < l->cnt; i++) {
     rd_kafka_topic_partition_t *tp = &l->elems[i];
+    if (ctkn__kafka_denied(tp->err)) {
+      rc = ctkn__kafka_consumer_denied(c, tp->err, "offsets by time of", err);
+      break;
+    }
     if (tp->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       rc = ctkn__err(err, CTKN_EKAFKA, "kafka: offsets by time for %s/%d: %s",
                      c->topic, (int)tp->partition, rd_kafka_err2str(tp->err));
@@ -474,12 +571,27 @@ static void link_headers(struct ctkn__kafka_consumer *c,
   }
 }
 
+int ctkn__kafka_consumer_denied(struct ctkn__kafka_consumer *c,
+                                rd_kafka_resp_err_t e, const char *doing,
+                                struct ctkn_err *err)
+{
+  char what[400];
+  struct ctkn__kafka_acl acl = {c->topic, "Read",
+                                c->group_id[0] ? c->group_id : NULL,
+                                c->group ? "Read" : "Describe"};
+
+  snprintf(what, sizeof(what), "%s %s", doing, c->topic);
+  return ctkn__kafka_denied_err(err, e, what, &acl);
+}
+
 int ctkn__kafka_consumer_error(struct ctkn__kafka_consumer *c,
                                const rd_kafka_message_t *m,
                                struct ctkn_err *err)
 {
   const char *why = rd_kafka_message_errstr(m);
 
+  if (ctkn__kafka_denied(m->err))
+    return ctkn__kafka_consumer_denied(c, m->err, "reading", err);
   switch (m->err) {
   case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
   case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:

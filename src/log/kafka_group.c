@@ -148,6 +148,8 @@ int ctkn__kafka_commit(ctkn_consumer *base, const struct ctkn_log_msg *msgs,
   }
   e = rd_kafka_commit(c->rk, l, 0);
   rd_kafka_topic_partition_list_destroy(l);
+  if (ctkn__kafka_denied(e))
+    return ctkn__kafka_consumer_denied(c, e, "committing offsets of", err);
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
     return ctkn__err(err, CTKN_EKAFKA, "kafka: committing offsets of %s: %s",
                      c->topic, rd_kafka_err2str(e));
@@ -209,6 +211,8 @@ int ctkn__kafka_lease_committed(ctkn_consumer *base, int32_t partition,
     }
   }
   rd_kafka_topic_partition_list_destroy(l);
+  if (ctkn__kafka_denied(e))
+    return ctkn__kafka_consumer_denied(c, e, "the committed offsets of", err);
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
     return ctkn__err(err, CTKN_EKAFKA, "kafka: committed offset of %s/%d: %s",
                      c->topic, (int)partition, rd_kafka_err2str(e));
@@ -238,6 +242,8 @@ int ctkn__kafka_lease_commit(ctkn_consumer *base, int32_t partition,
   }
   e = rd_kafka_commit(c->rk, l, 0);
   rd_kafka_topic_partition_list_destroy(l);
+  if (ctkn__kafka_denied(e))
+    return ctkn__kafka_consumer_denied(c, e, "committing offsets of", err);
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
     return ctkn__err(err, CTKN_EKAFKA, "kafka: committing %s/%d: %s", c->topic,
                      (int)partition, rd_kafka_err2str(e));

@@ -109,6 +109,27 @@ int ctkn__kafka_warm_topic(rd_kafka_t *rk, struct ctkn__kctx *k,
                            const char *topic, int timeout_ms,
                            rd_kafka_topic_t **rkt, struct ctkn_err *err);
 
+/* Kafka's authorization refusals: the principal lacks an ACL. Never
+ * transient: waiting cannot grant it. */
+bool ctkn__kafka_denied(rd_kafka_resp_err_t e);
+/*
+ * The ACLs a refused request needed: topic_op on topic, and group_op on
+ * group (either may be NULL when the request has none).
+ */
+struct ctkn__kafka_acl {
+  const char *topic, *topic_op;
+  const char *group, *group_op;
+};
+/*
+ * e (ctkn__kafka_denied()) as CTKN_EKAFKADENIED, with a message naming
+ * what was refused (doing: "reading client_tokens", ...), the broker's
+ * reason and the ACL to grant: on the topic, the group or the cluster, as
+ * e says. Returns CTKN_EKAFKADENIED.
+ */
+int ctkn__kafka_denied_err(struct ctkn_err *err, rd_kafka_resp_err_t e,
+                           const char *doing,
+                           const struct ctkn__kafka_acl *acl);
+
 /* ---- the handles ------------------------------------------------------- */
 
 struct ctkn__kafka_consumer {
@@ -122,6 +143,9 @@ struct ctkn__kafka_consumer {
   rd_kafka_topic_t *rkt; /* keeps the topic's metadata cached in rk */
   rd_kafka_queue_t *q;   /* the consumer queue; the main queue forwards to it */
   char topic[250];
+  /* The effective group.id: the group's, or the name an assigned consumer
+   * carries (CTKN__KAFKA_ASSIGN_GROUP or -X group.id), for messages. */
+  char group_id[256];
   int timeout_ms;
   /* The last batch from rd_kafka_consume_batch_queue(). batch[0..next)
    * were handed out (borrowed until the next poll) or skipped;
@@ -158,6 +182,8 @@ int ctkn__kafka_consumer_open(ctkn_consumer **out,
                               struct ctkn_err *err);
 void ctkn__kafka_consumer_close(ctkn_consumer *c);
 int ctkn__kafka_partitions(ctkn_consumer *c, int32_t *n, struct ctkn_err *err);
+int ctkn__kafka_topic_id(ctkn_consumer *c, char id[CTKN_TOPIC_ID_BUF],
+                         struct ctkn_err *err);
 int ctkn__kafka_watermarks(ctkn_consumer *c, int32_t first, int32_t n,
                            int64_t *lo, int64_t *hi, struct ctkn_err *err);
 int ctkn__kafka_offsets_after(ctkn_consumer *c, int64_t ts_ms, int64_t *offsets,
@@ -178,6 +204,12 @@ int ctkn__kafka_consumer_error(struct ctkn__kafka_consumer *c,
  * stale): those of the revoked partitions, or all when revoked is NULL. */
 void ctkn__kafka_drop_pending(struct ctkn__kafka_consumer *c,
                               const rd_kafka_topic_partition_list_t *revoked);
+/* e (ctkn__kafka_denied()) refused c's doing, as CTKN_EKAFKADENIED naming
+ * the ACL: Read on the topic, and Read on its group (a member) or
+ * Describe (an assigned consumer, which only names one). */
+int ctkn__kafka_consumer_denied(struct ctkn__kafka_consumer *c,
+                                rd_kafka_resp_err_t e, const char *doing,
+                                struct ctkn_err *err);
 /* The failure of the last rebalance's assignment, if any, as
  * CTKN_EINTERNAL (cleared); else CTKN_OK. */
 int ctkn__kafka_assign_failed(struct ctkn__kafka_consumer *c,

@@ -136,11 +136,27 @@ static void producer_free(struct kproducer *p)
   free(p);
 }
 
+/* A write refused for want of an ACL. */
+static int write_denied(struct kproducer *p, rd_kafka_resp_err_t e,
+                        struct ctkn_err *err)
+{
+  char doing[300];
+  struct ctkn__kafka_acl acl = {p->topic, "Write", NULL, NULL};
+
+  snprintf(doing, sizeof(doing), "writing to %s", p->topic);
+  return ctkn__kafka_denied_err(err, e, doing, &acl);
+}
+
 static int delivery_error(struct kproducer *p, rd_kafka_resp_err_t e,
                           int32_t partition, struct ctkn_err *err)
 {
-  char ctx[448];
+  char ctx[448], why[256];
+  /* The idempotent producer's InitProducerId refused is fatal: 2.0.2
+   * reports its records as __FATAL, 2.14 as purged from the queue. */
+  rd_kafka_resp_err_t fe = rd_kafka_fatal_error(p->rk, why, sizeof(why));
 
+  if (ctkn__kafka_denied(e) || ctkn__kafka_denied(fe))
+    return write_denied(p, ctkn__kafka_denied(e) ? e : fe, err);
   switch (e) {
   case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
   case RD_KAFKA_RESP_ERR__TIMED_OUT:
@@ -157,8 +173,6 @@ static int delivery_error(struct kproducer *p, rd_kafka_resp_err_t e,
                      "kafka: topic %s has no partition %" PRId32, p->topic,
                      partition);
   case RD_KAFKA_RESP_ERR__FATAL: {
-    char why[256];
-    rd_kafka_fatal_error(p->rk, why, sizeof(why));
     return ctkn__err(err, CTKN_EKAFKA,
                      "kafka: the producer failed and must be reopened: %s",
                      why);

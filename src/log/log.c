@@ -156,6 +156,13 @@ int ctkn_consumer_partitions(ctkn_consumer *c, int32_t *n, struct ctkn_err *err)
   return c->be->partitions(c, n, err);
 }
 
+int ctkn_consumer_topic_id(ctkn_consumer *c, char id[CTKN_TOPIC_ID_BUF],
+                           struct ctkn_err *err)
+{
+  id[0] = '\0';
+  return c->be->topic_id != NULL ? c->be->topic_id(c, id, err) : CTKN_OK;
+}
+
 int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
                              int64_t *hi, struct ctkn_err *err)
 {

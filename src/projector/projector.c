@@ -101,7 +101,8 @@ static int stored_offsets(ctkn_store *st, int64_t *pos, int32_t n,
 
 /* The first partition whose stored offset pos[i] lies outside the log's
  * [lo[i], hi[i]], or -1. A topic deleted and re-created under the same
- * name shows so; librdkafka 2.0.2 has no topic IDs. */
+ * name shows so, unless the new one has grown as long as the old one was:
+ * the topic ID (same_topic()) tells exactly, where the log knows it. */
 static int32_t outside_log(const int64_t *pos, const int64_t *lo,
                            const int64_t *hi, int32_t n)
 {
@@ -109,6 +110,34 @@ static int32_t outside_log(const int64_t *pos, const int64_t *lo,
     if (pos[i] > hi[i] || pos[i] < lo[i])
       return i;
   return -1;
+}
+
+/*
+ * The projection is of the topic the log holds now: its topic ID matches
+ * the one recorded when the projection was first made (recorded now if
+ * none was). Kafka gives a topic deleted and re-created under the same
+ * name a new ID, however many records it has. A log without topic IDs
+ * (librdkafka before 2.3.0: Debian 12's 2.0.2) answers "", and only the
+ * offsets judge (outside_log()). Errors: CTKN_ECONFLICT, the log's.
+ */
+static int same_topic(ctkn_projector *p, struct ctkn_err *err)
+{
+  char id[CTKN_TOPIC_ID_BUF];
+  int rc;
+
+  if ((rc = ctkn_consumer_topic_id(p->consumer, id, err)) != CTKN_OK ||
+      id[0] == '\0')
+    return rc;
+  struct ctkn_err why = {0};
+  rc = ctkn_store_bind_topic_id(p->st, id, &why);
+  if (rc == CTKN_ECONFLICT)
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "the topic was deleted and re-created (%s). Project into "
+                     "a fresh --db",
+                     why.msg);
+  if (rc != CTKN_OK && err != NULL)
+    *err = why;
+  return rc;
 }
 
 /* Size p's per-partition arrays for n partitions. The count itself, and
@@ -159,7 +188,8 @@ static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
     goto fail;
   }
   if ((rc = ctkn_consumer_watermarks_all(p->consumer, n, los, hi, err)) !=
-      CTKN_OK)
+          CTKN_OK ||
+      (rc = same_topic(p, err)) != CTKN_OK)
     goto fail;
   if ((bad = outside_log(p->pos, los, hi, n)) >= 0) {
     rc = ctkn__err(err, CTKN_ECONFLICT,

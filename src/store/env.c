@@ -796,6 +796,36 @@ int ctkn_store_bind(ctkn_store *st, const char *topic, ctkn_env env,
   return bind_pass(st, topic, envs, true, &missing, err);
 }
 
+int ctkn_store_bind_topic_id(ctkn_store *st, const char *id,
+                             struct ctkn_err *err)
+{
+  bool missing = false;
+  MDB_txn *txn;
+  int rc;
+
+  if (id == NULL || id[0] == '\0' || strlen(id) > 64)
+    return ctkn__err_field(err, CTKN_EINVAL, "topic_id",
+                           "a topic ID has 1 to 64 characters");
+  /* Compare in a read txn; record only what is missing (as above). */
+  for (int pass = 0; pass < 2; pass++) {
+    bool record = pass == 1;
+    if ((rc = mdb_txn_begin(st->env, NULL, record ? 0 : MDB_RDONLY, &txn)) !=
+        MDB_SUCCESS)
+      return ctkn__store_lmdb_err(err, rc, "begin");
+    rc = meta_bind(st, txn, "topic_id", id, record, &missing, err);
+    if (rc != CTKN_OK || !record) {
+      mdb_txn_abort(txn);
+      if (rc != CTKN_OK || !missing || st->read_only)
+        return rc;
+      continue;
+    }
+    rc = mdb_txn_commit(txn);
+    return rc == MDB_SUCCESS ? CTKN_OK
+                             : ctkn__store_write_err(st, err, rc, "commit");
+  }
+  return CTKN_OK;
+}
+
 int ctkn_store_freeze(ctkn_store *st, int64_t as_of_us, struct ctkn_err *err)
 {
   char when[CTKN_TIME_BUF];

@@ -333,8 +333,8 @@ int ctkn_store_get_pause(ctkn_store_txn *txn, int32_t partition, bool *paused,
                          struct ctkn_store_pause *out, struct ctkn_err *err)
 {
   uint8_t k[PAUSE_KEY_LEN];
-  const void *v;
-  size_t n;
+  const void *v = NULL;
+  size_t n = 0; /* GCC -O2 cannot see that kv_get sets both on CTKN_OK */
   int rc;
 
   *paused = false;

@@ -12,14 +12,15 @@ the fixture's cluster (deploy/kafka), so the test can kill and restart nodes.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
 
-from harness import (Env, Follower, check, kafka, kafka_tool, main,
-                     wait_topic_everywhere)
+from harness import (CTKN, Env, Follower, check, kafka, kafka_tool, main,
+                     run, topic_leaders, wait_topic_everywhere)
 
 TIMEOUT = 5  # every command's --timeout, in seconds
 # A command that fails must fail within its --timeout. The margin covers
@@ -34,8 +35,8 @@ PORTS = [int(os.environ.get("CTKN_KAFKA_PORT", "0")) + 10 * i
 
 class ClusterEnv(Env):
     """Env, but the topic is replicated to every node, and known to every
-    broker before the test starts: `ctkn init` returns once one broker has
-    it, and the others learn of it up to half a second later."""
+    broker before the test starts (`ctkn init` waits for that itself, as
+    test_init_waits_for_every_broker checks; the wait here is a guard)."""
 
     def __init__(self, partitions=6, name="cluster", rf=NODES):
         self.topic = f"it-{name}-{uuid.uuid4().hex[:10]}"
@@ -46,6 +47,10 @@ class ClusterEnv(Env):
         check(r.rc == 0, f"init failed: {r}")
         check(r.json["data"]["replication_factor"] == rf, r)
         wait_topic_everywhere(self.topic, partitions, PORTS)
+
+
+def run_ctkn(*args):
+    return run([CTKN, *args, "--timeout", str(TIMEOUT)], timeout=HARD)
 
 
 class Op:
@@ -123,6 +128,81 @@ def all_tokens(env, db):
         if not r["meta"]["pagination"]["has_more"]:
             return tokens
         after = ["--after", r["data"][-1]["id"]]
+
+
+def node_pid(node):
+    state = os.environ["CTKN_KAFKA_STATE"]
+    with open(os.path.join(state, f"node{node}", "kafka.pid")) as f:
+        return int(f.read().strip())
+
+
+def init_with_a_frozen_broker(node, others, topic):
+    """Freeze broker `node` (SIGSTOP), run init through the others, and
+    after 1.5 s tell whether the topic existed on the others then (it was
+    created while the broker was frozen) and whether init had returned;
+    then thaw it and wait for init. Returns (created, returned, Popen)."""
+    pid = node_pid(node)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        p = subprocess.Popen(
+            [CTKN, "init", "--partitions", "6", "--replication-factor",
+             str(NODES), "--topic", topic, "--brokers", others,
+             "--timeout", "20"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # A negative check: nothing to wait for but time. The other brokers
+        # know a new topic well within a second.
+        time.sleep(1.5)
+        returned = p.poll() is not None
+        created = all(topic_leaders(PORTS[i], topic) is not None
+                      for i in range(NODES) if i != node - 1)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    p.communicate(timeout=HARD)
+    return created, returned, p
+
+
+def test_init_waits_for_every_broker():
+    """`ctkn init` returns only once every broker knows the topic, with a
+    leader for each partition. One broker (not the quorum leader) is
+    frozen (SIGSTOP) during init, so it cannot learn of the topic: once the
+    others have it, init must still be waiting (it used to return as soon
+    as the broker it asked had the topic), and return once the broker is
+    thawed. (When librdkafka happened to send CreateTopics to the frozen
+    broker, nothing was created while it was frozen and the attempt proves
+    nothing: it is made again with a new topic.) Then every broker, asked
+    directly (a plain socket: no client that could ask another broker),
+    knows the topic at once, and a command sent to each broker alone never
+    answers not_found."""
+    leader = quorum_leader()
+    node = next(i for i in range(NODES, 0, -1) if i != leader)
+    others = ",".join(f"127.0.0.1:{PORTS[i]}" for i in range(NODES)
+                      if i != node - 1)
+    d = tempfile.mkdtemp(prefix="ctkn-init-")
+    try:
+        for attempt in range(8):
+            topic = f"it-init-{uuid.uuid4().hex[:10]}"
+            created, returned, p = init_with_a_frozen_broker(node, others,
+                                                             topic)
+            check(p.returncode == 0, f"init failed: {p.communicate()}")
+            if created:
+                break
+        check(created, "CreateTopics always went to the frozen broker")
+        check(not returned,
+              f"init returned while broker {node} was frozen")
+        for port in PORTS:
+            leaders = topic_leaders(port, topic)
+            check(leaders is not None and len(leaders) == 6,
+                  f"init of {topic} returned, but broker on port {port} "
+                  f"answers {leaders}")
+        for port in PORTS:
+            r = run_ctkn("project", "--topic", topic,
+                         "--brokers", f"127.0.0.1:{port}",
+                         "--db", os.path.join(d, str(port)))
+            check(r.rc == 0, f"project via {port} after init: {r}")
+        print(f"   the topic was created while broker {node} was frozen on "
+              f"attempt {attempt + 1}")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_brokers_killed_and_restarted_under_load():
@@ -228,4 +308,5 @@ if __name__ == "__main__":
     for v in ("CTKN_KAFKA_STATE", "CTKN_KAFKA_PORT"):
         if v not in os.environ:
             raise SystemExit(f"{v} is not set (run through ctest -L cluster)")
-    main([test_brokers_killed_and_restarted_under_load])
+    main([test_init_waits_for_every_broker,
+          test_brokers_killed_and_restarted_under_load])

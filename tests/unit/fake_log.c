@@ -40,6 +40,7 @@ struct ftopic {
   struct fpart *parts;
   struct ftopic *next;
   struct ftopic *old; /* generations before a re-creation, kept alive */
+  unsigned gen;       /* the topic ID: each creation gets a new one */
 };
 
 struct fgroup {
@@ -54,6 +55,8 @@ struct fake_log {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   struct ftopic *topics;
+  unsigned gens;  /* topic IDs handed out */
+  bool topic_ids; /* fake_log_topic_ids(): the log tells them */
   struct fgroup *groups;
   int fail_skip; /* records produced as usual before fail_sends start */
   int fail_sends, fail_send_rc;
@@ -205,8 +208,16 @@ void fake_log_create(struct fake_log *f, const char *topic, int32_t n)
     t->next = f->topics;
     f->topics = t;
   }
+  t->gen = ++f->gens;
   grow_parts(t, n);
   pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+}
+
+void fake_log_topic_ids(struct fake_log *f, bool on)
+{
+  pthread_mutex_lock(&f->mu);
+  f->topic_ids = on;
   pthread_mutex_unlock(&f->mu);
 }
 
@@ -659,6 +670,24 @@ static int query_fault(struct fake_log *f, struct ctkn_err *err)
   return ctkn__err(err, f->fail_query_rc, "fake: injected query failure");
 }
 
+static int fake_topic_id(ctkn_consumer *base, char id[CTKN_TOPIC_ID_BUF],
+                         struct ctkn_err *err)
+{
+  struct fconsumer *c = fc(base);
+  int rc;
+
+  pthread_mutex_lock(&c->f->mu);
+  struct ftopic *t = find_topic(c->f, c->topic);
+  if ((rc = query_fault(c->f, err)) == CTKN_OK) {
+    if (t == NULL)
+      rc = missing(c->topic, err);
+    else if (c->f->topic_ids)
+      snprintf(id, CTKN_TOPIC_ID_BUF, "fake-%u", t->gen);
+  }
+  pthread_mutex_unlock(&c->f->mu);
+  return rc;
+}
+
 static int fake_partitions(ctkn_consumer *base, int32_t *n,
                            struct ctkn_err *err)
 {
@@ -970,6 +999,7 @@ static const struct ctkn__log_backend fake_backend = {
     .consumer_open = fake_consumer_open,
     .consumer_close = fake_consumer_close,
     .partitions = fake_partitions,
+    .topic_id = fake_topic_id,
     .watermarks = fake_watermarks,
     .offsets_after = fake_offsets_after,
     .assign = fake_assign,

@@ -30,6 +30,10 @@ void fake_log_use(struct fake_log *f, struct ctkn_log_config *cfg);
 /* Create topic with n partitions, or re-create it empty (deleted and
  * created again under the same name: offsets start over at 0). */
 void fake_log_create(struct fake_log *f, const char *topic, int32_t n);
+/* Whether the log tells topic IDs (as Kafka does through librdkafka 2.3.0
+ * and later; off by default, as through Debian 12's 2.0.2): a topic's ID
+ * changes each time fake_log_create() creates it. */
+void fake_log_topic_ids(struct fake_log *f, bool on);
 /* Grow topic to n partitions (Kafka never shrinks one). */
 void fake_log_add_partitions(struct fake_log *f, const char *topic, int32_t n);
 /* Retention: records of partition p below offset are gone. */

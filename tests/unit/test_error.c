@@ -61,6 +61,13 @@ static void test_codes_map_to_paddle_codes_and_exits(void **state)
   assert_string_equal(ctkn_error_code(CTKN_EHEADERSTOOLARGE),
                       "request_header_fields_too_large");
   assert_int_equal(ctkn_error_http_status(CTKN_EHEADERSTOOLARGE), 431);
+  /* Kafka refused the principal (an ACL is missing): unavailable, but not
+   * retryable, so not the 3 of "retry", and a code of its own. */
+  assert_string_equal(ctkn_error_code(CTKN_EKAFKADENIED),
+                      "kafka_authorization_failed");
+  assert_int_equal(ctkn_error_http_status(CTKN_EKAFKADENIED), 503);
+  assert_int_equal(ctkn_error_exit(CTKN_EKAFKADENIED), 1);
+  assert_false(ctkn__transient(CTKN_EKAFKADENIED));
 }
 
 static void test_every_code_has_distinct_text(void **state)

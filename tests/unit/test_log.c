@@ -1017,8 +1017,11 @@ static void test_permanent_produce_error_is_reported(void **state)
   send_one(p, -1, "k", "v", 1, &part, &off);
   rd_kafka_mock_push_request_errors(
       f->mc, API_PRODUCE, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
-  expect_bounded_failure(p, 5000, CTKN_EKAFKA, CTKN_EKAFKA,
-                         "Topic authorization failed");
+  /* An authorization failure: its own code, naming the ACL (more in
+   * test_log_denied.c). */
+  expect_bounded_failure(p, 5000, CTKN_EKAFKADENIED, CTKN_EKAFKADENIED,
+                         "Topic authorization failed: grant the principal "
+                         "Write on topic");
   ctkn_producer_close(p);
 }
 
