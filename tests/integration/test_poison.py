@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 
-from harness import CTKN, Env, Server, check, main, run, topic_command
+from harness import BROKERS, CTKN, Env, Server, check, main, run, topic_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -217,7 +217,10 @@ def test_a_pause_fails_closed_only_the_tokens_of_its_partition():
 
 
 def test_broker_down_exits_3_within_timeout():
-    port = "19392"
+    # A broker of its own, on a port derived from the suite's (CTKN_IT_PORT
+    # + 250), so that builds with other ports never meet one another's
+    # (a fixed 19392 was the SASL broker's of the build on 19192).
+    port = str(int(BROKERS.rsplit(":", 1)[1]) + 250)
     state = os.path.join(os.environ.get("TMPDIR", "/tmp"),
                          f"ctkn-kafka-down-{os.getpid()}")
     kenv = dict(os.environ, CTKN_KAFKA_PORT=port, CTKN_KAFKA_STATE=state)
