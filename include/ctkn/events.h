@@ -28,9 +28,13 @@ struct ctkn_events_params {
   int per_page;                    /* 1..200 */
   bool desc;                       /* order_by id[DESC] */
   /* event_type: bit i for the i-th type GET /event-types lists; 0 for
-   * every type. Types whose events no projection holds yet (api_key.*,
-   * notification_setting.*) select nothing. */
+   * every type. A type the log never holds (api_key.expiring) selects
+   * nothing. */
   unsigned types;
+  /* The read permissions (enum ctkn_perm) of the asking key: only the
+   * events of the entities they cover are listed, and an event_type
+   * naming another is CTKN_EFORBIDDEN. Every read by default. */
+  unsigned readable;
   bool has_from, has_to;
   int64_t from_us; /* occurred_at >= from */
   int64_t to_us;   /* occurred_at < to */
