@@ -17,6 +17,13 @@
  * A history value that does not decode as an event (only a foreign or
  * corrupt writer puts one) is indexed under 30 zero bytes, so the counts
  * still agree, and never listed. The index is derived: not in the digest.
+ *
+ * Beside it, setting_events holds the settings topic's events (store.h):
+ * key the event ID, then the settings partition (BE u32) and offset (BE
+ * u64); value the code (1 byte), occurred_at (u64 BE µs) and the webhook
+ * envelope, put by the settings projection (settings.c, which also fills
+ * it for a projection from before it). A walk merges the two tables by
+ * event ID (ties: the index's first), each from its own cursor.
  */
 #include <stdio.h>
 #include <stdlib.h>
