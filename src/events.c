@@ -14,39 +14,49 @@
 #include "ctkn/codec.h"
 #include "ctkn/event.h"
 #include "ctkn/events.h"
+#include "ctkn/keylog.h"
+#include "ctkn/keyset.h"
 #include "ctkn/query.h"
+#include "ctkn/settings.h"
 #include "internal.h"
 
 /* Every event type of ctkn's entities, as GET /event-types lists them.
- * type: the ctkn_event_type of the event topic's, 0 for the others (no
- * events index holds them yet). */
+ * type: the ctkn_event_type of the event topic's, 0 for the settings
+ * topic's (the store keeps those under ctkn_settings_event_code()). perm:
+ * the read permission of the event's entity, which GET /events asks
+ * for. */
 static const struct event_type {
   const char *name, *description, *group;
   int type;
+  unsigned perm;
 } types[] = {
     {"client_token.created", "Occurs when a client-side token is created.",
-     "Client token", CTKN_EVENT_CREATED},
+     "Client token", CTKN_EVENT_CREATED, CTKN_PERM_TOKEN_READ},
     {"client_token.updated",
      "Occurs when a client-side token is updated (its name or description).",
-     "Client token", CTKN_EVENT_UPDATED},
+     "Client token", CTKN_EVENT_UPDATED, CTKN_PERM_TOKEN_READ},
     {"client_token.revoked", "Occurs when a client-side token is revoked.",
-     "Client token", CTKN_EVENT_REVOKED},
+     "Client token", CTKN_EVENT_REVOKED, CTKN_PERM_TOKEN_READ},
     {"notification_setting.created",
      "Occurs when a notification setting (a webhook destination) is "
      "created.",
-     "Notification setting", 0},
+     "Notification setting", 0, CTKN_PERM_SETTING_READ},
     {"notification_setting.updated",
      "Occurs when a notification setting is updated.", "Notification setting",
-     0},
+     0, CTKN_PERM_SETTING_READ},
     {"notification_setting.deleted",
      "Occurs when a notification setting is deleted.", "Notification setting",
-     0},
-    {"api_key.created", "Occurs when an API key is created.", "API key", 0},
-    {"api_key.updated", "Occurs when an API key is updated.", "API key", 0},
-    {"api_key.revoked", "Occurs when an API key is revoked.", "API key", 0},
+     0, CTKN_PERM_SETTING_READ},
+    {"api_key.created", "Occurs when an API key is created.", "API key", 0,
+     CTKN_PERM_KEY_READ},
+    {"api_key.updated", "Occurs when an API key is updated.", "API key", 0,
+     CTKN_PERM_KEY_READ},
+    {"api_key.revoked", "Occurs when an API key is revoked.", "API key", 0,
+     CTKN_PERM_KEY_READ},
     {"api_key.expiring", "Occurs seven days before an API key's expires_at.",
-     "API key", 0},
-    {"api_key.expired", "Occurs when an API key expires.", "API key", 0},
+     "API key", 0, CTKN_PERM_KEY_READ},
+    {"api_key.expired", "Occurs when an API key expires.", "API key", 0,
+     CTKN_PERM_KEY_READ},
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 _Static_assert(NTYPES <= 32, "event_type is a 32-bit mask");
@@ -62,6 +72,8 @@ void ctkn_events_params_init(struct ctkn_events_params *p)
 {
   memset(p, 0, sizeof(*p));
   p->per_page = CTKN_PER_PAGE_DEFAULT;
+  p->readable =
+      CTKN_PERM_TOKEN_READ | CTKN_PERM_SETTING_READ | CTKN_PERM_KEY_READ;
 }
 
 /* The token list's rules, the same words: through its parser. */
@@ -133,18 +145,48 @@ int ctkn_events_params_types(struct ctkn_events_params *p, const char *s,
   return CTKN_OK;
 }
 
-/* The event-topic types p->types selects (0: every one); *none when it
- * names only types no projection holds. */
-static unsigned type_mask(const struct ctkn_events_params *p, bool *none)
+/* What p selects of each source, into f: the event topic's types (none:
+ * skip_tokens) and the settings topic's codes, each only when p->readable
+ * holds its permission. */
+static void select_sources(const struct ctkn_events_params *p,
+                           struct ctkn_store_events_filter *f)
 {
   unsigned mask = 0;
+  bool tokens = false;
 
+  f->setting_mask = 0;
   for (size_t i = 0; i < NTYPES; i++) {
-    if ((p->types & (1u << i)) && types[i].type != 0)
+    if ((p->types != 0 && !(p->types & (1u << i))) ||
+        !(p->readable & types[i].perm))
+      continue;
+    if (types[i].type != 0) {
+      tokens = true;
       mask |= 1u << types[i].type;
+    } else {
+      int code = ctkn_settings_event_code(types[i].name);
+      if (code >= 0)
+        f->setting_mask |= 1u << code;
+    }
   }
-  *none = p->types != 0 && mask == 0;
-  return mask;
+  f->skip_tokens = !tokens;
+  f->type_mask = p->types != 0 ? mask : 0;
+}
+
+/* CTKN_EFORBIDDEN when event_type names a type whose entity's read
+ * permission p->readable lacks. */
+static int check_readable(const struct ctkn_events_params *p,
+                          struct ctkn_err *err)
+{
+  for (size_t i = 0; i < NTYPES; i++) {
+    if ((p->types & (1u << i)) && !(p->readable & types[i].perm)) {
+      const char *names[CTKN_PERMS_MAX];
+      size_t n = ctkn_perms_names(types[i].perm, names, CTKN_PERMS_MAX);
+      return ctkn__err(err, CTKN_EFORBIDDEN,
+                       "event_type %s needs the permission %s", types[i].name,
+                       n > 0 ? names[n - 1] : "?");
+    }
+  }
+  return CTKN_OK;
 }
 
 /* An RFC 3339 date-time for field name into *us. */
@@ -201,16 +243,23 @@ static int page_event(void *arg, const struct ctkn_store_indexed_event *e)
     pg->more = true;
     return 1; /* stop: this page is full */
   }
-  if (ctkn_event_decode(e->ev.value, e->ev.len, &pg->ev, pg->err) != CTKN_OK)
-    return ctkn__err(pg->err, CTKN_ESTORE,
-                     "corrupt history at partition %" PRId32 " offset %" PRId64,
-                     e->ev.partition, e->ev.offset);
-  if ((json = ctkn_json_event(&pg->ev)) == NULL)
-    return oom(pg->err);
-  if ((pg->n > 0 && ctkn__buf_puts(pg->b, ",") != CTKN_OK) ||
-      ctkn__buf_puts(pg->b, json) != CTKN_OK)
-    rc = oom(pg->err);
-  free(json);
+  if (e->json != NULL) { /* a settings event: its envelope as indexed */
+    if ((pg->n > 0 && ctkn__buf_puts(pg->b, ",") != CTKN_OK) ||
+        ctkn__buf_append(pg->b, e->json, e->json_len) != CTKN_OK)
+      return oom(pg->err);
+  } else {
+    if (ctkn_event_decode(e->ev.value, e->ev.len, &pg->ev, pg->err) != CTKN_OK)
+      return ctkn__err(pg->err, CTKN_ESTORE,
+                       "corrupt history at partition %" PRId32
+                       " offset %" PRId64,
+                       e->ev.partition, e->ev.offset);
+    if ((json = ctkn_json_event(&pg->ev)) == NULL)
+      return oom(pg->err);
+    if ((pg->n > 0 && ctkn__buf_puts(pg->b, ",") != CTKN_OK) ||
+        ctkn__buf_puts(pg->b, json) != CTKN_OK)
+      rc = oom(pg->err);
+    free(json);
+  }
   memcpy(pg->last, e->event_id, sizeof(pg->last));
   pg->n++;
   return rc;
@@ -236,27 +285,37 @@ static int fail_closed(ctkn_store_txn *txn, struct ctkn_err *err)
                    CTKN_SCHEMA_VERSION);
 }
 
-/* The walk of one page into pg (nothing at all when p->none). */
+/* The walk of one page into pg; *total the events of the sources it
+ * walks (tokens: the index; the settings topic's: their table). */
 static int walk_page(ctkn_store *st, const struct ctkn_events_params *p,
                      struct page *pg, int64_t *total, struct ctkn_err *err)
 {
-  bool none;
   struct ctkn_store_events_filter f = {.after = p->after,
                                        .desc = p->desc,
-                                       .type_mask = type_mask(p, &none),
                                        .has_from = p->has_from,
                                        .has_to = p->has_to,
                                        .from_us = p->from_us,
                                        .to_us = p->to_us};
   ctkn_store_txn *txn;
+  int64_t n = 0;
   int rc;
 
+  select_sources(p, &f);
+  *total = 0;
   if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
     return rc;
   rc = fail_closed(txn, err);
-  if (rc == CTKN_OK)
-    rc = ctkn_store_events_count(txn, total, err);
-  if (rc == CTKN_OK && !none)
+  /* The settings topic stopped behind a newer record: an event may wait
+   * behind it too. */
+  if (rc == CTKN_OK && f.setting_mask != 0)
+    rc = ctkn_keylog_paused(txn, err);
+  if (rc == CTKN_OK && !f.skip_tokens &&
+      (rc = ctkn_store_events_count(txn, &n, err)) == CTKN_OK)
+    *total += n;
+  if (rc == CTKN_OK && f.setting_mask != 0 &&
+      (rc = ctkn_store_setting_events_count(txn, &n, err)) == CTKN_OK)
+    *total += n;
+  if (rc == CTKN_OK && (!f.skip_tokens || f.setting_mask != 0))
     rc = ctkn_store_events(txn, &f, page_event, pg, err);
   ctkn_store_abort(txn);
   return rc;
@@ -320,6 +379,10 @@ int ctkn_events_list(ctkn_store *st, const struct ctkn_events_params *p,
   int rc = CTKN_OK;
 
   *json = NULL;
+  if ((rc = check_readable(p, err)) != CTKN_OK) {
+    free(pg);
+    return rc;
+  }
   if (pg == NULL || ctkn__buf_puts(&b, "{\"data\":[") != CTKN_OK)
     rc = oom(err);
   if (rc == CTKN_OK) {

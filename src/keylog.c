@@ -135,7 +135,7 @@ int ctkn_keylog_pause(ctkn_store_txn *txn, int32_t partition, int64_t offset,
 
 /* CTKN_ESTALE while the settings topic is stopped behind a record of a
  * newer schema that this projection has not passed. */
-static int paused(ctkn_store_txn *txn, struct ctkn_err *err)
+int ctkn_keylog_paused(ctkn_store_txn *txn, struct ctkn_err *err)
 {
   const uint8_t *v, *o;
   size_t n, on;
@@ -196,7 +196,8 @@ int ctkn_keylog_authenticate(ctkn_store_txn *txn, const char *key, size_t len,
   } else {
     return CTKN_EAUTHMALFORMED;
   }
-  if ((rc == CTKN_OK || rc == CTKN_ENOTFOUND) && paused(txn, err) != CTKN_OK)
+  if ((rc == CTKN_OK || rc == CTKN_ENOTFOUND) &&
+      ctkn_keylog_paused(txn, err) != CTKN_OK)
     return CTKN_ESTALE;
   if (rc == CTKN_ENOTFOUND)
     return CTKN_EBADKEY;

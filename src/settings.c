@@ -13,6 +13,16 @@
  * A fate is 'a' (applied), 'r' (rejected: the reason follows) or 'q'
  * (quarantined: the reason follows). The settings log is how a command
  * learns whether its event won, as the rejected table is for tokens.
+ *
+ * Each applied record whose type GET /event-types lists (not api_key.used
+ * nor api_key.rotated) is also put, as its webhook envelope, in the
+ * store's settings events (store.h) in the transaction that applies it,
+ * for GET /events. settings_offsets also holds, under "evix" + partition
+ * (BE u32), the next offset those events are filled up to: when it is
+ * behind the partition's next offset (a projection from before them, or
+ * advanced by a build without them) the follower reads that partition
+ * again from there and puts the records the settings log says were
+ * applied, applying nothing (backfill()): no manual step.
  */
 #include <inttypes.h>
 #include <stddef.h>
@@ -157,6 +167,125 @@ static int64_t settings_offset(ctkn_store_txn *txn, int32_t partition)
   return (int64_t)ctkn__get_be(v, 8);
 }
 
+/* The settings topic's event types GET /events serves, under the code
+ * the store keeps each one's events by (so a code is never reused): the
+ * place GET /event-types gives it. */
+static const char *const event_codes[] = {
+    [3] = "notification_setting.created",
+    [4] = "notification_setting.updated",
+    [5] = "notification_setting.deleted",
+    [6] = "api_key.created",
+    [7] = "api_key.updated",
+    [8] = "api_key.revoked",
+    [9] = "api_key.expiring",
+    [10] = "api_key.expired",
+};
+
+int ctkn_settings_event_code(const char *name)
+{
+  for (size_t i = 0; name != NULL && i < CTKN__ARRAY_LEN(event_codes); i++) {
+    if (event_codes[i] != NULL && strcmp(event_codes[i], name) == 0)
+      return (int)i;
+  }
+  return -1;
+}
+
+#define EVIX "evix" /* + partition: the settings events' next offset */
+
+/* The next offset of partition p the settings events are filled to. */
+static int64_t events_next(ctkn_store_txn *txn, int32_t partition)
+{
+  uint8_t k[8];
+  const void *v;
+  size_t vlen;
+
+  memcpy(k, EVIX, 4);
+  ctkn__put_be32(k + 4, (uint32_t)partition);
+  if (ctkn_store_kv_get(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), &v,
+                        &vlen, NULL) != CTKN_OK ||
+      vlen != 8)
+    return 0;
+  return (int64_t)ctkn__get_be(v, 8);
+}
+
+/* m passed: the settings events are filled past it. Records reach the
+ * projection in log order from where the events were filled to (the
+ * follower seeks there), so an offset skipped on the way holds none. */
+static int put_events_next(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
+                           struct ctkn_err *err)
+{
+  uint8_t k[8], v[8];
+
+  if (events_next(txn, m->partition) > m->offset)
+    return CTKN_OK;
+  memcpy(k, EVIX, 4);
+  ctkn__put_be32(k + 4, (uint32_t)m->partition);
+  ctkn__put_be64(v, (uint64_t)(m->offset + 1));
+  return ctkn_store_kv_put(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), v,
+                           sizeof(v), err);
+}
+
+/* Put the envelope of m, an applied record, in the settings events when
+ * its type is one GET /events serves. A record that does not decode (it
+ * was applied, so only a foreign writer's) is left out. */
+static int put_event(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
+                     struct ctkn_err *err)
+{
+  struct ctkn_store_setting_event e = {.partition = m->partition,
+                                       .offset = m->offset};
+  struct ctkn_err derr;
+  char *json = NULL;
+  int rc = CTKN_OK;
+
+  if (ctkn_keylog_is_akey(m->event_type)) {
+    struct ctkn_akey_event *ev = malloc(sizeof(*ev));
+    if (ev == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "settings: event buffer");
+    if (ctkn_akey_event_decode(m->value, m->value_len, ev, &derr) == CTKN_OK &&
+        (e.code = ctkn_settings_event_code(ctkn_akey_type_str(ev->type))) >=
+            0) {
+      if ((json = ctkn_json_akey_event(ev)) == NULL)
+        rc = ctkn__err(err, CTKN_ENOMEM, "settings: an event's JSON");
+      e.occurred_at = ev->occurred_at;
+      e.event_id = ev->event_id;
+      if (json != NULL) {
+        e.json = json;
+        e.len = strlen(json);
+        rc = ctkn_store_put_setting_event(txn, &e, err);
+      }
+    }
+    free(ev);
+  } else {
+    struct ctkn_setting_event *ev = malloc(sizeof(*ev));
+    if (ev == NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "settings: event buffer");
+    if (ctkn_setting_event_decode(m->value, m->value_len, ev, &derr) ==
+            CTKN_OK &&
+        (e.code = ctkn_settings_event_code(ctkn_setting_type_str(ev->type))) >=
+            0) {
+      if ((json = ctkn_json_setting_event(ev)) == NULL)
+        rc = ctkn__err(err, CTKN_ENOMEM, "settings: an event's JSON");
+      e.occurred_at = ev->occurred_at;
+      e.event_id = ev->event_id;
+      if (json != NULL) {
+        e.json = json;
+        e.len = strlen(json);
+        rc = ctkn_store_put_setting_event(txn, &e, err);
+      }
+    }
+    free(ev);
+  }
+  free(json);
+  /* An event ID that is not one (a foreign writer's) is left out too. */
+  return rc == CTKN_EINVAL ? CTKN_OK : rc;
+}
+
+/* m was projected: its event in the settings events when the settings log
+ * says it was applied. */
+static int put_event_if_applied(ctkn_store_txn *txn,
+                                const struct ctkn_log_msg *m,
+                                struct ctkn_err *err);
+
 static int put_fate(ctkn_store_txn *txn, int32_t p, int64_t o, char fate,
                     const char *reason, struct ctkn_err *err)
 {
@@ -199,6 +328,22 @@ int ctkn_settings_fate(ctkn_store_txn *txn, int32_t partition, int64_t offset,
     reason[n] = '\0';
   }
   return CTKN_OK;
+}
+
+static int put_event_if_applied(ctkn_store_txn *txn,
+                                const struct ctkn_log_msg *m,
+                                struct ctkn_err *err)
+{
+  bool applied = false;
+  int rc =
+      ctkn_settings_fate(txn, m->partition, m->offset, &applied, NULL, 0, NULL);
+
+  if (rc == CTKN_ENOTFOUND || (rc == CTKN_OK && !applied))
+    return CTKN_OK; /* a trust record, or one that did not apply */
+  if (rc != CTKN_OK)
+    return ctkn__err(err, rc, "settings_log at %" PRId32 "/%" PRId64,
+                     m->partition, m->offset);
+  return put_event(txn, m, err);
 }
 
 /* Apply one decoded, checked event. */
@@ -270,8 +415,24 @@ static int put_next(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
 
   ctkn__put_be32(k, (uint32_t)m->partition);
   ctkn__put_be64(v, (uint64_t)(m->offset + 1));
-  return ctkn_store_kv_put(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), v,
-                           sizeof(v), err);
+  int rc = ctkn_store_kv_put(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), v,
+                             sizeof(v), err);
+  return rc == CTKN_OK ? put_events_next(txn, m, err) : rc;
+}
+
+/* A record below its partition's next offset (read again): when the
+ * settings events lack it, its event if the settings log says it was
+ * applied, and the settings events past it. Nothing is applied. */
+static int backfill(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
+                    struct ctkn_err *err)
+{
+  int rc;
+
+  if (events_next(txn, m->partition) > m->offset)
+    return CTKN_OK; /* filled already */
+  if ((rc = put_event_if_applied(txn, m, err)) != CTKN_OK)
+    return rc;
+  return put_events_next(txn, m, err);
 }
 
 /* Project one record of the settings topic: quarantined when it does not
@@ -301,6 +462,8 @@ static int project_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
   } else {
     rc = apply_one(txn, m, ev, err);
   }
+  if (rc == CTKN_OK && strncmp(m->event_type, "ctkn.", 5) != 0)
+    rc = put_event_if_applied(txn, m, err);
   if (rc != CTKN_OK)
     return rc;
   return put_next(txn, m, err);
@@ -421,6 +584,13 @@ static int project(ctkn_store *st, const struct ctkn_log_msg *msgs, size_t n,
   for (size_t i = 0; i < n; i++) {
     const struct ctkn_log_msg *m = &msgs[i];
     bool held;
+    if (m->partition >= 0 && m->partition < CTKN_STORE_MAX_PARTITIONS &&
+        m->offset < settings_offset(txn, m->partition)) {
+      /* Read again for the settings events only; the gate passed it by. */
+      if ((rc = backfill(txn, m, err)) != CTKN_OK)
+        goto out;
+      continue;
+    }
     if (j != NULL) {
       if (j->v[i] == V_OUT)
         continue;
@@ -512,8 +682,17 @@ static int follower_assign(ctkn_settings_follower *f, struct ctkn_err *err)
   if ((next = calloc((size_t)n, sizeof(*next))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "settings follower");
   if ((rc = ctkn_store_begin(f->st, false, &txn, err)) == CTKN_OK) {
-    for (int32_t p = 0; p < n; p++)
+    for (int32_t p = 0; p < n; p++) {
+      int64_t e = events_next(txn, p);
       next[p] = settings_offset(txn, p);
+      if (e < next[p]) {
+        ctkn__diag(CTKN_DIAG_INFO, "settings",
+                   "settings events: filling partition %" PRId32
+                   " from offset %" PRId64 " to %" PRId64 " (once)",
+                   p, e, next[p]);
+        next[p] = e;
+      }
+    }
     ctkn_store_abort(txn);
     rc = ctkn_consumer_assign(f->c, next, n, err);
   }

@@ -456,6 +456,12 @@ char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
  * the reads of a server that shows secrets), "traffic_source": "platform"
  * or "all"} wrapped in {"data", "meta"}. Caller owns the string; release
  * with free(). NULL when out of memory. */
+/* A notification setting's event as its webhook envelope (GET /events):
+ * {"event_id", "event_type", "occurred_at", "notification_id": null,
+ * "data": the destination as the reads show it, never its secret}, one
+ * line. Caller owns the string; release with free(). NULL when out of
+ * memory. */
+char *ctkn_json_setting_event(const struct ctkn_setting_event *ev);
 char *ctkn_json_destination(const struct ctkn_destination *d,
                             const char *secret, const char *request_id);
 /* {"data": [destinations], "meta": {"request_id"}}. Caller owns the string;
@@ -543,6 +549,12 @@ int ctkn_json_parse_akey_update(const char *body, size_t len, const char *id,
 int ctkn_json_parse_akey_rotation(const char *body, size_t len, const char *id,
                                   struct ctkn_akey_command *cmd,
                                   struct ctkn_err *err);
+/* An API key's event as its webhook envelope (GET /events): {"event_id",
+ * "event_type", "occurred_at", "notification_id": null, "data": the key in
+ * Paddle's shape, status as at occurred_at, never a secret or a hash},
+ * one line. Caller owns the string; release with free(). NULL when out of
+ * memory. */
+char *ctkn_json_akey_event(const struct ctkn_akey_event *ev);
 /* Paddle's API key rotation: {"data": {"id" (apkrot_ + the rotation
  * record's ULID), "api_key_id", "new_key", "grace_period_seconds",
  * "status": "completed", "expires_at" (when the old secret stops

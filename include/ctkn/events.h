@@ -5,11 +5,15 @@
  *
  * Reads only LMDB, in one read transaction per call, so every replica
  * answers alike once it has projected the same log. The events are those
- * of the event topic that the projector applied: rejected and quarantined
- * records are never listed, nor are trust checkpoints.
+ * of the event topic that the projector applied and those of the settings
+ * topic that the settings projection applied (notification_setting.*,
+ * api_key.*, not api_key.used), in one event-ID order: rejected and
+ * quarantined records are never listed, nor are trust records.
  *
  * Errors:   CTKN_EINVAL for a parameter that breaks a rule (naming it);
- *           CTKN_ESTALE while a partition is paused; CTKN_ESTORE.
+ *           CTKN_EFORBIDDEN for an event_type the key cannot read;
+ *           CTKN_ESTALE while a partition (or the settings topic) is
+ *           paused; CTKN_ESTORE.
  * Not here: the HTTP routes (src/api/events.c), the index (store.h).
  */
 #ifndef CTKN_EVENTS_H
@@ -28,9 +32,13 @@ struct ctkn_events_params {
   int per_page;                    /* 1..200 */
   bool desc;                       /* order_by id[DESC] */
   /* event_type: bit i for the i-th type GET /event-types lists; 0 for
-   * every type. Types whose events no projection holds yet (api_key.*,
-   * notification_setting.*) select nothing. */
+   * every type. A type the log never holds (api_key.expiring) selects
+   * nothing. */
   unsigned types;
+  /* The read permissions (enum ctkn_perm) of the asking key: only the
+   * events of the entities they cover are listed, and an event_type
+   * naming another is CTKN_EFORBIDDEN. Every read by default. */
+  unsigned readable;
   bool has_from, has_to;
   int64_t from_us; /* occurred_at >= from */
   int64_t to_us;   /* occurred_at < to */
@@ -71,7 +79,8 @@ int ctkn_events_params_to(struct ctkn_events_params *p, const char *s,
  * own cursor). estimated_total is the number of events the projection
  * holds (an upper bound when filtered). Borrows its arguments for the
  * call; on success caller owns *json; release with free(). On failure
- * *json is NULL. Errors: CTKN_ESTALE (a partition is paused: an event
+ * *json is NULL. Errors: CTKN_EFORBIDDEN (p->types names a type whose
+ * entity p->readable cannot read), CTKN_ESTALE (a partition is paused: an event
  * may be behind it), CTKN_ENOTFOUND (no index yet: see
  * ctkn_store_events()), CTKN_ESTORE (also an event that does not decode),
  * CTKN_ENOMEM.

@@ -73,6 +73,12 @@ int ctkn_keylog_authenticate(ctkn_store_txn *txn, const char *key, size_t len,
 int ctkn_keylog_pause(ctkn_store_txn *txn, int32_t partition, int64_t offset,
                       struct ctkn_err *err);
 
+/* CTKN_ESTALE while the settings topic is stopped as
+ * ctkn_keylog_pause() says (its message says where), else CTKN_OK: what
+ * authentication checks first, and GET /events before it lists the
+ * settings topic's events. */
+int ctkn_keylog_paused(ctkn_store_txn *txn, struct ctkn_err *err);
+
 /* What became of a record. */
 enum ctkn_keylog_fate {
   CTKN_KEYLOG_APPLIED = 0,

@@ -109,6 +109,12 @@ int ctkn_settings_fate(ctkn_store_txn *txn, int32_t partition, int64_t offset,
                        bool *applied, char *reason, size_t reasonsz,
                        struct ctkn_err *err);
 
+/* The code under which the store keeps the events of the settings
+ * topic's event type name (store.h, ctkn_store_put_setting_event()), for
+ * GET /events: 0..31; -1 for a type that is no such event
+ * (api_key.used, api_key.rotated, or not the settings topic's). */
+int ctkn_settings_event_code(const char *name);
+
 /* ---- following the settings topic ------------------------------------ */
 
 typedef struct ctkn_settings_follower ctkn_settings_follower;

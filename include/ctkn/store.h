@@ -373,6 +373,10 @@ struct ctkn_store_events_filter {
                          the walk starts at */
   bool desc;          /* newest event ID first */
   unsigned type_mask; /* bit (1 << ctkn_event_type); 0: every type */
+  bool skip_tokens;   /* none of the event topic's events */
+  /* The settings topic's events (ctkn_store_put_setting_event()): bit
+   * (1 << code); 0: none of them. */
+  unsigned setting_mask;
   bool has_from, has_to;
   int64_t from_us; /* occurred_at >= from_us, when has_from */
   int64_t to_us;   /* occurred_at < to_us, when has_to */
@@ -382,9 +386,13 @@ struct ctkn_store_events_filter {
  * keeps beside it. Valid for the callback's call. */
 struct ctkn_store_indexed_event {
   char event_id[CTKN_EVT_ID_LEN + 1];
-  int type;            /* ctkn_event_type */
-  int64_t occurred_at; /* µs */
-  struct ctkn_store_event ev;
+  int type;                   /* ctkn_event_type; a settings event's code */
+  int64_t occurred_at;        /* µs */
+  struct ctkn_store_event ev; /* the event topic's events only */
+  /* A settings topic's event: its envelope as put (JSON, json_len bytes,
+   * not NUL-terminated); NULL for the event topic's. */
+  const char *json;
+  size_t json_len;
 };
 
 /* Return 0 to go on; anything else stops the walk and is returned (a
@@ -409,6 +417,33 @@ int ctkn_store_events(ctkn_store_txn *txn,
  * CTKN_ESTORE. */
 int ctkn_store_events_count(ctkn_store_txn *txn, int64_t *n,
                             struct ctkn_err *err);
+
+/*
+ * The settings topic's events (notification_setting.*, api_key.*) sit in
+ * a table of their own beside the events index, keyed by event ID then
+ * log position, and ctkn_store_events() walks both as one, in event-ID
+ * order (on a tie the event topic's first). The settings projection puts
+ * each applied record's envelope in the transaction that applies it.
+ * code is the caller's (settings.h: ctkn_settings_event_code()), 0..31.
+ */
+struct ctkn_store_setting_event {
+  const char *event_id; /* ^evt_[a-z0-9]{26}$ */
+  int code;
+  int64_t occurred_at; /* µs */
+  int32_t partition;   /* of the settings topic */
+  int64_t offset;
+  const char *json; /* the webhook envelope, len bytes */
+  size_t len;
+};
+/* Put e (replacing an entry of the same event ID and position). Errors:
+ * CTKN_EINVAL (an invalid event ID or code), CTKN_ESTORE. */
+int ctkn_store_put_setting_event(ctkn_store_txn *txn,
+                                 const struct ctkn_store_setting_event *e,
+                                 struct ctkn_err *err);
+/* How many settings events the table holds (0 when it is absent). Errors:
+ * CTKN_ESTORE. */
+int ctkn_store_setting_events_count(ctkn_store_txn *txn, int64_t *n,
+                                    struct ctkn_err *err);
 
 /* ---- side tables: settings and webhook delivery ------------------------- */
 

@@ -211,6 +211,7 @@ struct req {
   char path[CTKN__API_PATH_LOG];
   char key_name[CTKN_APIKEY_NAME_MAX + 1];
   char key_id[CTKN_AKEY_ID_BUF]; /* a key on the log: its ID; else "" */
+  unsigned perms; /* the key's permissions (enum ctkn_perm), once known */
 
   /* What arrived. The strings are borrowed from the transport, valid
    * until the request completes. */

@@ -217,6 +217,14 @@ int ctkn__api_authenticate(struct server *s, struct req *r, unsigned need,
    * permissions, and rotate itself, as Paddle's keys do. */
   bool self = (r->route == R_KEY_GET || r->route == R_KEY_ROTATE) &&
               r->key_id[0] != '\0' && strcmp(r->key_id, r->id) == 0;
+  /* GET /events lists the events of each entity whose read permission
+   * the key holds (events.h): any one of the three will do, and so for
+   * the event types it takes. */
+  if ((r->route == R_EVENTS || r->route == R_EVENT_TYPES) &&
+      (perms & (CTKN_PERM_TOKEN_READ | CTKN_PERM_SETTING_READ |
+                CTKN_PERM_KEY_READ)) != 0)
+    self = true;
+  r->perms = perms;
   if ((perms & need) != need && !self) {
     /* need is one permission's bit, and its name is the last listed (a
      * write lists its read first). */

@@ -2,9 +2,11 @@
  * events.c - GET /events and GET /event-types (events.h), answered on the
  * worker from this replica's projection, as token reads are.
  *
- * Permission: every event /events serves today is a client-side token's
- * (the event topic's), so the route needs client_token.read, the read
- * permission of the events' entity (auth.c's default for reads).
+ * Permission: the read permission of each event's entity
+ * (client_token.read, notification_setting.read, api_key.read). The route
+ * takes a key holding any of them (auth.c) and lists only the events
+ * those cover, so a page is the same for every key alike; an event_type
+ * naming a type the key cannot read is 403 (events.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +92,7 @@ static void route_events(struct server *s, struct req *r)
     ctkn__api_answer_err(r, &err);
     return;
   }
+  p.readable = r->perms;
   if ((base = events_base(s)) == NULL) {
     ctkn__api_answer_code(r, CTKN_ENOMEM, "out of memory");
     return;

@@ -206,6 +206,24 @@ char *ctkn__json_dump(json_t *root)
   return s;
 }
 
+char *ctkn__json_envelope(const char *event_id, const char *event_type,
+                          int64_t occurred_at, json_t *data)
+{
+  json_t *o = data != NULL ? json_object() : NULL;
+  int rc = 0;
+
+  if (o == NULL) {
+    json_decref(data);
+    return NULL;
+  }
+  rc |= ctkn__json_set(o, "event_id", ctkn__json_str(event_id, SIZE_MAX));
+  rc |= ctkn__json_set(o, "event_type", ctkn__json_name(event_type));
+  rc |= ctkn__json_set(o, "occurred_at", ctkn__json_time(occurred_at));
+  rc |= ctkn__json_set(o, "notification_id", json_null());
+  rc |= ctkn__json_set(o, "data", data);
+  return ctkn__json_dump(ctkn__json_checked(o, rc));
+}
+
 /* {first: a, second: b}; takes ownership of a and b, even on failure. */
 json_t *ctkn__json_pair(const char *first, json_t *a, const char *second,
                         json_t *b)

@@ -59,6 +59,14 @@ char *ctkn_json_akey(const struct ctkn_akey *k, int64_t now, const char *key,
   return ctkn__json_doc(akey_obj(k, now, key), true, request_id);
 }
 
+char *ctkn_json_akey_event(const struct ctkn_akey_event *ev)
+{
+  /* The key as it stood when the event occurred, without its secret. */
+  return ctkn__json_envelope(ev->event_id, ctkn_akey_type_str(ev->type),
+                             ev->occurred_at,
+                             akey_obj(&ev->data, ev->occurred_at, NULL));
+}
+
 char *ctkn_json_akeys_page(const struct ctkn_akey *k, size_t n, int64_t now,
                            const struct ctkn_pagination *page,
                            const char *request_id)

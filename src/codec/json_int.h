@@ -39,6 +39,11 @@ json_t *ctkn__json_pair(const char *first, json_t *a, const char *second,
 /* {"data": o}, with "meta" when meta; takes ownership of o. Caller owns
  * the string; release with free(). NULL when out of memory. */
 char *ctkn__json_doc(json_t *o, bool meta, const char *request_id);
+/* A webhook envelope of data (taken, even on failure): {"event_id",
+ * "event_type", "occurred_at", "notification_id": null, "data"}, dumped;
+ * NULL when out of memory. */
+char *ctkn__json_envelope(const char *event_id, const char *event_type,
+                          int64_t occurred_at, json_t *data);
 /* o, or NULL (o released) when rc says a ctkn__json_set() failed. */
 json_t *ctkn__json_checked(json_t *o, int rc);
 /* A request body that must be one JSON object: *out is a new reference.

@@ -296,6 +296,12 @@ char *ctkn_json_destination(const struct ctkn_destination *d,
   return ctkn__json_doc(destination_obj(d, secret), true, request_id);
 }
 
+char *ctkn_json_setting_event(const struct ctkn_setting_event *ev)
+{
+  return ctkn__json_envelope(ev->event_id, ctkn_setting_type_str(ev->type),
+                             ev->occurred_at, destination_obj(&ev->data, NULL));
+}
+
 char *ctkn_json_destinations(const struct ctkn_destination *d, size_t n,
                              const char *request_id)
 {

@@ -86,7 +86,8 @@ const char *const ctkn__store_table_names[T_COUNT] = {"meta",
                                                       "deliveries",
                                                       "delivery_attempts",
                                                       "delivery_offsets",
-                                                      "delivery_log"};
+                                                      "delivery_log",
+                                                      "setting_events"};
 
 const MDB_val ctkn__store_revoked_key = {7, "revoked"};
 

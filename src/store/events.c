@@ -17,6 +17,13 @@
  * A history value that does not decode as an event (only a foreign or
  * corrupt writer puts one) is indexed under 30 zero bytes, so the counts
  * still agree, and never listed. The index is derived: not in the digest.
+ *
+ * Beside it, setting_events holds the settings topic's events (store.h):
+ * key the event ID, then the settings partition (BE u32) and offset (BE
+ * u64); value the code (1 byte), occurred_at (u64 BE µs) and the webhook
+ * envelope, put by the settings projection (settings.c, which also fills
+ * it for a projection from before it). A walk merges the two tables by
+ * event ID (ties: the index's first), each from its own cursor.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,8 +206,20 @@ int ctkn_store_events_count(ctkn_store_txn *t, int64_t *n, struct ctkn_err *err)
   return CTKN_OK;
 }
 
-/* Whether the entry at (k, v) passes f (false also for an undecodable
- * one's zeros); its type and time into *e. */
+/* Whether an entry of type and time passes f's type mask (over mask,
+ * 0: every type, unless none) and time bounds. */
+static bool in_bounds(const struct ctkn_store_events_filter *f, int type,
+                      int64_t at, unsigned mask)
+{
+  if (mask != 0 && (type < 0 || type >= 32 || !(mask & (1u << type))))
+    return false;
+  if (f->has_from && at < f->from_us)
+    return false;
+  return !(f->has_to && at >= f->to_us);
+}
+
+/* Whether the event-topic entry at (k, v) passes f (false also for an
+ * undecodable one's zeros); its type and time into *e. */
 static bool selected(const struct ctkn_store_events_filter *f, const MDB_val *k,
                      const MDB_val *v, struct ctkn_store_indexed_event *e)
 {
@@ -210,11 +229,7 @@ static bool selected(const struct ctkn_store_events_filter *f, const MDB_val *k,
     return false;
   e->type = vb[0];
   e->occurred_at = (int64_t)ctkn__get_be(vb + 1, 8);
-  if (f->type_mask != 0 && (e->type >= 32 || !(f->type_mask & (1u << e->type))))
-    return false;
-  if (f->has_from && e->occurred_at < f->from_us)
-    return false;
-  return !(f->has_to && e->occurred_at >= f->to_us);
+  return in_bounds(f, e->type, e->occurred_at, f->type_mask);
 }
 
 /* The history entry an index entry names, into e. */
@@ -243,31 +258,93 @@ static int load_event(ctkn_store_txn *t, const MDB_val *k,
   e->ev.offset = o;
   e->ev.value = body.p;
   e->ev.len = body.n;
+  e->json = NULL;
+  e->json_len = 0;
   return CTKN_OK;
 }
 
-/* Position c at the walk's first entry (an LMDB code). */
-static int walk_start(MDB_cursor *c, const struct ctkn_store_events_filter *f,
-                      MDB_val *k, MDB_val *v)
+/* A settings event's entry (k, v) into e, when it passes f. */
+static bool setting_selected(const struct ctkn_store_events_filter *f,
+                             const MDB_val *k, const MDB_val *v,
+                             struct ctkn_store_indexed_event *e)
 {
-  uint8_t from[EVT_KEY_LEN];
+  const uint8_t *kb = k->mv_data, *vb = v->mv_data;
+
+  e->type = vb[0];
+  e->occurred_at = (int64_t)ctkn__get_be(vb + 1, 8);
+  if (!in_bounds(f, e->type, e->occurred_at, f->setting_mask))
+    return false;
+  memset(&e->ev, 0, sizeof(e->ev));
+  memcpy(e->event_id, kb, CTKN_EVT_ID_LEN);
+  e->event_id[CTKN_EVT_ID_LEN] = '\0';
+  e->ev.partition = (int32_t)ctkn__get_be(kb + CTKN_EVT_ID_LEN, 4);
+  e->ev.offset = (int64_t)ctkn__get_be(kb + CTKN_EVT_ID_LEN + 4, 8);
+  e->json = (const char *)vb + EVT_VALUE_LEN;
+  e->json_len = v->mv_size - EVT_VALUE_LEN;
+  return true;
+}
+
+/* One table a walk reads: its cursor and where it stands. */
+struct source {
+  MDB_cursor *c;
+  MDB_val k, v;
+  int rc;      /* MDB_SUCCESS while (k, v) is its next entry */
+  size_t tail; /* key bytes after the event ID */
+  int table;   /* T_EVENTS or T_SEVENTS */
+};
+
+/* Position s at the walk's first entry (an LMDB code). */
+static int walk_start(struct source *s,
+                      const struct ctkn_store_events_filter *f)
+{
+  uint8_t from[CTKN_EVT_ID_LEN + HIST_KEY_LEN];
   bool after = f->after != NULL && f->after[0] != '\0';
   int rc;
 
   if (!after)
-    return mdb_cursor_get(c, k, v, f->desc ? MDB_LAST : MDB_FIRST);
+    return mdb_cursor_get(s->c, &s->k, &s->v, f->desc ? MDB_LAST : MDB_FIRST);
   /* Past every entry of the after ID: its 30 bytes, then 0xff (asc); or
    * before its first (desc). */
   memcpy(from, f->after, CTKN_EVT_ID_LEN);
-  memset(from + CTKN_EVT_ID_LEN, f->desc ? 0x00 : 0xff, HIST_KEY_LEN);
-  k->mv_size = sizeof(from);
-  k->mv_data = from;
-  rc = mdb_cursor_get(c, k, v, MDB_SET_RANGE);
+  memset(from + CTKN_EVT_ID_LEN, f->desc ? 0x00 : 0xff, s->tail);
+  s->k.mv_size = CTKN_EVT_ID_LEN + s->tail;
+  s->k.mv_data = from;
+  rc = mdb_cursor_get(s->c, &s->k, &s->v, MDB_SET_RANGE);
   if (!f->desc)
     return rc;
   if (rc == MDB_NOTFOUND)
-    return mdb_cursor_get(c, k, v, MDB_LAST);
-  return rc == MDB_SUCCESS ? mdb_cursor_get(c, k, v, MDB_PREV) : rc;
+    return mdb_cursor_get(s->c, &s->k, &s->v, MDB_LAST);
+  return rc == MDB_SUCCESS ? mdb_cursor_get(s->c, &s->k, &s->v, MDB_PREV) : rc;
+}
+
+/* The source whose entry comes next in f's order; NULL when both are
+ * done. On a tie of event IDs the event topic's comes first ascending
+ * (and so last descending). */
+static struct source *next_source(struct source *s, int n, bool desc)
+{
+  struct source *best = NULL;
+
+  for (int i = 0; i < n; i++) {
+    if (s[i].rc != MDB_SUCCESS)
+      continue;
+    if (best == NULL) {
+      best = &s[i];
+      continue;
+    }
+    int c = memcmp(s[i].k.mv_data, best->k.mv_data, CTKN_EVT_ID_LEN);
+    if (desc ? c >= 0 : c < 0)
+      best = &s[i];
+  }
+  return best;
+}
+
+/* Whether s's entry is well formed. */
+static bool entry_ok(const struct source *s)
+{
+  if (s->k.mv_size != CTKN_EVT_ID_LEN + s->tail)
+    return false;
+  return s->table == T_EVENTS ? s->v.mv_size == EVT_VALUE_LEN
+                              : s->v.mv_size >= EVT_VALUE_LEN;
 }
 
 int ctkn_store_events(ctkn_store_txn *t,
@@ -275,36 +352,103 @@ int ctkn_store_events(ctkn_store_txn *t,
                       ctkn_store_events_cb cb, void *arg, struct ctkn_err *err)
 {
   struct ctkn_store_indexed_event e;
-  MDB_cursor *c;
-  MDB_val k, v;
-  int rc;
+  struct source src[2], *s;
+  int n = 0, rc = CTKN_OK;
+  bool stopped = false;
 
   if (f->after != NULL && f->after[0] != '\0' &&
       !ctkn_id_valid("evt_", f->after))
     return ctkn__err_field(err, CTKN_EINVAL, "after",
                            "must be an event ID (^evt_[a-z0-9]{26}$)");
-  if (t->st->absent[T_EVENTS])
+  if (!f->skip_tokens && t->st->absent[T_EVENTS])
     return ctkn__err(err, CTKN_ENOTFOUND,
                      "this projection has no events index yet: open it once "
                      "with a writer (ctkn project)");
-  if ((rc = ctkn__store_cursor(t, T_EVENTS, &c, err)) != CTKN_OK)
-    return rc;
-  for (rc = walk_start(c, f, &k, &v); rc == MDB_SUCCESS;
-       rc = mdb_cursor_get(c, &k, &v, f->desc ? MDB_PREV : MDB_NEXT)) {
-    if (k.mv_size != EVT_KEY_LEN || v.mv_size != EVT_VALUE_LEN) {
-      mdb_cursor_close(c);
-      return ctkn__store_corrupt(err, T_EVENTS);
-    }
-    if (!selected(f, &k, &v, &e))
-      continue;
-    if ((rc = load_event(t, &k, &e, err)) != CTKN_OK ||
-        (rc = cb(arg, &e)) != 0) {
-      mdb_cursor_close(c);
-      return rc > 0 ? CTKN_OK : rc;
-    }
+  memset(src, 0, sizeof(src));
+  if (!f->skip_tokens)
+    src[n++] = (struct source){.tail = HIST_KEY_LEN, .table = T_EVENTS};
+  if (f->setting_mask != 0 && !t->st->absent[T_SEVENTS])
+    src[n++] = (struct source){.tail = SEVT_TAIL_LEN, .table = T_SEVENTS};
+  for (int i = 0; i < n && rc == CTKN_OK; i++) {
+    if ((rc = ctkn__store_cursor(t, src[i].table, &src[i].c, err)) == CTKN_OK)
+      src[i].rc = walk_start(&src[i], f);
+    else
+      n = i;
   }
-  mdb_cursor_close(c);
-  if (rc != MDB_NOTFOUND)
-    return ctkn__store_lmdb_err(err, rc, "walk events");
+  while (rc == CTKN_OK && (s = next_source(src, n, f->desc)) != NULL) {
+    bool take;
+    if (!entry_ok(s)) {
+      rc = ctkn__store_corrupt(err, s->table);
+      break;
+    }
+    if (s->table == T_EVENTS) {
+      take = selected(f, &s->k, &s->v, &e);
+      if (take)
+        rc = load_event(t, &s->k, &e, err);
+    } else {
+      take = setting_selected(f, &s->k, &s->v, &e);
+    }
+    if (rc == CTKN_OK && take && (rc = cb(arg, &e)) != 0) {
+      stopped = rc > 0; /* a full page, not an error */
+      break;
+    }
+    s->rc = mdb_cursor_get(s->c, &s->k, &s->v, f->desc ? MDB_PREV : MDB_NEXT);
+  }
+  for (int i = 0; i < n; i++) {
+    if (rc == CTKN_OK && src[i].rc != MDB_SUCCESS && src[i].rc != MDB_NOTFOUND)
+      rc = ctkn__store_lmdb_err(err, src[i].rc, "walk events");
+    mdb_cursor_close(src[i].c);
+  }
+  return stopped ? CTKN_OK : rc;
+}
+
+/* ---- the settings topic's events ---------------------------------------- */
+
+int ctkn_store_put_setting_event(ctkn_store_txn *t,
+                                 const struct ctkn_store_setting_event *e,
+                                 struct ctkn_err *err)
+{
+  uint8_t key[SEVT_KEY_LEN], *val;
+  MDB_val k = {sizeof(key), key}, v;
+  int rc;
+
+  if (e->event_id == NULL || !ctkn_id_valid("evt_", e->event_id))
+    return ctkn__err_field(err, CTKN_EINVAL, "event_id",
+                           "must be an event ID (^evt_[a-z0-9]{26}$)");
+  if (e->code < 0 || e->code >= 32 || e->partition < 0 || e->offset < 0)
+    return ctkn__err_field(err, CTKN_EINVAL, "code",
+                           "must be 0..31, at a log position");
+  if (!t->write || t->st->absent[T_SEVENTS])
+    return ctkn__err(err, CTKN_EINTERNAL, "setting events: not writable");
+  memcpy(key, e->event_id, CTKN_EVT_ID_LEN);
+  ctkn__put_be32(key + CTKN_EVT_ID_LEN, (uint32_t)e->partition);
+  ctkn__put_be64(key + CTKN_EVT_ID_LEN + 4, (uint64_t)e->offset);
+  if ((val = malloc(EVT_VALUE_LEN + e->len)) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "setting events: out of memory");
+  val[0] = (uint8_t)e->code;
+  ctkn__put_be64(val + 1, (uint64_t)e->occurred_at);
+  if (e->len > 0)
+    memcpy(val + EVT_VALUE_LEN, e->json, e->len);
+  v.mv_size = EVT_VALUE_LEN + e->len;
+  v.mv_data = val;
+  rc = mdb_put(t->txn, t->st->dbi[T_SEVENTS], &k, &v, 0);
+  free(val);
+  return rc == MDB_SUCCESS
+             ? CTKN_OK
+             : ctkn__store_write_err(t->st, err, rc, "put setting events");
+}
+
+int ctkn_store_setting_events_count(ctkn_store_txn *t, int64_t *n,
+                                    struct ctkn_err *err)
+{
+  MDB_stat s;
+  int rc;
+
+  *n = 0;
+  if (t->st->absent[T_SEVENTS])
+    return CTKN_OK;
+  if ((rc = mdb_stat(t->txn, t->st->dbi[T_SEVENTS], &s)) != MDB_SUCCESS)
+    return ctkn__store_lmdb_err(err, rc, "stat setting events");
+  *n = (int64_t)s.ms_entries;
   return CTKN_OK;
 }

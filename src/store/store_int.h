@@ -68,6 +68,7 @@ enum {
   T_DLV_ATT,
   T_DLV_OFFSETS,
   T_DLV_LOG,
+  T_SEVENTS,
   T_COUNT
 };
 #define T_FIRST_LATER T_POSITIONS
@@ -81,6 +82,8 @@ extern const char *const ctkn__store_table_names[T_COUNT];
 #define POS_VALUE_LEN   (8 + HIST_KEY_LEN) /* offset, token ID, version */
 #define EVT_KEY_LEN     (CTKN_EVT_ID_LEN + HIST_KEY_LEN) /* event ID, hkey */
 #define EVT_VALUE_LEN   (1 + 8) /* type, occurred_at (u64 BE) */
+#define SEVT_TAIL_LEN   (4 + 8) /* settings partition, offset (BE) */
+#define SEVT_KEY_LEN    (CTKN_EVT_ID_LEN + SEVT_TAIL_LEN)
 
 struct ctkn_store {
   MDB_env *env;

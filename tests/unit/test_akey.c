@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 
 #include "ctkn/akey.h"
 #include "ctkn/apikey.h"
 #include "ctkn/codec.h"
+#include "ctkn/events.h"
 #include "ctkn/keycmd.h"
 #include "ctkn/keylog.h"
 #include "ctkn/settings.h"
@@ -414,6 +416,95 @@ static void test_used_appends_without_a_version(void **state)
   assert_int_equal(fake_log_end(f->t.log, STOPIC, 0), 3);
 }
 
+/* GET /events's page over the projection, every type. */
+static char *events_page(struct fx *f)
+{
+  struct ctkn_events_params p;
+  struct ctkn_err err = {0};
+  char *json = NULL;
+
+  ctkn_events_params_init(&p);
+  p.per_page = 200;
+  if (ctkn_events_list(f->t.st, &p, "/events", "rid", &json, &err) != CTKN_OK)
+    fail_msg("events: %s", err.msg);
+  return json;
+}
+
+/* What a build from before the settings events left: their table empty,
+ * and no note of how far they are filled. Raw LMDB, store closed. */
+static void forget_setting_events(struct fx *f)
+{
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  uint8_t k[8] = {'e', 'v', 'i', 'x', 0, 0, 0, 0};
+  MDB_val key = {sizeof(k), k};
+
+  ctkn_store_close(f->t.st);
+  f->t.st = NULL;
+  assert_int_equal(mdb_env_create(&env), 0);
+  assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+  assert_int_equal(mdb_env_open(env, f->t.dir, MDB_NOTLS, 0600), 0);
+  assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  assert_int_equal(mdb_dbi_open(txn, "setting_events", 0, &dbi), 0);
+  assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+  assert_int_equal(mdb_dbi_open(txn, "settings_offsets", 0, &dbi), 0);
+  assert_int_equal(mdb_del(txn, dbi, &key, NULL), 0);
+  assert_int_equal(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+  tk_reopen(&f->t);
+}
+
+static void test_settings_events_are_filled_for_an_older_projection(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_keycmd_outcome a, b, rv;
+  ctkn_settings_follower *sf = NULL;
+  struct ctkn_err err = {0};
+  struct ctkn_akey k;
+  ctkn_store_txn *txn;
+  char *before, *after, reason[64] = "";
+
+  create(f, "one", CTKN_PERM_TOKEN_READ, 0, &a);
+  create(f, "two", CTKN_PERM_KEY_READ, 0, &b);
+  change(f, CTKN_AKEY_CMD_REVOKE, a.key.id, 0, &rv);
+  before = events_page(f);
+  assert_non_null(strstr(before, "\"api_key.created\""));
+  assert_non_null(strstr(before, "\"api_key.revoked\""));
+  assert_non_null(strstr(before, b.key.id));
+
+  forget_setting_events(f);
+  after = events_page(f);
+  assert_null(strstr(after, "api_key."));
+  free(after);
+  /* The follower reads the partition again from where its events stop
+   * and fills them, applying nothing twice. */
+  assert_int_equal(ctkn_settings_follower_open(&sf, f->t.st, &f->t.cfg, &err),
+                   CTKN_OK);
+  assert_int_equal(ctkn_settings_follower_catch_up(sf, &err), CTKN_OK);
+  for (int i = 0; i < 20; i++) {
+    size_t n = 0;
+    assert_int_equal(ctkn_settings_follower_poll(sf, 10, &n, &err), CTKN_OK);
+  }
+  ctkn_settings_follower_close(sf);
+  after = events_page(f);
+  /* The same events, byte for byte, but for the request's own meta. */
+  *strstr(before, "],\"meta\"") = '\0';
+  *strstr(after, "],\"meta\"") = '\0';
+  assert_string_equal(after, before);
+  free(before);
+  free(after);
+  assert_int_equal(ctkn_store_begin(f->t.st, false, &txn, NULL), CTKN_OK);
+  assert_int_equal(ctkn_keylog_get(txn, a.key.id, &k, NULL), CTKN_OK);
+  ctkn_store_abort(txn);
+  assert_int_equal(k.version, 2);
+  assert_int_equal(fate_of(f, 0, reason, sizeof(reason)), 'a');
+  /* Filled once: a follower opened again reads nothing below. */
+  assert_int_equal(ctkn_settings_follower_open(&sf, f->t.st, &f->t.cfg, &err),
+                   CTKN_OK);
+  ctkn_settings_follower_close(sf);
+}
+
 static void test_import_moves_file_keys_through_a_hash_index(void **state)
 {
   struct fx *f = *state;
@@ -605,6 +696,9 @@ int main(void)
           test_expired_key_is_refused_and_shows_expired, setup, teardown),
       cmocka_unit_test_setup_teardown(test_used_appends_without_a_version,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_settings_events_are_filled_for_an_older_projection, setup,
+          teardown),
       cmocka_unit_test_setup_teardown(
           test_import_moves_file_keys_through_a_hash_index, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_records_are_quarantined, setup,

@@ -39,6 +39,7 @@
 #include "ctkn/diag.h"
 #include "ctkn/error.h"
 #include "ctkn/event.h"
+#include "ctkn/keylog.h"
 #include "ctkn/log.h"
 #include "ctkn/projector.h"
 #include "ctkn/query.h"
@@ -65,7 +66,7 @@
 
 static char keydir[64], keyfile[128];
 static char auth_reader[80], auth_writer[80], auth_setread[80],
-    auth_setwrite[80];
+    auth_setwrite[80], auth_allread[80], auth_keyread[80];
 static const uint8_t deploy_key[CTKN_KEY_LEN] = {1, 2, 3, 4, 5, 6, 7, 8};
 
 static void make_key(const char *name, unsigned perms, char *auth, size_t cap)
@@ -101,6 +102,10 @@ static int group_setup(void **state)
            sizeof(auth_setread));
   make_key("setwrite", CTKN_PERM_SETTING_WRITE, auth_setwrite,
            sizeof(auth_setwrite));
+  make_key("allread",
+           CTKN_PERM_TOKEN_READ | CTKN_PERM_SETTING_READ | CTKN_PERM_KEY_READ,
+           auth_allread, sizeof(auth_allread));
+  make_key("keyread", CTKN_PERM_KEY_READ, auth_keyread, sizeof(auth_keyread));
   return 0;
 }
 
@@ -727,15 +732,23 @@ static void test_events_filter_by_type_and_time(void **state)
   assert_contains(jstr(pagination_of(j), "next"),
                   "event_type=client_token.revoked&");
   json_decref(j);
-  /* Types no projection holds yet select nothing; with others, theirs. */
-  j = get_json(f, "/events?event_type=api_key.created", auth_reader);
+  /* A type the log holds none of selects nothing; the settings topic's
+   * beside the tokens'. */
+  j = get_json(f, "/events?event_type=api_key.expiring", auth_allread);
   assert_int_equal(json_array_size(json_object_get(j, "data")), 0);
   json_decref(j);
   j = get_json(f,
                "/events?event_type=notification_setting.created,"
                "client_token.created",
-               auth_reader);
-  assert_int_equal(json_array_size(json_object_get(j, "data")), NTOK);
+               auth_allread);
+  assert_int_equal(json_array_size(json_object_get(j, "data")), NTOK + NDEST);
+  json_decref(j);
+  j = get_json(f, "/events?event_type=notification_setting.updated",
+               auth_setread);
+  data = json_object_get(j, "data");
+  assert_int_equal(json_array_size(data), 1);
+  assert_string_equal(
+      jstr(json_object_get(json_array_get(data, 0), "data"), "id"), f->dest[1]);
   json_decref(j);
   /* Repeated, as Paddle's Go SDK sends a list: the values add up. */
   j = get_json(f,
@@ -790,10 +803,17 @@ static void test_events_parameters_and_permissions_are_checked(void **state)
               call(f, "GET", "/events?status=active", NULL, "Authorization",
                    auth_reader, NULL),
               400, "invalid_field", "status");
-  /* The events' entity's read permission: client_token.read. */
-  check_error(
-      f, call(f, "GET", "/events", NULL, "Authorization", auth_setread, NULL),
-      403, "forbidden", NULL);
+  /* Each event's entity's read permission: a type the key cannot read,
+   * named, is 403 (unnamed, its events are left out). */
+  check_detail(f,
+               call(f, "GET", "/events?event_type=client_token.created", NULL,
+                    "Authorization", auth_setread, NULL),
+               403, "forbidden", NULL, "client_token.read");
+  check_detail(f,
+               call(f, "GET",
+                    "/events?event_type=client_token.created,api_key.revoked",
+                    NULL, "Authorization", auth_reader, NULL),
+               403, "forbidden", NULL, "api_key.read");
   check_error(f, call(f, "GET", "/events", NULL, NULL), 403,
               "authentication_missing", NULL);
   struct req *r =
@@ -846,6 +866,9 @@ static void test_event_types_lists_every_type_with_its_group(void **state)
               400, "invalid_field", "per_page");
   check_error(f, call(f, "GET", "/event-types", NULL, NULL), 403,
               "authentication_missing", NULL);
+  /* Any key that may read some events' entity lists the types. */
+  json_decref(get_json(f, "/event-types", auth_keyread));
+  json_decref(get_json(f, "/event-types", auth_setread));
 }
 
 /* ---- the dashboard ------------------------------------------------------ */
@@ -1248,6 +1271,173 @@ static void test_keys_on_the_log_authenticate_until_revoked(void **st)
            NULL);
   assert_int_equal(r->status, 200);
   done(f, r);
+}
+
+/* The event types of a page, "a,b,c", and its event IDs strictly
+ * ascending (or fail). */
+static void page_types(json_t *j, char *out, size_t cap)
+{
+  char prev[CTKN_EVT_ID_LEN + 1] = "";
+  size_t i, n = 0;
+  json_t *v;
+
+  out[0] = '\0';
+  json_array_foreach(json_object_get(j, "data"), i, v)
+  {
+    assert_true(strcmp(jstr(v, "event_id"), prev) > 0);
+    snprintf(prev, sizeof(prev), "%s", jstr(v, "event_id"));
+    n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? "," : "",
+                          jstr(v, "event_type"));
+    assert_true(n < cap);
+  }
+}
+
+static void test_events_serve_the_settings_topics_events(void **st)
+{
+  struct fx *f = *st;
+  struct ctkn_akey_command c;
+  struct ctkn_akey_event ev, used, rv;
+  char key[CTKN_AKEY_BUF], types[1024];
+  json_t *j, *v;
+  size_t i;
+
+  /* A key created, used and revoked on the settings topic. */
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_CREATE);
+  assert_int_equal(ctkn_akey_command_set_name(&c, "fleet", 5, NULL), CTKN_OK);
+  assert_int_equal(ctkn_akey_command_set_perms(&c, CTKN_PERM_TOKEN_READ, NULL),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_akey_plan(NULL, &c, CTKN_ENV_SANDBOX, ctkn_now_us(), &ev, key, NULL),
+      CTKN_AKEY_PLAN_APPEND);
+  project_akey(f, &ev);
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_USED);
+  c.used_at = ctkn_now_us() + 1000;
+  assert_int_equal(ctkn_akey_plan(&ev.data, &c, CTKN_ENV_SANDBOX,
+                                  ctkn_now_us() + 1000, &used, NULL, NULL),
+                   CTKN_AKEY_PLAN_APPEND);
+  project_akey(f, &used);
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_REVOKE);
+  assert_int_equal(ctkn_akey_plan(&ev.data, &c, CTKN_ENV_SANDBOX,
+                                  ctkn_now_us() + 2000, &rv, NULL, NULL),
+                   CTKN_AKEY_PLAN_APPEND);
+  project_akey(f, &rv);
+
+  /* Every read: both topics in one event-ID order, the used record no
+   * event; the estimate counts both. */
+  j = get_json(f, "/events?per_page=200", auth_allread);
+  page_types(j, types, sizeof(types));
+  assert_int_equal(json_array_size(json_object_get(j, "data")),
+                   NEVENT + NDEST + 1 + 2);
+  assert_contains(types, "notification_setting.created");
+  assert_contains(types, "notification_setting.updated");
+  assert_contains(types, "api_key.created");
+  assert_contains(types, "api_key.revoked");
+  assert_null(strstr(types, "api_key.used"));
+  assert_int_equal(
+      json_integer_value(json_object_get(pagination_of(j), "estimated_total")),
+      NEVENT + NDEST + 1 + 2);
+  /* Envelopes as webhooks carry them, never a secret or a hash. */
+  json_array_foreach(json_object_get(j, "data"), i, v)
+  {
+    const char *t = jstr(v, "event_type");
+    json_t *d = json_object_get(v, "data");
+    if (strncmp(t, "client_token.", 13) == 0)
+      continue;
+    assert_true(json_is_null(json_object_get(v, "notification_id")));
+    assert_non_null(jstr(v, "occurred_at"));
+    if (strcmp(t, "notification_setting.created") == 0 &&
+        strcmp(jstr(d, "id"), f->dest[0]) == 0) {
+      assert_string_equal(jstr(d, "destination"), HOOK);
+      assert_null(json_object_get(d, "endpoint_secret_key"));
+    }
+    if (strncmp(t, "api_key.", 8) == 0) {
+      static const char *const fields[] = {
+          "id",           "name",        "description",
+          "status",       "permissions", "expires_at",
+          "last_used_at", "created_at",  "updated_at"};
+      assert_string_equal(jstr(d, "id"), ev.data.id);
+      assert_int_equal(json_object_size(d), CTKN__ARRAY_LEN(fields));
+      for (size_t k = 0; k < CTKN__ARRAY_LEN(fields); k++)
+        assert_non_null(json_object_get(d, fields[k]));
+      assert_string_equal(jstr(d, "status"), strcmp(t, "api_key.revoked") == 0
+                                                 ? "revoked"
+                                                 : "active");
+    }
+  }
+  char *dump = json_dumps(j, 0);
+  for (int k = 0; k < NDEST; k++)
+    assert_null(strstr(dump, f->secret[k]));
+  assert_null(strstr(dump, key));
+  free(dump);
+  /* The same page walked two at a time, both ways, is the same events. */
+  char walked[1024] = "", target[256], after[CTKN_EVT_ID_LEN + 1] = "";
+  for (int pages = 0;; pages++) {
+    snprintf(target, sizeof(target), "/events?per_page=2%s%s",
+             after[0] ? "&after=" : "", after);
+    json_t *p = get_json(f, target, auth_allread);
+    char part[256];
+    page_types(p, part, sizeof(part));
+    size_t n = strlen(walked);
+    snprintf(walked + n, sizeof(walked) - n, "%s%s", n && part[0] ? "," : "",
+             part);
+    json_t *data = json_object_get(p, "data");
+    if (json_array_size(data) > 0)
+      snprintf(
+          after, sizeof(after), "%s",
+          jstr(json_array_get(data, json_array_size(data) - 1), "event_id"));
+    bool more = json_is_true(json_object_get(pagination_of(p), "has_more"));
+    json_decref(p);
+    assert_true(pages < 20);
+    if (!more)
+      break;
+  }
+  assert_string_equal(walked, types);
+  json_t *d =
+      get_json(f, "/events?per_page=200&order_by=id[DESC]", auth_allread);
+  for (i = 0; i < json_array_size(json_object_get(j, "data")); i++)
+    assert_true(json_equal(
+        json_array_get(json_object_get(j, "data"), i),
+        json_array_get(json_object_get(d, "data"),
+                       json_array_size(json_object_get(j, "data")) - 1 - i)));
+  json_decref(d);
+  json_decref(j);
+
+  /* Each key sees its entities' events only. */
+  j = get_json(f, "/events?per_page=200", auth_reader);
+  page_types(j, types, sizeof(types));
+  assert_null(strstr(types, "notification_setting."));
+  assert_null(strstr(types, "api_key."));
+  assert_int_equal(json_array_size(json_object_get(j, "data")), NEVENT);
+  json_decref(j);
+  j = get_json(f, "/events?per_page=200", auth_keyread);
+  page_types(j, types, sizeof(types));
+  assert_string_equal(types, "api_key.created,api_key.revoked");
+  json_decref(j);
+  j = get_json(f, "/events?per_page=200", auth_setread);
+  page_types(j, types, sizeof(types));
+  assert_string_equal(types, "notification_setting.created,"
+                             "notification_setting.created,"
+                             "notification_setting.created,"
+                             "notification_setting.updated");
+  json_decref(j);
+  j = get_json(f, "/events?event_type=api_key.revoked", auth_keyread);
+  assert_int_equal(json_array_size(json_object_get(j, "data")), 1);
+  json_decref(j);
+
+  /* The settings topic stopped behind a newer record: its events may be
+   * behind it, so a page that would list them fails closed; the tokens'
+   * alone do not wait for it. */
+  struct ctkn_err err = {0};
+  ctkn_store_txn *t;
+  assert_int_equal(ctkn_store_begin(f->st, true, &t, &err), CTKN_OK);
+  assert_int_equal(ctkn_keylog_pause(t, 0, 5000, &err), CTKN_OK);
+  assert_int_equal(ctkn_store_commit(t, &err), CTKN_OK);
+  check_detail(
+      f, call(f, "GET", "/events", NULL, "Authorization", auth_allread, NULL),
+      503, "service_unavailable", NULL, "newer schema");
+  j = get_json(f, "/events?per_page=200", auth_reader);
+  assert_int_equal(json_array_size(json_object_get(j, "data")), NEVENT);
+  json_decref(j);
 }
 
 static void test_rate_limit_covers_keys_on_the_log(void **st)
@@ -2603,6 +2793,7 @@ int main(void)
       T(test_verify_answers_active_revoked_and_unknown),
       T(test_authentication_failures_are_403_with_paddles_codes),
       T(test_keys_on_the_log_authenticate_until_revoked),
+      T(test_events_serve_the_settings_topics_events),
       T(test_rate_limit_covers_keys_on_the_log),
       T(test_rate_limit_answers_429_with_retry_after),
       T(test_unknown_paths_are_404_and_other_methods_405),
