@@ -234,6 +234,10 @@ void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr);
 /* The root's public key (borrowed for the gate's life), which verifies
  * positional keyring records; without it they are quarantined. */
 void ctkn_gate_set_root(ctkn_gate *g, const ctkn_pubkey *root);
+/* Count the settings keyring's revocations everywhere too, before their
+ * position: a rebuild or an audit, which makes a revocation retroactive
+ * (judged by the settings keyring the caller holds). Set before feeding. */
+void ctkn_gate_set_retroactive(ctkn_gate *g);
 /* The version of partition p's released positional keyring (0: none). */
 uint64_t ctkn_gate_keyring_version(const ctkn_gate *g, int32_t p);
 /* Feed record m (borrowed until it comes out or the partition is reset),

@@ -99,7 +99,8 @@ struct pubc {
 };
 
 struct ctkn_gate {
-  bool midstream; /* ctkn_gate_set_midstream() */
+  bool midstream;   /* ctkn_gate_set_midstream() */
+  bool retroactive; /* ctkn_gate_set_retroactive() */
   const struct ctkn_keyring *kr;
   const ctkn_pubkey *root; /* ctkn_gate_set_root(); NULL: none */
   struct pubc *pubs; /* writer keys' public keys by ID, made on first use */
@@ -137,6 +138,11 @@ void ctkn_gate_adopt(ctkn_gate *g, int32_t p, int64_t end)
 void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr)
 {
   g->kr = kr; /* the public keys cached stay: a key ID names one key */
+}
+
+void ctkn_gate_set_retroactive(ctkn_gate *g)
+{
+  g->retroactive = true;
 }
 
 void ctkn_gate_set_root(ctkn_gate *g, const ctkn_pubkey *root)
@@ -429,21 +435,24 @@ static bool parse_chain(const struct ctkn_log_header *h,
  * not count: they count from their position, and the settings keyring a
  * reader holds depends on when it read it. A partition with no positional
  * keyring yet (a log from before them) is judged by the settings keyring.
+ * A retroactive gate (rebuild, audit) also counts every revocation of the
+ * settings keyring, wherever the record stands.
  */
 static const struct ctkn_writer_key *key_of(const ctkn_gate *g,
                                             const struct partq *pq,
                                             const char *key_id, bool *revoked)
 {
-  const struct ctkn_writer_key *k = NULL;
+  const struct ctkn_writer_key *k = NULL, *s = ctkn_keyring_find(g->kr, key_id);
+  bool retro = g->retroactive && s != NULL && s->revoked;
 
   if (pq->ring != NULL && (k = ctkn_keyring_find(pq->ring, key_id)) != NULL) {
-    *revoked = k->revoked;
+    *revoked = k->revoked || retro;
     return k;
   }
-  if ((k = ctkn_keyring_find(g->kr, key_id)) == NULL)
+  if (s == NULL)
     return NULL;
-  *revoked = pq->ring == NULL && k->revoked;
-  return k;
+  *revoked = (pq->ring == NULL && s->revoked) || retro;
+  return s;
 }
 
 /* The writer key of m, checked against the keyring, or NULL with r

@@ -1018,6 +1018,17 @@ static void test_a_revocation_counts_from_its_position(void **state)
         assert_string_equal(o[i].reason, ref[i].reason);
       }
     }
+  /* A rebuild makes it retroactive: by the settings keyring it holds,
+   * what the key signed before the revoke's position is refused too. */
+  ctkn_gate_set_keyring(f->gate, &revoked);
+  ctkn_gate_set_root(f->gate, rp);
+  ctkn_gate_set_retroactive(f->gate);
+  k = judge(f, 0, f->n, 0, o, 32);
+  assert_int_equal(k, kref);
+  for (size_t i = 1; i < 3; i++)
+    assert_int_equal(o[i].verdict, CTKN_GATE_QUARANTINE);
+  assert_non_null(strstr(o[1].reason, "revoked"));
+  ctkn_gate_set_keyring(f->gate, &f->kr);
   ctkn_keyring_free(&revoked);
   ctkn_pubkey_free(rp);
   ctkn_seckey_free(root);
