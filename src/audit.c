@@ -435,7 +435,6 @@ static int judge_archive(const char *path, const ctkn_pubkey *root,
       CTKN_OK)
     return rc;
   ctkn_gate_set_root(a.gate, root);
-  ctkn_gate_set_retroactive(a.gate); /* as rebuild: by the newest keyring */
   if ((rc = check_prefixes(path, ad, kr->log_id, a.gate, &r->trust, err)) ==
       CTKN_OK)
     rc = ctkn_archive_read(path, audit_batch, &a, &r->info, err);

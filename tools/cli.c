@@ -116,7 +116,7 @@ static const char usage_text[] =
     "  trust init --root-key FILE     the offline root key pair (FILE,\n"
     "                              FILE.pub)\n"
     "  trust key add --root-key FILE --name NAME --scope TYPE... --out FILE\n"
-    "  trust key revoke KEY_ID --root-key FILE\n"
+    "  trust key revoke KEY_ID --root-key FILE [--retroactive]\n"
     "                              change the keyring (signed by the root)\n"
     "  trust keyring                 the keyring readers judge by\n"
     "  trust keyring place --root-key FILE\n"

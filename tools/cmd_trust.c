@@ -2,7 +2,7 @@
  * cmd_trust.c - the root of trust and the keyring (trust.h):
  *   trust init --root-key FILE        the offline root key pair
  *   trust key add --root-key FILE --name NAME --scope TYPE... --out FILE
- *   trust key revoke KEY_ID --root-key FILE
+ *   trust key revoke KEY_ID --root-key FILE [--retroactive]
  *   trust keyring                     the keyring this reader judges by
  *   trust keyring place --root-key FILE
  *                                     the newest keyring on every event
@@ -216,9 +216,13 @@ static int key_add(struct cli *c)
   return cli_emit(c, rc, json, &err);
 }
 
-/* trust key revoke KEY_ID. */
+/* trust key revoke KEY_ID [--retroactive]: from the revoke's position on
+ * every event partition, or (retroactive) wherever the key's records
+ * stand, for every projection built after it (a rebuild undoes its
+ * past). A key revoked may be revoked again, retroactively. */
 static int key_revoke(struct cli *c, const char *id)
 {
+  const char *retro = cli_value(c, "--retroactive");
   struct ctkn_keyring kr;
   struct ctkn_writer_key *k = NULL;
   ctkn_seckey *root = NULL;
@@ -236,6 +240,7 @@ static int key_revoke(struct cli *c, const char *id)
   }
   if (rc == CTKN_OK) {
     k->revoked = true;
+    k->retroactive = k->retroactive || retro != NULL; /* never undone */
     if ((rc = next_version(&kr, &err)) == CTKN_OK &&
         (rc = publish(c, root, &kr, &err)) == CTKN_OK &&
         (json = ctkn_json_keyring(&kr, id, NULL)) == NULL)

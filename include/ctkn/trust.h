@@ -175,7 +175,11 @@ const char *ctkn_signer_writer(const ctkn_signer *s);
  * that moment. A key the positional keyring lacks (added after it) is
  * judged by the settings keyring, its revocation there ignored. A
  * partition with no positional keyring yet (a log from before them) is
- * judged by the settings keyring, revocations included. A keyring record
+ * judged by the settings keyring, revocations included. A key revoked
+ * retroactively (`trust key revoke --retroactive`) is refused wherever its
+ * records stand, by the newest keyring the reader has: a projection built
+ * after the revoke (rebuild, a new replica) refuses them all, one that
+ * applied them before keeps them until rebuilt. A keyring record
  * comes out as CTKN_GATE_CHECKPOINT (nothing to apply), or quarantined:
  * not signed by the root, for another log, or a lower version than the
  * partition's (the same version again changes nothing).
@@ -234,10 +238,6 @@ void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr);
 /* The root's public key (borrowed for the gate's life), which verifies
  * positional keyring records; without it they are quarantined. */
 void ctkn_gate_set_root(ctkn_gate *g, const ctkn_pubkey *root);
-/* Count the settings keyring's revocations everywhere too, before their
- * position: a rebuild or an audit, which makes a revocation retroactive
- * (judged by the settings keyring the caller holds). Set before feeding. */
-void ctkn_gate_set_retroactive(ctkn_gate *g);
 /* The version of partition p's released positional keyring (0: none). */
 uint64_t ctkn_gate_keyring_version(const ctkn_gate *g, int32_t p);
 /* Feed record m (borrowed until it comes out or the partition is reset),

@@ -119,9 +119,6 @@ int ctkn__ptrust_open(struct ctkn__ptrust **out, ctkn_store *st,
                       const uint8_t root[CTKN_SIGN_PUB_LEN],
                       struct ctkn_err *err);
 void ctkn__ptrust_free(struct ctkn__ptrust *t);
-/* Judge as a rebuild: revocations of the settings keyring count before
- * their position too (ctkn_gate_set_retroactive()). */
-void ctkn__ptrust_set_retroactive(struct ctkn__ptrust *t);
 const struct ctkn_keyring *ctkn__ptrust_keyring(const struct ctkn__ptrust *t);
 /* Before a pass: when a record of src names a writer key the keyring
  * lacks (or there is no keyring yet), read the keyring from the settings

@@ -18,8 +18,8 @@
 #include "store/shared.h"
 
 /* The rebuild's projector on st: with root, judging as a fresh follow
- * does but with every revocation of the keyring as it stands now counted
- * from the log's start (a rebuild makes a revocation retroactive). */
+ * does, by the keyring as it stands now (a key revoked retroactively is
+ * refused from the log's start). */
 static int open_projector(ctkn_projector **p, ctkn_store *st,
                           const struct ctkn_log_config *cfg, ctkn_env env,
                           const uint8_t *root, struct ctkn_err *err)
@@ -29,10 +29,8 @@ static int open_projector(ctkn_projector **p, ctkn_store *st,
   if ((rc = ctkn_projector_open(p, st, cfg, env, err)) != CTKN_OK ||
       root == NULL)
     return rc;
-  if ((rc = ctkn_projector_set_trust(*p, root, err)) == CTKN_OK) {
-    ctkn__ptrust_set_retroactive((*p)->trust);
+  if ((rc = ctkn_projector_set_trust(*p, root, err)) == CTKN_OK)
     rc = ctkn_projector_refresh_keyring(*p, err);
-  }
   return rc;
 }
 

@@ -175,11 +175,6 @@ int ctkn__ptrust_open(struct ctkn__ptrust **out, ctkn_store *st,
   return CTKN_OK;
 }
 
-void ctkn__ptrust_set_retroactive(struct ctkn__ptrust *t)
-{
-  ctkn_gate_set_retroactive(t->gate);
-}
-
 const struct ctkn_keyring *ctkn__ptrust_keyring(const struct ctkn__ptrust *t)
 {
   return &t->kr;

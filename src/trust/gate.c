@@ -99,8 +99,7 @@ struct pubc {
 };
 
 struct ctkn_gate {
-  bool midstream;   /* ctkn_gate_set_midstream() */
-  bool retroactive; /* ctkn_gate_set_retroactive() */
+  bool midstream; /* ctkn_gate_set_midstream() */
   const struct ctkn_keyring *kr;
   const ctkn_pubkey *root; /* ctkn_gate_set_root(); NULL: none */
   struct pubc *pubs; /* writer keys' public keys by ID, made on first use */
@@ -138,11 +137,6 @@ void ctkn_gate_adopt(ctkn_gate *g, int32_t p, int64_t end)
 void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr)
 {
   g->kr = kr; /* the public keys cached stay: a key ID names one key */
-}
-
-void ctkn_gate_set_retroactive(ctkn_gate *g)
-{
-  g->retroactive = true;
 }
 
 void ctkn_gate_set_root(ctkn_gate *g, const ctkn_pubkey *root)
@@ -435,18 +429,20 @@ static bool parse_chain(const struct ctkn_log_header *h,
  * not count: they count from their position, and the settings keyring a
  * reader holds depends on when it read it. A partition with no positional
  * keyring yet (a log from before them) is judged by the settings keyring.
- * A retroactive gate (rebuild, audit) also counts every revocation of the
- * settings keyring, wherever the record stands.
+ * A key revoked retroactively (in either keyring; the settings keyring's
+ * is the newest this reader has) is refused wherever its record stands:
+ * a projection built after the revoke (a rebuild, a new replica) refuses
+ * all its records, one already past them keeps them until rebuilt.
  */
 static const struct ctkn_writer_key *key_of(const ctkn_gate *g,
                                             const struct partq *pq,
                                             const char *key_id, bool *revoked)
 {
   const struct ctkn_writer_key *k = NULL, *s = ctkn_keyring_find(g->kr, key_id);
-  bool retro = g->retroactive && s != NULL && s->revoked;
+  bool retro = s != NULL && s->retroactive;
 
   if (pq->ring != NULL && (k = ctkn_keyring_find(pq->ring, key_id)) != NULL) {
-    *revoked = k->revoked || retro;
+    *revoked = k->revoked || k->retroactive || retro;
     return k;
   }
   if (s == NULL)

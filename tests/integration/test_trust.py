@@ -502,6 +502,9 @@ def test_a_revoke_while_the_key_writes_is_judged_alike_everywhere():
         want = tokens(t, t.env.path("late"))
         check(tokens(t, w.db) == want, "the writer's tokens differ")
         check(tokens(t, t.env.path("r-db")) == want, "the replica's differ")
+        # A plain revoke is positional for a rebuild too.
+        d = t.ok("rebuild", db=w.db, reader=True).json["data"]
+        check(d == late, f"rebuilt {d} != {late}")
         # Every token the writer answered 201 for before the revoke's
         # position is there; answers.count(201) may also count records
         # signed after it (quarantined: the writer then said 503).
