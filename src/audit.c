@@ -210,6 +210,9 @@ static void drain(struct audit *a, int32_t p)
       a->t->adopted++;
     else if (o.verdict == CTKN_GATE_APPLY)
       a->t->proven++;
+    else if (o.verdict == CTKN_GATE_CHECKPOINT &&
+             strcmp(a->q[a->head]->m.event_type, CTKN_TYPE_KEYRING) == 0)
+      a->t->root_records++; /* a positional keyring */
     else if (o.verdict == CTKN_GATE_CHECKPOINT)
       a->t->checkpoints++;
     else
@@ -431,6 +434,7 @@ static int judge_archive(const char *path, const ctkn_pubkey *root,
   if ((rc = ctkn_gate_open(&a.gate, kr, CTKN_STORE_MAX_PARTITIONS, err)) !=
       CTKN_OK)
     return rc;
+  ctkn_gate_set_root(a.gate, root);
   if ((rc = check_prefixes(path, ad, kr->log_id, a.gate, &r->trust, err)) ==
       CTKN_OK)
     rc = ctkn_archive_read(path, audit_batch, &a, &r->info, err);

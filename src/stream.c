@@ -207,6 +207,7 @@ static int trust_open(struct tail *t, struct ctkn_err *err)
           CTKN_OK)
     return rc;
   ctkn_gate_set_midstream(t->gate);
+  ctkn_gate_set_root(t->gate, t->root);
   return t->kr.version > 0 ? trust_adoptions(t, &scfg, err) : CTKN_OK;
 }
 

@@ -2,11 +2,16 @@
  * cmd_trust.c - the root of trust and the keyring (trust.h):
  *   trust init --root-key FILE        the offline root key pair
  *   trust key add --root-key FILE --name NAME --scope TYPE... --out FILE
- *   trust key revoke KEY_ID --root-key FILE
+ *   trust key revoke KEY_ID --root-key FILE [--retroactive]
  *   trust keyring                     the keyring this reader judges by
+ *   trust keyring place --root-key FILE
+ *                                     the newest keyring on every event
+ *                                     partition, unchanged
  *   trust adopt --root-key FILE       vouch for the unsigned records so far
  * A keyring change reads the newest keyring on the settings topic, makes
- * the next version and appends it signed by the root.
+ * the next version and appends it signed by the root, to the settings
+ * topic and then to every partition of the event topic, where a
+ * revocation takes effect from its position (trust.h).
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -124,6 +129,25 @@ static int root_and_keyring(struct cli *c, ctkn_seckey **root,
   return rc;
 }
 
+/* kr, signed by root, onto the settings topic, then onto every partition
+ * of the event topic (trust.h: ctkn_trust_keyring_place()). */
+static int publish(struct cli *c, const ctkn_seckey *root,
+                   const struct ctkn_keyring *kr, struct ctkn_err *err)
+{
+  int32_t placed;
+  int rc = ctkn_trust_keyring_append(settings_log(c), root, kr, err);
+
+  if (rc == CTKN_OK && (rc = ctkn_trust_keyring_place(&c->log, root, kr,
+                                                      &placed, err)) != CTKN_OK)
+    snprintf(err->msg + strnlen(err->msg, sizeof(err->msg) - 1),
+             sizeof(err->msg) - strnlen(err->msg, sizeof(err->msg) - 1),
+             " (keyring version %" PRIu64 " is on the settings topic; "
+             "run `ctkn trust keyring place` to place it on every event "
+             "partition)",
+             kr->version);
+  return rc;
+}
+
 /* The next version of kr (the first: a new log ID). */
 static int next_version(struct ctkn_keyring *kr, struct ctkn_err *err)
 {
@@ -183,8 +207,7 @@ static int key_add(struct cli *c)
       (rc = next_version(&kr, &err)) == CTKN_OK &&
       (rc = ctkn_keyring_check(&kr, &err)) == CTKN_OK &&
       (rc = ctkn_seckey_save(k, out, &err)) == CTKN_OK &&
-      (rc = ctkn_trust_keyring_append(settings_log(c), root, &kr, &err)) ==
-          CTKN_OK &&
+      (rc = publish(c, root, &kr, &err)) == CTKN_OK &&
       (json = ctkn_json_keyring(&kr, wk.key_id, out)) == NULL)
     rc = cli_oom(&err);
   ctkn_seckey_free(root);
@@ -193,9 +216,13 @@ static int key_add(struct cli *c)
   return cli_emit(c, rc, json, &err);
 }
 
-/* trust key revoke KEY_ID. */
+/* trust key revoke KEY_ID [--retroactive]: from the revoke's position on
+ * every event partition, or (retroactive) wherever the key's records
+ * stand, for every projection built after it (a rebuild undoes its
+ * past). A key revoked may be revoked again, retroactively. */
 static int key_revoke(struct cli *c, const char *id)
 {
+  const char *retro = cli_value(c, "--retroactive");
   struct ctkn_keyring kr;
   struct ctkn_writer_key *k = NULL;
   ctkn_seckey *root = NULL;
@@ -213,9 +240,9 @@ static int key_revoke(struct cli *c, const char *id)
   }
   if (rc == CTKN_OK) {
     k->revoked = true;
+    k->retroactive = k->retroactive || retro != NULL; /* never undone */
     if ((rc = next_version(&kr, &err)) == CTKN_OK &&
-        (rc = ctkn_trust_keyring_append(settings_log(c), root, &kr, &err)) ==
-            CTKN_OK &&
+        (rc = publish(c, root, &kr, &err)) == CTKN_OK &&
         (json = ctkn_json_keyring(&kr, id, NULL)) == NULL)
       rc = cli_oom(&err);
   }
@@ -252,8 +279,7 @@ static int schema_enable(struct cli *c, const char *arg)
   if (rc == CTKN_OK) {
     kr.schemas[kr.nschemas++] = (uint32_t)v;
     if ((rc = next_version(&kr, &err)) == CTKN_OK &&
-        (rc = ctkn_trust_keyring_append(settings_log(c), root, &kr, &err)) ==
-            CTKN_OK &&
+        (rc = publish(c, root, &kr, &err)) == CTKN_OK &&
         (json = ctkn_json_keyring(&kr, NULL, NULL)) == NULL)
       rc = cli_oom(&err);
   }
@@ -314,6 +340,34 @@ static int show_keyring(struct cli *c)
   return cli_emit(c, rc, json, &err);
 }
 
+/* trust keyring place: the newest keyring, unchanged, onto every event
+ * partition (after a change whose placing failed, or once on a log from
+ * before positional keyrings, so that its next revocation is positional
+ * everywhere). */
+static int place_keyring(struct cli *c)
+{
+  struct ctkn_keyring kr;
+  ctkn_seckey *root = NULL;
+  struct ctkn_err err;
+  char *json = NULL;
+  int32_t placed = 0;
+  int rc;
+
+  ctkn_keyring_init(&kr);
+  if ((rc = root_and_keyring(c, &root, &kr, &err)) == CTKN_OK &&
+      kr.version == 0)
+    rc = field_err(&err, CTKN_EBADREQ, "keyring",
+                   "no keyring yet: add a writer key first (trust key add)");
+  if (rc == CTKN_OK &&
+      (rc = ctkn_trust_keyring_place(&c->log, root, &kr, &placed, &err)) ==
+          CTKN_OK &&
+      (json = ctkn_json_keyring(&kr, NULL, NULL)) == NULL)
+    rc = cli_oom(&err);
+  ctkn_seckey_free(root);
+  ctkn_keyring_free(&kr);
+  return cli_emit(c, rc, json, &err);
+}
+
 int cmd_trust(struct cli *c)
 {
   const char *what = c->pos[0];
@@ -322,6 +376,9 @@ int cmd_trust(struct cli *c)
     return trust_init(c);
   if (strcmp(what, "keyring") == 0 && c->npos == 1)
     return show_keyring(c);
+  if (strcmp(what, "keyring") == 0 && c->npos == 2 &&
+      strcmp(c->pos[1], "place") == 0)
+    return place_keyring(c);
   if (strcmp(what, "adopt") == 0 && c->npos == 1)
     return adopt(c);
   if (strcmp(what, "key") == 0 && c->npos == 2 && strcmp(c->pos[1], "add") == 0)
@@ -332,6 +389,6 @@ int cmd_trust(struct cli *c)
   if (strcmp(what, "schema") == 0 && c->npos == 3 &&
       strcmp(c->pos[1], "enable") == 0)
     return schema_enable(c, c->pos[2]);
-  return cli_usage_error(c, "trust init | keyring | key add | key revoke "
-                            "KEY_ID | schema enable N | adopt");
+  return cli_usage_error(c, "trust init | keyring [place] | key add | key "
+                            "revoke KEY_ID | schema enable N | adopt");
 }

@@ -109,7 +109,8 @@ static const struct command commands[] = {
      cmd_trust,
      1,
      2,
-     {VAL("--root-key"), VAL("--name"), LIST("--scope"), VAL("--out")}},
+     {VAL("--root-key"), VAL("--name"), LIST("--scope"), VAL("--out"),
+      FLAG("--retroactive")}},
     {"version", cmd_version, 0, 0, NO_OPTIONS},
     {"help", cmd_help, 0, 0, NO_OPTIONS},
 };

@@ -47,6 +47,10 @@ struct ctkn_writer_key {
   uint8_t public_key[CTKN_SIGN_PUB_LEN];
   char name[CTKN_KEY_NAME_MAX + 1];
   bool revoked;
+  /* Revoked retroactively (`trust key revoke --retroactive`): its records
+   * are refused wherever they stand, not only from the revoke's position;
+   * only with revoked. */
+  bool retroactive;
   size_t nscopes;
   /* A record type ("client_token.created"), or a family ending in ".*"
    * ("client_token.*"); "ctkn.checkpoint" is implied for every key. */

@@ -164,9 +164,30 @@ const char *ctkn_signer_writer(const ctkn_signer *s);
  * for that long after it closed, so its records and checkpoints appended
  * again are refused either way.
  *
- * The state that outlives a batch (each instance's released chain head)
- * is saved with the projection (ctkn_gate_save/_load), so a reader that
- * restarts links the next records.
+ * Revocation is positional. `ctkn trust key revoke` (every keyring change)
+ * also appends the root-signed keyring record (ctkn.keyring) to every
+ * partition of the event topic. A gate given the root's public key
+ * (ctkn_gate_set_root()) verifies such a record in its place and judges
+ * the partition's records after it by it: a writer key it holds is
+ * judged by its entry there alone, so a record signed before the revoke's
+ * record is judged as the keyring before it said, one after as it says,
+ * whatever the reader's settings keyring (ctkn_gate_set_keyring()) is at
+ * that moment. A key the positional keyring lacks (added after it) is
+ * judged by the settings keyring, its revocation there ignored. A
+ * partition with no positional keyring yet (a log from before them) is
+ * judged by the settings keyring, revocations included. A key revoked
+ * retroactively (`trust key revoke --retroactive`) is refused wherever its
+ * records stand, by the newest keyring the reader has: a projection built
+ * after the revoke (rebuild, a new replica) refuses them all, one that
+ * applied them before keeps them until rebuilt. A keyring record
+ * comes out as CTKN_GATE_CHECKPOINT (nothing to apply), or quarantined:
+ * not signed by the root, for another log, or a lower version than the
+ * partition's (the same version again changes nothing).
+ *
+ * The state that outlives a batch (each instance's released chain head,
+ * the positional keyring) is saved with the projection
+ * (ctkn_gate_save/_load), so a reader that restarts links the next
+ * records and judges by the same keyring.
  *
  * Lifetime: ctkn_gate_open() -> feed/next... -> ctkn_gate_close().
  * Thread:   one thread at a time.
@@ -183,7 +204,7 @@ typedef struct ctkn_gate ctkn_gate;
 
 enum ctkn_gate_verdict {
   CTKN_GATE_APPLY,
-  CTKN_GATE_CHECKPOINT,
+  CTKN_GATE_CHECKPOINT, /* a verified checkpoint or positional keyring */
   CTKN_GATE_QUARANTINE
 };
 
@@ -212,8 +233,13 @@ void ctkn_gate_set_midstream(ctkn_gate *g);
  * hash the caller has checked: ctkn_trust_adopt_hash()); 0 stops. Kept
  * across ctkn_gate_clear() and ctkn_gate_load(). */
 void ctkn_gate_adopt(ctkn_gate *g, int32_t p, int64_t end);
-/* Judge from now on by kr (a newer keyring; borrowed). */
+/* Judge from now on by kr (a newer settings keyring; borrowed). */
 void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr);
+/* The root's public key (borrowed for the gate's life), which verifies
+ * positional keyring records; without it they are quarantined. */
+void ctkn_gate_set_root(ctkn_gate *g, const ctkn_pubkey *root);
+/* The version of partition p's released positional keyring (0: none). */
+uint64_t ctkn_gate_keyring_version(const ctkn_gate *g, int32_t p);
 /* Feed record m (borrowed until it comes out or the partition is reset),
  * the next one of its partition. Errors: CTKN_EUSAGE (a partition out of
  * range), CTKN_ENOMEM. */
@@ -244,12 +270,14 @@ void ctkn_gate_reset(ctkn_gate *g, int32_t p);
 int64_t ctkn_gate_checkpoint_at(const ctkn_gate *g, int32_t p);
 
 /* The released state of partition p as bytes (*out malloc'd, caller frees)
- * and back. Errors: CTKN_ENOMEM; load: CTKN_EINVAL (not a saved state). */
+ * and back; a state saved before positional keyrings loads as one with
+ * none yet. Errors: CTKN_ENOMEM; load: CTKN_EINVAL (not a saved state). */
 int ctkn_gate_save(const ctkn_gate *g, int32_t p, uint8_t **out, size_t *len,
                    struct ctkn_err *err);
 int ctkn_gate_load(ctkn_gate *g, int32_t p, const void *buf, size_t len,
                    struct ctkn_err *err);
-/* Forget partition p's state, as a gate that has read nothing of it. */
+/* Forget partition p's state (its positional keyring too), as a gate that
+ * has read nothing of it. */
 void ctkn_gate_clear(ctkn_gate *g, int32_t p);
 
 /* Partition p's state kept with a projection (store.h's trust table,
@@ -312,6 +340,17 @@ int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,
                               const ctkn_seckey *root,
                               const struct ctkn_keyring *kr,
                               struct ctkn_err *err);
+
+/* Sign kr with root and append it to every partition of the event topic
+ * cfg names (a positional keyring: the gate judges each partition's
+ * records after it by it); *placed receives the number of partitions
+ * (0 when the topic does not exist yet). Errors: CTKN_EINVAL (kr breaks
+ * the rules), CTKN_ENOMEM, the log's (some partitions may then have it:
+ * placing it again is harmless, the same version changes nothing). */
+int ctkn_trust_keyring_place(const struct ctkn_log_config *cfg,
+                             const ctkn_seckey *root,
+                             const struct ctkn_keyring *kr, int32_t *placed,
+                             struct ctkn_err *err);
 
 /* Read the settings topic cfg names from its start to its end, handing
  * each record to cb (a non-zero return stops: CTKN_ENOMEM). Errors: the

@@ -385,6 +385,8 @@ static json_t *writer_key_obj(const struct ctkn_writer_key *k)
   rc |= ctkn__json_set(o, "scopes", scopes);
   rc |= ctkn__json_set(o, "status",
                        json_string(k->revoked ? "revoked" : "active"));
+  if (k->retroactive)
+    rc |= ctkn__json_set(o, "retroactive", json_true());
   return ctkn__json_checked(o, rc);
 }
 

@@ -145,6 +145,8 @@ int ctkn_keyring_encode(const struct ctkn_keyring *kr, uint8_t **out,
     keys[i].n_scopes = k->nscopes;
     keys[i].scopes = scopes[i];
     keys[i].status = k->revoked ? "revoked" : "active";
+    keys[i].has_retroactive = k->retroactive;
+    keys[i].retroactive = k->retroactive;
     keys[i].name = (char *)k->name;
     kp[i] = &keys[i];
   }
@@ -188,6 +190,10 @@ static int key_of(const Ctkn__V1__WriterKey *m, struct ctkn_writer_key *k,
       (strcmp(m->status, "active") != 0 && strcmp(m->status, "revoked") != 0))
     return ctkn__err(err, CTKN_EDECODE, "keys.status: active or revoked");
   k->revoked = strcmp(m->status, "revoked") == 0;
+  k->retroactive = m->has_retroactive && m->retroactive;
+  if (k->retroactive && !k->revoked)
+    return ctkn__err(err, CTKN_EDECODE,
+                     "keys.retroactive: only for a revoked key");
   if (m->n_scopes > CTKN_KEY_SCOPES)
     return ctkn__err(err, CTKN_EDECODE, "keys.scopes: at most %d",
                      CTKN_KEY_SCOPES);

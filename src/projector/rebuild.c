@@ -18,7 +18,8 @@
 #include "store/shared.h"
 
 /* The rebuild's projector on st: with root, judging as a fresh follow
- * does, by the keyring as it stands now. */
+ * does, by the keyring as it stands now (a key revoked retroactively is
+ * refused from the log's start). */
 static int open_projector(ctkn_projector **p, ctkn_store *st,
                           const struct ctkn_log_config *cfg, ctkn_env env,
                           const uint8_t *root, struct ctkn_err *err)

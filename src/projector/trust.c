@@ -170,6 +170,7 @@ int ctkn__ptrust_open(struct ctkn__ptrust **out, ctkn_store *st,
     ctkn__ptrust_free(t);
     return rc;
   }
+  ctkn_gate_set_root(t->gate, t->root);
   *out = t;
   return CTKN_OK;
 }
@@ -488,7 +489,10 @@ static uint64_t writer_hash(int32_t p, const struct ctkn_log_header *h)
 
 /* lazy[k]: record k is a checkpoint and not the newest of its instance on
  * its partition in this batch, so its signature waits for the newest's
- * (ctkn_gate_feed_lazy()). One verification per instance and batch. */
+ * (ctkn_gate_feed_lazy()). One verification per instance and batch. A
+ * positional keyring record is a barrier: the newest checkpoint before it
+ * is verified too, since the keyring may revoke the key of every one after
+ * it, which would then prove nothing before it. */
 static int mark_lazy(struct ctkn__judge *j, bool *lazy, struct ctkn_err *err)
 {
   size_t ncp = 0, cap = 16;
@@ -509,6 +513,9 @@ static int mark_lazy(struct ctkn__judge *j, bool *lazy, struct ctkn_err *err)
   for (size_t k = j->n; k-- > 0;) {
     const struct ctkn_log_msg *m = j->msg(j, k);
     const struct ctkn_log_header *h = writer_hdr(m);
+    if (strcmp(m->event_type, CTKN_TYPE_KEYRING) == 0)
+      for (size_t i = 0; i < cap; i++)
+        set[i] = -1; /* rare: the barrier holds on every partition */
     if (h == NULL || h->value == NULL)
       continue;
     for (size_t i = writer_hash(m->partition, h) & (cap - 1);;

@@ -21,7 +21,8 @@
 #include "internal.h"
 
 #define MAX_INSTANCES 4096 /* open instances a partition may have */
-#define SAVE_MAGIC    0x63 /* 'c': the first byte of a saved state */
+#define SAVE_MAGIC_1  0x63 /* 'c': a saved state before positional keyrings */
+#define SAVE_MAGIC    0x64 /* 'd': the first byte of a saved state */
 #define SAVED_INST    (16 + CTKN_INSTANCE_LEN + 8 + CTKN_CHAIN_LEN + 8 + 1)
 
 /* CP_PROV: a checkpoint not verified yet (its signature was not checked,
@@ -68,6 +69,8 @@ struct qrec {
   bool unverified; /* a checkpoint accepted on a later one's proof: its
                       time and closing are claims, not facts */
   const struct ctkn_log_msg *m;  /* CP_PROV: to verify it later */
+  struct ctkn_keyring *ring;     /* a positional keyring record's (owned until
+                                    released, then the partition's) */
   char reason[CTKN_GATE_REASON]; /* replicated: the same on every reader */
   char detail[CTKN_GATE_REASON]; /* this reader's view, for its log */
 };
@@ -82,13 +85,25 @@ struct partq {
   int64_t cp_at;       /* newest released checkpoint */
   int64_t vcp_at;      /* newest verified checkpoint */
   int64_t adopted_end; /* unsigned records below it are applied */
+  /* The positional keyring: the newest root-signed ctkn.keyring record
+   * on this partition. rring is the released one (owned, saved; NULL:
+   * none yet); ring what records fed now are judged by (rring or the
+   * newest fed keyring record's). */
+  struct ctkn_keyring *rring;
+  const struct ctkn_keyring *ring;
+};
+
+struct pubc {
+  char key_id[CTKN_KEY_ID_BUF];
+  ctkn_pubkey *pub;
 };
 
 struct ctkn_gate {
   bool midstream; /* ctkn_gate_set_midstream() */
   const struct ctkn_keyring *kr;
-  ctkn_pubkey **pubs; /* kr->keys' public keys, made on first use */
-  size_t npubs;
+  const ctkn_pubkey *root; /* ctkn_gate_set_root(); NULL: none */
+  struct pubc *pubs; /* writer keys' public keys by ID, made on first use */
+  size_t npubs, cappubs;
   int32_t nparts;
   struct partq *parts;
 };
@@ -96,10 +111,16 @@ struct ctkn_gate {
 static void drop_pubs(ctkn_gate *g)
 {
   for (size_t i = 0; i < g->npubs; i++)
-    ctkn_pubkey_free(g->pubs[i]);
+    ctkn_pubkey_free(g->pubs[i].pub);
   free(g->pubs);
   g->pubs = NULL;
-  g->npubs = 0;
+  g->npubs = g->cappubs = 0;
+}
+
+static void ring_free(struct ctkn_keyring *kr)
+{
+  ctkn_keyring_free(kr);
+  free(kr);
 }
 
 void ctkn_gate_set_midstream(ctkn_gate *g)
@@ -115,11 +136,17 @@ void ctkn_gate_adopt(ctkn_gate *g, int32_t p, int64_t end)
 
 void ctkn_gate_set_keyring(ctkn_gate *g, const struct ctkn_keyring *kr)
 {
-  drop_pubs(g);
-  g->kr = kr;
-  if (kr != NULL && kr->nkeys > 0 &&
-      (g->pubs = calloc(kr->nkeys, sizeof(*g->pubs))) != NULL)
-    g->npubs = kr->nkeys;
+  g->kr = kr; /* the public keys cached stay: a key ID names one key */
+}
+
+void ctkn_gate_set_root(ctkn_gate *g, const ctkn_pubkey *root)
+{
+  g->root = root;
+}
+
+uint64_t ctkn_gate_keyring_version(const ctkn_gate *g, int32_t p)
+{
+  return g->parts[p].rring != NULL ? g->parts[p].rring->version : 0;
 }
 
 int ctkn_gate_open(ctkn_gate **out, const struct ctkn_keyring *kr,
@@ -147,6 +174,12 @@ void ctkn_gate_close(ctkn_gate *g)
   if (g == NULL)
     return;
   for (int32_t p = 0; p < g->nparts; p++) {
+    struct partq *pq = &g->parts[p];
+    for (size_t i = pq->head; i < pq->n; i++)
+      if (pq->q[i].ring != NULL)
+        ring_free(pq->q[i].ring);
+    if (pq->rring != NULL)
+      ring_free(pq->rring);
     free(g->parts[p].insts);
     free(g->parts[p].q);
     free(g->parts[p].pend);
@@ -212,6 +245,12 @@ static void compact(struct partq *pq)
 {
   size_t k = 0;
 
+  for (size_t i = pq->head; i < pq->n; i++) /* dropped: fed again */
+    if (pq->q[i].ring != NULL) {
+      ring_free(pq->q[i].ring);
+      pq->q[i].ring = NULL;
+    }
+  pq->ring = pq->rring;
   for (size_t i = 0; i < pq->ninst; i++) {
     struct inst *x = &pq->insts[i];
     if (x->seq == 0 ||
@@ -380,6 +419,38 @@ static bool parse_chain(const struct ctkn_log_header *h,
   return true;
 }
 
+/*
+ * Key key_id as partition pq judges it at the record being fed, or NULL
+ * when no keyring has it. *revoked tells whether it is revoked there. A
+ * key the partition's positional keyring holds is judged by that entry
+ * alone: a revocation takes effect from its keyring record's position. A
+ * key it lacks (added on the settings topic after the partition's last
+ * keyring record) is judged by the settings keyring, whose revocations do
+ * not count: they count from their position, and the settings keyring a
+ * reader holds depends on when it read it. A partition with no positional
+ * keyring yet (a log from before them) is judged by the settings keyring.
+ * A key revoked retroactively (in either keyring; the settings keyring's
+ * is the newest this reader has) is refused wherever its record stands:
+ * a projection built after the revoke (a rebuild, a new replica) refuses
+ * all its records, one already past them keeps them until rebuilt.
+ */
+static const struct ctkn_writer_key *key_of(const ctkn_gate *g,
+                                            const struct partq *pq,
+                                            const char *key_id, bool *revoked)
+{
+  const struct ctkn_writer_key *k = NULL, *s = ctkn_keyring_find(g->kr, key_id);
+  bool retro = s != NULL && s->retroactive;
+
+  if (pq->ring != NULL && (k = ctkn_keyring_find(pq->ring, key_id)) != NULL) {
+    *revoked = k->revoked || k->retroactive || retro;
+    return k;
+  }
+  if (s == NULL)
+    return NULL;
+  *revoked = (pq->ring == NULL && s->revoked) || retro;
+  return s;
+}
+
 /* The writer key of m, checked against the keyring, or NULL with r
  * quarantined. */
 static const struct ctkn_writer_key *
@@ -388,6 +459,7 @@ writer_of(const ctkn_gate *g, const struct ctkn_log_msg *m, struct qrec *r,
 {
   const struct ctkn_log_header *h = header(m, CTKN_HDR_WRITER);
   const struct ctkn_writer_key *k;
+  bool revoked = false;
 
   if (h == NULL) {
     quarantine(r, "unsigned: no %s header", CTKN_HDR_WRITER);
@@ -397,11 +469,11 @@ writer_of(const ctkn_gate *g, const struct ctkn_log_msg *m, struct qrec *r,
     quarantine(r, "header %s is not <key ID>.<instance>", CTKN_HDR_WRITER);
     return NULL;
   }
-  if ((k = ctkn_keyring_find(g->kr, key_id)) == NULL) {
+  if ((k = key_of(g, &g->parts[m->partition], key_id, &revoked)) == NULL) {
     quarantine(r, "writer key %s is not in the keyring", key_id);
     return NULL;
   }
-  if (k->revoked) {
+  if (revoked) {
     quarantine(r, "writer key %s is revoked", key_id);
     return NULL;
   }
@@ -548,30 +620,41 @@ static int feed_record(ctkn_gate *g, struct partq *pq,
 
 /* ---- a checkpoint -------------------------------------------------------- */
 
+/* k's public key, cached by key ID (an ID is its public key's hash, so
+ * every keyring that names it holds the same key); NULL: out of memory. */
 static const ctkn_pubkey *pub_of(ctkn_gate *g, const struct ctkn_writer_key *k)
 {
-  size_t i = (size_t)(k - g->kr->keys);
+  struct pubc *c;
 
-  if (i >= g->npubs)
+  for (size_t i = 0; i < g->npubs; i++)
+    if (strcmp(g->pubs[i].key_id, k->key_id) == 0)
+      return g->pubs[i].pub;
+  if (grow((void **)&g->pubs, &g->cappubs, g->npubs + 1, sizeof(*g->pubs),
+           NULL) != CTKN_OK)
     return NULL;
-  if (g->pubs[i] == NULL &&
-      ctkn_pubkey_new(&g->pubs[i], k->public_key, NULL) != CTKN_OK)
+  c = &g->pubs[g->npubs];
+  if (ctkn_pubkey_new(&c->pub, k->public_key, NULL) != CTKN_OK)
     return NULL;
-  return g->pubs[i];
+  ctkn__strlcpy(c->key_id, k->key_id, sizeof(c->key_id));
+  g->npubs++;
+  return c->pub;
 }
 
 /* Decode the checkpoint in m into c, from a key of the keyring that is
  * not revoked, for this log, partition and key; with verify, *sig_ok
  * tells whether its signature holds. false with r quarantined when it
- * cannot be a checkpoint of this keyring at all. */
+ * cannot be a checkpoint of this keyring at all. again: a checkpoint fed
+ * earlier, verified now; its key was judged active where it stands, and a
+ * keyring record fed since does not change that. */
 static bool checkpoint_of(ctkn_gate *g, const struct ctkn_log_msg *m,
                           struct qrec *r, struct ctkn_checkpoint *c,
-                          bool verify, bool *sig_ok)
+                          bool verify, bool again, bool *sig_ok)
 {
   const struct ctkn_writer_key *k;
   const ctkn_pubkey *pub;
   struct ctkn_signed s;
   struct ctkn_err e = {0};
+  bool revoked = false;
   int rc;
 
   *sig_ok = false;
@@ -579,8 +662,8 @@ static bool checkpoint_of(ctkn_gate *g, const struct ctkn_log_msg *m,
     quarantine(r, "checkpoint: %s", e.msg);
     return false;
   }
-  k = ctkn_keyring_find(g->kr, s.signer);
-  if (k == NULL || k->revoked) {
+  k = key_of(g, &g->parts[m->partition], s.signer, &revoked);
+  if (k == NULL || (revoked && !again)) {
     ctkn_signed_free(&s);
     quarantine(r, "checkpoint: not signed by an active key of the keyring");
     return false;
@@ -823,7 +906,7 @@ static void verify_earlier(ctkn_gate *g, struct partq *pq, int xi, long qi,
       if (e->st != CP_PROV || e->inst != xi || k >= qi || e->tried)
         continue;
       scratch = *e;
-      if (checkpoint_of(g, e->m, &scratch, &c, true, &ok) && ok) {
+      if (checkpoint_of(g, e->m, &scratch, &c, true, true, &ok) && ok) {
         apply_verified(pq, xi, k, &c);
         again = true; /* the list may have been pruned */
         break;
@@ -842,7 +925,7 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
   bool sig_ok;
   int xi;
 
-  if (!checkpoint_of(g, m, r, &c, verify, &sig_ok))
+  if (!checkpoint_of(g, m, r, &c, verify, false, &sig_ok))
     return;
   if (c.signed_at < pq->vcp_at - CTKN_GATE_REPLAY_US) {
     unproven(r, "checkpoint: replayed or stale");
@@ -888,6 +971,46 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
   apply_verified(pq, xi, qi, &c);
 }
 
+/* A root-signed keyring record on the partition (a positional keyring):
+ * from here on the partition judges writer keys by it. One that is not
+ * the root's, is for another log, or is older than the partition's is
+ * quarantined; the same version again changes nothing. */
+static void feed_keyring(ctkn_gate *g, struct partq *pq,
+                         const struct ctkn_log_msg *m, struct qrec *r)
+{
+  struct ctkn_keyring *kr;
+  struct ctkn_err e = {0};
+
+  if (g->root == NULL) {
+    quarantine(r, "keyring: this reader has no trust root to verify it");
+    return;
+  }
+  if ((kr = malloc(sizeof(*kr))) == NULL) {
+    quarantine(r, "keyring: out of memory holding it");
+    return;
+  }
+  ctkn_keyring_init(kr);
+  if (m->value == NULL || ctkn_trust_keyring_open(m->value, m->value_len,
+                                                  g->root, kr, &e) != CTKN_OK) {
+    quarantine(r, "keyring: %s", m->value == NULL ? "no value" : e.msg);
+  } else if (memcmp(kr->log_id, g->kr->log_id, CTKN_LOG_ID_LEN) != 0) {
+    quarantine(r, "keyring: signed for another log");
+  } else if (pq->ring != NULL && kr->version < pq->ring->version) {
+    quarantine(r,
+               "keyring: version %" PRIu64 " is older than version %" PRIu64
+               " before it on its partition",
+               kr->version, pq->ring->version);
+  } else {
+    r->st = CHECKPOINT;
+    if (pq->ring == NULL || kr->version > pq->ring->version) {
+      r->ring = kr;
+      pq->ring = kr;
+      return;
+    }
+  }
+  ring_free(kr);
+}
+
 static int feed(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
                 bool verify, struct ctkn_err *err);
 
@@ -919,6 +1042,10 @@ static int feed(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
     quarantine(r, "no keyring to judge it by");
     return CTKN_OK;
   }
+  if (strcmp(m->event_type, CTKN_TYPE_KEYRING) == 0) {
+    feed_keyring(g, pq, m, r);
+    return CTKN_OK;
+  }
   if (m->offset < pq->adopted_end && header(m, CTKN_HDR_WRITER) == NULL) {
     r->st = APPLY; /* an adopted prefix: the root vouched for its bytes */
     return CTKN_OK;
@@ -933,10 +1060,16 @@ static int feed(ctkn_gate *g, const struct ctkn_log_msg *m, size_t tag,
 /* ---- out ------------------------------------------------------------------
  */
 
-static void release(struct partq *pq, const struct qrec *r)
+static void release(struct partq *pq, struct qrec *r)
 {
   struct inst *x = r->inst >= 0 ? &pq->insts[r->inst] : NULL;
 
+  if (r->ring != NULL) { /* a positional keyring: the partition's now */
+    if (pq->rring != NULL)
+      ring_free(pq->rring);
+    pq->rring = r->ring;
+    r->ring = NULL;
+  }
   if (x == NULL) /* quarantined before it named one, or adopted */
     return;
   if (r->st == APPLY) {
@@ -977,12 +1110,12 @@ bool ctkn_gate_peek(const ctkn_gate *g, int32_t p, struct ctkn_gate_out *o)
 bool ctkn_gate_next(ctkn_gate *g, int32_t p, struct ctkn_gate_out *o)
 {
   struct partq *pq = &g->parts[p];
-  const struct qrec *r;
 
   if (pq->head == pq->n || pq->q[pq->head].st == PENDING ||
       pq->q[pq->head].st == CP_PROV)
     return false;
-  r = &pq->q[pq->head++];
+  struct qrec *r = &pq->q[pq->head++];
+
   release(pq, r);
   out_of(r, o);
   if (pq->head == pq->n)
@@ -1010,6 +1143,10 @@ void ctkn_gate_clear(ctkn_gate *g, int32_t p)
   pq->ninst = 0;
   pq->cp_at = 0;
   compact(pq);
+  if (pq->rring != NULL)
+    ring_free(pq->rring);
+  pq->rring = NULL;
+  pq->ring = NULL;
 }
 
 int64_t ctkn_gate_checkpoint_at(const ctkn_gate *g, int32_t p)
@@ -1019,20 +1156,39 @@ int64_t ctkn_gate_checkpoint_at(const ctkn_gate *g, int32_t p)
 
 /* ---- saved state --------------------------------------------------------- */
 
+/*
+ * A saved state: SAVE_MAGIC, the number of instances (8 bytes), the newest
+ * released checkpoint's time (8), the length of the positional keyring
+ * (4; 0: none) and its encoding (codec.h), then each instance
+ * (SAVED_INST bytes). A state saved before positional keyrings
+ * (SAVE_MAGIC_1) has no keyring length or keyring: it loads as a
+ * partition with no positional keyring yet, and is saved anew.
+ */
 int ctkn_gate_save(const ctkn_gate *g, int32_t p, uint8_t **out, size_t *len,
                    struct ctkn_err *err)
 {
   const struct partq *pq = &g->parts[p];
-  size_t n = 0, k = 9 + 8;
-  uint8_t *b;
+  uint8_t *ring = NULL, *b;
+  size_t n = 0, rlen = 0, k;
+  int rc;
 
+  if (pq->rring != NULL &&
+      (rc = ctkn_keyring_encode(pq->rring, &ring, &rlen, err)) != CTKN_OK)
+    return rc;
   for (size_t i = 0; i < pq->ninst; i++)
     n += pq->insts[i].seq > 0;
-  if ((b = malloc(k + n * SAVED_INST)) == NULL)
+  k = 21 + rlen;
+  if (rlen > UINT32_MAX || (b = malloc(k + n * SAVED_INST)) == NULL) {
+    free(ring);
     return ctkn__err(err, CTKN_ENOMEM, "out of memory saving trust state");
+  }
   b[0] = SAVE_MAGIC;
   ctkn__put_be64(b + 1, n);
   ctkn__put_be64(b + 9, (uint64_t)pq->cp_at);
+  ctkn__put_be32(b + 17, (uint32_t)rlen);
+  if (rlen > 0)
+    memcpy(b + 21, ring, rlen);
+  free(ring);
   for (size_t i = 0; i < pq->ninst; i++) {
     const struct inst *x = &pq->insts[i];
     if (x->seq == 0)
@@ -1054,29 +1210,64 @@ int64_t ctkn_gate_saved_checkpoint_at(const void *buf, size_t len)
 {
   const uint8_t *b = buf;
 
-  if (len < 17 || b[0] != SAVE_MAGIC)
+  if (len < 17 || (b[0] != SAVE_MAGIC && b[0] != SAVE_MAGIC_1))
     return 0;
   return (int64_t)ctkn__get_be(b + 9, 8);
+}
+
+/* The positional keyring saved in b[0..len) into a new *out (NULL when
+ * len is 0). */
+static int load_ring(const uint8_t *b, size_t len, struct ctkn_keyring **out,
+                     struct ctkn_err *err)
+{
+  struct ctkn_keyring *kr;
+
+  *out = NULL;
+  if (len == 0)
+    return CTKN_OK;
+  if ((kr = malloc(sizeof(*kr))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory loading trust state");
+  ctkn_keyring_init(kr);
+  if (ctkn_keyring_decode(b, len, kr, NULL) != CTKN_OK ||
+      ctkn_keyring_check(kr, NULL) != CTKN_OK) {
+    ring_free(kr);
+    return ctkn__err(err, CTKN_EINVAL, "not a saved trust state");
+  }
+  *out = kr;
+  return CTKN_OK;
 }
 
 int ctkn_gate_load(ctkn_gate *g, int32_t p, const void *buf, size_t len,
                    struct ctkn_err *err)
 {
   struct partq *pq = &g->parts[p];
+  struct ctkn_keyring *ring = NULL;
   const uint8_t *b = buf;
+  size_t base = 17, rlen = 0;
   uint64_t n;
   int rc;
 
-  if (len < 17 || b[0] != SAVE_MAGIC ||
-      (n = ctkn__get_be(b + 1, 8)) > MAX_INSTANCES ||
-      len != 17 + n * SAVED_INST)
+  if (len < 17 || (b[0] != SAVE_MAGIC && b[0] != SAVE_MAGIC_1) ||
+      (n = ctkn__get_be(b + 1, 8)) > MAX_INSTANCES)
     return ctkn__err(err, CTKN_EINVAL, "not a saved trust state");
+  if (b[0] == SAVE_MAGIC) {
+    if (len < 21 || (rlen = ctkn__get_be(b + 17, 4)) > len - 21)
+      return ctkn__err(err, CTKN_EINVAL, "not a saved trust state");
+    base = 21 + rlen;
+  }
+  if (len != base + n * SAVED_INST)
+    return ctkn__err(err, CTKN_EINVAL, "not a saved trust state");
+  if ((rc = load_ring(b + 21, rlen, &ring, err)) != CTKN_OK)
+    return rc;
   pq->ninst = 0;
   if ((rc = grow((void **)&pq->insts, &pq->capinst, n, sizeof(*pq->insts),
-                 err)) != CTKN_OK)
+                 err)) != CTKN_OK) {
+    if (ring != NULL)
+      ring_free(ring);
     return rc;
+  }
   pq->cp_at = (int64_t)ctkn__get_be(b + 9, 8);
-  for (size_t i = 0, k = 17; i < n; i++, k += SAVED_INST) {
+  for (size_t i = 0, k = base; i < n; i++, k += SAVED_INST) {
     struct inst *x = &pq->insts[i];
     memset(x, 0, sizeof(*x));
     memcpy(x->key_id, b + k, 16);
@@ -1085,10 +1276,17 @@ int ctkn_gate_load(ctkn_gate *g, int32_t p, const void *buf, size_t len,
     memcpy(x->chain, b + k + 40, CTKN_CHAIN_LEN);
     x->cp_at = (int64_t)ctkn__get_be(b + k + 72, 8);
     x->closed = b[k + 80] == 1;
-    if (x->seq == 0 || b[k + 80] > 1)
+    if (x->seq == 0 || b[k + 80] > 1) {
+      pq->ninst = 0;
+      if (ring != NULL)
+        ring_free(ring);
       return ctkn__err(err, CTKN_EINVAL, "not a saved trust state");
+    }
   }
   pq->ninst = n;
+  if (pq->rring != NULL)
+    ring_free(pq->rring);
+  pq->rring = ring;
   compact(pq);
   return CTKN_OK;
 }

@@ -197,3 +197,51 @@ int ctkn_trust_keyring_append(const struct ctkn_log_config *cfg,
   free(val);
   return rc;
 }
+
+int ctkn_trust_keyring_place(const struct ctkn_log_config *cfg,
+                             const ctkn_seckey *root,
+                             const struct ctkn_keyring *kr, int32_t *placed,
+                             struct ctkn_err *err)
+{
+  struct ctkn_log_record *recs = NULL;
+  ctkn_consumer *c = NULL;
+  ctkn_producer *p = NULL;
+  uint8_t *val = NULL;
+  size_t vlen;
+  int32_t n = 0;
+  int rc;
+
+  *placed = 0;
+  if ((rc = ctkn_consumer_open(&c, cfg, err)) == CTKN_OK)
+    rc = ctkn_consumer_partitions(c, &n, err);
+  ctkn_consumer_close(c);
+  if (rc == CTKN_ENOTFOUND)
+    return CTKN_OK; /* no event topic yet: no record to judge */
+  if (rc != CTKN_OK)
+    return rc;
+  if ((rc = ctkn_trust_keyring_value(root, kr, &val, &vlen, err)) != CTKN_OK)
+    return rc;
+  if (n < 1 || (recs = calloc((size_t)n, sizeof(*recs))) == NULL) {
+    free(val);
+    return n < 1 ? CTKN_OK
+                 : ctkn__err(err, CTKN_ENOMEM,
+                             "out of memory placing the "
+                             "keyring");
+  }
+  for (int32_t i = 0; i < n; i++)
+    recs[i] = (struct ctkn_log_record){.partition = i,
+                                       .key = "keyring",
+                                       .klen = 7,
+                                       .value = val,
+                                       .vlen = vlen,
+                                       .timestamp_ms = kr->issued_at / 1000,
+                                       .event_type = CTKN_TYPE_KEYRING,
+                                       .schema_version = -1};
+  if ((rc = ctkn_producer_open(&p, cfg, err)) == CTKN_OK &&
+      (rc = ctkn_producer_send_batch(p, recs, (size_t)n, err)) == CTKN_OK)
+    *placed = n;
+  ctkn_producer_close(p);
+  free(recs);
+  free(val);
+  return rc;
+}

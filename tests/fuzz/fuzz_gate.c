@@ -3,8 +3,11 @@
  * partitions, each with headers a writer might send (ctkn-writer,
  * ctkn-seq, ctkn-chain, ctkn-event-type, ...) and a value, fed to a trust
  * gate (trust.h) judging by a fixed keyring, lazily or not, in stateful or
- * mid-log mode, with or without an adopted prefix; genuine signed records
- * from a writer of that keyring are mixed in at points the bytes choose.
+ * mid-log mode, with or without an adopted prefix, with the writer's key
+ * revoked retroactively in the settings keyring or not; genuine signed records
+ * from a writer of that keyring, and root-signed positional keyring records
+ * (ctkn.keyring: one revoking the writer's key, one not, versions 3 and 2) are
+ * mixed in at points the bytes choose.
  *
  * Whatever the bytes: every record fed comes out once, in its partition's
  * order, or is still held back; a saved state loads again; nothing leaks
@@ -30,9 +33,28 @@ static const char *const names[] = {
     CTKN_HDR_WRITER, CTKN_HDR_SEQ, CTKN_HDR_CHAIN, CTKN_HDR_EVENT_TYPE,
     CTKN_HDR_SCHEMA, "ce_id",      "content-type", "other"};
 
-static struct ctkn_keyring kr;
-static ctkn_seckey *sk;
+static struct ctkn_keyring kr, kr_retro;
+static ctkn_seckey *sk, *root;
+static ctkn_pubkey *root_pub;
 static char writer_hdr[CTKN_WRITER_BUF];
+static uint8_t *ring_val[2]; /* positional keyrings: v2 active, v3 revoked */
+static size_t ring_len[2];
+
+/* Root-signed copies of kr, version v, the writer's key revoked or not. */
+static void make_ring(int i, uint64_t v, bool revoked)
+{
+  struct ctkn_keyring c;
+
+  ctkn_keyring_init(&c);
+  if (ctkn_keyring_copy(&c, &kr, NULL) != CTKN_OK)
+    abort();
+  c.version = v;
+  c.keys[0].revoked = revoked;
+  if (ctkn_trust_keyring_value(root, &c, &ring_val[i], &ring_len[i], NULL) !=
+      CTKN_OK)
+    abort();
+  ctkn_keyring_free(&c);
+}
 
 static void init(void)
 {
@@ -53,6 +75,19 @@ static void init(void)
     abort();
   uint8_t inst[CTKN_INSTANCE_LEN] = {1};
   ctkn_trust_writer_str(k.key_id, inst, writer_hdr);
+  uint8_t pub[CTKN_SIGN_PUB_LEN];
+  if (ctkn_seckey_generate(&root, NULL) != CTKN_OK)
+    abort();
+  ctkn_seckey_public(root, pub);
+  if (ctkn_pubkey_new(&root_pub, pub, NULL) != CTKN_OK)
+    abort();
+  make_ring(0, 2, false);
+  make_ring(1, 3, true);
+  ctkn_keyring_init(&kr_retro);
+  if (ctkn_keyring_copy(&kr_retro, &kr, NULL) != CTKN_OK)
+    abort();
+  kr_retro.version = 4;
+  kr_retro.keys[0].revoked = kr_retro.keys[0].retroactive = true;
 }
 
 struct rec {
@@ -60,6 +95,25 @@ struct rec {
   struct ctkn_log_header h[MAXHDR + 3];
   char *bytes; /* owned: values and header values */
 };
+
+/* A positional keyring record: ring_val[i] on part at off. */
+static void keyring_record(struct rec *r, int i, int32_t part, int64_t off)
+{
+  r->bytes = malloc(ring_len[i]);
+  memcpy(r->bytes, ring_val[i], ring_len[i]);
+  r->h[0] = (struct ctkn_log_header){CTKN_HDR_EVENT_TYPE, CTKN_TYPE_KEYRING,
+                                     strlen(CTKN_TYPE_KEYRING)};
+  r->m = (struct ctkn_log_msg){.partition = part,
+                               .offset = off,
+                               .timestamp_ms = 1700000000000 + off,
+                               .key = "keyring",
+                               .key_len = 7,
+                               .value = r->bytes,
+                               .value_len = ring_len[i],
+                               .headers = r->h,
+                               .nheaders = 1};
+  ctkn_log_msg_note_headers(&r->m);
+}
 
 /* Take n bytes of input, or fewer at its end. */
 static size_t take(const uint8_t **p, size_t *left, size_t n)
@@ -174,8 +228,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if (ctkn_gate_open(&g, &kr, NPARTS, NULL) != CTKN_OK ||
       ctkn_signer_open(&sg, sk, kr.log_id, NPARTS, NULL) != CTKN_OK)
     abort();
+  ctkn_gate_set_root(g, root_pub);
   if (mode & 1)
     ctkn_gate_set_midstream(g);
+  if ((mode & 0x82) == 0x80) /* the key revoked retroactively since */
+    ctkn_gate_set_keyring(g, &kr_retro);
   if (mode & 2) /* an adopted prefix on one partition */
     ctkn_gate_adopt(g, (mode >> 2) % NPARTS, mode >> 4);
   while (size > 0 && n < MAXREC) {
@@ -184,6 +241,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     take(&data, &size, 1);
     if ((op >> 2) % 4 == 0)
       genuine(&recs[n], sg, part, next[part]++, (op >> 4) & 1);
+    else if ((op >> 2) % 4 == 1 && (op >> 6) & 1)
+      keyring_record(&recs[n], (op >> 7) & 1, part, next[part]++);
     else
       fuzz_record(&recs[n], part, next[part]++, &data, &size);
     if ((op >> 5) & 1)
@@ -204,9 +263,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     held += ctkn_gate_held(g, p, &first);
     uint8_t *buf;
     size_t len;
+    uint64_t ring = ctkn_gate_keyring_version(g, p);
     if (ctkn_gate_save(g, p, &buf, &len, NULL) != CTKN_OK ||
-        ctkn_gate_load(g, p, buf, len, NULL) != CTKN_OK)
-      abort();
+        ctkn_gate_load(g, p, buf, len, NULL) != CTKN_OK ||
+        ctkn_gate_keyring_version(g, p) != ring)
+      abort(); /* the positional keyring is part of the saved state */
     free(buf);
   }
   if (out + held != n)

@@ -125,6 +125,10 @@ def test_a_writer_key_outside_the_keyring_appends_nothing():
         nkey = t.env.path("notify.key")
         t.env.ok("trust", "key", "add", "--root-key", t.root, "--name", "n",
                  "--scope", "notification.*", "--out", nkey)
+        # (the keyring change itself is placed on every event partition)
+        placed = t.ends()
+        check(placed == [b + 1 for b in before], f"{before} {placed}")
+        before = placed
         r = t.env.ctkn("create", "--name", "x",
                        env={"CTKN_TRUST_ROOT": t.pub, "CTKN_WRITER_KEY": nkey})
         check(r.rc == 1 and "writer_key" in r.err, f"{r}")
@@ -431,6 +435,88 @@ def test_a_replica_fails_closed_when_heartbeats_stop():
         t.close()
 
 
+def tokens(t, db):
+    """Every token of the projection in db (id, status, updated_at)."""
+    out, after = [], None
+    while True:
+        args = ["list", "--per-page", "200", "--status", "active,revoked",
+                "--stale-ok"]
+        if after:
+            args += ["--after", after]
+        page = t.ok(*args, db=db, reader=True).json["data"]
+        out += [(x["id"], x["status"], x["updated_at"]) for x in page]
+        if len(page) < 200:
+            return out
+        after = page[-1]["id"]
+
+
+def test_a_revoke_while_the_key_writes_is_judged_alike_everywhere():
+    """No waiting for the replicas to read the revoke: a writer writes
+    continuously while its key is revoked. The revoke's keyring record is
+    a position on every event partition, so every replica (running ones,
+    one restarted, a new one that reads the revoke before any event)
+    applies what the key signed before it and quarantines what it signed
+    after: equal digests and equal tokens."""
+    t = Trusted("revrace", partitions=2)
+    w = r = None
+    try:
+        sign = ("--trust-root", t.pub, "--writer-key", t.writer)
+        w = Server(t.env, "w", args=sign)
+        r = Server(t.env, "r", args=("--trust-root", t.pub))
+        key_id = t.env.ok("trust", "keyring", env={"CTKN_TRUST_ROOT": t.pub}
+                          ).json["data"]["keys"][0]["key_id"]
+        import threading
+        stop, answers = threading.Event(), []
+
+        def write():
+            i = 0
+            while not stop.is_set():
+                a = w.request("POST", "/client-tokens", {"name": f"t{i}"})
+                answers.append(a.status)
+                i += 1
+        th = threading.Thread(target=write)
+        th.start()
+        try:
+            wait_for("some writes", lambda: answers.count(201) >= 20)
+            t.env.ok("trust", "key", "revoke", key_id, "--root-key", t.root)
+            wait_for("a refused write", lambda: 503 in answers, timeout=30)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            th.join()
+        w.stop(check_exit=False)  # no more heartbeats: the log ends here
+        ends = t.ends()
+        # A new replica: it reads the revoke before any event record.
+        late_stats, late = t.replica("late")
+        check(late_stats["applied"] >= 20, f"{late_stats}")
+        check(late_stats["quarantined"] >= 1, f"{late_stats}")
+        # The writer's own projection, restarted and caught up.
+        t.ok("project", db=w.db, reader=True)
+        check(t.env.digest(w.db) == late, f"{t.env.digest(w.db)} {late}")
+        # The replica that ran all along, once it has read to the end.
+        wait_for("the running replica to agree",
+                 lambda: t.env.digest(r.db) == late, timeout=30)
+        r.stop(check_exit=False)
+        r = None
+        check(t.ends() == ends, "nothing appended since")
+        want = tokens(t, t.env.path("late"))
+        check(tokens(t, w.db) == want, "the writer's tokens differ")
+        check(tokens(t, t.env.path("r-db")) == want, "the replica's differ")
+        # A plain revoke is positional for a rebuild too.
+        d = t.ok("rebuild", db=w.db, reader=True).json["data"]
+        check(d == late, f"rebuilt {d} != {late}")
+        # Every token the writer answered 201 for before the revoke's
+        # position is there; answers.count(201) may also count records
+        # signed after it (quarantined: the writer then said 503).
+        check(len(want) <= answers.count(201) + answers.count(503),
+              f"{len(want)} {answers.count(201)}")
+    finally:
+        for s_ in (w, r):
+            if s_ is not None:
+                s_.stop(check_exit=False)
+        t.close()
+
+
 if __name__ == "__main__":
     main([test_signed_writes_apply_alike_on_every_replica,
           test_a_writer_key_outside_the_keyring_appends_nothing,
@@ -441,4 +527,5 @@ if __name__ == "__main__":
           test_destinations_are_signed_and_judged,
           test_tail_from_mid_log_anchors_on_a_checkpoint,
           test_a_revoked_key_is_refused_by_running_replicas,
+          test_a_revoke_while_the_key_writes_is_judged_alike_everywhere,
           test_a_schema_version_enabled_for_newer_readers_fails_this_one_closed])

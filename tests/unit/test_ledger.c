@@ -371,6 +371,79 @@ static void test_a_pass_that_only_skips_commits_nothing(void **s)
   signing_free(&sg);
 }
 
+/* One read batch holds a writer instance's checkpoint, the revoke's
+ * keyring record placed on the partition, and the instance's next
+ * checkpoint, which the revoke refuses. The first checkpoint is not the
+ * newest of its instance in the batch, but the keyring record is a
+ * barrier: it is verified at once and proves the record before it, which
+ * would otherwise wait forever for a proof the refused one cannot give. */
+static void test_a_revoke_in_one_read_batch_is_a_barrier(void **s)
+{
+  struct fx *f = *s;
+  struct signing sg;
+  struct ctkn_outcome o, o2;
+  struct ctkn_command cmd;
+  struct ctkn__ptrust *t = NULL;
+  struct ctkn_projector_stats stats = {0};
+  struct ctkn_writer_key wk = {0};
+  struct ctkn_keyring kr;
+  struct ctkn_err err = {0};
+  const struct ctkn_log_msg *msgs[16];
+  int32_t placed;
+  size_t n = 0;
+
+  sign_with_a_key(f, &sg);
+  create(f, "before", &o); /* its record and checkpoint */
+  /* The revoke, placed on every partition (the settings keyring this
+   * reader holds still has the key active). */
+  ctkn_keyring_init(&kr);
+  kr.version = 2;
+  memset(kr.log_id, 0x42, sizeof(kr.log_id));
+  ctkn_seckey_public(sg.writer, wk.public_key);
+  ctkn_key_id(wk.public_key, wk.key_id);
+  snprintf(wk.name, sizeof(wk.name), "test");
+  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
+  wk.nscopes = 1;
+  wk.revoked = true;
+  assert_int_equal(ctkn_keyring_add_key(&kr, &wk, &err), CTKN_OK);
+  assert_int_equal(
+      ctkn_trust_keyring_place(&f->t.cfg, sg.root, &kr, &placed, &err),
+      CTKN_OK);
+  assert_true(placed > o.partition);
+  ctkn_keyring_free(&kr);
+  /* The same instance writes on the token's partition after it. */
+  change_cmd(&cmd, o.record.token.id, "after", false);
+  (void)run(f, &cmd, &o2, &err); /* refused by its own projection */
+  ctkn_ledger_close(f->l);
+  f->l = NULL;
+  for (int64_t off = 0; off < fake_log_end(f->t.log, TK_TOPIC, o.partition);
+       off++) {
+    assert_true(n < 16);
+    msgs[n++] = fake_log_record(f->t.log, TK_TOPIC, o.partition, off);
+  }
+  assert_true(n >= 5); /* record, checkpoint, keyring, record, checkpoint */
+  assert_string_equal(msgs[2]->event_type, CTKN_TYPE_KEYRING);
+  /* A new projection reads them in one batch. */
+  ctkn_store_close(f->t.st);
+  f->t.st = NULL;
+  tk_rm_rf(f->t.dir);
+  tk_reopen(&f->t);
+  struct source src = {n, msg_of, NULL, msgs};
+  assert_int_equal(ctkn__ptrust_open(&t, f->t.st, &f->t.cfg, sg.root_pub, &err),
+                   CTKN_OK);
+  if (ctkn__projector_apply_source(f->t.st, CTKN_ENV_SANDBOX, t, &src, NULL, 0,
+                                   &stats, &err) != CTKN_OK)
+    fail_msg("apply: %s", err.msg);
+  assert_int_equal(stats.applied, 1); /* the record before the revoke */
+  assert_int_equal(stats.quarantined, n - 3);
+  assert_int_equal(ctkn__ptrust_held_first(t, o.partition), -1);
+  struct ctkn_record got;
+  assert_true(tk_get(&f->t, o.record.token.id, &got));
+  assert_string_equal(got.token.name, "before");
+  ctkn__ptrust_free(t);
+  signing_free(&sg);
+}
+
 /* Another writer (the server's follower) applied records past this
  * ledger's consumer, and the seek that would skip them fails (librdkafka
  * timed out waiting for it under load): the command goes on, reading and
@@ -1052,6 +1125,7 @@ int main(void)
       T(test_a_stale_projection_is_caught_up_before_planning),
       T(test_only_commands_that_read_the_projection_catch_up_first),
       T(test_a_pass_that_only_skips_commits_nothing),
+      T(test_a_revoke_in_one_read_batch_is_a_barrier),
       T(test_a_failed_seek_past_another_writer_is_not_an_error),
       T(test_lost_race_replans_and_reports_the_conflict),
       T(test_lost_race_whose_goal_is_met_succeeds),

@@ -129,7 +129,21 @@ static void test_records_round_trip_through_the_codec(void **state)
   assert_memory_equal(&back.keys[0], &kr.keys[0], sizeof(k));
   assert_int_equal(back.nschemas, 1);
   assert_int_equal(back.schemas[0], 2);
+  assert_false(back.keys[0].retroactive);
   ctkn_keyring_free(&back);
+  /* Revoked retroactively: kept; retroactive without revoked: refused. */
+  kr.keys[0].retroactive = true;
+  assert_int_equal(ctkn_keyring_encode(&kr, &buf, &len, NULL), CTKN_OK);
+  assert_int_equal(ctkn_keyring_decode(buf, len, &back, NULL), CTKN_OK);
+  free(buf);
+  assert_true(back.keys[0].retroactive && back.keys[0].revoked);
+  ctkn_keyring_free(&back);
+  kr.keys[0].revoked = false;
+  assert_int_equal(ctkn_keyring_encode(&kr, &buf, &len, NULL), CTKN_OK);
+  assert_int_equal(ctkn_keyring_decode(buf, len, &back, NULL), CTKN_EDECODE);
+  free(buf);
+  kr.keys[0].revoked = true;
+  kr.keys[0].retroactive = false;
 
   memset(&c, 0, sizeof(c));
   memset(c.log_id, 7, sizeof(c.log_id));
