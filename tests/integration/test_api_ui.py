@@ -11,7 +11,7 @@ kept, read-only keys, a phone's width.
 
 Screenshots (PNG) go to $CTKN_UI_SHOTS (ctest: the build tree's
 tests/integration/ui-shots); scripts/ui-screenshots copies the README's
-two into docs/.
+three into docs/.
 """
 import json
 import os
