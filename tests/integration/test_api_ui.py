@@ -540,22 +540,50 @@ def deliveries_setup(srv, env, dkey, hostile_dest, rx):
                    "client_token.created", "--description", "rx " + path,
                    "--secret-key-file", dkey, *ALLOW_LO).json["data"]
         dests[path] = d["id"]
-    r = srv.request("POST", "/client-tokens", {"name": "hooked"}, key="admin")
-    check(r.status == 201, r)
+    # Six tokens: twelve notifications, two pages of ten.
+    for i in range(6):
+        r = srv.request("POST", "/client-tokens", {"name": f"hooked {i}"},
+                        key="admin")
+        check(r.status == 201, r)
     r = env.ctkn("notify", "--secret-key-file", dkey, "--group",
                  "g-" + env.topic, "--retry-initial", "60s", *ALLOW_LO,
                  db=env.path("notify-db"))
     check(r.rc == 0, f"notify: {r}")
-    check(rx.count == {"/ok": 1, "/bad": 1}, rx.count)
+    check(rx.count == {"/ok": 6, "/bad": 6}, rx.count)
     ids = {}
     for path, want in (("/ok", "delivered"), ("/bad", "needs_retry")):
         def seen():
             r = srv.request("GET", "/notifications?notification_setting_id="
                             + dests[path], key="admin")
             d = r.json["data"] if r.status == 200 else []
-            return len(d) == 1 and d[0]["status"] == want and d[0]["id"]
+            return len(d) == 6 and all(x["status"] == want for x in d) and \
+                d[0]["id"]
         ids[path] = wait_until(seen, 30, f"the replica sees {path} {want}")
     return ids["/ok"], ids["/bad"]
+
+
+def flow_delivery_pages(b, srv):
+    """Paddle's after cursor over the notifications, as the API pages."""
+    api1 = srv.request("GET", "/notifications?per_page=10", key="admin").json
+    after = api1["data"][-1]["id"]
+    api2 = srv.request("GET", f"/notifications?per_page=10&after={after}",
+                       key="admin").json
+    want1 = [n["id"] for n in api1["data"]]
+    want2 = [n["id"] for n in api2["data"]]
+    check(len(want1) == 10 and len(want2) == 2 and
+          api1["meta"]["pagination"]["has_more"], (want1, want2))
+    b.select(b.wait("#ntf-per-page"), "10")
+    b.wait_for(lambda: delivery_rows(b) == want1, "the first page")
+    check(b.run("return document.getElementById('ntf-prev').disabled"),
+          "previous enabled on the first page")
+    b.click(b.wait("#ntf-next"))
+    b.wait_for(lambda: delivery_rows(b) == want2, "the second page")
+    check(b.run("return document.getElementById('ntf-next').disabled"),
+          "next enabled on the last page")
+    b.click(b.wait("#ntf-prev"))
+    b.wait_for(lambda: delivery_rows(b) == want1, "the first page again")
+    b.select(b.wait("#ntf-per-page"), "50")
+    b.wait_for(lambda: delivery_rows(b) == want1 + want2, "all on one page")
 
 
 def flow_deliveries(b, srv, shots, ok_id, bad_id):
@@ -573,6 +601,7 @@ def flow_deliveries(b, srv, shots, ok_id, bad_id):
         check(got and set(got) == {status}, got)
     b.select(b.wait("#ntf-status"), "")
     b.wait_for(lambda: {ok_id, bad_id} <= set(delivery_rows(b)), "all again")
+    flow_delivery_pages(b, srv)
     # Replay is offered for delivered and failed ones only.
     check(b.find_all(f'tr[data-id="{ok_id}"] button.replay'), "no replay")
     check(not b.find_all(f'tr[data-id="{bad_id}"] button.replay'),
