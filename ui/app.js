@@ -698,7 +698,7 @@
         quar.map((p) => 'partition ' + p.partition + ': ' + p.quarantined).join(', ') + '). ',
         el('code', {}, 'ctkn quarantine'), ' lists them with each reason.'));
     }
-    return items.length ? el('ul', { class: 'callouts', id: 'health-callouts', role: 'status' }, items) : null;
+    return items.length ? el('ul', { class: 'callouts', id: 'health-callouts' }, items) : null;
   }
 
   async function viewHealth(view) {
