@@ -514,31 +514,197 @@
     if (perms.destRead) await load();
   }
 
-  /* ---- views: deliveries, health ------------------------------------ */
+  /* ---- views: deliveries ------------------------------------------- */
 
-  function viewDeliveries(view) {
-    put(view, el('h1', {}, 'Deliveries'),
-      el('p', {}, 'Not available here yet: ctkn serves no notification (delivery) routes over HTTP. ',
-        'Use the CLI: ', el('code', {}, 'ctkn notification list'), ', ', el('code', {}, 'ctkn notification logs ID'),
-        ' and ', el('code', {}, 'ctkn notification replay ID'), ' (README, Webhooks).'));
+  const NTF_STATUSES = ['not_attempted', 'needs_retry', 'delivered', 'failed'];
+  const ntfState = { status: '', perPage: '50', after: null, prev: [] };
+
+  function ntfBadge(status) {
+    const cls = status === 'delivered' ? 'ok' : status === 'failed' ? 'bad' : 'warn';
+    return el('span', { class: cls + ' ntf-status' }, status);
   }
 
+  /* Paddle replays delivered and failed notifications only. */
+  function replayable(n) {
+    return perms.destWrite && (n.status === 'delivered' || n.status === 'failed');
+  }
+
+  async function replay(n, after) {
+    const ok = await confirmDialog('Replay notification',
+      'Send ' + n.type + ' (' + n.id + ') to its destination again, as a new notification?',
+      'Replay');
+    if (!ok) return;
+    const r = await guard(() => api('POST', '/notifications/' + encodeURIComponent(n.id) + '/replay'));
+    if (!r) return;
+    const id = r.json.data.notification_id;
+    notice('Replayed ' + n.id + ' as ' + id + '.');
+    if (after) after(id);
+  }
+
+  function ntfRows(list, reload) {
+    if (!list.length) return [el('tr', {}, el('td', { colspan: 7, class: 'muted' }, 'No notifications match.'))];
+    return list.map((n) => el('tr', { 'data-id': n.id },
+      cell('Notification', el('a', { href: '#/deliveries/' + encodeURIComponent(n.id), class: 'open' }, el('code', {}, n.id)),
+        el('div', { class: 'muted' }, n.type, n.origin === 'replay' ? ' (replay)' : '')),
+      cell('Destination', el('code', {}, n.notification_setting_id)),
+      cell('Status', ntfBadge(n.status)),
+      cell('Attempts', String(n.times_attempted)),
+      cell('Occurred', when(n.occurred_at)),
+      cell('Last attempt', when(n.last_attempt_at)),
+      el('td', { class: 'actions', 'data-label': 'Actions' },
+        el('a', { href: '#/deliveries/' + encodeURIComponent(n.id), class: 'logs' }, 'Logs'),
+        replayable(n) ? [' ', el('button', { type: 'button', class: 'replay', onclick: () => replay(n, reload) }, 'Replay')] : null)));
+  }
+
+  async function viewDeliveries(view) {
+    if (!perms.destRead) {
+      put(view, el('h1', {}, 'Deliveries'),
+        el('p', { class: 'muted' }, 'This key cannot read notifications (no notification_setting.read).'));
+      return;
+    }
+    const body = el('tbody', { id: 'deliveries-body' });
+    const pager = el('div', { class: 'pager' });
+    async function load() {
+      let q = '/notifications?per_page=' + encodeURIComponent(ntfState.perPage);
+      if (ntfState.status) q += '&status=' + encodeURIComponent(ntfState.status);
+      if (ntfState.after) q += '&after=' + encodeURIComponent(ntfState.after);
+      const r = await guard(() => api('GET', q));
+      if (!r) return;
+      const page = r.json.data;
+      put(body, ...ntfRows(page, load));
+      const pg = r.json.meta.pagination;
+      const next = pg.has_more ? afterOf(pg.next) : null;
+      put(pager,
+        el('button', { type: 'button', id: 'ntf-prev', disabled: !ntfState.prev.length, onclick: () => { ntfState.after = ntfState.prev.pop() || null; load(); } }, 'Previous page'),
+        el('button', { type: 'button', id: 'ntf-next', disabled: !next, onclick: () => { ntfState.prev.push(ntfState.after); ntfState.after = next; load(); } }, 'Next page'),
+        el('span', { class: 'muted' }, page.length + ' on this page' +
+          (pg.estimated_total !== undefined ? ', about ' + pg.estimated_total + ' in all' : '')));
+    }
+    const status = el('select', {
+      id: 'ntf-status', onchange: () => {
+        ntfState.status = status.value; ntfState.after = null; ntfState.prev = []; load();
+      },
+    }, el('option', { value: '', selected: ntfState.status === '' }, 'All'),
+    NTF_STATUSES.map((v) => el('option', { value: v, selected: v === ntfState.status }, v)));
+    const perPage = el('select', {
+      id: 'ntf-per-page', onchange: () => {
+        ntfState.perPage = perPage.value; ntfState.after = null; ntfState.prev = []; load();
+      },
+    }, ['10', '50', '200'].map((v) => el('option', { value: v, selected: v === ntfState.perPage }, v)));
+    put(view,
+      el('h1', {}, 'Deliveries'),
+      el('p', { class: 'muted' }, 'Webhook notifications, newest first, as every notifier recorded them.',
+        perms.destWrite ? '' : ' This key cannot replay them (no notification_setting.write).'),
+      el('div', { class: 'toolbar' },
+        el('div', {}, el('label', { for: 'ntf-status' }, 'Status'), status),
+        el('div', {}, el('label', { for: 'ntf-per-page' }, 'Per page'), perPage)),
+      el('div', { class: 'table-wrap' }, el('table', { class: 'cards', id: 'deliveries' },
+        el('thead', {}, el('tr', {}, ['Notification', 'Destination', 'Status', 'Attempts', 'Occurred', 'Last attempt', ''].map((h) => el('th', {}, h)))),
+        body)),
+      pager);
+    await load();
+  }
+
+  function ntfEntity(n) {
+    const rows = [['ID', el('code', {}, n.id)], ['Type', n.type],
+      ['Status', el('span', { id: 'ntf-detail-status' }, ntfBadge(n.status))],
+      ['Destination', el('code', {}, n.notification_setting_id)], ['Origin', n.origin],
+      ['Attempts', String(n.times_attempted)], ['Occurred', when(n.occurred_at)],
+      ['Last attempt', when(n.last_attempt_at)], ['Next retry', when(n.retry_at)],
+      ['Delivered', when(n.delivered_at)], ['Replayed', when(n.replayed_at)]];
+    return el('dl', { class: 'entity' }, rows.map(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+  }
+
+  /* Each attempt; the response's body is the receiver's, shown as text. */
+  function ntfLogs(logs) {
+    if (!logs.length) return el('p', { class: 'muted', id: 'ntf-logs-none' }, 'No attempts yet.');
+    return el('div', { class: 'table-wrap' }, el('table', { class: 'cards', id: 'ntf-logs' },
+      el('thead', {}, el('tr', {}, ['Attempted', 'Response', 'Content type', 'Body'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, logs.map((l) => el('tr', { 'data-id': l.id },
+        cell('Attempted', when(l.attempted_at)),
+        cell('Response', el('span', { class: 'code ' + (l.response_code >= 200 && l.response_code < 300 ? 'ok' : 'bad') },
+          l.response_code === 0 ? 'none' : String(l.response_code))),
+        cell('Content type', l.response_content_type === null ? '—' : el('code', {}, l.response_content_type)),
+        cell('Body', l.response_body === '' ? el('span', { class: 'muted' }, '(empty)')
+          : el('pre', { class: 'body' }, l.response_body)))))));
+  }
+
+  async function viewDelivery(view, id) {
+    const p = '/notifications/' + encodeURIComponent(id);
+    const load = async () => {
+      const r = await guard(() => api('GET', p));
+      if (!r) return;
+      const n = r.json.data;
+      // Every page of the logs (200 at a time), oldest first.
+      const logs = [];
+      let q = p + '/logs?per_page=200';
+      for (let i = 0; q && i < 50; i++) {
+        const l = await guard(() => api('GET', q));
+        if (!l) return;
+        logs.push(...l.json.data);
+        const pg = l.json.meta.pagination;
+        const after = pg.has_more ? afterOf(pg.next) : null;
+        q = after ? p + '/logs?per_page=200&after=' + encodeURIComponent(after) : null;
+      }
+      const replayed = el('p', { id: 'replayed' });
+      put(view,
+        el('p', {}, el('a', { href: '#/deliveries' }, '← All deliveries')),
+        el('h1', {}, 'Notification ', el('span', { class: 'mono' }, n.id)),
+        ntfEntity(n),
+        replayable(n) ? el('p', {}, el('button', {
+          type: 'button', id: 'ntf-replay', class: 'replay', onclick: () => replay(n, (nid) => put(replayed,
+            'New notification: ', el('a', { id: 'replayed-id', href: '#/deliveries/' + encodeURIComponent(nid) }, nid))),
+        }, 'Replay')) : null,
+        replayed,
+        el('h2', {}, 'Attempts'),
+        ntfLogs(logs),
+        el('h2', {}, 'Payload'),
+        n.payload === null ? el('p', { class: 'muted' }, 'This replica does not hold the event.')
+          : el('pre', { class: 'body', id: 'ntf-payload' }, JSON.stringify(n.payload, null, 2)));
+    };
+    await load();
+  }
+
+  /* ---- views: health ------------------------------------------------ */
+
   function healthTable(d) {
+    const q = (p) => p.quarantined === undefined ? '—'
+      : (p.quarantined > 0 ? el('span', { class: 'bad' }, String(p.quarantined)) : '0');
     return el('table', { class: 'cards', id: 'health' },
-      el('thead', {}, el('tr', {}, ['Partition', 'Log end', 'Projected', 'Lag', 'Paused', 'Checkpoint', 'Stale'].map((h) => el('th', {}, h)))),
-      el('tbody', {}, d.partitions.map((p) => el('tr', { class: p.paused || p.stale ? 'bad' : '' },
+      el('thead', {}, el('tr', {}, ['Partition', 'Log end', 'Projected', 'Lag', 'Paused', 'Quarantined', 'Checkpoint', 'Stale'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, d.partitions.map((p) => el('tr', { class: p.paused || p.stale || p.quarantined > 0 ? 'bad' : '', 'data-partition': p.partition },
         cell('Partition', p.partition), cell('Log end', p.log_end), cell('Projected', p.projected),
         cell('Lag', el('span', { class: p.lag > 0 ? 'warn' : '' }, p.lag)),
         cell('Paused', p.paused ? el('span', { class: 'bad' }, 'PAUSED') : 'no'),
+        cell('Quarantined', q(p)),
         cell('Checkpoint', p.checkpoint_at === undefined ? '—' : when(p.checkpoint_at)),
         cell('Stale', p.stale === undefined ? '—' : (p.stale ? el('span', { class: 'bad' }, 'STALE') : 'no'))))));
+  }
+
+  /* What wants an operator: paused partitions, quarantined records. */
+  function healthCallouts(d) {
+    const paused = d.partitions.filter((p) => p.paused).map((p) => p.partition);
+    const quar = d.partitions.filter((p) => p.quarantined > 0);
+    const items = [];
+    if (paused.length) {
+      items.push(el('li', { id: 'callout-paused' }, el('strong', {}, 'Paused: '),
+        'partition' + (paused.length > 1 ? 's ' : ' ') + paused.join(', ') +
+        ' stopped at a record of a newer schema version; reads of their tokens fail closed. Upgrade ctkn.'));
+    }
+    if (quar.length) {
+      const n = quar.reduce((a, p) => a + p.quarantined, 0);
+      items.push(el('li', { id: 'callout-quarantined' }, el('strong', {}, 'Quarantined: '),
+        n + ' record' + (n > 1 ? 's' : '') + ' the projector could not use (' +
+        quar.map((p) => 'partition ' + p.partition + ': ' + p.quarantined).join(', ') + '). ',
+        el('code', {}, 'ctkn quarantine'), ' lists them with each reason.'));
+    }
+    return items.length ? el('ul', { class: 'callouts', id: 'health-callouts' }, items) : null;
   }
 
   async function viewHealth(view) {
     const out = el('div', { id: 'health-out' });
     const stamp = el('p', { class: 'muted', id: 'health-at' });
-    put(view, el('h1', {}, 'Health'), stamp, out,
-      el('p', { class: 'muted' }, 'Quarantined records are not served over HTTP yet: ', el('code', {}, 'ctkn quarantine'), ' lists them.'));
+    put(view, el('h1', {}, 'Health'), stamp, out);
     const load = async () => {
       const r = await guard(() => api('GET', '/healthz', undefined, false));
       if (!r || !r.json || !r.json.data) return;
@@ -547,6 +713,7 @@
       put(out,
         el('p', {}, 'Status: ', el('span', { class: cls, id: 'health-status' }, d.status),
           ' — topic ', el('code', {}, d.topic), ', total lag ', String(d.lag), ' (ready up to ', String(d.max_lag), ')'),
+        healthCallouts(d),
         el('div', { class: 'table-wrap' }, healthTable(d)));
       stamp.textContent = 'Refreshed ' + new Date().toISOString() + ', every ' + HEALTH_EVERY_MS / 1000 + ' s.';
     };
@@ -575,7 +742,7 @@
     }
     switch (parts[0]) {
       case 'destinations': viewDestinations(view); break;
-      case 'deliveries': viewDeliveries(view); break;
+      case 'deliveries': if (parts[1]) viewDelivery(view, decodeURIComponent(parts[1])); else viewDeliveries(view); break;
       case 'health': viewHealth(view); break;
       case 'tokens': if (parts[1]) { viewToken(view, decodeURIComponent(parts[1])); break; }
       // falls through

@@ -420,11 +420,12 @@ char *ctkn_json_status(const char *topic,
                        const struct ctkn_partition_status *parts, size_t n);
 
 /* GET /healthz: the status object above plus "status" (state) and
- * "max_lag", with meta.request_id. Caller owns the string; release with free().
- * NULL when out of memory. */
+ * "max_lag", with meta.request_id; with quarantined (n counts, one per
+ * part), each partition's "quarantined" and their total as "quarantined".
+ * Caller owns the string; release with free(). NULL when out of memory. */
 char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
                        const struct ctkn_partition_status *parts, size_t n,
-                       const char *request_id);
+                       const int64_t *quarantined, const char *request_id);
 
 /* {"data": the keyring: log_id, version, keys (key_id, name, public_key,
  * scopes, status), schema_versions; with key_id and file when given (a

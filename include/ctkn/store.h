@@ -332,6 +332,11 @@ int ctkn_store_history(ctkn_store_txn *txn, const char *id,
  * NULL when there were none. Errors: CTKN_ENOMEM. */
 int ctkn_store_quarantine(ctkn_store_txn *txn, ctkn_store_coord_cb cb,
                           void *arg, struct ctkn_err *err);
+/* How many records are quarantined in each partition: counts[p] for p
+ * below n (all set; partitions at n or past it are not counted). Reads
+ * keys only, one pass over the table. Errors: CTKN_ESTORE. */
+int ctkn_store_quarantine_counts(ctkn_store_txn *txn, int64_t *counts,
+                                 int32_t n, struct ctkn_err *err);
 /* Rejected events in (partition, offset) order; key is the token ID,
  * value the event ID (each NULL when unknown), neither NUL-terminated.
  * Errors: CTKN_ENOMEM. */

@@ -1,6 +1,7 @@
 /*
  * health.c - how the replica is doing: /healthz (ready, starting, stale
- * or lagging, from the follower's last status), /metrics (Prometheus'
+ * or lagging, from the follower's last status, with each partition's
+ * quarantined records counted in the projection), /metrics (Prometheus'
  * text format), and the request counters and latency histograms that
  * every completed request adds to.
  *
@@ -147,13 +148,46 @@ bool ctkn__api_guard(struct server *s, struct ctkn_query_guard *g,
   return bad;
 }
 
+/* Each partition's quarantined records, counted in the projection (keys
+ * only, one pass; quarantine holds the few records the projector could
+ * not use). NULL when the store does not answer or memory is short: the
+ * counts are then left out of /healthz, which still answers. */
+static int64_t *quarantine_counts(struct server *s)
+{
+  int64_t *all = malloc(CTKN_STORE_MAX_PARTITIONS * sizeof(*all));
+  struct ctkn_err err = {0};
+  ctkn_store_txn *txn;
+  int rc;
+
+  if (all == NULL)
+    return NULL;
+  if ((rc = ctkn_store_begin(s->st, false, &txn, &err)) == CTKN_OK) {
+    rc =
+        ctkn_store_quarantine_counts(txn, all, CTKN_STORE_MAX_PARTITIONS, &err);
+    ctkn_store_abort(txn);
+  }
+  if (rc != CTKN_OK) {
+    free(all);
+    return NULL;
+  }
+  return all;
+}
+
 void ctkn__api_healthz(struct server *s, struct req *r)
 {
   const char *state = "ready", *bad;
   char why[256];
   int64_t lag = 0;
+  int64_t *all = quarantine_counts(s), *q = NULL;
 
   pthread_mutex_lock(&s->pos_lock);
+  if (all != NULL && s->nstatus > 0 &&
+      (q = calloc((size_t)s->nstatus, sizeof(*q))) != NULL) {
+    for (int32_t i = 0; i < s->nstatus; i++) {
+      int32_t p = s->status[i].partition;
+      q[i] = p >= 0 && p < CTKN_STORE_MAX_PARTITIONS ? all[p] : 0;
+    }
+  }
   bad = untrusted_locked(s, why, sizeof(why));
   for (int32_t i = 0; i < s->nstatus; i++) {
     int64_t d = s->status[i].log_end - s->status[i].projected;
@@ -170,8 +204,10 @@ void ctkn__api_healthz(struct server *s, struct req *r)
     state = "lagging";
   free(r->resp);
   r->resp = ctkn_json_health(state, s->cfg->max_lag, s->cfg->log->topic,
-                             s->status, (size_t)s->nstatus, r->rid);
+                             s->status, (size_t)s->nstatus, q, r->rid);
   pthread_mutex_unlock(&s->pos_lock);
+  free(q);
+  free(all);
   r->status = strcmp(state, "ready") == 0 ? 200 : 503;
 }
 

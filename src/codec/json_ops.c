@@ -242,13 +242,15 @@ char *ctkn_json_project_stats(uint64_t applied, uint64_t rejected,
   return ctkn__json_doc(ctkn__json_checked(o, rc), false, NULL);
 }
 
-/* The status object: topic, partitions with their lag, total lag. */
+/* The status object: topic, partitions with their lag, total lag; with
+ * quarantined (one count per part), each partition's and their total. */
 static json_t *status_obj(const char *topic,
-                          const struct ctkn_partition_status *parts, size_t n)
+                          const struct ctkn_partition_status *parts, size_t n,
+                          const int64_t *quarantined)
 {
   json_t *o = json_object();
   json_t *arr = json_array();
-  int64_t total = 0;
+  int64_t total = 0, qtotal = 0;
   int rc = 0;
 
   if (o == NULL || arr == NULL) {
@@ -279,25 +281,31 @@ static json_t *status_obj(const char *topic,
                                                       : json_null());
       rc |= ctkn__json_set(e, "stale", json_boolean(parts[i].stale));
     }
+    if (quarantined != NULL) {
+      qtotal += quarantined[i];
+      rc |= ctkn__json_set(e, "quarantined", json_integer(quarantined[i]));
+    }
     rc |= json_array_append_new(arr, e);
   }
   rc |= ctkn__json_set(o, "topic", ctkn__json_str(topic, SIZE_MAX));
   rc |= ctkn__json_set(o, "partitions", arr);
   rc |= ctkn__json_set(o, "lag", json_integer(total));
+  if (quarantined != NULL)
+    rc |= ctkn__json_set(o, "quarantined", json_integer(qtotal));
   return ctkn__json_checked(o, rc);
 }
 
 char *ctkn_json_status(const char *topic,
                        const struct ctkn_partition_status *parts, size_t n)
 {
-  return ctkn__json_doc(status_obj(topic, parts, n), false, NULL);
+  return ctkn__json_doc(status_obj(topic, parts, n, NULL), false, NULL);
 }
 
 char *ctkn_json_health(const char *state, int64_t max_lag, const char *topic,
                        const struct ctkn_partition_status *parts, size_t n,
-                       const char *request_id)
+                       const int64_t *quarantined, const char *request_id)
 {
-  json_t *o = status_obj(topic, parts, n);
+  json_t *o = status_obj(topic, parts, n, quarantined);
   int rc = 0;
 
   if (o == NULL)

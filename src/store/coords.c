@@ -186,6 +186,34 @@ int ctkn_store_quarantine(ctkn_store_txn *t, ctkn_store_coord_cb cb, void *arg,
   return walk_coords(t, T_QUARANTINE, cb, arg, err);
 }
 
+/* Keys only: a count needs no value decoded. */
+int ctkn_store_quarantine_counts(ctkn_store_txn *t, int64_t *counts, int32_t n,
+                                 struct ctkn_err *err)
+{
+  MDB_cursor *c;
+  MDB_val k, v;
+  int rc;
+
+  for (int32_t i = 0; i < n; i++)
+    counts[i] = 0;
+  if ((rc = ctkn__store_cursor(t, T_QUARANTINE, &c, err)) != CTKN_OK)
+    return rc;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    uint64_t p;
+
+    if (k.mv_size != COORD_KEY_LEN) {
+      mdb_cursor_close(c);
+      return ctkn__store_corrupt(err, T_QUARANTINE);
+    }
+    p = ctkn__get_be(k.mv_data, 4);
+    if (p < (uint64_t)(n > 0 ? n : 0))
+      counts[p]++;
+  }
+  mdb_cursor_close(c);
+  return rc == MDB_NOTFOUND ? CTKN_OK : ctkn__store_lmdb_err(err, rc, "walk");
+}
+
 int ctkn_store_rejected(ctkn_store_txn *t, ctkn_store_coord_cb cb, void *arg,
                         struct ctkn_err *err)
 {

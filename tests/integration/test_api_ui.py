@@ -3,18 +3,23 @@ and security headers, the history route it reads
 (GET /client-tokens/{id}/history), and the page itself driven in Debian's
 headless chromium through chromedriver (webdriver.py): sign in, create a
 token, find it, open its history, revoke it (the revoke checked through
-the API), destinations, health, errors, hostile text, where the key is
-kept, a read-only key, a phone's width.
+the API), destinations, deliveries (a `ctkn notify` run against a
+receiver answering hostile bodies: the status filter, the attempt logs,
+a replay checked through the API), health (quarantined records and a
+paused partition called out), errors, hostile text, where the key is
+kept, read-only keys, a phone's width.
 
 Screenshots (PNG) go to $CTKN_UI_SHOTS (ctest: the build tree's
 tests/integration/ui-shots); scripts/ui-screenshots copies the README's
-two into docs/.
+three into docs/.
 """
 import json
 import os
 import re
 import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import Env, Server, check, deploy_key, main
 import webdriver
@@ -24,6 +29,8 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}"
 XSS_NAME = "<img src=x onerror=alert(1)>"
 XSS_DESC = "<script>alert(2)</script>"
 XSS_DEST = "<b onmouseover=alert(3)>hooks</b><img src=x onerror=alert(4)>"
+XSS_BODY = "<img src=x onerror=alert(1)><script>alert(6)</script>"
+ALLOW_LO = ("--allow-destination-network", "127.0.0.0/8")
 KEYS = (("admin", "client_token.read,client_token.write,"
                   "notification_setting.write"),
         ("reader", "client_token.read"))
@@ -426,10 +433,255 @@ def flow_health(b, srv, shots, partitions):
                  ".map(r => r.children[1].textContent)")
     h = srv.request("GET", "/healthz", key=None).json["data"]
     check(len(ends) == len(h["partitions"]), (ends, h))
+    check(not b.find_all("#health-callouts"), "a callout with nothing wrong")
     b.screenshot(os.path.join(shots, "health.png"))
+
+
+def flow_quarantine(b, srv, env, shots):
+    """A record the projector cannot use is quarantined: /healthz counts
+    it on its partition, and the health view calls it out."""
+    env.raw(1, "poison", b"\xff\xfe garbage", "client_token.created", "1")
+
+    def counted():
+        h = srv.request("GET", "/healthz", key=None).json["data"]
+        return h.get("quarantined") == 1 and h
+    h = wait_until(counted, 30, "/healthz counts the quarantined record")
+    check([p["quarantined"] for p in h["partitions"]] == [0, 1], h)
+    check(h["status"] == "ready", h)
+    b.get(srv.url + "/ui/#/health")
+    b.wait("#callout-quarantined", timeout=15)
+    text = b.text(b.wait("#callout-quarantined"))
+    check("1 record" in text and "partition 1: 1" in text and
+          "ctkn quarantine" in text, text)
+    check(not b.find_all("#callout-paused"), "paused called out")
+    cells = b.run("return [...document.querySelectorAll('#health tbody tr')]"
+                  ".map(r => r.querySelector('[data-label=Quarantined]')"
+                  ".textContent)")
+    check(cells == ["0", "1"], cells)
+    b.screenshot(os.path.join(shots, "health-quarantine.png"))
+
+
+def flow_paused(b, srv, env):
+    """A record of a newer schema pauses its partition: the health view
+    calls it out (and /healthz is 503, which the view still shows)."""
+    env.raw(0, "future", b"\x0a\x01x", "client_token.created", "99")
+    wait_until(lambda: srv.request("GET", "/healthz", key=None).json["data"]
+               ["status"] == "paused", 30, "/healthz says paused")
+    b.get(srv.url + "/ui/#/health")
+    b.wait("#callout-paused", timeout=15)
+    text = b.text(b.wait("#callout-paused"))
+    check("partition 0 " in text and "newer schema" in text, text)
+    check(b.text(b.wait("#health-status")) == "paused", "status")
+    check(b.find_all("#callout-quarantined"), "the quarantine callout left")
+
+
+def wait_until(pred, timeout, what, every=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        check(time.monotonic() < deadline, f"timed out after {timeout}s: "
+              f"{what}")
+        time.sleep(every)
+
+
+class HostileReceiver:
+    """A webhook receiver whose answers carry markup: /ok answers 200,
+    /bad 503, each with XSS_BODY as text/html."""
+
+    def __init__(self):
+        self.count = {}
+        rx = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                rx.count[self.path] = rx.count.get(self.path, 0) + 1
+                body = XSS_BODY.encode()
+                self.send_response(200 if self.path == "/ok" else 503)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def delivery_rows(b):
+    return b.run("return [...document.querySelectorAll("
+                 "'#deliveries-body tr[data-id]')].map(r => r.dataset.id)")
+
+
+def deliveries_setup(srv, env, dkey, hostile_dest, rx):
+    """Two destinations on rx and one `ctkn notify` run: a delivered
+    notification (/ok) and one that needs a retry (/bad), both answered
+    with XSS_BODY. Returns their IDs."""
+    # The example.com destination would be tried too: pause it.
+    r = srv.request("PATCH", f"/notification-settings/{hostile_dest}",
+                    {"active": False}, key="admin")
+    check(r.status == 200, r)
+    dests = {}
+    for path in ("/ok", "/bad"):
+        d = env.ok("destination", "add", "--url", rx.url(path), "--events",
+                   "client_token.created", "--description", "rx " + path,
+                   "--secret-key-file", dkey, *ALLOW_LO).json["data"]
+        dests[path] = d["id"]
+    # Six tokens: twelve notifications, two pages of ten.
+    for i in range(6):
+        r = srv.request("POST", "/client-tokens", {"name": f"hooked {i}"},
+                        key="admin")
+        check(r.status == 201, r)
+    r = env.ctkn("notify", "--secret-key-file", dkey, "--group",
+                 "g-" + env.topic, "--retry-initial", "60s", *ALLOW_LO,
+                 db=env.path("notify-db"))
+    check(r.rc == 0, f"notify: {r}")
+    check(rx.count == {"/ok": 6, "/bad": 6}, rx.count)
+    ids = {}
+    for path, want in (("/ok", "delivered"), ("/bad", "needs_retry")):
+        def seen():
+            r = srv.request("GET", "/notifications?notification_setting_id="
+                            + dests[path], key="admin")
+            d = r.json["data"] if r.status == 200 else []
+            return len(d) == 6 and all(x["status"] == want for x in d) and \
+                d[0]["id"]
+        ids[path] = wait_until(seen, 30, f"the replica sees {path} {want}")
+    return ids["/ok"], ids["/bad"]
+
+
+def flow_delivery_pages(b, srv):
+    """Paddle's after cursor over the notifications, as the API pages."""
+    api1 = srv.request("GET", "/notifications?per_page=10", key="admin").json
+    after = api1["data"][-1]["id"]
+    api2 = srv.request("GET", f"/notifications?per_page=10&after={after}",
+                       key="admin").json
+    want1 = [n["id"] for n in api1["data"]]
+    want2 = [n["id"] for n in api2["data"]]
+    check(len(want1) == 10 and len(want2) == 2 and
+          api1["meta"]["pagination"]["has_more"], (want1, want2))
+    b.select(b.wait("#ntf-per-page"), "10")
+    b.wait_for(lambda: delivery_rows(b) == want1, "the first page")
+    check(b.run("return document.getElementById('ntf-prev').disabled"),
+          "previous enabled on the first page")
+    b.click(b.wait("#ntf-next"))
+    b.wait_for(lambda: delivery_rows(b) == want2, "the second page")
+    check(b.run("return document.getElementById('ntf-next').disabled"),
+          "next enabled on the last page")
+    b.click(b.wait("#ntf-prev"))
+    b.wait_for(lambda: delivery_rows(b) == want1, "the first page again")
+    b.select(b.wait("#ntf-per-page"), "50")
+    b.wait_for(lambda: delivery_rows(b) == want1 + want2, "all on one page")
+
+
+def flow_deliveries(b, srv, shots, ok_id, bad_id):
     b.get(srv.url + "/ui/#/deliveries")
-    b.wait_for(lambda: "Not available" in b.run(
-        "return document.getElementById('view').textContent"), "deliveries")
+    b.wait(f'tr[data-id="{ok_id}"]')
+    b.wait(f'tr[data-id="{bad_id}"]')
+    # The status filter asks the API for that status only.
+    for status, shown, hidden in (("delivered", ok_id, bad_id),
+                                  ("needs_retry", bad_id, ok_id)):
+        b.select(b.wait("#ntf-status"), status)
+        b.wait_for(lambda: shown in delivery_rows(b) and
+                   hidden not in delivery_rows(b), f"only {status}")
+        got = b.run("return [...document.querySelectorAll("
+                    "'#deliveries-body .ntf-status')].map(e => e.textContent)")
+        check(got and set(got) == {status}, got)
+    b.select(b.wait("#ntf-status"), "")
+    b.wait_for(lambda: {ok_id, bad_id} <= set(delivery_rows(b)), "all again")
+    flow_delivery_pages(b, srv)
+    # Replay is offered for delivered and failed ones only.
+    check(b.find_all(f'tr[data-id="{ok_id}"] button.replay'), "no replay")
+    check(not b.find_all(f'tr[data-id="{bad_id}"] button.replay'),
+          "replay offered for a notification still being retried")
+    b.screenshot(os.path.join(shots, "deliveries.png"))
+
+    # The attempt logs: the receiver's body is text.
+    b.click(b.wait(f'tr[data-id="{bad_id}"] a.logs'))
+    b.wait("#ntf-logs tbody tr")
+    check("#/deliveries/" + bad_id in b.url(), b.url())
+    row = b.run("const r = document.querySelector('#ntf-logs tbody tr');"
+                "return [r.querySelector('[data-label=Response]').textContent,"
+                "r.querySelector('[data-label=\"Content type\"]')"
+                ".textContent, r.querySelector('pre.body').textContent]")
+    check(row == ["503", "text/html", XSS_BODY], row)
+    no_injection(b, "delivery logs")
+    check(not b.find_all("#ntf-replay"), "replay offered for needs_retry")
+
+    # Replay, confirmed, from the delivered one's page.
+    b.get(srv.url + "/ui/#/deliveries/" + ok_id)
+    b.wait("#ntf-logs tbody tr")
+    body = b.text(b.wait("#ntf-logs pre.body"))
+    check(body == XSS_BODY, body)
+    no_injection(b, "delivery logs (200)")
+    b.screenshot(os.path.join(shots, "delivery.png"))
+    b.click(b.wait("#ntf-replay"))
+    b.wait_for(lambda: b.run("return document.getElementById('confirm')"
+                             ".open"), "the confirmation")
+    check(b.focused() == "confirm-cancel", b.focused())
+    b.keys("escape")
+    b.wait_for(lambda: not b.run("return document.getElementById('confirm')"
+                                 ".open"), "the dialog to close")
+    check(not b.find_all("#replayed-id"), "Escape replayed it")
+    b.click(b.wait("#ntf-replay"))
+    b.wait_for(lambda: b.run("return document.getElementById('confirm')"
+                             ".open"), "the confirmation")
+    b.click(b.wait("#confirm-ok"))
+    new = b.text(b.wait("#replayed-id"))
+    check(re.match(r"^ntf_[0-9a-z]{26}$", new) and new != ok_id, new)
+    # Through the API: a new notification of the same event, a replay.
+    n = wait_until(lambda: (lambda r: r.status == 200 and r.json["data"])(
+        srv.request("GET", f"/notifications/{new}", key="admin")), 30,
+        "the replay's notification")
+    old = srv.request("GET", f"/notifications/{ok_id}", key="admin")
+    check(n["origin"] == "replay" and n["type"] == old.json["data"]["type"]
+          and n["notification_setting_id"] ==
+          old.json["data"]["notification_setting_id"], n)
+    # An error shows Paddle's detail and the request ID.
+    b.get(srv.url + "/ui/#/deliveries/ntf_01kbp9s2c0a6r7k2ge1mj1ntf9")
+    b.wait("#error-rid")
+    check("not_found" in b.text(b.wait("#error-detail")), "404 detail")
+    check(UUID_RE.match(b.text(b.wait("#error-rid"))), "request ID")
+    return new
+
+
+def flow_deliveries_read_only(b, srv, env, ok_id):
+    """A key with notification_setting.read only (a key on the log, whose
+    permissions the page reads from GET /api-keys/{its id}) sees the
+    deliveries and their logs but no Replay."""
+    b.click(b.wait("#signout"))
+    b.wait("#key")
+    k = env.ok("apikey", "create", "--name", "ui hooks reader",
+               "--permissions", "notification_setting.read").json["data"]
+    wait_until(lambda: srv.request("GET", f"/api-keys/{k['id']}",
+                                   key=f"Bearer {k['key']}").status == 200,
+               10, "the log key arrives")
+    # Signed out on #/tokens: the sign-in keeps the view asked for.
+    b.get(srv.url + "/ui/#/deliveries")
+    b.type(b.wait("#key"), k["key"] + "\ue007")
+    b.wait(f'tr[data-id="{ok_id}"]')
+    perms = b.text(b.wait("#perms"))
+    check(perms == "Key: notification_setting.read", perms)
+    check(not b.find_all("button.replay"), "a read-only key sees Replay")
+    b.click(b.wait(f'tr[data-id="{ok_id}"] a.logs'))
+    b.wait("#ntf-logs tbody tr")
+    check(not b.find_all("#ntf-replay"), "a read-only key sees Replay")
+    # The server refuses it regardless.
+    r = srv.request("POST", f"/notifications/{ok_id}/replay",
+                    key=f"Bearer {k['key']}")
+    check(r.status == 403 and r.json["error"]["code"] == "forbidden", r)
 
 
 def check_key_kept(b, srv, key):
@@ -446,13 +698,22 @@ def check_key_kept(b, srv, key):
     check(referrer == "", referrer)
 
 
-def flow_phone(b, srv, shots):
+def flow_phone(b, srv, shots, ntf_id):
     b.size(390, 844)
     b.get(srv.url + "/ui/#/tokens")
     b.wait("#tokens-body tr")
     w = b.run("return [document.documentElement.scrollWidth, innerWidth]")
     check(w[0] <= w[1], f"wider than a phone: {w}")
     b.screenshot(os.path.join(shots, "tokens-phone.png"))
+    for view, css in (("deliveries", f'tr[data-id="{ntf_id}"]'),
+                      ("deliveries/" + ntf_id, "#ntf-logs tbody tr"),
+                      ("health", "#health tbody tr")):
+        b.get(srv.url + "/ui/#/" + view)
+        b.wait(css)
+        w = b.run("return [document.documentElement.scrollWidth, "
+                  "innerWidth]")
+        check(w[0] <= w[1], f"#/{view} wider than a phone: {w}")
+    b.screenshot(os.path.join(shots, "health-phone.png"))
     b.size(1280, 800)
 
 
@@ -473,6 +734,12 @@ def flow_read_only(b, srv):
     check("client_token.read" in perms and "write" not in perms, perms)
     check(not b.find_all("#create-form") and not b.find_all("button.revoke")
           and not b.find_all("button.rename"), "write controls shown")
+    b.get(srv.url + "/ui/#/deliveries")
+    b.wait_for(lambda: "cannot read notifications" in b.run(
+        "return document.getElementById('view').textContent"),
+        "deliveries refused to a key without notification_setting.read")
+    b.get(srv.url + "/ui/#/tokens")
+    b.wait("#tokens-body tr")
     b.click(b.find_all("#tokens-body a.open")[0])
     b.wait("#timeline li")
     check(not b.find_all("#detail-revoke"), "a read-only key sees revoke")
@@ -512,8 +779,10 @@ def test_browser():
           "no /usr/bin/chromium or /usr/bin/chromedriver: "
           "run scripts/install-deps")
     env = Env(name="uibrowser", partitions=2)
-    srv = Server(env, keys=KEYS, args=("--secret-key-file", deploy_key(env)))
+    dkey = deploy_key(env)
+    srv = Server(env, keys=KEYS, args=("--secret-key-file", dkey))
     b = None
+    rx = HostileReceiver()
     try:
         shots = shots_dir(env)
         r = srv.request("POST", "/client-tokens",
@@ -537,14 +806,19 @@ def test_browser():
         flow_hostile_history(b, srv, hostile)
         flow_destinations(b, srv, shots, hostile_dest)
         flow_health(b, srv, shots, 2)
-        flow_phone(b, srv, shots)
+        flow_quarantine(b, srv, env, shots)
+        ok_id, bad_id = deliveries_setup(srv, env, dkey, hostile_dest, rx)
+        flow_deliveries(b, srv, shots, ok_id, bad_id)
+        flow_phone(b, srv, shots, ok_id)
         check_key_kept(b, srv, "admin")
         flow_read_only(b, srv)
         flow_log_key(b, srv, env)
+        flow_deliveries_read_only(b, srv, env, ok_id)
         # The server enforces it regardless of the page.
         r = srv.request("PATCH", f"/client-tokens/{hostile}",
                         {"status": "revoked"}, key="reader")
         check(r.status == 403 and r.json["error"]["code"] == "forbidden", r)
+        flow_paused(b, srv, env)
         no_injection(b, "the end")
     except Exception:
         if b is not None:  # what the page showed when it failed
@@ -557,6 +831,7 @@ def test_browser():
     finally:
         if b is not None:
             b.quit()
+        rx.close()
         srv.stop()
         env.close()
 

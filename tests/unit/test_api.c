@@ -1984,6 +1984,68 @@ static void test_healthz_reports_starting_ready_and_lagging(void **state)
   done(f, r);
 }
 
+/* Each partition's quarantined records, counted in the projection, and
+ * their total: 0 until the projector quarantines one. */
+static void test_healthz_counts_quarantined_records_per_partition(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_partition_status ps[3] = {
+      {.partition = 0, .log_end = 9, .projected = 9},
+      {.partition = 1, .log_end = 4, .projected = 4},
+      {.partition = 2, .log_end = 1, .projected = 1}};
+  struct ctkn_projector_stats stats = {0};
+  struct ctkn_err err = {0};
+  ctkn_store_txn *t;
+  struct req *r;
+  json_t *j, *d, *parts;
+
+  ctkn__api_status(f->s, ps, 3, &stats);
+  r = call(f, "GET", "/healthz", NULL, NULL);
+  assert_int_equal(r->status, 200);
+  j = answer(r);
+  d = json_object_get(j, "data");
+  assert_int_equal(json_integer_value(json_object_get(d, "quarantined")), 0);
+  parts = json_object_get(d, "partitions");
+  for (size_t i = 0; i < 3; i++)
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(parts, i), "quarantined")),
+                     0);
+  json_decref(j);
+  done(f, r);
+
+  /* Two in partition 1, one in partition 2, one past the partitions
+   * served (not counted in any). */
+  assert_int_equal(ctkn_store_begin(f->st, true, &t, &err), CTKN_OK);
+  assert_int_equal(
+      ctkn_store_put_quarantine(t, 1, 0, "bad", "k", 1, "v", 1, &err), CTKN_OK);
+  assert_int_equal(
+      ctkn_store_put_quarantine(t, 1, 3, "bad", NULL, 0, "v", 1, &err),
+      CTKN_OK);
+  assert_int_equal(
+      ctkn_store_put_quarantine(t, 2, 0, "bad", NULL, 0, NULL, 0, &err),
+      CTKN_OK);
+  assert_int_equal(
+      ctkn_store_put_quarantine(t, 7, 5, "bad", NULL, 0, NULL, 0, &err),
+      CTKN_OK);
+  assert_int_equal(ctkn_store_commit(t, &err), CTKN_OK);
+  r = call(f, "GET", "/healthz", NULL, NULL);
+  assert_int_equal(r->status, 200); /* quarantine alone is not unready */
+  j = answer(r);
+  d = json_object_get(j, "data");
+  parts = json_object_get(d, "partitions");
+  const json_int_t want[3] = {0, 2, 1};
+  for (size_t i = 0; i < 3; i++) {
+    json_t *p = json_array_get(parts, i);
+    assert_int_equal(json_integer_value(json_object_get(p, "partition")),
+                     (json_int_t)i);
+    assert_int_equal(json_integer_value(json_object_get(p, "quarantined")),
+                     want[i]);
+  }
+  assert_int_equal(json_integer_value(json_object_get(d, "quarantined")), 3);
+  json_decref(j);
+  done(f, r);
+}
+
 static void test_metrics_count_requests_by_route_and_status(void **state)
 {
   struct fx *f = *state;
@@ -2806,6 +2868,7 @@ int main(void)
       T(test_min_position_waits_for_the_follower),
       T(test_min_position_on_an_unknown_partition_is_refused),
       T(test_healthz_reports_starting_ready_and_lagging),
+      T(test_healthz_counts_quarantined_records_per_partition),
       T(test_metrics_count_requests_by_route_and_status),
       T(test_access_line_has_its_members_escaped),
       T(test_settings_list_filters_and_pages),

@@ -1144,6 +1144,16 @@ static void test_rejected_and_quarantine_walk_in_coordinate_order(void **s)
       assert_memory_equal(c->value[i], "val\0ue", 6);
     }
   }
+
+  /* Counted per partition below n; partition 256 lies past 11. */
+  int64_t counts[11];
+  const int64_t want[11] = {2, 2, 1, 0, 0, 0, 0, 0, 0, 0, 1};
+  memset(counts, 0xff, sizeof(counts));
+  assert_int_equal(ctkn_store_quarantine_counts(t, counts, 11, &err), CTKN_OK);
+  assert_memory_equal(counts, want, sizeof(want));
+  assert_int_equal(ctkn_store_quarantine_counts(t, counts, 2, &err), CTKN_OK);
+  assert_int_equal(counts[0], 2);
+  assert_int_equal(counts[1], 2);
   ctkn_store_abort(t);
   free(c);
 }
