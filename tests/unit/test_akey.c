@@ -505,6 +505,65 @@ static void test_settings_events_are_filled_for_an_older_projection(void **s)
   ctkn_settings_follower_close(sf);
 }
 
+/* The notifier reads the api_key.* events in log order, and sends the
+ * envelope GET /events serves with its notification ID set. */
+static void test_akey_events_in_log_order_carry_the_events_envelope(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_keycmd_outcome a, u, rv;
+  struct ctkn_settings_akey_event ae;
+  struct ctkn_akey_command c;
+  ctkn_store_txn *txn;
+  char *page, *body, want[64];
+  const char *ntf = "ntf_01h000000000000000000000";
+
+  create(f, "one", CTKN_PERM_TOKEN_READ, 0, &a);
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_USED);
+  assert_int_equal(ctkn_akey_command_set_id(&c, a.key.id, NULL), CTKN_OK);
+  c.used_at = a.key.created_at + 10;
+  run(f, &c, &u); /* offset 1: not an event */
+  change(f, CTKN_AKEY_CMD_REVOKE, a.key.id, 0, &rv); /* offset 2 */
+  page = events_page(f);
+
+  assert_int_equal(ctkn_store_begin(f->t.st, false, &txn, NULL), CTKN_OK);
+  assert_int_equal(ctkn_settings_akey_event_at(txn, 0, 0, false, &ae, NULL),
+                   CTKN_OK);
+  assert_int_equal(ae.offset, 0);
+  assert_int_equal(ae.type, CTKN_DEST_AKEY_CREATED);
+  assert_string_equal(ae.key_id, a.key.id);
+  assert_int_equal(ae.version, 1);
+  /* The used record at 1 is skipped; exact finds nothing there. */
+  assert_int_equal(ctkn_settings_akey_event_at(txn, 0, 1, true, &ae, NULL),
+                   CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_settings_akey_event_at(txn, 0, 1, false, &ae, NULL),
+                   CTKN_OK);
+  assert_int_equal(ae.offset, 2);
+  assert_int_equal(ae.type, CTKN_DEST_AKEY_REVOKED);
+  assert_int_equal(ae.version, 2);
+  /* The stored envelope is the one GET /events lists, byte for byte. */
+  char *stored = strndup(ae.json, ae.json_len);
+  assert_non_null(strstr(page, stored));
+  assert_non_null(strstr(stored, "\"notification_id\":null"));
+  body = ctkn_json_envelope_notified(ae.json, ae.json_len, ntf);
+  assert_non_null(body);
+  snprintf(want, sizeof(want), "\"notification_id\":\"%s\"", ntf);
+  assert_non_null(strstr(body, want));
+  /* ... and but for that, the same bytes. */
+  char *p = strstr(body, want);
+  char *q = strstr(stored, "\"notification_id\":null");
+  assert_int_equal(p - body, q - stored);
+  assert_memory_equal(body, stored, (size_t)(p - body));
+  assert_string_equal(p + strlen(want), q + strlen("\"notification_id\":null"));
+  assert_null(strstr(body, "sha256"));
+  assert_int_equal(ctkn_settings_akey_event_at(txn, 0, 3, false, &ae, NULL),
+                   CTKN_ENOTFOUND);
+  ctkn_store_abort(txn);
+  assert_null(ctkn_json_envelope_notified("[1]", 3, ntf));
+  free(stored);
+  free(body);
+  free(page);
+}
+
 static void test_import_moves_file_keys_through_a_hash_index(void **state)
 {
   struct fx *f = *state;
@@ -694,6 +753,9 @@ int main(void)
           test_rotation_keeps_old_secret_for_the_grace_only, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_expired_key_is_refused_and_shows_expired, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_akey_events_in_log_order_carry_the_events_envelope, setup,
+          teardown),
       cmocka_unit_test_setup_teardown(test_used_appends_without_a_version,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""API keys' events as webhooks (issue #14): a destination subscribed to
+api_key.* receives them from `ctkn notify`, Paddle-signed with its own
+secret, with the envelope GET /events serves.
+
+* created, updated and revoked reach a destination subscribed to them,
+  once each, in log order, and nothing else does (a token-only
+  destination gets none; api_key.used and api_key.rotated are no events);
+* the signature verifies with the destination's secret (HMAC-SHA256 over
+  "ts:body", as Paddle's) and the body is the /events envelope with the
+  notification's ID;
+* a second run, and a notifier started again on its projection, send
+  nothing more.
+"""
+import hashlib
+import hmac
+
+from harness import check, main
+from receiver import Receiver
+from test_notify import FAST, NTF_RE, NEnv
+
+AKEY_ALL = ("api_key.created,api_key.updated,api_key.revoked,"
+            "api_key.expiring,api_key.expired")
+
+
+def verify(req, secret):
+    """Paddle's scheme: ts=<t>;h1=<hex HMAC-SHA256(secret, "t:body")>."""
+    parts = dict(p.split("=", 1) for p in req.signature.split(";"))
+    mac = hmac.new(secret.encode(), parts["ts"].encode() + b":" + req.body,
+                   hashlib.sha256).hexdigest()
+    return hmac.compare_digest(mac, parts["h1"])
+
+
+def test_api_key_events_are_signed_webhooks():
+    env = NEnv("nakey", partitions=2)
+    rx = Receiver()
+    try:
+        dk, sk = env.add_dest(rx.url("/keys"), AKEY_ALL)
+        dt, _ = env.add_dest(rx.url("/tokens"), "client_token.created")
+        k = env.ok("apikey", "create", "--name", "hooked", "--permissions",
+                   "client_token.read").json["data"]
+        env.ok("apikey", "update", k["id"], "--name", "renamed")
+        env.ok("apikey", "rotate", k["id"])           # no event
+        env.ok("apikey", "revoke", k["id"])
+        stats = env.notify(*FAST)
+        check(stats["delivered"] == 3 and stats["failed"] == 0,
+              f"notify: {stats}")
+        got = rx.requests("/keys")
+        check([r.json["event_type"] for r in got] ==
+              ["api_key.created", "api_key.updated", "api_key.revoked"],
+              f"api_key events, in log order: {got}")
+        check(rx.requests("/tokens") == [], "a token-only destination got "
+                                            f"{rx.requests('/tokens')}")
+        for r in got:
+            check(verify(r, sk), f"signature does not verify: {r.signature}")
+            b = r.json
+            check(set(b) == {"event_id", "event_type", "occurred_at",
+                             "notification_id", "data"}, f"body keys {b}")
+            check(NTF_RE.match(b["notification_id"]), b)
+            check(set(b["data"]) == {"id", "name", "description", "status",
+                                     "permissions", "expires_at",
+                                     "last_used_at", "created_at",
+                                     "updated_at"} and
+                  b["data"]["id"] == k["id"], f"Paddle's nine fields: {b}")
+            check(k["key"] not in r.text and "sha256" not in r.text and
+                  "hash" not in r.text, f"a secret in the body: {r.text}")
+        check(got[2].json["data"]["status"] == "revoked" and
+              got[1].json["data"]["name"] == "renamed", got)
+        # The notification's payload (its stored audit) is the same body.
+        listed = env.ntf("list", "--destination", dk)
+        check(sorted(n["payload"]["event_id"] for n in listed) ==
+              sorted(r.json["event_id"] for r in got) and
+              all(n["status"] == "delivered" for n in listed),
+              f"notification list: {listed}")
+        for n in listed:
+            body = [r.json for r in got
+                    if r.json["event_id"] == n["payload"]["event_id"]][0]
+            check(n["payload"] == body and n["type"] == body["event_type"],
+                  f"payload {n['payload']} vs sent {body}")
+        # Nothing more: not on a second run.
+        again = env.notify(*FAST)
+        check(again["attempts"] == 0 and len(rx.requests()) == 3,
+              f"second run: {again}")
+        # Events after the first run go out on the next, once.
+        k2 = env.ok("apikey", "create", "--name", "later", "--permissions",
+                    "client_token.read").json["data"]
+        env.notify(*FAST)
+        later = [r for r in rx.requests("/keys")
+                 if r.json["data"]["id"] == k2["id"]]
+        check(len(later) == 1 and
+              later[0].json["event_type"] == "api_key.created" and
+              len(rx.requests()) == 4, f"later: {rx.requests()}")
+    finally:
+        rx.close()
+        env.close()
+
+
+if __name__ == "__main__":
+    main([test_api_key_events_are_signed_webhooks])
