@@ -9,13 +9,18 @@ secret, with the envelope GET /events serves.
 * the signature verifies with the destination's secret (HMAC-SHA256 over
   "ts:body", as Paddle's) and the body is the /events envelope with the
   notification's ID;
-* a second run, and a notifier started again on its projection, send
-  nothing more.
+* a second run sends nothing more;
+* a key with a short expires_at, under two `ctkn serve` replicas that
+  both append due notices (--key-expiring-lead 4 for the test; 7 days by
+  default), yields exactly one api_key.expiring and one api_key.expired
+  per destination, whichever replica's record came first.
 """
+import datetime
 import hashlib
 import hmac
+import time
 
-from harness import check, main
+from harness import Server, check, kafka_tool, main
 from receiver import Receiver
 from test_notify import FAST, NTF_RE, NEnv
 
@@ -95,5 +100,85 @@ def test_api_key_events_are_signed_webhooks():
         env.close()
 
 
+def settings_types(env):
+    """The ctkn-event-type of every settings record, in log order."""
+    out = kafka_tool("org.apache.kafka.tools.consumer.ConsoleConsumer",
+                     "--topic", env.topic + "_settings", "--from-beginning",
+                     "--property", "print.headers=true",
+                     "--property", "print.value=false",
+                     "--timeout-ms", "5000", timeout=120)
+    types = []
+    for line in out.splitlines():
+        for part in line.split(","):
+            if part.startswith("ctkn-event-type:"):
+                types.append(part.split(":", 1)[1].strip())
+    return types
+
+
+def test_expiry_notices_once_per_destination_with_two_appenders():
+    env = NEnv("nexp", partitions=2)
+    rx = Receiver()
+    replicas = []
+    try:
+        da, sa = env.add_dest(rx.url("/a"), AKEY_ALL)
+        db, sb = env.add_dest(rx.url("/b"), "api_key.expired")
+        replicas = [Server(env, name=f"r{i}", keys=(),
+                           args=("--key-expiring-lead", "4"))
+                    for i in range(2)]
+        at = (datetime.datetime.now(datetime.timezone.utc) +
+              datetime.timedelta(seconds=7))
+        k = env.ok("apikey", "create", "--name", "short", "--permissions",
+                   "client_token.read", "--expires-at",
+                   at.isoformat().replace("+00:00", "Z")).json["data"]
+        # Not due before 4 s ahead of expires_at.
+        time.sleep(1.5)
+        env.notify(*FAST)
+        check([r.json["event_type"] for r in rx.requests("/a")] ==
+              ["api_key.created"], f"early: {rx.requests('/a')}")
+
+        def expired_to_both():
+            env.notify(*FAST)
+            return (any(r.json["event_type"] == "api_key.expired"
+                        for r in rx.requests("/a")) and
+                    rx.requests("/b") != [])
+        deadline = time.monotonic() + 30
+        while not expired_to_both():
+            check(time.monotonic() < deadline, "api_key.expired never sent: "
+                  f"{rx.requests()}\n{replicas[0].output()[-2000:]}")
+            time.sleep(0.5)
+        # Both replicas have swept many times since; nothing more goes out.
+        time.sleep(3)
+        env.notify(*FAST)
+        a = [r.json["event_type"] for r in rx.requests("/a")]
+        check(a == ["api_key.created", "api_key.expiring", "api_key.expired"],
+              f"/a: {a}")
+        b = [r.json["event_type"] for r in rx.requests("/b")]
+        check(b == ["api_key.expired"], f"/b: {b}")
+        for r, secret in [(x, sa) for x in rx.requests("/a")] + \
+                [(x, sb) for x in rx.requests("/b")]:
+            check(verify(r, secret), f"signature: {r}")
+            check(r.json["data"]["id"] == k["id"], r.json)
+        exp = [r.json for r in rx.requests("/a")][2]
+        check(exp["data"]["status"] == "expired" and
+              exp["occurred_at"] == exp["data"]["expires_at"], exp)
+        check(rx.requests("/b")[0].json["event_id"] == exp["event_id"],
+              "one event for both destinations")
+        types = settings_types(env)
+        n_exp, n_ing = (types.count("api_key.expired"),
+                        types.count("api_key.expiring"))
+        check(n_exp >= 1 and n_ing >= 1, f"settings records: {types}")
+        print(f"  settings topic: {n_ing} api_key.expiring, {n_exp} "
+              f"api_key.expired record(s) from 2 replicas", flush=True)
+        # Every replica serves one expired event and one expiring.
+        for srv in replicas:
+            check("not applied" not in srv.output(), srv.output()[-2000:])
+    finally:
+        for srv in replicas:
+            srv.stop()
+        rx.close()
+        env.close()
+
+
 if __name__ == "__main__":
-    main([test_api_key_events_are_signed_webhooks])
+    main([test_api_key_events_are_signed_webhooks,
+          test_expiry_notices_once_per_destination_with_two_appenders])
