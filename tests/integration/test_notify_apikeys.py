@@ -9,7 +9,9 @@ secret, with the envelope GET /events serves.
 * the signature verifies with the destination's secret (HMAC-SHA256 over
   "ts:body", as Paddle's) and the body is the /events envelope with the
   notification's ID;
-* a second run sends nothing more;
+* a second run sends nothing more, nor does another notifier of the
+  group with a projection of its own (the group's metadata); a replay sends the event again under a
+  new notification ID;
 * a key with a short expires_at, under two `ctkn serve` replicas that
   both append due notices (--key-expiring-lead 4 for the test; 7 days by
   default), yields exactly one api_key.expiring and one api_key.expired
@@ -86,7 +88,28 @@ def test_api_key_events_are_signed_webhooks():
         again = env.notify(*FAST)
         check(again["attempts"] == 0 and len(rx.requests()) == 3,
               f"second run: {again}")
-        # Events after the first run go out on the next, once.
+        # Nor from another notifier of the group on a projection of its
+        # own: it starts where the group's metadata says (";@<ULID>=").
+        other = env.notify(*FAST, db=env.path("other-db"))
+        check(other["attempts"] == 0 and len(rx.requests()) == 3,
+              f"another notifier: {other}")
+        # A replay of an api_key notification: a new ID, the same event.
+        old = [n for n in listed
+               if n["payload"]["event_type"] == "api_key.revoked"][0]
+        r = env.ctkn("notification", "replay", old["id"], db=env.ndb)
+        check(r.rc == 0, f"replay: {r}")
+        new = r.json["data"]["notification_id"]
+        check(NTF_RE.match(new) and new != old["id"], f"replay id {new}")
+        stats = env.notify(*FAST)
+        check(stats["replayed"] == 1 and stats["attempts"] == 1,
+              f"notify after replay: {stats}")
+        again = rx.requests("/keys")[3:]
+        check(len(again) == 1 and again[0].json["notification_id"] == new and
+              again[0].json["event_id"] == old["payload"]["event_id"] and
+              verify(again[0], sk), f"replayed: {again}")
+        check(env.ntf("get", new)[0]["status"] == "delivered",
+              env.ntf("get", new))
+        # Events after that go out on the next run, once.
         k2 = env.ok("apikey", "create", "--name", "later", "--permissions",
                     "client_token.read").json["data"]
         env.notify(*FAST)
@@ -94,7 +117,7 @@ def test_api_key_events_are_signed_webhooks():
                  if r.json["data"]["id"] == k2["id"]]
         check(len(later) == 1 and
               later[0].json["event_type"] == "api_key.created" and
-              len(rx.requests()) == 4, f"later: {rx.requests()}")
+              len(rx.requests()) == 5, f"later: {rx.requests()}")
     finally:
         rx.close()
         env.close()
