@@ -15,17 +15,22 @@ secret, with the envelope GET /events serves.
 * a key with a short expires_at, under two `ctkn serve` replicas that
   both append due notices (--key-expiring-lead 4 for the test; 7 days by
   default), yields exactly one api_key.expiring and one api_key.expired
-  per destination, whichever replica's record came first.
+  per destination, whichever replica's record came first; copies of both
+  records appended after them (a late appender's) are rejected by the
+  projection, listed once by GET /events, and sent by nobody.
 """
 import datetime
 import hashlib
 import hmac
+import os
+import subprocess
 import time
 
-from harness import Server, check, kafka_tool, main
+from harness import BROKERS, Server, check, kafka_tool, main
 from receiver import Receiver
 from test_notify import FAST, NTF_RE, NEnv
 
+RAWCOPY = os.environ["CTKN_RAWCOPY"]
 AKEY_ALL = ("api_key.created,api_key.updated,api_key.revoked,"
             "api_key.expiring,api_key.expired")
 
@@ -143,6 +148,9 @@ def test_expiry_notices_once_per_destination_with_two_appenders():
     rx = Receiver()
     replicas = []
     try:
+        # Before the destinations: its own created event goes to neither.
+        admin = env.ok("apikey", "create", "--name", "admin", "--permissions",
+                       "api_key.read").json["data"]
         da, sa = env.add_dest(rx.url("/a"), AKEY_ALL)
         db, sb = env.add_dest(rx.url("/b"), "api_key.expired")
         replicas = [Server(env, name=f"r{i}", keys=(),
@@ -169,6 +177,13 @@ def test_expiry_notices_once_per_destination_with_two_appenders():
             check(time.monotonic() < deadline, "api_key.expired never sent: "
                   f"{rx.requests()}\n{replicas[0].output()[-2000:]}")
             time.sleep(0.5)
+        # A late appender: the same notices again, after the first ones.
+        types = settings_types(env)
+        for t in ("api_key.expiring", "api_key.expired"):
+            p = subprocess.run([RAWCOPY, BROKERS, env.topic + "_settings", "0",
+                                str(types.index(t))],
+                               capture_output=True, text=True, timeout=60)
+            check(p.returncode == 0, f"rawcopy failed: {p.stderr}")
         # Both replicas have swept many times since; nothing more goes out.
         time.sleep(3)
         env.notify(*FAST)
@@ -189,9 +204,24 @@ def test_expiry_notices_once_per_destination_with_two_appenders():
         types = settings_types(env)
         n_exp, n_ing = (types.count("api_key.expired"),
                         types.count("api_key.expiring"))
-        check(n_exp >= 1 and n_ing >= 1, f"settings records: {types}")
+        check(n_exp >= 2 and n_ing >= 2, f"settings records: {types}")
+        # Every replica lists one of each.
+        for srv in replicas:
+            deadline = time.monotonic() + 10
+            while True:
+                r = srv.request("GET", "/events?per_page=200",
+                                key=f"Bearer {admin['key']}")
+                check(r.status == 200, r)
+                mine = [e["event_type"] for e in r.json["data"]
+                        if e["data"]["id"] == k["id"]]
+                if mine == ["api_key.created", "api_key.expiring",
+                            "api_key.expired"]:
+                    break
+                check(time.monotonic() < deadline, f"/events: {mine}")
+                time.sleep(0.2)
         print(f"  settings topic: {n_ing} api_key.expiring, {n_exp} "
-              f"api_key.expired record(s) from 2 replicas", flush=True)
+              f"api_key.expired record(s), the test's copies included",
+              flush=True)
         # Every replica serves one expired event and one expiring.
         for srv in replicas:
             check("not applied" not in srv.output(), srv.output()[-2000:])
