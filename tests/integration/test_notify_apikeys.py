@@ -7,7 +7,7 @@ secret, with the envelope GET /events serves.
   once each, in log order, and nothing else does (a token-only
   destination gets none; api_key.used and api_key.rotated are no events);
 * the signature verifies with the destination's secret (HMAC-SHA256 over
-  "ts:body", as Paddle's) and the body is the /events envelope with the
+  "ts:body", as Paddle's; and with Paddle's Node SDK) and the body is the /events envelope with the
   notification's ID;
 * a second run sends nothing more, nor does another notifier of the
   group with a projection of its own (the group's metadata); a replay sends the event again under a
@@ -28,7 +28,7 @@ import time
 
 from harness import BROKERS, Server, check, kafka_tool, main
 from receiver import Receiver
-from test_notify import FAST, NTF_RE, NEnv
+from test_notify import FAST, NTF_RE, NEnv, sdk_verify
 
 RAWCOPY = os.environ["CTKN_RAWCOPY"]
 AKEY_ALL = ("api_key.created,api_key.updated,api_key.revoked,"
@@ -76,6 +76,17 @@ def test_api_key_events_are_signed_webhooks():
                   b["data"]["id"] == k["id"], f"Paddle's nine fields: {b}")
             check(k["key"] not in r.text and "sha256" not in r.text and
                   "hash" not in r.text, f"a secret in the body: {r.text}")
+        # Paddle's Node SDK accepts them (its clock pinned to arrival).
+        out = sdk_verify([{"secret": sk, "signature": r.signature,
+                           "body": r.body.decode(), "now": int(r.wall)}
+                          for r in got])
+        for r, v in zip(got, out):
+            check(v["valid"] and v["signature_valid"] and
+                  v["event_type"] == r.json["event_type"] and
+                  v["notification_id"] == r.json["notification_id"],
+                  f"Paddle's SDK rejected {r}: {v}")
+        print(f"  Paddle SDK classes: {[v['sdk_class'] for v in out]}",
+              flush=True)
         check(got[2].json["data"]["status"] == "revoked" and
               got[1].json["data"]["name"] == "renamed", got)
         # The notification's payload (its stored audit) is the same body.
