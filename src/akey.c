@@ -23,6 +23,7 @@ static const char *const type_names[] = {
     "api_key.revoked",
     "api_key.expired",
     "api_key.used",
+    "api_key.expiring",
 };
 
 static const char *const status_names[] = {"active", "expired", "revoked"};
@@ -224,6 +225,17 @@ int ctkn_akey_event_check(const struct ctkn_akey_event *ev,
   }
   if ((rc = check_entity(k, err)) != CTKN_OK)
     return rc;
+  if (ev->type == CTKN_AKEY_EXPIRING) {
+    /* The key as read at its version; occurs when appended, before the
+     * key expires. */
+    if (k->status != CTKN_AKEY_ACTIVE || k->expires_at == 0 ||
+        ev->version < 1 || ev->occurred_at <= 0 ||
+        ev->occurred_at >= k->expires_at)
+      return ctkn__err_field(err, CTKN_EINVAL, "data.expires_at",
+                             "an expiring notice is for an active key that "
+                             "expires after the notice occurs");
+    return CTKN_OK;
+  }
   if (!status_fits(ev->type, k->status))
     return ctkn__err_field(err, CTKN_EINVAL, "data.status",
                            "does not match the event type");
@@ -263,6 +275,22 @@ int ctkn_akey_apply(const struct ctkn_akey *cur,
       next->last_used_at = ev->data.last_used_at;
     return CTKN_OK;
   }
+  if (ev->type == CTKN_AKEY_EXPIRING) {
+    /* First in the log wins: a second notice for the same expires_at,
+     * or one read from another version, changes nothing. */
+    if (ev->version != cur->version)
+      return reject(reason, reasonsz, "not the key's current version");
+    if (cur->status != CTKN_AKEY_ACTIVE)
+      return reject(reason, reasonsz, "the key is revoked or expired");
+    if (cur->expires_at == 0 || ev->data.expires_at != cur->expires_at)
+      return reject(reason, reasonsz, "not the key's expires_at");
+    if (cur->expiring_for == cur->expires_at)
+      return reject(reason, reasonsz,
+                    "an expiring notice for this expires_at applied already");
+    *next = *cur;
+    next->expiring_for = cur->expires_at;
+    return CTKN_OK;
+  }
   if (ev->version != cur->version + 1)
     return reject(reason, reasonsz, "not the next version of the key");
   if (cur->status != CTKN_AKEY_ACTIVE)
@@ -273,8 +301,10 @@ int ctkn_akey_apply(const struct ctkn_akey *cur,
     return reject(reason, reasonsz,
                   "changes the ID or created_at, or is not later");
   *next = ev->data;
-  /* last_used_at is the "used" records' alone. */
+  /* last_used_at is the "used" records' alone, expiring_for the expiring
+   * notices'. */
   next->last_used_at = cur->last_used_at;
+  next->expiring_for = cur->expiring_for;
   return CTKN_OK;
 }
 
@@ -437,6 +467,28 @@ static int plan_change(const struct ctkn_akey *cur,
   int rc;
 
   *k = *cur;
+  if (cmd->kind == CTKN_AKEY_CMD_EXPIRING) {
+    if (cur->status != CTKN_AKEY_ACTIVE || cur->expires_at == 0 ||
+        cur->expiring_for == cur->expires_at || now >= cur->expires_at ||
+        now < cur->expires_at - cmd->lead_us)
+      return CTKN_AKEY_PLAN_NOOP; /* not due, or done */
+    ev->type = CTKN_AKEY_EXPIRING;
+    ev->occurred_at = now;
+    ev->version = cur->version;
+    return CTKN_AKEY_PLAN_APPEND;
+  }
+  if (cmd->kind == CTKN_AKEY_CMD_EXPIRE) {
+    if (cur->status != CTKN_AKEY_ACTIVE || cur->expires_at == 0 ||
+        now < cur->expires_at)
+      return CTKN_AKEY_PLAN_NOOP;
+    /* It occurs at expires_at, whoever appends it and when. */
+    k->status = CTKN_AKEY_ST_EXPIRED;
+    ev->type = CTKN_AKEY_EXPIRED;
+    k->updated_at = cur->expires_at > cur->updated_at ? cur->expires_at
+                                                      : cur->updated_at + 1;
+    k->version = cur->version + 1;
+    return CTKN_OK;
+  }
   if (cmd->kind == CTKN_AKEY_CMD_USED) {
     /* Appended even when another replica's later use is in already: each
      * replica reports its own uses, and applying keeps the latest. */
@@ -499,7 +551,8 @@ int ctkn_akey_plan(const struct ctkn_akey *cur,
     return ctkn__err(err, CTKN_ENOTFOUND, "no API key %s", cmd->id);
   else
     rc = plan_change(cur, cmd, env, now, ev, kout, err);
-  if (rc == CTKN_AKEY_PLAN_APPEND && cmd->kind == CTKN_AKEY_CMD_USED)
+  if (rc == CTKN_AKEY_PLAN_APPEND &&
+      (cmd->kind == CTKN_AKEY_CMD_USED || cmd->kind == CTKN_AKEY_CMD_EXPIRING))
     goto id;
   if (rc != CTKN_OK) {
     ctkn_wipe(scratch, sizeof(scratch));

@@ -111,8 +111,10 @@ int ctkn_keycmd_execute(ctkn_store *st, const struct ctkn_log_config *cfg,
   struct ctkn_settings_writer w = {
       .trust_root = trust != NULL ? trust->trust_root : NULL,
       .writer_key = trust != NULL ? trust->writer_key : NULL,
-      .scope =
-          cmd->kind == CTKN_AKEY_CMD_USED ? "api_key.used" : "api_key.created",
+      .scope = cmd->kind == CTKN_AKEY_CMD_USED       ? "api_key.used"
+               : cmd->kind == CTKN_AKEY_CMD_EXPIRING ? "api_key.expiring"
+               : cmd->kind == CTKN_AKEY_CMD_EXPIRE   ? "api_key.expired"
+                                                     : "api_key.created",
       .schema_version = CTKN_AKEY_SCHEMA};
   ctkn_store_txn *txn;
   int rc;

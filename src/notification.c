@@ -86,10 +86,11 @@ static bool ntf_fields_valid(const struct ctkn_notification *n, char *why,
     return why_not(why, whysz, "destination_id: not an ntfset_ ID");
   if (!ctkn_id_valid("evt_", n->event_id))
     return why_not(why, whysz, "event_id: not an evt_ ID");
-  if (!ctkn_id_valid("ctkn_", n->token_id))
-    return why_not(why, whysz, "token_id: not a ctkn_ ID");
-  if (ctkn_event_type_str(n->type) == NULL)
+  if (ctkn_dest_event_str(n->type) == NULL)
     return why_not(why, whysz, "event_type: unknown");
+  if (!ctkn_id_valid(CTKN_NTF_IS_AKEY(n) ? "apikey_" : "ctkn_", n->token_id))
+    return why_not(why, whysz,
+                   "token_id: not a ctkn_ ID (apikey_ for an api_key event)");
   if (n->partition < 0 || n->offset < 0 || n->version < 1)
     return why_not(why, whysz, "partition, offset, version: out of range");
   if (n->replay_of[0] != '\0' && !ctkn_id_valid("ntf_", n->replay_of))

@@ -178,13 +178,38 @@ int ctkn_dest_command_set_url(struct ctkn_dest_command *cmd, const char *url,
   return CTKN_OK;
 }
 
+static const char *const dest_event_names[] = {
+    [CTKN_EVENT_CREATED] = "client_token.created",
+    [CTKN_EVENT_UPDATED] = "client_token.updated",
+    [CTKN_EVENT_REVOKED] = "client_token.revoked",
+    [CTKN_DEST_AKEY_CREATED] = "api_key.created",
+    [CTKN_DEST_AKEY_UPDATED] = "api_key.updated",
+    [CTKN_DEST_AKEY_REVOKED] = "api_key.revoked",
+    [CTKN_DEST_AKEY_EXPIRING] = "api_key.expiring",
+    [CTKN_DEST_AKEY_EXPIRED] = "api_key.expired",
+};
+
+const char *ctkn_dest_event_str(int t)
+{
+  return t > 0 && (size_t)t < CTKN__ARRAY_LEN(dest_event_names)
+             ? dest_event_names[t]
+             : NULL;
+}
+
+int ctkn_dest_event_parse(const char *s)
+{
+  for (size_t i = 1; s != NULL && i < CTKN__ARRAY_LEN(dest_event_names); i++)
+    if (dest_event_names[i] != NULL && strcmp(s, dest_event_names[i]) == 0)
+      return (int)i;
+  return 0;
+}
+
 int ctkn_dest_command_set_event_mask(struct ctkn_dest_command *cmd,
                                      unsigned mask, struct ctkn_err *err)
 {
   if (mask == 0 || (mask & ~(unsigned)CTKN_DEST_EVENTS_ALL) != 0)
     return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
-                           "must name at least one of client_token.created, "
-                           "client_token.updated, client_token.revoked");
+                           "must name at least one of " CTKN_DEST_EVENTS_LIST);
   cmd->events = mask;
   cmd->set_events = true;
   return CTKN_OK;
@@ -200,17 +225,16 @@ int ctkn_dest_command_set_events(struct ctkn_dest_command *cmd, const char *csv,
     const char *end = strchr(p, ',');
     size_t n = end ? (size_t)(end - p) : strlen(p);
     char name[64];
-    ctkn_event_type t = 0;
+    int t = 0;
 
     if (n > 0 && n < sizeof(name)) {
       memcpy(name, p, n);
       name[n] = '\0';
-      t = ctkn_event_type_parse(name);
+      t = ctkn_dest_event_parse(name);
     }
     if (t == 0)
       return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
-                             "\"%.*s\" is not client_token.created, "
-                             "client_token.updated or client_token.revoked",
+                             "\"%.*s\" is not one of " CTKN_DEST_EVENTS_LIST,
                              (int)(n > 64 ? 64 : n), p);
     if (mask & (1u << t))
       return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
@@ -465,7 +489,7 @@ static int check_data(const struct ctkn_setting_event *ev, struct ctkn_err *err)
     return rc;
   if (d->events == 0 || (d->events & ~(unsigned)CTKN_DEST_EVENTS_ALL))
     return ctkn__err_field(err, CTKN_EINVAL, "data.subscribed_events",
-                           "must name at least one client_token event");
+                           "must name at least one of " CTKN_DEST_EVENTS_LIST);
   if (ctkn_traffic_str(d->traffic) == NULL)
     return ctkn__err_field(err, CTKN_EINVAL, "data.traffic_source",
                            "must be platform or all");

@@ -208,6 +208,30 @@ static int64_t events_next(ctkn_store_txn *txn, int32_t partition)
   return (int64_t)ctkn__get_be(v, 8);
 }
 
+#define DSAT "dsat" /* + ntfset ID: past its created record (BE u64) */
+
+static void dsat_key(uint8_t k[4 + CTKN_DEST_ID_LEN], const char *id)
+{
+  memcpy(k, DSAT, 4);
+  memcpy(k + 4, id, CTKN_DEST_ID_LEN);
+}
+
+int64_t ctkn_settings_akey_start(ctkn_store_txn *txn, const char *id,
+                                 int32_t sp)
+{
+  uint8_t k[4 + CTKN_DEST_ID_LEN];
+  const void *v;
+  size_t vlen;
+
+  dsat_key(k, id);
+  if (sp == 0 &&
+      ctkn_store_kv_get(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), &v,
+                        &vlen, NULL) == CTKN_OK &&
+      vlen == 8)
+    return (int64_t)ctkn__get_be(v, 8);
+  return events_next(txn, sp);
+}
+
 /* m passed: the settings events are filled past it. Records reach the
  * projection in log order from where the events were filled to (the
  * follower seeks there), so an offset skipped on the way holds none. */
@@ -223,6 +247,91 @@ static int put_events_next(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
   ctkn__put_be64(v, (uint64_t)(m->offset + 1));
   return ctkn_store_kv_put(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), v,
                            sizeof(v), err);
+}
+
+#define EVAT         "evat" /* + partition + offset: an api_key.* event, log order */
+#define EVAT_KEY_LEN 16
+#define EVAT_HEAD    (1 + 8 + 8 + CTKN_EVT_ID_LEN + CTKN_AKEY_ID_LEN)
+
+static void evat_key(uint8_t k[EVAT_KEY_LEN], int32_t p, int64_t o)
+{
+  memcpy(k, EVAT, 4);
+  ctkn__put_be32(k + 4, (uint32_t)p);
+  ctkn__put_be64(k + 8, (uint64_t)o);
+}
+
+/* ev, applied at m, in the api_key.* events in log order (value: type,
+ * occurred_at, version, event ID, key ID, envelope). */
+static int put_akey_at(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
+                       const struct ctkn_akey_event *ev, int code,
+                       const char *json, struct ctkn_err *err)
+{
+  uint8_t k[EVAT_KEY_LEN];
+  size_t jlen = strlen(json);
+  uint8_t *v = malloc(EVAT_HEAD + jlen);
+  int rc;
+
+  if (v == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "settings: an event's place");
+  evat_key(k, m->partition, m->offset);
+  v[0] = (uint8_t)code;
+  ctkn__put_be64(v + 1, (uint64_t)ev->occurred_at);
+  ctkn__put_be64(v + 9, ev->version);
+  memcpy(v + 17, ev->event_id, CTKN_EVT_ID_LEN);
+  memcpy(v + 17 + CTKN_EVT_ID_LEN, ev->data.id, CTKN_AKEY_ID_LEN);
+  memcpy(v + EVAT_HEAD, json, jlen);
+  rc = ctkn_store_kv_put(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), v,
+                         EVAT_HEAD + jlen, err);
+  free(v);
+  return rc;
+}
+
+struct evat_find {
+  struct ctkn_settings_akey_event *out;
+  bool found;
+};
+
+static int evat_one(void *arg, const void *key, size_t klen, const void *val,
+                    size_t vlen)
+{
+  struct evat_find *f = arg;
+  struct ctkn_settings_akey_event *o = f->out;
+  const uint8_t *k = key, *v = val;
+
+  if (klen != EVAT_KEY_LEN || vlen < EVAT_HEAD)
+    return 0; /* not one of ours: look on */
+  o->partition = (int32_t)ctkn__get_be(k + 4, 4);
+  o->offset = (int64_t)ctkn__get_be(k + 8, 8);
+  o->type = v[0];
+  o->occurred_at = (int64_t)ctkn__get_be(v + 1, 8);
+  o->version = ctkn__get_be(v + 9, 8);
+  memcpy(o->event_id, v + 17, CTKN_EVT_ID_LEN);
+  o->event_id[CTKN_EVT_ID_LEN] = '\0';
+  memcpy(o->key_id, v + 17 + CTKN_EVT_ID_LEN, CTKN_AKEY_ID_LEN);
+  o->key_id[CTKN_AKEY_ID_LEN] = '\0';
+  o->json = (const char *)v + EVAT_HEAD;
+  o->json_len = vlen - EVAT_HEAD;
+  f->found = true;
+  return 1;
+}
+
+int ctkn_settings_akey_event_at(ctkn_store_txn *txn, int32_t partition,
+                                int64_t offset, bool exact,
+                                struct ctkn_settings_akey_event *out,
+                                struct ctkn_err *err)
+{
+  uint8_t k[EVAT_KEY_LEN];
+  struct evat_find f = {out, false};
+  int rc;
+
+  evat_key(k, partition, offset < 0 ? 0 : offset);
+  rc = ctkn_store_kv_walk(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), 8,
+                          evat_one, &f, err);
+  if (rc < 0)
+    return rc;
+  if (!f.found || (exact && out->offset != offset))
+    return CTKN_ENOTFOUND;
+  return CTKN_OK;
 }
 
 /* Put the envelope of m, an applied record, in the settings events when
@@ -252,6 +361,8 @@ static int put_event(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
         e.json = json;
         e.len = strlen(json);
         rc = ctkn_store_put_setting_event(txn, &e, err);
+        if (rc == CTKN_OK)
+          rc = put_akey_at(txn, m, ev, e.code, json, err);
       }
     }
     free(ev);
@@ -371,6 +482,13 @@ static int apply_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
   rc = ctkn_store_kv_put(txn, CTKN_TABLE_DESTINATIONS, next.id,
                          CTKN_DEST_ID_LEN, buf, len, err);
   free(buf);
+  if (rc == CTKN_OK && ev->type == CTKN_SETTING_CREATED && m->partition == 0) {
+    uint8_t k[4 + CTKN_DEST_ID_LEN], v[8];
+    dsat_key(k, next.id);
+    ctkn__put_be64(v, (uint64_t)(m->offset + 1));
+    rc = ctkn_store_kv_put(txn, CTKN_TABLE_SETTINGS_OFFSETS, k, sizeof(k), v,
+                           sizeof(v), err);
+  }
   for (int32_t p = 0;
        rc == CTKN_OK && ev->type == CTKN_SETTING_CREATED && p < ev->nstart;
        p++) {

@@ -68,6 +68,14 @@ static int limits(struct cli *c, struct ctkn_server_config *cfg)
                              v);
     cfg->key_used_interval_ms = ms;
   }
+  if ((v = cli_value(c, "--key-expiring-lead"))) {
+    if (!cli_parse_seconds(v, &ms))
+      return cli_usage_error(c,
+                             "--key-expiring-lead must be seconds, not "
+                             "\"%.40s\"",
+                             v);
+    cfg->key_expiring_lead_ms = ms;
+  }
   if ((v = cli_value(c, "--client-timeout"))) {
     if (!cli_parse_seconds(v, &ms) || ms < 1000)
       return cli_usage_error(c,
@@ -83,7 +91,7 @@ static int limits(struct cli *c, struct ctkn_server_config *cfg)
  * signs) and the staleness that fails a partition closed (60 s with a
  * trust root; 0 turns it off). */
 static int trust(struct cli *c, struct ctkn_server_config *cfg,
-                 ctkn_seckey **usage)
+                 ctkn_seckey **usage, ctkn_seckey **expiry)
 {
   const char *v;
   int ms;
@@ -91,7 +99,16 @@ static int trust(struct cli *c, struct ctkn_server_config *cfg,
   if (!c->trust) {
     if (cli_value(c, "--usage-key") != NULL)
       return cli_usage_error(c, "--usage-key needs --trust-root FILE");
+    if (cli_value(c, "--expiry-key") != NULL)
+      return cli_usage_error(c, "--expiry-key needs --trust-root FILE");
     return 0;
+  }
+  if ((v = cli_env_or(cli_value(c, "--expiry-key"), "CTKN_EXPIRY_KEY", NULL)) &&
+      *v != '\0') {
+    struct ctkn_err err;
+    if (ctkn_seckey_load(expiry, v, &err) != CTKN_OK)
+      return cli_print_error(c->rid, &err);
+    cfg->expiry_key = *expiry;
   }
   if ((v = cli_env_or(cli_value(c, "--usage-key"), "CTKN_USAGE_KEY", NULL)) &&
       *v != '\0') {
@@ -127,7 +144,7 @@ int cmd_serve(struct cli *c)
   struct ctkn_cidr nets[LIST_MAX];
   struct ctkn_err err;
   ctkn_store *st = NULL;
-  ctkn_seckey *usage = NULL;
+  ctkn_seckey *usage = NULL, *expiry = NULL;
   int rc, ex;
 
   ctkn_server_config_init(&cfg);
@@ -146,9 +163,10 @@ int cmd_serve(struct cli *c)
   cfg.redact_endpoint_secrets =
       cli_value(c, "--redact-endpoint-secrets") != NULL;
   if ((ex = rate_limit(c, &cfg)) != 0 || (ex = limits(c, &cfg)) != 0 ||
-      (ex = trust(c, &cfg, &usage)) != 0 ||
+      (ex = trust(c, &cfg, &usage, &expiry)) != 0 ||
       (ex = cli_dest_policy(c, &policy, nets)) != 0) {
     ctkn_seckey_free(usage);
+    ctkn_seckey_free(expiry);
     return ex;
   }
   cfg.allow_destination = policy.allow;
@@ -156,12 +174,14 @@ int cmd_serve(struct cli *c)
   cfg.max_active_destinations = policy.max_active;
   if ((ex = cli_open_store(c, true, &st)) != 0) {
     ctkn_seckey_free(usage);
+    ctkn_seckey_free(expiry);
     return ex;
   }
   cli_signals(CLI_SIG_STOP | CLI_SIG_RELOAD | CLI_SIG_NOPIPE);
   rc = ctkn_server_run(st, &cfg, &cli_stop, &cli_reload, &err);
   ctkn_store_close(st);
   ctkn_seckey_free(usage);
+  ctkn_seckey_free(expiry);
   if (rc != CTKN_OK)
     return cli_print_error(c->rid, &err);
   return 0;

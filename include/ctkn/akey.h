@@ -55,8 +55,15 @@ typedef enum ctkn_akey_type {
   CTKN_AKEY_ROTATED = 3, /* api_key.rotated: a new secret */
   CTKN_AKEY_REVOKED = 4, /* api_key.revoked: terminal */
   CTKN_AKEY_EXPIRED = 5, /* api_key.expired: terminal */
-  CTKN_AKEY_USED = 6     /* api_key.used: moves last_used_at only */
+  CTKN_AKEY_USED = 6,    /* api_key.used: moves last_used_at only */
+  /* api_key.expiring: the notice ahead of expires_at. Carries the key as
+   * the appender read it, at its version (not +1): the first one for an
+   * expires_at applies, later ones are rejected (recorded, no event). */
+  CTKN_AKEY_EXPIRING = 7
 } ctkn_akey_type;
+
+/* How long before expires_at api_key.expiring is due, by default (µs). */
+#define CTKN_AKEY_EXPIRING_LEAD_US (7 * 86400 * INT64_C(1000000))
 
 typedef enum ctkn_akey_status {
   CTKN_AKEY_ACTIVE = 0,
@@ -91,6 +98,8 @@ struct ctkn_akey {
   uint8_t previous_sha256[32];
   int64_t previous_until;
   uint64_t version; /* 1 on create, +1 per change ("used" excluded) */
+  /* The expires_at an api_key.expiring was applied for; 0: none. */
+  int64_t expiring_for;
 };
 
 /* One change as it travels on the settings topic. */
@@ -161,7 +170,13 @@ typedef enum ctkn_akey_cmd_kind {
   CTKN_AKEY_CMD_ROTATE = 3,
   CTKN_AKEY_CMD_REVOKE = 4,
   CTKN_AKEY_CMD_IMPORT = 5, /* a key-file entry: its hash, legacy */
-  CTKN_AKEY_CMD_USED = 6
+  CTKN_AKEY_CMD_USED = 6,
+  /* Due notices (ctkn serve's sweep): expiring appends api_key.expiring
+   * when now is within lead_us of expires_at and none was applied for it;
+   * expire appends api_key.expired once expires_at passed. Otherwise a
+   * no-op, never an error, so several appenders may race. */
+  CTKN_AKEY_CMD_EXPIRING = 7,
+  CTKN_AKEY_CMD_EXPIRE = 8
 } ctkn_akey_cmd_kind;
 
 struct ctkn_akey_command {
@@ -181,6 +196,7 @@ struct ctkn_akey_command {
   uint8_t sha256[32]; /* import */
   int64_t created_at; /* import: the file's; 0: now */
   int64_t used_at;    /* used */
+  int64_t lead_us;    /* expiring: how long before expires_at */
 };
 
 /* An empty command of kind. */

@@ -556,6 +556,12 @@ int ctkn_json_parse_akey_rotation(const char *body, size_t len, const char *id,
  * one line. Caller owns the string; release with free(). NULL when out of
  * memory. */
 char *ctkn_json_akey_event(const struct ctkn_akey_event *ev);
+/* The webhook body of a settings-topic event: its envelope as
+ * ctkn_json_akey_event() made it (and GET /events serves it, len bytes),
+ * with notification_id set. NULL when out of memory or the envelope is
+ * not one. Caller frees. */
+char *ctkn_json_envelope_notified(const char *envelope, size_t len,
+                                  const char *notification_id);
 /* Paddle's API key rotation: {"data": {"id" (apkrot_ + the rotation
  * record's ULID), "api_key_id", "new_key", "grace_period_seconds",
  * "status": "completed", "expires_at" (when the old secret stops

@@ -42,14 +42,21 @@ typedef enum ctkn_ntf_status {
 const char *ctkn_ntf_status_str(ctkn_ntf_status s);
 
 /* One notification, as stored by the notifier that handled it. */
+/* Whether n's event is an API key's, on the settings topic. */
+#define CTKN_NTF_IS_AKEY(n) ((n)->type >= CTKN_DEST_AKEY_CREATED)
+
 struct ctkn_notification {
   char id[CTKN_NTF_ID_BUF];
   char dest[CTKN_DEST_ID_BUF];
   char event_id[CTKN_EVT_ID_LEN + 1];
-  ctkn_event_type type;
-  char token_id[CTKN_ID_BUF];
-  uint64_t version;
-  int32_t partition;
+  /* Its event's type as a subscription names it (setting.h): a
+   * client_token.* ctkn_event_type, or an api_key.* type
+   * (CTKN_DEST_AKEY_*), whose event is on the settings topic. */
+  int type;
+  /* The entity: a token's ctkn_ ID, or an API key's apikey_ ID. */
+  char token_id[7 + CTKN_ULID_LEN + 1];
+  uint64_t version;  /* the entity's version in the event */
+  int32_t partition; /* the event's place: event topic, or settings topic */
   int64_t offset;
   int64_t occurred_at; /* the event's, µs */
   ctkn_ntf_status status;

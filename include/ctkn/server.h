@@ -107,6 +107,13 @@ struct ctkn_server_config {
    * for writer_key. */
   int64_t key_used_interval_ms;
   const ctkn_seckey *usage_key;
+  /* Due notices: this replica appends api_key.expiring this long before
+   * a key's expires_at (ms; default 7 days) and api_key.expired once it
+   * passed, checking every second; the first in the log applies. Signed
+   * with expiry_key (scoped api_key.expiring and api_key.expired), or
+   * writer_key when NULL; on a trusted log with neither, none. */
+  int64_t key_expiring_lead_ms;
+  const ctkn_seckey *expiry_key;
 };
 
 /* Set cfg to the defaults: listen 127.0.0.1:8080 (a static string), 2

@@ -40,17 +40,41 @@
 #include "ctkn/netaddr.h"
 #include "ctkn/token.h"
 
-#define CTKN_DEST_ID_LEN (7 + CTKN_ULID_LEN) /* "ntfset_" + ULID */
-#define CTKN_DEST_ID_BUF (CTKN_DEST_ID_LEN + 1)
-#define CTKN_URL_MAX     2048 /* bytes */
+#define CTKN_DEST_ID_LEN        (7 + CTKN_ULID_LEN) /* "ntfset_" + ULID */
+#define CTKN_DEST_ID_BUF        (CTKN_DEST_ID_LEN + 1)
+#define CTKN_URL_MAX            2048 /* bytes */
 /* "pdl_ntfset_" + the ID's ULID + "_" + 32 base62, as Paddle's. */
-#define CTKN_SECRET_LEN  (11 + CTKN_ULID_LEN + 1 + 32)
-#define CTKN_SECRET_BUF  (CTKN_SECRET_LEN + 1)
-#define CTKN_SEALED_LEN  (CTKN_SECRET_LEN + CTKN_SEAL_OVERHEAD)
-/* Every event type a destination may subscribe to: bit (1 << type). */
-#define CTKN_DEST_EVENTS_ALL                                                   \
+#define CTKN_SECRET_LEN         (11 + CTKN_ULID_LEN + 1 + 32)
+#define CTKN_SECRET_BUF         (CTKN_SECRET_LEN + 1)
+#define CTKN_SEALED_LEN         (CTKN_SECRET_LEN + CTKN_SEAL_OVERHEAD)
+/* The event types a destination may subscribe to, each a bit (1 << t):
+ * t is the ctkn_event_type of client_token.* (1..3), and for api_key.*
+ * the code the settings projection keeps its events by
+ * (ctkn_settings_event_code(), 6..10). A notification's type is the
+ * same t (notification.h). */
+#define CTKN_DEST_AKEY_CREATED  6
+#define CTKN_DEST_AKEY_UPDATED  7
+#define CTKN_DEST_AKEY_REVOKED  8
+#define CTKN_DEST_AKEY_EXPIRING 9
+#define CTKN_DEST_AKEY_EXPIRED  10
+#define CTKN_DEST_TOKEN_EVENTS                                                 \
   ((1u << CTKN_EVENT_CREATED) | (1u << CTKN_EVENT_UPDATED) |                   \
    (1u << CTKN_EVENT_REVOKED))
+#define CTKN_DEST_AKEY_EVENTS                                                  \
+  ((1u << CTKN_DEST_AKEY_CREATED) | (1u << CTKN_DEST_AKEY_UPDATED) |           \
+   (1u << CTKN_DEST_AKEY_REVOKED) | (1u << CTKN_DEST_AKEY_EXPIRING) |          \
+   (1u << CTKN_DEST_AKEY_EXPIRED))
+#define CTKN_DEST_EVENTS_ALL (CTKN_DEST_TOKEN_EVENTS | CTKN_DEST_AKEY_EVENTS)
+/* The names a subscription may list, as a comma-separated string. */
+#define CTKN_DEST_EVENTS_LIST                                                  \
+  "client_token.created, client_token.updated, client_token.revoked, "         \
+  "api_key.created, api_key.updated, api_key.revoked, api_key.expiring, "      \
+  "api_key.expired"
+
+/* The name of subscription type t (above), or NULL. */
+const char *ctkn_dest_event_str(int t);
+/* The subscription type named s, or 0. */
+int ctkn_dest_event_parse(const char *s);
 /* Event-topic partitions a creation records a start for: the store's
  * CTKN_STORE_MAX_PARTITIONS (settings.c asserts they agree; this header
  * sits below the store and cannot include it). */
@@ -153,7 +177,7 @@ int ctkn_dest_command_set_id(struct ctkn_dest_command *cmd, const char *id,
  * Errors: CTKN_EINVAL (field "destination"). */
 int ctkn_dest_command_set_url(struct ctkn_dest_command *cmd, const char *url,
                               struct ctkn_err *err);
-/* events: comma-separated names, each a client_token.* event type, at
+/* events: comma-separated names, each in CTKN_DEST_EVENTS_LIST, at
  * least one, no repeats. Borrows csv for the call.
  * Errors: CTKN_EINVAL (field "subscribed_events"). */
 int ctkn_dest_command_set_events(struct ctkn_dest_command *cmd, const char *csv,

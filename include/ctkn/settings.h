@@ -102,6 +102,13 @@ int64_t ctkn_settings_start(ctkn_store_txn *txn, const char *id,
 int ctkn_settings_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
                           size_t n, struct ctkn_err *err);
 
+/* Where destination id receives the settings topic's api_key.* events
+ * from on settings partition sp: past its created record; for one
+ * created before that was kept, where the settings events are filled to
+ * now (so nothing before this build is sent). */
+int64_t ctkn_settings_akey_start(ctkn_store_txn *txn, const char *id,
+                                 int32_t sp);
+
 /* The fate of the settings record at (partition, offset): *applied, and
  * the reason (reasonsz bytes, NUL-terminated; "" when applied).
  * Errors: CTKN_ENOTFOUND (not projected yet); CTKN_ESTORE. */
@@ -114,6 +121,30 @@ int ctkn_settings_fate(ctkn_store_txn *txn, int32_t partition, int64_t offset,
  * GET /events: 0..31; -1 for a type that is no such event
  * (api_key.used, api_key.rotated, or not the settings topic's). */
 int ctkn_settings_event_code(const char *name);
+
+/* An applied api_key.* event of the settings topic, as the notifier
+ * reads it in log order. Valid until the txn ends or writes. */
+struct ctkn_settings_akey_event {
+  int32_t partition; /* of the settings topic */
+  int64_t offset;
+  int type; /* CTKN_DEST_AKEY_* (setting.h): its subscription type */
+  int64_t occurred_at;
+  uint64_t version;
+  char event_id[CTKN_EVT_ID_LEN + 1];
+  char key_id[7 + CTKN_ULID_LEN + 1]; /* apikey_ + ULID */
+  const char *json; /* the envelope GET /events serves, json_len bytes */
+  size_t json_len;
+};
+
+/* The first applied api_key.* event (not used or rotated) at or after
+ * (partition, offset) in log order, or exactly there when exact. The
+ * settings projection keeps them in this order as it applies them (a
+ * projection from before it has none before its upgrade).
+ * Errors: CTKN_ENOTFOUND (none); CTKN_ESTORE. */
+int ctkn_settings_akey_event_at(ctkn_store_txn *txn, int32_t partition,
+                                int64_t offset, bool exact,
+                                struct ctkn_settings_akey_event *out,
+                                struct ctkn_err *err);
 
 /* ---- following the settings topic ------------------------------------ */
 

@@ -174,6 +174,8 @@ struct server {
   struct ctkn__queue usedq;
   pthread_t used_thread;
   bool used_started;
+  atomic_bool used_stop;        /* the usage thread ends */
+  struct ctkn__buf notice_held; /* its held-off notices (apikeys.c) */
 
   /* Set by a thread that cannot go on; the server then stops. */
   atomic_int fatal;

@@ -12,6 +12,13 @@
  * through the settings topic (keycmd.h) with this replica's writer key
  * (scoped api_key.used). Heavy traffic thus costs the log one record per
  * key, replica and interval; the request never waits for it.
+ *
+ * The same thread sweeps the keys every second for due notices: a key
+ * within --key-expiring-lead (7 days) of its expires_at gets
+ * api_key.expiring, one past it api_key.expired (CTKN_AKEY_CMD_EXPIRING,
+ * CTKN_AKEY_CMD_EXPIRE). Every replica sweeps; the first record in the
+ * log applies and the others are rejected there, so each notice is one
+ * event, and one notification per destination.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -96,12 +103,138 @@ static void append_used(struct server *s, const struct used_item *it)
                it->id, err.msg);
 }
 
+#define SWEEP_MS    1000 /* how often the notices are looked for */
+#define SWEEP_BATCH 64
+#define RETRY_US    (60 * INT64_C(1000000)) /* after a notice failed */
+
+/* A key whose notice failed (no scope, the log down): not tried again
+ * before at_mono_us. The usage thread's alone. */
+struct held_off {
+  char id[CTKN_AKEY_ID_BUF];
+  int64_t at_mono_us;
+};
+
+static bool held_off(struct server *s, const char *id, int64_t now)
+{
+  struct held_off *v = (struct held_off *)(void *)s->notice_held.data;
+  size_t n = s->notice_held.len / sizeof(*v);
+
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(v[i].id, id) == 0)
+      return now < v[i].at_mono_us;
+  return false;
+}
+
+static void hold_off(struct server *s, const char *id, int64_t until)
+{
+  struct held_off *v = (struct held_off *)(void *)s->notice_held.data;
+  size_t n = s->notice_held.len / sizeof(*v);
+  struct held_off fresh;
+
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(v[i].id, id) == 0) {
+      v[i].at_mono_us = until;
+      return;
+    }
+  memcpy(fresh.id, id, sizeof(fresh.id));
+  fresh.at_mono_us = until;
+  (void)ctkn__buf_append(&s->notice_held, &fresh, sizeof(fresh));
+}
+
+/* Append kind's notice for key k when the plan finds it due (a no-op
+ * otherwise). A rejection (another replica's came first) is no error. */
+static void append_notice(struct server *s, const struct ctkn_akey *k,
+                          ctkn_akey_cmd_kind kind)
+{
+  struct ctkn_keycmd_trust trust = {
+      s->cfg->trust_root,
+      s->cfg->expiry_key != NULL ? s->cfg->expiry_key : s->cfg->writer_key};
+  struct ctkn_keycmd_outcome out;
+  struct ctkn_akey_command c;
+  struct ctkn_err err = {0};
+
+  ctkn_akey_command_init(&c, kind);
+  memcpy(c.id, k->id, sizeof(c.id));
+  c.lead_us = s->cfg->key_expiring_lead_ms * 1000;
+  const char *what =
+      kind == CTKN_AKEY_CMD_EXPIRE ? "api_key.expired" : "api_key.expiring";
+  int rc = ctkn_keycmd_execute(s->st, s->cfg->log, &trust, s->cfg->env, &c,
+                               &out, &err);
+
+  if (rc == CTKN_ECONFLICT) {
+    /* Another replica's came first: no failure, the projection has it. */
+    ctkn__diag(CTKN_DIAG_INFO, "http", "%s of %s: another replica's first",
+               what, k->id);
+  } else if (rc != CTKN_OK) {
+    /* No scope, the log down, ...: tried again after RETRY_US. */
+    ctkn__diag(CTKN_DIAG_WARN, "http", "%s of %s not applied: %s", what, k->id,
+               err.msg);
+    hold_off(s, k->id, ctkn__api_mono_us() + RETRY_US);
+  }
+}
+
+/* Whether k, as this replica's projection holds it, has a notice due. */
+static bool notice_due(const struct server *s, const struct ctkn_akey *k,
+                       int64_t now, ctkn_akey_cmd_kind *kind)
+{
+  if (k->status != CTKN_AKEY_ACTIVE || k->expires_at == 0)
+    return false;
+  if (now >= k->expires_at) {
+    *kind = CTKN_AKEY_CMD_EXPIRE;
+    return true;
+  }
+  *kind = CTKN_AKEY_CMD_EXPIRING;
+  return k->expiring_for != k->expires_at &&
+         now >= k->expires_at - s->cfg->key_expiring_lead_ms * 1000;
+}
+
+/* Look for due notices over every key on the log. */
+static void sweep(struct server *s)
+{
+  struct ctkn_akey *keys = malloc(SWEEP_BATCH * sizeof(*keys));
+  char after[CTKN_AKEY_ID_BUF] = "";
+  bool more = true;
+
+  while (keys != NULL && more) {
+    ctkn_store_txn *txn;
+    size_t n = 0;
+    int64_t now = ctkn_now_us();
+    if (ctkn_store_begin(s->st, false, &txn, NULL) != CTKN_OK)
+      break;
+    int rc = ctkn_keylog_list(txn, after, keys, SWEEP_BATCH, &n, &more, NULL);
+    ctkn_store_abort(txn);
+    if (rc != CTKN_OK || n == 0)
+      break;
+    for (size_t i = 0; i < n && !s->used_stop; i++) {
+      ctkn_akey_cmd_kind kind;
+      if (notice_due(s, &keys[i], now, &kind) &&
+          !held_off(s, keys[i].id, ctkn__api_mono_us()))
+        append_notice(s, &keys[i], kind);
+    }
+    memcpy(after, keys[n - 1].id, sizeof(after));
+  }
+  free(keys);
+}
+
 static void *used_main(void *arg)
 {
   struct server *s = arg;
   struct ctkn__qnode *node;
+  /* Read-only on a trusted log: no key to sign notices with. */
+  bool notices = s->cfg->trust_root == NULL || s->cfg->writer_key != NULL ||
+                 s->cfg->expiry_key != NULL;
+  int64_t next = ctkn__api_mono_us();
 
-  while (ctkn__queue_pop(&s->usedq, &node, 1, -1) == 1) {
+  while (!s->used_stop) {
+    int64_t now = ctkn__api_mono_us();
+    if (notices && now >= next) {
+      sweep(s);
+      next = now + SWEEP_MS * 1000;
+      now = ctkn__api_mono_us();
+    }
+    int wait = notices ? (int)((next - now) / 1000) + 1 : -1;
+    if (ctkn__queue_pop(&s->usedq, &node, 1, wait) != 1)
+      continue;
     struct used_item *it = CTKN__CONTAINER_OF(node, struct used_item, qnode);
     append_used(s, it);
     free(it);
@@ -121,12 +254,14 @@ void ctkn__api_used_stop(struct server *s)
 {
   struct ctkn__qnode *node;
 
+  s->used_stop = true;
   ctkn__queue_close(&s->usedq);
   if (s->used_started)
     pthread_join(s->used_thread, NULL);
   s->used_started = false;
   while (ctkn__queue_pop(&s->usedq, &node, 1, 0) == 1)
     free(CTKN__CONTAINER_OF(node, struct used_item, qnode));
+  ctkn__buf_free(&s->notice_held);
 }
 
 /* ---- /api-keys ------------------------------------------------------------

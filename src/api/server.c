@@ -282,6 +282,7 @@ void ctkn_server_config_init(struct ctkn_server_config *cfg)
   cfg->client_timeout_s = 30;
   cfg->status_ms = 1000;
   cfg->key_used_interval_ms = CTKN_AKEY_USED_INTERVAL_US / 1000;
+  cfg->key_expiring_lead_ms = CTKN_AKEY_EXPIRING_LEAD_US / 1000;
 }
 
 /* "HOST:PORT" or "[V6]:PORT" into host (hostsz bytes) and *port. */
@@ -475,6 +476,7 @@ int ctkn__api_server_new(struct server **out, ctkn_store *st,
   }
   pthread_mutex_init(&s->used_lock, NULL);
   s->used_seen = (struct ctkn__buf)CTKN__BUF_INIT;
+  s->notice_held = (struct ctkn__buf)CTKN__BUF_INIT;
   if (ctkn__queue_init(&s->usedq) != CTKN_OK) {
     ctkn__queue_destroy(&s->cmdq);
     ctkn__queue_destroy(&s->setq);

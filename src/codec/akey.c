@@ -63,6 +63,8 @@ static void to_pb(const struct ctkn_akey *k, Ctkn__V1__ApiKey *d,
   d->secret_sha256.data = (uint8_t *)k->sha256;
   d->has_legacy = k->legacy;
   d->legacy = k->legacy;
+  d->has_expiring_for = k->expiring_for != 0;
+  d->expiring_for = k->expiring_for;
   if (k->has_previous) {
     d->has_previous_sha256 = d->has_previous_until = true;
     d->previous_sha256.len = sizeof(k->previous_sha256);
@@ -167,6 +169,7 @@ static int from_pb(const Ctkn__V1__ApiKey *d, struct ctkn_akey *k,
   k->created_at = d->created_at;
   k->updated_at = d->updated_at;
   k->expires_at = d->has_expires_at ? d->expires_at : 0;
+  k->expiring_for = d->has_expiring_for ? d->expiring_for : 0;
   if ((rc = copy_hash(k->sha256, d->has_secret_sha256, d->secret_sha256,
                       "data.secret_sha256", err)))
     return rc;

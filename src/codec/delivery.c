@@ -35,7 +35,7 @@ int ctkn_delivery_encode(const struct ctkn_delivery *d, uint8_t **out,
   m.notification_id = (char *)n->id;
   m.destination_id = (char *)n->dest;
   m.event_id = (char *)n->event_id;
-  m.event_type = (char *)ctkn_event_type_str(n->type);
+  m.event_type = (char *)ctkn_dest_event_str(n->type);
   m.token_id = (char *)n->token_id;
   m.has_version = m.has_partition = m.has_offset = true;
   m.version = n->version;
@@ -108,7 +108,7 @@ static bool copy_delivery(const Ctkn__V1__Delivery *m, struct ctkn_delivery *d)
       !take(n->token_id, sizeof(n->token_id), m->token_id, true) ||
       !take(n->replay_of, sizeof(n->replay_of), m->replay_of, false) ||
       m->event_type == NULL ||
-      (n->type = ctkn_event_type_parse(m->event_type)) == 0 ||
+      (n->type = ctkn_dest_event_parse(m->event_type)) == 0 ||
       !m->has_version || !m->has_partition || !m->has_offset ||
       !m->has_occurred_at || !m->has_at)
     return false;

@@ -224,6 +224,20 @@ char *ctkn__json_envelope(const char *event_id, const char *event_type,
   return ctkn__json_dump(ctkn__json_checked(o, rc));
 }
 
+char *ctkn_json_envelope_notified(const char *envelope, size_t len,
+                                  const char *notification_id)
+{
+  json_t *o = json_loadb(envelope, len, 0, NULL);
+
+  if (!json_is_object(o) || json_object_get(o, "notification_id") == NULL ||
+      ctkn__json_set(o, "notification_id",
+                     ctkn__json_str(notification_id, SIZE_MAX)) != 0) {
+    json_decref(o);
+    return NULL;
+  }
+  return ctkn__json_dump(o);
+}
+
 /* {first: a, second: b}; takes ownership of a and b, even on failure. */
 json_t *ctkn__json_pair(const char *first, json_t *a, const char *second,
                         json_t *b)

@@ -70,16 +70,14 @@ static int dest_events(struct ctkn_dest_command *cmd, json_t *v,
                            "must be a non-empty array of event type names");
   json_array_foreach(v, i, e)
   {
-    ctkn_event_type t =
-        json_is_string(e) ? ctkn_event_type_parse(json_string_value(e)) : 0;
+    int t = json_is_string(e) ? ctkn_dest_event_parse(json_string_value(e)) : 0;
     if (t == 0 || (CTKN_DEST_EVENTS_ALL & (1u << t)) == 0) {
       if (!json_is_string(e))
         return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
                                "item %zu is not a string", i);
       return ctkn__err_field(err, CTKN_EINVAL, "subscribed_events",
                              "\"%.64s\" is not an event ctkn sends (it "
-                             "sends client_token.created, "
-                             "client_token.updated and client_token.revoked)",
+                             "sends " CTKN_DEST_EVENTS_LIST ")",
                              json_string_value(e));
     }
     if (mask & (1u << t))
@@ -232,12 +230,18 @@ int ctkn_json_parse_dest_update(const char *body, size_t len, const char *id,
 /* ---- notification settings ------------------------------------------- */
 
 /* Paddle's event-type object, as its /event-types lists it. */
-static json_t *event_type_obj(ctkn_event_type t)
+static json_t *event_type_obj(int t)
 {
   static const char *const what[] = {
       [CTKN_EVENT_CREATED] = "Occurs when a client-side token is created.",
       [CTKN_EVENT_UPDATED] = "Occurs when a client-side token is updated.",
-      [CTKN_EVENT_REVOKED] = "Occurs when a client-side token is revoked."};
+      [CTKN_EVENT_REVOKED] = "Occurs when a client-side token is revoked.",
+      [CTKN_DEST_AKEY_CREATED] = "Occurs when an API key is created.",
+      [CTKN_DEST_AKEY_UPDATED] = "Occurs when an API key is updated.",
+      [CTKN_DEST_AKEY_REVOKED] = "Occurs when an API key is revoked.",
+      [CTKN_DEST_AKEY_EXPIRING] =
+          "Occurs seven days before an API key's expires_at.",
+      [CTKN_DEST_AKEY_EXPIRED] = "Occurs when an API key expires."};
   json_t *o = json_object(), *v = json_array();
   int rc = 0;
 
@@ -247,9 +251,12 @@ static json_t *event_type_obj(ctkn_event_type t)
     return NULL;
   }
   rc |= json_array_append_new(v, json_integer(1));
-  rc |= ctkn__json_set(o, "name", ctkn__json_name(ctkn_event_type_str(t)));
+  rc |= ctkn__json_set(o, "name", ctkn__json_name(ctkn_dest_event_str(t)));
   rc |= ctkn__json_set(o, "description", ctkn__json_name(what[t]));
-  rc |= ctkn__json_set(o, "group", ctkn__json_name("Client token"));
+  rc |= ctkn__json_set(o, "group",
+                       ctkn__json_name(t >= CTKN_DEST_AKEY_CREATED
+                                           ? "API key"
+                                           : "Client token"));
   rc |= ctkn__json_set(o, "available_versions", v);
   return ctkn__json_checked(o, rc);
 }
@@ -265,9 +272,9 @@ static json_t *destination_obj(const struct ctkn_destination *d,
     json_decref(ev);
     return NULL;
   }
-  for (int t = CTKN_EVENT_CREATED; t <= CTKN_EVENT_REVOKED; t++) {
-    if (d->events & (1u << t))
-      rc |= json_array_append_new(ev, event_type_obj((ctkn_event_type)t));
+  for (int t = 1; t <= CTKN_DEST_AKEY_EXPIRED; t++) {
+    if ((d->events & (1u << t)) && ctkn_dest_event_str(t) != NULL)
+      rc |= json_array_append_new(ev, event_type_obj(t));
   }
   rc |= ctkn__json_set(o, "id", ctkn__json_str(d->id, sizeof(d->id)));
   rc |=
@@ -372,7 +379,7 @@ char *ctkn_json_notification(const struct ctkn_notification *n,
   }
   rc |= ctkn__json_set(o, "id", ctkn__json_str(n->id, sizeof(n->id)));
   rc |=
-      ctkn__json_set(o, "type", ctkn__json_name(ctkn_event_type_str(n->type)));
+      ctkn__json_set(o, "type", ctkn__json_name(ctkn_dest_event_str(n->type)));
   rc |= ctkn__json_set(o, "status",
                        ctkn__json_name(ctkn_ntf_status_str(n->status)));
   rc |= ctkn__json_set(o, "payload", p);

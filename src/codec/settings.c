@@ -39,7 +39,7 @@ int ctkn_setting_event_encode(const struct ctkn_setting_event *ev,
 {
   Ctkn__V1__SettingEvent m = CTKN__V1__SETTING_EVENT__INIT;
   Ctkn__V1__Destination d = CTKN__V1__DESTINATION__INIT;
-  char *names[3];
+  char *names[16];
   size_t nnames = 0;
   const struct ctkn_destination *x = &ev->data;
 
@@ -48,9 +48,9 @@ int ctkn_setting_event_encode(const struct ctkn_setting_event *ev,
   if (ctkn_setting_type_str(ev->type) == NULL)
     return ctkn__err_field(err, CTKN_EINVAL, "event_type", "unknown type %d",
                            (int)ev->type);
-  for (int t = CTKN_EVENT_CREATED; t <= CTKN_EVENT_REVOKED; t++) {
-    if (x->events & (1u << t))
-      names[nnames++] = (char *)ctkn_event_type_str((ctkn_event_type)t);
+  for (int t = 1; t < 16; t++) {
+    if ((x->events & (1u << t)) && ctkn_dest_event_str(t) != NULL)
+      names[nnames++] = (char *)ctkn_dest_event_str(t);
   }
   d.id = (char *)x->id;
   d.description = x->has_description ? (char *)x->description : NULL;
@@ -116,7 +116,7 @@ static int copy_dest(const Ctkn__V1__Destination *d, struct ctkn_destination *x,
     return ctkn__err(err, CTKN_EDECODE, "data.active: missing");
   x->active = d->active;
   for (size_t i = 0; i < d->n_subscribed_events; i++) {
-    ctkn_event_type t = ctkn_event_type_parse(d->subscribed_events[i]);
+    int t = ctkn_dest_event_parse(d->subscribed_events[i]);
     if (t == 0)
       return ctkn__err(err, CTKN_EDECODE,
                        "data.subscribed_events: unknown event type \"%.64s\"",
@@ -433,7 +433,8 @@ int ctkn_notification_decode(const void *buf, size_t len,
          a[0].via.u64 == NTF_LAYOUT && obj_str(&a[1], n->id, sizeof(n->id)) &&
          obj_str(&a[2], n->dest, sizeof(n->dest)) &&
          obj_str(&a[3], n->event_id, sizeof(n->event_id)) &&
-         obj_small(&a[4], CTKN_EVENT_CREATED, CTKN_EVENT_REVOKED, &type) &&
+         obj_small(&a[4], CTKN_EVENT_CREATED, CTKN_DEST_AKEY_EXPIRED, &type) &&
+         ctkn_dest_event_str((int)type) != NULL &&
          obj_str(&a[5], n->token_id, sizeof(n->token_id)) &&
          a[6].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
          obj_small(&a[7], 0, INT32_MAX, &part) && obj_int(&a[8], &n->offset) &&
@@ -448,7 +449,7 @@ int ctkn_notification_decode(const void *buf, size_t len,
          obj_int(&a[16], &n->delivered_at) && obj_int(&a[17], &n->retry_at) &&
          obj_small(&a[18], 0, 999, &code);
     if (ok) {
-      n->type = (ctkn_event_type)type;
+      n->type = (int)type;
       n->version = a[6].via.u64;
       n->partition = (int32_t)part;
       n->status = (ctkn_ntf_status)status;

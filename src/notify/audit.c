@@ -141,6 +141,16 @@ int ctkn_notification_payload(ctkn_store_txn *txn,
   int rc;
 
   *out = NULL;
+  if (CTKN_NTF_IS_AKEY(n)) {
+    struct ctkn_settings_akey_event ae;
+    if ((rc = ctkn_settings_akey_event_at(txn, n->partition, n->offset, true,
+                                          &ae, err)) != CTKN_OK)
+      return rc;
+    if ((*out = ctkn_json_envelope_notified(ae.json, ae.json_len, n->id)) ==
+        NULL)
+      return ctkn__err(err, CTKN_ENOMEM, "rendering a payload");
+    return CTKN_OK;
+  }
   if ((rc = ctkn__ntf_load_event(txn, n->partition, n->offset, true, &ev, &at,
                                  err)) != CTKN_OK)
     return rc;
@@ -251,6 +261,19 @@ static int take_replay(struct notifier *nf, ctkn_store_txn *txn, const char *id,
       return CTKN_OK;
   } else if (ctkn_delivery_get(txn, id, &n, NULL) != CTKN_OK) {
     return CTKN_OK;
+  }
+  if (CTKN_NTF_IS_AKEY(&n)) {
+    /* An API key's event: the holder of AKEY_HOLDER sends it. */
+    struct ctkn_settings_akey_event ae;
+    if (AKEY_HOLDER >= nf->nparts || !nf->owned[AKEY_HOLDER] ||
+        ctkn_settings_akey_event_at(txn, n.partition, n.offset, true, &ae,
+                                    NULL) != CTKN_OK)
+      return CTKN_OK;
+    if (ctkn__buf_reserve(&nf->replays, sizeof(e)) != CTKN_OK)
+      return ctkn__err(err, CTKN_ENOMEM, "notify: replays");
+    if ((e = ctkn__ntf_akey_entry_new(txn, &ae, n.dest, n.id, err)) == NULL)
+      return CTKN_ENOMEM;
+    return ctkn__buf_append(&nf->replays, &e, sizeof(e)); /* reserved */
   }
   /* Whichever notifier holds the event's partition sends it. */
   if (n.partition < 0 || n.partition >= nf->nparts || !nf->owned[n.partition] ||

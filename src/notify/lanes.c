@@ -103,7 +103,7 @@ struct ntf_entry *ctkn__ntf_entry_new(ctkn_store_txn *txn,
     memcpy(e->n.dest, dest, CTKN_DEST_ID_BUF);
     memcpy(e->n.event_id, ev->event_id, sizeof(e->n.event_id));
     e->n.type = ev->type;
-    memcpy(e->n.token_id, at->id, sizeof(e->n.token_id));
+    memcpy(e->n.token_id, at->id, sizeof(at->id));
     e->n.version = at->version;
     e->n.partition = at->partition;
     e->n.offset = at->offset;
@@ -115,6 +115,42 @@ struct ntf_entry *ctkn__ntf_entry_new(ctkn_store_txn *txn,
   copy = *ev;
   memcpy(copy.notification_id, ntf_id, sizeof(copy.notification_id));
   if ((e->body = ctkn_json_event(&copy)) == NULL) {
+    free(e);
+    ctkn__err(err, CTKN_ENOMEM, "notify: body");
+    return NULL;
+  }
+  e->blen = strlen(e->body);
+  return e;
+}
+
+struct ntf_entry *ctkn__ntf_akey_entry_new(
+    ctkn_store_txn *txn, const struct ctkn_settings_akey_event *ae,
+    const char *dest, const char *ntf_id, struct ctkn_err *err)
+{
+  struct ntf_entry *e = calloc(1, sizeof(*e));
+
+  if (e == NULL) {
+    ctkn__err(err, CTKN_ENOMEM, "notify: entry");
+    return NULL;
+  }
+  if (ctkn_notification_get(txn, ntf_id, &e->n, NULL) != CTKN_OK) {
+    memset(&e->n, 0, sizeof(e->n));
+    memcpy(e->n.id, ntf_id, CTKN_NTF_ID_BUF);
+    memcpy(e->n.dest, dest, CTKN_DEST_ID_BUF);
+    memcpy(e->n.event_id, ae->event_id, sizeof(e->n.event_id));
+    e->n.type = ae->type;
+    memcpy(e->n.token_id, ae->key_id, sizeof(ae->key_id));
+    e->n.version = ae->version;
+    e->n.partition = ae->partition;
+    e->n.offset = ae->offset;
+    e->n.occurred_at = ae->occurred_at;
+    e->n.status = CTKN_NTF_NOT_ATTEMPTED;
+  }
+  e->settled =
+      e->n.status == CTKN_NTF_DELIVERED || e->n.status == CTKN_NTF_FAILED;
+  /* The envelope GET /events serves, with this notification's ID. */
+  if ((e->body = ctkn_json_envelope_notified(ae->json, ae->json_len, ntf_id)) ==
+      NULL) {
     free(e);
     ctkn__err(err, CTKN_ENOMEM, "notify: body");
     return NULL;
@@ -181,7 +217,8 @@ static void drop_lanes(struct notifier *nf)
 
   for (size_t i = 0; i < n; i++) {
     struct ntf_lane *l = lanes[i];
-    if (l->partition < nf->nparts && nf->owned[l->partition] &&
+    int32_t held = l->akey ? AKEY_HOLDER : l->partition;
+    if (held < nf->nparts && nf->owned[held] &&
         ctkn__ntf_find_dest(nf, l->dest) != NULL)
       lanes[keep++] = l;
     else
@@ -190,12 +227,14 @@ static void drop_lanes(struct notifier *nf)
   buf_keep(&nf->lanes, keep * sizeof(*lanes));
 }
 
-static bool have_lane(const struct notifier *nf, int32_t p, const char *dest)
+static bool have_lane(const struct notifier *nf, bool akey, int32_t p,
+                      const char *dest)
 {
   struct ntf_lane **lanes = ntf_lanes(nf);
 
   for (size_t i = 0; i < ntf_nlanes(nf); i++) {
-    if (lanes[i]->partition == p && strcmp(lanes[i]->dest, dest) == 0)
+    if (lanes[i]->akey == akey && lanes[i]->partition == p &&
+        strcmp(lanes[i]->dest, dest) == 0)
       return true;
   }
   return false;
@@ -203,22 +242,25 @@ static bool have_lane(const struct notifier *nf, int32_t p, const char *dest)
 
 /* A new lane for dest on p, starting where lease.c says; *txn is begun
  * on first use (the caller aborts it). */
-static int add_lane(struct notifier *nf, ctkn_store_txn **txn, int32_t p,
-                    const char *dest, struct ctkn_err *err)
+static int add_lane(struct notifier *nf, ctkn_store_txn **txn, bool akey,
+                    int32_t p, const char *dest, struct ctkn_err *err)
 {
   struct ntf_lane *l;
+  int32_t held = akey ? AKEY_HOLDER : p;
   int rc;
 
-  if (!nf->parts[p].fetched)
-    ctkn__ntf_fetch_commit(nf, p);
+  if (!nf->parts[held].fetched)
+    ctkn__ntf_fetch_commit(nf, held);
   if (*txn == NULL &&
       (rc = ctkn_store_begin(nf->st, false, txn, err)) != CTKN_OK)
     return rc;
   if ((l = calloc(1, sizeof(*l))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "notify: lane");
   memcpy(l->dest, dest, sizeof(l->dest));
+  l->akey = akey;
   l->partition = p;
-  l->cursor = l->scan = ctkn__ntf_lane_start(nf, *txn, l->dest, p);
+  l->cursor = l->scan = akey ? ctkn__ntf_akey_lane_start(nf, *txn, dest, p)
+                             : ctkn__ntf_lane_start(nf, *txn, l->dest, p);
   l->cursor_dirty = true;
   if (ctkn__buf_append(&nf->lanes, &l, sizeof(l)) != CTKN_OK) {
     free(l);
@@ -237,8 +279,12 @@ int ctkn__ntf_sync_lanes(struct notifier *nf, struct ctkn_err *err)
     if (!nf->owned[p])
       continue;
     for (size_t d = 0; d < nf->ndests && rc == CTKN_OK; d++) {
-      if (!have_lane(nf, p, nf->dests[d].d.id))
-        rc = add_lane(nf, &txn, p, nf->dests[d].d.id, err);
+      const char *id = nf->dests[d].d.id;
+      if (!have_lane(nf, false, p, id))
+        rc = add_lane(nf, &txn, false, p, id, err);
+      /* The settings topic's one partition goes with partition 0. */
+      if (rc == CTKN_OK && p == AKEY_HOLDER && !have_lane(nf, true, 0, id))
+        rc = add_lane(nf, &txn, true, 0, id, err);
     }
   }
   ctkn_store_abort(txn);
@@ -247,11 +293,48 @@ int ctkn__ntf_sync_lanes(struct notifier *nf, struct ctkn_err *err)
 
 /* ---- filling and starting ----------------------------------------------- */
 
+/* Read akey lane l's next api_key.* events into its window. */
+static int fill_akey_lane(struct notifier *nf, struct ntf_lane *l,
+                          const struct ntf_dest *d, ctkn_store_txn *txn,
+                          struct ctkn_err *err)
+{
+  l->at_end = false;
+  while (l->n < nf->o.window) {
+    struct ctkn_settings_akey_event ae;
+    int rc = ctkn_settings_akey_event_at(txn, l->partition, l->scan, false, &ae,
+                                         err);
+    if (rc == CTKN_ENOTFOUND) {
+      l->at_end = true;
+      return CTKN_OK;
+    }
+    if (rc != CTKN_OK)
+      return rc;
+    l->scan = ae.offset + 1;
+    if ((d->d.events & (1u << ae.type)) == 0) {
+      if (l->n == 0) {
+        l->cursor = l->scan;
+        l->cursor_dirty = true;
+      }
+      continue;
+    }
+    char id[CTKN_NTF_ID_BUF];
+    ctkn_notification_id(ae.event_id, l->dest, id);
+    struct ntf_entry *e = ctkn__ntf_akey_entry_new(txn, &ae, l->dest, id, err);
+    if (e == NULL)
+      return CTKN_ENOMEM;
+    e->lane = l;
+    l->win[l->n++] = e;
+  }
+  return CTKN_OK;
+}
+
 /* Read lane l's next events into its window. */
 static int fill_lane(struct notifier *nf, struct ntf_lane *l,
                      const struct ntf_dest *d, ctkn_store_txn *txn,
                      struct ctkn_event *ev, struct ctkn_err *err)
 {
+  if (l->akey)
+    return fill_akey_lane(nf, l, d, txn, err);
   l->at_end = false;
   while (l->n < nf->o.window) {
     struct ctkn_store_event at;

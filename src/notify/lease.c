@@ -26,8 +26,15 @@ static void lane_key(uint8_t k[LANE_KEY_LEN], const char *dest, int32_t p)
   ctkn__put_be32(k + CTKN_DEST_ID_LEN, (uint32_t)p);
 }
 
-/* The cursor a metadata string records for dest, or -1. */
-static int64_t meta_cursor(const char *meta, const char *dest)
+/* A lane's key partition in notify_cursors. */
+static int32_t lane_kpart(bool akey, int32_t p)
+{
+  return akey ? (int32_t)(AKEY_LANE_BIT | (uint32_t)p) : p;
+}
+
+/* The cursor a metadata string records for dest, or -1: its event-topic
+ * lane's (";<ULID>="), or its akey lane's (";@<ULID>="). */
+static int64_t meta_cursor(const char *meta, const char *dest, bool akey)
 {
   const char *ulid = dest + 7; /* past "ntfset_" */
   const char *p = meta;
@@ -36,10 +43,31 @@ static int64_t meta_cursor(const char *meta, const char *dest)
     return -1;
   while ((p = strchr(p, ';')) != NULL) {
     p++;
+    if (akey && *p++ != '@')
+      continue;
     if (strncmp(p, ulid, CTKN_ULID_LEN) == 0 && p[CTKN_ULID_LEN] == '=')
       return strtoll(p + CTKN_ULID_LEN + 1, NULL, 10);
   }
   return -1;
+}
+
+int64_t ctkn__ntf_akey_lane_start(struct notifier *nf, ctkn_store_txn *txn,
+                                  const char *dest, int32_t sp)
+{
+  uint8_t k[LANE_KEY_LEN];
+  const void *v;
+  size_t vlen;
+  int64_t at = ctkn_settings_akey_start(txn, dest, sp), m;
+
+  lane_key(k, dest, lane_kpart(true, sp));
+  if (ctkn_store_kv_get(txn, CTKN_TABLE_CURSORS, k, sizeof(k), &v, &vlen,
+                        NULL) == CTKN_OK &&
+      vlen == 8 && (int64_t)ctkn__get_be(v, 8) > at)
+    at = (int64_t)ctkn__get_be(v, 8);
+  if (nf->parts[AKEY_HOLDER].fetched &&
+      (m = meta_cursor(nf->parts[AKEY_HOLDER].meta, dest, true)) > at)
+    at = m;
+  return at;
 }
 
 int64_t ctkn__ntf_lane_start(struct notifier *nf, ctkn_store_txn *txn,
@@ -55,7 +83,8 @@ int64_t ctkn__ntf_lane_start(struct notifier *nf, ctkn_store_txn *txn,
                         NULL) == CTKN_OK &&
       vlen == 8 && (int64_t)ctkn__get_be(v, 8) > at)
     at = (int64_t)ctkn__get_be(v, 8);
-  if (nf->parts[p].fetched && (m = meta_cursor(nf->parts[p].meta, dest)) > at)
+  if (nf->parts[p].fetched &&
+      (m = meta_cursor(nf->parts[p].meta, dest, false)) > at)
     at = m;
   return at;
 }
@@ -121,7 +150,7 @@ static int put_state(struct notifier *nf, ctkn_store_txn *txn,
     uint8_t k[LANE_KEY_LEN], v[8];
     if (!l->cursor_dirty)
       continue;
-    lane_key(k, l->dest, l->partition);
+    lane_key(k, l->dest, lane_kpart(l->akey, l->partition));
     ctkn__put_be64(v, (uint64_t)l->cursor);
     rc = ctkn_store_kv_put(txn, CTKN_TABLE_CURSORS, k, sizeof(k), v, sizeof(v),
                            err);
@@ -172,13 +201,13 @@ static int64_t part_meta(struct notifier *nf, int32_t p,
   memcpy(meta, "v1", 3);
   for (size_t i = 0; i < ntf_nlanes(nf); i++) {
     struct ntf_lane *l = ntf_lanes(nf)[i];
-    if (l->partition != p)
+    if (l->akey ? p != AKEY_HOLDER : l->partition != p)
       continue;
-    if (l->cursor < low)
+    if (!l->akey && l->cursor < low)
       low = l->cursor;
-    if (len + 1 + CTKN_ULID_LEN + 22 < META_MAX)
-      len += (size_t)snprintf(meta + len, META_MAX + 32 - len, ";%s=%" PRId64,
-                              l->dest + 7, l->cursor);
+    if (len + 2 + CTKN_ULID_LEN + 22 < META_MAX)
+      len += (size_t)snprintf(meta + len, META_MAX + 32 - len, ";%s%s=%" PRId64,
+                              l->akey ? "@" : "", l->dest + 7, l->cursor);
   }
   return low;
 }

@@ -25,6 +25,7 @@
  *   notifications          ntf ID                  -> codec's notification
  *   notification_attempts  ntf ID + attempt (BE32) -> codec's attempt
  *   notify_cursors         ntfset ID + partition   -> next offset (BE u64)
+ *                          (an akey lane's: partition | AKEY_LANE_BIT)
  *   notify_queue           ntf ID                  -> "" (replays to send)
  */
 #ifndef CTKN_NOTIFY_INT_H
@@ -39,18 +40,22 @@
 
 #include "ctkn/notify.h"
 #include "ctkn/projector.h"
+#include "ctkn/settings.h"
 #include "ctkn/trust.h"
 #include "internal.h"
 
-#define WINDOW_MAX   64   /* in flight per lane, at most */
-#define META_MAX     4000 /* bytes of a group commit's metadata */
-#define LANE_KEY_LEN (CTKN_DEST_ID_LEN + 4)
-#define ATT_KEY_LEN  (CTKN_NTF_ID_LEN + 4)
+#define WINDOW_MAX    64   /* in flight per lane, at most */
+#define META_MAX      4000 /* bytes of a group commit's metadata */
+#define LANE_KEY_LEN  (CTKN_DEST_ID_LEN + 4)
+#define ATT_KEY_LEN   (CTKN_NTF_ID_LEN + 4)
+/* The event-topic partition whose holder sends the api_key.* events. */
+#define AKEY_HOLDER   0
+#define AKEY_LANE_BIT 0x40000000u
 /* Finished attempts are written at most every FLUSH_US (one synced LMDB
  * commit), or as soon as FLUSH_MAX wait, so a crash may repeat what
  * finished meanwhile, never skip it. */
-#define FLUSH_US     20000
-#define FLUSH_MAX    4096
+#define FLUSH_US      20000
+#define FLUSH_MAX     4096
 
 /* ---- http.c: requests over libcurl ------------------------------------ */
 
@@ -134,9 +139,12 @@ struct ntf_entry {
   struct ntf_lane *lane; /* NULL for a replay */
 };
 
-/* One destination on one held partition. */
+/* One destination on one held partition; or, when akey, one destination
+ * on the settings topic's partition (its api_key.* events), held by
+ * whichever notifier holds event-topic partition 0. */
 struct ntf_lane {
   char dest[CTKN_DEST_ID_BUF];
+  bool akey;
   int32_t partition;
   int64_t cursor; /* every notification below is settled */
   int64_t scan;   /* the next position to look at */
@@ -232,6 +240,11 @@ struct ntf_entry *ctkn__ntf_entry_new(ctkn_store_txn *txn,
                                       const struct ctkn_store_event *at,
                                       const char *dest, const char *ntf_id,
                                       struct ctkn_err *err);
+/* The same for an api_key.* event of the settings topic: the body is
+ * its envelope with notification_id set. */
+struct ntf_entry *ctkn__ntf_akey_entry_new(
+    ctkn_store_txn *txn, const struct ctkn_settings_akey_event *ae,
+    const char *dest, const char *ntf_id, struct ctkn_err *err);
 /* Cancel its request and free. NULL is a no-op. */
 void ctkn__ntf_entry_free(struct notifier *nf, struct ntf_entry *e);
 void ctkn__ntf_lane_free(struct notifier *nf, struct ntf_lane *l);
@@ -256,6 +269,13 @@ bool ctkn__ntf_idle(struct notifier *nf, int64_t now_us);
  * projection's cursor and the group's record for it. */
 int64_t ctkn__ntf_lane_start(struct notifier *nf, ctkn_store_txn *txn,
                              const char *dest, int32_t p);
+/* Where a new akey lane starts: the furthest of where the destination's
+ * creation was applied on the settings topic (for a destination created
+ * before that was kept: where the settings events are filled to), this
+ * projection's cursor and the group's record for it (partition
+ * AKEY_HOLDER's metadata, ";@<ULID>=<cursor>"). */
+int64_t ctkn__ntf_akey_lane_start(struct notifier *nf, ctkn_store_txn *txn,
+                                  const char *dest, int32_t sp);
 /* Read the group's committed state of a newly held partition. */
 void ctkn__ntf_fetch_commit(struct notifier *nf, int32_t p);
 /* Write the finished attempts and the moved cursors in one transaction:

@@ -505,6 +505,239 @@ static void test_settings_events_are_filled_for_an_older_projection(void **s)
   ctkn_settings_follower_close(sf);
 }
 
+/* The notifier reads the api_key.* events in log order, and sends the
+ * envelope GET /events serves with its notification ID set. */
+static void test_akey_events_in_log_order_carry_the_events_envelope(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_keycmd_outcome a, u, rv;
+  struct ctkn_settings_akey_event ae;
+  struct ctkn_akey_command c;
+  ctkn_store_txn *txn;
+  char *page, *body, want[64];
+  const char *ntf = "ntf_01h000000000000000000000";
+
+  create(f, "one", CTKN_PERM_TOKEN_READ, 0, &a);
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_USED);
+  assert_int_equal(ctkn_akey_command_set_id(&c, a.key.id, NULL), CTKN_OK);
+  c.used_at = a.key.created_at + 10;
+  run(f, &c, &u); /* offset 1: not an event */
+  change(f, CTKN_AKEY_CMD_REVOKE, a.key.id, 0, &rv); /* offset 2 */
+  page = events_page(f);
+
+  assert_int_equal(ctkn_store_begin(f->t.st, false, &txn, NULL), CTKN_OK);
+  assert_int_equal(ctkn_settings_akey_event_at(txn, 0, 0, false, &ae, NULL),
+                   CTKN_OK);
+  assert_int_equal(ae.offset, 0);
+  assert_int_equal(ae.type, CTKN_DEST_AKEY_CREATED);
+  assert_string_equal(ae.key_id, a.key.id);
+  assert_int_equal(ae.version, 1);
+  /* The used record at 1 is skipped; exact finds nothing there. */
+  assert_int_equal(ctkn_settings_akey_event_at(txn, 0, 1, true, &ae, NULL),
+                   CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_settings_akey_event_at(txn, 0, 1, false, &ae, NULL),
+                   CTKN_OK);
+  assert_int_equal(ae.offset, 2);
+  assert_int_equal(ae.type, CTKN_DEST_AKEY_REVOKED);
+  assert_int_equal(ae.version, 2);
+  /* The stored envelope is the one GET /events lists, byte for byte. */
+  char *stored = strndup(ae.json, ae.json_len);
+  assert_non_null(strstr(page, stored));
+  assert_non_null(strstr(stored, "\"notification_id\":null"));
+  body = ctkn_json_envelope_notified(ae.json, ae.json_len, ntf);
+  assert_non_null(body);
+  snprintf(want, sizeof(want), "\"notification_id\":\"%s\"", ntf);
+  assert_non_null(strstr(body, want));
+  /* ... and but for that, the same bytes. */
+  char *p = strstr(body, want);
+  char *q = strstr(stored, "\"notification_id\":null");
+  assert_int_equal(p - body, q - stored);
+  assert_memory_equal(body, stored, (size_t)(p - body));
+  assert_string_equal(p + strlen(want), q + strlen("\"notification_id\":null"));
+  assert_null(strstr(body, "sha256"));
+  assert_int_equal(ctkn_settings_akey_event_at(txn, 0, 3, false, &ae, NULL),
+                   CTKN_ENOTFOUND);
+  ctkn_store_abort(txn);
+  assert_null(ctkn_json_envelope_notified("[1]", 3, ntf));
+  free(stored);
+  free(body);
+  free(page);
+}
+
+/* Append ev as an appender would (schema 2, its type's header). */
+static void append_event(struct fx *f, const struct ctkn_akey_event *ev)
+{
+  struct ctkn_log_header h[2];
+  const char *type = ctkn_akey_type_str(ev->type);
+  uint8_t *buf;
+  size_t len;
+
+  assert_int_equal(ctkn_akey_event_encode(ev, &buf, &len, NULL), CTKN_OK);
+  h[0] = (struct ctkn_log_header){"ctkn-event-type", type, strlen(type)};
+  h[1] = (struct ctkn_log_header){"ctkn-schema-version", "2", 1};
+  fake_log_append(f->t.log, STOPIC, 0, ev->data.id, CTKN_AKEY_ID_LEN, buf, len,
+                  1, h, 2);
+  free(buf);
+}
+
+/* How many of the key's events of type GET /events lists. */
+static int count_events(struct fx *f, const char *type, const char *id)
+{
+  char *page = events_page(f), *p = page, want[64];
+  int n = 0;
+
+  snprintf(want, sizeof(want), "\"event_type\":\"%s\"", type);
+  while ((p = strstr(p, want)) != NULL) {
+    char *next = strstr(p + 1, "\"event_type\"");
+    char *hit = strstr(p, id);
+    n += hit != NULL && (next == NULL || hit < next);
+    p++;
+  }
+  free(page);
+  return n;
+}
+
+/* api_key.expiring and api_key.expired: two appenders plan from the
+ * same projection; the first record in the log applies, the second is
+ * rejected (recorded, no event); a planner that has read the first
+ * appends nothing. */
+static void test_expiry_notices_first_in_the_log_wins(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_keycmd_outcome k, out;
+  struct ctkn_akey_event e1, e2;
+  struct ctkn_akey_command c;
+  ctkn_store_txn *txn;
+  struct ctkn_akey cur;
+  char why[256] = "";
+  int64_t now = ctkn_now_us(), exp = now + 3 * SEC;
+
+  create(f, "short", CTKN_PERM_TOKEN_READ, exp, &k);
+  assert_int_equal(ctkn_store_begin(f->t.st, false, &txn, NULL), CTKN_OK);
+  assert_int_equal(ctkn_keylog_get(txn, k.key.id, &cur, NULL), CTKN_OK);
+  ctkn_store_abort(txn);
+
+  /* Not due yet with a 1 s lead: nothing to append. */
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_EXPIRING);
+  assert_int_equal(ctkn_akey_command_set_id(&c, k.key.id, NULL), CTKN_OK);
+  c.lead_us = 1 * SEC;
+  assert_int_equal(
+      ctkn_akey_plan(&cur, &c, CTKN_ENV_SANDBOX, now, &e1, NULL, NULL),
+      CTKN_AKEY_PLAN_NOOP);
+  /* Due with the default lead (7 days): two appenders, one state. */
+  c.lead_us = CTKN_AKEY_EXPIRING_LEAD_US;
+  assert_int_equal(
+      ctkn_akey_plan(&cur, &c, CTKN_ENV_SANDBOX, now, &e1, NULL, NULL),
+      CTKN_AKEY_PLAN_APPEND);
+  assert_int_equal(
+      ctkn_akey_plan(&cur, &c, CTKN_ENV_SANDBOX, now + 1, &e2, NULL, NULL),
+      CTKN_AKEY_PLAN_APPEND);
+  assert_int_equal(e1.type, CTKN_AKEY_EXPIRING);
+  assert_int_equal(e1.version, cur.version); /* no new version */
+  assert_int_equal(ctkn_akey_event_check(&e1, NULL), CTKN_OK);
+  append_event(f, &e1); /* offset 1 */
+  append_event(f, &e2); /* offset 2 */
+  project_from(f, 1);
+  assert_int_equal(fate_of(f, 1, why, sizeof(why)), 'a');
+  assert_int_equal(fate_of(f, 2, why, sizeof(why)), 'x');
+  assert_non_null(strstr(why, "applied already"));
+  assert_int_equal(count_events(f, "api_key.expiring", k.key.id), 1);
+  assert_int_equal(ctkn_store_begin(f->t.st, false, &txn, NULL), CTKN_OK);
+  assert_int_equal(ctkn_keylog_get(txn, k.key.id, &cur, NULL), CTKN_OK);
+  ctkn_store_abort(txn);
+  assert_int_equal(cur.expiring_for, exp);
+  assert_int_equal(cur.version, 1);
+  assert_int_equal(cur.status, CTKN_AKEY_ACTIVE);
+  /* A planner that has read it: nothing more, through the command. */
+  run(f, &c, &out);
+  assert_false(out.appended);
+  assert_int_equal(fake_log_end(f->t.log, STOPIC, 0), 3);
+
+  /* Not expired before expires_at: nothing. */
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_EXPIRE);
+  assert_int_equal(ctkn_akey_command_set_id(&c, k.key.id, NULL), CTKN_OK);
+  assert_int_equal(
+      ctkn_akey_plan(&cur, &c, CTKN_ENV_SANDBOX, exp - 1, &e1, NULL, NULL),
+      CTKN_AKEY_PLAN_NOOP);
+  /* Past it: two appenders at different times plan the same change,
+   * occurring at expires_at; the first applies, the second is rejected. */
+  assert_int_equal(
+      ctkn_akey_plan(&cur, &c, CTKN_ENV_SANDBOX, exp + 5, &e1, NULL, NULL),
+      CTKN_AKEY_PLAN_APPEND);
+  assert_int_equal(
+      ctkn_akey_plan(&cur, &c, CTKN_ENV_SANDBOX, exp + 9, &e2, NULL, NULL),
+      CTKN_AKEY_PLAN_APPEND);
+  assert_int_equal(e1.type, CTKN_AKEY_EXPIRED);
+  assert_int_equal(e1.occurred_at, exp);
+  assert_int_equal(e2.occurred_at, exp);
+  assert_int_equal(e1.version, 2);
+  assert_int_equal(e1.data.status, CTKN_AKEY_ST_EXPIRED);
+  append_event(f, &e1); /* offset 3 */
+  append_event(f, &e2); /* offset 4 */
+  project_from(f, 3);
+  assert_int_equal(fate_of(f, 3, why, sizeof(why)), 'a');
+  assert_int_equal(fate_of(f, 4, why, sizeof(why)), 'x');
+  assert_int_equal(count_events(f, "api_key.expired", k.key.id), 1);
+  assert_int_equal(ctkn_store_begin(f->t.st, false, &txn, NULL), CTKN_OK);
+  assert_int_equal(ctkn_keylog_get(txn, k.key.id, &cur, NULL), CTKN_OK);
+  ctkn_store_abort(txn);
+  assert_int_equal(cur.status, CTKN_AKEY_ST_EXPIRED);
+  /* Expired: no notice is due any more. */
+  assert_int_equal(
+      ctkn_akey_plan(&cur, &c, CTKN_ENV_SANDBOX, exp + 20, &e1, NULL, NULL),
+      CTKN_AKEY_PLAN_NOOP);
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_EXPIRING);
+  assert_int_equal(ctkn_akey_command_set_id(&c, k.key.id, NULL), CTKN_OK);
+  c.lead_us = CTKN_AKEY_EXPIRING_LEAD_US;
+  assert_int_equal(
+      ctkn_akey_plan(&cur, &c, CTKN_ENV_SANDBOX, exp + 20, &e1, NULL, NULL),
+      CTKN_AKEY_PLAN_NOOP);
+}
+
+/* A changed expires_at may have a notice of its own; an expiring notice
+ * read from an older version is rejected. */
+static void test_expiring_follows_the_current_expires_at(void **s)
+{
+  struct ctkn_akey_event ev, up, ex;
+  struct ctkn_akey cur, next;
+  char why[128];
+  (void)s;
+
+  sample(&ev);
+  ev.data.expires_at = 5000 * SEC;
+  assert_int_equal(ctkn_akey_apply(NULL, &ev, &cur, why, sizeof(why)), CTKN_OK);
+  ex = ev;
+  ex.type = CTKN_AKEY_EXPIRING;
+  ex.occurred_at = 4000 * SEC;
+  assert_int_equal(ctkn_akey_event_check(&ex, NULL), CTKN_OK);
+  assert_int_equal(ctkn_akey_apply(&cur, &ex, &next, why, sizeof(why)),
+                   CTKN_OK);
+  cur = next;
+  assert_int_equal(cur.expiring_for, 5000 * SEC);
+  /* Moved later: an update carries the marker, which no longer matches. */
+  up = ev;
+  up.type = CTKN_AKEY_UPDATED;
+  up.version = up.data.version = 2;
+  up.data.expires_at = 9000 * SEC;
+  up.data.updated_at = up.occurred_at = 4100 * SEC;
+  assert_int_equal(ctkn_akey_apply(&cur, &up, &next, why, sizeof(why)),
+                   CTKN_OK);
+  assert_int_equal(next.expiring_for, 5000 * SEC);
+  cur = next;
+  /* The old notice again: another version, rejected. */
+  assert_int_equal(ctkn_akey_apply(&cur, &ex, &next, why, sizeof(why)),
+                   CTKN_AKEY_REJECTED);
+  ex = up;
+  ex.type = CTKN_AKEY_EXPIRING;
+  ex.occurred_at = 8000 * SEC;
+  assert_int_equal(ctkn_akey_apply(&cur, &ex, &next, why, sizeof(why)),
+                   CTKN_OK);
+  assert_int_equal(next.expiring_for, 9000 * SEC);
+  /* A notice that occurs at or after expires_at is no notice. */
+  ex.occurred_at = 9000 * SEC;
+  assert_int_equal(ctkn_akey_event_check(&ex, NULL), CTKN_EINVAL);
+}
+
 static void test_import_moves_file_keys_through_a_hash_index(void **state)
 {
   struct fx *f = *state;
@@ -694,6 +927,12 @@ int main(void)
           test_rotation_keeps_old_secret_for_the_grace_only, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_expired_key_is_refused_and_shows_expired, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_akey_events_in_log_order_carry_the_events_envelope, setup,
+          teardown),
+      cmocka_unit_test_setup_teardown(test_expiry_notices_first_in_the_log_wins,
+                                      setup, teardown),
+      cmocka_unit_test(test_expiring_follows_the_current_expires_at),
       cmocka_unit_test_setup_teardown(test_used_appends_without_a_version,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(

@@ -1441,6 +1441,21 @@ static void test_parse_dest_update_fields(void **state)
   assert_int_equal(cmd.events, EV(UPDATED));
   assert_true(cmd.set_active && cmd.active);
 
+  /* PATCH to the API keys' events (issue #14); api_key.used is none. */
+  assert_int_equal(
+      parse_dest_update("{\"subscribed_events\":[\"api_key.revoked\","
+                        "\"api_key.expired\",\"client_token.created\"]}",
+                        &cmd, &err),
+      CTKN_OK);
+  assert_int_equal(cmd.events, (1u << CTKN_DEST_AKEY_REVOKED) |
+                                   (1u << CTKN_DEST_AKEY_EXPIRED) |
+                                   EV(CREATED));
+  assert_int_equal(
+      parse_dest_update("{\"subscribed_events\":[\"api_key.used\"]}", &cmd,
+                        &err),
+      CTKN_EINVAL);
+  assert_string_equal(err.field, "subscribed_events");
+
   assert_int_equal(parse_dest_update("{\"description\":\"New\"}", &cmd, &err),
                    CTKN_OK);
   assert_true(cmd.set_description && cmd.has_description);

@@ -178,6 +178,14 @@ static void test_notification_round_trips(void **st)
   struct ctkn_notification n;
   (void)st;
 
+  /* An API key's event: its type and its apikey_ ID. */
+  sample_ntf(&n);
+  n.type = CTKN_DEST_AKEY_EXPIRED;
+  strcpy(n.token_id, "apikey_01h00000000000000000000000");
+  n.token_id[7 + 26] = '\0';
+  assert_true(CTKN_NTF_IS_AKEY(&n));
+  ntf_round_trip(&n);
+
   sample_ntf(&n);
   ntf_round_trip(&n);
 

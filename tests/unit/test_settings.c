@@ -403,7 +403,27 @@ static void test_set_events_parses_names_into_the_mask(void **st)
                                    "client_token.created",
                                    &err),
       CTKN_OK);
-  assert_int_equal(c.events, CTKN_DEST_EVENTS_ALL);
+  assert_int_equal(c.events, CTKN_DEST_TOKEN_EVENTS);
+
+  /* The API keys' events, by the settings event codes (issue #14). */
+  assert_int_equal(ctkn_dest_command_set_events(
+                       &c,
+                       "api_key.created,api_key.updated,api_key.revoked,"
+                       "api_key.expiring,api_key.expired",
+                       &err),
+                   CTKN_OK);
+  assert_int_equal(c.events, CTKN_DEST_AKEY_EVENTS);
+  assert_int_equal(ctkn_dest_command_set_events(
+                       &c, "client_token.created,api_key.revoked", &err),
+                   CTKN_OK);
+  assert_int_equal(c.events, EV_CREATED | (1u << CTKN_DEST_AKEY_REVOKED));
+  for (int t = CTKN_DEST_AKEY_CREATED; t <= CTKN_DEST_AKEY_EXPIRED; t++) {
+    assert_int_equal(ctkn_settings_event_code(ctkn_dest_event_str(t)), t);
+    assert_int_equal(ctkn_dest_event_parse(ctkn_dest_event_str(t)), t);
+  }
+  assert_null(ctkn_dest_event_str(4));
+  assert_int_equal(ctkn_dest_event_parse("api_key.used"), 0);
+  assert_int_equal(ctkn_dest_event_parse("api_key.rotated"), 0);
 }
 
 static void expect_bad_events(const char *csv, const char *rule)
@@ -423,15 +443,17 @@ static void expect_bad_events(const char *csv, const char *rule)
 static void test_set_events_refuses_bad_lists(void **st)
 {
   (void)st;
-  expect_bad_events("", "is not client_token.created");
+  expect_bad_events("", "is not one of client_token.created");
   expect_bad_events("client_token.foo", "\"client_token.foo\" is not");
   expect_bad_events("client_token.created,client_token.created",
                     "\"client_token.created\" is named twice");
-  expect_bad_events("client_token.created,", "is not client_token.created");
-  expect_bad_events(",client_token.created", "is not client_token.created");
+  expect_bad_events("client_token.created,", "is not one of");
+  expect_bad_events(",client_token.created", "is not one of");
   expect_bad_events("client_token.created, client_token.revoked",
-                    "is not client_token.created");
+                    "is not one of");
   expect_bad_events("notification_setting.created", "is not");
+  expect_bad_events("api_key.used", "is not");
+  expect_bad_events("api_key.revoked,api_key.revoked", "is named twice");
 }
 
 static void test_set_event_mask_refuses_empty_and_unknown_bits(void **st)
@@ -445,7 +467,9 @@ static void test_set_event_mask_refuses_empty_and_unknown_bits(void **st)
   assert_string_equal(err.field, "subscribed_events");
   assert_int_equal(ctkn_dest_command_set_event_mask(&c, EV_CREATED | 1u, &err),
                    CTKN_EINVAL);
-  assert_int_equal(ctkn_dest_command_set_event_mask(&c, 1u << 7, &err),
+  assert_int_equal(ctkn_dest_command_set_event_mask(&c, 1u << 4, &err),
+                   CTKN_EINVAL);
+  assert_int_equal(ctkn_dest_command_set_event_mask(&c, 1u << 11, &err),
                    CTKN_EINVAL);
   assert_false(c.set_events);
   assert_int_equal(ctkn_dest_command_set_event_mask(&c, EV_REVOKED, &err),
@@ -887,7 +911,7 @@ static void test_event_check_quarantines_impossible_events(void **st)
   ev->data.events = 0;
   expect_bad_event(ev, "data.subscribed_events");
   *ev = *good;
-  ev->data.events |= 1u << 9;
+  ev->data.events |= 1u << 5;
   expect_bad_event(ev, "data.subscribed_events");
 
   *ev = *good;
@@ -1321,7 +1345,7 @@ static void test_destination_decode_is_strict(void **st)
     msgpack_pack_nil(&pk);
     msgpack_pack_str_with_body(&pk, URL, strlen(URL));
     msgpack_pack_true(&pk);
-    msgpack_pack_unsigned_int(&pk, variant == 2 ? 1u << 6 : EV_CREATED);
+    msgpack_pack_unsigned_int(&pk, variant == 2 ? 1u << 5 : EV_CREATED);
     if (variant == 1) {
       msgpack_pack_str_with_body(&pk, (const char *)ev->data.sealed,
                                  sizeof(ev->data.sealed));
