@@ -41,6 +41,10 @@ struct ctkn_projector {
   /* follow: the notifications topic's (delivery.h), likewise */
   ctkn_delivery_follower *deliveries;
   int64_t deliveries_retry_ms;
+  /* The last wait woke for something that applied nothing anywhere (a
+   * record held back is read again and again): the next wait is on the
+   * events alone, so such a record cannot make the loop spin. */
+  bool wake_idle;
 };
 
 /*
