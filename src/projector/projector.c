@@ -729,22 +729,22 @@ static int follow_rebuilt(ctkn_projector *p, struct ctkn_err *err)
  * the events are, without waking more often when nothing comes. This
  * changes no order the projection depends on: a keyring record takes
  * effect from its position on each event partition (trust), not from when
- * it is read.
+ * it is read. *ready is the consumer that has something (3: none).
  */
-static int wait_any(ctkn_projector *p, bool *woke, struct ctkn_err *err)
+static int wait_any(ctkn_projector *p, size_t *ready, struct ctkn_err *err)
 {
   ctkn_consumer *cs[3] = {p->consumer, NULL, NULL};
-  size_t ready;
-  int rc;
+  int ms = p->hooks.idle_ms > 0 ? p->hooks.idle_ms : 200;
 
-  if (!p->wake_idle && p->settings != NULL)
+  if (p->settings != NULL)
     cs[1] = ctkn_settings_follower_consumer(p->settings);
-  if (!p->wake_idle && p->deliveries != NULL)
+  if (p->deliveries != NULL)
     cs[2] = ctkn_delivery_follower_consumer(p->deliveries);
-  rc = ctkn_consumer_wait(cs, 3, p->hooks.idle_ms > 0 ? p->hooks.idle_ms : 200,
-                          &ready, err);
-  *woke = ready < 3;
-  return rc;
+  if (p->quiet >= 0) {
+    cs[p->quiet] = NULL;
+    ms = ms < 50 ? ms : 50;
+  }
+  return ctkn_consumer_wait(cs, 3, ms, ready, err);
 }
 
 /* One round of following: wait, apply what came on any topic, and report
@@ -752,21 +752,20 @@ static int wait_any(ctkn_projector *p, bool *woke, struct ctkn_err *err)
 static int follow_once(ctkn_projector *p, int64_t *next_report,
                        struct ctkn_err *err)
 {
-  size_t got = 0, sgot = 0, dgot = 0;
-  bool woke = false;
+  size_t got[3] = {0, 0, 0}, ready = 3;
   int rc = follow_rebuilt(p, err);
 
   if (rc == CTKN_OK) {
     open_settings(p);
     open_deliveries(p);
-    rc = wait_any(p, &woke, err);
+    rc = wait_any(p, &ready, err);
   }
   if (rc == CTKN_OK)
-    rc = step(p, 0, &got, err);
+    rc = step(p, 0, &got[0], err);
   if (rc == CTKN_OK) {
-    follow_settings(p, &sgot);
-    follow_deliveries(p, &dgot);
-    p->wake_idle = woke && got == 0 && sgot == 0 && dgot == 0;
+    follow_settings(p, &got[1]);
+    follow_deliveries(p, &got[2]);
+    p->quiet = ready < 3 && got[ready] == 0 ? (int)ready : -1;
   }
   if (rc == CTKN_OK && ctkn__now_ms() >= *next_report) {
     *next_report =
@@ -791,6 +790,7 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
   int64_t next_report = 0;
   int rc;
 
+  p->quiet = -1;
   if ((rc = assign_all(p, NULL, err)) != CTKN_OK)
     return rc;
   while (!*stop) {
