@@ -627,6 +627,11 @@ static int project_polled(ctkn_delivery_follower *f, size_t n,
   return rc;
 }
 
+ctkn_consumer *ctkn_delivery_follower_consumer(ctkn_delivery_follower *f)
+{
+  return f->stopped ? NULL : f->c;
+}
+
 int ctkn_delivery_follower_poll(ctkn_delivery_follower *f, int timeout_ms,
                                 size_t *applied, struct ctkn_err *err)
 {

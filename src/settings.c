@@ -943,6 +943,11 @@ void ctkn_settings_follower_close(ctkn_settings_follower *f)
   free(f);
 }
 
+ctkn_consumer *ctkn_settings_follower_consumer(ctkn_settings_follower *f)
+{
+  return f->stopped ? NULL : f->c;
+}
+
 int ctkn_settings_follower_poll(ctkn_settings_follower *f, int timeout_ms,
                                 size_t *applied, struct ctkn_err *err)
 {

@@ -122,6 +122,10 @@ int ctkn_delivery_follower_set_trust(ctkn_delivery_follower *f,
  * follower. Errors: the log's, the store's. */
 int ctkn_delivery_follower_poll(ctkn_delivery_follower *f, int timeout_ms,
                                 size_t *applied, struct ctkn_err *err);
+/* The follower's consumer, for ctkn_consumer_wait(), as
+ * ctkn_settings_follower_consumer(); NULL while stopped. Valid until the
+ * follower is closed; poll it only through ctkn_delivery_follower_poll(). */
+ctkn_consumer *ctkn_delivery_follower_consumer(ctkn_delivery_follower *f);
 /* Poll until the projection reaches the topic's end as it is now.
  * Errors: CTKN_ETIMEOUT (not within cfg->timeout_ms), CTKN_EFORMAT (a
  * newer schema stopped the follower), those of poll. */

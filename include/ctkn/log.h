@@ -284,6 +284,22 @@ int ctkn_consumer_poll(ctkn_consumer *c, int timeout_ms,
                        struct ctkn_log_msg *msgs, size_t max, size_t *n,
                        struct ctkn_err *err);
 
+/*
+ * Wait up to timeout_ms until one of the n consumers (NULL entries are
+ * skipped; at most CTKN_CONSUMER_WAIT_MAX) has something for its next
+ * poll: a record or an error. *ready is that consumer's index, or n when
+ * the time ran out. Takes nothing, so a poll with timeout 0 follows. It
+ * wakes as soon as any of them has data, without polling in slices, so a
+ * loop over several topics waits on all of them at once. A wake may be
+ * spurious (the poll then returns nothing). Borrows cs for the call. All
+ * consumers must be of one log (configuration backend). Thread: the
+ * consumers' thread. Errors: CTKN_EUSAGE (n too large, mixed logs),
+ * CTKN_EKAFKA (no wake-up channel), CTKN_ENOMEM.
+ */
+#define CTKN_CONSUMER_WAIT_MAX 8
+int ctkn_consumer_wait(ctkn_consumer *const *cs, size_t n, int timeout_ms,
+                       size_t *ready, struct ctkn_err *err);
+
 /* ---- consumer groups (event streams for other services) ------------- */
 
 /* Where a group member starts on a partition the group has no committed

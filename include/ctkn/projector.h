@@ -160,6 +160,9 @@ struct ctkn_projector_hooks {
                  const struct ctkn_projector_stats *stats);
   void *arg;
   int status_ms; /* 0: every 5 s */
+  /* The longest wait for a record while following, on the event, settings
+   * and notifications topics at once; 0: 200 ms. */
+  int idle_ms;
 };
 
 /* Install hooks (copied); NULL removes them. */

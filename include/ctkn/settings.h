@@ -181,6 +181,11 @@ int ctkn_settings_follower_set_trust(ctkn_settings_follower *f,
  * Errors: CTKN_EKAFKA; CTKN_ESTORE; CTKN_ENOMEM. */
 int ctkn_settings_follower_poll(ctkn_settings_follower *f, int timeout_ms,
                                 size_t *applied, struct ctkn_err *err);
+/* The follower's consumer, for ctkn_consumer_wait() beside others (a
+ * projector waits on the events and the settings at once); NULL while the
+ * follower is stopped (it would apply nothing). Valid until the follower
+ * is closed; poll it only through ctkn_settings_follower_poll(). */
+ctkn_consumer *ctkn_settings_follower_consumer(ctkn_settings_follower *f);
 /* Project the settings topic up to its end as it stands now.
  * Errors: CTKN_ETIMEOUT (not there within cfg's timeout); CTKN_EFORMAT
  * (a newer schema version stopped the follower); CTKN_EKAFKA (also a

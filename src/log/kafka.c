@@ -799,6 +799,7 @@ const struct ctkn__log_backend ctkn__log_kafka = {
     .seek = ctkn__kafka_seek,
     .poll = ctkn__kafka_poll,
     .nudge = ctkn__kafka_nudge,
+    .wait = ctkn__kafka_wait,
     .commit = ctkn__kafka_commit,
     .lease_poll = ctkn__kafka_lease_poll,
     .lease_committed = ctkn__kafka_lease_committed,

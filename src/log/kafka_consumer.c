@@ -3,10 +3,14 @@
  * supplies, polled in batches, with watermarks and offsets-for-times on a
  * second handle.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log/kafka_int.h"
 
@@ -182,6 +186,12 @@ static void consumer_free(struct ctkn__kafka_consumer *c)
   c->next = c->len;
   release_returned(c);
   free(c->batch);
+  if (c->waking) {
+    /* No call back may run once the pipe is closed. */
+    rd_kafka_queue_cb_event_enable(c->q, NULL, NULL);
+    close(c->wake[0]);
+    close(c->wake[1]);
+  }
   if (c->q != NULL)
     rd_kafka_queue_destroy(c->q);
   if (c->rkt != NULL)
@@ -516,6 +526,80 @@ void ctkn__kafka_nudge(ctkn_consumer *base, int32_t n)
   (void)rd_kafka_offsets_for_times(c->rk, l,
                                    ctkn__kafka_clamp(c->timeout_ms, 1, 1000));
   rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* librdkafka's threads, when the consumer queue gets something: wake the
+ * waiter, once until it looks again. Calls no librdkafka function (the
+ * call back may not). */
+static void on_queue(rd_kafka_t *rk, void *arg)
+{
+  struct ctkn__kafka_consumer *c = arg;
+  ssize_t w;
+
+  (void)rk;
+  if (!atomic_exchange(&c->woken, true))
+    do
+      w = write(c->wake[1], "", 1);
+    while (w < 0 && errno == EINTR);
+}
+
+/* The first wait on c: its wake-up pipe and the queue's call back. */
+static int start_waking(struct ctkn__kafka_consumer *c, struct ctkn_err *err)
+{
+  if (c->waking)
+    return CTKN_OK;
+  if (pipe(c->wake) != 0)
+    return ctkn__err(err, CTKN_EKAFKA, "kafka: wake-up pipe: %s",
+                     strerror(errno));
+  for (int i = 0; i < 2; i++) {
+    (void)fcntl(c->wake[i], F_SETFL, fcntl(c->wake[i], F_GETFL) | O_NONBLOCK);
+    (void)fcntl(c->wake[i], F_SETFD, FD_CLOEXEC);
+  }
+  atomic_store(&c->woken, false);
+  c->waking = true;
+  rd_kafka_queue_cb_event_enable(c->q, on_queue, c);
+  return CTKN_OK;
+}
+
+/* Whether c's next poll has something: a record or an error left from
+ * the last batch, or anything in the consumer queue. Clears woken first
+ * and empties the pipe, so a call back from here on wakes the sleep. */
+static bool has_pending(struct ctkn__kafka_consumer *c)
+{
+  char drain[64];
+
+  atomic_store(&c->woken, false);
+  while (read(c->wake[0], drain, sizeof(drain)) > 0)
+    ;
+  return c->next < c->len || rd_kafka_queue_length(c->q) > 0;
+}
+
+int ctkn__kafka_wait(ctkn_consumer *const *cs, size_t n, int timeout_ms,
+                     size_t *ready, struct ctkn_err *err)
+{
+  struct pollfd pfd[CTKN_CONSUMER_WAIT_MAX];
+  int64_t until = ctkn__now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+  int rc;
+
+  *ready = n;
+  for (size_t i = 0; i < n; i++) {
+    if ((rc = start_waking(kc(cs[i]), err)) != CTKN_OK)
+      return rc;
+    pfd[i] = (struct pollfd){.fd = kc(cs[i])->wake[0], .events = POLLIN};
+  }
+  for (;;) {
+    for (size_t i = 0; i < n; i++) {
+      if (has_pending(kc(cs[i]))) {
+        *ready = i;
+        return CTKN_OK;
+      }
+    }
+    int64_t left = until - ctkn__now_ms();
+    if (left <= 0)
+      return CTKN_OK;
+    if (poll(pfd, (nfds_t)n, (int)left) < 0 && errno != EINTR)
+      return ctkn__err(err, CTKN_EKAFKA, "kafka: waiting: %s", strerror(errno));
+  }
 }
 
 /*

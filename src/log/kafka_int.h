@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -163,6 +164,14 @@ struct ctkn__kafka_consumer {
   /* group: why the last rebalance's assignment failed, "" when it did
    * not; the next poll reports it (kafka_group.c). */
   char assign_err[512];
+  /* ctkn_consumer_wait(): once waited on, librdkafka calls back (from its
+   * own threads) when the consumer queue gets something, and the call
+   * back writes one byte to wake[1] unless woken was already set. The
+   * waiter clears woken before it looks at the queue, so a wake-up is
+   * never lost between its look and its sleep. */
+  bool waking;
+  int wake[2];
+  atomic_bool woken;
 };
 
 int ctkn__kafka_create_topic(const struct ctkn_log_config *cfg, int partitions,
@@ -196,6 +205,8 @@ int ctkn__kafka_poll(ctkn_consumer *c, int timeout_ms,
                      struct ctkn_log_msg *msgs, size_t max, size_t *n,
                      struct ctkn_err *err);
 void ctkn__kafka_nudge(ctkn_consumer *c, int32_t n);
+int ctkn__kafka_wait(ctkn_consumer *const *cs, size_t n, int timeout_ms,
+                     size_t *ready, struct ctkn_err *err);
 /* A consumer error record as a CTKN_E* code with its detail. */
 int ctkn__kafka_consumer_error(struct ctkn__kafka_consumer *c,
                                const rd_kafka_message_t *m,

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -208,6 +209,40 @@ int ctkn_consumer_poll(ctkn_consumer *c, int timeout_ms,
 {
   *n = 0;
   return c->be->poll(c, timeout_ms, msgs, max, n, err);
+}
+
+int ctkn_consumer_wait(ctkn_consumer *const *cs, size_t n, int timeout_ms,
+                       size_t *ready, struct ctkn_err *err)
+{
+  ctkn_consumer *some[CTKN_CONSUMER_WAIT_MAX];
+  size_t idx[CTKN_CONSUMER_WAIT_MAX], m = 0, r;
+  int rc;
+
+  *ready = n;
+  if (n > CTKN_CONSUMER_WAIT_MAX)
+    return ctkn__err(err, CTKN_EUSAGE, "waiting on %zu consumers (at most %d)",
+                     n, CTKN_CONSUMER_WAIT_MAX);
+  for (size_t i = 0; i < n; i++) {
+    if (cs[i] == NULL)
+      continue;
+    if (m > 0 && cs[i]->be != some[0]->be)
+      return ctkn__err(err, CTKN_EUSAGE, "waiting on consumers of two logs");
+    idx[m] = i;
+    some[m++] = cs[i];
+  }
+  if (m == 0) {
+    /* Nothing to wait on: just the time, as a poll would. */
+    if (timeout_ms > 0) {
+      struct timespec ts = {timeout_ms / 1000,
+                            (long)(timeout_ms % 1000) * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+    return CTKN_OK;
+  }
+  if ((rc = some[0]->be->wait(some, m, timeout_ms, &r, err)) == CTKN_OK &&
+      r < m)
+    *ready = idx[r];
+  return rc;
 }
 
 void ctkn__consumer_nudge(ctkn_consumer *c, int32_t n)

@@ -105,7 +105,10 @@ static int prepare(struct notifier *nf, struct ctkn_err *err)
   ctkn_settings_follower_close(sf);
   if (rc != CTKN_OK || !nf->o.follow)
     return rc;
-  struct ctkn_projector_hooks h = {on_advanced, on_status, nf, 5000};
+  struct ctkn_projector_hooks h = {.advanced = on_advanced,
+                                   .status = on_status,
+                                   .arg = nf,
+                                   .status_ms = 5000};
   ctkn_projector_set_hooks(nf->proj, &h);
   if (pthread_create(&nf->thread, NULL, follow_main, nf) != 0)
     return ctkn__err(err, CTKN_EINTERNAL, "notify: no projector thread");

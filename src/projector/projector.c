@@ -613,31 +613,39 @@ static int report(ctkn_projector *p, struct ctkn_err *err)
 /*
  * Project the settings topic beside the events (destinations, settings.h),
  * so that every replica has them. Its failures are reported and retried
- * here; they never stop the token projection.
+ * here; they never stop the token projection. open_settings() opens the
+ * follower when it is due, so the wait covers its topic too.
  */
-static void follow_settings(ctkn_projector *p)
+static void open_settings(ctkn_projector *p)
 {
   struct ctkn_err err;
-  size_t got;
   int rc;
 
-  if (p->settings == NULL) {
-    if (ctkn__now_ms() < p->settings_retry_ms)
-      return;
-    rc = ctkn_settings_follower_open(&p->settings, p->st, p->cfg, &err);
-    if (rc == CTKN_OK && p->trust != NULL)
-      rc = ctkn_projector_trust_settings(p, p->settings, &err);
-    if (rc != CTKN_OK) {
-      ctkn_settings_follower_close(p->settings);
-      p->settings = NULL;
-      if (p->settings_retry_ms == 0 || rc != CTKN_ENOTFOUND)
-        ctkn__diag(CTKN_DIAG_WARN, "projector", "settings not followed: %s",
-                   err.msg);
-      p->settings_retry_ms = ctkn__now_ms() + 30000;
-      return;
-    }
+  if (p->settings != NULL || ctkn__now_ms() < p->settings_retry_ms)
+    return;
+  rc = ctkn_settings_follower_open(&p->settings, p->st, p->cfg, &err);
+  if (rc == CTKN_OK && p->trust != NULL)
+    rc = ctkn_projector_trust_settings(p, p->settings, &err);
+  if (rc != CTKN_OK) {
+    ctkn_settings_follower_close(p->settings);
+    p->settings = NULL;
+    if (p->settings_retry_ms == 0 || rc != CTKN_ENOTFOUND)
+      ctkn__diag(CTKN_DIAG_WARN, "projector", "settings not followed: %s",
+                 err.msg);
+    p->settings_retry_ms = ctkn__now_ms() + 30000;
   }
-  rc = ctkn_settings_follower_poll(p->settings, 0, &got, &err);
+}
+
+/* Apply what the settings topic has; *got counts it. */
+static void follow_settings(ctkn_projector *p, size_t *got)
+{
+  struct ctkn_err err;
+  int rc;
+
+  *got = 0;
+  if (p->settings == NULL)
+    return;
+  rc = ctkn_settings_follower_poll(p->settings, 0, got, &err);
   if (rc != CTKN_OK) {
     ctkn__diag(CTKN_DIAG_WARN, "projector", "settings: %s; retrying in 30 s",
                err.msg);
@@ -652,30 +660,36 @@ static void follow_settings(ctkn_projector *p)
  * never stopping the token projection. A topic missing (a deployment
  * initialized before it existed) is looked for every 30 s: the first
  * notifier of this version creates it. */
-static void follow_deliveries(ctkn_projector *p)
+static void open_deliveries(ctkn_projector *p)
 {
   struct ctkn_err err;
-  size_t got;
   int rc;
 
-  if (p->deliveries == NULL) {
-    if (ctkn__now_ms() < p->deliveries_retry_ms)
-      return;
-    rc = ctkn_delivery_follower_open(&p->deliveries, p->st, p->cfg, &err);
-    if (rc == CTKN_OK && p->trust != NULL)
-      rc = ctkn_delivery_follower_set_trust(
-          p->deliveries, ctkn__ptrust_keyring(p->trust), refresh_cb, p, &err);
-    if (rc != CTKN_OK) {
-      ctkn_delivery_follower_close(p->deliveries);
-      p->deliveries = NULL;
-      if (p->deliveries_retry_ms == 0 || rc != CTKN_ENOTFOUND)
-        ctkn__diag(CTKN_DIAG_WARN, "projector",
-                   "notifications not followed: %s", err.msg);
-      p->deliveries_retry_ms = ctkn__now_ms() + 30000;
-      return;
-    }
+  if (p->deliveries != NULL || ctkn__now_ms() < p->deliveries_retry_ms)
+    return;
+  rc = ctkn_delivery_follower_open(&p->deliveries, p->st, p->cfg, &err);
+  if (rc == CTKN_OK && p->trust != NULL)
+    rc = ctkn_delivery_follower_set_trust(
+        p->deliveries, ctkn__ptrust_keyring(p->trust), refresh_cb, p, &err);
+  if (rc != CTKN_OK) {
+    ctkn_delivery_follower_close(p->deliveries);
+    p->deliveries = NULL;
+    if (p->deliveries_retry_ms == 0 || rc != CTKN_ENOTFOUND)
+      ctkn__diag(CTKN_DIAG_WARN, "projector", "notifications not followed: %s",
+                 err.msg);
+    p->deliveries_retry_ms = ctkn__now_ms() + 30000;
   }
-  rc = ctkn_delivery_follower_poll(p->deliveries, 0, &got, &err);
+}
+
+static void follow_deliveries(ctkn_projector *p, size_t *got)
+{
+  struct ctkn_err err;
+  int rc;
+
+  *got = 0;
+  if (p->deliveries == NULL)
+    return;
+  rc = ctkn_delivery_follower_poll(p->deliveries, 0, got, &err);
   if (rc != CTKN_OK) {
     ctkn__diag(CTKN_DIAG_WARN, "projector",
                "notifications: %s; retrying in 30 s", err.msg);
@@ -707,19 +721,51 @@ static int follow_rebuilt(ctkn_projector *p, struct ctkn_err *err)
   return rc;
 }
 
-/* One round of following: apply what came, follow the settings, and
- * report when *next_report is due. */
+/*
+ * Wait until the event, settings or notifications topic has something, up
+ * to the idle wait. Waiting on all three at once (rather than on the
+ * events, reading the others in between) keeps a settings record's
+ * latency (an API key revoked, a keyring record) independent of how idle
+ * the events are, without waking more often when nothing comes. This
+ * changes no order the projection depends on: a keyring record takes
+ * effect from its position on each event partition (trust), not from when
+ * it is read. *ready is the consumer that has something (3: none).
+ */
+static int wait_any(ctkn_projector *p, size_t *ready, struct ctkn_err *err)
+{
+  ctkn_consumer *cs[3] = {p->consumer, NULL, NULL};
+  int ms = p->hooks.idle_ms > 0 ? p->hooks.idle_ms : 200;
+
+  if (p->settings != NULL)
+    cs[1] = ctkn_settings_follower_consumer(p->settings);
+  if (p->deliveries != NULL)
+    cs[2] = ctkn_delivery_follower_consumer(p->deliveries);
+  if (p->quiet >= 0) {
+    cs[p->quiet] = NULL;
+    ms = ms < 50 ? ms : 50;
+  }
+  return ctkn_consumer_wait(cs, 3, ms, ready, err);
+}
+
+/* One round of following: wait, apply what came on any topic, and report
+ * when *next_report is due. */
 static int follow_once(ctkn_projector *p, int64_t *next_report,
                        struct ctkn_err *err)
 {
-  size_t got;
+  size_t got[3] = {0, 0, 0}, ready = 3;
   int rc = follow_rebuilt(p, err);
 
-  if (rc == CTKN_OK)
-    rc = step(p, 200, &got, err);
   if (rc == CTKN_OK) {
-    follow_settings(p);
-    follow_deliveries(p);
+    open_settings(p);
+    open_deliveries(p);
+    rc = wait_any(p, &ready, err);
+  }
+  if (rc == CTKN_OK)
+    rc = step(p, 0, &got[0], err);
+  if (rc == CTKN_OK) {
+    follow_settings(p, &got[1]);
+    follow_deliveries(p, &got[2]);
+    p->quiet = ready < 3 && got[ready] == 0 ? (int)ready : -1;
   }
   if (rc == CTKN_OK && ctkn__now_ms() >= *next_report) {
     *next_report =
@@ -744,6 +790,7 @@ int ctkn_projector_follow(ctkn_projector *p, volatile sig_atomic_t *stop,
   int64_t next_report = 0;
   int rc;
 
+  p->quiet = -1;
   if ((rc = assign_all(p, NULL, err)) != CTKN_OK)
     return rc;
   while (!*stop) {

@@ -41,6 +41,11 @@ struct ctkn_projector {
   /* follow: the notifications topic's (delivery.h), likewise */
   ctkn_delivery_follower *deliveries;
   int64_t deliveries_retry_ms;
+  /* The consumer (0 events, 1 settings, 2 notifications) whose wake-up
+   * last applied nothing (a record held back is read again and again),
+   * or -1: the next wait leaves it out and lasts at most 50 ms, so such a
+   * record cannot make the loop spin, and the others still wake it. */
+  int quiet;
 };
 
 /*

@@ -6,6 +6,7 @@
  * Each test makes its own topic, named after the process and the clock, so
  * reruns against the same broker never collide.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -268,6 +269,105 @@ static void test_offset_past_the_end_is_reported(void **state)
   ctkn_consumer_close(c);
 }
 
+struct late_send {
+  struct ctkn_log_config *cfg;
+  int rc;
+};
+
+/* 300 ms from now, one record on cfg's topic. */
+static void *send_late(void *arg)
+{
+  struct late_send *ls = arg;
+  struct timespec ts = {0, 300 * 1000 * 1000};
+  struct ctkn_err err;
+  ctkn_producer *p;
+  int32_t part;
+  int64_t off;
+
+  nanosleep(&ts, NULL);
+  if ((ls->rc = ctkn_producer_open(&p, ls->cfg, &err)) != CTKN_OK)
+    return NULL;
+  ls->rc =
+      ctkn_producer_send(p, 0, "k", 1, "v", 1, 1, "e", 1, &part, &off, &err);
+  ctkn_producer_close(p);
+  return NULL;
+}
+
+/* Wait on cs for ms, polling whatever wakes the wait (a consumer's queue
+ * may hold something other than records, which its poll serves); the
+ * wake-ups that brought no record. */
+static int idle_wakes(ctkn_consumer **cs, size_t n, int ms)
+{
+  struct ctkn_log_msg msgs[8];
+  struct ctkn_err err;
+  int64_t until = now_ms() + ms;
+  int wakes = 0;
+  size_t ready, got;
+
+  while (now_ms() < until) {
+    assert_int_equal(
+        ctkn_consumer_wait(cs, n, (int)(until - now_ms()), &ready, &err),
+        CTKN_OK);
+    if (ready == n)
+      continue;
+    assert_int_equal(ctkn_consumer_poll(cs[ready], 0, msgs, 8, &got, &err),
+                     CTKN_OK);
+    assert_int_equal(got, 0);
+    wakes++;
+  }
+  return wakes;
+}
+
+static void test_wait_wakes_for_whichever_consumer_has_a_record(void **state)
+{
+  struct fx *f = broker(state);
+  struct ctkn_log_config other;
+  ctkn_consumer *cs[3] = {NULL, NULL, NULL};
+  struct ctkn_log_msg msgs[8];
+  struct ctkn_err err;
+  int64_t zero[1] = {0};
+  size_t ready, n;
+
+  create(f, 1);
+  other = f->cfg;
+  other.n_overrides = 0;
+  snprintf(other.topic, sizeof(other.topic), "%.200s_b", f->cfg.topic);
+  bool created;
+  int32_t np;
+  assert_int_equal(ctkn_log_create_topic(&other, 1, 1, &created, &np, &err),
+                   CTKN_OK);
+  assert_int_equal(ctkn_consumer_open(&cs[0], &f->cfg, &err), CTKN_OK);
+  assert_int_equal(ctkn_consumer_open(&cs[2], &other, &err), CTKN_OK);
+  assert_int_equal(ctkn_consumer_assign(cs[0], zero, 1, &err), CTKN_OK);
+  assert_int_equal(ctkn_consumer_assign(cs[2], zero, 1, &err), CTKN_OK);
+
+  /* Both idle: a few wake-ups at most (the assignments' own work), not a
+   * loop. */
+  int wakes = idle_wakes(cs, 3, 1500);
+  print_message("idle wake-ups in 1.5 s: %d\n", wakes);
+  assert_true(wakes <= 4);
+
+  /* A record on the second topic while sleeping on both wakes the wait
+   * long before its timeout, naming that consumer (NULL is skipped). */
+  struct late_send ls = {&other, -1};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, send_late, &ls), 0);
+  int64_t t0 = now_ms();
+  assert_int_equal(ctkn_consumer_wait(cs, 3, 20000, &ready, &err), CTKN_OK);
+  int64_t took = now_ms() - t0;
+  pthread_join(th, NULL);
+  assert_int_equal(ls.rc, CTKN_OK);
+  assert_int_equal(ready, 2);
+  assert_true(took < 10000);
+  assert_int_equal(ctkn_consumer_poll(cs[2], 0, msgs, 8, &n, &err), CTKN_OK);
+  assert_int_equal(n, 1);
+
+  /* Taken: idle again. */
+  assert_true(idle_wakes(cs, 3, 500) <= 2);
+  ctkn_consumer_close(cs[0]);
+  ctkn_consumer_close(cs[2]);
+}
+
 static void test_missing_topic_is_notfound(void **state)
 {
   struct fx *f = broker(state);
@@ -307,6 +407,8 @@ int main(void)
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_missing_topic_is_notfound, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(
+          test_wait_wakes_for_whichever_consumer_has_a_record, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -913,6 +913,56 @@ static int fake_poll(ctkn_consumer *base, int timeout_ms,
   return rc;
 }
 
+/* Locked. Whether c's next poll has something: a record, an error (an
+ * offset outside its partition, a missing topic, an injected failure). */
+static bool pending(struct fconsumer *c)
+{
+  struct ftopic *t = find_topic(c->f, c->topic);
+
+  if (c->f->fail_polls > 0 || t == NULL)
+    return true;
+  if (c->f->hold_polls)
+    return false;
+  if (c->opts.kind == CTKN__CONSUMER_GROUP && !c->joined)
+    join(c, t);
+  for (int32_t p = 0; p < c->n; p++) {
+    if (c->pos[p] < 0)
+      continue;
+    if (p >= t->n)
+      return true;
+    const struct fpart *fp = &t->parts[p];
+    if (c->pos[p] != fp->start + (int64_t)fp->n)
+      return true;
+  }
+  return false;
+}
+
+static int fake_wait(ctkn_consumer *const *cs, size_t n, int timeout_ms,
+                     size_t *ready, struct ctkn_err *err)
+{
+  struct fake_log *f = fc(cs[0])->f;
+  struct timespec until;
+
+  (void)err;
+  *ready = n;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  int64_t ns =
+      until.tv_nsec + (int64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000;
+  until.tv_sec += (time_t)(ns / 1000000000);
+  until.tv_nsec = (long)(ns % 1000000000);
+  pthread_mutex_lock(&f->mu);
+  f->stats.waits++;
+  for (;;) {
+    for (size_t i = 0; i < n && *ready == n; i++)
+      if (pending(fc(cs[i])))
+        *ready = i;
+    if (*ready < n || pthread_cond_timedwait(&f->cv, &f->mu, &until) != 0)
+      break;
+  }
+  pthread_mutex_unlock(&f->mu);
+  return CTKN_OK;
+}
+
 static int fake_commit(ctkn_consumer *base, const struct ctkn_log_msg *msgs,
                        size_t n, struct ctkn_err *err)
 {
@@ -1005,6 +1055,7 @@ static const struct ctkn__log_backend fake_backend = {
     .assign = fake_assign,
     .seek = fake_seek,
     .poll = fake_poll,
+    .wait = fake_wait,
     .nudge = NULL,
     .commit = fake_commit,
     .lease_poll = fake_lease_poll,

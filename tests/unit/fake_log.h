@@ -88,6 +88,7 @@ struct fake_log_stats {
   uint64_t sends;      /* send_batch calls */
   uint64_t produced;   /* records appended by producers */
   uint64_t polls;      /* poll calls */
+  uint64_t waits;      /* wait calls */
   uint64_t assigns;    /* assign calls */
   uint64_t watermarks; /* watermark queries */
   uint64_t open_handles;

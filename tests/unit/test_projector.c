@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "ctkn/projector.h"
+#include "ctkn/settings.h"
 #include "testkit.h"
 
 #define NPARTS 4
@@ -460,6 +461,67 @@ static void test_follow_outlives_a_log_outage(void **s)
   assert_int_equal(fl.rc, CTKN_OK);
 }
 
+static int64_t settings_off;
+static bool settings_judged(struct fx *f)
+{
+  ctkn_store_txn *txn;
+  bool applied = false;
+  char reason[256];
+  int rc;
+
+  assert_int_equal(ctkn_store_begin(f->t.st, false, &txn, NULL), CTKN_OK);
+  rc = ctkn_settings_fate(txn, 0, settings_off, &applied, reason,
+                          sizeof(reason), NULL);
+  ctkn_store_abort(txn);
+  return rc == CTKN_OK;
+}
+
+static struct fake_log_stats stats_of(struct fx *f)
+{
+  struct fake_log_stats st;
+
+  fake_log_stats(f->t.log, &st);
+  return st;
+}
+
+static bool has_waited(struct fx *f)
+{
+  return stats_of(f).waits > 0;
+}
+
+/* While following, the loop sleeps on the event and settings topics at
+ * once: nothing is polled while both are idle, and a settings record is
+ * read at once, however long the events would have been waited for. */
+static void test_follow_wakes_for_the_settings_while_the_events_idle(void **s)
+{
+  struct fx *f = *s;
+  struct follower fl = {.p = f->p};
+  struct ctkn_projector_hooks hooks = {.status_ms = 600000, .idle_ms = 60000};
+  struct ctkn_log_header h = {CTKN_HDR_EVENT_TYPE, "destination.created", 19};
+  struct ctkn_event ev;
+  pthread_t th;
+
+  fake_log_create(f->t.log, TK_TOPIC "_settings", 1);
+  ctkn_projector_set_hooks(f->p, &hooks);
+  assert_int_equal(pthread_create(&th, NULL, follow_main, &fl), 0);
+  assert_true(eventually(f, has_waited));
+  uint64_t polls = stats_of(f).polls;
+  struct timespec idle = {0, 300 * 1000 * 1000};
+  nanosleep(&idle, NULL);
+  assert_int_equal(stats_of(f).polls, polls);
+
+  settings_off = fake_log_append(f->t.log, TK_TOPIC "_settings", 0, "k", 1,
+                                 "not a settings event", 20, 1, &h, 1);
+  assert_true(eventually(f, settings_judged));
+
+  fl.stop = 1;
+  /* An event wakes the wait, which would otherwise last the minute. */
+  tk_plan_create(&f->t, "wake", NULL, &ev);
+  tk_append(&f->t, -1, &ev, CTKN_SCHEMA_VERSION, NULL);
+  pthread_join(th, NULL);
+  assert_int_equal(fl.rc, CTKN_OK);
+}
+
 /* ---- replay ------------------------------------------------------------- */
 
 static void test_replay_stops_at_the_instant_and_freezes(void **s)
@@ -502,6 +564,7 @@ int main(void)
       T(test_a_long_catch_up_equals_applying_record_by_record),
       T(test_follow_applies_new_records_and_added_partitions),
       T(test_follow_outlives_a_log_outage),
+      T(test_follow_wakes_for_the_settings_while_the_events_idle),
       T(test_replay_stops_at_the_instant_and_freezes),
   };
 #undef T
