@@ -971,6 +971,32 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
   apply_verified(pq, xi, qi, &c);
 }
 
+/* The pending records of keys partition pq's keyring (just changed) no
+ * longer accepts, given up: a checkpoint of such a key from here on is
+ * refused, so none can ever cover them, and a partition with no other
+ * writer would be held back by them for good. A record an unverified
+ * checkpoint before here claims waits for that proof, as elsewhere. Every
+ * reader gives up the same records at the same position. */
+static void give_up_revoked(const ctkn_gate *g, struct partq *pq)
+{
+  bool any = false;
+
+  refresh_claims(pq);
+  for (size_t i = 0; i < pq->npend; i++) {
+    struct qrec *r = &pq->q[pq->pend[i]];
+    bool revoked = false;
+    if (r->st != PENDING || r->inst < 0 || claimed(pq, r))
+      continue;
+    if (key_of(g, pq, pq->insts[r->inst].key_id, &revoked) != NULL && !revoked)
+      continue;
+    unproven(r, "never checkpointed: its writer key %s was revoked first",
+             pq->insts[r->inst].key_id);
+    any = true;
+  }
+  if (any)
+    prune_pending(pq);
+}
+
 /* A root-signed keyring record on the partition (a positional keyring):
  * from here on the partition judges writer keys by it. One that is not
  * the root's, is for another log, or is older than the partition's is
@@ -1005,6 +1031,7 @@ static void feed_keyring(ctkn_gate *g, struct partq *pq,
     if (pq->ring == NULL || kr->version > pq->ring->version) {
       r->ring = kr;
       pq->ring = kr;
+      give_up_revoked(g, pq);
       return;
     }
   }

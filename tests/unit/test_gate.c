@@ -1036,6 +1036,71 @@ static void test_a_revocation_counts_from_its_position(void **state)
   ctkn_seckey_free(root);
 }
 
+/* A writer's records land before the revoke's position and the checkpoint
+ * that would cover them after it: no checkpoint of the key can count from
+ * there on, so the revoke gives them up at once (never checkpointed), the
+ * same on every reader, instead of holding the partition back for good. */
+static void test_a_revocation_gives_up_what_its_key_never_covered(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_keyring revoked;
+  struct ctkn_gate_out o[16];
+  struct ctkn_log_record in[2], *out;
+  char vals[2][16];
+  uint8_t pub[CTKN_SIGN_PUB_LEN];
+  ctkn_seckey *root;
+  ctkn_pubkey *rp;
+  size_t nout, k;
+  int64_t first;
+
+  assert_int_equal(ctkn_seckey_generate(&root, NULL), CTKN_OK);
+  ctkn_seckey_public(root, pub);
+  assert_int_equal(ctkn_pubkey_new(&rp, pub, NULL), CTKN_OK);
+  ctkn_keyring_init(&revoked);
+  assert_int_equal(ctkn_keyring_copy(&revoked, &f->kr, NULL), CTKN_OK);
+  revoked.version = 2;
+  revoked.keys[0].revoked = true;
+  append_keyring(f, root, &f->kr, 0); /* 0 */
+  for (size_t i = 0; i < 2; i++) {
+    snprintf(vals[i], sizeof(vals[i]), "value %zu", i);
+    in[i] = (struct ctkn_log_record){.partition = 0,
+                                     .key = "ctkn_x",
+                                     .klen = 6,
+                                     .value = vals[i],
+                                     .vlen = strlen(vals[i]),
+                                     .timestamp_ms = f->now_us / 1000,
+                                     .event_type = "client_token.created",
+                                     .schema_version = 1};
+  }
+  f->now_us += 1000;
+  assert_int_equal(
+      ctkn_signer_prepare(f->sg, in, 2, 0, f->now_us, &out, &nout, NULL),
+      CTKN_OK);
+  assert_int_equal(nout, 3);
+  append(f, &out[0]);                   /* 1 */
+  append(f, &out[1]);                   /* 2 */
+  append_keyring(f, root, &revoked, 0); /* 3: the revoke lands between */
+  append(f, &out[2]);                   /* 4: the checkpoint, too late */
+  assert_int_equal(ctkn_signer_done(f->sg, true, NULL), CTKN_OK);
+  for (size_t batch = 1; batch <= f->n; batch++) {
+    k = replica(f, rp, &f->kr, &f->kr, f->n, batch, o, 16);
+    assert_int_equal(k, 5);
+    assert_int_equal(o[0].verdict, CTKN_GATE_CHECKPOINT);
+    assert_int_equal(o[1].verdict, CTKN_GATE_QUARANTINE);
+    assert_int_equal(o[2].verdict, CTKN_GATE_QUARANTINE);
+    assert_string_equal(o[1].reason, CTKN_GATE_UNPROVEN);
+    assert_int_equal(o[3].verdict, CTKN_GATE_CHECKPOINT);
+    assert_int_equal(o[4].verdict, CTKN_GATE_QUARANTINE);
+  }
+  /* Fed at once: nothing is held back either. */
+  ctkn_gate_set_root(f->gate, rp);
+  assert_int_equal(judge(f, 0, f->n, 0, o, 16), 5);
+  assert_int_equal(ctkn_gate_held(f->gate, 0, &first), 0);
+  ctkn_keyring_free(&revoked);
+  ctkn_pubkey_free(rp);
+  ctkn_seckey_free(root);
+}
+
 static void test_a_positional_keyring_must_be_the_roots_and_newer(void **state)
 {
   struct fixture *f = *state;
@@ -1135,6 +1200,7 @@ int main(void)
       T(test_an_adopted_prefix_is_applied_and_only_it),
       T(test_the_adoption_hash_covers_every_byte),
       T(test_a_revocation_counts_from_its_position),
+      T(test_a_revocation_gives_up_what_its_key_never_covered),
       T(test_a_positional_keyring_must_be_the_roots_and_newer),
       T(test_a_state_saved_before_positional_keyrings_loads),
   };
