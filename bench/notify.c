@@ -27,8 +27,22 @@
  * answer, over that time, so neither counts set-up (notify's lease join,
  * connection set-up before the first request goes out).
  *
+ * Each D runs in two modes (CTKN_BENCH_NOTIFY_MODES, default
+ * "unsigned signed"); in both the notifier appends its delivery records
+ * (created, attempted, delivered) to <topic>_notifications, and the round
+ * fails unless that topic then holds at least one record per notification:
+ *   unsigned  no trust root: the records go out unsigned
+ *             (figure notify_deliveries_Ddest);
+ *   signed    as a trusted deployment runs (issue #14): a trust root and a
+ *             keyring made for the round (a client_token.* key signing the
+ *             creates, a notification_setting.* key the destinations, a
+ *             notification.* key the notifier, schema version 2 enabled),
+ *             the projection judging by the root and the notifier signing
+ *             its delivery records (figure notify_deliveries_Ddest_signed).
+ *
  * usage: notify BROKERS TOPIC DIR M
  * Env:   CTKN_BENCH_NOTIFY_DESTS (default "1 10"),
+ *        CTKN_BENCH_NOTIFY_MODES (default "unsigned signed"),
  *        CTKN_BENCH_NOTIFY_RECEIVER_THREADS (default 1).
  */
 #include <curl/curl.h>
@@ -47,12 +61,16 @@
 #include <unistd.h>
 
 #include "ctkn/codec.h"
+#include "ctkn/crypto.h"
+#include "ctkn/delivery.h"
 #include "ctkn/event.h"
+#include "ctkn/keyring.h"
 #include "ctkn/log.h"
 #include "ctkn/notify.h"
 #include "ctkn/projector.h"
 #include "ctkn/settings.h"
 #include "ctkn/store.h"
+#include "ctkn/trust.h"
 
 #define BENCH_NAME "notify bench"
 #include "common.h"
@@ -177,34 +195,183 @@ static double receiver_rate(unsigned long want)
 
 /* ---- the events --------------------------------------------------------- */
 
-/* M creates, each on its token's partition, as a ledger appends them. */
-static void produce_creates(const char *brokers, const char *topic, size_t m)
+/* One record as ctkn's signer prepared it, with its headers. */
+static void produce_rec(rd_kafka_t *rk, const char *topic,
+                        const struct ctkn_log_record *r)
+{
+  rd_kafka_headers_t *h = rd_kafka_headers_new(r->nheaders);
+
+  for (size_t i = 0; i < r->nheaders; i++)
+    rd_kafka_header_add(h, r->headers[i].name, -1, r->headers[i].value,
+                        (ssize_t)r->headers[i].size);
+  for (;;) {
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(r->partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(r->key, r->klen),
+        RD_KAFKA_V_VALUE((void *)r->value, r->vlen),
+        RD_KAFKA_V_TIMESTAMP(r->timestamp_ms), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+      return; /* the headers are the message's now */
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      die(rd_kafka_err2str(e));
+    rd_kafka_poll(rk, 10);
+  }
+}
+
+#define SIGN_BATCH 256
+
+/* n planned events through the signer as one produce batch: the records,
+ * then a checkpoint for each partition they touch. */
+static void produce_signed(rd_kafka_t *rk, const char *topic, ctkn_signer *sg,
+                           const struct ctkn_event *evs, size_t n)
+{
+  struct ctkn_log_record in[SIGN_BATCH], *out;
+  uint8_t *bufs[SIGN_BATCH];
+  size_t len, nout;
+
+  for (size_t i = 0; i < n; i++) {
+    const struct ctkn_event *ev = &evs[i];
+    if (ctkn_event_encode(ev, &bufs[i], &len, NULL) != CTKN_OK)
+      die("encode");
+    in[i] =
+        (struct ctkn_log_record){.partition = ctkn_log_partition_for(
+                                     ev->data.id, strlen(ev->data.id), NPARTS),
+                                 .key = ev->data.id,
+                                 .klen = strlen(ev->data.id),
+                                 .value = bufs[i],
+                                 .vlen = len,
+                                 .timestamp_ms = ev->occurred_at / 1000,
+                                 .event_type = ctkn_event_type_str(ev->type),
+                                 .schema_version = CTKN_SCHEMA_WRITTEN};
+  }
+  if (ctkn_signer_prepare(sg, in, n, 0, ctkn_now_us(), &out, &nout, NULL) !=
+      CTKN_OK)
+    die("sign");
+  for (size_t i = 0; i < nout; i++)
+    produce_rec(rk, topic, &out[i]);
+  ctkn_signer_done(sg, true, NULL); /* a failed flush ends the bench */
+  for (size_t i = 0; i < n; i++)
+    free(bufs[i]);
+}
+
+/* M creates, each on its token's partition, as a ledger appends them;
+ * signed by sg when it is not NULL. */
+static void produce_creates(const char *brokers, const char *topic, size_t m,
+                            ctkn_signer *sg)
 {
   rd_kafka_t *rk = new_handle(RD_KAFKA_PRODUCER, brokers, fill_conf);
-  struct ctkn_event *ev = malloc(sizeof(*ev));
+  struct ctkn_event *evs = malloc(SIGN_BATCH * sizeof(*evs));
   struct ctkn_command cmd;
   int64_t t = ctkn_now_us();
   double t0 = now_s();
+  size_t k = 0;
 
-  if (ev == NULL)
+  if (evs == NULL)
     die("out of memory");
   for (size_t i = 0; i < m; i++) {
+    struct ctkn_event *ev = &evs[k];
     char name[32];
     snprintf(name, sizeof(name), "token %zu", i);
     ctkn_command_init(&cmd, CTKN_CMD_CREATE);
     ctkn_command_set_name(&cmd, name, strlen(name), NULL);
     if (ctkn_plan(NULL, &cmd, CTKN_ENV_SANDBOX, t++, ev, NULL) != 0)
       die("plan create");
-    produce_one(
-        rk, topic,
-        ctkn_log_partition_for(ev->data.id, strlen(ev->data.id), NPARTS), ev);
+    if (sg == NULL) {
+      produce_one(
+          rk, topic,
+          ctkn_log_partition_for(ev->data.id, strlen(ev->data.id), NPARTS), ev);
+      continue;
+    }
+    if (++k == SIGN_BATCH || i + 1 == m) {
+      produce_signed(rk, topic, sg, evs, k);
+      k = 0;
+    }
   }
   while (rd_kafka_flush(rk, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT)
     ;
   rd_kafka_destroy(rk);
-  free(ev);
-  fprintf(stderr, "notify bench: produced %zu creates in %.1f s\n", m,
-          now_s() - t0);
+  free(evs);
+  fprintf(stderr, "notify bench: produced %zu creates%s in %.1f s\n", m,
+          sg ? ", signed" : "", now_s() - t0);
+}
+
+/* The records on every partition of topic (the sum of its high
+ * watermarks). */
+static int64_t topic_records(const char *brokers, const char *topic)
+{
+  rd_kafka_t *rk = new_handle(RD_KAFKA_PRODUCER, brokers, NULL);
+  int64_t sum = 0, lo, hi;
+
+  for (int32_t p = 0; p < NPARTS; p++) {
+    if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+      die("watermarks of the notifications topic");
+    sum += hi;
+  }
+  rd_kafka_destroy(rk);
+  return sum;
+}
+
+/* ---- trust: what a deployment with delivery records runs ---------------- */
+
+struct trust {
+  ctkn_seckey *root, *tokens, *dests, *notifier;
+  uint8_t root_pub[CTKN_SIGN_PUB_LEN];
+  ctkn_signer *signer; /* the creates' */
+};
+
+static void add_key(struct ctkn_keyring *kr, ctkn_seckey **k, const char *name,
+                    const char *scope)
+{
+  struct ctkn_writer_key wk = {0};
+
+  if (ctkn_seckey_generate(k, NULL) != CTKN_OK)
+    die("key");
+  ctkn_seckey_public(*k, wk.public_key);
+  ctkn_key_id(wk.public_key, wk.key_id);
+  snprintf(wk.name, sizeof(wk.name), "%s", name);
+  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "%s", scope);
+  wk.nscopes = 1;
+  if (ctkn_keyring_add_key(kr, &wk, NULL) != CTKN_OK)
+    die("keyring: add key");
+}
+
+/* A root, and on the settings topic scfg names its keyring: a writer key
+ * for each record family, and schema version 2 (delivery records). */
+static void trust_setup(struct trust *t, const struct ctkn_log_config *scfg)
+{
+  struct ctkn_keyring kr;
+  struct ctkn_err err;
+
+  memset(t, 0, sizeof(*t));
+  if (ctkn_seckey_generate(&t->root, NULL) != CTKN_OK)
+    die("root key");
+  ctkn_seckey_public(t->root, t->root_pub);
+  ctkn_keyring_init(&kr);
+  kr.version = 1;
+  if (ctkn_random(kr.log_id, sizeof(kr.log_id)) != 0)
+    die("random");
+  add_key(&kr, &t->tokens, "bench-tokens", "client_token.*");
+  add_key(&kr, &t->dests, "bench-destinations", "notification_setting.*");
+  add_key(&kr, &t->notifier, "bench-notifier", "notification.*");
+  kr.schemas[kr.nschemas++] = CTKN_SCHEMA_VERSION;
+  if (ctkn_trust_keyring_append(scfg, t->root, &kr, &err) != CTKN_OK)
+    die_err("keyring append", &err);
+  if (ctkn_signer_open(&t->signer, t->tokens, kr.log_id, NPARTS, &err) !=
+      CTKN_OK)
+    die_err("signer", &err);
+  ctkn_keyring_free(&kr);
+}
+
+static void trust_free(struct trust *t)
+{
+  ctkn_signer_close(t->signer);
+  ctkn_seckey_free(t->root);
+  ctkn_seckey_free(t->tokens);
+  ctkn_seckey_free(t->dests);
+  ctkn_seckey_free(t->notifier);
 }
 
 /* The size of a real notification body: a create's webhook JSON with its
@@ -308,8 +475,10 @@ static void raw_posts(const char *url, size_t size, int conc,
 /* ---- one round ---------------------------------------------------------- */
 
 static void round_of(const char *brokers, const char *base, const char *dir,
-                     size_t m, int ndest, unsigned port, size_t size)
+                     size_t m, int ndest, bool records, unsigned port,
+                     size_t size)
 {
+  const char *sfx = records ? "_signed" : "";
   struct ctkn_log_config cfg, scfg;
   struct ctkn_store_opts so = {0};
   struct ctkn_notify_opts o = {0};
@@ -324,8 +493,9 @@ static void round_of(const char *brokers, const char *base, const char *dir,
                                     .max_active = ndest};
   ctkn_store *st;
   ctkn_projector *pj;
+  struct trust t;
   uint8_t key[CTKN_KEY_LEN];
-  char path[4096], group[300], url[128], name[64];
+  char path[4096], group[300], url[128], name[64], ntopic[300];
   bool created;
   int32_t have;
 
@@ -335,7 +505,8 @@ static void round_of(const char *brokers, const char *base, const char *dir,
   o.nallow = 1;
   ctkn_log_config_init(&cfg);
   snprintf(cfg.brokers, sizeof(cfg.brokers), "%s", brokers);
-  snprintf(cfg.topic, sizeof(cfg.topic), "%s-notify-%d", base, ndest);
+  snprintf(cfg.topic, sizeof(cfg.topic), "%s-notify-%d%s", base, ndest,
+           records ? "-signed" : "");
   cfg.timeout_ms = 30000;
   scfg = cfg;
   scfg.n_overrides = 0;
@@ -343,10 +514,20 @@ static void round_of(const char *brokers, const char *base, const char *dir,
           CTKN_OK ||
       ctkn_log_create_topic(&cfg, NPARTS, 1, &created, &have, &err) !=
           CTKN_OK ||
-      ctkn_log_create_topic(&scfg, 1, 1, &created, &have, &err) != CTKN_OK)
+      ctkn_log_create_topic(&scfg, 1, 1, &created, &have, &err) != CTKN_OK ||
+      ctkn_delivery_create_topic(&cfg, NPARTS, 1, &created, &have, &err) !=
+          CTKN_OK ||
+      ctkn_delivery_topic(cfg.topic, ntopic, sizeof(ntopic), &err) != CTKN_OK)
     die_err("topics", &err);
+  if (records) {
+    trust_setup(&t, &scfg);
+    policy.trust_root = t.root_pub;
+    policy.writer_key = t.dests;
+    o.trust_root = t.root_pub;
+    o.writer_key = t.notifier;
+  }
 
-  snprintf(path, sizeof(path), "%s/notify-%d", dir, ndest);
+  snprintf(path, sizeof(path), "%s/notify-%d%s", dir, ndest, sfx);
   if (mkdir(path, 0700) != 0)
     die("mkdir");
   if (ctkn_store_open(&st, path, &so, &err) != CTKN_OK ||
@@ -367,9 +548,10 @@ static void round_of(const char *brokers, const char *base, const char *dir,
       die_err("destination add", &err);
   }
 
-  produce_creates(brokers, cfg.topic, m);
+  produce_creates(brokers, cfg.topic, m, records ? t.signer : NULL);
   double t0 = now_s();
   if (ctkn_projector_open(&pj, st, &cfg, CTKN_ENV_SANDBOX, &err) != CTKN_OK ||
+      (records && ctkn_projector_set_trust(pj, t.root_pub, &err) != CTKN_OK) ||
       ctkn_projector_catch_up(pj, NULL, 0, &err) != CTKN_OK)
     die_err("projector", &err);
   ctkn_projector_close(pj);
@@ -379,7 +561,7 @@ static void round_of(const char *brokers, const char *base, const char *dir,
   snprintf(group, sizeof(group), "ctkn-bench-%s", cfg.topic);
   o.group = group;
   o.follow = false;
-  snprintf(path, sizeof(path), "%s/notify-%d.log", dir, ndest);
+  snprintf(path, sizeof(path), "%s/notify-%d%s.log", dir, ndest, sfx);
   int logfd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   int saved = dup(2);
   if (logfd < 0 || saved < 0)
@@ -400,11 +582,17 @@ static void round_of(const char *brokers, const char *base, const char *dir,
   if (stats.delivered != want || stats.attempts != want)
     die("notify did not deliver every notification at the first attempt");
   double ours = receiver_rate(want);
+  int64_t nrec = topic_records(brokers, ntopic);
   fprintf(stderr,
-          "notify bench: %d dest: %lu delivered, %.1f s in ctkn_notify_run "
-          "(%.0f/s with set-up), %.0f/s at the receiver, %lu connections\n",
-          ndest, want, wall, (double)want / wall, ours,
-          atomic_load(&connections));
+          "notify bench: %d dest%s: %lu delivered, %.1f s in ctkn_notify_run "
+          "(%.0f/s with set-up), %.0f/s at the receiver, %lu connections, "
+          "%" PRId64 " records on %s\n",
+          ndest, records ? ", signed" : "", want, wall, (double)want / wall,
+          ours, atomic_load(&connections), nrec, ntopic);
+  /* Unsigned, or signed by the notification.* key: on the log either
+   * way, at least one record per notification. */
+  if (nrec < (int64_t)want)
+    die("fewer delivery records than notifications");
 
   int conc = NPARTS * ndest * WINDOW;
   snprintf(url, sizeof(url), "http://127.0.0.1:%u/hook/0", port);
@@ -418,11 +606,13 @@ static void round_of(const char *brokers, const char *base, const char *dir,
           "%.0f/s at the receiver, %lu connections\n",
           want, size, conc, rwall, raw, atomic_load(&connections));
 
-  snprintf(name, sizeof(name), "raw_http_post_c%d", conc);
+  snprintf(name, sizeof(name), "raw_http_post_c%d%s", conc, sfx);
   figure(name, raw, "requests/s", 0);
-  snprintf(name, sizeof(name), "notify_deliveries_%ddest", ndest);
+  snprintf(name, sizeof(name), "notify_deliveries_%ddest%s", ndest, sfx);
   figure(name, ours, "deliveries/s", raw);
 
+  if (records)
+    trust_free(&t);
   ctkn_wipe(key, sizeof(key));
   ctkn_store_close(st);
   ctkn_log_config_free(&cfg);
@@ -438,6 +628,7 @@ int main(int argc, char **argv)
   size_t m = strtoul(argv[4], NULL, 10);
   const char *ds = getenv("CTKN_BENCH_NOTIFY_DESTS");
   const char *ts = getenv("CTKN_BENCH_NOTIFY_RECEIVER_THREADS");
+  const char *ms = getenv("CTKN_BENCH_NOTIFY_MODES");
   unsigned threads = ts ? (unsigned)atoi(ts) : 1, port;
   struct rlimit rl;
 
@@ -458,8 +649,17 @@ int main(int argc, char **argv)
           port, threads, size);
   char *list = strdup(ds ? ds : "1 10"), *save = NULL;
   for (char *t = strtok_r(list, " ,", &save); t;
-       t = strtok_r(NULL, " ,", &save))
-    round_of(brokers, topic, dir, m, atoi(t), port, size);
+       t = strtok_r(NULL, " ,", &save)) {
+    char *modes = strdup(ms ? ms : "unsigned signed"), *msave = NULL;
+    for (char *mode = strtok_r(modes, " ,", &msave); mode;
+         mode = strtok_r(NULL, " ,", &msave)) {
+      if (strcmp(mode, "unsigned") != 0 && strcmp(mode, "signed") != 0)
+        die("CTKN_BENCH_NOTIFY_MODES: unsigned, signed");
+      round_of(brokers, topic, dir, m, atoi(t), strcmp(mode, "signed") == 0,
+               port, size);
+    }
+    free(modes);
+  }
   free(list);
   MHD_stop_daemon(d);
   MHD_destroy_response(empty);

@@ -9,7 +9,7 @@
  *   delivery_offsets   partition (BE32)          -> next offset (BE u64)
  *   delivery_log       partition + offset (BE)   -> why it was quarantined
  *
- * The follower is the settings follower's shape (settings.c): a consumer
+ * The follower is follow_int.h's, the settings topic's too: a consumer
  * assigned every partition at the stored offsets, and with trust a gate
  * whose state rests in the trust table under "dgate" + partition.
  */
@@ -21,11 +21,15 @@
 #include "ctkn/codec.h"
 #include "ctkn/delivery.h"
 #include "ctkn/trust.h"
+#include "follow_int.h"
 #include "internal.h"
 
 #define COORD_LEN   12
 #define ATT_KEY_LEN (CTKN_NTF_ID_LEN + 4)
 #define NPARTS      CTKN_DELIVERY_MAX_PARTS
+
+_Static_assert(NPARTS <= CTKN__FOLLOW_MAX_PARTS,
+               "the gate judges each partition");
 
 /* ---- the topic ------------------------------------------------------------
  */
@@ -301,19 +305,11 @@ static int project_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
 
 enum { V_OUT, V_HELD, V_APPLY, V_CHECKPOINT, V_QUARANTINE };
 
-struct judged {
-  ctkn_gate *gate;
-  uint8_t *v;
-  char (*why)[CTKN_GATE_REASON];
-  int64_t next[NPARTS]; /* fed up to; -1 untouched */
-  int64_t held[NPARTS]; /* first held back; -1 none */
-};
-
 #define DGATE_PREFIX "dgate"
 
 /* Feed the batch to the gate, each partition from its stored offset on and
  * without gaps, and take its verdicts. */
-static int judge(struct judged *j, ctkn_store_txn *txn,
+static int judge(struct ctkn__judged *j, ctkn_store_txn *txn,
                  const struct ctkn_log_msg *msgs, size_t n,
                  struct ctkn_err *err)
 {
@@ -349,7 +345,7 @@ static int judge(struct judged *j, ctkn_store_txn *txn,
   return CTKN_OK;
 }
 
-static int gate_save(struct judged *j, ctkn_store_txn *txn,
+static int gate_save(struct ctkn__judged *j, ctkn_store_txn *txn,
                      struct ctkn_err *err)
 {
   int rc = CTKN_OK;
@@ -361,7 +357,7 @@ static int gate_save(struct judged *j, ctkn_store_txn *txn,
 }
 
 /* Record i of a judged batch; held back records stop their partition. */
-static int project_judged(struct judged *j, ctkn_store_txn *txn,
+static int project_judged(struct ctkn__judged *j, ctkn_store_txn *txn,
                           const struct ctkn_log_msg *m, size_t i,
                           struct ctkn_delivery *d, struct ctkn_err *err)
 {
@@ -394,8 +390,8 @@ static int newer(const struct ctkn_log_msg *m, struct ctkn_err *err)
 
 /* Every record of msgs in one transaction (j: through the gate). */
 static int project_txn(ctkn_store_txn *txn, const struct ctkn_log_msg *msgs,
-                       size_t n, struct judged *j, struct ctkn_delivery *d,
-                       struct ctkn_err *err)
+                       size_t n, struct ctkn__judged *j,
+                       struct ctkn_delivery *d, struct ctkn_err *err)
 {
   int rc = CTKN_OK;
 
@@ -420,7 +416,7 @@ static int project_txn(ctkn_store_txn *txn, const struct ctkn_log_msg *msgs,
 }
 
 static int project(ctkn_store *st, const struct ctkn_log_msg *msgs, size_t n,
-                   struct judged *j, struct ctkn_err *err)
+                   struct ctkn__judged *j, struct ctkn_err *err)
 {
   struct ctkn_delivery *d;
   ctkn_store_txn *txn = NULL;
@@ -455,86 +451,35 @@ int ctkn_delivery_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
   return project(st, msgs, n, NULL, err);
 }
 
-/* ---- following the topic ------------------------------------------------- */
+/* ---- following the topic (follow_int.h) ---------------------------------- */
 
-#define FOLLOW_BATCH 512
-
-struct ctkn_delivery_follower {
-  ctkn_store *st;
-  struct ctkn_log_config cfg;
-  ctkn_consumer *c;
-  int32_t nparts;
-  bool stopped; /* a record of a newer schema: wait for an upgrade */
-  struct ctkn_log_msg msgs[FOLLOW_BATCH];
-  const struct ctkn_keyring *kr; /* NULL: records are not judged */
-  uint64_t kr_version;
-  int (*refresh)(void *arg, struct ctkn_err *err);
-  void *refresh_arg;
-  struct judged j;
-  uint8_t v[FOLLOW_BATCH];
-  char why[FOLLOW_BATCH][CTKN_GATE_REASON];
+static const struct ctkn__follow_side side = {
+    .kind = "notifications",
+    .diag = "delivery",
+    .batch = 512,
+    .max_parts = NPARTS,
+    .keyring_verdict = -1,
+    .topic = ctkn_delivery_topic,
+    .offset = ctkn_delivery_offset,
+    .project = project,
 };
 
-static int follower_assign(ctkn_delivery_follower *f, struct ctkn_err *err)
-{
-  int64_t next[NPARTS];
-  ctkn_store_txn *txn;
-  int32_t n;
-  int rc;
-
-  if ((rc = ctkn_consumer_partitions(f->c, &n, err)) != CTKN_OK)
-    return rc;
-  if (n < 1 || n > NPARTS)
-    return ctkn__err(err, CTKN_EKAFKA,
-                     "%s: %" PRId32 " partitions; a notifications topic has "
-                     "1 to %d",
-                     f->cfg.topic, n, NPARTS);
-  if ((rc = ctkn_store_begin(f->st, false, &txn, err)) != CTKN_OK)
-    return rc;
-  for (int32_t p = 0; p < n; p++)
-    next[p] = ctkn_delivery_offset(txn, p);
-  ctkn_store_abort(txn);
-  if ((rc = ctkn_consumer_assign(f->c, next, n, err)) == CTKN_OK)
-    f->nparts = n;
-  return rc;
-}
+#define FOLLOWER(f) ((ctkn__follower *)(void *)(f))
 
 int ctkn_delivery_follower_open(ctkn_delivery_follower **out, ctkn_store *st,
                                 const struct ctkn_log_config *cfg,
                                 struct ctkn_err *err)
 {
-  ctkn_delivery_follower *f;
-  int rc;
+  ctkn__follower *f;
+  int rc = ctkn__follow_open(&f, &side, st, cfg, err);
 
-  *out = NULL;
-  if ((f = calloc(1, sizeof(*f))) == NULL)
-    return ctkn__err(err, CTKN_ENOMEM, "delivery follower");
-  f->st = st;
-  f->cfg = *cfg;
-  rc = ctkn_delivery_topic(cfg->topic, f->cfg.topic, sizeof(f->cfg.topic), err);
-  if (rc == CTKN_OK)
-    rc = ctkn_consumer_open(&f->c, &f->cfg, err);
-  if (rc == CTKN_ENOTFOUND)
-    rc = ctkn__err(err, CTKN_ENOTFOUND,
-                   "notifications topic %s does not exist: run `ctkn init`",
-                   f->cfg.topic);
-  if (rc == CTKN_OK)
-    rc = follower_assign(f, err);
-  if (rc != CTKN_OK) {
-    ctkn_delivery_follower_close(f);
-    return rc;
-  }
-  *out = f;
-  return CTKN_OK;
+  *out = (ctkn_delivery_follower *)(void *)f;
+  return rc;
 }
 
 void ctkn_delivery_follower_close(ctkn_delivery_follower *f)
 {
-  if (f == NULL)
-    return;
-  ctkn_gate_close(f->j.gate);
-  ctkn_consumer_close(f->c);
-  free(f);
+  ctkn__follow_close(FOLLOWER(f));
 }
 
 int ctkn_delivery_follower_set_trust(ctkn_delivery_follower *f,
@@ -543,170 +488,24 @@ int ctkn_delivery_follower_set_trust(ctkn_delivery_follower *f,
                                                     struct ctkn_err *err),
                                      void *arg, struct ctkn_err *err)
 {
-  int rc;
-
-  if (f->j.gate == NULL &&
-      (rc = ctkn_gate_open(&f->j.gate, kr, NPARTS, err)) != CTKN_OK)
-    return rc;
-  f->kr = kr;
-  f->kr_version = kr->version;
-  f->refresh = refresh;
-  f->refresh_arg = arg;
-  f->j.v = f->v;
-  f->j.why = f->why;
-  ctkn_gate_set_keyring(f->j.gate, kr);
-  return CTKN_OK;
-}
-
-/* Whether m names a writer key the keyring lacks. */
-static bool unknown_writer(const ctkn_delivery_follower *f,
-                           const struct ctkn_log_msg *m)
-{
-  char id[CTKN_KEY_ID_BUF];
-  uint8_t inst[CTKN_INSTANCE_LEN];
-
-  for (size_t h = 0; h < m->nheaders; h++)
-    if (strcmp(m->headers[h].name, CTKN_HDR_WRITER) == 0)
-      return ctkn_trust_writer_parse(m->headers[h].value, m->headers[h].size,
-                                     id, inst, NULL) == CTKN_OK &&
-             ctkn_keyring_find(f->kr, id) == NULL;
-  return false;
-}
-
-/* Before judging a batch: a new writer key has the keyring read again, and
- * a changed keyring reaches the gate. */
-static int keyring_for(ctkn_delivery_follower *f, size_t n,
-                       struct ctkn_err *err)
-{
-  int rc;
-
-  for (size_t i = 0; i < n && f->refresh != NULL; i++)
-    if (unknown_writer(f, &f->msgs[i])) {
-      if ((rc = f->refresh(f->refresh_arg, err)) != CTKN_OK)
-        return rc;
-      break;
-    }
-  if (f->kr->version != f->kr_version) {
-    ctkn_gate_set_keyring(f->j.gate, f->kr);
-    f->kr_version = f->kr->version;
-  }
-  for (int32_t p = 0; p < NPARTS; p++)
-    f->j.next[p] = f->j.held[p] = -1;
-  return CTKN_OK;
-}
-
-/* After a judged batch: partitions with records held back are read again
- * from the first of them. */
-static int seek_held(ctkn_delivery_follower *f, struct ctkn_err *err)
-{
-  int64_t to[NPARTS];
-  bool any = false;
-
-  for (int32_t p = 0; p < f->nparts; p++) {
-    to[p] = f->j.held[p];
-    any = any || to[p] >= 0;
-  }
-  return any ? ctkn_consumer_seek(f->c, to, f->nparts, err) : CTKN_OK;
-}
-
-/* Project the n records polled. */
-static int project_polled(ctkn_delivery_follower *f, size_t n,
-                          struct ctkn_err *err)
-{
-  int rc = CTKN_OK;
-
-  if (f->kr != NULL)
-    rc = keyring_for(f, n, err);
-  if (rc == CTKN_OK)
-    rc = project(f->st, f->msgs, n, f->kr != NULL ? &f->j : NULL, err);
-  if ((rc == CTKN_OK || rc == CTKN_EFORMAT) && f->kr != NULL) {
-    int src = seek_held(f, rc == CTKN_OK ? err : NULL);
-    if (rc == CTKN_OK)
-      rc = src;
-  }
-  return rc;
+  return ctkn__follow_set_trust(FOLLOWER(f), kr, refresh, arg, err);
 }
 
 ctkn_consumer *ctkn_delivery_follower_consumer(ctkn_delivery_follower *f)
 {
-  return f->stopped ? NULL : f->c;
+  return ctkn__follow_consumer(FOLLOWER(f));
 }
 
 int ctkn_delivery_follower_poll(ctkn_delivery_follower *f, int timeout_ms,
                                 size_t *applied, struct ctkn_err *err)
 {
-  struct ctkn_err perr;
-  size_t n = 0;
-  int rc, prc;
-
-  *applied = 0;
-  if (f->stopped)
-    return CTKN_OK;
-  rc = ctkn_consumer_poll(f->c, timeout_ms, f->msgs, FOLLOW_BATCH, &n, err);
-  if (n == 0)
-    return rc;
-  prc = project_polled(f, n, &perr);
-  if (prc == CTKN_EFORMAT) {
-    ctkn__diag(CTKN_DIAG_ERROR, "delivery",
-               "%s; notifications are not followed until then", perr.msg);
-    f->stopped = true;
-  } else if (prc != CTKN_OK) {
-    if (err != NULL)
-      *err = perr;
-    return prc;
-  }
-  *applied = n;
-  return rc;
-}
-
-/* Whether the projection has reached hi[0..n). */
-static int reached(ctkn_delivery_follower *f, const int64_t *hi, int32_t n,
-                   bool *done, struct ctkn_err *err)
-{
-  ctkn_store_txn *txn;
-  int rc;
-
-  *done = true;
-  if ((rc = ctkn_store_begin(f->st, false, &txn, err)) != CTKN_OK)
-    return rc;
-  for (int32_t p = 0; p < n; p++)
-    *done = *done && ctkn_delivery_offset(txn, p) >= hi[p];
-  ctkn_store_abort(txn);
-  return CTKN_OK;
+  return ctkn__follow_poll(FOLLOWER(f), timeout_ms, applied, err);
 }
 
 int ctkn_delivery_follower_catch_up(ctkn_delivery_follower *f,
                                     struct ctkn_err *err)
 {
-  int64_t lo[NPARTS], hi[NPARTS];
-  int64_t deadline = ctkn__now_ms() + f->cfg.timeout_ms;
-  bool done;
-  size_t got;
-  int32_t n;
-  int rc;
-
-  if ((rc = ctkn_consumer_partitions(f->c, &n, err)) != CTKN_OK)
-    return rc;
-  if ((n != f->nparts || n > NPARTS) &&
-      (rc = follower_assign(f, err)) != CTKN_OK)
-    return rc;
-  if ((rc = ctkn_consumer_watermarks_all(f->c, n, lo, hi, err)) != CTKN_OK)
-    return rc;
-  for (;;) {
-    if ((rc = reached(f, hi, n, &done, err)) != CTKN_OK || done)
-      return rc;
-    if (f->stopped)
-      return ctkn__err(err, CTKN_EFORMAT,
-                       "the notifications topic holds a newer schema "
-                       "version; upgrade ctkn");
-    if (ctkn__now_ms() > deadline)
-      return ctkn__err(err, CTKN_ETIMEOUT,
-                       "the notifications projection did not reach the end "
-                       "of %s within %d ms",
-                       f->cfg.topic, f->cfg.timeout_ms);
-    if ((rc = ctkn_delivery_follower_poll(f, 100, &got, err)) != CTKN_OK)
-      return rc;
-  }
+  return ctkn__follow_catch_up(FOLLOWER(f), err);
 }
 
 /* ---- reads --------------------------------------------------------------- */

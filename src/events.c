@@ -19,6 +19,7 @@
 #include "ctkn/query.h"
 #include "ctkn/settings.h"
 #include "internal.h"
+#include "query_int.h"
 
 /* Every event type of ctkn's entities, as GET /event-types lists them.
  * type: the ctkn_event_type of the event topic's, 0 for the settings
@@ -80,25 +81,13 @@ void ctkn_events_params_init(struct ctkn_events_params *p)
 int ctkn_events_params_per_page(struct ctkn_events_params *p, const char *s,
                                 struct ctkn_err *err)
 {
-  struct ctkn_list_params l;
-  int rc;
-
-  ctkn_list_params_init(&l);
-  if ((rc = ctkn_list_params_per_page(&l, s, err)) == CTKN_OK)
-    p->per_page = l.per_page;
-  return rc;
+  return ctkn__page_per_page(s, &p->per_page, err);
 }
 
 int ctkn_events_params_order_by(struct ctkn_events_params *p, const char *s,
                                 struct ctkn_err *err)
 {
-  struct ctkn_list_params l;
-  int rc;
-
-  ctkn_list_params_init(&l);
-  if ((rc = ctkn_list_params_order_by(&l, s, err)) == CTKN_OK)
-    p->desc = l.desc;
-  return rc;
+  return ctkn__page_order_by(s, &p->desc, err);
 }
 
 int ctkn_events_params_after(struct ctkn_events_params *p, const char *s,
@@ -189,24 +178,10 @@ static int check_readable(const struct ctkn_events_params *p,
   return CTKN_OK;
 }
 
-/* An RFC 3339 date-time for field name into *us. */
-static int parse_time(const char *name, const char *s, int64_t *us,
-                      struct ctkn_err *err)
-{
-  struct ctkn_err perr = {0};
-
-  if (ctkn_time_parse(s, us, &perr) != CTKN_OK)
-    return ctkn__err_field(err, CTKN_EINVAL, name,
-                           "must be an RFC 3339 date-time between 1970 and "
-                           "9999, such as 2026-12-05T10:00:00Z: %s",
-                           perr.msg);
-  return CTKN_OK;
-}
-
 int ctkn_events_params_from(struct ctkn_events_params *p, const char *s,
                             struct ctkn_err *err)
 {
-  int rc = parse_time("from", s, &p->from_us, err);
+  int rc = ctkn__page_time("from", s, &p->from_us, err);
 
   p->has_from |= rc == CTKN_OK;
   return rc;
@@ -215,7 +190,7 @@ int ctkn_events_params_from(struct ctkn_events_params *p, const char *s,
 int ctkn_events_params_to(struct ctkn_events_params *p, const char *s,
                           struct ctkn_err *err)
 {
-  int rc = parse_time("to", s, &p->to_us, err);
+  int rc = ctkn__page_time("to", s, &p->to_us, err);
 
   p->has_to |= rc == CTKN_OK;
   return rc;
@@ -225,10 +200,7 @@ int ctkn_events_params_to(struct ctkn_events_params *p, const char *s,
 
 /* One page's walk: the events rendered so far, and one more seen. */
 struct page {
-  struct ctkn__buf *b;
-  int want, n;
-  bool more;
-  char last[CTKN_EVT_ID_LEN + 1];
+  struct ctkn__page pg;
   struct ctkn_event ev;
   struct ctkn_err *err;
 };
@@ -236,32 +208,23 @@ struct page {
 static int page_event(void *arg, const struct ctkn_store_indexed_event *e)
 {
   struct page *pg = arg;
-  char *json;
-  int rc = CTKN_OK;
+  char id[CTKN_EVT_ID_LEN + 1], *json;
+  int rc;
 
-  if (pg->n == pg->want) {
-    pg->more = true;
+  if (ctkn__page_full(&pg->pg))
     return 1; /* stop: this page is full */
-  }
-  if (e->json != NULL) { /* a settings event: its envelope as indexed */
-    if ((pg->n > 0 && ctkn__buf_puts(pg->b, ",") != CTKN_OK) ||
-        ctkn__buf_append(pg->b, e->json, e->json_len) != CTKN_OK)
-      return oom(pg->err);
-  } else {
-    if (ctkn_event_decode(e->ev.value, e->ev.len, &pg->ev, pg->err) != CTKN_OK)
-      return ctkn__err(pg->err, CTKN_ESTORE,
-                       "corrupt history at partition %" PRId32
-                       " offset %" PRId64,
-                       e->ev.partition, e->ev.offset);
-    if ((json = ctkn_json_event(&pg->ev)) == NULL)
-      return oom(pg->err);
-    if ((pg->n > 0 && ctkn__buf_puts(pg->b, ",") != CTKN_OK) ||
-        ctkn__buf_puts(pg->b, json) != CTKN_OK)
-      rc = oom(pg->err);
-    free(json);
-  }
-  memcpy(pg->last, e->event_id, sizeof(pg->last));
-  pg->n++;
+  memcpy(id, e->event_id, CTKN_EVT_ID_LEN);
+  id[CTKN_EVT_ID_LEN] = '\0';
+  if (e->json != NULL) /* a settings event: its envelope as indexed */
+    return ctkn__page_put(&pg->pg, e->json, e->json_len, id, pg->err);
+  if (ctkn_event_decode(e->ev.value, e->ev.len, &pg->ev, pg->err) != CTKN_OK)
+    return ctkn__err(pg->err, CTKN_ESTORE,
+                     "corrupt history at partition %" PRId32 " offset %" PRId64,
+                     e->ev.partition, e->ev.offset);
+  if ((json = ctkn_json_event(&pg->ev)) == NULL)
+    return oom(pg->err);
+  rc = ctkn__page_put(&pg->pg, json, strlen(json), id, pg->err);
+  free(json);
   return rc;
 }
 
@@ -325,7 +288,6 @@ static int walk_page(ctkn_store *st, const struct ctkn_events_params *p,
 static int next_link(struct ctkn__buf *u, const struct ctkn_events_params *p,
                      const char *base, const char *after)
 {
-  char t[CTKN_TIME_BUF];
   int rc = ctkn__buf_printf(u, "%s?", base != NULL ? base : "");
 
   if (rc == CTKN_OK && after[0] != '\0')
@@ -339,33 +301,9 @@ static int next_link(struct ctkn__buf *u, const struct ctkn_events_params *p,
       break;
     }
   }
-  if (rc == CTKN_OK && p->has_from && ctkn_time_format(p->from_us, t) == 0)
-    rc = ctkn__buf_printf(u, "from=%s&", t);
-  if (rc == CTKN_OK && p->has_to && ctkn_time_format(p->to_us, t) == 0)
-    rc = ctkn__buf_printf(u, "to=%s&", t);
   if (rc == CTKN_OK)
-    rc = ctkn__buf_printf(u, "order_by=id%%5B%s%%5D&per_page=%d",
-                          p->desc ? "DESC" : "ASC", p->per_page);
-  return rc;
-}
-
-/* The page's meta after its data. */
-static int put_meta(struct ctkn__buf *b, const struct page *pg,
-                    const char *next, int64_t total, const char *request_id)
-{
-  int rc = ctkn__buf_puts(b, "],\"meta\":{\"request_id\":");
-
-  if (rc == CTKN_OK)
-    rc = ctkn__buf_json_str(b, request_id, strlen(request_id));
-  if (rc == CTKN_OK)
-    rc = ctkn__buf_printf(
-        b, ",\"pagination\":{\"per_page\":%d,\"next\":", pg->want);
-  if (rc == CTKN_OK)
-    rc = ctkn__buf_json_str(b, next, strlen(next));
-  if (rc == CTKN_OK)
-    rc = ctkn__buf_printf(b,
-                          ",\"has_more\":%s,\"estimated_total\":%" PRId64 "}}}",
-                          pg->more ? "true" : "false", total);
+    rc = ctkn__page_link_tail(u, p->has_from, p->from_us, p->has_to, p->to_us,
+                              p->desc, p->per_page);
   return rc;
 }
 
@@ -373,38 +311,32 @@ int ctkn_events_list(ctkn_store *st, const struct ctkn_events_params *p,
                      const char *next_base, const char *request_id, char **json,
                      struct ctkn_err *err)
 {
-  struct ctkn__buf b = CTKN__BUF_INIT, u = CTKN__BUF_INIT;
-  struct page *pg = calloc(1, sizeof(*pg));
+  struct ctkn__buf u = CTKN__BUF_INIT;
+  struct page *pg;
   int64_t total = 0;
-  int rc = CTKN_OK;
+  int rc;
 
   *json = NULL;
-  if ((rc = check_readable(p, err)) != CTKN_OK) {
+  if ((rc = check_readable(p, err)) != CTKN_OK)
+    return rc;
+  if ((pg = calloc(1, sizeof(*pg))) == NULL)
+    return oom(err);
+  if ((rc = ctkn__page_begin(&pg->pg, p->per_page, err)) != CTKN_OK) {
     free(pg);
     return rc;
   }
-  if (pg == NULL || ctkn__buf_puts(&b, "{\"data\":[") != CTKN_OK)
-    rc = oom(err);
-  if (rc == CTKN_OK) {
-    pg->b = &b;
-    pg->want = p->per_page;
-    pg->err = err;
-    rc = walk_page(st, p, pg, &total, err);
-  }
+  pg->err = err;
+  rc = walk_page(st, p, pg, &total, err);
   /* Paddle's next is always there: after this page's last event, or on
    * an empty page the request's own cursor (which new events may fill). */
-  if (rc == CTKN_OK && (next_link(&u, p, next_base,
-                                  pg->n > 0 ? pg->last : p->after) != CTKN_OK ||
-                        put_meta(&b, pg, u.data, total, request_id) != CTKN_OK))
+  if (rc == CTKN_OK &&
+      next_link(&u, p, next_base, pg->pg.n > 0 ? pg->pg.last : p->after) !=
+          CTKN_OK)
     rc = oom(err);
+  rc = ctkn__page_end(&pg->pg, rc, u.data, total, request_id, json, err);
   free(pg);
   ctkn__buf_free(&u);
-  if (rc != CTKN_OK) {
-    ctkn__buf_free(&b);
-    return rc;
-  }
-  *json = b.data;
-  return CTKN_OK;
+  return rc;
 }
 
 /* ---- GET /event-types --------------------------------------------------- */

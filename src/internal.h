@@ -95,6 +95,14 @@ typedef struct ctkn_consumer ctkn_consumer;
  * backend has no such delay.
  */
 void ctkn__consumer_nudge(ctkn_consumer *c, int32_t n);
+/*
+ * Whether the log's fetcher backs a partition off for a whole second once
+ * its queue has filled (librdkafka before 2.2.0, #2879), so that a reader
+ * that stopped polling to wait for room should restart the fetch. False
+ * where the back-off is short (a build against librdkafka 2.2.0 or later
+ * sets fetch.queue.backoff.ms) or absent.
+ */
+bool ctkn__consumer_long_backoff(ctkn_consumer *c);
 
 /* ---- the one growable buffer (util/buf.c) ----------------------------- */
 

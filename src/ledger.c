@@ -25,6 +25,7 @@ struct ctkn_ledger {
   const ctkn_seckey *key; /* the writer key, or NULL: appends unsigned */
   ctkn_signer *signer;    /* opened at the first append */
   int32_t signer_parts;
+  bool last_batch; /* the next signed batch closes the instance */
   /* The topic's partitions as the projector knew them after the caller's
    * last catch-up. Submitting reads this, never the projector, which a
    * settling thread may be using (ctkn_ledger_settle()). */
@@ -125,6 +126,11 @@ int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
         id, kr->version);
   l->key = key;
   return CTKN_OK;
+}
+
+void ctkn_ledger_last_batch(ctkn_ledger *l)
+{
+  l->last_batch = true;
 }
 
 void ctkn_ledger_close(ctkn_ledger *l)
@@ -427,8 +433,10 @@ static int send_signed(ctkn_ledger *l, struct ctkn_log_record *recs, size_t n,
   bool acked;
   int rc;
 
+  unsigned flags = l->last_batch ? CTKN_SIGN_CLOSING : 0;
+
   if ((rc = signer_for(l, recs, n, err)) != CTKN_OK ||
-      (rc = ctkn_signer_prepare(l->signer, recs, n, 0, ctkn_now_us(), &out,
+      (rc = ctkn_signer_prepare(l->signer, recs, n, flags, ctkn_now_us(), &out,
                                 &nout, err)) != CTKN_OK) {
     for (size_t k = 0; k < n; k++)
       recs[k].rc = rc;
@@ -442,6 +450,12 @@ static int send_signed(ctkn_ledger *l, struct ctkn_log_record *recs, size_t n,
     recs[k].out_offset = out[k].out_offset;
   }
   ctkn_signer_done(l->signer, acked, NULL);
+  if (acked && flags != 0) {
+    /* Closed: a later batch opens a new instance. */
+    ctkn_signer_close(l->signer);
+    l->signer = NULL;
+    l->last_batch = false;
+  }
   return rc;
 }
 

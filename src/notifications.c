@@ -14,6 +14,7 @@
 #include "ctkn/notify.h"
 #include "ctkn/query.h"
 #include "internal.h"
+#include "query_int.h"
 
 static int oom(struct ctkn_err *err)
 {
@@ -32,25 +33,13 @@ void ctkn_ntfs_params_init(struct ctkn_ntfs_params *p)
 int ctkn_ntfs_params_per_page(struct ctkn_ntfs_params *p, const char *s,
                               struct ctkn_err *err)
 {
-  struct ctkn_list_params l;
-  int rc;
-
-  ctkn_list_params_init(&l);
-  if ((rc = ctkn_list_params_per_page(&l, s, err)) == CTKN_OK)
-    p->per_page = l.per_page;
-  return rc;
+  return ctkn__page_per_page(s, &p->per_page, err);
 }
 
 int ctkn_ntfs_params_order_by(struct ctkn_ntfs_params *p, const char *s,
                               struct ctkn_err *err)
 {
-  struct ctkn_list_params l;
-  int rc;
-
-  ctkn_list_params_init(&l);
-  if ((rc = ctkn_list_params_order_by(&l, s, err)) == CTKN_OK)
-    p->desc = l.desc;
-  return rc;
+  return ctkn__page_order_by(s, &p->desc, err);
 }
 
 int ctkn_ntfs_params_after(struct ctkn_ntfs_params *p, const char *s,
@@ -122,23 +111,10 @@ bad:
                          CTKN_NTF_DESTS_MAX);
 }
 
-static int parse_time(const char *name, const char *s, int64_t *us,
-                      struct ctkn_err *err)
-{
-  struct ctkn_err perr = {0};
-
-  if (ctkn_time_parse(s, us, &perr) != CTKN_OK)
-    return ctkn__err_field(err, CTKN_EINVAL, name,
-                           "must be an RFC 3339 date-time between 1970 and "
-                           "9999, such as 2026-12-05T10:00:00Z: %s",
-                           perr.msg);
-  return CTKN_OK;
-}
-
 int ctkn_ntfs_params_from(struct ctkn_ntfs_params *p, const char *s,
                           struct ctkn_err *err)
 {
-  int rc = parse_time("from", s, &p->from_us, err);
+  int rc = ctkn__page_time("from", s, &p->from_us, err);
 
   p->has_from |= rc == CTKN_OK;
   return rc;
@@ -147,7 +123,7 @@ int ctkn_ntfs_params_from(struct ctkn_ntfs_params *p, const char *s,
 int ctkn_ntfs_params_to(struct ctkn_ntfs_params *p, const char *s,
                         struct ctkn_err *err)
 {
-  int rc = parse_time("to", s, &p->to_us, err);
+  int rc = ctkn__page_time("to", s, &p->to_us, err);
 
   p->has_to |= rc == CTKN_OK;
   return rc;
@@ -157,13 +133,10 @@ int ctkn_ntfs_params_to(struct ctkn_ntfs_params *p, const char *s,
  */
 
 struct page {
-  struct ctkn__buf *b;
+  struct ctkn__page pg;
   ctkn_store_txn *txn;
-  int want, n;
-  bool more;
-  char last[CTKN_NTFLOG_ID_BUF]; /* an ntf_ or ntflog_ ID */
-  const char *ntf_id;            /* logs: whose */
-  const char *after;             /* logs: skip up to this log ID */
+  const char *ntf_id; /* logs: whose */
+  const char *after;  /* logs: skip up to this log ID */
   struct ctkn_err *err;
 };
 
@@ -186,14 +159,9 @@ static char *render(ctkn_store_txn *txn, const struct ctkn_notification *n,
 
 static int put_item(struct page *pg, char *json, const char *id)
 {
-  int rc = CTKN_OK;
+  int rc = ctkn__page_put(&pg->pg, json, strlen(json), id, pg->err);
 
-  if ((pg->n > 0 && ctkn__buf_puts(pg->b, ",") != CTKN_OK) ||
-      ctkn__buf_puts(pg->b, json) != CTKN_OK)
-    rc = oom(pg->err);
   free(json);
-  ctkn__strlcpy(pg->last, id, sizeof(pg->last));
-  pg->n++;
   return rc;
 }
 
@@ -203,40 +171,17 @@ static int page_ntf(void *arg, const struct ctkn_notification *n)
   char *json;
   int rc;
 
-  if (pg->n == pg->want) {
-    pg->more = true;
+  if (ctkn__page_full(&pg->pg))
     return 1; /* stop: this page is full */
-  }
   if ((json = render(pg->txn, n, &rc, pg->err)) == NULL)
     return rc;
   return put_item(pg, json, n->id);
-}
-
-/* The page's meta after its data. */
-static int put_meta(struct ctkn__buf *b, const struct page *pg,
-                    const char *next, int64_t total, const char *request_id)
-{
-  int rc = ctkn__buf_puts(b, "],\"meta\":{\"request_id\":");
-
-  if (rc == CTKN_OK)
-    rc = ctkn__buf_json_str(b, request_id, strlen(request_id));
-  if (rc == CTKN_OK)
-    rc = ctkn__buf_printf(
-        b, ",\"pagination\":{\"per_page\":%d,\"next\":", pg->want);
-  if (rc == CTKN_OK)
-    rc = ctkn__buf_json_str(b, next, strlen(next));
-  if (rc == CTKN_OK)
-    rc = ctkn__buf_printf(b,
-                          ",\"has_more\":%s,\"estimated_total\":%" PRId64 "}}}",
-                          pg->more ? "true" : "false", total);
-  return rc;
 }
 
 /* The following page's URL: base, then every parameter in force. */
 static int next_link(struct ctkn__buf *u, const struct ctkn_ntfs_params *p,
                      const char *base, const char *after)
 {
-  char t[CTKN_TIME_BUF];
   int rc = ctkn__buf_printf(u, "%s?", base != NULL ? base : "");
 
   if (rc == CTKN_OK && after[0] != '\0')
@@ -252,38 +197,27 @@ static int next_link(struct ctkn__buf *u, const struct ctkn_ntfs_params *p,
                             ctkn_ntf_status_str((ctkn_ntf_status)s));
   if (rc == CTKN_OK && p->status_mask != 0)
     rc = ctkn__buf_puts(u, "&");
-  if (rc == CTKN_OK && p->has_from && ctkn_time_format(p->from_us, t) == 0)
-    rc = ctkn__buf_printf(u, "from=%s&", t);
-  if (rc == CTKN_OK && p->has_to && ctkn_time_format(p->to_us, t) == 0)
-    rc = ctkn__buf_printf(u, "to=%s&", t);
   if (rc == CTKN_OK)
-    rc = ctkn__buf_printf(u, "order_by=id%%5B%s%%5D&per_page=%d",
-                          p->desc ? "DESC" : "ASC", p->per_page);
+    rc = ctkn__page_link_tail(u, p->has_from, p->from_us, p->has_to, p->to_us,
+                              p->desc, p->per_page);
   return rc;
 }
 
-/* Finish b as a page: meta with next (a URL made by the caller). */
-static int finish(struct ctkn__buf *b, struct page *pg, struct ctkn__buf *u,
-                  int64_t total, const char *request_id, char **json, int rc,
+/* Finish pg: meta with next (a URL made by the caller, freed here). */
+static int finish(struct page *pg, struct ctkn__buf *u, int64_t total,
+                  const char *request_id, char **json, int rc,
                   struct ctkn_err *err)
 {
-  if (rc == CTKN_OK && put_meta(b, pg, u->data != NULL ? u->data : "", total,
-                                request_id) != CTKN_OK)
-    rc = oom(err);
+  rc = ctkn__page_end(&pg->pg, rc, u->data, total, request_id, json, err);
   ctkn__buf_free(u);
-  if (rc != CTKN_OK) {
-    ctkn__buf_free(b);
-    return rc;
-  }
-  *json = b->data;
-  return CTKN_OK;
+  return rc;
 }
 
 int ctkn_ntfs_list(ctkn_store *st, const struct ctkn_ntfs_params *p,
                    const char *next_base, const char *request_id, char **json,
                    struct ctkn_err *err)
 {
-  struct ctkn__buf b = CTKN__BUF_INIT, u = CTKN__BUF_INIT;
+  struct ctkn__buf u = CTKN__BUF_INIT;
   const char *dests[CTKN_NTF_DESTS_MAX];
   struct ctkn_delivery_filter f = {.status_mask = p->status_mask,
                                    .dests = dests,
@@ -294,15 +228,15 @@ int ctkn_ntfs_list(ctkn_store *st, const struct ctkn_ntfs_params *p,
                                    .to_us = p->to_us,
                                    .after = p->after,
                                    .desc = p->desc};
-  struct page pg = {.b = &b, .want = p->per_page, .err = err};
+  struct page pg = {.err = err};
   int64_t total = 0;
   int rc;
 
   *json = NULL;
   for (size_t i = 0; i < p->ndests; i++)
     dests[i] = p->dests[i];
-  if (ctkn__buf_puts(&b, "{\"data\":[") != CTKN_OK)
-    return oom(err);
+  if ((rc = ctkn__page_begin(&pg.pg, p->per_page, err)) != CTKN_OK)
+    return rc;
   if ((rc = ctkn_store_begin(st, false, &pg.txn, err)) == CTKN_OK) {
     if ((rc = ctkn_delivery_count(pg.txn, &total, err)) == CTKN_OK)
       rc = ctkn_delivery_list(pg.txn, &f, page_ntf, &pg, err);
@@ -311,9 +245,10 @@ int ctkn_ntfs_list(ctkn_store *st, const struct ctkn_ntfs_params *p,
     ctkn_store_abort(pg.txn);
   }
   if (rc == CTKN_OK &&
-      next_link(&u, p, next_base, pg.n > 0 ? pg.last : p->after) != CTKN_OK)
+      next_link(&u, p, next_base, pg.pg.n > 0 ? pg.pg.last : p->after) !=
+          CTKN_OK)
     rc = oom(err);
-  return finish(&b, &pg, &u, total, request_id, json, rc, err);
+  return finish(&pg, &u, total, request_id, json, rc, err);
 }
 
 int ctkn_ntfs_get(ctkn_store *st, const char *id, const char *request_id,
@@ -364,10 +299,8 @@ static int page_log(void *arg, const struct ctkn_ntf_attempt *a)
       pg->after = NULL; /* the cursor: the page starts after it */
     return 0;
   }
-  if (pg->n == pg->want) {
-    pg->more = true;
+  if (ctkn__page_full(&pg->pg))
     return 1;
-  }
   if ((json = ctkn_json_notification_log(pg->ntf_id, a)) == NULL)
     return oom(pg->err);
   return put_item(pg, json, id);
@@ -377,9 +310,9 @@ int ctkn_ntfs_logs(ctkn_store *st, const char *id, const char *after,
                    int per_page, const char *next_base, const char *request_id,
                    char **json, struct ctkn_err *err)
 {
-  struct ctkn__buf b = CTKN__BUF_INIT, u = CTKN__BUF_INIT;
+  struct ctkn__buf u = CTKN__BUF_INIT;
   struct ctkn_notification n;
-  struct page pg = {.b = &b, .want = per_page, .ntf_id = id, .err = err};
+  struct page pg = {.ntf_id = id, .err = err};
   int rc;
 
   *json = NULL;
@@ -391,8 +324,8 @@ int ctkn_ntfs_logs(ctkn_store *st, const char *id, const char *after,
                            "must be a notification log ID "
                            "(^ntflog_[a-z0-9]{26}$)");
   pg.after = after[0] != '\0' ? after : NULL;
-  if (ctkn__buf_puts(&b, "{\"data\":[") != CTKN_OK)
-    return oom(err);
+  if ((rc = ctkn__page_begin(&pg.pg, per_page, err)) != CTKN_OK)
+    return rc;
   if ((rc = ctkn_store_begin(st, false, &pg.txn, err)) == CTKN_OK) {
     if ((rc = ctkn_delivery_get(pg.txn, id, &n, err)) == CTKN_OK)
       rc = ctkn_delivery_attempts(pg.txn, id, 0, page_log, &pg, err);
@@ -405,14 +338,10 @@ int ctkn_ntfs_logs(ctkn_store *st, const char *id, const char *after,
                          "%s is not a log of notification %s", after, id);
   if (rc == CTKN_OK &&
       ctkn__buf_printf(&u, "%s?%s%s%sper_page=%d", next_base ? next_base : "",
-                       pg.n > 0 || after[0] ? "after=" : "",
-                       pg.n > 0 ? pg.last : after,
-                       pg.n > 0 || after[0] ? "&" : "", per_page) != CTKN_OK)
+                       pg.pg.n > 0 || after[0] ? "after=" : "",
+                       pg.pg.n > 0 ? pg.pg.last : after,
+                       pg.pg.n > 0 || after[0] ? "&" : "", per_page) != CTKN_OK)
     rc = oom(err);
-  if (rc != CTKN_OK) {
-    ctkn__buf_free(&u);
-    ctkn__buf_free(&b);
-    return rc;
-  }
-  return finish(&b, &pg, &u, n.attempts, request_id, json, rc, err);
+  return finish(&pg, &u, rc == CTKN_OK ? n.attempts : 0, request_id, json, rc,
+                err);
 }

@@ -11,6 +11,7 @@
 #include "ctkn/log.h"
 #include "ctkn/query.h"
 #include "internal.h"
+#include "query_int.h"
 
 void ctkn_list_params_init(struct ctkn_list_params *p)
 {
@@ -117,6 +118,129 @@ int ctkn_list_params_after(struct ctkn_list_params *p, const char *s,
 static int oom(struct ctkn_err *err)
 {
   return ctkn__err(err, CTKN_ENOMEM, "rendering JSON");
+}
+
+/* ---- one page of a list (query_int.h) ---------------------------------- */
+
+_Static_assert(CTKN__PAGE_ID_BUF >= CTKN_NTFLOG_ID_BUF &&
+                   CTKN__PAGE_ID_BUF > CTKN_EVT_ID_LEN,
+               "a page ends on a notification, log or event ID");
+
+int ctkn__page_begin(struct ctkn__page *pg, int want, struct ctkn_err *err)
+{
+  memset(pg, 0, sizeof(*pg));
+  pg->want = want;
+  if (ctkn__buf_puts(&pg->b, "{\"data\":[") != CTKN_OK) {
+    ctkn__buf_free(&pg->b);
+    return oom(err);
+  }
+  return CTKN_OK;
+}
+
+bool ctkn__page_full(struct ctkn__page *pg)
+{
+  if (pg->n == pg->want)
+    pg->more = true;
+  return pg->more;
+}
+
+int ctkn__page_put(struct ctkn__page *pg, const char *json, size_t len,
+                   const char *id, struct ctkn_err *err)
+{
+  if ((pg->n > 0 && ctkn__buf_puts(&pg->b, ",") != CTKN_OK) ||
+      ctkn__buf_append(&pg->b, json, len) != CTKN_OK)
+    return oom(err);
+  ctkn__strlcpy(pg->last, id, sizeof(pg->last));
+  pg->n++;
+  return CTKN_OK;
+}
+
+/* The page's meta after its data. */
+static int put_meta(struct ctkn__page *pg, const char *next, int64_t total,
+                    const char *request_id)
+{
+  struct ctkn__buf *b = &pg->b;
+  int rc = ctkn__buf_puts(b, "],\"meta\":{\"request_id\":");
+
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_json_str(b, request_id, strlen(request_id));
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_printf(
+        b, ",\"pagination\":{\"per_page\":%d,\"next\":", pg->want);
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_json_str(b, next, strlen(next));
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_printf(b,
+                          ",\"has_more\":%s,\"estimated_total\":%" PRId64 "}}}",
+                          pg->more ? "true" : "false", total);
+  return rc;
+}
+
+int ctkn__page_end(struct ctkn__page *pg, int rc, const char *next,
+                   int64_t total, const char *request_id, char **json,
+                   struct ctkn_err *err)
+{
+  *json = NULL;
+  if (rc == CTKN_OK &&
+      put_meta(pg, next != NULL ? next : "", total, request_id) != CTKN_OK)
+    rc = oom(err);
+  if (rc != CTKN_OK) {
+    ctkn__buf_free(&pg->b);
+    return rc;
+  }
+  *json = pg->b.data;
+  return CTKN_OK;
+}
+
+int ctkn__page_link_tail(struct ctkn__buf *u, bool has_from, int64_t from_us,
+                         bool has_to, int64_t to_us, bool desc, int per_page)
+{
+  char t[CTKN_TIME_BUF];
+  int rc = CTKN_OK;
+
+  if (has_from && ctkn_time_format(from_us, t) == 0)
+    rc = ctkn__buf_printf(u, "from=%s&", t);
+  if (rc == CTKN_OK && has_to && ctkn_time_format(to_us, t) == 0)
+    rc = ctkn__buf_printf(u, "to=%s&", t);
+  if (rc == CTKN_OK)
+    rc = ctkn__buf_printf(u, "order_by=id%%5B%s%%5D&per_page=%d",
+                          desc ? "DESC" : "ASC", per_page);
+  return rc;
+}
+
+int ctkn__page_per_page(const char *s, int *out, struct ctkn_err *err)
+{
+  struct ctkn_list_params l;
+  int rc;
+
+  ctkn_list_params_init(&l);
+  if ((rc = ctkn_list_params_per_page(&l, s, err)) == CTKN_OK)
+    *out = l.per_page;
+  return rc;
+}
+
+int ctkn__page_order_by(const char *s, bool *desc, struct ctkn_err *err)
+{
+  struct ctkn_list_params l;
+  int rc;
+
+  ctkn_list_params_init(&l);
+  if ((rc = ctkn_list_params_order_by(&l, s, err)) == CTKN_OK)
+    *desc = l.desc;
+  return rc;
+}
+
+int ctkn__page_time(const char *name, const char *s, int64_t *us,
+                    struct ctkn_err *err)
+{
+  struct ctkn_err perr = {0};
+
+  if (ctkn_time_parse(s, us, &perr) != CTKN_OK)
+    return ctkn__err_field(err, CTKN_EINVAL, name,
+                           "must be an RFC 3339 date-time between 1970 and "
+                           "9999, such as 2026-12-05T10:00:00Z: %s",
+                           perr.msg);
+  return CTKN_OK;
 }
 
 /* ---- failing closed (query.h) ------------------------------------------ */

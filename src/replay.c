@@ -45,8 +45,8 @@ static int finish(const char *dir, bool existed, int rc)
 }
 
 int ctkn_replay_as_of(const char *dir, const struct ctkn_log_config *cfg,
-                      ctkn_env env, size_t map_size, int64_t as_of_us,
-                      struct ctkn_err *err)
+                      ctkn_env env, size_t map_size, const uint8_t *trust_root,
+                      int64_t as_of_us, struct ctkn_err *err)
 {
   struct ctkn_store_opts opts = {.map_size = map_size};
   ctkn_projector *p = NULL;
@@ -58,7 +58,9 @@ int ctkn_replay_as_of(const char *dir, const struct ctkn_log_config *cfg,
     return rc;
   if ((rc = ctkn_store_open(&st, dir, &opts, err)) == CTKN_OK &&
       (rc = ctkn_store_bind(st, cfg->topic, env, err)) == CTKN_OK &&
-      (rc = ctkn_projector_open(&p, st, cfg, env, err)) == CTKN_OK)
+      (rc = ctkn_projector_open(&p, st, cfg, env, err)) == CTKN_OK &&
+      (trust_root == NULL ||
+       (rc = ctkn_projector_set_trust(p, trust_root, err)) == CTKN_OK))
     rc = ctkn_projector_replay(p, as_of_us, err);
   ctkn_projector_close(p);
   ctkn_store_close(st);

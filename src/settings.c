@@ -35,16 +35,15 @@
 #include "ctkn/keylog.h"
 #include "ctkn/settings.h"
 #include "ctkn/trust.h"
+#include "follow_int.h"
 #include "internal.h"
 
-#define DEST_KEY_LEN  (CTKN_DEST_ID_LEN + 4)
-#define COORD_LEN     12
-#define FATE_APPLIED  'a'
-#define FATE_REJECTED 'r'
-#define FATE_QUARANT  'q'
-#define CTKN_SETTINGS_MAX_PARTS                                                \
-  64 /* a settings topic's partitions, at most                                 \
-      */
+#define DEST_KEY_LEN            (CTKN_DEST_ID_LEN + 4)
+#define COORD_LEN               12
+#define FATE_APPLIED            'a'
+#define FATE_REJECTED           'r'
+#define FATE_QUARANT            'q'
+#define CTKN_SETTINGS_MAX_PARTS CTKN__FOLLOW_MAX_PARTS /* a gate judges */
 
 _Static_assert(CTKN_SETTING_START_MAX == CTKN_STORE_MAX_PARTITIONS,
                "a creation records a start for every partition");
@@ -334,6 +333,22 @@ int ctkn_settings_akey_event_at(ctkn_store_txn *txn, int32_t partition,
   return CTKN_OK;
 }
 
+/* Put json (NULL: it could not be made), the envelope of the event
+ * event_id (borrowed for the call) at occurred_at, in the settings events
+ * under e's place and code. */
+static int put_envelope(ctkn_store_txn *txn, struct ctkn_store_setting_event *e,
+                        const char *event_id, int64_t occurred_at,
+                        const char *json, struct ctkn_err *err)
+{
+  if (json == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "settings: an event's JSON");
+  e->occurred_at = occurred_at;
+  e->event_id = event_id;
+  e->json = json;
+  e->len = strlen(json);
+  return ctkn_store_put_setting_event(txn, e, err);
+}
+
 /* Put the envelope of m, an applied record, in the settings events when
  * its type is one GET /events serves. A record that does not decode (it
  * was applied, so only a foreign writer's) is left out. */
@@ -353,17 +368,10 @@ static int put_event(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
     if (ctkn_akey_event_decode(m->value, m->value_len, ev, &derr) == CTKN_OK &&
         (e.code = ctkn_settings_event_code(ctkn_akey_type_str(ev->type))) >=
             0) {
-      if ((json = ctkn_json_akey_event(ev)) == NULL)
-        rc = ctkn__err(err, CTKN_ENOMEM, "settings: an event's JSON");
-      e.occurred_at = ev->occurred_at;
-      e.event_id = ev->event_id;
-      if (json != NULL) {
-        e.json = json;
-        e.len = strlen(json);
-        rc = ctkn_store_put_setting_event(txn, &e, err);
-        if (rc == CTKN_OK)
-          rc = put_akey_at(txn, m, ev, e.code, json, err);
-      }
+      json = ctkn_json_akey_event(ev);
+      rc = put_envelope(txn, &e, ev->event_id, ev->occurred_at, json, err);
+      if (rc == CTKN_OK)
+        rc = put_akey_at(txn, m, ev, e.code, json, err);
     }
     free(ev);
   } else {
@@ -374,15 +382,8 @@ static int put_event(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
             CTKN_OK &&
         (e.code = ctkn_settings_event_code(ctkn_setting_type_str(ev->type))) >=
             0) {
-      if ((json = ctkn_json_setting_event(ev)) == NULL)
-        rc = ctkn__err(err, CTKN_ENOMEM, "settings: an event's JSON");
-      e.occurred_at = ev->occurred_at;
-      e.event_id = ev->event_id;
-      if (json != NULL) {
-        e.json = json;
-        e.len = strlen(json);
-        rc = ctkn_store_put_setting_event(txn, &e, err);
-      }
+      json = ctkn_json_setting_event(ev);
+      rc = put_envelope(txn, &e, ev->event_id, ev->occurred_at, json, err);
     }
     free(ev);
   }
@@ -592,17 +593,9 @@ static int project_one(ctkn_store_txn *txn, const struct ctkn_log_msg *m,
 /* What the gate made of each record of a batch. */
 enum { V_OUT, V_HELD, V_KEYRING, V_APPLY, V_CHECKPOINT, V_QUARANTINE };
 
-struct judged {
-  ctkn_gate *gate;
-  uint8_t *v;                            /* per record */
-  char (*why)[CTKN_GATE_REASON];         /* V_QUARANTINE: the reason */
-  int64_t next[CTKN_SETTINGS_MAX_PARTS]; /* fed up to; -1 untouched */
-  int64_t held[CTKN_SETTINGS_MAX_PARTS]; /* first held back; -1 none */
-};
-
 #define SGATE_PREFIX "sgate" /* + partition: the gate's state (trust.h) */
 
-static int sgate_save(struct judged *j, ctkn_store_txn *txn,
+static int sgate_save(struct ctkn__judged *j, ctkn_store_txn *txn,
                       struct ctkn_err *err)
 {
   int rc = CTKN_OK;
@@ -617,7 +610,7 @@ static int sgate_save(struct judged *j, ctkn_store_txn *txn,
  * and without gaps (records fetched before a seek back come again), and
  * take its verdicts. Keyring records are root-signed, read by trust.h
  * from the topic: they pass in their place without the gate. */
-static int judge_settings(struct judged *j, ctkn_store_txn *txn,
+static int judge_settings(struct ctkn__judged *j, ctkn_store_txn *txn,
                           const struct ctkn_log_msg *msgs, size_t n,
                           struct ctkn_err *err)
 {
@@ -658,7 +651,7 @@ static int judge_settings(struct judged *j, ctkn_store_txn *txn,
 
 /* Record i of a judged batch: applied, quarantined, or passed over; false
  * when it is held back (its partition stops there). */
-static int project_judged(struct judged *j, ctkn_store_txn *txn,
+static int project_judged(struct ctkn__judged *j, ctkn_store_txn *txn,
                           const struct ctkn_log_msg *m, size_t i,
                           struct ctkn_setting_event *ev, bool *held,
                           struct ctkn_err *err)
@@ -685,7 +678,7 @@ static int project_judged(struct judged *j, ctkn_store_txn *txn,
 }
 
 static int project(ctkn_store *st, const struct ctkn_log_msg *msgs, size_t n,
-                   struct judged *j, struct ctkn_err *err)
+                   struct ctkn__judged *j, struct ctkn_err *err)
 {
   struct ctkn_setting_event *ev = NULL;
   ctkn_store_txn *txn = NULL;
@@ -764,89 +757,51 @@ int ctkn_settings_project(ctkn_store *st, const struct ctkn_log_msg *msgs,
   return project(st, msgs, n, NULL, err);
 }
 
-/* ---- following the settings topic --------------------------------------- */
+/* ---- following the settings topic (follow_int.h) ----------------------- */
 
-#define FOLLOW_BATCH 256
+/* Where partition p is read from: the settings events' next offset when
+ * they are behind the projection (backfill()). */
+static int64_t follow_start(ctkn_store_txn *txn, int32_t p)
+{
+  int64_t e = events_next(txn, p), next = settings_offset(txn, p);
 
-struct ctkn_settings_follower {
-  ctkn_store *st;
-  struct ctkn_log_config cfg; /* a shallow copy: overrides are borrowed */
-  ctkn_consumer *c;
-  int32_t nparts;
-  bool stopped; /* a record of a newer schema: wait for an upgrade */
-  struct ctkn_log_msg msgs[FOLLOW_BATCH];
-  /* trust (NULL kr: records are not judged) */
-  const struct ctkn_keyring *kr;
-  uint64_t kr_version; /* the version the gate judges by */
-  int (*refresh)(void *arg, struct ctkn_err *err);
-  void *refresh_arg;
-  struct judged j;
-  uint8_t v[FOLLOW_BATCH];
-  char why[FOLLOW_BATCH][CTKN_GATE_REASON];
+  if (e >= next)
+    return next;
+  ctkn__diag(CTKN_DIAG_INFO, "settings",
+             "settings events: filling partition %" PRId32
+             " from offset %" PRId64 " to %" PRId64 " (once)",
+             p, e, next);
+  return e;
+}
+
+static const struct ctkn__follow_side side = {
+    .kind = "settings",
+    .diag = "settings",
+    .batch = 256,
+    .max_parts = CTKN_STORE_MAX_PARTITIONS,
+    .keyring_verdict = V_KEYRING,
+    .topic = ctkn_settings_topic,
+    .offset = settings_offset,
+    .start = follow_start,
+    .project = project,
 };
 
-static int follower_assign(ctkn_settings_follower *f, struct ctkn_err *err)
-{
-  ctkn_store_txn *txn;
-  int64_t *next;
-  int32_t n;
-  int rc;
-
-  if ((rc = ctkn_consumer_partitions(f->c, &n, err)) != CTKN_OK)
-    return rc;
-  if (n < 1 || n > CTKN_STORE_MAX_PARTITIONS)
-    return ctkn__err(err, CTKN_EKAFKA, "%s: %" PRId32 " partitions",
-                     f->cfg.topic, n);
-  if ((next = calloc((size_t)n, sizeof(*next))) == NULL)
-    return ctkn__err(err, CTKN_ENOMEM, "settings follower");
-  if ((rc = ctkn_store_begin(f->st, false, &txn, err)) == CTKN_OK) {
-    for (int32_t p = 0; p < n; p++) {
-      int64_t e = events_next(txn, p);
-      next[p] = settings_offset(txn, p);
-      if (e < next[p]) {
-        ctkn__diag(CTKN_DIAG_INFO, "settings",
-                   "settings events: filling partition %" PRId32
-                   " from offset %" PRId64 " to %" PRId64 " (once)",
-                   p, e, next[p]);
-        next[p] = e;
-      }
-    }
-    ctkn_store_abort(txn);
-    rc = ctkn_consumer_assign(f->c, next, n, err);
-  }
-  free(next);
-  if (rc == CTKN_OK)
-    f->nparts = n;
-  return rc;
-}
+#define FOLLOWER(f) ((ctkn__follower *)(void *)(f))
 
 int ctkn_settings_follower_open(ctkn_settings_follower **out, ctkn_store *st,
                                 const struct ctkn_log_config *cfg,
                                 struct ctkn_err *err)
 {
-  ctkn_settings_follower *f;
-  int rc;
+  ctkn__follower *f;
+  int rc = ctkn__follow_open(&f, &side, st, cfg, err);
 
-  *out = NULL;
-  if ((f = calloc(1, sizeof(*f))) == NULL)
-    return ctkn__err(err, CTKN_ENOMEM, "settings follower");
-  f->st = st;
-  f->cfg = *cfg;
-  rc = ctkn_settings_topic(cfg->topic, f->cfg.topic, sizeof(f->cfg.topic), err);
-  if (rc == CTKN_OK)
-    rc = ctkn_consumer_open(&f->c, &f->cfg, err);
-  if (rc == CTKN_ENOTFOUND)
-    rc = ctkn__err(err, CTKN_ENOTFOUND,
-                   "settings topic %s does not exist: run `ctkn init`",
-                   f->cfg.topic);
-  if (rc == CTKN_OK)
-    rc = follower_assign(f, err);
-  if (rc != CTKN_OK) {
-    ctkn_settings_follower_close(f);
-    return rc;
-  }
-  *out = f;
-  return CTKN_OK;
+  *out = (ctkn_settings_follower *)(void *)f;
+  return rc;
+}
+
+void ctkn_settings_follower_close(ctkn_settings_follower *f)
+{
+  ctkn__follow_close(FOLLOWER(f));
 }
 
 int ctkn_settings_follower_set_trust(ctkn_settings_follower *f,
@@ -855,177 +810,24 @@ int ctkn_settings_follower_set_trust(ctkn_settings_follower *f,
                                                     struct ctkn_err *err),
                                      void *arg, struct ctkn_err *err)
 {
-  int rc;
-
-  if (f->j.gate == NULL &&
-      (rc = ctkn_gate_open(&f->j.gate, kr, CTKN_SETTINGS_MAX_PARTS, err)) !=
-          CTKN_OK)
-    return rc;
-  f->kr = kr;
-  f->kr_version = kr->version;
-  f->refresh = refresh;
-  f->refresh_arg = arg;
-  f->j.v = f->v;
-  f->j.why = f->why;
-  ctkn_gate_set_keyring(f->j.gate, kr);
-  return CTKN_OK;
-}
-
-/* Before judging a batch: a record naming a writer key the keyring lacks
- * has the keyring read again, and a changed keyring reaches the gate. */
-static int keyring_for(ctkn_settings_follower *f, size_t n,
-                       struct ctkn_err *err)
-{
-  int rc;
-
-  for (size_t i = 0; i < n && f->refresh != NULL; i++) {
-    const struct ctkn_log_msg *m = &f->msgs[i];
-    char id[CTKN_KEY_ID_BUF];
-    uint8_t inst[CTKN_INSTANCE_LEN];
-    for (size_t h = 0; h < m->nheaders; h++)
-      if (strcmp(m->headers[h].name, CTKN_HDR_WRITER) == 0 &&
-          ctkn_trust_writer_parse(m->headers[h].value, m->headers[h].size, id,
-                                  inst, NULL) == CTKN_OK &&
-          ctkn_keyring_find(f->kr, id) == NULL) {
-        if ((rc = f->refresh(f->refresh_arg, err)) != CTKN_OK)
-          return rc;
-        i = n; /* once a batch */
-        break;
-      }
-  }
-  if (f->kr->version != f->kr_version) {
-    ctkn_gate_set_keyring(f->j.gate, f->kr);
-    f->kr_version = f->kr->version;
-  }
-  for (int32_t p = 0; p < CTKN_SETTINGS_MAX_PARTS; p++)
-    f->j.next[p] = f->j.held[p] = -1;
-  return CTKN_OK;
-}
-
-/* A keyring record passed: read the keyring again, so that a revoked
- * key is refused from here on (trust.h). A failure is logged; the next
- * keyring record, or a record of an unknown key, tries again. */
-static void keyring_passed(ctkn_settings_follower *f, size_t n)
-{
-  struct ctkn_err err = {0};
-
-  for (size_t i = 0; i < n && f->refresh != NULL; i++)
-    if (f->v[i] == V_KEYRING) {
-      if (f->refresh(f->refresh_arg, &err) != CTKN_OK)
-        ctkn__diag(CTKN_DIAG_WARN, "trust", "keyring not read again: %s",
-                   err.msg);
-      return;
-    }
-}
-
-/* After a judged batch: partitions with records held back are read again
- * from the first of them. */
-static int seek_held(ctkn_settings_follower *f, struct ctkn_err *err)
-{
-  int64_t to[CTKN_SETTINGS_MAX_PARTS];
-  bool any = false;
-
-  for (int32_t p = 0; p < f->nparts && p < CTKN_SETTINGS_MAX_PARTS; p++) {
-    to[p] = f->j.held[p];
-    any = any || to[p] >= 0;
-  }
-  if (!any)
-    return CTKN_OK;
-  return ctkn_consumer_seek(f->c, to, f->nparts, err);
-}
-
-void ctkn_settings_follower_close(ctkn_settings_follower *f)
-{
-  if (f == NULL)
-    return;
-  ctkn_gate_close(f->j.gate);
-  ctkn_consumer_close(f->c);
-  free(f);
+  return ctkn__follow_set_trust(FOLLOWER(f), kr, refresh, arg, err);
 }
 
 ctkn_consumer *ctkn_settings_follower_consumer(ctkn_settings_follower *f)
 {
-  return f->stopped ? NULL : f->c;
+  return ctkn__follow_consumer(FOLLOWER(f));
 }
 
 int ctkn_settings_follower_poll(ctkn_settings_follower *f, int timeout_ms,
                                 size_t *applied, struct ctkn_err *err)
 {
-  size_t n = 0;
-  int rc;
-
-  *applied = 0;
-  if (f->stopped)
-    return CTKN_OK;
-  rc = ctkn_consumer_poll(f->c, timeout_ms, f->msgs, FOLLOW_BATCH, &n, err);
-  if (n > 0) {
-    struct ctkn_err perr;
-    int prc = CTKN_OK;
-    if (f->kr != NULL)
-      prc = keyring_for(f, n, &perr);
-    if (prc == CTKN_OK)
-      prc = project(f->st, f->msgs, n, f->kr != NULL ? &f->j : NULL, &perr);
-    if (prc == CTKN_OK && f->kr != NULL)
-      prc = seek_held(f, &perr);
-    if (prc == CTKN_OK && f->kr != NULL)
-      keyring_passed(f, n);
-    if (prc == CTKN_EFORMAT) {
-      ctkn__diag(CTKN_DIAG_ERROR, "settings",
-                 "%s; settings are not followed until then", perr.msg);
-      f->stopped = true;
-    } else if (prc != CTKN_OK) {
-      if (err != NULL)
-        *err = perr;
-      return prc;
-    }
-    *applied = n;
-  }
-  return rc;
+  return ctkn__follow_poll(FOLLOWER(f), timeout_ms, applied, err);
 }
 
 int ctkn_settings_follower_catch_up(ctkn_settings_follower *f,
                                     struct ctkn_err *err)
 {
-  int64_t lo[64], hi[64];
-  int64_t deadline = ctkn__now_ms() + f->cfg.timeout_ms;
-  int32_t n;
-  int rc;
-
-  if ((rc = ctkn_consumer_partitions(f->c, &n, err)) != CTKN_OK)
-    return rc;
-  if (n > 64)
-    return ctkn__err(err, CTKN_EKAFKA,
-                     "%s: %" PRId32 " partitions; a settings topic has at "
-                     "most 64",
-                     f->cfg.topic, n);
-  if (n != f->nparts && (rc = follower_assign(f, err)) != CTKN_OK)
-    return rc;
-  if ((rc = ctkn_consumer_watermarks_all(f->c, n, lo, hi, err)) != CTKN_OK)
-    return rc;
-  for (;;) {
-    ctkn_store_txn *txn;
-    bool done = true;
-    size_t got;
-
-    if ((rc = ctkn_store_begin(f->st, false, &txn, err)) != CTKN_OK)
-      return rc;
-    for (int32_t p = 0; p < n; p++)
-      done = done && settings_offset(txn, p) >= hi[p];
-    ctkn_store_abort(txn);
-    if (done)
-      return CTKN_OK;
-    if (f->stopped)
-      return ctkn__err(err, CTKN_EFORMAT,
-                       "the settings topic holds a newer schema version; "
-                       "upgrade ctkn");
-    if (ctkn__now_ms() > deadline)
-      return ctkn__err(err, CTKN_ETIMEOUT,
-                       "settings projection did not reach the end of %s "
-                       "within %d ms",
-                       f->cfg.topic, f->cfg.timeout_ms);
-    if ((rc = ctkn_settings_follower_poll(f, 100, &got, err)) != CTKN_OK)
-      return rc;
-  }
+  return ctkn__follow_catch_up(FOLLOWER(f), err);
 }
 
 /* ---- one command end to end ------------------------------------------- */
@@ -1176,12 +978,14 @@ static int append_record(ctkn_store *st, const struct ctkn_log_config *cfg,
   char reason[256];
   int rc;
 
-  rec->partition = ctkn_log_partition_for(rec->key, rec->klen, f->nparts);
+  rec->partition = ctkn_log_partition_for(rec->key, rec->klen,
+                                          ctkn__follow_partitions(FOLLOWER(f)));
   if ((rc = ctkn_settings_topic(cfg->topic, scfg.topic, sizeof(scfg.topic),
                                 err)) == CTKN_OK &&
       (rc = ctkn_producer_open(&prod, &scfg, err)) == CTKN_OK) {
     if (key != NULL)
-      rc = send_signed(prod, kr, key, f->nparts, rec, &part, &off, err);
+      rc = send_signed(prod, kr, key, ctkn__follow_partitions(FOLLOWER(f)), rec,
+                       &part, &off, err);
     else
       rc = ctkn_producer_send(prod, rec->partition, rec->key, rec->klen,
                               rec->value, rec->vlen, rec->timestamp_ms,

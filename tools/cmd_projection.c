@@ -209,7 +209,8 @@ int cmd_replay(struct cli *c)
   if (file != NULL)
     rc = ctkn_replay_archive(c->db, file, c->env, c->map_size, &err);
   else
-    rc = ctkn_replay_as_of(c->db, &c->log, c->env, c->map_size, us, &err);
+    rc = ctkn_replay_as_of(c->db, &c->log, c->env, c->map_size,
+                           c->trust ? c->trust_root : NULL, us, &err);
   if (rc == CTKN_OK)
     rc = digest_of(c->db, &json, &err);
   return cli_emit(c, rc, json, &err);

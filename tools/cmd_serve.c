@@ -129,9 +129,11 @@ static int trust(struct cli *c, struct ctkn_server_config *cfg,
   }
   if ((v = cli_env_or(cli_value(c, "--max-staleness"), "CTKN_MAX_STALENESS",
                       NULL))) {
-    if (!cli_parse_seconds(v, &ms))
+    if (strcmp(v, "0") == 0) /* docs/operations.md: 0 turns it off */
+      ms = 0;
+    else if (!cli_parse_seconds(v, &ms))
       return cli_usage_error(
-          c, "--max-staleness must be seconds, not \"%.40s\"", v);
+          c, "--max-staleness must be seconds (0: off), not \"%.40s\"", v);
     cfg->max_staleness_ms = ms;
   }
   return 0;

@@ -25,8 +25,10 @@ static int run_command(struct cli *c, const struct ctkn_command *cmd)
   if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
   rc = cli_ledger_open(c, st, &l, &err);
-  if (rc == CTKN_OK)
+  if (rc == CTKN_OK) {
+    ctkn_ledger_last_batch(l); /* one command, then exit */
     rc = ctkn_ledger_execute(l, cmd, &out, &err);
+  }
   if (rc == CTKN_OK &&
       (json = ctkn_json_data(&out.record.token, c->rid)) == NULL)
     rc = cli_oom(&err);

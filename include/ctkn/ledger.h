@@ -84,6 +84,15 @@ int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
                           const ctkn_seckey *key, struct ctkn_err *err);
 
 /*
+ * The next batch the ledger appends is its writer instance's last: its
+ * checkpoints close the instance (trust.h, CTKN_SIGN_CLOSING), so
+ * ctkn_ledger_close() has no closing checkpoint left to send, one produce
+ * round trip less for a process that runs one command. A batch after it
+ * opens a new instance. No effect without a writer key.
+ */
+void ctkn_ledger_last_batch(ctkn_ledger *l);
+
+/*
  * Run one command; see the steps above. Borrows cmd for the call; *out
  * receives the state after it. Errors: those in this header's top
  * comment; CTKN_EAPPENDED also when the token's partition is paused

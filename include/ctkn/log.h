@@ -44,6 +44,11 @@ struct ctkn_log_config {
   char brokers[512];
   char topic[250];
   int timeout_ms; /* bound on every wait; default 10000 */
+  /* How long the broker may hold a fetch that finds nothing new (Kafka's
+   * fetch.wait.max.ms); 0 is the default, 100 ms. A partition assigned
+   * while such a fetch is out waits for it to end, so a process that
+   * lives for one command (the CLI) asks for less. */
+  int fetch_wait_ms;
   size_t n_overrides;
   char *overrides[CTKN_LOG_MAX_OVERRIDES][2]; /* -X key=value, owned */
   /* The log implementation: NULL is Kafka, through librdkafka. The unit

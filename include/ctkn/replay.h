@@ -23,15 +23,17 @@
 
 /*
  * Project cfg's topic into a new projection in dir exactly as it stood at
- * as_of_us, bound to cfg's topic and env, and freeze it. map_size 0 takes
- * the store's default. Borrows cfg for the call.
+ * as_of_us, bound to cfg's topic and env, and freeze it, judging every
+ * record by trust_root's keyring as a follower does (trust.h; NULL only
+ * for the unit tests' unsigned logs). map_size 0 takes the store's
+ * default. Borrows cfg and trust_root for the call.
  * Errors: CTKN_ECONFLICT (dir holds a projection), the store's
  * (CTKN_ESTORE, CTKN_ENOMEM) and the log's (CTKN_ENOTFOUND for a missing
  * topic, CTKN_EKAFKA, CTKN_ETIMEOUT).
  */
 int ctkn_replay_as_of(const char *dir, const struct ctkn_log_config *cfg,
-                      ctkn_env env, size_t map_size, int64_t as_of_us,
-                      struct ctkn_err *err);
+                      ctkn_env env, size_t map_size, const uint8_t *trust_root,
+                      int64_t as_of_us, struct ctkn_err *err);
 
 /*
  * Check the archive at path, then build the projection of its records in

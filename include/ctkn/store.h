@@ -270,7 +270,8 @@ int ctkn_store_put_rejected(ctkn_store_txn *txn, int32_t partition,
                             struct ctkn_err *err);
 /* Quarantine the record at (partition, offset) with its key and value
  * bytes (NULL, 0 for none) and the reason. Errors: CTKN_EINVAL (field
- * "partition", "offset" or "reason"; bytes NULL with a length). */
+ * "partition", "offset" or "reason"; bytes NULL with a length). Moves the
+ * partition's quarantine count in the same txn, once a coordinate. */
 int ctkn_store_put_quarantine(ctkn_store_txn *txn, int32_t partition,
                               int64_t offset, const char *reason,
                               const void *key, size_t klen, const void *value,
@@ -334,7 +335,9 @@ int ctkn_store_quarantine(ctkn_store_txn *txn, ctkn_store_coord_cb cb,
                           void *arg, struct ctkn_err *err);
 /* How many records are quarantined in each partition: counts[p] for p
  * below n (all set; partitions at n or past it are not counted). Reads
- * keys only, one pass over the table. Errors: CTKN_ESTORE. */
+ * the counts ctkn_store_put_quarantine() keeps, one entry a partition
+ * that has any (a read-only open of a projection from before them counts
+ * the table's keys). Errors: CTKN_ESTORE. */
 int ctkn_store_quarantine_counts(ctkn_store_txn *txn, int64_t *counts,
                                  int32_t n, struct ctkn_err *err);
 /* Rejected events in (partition, offset) order; key is the token ID,

@@ -380,6 +380,10 @@ bool ctkn__api_query_ok(struct req *r, const char *const *allowed,
                         const char *list);
 /* The value of the first query parameter called name, or NULL. */
 const char *ctkn__api_arg(const struct req *r, const char *name);
+/* public_url + suffix ("/events"): the token list's next base with its
+ * last segment swapped, the base of a list's next links. Caller owns it,
+ * release with free(); NULL when out of memory. */
+char *ctkn__api_base_with(const struct server *s, const char *suffix);
 
 /* ---- auth.c ----------------------------------------------------------- */
 

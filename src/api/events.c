@@ -15,25 +15,6 @@
 #include "api/api_int.h"
 #include "ctkn/events.h"
 
-/* public_url + "/events": the token list's base with its last segment
- * swapped (server.c keeps that one). Caller owns it; NULL when out of
- * memory. */
-static char *events_base(const struct server *s)
-{
-  static const char tokens[] = "/client-tokens";
-  size_t n = s->next_base != NULL ? strlen(s->next_base) : 0;
-  char *b;
-
-  if (n >= sizeof(tokens) - 1 &&
-      strcmp(s->next_base + n - (sizeof(tokens) - 1), tokens) == 0)
-    n -= sizeof(tokens) - 1;
-  if ((b = malloc(n + sizeof("/events"))) == NULL)
-    return NULL;
-  memcpy(b, s->next_base, n);
-  strcpy(b + n, "/events");
-  return b;
-}
-
 /* Each event_type value (comma-separated, or repeated as Paddle's Go SDK
  * sends a list) adds to the filter. */
 static int type_filter(const struct req *r, struct ctkn_events_params *p,
@@ -93,7 +74,7 @@ static void route_events(struct server *s, struct req *r)
     return;
   }
   p.readable = r->perms;
-  if ((base = events_base(s)) == NULL) {
+  if ((base = ctkn__api_base_with(s, "/events")) == NULL) {
     ctkn__api_answer_code(r, CTKN_ENOMEM, "out of memory");
     return;
   }

@@ -148,10 +148,10 @@ bool ctkn__api_guard(struct server *s, struct ctkn_query_guard *g,
   return bad;
 }
 
-/* Each partition's quarantined records, counted in the projection (keys
- * only, one pass; quarantine holds the few records the projector could
- * not use). NULL when the store does not answer or memory is short: the
- * counts are then left out of /healthz, which still answers. */
+/* Each partition's quarantined records: the counts the store keeps in
+ * meta (store.h), one entry a partition that has any. NULL when the store does
+ * not answer or memory is short: the counts are then left out of /healthz,
+ * which still answers. */
 static int64_t *quarantine_counts(struct server *s)
 {
   int64_t *all = malloc(CTKN_STORE_MAX_PARTITIONS * sizeof(*all));

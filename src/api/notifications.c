@@ -23,24 +23,6 @@
 #include "ctkn/settings.h"
 #include "ctkn/trust.h"
 
-/* public_url + suffix: the token list's base with its last segment
- * swapped (as events.c does). Caller owns it; NULL when out of memory. */
-static char *base_with(const struct server *s, const char *suffix)
-{
-  static const char tokens[] = "/client-tokens";
-  size_t n = s->next_base != NULL ? strlen(s->next_base) : 0;
-  char *b;
-
-  if (n >= sizeof(tokens) - 1 &&
-      strcmp(s->next_base + n - (sizeof(tokens) - 1), tokens) == 0)
-    n -= sizeof(tokens) - 1;
-  if ((b = malloc(n + strlen(suffix) + 1)) == NULL)
-    return NULL;
-  memcpy(b, s->next_base, n);
-  strcpy(b + n, suffix);
-  return b;
-}
-
 /* Every value of a repeatable parameter (comma-separated, or repeated as
  * Paddle's Go SDK sends a list) through set. */
 static int each_value(const struct req *r, const char *name,
@@ -100,7 +82,7 @@ static void route_list(struct server *s, struct req *r)
     ctkn__api_answer_err(r, &err);
     return;
   }
-  if ((base = base_with(s, "/notifications")) == NULL) {
+  if ((base = ctkn__api_base_with(s, "/notifications")) == NULL) {
     ctkn__api_answer_code(r, CTKN_ENOMEM, "out of memory");
     return;
   }
@@ -140,7 +122,7 @@ static void route_logs(struct server *s, struct req *r)
     return;
   }
   snprintf(suffix, sizeof(suffix), "/notifications/%s/logs", r->id);
-  if ((base = base_with(s, suffix)) == NULL) {
+  if ((base = ctkn__api_base_with(s, suffix)) == NULL) {
     ctkn__api_answer_code(r, CTKN_ENOMEM, "out of memory");
     return;
   }

@@ -139,6 +139,22 @@ const char *ctkn__api_arg(const struct req *r, const char *name)
   return NULL;
 }
 
+char *ctkn__api_base_with(const struct server *s, const char *suffix)
+{
+  static const char tokens[] = "/client-tokens";
+  size_t n = s->next_base != NULL ? strlen(s->next_base) : 0;
+  char *b;
+
+  if (n >= sizeof(tokens) - 1 &&
+      strcmp(s->next_base + n - (sizeof(tokens) - 1), tokens) == 0)
+    n -= sizeof(tokens) - 1;
+  if ((b = malloc(n + strlen(suffix) + 1)) == NULL)
+    return NULL;
+  memcpy(b, s->next_base, n);
+  strcpy(b + n, suffix);
+  return b;
+}
+
 /* ---- answers ---------------------------------------------------------- */
 
 void ctkn__api_answer_err(struct req *r, const struct ctkn_err *err)

@@ -89,6 +89,8 @@ struct ctkn__log_backend {
   /* cs[0..n): non-NULL, of this backend, n <= CTKN_CONSUMER_WAIT_MAX. */
   int (*wait)(ctkn_consumer *const *cs, size_t n, int timeout_ms, size_t *ready,
               struct ctkn_err *err);
+  /* The fetch backs off a second when its queue fills (internal.h). */
+  bool long_backoff;
   int (*commit)(ctkn_consumer *c, const struct ctkn_log_msg *msgs, size_t n,
                 struct ctkn_err *err);
   int (*lease_poll)(ctkn_consumer *c, int timeout_ms, bool *owned, int32_t n,

@@ -267,8 +267,9 @@ static int set_producer(rd_kafka_conf_t *conf, int t, struct ctkn_err *err)
   return rc;
 }
 
-static int set_consumer(rd_kafka_conf_t *conf, enum ctkn__kafka_kind kind,
-                        struct ctkn_err *err)
+static int set_consumer(rd_kafka_conf_t *conf,
+                        const struct ctkn_log_config *cfg,
+                        enum ctkn__kafka_kind kind, struct ctkn_err *err)
 {
   int rc = CTKN_OK;
 
@@ -291,8 +292,12 @@ static int set_consumer(rd_kafka_conf_t *conf, enum ctkn__kafka_kind kind,
   OWN("fetch.max.bytes", "8388608");
   /* A partition that joins the fetch session just after a long-poll was
    * sent waits for that poll to end; keep the wait short so a command's
-   * read-your-writes and a follower's lag stay low. */
-  OWN("fetch.wait.max.ms", "100");
+   * read-your-writes and a follower's lag stay low. A one-shot command
+   * asks for less (cfg->fetch_wait_ms): its partitions are assigned while
+   * the first fetch is out, and 100 ms was its p90 (README, "one ctkn
+   * create process"). */
+  OWN_INT("fetch.wait.max.ms",
+          cfg->fetch_wait_ms > 0 ? cfg->fetch_wait_ms : 100);
 #if RD_KAFKA_VERSION >= 0x020200ff
   /* A queue that reached its bound backs its partitions off for this long
    * before fetching again: 1 s by default, settable since librdkafka
@@ -345,7 +350,7 @@ int ctkn__kafka_build_conf(const struct ctkn_log_config *cfg,
     rc = set_producer(conf, t, err);
   if (rc == CTKN_OK &&
       (kind == CTKN__KAFKA_CONSUMER || kind == CTKN__KAFKA_GROUP))
-    rc = set_consumer(conf, kind, err);
+    rc = set_consumer(conf, cfg, kind, err);
   if (rc == CTKN_OK)
     rc = set_overrides(conf, cfg, k, err);
   if (rc != CTKN_OK) {
@@ -798,7 +803,19 @@ const struct ctkn__log_backend ctkn__log_kafka = {
     .assign = ctkn__kafka_assign,
     .seek = ctkn__kafka_seek,
     .poll = ctkn__kafka_poll,
+#if CTKN_KAFKA_PIPE_WORKAROUNDS
+    /* librdkafka 2.0.2's fetcher sleeps, and backs off a second (#2879):
+     * the pipelined catch-up nudges and restarts it. Measured on 2.0.2,
+     * without both the catch-up was slower (0.52-0.85 of shipped); on
+     * 2.14.2, where fetch.queue.backoff.ms keeps the back-off short,
+     * putting them back gave no consistent gain (docs/architecture.md,
+     * "The pipelined catch-up: librdkafka workarounds, measured"). */
     .nudge = ctkn__kafka_nudge,
+    .long_backoff = true,
+#else
+    .nudge = NULL,
+    .long_backoff = false,
+#endif
     .wait = ctkn__kafka_wait,
     .commit = ctkn__kafka_commit,
     .lease_poll = ctkn__kafka_lease_poll,

@@ -314,6 +314,9 @@ int ctkn__kafka_topic_id(ctkn_consumer *base, char id[CTKN_TOPIC_ID_BUF],
  * every catch-up until it comes back. offsets_for_times with the logical
  * timestamps BEGINNING (-2) and END (-1) sends the same ListOffsets request,
  * keeps its timeout, and finds the new leader once the old one is fenced.
+ * Built against 2.3.0 or later the hang is fixed, but the fixed call still
+ * asks one partition per request, two requests per partition, where this
+ * asks every partition in one request per end; so both builds keep it.
  */
 /*
  * Partitions first..first+n-1's earliest and next offsets (lo/hi, n
@@ -505,6 +508,7 @@ int ctkn__kafka_seek(ctkn_consumer *base, const int64_t *offsets, int32_t n,
   return rc;
 }
 
+#if CTKN_KAFKA_PIPE_WORKAROUNDS
 /*
  * librdkafka 2.0.2's broker thread decides what to fetch before it serves
  * the ops that woke it, then sleeps up to a second: partitions assigned
@@ -527,6 +531,7 @@ void ctkn__kafka_nudge(ctkn_consumer *base, int32_t n)
                                    ctkn__kafka_clamp(c->timeout_ms, 1, 1000));
   rd_kafka_topic_partition_list_destroy(l);
 }
+#endif
 
 /* librdkafka's threads, when the consumer queue gets something: wake the
  * waiter, once until it looks again. Calls no librdkafka function (the

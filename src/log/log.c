@@ -203,6 +203,11 @@ int ctkn_consumer_seek(ctkn_consumer *c, const int64_t *offsets, int32_t n,
   return c->be->seek(c, offsets, n, err);
 }
 
+bool ctkn__consumer_long_backoff(ctkn_consumer *c)
+{
+  return c->be->long_backoff;
+}
+
 int ctkn_consumer_poll(ctkn_consumer *c, int timeout_ms,
                        struct ctkn_log_msg *msgs, size_t max, size_t *n,
                        struct ctkn_err *err)

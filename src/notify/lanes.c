@@ -84,79 +84,89 @@ void ctkn__ntf_lane_free(struct notifier *nf, struct ntf_lane *l)
   free(l);
 }
 
+/* Where a notification's event is, for one that has no stored state. */
+struct origin {
+  const char *event_id;
+  int type;
+  const char *entity; /* a token's or an API key's ID */
+  uint64_t version;
+  int32_t partition;
+  int64_t offset;
+  int64_t occurred_at;
+};
+
+/* An entry for notification ntf_id to dest: its stored state, or from o
+ * not yet attempted when it has none. Takes body (NULL: out of memory). */
+static struct ntf_entry *entry_new(ctkn_store_txn *txn, const struct origin *o,
+                                   const char *dest, const char *ntf_id,
+                                   char *body, struct ctkn_err *err)
+{
+  struct ntf_entry *e;
+
+  if (body == NULL) {
+    ctkn__err(err, CTKN_ENOMEM, "notify: body");
+    return NULL;
+  }
+  if ((e = calloc(1, sizeof(*e))) == NULL) {
+    free(body);
+    ctkn__err(err, CTKN_ENOMEM, "notify: entry");
+    return NULL;
+  }
+  if (ctkn_notification_get(txn, ntf_id, &e->n, NULL) != CTKN_OK) {
+    memset(&e->n, 0, sizeof(e->n));
+    memcpy(e->n.id, ntf_id, CTKN_NTF_ID_BUF);
+    memcpy(e->n.dest, dest, CTKN_DEST_ID_BUF);
+    ctkn__strlcpy(e->n.event_id, o->event_id, sizeof(e->n.event_id));
+    e->n.type = o->type;
+    ctkn__strlcpy(e->n.token_id, o->entity, sizeof(e->n.token_id));
+    e->n.version = o->version;
+    e->n.partition = o->partition;
+    e->n.offset = o->offset;
+    e->n.occurred_at = o->occurred_at;
+    e->n.status = CTKN_NTF_NOT_ATTEMPTED;
+  }
+  e->settled =
+      e->n.status == CTKN_NTF_DELIVERED || e->n.status == CTKN_NTF_FAILED;
+  e->body = body;
+  e->blen = strlen(body);
+  return e;
+}
+
 struct ntf_entry *ctkn__ntf_entry_new(ctkn_store_txn *txn,
                                       const struct ctkn_event *ev,
                                       const struct ctkn_store_event *at,
                                       const char *dest, const char *ntf_id,
                                       struct ctkn_err *err)
 {
-  struct ntf_entry *e = calloc(1, sizeof(*e));
-  struct ctkn_event copy;
+  const struct origin o = {.event_id = ev->event_id,
+                           .type = ev->type,
+                           .entity = at->id,
+                           .version = at->version,
+                           .partition = at->partition,
+                           .offset = at->offset,
+                           .occurred_at = ev->occurred_at};
+  struct ctkn_event copy = *ev;
 
-  if (e == NULL) {
-    ctkn__err(err, CTKN_ENOMEM, "notify: entry");
-    return NULL;
-  }
-  if (ctkn_notification_get(txn, ntf_id, &e->n, NULL) != CTKN_OK) {
-    memset(&e->n, 0, sizeof(e->n));
-    memcpy(e->n.id, ntf_id, CTKN_NTF_ID_BUF);
-    memcpy(e->n.dest, dest, CTKN_DEST_ID_BUF);
-    memcpy(e->n.event_id, ev->event_id, sizeof(e->n.event_id));
-    e->n.type = ev->type;
-    memcpy(e->n.token_id, at->id, sizeof(at->id));
-    e->n.version = at->version;
-    e->n.partition = at->partition;
-    e->n.offset = at->offset;
-    e->n.occurred_at = ev->occurred_at;
-    e->n.status = CTKN_NTF_NOT_ATTEMPTED;
-  }
-  e->settled =
-      e->n.status == CTKN_NTF_DELIVERED || e->n.status == CTKN_NTF_FAILED;
-  copy = *ev;
   memcpy(copy.notification_id, ntf_id, sizeof(copy.notification_id));
-  if ((e->body = ctkn_json_event(&copy)) == NULL) {
-    free(e);
-    ctkn__err(err, CTKN_ENOMEM, "notify: body");
-    return NULL;
-  }
-  e->blen = strlen(e->body);
-  return e;
+  return entry_new(txn, &o, dest, ntf_id, ctkn_json_event(&copy), err);
 }
 
 struct ntf_entry *ctkn__ntf_akey_entry_new(
     ctkn_store_txn *txn, const struct ctkn_settings_akey_event *ae,
     const char *dest, const char *ntf_id, struct ctkn_err *err)
 {
-  struct ntf_entry *e = calloc(1, sizeof(*e));
+  const struct origin o = {.event_id = ae->event_id,
+                           .type = ae->type,
+                           .entity = ae->key_id,
+                           .version = ae->version,
+                           .partition = ae->partition,
+                           .offset = ae->offset,
+                           .occurred_at = ae->occurred_at};
 
-  if (e == NULL) {
-    ctkn__err(err, CTKN_ENOMEM, "notify: entry");
-    return NULL;
-  }
-  if (ctkn_notification_get(txn, ntf_id, &e->n, NULL) != CTKN_OK) {
-    memset(&e->n, 0, sizeof(e->n));
-    memcpy(e->n.id, ntf_id, CTKN_NTF_ID_BUF);
-    memcpy(e->n.dest, dest, CTKN_DEST_ID_BUF);
-    memcpy(e->n.event_id, ae->event_id, sizeof(e->n.event_id));
-    e->n.type = ae->type;
-    memcpy(e->n.token_id, ae->key_id, sizeof(ae->key_id));
-    e->n.version = ae->version;
-    e->n.partition = ae->partition;
-    e->n.offset = ae->offset;
-    e->n.occurred_at = ae->occurred_at;
-    e->n.status = CTKN_NTF_NOT_ATTEMPTED;
-  }
-  e->settled =
-      e->n.status == CTKN_NTF_DELIVERED || e->n.status == CTKN_NTF_FAILED;
   /* The envelope GET /events serves, with this notification's ID. */
-  if ((e->body = ctkn_json_envelope_notified(ae->json, ae->json_len, ntf_id)) ==
-      NULL) {
-    free(e);
-    ctkn__err(err, CTKN_ENOMEM, "notify: body");
-    return NULL;
-  }
-  e->blen = strlen(e->body);
-  return e;
+  return entry_new(txn, &o, dest, ntf_id,
+                   ctkn_json_envelope_notified(ae->json, ae->json_len, ntf_id),
+                   err);
 }
 
 int ctkn__ntf_reload_dests(struct notifier *nf, bool *changed,

@@ -28,17 +28,21 @@
  *
  * Flow control: with every buffer taken the reader stops polling and
  * librdkafka's bounded queue fills. librdkafka 2.0.2 then backs the
- * partitions off for a whole second (librdkafka #2879; against 2.2.0 or
- * later src/log/kafka.c shortens that back-off to 20 ms through
- * fetch.queue.backoff.ms, so the restart below rarely triggers), and its
- * broker thread may sleep a second before fetching partitions assigned while it
- * fetched nothing (ctkn__consumer_nudge()). So once the reader has room but
- * nothing has come for PIPE_IDLE_MS after it had to wait for a buffer, it
- * assigns the partitions again at the offsets after its last records
- * (which ends a back-off; the queue is empty then, so nothing is dropped);
- * otherwise it nudges the fetchers while nothing comes, and restarts only
- * after PIPE_STUCK_MS. Memory stays bounded by PIPE_BUFS buffers and
- * librdkafka's queue bounds.
+ * partitions off for a whole second (librdkafka #2879), and its broker
+ * thread may sleep a second before fetching partitions assigned while it
+ * fetched nothing (ctkn__consumer_nudge()). So, on such a log
+ * (ctkn__consumer_long_backoff()), once the reader has room but nothing
+ * has come for PIPE_IDLE_MS after it had to wait for a buffer, it assigns
+ * the partitions again at the offsets after its last records (which ends
+ * a back-off; the queue is empty then, so nothing is dropped); otherwise
+ * it nudges the fetchers while nothing comes, and restarts only after
+ * PIPE_STUCK_MS. Built against librdkafka 2.2.0 or later, src/log/kafka.c
+ * shortens the back-off to 20 ms (fetch.queue.backoff.ms) and offers
+ * neither: measured there, putting them back gave no consistent gain,
+ * while on 2.0.2 leaving both out cost up to half the rate
+ * (docs/architecture.md, "The pipelined catch-up: librdkafka
+ * workarounds, measured"). Memory stays bounded by PIPE_BUFS buffers
+ * and librdkafka's queue bounds.
  */
 #define PIPE_BUFS     3
 #define PIPE_IDLE_MS  20  /* no record for this long: nudge, or restart */
@@ -86,10 +90,12 @@ struct pipe {
   struct ctkn_log_msg *msgs;
   int32_t nparts;
   int64_t *next; /* after the last record read, per partition */
-  /* The applier's view of the record it reads. */
+  /* The applier's views of the buffer it applies, one per record: the
+   * trust gate borrows a record's view until it comes out (trust.h), so
+   * each stays put for the whole batch. */
   struct pbuf *cur;
-  struct ctkn_log_msg view;
-  struct ctkn__buf hview; /* view's headers */
+  struct ctkn_log_msg views[BATCH_MAX];
+  struct ctkn__buf hview; /* the views' headers */
   /* The reader's: each record is decoded and checked here, on the
    * reader's thread, so that the applier (the catch-up's bottleneck) need
    * only copy it back out. */
@@ -187,49 +193,62 @@ static int pipe_decode(struct source *s, size_t i, struct ctkn_event *ev,
   return CTKN_EDECODE;
 }
 
-/* Record i of the buffer being applied, as the log gave it. */
+/* Record i of the buffer being applied, as the log gave it (its view,
+ * made by pipe_views()). */
 static const struct ctkn_log_msg *pipe_msg(struct source *s, size_t i)
 {
   struct pipe *pp = s->arg;
-  const uint8_t *p = (const uint8_t *)pp->cur->arena.data + pp->cur->at[i];
-  const struct item *it = (const struct item *)(const void *)p;
-  struct ctkn_log_msg *m = &pp->view;
-  struct ctkn_log_header *hs;
 
-  memset(m, 0, sizeof(*m));
-  p += sizeof(*it);
-  m->partition = it->partition;
-  m->offset = it->offset;
-  m->timestamp_ms = it->timestamp_ms;
-  m->key = it->key_null ? NULL : p;
-  m->key_len = it->klen;
-  m->value = it->value_null ? NULL : p + it->klen;
-  m->value_len = it->vlen;
-  p += it->klen + it->vlen;
+  return &pp->views[i];
+}
+
+/* A view of every record of b, in pp->views, its headers in pp->hview.
+ * CTKN_ENOMEM when they do not fit in memory. */
+static int pipe_views(struct pipe *pp, struct pbuf *b)
+{
+  struct ctkn_log_header *hs;
+  size_t total = 0;
+
+  for (size_t i = 0; i < b->n; i++)
+    total += ((const struct item *)(const void *)(b->arena.data + b->at[i]))
+                 ->nheaders;
   ctkn__buf_reset(&pp->hview);
-  hs = ctkn__buf_add(&pp->hview, it->nheaders * sizeof(*hs));
-  if (hs == NULL) {
-    /* Out of memory: the record reads as one without headers, which the
-     * decoder quarantines (never applies). */
+  if ((hs = ctkn__buf_add(&pp->hview, (total ? total : 1) * sizeof(*hs))) ==
+      NULL)
+    return CTKN_ENOMEM;
+  for (size_t i = 0; i < b->n; i++) {
+    const uint8_t *p = (const uint8_t *)b->arena.data + b->at[i];
+    const struct item *it = (const struct item *)(const void *)p;
+    struct ctkn_log_msg *m = &pp->views[i];
+
+    memset(m, 0, sizeof(*m));
+    p += sizeof(*it);
+    m->partition = it->partition;
+    m->offset = it->offset;
+    m->timestamp_ms = it->timestamp_ms;
+    m->key = it->key_null ? NULL : p;
+    m->key_len = it->klen;
+    m->value = it->value_null ? NULL : p + it->klen;
+    m->value_len = it->vlen;
+    p += it->klen + it->vlen;
+    /* The header descriptors follow the bytes of the key and value, so
+     * they are not aligned: copy each out. */
+    const char *bytes = (const char *)p + it->nheaders * sizeof(struct phdr);
+    for (uint32_t k = 0; k < it->nheaders; k++) {
+      struct phdr ph;
+      memcpy(&ph, p + k * sizeof(ph), sizeof(ph));
+      hs[k].name = bytes; /* kept with its NUL */
+      bytes += ph.name_len + 1;
+      hs[k].value = ph.value_null ? NULL : bytes;
+      hs[k].size = ph.value_len;
+      bytes += ph.value_len;
+    }
+    m->headers = hs;
+    m->nheaders = it->nheaders;
+    hs += it->nheaders;
     ctkn_log_msg_note_headers(m);
-    return m;
   }
-  /* The header descriptors follow the bytes of the key and value, so
-   * they are not aligned: copy each out. */
-  const char *bytes = (const char *)p + it->nheaders * sizeof(struct phdr);
-  for (uint32_t k = 0; k < it->nheaders; k++) {
-    struct phdr ph;
-    memcpy(&ph, p + k * sizeof(ph), sizeof(ph));
-    hs[k].name = bytes; /* kept with its NUL */
-    bytes += ph.name_len + 1;
-    hs[k].value = ph.value_null ? NULL : bytes;
-    hs[k].size = ph.value_len;
-    bytes += ph.value_len;
-  }
-  m->headers = hs;
-  m->nheaders = it->nheaders;
-  ctkn_log_msg_note_headers(m);
-  return m;
+  return CTKN_OK;
 }
 
 /* Hand b to the applier. */
@@ -277,13 +296,30 @@ struct pipe_clock {
   bool stalled; /* waited for a buffer: librdkafka's queue filled */
 };
 
+/* Measurement builds only: -DCTKN_PIPE_NO_RESTART or -DCTKN_PIPE_NO_NUDGE
+ * leave a workaround below out, to measure what it buys (figures and
+ * commands in docs/architecture.md, "The pipelined catch-up: librdkafka
+ * workarounds, measured"); -DCTKN_PIPE_FORCE_WORKAROUNDS puts both back
+ * in a build against librdkafka 2.2.0 or later (src/log/kafka_int.h). */
+#ifdef CTKN_PIPE_NO_RESTART
+#define PIPE_RESTART 0
+#else
+#define PIPE_RESTART 1
+#endif
+#ifdef CTKN_PIPE_NO_NUDGE
+#define PIPE_NUDGE 0
+#else
+#define PIPE_NUDGE 1
+#endif
+
 /* Nothing came: restart the fetch, or wake the fetchers (above). */
 static int pipe_unstick(struct pipe *pp, struct pipe_clock *k,
                         struct ctkn_err *err)
 {
   int64_t now = ctkn__now_ms(), idle = now - k->idle_since;
 
-  if ((k->stalled && idle >= PIPE_IDLE_MS) || idle >= PIPE_STUCK_MS) {
+  if (PIPE_RESTART && ctkn__consumer_long_backoff(pp->consumer) &&
+      ((k->stalled && idle >= PIPE_IDLE_MS) || idle >= PIPE_STUCK_MS)) {
     /* Room, nothing queued, and librdkafka's queue filled up earlier (or
      * nothing came for long): it is backing off. Restarting the fetch at
      * the next offsets ends that. Not sooner, which would only throw away
@@ -292,7 +328,7 @@ static int pipe_unstick(struct pipe *pp, struct pipe_clock *k,
     k->idle_since = now;
     return ctkn_consumer_assign(pp->consumer, pp->next, pp->nparts, err);
   }
-  if (idle >= PIPE_IDLE_MS && now - k->nudged >= PIPE_IDLE_MS) {
+  if (PIPE_NUDGE && idle >= PIPE_IDLE_MS && now - k->nudged >= PIPE_IDLE_MS) {
     /* The fetcher may be asleep (see above): wake it. */
     ctkn__consumer_nudge(pp->consumer, pp->nparts);
     k->nudged = ctkn__now_ms();
@@ -406,6 +442,8 @@ static int pipe_apply(ctkn_projector *p, struct pipe *pp, struct pbuf *b,
   int rc;
 
   pp->cur = b;
+  if (pipe_views(pp, b) != CTKN_OK)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: out of memory reading");
   if ((rc = ctkn__projector_apply_source(p->st, p->env, p->trust, &src,
                                          p->paused, p->nparts, &p->stats,
                                          err)) != CTKN_OK)

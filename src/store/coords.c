@@ -3,6 +3,7 @@
  * quarantined records by (partition, offset), idempotency keys and each
  * partition's next offset; their writes and walks.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,14 +31,80 @@ int ctkn_store_put_rejected(ctkn_store_txn *t, int32_t partition,
   return ctkn__store_put_value(t, T_REJECTED, &k, &g, 0, err);
 }
 
+/* ---- the quarantine counts in meta (store_int.h) ----------------------- */
+
+#define QCOUNT     "quarantined"
+#define QCOUNT_LEN (sizeof(QCOUNT) - 1)
+
+static void qcount_key(uint8_t k[QCOUNT_LEN + 4], uint32_t partition)
+{
+  memcpy(k, QCOUNT, QCOUNT_LEN);
+  ctkn__put_be32(k + QCOUNT_LEN, partition);
+}
+
+/* Move partition p's count by one (an LMDB code). */
+static int qcount_bump(MDB_txn *txn, MDB_dbi meta, uint32_t p)
+{
+  uint8_t kb[QCOUNT_LEN + 4], vb[8];
+  MDB_val k = {sizeof(kb), kb}, v;
+  uint64_t n = 0;
+  int rc;
+
+  qcount_key(kb, p);
+  rc = mdb_get(txn, meta, &k, &v);
+  if (rc == MDB_SUCCESS && v.mv_size == 8)
+    n = ctkn__get_be(v.mv_data, 8);
+  else if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return rc;
+  ctkn__put_be64(vb, n + 1);
+  v.mv_size = sizeof(vb);
+  v.mv_data = vb;
+  return mdb_put(txn, meta, &k, &v, 0);
+}
+
+/* Whether meta holds the counts (false on any error: then scan). */
+static bool qcount_held(MDB_txn *txn, MDB_dbi meta)
+{
+  MDB_val k = {QCOUNT_LEN, (void *)QCOUNT}, v;
+
+  return mdb_get(txn, meta, &k, &v) == MDB_SUCCESS;
+}
+
+int ctkn__store_count_quarantine(MDB_txn *txn, MDB_dbi meta, MDB_dbi q)
+{
+  MDB_val k = {QCOUNT_LEN, (void *)QCOUNT}, v = {1, (void *)"1"};
+  MDB_cursor *c;
+  int rc;
+
+  if (qcount_held(txn, meta))
+    return MDB_SUCCESS;
+  if ((rc = mdb_cursor_open(txn, q, &c)) != MDB_SUCCESS)
+    return rc;
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+    if (k.mv_size == COORD_KEY_LEN &&
+        (rc = qcount_bump(txn, meta, (uint32_t)ctkn__get_be(k.mv_data, 4))) !=
+            MDB_SUCCESS)
+      break;
+  mdb_cursor_close(c);
+  if (rc != MDB_NOTFOUND)
+    return rc;
+  k.mv_size = QCOUNT_LEN;
+  k.mv_data = (void *)QCOUNT;
+  v.mv_size = 1;
+  v.mv_data = (void *)"1";
+  return mdb_put(txn, meta, &k, &v, 0);
+}
+
 int ctkn_store_put_quarantine(ctkn_store_txn *t, int32_t partition,
                               int64_t offset, const char *reason,
                               const void *key, size_t klen, const void *value,
                               size_t vlen, struct ctkn_err *err)
 {
   uint8_t kb[COORD_KEY_LEN];
-  MDB_val k = {sizeof(kb), kb};
+  MDB_val k = {sizeof(kb), kb}, old;
   struct ctkn__sv_gather g;
+  bool fresh;
   int rc;
 
   if ((rc = ctkn__store_need_write(t, err)) != CTKN_OK ||
@@ -50,7 +117,16 @@ int ctkn_store_put_quarantine(ctkn_store_txn *t, int32_t partition,
   ctkn__store_coord_key(kb, partition, offset);
   if (ctkn__sv_quarantine_pack(&g, reason, key, klen, value, vlen) != CTKN_OK)
     return ctkn__err(err, CTKN_EINTERNAL, "quarantine value does not pack");
-  return ctkn__store_put_value(t, T_QUARANTINE, &k, &g, 0, err);
+  rc = mdb_get(t->txn, t->st->dbi[T_QUARANTINE], &k, &old);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return ctkn__store_lmdb_err(err, rc, "get quarantine");
+  fresh = rc == MDB_NOTFOUND; /* counted once, however often put */
+  if ((rc = ctkn__store_put_value(t, T_QUARANTINE, &k, &g, 0, err)) != CTKN_OK)
+    return rc;
+  if (fresh && (rc = qcount_bump(t->txn, t->st->dbi[T_META],
+                                 (uint32_t)partition)) != MDB_SUCCESS)
+    return ctkn__store_lmdb_err(err, rc, "quarantine count");
+  return CTKN_OK;
 }
 
 /*
@@ -186,7 +262,39 @@ int ctkn_store_quarantine(ctkn_store_txn *t, ctkn_store_coord_cb cb, void *arg,
   return walk_coords(t, T_QUARANTINE, cb, arg, err);
 }
 
-/* Keys only: a count needs no value decoded. */
+/* The counts meta holds: one cursor step a partition that has any. */
+static int held_counts(ctkn_store_txn *t, int64_t *counts, int32_t n,
+                       struct ctkn_err *err)
+{
+  uint8_t kb[QCOUNT_LEN + 4];
+  MDB_val k = {sizeof(kb), kb}, v;
+  MDB_cursor *c;
+  int rc;
+
+  if ((rc = ctkn__store_cursor(t, T_META, &c, err)) != CTKN_OK)
+    return rc;
+  qcount_key(kb, 0);
+  for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+       rc == MDB_SUCCESS && k.mv_size == QCOUNT_LEN + 4 &&
+       memcmp(k.mv_data, QCOUNT, QCOUNT_LEN) == 0;
+       rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+    uint64_t p = ctkn__get_be((const uint8_t *)k.mv_data + QCOUNT_LEN, 4);
+    if (v.mv_size != 8) {
+      mdb_cursor_close(c);
+      return ctkn__store_corrupt(err, T_META);
+    }
+    if (p >= (uint64_t)n)
+      break; /* in partition order: the rest lie past n too */
+    counts[p] = (int64_t)ctkn__get_be(v.mv_data, 8);
+  }
+  mdb_cursor_close(c);
+  return rc == MDB_SUCCESS || rc == MDB_NOTFOUND
+             ? CTKN_OK
+             : ctkn__store_lmdb_err(err, rc, "quarantine count");
+}
+
+/* From meta's counts; a read-only open of a projection from before them
+ * counts the keys (no value decoded). */
 int ctkn_store_quarantine_counts(ctkn_store_txn *t, int64_t *counts, int32_t n,
                                  struct ctkn_err *err)
 {
@@ -196,6 +304,8 @@ int ctkn_store_quarantine_counts(ctkn_store_txn *t, int64_t *counts, int32_t n,
 
   for (int32_t i = 0; i < n; i++)
     counts[i] = 0;
+  if (qcount_held(t->txn, t->st->dbi[T_META]))
+    return held_counts(t, counts, n, err);
   if ((rc = ctkn__store_cursor(t, T_QUARANTINE, &c, err)) != CTKN_OK)
     return rc;
   for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;

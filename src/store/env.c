@@ -9,7 +9,11 @@
  *                                                 "environment", "frozen",
  *                                                 "revoked" (u64 BE: how
  *                                                 many tokens are revoked,
- *                                                 for list counts)
+ *                                                 for list counts),
+ *                                                 "quarantined" (+ partition,
+ *                                                 u32 BE: how many records
+ *                                                 are quarantined, u64 BE;
+ *                                                 coords.c)
  *   tokens       token ID (31 bytes)          -> ctkn_record_encode()
  *   token_index  token string (32 bytes)      -> token ID + status byte
  *   history      token ID + version (u64 BE)  -> [partition, offset,
@@ -521,6 +525,10 @@ static int open_tables(ctkn_store *st, const char *dir, struct ctkn_err *err)
     rc = ctkn__store_check_events(txn, st, err);
   if (rc == CTKN_OK && !st->read_only)
     rc = check_revoked(st, txn, err);
+  if (rc == CTKN_OK && !st->read_only &&
+      (rc = ctkn__store_count_quarantine(txn, st->dbi[T_META],
+                                         st->dbi[T_QUARANTINE])) != MDB_SUCCESS)
+    rc = ctkn__store_lmdb_err(err, rc, "quarantine counts");
   if (rc != CTKN_OK) {
     mdb_txn_abort(txn);
     return rc;

@@ -190,6 +190,15 @@ int ctkn__store_scan_revoked(MDB_txn *txn, MDB_dbi index, int64_t *n);
 /* Store the count (an LMDB code). */
 int ctkn__store_put_revoked(MDB_txn *txn, MDB_dbi meta, int64_t n);
 
+/* ---- the quarantine counts in meta (coords.c) --------------------------- */
+
+/* meta: "quarantined" -> "1" once the counts hold; "quarantined" +
+ * partition (u32 BE) -> how many records of that partition are
+ * quarantined (u64 BE), moved in the write txn that puts the record. A
+ * writer's open counts a projection from before them once (env.c). An
+ * LMDB code. */
+int ctkn__store_count_quarantine(MDB_txn *txn, MDB_dbi meta, MDB_dbi q);
+
 /* ---- tokens (tokens.c) ------------------------------------------------- */
 
 /* Decode a tokens value that must belong to id (31 bytes). */

@@ -4,6 +4,7 @@
 Environment: CTKN_BIN (the ctkn executable), CTKN_RAWPRODUCE (the test
 producer), CTKN_TEST_BROKERS (bootstrap address).
 """
+import atexit
 import json
 import os
 import shutil
@@ -48,15 +49,60 @@ def check(cond, msg):
         raise AssertionError(msg)
 
 
-class Env:
-    """A fresh topic and a scratch directory for projections."""
+# The scopes of the writer key every trusted Env gives its processes: every
+# record type ctkn writes (tokens, destinations, deliveries, API keys).
+WRITER_SCOPES = ("client_token.*", "notification_setting.*",
+                 "notification.*", "api_key.*")
 
-    def __init__(self, partitions=3, name="t"):
+_root = None
+
+
+def trust_root():
+    """The trust root of this test process, made once (`ctkn trust init`):
+    (secret key file, public key file). Every trusted Env's keyring is
+    signed by it, so one $CTKN_TRUST_ROOT reads every Env's topic."""
+    global _root
+    if _root is None:
+        d = tempfile.mkdtemp(prefix="ctkn-root-")
+        atexit.register(shutil.rmtree, d, True)
+        key = os.path.join(d, "root.key")
+        r = run([CTKN, "trust", "init", "--root-key", key])
+        check(r.rc == 0, f"trust init failed: {r}")
+        _root = (key, key + ".pub")
+    return _root
+
+
+class Env:
+    """A fresh topic and a scratch directory for projections.
+
+    Trusted (the default): the process's trust root (trust_root()), and a
+    writer key of WRITER_SCOPES on the topic's keyring (schema version 2
+    enabled, for API-key and delivery records). self.vars holds
+    CTKN_TRUST_ROOT and CTKN_WRITER_KEY; every ctkn that ctkn() runs gets
+    them (env= overrides), and so does os.environ, so that the processes a
+    test starts itself (Server, Follower, Popen) read and write signed too.
+    trust=False: a topic without a keyring, and both variables empty, for
+    the tests that set up trust themselves or append unsigned records."""
+
+    def __init__(self, partitions=3, name="t", trust=True):
         self.topic = f"it-{name}-{uuid.uuid4().hex[:10]}"
         self.dir = tempfile.mkdtemp(prefix=f"ctkn-{name}-")
         self.db = self.path("db")
+        self.vars = {"CTKN_TRUST_ROOT": "", "CTKN_WRITER_KEY": ""}
+        self.root = self.pub = self.writer = None
         r = self.ctkn("init", "--partitions", str(partitions))
         check(r.rc == 0, f"init failed: {r}")
+        if trust:
+            self.root, self.pub = trust_root()
+            self.writer = self.path("writer.key")
+            scopes = [a for s in WRITER_SCOPES for a in ("--scope", s)]
+            self.ok("trust", "key", "add", "--root-key", self.root,
+                    "--name", "harness", *scopes, "--out", self.writer)
+            self.ok("trust", "schema", "enable", "2", "--root-key",
+                    self.root)
+            self.vars = {"CTKN_TRUST_ROOT": self.pub,
+                         "CTKN_WRITER_KEY": self.writer}
+        os.environ.update(self.vars)
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -65,7 +111,9 @@ class Env:
              input=None):
         argv = [CTKN, *args, "--topic", self.topic,
                 "--brokers", brokers or BROKERS, "--db", db or self.db]
-        return run(argv, timeout=timeout, env=env, input=input)
+        return run(argv, timeout=timeout,
+                   env={**getattr(self, "vars", {}), **(env or {})},
+                   input=input)
 
     def ok(self, *args, **kw):
         r = self.ctkn(*args, **kw)
@@ -74,6 +122,17 @@ class Env:
 
     def end_offsets(self):
         return log_end_offsets(self.topic)
+
+    def events(self):
+        """The events on the topic: its records but the checkpoints and
+        keyrings a trusted topic holds too (writers checkpoint what they
+        append, and `serve --writer-key` heartbeats), as a fresh
+        projection of the whole topic applies, rejects or quarantines
+        them."""
+        db = self.path("events-" + uuid.uuid4().hex[:8])
+        st = self.ok("project", db=db).json["data"]
+        shutil.rmtree(db, ignore_errors=True)
+        return st["applied"] + st["rejected"] + st["quarantined"]
 
     def digest(self, db=None):
         return self.ok("digest", db=db).json["data"]
@@ -85,16 +144,28 @@ class Env:
         self.ok("project", db=db)
         return self.digest(db)
 
-    def raw(self, partition, key, value: bytes, etype="-", schema="-"):
+    def raw(self, partition, key, value: bytes, etype="-", schema="-",
+            signed=True):
+        """Append one raw record (rawproduce.c), bypassing every check:
+        on a trusted Env signed with its writer key (and its checkpoint
+        after it), as poison from a genuine writer; unsigned when the Env
+        is not trusted or signed is False. Returns (partition, offset)."""
+        e = {**os.environ, **getattr(self, "vars", {})}
+        if not signed:
+            e.update(CTKN_TRUST_ROOT="", CTKN_WRITER_KEY="")
         out = subprocess.run(
             [RAW, BROKERS, self.topic, str(partition), key, value.hex(),
-             etype, schema], capture_output=True, text=True, timeout=60)
+             etype, schema], capture_output=True, text=True, timeout=60,
+            env=e)
         check(out.returncode == 0, f"rawproduce failed: {out.stderr}")
         p, o = out.stdout.split()
         return int(p), int(o)
 
     def close(self):
         shutil.rmtree(self.dir, ignore_errors=True)
+        w = getattr(self, "writer", None)
+        if w and os.environ.get("CTKN_WRITER_KEY") == w:
+            os.environ.update(CTKN_TRUST_ROOT="", CTKN_WRITER_KEY="")
 
 
 def run(argv, timeout=60, env=None, input=None):
@@ -207,7 +278,8 @@ class Follower:
             self.proc = subprocess.Popen(
                 [CTKN, "project", "--follow", "--topic", env.topic,
                  "--brokers", BROKERS, "--db", self.db],
-                stdout=f, stderr=subprocess.STDOUT)
+                stdout=f, stderr=subprocess.STDOUT,
+                env={**os.environ, **getattr(env, "vars", {})})
 
     def alive(self):
         return self.proc.poll() is None
@@ -434,7 +506,7 @@ class Server:
                      *keyargs, "--public-url", self.url,
                      "--brokers", BROKERS, "--topic", env.topic,
                      "--db", self.db, *args],
-                    stdout=f, stderr=subprocess.STDOUT)
+                    stdout=f, stderr=subprocess.STDOUT, env=self.environ())
             if self._wait_ready(timeout):
                 return
             if self.proc.poll() is None:
@@ -442,6 +514,15 @@ class Server:
                 break
         raise AssertionError(f"ctkn serve never became ready:\n"
                              f"{self.output()[-4000:]}")
+
+    def environ(self):
+        """The server's environment: its Env's trust (Env.vars), and no
+        staleness limit unless the test sets one (--max-staleness or
+        $CTKN_MAX_STALENESS): a read-only replica of a test that writes
+        for more than a minute without a heartbeating writer would
+        otherwise answer 503 (the trust tests test staleness)."""
+        return {"CTKN_MAX_STALENESS": "0", **os.environ,
+                **getattr(self.env, "vars", {})}
 
     def _wait_ready(self, timeout):
         import http.client

@@ -87,7 +87,7 @@ def test_nul_bytes_are_refused_naming_where():
         r = srv.request("POST", "/client-tokens", {"name": "Kept"})
         check(r.status == 201, r)
         tid = r.json["data"]["id"].encode()
-        before = env.end_offsets()
+        before = env.events()
         body = b'{"name": "Changed"}'
         patch = (b"Host: x\r\n" + auth(srv) +
                  b"Content-Type: application/json\r\nContent-Length: " +
@@ -116,7 +116,7 @@ def test_nul_bytes_are_refused_naming_where():
                           b"X-Trace: a\x00b\r\n" + auth(srv) + b"\r\n")
         one_error(got, 400, "invalid_field", "X-Trace")
         # Nothing was changed or appended.
-        check(env.end_offsets() == before, "a refused request appended")
+        check(env.events() == before, "a refused request appended")
         g = srv.request("GET", "/client-tokens/" + tid.decode())
         check(g.json["data"]["name"] == "Kept", g)
         # The same requests without a NUL, with bare LF line ends too (the
@@ -137,7 +137,7 @@ def test_conflicting_framing_closes_and_smuggles_nothing():
     env = Env(name="edgesmuggle")
     srv = Server(env)
     try:
-        before = env.end_offsets()
+        before = env.events()
         inner = b'{"name": "Smuggled"}'
         smuggled = (b"POST /client-tokens HTTP/1.1\r\nHost: x\r\n" +
                     auth(srv) + b"Content-Type: application/json\r\n"
@@ -154,7 +154,7 @@ def test_conflicting_framing_closes_and_smuggles_nothing():
             check(closed, "the connection stayed open")
         # Give a smuggled create the time it would take, then look.
         time.sleep(1)
-        check(env.end_offsets() == before, "a smuggled request was run")
+        check(env.events() == before, "a smuggled request was run")
         lines = [json.loads(l) for l in srv.output().splitlines()
                  if l.startswith("{")]
         check(not any(l.get("msg") == "request" and l.get("status") == 201

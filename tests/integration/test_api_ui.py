@@ -249,6 +249,30 @@ def page_ids(b):
                  "'#tokens-body tr[data-id]')].map(r => r.dataset.id)")
 
 
+def api_two_pages(srv, path):
+    """The API's first page of path (per_page=10 and its filters) and the
+    one after it: the first page's answer and each page's IDs."""
+    api1 = srv.request("GET", path, key="admin").json
+    after = api1["data"][-1]["id"]
+    api2 = srv.request("GET", f"{path}&after={after}", key="admin").json
+    return (api1, [x["id"] for x in api1["data"]],
+            [x["id"] for x in api2["data"]])
+
+
+def page_back_and_forth(b, rows, want1, want2, prev, nxt):
+    """A pager of two pages: the first, next to the second (next disabled
+    there), previous to the first again (previous disabled there)."""
+    b.wait_for(lambda: rows(b) == want1, "the first page")
+    check(b.run(f"return document.getElementById('{prev}').disabled"),
+          "previous enabled on the first page")
+    b.click(b.wait(f"#{nxt}"))
+    b.wait_for(lambda: rows(b) == want2, "the second page")
+    check(b.run(f"return document.getElementById('{nxt}').disabled"),
+          "next enabled on the last page")
+    b.click(b.wait(f"#{prev}"))
+    b.wait_for(lambda: rows(b) == want1, "the first page again")
+
+
 def flow_pages(b, srv):
     """Paddle's after cursor, page by page, as the API pages."""
     for i in range(10):
@@ -257,24 +281,10 @@ def flow_pages(b, srv):
         check(r.status == 201, r)
     b.clear(b.wait("#name-filter"))
     b.select(b.wait("#per-page"), "10")
-    api1 = srv.request("GET", "/client-tokens?per_page=10"
-                       "&status=active,revoked", key="admin").json
-    after = api1["data"][-1]["id"]
-    api2 = srv.request("GET", "/client-tokens?per_page=10"
-                       f"&status=active,revoked&after={after}",
-                       key="admin").json
-    want1 = [t["id"] for t in api1["data"]]
-    want2 = [t["id"] for t in api2["data"]]
+    _, want1, want2 = api_two_pages(
+        srv, "/client-tokens?per_page=10&status=active,revoked")
     check(len(want1) == 10 and len(want2) == 2, (want1, want2))
-    b.wait_for(lambda: page_ids(b) == want1, "the first page")
-    check(b.run("return document.getElementById('prev-page').disabled"),
-          "previous enabled on the first page")
-    b.click(b.wait("#next-page"))
-    b.wait_for(lambda: page_ids(b) == want2, "the second page")
-    check(b.run("return document.getElementById('next-page').disabled"),
-          "next enabled on the last page")
-    b.click(b.wait("#prev-page"))
-    b.wait_for(lambda: page_ids(b) == want1, "the first page again")
+    page_back_and_forth(b, page_ids, want1, want2, "prev-page", "next-page")
     b.select(b.wait("#per-page"), "50")
     b.wait_for(lambda: len(page_ids(b)) == 12, "all on one page")
     b.type(b.wait("#name-filter"), "ui-made")
@@ -564,24 +574,11 @@ def deliveries_setup(srv, env, dkey, hostile_dest, rx):
 
 def flow_delivery_pages(b, srv):
     """Paddle's after cursor over the notifications, as the API pages."""
-    api1 = srv.request("GET", "/notifications?per_page=10", key="admin").json
-    after = api1["data"][-1]["id"]
-    api2 = srv.request("GET", f"/notifications?per_page=10&after={after}",
-                       key="admin").json
-    want1 = [n["id"] for n in api1["data"]]
-    want2 = [n["id"] for n in api2["data"]]
+    api1, want1, want2 = api_two_pages(srv, "/notifications?per_page=10")
     check(len(want1) == 10 and len(want2) == 2 and
           api1["meta"]["pagination"]["has_more"], (want1, want2))
     b.select(b.wait("#ntf-per-page"), "10")
-    b.wait_for(lambda: delivery_rows(b) == want1, "the first page")
-    check(b.run("return document.getElementById('ntf-prev').disabled"),
-          "previous enabled on the first page")
-    b.click(b.wait("#ntf-next"))
-    b.wait_for(lambda: delivery_rows(b) == want2, "the second page")
-    check(b.run("return document.getElementById('ntf-next').disabled"),
-          "next enabled on the last page")
-    b.click(b.wait("#ntf-prev"))
-    b.wait_for(lambda: delivery_rows(b) == want1, "the first page again")
+    page_back_and_forth(b, delivery_rows, want1, want2, "ntf-prev", "ntf-next")
     b.select(b.wait("#ntf-per-page"), "50")
     b.wait_for(lambda: delivery_rows(b) == want1 + want2, "all on one page")
 

@@ -172,7 +172,7 @@ def test_import_moves_a_key_file_onto_the_log():
 
 
 def test_on_a_trusted_log_scopes_and_the_schema_gate_hold():
-    t = Env(partitions=1, name="keytrust")
+    t = Env(partitions=1, name="keytrust", trust=False)
     srv = None
     try:
         root = t.path("root.key")

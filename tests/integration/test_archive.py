@@ -20,7 +20,7 @@ def populate(env):
 
 
 def test_export_verify_replay_and_import_keep_the_digest():
-    env = Env(name="archive")
+    env = Env(name="archive", trust=False)
     try:
         populate(env)
         want = env.fresh_digest()
@@ -49,7 +49,7 @@ def test_export_verify_replay_and_import_keep_the_digest():
         check(r.rc == 1 and "frozen" in r.error["detail"], f"frozen: {r}")
 
         # Disaster recovery: the archive into a new topic, same digest.
-        copy = Env(name="archive-copy", partitions=1)
+        copy = Env(name="archive-copy", partitions=1, trust=False)
         try:
             copy.topic += "-dr"  # a topic that does not exist yet
             imp = copy.ok("import", "--from-file", arc).json["data"]
@@ -71,7 +71,7 @@ def test_export_verify_replay_and_import_keep_the_digest():
             check(r.rc == 1 and r.error["code"] == "conflict" and
                   "not empty" in r.error["detail"], f"{r}")
             # So is one into a topic of another partition count.
-            other = Env(name="archive-other", partitions=2)
+            other = Env(name="archive-other", partitions=2, trust=False)
             try:
                 r = other.ctkn("import", "--from-file", arc)
                 check(r.rc == 1 and "partitions" in r.error["detail"], f"{r}")
@@ -84,7 +84,7 @@ def test_export_verify_replay_and_import_keep_the_digest():
 
 
 def test_a_tampered_archive_is_refused_everywhere():
-    env = Env(name="archive", partitions=2)
+    env = Env(name="archive", partitions=2, trust=False)
     try:
         populate(env)
         arc = env.path("log.arc")

@@ -47,7 +47,7 @@ def event_bytes(event_type, version=1, status="active"):
 
 
 def test_garbage_is_quarantined_and_projection_goes_on():
-    env = Env(name="poison", partitions=2)
+    env = Env(name="poison", partitions=2, trust=False)
     try:
         good = env.ok("create", "--name", "before").json["data"]
         hist = env.ok("history", good["id"]).lines
@@ -96,7 +96,7 @@ def test_garbage_is_quarantined_and_projection_goes_on():
 
 
 def test_newer_schema_pauses_only_its_partition():
-    env = Env(name="schema", partitions=2)
+    env = Env(name="schema", partitions=2, trust=False)
     try:
         # A record from the future on partition 0.
         env.raw(0, "future", b"\x0a\x01x", "client_token.created", "99")
@@ -130,7 +130,7 @@ def test_reads_fail_closed_behind_a_pause():
     """A revoke appended after a record of a newer schema: every replica
     answers service_unavailable (exit 3) for the token, never active and
     never not found, until an upgrade applies what is behind the pause."""
-    env = Env(name="closed", partitions=1)
+    env = Env(name="closed", partitions=1, trust=False)
     try:
         tok = env.ok("create", "--name", "victim").json["data"]
         env.raw(0, "ctkn_" + "9" * 26, b"\x0a\x01x", "client_token.created",
@@ -168,7 +168,7 @@ def test_a_pause_fails_closed_only_the_tokens_of_its_partition():
     """With partition 0 paused, a token on partition 1 still verifies; a
     token on partition 0, a token string no replica knows and a list
     answer service_unavailable, and /healthz stays 503."""
-    env = Env(name="perpart", partitions=2)
+    env = Env(name="perpart", partitions=2, trust=False)
     srv = None
     try:
         on = {}
@@ -281,20 +281,25 @@ def test_broker_down_exits_3_within_timeout():
         subprocess.run([stop, "--clean"], env=kenv, capture_output=True)
 
 
+def recreate_after(env, n):
+    """Create n tokens, delete env's one-partition topic and init it again
+    until it is new (deletion is asynchronous)."""
+    for i in range(n):
+        env.ok("create", "--name", f"old {i}")
+    topic_command("--delete", "--topic", env.topic)
+    deadline = time.monotonic() + 60
+    while True:
+        r = env.ctkn("init", "--partitions", "1")
+        if r.rc == 0 and r.json["data"]["created"]:
+            return
+        check(time.monotonic() < deadline, f"could not re-create: {r}")
+        time.sleep(0.5)
+
+
 def test_recreated_topic_is_refused():
     env = Env(name="recreate", partitions=1)
     try:
-        for i in range(3):
-            env.ok("create", "--name", f"old {i}")
-        topic_command("--delete", "--topic", env.topic)
-        # Deletion is asynchronous; init again until the topic is new.
-        deadline = time.monotonic() + 60
-        while True:
-            r = env.ctkn("init", "--partitions", "1")
-            if r.rc == 0 and r.json["data"]["created"]:
-                break
-            check(time.monotonic() < deadline, f"could not re-create: {r}")
-            time.sleep(0.5)
+        recreate_after(env, 3)
         # The old projection stands at offset 3 of a log that is now empty.
         r = env.ctkn("project")
         check(r.rc == 1 and r.error["code"] == "conflict", r)
@@ -317,16 +322,7 @@ def test_recreated_topic_grown_past_the_projection():
               os.environ.get("CTKN_RDKAFKA_VERSION", "0.0.0").split(".")[:3])
     env = Env(name="regrow", partitions=1)
     try:
-        for i in range(2):
-            env.ok("create", "--name", f"old {i}")
-        topic_command("--delete", "--topic", env.topic)
-        deadline = time.monotonic() + 60
-        while True:
-            r = env.ctkn("init", "--partitions", "1")
-            if r.rc == 0 and r.json["data"]["created"]:
-                break
-            check(time.monotonic() < deadline, f"could not re-create: {r}")
-            time.sleep(0.5)
+        recreate_after(env, 2)
         for i in range(4):  # past the old projection's offset 2
             env.ok("create", "--name", f"new {i}", db=env.path("fresh"))
         r = env.ctkn("project")

@@ -371,6 +371,145 @@ static void test_a_pass_that_only_skips_commits_nothing(void **s)
   signing_free(&sg);
 }
 
+/* Record p/off's ctkn-writer header ("<key ID>.<instance>"), in out. */
+static void writer_of(struct fx *f, int32_t p, int64_t off, char *out,
+                      size_t size)
+{
+  const struct ctkn_log_msg *m = fake_log_record(f->t.log, TK_TOPIC, p, off);
+
+  assert_non_null(m);
+  for (size_t i = 0; i < m->nheaders; i++)
+    if (strcmp(m->headers[i].name, "ctkn-writer") == 0) {
+      assert_true(m->headers[i].size < size);
+      memcpy(out, m->headers[i].value, m->headers[i].size);
+      out[m->headers[i].size] = '\0';
+      return;
+    }
+  fail_msg("no ctkn-writer header at %d/%lld", (int)p, (long long)off);
+}
+
+/* A new replica of the fake log, reading it all under sg's root: its
+ * stats, and whether each of ids[0..n) is in it. */
+static void new_replica(struct fx *f, const struct signing *sg,
+                        struct ctkn_projector_stats *stats, const char **ids,
+                        size_t n)
+{
+  char dir[] = "/tmp/ctkn_unit_replicaXXXXXX";
+  char db[64];
+  struct ctkn_store_opts o = {.map_size = (size_t)256 << 20, .no_sync = true};
+  struct ctkn_err err = {0};
+  ctkn_store *st = NULL;
+  ctkn_projector *p = NULL;
+  ctkn_store_txn *txn;
+  struct ctkn_record r;
+
+  assert_non_null(mkdtemp(dir));
+  snprintf(db, sizeof(db), "%s/db", dir);
+  if (ctkn_store_open(&st, db, &o, &err) != CTKN_OK ||
+      ctkn_store_bind(st, TK_TOPIC, CTKN_ENV_SANDBOX, &err) != CTKN_OK ||
+      ctkn_projector_open(&p, st, &f->t.cfg, CTKN_ENV_SANDBOX, &err) !=
+          CTKN_OK ||
+      ctkn_projector_set_trust(p, sg->root_pub, &err) != CTKN_OK ||
+      ctkn_projector_catch_up(p, NULL, 0, &err) != CTKN_OK)
+    fail_msg("reader: %s", err.msg);
+  ctkn_projector_stats(p, stats);
+  ctkn_projector_close(p);
+  assert_int_equal(ctkn_store_begin(st, false, &txn, &err), CTKN_OK);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(ctkn_store_get(txn, ids[i], &r, &err), CTKN_OK);
+  ctkn_store_abort(txn);
+  ctkn_store_close(st);
+  tk_rm_rf(dir);
+}
+
+/* A new replica catches up a long log on two threads (the pipelined
+ * catch-up) and verifies one checkpoint per instance and read batch,
+ * settling the others later from the records it holds. A writer that
+ * heartbeats after every batch makes a read batch end in a heartbeat that
+ * restates the head an earlier checkpoint set, which has the reader
+ * verify the earlier ones there: it must verify those, not whatever
+ * record it read last. Nothing is quarantined; every token is applied. */
+static void test_a_new_replica_of_a_heartbeating_writer_applies_it_all(void **s)
+{
+  struct fx *f = *s;
+  struct signing sg;
+  struct ctkn_err err = {0};
+  enum { PER = 200 };
+  struct ctkn_command cmds[PER];
+  struct ctkn_outcome outs[PER];
+  int rcs[PER];
+  struct ctkn_err errs[PER];
+  const char *last[1];
+  char last_id[CTKN_ID_BUF];
+  size_t creates = 0;
+  int64_t records = 0;
+
+  sign_with_a_key(f, &sg);
+  while (records < 4 * BATCH_MAX) {
+    char name[32];
+    for (size_t i = 0; i < PER; i++) {
+      snprintf(name, sizeof(name), "t%zu", creates + i);
+      create_cmd(&cmds[i], name, NULL);
+    }
+    assert_int_equal(
+        ctkn_ledger_execute_batch(f->l, cmds, PER, outs, rcs, errs), CTKN_OK);
+    for (size_t i = 0; i < PER; i++)
+      assert_int_equal(rcs[i], CTKN_OK);
+    creates += PER;
+    if (ctkn_ledger_heartbeat(f->l, &err) != CTKN_OK)
+      fail_msg("heartbeat: %s", err.msg);
+    records = 0;
+    for (int32_t p = 0; p < NPARTS; p++)
+      records += fake_log_end(f->t.log, TK_TOPIC, p);
+  }
+  snprintf(last_id, sizeof(last_id), "%s", outs[PER - 1].record.token.id);
+  last[0] = last_id;
+
+  struct ctkn_projector_stats stats;
+  new_replica(f, &sg, &stats, last, 1);
+  assert_int_equal(stats.quarantined, 0);
+  assert_int_equal(stats.applied, creates);
+  ctkn_ledger_close(f->l); /* it signs a closing checkpoint with the key */
+  f->l = NULL;
+  signing_free(&sg);
+}
+
+/* A process that runs one command closes its writer instance with that
+ * batch's checkpoints: closing the ledger then appends nothing more (one
+ * produce round trip less). A batch after it is a new instance. A reader
+ * of the log applies all of it and quarantines nothing. */
+static void test_a_last_batch_closes_the_instance_with_its_checkpoints(void **s)
+{
+  struct fx *f = *s;
+  struct signing sg;
+  struct ctkn_outcome a, b;
+  char wa[128], wb[128];
+
+  sign_with_a_key(f, &sg);
+  ctkn_ledger_last_batch(f->l);
+  create(f, "one", &a);
+  /* The event, then its checkpoint, which closes the instance. */
+  assert_int_equal(fake_log_end(f->t.log, TK_TOPIC, a.partition), a.offset + 2);
+  uint64_t before = produced(f);
+  create(f, "two", &b);
+  assert_int_equal(produced(f), before + 2);
+  writer_of(f, a.partition, a.offset, wa, sizeof(wa));
+  writer_of(f, b.partition, b.offset, wb, sizeof(wb));
+  assert_string_not_equal(wa, wb);
+  before = produced(f);
+  ctkn_ledger_close(f->l); /* closes "two"'s instance: one checkpoint */
+  f->l = NULL;
+  assert_int_equal(produced(f), before + 1);
+
+  struct ctkn_projector_stats stats;
+  const char *ids[] = {a.record.token.id, b.record.token.id};
+
+  new_replica(f, &sg, &stats, ids, 2);
+  assert_int_equal(stats.quarantined, 0);
+  assert_int_equal(stats.applied, 2);
+  signing_free(&sg);
+}
+
 /* One read batch holds a writer instance's checkpoint, the revoke's
  * keyring record placed on the partition, and the instance's next
  * checkpoint, which the revoke refuses. The first checkpoint is not the
@@ -1125,6 +1264,8 @@ int main(void)
       T(test_a_stale_projection_is_caught_up_before_planning),
       T(test_only_commands_that_read_the_projection_catch_up_first),
       T(test_a_pass_that_only_skips_commits_nothing),
+      T(test_a_last_batch_closes_the_instance_with_its_checkpoints),
+      T(test_a_new_replica_of_a_heartbeating_writer_applies_it_all),
       T(test_a_revoke_in_one_read_batch_is_a_barrier),
       T(test_a_failed_seek_past_another_writer_is_not_an_error),
       T(test_lost_race_replans_and_reports_the_conflict),

@@ -330,6 +330,43 @@ static void test_open_refuses_overrides_that_bypassed_config_set(void **state)
   assert_contains(err.msg, "cannot be overridden");
 }
 
+/* A consumer's fetch.wait.max.ms as the handle would get it. */
+static void consumer_fetch_wait(const struct ctkn_log_config *cfg, char *out,
+                                size_t size)
+{
+  struct ctkn__kctx k;
+  rd_kafka_conf_t *conf;
+  struct ctkn_err err;
+
+  ctkn__kctx_init(&k, NULL);
+  assert_int_equal(
+      ctkn__kafka_build_conf(cfg, CTKN__KAFKA_CONSUMER, &k, &conf, &err),
+      CTKN_OK);
+  assert_int_equal(rd_kafka_conf_get(conf, "fetch.wait.max.ms", out, &size),
+                   RD_KAFKA_CONF_OK);
+  rd_kafka_conf_destroy(conf);
+  pthread_mutex_destroy(&k.mu);
+}
+
+static void test_fetch_wait_is_the_configs_with_overrides_winning(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_err err;
+  char v[32];
+
+  /* Followers: 100 ms. A one-shot command (the CLI) asks for less. */
+  consumer_fetch_wait(&f->cfg, v, sizeof(v));
+  assert_string_equal(v, "100");
+  f->cfg.fetch_wait_ms = 10;
+  consumer_fetch_wait(&f->cfg, v, sizeof(v));
+  assert_string_equal(v, "10");
+  /* -X still wins. */
+  assert_int_equal(ctkn_log_config_set(&f->cfg, "fetch.wait.max.ms=250", &err),
+                   CTKN_OK);
+  consumer_fetch_wait(&f->cfg, v, sizeof(v));
+  assert_string_equal(v, "250");
+}
+
 static void test_open_refuses_a_configuration_librdkafka_rejects(void **state)
 {
   struct fx *f = *state;
@@ -1327,6 +1364,9 @@ int main(void)
       cmocka_unit_test(test_config_set_refuses_more_than_the_maximum),
       cmocka_unit_test_setup_teardown(
           test_open_refuses_overrides_that_bypassed_config_set, setup,
+          teardown),
+      cmocka_unit_test_setup_teardown(
+          test_fetch_wait_is_the_configs_with_overrides_winning, setup,
           teardown),
       cmocka_unit_test_setup_teardown(
           test_open_refuses_a_configuration_librdkafka_rejects, setup,

@@ -17,6 +17,7 @@
 #include "ctkn/projector.h"
 #include "ctkn/query.h"
 #include "json_assert.h"
+#include "query_int.h"
 #include "testkit.h"
 
 #define NTOK 23 /* tokens in the fixture; every third one revoked */
@@ -608,6 +609,62 @@ static void test_a_pause_of_every_partition_fails_every_answer(void **s)
   assert_int_equal(verify_rc(f, NULL, f->evs[0].data.token, &err), CTKN_ESTALE);
 }
 
+/* The page every list of Paddle's shape shares (query_int.h). */
+static void test_page_renders_items_meta_and_more(void **state)
+{
+  struct ctkn__page pg;
+  struct ctkn__buf u = CTKN__BUF_INIT;
+  struct ctkn_err err = {0};
+  char *json;
+  bool desc = true;
+  int per = 0;
+  int64_t us;
+
+  (void)state;
+  assert_int_equal(ctkn__page_begin(&pg, 2, &err), CTKN_OK);
+  assert_false(ctkn__page_full(&pg));
+  assert_int_equal(ctkn__page_put(&pg, "{\"a\":1}", 7, "evt_1", &err), CTKN_OK);
+  assert_false(ctkn__page_full(&pg));
+  assert_int_equal(ctkn__page_put(&pg, "{\"b\":2}xx", 7, "evt_2", &err),
+                   CTKN_OK);
+  assert_true(ctkn__page_full(&pg)); /* a third was seen: has_more */
+  assert_string_equal(pg.last, "evt_2");
+  assert_int_equal(ctkn__page_end(&pg, CTKN_OK, "http://x/events?after=evt_2",
+                                  9, "rid", &json, &err),
+                   CTKN_OK);
+  assert_string_equal(json, "{\"data\":[{\"a\":1},{\"b\":2}],\"meta\":{"
+                            "\"request_id\":\"rid\",\"pagination\":{"
+                            "\"per_page\":2,\"next\":\"http://x/events?"
+                            "after=evt_2\",\"has_more\":true,"
+                            "\"estimated_total\":9}}}");
+  free(json);
+
+  /* A failure frees the page and hands out nothing. */
+  assert_int_equal(ctkn__page_begin(&pg, 5, &err), CTKN_OK);
+  assert_int_equal(ctkn__page_put(&pg, "1", 1, "x", &err), CTKN_OK);
+  json = (char *)&err;
+  assert_int_equal(
+      ctkn__page_end(&pg, CTKN_ESTORE, NULL, 0, "rid", &json, &err),
+      CTKN_ESTORE);
+  assert_null(json);
+
+  /* The link's tail and the shared parameters. */
+  assert_int_equal(ctkn__page_link_tail(&u, true, 0, false, 0, false, 7),
+                   CTKN_OK);
+  assert_string_equal(u.data,
+                      "from=1970-01-01T00:00:00.000000Z&order_by=id%5BASC%5D&"
+                      "per_page=7");
+  ctkn__buf_free(&u);
+  assert_int_equal(ctkn__page_per_page("20", &per, &err), CTKN_OK);
+  assert_int_equal(per, 20);
+  assert_int_equal(ctkn__page_per_page("0", &per, &err), CTKN_EINVAL);
+  assert_int_equal(per, 20);
+  assert_int_equal(ctkn__page_order_by("id[ASC]", &desc, &err), CTKN_OK);
+  assert_false(desc);
+  assert_int_equal(ctkn__page_time("to", "yesterday", &us, &err), CTKN_EINVAL);
+  assert_non_null(strstr(err.msg, "RFC 3339"));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -622,6 +679,7 @@ int main(void)
       T(test_list_status_filters),
       T(test_list_edges),
       cmocka_unit_test(test_list_parameters_are_checked_naming_the_field),
+      cmocka_unit_test(test_page_renders_items_meta_and_more),
       T(test_a_paused_partition_fails_only_its_tokens_closed),
       T(test_a_stale_partition_from_the_guard_fails_closed),
       T(test_a_pause_of_every_partition_fails_every_answer),

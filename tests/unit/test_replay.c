@@ -110,7 +110,7 @@ static void test_replay_refuses_a_directory_that_holds_a_projection(void **st)
   assert_true(strstr(err.msg, "already holds a projection; replay into a "
                               "new --db") != NULL);
   assert_int_equal(
-      ctkn_replay_as_of(f->db, &f->cfg, CTKN_ENV_SANDBOX, MAP, 0, &err),
+      ctkn_replay_as_of(f->db, &f->cfg, CTKN_ENV_SANDBOX, MAP, NULL, 0, &err),
       CTKN_ECONFLICT);
   snprintf(data, sizeof(data), "%s/data.mdb", f->db);
   assert_true(exists(data));
@@ -126,7 +126,7 @@ static void test_failed_replay_removes_the_directory_it_created(void **st)
       CTKN_OK);
   assert_false(exists(f->db));
 
-  int rc = ctkn_replay_as_of(f->db, &f->cfg, CTKN_ENV_SANDBOX, MAP,
+  int rc = ctkn_replay_as_of(f->db, &f->cfg, CTKN_ENV_SANDBOX, MAP, NULL,
                              INT64_C(1700000000000000), &err);
   assert_true(rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT || rc == CTKN_ENOTFOUND);
   assert_false(exists(f->db));

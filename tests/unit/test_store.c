@@ -1062,6 +1062,102 @@ static int collect_coord(void *arg, int32_t partition, int64_t offset,
   return 0;
 }
 
+/* Set meta's "quarantined" + partition p to n, or with p < 0 delete the
+ * marker and the counts of partitions 0..3 (a projection from before
+ * them), straight through LMDB. */
+static void meta_qcount(const char *db, int32_t p, uint64_t n)
+{
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi meta;
+  uint8_t kb[11 + 4], vb[8];
+  MDB_val k = {sizeof(kb), kb}, v = {sizeof(vb), vb};
+
+  memcpy(kb, "quarantined", 11);
+  assert_int_equal(mdb_env_create(&env), 0);
+  assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+  assert_int_equal(mdb_env_open(env, db, 0, 0600), 0);
+  assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+  assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+  if (p >= 0) {
+    ctkn__put_be32(kb + 11, (uint32_t)p);
+    ctkn__put_be64(vb, n);
+    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+  } else {
+    MDB_val marker = {11, kb};
+    assert_int_equal(mdb_del(txn, meta, &marker, NULL), 0);
+    for (uint32_t q = 0; q < 4; q++) {
+      ctkn__put_be32(kb + 11, q);
+      int rc = mdb_del(txn, meta, &k, NULL);
+      assert_true(rc == 0 || rc == MDB_NOTFOUND);
+    }
+  }
+  assert_int_equal(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+static void assert_qcounts(ctkn_store *st, int64_t c0, int64_t c3)
+{
+  struct ctkn_err err = {0};
+  int64_t counts[4];
+  ctkn_store_txn *t = begin(st, false);
+
+  assert_int_equal(ctkn_store_quarantine_counts(t, counts, 4, &err), CTKN_OK);
+  ctkn_store_abort(t);
+  assert_int_equal(counts[0], c0);
+  assert_int_equal(counts[1], 0);
+  assert_int_equal(counts[2], 0);
+  assert_int_equal(counts[3], c3);
+}
+
+/* /healthz's quarantine counts are kept in meta, moved in the txn that
+ * quarantines (a record put again counts once), read without a scan; a
+ * projection from before them is counted once by a writer's open, and a
+ * read-only open scans. */
+static void test_quarantine_counts_are_kept_per_partition(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_store_opts ro = {.read_only = true};
+  struct ctkn_err err = {0};
+  ctkn_store *rst;
+  ctkn_store_txn *t = begin(open_fx(f), true);
+
+  assert_int_equal(
+      ctkn_store_put_quarantine(t, 0, 1, "a", NULL, 0, NULL, 0, &err), CTKN_OK);
+  assert_int_equal(
+      ctkn_store_put_quarantine(t, 0, 2, "b", NULL, 0, NULL, 0, &err), CTKN_OK);
+  assert_int_equal(
+      ctkn_store_put_quarantine(t, 3, 5, "c", NULL, 0, NULL, 0, &err), CTKN_OK);
+  assert_int_equal(
+      ctkn_store_put_quarantine(t, 0, 1, "again", NULL, 0, NULL, 0, &err),
+      CTKN_OK);
+  commit(t);
+  assert_qcounts(f->st, 2, 1);
+
+  /* Read from meta, not counted: a count set there is what comes back. */
+  ctkn_store_close(f->st);
+  f->st = NULL;
+  meta_qcount(f->db, 3, 7);
+  assert_qcounts(open_fx(f), 2, 7);
+
+  /* A projection from before the counts. */
+  ctkn_store_close(f->st);
+  f->st = NULL;
+  meta_qcount(f->db, -1, 0);
+  assert_int_equal(ctkn_store_open(&rst, f->db, &ro, NULL), CTKN_OK);
+  assert_qcounts(rst, 2, 1); /* read-only: a scan */
+  ctkn_store_close(rst);
+  t = begin(open_fx(f), true); /* a writer counts once, then keeps them */
+  assert_int_equal(
+      ctkn_store_put_quarantine(t, 3, 6, "d", NULL, 0, NULL, 0, &err), CTKN_OK);
+  commit(t);
+  assert_qcounts(f->st, 2, 2);
+  ctkn_store_close(f->st);
+  f->st = NULL;
+  meta_qcount(f->db, 0, 9);
+  assert_qcounts(open_fx(f), 9, 2); /* the marker is back: no recount */
+}
+
 static void test_rejected_and_quarantine_walk_in_coordinate_order(void **s)
 {
   struct fx *f = *s;
@@ -2669,6 +2765,7 @@ int main(void)
       T(test_offsets_default_to_zero_and_walk_in_partition_order),
       T(test_history_comes_out_by_version_past_255),
       T(test_rejected_and_quarantine_walk_in_coordinate_order),
+      T(test_quarantine_counts_are_kept_per_partition),
       T(test_list_pages_through_25_tokens_in_both_directions),
       T(test_list_after_cursor_status_mask_and_limits),
       T(test_digest_ignores_transaction_grouping),
