@@ -48,7 +48,14 @@ struct ctkn_projector_stats {
   uint64_t checkpoints; /* verified writer checkpoints (trust.h) */
   uint64_t batches;
   int32_t paused; /* partitions paused on a newer schema version */
+  /* Side topics not followed now, and that should be (CTKN_PROJECTOR_*
+   * bits): a failure being retried, or a record of a newer schema. What
+   * their projections answer (API keys, delivery state) may be stale. */
+  unsigned unfollowed;
 };
+
+#define CTKN_PROJECTOR_SETTINGS      1u /* the settings topic */
+#define CTKN_PROJECTOR_NOTIFICATIONS 2u /* the notifications topic */
 
 /*
  * Apply records to the store in one write transaction, as the projector

@@ -416,6 +416,10 @@ struct ctkn_query_guard;
 bool ctkn__api_untrusted(struct server *s, char *why, size_t n);
 bool ctkn__api_guard(struct server *s, struct ctkn_query_guard *g,
                      uint8_t state[CTKN_STORE_MAX_PARTITIONS]);
+/* Whether side's projection (CTKN_PROJECTOR_SETTINGS or _NOTIFICATIONS)
+ * may be stale, its topic not followed now: err says so (CTKN_ESTALE). */
+bool ctkn__api_side_stale(struct server *s, unsigned side,
+                          struct ctkn_err *err);
 void ctkn__api_metrics(struct server *s, struct req *r);
 
 /* ---- ui.c ------------------------------------------------------------- */

@@ -159,6 +159,9 @@ static int log_key(struct server *s, struct req *r, const char *key,
   ctkn_store_txn *txn;
   int rc;
 
+  /* Fail closed: a key revoked on the log meanwhile would still pass. */
+  if (ctkn__api_side_stale(s, CTKN_PROJECTOR_SETTINGS, err))
+    return CTKN_ESTALE;
   if ((rc = ctkn_store_begin(s->st, false, &txn, err)) != CTKN_OK)
     return rc;
   rc = ctkn_keylog_authenticate(txn, key, strlen(key), s->cfg->env,

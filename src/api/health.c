@@ -125,6 +125,21 @@ bool ctkn__api_untrusted(struct server *s, char *why, size_t n)
   return bad;
 }
 
+bool ctkn__api_side_stale(struct server *s, unsigned side, struct ctkn_err *err)
+{
+  bool down;
+
+  pthread_mutex_lock(&s->pos_lock);
+  down = (s->stats.unfollowed & side) != 0;
+  pthread_mutex_unlock(&s->pos_lock);
+  if (down)
+    ctkn__err(err, CTKN_ESTALE,
+              "this replica is not following the %s topic now (see "
+              "/healthz), so what it holds of it may be stale; retry",
+              side == CTKN_PROJECTOR_SETTINGS ? "settings" : "notifications");
+  return down;
+}
+
 bool ctkn__api_guard(struct server *s, struct ctkn_query_guard *g,
                      uint8_t state[CTKN_STORE_MAX_PARTITIONS])
 {
@@ -200,6 +215,10 @@ void ctkn__api_healthz(struct server *s, struct req *r)
     state = "stale"; /* the log has not answered for a while */
   else if (*bad != '\0')
     state = bad; /* a paused or stale partition: fail closed */
+  else if (s->stats.unfollowed & CTKN_PROJECTOR_SETTINGS)
+    state = "settings_not_followed"; /* API keys may be stale */
+  else if (s->stats.unfollowed & CTKN_PROJECTOR_NOTIFICATIONS)
+    state = "notifications_not_followed";
   else if (lag > s->cfg->max_lag)
     state = "lagging";
   free(r->resp);

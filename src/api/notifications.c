@@ -134,6 +134,12 @@ static void route_logs(struct server *s, struct req *r)
 
 void ctkn__api_ntfs_read(struct server *s, struct req *r)
 {
+  struct ctkn_err err = {0};
+
+  if (ctkn__api_side_stale(s, CTKN_PROJECTOR_NOTIFICATIONS, &err)) {
+    ctkn__api_answer_err(r, &err);
+    return;
+  }
   if (r->route == R_NTF_LIST)
     route_list(s, r);
   else if (r->route == R_NTF_GET)

@@ -603,25 +603,82 @@ static int report(ctkn_projector *p, struct ctkn_err *err)
   snprintf(fields, sizeof(fields),
            "\"applied\":%" PRIu64 ",\"rejected\":%" PRIu64
            ",\"quarantined\":%" PRIu64 ",\"lag\":%" PRId64
-           ",\"paused\":%" PRId32,
+           ",\"paused\":%" PRId32 ",\"unfollowed\":%u",
            p->stats.applied, p->stats.rejected, p->stats.quarantined, lag,
-           p->stats.paused);
+           p->stats.paused, p->stats.unfollowed);
   ctkn__diag_fields(CTKN_DIAG_INFO, "projector", "progress", fields);
   return CTKN_OK;
 }
 
+/* A side went down or came back: the stats say so, and the status is
+ * reported before the next wait, so that readers learn it at once. */
+static void side_changed(ctkn_projector *p)
+{
+  p->stats.unfollowed =
+      (p->settings_side.down ? CTKN_PROJECTOR_SETTINGS : 0) |
+      (p->deliveries_side.down ? CTKN_PROJECTOR_NOTIFICATIONS : 0);
+  p->report_now = true;
+}
+
 /*
- * Project the settings topic beside the events (destinations, settings.h),
- * so that every replica has them. Its failures are reported and retried
- * here; they never stop the token projection. open_settings() opens the
- * follower when it is due, so the wait covers its topic too.
+ * A side topic's follower failed with rc: it is closed by the caller, and
+ * opened again after the side's backoff. A topic that was never found is
+ * looked for every SIDE_BACKOFF_MAX_MS, quietly after the first time (a
+ * deployment initialized before it existed: the first writer of this
+ * version creates it), and is not down: there is nothing to be behind.
+ */
+static void side_failed(ctkn_projector *p, struct side *sd, const char *what,
+                        int rc, const struct ctkn_err *err)
+{
+  bool missing = rc == CTKN_ENOTFOUND && !sd->opened;
+  int wait = missing          ? SIDE_BACKOFF_MAX_MS
+             : sd->backoff_ms ? sd->backoff_ms
+                              : SIDE_BACKOFF_MIN_MS;
+
+  if (!missing || sd->retry_ms == 0)
+    ctkn__diag(CTKN_DIAG_WARN, "projector",
+               "%s not followed: %s; retrying in %d ms", what, err->msg, wait);
+  sd->retry_ms = ctkn__now_ms() + wait;
+  sd->backoff_ms =
+      wait * 2 < SIDE_BACKOFF_MAX_MS ? wait * 2 : SIDE_BACKOFF_MAX_MS;
+  if (!missing && !sd->down) {
+    sd->down = true;
+    side_changed(p);
+  }
+}
+
+/* A side's follower polled without error: it is up (unless it stopped at
+ * a record it cannot read: stopped). */
+static void side_ok(ctkn_projector *p, struct side *sd, bool stopped)
+{
+  sd->backoff_ms = 0;
+  sd->opened = true;
+  if (sd->down != stopped) {
+    sd->down = stopped;
+    side_changed(p);
+  }
+}
+
+/* Whether sd is due to be opened again. */
+static bool side_due(const struct side *sd)
+{
+  return ctkn__now_ms() >= sd->retry_ms;
+}
+
+/*
+ * Project the settings topic beside the events (destinations, API keys,
+ * the keyring; settings.h), so that every replica has them. Its failures
+ * are reported and retried here (side_failed()); they never stop the token
+ * projection, and the status says the settings are not followed meanwhile.
+ * open_settings() opens the follower when it is due, so the wait covers
+ * its topic too.
  */
 static void open_settings(ctkn_projector *p)
 {
-  struct ctkn_err err;
+  struct ctkn_err err = {0};
   int rc;
 
-  if (p->settings != NULL || ctkn__now_ms() < p->settings_retry_ms)
+  if (p->settings != NULL || !side_due(&p->settings_side))
     return;
   rc = ctkn_settings_follower_open(&p->settings, p->st, p->cfg, &err);
   if (rc == CTKN_OK && p->trust != NULL)
@@ -629,17 +686,14 @@ static void open_settings(ctkn_projector *p)
   if (rc != CTKN_OK) {
     ctkn_settings_follower_close(p->settings);
     p->settings = NULL;
-    if (p->settings_retry_ms == 0 || rc != CTKN_ENOTFOUND)
-      ctkn__diag(CTKN_DIAG_WARN, "projector", "settings not followed: %s",
-                 err.msg);
-    p->settings_retry_ms = ctkn__now_ms() + 30000;
+    side_failed(p, &p->settings_side, "settings", rc, &err);
   }
 }
 
 /* Apply what the settings topic has; *got counts it. */
 static void follow_settings(ctkn_projector *p, size_t *got)
 {
-  struct ctkn_err err;
+  struct ctkn_err err = {0};
   int rc;
 
   *got = 0;
@@ -647,25 +701,23 @@ static void follow_settings(ctkn_projector *p, size_t *got)
     return;
   rc = ctkn_settings_follower_poll(p->settings, 0, got, &err);
   if (rc != CTKN_OK) {
-    ctkn__diag(CTKN_DIAG_WARN, "projector", "settings: %s; retrying in 30 s",
-               err.msg);
     ctkn_settings_follower_close(p->settings);
     p->settings = NULL;
-    p->settings_retry_ms = ctkn__now_ms() + 30000;
+    side_failed(p, &p->settings_side, "settings", rc, &err);
+    return;
   }
+  side_ok(p, &p->settings_side,
+          ctkn_settings_follower_consumer(p->settings) == NULL);
 }
 
 /* Project the notifications topic beside the events (delivery state,
- * delivery.h), as the settings: failures are reported and retried here,
- * never stopping the token projection. A topic missing (a deployment
- * initialized before it existed) is looked for every 30 s: the first
- * notifier of this version creates it. */
+ * delivery.h), as the settings. */
 static void open_deliveries(ctkn_projector *p)
 {
-  struct ctkn_err err;
+  struct ctkn_err err = {0};
   int rc;
 
-  if (p->deliveries != NULL || ctkn__now_ms() < p->deliveries_retry_ms)
+  if (p->deliveries != NULL || !side_due(&p->deliveries_side))
     return;
   rc = ctkn_delivery_follower_open(&p->deliveries, p->st, p->cfg, &err);
   if (rc == CTKN_OK && p->trust != NULL)
@@ -674,16 +726,13 @@ static void open_deliveries(ctkn_projector *p)
   if (rc != CTKN_OK) {
     ctkn_delivery_follower_close(p->deliveries);
     p->deliveries = NULL;
-    if (p->deliveries_retry_ms == 0 || rc != CTKN_ENOTFOUND)
-      ctkn__diag(CTKN_DIAG_WARN, "projector", "notifications not followed: %s",
-                 err.msg);
-    p->deliveries_retry_ms = ctkn__now_ms() + 30000;
+    side_failed(p, &p->deliveries_side, "notifications", rc, &err);
   }
 }
 
 static void follow_deliveries(ctkn_projector *p, size_t *got)
 {
-  struct ctkn_err err;
+  struct ctkn_err err = {0};
   int rc;
 
   *got = 0;
@@ -691,12 +740,13 @@ static void follow_deliveries(ctkn_projector *p, size_t *got)
     return;
   rc = ctkn_delivery_follower_poll(p->deliveries, 0, got, &err);
   if (rc != CTKN_OK) {
-    ctkn__diag(CTKN_DIAG_WARN, "projector",
-               "notifications: %s; retrying in 30 s", err.msg);
     ctkn_delivery_follower_close(p->deliveries);
     p->deliveries = NULL;
-    p->deliveries_retry_ms = ctkn__now_ms() + 30000;
+    side_failed(p, &p->deliveries_side, "notifications", rc, &err);
+    return;
   }
+  side_ok(p, &p->deliveries_side,
+          ctkn_delivery_follower_consumer(p->deliveries) == NULL);
 }
 
 /* `ctkn rebuild` swapped a new projection in: go on from its offsets
@@ -714,10 +764,10 @@ static int follow_rebuilt(ctkn_projector *p, struct ctkn_err *err)
   /* The new projection's settings start again from its offsets. */
   ctkn_settings_follower_close(p->settings);
   p->settings = NULL;
-  p->settings_retry_ms = 0;
+  p->settings_side.retry_ms = 0;
   ctkn_delivery_follower_close(p->deliveries);
   p->deliveries = NULL;
-  p->deliveries_retry_ms = 0;
+  p->deliveries_side.retry_ms = 0;
   return rc;
 }
 
@@ -767,7 +817,8 @@ static int follow_once(ctkn_projector *p, int64_t *next_report,
     follow_deliveries(p, &got[2]);
     p->quiet = ready < 3 && got[ready] == 0 ? (int)ready : -1;
   }
-  if (rc == CTKN_OK && ctkn__now_ms() >= *next_report) {
+  if (rc == CTKN_OK && (p->report_now || ctkn__now_ms() >= *next_report)) {
+    p->report_now = false;
     *next_report =
         ctkn__now_ms() + (p->hooks.status_ms > 0 ? p->hooks.status_ms : 5000);
     rc = report(p, err);

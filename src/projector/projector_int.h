@@ -20,6 +20,23 @@
 /* Catch-ups this far behind run on two threads (pipeline.c). */
 #define PIPE_MIN_LAG (2 * BATCH_MAX)
 
+/*
+ * How a side topic's follower (settings, notifications) is doing. A failed
+ * open or poll closes it; it is opened again after backoff_ms, which
+ * doubles from SIDE_BACKOFF_MIN_MS to SIDE_BACKOFF_MAX_MS while it keeps
+ * failing. While down, what its projection answers may be stale (a
+ * revoked API key): the status hook says so (stats.unfollowed).
+ */
+struct side {
+  int64_t retry_ms; /* when to open it again; 0: now */
+  int backoff_ms;   /* the next failure's wait; 0: SIDE_BACKOFF_MIN_MS */
+  bool opened;      /* it was followed once: a topic now missing is down */
+  bool down;        /* not followed now, and it should be */
+};
+
+#define SIDE_BACKOFF_MIN_MS 200
+#define SIDE_BACKOFF_MAX_MS 30000
+
 struct ctkn_projector {
   ctkn_store *st;
   const struct ctkn_log_config *cfg;
@@ -37,10 +54,11 @@ struct ctkn_projector {
   /* follow: the settings topic's follower, opened when the topic exists */
   ctkn_settings_follower *settings;
   struct ctkn__ptrust *trust; /* NULL: trust is off */
-  int64_t settings_retry_ms;  /* when to look for the topic again */
+  struct side settings_side;
   /* follow: the notifications topic's (delivery.h), likewise */
   ctkn_delivery_follower *deliveries;
-  int64_t deliveries_retry_ms;
+  struct side deliveries_side;
+  bool report_now; /* a side's state changed: report before the next wait */
   /* The consumer (0 events, 1 settings, 2 notifications) whose wake-up
    * last applied nothing (a record held back is read again and again),
    * or -1: the next wait leaves it out and lasts at most 50 ms, so such a

@@ -62,7 +62,8 @@ struct fake_log {
   int fail_sends, fail_send_rc;
   bool fail_appended;
   int fail_polls, fail_poll_rc;
-  bool hold_polls; /* polls deliver nothing until released */
+  char fail_poll_topic[250]; /* "": any topic's consumers */
+  bool hold_polls;           /* polls deliver nothing until released */
   int fail_queries, fail_query_rc;
   int fail_seeks, fail_seek_rc;
   int report_delay_ms;
@@ -364,10 +365,24 @@ void fake_log_hold_polls(struct fake_log *f, bool hold)
 
 void fake_log_fail_polls(struct fake_log *f, int n, int rc)
 {
+  fake_log_fail_polls_of(f, "", n, rc);
+}
+
+void fake_log_fail_polls_of(struct fake_log *f, const char *topic, int n,
+                            int rc)
+{
   pthread_mutex_lock(&f->mu);
   f->fail_polls = n;
   f->fail_poll_rc = rc;
+  snprintf(f->fail_poll_topic, sizeof(f->fail_poll_topic), "%s", topic);
   pthread_mutex_unlock(&f->mu);
+}
+
+/* Locked. Whether c's next poll fails by injection. */
+static bool poll_fails(const struct fake_log *f, const char *topic)
+{
+  return f->fail_polls > 0 && (f->fail_poll_topic[0] == '\0' ||
+                               strcmp(f->fail_poll_topic, topic) == 0);
 }
 
 void fake_log_fail_queries(struct fake_log *f, int n, int rc)
@@ -915,7 +930,7 @@ static int fake_poll(ctkn_consumer *base, int timeout_ms,
   until.tv_nsec = (long)(ns % 1000000000);
   pthread_mutex_lock(&f->mu);
   f->stats.polls++;
-  if (f->fail_polls > 0) {
+  if (poll_fails(f, c->topic)) {
     f->fail_polls--;
     rc = ctkn__err(err, f->fail_poll_rc, "fake: injected poll failure");
     pthread_mutex_unlock(&f->mu);
@@ -945,7 +960,7 @@ static bool pending(struct fconsumer *c)
 {
   struct ftopic *t = find_topic(c->f, c->topic);
 
-  if (c->f->fail_polls > 0 || t == NULL)
+  if (poll_fails(c->f, c->topic) || t == NULL)
     return true;
   if (c->f->hold_polls)
     return false;

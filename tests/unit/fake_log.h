@@ -72,6 +72,9 @@ void fake_log_fail_sends_after(struct fake_log *f, int ok, int n, int rc,
 void fake_log_hold_polls(struct fake_log *f, bool hold);
 /* The next n polls fail with rc. */
 void fake_log_fail_polls(struct fake_log *f, int n, int rc);
+/* As fake_log_fail_polls(), only for the consumers of topic. */
+void fake_log_fail_polls_of(struct fake_log *f, const char *topic, int n,
+                            int rc);
 /* The next n metadata or offset queries (partitions, watermarks) fail with
  * rc. */
 void fake_log_fail_queries(struct fake_log *f, int n, int rc);

@@ -1273,6 +1273,82 @@ static void test_keys_on_the_log_authenticate_until_revoked(void **st)
   done(f, r);
 }
 
+/* While the projector does not follow the settings topic (a failure being
+ * retried), a key revoked there meanwhile would still pass: keys on the
+ * log are refused as stale, /healthz says why, and the key file's keys,
+ * which the log does not hold, still work. Likewise the notifications. */
+static void test_side_topics_not_followed_fail_closed(void **st)
+{
+  struct fx *f = *st;
+  struct ctkn_partition_status ps[1] = {
+      {.partition = 0, .log_end = 1, .projected = 1}};
+  struct ctkn_projector_stats stats = {0};
+  struct ctkn_akey_command c;
+  struct ctkn_akey_event ev;
+  char key[CTKN_AKEY_BUF], auth[CTKN_AKEY_BUF + 8];
+  struct req *r;
+  json_t *j;
+
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_CREATE);
+  assert_int_equal(ctkn_akey_command_set_name(&c, "fleet", 5, NULL), CTKN_OK);
+  assert_int_equal(ctkn_akey_command_set_perms(&c, CTKN_PERM_TOKEN_READ, NULL),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_akey_plan(NULL, &c, CTKN_ENV_SANDBOX, ctkn_now_us(), &ev, key, NULL),
+      CTKN_AKEY_PLAN_APPEND);
+  snprintf(auth, sizeof(auth), "Bearer %s", key);
+  project_akey(f, &ev);
+  ctkn__api_status(f->s, ps, 1, &stats);
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+
+  stats.unfollowed = CTKN_PROJECTOR_SETTINGS;
+  ctkn__api_status(f->s, ps, 1, &stats);
+  check_detail(
+      f, call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL),
+      503, "service_unavailable", NULL, "not following the settings topic");
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+  r = call(f, "GET", "/healthz", NULL, NULL);
+  assert_int_equal(r->status, 503);
+  j = answer(r);
+  assert_string_equal(jstr(json_object_get(j, "data"), "status"),
+                      "settings_not_followed");
+  json_decref(j);
+  done(f, r);
+
+  stats.unfollowed = CTKN_PROJECTOR_NOTIFICATIONS;
+  ctkn__api_status(f->s, ps, 1, &stats);
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth, NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+  check_detail(f,
+               call(f, "GET", "/notifications", NULL, "Authorization",
+                    auth_setread, NULL),
+               503, "service_unavailable", NULL,
+               "not following the notifications topic");
+  r = call(f, "GET", "/healthz", NULL, NULL);
+  assert_int_equal(r->status, 503);
+  j = answer(r);
+  assert_string_equal(jstr(json_object_get(j, "data"), "status"),
+                      "notifications_not_followed");
+  json_decref(j);
+  done(f, r);
+
+  stats.unfollowed = 0;
+  ctkn__api_status(f->s, ps, 1, &stats);
+  r = call(f, "GET", "/notifications", NULL, "Authorization", auth_setread,
+           NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+  r = call(f, "GET", "/healthz", NULL, NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+}
+
 /* The event types of a page, "a,b,c", and its event IDs strictly
  * ascending (or fail). */
 static void page_types(json_t *j, char *out, size_t cap)
@@ -2855,6 +2931,7 @@ int main(void)
       T(test_verify_answers_active_revoked_and_unknown),
       T(test_authentication_failures_are_403_with_paddles_codes),
       T(test_keys_on_the_log_authenticate_until_revoked),
+      T(test_side_topics_not_followed_fail_closed),
       T(test_events_serve_the_settings_topics_events),
       T(test_rate_limit_covers_keys_on_the_log),
       T(test_rate_limit_answers_429_with_retry_after),

@@ -537,6 +537,78 @@ static void test_follow_wakes_for_the_settings_while_the_events_idle(void **s)
   assert_int_equal(fl.rc, CTKN_OK);
 }
 
+/* What the status hook said of the side topics last. */
+static pthread_mutex_t side_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned side_unfollowed;
+static int side_reports;
+
+static void side_status(void *arg, const struct ctkn_partition_status *s,
+                        int32_t n, const struct ctkn_projector_stats *stats)
+{
+  (void)arg, (void)s, (void)n;
+  pthread_mutex_lock(&side_mu);
+  side_unfollowed = stats->unfollowed;
+  side_reports++;
+  pthread_mutex_unlock(&side_mu);
+}
+
+static unsigned unfollowed_now(void)
+{
+  pthread_mutex_lock(&side_mu);
+  unsigned u = side_reports > 0 ? side_unfollowed : ~0u;
+  pthread_mutex_unlock(&side_mu);
+  return u;
+}
+
+static bool settings_down(struct fx *f)
+{
+  (void)f;
+  return unfollowed_now() == CTKN_PROJECTOR_SETTINGS;
+}
+
+static bool sides_up(struct fx *f)
+{
+  (void)f;
+  return unfollowed_now() == 0;
+}
+
+/* A failing settings follower is retried within a second, not the 30 s a
+ * missing topic waits, and the status says at once (without waiting for
+ * the next report) that the settings are not followed meanwhile: an API
+ * key revoked there would still pass, so readers fail closed. */
+static void test_follow_retries_the_settings_and_says_they_lag(void **s)
+{
+  struct fx *f = *s;
+  struct follower fl = {.p = f->p};
+  struct ctkn_projector_hooks hooks = {
+      .status = side_status, .status_ms = 600000, .idle_ms = 50};
+  struct ctkn_log_header h = {CTKN_HDR_EVENT_TYPE, "destination.created", 19};
+  pthread_t th;
+
+  side_reports = 0;
+  fake_log_create(f->t.log, TK_TOPIC "_settings", 1);
+  ctkn_projector_set_hooks(f->p, &hooks);
+  assert_int_equal(pthread_create(&th, NULL, follow_main, &fl), 0);
+  assert_true(eventually(f, sides_up));
+
+  fake_log_fail_polls_of(f->t.log, TK_TOPIC "_settings", 1000000, CTKN_EKAFKA);
+  assert_true(eventually(f, settings_down));
+  fake_log_fail_polls_of(f->t.log, TK_TOPIC "_settings", 0, CTKN_OK);
+  settings_off = fake_log_append(f->t.log, TK_TOPIC "_settings", 0, "k", 1,
+                                 "not a settings event", 20, 1, &h, 1);
+  assert_true(eventually(f, settings_judged));
+  assert_true(eventually(f, sides_up));
+
+  /* A record of a newer schema stops the settings: down until upgraded. */
+  struct ctkn_log_header newer[2] = {h, {CTKN_HDR_SCHEMA, "99", 2}};
+  fake_log_append(f->t.log, TK_TOPIC "_settings", 0, "k", 1, "newer", 5, 1,
+                  newer, 2);
+  assert_true(eventually(f, settings_down));
+  fl.stop = 1;
+  pthread_join(th, NULL);
+  assert_int_equal(fl.rc, CTKN_OK);
+}
+
 /* ---- replay ------------------------------------------------------------- */
 
 static void test_replay_stops_at_the_instant_and_freezes(void **s)
@@ -580,6 +652,7 @@ int main(void)
       T(test_follow_applies_new_records_and_added_partitions),
       T(test_follow_outlives_a_log_outage),
       T(test_follow_wakes_for_the_settings_while_the_events_idle),
+      T(test_follow_retries_the_settings_and_says_they_lag),
       T(test_replay_stops_at_the_instant_and_freezes),
   };
 #undef T
