@@ -81,6 +81,52 @@ int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
 int ctkn_projector_decode(const struct ctkn_log_msg *m, struct ctkn_event *ev,
                           struct ctkn_err *err);
 
+/*
+ * Trust without a broker: what a projector reads from the settings topic
+ * and the log, given by the caller instead (an archive's replay,
+ * archive.h). keyring is the value of the settings topic's newest
+ * ctkn.keyring record (NULL: none; one the root did not sign is skipped,
+ * as on the topic); adoption (NULL: none) the root's adoptions, merged,
+ * and adopt_hash what ctkn_trust_adopt_hash() computes on the log (trust.h:
+ * the hash of partition p's records below end; an error fails the pass).
+ */
+struct ctkn_trust_source {
+  const void *keyring;
+  size_t keyring_len;
+  const struct ctkn_adoption *adoption;
+  int (*adopt_hash)(void *arg, const uint8_t log_id[CTKN_LOG_ID_LEN], int32_t p,
+                    int64_t end, uint8_t out[CTKN_CHAIN_LEN],
+                    struct ctkn_err *err);
+  void *arg;
+};
+
+/*
+ * A projection advanced by records the caller hands over, each judged by
+ * the trust gate exactly as the projector judges the records it polls
+ * (the same code: quarantined with the gate's reason, held back while
+ * pending, the gate's state kept with the projection), the keyring and
+ * adoptions learnt from src. Records must come in log order per
+ * partition, as ctkn_projector_apply() takes them; held-back records are
+ * kept and fed again before the next call's.
+ * Lifetime: ctkn_projector_judged_open() -> apply... -> close. st, and what
+ * src points to, are borrowed for its life.
+ * Errors: open: CTKN_EINVAL (not a public key), the store's, CTKN_ENOMEM;
+ * apply: as ctkn_projector_apply(), and src->adopt_hash's.
+ */
+typedef struct ctkn_projector_judged ctkn_projector_judged;
+int ctkn_projector_judged_open(ctkn_projector_judged **out, ctkn_store *st,
+                               ctkn_env env,
+                               const uint8_t root[CTKN_SIGN_PUB_LEN],
+                               const struct ctkn_trust_source *src,
+                               struct ctkn_err *err);
+int ctkn_projector_judged_apply(ctkn_projector_judged *j,
+                                const struct ctkn_log_msg *msgs, size_t n,
+                                bool *paused, int32_t npaused,
+                                struct ctkn_projector_stats *stats,
+                                struct ctkn_err *err);
+/* Close and free; NULL is a no-op. */
+void ctkn_projector_judged_close(ctkn_projector_judged *j);
+
 typedef struct ctkn_projector ctkn_projector;
 
 /* Keeps st and cfg, which must outlive the projector. On success *out is

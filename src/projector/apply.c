@@ -575,3 +575,54 @@ int ctkn_projector_apply(ctkn_store *st, ctkn_env env,
   return ctkn__projector_apply_source(st, env, NULL, &src, paused, npaused,
                                       stats, err);
 }
+
+/* ---- records handed over, judged (projector.h) -------------------------- */
+
+struct ctkn_projector_judged {
+  ctkn_store *st;
+  ctkn_env env;
+  struct ctkn__ptrust *trust;
+};
+
+int ctkn_projector_judged_open(ctkn_projector_judged **out, ctkn_store *st,
+                               ctkn_env env,
+                               const uint8_t root[CTKN_SIGN_PUB_LEN],
+                               const struct ctkn_trust_source *src,
+                               struct ctkn_err *err)
+{
+  ctkn_projector_judged *j;
+  int rc;
+
+  *out = NULL;
+  if ((j = calloc(1, sizeof(*j))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: out of memory");
+  j->st = st;
+  j->env = env;
+  if ((rc = ctkn__ptrust_open(&j->trust, st, NULL, root, err)) != CTKN_OK) {
+    free(j);
+    return rc;
+  }
+  ctkn__ptrust_set_source(j->trust, src);
+  *out = j;
+  return CTKN_OK;
+}
+
+int ctkn_projector_judged_apply(ctkn_projector_judged *j,
+                                const struct ctkn_log_msg *msgs, size_t n,
+                                bool *paused, int32_t npaused,
+                                struct ctkn_projector_stats *stats,
+                                struct ctkn_err *err)
+{
+  struct source src = {n, array_msg, NULL, (void *)msgs};
+
+  return ctkn__projector_apply_source(j->st, j->env, j->trust, &src, paused,
+                                      npaused, stats, err);
+}
+
+void ctkn_projector_judged_close(ctkn_projector_judged *j)
+{
+  if (j == NULL)
+    return;
+  ctkn__ptrust_free(j->trust);
+  free(j);
+}

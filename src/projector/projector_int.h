@@ -142,6 +142,11 @@ int ctkn__ptrust_open(struct ctkn__ptrust **out, ctkn_store *st,
                       const uint8_t root[CTKN_SIGN_PUB_LEN],
                       struct ctkn_err *err);
 void ctkn__ptrust_free(struct ctkn__ptrust *t);
+/* Offline (opened with cfg NULL): learn the keyring and the adoptions
+ * from src (copied; what it points to is borrowed for t's life) instead
+ * of the settings topic and the log. */
+void ctkn__ptrust_set_source(struct ctkn__ptrust *t,
+                             const struct ctkn_trust_source *src);
 const struct ctkn_keyring *ctkn__ptrust_keyring(const struct ctkn__ptrust *t);
 /* Before a pass: when a record of src names a writer key the keyring
  * lacks (or there is no keyring yet), read the keyring from the settings

@@ -24,8 +24,10 @@
 #define VERSION_KEY "keyring.version"
 
 struct ctkn__ptrust {
-  const struct ctkn_log_config *cfg;
-  ctkn_pubkey *root; /* owned */
+  const struct ctkn_log_config *cfg; /* NULL: offline, learns from off */
+  struct ctkn_trust_source off;      /* offline: borrowed contents */
+  bool off_read;                     /* offline: off's keyring was taken */
+  ctkn_pubkey *root;                 /* owned */
   struct ctkn_keyring kr;
   ctkn_gate *gate;
   int refused;         /* a keyring enabled this unreadable schema version; 0 */
@@ -175,6 +177,12 @@ int ctkn__ptrust_open(struct ctkn__ptrust **out, ctkn_store *st,
   return CTKN_OK;
 }
 
+void ctkn__ptrust_set_source(struct ctkn__ptrust *t,
+                             const struct ctkn_trust_source *src)
+{
+  t->off = *src;
+}
+
 const struct ctkn_keyring *ctkn__ptrust_keyring(const struct ctkn__ptrust *t)
 {
   return &t->kr;
@@ -231,6 +239,39 @@ static int refuse_keyring(struct ctkn__ptrust *t, ctkn_store *st, int version,
   return ctkn_store_commit(txn, err);
 }
 
+/* The settings topic's newest keyring signed by the root (live). */
+static int fetch_keyring(struct ctkn__ptrust *t, struct ctkn_keyring *kr,
+                         uint8_t **raw, size_t *rawlen, struct ctkn_err *err)
+{
+  struct ctkn_log_config scfg = *t->cfg; /* shallow: overrides borrowed */
+  int rc =
+      ctkn_settings_topic(t->cfg->topic, scfg.topic, sizeof(scfg.topic), err);
+
+  if (rc == CTKN_OK)
+    rc = ctkn_trust_keyring_fetch(&scfg, t->root, kr, raw, rawlen, err);
+  return rc;
+}
+
+/* Offline, the same from the caller's source: taken once, as a settings
+ * topic that does not change. */
+static int offline_keyring(struct ctkn__ptrust *t, struct ctkn_keyring *kr,
+                           uint8_t **raw, size_t *rawlen, struct ctkn_err *err)
+{
+  int rc;
+
+  if (t->off_read || t->off.keyring == NULL || t->off.keyring_len == 0)
+    return CTKN_OK;
+  t->off_read = true;
+  if ((*raw = malloc(t->off.keyring_len)) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory reading the keyring");
+  memcpy(*raw, t->off.keyring, t->off.keyring_len);
+  *rawlen = t->off.keyring_len;
+  rc = ctkn_trust_keyring_open(*raw, *rawlen, t->root, kr, err);
+  if (rc != CTKN_ENOMEM)
+    rc = CTKN_OK; /* not the root's: skipped, as the settings topic's are */
+  return rc;
+}
+
 static int refresh_keyring(struct ctkn__ptrust *t, ctkn_store *st,
                            struct source *src, struct ctkn_err *err)
 {
@@ -246,10 +287,10 @@ static int refresh_keyring(struct ctkn__ptrust *t, ctkn_store *st,
   if (src != NULL && i == src->n && t->kr.version > 0)
     return CTKN_OK;
   ctkn_keyring_init(&kr);
-  struct ctkn_log_config scfg = *t->cfg; /* shallow: overrides borrowed */
-  rc = ctkn_settings_topic(t->cfg->topic, scfg.topic, sizeof(scfg.topic), err);
-  if (rc == CTKN_OK)
-    rc = ctkn_trust_keyring_fetch(&scfg, t->root, &kr, &raw, &rawlen, err);
+  if (t->cfg == NULL)
+    rc = offline_keyring(t, &kr, &raw, &rawlen, err);
+  else
+    rc = fetch_keyring(t, &kr, &raw, &rawlen, err);
   if (rc == CTKN_ENOTFOUND)
     rc = CTKN_OK; /* no settings topic: no keyring yet */
   if (rc != CTKN_OK || kr.version <= t->kr.version) {
@@ -333,8 +374,13 @@ static int check_adoption(struct ctkn__ptrust *t, ctkn_store *st,
   ctkn_store_txn *txn;
   int rc;
 
-  if ((rc = ctkn_trust_adopt_hash(t->cfg, t->kr.log_id, ap->partition,
-                                  ap->end_offset, h, err)) != CTKN_OK)
+  if (t->cfg != NULL)
+    rc = ctkn_trust_adopt_hash(t->cfg, t->kr.log_id, ap->partition,
+                               ap->end_offset, h, err);
+  else
+    rc = t->off.adopt_hash(t->off.arg, t->kr.log_id, ap->partition,
+                           ap->end_offset, h, err);
+  if (rc != CTKN_OK)
     return rc;
   if (memcmp(h, ap->records_hash, CTKN_CHAIN_LEN) != 0) {
     ctkn__diag(CTKN_DIAG_ERROR, "trust",
@@ -380,6 +426,36 @@ static bool meets_unadopted(const struct ctkn__ptrust *t, struct source *src)
   return false;
 }
 
+/* Every adoption the root signed for the keyring's log, from the settings
+ * topic (live). */
+static int fetch_adoptions(struct ctkn__ptrust *t, struct ctkn_adoption *a,
+                           struct ctkn_err *err)
+{
+  struct ctkn_log_config scfg = *t->cfg; /* shallow: overrides borrowed */
+  int rc =
+      ctkn_settings_topic(t->cfg->topic, scfg.topic, sizeof(scfg.topic), err);
+
+  return rc == CTKN_OK
+             ? ctkn_trust_adoption_fetch(&scfg, t->root, t->kr.log_id, a, err)
+             : rc;
+}
+
+/* Offline, the same from the caller's source: a copy of its adoptions when
+ * they are for the keyring's log, else none. */
+static int offline_adoptions(struct ctkn__ptrust *t, struct ctkn_adoption *a,
+                             struct ctkn_err *err)
+{
+  memset(a, 0, sizeof(*a));
+  memcpy(a->log_id, t->kr.log_id, CTKN_LOG_ID_LEN);
+  if (t->off.adoption == NULL || t->off.adopt_hash == NULL ||
+      memcmp(t->off.adoption->log_id, t->kr.log_id, CTKN_LOG_ID_LEN) != 0)
+    return CTKN_OK;
+  int rc = ctkn_adoption_merge(a, t->off.adoption, err);
+  if (rc != CTKN_OK)
+    ctkn_adoption_free(a);
+  return rc;
+}
+
 /* The first unsigned record outside what is adopted: the prefixes checked
  * already, then (once per process) the settings topic's adoptions, each
  * checked against the log. */
@@ -395,11 +471,11 @@ static int refresh_adoptions(struct ctkn__ptrust *t, ctkn_store *st,
       !meets_unadopted(t, src))
     return rc;
   t->adoptions_read = true;
-  struct ctkn_log_config scfg = *t->cfg; /* shallow: overrides borrowed */
-  if ((rc = ctkn_settings_topic(t->cfg->topic, scfg.topic, sizeof(scfg.topic),
-                                err)) != CTKN_OK ||
-      (rc = ctkn_trust_adoption_fetch(&scfg, t->root, t->kr.log_id, &a, err)) !=
-          CTKN_OK)
+  if (t->cfg == NULL)
+    rc = offline_adoptions(t, &a, err);
+  else
+    rc = fetch_adoptions(t, &a, err);
+  if (rc != CTKN_OK)
     return rc == CTKN_ENOTFOUND ? CTKN_OK : rc;
   for (size_t i = 0; i < a.nparts && rc == CTKN_OK; i++)
     if (a.parts[i].partition >= 0 &&
