@@ -19,6 +19,7 @@
 #include "ctkn/archive.h"
 #include "ctkn/codec.h"
 #include "ctkn/projector.h"
+#include "ctkn/trust.h"
 #include "internal.h"
 
 #define ENTRY_MAX   CTKN_ARCHIVE_ENTRY_MAX /* no Kafka record comes near it */
@@ -606,11 +607,116 @@ out:
   return rc;
 }
 
+/* ---- what trust needs, from an archive ---------------------------------- */
+
+void ctkn_archive_trust_free(struct ctkn_archive_trust *t)
+{
+  if (t == NULL)
+    return;
+  free(t->keyring);
+  ctkn_keyring_free(&t->kr);
+  ctkn_adoption_free(&t->ad);
+  t->keyring = NULL;
+  t->keyring_len = 0;
+}
+
+struct ring_ctx {
+  const ctkn_pubkey *root;
+  struct ctkn_archive_trust *t;
+};
+
+/* Merge m's adoption into the adoptions when the root signed it for the
+ * log of the keyring before it (`trust adopt` needs a keyring: it comes
+ * first; the log ID never changes). */
+static int ring_adoption(struct ring_ctx *x, const struct ctkn_log_msg *m)
+{
+  struct ctkn_archive_trust *t = x->t;
+  struct ctkn_adoption b;
+  int rc = CTKN_OK;
+
+  if (t->kr.version == 0 ||
+      ctkn_trust_adoption_open(m->value, m->value_len, x->root, &b, NULL) !=
+          CTKN_OK)
+    return CTKN_OK;
+  memcpy(t->ad.log_id, t->kr.log_id, CTKN_LOG_ID_LEN);
+  if (memcmp(t->kr.log_id, b.log_id, CTKN_LOG_ID_LEN) == 0)
+    rc = ctkn_adoption_merge(&t->ad, &b, NULL);
+  ctkn_adoption_free(&b);
+  return rc;
+}
+
+/* A keyring record: kept when the root signed it and it is the newest. */
+static int ring_keyring(struct ring_ctx *x, const struct ctkn_log_msg *m)
+{
+  struct ctkn_archive_trust *t = x->t;
+  struct ctkn_keyring cand;
+  uint8_t *raw;
+
+  ctkn_keyring_init(&cand);
+  if (ctkn_trust_keyring_open(m->value, m->value_len, x->root, &cand, NULL) !=
+          CTKN_OK ||
+      cand.version <= t->kr.version) {
+    ctkn_keyring_free(&cand);
+    return CTKN_OK;
+  }
+  if ((raw = malloc(m->value_len ? m->value_len : 1)) == NULL) {
+    ctkn_keyring_free(&cand);
+    return CTKN_ENOMEM;
+  }
+  memcpy(raw, m->value, m->value_len);
+  free(t->keyring);
+  t->keyring = raw;
+  t->keyring_len = m->value_len;
+  ctkn_keyring_free(&t->kr);
+  t->kr = cand;
+  return CTKN_OK;
+}
+
+static int ring_batch(void *arg, const struct ctkn_log_msg *msgs,
+                      const struct ctkn_archive_headers *headers, size_t n,
+                      struct ctkn_err *err)
+{
+  struct ring_ctx *x = arg;
+  int rc = CTKN_OK;
+
+  (void)headers;
+  for (size_t i = 0; i < n && rc == CTKN_OK; i++) {
+    if (strcmp(msgs[i].event_type, CTKN_TYPE_ADOPTION) == 0)
+      rc = ring_adoption(x, &msgs[i]);
+    else if (strcmp(msgs[i].event_type, CTKN_TYPE_KEYRING) == 0)
+      rc = ring_keyring(x, &msgs[i]);
+  }
+  return rc == CTKN_OK ? CTKN_OK
+                       : ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
+}
+
+int ctkn_archive_trust_read(const char *path, const ctkn_pubkey *root,
+                            struct ctkn_archive_trust *t, struct ctkn_err *err)
+{
+  struct ring_ctx x = {.root = root, .t = t};
+  struct ctkn_archive_info info;
+  int rc;
+
+  memset(t, 0, sizeof(*t));
+  ctkn_keyring_init(&t->kr);
+  rc = ctkn_archive_read(path, ring_batch, &x, &info, err);
+  ctkn_archive_info_free(&info);
+  if (rc == CTKN_OK && t->kr.version == 0)
+    rc = ctkn__err_field(err, CTKN_EINVAL, "keyring",
+                         "%.200s holds no keyring signed by the trust root "
+                         "(give the settings topic's archive)",
+                         path);
+  if (rc != CTKN_OK)
+    ctkn_archive_trust_free(t);
+  return rc;
+}
+
 /* ---- replay ------------------------------------------------------------ */
 
 struct replay_ctx {
   ctkn_store *st;
   ctkn_env env;
+  ctkn_projector_judged *judged; /* with a trust root; else NULL */
   bool *paused;
   int32_t n;
   struct ctkn_projector_stats stats;
@@ -623,8 +729,60 @@ static int replay_batch(void *arg, const struct ctkn_log_msg *msgs,
   struct replay_ctx *x = arg;
 
   (void)headers;
+  if (x->judged != NULL)
+    return ctkn_projector_judged_apply(x->judged, msgs, n, x->paused, x->n,
+                                       &x->stats, err);
   return ctkn_projector_apply(x->st, x->env, msgs, n, x->paused, x->n,
                               &x->stats, err);
+}
+
+/* The hash of partition p's records below end in the archive, as
+ * ctkn_trust_adopt_hash() hashes the log's. */
+struct prefix_ctx {
+  ctkn_sha256 *h;
+  int32_t p;
+  int64_t end, next; /* the offset the hash expects next */
+};
+
+static int prefix_batch(void *arg, const struct ctkn_log_msg *msgs,
+                        const struct ctkn_archive_headers *headers, size_t n,
+                        struct ctkn_err *err)
+{
+  struct prefix_ctx *x = arg;
+
+  (void)headers;
+  (void)err;
+  for (size_t i = 0; i < n; i++)
+    if (msgs[i].partition == x->p && msgs[i].offset == x->next &&
+        msgs[i].offset < x->end) {
+      ctkn_trust_adopt_add(x->h, &msgs[i]);
+      x->next++;
+    }
+  return CTKN_OK;
+}
+
+static int replay_adopt_hash(void *arg, const uint8_t log_id[CTKN_LOG_ID_LEN],
+                             int32_t p, int64_t end,
+                             uint8_t out[CTKN_CHAIN_LEN], struct ctkn_err *err)
+{
+  const char *path = arg;
+  struct prefix_ctx x = {.p = p, .end = end};
+  struct ctkn_archive_info info;
+  int rc;
+
+  if ((x.h = ctkn_trust_adopt_begin(log_id, p)) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "replay: out of memory");
+  rc = ctkn_archive_read(path, prefix_batch, &x, &info, err);
+  ctkn_archive_info_free(&info);
+  ctkn_trust_adopt_end(x.h, out);
+  if (rc == CTKN_OK && x.next != end)
+    rc = ctkn__err_field(err, CTKN_EINVAL, "partition",
+                         "an adoption covers partition %" PRId32
+                         " up to offset %" PRId64
+                         ", and the archive lacks its records from offset "
+                         "%" PRId64,
+                         p, end, x.next);
+  return rc;
 }
 
 /* CTKN_ECONFLICT unless st holds no token and no offset of the
@@ -676,7 +834,42 @@ static int replay_records(const char *path, struct replay_ctx *x,
   return rc;
 }
 
+/* The records, judged by the root's keyring in the settings archive (or
+ * the archive itself) when there is a root, else as they are. */
+static int replay_judged(const char *path, struct replay_ctx *x,
+                         const struct ctkn_archive_info *info,
+                         const uint8_t *trust_root, const char *settings_path,
+                         struct ctkn_err *err)
+{
+  struct ctkn_archive_trust at;
+  ctkn_pubkey *root = NULL;
+  int rc;
+
+  if (trust_root == NULL)
+    return replay_records(path, x, info, err);
+  if ((rc = ctkn_pubkey_new(&root, trust_root, err)) != CTKN_OK)
+    return rc;
+  rc = ctkn_archive_trust_read(settings_path ? settings_path : path, root, &at,
+                               err);
+  ctkn_pubkey_free(root);
+  if (rc != CTKN_OK)
+    return rc;
+  struct ctkn_trust_source src = {.keyring = at.keyring,
+                                  .keyring_len = at.keyring_len,
+                                  .adoption = &at.ad,
+                                  .adopt_hash = replay_adopt_hash,
+                                  .arg = (void *)path};
+  if ((rc = ctkn_projector_judged_open(&x->judged, x->st, x->env, trust_root,
+                                       &src, err)) == CTKN_OK)
+    rc = replay_records(path, x, info, err);
+  ctkn_projector_judged_close(x->judged);
+  x->judged = NULL;
+  ctkn_archive_trust_free(&at);
+  return rc;
+}
+
 int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
+                        const uint8_t *trust_root, const char *settings_path,
                         struct ctkn_archive_info *info, struct ctkn_err *err)
 {
   struct replay_ctx x = {.st = st, .env = env};
@@ -689,7 +882,8 @@ int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
   x.n = info->partitions;
   if ((rc = check_empty(st, info, err)) == CTKN_OK &&
       (rc = ctkn_store_bind(st, info->topic, env, err)) == CTKN_OK &&
-      (rc = replay_records(path, &x, info, err)) == CTKN_OK)
+      (rc = replay_judged(path, &x, info, trust_root, settings_path, err)) ==
+          CTKN_OK)
     /* Frozen, as of its latest record: an archive says nothing past it. */
     rc = ctkn_store_freeze(
         st, info->last_timestamp_ms < 0 ? 0 : info->last_timestamp_ms * 1000,

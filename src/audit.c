@@ -35,84 +35,20 @@ void ctkn_audit_report_free(struct ctkn_audit_report *r)
 /* ---- the keyring ----------------------------------------------------------
  */
 
-struct ring_ctx {
-  const ctkn_pubkey *root;
-  struct ctkn_keyring kr;
-  struct ctkn_adoption ad; /* every root-signed adoption, merged */
-};
-
-/* Merge m's adoption into x->ad when the root signed it for the log of
- * the keyring before it (`trust adopt` needs a keyring: it comes first;
- * the log ID never changes). */
-static int ring_adoption(struct ring_ctx *x, const struct ctkn_log_msg *m)
-{
-  struct ctkn_adoption b;
-  int rc = CTKN_OK;
-
-  if (x->kr.version == 0 ||
-      ctkn_trust_adoption_open(m->value, m->value_len, x->root, &b, NULL) !=
-          CTKN_OK)
-    return CTKN_OK;
-  memcpy(x->ad.log_id, x->kr.log_id, CTKN_LOG_ID_LEN);
-  if (memcmp(x->kr.log_id, b.log_id, CTKN_LOG_ID_LEN) == 0)
-    rc = ctkn_adoption_merge(&x->ad, &b, NULL);
-  ctkn_adoption_free(&b);
-  return rc;
-}
-
-static int ring_batch(void *arg, const struct ctkn_log_msg *msgs,
-                      const struct ctkn_archive_headers *headers, size_t n,
-                      struct ctkn_err *err)
-{
-  struct ring_ctx *x = arg;
-  struct ctkn_keyring cand;
-
-  (void)headers;
-  for (size_t i = 0; i < n; i++) {
-    const struct ctkn_log_msg *m = &msgs[i];
-    if (strcmp(m->event_type, CTKN_TYPE_ADOPTION) == 0 &&
-        ring_adoption(x, m) != CTKN_OK)
-      return ctkn__err(err, CTKN_ENOMEM, "audit: out of memory");
-    if (strcmp(m->event_type, CTKN_TYPE_KEYRING) != 0)
-      continue;
-    ctkn_keyring_init(&cand);
-    if (ctkn_trust_keyring_open(m->value, m->value_len, x->root, &cand, NULL) ==
-            CTKN_OK &&
-        cand.version > x->kr.version) {
-      ctkn_keyring_free(&x->kr);
-      x->kr = cand;
-    } else {
-      ctkn_keyring_free(&cand);
-    }
-  }
-  return CTKN_OK;
-}
-
 /* The root's newest keyring in the archive at path into *kr, and its
- * adoptions for that keyring's log into *ad. */
+ * adoptions for that keyring's log into *ad (archive.h). */
 static int read_keyring(const char *path, const ctkn_pubkey *root,
                         struct ctkn_keyring *kr, struct ctkn_adoption *ad,
                         struct ctkn_err *err)
 {
-  struct ring_ctx x = {.root = root};
-  struct ctkn_archive_info info;
+  struct ctkn_archive_trust t;
   int rc;
 
-  ctkn_keyring_init(&x.kr);
-  rc = ctkn_archive_read(path, ring_batch, &x, &info, err);
-  ctkn_archive_info_free(&info);
-  if (rc == CTKN_OK && x.kr.version == 0)
-    rc = ctkn__err_field(err, CTKN_EINVAL, "keyring",
-                         "%.200s holds no keyring signed by the trust root "
-                         "(give the settings topic's archive)",
-                         path);
-  if (rc != CTKN_OK) {
-    ctkn_keyring_free(&x.kr);
-    ctkn_adoption_free(&x.ad);
+  if ((rc = ctkn_archive_trust_read(path, root, &t, err)) != CTKN_OK)
     return rc;
-  }
-  *kr = x.kr;
-  *ad = x.ad;
+  *kr = t.kr;
+  *ad = t.ad;
+  free(t.keyring);
   return CTKN_OK;
 }
 

@@ -68,7 +68,8 @@ int ctkn_replay_as_of(const char *dir, const struct ctkn_log_config *cfg,
 }
 
 int ctkn_replay_archive(const char *dir, const char *path, ctkn_env env,
-                        size_t map_size, struct ctkn_err *err)
+                        size_t map_size, const uint8_t *trust_root,
+                        const char *settings_path, struct ctkn_err *err)
 {
   struct ctkn_store_opts opts = {.map_size = map_size};
   struct ctkn_archive_info info;
@@ -80,7 +81,8 @@ int ctkn_replay_archive(const char *dir, const char *path, ctkn_env env,
     return rc;
   /* Bound to the archive's topic, not cfg's: no Kafka is involved. */
   if ((rc = ctkn_store_open(&st, dir, &opts, err)) == CTKN_OK &&
-      (rc = ctkn_archive_replay(path, st, env, &info, err)) == CTKN_OK)
+      (rc = ctkn_archive_replay(path, st, env, trust_root, settings_path, &info,
+                                err)) == CTKN_OK)
     ctkn_archive_info_free(&info);
   ctkn_store_close(st);
   return finish(dir, existed, rc);

@@ -188,12 +188,14 @@ int cmd_snapshot(struct cli *c)
 }
 
 /* replay --as-of T: the projection exactly as it stood at T, frozen, in a
- * new --db; --from-file: the projection of an archive (replay.h). Prints
- * its digest. */
+ * new --db; --from-file: the projection of an archive (replay.h), judged
+ * with --trust-root by the keyring in --settings-archive (or the archive's
+ * own). Prints its digest. */
 int cmd_replay(struct cli *c)
 {
   const char *as_of = cli_value(c, "--as-of");
   const char *file = cli_value(c, "--from-file");
+  const char *settings = cli_value(c, "--settings-archive");
   struct ctkn_err err;
   char *json = NULL;
   int64_t us = 0;
@@ -206,8 +208,12 @@ int cmd_replay(struct cli *c)
     snprintf(err.field, sizeof(err.field), "as_of");
     return cli_print_error(c->rid, &err);
   }
+  if (settings != NULL && (file == NULL || !c->trust))
+    return cli_usage_error(c, "--settings-archive needs --from-file FILE and "
+                              "--trust-root FILE");
   if (file != NULL)
-    rc = ctkn_replay_archive(c->db, file, c->env, c->map_size, &err);
+    rc = ctkn_replay_archive(c->db, file, c->env, c->map_size,
+                             c->trust ? c->trust_root : NULL, settings, &err);
   else
     rc = ctkn_replay_as_of(c->db, &c->log, c->env, c->map_size,
                            c->trust ? c->trust_root : NULL, us, &err);

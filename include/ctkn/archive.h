@@ -29,6 +29,7 @@
 
 #include "ctkn/crypto.h"
 #include "ctkn/error.h"
+#include "ctkn/keyring.h"
 #include "ctkn/log.h"
 #include "ctkn/store.h"
 #include "ctkn/token.h"
@@ -129,13 +130,45 @@ int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
  * Check the archive, then build the projection of its records in st (a
  * new, empty store), bound to the archive's topic, and freeze it as of
  * its latest record. Same log prefix, same digest as a projection of the
- * topic. Borrows st for the call; info receives the summary.
- * Errors: those of ctkn_archive_read(); CTKN_ECONFLICT (st is not
- * empty); CTKN_EFORMAT (a record of a newer schema version); CTKN_EIO
- * (the file changed meanwhile); CTKN_ESTORE; CTKN_ENOMEM.
+ * topic. With trust_root (the root's public key; NULL: none) every record
+ * passes the projector's trust gate exactly as a fresh follow of the topic
+ * judges it (ctkn_projector_judged_open()): a forged, replayed, unsigned
+ * or out-of-scope record is quarantined with its reason, a pending one
+ * holds its partition back. The keyring a follower reads from the settings
+ * topic, and its adoptions, are read from settings_path (an export of the
+ * settings topic; NULL: the archive itself, which holds the keyring placed
+ * on every partition but no adoption): the newest one the root signed.
+ * An adopted prefix is hashed from the archive. Borrows everything for
+ * the call; info receives the summary.
+ * Errors: those of ctkn_archive_read(), also for settings_path;
+ * CTKN_ECONFLICT (st is not empty); CTKN_EFORMAT (a record of a newer
+ * schema version); CTKN_EINVAL (field "keyring": no keyring signed by the
+ * root; field "partition": the archive lacks an adopted prefix's
+ * records); CTKN_EIO (the file changed meanwhile); CTKN_ESTORE;
+ * CTKN_ENOMEM.
  */
 int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
+                        const uint8_t *trust_root, const char *settings_path,
                         struct ctkn_archive_info *info, struct ctkn_err *err);
+
+/* What trust reads of the settings topic, from an archive of it (or of an
+ * event topic, which holds the placed keyrings): the newest keyring record
+ * root signed (its value and decoded), and every adoption root signed for
+ * that keyring's log, merged. Release with ctkn_archive_trust_free(). */
+struct ctkn_archive_trust {
+  uint8_t *keyring; /* the record's value, keyring_len bytes */
+  size_t keyring_len;
+  struct ctkn_keyring kr;
+  struct ctkn_adoption ad;
+};
+
+/* Read them from the archive at path into *t. On failure *t is empty.
+ * Errors: those of ctkn_archive_read(); CTKN_EINVAL (field "keyring":
+ * none signed by root); CTKN_ENOMEM. */
+int ctkn_archive_trust_read(const char *path, const ctkn_pubkey *root,
+                            struct ctkn_archive_trust *t, struct ctkn_err *err);
+/* Free what t owns; NULL and an empty t are no-ops. */
+void ctkn_archive_trust_free(struct ctkn_archive_trust *t);
 
 /*
  * Check the archive, then write its records into cfg's topic, created

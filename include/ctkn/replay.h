@@ -38,12 +38,17 @@ int ctkn_replay_as_of(const char *dir, const struct ctkn_log_config *cfg,
 /*
  * Check the archive at path, then build the projection of its records in
  * a new projection in dir, bound to the archive's topic and env, frozen as
- * of its latest record. No Kafka is involved.
+ * of its latest record. No Kafka is involved. With trust_root every
+ * record is judged as a follower judges it, by the keyring in the
+ * settings archive at settings_path (NULL: the archive's own placed
+ * keyrings): ctkn_archive_replay(). Borrows everything for the call.
  * Errors: CTKN_ECONFLICT (dir holds a projection), CTKN_EDECODE (not a
- * whole, unbroken archive), CTKN_EIO, CTKN_EFORMAT (a newer schema
- * version), CTKN_ESTORE, CTKN_ENOMEM.
+ * whole, unbroken archive), CTKN_EINVAL (no keyring signed by the root),
+ * CTKN_EIO, CTKN_EFORMAT (a newer schema version), CTKN_ESTORE,
+ * CTKN_ENOMEM.
  */
 int ctkn_replay_archive(const char *dir, const char *path, ctkn_env env,
-                        size_t map_size, struct ctkn_err *err);
+                        size_t map_size, const uint8_t *trust_root,
+                        const char *settings_path, struct ctkn_err *err);
 
 #endif /* CTKN_REPLAY_H */

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The audit archive: ctkn export, audit verify, replay --from-file and
 import, against the real broker."""
+import json
 import os
 
-from harness import Env, check, main
+from harness import BROKERS, CTKN, Env, check, main, run
 
 
 def populate(env):
@@ -19,19 +20,50 @@ def populate(env):
     return ids
 
 
+ROOTLESS = {"CTKN_TRUST_ROOT": "", "CTKN_WRITER_KEY": ""}
+
+
+def settings_topic_io(verb, path, topic):
+    """export or import the settings topic: it holds the keyring and the
+    adoptions readers judge by."""
+    flag = "--out" if verb == "export" else "--from-file"
+    r = run([CTKN, verb, flag, path, "--topic", topic + "_settings",
+             "--brokers", BROKERS])
+    check(r.rc == 0, f"{verb} {topic}_settings: {r}")
+    return r.json["data"]
+
+
 def test_export_verify_replay_and_import_keep_the_digest():
-    env = Env(name="archive", trust=False)
+    """With trust on (signed records, their checkpoints, the keyring placed
+    on every partition): an export replays to the live digest, judged by
+    the trust root as `ctkn project` judges the topic, and an import (with
+    the settings topic's) projects to it too."""
+    env = Env(name="archive")
     try:
         populate(env)
+        # An unsigned record after signing began: quarantined live, and so
+        # in a replay of the export (issue 13: trust nothing on the wire).
+        env.raw(1, "unsigned", b"\x01\x02", "client_token.created", "1",
+                signed=False)
         want = env.fresh_digest()
         check(want["tokens"] == 10, f"10 tokens: {want}")
-        arc = env.path("log.arc")
+        total = sum(env.end_offsets())
+        arc, sarc = env.path("log.arc"), env.path("settings.arc")
         exp = env.ok("export", "--out", arc).json["data"]
-        check(exp["records"] == 13 and exp["topic"] == env.topic, f"{exp}")
-        check(sum(p["end"] - p["start"] for p in exp["partitions"]) == 13,
+        check(exp["records"] == total and exp["topic"] == env.topic,
+              f"{exp} (the topic holds {total})")
+        check(sum(p["end"] - p["start"] for p in exp["partitions"]) == total,
               "the header's offsets cover every record")
-        ver = env.ok("audit", "verify", arc).json["data"]
-        check(ver == exp, "verify prints what export printed")
+        settings_topic_io("export", sarc, env.topic)
+        plain = run([CTKN, "audit", "verify", arc], env=ROOTLESS)
+        check(plain.rc == 0 and plain.json["data"] == exp,
+              f"verify prints what export printed: {plain}")
+        # With the root, audit names the unsigned record, and only it.
+        r = run([CTKN, "audit", "verify", arc, "--trust-root", env.pub,
+                 "--settings-archive", sarc])
+        tr = json.loads(r.out)["data"]["trust"] if r.out else {}
+        check(r.rc == 1 and tr.get("failed") == 1 and
+              tr["failures"][0]["reason"].startswith("unsigned"), f"{r}")
         # An export is a function of the log: a second one is identical.
         again = env.ok("export", "--out", env.path("again.arc")).json["data"]
         check(again["sha256"] == exp["sha256"], "deterministic")
@@ -39,21 +71,34 @@ def test_export_verify_replay_and_import_keep_the_digest():
             check(a.read() == b.read(), "byte-identical")
 
         # A projection of the archive has the topic's digest, quarantined
-        # poison and all, with no broker needed.
-        r = env.ok("replay", "--from-file", arc, db=env.path("from-file"),
-                   brokers="127.0.0.1:1")
-        check(r.json["data"] == want, f"replay digest {r.json} != {want}")
+        # poison and forgery and all, with no broker needed: by the keyring
+        # placed in the export, or by the settings archive's.
+        for name, extra in (("from-file", []),
+                            ("from-files", ["--settings-archive", sarc])):
+            r = env.ok("replay", "--from-file", arc, *extra,
+                       db=env.path(name), brokers="127.0.0.1:1")
+            check(r.json["data"] == want, f"replay digest {r.json} != {want}")
         q = env.ok("quarantine", db=env.path("from-file")).lines
-        check(len(q) == 1 and q[0]["key_base64"] == "cG9pc29u", f"{q}")
+        keys = sorted(x["key_base64"] for x in q)
+        check(keys == ["cG9pc29u", "dW5zaWduZWQ="], f"{q}")
+        why = {x["key_base64"]: x["reason"] for x in q}
+        check("unsigned" in why["dW5zaWduZWQ="], f"{why}")
         r = env.ctkn("project", db=env.path("from-file"))
         check(r.rc == 1 and "frozen" in r.error["detail"], f"frozen: {r}")
+        # --settings-archive judges: only with a root and an archive.
+        r = env.ctkn("replay", "--from-file", arc, "--settings-archive", sarc,
+                     db=env.path("x"), env=ROOTLESS)
+        check(r.rc == 2, f"--settings-archive without a root: {r}")
 
-        # Disaster recovery: the archive into a new topic, same digest.
-        copy = Env(name="archive-copy", partitions=1, trust=False)
+        # Disaster recovery: the archive into a new topic, and the settings
+        # archive into its settings topic (signatures cover the log ID, not
+        # the topic name): same digest under the same root.
+        copy = Env(name="archive-copy", partitions=1)
         try:
             copy.topic += "-dr"  # a topic that does not exist yet
+            settings_topic_io("import", sarc, copy.topic)
             imp = copy.ok("import", "--from-file", arc).json["data"]
-            check(imp["records"] == 13 and imp["topic"] == copy.topic,
+            check(imp["records"] == total and imp["topic"] == copy.topic,
                   f"{imp}")
             got = copy.fresh_digest()
             check(got == want, f"imported digest {got} != {want}")

@@ -1,7 +1,10 @@
 /*
  * test_replay.c - replay's rule for its target directory: never into a
- * projection, and no directory left behind by a replay that failed; and
- * an archive replayed into a frozen projection, without Kafka.
+ * projection, and no directory left behind by a replay that failed; an
+ * archive replayed into a frozen projection, without Kafka; and, with a
+ * trust root, an archive's records judged as the live projector judges
+ * them: a forgery in it quarantined, a signed log replayed to the live
+ * projection's digest (the in-memory log, testkit.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,10 +20,15 @@
 #include <cmocka.h>
 
 #include "ctkn/archive.h"
+#include "ctkn/crypto.h"
+#include "ctkn/ledger.h"
 #include "ctkn/log.h"
+#include "ctkn/projector.h"
 #include "ctkn/query.h"
 #include "ctkn/replay.h"
 #include "ctkn/store.h"
+#include "ctkn/trust.h"
+#include "testkit.h"
 
 #define MAP ((size_t)64 << 20)
 
@@ -103,9 +111,9 @@ static void test_replay_refuses_a_directory_that_holds_a_projection(void **st)
 
   make_projection(f->db);
   write_empty_archive(f->archive);
-  assert_int_equal(
-      ctkn_replay_archive(f->db, f->archive, CTKN_ENV_SANDBOX, MAP, &err),
-      CTKN_ECONFLICT);
+  assert_int_equal(ctkn_replay_archive(f->db, f->archive, CTKN_ENV_SANDBOX, MAP,
+                                       NULL, NULL, &err),
+                   CTKN_ECONFLICT);
   assert_string_equal(err.field, "");
   assert_true(strstr(err.msg, "already holds a projection; replay into a "
                               "new --db") != NULL);
@@ -121,9 +129,9 @@ static void test_failed_replay_removes_the_directory_it_created(void **st)
   struct fx *f = *st;
   struct ctkn_err err = {0};
 
-  assert_int_not_equal(
-      ctkn_replay_archive(f->db, f->archive, CTKN_ENV_SANDBOX, MAP, &err),
-      CTKN_OK);
+  assert_int_not_equal(ctkn_replay_archive(f->db, f->archive, CTKN_ENV_SANDBOX,
+                                           MAP, NULL, NULL, &err),
+                       CTKN_OK);
   assert_false(exists(f->db));
 
   int rc = ctkn_replay_as_of(f->db, &f->cfg, CTKN_ENV_SANDBOX, MAP, NULL,
@@ -138,9 +146,9 @@ static void test_failed_replay_keeps_a_directory_that_existed(void **st)
   struct ctkn_err err = {0};
 
   assert_int_equal(mkdir(f->db, 0700), 0);
-  assert_int_not_equal(
-      ctkn_replay_archive(f->db, f->archive, CTKN_ENV_SANDBOX, MAP, &err),
-      CTKN_OK);
+  assert_int_not_equal(ctkn_replay_archive(f->db, f->archive, CTKN_ENV_SANDBOX,
+                                           MAP, NULL, NULL, &err),
+                       CTKN_OK);
   assert_true(exists(f->db));
 }
 
@@ -153,9 +161,9 @@ static void test_archive_replays_into_a_frozen_projection(void **st)
   ctkn_store *s;
 
   write_empty_archive(f->archive);
-  assert_int_equal(
-      ctkn_replay_archive(f->db, f->archive, CTKN_ENV_SANDBOX, MAP, &err),
-      CTKN_OK);
+  assert_int_equal(ctkn_replay_archive(f->db, f->archive, CTKN_ENV_SANDBOX, MAP,
+                                       NULL, NULL, &err),
+                   CTKN_OK);
   assert_int_equal(ctkn_store_open(&s, f->db, &ro, &err), CTKN_OK);
   assert_int_equal(ctkn_store_frozen(s, as_of, &err), CTKN_OK);
   assert_string_not_equal(as_of, "");
@@ -165,9 +173,407 @@ static void test_archive_replays_into_a_frozen_projection(void **st)
   ctkn_store_close(s);
 
   /* Once there, it is a projection: a second replay is refused. */
-  assert_int_equal(
-      ctkn_replay_archive(f->db, f->archive, CTKN_ENV_SANDBOX, MAP, &err),
-      CTKN_ECONFLICT);
+  assert_int_equal(ctkn_replay_archive(f->db, f->archive, CTKN_ENV_SANDBOX, MAP,
+                                       NULL, NULL, &err),
+                   CTKN_ECONFLICT);
+}
+
+/* ---- with a trust root ---------------------------------------------------
+ */
+
+#define TPARTS 2
+
+/* A signed log on the in-memory log: a root, a client_token.* writer key in
+ * the keyring on the settings topic (and, placed, on every partition), a
+ * ledger signing with it. */
+struct signed_log {
+  struct tk t;
+  struct ctkn_log_config scfg; /* the settings topic's (owns nothing) */
+  ctkn_seckey *root, *writer;
+  uint8_t root_pub[CTKN_SIGN_PUB_LEN];
+  ctkn_ledger *l;
+  char events[300], settings[300], db[300];
+};
+
+static void signed_log_open(struct signed_log *s, bool place,
+                            const char **unsigned_ids, size_t nunsigned)
+{
+  struct ctkn_writer_key wk = {0};
+  struct ctkn_keyring kr;
+  struct ctkn_err err = {0};
+  int32_t placed = 0;
+
+  memset(s, 0, sizeof(*s));
+  tk_open(&s->t, TPARTS);
+  /* A log written before signing: unsigned creates (adopted below). */
+  static char ids[8][CTKN_ID_BUF];
+  assert_true(nunsigned <= 8);
+  for (size_t i = 0; i < nunsigned; i++) {
+    struct ctkn_event ev;
+    char name[16];
+    snprintf(name, sizeof(name), "old %zu", i);
+    tk_plan_create(&s->t, name, NULL, &ev);
+    tk_append(&s->t, -1, &ev, CTKN_SCHEMA_VERSION, NULL);
+    snprintf(ids[i], sizeof(ids[i]), "%s", ev.data.id);
+    unsigned_ids[i] = ids[i];
+  }
+  snprintf(s->events, sizeof(s->events), "%s/events.arc", s->t.dir);
+  snprintf(s->settings, sizeof(s->settings), "%s/settings.arc", s->t.dir);
+  snprintf(s->db, sizeof(s->db), "%s/replayed", s->t.dir);
+  assert_int_equal(ctkn_seckey_generate(&s->root, &err), CTKN_OK);
+  assert_int_equal(ctkn_seckey_generate(&s->writer, &err), CTKN_OK);
+  ctkn_seckey_public(s->root, s->root_pub);
+  ctkn_keyring_init(&kr);
+  kr.version = 1;
+  memset(kr.log_id, 0x42, sizeof(kr.log_id));
+  ctkn_seckey_public(s->writer, wk.public_key);
+  ctkn_key_id(wk.public_key, wk.key_id);
+  snprintf(wk.name, sizeof(wk.name), "test");
+  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
+  wk.nscopes = 1;
+  assert_int_equal(ctkn_keyring_add_key(&kr, &wk, &err), CTKN_OK);
+  fake_log_create(s->t.log, TK_TOPIC "_settings", 1);
+  s->scfg = s->t.cfg;
+  snprintf(s->scfg.topic, sizeof(s->scfg.topic), "%s_settings", TK_TOPIC);
+  s->scfg.n_overrides = 0; /* the copy owns nothing */
+  assert_int_equal(ctkn_trust_keyring_append(&s->scfg, s->root, &kr, &err),
+                   CTKN_OK);
+  if (place) {
+    assert_int_equal(
+        ctkn_trust_keyring_place(&s->t.cfg, s->root, &kr, &placed, &err),
+        CTKN_OK);
+    assert_int_equal(placed, TPARTS);
+  }
+  if (nunsigned > 0) { /* `ctkn trust adopt`: the whole log as it is */
+    struct ctkn_adoption a;
+    assert_int_equal(ctkn_trust_adopt_compute(&s->t.cfg, &kr, &a, &err),
+                     CTKN_OK);
+    assert_int_equal(ctkn_trust_adoption_append(&s->scfg, s->root, &a, &err),
+                     CTKN_OK);
+    ctkn_adoption_free(&a);
+  }
+  ctkn_keyring_free(&kr);
+  if (ctkn_ledger_open(&s->l, s->t.st, &s->t.cfg, CTKN_ENV_SANDBOX, &err) !=
+          CTKN_OK ||
+      ctkn_ledger_set_trust(s->l, s->root_pub, s->writer, &err) != CTKN_OK)
+    fail_msg("ledger: %s", err.msg);
+}
+
+static void signed_log_close(struct signed_log *s)
+{
+  ctkn_ledger_close(s->l);
+  ctkn_seckey_free(s->root);
+  ctkn_seckey_free(s->writer);
+  tk_close(&s->t);
+}
+
+/* One command through the signing ledger: its outcome. */
+static struct ctkn_outcome command(struct signed_log *s, int kind,
+                                   const char *id, const char *name)
+{
+  struct ctkn_command cmd;
+  struct ctkn_outcome o;
+  struct ctkn_err err = {0};
+
+  ctkn_command_init(&cmd, kind);
+  if (id != NULL)
+    assert_int_equal(ctkn_command_set_id(&cmd, id, NULL), CTKN_OK);
+  if (name != NULL)
+    assert_int_equal(ctkn_command_set_name(&cmd, name, strlen(name), NULL),
+                     CTKN_OK);
+  if (kind == CTKN_CMD_REVOKE)
+    assert_int_equal(ctkn_command_set_status(&cmd, "revoked", NULL), CTKN_OK);
+  if (ctkn_ledger_execute(s->l, &cmd, &o, &err) != CTKN_OK)
+    fail_msg("command: %s", err.msg);
+  assert_true(o.acknowledged);
+  return o;
+}
+
+/* An attacker with Write on the topic appends a copy of the genuine signed
+ * record at p/off, edited: its value is a revoke of the same token, its
+ * event type header says so (client_token.revoked); every other header
+ * (writer, sequence, chain) is the genuine one's. Returns the copy's offset. */
+static int64_t forge_revoke(struct signed_log *s, int32_t p, int64_t off,
+                            const struct ctkn_record *cur)
+{
+  const struct ctkn_log_msg *m = fake_log_record(s->t.log, TK_TOPIC, p, off);
+  struct ctkn_log_header h[16];
+  struct ctkn_event ev;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  struct ctkn_err err = {0};
+
+  assert_non_null(m);
+  assert_true(m->nheaders <= 16);
+  tk_plan_change(&s->t, cur, NULL, true, &ev);
+  const char *type = ctkn_event_type_str(ev.type);
+  assert_int_equal(ctkn_event_encode(&ev, &buf, &len, &err), CTKN_OK);
+  for (size_t i = 0; i < m->nheaders; i++) {
+    h[i] = m->headers[i];
+    if (strcmp(h[i].name, CTKN_HDR_EVENT_TYPE) == 0)
+      h[i] = (struct ctkn_log_header){h[i].name, type, strlen(type)};
+  }
+  int64_t at = fake_log_append(s->t.log, TK_TOPIC, p, m->key, m->key_len, buf,
+                               len, m->timestamp_ms, h, m->nheaders);
+  free(buf);
+  return at;
+}
+
+/* A new projection of the whole log by the live projector under the root:
+ * its digest into hex, and whether id is active in it. */
+static bool live_projection(struct signed_log *s, const char *id, char hex[65])
+{
+  struct ctkn_store_opts o = {.map_size = MAP, .no_sync = true};
+  struct ctkn_err err = {0};
+  ctkn_store *st = NULL;
+  ctkn_projector *p = NULL;
+  ctkn_store_txn *txn;
+  struct ctkn_record r;
+  char dir[300];
+
+  snprintf(dir, sizeof(dir), "%s/live", s->t.dir);
+  if (ctkn_store_open(&st, dir, &o, &err) != CTKN_OK ||
+      ctkn_store_bind(st, TK_TOPIC, CTKN_ENV_SANDBOX, &err) != CTKN_OK ||
+      ctkn_projector_open(&p, st, &s->t.cfg, CTKN_ENV_SANDBOX, &err) !=
+          CTKN_OK ||
+      ctkn_projector_set_trust(p, s->root_pub, &err) != CTKN_OK ||
+      ctkn_projector_catch_up(p, NULL, 0, &err) != CTKN_OK)
+    fail_msg("live: %s", err.msg);
+  ctkn_projector_close(p);
+  tk_digest(st, hex);
+  assert_int_equal(ctkn_store_begin(st, false, &txn, &err), CTKN_OK);
+  assert_int_equal(ctkn_store_get(txn, id, &r, &err), CTKN_OK);
+  ctkn_store_abort(txn);
+  ctkn_store_close(st);
+  return r.token.status == CTKN_STATUS_ACTIVE;
+}
+
+struct quarantined {
+  int32_t p[8];
+  int64_t off[8];
+  char reason[8][200];
+  size_t n;
+};
+
+static int note_quarantined(void *arg, int32_t partition, int64_t offset,
+                            const char *reason, const void *key, size_t klen,
+                            const void *value, size_t vlen)
+{
+  struct quarantined *q = arg;
+
+  (void)key, (void)klen, (void)value, (void)vlen;
+  if (q->n < 8) {
+    q->p[q->n] = partition;
+    q->off[q->n] = offset;
+    snprintf(q->reason[q->n], sizeof(q->reason[q->n]), "%s", reason);
+  }
+  q->n++;
+  return 0;
+}
+
+/* The projection in dir: its digest, its quarantine, whether id is
+ * active. */
+static bool read_projection(const char *dir, const char *id, char hex[65],
+                            struct quarantined *q)
+{
+  struct ctkn_store_opts ro = {.read_only = true};
+  struct ctkn_err err = {0};
+  ctkn_store *st = NULL;
+  ctkn_store_txn *txn;
+  struct ctkn_record r;
+
+  assert_int_equal(ctkn_store_open(&st, dir, &ro, &err), CTKN_OK);
+  tk_digest(st, hex);
+  memset(q, 0, sizeof(*q));
+  assert_int_equal(ctkn_store_begin(st, false, &txn, &err), CTKN_OK);
+  assert_int_equal(ctkn_store_quarantine(txn, note_quarantined, q, &err),
+                   CTKN_OK);
+  assert_int_equal(ctkn_store_get(txn, id, &r, &err), CTKN_OK);
+  ctkn_store_abort(txn);
+  ctkn_store_close(st);
+  return r.token.status == CTKN_STATUS_ACTIVE;
+}
+
+static void export(struct signed_log *s)
+{
+  struct ctkn_archive_info info;
+  struct ctkn_err err = {0};
+
+  if (ctkn_archive_export(&s->t.cfg, s->events, &info, &err) != CTKN_OK)
+    fail_msg("export: %s", err.msg);
+  ctkn_archive_info_free(&info);
+  if (ctkn_archive_export(&s->scfg, s->settings, &info, &err) != CTKN_OK)
+    fail_msg("export settings: %s", err.msg);
+  ctkn_archive_info_free(&info);
+}
+
+/* Issue 13: a signed log with two forgeries in it (an unsigned revoke
+ * after signing began, and a genuine signed record copied and edited into
+ * a revoke), exported. Replayed with the trust root, each forgery is
+ * quarantined with the gate's reason, never applied, and the projection
+ * is the live projector's, digest for digest; by the settings archive's
+ * keyring or by the one placed in the export itself. Replayed without a
+ * root the forgeries are applied: that is what trust is for. */
+static void test_a_forged_record_in_an_archive_is_quarantined(void **st)
+{
+  struct signed_log s;
+  struct ctkn_outcome a, b;
+  struct ctkn_record cur;
+  struct quarantined q;
+  struct ctkn_err err = {0};
+  char live[65], got[65];
+  int64_t unsigned_at, copy_at;
+  int32_t pa;
+
+  (void)st;
+  signed_log_open(&s, true, NULL, 0);
+  a = command(&s, CTKN_CMD_CREATE, NULL, "alpha");
+  b = command(&s, CTKN_CMD_CREATE, NULL, "beta");
+  command(&s, CTKN_CMD_CREATE, NULL, "gamma");
+  b = command(&s, CTKN_CMD_UPDATE, b.record.token.id, "beta renamed");
+  /* An unsigned revoke of alpha, as any client with Write could append. */
+  assert_true(tk_get(&s.t, a.record.token.id, &cur));
+  struct ctkn_event ev;
+  tk_plan_change(&s.t, &cur, NULL, true, &ev);
+  unsigned_at = tk_append(&s.t, a.partition, &ev, CTKN_SCHEMA_VERSION, &pa);
+  /* beta's signed update, copied and edited into a revoke. */
+  assert_true(tk_get(&s.t, b.record.token.id, &cur));
+  copy_at = forge_revoke(&s, b.partition, b.offset, &cur);
+  ctkn_ledger_close(s.l); /* its closing checkpoints */
+  s.l = NULL;
+
+  assert_true(live_projection(&s, a.record.token.id, live));
+  export(&s);
+
+  /* By the settings archive's keyring. */
+  if (ctkn_replay_archive(s.db, s.events, CTKN_ENV_SANDBOX, MAP, s.root_pub,
+                          s.settings, &err) != CTKN_OK)
+    fail_msg("replay: %s", err.msg);
+  assert_true(read_projection(s.db, a.record.token.id, got, &q));
+  assert_string_equal(got, live);
+  assert_int_equal(q.n, 2);
+  for (size_t i = 0; i < q.n; i++) {
+    bool is_unsigned = q.p[i] == pa && q.off[i] == unsigned_at;
+    bool is_copy = q.p[i] == b.partition && q.off[i] == copy_at;
+    assert_true(is_unsigned || is_copy);
+    assert_true(strlen(q.reason[i]) > 0);
+  }
+  assert_true(read_projection(s.db, b.record.token.id, got, &q));
+
+  /* By the keyring placed on every partition, in the export itself. */
+  ctkn_store_remove(s.db);
+  if (ctkn_replay_archive(s.db, s.events, CTKN_ENV_SANDBOX, MAP, s.root_pub,
+                          NULL, &err) != CTKN_OK)
+    fail_msg("replay: %s", err.msg);
+  assert_true(read_projection(s.db, b.record.token.id, got, &q));
+  assert_string_equal(got, live);
+  assert_int_equal(q.n, 2);
+
+  /* Without a root: the forgeries are applied, and the digest differs. */
+  ctkn_store_remove(s.db);
+  assert_int_equal(ctkn_replay_archive(s.db, s.events, CTKN_ENV_SANDBOX, MAP,
+                                       NULL, NULL, &err),
+                   CTKN_OK);
+  assert_false(read_projection(s.db, a.record.token.id, got, &q));
+  assert_false(read_projection(s.db, b.record.token.id, got, &q));
+  assert_string_not_equal(got, live);
+  signed_log_close(&s);
+}
+
+/* A genuine signed log, exported with its settings topic: its replay
+ * under the root has the live projection's digest, nothing quarantined.
+ * A keyring the root did not sign is no keyring: a replay whose archives
+ * hold none is refused, naming the field. */
+static void test_a_signed_archive_replays_to_the_live_digest(void **st)
+{
+  struct signed_log s;
+  struct ctkn_outcome a;
+  struct quarantined q;
+  struct ctkn_err err = {0};
+  char live[65], got[65];
+  uint8_t stranger[CTKN_SIGN_PUB_LEN];
+  ctkn_seckey *k = NULL;
+
+  (void)st;
+  signed_log_open(&s, false, NULL, 0);
+  a = command(&s, CTKN_CMD_CREATE, NULL, "one");
+  for (int i = 0; i < 20; i++) {
+    char name[16];
+    snprintf(name, sizeof(name), "n%d", i);
+    command(&s, CTKN_CMD_CREATE, NULL, name);
+  }
+  command(&s, CTKN_CMD_UPDATE, a.record.token.id, "one renamed");
+  ctkn_ledger_close(s.l);
+  s.l = NULL;
+  assert_true(live_projection(&s, a.record.token.id, live));
+  export(&s);
+  if (ctkn_replay_archive(s.db, s.events, CTKN_ENV_SANDBOX, MAP, s.root_pub,
+                          s.settings, &err) != CTKN_OK)
+    fail_msg("replay: %s", err.msg);
+  assert_true(read_projection(s.db, a.record.token.id, got, &q));
+  assert_string_equal(got, live);
+  assert_int_equal(q.n, 0);
+
+  /* No keyring placed in the export, and another root's settings. */
+  ctkn_store_remove(s.db);
+  assert_int_equal(ctkn_replay_archive(s.db, s.events, CTKN_ENV_SANDBOX, MAP,
+                                       s.root_pub, NULL, &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.field, "keyring");
+  assert_int_equal(ctkn_seckey_generate(&k, &err), CTKN_OK);
+  ctkn_seckey_public(k, stranger);
+  ctkn_seckey_free(k);
+  assert_int_equal(ctkn_replay_archive(s.db, s.events, CTKN_ENV_SANDBOX, MAP,
+                                       stranger, s.settings, &err),
+                   CTKN_EINVAL);
+  signed_log_close(&s);
+}
+
+/* A topic written before signing, adopted (`ctkn trust adopt`), then
+ * signed. Replayed with the settings archive (where the adoption lives),
+ * the unsigned prefix is hashed from the archive and applied, an unsigned
+ * record after it quarantined: the live projection's digest. Replayed
+ * from the event archive alone there is no adoption, so the prefix is
+ * quarantined, as for a follower whose settings topic holds none. */
+static void test_an_adopted_prefix_replays_as_it_projects(void **st)
+{
+  struct signed_log s;
+  const char *old[3];
+  struct ctkn_outcome a;
+  struct ctkn_record cur;
+  struct ctkn_event ev;
+  struct quarantined q;
+  struct ctkn_err err = {0};
+  char live[65], got[65];
+
+  (void)st;
+  signed_log_open(&s, true, old, 3);
+  a = command(&s, CTKN_CMD_CREATE, NULL, "signed");
+  assert_true(tk_get(&s.t, old[0], &cur));
+  tk_plan_change(&s.t, &cur, NULL, true, &ev);
+  tk_append(&s.t, -1, &ev, CTKN_SCHEMA_VERSION, NULL); /* after: refused */
+  ctkn_ledger_close(s.l);
+  s.l = NULL;
+  assert_true(live_projection(&s, old[0], live));
+  export(&s);
+
+  if (ctkn_replay_archive(s.db, s.events, CTKN_ENV_SANDBOX, MAP, s.root_pub,
+                          s.settings, &err) != CTKN_OK)
+    fail_msg("replay: %s", err.msg);
+  for (size_t i = 0; i < 3; i++)
+    assert_true(read_projection(s.db, old[i], got, &q));
+  assert_true(read_projection(s.db, a.record.token.id, got, &q));
+  assert_string_equal(got, live);
+  assert_int_equal(q.n, 1);
+
+  ctkn_store_remove(s.db);
+  assert_int_equal(ctkn_replay_archive(s.db, s.events, CTKN_ENV_SANDBOX, MAP,
+                                       s.root_pub, NULL, &err),
+                   CTKN_OK);
+  assert_true(read_projection(s.db, a.record.token.id, got, &q));
+  assert_string_not_equal(got, live);
+  assert_int_equal(q.n, 4);
+  signed_log_close(&s);
 }
 
 int main(void)
@@ -182,6 +588,9 @@ int main(void)
           test_failed_replay_keeps_a_directory_that_existed, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_archive_replays_into_a_frozen_projection, setup, teardown),
+      cmocka_unit_test(test_a_forged_record_in_an_archive_is_quarantined),
+      cmocka_unit_test(test_a_signed_archive_replays_to_the_live_digest),
+      cmocka_unit_test(test_an_adopted_prefix_replays_as_it_projects),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
