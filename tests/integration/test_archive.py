@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """The audit archive: ctkn export, audit verify, replay --from-file and
 import, against the real broker."""
+import base64
 import json
 import os
+import subprocess
 
 from harness import BROKERS, CTKN, Env, check, main, run
+
+RAWCOPY = os.environ["CTKN_RAWCOPY"]
 
 
 def populate(env):
@@ -40,11 +44,21 @@ def test_export_verify_replay_and_import_keep_the_digest():
     the settings topic's) projects to it too."""
     env = Env(name="archive")
     try:
-        populate(env)
+        ids = populate(env)
         # An unsigned record after signing began: quarantined live, and so
         # in a replay of the export (issue 13: trust nothing on the wire).
-        env.raw(1, "unsigned", b"\x01\x02", "client_token.created", "1",
-                signed=False)
+        unsigned = env.raw(1, "unsigned", b"\x01\x02",
+                           "client_token.created", "1", signed=False)
+        # A genuine signed record appended again verbatim (rawcopy: what
+        # Write on the topic allows): a replay, quarantined alike.
+        before = env.end_offsets()
+        env.ok("update", ids[3], "--name", "copied")
+        after = env.end_offsets()
+        p = next(i for i in range(len(after)) if after[i] != before[i])
+        cp = subprocess.run([RAWCOPY, BROKERS, env.topic, str(p),
+                             str(before[p])], capture_output=True, text=True,
+                            timeout=60)
+        check(cp.returncode == 0, f"rawcopy failed: {cp.stderr}")
         want = env.fresh_digest()
         check(want["tokens"] == 10, f"10 tokens: {want}")
         total = sum(env.end_offsets())
@@ -58,12 +72,13 @@ def test_export_verify_replay_and_import_keep_the_digest():
         plain = run([CTKN, "audit", "verify", arc], env=ROOTLESS)
         check(plain.rc == 0 and plain.json["data"] == exp,
               f"verify prints what export printed: {plain}")
-        # With the root, audit names the unsigned record, and only it.
+        # With the root, audit names the two forgeries, and only them.
         r = run([CTKN, "audit", "verify", arc, "--trust-root", env.pub,
                  "--settings-archive", sarc])
         tr = json.loads(r.out)["data"]["trust"] if r.out else {}
-        check(r.rc == 1 and tr.get("failed") == 1 and
-              tr["failures"][0]["reason"].startswith("unsigned"), f"{r}")
+        check(r.rc == 1 and tr.get("failed") == 2 and
+              {(f["partition"], f["offset"]) for f in tr["failures"]} ==
+              {unsigned, (p, after[p])}, f"{r}")
         # An export is a function of the log: a second one is identical.
         again = env.ok("export", "--out", env.path("again.arc")).json["data"]
         check(again["sha256"] == exp["sha256"], "deterministic")
@@ -79,10 +94,14 @@ def test_export_verify_replay_and_import_keep_the_digest():
                        db=env.path(name), brokers="127.0.0.1:1")
             check(r.json["data"] == want, f"replay digest {r.json} != {want}")
         q = env.ok("quarantine", db=env.path("from-file")).lines
+        copied = base64.b64encode(ids[3].encode()).decode()
         keys = sorted(x["key_base64"] for x in q)
-        check(keys == ["cG9pc29u", "dW5zaWduZWQ="], f"{q}")
+        check(keys == sorted(["cG9pc29u", "dW5zaWduZWQ=", copied]), f"{q}")
         why = {x["key_base64"]: x["reason"] for x in q}
-        check("unsigned" in why["dW5zaWduZWQ="], f"{why}")
+        check("unsigned" in why["dW5zaWduZWQ="] and
+              "not proven" in why[copied], f"{why}")
+        check(env.ok("get", ids[3], db=env.path("from-file"))
+              .json["data"]["name"] == "copied", "the genuine update holds")
         r = env.ctkn("project", db=env.path("from-file"))
         check(r.rc == 1 and "frozen" in r.error["detail"], f"frozen: {r}")
         # --settings-archive judges: only with a root and an archive.
