@@ -59,31 +59,6 @@ static double fill_value_bytes;
  * 8th revoked, each on the token's partition. */
 static double fill_rate;
 
-/* One record as ctkn's signer prepared it, with its headers. */
-static void produce_rec(rd_kafka_t *rk, const char *topic,
-                        const struct ctkn_log_record *r)
-{
-  rd_kafka_headers_t *h = rd_kafka_headers_new(r->nheaders);
-
-  for (size_t i = 0; i < r->nheaders; i++)
-    rd_kafka_header_add(h, r->headers[i].name, -1, r->headers[i].value,
-                        (ssize_t)r->headers[i].size);
-  for (;;) {
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(r->partition),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(r->key, r->klen),
-        RD_KAFKA_V_VALUE((void *)r->value, r->vlen),
-        RD_KAFKA_V_TIMESTAMP(r->timestamp_ms), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_END);
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-      return; /* the headers are the message's now */
-    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-      die(rd_kafka_err2str(e));
-    rd_kafka_poll(rk, 10);
-  }
-}
-
 /* ev as one command's produce batch through the signer: the record and
  * its partition's checkpoint. */
 static void produce_signed(rd_kafka_t *rk, const char *topic, int32_t part,
