@@ -1200,6 +1200,23 @@ static void project_akey(struct fx *f, const struct ctkn_akey_event *ev)
   free(buf);
 }
 
+/* A key named name with client_token.read, planned (not projected):
+ * its creation event into *ev, its secret into key. */
+static void plan_reader_key(const char *name, struct ctkn_akey_event *ev,
+                            char key[CTKN_AKEY_BUF])
+{
+  struct ctkn_akey_command c;
+
+  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_CREATE);
+  assert_int_equal(ctkn_akey_command_set_name(&c, name, strlen(name), NULL),
+                   CTKN_OK);
+  assert_int_equal(ctkn_akey_command_set_perms(&c, CTKN_PERM_TOKEN_READ, NULL),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_akey_plan(NULL, &c, CTKN_ENV_SANDBOX, ctkn_now_us(), ev, key, NULL),
+      CTKN_AKEY_PLAN_APPEND);
+}
+
 static void test_keys_on_the_log_authenticate_until_revoked(void **st)
 {
   struct fx *f = *st;
@@ -1208,13 +1225,7 @@ static void test_keys_on_the_log_authenticate_until_revoked(void **st)
   char key[CTKN_AKEY_BUF], auth[CTKN_AKEY_BUF + 8], other[CTKN_AKEY_BUF + 8];
   uint8_t sha[32];
 
-  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_CREATE);
-  assert_int_equal(ctkn_akey_command_set_name(&c, "fleet", 5, NULL), CTKN_OK);
-  assert_int_equal(ctkn_akey_command_set_perms(&c, CTKN_PERM_TOKEN_READ, NULL),
-                   CTKN_OK);
-  assert_int_equal(
-      ctkn_akey_plan(NULL, &c, CTKN_ENV_SANDBOX, ctkn_now_us(), &ev, key, NULL),
-      CTKN_AKEY_PLAN_APPEND);
+  plan_reader_key("fleet", &ev, key);
   snprintf(auth, sizeof(auth), "Bearer %s", key);
   /* Not projected yet: unknown. */
   check_error(
@@ -1283,19 +1294,12 @@ static void test_side_topics_not_followed_fail_closed(void **st)
   struct ctkn_partition_status ps[1] = {
       {.partition = 0, .log_end = 1, .projected = 1}};
   struct ctkn_projector_stats stats = {0};
-  struct ctkn_akey_command c;
   struct ctkn_akey_event ev;
   char key[CTKN_AKEY_BUF], auth[CTKN_AKEY_BUF + 8];
   struct req *r;
   json_t *j;
 
-  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_CREATE);
-  assert_int_equal(ctkn_akey_command_set_name(&c, "fleet", 5, NULL), CTKN_OK);
-  assert_int_equal(ctkn_akey_command_set_perms(&c, CTKN_PERM_TOKEN_READ, NULL),
-                   CTKN_OK);
-  assert_int_equal(
-      ctkn_akey_plan(NULL, &c, CTKN_ENV_SANDBOX, ctkn_now_us(), &ev, key, NULL),
-      CTKN_AKEY_PLAN_APPEND);
+  plan_reader_key("fleet", &ev, key);
   snprintf(auth, sizeof(auth), "Bearer %s", key);
   project_akey(f, &ev);
   ctkn__api_status(f->s, ps, 1, &stats);
@@ -1378,13 +1382,7 @@ static void test_events_serve_the_settings_topics_events(void **st)
   size_t i;
 
   /* A key created, used and revoked on the settings topic. */
-  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_CREATE);
-  assert_int_equal(ctkn_akey_command_set_name(&c, "fleet", 5, NULL), CTKN_OK);
-  assert_int_equal(ctkn_akey_command_set_perms(&c, CTKN_PERM_TOKEN_READ, NULL),
-                   CTKN_OK);
-  assert_int_equal(
-      ctkn_akey_plan(NULL, &c, CTKN_ENV_SANDBOX, ctkn_now_us(), &ev, key, NULL),
-      CTKN_AKEY_PLAN_APPEND);
+  plan_reader_key("fleet", &ev, key);
   project_akey(f, &ev);
   ctkn_akey_command_init(&c, CTKN_AKEY_CMD_USED);
   c.used_at = ctkn_now_us() + 1000;
@@ -1519,17 +1517,10 @@ static void test_events_serve_the_settings_topics_events(void **st)
 static void test_rate_limit_covers_keys_on_the_log(void **st)
 {
   struct fx *f = *st;
-  struct ctkn_akey_command c;
   struct ctkn_akey_event ev;
   char key[CTKN_AKEY_BUF], auth[CTKN_AKEY_BUF + 8];
 
-  ctkn_akey_command_init(&c, CTKN_AKEY_CMD_CREATE);
-  assert_int_equal(ctkn_akey_command_set_name(&c, "limited", 7, NULL), CTKN_OK);
-  assert_int_equal(ctkn_akey_command_set_perms(&c, CTKN_PERM_TOKEN_READ, NULL),
-                   CTKN_OK);
-  assert_int_equal(
-      ctkn_akey_plan(NULL, &c, CTKN_ENV_SANDBOX, ctkn_now_us(), &ev, key, NULL),
-      CTKN_AKEY_PLAN_APPEND);
+  plan_reader_key("limited", &ev, key);
   project_akey(f, &ev);
   snprintf(auth, sizeof(auth), "Bearer %s", key);
   f->cfg.rate_limit = 1; /* one a second, bursts of one */
