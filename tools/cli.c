@@ -41,9 +41,8 @@ static const char usage_text[] =
     "                              into a new --db\n"
     "  replay --from-file FILE [--settings-archive FILE]\n"
     "                              the projection of an export, frozen, into\n"
-    "                              a new --db; with --trust-root, every "
-    "record\n"
-    "                              judged as `project` judges it, by the\n"
+    "                              a new --db, every record judged as\n"
+    "                              `project` judges it, by the\n"
     "                              keyring in the settings archive (default:\n"
     "                              the keyring placed in the export)\n"
     "  rebuild                     replay the log beside --db, then swap the\n"
@@ -51,7 +50,7 @@ static const char usage_text[] =
     "  export --out FILE           the whole log as a hash-chained archive\n"
     "  audit verify FILE           check an archive; print its hash, count\n"
     "       [--settings-archive FILE]\n"
-    "                              with --trust-root, every record proven by\n"
+    "                              and prove every record by --trust-root:\n"
     "                              its writer's chain and checkpoints, judged\n"
     "                              by the keyring in the settings archive\n"
     "  import --from-file FILE [--replication-factor N]\n"
@@ -148,8 +147,10 @@ static const char usage_text[] =
     "  --log-level LEVEL     error, warn, info or debug: the diagnostic\n"
     "                        JSON lines on stderr [$CTKN_LOG_LEVEL, info]\n"
     "  --trust-root FILE     the trust root's public key: every record is\n"
-    "                        judged by its keyring [$CTKN_TRUST_ROOT]\n"
-    "  --writer-key FILE     this writer's key: appends are signed\n"
+    "                        judged by its keyring; every command that\n"
+    "                        reads the log needs it [$CTKN_TRUST_ROOT]\n"
+    "  --writer-key FILE     this writer's key: appends are signed; every\n"
+    "                        command that appends needs it\n"
     "                        [$CTKN_WRITER_KEY]\n"
     "  -X key=value          librdkafka property (repeatable)\n"
     "\n"
@@ -649,7 +650,7 @@ int cli_start(struct cli *c, const struct command *tab, size_t n, int argc,
     return *c->command
                ? cli_usage_error(c, "unknown command \"%.60s\"", c->command)
                : cli_usage_error(c, "a command is required");
-  if ((ex = resolve_config(c)) != 0)
+  if ((ex = resolve_config(c)) != 0 || (ex = cli_need(c, cmd->need)) != 0)
     return ex;
   /* A process that lives for one command waits less for an empty fetch:
    * its partitions are assigned while the first one is out (fetch_wait_ms
@@ -657,6 +658,25 @@ int cli_start(struct cli *c, const struct command *tab, size_t n, int argc,
   if (!long_running(c, cmd))
     c->log.fetch_wait_ms = CLI_FETCH_WAIT_MS;
   *run = cmd;
+  return 0;
+}
+
+int cli_need(struct cli *c, unsigned need)
+{
+  if ((need & NEED_WRITER) && (!c->trust || c->writer == NULL))
+    return cli_usage_error(c,
+                           "%s appends to the log and needs --trust-root "
+                           "FILE [$CTKN_TRUST_ROOT] and --writer-key FILE "
+                           "[$CTKN_WRITER_KEY]: every appender signs, there "
+                           "is no unsigned mode (ctkn trust key add)",
+                           c->command);
+  if ((need & NEED_ROOT) && !c->trust)
+    return cli_usage_error(c,
+                           "%s reads the log and needs --trust-root FILE "
+                           "[$CTKN_TRUST_ROOT]: every record is judged by "
+                           "the trust root, there is no unsigned mode (ctkn "
+                           "trust init)",
+                           c->command);
   return 0;
 }
 
@@ -689,7 +709,7 @@ int cli_ledger_open(struct cli *c, ctkn_store *st, struct ctkn_ledger **l,
 {
   int rc = ctkn_ledger_open(l, st, &c->log, c->env, err);
 
-  if (rc == CTKN_OK && c->trust)
+  if (rc == CTKN_OK) /* NEED_WRITER: trusted, with a writer key */
     rc = ctkn_ledger_set_trust(*l, c->trust_root, c->writer, err);
   return rc;
 }

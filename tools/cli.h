@@ -82,7 +82,16 @@ struct cli {
   /* --trust-root: the root's public key; records are judged by it */
   bool trust;
   uint8_t trust_root[CTKN_SIGN_PUB_LEN];
-  ctkn_seckey *writer; /* --writer-key, or NULL: appends unsigned */
+  ctkn_seckey *writer; /* --writer-key, or NULL: this process appends none */
+};
+
+/* What a command needs of trust (struct command's need). There is no
+ * unsigned mode: a command that reads the log judges it by the root, and
+ * one that appends signs. */
+enum {
+  NEED_NONE = 0,
+  NEED_ROOT = 1u << 0,   /* reads the log: --trust-root */
+  NEED_WRITER = 1u << 1, /* appends: --writer-key (and so --trust-root) */
 };
 
 /* A command of the table: its name, its options, its positional
@@ -93,6 +102,7 @@ struct command {
   int npos;
   int optpos;
   struct opt_def local[LOCAL_MAX];
+  unsigned need; /* NEED_ROOT, NEED_WRITER, or 0 */
 };
 
 /*
@@ -106,6 +116,11 @@ struct command {
 int cli_start(struct cli *c, const struct command *tab, size_t n, int argc,
               char **argv, const struct command **run);
 void cli_free(struct cli *c);
+
+/* 0 when --trust-root and --writer-key give what need asks (NEED_*), else
+ * the exit status of the usage error printed, naming what is missing. For
+ * commands whose subcommands differ; cli_start() checks the table's. */
+int cli_need(struct cli *c, unsigned need);
 
 /* The value of the command's option name: NULL when absent, "" for a
  * present flag. */

@@ -83,7 +83,7 @@ static int setters(struct cli *c, struct ctkn_akey_command *k)
 /* Run one command and print the key (with its new secret, once). */
 static int run(struct cli *c, const struct ctkn_akey_command *k)
 {
-  struct ctkn_keycmd_trust trust = {c->trust ? c->trust_root : NULL, c->writer};
+  struct ctkn_keycmd_trust trust = {c->trust_root, c->writer};
   struct ctkn_keycmd_outcome *out = malloc(sizeof(*out));
   struct ctkn_err err = {0};
   ctkn_store *st = NULL;
@@ -110,7 +110,7 @@ static int run(struct cli *c, const struct ctkn_akey_command *k)
  * topic to its end. */
 static int read_keys(struct cli *c, const char *id)
 {
-  struct ctkn_keycmd_trust trust = {c->trust ? c->trust_root : NULL, NULL};
+  struct ctkn_keycmd_trust trust = {c->trust_root, NULL};
   struct ctkn_err err = {0};
   struct ctkn_akey *ks = NULL;
   ctkn_store_txn *txn = NULL;
@@ -142,7 +142,7 @@ static int read_keys(struct cli *c, const char *id)
 /* import --file F: every entry of the key file onto the log, once. */
 static int import(struct cli *c, const char *file)
 {
-  struct ctkn_keycmd_trust trust = {c->trust ? c->trust_root : NULL, c->writer};
+  struct ctkn_keycmd_trust trust = {c->trust_root, c->writer};
   struct ctkn_keycmd_outcome out;
   struct ctkn_err err = {0};
   struct ctkn_akey *done = NULL;
@@ -226,7 +226,8 @@ int cmd_apikey(struct cli *c)
   if (import_cmd) {
     if (c->npos != 1 || file == NULL)
       return cli_usage_error(c, "apikey import takes --file FILE");
-    return import(c, file);
+    int ex = cli_need(c, NEED_WRITER);
+    return ex != 0 ? ex : import(c, file);
   }
   if (file != NULL && strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 &&
       strcmp(sub, "revoke") != 0)
@@ -244,7 +245,11 @@ int cmd_apikey(struct cli *c)
   if (c->npos != (takes_id(sub) ? 2 : 1))
     return takes_id(sub) ? cli_usage_error(c, "apikey %s needs an ID", sub)
                          : cli_usage_error(c, "apikey %s takes no ID", sub);
-  if (strcmp(sub, "list") == 0 || strcmp(sub, "get") == 0)
+  bool read = strcmp(sub, "list") == 0 || strcmp(sub, "get") == 0;
+  int ex = cli_need(c, read ? NEED_ROOT : NEED_WRITER);
+  if (ex != 0)
+    return ex;
+  if (read)
     return read_keys(c, strcmp(sub, "get") == 0 ? c->pos[1] : NULL);
   return on_log(c, sub);
 }

@@ -175,6 +175,9 @@ int cmd_destination(struct cli *c)
                            "--allow-destination-network or "
                            "--max-active-destinations",
                            sub);
+  int ex = cli_need(c, k >= 3 ? 0 : NEED_WRITER); /* reads: the --db */
+  if (ex != 0)
+    return ex;
   if (k >= 3)
     return dest_read(c, k == 4);
   return dest_write(c, kinds[k]);
@@ -242,10 +245,8 @@ int cmd_notify(struct cli *c)
   }
   cli_signals(CLI_SIG_STOP);
   o.stop = &cli_stop;
-  if (c->trust) {
-    o.trust_root = c->trust_root;
-    o.writer_key = c->writer;
-  }
+  o.trust_root = c->trust_root;
+  o.writer_key = c->writer;
   rc = ctkn_notify_run(st, &c->log, c->env, key, &o, &stats, &err);
   ctkn_wipe(key, sizeof(key));
   ctkn_store_close(st);
@@ -265,7 +266,7 @@ static int ntf_project(struct cli *c, ctkn_store *st, ctkn_projector **p,
 {
   int rc = ctkn_projector_open(p, st, &c->log, c->env, err);
 
-  if (rc == CTKN_OK && c->trust &&
+  if (rc == CTKN_OK &&
       (rc = ctkn_projector_set_trust(*p, c->trust_root, err)) == CTKN_OK)
     rc = ctkn_projector_refresh_keyring(*p, err);
   if (rc == CTKN_OK)
@@ -367,7 +368,8 @@ int cmd_notification(struct cli *c)
   if (c->npos != (list ? 1 : 2))
     return list ? cli_usage_error(c, "notification list takes no ID")
                 : cli_usage_error(c, "notification %s needs an ID", sub);
-  if ((ex = ntf_filters(c, list, &p)) != 0)
+  if ((ex = cli_need(c, replay ? NEED_WRITER : NEED_ROOT)) != 0 ||
+      (ex = ntf_filters(c, list, &p)) != 0)
     return ex;
   return replay ? ntf_replay(c) : ntf_read(c, sub, &p);
 }

@@ -72,10 +72,10 @@ int cmd_project(struct cli *c)
   if ((ex = cli_open_store(c, true, &st)) != 0)
     return ex;
   rc = ctkn_projector_open(&p, st, &c->log, c->env, &err);
-  if (rc == CTKN_OK && c->trust)
+  if (rc == CTKN_OK)
     rc = ctkn_projector_set_trust(p, c->trust_root, &err);
   /* The keyring as it stands now: a revocation since the last read. */
-  if (rc == CTKN_OK && c->trust)
+  if (rc == CTKN_OK)
     rc = ctkn_projector_refresh_keyring(p, &err);
   if (rc == CTKN_OK && cli_value(c, "--follow")) {
     cli_signals(CLI_SIG_STOP);
@@ -208,15 +208,14 @@ int cmd_replay(struct cli *c)
     snprintf(err.field, sizeof(err.field), "as_of");
     return cli_print_error(c->rid, &err);
   }
-  if (settings != NULL && (file == NULL || !c->trust))
-    return cli_usage_error(c, "--settings-archive needs --from-file FILE and "
-                              "--trust-root FILE");
+  if (settings != NULL && file == NULL)
+    return cli_usage_error(c, "--settings-archive needs --from-file FILE");
   if (file != NULL)
-    rc = ctkn_replay_archive(c->db, file, c->env, c->map_size,
-                             c->trust ? c->trust_root : NULL, settings, &err);
+    rc = ctkn_replay_archive(c->db, file, c->env, c->map_size, c->trust_root,
+                             settings, &err);
   else
-    rc = ctkn_replay_as_of(c->db, &c->log, c->env, c->map_size,
-                           c->trust ? c->trust_root : NULL, us, &err);
+    rc = ctkn_replay_as_of(c->db, &c->log, c->env, c->map_size, c->trust_root,
+                           us, &err);
   if (rc == CTKN_OK)
     rc = digest_of(c->db, &json, &err);
   return cli_emit(c, rc, json, &err);
@@ -230,9 +229,8 @@ int cmd_rebuild(struct cli *c)
   struct ctkn_err err;
   char *json = NULL;
 
-  int rc =
-      ctkn_projector_rebuild(c->db, &c->log, c->env, c->map_size,
-                             c->trust ? c->trust_root : NULL, &stats, &err);
+  int rc = ctkn_projector_rebuild(c->db, &c->log, c->env, c->map_size,
+                                  c->trust_root, &stats, &err);
   if (rc == CTKN_OK) {
     fprintf(stderr,
             "ctkn rebuild: %s rebuilt (%" PRIu64 " applied, %" PRIu64

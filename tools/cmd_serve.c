@@ -96,13 +96,6 @@ static int trust(struct cli *c, struct ctkn_server_config *cfg,
   const char *v;
   int ms;
 
-  if (!c->trust) {
-    if (cli_value(c, "--usage-key") != NULL)
-      return cli_usage_error(c, "--usage-key needs --trust-root FILE");
-    if (cli_value(c, "--expiry-key") != NULL)
-      return cli_usage_error(c, "--expiry-key needs --trust-root FILE");
-    return 0;
-  }
   if ((v = cli_env_or(cli_value(c, "--expiry-key"), "CTKN_EXPIRY_KEY", NULL)) &&
       *v != '\0') {
     struct ctkn_err err;

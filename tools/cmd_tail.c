@@ -54,8 +54,7 @@ int cmd_tail(struct cli *c)
   if ((ex = type_mask(c, &o.type_mask)) != 0)
     return ex;
   o.group = cli_value(c, "--group");
-  if (c->trust)
-    o.trust_root = c->trust_root;
+  o.trust_root = c->trust_root;
   o.exit_at_end = cli_value(c, "--exit-at-end") != NULL;
   if (o.group != NULL && o.exit_at_end)
     return cli_usage_error(c, "--exit-at-end cannot be used with --group");

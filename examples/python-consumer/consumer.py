@@ -21,6 +21,13 @@ Output: one JSON line per applied event with --verbose; at the end one JSON
 summary line. Records that cannot be used are reported on stderr with their
 coordinates and skipped. A record with a schema version newer than this code
 knows stops the consumer (exit 3) before it: skipping would diverge.
+Checkpoints and keyrings (ctkn-event-type ctkn.checkpoint, ctkn.keyring)
+are not events: only their offsets are taken.
+
+It checks no signature: it believes whoever has Write on the topic, so it
+is as safe as the topic's ACLs. A service that must not (the threat ctkn's
+trust root answers) reads `ctkn tail --trust-root` instead, which writes
+only the events a writer's signed checkpoint proves.
 
     python -m grpc_tools.protoc -I../../proto --python_out=. ctkn.proto
     python consumer.py --brokers 127.0.0.1:9092 --db tokens.sqlite
@@ -61,9 +68,17 @@ def headers_of(msg):
             for k, v in (msg.headers() or [])}
 
 
+# Records on the topic that are not events: a writer's signed checkpoint
+# and the root-signed keyring placed on every partition (docs/consumers.md).
+NOT_EVENTS = ("ctkn.checkpoint", "ctkn.keyring")
+
+
 def decode(msg, env_prefix):
-    """The Event in msg, or raise ValueError naming why it is unusable."""
+    """The Event in msg, None for a record that is not an event, or raise
+    ValueError naming why it is unusable."""
     h = headers_of(msg)
+    if h.get("ctkn-event-type") in NOT_EVENTS and "ce_id" not in h:
+        return None
     schema = h.get("ctkn-schema-version")
     if schema is None or not schema.isdigit():
         raise ValueError("missing or malformed ctkn-schema-version header")
@@ -227,7 +242,9 @@ def main():
                 ev, reason = None, str(e)
             # One transaction: the state and (without a group) the offset.
             db.execute("BEGIN IMMEDIATE")
-            if ev is not None:
+            if ev is None and reason is None:
+                pass  # not an event: only the offset moves
+            elif ev is not None:
                 why = apply(db, ev, p)
                 if why is None:
                     stats["applied"] += 1

@@ -93,15 +93,22 @@ class Env:
         r = self.ctkn("init", "--partitions", str(partitions))
         check(r.rc == 0, f"init failed: {r}")
         if trust:
-            self.root, self.pub = trust_root()
-            self.writer = self.path("writer.key")
-            scopes = [a for s in WRITER_SCOPES for a in ("--scope", s)]
-            self.ok("trust", "key", "add", "--root-key", self.root,
-                    "--name", "harness", *scopes, "--out", self.writer)
-            self.ok("trust", "schema", "enable", "2", "--root-key",
-                    self.root)
-            self.vars = {"CTKN_TRUST_ROOT": self.pub,
-                         "CTKN_WRITER_KEY": self.writer}
+            self.trust()
+
+    def trust(self, brokers=None):
+        """The process's trust root, and a writer key of WRITER_SCOPES on
+        the topic's keyring (on brokers, default BROKERS), in self.vars and
+        os.environ."""
+        self.root, self.pub = trust_root()
+        self.writer = self.path("writer.key")
+        scopes = [a for s in WRITER_SCOPES for a in ("--scope", s)]
+        self.ok("trust", "key", "add", "--root-key", self.root,
+                "--name", "harness", *scopes, "--out", self.writer,
+                brokers=brokers)
+        self.ok("trust", "schema", "enable", "2", "--root-key", self.root,
+                brokers=brokers)
+        self.vars = {"CTKN_TRUST_ROOT": self.pub,
+                     "CTKN_WRITER_KEY": self.writer}
         os.environ.update(self.vars)
 
     def path(self, name):

@@ -6,6 +6,10 @@
  * usage: rawcopy BROKERS TOPIC PARTITION OFFSET [EDIT]...
  *   set:NAME=VALUE    replace the first header NAME's value (added if none)
  *   dup:NAME=VALUE    add a second header NAME
+ *   drop:NAME         remove every header NAME (drop the ctkn-writer,
+ *                     ctkn-seq and ctkn-chain of a signed record and the
+ *                     copy is what an unsigned writer would have appended)
+ *   to:TOPIC          append the copy to TOPIC (same partition) instead
  *   relink:LOGID:OFF  make the copy link after the record at OFF of the
  *                     same partition: ctkn-seq one more than its, ctkn-chain
  *                     recomputed (the chain is unkeyed; LOGID is public, in
@@ -129,6 +133,23 @@ static void set(struct rec *r, const char *name, const char *value, bool dup)
   r->sizes[i] = strlen(r->vals[i]);
 }
 
+static void drop(struct rec *r, const char *name)
+{
+  size_t k = 0;
+
+  for (size_t i = 0; i < r->nh; i++) {
+    if (strcmp(r->names[i], name) == 0)
+      continue;
+    if (k != i) {
+      memcpy(r->names[k], r->names[i], sizeof(r->names[k]));
+      memcpy(r->vals[k], r->vals[i], sizeof(r->vals[k]));
+      r->sizes[k] = r->sizes[i];
+    }
+    k++;
+  }
+  r->nh = k;
+}
+
 static void unhex(const char *s, uint8_t *out, size_t n)
 {
   for (size_t i = 0; i < n; i++) {
@@ -181,7 +202,8 @@ int main(int argc, char **argv)
 
   if (argc < 5) {
     fprintf(stderr, "usage: rawcopy BROKERS TOPIC PARTITION OFFSET "
-                    "[set:N=V | dup:N=V | relink:LOGID:OFFSET]...\n");
+                    "[set:N=V | dup:N=V | drop:N | to:T | relink:LOGID:OFF]..."
+                    "\n");
     return 2;
   }
   ctkn_log_config_init(&cfg);
@@ -194,9 +216,18 @@ int main(int argc, char **argv)
       relink(&cfg, &r, argv[a] + 7);
       continue;
     }
+    if (strncmp(argv[a], "drop:", 5) == 0) {
+      drop(&r, argv[a] + 5);
+      continue;
+    }
+    if (strncmp(argv[a], "to:", 3) == 0) {
+      snprintf(cfg.topic, sizeof(cfg.topic), "%s", argv[a] + 3);
+      continue;
+    }
     if (eq == NULL ||
         (strncmp(argv[a], "set:", 4) && strncmp(argv[a], "dup:", 4)))
-      die("an edit is set:N=V, dup:N=V or relink:LOGID:OFFSET", NULL);
+      die("an edit is set:N=V, dup:N=V, drop:N, to:TOPIC or relink:LOGID:OFF",
+          NULL);
     *eq = '\0';
     set(&r, argv[a] + 4, eq + 1, argv[a][0] == 'd');
   }

@@ -48,8 +48,19 @@ class AclEnv:
                     "sasl.jaas.config=org.apache.kafka.common.security.plain."
                     "PlainLoginModule required username=\"admin\" "
                     "password=\"admin-secret\";\n")
+        self.vars = {"CTKN_TRUST_ROOT": "", "CTKN_WRITER_KEY": ""}
         r = self.ctkn("init", "--partitions", "2", user="admin")
         check(r.rc == 0, f"init as admin failed: {r}")
+        # Trust, set up by admin: every reader judges, every writer signs
+        # (the principal `ctkn` then needs Read on the settings topic too:
+        # the grants below are prefixed).
+        root, pub = harness.trust_root()
+        writer = self.path("writer.key")
+        scopes = [a for x in harness.WRITER_SCOPES for a in ("--scope", x)]
+        r = self.ctkn("trust", "key", "add", "--root-key", root, "--name",
+                      "acl", *scopes, "--out", writer, user="admin")
+        check(r.rc == 0, f"trust key add as admin failed: {r}")
+        self.vars = {"CTKN_TRUST_ROOT": pub, "CTKN_WRITER_KEY": writer}
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -59,7 +70,8 @@ class AclEnv:
                 "--db", db or self.db, "--timeout", str(TIMEOUT), *sasl(user)]
 
     def ctkn(self, *args, user="ctkn", db=None, timeout=60):
-        return run(self.argv(*args, user=user, db=db), timeout=timeout)
+        return run(self.argv(*args, user=user, db=db), timeout=timeout,
+                   env=self.vars)
 
     def grant(self, *args):
         """kafka-acls --add for User:ctkn, as admin."""
@@ -96,6 +108,8 @@ def test_reader_cannot_write():
     env = AclEnv()
     env.grant("--operation", "Read", "--topic", env.topic,
               "--resource-pattern-type", "prefixed")
+    # The keyring's reader is an assigned consumer (docs/operations.md).
+    env.grant("--operation", "Describe", "--group", "ctkn")
     r = env.ctkn("project")
     check(r.rc == 0, f"project with Read failed: {r}")
     check_denied(env.ctkn("create", "--name", "denied"),
@@ -108,7 +122,9 @@ def test_tail_group_without_group_read():
     Read on the group granted, the same command reads the topic."""
     env = AclEnv()
     group = f"feed-{uuid.uuid4().hex[:8]}"  # ACLs outlive a run: a new group
-    env.grant("--operation", "Read", "--topic", env.topic)
+    env.grant("--operation", "Read", "--topic", env.topic,
+              "--resource-pattern-type", "prefixed")
+    env.grant("--operation", "Describe", "--group", "ctkn")
     r = env.ctkn("create", "--name", "seen", user="admin",
                  db=env.path("admin-db"))
     check(r.rc == 0, r)
@@ -124,7 +140,7 @@ def test_tail_group_without_group_read():
     p = subprocess.Popen(env.argv("tail", "--group", group,
                                   "--from-beginning"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, env={**os.environ, **env.vars})
     try:
         line = p.stdout.readline()  # blocks until the record's line
         check('"seen"' in line, f"tail --group printed {line!r}")

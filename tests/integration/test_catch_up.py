@@ -24,7 +24,7 @@ def markers(db):
 
 
 def test_long_catch_up_matches_short_ones():
-    env = Env(name="catchup", partitions=3, trust=False)
+    env = Env(name="catchup", partitions=3)
     try:
         made = batch(env, 0, CREATES // 2)
         # Poison and an update between the halves, a newer schema at the end

@@ -142,7 +142,7 @@ def race(env, tid):
 
 
 def test_consumer_equals_the_projection():
-    env = Env(name="pyconsumer", partitions=3, trust=False)
+    env = Env(name="pyconsumer", partitions=3)
     try:
         ids = write_some(env, 30, "bulk")
         for i, tid in enumerate(ids[:10]):
@@ -213,7 +213,7 @@ def test_group_redelivery_changes_nothing():
 
 
 def test_newer_schema_version_stops_it():
-    env = Env(name="pyschema", partitions=1, trust=False)
+    env = Env(name="pyschema", partitions=1)
     try:
         write_some(env, 3, "s")
         p, off = env.raw(0, "ctkn_01jyq3v5k8q9r0s1t2v3w4x5y8", b"future",

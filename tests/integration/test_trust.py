@@ -16,7 +16,8 @@ import re
 import subprocess
 import time
 
-from harness import BROKERS, Env, Server, check, deploy_key, main
+from harness import (BROKERS, Env, Server, check, deploy_key, log_end_offsets,
+                     main)
 
 RAWCOPY = os.environ["CTKN_RAWCOPY"]
 
@@ -71,6 +72,19 @@ def copy(t, part, off, *edits):
     return tuple(int(x) for x in p.stdout.split())
 
 
+def unsigned_copy(src_topic, part, off, dst_topic):
+    """The record at part/off of src_topic appended to the same partition
+    of dst_topic without its signing headers: what a writer that does not
+    sign (a build from before signing, or an attacker) appends. Returns
+    the copy's (partition, offset)."""
+    p = subprocess.run([RAWCOPY, BROKERS, src_topic, str(part), str(off),
+                        "drop:ctkn-writer", "drop:ctkn-seq",
+                        "drop:ctkn-chain", f"to:{dst_topic}"],
+                       capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0, f"rawcopy failed: {p.stderr}")
+    return tuple(int(x) for x in p.stdout.split())
+
+
 def status(t, token, db=None):
     """verify's answer (exit 1 for a token that is not active)."""
     r = t.env.ctkn("verify", token, db=db,
@@ -104,9 +118,58 @@ def test_signed_writes_apply_alike_on_every_replica():
         sb, db_ = t.replica("b")
         check(sa["applied"] == 5 and sa["quarantined"] == 0, f"{sa}")
         check(da == db_, f"replica digests differ: {da} {db_}")
-        # Without the trust root the checkpoints are not events.
-        plain = t.env.ok("project", db=t.env.path("plain")).json["data"]
-        check(plain["applied"] == 5, f"{plain}")
+    finally:
+        t.close()
+
+
+def test_there_is_no_unsigned_mode():
+    """No reader of the log runs without --trust-root, and no appender
+    without --writer-key: each is a usage error (exit 2) naming the option,
+    before it touches Kafka, and nothing is appended."""
+    t = Trusted("nounsigned", partitions=2)
+    try:
+        tid = create(t, "kept")[0]
+        secret = t.env.path("secret.key")
+        with open(secret, "w") as f:
+            f.write("a" * 64 + "\n")
+        before = t.ends()
+        none = {"CTKN_TRUST_ROOT": "", "CTKN_WRITER_KEY": ""}
+        reader = {"CTKN_TRUST_ROOT": t.pub, "CTKN_WRITER_KEY": ""}
+        readers = [("project",), ("project", "--follow"), ("rebuild",),
+                   ("replay", "--as-of", "2030-01-01T00:00:00Z"),
+                   ("tail", "--from-beginning", "--exit-at-end"),
+                   ("serve", "--listen", "127.0.0.1:1"),
+                   ("audit", "verify", t.env.path("none.ctkn")),
+                   ("apikey", "list"), ("notification", "list")]
+        appenders = [("create", "--name", "x"), ("revoke", tid),
+                     ("update", tid, "--name", "y"),
+                     ("apikey", "create", "--name", "k", "--permissions",
+                      "client_token.read"),
+                     ("destination", "add", "--url", "https://example.com/h",
+                      "--events", "client_token.created",
+                      "--secret-key-file", secret),
+                     ("notification", "replay",
+                      "ntf_01jyq3v5k8q9r0s1t2v3w4x5y8"),
+                     ("notify", "--secret-key-file", secret)]
+        for args in readers + appenders:
+            r = t.env.ctkn(*args, env=none, db=t.env.path("x-db"),
+                           timeout=20)
+            check(r.rc == 2 and "--trust-root" in r.err, (args, r))
+        for args in appenders:
+            r = t.env.ctkn(*args, env=reader, db=t.env.path("y-db"),
+                           timeout=20)
+            check(r.rc == 2 and "--writer-key" in r.err, (args, r))
+        check(t.ends() == before, (before, t.ends()))
+        # The local reads answer from a projection a judged reader built.
+        check(t.env.ctkn("get", tid, env=none).rc == 0, "get")
+        # A reader with a root that is not the log's judges every record
+        # by it: none is applied.
+        other = t.env.path("other.key")
+        t.env.ok("trust", "init", "--root-key", other)
+        r = t.env.ctkn("project", db=t.env.path("other-db"),
+                       env={"CTKN_TRUST_ROOT": other + ".pub",
+                            "CTKN_WRITER_KEY": ""})
+        check(r.rc != 0 or r.json["data"]["applied"] == 0, r)
     finally:
         t.close()
 
@@ -195,15 +258,10 @@ def test_forgeries_are_quarantined_and_the_next_genuine_record_applies():
                 check(want in reasons, f"{name}: no '{want}' in {reasons}")
         check(digests[0] == digests[1] == digests[2], f"{digests}")
         # tail shows what verifies: the create and the revoke, once each.
-        # Without the trust root the replayed create comes through twice
-        # and the forged schema-3 copy stops it.
         r = t.ok("tail", "--from-beginning", "--exit-at-end", reader=True)
         events = [json.loads(x) for x in r.out.splitlines()]
         check([e["event_type"] for e in events if e["data"]["id"] == tid] ==
               ["client_token.created", "client_token.revoked"], f"{r.out}")
-        plain = t.env.ctkn("tail", "--from-beginning", "--exit-at-end")
-        check(plain.rc == 3 and "schema version 3" in plain.err and
-              len(plain.out.splitlines()) == 2, f"{plain}")
     finally:
         t.close()
 
@@ -252,8 +310,18 @@ def test_destinations_are_signed_and_judged():
                "--events", "client_token.created", "--secret-key-file", key,
                "--allow-destination-network", "127.0.0.0/8")
         signed = t.ok(*add).json["data"]["id"]
-        # An unsigned writer (no trust): what an attacker could append.
-        t.env.ok(*add, db=t.env.path("plain-writer"))
+        # An unsigned destination record, what an attacker could append:
+        # one a writer of another log signed, its signing headers dropped.
+        src = Trusted("dest-src")
+        try:
+            settings = src.env.topic + "_settings"
+            before = log_end_offsets(settings)
+            src.ok(*add)
+            p = [i for i, o in enumerate(log_end_offsets(settings))
+                 if o != before[i]][0]
+            unsigned_copy(settings, p, before[p], t.env.topic + "_settings")
+        finally:
+            src.close()
         # A key without notification_setting.* may not add one.
         tok_only = t.env.path("tok.key")
         t.env.ok("trust", "key", "add", "--root-key", t.root, "--name", "t",
@@ -262,18 +330,14 @@ def test_destinations_are_signed_and_judged():
                                   "CTKN_WRITER_KEY": tok_only})
         check(r.rc == 1 and "writer_key" in r.err, f"{r}")
         # Replicas read the settings topic (a notifier's pass does).
-        def listed(db, trust):
-            v = {"CTKN_TRUST_ROOT": t.pub if trust else "",
-                 "CTKN_WRITER_KEY": ""}
-            n = t.env.ctkn("notify", "--secret-key-file", key, db=db, env=v)
-            check(n.rc == 0, f"{n}")
-            r = t.env.ctkn("destination", "list", db=db, env=v)
-            check(r.rc == 0, f"{r}")
-            return [d["id"] for d in r.json["data"]]
-        judged = listed(t.env.path("judged"), True)
+        db = t.env.path("judged")
+        n = t.env.ctkn("notify", "--secret-key-file", key, db=db,
+                       env=t.vars)
+        check(n.rc == 0, f"{n}")
+        r = t.env.ctkn("destination", "list", db=db, env=t.vars)
+        check(r.rc == 0, f"{r}")
+        judged = [d["id"] for d in r.json["data"]]
         check(judged == [signed], f"only the signed one: {judged}")
-        check(len(listed(t.env.path("unjudged"), False)) == 2,
-              "without a trust root both apply")
     finally:
         t.close()
 
