@@ -22,8 +22,9 @@ struct ctkn_ledger {
   ctkn_producer *producer;
   ctkn_projector *projector;
   char ce_source[300];    /* CloudEvents' source: the deployment's topic */
-  const ctkn_seckey *key; /* the writer key, or NULL: appends unsigned */
-  ctkn_signer *signer;    /* opened at the first append */
+  const ctkn_seckey *key; /* the writer key, or NULL */
+  bool trusted;        /* judged by a root: without a key, it appends nothing */
+  ctkn_signer *signer; /* opened at the first append */
   int32_t signer_parts;
   bool last_batch; /* the next signed batch closes the instance */
   /* The topic's partitions as the projector knew them after the caller's
@@ -110,6 +111,7 @@ int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
 
   if ((rc = ctkn_projector_set_trust(l->projector, root, err)) != CTKN_OK)
     return rc;
+  l->trusted = true;
   if (key == NULL)
     return CTKN_OK;
   if ((rc = ctkn_projector_refresh_keyring(l->projector, err)) != CTKN_OK)
@@ -684,6 +686,12 @@ static int plan_and_append(ctkn_ledger *l, struct batch *b, bool catch_up)
 
   if (!batch_start(b))
     rc = ctkn__err(&err, CTKN_ENOMEM, "ledger");
+  else if (l->trusted && l->key == NULL)
+    /* No unsigned appends on a trusted log: every reader would
+     * quarantine them. */
+    rc = ctkn__err(&err, CTKN_EFORBIDDEN,
+                   "read-only: this process has no writer key (--writer-key) "
+                   "and appends nothing; send writes to one that has");
   else if (catch_up && (rc = ctkn_projector_catch_up(l->projector, NULL, 0,
                                                      &err)) == CTKN_OK)
     l->parts = ctkn_projector_partitions(l->projector);

@@ -1037,8 +1037,8 @@ static int append(ctkn_store *st, const struct ctkn_log_config *cfg,
 }
 
 /* With a trust root: the keyring, read from the settings topic, judges the
- * follower's records, and a writer key must be an active one allowed
- * notification_setting records. */
+ * follower's records, and the writer key, which must be given, must be an
+ * active one allowed scope's records. */
 static int trust_for(ctkn_settings_follower *f,
                      const struct ctkn_log_config *cfg,
                      const uint8_t *trust_root, const ctkn_seckey *writer_key,
@@ -1065,8 +1065,12 @@ static int trust_for(ctkn_settings_follower *f,
     return rc;
   }
   ctkn_pubkey_free(root);
-  if (writer_key == NULL)
-    return CTKN_OK;
+  if (writer_key == NULL) /* no unsigned appends on a trusted log */
+    return ctkn__err(err, CTKN_EFORBIDDEN,
+                     "read-only: this process has no writer key "
+                     "(--writer-key) and appends nothing to %s; send the "
+                     "change to one that has",
+                     scfg.topic);
   ctkn_seckey_public(writer_key, pub);
   ctkn_key_id(pub, id);
   if ((wk = ctkn_keyring_find(kr, id)) == NULL || wk->revoked ||

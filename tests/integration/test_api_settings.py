@@ -10,7 +10,8 @@ import re
 import threading
 import time
 
-from harness import Env, Follower, Server, check, deploy_key, main
+from harness import (Env, Follower, Server, check, deploy_key, log_end_offsets,
+                     main)
 from test_api import error_of
 
 DEST_RE = re.compile(r"^ntfset_[0-9a-z]{26}$")
@@ -548,6 +549,30 @@ def test_token_writes_run_beside_setting_writes():
         env.close()
 
 
+def test_a_replica_without_a_writer_key_is_read_only():
+    """`ctkn serve --trust-root` without a writer key appends nothing: a
+    token or destination write is 403 forbidden naming --writer-key, where
+    it used to append an unsigned record every reader then quarantined;
+    reads still answer."""
+    env = Env(name="apiro", partitions=2)
+    srv = Server(env, keys=KEYS, args=("--secret-key-file", deploy_key(env),
+                                       "--writer-key", ""))
+    try:
+        ends = (env.end_offsets(), log_end_offsets(env.topic + "_settings"))
+        for path, b in (("/client-tokens", {"name": "ro"}),
+                        ("/notification-settings", body())):
+            r = srv.request("POST", path, b, key="admin")
+            check(r.status == 403 and r.json["error"]["code"] == "forbidden"
+                  and "--writer-key" in r.json["error"]["detail"], f"{r}")
+        check((env.end_offsets(), log_end_offsets(env.topic + "_settings"))
+              == ends, "a read-only replica appended")
+        check(srv.request("GET", "/client-tokens", key="writer").status == 200,
+              "reads answer")
+    finally:
+        srv.stop()
+        env.close()
+
+
 if __name__ == "__main__":
     main([test_create_get_list_pause_delete,
           test_list_parameters,
@@ -555,4 +580,5 @@ if __name__ == "__main__":
           test_bad_requests_name_the_field,
           test_unsafe_destinations_and_the_active_limit,
           test_replicas_and_the_cli_agree,
-          test_token_writes_run_beside_setting_writes])
+          test_token_writes_run_beside_setting_writes,
+          test_a_replica_without_a_writer_key_is_read_only])

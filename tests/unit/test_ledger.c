@@ -287,7 +287,22 @@ struct signing {
   uint8_t root_pub[CTKN_SIGN_PUB_LEN];
 };
 
+static void signing_free(struct signing *sg)
+{
+  ctkn_seckey_free(sg->root);
+  ctkn_seckey_free(sg->writer);
+}
+
+static void trust_with(struct fx *f, struct signing *sg, bool writer);
+
 static void sign_with_a_key(struct fx *f, struct signing *sg)
+{
+  trust_with(f, sg, true);
+}
+
+/* A keyring with sg's writer key in it; the ledger judges by its root,
+ * and signs with the writer key when writer. */
+static void trust_with(struct fx *f, struct signing *sg, bool writer)
 {
   struct ctkn_log_config scfg = f->t.cfg;
   struct ctkn_writer_key wk = {0};
@@ -312,14 +327,31 @@ static void sign_with_a_key(struct fx *f, struct signing *sg)
   assert_int_equal(ctkn_trust_keyring_append(&scfg, sg->root, &kr, &err),
                    CTKN_OK);
   ctkn_keyring_free(&kr);
-  if (ctkn_ledger_set_trust(f->l, sg->root_pub, sg->writer, &err) != CTKN_OK)
+  if (ctkn_ledger_set_trust(f->l, sg->root_pub, writer ? sg->writer : NULL,
+                            &err) != CTKN_OK)
     fail_msg("set_trust: %s", err.msg);
 }
 
-static void signing_free(struct signing *sg)
+/* Judged by a root but holding no writer key (ctkn serve read-only): a
+ * command is refused as forbidden, and nothing is appended, where it
+ * would otherwise append an unsigned record every reader quarantines. */
+static void test_a_trusted_ledger_without_a_key_appends_nothing(void **s)
 {
-  ctkn_seckey_free(sg->root);
-  ctkn_seckey_free(sg->writer);
+  struct fx *f = *s;
+  struct signing sg;
+  struct ctkn_command cmd;
+  struct ctkn_outcome o;
+  struct ctkn_err err = {0};
+  uint64_t before;
+
+  trust_with(f, &sg, false);
+  before = produced(f);
+  create_cmd(&cmd, "unsigned", NULL);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_EFORBIDDEN);
+  assert_non_null(strstr(err.msg, "--writer-key"));
+  assert_false(o.acknowledged);
+  assert_int_equal(produced(f), before);
+  signing_free(&sg);
 }
 
 static const struct ctkn_log_msg *msg_of(struct source *src, size_t i)
@@ -1264,6 +1296,7 @@ int main(void)
       T(test_a_stale_projection_is_caught_up_before_planning),
       T(test_only_commands_that_read_the_projection_catch_up_first),
       T(test_a_pass_that_only_skips_commits_nothing),
+      T(test_a_trusted_ledger_without_a_key_appends_nothing),
       T(test_a_last_batch_closes_the_instance_with_its_checkpoints),
       T(test_a_new_replica_of_a_heartbeating_writer_applies_it_all),
       T(test_a_revoke_in_one_read_batch_is_a_barrier),
