@@ -81,7 +81,8 @@ char *ctkn__suffixed(const char *path, const char *suffix);
 int64_t ctkn__now_ms(void);
 
 /* Errors a follower outlives (CTKN_EKAFKA, CTKN_ETIMEOUT): the broker or
- * the network comes back, and librdkafka reconnects by itself. */
+ * the network comes back, and librdkafka reconnects by itself; and
+ * CTKN_ESTALE, no keyring signed by the trust root yet to judge by. */
 bool ctkn__transient(int rc);
 
 /* ---- log (src/log/) ----------------------------------------------------- */

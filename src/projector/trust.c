@@ -672,6 +672,16 @@ int ctkn__ptrust_judge(struct ctkn__ptrust *t, ctkn_store_txn *txn,
 
   if ((rc = sync_keyring(t, txn, err)) != CTKN_OK)
     return rc;
+  /* Nothing the root signed to judge by (a root that is not the
+   * deployment's, or a topic imported without its settings topic): apply
+   * and quarantine nothing, which a keyring arriving later could not
+   * undo; the pass fails, and a follower tries again (transient). */
+  if (t->kr.version == 0 && j->n > 0)
+    return ctkn__err(err, CTKN_ESTALE,
+                     "no keyring signed by the trust root: nothing on the "
+                     "topic can be judged (is --trust-root the "
+                     "deployment's root? after `ctkn import`, import the "
+                     "settings topic's archive too)");
   if (t->refused) { /* every partition stops at its first record here */
     for (size_t k = 0; k < j->n; k++)
       j->verdict[k] = JV_PAUSE;

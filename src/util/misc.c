@@ -75,5 +75,7 @@ int64_t ctkn__now_ms(void)
 
 bool ctkn__transient(int rc)
 {
-  return rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT;
+  /* CTKN_ESTALE: from a follower, nothing to judge by yet (a keyring
+   * may come). */
+  return rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT || rc == CTKN_ESTALE;
 }

@@ -162,14 +162,18 @@ def test_there_is_no_unsigned_mode():
         check(t.ends() == before, (before, t.ends()))
         # The local reads answer from a projection a judged reader built.
         check(t.env.ctkn("get", tid, env=none).rc == 0, "get")
-        # A reader with a root that is not the log's judges every record
-        # by it: none is applied.
+        # A reader with a root that is not the log's has no keyring to
+        # judge by: it applies and quarantines nothing, and says why
+        # (exit 3: that root's keyring may yet come).
         other = t.env.path("other.key")
         t.env.ok("trust", "init", "--root-key", other)
         r = t.env.ctkn("project", db=t.env.path("other-db"),
                        env={"CTKN_TRUST_ROOT": other + ".pub",
                             "CTKN_WRITER_KEY": ""})
-        check(r.rc != 0 or r.json["data"]["applied"] == 0, r)
+        check(r.rc == 3 and "no keyring signed by the trust root" in r.err,
+              r)
+        q = t.env.ctkn("quarantine", db=t.env.path("other-db"))
+        check(q.rc == 0 and q.out.strip() == "", f"quarantined: {q}")
     finally:
         t.close()
 

@@ -454,6 +454,78 @@ static void new_replica(struct fx *f, const struct signing *sg,
   tk_rm_rf(dir);
 }
 
+/* A replica whose trust root signed no keyring on the settings topic (not
+ * the deployment's root, or a topic imported without its settings topic)
+ * applies and quarantines nothing: the catch-up fails (CTKN_ESTALE, which
+ * a follower retries) and the offsets stay, so that once that root's
+ * keyring arrives, the same replica applies what the writer signed. */
+static void test_a_root_without_a_keyring_judges_nothing(void **s)
+{
+  struct fx *f = *s;
+  struct signing sg;
+  struct ctkn_outcome o;
+  struct ctkn_log_config scfg = f->t.cfg;
+  struct ctkn_writer_key wk = {0};
+  struct ctkn_keyring kr;
+  struct ctkn_projector_stats stats = {0};
+  struct ctkn_err err = {0};
+  char dir[] = "/tmp/ctkn_unit_otherrootXXXXXX", db[64];
+  struct ctkn_store_opts so = {.map_size = (size_t)256 << 20, .no_sync = true};
+  ctkn_seckey *other = NULL;
+  uint8_t other_pub[CTKN_SIGN_PUB_LEN];
+  ctkn_store *st = NULL;
+  ctkn_projector *p = NULL;
+  ctkn_store_txn *txn;
+  struct ctkn_record r;
+
+  sign_with_a_key(f, &sg);
+  create(f, "signed", &o);
+  assert_int_equal(ctkn_seckey_generate(&other, &err), CTKN_OK);
+  ctkn_seckey_public(other, other_pub);
+  assert_non_null(mkdtemp(dir));
+  snprintf(db, sizeof(db), "%s/db", dir);
+  if (ctkn_store_open(&st, db, &so, &err) != CTKN_OK ||
+      ctkn_store_bind(st, TK_TOPIC, CTKN_ENV_SANDBOX, &err) != CTKN_OK ||
+      ctkn_projector_open(&p, st, &f->t.cfg, CTKN_ENV_SANDBOX, &err) !=
+          CTKN_OK ||
+      ctkn_projector_set_trust(p, other_pub, &err) != CTKN_OK)
+    fail_msg("reader: %s", err.msg);
+  assert_int_equal(ctkn_projector_catch_up(p, NULL, 0, &err), CTKN_ESTALE);
+  assert_non_null(strstr(err.msg, "no keyring signed by the trust root"));
+  ctkn_projector_stats(p, &stats);
+  assert_int_equal(stats.applied + stats.quarantined, 0);
+  assert_int_equal(ctkn_store_begin(st, false, &txn, &err), CTKN_OK);
+  assert_int_equal(ctkn_store_get(txn, o.record.token.id, &r, &err), CTKN_ENOTFOUND);
+  ctkn_store_abort(txn);
+
+  /* The other root now vouches for the same writer key and log. */
+  ctkn_keyring_init(&kr);
+  kr.version = 1;
+  memset(kr.log_id, 0x42, sizeof(kr.log_id));
+  ctkn_seckey_public(sg.writer, wk.public_key);
+  ctkn_key_id(wk.public_key, wk.key_id);
+  snprintf(wk.name, sizeof(wk.name), "test");
+  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
+  wk.nscopes = 1;
+  snprintf(scfg.topic, sizeof(scfg.topic), "%s_settings", TK_TOPIC);
+  scfg.n_overrides = 0;
+  assert_int_equal(ctkn_keyring_add_key(&kr, &wk, &err), CTKN_OK);
+  assert_int_equal(ctkn_trust_keyring_append(&scfg, other, &kr, &err), CTKN_OK);
+  ctkn_keyring_free(&kr);
+  if (ctkn_projector_catch_up(p, NULL, 0, &err) != CTKN_OK)
+    fail_msg("catch-up under the keyring: %s", err.msg);
+  assert_int_equal(ctkn_store_begin(st, false, &txn, &err), CTKN_OK);
+  assert_int_equal(ctkn_store_get(txn, o.record.token.id, &r, &err), CTKN_OK);
+  ctkn_store_abort(txn);
+  ctkn_projector_close(p);
+  ctkn_store_close(st);
+  tk_rm_rf(dir);
+  ctkn_seckey_free(other);
+  ctkn_ledger_close(f->l); /* it signs a closing checkpoint with the key */
+  f->l = NULL;
+  signing_free(&sg);
+}
+
 /* A new replica catches up a long log on two threads (the pipelined
  * catch-up) and verifies one checkpoint per instance and read batch,
  * settling the others later from the records it holds. A writer that
@@ -1297,6 +1369,7 @@ int main(void)
       T(test_only_commands_that_read_the_projection_catch_up_first),
       T(test_a_pass_that_only_skips_commits_nothing),
       T(test_a_trusted_ledger_without_a_key_appends_nothing),
+      T(test_a_root_without_a_keyring_judges_nothing),
       T(test_a_last_batch_closes_the_instance_with_its_checkpoints),
       T(test_a_new_replica_of_a_heartbeating_writer_applies_it_all),
       T(test_a_revoke_in_one_read_batch_is_a_barrier),
