@@ -89,14 +89,6 @@ bool ctkn__transient(int rc);
 
 typedef struct ctkn_consumer ctkn_consumer;
 /*
- * Wake the log's fetchers for partitions 0..n-1 after an assignment (a
- * short request to their leaders; the answer is ignored). In librdkafka
- * 2.0.2 a partition assigned while its broker fetched nothing may
- * otherwise wait up to a second for its first fetch. A no-op where the
- * backend has no such delay.
- */
-void ctkn__consumer_nudge(ctkn_consumer *c, int32_t n);
-/*
  * Whether the log's fetcher backs a partition off for a whole second once
  * its queue has filled (librdkafka before 2.2.0, #2879), so that a reader
  * that stopped polling to wait for room should restart the fetch. False

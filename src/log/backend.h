@@ -85,7 +85,6 @@ struct ctkn__log_backend {
               struct ctkn_err *err);
   int (*poll)(ctkn_consumer *c, int timeout_ms, struct ctkn_log_msg *msgs,
               size_t max, size_t *n, struct ctkn_err *err);
-  void (*nudge)(ctkn_consumer *c, int32_t n); /* may be NULL */
   /* cs[0..n): non-NULL, of this backend, n <= CTKN_CONSUMER_WAIT_MAX. */
   int (*wait)(ctkn_consumer *const *cs, size_t n, int timeout_ms, size_t *ready,
               struct ctkn_err *err);

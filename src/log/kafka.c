@@ -804,16 +804,14 @@ const struct ctkn__log_backend ctkn__log_kafka = {
     .seek = ctkn__kafka_seek,
     .poll = ctkn__kafka_poll,
 #if CTKN_KAFKA_PIPE_WORKAROUNDS
-    /* librdkafka 2.0.2's fetcher sleeps, and backs off a second (#2879):
-     * the pipelined catch-up nudges and restarts it. Measured on 2.0.2,
-     * without both the catch-up was slower (0.52-0.85 of shipped); on
-     * 2.14.2, where fetch.queue.backoff.ms keeps the back-off short,
-     * putting them back gave no consistent gain (docs/architecture.md,
-     * "The pipelined catch-up: librdkafka workarounds, measured"). */
-    .nudge = ctkn__kafka_nudge,
+    /* librdkafka 2.0.2 backs the fetch off a second (#2879): the
+     * pipelined catch-up restarts it. Measured on 2.0.2, without it the
+     * catch-up was slower (0.52-0.85 of shipped); on 2.14.2, where
+     * fetch.queue.backoff.ms keeps the back-off short, putting it back
+     * gave no consistent gain (docs/architecture.md, "The pipelined
+     * catch-up: librdkafka workarounds, measured"). */
     .long_backoff = true,
 #else
-    .nudge = NULL,
     .long_backoff = false,
 #endif
     .wait = ctkn__kafka_wait,

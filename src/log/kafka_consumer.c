@@ -508,31 +508,6 @@ int ctkn__kafka_seek(ctkn_consumer *base, const int64_t *offsets, int32_t n,
   return rc;
 }
 
-#if CTKN_KAFKA_PIPE_WORKAROUNDS
-/*
- * librdkafka 2.0.2's broker thread decides what to fetch before it serves
- * the ops that woke it, then sleeps up to a second: partitions assigned
- * while nothing was being fetched can wait that long for their first
- * fetch. Any request to the leaders wakes their threads again; ask for the
- * end offsets on the consumer's own handle (no fetch is in flight then, so
- * nothing waits behind one) and ignore the answer.
- */
-void ctkn__kafka_nudge(ctkn_consumer *base, int32_t n)
-{
-  struct ctkn__kafka_consumer *c = kc(base);
-  rd_kafka_topic_partition_list_t *l;
-
-  if (n <= 0 || (l = rd_kafka_topic_partition_list_new(n)) == NULL)
-    return;
-  for (int32_t i = 0; i < n; i++)
-    rd_kafka_topic_partition_list_add(l, c->topic, i)->offset =
-        RD_KAFKA_OFFSET_END;
-  (void)rd_kafka_offsets_for_times(c->rk, l,
-                                   ctkn__kafka_clamp(c->timeout_ms, 1, 1000));
-  rd_kafka_topic_partition_list_destroy(l);
-}
-#endif
-
 /* librdkafka's threads, when the consumer queue gets something: wake the
  * waiter, once until it looks again. Calls no librdkafka function (the
  * call back may not). */

@@ -205,18 +205,15 @@ int ctkn__kafka_poll(ctkn_consumer *c, int timeout_ms,
                      struct ctkn_log_msg *msgs, size_t max, size_t *n,
                      struct ctkn_err *err);
 /*
- * Whether the pipelined catch-up gets the nudge and the fetch restart
- * (src/log/kafka.c): built against librdkafka before 2.2.0 only. A
- * measurement build (bench/catchup-variants) turns them on in a newer one
- * with -DCTKN_PIPE_FORCE_WORKAROUNDS.
+ * Whether the pipelined catch-up gets the fetch restart (src/log/kafka.c):
+ * built against librdkafka before 2.2.0 only. A measurement build
+ * (bench/catchup-variants) turns it on in a newer one with
+ * -DCTKN_PIPE_FORCE_WORKAROUNDS.
  */
 #if RD_KAFKA_VERSION < 0x020200ff || defined(CTKN_PIPE_FORCE_WORKAROUNDS)
 #define CTKN_KAFKA_PIPE_WORKAROUNDS 1
 #else
 #define CTKN_KAFKA_PIPE_WORKAROUNDS 0
-#endif
-#if CTKN_KAFKA_PIPE_WORKAROUNDS
-void ctkn__kafka_nudge(ctkn_consumer *c, int32_t n);
 #endif
 int ctkn__kafka_wait(ctkn_consumer *const *cs, size_t n, int timeout_ms,
                      size_t *ready, struct ctkn_err *err);

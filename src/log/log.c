@@ -250,12 +250,6 @@ int ctkn_consumer_wait(ctkn_consumer *const *cs, size_t n, int timeout_ms,
   return rc;
 }
 
-void ctkn__consumer_nudge(ctkn_consumer *c, int32_t n)
-{
-  if (n > 0 && c->be->nudge != NULL)
-    c->be->nudge(c, n);
-}
-
 int ctkn_consumer_commit(ctkn_consumer *c, const struct ctkn_log_msg *msgs,
                          size_t n, struct ctkn_err *err)
 {

@@ -28,24 +28,22 @@
  *
  * Flow control: with every buffer taken the reader stops polling and
  * librdkafka's bounded queue fills. librdkafka 2.0.2 then backs the
- * partitions off for a whole second (librdkafka #2879), and its broker
- * thread may sleep a second before fetching partitions assigned while it
- * fetched nothing (ctkn__consumer_nudge()). So, on such a log
+ * partitions off for a whole second (librdkafka #2879). So, on such a log
  * (ctkn__consumer_long_backoff()), once the reader has room but nothing
  * has come for PIPE_IDLE_MS after it had to wait for a buffer, it assigns
  * the partitions again at the offsets after its last records (which ends
- * a back-off; the queue is empty then, so nothing is dropped); otherwise
- * it nudges the fetchers while nothing comes, and restarts only after
- * PIPE_STUCK_MS. Built against librdkafka 2.2.0 or later, src/log/kafka.c
- * shortens the back-off to 20 ms (fetch.queue.backoff.ms) and offers
- * neither: measured there, putting them back gave no consistent gain,
- * while on 2.0.2 leaving both out cost up to half the rate
+ * the back-off; the queue is empty then, so nothing is dropped); when it
+ * has not waited, it restarts only after PIPE_STUCK_MS without a record.
+ * Built against librdkafka 2.2.0 or later, src/log/kafka.c shortens the
+ * back-off to 20 ms (fetch.queue.backoff.ms) and there is no restart:
+ * measured there, putting it back gave no consistent gain, while on 2.0.2
+ * a build without it ran at 0.52-0.85 of the shipped rate
  * (docs/architecture.md, "The pipelined catch-up: librdkafka
- * workarounds, measured"). Memory stays bounded by PIPE_BUFS buffers
- * and librdkafka's queue bounds.
+ * workarounds, measured"). Memory stays bounded by PIPE_BUFS buffers and
+ * librdkafka's queue bounds.
  */
 #define PIPE_BUFS     3
-#define PIPE_IDLE_MS  20  /* no record for this long: nudge, or restart */
+#define PIPE_IDLE_MS  20  /* no record this long after a stall: restart */
 #define PIPE_STUCK_MS 250 /* no record for this long: restart anyway */
 
 /* What the reader made of a record. */
@@ -292,27 +290,21 @@ static int pipe_fill(struct pipe *pp, struct pbuf *b, size_t got,
 /* The reader's timers across polls. */
 struct pipe_clock {
   int64_t idle_since; /* the last record, or restart */
-  int64_t nudged;
-  bool stalled; /* waited for a buffer: librdkafka's queue filled */
+  bool stalled;       /* waited for a buffer: librdkafka's queue filled */
 };
 
-/* Measurement builds only: -DCTKN_PIPE_NO_RESTART or -DCTKN_PIPE_NO_NUDGE
- * leave a workaround below out, to measure what it buys (figures and
- * commands in docs/architecture.md, "The pipelined catch-up: librdkafka
- * workarounds, measured"); -DCTKN_PIPE_FORCE_WORKAROUNDS puts both back
- * in a build against librdkafka 2.2.0 or later (src/log/kafka_int.h). */
+/* Measurement builds only: -DCTKN_PIPE_NO_RESTART leaves the restart
+ * below out, to measure what it buys (figures and commands in
+ * docs/architecture.md, "The pipelined catch-up: librdkafka workarounds,
+ * measured"); -DCTKN_PIPE_FORCE_WORKAROUNDS puts it back in a build
+ * against librdkafka 2.2.0 or later (src/log/kafka_int.h). */
 #ifdef CTKN_PIPE_NO_RESTART
 #define PIPE_RESTART 0
 #else
 #define PIPE_RESTART 1
 #endif
-#ifdef CTKN_PIPE_NO_NUDGE
-#define PIPE_NUDGE 0
-#else
-#define PIPE_NUDGE 1
-#endif
 
-/* Nothing came: restart the fetch, or wake the fetchers (above). */
+/* Nothing came: restart the fetch if it is backing off (above). */
 static int pipe_unstick(struct pipe *pp, struct pipe_clock *k,
                         struct ctkn_err *err)
 {
@@ -327,11 +319,6 @@ static int pipe_unstick(struct pipe *pp, struct pipe_clock *k,
     k->stalled = false;
     k->idle_since = now;
     return ctkn_consumer_assign(pp->consumer, pp->next, pp->nparts, err);
-  }
-  if (PIPE_NUDGE && idle >= PIPE_IDLE_MS && now - k->nudged >= PIPE_IDLE_MS) {
-    /* The fetcher may be asleep (see above): wake it. */
-    ctkn__consumer_nudge(pp->consumer, pp->nparts);
-    k->nudged = ctkn__now_ms();
   }
   return CTKN_OK;
 }
@@ -356,7 +343,7 @@ static int pipe_read(struct pipe *pp, struct pbuf *b, struct pipe_clock *k,
 static void *pipe_reader(void *arg)
 {
   struct pipe *pp = arg;
-  struct pipe_clock k = {ctkn__now_ms(), 0, false};
+  struct pipe_clock k = {ctkn__now_ms(), false};
   struct ctkn_err err = {0};
   struct pbuf *b = NULL;
   int rc = CTKN_OK;

@@ -1093,7 +1093,6 @@ static const struct ctkn__log_backend fake_backend = {
     .seek = fake_seek,
     .poll = fake_poll,
     .wait = fake_wait,
-    .nudge = NULL,
     /* As librdkafka 2.0.2 says: the pipelined catch-up's restart path runs
      * in the unit tests too (harmless here: nothing backs off). */
     .long_backoff = true,
