@@ -495,7 +495,8 @@ static void test_a_root_without_a_keyring_judges_nothing(void **s)
   ctkn_projector_stats(p, &stats);
   assert_int_equal(stats.applied + stats.quarantined, 0);
   assert_int_equal(ctkn_store_begin(st, false, &txn, &err), CTKN_OK);
-  assert_int_equal(ctkn_store_get(txn, o.record.token.id, &r, &err), CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_get(txn, o.record.token.id, &r, &err),
+                   CTKN_ENOTFOUND);
   ctkn_store_abort(txn);
 
   /* The other root now vouches for the same writer key and log. */
