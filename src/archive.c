@@ -19,6 +19,7 @@
 #include "ctkn/archive.h"
 #include "ctkn/codec.h"
 #include "ctkn/projector.h"
+#include "ctkn/settings.h"
 #include "ctkn/trust.h"
 #include "internal.h"
 
@@ -937,6 +938,40 @@ static int import_batch(void *arg, const struct ctkn_log_msg *msgs,
   return CTKN_OK;
 }
 
+/* After an import into cfg's topic: warn when its settings topic holds no
+ * record, since every reader judges the events by the keyring there and
+ * refuses them until it is imported too. Not for a settings topic's own
+ * import. */
+static void warn_without_settings(const struct ctkn_log_config *cfg)
+{
+  static const char suffix[] = "_settings";
+  struct ctkn_log_config scfg = *cfg; /* shallow: overrides borrowed */
+  size_t len = strlen(cfg->topic);
+  ctkn_consumer *c = NULL;
+  struct ctkn_err e;
+  int64_t lo, hi, held = 0;
+  int32_t n = 0;
+
+  if ((len >= sizeof(suffix) - 1 &&
+       strcmp(cfg->topic + len - (sizeof(suffix) - 1), suffix) == 0) ||
+      ctkn_settings_topic(cfg->topic, scfg.topic, sizeof(scfg.topic), &e) !=
+          CTKN_OK)
+    return;
+  if (ctkn_consumer_open(&c, &scfg, &e) == CTKN_OK &&
+      ctkn_consumer_partitions(c, &n, &e) == CTKN_OK)
+    for (int32_t p = 0; p < n; p++)
+      if (ctkn_consumer_watermarks(c, p, &lo, &hi, &e) == CTKN_OK)
+        held += hi - lo;
+  ctkn_consumer_close(c);
+  if (held == 0)
+    ctkn__diag(CTKN_DIAG_WARN, "import",
+               "%s holds no records: every reader of %s judges it by the "
+               "keyring there, and refuses it until that is imported too "
+               "(ctkn import --topic %s --from-file SETTINGS-ARCHIVE, an "
+               "export of the old settings topic)",
+               scfg.topic, cfg->topic, scfg.topic);
+}
+
 int ctkn_archive_import(const char *path, const struct ctkn_log_config *cfg,
                         int replication_factor, struct ctkn_archive_info *info,
                         struct ctkn_err *err)
@@ -985,6 +1020,8 @@ int ctkn_archive_import(const char *path, const struct ctkn_log_config *cfg,
   if (rc == CTKN_OK && memcmp(again.sha256, info->sha256, CTKN_SHA256_LEN))
     rc = ctkn__err(err, CTKN_EIO, "%.200s changed while it was imported", path);
   ctkn_archive_info_free(&again);
+  if (rc == CTKN_OK)
+    warn_without_settings(cfg);
 out:
   ctkn_producer_close(x.p);
   ctkn_consumer_close(c);

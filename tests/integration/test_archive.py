@@ -120,9 +120,11 @@ def test_export_verify_replay_and_import_keep_the_digest():
         try:
             copy.topic += "-dr"  # a topic that does not exist yet
             settings_topic_io("import", sarc, copy.topic)
-            imp = copy.ok("import", "--from-file", arc).json["data"]
+            r = copy.ok("import", "--from-file", arc)
+            imp = r.json["data"]
             check(imp["records"] == total and imp["topic"] == copy.topic,
                   f"{imp}")
+            check("holds no records" not in r.err, f"a spurious warning: {r}")
             got = copy.fresh_digest()
             check(got == want, f"imported digest {got} != {want}")
             # The records kept their timestamps and headers: the copy's
@@ -134,6 +136,17 @@ def test_export_verify_replay_and_import_keep_the_digest():
             t2 = copy.ok("tail", "--from-beginning", "--exit-at-end").lines
             check(sorted(map(str, t1)) == sorted(map(str, t2)),
                   "the same events")
+            # Without the settings topic, an import says what readers will
+            # lack, and a reader refuses the log rather than quarantine it.
+            bare = copy.topic + "-bare"
+            r = run([CTKN, "import", "--from-file", arc, "--topic", bare,
+                     "--brokers", BROKERS])
+            check(r.rc == 0 and "holds no records" in r.err and
+                  bare + "_settings" in r.err, f"no warning: {r}")
+            r = run([CTKN, "project", "--topic", bare, "--brokers", BROKERS,
+                     "--db", copy.path("bare-db"), "--trust-root", env.pub])
+            check(r.rc == 3 and "no keyring signed by the trust root" in r.err,
+                  f"{r}")
             # A second import into the now non-empty topic is refused.
             r = copy.ctkn("import", "--from-file", arc)
             check(r.rc == 1 and r.error["code"] == "conflict" and
