@@ -225,41 +225,51 @@ static void trust_close(struct tail *t)
   ctkn_pubkey_free(t->root);
 }
 
-/* Read the keyring again when m names a writer key it lacks (a key added
- * since the tail started). */
+/* Whether m names a writer key the keyring lacks (a key added since the
+ * tail started). */
+static bool names_unknown_writer(const struct tail *t,
+                                 const struct ctkn_log_msg *m)
+{
+  char id[CTKN_KEY_ID_BUF];
+  uint8_t inst[CTKN_INSTANCE_LEN];
+
+  for (size_t i = 0; i < m->nheaders; i++) {
+    if (strcmp(m->headers[i].name, CTKN_HDR_WRITER) == 0)
+      return ctkn_trust_writer_parse(m->headers[i].value, m->headers[i].size,
+                                     id, inst, NULL) == CTKN_OK &&
+             ctkn_keyring_find(&t->kr, id) == NULL;
+  }
+  return false;
+}
+
+/* Read the keyring again, at most once a second, when there is none yet
+ * or m names a writer key it lacks. */
 static int trust_keyring(struct tail *t, const struct ctkn_log_msg *m,
                          struct ctkn_err *err)
 {
   struct ctkn_log_config scfg = *t->cfg;
   struct ctkn_keyring kr;
-  char id[CTKN_KEY_ID_BUF];
-  uint8_t inst[CTKN_INSTANCE_LEN];
   int rc;
 
-  for (size_t i = 0; i < m->nheaders; i++) {
-    if (strcmp(m->headers[i].name, CTKN_HDR_WRITER) != 0)
-      continue;
-    if (ctkn_trust_writer_parse(m->headers[i].value, m->headers[i].size, id,
-                                inst, NULL) != CTKN_OK ||
-        ctkn_keyring_find(&t->kr, id) != NULL ||
-        ctkn__now_ms() - t->kr_read_ms < 1000) /* at most once a second */
-      return CTKN_OK;
-    t->kr_read_ms = ctkn__now_ms();
-    ctkn_keyring_init(&kr);
-    if ((rc = ctkn_settings_topic(t->cfg->topic, scfg.topic, sizeof(scfg.topic),
-                                  err)) != CTKN_OK ||
-        (rc = ctkn_trust_keyring_fetch(&scfg, t->root, &kr, NULL, NULL, err)) !=
-            CTKN_OK ||
-        kr.version <= t->kr.version) {
-      ctkn_keyring_free(&kr);
-      return rc;
-    }
-    ctkn_keyring_free(&t->kr);
-    t->kr = kr;
-    ctkn_gate_set_keyring(t->gate, &t->kr);
+  if ((t->kr.version > 0 && !names_unknown_writer(t, m)) ||
+      ctkn__now_ms() - t->kr_read_ms < 1000)
     return CTKN_OK;
+  t->kr_read_ms = ctkn__now_ms();
+  ctkn_keyring_init(&kr);
+  if ((rc = ctkn_settings_topic(t->cfg->topic, scfg.topic, sizeof(scfg.topic),
+                                err)) != CTKN_OK ||
+      (rc = ctkn_trust_keyring_fetch(&scfg, t->root, &kr, NULL, NULL, err)) !=
+          CTKN_OK ||
+      kr.version <= t->kr.version) {
+    ctkn_keyring_free(&kr);
+    return rc;
   }
-  return CTKN_OK;
+  bool first = t->kr.version == 0;
+  ctkn_keyring_free(&t->kr);
+  t->kr = kr;
+  ctkn_gate_set_keyring(t->gate, &t->kr);
+  /* The first keyring: the adoptions the root made come with it. */
+  return first ? trust_adoptions(t, &scfg, err) : CTKN_OK;
 }
 
 /* Keep a copy of m (the gate borrows it until it comes out) and feed it;
@@ -279,6 +289,16 @@ static int trust_feed(struct tail *t, const struct ctkn_log_msg *m,
   if (t->expect[p] >= 0 && m->offset > t->expect[p])
     ctkn_gate_reset(t->gate, p);
   t->expect[p] = m->offset + 1;
+  if ((rc = trust_keyring(t, m, err)) != CTKN_OK)
+    return rc;
+  /* Nothing the root signed to judge by: say so and stop, as a projector
+   * does, rather than pass over every record in silence. */
+  if (t->kr.version == 0)
+    return ctkn__err(err, CTKN_ESTALE,
+                     "no keyring signed by the trust root: nothing on the "
+                     "topic can be judged (is --trust-root the "
+                     "deployment's root? after `ctkn import`, import the "
+                     "settings topic's archive too)");
   if (t->nkept == t->capkept) {
     size_t cap = t->capkept ? 2 * t->capkept : 1024;
     void *k = realloc(t->kept, cap * sizeof(*t->kept));
@@ -294,8 +314,6 @@ static int trust_feed(struct tail *t, const struct ctkn_log_msg *m,
     return rc;
   }
   t->kept[t->nkept] = c;
-  if ((rc = trust_keyring(t, &c->m, err)) != CTKN_OK)
-    return rc;
   return ctkn_gate_feed(t->gate, &c->m, t->nkept++, err);
 }
 

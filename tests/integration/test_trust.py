@@ -174,6 +174,12 @@ def test_there_is_no_unsigned_mode():
               r)
         q = t.env.ctkn("quarantine", db=t.env.path("other-db"))
         check(q.rc == 0 and q.out.strip() == "", f"quarantined: {q}")
+        # tail says so too, rather than print nothing and exit 0.
+        r = t.env.ctkn("tail", "--from-beginning", "--exit-at-end",
+                       env={"CTKN_TRUST_ROOT": other + ".pub",
+                            "CTKN_WRITER_KEY": ""})
+        check(r.rc == 3 and "no keyring signed by the trust root" in r.err
+              and r.out == "", r)
     finally:
         t.close()
 
