@@ -300,30 +300,41 @@ static void sign_with_a_key(struct fx *f, struct signing *sg)
   trust_with(f, sg, true);
 }
 
+/* kr: keyring version v of the test log (ID 0x42...) holding writer's
+ * public key, scoped client_token.*, revoked or not. */
+static void writer_keyring(struct ctkn_keyring *kr, uint64_t v,
+                           const ctkn_seckey *writer, bool revoked)
+{
+  struct ctkn_writer_key wk = {0};
+  struct ctkn_err err = {0};
+
+  ctkn_keyring_init(kr);
+  kr->version = v;
+  memset(kr->log_id, 0x42, sizeof(kr->log_id));
+  ctkn_seckey_public(writer, wk.public_key);
+  ctkn_key_id(wk.public_key, wk.key_id);
+  snprintf(wk.name, sizeof(wk.name), "test");
+  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
+  wk.nscopes = 1;
+  wk.revoked = revoked;
+  assert_int_equal(ctkn_keyring_add_key(kr, &wk, &err), CTKN_OK);
+}
+
 /* A keyring with sg's writer key in it; the ledger judges by its root,
  * and signs with the writer key when writer. */
 static void trust_with(struct fx *f, struct signing *sg, bool writer)
 {
   struct ctkn_log_config scfg = f->t.cfg;
-  struct ctkn_writer_key wk = {0};
   struct ctkn_keyring kr;
   struct ctkn_err err = {0};
 
   assert_int_equal(ctkn_seckey_generate(&sg->root, &err), CTKN_OK);
   assert_int_equal(ctkn_seckey_generate(&sg->writer, &err), CTKN_OK);
   ctkn_seckey_public(sg->root, sg->root_pub);
-  ctkn_keyring_init(&kr);
-  kr.version = 1;
-  memset(kr.log_id, 0x42, sizeof(kr.log_id));
-  ctkn_seckey_public(sg->writer, wk.public_key);
-  ctkn_key_id(wk.public_key, wk.key_id);
-  snprintf(wk.name, sizeof(wk.name), "test");
-  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
-  wk.nscopes = 1;
+  writer_keyring(&kr, 1, sg->writer, false);
   fake_log_create(f->t.log, TK_TOPIC "_settings", 1);
   snprintf(scfg.topic, sizeof(scfg.topic), "%s_settings", TK_TOPIC);
   scfg.n_overrides = 0; /* the copy owns nothing */
-  assert_int_equal(ctkn_keyring_add_key(&kr, &wk, &err), CTKN_OK);
   assert_int_equal(ctkn_trust_keyring_append(&scfg, sg->root, &kr, &err),
                    CTKN_OK);
   ctkn_keyring_free(&kr);
@@ -465,7 +476,6 @@ static void test_a_root_without_a_keyring_judges_nothing(void **s)
   struct signing sg;
   struct ctkn_outcome o;
   struct ctkn_log_config scfg = f->t.cfg;
-  struct ctkn_writer_key wk = {0};
   struct ctkn_keyring kr;
   struct ctkn_projector_stats stats = {0};
   struct ctkn_err err = {0};
@@ -500,17 +510,9 @@ static void test_a_root_without_a_keyring_judges_nothing(void **s)
   ctkn_store_abort(txn);
 
   /* The other root now vouches for the same writer key and log. */
-  ctkn_keyring_init(&kr);
-  kr.version = 1;
-  memset(kr.log_id, 0x42, sizeof(kr.log_id));
-  ctkn_seckey_public(sg.writer, wk.public_key);
-  ctkn_key_id(wk.public_key, wk.key_id);
-  snprintf(wk.name, sizeof(wk.name), "test");
-  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
-  wk.nscopes = 1;
+  writer_keyring(&kr, 1, sg.writer, false);
   snprintf(scfg.topic, sizeof(scfg.topic), "%s_settings", TK_TOPIC);
   scfg.n_overrides = 0;
-  assert_int_equal(ctkn_keyring_add_key(&kr, &wk, &err), CTKN_OK);
   assert_int_equal(ctkn_trust_keyring_append(&scfg, other, &kr, &err), CTKN_OK);
   ctkn_keyring_free(&kr);
   if (ctkn_projector_catch_up(p, NULL, 0, &err) != CTKN_OK)
@@ -629,7 +631,6 @@ static void test_a_revoke_in_one_read_batch_is_a_barrier(void **s)
   struct ctkn_command cmd;
   struct ctkn__ptrust *t = NULL;
   struct ctkn_projector_stats stats = {0};
-  struct ctkn_writer_key wk = {0};
   struct ctkn_keyring kr;
   struct ctkn_err err = {0};
   const struct ctkn_log_msg *msgs[16];
@@ -640,16 +641,7 @@ static void test_a_revoke_in_one_read_batch_is_a_barrier(void **s)
   create(f, "before", &o); /* its record and checkpoint */
   /* The revoke, placed on every partition (the settings keyring this
    * reader holds still has the key active). */
-  ctkn_keyring_init(&kr);
-  kr.version = 2;
-  memset(kr.log_id, 0x42, sizeof(kr.log_id));
-  ctkn_seckey_public(sg.writer, wk.public_key);
-  ctkn_key_id(wk.public_key, wk.key_id);
-  snprintf(wk.name, sizeof(wk.name), "test");
-  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
-  wk.nscopes = 1;
-  wk.revoked = true;
-  assert_int_equal(ctkn_keyring_add_key(&kr, &wk, &err), CTKN_OK);
+  writer_keyring(&kr, 2, sg.writer, true);
   assert_int_equal(
       ctkn_trust_keyring_place(&f->t.cfg, sg.root, &kr, &placed, &err),
       CTKN_OK);
