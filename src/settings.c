@@ -1037,8 +1037,8 @@ static int append(ctkn_store *st, const struct ctkn_log_config *cfg,
 }
 
 /* With a trust root: the keyring, read from the settings topic, judges the
- * follower's records, and the writer key, which must be given, must be an
- * active one allowed scope's records. */
+ * follower's records, and a writer key must be an active one allowed
+ * scope's records. */
 static int trust_for(ctkn_settings_follower *f,
                      const struct ctkn_log_config *cfg,
                      const uint8_t *trust_root, const ctkn_seckey *writer_key,
@@ -1065,12 +1065,8 @@ static int trust_for(ctkn_settings_follower *f,
     return rc;
   }
   ctkn_pubkey_free(root);
-  if (writer_key == NULL) /* no unsigned appends on a trusted log */
-    return ctkn__err(err, CTKN_EFORBIDDEN,
-                     "read-only: this process has no writer key "
-                     "(--writer-key) and appends nothing to %s; send the "
-                     "change to one that has",
-                     scfg.topic);
+  if (writer_key == NULL) /* a reader */
+    return CTKN_OK;
   ctkn_seckey_public(writer_key, pub);
   ctkn_key_id(pub, id);
   if ((wk = ctkn_keyring_find(kr, id)) == NULL || wk->revoked ||
@@ -1084,13 +1080,33 @@ static int trust_for(ctkn_settings_follower *f,
 }
 
 /* With a trust root, a policy's trust. */
+/* No unsigned appends on a trusted log: every reader would quarantine
+ * them. */
+static int may_append(const struct ctkn_log_config *cfg,
+                      const uint8_t *trust_root, const ctkn_seckey *writer_key,
+                      struct ctkn_err *err)
+{
+  if (trust_root == NULL || writer_key != NULL)
+    return CTKN_OK;
+  return ctkn__err(err, CTKN_EFORBIDDEN,
+                   "read-only: this process has no writer key (--writer-key) "
+                   "and appends nothing to %s_settings; send the change to one "
+                   "that has",
+                   cfg->topic);
+}
+
 static int command_trust(ctkn_settings_follower *f,
                          const struct ctkn_log_config *cfg,
                          const struct ctkn_dest_policy *policy,
                          struct ctkn_keyring *kr, struct ctkn_err *err)
 {
+  int rc;
+
   if (policy == NULL)
     return CTKN_OK;
+  if ((rc = may_append(cfg, policy->trust_root, policy->writer_key, err)) !=
+      CTKN_OK)
+    return rc;
   return trust_for(f, cfg, policy->trust_root, policy->writer_key,
                    "notification_setting.created", kr, err);
 }
@@ -1170,7 +1186,8 @@ int ctkn_settings_submit(ctkn_store *st, const struct ctkn_log_config *cfg,
                          "version %" PRIu64 " does not enable yet: upgrade "
                          "every reader, then `ctkn trust schema enable %d`",
                          w->schema_version, kr.version, w->schema_version);
-  if (rc == CTKN_OK && (rc = plan(arg, st, &rec, &buf, err)) == CTKN_OK) {
+  if (rc == CTKN_OK && (rc = plan(arg, st, &rec, &buf, err)) == CTKN_OK &&
+      (rc = may_append(cfg, w->trust_root, w->writer_key, err)) == CTKN_OK) {
     rec.schema_version = w->schema_version;
     rc = append_record(st, cfg, f, &kr, kr.version > 0 ? w->writer_key : NULL,
                        &rec, err);

@@ -88,14 +88,26 @@ def test_map_full_mid_batch_then_retry_with_keys():
               "once the map is full before an append, nothing more is "
               "appended")
 
-        # 2. The same lines again, still with the small map: nothing is
-        # appended (the catch-up fails first), every line says why.
+        # 2. The same lines again, still with the small map. Usually the
+        # catch-up fills the map before anything is planned, and every line
+        # is refused with nothing appended; but LMDB may reuse pages the
+        # first run's readers held, and the retry then gets further before
+        # the map fills again. Either way a line answered twice names one
+        # token, and step 4 finds one created record per key.
         r2 = env.ctkn("create", "--batch", "--map-size", SMALL, input=body,
                       timeout=300)
         check(r2.rc == 3, f"still full: exit 3, got {r2.rc}")
-        check(all(k == "refused" for k, _ in classify(r2.lines)),
-              "no line is acknowledged while the map is full")
-        check(sum(env.end_offsets()) == ends, "the failed retry appended")
+        kinds2 = classify(r2.lines)
+        print("second run:",
+              dict(collections.Counter(k for k, _ in kinds2)), flush=True)
+        if all(k == "refused" for k, _ in kinds2):
+            check(sum(env.end_offsets()) == ends, "the failed retry appended")
+        merged = []
+        for i, ((k1, t1), (k2, t2)) in enumerate(zip(kinds, kinds2)):
+            check(t1 is None or t2 is None or t1 == t2,
+                  f"line {i}: the retry answered {t2}, the first run {t1}")
+            merged.append((k1, t1) if t1 is not None else (k2, t2))
+        kinds = merged
 
         # 3. A larger map: every line answers, the acknowledged ones with
         # their first tokens.
