@@ -235,6 +235,11 @@ void ctkn__diag(enum ctkn_diag_level level, const char *component,
  * where a value is not known to be safe; NULL or "" for none. */
 void ctkn__diag_fields(enum ctkn_diag_level level, const char *component,
                        const char *msg, const char *fields);
+/* The same, for lines that may wait up to 50 ms to be written with
+ * others in one write(2) (the access lines); any other line, a sink, and
+ * the process's exit write them first. */
+void ctkn__diag_fields_later(enum ctkn_diag_level level, const char *component,
+                             const char *msg, const char *fields);
 
 /* ---- the API-key set (keyset.c), filled by the key file (apikey.c) ---- */
 

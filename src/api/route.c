@@ -713,7 +713,7 @@ static void access_line(const struct req *r, int64_t us, const char *aborted)
   if (rc == CTKN_OK && aborted != NULL)
     rc = ctkn__buf_json_member(&f, "aborted", aborted);
   if (rc == CTKN_OK)
-    ctkn__diag_fields(CTKN_DIAG_INFO, "http", "request", f.data);
+    ctkn__diag_fields_later(CTKN_DIAG_INFO, "http", "request", f.data);
   ctkn__buf_free(&f);
 }
 

@@ -279,11 +279,16 @@ int ctkn_request_id(char out[37])
   left -= sizeof(b);
   b[6] = (uint8_t)((b[6] & 0x0F) | 0x40); /* version 4 */
   b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant: 10xx */
-  snprintf(out, 37,
-           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-           "%02x%02x%02x%02x%02x%02x",
-           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-           b[11], b[12], b[13], b[14], b[15]);
+  /* 8-4-4-4-12 hex digits, by hand: snprintf was 3% of a GET's time. */
+  static const char hex[] = "0123456789abcdef";
+  char *p = out;
+  for (size_t i = 0; i < sizeof(b); i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      *p++ = '-';
+    *p++ = hex[b[i] >> 4];
+    *p++ = hex[b[i] & 15];
+  }
+  *p = '\0';
   return CTKN_OK;
 }
 

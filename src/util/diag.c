@@ -6,12 +6,21 @@
  * a pipe keeps writes up to PIPE_BUF whole). Messages are escaped as JSON
  * strings here, so no caller can break the framing with a quote or a
  * newline in a broker's error text or a client's header.
+ *
+ * Access lines (ctkn__diag_fields_later()) are many: one write(2) each
+ * cost a GET a sixth of its time. They gather in one buffer and go out
+ * together, at most LATER_MS after the first of them, as soon as the next
+ * would not fit in PIPE_BUF (so a write still lands whole in a pipe that
+ * other processes share), before any other line (order is kept) and at
+ * exit. A process killed outright loses at most LATER_MS of them.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +34,8 @@ static atomic_int max_level = CTKN_DIAG_INFO;
 static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
 static ctkn_diag_sink sink_fn;
 static void *sink_arg;
+
+static void flush_later(void);
 
 void ctkn_diag_set_level(enum ctkn_diag_level level)
 {
@@ -47,6 +58,7 @@ int ctkn_diag_level_parse(const char *s, enum ctkn_diag_level *out,
 void ctkn_diag_set_sink(ctkn_diag_sink sink, void *arg)
 {
   pthread_mutex_lock(&sink_lock);
+  flush_later(); /* what gathered was stderr's */
   sink_fn = sink;
   sink_arg = arg;
   pthread_mutex_unlock(&sink_lock);
@@ -59,36 +71,132 @@ bool ctkn__diag_on(enum ctkn_diag_level level)
 
 /* Now as RFC 3339 UTC with microseconds (token.h's format; the sink sits
  * below every module, so it formats its own). */
-static void now_rfc3339(char out[64])
+static void now_rfc3339(char out[96])
 {
+  /* The date and time to the second change once a second: each thread
+   * keeps its last (formatting them was a twentieth of a GET's time). */
+  static _Thread_local time_t sec = -1;
+  static _Thread_local char head[64];
   struct timespec ts;
   struct tm tm;
 
   clock_gettime(CLOCK_REALTIME, &ts);
-  if (gmtime_r(&ts.tv_sec, &tm) == NULL) {
-    out[0] = '\0';
-    return;
+  if (ts.tv_sec != sec) {
+    if (gmtime_r(&ts.tv_sec, &tm) == NULL) {
+      out[0] = '\0';
+      return;
+    }
+    snprintf(head, sizeof(head), "%04d-%02d-%02dT%02d:%02d:%02d",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec);
+    sec = ts.tv_sec;
   }
-  snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-           ts.tv_nsec / 1000);
+  char *p = stpcpy(out, head);
+  long us = ts.tv_nsec / 1000;
+  *p++ = '.';
+  for (int i = 5; i >= 0; i--, us /= 10)
+    p[i] = (char)('0' + us % 10);
+  p[6] = 'Z';
+  p[7] = '\0';
 }
 
-static void emit(const char *line, size_t len)
+#define LATER_MS 50
+
+/* Lines written later, under sink_lock; the flusher waits on later_cv. */
+static char later[PIPE_BUF];
+static size_t later_len;
+static pthread_cond_t later_cv = PTHREAD_COND_INITIALIZER;
+static bool flusher_tried, flusher_running;
+static bool flusher_idle; /* waiting for a first line, not for its time */
+
+static void write_all(const char *line, size_t len)
+{
+  while (len > 0) {
+    ssize_t w = write(STDERR_FILENO, line, len);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      break;
+    line += w;
+    len -= (size_t)w;
+  }
+}
+
+/* Under sink_lock. */
+static void flush_later(void)
+{
+  if (later_len > 0)
+    write_all(later, later_len);
+  later_len = 0;
+}
+
+static void flush_at_exit(void)
+{
+  pthread_mutex_lock(&sink_lock);
+  flush_later();
+  pthread_mutex_unlock(&sink_lock);
+}
+
+/* Writes what gathered LATER_MS after the first of it. */
+static void *flusher(void *arg)
+{
+  (void)arg;
+  pthread_mutex_lock(&sink_lock);
+  for (;;) {
+    while (later_len == 0) {
+      flusher_idle = true;
+      pthread_cond_wait(&later_cv, &sink_lock);
+      flusher_idle = false;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += LATER_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    while (later_len > 0 &&
+           pthread_cond_timedwait(&later_cv, &sink_lock, &until) != ETIMEDOUT)
+      ;
+    flush_later();
+  }
+  return NULL;
+}
+
+/* Under sink_lock: whether lines may wait for the flusher (started on
+ * the first such line; without it, every line is written at once). */
+static bool flusher_up(void)
+{
+  pthread_t t;
+  pthread_attr_t a;
+
+  if (flusher_tried)
+    return flusher_running;
+  flusher_tried = true;
+  if (pthread_attr_init(&a) != 0)
+    return false;
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  flusher_running =
+      atexit(flush_at_exit) == 0 && pthread_create(&t, &a, flusher, NULL) == 0;
+  pthread_attr_destroy(&a);
+  return flusher_running;
+}
+
+static void emit(const char *line, size_t len, bool may_wait)
 {
   pthread_mutex_lock(&sink_lock);
   if (sink_fn != NULL) {
     sink_fn(sink_arg, line, len);
+  } else if (may_wait && len <= sizeof(later) && flusher_up()) {
+    if (later_len + len > sizeof(later))
+      flush_later();
+    memcpy(later + later_len, line, len);
+    if (flusher_idle)
+      pthread_cond_signal(&later_cv);
+    later_len += len;
   } else {
-    while (len > 0) {
-      ssize_t w = write(STDERR_FILENO, line, len);
-      if (w < 0 && errno == EINTR)
-        continue;
-      if (w <= 0)
-        break;
-      line += w;
-      len -= (size_t)w;
-    }
+    flush_later();
+    write_all(line, len);
   }
   pthread_mutex_unlock(&sink_lock);
 }
@@ -99,7 +207,7 @@ static void emit(const char *line, size_t len)
 static int head(struct ctkn__buf *b, enum ctkn_diag_level level,
                 const char *component, const char *msg)
 {
-  char when[64];
+  char when[96];
   int rc;
 
   now_rfc3339(when);
@@ -122,8 +230,8 @@ static int head(struct ctkn__buf *b, enum ctkn_diag_level level,
   return rc;
 }
 
-void ctkn__diag_fields(enum ctkn_diag_level level, const char *component,
-                       const char *msg, const char *fields)
+static void fields_line(enum ctkn_diag_level level, const char *component,
+                        const char *msg, const char *fields, bool may_wait)
 {
   struct ctkn__buf b = CTKN__BUF_INIT;
   int rc;
@@ -143,8 +251,20 @@ void ctkn__diag_fields(enum ctkn_diag_level level, const char *component,
   if (rc == CTKN_OK)
     rc = ctkn__buf_puts(&b, "}\n");
   if (rc == CTKN_OK)
-    emit(b.data, b.len);
+    emit(b.data, b.len, may_wait);
   ctkn__buf_free(&b);
+}
+
+void ctkn__diag_fields(enum ctkn_diag_level level, const char *component,
+                       const char *msg, const char *fields)
+{
+  fields_line(level, component, msg, fields, false);
+}
+
+void ctkn__diag_fields_later(enum ctkn_diag_level level, const char *component,
+                             const char *msg, const char *fields)
+{
+  fields_line(level, component, msg, fields, true);
 }
 
 void ctkn__diag(enum ctkn_diag_level level, const char *component,

@@ -11,10 +11,12 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ctkn/diag.h"
+#include "ctkn/token.h"
 #include "internal.h"
 
 /* ---- buffer ------------------------------------------------------------ */
@@ -233,6 +235,23 @@ static void test_diag_writes_one_escaped_json_line_per_call(void **state)
                                    "\"msg\":\"partition 3 \\\"paused\\\""
                                    "\\u000a\"}\n"));
   assert_int_equal(strncmp(out.data, "{\"time\":\"", 9), 0);
+  /* RFC 3339 UTC with microseconds, the current time. */
+  const char *t = out.data + 9;
+  for (int i = 0; i < 26; i++) {
+    const char *want = i == 4 || i == 7     ? "-"
+                       : i == 10            ? "T"
+                       : i == 13 || i == 16 ? ":"
+                       : i == 19            ? "."
+                                            : "0123456789";
+    assert_non_null(strchr(want, t[i]));
+  }
+  assert_int_equal(strncmp(t + 26, "Z\"", 2), 0);
+  int64_t when;
+  char stamp[28];
+  memcpy(stamp, t, 27);
+  stamp[27] = '\0';
+  assert_int_equal(ctkn_time_parse(stamp, &when, NULL), CTKN_OK);
+  assert_true(llabs((long long)(when - ctkn_now_us())) < 60 * 1000000LL);
   /* Exactly one line. */
   assert_ptr_equal(strchr(out.data, '\n'), out.data + out.len - 1);
 
@@ -254,6 +273,89 @@ static void test_diag_writes_one_escaped_json_line_per_call(void **state)
   ctkn_diag_set_sink(NULL, NULL);
   ctkn__buf_free(&out);
   ctkn__buf_free(&fields);
+}
+
+/* The file at fd as a string (fresh; the caller frees it). */
+static char *file_text(int fd)
+{
+  off_t n = lseek(fd, 0, SEEK_END);
+  char *s = calloc(1, (size_t)n + 1);
+
+  assert_non_null(s);
+  assert_int_equal(pread(fd, s, (size_t)n, 0), n);
+  return s;
+}
+
+/* Access lines wait to be written together; they are written at exit,
+ * before any other line, and within about 50 ms. */
+static void test_diag_access_lines_are_written_together(void **state)
+{
+  char path[] = "/tmp/ctkn-diag-XXXXXX";
+  int fd = mkstemp(path), saved = dup(STDERR_FILENO), status;
+  char *s;
+  (void)state;
+
+  assert_true(fd >= 0 && saved >= 0);
+  unlink(path);
+  /* Each write at the end, also after the truncations below. */
+  assert_int_equal(fcntl(fd, F_SETFL, O_APPEND), 0);
+  assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+
+  /* A process that exits at once still writes what waited. */
+  pid_t child = fork();
+  assert_true(child >= 0);
+  if (child == 0) {
+    ctkn__diag_fields_later(CTKN_DIAG_INFO, "http", "request", "\"n\":0");
+    exit(0);
+  }
+  assert_int_equal(waitpid(child, &status, 0), child);
+  s = file_text(fd);
+  assert_non_null(strstr(s, "\"n\":0}\n"));
+  free(s);
+  assert_int_equal(ftruncate(fd, 0), 0);
+
+  ctkn__diag_fields_later(CTKN_DIAG_INFO, "http", "request", "\"n\":1");
+  ctkn__diag_fields_later(CTKN_DIAG_INFO, "http", "request", "\"n\":2");
+  s = file_text(fd);
+  assert_string_equal(s, ""); /* waiting */
+  free(s);
+  for (int i = 0; i < 200; i++) { /* up to 2 s on a loaded machine */
+    s = file_text(fd);
+    if (strstr(s, "\"n\":2") != NULL)
+      break;
+    free(s);
+    s = NULL;
+    usleep(10000);
+  }
+  assert_non_null(s);
+  assert_non_null(strstr(s, "\"n\":1}\n"));
+  assert_true(strstr(s, "\"n\":1}\n") < strstr(s, "\"n\":2}\n"));
+  free(s);
+  assert_int_equal(ftruncate(fd, 0), 0);
+
+  /* Any other line writes what waited first: the order is kept. More
+   * than fits in one write goes out in several, none lost. */
+  for (int i = 0; i < 100; i++) {
+    char f[32];
+    snprintf(f, sizeof(f), "\"n\":%d", 100 + i);
+    ctkn__diag_fields_later(CTKN_DIAG_INFO, "http", "request", f);
+  }
+  ctkn__diag(CTKN_DIAG_WARN, "x", "now");
+  s = file_text(fd);
+  const char *at = s;
+  for (int i = 0; i < 100; i++) {
+    char f[32];
+    snprintf(f, sizeof(f), "\"n\":%d}\n", 100 + i);
+    const char *next = strstr(at, f);
+    assert_non_null(next);
+    at = next;
+  }
+  assert_non_null(strstr(at, "\"msg\":\"now\"}\n"));
+  free(s);
+
+  assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+  close(saved);
+  close(fd);
 }
 
 static void test_diag_level_names_parse(void **state)
@@ -387,6 +489,7 @@ int main(void)
       cmocka_unit_test(test_queue_hands_every_item_over_between_threads),
       cmocka_unit_test(test_diag_writes_one_escaped_json_line_per_call),
       cmocka_unit_test(test_diag_level_names_parse),
+      cmocka_unit_test(test_diag_access_lines_are_written_together),
       cmocka_unit_test(test_file_read_takes_a_regular_file_up_to_its_bound),
       cmocka_unit_test(test_file_read_refuses_devices_fifos_and_directories),
       cmocka_unit_test(test_file_read_refuses_a_shared_secret),
