@@ -236,8 +236,9 @@ void ctkn__diag(enum ctkn_diag_level level, const char *component,
 void ctkn__diag_fields(enum ctkn_diag_level level, const char *component,
                        const char *msg, const char *fields);
 /* The same, for lines that may wait up to 50 ms to be written with
- * others in one write(2) (the access lines); any other line, a sink, and
- * the process's exit write them first. */
+ * others in one write(2): one per request (serve's access line) or per
+ * delivery (notify's); any other line, a sink, and the process's exit
+ * write them first. */
 void ctkn__diag_fields_later(enum ctkn_diag_level level, const char *component,
                              const char *msg, const char *fields);
 

@@ -512,7 +512,11 @@ static void log_attempt(const struct ntf_entry *e,
   rc |= ctkn__buf_json_member(
       &f, "retry_at", e->n.status == CTKN_NTF_NEEDS_RETRY ? retry : NULL);
   rc |= ctkn__buf_json_member(&f, "error", a->error);
-  if (rc == CTKN_OK)
+  /* A delivery's line may wait to be written with others; a retry or a
+   * failure is written at once. */
+  if (rc == CTKN_OK && level == CTKN_DIAG_INFO)
+    ctkn__diag_fields_later(level, "notify", "attempt", f.data);
+  else if (rc == CTKN_OK)
     ctkn__diag_fields(level, "notify", "attempt", f.data);
   ctkn__buf_free(&f);
 }
