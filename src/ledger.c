@@ -100,23 +100,16 @@ int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err)
   return checkpoints(l, CTKN_SIGN_HEARTBEAT, err);
 }
 
-int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
-                          const ctkn_seckey *key, struct ctkn_err *err)
+/* Sign with key from now on, once the projector's keyring (read already)
+ * holds it, active, for client_token.* records. */
+static int use_writer_key(ctkn_ledger *l, const ctkn_seckey *key,
+                          struct ctkn_err *err)
 {
-  const struct ctkn_keyring *kr;
+  const struct ctkn_keyring *kr = ctkn_projector_keyring(l->projector);
   const struct ctkn_writer_key *k;
   uint8_t pub[CTKN_SIGN_PUB_LEN];
   char id[CTKN_KEY_ID_BUF];
-  int rc;
 
-  if ((rc = ctkn_projector_set_trust(l->projector, root, err)) != CTKN_OK)
-    return rc;
-  l->trusted = true;
-  if (key == NULL)
-    return CTKN_OK;
-  if ((rc = ctkn_projector_refresh_keyring(l->projector, err)) != CTKN_OK)
-    return rc;
-  kr = ctkn_projector_keyring(l->projector);
   ctkn_seckey_public(key, pub);
   ctkn_key_id(pub, id);
   if ((k = ctkn_keyring_find(kr, id)) == NULL || k->revoked ||
@@ -127,6 +120,94 @@ int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
         "version %" PRIu64 " (ctkn trust key add)",
         id, kr->version);
   l->key = key;
+  return CTKN_OK;
+}
+
+int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
+                          const ctkn_seckey *key, struct ctkn_err *err)
+{
+  int rc;
+
+  if ((rc = ctkn_projector_set_trust(l->projector, root, err)) != CTKN_OK)
+    return rc;
+  l->trusted = true;
+  if (key == NULL)
+    return CTKN_OK;
+  if ((rc = ctkn_projector_refresh_keyring(l->projector, err)) != CTKN_OK)
+    return rc;
+  return use_writer_key(l, key, err);
+}
+
+/* ctkn_ledger_open_trusted()'s producer, opened on a thread of its own. */
+struct opener {
+  ctkn_ledger *l;
+  int rc;
+  struct ctkn_err err;
+};
+
+static void *open_producer(void *arg)
+{
+  struct opener *o = arg;
+
+  o->rc = ctkn_producer_open(&o->l->producer, o->l->cfg, &o->err);
+  return NULL;
+}
+
+int ctkn_ledger_open_trusted(ctkn_ledger **out, ctkn_store *st,
+                             const struct ctkn_log_config *cfg, ctkn_env env,
+                             const uint8_t root[CTKN_SIGN_PUB_LEN],
+                             const ctkn_seckey *key, struct ctkn_err *err)
+{
+  struct opener o = {0};
+  ctkn_ledger *l;
+  pthread_t t;
+  int rc;
+
+  *out = NULL;
+  if (root == NULL || key == NULL) {
+    if ((rc = ctkn_ledger_open(&l, st, cfg, env, err)) == CTKN_OK &&
+        root != NULL)
+      rc = ctkn_ledger_set_trust(l, root, NULL, err);
+    if (rc == CTKN_OK)
+      *out = l;
+    else
+      ctkn_ledger_close(l);
+    return rc;
+  }
+  if ((l = calloc(1, sizeof(*l))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "ledger");
+  l->st = st;
+  l->cfg = cfg;
+  l->env = env;
+  snprintf(l->ce_source, sizeof(l->ce_source), "urn:ctkn:topic:%s", cfg->topic);
+  /* The producer, the projector's consumer and the keyring reader are
+   * independent handles, each a connection and a few round trips: open
+   * them at once (the projector runs two threads of its own). */
+  o.l = l;
+  bool started = pthread_create(&t, NULL, open_producer, &o) == 0;
+  if (!started)
+    open_producer(&o);
+  rc = ctkn_projector_open_trusted(&l->projector, st, cfg, env, root, err);
+  if (started)
+    pthread_join(t, NULL);
+  /* The producer's failure first, as when it opened first. */
+  if (o.rc != CTKN_OK) {
+    rc = o.rc;
+    if (err != NULL)
+      *err = o.err;
+  }
+  if (rc == CTKN_OK) {
+    l->trusted = true;
+    rc = use_writer_key(l, key, err);
+  }
+  if (rc != CTKN_OK) {
+    ctkn_ledger_close(l);
+    return rc;
+  }
+  /* Assigned already: a create without an idempotency key appends at
+   * once (reads_projection()). */
+  l->parts = ctkn_projector_partitions(l->projector);
+  *out = l;
   return CTKN_OK;
 }
 

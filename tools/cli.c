@@ -707,11 +707,9 @@ int cli_open_store(struct cli *c, bool write, ctkn_store **st)
 int cli_ledger_open(struct cli *c, ctkn_store *st, struct ctkn_ledger **l,
                     struct ctkn_err *err)
 {
-  int rc = ctkn_ledger_open(l, st, &c->log, c->env, err);
-
-  if (rc == CTKN_OK) /* NEED_WRITER: trusted, with a writer key */
-    rc = ctkn_ledger_set_trust(*l, c->trust_root, c->writer, err);
-  return rc;
+  /* NEED_WRITER: trusted, with a writer key */
+  return ctkn_ledger_open_trusted(l, st, &c->log, c->env, c->trust_root,
+                                  c->writer, err);
 }
 
 int cli_load_pubkey(struct cli *c, const char *path, const char *field,

@@ -82,6 +82,17 @@ void ctkn_ledger_close(ctkn_ledger *l);
 int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err);
 int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
                           const ctkn_seckey *key, struct ctkn_err *err);
+/*
+ * ctkn_ledger_open() then ctkn_ledger_set_trust() (root may be NULL: no
+ * trust), for a process that starts to run commands at once: with a key,
+ * the producer, the projector's consumer (assigned) and the keyring read
+ * run at the same time. Ownership and errors as the two; when several
+ * fail, the producer's error wins, then the consumer's.
+ */
+int ctkn_ledger_open_trusted(ctkn_ledger **out, ctkn_store *st,
+                             const struct ctkn_log_config *cfg, ctkn_env env,
+                             const uint8_t root[CTKN_SIGN_PUB_LEN],
+                             const ctkn_seckey *key, struct ctkn_err *err);
 
 /*
  * The next batch the ledger appends is its writer instance's last: its

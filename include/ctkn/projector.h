@@ -139,6 +139,20 @@ int ctkn_projector_open(ctkn_projector **out, ctkn_store *st,
                         struct ctkn_err *err);
 /* Close and free. NULL is a no-op. */
 void ctkn_projector_close(ctkn_projector *p);
+/*
+ * ctkn_projector_open(), ctkn_projector_set_trust() and
+ * ctkn_projector_refresh_keyring() in one, with every partition assigned
+ * at its stored offset as the first catch-up would: the consumer connects
+ * and learns the topic's bounds on a second thread while this one reads
+ * the keyring (a one-shot command's start-up). Nothing is judged before
+ * the keyring is read. Ownership as ctkn_projector_open(). Errors: those
+ * of the four, the consumer's first; CTKN_ECONFLICT also when the stored
+ * offsets do not fit the log.
+ */
+int ctkn_projector_open_trusted(ctkn_projector **out, ctkn_store *st,
+                                const struct ctkn_log_config *cfg, ctkn_env env,
+                                const uint8_t root[CTKN_SIGN_PUB_LEN],
+                                struct ctkn_err *err);
 
 /*
  * Advance the projection until every partition has passed targets[p]

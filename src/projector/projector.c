@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +13,11 @@
 
 #include "projector/projector_int.h"
 
-int ctkn_projector_open(ctkn_projector **out, ctkn_store *st,
-                        const struct ctkn_log_config *cfg, ctkn_env env,
-                        struct ctkn_err *err)
+/* A projector without its consumer: allocated, and refused for a frozen
+ * replay. */
+static int projector_new(ctkn_projector **out, ctkn_store *st,
+                         const struct ctkn_log_config *cfg, ctkn_env env,
+                         struct ctkn_err *err)
 {
   ctkn_projector *p;
   int rc;
@@ -39,7 +42,80 @@ int ctkn_projector_open(ctkn_projector **out, ctkn_store *st,
     ctkn_projector_close(p);
     return rc;
   }
+  *out = p;
+  return CTKN_OK;
+}
+
+int ctkn_projector_open(ctkn_projector **out, ctkn_store *st,
+                        const struct ctkn_log_config *cfg, ctkn_env env,
+                        struct ctkn_err *err)
+{
+  ctkn_projector *p;
+  int rc;
+
+  if ((rc = projector_new(&p, st, cfg, env, err)) != CTKN_OK)
+    return rc;
   if ((rc = ctkn_consumer_open(&p->consumer, cfg, err)) != CTKN_OK) {
+    ctkn_projector_close(p);
+    return rc;
+  }
+  *out = p;
+  return CTKN_OK;
+}
+
+static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err);
+
+/* ctkn_projector_open_trusted()'s second thread: the consumer, assigned.
+ * It touches only the consumer and the partition state, which the
+ * opening thread leaves alone until it has joined. */
+struct assigner {
+  ctkn_projector *p;
+  int rc;
+  struct ctkn_err err;
+};
+
+static void *open_assigned(void *arg)
+{
+  struct assigner *a = arg;
+
+  a->rc = ctkn_consumer_open(&a->p->consumer, a->p->cfg, &a->err);
+  if (a->rc == CTKN_OK)
+    a->rc = assign_all(a->p, NULL, &a->err);
+  return NULL;
+}
+
+int ctkn_projector_open_trusted(ctkn_projector **out, ctkn_store *st,
+                                const struct ctkn_log_config *cfg, ctkn_env env,
+                                const uint8_t root[CTKN_SIGN_PUB_LEN],
+                                struct ctkn_err *err)
+{
+  struct assigner a = {0};
+  ctkn_projector *p;
+  pthread_t t;
+  int rc;
+
+  if ((rc = projector_new(&p, st, cfg, env, err)) != CTKN_OK)
+    return rc;
+  /* Each a connection and a few round trips: the consumer connects and
+   * asks for the topic's bounds while this thread reads the keyring. The
+   * consumer may start fetching, but nothing it fetches is judged before
+   * the keyring is in place: the first catch-up comes after the join. */
+  a.p = p;
+  bool started = pthread_create(&t, NULL, open_assigned, &a) == 0;
+  if (!started)
+    open_assigned(&a);
+  if ((rc = ctkn_projector_set_trust(p, root, err)) == CTKN_OK)
+    rc = ctkn_projector_refresh_keyring(p, err);
+  if (started)
+    pthread_join(t, NULL);
+  /* The consumer's failure first, as when it opened before the keyring
+   * was read. */
+  if (a.rc != CTKN_OK) {
+    rc = a.rc;
+    if (err != NULL)
+      *err = a.err;
+  }
+  if (rc != CTKN_OK) {
     ctkn_projector_close(p);
     return rc;
   }
