@@ -216,14 +216,31 @@ void ctkn_ledger_last_batch(ctkn_ledger *l)
   l->last_batch = true;
 }
 
+static void *close_producer(void *arg)
+{
+  ctkn_producer_close(arg);
+  return NULL;
+}
+
 void ctkn_ledger_close(ctkn_ledger *l)
 {
+  pthread_t t;
+
   if (l == NULL)
     return;
   close_instance(l);
   ctkn_signer_close(l->signer);
+  /* Every append waited for its delivery report, so nothing acknowledged
+   * depends on the order: the producer (which still flushes what a sender
+   * gave up on) and the projector's consumer are destroyed at once, each
+   * joining its librdkafka threads. */
+  bool started = l->producer != NULL && l->projector != NULL &&
+                 pthread_create(&t, NULL, close_producer, l->producer) == 0;
   ctkn_projector_close(l->projector);
-  ctkn_producer_close(l->producer);
+  if (started)
+    pthread_join(t, NULL);
+  else
+    ctkn_producer_close(l->producer);
   free(l);
 }
 
