@@ -85,6 +85,35 @@ int64_t ctkn__now_ms(void);
  * CTKN_ESTALE, no keyring signed by the trust root yet to judge by. */
 bool ctkn__transient(int rc);
 
+/* ---- libraries loaded when first used (util/dl.c) -------------------- */
+
+/* A symbol of such a library: its name, and where its address goes in the
+ * caller's table (a struct of function pointers). */
+struct ctkn__dl_sym {
+  const char *name;
+  size_t offset;
+};
+
+/* A library loaded when first used, and the table its symbols fill. The
+ * owning module defines one, static, with the first four members set. */
+struct ctkn__dl {
+  const char *soname; /* "libcurl.so.4" */
+  const struct ctkn__dl_sym *syms;
+  size_t nsyms;
+  void *table;
+  bool tried;          /* guarded by util/dl.c's lock */
+  struct ctkn_err err; /* the outcome; err.code CTKN_OK when loaded */
+};
+
+/*
+ * Load dl's library (dlopen, every symbol resolved now) and fill its
+ * table, the first time; later calls answer what the first found. For a
+ * library that only some commands use, so that the others do not map it
+ * at start-up. The library stays loaded. Thread-safe. Errors:
+ * CTKN_EINTERNAL naming the library and what was missing.
+ */
+int ctkn__dl_load(struct ctkn__dl *dl, struct ctkn_err *err);
+
 /* ---- log (src/log/) ----------------------------------------------------- */
 
 typedef struct ctkn_consumer ctkn_consumer;

@@ -509,6 +509,10 @@ void ctkn__api_used_stop(struct server *s);
 
 /* ---- http.c: libmicrohttpd -------------------------------------------- */
 
+/* Load libmicrohttpd (once), before any other ctkn__api_http_*() call.
+ * Errors: CTKN_EINTERNAL (it cannot be loaded). */
+int ctkn__api_http_load(struct ctkn_err *err);
+
 /* Whether this libmicrohttpd speaks TLS. */
 bool ctkn__api_http_tls(void);
 /* Listen on addr (a struct sockaddr_in or sockaddr_in6, borrowed for the

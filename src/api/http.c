@@ -1,6 +1,7 @@
 /*
  * http.c - the HTTP API's libmicrohttpd plumbing, and the only file of
- * ctkn that includes <microhttpd.h>: the daemon and its options, the
+ * ctkn that includes <microhttpd.h> (loaded when serve starts, not
+ * linked: util/dl.c): the daemon and its options, the
  * access handler (a struct req from a connection, the body as it
  * arrives, suspend and resume), sending an answer with its headers, the
  * completion callback, and libmicrohttpd's own log.
@@ -13,6 +14,7 @@
  */
 #define _GNU_SOURCE /* memmem() */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,44 @@
 #include <microhttpd.h>
 
 #include "api/api_int.h"
+
+/* libmicrohttpd, loaded by ctkn__api_http_load() rather than at every
+ * process's start-up (util/dl.c): only `ctkn serve` answers HTTP. */
+#define MHD_API(X)                                                             \
+  X(get_connection_info, MHD_get_connection_info)                              \
+  X(suspend_connection, MHD_suspend_connection)                                \
+  X(resume_connection, MHD_resume_connection)                                  \
+  X(create_response_from_buffer, MHD_create_response_from_buffer)              \
+  X(add_response_header, MHD_add_response_header)                              \
+  X(queue_response, MHD_queue_response)                                        \
+  X(destroy_response, MHD_destroy_response)                                    \
+  X(get_connection_values_n, MHD_get_connection_values_n)                      \
+  X(is_feature_supported, MHD_is_feature_supported)                            \
+  X(start_daemon, MHD_start_daemon)                                            \
+  X(quiesce_daemon, MHD_quiesce_daemon)                                        \
+  X(stop_daemon, MHD_stop_daemon)
+
+static struct {
+#define MHD_FIELD(f, sym) __typeof__(sym) *f;
+  MHD_API(MHD_FIELD)
+#undef MHD_FIELD
+} mhd;
+
+static const struct ctkn__dl_sym mhd_syms[] = {
+#define MHD_SYM(f, sym) {#sym, offsetof(__typeof__(mhd), f)},
+    MHD_API(MHD_SYM)
+#undef MHD_SYM
+};
+
+static struct ctkn__dl mhd_dl = {.soname = CTKN_MHD_SONAME,
+                                 .syms = mhd_syms,
+                                 .nsyms = CTKN__ARRAY_LEN(mhd_syms),
+                                 .table = &mhd};
+
+int ctkn__api_http_load(struct ctkn_err *err)
+{
+  return ctkn__dl_load(&mhd_dl, err);
+}
 
 /*
  * libmicrohttpd 0.9.75 parses the request head in place, in one buffer,
@@ -74,7 +114,7 @@ static int64_t head_ms(void)
 static struct conn *conn_of(struct MHD_Connection *c)
 {
   const union MHD_ConnectionInfo *i =
-      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+      mhd.get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
   return i != NULL ? i->socket_context : NULL;
 }
@@ -87,7 +127,7 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **sock_ctx,
 
   if (code == MHD_CONNECTION_NOTIFY_STARTED) {
     const union MHD_ConnectionInfo *i =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        mhd.get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (i == NULL || (k = calloc(1, sizeof(*k))) == NULL)
       return; /* no deadline for this one; it still times out when idle */
     k->fd = i->connect_fd;
@@ -183,12 +223,12 @@ bool ctkn__api_http_sweep(struct server *s, int64_t now_ms)
 
 static void suspend_conn(struct req *r)
 {
-  MHD_suspend_connection(r->conn);
+  mhd.suspend_connection(r->conn);
 }
 
 static void resume_conn(struct req *r)
 {
-  MHD_resume_connection(r->conn);
+  mhd.resume_connection(r->conn);
 }
 
 static const struct ctkn__api_transport mhd_transport = {
@@ -226,43 +266,43 @@ static enum MHD_Result send_answer(struct req *r)
 
   if (r->status == MHD_HTTP_NO_CONTENT) {
     resp =
-        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        mhd.create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
   } else if (r->body_static != NULL) {
-    resp = MHD_create_response_from_buffer(
+    resp = mhd.create_response_from_buffer(
         r->body_static_len, (void *)r->body_static, MHD_RESPMEM_PERSISTENT);
   } else if (r->resp != NULL) {
-    resp = MHD_create_response_from_buffer(strlen(r->resp), r->resp,
+    resp = mhd.create_response_from_buffer(strlen(r->resp), r->resp,
                                            MHD_RESPMEM_MUST_FREE);
     if (resp != NULL)
       r->resp = NULL; /* now MHD's */
   } else {
     r->status = MHD_HTTP_INTERNAL_SERVER_ERROR;
     r->ctype = NULL;
-    resp = MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom,
+    resp = mhd.create_response_from_buffer(sizeof(oom) - 1, (void *)oom,
                                            MHD_RESPMEM_PERSISTENT);
   }
   if (resp == NULL)
     return MHD_NO;
   if (r->status != MHD_HTTP_NO_CONTENT)
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+    mhd.add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             r->ctype != NULL ? r->ctype : "application/json");
   /* Paddle names Request-Id; X-Request-Id is ctkn's first spelling. */
-  MHD_add_response_header(resp, "Request-Id", r->rid);
-  MHD_add_response_header(resp, "X-Request-Id", r->rid);
+  mhd.add_response_header(resp, "Request-Id", r->rid);
+  mhd.add_response_header(resp, "X-Request-Id", r->rid);
   if (r->position[0] != '\0')
-    MHD_add_response_header(resp, "X-Ctkn-Position", r->position);
+    mhd.add_response_header(resp, "X-Ctkn-Position", r->position);
   if (r->allow != NULL)
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    mhd.add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
   if (r->retry_after > 0) {
     snprintf(retry, sizeof(retry), "%d", r->retry_after);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry);
+    mhd.add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry);
   }
   if (r->close)
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    mhd.add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
   for (const char *const *h = r->headers; h != NULL && h[0] != NULL; h += 2)
-    MHD_add_response_header(resp, h[0], h[1]);
-  ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
-  MHD_destroy_response(resp);
+    mhd.add_response_header(resp, h[0], h[1]);
+  ret = mhd.queue_response(r->conn, (unsigned)r->status, resp);
+  mhd.destroy_response(resp);
   return ret;
 }
 
@@ -364,11 +404,11 @@ static void read_head(struct MHD_Connection *conn, struct req *r,
                       const char *url, const char *version)
 {
   const union MHD_ConnectionInfo *i =
-      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+      mhd.get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
   struct head_walk w = {.r = r};
   struct conn *k = conn_of(conn);
 
-  MHD_get_connection_values_n(conn, MHD_HEADER_KIND, add_header, &w);
+  mhd.get_connection_values_n(conn, MHD_HEADER_KIND, add_header, &w);
   note_prev_header(&w, NULL);
   if (k != NULL) {
     atomic_store(&k->deadline_ms, 0); /* the head is in */
@@ -401,7 +441,7 @@ static enum MHD_Result first_call(struct server *s, struct MHD_Connection *conn,
   read_head(conn, r, url, version);
   /* A parameter that could not be kept stops the walk, counted but not
    * in r->query. */
-  seen = MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, add_param, r);
+  seen = mhd.get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, add_param, r);
   if (seen < 0 || (size_t)seen != r->nquery)
     ctkn__api_answer_code(r, CTKN_ENOMEM, "out of memory");
   else
@@ -461,7 +501,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 
 bool ctkn__api_http_tls(void)
 {
-  return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
+  return mhd.is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
 }
 
 /* The daemon's options beyond TLS: a memory limit above ctkn's own
@@ -473,7 +513,7 @@ static struct MHD_Daemon *start_daemon(struct server *s, unsigned flags,
 {
   const struct ctkn_server_config *cfg = s->cfg;
 
-  return MHD_start_daemon(
+  return mhd.start_daemon(
       flags, 0, NULL, NULL, handle, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
       MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)addr,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
@@ -489,7 +529,7 @@ int ctkn__api_http_start(struct server *s, const void *addr, const char *cert,
                          const char *key, struct ctkn_err *err)
 {
   const struct ctkn_server_config *cfg = s->cfg;
-  /* poll(2), not epoll: libmicrohttpd 0.9.75's MHD_quiesce_daemon() removes
+  /* poll(2), not epoll: libmicrohttpd 0.9.75's mhd.quiesce_daemon() removes
    * the listen socket from a running epoll loop's set without a lock and
    * aborts when the loop won the race ("Failed to remove listen FD from
    * epoll set", seen on SIGTERM with requests in flight). Under poll the
@@ -525,7 +565,7 @@ int ctkn__api_http_start(struct server *s, const void *addr, const char *cert,
 void ctkn__api_http_quiesce(struct server *s)
 {
   struct http *h = s->http;
-  MHD_socket lsock = MHD_quiesce_daemon(h->d);
+  MHD_socket lsock = mhd.quiesce_daemon(h->d);
 
   if (lsock != MHD_INVALID_SOCKET)
     close(lsock);
@@ -538,7 +578,7 @@ void ctkn__api_http_stop(struct server *s)
   if (h == NULL)
     return;
   if (h->d != NULL)
-    MHD_stop_daemon(h->d); /* every connection closed and notified */
+    mhd.stop_daemon(h->d); /* every connection closed and notified */
   pthread_mutex_destroy(&h->lock);
   free(h);
   s->http = NULL;

@@ -629,7 +629,8 @@ int ctkn_server_run(ctkn_store *st, const struct ctkn_server_config *cfg,
       (rc = parse_listen(cfg->listen, &ss, &sslen, err)) != CTKN_OK ||
       (rc = ctkn__api_server_new(&s, st, cfg, err)) != CTKN_OK)
     return rc;
-  rc = load_tls(cfg, &cert, &key, err);
+  if ((rc = ctkn__api_http_load(err)) == CTKN_OK)
+    rc = load_tls(cfg, &cert, &key, err);
   if (rc == CTKN_OK)
     rc = start_threads(s, err);
   if (rc == CTKN_OK)

@@ -1,6 +1,7 @@
 /*
  * http.c - the notifier's requests over libcurl's multi interface, and
- * the only file of ctkn that includes <curl/curl.h>.
+ * the only file of ctkn that includes <curl/curl.h>; libcurl is loaded
+ * when the first notifier opens (util/dl.c), not linked.
  *
  * Every request is a POST of a webhook body with its signature header,
  * bounded by a connect and a whole-request timeout, its answer's body
@@ -28,6 +29,43 @@
 
 #include "notify_int.h"
 
+/* libcurl, loaded by the first ctkn__http_open() rather than at every
+ * process's start-up (util/dl.c): only the notifier sends requests. */
+#define CURL_API(X)                                                            \
+  X(global_init, curl_global_init)                                             \
+  X(multi_init, curl_multi_init)                                               \
+  X(multi_remove_handle, curl_multi_remove_handle)                             \
+  X(easy_cleanup, curl_easy_cleanup)                                           \
+  X(slist_free_all, curl_slist_free_all)                                       \
+  X(multi_cleanup, curl_multi_cleanup)                                         \
+  X(easy_setopt, curl_easy_setopt)                                             \
+  X(easy_init, curl_easy_init)                                                 \
+  X(slist_append, curl_slist_append)                                           \
+  X(multi_add_handle, curl_multi_add_handle)                                   \
+  X(easy_getinfo, curl_easy_getinfo)                                           \
+  X(multi_perform, curl_multi_perform)                                         \
+  X(multi_info_read, curl_multi_info_read)                                     \
+  X(easy_strerror, curl_easy_strerror)                                         \
+  X(multi_poll, curl_multi_poll)                                               \
+  X(multi_wakeup, curl_multi_wakeup)
+
+static struct {
+#define CURL_FIELD(f, sym) __typeof__(sym) *f;
+  CURL_API(CURL_FIELD)
+#undef CURL_FIELD
+} lc;
+
+static const struct ctkn__dl_sym curl_syms[] = {
+#define CURL_SYM(f, sym) {#sym, offsetof(__typeof__(lc), f)},
+    CURL_API(CURL_SYM)
+#undef CURL_SYM
+};
+
+static struct ctkn__dl curl_dl = {.soname = CTKN_CURL_SONAME,
+                                  .syms = curl_syms,
+                                  .nsyms = CTKN__ARRAY_LEN(curl_syms),
+                                  .table = &lc};
+
 struct ctkn__http {
   CURLM *multi;
   struct ctkn__http_req *early; /* refused before starting: to report */
@@ -51,8 +89,13 @@ int ctkn__http_open(struct ctkn__http **out, struct ctkn_err *err)
   *out = NULL;
   if (h == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "notify");
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
-      (h->multi = curl_multi_init()) == NULL) {
+  int rc = ctkn__dl_load(&curl_dl, err);
+  if (rc != CTKN_OK) {
+    free(h);
+    return rc;
+  }
+  if (lc.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+      (h->multi = lc.multi_init()) == NULL) {
     free(h);
     return ctkn__err(err, CTKN_EINTERNAL, "notify: libcurl does not start");
   }
@@ -70,10 +113,10 @@ static void req_free(struct ctkn__http *h, struct ctkn__http_req *r)
     if (*pp == r)
       *pp = r->next;
   } else {
-    curl_multi_remove_handle(h->multi, r->easy);
-    curl_easy_cleanup(r->easy);
+    lc.multi_remove_handle(h->multi, r->easy);
+    lc.easy_cleanup(r->easy);
   }
-  curl_slist_free_all(r->hdrs);
+  lc.slist_free_all(r->hdrs);
   free(r);
 }
 
@@ -83,7 +126,7 @@ void ctkn__http_close(struct ctkn__http *h)
     return;
   while (h->early != NULL)
     req_free(h, h->early);
-  curl_multi_cleanup(h->multi);
+  lc.multi_cleanup(h->multi);
   free(h);
 }
 
@@ -129,23 +172,23 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose,
 static void set_options(CURL *c, const struct ctkn__http_post *p,
                         struct ctkn__http_req *r)
 {
-  curl_easy_setopt(c, CURLOPT_URL, p->url);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-  curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-  curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, r);
-  curl_easy_setopt(c, CURLOPT_POST, 1L);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, p->body);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->len);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->hdrs);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "ctkn-notify/0.1");
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)p->timeout_ms);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)p->connect_timeout_ms);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_prefix);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-  curl_easy_setopt(c, CURLOPT_PRIVATE, r);
+  lc.easy_setopt(c, CURLOPT_URL, p->url);
+  lc.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  lc.easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  lc.easy_setopt(c, CURLOPT_NOPROXY, "*");
+  lc.easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+  lc.easy_setopt(c, CURLOPT_OPENSOCKETDATA, r);
+  lc.easy_setopt(c, CURLOPT_POST, 1L);
+  lc.easy_setopt(c, CURLOPT_POSTFIELDS, p->body);
+  lc.easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->len);
+  lc.easy_setopt(c, CURLOPT_HTTPHEADER, r->hdrs);
+  lc.easy_setopt(c, CURLOPT_USERAGENT, "ctkn-notify/0.1");
+  lc.easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)p->timeout_ms);
+  lc.easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)p->connect_timeout_ms);
+  lc.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  lc.easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_prefix);
+  lc.easy_setopt(c, CURLOPT_WRITEDATA, r);
+  lc.easy_setopt(c, CURLOPT_PRIVATE, r);
 }
 
 int ctkn__http_start(struct ctkn__http *h, const struct ctkn__http_post *p,
@@ -170,23 +213,23 @@ int ctkn__http_start(struct ctkn__http *h, const struct ctkn__http_post *p,
     *out = r;
     return CTKN_OK;
   }
-  if ((r->easy = curl_easy_init()) == NULL) {
+  if ((r->easy = lc.easy_init()) == NULL) {
     free(r);
     return CTKN_ENOMEM;
   }
   snprintf(hdr, sizeof(hdr), "Paddle-Signature: %s", p->signature);
-  r->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-  r->hdrs = curl_slist_append(r->hdrs, hdr);
-  r->hdrs = curl_slist_append(r->hdrs, "Expect:");
+  r->hdrs = lc.slist_append(NULL, "Content-Type: application/json");
+  r->hdrs = lc.slist_append(r->hdrs, hdr);
+  r->hdrs = lc.slist_append(r->hdrs, "Expect:");
   if (r->hdrs == NULL) {
-    curl_easy_cleanup(r->easy);
+    lc.easy_cleanup(r->easy);
     free(r);
     return CTKN_ENOMEM;
   }
   set_options(r->easy, p, r);
-  if (curl_multi_add_handle(h->multi, r->easy) != CURLM_OK) {
-    curl_easy_cleanup(r->easy);
-    curl_slist_free_all(r->hdrs);
+  if (lc.multi_add_handle(h->multi, r->easy) != CURLM_OK) {
+    lc.easy_cleanup(r->easy);
+    lc.slist_free_all(r->hdrs);
     free(r);
     return CTKN_EINTERNAL;
   }
@@ -209,7 +252,7 @@ static void report(struct ctkn__http_req *r, CURLcode cc, int code,
                                  cc == CURLE_OK ? NULL : why, "", r->body,
                                  r->blen};
 
-  if (curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK &&
+  if (lc.easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK &&
       ct != NULL)
     resp.content_type = ct;
   done(arg, r->tag, &resp);
@@ -231,25 +274,25 @@ size_t ctkn__http_reap(struct ctkn__http *h, ctkn__http_done_cb done, void *arg)
     done(arg, tag, &resp);
     n++;
   }
-  curl_multi_perform(h->multi, &running);
-  while ((m = curl_multi_info_read(h->multi, &left)) != NULL) {
+  lc.multi_perform(h->multi, &running);
+  while ((m = lc.multi_info_read(h->multi, &left)) != NULL) {
     struct ctkn__http_req *r;
     long code = 0;
     if (m->msg != CURLMSG_DONE)
       continue;
     CURLcode cc = m->data.result;
-    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+    lc.easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    lc.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
     char why[sizeof(r->why) + 64];
     /* A refused address explains a failure better than libcurl's
      * "Couldn't connect to server"; when another address answered, the
      * refusal is moot, and when another failed otherwise, both count. */
     if (r->why[0] == '\0')
-      snprintf(why, sizeof(why), "%s", curl_easy_strerror(cc));
+      snprintf(why, sizeof(why), "%s", lc.easy_strerror(cc));
     else if (cc == CURLE_COULDNT_CONNECT)
       snprintf(why, sizeof(why), "%s", r->why);
     else
-      snprintf(why, sizeof(why), "%s; %s", curl_easy_strerror(cc), r->why);
+      snprintf(why, sizeof(why), "%s; %s", lc.easy_strerror(cc), r->why);
     report(r, cc, (int)code, why, done, arg);
     req_free(h, r); /* m is not used past here: it belongs to the handle */
     n++;
@@ -261,11 +304,10 @@ void ctkn__http_wait(struct ctkn__http *h, int timeout_ms)
 {
   int numfds;
 
-  curl_multi_poll(h->multi, NULL, 0, h->early != NULL ? 0 : timeout_ms,
-                  &numfds);
+  lc.multi_poll(h->multi, NULL, 0, h->early != NULL ? 0 : timeout_ms, &numfds);
 }
 
 void ctkn__http_wakeup(struct ctkn__http *h)
 {
-  curl_multi_wakeup(h->multi);
+  lc.multi_wakeup(h->multi);
 }
