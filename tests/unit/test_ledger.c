@@ -320,9 +320,9 @@ static void writer_keyring(struct ctkn_keyring *kr, uint64_t v,
   assert_int_equal(ctkn_keyring_add_key(kr, &wk, &err), CTKN_OK);
 }
 
-/* A keyring with sg's writer key in it; the ledger judges by its root,
- * and signs with the writer key when writer. */
-static void trust_with(struct fx *f, struct signing *sg, bool writer)
+/* A root, and a keyring signed by it with sg's writer key in it, on the
+ * settings topic. */
+static void keyring_with(struct fx *f, struct signing *sg)
 {
   struct ctkn_log_config scfg = f->t.cfg;
   struct ctkn_keyring kr;
@@ -338,9 +338,100 @@ static void trust_with(struct fx *f, struct signing *sg, bool writer)
   assert_int_equal(ctkn_trust_keyring_append(&scfg, sg->root, &kr, &err),
                    CTKN_OK);
   ctkn_keyring_free(&kr);
+}
+
+/* A keyring with sg's writer key in it; the ledger judges by its root,
+ * and signs with the writer key when writer. */
+static void trust_with(struct fx *f, struct signing *sg, bool writer)
+{
+  struct ctkn_err err = {0};
+
+  keyring_with(f, sg);
   if (ctkn_ledger_set_trust(f->l, sg->root_pub, writer ? sg->writer : NULL,
                             &err) != CTKN_OK)
     fail_msg("set_trust: %s", err.msg);
+}
+
+/* A one-shot command's ledger opens its producer, its projector (assigned
+ * already) and the keyring read at once: its signed create is applied
+ * without a catch-up to the log's end first, and a change still catches
+ * up before it plans. */
+static void test_a_ledger_opened_trusted_signs_and_creates_at_once(void **s)
+{
+  struct fx *f = *s;
+  struct signing sg;
+  struct ctkn_outcome o, first;
+  struct ctkn_command cmd;
+  struct ctkn_record got;
+  struct ctkn_err err = {0};
+
+  keyring_with(f, &sg);
+  ctkn_ledger_close(f->l);
+  f->l = NULL;
+  if (ctkn_ledger_open_trusted(&f->l, f->t.st, &f->t.cfg, CTKN_ENV_SANDBOX,
+                               sg.root_pub, sg.writer, &err) != CTKN_OK)
+    fail_msg("open: %s", err.msg);
+  uint64_t before = watermarks(f);
+  create(f, "first", &first); /* signed: the gate passes it */
+  assert_int_equal(watermarks(f), before);
+  assert_true(tk_get(&f->t, first.record.token.id, &got));
+  change_cmd(&cmd, first.record.token.id, NULL, true);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+  assert_true(watermarks(f) > before);
+  assert_int_equal(o.record.token.status, CTKN_STATUS_REVOKED);
+  ctkn_ledger_close(f->l);
+  f->l = NULL;
+  signing_free(&sg);
+}
+
+/* A writer key the keyring does not hold: the open fails naming the
+ * field, and leaves no handle open. */
+static void
+test_a_ledger_opened_trusted_refuses_a_key_not_in_the_keyring(void **s)
+{
+  struct fx *f = *s;
+  struct signing sg;
+  struct fake_log_stats st;
+  ctkn_seckey *other;
+  struct ctkn_err err = {0};
+
+  keyring_with(f, &sg);
+  ctkn_ledger_close(f->l);
+  f->l = NULL;
+  fake_log_stats(f->t.log, &st);
+  uint64_t handles = st.open_handles;
+  assert_int_equal(ctkn_seckey_generate(&other, &err), CTKN_OK);
+  assert_int_equal(ctkn_ledger_open_trusted(&f->l, f->t.st, &f->t.cfg,
+                                            CTKN_ENV_SANDBOX, sg.root_pub,
+                                            other, &err),
+                   CTKN_EINVAL);
+  assert_null(f->l);
+  assert_string_equal(err.field, "writer_key");
+  assert_non_null(strstr(err.msg, "keyring version 1"));
+  fake_log_stats(f->t.log, &st);
+  assert_int_equal(st.open_handles, handles);
+  ctkn_seckey_free(other);
+  signing_free(&sg);
+}
+
+/* No topic: the open fails as the producer's would have alone. */
+static void test_a_ledger_opened_trusted_without_a_topic_says_init(void **s)
+{
+  struct fx *f = *s;
+  struct signing sg;
+  struct ctkn_log_config cfg = f->t.cfg;
+  ctkn_ledger *l = NULL;
+  struct ctkn_err err = {0};
+
+  keyring_with(f, &sg);
+  snprintf(cfg.topic, sizeof(cfg.topic), "missing");
+  cfg.n_overrides = 0; /* the copy owns nothing */
+  assert_int_equal(ctkn_ledger_open_trusted(&l, f->t.st, &cfg, CTKN_ENV_SANDBOX,
+                                            sg.root_pub, sg.writer, &err),
+                   CTKN_ENOTFOUND);
+  assert_null(l);
+  assert_non_null(strstr(err.msg, "missing"));
+  signing_free(&sg);
 }
 
 /* Judged by a root but holding no writer key (ctkn serve read-only): a
@@ -1362,6 +1453,9 @@ int main(void)
       T(test_only_commands_that_read_the_projection_catch_up_first),
       T(test_a_pass_that_only_skips_commits_nothing),
       T(test_a_trusted_ledger_without_a_key_appends_nothing),
+      T(test_a_ledger_opened_trusted_signs_and_creates_at_once),
+      T(test_a_ledger_opened_trusted_refuses_a_key_not_in_the_keyring),
+      T(test_a_ledger_opened_trusted_without_a_topic_says_init),
       T(test_a_root_without_a_keyring_judges_nothing),
       T(test_a_last_batch_closes_the_instance_with_its_checkpoints),
       T(test_a_new_replica_of_a_heartbeating_writer_applies_it_all),
