@@ -712,8 +712,12 @@ static void access_line(const struct req *r, int64_t us, const char *aborted)
     rc = ctkn__buf_json_member(&f, "key", r->key_name);
   if (rc == CTKN_OK && aborted != NULL)
     rc = ctkn__buf_json_member(&f, "aborted", aborted);
-  if (rc == CTKN_OK)
+  /* A success's line may wait to be written with others; an error's is
+   * written at once, as the request ID a client was shown is looked up. */
+  if (rc == CTKN_OK && r->status >= 200 && r->status < 400)
     ctkn__diag_fields_later(CTKN_DIAG_INFO, "http", "request", f.data);
+  else if (rc == CTKN_OK)
+    ctkn__diag_fields(CTKN_DIAG_INFO, "http", "request", f.data);
   ctkn__buf_free(&f);
 }
 
