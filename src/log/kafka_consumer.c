@@ -89,15 +89,18 @@ int ctkn__kafka_consumer_open(ctkn_consumer **out,
       opts->kind == CTKN__CONSUMER_ASSIGNED ? NULL : opts->group;
   rd_kafka_conf_t *conf;
   struct ctkn__kafka_consumer *c;
+  rd_kafka_t *q;
   int rc;
 
   *out = NULL;
   if ((c = calloc(1, sizeof(*c))) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory opening the consumer");
   ctkn__kctx_init(&c->k, c);
+  pthread_mutex_init(&c->qmu, NULL);
   ctkn__strlcpy(c->topic, cfg->topic, sizeof(c->topic));
   c->timeout_ms = cfg->timeout_ms;
   c->group = group != NULL;
+  c->fetching = c->group;
   c->start = opts->start;
   c->start_ts_ms = opts->start_ts_ms;
   /* The rebalance callback may run from the first poll on, so the lease
@@ -114,10 +117,9 @@ int ctkn__kafka_consumer_open(ctkn_consumer **out,
       (rc = ctkn__kafka_new_handle(RD_KAFKA_CONSUMER, conf, &c->rk, err)) !=
           CTKN_OK)
     goto fail;
-  if ((rc = ctkn__kafka_build_conf(cfg, CTKN__KAFKA_ADMIN, &c->k, &conf,
+  if ((rc = ctkn__kafka_build_conf(cfg, CTKN__KAFKA_ADMIN, &c->k, &c->qconf,
                                    err)) != CTKN_OK ||
-      (rc = ctkn__kafka_new_handle(RD_KAFKA_PRODUCER, conf, &c->qrk, err)) !=
-          CTKN_OK)
+      (c->group && (rc = ctkn__kafka_query_handle(c, &q, err)) != CTKN_OK))
     goto fail;
   /* No fetch is in flight yet, so this query does not queue behind one. */
   if ((rc = ctkn__kafka_warm_topic(c->rk, &c->k, c->topic, c->timeout_ms,
@@ -206,6 +208,9 @@ static void consumer_free(struct ctkn__kafka_consumer *c)
                            c->group ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
   if (c->qrk != NULL)
     rd_kafka_destroy(c->qrk);
+  if (c->qconf != NULL)
+    rd_kafka_conf_destroy(c->qconf);
+  pthread_mutex_destroy(&c->qmu);
   pthread_mutex_destroy(&c->k.mu);
   ctkn__buf_free(&c->headers);
   free(c->owned);
@@ -218,12 +223,35 @@ static struct ctkn__kafka_consumer *kc(ctkn_consumer *base)
   return (struct ctkn__kafka_consumer *)base;
 }
 
+int ctkn__kafka_query_handle(struct ctkn__kafka_consumer *c, rd_kafka_t **rk,
+                             struct ctkn_err *err)
+{
+  rd_kafka_conf_t *conf;
+  int rc = CTKN_OK;
+
+  pthread_mutex_lock(&c->qmu);
+  if (c->fetching && c->qrk == NULL) {
+    /* A copy: a handle that failed to open may be tried again. */
+    if ((conf = rd_kafka_conf_dup(c->qconf)) == NULL)
+      rc = ctkn__err(err, CTKN_ENOMEM, "out of memory opening a query handle");
+    else
+      rc = ctkn__kafka_new_handle(RD_KAFKA_PRODUCER, conf, &c->qrk, err);
+  }
+  *rk = c->fetching ? c->qrk : c->rk;
+  pthread_mutex_unlock(&c->qmu);
+  return rc;
+}
+
 int ctkn__kafka_partitions(ctkn_consumer *base, int32_t *n,
                            struct ctkn_err *err)
 {
   struct ctkn__kafka_consumer *c = kc(base);
+  rd_kafka_t *q;
+  int rc = ctkn__kafka_query_handle(c, &q, err);
 
-  return ctkn__kafka_topic_partitions(c->qrk, &c->k, c->topic, c->timeout_ms, n,
+  if (rc != CTKN_OK)
+    return rc;
+  return ctkn__kafka_topic_partitions(q, &c->k, c->topic, c->timeout_ms, n,
                                       NULL, err);
 }
 
@@ -274,20 +302,24 @@ int ctkn__kafka_topic_id(ctkn_consumer *base, char id[CTKN_TOPIC_ID_BUF],
   id[0] = '\0';
 #if RD_KAFKA_VERSION >= 0x020300ff
   struct ctkn__kafka_consumer *c = kc(base);
+  rd_kafka_t *qrk;
   const char *names[1] = {c->topic};
+  int rc = ctkn__kafka_query_handle(c, &qrk, err);
+
+  if (rc != CTKN_OK)
+    return rc;
   rd_kafka_TopicCollection_t *tc =
       rd_kafka_TopicCollection_of_topic_names(names, 1);
   rd_kafka_AdminOptions_t *o =
-      rd_kafka_AdminOptions_new(c->qrk, RD_KAFKA_ADMIN_OP_DESCRIBETOPICS);
-  rd_kafka_queue_t *q = rd_kafka_queue_new(c->qrk);
+      rd_kafka_AdminOptions_new(qrk, RD_KAFKA_ADMIN_OP_DESCRIBETOPICS);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(qrk);
   char errstr[256];
-  int rc = CTKN_OK;
 
   if (rd_kafka_AdminOptions_set_request_timeout(o, c->timeout_ms, errstr,
                                                 sizeof(errstr)))
     rc = ctkn__err(err, CTKN_EINTERNAL, "kafka: admin options: %s", errstr);
   if (rc == CTKN_OK) {
-    rd_kafka_DescribeTopics(c->qrk, tc, o, q);
+    rd_kafka_DescribeTopics(qrk, tc, o, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, c->timeout_ms + 1000);
     rc = ev != NULL ? describe_result(c, ev, id, err)
                     : ctkn__err(err, CTKN_ETIMEOUT,
@@ -366,13 +398,17 @@ int ctkn__kafka_watermarks(ctkn_consumer *base, int32_t first, int32_t n,
 
   if (n <= 0)
     return CTKN_OK;
+  rd_kafka_t *qrk;
+  int rc = ctkn__kafka_query_handle(c, &qrk, err);
+  if (rc != CTKN_OK)
+    return rc;
   /* Leadership moves (a new topic, a broker restart) answer "not leader"
    * for a moment: retry those within the timeout. */
   int64_t deadline = ctkn__now_ms() + c->timeout_ms;
   for (;;) {
     int left = (int)ctkn__kafka_clamp((int)(deadline - ctkn__now_ms()), 1,
                                       c->timeout_ms);
-    e = query_watermarks(c->qrk, c->topic, first, n, lo, hi, left, &failed);
+    e = query_watermarks(qrk, c->topic, first, n, lo, hi, left, &failed);
     if ((e != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
          e != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
          e != RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH &&
@@ -419,13 +455,16 @@ int ctkn__kafka_offsets_after(ctkn_consumer *base, int64_t ts_ms,
 
   if (n <= 0)
     return CTKN_OK;
+  rd_kafka_t *qrk;
+  if ((rc = ctkn__kafka_query_handle(c, &qrk, err)) != CTKN_OK)
+    return rc;
   if ((l = rd_kafka_topic_partition_list_new(n)) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory");
   /* ListOffsets by timestamp answers the earliest offset whose timestamp
    * is >= the one asked; after ts_ms means >= ts_ms + 1. */
   for (int32_t p = 0; p < n; p++)
     rd_kafka_topic_partition_list_add(l, c->topic, p)->offset = ts_ms + 1;
-  e = rd_kafka_offsets_for_times(c->qrk, l, c->timeout_ms);
+  e = rd_kafka_offsets_for_times(qrk, l, c->timeout_ms);
   if (e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT)
     rc = ctkn__err(err, CTKN_ETIMEOUT,
                    "kafka: no offsets by time for %s within %d ms %s", c->topic,
@@ -471,6 +510,9 @@ int ctkn__kafka_assign(ctkn_consumer *base, const int64_t *offsets, int32_t n,
     if (offsets[i] >= 0)
       rd_kafka_topic_partition_list_add(list, c->topic, i)->offset = offsets[i];
   ctkn__kafka_drop_pending(c, NULL);
+  pthread_mutex_lock(&c->qmu);
+  c->fetching = true; /* queries go to the query handle from now on */
+  pthread_mutex_unlock(&c->qmu);
   e = rd_kafka_assign(c->rk, list);
   rd_kafka_topic_partition_list_destroy(list);
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR)

@@ -61,6 +61,7 @@ static void start_at_time(rd_kafka_t *rk, struct ctkn__kafka_consumer *c,
                           rd_kafka_topic_partition_list_t *parts)
 {
   rd_kafka_topic_partition_list_t *t;
+  rd_kafka_t *qrk;
 
   if (rd_kafka_committed(rk, parts, c->timeout_ms) !=
       RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -69,8 +70,9 @@ static void start_at_time(rd_kafka_t *rk, struct ctkn__kafka_consumer *c,
     return;
   for (int i = 0; i < t->cnt; i++)
     t->elems[i].offset = c->start_ts_ms;
-  if (rd_kafka_offsets_for_times(c->qrk, t, c->timeout_ms) ==
-      RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (ctkn__kafka_query_handle(c, &qrk, NULL) == CTKN_OK &&
+      rd_kafka_offsets_for_times(qrk, t, c->timeout_ms) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR) {
     for (int i = 0; i < parts->cnt; i++) {
       if (parts->elems[i].offset < 0 && t->elems[i].err == 0)
         parts->elems[i].offset = t->elems[i].offset;

@@ -139,8 +139,17 @@ struct ctkn__kafka_consumer {
   rd_kafka_t *rk;
   /* Metadata and offset queries go through their own handle: on the
    * consumer's connection they would queue behind a fetch long-poll (up to
-   * fetch.wait.max.ms each), stalling lag reports and catch-ups. */
+   * fetch.wait.max.ms each), stalling lag reports and catch-ups. Before an
+   * assigned consumer's first assignment nothing is fetched, and rk
+   * answers them; qrk is opened from qconf when first needed after it
+   * (ctkn__kafka_query_handle()), so a consumer that queries only before
+   * it reads (the keyring's reader) never opens a second handle. A group
+   * member fetches from the start: its qrk opens with it. qmu guards qrk,
+   * qconf and fetching. */
   rd_kafka_t *qrk;
+  rd_kafka_conf_t *qconf;
+  bool fetching;
+  pthread_mutex_t qmu;
   rd_kafka_topic_t *rkt; /* keeps the topic's metadata cached in rk */
   rd_kafka_queue_t *q;   /* the consumer queue; the main queue forwards to it */
   char topic[250];
@@ -217,6 +226,10 @@ int ctkn__kafka_poll(ctkn_consumer *c, int timeout_ms,
 #endif
 int ctkn__kafka_wait(ctkn_consumer *const *cs, size_t n, int timeout_ms,
                      size_t *ready, struct ctkn_err *err);
+/* In *rk, the handle c's metadata and offset queries go through (see
+ * qrk). Errors: those of ctkn__kafka_new_handle(), CTKN_ENOMEM. */
+int ctkn__kafka_query_handle(struct ctkn__kafka_consumer *c, rd_kafka_t **rk,
+                             struct ctkn_err *err);
 /* A consumer error record as a CTKN_E* code with its detail. */
 int ctkn__kafka_consumer_error(struct ctkn__kafka_consumer *c,
                                const rd_kafka_message_t *m,
