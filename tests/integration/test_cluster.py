@@ -379,9 +379,12 @@ def test_64_writers_through_a_broker_restart():
         ok = {}
         failed = 0
         for name, status, body, at in answers:
-            check(status is not None,
-                  f"{name} at {at:.1f}s: no answer: {body}\n"
-                  f"{srv.output()[-2000:]}")
+            # The message only when it fails: it reads the server's whole
+            # log, and tens of thousands of answers each reading a log of
+            # megabytes took longer than the test's bound.
+            if status is None:
+                check(False, f"{name} at {at:.1f}s: no answer: {body}\n"
+                      f"{srv.output()[-2000:]}")
             if status == 201:
                 ok[name] = json.loads(body)["data"]
                 continue
