@@ -33,6 +33,21 @@ struct ctkn_ledger {
   int32_t parts;
 };
 
+/* A ledger with nothing open yet; NULL when out of memory. */
+static ctkn_ledger *ledger_new(ctkn_store *st,
+                               const struct ctkn_log_config *cfg, ctkn_env env)
+{
+  ctkn_ledger *l = calloc(1, sizeof(*l));
+
+  if (l == NULL)
+    return NULL;
+  l->st = st;
+  l->cfg = cfg;
+  l->env = env;
+  snprintf(l->ce_source, sizeof(l->ce_source), "urn:ctkn:topic:%s", cfg->topic);
+  return l;
+}
+
 int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
                      const struct ctkn_log_config *cfg, ctkn_env env,
                      struct ctkn_err *err)
@@ -41,12 +56,8 @@ int ctkn_ledger_open(ctkn_ledger **out, ctkn_store *st,
   int rc;
 
   *out = NULL;
-  if ((l = calloc(1, sizeof(*l))) == NULL)
+  if ((l = ledger_new(st, cfg, env)) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "ledger");
-  l->st = st;
-  l->cfg = cfg;
-  l->env = env;
-  snprintf(l->ce_source, sizeof(l->ce_source), "urn:ctkn:topic:%s", cfg->topic);
   if ((rc = ctkn_producer_open(&l->producer, cfg, err)) != CTKN_OK ||
       (rc = ctkn_projector_open(&l->projector, st, cfg, env, err)) != CTKN_OK) {
     ctkn_ledger_close(l);
@@ -174,12 +185,8 @@ int ctkn_ledger_open_trusted(ctkn_ledger **out, ctkn_store *st,
       ctkn_ledger_close(l);
     return rc;
   }
-  if ((l = calloc(1, sizeof(*l))) == NULL)
+  if ((l = ledger_new(st, cfg, env)) == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "ledger");
-  l->st = st;
-  l->cfg = cfg;
-  l->env = env;
-  snprintf(l->ce_source, sizeof(l->ce_source), "urn:ctkn:topic:%s", cfg->topic);
   /* The producer, the projector's consumer and the keyring reader are
    * independent handles, each a connection and a few round trips: open
    * them at once (the projector runs two threads of its own). */
