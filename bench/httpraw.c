@@ -1,10 +1,11 @@
 /*
  * httpraw - the physical limit beside `ctkn serve`'s reads (bench/http): a
  * bare libmicrohttpd server with the daemon flags and options of
- * src/server.c (internal thread pool, suspend/resume allowed, the same
- * timeouts, connection limit and completion callback), answering every
- * request with a fixed JSON body of BYTES bytes and the same headers a
- * ctkn read carries (Content-Type, a 36-character X-Request-Id). No
+ * src/api/http.c (internal thread pool, suspend/resume allowed, the same
+ * timeouts, connection limit, memory limit per connection and completion
+ * callback), answering every request with a fixed JSON body of BYTES
+ * bytes and the same headers a ctkn read carries (Content-Type, a
+ * 36-character X-Request-Id). No
  * routing, no authentication, no LMDB, no JSON, no access log: what wrk
  * gets from it is what the HTTP stack gives on this machine.
  *
@@ -22,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "ctkn/server.h" /* CTKN_SERVER_MAX_HEAD: the same memory limit */
 
 static char *body;
 static size_t body_len;
@@ -111,8 +114,9 @@ int main(int argc, char **argv)
           MHD_USE_ERROR_LOG,
       0, NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
       MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-      MHD_OPTION_CONNECTION_LIMIT, 10000u, MHD_OPTION_NOTIFY_COMPLETED,
-      completed, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_LIMIT, 10000u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)CTKN_SERVER_MAX_HEAD, MHD_OPTION_NOTIFY_COMPLETED, completed,
+      NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
   if (d == NULL) {
     fprintf(stderr, "httpraw: cannot listen on 127.0.0.1:%u\n", port);
     return 1;

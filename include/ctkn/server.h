@@ -60,7 +60,7 @@
  * per connection, libmicrohttpd answers by itself (HTML). */
 #define CTKN_SERVER_MAX_URI          (8 * 1024)
 #define CTKN_SERVER_MAX_HEADERS      (16 * 1024)
-#define CTKN_SERVER_MAX_HEAD         (64 * 1024)
+#define CTKN_SERVER_MAX_HEAD         (32 * 1024)
 /* A request's headers must all arrive within this many seconds of its
  * request line, and the request line within --client-timeout and this of
  * the connection or the previous answer; a client still sending is cut

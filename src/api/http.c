@@ -506,7 +506,8 @@ bool ctkn__api_http_tls(void)
 
 /* The daemon's options beyond TLS: a memory limit above ctkn's own
  * bounds on the head (so those get Paddle's envelope, not libmicrohttpd's
- * HTML), the timeouts, and the callbacks. */
+ * HTML) but no larger, since 0.9.75 zeroes the whole pool between
+ * keep-alive requests; the timeouts, and the callbacks. */
 static struct MHD_Daemon *start_daemon(struct server *s, unsigned flags,
                                        const void *addr,
                                        struct MHD_OptionItem *tls)

@@ -18,7 +18,7 @@ import time
 from harness import Env, Server, check, main
 
 HEADER_TIMEOUT = 10  # CTKN_SERVER_HEADER_TIMEOUT_S (server.h)
-MAX_URI, MAX_HEADERS, MAX_HEAD = 8 * 1024, 16 * 1024, 64 * 1024
+MAX_URI, MAX_HEADERS, MAX_HEAD = 8 * 1024, 16 * 1024, 32 * 1024
 
 
 def exchange(srv, data, quiet=1.0):
