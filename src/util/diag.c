@@ -10,9 +10,12 @@
  * Access lines (ctkn__diag_fields_later()) are many: one write(2) each
  * cost a GET a sixth of its time. They gather in one buffer and go out
  * together, at most LATER_MS after the first of them, as soon as the next
- * would not fit in PIPE_BUF (so a write still lands whole in a pipe that
- * other processes share), before any other line (order is kept) and at
- * exit. A process killed outright loses at most LATER_MS of them.
+ * would not fit, before any other line (order is kept) and at exit. A
+ * process killed outright loses at most LATER_MS of them. What fits is
+ * PIPE_BUF, so a write still lands whole in a pipe or socket that other
+ * processes share, unless stderr is a regular file: there an append is
+ * whole at any size and LATER_MAX bytes go in one write (at PIPE_BUF the
+ * write(2)s were a thirtieth of a GET's time on `ctkn serve`).
  */
 #include <errno.h>
 #include <limits.h>
@@ -22,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,11 +104,13 @@ static void now_rfc3339(char out[96])
   p[7] = '\0';
 }
 
-#define LATER_MS 50
+#define LATER_MS  50
+#define LATER_MAX (64 * 1024)
 
-/* Lines written later, under sink_lock; the flusher waits on later_cv. */
-static char later[PIPE_BUF];
-static size_t later_len;
+/* Lines written later, under sink_lock; the flusher waits on later_cv.
+ * later_cap is PIPE_BUF or LATER_MAX, as stderr is (later_fit()). */
+static char later[LATER_MAX];
+static size_t later_len, later_cap = PIPE_BUF;
 static pthread_cond_t later_cv = PTHREAD_COND_INITIALIZER;
 static bool flusher_tried, flusher_running;
 static bool flusher_idle; /* waiting for a first line, not for its time */
@@ -120,6 +126,17 @@ static void write_all(const char *line, size_t len)
     line += w;
     len -= (size_t)w;
   }
+}
+
+/* Under sink_lock: how much may gather before one write(2), looked up
+ * as each batch starts (stderr may be redirected while the process
+ * runs). */
+static void later_fit(void)
+{
+  struct stat st;
+
+  later_cap = fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode) ? LATER_MAX
+                                                                    : PIPE_BUF;
 }
 
 /* Under sink_lock. */
@@ -187,13 +204,19 @@ static void emit(const char *line, size_t len, bool may_wait)
   pthread_mutex_lock(&sink_lock);
   if (sink_fn != NULL) {
     sink_fn(sink_arg, line, len);
-  } else if (may_wait && len <= sizeof(later) && flusher_up()) {
-    if (later_len + len > sizeof(later))
+  } else if (may_wait && flusher_up()) {
+    if (later_len + len > later_cap)
       flush_later();
-    memcpy(later + later_len, line, len);
-    if (flusher_idle)
-      pthread_cond_signal(&later_cv);
-    later_len += len;
+    if (later_len == 0)
+      later_fit();
+    if (len <= later_cap) {
+      memcpy(later + later_len, line, len);
+      if (flusher_idle)
+        pthread_cond_signal(&later_cv);
+      later_len += len;
+    } else {
+      write_all(line, len);
+    }
   } else {
     flush_later();
     write_all(line, len);

@@ -1,5 +1,6 @@
 /* test_util.c - the shared primitives: one buffer, one queue, one sink. */
 #include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -333,13 +334,22 @@ static void test_diag_access_lines_are_written_together(void **state)
   free(s);
   assert_int_equal(ftruncate(fd, 0), 0);
 
-  /* Any other line writes what waited first: the order is kept. More
-   * than fits in one write goes out in several, none lost. */
+  /* Any other line writes what waited first: the order is kept. Into a
+   * regular file, 100 lines (8 KiB, twice PIPE_BUF) wait for one write:
+   * nothing is written before that line, unless the flusher's LATER_MS
+   * may have passed since the first of them. */
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   for (int i = 0; i < 100; i++) {
     char f[32];
     snprintf(f, sizeof(f), "\"n\":%d", 100 + i);
     ctkn__diag_fields_later(CTKN_DIAG_INFO, "http", "request", f);
   }
+  s = file_text(fd);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 40)
+    assert_string_equal(s, "");
+  free(s);
   ctkn__diag(CTKN_DIAG_WARN, "x", "now");
   s = file_text(fd);
   const char *at = s;
@@ -352,6 +362,25 @@ static void test_diag_access_lines_are_written_together(void **state)
   }
   assert_non_null(strstr(at, "\"msg\":\"now\"}\n"));
   free(s);
+
+  /* Into a pipe, a write is whole only up to PIPE_BUF: 60 lines (about
+   * 5.7 KiB) go out as one write of at most that, and the rest waits. */
+  int p[2];
+  char got[2 * PIPE_BUF];
+  assert_int_equal(pipe(p), 0);
+  assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+  assert_int_equal(dup2(p[1], STDERR_FILENO), STDERR_FILENO);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (int i = 0; i < 60; i++)
+    ctkn__diag_fields_later(CTKN_DIAG_INFO, "http", "request", "\"n\":300");
+  ssize_t n = read(p[0], got, sizeof(got));
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  assert_true(n > 0); /* the first PIPE_BUF went out as it filled */
+  if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 40)
+    assert_true(n <= PIPE_BUF); /* and only that */
+  ctkn__diag(CTKN_DIAG_WARN, "x", "now");
+  close(p[0]);
+  close(p[1]);
 
   assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
   close(saved);
