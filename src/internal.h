@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
 
 #include "ctkn/diag.h"
 #include "ctkn/error.h"
@@ -208,6 +210,33 @@ struct ctkn__file_rules {
  */
 int ctkn__file_read(const char *path, const struct ctkn__file_rules *r,
                     struct ctkn__buf *b, struct ctkn_err *err);
+
+/* ---- the one reader of request lines (util/linein.c) ----------------- */
+
+/*
+ * Lines of a FILE, read through its descriptor when it has one (so
+ * nothing of it may have been read through the FILE before), with
+ * getline() when it has none (a memory stream). ctkn__linein_ready() says
+ * whether ctkn__linein_next() would return without waiting for more input.
+ */
+struct ctkn__linein {
+  FILE *in;
+  int fd;    /* -1: getline() on in */
+  char *buf; /* unread input: buf[at, end) */
+  size_t cap, at, end;
+  bool eof;
+  int errnum; /* reading failed: its errno */
+};
+
+void ctkn__linein_init(struct ctkn__linein *r, FILE *in);
+void ctkn__linein_free(struct ctkn__linein *r);
+/* The next line without its newline, NUL-terminated, in *line (valid
+ * until the next call): its length; -1 at the end of the input or when
+ * reading failed (r->errnum). The last line may lack its newline. */
+ssize_t ctkn__linein_next(struct ctkn__linein *r, char **line);
+/* A line, the end or a failure is there to be read now. Always true
+ * without a descriptor. */
+bool ctkn__linein_ready(struct ctkn__linein *r);
 
 /* ---- the one work queue (util/queue.c) -------------------------------- */
 

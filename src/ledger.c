@@ -914,8 +914,10 @@ int ctkn_ledger_execute(ctkn_ledger *l, const struct ctkn_command *cmd,
 
 /* ---- create requests as JSON lines ------------------------------------ */
 
-/* Lines per batch: enough to keep many events in flight, few enough that
- * answers stream out as the input is read. */
+/* Lines per batch at most: enough to keep many events in flight, few
+ * enough that answers stream out as the input is read. A batch also ends
+ * where the input stops for now (ctkn__linein_ready()), so a client that
+ * sends a line and waits gets its answer. */
 #define LINES_CHUNK 512
 
 /* One chunk's lines as read (cmds, outs, errs, rcs, parsed: by input
@@ -926,8 +928,6 @@ struct lines {
   struct ctkn_err *errs, *re;
   int *rcs, *rr;
   bool *parsed;
-  char *line;
-  size_t cap;
 };
 
 static void lines_free(struct lines *b)
@@ -941,7 +941,6 @@ static void lines_free(struct lines *b)
   free(b->rcs);
   free(b->rr);
   free(b->parsed);
-  free(b->line);
 }
 
 static int lines_alloc(struct lines *b, struct ctkn_err *err)
@@ -965,22 +964,22 @@ static int lines_alloc(struct lines *b, struct ctkn_err *err)
   return CTKN_OK;
 }
 
-/* Read and parse up to LINES_CHUNK lines: *n counts them, *todo the ones
- * that parsed. false once in has ended (or failed). */
-static bool read_chunk(struct lines *b, FILE *in, size_t *n, size_t *todo)
+/* Read and parse up to LINES_CHUNK lines, fewer if the input stops for
+ * now after the first: *n counts them, *todo the ones that parsed. false
+ * once in has ended (or failed). */
+static bool read_chunk(struct lines *b, struct ctkn__linein *in, size_t *n,
+                       size_t *todo)
 {
   *n = *todo = 0;
-  while (*n < LINES_CHUNK) {
-    ssize_t len = getline(&b->line, &b->cap, in);
+  while (*n < LINES_CHUNK && (*n == 0 || ctkn__linein_ready(in))) {
+    char *line;
+    ssize_t len = ctkn__linein_next(in, &line);
     if (len < 0)
       return false;
-    if (len > 0 && b->line[len - 1] == '\n')
-      b->line[--len] = '\0';
     size_t i = (*n)++;
     memset(&b->outs[i], 0, sizeof(b->outs[i])); /* nothing acknowledged */
-    b->parsed[i] =
-        ctkn_json_parse_create_line(b->line, (size_t)len, &b->cmds[i],
-                                    &b->errs[i]) == CTKN_OK;
+    b->parsed[i] = ctkn_json_parse_create_line(line, (size_t)len, &b->cmds[i],
+                                               &b->errs[i]) == CTKN_OK;
     b->rcs[i] = b->parsed[i] ? CTKN_OK : b->errs[i].code;
     *todo += b->parsed[i];
   }
@@ -1136,6 +1135,7 @@ int ctkn_ledger_create_lines(ctkn_ledger *l, FILE *in, FILE *out, int *worst,
                              struct ctkn_err *err)
 {
   struct linepipe lp = {.l = l, .out = out, .handoff = -1};
+  struct ctkn__linein r;
   pthread_t t;
   bool more = true, started = false;
   int rc = CTKN_OK, i = 0;
@@ -1147,13 +1147,14 @@ int ctkn_ledger_create_lines(ctkn_ledger *l, FILE *in, FILE *out, int *worst,
     lines_free(&lp.b[0]);
     return rc;
   }
+  ctkn__linein_init(&r, in);
   pthread_mutex_init(&lp.mu, NULL);
   pthread_cond_init(&lp.cv, NULL);
   started = pthread_create(&t, NULL, settle_lines, &lp) == 0;
   while (more) {
     size_t todo;
     lines_wait(&lp, i);
-    more = read_chunk(&lp.b[i], in, &lp.n[i], &todo);
+    more = read_chunk(&lp.b[i], &r, &lp.n[i], &todo);
     if (lp.n[i] == 0)
       break;
     lines_run(&lp, i, todo, started);
@@ -1168,8 +1169,10 @@ int ctkn_ledger_create_lines(ctkn_ledger *l, FILE *in, FILE *out, int *worst,
     pthread_join(t, NULL);
   }
   *worst = lp.worst;
-  if (ferror(in))
-    rc = ctkn__err(err, CTKN_EIO, "reading the requests: %s", strerror(errno));
+  if (r.errnum != 0)
+    rc = ctkn__err(err, CTKN_EIO, "reading the requests: %s",
+                   strerror(r.errnum));
+  ctkn__linein_free(&r);
   pthread_cond_destroy(&lp.cv);
   pthread_mutex_destroy(&lp.mu);
   lines_free(&lp.b[0]);

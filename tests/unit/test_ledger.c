@@ -4,6 +4,8 @@
  * a command says when its append was not acknowledged; create --batch as
  * a library call (one answer per line, in input order, the worst exit).
  */
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -1123,6 +1126,76 @@ static void test_all_created_is_exit_0_and_no_input_no_output(void **state)
   assert_int_equal(worst, 0);
 }
 
+struct piped_lines {
+  struct fx *f;
+  FILE *in, *out;
+  int rc, worst;
+};
+
+static void *piped_lines_run(void *arg)
+{
+  struct piped_lines *pl = arg;
+  struct ctkn_err err = {0};
+
+  pl->rc =
+      ctkn_ledger_create_lines(pl->f->l, pl->in, pl->out, &pl->worst, &err);
+  fclose(pl->out); /* the end of the answers */
+  return NULL;
+}
+
+/* One answer line from fd within 10 s, into buf; false if none came. */
+static bool answer_within(int fd, char *buf, size_t size)
+{
+  size_t n = 0;
+
+  while (n + 1 < size) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 10000) != 1)
+      return false;
+    ssize_t got = read(fd, buf + n, 1);
+    if (got != 1)
+      return false;
+    if (buf[n++] == '\n')
+      break;
+  }
+  buf[n] = '\0';
+  return true;
+}
+
+/* A client that sends a line and waits for its answer gets it, while its
+ * input is still open: a batch ends where the input stops for now. */
+static void test_a_line_is_answered_before_the_input_ends(void **state)
+{
+  struct fx *f = *state;
+  struct piped_lines pl = {.f = f, .rc = -1, .worst = -1};
+  int in[2], out[2];
+  char buf[2048];
+  pthread_t t;
+
+  assert_int_equal(pipe(in), 0);
+  assert_int_equal(pipe(out), 0);
+  pl.in = fdopen(in[0], "r");
+  pl.out = fdopen(out[1], "w");
+  assert_true(pl.in != NULL && pl.out != NULL);
+  assert_int_equal(pthread_create(&t, NULL, piped_lines_run, &pl), 0);
+
+  const char *one = "{\"name\":\"one\"}\n", *two = "{\"name\":\"two\"}\n";
+  assert_int_equal(write(in[1], one, strlen(one)), (ssize_t)strlen(one));
+  assert_true(answer_within(out[0], buf, sizeof(buf)));
+  assert_has(buf, "\"name\":\"one\"");
+  assert_int_equal(write(in[1], two, strlen(two)), (ssize_t)strlen(two));
+  assert_true(answer_within(out[0], buf, sizeof(buf)));
+  assert_has(buf, "\"name\":\"two\"");
+
+  close(in[1]);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_int_equal(pl.rc, CTKN_OK);
+  assert_int_equal(pl.worst, 0);
+  assert_int_equal(read(out[0], buf, sizeof(buf)), 0); /* nothing more */
+  fclose(pl.in);
+  close(out[0]);
+}
+
 /* More lines than one chunk: every one answered, in order. */
 static void test_many_lines_span_chunks(void **state)
 {
@@ -1473,6 +1546,7 @@ int main(void)
       T(test_each_line_is_answered_in_input_order),
       T(test_all_created_is_exit_0_and_no_input_no_output),
       T(test_many_lines_span_chunks),
+      T(test_a_line_is_answered_before_the_input_ends),
       T(test_chunks_of_creates_are_appended_while_the_last_settles),
       T(test_unavailable_kafka_is_exit_3),
       T(test_batch_lines_take_idempotency_keys),

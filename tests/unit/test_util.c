@@ -401,6 +401,82 @@ static void test_diag_level_names_parse(void **state)
   assert_string_equal(err.field, "log_level");
 }
 
+/* ---- request lines -------------------------------------------------- */
+
+/* Through a pipe, the reader knows when the input has stopped for now: a
+ * line half sent is not ready, the rest of it is, and so is the end. Long
+ * lines, a last line without its newline and an empty line come whole. */
+static void test_linein_knows_when_the_input_stops(void **state)
+{
+  struct ctkn__linein r;
+  int p[2];
+  char *line;
+  (void)state;
+
+  assert_int_equal(pipe(p), 0);
+  FILE *in = fdopen(p[0], "r");
+  assert_non_null(in);
+  ctkn__linein_init(&r, in);
+
+  assert_false(ctkn__linein_ready(&r)); /* nothing sent yet */
+  assert_int_equal(write(p[1], "one\ntw", 6), 6);
+  assert_true(ctkn__linein_ready(&r));
+  assert_int_equal(ctkn__linein_next(&r, &line), 3);
+  assert_string_equal(line, "one");
+  assert_false(ctkn__linein_ready(&r)); /* "tw" is not a line yet */
+  assert_int_equal(write(p[1], "o\n\n", 3), 3);
+  assert_true(ctkn__linein_ready(&r));
+  assert_int_equal(ctkn__linein_next(&r, &line), 3);
+  assert_string_equal(line, "two");
+  assert_int_equal(ctkn__linein_next(&r, &line), 0); /* an empty line */
+  assert_string_equal(line, "");
+
+  /* A line of 200 KiB, more than one read(2), then one without '\n'. */
+  size_t big = 200 * 1024;
+  char *s = malloc(big + 1);
+  assert_non_null(s);
+  memset(s, 'x', big);
+  s[big] = '\n';
+  pid_t child = fork();
+  assert_true(child >= 0);
+  if (child == 0) {
+    close(p[0]);
+    _exit(write(p[1], s, big + 1) == (ssize_t)big + 1 &&
+                  write(p[1], "last", 4) == 4
+              ? 0
+              : 1);
+  }
+  close(p[1]);
+  assert_int_equal(ctkn__linein_next(&r, &line), (ssize_t)big);
+  assert_int_equal(line[0], 'x');
+  assert_int_equal(line[big - 1], 'x');
+  assert_int_equal(ctkn__linein_next(&r, &line), 4);
+  assert_string_equal(line, "last");
+  assert_true(ctkn__linein_ready(&r)); /* the end is there */
+  assert_int_equal(ctkn__linein_next(&r, &line), -1);
+  assert_int_equal(r.errnum, 0);
+  int status;
+  assert_int_equal(waitpid(child, &status, 0), child);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  free(s);
+  ctkn__linein_free(&r);
+  fclose(in);
+
+  /* A memory stream has no descriptor: getline(), always ready. */
+  static char text[] = "a\nbc";
+  in = fmemopen(text, strlen(text), "r");
+  assert_non_null(in);
+  ctkn__linein_init(&r, in);
+  assert_true(ctkn__linein_ready(&r));
+  assert_int_equal(ctkn__linein_next(&r, &line), 1);
+  assert_string_equal(line, "a");
+  assert_int_equal(ctkn__linein_next(&r, &line), 2);
+  assert_string_equal(line, "bc");
+  assert_int_equal(ctkn__linein_next(&r, &line), -1);
+  ctkn__linein_free(&r);
+  fclose(in);
+}
+
 /* ---- key and secret files ------------------------------------------- */
 
 static const struct ctkn__file_rules small = {
@@ -519,6 +595,7 @@ int main(void)
       cmocka_unit_test(test_diag_writes_one_escaped_json_line_per_call),
       cmocka_unit_test(test_diag_level_names_parse),
       cmocka_unit_test(test_diag_access_lines_are_written_together),
+      cmocka_unit_test(test_linein_knows_when_the_input_stops),
       cmocka_unit_test(test_file_read_takes_a_regular_file_up_to_its_bound),
       cmocka_unit_test(test_file_read_refuses_devices_fifos_and_directories),
       cmocka_unit_test(test_file_read_refuses_a_shared_secret),
