@@ -657,6 +657,7 @@ int cli_start(struct cli *c, const struct command *tab, size_t n, int argc,
    * in ctkn/log.h). Followers keep the default: fewer idle fetches. */
   if (!long_running(c, cmd))
     c->log.fetch_wait_ms = CLI_FETCH_WAIT_MS;
+  ctkn_log_process_init(&c->log); /* one thread so far */
   *run = cmd;
   return 0;
 }

@@ -73,6 +73,15 @@ void ctkn_log_config_free(struct ctkn_log_config *cfg);
 int ctkn_log_config_set(struct ctkn_log_config *cfg, const char *kv,
                         struct ctkn_err *err);
 
+/*
+ * Once per process, after the -X settings and before any thread or handle:
+ * unless cfg speaks SASL (-X security.protocol=sasl_*) or the environment
+ * sets SASL_PATH, point SASL_PATH where Cyrus SASL finds no plugins, so
+ * librdkafka's start-up does not load them all (a one-shot command's
+ * millisecond). Changes the process environment.
+ */
+void ctkn_log_process_init(const struct ctkn_log_config *cfg);
+
 /* ---- a record as read or written ------------------------------------- */
 
 /* One record header. value may be NULL (a header with a null value). */

@@ -278,6 +278,35 @@ static void test_config_set_keeps_last_value_of_a_repeated_key(void **state)
   assert_int_equal(cfg.n_overrides, 0);
 }
 
+/* The process set-up keeps Cyrus SASL's plugins from loading unless the
+ * configuration speaks SASL or the environment chose SASL_PATH. */
+static void
+test_process_init_spares_sasl_plugins_unless_sasl_is_used(void **state)
+{
+  struct ctkn_log_config cfg;
+  struct ctkn_err err;
+
+  (void)state;
+  ctkn_log_config_init(&cfg);
+  unsetenv("SASL_PATH");
+  assert_int_equal(
+      ctkn_log_config_set(&cfg, "security.protocol=SASL_SSL", &err), CTKN_OK);
+  ctkn_log_process_init(&cfg);
+  assert_null(getenv("SASL_PATH"));
+
+  assert_int_equal(
+      ctkn_log_config_set(&cfg, "security.protocol=plaintext", &err), CTKN_OK);
+  ctkn_log_process_init(&cfg);
+  assert_non_null(getenv("SASL_PATH"));
+  assert_string_equal(getenv("SASL_PATH"), "/dev/null");
+
+  setenv("SASL_PATH", "/opt/sasl2", 1); /* the operator's choice stays */
+  ctkn_log_process_init(&cfg);
+  assert_string_equal(getenv("SASL_PATH"), "/opt/sasl2");
+  unsetenv("SASL_PATH");
+  ctkn_log_config_free(&cfg);
+}
+
 static void test_config_set_refuses_more_than_the_maximum(void **state)
 {
   struct ctkn_log_config cfg;
@@ -1361,6 +1390,8 @@ int main(void)
       cmocka_unit_test(test_config_set_refuses_malformed_settings),
       cmocka_unit_test(test_config_set_refuses_unknown_property_and_bad_value),
       cmocka_unit_test(test_config_set_keeps_last_value_of_a_repeated_key),
+      cmocka_unit_test(
+          test_process_init_spares_sasl_plugins_unless_sasl_is_used),
       cmocka_unit_test(test_config_set_refuses_more_than_the_maximum),
       cmocka_unit_test_setup_teardown(
           test_open_refuses_overrides_that_bypassed_config_set, setup,
