@@ -7,8 +7,9 @@
  * ready now (buffered, or poll(2) says the descriptor is readable) or the
  * input has stopped for the moment. The caller ends a batch there: a
  * client that sends one line and waits for its answer gets it, instead of
- * waiting for a batch to fill. A FILE without a descriptor (a memory
- * stream) is read with getline(); all of it is ready.
+ * waiting for a batch to fill. A descriptor left non-blocking is waited
+ * on with poll(2), not taken for a failure. A FILE without a descriptor
+ * (a memory stream) is read with getline(); all of it is ready.
  */
 #include <errno.h>
 #include <poll.h>
@@ -107,6 +108,12 @@ ssize_t ctkn__linein_next(struct ctkn__linein *r, char **line)
     ssize_t n = read(r->fd, r->buf + r->end, r->cap - r->end - 1);
     if (n < 0 && errno == EINTR)
       continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      /* A descriptor left non-blocking by whoever started us: wait. */
+      struct pollfd p = {.fd = r->fd, .events = POLLIN};
+      if (poll(&p, 1, -1) >= 0 || errno == EINTR)
+        continue;
+    }
     if (n < 0)
       r->errnum = errno;
     else if (n == 0)

@@ -462,6 +462,29 @@ static void test_linein_knows_when_the_input_stops(void **state)
   ctkn__linein_free(&r);
   fclose(in);
 
+  /* A non-blocking descriptor (as some parents leave stdin) is waited
+   * on, not taken for a failure. */
+  assert_int_equal(pipe(p), 0);
+  assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+  in = fdopen(p[0], "r");
+  assert_non_null(in);
+  ctkn__linein_init(&r, in);
+  child = fork();
+  assert_true(child >= 0);
+  if (child == 0) {
+    close(p[0]);
+    usleep(100000);
+    _exit(write(p[1], "late\n", 5) == 5 ? 0 : 1);
+  }
+  close(p[1]);
+  assert_int_equal(ctkn__linein_next(&r, &line), 4);
+  assert_string_equal(line, "late");
+  assert_int_equal(ctkn__linein_next(&r, &line), -1);
+  assert_int_equal(r.errnum, 0);
+  assert_int_equal(waitpid(child, &status, 0), child);
+  ctkn__linein_free(&r);
+  fclose(in);
+
   /* A memory stream has no descriptor: getline(), always ready. */
   static char text[] = "a\nbc";
   in = fmemopen(text, strlen(text), "r");
