@@ -224,6 +224,7 @@ struct ctkn__linein {
   int fd;    /* -1: getline() on in */
   char *buf; /* unread input: buf[at, end) */
   size_t cap, at, end;
+  size_t seen; /* buf[at, seen) holds no newline */
   bool eof;
   int errnum; /* reading failed: its errno */
 };
@@ -232,10 +233,12 @@ void ctkn__linein_init(struct ctkn__linein *r, FILE *in);
 void ctkn__linein_free(struct ctkn__linein *r);
 /* The next line without its newline, NUL-terminated, in *line (valid
  * until the next call): its length; -1 at the end of the input or when
- * reading failed (r->errnum). The last line may lack its newline. */
+ * reading failed (r->errnum; the line it cut is dropped). The last line
+ * before the end may lack its newline. */
 ssize_t ctkn__linein_next(struct ctkn__linein *r, char **line);
-/* A line, the end or a failure is there to be read now. Always true
- * without a descriptor. */
+/* A whole line, the end or a failure is there to be read now (taking
+ * what the descriptor holds, without waiting). Always true without a
+ * descriptor. */
 bool ctkn__linein_ready(struct ctkn__linein *r);
 
 /* ---- the one work queue (util/queue.c) -------------------------------- */

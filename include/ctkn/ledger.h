@@ -180,7 +180,9 @@ int ctkn_ledger_settle(ctkn_ledger *l, struct ctkn_ledger_pending *p);
  * each chunk. *worst receives the worst ctkn_error_exit() of the lines:
  * 3 (not acknowledged: retry) beats 4 (acknowledged, not yet applied)
  * beats 1 beats 0; 0 for none.
- * Borrows in and out for the call.
+ * Borrows in and out for the call. A FILE with a descriptor is read
+ * through it (so a batch can end where the input pauses): nothing may
+ * have been read through the FILE before the call.
  * Errors: CTKN_ENOMEM (nothing read), CTKN_EIO (reading in failed; the
  * lines before are answered and counted in *worst). A line's own failure
  * is its answer, not the call's.

@@ -7,9 +7,12 @@
  * ready now (buffered, or poll(2) says the descriptor is readable) or the
  * input has stopped for the moment. The caller ends a batch there: a
  * client that sends one line and waits for its answer gets it, instead of
- * waiting for a batch to fill. A descriptor left non-blocking is waited
- * on with poll(2), not taken for a failure. A FILE without a descriptor
- * (a memory stream) is read with getline(); all of it is ready.
+ * waiting for a batch to fill. Only a whole line counts as ready: a
+ * client that sent half of one is not waited for while earlier lines go
+ * unanswered. A descriptor left non-blocking is waited on with poll(2),
+ * not taken for a failure; a line cut by a failed read is not returned. A FILE
+ * without a descriptor (a memory stream) is read with getline(); all of it is
+ * ready.
  */
 #include <errno.h>
 #include <poll.h>
@@ -33,23 +36,22 @@ void ctkn__linein_free(struct ctkn__linein *r)
 {
   free(r->buf);
   r->buf = NULL;
-  r->cap = r->at = r->end = 0;
+  r->cap = r->at = r->end = r->seen = 0;
 }
 
-/* A complete line is buffered. */
-static bool have_line(const struct ctkn__linein *r)
+/* The end of the first buffered line, or NULL. Bytes already searched
+ * are not searched again, so a long line arriving in many reads costs
+ * linear time. */
+static char *find_nl(struct ctkn__linein *r)
 {
-  return r->end > r->at && memchr(r->buf + r->at, '\n', r->end - r->at);
-}
+  size_t from = r->seen > r->at ? r->seen : r->at;
+  char *nl = NULL;
 
-bool ctkn__linein_ready(struct ctkn__linein *r)
-{
-  struct pollfd p = {.fd = r->fd, .events = POLLIN};
-
-  if (r->fd < 0 || r->eof || r->errnum != 0 || have_line(r))
-    return true;
-  /* Readable, at its end or failed: the next call will not wait long. */
-  return poll(&p, 1, 0) != 0;
+  if (r->end > from)
+    nl = memchr(r->buf + from, '\n', r->end - from);
+  if (nl == NULL)
+    r->seen = r->end;
+  return nl;
 }
 
 /* Room for LINEIN_READ more bytes and a NUL after them. */
@@ -58,6 +60,7 @@ static int make_room(struct ctkn__linein *r)
   if (r->at > 0) {
     memmove(r->buf, r->buf + r->at, r->end - r->at);
     r->end -= r->at;
+    r->seen -= r->seen > r->at ? r->at : r->seen;
     r->at = 0;
   }
   if (r->cap - r->end > LINEIN_READ)
@@ -69,6 +72,44 @@ static int make_room(struct ctkn__linein *r)
   r->buf = buf;
   r->cap = cap;
   return 0;
+}
+
+/* One read(2) into the buffer. false when it gave nothing without
+ * waiting (EINTR, or EAGAIN on a non-blocking descriptor); otherwise
+ * bytes came, or r->eof or r->errnum says why not. */
+static bool fill(struct ctkn__linein *r)
+{
+  int e = make_room(r);
+
+  if (e != 0) {
+    r->errnum = e;
+    return true;
+  }
+  ssize_t n = read(r->fd, r->buf + r->end, r->cap - r->end - 1);
+  if (n > 0)
+    r->end += (size_t)n;
+  else if (n == 0)
+    r->eof = true;
+  else if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+    return false;
+  else
+    r->errnum = errno;
+  return true;
+}
+
+bool ctkn__linein_ready(struct ctkn__linein *r)
+{
+  struct pollfd p = {.fd = r->fd, .events = POLLIN};
+
+  if (r->fd < 0 || r->eof || r->errnum != 0 || find_nl(r) != NULL)
+    return true;
+  if (poll(&p, 1, 0) <= 0)
+    return false; /* nothing yet (or a signal) */
+  /* Something is there: one read takes it without waiting, and only a
+   * whole line (or the end) is ready; half a line would block the
+   * answers to the lines before it. */
+  fill(r);
+  return r->eof || r->errnum != 0 || find_nl(r) != NULL;
 }
 
 ssize_t ctkn__linein_next(struct ctkn__linein *r, char **line)
@@ -86,15 +127,16 @@ ssize_t ctkn__linein_next(struct ctkn__linein *r, char **line)
     return len;
   }
   for (;;) {
-    char *nl = NULL;
-    if (r->end > r->at &&
-        (nl = memchr(r->buf + r->at, '\n', r->end - r->at)) != NULL) {
+    char *nl = find_nl(r);
+    if (nl != NULL) {
       *nl = '\0';
       *line = r->buf + r->at;
       r->at = (size_t)(nl - r->buf) + 1;
       return nl - *line;
     }
-    if (r->eof || r->errnum != 0) {
+    if (r->errnum != 0)
+      return -1; /* a line cut by a failed read is not a line */
+    if (r->eof) {
       if (r->end == r->at)
         return -1;
       r->buf[r->end] = '\0'; /* the last line, without its newline */
@@ -103,22 +145,11 @@ ssize_t ctkn__linein_next(struct ctkn__linein *r, char **line)
       r->at = r->end;
       return len;
     }
-    if ((r->errnum = make_room(r)) != 0)
-      continue;
-    ssize_t n = read(r->fd, r->buf + r->end, r->cap - r->end - 1);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      /* A descriptor left non-blocking by whoever started us: wait. */
+    if (!fill(r)) {
+      /* A signal, or a descriptor left non-blocking by whoever started
+       * us: wait for input. */
       struct pollfd p = {.fd = r->fd, .events = POLLIN};
-      if (poll(&p, 1, -1) >= 0 || errno == EINTR)
-        continue;
+      (void)poll(&p, 1, -1);
     }
-    if (n < 0)
-      r->errnum = errno;
-    else if (n == 0)
-      r->eof = true;
-    else
-      r->end += (size_t)n;
   }
 }

@@ -1163,13 +1163,14 @@ static bool answer_within(int fd, char *buf, size_t size)
 }
 
 /* A client that sends a line and waits for its answer gets it, while its
- * input is still open: a batch ends where the input stops for now. */
+ * input is still open, even with half of the next line sent: a batch
+ * ends where the input stops for now. */
 static void test_a_line_is_answered_before_the_input_ends(void **state)
 {
   struct fx *f = *state;
   struct piped_lines pl = {.f = f, .rc = -1, .worst = -1};
   int in[2], out[2];
-  char buf[2048];
+  char first[2048], second[2048];
   pthread_t t;
 
   assert_int_equal(pipe(in), 0);
@@ -1179,19 +1180,21 @@ static void test_a_line_is_answered_before_the_input_ends(void **state)
   assert_true(pl.in != NULL && pl.out != NULL);
   assert_int_equal(pthread_create(&t, NULL, piped_lines_run, &pl), 0);
 
-  const char *one = "{\"name\":\"one\"}\n", *two = "{\"name\":\"two\"}\n";
-  assert_int_equal(write(in[1], one, strlen(one)), (ssize_t)strlen(one));
-  assert_true(answer_within(out[0], buf, sizeof(buf)));
-  assert_has(buf, "\"name\":\"one\"");
-  assert_int_equal(write(in[1], two, strlen(two)), (ssize_t)strlen(two));
-  assert_true(answer_within(out[0], buf, sizeof(buf)));
-  assert_has(buf, "\"name\":\"two\"");
-
-  close(in[1]);
+  const char *one = "{\"name\":\"one\"}\n{\"name\":\"tw", *rest = "o\"}\n";
+  bool got1 = write(in[1], one, strlen(one)) == (ssize_t)strlen(one) &&
+              answer_within(out[0], first, sizeof(first));
+  bool got2 = write(in[1], rest, strlen(rest)) == (ssize_t)strlen(rest) &&
+              answer_within(out[0], second, sizeof(second));
+  close(in[1]); /* the end: the call returns, even after a failure above */
   assert_int_equal(pthread_join(t, NULL), 0);
+
+  assert_true(got1);
+  assert_has(first, "\"name\":\"one\"");
+  assert_true(got2);
+  assert_has(second, "\"name\":\"two\"");
   assert_int_equal(pl.rc, CTKN_OK);
   assert_int_equal(pl.worst, 0);
-  assert_int_equal(read(out[0], buf, sizeof(buf)), 0); /* nothing more */
+  assert_int_equal(read(out[0], first, sizeof(first)), 0); /* nothing more */
   fclose(pl.in);
   close(out[0]);
 }
