@@ -111,6 +111,10 @@ static void now_rfc3339(char out[96])
  * later_cap is PIPE_BUF or LATER_MAX, as stderr is (later_fit()). */
 static char later[LATER_MAX];
 static size_t later_len, later_cap = PIPE_BUF;
+/* When the batch's first line came, and how many batches were written:
+ * the flusher's deadline is the batch's own, not a stale one. */
+static struct timespec later_first;
+static unsigned long later_written;
 static pthread_cond_t later_cv = PTHREAD_COND_INITIALIZER;
 static bool flusher_tried, flusher_running;
 static bool flusher_idle; /* waiting for a first line, not for its time */
@@ -142,8 +146,10 @@ static void later_fit(void)
 /* Under sink_lock. */
 static void flush_later(void)
 {
-  if (later_len > 0)
+  if (later_len > 0) {
     write_all(later, later_len);
+    later_written++;
+  }
   later_len = 0;
 }
 
@@ -165,17 +171,21 @@ static void *flusher(void *arg)
       pthread_cond_wait(&later_cv, &sink_lock);
       flusher_idle = false;
     }
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    /* LATER_MS after this batch's first line. Another thread may write
+     * the batch first (it filled, or another line came) and start the
+     * next without waking us: then the next has a deadline of its own. */
+    unsigned long batch = later_written;
+    struct timespec until = later_first;
     until.tv_nsec += LATER_MS * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
       until.tv_sec++;
       until.tv_nsec -= 1000000000L;
     }
-    while (later_len > 0 &&
+    while (later_len > 0 && later_written == batch &&
            pthread_cond_timedwait(&later_cv, &sink_lock, &until) != ETIMEDOUT)
       ;
-    flush_later();
+    if (later_written == batch)
+      flush_later();
   }
   return NULL;
 }
@@ -207,8 +217,10 @@ static void emit(const char *line, size_t len, bool may_wait)
   } else if (may_wait && flusher_up()) {
     if (later_len + len > later_cap)
       flush_later();
-    if (later_len == 0)
+    if (later_len == 0) {
       later_fit();
+      clock_gettime(CLOCK_REALTIME, &later_first);
+    }
     if (len <= later_cap) {
       memcpy(later + later_len, line, len);
       if (flusher_idle)

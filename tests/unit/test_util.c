@@ -363,6 +363,25 @@ static void test_diag_access_lines_are_written_together(void **state)
   assert_non_null(strstr(at, "\"msg\":\"now\"}\n"));
   free(s);
 
+  /* A batch waits LATER_MS from its own first line, not from the first
+   * line of a batch another line already wrote: "old" starts a batch,
+   * "flush" writes it 25 ms later, and "young", right after, must wait
+   * its own 50 ms (the flusher still waiting for "old"'s deadline wrote
+   * it at 50 ms from "old"). */
+  assert_int_equal(ftruncate(fd, 0), 0);
+  ctkn__diag_fields_later(CTKN_DIAG_INFO, "http", "request", "\"n\":\"old\"");
+  usleep(25000);
+  ctkn__diag(CTKN_DIAG_WARN, "x", "flush");
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ctkn__diag_fields_later(CTKN_DIAG_INFO, "http", "request", "\"n\":\"young\"");
+  usleep(40000); /* past "old"'s deadline, before "young"'s */
+  s = file_text(fd);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 48)
+    assert_null(strstr(s, "young"));
+  free(s);
+  ctkn__diag(CTKN_DIAG_WARN, "x", "flush");
+
   /* Into a pipe, a write is whole only up to PIPE_BUF: 60 lines (about
    * 5.7 KiB) go out as one write of at most that, and the rest waits. */
   int p[2];
@@ -430,6 +449,13 @@ static void test_linein_knows_when_the_input_stops(void **state)
   assert_string_equal(line, "two");
   assert_int_equal(ctkn__linein_next(&r, &line), 0); /* an empty line */
   assert_string_equal(line, "");
+  /* Half a line waiting in the pipe is not ready either. */
+  assert_int_equal(write(p[1], "hal", 3), 3);
+  assert_false(ctkn__linein_ready(&r));
+  assert_int_equal(write(p[1], "f\n", 2), 2);
+  assert_true(ctkn__linein_ready(&r));
+  assert_int_equal(ctkn__linein_next(&r, &line), 4);
+  assert_string_equal(line, "half");
 
   /* A line of 200 KiB, more than one read(2), then one without '\n'. */
   size_t big = 200 * 1024;
