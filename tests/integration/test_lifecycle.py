@@ -1,7 +1,7 @@
 """The full lifecycle of a token through the real broker."""
 import re
 
-from harness import Env, check, main
+from harness import BROKERS, CTKN, Env, check, main
 
 ID_RE = re.compile(r"^ctkn_[0-9a-z]{26}$")
 TOKEN_RE = re.compile(r"^test_[a-zA-Z0-9]{27}$")
@@ -192,6 +192,56 @@ def test_create_batch_mode():
         env.close()
 
 
+def test_create_batch_answers_each_line_as_it_comes():
+    """A program that writes a line to `ctkn create --batch` and waits for
+    its answer gets it while its input is still open, even with half of
+    the next line already sent; the end of input ends the process."""
+    import json
+    import select
+    import subprocess
+    import time as _t
+
+    env = Env(name="batchlive")
+    p = None
+    try:
+        p = subprocess.Popen([CTKN, "create", "--batch", "--topic", env.topic,
+                              "--brokers", BROKERS, "--db", env.db],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, bufsize=0)
+
+        def answer():
+            ready, _, _ = select.select([p.stdout], [], [], 30)
+            check(ready, "no answer within 30 s while the input is open")
+            return json.loads(p.stdout.readline())
+
+        for i in range(3):
+            p.stdin.write(json.dumps({"name": f"live {i}"}).encode() + b"\n")
+            p.stdin.flush()
+            doc = answer()
+            check(doc.get("data", {}).get("name") == f"live {i}", doc)
+        # A line and half of the next: the first is answered at once.
+        p.stdin.write(b'{"name": "whole"}\n{"name": "ha')
+        p.stdin.flush()
+        doc = answer()
+        check(doc.get("data", {}).get("name") == "whole", doc)
+        _t.sleep(0.2)
+        p.stdin.write(b'lf"}\n')
+        p.stdin.flush()
+        doc = answer()
+        check(doc.get("data", {}).get("name") == "half", doc)
+        p.stdin.close()
+        rc = p.wait(timeout=30)
+        rest = p.stdout.read()
+        check(rc == 0 and rest == b"", f"exit {rc}, after the end: {rest!r}")
+        lst = env.ok("list", "--per-page", "50").json
+        check(lst["meta"]["pagination"]["estimated_total"] == 5, lst)
+    finally:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+        env.close()
+
+
 def test_replay_as_of_instants():
     import datetime
     import time as _t
@@ -265,4 +315,6 @@ def test_replay_as_of_instants():
 
 if __name__ == "__main__":
     main([test_lifecycle, test_idempotency_key, test_list_pagination,
-          test_create_batch_mode, test_replay_as_of_instants])
+          test_create_batch_mode,
+          test_create_batch_answers_each_line_as_it_comes,
+          test_replay_as_of_instants])
