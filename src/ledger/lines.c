@@ -3,7 +3,6 @@
  * (ctkn_ledger_create_lines() in ledger.h), run in chunks through the
  * ledger's public batch calls, one answer line per input line, in order.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,9 +10,9 @@
  * waiting for a batch to fill. Only a whole line counts as ready: a
  * client that sent half of one is not waited for while earlier lines go
  * unanswered. A descriptor left non-blocking is waited on with poll(2),
- * not taken for a failure; a line cut by a failed read is not returned. A FILE
- * without a descriptor (a memory stream) is read with getline(); all of it is
- * ready.
+ * not taken for a failure; a line cut by a failed read is not returned.
+ * A FILE without a descriptor (a memory stream) is read with getline();
+ * all of it is ready.
  */
 #include <errno.h>
 #include <poll.h>
@@ -40,8 +40,8 @@ void ctkn__linein_free(struct ctkn__linein *r)
 }
 
 /* The end of the first buffered line, or NULL. Bytes already searched
- * are not searched again, so a long line arriving in many reads costs
- * linear time. */
+ * are not searched again (a long line arriving in many reads costs linear
+ * time, and next() finds at once the newline ready() found). */
 static char *find_nl(struct ctkn__linein *r)
 {
   size_t from = r->seen > r->at ? r->seen : r->at;
@@ -49,8 +49,7 @@ static char *find_nl(struct ctkn__linein *r)
 
   if (r->end > from)
     nl = memchr(r->buf + from, '\n', r->end - from);
-  if (nl == NULL)
-    r->seen = r->end;
+  r->seen = nl != NULL ? (size_t)(nl - r->buf) : r->end;
   return nl;
 }
 
@@ -60,7 +59,7 @@ static int make_room(struct ctkn__linein *r)
   if (r->at > 0) {
     memmove(r->buf, r->buf + r->at, r->end - r->at);
     r->end -= r->at;
-    r->seen -= r->seen > r->at ? r->at : r->seen;
+    r->seen = r->seen > r->at ? r->seen - r->at : 0;
     r->at = 0;
   }
   if (r->cap - r->end > LINEIN_READ)
