@@ -93,13 +93,18 @@ int ctkn_trust_writer_parse(const void *value, size_t len,
  * chosen at open, and per partition its sequence and chain. A batch is
  * prepared (signed records, then one checkpoint per partition it
  * touches, to be produced together), produced by the caller, and then
- * done: kept when every record was acknowledged, else the instance is
- * replaced by a new one, so a chain links only acknowledged records and
- * records of the same produce batch.
+ * done, telling whether every record was acknowledged. The next batch may
+ * be prepared before that (several produce batches in flight): it chains
+ * onto the last one prepared. Batches are done in the order prepared. A
+ * batch not acknowledged ends the instance: a new one starts, and the
+ * batches prepared after the failed one, on the old instance, end with it
+ * (their done changes nothing). So a chain holds only records the writer
+ * sent in order; one whose predecessor never reached the log links to
+ * nothing, and every reader quarantines it.
  *
  * Lifetime: ctkn_signer_open() -> (prepare, produce, done)... ->
  *           ctkn_signer_close(). The key is borrowed for the signer's life.
- * Thread:   one batch at a time; callers on several threads serialize.
+ * Thread:   one call at a time; callers on several threads serialize.
  */
 typedef struct ctkn_signer ctkn_signer;
 
@@ -131,9 +136,10 @@ int ctkn_signer_prepare(ctkn_signer *s, const struct ctkn_log_record *in,
                         size_t n, unsigned flags, int64_t now_us,
                         struct ctkn_log_record **out, size_t *nout,
                         struct ctkn_err *err);
-/* After producing a prepared batch: acked tells whether every record of it
- * was acknowledged. Errors: CTKN_EIO (no random bytes for a new
- * instance; the signer then refuses to prepare). */
+/* After producing the oldest prepared batch not yet done: acked tells
+ * whether every record of it was acknowledged. Errors: CTKN_EIO (no
+ * random bytes for a new instance; the signer then refuses to prepare),
+ * CTKN_EINTERNAL (no batch is prepared). */
 int ctkn_signer_done(ctkn_signer *s, bool acked, struct ctkn_err *err);
 /* The current "<key ID>.<instance>" (changes after a failed batch). */
 const char *ctkn_signer_writer(const ctkn_signer *s);

@@ -530,7 +530,11 @@ static long find_prev(const struct partq *pq, const struct inst *x,
   }
   for (size_t i = 0; i < pq->npend; i++) {
     const struct qrec *p = &pq->q[pq->pend[i]];
-    if (&pq->insts[p->inst] != x || p->seq + 1 != seq)
+    /* A record, never an unverified checkpoint: a record may only follow
+     * a record, and a checkpoint whose record the log lacks must not
+     * carry the chain over the gap (it would, read lazily, and not when
+     * the checkpoint was verified: readers would differ). */
+    if (p->st != PENDING || &pq->insts[p->inst] != x || p->seq + 1 != seq)
       continue;
     ctkn_trust_chain_next(p->chain, digest, c);
     if (memcmp(c, claimed, CTKN_CHAIN_LEN) == 0)
@@ -969,6 +973,12 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
     return;
   }
   apply_verified(pq, xi, qi, &c);
+  if (r->st == QUARANTINE)
+    /* It does not hold (say it covers a record the log lacks): the
+     * unverified ones before it wait for no proof from it, and are
+     * judged now as a reader that verified each would have judged them
+     * (else they hold the partition back until their deadline). */
+    verify_earlier(g, pq, xi, qi, 0);
 }
 
 /* The pending records of keys partition pq's keyring (just changed) no

@@ -23,11 +23,11 @@
 #define CHAIN_HEX   (2 * CTKN_CHAIN_LEN + 1)
 
 struct part {
-  uint64_t seq; /* the last record's, 0 before the first */
+  uint64_t seq; /* the last prepared record's, 0 before the first */
   uint8_t chain[CTKN_CHAIN_LEN];
-  uint64_t next_seq; /* as prepared, kept by done() */
-  uint8_t next_chain[CTKN_CHAIN_LEN];
-  bool touched; /* by the prepared batch */
+  uint64_t next_seq; /* as the batch being prepared moves them: kept */
+  uint8_t next_chain[CTKN_CHAIN_LEN]; /* when the whole batch is prepared */
+  bool touched;                       /* by the batch being prepared */
 };
 
 /* One prepared record's own strings. */
@@ -46,6 +46,9 @@ struct ctkn_signer {
   bool broken; /* no instance: random bytes failed */
   int32_t nparts;
   struct part *parts;
+  /* Batches prepared and not yet done; the oldest stale of them were
+   * prepared on an instance a failed batch has since ended. */
+  size_t outstanding, stale;
   /* the prepared batch */
   struct ctkn_log_record *out;
   struct ctkn_log_header *hdrs;
@@ -351,15 +354,7 @@ int ctkn_signer_prepare(ctkn_signer *s, const struct ctkn_log_record *in,
       return rc;
     k += 2;
   }
-  *out = s->out;
-  *nout = at;
-  return CTKN_OK;
-}
-
-int ctkn_signer_done(ctkn_signer *s, bool acked, struct ctkn_err *err)
-{
-  if (!acked)
-    return new_instance(s, err);
+  /* Prepared: the next batch chains onto this one. */
   for (int32_t p = 0; p < s->nparts; p++) {
     struct part *pt = &s->parts[p];
     if (!pt->touched)
@@ -368,5 +363,25 @@ int ctkn_signer_done(ctkn_signer *s, bool acked, struct ctkn_err *err)
     memcpy(pt->chain, pt->next_chain, CTKN_CHAIN_LEN);
     pt->touched = false;
   }
+  s->outstanding++;
+  *out = s->out;
+  *nout = at;
   return CTKN_OK;
+}
+
+int ctkn_signer_done(ctkn_signer *s, bool acked, struct ctkn_err *err)
+{
+  if (s->outstanding == 0)
+    return ctkn__err(err, CTKN_EINTERNAL, "signer: done without a batch");
+  s->outstanding--;
+  if (s->stale > 0) { /* its instance already ended */
+    s->stale--;
+    return CTKN_OK;
+  }
+  if (acked)
+    return CTKN_OK;
+  /* Its records may be missing from the log, and the batches prepared
+   * after it chain onto them: they end with the instance. */
+  s->stale = s->outstanding;
+  return new_instance(s, err);
 }

@@ -89,17 +89,15 @@ static int teardown(void **state)
   return 0;
 }
 
-/* Append a copy of r to the log; returns its index. */
-static size_t append(struct fixture *f, const struct ctkn_log_record *r)
+/* A copy of r into x, at offset off. */
+static void copy_rec(struct rec *x, const struct ctkn_log_record *r,
+                     int64_t off)
 {
-  struct rec *x = &f->log[f->n];
-
-  assert_true(f->n < MAXLOG);
   assert_true(r->nheaders <= MAXHDR && r->vlen <= sizeof(x->value) &&
               r->klen < sizeof(x->key));
   memset(x, 0, sizeof(*x));
   x->m.partition = r->partition;
-  x->m.offset = f->next_off[r->partition]++;
+  x->m.offset = off;
   x->m.timestamp_ms = r->timestamp_ms;
   if (r->key != NULL) {
     memcpy(x->key, r->key, r->klen);
@@ -119,7 +117,27 @@ static size_t append(struct fixture *f, const struct ctkn_log_record *r)
   x->m.headers = x->h;
   x->m.nheaders = r->nheaders;
   ctkn_log_msg_note_headers(&x->m);
+}
+
+/* Append a copy of r to the log; returns its index. */
+static size_t append(struct fixture *f, const struct ctkn_log_record *r)
+{
+  assert_true(f->n < MAXLOG);
+  copy_rec(&f->log[f->n], r, f->next_off[r->partition]++);
   return f->n++;
+}
+
+/* Append x (a record copied before) to the log. */
+static void append_rec(struct fixture *f, const struct rec *x)
+{
+  append(f, &(struct ctkn_log_record){.partition = x->m.partition,
+                                      .key = x->m.key,
+                                      .klen = x->m.key_len,
+                                      .value = x->m.value,
+                                      .vlen = x->m.value_len,
+                                      .timestamp_ms = x->m.timestamp_ms,
+                                      .headers = x->h,
+                                      .nheaders = x->m.nheaders});
 }
 
 /* A command's records through the signer into the log (acked). */
@@ -249,6 +267,106 @@ static void test_a_failed_batch_starts_a_new_instance(void **state)
   k = judge(f, 0, f->n, 0, o, 16);
   assert_int_equal(count(o, k, CTKN_GATE_APPLY), 2);
   assert_int_equal(count(o, k, CTKN_GATE_QUARANTINE), 0);
+}
+
+/* One record on partition 0 prepared by the signer (not yet done): the
+ * record and its checkpoint copied into recs; returns how many. */
+static size_t prepare_one(struct fixture *f, struct rec *recs, size_t max)
+{
+  struct ctkn_log_record in = {.partition = 0,
+                               .key = "k",
+                               .klen = 1,
+                               .value = "v",
+                               .vlen = 1,
+                               .event_type = "client_token.created",
+                               .schema_version = 1};
+  struct ctkn_log_record *out;
+  size_t nout;
+
+  f->now_us += 1000;
+  in.timestamp_ms = f->now_us / 1000;
+  assert_int_equal(
+      ctkn_signer_prepare(f->sg, &in, 1, 0, f->now_us, &out, &nout, NULL),
+      CTKN_OK);
+  assert_true(nout <= max);
+  for (size_t i = 0; i < nout; i++)
+    copy_rec(&recs[i], &out[i], -1);
+  return nout;
+}
+
+/* Two batches in flight at once (the second prepared before the first is
+ * done) chain one after the other and both apply. When the first never
+ * reaches the log but its checkpoint does, the second links to a record
+ * the log lacks: it is quarantined, however the reader's batches fall
+ * (all at once, or one record at a time), and the first's failure ends
+ * the instance: the next batch starts a new one. */
+static void test_batches_in_flight_chain_and_a_gap_never_links(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[16];
+  struct rec a[2], b[2], c[2];
+  char first[CTKN_WRITER_BUF];
+  size_t k;
+
+  snprintf(first, sizeof(first), "%s", ctkn_signer_writer(f->sg));
+  assert_int_equal(prepare_one(f, a, 2), 2);
+  assert_int_equal(prepare_one(f, b, 2), 2);
+  for (int i = 0; i < 2; i++)
+    append_rec(f, &a[i]);
+  for (int i = 0; i < 2; i++)
+    append_rec(f, &b[i]);
+  assert_int_equal(ctkn_signer_done(f->sg, true, NULL), CTKN_OK);
+  assert_int_equal(ctkn_signer_done(f->sg, true, NULL), CTKN_OK);
+  k = judge(f, 0, f->n, 0, o, 16);
+  assert_int_equal(count(o, k, CTKN_GATE_APPLY), 2);
+  assert_int_equal(count(o, k, CTKN_GATE_QUARANTINE), 0);
+
+  /* Now a is lost but for its checkpoint; b lands whole. */
+  size_t from = f->n;
+  assert_int_equal(prepare_one(f, a, 2), 2);
+  assert_int_equal(prepare_one(f, b, 2), 2);
+  struct rec *land[] = {&a[1], &b[0], &b[1]};
+  for (int i = 0; i < 3; i++)
+    append_rec(f, land[i]);
+  assert_int_equal(ctkn_signer_done(f->sg, false, NULL), CTKN_OK);
+  assert_string_not_equal(first, ctkn_signer_writer(f->sg));
+  snprintf(first, sizeof(first), "%s", ctkn_signer_writer(f->sg));
+  /* b's acknowledgement changes nothing: its instance ended with a. */
+  assert_int_equal(ctkn_signer_done(f->sg, true, NULL), CTKN_OK);
+  assert_string_equal(first, ctkn_signer_writer(f->sg));
+  assert_int_equal(prepare_one(f, c, 2), 2);
+  assert_int_equal(ctkn_signer_done(f->sg, true, NULL), CTKN_OK);
+  for (int i = 0; i < 2; i++)
+    append_rec(f, &c[i]);
+  /* All at once: b's record is refused, c's (a new instance) applied. */
+  k = judge(f, from, f->n, 0, o, 16);
+  assert_int_equal(k, 5);
+  assert_int_equal(o[1].verdict, CTKN_GATE_QUARANTINE); /* b's record */
+  assert_int_equal(count(o, k, CTKN_GATE_APPLY), 1);
+  assert_int_equal(o[3].verdict, CTKN_GATE_APPLY); /* c's record */
+  /* One record at a time, on a reader that read the first two batches:
+   * the same verdicts. */
+  ctkn_gate_close(f->gate);
+  assert_int_equal(ctkn_gate_open(&f->gate, &f->kr, NPARTS, NULL), CTKN_OK);
+  struct ctkn_gate_out one[16];
+  judge(f, 0, from, 0, one, 16);
+  size_t n1 = 0;
+  for (size_t i = from; i < f->n; i++)
+    n1 += judge(f, i, i + 1, 0, &one[n1], 16 - n1);
+  assert_int_equal(n1, k);
+  for (size_t i = 0; i < k; i++)
+    assert_int_equal(one[i].verdict, o[i].verdict);
+  /* All at once as a projector reads, a's checkpoint not verified (only
+   * the instance's last one in a read batch is): the same verdicts. */
+  ctkn_gate_close(f->gate);
+  assert_int_equal(ctkn_gate_open(&f->gate, &f->kr, NPARTS, NULL), CTKN_OK);
+  judge(f, 0, from, 0, one, 16);
+  assert_int_equal(ctkn_gate_feed_lazy(f->gate, &f->log[from].m, from, NULL),
+                   CTKN_OK);
+  n1 = judge(f, from + 1, f->n, 0, one, 16);
+  assert_int_equal(n1, k);
+  for (size_t i = 0; i < k; i++)
+    assert_int_equal(one[i].verdict, o[i].verdict);
 }
 
 static void test_state_saved_and_loaded_links_the_next_batch(void **state)
@@ -1181,6 +1299,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       T(test_what_a_writer_appends_is_applied),
       T(test_a_record_waits_for_its_checkpoint),
+      T(test_batches_in_flight_chain_and_a_gap_never_links),
       T(test_a_failed_batch_starts_a_new_instance),
       T(test_state_saved_and_loaded_links_the_next_batch),
       T(test_a_closed_instance_writes_no_more),
