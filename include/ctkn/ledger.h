@@ -138,10 +138,19 @@ int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
  * strings) needs no catch-up before planning, so its append need not
  * wait for the previous batch's events to be judged:
  *
- *   ctkn_ledger_submit(batch k)   plan, append, wait for Kafka's acks
+ *   ctkn_ledger_submit(batch k)   plan, sign, start the append
  *   ctkn_ledger_settle(batch k)   on another thread, while batch k+1 is
- *                                 submitted: catch up past k's events,
- *                                 judge each, fill its outcome
+ *                                 submitted: wait for Kafka's acks of
+ *                                 k's events, catch up past them, judge
+ *                                 each, fill its outcome
+ *
+ * Several batches may be submitted before the first is settled: their
+ * produce requests are in flight together, each signed batch chained
+ * onto the one before (trust.h). When batch k is not acknowledged, the
+ * batches submitted after it on the same writer instance that land on a
+ * partition after k's missing records cannot be verified by any reader:
+ * their commands answer CTKN_EAPPENDED (quarantined), and the next batch
+ * opens a new instance.
  *
  * ctkn_ledger_pipelines() says whether a batch qualifies; any other
  * batch runs through ctkn_ledger_execute_batch() once every submitted
@@ -154,7 +163,8 @@ int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
 bool ctkn_ledger_pipelines(const ctkn_ledger *l,
                            const struct ctkn_command *cmds, size_t n);
 struct ctkn_ledger_pending;
-/* Plan and append, as ctkn_ledger_execute_batch() but for the wait.
+/* Plan and start the append, as ctkn_ledger_execute_batch() but for the
+ * waits (for the acknowledgements, then the projection).
  * cmds, outs, rcs and errs must outlive the settle. *out (caller owns;
  * release with ctkn_ledger_settle()) is NULL only when out of memory
  * (then every rcs[i] is CTKN_ENOMEM). Returns CTKN_OK or CTKN_ENOMEM. */

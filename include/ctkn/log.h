@@ -213,6 +213,26 @@ struct ctkn_log_record {
 int ctkn_producer_send_batch(ctkn_producer *p, struct ctkn_log_record *recs,
                              size_t n, struct ctkn_err *err);
 
+/*
+ * ctkn_producer_send_batch() in two halves, so that a caller can prepare
+ * and start the next batch while this one is in flight. Start hands the
+ * n records to the producer and returns at once; finish waits for every
+ * delivery report (bounded by the timeout, counted from the start), fills
+ * each record's outputs and returns as ctkn_producer_send_batch(). Records
+ * on one partition keep their order, also across batches started in
+ * order. Start borrows the records' inputs for the call only (they are
+ * copied); recs itself must live until the finish, which writes its
+ * outputs. On success *out is a ticket to give to
+ * ctkn_producer_finish_batch() exactly once (it frees it); on failure
+ * (CTKN_ENOMEM: nothing was sent, every rc says so) *out is NULL.
+ */
+typedef struct ctkn_produce_ticket ctkn_produce_ticket;
+int ctkn_producer_start_batch(ctkn_producer *p, struct ctkn_log_record *recs,
+                              size_t n, ctkn_produce_ticket **out,
+                              struct ctkn_err *err);
+int ctkn_producer_finish_batch(ctkn_producer *p, ctkn_produce_ticket *t,
+                               struct ctkn_err *err);
+
 /* The partition the partitioner would choose for key among n partitions
  * (murmur2, as the Java client); -1 when n < 1. */
 int32_t ctkn_log_partition_for(const void *key, size_t klen, int32_t n);

@@ -24,10 +24,15 @@ struct ctkn_ledger {
   ctkn_projector *projector;
   char ce_source[300];    /* CloudEvents' source: the deployment's topic */
   const ctkn_seckey *key; /* the writer key, or NULL */
-  bool trusted;        /* judged by a root: without a key, it appends nothing */
+  bool trusted; /* judged by a root: without a key, it appends nothing */
+  /* sign_mu guards the signer and the three fields after it: a
+   * pipelined batch is signed and started on the submitting thread and
+   * done (its acknowledgement told to the signer) on the settling one. */
+  pthread_mutex_t sign_mu;
   ctkn_signer *signer; /* opened at the first append */
   int32_t signer_parts;
-  bool last_batch; /* the next signed batch closes the instance */
+  uint64_t signer_epoch; /* counts the signers opened */
+  bool last_batch;       /* the next signed batch closes the instance */
   /* The topic's partitions as the projector knew them after the caller's
    * last catch-up. Submitting reads this, never the projector, which a
    * settling thread may be using (ctkn_ledger_settle()). */
@@ -45,6 +50,7 @@ static ctkn_ledger *ledger_new(ctkn_store *st,
   l->st = st;
   l->cfg = cfg;
   l->env = env;
+  pthread_mutex_init(&l->sign_mu, NULL);
   snprintf(l->ce_source, sizeof(l->ce_source), "urn:ctkn:topic:%s", cfg->topic);
   return l;
 }
@@ -107,9 +113,11 @@ int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err)
       (rc = ctkn_projector_catch_up(l->projector, NULL, 0, err)) != CTKN_OK)
     return rc;
   l->parts = ctkn_projector_partitions(l->projector);
-  if ((rc = signer_for(l, NULL, 0, err)) != CTKN_OK)
-    return rc;
-  return checkpoints(l, CTKN_SIGN_HEARTBEAT, err);
+  pthread_mutex_lock(&l->sign_mu);
+  if ((rc = signer_for(l, NULL, 0, err)) == CTKN_OK)
+    rc = checkpoints(l, CTKN_SIGN_HEARTBEAT, err);
+  pthread_mutex_unlock(&l->sign_mu);
+  return rc;
 }
 
 /* Sign with key from now on, once the projector's keyring (read already)
@@ -236,8 +244,11 @@ void ctkn_ledger_close(ctkn_ledger *l)
 
   if (l == NULL)
     return;
+  pthread_mutex_lock(&l->sign_mu);
   close_instance(l);
   ctkn_signer_close(l->signer);
+  l->signer = NULL;
+  pthread_mutex_unlock(&l->sign_mu);
   /* Every append waited for its delivery report, so nothing acknowledged
    * depends on the order: the producer (which still flushes what a sender
    * gave up on) and the projector's consumer are destroyed at once, each
@@ -249,6 +260,7 @@ void ctkn_ledger_close(ctkn_ledger *l)
     pthread_join(t, NULL);
   else
     ctkn_producer_close(l->producer);
+  pthread_mutex_destroy(&l->sign_mu);
   free(l);
 }
 
@@ -369,6 +381,15 @@ struct batch {
   size_t *which;                /* recs[k] is command which[k]'s */
   size_t nrec;
   int failed; /* what stopped the batch before planning (each carries it) */
+  /* The append in flight: started by append_start(), awaited by
+   * append_finish(). */
+  ctkn_produce_ticket *ticket;
+  struct ctkn_log_record *sent; /* signed: the records, then checkpoints */
+  size_t nsent;
+  uint64_t signed_by;   /* the signer's epoch (ledger.signer_epoch) */
+  ctkn_signer *closing; /* the signer this batch closes, to free after */
+  int start_rc;         /* what stopped the start, when it failed */
+  struct ctkn_err start_err;
 };
 
 /* Advance the projection past every appended event of the batch. */
@@ -528,57 +549,100 @@ static int signer_for(ctkn_ledger *l, const struct ctkn_log_record *recs,
   ctkn_signer_close(l->signer);
   l->signer = NULL;
   l->signer_parts = np;
+  l->signer_epoch++;
   return ctkn_signer_open(&l->signer, l->key, kr->log_id, np, err);
 }
 
-/* Send recs signed: records, then checkpoints, in one produce batch;
- * each record's outcome lands in recs. */
-static int send_signed(ctkn_ledger *l, struct ctkn_log_record *recs, size_t n,
-                       struct ctkn_err *err)
+/* Sign b's records (then checkpoints, in one produce batch) into b->sent
+ * and start their produce. Holds l->sign_mu: the signer chains this batch
+ * onto the last one started, acknowledged or not. */
+static int start_signed(ctkn_ledger *l, struct batch *b, struct ctkn_err *err)
 {
   struct ctkn_log_record *out;
   size_t nout;
-  bool acked;
   int rc;
 
+  pthread_mutex_lock(&l->sign_mu);
   unsigned flags = l->last_batch ? CTKN_SIGN_CLOSING : 0;
-
-  if ((rc = signer_for(l, recs, n, err)) != CTKN_OK ||
-      (rc = ctkn_signer_prepare(l->signer, recs, n, flags, ctkn_now_us(), &out,
-                                &nout, err)) != CTKN_OK) {
-    for (size_t k = 0; k < n; k++)
-      recs[k].rc = rc;
-    return rc;
-  }
-  rc = ctkn_producer_send_batch(l->producer, out, nout, err);
-  acked = rc == CTKN_OK;
-  for (size_t k = 0; k < n; k++) {
-    recs[k].rc = out[k].rc;
-    recs[k].out_partition = out[k].out_partition;
-    recs[k].out_offset = out[k].out_offset;
-  }
-  ctkn_signer_done(l->signer, acked, NULL);
-  if (acked && flags != 0) {
-    /* Closed: a later batch opens a new instance. */
-    ctkn_signer_close(l->signer);
+  if ((rc = signer_for(l, b->recs, b->nrec, err)) != CTKN_OK ||
+      (rc = ctkn_signer_prepare(l->signer, b->recs, b->nrec, flags,
+                                ctkn_now_us(), &out, &nout, err)) != CTKN_OK)
+    goto out;
+  b->signed_by = l->signer_epoch;
+  if (flags != 0) {
+    /* Closing: this batch ends the instance; a later one opens another. */
+    b->closing = l->signer;
     l->signer = NULL;
     l->last_batch = false;
   }
+  /* The signer's buffers are its until the next prepare; the producer
+   * copies what it sends, the outputs come back into b->sent. */
+  if ((b->sent = malloc(nout * sizeof(*b->sent))) == NULL) {
+    rc = ctkn__err(err, CTKN_ENOMEM, "ledger");
+  } else {
+    memcpy(b->sent, out, nout * sizeof(*b->sent));
+    b->nsent = nout;
+    rc = ctkn_producer_start_batch(l->producer, b->sent, nout, &b->ticket, err);
+  }
+  if (rc != CTKN_OK) /* nothing sent: the signer moves on all the same */
+    ctkn_signer_done(b->closing ? b->closing : l->signer, false, NULL);
+out:
+  pthread_mutex_unlock(&l->sign_mu);
   return rc;
 }
 
-static void append_all(ctkn_ledger *l, struct batch *b, struct ctkn_err *err)
+/* Start the produce of the queued events at once. */
+static void append_start(ctkn_ledger *l, struct batch *b, struct ctkn_err *err)
 {
+  int rc;
+
   if (l->key != NULL)
-    send_signed(l, b->recs, b->nrec, err);
+    rc = start_signed(l, b, err);
   else
-    ctkn_producer_send_batch(l->producer, b->recs, b->nrec, err);
+    rc = ctkn_producer_start_batch(l->producer, b->recs, b->nrec, &b->ticket,
+                                   err);
+  if (rc != CTKN_OK) {
+    b->start_rc = rc;
+    b->start_err = *err;
+  }
+}
+
+/* Wait for the delivery reports of b's records and note where each went;
+ * a failed one is no longer sent, and each carries the first failure's
+ * detail. A signed batch then tells its signer (in the order started:
+ * settles run in that order). */
+static void append_finish(ctkn_ledger *l, struct batch *b)
+{
+  struct ctkn_err err = b->start_err;
+  int rc = b->start_rc;
+
+  if (b->ticket != NULL) {
+    rc = ctkn_producer_finish_batch(l->producer, b->ticket, &err);
+    b->ticket = NULL;
+    if (b->sent != NULL) {
+      for (size_t k = 0; k < b->nrec; k++) {
+        b->recs[k].rc = b->sent[k].rc;
+        b->recs[k].out_partition = b->sent[k].out_partition;
+        b->recs[k].out_offset = b->sent[k].out_offset;
+      }
+      pthread_mutex_lock(&l->sign_mu);
+      if (b->closing == NULL && l->signer != NULL &&
+          b->signed_by == l->signer_epoch)
+        ctkn_signer_done(l->signer, rc == CTKN_OK, NULL);
+      pthread_mutex_unlock(&l->sign_mu);
+    }
+  } else {
+    for (size_t k = 0; k < b->nrec; k++) /* nothing was sent */
+      b->recs[k].rc = rc;
+  }
+  ctkn_signer_close(b->closing); /* the instance it closed: done with */
+  b->closing = NULL;
   for (size_t k = 0; k < b->nrec; k++) {
     size_t i = b->which[k];
     if (b->recs[k].rc != CTKN_OK) {
       b->slots[i].sent = false;
       b->rcs[i] = b->recs[k].rc;
-      b->errs[i] = *err; /* the first failure's detail */
+      b->errs[i] = err; /* the first failure's detail */
       b->errs[i].code = b->recs[k].rc;
     } else {
       b->outs[i].partition = b->recs[k].out_partition;
@@ -736,6 +800,7 @@ static void batch_free(struct batch *b)
   free(b->slots);
   free(b->recs);
   free(b->which);
+  free(b->sent);
 }
 
 /* Catch up past the appended events of b and open *txn on the
@@ -811,7 +876,7 @@ static int plan_and_append(ctkn_ledger *l, struct batch *b, bool catch_up)
       plan_one(l, b, i);
   }
   if (b->nrec > 0)
-    append_all(l, b, &err);
+    append_start(l, b, &err);
   return CTKN_OK;
 }
 
@@ -827,6 +892,8 @@ static int settle(ctkn_ledger *l, struct batch *b)
     batch_free(b);
     return rc;
   }
+  if (b->nrec > 0)
+    append_finish(l, b);
   if (b->nrec > 0)
     rc = wait_for(l, b, &txn, &err);
   for (size_t i = 0; i < b->n; i++)

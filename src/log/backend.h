@@ -65,6 +65,13 @@ struct ctkn__log_backend {
   void (*producer_close)(ctkn_producer *p);
   int (*send_batch)(ctkn_producer *p, struct ctkn_log_record *recs, size_t n,
                     struct ctkn_err *err);
+  /* May both be NULL: send_batch in two halves (log.h,
+   * ctkn_producer_start_batch()). start fails only out of memory (then
+   * nothing was enqueued); every ticket it makes is given to finish,
+   * which frees it. */
+  int (*send_start)(ctkn_producer *p, struct ctkn_log_record *recs, size_t n,
+                    void **ticket, struct ctkn_err *err);
+  int (*send_finish)(ctkn_producer *p, void *ticket, struct ctkn_err *err);
 
   int (*consumer_open)(ctkn_consumer **out, const struct ctkn_log_config *cfg,
                        const struct ctkn__consumer_opts *opts,

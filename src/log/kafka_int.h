@@ -193,6 +193,10 @@ int ctkn__kafka_producer_open(ctkn_producer **out,
 void ctkn__kafka_producer_close(ctkn_producer *p);
 int ctkn__kafka_send_batch(ctkn_producer *p, struct ctkn_log_record *recs,
                            size_t n, struct ctkn_err *err);
+int ctkn__kafka_send_start(ctkn_producer *p, struct ctkn_log_record *recs,
+                           size_t n, void **ticket, struct ctkn_err *err);
+int ctkn__kafka_send_finish(ctkn_producer *p, void *ticket,
+                            struct ctkn_err *err);
 
 int ctkn__kafka_consumer_open(ctkn_consumer **out,
                               const struct ctkn_log_config *cfg,

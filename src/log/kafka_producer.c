@@ -273,51 +273,77 @@ static int enqueue(struct kproducer *p, const struct ctkn_log_record *rec,
   return delivery_error(p, e, rec->partition, err);
 }
 
-int ctkn__kafka_send_batch(ctkn_producer *base, struct ctkn_log_record *recs,
-                           size_t n, struct ctkn_err *err)
+/* A batch handed to librdkafka, its reports still to come. */
+struct kticket {
+  struct ctkn_log_record *recs;
+  size_t n;
+  int64_t deadline;
+  int first; /* the first failure's code; its detail in err */
+  struct ctkn_err err;
+  struct report *rs[]; /* n: NULL where the record was not enqueued */
+};
+
+/* Keep the first failure's detail in t->err; later ones only in rc. */
+static void ticket_fail(struct kticket *t, size_t i, int rc,
+                        const struct ctkn_err *e1)
+{
+  t->recs[i].rc = rc;
+  if (t->first == CTKN_OK) {
+    t->first = rc;
+    t->err = *e1;
+  }
+}
+
+int ctkn__kafka_send_start(ctkn_producer *base, struct ctkn_log_record *recs,
+                           size_t n, void **out, struct ctkn_err *err)
 {
   struct kproducer *p = (struct kproducer *)base;
-  int64_t deadline = ctkn__now_ms() + p->timeout_ms;
-  struct report **rs = calloc(n ? n : 1, sizeof(*rs));
+  struct kticket *t = calloc(1, sizeof(*t) + n * sizeof(t->rs[0]));
   struct ctkn_err e1;
-  int first = CTKN_OK;
-  char ctx[448];
 
-  if (rs == NULL)
+  *out = NULL;
+  if (t == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory producing records");
-    /* Keep the first failure's detail in *err; later ones only in rc. */
-#define FAIL(i, rc_)                                                           \
-  do {                                                                         \
-    recs[i].rc = (rc_);                                                        \
-    if (first == CTKN_OK) {                                                    \
-      first = recs[i].rc;                                                      \
-      if (err != NULL)                                                         \
-        *err = e1;                                                             \
-    }                                                                          \
-  } while (0)
+  t->recs = recs;
+  t->n = n;
+  t->deadline = ctkn__now_ms() + p->timeout_ms;
   for (size_t i = 0; i < n; i++) {
     recs[i].rc = CTKN_OK;
     recs[i].out_partition = -1;
     recs[i].out_offset = -1;
-    if ((rs[i] = calloc(1, sizeof(**rs))) == NULL) {
-      FAIL(i, ctkn__err(&e1, CTKN_ENOMEM, "out of memory producing a record"));
+    if ((t->rs[i] = calloc(1, sizeof(*t->rs[i]))) == NULL) {
+      ticket_fail(
+          t, i, ctkn__err(&e1, CTKN_ENOMEM, "out of memory producing a record"),
+          &e1);
       continue;
     }
-    int rc = enqueue(p, &recs[i], rs[i], deadline, &e1);
+    int rc = enqueue(p, &recs[i], t->rs[i], t->deadline, &e1);
     if (rc != CTKN_OK) {
-      free(rs[i]);
-      rs[i] = NULL;
-      FAIL(i, rc);
+      free(t->rs[i]);
+      t->rs[i] = NULL;
+      ticket_fail(t, i, rc, &e1);
     }
   }
+  *out = t;
+  return CTKN_OK;
+}
+
+int ctkn__kafka_send_finish(ctkn_producer *base, void *ticket,
+                            struct ctkn_err *err)
+{
+  struct kproducer *p = (struct kproducer *)base;
+  struct kticket *t = ticket;
+  struct ctkn_err e1;
+  char ctx[448];
+  int rc;
 
   pthread_mutex_lock(&p->mu);
-  for (size_t i = 0; i < n; i++) {
-    if (rs[i] != NULL)
-      wait_report(p, rs[i], deadline);
+  for (size_t i = 0; i < t->n; i++) {
+    if (t->rs[i] != NULL)
+      wait_report(p, t->rs[i], t->deadline);
   }
-  for (size_t i = 0; i < n; i++) {
-    struct report *r = rs[i];
+  for (size_t i = 0; i < t->n; i++) {
+    struct report *r = t->rs[i];
     if (r == NULL)
       continue;
     if (!r->done) {
@@ -329,23 +355,35 @@ int ctkn__kafka_send_batch(ctkn_producer *base, struct ctkn_log_record *recs,
       if (p->abandoned != NULL)
         p->abandoned->prev = r;
       p->abandoned = r;
-      FAIL(i, ctkn__err(&e1, CTKN_ETIMEOUT,
-                        "kafka: no delivery report within %d ms; the record "
-                        "may still be written %s",
-                        p->timeout_ms,
-                        ctkn__kctx_context(&p->k, ctx, sizeof(ctx))));
+      ctkn__err(&e1, CTKN_ETIMEOUT,
+                "kafka: no delivery report within %d ms; the record "
+                "may still be written %s",
+                p->timeout_ms, ctkn__kctx_context(&p->k, ctx, sizeof(ctx)));
+      ticket_fail(t, i, CTKN_ETIMEOUT, &e1);
       continue;
     }
     if (r->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      recs[i].out_partition = r->partition;
-      recs[i].out_offset = r->offset;
+      t->recs[i].out_partition = r->partition;
+      t->recs[i].out_offset = r->offset;
     } else {
-      FAIL(i, delivery_error(p, r->err, recs[i].partition, &e1));
+      ticket_fail(t, i, delivery_error(p, r->err, t->recs[i].partition, &e1),
+                  &e1);
     }
     free(r);
   }
   pthread_mutex_unlock(&p->mu);
-#undef FAIL
-  free(rs);
-  return first;
+  rc = t->first;
+  if (rc != CTKN_OK && err != NULL)
+    *err = t->err;
+  free(t);
+  return rc;
+}
+
+int ctkn__kafka_send_batch(ctkn_producer *base, struct ctkn_log_record *recs,
+                           size_t n, struct ctkn_err *err)
+{
+  void *t;
+  int rc = ctkn__kafka_send_start(base, recs, n, &t, err);
+
+  return rc != CTKN_OK ? rc : ctkn__kafka_send_finish(base, t, err);
 }

@@ -63,6 +63,59 @@ int ctkn_producer_send_batch(ctkn_producer *p, struct ctkn_log_record *recs,
   return p->be->send_batch(p, recs, n, err);
 }
 
+/* A backend without the two halves sends at the start; the finish only
+ * tells what happened. */
+struct ctkn_produce_ticket {
+  void *be_ticket; /* the backend's, when it has send_start */
+  int rc;
+  struct ctkn_err err;
+};
+
+int ctkn_producer_start_batch(ctkn_producer *p, struct ctkn_log_record *recs,
+                              size_t n, ctkn_produce_ticket **out,
+                              struct ctkn_err *err)
+{
+  ctkn_produce_ticket *t = calloc(1, sizeof(*t));
+  int rc;
+
+  *out = NULL;
+  if (t == NULL)
+    rc = ctkn__err(err, CTKN_ENOMEM, "out of memory producing records");
+  else if (p->be->send_start == NULL)
+    t->rc = p->be->send_batch(p, recs, n, &t->err);
+  else if ((rc = p->be->send_start(p, recs, n, &t->be_ticket, err)) !=
+           CTKN_OK) {
+    free(t);
+    t = NULL;
+  }
+  if (t == NULL) {
+    for (size_t i = 0; i < n; i++) {
+      recs[i].rc = CTKN_ENOMEM;
+      recs[i].out_partition = -1;
+      recs[i].out_offset = -1;
+    }
+    return CTKN_ENOMEM;
+  }
+  *out = t;
+  return CTKN_OK;
+}
+
+int ctkn_producer_finish_batch(ctkn_producer *p, ctkn_produce_ticket *t,
+                               struct ctkn_err *err)
+{
+  int rc;
+
+  if (t->be_ticket != NULL) {
+    rc = p->be->send_finish(p, t->be_ticket, err);
+  } else {
+    rc = t->rc;
+    if (rc != CTKN_OK && err != NULL)
+      *err = t->err;
+  }
+  free(t);
+  return rc;
+}
+
 int ctkn_producer_send(ctkn_producer *p, int32_t partition, const void *key,
                        size_t klen, const void *value, size_t vlen,
                        int64_t timestamp_ms, const char *event_type,

@@ -561,8 +561,64 @@ static int send_one(struct fake_log *f, struct ftopic *t,
   return CTKN_OK;
 }
 
+/* The records are appended at the start, as librdkafka may send them
+ * at once; the reports come at the finish, the delay after the start. */
+struct fticket {
+  int rc;
+  struct ctkn_err err;
+  struct timespec due;
+};
+
+static int fake_send_now(ctkn_producer *base, struct ctkn_log_record *recs,
+                         size_t n, int *delay, struct ctkn_err *err);
+
 static int fake_send_batch(ctkn_producer *base, struct ctkn_log_record *recs,
                            size_t n, struct ctkn_err *err)
+{
+  int delay;
+  int rc = fake_send_now(base, recs, n, &delay, err);
+
+  if (delay > 0)
+    sleep_ms(delay);
+  return rc;
+}
+
+static int fake_send_start(ctkn_producer *base, struct ctkn_log_record *recs,
+                           size_t n, void **out, struct ctkn_err *err)
+{
+  struct fticket *t = calloc(1, sizeof(*t));
+  int delay;
+
+  *out = NULL;
+  if (t == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "fake: out of memory");
+  t->rc = fake_send_now(base, recs, n, &delay, &t->err);
+  clock_gettime(CLOCK_MONOTONIC, &t->due);
+  t->due.tv_nsec += (long)delay * 1000000L;
+  t->due.tv_sec += t->due.tv_nsec / 1000000000L;
+  t->due.tv_nsec %= 1000000000L;
+  *out = t;
+  return CTKN_OK;
+}
+
+static int fake_send_finish(ctkn_producer *base, void *ticket,
+                            struct ctkn_err *err)
+{
+  struct fticket *t = ticket;
+  int rc = t->rc;
+
+  (void)base;
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t->due, NULL) ==
+         EINTR)
+    ;
+  if (rc != CTKN_OK && err != NULL)
+    *err = t->err;
+  free(t);
+  return rc;
+}
+
+static int fake_send_now(ctkn_producer *base, struct ctkn_log_record *recs,
+                         size_t n, int *delay_out, struct ctkn_err *err)
 {
   struct fproducer *p = (struct fproducer *)base;
   struct fake_log *f = p->f;
@@ -593,8 +649,7 @@ static int fake_send_batch(ctkn_producer *base, struct ctkn_log_record *recs,
   }
   pthread_cond_broadcast(&f->cv);
   pthread_mutex_unlock(&f->mu);
-  if (delay > 0)
-    sleep_ms(delay);
+  *delay_out = delay;
   return first;
 }
 
@@ -1083,6 +1138,8 @@ static const struct ctkn__log_backend fake_backend = {
     .producer_open = fake_producer_open,
     .producer_close = fake_producer_close,
     .send_batch = fake_send_batch,
+    .send_start = fake_send_start,
+    .send_finish = fake_send_finish,
     .consumer_open = fake_consumer_open,
     .consumer_close = fake_consumer_close,
     .partitions = fake_partitions,

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -708,6 +709,137 @@ static void test_a_last_batch_closes_the_instance_with_its_checkpoints(void **s)
   new_replica(f, &sg, &stats, ids, 2);
   assert_int_equal(stats.quarantined, 0);
   assert_int_equal(stats.applied, 2);
+  signing_free(&sg);
+}
+
+static int64_t mono_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Submit n creates without a key as one pipelined batch. */
+static struct ctkn_ledger_pending *
+submit_creates(struct fx *f, struct ctkn_command *cmds, size_t n,
+               struct ctkn_outcome *outs, int *rcs, struct ctkn_err *errs)
+{
+  struct ctkn_ledger_pending *p = NULL;
+
+  for (size_t i = 0; i < n; i++)
+    create_cmd(&cmds[i], "piped", NULL);
+  assert_true(ctkn_ledger_pipelines(f->l, cmds, n));
+  assert_int_equal(ctkn_ledger_submit(f->l, cmds, n, outs, rcs, errs, &p),
+                   CTKN_OK);
+  return p;
+}
+
+/* A submit does not wait for Kafka's acknowledgements: a second signed
+ * batch is signed and sent while the first one's reports are still to
+ * come, chained onto it, and a new replica verifies both (the first
+ * batch's records, then its checkpoints, then the second's, on each
+ * partition). */
+static void test_signed_batches_are_in_flight_together(void **s)
+{
+  struct fx *f = *s;
+  struct signing sg;
+  struct ctkn_command c1[4], c2[4];
+  struct ctkn_outcome o1[4], o2[4], warm;
+  struct ctkn_err e1[4], e2[4];
+  int r1[4], r2[4];
+  const char *ids[9];
+
+  sign_with_a_key(f, &sg);
+  create(f, "warm", &warm); /* the partitions and the signer */
+  fake_log_delay_reports(f->t.log, 1000);
+  int64_t t0 = mono_ms();
+  struct ctkn_ledger_pending *p1 = submit_creates(f, c1, 4, o1, r1, e1);
+  struct ctkn_ledger_pending *p2 = submit_creates(f, c2, 4, o2, r2, e2);
+  int64_t submitted = mono_ms() - t0;
+  assert_int_equal(ctkn_ledger_settle(f->l, p1), CTKN_OK);
+  assert_int_equal(ctkn_ledger_settle(f->l, p2), CTKN_OK);
+  fake_log_delay_reports(f->t.log, 0);
+  /* Both in flight at once: the two submits took less than one report's
+   * delay, the settles about one delay. */
+  assert_true(submitted < 500);
+  ids[0] = warm.record.token.id;
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(r1[i], CTKN_OK);
+    assert_int_equal(r2[i], CTKN_OK);
+    assert_true(o1[i].appended && o2[i].appended);
+    ids[1 + i] = o1[i].record.token.id;
+    ids[5 + i] = o2[i].record.token.id;
+  }
+  ctkn_ledger_close(f->l);
+  f->l = NULL;
+
+  struct ctkn_projector_stats stats;
+
+  new_replica(f, &sg, &stats, ids, 9);
+  assert_int_equal(stats.quarantined, 0);
+  assert_int_equal(stats.applied, 9);
+  signing_free(&sg);
+}
+
+/* Batch 2 is signed onto batch 1 before batch 1's record is refused: on
+ * one partition, batch 2's record then links to a record the log does not
+ * have. Batch 1 answers "not acknowledged"; batch 2 is never answered as
+ * applied (no reader can verify it: quarantined at once, not held until
+ * a deadline); the next batch opens a new writer instance and is
+ * applied, here and on a new replica. */
+static void test_a_failed_batch_ends_the_instance_of_those_after_it(void **s)
+{
+  struct fx *f = *s;
+  struct signing sg;
+  struct ctkn_command c1[1], c2[1], c3[1];
+  struct ctkn_outcome o1[1], o2[1], o3[1], warm;
+  struct ctkn_err e1[1], e2[1], e3[1];
+  int r1[1], r2[1], r3[1];
+  char w2[128], w3[128];
+  struct ctkn_err err = {0};
+
+  /* One partition, so batch 2 follows batch 1 on it. */
+  ctkn_ledger_close(f->l);
+  tk_close(&f->t);
+  tk_open(&f->t, 1);
+  f->t.cfg.timeout_ms = 800;
+  if (ctkn_ledger_open(&f->l, f->t.st, &f->t.cfg, CTKN_ENV_SANDBOX, &err) !=
+      CTKN_OK)
+    fail_msg("ledger: %s", err.msg);
+  sign_with_a_key(f, &sg);
+  create(f, "warm", &warm);
+  fake_log_delay_reports(f->t.log, 100);
+  fake_log_fail_sends(f->t.log, 1, CTKN_EKAFKA, false);
+  struct ctkn_ledger_pending *p1 = submit_creates(f, c1, 1, o1, r1, e1);
+  struct ctkn_ledger_pending *p2 = submit_creates(f, c2, 1, o2, r2, e2);
+  ctkn_ledger_settle(f->l, p1);
+  ctkn_ledger_settle(f->l, p2);
+  fake_log_delay_reports(f->t.log, 0);
+  assert_int_equal(r1[0], CTKN_EKAFKA);
+  assert_false(o1[0].acknowledged);
+  assert_int_equal(r2[0], CTKN_EAPPENDED);
+  assert_non_null(strstr(e2[0].msg, "quarantined"));
+  assert_false(o2[0].appended);
+  writer_of(f, 0, o2[0].offset, w2, sizeof(w2));
+
+  /* Batch 3 opens a new instance and is applied. */
+  struct ctkn_ledger_pending *p3 = submit_creates(f, c3, 1, o3, r3, e3);
+  assert_int_equal(ctkn_ledger_settle(f->l, p3), CTKN_OK);
+  assert_int_equal(r3[0], CTKN_OK);
+  assert_true(o3[0].appended);
+  writer_of(f, 0, o3[0].offset, w3, sizeof(w3));
+  assert_string_not_equal(w2, w3);
+  ctkn_ledger_close(f->l);
+  f->l = NULL;
+
+  struct ctkn_projector_stats stats;
+  const char *ids[] = {warm.record.token.id, o3[0].record.token.id};
+
+  new_replica(f, &sg, &stats, ids, 2);
+  assert_int_equal(stats.applied, 2);
+  /* batch 1's checkpoint, batch 2's record and checkpoint */
+  assert_int_equal(stats.quarantined, 3);
   signing_free(&sg);
 }
 
@@ -1551,6 +1683,8 @@ int main(void)
       T(test_many_lines_span_chunks),
       T(test_a_line_is_answered_before_the_input_ends),
       T(test_chunks_of_creates_are_appended_while_the_last_settles),
+      T(test_signed_batches_are_in_flight_together),
+      T(test_a_failed_batch_ends_the_instance_of_those_after_it),
       T(test_unavailable_kafka_is_exit_3),
       T(test_batch_lines_take_idempotency_keys),
       T(test_one_key_twice_in_a_batch_appends_once),
