@@ -550,6 +550,44 @@ static void test_explicit_partition_is_honoured(void **state)
   ctkn_consumer_close(c);
 }
 
+/* Two batches started before either is finished: both in flight, each
+ * record reported into its own batch, and on each partition the second
+ * batch's records after the first's (finished in either order). */
+static void test_batches_in_flight_together_keep_their_order(void **state)
+{
+  struct fx *f = *state;
+  enum { N = 10 };
+  struct ctkn_log_record a[N], b[N];
+  char keys[2 * N][32];
+  ctkn_produce_ticket *ta, *tb;
+  ctkn_producer *p;
+  struct ctkn_err err;
+
+  for (int i = 0; i < 2 * N; i++) {
+    struct ctkn_log_record *r = i < N ? &a[i] : &b[i - N];
+    snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+    *r = (struct ctkn_log_record){.partition = i % 2,
+                                  .key = keys[i],
+                                  .klen = strlen(keys[i]),
+                                  .value = "v",
+                                  .vlen = 1,
+                                  .timestamp_ms = 1000 + i,
+                                  .schema_version = -1};
+  }
+  assert_int_equal(ctkn_producer_open(&p, &f->cfg, &err), CTKN_OK);
+  assert_int_equal(ctkn_producer_start_batch(p, a, N, &ta, &err), CTKN_OK);
+  assert_int_equal(ctkn_producer_start_batch(p, b, N, &tb, &err), CTKN_OK);
+  assert_int_equal(ctkn_producer_finish_batch(p, tb, &err), CTKN_OK);
+  assert_int_equal(ctkn_producer_finish_batch(p, ta, &err), CTKN_OK);
+  ctkn_producer_close(p);
+  for (int i = 0; i < 2 * N; i++) {
+    const struct ctkn_log_record *r = i < N ? &a[i] : &b[i - N];
+    assert_int_equal(r->rc, CTKN_OK);
+    assert_int_equal(r->out_partition, i % 2);
+    assert_int_equal(r->out_offset, i / 2);
+  }
+}
+
 static void test_send_batch_keeps_order_and_reports_each_record(void **state)
 {
   struct fx *f = *state;
@@ -1411,6 +1449,8 @@ int main(void)
           teardown),
       cmocka_unit_test_setup_teardown(
           test_send_batch_keeps_order_and_reports_each_record, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_batches_in_flight_together_keep_their_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_explicit_partition_is_honoured,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_poll_timeout_returns_no_records,
@@ -1463,6 +1503,7 @@ int main(void)
   const struct CMUnitTest contract[] = {
       C(test_round_trip_keeps_key_value_timestamp_and_headers),
       C(test_send_batch_keeps_order_and_reports_each_record),
+      C(test_batches_in_flight_together_keep_their_order),
       C(test_explicit_partition_is_honoured),
       C(test_poll_timeout_returns_no_records),
       C(test_poll_returns_without_waiting_for_a_full_batch),
