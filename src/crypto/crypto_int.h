@@ -1,6 +1,6 @@
 /*
- * crypto_int.h - the crypto module's seam for its known-answer tests. Not
- * installed; nothing but tests/unit/test_crypto.c includes it.
+ * crypto_int.h - the crypto module's seam for its tests. Not installed;
+ * nothing but the crypto module and tests/unit/test_crypto.c include it.
  */
 #ifndef CTKN_CRYPTO_INT_H
 #define CTKN_CRYPTO_INT_H
@@ -18,5 +18,11 @@ int ctkn__seal_with_nonce(const uint8_t key[CTKN_KEY_LEN],
                           const uint8_t nonce[CTKN_SEAL_NONCE], const void *aad,
                           size_t aadlen, const void *pt, size_t len,
                           uint8_t *out, struct ctkn_err *err);
+
+/* Ed25519 verifications libcrypto has run in this process (a signature
+ * known good is not verified again: sign.c). */
+uint64_t ctkn__sign_verifications(void);
+/* Forget the signatures known good. */
+void ctkn__sign_forget_known(void);
 
 #endif /* CTKN_CRYPTO_INT_H */

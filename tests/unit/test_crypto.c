@@ -850,12 +850,56 @@ static void test_seckeys_save_once_and_load_back(void **state)
   rmdir(dir);
 }
 
+/* A signature this process made, or verified once, is known good and not
+ * verified again; any other (a bad one, another key's, another message)
+ * is verified every time, and a bad one is never taken for good. */
+static void test_a_known_good_signature_is_not_verified_again(void **state)
+{
+  uint8_t pub[32], other_pub[32], sig[64], sig2[64];
+  ctkn_seckey *k, *other;
+  ctkn_pubkey *p, *q;
+  (void)state;
+
+  assert_int_equal(ctkn_seckey_generate(&k, NULL), CTKN_OK);
+  assert_int_equal(ctkn_seckey_generate(&other, NULL), CTKN_OK);
+  ctkn_seckey_public(k, pub);
+  ctkn_seckey_public(other, other_pub);
+  assert_int_equal(ctkn_pubkey_new(&p, pub, NULL), CTKN_OK);
+  assert_int_equal(ctkn_pubkey_new(&q, other_pub, NULL), CTKN_OK);
+
+  /* Signed here: good at once, without libcrypto's verification. */
+  assert_int_equal(ctkn_seckey_sign(k, "checkpoint", 10, sig, NULL), CTKN_OK);
+  uint64_t n = ctkn__sign_verifications();
+  assert_true(ctkn_pubkey_verify(p, "checkpoint", 10, sig));
+  assert_int_equal(ctkn__sign_verifications(), n);
+  /* Under another key, or for another message: verified, and refused. */
+  assert_false(ctkn_pubkey_verify(q, "checkpoint", 10, sig));
+  assert_false(ctkn_pubkey_verify(p, "checkpoinT", 10, sig));
+  assert_int_equal(ctkn__sign_verifications(), n + 2);
+  /* A bad signature is verified each time, never remembered. */
+  memcpy(sig2, sig, 64);
+  sig2[5] ^= 1;
+  assert_false(ctkn_pubkey_verify(p, "checkpoint", 10, sig2));
+  assert_false(ctkn_pubkey_verify(p, "checkpoint", 10, sig2));
+  assert_int_equal(ctkn__sign_verifications(), n + 4);
+  /* Forgotten (another process, say): verified once, then known. */
+  ctkn__sign_forget_known();
+  assert_true(ctkn_pubkey_verify(p, "checkpoint", 10, sig));
+  assert_true(ctkn_pubkey_verify(p, "checkpoint", 10, sig));
+  assert_int_equal(ctkn__sign_verifications(), n + 5);
+  ctkn_pubkey_free(p);
+  ctkn_pubkey_free(q);
+  ctkn_seckey_free(k);
+  ctkn_seckey_free(other);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ct_equal_compares_every_byte),
       cmocka_unit_test(test_ed25519_matches_rfc8032_vectors),
       cmocka_unit_test(test_seckeys_save_once_and_load_back),
+      cmocka_unit_test(test_a_known_good_signature_is_not_verified_again),
       cmocka_unit_test(test_wipe_zeroes),
       cmocka_unit_test(test_sha256_empty_string_matches_fips_vector),
       cmocka_unit_test(test_sha256_abc_matches_fips_vector),
