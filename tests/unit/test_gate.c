@@ -239,36 +239,6 @@ static void test_a_record_waits_for_its_checkpoint(void **state)
   assert_int_equal(count(o, 3, CTKN_GATE_APPLY), 2);
 }
 
-static void test_a_failed_batch_starts_a_new_instance(void **state)
-{
-  struct fixture *f = *state;
-  struct ctkn_gate_out o[16];
-  struct ctkn_log_record in = {.partition = 0,
-                               .key = "k",
-                               .klen = 1,
-                               .value = "v",
-                               .vlen = 1,
-                               .event_type = "client_token.created",
-                               .schema_version = 1};
-  struct ctkn_log_record *out;
-  const int32_t parts[] = {0};
-  char before[CTKN_WRITER_BUF];
-  size_t nout, k;
-
-  write_batch(f, f->sg, parts, 1, "client_token.created");
-  snprintf(before, sizeof(before), "%s", ctkn_signer_writer(f->sg));
-  /* Prepared, never acknowledged (and never in the log). */
-  assert_int_equal(
-      ctkn_signer_prepare(f->sg, &in, 1, 0, f->now_us, &out, &nout, NULL),
-      CTKN_OK);
-  assert_int_equal(ctkn_signer_done(f->sg, false, NULL), CTKN_OK);
-  assert_string_not_equal(before, ctkn_signer_writer(f->sg));
-  write_batch(f, f->sg, parts, 1, "client_token.created");
-  k = judge(f, 0, f->n, 0, o, 16);
-  assert_int_equal(count(o, k, CTKN_GATE_APPLY), 2);
-  assert_int_equal(count(o, k, CTKN_GATE_QUARANTINE), 0);
-}
-
 /* One record on partition 0 prepared by the signer (not yet done): the
  * record and its checkpoint copied into recs; returns how many. */
 static size_t prepare_one(struct fixture *f, struct rec *recs, size_t max)
@@ -292,6 +262,27 @@ static size_t prepare_one(struct fixture *f, struct rec *recs, size_t max)
   for (size_t i = 0; i < nout; i++)
     copy_rec(&recs[i], &out[i], -1);
   return nout;
+}
+
+static void test_a_failed_batch_starts_a_new_instance(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_gate_out o[16];
+  struct rec lost[2];
+  const int32_t parts[] = {0};
+  char before[CTKN_WRITER_BUF];
+  size_t k;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created");
+  snprintf(before, sizeof(before), "%s", ctkn_signer_writer(f->sg));
+  /* Prepared, never acknowledged (and never in the log). */
+  prepare_one(f, lost, 2);
+  assert_int_equal(ctkn_signer_done(f->sg, false, NULL), CTKN_OK);
+  assert_string_not_equal(before, ctkn_signer_writer(f->sg));
+  write_batch(f, f->sg, parts, 1, "client_token.created");
+  k = judge(f, 0, f->n, 0, o, 16);
+  assert_int_equal(count(o, k, CTKN_GATE_APPLY), 2);
+  assert_int_equal(count(o, k, CTKN_GATE_QUARANTINE), 0);
 }
 
 /* Two batches in flight at once (the second prepared before the first is
