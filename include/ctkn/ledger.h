@@ -147,10 +147,11 @@ int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
  * Several batches may be submitted before the first is settled: their
  * produce requests are in flight together, each signed batch chained
  * onto the one before (trust.h). When batch k is not acknowledged, the
- * batches submitted after it on the same writer instance that land on a
- * partition after k's missing records cannot be verified by any reader:
- * their commands answer CTKN_EAPPENDED (quarantined), and the next batch
- * opens a new instance.
+ * next batch opens a new writer instance; a record of a batch submitted
+ * after k on the old instance that lands after one of k's records missing
+ * from the log cannot be verified by any reader: its command answers
+ * CTKN_EAPPENDED (quarantined). Heartbeats and ctkn_ledger_close() use
+ * the projector: call them with every submitted batch settled.
  *
  * ctkn_ledger_pipelines() says whether a batch qualifies; any other
  * batch runs through ctkn_ledger_execute_batch() once every submitted

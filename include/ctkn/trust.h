@@ -95,12 +95,13 @@ int ctkn_trust_writer_parse(const void *value, size_t len,
  * touches, to be produced together), produced by the caller, and then
  * done, telling whether every record was acknowledged. The next batch may
  * be prepared before that (several produce batches in flight): it chains
- * onto the last one prepared. Batches are done in the order prepared. A
- * batch not acknowledged ends the instance: a new one starts, and the
- * batches prepared after the failed one, on the old instance, end with it
- * (their done changes nothing). So a chain holds only records the writer
- * sent in order; one whose predecessor never reached the log links to
- * nothing, and every reader quarantines it.
+ * onto the last one prepared. A batch not acknowledged ends its instance
+ * (its generation, ctkn_signer_generation() right after its prepare): a
+ * new one starts, and the batches prepared after the failed one on the
+ * old instance end with it (their done changes nothing, in whatever order
+ * it comes). So a chain holds only records the writer sent in order; one
+ * whose predecessor never reached the log links to nothing, and every
+ * reader quarantines it.
  *
  * Lifetime: ctkn_signer_open() -> (prepare, produce, done)... ->
  *           ctkn_signer_close(). The key is borrowed for the signer's life.
@@ -136,11 +137,19 @@ int ctkn_signer_prepare(ctkn_signer *s, const struct ctkn_log_record *in,
                         size_t n, unsigned flags, int64_t now_us,
                         struct ctkn_log_record **out, size_t *nout,
                         struct ctkn_err *err);
-/* After producing the oldest prepared batch not yet done: acked tells
- * whether every record of it was acknowledged. Errors: CTKN_EIO (no
- * random bytes for a new instance; the signer then refuses to prepare),
- * CTKN_EINTERNAL (no batch is prepared). */
+/* After producing a batch prepared on the current instance: acked tells
+ * whether every record of it was acknowledged (not: a new instance).
+ * Errors: CTKN_EIO (no random bytes for a new instance; the signer then
+ * refuses to prepare). */
 int ctkn_signer_done(ctkn_signer *s, bool acked, struct ctkn_err *err);
+/* The current instance's generation: read it right after a prepare to
+ * name that batch's. */
+uint64_t ctkn_signer_generation(const ctkn_signer *s);
+/* ctkn_signer_done() for a batch prepared in generation gen: a failure
+ * ends that instance only if it is still the current one. Errors: as
+ * ctkn_signer_done(). */
+int ctkn_signer_done_gen(ctkn_signer *s, uint64_t gen, bool acked,
+                         struct ctkn_err *err);
 /* The current "<key ID>.<instance>" (changes after a failed batch). */
 const char *ctkn_signer_writer(const ctkn_signer *s);
 

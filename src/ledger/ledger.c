@@ -24,6 +24,7 @@ struct ctkn_ledger {
   ctkn_projector *projector;
   char ce_source[300];    /* CloudEvents' source: the deployment's topic */
   const ctkn_seckey *key; /* the writer key, or NULL */
+  uint8_t log_id[CTKN_LOG_ID_LEN]; /* the keyring's, as the key was taken */
   bool trusted; /* judged by a root: without a key, it appends nothing */
   /* sign_mu guards the signer and the three fields after it: a
    * pipelined batch is signed and started on the submitting thread and
@@ -140,6 +141,7 @@ static int use_writer_key(ctkn_ledger *l, const ctkn_seckey *key,
         "version %" PRIu64 " (ctkn trust key add)",
         id, kr->version);
   l->key = key;
+  memcpy(l->log_id, kr->log_id, CTKN_LOG_ID_LEN);
   return CTKN_OK;
 }
 
@@ -229,7 +231,9 @@ int ctkn_ledger_open_trusted(ctkn_ledger **out, ctkn_store *st,
 
 void ctkn_ledger_last_batch(ctkn_ledger *l)
 {
+  pthread_mutex_lock(&l->sign_mu);
   l->last_batch = true;
+  pthread_mutex_unlock(&l->sign_mu);
 }
 
 static void *close_producer(void *arg)
@@ -249,10 +253,10 @@ void ctkn_ledger_close(ctkn_ledger *l)
   ctkn_signer_close(l->signer);
   l->signer = NULL;
   pthread_mutex_unlock(&l->sign_mu);
-  /* Every append waited for its delivery report, so nothing acknowledged
-   * depends on the order: the producer (which still flushes what a sender
-   * gave up on) and the projector's consumer are destroyed at once, each
-   * joining its librdkafka threads. */
+  /* Every append was awaited (the caller settles what it submitted), so
+   * nothing acknowledged depends on the order: the producer (which still
+   * flushes what a sender gave up on) and the projector's consumer are
+   * destroyed at once, each joining its librdkafka threads. */
   bool started = l->producer != NULL && l->projector != NULL &&
                  pthread_create(&t, NULL, close_producer, l->producer) == 0;
   ctkn_projector_close(l->projector);
@@ -387,6 +391,7 @@ struct batch {
   struct ctkn_log_record *sent; /* signed: the records, then checkpoints */
   size_t nsent;
   uint64_t signed_by;   /* the signer's epoch (ledger.signer_epoch) */
+  uint64_t sign_gen;    /* its instance (ctkn_signer_generation()) */
   ctkn_signer *closing; /* the signer this batch closes, to free after */
   int start_rc;         /* what stopped the start, when it failed */
   struct ctkn_err start_err;
@@ -528,8 +533,6 @@ static void plan_one(ctkn_ledger *l, struct batch *b, size_t i)
   b->which[b->nrec++] = i;
 }
 
-/* Append the queued events at once and note where each went; a failed
- * one is no longer sent, and err has the first failure's detail. */
 /* A signer for at least the partitions recs[0..n) name. */
 static int signer_for(ctkn_ledger *l, const struct ctkn_log_record *recs,
                       size_t n, struct ctkn_err *err)
@@ -541,16 +544,14 @@ static int signer_for(ctkn_ledger *l, const struct ctkn_log_record *recs,
       np = recs[k].partition + 1;
   if (l->signer != NULL && np <= l->signer_parts)
     return CTKN_OK;
-  /* Opened on a thread that caught up itself (the first batch, a batch
-   * that reads the projection, a heartbeat): the keyring is the
-   * projector's. */
-  const struct ctkn_keyring *kr = ctkn_projector_keyring(l->projector);
+  /* The log ID as the key was taken (a submitting thread must not read
+   * the projector's keyring: a settling thread may be refreshing it). */
   close_instance(l);
   ctkn_signer_close(l->signer);
   l->signer = NULL;
   l->signer_parts = np;
   l->signer_epoch++;
-  return ctkn_signer_open(&l->signer, l->key, kr->log_id, np, err);
+  return ctkn_signer_open(&l->signer, l->key, l->log_id, np, err);
 }
 
 /* Sign b's records (then checkpoints, in one produce batch) into b->sent
@@ -569,6 +570,7 @@ static int start_signed(ctkn_ledger *l, struct batch *b, struct ctkn_err *err)
                                 ctkn_now_us(), &out, &nout, err)) != CTKN_OK)
     goto out;
   b->signed_by = l->signer_epoch;
+  b->sign_gen = ctkn_signer_generation(l->signer);
   if (flags != 0) {
     /* Closing: this batch ends the instance; a later one opens another. */
     b->closing = l->signer;
@@ -585,7 +587,8 @@ static int start_signed(ctkn_ledger *l, struct batch *b, struct ctkn_err *err)
     rc = ctkn_producer_start_batch(l->producer, b->sent, nout, &b->ticket, err);
   }
   if (rc != CTKN_OK) /* nothing sent: the signer moves on all the same */
-    ctkn_signer_done(b->closing ? b->closing : l->signer, false, NULL);
+    ctkn_signer_done_gen(b->closing ? b->closing : l->signer, b->sign_gen,
+                         false, NULL);
 out:
   pthread_mutex_unlock(&l->sign_mu);
   return rc;
@@ -628,7 +631,7 @@ static void append_finish(ctkn_ledger *l, struct batch *b)
       pthread_mutex_lock(&l->sign_mu);
       if (b->closing == NULL && l->signer != NULL &&
           b->signed_by == l->signer_epoch)
-        ctkn_signer_done(l->signer, rc == CTKN_OK, NULL);
+        ctkn_signer_done_gen(l->signer, b->sign_gen, rc == CTKN_OK, NULL);
       pthread_mutex_unlock(&l->sign_mu);
     }
   } else {

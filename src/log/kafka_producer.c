@@ -186,16 +186,24 @@ static int delivery_error(struct kproducer *p, rd_kafka_resp_err_t e,
 
 /* Wait, holding p->mu, until r is done or the deadline passes. One waiter
  * at a time serves librdkafka's queue; its callbacks fill any waiter's
- * report. */
+ * report. A waiter that comes after its deadline (a batch finished late:
+ * the settling thread was busy with the batch before) still takes one
+ * look at the reports that arrived meanwhile, so a record Kafka
+ * acknowledged in time is not reported as timed out. */
 static void wait_report(struct kproducer *p, struct report *r, int64_t deadline)
 {
+  bool last = false; /* past the deadline: one look without waiting */
+
   for (;;) {
     int64_t now = ctkn__now_ms();
-    if (r->done || now >= deadline)
+    if (r->done || last)
       return;
-    int slice = (int)(deadline - now < CTKN__KAFKA_POLL_SLICE_MS
-                          ? deadline - now
-                          : CTKN__KAFKA_POLL_SLICE_MS);
+    if (now >= deadline)
+      last = true;
+    int slice = last ? 0
+                     : (int)(deadline - now < CTKN__KAFKA_POLL_SLICE_MS
+                                 ? deadline - now
+                                 : CTKN__KAFKA_POLL_SLICE_MS);
     if (!p->polling) {
       p->polling = true;
       pthread_mutex_unlock(&p->mu);
@@ -204,7 +212,11 @@ static void wait_report(struct kproducer *p, struct report *r, int64_t deadline)
       p->polling = false;
       pthread_cond_broadcast(&p->cv); /* let another waiter take over */
     } else {
+      /* Another waiter serves the queue: wait for its slice (past the
+       * deadline, one whole slice, so what it serves counts). */
       struct timespec ts;
+      if (last)
+        slice = CTKN__KAFKA_POLL_SLICE_MS;
       clock_gettime(CLOCK_MONOTONIC, &ts);
       ts.tv_nsec += (long)slice * 1000000L;
       ts.tv_sec += ts.tv_nsec / 1000000000L;

@@ -46,9 +46,7 @@ struct ctkn_signer {
   bool broken; /* no instance: random bytes failed */
   int32_t nparts;
   struct part *parts;
-  /* Batches prepared and not yet done; the oldest stale of them were
-   * prepared on an instance a failed batch has since ended. */
-  size_t outstanding, stale;
+  uint64_t gen; /* counts the instances: a batch's is its generation */
   /* the prepared batch */
   struct ctkn_log_record *out;
   struct ctkn_log_header *hdrs;
@@ -74,6 +72,7 @@ static int new_instance(ctkn_signer *s, struct ctkn_err *err)
   ctkn_trust_writer_str(s->key_id, s->instance, s->writer);
   for (int32_t p = 0; p < s->nparts; p++)
     s->parts[p].seq = 0;
+  s->gen++;
   s->broken = false;
   return CTKN_OK;
 }
@@ -278,7 +277,7 @@ static int checkpoint(ctkn_signer *s, int32_t p, bool closing, int64_t now_us,
   memcpy(c.instance, s->instance, CTKN_INSTANCE_LEN);
   memcpy(c.chain, pt->next_chain, CTKN_CHAIN_LEN);
   /* Where this batch's records start: pt->seq and pt->chain are the head
-   * before it (kept until done()). */
+   * before it (moved on once the whole batch is prepared). */
   c.from_set = true;
   c.from_sequence = pt->seq;
   memcpy(c.from_chain, pt->chain, CTKN_CHAIN_LEN);
@@ -363,7 +362,6 @@ int ctkn_signer_prepare(ctkn_signer *s, const struct ctkn_log_record *in,
     memcpy(pt->chain, pt->next_chain, CTKN_CHAIN_LEN);
     pt->touched = false;
   }
-  s->outstanding++;
   *out = s->out;
   *nout = at;
   return CTKN_OK;
@@ -371,17 +369,21 @@ int ctkn_signer_prepare(ctkn_signer *s, const struct ctkn_log_record *in,
 
 int ctkn_signer_done(ctkn_signer *s, bool acked, struct ctkn_err *err)
 {
-  if (s->outstanding == 0)
-    return ctkn__err(err, CTKN_EINTERNAL, "signer: done without a batch");
-  s->outstanding--;
-  if (s->stale > 0) { /* its instance already ended */
-    s->stale--;
-    return CTKN_OK;
-  }
-  if (acked)
+  return ctkn_signer_done_gen(s, s->gen, acked, err);
+}
+
+uint64_t ctkn_signer_generation(const ctkn_signer *s)
+{
+  return s->gen;
+}
+
+int ctkn_signer_done_gen(ctkn_signer *s, uint64_t gen, bool acked,
+                         struct ctkn_err *err)
+{
+  /* Acknowledged, or of an instance that already ended: nothing to do. */
+  if (acked || gen != s->gen)
     return CTKN_OK;
   /* Its records may be missing from the log, and the batches prepared
    * after it chain onto them: they end with the instance. */
-  s->stale = s->outstanding;
   return new_instance(s, err);
 }

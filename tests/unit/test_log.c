@@ -588,6 +588,34 @@ static void test_batches_in_flight_together_keep_their_order(void **state)
   }
 }
 
+/* A batch finished after its deadline (its finisher was busy: a settling
+ * thread judging the batch before) still gets the reports that arrived in
+ * time, not a timeout for records Kafka acknowledged. */
+static void test_a_late_finish_takes_the_reports_that_came(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_log_record r = {.partition = 0,
+                              .key = "k",
+                              .klen = 1,
+                              .value = "v",
+                              .vlen = 1,
+                              .timestamp_ms = 1000,
+                              .schema_version = -1};
+  struct timespec late = {0, 900 * 1000000L};
+  ctkn_produce_ticket *t;
+  ctkn_producer *p;
+  struct ctkn_err err;
+
+  f->cfg.timeout_ms = 300;
+  assert_int_equal(ctkn_producer_open(&p, &f->cfg, &err), CTKN_OK);
+  assert_int_equal(ctkn_producer_start_batch(p, &r, 1, &t, &err), CTKN_OK);
+  nanosleep(&late, NULL);
+  assert_int_equal(ctkn_producer_finish_batch(p, t, &err), CTKN_OK);
+  assert_int_equal(r.rc, CTKN_OK);
+  assert_true(r.out_offset >= 0);
+  ctkn_producer_close(p);
+}
+
 static void test_send_batch_keeps_order_and_reports_each_record(void **state)
 {
   struct fx *f = *state;
@@ -1451,6 +1479,8 @@ int main(void)
           test_send_batch_keeps_order_and_reports_each_record, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_batches_in_flight_together_keep_their_order, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_a_late_finish_takes_the_reports_that_came, setup, teardown),
       cmocka_unit_test_setup_teardown(test_explicit_partition_is_honoured,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_poll_timeout_returns_no_records,
