@@ -920,6 +920,19 @@ static void verify_earlier(ctkn_gate *g, struct partq *pq, int xi, long qi,
   }
 }
 
+/* Checkpoint qi, the one meant to prove instance xi's unverified ones
+ * before it (xi < 0: none known), does not hold (it covers a record the
+ * log lacks, it is stale, its instance closed): they wait for no proof
+ * from it, and are judged now as a reader that verified each would have
+ * judged them (else they and the records they claim hold the partition
+ * back until the instance writes another verified checkpoint, which a
+ * dead instance never does). */
+static void judge_earlier(ctkn_gate *g, struct partq *pq, int xi, long qi)
+{
+  if (xi >= 0)
+    verify_earlier(g, pq, xi, qi, 0);
+}
+
 static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
                             const struct ctkn_log_msg *m, struct qrec *r,
                             bool verify)
@@ -933,6 +946,8 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
     return;
   if (c.signed_at < pq->vcp_at - CTKN_GATE_REPLAY_US) {
     unproven(r, "checkpoint: replayed or stale");
+    if (verify)
+      judge_earlier(g, pq, find_inst(pq, c.key_id, c.instance), qi);
     return;
   }
   if ((xi = find_inst(pq, c.key_id, c.instance)) < 0 &&
@@ -945,6 +960,8 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
   }
   if (pq->insts[xi].vclosed) {
     unproven(r, "checkpoint: its instance was closed");
+    if (verify)
+      judge_earlier(g, pq, xi, qi);
     return;
   }
   r->inst = xi;
@@ -970,15 +987,12 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
   verify_earlier(g, pq, xi, qi, c.sequence);
   if (pq->insts[xi].vclosed) {
     unproven(r, "checkpoint: its instance was closed");
+    judge_earlier(g, pq, xi, qi);
     return;
   }
   apply_verified(pq, xi, qi, &c);
   if (r->st == QUARANTINE)
-    /* It does not hold (say it covers a record the log lacks): the
-     * unverified ones before it wait for no proof from it, and are
-     * judged now as a reader that verified each would have judged them
-     * (else they hold the partition back until their deadline). */
-    verify_earlier(g, pq, xi, qi, 0);
+    judge_earlier(g, pq, xi, qi);
 }
 
 /* The pending records of keys partition pq's keyring (just changed) no

@@ -363,6 +363,57 @@ static void test_batches_in_flight_chain_and_a_gap_never_links(void **state)
     assert_int_equal(one[i].verdict, o[i].verdict);
 }
 
+/* The last checkpoint of an instance in a read batch (the one a projector
+ * verifies) is refused before it is judged, here as stale (signed more
+ * than the replay window before the partition's newest): the instance's
+ * earlier checkpoint, read unverified, does not wait for a proof that
+ * will never come (holding the partition back); it is verified at once,
+ * and the verdicts are those of a reader that verified every checkpoint. */
+static void test_a_refused_last_checkpoint_does_not_hold_those_before(void **s)
+{
+  struct fixture *f = *s;
+  struct ctkn_gate_out o[16], lazy[16];
+  struct ctkn_log_record *out;
+  struct rec a[2];
+  const int32_t parts[] = {0};
+  size_t nout, k, from;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created");
+  assert_int_equal(judge(f, 0, f->n, 0, o, 16), 2);
+  from = f->n;
+  assert_int_equal(prepare_one(f, a, 2), 2);
+  assert_int_equal(ctkn_signer_done(f->sg, true, NULL), CTKN_OK);
+  append_rec(f, &a[0]);
+  append_rec(f, &a[1]);
+  /* The same instance's heartbeat, signed two replay windows ago. */
+  assert_int_equal(ctkn_signer_prepare(f->sg, NULL, 0, CTKN_SIGN_HEARTBEAT,
+                                       f->now_us - 2 * CTKN_GATE_REPLAY_US,
+                                       &out, &nout, NULL),
+                   CTKN_OK);
+  for (size_t i = 0; i < nout; i++)
+    if (out[i].partition == 0)
+      append(f, &out[i]);
+  assert_int_equal(ctkn_signer_done(f->sg, true, NULL), CTKN_OK);
+  assert_int_equal(f->n, from + 3);
+
+  k = judge(f, from, f->n, 0, o, 16); /* every checkpoint verified */
+  assert_int_equal(k, 3);
+  assert_int_equal(o[0].verdict, CTKN_GATE_APPLY);
+  assert_int_equal(o[2].verdict, CTKN_GATE_QUARANTINE);
+  /* As a projector reads: a's checkpoint unverified, the stale last. */
+  ctkn_gate_close(f->gate);
+  assert_int_equal(ctkn_gate_open(&f->gate, &f->kr, NPARTS, NULL), CTKN_OK);
+  judge(f, 0, from, 0, lazy, 16);
+  assert_int_equal(ctkn_gate_feed(f->gate, &f->log[from].m, from, NULL),
+                   CTKN_OK);
+  assert_int_equal(
+      ctkn_gate_feed_lazy(f->gate, &f->log[from + 1].m, from + 1, NULL),
+      CTKN_OK);
+  assert_int_equal(judge(f, from + 2, f->n, 0, lazy, 16), k);
+  for (size_t i = 0; i < k; i++)
+    assert_int_equal(lazy[i].verdict, o[i].verdict);
+}
+
 static void test_state_saved_and_loaded_links_the_next_batch(void **state)
 {
   struct fixture *f = *state;
@@ -1294,6 +1345,7 @@ int main(void)
       T(test_what_a_writer_appends_is_applied),
       T(test_a_record_waits_for_its_checkpoint),
       T(test_batches_in_flight_chain_and_a_gap_never_links),
+      T(test_a_refused_last_checkpoint_does_not_hold_those_before),
       T(test_a_failed_batch_starts_a_new_instance),
       T(test_state_saved_and_loaded_links_the_next_batch),
       T(test_a_closed_instance_writes_no_more),
