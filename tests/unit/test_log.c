@@ -601,13 +601,17 @@ static void test_a_late_finish_takes_the_reports_that_came(void **state)
                               .vlen = 1,
                               .timestamp_ms = 1000,
                               .schema_version = -1};
-  struct timespec late = {0, 900 * 1000000L};
+  struct timespec late = {2, 600 * 1000000L};
   ctkn_produce_ticket *t;
   ctkn_producer *p;
   struct ctkn_err err;
 
-  f->cfg.timeout_ms = 300;
+  /* 2.4 s: librdkafka's own message timeout is then 1.4 s, room for the
+   * delivery itself; the finish comes 2.6 s after the start. */
+  f->cfg.timeout_ms = 2400;
   assert_int_equal(ctkn_producer_open(&p, &f->cfg, &err), CTKN_OK);
+  /* The producer's ID acquired and the connection up first. */
+  assert_int_equal(ctkn_producer_send_batch(p, &r, 1, &err), CTKN_OK);
   assert_int_equal(ctkn_producer_start_batch(p, &r, 1, &t, &err), CTKN_OK);
   nanosleep(&late, NULL);
   assert_int_equal(ctkn_producer_finish_batch(p, t, &err), CTKN_OK);
