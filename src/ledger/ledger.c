@@ -389,9 +389,8 @@ struct batch {
    * append_finish(). */
   ctkn_produce_ticket *ticket;
   struct ctkn_log_record *sent; /* signed: the records, then checkpoints */
-  size_t nsent;
-  uint64_t signed_by;   /* the signer's epoch (ledger.signer_epoch) */
-  uint64_t sign_gen;    /* its instance (ctkn_signer_generation()) */
+  uint64_t signed_by;           /* the signer's epoch (ledger.signer_epoch) */
+  uint64_t sign_gen;            /* its instance (ctkn_signer_generation()) */
   ctkn_signer *closing; /* the signer this batch closes, to free after */
   int start_rc;         /* what stopped the start, when it failed */
   struct ctkn_err start_err;
@@ -583,7 +582,6 @@ static int start_signed(ctkn_ledger *l, struct batch *b, struct ctkn_err *err)
     rc = ctkn__err(err, CTKN_ENOMEM, "ledger");
   } else {
     memcpy(b->sent, out, nout * sizeof(*b->sent));
-    b->nsent = nout;
     rc = ctkn_producer_start_batch(l->producer, b->sent, nout, &b->ticket, err);
   }
   if (rc != CTKN_OK) /* nothing sent: the signer moves on all the same */
@@ -612,8 +610,8 @@ static void append_start(ctkn_ledger *l, struct batch *b, struct ctkn_err *err)
 
 /* Wait for the delivery reports of b's records and note where each went;
  * a failed one is no longer sent, and each carries the first failure's
- * detail. A signed batch then tells its signer (in the order started:
- * settles run in that order). */
+ * detail. A signed batch then tells its signer the outcome, naming its
+ * instance (a failure ends that instance only if it is still current). */
 static void append_finish(ctkn_ledger *l, struct batch *b)
 {
   struct ctkn_err err = b->start_err;
