@@ -38,6 +38,10 @@ struct ctkn_ledger {
    * last catch-up. Submitting reads this, never the projector, which a
    * settling thread may be using (ctkn_ledger_settle()). */
   int32_t parts;
+  /* Creates without a key stick to one partition for a run of records
+   * (pick_partition()); both are the submitting thread's. */
+  int32_t sticky;
+  int sticky_left;
 };
 
 /* A ledger with nothing open yet; NULL when out of memory. */
@@ -51,6 +55,7 @@ static ctkn_ledger *ledger_new(ctkn_store *st,
   l->st = st;
   l->cfg = cfg;
   l->env = env;
+  l->sticky = -1;
   pthread_mutex_init(&l->sign_mu, NULL);
   snprintf(l->ce_source, sizeof(l->ce_source), "urn:ctkn:topic:%s", cfg->topic);
   return l;
@@ -332,13 +337,28 @@ static int plan(ctkn_ledger *l, const struct ctkn_command *cmd,
   return rc;
 }
 
-/* The partition a new event goes to: a new token's is pinned now (by the
+/* Creates without an idempotency key stay on one partition for this many
+ * records, and only while the topic has at most STICKY_MAX_PARTS
+ * partitions (the ID is drawn about that many times per create). */
+#define STICKY_RUN 128
+#define STICKY_MAX_PARTS 32
+
+/*
+ * The partition a new event goes to: a new token's is pinned now (by the
  * idempotency key when there is one, so racing duplicates meet on one
- * partition; else by the ID); a known token's comes from its record. */
+ * partition; else by the ID); a known token's comes from its record.
+ *
+ * An ID is new, so the ledger may draw it again: creates without a key
+ * stick to one partition for STICKY_RUN records, as Kafka's sticky
+ * partitioner does with keyless records (KIP-480), their IDs drawn until
+ * the partitioner puts them there. A batch's creates then share one
+ * checkpoint signature and one produce batch instead of one per
+ * partition; runs go round the partitions, so they are used evenly. The partition is
+ * still the hash of the ID, as every reader expects.
+ */
 static int pick_partition(ctkn_ledger *l, const struct ctkn_command *cmd,
-                          const struct ctkn_event *ev,
-                          const struct ctkn_record *cur, int32_t *part,
-                          struct ctkn_err *err)
+                          struct ctkn_event *ev, const struct ctkn_record *cur,
+                          int32_t *part, struct ctkn_err *err)
 {
   if (ev->type != CTKN_EVENT_CREATED) {
     *part = cur->partition;
@@ -351,6 +371,23 @@ static int pick_partition(ctkn_ledger *l, const struct ctkn_command *cmd,
     return ctkn__err(err, CTKN_EKAFKA, "topic %s has no partitions",
                      l->cfg->topic);
   *part = ctkn_log_partition_for(key, strlen(key), n);
+  if (cmd->idempotency_key[0] != '\0' || n == 1 || n > STICKY_MAX_PARTS)
+    return CTKN_OK;
+  if (l->sticky < 0 || l->sticky >= n) {
+    l->sticky = *part; /* the first run's is random */
+    l->sticky_left = STICKY_RUN;
+  } else if (l->sticky_left <= 0) {
+    l->sticky = (l->sticky + 1) % n;
+    l->sticky_left = STICKY_RUN;
+  }
+  l->sticky_left--;
+  for (int i = 0; i < 8 * n && *part != l->sticky; i++) {
+    /* Later in the same millisecond: still a new, increasing ID. */
+    if (ctkn_id_generate("ctkn_", ev->data.created_at / 1000, ev->data.id,
+                         sizeof(ev->data.id)) != CTKN_OK)
+      break; /* keep the last one drawn; its own partition is right */
+    *part = ctkn_log_partition_for(ev->data.id, strlen(ev->data.id), n);
+  }
   return CTKN_OK;
 }
 

@@ -712,6 +712,54 @@ static void test_a_last_batch_closes_the_instance_with_its_checkpoints(void **s)
   signing_free(&sg);
 }
 
+/* Creates without a key stay on one partition for a run of 128 records,
+ * each ID drawn so that the partitioner puts it there: a batch of them
+ * is one partition's records under one checkpoint. Runs go round the
+ * partitions. */
+static void test_creates_without_a_key_stay_on_one_partition_a_while(void **s)
+{
+  struct fx *f = *s;
+  struct signing sg;
+  enum { N = 20, M = 100 };
+  struct ctkn_command cmds[M];
+  struct ctkn_outcome outs[M], warm;
+  struct ctkn_err errs[M];
+  int rcs[M], per_part[NPARTS] = {0};
+
+  sign_with_a_key(f, &sg);
+  create(f, "warm", &warm); /* the partitions; the run's first record */
+  uint64_t before = produced(f);
+  for (int i = 0; i < M; i++)
+    create_cmd(&cmds[i], "sticky", NULL);
+  assert_int_equal(ctkn_ledger_execute_batch(f->l, cmds, N, outs, rcs, errs),
+                   CTKN_OK);
+  for (int i = 0; i < N; i++) {
+    const char *id = outs[i].record.token.id;
+    assert_int_equal(rcs[i], CTKN_OK);
+    assert_int_equal(outs[i].partition, warm.partition);
+    assert_int_equal(outs[i].partition,
+                     ctkn_log_partition_for(id, strlen(id), NPARTS));
+  }
+  assert_int_equal(produced(f), before + N + 1); /* one checkpoint */
+  /* 1 + 20 + 300 creates: runs of 128, 128 and 65 on three partitions. */
+  for (int k = 0; k < 3; k++) {
+    assert_int_equal(
+        ctkn_ledger_execute_batch(f->l, cmds, M, outs, rcs, errs), CTKN_OK);
+    for (int i = 0; i < M; i++) {
+      const char *id = outs[i].record.token.id;
+      assert_int_equal(rcs[i], CTKN_OK);
+      assert_int_equal(outs[i].partition,
+                       ctkn_log_partition_for(id, strlen(id), NPARTS));
+      per_part[outs[i].partition]++;
+    }
+  }
+  per_part[warm.partition] += 1 + N;
+  assert_int_equal(per_part[warm.partition], 128);
+  assert_int_equal(per_part[(warm.partition + 1) % NPARTS], 128);
+  assert_int_equal(per_part[(warm.partition + 2) % NPARTS], 65);
+  signing_free(&sg);
+}
+
 static int64_t mono_ms(void)
 {
   struct timespec ts;
@@ -1683,6 +1731,7 @@ int main(void)
       T(test_many_lines_span_chunks),
       T(test_a_line_is_answered_before_the_input_ends),
       T(test_chunks_of_creates_are_appended_while_the_last_settles),
+      T(test_creates_without_a_key_stay_on_one_partition_a_while),
       T(test_signed_batches_are_in_flight_together),
       T(test_a_failed_batch_ends_the_instance_of_those_after_it),
       T(test_unavailable_kafka_is_exit_3),
