@@ -340,7 +340,7 @@ static int plan(ctkn_ledger *l, const struct ctkn_command *cmd,
 /* Creates without an idempotency key stay on one partition for this many
  * records, and only while the topic has at most STICKY_MAX_PARTS
  * partitions (the ID is drawn about that many times per create). */
-#define STICKY_RUN 128
+#define STICKY_RUN       128
 #define STICKY_MAX_PARTS 32
 
 /*
@@ -353,8 +353,8 @@ static int plan(ctkn_ledger *l, const struct ctkn_command *cmd,
  * partitioner does with keyless records (KIP-480), their IDs drawn until
  * the partitioner puts them there. A batch's creates then share one
  * checkpoint signature and one produce batch instead of one per
- * partition; runs go round the partitions, so they are used evenly. The partition is
- * still the hash of the ID, as every reader expects.
+ * partition; runs go round the partitions, so they are used evenly.
+ * The partition is still the hash of the ID, as every reader expects.
  */
 static int pick_partition(ctkn_ledger *l, const struct ctkn_command *cmd,
                           struct ctkn_event *ev, const struct ctkn_record *cur,

@@ -743,8 +743,8 @@ static void test_creates_without_a_key_stay_on_one_partition_a_while(void **s)
   assert_int_equal(produced(f), before + N + 1); /* one checkpoint */
   /* 1 + 20 + 300 creates: runs of 128, 128 and 65 on three partitions. */
   for (int k = 0; k < 3; k++) {
-    assert_int_equal(
-        ctkn_ledger_execute_batch(f->l, cmds, M, outs, rcs, errs), CTKN_OK);
+    assert_int_equal(ctkn_ledger_execute_batch(f->l, cmds, M, outs, rcs, errs),
+                     CTKN_OK);
     for (int i = 0; i < M; i++) {
       const char *id = outs[i].record.token.id;
       assert_int_equal(rcs[i], CTKN_OK);
