@@ -34,8 +34,14 @@ def test_logs_free_of_errors():
     # broker logs to server.log only.
     for line in out.splitlines():
         check(line.startswith("Formatting "), f"kafka.out: {line!r}")
+    # Kafka's ReplicaManager logs this at ERROR for each partition added to
+    # a topic it already has (kafka-topics --alter --partitions, as
+    # test_concurrency does): the partition is then created, as it should.
+    grown = re.compile(r"Expected partition \S+ with topic id \S+ to exist, "
+                       r"but it was missing\. Creating\.\.\.")
     bad = [l for l in read("server.log").splitlines()
-           if re.match(r"^\[[^]]*\] (ERROR|FATAL) ", l)]
+           if re.match(r"^\[[^]]*\] (ERROR|FATAL) ", l)
+           and not grown.search(l)]
     check(not bad, f"server.log errors: {bad[:5]}")
     check("No configuration found" not in out, out)
 

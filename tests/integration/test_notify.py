@@ -158,11 +158,15 @@ class Notifier:
         check(rc == 0, f"notify exited {rc}:\n{self.output()[-3000:]}")
 
 
-def workload(env, n, update=True, revoke=True, prefix="tok"):
+def workload(env, n, update=True, revoke=True, prefix="tok", spread=False):
     """n creates (one batch), then an update of each, then a revoke of each;
-    returns the token IDs."""
-    lines = "".join(json.dumps({"name": f"{prefix} {i}"}) + "\n"
-                    for i in range(n))
+    returns the token IDs. With spread, each create has an idempotency key,
+    whose hash picks its partition: creates without one stay on one
+    partition for a run of 128."""
+    lines = "".join(
+        json.dumps({"name": f"{prefix} {i}"} |
+                   ({"idempotency_key": f"{prefix}-{i}"} if spread else {}))
+        + "\n" for i in range(n))
     r = env.ok("create", "--batch", input=lines)
     ids = [l["data"]["id"] for l in r.lines]
     check(len(ids) == n, f"batch created {len(ids)} of {n}: {r}")
@@ -1080,7 +1084,8 @@ def two_notifiers_share_and_take_over(takeover):
         time.sleep(1.0)  # let the rebalance settle
         held_a, held_b = a.owned(), b.owned()
 
-        t1 = workload(env, 30, update=False, revoke=False, prefix="shared")
+        t1 = workload(env, 30, update=False, revoke=False, prefix="shared",
+                      spread=True)
         wait_until(lambda: {r.json["data"]["id"] for r in
                             rx.successful("/h")} >= set(t1), 30,
                    "shared deliveries")
