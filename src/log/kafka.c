@@ -495,14 +495,16 @@ int ctkn__kafka_topic_partitions(rd_kafka_t *rk, struct ctkn__kctx *k,
 
 int ctkn__kafka_warm_topic(rd_kafka_t *rk, struct ctkn__kctx *k,
                            const char *topic, int timeout_ms,
-                           rd_kafka_topic_t **rkt, struct ctkn_err *err)
+                           rd_kafka_topic_t **rkt, int32_t *n,
+                           struct ctkn_err *err)
 {
-  int32_t n;
+  int32_t parts;
 
   if ((*rkt = rd_kafka_topic_new(rk, topic, NULL)) == NULL)
     return ctkn__err(err, CTKN_EKAFKA, "kafka: topic %s: %s", topic,
                      rd_kafka_err2str(rd_kafka_last_error()));
-  return ctkn__kafka_topic_partitions(rk, k, topic, timeout_ms, &n, NULL, err);
+  return ctkn__kafka_topic_partitions(rk, k, topic, timeout_ms,
+                                      n != NULL ? n : &parts, NULL, err);
 }
 
 /* ---- authorization ---------------------------------------------------- */

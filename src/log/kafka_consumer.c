@@ -122,8 +122,9 @@ int ctkn__kafka_consumer_open(ctkn_consumer **out,
       (c->group && (rc = ctkn__kafka_query_handle(c, &q, err)) != CTKN_OK))
     goto fail;
   /* No fetch is in flight yet, so this query does not queue behind one. */
+  c->warm_at_ms = ctkn__now_ms();
   if ((rc = ctkn__kafka_warm_topic(c->rk, &c->k, c->topic, c->timeout_ms,
-                                   &c->rkt, err)) != CTKN_OK ||
+                                   &c->rkt, &c->warm_parts, err)) != CTKN_OK ||
       (rc = consumer_queue(c, err)) != CTKN_OK)
     goto fail;
   if (group != NULL && (rc = subscribe(c, err)) != CTKN_OK)
@@ -242,14 +243,25 @@ int ctkn__kafka_query_handle(struct ctkn__kafka_consumer *c, rd_kafka_t **rk,
   return rc;
 }
 
+/* How long the open's partition count stands in for a new query. */
+#define WARM_FRESH_MS 1000
+
 int ctkn__kafka_partitions(ctkn_consumer *base, int32_t *n,
                            struct ctkn_err *err)
 {
   struct ctkn__kafka_consumer *c = kc(base);
   rd_kafka_t *q;
-  int rc = ctkn__kafka_query_handle(c, &q, err);
+  int rc;
 
-  if (rc != CTKN_OK)
+  /* Opened a moment ago: the open's answer is as fresh as a new one (a
+   * one-shot command asks right after opening; a round trip saved). */
+  if (c->warm_parts > 0 && ctkn__now_ms() - c->warm_at_ms < WARM_FRESH_MS) {
+    *n = c->warm_parts;
+    c->warm_parts = 0;
+    return CTKN_OK;
+  }
+  c->warm_parts = 0;
+  if ((rc = ctkn__kafka_query_handle(c, &q, err)) != CTKN_OK)
     return rc;
   return ctkn__kafka_topic_partitions(q, &c->k, c->topic, c->timeout_ms, n,
                                       NULL, err);

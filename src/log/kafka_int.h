@@ -104,11 +104,13 @@ int ctkn__kafka_topic_partitions(rd_kafka_t *rk, struct ctkn__kctx *k,
  * reference; destroy it before rk). Otherwise librdkafka finds an unknown
  * topic only on its once-a-second scan: a produce waits that long, and so
  * does an assignment. This also fails early, and clearly, for a missing
- * topic or an unreachable broker. Errors: as ctkn__kafka_topic_partitions().
+ * topic or an unreachable broker. *n (when not NULL) receives the
+ * partition count. Errors: as ctkn__kafka_topic_partitions().
  */
 int ctkn__kafka_warm_topic(rd_kafka_t *rk, struct ctkn__kctx *k,
                            const char *topic, int timeout_ms,
-                           rd_kafka_topic_t **rkt, struct ctkn_err *err);
+                           rd_kafka_topic_t **rkt, int32_t *n,
+                           struct ctkn_err *err);
 
 /* Kafka's authorization refusals: the principal lacks an ACL. Never
  * transient: waiting cannot grant it. */
@@ -153,6 +155,11 @@ struct ctkn__kafka_consumer {
   rd_kafka_topic_t *rkt; /* keeps the topic's metadata cached in rk */
   rd_kafka_queue_t *q;   /* the consumer queue; the main queue forwards to it */
   char topic[250];
+  /* The partition count the open learned, and when: the first
+   * ctkn_consumer_partitions() right after the open answers with it
+   * instead of asking again (0: used, or none). */
+  int32_t warm_parts;
+  int64_t warm_at_ms;
   /* The effective group.id: the group's, or the name an assigned consumer
    * carries (CTKN__KAFKA_ASSIGN_GROUP or -X group.id), for messages. */
   char group_id[256];

@@ -99,7 +99,7 @@ int ctkn__kafka_producer_open(ctkn_producer **out,
       CTKN_OK)
     goto fail;
   if ((rc = ctkn__kafka_warm_topic(p->rk, &p->k, p->topic, p->timeout_ms,
-                                   &p->rkt, err)) != CTKN_OK)
+                                   &p->rkt, NULL, err)) != CTKN_OK)
     goto fail;
   *out = &p->base;
   return CTKN_OK;
