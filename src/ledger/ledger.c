@@ -38,8 +38,9 @@ struct ctkn_ledger {
    * last catch-up. Submitting reads this, never the projector, which a
    * settling thread may be using (ctkn_ledger_settle()). */
   int32_t parts;
-  /* Creates without a key stick to one partition for a run of records
-   * (pick_partition()); both are the submitting thread's. */
+  int64_t parts_at_ms; /* when a catch-up to the log's end last set parts */
+  /* Creates without a key go to one partition per batch (pick_partition());
+   * both are the submitting thread's. */
   int32_t sticky;
   int sticky_left;
 };
@@ -230,6 +231,7 @@ int ctkn_ledger_open_trusted(ctkn_ledger **out, ctkn_store *st,
   /* Assigned already: a create without an idempotency key appends at
    * once (reads_projection()). */
   l->parts = ctkn_projector_partitions(l->projector);
+  l->parts_at_ms = ctkn__now_ms();
   *out = l;
   return CTKN_OK;
 }
@@ -337,24 +339,28 @@ static int plan(ctkn_ledger *l, const struct ctkn_command *cmd,
   return rc;
 }
 
-/* Creates without an idempotency key stay on one partition for this many
- * records, and only while the topic has at most STICKY_MAX_PARTS
- * partitions (the ID is drawn about that many times per create). */
+/* Creates without an idempotency key stay on one partition for at most
+ * this many records, and only while the topic has at most
+ * STICKY_MAX_PARTS partitions (an ID is drawn about n times per create on
+ * n partitions; at most STICKY_DRAWS * n). */
 #define STICKY_RUN       128
 #define STICKY_MAX_PARTS 32
+#define STICKY_DRAWS     64
 
 /*
  * The partition a new event goes to: a new token's is pinned now (by the
  * idempotency key when there is one, so racing duplicates meet on one
  * partition; else by the ID); a known token's comes from its record.
  *
- * An ID is new, so the ledger may draw it again: creates without a key
- * stick to one partition for STICKY_RUN records, as Kafka's sticky
- * partitioner does with keyless records (KIP-480), their IDs drawn until
- * the partitioner puts them there. A batch's creates then share one
- * checkpoint signature and one produce batch instead of one per
- * partition; runs go round the partitions, so they are used evenly.
- * The partition is still the hash of the ID, as every reader expects.
+ * An ID is new, so the ledger may draw it again: a batch's creates without
+ * a key go to one partition (up to STICKY_RUN of them, then the next), the
+ * next batch's to the next partition, their IDs drawn until the
+ * partitioner puts them there. A batch's creates then share one checkpoint
+ * signature and one produce batch instead of one per partition, and
+ * successive batches still spread over every partition (a notifier's lanes
+ * and a group's members share a burst). The partition is still the hash
+ * of the ID, as every reader expects. l->sticky_left is set to 0 at each
+ * batch's start (plan_and_append()).
  */
 static int pick_partition(ctkn_ledger *l, const struct ctkn_command *cmd,
                           struct ctkn_event *ev, const struct ctkn_record *cur,
@@ -381,7 +387,7 @@ static int pick_partition(ctkn_ledger *l, const struct ctkn_command *cmd,
     l->sticky_left = STICKY_RUN;
   }
   l->sticky_left--;
-  for (int i = 0; i < 8 * n && *part != l->sticky; i++) {
+  for (int i = 0; i < STICKY_DRAWS * n && *part != l->sticky; i++) {
     /* Later in the same millisecond: still a new, increasing ID. */
     if (ctkn_id_generate("ctkn_", ev->data.created_at / 1000, ev->data.id,
                          sizeof(ev->data.id)) != CTKN_OK)
@@ -857,6 +863,10 @@ static int wait_for(ctkn_ledger *l, struct batch *b, ctkn_store_txn **txn,
   return rc != CTKN_OK ? rc : brc;
 }
 
+/* How long the partition count stands before a batch catches up to the
+ * log's end again (the follower's re-check is as often). */
+#define PARTS_MAX_AGE_MS 5000
+
 /*
  * Whether planning the batch reads the projection, so that it must first
  * catch up to the log's end: an update or a revoke plans against the
@@ -865,10 +875,12 @@ static int wait_for(ctkn_ledger *l, struct batch *b, ctkn_store_txn **txn,
  * key reads nothing: its ID and token string are new, so it needs no
  * round trip for the end offsets, only the partition count, known once
  * the projector has caught up once. What the projection then makes of
- * its event is judged after the append, as always.
+ * its event is judged after the append, as always. The count is taken
+ * again (by a catch-up to the log's end) when it is PARTS_MAX_AGE_MS old,
+ * so that creates reach partitions added to the topic since.
  */
-static bool reads_projection(const ctkn_ledger *l,
-                             const struct ctkn_command *cmds, size_t n)
+static bool plans_read(const ctkn_ledger *l, const struct ctkn_command *cmds,
+                       size_t n)
 {
   if (l->parts <= 0)
     return true;
@@ -877,6 +889,13 @@ static bool reads_projection(const ctkn_ledger *l,
       return true;
   }
   return false;
+}
+
+static bool reads_projection(const ctkn_ledger *l,
+                             const struct ctkn_command *cmds, size_t n)
+{
+  return plans_read(l, cmds, n) ||
+         ctkn__now_ms() - l->parts_at_ms >= PARTS_MAX_AGE_MS;
 }
 
 bool ctkn_ledger_pipelines(const ctkn_ledger *l,
@@ -893,6 +912,7 @@ static int plan_and_append(ctkn_ledger *l, struct batch *b, bool catch_up)
   struct ctkn_err err;
   int rc = CTKN_OK;
 
+  l->sticky_left = 0; /* this batch's creates: the next partition */
   if (!batch_start(b))
     rc = ctkn__err(&err, CTKN_ENOMEM, "ledger");
   else if (l->trusted && l->key == NULL)
@@ -902,8 +922,10 @@ static int plan_and_append(ctkn_ledger *l, struct batch *b, bool catch_up)
                    "read-only: this process has no writer key (--writer-key) "
                    "and appends nothing; send writes to one that has");
   else if (catch_up && (rc = ctkn_projector_catch_up(l->projector, NULL, 0,
-                                                     &err)) == CTKN_OK)
+                                                     &err)) == CTKN_OK) {
     l->parts = ctkn_projector_partitions(l->projector);
+    l->parts_at_ms = ctkn__now_ms();
+  }
   if (rc != CTKN_OK) {
     fail_all(b, rc, &err);
     b->failed = rc;
@@ -981,8 +1003,10 @@ int ctkn_ledger_submit(ctkn_ledger *l, const struct ctkn_command *cmds,
   }
   p->b = (struct batch){
       .cmds = cmds, .n = n, .outs = outs, .rcs = rcs, .errs = errs};
-  if (reads_projection(l, cmds, n)) {
-    /* The caller should have run it with ctkn_ledger_execute_batch(). */
+  if (plans_read(l, cmds, n)) {
+    /* The caller should have run it with ctkn_ledger_execute_batch(). An
+     * old partition count is no reason to refuse: it is taken again with
+     * the next batch that is executed. */
     ctkn__err(&err, CTKN_EINTERNAL,
               "ledger: a batch that reads the projection was submitted");
     batch_start(&p->b);

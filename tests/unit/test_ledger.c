@@ -712,52 +712,75 @@ static void test_a_last_batch_closes_the_instance_with_its_checkpoints(void **s)
   signing_free(&sg);
 }
 
-/* Creates without a key stay on one partition for a run of 128 records,
- * each ID drawn so that the partitioner puts it there: a batch of them
- * is one partition's records under one checkpoint. Runs go round the
- * partitions. */
-static void test_creates_without_a_key_stay_on_one_partition_a_while(void **s)
+/* A batch's creates without a key go to one partition (128 at most, then
+ * the next), each ID drawn so that the partitioner puts it there: one
+ * partition's records under one checkpoint. The next batch goes to the
+ * next partition. */
+static void test_a_batch_of_creates_without_a_key_is_one_partition_s(void **s)
 {
   struct fx *f = *s;
   struct signing sg;
-  enum { N = 20, M = 100 };
+  enum { N = 20, M = 200 };
   struct ctkn_command cmds[M];
   struct ctkn_outcome outs[M], warm;
   struct ctkn_err errs[M];
-  int rcs[M], per_part[NPARTS] = {0};
+  int rcs[M];
 
   sign_with_a_key(f, &sg);
-  create(f, "warm", &warm); /* the partitions; the run's first record */
+  create(f, "warm", &warm); /* the partitions; a random first one */
   uint64_t before = produced(f);
   for (int i = 0; i < M; i++)
     create_cmd(&cmds[i], "sticky", NULL);
-  assert_int_equal(ctkn_ledger_execute_batch(f->l, cmds, N, outs, rcs, errs),
-                   CTKN_OK);
-  for (int i = 0; i < N; i++) {
-    const char *id = outs[i].record.token.id;
-    assert_int_equal(rcs[i], CTKN_OK);
-    assert_int_equal(outs[i].partition, warm.partition);
-    assert_int_equal(outs[i].partition,
-                     ctkn_log_partition_for(id, strlen(id), NPARTS));
-  }
-  assert_int_equal(produced(f), before + N + 1); /* one checkpoint */
-  /* 1 + 20 + 300 creates: runs of 128, 128 and 65 on three partitions. */
+  /* Batches of 20, 100 and 200: 20 on the next partition, 100 on the
+   * one after, then 128 and 72. */
+  const int sizes[] = {N, 100, M};
+  int32_t want = warm.partition;
   for (int k = 0; k < 3; k++) {
-    assert_int_equal(ctkn_ledger_execute_batch(f->l, cmds, M, outs, rcs, errs),
+    assert_int_equal(ctkn_ledger_execute_batch(f->l, cmds, (size_t)sizes[k],
+                                               outs, rcs, errs),
                      CTKN_OK);
-    for (int i = 0; i < M; i++) {
+    want = (want + 1) % NPARTS;
+    for (int i = 0; i < sizes[k]; i++) {
       const char *id = outs[i].record.token.id;
       assert_int_equal(rcs[i], CTKN_OK);
       assert_int_equal(outs[i].partition,
                        ctkn_log_partition_for(id, strlen(id), NPARTS));
-      per_part[outs[i].partition]++;
+      if (i == 128)
+        want = (want + 1) % NPARTS;
+      assert_int_equal(outs[i].partition, want);
     }
+    if (k == 0) /* one checkpoint */
+      assert_int_equal(produced(f), before + N + 1);
   }
-  per_part[warm.partition] += 1 + N;
-  assert_int_equal(per_part[warm.partition], 128);
-  assert_int_equal(per_part[(warm.partition + 1) % NPARTS], 128);
-  assert_int_equal(per_part[(warm.partition + 2) % NPARTS], 65);
   signing_free(&sg);
+}
+
+/* A server that only creates without keys never catches up to the log's
+ * end before planning; it still takes the partition count again every
+ * 5 s, so its creates reach partitions added since. */
+static void test_creates_reach_partitions_added_to_the_topic(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_command cmd;
+  struct ctkn_outcome out;
+  bool seen[NPARTS + 2] = {false};
+  int rc;
+  struct ctkn_err err;
+
+  create(f, "warm", &out);
+  fake_log_add_partitions(f->t.log, TK_TOPIC, NPARTS + 2);
+  create_cmd(&cmd, "pipelined", NULL);
+  assert_true(ctkn_ledger_pipelines(f->l, &cmd, 1));
+  sleep(5);
+  usleep(100 * 1000);
+  assert_false(ctkn_ledger_pipelines(f->l, &cmd, 1));
+  for (int i = 0; i < 2 * (NPARTS + 2); i++) {
+    ctkn_ledger_execute_batch(f->l, &cmd, 1, &out, &rc, &err);
+    assert_int_equal(rc, CTKN_OK);
+    seen[out.partition] = true;
+  }
+  for (int p = 0; p < NPARTS + 2; p++)
+    assert_true(seen[p]);
 }
 
 static int64_t mono_ms(void)
@@ -1731,7 +1754,8 @@ int main(void)
       T(test_many_lines_span_chunks),
       T(test_a_line_is_answered_before_the_input_ends),
       T(test_chunks_of_creates_are_appended_while_the_last_settles),
-      T(test_creates_without_a_key_stay_on_one_partition_a_while),
+      T(test_a_batch_of_creates_without_a_key_is_one_partition_s),
+      T(test_creates_reach_partitions_added_to_the_topic),
       T(test_signed_batches_are_in_flight_together),
       T(test_a_failed_batch_ends_the_instance_of_those_after_it),
       T(test_unavailable_kafka_is_exit_3),
