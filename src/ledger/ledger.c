@@ -359,9 +359,31 @@ static int plan(ctkn_ledger *l, const struct ctkn_command *cmd,
  * signature and one produce batch instead of one per partition, and
  * successive batches still spread over every partition (a notifier's lanes
  * and a group's members share a burst). The partition is still the hash
- * of the ID, as every reader expects. l->sticky_left is set to 0 at each
- * batch's start (plan_and_append()).
+ * of the ID, as every reader expects. A partition this projection has
+ * paused is passed over. l->sticky_left is set to 0 at each batch's start
+ * (plan_and_append()).
  */
+/* The first partition from start on (of n) that this projection has not
+ * paused (a newer schema), or start when every one is or the store
+ * fails: a create sent to a paused partition is appended but never
+ * judged here. */
+static int32_t open_partition(ctkn_ledger *l, int32_t start, int32_t n)
+{
+  ctkn_store_txn *txn;
+  int32_t p = start;
+
+  if (ctkn_store_begin(l->st, false, &txn, NULL) != CTKN_OK)
+    return start;
+  for (int32_t i = 0; i < n; i++) {
+    bool paused = true;
+    p = (start + i) % n;
+    if (ctkn_store_is_paused(txn, p, &paused, NULL) != CTKN_OK || !paused)
+      break;
+  }
+  ctkn_store_abort(txn);
+  return p;
+}
+
 static int pick_partition(ctkn_ledger *l, const struct ctkn_command *cmd,
                           struct ctkn_event *ev, const struct ctkn_record *cur,
                           int32_t *part, struct ctkn_err *err)
@@ -380,10 +402,10 @@ static int pick_partition(ctkn_ledger *l, const struct ctkn_command *cmd,
   if (cmd->idempotency_key[0] != '\0' || n == 1 || n > STICKY_MAX_PARTS)
     return CTKN_OK;
   if (l->sticky < 0 || l->sticky >= n) {
-    l->sticky = *part; /* the first run's is random */
+    l->sticky = open_partition(l, *part, n); /* the first is random */
     l->sticky_left = STICKY_RUN;
   } else if (l->sticky_left <= 0) {
-    l->sticky = (l->sticky + 1) % n;
+    l->sticky = open_partition(l, (l->sticky + 1) % n, n);
     l->sticky_left = STICKY_RUN;
   }
   l->sticky_left--;

@@ -1175,6 +1175,34 @@ static void test_a_paused_partition_says_the_event_is_not_yet_applied(void **s)
   assert_int_equal(got.token.status, CTKN_STATUS_ACTIVE);
 }
 
+/* A partition paused behind a newer schema would leave a create appended
+ * but never judged here: a batch of creates without a key passes it
+ * over. */
+static void test_creates_without_a_key_pass_a_paused_partition_over(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome c, o, outs[4];
+  struct ctkn_command cmd, cmds[4];
+  struct ctkn_err err = {0}, errs[4];
+  int rcs[4];
+
+  create(f, "warm", &c); /* the first batch's partition */
+  int32_t next = (c.partition + 1) % NPARTS;
+  tk_append_raw(&f->t, next, "ctkn_x", "future", 6, "client_token.updated",
+                CTKN_SCHEMA_VERSION + 1);
+  /* A change catches up to the log's end: the projection pauses next. */
+  change_cmd(&cmd, c.record.token.id, "renamed", false);
+  assert_int_equal(run(f, &cmd, &o, &err), CTKN_OK);
+  for (int i = 0; i < 4; i++)
+    create_cmd(&cmds[i], "fresh", NULL);
+  assert_int_equal(ctkn_ledger_execute_batch(f->l, cmds, 4, outs, rcs, errs),
+                   CTKN_OK);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(rcs[i], CTKN_OK);
+    assert_int_equal(outs[i].partition, (next + 1) % NPARTS);
+  }
+}
+
 /* ---- batches ----------------------------------------------------------- */
 
 static void test_batch_commands_are_concurrent_with_each_other(void **s)
@@ -1749,6 +1777,7 @@ int main(void)
       T(test_unacknowledged_append_is_exit_3_and_nothing_shows),
       T(test_unknown_outcome_retried_with_the_key_is_one_token),
       T(test_a_paused_partition_says_the_event_is_not_yet_applied),
+      T(test_creates_without_a_key_pass_a_paused_partition_over),
       T(test_batch_commands_are_concurrent_with_each_other),
       T(test_batch_failure_marks_only_the_unacknowledged),
       T(test_each_line_is_answered_in_input_order),
