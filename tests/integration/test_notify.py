@@ -161,8 +161,8 @@ class Notifier:
 def workload(env, n, update=True, revoke=True, prefix="tok", spread=False):
     """n creates (one batch), then an update of each, then a revoke of each;
     returns the token IDs. With spread, each create has an idempotency key,
-    whose hash picks its partition: creates without one stay on one
-    partition for a run of 128."""
+    whose hash picks its partition: a batch of creates without one goes to
+    one partition."""
     lines = "".join(
         json.dumps({"name": f"{prefix} {i}"} |
                    ({"idempotency_key": f"{prefix}-{i}"} if spread else {}))
