@@ -347,22 +347,6 @@ static int plan(ctkn_ledger *l, const struct ctkn_command *cmd,
 #define STICKY_MAX_PARTS 32
 #define STICKY_DRAWS     64
 
-/*
- * The partition a new event goes to: a new token's is pinned now (by the
- * idempotency key when there is one, so racing duplicates meet on one
- * partition; else by the ID); a known token's comes from its record.
- *
- * An ID is new, so the ledger may draw it again: a batch's creates without
- * a key go to one partition (up to STICKY_RUN of them, then the next), the
- * next batch's to the next partition, their IDs drawn until the
- * partitioner puts them there. A batch's creates then share one checkpoint
- * signature and one produce batch instead of one per partition, and
- * successive batches still spread over every partition (a notifier's lanes
- * and a group's members share a burst). The partition is still the hash
- * of the ID, as every reader expects. A partition this projection has
- * paused is passed over. l->sticky_left is set to 0 at each batch's start
- * (plan_and_append()).
- */
 /* The first partition from start on (of n) that this projection has not
  * paused (a newer schema), or start when every one is or the store
  * fails: a create sent to a paused partition is appended but never
@@ -384,6 +368,22 @@ static int32_t open_partition(ctkn_ledger *l, int32_t start, int32_t n)
   return p;
 }
 
+/*
+ * The partition a new event goes to: a new token's is pinned now (by the
+ * idempotency key when there is one, so racing duplicates meet on one
+ * partition; else by the ID); a known token's comes from its record.
+ *
+ * An ID is new, so the ledger may draw it again: a batch's creates without
+ * a key go to one partition (up to STICKY_RUN of them, then the next), the
+ * next batch's to the next partition, their IDs drawn until the
+ * partitioner puts them there. A batch's creates then share one checkpoint
+ * signature and one produce batch instead of one per partition, and
+ * successive batches still spread over every partition (a notifier's lanes
+ * and a group's members share a burst). The partition is still the hash
+ * of the ID, as every reader expects. A partition this projection has
+ * paused is passed over. l->sticky_left is set to 0 at each batch's start
+ * (plan_and_append()).
+ */
 static int pick_partition(ctkn_ledger *l, const struct ctkn_command *cmd,
                           struct ctkn_event *ev, const struct ctkn_record *cur,
                           int32_t *part, struct ctkn_err *err)
