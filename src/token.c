@@ -269,23 +269,21 @@ static bool incr80(unsigned char r[10])
 
 static void ulid_encode(int64_t ms, const unsigned char r[10], char *out)
 {
-  /* 128 bits = 48-bit time + 80-bit random, as 26 base32 digits (the top
-   * digit carries only 3 bits). */
-  unsigned char b[16];
+  /* 128 bits = 48-bit time + 80-bit random, as 26 base32 digits from the
+   * top (the first digit carries only 3 bits): hi holds bits 64-127. */
+  uint64_t hi = (uint64_t)ms << 16 | (uint64_t)r[0] << 8 | r[1], lo = 0;
 
-  for (int i = 0; i < 6; i++)
-    b[i] = (unsigned char)((uint64_t)ms >> (40 - 8 * i));
-  memcpy(b + 6, r, 10);
-  for (int i = 0; i < 26; i++) {
-    /* Bit offset of digit i from the top of a 130-bit field whose first
-     * two bits are zero. */
-    int bit = i * 5 - 2;
-    unsigned v = 0;
-    for (int k = 0; k < 5; k++, bit++) {
-      unsigned x = bit < 0 ? 0 : (b[bit / 8] >> (7 - bit % 8)) & 1;
-      v = v << 1 | x;
-    }
-    out[i] = crockford[v];
+  for (int i = 2; i < 10; i++)
+    lo = lo << 8 | r[i];
+  for (int i = 25, shift = 0; i >= 0; i--, shift += 5) {
+    uint64_t v;
+    if (shift >= 64)
+      v = hi >> (shift - 64);
+    else if (shift > 59)
+      v = lo >> shift | hi << (64 - shift);
+    else
+      v = lo >> shift;
+    out[i] = crockford[v & 31];
   }
   out[26] = '\0';
 }
@@ -294,26 +292,29 @@ int ctkn_id_generate(const char *prefix, int64_t ms, char *out, size_t outsz)
 {
   size_t plen = strlen(prefix);
   unsigned char r[10];
-  int rc;
+  int rc = CTKN_OK;
 
   if (outsz < plen + CTKN_ULID_LEN + 1 || ms < 0 || ms >= (1LL << 48))
     return CTKN_EINVAL;
-  if ((rc = ctkn_random(r, sizeof(r))) != CTKN_OK)
-    return rc;
-
   pthread_mutex_lock(&ulid_lock);
   if (ms <= ulid_last_ms) {
     /* Same millisecond, or the clock stepped back: stay on the last
-     * millisecond and count up, so the order holds. */
+     * millisecond and count up, so the order holds. Only a new
+     * millisecond (or a wrap) draws random bits: many IDs a millisecond
+     * cost no system call (create --batch, a busy serve). */
     ms = ulid_last_ms;
     memcpy(r, ulid_last_rand, sizeof(r));
     if (!incr80(r)) {
       ms++;
-      rc = ctkn_random(r, sizeof(r));
+      rc = ms < (1LL << 48) ? ctkn_random(r, sizeof(r)) : CTKN_EINVAL;
     }
+  } else {
+    rc = ctkn_random(r, sizeof(r));
   }
-  ulid_last_ms = ms;
-  memcpy(ulid_last_rand, r, sizeof(r));
+  if (rc == CTKN_OK) {
+    ulid_last_ms = ms;
+    memcpy(ulid_last_rand, r, sizeof(r));
+  }
   pthread_mutex_unlock(&ulid_lock);
   if (rc != CTKN_OK)
     return rc;

@@ -88,6 +88,31 @@ static void test_ulid_time_encoding_matches_the_ulid_spec(void **st)
   assert_memory_equal(id + 4, "41aryz6s41", 10);
 }
 
+static void test_ulid_random_bits_encode_as_the_spec_says(void **st)
+{
+  /* Big-endian 128 bits (time, then the 80 random bits) as 26 Crockford
+   * digits: vectors from an independent encoder (Python's int). The
+   * second crosses every digit boundary with a known pattern. */
+  static const uint8_t r1[10] = {0xf6, 0xf7, 0xf8, 0xf9, 0xfa,
+                                 0xfb, 0xfc, 0xfd, 0xfe, 0xff};
+  static const uint8_t r2[10] = {0x01, 0x23, 0x45, 0x67, 0x89,
+                                 0xab, 0xcd, 0xef, 0x01, 0x23};
+  static const uint8_t ones[10] = {0xff, 0xff, 0xff, 0xff, 0xff,
+                                   0xff, 0xff, 0xff, 0xff, 0xff};
+  char id[CTKN_ID_BUF];
+  (void)st;
+
+  assert_int_equal(ctkn_id_derive("ctkn_", 1469918176385LL, r1, id, sizeof(id)),
+                   0);
+  assert_string_equal(id, "ctkn_01aryz6s41yvvzhyftzfyfvzqz");
+  assert_int_equal(ctkn_id_derive("evt_", 0x123456789abcLL, r2, id, sizeof(id)),
+                   0);
+  assert_string_equal(id, "evt_0j6hb7h6nw04hmasw9nf6yy093");
+  assert_int_equal(
+      ctkn_id_derive("ntf_", (1LL << 48) - 1, ones, id, sizeof(id)), 0);
+  assert_string_equal(id, "ntf_7zzzzzzzzzzzzzzzzzzzzzzzzz");
+}
+
 static void test_id_valid_rejects_bad_shapes(void **st)
 {
   (void)st;
@@ -417,6 +442,7 @@ int main(void)
       cmocka_unit_test(test_100k_ids_match_regex_are_unique_and_sort_by_time),
       cmocka_unit_test(test_ids_stay_monotonic_when_the_clock_steps_back),
       cmocka_unit_test(test_ulid_time_encoding_matches_the_ulid_spec),
+      cmocka_unit_test(test_ulid_random_bits_encode_as_the_spec_says),
       cmocka_unit_test(test_id_valid_rejects_bad_shapes),
       cmocka_unit_test(
           test_100k_tokens_match_regex_are_unique_and_time_prefixed),
