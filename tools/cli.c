@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ctkn/codec.h"
@@ -200,6 +201,28 @@ int cli_emit(struct cli *c, int rc, char *json, const struct ctkn_err *err)
   printf("%s\n", json);
   free(json);
   return 0;
+}
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CLI_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(CLI_SANITIZED)
+#define CLI_SANITIZED 1
+#endif
+
+_Noreturn void cli_leave(struct cli *c, int ex)
+{
+  fflush(stdout);
+  fflush(stderr);
+#ifdef CLI_SANITIZED
+  cli_free(c);
+  exit(ex);
+#else
+  (void)c;
+  _exit(ex);
+#endif
 }
 
 int cmd_help(struct cli *c)

@@ -25,4 +25,8 @@ uint64_t ctkn__sign_verifications(void);
 /* Forget the signatures known good. */
 void ctkn__sign_forget_known(void);
 
+/* libcrypto started once for the process, without its atexit() clean-up
+ * (crypto.c); every entry point that reaches libcrypto calls it first. */
+void ctkn__crypto_start(void);
+
 #endif /* CTKN_CRYPTO_INT_H */

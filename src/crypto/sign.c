@@ -45,6 +45,7 @@ int ctkn_pubkey_new(ctkn_pubkey **out, const uint8_t pub[CTKN_SIGN_PUB_LEN],
   *out = NULL;
   if (k == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory");
+  ctkn__crypto_start();
   k->pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub,
                                       CTKN_SIGN_PUB_LEN);
   if (k->pk == NULL) {
@@ -176,6 +177,7 @@ static int seckey_from_seed(ctkn_seckey **out, const uint8_t *seed,
   *out = NULL;
   if (k == NULL)
     return ctkn__err(err, CTKN_ENOMEM, "out of memory");
+  ctkn__crypto_start();
   k->pk = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed,
                                        CTKN_SIGN_SEED_LEN);
   if (k->pk == NULL ||
