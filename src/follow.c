@@ -263,7 +263,7 @@ static int reached(ctkn__follower *f, const int64_t *hi, int32_t n, bool *done,
 
 int ctkn__follow_catch_up(ctkn__follower *f, struct ctkn_err *err)
 {
-  int64_t lo[MAXP], hi[MAXP];
+  int64_t hi[MAXP];
   int64_t deadline = ctkn__now_ms() + f->cfg.timeout_ms;
   bool done;
   size_t got;
@@ -278,7 +278,7 @@ int ctkn__follow_catch_up(ctkn__follower *f, struct ctkn_err *err)
                      f->cfg.topic, n, f->side->kind, MAXP);
   if (n != f->nparts && (rc = assign(f, err)) != CTKN_OK)
     return rc;
-  if ((rc = ctkn_consumer_watermarks_all(f->c, n, lo, hi, err)) != CTKN_OK)
+  if ((rc = ctkn_consumer_ends(f->c, n, hi, err)) != CTKN_OK)
     return rc;
   for (;;) {
     if ((rc = reached(f, hi, n, &done, err)) != CTKN_OK || done)

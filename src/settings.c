@@ -837,24 +837,21 @@ static int event_topic_ends(const struct ctkn_log_config *cfg, int64_t **ends,
                             int32_t *n, struct ctkn_err *err)
 {
   ctkn_consumer *c;
-  int64_t *lo = NULL;
   int rc;
 
   *ends = NULL;
   if ((rc = ctkn_consumer_open(&c, cfg, err)) != CTKN_OK)
     return rc;
   if ((rc = ctkn_consumer_partitions(c, n, err)) == CTKN_OK) {
-    lo = calloc((size_t)(*n > 0 ? *n : 1), sizeof(*lo));
     *ends = calloc((size_t)(*n > 0 ? *n : 1), sizeof(**ends));
-    if (lo == NULL || *ends == NULL)
+    if (*ends == NULL)
       rc = ctkn__err(err, CTKN_ENOMEM, "end offsets");
     else if (*n > CTKN_STORE_MAX_PARTITIONS)
       rc = ctkn__err(err, CTKN_EKAFKA, "too many partitions");
     else
-      rc = ctkn_consumer_watermarks_all(c, *n, lo, *ends, err);
+      rc = ctkn_consumer_ends(c, *n, *ends, err);
   }
   ctkn_consumer_close(c);
-  free(lo);
   if (rc != CTKN_OK) {
     free(*ends);
     *ends = NULL;

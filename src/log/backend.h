@@ -81,7 +81,8 @@ struct ctkn__log_backend {
   /* May be NULL: the log has no topic IDs. */
   int (*topic_id)(ctkn_consumer *c, char id[CTKN_TOPIC_ID_BUF],
                   struct ctkn_err *err);
-  /* Partitions first..first+n-1 (n >= 1): lo and hi have n entries. */
+  /* Partitions first..first+n-1 (n >= 1): lo and hi have n entries; lo
+   * may be NULL (the high watermarks alone). */
   int (*watermarks)(ctkn_consumer *c, int32_t first, int32_t n, int64_t *lo,
                     int64_t *hi, struct ctkn_err *err);
   int (*offsets_after)(ctkn_consumer *c, int64_t ts_ms, int64_t *offsets,

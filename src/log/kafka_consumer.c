@@ -364,8 +364,8 @@ int ctkn__kafka_topic_id(ctkn_consumer *base, char id[CTKN_TOPIC_ID_BUF],
  */
 /*
  * Partitions first..first+n-1's earliest and next offsets (lo/hi, n
- * entries each), in one ListOffsets request per end. *failed receives the
- * partition that an error is about.
+ * entries each; lo NULL: the next alone), in one ListOffsets request per
+ * end. *failed receives the partition that an error is about.
  */
 static rd_kafka_resp_err_t query_watermarks(rd_kafka_t *rk, const char *topic,
                                             int32_t first, int32_t n,
@@ -377,7 +377,7 @@ static rd_kafka_resp_err_t query_watermarks(rd_kafka_t *rk, const char *topic,
   const int64_t which[2] = {RD_KAFKA_OFFSET_BEGINNING, RD_KAFKA_OFFSET_END};
 
   *failed = first;
-  for (int i = 0; i < 2; i++) {
+  for (int i = lo == NULL ? 1 : 0; i < 2; i++) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
     if (l == NULL)
       return RD_KAFKA_RESP_ERR__NOENT;

@@ -231,6 +231,14 @@ int ctkn_consumer_watermarks_all(ctkn_consumer *c, int32_t n, int64_t *lo,
   return c->be->watermarks(c, 0, n, lo, hi, err);
 }
 
+int ctkn_consumer_ends(ctkn_consumer *c, int32_t n, int64_t *hi,
+                       struct ctkn_err *err)
+{
+  if (n <= 0)
+    return CTKN_OK;
+  return c->be->watermarks(c, 0, n, NULL, hi, err);
+}
+
 int ctkn_consumer_offsets_after(ctkn_consumer *c, int64_t ts_ms,
                                 int64_t *offsets, int32_t n,
                                 struct ctkn_err *err)

@@ -124,23 +124,23 @@ int ctkn_trust_settings_read(const struct ctkn_log_config *cfg,
                              void *arg, struct ctkn_err *err)
 {
   ctkn_consumer *c = NULL;
-  int64_t *lo = NULL, *hi = NULL;
+  int64_t *hi = NULL;
   int32_t n = 0;
   int rc;
 
   if ((rc = ctkn_consumer_open(&c, cfg, err)) != CTKN_OK ||
       (rc = ctkn_consumer_partitions(c, &n, err)) != CTKN_OK)
     goto out;
-  lo = calloc((size_t)n, sizeof(*lo));
-  hi = calloc((size_t)n, sizeof(*hi));
-  if (lo == NULL || hi == NULL) {
+  if ((hi = calloc((size_t)(n > 0 ? n : 1), sizeof(*hi))) == NULL) {
     rc = ctkn__err(err, CTKN_ENOMEM, "out of memory reading the keyring");
     goto out;
   }
-  if ((rc = ctkn_consumer_watermarks_all(c, n, lo, hi, err)) == CTKN_OK)
+  /* The ends alone: the read starts at offset 0 (the reset policy moves
+   * it to the first record kept), one ListOffsets request fewer on every
+   * command's way to the keyring. */
+  if ((rc = ctkn_consumer_ends(c, n, hi, err)) == CTKN_OK)
     rc = read_to_end(c, n, hi, cb, arg, err);
 out:
-  free(lo);
   free(hi);
   ctkn_consumer_close(c);
   return rc;

@@ -794,7 +794,8 @@ static int fake_watermarks(ctkn_consumer *base, int32_t first, int32_t n,
                      c->topic, p);
       break;
     }
-    lo[i] = t->parts[p].start;
+    if (lo != NULL)
+      lo[i] = t->parts[p].start;
     hi[i] = t->parts[p].start + (int64_t)t->parts[p].n;
   }
   pthread_mutex_unlock(&c->f->mu);

@@ -739,6 +739,13 @@ static void test_watermarks_follow_the_log(void **state)
   int32_t n = 0;
   assert_int_equal(ctkn_consumer_partitions(c, &n, &err), CTKN_OK);
   assert_int_equal(n, PARTITIONS);
+  /* The ends alone, of every partition in one request. */
+  int64_t ends[PARTITIONS];
+  for (int i = 0; i < PARTITIONS; i++)
+    ends[i] = -5;
+  assert_int_equal(ctkn_consumer_ends(c, PARTITIONS, ends, &err), CTKN_OK);
+  for (int i = 0; i < PARTITIONS; i++)
+    assert_int_equal(ends[i], i == 1 ? 5 : 0);
   ctkn_consumer_close(c);
 }
 
