@@ -189,6 +189,13 @@ int ctkn_store_get_idem(ctkn_store_txn *txn, const char *key,
 int ctkn_store_get_rejected(ctkn_store_txn *txn, int32_t partition,
                             int64_t offset, char *reason, size_t reasonsz,
                             struct ctkn_err *err);
+/* The reason the record at (partition, offset) was quarantined, into
+ * reason (NUL-terminated, cut to reasonsz - 1 bytes; may be NULL).
+ * Errors: CTKN_ENOTFOUND (not quarantined), CTKN_EINVAL (field
+ * "partition" or "offset"), CTKN_ESTORE. */
+int ctkn_store_get_quarantine(ctkn_store_txn *txn, int32_t partition,
+                              int64_t offset, char *reason, size_t reasonsz,
+                              struct ctkn_err *err);
 /* The next offset to consume on partition into *next: 0 when never
  * consumed (and on failure). Errors: CTKN_EINVAL (field "partition":
  * outside 0..CTKN_STORE_MAX_PARTITIONS-1), CTKN_ESTORE. */

@@ -508,15 +508,22 @@ static int judge(ctkn_store_txn *txn, int32_t part, int64_t off,
   }
   if (rc != CTKN_ENOTFOUND)
     return rc;
-  /* Neither applied nor rejected: the trust gate quarantined it. */
+  /* Neither applied nor rejected: the trust gate quarantined it, and
+   * says why (a revoked key, a broken chain after a failed batch, ...). */
   struct ctkn_store_event at;
   if ((rc = ctkn_store_event_at(txn, part, off, true, &at, err)) ==
-      CTKN_ENOTFOUND)
+      CTKN_ENOTFOUND) {
+    if ((rc = ctkn_store_get_quarantine(txn, part, off, reason,
+                                        sizeof(reason), err)) == CTKN_ENOTFOUND)
+      snprintf(reason, sizeof(reason), "no reason stored");
+    else if (rc != CTKN_OK)
+      return rc;
     return ctkn__err(err, CTKN_EKAFKA,
                      "the event at %" PRId32 "/%" PRId64
-                     " was appended but quarantined (ctkn quarantine says "
-                     "why; is the writer key in the keyring?)",
-                     part, off);
+                     " was appended but quarantined: %s (`ctkn quarantine` "
+                     "lists it)",
+                     part, off, reason);
+  }
   if (rc == CTKN_OK)
     *v = V_APPLIED;
   return rc;

@@ -3,6 +3,7 @@
  * quarantined records by (partition, offset), idempotency keys and each
  * partition's next offset; their writes and walks.
  */
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -231,6 +232,37 @@ static int coord_entry(int table, const MDB_val *k, const MDB_val *v,
   if (ctkn__buf_append(reason, why.p, why.n) != CTKN_OK)
     return ctkn__err(err, CTKN_ENOMEM, "copying a %zu-byte reason", why.n);
   return cb(arg, partition, offset, reason->data, a.p, a.n, b.p, b.n);
+}
+
+int ctkn_store_get_quarantine(ctkn_store_txn *t, int32_t partition,
+                              int64_t offset, char *reason, size_t reasonsz,
+                              struct ctkn_err *err)
+{
+  uint8_t kb[COORD_KEY_LEN];
+  MDB_val k = {sizeof(kb), kb}, v;
+  struct ctkn__sv_span why, a, b;
+  int rc;
+
+  if ((rc = ctkn__store_check_coord(partition, offset, err)) != CTKN_OK)
+    return rc;
+  ctkn__store_coord_key(kb, partition, offset);
+  rc = mdb_get(t->txn, t->st->dbi[T_QUARANTINE], &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return ctkn__err(err, CTKN_ENOTFOUND,
+                     "no quarantined record at partition %" PRId32
+                     " offset %" PRId64,
+                     partition, offset);
+  if (rc != MDB_SUCCESS)
+    return ctkn__store_lmdb_err(err, rc, "get quarantine");
+  if (ctkn__sv_quarantine_read(v.mv_data, v.mv_size, &why, &a, &b) != CTKN_OK)
+    return ctkn__store_corrupt(err, T_QUARANTINE);
+  if (reason != NULL && reasonsz > 0) {
+    size_t n = why.n < reasonsz - 1 ? why.n : reasonsz - 1;
+    if (n > 0)
+      memcpy(reason, why.p, n);
+    reason[n] = '\0';
+  }
+  return CTKN_OK;
 }
 
 /* Walk rejected or quarantine in (partition, offset) order. */

@@ -1133,6 +1133,19 @@ static void test_quarantine_counts_are_kept_per_partition(void **s)
       CTKN_OK);
   commit(t);
   assert_qcounts(f->st, 2, 1);
+  /* One record's reason, by its coordinate: the last put wins. */
+  char why[8];
+  t = begin(f->st, false);
+  assert_int_equal(ctkn_store_get_quarantine(t, 0, 1, why, sizeof(why), &err),
+                   CTKN_OK);
+  assert_string_equal(why, "again");
+  assert_int_equal(ctkn_store_get_quarantine(t, 3, 5, why, 2, &err), CTKN_OK);
+  assert_string_equal(why, "c");
+  assert_int_equal(ctkn_store_get_quarantine(t, 3, 4, why, sizeof(why), &err),
+                   CTKN_ENOTFOUND);
+  assert_int_equal(ctkn_store_get_quarantine(t, -1, 4, why, sizeof(why), &err),
+                   CTKN_EINVAL);
+  ctkn_store_abort(t);
 
   /* Read from meta, not counted: a count set there is what comes back. */
   ctkn_store_close(f->st);
