@@ -513,8 +513,8 @@ static int judge(ctkn_store_txn *txn, int32_t part, int64_t off,
   struct ctkn_store_event at;
   if ((rc = ctkn_store_event_at(txn, part, off, true, &at, err)) ==
       CTKN_ENOTFOUND) {
-    if ((rc = ctkn_store_get_quarantine(txn, part, off, reason,
-                                        sizeof(reason), err)) == CTKN_ENOTFOUND)
+    if ((rc = ctkn_store_get_quarantine(txn, part, off, reason, sizeof(reason),
+                                        err)) == CTKN_ENOTFOUND)
       snprintf(reason, sizeof(reason), "no reason stored");
     else if (rc != CTKN_OK)
       return rc;
