@@ -234,9 +234,11 @@ static int coord_entry(int table, const MDB_val *k, const MDB_val *v,
   return cb(arg, partition, offset, reason->data, a.p, a.n, b.p, b.n);
 }
 
-int ctkn_store_get_quarantine(ctkn_store_txn *t, int32_t partition,
-                              int64_t offset, char *reason, size_t reasonsz,
-                              struct ctkn_err *err)
+/* The reason stored at (partition, offset) in rejected or quarantine
+ * (table), into reason; what names the table in the not-found message. */
+static int get_reason(ctkn_store_txn *t, int table, const char *what,
+                      int32_t partition, int64_t offset, char *reason,
+                      size_t reasonsz, struct ctkn_err *err)
 {
   uint8_t kb[COORD_KEY_LEN];
   MDB_val k = {sizeof(kb), kb}, v;
@@ -246,16 +248,18 @@ int ctkn_store_get_quarantine(ctkn_store_txn *t, int32_t partition,
   if ((rc = ctkn__store_check_coord(partition, offset, err)) != CTKN_OK)
     return rc;
   ctkn__store_coord_key(kb, partition, offset);
-  rc = mdb_get(t->txn, t->st->dbi[T_QUARANTINE], &k, &v);
+  rc = mdb_get(t->txn, t->st->dbi[table], &k, &v);
   if (rc == MDB_NOTFOUND)
     return ctkn__err(err, CTKN_ENOTFOUND,
-                     "no quarantined record at partition %" PRId32
-                     " offset %" PRId64,
+                     "no %s at partition %" PRId32 " offset %" PRId64, what,
                      partition, offset);
   if (rc != MDB_SUCCESS)
-    return ctkn__store_lmdb_err(err, rc, "get quarantine");
-  if (ctkn__sv_quarantine_read(v.mv_data, v.mv_size, &why, &a, &b) != CTKN_OK)
-    return ctkn__store_corrupt(err, T_QUARANTINE);
+    return ctkn__store_lmdb_err(err, rc, what);
+  rc = table == T_REJECTED
+           ? ctkn__sv_rejected_read(v.mv_data, v.mv_size, &a, &b, &why)
+           : ctkn__sv_quarantine_read(v.mv_data, v.mv_size, &why, &a, &b);
+  if (rc != CTKN_OK)
+    return ctkn__store_corrupt(err, table);
   if (reason != NULL && reasonsz > 0) {
     size_t n = why.n < reasonsz - 1 ? why.n : reasonsz - 1;
     if (n > 0)
@@ -263,6 +267,22 @@ int ctkn_store_get_quarantine(ctkn_store_txn *t, int32_t partition,
     reason[n] = '\0';
   }
   return CTKN_OK;
+}
+
+int ctkn_store_get_rejected(ctkn_store_txn *t, int32_t partition,
+                            int64_t offset, char *reason, size_t reasonsz,
+                            struct ctkn_err *err)
+{
+  return get_reason(t, T_REJECTED, "rejected event", partition, offset, reason,
+                    reasonsz, err);
+}
+
+int ctkn_store_get_quarantine(ctkn_store_txn *t, int32_t partition,
+                              int64_t offset, char *reason, size_t reasonsz,
+                              struct ctkn_err *err)
+{
+  return get_reason(t, T_QUARANTINE, "quarantined record", partition, offset,
+                    reason, reasonsz, err);
 }
 
 /* Walk rejected or quarantine in (partition, offset) order. */

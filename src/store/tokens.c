@@ -122,38 +122,6 @@ int ctkn_store_get_idem(ctkn_store_txn *t, const char *key,
   return CTKN_OK;
 }
 
-int ctkn_store_get_rejected(ctkn_store_txn *t, int32_t partition,
-                            int64_t offset, char *reason, size_t reasonsz,
-                            struct ctkn_err *err)
-{
-  uint8_t key[COORD_KEY_LEN];
-  MDB_val k = {sizeof(key), key}, v;
-  struct ctkn__sv_span tid, eid, why;
-  int rc;
-
-  if ((rc = ctkn__store_check_coord(partition, offset, err)) != CTKN_OK)
-    return rc;
-  ctkn__store_coord_key(key, partition, offset);
-  rc = mdb_get(t->txn, t->st->dbi[T_REJECTED], &k, &v);
-  if (rc == MDB_NOTFOUND)
-    return ctkn__err(err, CTKN_ENOTFOUND,
-                     "no rejected event at partition %" PRId32
-                     " offset %" PRId64,
-                     partition, offset);
-  if (rc != MDB_SUCCESS)
-    return ctkn__store_lmdb_err(err, rc, "get rejected");
-  if (ctkn__sv_rejected_read(v.mv_data, v.mv_size, &tid, &eid, &why) != CTKN_OK)
-    return ctkn__store_corrupt(err, T_REJECTED);
-  if (reason != NULL && reasonsz > 0) {
-    size_t n = why.n < reasonsz - 1 ? why.n : reasonsz - 1;
-
-    if (n > 0)
-      memcpy(reason, why.p, n);
-    reason[n] = '\0';
-  }
-  return CTKN_OK;
-}
-
 int ctkn_store_offset(ctkn_store_txn *t, int32_t partition, int64_t *next,
                       struct ctkn_err *err)
 {
