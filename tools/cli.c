@@ -212,17 +212,35 @@ int cli_emit(struct cli *c, int rc, char *json, const struct ctkn_err *err)
 #define CLI_SANITIZED 1
 #endif
 
+bool cli_may_leave(void)
+{
+#ifdef CLI_SANITIZED
+  return false;
+#else
+  return true;
+#endif
+}
+
+int cli_flush_answer(struct cli *c, int ex)
+{
+  struct ctkn_err err = {.code = CTKN_EAPPENDED};
+
+  if (fflush(stdout) == 0 || ex != 0)
+    return ex;
+  snprintf(err.msg, sizeof(err.msg),
+           "the command was applied, but its answer could not be written to "
+           "stdout (%s): do not run it again without its idempotency key; "
+           "`ctkn list` shows the token",
+           strerror(errno));
+  return cli_print_error(c->rid, &err);
+}
+
 _Noreturn void cli_leave(struct cli *c, int ex)
 {
-  fflush(stdout);
-  fflush(stderr);
-#ifdef CLI_SANITIZED
+  ex = cli_flush_answer(c, ex);
   cli_free(c);
-  exit(ex);
-#else
-  (void)c;
+  fflush(stderr);
   _exit(ex);
-#endif
 }
 
 int cmd_help(struct cli *c)

@@ -158,10 +158,18 @@ int cli_oom(struct ctkn_err *err);
 /* The end of most commands: json (taken, may be NULL) on stdout when rc is
  * CTKN_OK, else err's envelope on stderr. Returns the exit status. */
 int cli_emit(struct cli *c, int rc, char *json, const struct ctkn_err *err);
-/* Flush stdout and stderr and end the process with ex at once, without
- * the exit handlers: for a one-shot command whose work is done and whose
- * remaining clean-up would change nothing outside the process. Sanitizer
- * builds exit normally, so that their leak check still runs. */
+/* A write's answer flushed to stdout: ex, or when stdout fails (a full
+ * disk, a closed pipe) exit 4 with an error saying that the command was
+ * applied, so that it is not run again without its idempotency key. */
+int cli_flush_answer(struct cli *c, int ex);
+/* Whether a one-shot command may end with cli_leave(): false in
+ * sanitizer builds, which close everything so that the leak check sees
+ * every path. */
+bool cli_may_leave(void);
+/* A one-shot write whose work is done and whose remaining clean-up would
+ * change nothing outside the process: its answer flushed
+ * (cli_flush_answer()), the options' keys wiped (cli_free()), then
+ * _exit(), without the exit handlers. */
 _Noreturn void cli_leave(struct cli *c, int ex);
 
 /* `ctkn help` and --help: the usage text on stdout. */

@@ -32,7 +32,7 @@ static int run_command(struct cli *c, const struct ctkn_command *cmd)
   if (rc == CTKN_OK &&
       (json = ctkn_json_data(&out.record.token, c->rid)) == NULL)
     rc = cli_oom(&err);
-  if (rc == CTKN_OK) {
+  if (rc == CTKN_OK && cli_may_leave()) {
     /* Judged and committed, every append acknowledged, the instance's
      * closing checkpoints among them: the ledger's close would only
      * destroy librdkafka's handles, joining their threads (1-2.5 ms of a
@@ -44,7 +44,7 @@ static int run_command(struct cli *c, const struct ctkn_command *cmd)
   }
   ctkn_ledger_close(l);
   ctkn_store_close(st);
-  return cli_emit(c, rc, json, &err);
+  return cli_flush_answer(c, cli_emit(c, rc, json, &err));
 }
 
 /* Apply a text option through a command setter: 0, or the exit status of

@@ -270,14 +270,15 @@ int ctkn_consumer_topic_id(ctkn_consumer *c, char id[CTKN_TOPIC_ID_BUF],
  * one partition. Leadership moves are retried within the timeout. Errors:
  * CTKN_ENOTFOUND (no such partition), CTKN_ETIMEOUT, CTKN_EKAFKA,
  * CTKN_ENOMEM. */
-/* The high watermarks alone (hi, n entries): what a read to the end
- * needs, in one request instead of two. */
-int ctkn_consumer_ends(ctkn_consumer *c, int32_t n, int64_t *hi,
-                       struct ctkn_err *err);
 int ctkn_consumer_watermarks_all(ctkn_consumer *c, int32_t n, int64_t *lo,
                                  int64_t *hi, struct ctkn_err *err);
 int ctkn_consumer_watermarks(ctkn_consumer *c, int32_t partition, int64_t *lo,
                              int64_t *hi, struct ctkn_err *err);
+/* The high watermarks alone of partitions 0..n-1 (hi, n entries; left
+ * untouched when n <= 0): what a read to the end needs, in one request
+ * instead of two. Errors: as ctkn_consumer_watermarks_all(). */
+int ctkn_consumer_ends(ctkn_consumer *c, int32_t n, int64_t *hi,
+                       struct ctkn_err *err);
 
 /*
  * For partitions 0..n-1, the first offset whose record timestamp is after

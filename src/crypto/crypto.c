@@ -405,6 +405,7 @@ int ctkn_seal(const uint8_t key[CTKN_KEY_LEN], const void *aad, size_t aadlen,
   /* A random 96-bit nonce per seal: the number of secrets sealed under one
    * deployment key stays far below the 2^32 that NIST SP 800-38D allows
    * for random nonces. */
+  ctkn__crypto_start();
   if (RAND_bytes(out, CTKN_SEAL_NONCE) != 1) {
     ctkn_wipe(out, len + CTKN_SEAL_OVERHEAD);
     return gcm_fail(err, "RAND_bytes for the nonce");

@@ -196,6 +196,7 @@ int ctkn_seckey_generate(ctkn_seckey **out, struct ctkn_err *err)
   int rc;
 
   *out = NULL;
+  ctkn__crypto_start();
   if (RAND_priv_bytes(seed, sizeof(seed)) != 1)
     return ctkn__err(err, CTKN_EINTERNAL, "no random bytes for a key");
   rc = seckey_from_seed(out, seed, err);

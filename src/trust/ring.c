@@ -135,9 +135,9 @@ int ctkn_trust_settings_read(const struct ctkn_log_config *cfg,
     rc = ctkn__err(err, CTKN_ENOMEM, "out of memory reading the keyring");
     goto out;
   }
-  /* The ends alone: the read starts at offset 0 (the reset policy moves
-   * it to the first record kept), one ListOffsets request fewer on every
-   * command's way to the keyring. */
+  /* The ends alone: the read starts at offset 0 (the settings topic
+   * keeps every record, docs/operations.md), one ListOffsets request
+   * fewer on every command's way to the keyring. */
   if ((rc = ctkn_consumer_ends(c, n, hi, err)) == CTKN_OK)
     rc = read_to_end(c, n, hi, cb, arg, err);
 out:

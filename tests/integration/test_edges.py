@@ -108,6 +108,30 @@ def test_a_full_disk_says_so():
         env.close()
 
 
+def test_a_write_whose_answer_is_lost_says_it_was_applied():
+    """A create whose answer cannot be written (stdout on /dev/full) was
+    applied all the same: it exits 4 (appended, do not run again without
+    its key), not 0, and says so; the token is there."""
+    env = Env(name="edgeans")
+    try:
+        with open("/dev/full", "w") as full:
+            p = subprocess.run(
+                [CTKN, "create", "--name", "lost answer", "--topic",
+                 env.topic, "--brokers", BROKERS, "--db", env.db],
+                stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+                env={**os.environ, **env.vars})
+        check(p.returncode == 4, f"rc={p.returncode} {p.stderr[-1000:]}")
+        err = json.loads(p.stderr.splitlines()[0])["error"]
+        check(err["code"] == "service_unavailable", err)
+        check("was applied" in err["detail"] and
+              "idempotency key" in err["detail"], err)
+        names = [t["name"] for t in env.ok("list").json["data"]]
+        check(names == ["lost answer"], names)
+    finally:
+        env.close()
+
+
 if __name__ == "__main__":
     main([test_key_files_must_be_bounded_regular_files,
-          test_a_full_disk_says_so])
+          test_a_full_disk_says_so,
+          test_a_write_whose_answer_is_lost_says_it_was_applied])
