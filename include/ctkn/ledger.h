@@ -76,12 +76,30 @@ void ctkn_ledger_close(ctkn_ledger *l);
  * (field "writer_key"; a bad root key), the log's (reading the keyring),
  * the store's.
  */
+int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
+                          const ctkn_seckey *key, struct ctkn_err *err);
 /* A signing ledger's heartbeat: a checkpoint on every partition, so
  * readers know the log's tail is not withheld (trust.h, staleness). A
  * no-op without a writer key. Errors: the log's. */
 int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err);
-int ctkn_ledger_set_trust(ctkn_ledger *l, const uint8_t root[CTKN_SIGN_PUB_LEN],
-                          const ctkn_seckey *key, struct ctkn_err *err);
+
+/*
+ * Wait until the projection has applied (or judged) every partition p
+ * below n up to targets[p] (next offsets, 0: nothing to wait for); a
+ * partition paused behind a newer schema counts as reached. Returns
+ * CTKN_OK, or what stopped the wait (CTKN_ETIMEOUT: no progress within
+ * the log's timeout; the projection's own failure) detailed in err.
+ */
+typedef int (*ctkn_ledger_wait_fn)(void *arg, const int64_t *targets, int32_t n,
+                                   struct ctkn_err *err);
+/*
+ * Let a follower in the same process (ctkn serve's) apply what the ledger
+ * appends: every catch-up becomes a wait with fn (for the batch's own
+ * events, or for the log's end offsets, asked without reading the log),
+ * so that each event is fetched and judged once, by the follower. The
+ * ledger's projector then reads nothing. Before the first command.
+ */
+void ctkn_ledger_follow_with(ctkn_ledger *l, ctkn_ledger_wait_fn fn, void *arg);
 /*
  * ctkn_ledger_open() then ctkn_ledger_set_trust() (root may be NULL: no
  * trust), for a process that starts to run commands at once: with a key,

@@ -269,6 +269,14 @@ void ctkn_projector_set_hooks(ctkn_projector *p,
 /* The topic's partition count as of the last catch_up or follow. */
 int32_t ctkn_projector_partitions(const ctkn_projector *p);
 
+/* The topic's partition count (*n) and end offsets (*hi, n entries, the
+ * caller's to free) as they stand, asked of the broker without reading
+ * or assigning anything: for a process whose follower applies the log
+ * (ctkn_ledger_follow_with()). Errors: CTKN_EKAFKA (more partitions than
+ * a projection holds), the log's. */
+int ctkn_projector_log_ends(ctkn_projector *p, int64_t **hi, int32_t *n,
+                            struct ctkn_err *err);
+
 /*
  * Where the log and the projection stand, per partition: the log's start
  * and end offsets (asked of the broker) and the projection's next offset.

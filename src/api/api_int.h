@@ -149,7 +149,8 @@ struct server {
   bool follower_started;
   volatile sig_atomic_t follower_stop;
   pthread_mutex_t pos_lock;
-  int64_t *applied; /* next offset per partition (conservative) */
+  pthread_cond_t applied_cv; /* applied or status moved (monotonic clock) */
+  int64_t *applied;          /* next offset per partition (conservative) */
   int32_t napplied;
   struct ctkn_partition_status *status;
   int32_t nstatus;
@@ -295,6 +296,10 @@ void ctkn__api_server_free(struct server *s);
 
 /* Record the failure that stops the server (the first one wins). */
 void ctkn__api_fatal(struct server *s, const struct ctkn_err *err);
+/* The command thread's ledger waits here for the follower
+ * (ctkn_ledger_follow_with(), a ctkn_ledger_wait_fn; arg: the server). */
+int ctkn__api_applied_wait(void *arg, const int64_t *targets, int32_t n,
+                           struct ctkn_err *err);
 
 /* The projector's hooks (projector.h): the follower publishes how far it
  * got, which resumes the reads waiting for it, and the log's status. */

@@ -90,6 +90,7 @@ void ctkn__api_advanced(void *arg, const int64_t *next, int32_t n)
   }
   for (int32_t i = 0; i < n && i < s->napplied; i++)
     s->applied[i] = next[i];
+  pthread_cond_broadcast(&s->applied_cv);
   for (pp = &s->waiters; (r = *pp) != NULL;) {
     /* A wait that began before the partition count was known. */
     if (positions_met(r, s->applied, s->napplied) ||
@@ -118,7 +119,66 @@ void ctkn__api_status(void *arg, const struct ctkn_partition_status *st,
   s->nstatus = n;
   s->status_at_ms = ctkn__now_ms();
   s->stats = *stats;
+  pthread_cond_broadcast(&s->applied_cv); /* a pause ends a wait */
   pthread_mutex_unlock(&s->pos_lock);
+}
+
+/* Under pos_lock: whether the follower has applied every partition below
+ * n up to targets (a paused partition counts); *sum: the applied offsets
+ * added up, which move whenever it makes progress. */
+static bool applied_to(const struct server *s, const int64_t *targets,
+                       int32_t n, int64_t *sum)
+{
+  bool met = true;
+
+  *sum = 0;
+  for (int32_t p = 0; p < n; p++) {
+    int64_t at = p < s->napplied ? s->applied[p] : 0;
+    bool paused = p < s->nstatus && s->status[p].paused;
+    *sum += at;
+    if (targets[p] > 0 && at < targets[p] && !paused)
+      met = false;
+  }
+  return met;
+}
+
+int ctkn__api_applied_wait(void *arg, const int64_t *targets, int32_t n,
+                           struct ctkn_err *err)
+{
+  struct server *s = arg;
+  int timeout = s->cfg->log->timeout_ms > 0 ? s->cfg->log->timeout_ms : 10000;
+  int64_t sum, last = -1, deadline = 0;
+  int rc = CTKN_OK;
+
+  pthread_mutex_lock(&s->pos_lock);
+  while (!applied_to(s, targets, n, &sum)) {
+    int64_t now = ctkn__now_ms();
+    if (atomic_load(&s->fatal)) {
+      rc = ctkn__err(err, CTKN_EKAFKA,
+                     "this server's projection stopped (its log says why)");
+      break;
+    }
+    if (sum != last) { /* progress: the timeout starts again */
+      last = sum;
+      deadline = now + timeout;
+    } else if (now >= deadline) {
+      rc = ctkn__err(err, CTKN_ETIMEOUT,
+                     "the projection applied nothing for %d ms (the "
+                     "follower is stalled or far behind)",
+                     timeout);
+      break;
+    }
+    /* At most 100 ms between looks: a fatal stop does not signal. */
+    int64_t until = deadline < now + 100 ? deadline : now + 100;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = ts.tv_nsec + (until - now) * 1000000;
+    ts.tv_sec += (time_t)(ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    pthread_cond_timedwait(&s->applied_cv, &s->pos_lock, &ts);
+  }
+  pthread_mutex_unlock(&s->pos_lock);
+  return rc;
 }
 
 void ctkn__api_expire_waiters(struct server *s, bool all)
@@ -441,6 +501,7 @@ void ctkn__api_server_free(struct server *s)
   pthread_rwlock_destroy(&s->keys_lock);
   pthread_mutex_destroy(&s->bucket_lock);
   pthread_mutex_destroy(&s->pos_lock);
+  pthread_cond_destroy(&s->applied_cv);
   ctkn__queue_destroy(&s->cmdq);
   ctkn__queue_destroy(&s->setq);
   ctkn__queue_destroy(&s->usedq);
@@ -465,6 +526,11 @@ int ctkn__api_server_new(struct server **out, ctkn_store *st,
   pthread_mutex_init(&s->bucket_lock, NULL);
   s->log_buckets = (struct ctkn__buf)CTKN__BUF_INIT;
   pthread_mutex_init(&s->pos_lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&s->applied_cv, &ca);
+  pthread_condattr_destroy(&ca);
   if (ctkn__queue_init(&s->cmdq) != CTKN_OK) {
     free(s);
     return ctkn__err(err, CTKN_ENOMEM, "server");

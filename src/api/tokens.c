@@ -446,6 +446,10 @@ static void *commander_main(void *arg)
     l = NULL;
     ctkn__api_fatal(s, &err);
   }
+  /* The follower applies every event anyway: the ledger waits for it
+   * rather than fetching and judging each event a second time. */
+  if (l != NULL)
+    ctkn_ledger_follow_with(l, ctkn__api_applied_wait, s);
   ctkn__api_commands_serve(s, l, &err);
   ctkn_ledger_close(l);
   return NULL;

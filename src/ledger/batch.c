@@ -210,7 +210,8 @@ struct batch {
 static int catch_up_to(ctkn_ledger *l, const struct ctkn_outcome *outs,
                        const struct slot *slots, size_t n, struct ctkn_err *err)
 {
-  int32_t np = ctkn_projector_partitions(l->projector);
+  int32_t np =
+      l->wait != NULL ? l->parts : ctkn_projector_partitions(l->projector);
   int rc;
 
   for (size_t i = 0; i < n; i++) {
@@ -224,9 +225,34 @@ static int catch_up_to(ctkn_ledger *l, const struct ctkn_outcome *outs,
     if (slots[i].sent && outs[i].offset + 1 > targets[outs[i].partition])
       targets[outs[i].partition] = outs[i].offset + 1;
   }
-  rc = ctkn_projector_catch_up(l->projector, targets, np, err);
+  rc = l->wait != NULL
+           ? l->wait(l->wait_arg, targets, np, err)
+           : ctkn_projector_catch_up(l->projector, targets, np, err);
   free(targets);
   return rc;
+}
+
+int ctkn__ledger_catch_up_all(ctkn_ledger *l, struct ctkn_err *err)
+{
+  int64_t *hi = NULL;
+  int32_t n = 0;
+  int rc;
+
+  if (l->wait == NULL) {
+    if ((rc = ctkn_projector_catch_up(l->projector, NULL, 0, err)) != CTKN_OK)
+      return rc;
+    n = ctkn_projector_partitions(l->projector);
+  } else {
+    /* The end offsets alone: the follower reads the log. */
+    if ((rc = ctkn_projector_log_ends(l->projector, &hi, &n, err)) == CTKN_OK)
+      rc = l->wait(l->wait_arg, hi, n, err);
+    free(hi);
+    if (rc != CTKN_OK)
+      return rc;
+  }
+  l->parts = n;
+  l->parts_at_ms = ctkn__now_ms();
+  return CTKN_OK;
 }
 
 /* What the projection made of an appended event. */
@@ -674,11 +700,8 @@ static int plan_and_append(ctkn_ledger *l, struct batch *b, bool catch_up)
     rc = ctkn__err(&err, CTKN_EFORBIDDEN,
                    "read-only: this process has no writer key (--writer-key) "
                    "and appends nothing; send writes to one that has");
-  else if (catch_up && (rc = ctkn_projector_catch_up(l->projector, NULL, 0,
-                                                     &err)) == CTKN_OK) {
-    l->parts = ctkn_projector_partitions(l->projector);
-    l->parts_at_ms = ctkn__now_ms();
-  }
+  else if (catch_up)
+    rc = ctkn__ledger_catch_up_all(l, &err);
   if (rc != CTKN_OK) {
     fail_all(b, rc, &err);
     b->failed = rc;
@@ -727,7 +750,7 @@ int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
   /* A stale projection must never cause a spurious conflict. */
   plan_and_append(l, &b, reads_projection(l, cmds, n));
   rc = settle(l, &b);
-  if (b.nrec > 0)
+  if (b.nrec > 0 && l->wait == NULL)
     l->parts = ctkn_projector_partitions(l->projector);
   return rc;
 }

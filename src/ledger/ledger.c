@@ -80,6 +80,12 @@ static void close_instance(ctkn_ledger *l)
     checkpoints(l, CTKN_SIGN_CLOSING, NULL);
 }
 
+void ctkn_ledger_follow_with(ctkn_ledger *l, ctkn_ledger_wait_fn fn, void *arg)
+{
+  l->wait = fn;
+  l->wait_arg = arg;
+}
+
 int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err)
 {
   int rc;
@@ -87,10 +93,8 @@ int ctkn_ledger_heartbeat(ctkn_ledger *l, struct ctkn_err *err)
   if (l->key == NULL)
     return CTKN_OK;
   /* Before the first command the partitions are not known yet. */
-  if (ctkn_projector_partitions(l->projector) <= 0 &&
-      (rc = ctkn_projector_catch_up(l->projector, NULL, 0, err)) != CTKN_OK)
+  if (l->parts <= 0 && (rc = ctkn__ledger_catch_up_all(l, err)) != CTKN_OK)
     return rc;
-  l->parts = ctkn_projector_partitions(l->projector);
   pthread_mutex_lock(&l->sign_mu);
   if ((rc = ctkn__ledger_signer_for(l, NULL, 0, err)) == CTKN_OK)
     rc = checkpoints(l, CTKN_SIGN_HEARTBEAT, err);

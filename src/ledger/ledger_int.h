@@ -41,6 +41,9 @@ struct ctkn_ledger {
    * both are the submitting thread's. */
   int32_t sticky;
   int sticky_left;
+  /* A follower applies for the ledger (ctkn_ledger_follow_with()). */
+  ctkn_ledger_wait_fn wait;
+  void *wait_arg;
 };
 
 /* A signer for at least the partitions recs[0..n) name, under sign_mu:
@@ -48,5 +51,10 @@ struct ctkn_ledger {
  * instance after closing the old one. Errors: as ctkn_signer_open(). */
 int ctkn__ledger_signer_for(ctkn_ledger *l, const struct ctkn_log_record *recs,
                             size_t n, struct ctkn_err *err);
+
+/* Bring the projection to the log's end offsets as they stand (the
+ * ledger's projector, or the follower's wait) and take the partition
+ * count into l->parts. Errors: the projector's, or the wait's. */
+int ctkn__ledger_catch_up_all(ctkn_ledger *l, struct ctkn_err *err);
 
 #endif /* CTKN_LEDGER_INT_H */

@@ -943,6 +943,28 @@ int32_t ctkn_projector_partitions(const ctkn_projector *p)
   return p->nparts;
 }
 
+int ctkn_projector_log_ends(ctkn_projector *p, int64_t **hi, int32_t *n,
+                            struct ctkn_err *err)
+{
+  int rc;
+
+  *hi = NULL;
+  if ((rc = ctkn_consumer_partitions(p->consumer, n, err)) != CTKN_OK)
+    return rc;
+  if (*n > CTKN_STORE_MAX_PARTITIONS)
+    return ctkn__err(err, CTKN_EKAFKA,
+                     "topic has %" PRId32 " partitions; at most %d are "
+                     "supported",
+                     *n, CTKN_STORE_MAX_PARTITIONS);
+  if ((*hi = calloc((size_t)(*n > 0 ? *n : 1), sizeof(**hi))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+  if ((rc = ctkn_consumer_ends(p->consumer, *n, *hi, err)) != CTKN_OK) {
+    free(*hi);
+    *hi = NULL;
+  }
+  return rc;
+}
+
 int ctkn_projector_status(ctkn_projector *p, struct ctkn_partition_status **out,
                           int32_t *n, struct ctkn_err *err)
 {

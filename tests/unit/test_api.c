@@ -1908,6 +1908,56 @@ static void test_queued_writes_are_answered_by_the_command_thread(void **state)
 
 /* ---- position waits ---------------------------------------------------- */
 
+/* The follower moves on 50 ms after the waiter starts. */
+static void *advance_later(void *arg)
+{
+  struct fx *f = arg;
+  int64_t next[2] = {3, 1};
+  struct timespec ts = {0, 50 * 1000 * 1000};
+
+  nanosleep(&ts, NULL);
+  ctkn__api_advanced(f->s, next, 2);
+  return NULL;
+}
+
+/* The command thread's ledger waits for the follower
+ * (ctkn__api_applied_wait()): woken as it passes the targets; a paused
+ * partition counts as reached; no progress for the log's timeout, or a
+ * stopped projection, ends it with the reason. */
+static void test_the_ledger_s_wait_ends_when_the_follower_passes(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_partition_status ps[2] = {{.partition = 0}, {.partition = 1}};
+  struct ctkn_projector_stats stats = {0};
+  int64_t targets[2] = {3, 1}, next[2] = {3, 0};
+  struct ctkn_err err = {0};
+  pthread_t t;
+
+  f->log.timeout_ms = 300;
+  assert_int_equal(pthread_create(&t, NULL, advance_later, f), 0);
+  assert_int_equal(ctkn__api_applied_wait(f->s, targets, 2, &err), CTKN_OK);
+  pthread_join(t, NULL);
+
+  targets[0] = 9; /* partition 0 is paused behind a newer schema */
+  ps[0].paused = true;
+  ctkn__api_status(f->s, ps, 2, &stats);
+  assert_int_equal(ctkn__api_applied_wait(f->s, targets, 2, &err), CTKN_OK);
+
+  ps[0].paused = false; /* not paused, and no progress: the timeout */
+  ctkn__api_status(f->s, ps, 2, &stats);
+  ctkn__api_advanced(f->s, next, 2);
+  int64_t t0 = ctkn__now_ms();
+  assert_int_equal(ctkn__api_applied_wait(f->s, targets, 2, &err),
+                   CTKN_ETIMEOUT);
+  assert_true(ctkn__now_ms() - t0 >= 290);
+  assert_non_null(strstr(err.msg, "applied nothing for 300 ms"));
+
+  err = (struct ctkn_err){.code = CTKN_ESTORE};
+  ctkn__api_fatal(f->s, &err);
+  assert_int_equal(ctkn__api_applied_wait(f->s, targets, 2, &err), CTKN_EKAFKA);
+  assert_non_null(strstr(err.msg, "projection stopped"));
+}
+
 static void test_min_position_waits_for_the_follower(void **state)
 {
   struct fx *f = *state;
@@ -2934,6 +2984,7 @@ int main(void)
       T(test_token_writes_are_checked_before_they_are_queued),
       T(test_queued_writes_are_answered_by_the_command_thread),
       T(test_min_position_waits_for_the_follower),
+      T(test_the_ledger_s_wait_ends_when_the_follower_passes),
       T(test_min_position_on_an_unknown_partition_is_refused),
       T(test_healthz_reports_starting_ready_and_lagging),
       T(test_healthz_counts_quarantined_records_per_partition),

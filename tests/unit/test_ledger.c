@@ -1525,6 +1525,81 @@ static void test_unavailable_kafka_is_exit_3(void **state)
   assert_int_equal(worst, 3);
 }
 
+/* ---- a follower applies for the ledger (ctkn serve) --------------------- */
+
+struct follower {
+  ctkn_projector *p; /* the follower's own projector */
+  int calls;
+  int64_t last[NPARTS]; /* the last wait's targets */
+  int32_t lastn;
+  bool fail; /* the wait fails: a stalled follower */
+};
+
+static int follower_wait(void *arg, const int64_t *targets, int32_t n,
+                         struct ctkn_err *err)
+{
+  struct follower *fw = arg;
+
+  fw->calls++;
+  fw->lastn = n;
+  for (int32_t i = 0; i < n && i < NPARTS; i++)
+    fw->last[i] = targets[i];
+  if (fw->fail) {
+    *err = (struct ctkn_err){.code = CTKN_ETIMEOUT};
+    snprintf(err->msg, sizeof(err->msg), "the follower is stalled");
+    return CTKN_ETIMEOUT;
+  }
+  return ctkn_projector_catch_up(fw->p, targets, n, err);
+}
+
+/* With a follower, the ledger reads nothing itself: it waits, for the
+ * log's end before a plan that reads, then for its own events, and
+ * answers from what the follower applied. A failed wait leaves the
+ * event acknowledged and not yet applied, saying why. */
+static void test_a_following_ledger_waits_for_its_follower(void **s)
+{
+  struct fx *f = *s;
+  struct follower fw = {0};
+  struct fake_log_stats st0, st1;
+  struct ctkn_command cmd;
+  struct ctkn_outcome o1, o2, o3;
+  struct ctkn_err err = {0};
+
+  assert_int_equal(
+      ctkn_projector_open(&fw.p, f->t.st, &f->t.cfg, CTKN_ENV_SANDBOX, &err),
+      CTKN_OK);
+  ctkn_ledger_follow_with(f->l, follower_wait, &fw);
+  fake_log_stats(f->t.log, &st0);
+
+  create(f, "a", &o1); /* the partitions unknown: the log's end first */
+  assert_true(o1.appended && o1.acknowledged);
+  assert_int_equal(fw.calls, 2);
+  assert_int_equal(fw.lastn, NPARTS);
+  assert_int_equal(fw.last[o1.partition], o1.offset + 1);
+
+  change_cmd(&cmd, o1.record.token.id, "b", false); /* reads: end, then own */
+  assert_int_equal(run(f, &cmd, &o2, &err), CTKN_OK);
+  assert_string_equal(o2.record.token.name, "b");
+  assert_int_equal(o2.record.version, 2);
+  assert_int_equal(fw.calls, 4);
+  assert_int_equal(fw.last[o2.partition], o2.offset + 1);
+
+  /* One assignment in all: the follower's; the ledger's projector has
+   * fetched nothing. */
+  fake_log_stats(f->t.log, &st1);
+  assert_int_equal(st1.assigns - st0.assigns, 1);
+
+  fw.fail = true;
+  create_cmd(&cmd, "c", NULL);
+  assert_int_equal(run(f, &cmd, &o3, &err), CTKN_EAPPENDED);
+  assert_true(o3.acknowledged);
+  assert_false(o3.appended);
+  assert_non_null(strstr(err.msg, "the follower is stalled"));
+  ctkn_ledger_close(f->l);
+  f->l = NULL;
+  ctkn_projector_close(fw.p);
+}
+
 /* ---- create --batch retries (issue #13) --------------------------------- */
 
 #include "ctkn/codec.h"
@@ -1780,6 +1855,7 @@ int main(void)
       T(test_unknown_outcome_retried_with_the_key_is_one_token),
       T(test_a_paused_partition_says_the_event_is_not_yet_applied),
       T(test_creates_without_a_key_pass_a_paused_partition_over),
+      T(test_a_following_ledger_waits_for_its_follower),
       T(test_batch_commands_are_concurrent_with_each_other),
       T(test_batch_failure_marks_only_the_unacknowledged),
       T(test_each_line_is_answered_in_input_order),
