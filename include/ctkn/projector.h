@@ -219,8 +219,10 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
  */
 struct ctkn_projector_hooks {
   /* After assignment and after each applied batch: the next offset per
-   * partition as this projector consumed it (never ahead of the store). */
-  void (*advanced)(void *arg, const int64_t *next, int32_t n);
+   * partition as this projector consumed it (never ahead of the store),
+   * and whether it has paused the partition (a newer schema) itself. */
+  void (*advanced)(void *arg, const int64_t *next, const bool *paused,
+                   int32_t n);
   /* Every status_ms: where the log and the projection stand, and the
    * totals. With this hook set, follow prints no progress line. */
   void (*status)(void *arg, const struct ctkn_partition_status *s, int32_t n,
@@ -272,8 +274,10 @@ int32_t ctkn_projector_partitions(const ctkn_projector *p);
 /* The topic's partition count (*n) and end offsets (*hi, n entries, the
  * caller's to free) as they stand, asked of the broker without reading
  * or assigning anything: for a process whose follower applies the log
- * (ctkn_ledger_follow_with()). Errors: CTKN_EKAFKA (more partitions than
- * a projection holds), the log's. */
+ * (ctkn_ledger_follow_with()). Errors: CTKN_ECONFLICT (the stored offsets
+ * lie outside the log, or its topic ID changed: the topic was deleted or
+ * re-created), CTKN_EKAFKA (more partitions than a projection holds), the
+ * log's. */
 int ctkn_projector_log_ends(ctkn_projector *p, int64_t **hi, int32_t *n,
                             struct ctkn_err *err);
 

@@ -151,6 +151,7 @@ struct server {
   pthread_mutex_t pos_lock;
   pthread_cond_t applied_cv; /* applied or status moved (monotonic clock) */
   int64_t *applied;          /* next offset per partition (conservative) */
+  bool *paused_here; /* paused by the follower itself (not a stored flag) */
   int32_t napplied;
   struct ctkn_partition_status *status;
   int32_t nstatus;
@@ -303,7 +304,8 @@ int ctkn__api_applied_wait(void *arg, const int64_t *targets, int32_t n,
 
 /* The projector's hooks (projector.h): the follower publishes how far it
  * got, which resumes the reads waiting for it, and the log's status. */
-void ctkn__api_advanced(void *arg, const int64_t *next, int32_t n);
+void ctkn__api_advanced(void *arg, const int64_t *next, const bool *paused,
+                        int32_t n);
 void ctkn__api_status(void *arg, const struct ctkn_partition_status *st,
                       int32_t n, const struct ctkn_projector_stats *stats);
 

@@ -39,6 +39,7 @@ void ctkn__api_fatal(struct server *s, const struct ctkn_err *err)
 
   if (atomic_compare_exchange_strong(&s->fatal, &expected, 1))
     s->fatal_err = *err;
+  pthread_cond_broadcast(&s->applied_cv); /* a ledger's wait ends */
 }
 
 /* Whether every wanted position is below next (n entries). */
@@ -75,7 +76,8 @@ static bool refuse_unknown_partition(struct req *r, int32_t n)
   return false;
 }
 
-void ctkn__api_advanced(void *arg, const int64_t *next, int32_t n)
+void ctkn__api_advanced(void *arg, const int64_t *next, const bool *paused,
+                        int32_t n)
 {
   struct server *s = arg;
   struct req **pp, *r;
@@ -83,13 +85,18 @@ void ctkn__api_advanced(void *arg, const int64_t *next, int32_t n)
   pthread_mutex_lock(&s->pos_lock);
   if (n > s->napplied) {
     int64_t *a = realloc(s->applied, (size_t)n * sizeof(*a));
-    if (a != NULL) {
+    if (a != NULL)
       s->applied = a;
+    bool *b = realloc(s->paused_here, (size_t)n * sizeof(*b));
+    if (b != NULL)
+      s->paused_here = b;
+    if (a != NULL && b != NULL)
       s->napplied = n;
-    }
   }
-  for (int32_t i = 0; i < n && i < s->napplied; i++)
+  for (int32_t i = 0; i < n && i < s->napplied; i++) {
     s->applied[i] = next[i];
+    s->paused_here[i] = paused != NULL && paused[i];
+  }
   pthread_cond_broadcast(&s->applied_cv);
   for (pp = &s->waiters; (r = *pp) != NULL;) {
     /* A wait that began before the partition count was known. */
@@ -119,13 +126,13 @@ void ctkn__api_status(void *arg, const struct ctkn_partition_status *st,
   s->nstatus = n;
   s->status_at_ms = ctkn__now_ms();
   s->stats = *stats;
-  pthread_cond_broadcast(&s->applied_cv); /* a pause ends a wait */
   pthread_mutex_unlock(&s->pos_lock);
 }
 
 /* Under pos_lock: whether the follower has applied every partition below
- * n up to targets (a paused partition counts); *sum: the applied offsets
- * added up, which move whenever it makes progress. */
+ * n up to targets (a partition it has paused itself counts: not a pause
+ * stored by an earlier build, which this one may read past); *sum: the
+ * applied offsets added up, which move whenever it makes progress. */
 static bool applied_to(const struct server *s, const int64_t *targets,
                        int32_t n, int64_t *sum)
 {
@@ -134,7 +141,7 @@ static bool applied_to(const struct server *s, const int64_t *targets,
   *sum = 0;
   for (int32_t p = 0; p < n; p++) {
     int64_t at = p < s->napplied ? s->applied[p] : 0;
-    bool paused = p < s->nstatus && s->status[p].paused;
+    bool paused = p < s->napplied && s->paused_here[p];
     *sum += at;
     if (targets[p] > 0 && at < targets[p] && !paused)
       met = false;
@@ -493,6 +500,7 @@ void ctkn__api_server_free(struct server *s)
   free(s->buckets);
   ctkn__buf_free(&s->log_buckets);
   free(s->applied);
+  free(s->paused_here);
   free(s->status);
   free(s->next_base);
   free(s->dest_next_base);

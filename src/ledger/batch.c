@@ -258,10 +258,14 @@ int ctkn__ledger_catch_up_all(ctkn_ledger *l, struct ctkn_err *err)
 /* What the projection made of an appended event. */
 enum verdict { V_APPLIED, V_REJECTED, V_NOT_YET };
 
-/* The verdict on the event at (part, off); V_NOT_YET when the projection
- * has not reached it (its partition is paused, or the catch-up failed). */
+/* The verdict on ev, appended at (part, off); V_NOT_YET when the
+ * projection has not reached it (its partition is paused, or the catch-up
+ * failed). An applied event there that is not ev (another token or
+ * version) is an error: the projection holds another log's events at
+ * those offsets (the topic deleted and re-created under it). */
 static int judge(ctkn_store_txn *txn, int32_t part, int64_t off,
-                 enum verdict *v, struct ctkn_err *err)
+                 const struct ctkn_event *ev, enum verdict *v,
+                 struct ctkn_err *err)
 {
   char reason[256];
   int64_t next;
@@ -295,9 +299,17 @@ static int judge(ctkn_store_txn *txn, int32_t part, int64_t off,
                      "lists it)",
                      part, off, reason);
   }
-  if (rc == CTKN_OK)
-    *v = V_APPLIED;
-  return rc;
+  if (rc != CTKN_OK)
+    return rc;
+  if (strcmp(at.id, ev->data.id) != 0 || at.version != ev->version)
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "the projection holds another event at %" PRId32
+                     "/%" PRId64 " (%s version %" PRIu64
+                     "): the topic was deleted or re-created under it. "
+                     "Project into a fresh --db",
+                     part, off, at.id, at.version);
+  *v = V_APPLIED;
+  return CTKN_OK;
 }
 
 /* 1 + the index of an earlier command of the batch whose event creates
@@ -562,8 +574,9 @@ static void answer(ctkn_ledger *l, ctkn_store_txn *txn, struct batch *b,
   } else if (b->rcs[i] == CTKN_PLAN_NOOP) {
     b->rcs[i] = CTKN_OK;
   } else if (s->sent) {
-    rc = txn != NULL ? judge(txn, out->partition, out->offset, &v, &b->errs[i])
-                     : CTKN_OK;
+    rc = txn != NULL
+             ? judge(txn, out->partition, out->offset, &s->ev, &v, &b->errs[i])
+             : CTKN_OK;
     if (rc != CTKN_OK) /* the store failed; the log has the event */
       not_yet_applied(b, i, &b->errs[i]);
     else if (v == V_APPLIED)

@@ -51,10 +51,12 @@ static int resolve_opts(struct ctkn_notify_opts *o, ctkn_env env,
 /* ---- the projector's thread (follow) --------------------------------------
  */
 
-static void on_advanced(void *arg, const int64_t *next, int32_t n)
+static void on_advanced(void *arg, const int64_t *next, const bool *paused,
+                        int32_t n)
 {
   struct notifier *nf = arg;
   (void)next;
+  (void)paused;
   (void)n;
   ctkn__http_wakeup(nf->http);
 }

@@ -150,7 +150,7 @@ void ctkn_projector_set_hooks(ctkn_projector *p,
 void ctkn__projector_advanced(const ctkn_projector *p)
 {
   if (p->hooks.advanced != NULL)
-    p->hooks.advanced(p->hooks.arg, p->pos, p->nparts);
+    p->hooks.advanced(p->hooks.arg, p->pos, p->paused, p->nparts);
 }
 
 void ctkn_projector_stats(const ctkn_projector *p,
@@ -236,10 +236,34 @@ static int resize_partitions(ctkn_projector *p, int32_t n, struct ctkn_err *err)
  * assign every partition at its stored offset. his (n entries, may be
  * NULL) receives the high watermarks.
  */
+/* The log's bounds of partitions [0, n) into lo and hi, refusing a log
+ * that is not the one the projection at pos (stored offsets) was built
+ * from: a topic ID that changed, or a stored offset outside the bounds
+ * (the topic deleted or re-created). */
+static int same_log(ctkn_projector *p, const int64_t *pos, int32_t n,
+                    int64_t *lo, int64_t *hi, struct ctkn_err *err)
+{
+  int32_t bad;
+  int rc;
+
+  if ((rc = ctkn_consumer_watermarks_all(p->consumer, n, lo, hi, err)) !=
+          CTKN_OK ||
+      (rc = same_topic(p, err)) != CTKN_OK)
+    return rc;
+  if ((bad = outside_log(pos, lo, hi, n)) >= 0)
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "partition %" PRId32 ": the projection stopped at offset "
+                     "%" PRId64 " but the log holds %" PRId64 "..%" PRId64
+                     "; the topic was deleted or re-created. Project into a "
+                     "fresh --db",
+                     bad, pos[bad], lo[bad], hi[bad]);
+  return CTKN_OK;
+}
+
 static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
 {
   int64_t *los = NULL, *hi;
-  int32_t n, bad;
+  int32_t n;
   int rc;
 
   if ((rc = ctkn_consumer_partitions(p->consumer, &n, err)) != CTKN_OK)
@@ -263,19 +287,8 @@ static int assign_all(ctkn_projector *p, int64_t **his, struct ctkn_err *err)
     rc = ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
     goto fail;
   }
-  if ((rc = ctkn_consumer_watermarks_all(p->consumer, n, los, hi, err)) !=
-          CTKN_OK ||
-      (rc = same_topic(p, err)) != CTKN_OK)
+  if ((rc = same_log(p, p->pos, n, los, hi, err)) != CTKN_OK)
     goto fail;
-  if ((bad = outside_log(p->pos, los, hi, n)) >= 0) {
-    rc = ctkn__err(err, CTKN_ECONFLICT,
-                   "partition %" PRId32 ": the projection stopped at offset "
-                   "%" PRId64 " but the log holds %" PRId64 "..%" PRId64
-                   "; the topic was deleted or re-created. Project into a "
-                   "fresh --db",
-                   bad, p->pos[bad], los[bad], hi[bad]);
-    goto fail;
-  }
   if ((rc = ctkn_consumer_assign(p->consumer, p->pos, n, err)) != CTKN_OK)
     goto fail;
   p->assigned = true;
@@ -956,9 +969,17 @@ int ctkn_projector_log_ends(ctkn_projector *p, int64_t **hi, int32_t *n,
                      "topic has %" PRId32 " partitions; at most %d are "
                      "supported",
                      *n, CTKN_STORE_MAX_PARTITIONS);
-  if ((*hi = calloc((size_t)(*n > 0 ? *n : 1), sizeof(**hi))) == NULL)
-    return ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
-  if ((rc = ctkn_consumer_ends(p->consumer, *n, *hi, err)) != CTKN_OK) {
+  /* As a catch-up to the log's end would: a log that is not the one the
+   * stored offsets came from is refused, not waited on. */
+  size_t sz = (size_t)(*n > 0 ? *n : 1) * sizeof(int64_t);
+  int64_t *lo = malloc(sz), *pos = malloc(sz);
+  if ((*hi = malloc(sz)) == NULL || lo == NULL || pos == NULL)
+    rc = ctkn__err(err, CTKN_ENOMEM, "projector: partitions");
+  else if ((rc = stored_offsets(p->st, pos, *n, err)) == CTKN_OK)
+    rc = same_log(p, pos, *n, lo, *hi, err);
+  free(lo);
+  free(pos);
+  if (rc != CTKN_OK) {
     free(*hi);
     *hi = NULL;
   }

@@ -1595,6 +1595,36 @@ static void test_a_following_ledger_waits_for_its_follower(void **s)
   assert_true(o3.acknowledged);
   assert_false(o3.appended);
   assert_non_null(strstr(err.msg, "the follower is stalled"));
+
+  /* The topic deleted and re-created under the projection. A plan that
+   * reads is refused before it appends (its stored offsets lie past the
+   * new log's end), as its own catch-up would refuse it. */
+  fw.fail = false;
+  fake_log_create(f->t.log, TK_TOPIC, NPARTS);
+  uint64_t before = produced(f);
+  change_cmd(&cmd, o1.record.token.id, "d", false);
+  assert_int_equal(run(f, &cmd, &o3, &err), CTKN_ECONFLICT);
+  assert_non_null(strstr(err.msg, "re-created"));
+  assert_int_equal(produced(f), before);
+  /* A create reads nothing: on a partition the old topic never reached
+   * it is applied as on any new log; where the projection already holds
+   * another event at its offset it is never answered as applied. */
+  int refused = 0;
+  for (int i = 0; i < 2 * NPARTS; i++) {
+    struct ctkn_record r;
+    create_cmd(&cmd, "e", NULL);
+    if (run(f, &cmd, &o3, &err) == CTKN_OK) {
+      assert_true(o3.appended);
+      assert_true(tk_get(&f->t, o3.record.token.id, &r));
+      assert_string_equal(r.token.name, "e");
+      assert_int_equal(r.offset, o3.offset);
+      continue;
+    }
+    assert_false(o3.appended);
+    assert_non_null(strstr(err.msg, "re-created"));
+    refused++;
+  }
+  assert_true(refused > 0);
   ctkn_ledger_close(f->l);
   f->l = NULL;
   ctkn_projector_close(fw.p);
