@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "ctkn/diag.h"
 #include "ctkn/error.h"
@@ -81,6 +82,12 @@ char *ctkn__suffixed(const char *path, const char *suffix);
 
 /* CLOCK_MONOTONIC in milliseconds: deadlines and progress timers. */
 int64_t ctkn__now_ms(void);
+/* A condition variable whose timed waits count on CLOCK_MONOTONIC (as
+ * ctkn__now_ms(), which never steps); pthread_cond_init()'s result. */
+int ctkn__cond_init_monotonic(pthread_cond_t *cv);
+/* The CLOCK_MONOTONIC instant ms milliseconds from now: the deadline of a
+ * pthread_cond_timedwait() on such a condition variable. */
+struct timespec ctkn__monotonic_in(int64_t ms);
 
 /* Errors a follower outlives (CTKN_EKAFKA, CTKN_ETIMEOUT): the broker or
  * the network comes back, and librdkafka reconnects by itself; and

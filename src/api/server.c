@@ -177,11 +177,7 @@ int ctkn__api_applied_wait(void *arg, const int64_t *targets, int32_t n,
     }
     /* At most 100 ms between looks: a fatal stop does not signal. */
     int64_t until = deadline < now + 100 ? deadline : now + 100;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = ts.tv_nsec + (until - now) * 1000000;
-    ts.tv_sec += (time_t)(ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
+    struct timespec ts = ctkn__monotonic_in(until - now);
     pthread_cond_timedwait(&s->applied_cv, &s->pos_lock, &ts);
   }
   pthread_mutex_unlock(&s->pos_lock);
@@ -534,11 +530,7 @@ int ctkn__api_server_new(struct server **out, ctkn_store *st,
   pthread_mutex_init(&s->bucket_lock, NULL);
   s->log_buckets = (struct ctkn__buf)CTKN__BUF_INIT;
   pthread_mutex_init(&s->pos_lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&s->applied_cv, &ca);
-  pthread_condattr_destroy(&ca);
+  ctkn__cond_init_monotonic(&s->applied_cv);
   if (ctkn__queue_init(&s->cmdq) != CTKN_OK) {
     free(s);
     return ctkn__err(err, CTKN_ENOMEM, "server");

@@ -74,7 +74,6 @@ int ctkn__kafka_producer_open(ctkn_producer **out,
                               const struct ctkn_log_config *cfg,
                               struct ctkn_err *err)
 {
-  pthread_condattr_t ca;
   rd_kafka_conf_t *conf;
   struct kproducer *p;
   int rc;
@@ -84,10 +83,7 @@ int ctkn__kafka_producer_open(ctkn_producer **out,
     return ctkn__err(err, CTKN_ENOMEM, "out of memory opening the producer");
   ctkn__kctx_init(&p->k, p);
   pthread_mutex_init(&p->mu, NULL);
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&p->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  ctkn__cond_init_monotonic(&p->cv);
   ctkn__strlcpy(p->topic, cfg->topic, sizeof(p->topic));
   p->timeout_ms = cfg->timeout_ms;
 
@@ -214,13 +210,9 @@ static void wait_report(struct kproducer *p, struct report *r, int64_t deadline)
     } else {
       /* Another waiter serves the queue: wait for its slice (past the
        * deadline, one whole slice, so what it serves counts). */
-      struct timespec ts;
       if (last)
         slice = CTKN__KAFKA_POLL_SLICE_MS;
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      ts.tv_nsec += (long)slice * 1000000L;
-      ts.tv_sec += ts.tv_nsec / 1000000000L;
-      ts.tv_nsec %= 1000000000L;
+      struct timespec ts = ctkn__monotonic_in(slice);
       pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     }
   }

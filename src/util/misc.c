@@ -73,6 +73,30 @@ int64_t ctkn__now_ms(void)
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int ctkn__cond_init_monotonic(pthread_cond_t *cv)
+{
+  pthread_condattr_t ca;
+  int rc;
+
+  if ((rc = pthread_condattr_init(&ca)) != 0)
+    return rc;
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  rc = pthread_cond_init(cv, &ca);
+  pthread_condattr_destroy(&ca);
+  return rc;
+}
+
+struct timespec ctkn__monotonic_in(int64_t ms)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  int64_t ns = ts.tv_nsec + ms * 1000000;
+  ts.tv_sec += (time_t)(ns / 1000000000);
+  ts.tv_nsec = (long)(ns % 1000000000);
+  return ts;
+}
+
 bool ctkn__transient(int rc)
 {
   /* CTKN_ESTALE: from a follower, nothing to judge by yet (a keyring

@@ -13,22 +13,12 @@
 
 int ctkn__queue_init(struct ctkn__queue *q)
 {
-  pthread_condattr_t ca;
-
   q->head = q->tail = NULL;
   q->n = 0;
   q->closed = false;
   if (pthread_mutex_init(&q->mu, NULL) != 0)
     return CTKN_ENOMEM;
-  if (pthread_condattr_init(&ca) != 0) {
-    pthread_mutex_destroy(&q->mu);
-    return CTKN_ENOMEM;
-  }
-  /* Timed waits count on the monotonic clock, which never steps. */
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  int rc = pthread_cond_init(&q->cv, &ca);
-  pthread_condattr_destroy(&ca);
-  if (rc != 0) {
+  if (ctkn__cond_init_monotonic(&q->cv) != 0) {
     pthread_mutex_destroy(&q->mu);
     return CTKN_ENOMEM;
   }
@@ -63,15 +53,11 @@ bool ctkn__queue_push(struct ctkn__queue *q, struct ctkn__qnode *node)
 size_t ctkn__queue_pop(struct ctkn__queue *q, struct ctkn__qnode **out,
                        size_t max, int timeout_ms)
 {
-  struct timespec until;
+  struct timespec until = {0};
   size_t n = 0;
 
-  if (timeout_ms > 0) {
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    int64_t ns = until.tv_nsec + (int64_t)timeout_ms * 1000000;
-    until.tv_sec += (time_t)(ns / 1000000000);
-    until.tv_nsec = (long)(ns % 1000000000);
-  }
+  if (timeout_ms > 0)
+    until = ctkn__monotonic_in(timeout_ms);
   pthread_mutex_lock(&q->mu);
   while (q->head == NULL && !q->closed && timeout_ms != 0) {
     if (timeout_ms < 0)
