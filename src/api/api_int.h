@@ -149,7 +149,7 @@ struct server {
   bool follower_started;
   volatile sig_atomic_t follower_stop;
   pthread_mutex_t pos_lock;
-  pthread_cond_t applied_cv; /* applied or status moved (monotonic clock) */
+  pthread_cond_t applied_cv; /* applied moved, or fatal (monotonic clock) */
   int64_t *applied;          /* next offset per partition (conservative) */
   bool *paused_here; /* paused by the follower itself (not a stored flag) */
   int32_t napplied;
