@@ -884,7 +884,8 @@ static void apply_verified(struct partq *pq, int xi, long qi,
 
 /* Before a verified checkpoint of instance xi at queue index qi claiming
  * seq: when an unverified one before it claims as far, verify those now,
- * in order, so that it is judged against the head they would have moved. */
+ * in order, so that it is judged against the head they would have moved.
+ * xi < 0: of every instance. */
 static void verify_earlier(ctkn_gate *g, struct partq *pq, int xi, long qi,
                            uint64_t seq)
 {
@@ -895,7 +896,7 @@ static void verify_earlier(ctkn_gate *g, struct partq *pq, int xi, long qi,
     again = false;
     for (size_t i = 0; i < pq->npend && ei < 0; i++) {
       const struct qrec *e = &pq->q[pq->pend[i]];
-      if (e->st == CP_PROV && e->inst == xi && pq->pend[i] < qi &&
+      if (e->st == CP_PROV && (xi < 0 || e->inst == xi) && pq->pend[i] < qi &&
           e->seq >= seq && !e->tried)
         ei = pq->pend[i];
     }
@@ -907,11 +908,11 @@ static void verify_earlier(ctkn_gate *g, struct partq *pq, int xi, long qi,
       struct qrec *e = &pq->q[k], scratch;
       struct ctkn_checkpoint c;
       bool ok;
-      if (e->st != CP_PROV || e->inst != xi || k >= qi || e->tried)
+      if (e->st != CP_PROV || (xi >= 0 && e->inst != xi) || k >= qi || e->tried)
         continue;
       scratch = *e;
       if (checkpoint_of(g, e->m, &scratch, &c, true, true, &ok) && ok) {
-        apply_verified(pq, xi, k, &c);
+        apply_verified(pq, e->inst, k, &c);
         again = true; /* the list may have been pruned */
         break;
       }
@@ -920,17 +921,19 @@ static void verify_earlier(ctkn_gate *g, struct partq *pq, int xi, long qi,
   }
 }
 
-/* Checkpoint qi, the one meant to prove instance xi's unverified ones
- * before it (xi < 0: none known), does not hold (it covers a record the
- * log lacks, it is stale, its instance closed): they wait for no proof
- * from it, and are judged now as a reader that verified each would have
- * judged them (else they and the records they claim hold the partition
- * back until the instance writes another verified checkpoint, which a
- * dead instance never does). */
-static void judge_earlier(ctkn_gate *g, struct partq *pq, int xi, long qi)
+/* Checkpoint qi, fed to be verified, proves nothing (it is no checkpoint
+ * of this keyring, it covers a record the log lacks, it is stale, its
+ * instance closed, its signature fails). The projector feeds a checkpoint
+ * lazily when a newer one with its writer header follows in its read
+ * batch, and qi may be that one whatever instance its body names: so the
+ * unverified ones before it, of every instance, wait for no proof from it
+ * and are verified now, as a reader that verified each would have judged
+ * them (else they and the records they claim hold the partition back
+ * until their instance writes another verified checkpoint, which a dead
+ * instance never does, and one forged record would stall the partition). */
+static void judge_earlier(ctkn_gate *g, struct partq *pq, long qi)
 {
-  if (xi >= 0)
-    verify_earlier(g, pq, xi, qi, 0);
+  verify_earlier(g, pq, -1, qi, 0);
 }
 
 static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
@@ -942,12 +945,15 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
   bool sig_ok;
   int xi;
 
-  if (!checkpoint_of(g, m, r, &c, verify, false, &sig_ok))
+  if (!checkpoint_of(g, m, r, &c, verify, false, &sig_ok)) {
+    if (verify)
+      judge_earlier(g, pq, qi);
     return;
+  }
   if (c.signed_at < pq->vcp_at - CTKN_GATE_REPLAY_US) {
     unproven(r, "checkpoint: replayed or stale");
     if (verify)
-      judge_earlier(g, pq, find_inst(pq, c.key_id, c.instance), qi);
+      judge_earlier(g, pq, qi);
     return;
   }
   if ((xi = find_inst(pq, c.key_id, c.instance)) < 0 &&
@@ -956,12 +962,14 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
   if (xi < 0) {
     if (r->st != QUARANTINE)
       unproven(r, "checkpoint: of an instance with no records here");
+    if (verify)
+      judge_earlier(g, pq, qi);
     return;
   }
   if (pq->insts[xi].vclosed) {
     unproven(r, "checkpoint: its instance was closed");
     if (verify)
-      judge_earlier(g, pq, xi, qi);
+      judge_earlier(g, pq, qi);
     return;
   }
   r->inst = xi;
@@ -981,18 +989,18 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
       /* The one meant to prove the others does not hold: verify those,
        * so that a forged checkpoint appended after every genuine one
        * cannot keep them from being proven. */
-      verify_earlier(g, pq, xi, qi, 0);
+      judge_earlier(g, pq, qi);
     return;
   }
   verify_earlier(g, pq, xi, qi, c.sequence);
   if (pq->insts[xi].vclosed) {
     unproven(r, "checkpoint: its instance was closed");
-    judge_earlier(g, pq, xi, qi);
+    judge_earlier(g, pq, qi);
     return;
   }
   apply_verified(pq, xi, qi, &c);
   if (r->st == QUARANTINE)
-    judge_earlier(g, pq, xi, qi);
+    judge_earlier(g, pq, qi);
 }
 
 /* The pending records of keys partition pq's keyring (just changed) no

@@ -937,6 +937,65 @@ static void test_a_forged_newest_checkpoint_hides_nothing(void **state)
   assert_int_equal(o[1].verdict, CTKN_GATE_CHECKPOINT);
 }
 
+/* A record appended under checkpoint i's headers (so the projector makes
+ * it the newest of i's instance, the one verified, and i lazy) whose value
+ * is v. */
+static size_t append_as_checkpoint(struct fixture *f, size_t i, const void *v,
+                                   size_t len)
+{
+  return append(
+      f, &(struct ctkn_log_record){.partition = f->log[i].m.partition,
+                                   .value = v,
+                                   .vlen = len,
+                                   .timestamp_ms = f->log[i].m.timestamp_ms,
+                                   .headers = f->log[i].h,
+                                   .nheaders = f->log[i].m.nheaders});
+}
+
+static void
+test_a_newest_checkpoint_that_is_no_checkpoint_hides_nothing(void **state)
+{
+  struct fixture *f = *state;
+  struct ctkn_signed sg;
+  uint8_t *val;
+  size_t len;
+
+  /* Three forms of a newest checkpoint that cannot prove anything: not a
+   * signed record at all, one by a signer the keyring does not know, and
+   * one whose body is no checkpoint. Each is refused before its instance
+   * is known; the genuine one before it, lazy, must still be verified, or
+   * its record holds the partition back for good (a dead writer writes no
+   * other checkpoint). */
+  for (int32_t form = 0; form < 3; form++) {
+    const int32_t parts[] = {form}; /* a partition each */
+    size_t rec0 = f->n;
+    write_batch(f, f->sg, parts, 1, "client_token.revoked");
+    if (form == 0) {
+      append_as_checkpoint(f, rec0 + 1, "garbage", 7);
+    } else {
+      assert_int_equal(ctkn_signed_decode(f->log[rec0 + 1].m.value,
+                                          f->log[rec0 + 1].m.value_len, &sg,
+                                          NULL),
+                       CTKN_OK);
+      if (form == 1)
+        snprintf(sg.signer, sizeof(sg.signer), "%s", "k_nobody");
+      else
+        sg.body_len = 1; /* a truncated body */
+      assert_int_equal(ctkn_signed_encode(&sg, &val, &len, NULL), CTKN_OK);
+      append_as_checkpoint(f, rec0 + 1, val, len);
+      free(val);
+      ctkn_signed_free(&sg);
+    }
+  }
+  for (int32_t form = 0; form < 3; form++) {
+    struct ctkn_gate_out o[8];
+    assert_int_equal(judge_lazily(f, form, o, 8), 3);
+    assert_int_equal(o[0].verdict, CTKN_GATE_APPLY);
+    assert_int_equal(o[1].verdict, CTKN_GATE_CHECKPOINT);
+    assert_int_equal(o[2].verdict, CTKN_GATE_QUARANTINE);
+  }
+}
+
 static void test_a_mid_log_reader_anchors_at_a_batch(void **state)
 {
   struct fixture *f = *state;
@@ -1359,6 +1418,7 @@ int main(void)
       T(test_lazy_checkpoints_are_proven_by_the_newest),
       T(test_a_forged_checkpoint_is_judged_alike_lazily_or_not),
       T(test_a_forged_newest_checkpoint_hides_nothing),
+      T(test_a_newest_checkpoint_that_is_no_checkpoint_hides_nothing),
       T(test_many_lazy_checkpoints_in_one_batch),
       T(test_a_claimed_record_outlives_other_writers_checkpoints),
       T(test_a_mid_log_reader_anchors_at_a_batch),
