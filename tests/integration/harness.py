@@ -208,7 +208,11 @@ def kip848_unsupported():
 
 
 def main(tests):
-    """Run each test function; print a summary line ctest can read."""
+    """Run each test function; print a summary line ctest can read.
+    CTKN_IT_ONLY=name[,name]: only those (while working on one)."""
+    only = [x for x in os.environ.get("CTKN_IT_ONLY", "").split(",") if x]
+    if only:
+        tests = [t for t in tests if t.__name__ in only]
     failed = 0
     for t in tests:
         t0 = time.monotonic()

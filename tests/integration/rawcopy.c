@@ -10,6 +10,8 @@
  *                     ctkn-seq and ctkn-chain of a signed record and the
  *                     copy is what an unsigned writer would have appended)
  *   to:TOPIC          append the copy to TOPIC (same partition) instead
+ *   value:TEXT        replace the record's value with TEXT (garbage under
+ *                     a genuine record's headers)
  *   relink:LOGID:OFF  make the copy link after the record at OFF of the
  *                     same partition: ctkn-seq one more than its, ctkn-chain
  *                     recomputed (the chain is unkeyed; LOGID is public, in
@@ -202,7 +204,8 @@ int main(int argc, char **argv)
 
   if (argc < 5) {
     fprintf(stderr, "usage: rawcopy BROKERS TOPIC PARTITION OFFSET "
-                    "[set:N=V | dup:N=V | drop:N | to:T | relink:LOGID:OFF]..."
+                    "[set:N=V | dup:N=V | drop:N | to:T | value:TEXT | "
+                    "relink:LOGID:OFF]..."
                     "\n");
     return 2;
   }
@@ -224,9 +227,18 @@ int main(int argc, char **argv)
       snprintf(cfg.topic, sizeof(cfg.topic), "%s", argv[a] + 3);
       continue;
     }
+    if (strncmp(argv[a], "value:", 6) == 0) {
+      free(r.value);
+      r.vlen = strlen(argv[a] + 6);
+      if ((r.value = malloc(r.vlen + 1)) == NULL)
+        die("out of memory", NULL);
+      memcpy(r.value, argv[a] + 6, r.vlen + 1);
+      continue;
+    }
     if (eq == NULL ||
         (strncmp(argv[a], "set:", 4) && strncmp(argv[a], "dup:", 4)))
-      die("an edit is set:N=V, dup:N=V, drop:N, to:TOPIC or relink:LOGID:OFF",
+      die("an edit is set:N=V, dup:N=V, drop:N, to:TOPIC, value:TEXT or "
+          "relink:LOGID:OFF",
           NULL);
     *eq = '\0';
     set(&r, argv[a] + 4, eq + 1, argv[a][0] == 'd');

@@ -276,6 +276,30 @@ def test_forgeries_are_quarantined_and_the_next_genuine_record_applies():
         t.close()
 
 
+def test_garbage_under_a_writers_header_does_not_hold_its_record():
+    """A one-shot writer's record and its closing checkpoint, then garbage
+    appended under that checkpoint's headers: a reader reading all three
+    in one batch verifies only the newest checkpoint of the instance, the
+    garbage. It refuses it, and must then verify the genuine one rather
+    than hold the record for a proof a dead writer never writes."""
+    t = Trusted("garbage")
+    try:
+        tid, p, off = create(t, "held")
+        token = t.ok("get", tid).json["data"]["token"]
+        garbage = copy(t, p, off + 1, "value:not a checkpoint")
+        check(garbage == (p, off + 2), f"{garbage}")
+        db = t.env.path("fresh")
+        t.ok("project", db=db, reader=True)
+        check(status(t, token, db=db) == "active",
+              "the create before the garbage applies")
+        q = {(x["partition"], x["offset"]): x["reason"]
+             for x in t.quarantined(db)}
+        check(list(q) == [garbage] and q[garbage].startswith("checkpoint: "),
+              f"{q}")
+    finally:
+        t.close()
+
+
 def test_unsigned_records_are_quarantined():
     t = Trusted("unsigned")
     try:
@@ -596,6 +620,7 @@ if __name__ == "__main__":
     main([test_signed_writes_apply_alike_on_every_replica,
           test_a_writer_key_outside_the_keyring_appends_nothing,
           test_forgeries_are_quarantined_and_the_next_genuine_record_applies,
+          test_garbage_under_a_writers_header_does_not_hold_its_record,
           test_unsigned_records_are_quarantined,
           test_a_lower_keyring_version_is_ignored,
           test_a_replica_fails_closed_when_heartbeats_stop,
