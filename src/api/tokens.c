@@ -387,11 +387,14 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
                               const struct ctkn_err *why)
 {
   struct ctkn__qnode *nodes[CTKN__API_BATCH_MAX], *slot;
-  struct ctkn_err nomem = {0}, none = {.code = CTKN_EKAFKA};
+  struct ctkn_err nomem = {0}, none = {.code = CTKN_EKAFKA}, stopped = {0};
   struct pipe pp;
 
   if (l == NULL && why == NULL)
     why = &none;
+  ctkn__err(&stopped, CTKN_EKAFKA,
+            "this server's projection stopped (its log says why); nothing "
+            "was appended");
   if (!pipe_start(&pp, l)) {
     ctkn__err(&nomem, CTKN_ENOMEM, "command thread");
     ctkn__api_fatal(s, &nomem);
@@ -423,6 +426,11 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
       w->batch[i] = CTKN__CONTAINER_OF(nodes[i], struct req, qnode);
     if (l == NULL) {
       refuse_batch(w->batch, n, why);
+      ctkn__queue_push(&pp.free, &w->qnode);
+    } else if (atomic_load(&s->fatal)) {
+      /* The projection stopped: nothing it could judge is appended, so
+       * a retry (on another replica) never makes a second token. */
+      refuse_batch(w->batch, n, &stopped);
       ctkn__queue_push(&pp.free, &w->qnode);
     } else {
       run_batch(&pp, w);

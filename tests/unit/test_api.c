@@ -2797,6 +2797,23 @@ static void test_an_unacknowledged_write_is_503_retryable(void **st)
   assert_int_equal(produced(c), 1);
 }
 
+/* Once the server's projection has stopped, a queued write is refused
+ * before it is appended: its answer could only be 503, and a client's
+ * retry elsewhere would make a second token. */
+static void test_no_write_is_appended_after_the_projection_stops(void **st)
+{
+  struct cfx *c = *st;
+  struct ctkn_err err = {.code = CTKN_ESTORE, .msg = "disk full"};
+
+  ctkn__api_fatal(c->s, &err);
+  struct req *r = post(c, "{\"name\":\"late\"}", NULL);
+  assert_int_equal(r->retry_after, 1);
+  check_detail(&c->f, r, 503, "service_unavailable", NULL,
+               "this server's projection stopped (its log says why); nothing "
+               "was appended");
+  assert_int_equal(produced(c), 0);
+}
+
 /* The command thread on a thread of its own, its queue open. */
 static void *commands_main(void *arg)
 {
@@ -3009,6 +3026,7 @@ int main(void)
       C(test_an_idempotent_retry_answers_the_first_token),
       C(test_revoke_then_change_is_a_conflict),
       C(test_an_unacknowledged_write_is_503_retryable),
+      C(test_no_write_is_appended_after_the_projection_stops),
       C(test_writes_queued_together_run_as_one_batch),
       C(test_creates_are_appended_while_the_last_batch_settles),
       C(test_one_key_queued_twice_appends_once),
