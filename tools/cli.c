@@ -221,16 +221,39 @@ bool cli_may_leave(void)
 #endif
 }
 
+/* Whether what was printed to stdout reached it: the last flush, and
+ * any failed write before it (a long answer flushes as it goes). */
+static bool stdout_ok(void)
+{
+  return fflush(stdout) == 0 && !ferror(stdout);
+}
+
 int cli_flush_answer(struct cli *c, int ex)
 {
   struct ctkn_err err = {.code = CTKN_EAPPENDED};
 
-  if (fflush(stdout) == 0 || ex != 0)
+  if (ex != 0 || stdout_ok())
     return ex;
   snprintf(err.msg, sizeof(err.msg),
            "the command was applied, but its answer could not be written to "
-           "stdout (%s): do not run it again without its idempotency key; "
-           "`ctkn list` shows the token",
+           "stdout (%s): do not run it again as it is (a create without its "
+           "idempotency key would make a second token); look first (`ctkn "
+           "list`, `ctkn apikey list`, `ctkn destination list`)",
+           strerror(errno));
+  return cli_print_error(c->rid, &err);
+}
+
+int cli_finish(struct cli *c, unsigned need, int ex)
+{
+  struct ctkn_err err = {.code = CTKN_EIO};
+
+  if (need & CHANGES)
+    return cli_flush_answer(c, ex);
+  if (ex != 0 || stdout_ok())
+    return ex;
+  snprintf(err.msg, sizeof(err.msg),
+           "the answer could not be written to stdout (%s); the command "
+           "changes nothing that a second run would change again: retry",
            strerror(errno));
   return cli_print_error(c->rid, &err);
 }

@@ -87,11 +87,15 @@ struct cli {
 
 /* What a command needs of trust (struct command's need). There is no
  * unsigned mode: a command that reads the log judges it by the root, and
- * one that appends signs. */
+ * one that appends signs. CHANGES, not a need: the command (or one of its
+ * subcommands) changes the log, a topic or a key file, so an answer it
+ * cannot write is exit 4 ("applied: look before running it again"), where
+ * a read's is exit 3 ("retry"). */
 enum {
   NEED_NONE = 0,
   NEED_ROOT = 1u << 0,   /* reads the log: --trust-root */
   NEED_WRITER = 1u << 1, /* appends: --writer-key (and so --trust-root) */
+  CHANGES = 1u << 2,
 };
 
 /* A command of the table: its name, its options, its positional
@@ -102,7 +106,7 @@ struct command {
   int npos;
   int optpos;
   struct opt_def local[LOCAL_MAX];
-  unsigned need; /* NEED_ROOT, NEED_WRITER, or 0 */
+  unsigned need; /* NEED_ROOT, NEED_WRITER, or 0; | CHANGES */
 };
 
 /*
@@ -162,6 +166,10 @@ int cli_emit(struct cli *c, int rc, char *json, const struct ctkn_err *err);
  * disk, a closed pipe) exit 4 with an error saying that the command was
  * applied, so that it is not run again without its idempotency key. */
 int cli_flush_answer(struct cli *c, int ex);
+/* The end of every command (main()): a successful command whose answer
+ * did not reach stdout fails, exit 4 when it changes something (need &
+ * CHANGES), else exit 3. */
+int cli_finish(struct cli *c, unsigned need, int ex);
 /* Whether a one-shot command may end with cli_leave(): false in
  * sanitizer builds, which close everything so that the leak check sees
  * every path. */

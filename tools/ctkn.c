@@ -23,29 +23,30 @@
  * trust (NEED_ROOT: it reads the log; NEED_WRITER: it appends). Commands
  * that only read the local projection (get, list, verify, history, digest,
  * quarantine, status, snapshot) need neither: what is in it was judged.
- * apikey, destination and notification check per subcommand. */
+ * apikey, destination and notification check per subcommand. CHANGES:
+ * it changes the log, a topic or a key file (an answer lost is exit 4). */
 static const struct command commands[] = {
     {"init",
      cmd_init,
      0,
      0,
      {VAL("--partitions"), VAL("--replication-factor")},
-     NEED_NONE},
+     NEED_NONE | CHANGES},
     {"create",
      cmd_create,
      0,
      0,
      {VAL("--name"), VAL("--description"), VAL("--idempotency-key"),
       FLAG("--batch")},
-     NEED_WRITER},
+     NEED_WRITER | CHANGES},
     {"update",
      cmd_update,
      1,
      0,
      {VAL("--name"), VAL("--description"), FLAG("--no-description"),
       VAL("--status")},
-     NEED_WRITER},
-    {"revoke", cmd_revoke, 1, 0, NO_OPTIONS, NEED_WRITER},
+     NEED_WRITER | CHANGES},
+    {"revoke", cmd_revoke, 1, 0, NO_OPTIONS, NEED_WRITER | CHANGES},
     {"project", cmd_project, 0, 0, {FLAG("--follow")}, NEED_ROOT},
     {"get", cmd_get, 1, 0, NO_OPTIONS, NEED_NONE},
     {"list",
@@ -75,7 +76,7 @@ static const struct command commands[] = {
      0,
      0,
      {VAL("--from-file"), VAL("--replication-factor")},
-     NEED_NONE},
+     NEED_NONE | CHANGES},
     {"tail",
      cmd_tail,
      0,
@@ -114,7 +115,7 @@ static const struct command commands[] = {
      1,
      {VAL("--file"), VAL("--name"), VAL("--permissions"), VAL("--description"),
       FLAG("--no-description"), VAL("--expires-at"), VAL("--grace-period")},
-     NEED_NONE},
+     NEED_NONE | CHANGES},
     {"destination",
      cmd_destination,
      1,
@@ -122,7 +123,7 @@ static const struct command commands[] = {
      {VAL("--url"), VAL("--events"), VAL("--description"),
       FLAG("--no-description"), VAL("--active"), VAL("--secret-key-file"),
       LIST("--allow-destination-network"), VAL("--max-active-destinations")},
-     NEED_NONE},
+     NEED_NONE | CHANGES},
     {"notify",
      cmd_notify,
      0,
@@ -130,20 +131,20 @@ static const struct command commands[] = {
      {FLAG("--follow"), VAL("--group"), VAL("--secret-key-file"),
       VAL("--request-timeout"), VAL("--max-age"), VAL("--retry-initial"),
       VAL("--retry-max"), VAL("--window"), LIST("--allow-destination-network")},
-     NEED_WRITER},
+     NEED_WRITER | CHANGES},
     {"notification",
      cmd_notification,
      1,
      1,
      {VAL("--destination"), VAL("--status")},
-     NEED_NONE},
+     NEED_NONE | CHANGES},
     {"trust",
      cmd_trust,
      1,
      2,
      {VAL("--root-key"), VAL("--name"), LIST("--scope"), VAL("--out"),
       FLAG("--retroactive")},
-     NEED_NONE},
+     NEED_NONE | CHANGES},
     {"version", cmd_version, 0, 0, NO_OPTIONS, NEED_NONE},
     {"help", cmd_help, 0, 0, NO_OPTIONS, NEED_NONE},
 };
@@ -157,7 +158,7 @@ int main(int argc, char **argv)
   ex = cli_start(&c, commands, sizeof(commands) / sizeof(*commands), argc, argv,
                  &cmd);
   if (ex == 0 && cmd != NULL)
-    ex = cmd->run(&c);
+    ex = cli_finish(&c, cmd->need, cmd->run(&c));
   cli_free(&c);
   return ex;
 }

@@ -125,8 +125,29 @@ def test_a_write_whose_answer_is_lost_says_it_was_applied():
         check(err["code"] == "service_unavailable", err)
         check("was applied" in err["detail"] and
               "idempotency key" in err["detail"], err)
-        names = [t["name"] for t in env.ok("list").json["data"]]
-        check(names == ["lost answer"], names)
+        toks = env.ok("list").json["data"]
+        check([t["name"] for t in toks] == ["lost answer"], toks)
+        # Every command: a read's lost answer is exit 3 (retry), another
+        # command that changes something exits 4 as a create does.
+        keys = env.path("api-keys")
+        for argv, rc, says in (
+                (["get", toks[0]["id"]], 3, "retry"),
+                (["list"], 3, "retry"),
+                (["apikey", "create", "--file", keys, "--name", "lost",
+                  "--permissions", "client_token.read"], 4, "was applied")):
+            with open("/dev/full", "w") as full:
+                p = subprocess.run(
+                    [CTKN, *argv, "--topic", env.topic, "--brokers", BROKERS,
+                     "--db", env.db],
+                    stdout=full, stderr=subprocess.PIPE, text=True,
+                    timeout=60, env={**os.environ, **env.vars})
+            check(p.returncode == rc, f"{argv}: rc={p.returncode} {p.stderr}")
+            err = json.loads(p.stderr.splitlines()[0])["error"]
+            check(says in err["detail"] and
+                  "could not be written to stdout" in err["detail"], err)
+        # The key whose secret was lost is there, to revoke.
+        r = env.ok("apikey", "list", "--file", keys)
+        check("lost" in r.out, r.out)
     finally:
         env.close()
 
