@@ -239,8 +239,23 @@ static int add_inst(struct partq *pq, const char *key_id,
   return (int)pq->ninst++;
 }
 
-/* Drop instances that are closed or hold nothing released; only while the
- * queue is empty (queue records name instances by index). */
+/* Whether instance x is forgotten (not kept, not saved) on partition pq:
+ * it holds nothing released, or it closed (or has no record: a heartbeat
+ * instance) and the partition's newest checkpoint is past the replay
+ * window after its last, so that a copy of its checkpoints is stale. A
+ * heartbeat instance (sequence 0, a verified checkpoint) is kept until
+ * then: forgotten at once, a copy of its heartbeat verified again as new,
+ * and whether it was a replay depended on where a read batch ended. */
+static bool forgotten(const struct partq *pq, const struct inst *x)
+{
+  if (x->seq == 0 && x->cp_at == 0)
+    return true;
+  return (x->closed || x->seq == 0) &&
+         pq->cp_at > x->cp_at + CTKN_GATE_REPLAY_US;
+}
+
+/* Drop instances forgotten(); only while the queue is empty (queue records
+ * name instances by index). */
 static void compact(struct partq *pq)
 {
   size_t k = 0;
@@ -253,8 +268,7 @@ static void compact(struct partq *pq)
   pq->ring = pq->rring;
   for (size_t i = 0; i < pq->ninst; i++) {
     struct inst *x = &pq->insts[i];
-    if (x->seq == 0 ||
-        (x->closed && pq->cp_at > x->cp_at + CTKN_GATE_REPLAY_US))
+    if (forgotten(pq, x))
       continue;
     x->vseq = x->seq;
     memcpy(x->vchain, x->chain, CTKN_CHAIN_LEN);
@@ -543,6 +557,69 @@ static long find_prev(const struct partq *pq, const struct inst *x,
   return -2;
 }
 
+/* At MAX_INSTANCES: a slot for a new instance, or -1. Anyone who can
+ * append can open instances (a record under a key ID in the keyring and a
+ * made-up instance, linked to its chain's start, waits for a checkpoint),
+ * so a full table must not refuse a genuine writer's new instance. One
+ * with nothing released, no verified checkpoint and nothing in the queue
+ * but quarantined records, or records pending that no checkpoint claims
+ * (a genuine writer's records are checkpointed in their produce batch),
+ * gives its slot up: those first (nothing to see), else the one whose
+ * first pending record comes first in the log, its pending records given
+ * up as never checkpointed (unproven, as a deadline would). */
+static int reclaim(struct partq *pq)
+{
+  bool *busy = calloc(pq->ninst, sizeof(*busy));
+  int64_t *first = malloc(pq->ninst * sizeof(*first));
+  int64_t best_at = INT64_MAX;
+  int best = -1;
+
+  if (busy == NULL || first == NULL) {
+    free(busy);
+    free(first);
+    return -1;
+  }
+  for (size_t i = 0; i < pq->ninst; i++)
+    first[i] = -1;
+  for (size_t i = pq->head; i < pq->n; i++) {
+    const struct qrec *r = &pq->q[i];
+    if (r->inst < 0 || r->st == QUARANTINE)
+      continue;
+    if (r->st != PENDING)
+      busy[r->inst] = true; /* applied, a checkpoint, or one unverified */
+    else if (first[r->inst] < 0)
+      first[r->inst] = r->offset;
+  }
+  for (size_t i = 0; i < pq->ninst; i++) {
+    const struct inst *x = &pq->insts[i];
+    if (busy[i] || x->seq != 0 || x->cp_at != 0 || x->vseq != 0 ||
+        x->vcp_at != 0)
+      continue;
+    if (first[i] < best_at) {
+      best = (int)i;
+      best_at = first[i];
+    }
+  }
+  free(busy);
+  free(first);
+  if (best < 0)
+    return -1;
+  for (size_t i = 0; i < pq->npend; i++) {
+    struct qrec *r = &pq->q[pq->pend[i]];
+    if (r->st == PENDING && r->inst == best)
+      unproven(r,
+               "never checkpointed: its instance gave its place up to a "
+               "newer one (more than %d open on the partition)",
+               MAX_INSTANCES);
+  }
+  prune_pending(pq);
+  /* Every record left of it is quarantined: none names the slot now. */
+  for (size_t i = pq->head; i < pq->n; i++)
+    if (pq->q[i].inst == best)
+      pq->q[i].inst = -1;
+  return best;
+}
+
 /* The instance of m on pq (added when new), or -1 with r quarantined. */
 static int instance_of(const ctkn_gate *g, struct partq *pq,
                        const struct ctkn_keyring *kr, int32_t part,
@@ -555,13 +632,37 @@ static int instance_of(const ctkn_gate *g, struct partq *pq,
   if (xi >= 0)
     return xi;
   if ((xi = add_inst(pq, key_id, id, &e)) < 0) {
-    quarantine(r, "%s", e.msg);
-    return -1;
+    struct inst *x;
+    if (pq->ninst < MAX_INSTANCES || (xi = reclaim(pq)) < 0) {
+      quarantine(r, "%s", e.msg);
+      return -1;
+    }
+    x = &pq->insts[xi]; /* a slot given up: the new instance's */
+    memset(x, 0, sizeof(*x));
+    ctkn__strlcpy(x->key_id, key_id, sizeof(x->key_id));
+    memcpy(x->id, id, CTKN_INSTANCE_LEN);
+    x->tip = -1;
   }
   ctkn_trust_chain_start(kr->log_id, part, key_id, id, pq->insts[xi].vchain);
   memcpy(pq->insts[xi].chain, pq->insts[xi].vchain, CTKN_CHAIN_LEN);
   pq->insts[xi].unanchored = g->midstream;
   return xi;
+}
+
+/* Whether a record (seq, digest, claimed chain) is the first of a new
+ * instance: sequence 1, linked to the instance's chain start. */
+static bool starts_chain(const ctkn_gate *g, int32_t part, const char *key_id,
+                         const uint8_t id[CTKN_INSTANCE_LEN], uint64_t seq,
+                         const uint8_t digest[CTKN_CHAIN_LEN],
+                         const uint8_t claimed[CTKN_CHAIN_LEN])
+{
+  uint8_t start[CTKN_CHAIN_LEN], c[CTKN_CHAIN_LEN];
+
+  if (seq != 1)
+    return false;
+  ctkn_trust_chain_start(g->kr->log_id, part, key_id, id, start);
+  ctkn_trust_chain_next(start, digest, c);
+  return memcmp(c, claimed, CTKN_CHAIN_LEN) == 0;
 }
 
 static int feed_record(ctkn_gate *g, struct partq *pq,
@@ -592,6 +693,14 @@ static int feed_record(ctkn_gate *g, struct partq *pq,
   }
   if (ctkn_trust_record_digest(g->kr->log_id, m, digest, &e) != CTKN_OK) {
     quarantine(r, "%s", e.msg);
+    return CTKN_OK;
+  }
+  if (!g->midstream && find_inst(pq, key_id, id) < 0 &&
+      !starts_chain(g, m->partition, key_id, id, r->seq, digest, claimed)) {
+    /* No instance for it: made-up instances would fill the partition's
+     * (MAX_INSTANCES) and refuse a genuine new writer after them. */
+    unproven(r, "does not link to its instance's chain (sequence %" PRIu64 ")",
+             r->seq);
     return CTKN_OK;
   }
   if ((xi = instance_of(g, pq, g->kr, m->partition, key_id, id, r)) < 0)
@@ -936,6 +1045,34 @@ static void judge_earlier(ctkn_gate *g, struct partq *pq, long qi)
   verify_earlier(g, pq, -1, qi, 0);
 }
 
+/* Whether checkpoint m's ctkn-writer header (when it has one) names the
+ * instance its signed body does; r quarantined when not. The header is not
+ * signed, yet the projector groups checkpoints by it (mark_lazy(): the
+ * newest of a header is verified, the ones before it wait for its proof),
+ * so a checkpoint of one instance under another's header, verified and
+ * standing, would leave the other's lazy checkpoints unproven for good. A
+ * rule of the record alone: every reader, lazy or not, judges it alike. */
+static bool writer_is(const struct ctkn_log_msg *m,
+                      const struct ctkn_checkpoint *c, struct qrec *r)
+{
+  const struct ctkn_log_header *h = header(m, CTKN_HDR_WRITER);
+  char key_id[CTKN_KEY_ID_BUF];
+  uint8_t id[CTKN_INSTANCE_LEN];
+
+  if (h == NULL)
+    return true; /* never lazy: always verified, it hides nothing */
+  if (ctkn_trust_writer_parse(h->value, h->size, key_id, id, NULL) != CTKN_OK ||
+      strcmp(key_id, c->key_id) != 0 ||
+      memcmp(id, c->instance, CTKN_INSTANCE_LEN) != 0) {
+    quarantine(r,
+               "checkpoint: header %s names another writer instance "
+               "than its body",
+               CTKN_HDR_WRITER);
+    return false;
+  }
+  return true;
+}
+
 static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
                             const struct ctkn_log_msg *m, struct qrec *r,
                             bool verify)
@@ -945,7 +1082,8 @@ static void feed_checkpoint(ctkn_gate *g, struct partq *pq,
   bool sig_ok;
   int xi;
 
-  if (!checkpoint_of(g, m, r, &c, verify, false, &sig_ok)) {
+  if (!checkpoint_of(g, m, r, &c, verify, false, &sig_ok) ||
+      !writer_is(m, &c, r)) {
     if (verify)
       judge_earlier(g, pq, qi);
     return;
@@ -1235,7 +1373,7 @@ int ctkn_gate_save(const ctkn_gate *g, int32_t p, uint8_t **out, size_t *len,
       (rc = ctkn_keyring_encode(pq->rring, &ring, &rlen, err)) != CTKN_OK)
     return rc;
   for (size_t i = 0; i < pq->ninst; i++)
-    n += pq->insts[i].seq > 0;
+    n += !forgotten(pq, &pq->insts[i]);
   k = 21 + rlen;
   if (rlen > UINT32_MAX || (b = malloc(k + n * SAVED_INST)) == NULL) {
     free(ring);
@@ -1250,7 +1388,7 @@ int ctkn_gate_save(const ctkn_gate *g, int32_t p, uint8_t **out, size_t *len,
   free(ring);
   for (size_t i = 0; i < pq->ninst; i++) {
     const struct inst *x = &pq->insts[i];
-    if (x->seq == 0)
+    if (forgotten(pq, x))
       continue;
     memcpy(b + k, x->key_id, 16);
     memcpy(b + k + 16, x->id, CTKN_INSTANCE_LEN);
@@ -1335,7 +1473,7 @@ int ctkn_gate_load(ctkn_gate *g, int32_t p, const void *buf, size_t len,
     memcpy(x->chain, b + k + 40, CTKN_CHAIN_LEN);
     x->cp_at = (int64_t)ctkn__get_be(b + k + 72, 8);
     x->closed = b[k + 80] == 1;
-    if (x->seq == 0 || b[k + 80] > 1) {
+    if ((x->seq == 0 && x->cp_at == 0) || b[k + 80] > 1) {
       pq->ninst = 0;
       if (ring != NULL)
         ring_free(ring);

@@ -1397,6 +1397,293 @@ static void test_a_state_saved_before_positional_keyrings_loads(void **state)
   free(buf);
 }
 
+/* ---- attacks by appending copies (review) -------------------------------- */
+
+/* A heartbeat (sequence 0, nothing written) of a new instance on partition
+ * 0, appended; returns its index. *sg gets the instance (close it). */
+static size_t append_heartbeat(struct fixture *f, ctkn_signer **sg)
+{
+  struct ctkn_log_record *out;
+  size_t nout, at = (size_t)-1;
+
+  assert_int_equal(ctkn_signer_open(sg, f->sk, f->kr.log_id, NPARTS, NULL),
+                   CTKN_OK);
+  f->now_us += 1000;
+  assert_int_equal(ctkn_signer_prepare(*sg, NULL, 0, CTKN_SIGN_HEARTBEAT,
+                                       f->now_us, &out, &nout, NULL),
+                   CTKN_OK);
+  for (size_t i = 0; i < nout; i++)
+    if (out[i].partition == 0)
+      at = append(f, &out[i]);
+  assert_int_equal(ctkn_signer_done(*sg, true, NULL), CTKN_OK);
+  assert_true(at != (size_t)-1);
+  return at;
+}
+
+/* Feed log[from..to) of partition p, each checkpoint but the newest of its
+ * ctkn-writer header in that range lazily (a projector's read batch). */
+static size_t judge_lazily_range(struct fixture *f, size_t from, size_t to,
+                                 int32_t p, struct ctkn_gate_out *outs,
+                                 size_t max)
+{
+  size_t k = 0, n = f->n;
+
+  f->n = to; /* lazy_at() looks no further than the batch */
+  for (size_t i = from; i < to; i++) {
+    const struct ctkn_log_msg *m = &f->log[i].m;
+    if (m->partition != p)
+      continue;
+    assert_int_equal(lazy_at(f, i) ? ctkn_gate_feed_lazy(f->gate, m, i, NULL)
+                                   : ctkn_gate_feed(f->gate, m, i, NULL),
+                     CTKN_OK);
+  }
+  f->n = n;
+  while (k < max && ctkn_gate_next(f->gate, p, &outs[k]))
+    k++;
+  return k;
+}
+
+/* A projector pass: the state saved, a new gate loaded from it (as every
+ * pass of ctkn__ptrust_judge() does). */
+static void next_pass(struct fixture *f, int32_t p)
+{
+  uint8_t *buf;
+  size_t len;
+
+  assert_int_equal(ctkn_gate_save(f->gate, p, &buf, &len, NULL), CTKN_OK);
+  reopen(f);
+  assert_int_equal(ctkn_gate_load(f->gate, p, buf, len, NULL), CTKN_OK);
+  free(buf);
+}
+
+/* A copy of another instance's heartbeat (sequence 0: an instance the gate
+ * forgets once its queue empties, so its copy verifies and stands) appended
+ * under a one-shot writer's ctkn-writer header: the projector makes it the
+ * newest checkpoint of that writer and feeds the writer's genuine checkpoint
+ * lazily. The copy is a valid checkpoint of the other instance, so nothing
+ * verifies the lazy one: the writer's record was held for good and the
+ * partition stalled, while a reader verifying every checkpoint applied it. */
+static void test_a_heartbeat_copied_under_another_writer_hides_nothing(void **s)
+{
+  struct fixture *f = *s;
+  struct ctkn_gate_out a[8], b[8];
+  const int32_t parts[] = {0};
+  ctkn_signer *hb;
+  size_t h, rec, ka, kb;
+  int64_t first;
+
+  h = append_heartbeat(f, &hb);                     /* 0 */
+  assert_int_equal(judge(f, 0, h + 1, 0, a, 8), 1); /* an earlier pass */
+  assert_int_equal(a[0].verdict, CTKN_GATE_CHECKPOINT);
+  next_pass(f, 0);
+  rec = f->n;
+  write_batch(f, f->sg, parts, 1, "client_token.revoked"); /* 1, cp 2 */
+  append_as_checkpoint(f, rec + 1, f->log[h].m.value, f->log[h].m.value_len);
+  /* Every checkpoint verified. */
+  ka = judge(f, rec, f->n, 0, a, 8);
+  assert_int_equal(ka, 3);
+  assert_int_equal(a[0].verdict, CTKN_GATE_APPLY);
+  assert_int_equal(a[1].verdict, CTKN_GATE_CHECKPOINT);
+  /* As a projector reads, pass after pass. */
+  reopen(f);
+  assert_int_equal(judge(f, 0, h + 1, 0, b, 8), 1);
+  for (int pass = 0; pass < 3; pass++) {
+    next_pass(f, 0);
+    kb = judge_lazily_range(f, rec, f->n, 0, b, 8);
+    if (kb == ka)
+      break;
+    assert_int_equal(kb, 0);
+    assert_int_equal(ctkn_gate_held(f->gate, 0, &first), 3);
+  }
+  assert_int_equal(kb, ka);
+  for (size_t i = 0; i < ka; i++) {
+    assert_int_equal(a[i].verdict, b[i].verdict);
+    assert_string_equal(a[i].reason, b[i].reason);
+  }
+  ctkn_signer_close(hb);
+}
+
+/* The same heartbeat appended again: whether it is a replay must not depend
+ * on where a reader's read batches (its passes) ended. */
+static void test_a_replayed_heartbeat_is_judged_alike_across_passes(void **s)
+{
+  struct fixture *f = *s;
+  struct ctkn_gate_out a[8], b[8];
+  ctkn_signer *hb;
+  size_t h, ka, kb;
+
+  h = append_heartbeat(f, &hb);    /* 0 */
+  forge(f, h, "none", "", false);  /* 1: the same bytes again */
+  ka = judge(f, 0, f->n, 0, a, 8); /* one pass */
+  assert_int_equal(ka, 2);
+  assert_int_equal(a[0].verdict, CTKN_GATE_CHECKPOINT);
+  assert_int_equal(a[1].verdict, CTKN_GATE_QUARANTINE);
+  reopen(f); /* a pass ends between them */
+  kb = judge(f, 0, 1, 0, b, 8);
+  next_pass(f, 0);
+  kb += judge(f, 1, f->n, 0, b + kb, 8 - kb);
+  assert_int_equal(kb, ka);
+  for (size_t i = 0; i < ka; i++) {
+    assert_int_equal(a[i].verdict, b[i].verdict);
+    assert_string_equal(a[i].reason, b[i].reason);
+  }
+  ctkn_signer_close(hb);
+}
+
+/* Records under the genuine key ID and made-up instances, linking to
+ * nothing, fill the partition's instance table (MAX_INSTANCES, 4096) for
+ * as long as the gate's queue does not empty: a genuine new instance's
+ * record in the same read batch was quarantined ("more than 4096 writer
+ * instances"), and applied by a reader whose batch ended before it. */
+static void test_made_up_instances_do_not_crowd_out_a_writer(void **s)
+{
+  struct fixture *f = *s;
+  struct ctkn_gate_out a[8];
+  const int32_t parts[] = {0};
+  ctkn_signer *w;
+  struct rec x;
+  char key_id[CTKN_KEY_ID_BUF], hdr[96];
+  size_t g, k = 0, quarantined = 0;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created"); /* 0, cp 1 */
+  assert_int_equal(judge(f, 0, f->n, 0, a, 8), 2);
+  g = forge(f, 0, "none", "", false); /* 2: the attacker's template */
+  x = f->log[g];
+  for (size_t j = 0; j < x.m.nheaders; j++)
+    x.h[j] = (struct ctkn_log_header){x.names[j], x.vals[j], x.h[j].size};
+  x.m.headers = x.h;
+  x.m.key = x.key;
+  x.m.value = x.value;
+  ctkn_log_msg_note_headers(&x.m);
+  f->n--;
+  f->next_off[0]--;
+  snprintf(key_id, sizeof(key_id), "%.*s", 16, writer_of_rec(&x));
+  for (int i = 0; i < 4096; i++) {
+    snprintf(hdr, sizeof(hdr), "%s.%032x", key_id, i + 1);
+    for (size_t j = 0; j < x.m.nheaders; j++)
+      if (strcmp(x.names[j], CTKN_HDR_WRITER) == 0) {
+        snprintf(x.vals[j], sizeof(x.vals[j]), "%s", hdr);
+        x.h[j].size = strlen(hdr);
+      }
+    ctkn_log_msg_note_headers(&x.m);
+    x.m.offset = 2 + i;
+    assert_int_equal(ctkn_gate_feed(f->gate, &x.m, 100000 + (size_t)i, NULL),
+                     CTKN_OK);
+  }
+  f->next_off[0] = 2 + 4096;
+  /* A new writer (a one-shot command) in the same read batch. */
+  assert_int_equal(ctkn_signer_open(&w, f->sk, f->kr.log_id, NPARTS, NULL),
+                   CTKN_OK);
+  g = f->n;
+  write_batch(f, w, parts, 1, "client_token.created");
+  for (size_t i = g; i < f->n; i++)
+    assert_int_equal(ctkn_gate_feed(f->gate, &f->log[i].m, i, NULL), CTKN_OK);
+  while (ctkn_gate_next(f->gate, 0, &a[0])) {
+    if (a[0].tag < 100000) {
+      a[1 + k] = a[0];
+      k++;
+    } else {
+      quarantined += a[0].verdict == CTKN_GATE_QUARANTINE;
+    }
+  }
+  assert_int_equal(quarantined, 4096);
+  assert_int_equal(k, 2);
+  assert_string_equal(a[1].detail, "");
+  assert_int_equal(a[1].verdict, CTKN_GATE_APPLY);
+  assert_int_equal(a[2].verdict, CTKN_GATE_CHECKPOINT);
+  ctkn_signer_close(w);
+}
+
+/* Relink record x after chain prev. */
+static void relink_rec(struct fixture *f, struct rec *x, const uint8_t prev[32])
+{
+  uint8_t d[32], c[32];
+
+  for (size_t k = 0; k < x->m.nheaders; k++)
+    if (strcmp(x->names[k], CTKN_HDR_CHAIN) == 0) {
+      assert_int_equal(ctkn_trust_record_digest(f->kr.log_id, &x->m, d, NULL),
+                       CTKN_OK);
+      ctkn_trust_chain_next(prev, d, c);
+      ctkn_hex(c, 32, x->vals[k]);
+    }
+}
+
+/* As above, but each made-up instance's record links to its chain's start
+ * (anyone can compute it: the key ID, the instance and the record's bytes
+ * are public), so each waits for a checkpoint that never comes, dated so
+ * that the new writer's checkpoint does not yet give it up. The new
+ * writer's record was quarantined on every reader. */
+static void test_made_up_linked_instances_do_not_crowd_out_a_writer(void **s)
+{
+  struct fixture *f = *s;
+  struct ctkn_gate_out a[8];
+  const int32_t parts[] = {0};
+  ctkn_signer *w;
+  struct rec x;
+  char key_id[CTKN_KEY_ID_BUF], hdr[96];
+  uint8_t id[CTKN_INSTANCE_LEN], start[32];
+  size_t g, k = 0, quarantined = 0;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created"); /* 0, cp 1 */
+  assert_int_equal(judge(f, 0, f->n, 0, a, 8), 2);
+  g = forge(f, 0, "none", "", false);
+  x = f->log[g];
+  for (size_t j = 0; j < x.m.nheaders; j++)
+    x.h[j] = (struct ctkn_log_header){x.names[j], x.vals[j], x.h[j].size};
+  x.m.headers = x.h;
+  x.m.key = x.key;
+  x.m.value = x.value;
+  x.m.timestamp_ms = (f->now_us + 10 * CTKN_GATE_GRACE_US) / 1000;
+  f->n--;
+  snprintf(key_id, sizeof(key_id), "%.*s", 16, writer_of_rec(&x));
+  for (int i = 0; i < 4096; i++) {
+    memset(id, 0, sizeof(id));
+    id[0] = (uint8_t)(i >> 8);
+    id[1] = (uint8_t)i;
+    id[2] = 0xee;
+    snprintf(hdr, sizeof(hdr), "%s.", key_id);
+    ctkn_hex(id, CTKN_INSTANCE_LEN, hdr + strlen(hdr));
+    for (size_t j = 0; j < x.m.nheaders; j++)
+      if (strcmp(x.names[j], CTKN_HDR_WRITER) == 0) {
+        snprintf(x.vals[j], sizeof(x.vals[j]), "%s", hdr);
+        x.h[j].size = strlen(hdr);
+      }
+    ctkn_log_msg_note_headers(&x.m);
+    ctkn_trust_chain_start(f->kr.log_id, 0, key_id, id, start);
+    relink_rec(f, &x, start);
+    x.m.offset = 2 + i;
+    assert_int_equal(ctkn_gate_feed(f->gate, &x.m, 100000 + (size_t)i, NULL),
+                     CTKN_OK);
+  }
+  f->next_off[0] = 2 + 4096;
+  assert_int_equal(ctkn_signer_open(&w, f->sk, f->kr.log_id, NPARTS, NULL),
+                   CTKN_OK);
+  g = f->n;
+  write_batch(f, w, parts, 1, "client_token.created");
+  for (size_t i = g; i < f->n; i++)
+    assert_int_equal(ctkn_gate_feed(f->gate, &f->log[i].m, i, NULL), CTKN_OK);
+  f->now_us += 20 * CTKN_GATE_GRACE_US; /* later: the forgeries time out */
+  g = f->n;
+  write_batch(f, f->sg, parts, 1, "client_token.created");
+  for (size_t i = g; i < f->n; i++)
+    assert_int_equal(ctkn_gate_feed(f->gate, &f->log[i].m, i, NULL), CTKN_OK);
+  while (ctkn_gate_next(f->gate, 0, &a[0])) {
+    if (a[0].tag < 100000) {
+      a[1 + k] = a[0];
+      k++;
+    } else {
+      quarantined += a[0].verdict == CTKN_GATE_QUARANTINE;
+    }
+  }
+  assert_int_equal(quarantined, 4096);
+  assert_int_equal(k, 4);
+  assert_string_equal(a[1].detail, "");
+  assert_int_equal(a[1].verdict, CTKN_GATE_APPLY);
+  assert_int_equal(a[2].verdict, CTKN_GATE_CHECKPOINT);
+  assert_int_equal(a[3].verdict, CTKN_GATE_APPLY);
+  ctkn_signer_close(w);
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -1428,6 +1715,10 @@ int main(void)
       T(test_a_revocation_gives_up_what_its_key_never_covered),
       T(test_a_positional_keyring_must_be_the_roots_and_newer),
       T(test_a_state_saved_before_positional_keyrings_loads),
+      T(test_a_heartbeat_copied_under_another_writer_hides_nothing),
+      T(test_a_replayed_heartbeat_is_judged_alike_across_passes),
+      T(test_made_up_instances_do_not_crowd_out_a_writer),
+      T(test_made_up_linked_instances_do_not_crowd_out_a_writer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
