@@ -63,17 +63,26 @@ static int load_state(ctkn_ledger *l, const struct ctkn_command *cmd,
   return rc;
 }
 
-/* Plan against the projection. CTKN_PLAN_APPEND leaves the event in *ev;
- * CTKN_PLAN_NOOP leaves the answer in out. */
+/* Plan against the projection, or with pred (an earlier command's
+ * record and event in the same batch) against the state that event gives
+ * its token. CTKN_PLAN_APPEND leaves the event in *ev; CTKN_PLAN_NOOP
+ * leaves the answer in out. */
 static int plan(ctkn_ledger *l, const struct ctkn_command *cmd,
-                struct ctkn_event *ev, struct ctkn_record *cur,
-                struct ctkn_outcome *out, struct ctkn_err *err)
+                const struct ctkn_record *pred_cur,
+                const struct ctkn_event *pred_ev, struct ctkn_event *ev,
+                struct ctkn_record *cur, struct ctkn_outcome *out,
+                struct ctkn_err *err)
 {
-  bool found, replay;
+  bool found = true, replay = false;
   int rc;
 
-  if ((rc = load_state(l, cmd, cur, &found, &replay, err)) != CTKN_OK)
+  if (pred_ev != NULL) {
+    *cur = *pred_cur; /* its partition: the token's */
+    cur->token = pred_ev->data;
+    cur->version = pred_ev->version;
+  } else if ((rc = load_state(l, cmd, cur, &found, &replay, err)) != CTKN_OK) {
     return rc;
+  }
   if (replay) {
     out->record = *cur;
     return CTKN_PLAN_NOOP;
@@ -180,6 +189,8 @@ struct slot {
   bool sent;     /* appended: its fate is decided by the projection */
   size_t dup_of; /* j + 1: a create with command j's idempotency key, which
                     answers for both; 0: none */
+  size_t after;  /* j + 1: planned against the state command j's event, in
+                    this batch, gives its token; 0: against the projection */
 };
 
 /* One ctkn_ledger_execute_batch(): the caller's arrays (n entries each)
@@ -355,14 +366,35 @@ static size_t event_headers(const ctkn_ledger *l, struct slot *s)
   return n;
 }
 
+/* 1 + the index of the last earlier command of the batch whose event
+ * (queued for this append) changes the token command i changes; 0 when
+ * there is none. */
+static size_t earlier_same_token(const struct batch *b, size_t i)
+{
+  if (b->cmds[i].kind == CTKN_CMD_CREATE)
+    return 0;
+  for (size_t j = i; j-- > 0;)
+    if (b->slots[j].sent && strcmp(b->slots[j].ev.data.id, b->cmds[i].id) == 0)
+      return j + 1;
+  return 0;
+}
+
 /* Plan command i and, when it needs an event, encode it and queue it for
- * the append. */
+ * the append. A change to a token an earlier command of the batch changes
+ * is planned after it (version + 1 on its event, on the same partition),
+ * as one writer applies requests in the order it took them: two changes
+ * in one batch never conflict with each other. */
 static void plan_one(ctkn_ledger *l, struct batch *b, size_t i)
 {
   struct slot *s = &b->slots[i];
+  const struct slot *pred;
   int32_t part = -1;
 
-  b->rcs[i] = plan(l, &b->cmds[i], &s->ev, &s->cur, &b->outs[i], &b->errs[i]);
+  s->after = earlier_same_token(b, i);
+  pred = s->after != 0 ? &b->slots[s->after - 1] : NULL;
+  b->rcs[i] =
+      plan(l, &b->cmds[i], pred ? &pred->cur : NULL, pred ? &pred->ev : NULL,
+           &s->ev, &s->cur, &b->outs[i], &b->errs[i]);
   if (b->rcs[i] != CTKN_PLAN_APPEND)
     return;
   if ((s->dup_of = earlier_same_key(b, i)) != 0)
@@ -524,7 +556,8 @@ static void replan(ctkn_ledger *l, struct batch *b, size_t i)
 {
   struct slot *s = &b->slots[i];
 
-  b->rcs[i] = plan(l, &b->cmds[i], &s->ev, &s->cur, &b->outs[i], &b->errs[i]);
+  b->rcs[i] = plan(l, &b->cmds[i], NULL, NULL, &s->ev, &s->cur, &b->outs[i],
+                   &b->errs[i]);
   if (b->rcs[i] == CTKN_PLAN_NOOP) {
     b->rcs[i] = CTKN_OK;
   } else if (b->rcs[i] == CTKN_PLAN_APPEND) {
@@ -571,6 +604,16 @@ static void answer(ctkn_ledger *l, ctkn_store_txn *txn, struct batch *b,
 
   if (s->dup_of != 0) {
     answer_dup(b, i, s->dup_of - 1);
+  } else if (s->after != 0 && !s->sent && b->rcs[s->after - 1] != CTKN_OK) {
+    /* Planned against an earlier command's change that did not happen
+     * (a no-op or a refusal on top of it): that command's answer. */
+    b->rcs[i] = b->rcs[s->after - 1];
+    b->errs[i] = b->errs[s->after - 1];
+  } else if (s->after != 0 && b->rcs[i] == CTKN_PLAN_NOOP) {
+    /* Already so once the earlier command's event applied: its state. */
+    b->rcs[i] = CTKN_OK;
+    *out = b->outs[s->after - 1];
+    out->appended = false;
   } else if (b->rcs[i] == CTKN_PLAN_NOOP) {
     b->rcs[i] = CTKN_OK;
   } else if (s->sent) {
@@ -696,9 +739,9 @@ bool ctkn_ledger_pipelines(const ctkn_ledger *l,
   return !reads_projection(l, cmds, n);
 }
 
-/* Plan every command of b against the same projection, then append all
- * the events at once: commands in one batch are concurrent with each
- * other. With catch_up, first bring the projection to the log's end. */
+/* Plan every command of b against the projection (a change to a token an
+ * earlier command of b changes: after it), then append all the events at
+ * once. With catch_up, first bring the projection to the log's end. */
 static int plan_and_append(ctkn_ledger *l, struct batch *b, bool catch_up)
 {
   struct ctkn_err err;

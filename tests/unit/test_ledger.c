@@ -1207,31 +1207,94 @@ static void test_creates_without_a_key_pass_a_paused_partition_over(void **s)
 
 /* ---- batches ----------------------------------------------------------- */
 
-static void test_batch_commands_are_concurrent_with_each_other(void **s)
+static void test_changes_to_one_token_in_a_batch_apply_in_order(void **s)
 {
   struct fx *f = *s;
-  struct ctkn_outcome c, outs[4];
-  struct ctkn_command cmds[4];
-  struct ctkn_err errs[4];
-  int rcs[4];
+  struct ctkn_outcome c, d, outs[8];
+  struct ctkn_command cmds[8];
+  struct ctkn_err errs[8];
+  int rcs[8];
+  uint64_t v;
 
   create(f, "shared", &c);
+  create(f, "other", &d);
+  v = c.record.version;
   change_cmd(&cmds[0], c.record.token.id, "one", false);
   change_cmd(&cmds[1], c.record.token.id, "two", false);
   create_cmd(&cmds[2], "fresh", NULL);
-  ctkn_command_init(&cmds[3], CTKN_CMD_CREATE); /* no name: refused */
-  assert_int_equal(ctkn_ledger_execute_batch(f->l, cmds, 4, outs, rcs, errs),
+  ctkn_command_init(&cmds[3], CTKN_CMD_CREATE);        /* no name: refused */
+  change_cmd(&cmds[4], c.record.token.id, NULL, true); /* revoke */
+  change_cmd(&cmds[5], c.record.token.id, NULL, true); /* again: no-op */
+  change_cmd(&cmds[6], c.record.token.id, "three", false); /* revoked */
+  change_cmd(&cmds[7], d.record.token.id, "other 2", false);
+  assert_int_equal(ctkn_ledger_execute_batch(f->l, cmds, 8, outs, rcs, errs),
                    CTKN_OK);
-  /* Two changes planned against the same state: the first in the log
-   * wins, the second conflicts. */
+  /* One writer took them in this order: each change to the token is
+   * planned after the one before it in the batch, and none conflicts with
+   * another (a revoke racing two renames on one server was refused). */
   assert_int_equal(rcs[0], CTKN_OK);
   assert_string_equal(outs[0].record.token.name, "one");
-  assert_int_equal(rcs[1], CTKN_ECONFLICT);
+  assert_int_equal(outs[0].record.version, v + 1);
+  assert_int_equal(rcs[1], CTKN_OK);
+  assert_string_equal(outs[1].record.token.name, "two");
+  assert_int_equal(outs[1].record.version, v + 2);
   assert_int_equal(rcs[2], CTKN_OK);
   assert_true(outs[2].appended);
   assert_int_equal(rcs[3], CTKN_EINVAL);
   assert_string_equal(errs[3].field, "name");
-  assert_int_equal(produced(f), 1 + 3);
+  assert_int_equal(rcs[4], CTKN_OK);
+  assert_int_equal(outs[4].record.token.status, CTKN_STATUS_REVOKED);
+  assert_string_equal(outs[4].record.token.name, "two");
+  assert_int_equal(outs[4].record.version, v + 3);
+  assert_int_equal(rcs[5], CTKN_OK); /* revoked already, by cmds[4] */
+  assert_false(outs[5].appended);
+  assert_int_equal(outs[5].record.version, v + 3);
+  assert_int_equal(outs[5].offset, outs[4].offset);
+  assert_int_equal(rcs[6], CTKN_ECONFLICT);
+  assert_non_null(strstr(errs[6].msg, "is revoked"));
+  assert_int_equal(rcs[7], CTKN_OK);
+  assert_int_equal(outs[7].record.version, d.record.version + 1);
+  assert_int_equal(produced(f), 2 + 5); /* one, two, fresh, revoke, other */
+  /* The projection holds what the last applied change made. */
+  struct ctkn_outcome g;
+  struct ctkn_err err;
+  change_cmd(&cmds[0], c.record.token.id, NULL, true);
+  assert_int_equal(run(f, &cmds[0], &g, &err), CTKN_OK);
+  assert_false(g.appended);
+  assert_string_equal(g.record.token.name, "two");
+  assert_int_equal(g.record.version, v + 3);
+}
+
+/* A change planned after an earlier one of its batch whose event loses to
+ * another writer's: the earlier gets conflict (re-planned once), and so
+ * does the one after it, whose version follows the lost event. */
+static void test_a_change_after_a_lost_one_in_its_batch_conflicts(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_outcome c, outs[3];
+  struct ctkn_command cmds[3];
+  struct ctkn_err errs[3];
+  int rcs[3];
+
+  create(f, "raced", &c);
+  /* Another writer's rename lands between this ledger's plan and its
+   * append, at the token's next version. */
+  tk_plan_change(&f->t, &c.record, "theirs", false, &f->race);
+  f->race_armed = true;
+  fake_log_on_send(f->t.log, race_hook, f);
+  change_cmd(&cmds[0], c.record.token.id, "mine", false);
+  change_cmd(&cmds[1], c.record.token.id, NULL, true); /* after "mine" */
+  change_cmd(&cmds[2], c.record.token.id, NULL, true); /* a no-op after it */
+  assert_int_equal(ctkn_ledger_execute_batch(f->l, cmds, 3, outs, rcs, errs),
+                   CTKN_OK);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(rcs[i], CTKN_ECONFLICT);
+    assert_non_null(strstr(errs[i].msg, "concurrent change"));
+  }
+  struct ctkn_record got;
+  assert_true(tk_get(&f->t, c.record.token.id, &got));
+  assert_string_equal(got.token.name, "theirs");
+  assert_int_equal(got.token.status, CTKN_STATUS_ACTIVE);
 }
 
 static void test_batch_failure_marks_only_the_unacknowledged(void **s)
@@ -1886,7 +1949,8 @@ int main(void)
       T(test_a_paused_partition_says_the_event_is_not_yet_applied),
       T(test_creates_without_a_key_pass_a_paused_partition_over),
       T(test_a_following_ledger_waits_for_its_follower),
-      T(test_batch_commands_are_concurrent_with_each_other),
+      T(test_changes_to_one_token_in_a_batch_apply_in_order),
+      T(test_a_change_after_a_lost_one_in_its_batch_conflicts),
       T(test_batch_failure_marks_only_the_unacknowledged),
       T(test_each_line_is_answered_in_input_order),
       T(test_all_created_is_exit_0_and_no_input_no_output),
