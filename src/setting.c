@@ -117,6 +117,21 @@ static void authority(const char *url, const char **a, size_t *n)
   *n = strcspn(s, "/?#");
 }
 
+/* Whether the n characters at s are a port: 1 to 5 digits, 1-65535. */
+static bool port_ok(const char *s, size_t n)
+{
+  unsigned v = 0;
+
+  if (n == 0 || n > 5)
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return false;
+    v = v * 10 + (unsigned)(s[i] - '0');
+  }
+  return v >= 1 && v <= 65535;
+}
+
 int ctkn_dest_url_check(const char *url, const struct ctkn_dest_policy *p,
                         struct ctkn_err *err)
 {
@@ -154,6 +169,10 @@ int ctkn_dest_url_check(const char *url, const struct ctkn_dest_policy *p,
     return ctkn__err_field(err, CTKN_EINVAL, "destination",
                            "must name a host: '[' and ']' only enclose an "
                            "IPv6 address, and only :port may follow it");
+  if (hostn < n && !port_ok(auth + hostn + 1, n - hostn - 1))
+    return ctkn__err_field(err, CTKN_EINVAL, "destination",
+                           "the port after the host must be a number from 1 "
+                           "to 65535");
   if (!ctkn_ip_from_host(auth, hostn, &ip)) {
     if (auth[0] == '[')
       return ctkn__err_field(err, CTKN_EINVAL, "destination",

@@ -216,6 +216,17 @@ static void test_url_policy_schemes_user_info_and_live(void **st)
   expect_url_policy("https://[2606:4700::1]]/", S, NULL, "enclose");
   expect_url_policy("https://[2606:4700::1]:8443/", S, NULL, NULL);
   expect_url_policy("https://hooks.example.com/[a]", S, NULL, NULL);
+  /* A port is 1-65535, in digits. */
+  expect_url_policy("https://hooks.example.com:1/", S, NULL, NULL);
+  expect_url_policy("https://hooks.example.com:65535", S, NULL, NULL);
+  static const char *const bad_ports[] = {
+      "https://example.com:abc/",   "https://example.com:0/",
+      "https://example.com:-1/",    "https://example.com:/",
+      "https://example.com:65536/", "https://example.com:99999999999999999999/",
+      "https://example.com:+80/",   "https://[2606:4700::1]:/",
+      "https://example.com:80:80/"};
+  for (size_t i = 0; i < sizeof(bad_ports) / sizeof(*bad_ports); i++)
+    expect_url_policy(bad_ports[i], S, NULL, "port after the host");
   /* No policy is the strictest: live, nothing allowed. */
   assert_int_equal(ctkn_dest_url_check("http://hooks.example.com/", NULL, &err),
                    CTKN_EINVAL);
