@@ -235,6 +235,7 @@ struct req {
   unsigned n_content_length; /* Content-Length headers */
   unsigned n_transfer_enc;   /* Transfer-Encoding headers */
   char nul_in[64];           /* what first held a NUL, "" for nothing */
+  const char *twice;         /* a header ctkn reads that came twice */
   bool close;                /* answer with Connection: close */
 
   /* Suspended work: a queued command or a position wait. */

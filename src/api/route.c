@@ -89,28 +89,28 @@ bool ctkn__api_req_param(struct req *r, const char *key, size_t klen,
 void ctkn__api_req_header(struct req *r, const char *name, const char *value,
                           size_t len)
 {
-  const char **slot = NULL;
+  const char **slot = NULL, *canon = NULL;
 
   if (len != strlen(value))
     nul_in(r, name);
   /* The first letter picks the one name it can be. */
   switch (name[0] | 0x20) {
   case 'a':
-    if (strcasecmp(name, "Authorization") == 0)
+    if (strcasecmp(name, canon = "Authorization") == 0)
       slot = &r->hdr.authorization;
     break;
   case 'c':
     if (strcasecmp(name, "Content-Length") == 0) {
       slot = &r->hdr.content_length;
-      r->n_content_length++;
+      r->n_content_length++; /* twice: conflicting framing (head_ok()) */
     }
     break;
   case 'i':
-    if (strcasecmp(name, "Idempotency-Key") == 0)
+    if (strcasecmp(name, canon = "Idempotency-Key") == 0)
       slot = &r->hdr.idempotency_key;
     break;
   case 's':
-    if (strcasecmp(name, "Skip-Count") == 0)
+    if (strcasecmp(name, canon = "Skip-Count") == 0)
       slot = &r->hdr.skip_count;
     break;
   case 't':
@@ -120,7 +120,7 @@ void ctkn__api_req_header(struct req *r, const char *name, const char *value,
     }
     break;
   case 'x':
-    if (strcasecmp(name, "X-Ctkn-Min-Position") == 0)
+    if (strcasecmp(name, canon = "X-Ctkn-Min-Position") == 0)
       slot = &r->hdr.min_position;
     break;
   default:
@@ -128,6 +128,10 @@ void ctkn__api_req_header(struct req *r, const char *name, const char *value,
   }
   if (slot != NULL && *slot == NULL)
     *slot = value;
+  else if (slot != NULL && canon != NULL && r->twice == NULL)
+    /* A proxy may keep the last copy where this server would read the
+     * first (a retry then carries another idempotency key): refused. */
+    r->twice = canon;
 }
 
 const char *ctkn__api_arg(const struct req *r, const char *name)
@@ -535,6 +539,21 @@ static bool head_ok(struct req *r)
     ctkn__api_answer_code(r, CTKN_EBADREQ,
                           "conflicting framing: send one Content-Length or "
                           "one Transfer-Encoding, not both or several");
+    return false;
+  }
+  /* Only chunked is a transfer coding libmicrohttpd reads; with any
+   * other it would wait for a body it cannot frame (RFC 9112 6.1). */
+  if (r->hdr.transfer_encoding != NULL &&
+      strcasecmp(r->hdr.transfer_encoding, "chunked") != 0) {
+    r->close = true;
+    ctkn__api_answer_code(r, CTKN_EBADREQ,
+                          "Transfer-Encoding must be chunked (or send a "
+                          "Content-Length): no other transfer coding is "
+                          "supported");
+    return false;
+  }
+  if (r->twice != NULL) {
+    ctkn__api_answer_field(r, r->twice, "must be sent once, not twice");
     return false;
   }
   if (r->nul_in[0] != '\0') {

@@ -1796,6 +1796,64 @@ static void test_conflicting_framing_is_refused_and_closes(void **state)
   r = call(f, "POST", "/client-tokens", "{\"name\":\"x\"}", "Content-Length",
            "12", "Authorization", auth_writer, NULL);
   assert_false(r->close);
+  /* Queued: answered by the command thread's loop before it is freed (a
+   * request freed in the queue left it pointing at freed memory). */
+  struct ctkn_err why = {.code = CTKN_EKAFKA, .msg = "no broker"};
+  ctkn__queue_close(&f->s->cmdq);
+  ctkn__api_commands_serve(f->s, NULL, &why);
+  check_detail(f, r, 503, "service_unavailable", NULL, "no broker");
+}
+
+/* A transfer coding other than chunked: libmicrohttpd would wait for a
+ * body it cannot frame, and the client for an answer, until the idle
+ * timeout. Refused at once, closing. */
+static void test_only_the_chunked_transfer_coding_is_read(void **state)
+{
+  struct fx *f = *state;
+  struct req *r;
+
+  static const char *const te[] = {"gzip, chunked", "identity", "chunked ",
+                                   "gzip"};
+  for (size_t i = 0; i < sizeof(te) / sizeof(*te); i++) {
+    r = call(f, "POST", "/client-tokens", NULL, "Transfer-Encoding", te[i],
+             "Authorization", auth_writer, NULL);
+    assert_true(r->close);
+    check_detail(f, r, 400, "bad_request", NULL,
+                 "Transfer-Encoding must be chunked");
+  }
+  r = call(f, "POST", "/client-tokens", "{\"name\":\"x\"}", "Transfer-Encoding",
+           "Chunked", "Authorization", auth_writer, NULL);
+  assert_false(r->close);
+  assert_true(r->suspended); /* queued for the command thread */
+  struct ctkn_err why = {.code = CTKN_EKAFKA, .msg = "no broker"};
+  ctkn__queue_close(&f->s->cmdq);
+  ctkn__api_commands_serve(f->s, NULL, &why);
+  check_detail(f, r, 503, "service_unavailable", NULL, "no broker");
+}
+
+/* A header ctkn reads sent twice is refused naming it: a proxy that keeps
+ * the last copy would see another idempotency key, key or position than
+ * this server, which reads the first. */
+static void test_a_header_ctkn_reads_twice_is_refused(void **state)
+{
+  struct fx *f = *state;
+  static const char *const names[] = {"Idempotency-Key", "Authorization",
+                                      "X-Ctkn-Min-Position", "Skip-Count"};
+  struct req *r;
+
+  for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+    const char *v = strcmp(names[i], "Authorization") == 0         ? auth_writer
+                    : strcmp(names[i], "X-Ctkn-Min-Position") == 0 ? "0:0"
+                    : strcmp(names[i], "Skip-Count") == 0          ? "true"
+                                                                   : "k1";
+    r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+             names[i], v, names[i], v, NULL);
+    check_error(f, r, 400, "invalid_field", names[i]);
+  }
+  /* Other headers may repeat. */
+  r = call(f, "GET", "/client-tokens", NULL, "Authorization", auth_reader,
+           "Accept", "a", "Accept", "b", NULL);
+  assert_int_equal(r->status, 200);
   done(f, r);
 }
 
@@ -3005,6 +3063,8 @@ int main(void)
       T(test_bodies_too_large_or_unwanted_are_refused),
       T(test_a_nul_anywhere_in_the_head_is_refused),
       T(test_conflicting_framing_is_refused_and_closes),
+      T(test_only_the_chunked_transfer_coding_is_read),
+      T(test_a_header_ctkn_reads_twice_is_refused),
       T(test_oversized_heads_get_414_and_431),
       T(test_token_writes_are_checked_before_they_are_queued),
       T(test_queued_writes_are_answered_by_the_command_thread),
