@@ -517,8 +517,9 @@ int ctkn_delivery_get(ctkn_store_txn *txn, const char *id,
   int rc;
 
   if (!ctkn_id_valid("ntf_", id))
-    return ctkn__err_field(err, CTKN_EINVAL, "id",
-                           "must be a notification ID (^ntf_[a-z0-9]{26}$)");
+    return ctkn__err_field(
+        err, CTKN_EINVAL, "id",
+        "must be a notification ID (" CTKN_ID_PATTERN("ntf_") ")");
   if ((rc = load_row(txn, id, out, &found, err)) != CTKN_OK)
     return rc;
   return found

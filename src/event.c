@@ -49,8 +49,7 @@ int ctkn_command_set_id(struct ctkn_command *cmd, const char *id,
                         struct ctkn_err *err)
 {
   if (!ctkn_id_valid("ctkn_", id))
-    return ctkn__err_field(err, CTKN_EINVAL, "id",
-                           "must match ^ctkn_[a-z0-9]{26}$");
+    return ctkn__err_field(err, CTKN_EINVAL, "id", CTKN_ID_RULE("ctkn_"));
   ctkn__strlcpy(cmd->id, id, sizeof(cmd->id));
   return CTKN_OK;
 }
@@ -134,8 +133,7 @@ int ctkn_command_check(const struct ctkn_command *cmd, struct ctkn_err *err)
   case CTKN_CMD_UPDATE:
   case CTKN_CMD_REVOKE:
     if (!ctkn_id_valid("ctkn_", cmd->id))
-      return ctkn__err_field(err, CTKN_EINVAL, "id",
-                             "must match ^ctkn_[a-z0-9]{26}$");
+      return ctkn__err_field(err, CTKN_EINVAL, "id", CTKN_ID_RULE("ctkn_"));
     if (cmd->idempotency_key[0] != '\0')
       return ctkn__err_field(err, CTKN_EINVAL, "idempotency_key",
                              "is only accepted when creating");
@@ -315,11 +313,10 @@ int ctkn_event_check(const struct ctkn_event *ev, struct ctkn_err *err)
                            "must be client_token.created, "
                            "client_token.updated or client_token.revoked");
   if (!ctkn_id_valid("evt_", ev->event_id))
-    return ctkn__err_field(err, CTKN_EINVAL, "event_id",
-                           "must match ^evt_[a-z0-9]{26}$");
+    return ctkn__err_field(err, CTKN_EINVAL, "event_id", CTKN_ID_RULE("evt_"));
   if (!ctkn_id_valid("ntf_", ev->notification_id))
     return ctkn__err_field(err, CTKN_EINVAL, "notification_id",
-                           "must match ^ntf_[a-z0-9]{26}$");
+                           CTKN_ID_RULE("ntf_"));
   if (ev->version < 1)
     return ctkn__err_field(err, CTKN_EINVAL, "version", "must be at least 1");
   if ((rc = ctkn_token_check(t, 0, err)) != CTKN_OK) {

@@ -95,7 +95,7 @@ int ctkn_events_params_after(struct ctkn_events_params *p, const char *s,
 {
   if (!ctkn_id_valid("evt_", s))
     return ctkn__err_field(err, CTKN_EINVAL, "after",
-                           "must be an event ID (^evt_[a-z0-9]{26}$)");
+                           "must be an event ID (" CTKN_ID_PATTERN("evt_") ")");
   ctkn__strlcpy(p->after, s, sizeof(p->after));
   return CTKN_OK;
 }

@@ -46,8 +46,9 @@ int ctkn_ntfs_params_after(struct ctkn_ntfs_params *p, const char *s,
                            struct ctkn_err *err)
 {
   if (!ctkn_id_valid("ntf_", s))
-    return ctkn__err_field(err, CTKN_EINVAL, "after",
-                           "must be a notification ID (^ntf_[a-z0-9]{26}$)");
+    return ctkn__err_field(
+        err, CTKN_EINVAL, "after",
+        "must be a notification ID (" CTKN_ID_PATTERN("ntf_") ")");
   ctkn__strlcpy(p->after, s, sizeof(p->after));
   return CTKN_OK;
 }
@@ -105,10 +106,11 @@ int ctkn_ntfs_params_dests(struct ctkn_ntfs_params *p, const char *s,
   p->ndests = k;
   return CTKN_OK;
 bad:
-  return ctkn__err_field(err, CTKN_EINVAL, "notification_setting_id",
-                         "must be a comma-separated list of at most %d "
-                         "notification setting IDs (^ntfset_[a-z0-9]{26}$)",
-                         CTKN_NTF_DESTS_MAX);
+  return ctkn__err_field(
+      err, CTKN_EINVAL, "notification_setting_id",
+      "must be a comma-separated list of at most %d "
+      "notification setting IDs (" CTKN_ID_PATTERN("ntfset_") ")",
+      CTKN_NTF_DESTS_MAX);
 }
 
 int ctkn_ntfs_params_from(struct ctkn_ntfs_params *p, const char *s,
@@ -262,8 +264,9 @@ int ctkn_ntfs_get(ctkn_store *st, const char *id, const char *request_id,
 
   *json = NULL;
   if (!ctkn_id_valid("ntf_", id))
-    return ctkn__err_field(err, CTKN_EINVAL, "notification_id",
-                           "must be a notification ID (^ntf_[a-z0-9]{26}$)");
+    return ctkn__err_field(
+        err, CTKN_EINVAL, "notification_id",
+        "must be a notification ID (" CTKN_ID_PATTERN("ntf_") ")");
   if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
     return rc;
   if ((rc = ctkn_delivery_get(txn, id, &n, err)) == CTKN_OK)
@@ -317,12 +320,13 @@ int ctkn_ntfs_logs(ctkn_store *st, const char *id, const char *after,
 
   *json = NULL;
   if (!ctkn_id_valid("ntf_", id))
-    return ctkn__err_field(err, CTKN_EINVAL, "notification_id",
-                           "must be a notification ID (^ntf_[a-z0-9]{26}$)");
+    return ctkn__err_field(
+        err, CTKN_EINVAL, "notification_id",
+        "must be a notification ID (" CTKN_ID_PATTERN("ntf_") ")");
   if (after[0] != '\0' && !ctkn_id_valid("ntflog_", after))
     return ctkn__err_field(err, CTKN_EINVAL, "after",
                            "must be a notification log ID "
-                           "(^ntflog_[a-z0-9]{26}$)");
+                           "(" CTKN_ID_PATTERN("ntflog_") ")");
   pg.after = after[0] != '\0' ? after : NULL;
   if ((rc = ctkn__page_begin(&pg.pg, per_page, err)) != CTKN_OK)
     return rc;

@@ -110,7 +110,7 @@ int ctkn_list_params_after(struct ctkn_list_params *p, const char *s,
   if (!ctkn_id_valid("ctkn_", s))
     return ctkn__err_field(err, CTKN_EINVAL, "after",
                            "must be a client-side token ID "
-                           "(^ctkn_[a-z0-9]{26}$)");
+                           "(" CTKN_ID_PATTERN("ctkn_") ")");
   ctkn__strlcpy(p->after, s, sizeof(p->after));
   return CTKN_OK;
 }
@@ -752,7 +752,7 @@ int ctkn_ntf_list_params_destination(struct ctkn_ntf_list_params *p,
 {
   if (!ctkn_id_valid("ntfset_", s))
     return ctkn__err_field(err, CTKN_EINVAL, "destination",
-                           "must match ^ntfset_[a-z0-9]{26}$");
+                           CTKN_ID_RULE("ntfset_"));
   ctkn__strlcpy(p->destination, s, sizeof(p->destination));
   return CTKN_OK;
 }

@@ -50,8 +50,7 @@ int ctkn_dest_command_set_id(struct ctkn_dest_command *cmd, const char *id,
                              struct ctkn_err *err)
 {
   if (!ctkn_id_valid("ntfset_", id))
-    return ctkn__err_field(err, CTKN_EINVAL, "id",
-                           "must match ^ntfset_[a-z0-9]{26}$");
+    return ctkn__err_field(err, CTKN_EINVAL, "id", CTKN_ID_RULE("ntfset_"));
   memcpy(cmd->id, id, CTKN_DEST_ID_BUF);
   return CTKN_OK;
 }
@@ -340,8 +339,7 @@ int ctkn_dest_command_check(const struct ctkn_dest_command *cmd,
     return CTKN_OK;
   case CTKN_DEST_UPDATE:
     if (!ctkn_id_valid("ntfset_", cmd->id))
-      return ctkn__err_field(err, CTKN_EINVAL, "id",
-                             "must match ^ntfset_[a-z0-9]{26}$");
+      return ctkn__err_field(err, CTKN_EINVAL, "id", CTKN_ID_RULE("ntfset_"));
     if (!cmd->set_url && !cmd->set_events && !cmd->set_description &&
         !cmd->set_active && !cmd->set_traffic)
       return ctkn__err(err, CTKN_EBADREQ,
@@ -351,8 +349,7 @@ int ctkn_dest_command_check(const struct ctkn_dest_command *cmd,
     return CTKN_OK;
   case CTKN_DEST_REMOVE:
     if (!ctkn_id_valid("ntfset_", cmd->id))
-      return ctkn__err_field(err, CTKN_EINVAL, "id",
-                             "must match ^ntfset_[a-z0-9]{26}$");
+      return ctkn__err_field(err, CTKN_EINVAL, "id", CTKN_ID_RULE("ntfset_"));
     return CTKN_OK;
   }
   return ctkn__err(err, CTKN_EINTERNAL, "unknown destination command");
@@ -499,11 +496,10 @@ static int check_data(const struct ctkn_setting_event *ev, struct ctkn_err *err)
   int rc;
 
   if (!ctkn_id_valid("evt_", ev->event_id))
-    return ctkn__err_field(err, CTKN_EINVAL, "event_id",
-                           "must match ^evt_[a-z0-9]{26}$");
+    return ctkn__err_field(err, CTKN_EINVAL, "event_id", CTKN_ID_RULE("evt_"));
   if (!ctkn_id_valid("ntfset_", d->id))
     return ctkn__err_field(err, CTKN_EINVAL, "data.id",
-                           "must match ^ntfset_[a-z0-9]{26}$");
+                           CTKN_ID_RULE("ntfset_"));
   if ((rc = url_check(d->url, err)) != CTKN_OK)
     return rc;
   if (d->events == 0 || (d->events & ~(unsigned)CTKN_DEST_EVENTS_ALL))

@@ -531,8 +531,7 @@ int ctkn_token_check(const struct ctkn_token *t, ctkn_env env,
   int rc;
 
   if (!ctkn_id_valid("ctkn_", t->id))
-    return ctkn__err_field(err, CTKN_EINVAL, "id",
-                           "must match ^ctkn_[a-z0-9]{26}$");
+    return ctkn__err_field(err, CTKN_EINVAL, "id", CTKN_ID_RULE("ctkn_"));
   if (!ctkn_token_valid(t->token, &tenv))
     return ctkn__err_field(err, CTKN_EINVAL, "token",
                            "must match ^(test|live)_[a-zA-Z0-9]{27}$");

@@ -53,7 +53,7 @@ void ctkn_events_params_init(struct ctkn_events_params *p);
  * was on failure. Errors: CTKN_EINVAL naming the parameter:
  *   per_page  a positive integer (above 200 is capped);
  *   order_by  id[ASC] or id[DESC], the direction in any case;
- *   after     an event ID (^evt_[a-z0-9]{26}$);
+ *   after     an event ID (^evt_[0-7][0-9a-hjkmnp-tv-z]{25}$);
  *   event_type a comma-separated list of names GET /event-types lists;
  *   from, to  RFC 3339 date-times.
  */

@@ -47,7 +47,7 @@ void ctkn_ntfs_params_init(struct ctkn_ntfs_params *p);
  * was on failure. Errors: CTKN_EINVAL naming the parameter:
  *   per_page  a positive integer (above 200 is capped);
  *   order_by  id[ASC] or id[DESC], the direction in any case;
- *   after     a notification ID (^ntf_[a-z0-9]{26}$);
+ *   after     a notification ID (^ntf_[0-7][0-9a-hjkmnp-tv-z]{25}$);
  *   status    a comma-separated list of delivered, failed, needs_retry,
  *             not_attempted (adds to what is there);
  *   notification_setting_id  a comma-separated list of ntfset_ IDs (adds);

@@ -147,7 +147,7 @@ struct ctkn_ntf_list_params {
 /* Every destination, every status. */
 void ctkn_ntf_list_params_init(struct ctkn_ntf_list_params *p);
 /* A destination ID. Errors: CTKN_EINVAL (field "destination": not
- * ^ntfset_[a-z0-9]{26}$). */
+ * ^ntfset_[0-7][0-9a-hjkmnp-tv-z]{25}$). */
 int ctkn_ntf_list_params_destination(struct ctkn_ntf_list_params *p,
                                      const char *s, struct ctkn_err *err);
 /* Comma-separated statuses: delivered, failed, not_attempted, needs_retry,

@@ -442,7 +442,7 @@ int ctkn_store_events_count(ctkn_store_txn *txn, int64_t *n,
  * code is the caller's (settings.h: ctkn_settings_event_code()), 0..31.
  */
 struct ctkn_store_setting_event {
-  const char *event_id; /* ^evt_[a-z0-9]{26}$ */
+  const char *event_id; /* ^evt_[0-7][0-9a-hjkmnp-tv-z]{25}$ */
   int code;
   int64_t occurred_at; /* µs */
   int32_t partition;   /* of the settings topic */

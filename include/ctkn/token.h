@@ -122,6 +122,11 @@ int ctkn_id_derive(const char *prefix, int64_t ms, const uint8_t r[10],
 
 /* true when s is prefix + 26 chars of [0-9a-hjkmnp-tv-z] (ULID alphabet). */
 bool ctkn_id_valid(const char *prefix, const char *s);
+/* The pattern ctkn_id_valid() checks, for error messages: a ULID in
+ * lowercase Crockford base32 (no i, l, o or u; the first character holds
+ * the top 3 bits). CTKN_ID_RULE("ctkn_") is "must match ^ctkn_[0-7]...". */
+#define CTKN_ID_PATTERN(prefix) "^" prefix "[0-7][0-9a-hjkmnp-tv-z]{25}$"
+#define CTKN_ID_RULE(prefix)    "must match " CTKN_ID_PATTERN(prefix)
 
 /* The ULID's millisecond timestamp, or -1 when s is not a valid ID. */
 int64_t ctkn_id_time_ms(const char *prefix, const char *s);

@@ -275,7 +275,7 @@ static bool key_id_ok(struct req *r, const char *id)
 {
   if (ctkn_id_valid("apikey_", id))
     return true;
-  ctkn__api_answer_field(r, "api_key_id", "must match ^apikey_[a-z0-9]{26}$");
+  ctkn__api_answer_field(r, "api_key_id", CTKN_ID_RULE("apikey_"));
   return false;
 }
 
@@ -351,8 +351,8 @@ static bool key_query_parse(struct req *r, struct key_query *q)
   q->desc = p.desc;
   q->after = ctkn__api_arg(r, "after");
   if (q->after != NULL && !ctkn_id_valid("apikey_", q->after)) {
-    ctkn__api_answer_field(r, "after",
-                           "must be an API key ID (^apikey_[a-z0-9]{26}$)");
+    ctkn__api_answer_field(
+        r, "after", "must be an API key ID (" CTKN_ID_PATTERN("apikey_") ")");
     return false;
   }
   q->status = ctkn__api_arg(r, "status");

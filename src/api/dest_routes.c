@@ -28,8 +28,7 @@ static bool dest_id_ok(struct req *r, const char *id)
 {
   if (ctkn_id_valid("ntfset_", id))
     return true;
-  ctkn__api_answer_field(r, "notification_setting_id",
-                         "must match ^ntfset_[a-z0-9]{26}$");
+  ctkn__api_answer_field(r, "notification_setting_id", CTKN_ID_RULE("ntfset_"));
   return false;
 }
 
@@ -106,7 +105,7 @@ static bool dest_query_parse(struct req *r, struct dest_query *q)
   if (q->after != NULL && !ctkn_id_valid("ntfset_", q->after)) {
     ctkn__api_answer_field(
         r, "after",
-        "must be a notification setting ID (^ntfset_[a-z0-9]{26}$)");
+        "must be a notification setting ID (" CTKN_ID_PATTERN("ntfset_") ")");
     return false;
   }
   if ((v = ctkn__api_arg(r, "per_page")) != NULL)

@@ -105,8 +105,7 @@ static void route_get(struct server *s, struct req *r,
   if (!ctkn__api_query_ok(r, none, NULL))
     return;
   if (!ctkn_id_valid("ctkn_", r->id)) {
-    ctkn__api_answer_field(r, "client_token_id",
-                           "must match ^ctkn_[a-z0-9]{26}$");
+    ctkn__api_answer_field(r, "client_token_id", CTKN_ID_RULE("ctkn_"));
     return;
   }
   rc = ctkn_query_get(s->st, g, r->id, r->rid, &json, &err);
@@ -124,8 +123,7 @@ static void route_history(struct server *s, struct req *r,
   if (!ctkn__api_query_ok(r, none, NULL))
     return;
   if (!ctkn_id_valid("ctkn_", r->id)) {
-    ctkn__api_answer_field(r, "client_token_id",
-                           "must match ^ctkn_[a-z0-9]{26}$");
+    ctkn__api_answer_field(r, "client_token_id", CTKN_ID_RULE("ctkn_"));
     return;
   }
   rc = ctkn_query_history_json(s->st, g, r->id, r->rid, &json, &err);

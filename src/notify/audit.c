@@ -27,8 +27,7 @@ int ctkn_notification_get(ctkn_store_txn *txn, const char *id,
   int rc;
 
   if (!ctkn_id_valid("ntf_", id))
-    return ctkn__err_field(err, CTKN_EINVAL, "id",
-                           "must match ^ntf_[a-z0-9]{26}$");
+    return ctkn__err_field(err, CTKN_EINVAL, "id", CTKN_ID_RULE("ntf_"));
   rc = ctkn_store_kv_get(txn, CTKN_TABLE_NOTIFICATIONS, id, CTKN_NTF_ID_LEN, &v,
                          &vlen, err);
   if (rc == CTKN_ENOTFOUND)

@@ -359,7 +359,7 @@ int ctkn_store_events(ctkn_store_txn *t,
   if (f->after != NULL && f->after[0] != '\0' &&
       !ctkn_id_valid("evt_", f->after))
     return ctkn__err_field(err, CTKN_EINVAL, "after",
-                           "must be an event ID (^evt_[a-z0-9]{26}$)");
+                           "must be an event ID (" CTKN_ID_PATTERN("evt_") ")");
   if (!f->skip_tokens && t->st->absent[T_EVENTS])
     return ctkn__err(err, CTKN_ENOTFOUND,
                      "this projection has no events index yet: open it once "
@@ -414,7 +414,7 @@ int ctkn_store_put_setting_event(ctkn_store_txn *t,
 
   if (e->event_id == NULL || !ctkn_id_valid("evt_", e->event_id))
     return ctkn__err_field(err, CTKN_EINVAL, "event_id",
-                           "must be an event ID (^evt_[a-z0-9]{26}$)");
+                           "must be an event ID (" CTKN_ID_PATTERN("evt_") ")");
   if (e->code < 0 || e->code >= 32 || e->partition < 0 || e->offset < 0)
     return ctkn__err_field(err, CTKN_EINVAL, "code",
                            "must be 0..31, at a log position");

@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <regex.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -569,8 +570,22 @@ static void test_get_refuses_unknown_ids_bad_ids_and_parameters(void **state)
   check_detail(f,
                call(f, "GET", "/client-tokens/ctkn_NOPE", NULL, "Authorization",
                     auth_reader, NULL),
-               400, "invalid_field", "client_token_id",
-               "must match ^ctkn_[a-z0-9]{26}$");
+               400, "invalid_field", "client_token_id", CTKN_ID_RULE("ctkn_"));
+  /* The rule quoted is the one checked: a 'u' (not in the ULID alphabet)
+   * or a first character past 7 fails it, and it says so. */
+  static const char *const not_ulids[] = {
+      "/client-tokens/ctkn_01m987b3jrkajsyfhsqb3n5kyu",
+      "/client-tokens/ctkn_81m987b3jrkajsyfhsqb3n5ky4"};
+  for (size_t i = 0; i < 2; i++) {
+    regex_t re;
+    assert_int_equal(regcomp(&re, CTKN_ID_PATTERN("ctkn_"), REG_EXTENDED), 0);
+    assert_int_not_equal(regexec(&re, not_ulids[i] + 15, 0, NULL, 0), 0);
+    regfree(&re);
+    check_detail(
+        f,
+        call(f, "GET", not_ulids[i], NULL, "Authorization", auth_reader, NULL),
+        400, "invalid_field", "client_token_id", CTKN_ID_RULE("ctkn_"));
+  }
   snprintf(target, sizeof(target), "/client-tokens/%s?expand=x", f->id[0]);
   check_detail(f,
                call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),
@@ -614,8 +629,7 @@ static void test_history_answers_the_events_oldest_first(void **state)
   check_detail(f,
                call(f, "GET", "/client-tokens/ctkn_NOPE/history", NULL,
                     "Authorization", auth_reader, NULL),
-               400, "invalid_field", "client_token_id",
-               "must match ^ctkn_[a-z0-9]{26}$");
+               400, "invalid_field", "client_token_id", CTKN_ID_RULE("ctkn_"));
   snprintf(target, sizeof(target), "/client-tokens/%s/history?x=1", f->id[1]);
   check_detail(f,
                call(f, "GET", target, NULL, "Authorization", auth_reader, NULL),

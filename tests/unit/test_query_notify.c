@@ -174,7 +174,7 @@ static void test_ntf_destination_must_be_a_destination_id(void **state)
                        &p, "ctkn_01ghbkd0frb9k95cnhwd1bxpva", &err),
                    CTKN_EINVAL);
   assert_string_equal(err.field, "destination");
-  assert_string_equal(err.msg, "must match ^ntfset_[a-z0-9]{26}$");
+  assert_string_equal(err.msg, CTKN_ID_RULE("ntfset_"));
 }
 
 /* ---- destinations ----------------------------------------------------- */
