@@ -242,8 +242,17 @@ bool ctkn__api_query_ok(struct req *r, const char *const *allowed,
   char msg[200];
   int n;
 
-  if (bad == NULL)
+  if (bad == NULL) {
+    /* "?per_page" (no '='): not left to mean the default. */
+    for (size_t k = 0; k < r->nquery; k++) {
+      if (r->query[k].value == NULL) {
+        ctkn__api_answer_field(r, r->query[k].key,
+                               "must have a value (name=value)");
+        return false;
+      }
+    }
     return true;
+  }
   n = snprintf(msg, sizeof(msg),
                "unknown or repeated query parameter "
                "(allowed: ");

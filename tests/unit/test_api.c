@@ -1110,6 +1110,12 @@ static void test_list_parameters_are_checked_naming_the_field(void **state)
        "unknown or repeated query parameter (allowed: after, per_page, "
        "order_by, status)"},
       {"/client-tokens?include=x", "include", "unknown or repeated"},
+      /* No '=': refused, not read as the default. */
+      {"/client-tokens?per_page", "per_page", "must have a value"},
+      {"/client-tokens?status", "status", "must have a value"},
+      {"/client-tokens?status&status=revoked", "status", "must have a value"},
+      {"/client-tokens?after", "after", "must have a value"},
+      {"/client-tokens?order_by", "order_by", "must have a value"},
   };
 
   for (size_t i = 0; i < CTKN__ARRAY_LEN(bad); i++)
@@ -1179,7 +1185,7 @@ static void test_verify_answers_active_revoked_and_unknown(void **state)
   check_detail(f,
                call(f, "GET", "/client-tokens/verify?token", NULL,
                     "Authorization", auth_reader, NULL),
-               400, "invalid_field", "token", "is required");
+               400, "invalid_field", "token", "must have a value");
   check_detail(f,
                call(f, "GET", "/client-tokens/verify?token=a&token=b", NULL,
                     "Authorization", auth_reader, NULL),
