@@ -424,6 +424,10 @@ struct ctkn_query_guard;
 bool ctkn__api_untrusted(struct server *s, char *why, size_t n);
 bool ctkn__api_guard(struct server *s, struct ctkn_query_guard *g,
                      uint8_t state[CTKN_STORE_MAX_PARTITIONS]);
+/* Whether keys on the log may miss a revocation here: the settings topic
+ * is not followed now, or a partition is stale (--max-staleness: the
+ * replica may be cut off from the log). err says which (CTKN_ESTALE). */
+bool ctkn__api_keys_stale(struct server *s, struct ctkn_err *err);
 /* Whether side's projection (CTKN_PROJECTOR_SETTINGS or _NOTIFICATIONS)
  * may be stale, its topic not followed now: err says so (CTKN_ESTALE). */
 bool ctkn__api_side_stale(struct server *s, unsigned side,

@@ -159,8 +159,10 @@ static int log_key(struct server *s, struct req *r, const char *key,
   ctkn_store_txn *txn;
   int rc;
 
-  /* Fail closed: a key revoked on the log meanwhile would still pass. */
-  if (ctkn__api_side_stale(s, CTKN_PROJECTOR_SETTINGS, err))
+  /* Fail closed: a key revoked on the log meanwhile would still pass, on
+   * a replica whose settings follower failed or that is cut off from the
+   * log (stale: no writer checkpoint for --max-staleness). */
+  if (ctkn__api_keys_stale(s, err))
     return CTKN_ESTALE;
   if ((rc = ctkn_store_begin(s->st, false, &txn, err)) != CTKN_OK)
     return rc;

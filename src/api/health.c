@@ -140,6 +140,30 @@ bool ctkn__api_side_stale(struct server *s, unsigned side, struct ctkn_err *err)
   return down;
 }
 
+bool ctkn__api_keys_stale(struct server *s, struct ctkn_err *err)
+{
+  char why[256];
+  int32_t part = -1;
+
+  if (ctkn__api_side_stale(s, CTKN_PROJECTOR_SETTINGS, err))
+    return true;
+  pthread_mutex_lock(&s->pos_lock);
+  (void)untrusted_locked(s, why, sizeof(why)); /* staleness as of now */
+  for (int32_t i = 0; i < s->nstatus && part < 0; i++)
+    if (s->status[i].stale)
+      part = s->status[i].partition;
+  pthread_mutex_unlock(&s->pos_lock);
+  if (part < 0)
+    return false;
+  ctkn__err(err, CTKN_ESTALE,
+            "this replica is stale (partition %d: its newest writer "
+            "checkpoint is older than --max-staleness %lld s), so it may be "
+            "cut off from the log and miss an API key's revocation: keys on "
+            "the log are not accepted here until it is current; retry",
+            (int)part, (long long)(s->cfg->max_staleness_ms / 1000));
+  return true;
+}
+
 bool ctkn__api_guard(struct server *s, struct ctkn_query_guard *g,
                      uint8_t state[CTKN_STORE_MAX_PARTITIONS])
 {

@@ -1371,6 +1371,26 @@ static void test_side_topics_not_followed_fail_closed(void **st)
   r = call(f, "GET", "/healthz", NULL, NULL);
   assert_int_equal(r->status, 200);
   done(f, r);
+
+  /* Cut off from the log: no writer checkpoint for --max-staleness. The
+   * settings follower has not failed (it retries a broker it cannot
+   * reach), yet a revocation appended meanwhile never arrives: keys on
+   * the log are refused, even for a route that reads no partition; a key
+   * from the file still works. */
+  f->cfg.max_staleness_ms = 60000; /* the server reads its config */
+  ps[0].checkpoint_at = ctkn_now_us() - 61 * 1000000LL;
+  ctkn__api_status(f->s, ps, 1, &stats);
+  check_detail(
+      f, call(f, "GET", "/event-types", NULL, "Authorization", auth, NULL), 503,
+      "service_unavailable", NULL, "miss an API key's revocation");
+  r = call(f, "GET", "/event-types", NULL, "Authorization", auth_reader, NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
+  ps[0].checkpoint_at = ctkn_now_us();
+  ctkn__api_status(f->s, ps, 1, &stats);
+  r = call(f, "GET", "/event-types", NULL, "Authorization", auth, NULL);
+  assert_int_equal(r->status, 200);
+  done(f, r);
 }
 
 /* The event types of a page, "a,b,c", and its event IDs strictly
