@@ -34,6 +34,8 @@ static int load_state(ctkn_ledger *l, const struct ctkn_command *cmd,
   int rc;
 
   *found = *replay = false;
+  if (cmd->kind == CTKN_CMD_CREATE && cmd->idempotency_key[0] == '\0')
+    return CTKN_OK; /* a new token, no key: nothing to read */
   if ((rc = ctkn_store_begin(l->st, false, &txn, err)) != CTKN_OK)
     return rc;
   if (cmd->kind == CTKN_CMD_CREATE && cmd->idempotency_key[0] != '\0') {
