@@ -245,6 +245,13 @@ static void test_the_digest_covers_what_it_says(void **state)
   (void)state;
 
   digest(log_id, &m, base);
+  /* The framing, pinned (computed from docs/architecture.md's rule by an
+   * independent script): logs written by every earlier build must still
+   * link. */
+  char hex[65];
+  ctkn_hex(base, 32, hex);
+  assert_string_equal(hex, "084ef120bca0d324403b7dbd2036054af57a54979125bc4cfe"
+                           "fef0d337f5ed4a");
   /* Not covered: other headers, and the chain value itself. */
   h[1].value = "xyz";
   h[3].value = "00";
@@ -265,6 +272,9 @@ static void test_the_digest_covers_what_it_says(void **state)
   m.key_len = 0;
   digest(log_id, &m, d);
   assert_memory_not_equal(d, base, 32); /* null is not "" nor "k" */
+  ctkn_hex(d, 32, hex);                 /* a null key's length: 0xffffffff */
+  assert_string_equal(hex, "eb0fc4ab07bd0880d54510988d19dfe42985260726aa177ad4"
+                           "aea66d99fab546");
   m.key = "";
   uint8_t empty[32];
   digest(log_id, &m, empty);
