@@ -41,23 +41,6 @@ static void put_part(ctkn_sha256 *h, const void *p, size_t n)
     ctkn_sha256_update(h, p, n);
 }
 
-/* CTKN_EINVAL when a covered header's name appears twice. */
-static int covered_once(const struct ctkn_log_msg *m, size_t *count,
-                        struct ctkn_err *err)
-{
-  *count = 0;
-  for (size_t i = 0; i < m->nheaders; i++) {
-    if (!ctkn_trust_covered(m->headers[i].name))
-      continue;
-    for (size_t j = 0; j < i; j++)
-      if (strcmp(m->headers[i].name, m->headers[j].name) == 0)
-        return ctkn__err(err, CTKN_EINVAL, "covered header %.64s appears twice",
-                         m->headers[i].name);
-    (*count)++;
-  }
-  return CTKN_OK;
-}
-
 /* Append the u32 big-endian length of a part (NULL_LEN for a null one)
  * and its bytes at *w. */
 static uint8_t *frame(uint8_t *w, const void *p, size_t n)
@@ -76,24 +59,47 @@ static uint8_t *frame(uint8_t *w, const void *p, size_t n)
  * record there: the signer's and the writer's own projection's). */
 #define FRAME_STACK 2048
 
+/* Headers a record may have for its digest to take the quick path (the
+ * covered names' lengths kept on the stack). */
+#define FRAME_HEADERS 64
+
 int ctkn_trust_record_digest(const uint8_t log_id[CTKN_LOG_ID_LEN],
                              const struct ctkn_log_msg *m,
                              uint8_t out[CTKN_CHAIN_LEN], struct ctkn_err *err)
 {
   uint8_t stack[FRAME_STACK], *b = stack, *w;
-  size_t count, total;
-  int rc;
+  size_t lens[FRAME_HEADERS], *len = lens, count = 0, total;
 
-  if ((rc = covered_once(m, &count, err)) != CTKN_OK)
-    return rc;
+  if (m->nheaders > FRAME_HEADERS &&
+      (len = malloc(m->nheaders * sizeof(*len))) == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "out of memory hashing a record");
+  /* Each covered name's length (0: not covered), and a covered name twice
+   * refused: a name decides whether it is covered, so only covered ones
+   * can repeat one. */
   total = CTKN_LOG_ID_LEN + 4 + 4 + (m->key ? m->key_len : 0) + 4 +
           (m->value ? m->value_len : 0) + 4;
-  for (size_t i = 0; i < m->nheaders; i++)
-    if (ctkn_trust_covered(m->headers[i].name))
-      total += 4 + strlen(m->headers[i].name) + 4 +
-               (m->headers[i].value ? m->headers[i].size : 0);
-  if (total > sizeof(stack) && (b = malloc(total)) == NULL)
+  for (size_t i = 0; i < m->nheaders; i++) {
+    const struct ctkn_log_header *x = &m->headers[i];
+    len[i] = ctkn_trust_covered(x->name) ? strlen(x->name) : 0;
+    if (len[i] == 0)
+      continue;
+    for (size_t j = 0; j < i; j++) {
+      if (len[j] == len[i] &&
+          memcmp(m->headers[j].name, x->name, len[i]) == 0) {
+        if (len != lens)
+          free(len);
+        return ctkn__err(err, CTKN_EINVAL, "covered header %.64s appears twice",
+                         x->name);
+      }
+    }
+    count++;
+    total += 4 + len[i] + 4 + (x->value ? x->size : 0);
+  }
+  if (total > sizeof(stack) && (b = malloc(total)) == NULL) {
+    if (len != lens)
+      free(len);
     return ctkn__err(err, CTKN_ENOMEM, "out of memory hashing a record");
+  }
   memcpy(b, log_id, CTKN_LOG_ID_LEN);
   w = b + CTKN_LOG_ID_LEN;
   ctkn__put_be32(w, (uint32_t)m->partition);
@@ -102,15 +108,16 @@ int ctkn_trust_record_digest(const uint8_t log_id[CTKN_LOG_ID_LEN],
   ctkn__put_be32(w, (uint32_t)count);
   w += 4;
   for (size_t i = 0; i < m->nheaders; i++) {
-    const struct ctkn_log_header *x = &m->headers[i];
-    if (!ctkn_trust_covered(x->name))
+    if (len[i] == 0)
       continue;
-    w = frame(w, x->name, strlen(x->name));
-    w = frame(w, x->value, x->size);
+    w = frame(w, m->headers[i].name, len[i]);
+    w = frame(w, m->headers[i].value, m->headers[i].size);
   }
   ctkn_sha256_once(b, (size_t)(w - b), out);
   if (b != stack)
     free(b);
+  if (len != lens)
+    free(len);
   return CTKN_OK;
 }
 
