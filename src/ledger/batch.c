@@ -655,13 +655,76 @@ static void fail_all(struct batch *b, int rc, const struct ctkn_err *err)
   }
 }
 
+/* Scratch slots for n commands: a spare one large enough, else new.
+ * Only what is read before it is written is cleared: planning fills cur
+ * and ev. */
+static struct slot *slots_take(ctkn_ledger *l, size_t n)
+{
+  struct slot *sl = NULL;
+
+  pthread_mutex_lock(&l->spare_mu);
+  for (int k = 0; k < CTKN__LEDGER_SPARE && sl == NULL; k++) {
+    if (l->spare[k] != NULL && l->spare_cap[k] >= n) {
+      sl = l->spare[k];
+      l->spare[k] = NULL;
+    }
+  }
+  pthread_mutex_unlock(&l->spare_mu);
+  if (sl == NULL && (sl = malloc(n * sizeof(*sl))) == NULL)
+    return NULL;
+  for (size_t i = 0; i < n; i++) {
+    sl[i].buf = NULL;
+    sl[i].len = 0;
+    sl[i].sent = false;
+    sl[i].dup_of = sl[i].after = 0;
+  }
+  return sl;
+}
+
+/* Keep sl (capacity n) for a later batch, or free it. */
+static void slots_give(ctkn_ledger *l, struct slot *sl, size_t n)
+{
+  int free_at = -1, smallest = -1;
+
+  if (sl == NULL)
+    return;
+  pthread_mutex_lock(&l->spare_mu);
+  for (int k = 0; k < CTKN__LEDGER_SPARE; k++) {
+    if (l->spare[k] == NULL && free_at < 0)
+      free_at = k;
+    else if (l->spare[k] != NULL &&
+             (smallest < 0 || l->spare_cap[k] < l->spare_cap[smallest]))
+      smallest = k;
+  }
+  if (free_at < 0 && l->spare_cap[smallest] < n) { /* keep the larger */
+    free(l->spare[smallest]);
+    l->spare[smallest] = NULL;
+    free_at = smallest;
+  }
+  if (free_at >= 0) {
+    l->spare[free_at] = sl;
+    l->spare_cap[free_at] = n;
+    sl = NULL;
+  }
+  pthread_mutex_unlock(&l->spare_mu);
+  free(sl);
+}
+
+void ctkn__ledger_spare_free(ctkn_ledger *l)
+{
+  for (int k = 0; k < CTKN__LEDGER_SPARE; k++) {
+    free(l->spare[k]);
+    l->spare[k] = NULL;
+  }
+}
+
 /* Empty every outcome, check every command, and allocate the scratch
  * space; false when out of memory. */
-static bool batch_start(struct batch *b)
+static bool batch_start(ctkn_ledger *l, struct batch *b)
 {
   size_t n = b->n ? b->n : 1;
 
-  b->slots = calloc(n, sizeof(*b->slots));
+  b->slots = slots_take(l, n);
   b->recs = calloc(n, sizeof(*b->recs));
   b->which = calloc(n, sizeof(*b->which));
   for (size_t i = 0; i < b->n; i++) {
@@ -674,11 +737,12 @@ static bool batch_start(struct batch *b)
   return b->slots != NULL && b->recs != NULL && b->which != NULL;
 }
 
-static void batch_free(struct batch *b)
+static void batch_free(ctkn_ledger *l, struct batch *b)
 {
   for (size_t i = 0; b->slots != NULL && i < b->n; i++)
     free(b->slots[i].buf);
-  free(b->slots);
+  slots_give(l, b->slots, b->n ? b->n : 1);
+  b->slots = NULL;
   free(b->recs);
   free(b->which);
   free(b->sent);
@@ -750,7 +814,7 @@ static int plan_and_append(ctkn_ledger *l, struct batch *b, bool catch_up)
   int rc = CTKN_OK;
 
   l->sticky_left = 0; /* this batch's creates: the next partition */
-  if (!batch_start(b))
+  if (!batch_start(l, b))
     rc = ctkn__err(&err, CTKN_ENOMEM, "ledger");
   else if (l->trusted && l->key == NULL)
     /* No unsigned appends on a trusted log: every reader would
@@ -783,7 +847,7 @@ static int settle(ctkn_ledger *l, struct batch *b)
   int rc = b->failed;
 
   if (rc != CTKN_OK) { /* nothing was planned: each carries rc */
-    batch_free(b);
+    batch_free(l, b);
     return rc;
   }
   if (b->nrec > 0)
@@ -793,7 +857,7 @@ static int settle(ctkn_ledger *l, struct batch *b)
   for (size_t i = 0; i < b->n; i++)
     answer(l, txn, b, i, rc != CTKN_OK ? &err : NULL);
   ctkn_store_abort(txn);
-  batch_free(b);
+  batch_free(l, b);
   return rc;
 }
 
@@ -843,7 +907,7 @@ int ctkn_ledger_submit(ctkn_ledger *l, const struct ctkn_command *cmds,
      * the next batch that is executed. */
     ctkn__err(&err, CTKN_EINTERNAL,
               "ledger: a batch that reads the projection was submitted");
-    batch_start(&p->b);
+    batch_start(l, &p->b);
     fail_all(&p->b, CTKN_EINTERNAL, &err);
     p->b.failed = CTKN_EINTERNAL;
   } else {

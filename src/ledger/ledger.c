@@ -32,6 +32,7 @@ static ctkn_ledger *ledger_new(ctkn_store *st,
   l->env = env;
   l->sticky = -1;
   pthread_mutex_init(&l->sign_mu, NULL);
+  pthread_mutex_init(&l->spare_mu, NULL);
   snprintf(l->ce_source, sizeof(l->ce_source), "urn:ctkn:topic:%s", cfg->topic);
   return l;
 }
@@ -247,6 +248,8 @@ void ctkn_ledger_close(ctkn_ledger *l)
   else
     ctkn_producer_close(l->producer);
   pthread_mutex_destroy(&l->sign_mu);
+  ctkn__ledger_spare_free(l);
+  pthread_mutex_destroy(&l->spare_mu);
   free(l);
 }
 

@@ -14,6 +14,9 @@
 #include "ctkn/ledger.h"
 #include "ctkn/trust.h"
 
+/* Scratch arrays kept: one per batch in flight (serve keeps 3). */
+#define CTKN__LEDGER_SPARE 4
+
 struct ctkn_ledger {
   ctkn_store *st;
   const struct ctkn_log_config *cfg;
@@ -44,7 +47,17 @@ struct ctkn_ledger {
   /* A follower applies for the ledger (ctkn_ledger_follow_with()). */
   ctkn_ledger_wait_fn wait;
   void *wait_arg;
+  /* Finished batches' per-command scratch, kept for the next ones
+   * (batch.c; ~6 KB a command: a chunk of 512 took 3 MB that calloc
+   * zeroed, often fresh from the kernel, every time). Submitting and
+   * settling threads both reach it: spare_mu. */
+  pthread_mutex_t spare_mu;
+  void *spare[CTKN__LEDGER_SPARE];
+  size_t spare_cap[CTKN__LEDGER_SPARE]; /* each one's capacity, commands */
 };
+
+/* Free the spare scratch (ledger close). */
+void ctkn__ledger_spare_free(ctkn_ledger *l);
 
 /* A signer for at least the partitions recs[0..n) name, under sign_mu:
  * the one open, or (more partitions than it covers, or none open) a new
