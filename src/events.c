@@ -327,6 +327,12 @@ int ctkn_events_list(ctkn_store *st, const struct ctkn_events_params *p,
   }
   pg->err = err;
   rc = walk_page(st, p, pg, &total, err);
+  /* The sources' counts overstate a narrower filter (a time range, some
+   * of a source's types): a first page that holds every match is exact. A
+   * later page, or a narrower filter with more pages, keeps the sources'
+   * count, an upper bound. */
+  if (rc == CTKN_OK && !pg->pg.more && p->after[0] == '\0')
+    total = pg->pg.n;
   /* Paddle's next is always there: after this page's last event, or on
    * an empty page the request's own cursor (which new events may fill). */
   if (rc == CTKN_OK &&
