@@ -137,6 +137,10 @@ static int akey_perms(struct ctkn_akey_command *c, json_t *v,
     if (b == 0)
       return ctkn__err_field(err, CTKN_EINVAL, "permissions",
                              "item %zu is not one of " CTKN_PERMS_LIST, i);
+    for (size_t k = 0; k < i; k++)
+      if (json_equal(json_array_get(v, k), e))
+        return ctkn__err_field(err, CTKN_EINVAL, "permissions",
+                               "\"%s\" is named twice", json_string_value(e));
     bits |= b;
   }
   return ctkn_akey_command_set_perms(c, bits, err);

@@ -854,6 +854,8 @@ static void test_http_bodies_name_the_field_and_the_rule(void **s)
       {"{\"name\":\"x\"}", "permissions"},
       {"{\"name\":\"x\",\"permissions\":[]}", "permissions"},
       {"{\"name\":\"x\",\"permissions\":[\"admin\"]}", "permissions"},
+      {"{\"name\":\"x\",\"permissions\":[\"api_key.read\",\"api_key.read\"]}",
+       "permissions"},
       {"{\"name\":\"\",\"permissions\":[\"api_key.read\"]}", "name"},
       {"{\"name\":\"x\",\"permissions\":[\"api_key.read\"],"
        "\"expires_at\":\"2001-01-01T00:00:00Z\"}",
