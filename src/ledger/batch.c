@@ -65,26 +65,17 @@ static int load_state(ctkn_ledger *l, const struct ctkn_command *cmd,
   return rc;
 }
 
-/* Plan against the projection, or with pred (an earlier command's
- * record and event in the same batch) against the state that event gives
- * its token. CTKN_PLAN_APPEND leaves the event in *ev; CTKN_PLAN_NOOP
- * leaves the answer in out. */
+/* Plan against the projection. CTKN_PLAN_APPEND leaves the event in *ev;
+ * CTKN_PLAN_NOOP leaves the answer in out. */
 static int plan(ctkn_ledger *l, const struct ctkn_command *cmd,
-                const struct ctkn_record *pred_cur,
-                const struct ctkn_event *pred_ev, struct ctkn_event *ev,
-                struct ctkn_record *cur, struct ctkn_outcome *out,
-                struct ctkn_err *err)
+                struct ctkn_event *ev, struct ctkn_record *cur,
+                struct ctkn_outcome *out, struct ctkn_err *err)
 {
-  bool found = true, replay = false;
+  bool found, replay;
   int rc;
 
-  if (pred_ev != NULL) {
-    *cur = *pred_cur; /* its partition: the token's */
-    cur->token = pred_ev->data;
-    cur->version = pred_ev->version;
-  } else if ((rc = load_state(l, cmd, cur, &found, &replay, err)) != CTKN_OK) {
+  if ((rc = load_state(l, cmd, cur, &found, &replay, err)) != CTKN_OK)
     return rc;
-  }
   if (replay) {
     out->record = *cur;
     return CTKN_PLAN_NOOP;
@@ -191,8 +182,6 @@ struct slot {
   bool sent;     /* appended: its fate is decided by the projection */
   size_t dup_of; /* j + 1: a create with command j's idempotency key, which
                     answers for both; 0: none */
-  size_t after;  /* j + 1: planned against the state command j's event, in
-                    this batch, gives its token; 0: against the projection */
 };
 
 /* One ctkn_ledger_execute_batch(): the caller's arrays (n entries each)
@@ -368,35 +357,14 @@ static size_t event_headers(const ctkn_ledger *l, struct slot *s)
   return n;
 }
 
-/* 1 + the index of the last earlier command of the batch whose event
- * (queued for this append) changes the token command i changes; 0 when
- * there is none. */
-static size_t earlier_same_token(const struct batch *b, size_t i)
-{
-  if (b->cmds[i].kind == CTKN_CMD_CREATE)
-    return 0;
-  for (size_t j = i; j-- > 0;)
-    if (b->slots[j].sent && strcmp(b->slots[j].ev.data.id, b->cmds[i].id) == 0)
-      return j + 1;
-  return 0;
-}
-
 /* Plan command i and, when it needs an event, encode it and queue it for
- * the append. A change to a token an earlier command of the batch changes
- * is planned after it (version + 1 on its event, on the same partition),
- * as one writer applies requests in the order it took them: two changes
- * in one batch never conflict with each other. */
+ * the append. */
 static void plan_one(ctkn_ledger *l, struct batch *b, size_t i)
 {
   struct slot *s = &b->slots[i];
-  const struct slot *pred;
   int32_t part = -1;
 
-  s->after = earlier_same_token(b, i);
-  pred = s->after != 0 ? &b->slots[s->after - 1] : NULL;
-  b->rcs[i] =
-      plan(l, &b->cmds[i], pred ? &pred->cur : NULL, pred ? &pred->ev : NULL,
-           &s->ev, &s->cur, &b->outs[i], &b->errs[i]);
+  b->rcs[i] = plan(l, &b->cmds[i], &s->ev, &s->cur, &b->outs[i], &b->errs[i]);
   if (b->rcs[i] != CTKN_PLAN_APPEND)
     return;
   if ((s->dup_of = earlier_same_key(b, i)) != 0)
@@ -558,8 +526,7 @@ static void replan(ctkn_ledger *l, struct batch *b, size_t i)
 {
   struct slot *s = &b->slots[i];
 
-  b->rcs[i] = plan(l, &b->cmds[i], NULL, NULL, &s->ev, &s->cur, &b->outs[i],
-                   &b->errs[i]);
+  b->rcs[i] = plan(l, &b->cmds[i], &s->ev, &s->cur, &b->outs[i], &b->errs[i]);
   if (b->rcs[i] == CTKN_PLAN_NOOP) {
     b->rcs[i] = CTKN_OK;
   } else if (b->rcs[i] == CTKN_PLAN_APPEND) {
@@ -606,16 +573,6 @@ static void answer(ctkn_ledger *l, ctkn_store_txn *txn, struct batch *b,
 
   if (s->dup_of != 0) {
     answer_dup(b, i, s->dup_of - 1);
-  } else if (s->after != 0 && !s->sent && b->rcs[s->after - 1] != CTKN_OK) {
-    /* Planned against an earlier command's change that did not happen
-     * (a no-op or a refusal on top of it): that command's answer. */
-    b->rcs[i] = b->rcs[s->after - 1];
-    b->errs[i] = b->errs[s->after - 1];
-  } else if (s->after != 0 && b->rcs[i] == CTKN_PLAN_NOOP) {
-    /* Already so once the earlier command's event applied: its state. */
-    b->rcs[i] = CTKN_OK;
-    *out = b->outs[s->after - 1];
-    out->appended = false;
   } else if (b->rcs[i] == CTKN_PLAN_NOOP) {
     b->rcs[i] = CTKN_OK;
   } else if (s->sent) {
@@ -676,7 +633,7 @@ static struct slot *slots_take(ctkn_ledger *l, size_t n)
     sl[i].buf = NULL;
     sl[i].len = 0;
     sl[i].sent = false;
-    sl[i].dup_of = sl[i].after = 0;
+    sl[i].dup_of = 0;
   }
   return sl;
 }
@@ -805,9 +762,10 @@ bool ctkn_ledger_pipelines(const ctkn_ledger *l,
   return !reads_projection(l, cmds, n);
 }
 
-/* Plan every command of b against the projection (a change to a token an
- * earlier command of b changes: after it), then append all the events at
- * once. With catch_up, first bring the projection to the log's end. */
+/* Plan every command of b against the same projection, then append all
+ * the events at once: commands in one batch are concurrent with each
+ * other (ctkn_ledger_execute_batch() never gives it two changes to one
+ * token). With catch_up, first bring the projection to the log's end. */
 static int plan_and_append(ctkn_ledger *l, struct batch *b, bool catch_up)
 {
   struct ctkn_err err;
@@ -861,9 +819,25 @@ static int settle(ctkn_ledger *l, struct batch *b)
   return rc;
 }
 
-int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
-                              size_t n, struct ctkn_outcome *outs, int *rcs,
-                              struct ctkn_err *errs)
+/* The length of the longest prefix of cmds[0..n) (at least 1 when n is)
+ * that changes no token twice. */
+static size_t distinct_prefix(const struct ctkn_command *cmds, size_t n)
+{
+  for (size_t i = 1; i < n; i++) {
+    if (cmds[i].kind == CTKN_CMD_CREATE)
+      continue;
+    for (size_t j = 0; j < i; j++)
+      if (cmds[j].kind != CTKN_CMD_CREATE &&
+          strcmp(cmds[j].id, cmds[i].id) == 0)
+        return i;
+  }
+  return n;
+}
+
+/* One batch of commands that change no token twice. */
+static int execute_distinct(ctkn_ledger *l, const struct ctkn_command *cmds,
+                            size_t n, struct ctkn_outcome *outs, int *rcs,
+                            struct ctkn_err *errs)
 {
   struct batch b = {
       .cmds = cmds, .n = n, .outs = outs, .rcs = rcs, .errs = errs};
@@ -874,6 +848,37 @@ int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
   rc = settle(l, &b);
   if (b.nrec > 0 && l->wait == NULL)
     l->parts = ctkn_projector_partitions(l->projector);
+  return rc;
+}
+
+/*
+ * Commands in one batch are planned against the same projection, so two
+ * changes to one token in it would race each other as two writers do
+ * (one got conflict: a revoke that one server took with two renames of
+ * the token was refused 17 times in 20). A batch runs as its longest
+ * prefixes that change no token twice, one after another: a change to a
+ * token is planned once the one before it has been judged, as one writer
+ * takes requests in order. Planning it on top of the earlier event, in
+ * the same append, would be wrong: the two events' versions would chain,
+ * and when another writer's change landed between them and the earlier
+ * was rejected, the later one would apply over it with the earlier's
+ * snapshot (review).
+ */
+int ctkn_ledger_execute_batch(ctkn_ledger *l, const struct ctkn_command *cmds,
+                              size_t n, struct ctkn_outcome *outs, int *rcs,
+                              struct ctkn_err *errs)
+{
+  int rc = CTKN_OK;
+
+  if (n == 0)
+    return execute_distinct(l, cmds, n, outs, rcs, errs);
+  for (size_t at = 0; at < n;) {
+    size_t k = distinct_prefix(cmds + at, n - at);
+    int r = execute_distinct(l, cmds + at, k, outs + at, rcs + at, errs + at);
+    if (rc == CTKN_OK)
+      rc = r;
+    at += k;
+  }
   return rc;
 }
 
