@@ -248,7 +248,11 @@ static int add_inst(struct partq *pq, const char *key_id,
  * and whether it was a replay depended on where a read batch ended. */
 static bool forgotten(const struct partq *pq, const struct inst *x)
 {
-  if (x->seq == 0 && x->cp_at == 0)
+  /* A mid-log reader anchored it at a heartbeat (its head, vseq, is the
+   * checkpoint's, not a released record's): kept, compact() would set its
+   * head back to the chain's start and its next batch would not link.
+   * Forgotten, that batch's checkpoint anchors it again (review). */
+  if (x->seq == 0 && (x->cp_at == 0 || x->vseq != 0))
     return true;
   return (x->closed || x->seq == 0) &&
          pq->cp_at > x->cp_at + CTKN_GATE_REPLAY_US;

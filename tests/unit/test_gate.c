@@ -1684,6 +1684,46 @@ static void test_made_up_linked_instances_do_not_crowd_out_a_writer(void **s)
   ctkn_signer_close(w);
 }
 
+/* A mid-log reader meets an idle writer at its heartbeat (it anchors the
+ * instance at the heartbeat's sequence), then the writer's next batch. The
+ * verdicts must not depend on whether the queue emptied between them: a
+ * kept heartbeat instance had its anchored head set back to the chain's
+ * start, and the batch did not link (review). */
+static void test_a_mid_log_reader_anchored_at_a_heartbeat_links_on(void **st)
+{
+  struct fixture *f = *st;
+  struct ctkn_gate_out a[16], b[16];
+  struct ctkn_log_record *out;
+  const int32_t parts[] = {0};
+  size_t nout, hb, ka, kb;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created"); /* r, cp */
+  hb = f->n;
+  f->now_us += 1000;
+  assert_int_equal(ctkn_signer_prepare(f->sg, NULL, 0, CTKN_SIGN_HEARTBEAT,
+                                       f->now_us, &out, &nout, NULL),
+                   CTKN_OK);
+  for (size_t i = 0; i < nout; i++)
+    append(f, &out[i]);
+  assert_int_equal(ctkn_signer_done(f->sg, true, NULL), CTKN_OK);
+  write_batch(f, f->sg, parts, 1, "client_token.revoked"); /* r, cp */
+  reopen(f);                                               /* one read batch */
+  ctkn_gate_set_midstream(f->gate);
+  ka = judge(f, hb, f->n, 0, a, 16);
+  assert_int_equal(ka, 3);
+  assert_int_equal(a[1].verdict, CTKN_GATE_APPLY);
+  reopen(f); /* the queue empties after the heartbeat */
+  ctkn_gate_set_midstream(f->gate);
+  kb = judge(f, hb, hb + nout, 0, b, 16);
+  assert_int_equal(kb, 1);
+  kb += judge(f, hb + nout, f->n, 0, b + kb, 16 - kb);
+  assert_int_equal(kb, ka);
+  for (size_t i = 0; i < ka; i++) {
+    assert_int_equal(b[i].verdict, a[i].verdict);
+    assert_string_equal(b[i].detail, a[i].detail);
+  }
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -1709,6 +1749,7 @@ int main(void)
       T(test_many_lazy_checkpoints_in_one_batch),
       T(test_a_claimed_record_outlives_other_writers_checkpoints),
       T(test_a_mid_log_reader_anchors_at_a_batch),
+      T(test_a_mid_log_reader_anchored_at_a_heartbeat_links_on),
       T(test_an_adopted_prefix_is_applied_and_only_it),
       T(test_the_adoption_hash_covers_every_byte),
       T(test_a_revocation_counts_from_its_position),
