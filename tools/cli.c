@@ -223,38 +223,46 @@ bool cli_may_leave(void)
 
 /* Whether what was printed to stdout reached it: the last flush, and
  * any failed write before it (a long answer flushes as it goes). */
-static bool stdout_ok(void)
+/* 0 when what was printed to stdout reached it (the last flush, and any
+ * failed write before it: a long answer flushes as it goes), else the
+ * errno that says why. */
+static int stdout_failed(void)
 {
-  return fflush(stdout) == 0 && !ferror(stdout);
+  errno = 0;
+  if (fflush(stdout) != 0)
+    return errno ? errno : EIO;
+  return ferror(stdout) ? EIO : 0; /* an earlier write's errno is gone */
 }
 
 int cli_flush_answer(struct cli *c, int ex)
 {
   struct ctkn_err err = {.code = CTKN_EAPPENDED};
+  int e;
 
-  if (ex != 0 || stdout_ok())
+  if (ex != 0 || (e = stdout_failed()) == 0)
     return ex;
   snprintf(err.msg, sizeof(err.msg),
            "the command was applied, but its answer could not be written to "
-           "stdout (%s): do not run it again as it is (a create without its "
-           "idempotency key would make a second token); look first (`ctkn "
-           "list`, `ctkn apikey list`, `ctkn destination list`)",
-           strerror(errno));
+           "stdout (%s): look (`ctkn list`, `apikey list`, `destination "
+           "list`) before running it again; a create without its "
+           "idempotency key would make a second token",
+           strerror(e));
   return cli_print_error(c->rid, &err);
 }
 
 int cli_finish(struct cli *c, unsigned need, int ex)
 {
   struct ctkn_err err = {.code = CTKN_EIO};
+  int e;
 
   if (need & CHANGES)
     return cli_flush_answer(c, ex);
-  if (ex != 0 || stdout_ok())
+  if (ex != 0 || (e = stdout_failed()) == 0)
     return ex;
   snprintf(err.msg, sizeof(err.msg),
            "the answer could not be written to stdout (%s); the command "
-           "changes nothing that a second run would change again: retry",
-           strerror(errno));
+           "changed nothing: retry",
+           strerror(e));
   return cli_print_error(c->rid, &err);
 }
 

@@ -7,6 +7,7 @@
  * stderr. Exit: 0 success, 1 rejected request, 2 usage, 3 unavailable.
  */
 #include <stddef.h>
+#include <string.h>
 
 #include "cli.h"
 #include "cmd.h"
@@ -149,6 +150,25 @@ static const struct command commands[] = {
     {"help", cmd_help, 0, 0, NO_OPTIONS, NEED_NONE},
 };
 
+/* Whether this run of cmd only reads: a read subcommand of a command that
+ * CHANGES things otherwise (its lost answer is then exit 3, not 4). */
+static bool only_reads(const struct command *cmd, const struct cli *c)
+{
+  static const char *const reads[] = {"list", "get", "logs"};
+  const char *sub = c->npos > 0 ? c->pos[0] : "";
+
+  if (strcmp(cmd->name, "trust") == 0)
+    return strcmp(sub, "keyring") == 0 && c->npos == 1; /* show it */
+  if (strcmp(cmd->name, "apikey") != 0 &&
+      strcmp(cmd->name, "destination") != 0 &&
+      strcmp(cmd->name, "notification") != 0)
+    return false;
+  for (size_t i = 0; i < sizeof(reads) / sizeof(*reads); i++)
+    if (strcmp(sub, reads[i]) == 0)
+      return true;
+  return false;
+}
+
 int main(int argc, char **argv)
 {
   static struct cli c;
@@ -157,8 +177,10 @@ int main(int argc, char **argv)
 
   ex = cli_start(&c, commands, sizeof(commands) / sizeof(*commands), argc, argv,
                  &cmd);
-  if (ex == 0 && cmd != NULL)
-    ex = cli_finish(&c, cmd->need, cmd->run(&c));
+  if (ex == 0 && cmd != NULL) {
+    unsigned need = only_reads(cmd, &c) ? cmd->need & ~CHANGES : cmd->need;
+    ex = cli_finish(&c, need, cmd->run(&c));
+  }
   cli_free(&c);
   return ex;
 }
