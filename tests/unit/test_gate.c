@@ -1530,6 +1530,75 @@ static void test_a_replayed_heartbeat_is_judged_alike_across_passes(void **s)
   ctkn_signer_close(hb);
 }
 
+/* The attacker's template: a copy of record 0 (the genuine writer's
+ * first, judged), ready to be fed under made-up instances; *key_id its
+ * key ID (public). The copy is not left in the log. */
+static void made_up_template(struct fixture *f, struct rec *x,
+                             char key_id[CTKN_KEY_ID_BUF])
+{
+  const int32_t parts[] = {0};
+  struct ctkn_gate_out a[8];
+  size_t g;
+
+  write_batch(f, f->sg, parts, 1, "client_token.created"); /* 0, cp 1 */
+  assert_int_equal(judge(f, 0, f->n, 0, a, 8), 2);
+  g = forge(f, 0, "none", "", false);
+  *x = f->log[g];
+  for (size_t j = 0; j < x->m.nheaders; j++)
+    x->h[j] = (struct ctkn_log_header){x->names[j], x->vals[j], x->h[j].size};
+  x->m.headers = x->h;
+  x->m.key = x->key;
+  x->m.value = x->value;
+  f->n--;
+  f->next_off[0]--;
+  snprintf(key_id, CTKN_KEY_ID_BUF, "%.*s", 16, writer_of_rec(x));
+}
+
+/* x's ctkn-writer header set to "KEY_ID.HEX(id)". */
+static void set_writer(struct rec *x, const char *key_id,
+                       const uint8_t id[CTKN_INSTANCE_LEN])
+{
+  char hdr[96];
+
+  snprintf(hdr, sizeof(hdr), "%s.", key_id);
+  ctkn_hex(id, CTKN_INSTANCE_LEN, hdr + strlen(hdr));
+  for (size_t j = 0; j < x->m.nheaders; j++)
+    if (strcmp(x->names[j], CTKN_HDR_WRITER) == 0) {
+      snprintf(x->vals[j], sizeof(x->vals[j]), "%s", hdr);
+      x->h[j].size = strlen(hdr);
+    }
+  ctkn_log_msg_note_headers(&x->m);
+}
+
+/* A batch of sg's on partition 0, appended and fed to the gate. */
+static void feed_batch(struct fixture *f, ctkn_signer *sg)
+{
+  const int32_t parts[] = {0};
+  size_t g = f->n;
+
+  write_batch(f, sg, parts, 1, "client_token.created");
+  for (size_t i = g; i < f->n; i++)
+    assert_int_equal(ctkn_gate_feed(f->gate, &f->log[i].m, i, NULL), CTKN_OK);
+}
+
+/* Partition 0's verdicts: the made-up records' (tags from 100000) are
+ * counted in *quarantined, the others kept in out; returns their count. */
+static size_t genuine_verdicts(struct fixture *f, struct ctkn_gate_out *out,
+                               size_t max, size_t *quarantined)
+{
+  struct ctkn_gate_out o;
+  size_t k = 0;
+
+  *quarantined = 0;
+  while (ctkn_gate_next(f->gate, 0, &o)) {
+    if (o.tag >= 100000)
+      *quarantined += o.verdict == CTKN_GATE_QUARANTINE;
+    else if (k < max)
+      out[k++] = o;
+  }
+  return k;
+}
+
 /* Records under the genuine key ID and made-up instances, linking to
  * nothing, fill the partition's instance table (MAX_INSTANCES, 4096) for
  * as long as the gate's queue does not empty: a genuine new instance's
@@ -1539,33 +1608,17 @@ static void test_made_up_instances_do_not_crowd_out_a_writer(void **s)
 {
   struct fixture *f = *s;
   struct ctkn_gate_out a[8];
-  const int32_t parts[] = {0};
+  char key_id[CTKN_KEY_ID_BUF];
+  uint8_t id[CTKN_INSTANCE_LEN] = {0};
   ctkn_signer *w;
+  size_t k, quarantined;
   struct rec x;
-  char key_id[CTKN_KEY_ID_BUF], hdr[96];
-  size_t g, k = 0, quarantined = 0;
 
-  write_batch(f, f->sg, parts, 1, "client_token.created"); /* 0, cp 1 */
-  assert_int_equal(judge(f, 0, f->n, 0, a, 8), 2);
-  g = forge(f, 0, "none", "", false); /* 2: the attacker's template */
-  x = f->log[g];
-  for (size_t j = 0; j < x.m.nheaders; j++)
-    x.h[j] = (struct ctkn_log_header){x.names[j], x.vals[j], x.h[j].size};
-  x.m.headers = x.h;
-  x.m.key = x.key;
-  x.m.value = x.value;
-  ctkn_log_msg_note_headers(&x.m);
-  f->n--;
-  f->next_off[0]--;
-  snprintf(key_id, sizeof(key_id), "%.*s", 16, writer_of_rec(&x));
+  made_up_template(f, &x, key_id);
   for (int i = 0; i < 4096; i++) {
-    snprintf(hdr, sizeof(hdr), "%s.%032x", key_id, i + 1);
-    for (size_t j = 0; j < x.m.nheaders; j++)
-      if (strcmp(x.names[j], CTKN_HDR_WRITER) == 0) {
-        snprintf(x.vals[j], sizeof(x.vals[j]), "%s", hdr);
-        x.h[j].size = strlen(hdr);
-      }
-    ctkn_log_msg_note_headers(&x.m);
+    id[14] = (uint8_t)((i + 1) >> 8);
+    id[15] = (uint8_t)(i + 1);
+    set_writer(&x, key_id, id);
     x.m.offset = 2 + i;
     assert_int_equal(ctkn_gate_feed(f->gate, &x.m, 100000 + (size_t)i, NULL),
                      CTKN_OK);
@@ -1574,23 +1627,13 @@ static void test_made_up_instances_do_not_crowd_out_a_writer(void **s)
   /* A new writer (a one-shot command) in the same read batch. */
   assert_int_equal(ctkn_signer_open(&w, f->sk, f->kr.log_id, NPARTS, NULL),
                    CTKN_OK);
-  g = f->n;
-  write_batch(f, w, parts, 1, "client_token.created");
-  for (size_t i = g; i < f->n; i++)
-    assert_int_equal(ctkn_gate_feed(f->gate, &f->log[i].m, i, NULL), CTKN_OK);
-  while (ctkn_gate_next(f->gate, 0, &a[0])) {
-    if (a[0].tag < 100000) {
-      a[1 + k] = a[0];
-      k++;
-    } else {
-      quarantined += a[0].verdict == CTKN_GATE_QUARANTINE;
-    }
-  }
+  feed_batch(f, w);
+  k = genuine_verdicts(f, a, 8, &quarantined);
   assert_int_equal(quarantined, 4096);
   assert_int_equal(k, 2);
-  assert_string_equal(a[1].detail, "");
-  assert_int_equal(a[1].verdict, CTKN_GATE_APPLY);
-  assert_int_equal(a[2].verdict, CTKN_GATE_CHECKPOINT);
+  assert_string_equal(a[0].detail, "");
+  assert_int_equal(a[0].verdict, CTKN_GATE_APPLY);
+  assert_int_equal(a[1].verdict, CTKN_GATE_CHECKPOINT);
   ctkn_signer_close(w);
 }
 
@@ -1617,38 +1660,20 @@ static void test_made_up_linked_instances_do_not_crowd_out_a_writer(void **s)
 {
   struct fixture *f = *s;
   struct ctkn_gate_out a[8];
-  const int32_t parts[] = {0};
-  ctkn_signer *w;
-  struct rec x;
-  char key_id[CTKN_KEY_ID_BUF], hdr[96];
+  char key_id[CTKN_KEY_ID_BUF];
   uint8_t id[CTKN_INSTANCE_LEN], start[32];
-  size_t g, k = 0, quarantined = 0;
+  ctkn_signer *w;
+  size_t k, quarantined;
+  struct rec x;
 
-  write_batch(f, f->sg, parts, 1, "client_token.created"); /* 0, cp 1 */
-  assert_int_equal(judge(f, 0, f->n, 0, a, 8), 2);
-  g = forge(f, 0, "none", "", false);
-  x = f->log[g];
-  for (size_t j = 0; j < x.m.nheaders; j++)
-    x.h[j] = (struct ctkn_log_header){x.names[j], x.vals[j], x.h[j].size};
-  x.m.headers = x.h;
-  x.m.key = x.key;
-  x.m.value = x.value;
+  made_up_template(f, &x, key_id);
   x.m.timestamp_ms = (f->now_us + 10 * CTKN_GATE_GRACE_US) / 1000;
-  f->n--;
-  snprintf(key_id, sizeof(key_id), "%.*s", 16, writer_of_rec(&x));
   for (int i = 0; i < 4096; i++) {
     memset(id, 0, sizeof(id));
     id[0] = (uint8_t)(i >> 8);
     id[1] = (uint8_t)i;
     id[2] = 0xee;
-    snprintf(hdr, sizeof(hdr), "%s.", key_id);
-    ctkn_hex(id, CTKN_INSTANCE_LEN, hdr + strlen(hdr));
-    for (size_t j = 0; j < x.m.nheaders; j++)
-      if (strcmp(x.names[j], CTKN_HDR_WRITER) == 0) {
-        snprintf(x.vals[j], sizeof(x.vals[j]), "%s", hdr);
-        x.h[j].size = strlen(hdr);
-      }
-    ctkn_log_msg_note_headers(&x.m);
+    set_writer(&x, key_id, id);
     ctkn_trust_chain_start(f->kr.log_id, 0, key_id, id, start);
     relink_rec(f, &x, start);
     x.m.offset = 2 + i;
@@ -1658,29 +1683,16 @@ static void test_made_up_linked_instances_do_not_crowd_out_a_writer(void **s)
   f->next_off[0] = 2 + 4096;
   assert_int_equal(ctkn_signer_open(&w, f->sk, f->kr.log_id, NPARTS, NULL),
                    CTKN_OK);
-  g = f->n;
-  write_batch(f, w, parts, 1, "client_token.created");
-  for (size_t i = g; i < f->n; i++)
-    assert_int_equal(ctkn_gate_feed(f->gate, &f->log[i].m, i, NULL), CTKN_OK);
+  feed_batch(f, w);
   f->now_us += 20 * CTKN_GATE_GRACE_US; /* later: the forgeries time out */
-  g = f->n;
-  write_batch(f, f->sg, parts, 1, "client_token.created");
-  for (size_t i = g; i < f->n; i++)
-    assert_int_equal(ctkn_gate_feed(f->gate, &f->log[i].m, i, NULL), CTKN_OK);
-  while (ctkn_gate_next(f->gate, 0, &a[0])) {
-    if (a[0].tag < 100000) {
-      a[1 + k] = a[0];
-      k++;
-    } else {
-      quarantined += a[0].verdict == CTKN_GATE_QUARANTINE;
-    }
-  }
+  feed_batch(f, f->sg);
+  k = genuine_verdicts(f, a, 8, &quarantined);
   assert_int_equal(quarantined, 4096);
   assert_int_equal(k, 4);
-  assert_string_equal(a[1].detail, "");
-  assert_int_equal(a[1].verdict, CTKN_GATE_APPLY);
-  assert_int_equal(a[2].verdict, CTKN_GATE_CHECKPOINT);
-  assert_int_equal(a[3].verdict, CTKN_GATE_APPLY);
+  assert_string_equal(a[0].detail, "");
+  assert_int_equal(a[0].verdict, CTKN_GATE_APPLY);
+  assert_int_equal(a[1].verdict, CTKN_GATE_CHECKPOINT);
+  assert_int_equal(a[2].verdict, CTKN_GATE_APPLY);
   ctkn_signer_close(w);
 }
 
