@@ -542,10 +542,9 @@ static size_t forge(struct fixture *f, size_t i, const char *name,
   return j;
 }
 
-/* Relink log[j] after chain prev (the attacker's own computation). */
-static void relink(struct fixture *f, size_t j, const uint8_t prev[32])
+/* Relink record x after chain prev (the attacker's own computation). */
+static void relink_rec(struct fixture *f, struct rec *x, const uint8_t prev[32])
 {
-  struct rec *x = &f->log[j];
   uint8_t d[32], c[32];
 
   for (size_t k = 0; k < x->m.nheaders; k++)
@@ -555,6 +554,12 @@ static void relink(struct fixture *f, size_t j, const uint8_t prev[32])
       ctkn_trust_chain_next(prev, d, c);
       ctkn_hex(c, 32, x->vals[k]);
     }
+}
+
+/* Relink log[j] after chain prev. */
+static void relink(struct fixture *f, size_t j, const uint8_t prev[32])
+{
+  relink_rec(f, &f->log[j], prev);
 }
 
 static void chain_of(const struct rec *x, uint8_t out[32])
@@ -1599,26 +1604,31 @@ static size_t genuine_verdicts(struct fixture *f, struct ctkn_gate_out *out,
   return k;
 }
 
-/* Records under the genuine key ID and made-up instances, linking to
- * nothing, fill the partition's instance table (MAX_INSTANCES, 4096) for
- * as long as the gate's queue does not empty: a genuine new instance's
- * record in the same read batch was quarantined ("more than 4096 writer
- * instances"), and applied by a reader whose batch ended before it. */
-static void test_made_up_instances_do_not_crowd_out_a_writer(void **s)
+/* 4096 records under the genuine key ID and made-up instances (linked:
+ * each links to its instance's chain start, and is dated so that the new
+ * writer's checkpoint does not yet give it up), then a new writer's batch
+ * in the same read batch (linked: then a later one of the genuine writer,
+ * by which the made-up ones time out). The genuine records must apply. */
+static void made_up_instances(struct fixture *f, bool linked)
 {
-  struct fixture *f = *s;
   struct ctkn_gate_out a[8];
   char key_id[CTKN_KEY_ID_BUF];
-  uint8_t id[CTKN_INSTANCE_LEN] = {0};
+  uint8_t id[CTKN_INSTANCE_LEN] = {0}, start[32];
   ctkn_signer *w;
   size_t k, quarantined;
   struct rec x;
 
   made_up_template(f, &x, key_id);
+  if (linked)
+    x.m.timestamp_ms = (f->now_us + 10 * CTKN_GATE_GRACE_US) / 1000;
   for (int i = 0; i < 4096; i++) {
     id[14] = (uint8_t)((i + 1) >> 8);
     id[15] = (uint8_t)(i + 1);
     set_writer(&x, key_id, id);
+    if (linked) {
+      ctkn_trust_chain_start(f->kr.log_id, 0, key_id, id, start);
+      relink_rec(f, &x, start);
+    }
     x.m.offset = 2 + i;
     assert_int_equal(ctkn_gate_feed(f->gate, &x.m, 100000 + (size_t)i, NULL),
                      CTKN_OK);
@@ -1628,72 +1638,38 @@ static void test_made_up_instances_do_not_crowd_out_a_writer(void **s)
   assert_int_equal(ctkn_signer_open(&w, f->sk, f->kr.log_id, NPARTS, NULL),
                    CTKN_OK);
   feed_batch(f, w);
+  if (linked) {
+    f->now_us += 20 * CTKN_GATE_GRACE_US; /* later: the forgeries time out */
+    feed_batch(f, f->sg);
+  }
   k = genuine_verdicts(f, a, 8, &quarantined);
   assert_int_equal(quarantined, 4096);
-  assert_int_equal(k, 2);
+  assert_int_equal(k, linked ? 4 : 2);
   assert_string_equal(a[0].detail, "");
   assert_int_equal(a[0].verdict, CTKN_GATE_APPLY);
   assert_int_equal(a[1].verdict, CTKN_GATE_CHECKPOINT);
+  if (linked)
+    assert_int_equal(a[2].verdict, CTKN_GATE_APPLY);
   ctkn_signer_close(w);
 }
 
-/* Relink record x after chain prev. */
-static void relink_rec(struct fixture *f, struct rec *x, const uint8_t prev[32])
+/* Made-up instances whose records link to nothing filled the partition's
+ * instance table (MAX_INSTANCES, 4096) for as long as the gate's queue did
+ * not empty: a genuine new instance's record in the same read batch was
+ * quarantined ("more than 4096 writer instances"), and applied by a reader
+ * whose batch ended before it. */
+static void test_made_up_instances_do_not_crowd_out_a_writer(void **s)
 {
-  uint8_t d[32], c[32];
-
-  for (size_t k = 0; k < x->m.nheaders; k++)
-    if (strcmp(x->names[k], CTKN_HDR_CHAIN) == 0) {
-      assert_int_equal(ctkn_trust_record_digest(f->kr.log_id, &x->m, d, NULL),
-                       CTKN_OK);
-      ctkn_trust_chain_next(prev, d, c);
-      ctkn_hex(c, 32, x->vals[k]);
-    }
+  made_up_instances(*s, false);
 }
 
-/* As above, but each made-up instance's record links to its chain's start
- * (anyone can compute it: the key ID, the instance and the record's bytes
- * are public), so each waits for a checkpoint that never comes, dated so
- * that the new writer's checkpoint does not yet give it up. The new
- * writer's record was quarantined on every reader. */
+/* Made-up instances whose records link to their chains' starts (anyone can
+ * compute one: the key ID, the instance and the record's bytes are public)
+ * each wait for a checkpoint that never comes: the new writer's record was
+ * quarantined on every reader. */
 static void test_made_up_linked_instances_do_not_crowd_out_a_writer(void **s)
 {
-  struct fixture *f = *s;
-  struct ctkn_gate_out a[8];
-  char key_id[CTKN_KEY_ID_BUF];
-  uint8_t id[CTKN_INSTANCE_LEN], start[32];
-  ctkn_signer *w;
-  size_t k, quarantined;
-  struct rec x;
-
-  made_up_template(f, &x, key_id);
-  x.m.timestamp_ms = (f->now_us + 10 * CTKN_GATE_GRACE_US) / 1000;
-  for (int i = 0; i < 4096; i++) {
-    memset(id, 0, sizeof(id));
-    id[0] = (uint8_t)(i >> 8);
-    id[1] = (uint8_t)i;
-    id[2] = 0xee;
-    set_writer(&x, key_id, id);
-    ctkn_trust_chain_start(f->kr.log_id, 0, key_id, id, start);
-    relink_rec(f, &x, start);
-    x.m.offset = 2 + i;
-    assert_int_equal(ctkn_gate_feed(f->gate, &x.m, 100000 + (size_t)i, NULL),
-                     CTKN_OK);
-  }
-  f->next_off[0] = 2 + 4096;
-  assert_int_equal(ctkn_signer_open(&w, f->sk, f->kr.log_id, NPARTS, NULL),
-                   CTKN_OK);
-  feed_batch(f, w);
-  f->now_us += 20 * CTKN_GATE_GRACE_US; /* later: the forgeries time out */
-  feed_batch(f, f->sg);
-  k = genuine_verdicts(f, a, 8, &quarantined);
-  assert_int_equal(quarantined, 4096);
-  assert_int_equal(k, 4);
-  assert_string_equal(a[0].detail, "");
-  assert_int_equal(a[0].verdict, CTKN_GATE_APPLY);
-  assert_int_equal(a[1].verdict, CTKN_GATE_CHECKPOINT);
-  assert_int_equal(a[2].verdict, CTKN_GATE_APPLY);
-  ctkn_signer_close(w);
+  made_up_instances(*s, true);
 }
 
 /* A mid-log reader meets an idle writer at its heartbeat (it anchors the
