@@ -782,14 +782,16 @@ static bool lazy_at(const struct fixture *f, size_t i)
   return false;
 }
 
-/* Feed log[0..n) of partition p with every checkpoint but the newest of
- * its instance lazy, as the projector does; collect the verdicts. */
-static size_t judge_lazily(struct fixture *f, int32_t p,
-                           struct ctkn_gate_out *outs, size_t max)
+/* Feed log[from..to) of partition p, each checkpoint but the newest of its
+ * ctkn-writer header in that range lazily (a projector's read batch). */
+static size_t judge_lazily_range(struct fixture *f, size_t from, size_t to,
+                                 int32_t p, struct ctkn_gate_out *outs,
+                                 size_t max)
 {
-  size_t k = 0;
+  size_t k = 0, n = f->n;
 
-  for (size_t i = 0; i < f->n; i++) {
+  f->n = to; /* lazy_at() looks no further than the batch */
+  for (size_t i = from; i < to; i++) {
     const struct ctkn_log_msg *m = &f->log[i].m;
     if (m->partition != p)
       continue;
@@ -797,9 +799,18 @@ static size_t judge_lazily(struct fixture *f, int32_t p,
                                    : ctkn_gate_feed(f->gate, m, i, NULL),
                      CTKN_OK);
   }
+  f->n = n;
   while (k < max && ctkn_gate_next(f->gate, p, &outs[k]))
     k++;
   return k;
+}
+
+/* Feed log[0..n) of partition p with every checkpoint but the newest of
+ * its instance lazy, as the projector does; collect the verdicts. */
+static size_t judge_lazily(struct fixture *f, int32_t p,
+                           struct ctkn_gate_out *outs, size_t max)
+{
+  return judge_lazily_range(f, 0, f->n, p, outs, max);
 }
 
 /* A copy of checkpoint record i whose signature no longer holds. */
@@ -1423,29 +1434,6 @@ static size_t append_heartbeat(struct fixture *f, ctkn_signer **sg)
   assert_int_equal(ctkn_signer_done(*sg, true, NULL), CTKN_OK);
   assert_true(at != (size_t)-1);
   return at;
-}
-
-/* Feed log[from..to) of partition p, each checkpoint but the newest of its
- * ctkn-writer header in that range lazily (a projector's read batch). */
-static size_t judge_lazily_range(struct fixture *f, size_t from, size_t to,
-                                 int32_t p, struct ctkn_gate_out *outs,
-                                 size_t max)
-{
-  size_t k = 0, n = f->n;
-
-  f->n = to; /* lazy_at() looks no further than the batch */
-  for (size_t i = from; i < to; i++) {
-    const struct ctkn_log_msg *m = &f->log[i].m;
-    if (m->partition != p)
-      continue;
-    assert_int_equal(lazy_at(f, i) ? ctkn_gate_feed_lazy(f->gate, m, i, NULL)
-                                   : ctkn_gate_feed(f->gate, m, i, NULL),
-                     CTKN_OK);
-  }
-  f->n = n;
-  while (k < max && ctkn_gate_next(f->gate, p, &outs[k]))
-    k++;
-  return k;
 }
 
 /* A projector pass: the state saved, a new gate loaded from it (as every
