@@ -155,8 +155,10 @@ static const char usage_text[] =
     "                        [$CTKN_WRITER_KEY]\n"
     "  -X key=value          librdkafka property (repeatable)\n"
     "\n"
-    "exit: 0 ok, 1 request rejected, 2 usage error, 3 Kafka/LMDB "
-    "unavailable\n";
+    "exit: 0 ok, 1 request rejected, 2 usage error, 3 Kafka/LMDB\n"
+    "      unavailable (not acknowledged: retry), 4 appended but not yet\n"
+    "      applied, or applied with its answer lost (look before running\n"
+    "      it again)\n";
 
 /* ---- output ------------------------------------------------------------ */
 

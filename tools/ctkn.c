@@ -4,7 +4,8 @@
  * behaviour lives in the library, so tests can reach it there.
  *
  * Output: success is JSON on stdout; errors are Paddle's error envelope on
- * stderr. Exit: 0 success, 1 rejected request, 2 usage, 3 unavailable.
+ * stderr. Exit: 0 success, 1 rejected request, 2 usage, 3 unavailable
+ * (retry), 4 appended or applied but not answered (README: "Exit codes").
  */
 #include <stddef.h>
 #include <string.h>
