@@ -241,6 +241,7 @@ struct req {
   /* Suspended work: a queued command or a position wait. */
   bool suspended;
   bool ready;                     /* resumed: the answer below is final */
+  int64_t queued_us;              /* when it was queued (mono_us) */
   struct ctkn_command *cmd;       /* writes only: 3 KiB not to clear per read */
   struct ctkn_dest_command *dcmd; /* notification-setting writes only */
   struct ctkn_akey_command *kcmd; /* API-key writes only */

@@ -283,6 +283,7 @@ void ctkn__api_wake(struct req *r)
 void ctkn__api_enqueue(struct server *s, struct ctkn__queue *q, struct req *r)
 {
   ctkn__api_suspend(r);
+  r->queued_us = ctkn__api_mono_us();
   if (atomic_load(&s->closing) || !ctkn__queue_push(q, &r->qnode)) {
     r->retry_after = 1;
     ctkn__api_answer_code(r, CTKN_EKAFKA, "the server is shutting down; retry");

@@ -9,9 +9,12 @@
  * idempotency key, which reads nothing, is only submitted there
  * (planned, appended, acknowledged) and settled (judged by the
  * projection, answered) on a second thread, so the next batch is
- * appended meanwhile. The command thread is the only one that appends
- * token events; it gets its ledger in ctkn__api_commands_serve()'s
- * argument, so a test can hand it a ledger over a fake log.
+ * appended meanwhile. A signing server's heartbeat is appended there
+ * too, between batches; the writes that waited on one the log did not
+ * take are refused, not appended (each would wait the timeout again).
+ * The command thread is the only one that appends token events; it gets its
+ * ledger in ctkn__api_commands_serve()'s argument, so a test can hand it a
+ * ledger over a fake log.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -372,13 +375,40 @@ static void refuse_batch(struct req **batch, size_t n,
 }
 
 /* A signing replica's heartbeat (trust.h: staleness); a failure is
- * logged and the next one tried. */
-static void heartbeat(ctkn_ledger *l)
+ * logged and the next one tried. false when the log did not take it:
+ * why says so, for the writes that waited on it. */
+static bool heartbeat(ctkn_ledger *l, struct ctkn_err *why)
 {
   struct ctkn_err err = {0};
+  int rc = ctkn_ledger_heartbeat(l, &err);
 
-  if (ctkn_ledger_heartbeat(l, &err) != CTKN_OK)
-    ctkn__diag(CTKN_DIAG_WARN, "trust", "heartbeat not appended: %s", err.msg);
+  if (rc == CTKN_OK)
+    return true;
+  ctkn__diag(CTKN_DIAG_WARN, "trust", "heartbeat not appended: %s", err.msg);
+  if (rc != CTKN_EKAFKA && rc != CTKN_ETIMEOUT)
+    return true; /* not the log's: each write finds out for itself */
+  ctkn__err(why, rc,
+            "the log did not take this server's heartbeat while this request "
+            "waited (%s); nothing was appended",
+            err.msg);
+  return false;
+}
+
+/* Refuse the writes in w queued before a failed heartbeat ended at
+ * failed_us: each has waited out the log's timeout once already, and its
+ * own append would wait it again. The rest stay in w, in order. */
+static void refuse_waited(struct wslot *w, int64_t failed_us,
+                          const struct ctkn_err *why)
+{
+  size_t kept = 0;
+
+  for (size_t i = 0; i < w->n; i++) {
+    if (w->batch[i]->queued_us <= failed_us)
+      refuse_batch(&w->batch[i], 1, why);
+    else
+      w->batch[kept++] = w->batch[i];
+  }
+  w->n = kept;
 }
 
 void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
@@ -400,6 +430,8 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
     why = &nomem;
   }
   int64_t beat_at = ctkn__now_ms(); /* the first at once: readers wait */
+  int64_t beat_failed_us = INT64_MIN;
+  struct ctkn_err beat_err = {0};
   while (ctkn__queue_pop(&pp.free, &slot, 1, -1) == 1) {
     struct wslot *w = CTKN__CONTAINER_OF(slot, struct wslot, qnode);
     int wait = -1;
@@ -410,7 +442,8 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
     size_t n = ctkn__queue_pop(&s->cmdq, nodes, CTKN__API_BATCH_MAX, wait);
     if (wait >= 0 && ctkn__now_ms() >= beat_at) {
       drain(&pp); /* the heartbeat's signer and projector are ours */
-      heartbeat(l);
+      if (!heartbeat(l, &beat_err))
+        beat_failed_us = ctkn__api_mono_us();
       beat_at = ctkn__now_ms() + s->cfg->heartbeat_ms;
     }
     if (n == 0) {
@@ -422,13 +455,17 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
     w->n = n;
     for (size_t i = 0; i < n; i++)
       w->batch[i] = CTKN__CONTAINER_OF(nodes[i], struct req, qnode);
-    if (l == NULL) {
-      refuse_batch(w->batch, n, why);
+    if (l != NULL && beat_failed_us != INT64_MIN)
+      refuse_waited(w, beat_failed_us, &beat_err);
+    if (w->n == 0) {
+      ctkn__queue_push(&pp.free, &w->qnode);
+    } else if (l == NULL) {
+      refuse_batch(w->batch, w->n, why);
       ctkn__queue_push(&pp.free, &w->qnode);
     } else if (atomic_load(&s->fatal)) {
       /* The projection stopped: nothing it could judge is appended, so
        * a retry (on another replica) never makes a second token. */
-      refuse_batch(w->batch, n, &stopped);
+      refuse_batch(w->batch, w->n, &stopped);
       ctkn__queue_push(&pp.free, &w->qnode);
     } else {
       run_batch(&pp, w);

@@ -2922,6 +2922,52 @@ static void test_no_write_is_appended_after_the_projection_stops(void **st)
   assert_int_equal(produced(c), 0);
 }
 
+/* A write queued while the log failed to take the server's heartbeat
+ * has waited the log's timeout once already: it is refused at once,
+ * nothing appended, rather than waiting that long again for its own
+ * append (a client's --timeout of 10 s got its 503 after 17 s). A write
+ * queued after a heartbeat the log took is served. */
+static void test_a_write_that_waited_on_a_failed_heartbeat_is_refused(void **st)
+{
+  struct cfx *c = *st;
+  struct tk_signing sg;
+  struct ctkn_err err = {0};
+
+  tk_keyring_with(&c->t, &sg);
+  assert_int_equal(ctkn_ledger_set_trust(c->l, sg.root_pub, sg.writer, &err),
+                   CTKN_OK);
+  c->cfg.writer_key = sg.writer;
+  c->cfg.heartbeat_ms = 60000; /* one per serve(): its first is at once */
+  fake_log_fail_sends(c->t.log, 1, CTKN_ETIMEOUT, false);
+  struct req *r = post(c, "{\"name\":\"waited\"}", NULL);
+  assert_int_equal(r->retry_after, 1);
+  json_t *j = assert_error(r, 503, "service_unavailable", NULL);
+  const char *detail = jstr(json_object_get(j, "error"), "detail");
+  assert_contains(detail, "the log did not take this server's heartbeat "
+                          "while this request waited");
+  assert_contains(detail, "nothing was appended");
+  json_decref(j);
+  done(&c->f, r);
+
+  r = post(c, "{\"name\":\"after\"}", NULL);
+  assert_int_equal(r->status, 201);
+  done(&c->f, r);
+  /* Only the second is in the log. */
+  r = call(&c->f, "GET", "/client-tokens?status=active,revoked", NULL,
+           "Authorization", auth_reader, NULL);
+  assert_int_equal(r->status, 200);
+  j = answer(r);
+  assert_int_equal(json_array_size(json_object_get(j, "data")), 1);
+  assert_string_equal(
+      jstr(json_array_get(json_object_get(j, "data"), 0), "name"), "after");
+  json_decref(j);
+  done(&c->f, r);
+  c->cfg.writer_key = NULL;
+  ctkn_ledger_close(c->l); /* it signs its closing checkpoints with sg's */
+  c->l = NULL;
+  tk_signing_free(&sg);
+}
+
 /* The command thread on a thread of its own, its queue open. */
 static void *commands_main(void *arg)
 {
@@ -3143,6 +3189,7 @@ int main(void)
       C(test_revoke_then_change_is_a_conflict),
       C(test_an_unacknowledged_write_is_503_retryable),
       C(test_no_write_is_appended_after_the_projection_stops),
+      C(test_a_write_that_waited_on_a_failed_heartbeat_is_refused),
       C(test_writes_queued_together_run_as_one_batch),
       C(test_creates_are_appended_while_the_last_batch_settles),
       C(test_one_key_queued_twice_appends_once),

@@ -284,73 +284,20 @@ static void test_only_commands_that_read_the_projection_catch_up_first(void **s)
   assert_true(tk_get(&f->t, ev.data.id, &got));
 }
 
-/* A trust root and a client_token.* writer key in a keyring on the
- * settings topic; the ledger signs with the key. */
-struct signing {
-  ctkn_seckey *root, *writer;
-  uint8_t root_pub[CTKN_SIGN_PUB_LEN];
-};
+static void trust_with(struct fx *f, struct tk_signing *sg, bool writer);
 
-static void signing_free(struct signing *sg)
-{
-  ctkn_seckey_free(sg->root);
-  ctkn_seckey_free(sg->writer);
-}
-
-static void trust_with(struct fx *f, struct signing *sg, bool writer);
-
-static void sign_with_a_key(struct fx *f, struct signing *sg)
+static void sign_with_a_key(struct fx *f, struct tk_signing *sg)
 {
   trust_with(f, sg, true);
 }
 
-/* kr: keyring version v of the test log (ID 0x42...) holding writer's
- * public key, scoped client_token.*, revoked or not. */
-static void writer_keyring(struct ctkn_keyring *kr, uint64_t v,
-                           const ctkn_seckey *writer, bool revoked)
-{
-  struct ctkn_writer_key wk = {0};
-  struct ctkn_err err = {0};
-
-  ctkn_keyring_init(kr);
-  kr->version = v;
-  memset(kr->log_id, 0x42, sizeof(kr->log_id));
-  ctkn_seckey_public(writer, wk.public_key);
-  ctkn_key_id(wk.public_key, wk.key_id);
-  snprintf(wk.name, sizeof(wk.name), "test");
-  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
-  wk.nscopes = 1;
-  wk.revoked = revoked;
-  assert_int_equal(ctkn_keyring_add_key(kr, &wk, &err), CTKN_OK);
-}
-
-/* A root, and a keyring signed by it with sg's writer key in it, on the
- * settings topic. */
-static void keyring_with(struct fx *f, struct signing *sg)
-{
-  struct ctkn_log_config scfg = f->t.cfg;
-  struct ctkn_keyring kr;
-  struct ctkn_err err = {0};
-
-  assert_int_equal(ctkn_seckey_generate(&sg->root, &err), CTKN_OK);
-  assert_int_equal(ctkn_seckey_generate(&sg->writer, &err), CTKN_OK);
-  ctkn_seckey_public(sg->root, sg->root_pub);
-  writer_keyring(&kr, 1, sg->writer, false);
-  fake_log_create(f->t.log, TK_TOPIC "_settings", 1);
-  snprintf(scfg.topic, sizeof(scfg.topic), "%s_settings", TK_TOPIC);
-  scfg.n_overrides = 0; /* the copy owns nothing */
-  assert_int_equal(ctkn_trust_keyring_append(&scfg, sg->root, &kr, &err),
-                   CTKN_OK);
-  ctkn_keyring_free(&kr);
-}
-
 /* A keyring with sg's writer key in it; the ledger judges by its root,
  * and signs with the writer key when writer. */
-static void trust_with(struct fx *f, struct signing *sg, bool writer)
+static void trust_with(struct fx *f, struct tk_signing *sg, bool writer)
 {
   struct ctkn_err err = {0};
 
-  keyring_with(f, sg);
+  tk_keyring_with(&f->t, sg);
   if (ctkn_ledger_set_trust(f->l, sg->root_pub, writer ? sg->writer : NULL,
                             &err) != CTKN_OK)
     fail_msg("set_trust: %s", err.msg);
@@ -363,13 +310,13 @@ static void trust_with(struct fx *f, struct signing *sg, bool writer)
 static void test_a_ledger_opened_trusted_signs_and_creates_at_once(void **s)
 {
   struct fx *f = *s;
-  struct signing sg;
+  struct tk_signing sg;
   struct ctkn_outcome o, first;
   struct ctkn_command cmd;
   struct ctkn_record got;
   struct ctkn_err err = {0};
 
-  keyring_with(f, &sg);
+  tk_keyring_with(&f->t, &sg);
   ctkn_ledger_close(f->l);
   f->l = NULL;
   if (ctkn_ledger_open_trusted(&f->l, f->t.st, &f->t.cfg, CTKN_ENV_SANDBOX,
@@ -385,7 +332,7 @@ static void test_a_ledger_opened_trusted_signs_and_creates_at_once(void **s)
   assert_int_equal(o.record.token.status, CTKN_STATUS_REVOKED);
   ctkn_ledger_close(f->l);
   f->l = NULL;
-  signing_free(&sg);
+  tk_signing_free(&sg);
 }
 
 /* A writer key the keyring does not hold: the open fails naming the
@@ -394,12 +341,12 @@ static void
 test_a_ledger_opened_trusted_refuses_a_key_not_in_the_keyring(void **s)
 {
   struct fx *f = *s;
-  struct signing sg;
+  struct tk_signing sg;
   struct fake_log_stats st;
   ctkn_seckey *other;
   struct ctkn_err err = {0};
 
-  keyring_with(f, &sg);
+  tk_keyring_with(&f->t, &sg);
   ctkn_ledger_close(f->l);
   f->l = NULL;
   fake_log_stats(f->t.log, &st);
@@ -415,19 +362,19 @@ test_a_ledger_opened_trusted_refuses_a_key_not_in_the_keyring(void **s)
   fake_log_stats(f->t.log, &st);
   assert_int_equal(st.open_handles, handles);
   ctkn_seckey_free(other);
-  signing_free(&sg);
+  tk_signing_free(&sg);
 }
 
 /* No topic: the open fails as the producer's would have alone. */
 static void test_a_ledger_opened_trusted_without_a_topic_says_init(void **s)
 {
   struct fx *f = *s;
-  struct signing sg;
+  struct tk_signing sg;
   struct ctkn_log_config cfg = f->t.cfg;
   ctkn_ledger *l = NULL;
   struct ctkn_err err = {0};
 
-  keyring_with(f, &sg);
+  tk_keyring_with(&f->t, &sg);
   snprintf(cfg.topic, sizeof(cfg.topic), "missing");
   cfg.n_overrides = 0; /* the copy owns nothing */
   assert_int_equal(ctkn_ledger_open_trusted(&l, f->t.st, &cfg, CTKN_ENV_SANDBOX,
@@ -435,7 +382,7 @@ static void test_a_ledger_opened_trusted_without_a_topic_says_init(void **s)
                    CTKN_ENOTFOUND);
   assert_null(l);
   assert_non_null(strstr(err.msg, "missing"));
-  signing_free(&sg);
+  tk_signing_free(&sg);
 }
 
 /* Judged by a root but holding no writer key (ctkn serve read-only): a
@@ -444,7 +391,7 @@ static void test_a_ledger_opened_trusted_without_a_topic_says_init(void **s)
 static void test_a_trusted_ledger_without_a_key_appends_nothing(void **s)
 {
   struct fx *f = *s;
-  struct signing sg;
+  struct tk_signing sg;
   struct ctkn_command cmd;
   struct ctkn_outcome o;
   struct ctkn_err err = {0};
@@ -457,7 +404,7 @@ static void test_a_trusted_ledger_without_a_key_appends_nothing(void **s)
   assert_non_null(strstr(err.msg, "--writer-key"));
   assert_false(o.acknowledged);
   assert_int_equal(produced(f), before);
-  signing_free(&sg);
+  tk_signing_free(&sg);
 }
 
 static const struct ctkn_log_msg *msg_of(struct source *src, size_t i)
@@ -473,7 +420,7 @@ static const struct ctkn_log_msg *msg_of(struct source *src, size_t i)
 static void test_a_pass_that_only_skips_commits_nothing(void **s)
 {
   struct fx *f = *s;
-  struct signing sg;
+  struct tk_signing sg;
   struct ctkn_outcome o;
   struct ctkn__ptrust *t = NULL;
   struct ctkn_projector_stats stats = {0};
@@ -506,7 +453,7 @@ static void test_a_pass_that_only_skips_commits_nothing(void **s)
   ctkn__ptrust_free(t);
   ctkn_ledger_close(f->l); /* it signs a closing checkpoint with the key */
   f->l = NULL;
-  signing_free(&sg);
+  tk_signing_free(&sg);
 }
 
 /* Record p/off's ctkn-writer header ("<key ID>.<instance>"), in out. */
@@ -528,7 +475,7 @@ static void writer_of(struct fx *f, int32_t p, int64_t off, char *out,
 
 /* A new replica of the fake log, reading it all under sg's root: its
  * stats, and whether each of ids[0..n) is in it. */
-static void new_replica(struct fx *f, const struct signing *sg,
+static void new_replica(struct fx *f, const struct tk_signing *sg,
                         struct ctkn_projector_stats *stats, const char **ids,
                         size_t n)
 {
@@ -568,7 +515,7 @@ static void new_replica(struct fx *f, const struct signing *sg,
 static void test_a_root_without_a_keyring_judges_nothing(void **s)
 {
   struct fx *f = *s;
-  struct signing sg;
+  struct tk_signing sg;
   struct ctkn_outcome o;
   struct ctkn_log_config scfg = f->t.cfg;
   struct ctkn_keyring kr;
@@ -605,7 +552,7 @@ static void test_a_root_without_a_keyring_judges_nothing(void **s)
   ctkn_store_abort(txn);
 
   /* The other root now vouches for the same writer key and log. */
-  writer_keyring(&kr, 1, sg.writer, false);
+  tk_writer_keyring(&kr, 1, sg.writer, false);
   snprintf(scfg.topic, sizeof(scfg.topic), "%s_settings", TK_TOPIC);
   scfg.n_overrides = 0;
   assert_int_equal(ctkn_trust_keyring_append(&scfg, other, &kr, &err), CTKN_OK);
@@ -621,7 +568,7 @@ static void test_a_root_without_a_keyring_judges_nothing(void **s)
   ctkn_seckey_free(other);
   ctkn_ledger_close(f->l); /* it signs a closing checkpoint with the key */
   f->l = NULL;
-  signing_free(&sg);
+  tk_signing_free(&sg);
 }
 
 /* A new replica catches up a long log on two threads (the pipelined
@@ -634,7 +581,7 @@ static void test_a_root_without_a_keyring_judges_nothing(void **s)
 static void test_a_new_replica_of_a_heartbeating_writer_applies_it_all(void **s)
 {
   struct fx *f = *s;
-  struct signing sg;
+  struct tk_signing sg;
   struct ctkn_err err = {0};
   enum { PER = 200 };
   struct ctkn_command cmds[PER];
@@ -673,7 +620,7 @@ static void test_a_new_replica_of_a_heartbeating_writer_applies_it_all(void **s)
   assert_int_equal(stats.applied, creates);
   ctkn_ledger_close(f->l); /* it signs a closing checkpoint with the key */
   f->l = NULL;
-  signing_free(&sg);
+  tk_signing_free(&sg);
 }
 
 /* A process that runs one command closes its writer instance with that
@@ -683,7 +630,7 @@ static void test_a_new_replica_of_a_heartbeating_writer_applies_it_all(void **s)
 static void test_a_last_batch_closes_the_instance_with_its_checkpoints(void **s)
 {
   struct fx *f = *s;
-  struct signing sg;
+  struct tk_signing sg;
   struct ctkn_outcome a, b;
   char wa[128], wb[128];
 
@@ -709,7 +656,7 @@ static void test_a_last_batch_closes_the_instance_with_its_checkpoints(void **s)
   new_replica(f, &sg, &stats, ids, 2);
   assert_int_equal(stats.quarantined, 0);
   assert_int_equal(stats.applied, 2);
-  signing_free(&sg);
+  tk_signing_free(&sg);
 }
 
 /* A batch's creates without a key go to one partition (128 at most, then
@@ -719,7 +666,7 @@ static void test_a_last_batch_closes_the_instance_with_its_checkpoints(void **s)
 static void test_a_batch_of_creates_without_a_key_is_one_partition_s(void **s)
 {
   struct fx *f = *s;
-  struct signing sg;
+  struct tk_signing sg;
   enum { N = 20, M = 200 };
   struct ctkn_command cmds[M];
   struct ctkn_outcome outs[M], warm;
@@ -754,7 +701,7 @@ static void test_a_batch_of_creates_without_a_key_is_one_partition_s(void **s)
   }
   ctkn_ledger_close(f->l); /* it signs with the key as it closes */
   f->l = NULL;
-  signing_free(&sg);
+  tk_signing_free(&sg);
 }
 
 /* A server that only creates without keys never catches up to the log's
@@ -816,7 +763,7 @@ submit_creates(struct fx *f, struct ctkn_command *cmds, size_t n,
 static void test_signed_batches_are_in_flight_together(void **s)
 {
   struct fx *f = *s;
-  struct signing sg;
+  struct tk_signing sg;
   struct ctkn_command c1[4], c2[4];
   struct ctkn_outcome o1[4], o2[4], warm;
   struct ctkn_err e1[4], e2[4];
@@ -852,7 +799,7 @@ static void test_signed_batches_are_in_flight_together(void **s)
   new_replica(f, &sg, &stats, ids, 9);
   assert_int_equal(stats.quarantined, 0);
   assert_int_equal(stats.applied, 9);
-  signing_free(&sg);
+  tk_signing_free(&sg);
 }
 
 /* Batch 2 is signed onto batch 1 before batch 1's record is refused: on
@@ -864,7 +811,7 @@ static void test_signed_batches_are_in_flight_together(void **s)
 static void test_a_failed_batch_ends_the_instance_of_those_after_it(void **s)
 {
   struct fx *f = *s;
-  struct signing sg;
+  struct tk_signing sg;
   struct ctkn_command c1[1], c2[1], c3[1];
   struct ctkn_outcome o1[1], o2[1], o3[1], warm;
   struct ctkn_err e1[1], e2[1], e3[1];
@@ -915,7 +862,7 @@ static void test_a_failed_batch_ends_the_instance_of_those_after_it(void **s)
   assert_int_equal(stats.applied, 2);
   /* batch 1's checkpoint, batch 2's record and checkpoint */
   assert_int_equal(stats.quarantined, 3);
-  signing_free(&sg);
+  tk_signing_free(&sg);
 }
 
 /* One read batch holds a writer instance's checkpoint, the revoke's
@@ -927,7 +874,7 @@ static void test_a_failed_batch_ends_the_instance_of_those_after_it(void **s)
 static void test_a_revoke_in_one_read_batch_is_a_barrier(void **s)
 {
   struct fx *f = *s;
-  struct signing sg;
+  struct tk_signing sg;
   struct ctkn_outcome o, o2;
   struct ctkn_command cmd;
   struct ctkn__ptrust *t = NULL;
@@ -942,7 +889,7 @@ static void test_a_revoke_in_one_read_batch_is_a_barrier(void **s)
   create(f, "before", &o); /* its record and checkpoint */
   /* The revoke, placed on every partition (the settings keyring this
    * reader holds still has the key active). */
-  writer_keyring(&kr, 2, sg.writer, true);
+  tk_writer_keyring(&kr, 2, sg.writer, true);
   assert_int_equal(
       ctkn_trust_keyring_place(&f->t.cfg, sg.root, &kr, &placed, &err),
       CTKN_OK);
@@ -978,7 +925,7 @@ static void test_a_revoke_in_one_read_batch_is_a_barrier(void **s)
   assert_true(tk_get(&f->t, o.record.token.id, &got));
   assert_string_equal(got.token.name, "before");
   ctkn__ptrust_free(t);
-  signing_free(&sg);
+  tk_signing_free(&sg);
 }
 
 /* Another writer (the server's follower) applied records past this

@@ -252,3 +252,42 @@ void tk_digest(ctkn_store *st, char hex[65])
   ctkn_store_abort(txn);
   ctkn_hex(d, sizeof(d), hex);
 }
+
+void tk_signing_free(struct tk_signing *sg)
+{
+  ctkn_seckey_free(sg->root);
+  ctkn_seckey_free(sg->writer);
+}
+
+void tk_writer_keyring(struct ctkn_keyring *kr, uint64_t v,
+                       const ctkn_seckey *writer, bool revoked)
+{
+  struct ctkn_writer_key wk = {0};
+
+  ctkn_keyring_init(kr);
+  kr->version = v;
+  memset(kr->log_id, 0x42, sizeof(kr->log_id));
+  ctkn_seckey_public(writer, wk.public_key);
+  ctkn_key_id(wk.public_key, wk.key_id);
+  snprintf(wk.name, sizeof(wk.name), "test");
+  snprintf(wk.scopes[0], sizeof(wk.scopes[0]), "client_token.*");
+  wk.nscopes = 1;
+  wk.revoked = revoked;
+  CHECK(ctkn_keyring_add_key(kr, &wk, &e_));
+}
+
+void tk_keyring_with(struct tk *t, struct tk_signing *sg)
+{
+  struct ctkn_log_config scfg = t->cfg;
+  struct ctkn_keyring kr;
+
+  CHECK(ctkn_seckey_generate(&sg->root, &e_));
+  CHECK(ctkn_seckey_generate(&sg->writer, &e_));
+  ctkn_seckey_public(sg->root, sg->root_pub);
+  tk_writer_keyring(&kr, 1, sg->writer, false);
+  fake_log_create(t->log, TK_TOPIC "_settings", 1);
+  snprintf(scfg.topic, sizeof(scfg.topic), "%s_settings", TK_TOPIC);
+  scfg.n_overrides = 0; /* the copy owns nothing */
+  CHECK(ctkn_trust_keyring_append(&scfg, sg->root, &kr, &e_));
+  ctkn_keyring_free(&kr);
+}

@@ -10,9 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ctkn/crypto.h"
 #include "ctkn/event.h"
+#include "ctkn/keyring.h"
 #include "ctkn/log.h"
 #include "ctkn/store.h"
+#include "ctkn/trust.h"
 #include "fake_log.h"
 
 #define TK_TOPIC "client_tokens"
@@ -66,6 +69,21 @@ bool tk_get(struct tk *t, const char *id, struct ctkn_record *out);
 int64_t tk_offset(struct tk *t, int32_t p);
 /* The store's digest as hex (65 bytes). */
 void tk_digest(ctkn_store *st, char hex[65]);
+
+/* A trust root and a client_token.* writer key; release with
+ * tk_signing_free(). */
+struct tk_signing {
+  ctkn_seckey *root, *writer;
+  uint8_t root_pub[CTKN_SIGN_PUB_LEN];
+};
+void tk_signing_free(struct tk_signing *sg);
+/* kr: keyring version v of the test log (ID 0x42...) holding writer's
+ * public key, scoped client_token.*, revoked or not. */
+void tk_writer_keyring(struct ctkn_keyring *kr, uint64_t v,
+                       const ctkn_seckey *writer, bool revoked);
+/* New keys in sg, and keyring version 1 signed by its root with its
+ * writer key in it, on t's settings topic (TK_TOPIC "_settings"). */
+void tk_keyring_with(struct tk *t, struct tk_signing *sg);
 
 /* Remove a directory tree. */
 void tk_rm_rf(const char *path);
