@@ -462,6 +462,17 @@ static void check_detail(struct fx *f, struct req *r, int status,
   done(f, r);
 }
 
+/* r, queued for the command thread, answered by its loop without a
+ * ledger: 503 with the reason. */
+static void refuse_queued(struct fx *f, struct req *r)
+{
+  struct ctkn_err why = {.code = CTKN_EKAFKA, .msg = "no broker"};
+
+  ctkn__queue_close(&f->s->cmdq);
+  ctkn__api_commands_serve(f->s, NULL, &why);
+  check_detail(f, r, 503, "service_unavailable", NULL, "no broker");
+}
+
 /* The IDs of a list answer's data, "a,b,c". */
 static void data_ids(json_t *j, char *out, size_t cap)
 {
@@ -1848,10 +1859,7 @@ static void test_conflicting_framing_is_refused_and_closes(void **state)
   assert_false(r->close);
   /* Queued: answered by the command thread's loop before it is freed (a
    * request freed in the queue left it pointing at freed memory). */
-  struct ctkn_err why = {.code = CTKN_EKAFKA, .msg = "no broker"};
-  ctkn__queue_close(&f->s->cmdq);
-  ctkn__api_commands_serve(f->s, NULL, &why);
-  check_detail(f, r, 503, "service_unavailable", NULL, "no broker");
+  refuse_queued(f, r);
 }
 
 /* A transfer coding other than chunked: libmicrohttpd would wait for a
@@ -1875,10 +1883,7 @@ static void test_only_the_chunked_transfer_coding_is_read(void **state)
            "Chunked", "Authorization", auth_writer, NULL);
   assert_false(r->close);
   assert_true(r->suspended); /* queued for the command thread */
-  struct ctkn_err why = {.code = CTKN_EKAFKA, .msg = "no broker"};
-  ctkn__queue_close(&f->s->cmdq);
-  ctkn__api_commands_serve(f->s, NULL, &why);
-  check_detail(f, r, 503, "service_unavailable", NULL, "no broker");
+  refuse_queued(f, r);
 }
 
 /* A header ctkn reads sent twice is refused naming it: a proxy that keeps
