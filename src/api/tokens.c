@@ -10,8 +10,9 @@
  * (planned, appended, acknowledged) and settled (judged by the
  * projection, answered) on a second thread, so the next batch is
  * appended meanwhile. A signing server's heartbeat is appended there
- * too, between batches; the writes that waited on one the log did not
- * take are refused, not appended (each would wait the timeout again).
+ * too, between batches. When the log fails a write (a batch's or the
+ * heartbeat's), the writes queued while it waited are refused, nothing
+ * appended: each has waited the timeout once, and would wait it again.
  * The command thread is the only one that appends token events; it gets its
  * ledger in ctkn__api_commands_serve()'s argument, so a test can hand it a
  * ledger over a fake log.
@@ -252,7 +253,36 @@ struct pipe {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   size_t unsettled; /* submitted, not yet answered */
+  /* The last time the log failed a write (a batch's or the heartbeat's)
+   * and why: the writes queued before it are refused (refuse_waited()). */
+  int64_t failed_us;
+  struct ctkn_err failed;
 };
+
+/* The log failed what, for why.msg: note it for the writes waiting. */
+static void log_failed(struct pipe *pp, const char *what,
+                       const struct ctkn_err *why)
+{
+  pthread_mutex_lock(&pp->mu);
+  pp->failed_us = ctkn__api_mono_us();
+  ctkn__err(&pp->failed, why->code,
+            "the log did not take %s while this request waited (%s); "
+            "nothing was appended",
+            what, why->msg);
+  pthread_mutex_unlock(&pp->mu);
+}
+
+/* Whether w's batch found the log failing (a command not appended, for
+ * the log's reason), noted as log_failed(). */
+static void note_batch(struct pipe *pp, const struct wslot *w)
+{
+  for (size_t i = 0; i < w->n; i++) {
+    if (w->rcs[i] == CTKN_EKAFKA || w->rcs[i] == CTKN_ETIMEOUT) {
+      log_failed(pp, "a write queued ahead of it", &w->errs[i]);
+      return;
+    }
+  }
+}
 
 static void answer_all(struct wslot *w)
 {
@@ -271,6 +301,7 @@ static void *settler_main(void *arg)
     struct wslot *w = CTKN__CONTAINER_OF(node, struct wslot, qnode);
     ctkn_ledger_settle(pp->l, w->pending);
     w->pending = NULL;
+    note_batch(pp, w);
     answer_all(w);
     ctkn__queue_push(&pp->free, &w->qnode);
     pthread_mutex_lock(&pp->mu);
@@ -317,6 +348,7 @@ static bool pipe_start(struct pipe *pp, ctkn_ledger *l)
 
   memset(pp, 0, sizeof(*pp));
   pp->l = l;
+  pp->failed_us = INT64_MIN;
   pthread_mutex_init(&pp->mu, NULL);
   pthread_cond_init(&pp->cv, NULL);
   if (ctkn__queue_init(&pp->free) != CTKN_OK ||
@@ -358,6 +390,7 @@ static void run_batch(struct pipe *pp, struct wslot *w)
   } else {
     drain(pp);
     ctkn_ledger_execute_batch(l, w->cmds, w->n, w->outs, w->rcs, w->errs);
+    note_batch(pp, w);
   }
   answer_all(w);
   ctkn__queue_push(&pp->free, &w->qnode);
@@ -375,36 +408,37 @@ static void refuse_batch(struct req **batch, size_t n,
 }
 
 /* A signing replica's heartbeat (trust.h: staleness); a failure is
- * logged and the next one tried. false when the log did not take it:
- * why says so, for the writes that waited on it. */
-static bool heartbeat(ctkn_ledger *l, struct ctkn_err *why)
+ * logged and the next one tried. When the log did not take it, the
+ * writes waiting are told (log_failed()). */
+static void heartbeat(struct pipe *pp)
 {
   struct ctkn_err err = {0};
-  int rc = ctkn_ledger_heartbeat(l, &err);
+  int rc = ctkn_ledger_heartbeat(pp->l, &err);
 
   if (rc == CTKN_OK)
-    return true;
+    return;
   ctkn__diag(CTKN_DIAG_WARN, "trust", "heartbeat not appended: %s", err.msg);
-  if (rc != CTKN_EKAFKA && rc != CTKN_ETIMEOUT)
-    return true; /* not the log's: each write finds out for itself */
-  ctkn__err(why, rc,
-            "the log did not take this server's heartbeat while this request "
-            "waited (%s); nothing was appended",
-            err.msg);
-  return false;
+  if (rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT)
+    log_failed(pp, "this server's heartbeat", &err);
 }
 
-/* Refuse the writes in w queued before a failed heartbeat ended at
- * failed_us: each has waited out the log's timeout once already, and its
- * own append would wait it again. The rest stay in w, in order. */
-static void refuse_waited(struct wslot *w, int64_t failed_us,
-                          const struct ctkn_err *why)
+/* Refuse the writes in w queued before the log last failed a write:
+ * each has waited out the log's timeout once already, and its own append
+ * would wait it again. The rest stay in w, in order. */
+static void refuse_waited(struct pipe *pp, struct wslot *w)
 {
+  struct ctkn_err why;
   size_t kept = 0;
 
+  pthread_mutex_lock(&pp->mu);
+  int64_t failed_us = pp->failed_us;
+  why = pp->failed;
+  pthread_mutex_unlock(&pp->mu);
+  if (failed_us == INT64_MIN)
+    return;
   for (size_t i = 0; i < w->n; i++) {
     if (w->batch[i]->queued_us <= failed_us)
-      refuse_batch(&w->batch[i], 1, why);
+      refuse_batch(&w->batch[i], 1, &why);
     else
       w->batch[kept++] = w->batch[i];
   }
@@ -430,8 +464,6 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
     why = &nomem;
   }
   int64_t beat_at = ctkn__now_ms(); /* the first at once: readers wait */
-  int64_t beat_failed_us = INT64_MIN;
-  struct ctkn_err beat_err = {0};
   while (ctkn__queue_pop(&pp.free, &slot, 1, -1) == 1) {
     struct wslot *w = CTKN__CONTAINER_OF(slot, struct wslot, qnode);
     int wait = -1;
@@ -442,8 +474,7 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
     size_t n = ctkn__queue_pop(&s->cmdq, nodes, CTKN__API_BATCH_MAX, wait);
     if (wait >= 0 && ctkn__now_ms() >= beat_at) {
       drain(&pp); /* the heartbeat's signer and projector are ours */
-      if (!heartbeat(l, &beat_err))
-        beat_failed_us = ctkn__api_mono_us();
+      heartbeat(&pp);
       beat_at = ctkn__now_ms() + s->cfg->heartbeat_ms;
     }
     if (n == 0) {
@@ -455,8 +486,7 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
     w->n = n;
     for (size_t i = 0; i < n; i++)
       w->batch[i] = CTKN__CONTAINER_OF(nodes[i], struct req, qnode);
-    if (l != NULL && beat_failed_us != INT64_MIN)
-      refuse_waited(w, beat_failed_us, &beat_err);
+    refuse_waited(&pp, w);
     if (w->n == 0) {
       ctkn__queue_push(&pp.free, &w->qnode);
     } else if (l == NULL) {

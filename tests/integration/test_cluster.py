@@ -446,10 +446,89 @@ def test_64_writers_through_a_broker_restart():
         env.close()
 
 
+def test_posts_while_every_broker_is_frozen_fail_within_the_timeout():
+    """A signing `ctkn serve` whose brokers all stop answering (SIGSTOP):
+    its command thread is then mostly inside a heartbeat that cannot be
+    appended, and each write queued meanwhile used to wait that out and
+    then its own append, about twice --timeout (17 s against 10). Now a
+    write that waited on a write the log failed is refused at once: every
+    POST is answered 503 within --timeout and the margin, and the server
+    takes writes again once the brokers are back."""
+    env = ClusterEnv(name="frozen")
+    pub, wkey = trust_for(env)
+    srv = Server(env, name="api", args=("--trust-root", pub, "--writer-key",
+                                        wkey, "--timeout", str(TIMEOUT),
+                                        "--heartbeat", "0.5"))
+    pids = [node_pid(n) for n in range(1, NODES + 1)]
+    answers = []
+    lock = threading.Lock()
+
+    def client(j):
+        import http.client
+        start = time.monotonic()
+        try:
+            c = srv.connection(timeout=HARD)
+            c.request("POST", "/client-tokens",
+                      body=json.dumps({"name": f"frozen-{j}"}),
+                      headers={"Authorization":
+                               f"Bearer {srv.keys['writer']}",
+                               "Content-Type": "application/json"})
+            r = c.getresponse()
+            got = (r.status, r.read().decode("utf-8", "replace"))
+            c.close()
+        except (OSError, http.client.HTTPException) as e:
+            got = (None, repr(e))
+        with lock:
+            answers.append((j, got[0], got[1], time.monotonic() - start))
+
+    try:
+        r = srv.request("POST", "/client-tokens", {"name": "before"})
+        check(r.status == 201, f"before the freeze: {r}")
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            # A heartbeat is under way by now, and cannot be appended.
+            time.sleep(1.5)
+            threads = [threading.Thread(target=client, args=(j,))
+                       for j in range(8)]
+            for t in threads:
+                t.start()
+                time.sleep(0.3)
+            for t in threads:
+                t.join(timeout=HARD)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        for j, status, body, took in sorted(answers):
+            check(status == 503, f"frozen-{j}: {status} {body}")
+            e = json.loads(body)["error"]
+            check(e["code"] == "service_unavailable" and e["detail"],
+                  f"frozen-{j}: {body}")
+            check(took <= BOUND, f"frozen-{j} answered after {took:.1f}s, "
+                  f"beyond --timeout {TIMEOUT}: {body}")
+        refused = sum(1 for a in answers if "while this request waited"
+                      in a[2])
+        check(refused > 0, f"no write was refused for waiting: {answers}")
+        deadline = time.monotonic() + 60
+        while True:
+            r = srv.request("POST", "/client-tokens", {"name": "after"})
+            if r.status == 201 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        check(r.status == 201, f"after the thaw: {r}")
+        print(f"   8 POSTs while frozen: 503 within "
+              f"{max(a[3] for a in answers):.1f}s (--timeout {TIMEOUT}), "
+              f"{refused} refused for waiting on a failed write")
+    finally:
+        srv.stop(check_exit=False)
+        env.close()
+
+
 if __name__ == "__main__":
     for v in ("CTKN_KAFKA_STATE", "CTKN_KAFKA_PORT"):
         if v not in os.environ:
             raise SystemExit(f"{v} is not set (run through ctest -L cluster)")
     main([test_init_waits_for_every_broker,
           test_brokers_killed_and_restarted_under_load,
-          test_64_writers_through_a_broker_restart])
+          test_64_writers_through_a_broker_restart,
+          test_posts_while_every_broker_is_frozen_fail_within_the_timeout])

@@ -2982,6 +2982,74 @@ static void *commands_main(void *arg)
   return NULL;
 }
 
+static bool wait_ready(struct req *r)
+{
+  for (int i = 0; i < 5000; i++) {
+    if (__atomic_load_n(&r->ready, __ATOMIC_SEQ_CST))
+      return true;
+    usleep(1000);
+  }
+  return false;
+}
+
+struct behind_probe {
+  struct cfx *c;
+  struct req *behind; /* queued while the first write was being sent */
+};
+
+/* Inside the first produce: a create arrives meanwhile. */
+static void queue_behind(void *arg)
+{
+  struct behind_probe *p = arg;
+
+  if (p->behind == NULL)
+    p->behind =
+        call(&p->c->f, "POST", "/client-tokens", "{\"name\":\"behind\"}",
+             "Authorization", auth_writer, NULL);
+}
+
+/* A write queued while the log failed the write ahead of it is refused
+ * at once, nothing appended: it has waited the log's timeout once, and
+ * its own append would wait that long again (under an outage, each
+ * queued request waited about twice --timeout). A write queued after
+ * the failure is tried. */
+static void test_a_write_queued_behind_a_failed_one_is_refused(void **st)
+{
+  struct cfx *c = *st;
+  struct behind_probe probe = {.c = c};
+  pthread_t t;
+
+  fake_log_fail_sends(c->t.log, 1, CTKN_ETIMEOUT, false);
+  fake_log_on_send(c->t.log, queue_behind, &probe);
+  assert_int_equal(pthread_create(&t, NULL, commands_main, c), 0);
+  /* A keyed create: run on the command thread itself. */
+  struct req *first =
+      call(&c->f, "POST", "/client-tokens", "{\"name\":\"first\"}",
+           "Authorization", auth_writer, "Idempotency-Key", "k-1", NULL);
+  assert_true(wait_ready(first));
+  for (int i = 0; i < 5000 && probe.behind == NULL; i++)
+    usleep(1000);
+  assert_non_null(probe.behind);
+  assert_true(wait_ready(probe.behind));
+  fake_log_on_send(c->t.log, NULL, NULL);
+  struct req *after =
+      call(&c->f, "POST", "/client-tokens", "{\"name\":\"after\"}",
+           "Authorization", auth_writer, NULL);
+  assert_true(wait_ready(after));
+  ctkn__queue_close(&c->s->cmdq);
+  pthread_join(t, NULL);
+  check_error(&c->f, first, 503, "service_unavailable", NULL);
+  assert_int_equal(probe.behind->retry_after, 1);
+  check_detail(&c->f, probe.behind, 503, "service_unavailable", NULL,
+               "the log did not take a write queued ahead of it while this "
+               "request waited");
+  assert_int_equal(after->status, 201);
+  done(&c->f, after);
+  assert_int_equal(produced(c), 1); /* "after" alone */
+  ctkn__queue_destroy(&c->s->cmdq);
+  assert_int_equal(ctkn__queue_init(&c->s->cmdq), CTKN_OK);
+}
+
 struct pipe_probe {
   struct cfx *c;
   struct req *first;
@@ -3004,16 +3072,6 @@ static void pipe_on_send(void *arg)
     p->first_ready_then = __atomic_load_n(&p->first->ready, __ATOMIC_SEQ_CST);
     fake_log_hold_polls(p->c->t.log, false);
   }
-}
-
-static bool wait_ready(struct req *r)
-{
-  for (int i = 0; i < 5000; i++) {
-    if (__atomic_load_n(&r->ready, __ATOMIC_SEQ_CST))
-      return true;
-    usleep(1000);
-  }
-  return false;
 }
 
 /* Creates without an idempotency key read nothing, so a batch of them is
@@ -3195,6 +3253,7 @@ int main(void)
       C(test_an_unacknowledged_write_is_503_retryable),
       C(test_no_write_is_appended_after_the_projection_stops),
       C(test_a_write_that_waited_on_a_failed_heartbeat_is_refused),
+      C(test_a_write_queued_behind_a_failed_one_is_refused),
       C(test_writes_queued_together_run_as_one_batch),
       C(test_creates_are_appended_while_the_last_batch_settles),
       C(test_one_key_queued_twice_appends_once),
