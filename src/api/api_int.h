@@ -374,6 +374,24 @@ void ctkn__api_wake(struct req *r);
  * is closing, answer it at once (503, Retry-After: 1). */
 void ctkn__api_enqueue(struct server *s, struct ctkn__queue *q, struct req *r);
 
+/* When the log fails a write (not taken within the timeout, or refused),
+ * the writes queued behind it have waited that long once: they are
+ * refused, nothing appended, rather than sent to wait it again. An
+ * outage says since when and why; each writing thread keeps its own. */
+struct ctkn__api_outage {
+  int64_t failed_us; /* mono_us of the last failure; INT64_MIN: none */
+  struct ctkn_err why;
+};
+void ctkn__api_outage_init(struct ctkn__api_outage *o);
+/* Note that the log did not take what (a phrase: "the heartbeat"), for
+ * cause, when cause is the log's (CTKN_EKAFKA, CTKN_ETIMEOUT); true
+ * then. */
+bool ctkn__api_outage_note(struct ctkn__api_outage *o, const char *what,
+                           const struct ctkn_err *cause);
+/* Whether r was queued before o's failure: then it is answered (503,
+ * Retry-After: 1) but not woken, and must not run. */
+bool ctkn__api_outage_refuses(const struct ctkn__api_outage *o, struct req *r);
+
 /* Answers: an error, a code with a formatted message, an invalid field,
  * and a query's outcome (takes ownership of json). */
 void ctkn__api_answer_err(struct req *r, const struct ctkn_err *err);
@@ -514,8 +532,10 @@ void ctkn__api_keys_read(struct server *s, struct req *r);
 bool ctkn__api_keys_begin(struct server *s, struct req *r);
 /* POST, PATCH, rotations: parse, then queue for the settings thread. */
 void ctkn__api_keys_write(struct server *s, struct req *r);
-/* On the settings thread: run r->kcmd (keycmd.h) and answer. */
-void ctkn__api_keys_answer(struct server *s, struct req *r);
+/* On the settings thread: run r->kcmd (keycmd.h) and answer; returns
+ * what it ran into, detailed in err. */
+int ctkn__api_keys_answer(struct server *s, struct req *r,
+                          struct ctkn_err *err);
 int ctkn__api_used_start(struct server *s, struct ctkn_err *err);
 /* Appends what is queued, then ends the thread. */
 void ctkn__api_used_stop(struct server *s);

@@ -509,23 +509,23 @@ void ctkn__api_keys_write(struct server *s, struct req *r)
   ctkn__api_enqueue(s, &s->setq, r);
 }
 
-void ctkn__api_keys_answer(struct server *s, struct req *r)
+int ctkn__api_keys_answer(struct server *s, struct req *r, struct ctkn_err *err)
 {
   struct ctkn_keycmd_trust trust = {s->cfg->trust_root, s->cfg->writer_key};
   struct ctkn_keycmd_outcome *o = malloc(sizeof(*o));
-  struct ctkn_err err = {0};
   int rc;
 
   if (o == NULL) {
-    ctkn__api_answer_code(r, CTKN_ENOMEM, "out of memory");
-    return;
+    rc = ctkn__err(err, CTKN_ENOMEM, "out of memory");
+    ctkn__api_answer_err(r, err);
+    return rc;
   }
   rc = ctkn_keycmd_execute(s->st, s->cfg->log, &trust, s->cfg->env, r->kcmd, o,
-                           &err);
+                           err);
   if (rc != CTKN_OK) {
     if (ctkn_error_http_status(rc) == 503)
       r->retry_after = 1;
-    ctkn__api_answer_err(r, &err);
+    ctkn__api_answer_err(r, err);
   } else {
     free(r->resp);
     r->resp = r->route == R_KEY_ROTATE
@@ -538,4 +538,5 @@ void ctkn__api_keys_answer(struct server *s, struct req *r)
   }
   ctkn_wipe(o->secret, sizeof(o->secret));
   free(o);
+  return rc;
 }

@@ -338,16 +338,16 @@ void ctkn__api_dest_write(struct server *s, struct req *r)
 
 /* ---- the settings thread --------------------------------------------- */
 
-static void answer_setting(struct server *s, struct req *r)
+static int answer_setting(struct server *s, struct req *r, struct ctkn_err *err)
 {
   struct ctkn_dest_outcome *o = malloc(sizeof(*o));
   bool add = r->dcmd->kind == CTKN_DEST_ADD;
-  struct ctkn_err err = {0};
   int rc;
 
   if (o == NULL) {
-    ctkn__api_answer_code(r, CTKN_ENOMEM, "out of memory");
-    return;
+    rc = ctkn__err(err, CTKN_ENOMEM, "out of memory");
+    ctkn__api_answer_err(r, err);
+    return rc;
   }
   struct ctkn_dest_policy policy = {.env = s->cfg->env,
                                     .allow = s->cfg->allow_destination,
@@ -357,10 +357,10 @@ static void answer_setting(struct server *s, struct req *r)
                                     .trust_root = s->cfg->trust_root,
                                     .writer_key = s->cfg->writer_key};
   rc = ctkn_settings_execute(s->st, s->cfg->log, add ? s->key : NULL, r->dcmd,
-                             &policy, o, &err);
+                             &policy, o, err);
   if (rc != CTKN_OK) {
     r->retry_after = ctkn__api_retry_after(rc);
-    ctkn__api_answer_err(r, &err);
+    ctkn__api_answer_err(r, err);
   } else if (r->dcmd->kind == CTKN_DEST_REMOVE) {
     free(r->resp);
     r->resp = NULL;
@@ -377,18 +377,29 @@ static void answer_setting(struct server *s, struct req *r)
   }
   ctkn_wipe(o->secret, sizeof(o->secret));
   free(o);
+  return rc;
 }
 
+/* One write at a time: a write queued while the log failed the one
+ * before it is refused (ctkn__api_outage_refuses()), so that N writes
+ * queued in an outage do not take N timeouts. */
 void ctkn__api_settings_serve(struct server *s)
 {
   struct ctkn__qnode *node;
+  struct ctkn__api_outage outage;
 
+  ctkn__api_outage_init(&outage);
   while (ctkn__queue_pop(&s->setq, &node, 1, -1) == 1) {
     struct req *r = CTKN__CONTAINER_OF(node, struct req, qnode);
-    if (r->kcmd != NULL)
-      ctkn__api_keys_answer(s, r);
-    else
-      answer_setting(s, r);
+    struct ctkn_err err = {0};
+    if (!ctkn__api_outage_refuses(&outage, r)) {
+      if (r->kcmd != NULL)
+        ctkn__api_keys_answer(s, r, &err);
+      else
+        answer_setting(s, r, &err);
+      ctkn__api_outage_note(&outage, "a settings write queued ahead of it",
+                            &err);
+    }
     ctkn__api_wake(r);
   }
 }

@@ -291,6 +291,34 @@ void ctkn__api_enqueue(struct server *s, struct ctkn__queue *q, struct req *r)
   }
 }
 
+void ctkn__api_outage_init(struct ctkn__api_outage *o)
+{
+  memset(o, 0, sizeof(*o));
+  o->failed_us = INT64_MIN;
+}
+
+bool ctkn__api_outage_note(struct ctkn__api_outage *o, const char *what,
+                           const struct ctkn_err *cause)
+{
+  if (cause->code != CTKN_EKAFKA && cause->code != CTKN_ETIMEOUT)
+    return false;
+  o->failed_us = ctkn__api_mono_us();
+  ctkn__err(&o->why, cause->code,
+            "the log did not take %s while this request waited (%s); "
+            "nothing was appended",
+            what, cause->msg);
+  return true;
+}
+
+bool ctkn__api_outage_refuses(const struct ctkn__api_outage *o, struct req *r)
+{
+  if (o->failed_us == INT64_MIN || r->queued_us > o->failed_us)
+    return false;
+  r->retry_after = ctkn__api_retry_after(o->why.code);
+  ctkn__api_answer_err(r, &o->why);
+  return true;
+}
+
 /* ---- routing ---------------------------------------------------------- */
 
 static bool is_get(const char *method)

@@ -253,27 +253,22 @@ struct pipe {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   size_t unsettled; /* submitted, not yet answered */
-  /* The last time the log failed a write (a batch's or the heartbeat's)
-   * and why: the writes queued before it are refused (refuse_waited()). */
-  int64_t failed_us;
-  struct ctkn_err failed;
+  /* The last write the log failed (a batch's or the heartbeat's), under
+   * mu: the settling thread notes its batches' failures. */
+  struct ctkn__api_outage outage;
 };
 
-/* The log failed what, for why.msg: note it for the writes waiting. */
+/* The log did not take what, for why: noted for the writes waiting. */
 static void log_failed(struct pipe *pp, const char *what,
                        const struct ctkn_err *why)
 {
   pthread_mutex_lock(&pp->mu);
-  pp->failed_us = ctkn__api_mono_us();
-  ctkn__err(&pp->failed, why->code,
-            "the log did not take %s while this request waited (%s); "
-            "nothing was appended",
-            what, why->msg);
+  ctkn__api_outage_note(&pp->outage, what, why);
   pthread_mutex_unlock(&pp->mu);
 }
 
-/* Whether w's batch found the log failing (a command not appended, for
- * the log's reason), noted as log_failed(). */
+/* Whether w's batch found the log failing: its first command not
+ * appended for the log's reason, noted as log_failed(). */
 static void note_batch(struct pipe *pp, const struct wslot *w)
 {
   for (size_t i = 0; i < w->n; i++) {
@@ -348,7 +343,7 @@ static bool pipe_start(struct pipe *pp, ctkn_ledger *l)
 
   memset(pp, 0, sizeof(*pp));
   pp->l = l;
-  pp->failed_us = INT64_MIN;
+  ctkn__api_outage_init(&pp->outage);
   pthread_mutex_init(&pp->mu, NULL);
   pthread_cond_init(&pp->cv, NULL);
   if (ctkn__queue_init(&pp->free) != CTKN_OK ||
@@ -418,27 +413,22 @@ static void heartbeat(struct pipe *pp)
   if (rc == CTKN_OK)
     return;
   ctkn__diag(CTKN_DIAG_WARN, "trust", "heartbeat not appended: %s", err.msg);
-  if (rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT)
-    log_failed(pp, "this server's heartbeat", &err);
+  log_failed(pp, "this server's heartbeat", &err);
 }
 
-/* Refuse the writes in w queued before the log last failed a write:
- * each has waited out the log's timeout once already, and its own append
- * would wait it again. The rest stay in w, in order. */
+/* Refuse the writes in w queued before the log last failed a write
+ * (ctkn__api_outage_refuses()). The rest stay in w, in order. */
 static void refuse_waited(struct pipe *pp, struct wslot *w)
 {
-  struct ctkn_err why;
+  struct ctkn__api_outage o;
   size_t kept = 0;
 
   pthread_mutex_lock(&pp->mu);
-  int64_t failed_us = pp->failed_us;
-  why = pp->failed;
+  o = pp->outage;
   pthread_mutex_unlock(&pp->mu);
-  if (failed_us == INT64_MIN)
-    return;
   for (size_t i = 0; i < w->n; i++) {
-    if (w->batch[i]->queued_us <= failed_us)
-      refuse_batch(&w->batch[i], 1, &why);
+    if (ctkn__api_outage_refuses(&o, w->batch[i]))
+      ctkn__api_wake(w->batch[i]);
     else
       w->batch[kept++] = w->batch[i];
   }
