@@ -214,23 +214,12 @@ out:
 /* ---- the notifier's side ------------------------------------------------ */
 
 struct queue_scan {
+  const struct notifier *nf;
   char (*ids)[CTKN_NTF_ID_BUF];
   size_t n, cap;
+  const char *from;           /* resume after this ID ("" from the start) */
+  char last[CTKN_NTF_ID_BUF]; /* the last ID the walk looked at */
 };
-
-static int queue_one(void *arg, const void *key, size_t klen, const void *val,
-                     size_t vlen)
-{
-  struct queue_scan *q = arg;
-  (void)val;
-  (void)vlen;
-
-  if (klen != CTKN_NTF_ID_LEN || q->n == q->cap)
-    return 0;
-  memcpy(q->ids[q->n], key, CTKN_NTF_ID_LEN);
-  q->ids[q->n++][CTKN_NTF_ID_LEN] = '\0';
-  return 0;
-}
 
 static bool have_replay(const struct notifier *nf, const char *id)
 {
@@ -239,6 +228,33 @@ static bool have_replay(const struct notifier *nf, const char *id)
       return true;
   }
   return false;
+}
+
+/* Collect queued IDs this notifier does not hold yet, up to cap; the ones
+ * it holds already (waiting for a retry, or for a destination that no
+ * longer takes them) must not fill the scan, or a few dozen stuck replays
+ * would keep every later one from ever being picked up. */
+static int queue_one(void *arg, const void *key, size_t klen, const void *val,
+                     size_t vlen)
+{
+  struct queue_scan *q = arg;
+  char id[CTKN_NTF_ID_BUF];
+  (void)val;
+  (void)vlen;
+
+  if (klen != CTKN_NTF_ID_LEN)
+    return 0;
+  if (q->from[0] != '\0' && memcmp(key, q->from, CTKN_NTF_ID_LEN) == 0)
+    return 0;
+  if (q->n == q->cap)
+    return 1; /* full: the next walk resumes after q->last */
+  memcpy(id, key, CTKN_NTF_ID_LEN);
+  id[CTKN_NTF_ID_LEN] = '\0';
+  memcpy(q->last, id, sizeof(q->last));
+  if (have_replay(q->nf, id))
+    return 0;
+  memcpy(q->ids[q->n++], id, sizeof(id));
+  return 0;
 }
 
 /* Add the queued replay id to the notifier's replays, unless it is there
@@ -261,6 +277,10 @@ static int take_replay(struct notifier *nf, ctkn_store_txn *txn, const char *id,
   } else if (ctkn_delivery_get(txn, id, &n, NULL) != CTKN_OK) {
     return CTKN_OK;
   }
+  /* A destination removed or paused takes nothing: it stays queued (a
+   * resumed one gets it on a later scan) without filling the scan. */
+  if (ctkn__ntf_sendable(nf, n.dest) == NULL)
+    return CTKN_OK;
   if (CTKN_NTF_IS_AKEY(&n)) {
     /* An API key's event: the holder of AKEY_HOLDER sends it. */
     struct ctkn_settings_akey_event ae;
@@ -288,10 +308,12 @@ static int take_replay(struct notifier *nf, ctkn_store_txn *txn, const char *id,
 
 int ctkn__ntf_load_replays(struct notifier *nf, struct ctkn_err *err)
 {
-  char ids[REPLAYS_PER_SCAN][CTKN_NTF_ID_BUF];
-  struct queue_scan q = {ids, 0, REPLAYS_PER_SCAN};
+  char ids[REPLAYS_PER_SCAN][CTKN_NTF_ID_BUF], from[CTKN_NTF_ID_BUF] = "";
+  struct queue_scan q = {nf, ids, 0, REPLAYS_PER_SCAN, from, ""};
   ctkn_store_txn *txn;
   struct ctkn_event *ev;
+  size_t added = 0;
+  int64_t now = ctkn_now_us();
   int rc;
 
   /* A settled replay leaves the queue in the write that records it. */
@@ -303,10 +325,31 @@ int ctkn__ntf_load_replays(struct notifier *nf, struct ctkn_err *err)
     free(ev);
     return rc;
   }
-  rc =
-      ctkn_store_kv_walk(txn, CTKN_TABLE_QUEUE, NULL, 0, 0, queue_one, &q, err);
-  for (size_t i = 0; rc == CTKN_OK && i < q.n; i++)
-    rc = take_replay(nf, txn, ids[i], ev, err);
+  /* Page through the queue until REPLAYS_PER_SCAN new replays are taken
+   * or it ends: queued replays this notifier cannot take (another
+   * notifier's partition) must not hide the ones it can. */
+  for (;;) {
+    bool full;
+    q.n = 0;
+    rc = ctkn_store_kv_walk(txn, CTKN_TABLE_QUEUE, from, strlen(from), 0,
+                            queue_one, &q, err);
+    full = rc == 1;
+    if (full)
+      rc = CTKN_OK;
+    for (size_t i = 0; rc == CTKN_OK && i < q.n; i++) {
+      size_t before = ntf_nreplays(nf);
+      rc = take_replay(nf, txn, ids[i], ev, err);
+      /* Only what is due now counts: a replay waiting for its retry is
+       * held, and must not keep the ones behind it from being taken. */
+      if (rc == CTKN_OK && ntf_nreplays(nf) > before) {
+        const struct ntf_entry *e = ntf_replays(nf)[before];
+        added += e->n.status == CTKN_NTF_NOT_ATTEMPTED || e->n.retry_at <= now;
+      }
+    }
+    if (rc != CTKN_OK || !full || added >= REPLAYS_PER_SCAN)
+      break;
+    memcpy(from, q.last, sizeof(from));
+  }
   ctkn_store_abort(txn);
   free(ev);
   return rc;

@@ -695,6 +695,42 @@ def test_max_age_fails_then_replay():
         env.close()
 
 
+def test_stuck_replays_do_not_starve_the_queue():
+    """More than a scan's worth (64) of queued replays that cannot be sent
+    (their destination was removed) must not keep a later replay to a live
+    destination from ever being sent."""
+    env = NEnv("nstarve", partitions=1)
+    rx = Receiver()
+    try:
+        gone, _ = env.add_dest(rx.url("/gone"), CREATED)
+        env.add_dest(rx.url("/live"), CREATED)
+        workload(env, 66, update=False, revoke=False)
+        stats = env.notify("--window", "64", *FAST)
+        check(stats["delivered"] == 132, f"first run: {stats}")
+        env.ok("destination", "remove", gone)
+        dead = env.ntf("list", "--destination", gone)
+        live = env.ntf("list", "--destination",
+                       [d for d in env.secrets if d != gone][0])
+        check(len(dead) == 66 and len(live) == 66, "notifications")
+        for n in dead:
+            r = env.ctkn("notification", "replay", n["id"], db=env.ndb)
+            check(r.rc == 0, f"replay: {r}")
+        r = env.ctkn("notification", "replay", live[0]["id"], db=env.ndb)
+        check(r.rc == 0, f"replay: {r}")
+        new = r.json["data"]["notification_id"]
+        before = len(rx.requests("/live"))
+        sent_gone = len(rx.requests("/gone"))
+        stats = env.notify(*FAST)
+        check(stats["replayed"] == 1, f"the live replay was not sent: {stats}")
+        later = rx.requests("/live")[before:]
+        check(len(later) == 1 and later[0].json["notification_id"] == new,
+              f"after replay: {later}")
+        check(rx.requests("/gone")[sent_gone:] == [], "sent to a removed one")
+    finally:
+        rx.close()
+        env.close()
+
+
 # --- 8. bad destination input appends nothing ----------------------------------
 
 
@@ -1136,6 +1172,7 @@ if __name__ == "__main__":
           test_paused_destination_catches_up,
           test_hanging_destination_does_not_slow_others,
           test_max_age_fails_then_replay,
+          test_stuck_replays_do_not_starve_the_queue,
           test_bad_destination_input_appends_nothing,
           test_unsafe_destinations_refused_at_creation,
           test_at_most_ten_active_destinations,
