@@ -199,15 +199,24 @@ static int64_t part_meta(struct notifier *nf, int32_t p,
   size_t len = 2;
 
   memcpy(meta, "v1", 3);
-  for (size_t i = 0; i < ntf_nlanes(nf); i++) {
-    struct ntf_lane *l = ntf_lanes(nf)[i];
-    if (l->akey ? p != AKEY_HOLDER : l->partition != p)
-      continue;
-    if (!l->akey && l->cursor < low)
-      low = l->cursor;
-    if (len + 2 + CTKN_ULID_LEN + 22 < META_MAX)
-      len += (size_t)snprintf(meta + len, META_MAX + 32 - len, ";%s%s=%" PRId64,
-                              l->akey ? "@" : "", l->dest + 7, l->cursor);
+  /* The lanes of destinations that can be sent to first: when there are
+   * more lanes than fit, those left out resume from their destination's
+   * start on a takeover, and that must not be an active one behind a
+   * crowd of paused ones. */
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < ntf_nlanes(nf); i++) {
+      struct ntf_lane *l = ntf_lanes(nf)[i];
+      if (l->akey ? p != AKEY_HOLDER : l->partition != p)
+        continue;
+      if ((ctkn__ntf_sendable(nf, l->dest) != NULL) != (pass == 0))
+        continue;
+      if (!l->akey && l->cursor < low)
+        low = l->cursor;
+      if (len + 2 + CTKN_ULID_LEN + 22 < META_MAX)
+        len +=
+            (size_t)snprintf(meta + len, META_MAX + 32 - len, ";%s%s=%" PRId64,
+                             l->akey ? "@" : "", l->dest + 7, l->cursor);
+    }
   }
   return low;
 }

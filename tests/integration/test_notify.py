@@ -731,6 +731,32 @@ def test_stuck_replays_do_not_starve_the_queue():
         env.close()
 
 
+def test_many_paused_destinations_do_not_crowd_out_the_group_cursor():
+    """The group's record of each lane's cursor (Kafka's commit metadata,
+    4000 bytes) holds about 65 destinations. Paused ones must not crowd an
+    active one out of it: a notifier taking the partition over (here, one
+    on a fresh projection) would send it again every notification since
+    its creation."""
+    env = NEnv("ncrowd", partitions=1)
+    rx = Receiver()
+    try:
+        for i in range(72):
+            env.ok("destination", "add", "--url", rx.url(f"/paused{i}"),
+                   "--events", CREATED, "--active", "false",
+                   "--secret-key-file", env.key, *ALLOW_LO)
+        env.add_dest(rx.url("/live"), CREATED)
+        workload(env, 4, update=False, revoke=False)
+        stats = env.notify()
+        check(stats["delivered"] == 4, f"first notifier: {stats}")
+        stats = env.notify(db=env.path("notify-db-2"))
+        check(stats["attempts"] == 0,
+              f"the next holder sent again what was delivered: {stats}")
+        check(len(rx.requests("/live")) == 4, "duplicates")
+    finally:
+        rx.close()
+        env.close()
+
+
 # --- 8. bad destination input appends nothing ----------------------------------
 
 
@@ -1173,6 +1199,7 @@ if __name__ == "__main__":
           test_hanging_destination_does_not_slow_others,
           test_max_age_fails_then_replay,
           test_stuck_replays_do_not_starve_the_queue,
+          test_many_paused_destinations_do_not_crowd_out_the_group_cursor,
           test_bad_destination_input_appends_nothing,
           test_unsafe_destinations_refused_at_creation,
           test_at_most_ten_active_destinations,
