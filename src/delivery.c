@@ -20,6 +20,7 @@
 
 #include "ctkn/codec.h"
 #include "ctkn/delivery.h"
+#include "ctkn/settings.h"
 #include "ctkn/trust.h"
 #include "follow_int.h"
 #include "internal.h"
@@ -637,6 +638,37 @@ int ctkn_delivery_attempts(ctkn_store_txn *txn, const char *id, uint32_t after,
 /* ---- replays ---------------------------------------------------------------
  */
 
+int ctkn_delivery_replayable(ctkn_store_txn *txn,
+                             const struct ctkn_notification *n,
+                             struct ctkn_err *err)
+{
+  struct ctkn_destination d;
+  struct ctkn_err e;
+  int rc;
+
+  if (n->status != CTKN_NTF_DELIVERED && n->status != CTKN_NTF_FAILED)
+    return ctkn__err(err, CTKN_ECANNOTREPLAY,
+                     "notification %s can't be replayed because it's not "
+                     "`delivered` or `failed` (it is %s)",
+                     n->id, ctkn_ntf_status_str(n->status));
+  if (n->replay)
+    return ctkn__err(err, CTKN_EREPLAYORIGIN,
+                     "only notifications with the origin `event` can be "
+                     "replayed: %s is a replay of %s (replay that one)",
+                     n->id, n->replay_of);
+  rc = ctkn_settings_get(txn, n->dest, true, &d, &e);
+  if (rc == CTKN_OK && d.deleted)
+    return ctkn__err(err, CTKN_ECANNOTREPLAY,
+                     "notification %s can't be replayed: its notification "
+                     "setting %s was removed",
+                     n->id, n->dest);
+  if (rc != CTKN_OK && rc != CTKN_ENOTFOUND) {
+    *err = e;
+    return rc;
+  }
+  return CTKN_OK; /* unknown here yet: the notifier judges it */
+}
+
 /* The replay record of the projected notification id, as new_id. */
 static int replay_record(ctkn_store *st, const char *id,
                          struct ctkn_delivery *d, char new_id[CTKN_NTF_ID_BUF],
@@ -649,21 +681,18 @@ static int replay_record(ctkn_store *st, const char *id,
   if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
     return rc;
   rc = ctkn_delivery_get(txn, id, &n, err);
+  if (rc == CTKN_OK)
+    rc = ctkn_delivery_replayable(txn, &n, err);
   ctkn_store_abort(txn);
   if (rc != CTKN_OK)
     return rc;
-  if (n.status != CTKN_NTF_DELIVERED && n.status != CTKN_NTF_FAILED)
-    return ctkn__err(err, CTKN_EBADREQ,
-                     "notification %s is %s; only a delivered or failed one "
-                     "can be replayed",
-                     id, ctkn_ntf_status_str(n.status));
   if ((rc = ctkn_id_generate("ntf_", ctkn_now_us() / 1000, new_id,
                              CTKN_NTF_ID_BUF)) != CTKN_OK)
     return ctkn__err(err, rc, "generating an ID");
   memset(d, 0, sizeof(*d));
   d->type = CTKN_DLV_REPLAY;
   d->n = n;
-  memcpy(d->n.replay_of, n.replay ? n.replay_of : n.id, sizeof(n.replay_of));
+  memcpy(d->n.replay_of, n.id, sizeof(n.replay_of));
   memcpy(d->n.id, new_id, CTKN_NTF_ID_BUF);
   d->n.replay = true;
   d->at = ctkn_now_us();

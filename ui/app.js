@@ -524,9 +524,11 @@
     return el('span', { class: cls + ' ntf-status' }, status);
   }
 
-  /* Paddle replays delivered and failed notifications only. */
+  /* Paddle replays delivered and failed notifications of origin event
+   * only (a replay is not replayed: its original is). */
   function replayable(n) {
-    return perms.destWrite && (n.status === 'delivered' || n.status === 'failed');
+    return perms.destWrite && n.origin === 'event' &&
+      (n.status === 'delivered' || n.status === 'failed');
   }
 
   async function replay(n, after) {

@@ -173,6 +173,17 @@ int ctkn_delivery_attempts(ctkn_store_txn *txn, const char *id, uint32_t after,
 /* ---- replays ------------------------------------------------------------- */
 
 /*
+ * Whether n may be replayed, by Paddle's rules: it is delivered or failed
+ * (else CTKN_ECANNOTREPLAY), of origin event, not a replay itself (else
+ * CTKN_EREPLAYORIGIN), and its destination was not removed (as txn's
+ * settings have it; CTKN_ECANNOTREPLAY), since a removed one never takes
+ * it. Borrows txn and n for the call. Errors: those, and CTKN_ESTORE.
+ */
+int ctkn_delivery_replayable(ctkn_store_txn *txn,
+                             const struct ctkn_notification *n,
+                             struct ctkn_err *err);
+
+/*
  * Ask for a replay of notification id (delivered or failed, as this
  * projection has it): append a notification.replay_requested record for a
  * new notification (new_id, written) of the same event and destination to
@@ -180,7 +191,7 @@ int ctkn_delivery_attempts(ctkn_store_txn *txn, const char *id, uint32_t after,
  * not NULL (one closed writer instance: the record and its checkpoint).
  * The notifier holding the event's partition sends it once it has
  * projected the record. Borrows everything for the call.
- * Errors: those of ctkn_delivery_get(); CTKN_EBADREQ (still pending);
+ * Errors: those of ctkn_delivery_get() and ctkn_delivery_replayable();
  * CTKN_EINVAL (field "writer_key": the keyring does not enable the
  * records' schema); the log's; CTKN_EIO (randomness); CTKN_ENOMEM.
  */

@@ -48,7 +48,11 @@
   X(HEADERSTOOLARGE, -26, "request_header_fields_too_large", 431, 1,           \
     "request header fields too large")                                         \
   X(KAFKADENIED, -27, "kafka_authorization_failed", 503, 1,                    \
-    "kafka authorization failed")
+    "kafka authorization failed")                                              \
+  X(CANNOTREPLAY, -28, "notification_cannot_replay", 400, 1,                   \
+    "notification cannot be replayed")                                         \
+  X(REPLAYORIGIN, -29, "notification_replay_invalid_origin_type", 400, 1,      \
+    "only an event's notification can be replayed")
 
 enum {
   CTKN_OK = 0,

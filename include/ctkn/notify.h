@@ -173,9 +173,10 @@ int ctkn_notification_attempts(ctkn_store_txn *txn, const char *id,
  * Queue a new notification (origin "replay", a new ID written to new_id)
  * with the same event for the same destination as a delivered or failed
  * one; the notifier running on this projection sends it.
- * Errors: those of ctkn_notification_get(); CTKN_EBADREQ (the
- * notification is still pending); CTKN_EIO (randomness failed);
- * CTKN_ESTORE; CTKN_ENOMEM.
+ * Errors: those of ctkn_notification_get() and
+ * ctkn_delivery_replayable() (still pending, itself a replay, or its
+ * destination removed); CTKN_EIO (randomness failed); CTKN_ESTORE;
+ * CTKN_ENOMEM.
  */
 int ctkn_notification_replay(ctkn_store *st, const char *id,
                              char new_id[CTKN_NTF_ID_BUF],

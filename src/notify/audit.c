@@ -162,7 +162,7 @@ int ctkn_notification_payload(ctkn_store_txn *txn,
 /* n, made into a new replay of itself with the ID new_id. */
 static void as_replay(struct ctkn_notification *n, const char *new_id)
 {
-  memcpy(n->replay_of, n->replay ? n->replay_of : n->id, sizeof(n->replay_of));
+  memcpy(n->replay_of, n->id, sizeof(n->replay_of));
   memcpy(n->id, new_id, sizeof(n->id));
   n->replay = true;
   n->status = CTKN_NTF_NOT_ATTEMPTED;
@@ -182,15 +182,9 @@ int ctkn_notification_replay(ctkn_store *st, const char *id,
 
   if ((rc = ctkn_store_begin(st, true, &txn, err)) != CTKN_OK)
     return rc;
-  if ((rc = ctkn_notification_get(txn, id, &n, err)) != CTKN_OK)
+  if ((rc = ctkn_notification_get(txn, id, &n, err)) != CTKN_OK ||
+      (rc = ctkn_delivery_replayable(txn, &n, err)) != CTKN_OK)
     goto out;
-  if (n.status != CTKN_NTF_DELIVERED && n.status != CTKN_NTF_FAILED) {
-    rc = ctkn__err(err, CTKN_EBADREQ,
-                   "notification %s is %s; only a delivered or failed one "
-                   "can be replayed",
-                   id, ctkn_ntf_status_str(n.status));
-    goto out;
-  }
   if ((rc = ctkn_id_generate("ntf_", ctkn_now_us() / 1000, new_id,
                              CTKN_NTF_ID_BUF)) != CTKN_OK) {
     rc = ctkn__err(err, rc, "generating an ID");

@@ -536,6 +536,14 @@ def delivery_rows(b):
                  "'#deliveries-body tr[data-id]')].map(r => r.dataset.id)")
 
 
+def notify(env, dkey):
+    """One `ctkn notify` run: what is due is sent, and it exits."""
+    r = env.ctkn("notify", "--secret-key-file", dkey, "--group",
+                 "g-" + env.topic, "--retry-initial", "60s", *ALLOW_LO,
+                 db=env.path("notify-db"))
+    check(r.rc == 0, f"notify: {r}")
+
+
 def deliveries_setup(srv, env, dkey, hostile_dest, rx):
     """Two destinations on rx and one `ctkn notify` run: a delivered
     notification (/ok) and one that needs a retry (/bad), both answered
@@ -555,10 +563,7 @@ def deliveries_setup(srv, env, dkey, hostile_dest, rx):
         r = srv.request("POST", "/client-tokens", {"name": f"hooked {i}"},
                         key="admin")
         check(r.status == 201, r)
-    r = env.ctkn("notify", "--secret-key-file", dkey, "--group",
-                 "g-" + env.topic, "--retry-initial", "60s", *ALLOW_LO,
-                 db=env.path("notify-db"))
-    check(r.rc == 0, f"notify: {r}")
+    notify(env, dkey)
     check(rx.count == {"/ok": 6, "/bad": 6}, rx.count)
     ids = {}
     for path, want in (("/ok", "delivered"), ("/bad", "needs_retry")):
@@ -583,7 +588,7 @@ def flow_delivery_pages(b, srv):
     b.wait_for(lambda: delivery_rows(b) == want1 + want2, "all on one page")
 
 
-def flow_deliveries(b, srv, shots, ok_id, bad_id):
+def flow_deliveries(b, srv, env, dkey, shots, ok_id, bad_id):
     b.get(srv.url + "/ui/#/deliveries")
     b.wait(f'tr[data-id="{ok_id}"]')
     b.wait(f'tr[data-id="{bad_id}"]')
@@ -646,6 +651,18 @@ def flow_deliveries(b, srv, shots, ok_id, bad_id):
     check(n["origin"] == "replay" and n["type"] == old.json["data"]["type"]
           and n["notification_setting_id"] ==
           old.json["data"]["notification_setting_id"], n)
+    # Delivered, the replay is not replayed again (Paddle: origin event
+    # only): its page offers no Replay, and the API refuses it.
+    notify(env, dkey)
+    wait_until(lambda: srv.request("GET", f"/notifications/{new}",
+                                   key="admin").json["data"]["status"] ==
+               "delivered", 30, "the replay delivered")
+    b.get(srv.url + "/ui/#/deliveries/" + new)
+    b.wait("#ntf-logs tbody tr")
+    check(not b.find_all("#ntf-replay"), "replay offered for a replay")
+    r = srv.request("POST", f"/notifications/{new}/replay", key="admin")
+    check(r.status == 400 and r.json["error"]["code"] ==
+          "notification_replay_invalid_origin_type", r)
     # An error shows Paddle's detail and the request ID.
     b.get(srv.url + "/ui/#/deliveries/ntf_01kbp9s2c0a6r7k2ge1mj1ntf9")
     b.wait("#error-rid")
@@ -805,7 +822,7 @@ def test_browser():
         flow_health(b, srv, shots, 2)
         flow_quarantine(b, srv, env, shots)
         ok_id, bad_id = deliveries_setup(srv, env, dkey, hostile_dest, rx)
-        flow_deliveries(b, srv, shots, ok_id, bad_id)
+        flow_deliveries(b, srv, env, dkey, shots, ok_id, bad_id)
         flow_phone(b, srv, shots, ok_id)
         check_key_kept(b, srv, "admin")
         flow_read_only(b, srv)

@@ -697,8 +697,9 @@ def test_max_age_fails_then_replay():
 
 def test_stuck_replays_do_not_starve_the_queue():
     """More than a scan's worth (64) of queued replays that cannot be sent
-    (their destination was removed) must not keep a later replay to a live
-    destination from ever being sent."""
+    (their destination was removed after they were queued: a replay asked
+    for once it is removed is refused) must not keep a later replay to a
+    live destination from ever being sent."""
     env = NEnv("nstarve", partitions=1)
     rx = Receiver()
     try:
@@ -707,7 +708,6 @@ def test_stuck_replays_do_not_starve_the_queue():
         workload(env, 66, update=False, revoke=False)
         stats = env.notify("--window", "64", *FAST)
         check(stats["delivered"] == 132, f"first run: {stats}")
-        env.ok("destination", "remove", gone)
         dead = env.ntf("list", "--destination", gone)
         live = env.ntf("list", "--destination",
                        [d for d in env.secrets if d != gone][0])
@@ -715,6 +715,13 @@ def test_stuck_replays_do_not_starve_the_queue():
         for n in dead:
             r = env.ctkn("notification", "replay", n["id"], db=env.ndb)
             check(r.rc == 0, f"replay: {r}")
+        env.ok("destination", "remove", gone)
+        # A run learns of the removal; the queued replays stay unsent.
+        stats = env.notify(*FAST)
+        check(stats["replayed"] == 0, f"sent to a removed one: {stats}")
+        r = env.ctkn("notification", "replay", dead[0]["id"], db=env.ndb)
+        check(r.rc == 1 and r.error["code"] == "notification_cannot_replay"
+              and "was removed" in r.error["detail"], f"replay: {r}")
         r = env.ctkn("notification", "replay", live[0]["id"], db=env.ndb)
         check(r.rc == 0, f"replay: {r}")
         new = r.json["data"]["notification_id"]

@@ -1126,13 +1126,53 @@ static void test_replay_queues_a_new_notification(void **state)
   assert_int_equal(count, 0);
   ctkn_store_abort(t);
 
-  /* A replay of a failed replay still names the first original. */
+  /* As in Paddle, a replay is not replayed (its original is), even once
+   * it failed: 400 notification_replay_invalid_origin_type. */
   r.status = CTKN_NTF_FAILED;
   put_ntf(f, &r);
   assert_int_equal(ctkn_notification_replay(f->st, new_id, second, &err),
+                   CTKN_EREPLAYORIGIN);
+  assert_contains(err.msg, orig.id);
+  assert_string_equal(ctkn_error_code(CTKN_EREPLAYORIGIN),
+                      "notification_replay_invalid_origin_type");
+  assert_int_equal(ctkn_notification_replay(f->st, orig.id, second, &err),
                    CTKN_OK);
-  assert_string_not_equal(second, new_id);
   assert_string_equal(get_ntf(f, second).replay_of, orig.id);
+}
+
+/* A notification whose destination was removed would stay queued for
+ * good (no notifier sends to a removed destination): its replay is
+ * refused, naming the destination. One still there, or one this
+ * projection does not know, is replayed. */
+static void
+test_replay_refuses_a_removed_destinations_notifications(void **state)
+{
+  struct fx *f = *state;
+  struct ctkn_setting_event *a = plan_add(NULL, 0, T0);
+  struct ctkn_setting_event *rm =
+      plan_change(&a->data, CTKN_DEST_REMOVE, NULL, T0 + 3000);
+  struct enc ea = encode(a), erm = encode(rm);
+  struct ctkn_log_msg m[2] = {msg_enc(0, 0, ea), msg_enc(0, 1, erm)};
+  struct ctkn_notification n;
+  char new_id[CTKN_NTF_ID_BUF];
+  struct ctkn_err err = {0};
+
+  project(f, m, 1);
+  sample_ntf(&n);
+  strcpy(n.dest, a->data.id);
+  n.status = CTKN_NTF_DELIVERED;
+  put_ntf(f, &n);
+  assert_int_equal(ctkn_notification_replay(f->st, n.id, new_id, &err),
+                   CTKN_OK);
+  project(f, m + 1, 1);
+  assert_int_equal(ctkn_notification_replay(f->st, n.id, new_id, &err),
+                   CTKN_ECANNOTREPLAY);
+  assert_contains(err.msg, a->data.id);
+  assert_contains(err.msg, "was removed");
+  free(ea.buf);
+  free(erm.buf);
+  free(a);
+  free(rm);
 }
 
 static void test_replay_refuses_pending_and_unknown(void **state)
@@ -1147,12 +1187,15 @@ static void test_replay_refuses_pending_and_unknown(void **state)
   sample_ntf(&n); /* needs_retry */
   put_ntf(f, &n);
   assert_int_equal(ctkn_notification_replay(f->st, n.id, new_id, &err),
-                   CTKN_EBADREQ);
+                   CTKN_ECANNOTREPLAY);
   assert_contains(err.msg, "needs_retry");
+  assert_string_equal(ctkn_error_code(CTKN_ECANNOTREPLAY),
+                      "notification_cannot_replay");
+  assert_int_equal(ctkn_error_http_status(CTKN_ECANNOTREPLAY), 400);
   n.status = CTKN_NTF_NOT_ATTEMPTED;
   put_ntf(f, &n);
   assert_int_equal(ctkn_notification_replay(f->st, n.id, new_id, &err),
-                   CTKN_EBADREQ);
+                   CTKN_ECANNOTREPLAY);
   assert_int_equal(ctkn_notification_replay(f->st, NTF_ID2, new_id, &err),
                    CTKN_ENOTFOUND);
   /* Nothing was queued or added. */
@@ -1183,6 +1226,7 @@ int main(void)
       T(test_settings_list_omits_deleted),
       T(test_event_at_finds_applied_events_by_position),
       T(test_replay_queues_a_new_notification),
+      T(test_replay_refuses_a_removed_destinations_notifications),
       T(test_replay_refuses_pending_and_unknown),
   };
 #undef T
