@@ -81,7 +81,7 @@ struct ctkn_ntf_attempt {
   int64_t latency_us;
   char error[256];                           /* "" or why no status came back */
   char content_type[CTKN_NTF_CTYPE_MAX + 1]; /* the response's, or "" */
-  char body[CTKN_NTF_BODY_MAX + 1]; /* its first bytes (NUL-free), or "" */
+  char body[CTKN_NTF_BODY_MAX + 1]; /* its first body_len bytes, or "" */
   size_t body_len;
 };
 

@@ -32,7 +32,10 @@
 #include "internal.h"
 #include "json_int.h"
 
-#define DUMP_FLAGS  (JSON_COMPACT | JSON_PRESERVE_ORDER)
+/* 15 significant digits: a latency of 5006.408 ms prints so, not as
+ * 5006.4080000000004 (the 17 digits of the nearest double). */
+#define DUMP_FLAGS                                                             \
+  (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
 #define DOC_URL     "https://developer.paddle.com/v1/errors/shared/"
 #define DOC_URL_NTF "https://developer.paddle.com/v1/errors/notifications/"
 
@@ -66,8 +69,12 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
  */
 json_t *ctkn__json_str(const char *s, size_t max)
 {
+  return ctkn__json_bytes(s, strnlen(s, max));
+}
+
+json_t *ctkn__json_bytes(const char *s, size_t n)
+{
   const unsigned char *u = (const unsigned char *)s;
-  size_t n = strnlen(s, max);
   size_t i, k, o = 0;
   char *fixed;
   json_t *j;

@@ -19,6 +19,9 @@
 /* A JSON string of at most max bytes of s, to the first NUL; bytes that
  * are not UTF-8 become U+FFFD. NULL only when out of memory. */
 json_t *ctkn__json_str(const char *s, size_t max);
+/* The same for exactly n bytes of s, NUL bytes included (as \u0000):
+ * what came from outside, such as a receiver's response body. */
+json_t *ctkn__json_bytes(const char *s, size_t n);
 /* RFC 3339 with 6 fractional digits; null for an instant
  * ctkn_time_format() cannot write. */
 json_t *ctkn__json_time(int64_t us);

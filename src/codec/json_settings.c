@@ -423,8 +423,8 @@ char *ctkn_json_attempt(const char *ntf_id, const struct ctkn_ntf_attempt *a)
       a->content_type[0]
           ? ctkn__json_str(a->content_type, sizeof(a->content_type))
           : json_null());
-  rc |=
-      ctkn__json_set(o, "response_body", ctkn__json_str(a->body, a->body_len));
+  rc |= ctkn__json_set(o, "response_body",
+                       ctkn__json_bytes(a->body, a->body_len));
   return ctkn__json_dump(ctkn__json_checked(o, rc));
 }
 
@@ -446,8 +446,8 @@ static json_t *ntf_log(const char *ntf_id, const struct ctkn_ntf_attempt *a)
       a->content_type[0]
           ? ctkn__json_str(a->content_type, sizeof(a->content_type))
           : json_null());
-  rc |=
-      ctkn__json_set(o, "response_body", ctkn__json_str(a->body, a->body_len));
+  rc |= ctkn__json_set(o, "response_body",
+                       ctkn__json_bytes(a->body, a->body_len));
   rc |= ctkn__json_set(o, "attempted_at", ctkn__json_time(a->at));
   return ctkn__json_checked(o, rc);
 }

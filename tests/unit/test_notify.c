@@ -494,6 +494,20 @@ static void test_json_attempt_shape(void **st)
   assert_jnull(j, "error");
   json_decref(j);
 
+  /* A latency prints as its microseconds say, not as the nearest double's
+   * 17 digits; a body is kept whole, NUL bytes and all. */
+  a.latency_us = 5006408;
+  memcpy(a.body, "ok\0\xff!", 5);
+  a.body_len = 5;
+  char *text = ctkn_json_attempt(NTF_ID, &a);
+  assert_non_null(text);
+  assert_contains(text, "\"latency_ms\":5006.408,");
+  assert_contains(text, "\"response_body\":\"ok\\u0000\xef\xbf\xbd!\"");
+  free(text);
+  a.latency_us = 12500;
+  a.body_len = 0;
+  a.body[0] = '\0';
+
   a.status = 0;
   strcpy(a.error, "Operation timed out");
   j = parse(ctkn_json_attempt(NTF_ID, &a));
