@@ -70,7 +70,7 @@ static unsigned perm_bit(const char *s, size_t len)
 
 int ctkn_perms_parse(const char *s, unsigned *perms, struct ctkn_err *err)
 {
-  unsigned bits = 0;
+  unsigned bits = 0, named = 0;
   const char *p = s;
 
   *perms = 0;
@@ -89,6 +89,16 @@ int ctkn_perms_parse(const char *s, unsigned *perms, struct ctkn_err *err)
                              "unknown permission \"%.*s\" (accepted: "
                              "" CTKN_PERMS_LIST ")",
                              len > 64 ? 64 : (int)len, p);
+    /* A name twice is a mistake (as in an API key's JSON body), even
+     * though it would change nothing. */
+    for (size_t i = 0; i < CTKN__ARRAY_LEN(perms_table); i++) {
+      if (perms_table[i].bits != bit)
+        continue;
+      if (named & (1u << i))
+        return ctkn__err_field(err, CTKN_EINVAL, "permissions",
+                               "lists \"%.*s\" twice", (int)len, p);
+      named |= 1u << i;
+    }
     bits |= bit;
     if (p[len] == '\0')
       break;

@@ -426,6 +426,21 @@ static void test_bad_permissions_name_the_field(void **state)
   assert_bad_perms("client_token.reads");
   assert_bad_perms("client_token.rea");
   assert_bad_perms(NULL);
+  /* A name twice is refused, as in a JSON body; write with read is not a
+   * repeat. */
+  assert_bad_perms("client_token.read,client_token.read");
+  assert_bad_perms("api_key.write,client_token.read,api_key.write");
+  assert_int_equal(ctkn_perms_parse("client_token.read,client_token.twice",
+                                    &(unsigned){0}, &err),
+                   CTKN_EINVAL);
+  assert_int_equal(ctkn_perms_parse("client_token.write,client_token.write",
+                                    &(unsigned){0}, &err),
+                   CTKN_EINVAL);
+  assert_non_null(strstr(err.msg, "lists \"client_token.write\" twice"));
+  unsigned both = 0;
+  assert_int_equal(
+      ctkn_perms_parse("client_token.write,client_token.read", &both, NULL),
+      CTKN_OK);
 
   assert_int_equal(ctkn_apikey_create(f->path, "a", 0, key, NULL, &err),
                    CTKN_EINVAL);
@@ -784,10 +799,15 @@ static void test_setting_permissions(void **state)
                    CTKN_OK);
   assert_int_equal(bits, R | SR | SW);
   assert_int_equal(ctkn_perms_parse("notification_setting.read,client_token."
-                                    "write,notification_setting.read",
+                                    "write",
                                     &bits, NULL),
                    CTKN_OK);
   assert_int_equal(bits, R | W | SR);
+  /* A name given twice is refused (test_bad_permissions_name_the_field). */
+  assert_int_equal(ctkn_perms_parse("notification_setting.read,client_token."
+                                    "write,notification_setting.read",
+                                    &bits, NULL),
+                   CTKN_EINVAL);
 
   /* Names in a fixed order, each write with its read. */
   assert_int_equal(ctkn_perms_names(R | W | SR | SW, names, CTKN_PERMS_MAX), 4);
