@@ -367,6 +367,30 @@ static int check_header(struct reader *r, const Entry *e,
   return CTKN_OK;
 }
 
+/* The partitions the reader has left behind before partition p (the one
+ * it read records from last, and any it skipped) hold every offset of
+ * the header's range: a log that is never compacted has no gaps, so a
+ * partition cut short (its tail left out, the header unchanged) is not
+ * an archive of that log. */
+static int check_complete(struct reader *r,
+                          const struct ctkn_archive_info *info, int32_t p,
+                          struct ctkn_err *err)
+{
+  char why[200];
+
+  for (int32_t q = r->last_p < 0 ? 0 : r->last_p; q < p; q++) {
+    int64_t next = q == r->last_p ? r->last_o + 1 : info->start_offsets[q];
+    if (next != info->end_offsets[q]) {
+      snprintf(why, sizeof(why),
+               "partition %" PRId32 " lacks its records from offset %" PRId64
+               " to %" PRId64 ", where the header says it ends",
+               q, next, info->end_offsets[q]);
+      return bad(r, err, why);
+    }
+  }
+  return CTKN_OK;
+}
+
 /* A pending batch: the unpacked entries and the views of them. */
 struct batch {
   Entry *entries[READ_BATCH];
@@ -403,6 +427,17 @@ static int take_record(struct reader *r, Entry *e, struct batch *b,
     return bad(r, err, "record: offset outside the header's range");
   if (p < r->last_p || (p == r->last_p && o <= r->last_o))
     return bad(r, err, "record: out of (partition, offset) order");
+  if (p != r->last_p) {
+    int rc = check_complete(r, info, p, err);
+    if (rc != CTKN_OK)
+      return rc;
+    if (o != info->start_offsets[p])
+      return bad(r, err,
+                 "record: its partition's records do not start at the "
+                 "header's start offset (records are missing)");
+  } else if (o != r->last_o + 1) {
+    return bad(r, err, "record: an offset is skipped (records are missing)");
+  }
   if (nh > HEADERS_MAX)
     return bad(r, err, "record: too many headers");
   if (nh > 0 && (h = calloc(nh, sizeof(*h))) == NULL)
@@ -445,7 +480,8 @@ static int take_entry(struct reader *r, Entry *e, struct batch *b,
     rc = bad(r, err, "data after the trailer");
   } else if (e->body == CTKN_ARCHIVE_TRAILER) {
     rc = bad(r, err, "trailer: the record count does not match");
-    if (e->trailer.has_records && e->trailer.records == info->records) {
+    if (e->trailer.has_records && e->trailer.records == info->records &&
+        (rc = check_complete(r, info, info->partitions, err)) == CTKN_OK) {
       memcpy(info->sha256, r->prev, sizeof(info->sha256));
       r->trailer = true;
       rc = CTKN_OK;

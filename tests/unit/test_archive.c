@@ -338,6 +338,70 @@ static void test_writer_refuses_disorder_and_existing_files(void **state)
   assert_null(w);
 }
 
+/* An archive of 2 partitions whose header says end[p], holding the
+ * records at offs (partition 0's first, -1 between the two partitions),
+ * well chained and counted: only the offsets can tell what is missing. */
+static void write_with(const char *path, const int64_t end[2],
+                       const int64_t *offs, size_t n)
+{
+  const int64_t start[2] = {0, 0};
+  struct ctkn_archive_info info;
+  ctkn_archive_writer *w;
+  struct ctkn_err err;
+  int32_t p = 0;
+
+  unlink(path);
+  assert_int_equal(ctkn_archive_writer_open(&w, path, "t", 2, start, end, &err),
+                   CTKN_OK);
+  for (size_t i = 0; i < n; i++) {
+    if (offs[i] < 0) {
+      p = 1;
+      continue;
+    }
+    struct ctkn_log_msg m = {.partition = p,
+                             .offset = offs[i],
+                             .timestamp_ms = 1,
+                             .value = "v",
+                             .value_len = 1};
+    assert_int_equal(ctkn_archive_writer_add(w, &m, NULL, 0, &err), CTKN_OK);
+  }
+  assert_int_equal(ctkn_archive_writer_finish(w, &info, &err), CTKN_OK);
+  ctkn_archive_info_free(&info);
+}
+
+/* A partition's tail, middle or head left out (the chain rebuilt around
+ * the gap, as anyone can) while the header still claims the range: the
+ * auditor would be shown end offsets whose records are not there. */
+static void test_records_missing_from_a_partition_are_detected(void **state)
+{
+  struct fx *f = *state;
+  const int64_t end[2] = {3, 2};
+
+  const int64_t whole[] = {0, 1, 2, -1, 0, 1};
+  write_with(f->path, end, whole, 6);
+  struct ctkn_archive_info info;
+  struct ctkn_err err;
+  assert_int_equal(ctkn_archive_read(f->path, NULL, NULL, &info, &err),
+                   CTKN_OK);
+  ctkn_archive_info_free(&info);
+
+  const int64_t tail_cut[] = {0, 1, -1, 0, 1};
+  write_with(f->path, end, tail_cut, 5);
+  expect_bad(f->path, "partition 0 lacks its records from offset 2 to 3");
+  const int64_t last_cut[] = {0, 1, 2, -1, 0};
+  write_with(f->path, end, last_cut, 5);
+  expect_bad(f->path, "partition 1 lacks its records from offset 1 to 2");
+  const int64_t last_empty[] = {0, 1, 2};
+  write_with(f->path, end, last_empty, 3);
+  expect_bad(f->path, "partition 1 lacks its records from offset 0 to 2");
+  const int64_t middle[] = {0, 2, -1, 0, 1};
+  write_with(f->path, end, middle, 5);
+  expect_bad(f->path, "an offset is skipped");
+  const int64_t head[] = {1, 2, -1, 0, 1};
+  write_with(f->path, end, head, 5);
+  expect_bad(f->path, "do not start at the header's start offset");
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -351,6 +415,8 @@ int main(void)
                                       teardown),
       cmocka_unit_test_setup_teardown(
           test_writer_refuses_disorder_and_existing_files, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_records_missing_from_a_partition_are_detected, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
