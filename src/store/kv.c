@@ -3,9 +3,14 @@
  * (ctkn_store_kv_*: settings.c, notify.c), copying the process-local ones
  * into another projection, and snapshots.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/store_int.h"
 
@@ -236,9 +241,10 @@ int ctkn__store_copy_local(struct ctkn_store_txn *from,
 
 int ctkn_store_snapshot(ctkn_store *st, const char *dir, struct ctkn_err *err)
 {
-  char path[4200];
+  char path[4200], partial[4224];
   struct stat sb;
-  int rc;
+  bool made = stat(dir, &sb) != 0;
+  int rc, fd;
 
   if ((rc = ctkn__store_mkdir_p(dir, err)) != CTKN_OK)
     return rc;
@@ -248,10 +254,35 @@ int ctkn_store_snapshot(ctkn_store *st, const char *dir, struct ctkn_err *err)
                      "%s already holds a projection; snapshot into a new "
                      "directory",
                      dir);
-  /* mdb_env_copy2 copies from one read transaction: a consistent state
-   * with the offsets that produced it, while writers go on. Compacting
-   * leaves out free pages. */
-  rc = mdb_env_copy2(st->env, dir, MDB_CP_COMPACT);
+  /* The copy is written under another name and linked into place once
+   * it is whole and synced: a copy cut short (a full disk, a signal)
+   * never sits at data.mdb, where every command would take it for a
+   * projection (and LMDB would fault reading past its end). */
+  snprintf(partial, sizeof(partial), "%s/data.mdb.XXXXXX", dir);
+  if ((fd = mkstemp(partial)) < 0) {
+    rc = errno;
+  } else {
+    /* mdb_env_copyfd2 copies from one read transaction: a consistent
+     * state with the offsets that produced it, while writers go on.
+     * Compacting leaves out free pages. */
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    rc = mdb_env_copyfd2(st->env, fd, MDB_CP_COMPACT);
+    if (rc == MDB_SUCCESS && fsync(fd) != 0)
+      rc = errno;
+    if (close(fd) != 0 && rc == MDB_SUCCESS)
+      rc = errno;
+    /* link, not rename: never over a snapshot that finished meanwhile */
+    if (rc == MDB_SUCCESS && link(partial, path) != 0)
+      rc = errno;
+    unlink(partial);
+  }
+  if (rc != MDB_SUCCESS && made)
+    rmdir(dir);
+  if (rc == EEXIST)
+    return ctkn__err(err, CTKN_ECONFLICT,
+                     "%s already holds a projection; snapshot into a new "
+                     "directory",
+                     dir);
   if (rc != MDB_SUCCESS)
     return ctkn__store_lmdb_err(err, rc, "snapshot");
   return CTKN_OK;

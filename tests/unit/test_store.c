@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -572,6 +573,45 @@ static void test_snapshot_is_a_consistent_copy_with_the_same_digest(void **s)
   /* Never over an existing projection. */
   assert_int_equal(ctkn_store_snapshot(f->st, dir, &err), CTKN_ECONFLICT);
   assert_non_null(strstr(err.msg, "already holds a projection"));
+}
+
+/* A snapshot that cannot be finished (here the file size limit, as a full
+ * disk would) leaves nothing at --out: not a cut-short data.mdb that
+ * every later command would open as a projection. */
+static void test_a_failed_snapshot_leaves_no_projection_behind(void **s)
+{
+  struct fx *f = *s;
+  struct ctkn_record r;
+  struct ctkn_err err;
+  struct rlimit was, small;
+  struct stat sb;
+  char dir[256], data[300];
+  ctkn_store_txn *t;
+
+  t = begin(open_fx(f), true);
+  for (int i = 0; i < 200; i++) {
+    make_record(f, &r, CTKN_STATUS_ACTIVE);
+    put(t, &r);
+  }
+  commit(t);
+  snprintf(dir, sizeof(dir), "%s/snap-full", f->tmp);
+  snprintf(data, sizeof(data), "%s/data.mdb", dir);
+
+  signal(SIGXFSZ, SIG_IGN);
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &was), 0);
+  small = was;
+  small.rlim_cur = 16384;
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+  int rc = ctkn_store_snapshot(f->st, dir, &err);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &was), 0);
+  signal(SIGXFSZ, SIG_DFL);
+
+  assert_int_not_equal(rc, CTKN_OK);
+  assert_int_not_equal(stat(data, &sb), 0);
+  assert_int_not_equal(stat(dir, &sb), 0); /* it made dir: it removed it */
+  /* With room again, the same --out works. */
+  assert_int_equal(ctkn_store_snapshot(f->st, dir, &err), CTKN_OK);
+  assert_int_equal(stat(data, &sb), 0);
 }
 
 /* A rebuild swaps a new projection into dir: refresh reopens st on it, but
@@ -2770,6 +2810,7 @@ int main(void)
       T(test_put_get_round_trip_and_get_by_token),
       T(test_lookup_token_follows_the_status_through_revoke),
       T(test_snapshot_is_a_consistent_copy_with_the_same_digest),
+      T(test_a_failed_snapshot_leaves_no_projection_behind),
       T(test_get_missing_returns_notfound),
       T(test_update_overwrites_and_keeps_one_index_entry),
       T(test_token_string_of_another_token_is_a_conflict),
