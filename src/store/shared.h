@@ -31,6 +31,10 @@
 int ctkn__store_space_err(struct ctkn_err *err, int rc, const char *what,
                           const char *dir, long long avail);
 
+/* mkdir -p with mode 0700 for the directories it creates (the store, a
+ * replay's directory). */
+int ctkn__store_mkdir_p(const char *dir, struct ctkn_err *err);
+
 /* ---- the store, for the projector (store/) ------------------------------ */
 
 /*

@@ -134,8 +134,6 @@ int ctkn__store_corrupt(struct ctkn_err *err, int table);
 /* CTKN_EINVAL naming the field unless partition and offset are in range. */
 int ctkn__store_check_coord(int32_t partition, int64_t offset,
                             struct ctkn_err *err);
-/* mkdir -p with mode 0700 for the directories it creates. */
-int ctkn__store_mkdir_p(const char *dir, struct ctkn_err *err);
 
 /* true when s is a string of exactly n bytes. */
 static inline bool ctkn__store_has_len(const char *s, size_t n)

@@ -145,11 +145,26 @@ static void test_failed_replay_keeps_a_directory_that_existed(void **st)
   struct fx *f = *st;
   struct ctkn_err err = {0};
 
+  char data[128];
+
   assert_int_equal(mkdir(f->db, 0700), 0);
   assert_int_not_equal(ctkn_replay_archive(f->db, f->archive, CTKN_ENV_SANDBOX,
                                            MAP, NULL, NULL, &err),
                        CTKN_OK);
   assert_true(exists(f->db));
+  /* ... and nothing in it: not a projection (empty, not frozen) that
+   * readers would answer from and that would refuse the retry. */
+  snprintf(data, sizeof(data), "%s/data.mdb", f->db);
+  assert_false(exists(data));
+  assert_int_not_equal(ctkn_replay_as_of(f->db, &f->cfg, CTKN_ENV_SANDBOX, MAP,
+                                         NULL, INT64_C(1700000000000000), &err),
+                       CTKN_OK);
+  assert_false(exists(data));
+  write_empty_archive(f->archive);
+  assert_int_equal(ctkn_replay_archive(f->db, f->archive, CTKN_ENV_SANDBOX, MAP,
+                                       NULL, NULL, &err),
+                   CTKN_OK);
+  assert_true(exists(data));
 }
 
 static void test_archive_replays_into_a_frozen_projection(void **st)
