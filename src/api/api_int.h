@@ -374,19 +374,23 @@ void ctkn__api_wake(struct req *r);
  * is closing, answer it at once (503, Retry-After: 1). */
 void ctkn__api_enqueue(struct server *s, struct ctkn__queue *q, struct req *r);
 
-/* When the log fails a write (not taken within the timeout, or refused),
- * the writes queued behind it have waited that long once: they are
- * refused, nothing appended, rather than sent to wait it again. An
- * outage says since when and why; each writing thread keeps its own. */
+/* When a write fails after waiting on the log (not taken, or not
+ * applied, within the timeout), the writes queued behind it have waited
+ * that long once: they are refused, nothing appended, rather than sent to
+ * wait it again. An outage says since when and why; each writing thread
+ * keeps its own. */
 struct ctkn__api_outage {
   int64_t failed_us; /* mono_us of the last failure; INT64_MIN: none */
   struct ctkn_err why;
 };
 void ctkn__api_outage_init(struct ctkn__api_outage *o);
-/* Note that the log did not take what (a phrase: "the heartbeat"), for
- * cause, when cause is the log's (CTKN_EKAFKA, CTKN_ETIMEOUT); true
- * then. */
+/* Note that what (a phrase: "the heartbeat"), started at started_us
+ * (mono_us), failed with rc for cause, when rc is a wait on the log
+ * (CTKN_EKAFKA, CTKN_ETIMEOUT, CTKN_EAPPENDED) that took at least half of
+ * timeout_ms: a failure that came at once (a refusal) makes nobody wait.
+ * True when noted. */
 bool ctkn__api_outage_note(struct ctkn__api_outage *o, const char *what,
+                           int64_t started_us, int timeout_ms, int rc,
                            const struct ctkn_err *cause);
 /* Whether r was queued before o's failure: then it is answered (503,
  * Retry-After: 1) but not woken, and must not run. */

@@ -393,12 +393,11 @@ void ctkn__api_settings_serve(struct server *s)
     struct req *r = CTKN__CONTAINER_OF(node, struct req, qnode);
     struct ctkn_err err = {0};
     if (!ctkn__api_outage_refuses(&outage, r)) {
-      if (r->kcmd != NULL)
-        ctkn__api_keys_answer(s, r, &err);
-      else
-        answer_setting(s, r, &err);
+      int64_t started_us = ctkn__api_mono_us();
+      int rc = r->kcmd != NULL ? ctkn__api_keys_answer(s, r, &err)
+                               : answer_setting(s, r, &err);
       ctkn__api_outage_note(&outage, "a settings write queued ahead of it",
-                            &err);
+                            started_us, s->cfg->log->timeout_ms, rc, &err);
     }
     ctkn__api_wake(r);
   }

@@ -298,14 +298,22 @@ void ctkn__api_outage_init(struct ctkn__api_outage *o)
 }
 
 bool ctkn__api_outage_note(struct ctkn__api_outage *o, const char *what,
+                           int64_t started_us, int timeout_ms, int rc,
                            const struct ctkn_err *cause)
 {
-  if (cause->code != CTKN_EKAFKA && cause->code != CTKN_ETIMEOUT)
+  int64_t now = ctkn__api_mono_us();
+
+  if (timeout_ms <= 0)
+    timeout_ms = 10000; /* the log's own default */
+  if ((rc != CTKN_EKAFKA && rc != CTKN_ETIMEOUT && rc != CTKN_EAPPENDED) ||
+      now - started_us < (int64_t)timeout_ms * 500)
     return false;
-  o->failed_us = ctkn__api_mono_us();
-  ctkn__err(&o->why, cause->code,
-            "the log did not take %s while this request waited (%s); "
-            "nothing was appended",
+  o->failed_us = now;
+  /* The fact a client acts on first: a retry is safe. The cause is cut
+   * to fit. */
+  ctkn__err(&o->why, rc == CTKN_EAPPENDED ? CTKN_EKAFKA : rc,
+            "nothing was appended: %s failed after waiting on the log while "
+            "this request waited behind it (%.150s)",
             what, cause->msg);
   return true;
 }

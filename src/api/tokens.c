@@ -239,6 +239,7 @@ struct wslot {
   struct ctkn_err *errs;
   int *rcs;
   struct ctkn_ledger_pending *pending;
+  int64_t started_us; /* when the batch was handed to the ledger */
 };
 
 /* Batches submitted and not yet settled are at most PIPE_DEPTH - 1. */
@@ -256,24 +257,29 @@ struct pipe {
   /* The last write the log failed (a batch's or the heartbeat's), under
    * mu: the settling thread notes its batches' failures. */
   struct ctkn__api_outage outage;
+  int timeout_ms; /* the log's: how long a failed write may have waited */
 };
 
-/* The log did not take what, for why: noted for the writes waiting. */
-static void log_failed(struct pipe *pp, const char *what,
-                       const struct ctkn_err *why)
+/* what, started at started_us, failed with rc for why: noted for the
+ * writes waiting (ctkn__api_outage_note()). */
+static void log_failed(struct pipe *pp, const char *what, int64_t started_us,
+                       int rc, const struct ctkn_err *why)
 {
   pthread_mutex_lock(&pp->mu);
-  ctkn__api_outage_note(&pp->outage, what, why);
+  ctkn__api_outage_note(&pp->outage, what, started_us, pp->timeout_ms, rc, why);
   pthread_mutex_unlock(&pp->mu);
 }
 
-/* Whether w's batch found the log failing: its first command not
- * appended for the log's reason, noted as log_failed(). */
+/* Whether w's batch failed waiting on the log: its first command that
+ * did, noted as log_failed(). A command appended but not applied in time
+ * (CTKN_EAPPENDED) counts: the writes behind it would wait as long. */
 static void note_batch(struct pipe *pp, const struct wslot *w)
 {
   for (size_t i = 0; i < w->n; i++) {
-    if (w->rcs[i] == CTKN_EKAFKA || w->rcs[i] == CTKN_ETIMEOUT) {
-      log_failed(pp, "a write queued ahead of it", &w->errs[i]);
+    int rc = w->rcs[i];
+    if (rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT || rc == CTKN_EAPPENDED) {
+      log_failed(pp, "a write queued ahead of it", w->started_us, rc,
+                 &w->errs[i]);
       return;
     }
   }
@@ -372,6 +378,7 @@ static void run_batch(struct pipe *pp, struct wslot *w)
 
   for (size_t i = 0; i < w->n; i++)
     w->cmds[i] = *w->batch[i]->cmd;
+  w->started_us = ctkn__api_mono_us();
   if (pp->started && ctkn_ledger_pipelines(l, w->cmds, w->n)) {
     if (ctkn_ledger_submit(l, w->cmds, w->n, w->outs, w->rcs, w->errs,
                            &w->pending) == CTKN_OK) {
@@ -408,12 +415,13 @@ static void refuse_batch(struct req **batch, size_t n,
 static void heartbeat(struct pipe *pp)
 {
   struct ctkn_err err = {0};
+  int64_t started_us = ctkn__api_mono_us();
   int rc = ctkn_ledger_heartbeat(pp->l, &err);
 
   if (rc == CTKN_OK)
     return;
   ctkn__diag(CTKN_DIAG_WARN, "trust", "heartbeat not appended: %s", err.msg);
-  log_failed(pp, "this server's heartbeat", &err);
+  log_failed(pp, "this server's heartbeat", started_us, rc, &err);
 }
 
 /* Refuse the writes in w queued before the log last failed a write
@@ -453,6 +461,7 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
     l = NULL;
     why = &nomem;
   }
+  pp.timeout_ms = s->cfg->log->timeout_ms;
   int64_t beat_at = ctkn__now_ms(); /* the first at once: readers wait */
   while (ctkn__queue_pop(&pp.free, &slot, 1, -1) == 1) {
     struct wslot *w = CTKN__CONTAINER_OF(slot, struct wslot, qnode);

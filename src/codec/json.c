@@ -592,7 +592,11 @@ static char *error_doc(const struct ctkn_err *err, const char *request_id,
     return NULL;
   /* Paddle files its notification errors apart from the shared ones. */
   snprintf(url, sizeof(url), "%s%s",
-           code == CTKN_EMAXACTIVE ? DOC_URL_NTF : DOC_URL, api);
+           code == CTKN_EMAXACTIVE || code == CTKN_ECANNOTREPLAY ||
+                   code == CTKN_EREPLAYORIGIN
+               ? DOC_URL_NTF
+               : DOC_URL,
+           api);
   rc |= set(
       e, "type",
       json_string(ctkn_error_http_status(code) >= 500 || code == CTKN_ERATELIMIT

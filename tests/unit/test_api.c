@@ -2927,6 +2927,15 @@ static void test_no_write_is_appended_after_the_projection_stops(void **st)
   assert_int_equal(produced(c), 0);
 }
 
+/* The next produce fails as a broker that never answers does: after
+ * waiting most of the log's timeout (made short here). */
+static void waits_out_the_timeout(struct cfx *c)
+{
+  c->t.cfg.timeout_ms = 400; /* the server's view; the ledger keeps its own */
+  fake_log_delay_reports(c->t.log, 300);
+  fake_log_fail_sends(c->t.log, 1, CTKN_ETIMEOUT, false);
+}
+
 /* A write queued while the log failed to take the server's heartbeat
  * has waited the log's timeout once already: it is refused at once,
  * nothing appended, rather than waiting that long again for its own
@@ -2943,14 +2952,15 @@ static void test_a_write_that_waited_on_a_failed_heartbeat_is_refused(void **st)
                    CTKN_OK);
   c->cfg.writer_key = sg.writer;
   c->cfg.heartbeat_ms = 60000; /* one per serve(): its first is at once */
-  fake_log_fail_sends(c->t.log, 1, CTKN_ETIMEOUT, false);
+  waits_out_the_timeout(c);
   struct req *r = post(c, "{\"name\":\"waited\"}", NULL);
+  fake_log_delay_reports(c->t.log, 0);
   assert_int_equal(r->retry_after, 1);
   json_t *j = assert_error(r, 503, "service_unavailable", NULL);
   const char *detail = jstr(json_object_get(j, "error"), "detail");
-  assert_contains(detail, "the log did not take this server's heartbeat "
-                          "while this request waited");
-  assert_contains(detail, "nothing was appended");
+  assert_contains(detail, "nothing was appended: this server's heartbeat "
+                          "failed after waiting on the log while this request "
+                          "waited behind it");
   json_decref(j);
   done(&c->f, r);
 
@@ -3019,7 +3029,7 @@ static void test_a_write_queued_behind_a_failed_one_is_refused(void **st)
   struct behind_probe probe = {.c = c};
   pthread_t t;
 
-  fake_log_fail_sends(c->t.log, 1, CTKN_ETIMEOUT, false);
+  waits_out_the_timeout(c);
   fake_log_on_send(c->t.log, queue_behind, &probe);
   assert_int_equal(pthread_create(&t, NULL, commands_main, c), 0);
   /* A keyed create: run on the command thread itself. */
@@ -3032,6 +3042,7 @@ static void test_a_write_queued_behind_a_failed_one_is_refused(void **st)
   assert_non_null(probe.behind);
   assert_true(wait_ready(probe.behind));
   fake_log_on_send(c->t.log, NULL, NULL);
+  fake_log_delay_reports(c->t.log, 0);
   struct req *after =
       call(&c->f, "POST", "/client-tokens", "{\"name\":\"after\"}",
            "Authorization", auth_writer, NULL);
@@ -3041,11 +3052,106 @@ static void test_a_write_queued_behind_a_failed_one_is_refused(void **st)
   check_error(&c->f, first, 503, "service_unavailable", NULL);
   assert_int_equal(probe.behind->retry_after, 1);
   check_detail(&c->f, probe.behind, 503, "service_unavailable", NULL,
-               "the log did not take a write queued ahead of it while this "
-               "request waited");
+               "nothing was appended: a write queued ahead of it failed "
+               "after waiting on the log");
   assert_int_equal(after->status, 201);
   done(&c->f, after);
   assert_int_equal(produced(c), 1); /* "after" alone */
+  ctkn__queue_destroy(&c->s->cmdq);
+  assert_int_equal(ctkn__queue_init(&c->s->cmdq), CTKN_OK);
+}
+
+/* A write the log refuses at once (not a wait: an error the broker
+ * answered) makes nobody wait, so the writes queued behind it are tried. */
+static void test_a_fast_failure_refuses_nothing_behind_it(void **st)
+{
+  struct cfx *c = *st;
+  struct behind_probe probe = {.c = c};
+  pthread_t t;
+
+  fake_log_fail_sends(c->t.log, 1, CTKN_EKAFKA, false);
+  fake_log_on_send(c->t.log, queue_behind, &probe);
+  assert_int_equal(pthread_create(&t, NULL, commands_main, c), 0);
+  struct req *first =
+      call(&c->f, "POST", "/client-tokens", "{\"name\":\"first\"}",
+           "Authorization", auth_writer, "Idempotency-Key", "k-2", NULL);
+  assert_true(wait_ready(first));
+  for (int i = 0; i < 5000 && probe.behind == NULL; i++)
+    usleep(1000);
+  assert_non_null(probe.behind);
+  assert_true(wait_ready(probe.behind));
+  fake_log_on_send(c->t.log, NULL, NULL);
+  ctkn__queue_close(&c->s->cmdq);
+  pthread_join(t, NULL);
+  check_error(&c->f, first, 503, "service_unavailable", NULL);
+  assert_int_equal(probe.behind->status, 201);
+  done(&c->f, probe.behind);
+  ctkn__queue_destroy(&c->s->cmdq);
+  assert_int_equal(ctkn__queue_init(&c->s->cmdq), CTKN_OK);
+}
+
+/* Inside each of the first three produces, the next create arrives. */
+struct chain_probe {
+  struct cfx *c;
+  struct req *r[3]; /* queued during the first, second, third produce */
+  int sends;
+};
+
+static void queue_next(void *arg)
+{
+  struct chain_probe *p = arg;
+  char body[32];
+
+  if (p->sends >= 3)
+    return;
+  snprintf(body, sizeof(body), "{\"name\":\"next %d\"}", p->sends);
+  p->r[p->sends] = call(&p->c->f, "POST", "/client-tokens", body,
+                        "Authorization", auth_writer, NULL);
+  p->sends++;
+}
+
+/* Pipelined creates (no idempotency key) acknowledged but never judged by
+ * the projection (its reads held) end 503 appended-not-applied after the
+ * timeout; a create that waited meanwhile for a free slot (two batches in
+ * flight) is then refused, nothing appended, rather than appended to wait
+ * as long again. */
+static void test_a_write_behind_an_unapplied_batch_is_refused(void **st)
+{
+  struct cfx *c = *st;
+  struct chain_probe probe = {.c = c};
+  pthread_t t;
+
+  done(&c->f, post(c, "{\"name\":\"warm\"}", NULL)); /* the partitions */
+  uint64_t before = produced(c);
+  c->t.cfg.timeout_ms = 400;
+  fake_log_hold_polls(c->t.log, true);
+  fake_log_on_send(c->t.log, queue_next, &probe);
+  assert_int_equal(pthread_create(&t, NULL, commands_main, c), 0);
+  struct req *first =
+      call(&c->f, "POST", "/client-tokens", "{\"name\":\"first\"}",
+           "Authorization", auth_writer, NULL);
+  assert_true(wait_ready(first));
+  for (int i = 0; i < 5000 && probe.sends < 3; i++)
+    usleep(1000);
+  assert_int_equal(probe.sends, 3);
+  for (int i = 0; i < 3; i++)
+    assert_true(wait_ready(probe.r[i]));
+  fake_log_on_send(c->t.log, NULL, NULL);
+  fake_log_hold_polls(c->t.log, false);
+  ctkn__queue_close(&c->s->cmdq);
+  pthread_join(t, NULL);
+  /* The first three were appended and not applied in time... */
+  assert_int_equal(first->status, 503);
+  done(&c->f, first);
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(probe.r[i]->status, 503);
+    done(&c->f, probe.r[i]);
+  }
+  /* ... the fourth waited for a slot behind them and was refused. */
+  check_detail(&c->f, probe.r[2], 503, "service_unavailable", NULL,
+               "nothing was appended: a write queued ahead of it failed "
+               "after waiting on the log");
+  assert_int_equal(produced(c) - before, 3);
   ctkn__queue_destroy(&c->s->cmdq);
   assert_int_equal(ctkn__queue_init(&c->s->cmdq), CTKN_OK);
 }
@@ -3254,6 +3360,8 @@ int main(void)
       C(test_no_write_is_appended_after_the_projection_stops),
       C(test_a_write_that_waited_on_a_failed_heartbeat_is_refused),
       C(test_a_write_queued_behind_a_failed_one_is_refused),
+      C(test_a_fast_failure_refuses_nothing_behind_it),
+      C(test_a_write_behind_an_unapplied_batch_is_refused),
       C(test_writes_queued_together_run_as_one_batch),
       C(test_creates_are_appended_while_the_last_batch_settles),
       C(test_one_key_queued_twice_appends_once),

@@ -669,6 +669,18 @@ static void test_error_max_active_is_paddles_notification_error(void **state)
            "notifications/notification_maximum_active_settings_reached\"},"
            "\"meta\":{\"request_id\":\"" REQUEST_ID "\"}}");
   free(got);
+  /* So are the replay errors. */
+  err.code = CTKN_ECANNOTREPLAY;
+  got = ctkn_json_error(&err, REQUEST_ID);
+  assert_non_null(strstr(got, "\"https://developer.paddle.com/v1/errors/"
+                              "notifications/notification_cannot_replay\""));
+  free(got);
+  err.code = CTKN_EREPLAYORIGIN;
+  got = ctkn_json_error(&err, REQUEST_ID);
+  assert_non_null(
+      strstr(got, "\"https://developer.paddle.com/v1/errors/notifications/"
+                  "notification_replay_invalid_origin_type\""));
+  free(got);
 }
 
 static void
