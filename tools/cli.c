@@ -245,8 +245,8 @@ int cli_flush_answer(struct cli *c, int ex)
     return ex;
   snprintf(err.msg, sizeof(err.msg),
            "the command was applied, but its answer could not be written to "
-           "stdout (%s): look (`ctkn list`, `apikey list`, `destination "
-           "list`) before running it again; a create without its "
+           "stdout (%s): look (`ctkn list`, key or destination list, the "
+           "file it made) before running it again; a create without its "
            "idempotency key would make a second token",
            strerror(e));
   return cli_print_error(c->rid, &err);

@@ -26,7 +26,8 @@
  * that only read the local projection (get, list, verify, history, digest,
  * quarantine, status, snapshot) need neither: what is in it was judged.
  * apikey, destination and notification check per subcommand. CHANGES:
- * it changes the log, a topic or a key file (an answer lost is exit 4). */
+ * it changes the log, a topic or a key file, or makes a file or a
+ * directory (an answer lost is exit 4). */
 static const struct command commands[] = {
     {"init",
      cmd_init,
@@ -63,14 +64,14 @@ static const struct command commands[] = {
     {"digest", cmd_digest, 0, 0, NO_OPTIONS, NEED_NONE},
     {"quarantine", cmd_quarantine, 0, 0, NO_OPTIONS, NEED_NONE},
     {"status", cmd_status, 0, 0, NO_OPTIONS, NEED_NONE},
-    {"snapshot", cmd_snapshot, 0, 0, {VAL("--out")}, NEED_NONE},
+    {"snapshot", cmd_snapshot, 0, 0, {VAL("--out")}, NEED_NONE | CHANGES},
     {"replay",
      cmd_replay,
      0,
      0,
      {VAL("--as-of"), VAL("--from-file"), VAL("--settings-archive")},
-     NEED_ROOT},
-    {"export", cmd_export, 0, 0, {VAL("--out")}, NEED_NONE},
+     NEED_ROOT | CHANGES},
+    {"export", cmd_export, 0, 0, {VAL("--out")}, NEED_NONE | CHANGES},
     {"rebuild", cmd_rebuild, 0, 0, NO_OPTIONS, NEED_ROOT},
     {"audit", cmd_audit, 2, 0, {VAL("--settings-archive")}, NEED_ROOT},
     {"import",

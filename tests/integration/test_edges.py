@@ -137,11 +137,18 @@ def test_a_write_whose_answer_is_lost_says_it_was_applied():
                 (["apikey", "create", "--file", keys, "--name", "lost",
                   "--permissions", "client_token.read"], 4, "was applied"),
                 # A read subcommand of a command that changes things.
-                (["apikey", "list", "--file", keys], 3, "retry")):
+                (["apikey", "list", "--file", keys], 3, "retry"),
+                # Commands that make a file or a directory (a retry would
+                # find it there).
+                (["snapshot", "--out", env.path("snap")], 4, "was applied"),
+                (["export", "--out", env.path("arc")], 4, "was applied"),
+                (["replay", "--as-of", "2020-01-01T00:00:00Z",
+                  "--db", env.path("asof")], 4, "was applied")):
             with open("/dev/full", "w") as full:
+                db = [] if "--db" in argv else ["--db", env.db]
                 p = subprocess.run(
                     [CTKN, *argv, "--topic", env.topic, "--brokers", BROKERS,
-                     "--db", env.db],
+                     *db],
                     stdout=full, stderr=subprocess.PIPE, text=True,
                     timeout=60, env={**os.environ, **env.vars})
             check(p.returncode == rc, f"{argv}: rc={p.returncode} {p.stderr}")
