@@ -240,6 +240,12 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
                            struct ctkn_projector_stats *stats,
                            struct ctkn_err *err)
 {
+  /* A --db that is a symbolic link is rebuilt where it points: the swap
+   * renames directories, and renaming the link would leave its target
+   * (and whoever opened it by its real path) on the old projection. */
+  char *real = realpath(dir, NULL);
+  if (real != NULL)
+    dir = real;
   struct rebuild r = {.dir = dir,
                       .cfg = cfg,
                       .env = env,
@@ -271,5 +277,6 @@ int ctkn_projector_rebuild(const char *dir, const struct ctkn_log_config *cfg,
   free(r.side);
   free(r.prev);
   free(r.lockpath);
+  free(real);
   return rc;
 }

@@ -139,6 +139,33 @@ def test_rebuild_refusals():
         env.close()
 
 
+def test_rebuild_through_a_symlink_rebuilds_its_target():
+    """A --db that is a symbolic link is rebuilt where it points: the link
+    stays a link, its target holds the new projection, and the old one
+    is beside the target (renaming the link instead left the target, and
+    whatever opened it by its real path, on the old projection)."""
+    env = Env(name="rebuild")
+    try:
+        tid = env.ok("create", "--name", "via a link").json["data"]["id"]
+        real = env.path("real")
+        os.rename(env.db, real)
+        os.symlink(real, env.db)
+        ino = os.stat(real).st_ino
+        r = env.ctkn("rebuild")
+        check(r.rc == 0, f"rebuild: {r}")
+        check(os.path.islink(env.db) and os.readlink(env.db) == real,
+              "the link was replaced")
+        check(os.stat(real).st_ino != ino, "the target was not rebuilt")
+        check(os.path.isdir(real + ".previous") and
+              not os.path.lexists(env.db + ".previous"),
+              "the old projection is not beside the target")
+        r = run([CTKN, "get", tid, "--topic", env.topic, "--brokers",
+                 BROKERS, "--db", real])
+        check(r.rc == 0 and r.json["data"]["name"] == "via a link", f"{r}")
+    finally:
+        env.close()
+
+
 def test_rebuild_keeps_destinations_and_delivery_state():
     """Destinations come back from the settings topic; a notifier's
     delivery state, which is in no log, is carried over."""
@@ -179,4 +206,5 @@ if __name__ == "__main__":
     main([test_rebuild_keeps_destinations_and_delivery_state,
           test_rebuild_under_load_swaps_atomically,
           test_rebuild_is_the_way_through_a_format_change,
-          test_rebuild_refusals])
+          test_rebuild_refusals,
+          test_rebuild_through_a_symlink_rebuilds_its_target])
