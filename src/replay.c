@@ -99,6 +99,12 @@ int ctkn_replay_as_of(const char *dir, const struct ctkn_log_config *cfg,
   char *side = NULL;
   int rc;
 
+  /* The state at a time still to come is not known: a replay "as of"
+   * it would present today's as then's. */
+  if (as_of_us > ctkn_now_us())
+    return ctkn__err_field(err, CTKN_EINVAL, "as_of",
+                           "must not be in the future: the log does not hold "
+                           "the state then yet");
   if ((rc = check_target(dir, &existed, err)) != CTKN_OK)
     return rc;
   if ((rc = begin_side(dir, &side, err)) == CTKN_OK &&

@@ -27,7 +27,8 @@
  * record by trust_root's keyring as a follower does (trust.h; NULL only
  * for the unit tests' unsigned logs). map_size 0 takes the store's
  * default. Borrows cfg and trust_root for the call.
- * Errors: CTKN_ECONFLICT (dir holds a projection), the store's
+ * Errors: CTKN_EINVAL (field "as_of": in the future), CTKN_ECONFLICT
+ * (dir holds a projection), the store's
  * (CTKN_ESTORE, CTKN_ENOMEM) and the log's (CTKN_ENOTFOUND for a missing
  * topic, CTKN_EKAFKA, CTKN_ETIMEOUT).
  */

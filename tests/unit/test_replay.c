@@ -138,6 +138,12 @@ static void test_failed_replay_removes_the_directory_it_created(void **st)
                              INT64_C(1700000000000000), &err);
   assert_true(rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT || rc == CTKN_ENOTFOUND);
   assert_false(exists(f->db));
+  /* A time still to come is refused, naming the field; nothing is made. */
+  assert_int_equal(ctkn_replay_as_of(f->db, &f->cfg, CTKN_ENV_SANDBOX, MAP,
+                                     NULL, ctkn_now_us() + 60000000, &err),
+                   CTKN_EINVAL);
+  assert_string_equal(err.field, "as_of");
+  assert_false(exists(f->db));
 }
 
 static void test_failed_replay_keeps_a_directory_that_existed(void **st)
