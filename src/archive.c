@@ -905,6 +905,39 @@ static int replay_judged(const char *path, struct replay_ctx *x,
   return rc;
 }
 
+/* After a replay: every partition's records were judged (applied or
+ * quarantined). Records still held back at the archive's end wait for a
+ * proof (a checkpoint) it does not hold: an edited record, a cut chain,
+ * or an export taken between a batch and its checkpoint. A live
+ * projection would wait, showing its lag; a frozen one cannot, and must
+ * not present the state before them as the archive's. */
+static int check_judged(ctkn_store *st, const struct ctkn_archive_info *info,
+                        struct ctkn_err *err)
+{
+  ctkn_store_txn *txn;
+  int rc;
+
+  if ((rc = ctkn_store_begin(st, false, &txn, err)) != CTKN_OK)
+    return rc;
+  for (int32_t p = 0; rc == CTKN_OK && p < info->partitions; p++) {
+    int64_t at = 0;
+    if (info->end_offsets[p] <= info->start_offsets[p])
+      continue;
+    if ((rc = ctkn_store_offset(txn, p, &at, err)) == CTKN_OK &&
+        at < info->end_offsets[p])
+      rc = ctkn__err_field(
+          err, CTKN_EDECODE, "records",
+          "partition %" PRId32 " offset %" PRId64 " to %" PRId64
+          ": never proven by a checkpoint in the archive (an edited or cut "
+          "record, or an export taken between a batch and its checkpoint; "
+          "ctkn audit verify names them), so the replay stops before them",
+          p, at < info->start_offsets[p] ? info->start_offsets[p] : at,
+          info->end_offsets[p]);
+  }
+  ctkn_store_abort(txn);
+  return rc;
+}
+
 int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
                         const uint8_t *trust_root, const char *settings_path,
                         struct ctkn_archive_info *info, struct ctkn_err *err)
@@ -920,7 +953,8 @@ int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
   if ((rc = check_empty(st, info, err)) == CTKN_OK &&
       (rc = ctkn_store_bind(st, info->topic, env, err)) == CTKN_OK &&
       (rc = replay_judged(path, &x, info, trust_root, settings_path, err)) ==
-          CTKN_OK)
+          CTKN_OK &&
+      (rc = check_judged(st, info, err)) == CTKN_OK)
     /* Frozen, as of its latest record: an archive says nothing past it. */
     rc = ctkn_store_freeze(
         st, info->last_timestamp_ms < 0 ? 0 : info->last_timestamp_ms * 1000,

@@ -134,7 +134,8 @@ int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
  * passes the projector's trust gate exactly as a fresh follow of the topic
  * judges it (ctkn_projector_judged_open()): a forged, replayed, unsigned
  * or out-of-scope record is quarantined with its reason, a pending one
- * holds its partition back. The keyring a follower reads from the settings
+ * holds its partition back, and one still held at the archive's end
+ * fails the replay (CTKN_EDECODE, field "records": never proven). The keyring a follower reads from the settings
  * topic, and its adoptions, are read from settings_path (an export of the
  * settings topic; NULL: the archive itself, which holds the keyring placed
  * on every partition but no adoption): the newest one the root signed.

@@ -501,6 +501,40 @@ static void test_a_forged_record_in_an_archive_is_quarantined(void **st)
   signed_log_close(&s);
 }
 
+/* A signed event whose checkpoint never reached the log (its produce
+ * failed after the event went in) is never proven: in an archive, it is
+ * still held back at the end. A live projection waits there, showing its
+ * lag; a replay, which cannot wait, fails naming the partition and the
+ * offsets, and leaves nothing (it used to exit 0 with the state before
+ * them, as if the archive ended there). */
+static void test_a_record_never_proven_fails_its_replay(void **st)
+{
+  struct signed_log s;
+  struct ctkn_command cmd;
+  struct ctkn_outcome o;
+  struct ctkn_err err = {0};
+  char data[320];
+
+  (void)st;
+  signed_log_open(&s, false, NULL, 0);
+  command(&s, CTKN_CMD_CREATE, NULL, "proven");
+  ctkn_command_init(&cmd, CTKN_CMD_CREATE);
+  assert_int_equal(ctkn_command_set_name(&cmd, "unproven", 8, NULL), CTKN_OK);
+  fake_log_fail_sends_after(s.t.log, 1, 1, CTKN_ETIMEOUT, false);
+  assert_int_not_equal(ctkn_ledger_execute(s.l, &cmd, &o, &err), CTKN_OK);
+  ctkn_ledger_close(s.l);
+  s.l = NULL;
+  export(&s);
+  assert_int_equal(ctkn_replay_archive(s.db, s.events, CTKN_ENV_SANDBOX, MAP,
+                                       s.root_pub, s.settings, &err),
+                   CTKN_EDECODE);
+  assert_string_equal(err.field, "records");
+  assert_non_null(strstr(err.msg, "never proven by a checkpoint"));
+  snprintf(data, sizeof(data), "%s/data.mdb", s.db);
+  assert_false(exists(data));
+  signed_log_close(&s);
+}
+
 /* A genuine signed log, exported with its settings topic: its replay
  * under the root has the live projection's digest, nothing quarantined.
  * A keyring the root did not sign is no keyring: a replay whose archives
@@ -611,6 +645,7 @@ int main(void)
           test_archive_replays_into_a_frozen_projection, setup, teardown),
       cmocka_unit_test(test_a_forged_record_in_an_archive_is_quarantined),
       cmocka_unit_test(test_a_signed_archive_replays_to_the_live_digest),
+      cmocka_unit_test(test_a_record_never_proven_fails_its_replay),
       cmocka_unit_test(test_an_adopted_prefix_replays_as_it_projects),
   };
 
