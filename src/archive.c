@@ -8,11 +8,14 @@
  * SHA-256(the Trailer's message bytes).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,6 +103,68 @@ void ctkn_archive_writer_abandon(ctkn_archive_writer *w)
   free(w);
 }
 
+/*
+ * Create partial for writing, locked (flock) for as long as it is open:
+ * made under a temporary name, locked, then linked into place, so that a
+ * partial file anyone sees is locked while its export lives. One that is
+ * not locked was left by an export that died (a signal, a crash): it is
+ * removed and the claim made again, instead of blocking every retry.
+ * *f is the open file. Errors: CTKN_ECONFLICT (another export holds it),
+ * CTKN_EIO, CTKN_ENOMEM.
+ */
+static int claim_partial(const char *partial, FILE **f, struct ctkn_err *err)
+{
+  size_t plen = strlen(partial);
+  char *tmp = malloc(plen + sizeof(".XXXXXX"));
+  int rc = CTKN_OK;
+
+  *f = NULL;
+  if (tmp == NULL)
+    return ctkn__err(err, CTKN_ENOMEM, "archive: out of memory");
+  for (int tries = 0; tries < 3 && *f == NULL && rc == CTKN_OK; tries++) {
+    struct stat a, b;
+    memcpy(tmp, partial, plen);
+    memcpy(tmp + plen, ".XXXXXX", sizeof(".XXXXXX"));
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+      rc = ctkn__err(err, CTKN_EIO, "%.200s: %s", tmp, strerror(errno));
+      break;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      rc = ctkn__err(err, CTKN_EIO, "%.200s: %s", tmp, strerror(errno));
+    } else if (link(tmp, partial) == 0) {
+      (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+      if ((*f = fdopen(fd, "wb")) != NULL) {
+        fd = -1; /* *f's now */
+      } else {
+        rc = ctkn__err(err, CTKN_EIO, "%.200s: %s", partial, strerror(errno));
+        unlink(partial);
+      }
+    } else if (errno != EEXIST) {
+      rc = ctkn__err(err, CTKN_EIO, "%.200s: %s", partial, strerror(errno));
+    } else {
+      /* There already: live (locked) or left behind (not). */
+      int old = open(partial, O_RDONLY | O_CLOEXEC);
+      if (old >= 0 && flock(old, LOCK_EX | LOCK_NB) != 0)
+        rc = ctkn__err(err, CTKN_ECONFLICT,
+                       "%.200s: another export is writing it", partial);
+      else if (old >= 0 && fstat(old, &a) == 0 && stat(partial, &b) == 0 &&
+               a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+        unlink(partial); /* a dead export's: the same file, unlocked */
+      if (old >= 0)
+        close(old);
+    }
+    unlink(tmp);
+    if (fd >= 0)
+      close(fd);
+  }
+  if (*f == NULL && rc == CTKN_OK)
+    rc = ctkn__err(err, CTKN_ECONFLICT, "%.200s: another export is writing it",
+                   partial);
+  free(tmp);
+  return rc;
+}
+
 int ctkn_archive_writer_open(ctkn_archive_writer **out, const char *path,
                              const char *topic, int32_t n, const int64_t *start,
                              const int64_t *end, struct ctkn_err *err)
@@ -127,10 +192,7 @@ int ctkn_archive_writer_open(ctkn_archive_writer **out, const char *path,
   w->partitions = n;
   w->last_partition = -1;
   w->last_ts = -1;
-  if ((w->f = fopen(w->partial, "wbx")) == NULL) {
-    rc = ctkn__err(err, errno == EEXIST ? CTKN_ECONFLICT : CTKN_EIO,
-                   "%.200s: %s (another export running?)", w->partial,
-                   strerror(errno));
+  if ((rc = claim_partial(w->partial, &w->f, err)) != CTKN_OK) {
     ctkn_archive_writer_abandon(w);
     return rc;
   }

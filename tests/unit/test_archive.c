@@ -2,6 +2,7 @@
  * test_archive.c - the hash-chained audit archive: round trip, the
  * documented framing and hash, determinism, and every kind of tampering.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -329,6 +331,31 @@ static void test_writer_refuses_disorder_and_existing_files(void **state)
   ctkn_archive_writer_abandon(w);
   /* An abandoned export leaves nothing behind. */
   assert_int_not_equal(access(f->path, F_OK), 0);
+
+  /* A partial file an export left when it died (unlocked) is taken over,
+   * not a reason to refuse every retry; one a live export holds (locked)
+   * is. */
+  char partial[sizeof(f->path) + 16];
+  snprintf(partial, sizeof(partial), "%s.partial", f->path);
+  FILE *left = fopen(partial, "w");
+  assert_non_null(left);
+  fputs("half an archive", left);
+  fclose(left);
+  assert_int_equal(
+      ctkn_archive_writer_open(&w, f->path, "t", 2, start, end, &err), CTKN_OK);
+  ctkn_archive_writer_abandon(w);
+  assert_int_not_equal(access(partial, F_OK), 0);
+  int held = open(partial, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  assert_true(held >= 0);
+  assert_int_equal(flock(held, LOCK_EX), 0);
+  assert_int_equal(
+      ctkn_archive_writer_open(&w, f->path, "t", 2, start, end, &err),
+      CTKN_ECONFLICT);
+  assert_null(w);
+  assert_non_null(strstr(err.msg, "another export is writing it"));
+  assert_int_equal(access(partial, F_OK), 0);
+  close(held);
+  unlink(partial);
 
   write_archive(f->path, &info);
   ctkn_archive_info_free(&info);
