@@ -131,21 +131,23 @@ int ctkn_archive_export(const struct ctkn_log_config *cfg, const char *path,
  * new, empty store), bound to the archive's topic, and freeze it as of
  * its latest record. Same log prefix, same digest as a projection of the
  * topic. With trust_root (the root's public key; NULL: none) every record
- * passes the projector's trust gate exactly as a fresh follow of the topic
- * judges it (ctkn_projector_judged_open()): a forged, replayed, unsigned
- * or out-of-scope record is quarantined with its reason, a pending one
- * holds its partition back, and one still held at the archive's end
- * fails the replay (CTKN_EDECODE, field "records": never proven). The keyring a
- * follower reads from the settings topic, and its adoptions, are read from
- * settings_path (an export of the settings topic; NULL: the archive itself,
- * which holds the keyring placed on every partition but no adoption): the
- * newest one the root signed. An adopted prefix is hashed from the archive.
- * Borrows everything for the call; info receives the summary. Errors: those of
- * ctkn_archive_read(), also for settings_path; CTKN_ECONFLICT (st is not
- * empty); CTKN_EFORMAT (a record of a newer schema version); CTKN_EINVAL (field
- * "keyring": no keyring signed by the root; field "partition": the archive
- * lacks an adopted prefix's records); CTKN_EIO (the file changed meanwhile);
- * CTKN_ESTORE; CTKN_ENOMEM.
+ * passes the projector's trust gate exactly as a fresh follow of the
+ * topic judges it (ctkn_projector_judged_open()): a forged, replayed,
+ * unsigned or out-of-scope record is quarantined with its reason, a
+ * pending one holds its partition back, and one still held at the
+ * archive's end fails the replay (never proven). The keyring a follower
+ * reads from the settings topic, and its adoptions, are read from
+ * settings_path (an export of the settings topic; NULL: the archive
+ * itself, which holds the keyring placed on every partition but no
+ * adoption): the newest one the root signed. An adopted prefix is hashed
+ * from the archive. Borrows everything for the call; info receives the
+ * summary.
+ * Errors: those of ctkn_archive_read(), also for settings_path;
+ * CTKN_ECONFLICT (st is not empty); CTKN_EFORMAT (a record of a newer
+ * schema version); CTKN_EINVAL (field "keyring": no keyring signed by the
+ * root; field "partition": the archive lacks an adopted prefix's
+ * records); CTKN_EDECODE (field "records": a record never proven);
+ * CTKN_EIO (the file changed meanwhile); CTKN_ESTORE; CTKN_ENOMEM.
  */
 int ctkn_archive_replay(const char *path, ctkn_store *st, ctkn_env env,
                         const uint8_t *trust_root, const char *settings_path,
