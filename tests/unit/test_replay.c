@@ -535,6 +535,83 @@ static void test_a_record_never_proven_fails_its_replay(void **st)
   signed_log_close(&s);
 }
 
+/* Every record of topic from and topic to, partition by partition, the
+ * same bytes at the same offsets (to's offsets count from 0). */
+static void assert_same_topics(struct fake_log *f, const char *from,
+                               const char *to)
+{
+  for (int32_t p = 0; p < TPARTS; p++) {
+    int64_t end = fake_log_end(f, from, p);
+    assert_int_equal(fake_log_end(f, to, p), end);
+    for (int64_t o = 0; o < end; o++) {
+      const struct ctkn_log_msg *a = fake_log_record(f, from, p, o);
+      const struct ctkn_log_msg *b = fake_log_record(f, to, p, o);
+      assert_non_null(a);
+      assert_non_null(b);
+      assert_int_equal(a->value_len, b->value_len);
+      assert_memory_equal(a->value, b->value, a->value_len);
+      assert_int_equal(a->nheaders, b->nheaders);
+    }
+  }
+}
+
+/* An import cut short (the broker stopped taking records part way) is
+ * resumed by running it again: the records already in the topic are
+ * checked, byte for byte, against the archive's first ones, and the rest
+ * are appended (a retry was refused as "not empty", and the half topic
+ * projected a revoked token as active). A topic holding anything else is
+ * still refused. */
+static void test_an_import_cut_short_is_resumed(void **st)
+{
+  struct signed_log s;
+  struct ctkn_log_config to;
+  struct ctkn_archive_info info;
+  struct ctkn_err err = {0};
+
+  (void)st;
+  signed_log_open(&s, true, NULL, 0);
+  for (int i = 0; i < 12; i++) {
+    char name[16];
+    snprintf(name, sizeof(name), "t%d", i);
+    command(&s, CTKN_CMD_CREATE, NULL, name);
+  }
+  ctkn_ledger_close(s.l);
+  s.l = NULL;
+  export(&s);
+
+  to = s.t.cfg;
+  to.n_overrides = 0;
+  snprintf(to.topic, sizeof(to.topic), "%s", "copy");
+  fake_log_fail_sends_after(s.t.log, 7, 1000000, CTKN_ETIMEOUT, false);
+  assert_int_not_equal(ctkn_archive_import(s.events, &to, 1, &info, &err),
+                       CTKN_OK);
+  fake_log_fail_sends(s.t.log, 0, CTKN_OK, false);
+  int64_t part = 0;
+  for (int32_t p = 0; p < TPARTS; p++)
+    part += fake_log_end(s.t.log, "copy", p);
+  assert_int_equal(part, 7); /* cut short */
+  if (ctkn_archive_import(s.events, &to, 1, &info, &err) != CTKN_OK)
+    fail_msg("resumed import: %s", err.msg);
+  ctkn_archive_info_free(&info);
+  assert_same_topics(s.t.log, TK_TOPIC, "copy");
+  /* Once whole, a third run finds it all there and appends nothing. */
+  if (ctkn_archive_import(s.events, &to, 1, &info, &err) != CTKN_OK)
+    fail_msg("import again: %s", err.msg);
+  ctkn_archive_info_free(&info);
+  assert_same_topics(s.t.log, TK_TOPIC, "copy");
+
+  /* A topic holding another record is no import of this archive. */
+  snprintf(to.topic, sizeof(to.topic), "%s", "other");
+  fake_log_create(s.t.log, "other", TPARTS);
+  fake_log_append(s.t.log, "other", 0, "k", 1, "not the archive's", 17, 1, NULL,
+                  0);
+  assert_int_equal(ctkn_archive_import(s.events, &to, 1, &info, &err),
+                   CTKN_ECONFLICT);
+  assert_non_null(strstr(err.msg, "holds another record"));
+  assert_int_equal(fake_log_end(s.t.log, "other", 0), 1);
+  signed_log_close(&s);
+}
+
 /* A genuine signed log, exported with its settings topic: its replay
  * under the root has the live projection's digest, nothing quarantined.
  * A keyring the root did not sign is no keyring: a replay whose archives
@@ -646,6 +723,7 @@ int main(void)
       cmocka_unit_test(test_a_forged_record_in_an_archive_is_quarantined),
       cmocka_unit_test(test_a_signed_archive_replays_to_the_live_digest),
       cmocka_unit_test(test_a_record_never_proven_fails_its_replay),
+      cmocka_unit_test(test_an_import_cut_short_is_resumed),
       cmocka_unit_test(test_an_adopted_prefix_replays_as_it_projects),
   };
 
