@@ -3018,6 +3018,39 @@ static void queue_behind(void *arg)
              "Authorization", auth_writer, NULL);
 }
 
+/* The command thread started, a keyed create (run on the command thread
+ * itself) answered, and the create probe queued while it was being sent
+ * answered too. Returns the keyed one. */
+static struct req *one_behind_another(struct cfx *c, struct behind_probe *probe,
+                                      pthread_t *t, const char *idem)
+{
+  fake_log_on_send(c->t.log, queue_behind, probe);
+  assert_int_equal(pthread_create(t, NULL, commands_main, c), 0);
+  struct req *first =
+      call(&c->f, "POST", "/client-tokens", "{\"name\":\"first\"}",
+           "Authorization", auth_writer, "Idempotency-Key", idem, NULL);
+  assert_true(wait_ready(first));
+  for (int i = 0; i < 5000 && probe->behind == NULL; i++)
+    usleep(1000);
+  assert_non_null(probe->behind);
+  assert_true(wait_ready(probe->behind));
+  fake_log_on_send(c->t.log, NULL, NULL);
+  return first;
+}
+
+/* Stop the command thread t, and open the queue again. */
+static void stop_commands(struct cfx *c, pthread_t t)
+{
+  ctkn__queue_close(&c->s->cmdq);
+  pthread_join(t, NULL);
+}
+
+static void reopen_commands(struct cfx *c)
+{
+  ctkn__queue_destroy(&c->s->cmdq);
+  assert_int_equal(ctkn__queue_init(&c->s->cmdq), CTKN_OK);
+}
+
 /* A write queued while the log failed the write ahead of it is refused
  * at once, nothing appended: it has waited the log's timeout once, and
  * its own append would wait that long again (under an outage, each
@@ -3030,25 +3063,13 @@ static void test_a_write_queued_behind_a_failed_one_is_refused(void **st)
   pthread_t t;
 
   waits_out_the_timeout(c);
-  fake_log_on_send(c->t.log, queue_behind, &probe);
-  assert_int_equal(pthread_create(&t, NULL, commands_main, c), 0);
-  /* A keyed create: run on the command thread itself. */
-  struct req *first =
-      call(&c->f, "POST", "/client-tokens", "{\"name\":\"first\"}",
-           "Authorization", auth_writer, "Idempotency-Key", "k-1", NULL);
-  assert_true(wait_ready(first));
-  for (int i = 0; i < 5000 && probe.behind == NULL; i++)
-    usleep(1000);
-  assert_non_null(probe.behind);
-  assert_true(wait_ready(probe.behind));
-  fake_log_on_send(c->t.log, NULL, NULL);
+  struct req *first = one_behind_another(c, &probe, &t, "k-1");
   fake_log_delay_reports(c->t.log, 0);
   struct req *after =
       call(&c->f, "POST", "/client-tokens", "{\"name\":\"after\"}",
            "Authorization", auth_writer, NULL);
   assert_true(wait_ready(after));
-  ctkn__queue_close(&c->s->cmdq);
-  pthread_join(t, NULL);
+  stop_commands(c, t);
   check_error(&c->f, first, 503, "service_unavailable", NULL);
   assert_int_equal(probe.behind->retry_after, 1);
   check_detail(&c->f, probe.behind, 503, "service_unavailable", NULL,
@@ -3057,8 +3078,7 @@ static void test_a_write_queued_behind_a_failed_one_is_refused(void **st)
   assert_int_equal(after->status, 201);
   done(&c->f, after);
   assert_int_equal(produced(c), 1); /* "after" alone */
-  ctkn__queue_destroy(&c->s->cmdq);
-  assert_int_equal(ctkn__queue_init(&c->s->cmdq), CTKN_OK);
+  reopen_commands(c);
 }
 
 /* A write the log refuses at once (not a wait: an error the broker
@@ -3070,24 +3090,12 @@ static void test_a_fast_failure_refuses_nothing_behind_it(void **st)
   pthread_t t;
 
   fake_log_fail_sends(c->t.log, 1, CTKN_EKAFKA, false);
-  fake_log_on_send(c->t.log, queue_behind, &probe);
-  assert_int_equal(pthread_create(&t, NULL, commands_main, c), 0);
-  struct req *first =
-      call(&c->f, "POST", "/client-tokens", "{\"name\":\"first\"}",
-           "Authorization", auth_writer, "Idempotency-Key", "k-2", NULL);
-  assert_true(wait_ready(first));
-  for (int i = 0; i < 5000 && probe.behind == NULL; i++)
-    usleep(1000);
-  assert_non_null(probe.behind);
-  assert_true(wait_ready(probe.behind));
-  fake_log_on_send(c->t.log, NULL, NULL);
-  ctkn__queue_close(&c->s->cmdq);
-  pthread_join(t, NULL);
+  struct req *first = one_behind_another(c, &probe, &t, "k-2");
+  stop_commands(c, t);
   check_error(&c->f, first, 503, "service_unavailable", NULL);
   assert_int_equal(probe.behind->status, 201);
   done(&c->f, probe.behind);
-  ctkn__queue_destroy(&c->s->cmdq);
-  assert_int_equal(ctkn__queue_init(&c->s->cmdq), CTKN_OK);
+  reopen_commands(c);
 }
 
 /* Inside each of the first three produces, the next create arrives. */
@@ -3138,8 +3146,7 @@ static void test_a_write_behind_an_unapplied_batch_is_refused(void **st)
     assert_true(wait_ready(probe.r[i]));
   fake_log_on_send(c->t.log, NULL, NULL);
   fake_log_hold_polls(c->t.log, false);
-  ctkn__queue_close(&c->s->cmdq);
-  pthread_join(t, NULL);
+  stop_commands(c, t);
   /* The first three were appended and not applied in time... */
   assert_int_equal(first->status, 503);
   done(&c->f, first);
@@ -3152,8 +3159,7 @@ static void test_a_write_behind_an_unapplied_batch_is_refused(void **st)
                "nothing was appended: a write queued ahead of it failed "
                "after waiting on the log");
   assert_int_equal(produced(c) - before, 3);
-  ctkn__queue_destroy(&c->s->cmdq);
-  assert_int_equal(ctkn__queue_init(&c->s->cmdq), CTKN_OK);
+  reopen_commands(c);
 }
 
 struct pipe_probe {
