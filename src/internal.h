@@ -88,6 +88,8 @@ int ctkn__cond_init_monotonic(pthread_cond_t *cv);
 /* The CLOCK_MONOTONIC instant ms milliseconds from now: the deadline of a
  * pthread_cond_timedwait() on such a condition variable. */
 struct timespec ctkn__monotonic_in(int64_t ms);
+/* The same, us microseconds from now. */
+struct timespec ctkn__monotonic_in_us(int64_t us);
 
 /* Errors a follower outlives (CTKN_EKAFKA, CTKN_ETIMEOUT): the broker or
  * the network comes back, and librdkafka reconnects by itself; and
@@ -264,6 +266,8 @@ struct ctkn__queue {
   pthread_cond_t cv;
   struct ctkn__qnode *head, *tail;
   size_t n;
+  size_t want;    /* a push wakes the waiters once n reaches it (1) */
+  uint64_t kicks; /* ctkn__queue_kick() calls */
   bool closed;
 };
 
@@ -279,6 +283,17 @@ bool ctkn__queue_push(struct ctkn__queue *q, struct ctkn__qnode *node);
  * 0 when the wait ran out, or when q is closed and empty. */
 size_t ctkn__queue_pop(struct ctkn__queue *q, struct ctkn__qnode **out,
                        size_t max, int timeout_ms);
+/* As ctkn__queue_pop(), for the queue's one consumer when it would rather
+ * take more at once: wait until q holds at least min nodes, is closed, or
+ * was kicked since ctkn__queue_kicks() returned kicks, or timeout_us
+ * passes; then take up to max (perhaps none). Pushes wake it only once
+ * min are queued. */
+size_t ctkn__queue_pop_min(struct ctkn__queue *q, struct ctkn__qnode **out,
+                           size_t max, size_t min, int64_t timeout_us,
+                           uint64_t kicks);
+/* Wake a ctkn__queue_pop_min() without a node: what it waited for changed. */
+void ctkn__queue_kick(struct ctkn__queue *q);
+uint64_t ctkn__queue_kicks(struct ctkn__queue *q);
 /* Nodes queued now. */
 size_t ctkn__queue_len(struct ctkn__queue *q);
 /* Refuse further pushes and wake every waiter; what is queued can still

@@ -53,6 +53,8 @@
 #include "internal.h"
 
 #define CTKN__API_BATCH_MAX     256   /* commands per ledger batch */
+#define CTKN__API_GATHER_MIN    16    /* writes a batch waits for under load */
+#define CTKN__API_GATHER_US     500   /* ... at most this long (gather_us) */
 #define CTKN__API_DRAIN_MS      15000 /* bound on finishing requests at stop */
 #define CTKN__API_POSITIONS_MAX 16    /* entries in one X-Ctkn-Min-Position */
 #define CTKN__API_ID_BUF        48 /* a path's ID segment (longer never match) */
@@ -163,6 +165,7 @@ struct server {
   pthread_t commander;
   bool commander_started;
   struct ctkn__queue cmdq;
+  int64_t gather_us; /* CTKN__API_GATHER_US; a test may lengthen it */
 
   /* The settings thread (dest_routes.c) and its queue of struct req. */
   pthread_t settler;
@@ -384,11 +387,14 @@ struct ctkn__api_outage {
   struct ctkn_err why;
 };
 void ctkn__api_outage_init(struct ctkn__api_outage *o);
+/* Whether a write that failed with rc may have waited on the log:
+ * CTKN_EKAFKA, CTKN_ETIMEOUT, or CTKN_EAPPENDED (taken, not applied in
+ * time: the writes behind it would wait as long). */
+bool ctkn__api_log_wait(int rc);
 /* Note that what (a phrase: "the heartbeat"), started at started_us
  * (mono_us), failed with rc for cause, when rc is a wait on the log
- * (CTKN_EKAFKA, CTKN_ETIMEOUT, CTKN_EAPPENDED) that took at least half of
- * timeout_ms: a failure that came at once (a refusal) makes nobody wait.
- * True when noted. */
+ * (ctkn__api_log_wait()) that took at least half of timeout_ms: a failure
+ * that came at once (a refusal) makes nobody wait. True when noted. */
 bool ctkn__api_outage_note(struct ctkn__api_outage *o, const char *what,
                            int64_t started_us, int timeout_ms, int rc,
                            const struct ctkn_err *cause);

@@ -297,6 +297,11 @@ void ctkn__api_outage_init(struct ctkn__api_outage *o)
   o->failed_us = INT64_MIN;
 }
 
+bool ctkn__api_log_wait(int rc)
+{
+  return rc == CTKN_EKAFKA || rc == CTKN_ETIMEOUT || rc == CTKN_EAPPENDED;
+}
+
 bool ctkn__api_outage_note(struct ctkn__api_outage *o, const char *what,
                            int64_t started_us, int timeout_ms, int rc,
                            const struct ctkn_err *cause)
@@ -305,8 +310,7 @@ bool ctkn__api_outage_note(struct ctkn__api_outage *o, const char *what,
 
   if (timeout_ms <= 0)
     timeout_ms = 10000; /* the log's own default */
-  if ((rc != CTKN_EKAFKA && rc != CTKN_ETIMEOUT && rc != CTKN_EAPPENDED) ||
-      now - started_us < (int64_t)timeout_ms * 500)
+  if (!ctkn__api_log_wait(rc) || now - started_us < (int64_t)timeout_ms * 500)
     return false;
   o->failed_us = now;
   /* The fact a client acts on first: a retry is safe. The cause is cut

@@ -531,6 +531,7 @@ int ctkn__api_server_new(struct server **out, ctkn_store *st,
   s->log_buckets = (struct ctkn__buf)CTKN__BUF_INIT;
   pthread_mutex_init(&s->pos_lock, NULL);
   ctkn__cond_init_monotonic(&s->applied_cv);
+  s->gather_us = CTKN__API_GATHER_US;
   if (ctkn__queue_init(&s->cmdq) != CTKN_OK) {
     free(s);
     return ctkn__err(err, CTKN_ENOMEM, "server");

@@ -88,10 +88,15 @@ int ctkn__cond_init_monotonic(pthread_cond_t *cv)
 
 struct timespec ctkn__monotonic_in(int64_t ms)
 {
+  return ctkn__monotonic_in_us(ms * 1000);
+}
+
+struct timespec ctkn__monotonic_in_us(int64_t us)
+{
   struct timespec ts;
 
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  int64_t ns = ts.tv_nsec + ms * 1000000;
+  int64_t ns = ts.tv_nsec + us * 1000;
   ts.tv_sec += (time_t)(ns / 1000000000);
   ts.tv_nsec = (long)(ns % 1000000000);
   return ts;

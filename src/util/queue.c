@@ -15,6 +15,8 @@ int ctkn__queue_init(struct ctkn__queue *q)
 {
   q->head = q->tail = NULL;
   q->n = 0;
+  q->want = 1;
+  q->kicks = 0;
   q->closed = false;
   if (pthread_mutex_init(&q->mu, NULL) != 0)
     return CTKN_ENOMEM;
@@ -45,16 +47,31 @@ bool ctkn__queue_push(struct ctkn__queue *q, struct ctkn__qnode *node)
     q->head = node;
   q->tail = node;
   q->n++;
-  pthread_cond_broadcast(&q->cv);
+  if (q->n >= q->want)
+    pthread_cond_broadcast(&q->cv);
   pthread_mutex_unlock(&q->mu);
   return true;
+}
+
+/* Under q->mu: take up to max nodes into out. */
+static size_t take(struct ctkn__queue *q, struct ctkn__qnode **out, size_t max)
+{
+  size_t n = 0;
+
+  while (q->head != NULL && n < max) {
+    out[n++] = q->head;
+    q->head = q->head->next;
+    q->n--;
+  }
+  if (q->head == NULL)
+    q->tail = NULL;
+  return n;
 }
 
 size_t ctkn__queue_pop(struct ctkn__queue *q, struct ctkn__qnode **out,
                        size_t max, int timeout_ms)
 {
   struct timespec until = {0};
-  size_t n = 0;
 
   if (timeout_ms > 0)
     until = ctkn__monotonic_in(timeout_ms);
@@ -65,15 +82,43 @@ size_t ctkn__queue_pop(struct ctkn__queue *q, struct ctkn__qnode **out,
     else if (pthread_cond_timedwait(&q->cv, &q->mu, &until) != 0)
       break; /* timed out (or failed: the caller polls again) */
   }
-  while (q->head != NULL && n < max) {
-    out[n++] = q->head;
-    q->head = q->head->next;
-    q->n--;
-  }
-  if (q->head == NULL)
-    q->tail = NULL;
+  size_t n = take(q, out, max);
   pthread_mutex_unlock(&q->mu);
   return n;
+}
+
+size_t ctkn__queue_pop_min(struct ctkn__queue *q, struct ctkn__qnode **out,
+                           size_t max, size_t min, int64_t timeout_us,
+                           uint64_t kicks)
+{
+  struct timespec until = ctkn__monotonic_in_us(timeout_us);
+
+  pthread_mutex_lock(&q->mu);
+  q->want = min > 0 ? min : 1;
+  while (q->n < min && !q->closed && q->kicks == kicks && timeout_us > 0) {
+    if (pthread_cond_timedwait(&q->cv, &q->mu, &until) != 0)
+      break; /* timed out */
+  }
+  q->want = 1;
+  size_t n = take(q, out, max);
+  pthread_mutex_unlock(&q->mu);
+  return n;
+}
+
+void ctkn__queue_kick(struct ctkn__queue *q)
+{
+  pthread_mutex_lock(&q->mu);
+  q->kicks++;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+}
+
+uint64_t ctkn__queue_kicks(struct ctkn__queue *q)
+{
+  pthread_mutex_lock(&q->mu);
+  uint64_t k = q->kicks;
+  pthread_mutex_unlock(&q->mu);
+  return k;
 }
 
 size_t ctkn__queue_len(struct ctkn__queue *q)

@@ -3234,6 +3234,120 @@ static void test_creates_are_appended_while_the_last_batch_settles(void **st)
   assert_int_equal(ctkn__queue_init(&c->s->cmdq), CTKN_OK);
 }
 
+struct gather_probe {
+  struct cfx *c;
+  int sends;       /* produce calls seen (atomic) */
+  bool first_sent; /* the first batch is being appended (atomic) */
+};
+
+/* Inside the first produce: hold the log's readers back, so that batch
+ * stays in flight until the test lets them go. */
+static void gather_on_send(void *arg)
+{
+  struct gather_probe *p = arg;
+
+  if (__atomic_add_fetch(&p->sends, 1, __ATOMIC_SEQ_CST) == 1) {
+    fake_log_hold_polls(p->c->t.log, true);
+    __atomic_store_n(&p->first_sent, true, __ATOMIC_SEQ_CST);
+  }
+}
+
+static int sends_of(struct gather_probe *p)
+{
+  return __atomic_load_n(&p->sends, __ATOMIC_SEQ_CST);
+}
+
+/* A create queued alone, with nothing in flight, goes at once, however
+ * long the command thread may gather; then one queued while it is in
+ * flight is taken and held (s->gather_us, lengthened here, is its bound);
+ * returns that second one. */
+static struct req *one_waiting_for_company(struct cfx *c,
+                                           struct gather_probe *probe,
+                                           pthread_t *t, struct req **first)
+{
+  done(&c->f, post(c, "{\"name\":\"warm\"}", NULL)); /* the partitions */
+  c->s->gather_us = INT64_C(60000000);
+  fake_log_on_send(c->t.log, gather_on_send, probe);
+  assert_int_equal(pthread_create(t, NULL, commands_main, c), 0);
+  *first = call(&c->f, "POST", "/client-tokens", "{\"name\":\"first\"}",
+                "Authorization", auth_writer, NULL);
+  for (int i = 0;
+       i < 5000 && !__atomic_load_n(&probe->first_sent, __ATOMIC_SEQ_CST); i++)
+    usleep(1000);
+  assert_true(__atomic_load_n(&probe->first_sent, __ATOMIC_SEQ_CST));
+  struct req *r = call(&c->f, "POST", "/client-tokens", "{\"name\":\"second\"}",
+                       "Authorization", auth_writer, NULL);
+  for (int i = 0; i < 5000 && ctkn__queue_len(&c->s->cmdq) > 0; i++)
+    usleep(1000);
+  assert_int_equal(ctkn__queue_len(&c->s->cmdq), 0);
+  usleep(50000);
+  assert_int_equal(sends_of(probe), 1); /* taken, not appended */
+  return r;
+}
+
+static void end_gathering(struct cfx *c, pthread_t t)
+{
+  fake_log_on_send(c->t.log, NULL, NULL);
+  fake_log_hold_polls(c->t.log, false);
+  stop_commands(c, t);
+  reopen_commands(c);
+  c->s->gather_us = CTKN__API_GATHER_US;
+}
+
+/* Under load a batch of a few waits for company: one queued while
+ * another batch is in flight goes with the ones queued after it, in one
+ * produce, once CTKN__API_GATHER_MIN are there. */
+static void test_a_write_while_a_batch_is_in_flight_waits_for_company(void **st)
+{
+  struct cfx *c = *st;
+  struct gather_probe probe = {.c = c};
+  struct req *first, *w[CTKN__API_GATHER_MIN];
+  pthread_t t;
+
+  w[0] = one_waiting_for_company(c, &probe, &t, &first);
+  for (int i = 1; i < CTKN__API_GATHER_MIN; i++) {
+    char body[32];
+    snprintf(body, sizeof(body), "{\"name\":\"w %d\"}", i);
+    w[i] = call(&c->f, "POST", "/client-tokens", body, "Authorization",
+                auth_writer, NULL);
+  }
+  for (int i = 0; i < 5000 && sends_of(&probe) < 2; i++)
+    usleep(1000);
+  usleep(20000);
+  assert_int_equal(sends_of(&probe), 2); /* all of them in one */
+  fake_log_hold_polls(c->t.log, false);
+  assert_true(wait_ready(first));
+  assert_int_equal(first->status, 201);
+  done(&c->f, first);
+  for (int i = 0; i < CTKN__API_GATHER_MIN; i++) {
+    assert_true(wait_ready(w[i]));
+    assert_int_equal(w[i]->status, 201);
+    done(&c->f, w[i]);
+  }
+  end_gathering(c, t);
+}
+
+/* The wait for company ends when nothing is in flight any more: the
+ * command thread would otherwise sit idle. */
+static void test_a_waiting_write_goes_when_the_batch_ahead_settles(void **st)
+{
+  struct cfx *c = *st;
+  struct gather_probe probe = {.c = c};
+  struct req *first;
+  pthread_t t;
+
+  struct req *second = one_waiting_for_company(c, &probe, &t, &first);
+  fake_log_hold_polls(c->t.log, false); /* the first is judged */
+  assert_true(wait_ready(first));
+  assert_true(wait_ready(second)); /* long before gather_us */
+  assert_int_equal(sends_of(&probe), 2);
+  assert_int_equal(first->status, 201);
+  assert_int_equal(second->status, 201);
+  done(&c->f, first);
+  done(&c->f, second);
+  end_gathering(c, t);
+}
+
 static void test_writes_queued_together_run_as_one_batch(void **st)
 {
   struct cfx *c = *st;
@@ -3370,6 +3484,8 @@ int main(void)
       C(test_a_write_behind_an_unapplied_batch_is_refused),
       C(test_writes_queued_together_run_as_one_batch),
       C(test_creates_are_appended_while_the_last_batch_settles),
+      C(test_a_write_while_a_batch_is_in_flight_waits_for_company),
+      C(test_a_waiting_write_goes_when_the_batch_ahead_settles),
       C(test_one_key_queued_twice_appends_once),
   };
 #undef C

@@ -216,6 +216,83 @@ static void test_queue_hands_every_item_over_between_threads(void **state)
   ctkn__queue_destroy(&q);
 }
 
+/* What a second thread does to a queue after a pause. */
+struct later {
+  struct ctkn__queue *q;
+  struct item *items;
+  int npush; /* push this many, 5 ms apart */
+  bool kick; /* then kick */
+};
+
+static void *do_later(void *arg)
+{
+  struct later *l = arg;
+
+  for (int i = 0; i < l->npush; i++) {
+    usleep(5000);
+    ctkn__queue_push(l->q, &l->items[i].node);
+  }
+  if (l->kick) {
+    usleep(20000);
+    ctkn__queue_kick(l->q);
+  }
+  return NULL;
+}
+
+static int64_t mono_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ctkn__queue_pop_min() waits for min nodes, a kick or its timeout,
+ * whichever comes first, and then takes what is there. */
+static void test_queue_pop_min_waits_for_company_a_kick_or_time(void **state)
+{
+  struct ctkn__queue q;
+  struct item items[8];
+  struct ctkn__qnode *out[8];
+  pthread_t t;
+  (void)state;
+
+  assert_int_equal(ctkn__queue_init(&q), CTKN_OK);
+  /* Too few: the timeout ends the wait, and what is there is taken. */
+  assert_true(ctkn__queue_push(&q, &items[0].node));
+  int64_t t0 = mono_ms();
+  assert_int_equal(
+      ctkn__queue_pop_min(&q, out, 8, 3, 30000, ctkn__queue_kicks(&q)), 1);
+  assert_true(mono_ms() - t0 >= 30);
+  /* Enough arrive: the wait ends with them, long before its timeout. */
+  struct later three = {&q, items, 3, false};
+  assert_int_equal(pthread_create(&t, NULL, do_later, &three), 0);
+  t0 = mono_ms();
+  assert_int_equal(
+      ctkn__queue_pop_min(&q, out, 8, 3, 10000000, ctkn__queue_kicks(&q)), 3);
+  assert_true(mono_ms() - t0 < 5000);
+  pthread_join(t, NULL);
+  for (int i = 0; i < 3; i++)
+    assert_ptr_equal(out[i], &items[i].node);
+  /* A kick ends it with fewer. */
+  struct later one_then_kick = {&q, items, 1, true};
+  assert_int_equal(pthread_create(&t, NULL, do_later, &one_then_kick), 0);
+  t0 = mono_ms();
+  assert_int_equal(
+      ctkn__queue_pop_min(&q, out, 8, 3, 10000000, ctkn__queue_kicks(&q)), 1);
+  assert_true(mono_ms() - t0 < 5000);
+  pthread_join(t, NULL);
+  /* A kick since the caller looked: no wait at all; nor when closed. */
+  uint64_t seen = ctkn__queue_kicks(&q);
+  ctkn__queue_kick(&q);
+  t0 = mono_ms();
+  assert_int_equal(ctkn__queue_pop_min(&q, out, 8, 3, 10000000, seen), 0);
+  ctkn__queue_close(&q);
+  assert_int_equal(
+      ctkn__queue_pop_min(&q, out, 8, 3, 10000000, ctkn__queue_kicks(&q)), 0);
+  assert_true(mono_ms() - t0 < 5000);
+  ctkn__queue_destroy(&q);
+}
+
 /* ---- diagnostics ------------------------------------------------------- */
 
 static void capture(void *arg, const char *line, size_t len)
@@ -641,6 +718,7 @@ int main(void)
       cmocka_unit_test(test_queue_is_fifo_and_pops_in_batches),
       cmocka_unit_test(test_closed_queue_refuses_pushes_and_drains),
       cmocka_unit_test(test_queue_hands_every_item_over_between_threads),
+      cmocka_unit_test(test_queue_pop_min_waits_for_company_a_kick_or_time),
       cmocka_unit_test(test_diag_writes_one_escaped_json_line_per_call),
       cmocka_unit_test(test_diag_level_names_parse),
       cmocka_unit_test(test_diag_access_lines_are_written_together),
