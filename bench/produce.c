@@ -1,7 +1,7 @@
 /*
  * produce - the physical limit beside `ctkn serve`'s POST /client-tokens
  * with C requests in flight (bench/http): raw librdkafka with ctkn's
- * producer settings (idempotent, acks=all, linger.ms=0, murmur2_random),
+ * producer settings (idempotent, acks=all, linger.ms=0.2, murmur2_random),
  * closed loop with C records in flight: each delivery report releases the
  * next record, as each 201 lets a wrk connection send its next POST.
  *
@@ -103,7 +103,7 @@ int main(int argc, char **argv)
   double seconds = atof(argv[4]);
   static const char *const kv[] = {
       "enable.idempotence", "true",      "acks", "all", "partitioner",
-      "murmur2_random",     "linger.ms", "0",    NULL};
+      "murmur2_random",     "linger.ms", "0.2",  NULL};
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   char errstr[256], value[160];
   unsigned seed = 42;

@@ -1,6 +1,6 @@
 /*
  * roundtrip - the physical limit of revocation propagation: one record
- * produced with raw librdkafka (idempotent, acks=all, linger.ms=0, as ctkn's
+ * produced with raw librdkafka (idempotent, acks=all, linger.ms=0.2, as ctkn's
  * producer) until each of R consumers (one handle each, as R reader
  * replicas; fetch.wait.max.ms as ctkn's consumer) has received it.
  *
@@ -176,7 +176,7 @@ int main(int argc, char **argv)
   int32_t nparts = (int32_t)atoi(argv[3]);
   int n = atoi(argv[4]), nreps = argc == 6 ? atoi(argv[5]) : 3;
   static const char *const pkv[] = {"enable.idempotence", "true", "acks", "all",
-                                    "linger.ms",          "0",    NULL};
+                                    "linger.ms",          "0.2",  NULL};
   struct replica reps[MAX_REPLICAS];
 
   if (nparts < 1 || n < 1 || nreps < 1 || nreps > MAX_REPLICAS)

@@ -272,7 +272,12 @@ static int set_producer(rd_kafka_conf_t *conf, int t, struct ctkn_err *err)
   OWN("enable.idempotence", "true");
   OWN("acks", "all");
   OWN("partitioner", "murmur2_random");
-  OWN("linger.ms", "0"); /* one record per command: latency first */
+  /* A record waits 0.2 ms for the rest of its batch: a command batch's
+   * records are handed over one by one, and with 0 the first went alone
+   * in its own produce request (and a follower commit per request).
+   * Measured (bench/http writes, 5 paired rounds): POST c64 +5-25%, raw
+   * produce with 64 in flight unchanged; 1 ms halved the raw figure. */
+  OWN("linger.ms", "0.2");
   OWN_INT("message.timeout.ms", message_timeout(t));
   /* A missing topic fails as "unknown topic" before the message times
    * out, so the error can say what to do. */
