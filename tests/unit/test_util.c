@@ -239,13 +239,6 @@ static void *do_later(void *arg)
   return NULL;
 }
 
-static int64_t mono_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ctkn__queue_pop_min() waits for min nodes, a kick or its timeout,
  * whichever comes first, and then takes what is there. */
 static void test_queue_pop_min_waits_for_company_a_kick_or_time(void **state)
@@ -259,37 +252,37 @@ static void test_queue_pop_min_waits_for_company_a_kick_or_time(void **state)
   assert_int_equal(ctkn__queue_init(&q), CTKN_OK);
   /* Too few: the timeout ends the wait, and what is there is taken. */
   assert_true(ctkn__queue_push(&q, &items[0].node));
-  int64_t t0 = mono_ms();
+  int64_t t0 = ctkn__now_ms();
   assert_int_equal(
       ctkn__queue_pop_min(&q, out, 8, 3, 30000, ctkn__queue_kicks(&q)), 1);
-  assert_true(mono_ms() - t0 >= 30);
+  assert_true(ctkn__now_ms() - t0 >= 30);
   /* Enough arrive: the wait ends with them, long before its timeout. */
   struct later three = {&q, items, 3, false};
   assert_int_equal(pthread_create(&t, NULL, do_later, &three), 0);
-  t0 = mono_ms();
+  t0 = ctkn__now_ms();
   assert_int_equal(
       ctkn__queue_pop_min(&q, out, 8, 3, 10000000, ctkn__queue_kicks(&q)), 3);
-  assert_true(mono_ms() - t0 < 5000);
+  assert_true(ctkn__now_ms() - t0 < 5000);
   pthread_join(t, NULL);
   for (int i = 0; i < 3; i++)
     assert_ptr_equal(out[i], &items[i].node);
   /* A kick ends it with fewer. */
   struct later one_then_kick = {&q, items, 1, true};
   assert_int_equal(pthread_create(&t, NULL, do_later, &one_then_kick), 0);
-  t0 = mono_ms();
+  t0 = ctkn__now_ms();
   assert_int_equal(
       ctkn__queue_pop_min(&q, out, 8, 3, 10000000, ctkn__queue_kicks(&q)), 1);
-  assert_true(mono_ms() - t0 < 5000);
+  assert_true(ctkn__now_ms() - t0 < 5000);
   pthread_join(t, NULL);
   /* A kick since the caller looked: no wait at all; nor when closed. */
   uint64_t seen = ctkn__queue_kicks(&q);
   ctkn__queue_kick(&q);
-  t0 = mono_ms();
+  t0 = ctkn__now_ms();
   assert_int_equal(ctkn__queue_pop_min(&q, out, 8, 3, 10000000, seen), 0);
   ctkn__queue_close(&q);
   assert_int_equal(
       ctkn__queue_pop_min(&q, out, 8, 3, 10000000, ctkn__queue_kicks(&q)), 0);
-  assert_true(mono_ms() - t0 < 5000);
+  assert_true(ctkn__now_ms() - t0 < 5000);
   ctkn__queue_destroy(&q);
 }
 
