@@ -504,14 +504,16 @@ static void log_attempt(const struct ntf_entry *e,
   rc |= ctkn__buf_json_member(&f, "notification_id", e->n.id);
   rc |= ctkn__buf_json_member(&f, "destination", e->n.dest);
   rc |= ctkn__buf_json_member(&f, "event_id", e->n.event_id);
-  rc |= ctkn__buf_printf(&f,
-                         ",\"attempt\":%" PRIu32 ",\"response_code\":%d,"
-                         "\"latency_ms\":%.3f",
-                         a->n, a->status, (double)a->latency_us / 1000.0);
+  /* As `notification logs` shows them: no status, no error is null. */
+  rc |= ctkn__buf_printf(&f, ",\"attempt\":%" PRIu32, a->n);
+  rc |= a->status > 0 ? ctkn__buf_printf(&f, ",\"response_code\":%d", a->status)
+                      : ctkn__buf_puts(&f, ",\"response_code\":null");
+  rc |= ctkn__buf_printf(&f, ",\"latency_ms\":%.3f",
+                         (double)a->latency_us / 1000.0);
   rc |= ctkn__buf_json_member(&f, "outcome", outcome);
   rc |= ctkn__buf_json_member(
       &f, "retry_at", e->n.status == CTKN_NTF_NEEDS_RETRY ? retry : NULL);
-  rc |= ctkn__buf_json_member(&f, "error", a->error);
+  rc |= ctkn__buf_json_member(&f, "error", a->error[0] ? a->error : NULL);
   /* A delivery's line may wait to be written with others; a retry or a
    * failure is written at once. */
   if (rc == CTKN_OK && level == CTKN_DIAG_INFO)

@@ -409,6 +409,17 @@ def test_retries_until_recovery():
             wait_until(lambda: delivered_ids(r, path) >= expect, 30,
                        f"{path}: all delivered")
         n.stop()
+        # Its attempt lines say what `notification logs` says: a
+        # delivery has no error, a refused connection no status.
+        lines = n.attempts()
+        done = [a for a in lines if a["outcome"] == "delivered"]
+        refused = [a for a in lines
+                   if a["destination"] == dref and a["outcome"] == "retry"]
+        check(done and refused and all(
+            a["error"] is None and a["response_code"] == 200 for a in done)
+            and all(a["error"] and a["response_code"] is None
+                    for a in refused),
+            f"attempt lines: {done[:2]} {refused[:2]}")
         n = None
 
         for r, path in ((rx, "/fail"), (rx, "/unavail"), (rx2, "/ref")):
@@ -607,7 +618,8 @@ def test_hanging_destination_does_not_slow_others():
         wait_until(lambda: any(a["destination"] == dh and a["attempt"] >= 2
                                for a in n.attempts()), 15, "retry of a hang")
         timed_out = [a for a in n.attempts() if a["destination"] == dh]
-        check(all(a["response_code"] == 0 and a["outcome"] == "retry" and
+        check(all(a["response_code"] is None and a["outcome"] == "retry" and
+                  a["error"] and
                   2900 <= a["latency_ms"] < 6000 for a in timed_out),
               f"hung attempts: {timed_out}")
         check(len(rx.successful("/ok")) == N, "ok destination: duplicates")
