@@ -275,16 +275,18 @@ struct ctkn__queue {
 int ctkn__queue_init(struct ctkn__queue *q);
 /* Only once no thread uses q; items still queued are not touched. */
 void ctkn__queue_destroy(struct ctkn__queue *q);
-/* Append node and wake the waiters. false once q is closed: nothing was
- * queued and the caller still owns the item. */
+/* Append node and wake the waiters (once n reaches what a waiting
+ * ctkn__queue_pop_min() wants, else at once). false once q is closed:
+ * nothing was queued and the caller still owns the item. */
 bool ctkn__queue_push(struct ctkn__queue *q, struct ctkn__qnode *node);
 /* Take up to max nodes, oldest first, into out, waiting up to timeout_ms
  * (< 0: without bound; 0: not at all) for the first. Returns how many;
  * 0 when the wait ran out, or when q is closed and empty. */
 size_t ctkn__queue_pop(struct ctkn__queue *q, struct ctkn__qnode **out,
                        size_t max, int timeout_ms);
-/* As ctkn__queue_pop(), for the queue's one consumer when it would rather
- * take more at once: wait until q holds at least min nodes, is closed, or
+/* As ctkn__queue_pop(), for a queue with one consumer (a plain pop
+ * waiting beside it would miss wake-ups) when it would rather take more
+ * at once: wait until q holds at least min nodes, is closed, or
  * was kicked since ctkn__queue_kicks() returned kicks, or timeout_us
  * passes; then take up to max (perhaps none). Pushes wake it only once
  * min are queued. */

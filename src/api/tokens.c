@@ -16,7 +16,7 @@
  * Each batch costs an append, a checkpoint signature per partition and a
  * projection commit whatever its size, so while one is in flight a batch
  * of fewer than CTKN__API_GATHER_MIN writes waits a little for company
- * (gather()); a write that comes alone goes at once.
+ * (gather()); a write that finds nothing in flight goes at once.
  * The command thread is the only one that appends token events; it gets its
  * ledger in ctkn__api_commands_serve()'s argument, so a test can hand it a
  * ledger over a fake log.
@@ -348,12 +348,13 @@ static void pipe_free(struct pipe *pp)
 
 /* The slots, both queues and, with a ledger, the settling thread. false
  * when out of memory (pipe_free() still releases what was made). */
-static bool pipe_start(struct pipe *pp, ctkn_ledger *l)
+static bool pipe_start(struct pipe *pp, ctkn_ledger *l, struct ctkn__queue *in)
 {
   bool ok = true;
 
   memset(pp, 0, sizeof(*pp));
   pp->l = l;
+  pp->in = in;
   ctkn__api_outage_init(&pp->outage);
   pthread_mutex_init(&pp->mu, NULL);
   pthread_cond_init(&pp->cv, NULL);
@@ -432,7 +433,8 @@ static void heartbeat(struct pipe *pp)
 /* have writes taken while a batch is in flight: more from the queue, up
  * to room, once CTKN__API_GATHER_MIN are there in all, or once nothing is
  * in flight, or after s->gather_us. Under load batches are then fewer and
- * larger (bench/http: http_create_c64); a write alone goes at once. */
+ * larger (bench/http: http_create_c64); with nothing in flight a write
+ * goes at once. */
 static size_t gather(struct pipe *pp, struct server *s,
                      struct ctkn__qnode **more, size_t room, size_t have)
 {
@@ -480,14 +482,13 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
   ctkn__err(&stopped, CTKN_EKAFKA,
             "this server's projection stopped (its log says why); nothing "
             "was appended");
-  if (!pipe_start(&pp, l)) {
+  if (!pipe_start(&pp, l, &s->cmdq)) {
     ctkn__err(&nomem, CTKN_ENOMEM, "command thread");
     ctkn__api_fatal(s, &nomem);
     l = NULL;
     why = &nomem;
   }
   pp.timeout_ms = s->cfg->log->timeout_ms;
-  pp.in = &s->cmdq;
   int64_t beat_at = ctkn__now_ms(); /* the first at once: readers wait */
   while (ctkn__queue_pop(&pp.free, &slot, 1, -1) == 1) {
     struct wslot *w = CTKN__CONTAINER_OF(slot, struct wslot, qnode);

@@ -276,7 +276,9 @@ static int set_producer(rd_kafka_conf_t *conf, int t, struct ctkn_err *err)
    * records are handed over one by one, and with 0 the first went alone
    * in its own produce request (and a follower commit per request).
    * Measured (bench/http writes, 5 paired rounds): POST c64 +5-25%, raw
-   * produce with 64 in flight unchanged; 1 ms halved the raw figure. */
+   * produce with 64 in flight unchanged; 1 ms halved the raw figure.
+   * librdkafka reads it with strtod(): ctkn never calls setlocale(), so
+   * the decimal point stays a point. */
   OWN("linger.ms", "0.2");
   OWN_INT("message.timeout.ms", message_timeout(t));
   /* A missing topic fails as "unknown topic" before the message times

@@ -3266,7 +3266,8 @@ static struct req *one_waiting_for_company(struct cfx *c,
                                            pthread_t *t, struct req **first)
 {
   done(&c->f, post(c, "{\"name\":\"warm\"}", NULL)); /* the partitions */
-  c->s->gather_us = INT64_C(60000000);
+  c->s->gather_us = INT64_C(10000000);
+  c->t.cfg.timeout_ms = 60000; /* the held batch must not time out */
   fake_log_on_send(c->t.log, gather_on_send, probe);
   assert_int_equal(pthread_create(t, NULL, commands_main, c), 0);
   *first = call(&c->f, "POST", "/client-tokens", "{\"name\":\"first\"}",
@@ -3292,6 +3293,7 @@ static void end_gathering(struct cfx *c, pthread_t t)
   stop_commands(c, t);
   reopen_commands(c);
   c->s->gather_us = CTKN__API_GATHER_US;
+  c->t.cfg.timeout_ms = 3000; /* testkit's */
 }
 
 /* Under load a batch of a few waits for company: one queued while

@@ -258,20 +258,20 @@ static void test_queue_pop_min_waits_for_company_a_kick_or_time(void **state)
   assert_true(ctkn__now_ms() - t0 >= 30);
   /* Enough arrive: the wait ends with them, long before its timeout. */
   struct later three = {&q, items, 3, false};
+  uint64_t kicks = ctkn__queue_kicks(&q); /* before the other thread runs */
   assert_int_equal(pthread_create(&t, NULL, do_later, &three), 0);
   t0 = ctkn__now_ms();
-  assert_int_equal(
-      ctkn__queue_pop_min(&q, out, 8, 3, 10000000, ctkn__queue_kicks(&q)), 3);
+  assert_int_equal(ctkn__queue_pop_min(&q, out, 8, 3, 10000000, kicks), 3);
   assert_true(ctkn__now_ms() - t0 < 5000);
   pthread_join(t, NULL);
   for (int i = 0; i < 3; i++)
     assert_ptr_equal(out[i], &items[i].node);
   /* A kick ends it with fewer. */
   struct later one_then_kick = {&q, items, 1, true};
+  kicks = ctkn__queue_kicks(&q);
   assert_int_equal(pthread_create(&t, NULL, do_later, &one_then_kick), 0);
   t0 = ctkn__now_ms();
-  assert_int_equal(
-      ctkn__queue_pop_min(&q, out, 8, 3, 10000000, ctkn__queue_kicks(&q)), 1);
+  assert_int_equal(ctkn__queue_pop_min(&q, out, 8, 3, 10000000, kicks), 1);
   assert_true(ctkn__now_ms() - t0 < 5000);
   pthread_join(t, NULL);
   /* A kick since the caller looked: no wait at all; nor when closed. */
