@@ -14,9 +14,9 @@
  * heartbeat's), the writes queued while it waited are refused, nothing
  * appended: each has waited the timeout once, and would wait it again.
  * Each batch costs an append, a checkpoint signature per partition and a
- * projection commit whatever its size, so while one is in flight a batch
- * of fewer than CTKN__API_GATHER_MIN writes waits a little for company
- * (gather()); a write that finds nothing in flight goes at once.
+ * projection commit whatever its size, so a batch of fewer than
+ * CTKN__API_GATHER_MIN writes that would take the last free slot waits a
+ * little for company (gather()); with a slot to spare it goes at once.
  * The command thread is the only one that appends token events; it gets its
  * ledger in ctkn__api_commands_serve()'s argument, so a test can hand it a
  * ledger over a fake log.
@@ -251,7 +251,7 @@ struct wslot {
 
 struct pipe {
   ctkn_ledger *l;
-  struct ctkn__queue *in; /* the writes: kicked when nothing is in flight */
+  struct ctkn__queue *in; /* the writes: kicked when a batch settles */
   struct wslot slots[PIPE_DEPTH];
   struct ctkn__queue free, ready;
   pthread_t settler;
@@ -309,11 +309,11 @@ static void *settler_main(void *arg)
     answer_all(w);
     ctkn__queue_push(&pp->free, &w->qnode);
     pthread_mutex_lock(&pp->mu);
-    bool idle = --pp->unsettled == 0;
+    pp->unsettled--;
     pthread_cond_broadcast(&pp->cv);
     pthread_mutex_unlock(&pp->mu);
-    if (idle && pp->in != NULL)
-      ctkn__queue_kick(pp->in); /* gather() waits no longer */
+    if (pp->in != NULL)
+      ctkn__queue_kick(pp->in); /* a slot is free: gather() waits no longer */
   }
   return NULL;
 }
@@ -430,11 +430,13 @@ static void heartbeat(struct pipe *pp)
   log_failed(pp, "this server's heartbeat", started_us, rc, &err);
 }
 
-/* have writes taken while a batch is in flight: more from the queue, up
- * to room, once CTKN__API_GATHER_MIN are there in all, or once nothing is
- * in flight, or after s->gather_us. Under load batches are then fewer and
- * larger (bench/http: http_create_c64); with nothing in flight a write
- * goes at once. */
+/* have writes taken for the last free slot (the batches in flight hold
+ * every other one): more from the queue, up to room, once
+ * CTKN__API_GATHER_MIN are there in all, or once a batch settles, or
+ * after s->gather_us. Writes queued meanwhile would have waited for a
+ * slot anyway; under load batches are then fewer and larger (bench/http:
+ * http_create_c64). With a slot to spare (a few clients: one batch in
+ * flight, rarely two) a write goes at once, pipelined. */
 static size_t gather(struct pipe *pp, struct server *s,
                      struct ctkn__qnode **more, size_t room, size_t have)
 {
@@ -445,7 +447,7 @@ static size_t gather(struct pipe *pp, struct server *s,
   pthread_mutex_lock(&pp->mu);
   size_t busy = pp->unsettled;
   pthread_mutex_unlock(&pp->mu);
-  if (busy == 0)
+  if (busy < PIPE_DEPTH - 1)
     return 0;
   return ctkn__queue_pop_min(&s->cmdq, more, room, CTKN__API_GATHER_MIN - have,
                              s->gather_us, kicks);

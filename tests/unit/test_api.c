@@ -3257,32 +3257,38 @@ static int sends_of(struct gather_probe *p)
   return __atomic_load_n(&p->sends, __ATOMIC_SEQ_CST);
 }
 
-/* A create queued alone, with nothing in flight, goes at once, however
- * long the command thread may gather; then one queued while it is in
- * flight is taken and held (s->gather_us, lengthened here, is its bound);
- * returns that second one. */
+/* Creates queued one at a time while a slot is to spare go at once,
+ * however long the command thread may gather: the first with nothing in
+ * flight, the second beside it (both held in flight). A third, which
+ * would take the last free slot, is taken and held (s->gather_us,
+ * lengthened here, is its bound); returns it. */
 static struct req *one_waiting_for_company(struct cfx *c,
                                            struct gather_probe *probe,
-                                           pthread_t *t, struct req **first)
+                                           pthread_t *t, struct req *first[2])
 {
   done(&c->f, post(c, "{\"name\":\"warm\"}", NULL)); /* the partitions */
   c->s->gather_us = INT64_C(10000000);
-  c->t.cfg.timeout_ms = 60000; /* the held batch must not time out */
+  c->t.cfg.timeout_ms = 60000; /* the held batches must not time out */
   fake_log_on_send(c->t.log, gather_on_send, probe);
   assert_int_equal(pthread_create(t, NULL, commands_main, c), 0);
-  *first = call(&c->f, "POST", "/client-tokens", "{\"name\":\"first\"}",
-                "Authorization", auth_writer, NULL);
+  first[0] = call(&c->f, "POST", "/client-tokens", "{\"name\":\"first\"}",
+                  "Authorization", auth_writer, NULL);
   for (int i = 0;
        i < 5000 && !__atomic_load_n(&probe->first_sent, __ATOMIC_SEQ_CST); i++)
     usleep(1000);
   assert_true(__atomic_load_n(&probe->first_sent, __ATOMIC_SEQ_CST));
-  struct req *r = call(&c->f, "POST", "/client-tokens", "{\"name\":\"second\"}",
+  first[1] = call(&c->f, "POST", "/client-tokens", "{\"name\":\"second\"}",
+                  "Authorization", auth_writer, NULL);
+  for (int i = 0; i < 5000 && sends_of(probe) < 2; i++)
+    usleep(1000);
+  assert_int_equal(sends_of(probe), 2);
+  struct req *r = call(&c->f, "POST", "/client-tokens", "{\"name\":\"third\"}",
                        "Authorization", auth_writer, NULL);
   for (int i = 0; i < 5000 && ctkn__queue_len(&c->s->cmdq) > 0; i++)
     usleep(1000);
   assert_int_equal(ctkn__queue_len(&c->s->cmdq), 0);
   usleep(50000);
-  assert_int_equal(sends_of(probe), 1); /* taken, not appended */
+  assert_int_equal(sends_of(probe), 2); /* taken, not appended */
   return r;
 }
 
@@ -3296,31 +3302,33 @@ static void end_gathering(struct cfx *c, pthread_t t)
   c->t.cfg.timeout_ms = 3000; /* testkit's */
 }
 
-/* Under load a batch of a few waits for company: one queued while
- * another batch is in flight goes with the ones queued after it, in one
- * produce, once CTKN__API_GATHER_MIN are there. */
+/* Under load a batch of a few waits for company: one that would take
+ * the last free slot goes with the ones queued after it, in one produce,
+ * once CTKN__API_GATHER_MIN are there. */
 static void test_a_write_while_a_batch_is_in_flight_waits_for_company(void **st)
 {
   struct cfx *c = *st;
   struct gather_probe probe = {.c = c};
-  struct req *first, *w[CTKN__API_GATHER_MIN];
+  struct req *first[2], *w[CTKN__API_GATHER_MIN];
   pthread_t t;
 
-  w[0] = one_waiting_for_company(c, &probe, &t, &first);
+  w[0] = one_waiting_for_company(c, &probe, &t, first);
   for (int i = 1; i < CTKN__API_GATHER_MIN; i++) {
     char body[32];
     snprintf(body, sizeof(body), "{\"name\":\"w %d\"}", i);
     w[i] = call(&c->f, "POST", "/client-tokens", body, "Authorization",
                 auth_writer, NULL);
   }
-  for (int i = 0; i < 5000 && sends_of(&probe) < 2; i++)
+  for (int i = 0; i < 5000 && sends_of(&probe) < 3; i++)
     usleep(1000);
   usleep(20000);
-  assert_int_equal(sends_of(&probe), 2); /* all of them in one */
+  assert_int_equal(sends_of(&probe), 3); /* all of them in one */
   fake_log_hold_polls(c->t.log, false);
-  assert_true(wait_ready(first));
-  assert_int_equal(first->status, 201);
-  done(&c->f, first);
+  for (int i = 0; i < 2; i++) {
+    assert_true(wait_ready(first[i]));
+    assert_int_equal(first[i]->status, 201);
+    done(&c->f, first[i]);
+  }
   for (int i = 0; i < CTKN__API_GATHER_MIN; i++) {
     assert_true(wait_ready(w[i]));
     assert_int_equal(w[i]->status, 201);
@@ -3329,24 +3337,27 @@ static void test_a_write_while_a_batch_is_in_flight_waits_for_company(void **st)
   end_gathering(c, t);
 }
 
-/* The wait for company ends when nothing is in flight any more: the
- * command thread would otherwise sit idle. */
+/* The wait for company ends when a batch ahead settles: a slot is free
+ * again. */
 static void test_a_waiting_write_goes_when_the_batch_ahead_settles(void **st)
 {
   struct cfx *c = *st;
   struct gather_probe probe = {.c = c};
-  struct req *first;
+  struct req *first[2];
   pthread_t t;
 
-  struct req *second = one_waiting_for_company(c, &probe, &t, &first);
-  fake_log_hold_polls(c->t.log, false); /* the first is judged */
-  assert_true(wait_ready(first));
-  assert_true(wait_ready(second)); /* long before gather_us */
-  assert_int_equal(sends_of(&probe), 2);
-  assert_int_equal(first->status, 201);
-  assert_int_equal(second->status, 201);
-  done(&c->f, first);
-  done(&c->f, second);
+  struct req *third = one_waiting_for_company(c, &probe, &t, first);
+  fake_log_hold_polls(c->t.log, false); /* the first two are judged */
+  for (int i = 0; i < 2; i++)
+    assert_true(wait_ready(first[i]));
+  assert_true(wait_ready(third)); /* long before gather_us */
+  assert_int_equal(sends_of(&probe), 3);
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(first[i]->status, 201);
+    done(&c->f, first[i]);
+  }
+  assert_int_equal(third->status, 201);
+  done(&c->f, third);
   end_gathering(c, t);
 }
 
