@@ -430,6 +430,13 @@ static void heartbeat(struct pipe *pp)
   log_failed(pp, "this server's heartbeat", started_us, rc, &err);
 }
 
+/* Add the n requests of nodes to w's batch. */
+static void take(struct wslot *w, struct ctkn__qnode **nodes, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    w->batch[w->n++] = CTKN__CONTAINER_OF(nodes[i], struct req, qnode);
+}
+
 /* have writes taken for the last free slot (the batches in flight hold
  * every other one): more from the queue, up to room, once
  * CTKN__API_GATHER_MIN are there in all, or once a batch settles, or
@@ -500,9 +507,16 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
       wait = left > 0 ? (int)left : 0;
     }
     size_t n = ctkn__queue_pop(&s->cmdq, nodes, CTKN__API_BATCH_MAX, wait);
+    w->n = 0;
+    take(w, nodes, n);
     if (wait >= 0 && ctkn__now_ms() >= beat_at) {
       drain(&pp); /* the heartbeat's signer and projector are ours */
-      heartbeat(&pp);
+      /* Writes that waited behind a batch the log just failed are
+       * answered first: the heartbeat would make them wait once more.
+       * A stopping server sends none: its drain would wait for it. */
+      refuse_waited(&pp, w);
+      if (!atomic_load(&s->closing))
+        heartbeat(&pp);
       beat_at = ctkn__now_ms() + s->cfg->heartbeat_ms;
     }
     if (n == 0) {
@@ -511,11 +525,8 @@ void ctkn__api_commands_serve(struct server *s, ctkn_ledger *l,
         break; /* closed and empty */
       continue;
     }
-    if (l != NULL)
-      n += gather(&pp, s, nodes + n, CTKN__API_BATCH_MAX - n, n);
-    w->n = n;
-    for (size_t i = 0; i < n; i++)
-      w->batch[i] = CTKN__CONTAINER_OF(nodes[i], struct req, qnode);
+    if (l != NULL && w->n > 0)
+      take(w, nodes, gather(&pp, s, nodes, CTKN__API_BATCH_MAX - w->n, w->n));
     refuse_waited(&pp, w);
     if (w->n == 0) {
       ctkn__queue_push(&pp.free, &w->qnode);

@@ -2983,6 +2983,33 @@ static void test_a_write_that_waited_on_a_failed_heartbeat_is_refused(void **st)
   tk_signing_free(&sg);
 }
 
+/* A stopping server appends no heartbeat: its drain would wait for it,
+ * as long as the log takes (a broker away: the timeout), and the writes
+ * still queued behind it too. */
+static void test_a_stopping_server_appends_no_heartbeat(void **st)
+{
+  struct cfx *c = *st;
+  struct tk_signing sg;
+  struct ctkn_err err = {0};
+
+  tk_keyring_with(&c->t, &sg);
+  assert_int_equal(ctkn_ledger_set_trust(c->l, sg.root_pub, sg.writer, &err),
+                   CTKN_OK);
+  c->cfg.writer_key = sg.writer;
+  c->cfg.heartbeat_ms = 60000; /* one per serve(): its first is at once */
+  uint64_t before = produced(c);
+  atomic_store(&c->s->closing, true);
+  serve(c);
+  assert_int_equal(produced(c), before);
+  atomic_store(&c->s->closing, false);
+  serve(c);
+  assert_true(produced(c) > before); /* not stopping: it does */
+  c->cfg.writer_key = NULL;
+  ctkn_ledger_close(c->l); /* it signs its closing checkpoints with sg's */
+  c->l = NULL;
+  tk_signing_free(&sg);
+}
+
 /* The command thread on a thread of its own, its queue open. */
 static void *commands_main(void *arg)
 {
@@ -3049,6 +3076,81 @@ static void reopen_commands(struct cfx *c)
 {
   ctkn__queue_destroy(&c->s->cmdq);
   assert_int_equal(ctkn__queue_init(&c->s->cmdq), CTKN_OK);
+}
+
+struct beat_probe {
+  struct cfx *c;
+  struct req *behind; /* queued during the keyed create's send */
+  int sends;          /* produce calls seen (atomic) */
+  bool ready_at_beat; /* behind was answered when the heartbeat went */
+};
+
+/* Send 1: the first heartbeat; 2: the keyed create's, a create queued
+ * behind it; 3: the heartbeat after it, which notes whether that create
+ * was answered already. */
+static void beat_on_send(void *arg)
+{
+  struct beat_probe *p = arg;
+  int k = __atomic_add_fetch(&p->sends, 1, __ATOMIC_SEQ_CST);
+
+  if (k == 2)
+    p->behind =
+        call(&p->c->f, "POST", "/client-tokens", "{\"name\":\"behind\"}",
+             "Authorization", auth_writer, NULL);
+  else if (k == 3)
+    p->ready_at_beat = __atomic_load_n(&p->behind->ready, __ATOMIC_SEQ_CST);
+}
+
+/* A write that waited behind one the log failed is refused before the
+ * heartbeat that falls due meanwhile, not after it: a heartbeat waits on
+ * the same log, and 503s came at about twice --timeout. */
+static void
+test_a_write_behind_a_failed_one_is_refused_before_the_heartbeat(void **st)
+{
+  struct cfx *c = *st;
+  struct tk_signing sg;
+  struct beat_probe probe = {.c = c};
+  struct ctkn_err err = {0};
+  pthread_t t;
+
+  tk_keyring_with(&c->t, &sg);
+  assert_int_equal(ctkn_ledger_set_trust(c->l, sg.root_pub, sg.writer, &err),
+                   CTKN_OK);
+  c->cfg.writer_key = sg.writer;
+  c->cfg.heartbeat_ms = 250; /* due again once the first create failed */
+  c->t.cfg.timeout_ms = 400; /* read once the thread starts */
+  fake_log_on_send(c->t.log, beat_on_send, &probe);
+  assert_int_equal(pthread_create(&t, NULL, commands_main, c), 0);
+  for (int i = 0;
+       i < 5000 && __atomic_load_n(&probe.sends, __ATOMIC_SEQ_CST) < 1; i++)
+    usleep(1000);
+  usleep(20000); /* the first heartbeat done */
+  waits_out_the_timeout(c);
+  struct req *first =
+      call(&c->f, "POST", "/client-tokens", "{\"name\":\"first\"}",
+           "Authorization", auth_writer, "Idempotency-Key", "k-beat", NULL);
+  assert_true(wait_ready(first));
+  for (int i = 0;
+       i < 5000 && __atomic_load_n(&probe.sends, __ATOMIC_SEQ_CST) < 3; i++)
+    usleep(1000);
+  assert_true(__atomic_load_n(&probe.sends, __ATOMIC_SEQ_CST) >= 3);
+  assert_non_null(probe.behind);
+  assert_true(wait_ready(probe.behind));
+  fake_log_on_send(c->t.log, NULL, NULL);
+  fake_log_delay_reports(c->t.log, 0);
+  stop_commands(c, t);
+  assert_int_equal(first->status, 503);
+  check_detail(&c->f, probe.behind, 503, "service_unavailable", NULL,
+               "nothing was appended: a write queued ahead of it failed "
+               "after waiting on the log");
+  assert_true(probe.ready_at_beat);
+  done(&c->f, first);
+  reopen_commands(c);
+  c->t.cfg.timeout_ms = 3000; /* testkit's */
+  c->cfg.writer_key = NULL;
+  ctkn_ledger_close(c->l); /* it signs its closing checkpoints with sg's */
+  c->l = NULL;
+  tk_signing_free(&sg);
 }
 
 /* A write queued while the log failed the write ahead of it is refused
@@ -3498,6 +3600,8 @@ int main(void)
       C(test_writes_queued_together_run_as_one_batch),
       C(test_creates_are_appended_while_the_last_batch_settles),
       C(test_a_write_while_a_batch_is_in_flight_waits_for_company),
+      C(test_a_stopping_server_appends_no_heartbeat),
+      C(test_a_write_behind_a_failed_one_is_refused_before_the_heartbeat),
       C(test_a_waiting_write_goes_when_the_batch_ahead_settles),
       C(test_one_key_queued_twice_appends_once),
   };

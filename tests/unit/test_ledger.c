@@ -623,6 +623,43 @@ static void test_a_new_replica_of_a_heartbeating_writer_applies_it_all(void **s)
   tk_signing_free(&sg);
 }
 
+/* A writer that died between a record and its checkpoint leaves, at its
+ * partition's end, a record no checkpoint will cover; a checkpoint signed
+ * more than a second after it gives it up. A new writer's first
+ * heartbeat is such a checkpoint, so it must not wait for the projection
+ * to pass that record first (it did, and timed out: every heartbeat and
+ * every write after it failed for good). */
+static void test_a_heartbeat_gives_up_a_record_never_checkpointed(void **s)
+{
+  struct fx *f = *s;
+  struct tk_signing sg;
+  struct ctkn_command cmd;
+  struct ctkn_outcome o;
+  struct ctkn_record got;
+  struct ctkn_err err = {0};
+
+  sign_with_a_key(f, &sg);
+  create_cmd(&cmd, "orphan", NULL);
+  fake_log_fail_sends_after(f->t.log, 1, 1, CTKN_ETIMEOUT, false);
+  assert_int_not_equal(ctkn_ledger_execute(f->l, &cmd, &o, &err), CTKN_OK);
+  ctkn_ledger_close(f->l);
+  f->t.cfg.timeout_ms = 1500; /* a wait for the orphan fails quickly */
+  if (ctkn_ledger_open(&f->l, f->t.st, &f->t.cfg, CTKN_ENV_SANDBOX, &err) !=
+          CTKN_OK ||
+      ctkn_ledger_set_trust(f->l, sg.root_pub, sg.writer, &err) != CTKN_OK)
+    fail_msg("ledger: %s", err.msg);
+  usleep(1100 * 1000); /* past the gate's grace */
+  if (ctkn_ledger_heartbeat(f->l, &err) != CTKN_OK)
+    fail_msg("heartbeat: %s", err.msg);
+  create_cmd(&cmd, "after", NULL);
+  if (ctkn_ledger_execute(f->l, &cmd, &o, &err) != CTKN_OK)
+    fail_msg("create after the heartbeat: %s", err.msg);
+  assert_true(tk_get(&f->t, o.record.token.id, &got));
+  ctkn_ledger_close(f->l); /* it signs a closing checkpoint with the key */
+  f->l = NULL;
+  tk_signing_free(&sg);
+}
+
 /* A process that runs one command closes its writer instance with that
  * batch's checkpoints: closing the ledger then appends nothing more (one
  * produce round trip less). A batch after it is a new instance. A reader
@@ -1893,6 +1930,7 @@ int main(void)
       T(test_a_root_without_a_keyring_judges_nothing),
       T(test_a_last_batch_closes_the_instance_with_its_checkpoints),
       T(test_a_new_replica_of_a_heartbeating_writer_applies_it_all),
+      T(test_a_heartbeat_gives_up_a_record_never_checkpointed),
       T(test_a_revoke_in_one_read_batch_is_a_barrier),
       T(test_a_failed_seek_past_another_writer_is_not_an_error),
       T(test_lost_race_replans_and_reports_the_conflict),
