@@ -415,7 +415,10 @@ int ctkn__kafka_watermarks(ctkn_consumer *base, int32_t first, int32_t n,
   if (rc != CTKN_OK)
     return rc;
   /* Leadership moves (a new topic, a broker restart) answer "not leader"
-   * for a moment: retry those within the timeout. */
+   * for a moment, and a broker resumed after a pause "unknown topic or
+   * partition" for partitions the metadata lists (its own metadata is
+   * catching up): retry those within the timeout. A topic that is not
+   * there fails earlier, at its metadata. */
   int64_t deadline = ctkn__now_ms() + c->timeout_ms;
   for (;;) {
     int left = (int)ctkn__kafka_clamp((int)(deadline - ctkn__now_ms()), 1,
@@ -426,7 +429,8 @@ int ctkn__kafka_watermarks(ctkn_consumer *base, int32_t first, int32_t n,
          e != RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH &&
          /* 2.14 sends the leader epoch it knows: a restarted broker that
           * has not caught up on the metadata answers this. */
-         e != RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH) ||
+         e != RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH &&
+         e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) ||
         ctkn__now_ms() + CTKN__KAFKA_META_RETRY_MS >= deadline)
       break;
     ctkn__kafka_sleep_ms(CTKN__KAFKA_META_RETRY_MS);

@@ -25,8 +25,9 @@
 #include "fake_log.h"
 #include "log/kafka_int.h" /* the rebalance callback, called directly */
 
-#define PARTITIONS  3
-#define API_PRODUCE 0 /* Kafka protocol ApiKey of ProduceRequest */
+#define PARTITIONS       3
+#define API_PRODUCE      0 /* Kafka protocol ApiKey of ProduceRequest */
+#define API_LIST_OFFSETS 2 /* ... of ListOffsetsRequest */
 
 /* One mock cluster for the whole run: destroying one can take a second
  * (its thread notices the request on its next poll timeout). Each test gets
@@ -711,6 +712,28 @@ static void test_poll_returns_without_waiting_for_a_full_batch(void **state)
     assert_true(now_ms() - t0 < 2000);
   }
   ctkn_producer_close(p);
+  ctkn_consumer_close(c);
+}
+
+/* A broker that answers "unknown topic or partition" for a partition the
+ * metadata lists (one resumed after a pause, its metadata catching up)
+ * is asked again within the timeout, as for "not leader": a create was
+ * answered 404 "topic has no partition 0" while the broker came back. */
+static void test_watermarks_retry_a_partition_unknown_for_a_moment(void **state)
+{
+  struct fx *f = *state;
+  ctkn_consumer *c;
+  struct ctkn_err err = {0};
+  int64_t lo = -5, hi = -5;
+
+  assert_int_equal(ctkn_consumer_open(&c, &f->cfg, &err), CTKN_OK);
+  rd_kafka_mock_push_request_errors(f->mc, API_LIST_OFFSETS, 2,
+                                    RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+                                    RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  if (ctkn_consumer_watermarks(c, 1, &lo, &hi, &err) != CTKN_OK)
+    fail_msg("watermarks: %s", err.msg);
+  assert_int_equal(lo, 0);
+  assert_int_equal(hi, 0);
   ctkn_consumer_close(c);
 }
 
@@ -1500,6 +1523,9 @@ int main(void)
           test_poll_returns_without_waiting_for_a_full_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_watermarks_follow_the_log, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(
+          test_watermarks_retry_a_partition_unknown_for_a_moment, setup,
+          teardown),
       cmocka_unit_test_setup_teardown(
           test_assign_at_an_offset_skips_earlier_records, setup, teardown),
       cmocka_unit_test_setup_teardown(test_verbatim_headers_round_trip, setup,
