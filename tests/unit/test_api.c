@@ -2936,6 +2936,28 @@ static void waits_out_the_timeout(struct cfx *c)
   fake_log_fail_sends(c->t.log, 1, CTKN_ETIMEOUT, false);
 }
 
+/* The server signs with sg's writer key (a keyring with it on the log):
+ * it heartbeats. */
+static void sign_as_writer(struct cfx *c, struct tk_signing *sg)
+{
+  struct ctkn_err err = {0};
+
+  tk_keyring_with(&c->t, sg);
+  assert_int_equal(ctkn_ledger_set_trust(c->l, sg->root_pub, sg->writer, &err),
+                   CTKN_OK);
+  c->cfg.writer_key = sg->writer;
+}
+
+/* ... and no more: the ledger closed (it signs its closing checkpoints
+ * with sg's key), the fixture's next test opens another. */
+static void stop_signing(struct cfx *c, struct tk_signing *sg)
+{
+  c->cfg.writer_key = NULL;
+  ctkn_ledger_close(c->l);
+  c->l = NULL;
+  tk_signing_free(sg);
+}
+
 /* A write queued while the log failed to take the server's heartbeat
  * has waited the log's timeout once already: it is refused at once,
  * nothing appended, rather than waiting that long again for its own
@@ -2945,12 +2967,8 @@ static void test_a_write_that_waited_on_a_failed_heartbeat_is_refused(void **st)
 {
   struct cfx *c = *st;
   struct tk_signing sg;
-  struct ctkn_err err = {0};
 
-  tk_keyring_with(&c->t, &sg);
-  assert_int_equal(ctkn_ledger_set_trust(c->l, sg.root_pub, sg.writer, &err),
-                   CTKN_OK);
-  c->cfg.writer_key = sg.writer;
+  sign_as_writer(c, &sg);
   c->cfg.heartbeat_ms = 60000; /* one per serve(): its first is at once */
   waits_out_the_timeout(c);
   struct req *r = post(c, "{\"name\":\"waited\"}", NULL);
@@ -2977,10 +2995,7 @@ static void test_a_write_that_waited_on_a_failed_heartbeat_is_refused(void **st)
       jstr(json_array_get(json_object_get(j, "data"), 0), "name"), "after");
   json_decref(j);
   done(&c->f, r);
-  c->cfg.writer_key = NULL;
-  ctkn_ledger_close(c->l); /* it signs its closing checkpoints with sg's */
-  c->l = NULL;
-  tk_signing_free(&sg);
+  stop_signing(c, &sg);
 }
 
 /* A stopping server appends no heartbeat: its drain would wait for it,
@@ -2990,12 +3005,8 @@ static void test_a_stopping_server_appends_no_heartbeat(void **st)
 {
   struct cfx *c = *st;
   struct tk_signing sg;
-  struct ctkn_err err = {0};
 
-  tk_keyring_with(&c->t, &sg);
-  assert_int_equal(ctkn_ledger_set_trust(c->l, sg.root_pub, sg.writer, &err),
-                   CTKN_OK);
-  c->cfg.writer_key = sg.writer;
+  sign_as_writer(c, &sg);
   c->cfg.heartbeat_ms = 60000; /* one per serve(): its first is at once */
   uint64_t before = produced(c);
   atomic_store(&c->s->closing, true);
@@ -3004,10 +3015,7 @@ static void test_a_stopping_server_appends_no_heartbeat(void **st)
   atomic_store(&c->s->closing, false);
   serve(c);
   assert_true(produced(c) > before); /* not stopping: it does */
-  c->cfg.writer_key = NULL;
-  ctkn_ledger_close(c->l); /* it signs its closing checkpoints with sg's */
-  c->l = NULL;
-  tk_signing_free(&sg);
+  stop_signing(c, &sg);
 }
 
 /* The command thread on a thread of its own, its queue open. */
@@ -3110,13 +3118,9 @@ test_a_write_behind_a_failed_one_is_refused_before_the_heartbeat(void **st)
   struct cfx *c = *st;
   struct tk_signing sg;
   struct beat_probe probe = {.c = c};
-  struct ctkn_err err = {0};
   pthread_t t;
 
-  tk_keyring_with(&c->t, &sg);
-  assert_int_equal(ctkn_ledger_set_trust(c->l, sg.root_pub, sg.writer, &err),
-                   CTKN_OK);
-  c->cfg.writer_key = sg.writer;
+  sign_as_writer(c, &sg);
   c->cfg.heartbeat_ms = 250; /* due again once the first create failed */
   c->t.cfg.timeout_ms = 400; /* read once the thread starts */
   fake_log_on_send(c->t.log, beat_on_send, &probe);
@@ -3147,10 +3151,7 @@ test_a_write_behind_a_failed_one_is_refused_before_the_heartbeat(void **st)
   done(&c->f, first);
   reopen_commands(c);
   c->t.cfg.timeout_ms = 3000; /* testkit's */
-  c->cfg.writer_key = NULL;
-  ctkn_ledger_close(c->l); /* it signs its closing checkpoints with sg's */
-  c->l = NULL;
-  tk_signing_free(&sg);
+  stop_signing(c, &sg);
 }
 
 /* A write queued while the log failed the write ahead of it is refused
